@@ -1,0 +1,150 @@
+# cutover: one non-recursive Makefile. `make help` lists the targets.
+#
+# Objects go to $(BUILD) (build/ by default, build-asan/ for `make asan`), so
+# sanitizer and plain objects never mix. The two binaries are also linked to
+# the top of the tree (./cutoverd, ./cutoverctl) for the README's commands.
+
+CC        ?= cc
+BUILD     ?= build
+SANITIZE  ?=
+Q          = $(if $(V),,@)
+
+WARN      = -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wno-unused-parameter -Werror
+CPPFLAGS += -I. -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
+CFLAGS   ?= -O2 -g
+PKGS      = libevent libevent_openssl openssl jansson libpq libxxhash
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+ifneq ($(SANITIZE),)
+SANFLAGS  = -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+ALL_CFLAGS = $(WARN) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(SANFLAGS)
+LDLIBS_ALL = $(PKG_LIBS) -lm
+LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
+
+ROUTER_SRC = router/router.c router/conf.c
+HEALTH_SRC = health/conf.c health/window.c health/policy.c
+ADMIN_SRC  = admin/log.c admin/xmalloc.c admin/ctl_proto.c admin/control.c \
+             admin/store.c admin/audit.c admin/socket.c
+PROXY_SRC  = proxy/http1.c proxy/conf.c proxy/server.c proxy/http.c proxy/tcp.c
+LIB_SRC    = $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
+LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB        = $(BUILD)/libcutover.a
+
+CTL_SRC    = admin/cutoverctl.c admin/ctl_proto.c admin/xmalloc.c
+CTL_OBJ    = $(CTL_SRC:%.c=$(BUILD)/%.o)
+
+UNIT_SRC   = $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN   = $(UNIT_SRC:%.c=$(BUILD)/%)
+INTEG_SRC  = $(sort $(wildcard tests/integration/[0-9]*.c))
+INTEG_BIN  = $(INTEG_SRC:%.c=$(BUILD)/%)
+HARNESS_OBJ = $(BUILD)/tests/harness/harness.o
+BACKEND    = $(BUILD)/tests/tools/backend
+
+BINS = $(BUILD)/cutoverd $(BUILD)/cutoverctl $(BACKEND)
+
+.PHONY: all test unit integration asan check-layers deps run clean help fuzz fuzz-smoke bench
+
+all: $(BINS) cutoverd cutoverctl
+
+cutoverd cutoverctl: %: $(BUILD)/%
+	$(Q)ln -sf $< $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@printf '  CC  %s\n' $@
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@printf '  AR  %s\n' $@
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/cutoverd: $(BUILD)/proxy/main.o $(LIB)
+	@printf '  LD  %s\n' $@
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/cutoverctl: $(CTL_OBJ)
+	@printf '  LD  %s\n' $@
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(BACKEND): $(BUILD)/tests/tools/backend.o $(LIB)
+	@printf '  LD  %s\n' $@
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)
+	@printf '  LD  %s\n' $@
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) $(CMOCKA_LIBS)
+
+$(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(HARNESS_OBJ) $(LIB)
+	@printf '  LD  %s\n' $@
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) $(CMOCKA_LIBS)
+
+## test: check-layers, unit and integration tests (ends with cmocka's summaries)
+test: check-layers unit integration
+
+## unit: cmocka unit tests, one binary per module
+unit: $(UNIT_BIN)
+	$(Q)set -e; for t in $(UNIT_BIN); do \
+	    printf '\n== %s\n' $$t; CUTOVER_SHARED=$(CURDIR)/../shared $$t; done
+
+## integration: starts the real cutoverd and test backends on 127.0.0.1
+integration: $(BINS) $(INTEG_BIN)
+	$(Q)set -e; for t in $(INTEG_BIN); do \
+	    printf '\n== %s\n' $$t; \
+	    CUTOVER_BIN_DIR=$(CURDIR)/$(BUILD) CUTOVER_SRC_DIR=$(CURDIR) $$t; done
+
+## asan: unit + integration under ASan/UBSan (objects in build-asan/)
+asan:
+	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=address,undefined \
+	    CFLAGS='-O1 -g' unit integration
+
+## check-layers: router/ and health window/policy are pure; who includes whom
+check-layers:
+	@! grep -nE '#include <(event2|openssl|libpq|sys/socket|netinet|arpa|time\.h|sys/time|pthread)' \
+	    router/*.[ch] health/window.[ch] health/policy.[ch] \
+	    || { echo 'check-layers: router/ or health window/policy includes I/O, sockets or clocks'; exit 1; }
+	@! grep -nE '#include "(proxy|admin)/' router/*.[ch] health/window.[ch] health/policy.[ch] \
+	    || { echo 'check-layers: router/ or health window/policy includes proxy/ or admin/'; exit 1; }
+	@! grep -nE '#include "health/' router/*.[ch] \
+	    || { echo 'check-layers: router/ includes health/'; exit 1; }
+	@! grep -nE '\b(clock_gettime|gettimeofday|time|rand|random)\s*\(' router/*.c health/window.c health/policy.c \
+	    || { echo 'check-layers: router/ or health window/policy reads a clock or rand()'; exit 1; }
+	@! grep -nE '#include <jansson' $(filter-out router/conf.c router/conf.h,$(wildcard router/*.[ch])) \
+	    || { echo 'check-layers: jansson outside router/conf.c'; exit 1; }
+	@! grep -nE '#include "(router|health|proxy)/|#include "admin/(control|socket|store|audit)' admin/cutoverctl.c \
+	    || { echo 'check-layers: cutoverctl must speak only the protocol'; exit 1; }
+	@! grep -lE '#include <libpq' $(filter-out admin/store.c,$(wildcard */*.[ch])) \
+	    || { echo 'check-layers: libpq outside admin/store.c'; exit 1; }
+	@echo 'check-layers: ok'
+
+## deps: install the Debian 12 build and test packages (needs root)
+deps:
+	@sh tests/tools/deps.sh
+
+## run: the demo: two backends and cutoverd on conf/demo.json (Ctrl-C stops all)
+run:
+	@sh tests/tools/deps.sh --if-missing
+	$(Q)$(MAKE) --no-print-directory all
+	@sh tests/tools/demo.sh
+
+## fuzz: libFuzzer on the HTTP parser for FUZZ_SECONDS (default 60)
+FUZZ_SECONDS ?= 60
+fuzz:
+	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+## bench: the side-by-side throughput benchmark (tests/bench/)
+bench: all
+	@sh tests/bench/run.sh
+
+## clean: remove build products
+clean:
+	rm -rf build build-asan build-fuzz cutoverd cutoverctl
+
+## help: this list
+help:
+	@grep -E '^## ' Makefile | sed 's/^## /  /'
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,59 @@
+/*
+ * audit: the append-only audit log. One JSON object per line for every
+ * change of a service's weight or state, by an operator or automatically:
+ *
+ *   {"ts":"2024-05-01T12:00:00.123Z","service":"web","actor":"uid:0",
+ *    "action":"weight","from":5,"to":12.5,"reason":"","generation":4}
+ *
+ * Each line is written with one write(2) on an O_APPEND descriptor and
+ * fsynced, so concurrent appenders never interleave within a line. The log
+ * is never mixed into the debug log, and it can grow large: reading its tail
+ * starts from the end of the file.
+ */
+#ifndef CUTOVER_ADMIN_AUDIT_H
+#define CUTOVER_ADMIN_AUDIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct json_t;
+
+#define ADM_AUDIT_TAIL_MAX 10000u  /* most entries one tail may return */
+
+/* One audit entry; all strings are borrowed for the duration of the call. */
+struct adm_audit_entry {
+    const char *service;
+    const char *actor;           /* "uid:N", "token:NAME" or "auto" */
+    const char *action;          /* "weight", "rollback", "promote", "switch", … */
+    uint32_t from_bp;            /* weight before the change, basis points */
+    uint32_t to_bp;              /* weight after the change, basis points */
+    const char *reason;          /* free text; NULL is written as "" */
+    uint64_t generation;         /* the service's generation after the change */
+    struct json_t *figures;      /* borrowed, may be NULL: written as "figures"
+                                  * for automatic decisions */
+};
+
+/* Appends <e> to <file> with the current time (RFC 3339 UTC, milliseconds)
+ * as "ts"; "from" and "to" are written in percent. The file (mode 0600) and
+ * its directory (mode 0700) are created when missing. Returns 0, or -1 with
+ * a message in <err>. Blocking (fsync): control plane only. */
+int adm_audit_append(const char *file, const struct adm_audit_entry *e,
+                     char *err, size_t errlen);
+
+/* Returns a new JSON array (caller owns it) with the last <n> entries of
+ * <file> (1 <= n <= ADM_AUDIT_TAIL_MAX), oldest first; only entries whose
+ * "service" equals <service> when it is not NULL. A missing file gives an
+ * empty array. Lines that are not JSON objects are skipped with a warning.
+ * The file is read backwards in blocks, so the cost follows <n>, not the size
+ * of the log. Returns NULL with a message in <err> when the file cannot be
+ * read. */
+struct json_t *adm_audit_tail(const char *file, unsigned n, const char *service,
+                              char *err, size_t errlen);
+
+/* The JSON value of <bp> basis points in percent: an integer when whole
+ * (10), a real otherwise (12.5). New reference. Dump it with
+ * JSON_REAL_PRECISION(15) or less so 12.34 is not printed as
+ * 12.339999999999999. */
+struct json_t *adm_percent_json(uint32_t bp);
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * socket: the admin unix-socket server. One JSON object per line in, one
+ * reply line out, the connection stays open. The socket file is created with
+ * its final mode (umask set before bind) so it is never briefly wider.
+ */
+#ifndef CUTOVER_ADMIN_SOCKET_H
+#define CUTOVER_ADMIN_SOCKET_H
+
+#include <sys/types.h>
+
+struct event_base;
+struct adm_control;
+struct adm_server;
+
+/* Listens on <path> (a stale socket file is replaced; its directory is
+ * created with mode 0700 when missing) with file mode <mode>. Returns NULL
+ * with a message in <err>. */
+struct adm_server *adm_server_new(struct event_base *base, struct adm_control *ctl,
+                                  const char *path, mode_t mode,
+                                  char *err, size_t errlen);
+
+/* Closes the listener and every client, and unlinks the socket file. */
+void adm_server_free(struct adm_server *s);
+
+#endif

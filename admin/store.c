@@ -1,0 +1,422 @@
+/*
+ * store: see store.h. The file is tiny (one entry per service) and written
+ * only on operator or automatic changes, so it is read and written whole,
+ * with blocking calls, from the control plane. Durability matters more than
+ * speed here: every save fsyncs the file and its directory.
+ *
+ * This file also owns the state name table of admin/control.h, because the
+ * state file is what stores the names.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "admin/control.h"
+#include "admin/store.h"
+#include "admin/xmalloc.h"
+
+#define STORE_MAX_BYTES (4u * 1024 * 1024)   /* a larger state file is corrupt */
+
+const char *const adm_state_names[ADM_ST__COUNT] = {
+    "steady", "progressing", "paused", "rolled_back", "frozen", "promoted",
+};
+
+int
+adm_state_from_name(const char *name)
+{
+    int i;
+
+    if (name == NULL)
+        return -1;
+    for (i = 0; i < ADM_ST__COUNT; i++) {
+        if (strcmp(name, adm_state_names[i]) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static int __attribute__((format(printf, 3, 4)))
+store_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err != NULL && errlen > 0) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* Reads all of <fd> into a new NUL-terminated buffer. Returns it with its
+ * length in <*len>, or NULL with errno set (EFBIG when over the limit). */
+static char *
+read_all(int fd, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = xmalloc(cap);
+    ssize_t r;
+
+    for (;;) {
+        if (n + 1 >= cap) {
+            if (cap >= STORE_MAX_BYTES) {
+                free(buf);
+                errno = EFBIG;
+                return NULL;
+            }
+            cap *= 2;
+            buf = xrealloc(buf, cap);
+        }
+        r = read(fd, buf + n, cap - n - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+
+            free(buf);
+            errno = e;
+            return NULL;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* Checks one element of "services" and fills <e>. <i> is its index, for
+ * messages. Returns 0 or -1 with <err> set. */
+static int
+parse_entry(json_t *j, size_t i, struct adm_store_entry *e, char *err, size_t errlen)
+{
+    const char *key;
+    json_t *v;
+    json_int_t iv;
+    int st;
+    unsigned seen = 0;
+
+    if (!json_is_object(j))
+        return store_fail(err, errlen, "services[%zu]: must be an object", i);
+    json_object_foreach(j, key, v) {
+        if (strcmp(key, "name") == 0) {
+            const char *s = json_string_value(v);
+
+            if (s == NULL)
+                return store_fail(err, errlen, "services[%zu].name: must be a string", i);
+            if (s[0] == '\0' || strlen(s) >= sizeof(e->name))
+                return store_fail(err, errlen,
+                                  "services[%zu].name: must be 1..%zu bytes long",
+                                  i, sizeof(e->name) - 1);
+            memcpy(e->name, s, strlen(s) + 1);
+            seen |= 1;
+        } else if (strcmp(key, "weight_bp") == 0) {
+            if (!json_is_integer(v))
+                return store_fail(err, errlen,
+                                  "services[%zu].weight_bp: must be an integer", i);
+            iv = json_integer_value(v);
+            if (iv < 0 || iv > 10000)
+                return store_fail(err, errlen,
+                                  "services[%zu].weight_bp: must be 0..10000, got %lld",
+                                  i, (long long)iv);
+            e->weight_bp = (uint32_t)iv;
+            seen |= 2;
+        } else if (strcmp(key, "state") == 0) {
+            if (!json_is_string(v))
+                return store_fail(err, errlen, "services[%zu].state: must be a string", i);
+            st = adm_state_from_name(json_string_value(v));
+            if (st < 0)
+                return store_fail(err, errlen, "services[%zu].state: unknown state \"%s\"",
+                                  i, json_string_value(v));
+            e->state = st;
+            seen |= 4;
+        } else if (strcmp(key, "generation") == 0) {
+            if (!json_is_integer(v))
+                return store_fail(err, errlen,
+                                  "services[%zu].generation: must be an integer", i);
+            iv = json_integer_value(v);
+            if (iv < 0)
+                return store_fail(err, errlen,
+                                  "services[%zu].generation: must be >= 0, got %lld",
+                                  i, (long long)iv);
+            e->generation = (uint64_t)iv;
+            seen |= 8;
+        } else {
+            return store_fail(err, errlen, "services[%zu]: unknown key \"%s\"", i, key);
+        }
+    }
+    if (seen != 15) {
+        const char *missing = !(seen & 1) ? "name" : !(seen & 2) ? "weight_bp"
+                            : !(seen & 4) ? "state" : "generation";
+
+        return store_fail(err, errlen, "services[%zu]: missing \"%s\"", i, missing);
+    }
+    return 0;
+}
+
+int
+adm_store_load(const char *file, struct adm_store_entry **out, unsigned *n,
+               char *err, size_t errlen)
+{
+    int fd = -1;
+    char *text = NULL;
+    size_t len = 0, i, k;
+    json_t *root = NULL, *v, *svcs = NULL;
+    json_error_t je;
+    const char *key;
+    struct adm_store_entry *e = NULL;
+    bool has_version = false;
+
+    *out = NULL;
+    *n = 0;
+    fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        store_fail(err, errlen, "cannot open: %s", strerror(errno));
+        goto fail;
+    }
+    text = read_all(fd, &len);
+    if (text == NULL) {
+        store_fail(err, errlen, "cannot read: %s", errno == EFBIG
+                   ? "larger than any state file could be" : strerror(errno));
+        goto fail;
+    }
+    root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (root == NULL) {
+        store_fail(err, errlen, "bad JSON at line %d, column %d: %s",
+                   je.line, je.column, je.text);
+        goto fail;
+    }
+    if (!json_is_object(root)) {
+        store_fail(err, errlen, "must be a JSON object");
+        goto fail;
+    }
+    json_object_foreach(root, key, v) {
+        if (strcmp(key, "version") == 0) {
+            if (!json_is_integer(v)) {
+                store_fail(err, errlen, "version: must be an integer");
+                goto fail;
+            }
+            if (json_integer_value(v) != ADM_STORE_VERSION) {
+                store_fail(err, errlen, "unsupported version %lld (expected %d)",
+                           (long long)json_integer_value(v), ADM_STORE_VERSION);
+                goto fail;
+            }
+            has_version = true;
+        } else if (strcmp(key, "services") == 0) {
+            if (!json_is_array(v)) {
+                store_fail(err, errlen, "services: must be an array");
+                goto fail;
+            }
+            svcs = v;
+        } else {
+            store_fail(err, errlen, "unknown key \"%s\"", key);
+            goto fail;
+        }
+    }
+    if (!has_version || svcs == NULL) {
+        store_fail(err, errlen, "missing \"%s\"", has_version ? "services" : "version");
+        goto fail;
+    }
+    if (json_array_size(svcs) > 0) {
+        e = xcalloc(json_array_size(svcs), sizeof(*e));
+        json_array_foreach(svcs, i, v) {
+            if (parse_entry(v, i, &e[i], err, errlen) != 0)
+                goto fail;
+            for (k = 0; k < i; k++) {
+                if (strcmp(e[k].name, e[i].name) == 0) {
+                    store_fail(err, errlen, "services[%zu]: duplicate service \"%s\"",
+                               i, e[i].name);
+                    goto fail;
+                }
+            }
+        }
+    }
+    *out = e;
+    *n = (unsigned)json_array_size(svcs);
+    json_decref(root);
+    free(text);
+    close(fd);
+    return 0;
+
+fail:
+    free(e);
+    json_decref(root);                 /* NULL-safe */
+    free(text);
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+/* Splits <file> into its directory (a new string, "." when it has none). */
+static char *
+dir_of(const char *file)
+{
+    const char *slash = strrchr(file, '/');
+
+    if (slash == NULL)
+        return xstrdup(".");
+    if (slash == file)
+        return xstrdup("/");
+    return xstrndup(file, (size_t)(slash - file));
+}
+
+int
+adm_store_mkdir_parent(const char *file, char *err, size_t errlen)
+{
+    char *dir = dir_of(file), *p;
+    char saved;
+    struct stat sb;
+    int rc = -1;
+
+    /* Walk the components left to right; each missing one is created. */
+    for (p = dir + 1; dir[1] != '\0'; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        saved = *p;
+        *p = '\0';
+        if (stat(dir, &sb) == 0) {
+            if (!S_ISDIR(sb.st_mode)) {
+                store_fail(err, errlen, "%s: not a directory", dir);
+                goto out;
+            }
+        } else if (errno != ENOENT || (mkdir(dir, 0700) != 0 && errno != EEXIST)) {
+            store_fail(err, errlen, "cannot create directory %s: %s", dir, strerror(errno));
+            goto out;
+        }
+        *p = saved;
+        if (saved == '\0')
+            break;
+    }
+    rc = 0;
+out:
+    free(dir);
+    return rc;
+}
+
+/* Writes all <len> bytes of <buf> to <fd>. Returns 0 or -1 with errno. */
+static int
+write_all(int fd, const char *buf, size_t len)
+{
+    ssize_t w;
+
+    while (len > 0) {
+        w = write(fd, buf, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int
+adm_store_save(const char *file, const struct adm_store_entry *e, unsigned n,
+               char *err, size_t errlen)
+{
+    json_t *root = NULL, *svcs, *o;
+    char *text = NULL, *tmp = NULL, *dir = NULL;
+    size_t tmplen;
+    int fd = -1, dfd = -1;
+    unsigned i;
+
+    root = json_pack("{s:i, s:[]}", "version", ADM_STORE_VERSION, "services");
+    svcs = json_object_get(root, "services");   /* borrowed from <root> */
+    if (root == NULL || svcs == NULL) {
+        store_fail(err, errlen, "cannot build the state document");
+        goto fail;
+    }
+    for (i = 0; i < n; i++) {
+        if (e[i].state < 0 || e[i].state >= ADM_ST__COUNT || e[i].weight_bp > 10000
+            || memchr(e[i].name, '\0', sizeof(e[i].name)) == NULL) {
+            store_fail(err, errlen, "entry %u (%.63s) is out of range", i, e[i].name);
+            goto fail;
+        }
+        o = json_pack("{s:s, s:I, s:s, s:I}", "name", e[i].name,
+                      "weight_bp", (json_int_t)e[i].weight_bp,
+                      "state", adm_state_names[e[i].state],
+                      "generation", (json_int_t)e[i].generation);
+        if (o == NULL || json_array_append_new(svcs, o) != 0) {
+            store_fail(err, errlen, "cannot build the state document");
+            goto fail;
+        }
+    }
+    text = json_dumps(root, JSON_INDENT(2));
+    if (text == NULL) {
+        store_fail(err, errlen, "cannot serialise the state document");
+        goto fail;
+    }
+    if (adm_store_mkdir_parent(file, err, errlen) != 0)
+        goto fail;
+
+    tmplen = strlen(file) + 32;
+    tmp = xmalloc(tmplen);
+    snprintf(tmp, tmplen, "%s.tmp.%ld", file, (long)getpid());
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        store_fail(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        free(tmp);
+        tmp = NULL;                    /* nothing to unlink */
+        goto fail;
+    }
+    if (write_all(fd, text, strlen(text)) != 0 || write_all(fd, "\n", 1) != 0) {
+        store_fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    if (fsync(fd) != 0) {
+        store_fail(err, errlen, "cannot fsync %s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        store_fail(err, errlen, "cannot close %s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    fd = -1;
+    if (rename(tmp, file) != 0) {
+        store_fail(err, errlen, "cannot rename %s to %s: %s", tmp, file, strerror(errno));
+        goto fail;
+    }
+    free(tmp);
+    tmp = NULL;                        /* renamed: nothing left to unlink */
+
+    /* The rename is durable only once the directory entry is on disk. */
+    dir = dir_of(file);
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL)) {
+        store_fail(err, errlen, "cannot fsync directory %s: %s", dir, strerror(errno));
+        goto fail;
+    }
+    close(dfd);
+    free(dir);
+    free(text);
+    json_decref(root);
+    return 0;
+
+fail:
+    if (dfd >= 0)
+        close(dfd);
+    if (fd >= 0)
+        close(fd);
+    if (tmp != NULL) {
+        unlink(tmp);
+        free(tmp);
+    }
+    free(dir);
+    free(text);
+    json_decref(root);
+    return -1;
+}

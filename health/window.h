@@ -1,0 +1,98 @@
+/*
+ * health/window: the passive outcome window of one side of a service. A ring
+ * of one-second buckets over the last window_s seconds, each counting outcomes
+ * per class and a log-scale latency histogram, from which error rate, p50 and
+ * p99 are read. Pure: libc only, no clock (now_ms is a parameter), no
+ * allocation (struct hl_window is embedded by its owner), no logging.
+ */
+#ifndef CUTOVER_HEALTH_WINDOW_H
+#define CUTOVER_HEALTH_WINDOW_H
+
+#include <stdint.h>
+
+/* Outcome classes of one exchange. The order is relied on: it indexes
+ * hl_stats.by_class and the metrics class labels ("2xx".."5xx", "error"). */
+enum hl_outcome {
+    HL_OUT_2XX,      /* also 1xx (101 Switching Protocols ends an exchange) */
+    HL_OUT_3XX,
+    HL_OUT_4XX,
+    HL_OUT_5XX,      /* counts as an error */
+    HL_OUT_ERROR,    /* transport error: connect, reset, timeout, bad reply */
+    HL_OUT__COUNT
+};
+
+/* Longest window (seconds) and the ring's fixed size. */
+#define HL_WINDOW_MAX_S 600
+
+/* Latency histogram: bin 0 holds [0, 32 us); then 5 log-spaced bins per
+ * power of two (each 2^(1/5), about 14.9% wide) from 32 us (2^5) up to
+ * 2^26 us (about 67 s). Latencies at or above 2^26 us fall into the last bin.
+ * A percentile is reported as the geometric middle of its bin, so it is
+ * within 7.2% of the exact sample for latencies from 32 us up to 58 s; bin 0
+ * reports 16 us and the last bin about 62.6 s. */
+#define HL_HIST_MIN_LOG2 5
+#define HL_HIST_MAX_LOG2 25      /* last power of two with its own bins */
+#define HL_HIST_PER_OCTAVE 5
+#define HL_HIST_BINS (1 + (HL_HIST_MAX_LOG2 - HL_HIST_MIN_LOG2 + 1) * HL_HIST_PER_OCTAVE)
+
+/* One second of outcomes. Memory: about 450 bytes, 270 KB per window. */
+struct hl_bucket {
+    uint64_t sec;                        /* now_ms / 1000 this bucket holds */
+    uint32_t by_class[HL_OUT__COUNT];    /* outcomes per class */
+    uint32_t hist[HL_HIST_BINS];         /* latencies, one count per outcome */
+};
+
+/* Embedded by its owner; fields are private to window.c. Not thread-safe:
+ * one writer (a worker), merged into another window for reading. */
+struct hl_window {
+    unsigned window_s;                   /* 1..HL_WINDOW_MAX_S */
+    uint64_t newest_sec;                 /* newest second pushed, 0 before any */
+    struct hl_bucket b[HL_WINDOW_MAX_S]; /* ring: second s lives in b[s % window_s] */
+};
+
+/* What a window holds over its last window_s seconds. */
+struct hl_stats {
+    uint64_t requests;                   /* all outcomes */
+    uint64_t errors;                     /* 5xx + transport errors */
+    uint64_t by_class[HL_OUT__COUNT];    /* indexed by enum hl_outcome */
+    double error_rate;                   /* errors / requests, 0 when no requests */
+    double p50_ms, p99_ms;               /* nearest-rank percentiles, 0 when no requests */
+};
+
+/* HTTP status to class: 100..299 2xx (1xx with them), 300..399, 400..499,
+ * 500..599; anything else (0 or negative for transport errors, >= 600 for a
+ * malformed reply) is HL_OUT_ERROR. */
+enum hl_outcome hl_outcome_from_status(int status);
+
+/* Empties <w> and sets its length. <window_s> must be 1..HL_WINDOW_MAX_S
+ * (asserted: the config parser range-checks it). */
+void hl_window_init(struct hl_window *w, unsigned window_s);
+
+/* Counts one outcome that ended at <now_ms> after <latency_us>. Time is
+ * bucketed by second (now_ms / 1000). A push older than the newest second
+ * seen but still inside the window counts in its own second; a push whose
+ * second is window_s or more behind the newest is dropped. <o> must be a
+ * valid class (asserted). */
+void hl_window_push(struct hl_window *w, uint64_t now_ms, enum hl_outcome o,
+                    uint32_t latency_us);
+
+/* Fills <out> with the outcomes of the seconds s with
+ * now_ms / 1000 - window_s < s <= now_ms / 1000: the current (partial) second
+ * and the window_s - 1 before it, so an outcome counts for between
+ * window_s - 1 and window_s seconds. Older buckets are ignored (they are
+ * recycled lazily by later pushes); newer ones (now_ms behind the pushes)
+ * too. Cost: window_s * HL_HIST_BINS additions. */
+void hl_window_stats(const struct hl_window *w, uint64_t now_ms, struct hl_stats *out);
+
+/* Forgets every outcome, keeping window_s: the window starts afresh. */
+void hl_window_reset(struct hl_window *w);
+
+/* Adds the outcomes of <src> into <dst> (per-worker windows into one), second
+ * by second, as if every push to <src> had been made to <dst>: a second of
+ * <src> too old for <dst>'s newest second is dropped, and the same second
+ * adds up. Both must have the same window_s (asserted). After the merge,
+ * stats at any now_ms at or past both windows' newest pushes equal those of
+ * one window that saw all pushes in time order. */
+void hl_window_merge(struct hl_window *dst, const struct hl_window *src);
+
+#endif

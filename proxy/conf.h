@@ -1,0 +1,97 @@
+/*
+ * proxy/conf: loads and validates the whole configuration file into an
+ * immutable struct px_conf. Strict: an unknown key is an error, every number
+ * is range-checked, and every error names the file, the line and column where
+ * they can be found, and the JSON path. Delegates the routing keys to
+ * router/conf.c and the health/rollback/plan sections to health/conf.c.
+ */
+#ifndef CUTOVER_PROXY_CONF_H
+#define CUTOVER_PROXY_CONF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "health/conf.h"
+#include "router/conf.h"
+
+/* A resolved numeric address (no DNS at runtime). */
+struct px_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[64];               /* as written in the config: "127.0.0.1:9001" */
+};
+
+enum px_mode { PX_MODE_HTTP = 0, PX_MODE_TCP };
+
+struct px_timeouts {             /* all in milliseconds, 1..86400000 */
+    unsigned client_head_ms;     /* default 10000: first byte to end of head */
+    unsigned client_idle_ms;     /* default 60000: keep-alive wait for next request */
+    unsigned connect_ms;         /* default 2000 */
+    unsigned server_response_ms; /* default 30000: request sent to response head */
+    unsigned server_idle_ms;     /* default 60000: no byte either way mid-body / tunnel */
+};
+
+struct px_limits {
+    unsigned head_bytes;         /* default 16384, 1024..1048576: 431 past it */
+    unsigned headers;            /* default 100, 1..1000 */
+    unsigned uri_bytes;          /* default 8192, 16..1048576: 414 past it */
+    uint64_t body_bytes;         /* default 0 = unlimited: 413 past it */
+    unsigned buffer_body_bytes;  /* default 65536, 0..16777216 */
+};
+
+struct px_side_conf {
+    unsigned nservers;           /* 1..RT_MAX_SERVERS */
+    struct px_addr *servers;     /* owned */
+};
+
+struct px_service_conf {
+    char *name;                  /* owned; [A-Za-z0-9_.-]{1,63}, unique */
+    enum px_mode mode;           /* default http */
+    unsigned nlisten;            /* >= 1 */
+    struct px_addr *listen;      /* owned */
+    struct px_side_conf side[2]; /* indexed by enum rt_side */
+    struct rt_conf route;        /* weight (initial), sticky, override */
+    struct hl_check_conf health;
+    struct hl_rollback_conf rollback;
+    struct hl_plan_conf plan;
+    enum hl_on_new_down on_new_down;
+    struct px_timeouts timeouts;
+    struct px_limits limits;
+};
+
+struct px_conf {
+    char *file;                  /* owned: path as given */
+    char *dir;                   /* owned: directory of <file>, for relative paths */
+    char *admin_socket;          /* owned: absolute or resolved against <dir>; NULL = default */
+    mode_t admin_socket_mode;    /* default 0600 */
+    char *admin_listen;          /* owned; NULL = none (HTTP admin: later) */
+    char *admin_token_file;      /* owned; NULL = none */
+    char *state_file;            /* owned; NULL = default */
+    char *audit_file;            /* owned; NULL = default */
+    unsigned workers;            /* 0 = one per CPU; 0..256 */
+    unsigned shutdown_grace_ms;  /* default 10000, 0..3600000 */
+    unsigned nservices;          /* >= 1 */
+    struct px_service_conf *services;   /* owned */
+};
+
+/* Loads <file>. Returns the config (caller frees with px_conf_free) or NULL
+ * with a complete one-line message in <errbuf>: "FILE:LINE:COL: message" for
+ * syntax errors, "FILE:LINE:COL: PATH: message" for semantic errors (or
+ * "FILE: PATH: message" when the place cannot be found). */
+struct px_conf *px_conf_load(const char *file, char *errbuf, size_t errlen);
+
+void px_conf_free(struct px_conf *c);
+
+/* Parses "127.0.0.1:8080" or "[::1]:8080" (numeric only) into <out>. 0 / -1. */
+int px_addr_parse(const char *text, struct px_addr *out);
+
+/* Finds the line and column (1-based) of the JSON value or object key at
+ * <path> ("services[0].rollback.rsie") in JSON text <text>. When the path
+ * names a key that exists, the position is that of the key. Returns 0, or
+ * -1 when the text does not contain the path. Pure, used for messages. */
+int px_json_locate(const char *text, size_t len, const char *path,
+                   int *line, int *col);
+
+#endif

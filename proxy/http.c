@@ -1,0 +1,1132 @@
+/*
+ * http: one client connection of an HTTP service, as a state machine.
+ *
+ * A request travels: head read and parsed by proxy/http1.c (never forwarded
+ * before it is complete and valid) -> side and server chosen by the router ->
+ * a small body (up to limits.buffer_body_bytes) read and validated completely
+ * -> upstream connect (a failed connect is retried once on another server of
+ * the same side) -> the rebuilt head, then the body, streamed upstream ->
+ * the response head parsed and rebuilt -> the response body streamed back,
+ * re-framed for the client -> the client connection kept alive for the next
+ * request (pipelined bytes wait in the input buffer and are served in order).
+ *
+ * Framing never passes through: Content-Length and chunked are regenerated
+ * from the parsed values, hop-by-hop fields are dropped. Bodies move between
+ * evbuffers with evbuffer_remove_buffer(), never copied, and every move
+ * checks the high watermark of its destination (backpressure both ways).
+ *
+ * Upstream connections are opened per request and closed after the response
+ * ("Connection: close" upstream); connection pooling is not done here yet.
+ */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "admin/log.h"
+#include "admin/xmalloc.h"
+#include "proxy/http1.h"
+#include "proxy/server.h"
+
+#define PX_HIGH_WM  (256u * 1024u)   /* bytes queued towards one peer before we stop reading the other */
+
+enum px_conn_state {
+    PX_CS_READ_HEAD = 0,  /* waiting for or reading a request head */
+    PX_CS_READ_BODY,      /* buffering a small request body before connecting */
+    PX_CS_CONNECTING,     /* side and server chosen, upstream connect in flight */
+    PX_CS_EXCHANGE,       /* request body up, response head and body down */
+    PX_CS_DRAINING,       /* flushing the last bytes to the client, then close */
+    PX_CS_CLOSED,         /* [terminal] resources released, struct awaits free */
+    PX_CS__COUNT
+};
+
+static const char *const px_cs_names[PX_CS__COUNT] = {
+    "read_head", "read_body", "connecting", "exchange", "draining", "closed",
+};
+
+static const char *const px_cs_actions[PX_CS__COUNT] = {
+    "reading request head", "reading request body", "connecting to upstream",
+    "exchanging with upstream", "flushing to client", "closed",
+};
+
+#define PX_CF_CLOSE        0x01u  /* free when the last callback leaves */
+#define PX_CF_NO_KEEPALIVE 0x02u  /* close the client connection after this response */
+#define PX_CF_CLIENT_EOF   0x04u  /* the client half-closed its side */
+#define PX_CF_HEAD_TIMER   0x08u  /* the head timer runs for the current request */
+#define PX_CF_RES_STARTED  0x10u  /* response bytes of this request went to the client */
+#define PX_CF_RETRIED      0x20u  /* this request already used its connect retry */
+#define PX_CF_REQ_STREAMED 0x40u  /* request body bytes were taken from the client input */
+
+enum px_out {
+    PX_OUT_PLAIN = 0,     /* move bytes as they are (Content-Length or close-delimited) */
+    PX_OUT_CHUNKED,       /* wrap every moved segment in a chunk */
+};
+
+/* Body state of one direction of the current exchange. */
+struct px_body {
+    enum px_framing framing;
+    enum px_out out;
+    uint64_t left;               /* PX_BODY_LENGTH: bytes still to move */
+    uint64_t total;              /* bytes moved so far (payload) */
+    struct px_chunked ck;        /* PX_BODY_CHUNKED: decoder state */
+    bool done;                   /* the whole body was moved */
+};
+
+struct px_conn {
+    struct px_conn *next, *prev;     /* svc->conns list */
+    struct px_service *svc;          /* borrowed */
+    struct px_srv *srv;              /* borrowed */
+    uint64_t id;
+    enum px_conn_state state;        /* written only by set_state() */
+    unsigned flags;                  /* PX_CF_* */
+    int busy;                        /* callbacks on the stack */
+    struct bufferevent *down;        /* owned: the client */
+    struct bufferevent *up;          /* owned: the upstream of the current request, or NULL */
+    struct event *head_timer;        /* owned: client_head_ms from the first byte */
+    struct px_field *fields;         /* owned: limits.headers entries, reused per head */
+    char client_ip[64];
+
+    /* the current request */
+    unsigned nreq;                   /* requests served on this connection */
+    int req_minor;                   /* HTTP/1.<minor> of the client */
+    bool req_is_head;                /* method HEAD: the response has no body */
+    struct px_body req;
+    struct evbuffer *up_head;        /* owned: rebuilt head, sent once connected */
+    struct evbuffer *req_buf;        /* owned: buffered small body */
+    enum rt_side side;
+    unsigned server;
+    bool fallback;
+    bool issue_cookie;
+    uint32_t bucket;
+    uint64_t t_req_us;               /* head complete: latency reference */
+
+    /* the current response */
+    bool res_head_done;
+    int res_status;
+    struct px_body res;
+    bool res_recorded;               /* outcome reported to the service */
+};
+
+static void set_state(struct px_conn *c, enum px_conn_state next);
+static void process(struct px_conn *c);
+static void conn_close_now(struct px_conn *c);
+static void on_client_read(struct bufferevent *bev, void *arg);
+static void on_client_write(struct bufferevent *bev, void *arg);
+static void on_client_event(struct bufferevent *bev, short what, void *arg);
+static void on_upstream_read(struct bufferevent *bev, void *arg);
+static void on_upstream_write(struct bufferevent *bev, void *arg);
+static void on_upstream_event(struct bufferevent *bev, short what, void *arg);
+
+static const struct px_service_conf *
+sconf(const struct px_conn *c)
+{
+    return c->svc->conf;
+}
+
+static struct timeval
+ms_tv(unsigned ms)
+{
+    struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
+
+    return tv;
+}
+
+static void
+enter(struct px_conn *c)
+{
+    c->busy++;
+}
+
+/* Frees <c> if it was closed and no callback of it is on the stack.
+ * Touch nothing of <c> after calling it. */
+static void
+leave(struct px_conn *c)
+{
+    assert(c->busy > 0);
+    if (--c->busy > 0 || !(c->flags & PX_CF_CLOSE))
+        return;
+    conn_close_now(c);
+}
+
+static void
+mark_close(struct px_conn *c)
+{
+    c->flags |= PX_CF_CLOSE;
+}
+
+static void
+upstream_free(struct px_conn *c)
+{
+    if (c->up != NULL) {
+        bufferevent_free(c->up);
+        c->up = NULL;
+    }
+}
+
+static void
+conn_close_now(struct px_conn *c)
+{
+    struct px_service *svc = c->svc;
+
+    log_at(LL_DEBUG, "http", c->id, "closed after %u request(s) while %s",
+           c->nreq, px_cs_actions[c->state]);
+    c->state = PX_CS_CLOSED;
+    upstream_free(c);
+    if (c->down != NULL)
+        bufferevent_free(c->down);
+    if (c->head_timer != NULL)
+        event_free(c->head_timer);
+    evbuffer_free(c->up_head);
+    evbuffer_free(c->req_buf);
+    free(c->fields);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        svc->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    free(c);
+    px_srv_conn_closed(svc->srv, svc);
+}
+
+/* The only writer of c->state: installs timeouts and enabled directions. */
+static void
+set_state(struct px_conn *c, enum px_conn_state next)
+{
+    const struct px_timeouts *to = &sconf(c)->timeouts;
+    struct timeval tv_r, tv_w;
+
+    assert(next < PX_CS__COUNT);
+    if (next != c->state)
+        log_at(LL_DEBUG, "http", c->id, "state %s -> %s", px_cs_names[c->state],
+               px_cs_names[next]);
+    c->state = next;
+
+    switch (next) {
+    case PX_CS_READ_HEAD:
+        /* first request: the head timeout runs from accept, so an idle
+         * connection cannot be held; later ones: the keep-alive idle time */
+        tv_r = ms_tv(c->nreq == 0 ? to->client_head_ms : to->client_idle_ms);
+        bufferevent_set_timeouts(c->down, &tv_r, NULL);
+        bufferevent_setwatermark(c->down, EV_WRITE, 0, 0);
+        bufferevent_enable(c->down, EV_READ | EV_WRITE);
+        break;
+    case PX_CS_READ_BODY:
+        tv_r = ms_tv(to->client_idle_ms);
+        bufferevent_set_timeouts(c->down, &tv_r, NULL);
+        bufferevent_enable(c->down, EV_READ);
+        break;
+    case PX_CS_CONNECTING:
+        /* nothing more is read from the client until the upstream is up */
+        bufferevent_disable(c->down, EV_READ);
+        tv_w = ms_tv(to->connect_ms);  /* libevent applies the write timeout to connect */
+        bufferevent_set_timeouts(c->up, NULL, &tv_w);
+        break;
+    case PX_CS_EXCHANGE:
+        tv_r = ms_tv(to->server_response_ms);
+        tv_w = ms_tv(to->server_idle_ms);
+        bufferevent_set_timeouts(c->up, &tv_r, &tv_w);
+        bufferevent_enable(c->up, EV_READ | EV_WRITE);
+        tv_r = ms_tv(to->server_idle_ms);
+        bufferevent_set_timeouts(c->down, c->req.done ? NULL : &tv_r, &tv_r);
+        if (c->req.done || (c->flags & PX_CF_CLIENT_EOF))
+            bufferevent_disable(c->down, EV_READ);
+        else
+            bufferevent_enable(c->down, EV_READ);
+        break;
+    case PX_CS_DRAINING:
+        upstream_free(c);
+        if (c->head_timer != NULL)
+            evtimer_del(c->head_timer);
+        bufferevent_disable(c->down, EV_READ);
+        bufferevent_setwatermark(c->down, EV_WRITE, 0, 0);
+        tv_w = ms_tv(to->server_idle_ms);
+        bufferevent_set_timeouts(c->down, NULL, &tv_w);
+        if (evbuffer_get_length(bufferevent_get_output(c->down)) == 0)
+            mark_close(c);
+        break;
+    case PX_CS_CLOSED:
+    case PX_CS__COUNT:
+        break;
+    }
+}
+
+/* Answers the current request with <status> generated by the proxy and
+ * closes the client connection once it is flushed. Nothing is sent when the
+ * response had already started (the connection is just closed). */
+static void
+reply_error(struct px_conn *c, int status, const char *why)
+{
+    struct evbuffer *out = bufferevent_get_output(c->down);
+    const char *text = px_status_text(status);
+
+    log_at(status >= 500 ? LL_WARN : LL_INFO, "http", c->id,
+           "%d %s (%s) while %s", status, text, why, px_cs_actions[c->state]);
+    if (!(c->flags & PX_CF_RES_STARTED)) {
+        evbuffer_add_printf(out,
+                            "HTTP/1.1 %d %s\r\n"
+                            "Content-Type: text/plain\r\n"
+                            "Content-Length: %zu\r\n"
+                            "%s"
+                            "Connection: close\r\n\r\n%s\n",
+                            status, text, strlen(text) + 1,
+                            status == 503 ? "Retry-After: 1\r\n" : "", text);
+        c->flags |= PX_CF_RES_STARTED;
+    }
+    set_state(c, PX_CS_DRAINING);
+}
+
+/* Records the outcome of the current request once. */
+static void
+record(struct px_conn *c, int status, enum px_err err)
+{
+    if (c->res_recorded || c->side == RT_NONE)
+        return;
+    c->res_recorded = true;
+    px_service_record(c->svc, c->side, c->server, status, err,
+                      px_now_us(c->srv) - c->t_req_us);
+}
+
+/* Moves <n> bytes from <src> to <dst>, wrapped in a chunk when <out> says. */
+static void
+move(struct evbuffer *src, struct evbuffer *dst, size_t n, enum px_out out)
+{
+    if (n == 0)
+        return;
+    if (out == PX_OUT_CHUNKED)
+        evbuffer_add_printf(dst, "%zx\r\n", n);
+    evbuffer_remove_buffer(src, dst, n);
+    if (out == PX_OUT_CHUNKED)
+        evbuffer_add(dst, "\r\n", 2);
+}
+
+/* Moves what is available of body <b> from <src> to <dst>, re-framed, at
+ * most until <dst> holds PX_HIGH_WM bytes. Returns 0, or -1 on a framing
+ * error. Sets b->done at the end of a length or chunked body (the end of a
+ * close-delimited body is the caller's EOF). */
+static int
+pump_body(struct px_body *b, struct evbuffer *src, struct evbuffer *dst)
+{
+    while (!b->done && evbuffer_get_length(dst) < PX_HIGH_WM) {
+        size_t avail = evbuffer_get_length(src), n, used = 0;
+        struct evbuffer_iovec v;
+
+        switch (b->framing) {
+        case PX_BODY_NONE:
+            b->done = true;
+            return 0;
+        case PX_BODY_LENGTH:
+            if (b->left == 0) {
+                b->done = true;
+                return 0;
+            }
+            if (avail == 0)
+                return 0;
+            n = avail < b->left ? avail : (size_t)b->left;
+            move(src, dst, n, b->out);
+            b->left -= n;
+            b->total += n;
+            break;
+        case PX_BODY_CLOSE:
+            if (avail == 0)
+                return 0;
+            b->total += avail;
+            move(src, dst, avail, b->out);
+            break;
+        case PX_BODY_CHUNKED:
+            if (avail == 0)
+                return 0;
+            if (b->ck.data_left > 0) {
+                n = avail < b->ck.data_left ? avail : (size_t)b->ck.data_left;
+                move(src, dst, n, b->out);
+                px_chunked_data_consumed(&b->ck, n);
+                b->total += n;
+                break;
+            }
+            if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
+                return 0;
+            switch (px_chunked_parse(&b->ck, v.iov_base, v.iov_len, &used)) {
+            case PX_CHUNK_BAD:
+                return -1;
+            case PX_CHUNK_DONE:
+                b->done = true;
+                if (b->out == PX_OUT_CHUNKED)
+                    evbuffer_add(dst, "0\r\n\r\n", 5);
+                break;
+            case PX_CHUNK_AGAIN:
+            case PX_CHUNK_DATA:
+                break;
+            }
+            evbuffer_drain(src, used);
+            break;
+        }
+    }
+    return 0;
+}
+
+/* ---- request head ---------------------------------------------------- */
+
+static struct px_iov
+field_value(const struct px_req *r, const char *name)
+{
+    const struct px_field *f = px_field_find(r->fields, r->nfields, name);
+    struct px_iov none = { NULL, 0 };
+
+    return f != NULL ? f->value : none;
+}
+
+/* Fills the router's input from the request. */
+static void
+route_input(struct px_conn *c, const struct px_req *r, struct rt_input *in)
+{
+    const struct rt_conf *rc = &sconf(c)->route;
+    struct px_iov v;
+    size_t i;
+
+    memset(in, 0, sizeof(*in));
+    in->rand = px_srv_rand(c->srv);
+    switch (rc->sticky_by) {
+    case RT_STICKY_NONE:
+        break;
+    case RT_STICKY_COOKIE:
+        for (i = 0; i < r->nfields; i++) {
+            if (!px_iov_eq(r->fields[i].name, "cookie"))
+                continue;
+            v = px_cookie_find(r->fields[i].value, rc->sticky_name);
+            if (v.p != NULL && rt_bucket_parse(v.p, v.len, &in->cookie_bucket) == 0) {
+                in->has_cookie_bucket = true;
+                break;
+            }
+        }
+        break;
+    case RT_STICKY_HEADER:
+        v = field_value(r, rc->sticky_name);
+        if (v.p != NULL && v.len > 0) {
+            in->sticky_key = v.p;
+            in->sticky_len = v.len;
+        }
+        break;
+    case RT_STICKY_CLIENT_IP:
+        in->sticky_key = c->client_ip;
+        in->sticky_len = strlen(c->client_ip);
+        break;
+    }
+    if (rc->has_override) {
+        v = field_value(r, rc->override_header);
+        if (v.p != NULL) {
+            in->override_val = v.p;
+            in->override_len = v.len;
+        }
+    }
+}
+
+/* Rebuilds the upstream request head (without its framing line and final
+ * CRLF, added once the body framing is known) into c->up_head. */
+static void
+build_up_head(struct px_conn *c, const struct px_req *r)
+{
+    struct evbuffer *h = c->up_head;
+    const struct px_addr *srv = &sconf(c)->side[c->side].servers[c->server];
+    bool have_xff = false;
+    size_t i;
+
+    evbuffer_drain(h, evbuffer_get_length(h));
+    evbuffer_add(h, r->method.p, r->method.len);
+    evbuffer_add(h, " ", 1);
+    evbuffer_add(h, r->target.p, r->target.len);
+    evbuffer_add(h, " HTTP/1.1\r\n", 11);
+    if (r->host.len == 0)
+        evbuffer_add_printf(h, "Host: %s\r\n", srv->text);
+    for (i = 0; i < r->nfields; i++) {
+        const struct px_field *f = &r->fields[i];
+
+        if ((f->flags & PX_FF_HOP) || px_iov_eq(f->name, "x-forwarded-for") ||
+            px_iov_eq(f->name, "x-forwarded-proto") ||
+            (r->expect_continue && px_iov_eq(f->name, "expect")))
+            continue;
+        evbuffer_add(h, f->name.p, f->name.len);
+        evbuffer_add(h, ": ", 2);
+        evbuffer_add(h, f->value.p, f->value.len);
+        evbuffer_add(h, "\r\n", 2);
+    }
+    /* X-Forwarded-For: every earlier hop, then the client we saw */
+    for (i = 0; i < r->nfields; i++) {
+        const struct px_field *f = &r->fields[i];
+
+        if (!px_iov_eq(f->name, "x-forwarded-for") || f->value.len == 0)
+            continue;
+        evbuffer_add(h, have_xff ? ", " : "X-Forwarded-For: ", have_xff ? 2 : 17);
+        evbuffer_add(h, f->value.p, f->value.len);
+        have_xff = true;
+    }
+    evbuffer_add_printf(h, "%s%s\r\nX-Forwarded-Proto: http\r\nConnection: close\r\n",
+                        have_xff ? ", " : "X-Forwarded-For: ", c->client_ip);
+}
+
+static void
+start_connect(struct px_conn *c)
+{
+    const struct px_addr *a = &sconf(c)->side[c->side].servers[c->server];
+
+    upstream_free(c);
+    c->up = bufferevent_socket_new(c->srv->base, -1,
+                                   BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (c->up == NULL) {
+        reply_error(c, 502, "cannot allocate an upstream connection");
+        return;
+    }
+    bufferevent_setcb(c->up, on_upstream_read, on_upstream_write, on_upstream_event, c);
+    set_state(c, PX_CS_CONNECTING);
+    /* with DEFER_CALLBACKS an immediate failure is reported through the loop,
+     * never from inside this call */
+    if (bufferevent_socket_connect(c->up, (const struct sockaddr *)&a->ss, (int)a->len) < 0) {
+        upstream_free(c);
+        record(c, 0, PX_E_CONNECT);
+        reply_error(c, 502, "upstream connect failed at once");
+    }
+}
+
+/* The request body framing is settled: finish the head and connect. */
+static void
+request_ready(struct px_conn *c)
+{
+    if (c->req.framing == PX_BODY_LENGTH)
+        evbuffer_add_printf(c->up_head, "Content-Length: %" PRIu64 "\r\n",
+                            c->req.left + evbuffer_get_length(c->req_buf));
+    else if (c->req.framing == PX_BODY_CHUNKED)
+        evbuffer_add(c->up_head, "Transfer-Encoding: chunked\r\n", 28);
+    evbuffer_add(c->up_head, "\r\n", 2);
+    start_connect(c);
+}
+
+/* Reads a small body into c->req_buf. Returns true when the body is complete
+ * or too large to buffer (then it streams), false when more is needed. */
+static bool
+buffer_body(struct px_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->down);
+    const struct px_limits *lim = &sconf(c)->limits;
+
+    if (c->req.framing == PX_BODY_LENGTH) {
+        if (c->req.left > lim->buffer_body_bytes)
+            return true;                       /* streams after connect */
+        if (evbuffer_get_length(in) < c->req.left)
+            return false;
+        evbuffer_remove_buffer(in, c->req_buf, (size_t)c->req.left);
+        c->req.total = c->req.left;
+        c->req.left = 0;
+        c->req.done = true;
+        return true;
+    }
+    /* chunked: decode into req_buf; resend with Content-Length when it ends
+     * within the buffer limit, else stream the rest chunked */
+    c->req.out = PX_OUT_PLAIN;
+    if (pump_body(&c->req, in, c->req_buf) < 0) {
+        reply_error(c, 400, c->req.ck.error != NULL ? c->req.ck.error : "bad chunked body");
+        return false;
+    }
+    if (lim->body_bytes > 0 && c->req.total > lim->body_bytes) {
+        reply_error(c, 413, "request body over limits.body_bytes");
+        return false;
+    }
+    if (c->req.done) {
+        c->req.framing = PX_BODY_LENGTH;
+        c->req.left = 0;
+        return true;
+    }
+    if (evbuffer_get_length(c->req_buf) > lim->buffer_body_bytes) {
+        c->req.out = PX_OUT_CHUNKED;
+        return true;
+    }
+    return false;
+}
+
+/* Parses a request head from the client input when one is complete. */
+static void
+read_head(struct px_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->down);
+    const struct px_limits *lim = &sconf(c)->limits;
+    struct px_parse_limits pl = { lim->headers, lim->uri_bytes };
+    size_t len = evbuffer_get_length(in), n;
+    struct px_req r;
+    struct rt_input rin;
+    struct rt_choice ch;
+    const char *p;
+    enum px_parse pr;
+
+    if (len == 0)
+        return;
+    if (!(c->flags & PX_CF_HEAD_TIMER)) {
+        struct timeval tv = ms_tv(sconf(c)->timeouts.client_head_ms);
+
+        evtimer_add(c->head_timer, &tv);
+        c->flags |= PX_CF_HEAD_TIMER;
+    }
+    n = len < lim->head_bytes ? len : lim->head_bytes;
+    /* linearises only the head bytes (bounded by head_bytes), never a body */
+    p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+    memset(&r, 0, sizeof(r));
+    r.fields = c->fields;
+    pr = px_req_parse(&r, p, n, &pl);
+    if (pr == PX_PARSE_AGAIN) {
+        if (n >= lim->head_bytes)
+            reply_error(c, 431, "request head over limits.head_bytes");
+        return;
+    }
+    if (pr == PX_PARSE_BAD) {
+        reply_error(c, r.status, r.error != NULL ? r.error : "bad request");
+        return;
+    }
+
+    evtimer_del(c->head_timer);
+    c->flags &= ~PX_CF_HEAD_TIMER;
+    c->nreq++;
+    c->t_req_us = px_now_us(c->srv);
+    c->req_minor = r.minor;
+    c->req_is_head = px_iov_eq(r.method, "HEAD");
+    if (!r.keep_alive)
+        c->flags |= PX_CF_NO_KEEPALIVE;
+    memset(&c->req, 0, sizeof(c->req));
+    c->req.framing = r.framing;
+    c->req.left = r.framing == PX_BODY_LENGTH ? r.content_length : 0;
+    c->req.out = r.framing == PX_BODY_CHUNKED ? PX_OUT_CHUNKED : PX_OUT_PLAIN;
+    px_chunked_init(&c->req.ck);
+    c->req.done = r.framing == PX_BODY_NONE ||
+                  (r.framing == PX_BODY_LENGTH && r.content_length == 0);
+
+    if (r.framing == PX_BODY_LENGTH && lim->body_bytes > 0 &&
+        r.content_length > lim->body_bytes) {
+        reply_error(c, 413, "Content-Length over limits.body_bytes");
+        return;
+    }
+
+    route_input(c, &r, &rin);
+    rt_choose(c->svc->snap, &c->svc->cursor, &rin, &ch);
+    if (ch.side == RT_NONE) {
+        c->side = RT_NONE;
+        c->svc->stats[RT_LEGACY].errors[PX_E_NO_SERVER]++;
+        reply_error(c, 503, "no side has a usable server");
+        return;
+    }
+    c->side = ch.side;
+    c->server = ch.server;
+    c->fallback = ch.fallback;
+    c->issue_cookie = ch.issue_cookie;
+    c->bucket = ch.bucket;
+    c->svc->stats[ch.side].requests++;
+    if (ch.fallback)
+        c->svc->stats[ch.side].fallbacks++;
+    c->svc->servers[ch.side][ch.server].requests++;
+    log_at(LL_DEBUG, "http", c->id, "%.*s %.*s -> %s server %u (%s)",
+           (int)r.method.len, r.method.p, (int)r.target.len, r.target.p,
+           rt_side_names[ch.side], ch.server, rt_reason_names[ch.reason]);
+
+    build_up_head(c, &r);
+    /* the head is consumed only now that it was parsed: fields point into it */
+    evbuffer_drain(in, r.head_len);
+    if (r.expect_continue && !c->req.done && c->req_minor == 1)
+        evbuffer_add(bufferevent_get_output(c->down), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+
+    if (c->req.done || buffer_body(c)) {
+        if (c->state != PX_CS_DRAINING)
+            request_ready(c);
+        return;
+    }
+    if (c->state != PX_CS_DRAINING)
+        set_state(c, PX_CS_READ_BODY);
+}
+
+/* Serves whatever the client input allows in the current state. */
+static void
+process(struct px_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->down);
+
+    switch (c->state) {
+    case PX_CS_READ_HEAD:
+        if (evbuffer_get_length(in) == 0 && (c->flags & PX_CF_CLIENT_EOF)) {
+            mark_close(c);
+            return;
+        }
+        read_head(c);
+        break;
+    case PX_CS_READ_BODY:
+        if (buffer_body(c) && c->state == PX_CS_READ_BODY)
+            request_ready(c);
+        else if (c->state == PX_CS_READ_BODY && (c->flags & PX_CF_CLIENT_EOF))
+            mark_close(c);             /* body cut short: nothing reached a backend */
+        break;
+    case PX_CS_EXCHANGE:
+        if (!c->req.done && c->up != NULL) {
+            struct evbuffer *dst = bufferevent_get_output(c->up);
+
+            if (!(c->flags & PX_CF_REQ_STREAMED) && evbuffer_get_length(in) > 0)
+                c->flags |= PX_CF_REQ_STREAMED;
+            if (pump_body(&c->req, in, dst) < 0) {
+                /* the backend must never see a complete request from this:
+                 * close the upstream before the last chunk goes out */
+                upstream_free(c);
+                reply_error(c, 400, c->req.ck.error != NULL ? c->req.ck.error
+                                                            : "bad chunked body");
+                return;
+            }
+            if (sconf(c)->limits.body_bytes > 0 &&
+                c->req.total > sconf(c)->limits.body_bytes) {
+                upstream_free(c);
+                reply_error(c, 413, "request body over limits.body_bytes");
+                return;
+            }
+            if (c->req.done) {
+                bufferevent_disable(c->down, EV_READ);
+            } else if (evbuffer_get_length(dst) >= PX_HIGH_WM) {
+                bufferevent_disable(c->down, EV_READ);
+                bufferevent_setwatermark(c->up, EV_WRITE, PX_HIGH_WM / 2, 0);
+            } else if (c->flags & PX_CF_CLIENT_EOF) {
+                /* the client stopped sending mid-body */
+                upstream_free(c);
+                mark_close(c);
+            }
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- response -------------------------------------------------------- */
+
+/* The response is complete: close the upstream and wait for the next
+ * request, or close the client connection. */
+static void
+finish_exchange(struct px_conn *c)
+{
+    upstream_free(c);
+    if (!c->req.done)
+        c->flags |= PX_CF_NO_KEEPALIVE;   /* unread request body: cannot resync */
+    if (c->flags & (PX_CF_NO_KEEPALIVE | PX_CF_CLIENT_EOF)) {
+        set_state(c, PX_CS_DRAINING);
+        return;
+    }
+    c->flags &= ~(PX_CF_RES_STARTED | PX_CF_RETRIED | PX_CF_REQ_STREAMED);
+    c->res_head_done = false;
+    c->res_recorded = false;
+    c->side = RT_NONE;
+    evbuffer_drain(c->req_buf, evbuffer_get_length(c->req_buf));
+    set_state(c, PX_CS_READ_HEAD);
+    process(c);                       /* a pipelined request may be waiting */
+}
+
+static void
+write_response_head(struct px_conn *c, const struct px_resp *r)
+{
+    struct evbuffer *out = bufferevent_get_output(c->down);
+    const struct rt_conf *rc = &sconf(c)->route;
+    bool chunk_ok = c->req_minor == 1;
+    size_t i;
+
+    c->res.framing = r->framing;
+    c->res.left = r->framing == PX_BODY_LENGTH ? r->content_length : 0;
+    c->res.out = PX_OUT_PLAIN;
+    if (r->framing == PX_BODY_CHUNKED || r->framing == PX_BODY_CLOSE) {
+        if (chunk_ok)
+            c->res.out = PX_OUT_CHUNKED;
+        else
+            c->flags |= PX_CF_NO_KEEPALIVE;   /* HTTP/1.0: delimit by close */
+    }
+    if (!c->req.done)
+        c->flags |= PX_CF_NO_KEEPALIVE;
+
+    evbuffer_add_printf(out, "HTTP/1.1 %d ", r->status);
+    evbuffer_add(out, r->reason.p, r->reason.len);
+    evbuffer_add(out, "\r\n", 2);
+    for (i = 0; i < r->nfields; i++) {
+        const struct px_field *f = &r->fields[i];
+
+        /* a HEAD or 304 answer keeps the length of the representation */
+        if ((f->flags & PX_FF_HOP) &&
+            !(r->framing == PX_BODY_NONE && px_iov_eq(f->name, "content-length")))
+            continue;
+        evbuffer_add(out, f->name.p, f->name.len);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, f->value.p, f->value.len);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    if (r->framing == PX_BODY_LENGTH)
+        evbuffer_add_printf(out, "Content-Length: %" PRIu64 "\r\n", r->content_length);
+    else if (c->res.out == PX_OUT_CHUNKED)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    if (c->issue_cookie)
+        evbuffer_add_printf(out, "Set-Cookie: %s=%u; Path=/; Max-Age=2592000; HttpOnly; "
+                            "SameSite=Lax\r\n", rc->sticky_name, (unsigned)c->bucket);
+    if (c->flags & (PX_CF_NO_KEEPALIVE | PX_CF_CLIENT_EOF))
+        evbuffer_add(out, "Connection: close\r\n", 19);
+    else if (c->req_minor == 0)
+        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    evbuffer_add(out, "\r\n", 2);
+    c->flags |= PX_CF_RES_STARTED;
+}
+
+/* Parses the response head from the upstream input. Returns true once it
+ * was parsed and written to the client. */
+static bool
+read_response_head(struct px_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->up);
+    const struct px_limits *lim = &sconf(c)->limits;
+    struct px_parse_limits pl = { lim->headers, lim->uri_bytes };
+    struct px_resp r;
+    struct timeval tv;
+    const char *p;
+    size_t len, n;
+    enum px_parse pr;
+
+    for (;;) {
+        len = evbuffer_get_length(in);
+        if (len == 0)
+            return false;
+        n = len < lim->head_bytes ? len : lim->head_bytes;
+        p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+        memset(&r, 0, sizeof(r));
+        r.fields = c->fields;
+        pr = px_resp_parse(&r, p, n, &pl, c->req_is_head);
+        if (pr == PX_PARSE_AGAIN) {
+            if (n < lim->head_bytes)
+                return false;
+            r.error = "response head over limits.head_bytes";
+            pr = PX_PARSE_BAD;
+        }
+        if (pr == PX_PARSE_BAD) {
+            log_at(LL_WARN, "http", c->id, "invalid response from %s: %s",
+                   sconf(c)->side[c->side].servers[c->server].text,
+                   r.error != NULL ? r.error : "?");
+            upstream_free(c);
+            record(c, 0, PX_E_UP_BAD);
+            reply_error(c, 502, "invalid response from upstream");
+            return false;
+        }
+        if (r.status >= 100 && r.status < 200) {
+            /* interim responses: we answered Expect ourselves and do not
+             * upgrade, so they are dropped here */
+            evbuffer_drain(in, r.head_len);
+            if (r.status == 101) {
+                upstream_free(c);
+                record(c, 0, PX_E_UP_BAD);
+                reply_error(c, 502, "unrequested protocol switch from upstream");
+                return false;
+            }
+            continue;
+        }
+        break;
+    }
+    c->res_head_done = true;
+    c->res_status = r.status;
+    record(c, r.status, PX_E_NONE);
+    write_response_head(c, &r);
+    evbuffer_drain(in, r.head_len);
+    memset(&c->res.ck, 0, sizeof(c->res.ck));
+    px_chunked_init(&c->res.ck);
+    c->res.total = 0;
+    c->res.done = r.framing == PX_BODY_NONE ||
+                  (r.framing == PX_BODY_LENGTH && r.content_length == 0);
+    /* from now on the upstream may be idle at most server_idle_ms */
+    tv = ms_tv(sconf(c)->timeouts.server_idle_ms);
+    bufferevent_set_timeouts(c->up, &tv, &tv);
+    return true;
+}
+
+static void
+pump_response(struct px_conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->down);
+
+    if (!c->res_head_done && !read_response_head(c))
+        return;
+    if (pump_body(&c->res, bufferevent_get_input(c->up), out) < 0) {
+        log_at(LL_WARN, "http", c->id, "bad response body framing from %s: %s",
+               sconf(c)->side[c->side].servers[c->server].text,
+               c->res.ck.error != NULL ? c->res.ck.error : "?");
+        c->svc->stats[c->side].errors[PX_E_UP_BAD]++;
+        /* the client sees a cut response, never a final chunk */
+        c->flags |= PX_CF_NO_KEEPALIVE;
+        set_state(c, PX_CS_DRAINING);
+        return;
+    }
+    if (c->res.done) {
+        finish_exchange(c);
+        return;
+    }
+    if (evbuffer_get_length(out) >= PX_HIGH_WM) {
+        bufferevent_disable(c->up, EV_READ);
+        bufferevent_setwatermark(c->down, EV_WRITE, PX_HIGH_WM / 2, 0);
+    }
+}
+
+/* ---- callbacks ------------------------------------------------------- */
+
+static void
+on_client_read(struct bufferevent *bev, void *arg)
+{
+    struct px_conn *c = arg;
+
+    (void)bev;
+    enter(c);
+    if (!(c->flags & PX_CF_CLOSE))
+        process(c);
+    leave(c);
+}
+
+static void
+on_client_write(struct bufferevent *bev, void *arg)
+{
+    struct px_conn *c = arg;
+
+    (void)bev;
+    enter(c);
+    if (c->state == PX_CS_DRAINING) {
+        if (evbuffer_get_length(bufferevent_get_output(c->down)) == 0)
+            mark_close(c);
+    } else if (c->state == PX_CS_EXCHANGE && c->up != NULL) {
+        /* the client drained below the low watermark: read upstream again */
+        bufferevent_setwatermark(c->down, EV_WRITE, 0, 0);
+        bufferevent_enable(c->up, EV_READ);
+        pump_response(c);
+    }
+    leave(c);
+}
+
+static void
+on_client_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct px_conn *c = arg;
+
+    (void)bev;
+    enter(c);
+    if (what & BEV_EVENT_TIMEOUT) {
+        if (c->state == PX_CS_READ_HEAD && evbuffer_get_length(bufferevent_get_input(c->down)) > 0)
+            reply_error(c, 408, "client head timeout");
+        else
+            mark_close(c);             /* idle keep-alive or stalled client: silent */
+    } else if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING)) {
+        c->flags |= PX_CF_CLIENT_EOF;
+        switch (c->state) {
+        case PX_CS_READ_HEAD:
+        case PX_CS_READ_BODY:
+            process(c);
+            if (!(c->flags & PX_CF_CLOSE) &&
+                (c->state == PX_CS_READ_HEAD || c->state == PX_CS_READ_BODY))
+                mark_close(c);         /* an incomplete request: nothing to answer */
+            break;
+        case PX_CS_CONNECTING:
+        case PX_CS_EXCHANGE:
+            if (!c->req.done) {
+                /* client gone mid-request: abort upstream, not a backend failure */
+                c->res_recorded = true;
+                mark_close(c);
+            }
+            break;
+        default:
+            mark_close(c);
+            break;
+        }
+    } else {
+        /* error: the client is gone; the backend is not at fault */
+        c->res_recorded = true;
+        mark_close(c);
+    }
+    leave(c);
+}
+
+static void
+on_head_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct px_conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    enter(c);
+    c->flags &= ~PX_CF_HEAD_TIMER;
+    if (c->state == PX_CS_READ_HEAD)
+        reply_error(c, 408, "client head timeout");
+    leave(c);
+}
+
+static void
+on_upstream_connected(struct px_conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->up);
+
+    log_at(LL_DEBUG, "http", c->id, "connected to %s",
+           sconf(c)->side[c->side].servers[c->server].text);
+    evbuffer_add_buffer(out, c->up_head);
+    if (evbuffer_get_length(c->req_buf) > 0)
+        move(c->req_buf, out, evbuffer_get_length(c->req_buf), c->req.out);
+    if (c->req.done && c->req.out == PX_OUT_CHUNKED)
+        evbuffer_add(out, "0\r\n\r\n", 5);
+    set_state(c, PX_CS_EXCHANGE);
+    process(c);
+}
+
+/* A connect failed: retry once on another server of the same side while no
+ * byte of the request body was consumed from the client, else answer. */
+static void
+on_connect_failed(struct px_conn *c, enum px_err err)
+{
+    unsigned other;
+    const char *addr = sconf(c)->side[c->side].servers[c->server].text;
+
+    log_at(LL_WARN, "http", c->id, "%s server %s: %s", rt_side_names[c->side], addr,
+           err == PX_E_CONNECT_TIMEOUT ? "connect timeout" : "connect failed");
+    c->svc->stats[c->side].errors[err]++;
+    c->svc->servers[c->side][c->server].failures++;
+    upstream_free(c);
+    if (!(c->flags & PX_CF_RETRIED) &&
+        px_service_other_server(c->svc, c->side, c->server, &other) == 0) {
+        c->flags |= PX_CF_RETRIED;
+        c->server = other;
+        c->svc->servers[c->side][other].requests++;
+        start_connect(c);
+        return;
+    }
+    record(c, 0, err);
+    reply_error(c, err == PX_E_CONNECT_TIMEOUT ? 504 : 502, px_err_names[err]);
+}
+
+static void
+on_upstream_read(struct bufferevent *bev, void *arg)
+{
+    struct px_conn *c = arg;
+
+    (void)bev;
+    enter(c);
+    if (c->state == PX_CS_EXCHANGE)
+        pump_response(c);
+    leave(c);
+}
+
+static void
+on_upstream_write(struct bufferevent *bev, void *arg)
+{
+    struct px_conn *c = arg;
+
+    (void)bev;
+    enter(c);
+    if (c->state == PX_CS_EXCHANGE && !c->req.done) {
+        /* upstream drained below the low watermark: read the client again */
+        bufferevent_setwatermark(c->up, EV_WRITE, 0, 0);
+        bufferevent_enable(c->down, EV_READ);
+        process(c);
+    }
+    leave(c);
+}
+
+static void
+on_upstream_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct px_conn *c = arg;
+
+    (void)bev;
+    enter(c);
+    if (c->state == PX_CS_CONNECTING) {
+        if (what & BEV_EVENT_CONNECTED)
+            on_upstream_connected(c);
+        else
+            on_connect_failed(c, (what & BEV_EVENT_TIMEOUT) ? PX_E_CONNECT_TIMEOUT
+                                                             : PX_E_CONNECT);
+    } else if (c->state == PX_CS_EXCHANGE) {
+        if (what & BEV_EVENT_TIMEOUT) {
+            if (!c->res_head_done) {
+                upstream_free(c);
+                record(c, 0, PX_E_UP_TIMEOUT);
+                reply_error(c, 504, "no response head in time");
+            } else {
+                c->svc->stats[c->side].errors[PX_E_UP_TIMEOUT]++;
+                c->flags |= PX_CF_NO_KEEPALIVE;
+                set_state(c, PX_CS_DRAINING);
+            }
+        } else {
+            /* EOF or error: whatever is buffered is still valid input */
+            pump_response(c);
+            if (c->state == PX_CS_EXCHANGE && c->up != NULL) {
+                if (!c->res_head_done) {
+                    upstream_free(c);
+                    record(c, 0, PX_E_UP_RESET);
+                    reply_error(c, 502, "upstream closed before a response");
+                } else if (c->res.framing == PX_BODY_CLOSE && (what & BEV_EVENT_EOF)) {
+                    c->res.done = true;
+                    if (c->res.out == PX_OUT_CHUNKED)
+                        evbuffer_add(bufferevent_get_output(c->down), "0\r\n\r\n", 5);
+                    finish_exchange(c);
+                } else {
+                    /* cut mid-body: the client must see a broken response */
+                    c->svc->stats[c->side].errors[PX_E_UP_RESET]++;
+                    log_at(LL_WARN, "http", c->id, "upstream %s closed mid-body",
+                           sconf(c)->side[c->side].servers[c->server].text);
+                    c->flags |= PX_CF_NO_KEEPALIVE;
+                    set_state(c, PX_CS_DRAINING);
+                }
+            }
+        }
+    }
+    leave(c);
+}
+
+/* ---- public ---------------------------------------------------------- */
+
+void
+px_http_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int salen)
+{
+    struct px_srv *srv = svc->srv;
+    struct px_conn *c = xcalloc(1, sizeof(*c));
+
+    (void)salen;
+    c->svc = svc;
+    c->srv = srv;
+    c->id = ++srv->next_conn_id;
+    c->side = RT_NONE;
+    c->state = PX_CS_CLOSED;           /* set_state() below moves it */
+    px_sockaddr_ip(sa, c->client_ip, sizeof(c->client_ip));
+    c->fields = xcalloc(svc->conf->limits.headers, sizeof(*c->fields));
+    c->up_head = evbuffer_new();
+    c->req_buf = evbuffer_new();
+    c->head_timer = evtimer_new(srv->base, on_head_timeout, c);
+    c->down = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->next = svc->conns;
+    if (svc->conns != NULL)
+        svc->conns->prev = c;
+    svc->conns = c;
+    if (c->up_head == NULL || c->req_buf == NULL || c->head_timer == NULL ||
+        c->down == NULL) {
+        log_at(LL_ERR, "http", c->id, "cannot allocate a connection");
+        if (c->down == NULL)
+            evutil_closesocket(fd);
+        conn_close_now(c);
+        return;
+    }
+    bufferevent_setcb(c->down, on_client_read, on_client_write, on_client_event, c);
+    log_at(LL_DEBUG, "http", c->id, "accepted from %s on service %s", c->client_ip,
+           svc->conf->name);
+    set_state(c, PX_CS_READ_HEAD);
+}
+
+void
+px_http_close_idle(struct px_service *svc)
+{
+    struct px_conn *c, *next;
+
+    for (c = svc->conns; c != NULL; c = next) {
+        next = c->next;
+        if (c->busy == 0 && c->state == PX_CS_READ_HEAD &&
+            evbuffer_get_length(bufferevent_get_input(c->down)) == 0)
+            conn_close_now(c);
+        else
+            c->flags |= PX_CF_NO_KEEPALIVE;   /* finish the current request, then close */
+    }
+}

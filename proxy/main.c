@@ -1,0 +1,438 @@
+/*
+ * main: cutoverd's composition root. Loads the config, builds every module
+ * (services and their routing snapshots, the control plane with its state
+ * store and audit log, the admin socket, the listeners) and wires the
+ * control plane's ops to the data plane. Nothing else creates modules.
+ *
+ * Startup order matters: the state file is restored before any listener
+ * opens, so the first request already sees the persisted weight and latch.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <jansson.h>
+
+#include "admin/control.h"
+#include "admin/ctl_proto.h"
+#include "admin/log.h"
+#include "admin/socket.h"
+#include "admin/xmalloc.h"
+#include "health/window.h"
+#include "proxy/conf.h"
+#include "proxy/server.h"
+#include "router/router.h"
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+            "usage: cutoverd -c FILE [-t] [-d]\n"
+            "  -c FILE   configuration file (JSON)\n"
+            "  -t        check the configuration and exit (0 valid, 1 invalid)\n"
+            "  -d        debug logging\n"
+            "  -h        this help\n");
+}
+
+/* ---- control-plane ops ----------------------------------------------- */
+
+static void
+op_apply(void *arg, unsigned idx, const struct adm_svc_state *st)
+{
+    struct px_srv *srv = arg;
+    struct px_service *svc = &srv->svcs[idx];
+    uint32_t from = svc->snap->weight_bp;
+
+    px_service_publish(svc, st->weight_bp, st->generation);
+    /* every change starts new's window afresh, so a rollback latch cleared by
+     * an operator is not re-triggered by the errors that caused it */
+    hl_window_reset(&svc->window[RT_NEW]);
+    log_at(LL_INFO, "control", 0, "service %s: weight %u.%02u%% -> %u.%02u%% state %s generation %llu",
+           svc->conf->name, from / 100, from % 100, st->weight_bp / 100,
+           st->weight_bp % 100, adm_state_names[st->state],
+           (unsigned long long)st->generation);
+}
+
+static bool
+op_side_healthy(void *arg, unsigned idx, enum rt_side side)
+{
+    struct px_srv *srv = arg;
+
+    return rt_side_usable(srv->svcs[idx].snap, side);
+}
+
+static json_t *
+side_status(struct px_service *svc, enum rt_side side, uint64_t now_ms)
+{
+    const struct px_side_conf *sc = &svc->conf->side[side];
+    const struct px_side_stats *st = &svc->stats[side];
+    json_t *o = json_object(), *servers = json_array(), *win = json_object(),
+           *cnt = json_object(), *errs = json_object();
+    struct hl_stats hs;
+    unsigned i;
+
+    for (i = 0; i < sc->nservers; i++) {
+        const struct px_server_rt *s = &svc->servers[side][i];
+
+        json_array_append_new(servers, json_pack("{s:s, s:b, s:I, s:I}",
+                                                 "addr", sc->servers[i].text,
+                                                 "up", s->up,
+                                                 "requests", (json_int_t)s->requests,
+                                                 "failures", (json_int_t)s->failures));
+    }
+    hl_window_stats(&svc->window[side], now_ms, &hs);
+    json_object_set_new(win, "requests", json_integer((json_int_t)hs.requests));
+    json_object_set_new(win, "errors", json_integer((json_int_t)hs.errors));
+    json_object_set_new(win, "error_rate", json_real(hs.error_rate));
+    json_object_set_new(win, "p50_ms", json_real(hs.p50_ms));
+    json_object_set_new(win, "p99_ms", json_real(hs.p99_ms));
+    json_object_set_new(cnt, "requests", json_integer((json_int_t)st->requests));
+    json_object_set_new(cnt, "fallbacks", json_integer((json_int_t)st->fallbacks));
+    json_object_set_new(cnt, "2xx", json_integer((json_int_t)st->by_class[0]));
+    json_object_set_new(cnt, "3xx", json_integer((json_int_t)st->by_class[1]));
+    json_object_set_new(cnt, "4xx", json_integer((json_int_t)st->by_class[2]));
+    json_object_set_new(cnt, "5xx", json_integer((json_int_t)st->by_class[3]));
+    json_object_set_new(cnt, "error", json_integer((json_int_t)st->by_class[4]));
+    for (i = 1; i < PX_E__COUNT; i++)
+        json_object_set_new(errs, px_err_names[i], json_integer((json_int_t)st->errors[i]));
+    json_object_set_new(cnt, "errors", errs);
+    json_object_set_new(o, "healthy", json_boolean(rt_side_usable(svc->snap, side)));
+    json_object_set_new(o, "servers", servers);
+    json_object_set_new(o, "window", win);
+    json_object_set_new(o, "counters", cnt);
+    return o;
+}
+
+static void
+op_status(void *arg, unsigned idx, json_t *obj)
+{
+    struct px_srv *srv = arg;
+    struct px_service *svc = &srv->svcs[idx];
+    uint64_t now = px_now_ms(srv);
+
+    json_object_set_new(obj, "mode", json_string(svc->conf->mode == PX_MODE_TCP ? "tcp" : "http"));
+    json_object_set_new(obj, "connections", json_integer((json_int_t)svc->conns_active));
+    json_object_set_new(obj, "legacy", side_status(svc, RT_LEGACY, now));
+    json_object_set_new(obj, "new", side_status(svc, RT_NEW, now));
+}
+
+static void
+op_switched(void *arg, unsigned idx, enum rt_side left, int drain_s)
+{
+    struct px_srv *srv = arg;
+    struct px_service *svc = &srv->svcs[idx];
+
+    /* HTTP: requests in flight finish; upstream connections are per request,
+     * so no idle pooled connection to the side left remains */
+    if (svc->conf->mode == PX_MODE_TCP && drain_s >= 0)
+        px_tcp_drain_side(svc, left, drain_s);
+}
+
+static const struct adm_ops px_ops = {
+    .apply = op_apply,
+    .side_healthy = op_side_healthy,
+    .status = op_status,
+    .switched = op_switched,
+};
+
+/* ---- signals ------------------------------------------------------- */
+
+static void
+on_grace_over(evutil_socket_t fd, short what, void *arg)
+{
+    struct px_srv *srv = arg;
+
+    (void)fd;
+    (void)what;
+    log_at(LL_WARN, "main", 0, "shutdown grace over with %llu connection(s) open",
+           (unsigned long long)srv->conns_active);
+    event_base_loopexit(srv->base, NULL);
+}
+
+static void
+on_signal_stop(evutil_socket_t sig, short what, void *arg)
+{
+    struct px_srv *srv = arg;
+    struct timeval tv;
+
+    (void)what;
+    if (srv->stopping) {
+        if (sig == SIGINT)
+            event_base_loopexit(srv->base, NULL);   /* second Ctrl-C: now */
+        return;
+    }
+    srv->stopping = true;
+    log_at(LL_INFO, "main", 0, "signal %d: no new connections, draining %llu within %u ms",
+           (int)sig, (unsigned long long)srv->conns_active, srv->conf->shutdown_grace_ms);
+    px_srv_stop_listening(srv);
+    if (srv->conns_active == 0) {
+        event_base_loopexit(srv->base, NULL);
+        return;
+    }
+    tv.tv_sec = srv->conf->shutdown_grace_ms / 1000;
+    tv.tv_usec = (srv->conf->shutdown_grace_ms % 1000) * 1000;
+    srv->grace_timer = evtimer_new(srv->base, on_grace_over, srv);
+    if (srv->grace_timer == NULL || evtimer_add(srv->grace_timer, &tv) < 0)
+        event_base_loopexit(srv->base, NULL);
+}
+
+static void
+on_signal_hup(evutil_socket_t sig, short what, void *arg)
+{
+    struct px_srv *srv = arg;
+
+    (void)sig;
+    (void)what;
+    log_at(LL_WARN, "main", 0, "SIGHUP: configuration reload is not supported yet; "
+           "running configuration of %s unchanged", srv->conf->file);
+}
+
+static void
+on_libevent_log(int severity, const char *msg)
+{
+    /* must not call libevent from here */
+    log_at(severity >= EVENT_LOG_ERR ? LL_ERR : severity >= EVENT_LOG_WARN ? LL_WARN
+                                                                           : LL_DEBUG,
+           "libevent", 0, "%s", msg);
+}
+
+/* ---- build and run ------------------------------------------------- */
+
+/* Creates every directory of <path>'s parent that is missing (mode 0700). */
+static int
+mkdir_parents(const char *path)
+{
+    char buf[4096];
+    char *p;
+
+    if (strlen(path) >= sizeof(buf))
+        return -1;
+    strcpy(buf, path);
+    for (p = buf + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return 0;
+}
+
+/* Default state directory: /var/lib/cutover for root, else
+ * $XDG_STATE_HOME/cutover or ~/.local/state/cutover. */
+static char *
+default_state_path(const char *file)
+{
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    char buf[4096];
+
+    if (geteuid() == 0)
+        snprintf(buf, sizeof(buf), "/var/lib/cutover/%s", file);
+    else if (xdg != NULL && xdg[0] == '/')
+        snprintf(buf, sizeof(buf), "%s/cutover/%s", xdg, file);
+    else
+        snprintf(buf, sizeof(buf), "%s/.local/state/cutover/%s",
+                 home != NULL ? home : "/tmp", file);
+    return xstrdup(buf);
+}
+
+static int
+services_init(struct px_srv *srv)
+{
+    unsigned i, side;
+
+    srv->nsvcs = srv->conf->nservices;
+    srv->svcs = xcalloc(srv->nsvcs, sizeof(*srv->svcs));
+    for (i = 0; i < srv->nsvcs; i++) {
+        struct px_service *svc = &srv->svcs[i];
+
+        svc->srv = srv;
+        svc->conf = &srv->conf->services[i];
+        svc->idx = i;
+        for (side = 0; side < RT_SIDE__COUNT; side++) {
+            unsigned k, n = svc->conf->side[side].nservers;
+
+            svc->servers[side] = xcalloc(n, sizeof(*svc->servers[side]));
+            for (k = 0; k < n; k++)
+                svc->servers[side][k].up = true;   /* up until checks say otherwise */
+            hl_window_init(&svc->window[side], svc->conf->rollback.window_s);
+        }
+    }
+    return 0;
+}
+
+static void
+srv_free(struct px_srv *srv)
+{
+    unsigned i, side;
+
+    adm_server_free(srv->admin);
+    adm_control_free(srv->ctl);
+    for (i = 0; srv->svcs != NULL && i < srv->nsvcs; i++) {
+        struct px_service *svc = &srv->svcs[i];
+
+        if (svc->listeners != NULL) {
+            unsigned k;
+
+            for (k = 0; k < svc->conf->nlisten; k++)
+                if (svc->listeners[k] != NULL)
+                    evconnlistener_free(svc->listeners[k]);
+            free(svc->listeners);
+        }
+        for (side = 0; side < RT_SIDE__COUNT; side++)
+            free(svc->servers[side]);
+        free((void *)svc->snap);
+    }
+    free(srv->svcs);
+    if (srv->grace_timer != NULL)
+        event_free(srv->grace_timer);
+    px_conf_free(srv->conf);
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *conf_file = NULL;
+    bool test_only = false;
+    char err[1024];
+    char sock_default[512];
+    struct px_srv srv;
+    struct event *ev_term = NULL, *ev_int = NULL, *ev_hup = NULL;
+    const char **names = NULL;
+    uint32_t *initial = NULL;
+    char *state_file = NULL, *audit_file = NULL;
+    const char *sock;
+    unsigned i;
+    int opt, rc = 1;
+
+    memset(&srv, 0, sizeof(srv));
+    while ((opt = getopt(argc, argv, "c:tdh")) != -1) {
+        switch (opt) {
+        case 'c': conf_file = optarg; break;
+        case 't': test_only = true; break;
+        case 'd': log_min_level = LL_DEBUG; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (conf_file == NULL || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    srv.conf = px_conf_load(conf_file, err, sizeof(err));
+    if (srv.conf == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (test_only) {
+        printf("%s: configuration is valid (%u service(s))\n", conf_file, srv.conf->nservices);
+        px_conf_free(srv.conf);
+        return 0;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    event_set_log_callback(on_libevent_log);
+    if (getrandom(&srv.rng, sizeof(srv.rng), 0) != (ssize_t)sizeof(srv.rng))
+        srv.rng = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
+    srv.base = event_base_new();
+    if (srv.base == NULL) {
+        log_at(LL_ERR, "main", 0, "cannot create the event loop");
+        goto out;
+    }
+    if (srv.conf->workers > 1)
+        log_at(LL_WARN, "main", 0, "workers %u: this version runs one event loop; "
+               "the setting is not applied yet", srv.conf->workers);
+    if (srv.conf->admin_listen != NULL)
+        log_at(LL_WARN, "main", 0, "admin.listen %s: the HTTP admin endpoint is not "
+               "available yet; use the admin socket", srv.conf->admin_listen);
+    services_init(&srv);
+
+    state_file = srv.conf->state_file != NULL ? xstrdup(srv.conf->state_file)
+                                              : default_state_path("state.json");
+    audit_file = srv.conf->audit_file != NULL ? xstrdup(srv.conf->audit_file)
+                                              : default_state_path("audit.jsonl");
+    if (mkdir_parents(state_file) < 0 || mkdir_parents(audit_file) < 0) {
+        log_at(LL_ERR, "main", 0, "cannot create the directory of %s or %s: %s",
+               state_file, audit_file, strerror(errno));
+        goto out;
+    }
+    names = xcalloc(srv.nsvcs, sizeof(*names));
+    initial = xcalloc(srv.nsvcs, sizeof(*initial));
+    for (i = 0; i < srv.nsvcs; i++) {
+        names[i] = srv.conf->services[i].name;
+        initial[i] = srv.conf->services[i].route.weight_bp;
+    }
+    srv.ctl = adm_control_new(names, initial, srv.nsvcs, state_file, audit_file,
+                              &px_ops, &srv, err, sizeof(err));
+    if (srv.ctl == NULL) {
+        log_at(LL_ERR, "main", 0, "%s", err);
+        goto out;
+    }
+    for (i = 0; i < srv.nsvcs; i++) {
+        const struct adm_svc_state *st = adm_control_state(srv.ctl, i);
+
+        px_service_publish(&srv.svcs[i], st->weight_bp, st->generation);
+        log_at(LL_INFO, "main", 0, "service %s: weight %u.%02u%% state %s generation %llu",
+               srv.svcs[i].conf->name, st->weight_bp / 100, st->weight_bp % 100,
+               adm_state_names[st->state], (unsigned long long)st->generation);
+    }
+
+    if (srv.conf->admin_socket != NULL) {
+        sock = srv.conf->admin_socket;
+    } else {
+        ctl_default_socket(sock_default, sizeof(sock_default));
+        sock = sock_default;
+    }
+    srv.admin = adm_server_new(srv.base, srv.ctl, sock, srv.conf->admin_socket_mode,
+                               err, sizeof(err));
+    if (srv.admin == NULL) {
+        log_at(LL_ERR, "main", 0, "admin socket: %s", err);
+        goto out;
+    }
+    if (px_srv_listen(&srv) < 0)
+        goto out;
+
+    ev_term = evsignal_new(srv.base, SIGTERM, on_signal_stop, &srv);
+    ev_int = evsignal_new(srv.base, SIGINT, on_signal_stop, &srv);
+    ev_hup = evsignal_new(srv.base, SIGHUP, on_signal_hup, &srv);
+    if (ev_term == NULL || ev_int == NULL || ev_hup == NULL ||
+        evsignal_add(ev_term, NULL) < 0 || evsignal_add(ev_int, NULL) < 0 ||
+        evsignal_add(ev_hup, NULL) < 0) {
+        log_at(LL_ERR, "main", 0, "cannot install signal handlers");
+        goto out;
+    }
+    log_at(LL_INFO, "main", 0, "ready: %u service(s), admin socket %s, state %s",
+           srv.nsvcs, sock, state_file);
+    if (event_base_dispatch(srv.base) < 0) {
+        log_at(LL_ERR, "main", 0, "event loop failed");
+        goto out;
+    }
+    log_at(LL_INFO, "main", 0, "stopped");
+    rc = 0;
+
+out:
+    if (ev_term != NULL)
+        event_free(ev_term);
+    if (ev_int != NULL)
+        event_free(ev_int);
+    if (ev_hup != NULL)
+        event_free(ev_hup);
+    srv_free(&srv);
+    free(names);
+    free(initial);
+    free(state_file);
+    free(audit_file);
+    if (srv.base != NULL)
+        event_base_free(srv.base);
+    return rc;
+}

@@ -1,0 +1,219 @@
+/*
+ * server: listeners, the published routing snapshot and the per-side
+ * outcome bookkeeping of every service (see server.h).
+ *
+ * Snapshot swaps happen on the loop thread between events, so a request in
+ * the middle of rt_choose() never sees a half-written state; the old
+ * snapshot is freed at once because nothing holds it across events.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include "admin/log.h"
+#include "admin/xmalloc.h"
+#include "proxy/server.h"
+
+const char *const px_err_names[PX_E__COUNT] = {
+    "none", "connect", "connect_timeout", "upstream_reset", "upstream_timeout",
+    "upstream_bad_response", "no_server",
+};
+
+uint64_t
+px_srv_rand(struct px_srv *srv)
+{
+    uint64_t z = (srv->rng += 0x9e3779b97f4a7c15ULL);
+
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+uint64_t
+px_now_us(struct px_srv *srv)
+{
+    struct timespec ts;
+
+    (void)srv;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t
+px_now_ms(struct px_srv *srv)
+{
+    return px_now_us(srv) / 1000u;
+}
+
+void
+px_service_record(struct px_service *svc, enum rt_side side, unsigned server,
+                  int status, enum px_err err, uint64_t latency_us)
+{
+    struct px_side_stats *st = &svc->stats[side];
+    enum hl_outcome o;
+
+    if (status > 0) {
+        o = hl_outcome_from_status(status);
+    } else {
+        o = HL_OUT_ERROR;
+        st->errors[err]++;
+        if (server < svc->conf->side[side].nservers)
+            svc->servers[side][server].failures++;
+    }
+    st->by_class[o]++;
+    hl_window_push(&svc->window[side], px_now_ms(svc->srv), o,
+                   latency_us > UINT32_MAX ? UINT32_MAX : (uint32_t)latency_us);
+}
+
+int
+px_service_other_server(struct px_service *svc, enum rt_side side,
+                        unsigned server, unsigned *out)
+{
+    unsigned n = svc->snap->nservers[side], i, k;
+
+    for (i = 1; i < n; i++) {
+        k = (server + i) % n;
+        if (svc->snap->usable[side] & (1ULL << k)) {
+            *out = k;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void
+px_service_publish(struct px_service *svc, uint32_t weight_bp, uint64_t generation)
+{
+    struct rt_snapshot *s = xmalloc(sizeof(*s));
+    const struct rt_snapshot *old = svc->snap;
+    unsigned side, i;
+
+    rt_snapshot_init(s, &svc->conf->route, weight_bp,
+                     svc->conf->side[RT_LEGACY].nservers,
+                     svc->conf->side[RT_NEW].nservers);
+    s->generation = generation;
+    for (side = 0; side < RT_SIDE__COUNT; side++) {
+        s->usable[side] = 0;
+        for (i = 0; i < svc->conf->side[side].nservers; i++)
+            if (svc->servers[side][i].up)
+                s->usable[side] |= 1ULL << i;
+    }
+    svc->snap = s;                     /* the swap: one pointer store */
+    free((void *)old);
+}
+
+void
+px_sockaddr_ip(const struct sockaddr *sa, char *buf, size_t len)
+{
+    const void *a = NULL;
+
+    if (sa->sa_family == AF_INET)
+        a = &((const struct sockaddr_in *)sa)->sin_addr;
+    else if (sa->sa_family == AF_INET6)
+        a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    if (a == NULL || inet_ntop(sa->sa_family, a, buf, (socklen_t)len) == NULL)
+        snprintf(buf, len, "unknown");
+}
+
+static void
+on_listener_accept(struct evconnlistener *l, evutil_socket_t fd,
+                   struct sockaddr *sa, int salen, void *arg)
+{
+    struct px_service *svc = arg;
+    int one = 1;
+
+    (void)l;
+    if (svc->srv->stopping) {
+        evutil_closesocket(fd);
+        return;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    svc->conns_active++;
+    svc->srv->conns_active++;
+    if (svc->conf->mode == PX_MODE_TCP)
+        px_tcp_accept(svc, fd, sa, salen);
+    else
+        px_http_accept(svc, fd, sa, salen);
+}
+
+static void
+on_listener_error(struct evconnlistener *l, void *arg)
+{
+    struct px_service *svc = arg;
+    int e = EVUTIL_SOCKET_ERROR();
+
+    (void)l;
+    /* EMFILE and friends: keep the listener, the next accept may succeed */
+    log_at(LL_WARN, "listen", 0, "service %s: accept failed: %s",
+           svc->conf->name, evutil_socket_error_to_string(e));
+}
+
+int
+px_srv_listen(struct px_srv *srv)
+{
+    unsigned s, i;
+
+    for (s = 0; s < srv->nsvcs; s++) {
+        struct px_service *svc = &srv->svcs[s];
+
+        svc->listeners = xcalloc(svc->conf->nlisten, sizeof(*svc->listeners));
+        for (i = 0; i < svc->conf->nlisten; i++) {
+            const struct px_addr *a = &svc->conf->listen[i];
+            struct evconnlistener *l;
+
+            l = evconnlistener_new_bind(srv->base, on_listener_accept, svc,
+                                        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
+                                        LEV_OPT_REUSEABLE, 1024,
+                                        (const struct sockaddr *)&a->ss, (int)a->len);
+            if (l == NULL) {
+                log_at(LL_ERR, "listen", 0, "service %s: cannot listen on %s: %s",
+                       svc->conf->name, a->text, strerror(errno));
+                return -1;
+            }
+            evconnlistener_set_error_cb(l, on_listener_error);
+            svc->listeners[i] = l;
+            log_at(LL_INFO, "listen", 0, "service %s (%s) listening on %s",
+                   svc->conf->name, svc->conf->mode == PX_MODE_TCP ? "tcp" : "http",
+                   a->text);
+        }
+    }
+    return 0;
+}
+
+void
+px_srv_stop_listening(struct px_srv *srv)
+{
+    unsigned s, i;
+
+    for (s = 0; s < srv->nsvcs; s++) {
+        struct px_service *svc = &srv->svcs[s];
+
+        if (svc->listeners == NULL)
+            continue;
+        for (i = 0; i < svc->conf->nlisten; i++) {
+            if (svc->listeners[i] != NULL)
+                evconnlistener_free(svc->listeners[i]);
+            svc->listeners[i] = NULL;
+        }
+        if (svc->conf->mode == PX_MODE_HTTP)
+            px_http_close_idle(svc);
+    }
+}
+
+void
+px_srv_conn_closed(struct px_srv *srv, struct px_service *svc)
+{
+    svc->conns_active--;
+    srv->conns_active--;
+    if (srv->stopping && srv->conns_active == 0)
+        event_base_loopexit(srv->base, NULL);
+}

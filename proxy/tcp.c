@@ -1,0 +1,398 @@
+/*
+ * tcp: TCP mode. The router decides once per connection (sticky by client
+ * address, or a random draw), then bytes are relayed both ways with
+ * backpressure: a side's reading stops while the other side's output holds
+ * PX_TCP_HIGH_WM bytes and resumes when it drained to half of that. A
+ * half-close is propagated: EOF from one peer becomes shutdown(SHUT_WR)
+ * towards the other once everything before it was written. The tunnel ends
+ * when both directions are finished, on an error, or after server_idle_ms
+ * without a byte in either direction.
+ *
+ * Outcomes: a tunnel that connected counts as a success of its side (class
+ * 2xx in the counters), a refused or timed-out connect as an error; a
+ * refused connect is retried once on another server of the same side.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "admin/log.h"
+#include "admin/xmalloc.h"
+#include "proxy/server.h"
+
+#define PX_TCP_HIGH_WM (256u * 1024u)
+
+#define PX_TF_CLOSE      0x01u  /* free when the last callback leaves */
+#define PX_TF_CONNECTED  0x02u  /* the upstream connect completed */
+#define PX_TF_DOWN_EOF   0x04u  /* the client sent FIN */
+#define PX_TF_UP_EOF     0x08u  /* the server sent FIN */
+#define PX_TF_UP_SHUT    0x10u  /* we sent FIN to the server */
+#define PX_TF_DOWN_SHUT  0x20u  /* we sent FIN to the client */
+#define PX_TF_RETRIED    0x40u  /* the connect retry was used */
+
+struct px_tcp {
+    struct px_tcp *next, *prev;      /* svc->tunnels list */
+    struct px_service *svc;          /* borrowed */
+    uint64_t id;
+    unsigned flags;                  /* PX_TF_* */
+    int busy;                        /* callbacks on the stack */
+    struct bufferevent *down;        /* owned: client */
+    struct bufferevent *up;          /* owned: server */
+    struct event *drain_timer;       /* owned: blue-green drain deadline, or NULL */
+    enum rt_side side;
+    unsigned server;
+    uint64_t t_start_us;             /* accept time: connect latency reference */
+    uint64_t last_io_ms;             /* last byte either way: idle timeout */
+};
+
+static void on_down_read(struct bufferevent *bev, void *arg);
+static void on_up_read(struct bufferevent *bev, void *arg);
+static void on_down_write(struct bufferevent *bev, void *arg);
+static void on_up_write(struct bufferevent *bev, void *arg);
+static void on_down_event(struct bufferevent *bev, short what, void *arg);
+static void on_up_event(struct bufferevent *bev, short what, void *arg);
+
+static const struct px_addr *
+server_addr(const struct px_tcp *t)
+{
+    return &t->svc->conf->side[t->side].servers[t->server];
+}
+
+static void
+tunnel_free(struct px_tcp *t)
+{
+    struct px_service *svc = t->svc;
+
+    log_at(LL_DEBUG, "tcp", t->id, "tunnel closed");
+    if (t->down != NULL)
+        bufferevent_free(t->down);
+    if (t->up != NULL)
+        bufferevent_free(t->up);
+    if (t->drain_timer != NULL)
+        event_free(t->drain_timer);
+    if (t->prev != NULL)
+        t->prev->next = t->next;
+    else
+        svc->tunnels = t->next;
+    if (t->next != NULL)
+        t->next->prev = t->prev;
+    free(t);
+    px_srv_conn_closed(svc->srv, svc);
+}
+
+static void
+enter(struct px_tcp *t)
+{
+    t->busy++;
+}
+
+/* Touch nothing of <t> after calling it. */
+static void
+leave(struct px_tcp *t)
+{
+    assert(t->busy > 0);
+    if (--t->busy == 0 && (t->flags & PX_TF_CLOSE))
+        tunnel_free(t);
+}
+
+static void
+set_idle_timeouts(struct px_tcp *t)
+{
+    unsigned ms = t->svc->conf->timeouts.server_idle_ms;
+    struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
+
+    bufferevent_set_timeouts(t->down, &tv, &tv);
+    bufferevent_set_timeouts(t->up, &tv, &tv);
+}
+
+/* Sends FIN towards the peer of <to> once its output is empty and the
+ * other peer has finished; closes the tunnel when both directions ended. */
+static void
+check_half_close(struct px_tcp *t)
+{
+    if ((t->flags & PX_TF_DOWN_EOF) && !(t->flags & PX_TF_UP_SHUT) &&
+        evbuffer_get_length(bufferevent_get_output(t->up)) == 0) {
+        shutdown(bufferevent_getfd(t->up), SHUT_WR);
+        t->flags |= PX_TF_UP_SHUT;
+    }
+    if ((t->flags & PX_TF_UP_EOF) && !(t->flags & PX_TF_DOWN_SHUT) &&
+        evbuffer_get_length(bufferevent_get_output(t->down)) == 0) {
+        shutdown(bufferevent_getfd(t->down), SHUT_WR);
+        t->flags |= PX_TF_DOWN_SHUT;
+    }
+    if ((t->flags & PX_TF_UP_SHUT) && (t->flags & PX_TF_DOWN_SHUT))
+        t->flags |= PX_TF_CLOSE;
+}
+
+/* Moves what <from> has read to <to>, with backpressure. */
+static void
+relay(struct px_tcp *t, struct bufferevent *from, struct bufferevent *to)
+{
+    struct evbuffer *dst = bufferevent_get_output(to);
+
+    t->last_io_ms = px_now_ms(t->svc->srv);
+    evbuffer_add_buffer(dst, bufferevent_get_input(from));
+    if (evbuffer_get_length(dst) >= PX_TCP_HIGH_WM) {
+        bufferevent_disable(from, EV_READ);
+        bufferevent_setwatermark(to, EV_WRITE, PX_TCP_HIGH_WM / 2, 0);
+    }
+}
+
+static void
+on_down_read(struct bufferevent *bev, void *arg)
+{
+    struct px_tcp *t = arg;
+
+    enter(t);
+    if (t->flags & PX_TF_CONNECTED)
+        relay(t, bev, t->up);
+    leave(t);
+}
+
+static void
+on_up_read(struct bufferevent *bev, void *arg)
+{
+    struct px_tcp *t = arg;
+
+    enter(t);
+    relay(t, bev, t->down);
+    leave(t);
+}
+
+/* <bev> drained to its low watermark: let its peer read again. */
+static void
+drained(struct px_tcp *t, struct bufferevent *bev, struct bufferevent *peer,
+        unsigned peer_eof)
+{
+    t->last_io_ms = px_now_ms(t->svc->srv);
+    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+    if (!(t->flags & peer_eof))
+        bufferevent_enable(peer, EV_READ);
+    check_half_close(t);
+}
+
+static void
+on_down_write(struct bufferevent *bev, void *arg)
+{
+    struct px_tcp *t = arg;
+
+    enter(t);
+    if (t->flags & PX_TF_CONNECTED)
+        drained(t, bev, t->up, PX_TF_UP_EOF);
+    leave(t);
+}
+
+static void
+on_up_write(struct bufferevent *bev, void *arg)
+{
+    struct px_tcp *t = arg;
+
+    enter(t);
+    if (t->flags & PX_TF_CONNECTED)
+        drained(t, bev, t->down, PX_TF_DOWN_EOF);
+    leave(t);
+}
+
+/* A read or write timeout on one peer: the tunnel is idle only when
+ * neither direction moved a byte for server_idle_ms. */
+static void
+on_timeout(struct px_tcp *t, struct bufferevent *bev, short what)
+{
+    uint64_t idle_ms = t->svc->conf->timeouts.server_idle_ms;
+
+    if (px_now_ms(t->svc->srv) - t->last_io_ms < idle_ms) {
+        /* libevent disabled the timed-out direction: re-enable it */
+        if ((what & BEV_EVENT_READING) &&
+            !(t->flags & (bev == t->down ? PX_TF_DOWN_EOF : PX_TF_UP_EOF)))
+            bufferevent_enable(bev, EV_READ);
+        if (what & BEV_EVENT_WRITING)
+            bufferevent_enable(bev, EV_WRITE);
+        return;
+    }
+    log_at(LL_INFO, "tcp", t->id, "tunnel to %s idle for %u ms: closed",
+           server_addr(t)->text, t->svc->conf->timeouts.server_idle_ms);
+    t->flags |= PX_TF_CLOSE;
+}
+
+static void
+on_down_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct px_tcp *t = arg;
+
+    enter(t);
+    if (what & BEV_EVENT_TIMEOUT) {
+        on_timeout(t, bev, what);
+    } else if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING)) {
+        t->flags |= PX_TF_DOWN_EOF;
+        if (!(t->flags & PX_TF_CONNECTED))
+            t->flags |= PX_TF_CLOSE;   /* gone before the upstream answered */
+        else
+            check_half_close(t);
+    } else {
+        t->flags |= PX_TF_CLOSE;
+    }
+    leave(t);
+}
+
+static int start_connect(struct px_tcp *t);
+
+static void
+on_up_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct px_tcp *t = arg;
+    unsigned other;
+
+    enter(t);
+    if (!(t->flags & PX_TF_CONNECTED)) {
+        if (what & BEV_EVENT_CONNECTED) {
+            t->flags |= PX_TF_CONNECTED;
+            t->last_io_ms = px_now_ms(t->svc->srv);
+            px_service_record(t->svc, t->side, t->server, 200, PX_E_NONE,
+                              px_now_us(t->svc->srv) - t->t_start_us);
+            set_idle_timeouts(t);
+            bufferevent_enable(t->up, EV_READ | EV_WRITE);
+            bufferevent_enable(t->down, EV_READ | EV_WRITE);
+            relay(t, t->down, t->up);  /* bytes the client sent early */
+            check_half_close(t);
+        } else {
+            enum px_err err = (what & BEV_EVENT_TIMEOUT) ? PX_E_CONNECT_TIMEOUT
+                                                         : PX_E_CONNECT;
+
+            log_at(LL_WARN, "tcp", t->id, "%s server %s: %s", rt_side_names[t->side],
+                   server_addr(t)->text, px_err_names[err]);
+            if (!(t->flags & PX_TF_RETRIED) &&
+                px_service_other_server(t->svc, t->side, t->server, &other) == 0) {
+                t->svc->stats[t->side].errors[err]++;
+                t->svc->servers[t->side][t->server].failures++;
+                t->flags |= PX_TF_RETRIED;
+                t->server = other;
+                t->svc->servers[t->side][other].requests++;
+                if (start_connect(t) < 0)
+                    t->flags |= PX_TF_CLOSE;
+            } else {
+                px_service_record(t->svc, t->side, t->server, 0, err,
+                                  px_now_us(t->svc->srv) - t->t_start_us);
+                t->flags |= PX_TF_CLOSE;
+            }
+        }
+    } else if (what & BEV_EVENT_TIMEOUT) {
+        on_timeout(t, bev, what);
+    } else if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING)) {
+        t->flags |= PX_TF_UP_EOF;
+        check_half_close(t);
+    } else {
+        t->flags |= PX_TF_CLOSE;
+    }
+    leave(t);
+}
+
+static int
+start_connect(struct px_tcp *t)
+{
+    const struct px_addr *a = server_addr(t);
+    unsigned ms = t->svc->conf->timeouts.connect_ms;
+    struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
+
+    if (t->up != NULL)
+        bufferevent_free(t->up);
+    t->up = bufferevent_socket_new(t->svc->srv->base, -1,
+                                   BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (t->up == NULL)
+        return -1;
+    bufferevent_setcb(t->up, on_up_read, on_up_write, on_up_event, t);
+    bufferevent_set_timeouts(t->up, NULL, &tv);
+    if (bufferevent_socket_connect(t->up, (const struct sockaddr *)&a->ss, (int)a->len) < 0) {
+        px_service_record(t->svc, t->side, t->server, 0, PX_E_CONNECT, 0);
+        return -1;
+    }
+    return 0;
+}
+
+void
+px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int salen)
+{
+    struct px_tcp *t = xcalloc(1, sizeof(*t));
+    char ip[64];
+    struct rt_input in;
+    struct rt_choice ch;
+
+    (void)salen;
+    t->svc = svc;
+    t->id = ++svc->srv->next_conn_id;
+    t->t_start_us = px_now_us(svc->srv);
+    t->next = svc->tunnels;
+    if (svc->tunnels != NULL)
+        svc->tunnels->prev = t;
+    svc->tunnels = t;
+    t->down = bufferevent_socket_new(svc->srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (t->down == NULL) {
+        evutil_closesocket(fd);
+        tunnel_free(t);
+        return;
+    }
+    bufferevent_setcb(t->down, on_down_read, on_down_write, on_down_event, t);
+
+    px_sockaddr_ip(sa, ip, sizeof(ip));
+    memset(&in, 0, sizeof(in));
+    in.rand = px_srv_rand(svc->srv);
+    if (svc->conf->route.sticky_by == RT_STICKY_CLIENT_IP) {
+        in.sticky_key = ip;
+        in.sticky_len = strlen(ip);
+    }
+    rt_choose(svc->snap, &svc->cursor, &in, &ch);
+    if (ch.side == RT_NONE) {
+        log_at(LL_WARN, "tcp", t->id, "service %s: no side has a usable server",
+               svc->conf->name);
+        svc->stats[RT_LEGACY].errors[PX_E_NO_SERVER]++;
+        tunnel_free(t);
+        return;
+    }
+    t->side = ch.side;
+    t->server = ch.server;
+    svc->stats[ch.side].requests++;
+    if (ch.fallback)
+        svc->stats[ch.side].fallbacks++;
+    svc->servers[ch.side][ch.server].requests++;
+    log_at(LL_DEBUG, "tcp", t->id, "from %s -> %s server %s", ip, rt_side_names[ch.side],
+           server_addr(t)->text);
+    /* read nothing from the client until the upstream is connected */
+    bufferevent_disable(t->down, EV_READ);
+    if (start_connect(t) < 0)
+        tunnel_free(t);
+}
+
+static void
+on_drain_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct px_tcp *t = arg;
+
+    (void)fd;
+    (void)what;
+    log_at(LL_INFO, "tcp", t->id, "drain time over: closing tunnel to %s",
+           server_addr(t)->text);
+    enter(t);
+    t->flags |= PX_TF_CLOSE;
+    leave(t);
+}
+
+void
+px_tcp_drain_side(struct px_service *svc, enum rt_side side, int drain_s)
+{
+    struct px_tcp *t, *next;
+    struct timeval tv = { drain_s > 0 ? drain_s : 0, 0 };
+
+    for (t = svc->tunnels; t != NULL; t = next) {
+        next = t->next;
+        if (t->side != side || t->drain_timer != NULL)
+            continue;
+        t->drain_timer = evtimer_new(svc->srv->base, on_drain_timer, t);
+        if (t->drain_timer == NULL || evtimer_add(t->drain_timer, &tv) < 0)
+            log_at(LL_ERR, "tcp", t->id, "cannot schedule the drain of this tunnel");
+    }
+}
