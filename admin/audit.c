@@ -200,6 +200,10 @@ adm_audit_tail(const char *file, unsigned n, const char *service,
         audit_fail(err, errlen, "cannot stat %s: %s", file, strerror(errno));
         goto fail;
     }
+    if (!S_ISREG(sb.st_mode)) {
+        audit_fail(err, errlen, "%s: not a regular file", file);
+        goto fail;
+    }
     pos = sb.st_size;
 
     while (json_array_size(t.found) < t.want && pos > 0) {

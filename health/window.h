@@ -79,9 +79,10 @@ void hl_window_push(struct hl_window *w, uint64_t now_ms, enum hl_outcome o,
 /* Fills <out> with the outcomes of the seconds s with
  * now_ms / 1000 - window_s < s <= now_ms / 1000: the current (partial) second
  * and the window_s - 1 before it, so an outcome counts for between
- * window_s - 1 and window_s seconds. Older buckets are ignored (they are
- * recycled lazily by later pushes); newer ones (now_ms behind the pushes)
- * too. Cost: window_s * HL_HIST_BINS additions. */
+ * window_s - 1 and window_s seconds. Older buckets are ignored (later pushes
+ * recycle them). Meant for now_ms at or past the newest push; with now_ms
+ * behind it, seconds after now_ms are left out and seconds whose bucket a
+ * newer second took are missing. Cost: window_s * HL_HIST_BINS additions. */
 void hl_window_stats(const struct hl_window *w, uint64_t now_ms, struct hl_stats *out);
 
 /* Forgets every outcome, keeping window_s: the window starts afresh. */

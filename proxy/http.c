@@ -984,11 +984,12 @@ on_connect_failed(struct px_conn *c, enum px_err err)
 
     log_at(LL_WARN, "http", c->id, "%s server %s: %s", rt_side_names[c->side], addr,
            err == PX_E_CONNECT_TIMEOUT ? "connect timeout" : "connect failed");
-    c->svc->stats[c->side].errors[err]++;
-    c->svc->servers[c->side][c->server].failures++;
     upstream_free(c);
     if (!(c->flags & PX_CF_RETRIED) &&
         px_service_other_server(c->svc, c->side, c->server, &other) == 0) {
+        /* counted here: the request's own outcome is that of the retry */
+        c->svc->stats[c->side].errors[err]++;
+        c->svc->servers[c->side][c->server].failures++;
         c->flags |= PX_CF_RETRIED;
         c->server = other;
         c->svc->servers[c->side][other].requests++;
@@ -1129,4 +1130,11 @@ px_http_close_idle(struct px_service *svc)
         else
             c->flags |= PX_CF_NO_KEEPALIVE;   /* finish the current request, then close */
     }
+}
+
+void
+px_http_close_all(struct px_service *svc)
+{
+    while (svc->conns != NULL)
+        conn_close_now(svc->conns);
 }

@@ -35,10 +35,11 @@ static void
 usage(FILE *f)
 {
     fprintf(f,
-            "usage: cutoverd -c FILE [-t] [-d]\n"
+            "usage: cutoverd -c FILE [-t] [-d] [-R SEED]\n"
             "  -c FILE   configuration file (JSON)\n"
             "  -t        check the configuration and exit (0 valid, 1 invalid)\n"
             "  -d        debug logging\n"
+            "  -R SEED   seed of the random draws (tests; default: from the kernel)\n"
             "  -h        this help\n");
 }
 
@@ -280,6 +281,8 @@ srv_free(struct px_srv *srv)
     for (i = 0; srv->svcs != NULL && i < srv->nsvcs; i++) {
         struct px_service *svc = &srv->svcs[i];
 
+        px_http_close_all(svc);
+        px_tcp_close_all(svc);
         if (svc->listeners != NULL) {
             unsigned k;
 
@@ -310,13 +313,16 @@ main(int argc, char **argv)
     const char **names = NULL;
     uint32_t *initial = NULL;
     char *state_file = NULL, *audit_file = NULL;
-    const char *sock;
+    const char *sock, *seed_text = NULL;
     unsigned i;
     int opt, rc = 1;
 
     memset(&srv, 0, sizeof(srv));
-    while ((opt = getopt(argc, argv, "c:tdh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:tdhR:")) != -1) {
         switch (opt) {
+        case 'R':
+            seed_text = optarg;
+            break;
         case 'c': conf_file = optarg; break;
         case 't': test_only = true; break;
         case 'd': log_min_level = LL_DEBUG; break;
@@ -342,8 +348,19 @@ main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
     event_set_log_callback(on_libevent_log);
-    if (getrandom(&srv.rng, sizeof(srv.rng), 0) != (ssize_t)sizeof(srv.rng))
+    if (seed_text != NULL) {
+        char *end;
+
+        errno = 0;
+        srv.rng = strtoull(seed_text, &end, 10);
+        if (errno != 0 || *end != '\0' || end == seed_text) {
+            fprintf(stderr, "cutoverd: -R %s: not a decimal seed\n", seed_text);
+            px_conf_free(srv.conf);
+            return 2;
+        }
+    } else if (getrandom(&srv.rng, sizeof(srv.rng), 0) != (ssize_t)sizeof(srv.rng)) {
         srv.rng = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
+    }
     srv.base = event_base_new();
     if (srv.base == NULL) {
         log_at(LL_ERR, "main", 0, "cannot create the event loop");

@@ -123,6 +123,12 @@ void px_http_accept(struct px_service *svc, int fd, const struct sockaddr *sa, i
 /* proxy/http.c: closes idle keep-alive client connections (shutdown). */
 void px_http_close_idle(struct px_service *svc);
 
+/* proxy/http.c: frees every connection at once (exit after the grace time). */
+void px_http_close_all(struct px_service *svc);
+
+/* proxy/tcp.c: frees every tunnel at once (exit after the grace time). */
+void px_tcp_close_all(struct px_service *svc);
+
 /* proxy/tcp.c: takes an accepted client socket <fd> of a TCP service. */
 void px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int salen);
 

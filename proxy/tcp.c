@@ -396,3 +396,10 @@ px_tcp_drain_side(struct px_service *svc, enum rt_side side, int drain_s)
             log_at(LL_ERR, "tcp", t->id, "cannot schedule the drain of this tunnel");
     }
 }
+
+void
+px_tcp_close_all(struct px_service *svc)
+{
+    while (svc->tunnels != NULL)
+        tunnel_free(svc->tunnels);
+}

@@ -1,0 +1,650 @@
+/*
+ * control: see control.h. Every command is validated completely before
+ * anything moves: a refused request changes no weight, no latch, no
+ * generation, no file and no audit line. A change then follows the
+ * ordering rule that keeps the disk on the safe side of the data plane:
+ * lowering the weight is applied first (traffic leaves new at once, even if
+ * the disk is full) and persisted second; raising it is persisted first and
+ * applied only once the save succeeded.
+ *
+ * Workload: a handful of services and a few commands a minute; clarity and
+ * strictness matter here, not speed.
+ */
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "admin/audit.h"
+#include "admin/control.h"
+#include "admin/ctl_proto.h"
+#include "admin/log.h"
+#include "admin/store.h"
+#include "admin/xmalloc.h"
+
+#define REASON_MAX      1024     /* bytes of rollback reason text */
+#define AUDIT_N_DEFAULT 20
+#define REPLY_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
+struct adm_svc {
+    char *name;                  /* owned, 1..63 bytes */
+    struct adm_svc_state st;     /* the state the data plane was last given */
+};
+
+struct adm_control {
+    struct adm_svc *svcs;        /* owned, <n> entries in config order */
+    unsigned n;
+    char *state_file;            /* owned; NULL: changes are not persisted */
+    char *audit_file;            /* owned; NULL: no audit log */
+    struct adm_ops ops;          /* copied; any callback may be NULL */
+    void *arg;                   /* borrowed: the ops' argument */
+};
+
+/* ---- replies ---------------------------------------------------------- */
+
+static json_t * __attribute__((format(printf, 1, 2)))
+fail_reply(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+}
+
+static const char *
+type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:  return "an object";
+    case JSON_ARRAY:   return "an array";
+    case JSON_STRING:  return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL:    return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:   return "a boolean";
+    case JSON_NULL:    return "null";
+    }
+    return "unknown";
+}
+
+/* Writes <bp> as percent text ("10", "12.5", "12.34") into <buf>. */
+static const char *
+fmt_pct(uint32_t bp, char *buf, size_t len)
+{
+    if (bp % 100 == 0)
+        snprintf(buf, len, "%u", bp / 100);
+    else if (bp % 10 == 0)
+        snprintf(buf, len, "%u.%u", bp / 100, (bp % 100) / 10);
+    else
+        snprintf(buf, len, "%u.%02u", bp / 100, bp % 100);
+    return buf;
+}
+
+/* ---- lifecycle -------------------------------------------------------- */
+
+/* Returns the index of the service named <name>, or -1. */
+static int
+svc_find(const struct adm_control *c, const char *name)
+{
+    unsigned i;
+
+    for (i = 0; i < c->n; i++) {
+        if (strcmp(c->svcs[i].name, name) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+struct adm_control *
+adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n,
+                const char *state_file, const char *audit_file,
+                const struct adm_ops *ops, void *arg, char *err, size_t errlen)
+{
+    struct adm_control *c = NULL;
+    struct adm_store_entry *e = NULL;
+    unsigned ne = 0, i;
+    char msg[512];
+    size_t len;
+    int k;
+
+    c = xcalloc(1, sizeof(*c));
+    c->svcs = n > 0 ? xcalloc(n, sizeof(*c->svcs)) : NULL;
+    /* c->n counts the services filled in so far: svc_find() and
+     * adm_control_free() only look at those. */
+    for (i = 0; i < n; i++) {
+        len = strlen(names[i]);
+        if (len == 0 || len >= sizeof(e->name)) {
+            snprintf(err, errlen, "service name \"%s\": must be 1..%zu bytes long",
+                     names[i], sizeof(e->name) - 1);
+            goto fail;
+        }
+        if (initial_bp[i] > RT_BP_MAX) {
+            snprintf(err, errlen, "service %s: initial weight %u bp out of range 0..%u",
+                     names[i], initial_bp[i], RT_BP_MAX);
+            goto fail;
+        }
+        if (svc_find(c, names[i]) >= 0) {
+            snprintf(err, errlen, "service %s: duplicate name", names[i]);
+            goto fail;
+        }
+        c->svcs[i].name = xstrdup(names[i]);
+        c->svcs[i].st.weight_bp = initial_bp[i];
+        c->svcs[i].st.state = ADM_ST_STEADY;
+        c->svcs[i].st.generation = 0;
+        c->n = i + 1;
+    }
+    c->state_file = state_file != NULL ? xstrdup(state_file) : NULL;
+    c->audit_file = audit_file != NULL ? xstrdup(audit_file) : NULL;
+    if (ops != NULL)
+        c->ops = *ops;
+    c->arg = arg;
+
+    /* The state file wins over the config: it holds what operators did. */
+    if (state_file != NULL) {
+        if (adm_store_load(state_file, &e, &ne, msg, sizeof(msg)) != 0) {
+            snprintf(err, errlen, "state file %s: %s; fix or remove it", state_file, msg);
+            goto fail;
+        }
+        for (i = 0; i < ne; i++) {
+            k = svc_find(c, e[i].name);
+            if (k < 0) {
+                log_at(LL_WARN, "control", 0,
+                       "state file %s: service %s is not in the config; its state "
+                       "is dropped", state_file, e[i].name);
+                continue;
+            }
+            c->svcs[k].st.weight_bp = e[i].weight_bp;
+            c->svcs[k].st.state = (enum adm_state)e[i].state;
+            c->svcs[k].st.generation = e[i].generation;
+            log_at(LL_INFO, "control", 0,
+                   "%s: restored weight %s, state %s, generation %llu from %s",
+                   e[i].name, fmt_pct(e[i].weight_bp, msg, sizeof(msg)),
+                   adm_state_names[e[i].state], (unsigned long long)e[i].generation,
+                   state_file);
+        }
+        free(e);
+    }
+    return c;
+
+fail:
+    free(e);
+    adm_control_free(c);
+    return NULL;
+}
+
+void
+adm_control_free(struct adm_control *c)
+{
+    unsigned i;
+
+    if (c == NULL)
+        return;
+    for (i = 0; i < c->n; i++)
+        free(c->svcs[i].name);
+    free(c->svcs);
+    free(c->state_file);
+    free(c->audit_file);
+    free(c);
+}
+
+const struct adm_svc_state *
+adm_control_state(const struct adm_control *c, unsigned svc)
+{
+    assert(svc < c->n);
+    return &c->svcs[svc].st;
+}
+
+/* ---- request validation ----------------------------------------------- */
+
+/* Returns NULL when every key of <req> is in <allowed> (NULL-terminated),
+ * else an error reply naming the unknown keys. */
+static json_t *
+check_keys(json_t *req, const char *cmd, const char *const *allowed)
+{
+    char list[512];
+    size_t used = 0;
+    const char *key;
+    json_t *v;
+    unsigned i, nbad = 0;
+
+    list[0] = '\0';
+    json_object_foreach(req, key, v) {
+        for (i = 0; allowed[i] != NULL; i++) {
+            if (strcmp(key, allowed[i]) == 0)
+                break;
+        }
+        if (allowed[i] != NULL)
+            continue;
+        if (used < sizeof(list)) {
+            int w = snprintf(list + used, sizeof(list) - used, "%s\"%s\"",
+                             nbad > 0 ? ", " : "", key);
+
+            used += w > 0 ? (size_t)w : 0;
+        }
+        nbad++;
+    }
+    if (nbad == 0)
+        return NULL;
+    return fail_reply("unknown key%s in \"%s\" request: %s", nbad > 1 ? "s" : "",
+                      cmd, list);
+}
+
+/* The service names as "a, b" (new string). */
+static char *
+service_list(const struct adm_control *c)
+{
+    size_t len = 1;
+    unsigned i;
+    char *s;
+
+    for (i = 0; i < c->n; i++)
+        len += strlen(c->svcs[i].name) + 2;
+    s = xmalloc(len);
+    s[0] = '\0';
+    for (i = 0; i < c->n; i++) {
+        if (i > 0)
+            strcat(s, ", ");
+        strcat(s, c->svcs[i].name);
+    }
+    return s;
+}
+
+/* Resolves the "service" of <req> into <*svc>. It may be left out when there
+ * is exactly one service. Returns NULL or an error reply. */
+static json_t *
+resolve_service(const struct adm_control *c, json_t *req, unsigned *svc)
+{
+    json_t *v = json_object_get(req, "service"), *r;
+    char *names;
+    int k;
+
+    if (v == NULL) {
+        if (c->n == 1) {
+            *svc = 0;
+            return NULL;
+        }
+        if (c->n == 0)
+            return fail_reply("no service is configured");
+        names = service_list(c);
+        r = fail_reply("service required (one of: %s)", names);
+        free(names);
+        return r;
+    }
+    if (!json_is_string(v))
+        return fail_reply("\"service\" must be a string, got %s", type_name(v));
+    k = svc_find(c, json_string_value(v));
+    if (k < 0) {
+        names = service_list(c);
+        r = fail_reply("unknown service \"%s\" (one of: %s)", json_string_value(v), names);
+        free(names);
+        return r;
+    }
+    *svc = (unsigned)k;
+    return NULL;
+}
+
+/* ---- changes ---------------------------------------------------------- */
+
+static int
+persist(const struct adm_control *c, char *err, size_t errlen)
+{
+    struct adm_store_entry *e;
+    unsigned i;
+    int rc;
+
+    if (c->state_file == NULL)
+        return 0;
+    e = xcalloc(c->n > 0 ? c->n : 1, sizeof(*e));
+    for (i = 0; i < c->n; i++) {
+        snprintf(e[i].name, sizeof(e[i].name), "%s", c->svcs[i].name);
+        e[i].weight_bp = c->svcs[i].st.weight_bp;
+        e[i].state = (int)c->svcs[i].st.state;
+        e[i].generation = c->svcs[i].st.generation;
+    }
+    rc = adm_store_save(c->state_file, e, c->n, err, errlen);
+    free(e);
+    return rc;
+}
+
+/* Publishes service <svc>'s state; <left> is the side a blue-green switch
+ * took traffic away from (RT_NONE when not a switch). */
+static void
+apply(struct adm_control *c, unsigned svc, enum rt_side left, int drain_s)
+{
+    if (c->ops.apply != NULL)
+        c->ops.apply(c->arg, svc, &c->svcs[svc].st);
+    if (left != RT_NONE && c->ops.switched != NULL)
+        c->ops.switched(c->arg, svc, left, drain_s);
+}
+
+/* One requested change of a validated command. */
+struct change {
+    unsigned svc;
+    uint32_t weight_bp;
+    enum adm_state state;
+    const char *action;          /* audit action */
+    const char *reason;          /* borrowed; "" when none */
+    enum rt_side left;           /* switch: side that loses traffic; else RT_NONE */
+    int drain_s;                 /* switch: tunnel drain, -1 = leave open */
+};
+
+/* Applies and persists <ch> in the safe order, audits and logs it, and
+ * returns the reply. */
+static json_t *
+change_run(struct adm_control *c, const struct change *ch, const char *actor)
+{
+    struct adm_svc *s = &c->svcs[ch->svc];
+    struct adm_svc_state old = s->st;
+    struct adm_audit_entry ae;
+    char err[512], aerr[512], p0[16], p1[16], *qreason;
+    json_t *quoted;
+    bool saved = true;
+
+    s->st.weight_bp = ch->weight_bp;
+    s->st.state = ch->state;
+    s->st.generation = old.generation + 1;
+
+    if (ch->weight_bp <= old.weight_bp) {
+        /* Lowering: traffic leaves new now, whatever the disk says. */
+        apply(c, ch->svc, ch->left, ch->drain_s);
+        saved = persist(c, err, sizeof(err)) == 0;
+    } else {
+        /* Raising: never put more on new than a restart would restore. */
+        if (persist(c, err, sizeof(err)) != 0) {
+            s->st = old;
+            log_at(LL_ERR, "control", 0, "%s: %s by %s refused: cannot save state: %s",
+                   s->name, ch->action, actor, err);
+            return fail_reply("cannot save state: %s", err);
+        }
+        apply(c, ch->svc, ch->left, ch->drain_s);
+    }
+
+    /* The reason is operator text: quoted, so a newline cannot forge a log line. */
+    quoted = ch->reason[0] != '\0' ? json_string(ch->reason) : NULL;
+    qreason = quoted != NULL ? json_dumps(quoted, JSON_ENCODE_ANY) : NULL;
+    json_decref(quoted);
+    log_at(LL_INFO, "control", 0, "%s: %s by %s: weight %s -> %s, state %s -> %s, "
+           "generation %llu%s%s", s->name, ch->action, actor,
+           fmt_pct(old.weight_bp, p0, sizeof(p0)), fmt_pct(s->st.weight_bp, p1, sizeof(p1)),
+           adm_state_names[old.state], adm_state_names[s->st.state],
+           (unsigned long long)s->st.generation,
+           qreason != NULL ? ", reason: " : "", qreason != NULL ? qreason : "");
+    free(qreason);
+
+    if (c->audit_file != NULL) {
+        ae = (struct adm_audit_entry){
+            .service = s->name, .actor = actor, .action = ch->action,
+            .from_bp = old.weight_bp, .to_bp = s->st.weight_bp,
+            .reason = ch->reason, .generation = s->st.generation, .figures = NULL,
+        };
+        /* The change happened: a failing audit log must not hide that. */
+        if (adm_audit_append(c->audit_file, &ae, aerr, sizeof(aerr)) != 0)
+            log_at(LL_ERR, "control", 0, "%s: audit log: %s", s->name, aerr);
+    }
+
+    if (!saved) {
+        log_at(LL_ERR, "control", 0, "%s: %s applied but not saved: %s",
+               s->name, ch->action, err);
+        return fail_reply("applied but not saved: %s", err);
+    }
+    return json_pack("{s:b, s:s, s:o, s:s, s:I, s:o}", "ok", 1, "service", s->name,
+                     "weight", adm_percent_json(s->st.weight_bp),
+                     "state", adm_state_names[s->st.state],
+                     "generation", (json_int_t)s->st.generation,
+                     "previous_weight", adm_percent_json(old.weight_bp));
+}
+
+/* ---- commands --------------------------------------------------------- */
+
+static json_t *
+cmd_status(struct adm_control *c, json_t *req, const char *actor)
+{
+    static const char *const keys[] = { "cmd", "service", NULL };
+    json_t *r, *list, *o;
+    unsigned svc = 0, i;
+    bool one = json_object_get(req, "service") != NULL;
+
+    if ((r = check_keys(req, "status", keys)) != NULL)
+        return r;
+    if (one && (r = resolve_service(c, req, &svc)) != NULL)
+        return r;
+    list = json_array();
+    for (i = 0; i < c->n; i++) {
+        if (one && i != svc)
+            continue;
+        o = json_pack("{s:s, s:o, s:s, s:I}", "name", c->svcs[i].name,
+                      "weight", adm_percent_json(c->svcs[i].st.weight_bp),
+                      "state", adm_state_names[c->svcs[i].st.state],
+                      "generation", (json_int_t)c->svcs[i].st.generation);
+        if (o != NULL && c->ops.status != NULL)
+            c->ops.status(c->arg, i, o);
+        json_array_append_new(list, o);
+    }
+    return json_pack("{s:b, s:o}", "ok", 1, "services", list);
+}
+
+static json_t *
+cmd_weight(struct adm_control *c, json_t *req, const char *actor)
+{
+    static const char *const keys[] = { "cmd", "service", "percent", NULL };
+    struct change ch = { .state = ADM_ST_STEADY, .action = "weight", .reason = "",
+                         .left = RT_NONE, .drain_s = -1 };
+    json_t *r, *p;
+
+    if ((r = check_keys(req, "weight", keys)) != NULL)
+        return r;
+    if ((r = resolve_service(c, req, &ch.svc)) != NULL)
+        return r;
+    p = json_object_get(req, "percent");
+    if (p == NULL)
+        return fail_reply("missing \"percent\"");
+    if (!json_is_number(p))
+        return fail_reply("\"percent\" must be a number, got %s", type_name(p));
+    if (ctl_weight_from_double(json_number_value(p), &ch.weight_bp) != 0) {
+        if (json_is_integer(p))
+            return fail_reply("percent must be 0..100 with at most two decimals, got %lld",
+                              (long long)json_integer_value(p));
+        return fail_reply("percent must be 0..100 with at most two decimals, got %.15g",
+                          json_real_value(p));
+    }
+    return change_run(c, &ch, actor);
+}
+
+static json_t *
+cmd_rollback(struct adm_control *c, json_t *req, const char *actor)
+{
+    static const char *const keys[] = { "cmd", "service", "reason", NULL };
+    struct change ch = { .weight_bp = 0, .state = ADM_ST_ROLLED_BACK,
+                         .action = "rollback", .reason = "", .left = RT_NONE,
+                         .drain_s = -1 };
+    json_t *r, *v;
+
+    if ((r = check_keys(req, "rollback", keys)) != NULL)
+        return r;
+    if ((r = resolve_service(c, req, &ch.svc)) != NULL)
+        return r;
+    if ((v = json_object_get(req, "reason")) != NULL) {
+        if (!json_is_string(v))
+            return fail_reply("\"reason\" must be a string, got %s", type_name(v));
+        if (json_string_length(v) > REASON_MAX)
+            return fail_reply("\"reason\" is too long (%zu bytes, at most %d)",
+                              json_string_length(v), REASON_MAX);
+        if (strlen(json_string_value(v)) != json_string_length(v))
+            return fail_reply("\"reason\" must not contain NUL characters");
+        ch.reason = json_string_value(v);
+    }
+    return change_run(c, &ch, actor);
+}
+
+static json_t *
+cmd_promote(struct adm_control *c, json_t *req, const char *actor)
+{
+    static const char *const keys[] = { "cmd", "service", NULL };
+    struct change ch = { .weight_bp = RT_BP_MAX, .state = ADM_ST_PROMOTED,
+                         .action = "promote", .reason = "", .left = RT_NONE,
+                         .drain_s = -1 };
+    json_t *r;
+
+    if ((r = check_keys(req, "promote", keys)) != NULL)
+        return r;
+    if ((r = resolve_service(c, req, &ch.svc)) != NULL)
+        return r;
+    return change_run(c, &ch, actor);
+}
+
+static json_t *
+cmd_switch(struct adm_control *c, json_t *req, const char *actor)
+{
+    static const char *const keys[] = { "cmd", "service", "to", "drain_s", "force", NULL };
+    struct change ch = { .action = "switch", .reason = "", .drain_s = -1 };
+    json_t *r, *v;
+    const char *to;
+    bool force = false;
+
+    if ((r = check_keys(req, "switch", keys)) != NULL)
+        return r;
+    if ((r = resolve_service(c, req, &ch.svc)) != NULL)
+        return r;
+    v = json_object_get(req, "to");
+    if (v == NULL)
+        return fail_reply("missing \"to\" (\"new\" or \"legacy\")");
+    if (!json_is_string(v))
+        return fail_reply("\"to\" must be a string, got %s", type_name(v));
+    to = json_string_value(v);
+    if (strcmp(to, "new") == 0) {
+        ch.weight_bp = RT_BP_MAX;
+        ch.state = ADM_ST_PROMOTED;
+        ch.left = RT_LEGACY;
+    } else if (strcmp(to, "legacy") == 0) {
+        ch.weight_bp = 0;
+        ch.state = ADM_ST_STEADY;
+        ch.left = RT_NEW;
+    } else {
+        return fail_reply("\"to\" must be \"new\" or \"legacy\", got \"%s\"", to);
+    }
+    if ((v = json_object_get(req, "drain_s")) != NULL) {
+        if (!json_is_integer(v))
+            return fail_reply("\"drain_s\" must be an integer, got %s", type_name(v));
+        if (json_integer_value(v) < 0 || json_integer_value(v) > 2147483647)
+            return fail_reply("\"drain_s\" must be 0..2147483647 seconds, got %lld",
+                              (long long)json_integer_value(v));
+        ch.drain_s = (int)json_integer_value(v);
+    }
+    if ((v = json_object_get(req, "force")) != NULL) {
+        if (!json_is_boolean(v))
+            return fail_reply("\"force\" must be a boolean, got %s", type_name(v));
+        force = json_is_true(v);
+    }
+    if (ch.left == RT_LEGACY && !force && c->ops.side_healthy != NULL
+        && !c->ops.side_healthy(c->arg, ch.svc, RT_NEW))
+        return fail_reply("new has no healthy server; use --force");
+    return change_run(c, &ch, actor);
+}
+
+static json_t *
+cmd_plan(struct adm_control *c, json_t *req, const char *actor)
+{
+    return fail_reply("plan: not available yet (the progressive plan is not "
+                      "implemented in this version; use weight, promote or switch)");
+}
+
+static json_t *
+cmd_audit(struct adm_control *c, json_t *req, const char *actor)
+{
+    static const char *const keys[] = { "cmd", "service", "n", NULL };
+    json_t *r, *v, *entries;
+    json_int_t n = AUDIT_N_DEFAULT;
+    unsigned svc = 0;
+    bool filter = json_object_get(req, "service") != NULL;
+    char err[512];
+
+    if ((r = check_keys(req, "audit", keys)) != NULL)
+        return r;
+    if (filter && (r = resolve_service(c, req, &svc)) != NULL)
+        return r;
+    if ((v = json_object_get(req, "n")) != NULL) {
+        if (!json_is_integer(v))
+            return fail_reply("\"n\" must be an integer, got %s", type_name(v));
+        n = json_integer_value(v);
+        if (n < 1 || n > (json_int_t)ADM_AUDIT_TAIL_MAX)
+            return fail_reply("\"n\" must be 1..%u, got %lld", ADM_AUDIT_TAIL_MAX,
+                              (long long)n);
+    }
+    if (c->audit_file == NULL)
+        return fail_reply("the audit log is disabled (no audit file configured)");
+    entries = adm_audit_tail(c->audit_file, (unsigned)n,
+                             filter ? c->svcs[svc].name : NULL, err, sizeof(err));
+    if (entries == NULL)
+        return fail_reply("audit: %s", err);
+    return json_pack("{s:b, s:o}", "ok", 1, "entries", entries);
+}
+
+typedef json_t *cmd_fn(struct adm_control *c, json_t *req, const char *actor);
+
+static const struct {
+    const char *name;
+    cmd_fn *fn;
+} commands[] = {
+    { "status",   cmd_status },
+    { "weight",   cmd_weight },
+    { "rollback", cmd_rollback },
+    { "promote",  cmd_promote },
+    { "switch",   cmd_switch },
+    { "plan",     cmd_plan },
+    { "audit",    cmd_audit },
+};
+
+json_t *
+adm_control_exec(struct adm_control *c, json_t *req, const char *actor)
+{
+    json_t *v, *r;
+    const char *cmd;
+    size_t i;
+
+    if (actor == NULL)
+        actor = "unknown";
+    if (!json_is_object(req))
+        return fail_reply("a request must be a JSON object, got %s",
+                          req != NULL ? type_name(req) : "nothing");
+    v = json_object_get(req, "cmd");
+    if (v == NULL)
+        return fail_reply("missing \"cmd\"");
+    if (!json_is_string(v))
+        return fail_reply("\"cmd\" must be a string, got %s", type_name(v));
+    cmd = json_string_value(v);
+    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(cmd, commands[i].name) == 0) {
+            r = commands[i].fn(c, req, actor);
+            return r != NULL ? r : fail_reply("internal error building the reply");
+        }
+    }
+    return fail_reply("unknown command \"%s\" (one of: status, weight, rollback, "
+                      "promote, switch, plan, audit)", cmd);
+}
+
+char *
+adm_control_exec_line(struct adm_control *c, const char *line, size_t len,
+                      const char *actor)
+{
+    json_t *req, *reply;
+    json_error_t je;
+    char *out;
+
+    req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+    if (req == NULL)
+        reply = fail_reply("bad JSON: %s at column %d", je.text, je.column);
+    else
+        reply = adm_control_exec(c, req, actor);
+    json_decref(req);
+    out = reply != NULL ? json_dumps(reply, REPLY_DUMP_FLAGS) : NULL;
+    json_decref(reply);
+    if (out == NULL)
+        out = xstrdup("{\"ok\":false,\"error\":\"internal error building the reply\"}");
+    return out;
+}

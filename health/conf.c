@@ -1,0 +1,403 @@
+/*
+ * health/conf: parses a service's "health", "rollback" and "plan" sections
+ * into plain value structs. Each section has its defaults in one initialiser
+ * at the top of its parser; the parser then checks for unknown keys first
+ * (a typo such as "rsie" must fail the load, not fall back to a default),
+ * then reads every key with its type and range.
+ *
+ * Integers given as reals (2000.5, and 2000.0 too) are refused: a value in
+ * milliseconds with a fraction is a sign of a unit mix-up, not a precision
+ * wish.
+ */
+#include "health/conf.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "router/conf.h"
+
+/* Writes <a><b><c> into <buf>, truncated to <len> bytes, and returns <buf>.
+ * By hand rather than with snprintf, whose truncation warning cannot know
+ * that JSON paths are short. */
+static const char *
+cat3(char *buf, size_t len, const char *a, const char *b, const char *c)
+{
+    const char *parts[3] = { a, b, c };
+    size_t n = 0, i, k;
+
+    for (i = 0; i < 3; i++)
+        for (k = 0; parts[i][k] != '\0' && n + 1 < len; k++)
+            buf[n++] = parts[i][k];
+    buf[n] = '\0';
+    return buf;
+}
+
+/* "<prefix>.<key>", or <key> alone when <prefix> is empty. */
+static const char *
+join(char *buf, size_t len, const char *prefix, const char *key)
+{
+    return cat3(buf, len, prefix, prefix[0] != '\0' ? "." : "", key);
+}
+
+/* "<prefix>[<idx>]". */
+static const char *
+join_index(char *buf, size_t len, const char *prefix, size_t idx)
+{
+    char ix[24];
+
+    snprintf(ix, sizeof(ix), "[%zu]", idx);
+    return cat3(buf, len, prefix, ix, "");
+}
+
+/* Fails on the first member of <obj> whose key is not in NULL-terminated
+ * <allowed>. */
+static int
+check_keys(json_t *obj, const char *path, const char *const *allowed,
+           struct conf_err *err)
+{
+    const char *key;
+    json_t *v;
+    size_t i;
+    char p[sizeof(err->path)];
+
+    json_object_foreach(obj, key, v) {
+        for (i = 0; allowed[i] != NULL; i++)
+            if (strcmp(key, allowed[i]) == 0)
+                break;
+        if (allowed[i] == NULL)
+            return conf_fail(err, join(p, sizeof(p), path, key), "unknown key");
+    }
+    return 0;
+}
+
+/* Checks that <v> is an integer in [<min>, <max>] and stores it. */
+static int
+int_value(json_t *v, const char *path, long long min, long long max,
+          long long *out, struct conf_err *err)
+{
+    long long x;
+
+    if (!json_is_integer(v))
+        return conf_fail(err, path, "must be an integer");
+    x = (long long)json_integer_value(v);
+    if (x < min || x > max)
+        return conf_fail(err, path, "must be between %lld and %lld", min, max);
+    *out = x;
+    return 0;
+}
+
+/* Reads optional integer member <key> of <obj>; <*out> is untouched when
+ * the key is absent. */
+static int
+opt_uint(json_t *obj, const char *key, const char *prefix, long long min,
+         long long max, unsigned *out, struct conf_err *err)
+{
+    json_t *v = json_object_get(obj, key);
+    long long x;
+    char p[sizeof(err->path)];
+
+    if (v == NULL)
+        return 0;
+    if (int_value(v, join(p, sizeof(p), prefix, key), min, max, &x, err) != 0)
+        return -1;
+    *out = (unsigned)x;
+    return 0;
+}
+
+/* Reads optional number member <key> of <obj> (integer or real) in
+ * [<min>, <max>]. */
+static int
+opt_double(json_t *obj, const char *key, const char *prefix, double min,
+           double max, double *out, struct conf_err *err)
+{
+    json_t *v = json_object_get(obj, key);
+    double d;
+    char p[sizeof(err->path)];
+
+    if (v == NULL)
+        return 0;
+    if (!json_is_number(v))
+        return conf_fail(err, join(p, sizeof(p), prefix, key), "must be a number");
+    d = json_number_value(v);
+    if (!(d >= min && d <= max))
+        return conf_fail(err, join(p, sizeof(p), prefix, key),
+                         "must be between %g and %g", min, max);
+    *out = d;
+    return 0;
+}
+
+/* Reads optional string member <key> of <obj>, borrowed from <obj>. */
+static int
+opt_string(json_t *obj, const char *key, const char *prefix, const char **out,
+           struct conf_err *err)
+{
+    json_t *v = json_object_get(obj, key);
+    char p[sizeof(err->path)];
+
+    *out = NULL;
+    if (v == NULL)
+        return 0;
+    if (!json_is_string(v))
+        return conf_fail(err, join(p, sizeof(p), prefix, key), "must be a string");
+    *out = json_string_value(v);
+    return 0;
+}
+
+/* RFC 9110 tchar: method names are tokens. */
+static bool
+is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+           (ch >= '0' && ch <= '9') ||
+           (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* The check path goes verbatim onto a request line: origin-form, visible
+ * ASCII only, so nothing in it can split or smuggle a request. */
+static bool
+is_request_target(const char *s)
+{
+    if (s[0] != '/')
+        return false;
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+            return false;
+    return true;
+}
+
+static int
+parse_expect(json_t *v, const char *path, struct hl_check_conf *c,
+             struct conf_err *err)
+{
+    long long lo, hi;
+    char p[sizeof(err->path)];
+
+    if (!json_is_array(v) || json_array_size(v) != 2)
+        return conf_fail(err, path, "must be an array [min, max] of two status codes");
+    if (int_value(json_array_get(v, 0), join_index(p, sizeof(p), path, 0), 100, 599, &lo, err) != 0)
+        return -1;
+    if (int_value(json_array_get(v, 1), join_index(p, sizeof(p), path, 1), 100, 599, &hi, err) != 0)
+        return -1;
+    if (hi < lo)
+        return conf_fail(err, p, "must not be less than the minimum (%lld)", lo);
+    c->expect_min = (int)lo;
+    c->expect_max = (int)hi;
+    return 0;
+}
+
+int
+hl_check_conf_parse(struct json_t *j, const char *path,
+                    struct hl_check_conf *out, struct conf_err *err)
+{
+    static const char *const keys[] = {
+        "type", "method", "path", "expect_status", "body_contains",
+        "interval_ms", "timeout_ms", "rise", "fall", NULL
+    };
+    static const char *const http_only[] = {
+        "method", "path", "expect_status", "body_contains", NULL
+    };
+    struct hl_check_conf c = {
+        .type = HL_CHECK_NONE, .method = "GET", .path = "/healthz",
+        .expect_min = 200, .expect_max = 399, .body_contains = "",
+        .interval_ms = 2000, .timeout_ms = 1000, .rise = 2, .fall = 3,
+    };
+    const char *type, *s;
+    json_t *v;
+    size_t i;
+    char p[sizeof(err->path)];
+
+    if (j == NULL) {
+        *out = c;
+        return 0;
+    }
+    if (!json_is_object(j))
+        return conf_fail(err, path, "must be an object");
+    if (check_keys(j, path, keys, err) != 0)
+        return -1;
+
+    if (opt_string(j, "type", path, &type, err) != 0)
+        return -1;
+    if (type == NULL || strcmp(type, "tcp") == 0)
+        c.type = HL_CHECK_TCP;
+    else if (strcmp(type, "http") == 0)
+        c.type = HL_CHECK_HTTP;
+    else
+        return conf_fail(err, join(p, sizeof(p), path, "type"),
+                         "must be \"tcp\" or \"http\"");
+    if (c.type != HL_CHECK_HTTP) {
+        for (i = 0; http_only[i] != NULL; i++)
+            if (json_object_get(j, http_only[i]) != NULL)
+                return conf_fail(err, join(p, sizeof(p), path, http_only[i]),
+                                 "only valid with \"type\": \"http\"");
+    }
+
+    if (opt_string(j, "method", path, &s, err) != 0)
+        return -1;
+    if (s != NULL) {
+        size_t n = strlen(s);
+
+        for (i = 0; i < n && is_tchar((unsigned char)s[i]); i++)
+            ;
+        if (n == 0 || i < n || n >= sizeof(c.method))
+            return conf_fail(err, join(p, sizeof(p), path, "method"),
+                             "must be an HTTP method token of 1..%zu characters",
+                             sizeof(c.method) - 1);
+        memcpy(c.method, s, n + 1);
+    }
+    if (opt_string(j, "path", path, &s, err) != 0)
+        return -1;
+    if (s != NULL) {
+        if (!is_request_target(s) || strlen(s) >= sizeof(c.path))
+            return conf_fail(err, join(p, sizeof(p), path, "path"),
+                             "must start with '/', hold visible ASCII only and "
+                             "be shorter than %zu bytes", sizeof(c.path));
+        memcpy(c.path, s, strlen(s) + 1);
+    }
+    if ((v = json_object_get(j, "expect_status")) != NULL &&
+        parse_expect(v, join(p, sizeof(p), path, "expect_status"), &c, err) != 0)
+        return -1;
+    if (opt_string(j, "body_contains", path, &s, err) != 0)
+        return -1;
+    if (s != NULL) {
+        if (strlen(s) >= sizeof(c.body_contains))
+            return conf_fail(err, join(p, sizeof(p), path, "body_contains"),
+                             "must be shorter than %zu bytes",
+                             sizeof(c.body_contains));
+        memcpy(c.body_contains, s, strlen(s) + 1);
+    }
+
+    if (opt_uint(j, "interval_ms", path, 100, 3600000, &c.interval_ms, err) != 0 ||
+        opt_uint(j, "timeout_ms", path, 10, 60000, &c.timeout_ms, err) != 0 ||
+        opt_uint(j, "rise", path, 1, 100, &c.rise, err) != 0 ||
+        opt_uint(j, "fall", path, 1, 100, &c.fall, err) != 0)
+        return -1;
+    /* A check that may outlive its interval would overlap the next one. */
+    if (c.timeout_ms >= c.interval_ms)
+        return conf_fail(err, join(p, sizeof(p), path,
+                                   json_object_get(j, "timeout_ms") != NULL
+                                       ? "timeout_ms" : "interval_ms"),
+                         "timeout_ms (%u) must be less than interval_ms (%u)",
+                         c.timeout_ms, c.interval_ms);
+    *out = c;
+    return 0;
+}
+
+int
+hl_rollback_conf_parse(struct json_t *j, const char *path,
+                       struct hl_rollback_conf *out, struct conf_err *err)
+{
+    static const char *const keys[] = {
+        "enabled", "max_error_rate", "min_requests", "window_s", "max_p99_ms",
+        "max_error_ratio_to_legacy", "action", NULL
+    };
+    struct hl_rollback_conf c = {
+        .enabled = true, .max_error_rate = 0.05, .min_requests = 20,
+        .window_s = 10, .max_p99_ms = 0, .max_error_ratio_to_legacy = 0,
+        .action = HL_ACT_ROLLBACK,
+    };
+    const char *s;
+    json_t *v;
+    char p[sizeof(err->path)];
+
+    if (j == NULL) {
+        *out = c;
+        return 0;
+    }
+    if (!json_is_object(j))
+        return conf_fail(err, path, "must be an object");
+    if (check_keys(j, path, keys, err) != 0)
+        return -1;
+    if ((v = json_object_get(j, "enabled")) != NULL) {
+        if (!json_is_boolean(v))
+            return conf_fail(err, join(p, sizeof(p), path, "enabled"),
+                             "must be true or false");
+        c.enabled = json_is_true(v);
+    }
+    if (opt_double(j, "max_error_rate", path, 0, 1, &c.max_error_rate, err) != 0 ||
+        opt_uint(j, "min_requests", path, 1, 1000000, &c.min_requests, err) != 0 ||
+        opt_uint(j, "window_s", path, 1, 600, &c.window_s, err) != 0 ||
+        opt_uint(j, "max_p99_ms", path, 0, 3600000, &c.max_p99_ms, err) != 0 ||
+        opt_double(j, "max_error_ratio_to_legacy", path, 0, 1000,
+                   &c.max_error_ratio_to_legacy, err) != 0)
+        return -1;
+    if (opt_string(j, "action", path, &s, err) != 0)
+        return -1;
+    if (s != NULL) {
+        if (strcmp(s, "rollback") == 0)
+            c.action = HL_ACT_ROLLBACK;
+        else if (strcmp(s, "freeze") == 0)
+            c.action = HL_ACT_FREEZE;
+        else
+            return conf_fail(err, join(p, sizeof(p), path, "action"),
+                             "must be \"rollback\" or \"freeze\"");
+    }
+    *out = c;
+    return 0;
+}
+
+/* One plan step: a percentage in (0, 100] with at most two decimals, as
+ * basis points. Same tolerance rule as the service weight. */
+static int
+step_to_bp(json_t *v, const char *path, uint32_t *bp, struct conf_err *err)
+{
+    double d, scaled, diff;
+    uint32_t r;
+
+    if (!json_is_number(v))
+        return conf_fail(err, path, "must be a number");
+    d = json_number_value(v);
+    if (!(d > 0.0 && d <= 100.0))
+        return conf_fail(err, path, "must be greater than 0 and at most 100");
+    scaled = d * 100.0;
+    r = (uint32_t)(scaled + 0.5);
+    diff = scaled - (double)r;
+    if (diff > 1e-6 || diff < -1e-6 || r == 0)
+        return conf_fail(err, path, "must have at most two decimals");
+    *bp = r;
+    return 0;
+}
+
+int
+hl_plan_conf_parse(struct json_t *j, const char *path,
+                   struct hl_plan_conf *out, struct conf_err *err)
+{
+    static const char *const keys[] = { "steps", "bake_s", NULL };
+    struct hl_plan_conf c = { .nsteps = 0, .bake_s = 300 };
+    json_t *steps, *v;
+    size_t i;
+    char p[sizeof(err->path)];
+
+    if (j == NULL) {
+        *out = c;
+        return 0;
+    }
+    if (!json_is_object(j))
+        return conf_fail(err, path, "must be an object");
+    if (check_keys(j, path, keys, err) != 0)
+        return -1;
+    steps = json_object_get(j, "steps");
+    if (steps == NULL)
+        return conf_fail(err, join(p, sizeof(p), path, "steps"), "is required");
+    if (!json_is_array(steps))
+        return conf_fail(err, join(p, sizeof(p), path, "steps"), "must be an array");
+    if (json_array_size(steps) == 0 || json_array_size(steps) > HL_PLAN_MAX_STEPS)
+        return conf_fail(err, join(p, sizeof(p), path, "steps"),
+                         "must hold 1..%d steps", HL_PLAN_MAX_STEPS);
+    json_array_foreach(steps, i, v) {
+        char q[sizeof(err->path)];
+
+        join_index(p, sizeof(p), join(q, sizeof(q), path, "steps"), i);
+        if (step_to_bp(v, p, &c.steps_bp[i], err) != 0)
+            return -1;
+        if (i > 0 && c.steps_bp[i] <= c.steps_bp[i - 1])
+            return conf_fail(err, p, "must be greater than the previous step (%g)",
+                             c.steps_bp[i - 1] / 100.0);
+    }
+    c.nsteps = (unsigned)json_array_size(steps);
+    if (opt_uint(j, "bake_s", path, 1, 604800, &c.bake_s, err) != 0)
+        return -1;
+    *out = c;
+    return 0;
+}

@@ -1,0 +1,1156 @@
+/*
+ * proxy/conf: loads the configuration file into an immutable struct
+ * px_conf. It owns the top level, the service skeleton (name, mode, listen
+ * addresses, servers, timeouts, limits) and the error message; the routing
+ * keys go to rt_conf_parse() and the health, rollback and plan sections to
+ * health/conf.c.
+ *
+ * Design: the file is read into memory once and parsed by jansson with
+ * JSON_REJECT_DUPLICATES. Parsers report a JSON path ("services[0].rollback
+ * .max_error_rate") rather than a position, because jansson keeps no
+ * positions for values; px_json_locate() then walks the original text along
+ * that path to find the line and column for the message. The first error
+ * stops the load, so the operator gets exactly one line to act on.
+ *
+ * Plausible mistakes that are still valid (a timeout of 5 ms, a plan that
+ * bakes for less than the rollback window) are logged as warnings once the
+ * whole file has validated, so a failing load never prints stale warnings.
+ *
+ * Workload: runs at startup and on each SIGHUP, never on the data path.
+ */
+#include "proxy/conf.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <jansson.h>
+
+#include "admin/log.h"
+#include "admin/xmalloc.h"
+
+#define PX_CONF_MAX_BYTES   (16u << 20)   /* a larger file is surely not a config */
+#define PX_MAX_LISTEN       64u           /* listen addresses per service */
+#define PX_NAME_MAX         63u           /* service name length */
+
+/* ------------------------------------------------------------------ */
+/* Locating a JSON path in the text                                    */
+
+/* A cursor over JSON text. <seen> counts the characters (UTF-8 lead bytes)
+ * consumed on the current line, so the column of the byte at <p> is
+ * seen + 1: the same convention as jansson's error columns. */
+struct scan {
+    const char *p, *end;
+    int line;
+    int seen;
+};
+
+static int
+sc_peek(const struct scan *s)
+{
+    return s->p < s->end ? (unsigned char)*s->p : -1;
+}
+
+static void
+sc_adv(struct scan *s)
+{
+    unsigned char b;
+
+    if (s->p >= s->end)
+        return;
+    b = (unsigned char)*s->p++;
+    if (b == '\n') {
+        s->line++;
+        s->seen = 0;
+    } else if ((b & 0xc0) != 0x80) {
+        s->seen++;
+    }
+}
+
+static void
+sc_ws(struct scan *s)
+{
+    int ch;
+
+    while ((ch = sc_peek(s)) == ' ' || ch == '\t' || ch == '\n' || ch == '\r')
+        sc_adv(s);
+}
+
+static int
+hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Reads the 4 hex digits after "\u". Returns the code unit or -1. */
+static long
+sc_hex4(struct scan *s)
+{
+    long v = 0;
+    int i, h;
+
+    for (i = 0; i < 4; i++) {
+        if ((h = hexval(sc_peek(s))) < 0)
+            return -1;
+        v = v * 16 + h;
+        sc_adv(s);
+    }
+    return v;
+}
+
+/* Consumes the string at the cursor (which must be on its opening quote),
+ * decoding escapes, and compares it with the <n> bytes at <want> (<want>
+ * may be NULL: skip only). Returns 1 when equal, 0 when not, -1 when the
+ * text is not a well-formed string. */
+static int
+sc_string(struct scan *s, const char *want, size_t n)
+{
+    size_t k = 0;
+    bool same = want != NULL;
+    unsigned char u8[4];
+    size_t nb, i;
+    long cp, lo;
+    int ch;
+
+    if (sc_peek(s) != '"')
+        return -1;
+    sc_adv(s);
+    for (;;) {
+        if ((ch = sc_peek(s)) < 0)
+            return -1;
+        sc_adv(s);
+        if (ch == '"')
+            break;
+        if (ch != '\\') {
+            u8[0] = (unsigned char)ch;
+            nb = 1;
+        } else {
+            ch = sc_peek(s);
+            sc_adv(s);
+            nb = 1;
+            switch (ch) {
+            case '"': case '\\': case '/': u8[0] = (unsigned char)ch; break;
+            case 'b': u8[0] = '\b'; break;
+            case 'f': u8[0] = '\f'; break;
+            case 'n': u8[0] = '\n'; break;
+            case 'r': u8[0] = '\r'; break;
+            case 't': u8[0] = '\t'; break;
+            case 'u':
+                if ((cp = sc_hex4(s)) < 0)
+                    return -1;
+                /* A high surrogate followed by "\uDCxx" is one code point. */
+                if (cp >= 0xd800 && cp <= 0xdbff && sc_peek(s) == '\\' &&
+                    s->p + 1 < s->end && s->p[1] == 'u') {
+                    sc_adv(s);
+                    sc_adv(s);
+                    if ((lo = sc_hex4(s)) < 0)
+                        return -1;
+                    if (lo >= 0xdc00 && lo <= 0xdfff)
+                        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                    else
+                        same = false;
+                }
+                if (cp < 0x80) {
+                    u8[0] = (unsigned char)cp;
+                } else if (cp < 0x800) {
+                    u8[0] = (unsigned char)(0xc0 | (cp >> 6));
+                    u8[1] = (unsigned char)(0x80 | (cp & 0x3f));
+                    nb = 2;
+                } else if (cp < 0x10000) {
+                    u8[0] = (unsigned char)(0xe0 | (cp >> 12));
+                    u8[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+                    u8[2] = (unsigned char)(0x80 | (cp & 0x3f));
+                    nb = 3;
+                } else {
+                    u8[0] = (unsigned char)(0xf0 | (cp >> 18));
+                    u8[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+                    u8[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+                    u8[3] = (unsigned char)(0x80 | (cp & 0x3f));
+                    nb = 4;
+                }
+                break;
+            default:
+                return -1;
+            }
+        }
+        for (i = 0; same && i < nb; i++, k++)
+            if (k >= n || (unsigned char)want[k] != u8[i])
+                same = false;
+    }
+    return same && k == n;
+}
+
+/* Skips one value of any kind. Containers are skipped by depth counting,
+ * not recursion, so deeply nested text cannot exhaust the stack. */
+static int
+sc_skip_value(struct scan *s)
+{
+    unsigned long depth = 0;
+    int ch;
+
+    ch = sc_peek(s);
+    if (ch == '"')
+        return sc_string(s, NULL, 0) < 0 ? -1 : 0;
+    if (ch != '{' && ch != '[') {
+        const char *start = s->p;
+
+        while ((ch = sc_peek(s)) >= 0 && strchr(",}] \t\n\r:", ch) == NULL)
+            sc_adv(s);
+        return s->p > start ? 0 : -1;
+    }
+    for (;;) {
+        if ((ch = sc_peek(s)) < 0)
+            return -1;
+        if (ch == '"') {
+            if (sc_string(s, NULL, 0) < 0)
+                return -1;
+            continue;
+        }
+        sc_adv(s);
+        if (ch == '{' || ch == '[') {
+            depth++;
+        } else if (ch == '}' || ch == ']') {
+            if (--depth == 0)
+                return 0;
+        }
+    }
+}
+
+int
+px_json_locate(const char *text, size_t len, const char *path,
+               int *line, int *col)
+{
+    struct scan s = { text, text + len, 1, 0 };
+    const char *c = path;
+    int vline, vcol, m;
+
+    sc_ws(&s);
+    if (sc_peek(&s) < 0)
+        return -1;
+    vline = s.line;
+    vcol = s.seen + 1;
+    while (*c != '\0') {
+        if (*c == '[') {
+            unsigned long idx = 0, i;
+            const char *d = ++c;
+
+            while (*c >= '0' && *c <= '9' && c - d < 9)
+                idx = idx * 10 + (unsigned long)(*c++ - '0');
+            if (c == d || *c != ']')
+                return -1;
+            c++;
+            if (sc_peek(&s) != '[')
+                return -1;
+            sc_adv(&s);
+            sc_ws(&s);
+            for (i = 0; i < idx; i++) {
+                if (sc_peek(&s) == ']' || sc_skip_value(&s) != 0)
+                    return -1;
+                sc_ws(&s);
+                if (sc_peek(&s) != ',')
+                    return -1;
+                sc_adv(&s);
+                sc_ws(&s);
+            }
+            if (sc_peek(&s) < 0 || sc_peek(&s) == ']')
+                return -1;
+            vline = s.line;
+            vcol = s.seen + 1;
+        } else {
+            size_t n = strcspn(c, ".[");
+
+            if (n == 0 || sc_peek(&s) != '{')
+                return -1;
+            sc_adv(&s);
+            sc_ws(&s);
+            for (;;) {
+                if (sc_peek(&s) != '"')
+                    return -1;
+                vline = s.line;
+                vcol = s.seen + 1;
+                if ((m = sc_string(&s, c, n)) < 0)
+                    return -1;
+                sc_ws(&s);
+                if (sc_peek(&s) != ':')
+                    return -1;
+                sc_adv(&s);
+                sc_ws(&s);
+                if (m == 1)
+                    break;
+                if (sc_skip_value(&s) != 0)
+                    return -1;
+                sc_ws(&s);
+                if (sc_peek(&s) != ',')
+                    return -1;
+                sc_adv(&s);
+                sc_ws(&s);
+            }
+            c += n;
+        }
+        if (*c == '.') {
+            c++;
+            if (*c == '\0' || *c == '[')
+                return -1;
+        }
+    }
+    *line = vline;
+    *col = vcol;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Addresses                                                           */
+
+int
+px_addr_parse(const char *text, struct px_addr *out)
+{
+    char host[INET6_ADDRSTRLEN];
+    const char *h, *colon, *port;
+    size_t hlen, i, plen;
+    unsigned long pnum = 0;
+    struct px_addr a;
+
+    if (strlen(text) >= sizeof(a.text))
+        return -1;
+    memset(&a, 0, sizeof(a));
+    if (text[0] == '[') {
+        const char *rb = strchr(text, ']');
+
+        if (rb == NULL || rb[1] != ':')
+            return -1;
+        h = text + 1;
+        hlen = (size_t)(rb - h);
+        colon = rb + 1;
+    } else {
+        colon = strchr(text, ':');
+        if (colon == NULL || strchr(colon + 1, ':') != NULL)
+            return -1;
+        h = text;
+        hlen = (size_t)(colon - text);
+    }
+    port = colon + 1;
+    plen = strlen(port);
+    if (hlen == 0 || hlen >= sizeof(host) || plen == 0 || plen > 5)
+        return -1;
+    for (i = 0; i < plen; i++) {
+        if (port[i] < '0' || port[i] > '9')
+            return -1;
+        pnum = pnum * 10 + (unsigned long)(port[i] - '0');
+    }
+    if (pnum < 1 || pnum > 65535)
+        return -1;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+
+    if (text[0] == '[') {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a.ss;
+
+        if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+            return -1;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)pnum);
+        a.len = sizeof(*sin6);
+    } else {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&a.ss;
+
+        if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+            return -1;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)pnum);
+        a.len = sizeof(*sin);
+    }
+    memcpy(a.text, text, strlen(text) + 1);
+    *out = a;
+    return 0;
+}
+
+/* Same family and port; <exact>: same address, otherwise also when either
+ * address is the wildcard (binding both would split or fail). */
+static bool
+addr_clash(const struct px_addr *a, const struct px_addr *b, bool exact)
+{
+    if (a->ss.ss_family != b->ss.ss_family)
+        return false;
+    if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+
+        if (x->sin_port != y->sin_port)
+            return false;
+        if (x->sin_addr.s_addr == y->sin_addr.s_addr)
+            return true;
+        return !exact && (x->sin_addr.s_addr == htonl(INADDR_ANY) ||
+                          y->sin_addr.s_addr == htonl(INADDR_ANY));
+    } else {
+        const struct sockaddr_in6 *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+
+        if (x->sin6_port != y->sin6_port)
+            return false;
+        if (memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0)
+            return true;
+        return !exact && (IN6_IS_ADDR_UNSPECIFIED(&x->sin6_addr) ||
+                          IN6_IS_ADDR_UNSPECIFIED(&y->sin6_addr));
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Typed getters: each fails with the JSON path of the offending value  */
+
+/* Writes <a><b><c> into <buf>, truncated to <len> bytes, and returns <buf>.
+ * By hand rather than with snprintf, whose truncation warning cannot know
+ * that JSON paths are short. */
+static const char *
+cat3(char *buf, size_t len, const char *a, const char *b, const char *c)
+{
+    const char *parts[3] = { a, b, c };
+    size_t n = 0, i, k;
+
+    for (i = 0; i < 3; i++)
+        for (k = 0; parts[i][k] != '\0' && n + 1 < len; k++)
+            buf[n++] = parts[i][k];
+    buf[n] = '\0';
+    return buf;
+}
+
+/* "<prefix>.<key>", or <key> alone when <prefix> is empty. */
+static const char *
+join(char *buf, size_t len, const char *prefix, const char *key)
+{
+    return cat3(buf, len, prefix, prefix[0] != '\0' ? "." : "", key);
+}
+
+/* "<prefix>[<idx>]". */
+static const char *
+join_index(char *buf, size_t len, const char *prefix, size_t idx)
+{
+    char ix[24];
+
+    snprintf(ix, sizeof(ix), "[%zu]", idx);
+    return cat3(buf, len, prefix, ix, "");
+}
+
+static int
+check_keys(json_t *obj, const char *path, const char *const *allowed,
+           struct conf_err *err)
+{
+    const char *key;
+    json_t *v;
+    size_t i;
+    char p[sizeof(err->path)];
+
+    json_object_foreach(obj, key, v) {
+        for (i = 0; allowed[i] != NULL; i++)
+            if (strcmp(key, allowed[i]) == 0)
+                break;
+        if (allowed[i] == NULL)
+            return conf_fail(err, join(p, sizeof(p), path, key), "unknown key");
+    }
+    return 0;
+}
+
+/* Reads optional object member <key>: <*out> is NULL when absent. */
+static int
+opt_object(json_t *obj, const char *key, const char *prefix, json_t **out,
+           struct conf_err *err)
+{
+    json_t *v = json_object_get(obj, key);
+    char p[sizeof(err->path)];
+
+    *out = v;
+    if (v != NULL && !json_is_object(v))
+        return conf_fail(err, join(p, sizeof(p), prefix, key), "must be an object");
+    return 0;
+}
+
+/* Reads optional integer member <key> in [<min>, <max>]; <*out> keeps its
+ * default when the key is absent. */
+static int
+opt_int(json_t *obj, const char *key, const char *prefix, long long min,
+        long long max, long long *out, struct conf_err *err)
+{
+    json_t *v = json_object_get(obj, key);
+    long long x;
+    char p[sizeof(err->path)];
+
+    if (v == NULL)
+        return 0;
+    if (!json_is_integer(v))
+        return conf_fail(err, join(p, sizeof(p), prefix, key), "must be an integer");
+    x = (long long)json_integer_value(v);
+    if (x < min || x > max)
+        return conf_fail(err, join(p, sizeof(p), prefix, key),
+                         "must be between %lld and %lld", min, max);
+    *out = x;
+    return 0;
+}
+
+static int
+opt_uint(json_t *obj, const char *key, const char *prefix, long long min,
+         long long max, unsigned *out, struct conf_err *err)
+{
+    long long x = *out;
+
+    if (opt_int(obj, key, prefix, min, max, &x, err) != 0)
+        return -1;
+    *out = (unsigned)x;
+    return 0;
+}
+
+/* Reads optional non-empty string member <key>, borrowed from <obj>. */
+static int
+opt_string(json_t *obj, const char *key, const char *prefix, const char **out,
+           struct conf_err *err)
+{
+    json_t *v = json_object_get(obj, key);
+    char p[sizeof(err->path)];
+
+    *out = NULL;
+    if (v == NULL)
+        return 0;
+    if (!json_is_string(v))
+        return conf_fail(err, join(p, sizeof(p), prefix, key), "must be a string");
+    if (json_string_length(v) == 0)
+        return conf_fail(err, join(p, sizeof(p), prefix, key), "must not be empty");
+    *out = json_string_value(v);
+    return 0;
+}
+
+/* "<dir>/<rel>" for a relative <rel>, a copy of <rel> otherwise. */
+static char *
+resolve(const char *dir, const char *rel)
+{
+    size_t dl, rl;
+    char *p;
+
+    if (rel[0] == '/')
+        return xstrdup(rel);
+    dl = strlen(dir);
+    rl = strlen(rel);
+    p = xmalloc(dl + rl + 2);
+    memcpy(p, dir, dl);
+    if (dl == 0 || dir[dl - 1] != '/')
+        p[dl++] = '/';
+    memcpy(p + dl, rel, rl + 1);
+    return p;
+}
+
+/* Reads optional file path member <key> of <obj>, resolved against <dir>.
+ * <*out> stays NULL when the key is absent. */
+static int
+opt_path(json_t *obj, const char *key, const char *prefix, const char *dir,
+         char **out, struct conf_err *err)
+{
+    const char *s;
+
+    if (opt_string(obj, key, prefix, &s, err) != 0)
+        return -1;
+    if (s != NULL)
+        *out = resolve(dir, s);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sections                                                            */
+
+static int
+parse_admin(json_t *j, struct px_conf *c, struct conf_err *err)
+{
+    static const char *const keys[] = {
+        "socket", "socket_mode", "listen", "token_file", NULL
+    };
+    struct sockaddr_un sun;
+    struct px_addr a;
+    const char *s;
+    json_t *v;
+    size_t i, n;
+
+    if (check_keys(j, "admin", keys, err) != 0 ||
+        opt_path(j, "socket", "admin", c->dir, &c->admin_socket, err) != 0)
+        return -1;
+    if (c->admin_socket != NULL && strlen(c->admin_socket) >= sizeof(sun.sun_path))
+        return conf_fail(err, "admin.socket",
+                         "path too long for a unix socket (%zu bytes, at most %zu)",
+                         strlen(c->admin_socket), sizeof(sun.sun_path) - 1);
+    if ((v = json_object_get(j, "socket_mode")) != NULL) {
+        unsigned mode = 0;
+
+        s = json_is_string(v) ? json_string_value(v) : "";
+        n = strlen(s);
+        for (i = 0; i < n && s[i] >= '0' && s[i] <= '7'; i++)
+            mode = mode * 8 + (unsigned)(s[i] - '0');
+        if (n == 0 || n > 4 || i < n || mode > 0777)
+            return conf_fail(err, "admin.socket_mode",
+                             "must be an octal string from \"0000\" to \"0777\"");
+        c->admin_socket_mode = (mode_t)mode;
+    }
+    if (opt_string(j, "listen", "admin", &s, err) != 0)
+        return -1;
+    if (s != NULL) {
+        if (px_addr_parse(s, &a) != 0)
+            return conf_fail(err, "admin.listen",
+                             "must be \"IP:PORT\" or \"[IPv6]:PORT\" with a numeric "
+                             "address and a port 1..65535");
+        c->admin_listen = xstrdup(s);
+    }
+    return opt_path(j, "token_file", "admin", c->dir, &c->admin_token_file, err);
+}
+
+/* Parses the array of addresses at <path> into a fresh array. */
+static int
+parse_addrs(json_t *arr, const char *path, unsigned max, unsigned *n,
+            struct px_addr **out, struct conf_err *err)
+{
+    json_t *v;
+    size_t i;
+    char p[sizeof(err->path)];
+
+    if (!json_is_array(arr))
+        return conf_fail(err, path, "must be an array");
+    if (json_array_size(arr) == 0)
+        return conf_fail(err, path, "must not be empty");
+    if (json_array_size(arr) > max)
+        return conf_fail(err, path, "must hold at most %u addresses", max);
+    *out = xcalloc(json_array_size(arr), sizeof(**out));
+    *n = (unsigned)json_array_size(arr);
+    json_array_foreach(arr, i, v) {
+        join_index(p, sizeof(p), path, i);
+        if (!json_is_string(v))
+            return conf_fail(err, p, "must be a string");
+        if (px_addr_parse(json_string_value(v), &(*out)[i]) != 0)
+            return conf_fail(err, p, "must be \"IP:PORT\" or \"[IPv6]:PORT\" with "
+                             "a numeric address and a port 1..65535");
+    }
+    return 0;
+}
+
+static int
+parse_side(json_t *svc, const char *key, const char *prefix,
+           struct px_side_conf *side, struct conf_err *err)
+{
+    static const char *const keys[] = { "servers", NULL };
+    json_t *j, *servers;
+    char p[sizeof(err->path)], q[sizeof(err->path)];
+
+    if (opt_object(svc, key, prefix, &j, err) != 0)
+        return -1;
+    join(p, sizeof(p), prefix, key);
+    if (j == NULL)
+        return conf_fail(err, p, "is required");
+    if (check_keys(j, p, keys, err) != 0)
+        return -1;
+    if ((servers = json_object_get(j, "servers")) == NULL)
+        return conf_fail(err, join(q, sizeof(q), p, "servers"), "is required");
+    return parse_addrs(servers, join(q, sizeof(q), p, "servers"), RT_MAX_SERVERS,
+                       &side->nservers, &side->servers, err);
+}
+
+static int
+parse_timeouts(json_t *svc, const char *prefix, struct px_timeouts *t,
+               struct conf_err *err)
+{
+    static const char *const keys[] = {
+        "client_head_ms", "client_idle_ms", "connect_ms", "server_response_ms",
+        "server_idle_ms", NULL
+    };
+    const long long lo = 1, hi = 86400000;
+    json_t *j;
+    char p[sizeof(err->path)];
+
+    if (opt_object(svc, "timeouts", prefix, &j, err) != 0)
+        return -1;
+    if (j == NULL)
+        return 0;
+    join(p, sizeof(p), prefix, "timeouts");
+    if (check_keys(j, p, keys, err) != 0 ||
+        opt_uint(j, "client_head_ms", p, lo, hi, &t->client_head_ms, err) != 0 ||
+        opt_uint(j, "client_idle_ms", p, lo, hi, &t->client_idle_ms, err) != 0 ||
+        opt_uint(j, "connect_ms", p, lo, hi, &t->connect_ms, err) != 0 ||
+        opt_uint(j, "server_response_ms", p, lo, hi, &t->server_response_ms, err) != 0 ||
+        opt_uint(j, "server_idle_ms", p, lo, hi, &t->server_idle_ms, err) != 0)
+        return -1;
+    return 0;
+}
+
+static int
+parse_limits(json_t *svc, const char *prefix, struct px_limits *l,
+             struct conf_err *err)
+{
+    static const char *const keys[] = {
+        "head_bytes", "headers", "uri_bytes", "body_bytes", "buffer_body_bytes", NULL
+    };
+    long long body;
+    json_t *j;
+    char p[sizeof(err->path)];
+
+    if (opt_object(svc, "limits", prefix, &j, err) != 0)
+        return -1;
+    if (j == NULL)
+        return 0;
+    join(p, sizeof(p), prefix, "limits");
+    body = (long long)l->body_bytes;
+    if (check_keys(j, p, keys, err) != 0 ||
+        opt_uint(j, "head_bytes", p, 1024, 1048576, &l->head_bytes, err) != 0 ||
+        opt_uint(j, "headers", p, 1, 1000, &l->headers, err) != 0 ||
+        opt_uint(j, "uri_bytes", p, 16, 1048576, &l->uri_bytes, err) != 0 ||
+        opt_int(j, "body_bytes", p, 0, LLONG_MAX, &body, err) != 0 ||
+        opt_uint(j, "buffer_body_bytes", p, 0, 16777216, &l->buffer_body_bytes, err) != 0)
+        return -1;
+    l->body_bytes = (uint64_t)body;
+    return 0;
+}
+
+static bool
+is_service_name(const char *s)
+{
+    size_t n = strlen(s), i;
+
+    if (n == 0 || n > PX_NAME_MAX)
+        return false;
+    for (i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '.' ||
+              s[i] == '-'))
+            return false;
+    return true;
+}
+
+/* Fails when listen address <k> of service <i> clashes with one listed
+ * before it, in this service or an earlier one. */
+static int
+check_listen_clash(const struct px_conf *c, unsigned i, unsigned k,
+                   struct conf_err *err)
+{
+    const struct px_addr *a = &c->services[i].listen[k];
+    unsigned j, m;
+    char p[sizeof(err->path)];
+
+    for (j = 0; j <= i; j++) {
+        const struct px_service_conf *o = &c->services[j];
+
+        for (m = 0; m < (j == i ? k : o->nlisten); m++) {
+            if (!addr_clash(a, &o->listen[m], false))
+                continue;
+            snprintf(p, sizeof(p), "services[%u].listen[%u]", i, k);
+            if (addr_clash(a, &o->listen[m], true))
+                return conf_fail(err, p, "%s is already used by service \"%s\"",
+                                 a->text, o->name);
+            return conf_fail(err, p, "%s overlaps %s of service \"%s\"",
+                             a->text, o->listen[m].text, o->name);
+        }
+    }
+    return 0;
+}
+
+static int
+parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
+{
+    static const char *const keys[] = {
+        "name", "mode", "listen", "legacy", "new", "weight", "sticky", "override",
+        "health", "rollback", "plan", "on_new_down", "timeouts", "limits", NULL
+    };
+    struct px_service_conf *s = &c->services[i];
+    const char *name, *str;
+    json_t *v;
+    unsigned k;
+    char pre[32], p[sizeof(err->path)];
+
+    snprintf(pre, sizeof(pre), "services[%u]", i);
+    if (!json_is_object(j))
+        return conf_fail(err, pre, "must be an object");
+    if (check_keys(j, pre, keys, err) != 0)
+        return -1;
+
+    if (opt_string(j, "name", pre, &name, err) != 0)
+        return -1;
+    join(p, sizeof(p), pre, "name");
+    if (name == NULL)
+        return conf_fail(err, p, "is required");
+    if (!is_service_name(name))
+        return conf_fail(err, p, "must be 1..%u characters from A-Z a-z 0-9 _ . -",
+                         PX_NAME_MAX);
+    for (k = 0; k < i; k++)
+        if (strcmp(c->services[k].name, name) == 0)
+            return conf_fail(err, p, "duplicate service name \"%s\" (also services[%u])",
+                             name, k);
+    s->name = xstrdup(name);
+
+    if (opt_string(j, "mode", pre, &str, err) != 0)
+        return -1;
+    if (str == NULL || strcmp(str, "http") == 0)
+        s->mode = PX_MODE_HTTP;
+    else if (strcmp(str, "tcp") == 0)
+        s->mode = PX_MODE_TCP;
+    else
+        return conf_fail(err, join(p, sizeof(p), pre, "mode"),
+                         "must be \"http\" or \"tcp\"");
+
+    join(p, sizeof(p), pre, "listen");
+    if ((v = json_object_get(j, "listen")) == NULL)
+        return conf_fail(err, p, "is required");
+    if (parse_addrs(v, p, PX_MAX_LISTEN, &s->nlisten, &s->listen, err) != 0)
+        return -1;
+    for (k = 0; k < s->nlisten; k++)
+        if (check_listen_clash(c, i, k, err) != 0)
+            return -1;
+
+    if (parse_side(j, "legacy", pre, &s->side[RT_LEGACY], err) != 0 ||
+        parse_side(j, "new", pre, &s->side[RT_NEW], err) != 0)
+        return -1;
+
+    if (rt_conf_parse(j, s->name, pre, &s->route, err) != 0)
+        return -1;
+    if (s->mode == PX_MODE_TCP) {
+        /* A TCP stream has no headers or cookies to be sticky on. */
+        if (s->route.sticky_by == RT_STICKY_COOKIE ||
+            s->route.sticky_by == RT_STICKY_HEADER)
+            return conf_fail(err, join(p, sizeof(p), pre, "sticky.by"),
+                             "must be \"client_ip\" in tcp mode");
+        if (s->route.has_override)
+            return conf_fail(err, join(p, sizeof(p), pre, "override"),
+                             "only valid in http mode");
+    }
+
+    if (hl_check_conf_parse(json_object_get(j, "health"),
+                            join(p, sizeof(p), pre, "health"), &s->health, err) != 0 ||
+        hl_rollback_conf_parse(json_object_get(j, "rollback"),
+                               join(p, sizeof(p), pre, "rollback"),
+                               &s->rollback, err) != 0 ||
+        hl_plan_conf_parse(json_object_get(j, "plan"),
+                           join(p, sizeof(p), pre, "plan"), &s->plan, err) != 0)
+        return -1;
+
+    if (opt_string(j, "on_new_down", pre, &str, err) != 0)
+        return -1;
+    if (str == NULL || strcmp(str, "fallback") == 0)
+        s->on_new_down = HL_NEWDOWN_FALLBACK;
+    else if (strcmp(str, "rollback") == 0)
+        s->on_new_down = HL_NEWDOWN_ROLLBACK;
+    else
+        return conf_fail(err, join(p, sizeof(p), pre, "on_new_down"),
+                         "must be \"fallback\" or \"rollback\"");
+
+    return parse_timeouts(j, pre, &s->timeouts, err) != 0 ||
+           parse_limits(j, pre, &s->limits, err) != 0 ? -1 : 0;
+}
+
+static int
+parse_root(json_t *root, struct px_conf *c, struct conf_err *err)
+{
+    static const char *const keys[] = {
+        "admin", "state", "audit", "workers", "shutdown_grace_ms", "services", NULL
+    };
+    static const char *const file_keys[] = { "file", NULL };
+    static const struct px_timeouts tdef = {
+        .client_head_ms = 10000, .client_idle_ms = 60000, .connect_ms = 2000,
+        .server_response_ms = 30000, .server_idle_ms = 60000,
+    };
+    static const struct px_limits ldef = {
+        .head_bytes = 16384, .headers = 100, .uri_bytes = 8192, .body_bytes = 0,
+        .buffer_body_bytes = 65536,
+    };
+    json_t *j, *svcs;
+    size_t i;
+
+    if (!json_is_object(root))
+        return conf_fail(err, "", "the top level must be an object");
+    if (check_keys(root, "", keys, err) != 0)
+        return -1;
+
+    if (opt_object(root, "admin", "", &j, err) != 0 ||
+        (j != NULL && parse_admin(j, c, err) != 0))
+        return -1;
+    if (opt_object(root, "state", "", &j, err) != 0 ||
+        (j != NULL && (check_keys(j, "state", file_keys, err) != 0 ||
+                       opt_path(j, "file", "state", c->dir, &c->state_file, err) != 0)))
+        return -1;
+    if (opt_object(root, "audit", "", &j, err) != 0 ||
+        (j != NULL && (check_keys(j, "audit", file_keys, err) != 0 ||
+                       opt_path(j, "file", "audit", c->dir, &c->audit_file, err) != 0)))
+        return -1;
+    if (opt_uint(root, "workers", "", 0, 256, &c->workers, err) != 0 ||
+        opt_uint(root, "shutdown_grace_ms", "", 0, 3600000, &c->shutdown_grace_ms,
+                 err) != 0)
+        return -1;
+
+    if ((svcs = json_object_get(root, "services")) == NULL)
+        return conf_fail(err, "services", "is required");
+    if (!json_is_array(svcs))
+        return conf_fail(err, "services", "must be an array");
+    if (json_array_size(svcs) == 0)
+        return conf_fail(err, "services", "must not be empty");
+    c->services = xcalloc(json_array_size(svcs), sizeof(*c->services));
+    c->nservices = (unsigned)json_array_size(svcs);
+    for (i = 0; i < c->nservices; i++) {
+        c->services[i].timeouts = tdef;
+        c->services[i].limits = ldef;
+    }
+    json_array_foreach(svcs, i, j) {
+        if (parse_service(j, c, (unsigned)i, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Messages                                                            */
+
+/* Formats "FILE:LINE:COL: PATH: MSG", or "FILE: PATH: MSG" when <path> is
+ * not in <text>. An empty <path> (the top level) is left out. */
+static void
+format_at(char *buf, size_t len, const char *file, const char *text,
+          size_t tlen, const char *path, const char *msg)
+{
+    int line, col;
+
+    if (px_json_locate(text, tlen, path, &line, &col) == 0) {
+        if (path[0] == '\0')
+            snprintf(buf, len, "%s:%d:%d: %s", file, line, col, msg);
+        else
+            snprintf(buf, len, "%s:%d:%d: %s: %s", file, line, col, path, msg);
+    } else {
+        snprintf(buf, len, "%s: %s: %s", file, path, msg);
+    }
+}
+
+/* Logs a warning about <path> in the same format as an error. */
+static void warn_at(const struct px_conf *c, const char *text, size_t tlen,
+                    const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void
+warn_at(const struct px_conf *c, const char *text, size_t tlen,
+        const char *path, const char *fmt, ...)
+{
+    char msg[256], line[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    format_at(line, sizeof(line), c->file, text, tlen, path, msg);
+    log_at(LL_WARN, "conf", 0, "%s", line);
+}
+
+/* A value under 100 ms is more likely seconds typed into a _ms key. */
+static void
+warn_small_ms(const struct px_conf *c, const char *text, size_t tlen,
+              const char *prefix, const char *key, unsigned v)
+{
+    char p[sizeof(((struct conf_err *)0)->path)];
+
+    if (v > 0 && v < 100) {
+        join(p, sizeof(p), prefix, key);
+        warn_at(c, text, tlen, p,
+                "%u is suspiciously small for a value in milliseconds", v);
+    }
+}
+
+/* Valid but probably not meant: logged, never fatal. */
+static void
+warn_plausible(const struct px_conf *c, const char *text, size_t tlen)
+{
+    unsigned i, side, k, m;
+    char pre[64], p[sizeof(((struct conf_err *)0)->path)];
+
+    if (c->admin_socket_mode & 0007)
+        warn_at(c, text, tlen, "admin.socket_mode",
+                "%04o lets every local user control the proxy",
+                (unsigned)c->admin_socket_mode);
+    warn_small_ms(c, text, tlen, "", "shutdown_grace_ms", c->shutdown_grace_ms);
+
+    for (i = 0; i < c->nservices; i++) {
+        const struct px_service_conf *s = &c->services[i];
+
+        snprintf(pre, sizeof(pre), "services[%u].timeouts", i);
+        warn_small_ms(c, text, tlen, pre, "client_head_ms", s->timeouts.client_head_ms);
+        warn_small_ms(c, text, tlen, pre, "client_idle_ms", s->timeouts.client_idle_ms);
+        warn_small_ms(c, text, tlen, pre, "connect_ms", s->timeouts.connect_ms);
+        warn_small_ms(c, text, tlen, pre, "server_response_ms",
+                      s->timeouts.server_response_ms);
+        warn_small_ms(c, text, tlen, pre, "server_idle_ms", s->timeouts.server_idle_ms);
+        snprintf(pre, sizeof(pre), "services[%u].health", i);
+        if (s->health.type != HL_CHECK_NONE)
+            warn_small_ms(c, text, tlen, pre, "timeout_ms", s->health.timeout_ms);
+
+        if (s->limits.uri_bytes > s->limits.head_bytes) {
+            snprintf(p, sizeof(p), "services[%u].limits.uri_bytes", i);
+            warn_at(c, text, tlen, p, "is larger than head_bytes (%u): a long URI "
+                    "gets 431, never 414", s->limits.head_bytes);
+        }
+        if (s->plan.nsteps > 0 && !s->rollback.enabled) {
+            snprintf(p, sizeof(p), "services[%u].plan", i);
+            warn_at(c, text, tlen, p, "runs with automatic rollback disabled");
+        } else if (s->plan.nsteps > 0 && s->plan.bake_s < s->rollback.window_s) {
+            snprintf(p, sizeof(p), "services[%u].plan.bake_s", i);
+            warn_at(c, text, tlen, p, "%u is shorter than rollback.window_s (%u): "
+                    "a step can advance before its window has filled",
+                    s->plan.bake_s, s->rollback.window_s);
+        }
+
+        for (side = 0; side < RT_SIDE__COUNT; side++) {
+            const struct px_side_conf *sd = &s->side[side];
+
+            for (k = 0; k < sd->nservers; k++) {
+                for (m = 0; m < k; m++)
+                    if (addr_clash(&sd->servers[k], &sd->servers[m], true))
+                        break;
+                snprintf(p, sizeof(p), "services[%u].%s.servers[%u]", i,
+                         rt_side_names[side], k);
+                if (m < k)
+                    warn_at(c, text, tlen, p, "%s is listed twice: it gets a double "
+                            "share of its side", sd->servers[k].text);
+            }
+        }
+        for (k = 0; k < s->side[RT_NEW].nservers; k++) {
+            for (m = 0; m < s->side[RT_LEGACY].nservers; m++)
+                if (addr_clash(&s->side[RT_NEW].servers[k],
+                               &s->side[RT_LEGACY].servers[m], true))
+                    break;
+            if (m < s->side[RT_LEGACY].nservers) {
+                snprintf(p, sizeof(p), "services[%u].new.servers[%u]", i, k);
+                warn_at(c, text, tlen, p, "%s is also a legacy server: moving "
+                        "traffic between the sides changes nothing",
+                        s->side[RT_NEW].servers[k].text);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Loading                                                             */
+
+/* Reads all of <file> into a fresh buffer (NUL-terminated for safety).
+ * Returns 0, or -1 with a message in <errbuf>. */
+static int
+read_file(const char *file, char **text, size_t *len, char *errbuf, size_t errlen)
+{
+    FILE *f = NULL;
+    char *buf = NULL;
+    size_t cap = 4096, n = 0, got;
+
+    if ((f = fopen(file, "rb")) == NULL)
+        goto fail;
+    buf = xmalloc(cap + 1);
+    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            if (cap >= PX_CONF_MAX_BYTES) {
+                snprintf(errbuf, errlen, "%s: larger than %u bytes", file,
+                         PX_CONF_MAX_BYTES);
+                fclose(f);
+                free(buf);
+                return -1;
+            }
+            cap *= 2;
+            buf = xrealloc(buf, cap + 1);
+        }
+    }
+    if (ferror(f))
+        goto fail;
+    fclose(f);
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    return 0;
+
+fail:
+    snprintf(errbuf, errlen, "%s: %s", file, strerror(errno));
+    if (f != NULL)
+        fclose(f);
+    free(buf);
+    return -1;
+}
+
+/* The directory part of <file> ("." when it has none). */
+static char *
+dir_of(const char *file)
+{
+    const char *slash = strrchr(file, '/');
+
+    if (slash == NULL)
+        return xstrdup(".");
+    if (slash == file)
+        return xstrdup("/");
+    return xstrndup(file, (size_t)(slash - file));
+}
+
+struct px_conf *
+px_conf_load(const char *file, char *errbuf, size_t errlen)
+{
+    struct px_conf *c = NULL;
+    json_t *root = NULL;
+    char *text = NULL;
+    json_error_t je;
+    struct conf_err err;
+    size_t len;
+
+    if (read_file(file, &text, &len, errbuf, errlen) != 0)
+        goto fail;
+    root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (root == NULL) {
+        /* jansson reports column 0 at the start of a line (end of file). */
+        snprintf(errbuf, errlen, "%s:%d:%d: %s", file, je.line,
+                 je.column > 0 ? je.column : 1, je.text);
+        goto fail;
+    }
+
+    c = xcalloc(1, sizeof(*c));
+    c->file = xstrdup(file);
+    c->dir = dir_of(file);
+    c->admin_socket_mode = 0600;
+    c->workers = 0;
+    c->shutdown_grace_ms = 10000;
+    memset(&err, 0, sizeof(err));
+    if (parse_root(root, c, &err) != 0) {
+        format_at(errbuf, errlen, file, text, len, err.path, err.msg);
+        goto fail;
+    }
+    warn_plausible(c, text, len);
+    json_decref(root);
+    free(text);
+    return c;
+
+fail:
+    json_decref(root);
+    free(text);
+    px_conf_free(c);
+    return NULL;
+}
+
+void
+px_conf_free(struct px_conf *c)
+{
+    unsigned i;
+
+    if (c == NULL)
+        return;
+    for (i = 0; i < c->nservices; i++) {
+        struct px_service_conf *s = &c->services[i];
+
+        free(s->name);
+        free(s->listen);
+        free(s->side[RT_LEGACY].servers);
+        free(s->side[RT_NEW].servers);
+    }
+    free(c->services);
+    free(c->file);
+    free(c->dir);
+    free(c->admin_socket);
+    free(c->admin_listen);
+    free(c->admin_token_file);
+    free(c->state_file);
+    free(c->audit_file);
+    free(c);
+}

@@ -1,0 +1,239 @@
+/*
+ * router/conf: parses the routing keys of one service ("weight", "sticky",
+ * "override") and owns conf_fail(), the one way every config parser reports
+ * an error. The only router file that includes jansson; it stays libc-only
+ * otherwise (no logging, no allocation), so the router keeps its layer rules.
+ *
+ * Strict by design: inside "sticky" and "override" an unknown key is an
+ * error, and a percentage with more than two decimals is refused rather than
+ * rounded, because an operator who typed 10.005 meant something we cannot
+ * represent in basis points.
+ */
+#include "router/conf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+int
+conf_fail(struct conf_err *err, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL)
+        return -1;
+    snprintf(err->path, sizeof(err->path), "%s", path != NULL ? path : "");
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Writes <a><b><c> into <buf>, truncated to <len> bytes, and returns <buf>.
+ * By hand rather than with snprintf, whose truncation warning cannot know
+ * that JSON paths are short. */
+static const char *
+cat3(char *buf, size_t len, const char *a, const char *b, const char *c)
+{
+    const char *parts[3] = { a, b, c };
+    size_t n = 0, i, k;
+
+    for (i = 0; i < 3; i++)
+        for (k = 0; parts[i][k] != '\0' && n + 1 < len; k++)
+            buf[n++] = parts[i][k];
+    buf[n] = '\0';
+    return buf;
+}
+
+/* "<prefix>.<key>", or <key> alone when <prefix> is empty. */
+static const char *
+join(char *buf, size_t len, const char *prefix, const char *key)
+{
+    return cat3(buf, len, prefix, prefix[0] != '\0' ? "." : "", key);
+}
+
+/* Fails on the first member of object <obj> whose key is not in the
+ * NULL-terminated list <allowed>. */
+static int
+check_keys(json_t *obj, const char *path, const char *const *allowed,
+           struct conf_err *err)
+{
+    const char *key;
+    json_t *v;
+    size_t i;
+    char p[sizeof(err->path)];
+
+    json_object_foreach(obj, key, v) {
+        for (i = 0; allowed[i] != NULL; i++)
+            if (strcmp(key, allowed[i]) == 0)
+                break;
+        if (allowed[i] == NULL)
+            return conf_fail(err, join(p, sizeof(p), path, key), "unknown key");
+    }
+    return 0;
+}
+
+/* True when <s> is an HTTP token (RFC 9110 tchar) of 1..RT_NAME_MAX-1 bytes:
+ * usable as a header name and as a cookie name. */
+static bool
+is_token(const char *s)
+{
+    size_t n = strlen(s), i;
+
+    if (n == 0 || n >= RT_NAME_MAX)
+        return false;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+            (ch >= '0' && ch <= '9') || strchr("!#$%&'*+-.^_`|~", ch) != NULL)
+            continue;
+        return false;
+    }
+    return true;
+}
+
+/* Reads string member <key> of <obj> (NULL when absent) into <*out>,
+ * borrowed from <obj>. */
+static int
+opt_string(json_t *obj, const char *key, const char *prefix, const char **out,
+           struct conf_err *err)
+{
+    json_t *v = json_object_get(obj, key);
+    char p[sizeof(err->path)];
+
+    *out = NULL;
+    if (v == NULL)
+        return 0;
+    if (!json_is_string(v))
+        return conf_fail(err, join(p, sizeof(p), prefix, key), "must be a string");
+    *out = json_string_value(v);
+    return 0;
+}
+
+/* Converts a JSON percentage (0..100, at most two decimals) to basis
+ * points. The tolerance absorbs binary rounding of values such as 0.29
+ * (28.999999999999996 after scaling) but not a third decimal. */
+static int
+percent_to_bp(json_t *v, const char *path, uint32_t *bp, struct conf_err *err)
+{
+    double d, scaled, diff;
+    uint32_t r;
+
+    if (!json_is_number(v))
+        return conf_fail(err, path, "must be a number");
+    d = json_number_value(v);
+    if (!(d >= 0.0 && d <= 100.0))
+        return conf_fail(err, path, "must be between 0 and 100");
+    scaled = d * 100.0;
+    r = (uint32_t)(scaled + 0.5);
+    diff = scaled - (double)r;
+    if (diff > 1e-6 || diff < -1e-6)
+        return conf_fail(err, path, "must have at most two decimals");
+    *bp = r;
+    return 0;
+}
+
+static int
+parse_sticky(json_t *j, const char *name, const char *prefix,
+             struct rt_conf *c, struct conf_err *err)
+{
+    static const char *const keys[] = { "by", "name", "salt", NULL };
+    const char *by, *sname, *salt;
+    char p[sizeof(err->path)];
+
+    if (!json_is_object(j))
+        return conf_fail(err, prefix, "must be an object");
+    if (check_keys(j, prefix, keys, err) != 0)
+        return -1;
+    if (opt_string(j, "by", prefix, &by, err) != 0 ||
+        opt_string(j, "name", prefix, &sname, err) != 0 ||
+        opt_string(j, "salt", prefix, &salt, err) != 0)
+        return -1;
+    if (by == NULL)
+        return conf_fail(err, join(p, sizeof(p), prefix, "by"), "is required");
+    if (strcmp(by, "cookie") == 0)
+        c->sticky_by = RT_STICKY_COOKIE;
+    else if (strcmp(by, "header") == 0)
+        c->sticky_by = RT_STICKY_HEADER;
+    else if (strcmp(by, "client_ip") == 0)
+        c->sticky_by = RT_STICKY_CLIENT_IP;
+    else
+        return conf_fail(err, join(p, sizeof(p), prefix, "by"),
+                         "must be \"cookie\", \"header\" or \"client_ip\"");
+
+    if (c->sticky_by == RT_STICKY_CLIENT_IP) {
+        if (sname != NULL)
+            return conf_fail(err, join(p, sizeof(p), prefix, "name"),
+                             "not allowed with \"by\": \"client_ip\"");
+    } else {
+        if (sname == NULL)
+            return conf_fail(err, join(p, sizeof(p), prefix, "name"),
+                             "is required with \"by\": \"%s\"", by);
+        if (!is_token(sname))
+            return conf_fail(err, join(p, sizeof(p), prefix, "name"),
+                             "must be an HTTP token of 1..%u characters",
+                             RT_NAME_MAX - 1);
+        memcpy(c->sticky_name, sname, strlen(sname) + 1);
+    }
+
+    if (salt != NULL && salt[0] == '\0')
+        return conf_fail(err, join(p, sizeof(p), prefix, "salt"),
+                         "must not be empty");
+    if (salt == NULL)
+        salt = name;
+    c->seed = rt_seed_from_salt(salt, strlen(salt));
+    return 0;
+}
+
+static int
+parse_override(json_t *j, const char *prefix, struct rt_conf *c,
+               struct conf_err *err)
+{
+    static const char *const keys[] = { "header", NULL };
+    const char *hdr;
+    char p[sizeof(err->path)];
+
+    if (!json_is_object(j))
+        return conf_fail(err, prefix, "must be an object");
+    if (check_keys(j, prefix, keys, err) != 0 ||
+        opt_string(j, "header", prefix, &hdr, err) != 0)
+        return -1;
+    if (hdr == NULL)
+        return conf_fail(err, join(p, sizeof(p), prefix, "header"), "is required");
+    if (!is_token(hdr))
+        return conf_fail(err, join(p, sizeof(p), prefix, "header"),
+                         "must be an HTTP token of 1..%u characters",
+                         RT_NAME_MAX - 1);
+    c->has_override = true;
+    memcpy(c->override_header, hdr, strlen(hdr) + 1);
+    return 0;
+}
+
+int
+rt_conf_parse(struct json_t *svc, const char *name, const char *prefix,
+              struct rt_conf *out, struct conf_err *err)
+{
+    struct rt_conf c;
+    json_t *v;
+    char p[sizeof(err->path)];
+
+    memset(&c, 0, sizeof(c));
+    c.sticky_by = RT_STICKY_NONE;
+    c.seed = rt_seed_from_salt(name, strlen(name));
+
+    if ((v = json_object_get(svc, "weight")) != NULL &&
+        percent_to_bp(v, join(p, sizeof(p), prefix, "weight"), &c.weight_bp,
+                      err) != 0)
+        return -1;
+    if ((v = json_object_get(svc, "sticky")) != NULL &&
+        parse_sticky(v, name, join(p, sizeof(p), prefix, "sticky"), &c, err) != 0)
+        return -1;
+    if ((v = json_object_get(svc, "override")) != NULL &&
+        parse_override(v, join(p, sizeof(p), prefix, "override"), &c, err) != 0)
+        return -1;
+    *out = c;
+    return 0;
+}

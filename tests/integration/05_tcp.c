@@ -1,0 +1,150 @@
+/*
+ * TCP mode through the real cutoverd: the split per connection at 0, 50 and
+ * 100 %, bytes relayed both ways, a half-close propagated (the client's FIN
+ * reaches the backend, which still answers), connect failures counted.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/fixture.h"
+
+static int
+teardown(void **state)
+{
+    struct fx *f = *state;
+
+    fx_fini(f);
+    free(f);
+    return 0;
+}
+
+static struct fx *
+start(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+
+    *state = f;
+    assert_int_equal(fx_init(f, true, 1, NULL), 0);
+    assert_int_equal(fx_start_proxy(f, 99), 0);
+    return f;
+}
+
+/* Reads until <n> bytes or EOF; returns the count. */
+static size_t
+read_some(int fd, char *buf, size_t n)
+{
+    size_t got = 0;
+    ssize_t k;
+
+    while (got < n && (k = read(fd, buf + got, n - got)) > 0)
+        got += (size_t)k;
+    return got;
+}
+
+/* Opens a tunnel and returns which side answered (0 legacy, 1 new, -1). */
+static int
+tunnel_side(struct fx *f)
+{
+    char line[16] = "";
+    int fd = h_connect(f->proxy_port), side = -1;
+    size_t n;
+
+    if (fd < 0)
+        return -1;
+    n = read_some(fd, line, 4);
+    if (n >= 4 && memcmp(line, "new\n", 4) == 0)
+        side = 1;
+    else if (n >= 4 && memcmp(line, "lega", 4) == 0)
+        side = 0;
+    close(fd);
+    return side;
+}
+
+static void
+test_tcp_split(void **state)
+{
+    struct fx *f = start(state);
+    char out[4096];
+    int i, c[2] = { 0, 0 }, s;
+
+    for (i = 0; i < 50; i++) {
+        s = tunnel_side(f);
+        assert_int_equal(s, 0);
+    }
+    assert_int_equal(fx_ctl(f, out, "weight", "50"), 0);
+    for (i = 0; i < 200; i++) {
+        s = tunnel_side(f);
+        assert_true(s == 0 || s == 1);
+        c[s]++;
+    }
+    if (c[1] < 65 || c[1] > 135)
+        fail_msg("tcp weight 50: %d of 200 on new", c[1]);
+    assert_int_equal(fx_ctl(f, out, "weight", "100"), 0);
+    for (i = 0; i < 50; i++)
+        assert_int_equal(tunnel_side(f), 1);
+}
+
+static void
+test_tcp_relay_and_half_close(void **state)
+{
+    struct fx *f = start(state);
+    char buf[70000], *payload = malloc(65536);
+    int fd = h_connect(f->proxy_port);
+    size_t n;
+
+    assert_non_null(payload);
+    assert_true(fd >= 0);
+    memset(payload, 'x', 65536);
+    assert_int_equal(read_some(fd, buf, 7), 7);
+    assert_memory_equal(buf, "legacy\n", 7);
+    assert_int_equal(h_send_all(fd, payload, 65536), 0);
+    /* half-close: our FIN must reach the backend, which then finishes its
+     * echo and closes; we still read everything */
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    n = read_some(fd, buf, sizeof(buf));
+    assert_int_equal(n, 65536);
+    assert_memory_equal(buf, payload, 65536);
+    close(fd);
+    free(payload);
+}
+
+static void
+test_tcp_connect_failure_counted(void **state)
+{
+    struct fx *f = start(state);
+    json_t *root, *svc, *cnt;
+    char b[8];
+    int fd;
+
+    assert_int_equal(h_stop(f->backend[0][0], SIGTERM, 5000), 0);
+    fd = h_connect(f->proxy_port);
+    assert_true(fd >= 0);
+    /* the proxy closes the client when the backend refuses */
+    assert_int_equal(read_some(fd, b, sizeof(b)), 0);
+    close(fd);
+    svc = fx_status(f, &root);
+    assert_non_null(svc);
+    cnt = json_object_get(json_object_get(json_object_get(svc, "legacy"), "counters"), "errors");
+    assert_int_equal(json_integer_value(json_object_get(cnt, "connect")), 1);
+    json_decref(root);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_tcp_split, teardown),
+        cmocka_unit_test_teardown(test_tcp_relay_and_half_close, teardown),
+        cmocka_unit_test_teardown(test_tcp_connect_failure_counted, teardown),
+    };
+
+    return cmocka_run_group_tests_name("integration: tcp mode", tests, NULL, NULL);
+}

@@ -1,0 +1,409 @@
+/*
+ * Tests for admin/store.c: the state file round trip, the strict loader
+ * (every corruption is an error with a precise message, never a default) and
+ * the atomic save (no temporary file left, directory created).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "admin/control.h"
+#include "admin/store.h"
+
+struct fx {
+    char dir[PATH_MAX];          /* private temporary directory */
+    char file[PATH_MAX + 32];    /* <dir>/state.json */
+};
+
+static void
+rm_rf(const char *path)
+{
+    struct stat sb;
+    DIR *d;
+    struct dirent *de;
+    char sub[PATH_MAX + 256];
+
+    if (lstat(path, &sb) != 0)
+        return;
+    if (S_ISDIR(sb.st_mode)) {
+        chmod(path, 0700);
+        d = opendir(path);
+        if (d != NULL) {
+            while ((de = readdir(d)) != NULL) {
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                    continue;
+                snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+                rm_rf(sub);
+            }
+            closedir(d);
+        }
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+static int
+setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    const char *tmp = getenv("TMPDIR");
+
+    if (f == NULL)
+        return -1;
+    snprintf(f->dir, sizeof(f->dir), "%s/test_adm_store.XXXXXX",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    if (mkdtemp(f->dir) == NULL) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->file, sizeof(f->file), "%s/state.json", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    struct fx *f = *state;
+
+    rm_rf(f->dir);
+    free(f);
+    return 0;
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "w");
+
+    assert_non_null(fp);
+    assert_int_equal(fwrite(text, 1, strlen(text), fp), strlen(text));
+    assert_int_equal(fclose(fp), 0);
+}
+
+/* Number of entries in <dir> other than "." and "..". */
+static unsigned
+count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    unsigned n = 0;
+
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static const struct adm_store_entry three[] = {
+    { "web", 1000, ADM_ST_STEADY, 3 },
+    { "api", 0, ADM_ST_ROLLED_BACK, 12 },
+    { "db", 10000, ADM_ST_PROMOTED, 4000000000ull },
+};
+
+static void
+test_round_trip(void **state)
+{
+    struct fx *f = *state;
+    struct adm_store_entry *e = NULL;
+    unsigned n = 99, i;
+    char err[256] = "";
+    struct stat sb;
+
+    assert_int_equal(adm_store_save(f->file, three, 3, err, sizeof(err)), 0);
+    assert_int_equal(stat(f->file, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(adm_store_load(f->file, &e, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 3);
+    for (i = 0; i < 3; i++) {
+        assert_string_equal(e[i].name, three[i].name);
+        assert_int_equal(e[i].weight_bp, three[i].weight_bp);
+        assert_int_equal(e[i].state, three[i].state);
+        assert_true(e[i].generation == three[i].generation);
+    }
+    free(e);
+
+    /* A second save replaces the content whole. */
+    assert_int_equal(adm_store_save(f->file, three + 1, 1, err, sizeof(err)), 0);
+    assert_int_equal(adm_store_load(f->file, &e, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(e[0].name, "api");
+    free(e);
+
+    /* Zero services is a valid file too. */
+    assert_int_equal(adm_store_save(f->file, NULL, 0, err, sizeof(err)), 0);
+    e = (void *)1;
+    assert_int_equal(adm_store_load(f->file, &e, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 0);
+    assert_null(e);
+}
+
+static void
+test_every_state_name_round_trips(void **state)
+{
+    struct fx *f = *state;
+    struct adm_store_entry in[ADM_ST__COUNT], *e = NULL;
+    unsigned n, i;
+    char err[256];
+
+    for (i = 0; i < ADM_ST__COUNT; i++) {
+        snprintf(in[i].name, sizeof(in[i].name), "svc%u", i);
+        in[i].weight_bp = i * 1000;
+        in[i].state = (int)i;
+        in[i].generation = i;
+        assert_int_equal(adm_state_from_name(adm_state_names[i]), (int)i);
+    }
+    assert_int_equal(adm_state_from_name("sleeping"), -1);
+    assert_int_equal(adm_state_from_name(NULL), -1);
+    assert_int_equal(adm_store_save(f->file, in, ADM_ST__COUNT, err, sizeof(err)), 0);
+    assert_int_equal(adm_store_load(f->file, &e, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, ADM_ST__COUNT);
+    for (i = 0; i < n; i++)
+        assert_int_equal(e[i].state, (int)i);
+    free(e);
+}
+
+static void
+test_missing_file_is_empty(void **state)
+{
+    struct fx *f = *state;
+    struct adm_store_entry *e = (void *)1;
+    unsigned n = 7;
+    char err[256] = "";
+
+    assert_int_equal(adm_store_load(f->file, &e, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 0);
+    assert_null(e);
+}
+
+static const struct {
+    const char *text;
+    const char *msg;             /* substring the error must contain */
+} corrupt[] = {
+    { "{\"version\":1,\"services\":[}", "bad JSON at line 1, column" },
+    { "{\"version\":1,\n\"services\":[\n{\"name\":\"web\",,}]}", "bad JSON at line 3" },
+    { "", "bad JSON at line" },
+    { "{\"version\":1,\"services\":[{\"name\":\"web\",\"weight_bp\":10", "bad JSON" },
+    { "{\"version\":2,\"services\":[]}", "unsupported version 2 (expected 1)" },
+    { "{\"version\":\"1\",\"services\":[]}", "version: must be an integer" },
+    { "{\"services\":[]}", "missing \"version\"" },
+    { "{\"version\":1}", "missing \"services\"" },
+    { "[1]", "must be a JSON object" },
+    { "{\"version\":1,\"services\":{}}", "services: must be an array" },
+    { "{\"version\":1,\"services\":[],\"extra\":1}", "unknown key \"extra\"" },
+    { "{\"version\":1,\"services\":[7]}", "services[0]: must be an object" },
+    { "{\"version\":1,\"services\":[{\"name\":\"web\",\"weight_bp\":0,"
+      "\"state\":\"sleeping\",\"generation\":0}]}",
+      "services[0].state: unknown state \"sleeping\"" },
+    { "{\"version\":1,\"services\":[{\"name\":\"web\",\"weight_bp\":10001,"
+      "\"state\":\"steady\",\"generation\":0}]}",
+      "services[0].weight_bp: must be 0..10000, got 10001" },
+    { "{\"version\":1,\"services\":[{\"name\":\"web\",\"weight_bp\":-1,"
+      "\"state\":\"steady\",\"generation\":0}]}",
+      "services[0].weight_bp: must be 0..10000, got -1" },
+    { "{\"version\":1,\"services\":[{\"name\":\"web\",\"weight_bp\":\"10\","
+      "\"state\":\"steady\",\"generation\":0}]}",
+      "services[0].weight_bp: must be an integer" },
+    { "{\"version\":1,\"services\":[{\"name\":\"web\",\"weight_bp\":10.5,"
+      "\"state\":\"steady\",\"generation\":0}]}",
+      "services[0].weight_bp: must be an integer" },
+    { "{\"version\":1,\"services\":[{\"name\":5,\"weight_bp\":0,"
+      "\"state\":\"steady\",\"generation\":0}]}",
+      "services[0].name: must be a string" },
+    { "{\"version\":1,\"services\":[{\"name\":\"\",\"weight_bp\":0,"
+      "\"state\":\"steady\",\"generation\":0}]}",
+      "services[0].name: must be 1..63 bytes long" },
+    { "{\"version\":1,\"services\":[{\"name\":\"web\",\"weight_bp\":0,"
+      "\"state\":3,\"generation\":0}]}",
+      "services[0].state: must be a string" },
+    { "{\"version\":1,\"services\":[{\"name\":\"web\",\"weight_bp\":0,"
+      "\"state\":\"steady\",\"generation\":-4}]}",
+      "services[0].generation: must be >= 0, got -4" },
+    { "{\"version\":1,\"services\":[{\"name\":\"web\",\"weight_bp\":0,"
+      "\"state\":\"steady\",\"generation\":true}]}",
+      "services[0].generation: must be an integer" },
+    { "{\"version\":1,\"services\":[{\"name\":\"web\",\"weight_bp\":0,"
+      "\"state\":\"steady\"}]}",
+      "services[0]: missing \"generation\"" },
+    { "{\"version\":1,\"services\":[{\"name\":\"web\",\"weight_bp\":0,"
+      "\"state\":\"steady\",\"generation\":0,\"owner\":\"me\"}]}",
+      "services[0]: unknown key \"owner\"" },
+    { "{\"version\":1,\"services\":["
+      "{\"name\":\"web\",\"weight_bp\":0,\"state\":\"steady\",\"generation\":0},"
+      "{\"name\":\"api\",\"weight_bp\":0,\"state\":\"steady\",\"generation\":0},"
+      "{\"name\":\"web\",\"weight_bp\":500,\"state\":\"steady\",\"generation\":1}]}",
+      "services[2]: duplicate service \"web\"" },
+    { "{\"version\":1,\"version\":1,\"services\":[]}", "bad JSON" },
+};
+
+static void
+test_corrupt_files_are_errors(void **state)
+{
+    struct fx *f = *state;
+    struct adm_store_entry *e;
+    unsigned n, i;
+    char err[256];
+
+    for (i = 0; i < sizeof(corrupt) / sizeof(corrupt[0]); i++) {
+        write_file(f->file, corrupt[i].text);
+        e = (void *)1;
+        n = 99;
+        err[0] = '\0';
+        if (adm_store_load(f->file, &e, &n, err, sizeof(err)) != -1)
+            fail_msg("case %u (%s) loaded", i, corrupt[i].text);
+        if (strstr(err, corrupt[i].msg) == NULL)
+            fail_msg("case %u: error \"%s\" lacks \"%s\"", i, err, corrupt[i].msg);
+        assert_null(e);
+        assert_int_equal(n, 0);
+    }
+}
+
+static void
+test_truncated_file_is_an_error(void **state)
+{
+    struct fx *f = *state;
+    struct adm_store_entry *e = NULL;
+    unsigned n;
+    char err[256];
+    struct stat sb;
+    off_t len;
+
+    assert_int_equal(adm_store_save(f->file, three, 3, err, sizeof(err)), 0);
+    assert_int_equal(stat(f->file, &sb), 0);
+    /* Every proper prefix that cuts into the document must be refused. */
+    for (len = sb.st_size - 3; len >= 0; len -= 7) {
+        assert_int_equal(truncate(f->file, len), 0);
+        err[0] = '\0';
+        assert_int_equal(adm_store_load(f->file, &e, &n, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "bad JSON"));
+        assert_null(e);
+    }
+}
+
+static void
+test_unreadable_file_is_an_error(void **state)
+{
+    struct fx *f = *state;
+    struct adm_store_entry *e = NULL;
+    unsigned n;
+    char err[256] = "";
+
+    /* A directory where the file should be: open works, read fails. */
+    assert_int_equal(mkdir(f->file, 0700), 0);
+    assert_int_equal(adm_store_load(f->file, &e, &n, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "cannot read"));
+    assert_null(e);
+}
+
+static void
+test_save_leaves_no_temporary_file(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    int i;
+
+    for (i = 0; i < 3; i++)
+        assert_int_equal(adm_store_save(f->file, three, 3, err, sizeof(err)), 0);
+    assert_int_equal(count_entries(f->dir), 1);   /* only state.json */
+    assert_int_equal(access(f->file, F_OK), 0);
+}
+
+static void
+test_save_creates_the_directory(void **state)
+{
+    struct fx *f = *state;
+    char file[PATH_MAX + 128], sub[PATH_MAX + 64], err[256];
+    struct adm_store_entry *e = NULL;
+    unsigned n;
+    struct stat sb;
+
+    snprintf(sub, sizeof(sub), "%s/a/b", f->dir);
+    snprintf(file, sizeof(file), "%s/state.json", sub);
+    assert_int_equal(adm_store_save(file, three, 3, err, sizeof(err)), 0);
+    assert_int_equal(stat(sub, &sb), 0);
+    assert_true(S_ISDIR(sb.st_mode));
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    snprintf(sub, sizeof(sub), "%s/a", f->dir);
+    assert_int_equal(stat(sub, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    assert_int_equal(adm_store_load(file, &e, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 3);
+    free(e);
+}
+
+static void
+test_save_failure_reports_and_keeps_old_file(void **state)
+{
+    struct fx *f = *state;
+    char file[PATH_MAX + 128], blocker[PATH_MAX + 64], err[256] = "";
+    struct adm_store_entry *e = NULL;
+    unsigned n;
+
+    /* The parent of the state file is a regular file. */
+    snprintf(blocker, sizeof(blocker), "%s/blocker", f->dir);
+    write_file(blocker, "x");
+    snprintf(file, sizeof(file), "%s/state.json", blocker);
+    assert_int_equal(adm_store_save(file, three, 3, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "not a directory"));
+    assert_int_equal(count_entries(f->dir), 1);
+
+    /* The target is a directory: the rename fails, the temporary goes. */
+    assert_int_equal(mkdir(f->file, 0700), 0);
+    err[0] = '\0';
+    assert_int_equal(adm_store_save(f->file, three, 3, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "cannot rename"));
+    assert_int_equal(count_entries(f->dir), 2);   /* blocker, state.json/ */
+    assert_int_equal(adm_store_load(f->file, &e, &n, err, sizeof(err)), -1);
+}
+
+static void
+test_save_rejects_out_of_range_entries(void **state)
+{
+    struct fx *f = *state;
+    struct adm_store_entry bad[1] = { { "web", 10001, ADM_ST_STEADY, 0 } };
+    char err[256] = "";
+
+    assert_int_equal(adm_store_save(f->file, bad, 1, err, sizeof(err)), -1);
+    assert_int_equal(access(f->file, F_OK), -1);
+    bad[0].weight_bp = 0;
+    bad[0].state = ADM_ST__COUNT;
+    assert_int_equal(adm_store_save(f->file, bad, 1, err, sizeof(err)), -1);
+    assert_int_equal(count_entries(f->dir), 0);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_state_name_round_trips, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_file_is_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_files_are_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_file_is_an_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreadable_file_is_an_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_leaves_no_temporary_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_creates_the_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_failure_reports_and_keeps_old_file,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_rejects_out_of_range_entries,
+                                        setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
