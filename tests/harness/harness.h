@@ -107,7 +107,9 @@ pid_t h_backend_start(const char *name, int port, const char *dir, bool tcp);
 
 /* GET /__backend/set?<query> on the backend at <port>, e.g.
  * "error_rate=0.5&seed=7", "script=200x8,500x3,hang", "mode=reset",
- * "reset=1". Returns 0 when it answered 200. */
+ * "reset=1" (keys: see tests/tools/backend.c). Note that status= only
+ * sets the status of error answers: every answer a 503 is
+ * "error_rate=1&status=503". Returns 0 when it answered 200. */
 int h_backend_set(int port, const char *query);
 
 /* The backend's /__backend/stats object (caller json_decref()s) or NULL. */

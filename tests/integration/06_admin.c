@@ -52,7 +52,8 @@ admin_raw(struct fx *f, const char *line)
     assert_true(fd >= 0);
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->sock);
+    assert_true(strlen(f->sock) < sizeof(sa.sun_path));
+    memcpy(sa.sun_path, f->sock, strlen(f->sock) + 1);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     assert_int_equal(h_send_all(fd, line, strlen(line)), 0);
     while (got < sizeof(buf) - 1 && (n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0) {

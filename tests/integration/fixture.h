@@ -8,6 +8,7 @@
 #ifndef CUTOVER_TESTS_FIXTURE_H
 #define CUTOVER_TESTS_FIXTURE_H
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
