@@ -46,6 +46,9 @@ BACKEND    = $(BUILD)/tests/tools/backend
 
 BINS = $(BUILD)/cutoverd $(BUILD)/cutoverctl $(BACKEND)
 
+# objects of test binaries are kept between builds
+.SECONDARY:
+
 .PHONY: all test unit integration asan check-layers deps run clean help fuzz fuzz-smoke bench
 
 all: $(BINS) cutoverd cutoverctl

@@ -19,8 +19,13 @@ pids="$pids $!"
 build/tests/tools/backend --name new --listen 127.0.0.1:9002 >.run/new.log 2>&1 &
 pids="$pids $!"
 ./cutoverd -c conf/demo.json &
-pids="$pids $!"
+daemon=$!
+pids="$pids $daemon"
 sleep 0.5
+if ! kill -0 "$daemon" 2>/dev/null; then
+    echo "demo: cutoverd did not start (see above)" >&2
+    exit 1
+fi
 cat <<TXT
 
   cutover demo is running (Ctrl-C stops it)
@@ -31,4 +36,5 @@ cat <<TXT
     for i in \$(seq 100); do curl -s localhost:8080/; done | sort | uniq -c
 
 TXT
-wait
+# the demo ends with cutoverd (Ctrl-C reaches the whole process group)
+wait "$daemon"

@@ -478,7 +478,7 @@ static const struct bad_case {
     { SVC("'weight': 5,"),
       "FILE:8:2: string or '}' expected near '}'" },
     { SVC("'weight': 5, 'weight': 6"),
-      "FILE:7:38: duplicate object key near '\"weight\"'" },
+      "FILE:7:39: duplicate object key near '\"weight\"'" },
     { "",
       "FILE:1:1: '[' or '{' expected near end of file" },
     { "{ services: [] }",
@@ -545,19 +545,19 @@ static const struct bad_case {
     { "{'services': [{'name': 'web', 'listen': '127.0.0.1:8080'}]}",
       "FILE:1:31: services[0].listen: must be an array" },
     { "{'services': [{'name': 'web', 'listen': ['127.0.0.1:8080', '127.0.0.1:0']}]}",
-      "FILE:1:59: services[0].listen[1]: must be \"IP:PORT\" or \"[IPv6]:PORT\" with a "
+      "FILE:1:60: services[0].listen[1]: must be \"IP:PORT\" or \"[IPv6]:PORT\" with a "
       "numeric address and a port 1..65535" },
     { "{'services': [{'name': 'web', 'listen': ['[::1]8080']}]}",
-      "FILE:1:41: services[0].listen[0]: must be \"IP:PORT\" or \"[IPv6]:PORT\" with a "
+      "FILE:1:42: services[0].listen[0]: must be \"IP:PORT\" or \"[IPv6]:PORT\" with a "
       "numeric address and a port 1..65535" },
     { "{'services': [{'name': 'web', 'listen': [8080]}]}",
-      "FILE:1:41: services[0].listen[0]: must be a string" },
+      "FILE:1:42: services[0].listen[0]: must be a string" },
     { "{'services': [\n  " ONE("a", "'127.0.0.1:8080'") ",\n  "
       ONE("b", "'127.0.0.1:8081', '127.0.0.1:8080'") "\n]}",
-      "FILE:3:45: services[1].listen[1]: 127.0.0.1:8080 is already used by service \"a\"" },
+      "FILE:3:46: services[1].listen[1]: 127.0.0.1:8080 is already used by service \"a\"" },
     { "{'services': [\n  " ONE("a", "'127.0.0.1:8080'") ",\n  "
       ONE("b", "'0.0.0.0:8080'") "\n]}",
-      "FILE:3:25: services[1].listen[0]: 0.0.0.0:8080 overlaps 127.0.0.1:8080 of service \"a\"" },
+      "FILE:3:28: services[1].listen[0]: 0.0.0.0:8080 overlaps 127.0.0.1:8080 of service \"a\"" },
     { "{'services': [{'name': 'web', 'listen': ['127.0.0.1:8080'],\n"
       " 'legacy': {'servers': ['127.0.0.1:9001']}}]}",
       "FILE: services[0].new: is required" },
@@ -592,7 +592,7 @@ static const struct bad_case {
     { SVC("'sticky': {'by': 'header', 'name': 'X User'}"),
       "FILE:7:46: services[0].sticky.name: must be an HTTP token of 1..63 characters" },
     { SVC("'sticky': {'by': 'header', 'name': 'X-User', 'seed': 1}"),
-      "FILE:7:63: services[0].sticky.seed: unknown key" },
+      "FILE:7:64: services[0].sticky.seed: unknown key" },
     { SVC("'sticky': {'by': 'client_ip', 'salt': ''}"),
       "FILE:7:49: services[0].sticky.salt: must not be empty" },
     { SVC("'override': {}"),
@@ -667,9 +667,9 @@ static const struct bad_case {
 
     /* plan */
     { SVC("'plan': {'steps': [1, 5, 5]}"),
-      "FILE:7:43: services[0].plan.steps[2]: must be greater than the previous step (5)" },
+      "FILE:7:44: services[0].plan.steps[2]: must be greater than the previous step (5)" },
     { SVC("'plan': {'steps': [10, 2.5]}"),
-      "FILE:7:41: services[0].plan.steps[1]: must be greater than the previous step (10)" },
+      "FILE:7:42: services[0].plan.steps[1]: must be greater than the previous step (10)" },
     { SVC("'plan': {'steps': [0, 10]}"),
       "FILE:7:38: services[0].plan.steps[0]: must be greater than 0 and at most 100" },
     { SVC("'plan': {'steps': [100.5]}"),
@@ -760,7 +760,7 @@ test_missing_file(void **state)
 static void
 test_warnings(void **state)
 {
-    char path[512], out[512], log[4096], err[ERRLEN];
+    char path[512], out[1024], log[4096], err[ERRLEN];
     struct px_conf *c;
     int saved, fd;
     ssize_t n;
@@ -790,7 +790,7 @@ test_warnings(void **state)
              "suspiciously small for a value in milliseconds", path);
     if (strstr(log, out) == NULL)
         fail_msg("no \"%s\" in:\n%s", out, log);
-    snprintf(out, sizeof(out), "%s:8:33: services[0].plan.bake_s: 5 is shorter than "
+    snprintf(out, sizeof(out), "%s:8:32: services[0].plan.bake_s: 5 is shorter than "
              "rollback.window_s (10)", path);
     if (strstr(log, out) == NULL)
         fail_msg("no \"%s\" in:\n%s", out, log);
@@ -829,14 +829,15 @@ test_locate(void **state)
         { "{\"a\": 1, \"a\": 2}", "a", 0, 1, 2 },
         { "{\"a\": [1, 2", "a[5]", -1, 0, 0 },
         { "{\"a\": [1, 2", "a[1]", 0, 1, 11 },
-        { "{\"a\": {\"b\"", "a.b", 0, 1, 8 },
+        { "{\"a\": {\"b\"", "a.b", -1, 0, 0 },
+        { "{\"a\": {\"b\": ", "a.b", 0, 1, 8 },
         { "{\"a\": {\"b\"", "a.c", -1, 0, 0 },
         { "{\"a\" 1}", "a", -1, 0, 0 },
         { "{\"ab\": 1, \"a\": 2}", "a", 0, 1, 11 },
         { "{\"a\": 1}", "a.", -1, 0, 0 },
         { "{\"a\": [1]}", "a[x]", -1, 0, 0 },
         { "", "", -1, 0, 0 },
-        { "{\"s\": [{}, {\"t\": [true, null, {\"u\": -1.5e3}]}]}", "s[1].t[2].u", 0, 1, 31 },
+        { "{\"s\": [{}, {\"t\": [true, null, {\"u\": -1.5e3}]}]}", "s[1].t[2].u", 0, 1, 32 },
     };
     size_t i;
 
