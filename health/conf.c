@@ -273,13 +273,15 @@ hl_check_conf_parse(struct json_t *j, const char *path,
         opt_uint(j, "rise", path, 1, 100, &c.rise, err) != 0 ||
         opt_uint(j, "fall", path, 1, 100, &c.fall, err) != 0)
         return -1;
-    /* A check that may outlive its interval would overlap the next one. */
-    if (c.timeout_ms >= c.interval_ms)
-        return conf_fail(err, join(p, sizeof(p), path,
-                                   json_object_get(j, "timeout_ms") != NULL
-                                       ? "timeout_ms" : "interval_ms"),
-                         "timeout_ms (%u) must be less than interval_ms (%u)",
-                         c.timeout_ms, c.interval_ms);
+    /* A check that may outlive its interval would overlap the next one.
+     * Blame the key that was written: a default cannot be the typo. */
+    if (c.timeout_ms >= c.interval_ms) {
+        if (json_object_get(j, "timeout_ms") != NULL)
+            return conf_fail(err, join(p, sizeof(p), path, "timeout_ms"),
+                             "must be less than interval_ms (%u)", c.interval_ms);
+        return conf_fail(err, join(p, sizeof(p), path, "interval_ms"),
+                         "must be greater than timeout_ms (%u)", c.timeout_ms);
+    }
     *out = c;
     return 0;
 }
@@ -367,7 +369,7 @@ hl_plan_conf_parse(struct json_t *j, const char *path,
     struct hl_plan_conf c = { .nsteps = 0, .bake_s = 300 };
     json_t *steps, *v;
     size_t i;
-    char p[sizeof(err->path)];
+    char p[sizeof(err->path)], q[sizeof(err->path)];
 
     if (j == NULL) {
         *out = c;
@@ -386,8 +388,6 @@ hl_plan_conf_parse(struct json_t *j, const char *path,
         return conf_fail(err, join(p, sizeof(p), path, "steps"),
                          "must hold 1..%d steps", HL_PLAN_MAX_STEPS);
     json_array_foreach(steps, i, v) {
-        char q[sizeof(err->path)];
-
         join_index(p, sizeof(p), join(q, sizeof(q), path, "steps"), i);
         if (step_to_bp(v, p, &c.steps_bp[i], err) != 0)
             return -1;

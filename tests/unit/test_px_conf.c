@@ -614,11 +614,9 @@ static const struct bad_case {
     { SVC("'health': {'interval_ms': 2000.5}"),
       "FILE:7:30: services[0].health.interval_ms: must be an integer" },
     { SVC("'health': {'interval_ms': 1000, 'timeout_ms': 1000}"),
-      "FILE:7:51: services[0].health.timeout_ms: timeout_ms (1000) must be less than "
-      "interval_ms (1000)" },
+      "FILE:7:51: services[0].health.timeout_ms: must be less than interval_ms (1000)" },
     { SVC("'health': {'interval_ms': 500}"),
-      "FILE:7:30: services[0].health.interval_ms: timeout_ms (1000) must be less than "
-      "interval_ms (500)" },
+      "FILE:7:30: services[0].health.interval_ms: must be greater than timeout_ms (1000)" },
     { SVC("'health': {'interval_ms': 50}"),
       "FILE:7:30: services[0].health.interval_ms: must be between 100 and 3600000" },
     { SVC("'health': {'type': 'icmp'}"),
