@@ -124,6 +124,14 @@ test_tcp_connect_failure_counted(void **state)
     char b[8];
     int fd;
 
+    /* one full tunnel first: the readiness probe's connection was accepted
+     * before it, so no earlier connect can land after the backend stops */
+    assert_int_equal(tunnel_side(f), 0);
+    svc = fx_status(f, &root);
+    assert_non_null(svc);
+    cnt = json_object_get(json_object_get(json_object_get(svc, "legacy"), "counters"), "errors");
+    assert_int_equal(json_integer_value(json_object_get(cnt, "connect")), 0);
+    json_decref(root);
     assert_int_equal(h_stop(f->backend[0][0], SIGTERM, 5000), 0);
     fd = h_connect(f->proxy_port);
     assert_true(fd >= 0);
