@@ -29,7 +29,7 @@ ROUTER_SRC = router/router.c router/conf.c
 HEALTH_SRC = health/conf.c health/window.c health/policy.c
 ADMIN_SRC  = admin/log.c admin/xmalloc.c admin/ctl_proto.c admin/control.c \
              admin/store.c admin/audit.c admin/socket.c
-PROXY_SRC  = proxy/http1.c proxy/conf.c proxy/server.c proxy/http.c proxy/tcp.c
+PROXY_SRC  = proxy/http1.c proxy/conf.c proxy/server.c proxy/http.c proxy/tcp.c proxy/pool.c
 LIB_SRC    = $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB        = $(BUILD)/libcutover.a

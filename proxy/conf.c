@@ -711,6 +711,26 @@ parse_limits(json_t *svc, const char *prefix, struct px_limits *l,
     return 0;
 }
 
+static int
+parse_pool(json_t *svc, const char *prefix, struct px_pool_conf *pc,
+           struct conf_err *err)
+{
+    static const char *const keys[] = { "max_idle", "idle_timeout_ms", NULL };
+    json_t *j;
+    char p[sizeof(err->path)];
+
+    if (opt_object(svc, "pool", prefix, &j, err) != 0)
+        return -1;
+    if (j == NULL)
+        return 0;
+    join(p, sizeof(p), prefix, "pool");
+    if (check_keys(j, p, keys, err) != 0 ||
+        opt_uint(j, "max_idle", p, 0, 10000, &pc->max_idle, err) != 0 ||
+        opt_uint(j, "idle_timeout_ms", p, 1, 3600000, &pc->idle_timeout_ms, err) != 0)
+        return -1;
+    return 0;
+}
+
 static bool
 is_service_name(const char *s)
 {
@@ -758,7 +778,7 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
 {
     static const char *const keys[] = {
         "name", "mode", "listen", "legacy", "new", "weight", "sticky", "override",
-        "health", "rollback", "plan", "on_new_down", "timeouts", "limits", NULL
+        "health", "rollback", "plan", "on_new_down", "timeouts", "limits", "pool", NULL
     };
     struct px_service_conf *s = &c->services[i];
     const char *name, *str;
@@ -842,7 +862,8 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
                          "must be \"fallback\" or \"rollback\"");
 
     return parse_timeouts(j, pre, &s->timeouts, err) != 0 ||
-           parse_limits(j, pre, &s->limits, err) != 0 ? -1 : 0;
+           parse_limits(j, pre, &s->limits, err) != 0 ||
+           parse_pool(j, pre, &s->pool, err) != 0 ? -1 : 0;
 }
 
 static int
@@ -860,6 +881,7 @@ parse_root(json_t *root, struct px_conf *c, struct conf_err *err)
         .head_bytes = 16384, .headers = 100, .uri_bytes = 8192, .body_bytes = 0,
         .buffer_body_bytes = 65536,
     };
+    static const struct px_pool_conf pdef = { .max_idle = 32, .idle_timeout_ms = 4000 };
     json_t *j, *svcs;
     size_t i;
 
@@ -895,6 +917,7 @@ parse_root(json_t *root, struct px_conf *c, struct conf_err *err)
     for (i = 0; i < c->nservices; i++) {
         c->services[i].timeouts = tdef;
         c->services[i].limits = ldef;
+        c->services[i].pool = pdef;
     }
     json_array_foreach(svcs, i, j) {
         if (parse_service(j, c, (unsigned)i, err) != 0)

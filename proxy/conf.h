@@ -41,6 +41,14 @@ struct px_limits {
     unsigned buffer_body_bytes;  /* default 65536, 0..16777216 */
 };
 
+/* Upstream keep-alive pool, per server. The idle timeout stays below the
+ * usual backend keep-alive timeouts (5 s for Node and Apache), so the proxy
+ * closes an idle connection before the backend does. */
+struct px_pool_conf {
+    unsigned max_idle;           /* idle connections kept per server, default 32, 0..10000 (0: none) */
+    unsigned idle_timeout_ms;    /* default 4000, 1..3600000 */
+};
+
 struct px_side_conf {
     unsigned nservers;           /* 1..RT_MAX_SERVERS */
     struct px_addr *servers;     /* owned */
@@ -59,6 +67,7 @@ struct px_service_conf {
     enum hl_on_new_down on_new_down;
     struct px_timeouts timeouts;
     struct px_limits limits;
+    struct px_pool_conf pool;
 };
 
 struct px_conf {

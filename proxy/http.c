@@ -15,8 +15,16 @@
  * evbuffers with evbuffer_remove_buffer(), never copied, and every move
  * checks the high watermark of its destination (backpressure both ways).
  *
- * Upstream connections are opened per request and closed after the response
- * ("Connection: close" upstream); connection pooling is not done here yet.
+ * Upstream connections come from the per-server keep-alive pool
+ * (proxy/pool.c) and go back to it only after a clean exchange. A request
+ * sent on a reused connection that closes before any response byte is
+ * retried once on a fresh connection when it is idempotent and its body was
+ * buffered (the usual race with a backend's keep-alive timeout); any other
+ * request that was sent is never retried.
+ *
+ * An Upgrade request (WebSocket) answered with a valid 101 turns the
+ * connection into a tunnel: bytes are relayed both ways until either peer
+ * closes.
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -42,18 +50,19 @@ enum px_conn_state {
     PX_CS_READ_BODY,      /* buffering a small request body before connecting */
     PX_CS_CONNECTING,     /* side and server chosen, upstream connect in flight */
     PX_CS_EXCHANGE,       /* request body up, response head and body down */
+    PX_CS_TUNNEL,         /* after a 101: raw bytes both ways */
     PX_CS_DRAINING,       /* flushing the last bytes to the client, then close */
     PX_CS_CLOSED,         /* [terminal] resources released, struct awaits free */
     PX_CS__COUNT
 };
 
 static const char *const px_cs_names[PX_CS__COUNT] = {
-    "read_head", "read_body", "connecting", "exchange", "draining", "closed",
+    "read_head", "read_body", "connecting", "exchange", "tunnel", "draining", "closed",
 };
 
 static const char *const px_cs_actions[PX_CS__COUNT] = {
     "reading request head", "reading request body", "connecting to upstream",
-    "exchanging with upstream", "flushing to client", "closed",
+    "exchanging with upstream", "tunnelling", "flushing to client", "closed",
 };
 
 #define PX_CF_CLOSE        0x01u  /* free when the last callback leaves */
@@ -62,7 +71,10 @@ static const char *const px_cs_actions[PX_CS__COUNT] = {
 #define PX_CF_HEAD_TIMER   0x08u  /* the head timer runs for the current request */
 #define PX_CF_RES_STARTED  0x10u  /* response bytes of this request went to the client */
 #define PX_CF_RETRIED      0x20u  /* this request already used its connect retry */
-#define PX_CF_REQ_STREAMED 0x40u  /* request body bytes were taken from the client input */
+#define PX_CF_REQ_STREAMED 0x40u  /* request body bytes were sent without a copy kept for a retry */
+#define PX_CF_UP_REUSED    0x80u  /* the upstream connection came from the pool */
+#define PX_CF_STALE_RETRY  0x100u /* this request was resent after a stale pooled connection */
+#define PX_CF_RES_BYTES    0x200u /* the upstream sent at least one byte for this request */
 
 enum px_out {
     PX_OUT_PLAIN = 0,     /* move bytes as they are (Content-Length or close-delimited) */
@@ -97,6 +109,8 @@ struct px_conn {
     unsigned nreq;                   /* requests served on this connection */
     int req_minor;                   /* HTTP/1.<minor> of the client */
     bool req_is_head;                /* method HEAD: the response has no body */
+    bool req_idempotent;             /* RFC 9110 9.2.2: may be resent */
+    bool req_upgrade;                /* Connection: upgrade + Upgrade: asked for */
     struct px_body req;
     struct evbuffer *up_head;        /* owned: rebuilt head, sent once connected */
     struct evbuffer *req_buf;        /* owned: buffered small body */
@@ -112,6 +126,8 @@ struct px_conn {
     int res_status;
     struct px_body res;
     bool res_recorded;               /* outcome reported to the service */
+    bool res_keep_alive;             /* the upstream connection may be reused */
+    uint64_t last_io_ms;             /* tunnel: last byte either way */
 };
 
 static void set_state(struct px_conn *c, enum px_conn_state next);
@@ -216,11 +232,14 @@ set_state(struct px_conn *c, enum px_conn_state next)
         tv_r = ms_tv(c->nreq == 0 ? to->client_head_ms : to->client_idle_ms);
         bufferevent_set_timeouts(c->down, &tv_r, NULL);
         bufferevent_setwatermark(c->down, EV_WRITE, 0, 0);
+        /* a head larger than this is a 431 anyway: read no further */
+        bufferevent_setwatermark(c->down, EV_READ, 0, sconf(c)->limits.head_bytes);
         bufferevent_enable(c->down, EV_READ | EV_WRITE);
         break;
     case PX_CS_READ_BODY:
         tv_r = ms_tv(to->client_idle_ms);
         bufferevent_set_timeouts(c->down, &tv_r, NULL);
+        bufferevent_setwatermark(c->down, EV_READ, 0, 0);
         bufferevent_enable(c->down, EV_READ);
         break;
     case PX_CS_CONNECTING:
@@ -236,10 +255,21 @@ set_state(struct px_conn *c, enum px_conn_state next)
         bufferevent_enable(c->up, EV_READ | EV_WRITE);
         tv_r = ms_tv(to->server_idle_ms);
         bufferevent_set_timeouts(c->down, c->req.done ? NULL : &tv_r, &tv_r);
-        if (c->req.done || (c->flags & PX_CF_CLIENT_EOF))
+        /* keep reading the client, so that its going away aborts the
+         * upstream request; pipelined bytes wait, bounded by head_bytes */
+        bufferevent_setwatermark(c->down, EV_READ, 0, sconf(c)->limits.head_bytes);
+        if (c->flags & PX_CF_CLIENT_EOF)
             bufferevent_disable(c->down, EV_READ);
         else
             bufferevent_enable(c->down, EV_READ);
+        break;
+    case PX_CS_TUNNEL:
+        tv_r = ms_tv(to->server_idle_ms);
+        bufferevent_setwatermark(c->down, EV_READ, 0, 0);
+        bufferevent_set_timeouts(c->down, &tv_r, &tv_r);
+        bufferevent_set_timeouts(c->up, &tv_r, &tv_r);
+        bufferevent_enable(c->down, EV_READ | EV_WRITE);
+        bufferevent_enable(c->up, EV_READ | EV_WRITE);
         break;
     case PX_CS_DRAINING:
         upstream_free(c);
@@ -466,9 +496,18 @@ build_up_head(struct px_conn *c, const struct px_req *r)
         evbuffer_add(h, f->value.p, f->value.len);
         have_xff = true;
     }
-    evbuffer_add_printf(h, "%s%s\r\nX-Forwarded-Proto: http\r\nConnection: close\r\n",
+    evbuffer_add_printf(h, "%s%s\r\nX-Forwarded-Proto: http\r\n",
                         have_xff ? ", " : "X-Forwarded-For: ", c->client_ip);
+    if (c->req_upgrade) {
+        const struct px_field *u = px_field_find(r->fields, r->nfields, "upgrade");
+
+        evbuffer_add(h, "Connection: upgrade\r\nUpgrade: ", 30);
+        evbuffer_add(h, u->value.p, u->value.len);
+        evbuffer_add(h, "\r\n", 2);
+    }
 }
+
+static void on_upstream_connected(struct px_conn *c);
 
 static void
 start_connect(struct px_conn *c)
@@ -476,6 +515,15 @@ start_connect(struct px_conn *c)
     const struct px_addr *a = &sconf(c)->side[c->side].servers[c->server];
 
     upstream_free(c);
+    c->flags &= ~(PX_CF_UP_REUSED | PX_CF_RES_BYTES);
+    if (!(c->flags & PX_CF_STALE_RETRY) &&
+        (c->up = px_pool_get(c->svc, c->side, c->server)) != NULL) {
+        c->flags |= PX_CF_UP_REUSED;
+        bufferevent_setcb(c->up, on_upstream_read, on_upstream_write, on_upstream_event, c);
+        set_state(c, PX_CS_CONNECTING);
+        on_upstream_connected(c);
+        return;
+    }
     c->up = bufferevent_socket_new(c->srv->base, -1,
                                    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (c->up == NULL) {
@@ -592,6 +640,10 @@ read_head(struct px_conn *c)
     c->t_req_us = px_now_us(c->srv);
     c->req_minor = r.minor;
     c->req_is_head = px_iov_eq(r.method, "HEAD");
+    c->req_idempotent = px_iov_eq(r.method, "GET") || c->req_is_head ||
+                        px_iov_eq(r.method, "OPTIONS") || px_iov_eq(r.method, "TRACE") ||
+                        px_iov_eq(r.method, "PUT") || px_iov_eq(r.method, "DELETE");
+    c->req_upgrade = r.upgrade && px_field_find(r.fields, r.nfields, "upgrade") != NULL;
     if (!r.keep_alive)
         c->flags |= PX_CF_NO_KEEPALIVE;
     memset(&c->req, 0, sizeof(c->req));
@@ -708,6 +760,11 @@ process(struct px_conn *c)
 static void
 finish_exchange(struct px_conn *c)
 {
+    if (c->up != NULL && c->res_keep_alive && c->req.done &&
+        sconf(c)->pool.max_idle > 0) {
+        px_pool_put(c->svc, c->side, c->server, c->up);   /* the pool owns it now */
+        c->up = NULL;
+    }
     upstream_free(c);
     if (!c->req.done)
         c->flags |= PX_CF_NO_KEEPALIVE;   /* unread request body: cannot resync */
@@ -715,7 +772,8 @@ finish_exchange(struct px_conn *c)
         set_state(c, PX_CS_DRAINING);
         return;
     }
-    c->flags &= ~(PX_CF_RES_STARTED | PX_CF_RETRIED | PX_CF_REQ_STREAMED);
+    c->flags &= ~(PX_CF_RES_STARTED | PX_CF_RETRIED | PX_CF_REQ_STREAMED |
+                  PX_CF_UP_REUSED | PX_CF_STALE_RETRY | PX_CF_RES_BYTES);
     c->res_head_done = false;
     c->res_recorded = false;
     c->side = RT_NONE;
@@ -747,6 +805,7 @@ write_response_head(struct px_conn *c, const struct px_resp *r)
     evbuffer_add_printf(out, "HTTP/1.1 %d ", r->status);
     evbuffer_add(out, r->reason.p, r->reason.len);
     evbuffer_add(out, "\r\n", 2);
+    /* like write_fields(), but a HEAD or 304 answer keeps its length */
     for (i = 0; i < r->nfields; i++) {
         const struct px_field *f = &r->fields[i];
 
@@ -772,6 +831,81 @@ write_response_head(struct px_conn *c, const struct px_resp *r)
         evbuffer_add(out, "Connection: keep-alive\r\n", 24);
     evbuffer_add(out, "\r\n", 2);
     c->flags |= PX_CF_RES_STARTED;
+}
+
+static void
+write_fields(struct evbuffer *out, const struct px_resp *r)
+{
+    size_t i;
+
+    for (i = 0; i < r->nfields; i++) {
+        const struct px_field *f = &r->fields[i];
+
+        if (f->flags & PX_FF_HOP)
+            continue;
+        evbuffer_add(out, f->name.p, f->name.len);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, f->value.p, f->value.len);
+        evbuffer_add(out, "\r\n", 2);
+    }
+}
+
+static void
+write_interim_head(struct px_conn *c, const struct px_resp *r)
+{
+    struct evbuffer *out = bufferevent_get_output(c->down);
+
+    evbuffer_add_printf(out, "HTTP/1.1 %d ", r->status);
+    evbuffer_add(out, r->reason.p, r->reason.len);
+    evbuffer_add(out, "\r\n", 2);
+    write_fields(out, r);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+/* A valid 101 to an Upgrade request: forward it and relay raw bytes. */
+static void
+start_tunnel(struct px_conn *c, const struct px_resp *r)
+{
+    struct evbuffer *out = bufferevent_get_output(c->down);
+    struct evbuffer *in = bufferevent_get_input(c->up);
+    const struct px_field *u = px_field_find(r->fields, r->nfields, "upgrade");
+
+    if (u == NULL) {
+        upstream_free(c);
+        record(c, 0, PX_E_UP_BAD);
+        reply_error(c, 502, "101 without an Upgrade field from upstream");
+        return;
+    }
+    record(c, r->status, PX_E_NONE);
+    evbuffer_add(out, "HTTP/1.1 101 Switching Protocols\r\n", 34);
+    write_fields(out, r);
+    evbuffer_add(out, "Connection: upgrade\r\nUpgrade: ", 30);
+    evbuffer_add(out, u->value.p, u->value.len);
+    evbuffer_add(out, "\r\n\r\n", 4);
+    evbuffer_drain(in, r->head_len);
+    c->flags |= PX_CF_RES_STARTED | PX_CF_NO_KEEPALIVE;
+    c->res_head_done = true;
+    c->last_io_ms = px_now_ms(c->srv);
+    log_at(LL_DEBUG, "http", c->id, "upgraded: tunnel to %s",
+           sconf(c)->side[c->side].servers[c->server].text);
+    set_state(c, PX_CS_TUNNEL);
+    /* bytes that followed the 101 in either direction */
+    evbuffer_add_buffer(out, in);
+    evbuffer_add_buffer(bufferevent_get_output(c->up), bufferevent_get_input(c->down));
+}
+
+/* Tunnel: moves what <from> read to <to>, with backpressure. */
+static void
+tunnel_relay(struct px_conn *c, struct bufferevent *from, struct bufferevent *to)
+{
+    struct evbuffer *dst = bufferevent_get_output(to);
+
+    c->last_io_ms = px_now_ms(c->srv);
+    evbuffer_add_buffer(dst, bufferevent_get_input(from));
+    if (evbuffer_get_length(dst) >= PX_HIGH_WM) {
+        bufferevent_disable(from, EV_READ);
+        bufferevent_setwatermark(to, EV_WRITE, PX_HIGH_WM / 2, 0);
+    }
 }
 
 /* Parses the response head from the upstream input. Returns true once it
@@ -812,20 +946,28 @@ read_response_head(struct px_conn *c)
             reply_error(c, 502, "invalid response from upstream");
             return false;
         }
-        if (r.status >= 100 && r.status < 200) {
-            /* interim responses: we answered Expect ourselves and do not
-             * upgrade, so they are dropped here */
-            evbuffer_drain(in, r.head_len);
-            if (r.status == 101) {
-                upstream_free(c);
-                record(c, 0, PX_E_UP_BAD);
-                reply_error(c, 502, "unrequested protocol switch from upstream");
+        if (r.status == 101) {
+            if (c->req_upgrade && c->req.done) {
+                start_tunnel(c, &r);
                 return false;
             }
+            upstream_free(c);
+            record(c, 0, PX_E_UP_BAD);
+            reply_error(c, 502, "unrequested protocol switch from upstream");
+            return false;
+        }
+        if (r.status < 200) {
+            /* interim responses: 100 Continue was answered by the proxy
+             * itself (Expect is not forwarded); others (103) go to HTTP/1.1
+             * clients as they are */
+            if (r.status != 100 && c->req_minor == 1)
+                write_interim_head(c, &r);
+            evbuffer_drain(in, r.head_len);
             continue;
         }
         break;
     }
+    c->res_keep_alive = r.keep_alive;
     c->res_head_done = true;
     c->res_status = r.status;
     record(c, r.status, PX_E_NONE);
@@ -878,9 +1020,34 @@ on_client_read(struct bufferevent *bev, void *arg)
 
     (void)bev;
     enter(c);
-    if (!(c->flags & PX_CF_CLOSE))
+    if (c->state == PX_CS_TUNNEL)
+        tunnel_relay(c, c->down, c->up);
+    else if (!(c->flags & PX_CF_CLOSE))
         process(c);
     leave(c);
+}
+
+/* <bev> drained below its low watermark: let <peer> read again. */
+static void
+tunnel_drained(struct px_conn *c, struct bufferevent *bev, struct bufferevent *peer)
+{
+    c->last_io_ms = px_now_ms(c->srv);
+    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+    bufferevent_enable(peer, EV_READ);
+}
+
+/* A timeout in the tunnel: close only when neither direction moved a byte
+ * for server_idle_ms (libevent disabled the direction that timed out). */
+static void
+tunnel_timeout(struct px_conn *c, struct bufferevent *bev, short what)
+{
+    if (px_now_ms(c->srv) - c->last_io_ms < sconf(c)->timeouts.server_idle_ms) {
+        bufferevent_enable(bev, (what & BEV_EVENT_READING) ? EV_READ : EV_WRITE);
+        return;
+    }
+    log_at(LL_INFO, "http", c->id, "tunnel idle for %u ms: closed",
+           sconf(c)->timeouts.server_idle_ms);
+    mark_close(c);
 }
 
 static void
@@ -893,6 +1060,8 @@ on_client_write(struct bufferevent *bev, void *arg)
     if (c->state == PX_CS_DRAINING) {
         if (evbuffer_get_length(bufferevent_get_output(c->down)) == 0)
             mark_close(c);
+    } else if (c->state == PX_CS_TUNNEL) {
+        tunnel_drained(c, c->down, c->up);
     } else if (c->state == PX_CS_EXCHANGE && c->up != NULL) {
         /* the client drained below the low watermark: read upstream again */
         bufferevent_setwatermark(c->down, EV_WRITE, 0, 0);
@@ -909,7 +1078,12 @@ on_client_event(struct bufferevent *bev, short what, void *arg)
 
     (void)bev;
     enter(c);
-    if (what & BEV_EVENT_TIMEOUT) {
+    if (c->state == PX_CS_TUNNEL) {
+        if (what & BEV_EVENT_TIMEOUT)
+            tunnel_timeout(c, c->down, what);
+        else
+            mark_close(c);             /* the client ended the tunnel */
+    } else if (what & BEV_EVENT_TIMEOUT) {
         if (c->state == PX_CS_READ_HEAD && evbuffer_get_length(bufferevent_get_input(c->down)) > 0)
             reply_error(c, 408, "client head timeout");
         else
@@ -926,11 +1100,13 @@ on_client_event(struct bufferevent *bev, short what, void *arg)
             break;
         case PX_CS_CONNECTING:
         case PX_CS_EXCHANGE:
-            if (!c->req.done) {
-                /* client gone mid-request: abort upstream, not a backend failure */
-                c->res_recorded = true;
-                mark_close(c);
-            }
+            /* the client went away before its answer was complete: abort
+             * the upstream request (its connection is closed, never pooled);
+             * not a backend failure */
+            log_at(LL_DEBUG, "http", c->id, "client closed while %s: upstream aborted",
+                   px_cs_actions[c->state]);
+            c->res_recorded = true;
+            mark_close(c);
             break;
         default:
             mark_close(c);
@@ -958,16 +1134,35 @@ on_head_timeout(evutil_socket_t fd, short what, void *arg)
     leave(c);
 }
 
+/* Appends the contents of <kept> to <out> without consuming <kept>. */
+static void
+send_kept(struct evbuffer *out, struct evbuffer *kept)
+{
+    size_t n = evbuffer_get_length(kept);
+
+    if (n == 0)
+        return;
+    if (evbuffer_add_buffer_reference(out, kept) < 0)
+        evbuffer_add(out, evbuffer_pullup(kept, -1), n);   /* bounded: head or small body */
+}
+
 static void
 on_upstream_connected(struct px_conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->up);
 
-    log_at(LL_DEBUG, "http", c->id, "connected to %s",
+    log_at(LL_DEBUG, "http", c->id, "%s %s",
+           (c->flags & PX_CF_UP_REUSED) ? "reusing a connection to" : "connected to",
            sconf(c)->side[c->side].servers[c->server].text);
-    evbuffer_add_buffer(out, c->up_head);
-    if (evbuffer_get_length(c->req_buf) > 0)
+    /* the head and a buffered body are shared, not moved, so that a resend
+     * after a stale pooled connection still has them */
+    send_kept(out, c->up_head);
+    if (c->req.out == PX_OUT_PLAIN) {
+        send_kept(out, c->req_buf);
+    } else if (evbuffer_get_length(c->req_buf) > 0) {
         move(c->req_buf, out, evbuffer_get_length(c->req_buf), c->req.out);
+        c->flags |= PX_CF_REQ_STREAMED;
+    }
     if (c->req.done && c->req.out == PX_OUT_CHUNKED)
         evbuffer_add(out, "0\r\n\r\n", 5);
     set_state(c, PX_CS_EXCHANGE);
@@ -1007,8 +1202,12 @@ on_upstream_read(struct bufferevent *bev, void *arg)
 
     (void)bev;
     enter(c);
-    if (c->state == PX_CS_EXCHANGE)
+    if (c->state == PX_CS_TUNNEL) {
+        tunnel_relay(c, c->up, c->down);
+    } else if (c->state == PX_CS_EXCHANGE) {
+        c->flags |= PX_CF_RES_BYTES;
         pump_response(c);
+    }
     leave(c);
 }
 
@@ -1019,7 +1218,9 @@ on_upstream_write(struct bufferevent *bev, void *arg)
 
     (void)bev;
     enter(c);
-    if (c->state == PX_CS_EXCHANGE && !c->req.done) {
+    if (c->state == PX_CS_TUNNEL) {
+        tunnel_drained(c, c->up, c->down);
+    } else if (c->state == PX_CS_EXCHANGE && !c->req.done) {
         /* upstream drained below the low watermark: read the client again */
         bufferevent_setwatermark(c->up, EV_WRITE, 0, 0);
         bufferevent_enable(c->down, EV_READ);
@@ -1035,7 +1236,15 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
 
     (void)bev;
     enter(c);
-    if (c->state == PX_CS_CONNECTING) {
+    if (c->state == PX_CS_TUNNEL) {
+        if (what & BEV_EVENT_TIMEOUT) {
+            tunnel_timeout(c, c->up, what);
+        } else {
+            /* the server ended the tunnel: flush what it sent, then close */
+            evbuffer_add_buffer(bufferevent_get_output(c->down), bufferevent_get_input(c->up));
+            set_state(c, PX_CS_DRAINING);
+        }
+    } else if (c->state == PX_CS_CONNECTING) {
         if (what & BEV_EVENT_CONNECTED)
             on_upstream_connected(c);
         else
@@ -1056,7 +1265,16 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
             /* EOF or error: whatever is buffered is still valid input */
             pump_response(c);
             if (c->state == PX_CS_EXCHANGE && c->up != NULL) {
-                if (!c->res_head_done) {
+                if (!c->res_head_done && !(c->flags & PX_CF_RES_BYTES) &&
+                    (c->flags & PX_CF_UP_REUSED) && !(c->flags & PX_CF_STALE_RETRY) &&
+                    c->req_idempotent && !(c->flags & PX_CF_REQ_STREAMED)) {
+                    /* a pooled connection the server had closed: resend
+                     * once on a fresh one; not a backend failure */
+                    log_at(LL_DEBUG, "http", c->id, "pooled connection to %s was closed: "
+                           "resending", sconf(c)->side[c->side].servers[c->server].text);
+                    c->flags |= PX_CF_STALE_RETRY;
+                    start_connect(c);
+                } else if (!c->res_head_done) {
                     upstream_free(c);
                     record(c, 0, PX_E_UP_RESET);
                     reply_error(c, 502, "upstream closed before a response");

@@ -693,11 +693,10 @@ req_parse(struct px_req *r, struct head *h, const char *buf, size_t len,
         i++;
     if (i == len)
         return PX_PARSE_AGAIN;
-    if (b[i] != ' ') {
-        if (i == ms && (b[i] == '\r' || b[i] == '\n'))
-            return bad(h, 400, "empty line before the request line");
+    if (i == ms && (b[i] == '\r' || b[i] == '\n'))
+        return bad(h, 400, "empty line before the request line");
+    if (i == ms || b[i] != ' ')
         return bad(h, 400, "invalid request method");
-    }
     r->method.p = buf + ms;
     r->method.len = i - ms;
     if (iov_eq_cs(r->method, "CONNECT"))

@@ -83,11 +83,13 @@ side_status(struct px_service *svc, enum rt_side side, uint64_t now_ms)
     for (i = 0; i < sc->nservers; i++) {
         const struct px_server_rt *s = &svc->servers[side][i];
 
-        json_array_append_new(servers, json_pack("{s:s, s:b, s:I, s:I}",
+        json_array_append_new(servers, json_pack("{s:s, s:b, s:I, s:I, s:I, s:i}",
                                                  "addr", sc->servers[i].text,
                                                  "up", s->up,
                                                  "requests", (json_int_t)s->requests,
-                                                 "failures", (json_int_t)s->failures));
+                                                 "failures", (json_int_t)s->failures,
+                                                 "reused", (json_int_t)s->reused,
+                                                 "idle", (int)s->nidle));
     }
     hl_window_stats(&svc->window[side], now_ms, &hs);
     json_object_set_new(win, "requests", json_integer((json_int_t)hs.requests));
@@ -131,8 +133,9 @@ op_switched(void *arg, unsigned idx, enum rt_side left, int drain_s)
     struct px_srv *srv = arg;
     struct px_service *svc = &srv->svcs[idx];
 
-    /* HTTP: requests in flight finish; upstream connections are per request,
-     * so no idle pooled connection to the side left remains */
+    /* HTTP: requests in flight finish; idle pooled connections to the side
+     * left are closed now */
+    px_pool_close_side(svc, left);
     if (svc->conf->mode == PX_MODE_TCP && drain_s >= 0)
         px_tcp_drain_side(svc, left, drain_s);
 }
@@ -283,6 +286,10 @@ srv_free(struct px_srv *srv)
 
         px_http_close_all(svc);
         px_tcp_close_all(svc);
+        if (svc->servers[RT_LEGACY] != NULL)
+            px_pool_close_side(svc, RT_LEGACY);
+        if (svc->servers[RT_NEW] != NULL)
+            px_pool_close_side(svc, RT_NEW);
         if (svc->listeners != NULL) {
             unsigned k;
 

@@ -206,6 +206,8 @@ px_srv_stop_listening(struct px_srv *srv)
         }
         if (svc->conf->mode == PX_MODE_HTTP)
             px_http_close_idle(svc);
+        px_pool_close_side(svc, RT_LEGACY);
+        px_pool_close_side(svc, RT_NEW);
     }
 }
 

@@ -50,10 +50,15 @@ struct px_side_stats {
     uint64_t fallbacks;          /* requests that came here because the other side was down */
 };
 
+struct px_pooled;
+
 struct px_server_rt {
     bool up;                     /* current health verdict (no active checks yet: true) */
     uint64_t requests;           /* requests / connections sent to it */
     uint64_t failures;           /* connect failures and upstream errors */
+    uint64_t reused;             /* requests sent on a pooled connection */
+    struct px_pooled *idle;      /* owned: idle keep-alive connections, most recent first */
+    unsigned nidle;              /* entries in <idle>, <= pool.max_idle */
 };
 
 struct px_service {
@@ -128,6 +133,21 @@ void px_http_close_all(struct px_service *svc);
 
 /* proxy/tcp.c: frees every tunnel at once (exit after the grace time). */
 void px_tcp_close_all(struct px_service *svc);
+
+/* proxy/pool.c: an idle keep-alive connection to <server> of <side>, with
+ * no callbacks and no timeouts set (the caller owns it), or NULL. */
+struct bufferevent *px_pool_get(struct px_service *svc, enum rt_side side,
+                                unsigned server);
+
+/* proxy/pool.c: gives back <bev> after a clean exchange (the whole response
+ * read, nothing pending either way). The pool owns it from here; it is freed
+ * at once when the pool is full, the server is down or the daemon stops. */
+void px_pool_put(struct px_service *svc, enum rt_side side, unsigned server,
+                 struct bufferevent *bev);
+
+/* proxy/pool.c: closes every idle connection to <side> (blue-green switch,
+ * shutdown). */
+void px_pool_close_side(struct px_service *svc, enum rt_side side);
 
 /* proxy/tcp.c: takes an accepted client socket <fd> of a TCP service. */
 void px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int salen);

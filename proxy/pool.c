@@ -1,0 +1,120 @@
+/*
+ * pool: idle keep-alive upstream connections, per server, reused LIFO (the
+ * most recently used connection is the most likely to still be open).
+ *
+ * An idle connection is watched: any byte or event from the server while
+ * idle (it closed, reset, or sent something unsolicited) and the idle
+ * timeout (pool.idle_timeout_ms, below the usual backend keep-alive times)
+ * close it. Only connections whose exchange ended cleanly come back here:
+ * the caller never returns one after an error or an incompletely read body.
+ */
+#include <stdlib.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "admin/log.h"
+#include "admin/xmalloc.h"
+#include "proxy/server.h"
+
+struct px_pooled {
+    struct px_pooled *next, *prev;   /* the server's idle list, most recent first */
+    struct px_server_rt *srv_rt;     /* borrowed: owner of the list */
+    struct bufferevent *bev;         /* owned */
+};
+
+static void
+pooled_free(struct px_pooled *p)
+{
+    struct px_server_rt *s = p->srv_rt;
+
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else
+        s->idle = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    s->nidle--;
+    bufferevent_free(p->bev);
+    free(p);
+}
+
+static void
+on_idle_read(struct bufferevent *bev, void *arg)
+{
+    /* a server must not talk on an idle connection: never reuse it */
+    (void)bev;
+    pooled_free(arg);
+}
+
+static void
+on_idle_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    (void)what;
+    pooled_free(arg);                  /* closed, reset or idle timeout */
+}
+
+struct bufferevent *
+px_pool_get(struct px_service *svc, enum rt_side side, unsigned server)
+{
+    struct px_server_rt *s = &svc->servers[side][server];
+    struct px_pooled *p = s->idle;
+    struct bufferevent *bev;
+
+    if (p == NULL)
+        return NULL;
+    bev = p->bev;
+    p->bev = NULL;
+    s->idle = p->next;
+    if (p->next != NULL)
+        p->next->prev = NULL;
+    s->nidle--;
+    free(p);
+    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    bufferevent_set_timeouts(bev, NULL, NULL);
+    s->reused++;
+    return bev;
+}
+
+void
+px_pool_put(struct px_service *svc, enum rt_side side, unsigned server,
+            struct bufferevent *bev)
+{
+    struct px_server_rt *s = &svc->servers[side][server];
+    unsigned ms = svc->conf->pool.idle_timeout_ms;
+    struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
+    struct px_pooled *p;
+
+    if (s->nidle >= svc->conf->pool.max_idle || !s->up || svc->srv->stopping ||
+        evbuffer_get_length(bufferevent_get_input(bev)) != 0 ||
+        evbuffer_get_length(bufferevent_get_output(bev)) != 0) {
+        bufferevent_free(bev);
+        return;
+    }
+    p = xcalloc(1, sizeof(*p));
+    p->srv_rt = s;
+    p->bev = bev;
+    p->next = s->idle;
+    if (s->idle != NULL)
+        s->idle->prev = p;
+    s->idle = p;
+    s->nidle++;
+    bufferevent_setwatermark(bev, EV_READ, 0, 0);
+    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+    bufferevent_setcb(bev, on_idle_read, NULL, on_idle_event, p);
+    bufferevent_set_timeouts(bev, &tv, NULL);
+    if (bufferevent_enable(bev, EV_READ) < 0)
+        pooled_free(p);
+}
+
+void
+px_pool_close_side(struct px_service *svc, enum rt_side side)
+{
+    unsigned i;
+
+    for (i = 0; i < svc->conf->side[side].nservers; i++)
+        while (svc->servers[side][i].idle != NULL)
+            pooled_free(svc->servers[side][i].idle);
+}
