@@ -1340,7 +1340,7 @@ replay_file(const char *file, bool is_req, bool *seen, size_t *ncases, size_t *n
     json_t *root, *cases, *c, *meta;
     const char *id, *b64, *expect, *type;
     unsigned char *bytes;
-    size_t i, j, n;
+    size_t i, j, n = 0;
     enum verdict ours;
     bool want_reject, listed;
 
