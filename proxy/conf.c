@@ -688,7 +688,8 @@ parse_limits(json_t *svc, const char *prefix, struct px_limits *l,
              struct conf_err *err)
 {
     static const char *const keys[] = {
-        "head_bytes", "headers", "uri_bytes", "body_bytes", "buffer_body_bytes", NULL
+        "head_bytes", "headers", "uri_bytes", "body_bytes", "buffer_body_bytes",
+        "chunk_ext_bytes", NULL
     };
     long long body;
     json_t *j;
@@ -705,7 +706,8 @@ parse_limits(json_t *svc, const char *prefix, struct px_limits *l,
         opt_uint(j, "headers", p, 1, 1000, &l->headers, err) != 0 ||
         opt_uint(j, "uri_bytes", p, 16, 1048576, &l->uri_bytes, err) != 0 ||
         opt_int(j, "body_bytes", p, 0, LLONG_MAX, &body, err) != 0 ||
-        opt_uint(j, "buffer_body_bytes", p, 0, 16777216, &l->buffer_body_bytes, err) != 0)
+        opt_uint(j, "buffer_body_bytes", p, 0, 16777216, &l->buffer_body_bytes, err) != 0 ||
+        opt_uint(j, "chunk_ext_bytes", p, 1, 65536, &l->chunk_ext_bytes, err) != 0)
         return -1;
     l->body_bytes = (uint64_t)body;
     return 0;
@@ -879,7 +881,7 @@ parse_root(json_t *root, struct px_conf *c, struct conf_err *err)
     };
     static const struct px_limits ldef = {
         .head_bytes = 16384, .headers = 100, .uri_bytes = 8192, .body_bytes = 0,
-        .buffer_body_bytes = 65536,
+        .buffer_body_bytes = 65536, .chunk_ext_bytes = 4096,
     };
     static const struct px_pool_conf pdef = { .max_idle = 32, .idle_timeout_ms = 4000 };
     json_t *j, *svcs;

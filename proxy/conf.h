@@ -39,6 +39,7 @@ struct px_limits {
     unsigned uri_bytes;          /* default 8192, 16..1048576: 414 past it */
     uint64_t body_bytes;         /* default 0 = unlimited: 413 past it */
     unsigned buffer_body_bytes;  /* default 65536, 0..16777216 */
+    unsigned chunk_ext_bytes;    /* default 4096, 1..65536: chunk extensions per size line */
 };
 
 /* Upstream keep-alive pool, per server. The idle timeout stays below the

@@ -651,6 +651,7 @@ read_head(struct px_conn *c)
     c->req.left = r.framing == PX_BODY_LENGTH ? r.content_length : 0;
     c->req.out = r.framing == PX_BODY_CHUNKED ? PX_OUT_CHUNKED : PX_OUT_PLAIN;
     px_chunked_init(&c->req.ck);
+    c->req.ck.max_ext = sconf(c)->limits.chunk_ext_bytes;
     c->req.done = r.framing == PX_BODY_NONE ||
                   (r.framing == PX_BODY_LENGTH && r.content_length == 0);
 
@@ -975,6 +976,7 @@ read_response_head(struct px_conn *c)
     evbuffer_drain(in, r.head_len);
     memset(&c->res.ck, 0, sizeof(c->res.ck));
     px_chunked_init(&c->res.ck);
+    c->res.ck.max_ext = sconf(c)->limits.chunk_ext_bytes;
     c->res.total = 0;
     c->res.done = r.framing == PX_BODY_NONE ||
                   (r.framing == PX_BODY_LENGTH && r.content_length == 0);

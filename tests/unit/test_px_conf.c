@@ -268,6 +268,7 @@ test_defaults(void **state)
     assert_int_equal(s->limits.uri_bytes, 8192);
     assert_true(s->limits.body_bytes == 0);
     assert_int_equal(s->limits.buffer_body_bytes, 65536);
+    assert_int_equal(s->limits.chunk_ext_bytes, 4096);
     px_conf_free(c);
 }
 
@@ -695,6 +696,8 @@ static const struct bad_case {
     { SVC("'limits': {'body_bytes': -1}"),
       "FILE:7:30: services[0].limits.body_bytes: must be between 0 and "
       "9223372036854775807" },
+    { SVC("'limits': {'chunk_ext_bytes': 0}"),
+      "FILE:7:30: services[0].limits.chunk_ext_bytes: must be between 1 and 65536" },
 };
 
 static void
