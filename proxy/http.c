@@ -249,9 +249,12 @@ set_state(struct px_conn *c, enum px_conn_state next)
         bufferevent_set_timeouts(c->up, NULL, &tv_w);
         break;
     case PX_CS_EXCHANGE:
+        /* server_response_ms runs once the whole request is up (see
+         * process()); while a streamed body still goes up, the idle
+         * timeouts of both peers bound the exchange */
         tv_r = ms_tv(to->server_response_ms);
         tv_w = ms_tv(to->server_idle_ms);
-        bufferevent_set_timeouts(c->up, &tv_r, &tv_w);
+        bufferevent_set_timeouts(c->up, c->req.done ? &tv_r : NULL, &tv_w);
         bufferevent_enable(c->up, EV_READ | EV_WRITE);
         tv_r = ms_tv(to->server_idle_ms);
         bufferevent_set_timeouts(c->down, c->req.done ? NULL : &tv_r, &tv_r);
@@ -739,6 +742,12 @@ process(struct px_conn *c)
             }
             if (c->req.done) {
                 bufferevent_disable(c->down, EV_READ);
+                if (!c->res_head_done) {
+                    struct timeval tv_r = ms_tv(sconf(c)->timeouts.server_response_ms);
+                    struct timeval tv_w = ms_tv(sconf(c)->timeouts.server_idle_ms);
+
+                    bufferevent_set_timeouts(c->up, &tv_r, &tv_w);
+                }
             } else if (evbuffer_get_length(dst) >= PX_HIGH_WM) {
                 bufferevent_disable(c->down, EV_READ);
                 bufferevent_setwatermark(c->up, EV_WRITE, PX_HIGH_WM / 2, 0);
@@ -1207,7 +1216,10 @@ on_upstream_read(struct bufferevent *bev, void *arg)
     if (c->state == PX_CS_TUNNEL) {
         tunnel_relay(c, c->up, c->down);
     } else if (c->state == PX_CS_EXCHANGE) {
-        c->flags |= PX_CF_RES_BYTES;
+        /* a deferred callback queued for a pooled connection's previous
+         * use may run with nothing read: not a response byte */
+        if (evbuffer_get_length(bufferevent_get_input(c->up)) > 0)
+            c->flags |= PX_CF_RES_BYTES;
         pump_response(c);
     }
     leave(c);

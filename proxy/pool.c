@@ -43,8 +43,12 @@ pooled_free(struct px_pooled *p)
 static void
 on_idle_read(struct bufferevent *bev, void *arg)
 {
+    /* a read callback deferred (BEV_OPT_DEFER_CALLBACKS) before the
+     * connection came back here may run now with nothing to read: only
+     * bytes mean the server talked */
+    if (evbuffer_get_length(bufferevent_get_input(bev)) == 0)
+        return;
     /* a server must not talk on an idle connection: never reuse it */
-    (void)bev;
     pooled_free(arg);
 }
 
