@@ -458,6 +458,178 @@ test_bad_requests(void **state)
     assert_int_equal(h_backend_requests(f->legacy_port), 0);
 }
 
+/* <key> of the stats of the backend at <port>, -1 when missing. */
+static long
+stat_of(int port, const char *key)
+{
+    json_t *st = h_backend_stats(port);
+    json_t *v = st != NULL ? json_object_get(st, key) : NULL;
+    long n = json_is_integer(v) ? (long)json_integer_value(v) : -1;
+
+    json_decref(st);
+    return n;
+}
+
+/* Polls stat_of() until it equals <want> (3 s at most); the last value. */
+static long
+wait_stat(int port, const char *key, long want)
+{
+    long long deadline = h_now_ms() + 3000;
+    long v;
+
+    while ((v = stat_of(port, key)) != want && h_now_ms() < deadline)
+        h_sleep_ms(10);
+    return v;
+}
+
+/* raw=, raw_close=, pad_head= and the script item raw. */
+static void
+test_raw_and_pad_head(void **state)
+{
+    struct fixture *f = *state;
+    const char *req = "GET / HTTP/1.1\r\nHost: b\r\n\r\n";
+    struct h_resp r;
+    char v[64], buf[64];
+
+    /* exactly the bytes, %00 included; the connection stays open */
+    assert_int_equal(h_backend_set(f->legacy_port,
+                                   "raw=HTTP%2F1.1%20299%20X%0D%0AContent-Length%3A%203"
+                                   "%0D%0A%0D%0Aa%00b"), 0);
+    send_req(f, f->legacy_port, req);
+    assert_int_equal(recv(f->fd, buf, 40, MSG_WAITALL), 40);
+    assert_memory_equal(buf, "HTTP/1.1 299 X\r\nContent-Length: 3\r\n\r\na\0b", 40);
+    send_req(f, f->legacy_port, req);
+    assert_int_equal(h_read_response(f->fd, &r), 0);
+    assert_int_equal(r.status, 299);
+    h_resp_free(&r);
+    /* raw_close: then FIN */
+    assert_int_equal(h_backend_set(f->legacy_port, "raw_close=1"), 0);
+    send_req(f, f->legacy_port, req);
+    assert_int_equal(h_read_response(f->fd, &r), 0);
+    assert_true(h_peer_closed(f->fd, 2000));
+    h_resp_free(&r);
+    close(f->fd);
+    f->fd = -1;
+
+    /* a script item uses the raw bytes once; raw= off answers normally */
+    assert_int_equal(h_backend_set(f->legacy_port, "script=201,raw&raw_close=0"), 0);
+    assert_int_equal(h_get(f->legacy_port, "/", NULL, &r), 0);
+    assert_int_equal(r.status, 201);
+    h_resp_free(&r);
+    assert_int_equal(h_get(f->legacy_port, "/", NULL, &r), 0);
+    assert_int_equal(r.status, 299);
+    h_resp_free(&r);
+    assert_int_equal(h_backend_set(f->legacy_port, "raw=&pad_head=3000"), 0);
+    assert_int_equal(h_get(f->legacy_port, "/", NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "legacy\n");
+    assert_non_null(h_resp_header(&r, "X-Pad", v, sizeof(v)));
+    assert_int_equal(strlen(v), sizeof(v) - 1);        /* truncated copy of 3000 */
+    assert_non_null(strstr(r.head, "X-Pad: "));
+    assert_true(strlen(r.head) > 3000);
+    h_resp_free(&r);
+
+    /* strict: nothing applied when a key is bad */
+    assert_int_equal(h_backend_set(f->legacy_port, "script=raw"), -1);    /* no raw= */
+    assert_int_equal(h_backend_set(f->legacy_port, "pad_head=+1"), -1);
+    assert_int_equal(h_backend_set(f->legacy_port, "raw=%4"), -1);
+    assert_int_equal(h_backend_set(f->legacy_port, "raw=%G0"), -1);
+    assert_int_equal(h_backend_set(f->legacy_port, "mode=raw"), -1);
+    assert_int_equal(h_backend_set(f->legacy_port, "mode%00=reset"), -1);
+    assert_int_equal(h_backend_set(f->legacy_port, "pad_head=0&delay_ms=x"), -1);
+    assert_int_equal(h_get(f->legacy_port, "/", NULL, &r), 0);
+    assert_true(strlen(r.head) > 3000);                 /* pad_head unchanged */
+    h_resp_free(&r);
+}
+
+/* midbody: head, half the body, RST; midstall: the same, then silence. */
+static void
+test_midbody_and_midstall(void **state)
+{
+    struct fixture *f = *state;
+    struct h_resp r;
+    char v[32];
+
+    assert_int_equal(h_backend_set(f->legacy_port, "mode=midbody&body_bytes=10000"), 0);
+    send_req(f, f->legacy_port, "GET / HTTP/1.1\r\nHost: b\r\n\r\n");
+    assert_int_equal(h_read_response(f->fd, &r), -1);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(h_resp_header(&r, "Content-Length", v, sizeof(v)), "10000");
+    assert_int_equal(r.body_len, 5000);
+    assert_false(r.closed);                             /* an RST, not a FIN */
+    h_resp_free(&r);
+    close(f->fd);
+    f->fd = -1;
+
+    /* chunked and 65536 by default; the connection stays, then the client
+     * leaving counts as an aborted answer */
+    assert_int_equal(h_backend_set(f->legacy_port, "reset=1&mode=midstall&chunked=1"), 0);
+    send_req(f, f->legacy_port, "GET / HTTP/1.1\r\nHost: b\r\n\r\n");
+    assert_int_equal(h_set_timeout_ms(f->fd, 300), 0);
+    assert_int_equal(h_read_response(f->fd, &r), -1);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 32768);
+    assert_false(r.closed);
+    h_resp_free(&r);
+    assert_int_equal(stat_of(f->legacy_port, "aborted"), 0);
+    close(f->fd);
+    f->fd = -1;
+    assert_int_equal(wait_stat(f->legacy_port, "aborted", 1), 1);
+    assert_int_equal(wait_stat(f->legacy_port, "open", 0), 0);
+}
+
+/* /ws: 101 and echo with the upgrade fields, ordinary without. */
+static void
+test_ws_echo(void **state)
+{
+    struct fixture *f = *state;
+    struct h_resp r;
+    char v[32], buf[16];
+
+    send_req(f, f->new_port, "GET /ws HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\n"
+                             "Connection: keep-alive, Upgrade\r\n\r\nhi");
+    assert_int_equal(h_read_response(f->fd, &r), 0);
+    assert_int_equal(r.status, 101);
+    assert_string_equal(h_resp_header(&r, "Upgrade", v, sizeof(v)), "websocket");
+    h_resp_free(&r);
+    assert_int_equal(recv(f->fd, buf, 2, MSG_WAITALL), 2);
+    assert_memory_equal(buf, "hi", 2);
+    assert_int_equal(h_send_all(f->fd, "GET / HTTP/1.1\r\n\r\n", 18), 0);
+    assert_int_equal(recv(f->fd, buf, 16, MSG_WAITALL), 16);
+    assert_memory_equal(buf, "GET / HTTP/1.1\r\n", 16);
+    assert_int_equal(recv(f->fd, buf, 2, MSG_WAITALL), 2);
+    assert_int_equal(stat_of(f->new_port, "requests"), 1);
+    /* the client's EOF ends the echo: flush, FIN */
+    assert_int_equal(shutdown(f->fd, SHUT_WR), 0);
+    assert_true(h_peer_closed(f->fd, 2000));
+    close(f->fd);
+    f->fd = -1;
+    assert_int_equal(wait_stat(f->new_port, "open", 0), 0);
+
+    assert_int_equal(h_get(f->new_port, "/ws", "Upgrade: websocket\r\n", &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "new\n");
+    h_resp_free(&r);
+    assert_int_equal(stat_of(f->new_port, "aborted"), 0);
+    assert_int_equal(stat_of(f->new_port, "request_connections"), 2);
+}
+
+/* A client leaving during delay_ms aborts its request at once. */
+static void
+test_aborted_during_delay(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(h_backend_set(f->legacy_port, "delay_ms=5000"), 0);
+    send_req(f, f->legacy_port, "GET / HTTP/1.1\r\nHost: b\r\n\r\n");
+    assert_int_equal(wait_stat(f->legacy_port, "requests", 1), 1);
+    assert_int_equal(stat_of(f->legacy_port, "open"), 1);
+    close(f->fd);
+    f->fd = -1;
+    assert_int_equal(wait_stat(f->legacy_port, "aborted", 1), 1);
+    assert_int_equal(wait_stat(f->legacy_port, "open", 0), 0);
+}
+
 static void
 test_tcp_mode_echo_and_half_close(void **state)
 {
@@ -544,6 +716,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_stats_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunked_and_body_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_raw_and_pad_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_midbody_and_midstall, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ws_echo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aborted_during_delay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_mode_echo_and_half_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_is_clean, setup, teardown),
         cmocka_unit_test_setup_teardown(test_harness_utilities, setup, teardown),

@@ -15,32 +15,72 @@
  *   /echo               200, body = the request head exactly as received,
  *                       then the request body bytes as received (chunked
  *                       framing included)
+ *   /ws                 with "Upgrade: websocket" and "Connection: upgrade":
+ *                       101 Switching Protocols (Upgrade: websocket,
+ *                       Connection: Upgrade), then every byte is echoed back
+ *                       until the peer closes (then flush, FIN, close); no
+ *                       setting applies to it. Without both fields it is an
+ *                       ordinary path
  *   /__backend/set?k=v  change behaviour (answered 200 "ok\n", or 400 with
- *                       the reason; nothing is applied when one key fails):
+ *                       the reason; nothing is applied when one key fails;
+ *                       %XX escapes need two hex digits, numbers are plain
+ *                       decimals):
  *       error_rate=F    fraction [0,1] of requests answered with <status>,
  *                       drawn from a PRNG seeded by --seed (or seed=)
  *       status=N        the status of those error answers (default 500)
  *       delay_ms=N      wait N ms before acting on each request
  *       mode=M          normal | reset (RST, SO_LINGER 0) | stall (read the
  *                       request, never answer) | close (FIN, no answer) |
- *                       garbage (non-HTTP bytes, then close)
+ *                       garbage (non-HTTP bytes, then close) | midbody (a
+ *                       200 head announcing the whole body, by
+ *                       Content-Length or chunked per chunked=, then half of
+ *                       the body bytes; once the peer's kernel has
+ *                       acknowledged them, RST) | midstall (the same head and
+ *                       half body, then nothing more: the connection stays
+ *                       open, input discarded). The body of midbody and
+ *                       midstall is body_bytes long, 65536 when unset
+ *       raw=BYTES       (percent-encoded, at most 8192 bytes once decoded;
+ *                       empty: off) every request whose settings say
+ *                       "normal" is answered with exactly these bytes,
+ *                       nothing added; the connection then stays open for
+ *                       the next request (closed when raw_close=1 or the
+ *                       request asked for close). For invalid framing:
+ *                       "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n
+ *                       Content-Length: 6\r\n\r\nhello", a 101, ...
+ *       raw_close=0|1   close (FIN) after writing the raw bytes
+ *       pad_head=N      0..1048576: every normal answer (and the head of
+ *                       midbody/midstall) carries "X-Pad: " and N filler
+ *                       bytes; not the control, health or error answers
  *       healthy=0|1     what /healthz answers
  *       script=I,I,...  behaviours consumed one per request before the
  *                       settings apply again. I is NNN (that status), hang,
- *                       reset, close, garbage or delayN (wait N ms instead
- *                       of delay_ms, then act per the settings), each with
- *                       an optional xCOUNT: "200x8,500x3,hang"
+ *                       reset, close, garbage, midbody, midstall, raw (the
+ *                       raw= bytes, which must be set) or delayN (wait N ms
+ *                       instead of delay_ms, then act per the settings),
+ *                       each with an optional xCOUNT: "200x8,500x3,hang"
  *       chunked=0|1     answer with chunked transfer coding
  *       body_bytes=N    answer with N bytes (the name repeated) instead
  *       seed=N          reseed the PRNG
  *       reset=1         everything back to defaults, counters zeroed, PRNG
  *                       reseeded with --seed; keys are applied in order
  *   /__backend/stats    200 JSON {"requests","heads","bodies","body_bytes",
- *                       "connections","last_request_head"}
+ *                       "connections","request_connections","open",
+ *                       "aborted","last_request_head"}
  *
  * "requests" counts complete requests (head and whole body) and "heads"
  * counts request heads, both excluding /healthz and the /__backend/ paths; so a test
  * can assert that a backend received nothing, or no complete request.
+ * "connections" counts accepted connections (control ones included) since
+ * start or reset=1, "request_connections" those of them that carried at
+ * least one counted request head (what a proxy opened for traffic, without
+ * the test's control connections); "open" is the number of connections
+ * open right now, not counting the one asking for the stats (a control
+ * connection that is still closing may be counted for a moment: poll).
+ * "aborted" counts requests whose connection the peer closed (or reset)
+ * before the answer was completely written: while it waited for its delay,
+ * stalled (stall, hang, midstall) or was still writing the answer; not the
+ * backend's own reset, close, garbage or midbody. A peer that half-closes
+ * while its request waits for the delay therefore gets no answer.
  *
  * TCP mode (--tcp) writes "NAME\n" on each connection, then echoes every
  * byte; on the client's EOF it flushes, shuts down its write side and closes.
@@ -63,6 +103,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -84,6 +125,11 @@
 #define BE_DELAY_MAX_MS  600000
 #define BE_BODY_MAX      (1LL << 30)   /* bytes; largest body_bytes */
 #define BE_REQ_BODY_MAX  (1ULL << 40)  /* bytes; largest accepted request body */
+#define BE_RAW_MAX       8192          /* bytes; largest raw= answer (decoded) */
+#define BE_PAD_MAX       (1 << 20)     /* bytes; largest pad_head */
+#define BE_MID_DEFAULT   65536         /* bytes; midbody/midstall body without body_bytes */
+#define BE_ACK_POLL_MS   2             /* midbody: how often to look for the peer's ACK */
+#define BE_ACK_POLLS     1000          /* ... and how many times before resetting anyway */
 
 /* What to do with one request. */
 enum be_act {
@@ -92,11 +138,15 @@ enum be_act {
     BE_ACT_RESET,                      /* RST the connection */
     BE_ACT_CLOSE,                      /* FIN without an answer */
     BE_ACT_GARBAGE,                    /* non-HTTP bytes, then FIN */
+    BE_ACT_MIDBODY,                    /* head, half the body, RST once acknowledged */
+    BE_ACT_MIDSTALL,                   /* head, half the body, then nothing */
+    BE_ACT_RAW,                        /* the raw= bytes exactly; never a mode= value */
     BE_ACT__COUNT
 };
 
+/* mode= values and script item names; must follow enum be_act's order */
 static const char *const be_act_names[BE_ACT__COUNT] = {
-    "normal", "stall", "reset", "close", "garbage",
+    "normal", "stall", "reset", "close", "garbage", "midbody", "midstall", "raw",
 };
 
 /* One script item: <count> requests get <act>. */
@@ -117,6 +167,10 @@ struct be_settings {
     bool is_healthy;
     bool is_chunked;
     long long body_bytes;              /* -1: body is "NAME\n" */
+    size_t pad_head;                   /* bytes of X-Pad filler, 0..BE_PAD_MAX; 0: none */
+    unsigned char raw[BE_RAW_MAX];     /* raw= answer bytes (binary, not NUL-terminated) */
+    size_t raw_len;                    /* bytes in raw[]; 0: raw answers off */
+    bool is_raw_close;                 /* close after a raw answer */
     struct be_step script[BE_SCRIPT_MAX];
     unsigned script_len;               /* items in script[] */
     unsigned script_pos;               /* next item; == script_len when done */
@@ -128,6 +182,8 @@ struct be_stats {
     uint64_t bodies;                   /* complete requests with a non-empty body */
     uint64_t body_bytes;               /* decoded request body bytes */
     uint64_t connections;              /* accepted connections */
+    uint64_t request_connections;      /* connections that carried a counted request head */
+    uint64_t aborted;                  /* requests whose peer left before the full answer */
     char *last_head;                   /* owned; NULL before the first request */
 };
 
@@ -140,6 +196,7 @@ struct be_srv {
     uint64_t seed;                     /* from --seed */
     uint64_t rng;                      /* splitmix64 state */
     uint64_t next_conn_id;
+    uint64_t stats_gen;                /* >= 1, bumped when the counters are zeroed */
     struct be_settings set;
     struct be_stats st;
     struct event_base *base;           /* owned */
@@ -155,6 +212,7 @@ enum be_cs {
     BE_CS_BODY_CHUNKED,                /* reading a chunked body */
     BE_CS_WAIT,                        /* request read, delay timer running */
     BE_CS_STALL,                       /* never answering; input discarded */
+    BE_CS_RESET_WAIT,                  /* midbody: output drains, peer ACKs, then RST */
     BE_CS_FLUSH,                       /* closing: output drains, then SHUT_WR */
     BE_CS_LINGER,                      /* write side shut; discard input until EOF */
     BE_CS_TCP,                         /* TCP echo mode */
@@ -172,6 +230,8 @@ struct be_conn {
     uint64_t id;
     enum be_cs state;
     bool has_peer_eof;                 /* client finished sending */
+    uint64_t req_conn_gen;             /* srv->stats_gen when counted in
+                                        * st.request_connections; 0: not yet */
     /* the request being read or answered */
     char *head;                        /* owned, NUL-terminated head bytes */
     size_t head_len;
@@ -179,6 +239,11 @@ struct be_conn {
     bool is_head_method;
     bool keep_alive;                   /* connection stays open after the answer */
     bool is_counted;                   /* not /healthz, not /__backend/ */
+    bool wants_ws;                     /* Upgrade: websocket + Connection: upgrade */
+    bool is_answering;                 /* a counted request was dispatched and its
+                                        * answer is not completely written yet:
+                                        * the peer leaving now aborts it */
+    unsigned ack_polls;                /* RESET_WAIT: ACK checks done */
     struct evbuffer *body;             /* owned; raw body bytes, kept for /echo */
     bool keep_body;
     uint64_t body_left;                /* bytes left in the body or current chunk */
@@ -320,6 +385,7 @@ conn_clear_request(struct be_conn *c)
     c->keep_body = false;
     c->is_counted = false;
     c->is_head_method = false;
+    c->wants_ws = false;
 }
 
 /* Frees <c> and closes its socket. The caller must not touch <c> after. */
@@ -328,6 +394,8 @@ conn_free(struct be_conn *c)
 {
     struct be_srv *s = c->srv;
 
+    if (c->is_answering)
+        s->st.aborted++;               /* the peer left before the whole answer */
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -351,6 +419,7 @@ conn_reset(struct be_conn *c)
     struct linger lg = { .l_onoff = 1, .l_linger = 0 };
     evutil_socket_t fd = bufferevent_getfd(c->bev);
 
+    c->is_answering = false;           /* our own doing, not the peer's */
     if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) != 0)
         log_at(LL_WARN, "backend", c->id, "SO_LINGER: %s", strerror(errno));
     conn_free(c);
@@ -396,27 +465,51 @@ conn_begin_close(struct be_conn *c)
 
 /* ---- responses ------------------------------------------------------- */
 
-/* Queues one answer with body <body> (moved out, emptied). Chunked framing
- * when <chunked>; no body bytes for HEAD requests. */
+/* Adds "X-Pad: " and <pad> filler bytes, then CRLF, to <out>. */
 static void
-write_response(struct be_conn *c, int status, const char *ctype,
-               struct evbuffer *body, bool chunked)
+add_pad(struct evbuffer *out, size_t pad)
+{
+    static const char filler[] =
+        "pppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp";
+
+    if (pad == 0)
+        return;
+    evbuffer_add(out, "X-Pad: ", 7);
+    while (pad > 0) {
+        size_t n = pad < sizeof(filler) - 1 ? pad : sizeof(filler) - 1;
+
+        evbuffer_add(out, filler, n);
+        pad -= n;
+    }
+    evbuffer_add(out, "\r\n", 2);
+}
+
+/* Queues an answer head announcing <len> body bytes (or chunked framing
+ * when <chunked>), with <pad> bytes of X-Pad filler. */
+static void
+write_head(struct be_conn *c, int status, const char *ctype, bool chunked,
+           size_t len, size_t pad)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    size_t len = evbuffer_get_length(body);
 
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nX-Backend: %s\r\n",
                         status, reason_phrase(status), ctype, c->srv->name);
+    add_pad(out, pad);
     if (chunked)
         evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
     else
         evbuffer_add_printf(out, "Content-Length: %zu\r\n", len);
     evbuffer_add_printf(out, "Connection: %s\r\n\r\n",
                         c->keep_alive ? "keep-alive" : "close");
-    if (c->is_head_method) {
-        evbuffer_drain(body, len);
-        return;
-    }
+}
+
+/* Moves all of <body> to the output, in chunks of BE_CHUNK_OUT when
+ * <chunked> (without the last chunk). */
+static void
+write_body(struct be_conn *c, struct evbuffer *body, bool chunked)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
     if (!chunked) {
         evbuffer_add_buffer(out, body);
         return;
@@ -430,7 +523,24 @@ write_response(struct be_conn *c, int status, const char *ctype,
         evbuffer_remove_buffer(body, out, n);
         evbuffer_add(out, "\r\n", 2);
     }
-    evbuffer_add(out, "0\r\n\r\n", 5);
+}
+
+/* Queues one answer with body <body> (moved out, emptied). Chunked framing
+ * when <chunked>; no body bytes for HEAD requests; <pad> as write_head(). */
+static void
+write_response(struct be_conn *c, int status, const char *ctype,
+               struct evbuffer *body, bool chunked, size_t pad)
+{
+    size_t len = evbuffer_get_length(body);
+
+    write_head(c, status, ctype, chunked, len, pad);
+    if (c->is_head_method) {
+        evbuffer_drain(body, len);
+        return;
+    }
+    write_body(c, body, chunked);
+    if (chunked)
+        evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
 }
 
 /* Answers a simple text body; used for control, health and errors. */
@@ -444,7 +554,7 @@ write_text(struct be_conn *c, int status, const char *ctype, const char *text)
         return;
     }
     evbuffer_add(b, text, strlen(text));
-    write_response(c, status, ctype, b, false);
+    write_response(c, status, ctype, b, false, 0);
     evbuffer_free(b);
 }
 
@@ -476,22 +586,42 @@ answer_stats(struct be_conn *c)
 {
     struct be_srv *s = c->srv;
     struct evbuffer *b = evbuffer_new();
+    const struct be_conn *o;
+    uint64_t open = 0;
 
     if (b == NULL) {
         log_at(LL_ERR, "backend", c->id, "evbuffer_new failed");
         return;
     }
+    for (o = s->conns; o != NULL; o = o->next)
+        if (o != c)
+            open++;
     evbuffer_add_printf(b, "{\"name\":");
     json_escape_into(b, s->name);
     evbuffer_add_printf(b, ",\"requests\":%" PRIu64 ",\"heads\":%" PRIu64
                         ",\"bodies\":%" PRIu64 ",\"body_bytes\":%" PRIu64
-                        ",\"connections\":%" PRIu64 ",\"last_request_head\":",
-                        s->st.requests, s->st.heads, s->st.bodies,
-                        s->st.body_bytes, s->st.connections);
+                        ",\"connections\":%" PRIu64 ",\"request_connections\":%" PRIu64
+                        ",\"open\":%" PRIu64 ",\"aborted\":%" PRIu64
+                        ",\"last_request_head\":",
+                        s->st.requests, s->st.heads, s->st.bodies, s->st.body_bytes,
+                        s->st.connections, s->st.request_connections, open,
+                        s->st.aborted);
     json_escape_into(b, s->st.last_head != NULL ? s->st.last_head : "");
     evbuffer_add_printf(b, "}\n");
-    write_response(c, 200, "application/json", b, false);
+    write_response(c, 200, "application/json", b, false, 0);
     evbuffer_free(b);
+}
+
+/* Appends <n> bytes of the name repeated to <b>. */
+static void
+add_name_pattern(struct be_srv *s, struct evbuffer *b, long long n)
+{
+    while (n > 0) {
+        size_t k = s->name_len < (size_t)n ? s->name_len : (size_t)n;
+
+        evbuffer_add(b, s->name, k);
+        n -= (long long)k;
+    }
 }
 
 /* The answer to a counted request: echo, pattern or name body. */
@@ -509,26 +639,54 @@ answer_normal(struct be_conn *c, int status)
         evbuffer_add(b, c->head, c->head_len);
         evbuffer_add_buffer(b, c->body);
     } else if (s->set.body_bytes >= 0) {
-        long long left = s->set.body_bytes;
-
-        while (left > 0) {
-            size_t n = s->name_len < (size_t)left ? s->name_len : (size_t)left;
-
-            evbuffer_add(b, s->name, n);
-            left -= (long long)n;
-        }
+        add_name_pattern(s, b, s->set.body_bytes);
     } else {
         evbuffer_add_printf(b, "%s\n", s->name);
     }
-    write_response(c, status, "text/plain", b, s->set.is_chunked);
+    write_response(c, status, "text/plain", b, s->set.is_chunked, s->set.pad_head);
+    evbuffer_free(b);
+}
+
+/* midbody / midstall: a head announcing body_bytes (BE_MID_DEFAULT when
+ * unset), then half of them; never the end of the body. */
+static void
+answer_partial(struct be_conn *c, int status)
+{
+    struct be_srv *s = c->srv;
+    long long total = s->set.body_bytes >= 0 ? s->set.body_bytes : BE_MID_DEFAULT;
+    struct evbuffer *b;
+
+    write_head(c, status, "text/plain", s->set.is_chunked, (size_t)total, s->set.pad_head);
+    if (c->is_head_method)
+        return;
+    if ((b = evbuffer_new()) == NULL) {
+        log_at(LL_ERR, "backend", c->id, "evbuffer_new failed");
+        return;
+    }
+    add_name_pattern(s, b, total / 2);
+    write_body(c, b, s->set.is_chunked);
     evbuffer_free(b);
 }
 
 /* ---- /__backend/set -------------------------------------------------- */
 
-/* Decodes %XX and '+' from [<s>, <s>+<n>) into <out> (size <cap>). */
 static int
-url_decode(const char *s, size_t n, char *out, size_t cap)
+hex_digit(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Decodes %XX (exactly two hex digits) and '+' from [<s>, <s>+<n>) into
+ * <out> (size <cap>), NUL-terminated; the decoded length (which may hold
+ * NULs) goes to *<outlen> when not NULL. 0, or -1 when malformed or too long. */
+static int
+url_decode(const char *s, size_t n, char *out, size_t cap, size_t *outlen)
 {
     size_t i, o = 0;
 
@@ -536,17 +694,15 @@ url_decode(const char *s, size_t n, char *out, size_t cap)
         char ch = s[i];
 
         if (ch == '%') {
-            char hex[3];
-            char *end;
+            int hi, lo;
 
             if (i + 2 >= n)
                 return -1;
-            hex[0] = s[i + 1];
-            hex[1] = s[i + 2];
-            hex[2] = '\0';
-            ch = (char)strtol(hex, &end, 16);
-            if (end != hex + 2)
+            hi = hex_digit(s[i + 1]);
+            lo = hex_digit(s[i + 2]);
+            if (hi < 0 || lo < 0)
                 return -1;
+            ch = (char)(hi * 16 + lo);
             i += 2;
         } else if (ch == '+') {
             ch = ' ';
@@ -556,18 +712,23 @@ url_decode(const char *s, size_t n, char *out, size_t cap)
         out[o++] = ch;
     }
     out[o] = '\0';
+    if (outlen != NULL)
+        *outlen = o;
     return 0;
 }
 
+/* A plain decimal (digits only, no sign or spaces) in [<lo>, <hi>]. */
 static int
 parse_int_value(const char *v, long long lo, long long hi, long long *out)
 {
     char *end;
     long long x;
 
+    if (*v < '0' || *v > '9')
+        return -1;
     errno = 0;
     x = strtoll(v, &end, 10);
-    if (*v == '\0' || *end != '\0' || errno != 0 || x < lo || x > hi)
+    if (*end != '\0' || errno != 0 || x < lo || x > hi)
         return -1;
     *out = x;
     return 0;
@@ -616,6 +777,12 @@ parse_script(const char *v, struct be_settings *set, char *err, size_t errlen)
             st.act = BE_ACT_CLOSE;
         } else if (strcmp(item, "garbage") == 0) {
             st.act = BE_ACT_GARBAGE;
+        } else if (strcmp(item, "midbody") == 0) {
+            st.act = BE_ACT_MIDBODY;
+        } else if (strcmp(item, "midstall") == 0) {
+            st.act = BE_ACT_MIDSTALL;
+        } else if (strcmp(item, "raw") == 0) {
+            st.act = BE_ACT_RAW;
         } else if (strncmp(item, "delay", 5) == 0) {
             if (parse_int_value(item + 5, 0, BE_DELAY_MAX_MS, &num) != 0) {
                 snprintf(err, errlen, "script: bad delay in '%s'", item);
@@ -635,8 +802,10 @@ parse_script(const char *v, struct be_settings *set, char *err, size_t errlen)
         }
         set->script[n++] = st;
         p += len;
-        if (*p == ',')
-            p++;
+        if (*p == ',' && *++p == '\0') {
+            snprintf(err, errlen, "script: empty item at the end");
+            return -1;
+        }
     }
     set->script_len = n;
     set->script_pos = 0;
@@ -657,14 +826,23 @@ control_set(struct be_srv *s, const char *q, char *err, size_t errlen)
         const char *amp = strchr(p, '&');
         size_t len = amp != NULL ? (size_t)(amp - p) : strlen(p);
         const char *eq = memchr(p, '=', len);
-        char key[32], val[1024];
+        char key[32], val[BE_RAW_MAX + 1];
+        size_t klen = 0, vlen = 0;
         long long num;
 
         if (len == 0)
             goto next;
-        if (eq == NULL || url_decode(p, (size_t)(eq - p), key, sizeof(key)) != 0 ||
-            url_decode(eq + 1, len - (size_t)(eq - p) - 1, val, sizeof(val)) != 0) {
-            snprintf(err, errlen, "malformed query item '%.*s'", (int)len, p);
+        if (eq == NULL ||
+            url_decode(p, (size_t)(eq - p), key, sizeof(key), &klen) != 0 ||
+            url_decode(eq + 1, len - (size_t)(eq - p) - 1, val, sizeof(val), &vlen) != 0) {
+            snprintf(err, errlen, "malformed or overlong query item '%.*s'",
+                     (int)(len < 60 ? len : 60), p);
+            return -1;
+        }
+        /* only raw= may carry NUL bytes */
+        if (strlen(key) != klen || (strcmp(key, "raw") != 0 && strlen(val) != vlen)) {
+            snprintf(err, errlen, "NUL byte in query item '%.*s'",
+                     (int)(len < 60 ? len : 60), p);
             return -1;
         }
         if (strcmp(key, "error_rate") == 0) {
@@ -673,7 +851,8 @@ control_set(struct be_srv *s, const char *q, char *err, size_t errlen)
 
             errno = 0;
             d = strtod(val, &end);
-            if (val[0] == '\0' || *end != '\0' || errno != 0 || !(d >= 0.0 && d <= 1.0)) {
+            if (val[0] < '0' || val[0] > '9' || *end != '\0' || errno != 0 ||
+                !(d >= 0.0 && d <= 1.0)) {
                 snprintf(err, errlen, "error_rate must be in [0,1], got '%.40s'", val);
                 return -1;
             }
@@ -694,25 +873,27 @@ control_set(struct be_srv *s, const char *q, char *err, size_t errlen)
         } else if (strcmp(key, "mode") == 0) {
             int a;
 
-            for (a = 0; a < BE_ACT__COUNT; a++)
+            for (a = 0; a < BE_ACT_RAW; a++)   /* raw is set by raw=, not mode= */
                 if (strcmp(val, be_act_names[a]) == 0)
                     break;
-            if (a == BE_ACT__COUNT) {
-                snprintf(err, errlen, "mode must be normal|reset|stall|close|garbage, "
-                         "got '%.40s'", val);
+            if (a == BE_ACT_RAW) {
+                snprintf(err, errlen, "mode must be normal|reset|stall|close|garbage|"
+                         "midbody|midstall, got '%.40s'", val);
                 return -1;
             }
             n.mode = (enum be_act)a;
         } else if (strcmp(key, "healthy") == 0 || strcmp(key, "chunked") == 0 ||
-                   strcmp(key, "reset") == 0) {
+                   strcmp(key, "reset") == 0 || strcmp(key, "raw_close") == 0) {
             if (parse_int_value(val, 0, 1, &num) != 0) {
                 snprintf(err, errlen, "%s must be 0 or 1, got '%.40s'", key, val);
                 return -1;
             }
-            if (key[0] == 'h') {
+            if (strcmp(key, "healthy") == 0) {
                 n.is_healthy = num == 1;
-            } else if (key[0] == 'c') {
+            } else if (strcmp(key, "chunked") == 0) {
                 n.is_chunked = num == 1;
+            } else if (strcmp(key, "raw_close") == 0) {
+                n.is_raw_close = num == 1;
             } else if (num == 1) {
                 settings_default(&n);
                 zero = true;
@@ -726,6 +907,19 @@ control_set(struct be_srv *s, const char *q, char *err, size_t errlen)
                 return -1;
             }
             n.body_bytes = num;
+        } else if (strcmp(key, "pad_head") == 0) {
+            if (parse_int_value(val, 0, BE_PAD_MAX, &num) != 0) {
+                snprintf(err, errlen, "pad_head must be 0..%d, got '%.40s'", BE_PAD_MAX, val);
+                return -1;
+            }
+            n.pad_head = (size_t)num;
+        } else if (strcmp(key, "raw") == 0) {
+            if (vlen > BE_RAW_MAX) {
+                snprintf(err, errlen, "raw: more than %d bytes", BE_RAW_MAX);
+                return -1;
+            }
+            memcpy(n.raw, val, vlen);
+            n.raw_len = vlen;
         } else if (strcmp(key, "seed") == 0) {
             char *end;
 
@@ -746,9 +940,21 @@ control_set(struct be_srv *s, const char *q, char *err, size_t errlen)
 next:
         p = amp != NULL ? amp + 1 : NULL;
     }
+    if (n.raw_len == 0) {
+        unsigned i;
+
+        for (i = n.script_pos; i < n.script_len; i++) {
+            if (n.script[i].act == BE_ACT_RAW) {
+                snprintf(err, errlen, "script: item raw needs raw= bytes");
+                return -1;
+            }
+        }
+    }
     s->set = n;
-    if (zero)
+    if (zero) {
         stats_zero(&s->st);
+        s->stats_gen++;
+    }
     if (reseed)
         s->rng = seed;
     return 0;
@@ -757,32 +963,97 @@ next:
 /* ---- request handling ------------------------------------------------ */
 
 static int process(struct be_conn *c);
+static void on_tcp_read(struct bufferevent *bev, void *arg);
+static void on_tcp_write(struct bufferevent *bev, void *arg);
+static void on_tcp_event(struct bufferevent *bev, short what, void *arg);
+
+/* midbody, once the output is empty: RST as soon as the peer's kernel has
+ * acknowledged every byte (so the half body is not lost with the reset),
+ * polling every BE_ACK_POLL_MS, at most BE_ACK_POLLS times. Returns 0 when
+ * <c> lives on, -1 when it was freed. */
+static int
+reset_when_acked(struct be_conn *c)
+{
+    int unacked = 0;
+
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+        return 0;                      /* on_http_write() calls again */
+    if (ioctl(bufferevent_getfd(c->bev), TIOCOUTQ, &unacked) == 0 && unacked > 0 &&
+        c->ack_polls++ < BE_ACK_POLLS) {
+        struct timeval tv = { 0, BE_ACK_POLL_MS * 1000 };
+
+        if (event_add(c->timer, &tv) == 0)
+            return 0;
+        log_at(LL_WARN, "backend", c->id, "event_add failed for the ACK poll");
+    }
+    conn_reset(c);
+    return -1;
+}
+
+/* /ws with Upgrade: websocket: 101, then the connection echoes like --tcp
+ * (without the name line). Returns 0 when <c> lives on, -1 when freed. */
+static int
+upgrade_ws(struct be_conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    evbuffer_add_printf(out, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                        "Connection: Upgrade\r\nX-Backend: %s\r\n\r\n", c->srv->name);
+    conn_clear_request(c);
+    c->is_answering = false;
+    c->state = BE_CS_TCP;
+    bufferevent_setcb(c->bev, on_tcp_read, on_tcp_write, on_tcp_event, c);
+    /* bytes sent right behind the request are tunnel data already */
+    on_tcp_read(c->bev, c);
+    return 0;
+}
 
 /* Carries out the decision stored in c->act / c->status. Returns 0 when <c>
  * lives on (its state says what next), -1 when it was freed. */
 static int
 perform(struct be_conn *c)
 {
+    struct be_srv *s = c->srv;
+
     switch (c->act) {
     case BE_ACT_ANSWER:
         answer_normal(c, c->status);
         break;
     case BE_ACT_HANG:
-        c->state = BE_CS_STALL;
+        c->state = BE_CS_STALL;        /* is_answering stays: the answer never comes */
         conn_clear_request(c);
         return 0;
     case BE_ACT_RESET:
         conn_reset(c);
         return -1;
     case BE_ACT_CLOSE:
+        c->is_answering = false;
         conn_clear_request(c);
         return conn_begin_close(c);
     case BE_ACT_GARBAGE:
+        c->is_answering = false;
         evbuffer_add_printf(bufferevent_get_output(c->bev),
                             "%s says \x01\x02 this is not HTTP \xff\xfe\r\n\r\n",
                             c->srv->name);
         conn_clear_request(c);
         return conn_begin_close(c);
+    case BE_ACT_MIDBODY:
+        answer_partial(c, c->status);
+        conn_clear_request(c);
+        c->is_answering = false;       /* the failure is ours */
+        c->state = BE_CS_RESET_WAIT;
+        c->ack_polls = 0;
+        return reset_when_acked(c);
+    case BE_ACT_MIDSTALL:
+        answer_partial(c, c->status);
+        conn_clear_request(c);
+        c->state = BE_CS_STALL;        /* is_answering stays: the body never ends */
+        return 0;
+    case BE_ACT_RAW:
+        evbuffer_add(bufferevent_get_output(c->bev), s->set.raw, s->set.raw_len);
+        if (s->set.is_raw_close)
+            c->keep_alive = false;
+        break;
     case BE_ACT__COUNT:
         break;
     }
@@ -832,8 +1103,13 @@ dispatch(struct be_conn *c)
     s->st.body_bytes += c->body_decoded;
     free(s->st.last_head);
     s->st.last_head = xstrdup(c->head);
+    c->is_answering = true;
+    if (c->wants_ws && plen == 3 && memcmp(c->target, "/ws", 3) == 0)
+        return upgrade_ws(c);
 
     c->act = s->set.mode;
+    if (c->act == BE_ACT_ANSWER && s->set.raw_len > 0)
+        c->act = BE_ACT_RAW;
     c->status = 0;                     /* 0: drawn from the settings below */
     delay_ms = s->set.delay_ms;
     if (s->set.script_pos < s->set.script_len) {
@@ -848,6 +1124,8 @@ dispatch(struct be_conn *c)
         if (--st->count == 0)
             s->set.script_pos++;
     }
+    if (c->act != BE_ACT_ANSWER && c->status == 0)
+        c->status = 200;               /* midbody, midstall */
     if (c->act == BE_ACT_ANSWER && c->status == 0) {
         c->status = 200;
         /* draw only when errors are asked for, so a seed gives the same
@@ -865,6 +1143,7 @@ dispatch(struct be_conn *c)
         c->state = BE_CS_WAIT;
         if (event_add(c->timer, &tv) != 0) {
             log_at(LL_ERR, "backend", c->id, "event_add failed for the delay timer");
+            c->is_answering = false;
             conn_free(c);
             return -1;
         }
@@ -878,7 +1157,7 @@ static int
 parse_head(struct be_conn *c, bool *chunked, bool *has_cl, uint64_t *cl)
 {
     const char *p = c->head, *eol, *sp1, *sp2;
-    bool is_11, conn_close = false, conn_keep = false;
+    bool is_11, conn_close = false, conn_keep = false, conn_upgrade = false, up_ws = false;
 
     *chunked = false;
     *has_cl = false;
@@ -944,10 +1223,14 @@ parse_head(struct be_conn *c, bool *chunked, bool *has_cl, uint64_t *cl)
         } else if (nlen == 10 && strncasecmp(p, "Connection", 10) == 0) {
             conn_close = conn_close || list_has_token(v, (size_t)(ve - v), "close");
             conn_keep = conn_keep || list_has_token(v, (size_t)(ve - v), "keep-alive");
+            conn_upgrade = conn_upgrade || list_has_token(v, (size_t)(ve - v), "upgrade");
+        } else if (nlen == 7 && strncasecmp(p, "Upgrade", 7) == 0) {
+            up_ws = up_ws || list_has_token(v, (size_t)(ve - v), "websocket");
         }
     }
     if (*chunked && *has_cl)
         return 400;
+    c->wants_ws = conn_upgrade && up_ws;
     c->keep_alive = is_11 ? !conn_close : (conn_keep && !conn_close);
     return 0;
 }
@@ -997,8 +1280,13 @@ read_head(struct be_conn *c, int *refuse)
                     strcmp(c->target, "/healthz") != 0 &&
                     strncmp(c->target, "/healthz?", 9) != 0;
     c->keep_body = strcmp(c->target, "/echo") == 0 || strncmp(c->target, "/echo?", 6) == 0;
-    if (c->is_counted)
+    if (c->is_counted) {
         c->srv->st.heads++;
+        if (c->req_conn_gen != c->srv->stats_gen) {
+            c->req_conn_gen = c->srv->stats_gen;
+            c->srv->st.request_connections++;
+        }
+    }
     if (chunked) {
         c->ck = BE_CK_SIZE;
         c->state = BE_CS_BODY_CHUNKED;
@@ -1188,6 +1476,7 @@ process(struct be_conn *c)
                 return -1;
             break;
         case BE_CS_STALL:
+        case BE_CS_RESET_WAIT:
         case BE_CS_LINGER:
         case BE_CS_FLUSH:
             evbuffer_drain(in, evbuffer_get_length(in));
@@ -1217,8 +1506,14 @@ on_http_write(struct bufferevent *bev, void *arg)
 {
     struct be_conn *c = arg;
 
+    /* the answer is written, unless it is still to come */
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 &&
+        c->state != BE_CS_WAIT && c->state != BE_CS_STALL)
+        c->is_answering = false;
     if (c->state == BE_CS_FLUSH)
         conn_finish_close(c);
+    else if (c->state == BE_CS_RESET_WAIT)
+        reset_when_acked(c);
 }
 
 static void
@@ -1229,8 +1524,6 @@ on_http_event(struct bufferevent *bev, short what, void *arg)
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
         c->has_peer_eof = true;
         switch (c->state) {
-        case BE_CS_WAIT:               /* answer first, then close */
-            return;
         case BE_CS_FLUSH:              /* output still draining */
             if (bufferevent_disable(bev, EV_READ) != 0)
                 log_at(LL_WARN, "backend", c->id, "bufferevent_disable failed");
@@ -1254,6 +1547,10 @@ on_conn_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct be_conn *c = arg;
 
+    if (c->state == BE_CS_RESET_WAIT) {
+        reset_when_acked(c);
+        return;
+    }
     if (c->state != BE_CS_WAIT) {
         conn_free(c);                  /* the linger timeout */
         return;
@@ -1449,6 +1746,7 @@ main(int argc, char **argv)
     }
     s.name_len = strlen(s.name);
     s.rng = s.seed;
+    s.stats_gen = 1;
     settings_default(&s.set);
 
     /* a client that vanishes must not kill us on the next write */
