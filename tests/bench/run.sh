@@ -3,7 +3,8 @@
 # through cutoverd (HTTP, weight 50), on loopback, bounded in time.
 #   tests/bench/run.sh [SECONDS] [CONNECTIONS]
 # Prints requests/s and latency for each; the numbers are for comparing
-# builds on the same machine, not absolute targets.
+# builds on the same machine, not absolute targets. CUTOVERD=PATH runs
+# another build of the daemon (to compare before and after a change).
 set -eu
 cd "$(dirname "$0")/../.."
 secs=${1:-10}
@@ -36,7 +37,7 @@ cat >"$dir/bench.json" <<JSON
   }]
 }
 JSON
-build/cutoverd -c "$dir/bench.json" >"$dir/d.log" 2>&1 &
+${CUTOVERD:-build/cutoverd} -c "$dir/bench.json" >"$dir/d.log" 2>&1 &
 pids="$pids $!"
 sleep 0.5
 
