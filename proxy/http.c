@@ -101,7 +101,10 @@ struct px_conn {
     int busy;                        /* callbacks on the stack */
     struct bufferevent *down;        /* owned: the client */
     struct bufferevent *up;          /* owned: the upstream of the current request, or NULL */
-    struct event *head_timer;        /* owned: client_head_ms from the first byte */
+    struct event *head_timer;        /* owned: deadline of the phase; client_head_ms from
+                                      * the first byte of a head (READ_HEAD), or
+                                      * server_response_ms from the end of the request to
+                                      * the end of the response head (EXCHANGE) */
     struct px_field *fields;         /* owned: limits.headers entries, reused per head */
     char client_ip[64];
 
@@ -212,6 +215,17 @@ conn_close_now(struct px_conn *c)
     px_srv_conn_closed(svc->srv, svc);
 }
 
+/* The whole request is upstream: its response head must be complete within
+ * server_response_ms, however the server trickles it (the bufferevent read
+ * timeout alone measures silence, which one byte at a time resets). */
+static void
+arm_response_deadline(struct px_conn *c)
+{
+    struct timeval tv = ms_tv(sconf(c)->timeouts.server_response_ms);
+
+    evtimer_add(c->head_timer, &tv);
+}
+
 /* The only writer of c->state: installs timeouts and enabled directions. */
 static void
 set_state(struct px_conn *c, enum px_conn_state next)
@@ -255,6 +269,8 @@ set_state(struct px_conn *c, enum px_conn_state next)
         tv_r = ms_tv(to->server_response_ms);
         tv_w = ms_tv(to->server_idle_ms);
         bufferevent_set_timeouts(c->up, c->req.done ? &tv_r : NULL, &tv_w);
+        if (c->req.done)
+            arm_response_deadline(c);
         bufferevent_enable(c->up, EV_READ | EV_WRITE);
         tv_r = ms_tv(to->server_idle_ms);
         bufferevent_set_timeouts(c->down, c->req.done ? NULL : &tv_r, &tv_r);
@@ -747,6 +763,7 @@ process(struct px_conn *c)
                     struct timeval tv_w = ms_tv(sconf(c)->timeouts.server_idle_ms);
 
                     bufferevent_set_timeouts(c->up, &tv_r, &tv_w);
+                    arm_response_deadline(c);
                 }
             } else if (evbuffer_get_length(dst) >= PX_HIGH_WM) {
                 bufferevent_disable(c->down, EV_READ);
@@ -895,6 +912,7 @@ start_tunnel(struct px_conn *c, const struct px_resp *r)
     evbuffer_drain(in, r->head_len);
     c->flags |= PX_CF_RES_STARTED | PX_CF_NO_KEEPALIVE;
     c->res_head_done = true;
+    evtimer_del(c->head_timer);
     c->last_io_ms = px_now_ms(c->srv);
     log_at(LL_DEBUG, "http", c->id, "upgraded: tunnel to %s",
            sconf(c)->side[c->side].servers[c->server].text);
@@ -979,6 +997,7 @@ read_response_head(struct px_conn *c)
     }
     c->res_keep_alive = r.keep_alive;
     c->res_head_done = true;
+    evtimer_del(c->head_timer);
     c->res_status = r.status;
     record(c, r.status, PX_E_NONE);
     write_response_head(c, &r);
@@ -1095,10 +1114,18 @@ on_client_event(struct bufferevent *bev, short what, void *arg)
         else
             mark_close(c);             /* the client ended the tunnel */
     } else if (what & BEV_EVENT_TIMEOUT) {
-        if (c->state == PX_CS_READ_HEAD && evbuffer_get_length(bufferevent_get_input(c->down)) > 0)
+        if (c->state == PX_CS_READ_HEAD && evbuffer_get_length(bufferevent_get_input(c->down)) > 0) {
             reply_error(c, 408, "client head timeout");
-        else
-            mark_close(c);             /* idle keep-alive or stalled client: silent */
+        } else if ((what & BEV_EVENT_READING) && !c->req.done &&
+                   (c->state == PX_CS_READ_BODY || c->state == PX_CS_EXCHANGE)) {
+            /* the client stopped sending its body: the upstream request
+             * (never complete) is aborted, not a backend failure */
+            c->res_recorded = true;
+            upstream_free(c);
+            reply_error(c, 408, "client body timeout");
+        } else {
+            mark_close(c);             /* idle keep-alive or a client not reading: silent */
+        }
     } else if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING)) {
         c->flags |= PX_CF_CLIENT_EOF;
         switch (c->state) {
@@ -1140,8 +1167,13 @@ on_head_timeout(evutil_socket_t fd, short what, void *arg)
     (void)what;
     enter(c);
     c->flags &= ~PX_CF_HEAD_TIMER;
-    if (c->state == PX_CS_READ_HEAD)
+    if (c->state == PX_CS_READ_HEAD) {
         reply_error(c, 408, "client head timeout");
+    } else if (c->state == PX_CS_EXCHANGE && !c->res_head_done && c->up != NULL) {
+        upstream_free(c);
+        record(c, 0, PX_E_UP_TIMEOUT);
+        reply_error(c, 504, "no complete response head in time");
+    }
     leave(c);
 }
 

@@ -73,6 +73,7 @@ struct raw_srv {
     const char *const *answers;      /* canned answers, NUL-terminated text */
     size_t nanswers;                 /* the last one repeats */
     atomic_int heads;                /* request heads read */
+    int trickle_ms;                  /* > 0: answers go out a byte per trickle_ms */
 };
 
 static void
@@ -83,11 +84,13 @@ raw_answer(struct raw_srv *s, int fd)
     size_t len = strlen(a), off = 0;
 
     while (off < len) {
-        ssize_t n = send(fd, a + off, len - off, MSG_NOSIGNAL);
+        ssize_t n = send(fd, a + off, s->trickle_ms > 0 ? 1 : len - off, MSG_NOSIGNAL);
 
         if (n <= 0)
-            return;
+            return;                  /* the proxy closed: stop trickling */
         off += (size_t)n;
+        if (s->trickle_ms > 0)
+            h_sleep_ms(s->trickle_ms);
     }
 }
 
@@ -663,6 +666,104 @@ test_server_idle_mid_body(void **state)
     assert_int_equal(atomic_load(&t->raw->heads), 1);
 }
 
+/* A server that trickles its response head a byte every 50 ms (well
+ * under server_idle_ms, so the read timeout alone never fires) still gets
+ * 504 about server_response_ms after the request: the deadline is for the
+ * whole head, not for silence. The whole head would take 10 s. */
+static void
+test_trickled_response_head_504(void **state)
+{
+    static char answer[512];
+    static const char *answers[1] = { answer };
+    struct t09 *t = calloc(1, sizeof(*t));
+    struct h_resp r;
+    long long t0;
+    int fd, n;
+
+    *state = t;
+    assert_non_null(t);
+    n = snprintf(answer, sizeof(answer), "HTTP/1.1 200 OK\r\nX-Slow: ");
+    memset(answer + n, 's', 180);
+    snprintf(answer + n + 180, sizeof(answer) - (size_t)n - 180,
+             "\r\nContent-Length: 2\r\n\r\nok");
+    t->raw = raw_start(answers, 1);
+    t->raw->trickle_ms = 50;
+    assert_int_equal(fx_init(&t->f, false, 1, CONF_EXTRA), 0);
+    t->f.port[0][0] = t->raw->port;
+    assert_int_equal(fx_write_conf(&t->f), 0);
+    assert_int_equal(fx_start_proxy(&t->f, 9), 0);
+
+    fd = h_connect(t->f.proxy_port);
+    assert_true(fd >= 0);
+    memset(&r, 0, sizeof(r));
+    t0 = h_now_ms();
+    assert_int_equal(send_str(fd, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(h_read_response(fd, &r), 0);
+    assert_int_equal(r.status, 504);
+    assert_took(h_now_ms() - t0, SERVER_RESPONSE_MS);
+    assert_true(r.closed || h_peer_closed(fd, 3000));
+    h_resp_free(&r);
+    close(fd);
+}
+
+/* A client that stops sending its body gets 408 after client_idle_ms
+ * (a small body is buffered before the upstream request: the backend saw
+ * nothing), and one that stops mid-way through a streamed body gets 408
+ * after server_idle_ms, its upstream request aborted (never complete). */
+static void
+test_client_body_stall_408(void **state)
+{
+    static const char extra[] =
+        ",\"timeouts\":{\"client_idle_ms\":" STR(CLIENT_IDLE_MS)
+        ",\"server_idle_ms\":" STR(SERVER_IDLE_MS) "}"
+        ",\"limits\":{\"buffer_body_bytes\":1024}";
+    struct t09 *t = calloc(1, sizeof(*t));
+    char part[2048];
+    struct h_resp r;
+    long long t0;
+    json_t *st;
+    int fd;
+
+    *state = t;
+    assert_non_null(t);
+    assert_int_equal(fx_init(&t->f, false, 1, extra), 0);
+    assert_int_equal(fx_start_proxy(&t->f, 9), 0);
+
+    /* buffered: 10 of 100 bytes, then silence */
+    fd = h_connect(t->f.proxy_port);
+    assert_true(fd >= 0);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(send_str(fd, "POST /echo HTTP/1.1\r\nHost: t\r\n"
+                                  "Content-Length: 100\r\n\r\n0123456789"), 0);
+    t0 = h_now_ms();
+    assert_int_equal(h_read_response(fd, &r), 0);
+    assert_int_equal(r.status, 408);
+    assert_took(h_now_ms() - t0, CLIENT_IDLE_MS);
+    assert_true(r.closed || h_peer_closed(fd, 3000));
+    h_resp_free(&r);
+    close(fd);
+    assert_int_equal(heads(t->f.port[0][0]), 0);
+
+    /* streamed: 2 KiB of 8 KiB, then silence */
+    fd = h_connect(t->f.proxy_port);
+    assert_true(fd >= 0);
+    memset(part, 'b', sizeof(part));
+    assert_int_equal(send_str(fd, "POST /echo HTTP/1.1\r\nHost: t\r\n"
+                                  "Content-Length: 8192\r\n\r\n"), 0);
+    assert_int_equal(h_send_all(fd, part, sizeof(part)), 0);
+    t0 = h_now_ms();
+    assert_int_equal(h_read_response(fd, &r), 0);
+    assert_int_equal(r.status, 408);
+    assert_took(h_now_ms() - t0, SERVER_IDLE_MS);
+    h_resp_free(&r);
+    close(fd);
+    st = h_backend_stats(t->f.port[0][0]);
+    assert_non_null(st);
+    assert_int_equal(json_integer_value(json_object_get(st, "heads")), 1);
+    assert_int_equal(json_integer_value(json_object_get(st, "requests")), 0);
+    json_decref(st);
+}
+
 /* ---- Expect: 100-continue --------------------------------------------- */
 
 static void
@@ -885,6 +986,8 @@ main(void)
         cmocka_unit_test_teardown(test_server_response_timeout_504, teardown),
         cmocka_unit_test_teardown(test_slow_upload_then_response_timeout, teardown),
         cmocka_unit_test_teardown(test_server_idle_mid_body, teardown),
+        cmocka_unit_test_teardown(test_trickled_response_head_504, teardown),
+        cmocka_unit_test_teardown(test_client_body_stall_408, teardown),
         cmocka_unit_test_teardown(test_expect_continue, teardown),
         cmocka_unit_test_teardown(test_http10_never_chunked, teardown),
         cmocka_unit_test_teardown(test_204_304_and_interim, teardown),
