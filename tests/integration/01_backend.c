@@ -258,6 +258,34 @@ test_script_order(void **state)
     assert_int_equal(h_backend_set(f->legacy_port, "script=bogus"), -1);
 }
 
+/* 204 and 304 answers carry no body (204 no Content-Length at all, 304 the
+ * representation's), so the connection stays usable after them. */
+static void
+test_bodyless_statuses(void **state)
+{
+    struct fixture *f = *state;
+    static const int want[] = { 204, 304, 200 };
+    char cl[32];
+    struct h_resp r;
+    size_t i;
+
+    assert_int_equal(h_backend_set(f->legacy_port, "script=204,304"), 0);
+    for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        send_req(f, f->legacy_port, "GET / HTTP/1.1\r\nHost: b\r\n\r\n");
+        assert_int_equal(h_read_response(f->fd, &r), 0);
+        assert_int_equal(r.status, want[i]);
+        if (want[i] == 204) {
+            assert_null(h_resp_header(&r, "Content-Length", cl, sizeof(cl)));
+            assert_null(h_resp_header(&r, "Transfer-Encoding", cl, sizeof(cl)));
+        }
+        if (want[i] == 200)
+            assert_string_equal(r.body, "legacy\n");
+        else
+            assert_int_equal(r.body_len, 0);
+        h_resp_free(&r);
+    }
+}
+
 static void
 test_delay(void **state)
 {
@@ -708,6 +736,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_keepalive_and_pipelining, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_rate_is_seeded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_script_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bodyless_statuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stall_mode, setup, teardown),

@@ -495,7 +495,9 @@ write_head(struct be_conn *c, int status, const char *ctype, bool chunked,
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nX-Backend: %s\r\n",
                         status, reason_phrase(status), ctype, c->srv->name);
     add_pad(out, pad);
-    if (chunked)
+    if (status == 204)
+        ;                            /* RFC 9110 8.6: no Content-Length on 204 */
+    else if (chunked && status != 304)
         evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
     else
         evbuffer_add_printf(out, "Content-Length: %zu\r\n", len);
@@ -526,7 +528,9 @@ write_body(struct be_conn *c, struct evbuffer *body, bool chunked)
 }
 
 /* Queues one answer with body <body> (moved out, emptied). Chunked framing
- * when <chunked>; no body bytes for HEAD requests; <pad> as write_head(). */
+ * when <chunked>; no body bytes for HEAD requests, 204 and 304 (a 304 keeps
+ * the Content-Length of the representation, as for HEAD); <pad> as
+ * write_head(). */
 static void
 write_response(struct be_conn *c, int status, const char *ctype,
                struct evbuffer *body, bool chunked, size_t pad)
@@ -534,7 +538,7 @@ write_response(struct be_conn *c, int status, const char *ctype,
     size_t len = evbuffer_get_length(body);
 
     write_head(c, status, ctype, chunked, len, pad);
-    if (c->is_head_method) {
+    if (c->is_head_method || status == 204 || status == 304) {
         evbuffer_drain(body, len);
         return;
     }
