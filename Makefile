@@ -26,10 +26,12 @@ LDLIBS_ALL = $(PKG_LIBS) -lm
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 
 ROUTER_SRC = router/router.c router/conf.c
-HEALTH_SRC = health/conf.c health/window.c health/policy.c
+HEALTH_SRC = health/conf.c health/window.c health/policy.c health/probe.c health/check.c \
+             health/plan.c
 ADMIN_SRC  = admin/log.c admin/xmalloc.c admin/ctl_proto.c admin/control.c \
              admin/store.c admin/audit.c admin/socket.c
-PROXY_SRC  = proxy/http1.c proxy/conf.c proxy/server.c proxy/http.c proxy/tcp.c proxy/pool.c
+PROXY_SRC  = proxy/http1.c proxy/conf.c proxy/server.c proxy/http.c proxy/tcp.c proxy/pool.c \
+             proxy/tick.c
 LIB_SRC    = $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB        = $(BUILD)/libcutover.a
@@ -107,13 +109,17 @@ asan:
 ## check-layers: router/ and health window/policy are pure; who includes whom
 check-layers:
 	@! grep -nE '#include <(event2|openssl|libpq|sys/socket|netinet|arpa|time\.h|sys/time|pthread)' \
-	    router/*.[ch] health/window.[ch] health/policy.[ch] \
-	    || { echo 'check-layers: router/ or health window/policy includes I/O, sockets or clocks'; exit 1; }
-	@! grep -nE '#include "(proxy|admin)/' router/*.[ch] health/window.[ch] health/policy.[ch] \
-	    || { echo 'check-layers: router/ or health window/policy includes proxy/ or admin/'; exit 1; }
+	    router/*.[ch] health/window.[ch] health/policy.[ch] health/probe.[ch] health/plan.[ch] \
+	    || { echo 'check-layers: router/ or health window/policy/probe includes I/O, sockets or clocks'; exit 1; }
+	@! grep -nE '#include "(proxy|admin)/' router/*.[ch] health/window.[ch] health/policy.[ch] health/probe.[ch] health/plan.[ch] \
+	    || { echo 'check-layers: router/ or health window/policy/probe includes proxy/ or admin/'; exit 1; }
+	@! grep -nE '#include <(event2|openssl)' $(filter-out health/check.c,$(wildcard health/*.[ch])) \
+	    || { echo 'check-layers: libevent in health/ outside health/check.c'; exit 1; }
+	@! grep -nE '#include "proxy/' health/*.[ch] \
+	    || { echo 'check-layers: health/ includes proxy/'; exit 1; }
 	@! grep -nE '#include "health/' router/*.[ch] \
 	    || { echo 'check-layers: router/ includes health/'; exit 1; }
-	@! grep -nE '\b(clock_gettime|gettimeofday|time|rand|random)\s*\(' router/*.c health/window.c health/policy.c \
+	@! grep -nE '\b(clock_gettime|gettimeofday|time|rand|random)\s*\(' router/*.c health/window.c health/policy.c health/probe.c health/plan.c \
 	    || { echo 'check-layers: router/ or health window/policy reads a clock or rand()'; exit 1; }
 	@! grep -nE '#include <jansson' $(filter-out router/conf.c router/conf.h,$(wildcard router/*.[ch])) \
 	    || { echo 'check-layers: jansson outside router/conf.c'; exit 1; }

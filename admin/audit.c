@@ -78,8 +78,10 @@ adm_audit_append(const char *file, const struct adm_audit_entry *e,
                   "ts", ts, "service", e->service,
                   "actor", e->actor != NULL ? e->actor : "",
                   "action", e->action,
-                  "from", adm_percent_json(e->from_bp),
-                  "to", adm_percent_json(e->to_bp),
+                  "from", e->from_text != NULL ? json_string(e->from_text)
+                                               : adm_percent_json(e->from_bp),
+                  "to", e->to_text != NULL ? json_string(e->to_text)
+                                           : adm_percent_json(e->to_bp),
                   "reason", e->reason != NULL ? e->reason : "",
                   "generation", (json_int_t)e->generation);
     if (o == NULL) {

@@ -31,6 +31,9 @@ struct adm_audit_entry {
     uint64_t generation;         /* the service's generation after the change */
     struct json_t *figures;      /* borrowed, may be NULL: written as "figures"
                                   * for automatic decisions */
+    const char *from_text;       /* when not NULL, written as "from" instead of
+                                  * <from_bp> (health changes: "up", "down") */
+    const char *to_text;         /* the same for "to" */
 };
 
 /* Appends <e> to <file> with the current time (RFC 3339 UTC, milliseconds)

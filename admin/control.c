@@ -24,14 +24,24 @@
 #include "admin/log.h"
 #include "admin/store.h"
 #include "admin/xmalloc.h"
+#include "health/plan.h"
 
 #define REASON_MAX      1024     /* bytes of rollback reason text */
 #define AUDIT_N_DEFAULT 20
 #define REPLY_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+#define PLAN_RETRY_MS   5000     /* a plan step that could not be saved is retried
+                                  * this much later, not on every tick */
 
 struct adm_svc {
     char *name;                  /* owned, 1..63 bytes */
     struct adm_svc_state st;     /* the state the data plane was last given */
+    struct hl_plan plan;         /* the progressive plan's progress; as restored
+                                  * from the state file until adm_control_set_plan()
+                                  * checks it against the config */
+    struct hl_plan_conf plan_conf;   /* nsteps 0: no plan (none configured, or
+                                      * adm_control_set_plan() not called) */
+    unsigned min_requests;       /* a step's floor of outcomes on new */
+    uint64_t plan_retry_ms;      /* now_ms before which a failed step is not retried */
 };
 
 struct adm_control {
@@ -42,6 +52,17 @@ struct adm_control {
     struct adm_ops ops;          /* copied; any callback may be NULL */
     void *arg;                   /* borrowed: the ops' argument */
 };
+
+/* ---- progressive plan: helpers defined at the end of this file -------- */
+
+struct change;
+
+static void plan_from_entry(struct adm_svc *s, const struct adm_store_entry *e);
+static void plan_to_entry(const struct adm_svc *s, struct adm_store_entry *e);
+static void plan_take(struct adm_control *c, const struct change *ch, const char *actor);
+static json_t *plan_status(const struct adm_svc *s);
+static json_t *plan_command(struct adm_control *c, json_t *req, const char *actor);
+static void plan_breached(struct adm_control *c, unsigned svc);
 
 /* ---- replies ---------------------------------------------------------- */
 
@@ -137,6 +158,7 @@ adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n
         c->svcs[i].st.weight_bp = initial_bp[i];
         c->svcs[i].st.state = ADM_ST_STEADY;
         c->svcs[i].st.generation = 0;
+        hl_plan_init(&c->svcs[i].plan);
         c->n = i + 1;
     }
     c->state_file = state_file != NULL ? xstrdup(state_file) : NULL;
@@ -162,6 +184,7 @@ adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n
             c->svcs[k].st.weight_bp = e[i].weight_bp;
             c->svcs[k].st.state = (enum adm_state)e[i].state;
             c->svcs[k].st.generation = e[i].generation;
+            plan_from_entry(&c->svcs[k], &e[i]);
             log_at(LL_INFO, "control", 0,
                    "%s: restored weight %s, state %s, generation %llu from %s",
                    e[i].name, fmt_pct(e[i].weight_bp, msg, sizeof(msg)),
@@ -306,6 +329,7 @@ persist(const struct adm_control *c, char *err, size_t errlen)
         e[i].weight_bp = c->svcs[i].st.weight_bp;
         e[i].state = (int)c->svcs[i].st.state;
         e[i].generation = c->svcs[i].st.generation;
+        plan_to_entry(&c->svcs[i], &e[i]);
     }
     rc = adm_store_save(c->state_file, e, c->n, err, errlen);
     free(e);
@@ -332,6 +356,10 @@ struct change {
     const char *reason;          /* borrowed; "" when none */
     enum rt_side left;           /* switch: side that loses traffic; else RT_NONE */
     int drain_s;                 /* switch: tunnel drain, -1 = leave open */
+    json_t *figures;             /* borrowed, may be NULL: automatic decisions' numbers */
+    const struct hl_plan *plan;  /* borrowed: the plan after the change (plan
+                                  * commands and steps); NULL: any other change,
+                                  * which ends a running plan (plan_take) */
 };
 
 /* Applies and persists <ch> in the safe order, audits and logs it, and
@@ -341,6 +369,7 @@ change_run(struct adm_control *c, const struct change *ch, const char *actor)
 {
     struct adm_svc *s = &c->svcs[ch->svc];
     struct adm_svc_state old = s->st;
+    struct hl_plan old_plan = s->plan;
     struct adm_audit_entry ae;
     char err[512], aerr[512], p0[16], p1[16], *qreason;
     json_t *quoted;
@@ -349,6 +378,7 @@ change_run(struct adm_control *c, const struct change *ch, const char *actor)
     s->st.weight_bp = ch->weight_bp;
     s->st.state = ch->state;
     s->st.generation = old.generation + 1;
+    plan_take(c, ch, actor);
 
     if (ch->weight_bp <= old.weight_bp) {
         /* Lowering: traffic leaves new now, whatever the disk says. */
@@ -358,6 +388,7 @@ change_run(struct adm_control *c, const struct change *ch, const char *actor)
         /* Raising: never put more on new than a restart would restore. */
         if (persist(c, err, sizeof(err)) != 0) {
             s->st = old;
+            s->plan = old_plan;
             log_at(LL_ERR, "control", 0, "%s: %s by %s refused: cannot save state: %s",
                    s->name, ch->action, actor, err);
             return fail_reply("cannot save state: %s", err);
@@ -381,7 +412,7 @@ change_run(struct adm_control *c, const struct change *ch, const char *actor)
         ae = (struct adm_audit_entry){
             .service = s->name, .actor = actor, .action = ch->action,
             .from_bp = old.weight_bp, .to_bp = s->st.weight_bp,
-            .reason = ch->reason, .generation = s->st.generation, .figures = NULL,
+            .reason = ch->reason, .generation = s->st.generation, .figures = ch->figures,
         };
         /* The change happened: a failing audit log must not hide that. */
         if (adm_audit_append(c->audit_file, &ae, aerr, sizeof(aerr)) != 0)
@@ -422,6 +453,8 @@ cmd_status(struct adm_control *c, json_t *req, const char *actor)
                       "weight", adm_percent_json(c->svcs[i].st.weight_bp),
                       "state", adm_state_names[c->svcs[i].st.state],
                       "generation", (json_int_t)c->svcs[i].st.generation);
+        if (o != NULL)
+            json_object_set_new(o, "plan", plan_status(&c->svcs[i]));
         if (o != NULL && c->ops.status != NULL)
             c->ops.status(c->arg, i, o);
         json_array_append_new(list, o);
@@ -550,8 +583,7 @@ cmd_switch(struct adm_control *c, json_t *req, const char *actor)
 static json_t *
 cmd_plan(struct adm_control *c, json_t *req, const char *actor)
 {
-    return fail_reply("plan: not available yet (the progressive plan is not "
-                      "implemented in this version; use weight, promote or switch)");
+    return plan_command(c, req, actor);
 }
 
 static json_t *
@@ -647,4 +679,384 @@ adm_control_exec_line(struct adm_control *c, const char *line, size_t len,
     if (out == NULL)
         out = xstrdup("{\"ok\":false,\"error\":\"internal error building the reply\"}");
     return out;
+}
+
+/* ---- automatic decisions ---------------------------------------------- */
+
+bool
+adm_auto_armed(const struct adm_svc_state *st)
+{
+    if (st->state == ADM_ST_ROLLED_BACK || st->state == ADM_ST_FROZEN)
+        return false;
+    return st->weight_bp > 0 || st->state == ADM_ST_PROGRESSING;
+}
+
+enum adm_auto_action
+adm_auto_decide(const struct adm_svc_state *st, const struct adm_auto_input *in)
+{
+    if (!adm_auto_armed(st))
+        return ADM_AUTO_NONE;
+    if (in->breached)
+        return in->freeze ? ADM_AUTO_FREEZE : ADM_AUTO_ROLLBACK;
+    if (!in->new_healthy && in->rollback_on_new_down)
+        return ADM_AUTO_ROLLBACK;
+    return ADM_AUTO_NONE;
+}
+
+/* Stops service <svc>'s progressive plan, if one runs, for an automatic
+ * decision. The new state (rolled_back or frozen) already keeps a plan from
+ * advancing: it only advances while the state is progressing. This hook is
+ * where the plan's own bookkeeping (step, bake timer) is to be dropped. */
+static void
+auto_stop_plan(struct adm_control *c, unsigned svc)
+{
+    plan_breached(c, svc);
+}
+
+int
+adm_control_auto(struct adm_control *c, unsigned svc, enum adm_auto_action a,
+                 const char *reason, json_t *figures)
+{
+    struct change ch = { .svc = svc, .reason = reason != NULL ? reason : "",
+                         .left = RT_NONE, .drain_s = -1, .figures = figures };
+    json_t *r;
+
+    assert(svc < c->n);
+    assert(a == ADM_AUTO_ROLLBACK || a == ADM_AUTO_FREEZE);
+    /* The latch is what makes a lasting breach act once: re-checked here
+     * so no caller can audit the same breach twice. */
+    if (!adm_auto_armed(&c->svcs[svc].st))
+        return -1;
+    if (a == ADM_AUTO_ROLLBACK) {
+        ch.weight_bp = 0;
+        ch.state = ADM_ST_ROLLED_BACK;
+        ch.action = "rollback";
+    } else {
+        ch.weight_bp = c->svcs[svc].st.weight_bp;
+        ch.state = ADM_ST_FROZEN;
+        ch.action = "freeze";
+    }
+    auto_stop_plan(c, svc);
+    /* Never a raise, so change_run applies first and saves second; a failed
+     * save is logged there and the change stays in effect. */
+    r = change_run(c, &ch, "auto");
+    json_decref(r);
+    return 0;
+}
+
+/* ---- progressive plan -------------------------------------------------
+ *
+ * The plan's progress (health/plan.h) lives next to the service state and
+ * moves with it: every plan change (start, pause, resume, abort, a step) is
+ * a change_run() like an operator's, with the same ordering (a step raises
+ * the weight: persisted first, applied second), persistence and audit; the
+ * plan after the change rides in change.plan and is put back with the rest
+ * when a raise cannot be saved. Any other change (weight, promote, switch,
+ * rollback) ends a running plan as aborted: the operator took the weight
+ * into their own hands. An automatic rollback or freeze ends it as breached
+ * (auto_stop_plan). Invariant: the plan is running (progressing or paused)
+ * exactly when the service state is progressing or paused, and then the
+ * weight is the current step's.
+ */
+
+/* The service state that goes with plan <p> of <s>. */
+static enum adm_state
+plan_service_state(const struct adm_svc *s, const struct hl_plan *p)
+{
+    switch (p->state) {
+    case HL_PLAN_PROGRESSING:
+        return ADM_ST_PROGRESSING;
+    case HL_PLAN_PAUSED:
+        return ADM_ST_PAUSED;
+    case HL_PLAN_COMPLETED:
+        return hl_plan_weight_bp(p, &s->plan_conf) == RT_BP_MAX ? ADM_ST_PROMOTED
+                                                                : ADM_ST_STEADY;
+    default:
+        return ADM_ST_STEADY;
+    }
+}
+
+static void
+plan_from_entry(struct adm_svc *s, const struct adm_store_entry *e)
+{
+    hl_plan_init(&s->plan);
+    if (!e->has_plan)
+        return;
+    /* as saved: adm_control_set_plan() checks it against the config */
+    s->plan.state = (enum hl_plan_state)e->plan_state;
+    s->plan.step = e->plan_step;
+    s->plan.baked_ms = e->plan_baked_ms;
+    s->plan.step_requests = e->plan_requests;
+}
+
+static void
+plan_to_entry(const struct adm_svc *s, struct adm_store_entry *e)
+{
+    /* an idle plan writes nothing: the file stays what it was before plans */
+    e->has_plan = s->plan.state != HL_PLAN_IDLE;
+    if (!e->has_plan)
+        return;
+    e->plan_state = (int)s->plan.state;
+    e->plan_step = s->plan.step;
+    e->plan_baked_ms = s->plan.baked_ms;
+    e->plan_requests = s->plan.step_requests;
+}
+
+static void
+plan_take(struct adm_control *c, const struct change *ch, const char *actor)
+{
+    struct adm_svc *s = &c->svcs[ch->svc];
+
+    if (ch->plan != NULL) {
+        s->plan = *ch->plan;
+        return;
+    }
+    if (hl_plan_abort(&s->plan) != 0)
+        return;                        /* no plan running */
+    log_at(LL_INFO, "control", 0, "%s: %s by %s ends the plan at step %u/%u (aborted)",
+           s->name, ch->action, actor, s->plan.step + 1, s->plan_conf.nsteps);
+}
+
+static void
+plan_breached(struct adm_control *c, unsigned svc)
+{
+    struct adm_svc *s = &c->svcs[svc];
+
+    if (hl_plan_breach(&s->plan) != 0)
+        return;                        /* no plan running */
+    log_at(LL_WARN, "control", 0, "%s: plan stopped at step %u/%u by the breach",
+           s->name, s->plan.step + 1, s->plan_conf.nsteps);
+}
+
+static json_t *
+plan_status(const struct adm_svc *s)
+{
+    const struct hl_plan_conf *pc = &s->plan_conf;
+    const struct hl_plan *p = &s->plan;
+    bool has_step = p->state != HL_PLAN_IDLE, running = hl_plan_is_running(p);
+    json_t *steps;
+    unsigned i;
+
+    if (pc->nsteps == 0)
+        return json_pack("{s:s, s:i, s:i}", "state", "none", "step", 0, "steps", 0);
+    steps = json_array();
+    for (i = 0; i < pc->nsteps; i++)
+        json_array_append_new(steps, adm_percent_json(pc->steps_bp[i]));
+    return json_pack("{s:s, s:i, s:i, s:o, s:o, s:i, s:f, s:f, s:I, s:i}",
+                     "state", hl_plan_state_names[p->state],
+                     "step", has_step ? (int)p->step + 1 : 0,
+                     "steps", (int)pc->nsteps,
+                     "percent", has_step ? adm_percent_json(pc->steps_bp[p->step])
+                                         : json_null(),
+                     "steps_percent", steps,
+                     "bake_s", (int)pc->bake_s,
+                     "baked_s", running ? (double)p->baked_ms / 1000.0 : 0.0,
+                     "bake_left_s", (double)hl_plan_bake_left_ms(p, pc) / 1000.0,
+                     "requests", (json_int_t)(running ? p->step_requests : 0),
+                     "min_requests", (int)s->min_requests);
+}
+
+static json_t *
+plan_command(struct adm_control *c, json_t *req, const char *actor)
+{
+    static const char *const keys[] = { "cmd", "service", "action", NULL };
+    struct change ch = { .reason = "", .left = RT_NONE, .drain_s = -1 };
+    const struct hl_plan_conf *pc;
+    struct adm_svc *s;
+    struct hl_plan next;
+    const char *action;
+    char reason[512], p0[16], p1[16];
+    json_t *r, *v;
+    int rc = 0;
+
+    if ((r = check_keys(req, "plan", keys)) != NULL)
+        return r;
+    if ((r = resolve_service(c, req, &ch.svc)) != NULL)
+        return r;
+    v = json_object_get(req, "action");
+    if (v == NULL)
+        return fail_reply("missing \"action\" (start, pause, resume or abort)");
+    if (!json_is_string(v))
+        return fail_reply("\"action\" must be a string, got %s", type_name(v));
+    action = json_string_value(v);
+    if (strcmp(action, "start") != 0 && strcmp(action, "pause") != 0
+        && strcmp(action, "resume") != 0 && strcmp(action, "abort") != 0)
+        return fail_reply("\"action\" must be start, pause, resume or abort, got \"%s\"",
+                          action);
+    s = &c->svcs[ch.svc];
+    pc = &s->plan_conf;
+    if (pc->nsteps == 0)
+        return fail_reply("plan %s: service %s has no plan (configure \"plan\": "
+                          "{\"steps\": [...], \"bake_s\": N} for it)", action, s->name);
+    next = s->plan;
+    if (strcmp(action, "start") == 0) {
+        if (hl_plan_is_running(&s->plan))
+            return fail_reply("plan start: the plan is already %s at step %u/%u (%s%%); "
+                              "abort it first to start over",
+                              hl_plan_state_names[s->plan.state], s->plan.step + 1,
+                              pc->nsteps, fmt_pct(pc->steps_bp[s->plan.step], p0, sizeof(p0)));
+        if (s->st.state == ADM_ST_ROLLED_BACK || s->st.state == ADM_ST_FROZEN)
+            return fail_reply("plan start: service %s is %s; the latch holds until an "
+                              "operator sets a weight (weight, promote or switch), then "
+                              "the plan can start", s->name, adm_state_names[s->st.state]);
+        if (s->st.weight_bp > pc->steps_bp[0])
+            return fail_reply("plan start: the weight (%s%%) is above the plan's first step "
+                              "(%s%%) and a plan never lowers the weight; set the weight "
+                              "to %s%% or less first",
+                              fmt_pct(s->st.weight_bp, p0, sizeof(p0)),
+                              fmt_pct(pc->steps_bp[0], p1, sizeof(p1)), p1);
+        rc = hl_plan_start(&next, pc);
+        ch.action = "plan_start";
+        ch.weight_bp = hl_plan_weight_bp(&next, pc);
+        if (next.state == HL_PLAN_COMPLETED)
+            snprintf(reason, sizeof(reason), "step 1/1 (%s%%): a one-step plan is "
+                     "completed at once", fmt_pct(pc->steps_bp[0], p0, sizeof(p0)));
+        else
+            snprintf(reason, sizeof(reason), "step 1/%u (%s%%); each step bakes %u s "
+                     "with at least %u requests on new", pc->nsteps,
+                     fmt_pct(pc->steps_bp[0], p0, sizeof(p0)), pc->bake_s, s->min_requests);
+    } else if (strcmp(action, "pause") == 0) {
+        if (s->plan.state != HL_PLAN_PROGRESSING)
+            return fail_reply("plan pause: no plan is progressing (the plan is %s)",
+                              hl_plan_state_names[s->plan.state]);
+        rc = hl_plan_pause(&next);
+        ch.action = "plan_pause";
+        ch.weight_bp = s->st.weight_bp;
+        snprintf(reason, sizeof(reason), "step %u/%u (%s%%), %.1f s of bake left",
+                 next.step + 1, pc->nsteps, fmt_pct(pc->steps_bp[next.step], p0, sizeof(p0)),
+                 (double)hl_plan_bake_left_ms(&next, pc) / 1000.0);
+    } else if (strcmp(action, "resume") == 0) {
+        if (s->plan.state != HL_PLAN_PAUSED)
+            return fail_reply("plan resume: the plan is not paused (it is %s)",
+                              hl_plan_state_names[s->plan.state]);
+        rc = hl_plan_resume(&next);
+        ch.action = "plan_resume";
+        ch.weight_bp = s->st.weight_bp;
+        snprintf(reason, sizeof(reason), "step %u/%u (%s%%), %.1f s of bake left",
+                 next.step + 1, pc->nsteps, fmt_pct(pc->steps_bp[next.step], p0, sizeof(p0)),
+                 (double)hl_plan_bake_left_ms(&next, pc) / 1000.0);
+    } else {
+        if (!hl_plan_is_running(&s->plan))
+            return fail_reply("plan abort: no plan is running (the plan is %s)",
+                              hl_plan_state_names[s->plan.state]);
+        rc = hl_plan_abort(&next);
+        ch.action = "plan_abort";
+        ch.weight_bp = s->st.weight_bp;
+        snprintf(reason, sizeof(reason), "stopped at step %u/%u (%s%%); the weight stays",
+                 next.step + 1, pc->nsteps, fmt_pct(pc->steps_bp[next.step], p0, sizeof(p0)));
+    }
+    assert(rc == 0);                   /* every refusal was answered above */
+    (void)rc;
+    s->plan_retry_ms = 0;              /* an operator acted: a held step may go now */
+    ch.plan = &next;
+    ch.state = plan_service_state(s, &next);
+    ch.reason = reason;
+    r = change_run(c, &ch, actor);
+    if (r != NULL && json_is_true(json_object_get(r, "ok")))
+        json_object_set_new(r, "plan", plan_status(s));
+    return r;
+}
+
+void
+adm_control_set_plan(struct adm_control *c, unsigned svc, const struct hl_plan_conf *plan,
+                     unsigned min_requests)
+{
+    struct adm_svc *s;
+    struct hl_plan saved;
+    const char *why = NULL;
+    bool svc_running;
+    char w[16];
+
+    assert(svc < c->n);
+    s = &c->svcs[svc];
+    saved = s->plan;
+    s->plan_conf = *plan;
+    s->min_requests = min_requests;
+    svc_running = s->st.state == ADM_ST_PROGRESSING || s->st.state == ADM_ST_PAUSED;
+    if (hl_plan_restore(&s->plan, plan, (int)saved.state, saved.step, saved.baked_ms,
+                        saved.step_requests) != 0)
+        why = plan->nsteps == 0 ? "no plan is configured any more"
+                                : "the configured plan has no such step";
+    else if (svc_running && plan_service_state(s, &s->plan) != s->st.state)
+        why = "the state file holds no such plan";
+    else if (svc_running && hl_plan_weight_bp(&s->plan, plan) != s->st.weight_bp)
+        why = "the configured plan's step differs from the weight";
+    else if (!svc_running && hl_plan_is_running(&s->plan))
+        why = "the service is not running a plan";
+    if (why == NULL)
+        return;
+    if (hl_plan_is_running(&s->plan))
+        s->plan.state = HL_PLAN_ABORTED;
+    if (!svc_running && !hl_plan_is_running(&saved))
+        return;                        /* an old record that no longer fits: dropped */
+    log_at(LL_WARN, "control", 0, "%s: the state file says state %s, plan %s at step %u, "
+           "but %s: the plan is stopped, the weight stays %s%%, state steady", s->name,
+           adm_state_names[s->st.state], hl_plan_state_names[saved.state], saved.step + 1,
+           why, fmt_pct(s->st.weight_bp, w, sizeof(w)));
+    s->st.state = svc_running ? ADM_ST_STEADY : s->st.state;
+}
+
+int
+adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
+                      uint64_t new_requests)
+{
+    struct change ch = { .svc = svc, .left = RT_NONE, .drain_s = -1, .action = "plan_step" };
+    const struct hl_plan_conf *pc;
+    struct adm_svc *s;
+    struct hl_plan next;
+    struct hl_plan_input in;
+    enum hl_plan_event ev;
+    uint64_t baked_ms, reqs, gen;
+    char reason[512], p0[16], p1[16];
+    json_t *fig, *r;
+
+    assert(svc < c->n);
+    s = &c->svcs[svc];
+    pc = &s->plan_conf;
+    if (pc->nsteps == 0 || s->plan.state != HL_PLAN_PROGRESSING
+        || s->st.state != ADM_ST_PROGRESSING || now_ms < s->plan_retry_ms)
+        return 0;
+    in = (struct hl_plan_input){ .now_ms = now_ms, .new_requests = new_requests,
+                                 .min_requests = s->min_requests };
+    next = s->plan;
+    ev = hl_plan_tick(&next, pc, &in);
+    if (ev == HL_PLAN_EV_NONE) {
+        /* progress only, kept in memory: after a restart a step bakes again
+         * from its last saved point (a step never bakes less than bake_s) */
+        s->plan = next;
+        return 0;
+    }
+    /* what the finished step baked and counted (this tick had an anchor) */
+    baked_ms = s->plan.baked_ms + (now_ms - s->plan.last_ms);
+    reqs = s->plan.step_requests + (new_requests - s->plan.last_requests);
+    ch.plan = &next;
+    ch.weight_bp = hl_plan_weight_bp(&next, pc);
+    ch.state = plan_service_state(s, &next);
+    snprintf(reason, sizeof(reason), "step %u/%u (%s%%) baked %.1f s with %llu requests on "
+             "new (at least %u): %s %u/%u (%s%%)%s", s->plan.step + 1, pc->nsteps,
+             fmt_pct(pc->steps_bp[s->plan.step], p0, sizeof(p0)), (double)baked_ms / 1000.0,
+             (unsigned long long)reqs, s->min_requests,
+             ev == HL_PLAN_EV_COMPLETE ? "last step" : "step", next.step + 1, pc->nsteps,
+             fmt_pct(ch.weight_bp, p1, sizeof(p1)),
+             ev == HL_PLAN_EV_COMPLETE ? ", plan completed" : "");
+    ch.reason = reason;
+    fig = json_pack("{s:i, s:i, s:i, s:f, s:i, s:I, s:i}", "from_step", (int)s->plan.step + 1,
+                    "step", (int)next.step + 1, "steps", (int)pc->nsteps,
+                    "baked_s", (double)baked_ms / 1000.0, "bake_s", (int)pc->bake_s,
+                    "requests", (json_int_t)reqs, "min_requests", (int)s->min_requests);
+    ch.figures = fig;
+    gen = s->st.generation;
+    r = change_run(c, &ch, "auto");
+    json_decref(r);
+    json_decref(fig);
+    if (s->st.generation == gen) {
+        /* refused: the raise could not be saved and nothing moved (change_run
+         * logged why). The step keeps what it baked and counted, and is
+         * retried later, not on every tick. */
+        hl_plan_restore(&s->plan, pc, (int)s->plan.state, s->plan.step, baked_ms, reqs);
+        s->plan_retry_ms = now_ms + PLAN_RETRY_MS;
+        return -1;
+    }
+    s->plan_retry_ms = 0;
+    return 1;
 }

@@ -88,4 +88,109 @@ struct json_t *adm_control_exec(struct adm_control *c, struct json_t *req,
 char *adm_control_exec_line(struct adm_control *c, const char *line, size_t len,
                             const char *actor);
 
+/* ---- automatic decisions (the policy tick, proxy/tick.c) ----------------
+ *
+ * The tick evaluates the rollback rule and the new side's health every
+ * 100 ms; these two functions are what it decides and what it does. The
+ * decision is pure so every rule is a unit test; the execution is a change
+ * like an operator's (same ordering, persistence, audit), by actor "auto".
+ */
+
+/* What the tick does about one service. */
+enum adm_auto_action {
+    ADM_AUTO_NONE = 0,       /* nothing: no breach, not armed, or latched */
+    ADM_AUTO_ROLLBACK,       /* weight 0 at once, plan stopped, latch rolled_back */
+    ADM_AUTO_FREEZE,         /* weight held, plan stopped, latch frozen */
+};
+
+/* The figures the decision takes, gathered by the tick. */
+struct adm_auto_input {
+    bool breached;           /* hl_policy_eval() said so (it already applies
+                              * rollback.enabled and min_requests) */
+    bool freeze;             /* rollback.action is "freeze" */
+    bool new_healthy;        /* new has at least one healthy server */
+    bool rollback_on_new_down;   /* on_new_down is "rollback" */
+};
+
+/* True when an automatic decision may change service state <st>: it is not
+ * latched (rolled_back, frozen) and there is something to take away from
+ * new (weight > 0, or a plan progressing that would raise it). At weight 0
+ * outside a plan nothing happens, whatever new's window says (override
+ * traffic alone never latches anything). */
+bool adm_auto_armed(const struct adm_svc_state *st);
+
+/* Decides what to do about a service in state <st> given <in>. Pure.
+ *
+ *   not armed (see adm_auto_armed)                      -> NONE
+ *   breached                                            -> FREEZE when in->freeze,
+ *                                                          else ROLLBACK
+ *   new has no healthy server and rollback_on_new_down  -> ROLLBACK
+ *   otherwise                                           -> NONE
+ *
+ * A breach is acted on first, by rollback.action: the breach usually shows
+ * (errors, timeouts) before the checks mark the side down, and a frozen
+ * service then stays frozen even if new goes down (the router falls back to
+ * legacy meanwhile; freezing exists because rolling back is unsafe). The
+ * on_new_down rule is independent of rollback.enabled: it is its own key. */
+enum adm_auto_action adm_auto_decide(const struct adm_svc_state *st,
+                                     const struct adm_auto_input *in);
+
+/* Executes <a> (ADM_AUTO_ROLLBACK or ADM_AUTO_FREEZE, asserted) on service
+ * <svc> as actor "auto", with <reason> (borrowed; the breach text) and
+ * <figures> (borrowed, may be NULL: the numbers behind the decision, written
+ * to the audit entry as "figures"). A rollback is applied first and persisted
+ * second; a freeze keeps the weight. Either stops the plan and latches the
+ * state until an operator sets a weight (weight, promote, switch, rollback).
+ * Returns 0 when the change was made (applied; a failed save is logged, the
+ * change stays in effect), or -1 when <svc> is not armed (already latched,
+ * or weight 0 outside a plan): nothing changes, nothing is audited, so a
+ * breach that lasts is acted on exactly once. Called from the event loop
+ * that runs the admin socket, never from inside an ops callback. */
+int adm_control_auto(struct adm_control *c, unsigned svc, enum adm_auto_action a,
+                     const char *reason, struct json_t *figures);
+
+/* ---- progressive plan ----------------------------------------------------
+ *
+ * `plan start|pause|resume|abort` ({"cmd":"plan","action":…}) and the plan's
+ * steps are changes like any other (ordering, persistence, audit). start:
+ * weight to step 1 (persisted first, applied second), state progressing;
+ * refused without a configured plan, while a plan runs, while rolled_back or
+ * frozen (an operator sets a weight first), and when the weight is above
+ * step 1 (a plan never lowers the weight). pause: state paused, the bake
+ * clock stops; resume: progressing again with the bake time that was left.
+ * abort: the plan stops, the weight stays, state steady. A step advances,
+ * by actor "auto", when it has baked bake_s seconds and the new side served
+ * at least rollback.min_requests in it; entering the last step completes the
+ * plan (state promoted when that step is 100 %, else steady). Any other
+ * operator change (weight, promote, switch, rollback) ends a running plan as
+ * aborted; adm_control_auto() ends it as breached. The status carries
+ * "plan": {"state","step","steps","percent","steps_percent","bake_s",
+ * "baked_s","bake_left_s","requests","min_requests"} ("state":"none" and no
+ * more without a plan); the state file keeps the step and the bake done.
+ */
+
+struct hl_plan_conf;
+
+/* Gives service <svc> its plan <plan> (copied; nsteps 0: none) and the
+ * request floor of a step <min_requests> (rollback.min_requests). Call once
+ * per service right after adm_control_new(), before any command or tick:
+ * it checks the plan restored from the state file against the config, and
+ * a running plan that no longer fits (steps changed, plan removed) is
+ * stopped with a warning, its weight kept, state steady. Without this call a
+ * service has no plan. */
+void adm_control_set_plan(struct adm_control *c, unsigned svc,
+                          const struct hl_plan_conf *plan, unsigned min_requests);
+
+/* The plan's tick for service <svc>, from the policy tick, after the
+ * rollback decision of the same tick (so a breach stops the plan before it
+ * can advance): <now_ms> monotonic, <new_requests> the outcomes the new side
+ * has served since the daemon started (monotonic). Advances the plan by at
+ * most one step. Returns 1 when a step was taken (raised: persisted, then
+ * applied, audited as "plan_step" by "auto"), 0 when nothing changed, -1
+ * when a step was due but could not be saved (nothing changed; retried no
+ * sooner than 5 s later). Called from the event loop that runs the admin
+ * socket, never from inside an ops callback. */
+int adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
+                          uint64_t new_requests);
+
 #endif

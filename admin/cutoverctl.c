@@ -265,10 +265,13 @@ conn_read_line(struct ctl_conn *c, char **line, bool *is_intr)
 
 /* ---- human-readable output --------------------------------------------- */
 
-/* Formats number <v> (percent) as "12.50%", or "-" when it is missing. */
+/* Formats number <v> (percent) as "12.50%", a string as it is (audit
+ * entries of health changes: "up", "down"), or "-" when it is missing. */
 static const char *
 fmt_percent(const json_t *v, char *buf, size_t len)
 {
+    if (json_is_string(v))
+        return json_string_value(v);
     if (!json_is_number(v))
         return "-";
     snprintf(buf, len, "%.2f%%", json_number_value(v));
@@ -304,8 +307,8 @@ fmt_value(const json_t *v, char *buf, size_t len)
 static void
 print_side(const json_t *svc, const char *side)
 {
-    const json_t *o = json_object_get(svc, side), *servers, *w, *srv;
-    char b1[64], b2[64], b3[64], b4[64], b5[64];
+    const json_t *o = json_object_get(svc, side), *servers, *srv;
+    char b1[64], b2[64], b3[64];
     size_t i;
 
     if (!json_is_object(o)) {
@@ -315,22 +318,103 @@ print_side(const json_t *svc, const char *side)
     servers = json_object_get(o, "servers");
     json_array_foreach(servers, i, srv) {
         const json_t *up = json_object_get(srv, "up");
+        const json_t *last = json_object_get(srv, "last_check");
+        const json_t *checks = json_object_get(srv, "checks");
 
-        printf("  %-6s  %s  %s\n", side,
+        printf("  %-6s  %s  %s", side,
                fmt_value(json_object_get(srv, "addr"), b1, sizeof(b1)),
                json_is_boolean(up) ? (json_is_true(up) ? "up" : "down") : "-");
+        /* active checks configured: the last result and the totals */
+        if (json_is_string(last))
+            printf("  check: %s (%s passed, %s failed)",
+                   json_string_length(last) > 0 ? json_string_value(last) : "pending",
+                   fmt_value(json_object_get(checks, "ok"), b2, sizeof(b2)),
+                   fmt_value(json_object_get(checks, "fail"), b3, sizeof(b3)));
+        putchar('\n');
     }
-    w = json_object_get(o, "window");
-    if (json_is_number(json_object_get(w, "error_rate")))
-        snprintf(b3, sizeof(b3), "%.2f%%",
-                 json_number_value(json_object_get(w, "error_rate")) * 100.0);
-    else
-        snprintf(b3, sizeof(b3), "-");
-    printf("  %s window: %s req, %s err (%s), p50 %s ms, p99 %s ms\n", side,
-           fmt_value(json_object_get(w, "requests"), b1, sizeof(b1)),
-           fmt_value(json_object_get(w, "errors"), b2, sizeof(b2)), b3,
-           fmt_value(json_object_get(w, "p50_ms"), b4, sizeof(b4)),
-           fmt_value(json_object_get(w, "p99_ms"), b5, sizeof(b5)));
+}
+
+/* The passive windows of both sides side by side:
+ *   window        legacy              new
+ *   requests      120                 14
+ *   errors        0 (0.00%)           3 (21.43%)
+ *   p50 / p99 ms  1.20 / 3.40         1.50 / 4.00                           */
+static void
+print_windows(const json_t *svc)
+{
+    static const char *const sides[2] = { "legacy", "new" };
+    char cell[3][2][64], b1[64], b2[64];
+    const json_t *w, *rate;
+    unsigned k;
+
+    for (k = 0; k < 2; k++) {
+        w = json_object_get(json_object_get(svc, sides[k]), "window");
+        rate = json_object_get(w, "error_rate");
+        snprintf(cell[0][k], sizeof(cell[0][k]), "%s",
+                 fmt_value(json_object_get(w, "requests"), b1, sizeof(b1)));
+        if (json_is_number(rate))
+            snprintf(cell[1][k], sizeof(cell[1][k]), "%s (%.2f%%)",
+                     fmt_value(json_object_get(w, "errors"), b1, sizeof(b1)),
+                     json_number_value(rate) * 100.0);
+        else
+            snprintf(cell[1][k], sizeof(cell[1][k]), "%s",
+                     fmt_value(json_object_get(w, "errors"), b1, sizeof(b1)));
+        snprintf(cell[2][k], sizeof(cell[2][k]), "%s / %s",
+                 fmt_value(json_object_get(w, "p50_ms"), b1, sizeof(b1)),
+                 fmt_value(json_object_get(w, "p99_ms"), b2, sizeof(b2)));
+    }
+    printf("  %-14s%-22s%s\n", "window", sides[0], sides[1]);
+    printf("  %-14s%-22s%s\n", "requests", cell[0][0], cell[0][1]);
+    printf("  %-14s%-22s%s\n", "errors", cell[1][0], cell[1][1]);
+    printf("  %-14s%-22s%s\n", "p50 / p99 ms", cell[2][0], cell[2][1]);
+}
+
+#define PLAN_BAR_WIDTH 20
+
+/* The plan line: step, state and, while it runs, the bake as a bar
+ *   plan    step 2/3 (50%)  progressing  bake [#########-----------] 4.5 s of 10 s, 5.5 s left  requests 12 (min 5) */
+static void
+print_plan(const json_t *svc)
+{
+    const json_t *p = json_object_get(svc, "plan"), *v;
+    const char *st = json_string_value(json_object_get(p, "state"));
+    char b1[64], b2[64], b3[64], bar[PLAN_BAR_WIDTH + 1];
+    double bake_s, left_s, done;
+    size_t i;
+    unsigned k, fill;
+
+    if (!json_is_object(p) || st == NULL || strcmp(st, "none") == 0)
+        return;                        /* no plan configured (or an older daemon) */
+    printf("  %-6s  ", "plan");
+    if (strcmp(st, "idle") == 0) {
+        printf("not started: %s steps (", fmt_value(json_object_get(p, "steps"), b1, sizeof(b1)));
+        json_array_foreach(json_object_get(p, "steps_percent"), i, v)
+            printf("%s%s%%", i > 0 ? " " : "", fmt_value(v, b2, sizeof(b2)));
+        printf("), bake %s s each\n", fmt_value(json_object_get(p, "bake_s"), b3, sizeof(b3)));
+        return;
+    }
+    printf("step %s/%s (%s%%)  %s",
+           fmt_value(json_object_get(p, "step"), b1, sizeof(b1)),
+           fmt_value(json_object_get(p, "steps"), b2, sizeof(b2)),
+           fmt_value(json_object_get(p, "percent"), b3, sizeof(b3)),
+           strcmp(st, "breached") == 0 ? "stopped by a breach" : st);
+    if (strcmp(st, "progressing") != 0 && strcmp(st, "paused") != 0) {
+        putchar('\n');
+        return;
+    }
+    bake_s = json_number_value(json_object_get(p, "bake_s"));
+    left_s = json_number_value(json_object_get(p, "bake_left_s"));
+    done = bake_s > 0 ? (bake_s - left_s) / bake_s : 1.0;
+    done = done < 0 ? 0 : done > 1 ? 1 : done;
+    fill = (unsigned)(done * PLAN_BAR_WIDTH + 0.5);
+    for (k = 0; k < PLAN_BAR_WIDTH; k++)
+        bar[k] = k < fill ? '#' : '-';
+    bar[PLAN_BAR_WIDTH] = '\0';
+    printf("  bake [%s] %.1f s of %s s, %.1f s left%s  requests %s (min %s)\n", bar,
+           bake_s - left_s, fmt_value(json_object_get(p, "bake_s"), b1, sizeof(b1)), left_s,
+           strcmp(st, "paused") == 0 ? " (clock stopped)" : "",
+           fmt_value(json_object_get(p, "requests"), b2, sizeof(b2)),
+           fmt_value(json_object_get(p, "min_requests"), b3, sizeof(b3)));
 }
 
 static void
@@ -349,8 +433,10 @@ print_status(const json_t *reply)
                fmt_percent(json_object_get(svc, "weight"), weight, sizeof(weight)),
                fmt_value(json_object_get(svc, "state"), state, sizeof(state)),
                fmt_value(json_object_get(svc, "generation"), gen, sizeof(gen)));
+        print_plan(svc);
         print_side(svc, "legacy");
         print_side(svc, "new");
+        print_windows(svc);
     }
 }
 
@@ -361,6 +447,7 @@ print_change(const json_t *reply)
     const json_t *prev = json_object_get(reply, "previous_weight");
     const json_t *weight = json_object_get(reply, "weight");
     const json_t *state = json_object_get(reply, "state");
+    const json_t *plan = json_object_get(reply, "plan");
     char b1[64], b2[64], b3[64], b4[64], b5[64];
 
     if (weight == NULL) {
@@ -374,6 +461,11 @@ print_change(const json_t *reply)
            fmt_value(json_object_get(reply, "generation"), b4, sizeof(b4)));
     if (state != NULL)
         printf(", state %s", fmt_value(state, b5, sizeof(b5)));
+    if (json_is_object(plan))          /* plan commands: where the plan is */
+        printf(", plan %s at step %s/%s",
+               fmt_value(json_object_get(plan, "state"), b1, sizeof(b1)),
+               fmt_value(json_object_get(plan, "step"), b2, sizeof(b2)),
+               fmt_value(json_object_get(plan, "steps"), b3, sizeof(b3)));
     putchar('\n');
 }
 

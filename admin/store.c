@@ -23,6 +23,7 @@
 #include "admin/control.h"
 #include "admin/store.h"
 #include "admin/xmalloc.h"
+#include "health/plan.h"
 
 #define STORE_MAX_BYTES (4u * 1024 * 1024)   /* a larger state file is corrupt */
 
@@ -95,6 +96,68 @@ read_all(int fd, size_t *len)
     return buf;
 }
 
+/* Checks the "plan" object <j> of services[<i>] and fills the plan fields of
+ * <e>. Returns 0 or -1 with <err> set. */
+static int
+parse_plan(json_t *j, size_t i, struct adm_store_entry *e, char *err, size_t errlen)
+{
+    const char *key;
+    json_t *v;
+    json_int_t iv;
+    int st;
+    unsigned seen = 0;
+
+    if (!json_is_object(j))
+        return store_fail(err, errlen, "services[%zu].plan: must be an object", i);
+    json_object_foreach(j, key, v) {
+        if (strcmp(key, "state") == 0) {
+            if (!json_is_string(v))
+                return store_fail(err, errlen, "services[%zu].plan.state: must be a string",
+                                  i);
+            st = hl_plan_state_from_name(json_string_value(v));
+            if (st < 0)
+                return store_fail(err, errlen,
+                                  "services[%zu].plan.state: unknown plan state \"%s\"",
+                                  i, json_string_value(v));
+            e->plan_state = st;
+            seen |= 1;
+            continue;
+        }
+        if (strcmp(key, "step") != 0 && strcmp(key, "baked_ms") != 0
+            && strcmp(key, "requests") != 0)
+            return store_fail(err, errlen, "services[%zu].plan: unknown key \"%s\"", i, key);
+        if (!json_is_integer(v))
+            return store_fail(err, errlen, "services[%zu].plan.%s: must be an integer",
+                              i, key);
+        iv = json_integer_value(v);
+        if (iv < 0)
+            return store_fail(err, errlen, "services[%zu].plan.%s: must be >= 0, got %lld",
+                              i, key, (long long)iv);
+        if (strcmp(key, "step") == 0) {
+            if (iv >= HL_PLAN_MAX_STEPS)
+                return store_fail(err, errlen,
+                                  "services[%zu].plan.step: must be 0..%d, got %lld",
+                                  i, HL_PLAN_MAX_STEPS - 1, (long long)iv);
+            e->plan_step = (unsigned)iv;
+            seen |= 2;
+        } else if (strcmp(key, "baked_ms") == 0) {
+            e->plan_baked_ms = (uint64_t)iv;
+            seen |= 4;
+        } else {
+            e->plan_requests = (uint64_t)iv;
+            seen |= 8;
+        }
+    }
+    if (seen != 15) {
+        const char *missing = !(seen & 1) ? "state" : !(seen & 2) ? "step"
+                            : !(seen & 4) ? "baked_ms" : "requests";
+
+        return store_fail(err, errlen, "services[%zu].plan: missing \"%s\"", i, missing);
+    }
+    e->has_plan = true;
+    return 0;
+}
+
 /* Checks one element of "services" and fills <e>. <i> is its index, for
  * messages. Returns 0 or -1 with <err> set. */
 static int
@@ -151,6 +214,9 @@ parse_entry(json_t *j, size_t i, struct adm_store_entry *e, char *err, size_t er
                                   i, (long long)iv);
             e->generation = (uint64_t)iv;
             seen |= 8;
+        } else if (strcmp(key, "plan") == 0) {
+            if (parse_plan(v, i, e, err, errlen) != 0)
+                return -1;
         } else {
             return store_fail(err, errlen, "services[%zu]: unknown key \"%s\"", i, key);
         }
@@ -323,6 +389,26 @@ write_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
+/* Adds the "plan" object of <e> to its entry object <o>. 0, or -1 when the
+ * plan fields are out of range. */
+static int
+store_plan(json_t *o, const struct adm_store_entry *e)
+{
+    json_t *p;
+
+    if (e->plan_state < 0 || e->plan_state >= HL_PLAN__COUNT
+        || e->plan_step >= HL_PLAN_MAX_STEPS || e->plan_baked_ms > (uint64_t)INT64_MAX
+        || e->plan_requests > (uint64_t)INT64_MAX)
+        return -1;
+    p = json_pack("{s:s, s:I, s:I, s:I}", "state", hl_plan_state_names[e->plan_state],
+                  "step", (json_int_t)e->plan_step,
+                  "baked_ms", (json_int_t)e->plan_baked_ms,
+                  "requests", (json_int_t)e->plan_requests);
+    if (p == NULL)
+        return -1;
+    return json_object_set_new(o, "plan", p);
+}
+
 int
 adm_store_save(const char *file, const struct adm_store_entry *e, unsigned n,
                char *err, size_t errlen)
@@ -349,6 +435,11 @@ adm_store_save(const char *file, const struct adm_store_entry *e, unsigned n,
                       "weight_bp", (json_int_t)e[i].weight_bp,
                       "state", adm_state_names[e[i].state],
                       "generation", (json_int_t)e[i].generation);
+        if (o != NULL && e[i].has_plan && store_plan(o, &e[i]) != 0) {
+            json_decref(o);
+            store_fail(err, errlen, "entry %u (%.63s): plan is out of range", i, e[i].name);
+            goto fail;
+        }
         if (o == NULL || json_array_append_new(svcs, o) != 0) {
             store_fail(err, errlen, "cannot build the state document");
             goto fail;

@@ -6,6 +6,9 @@
  *   {"version":1,"services":[{"name":"web","weight_bp":1000,
  *                             "state":"steady","generation":3}]}
  *
+ * with an optional "plan" object per service (the progressive plan's step
+ * and bake progress, see struct adm_store_entry).
+ *
  * A save is atomic (temporary file in the same directory, fsync, rename,
  * fsync of the directory), so a crash leaves either the old or the new file,
  * never a torn one. A load is strict: anything it cannot vouch for is an
@@ -15,6 +18,7 @@
 #ifndef CUTOVER_ADMIN_STORE_H
 #define CUTOVER_ADMIN_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +29,15 @@ struct adm_store_entry {
     uint32_t weight_bp;      /* share to new, 0..10000 */
     int state;               /* enum adm_state (admin/control.h) */
     uint64_t generation;     /* +1 on every change */
+    /* The progressive plan's progress, the optional "plan" object:
+     * {"state":"paused","step":1,"baked_ms":400,"requests":3}. Written only
+     * when <has_plan>; files without it (all files written before plans
+     * existed) load with has_plan false. */
+    bool has_plan;
+    int plan_state;          /* enum hl_plan_state (health/plan.h) */
+    unsigned plan_step;      /* index of the current step, 0..HL_PLAN_MAX_STEPS-1 */
+    uint64_t plan_baked_ms;  /* bake time accumulated in that step */
+    uint64_t plan_requests;  /* new-side outcomes counted in that step */
 };
 
 /* Loads <file>. On success returns 0 with <*out> a new array of <*n>

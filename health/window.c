@@ -99,6 +99,15 @@ hl_window_reset(struct hl_window *w)
     memset(w->b, 0, sizeof w->b);
 }
 
+void
+hl_window_copy(struct hl_window *dst, const struct hl_window *src)
+{
+    /* second s lives in b[s % window_s]: nothing past window_s is ever used */
+    dst->window_s = src->window_s;
+    dst->newest_sec = src->newest_sec;
+    memcpy(dst->b, src->b, src->window_s * sizeof src->b[0]);
+}
+
 /* The bucket that holds second <sec> (cleared if it held an older second),
  * or NULL when <sec> is too old for the window. Does not move newest_sec. */
 static struct hl_bucket *

@@ -88,6 +88,11 @@ void hl_window_stats(const struct hl_window *w, uint64_t now_ms, struct hl_stats
 /* Forgets every outcome, keeping window_s: the window starts afresh. */
 void hl_window_reset(struct hl_window *w);
 
+/* Makes <dst> an exact copy of <src> (window_s included), copying only the
+ * window_s buckets in use, not the whole ring: a few KB for short windows,
+ * cheap enough to snapshot every tick. */
+void hl_window_copy(struct hl_window *dst, const struct hl_window *src);
+
 /* Adds the outcomes of <src> into <dst> (per-worker windows into one), second
  * by second, as if every push to <src> had been made to <dst>: a second of
  * <src> too old for <dst>'s newest second is dropped, and the same second

@@ -21,14 +21,17 @@
 #include <event2/listener.h>
 #include <jansson.h>
 
+#include "admin/audit.h"
 #include "admin/control.h"
 #include "admin/ctl_proto.h"
 #include "admin/log.h"
 #include "admin/socket.h"
 #include "admin/xmalloc.h"
+#include "health/check.h"
 #include "health/window.h"
 #include "proxy/conf.h"
 #include "proxy/server.h"
+#include "proxy/tick.h"
 #include "router/router.h"
 
 static void
@@ -43,6 +46,138 @@ usage(FILE *f)
             "  -h        this help\n");
 }
 
+/* ---- active health checks ------------------------------------------- */
+
+/* A checker's verdict changed: republish the routing snapshot (the weight
+ * stays what the control plane says), log the change once, and audit it. */
+static void
+on_health_change(void *arg, bool is_up, unsigned count, const char *why)
+{
+    struct px_server_rt *s = arg;
+    struct px_service *svc = s->svc;
+    struct px_srv *srv = svc->srv;
+    const struct adm_svc_state *st = adm_control_state(srv->ctl, svc->idx);
+    enum rt_side other = s->side == RT_LEGACY ? RT_NEW : RT_LEGACY;
+    const char *side = rt_side_names[s->side];
+    bool side_was = rt_side_usable(svc->snap, s->side);
+    struct adm_audit_entry ae;
+    char reason[512], aerr[512];
+    json_t *fig;
+
+    if (!px_service_set_up(svc, s->side, s->index, is_up, st->weight_bp, st->generation))
+        return;
+    if (is_up)
+        snprintf(reason, sizeof(reason), "%s/%s UP after %u passed check%s", side,
+                 svc->conf->side[s->side].servers[s->index].text, count, count == 1 ? "" : "s");
+    else
+        snprintf(reason, sizeof(reason), "%s/%s DOWN after %u failed check%s: %s", side,
+                 svc->conf->side[s->side].servers[s->index].text, count,
+                 count == 1 ? "" : "s", why);
+    log_at(is_up ? LL_INFO : LL_WARN, "health", 0, "%s %s", svc->conf->name, reason);
+    if (side_was && !rt_side_usable(svc->snap, s->side))
+        log_at(LL_WARN, "health", 0, "service %s: %s has no healthy server: %s",
+               svc->conf->name, side,
+               rt_side_usable(svc->snap, other) ? "its share of traffic goes to the other side"
+               : svc->conf->mode == PX_MODE_TCP ? "neither side has one, connections are closed"
+                                                : "neither side has one, requests are answered 503");
+    else if (!side_was && rt_side_usable(svc->snap, s->side))
+        log_at(LL_INFO, "health", 0, "service %s: %s has a healthy server again: "
+               "it takes its share of traffic", svc->conf->name, side);
+
+    if (srv->audit_file == NULL)
+        return;
+    fig = json_pack("{s:s, s:s, s:s, s:i, s:s, s:b}", "side", side,
+                    "server", svc->conf->side[s->side].servers[s->index].text,
+                    "verdict", is_up ? "up" : "down", "checks", (int)count,
+                    "last_check", why, "side_healthy", rt_side_usable(svc->snap, s->side));
+    ae = (struct adm_audit_entry){
+        .service = svc->conf->name, .actor = "auto", .action = "health",
+        .from_bp = st->weight_bp, .to_bp = st->weight_bp, .reason = reason,
+        .generation = st->generation, .figures = fig,
+        .from_text = is_up ? "down" : "up", .to_text = is_up ? "up" : "down",
+    };
+    /* the change happened: a failing audit log must not hide that */
+    if (adm_audit_append(srv->audit_file, &ae, aerr, sizeof(aerr)) != 0)
+        log_at(LL_ERR, "health", 0, "%s: audit log: %s", svc->conf->name, aerr);
+    json_decref(fig);
+}
+
+/* Creates and starts the active checker of every server of every service
+ * that has a "health" section. Their jitter is seeded from the daemon's
+ * seed (-R) without drawing from it, so routing draws stay as they were.
+ * 0, or -1 (logged). */
+static int
+health_start(struct px_srv *srv, const char *audit_file)
+{
+    uint64_t n = 0;
+    unsigned i, side, k;
+
+    srv->audit_file = audit_file;
+    for (i = 0; i < srv->nsvcs; i++) {
+        struct px_service *svc = &srv->svcs[i];
+        const struct hl_check_conf *hc = &svc->conf->health;
+
+        if (hc->type == HL_CHECK_NONE)
+            continue;
+        for (side = 0; side < RT_SIDE__COUNT; side++) {
+            for (k = 0; k < svc->conf->side[side].nservers; k++) {
+                struct px_server_rt *s = &svc->servers[side][k];
+                const struct px_addr *a = &svc->conf->side[side].servers[k];
+                char label[160];
+
+                snprintf(label, sizeof(label), "%s %s/%s", svc->conf->name,
+                         rt_side_names[side], a->text);
+                s->svc = svc;
+                s->side = (enum rt_side)side;
+                s->index = k;
+                s->check = hl_check_new(srv->base, hc, (const struct sockaddr *)&a->ss,
+                                        a->len, a->text, label,
+                                        srv->rng ^ (++n * 0xd1b54a32d192ed03ULL),
+                                        on_health_change, s);
+                if (s->check == NULL || hl_check_start(s->check) < 0) {
+                    log_at(LL_ERR, "health", 0, "%s: cannot start the health checks", label);
+                    return -1;
+                }
+            }
+        }
+        log_at(LL_INFO, "health", 0, "service %s: %s checks every %u ms (timeout %u ms, "
+               "rise %u, fall %u)", svc->conf->name,
+               hc->type == HL_CHECK_HTTP ? "http" : "tcp", hc->interval_ms,
+               hc->timeout_ms, hc->rise, hc->fall);
+    }
+    return 0;
+}
+
+/* Stops and frees every checker (before the event loop is freed). */
+static void
+health_stop(struct px_srv *srv)
+{
+    unsigned i, side, k;
+
+    for (i = 0; srv->svcs != NULL && i < srv->nsvcs; i++)
+        for (side = 0; side < RT_SIDE__COUNT; side++)
+            for (k = 0; srv->svcs[i].servers[side] != NULL &&
+                        k < srv->svcs[i].conf->side[side].nservers; k++) {
+                hl_check_free(srv->svcs[i].servers[side][k].check);
+                srv->svcs[i].servers[side][k].check = NULL;
+            }
+}
+
+/* Adds the active-check figures of server <s> to its status object <o>:
+ * "last_check" ("" before the first) and "checks": {"ok", "fail"}. */
+static void
+health_server_status(const struct px_server_rt *s, json_t *o)
+{
+    struct hl_check_stats cs;
+
+    if (s->check == NULL)
+        return;
+    hl_check_get_stats(s->check, &cs);
+    json_object_set_new(o, "last_check", json_string(cs.last));
+    json_object_set_new(o, "checks", json_pack("{s:I, s:I}", "ok", (json_int_t)cs.passed,
+                                               "fail", (json_int_t)cs.failed));
+}
+
 /* ---- control-plane ops ----------------------------------------------- */
 
 static void
@@ -52,10 +187,21 @@ op_apply(void *arg, unsigned idx, const struct adm_svc_state *st)
     struct px_service *svc = &srv->svcs[idx];
     uint32_t from = svc->snap->weight_bp;
 
+    bool was_latched = svc->applied_state == ADM_ST_ROLLED_BACK ||
+                       svc->applied_state == ADM_ST_FROZEN;
+    bool latched = st->state == ADM_ST_ROLLED_BACK || st->state == ADM_ST_FROZEN;
+    bool in_plan = svc->applied_state == ADM_ST_PROGRESSING ||
+                   svc->applied_state == ADM_ST_PAUSED || st->state == ADM_ST_PROGRESSING;
+
     px_service_publish(svc, st->weight_bp, st->generation);
-    /* every change starts new's window afresh, so a rollback latch cleared by
-     * an operator is not re-triggered by the errors that caused it */
-    hl_window_reset(&svc->window[RT_NEW]);
+    /* New's window starts afresh when an operator clears the latch (so the
+     * errors that caused a rollback do not re-trigger it) and when an
+     * operator moves the weight outside a plan. A plan's steps, pause and
+     * resume keep the evidence: a new side that degrades across steps is
+     * still caught. */
+    if ((was_latched && !latched) || (!latched && !in_plan && st->weight_bp != from))
+        hl_window_reset(&svc->window[RT_NEW]);
+    svc->applied_state = (int)st->state;
     log_at(LL_INFO, "control", 0, "service %s: weight %u.%02u%% -> %u.%02u%% state %s generation %llu",
            svc->conf->name, from / 100, from % 100, st->weight_bp / 100,
            st->weight_bp % 100, adm_state_names[st->state],
@@ -82,14 +228,16 @@ side_status(struct px_service *svc, enum rt_side side, uint64_t now_ms)
 
     for (i = 0; i < sc->nservers; i++) {
         const struct px_server_rt *s = &svc->servers[side][i];
+        json_t *so = json_pack("{s:s, s:b, s:I, s:I, s:I, s:i}",
+                               "addr", sc->servers[i].text,
+                               "up", s->up,
+                               "requests", (json_int_t)s->requests,
+                               "failures", (json_int_t)s->failures,
+                               "reused", (json_int_t)s->reused,
+                               "idle", (int)s->nidle);
 
-        json_array_append_new(servers, json_pack("{s:s, s:b, s:I, s:I, s:I, s:i}",
-                                                 "addr", sc->servers[i].text,
-                                                 "up", s->up,
-                                                 "requests", (json_int_t)s->requests,
-                                                 "failures", (json_int_t)s->failures,
-                                                 "reused", (json_int_t)s->reused,
-                                                 "idle", (int)s->nidle));
+        health_server_status(s, so);
+        json_array_append_new(servers, so);
     }
     hl_window_stats(&svc->window[side], now_ms, &hs);
     json_object_set_new(win, "requests", json_integer((json_int_t)hs.requests));
@@ -279,6 +427,7 @@ srv_free(struct px_srv *srv)
 {
     unsigned i, side;
 
+    health_stop(srv);
     adm_server_free(srv->admin);
     adm_control_free(srv->ctl);
     for (i = 0; srv->svcs != NULL && i < srv->nsvcs; i++) {
@@ -317,6 +466,7 @@ main(int argc, char **argv)
     char sock_default[512];
     struct px_srv srv;
     struct event *ev_term = NULL, *ev_int = NULL, *ev_hup = NULL;
+    struct px_tick *tick = NULL;
     const char **names = NULL;
     uint32_t *initial = NULL;
     char *state_file = NULL, *audit_file = NULL;
@@ -402,10 +552,14 @@ main(int argc, char **argv)
         log_at(LL_ERR, "main", 0, "%s", err);
         goto out;
     }
+    for (i = 0; i < srv.nsvcs; i++)
+        adm_control_set_plan(srv.ctl, i, &srv.conf->services[i].plan,
+                             srv.conf->services[i].rollback.min_requests);
     for (i = 0; i < srv.nsvcs; i++) {
         const struct adm_svc_state *st = adm_control_state(srv.ctl, i);
 
         px_service_publish(&srv.svcs[i], st->weight_bp, st->generation);
+        srv.svcs[i].applied_state = (int)st->state;
         log_at(LL_INFO, "main", 0, "service %s: weight %u.%02u%% state %s generation %llu",
                srv.svcs[i].conf->name, st->weight_bp / 100, st->weight_bp % 100,
                adm_state_names[st->state], (unsigned long long)st->generation);
@@ -423,7 +577,11 @@ main(int argc, char **argv)
         log_at(LL_ERR, "main", 0, "admin socket: %s", err);
         goto out;
     }
+    if (health_start(&srv, audit_file) < 0)
+        goto out;
     if (px_srv_listen(&srv) < 0)
+        goto out;
+    if ((tick = px_tick_new(&srv)) == NULL)
         goto out;
 
     ev_term = evsignal_new(srv.base, SIGTERM, on_signal_stop, &srv);
@@ -451,6 +609,7 @@ out:
         event_free(ev_int);
     if (ev_hup != NULL)
         event_free(ev_hup);
+    px_tick_free(tick);
     srv_free(&srv);
     free(names);
     free(initial);

@@ -114,6 +114,13 @@ px_pool_put(struct px_service *svc, enum rt_side side, unsigned server,
 }
 
 void
+px_pool_close_server(struct px_service *svc, enum rt_side side, unsigned server)
+{
+    while (svc->servers[side][server].idle != NULL)
+        pooled_free(svc->servers[side][server].idle);
+}
+
+void
 px_pool_close_side(struct px_service *svc, enum rt_side side)
 {
     unsigned i;

@@ -59,6 +59,8 @@ px_service_record(struct px_service *svc, enum rt_side side, unsigned server,
                   int status, enum px_err err, uint64_t latency_us)
 {
     struct px_side_stats *st = &svc->stats[side];
+    uint64_t now_us = px_now_us(svc->srv);
+    uint32_t lat = latency_us > UINT32_MAX ? UINT32_MAX : (uint32_t)latency_us;
     enum hl_outcome o;
 
     if (status > 0) {
@@ -70,8 +72,13 @@ px_service_record(struct px_service *svc, enum rt_side side, unsigned server,
             svc->servers[side][server].failures++;
     }
     st->by_class[o]++;
-    hl_window_push(&svc->window[side], px_now_ms(svc->srv), o,
-                   latency_us > UINT32_MAX ? UINT32_MAX : (uint32_t)latency_us);
+    hl_window_push(&svc->window[side], now_us / 1000u, o, lat);
+    if (svc->nrecent < PX_RECENT_MAX)
+        svc->recent[svc->nrecent++] = (struct px_recent){
+            .us = now_us, .latency_us = lat, .side = (uint8_t)side, .outcome = (uint8_t)o,
+        };
+    else
+        svc->recent_lost = true;
 }
 
 int
@@ -108,7 +115,23 @@ px_service_publish(struct px_service *svc, uint32_t weight_bp, uint64_t generati
                 s->usable[side] |= 1ULL << i;
     }
     svc->snap = s;                     /* the swap: one pointer store */
+    svc->published_us = px_now_us(svc->srv);
     free((void *)old);
+}
+
+bool
+px_service_set_up(struct px_service *svc, enum rt_side side, unsigned server,
+                  bool up, uint32_t weight_bp, uint64_t generation)
+{
+    struct px_server_rt *s = &svc->servers[side][server];
+
+    if (s->up == up)
+        return false;
+    s->up = up;
+    if (!up)
+        px_pool_close_server(svc, side, server);
+    px_service_publish(svc, weight_bp, generation);
+    return true;
 }
 
 void

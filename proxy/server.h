@@ -51,14 +51,29 @@ struct px_side_stats {
 };
 
 struct px_pooled;
+struct hl_check;
 
 struct px_server_rt {
-    bool up;                     /* current health verdict (no active checks yet: true) */
+    bool up;                     /* current health verdict: true at start, then
+                                  * set by the active checks (px_service_set_up) */
     uint64_t requests;           /* requests / connections sent to it */
     uint64_t failures;           /* connect failures and upstream errors */
     uint64_t reused;             /* requests sent on a pooled connection */
     struct px_pooled *idle;      /* owned: idle keep-alive connections, most recent first */
     unsigned nidle;              /* entries in <idle>, <= pool.max_idle */
+    struct hl_check *check;      /* owned: active checker; NULL without "health" */
+    struct px_service *svc;      /* borrowed: owner; set with <check> */
+    enum rt_side side;           /* this server's side; set with <check> */
+    unsigned index;              /* its index in svc->servers[side]; set with <check> */
+};
+
+/* One outcome as pushed to a window, kept until the next policy tick. */
+#define PX_RECENT_MAX 1024
+struct px_recent {
+    uint64_t us;                 /* px_now_us() when recorded */
+    uint32_t latency_us;         /* as pushed to the window */
+    uint8_t side;                /* enum rt_side */
+    uint8_t outcome;             /* enum hl_outcome */
 };
 
 struct px_service {
@@ -70,8 +85,15 @@ struct px_service {
     struct px_server_rt *servers[RT_SIDE__COUNT];   /* owned arrays, nservers each */
     struct px_side_stats stats[RT_SIDE__COUNT];
     struct hl_window window[RT_SIDE__COUNT];        /* passive outcome windows */
+    struct px_recent recent[PX_RECENT_MAX];  /* outcomes recorded since the policy
+                                          * tick last looked, oldest first (proxy/tick.c
+                                          * replays them to time a breach exactly) */
+    unsigned nrecent;                    /* entries in <recent>; the tick empties it */
+    bool recent_lost;                    /* more than PX_RECENT_MAX since the tick */
+    uint64_t published_us;               /* px_now_us() when <snap> was installed */
     struct evconnlistener **listeners;   /* owned, conf->nlisten entries */
     uint64_t conns_active;               /* client connections / tunnels open */
+    int applied_state;                   /* enum adm_state last applied (main.c) */
     struct px_tcp *tunnels;              /* TCP mode: list of open tunnels (borrowed) */
     struct px_conn *conns;               /* HTTP mode: list of open connections (borrowed) */
 };
@@ -88,6 +110,8 @@ struct px_srv {
     bool stopping;                       /* SIGTERM received: accept nothing new */
     uint64_t conns_active;               /* over all services */
     struct event *grace_timer;           /* owned: shutdown deadline */
+    const char *audit_file;              /* borrowed from main(): audit log of the
+                                          * automatic health changes */
 };
 
 /* A uniform 64-bit random draw (splitmix64 over srv->rng). */
@@ -111,6 +135,14 @@ int px_service_other_server(struct px_service *svc, enum rt_side side,
 
 /* Installs <weight_bp>/<generation> as the service's new routing snapshot. */
 void px_service_publish(struct px_service *svc, uint32_t weight_bp, uint64_t generation);
+
+/* Sets the health verdict of <server> of <side> to <up> and republishes the
+ * routing snapshot with <weight_bp>/<generation> (the control plane's
+ * current ones: health never changes the weight). A server going down has
+ * its idle pooled connections closed; requests in flight to it finish.
+ * Returns true when the verdict changed. */
+bool px_service_set_up(struct px_service *svc, enum rt_side side, unsigned server,
+                       bool up, uint32_t weight_bp, uint64_t generation);
 
 /* Creates the listeners of every service. 0, or -1 with a logged error. */
 int px_srv_listen(struct px_srv *srv);
@@ -148,6 +180,10 @@ void px_pool_put(struct px_service *svc, enum rt_side side, unsigned server,
 /* proxy/pool.c: closes every idle connection to <side> (blue-green switch,
  * shutdown). */
 void px_pool_close_side(struct px_service *svc, enum rt_side side);
+
+/* proxy/pool.c: closes every idle connection to <server> of <side> (it was
+ * marked down). */
+void px_pool_close_server(struct px_service *svc, enum rt_side side, unsigned server);
 
 /* proxy/tcp.c: takes an accepted client socket <fd> of a TCP service. */
 void px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int salen);

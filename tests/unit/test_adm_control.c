@@ -26,6 +26,7 @@
 #include "admin/audit.h"
 #include "admin/control.h"
 #include "admin/store.h"
+#include "health/conf.h"
 
 #define MAX_CALLS 32
 
@@ -621,7 +622,13 @@ static const struct {
     { "{\"cmd\":\"audit\",\"n\":10001}", "\"n\" must be 1..10000" },
     { "{\"cmd\":\"audit\",\"n\":\"5\"}", "\"n\" must be an integer" },
     { "{\"cmd\":\"status\",\"verbose\":true}", "unknown key in \"status\" request" },
-    { "{\"cmd\":\"plan\",\"service\":\"a\",\"action\":\"start\"}", "plan: not available yet" },
+    { "{\"cmd\":\"plan\",\"service\":\"a\",\"action\":\"start\"}", "service a has no plan" },
+    { "{\"cmd\":\"plan\",\"service\":\"a\"}", "missing \"action\"" },
+    { "{\"cmd\":\"plan\",\"service\":\"a\",\"action\":\"go\"}",
+      "\"action\" must be start, pause, resume or abort, got \"go\"" },
+    { "{\"cmd\":\"plan\",\"service\":\"a\",\"action\":1}", "\"action\" must be a string" },
+    { "{\"cmd\":\"plan\",\"service\":\"a\",\"action\":\"start\",\"steps\":[1]}",
+      "unknown key in \"plan\" request: \"steps\"" },
 };
 
 static void
@@ -688,8 +695,8 @@ test_state_file_wins_over_config(void **state)
     static const char *const names[] = { "web", "api" };
     static const uint32_t bp[] = { 500, 9000 };
     struct adm_store_entry saved[] = {
-        { "web", 3000, ADM_ST_ROLLED_BACK, 7 },
-        { "gone", 100, ADM_ST_STEADY, 2 },        /* not in the config: dropped */
+        { .name = "web", .weight_bp = 3000, .state = ADM_ST_ROLLED_BACK, .generation = 7 },
+        { .name = "gone", .weight_bp = 100, .state = ADM_ST_STEADY, .generation = 2 },        /* not in the config: dropped */
     };
     struct fx *f = fx_new();
     char err[256];
@@ -1053,6 +1060,685 @@ test_audit_tail_reads_backwards_across_blocks(void **state)
     fx_free(f);
 }
 
+/* ---- automatic decisions ------------------------------------------------ */
+
+/* The last line of the audit log, parsed (caller decrefs), or NULL. */
+static json_t *
+last_audit(struct fx *f)
+{
+    char *text = slurp(f->audit), *last, *end;
+    json_t *e;
+
+    if (text == NULL)
+        return NULL;
+    end = text + strlen(text);
+    while (end > text && end[-1] == '\n')
+        *--end = '\0';
+    last = strrchr(text, '\n');
+    e = json_loads(last != NULL ? last + 1 : text, 0, NULL);
+    assert_non_null(e);
+    free(text);
+    return e;
+}
+
+static unsigned
+audit_lines(struct fx *f)
+{
+    char *text = slurp(f->audit), *p;
+    unsigned n = 0;
+
+    if (text == NULL)
+        return 0;
+    for (p = text; *p != '\0'; p++)
+        n += *p == '\n';
+    free(text);
+    return n;
+}
+
+static json_t *
+some_figures(void)
+{
+    return json_pack("{s:s, s:f, s:f, s:I, s:f, s:{s:f, s:I, s:I}}", "kind", "error_rate",
+                     "error_rate", 0.5, "p99_ms", 12.5, "requests", (json_int_t)40,
+                     "legacy_error_rate", 0.0, "thresholds", "max_error_rate", 0.05,
+                     "min_requests", (json_int_t)20, "window_s", (json_int_t)10);
+}
+
+/* Every combination of state, weight and input against the rule of
+ * control.h, written out the long way. */
+static void
+test_auto_decide(void **state)
+{
+    static const uint32_t weights[] = { 0, 1, 5000, 10000 };
+    enum adm_state s;
+    unsigned w, bits;
+
+    for (s = 0; s < ADM_ST__COUNT; s++) {
+        for (w = 0; w < sizeof(weights) / sizeof(weights[0]); w++) {
+            for (bits = 0; bits < 16; bits++) {
+                struct adm_svc_state st = { .weight_bp = weights[w], .state = s,
+                                            .generation = 7 };
+                struct adm_auto_input in = {
+                    .breached = bits & 1, .freeze = bits & 2,
+                    .new_healthy = bits & 4, .rollback_on_new_down = bits & 8,
+                };
+                bool latched = s == ADM_ST_ROLLED_BACK || s == ADM_ST_FROZEN;
+                bool armed = !latched && (weights[w] > 0 || s == ADM_ST_PROGRESSING);
+                enum adm_auto_action want = ADM_AUTO_NONE;
+
+                if (armed && in.breached)
+                    want = in.freeze ? ADM_AUTO_FREEZE : ADM_AUTO_ROLLBACK;
+                else if (armed && !in.new_healthy && in.rollback_on_new_down)
+                    want = ADM_AUTO_ROLLBACK;
+                assert_int_equal(adm_auto_armed(&st), armed);
+                assert_int_equal(adm_auto_decide(&st, &in), want);
+            }
+        }
+    }
+}
+
+/* A breach at weight 20: weight 0 applied before the file changes, latch
+ * persisted, one audit entry by "auto" with the figures; the same breach
+ * again does nothing at all; an operator's weight re-arms it. */
+static void
+test_auto_rollback_latches_once(void **state)
+{
+    struct fx *f = fx_one(0);
+    json_t *r, *e, *fig = some_figures();
+    int st = -1;
+    uint64_t gen = 0;
+
+    expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":20}"));
+    json_decref(r);
+    f->ncalls = 0;
+    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK,
+                                      "error rate 0.500 > 0.050 over 40 requests (20 errors)",
+                                      fig), 0);
+    assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
+    assert_int_equal(f->ncalls, 1);
+    assert_int_equal(f->calls[0].kind, 'a');
+    assert_int_equal(f->calls[0].st.weight_bp, 0);
+    assert_int_equal(f->calls[0].st.state, ADM_ST_ROLLED_BACK);
+    assert_int_equal(f->calls[0].file_bp, 2000);        /* applied first */
+    assert_int_equal(file_weight(f->state, "web", &st, &gen), 0);   /* persisted second */
+    assert_int_equal(st, ADM_ST_ROLLED_BACK);
+    assert_true(gen == 2);
+
+    e = last_audit(f);
+    assert_int_equal(json_object_size(e), 9);
+    assert_string_equal(json_string_value(json_object_get(e, "actor")), "auto");
+    assert_string_equal(json_string_value(json_object_get(e, "action")), "rollback");
+    assert_true(num(e, "from") == 20);
+    assert_true(num(e, "to") == 0);
+    assert_string_equal(json_string_value(json_object_get(e, "reason")),
+                        "error rate 0.500 > 0.050 over 40 requests (20 errors)");
+    assert_int_equal(json_integer_value(json_object_get(e, "generation")), 2);
+    assert_true(json_equal(json_object_get(e, "figures"), fig));
+    json_decref(e);
+    assert_int_equal(audit_lines(f), 2);
+
+    /* latched: a lasting breach (or a freeze) is not acted on again */
+    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "again", fig), -1);
+    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "again", fig), -1);
+    assert_int_equal(f->ncalls, 1);
+    assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
+    assert_int_equal(audit_lines(f), 2);
+
+    /* the latch survives a restart */
+    adm_control_free(f->c);
+    f->c = NULL;
+    f->ncalls = 0;
+    fx_start(f, 1, f->names, (const uint32_t[]){ 5000 });
+    assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
+    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "again", fig), -1);
+
+    /* an operator's weight clears it and re-arms the rule */
+    expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":5}"));
+    json_decref(r);
+    assert_state(f, 0, 500, ADM_ST_STEADY, 3);
+    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "new side down", NULL), 0);
+    assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 4);
+    e = last_audit(f);
+    assert_null(json_object_get(e, "figures"));
+    assert_string_equal(json_string_value(json_object_get(e, "reason")), "new side down");
+    json_decref(e);
+    json_decref(fig);
+    fx_free(f);
+}
+
+/* freeze: the weight holds, the latch is frozen and persisted, audited
+ * once; an operator's rollback, promote or weight ends it. */
+static void
+test_auto_freeze_holds_weight(void **state)
+{
+    struct fx *f = fx_one(3000);
+    json_t *r, *e, *fig = some_figures();
+    int st = -1;
+
+    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "p99 900.0 ms > 500 ms", fig), 0);
+    assert_state(f, 0, 3000, ADM_ST_FROZEN, 1);
+    assert_int_equal(f->ncalls, 1);
+    assert_int_equal(f->calls[0].st.weight_bp, 3000);
+    assert_int_equal(f->calls[0].st.state, ADM_ST_FROZEN);
+    assert_int_equal(file_weight(f->state, "web", &st, NULL), 3000);
+    assert_int_equal(st, ADM_ST_FROZEN);
+    e = last_audit(f);
+    assert_string_equal(json_string_value(json_object_get(e, "actor")), "auto");
+    assert_string_equal(json_string_value(json_object_get(e, "action")), "freeze");
+    assert_true(num(e, "from") == 30 && num(e, "to") == 30);
+    assert_true(json_equal(json_object_get(e, "figures"), fig));
+    json_decref(e);
+
+    /* frozen is a latch too: nothing more happens automatically */
+    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "again", fig), -1);
+    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "again", fig), -1);
+    assert_int_equal(f->ncalls, 1);
+    assert_int_equal(audit_lines(f), 1);
+
+    /* status shows it */
+    r = run(f, "{\"cmd\":\"status\"}");
+    expect_ok(r);
+    assert_string_equal(json_string_value(json_object_get(
+        json_array_get(json_object_get(r, "services"), 0), "state")), "frozen");
+    json_decref(r);
+
+    /* the operator rolls back: a plain rollback latch from here */
+    expect_ok(r = run(f, "{\"cmd\":\"rollback\",\"reason\":\"after the freeze\"}"));
+    json_decref(r);
+    assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
+
+    /* freeze again from a promoted service; promote and weight clear it */
+    expect_ok(r = run(f, "{\"cmd\":\"promote\"}"));
+    json_decref(r);
+    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "x", NULL), 0);
+    assert_state(f, 0, 10000, ADM_ST_FROZEN, 4);
+    expect_ok(r = run(f, "{\"cmd\":\"promote\"}"));
+    json_decref(r);
+    assert_state(f, 0, 10000, ADM_ST_PROMOTED, 5);
+    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "x", NULL), 0);
+    expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":1}"));
+    json_decref(r);
+    assert_state(f, 0, 100, ADM_ST_STEADY, 7);
+    json_decref(fig);
+    fx_free(f);
+}
+
+/* At weight 0 outside a plan there is nothing to take away: no change, no
+ * apply, no file, no audit. */
+static void
+test_auto_at_weight_zero_does_nothing(void **state)
+{
+    struct fx *f = fx_one(0);
+
+    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "x", NULL), -1);
+    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "x", NULL), -1);
+    assert_int_equal(f->ncalls, 0);
+    assert_state(f, 0, 0, ADM_ST_STEADY, 0);
+    assert_null(slurp(f->audit));
+    assert_int_equal(file_weight(f->state, "web", NULL, NULL), -1);
+    fx_free(f);
+}
+
+/* The state file cannot be written: the rollback takes effect anyway (it is
+ * a lowering), is audited, and reports done. */
+static void
+test_auto_rollback_unsaved_still_applies(void **state)
+{
+    struct fx *f = fx_one(4000);
+    char blocker[PATH_MAX + 64];
+
+    snprintf(blocker, sizeof(blocker), "%s/state", f->dir);
+    write_file(blocker, "not a directory");
+    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "x", NULL), 0);
+    assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 1);
+    assert_int_equal(f->ncalls, 1);
+    assert_int_equal(f->calls[0].st.weight_bp, 0);
+    assert_int_equal(audit_lines(f), 1);
+    fx_free(f);
+}
+
+/* ---- progressive plan --------------------------------------------------- */
+
+#define T0 1000000u              /* the plan tests' clock starts here (ms) */
+
+/* steps 10, 50, 100 %, bake 1 s, 5 requests per step */
+static void
+plan_conf3(struct fx *f, unsigned svc)
+{
+    struct hl_plan_conf pc = { .nsteps = 3, .steps_bp = { 1000, 5000, 10000 }, .bake_s = 1 };
+
+    adm_control_set_plan(f->c, svc, &pc, 5);
+}
+
+/* The "plan" object of service 0 in a status reply (caller decrefs <*root>). */
+static json_t *
+plan_of_status(struct fx *f, json_t **root)
+{
+    *root = run(f, "{\"cmd\":\"status\"}");
+    expect_ok(*root);
+    return json_object_get(json_array_get(json_object_get(*root, "services"), 0), "plan");
+}
+
+static const char *
+str_of(json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+
+    if (s == NULL)
+        fail_msg("\"%s\" is not a string", key);
+    return s;
+}
+
+/* Plan state and step (1-based) in the state file's entry of "web". */
+static void
+assert_file_plan(struct fx *f, const char *state, unsigned step)
+{
+    char *text = slurp(f->state);
+    json_t *root, *p;
+
+    assert_non_null(text);
+    root = json_loads(text, 0, NULL);
+    free(text);
+    assert_non_null(root);
+    p = json_object_get(json_array_get(json_object_get(root, "services"), 0), "plan");
+    assert_true(json_is_object(p));
+    assert_string_equal(str_of(p, "state"), state);
+    assert_int_equal(json_integer_value(json_object_get(p, "step")), step - 1);
+    json_decref(root);
+}
+
+static void
+test_plan_start_pause_resume_abort(void **state)
+{
+    struct fx *f = fx_one(0);
+    json_t *r, *root, *p, *e;
+    int st = -1;
+
+    plan_conf3(f, 0);
+    r = run(f, "{\"cmd\":\"plan\",\"action\":\"start\"}");
+    expect_ok(r);
+    assert_true(num(r, "weight") == 10);
+    assert_string_equal(str_of(r, "state"), "progressing");
+    p = json_object_get(r, "plan");
+    assert_int_equal(json_integer_value(json_object_get(p, "step")), 1);
+    assert_int_equal(json_integer_value(json_object_get(p, "steps")), 3);
+    json_decref(r);
+    assert_state(f, 0, 1000, ADM_ST_PROGRESSING, 1);
+    /* a raise: persisted first, applied second */
+    assert_int_equal(f->ncalls, 1);
+    assert_int_equal(f->calls[0].file_bp, 1000);
+    assert_int_equal(file_weight(f->state, "web", &st, NULL), 1000);
+    assert_int_equal(st, ADM_ST_PROGRESSING);
+    assert_file_plan(f, "progressing", 1);
+    e = last_audit(f);
+    assert_string_equal(str_of(e, "action"), "plan_start");
+    assert_string_equal(str_of(e, "actor"), "uid:0");
+    assert_true(num(e, "from") == 0 && num(e, "to") == 10);
+    json_decref(e);
+
+    /* refusals while progressing */
+    expect_error(run(f, "{\"cmd\":\"plan\",\"action\":\"start\"}"),
+                 "plan start: the plan is already progressing at step 1/3 (10%)");
+    expect_error(run(f, "{\"cmd\":\"plan\",\"action\":\"resume\"}"),
+                 "plan resume: the plan is not paused (it is progressing)");
+    assert_state(f, 0, 1000, ADM_ST_PROGRESSING, 1);
+
+    /* 600 ms baked with requests, then a pause */
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0, 0), 0);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 600, 50), 0);
+    expect_ok(r = run(f, "{\"cmd\":\"plan\",\"action\":\"pause\"}"));
+    assert_string_equal(str_of(r, "state"), "paused");
+    assert_true(num(json_object_get(r, "plan"), "bake_left_s") == 0.4);
+    json_decref(r);
+    assert_state(f, 0, 1000, ADM_ST_PAUSED, 2);
+    assert_file_plan(f, "paused", 1);
+    expect_error(run(f, "{\"cmd\":\"plan\",\"action\":\"pause\"}"),
+                 "plan pause: no plan is progressing (the plan is paused)");
+
+    /* paused: time passes, nothing moves */
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 60000, 500), 0);
+    p = plan_of_status(f, &root);
+    assert_string_equal(str_of(p, "state"), "paused");
+    assert_true(num(p, "bake_left_s") == 0.4);
+    assert_true(num(p, "baked_s") == 0.6);
+    assert_true(num(p, "requests") == 50);
+    assert_true(num(p, "percent") == 10);
+    json_decref(root);
+
+    /* resume: 400 ms to go from the first tick after it */
+    expect_ok(r = run(f, "{\"cmd\":\"plan\",\"action\":\"resume\"}"));
+    assert_string_equal(str_of(r, "state"), "progressing");
+    json_decref(r);
+    assert_state(f, 0, 1000, ADM_ST_PROGRESSING, 3);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 70000, 500), 0);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 70399, 500), 0);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 70400, 500), 1);
+    assert_state(f, 0, 5000, ADM_ST_PROGRESSING, 4);
+    assert_int_equal(f->calls[f->ncalls - 1].file_bp, 5000);   /* persisted first */
+    assert_file_plan(f, "progressing", 2);
+    e = last_audit(f);
+    assert_string_equal(str_of(e, "action"), "plan_step");
+    assert_string_equal(str_of(e, "actor"), "auto");
+    assert_true(num(e, "from") == 10 && num(e, "to") == 50);
+    assert_non_null(strstr(str_of(e, "reason"), "step 1/3 (10%) baked 1.0 s with 50 requests"));
+    assert_true(num(json_object_get(e, "figures"), "step") == 2);
+    assert_true(num(json_object_get(e, "figures"), "min_requests") == 5);
+    json_decref(e);
+
+    /* abort: the weight stays, state steady, nothing advances any more */
+    expect_ok(r = run(f, "{\"cmd\":\"plan\",\"action\":\"abort\"}"));
+    assert_string_equal(str_of(r, "state"), "steady");
+    assert_string_equal(str_of(json_object_get(r, "plan"), "state"), "aborted");
+    json_decref(r);
+    assert_state(f, 0, 5000, ADM_ST_STEADY, 5);
+    assert_file_plan(f, "aborted", 2);
+    e = last_audit(f);
+    assert_string_equal(str_of(e, "action"), "plan_abort");
+    assert_string_equal(str_of(e, "actor"), "uid:0");
+    json_decref(e);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 80000, 900), 0);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 90000, 1900), 0);
+    assert_state(f, 0, 5000, ADM_ST_STEADY, 5);
+    expect_error(run(f, "{\"cmd\":\"plan\",\"action\":\"abort\"}"),
+                 "plan abort: no plan is running (the plan is aborted)");
+    expect_error(run(f, "{\"cmd\":\"plan\",\"action\":\"pause\"}"), "no plan is progressing");
+    /* at 50 % a new run of the plan would lower the weight */
+    expect_error(run(f, "{\"cmd\":\"plan\",\"action\":\"start\"}"),
+                 "the weight (50%) is above the plan's first step (10%)");
+    assert_state(f, 0, 5000, ADM_ST_STEADY, 5);
+    fx_free(f);
+}
+
+/* A step needs its bake AND min_requests; the last step completes the plan
+ * as promoted. */
+static void
+test_plan_steps_need_bake_and_requests_then_promote(void **state)
+{
+    struct fx *f = fx_one(0);
+    json_t *r, *root, *p, *e;
+    uint64_t t = T0;
+
+    plan_conf3(f, 0);
+    expect_ok(r = run(f, "{\"cmd\":\"plan\",\"action\":\"start\"}"));
+    json_decref(r);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, t, 100), 0);
+    /* 5 s baked, only 4 requests */
+    assert_int_equal(adm_control_plan_tick(f->c, 0, t += 5000, 104), 0);
+    assert_state(f, 0, 1000, ADM_ST_PROGRESSING, 1);
+    p = plan_of_status(f, &root);
+    assert_true(num(p, "bake_left_s") == 0);
+    assert_true(num(p, "requests") == 4);
+    json_decref(root);
+    /* the 5th */
+    assert_int_equal(adm_control_plan_tick(f->c, 0, t += 100, 105), 1);
+    assert_state(f, 0, 5000, ADM_ST_PROGRESSING, 2);
+
+    /* 50 requests at once, bake not over */
+    assert_int_equal(adm_control_plan_tick(f->c, 0, t += 100, 155), 0);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, t += 800, 155), 0);
+    assert_state(f, 0, 5000, ADM_ST_PROGRESSING, 2);
+    /* 1000 ms since the step began: the last step, promoted */
+    assert_int_equal(adm_control_plan_tick(f->c, 0, t += 100, 155), 1);
+    assert_state(f, 0, 10000, ADM_ST_PROMOTED, 3);
+    assert_int_equal(f->calls[f->ncalls - 1].file_bp, 10000);
+    assert_file_plan(f, "completed", 3);
+    e = last_audit(f);
+    assert_string_equal(str_of(e, "action"), "plan_step");
+    assert_non_null(strstr(str_of(e, "reason"), "last step 3/3 (100%), plan completed"));
+    json_decref(e);
+    p = plan_of_status(f, &root);
+    assert_string_equal(str_of(p, "state"), "completed");
+    assert_int_equal(json_integer_value(json_object_get(p, "step")), 3);
+    assert_true(num(p, "percent") == 100);
+    json_decref(root);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, t += 10000, 999), 0);
+    assert_state(f, 0, 10000, ADM_ST_PROMOTED, 3);
+    fx_free(f);
+}
+
+/* A plan whose last step is below 100 % ends steady there. */
+static void
+test_plan_last_step_below_100_ends_steady(void **state)
+{
+    struct fx *f = fx_one(0);
+    struct hl_plan_conf pc = { .nsteps = 2, .steps_bp = { 100, 2500 }, .bake_s = 2 };
+    json_t *r;
+
+    adm_control_set_plan(f->c, 0, &pc, 1);
+    expect_ok(r = run(f, "{\"cmd\":\"plan\",\"action\":\"start\"}"));
+    json_decref(r);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0, 0), 0);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 2000, 1), 1);
+    assert_state(f, 0, 2500, ADM_ST_STEADY, 2);
+    fx_free(f);
+}
+
+static void
+test_plan_refusals_change_nothing(void **state)
+{
+    static const char *const names[] = { "a", "b" };
+    static const uint32_t bp[] = { 0, 2000 };
+    struct fx *f = fx_new();
+    char *state_before;
+    json_t *r;
+
+    fx_start(f, 2, names, bp);
+    plan_conf3(f, 1);
+    /* "a" has no plan at all */
+    expect_error(run(f, "{\"cmd\":\"plan\",\"service\":\"a\",\"action\":\"start\"}"),
+                 "plan start: service a has no plan");
+    /* no service named with two services */
+    expect_error(run(f, "{\"cmd\":\"plan\",\"action\":\"start\"}"), "service required");
+    /* "b" runs at 20 %, above the first step */
+    expect_error(run(f, "{\"cmd\":\"plan\",\"service\":\"b\",\"action\":\"start\"}"),
+                 "plan start: the weight (20%) is above the plan's first step (10%) and a "
+                 "plan never lowers the weight; set the weight to 10% or less first");
+    /* rolled back: the latch holds */
+    expect_ok(r = run(f, "{\"cmd\":\"rollback\",\"service\":\"b\"}"));
+    json_decref(r);
+    state_before = slurp(f->state);
+    expect_error(run(f, "{\"cmd\":\"plan\",\"service\":\"b\",\"action\":\"start\"}"),
+                 "plan start: service b is rolled_back; the latch holds until an operator "
+                 "sets a weight");
+    expect_error(run(f, "{\"cmd\":\"plan\",\"service\":\"b\",\"action\":\"resume\"}"),
+                 "the plan is not paused (it is idle)");
+    expect_error(run(f, "{\"cmd\":\"plan\",\"service\":\"b\",\"action\":\"abort\"}"),
+                 "no plan is running (the plan is idle)");
+    assert_state(f, 1, 0, ADM_ST_ROLLED_BACK, 1);
+    {
+        char *s = slurp(f->state);
+
+        assert_string_equal(s, state_before);
+        free(s);
+    }
+    free(state_before);
+    assert_int_equal(audit_lines(f), 1);
+    /* weight 0 clears the latch: then it starts */
+    expect_ok(r = run(f, "{\"cmd\":\"weight\",\"service\":\"b\",\"percent\":0}"));
+    json_decref(r);
+    expect_ok(r = run(f, "{\"cmd\":\"plan\",\"service\":\"b\",\"action\":\"start\"}"));
+    json_decref(r);
+    assert_state(f, 1, 1000, ADM_ST_PROGRESSING, 3);
+    assert_state(f, 0, 0, ADM_ST_STEADY, 0);
+    fx_free(f);
+}
+
+/* An automatic rollback or freeze stops the plan (breached); an operator's
+ * weight ends it (aborted). */
+static void
+test_plan_breach_and_operator_end_it(void **state)
+{
+    struct fx *f = fx_one(0);
+    json_t *r, *root, *p;
+
+    plan_conf3(f, 0);
+    expect_ok(r = run(f, "{\"cmd\":\"plan\",\"action\":\"start\"}"));
+    json_decref(r);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0, 0), 0);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 900, 100), 0);
+    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "error rate", NULL), 0);
+    assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
+    assert_file_plan(f, "breached", 1);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 5000, 500), 0);
+    assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
+    p = plan_of_status(f, &root);
+    assert_string_equal(str_of(p, "state"), "breached");
+    assert_true(num(p, "bake_left_s") == 0);
+    json_decref(root);
+
+    /* freeze while paused: the weight is held, the plan stops */
+    expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":0}"));
+    json_decref(r);
+    expect_ok(r = run(f, "{\"cmd\":\"plan\",\"action\":\"start\"}"));
+    json_decref(r);
+    expect_ok(r = run(f, "{\"cmd\":\"plan\",\"action\":\"pause\"}"));
+    json_decref(r);
+    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "p99", NULL), 0);
+    assert_state(f, 0, 1000, ADM_ST_FROZEN, 6);
+    expect_error(run(f, "{\"cmd\":\"plan\",\"action\":\"resume\"}"), "it is breached");
+    expect_error(run(f, "{\"cmd\":\"plan\",\"action\":\"start\"}"), "service web is frozen");
+
+    /* an operator's weight during a plan ends it */
+    expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":0}"));
+    json_decref(r);
+    expect_ok(r = run(f, "{\"cmd\":\"plan\",\"action\":\"start\"}"));
+    json_decref(r);
+    expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":5}"));
+    json_decref(r);
+    assert_state(f, 0, 500, ADM_ST_STEADY, 9);
+    assert_file_plan(f, "aborted", 1);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 9000, 1000), 0);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 19000, 2000), 0);
+    assert_state(f, 0, 500, ADM_ST_STEADY, 9);
+    /* and so does promote */
+    expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":0}"));
+    json_decref(r);
+    expect_ok(r = run(f, "{\"cmd\":\"plan\",\"action\":\"start\"}"));
+    json_decref(r);
+    expect_ok(r = run(f, "{\"cmd\":\"promote\"}"));
+    json_decref(r);
+    assert_state(f, 0, 10000, ADM_ST_PROMOTED, 12);
+    assert_file_plan(f, "aborted", 1);
+    fx_free(f);
+}
+
+/* A step that cannot be saved is not taken (nothing applied or audited) and
+ * is retried no sooner than 5 s later; a plan command's raise likewise. */
+static void
+test_plan_unsaved_step_is_not_taken(void **state)
+{
+    struct fx *f = fx_one(0);
+    char blocker[PATH_MAX + 64], path[PATH_MAX + 64];
+    unsigned calls, lines;
+    json_t *r;
+
+    plan_conf3(f, 0);
+    expect_ok(r = run(f, "{\"cmd\":\"plan\",\"action\":\"start\"}"));
+    json_decref(r);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0, 0), 0);
+    /* from now on the state file's directory cannot exist */
+    snprintf(blocker, sizeof(blocker), "%s/state", f->dir);
+    snprintf(path, sizeof(path), "%s/state/state.json", f->dir);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(blocker), 0);
+    write_file(blocker, "not a directory");
+    calls = f->ncalls;
+    lines = audit_lines(f);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 1000, 10), -1);
+    assert_state(f, 0, 1000, ADM_ST_PROGRESSING, 1);
+    assert_int_equal(f->ncalls, calls);
+    assert_int_equal(audit_lines(f), lines);
+    /* not retried on every tick */
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 1100, 10), 0);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 5999, 10), 0);
+    /* the retry re-anchors, then the step is due again: what the step baked
+     * and counted was kept */
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 6000, 10), 0);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 6001, 10), -1);
+    /* pause is not a raise: applied, reported unsaved */
+    expect_error(run(f, "{\"cmd\":\"plan\",\"action\":\"pause\"}"), "applied but not saved");
+    assert_state(f, 0, 1000, ADM_ST_PAUSED, 2);
+    /* the disk is back: resume, and the step is taken at once (baked) */
+    assert_int_equal(unlink(blocker), 0);
+    expect_ok(r = run(f, "{\"cmd\":\"plan\",\"action\":\"resume\"}"));
+    json_decref(r);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 7000, 10), 0);   /* anchors */
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 7001, 10), 1);
+    assert_state(f, 0, 5000, ADM_ST_PROGRESSING, 4);
+    fx_free(f);
+}
+
+/* The plan's progress survives a restart; a restored plan that no longer fits
+ * the config is stopped with its weight kept. */
+static void
+test_plan_restored_from_state_file(void **state)
+{
+    static const char *const names[] = { "web" };
+    static const uint32_t bp[] = { 0 };
+    struct hl_plan_conf other = { .nsteps = 2, .steps_bp = { 2000, 10000 }, .bake_s = 1 };
+    struct hl_plan_conf none = { .nsteps = 0, .bake_s = 300 };
+    struct fx *f = fx_one(0);
+    json_t *r, *root, *p;
+    char err[256];
+
+    plan_conf3(f, 0);
+    expect_ok(r = run(f, "{\"cmd\":\"plan\",\"action\":\"start\"}"));
+    json_decref(r);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0, 0), 0);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 1000, 5), 1);      /* step 2 */
+    assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 1300, 7), 0);
+    expect_ok(r = run(f, "{\"cmd\":\"plan\",\"action\":\"pause\"}"));
+    json_decref(r);
+
+    /* restart */
+    adm_control_free(f->c);
+    f->c = adm_control_new(names, bp, 1, f->state, f->audit, &f->ops, f, err, sizeof(err));
+    assert_non_null(f->c);
+    plan_conf3(f, 0);
+    assert_state(f, 0, 5000, ADM_ST_PAUSED, 3);
+    p = plan_of_status(f, &root);
+    assert_string_equal(str_of(p, "state"), "paused");
+    assert_int_equal(json_integer_value(json_object_get(p, "step")), 2);
+    assert_true(num(p, "bake_left_s") == 0.7);
+    assert_true(num(p, "requests") == 2);
+    json_decref(root);
+    expect_ok(r = run(f, "{\"cmd\":\"plan\",\"action\":\"resume\"}"));
+    json_decref(r);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, 50, 0), 0);            /* anchors */
+    assert_int_equal(adm_control_plan_tick(f->c, 0, 749, 3), 0);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, 750, 3), 1);
+    assert_state(f, 0, 10000, ADM_ST_PROMOTED, 5);
+
+    /* a running plan restored against other steps: stopped, weight kept */
+    expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":0}"));
+    json_decref(r);
+    expect_ok(r = run(f, "{\"cmd\":\"plan\",\"action\":\"start\"}"));
+    json_decref(r);
+    adm_control_free(f->c);
+    f->c = adm_control_new(names, bp, 1, f->state, f->audit, &f->ops, f, err, sizeof(err));
+    assert_non_null(f->c);
+    adm_control_set_plan(f->c, 0, &other, 5);
+    assert_state(f, 0, 1000, ADM_ST_STEADY, 7);
+    p = plan_of_status(f, &root);
+    assert_string_equal(str_of(p, "state"), "aborted");
+    json_decref(root);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, 0, 0), 0);
+    assert_int_equal(adm_control_plan_tick(f->c, 0, 5000, 50), 0);
+    assert_state(f, 0, 1000, ADM_ST_STEADY, 7);
+
+    /* and against no plan at all */
+    adm_control_free(f->c);
+    f->c = adm_control_new(names, bp, 1, f->state, f->audit, &f->ops, f, err, sizeof(err));
+    assert_non_null(f->c);
+    assert_state(f, 0, 1000, ADM_ST_PROGRESSING, 7);   /* as the file says... */
+    adm_control_set_plan(f->c, 0, &none, 5);
+    assert_state(f, 0, 1000, ADM_ST_STEADY, 7);        /* ...until checked */
+    p = plan_of_status(f, &root);
+    assert_string_equal(str_of(p, "state"), "none");
+    json_decref(root);
+    fx_free(f);
+}
+
 int
 main(void)
 {
@@ -1074,6 +1760,18 @@ main(void)
         cmocka_unit_test(test_audit_filter_by_service_and_actor),
         cmocka_unit_test(test_audit_failure_does_not_fail_the_command),
         cmocka_unit_test(test_audit_tail_reads_backwards_across_blocks),
+        cmocka_unit_test(test_auto_decide),
+        cmocka_unit_test(test_auto_rollback_latches_once),
+        cmocka_unit_test(test_auto_freeze_holds_weight),
+        cmocka_unit_test(test_auto_at_weight_zero_does_nothing),
+        cmocka_unit_test(test_auto_rollback_unsaved_still_applies),
+        cmocka_unit_test(test_plan_start_pause_resume_abort),
+        cmocka_unit_test(test_plan_steps_need_bake_and_requests_then_promote),
+        cmocka_unit_test(test_plan_last_step_below_100_ends_steady),
+        cmocka_unit_test(test_plan_refusals_change_nothing),
+        cmocka_unit_test(test_plan_breach_and_operator_end_it),
+        cmocka_unit_test(test_plan_unsaved_step_is_not_taken),
+        cmocka_unit_test(test_plan_restored_from_state_file),
     };
 
     return cmocka_run_group_tests(tests, NULL, teardown_group);

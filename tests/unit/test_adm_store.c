@@ -112,9 +112,9 @@ count_entries(const char *dir)
 }
 
 static const struct adm_store_entry three[] = {
-    { "web", 1000, ADM_ST_STEADY, 3 },
-    { "api", 0, ADM_ST_ROLLED_BACK, 12 },
-    { "db", 10000, ADM_ST_PROMOTED, 4000000000ull },
+    { .name = "web", .weight_bp = 1000, .state = ADM_ST_STEADY, .generation = 3 },
+    { .name = "api", .weight_bp = 0, .state = ADM_ST_ROLLED_BACK, .generation = 12 },
+    { .name = "db", .weight_bp = 10000, .state = ADM_ST_PROMOTED, .generation = 4000000000ull },
 };
 
 static void
@@ -154,6 +154,68 @@ test_round_trip(void **state)
     assert_null(e);
 }
 
+/* The plan's progress round-trips; an idle plan writes no "plan" key, so a
+ * file without one (written before plans existed) still loads. */
+static void
+test_plan_round_trip_and_old_files(void **state)
+{
+    struct fx *f = *state;
+    struct adm_store_entry in[2], *e = NULL;
+    unsigned n = 0;
+    char err[256] = "", *text;
+    static const char old[] = "{\"version\":1,\"services\":[{\"name\":\"web\","
+                              "\"weight_bp\":1000,\"state\":\"steady\",\"generation\":3}]}\n";
+    FILE *fp;
+
+    memset(in, 0, sizeof(in));
+    snprintf(in[0].name, sizeof(in[0].name), "web");
+    in[0].weight_bp = 5000;
+    in[0].state = ADM_ST_PAUSED;
+    in[0].generation = 9;
+    in[0].has_plan = true;
+    in[0].plan_state = 2;              /* HL_PLAN_PAUSED */
+    in[0].plan_step = 1;
+    in[0].plan_baked_ms = 400;
+    in[0].plan_requests = 17;
+    snprintf(in[1].name, sizeof(in[1].name), "api");
+    assert_int_equal(adm_store_save(f->file, in, 2, err, sizeof(err)), 0);
+    assert_int_equal(adm_store_load(f->file, &e, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 2);
+    assert_true(e[0].has_plan);
+    assert_int_equal(e[0].plan_state, 2);
+    assert_int_equal(e[0].plan_step, 1);
+    assert_true(e[0].plan_baked_ms == 400);
+    assert_true(e[0].plan_requests == 17);
+    assert_false(e[1].has_plan);
+    free(e);
+
+    /* no "plan" key for an entry without one */
+    fp = fopen(f->file, "r");
+    assert_non_null(fp);
+    text = calloc(1, 4096);
+    assert_non_null(text);
+    assert_true(fread(text, 1, 4095, fp) > 0);
+    fclose(fp);
+    assert_non_null(strstr(text, "\"paused\""));
+    assert_int_equal(strstr(strstr(text, "\"api\""), "plan") == NULL, 1);
+    free(text);
+
+    /* an out-of-range plan is not saved */
+    in[0].plan_state = 6;
+    assert_int_equal(adm_store_save(f->file, in, 1, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "plan is out of range"));
+
+    fp = fopen(f->file, "w");
+    assert_non_null(fp);
+    assert_int_equal(fputs(old, fp) >= 0, 1);
+    assert_int_equal(fclose(fp), 0);
+    assert_int_equal(adm_store_load(f->file, &e, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 1);
+    assert_false(e[0].has_plan);
+    assert_int_equal(e[0].weight_bp, 1000);
+    free(e);
+}
+
 static void
 test_every_state_name_round_trips(void **state)
 {
@@ -162,6 +224,7 @@ test_every_state_name_round_trips(void **state)
     unsigned n, i;
     char err[256];
 
+    memset(in, 0, sizeof(in));
     for (i = 0; i < ADM_ST__COUNT; i++) {
         snprintf(in[i].name, sizeof(in[i].name), "svc%u", i);
         in[i].weight_bp = i * 1000;
@@ -250,6 +313,24 @@ static const struct {
       "{\"name\":\"web\",\"weight_bp\":500,\"state\":\"steady\",\"generation\":1}]}",
       "services[2]: duplicate service \"web\"" },
     { "{\"version\":1,\"version\":1,\"services\":[]}", "bad JSON" },
+#define PLAN_ENTRY(p) "{\"version\":1,\"services\":[{\"name\":\"web\",\"weight_bp\":0," \
+                      "\"state\":\"steady\",\"generation\":0,\"plan\":" p "}]}"
+    { PLAN_ENTRY("[]"), "services[0].plan: must be an object" },
+    { PLAN_ENTRY("{\"state\":\"running\",\"step\":0,\"baked_ms\":0,\"requests\":0}"),
+      "services[0].plan.state: unknown plan state \"running\"" },
+    { PLAN_ENTRY("{\"state\":1,\"step\":0,\"baked_ms\":0,\"requests\":0}"),
+      "services[0].plan.state: must be a string" },
+    { PLAN_ENTRY("{\"state\":\"paused\",\"step\":32,\"baked_ms\":0,\"requests\":0}"),
+      "services[0].plan.step: must be 0..31, got 32" },
+    { PLAN_ENTRY("{\"state\":\"paused\",\"step\":0,\"baked_ms\":-1,\"requests\":0}"),
+      "services[0].plan.baked_ms: must be >= 0, got -1" },
+    { PLAN_ENTRY("{\"state\":\"paused\",\"step\":0,\"baked_ms\":0,\"requests\":0.5}"),
+      "services[0].plan.requests: must be an integer" },
+    { PLAN_ENTRY("{\"state\":\"paused\",\"step\":0,\"baked_ms\":0}"),
+      "services[0].plan: missing \"requests\"" },
+    { PLAN_ENTRY("{\"state\":\"paused\",\"step\":0,\"baked_ms\":0,\"requests\":0,\"x\":1}"),
+      "services[0].plan: unknown key \"x\"" },
+#undef PLAN_ENTRY
 };
 
 static void
@@ -376,7 +457,7 @@ static void
 test_save_rejects_out_of_range_entries(void **state)
 {
     struct fx *f = *state;
-    struct adm_store_entry bad[1] = { { "web", 10001, ADM_ST_STEADY, 0 } };
+    struct adm_store_entry bad[1] = { { .name = "web", .weight_bp = 10001, .state = ADM_ST_STEADY, .generation = 0 } };
     char err[256] = "";
 
     assert_int_equal(adm_store_save(f->file, bad, 1, err, sizeof(err)), -1);
@@ -393,6 +474,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_every_state_name_round_trips, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plan_round_trip_and_old_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file_is_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_files_are_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_file_is_an_error, setup, teardown),

@@ -530,6 +530,49 @@ test_merge_then_push(void **state)
     assert_int_equal(stats_requests(&wa, 25000), 5);
 }
 
+/* A copy answers like the original, and goes on like it under the same
+ * pushes, whatever the destination held before (another length, stale
+ * buckets past the source's window_s). */
+static void
+test_copy(void **state)
+{
+    static const uint64_t later_ms[] = { 0, 999, 1000, 3000, 6999, 7000 };
+    uint64_t seed = 11, t = 900000;
+    struct hl_stats so, sc;
+    unsigned round, i;
+
+    (void)state;
+    hl_window_init(&wa, 7);
+    hl_window_init(&wm, 600);
+    for (i = 0; i < 2000; i++)
+        hl_window_push(&wm, 100000 + i * 300, HL_OUT_5XX, 5000);
+    for (round = 0; round < 50; round++) {
+        for (i = 0; i < 100; i++) {
+            t += sm64(&seed) % 120;
+            hl_window_push(&wa, t, (enum hl_outcome)(sm64(&seed) % HL_OUT__COUNT),
+                           draw(D_LOGUNIFORM, &seed));
+        }
+        hl_window_copy(&wm, &wa);
+        for (i = 0; i < sizeof later_ms / sizeof later_ms[0]; i++) {
+            hl_window_stats(&wa, t + later_ms[i], &so);
+            hl_window_stats(&wm, t + later_ms[i], &sc);
+            assert_stats_equal(&so, &sc);
+        }
+        /* the same pushes on both keep them equal */
+        for (i = 0; i < 30; i++) {
+            uint32_t us = draw(D_LOGUNIFORM, &seed);
+
+            t += sm64(&seed) % 400;
+            hl_window_push(&wa, t, HL_OUT_2XX, us);
+            hl_window_push(&wm, t, HL_OUT_2XX, us);
+        }
+        hl_window_stats(&wa, t, &so);
+        hl_window_stats(&wm, t, &sc);
+        assert_stats_equal(&so, &sc);
+        assert_true(sc.requests > 0);
+    }
+}
+
 int
 main(void)
 {
@@ -549,6 +592,7 @@ main(void)
         cmocka_unit_test(test_merge_equals_single),
         cmocka_unit_test(test_merge_empty_and_self),
         cmocka_unit_test(test_merge_then_push),
+        cmocka_unit_test(test_copy),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,361 @@
+/*
+ * health/check: the active checker of one server (see check.h). The I/O
+ * half only: rise/fall counting, scheduling and the response reader are the
+ * pure functions of health/probe.c.
+ *
+ * One timer per checker does both jobs: while no check runs it fires the
+ * next check; while one runs it is that check's deadline. So a check can
+ * never be left without a deadline and two checks of one server never
+ * overlap. Every check opens a fresh connection (Connection: close), as
+ * HAProxy does: a pooled one would test the pool, not the server.
+ *
+ * Workload: a few servers per service, one check per interval each (2 s by
+ * default); the costs that matter are that a check never blocks the loop and
+ * never reads unbounded input.
+ */
+#include "health/check.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "admin/log.h"
+#include "admin/xmalloc.h"
+#include "health/probe.h"
+
+/* method, path, Host, optional Content-Length line; a fresh connection per
+ * check, closed by the server after its answer */
+#define CHECK_REQUEST "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: cutoverd-health\r\n" \
+                      "Accept: */*\r\n%sConnection: close\r\n\r\n"
+
+struct hl_check {
+    struct event_base *base;            /* borrowed */
+    const struct hl_check_conf *conf;   /* borrowed: outlives the checker */
+    struct sockaddr_storage sa;
+    size_t salen;
+    char label[128];                    /* "web new/127.0.0.1:9002", for logs */
+    char *request;                      /* owned: HTTP request bytes; NULL for tcp */
+    size_t request_len;
+    uint64_t rng;                       /* splitmix64 state: jitter */
+    hl_check_notify_fn *notify;
+    void *arg;
+    struct event *timer;                /* owned: next check, or the running one's deadline */
+    struct bufferevent *bev;            /* owned while a check runs, else NULL */
+    bool is_running;                    /* a check is in flight */
+    bool is_connected;                  /* ...and its connect succeeded */
+    uint64_t t_start_ms;                /* monotonic start of the running check */
+    struct hl_risefall rf;
+    struct hl_resp *resp;               /* owned: the HTTP response reader; NULL for tcp */
+    struct hl_check_stats st;
+};
+
+static uint64_t
+mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static struct timeval
+ms_tv(unsigned ms)
+{
+    struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
+
+    return tv;
+}
+
+/* Copies <s> into <buf> with every byte outside printable ASCII and every
+ * double quote replaced by '?': config text goes into log lines. */
+static const char *
+printable(const char *s, char *buf, size_t len)
+{
+    size_t i;
+
+    for (i = 0; s[i] != '\0' && i + 1 < len; i++)
+        buf[i] = (s[i] < 0x20 || s[i] >= 0x7f || s[i] == '"') ? '?' : s[i];
+    buf[i] = '\0';
+    return buf;
+}
+
+static void on_check_timer(evutil_socket_t fd, short what, void *arg);
+static void on_check_read(struct bufferevent *bev, void *arg);
+static void on_check_event(struct bufferevent *bev, short what, void *arg);
+
+/* Ends the running check with result <passed> and text <fmt>..., schedules
+ * the next one and reports a verdict change. Nothing of <c> is touched after
+ * the callback. */
+static void __attribute__((format(printf, 3, 4)))
+check_end(struct hl_check *c, bool passed, const char *fmt, ...)
+{
+    uint64_t elapsed = mono_ms() - c->t_start_ms;
+    unsigned count, delay;
+    struct timeval tv;
+    bool changed;
+    va_list ap;
+
+    if (c->bev != NULL) {
+        bufferevent_free(c->bev);      /* closes the socket (CLOSE_ON_FREE) */
+        c->bev = NULL;
+    }
+    c->is_running = false;
+    va_start(ap, fmt);
+    vsnprintf(c->st.last, sizeof(c->st.last), fmt, ap);
+    va_end(ap);
+    c->st.last_ms = elapsed > UINT32_MAX ? UINT32_MAX : (unsigned)elapsed;
+    if (passed)
+        c->st.passed++;
+    else
+        c->st.failed++;
+    count = c->rf.run + 1;             /* the run this result extends */
+    changed = hl_risefall_push(&c->rf, passed);
+    c->st.is_up = c->rf.is_up;
+    c->st.run = c->rf.run;
+    log_at(LL_DEBUG, "health", 0, "%s: check %s in %u ms: %s (%s, %u/%u)", c->label,
+           passed ? "passed" : "failed", c->st.last_ms, c->st.last,
+           c->rf.is_up ? "up" : "down", c->rf.run,
+           c->rf.is_up ? c->rf.fall : c->rf.rise);
+
+    /* interval from start to start: the time this check took counts */
+    delay = hl_next_delay_ms(c->conf->interval_ms, hl_risefall_is_changing(&c->rf), &c->rng);
+    tv = ms_tv(elapsed >= delay ? 0 : delay - (unsigned)elapsed);
+    if (evtimer_add(c->timer, &tv) < 0)
+        log_at(LL_ERR, "health", 0, "%s: cannot schedule the next check: "
+               "checks of this server stop", c->label);
+    if (changed)
+        c->notify(c->arg, c->rf.is_up, count, c->st.last);   /* last: nothing after it */
+}
+
+/* Checks the complete response against the expectations. */
+static void
+evaluate(struct hl_check *c)
+{
+    const struct hl_check_conf *conf = c->conf;
+    const struct hl_resp *r = c->resp;
+    char needle[64];
+
+    if (r->status < conf->expect_min || r->status > conf->expect_max) {
+        check_end(c, false, "HTTP %d", r->status);
+        return;
+    }
+    if (conf->body_contains[0] != '\0' && !hl_resp_body_has(r, conf->body_contains)) {
+        check_end(c, false, "HTTP %d, body does not contain \"%s\"%s", r->status,
+                  printable(conf->body_contains, needle, sizeof(needle)),
+                  r->body_cut ? " in its first 16 KiB" : "");
+        return;
+    }
+    check_end(c, true, "ok");
+}
+
+/* Feeds what arrived to the response reader. Returns true when the check
+ * ended (the bufferevent is gone then). */
+static bool
+read_input(struct hl_check *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer_iovec v[8];
+    enum hl_resp_rc rc = HL_RESP_AGAIN;
+    size_t used, total;
+    int n, i;
+
+    while (rc == HL_RESP_AGAIN && evbuffer_get_length(in) > 0) {
+        n = evbuffer_peek(in, -1, NULL, v, 8);
+        if (n > 8)
+            n = 8;
+        total = 0;
+        for (i = 0; i < n && rc == HL_RESP_AGAIN; i++) {
+            rc = hl_resp_feed(c->resp, v[i].iov_base, v[i].iov_len, &used);
+            total += used;
+        }
+        if (evbuffer_drain(in, total) < 0)
+            break;
+        if (rc == HL_RESP_AGAIN && total == 0)
+            break;                     /* cannot happen: the reader takes bytes until done */
+    }
+    if (rc == HL_RESP_DONE) {
+        evaluate(c);
+        return true;
+    }
+    if (rc == HL_RESP_BAD) {
+        check_end(c, false, "bad response: %s", c->resp->err);
+        return true;
+    }
+    return false;
+}
+
+static void
+on_check_read(struct bufferevent *bev, void *arg)
+{
+    struct hl_check *c = arg;
+
+    (void)bev;
+    if (c->is_running && c->resp != NULL)
+        read_input(c);
+}
+
+static void
+on_check_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct hl_check *c = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+
+    (void)bev;
+    if (!c->is_running)
+        return;
+    if (what & BEV_EVENT_CONNECTED) {
+        c->is_connected = true;
+        if (c->conf->type == HL_CHECK_TCP) {
+            check_end(c, true, "ok");
+            return;
+        }
+        if (bufferevent_write(c->bev, c->request, c->request_len) < 0 ||
+            bufferevent_enable(c->bev, EV_READ | EV_WRITE) < 0)
+            check_end(c, false, "cannot send the check request");
+        return;
+    }
+    if (!c->is_connected) {
+        check_end(c, false, "connect: %s", evutil_socket_error_to_string(err));
+        return;
+    }
+    /* bytes that arrived with the close may complete the response */
+    if (read_input(c))
+        return;
+    if (what & BEV_EVENT_EOF) {
+        if (hl_resp_eof(c->resp) == HL_RESP_DONE)
+            evaluate(c);
+        else
+            check_end(c, false, "%s", c->resp->err);
+        return;
+    }
+    check_end(c, false, "%s: %s", (what & BEV_EVENT_WRITING) ? "write" : "read",
+              evutil_socket_error_to_string(err));
+}
+
+/* Starts one check: a fresh non-blocking connect under the deadline. */
+static void
+check_begin(struct hl_check *c)
+{
+    struct timeval tv = ms_tv(c->conf->timeout_ms);
+    int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+
+    c->t_start_ms = mono_ms();
+    c->is_running = true;
+    c->is_connected = false;
+    if (c->resp != NULL)
+        hl_resp_init(c->resp, strcmp(c->conf->method, "HEAD") == 0,
+                     c->conf->body_contains[0] != '\0');
+    /* the deadline first: a check that fails below still gets rescheduled
+     * by check_end(), which re-arms this same timer */
+    if (evtimer_add(c->timer, &tv) < 0) {
+        check_end(c, false, "cannot arm the check deadline");
+        return;
+    }
+    c->bev = bufferevent_socket_new(c->base, -1, opts);
+    if (c->bev == NULL) {
+        check_end(c, false, "cannot create a socket");
+        return;
+    }
+    bufferevent_setcb(c->bev, on_check_read, NULL, on_check_event, c);
+    /* an immediate refusal is reported later through the loop (libevent
+     * defers it); -1 means the socket could not even be set up */
+    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&c->sa, (int)c->salen) < 0)
+        check_end(c, false, "connect: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+static void
+on_check_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct hl_check *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (!c->is_running) {
+        check_begin(c);
+        return;
+    }
+    check_end(c, false, "timeout after %u ms %s", c->conf->timeout_ms,
+              c->is_connected ? "waiting for the response" : "while connecting");
+}
+
+struct hl_check *
+hl_check_new(struct event_base *base, const struct hl_check_conf *conf,
+             const struct sockaddr *sa, size_t salen,
+             const char *host, const char *label, uint64_t seed,
+             hl_check_notify_fn *notify, void *arg)
+{
+    struct hl_check *c;
+    const char *m = conf->method;
+    bool has_cl;
+    int n;
+
+    if (salen > sizeof(c->sa) || (conf->type != HL_CHECK_TCP && conf->type != HL_CHECK_HTTP))
+        return NULL;
+    c = xcalloc(1, sizeof(*c));
+    c->base = base;
+    c->conf = conf;
+    memcpy(&c->sa, sa, salen);
+    c->salen = salen;
+    snprintf(c->label, sizeof(c->label), "%s", label);
+    c->rng = seed;
+    c->notify = notify;
+    c->arg = arg;
+    hl_risefall_init(&c->rf, conf->rise, conf->fall, true);
+    c->st.is_up = true;
+    if (conf->type == HL_CHECK_HTTP) {
+        /* a request body is announced empty for methods that may carry one */
+        has_cl = strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0;
+        n = snprintf(NULL, 0, CHECK_REQUEST, m, conf->path, host,
+                     has_cl ? "Content-Length: 0\r\n" : "");
+        c->request = xmalloc((size_t)n + 1);
+        snprintf(c->request, (size_t)n + 1, CHECK_REQUEST, m, conf->path, host,
+                 has_cl ? "Content-Length: 0\r\n" : "");
+        c->request_len = (size_t)n;
+        c->resp = xmalloc(sizeof(*c->resp));
+        hl_resp_init(c->resp, false, false);
+    }
+    c->timer = evtimer_new(base, on_check_timer, c);
+    if (c->timer == NULL) {
+        log_at(LL_ERR, "health", 0, "%s: cannot create the check timer", c->label);
+        hl_check_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+int
+hl_check_start(struct hl_check *c)
+{
+    struct timeval tv = ms_tv(hl_first_delay_ms(c->conf->interval_ms, &c->rng));
+
+    return evtimer_add(c->timer, &tv) < 0 ? -1 : 0;
+}
+
+void
+hl_check_free(struct hl_check *c)
+{
+    if (c == NULL)
+        return;
+    if (c->bev != NULL)
+        bufferevent_free(c->bev);      /* also drops callbacks still deferred */
+    if (c->timer != NULL)
+        event_free(c->timer);
+    free(c->request);
+    free(c->resp);
+    free(c);
+}
+
+void
+hl_check_get_stats(const struct hl_check *c, struct hl_check_stats *out)
+{
+    *out = c->st;
+}

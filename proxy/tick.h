@@ -1,0 +1,27 @@
+/*
+ * tick: the control plane's policy tick. Every PX_TICK_MS it reads the
+ * passive windows of both sides of every service, evaluates the rollback
+ * rule (health/policy.h) and the on_new_down rule, and has the control plane
+ * execute what adm_auto_decide() says (automatic rollback or freeze). Part of
+ * the composition root (created and freed by proxy/main.c only): like main.c
+ * it knows both the data plane's windows and the control plane.
+ */
+#ifndef CUTOVER_PROXY_TICK_H
+#define CUTOVER_PROXY_TICK_H
+
+#define PX_TICK_MS 100               /* policy evaluation period */
+#define PX_TICK_FROZEN_ALERT_MS 10000 /* a frozen service is reported this often */
+
+struct px_srv;
+struct px_tick;
+
+/* Starts the tick on <srv>'s loop; <srv> (services, control plane) must be
+ * built and outlive the tick. Returns the tick, or NULL with a logged
+ * error. */
+struct px_tick *px_tick_new(struct px_srv *srv);
+
+/* Stops and frees <t>; NULL is a no-op. Call before the control plane and
+ * the services are freed. */
+void px_tick_free(struct px_tick *t);
+
+#endif
