@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <math.h>
 #include <stdlib.h>
@@ -335,6 +336,7 @@ test_percentiles_vs_reference(void **state)
     static uint32_t lat[25000];
     uint64_t seed = 7;
     unsigned d, z, cases = 0;
+    double worst99 = 0, worst50 = 0;
 
     (void)state;
     for (d = 0; d < D__COUNT; d++) {
@@ -358,9 +360,18 @@ test_percentiles_vs_reference(void **state)
                 fail_msg("dist %u n %zu: p50 %.4f (exact %.4f), p99 %.4f (exact %.4f)",
                          d, n, st.p50_ms, e50, st.p99_ms, e99);
             assert_true(st.p50_ms <= st.p99_ms);
+            if (fabs(st.p99_ms - e99) / e99 > worst99)
+                worst99 = fabs(st.p99_ms - e99) / e99;
+            if (fabs(st.p50_ms - e50) / e50 > worst50)
+                worst50 = fabs(st.p50_ms - e50) / e50;
+            if (n == 25000)
+                printf("dist %u, %zu samples: p99 %.3f ms, exact %.3f ms (%+.2f%%)\n",
+                       d, n, st.p99_ms, e99, 100.0 * (st.p99_ms - e99) / e99);
             cases++;
         }
     }
+    printf("percentiles vs exact over %u sample sets: worst p50 error %.2f%%, p99 %.2f%%\n",
+           cases, 100.0 * worst50, 100.0 * worst99);
     assert_int_equal(cases, D__COUNT * (sizeof sizes / sizeof sizes[0]));
 }
 
