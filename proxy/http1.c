@@ -669,17 +669,53 @@ strip_default_port(struct px_iov a, bool https)
     return a;
 }
 
+/* HTTP-version ("HTTP/" DIGIT "." DIGIT) at *<i>, shared by the request and
+ * the status line. A byte that breaks "HTTP/" is answered <status> with
+ * <name_err>, a malformed number <status> "invalid HTTP version", a version
+ * other than 1.0 or 1.1 <unsup_status>. DONE with *<i> past it and
+ * *<minor> set, AGAIN, or BAD. */
+static enum px_parse
+parse_version(struct head *h, const unsigned char *b, size_t len, size_t *ip,
+              int status, const char *name_err, int unsup_status, unsigned char *minor)
+{
+    static const char http_name[] = "HTTP/";
+    unsigned char major;
+    size_t i = *ip, k;
+
+    for (k = 0; k < sizeof http_name - 1; k++, i++) {
+        if (i == len)
+            return PX_PARSE_AGAIN;
+        if (b[i] != (unsigned char)http_name[k])
+            return bad(h, status, name_err);
+    }
+    if (i == len)
+        return PX_PARSE_AGAIN;
+    if (!is_digit(major = b[i++]))
+        return bad(h, status, "invalid HTTP version");
+    if (i == len)
+        return PX_PARSE_AGAIN;
+    if (b[i++] != '.')
+        return bad(h, status, "invalid HTTP version");
+    if (i == len)
+        return PX_PARSE_AGAIN;
+    if (!is_digit(*minor = b[i++]))
+        return bad(h, status, "invalid HTTP version");
+    if (major != '1' || (*minor != '0' && *minor != '1'))
+        return bad(h, unsup_status, "unsupported HTTP version");
+    *ip = i;
+    return PX_PARSE_DONE;
+}
+
 static enum px_parse
 req_parse(struct px_req *r, struct head *h, const char *buf, size_t len,
           const struct px_parse_limits *lim)
 {
-    static const char http_name[] = "HTTP/";
     const unsigned char *b = (const unsigned char *)buf;
     size_t max_uri = (lim != NULL && lim->max_uri != 0) ? lim->max_uri : PX_DEFAULT_MAX_URI;
     enum target_form form = TF_ORIGIN;
     struct px_iov auth = { NULL, 0 };
     bool is_options, https = false;
-    unsigned char major, minor;
+    unsigned char minor;
     size_t i, ms, ts, k;
     enum px_parse v;
     int rc;
@@ -746,26 +782,9 @@ req_parse(struct px_req *r, struct head *h, const char *buf, size_t len,
     i++;
 
     /* HTTP-version CRLF */
-    for (k = 0; k < sizeof http_name - 1; k++, i++) {
-        if (i == len)
-            return PX_PARSE_AGAIN;
-        if (b[i] != (unsigned char)http_name[k])
-            return bad(h, 400, "invalid HTTP version");
-    }
-    if (i == len)
-        return PX_PARSE_AGAIN;
-    if (!is_digit(major = b[i++]))
-        return bad(h, 400, "invalid HTTP version");
-    if (i == len)
-        return PX_PARSE_AGAIN;
-    if (b[i++] != '.')
-        return bad(h, 400, "invalid HTTP version");
-    if (i == len)
-        return PX_PARSE_AGAIN;
-    if (!is_digit(minor = b[i++]))
-        return bad(h, 400, "invalid HTTP version");
-    if (major != '1' || (minor != '0' && minor != '1'))
-        return bad(h, 505, "unsupported HTTP version");
+    if ((v = parse_version(h, b, len, &i, 400, "invalid HTTP version", 505,
+                           &minor)) != PX_PARSE_DONE)
+        return v;
     if (i == len)
         return PX_PARSE_AGAIN;
     if (b[i++] != '\r')
@@ -835,9 +854,8 @@ static enum px_parse
 resp_parse(struct px_resp *r, struct head *h, const char *buf, size_t len,
            bool req_method_head)
 {
-    static const char http_name[] = "HTTP/";
     const unsigned char *b = (const unsigned char *)buf;
-    unsigned char major, minor;
+    unsigned char minor;
     size_t i, k, rs, re;
     enum px_parse v;
     int rc, status = 0;
@@ -845,26 +863,9 @@ resp_parse(struct px_resp *r, struct head *h, const char *buf, size_t len,
     if ((rc = skip_leading_crlf(h, buf, len, &i)) != 0)
         return rc > 0 ? PX_PARSE_AGAIN : PX_PARSE_BAD;
 
-    for (k = 0; k < sizeof http_name - 1; k++, i++) {
-        if (i == len)
-            return PX_PARSE_AGAIN;
-        if (b[i] != (unsigned char)http_name[k])
-            return bad(h, 502, "invalid status line");
-    }
-    if (i == len)
-        return PX_PARSE_AGAIN;
-    if (!is_digit(major = b[i++]))
-        return bad(h, 502, "invalid HTTP version");
-    if (i == len)
-        return PX_PARSE_AGAIN;
-    if (b[i++] != '.')
-        return bad(h, 502, "invalid HTTP version");
-    if (i == len)
-        return PX_PARSE_AGAIN;
-    if (!is_digit(minor = b[i++]))
-        return bad(h, 502, "invalid HTTP version");
-    if (major != '1' || (minor != '0' && minor != '1'))
-        return bad(h, 502, "unsupported HTTP version");
+    if ((v = parse_version(h, b, len, &i, 502, "invalid status line", 502,
+                           &minor)) != PX_PARSE_DONE)
+        return v;
     if (i == len)
         return PX_PARSE_AGAIN;
     if (b[i++] != ' ')
