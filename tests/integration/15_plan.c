@@ -21,6 +21,12 @@
 
 #define PLAN_3(bake) ",\"plan\": {\"steps\": [10, 50, 100], \"bake_s\": " #bake "}, " \
                      "\"rollback\": {\"window_s\": 1, \"min_requests\": 5}"
+/* For the breach test: a step long enough that the failing traffic lands
+ * inside it on a loaded machine, and a window that holds all of it (with a
+ * 1 s window, requests straddling a second boundary may leave fewer than
+ * min_requests in either second). */
+#define PLAN_3_BREACH ",\"plan\": {\"steps\": [10, 50, 100], \"bake_s\": 4}, " \
+                      "\"rollback\": {\"window_s\": 3, \"min_requests\": 5}"
 #define MAX_WALK_MS 20000        /* generous bound for a whole plan of 1 s steps */
 
 static int
@@ -336,7 +342,7 @@ test_plan_abort_stops(void **state)
 static void
 test_plan_rolled_back_midway(void **state)
 {
-    struct fx *f = start(state, PLAN_3(1));
+    struct fx *f = start(state, PLAN_3_BREACH);
     char out[8192];
     struct view v;
     int c[2], i;
