@@ -191,6 +191,8 @@ log_line_ms(struct fx *f, const char *needle)
     assert_non_null(p);
     while (p > log && p[-1] != '\n')
         p--;
+    assert_memory_equal(p, "ts=", 3);   /* logfmt: the line starts with its time */
+    p += 3;
     memset(&tm, 0, sizeof(tm));
     assert_int_equal(sscanf(p, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon,
                             &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms), 7);

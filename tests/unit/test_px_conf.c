@@ -795,7 +795,7 @@ test_warnings(void **state)
              "rollback.window_s (10)", path);
     if (strstr(log, out) == NULL)
         fail_msg("no \"%s\" in:\n%s", out, log);
-    assert_non_null(strstr(log, " warn conf "));
+    assert_non_null(strstr(log, " level=warn module=conf msg="));   /* logfmt */
 }
 
 /* ------------------------------------------------------------------ */
