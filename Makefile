@@ -28,10 +28,11 @@ LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 ROUTER_SRC = router/router.c router/conf.c
 HEALTH_SRC = health/conf.c health/window.c health/policy.c health/probe.c health/check.c \
              health/plan.c
-ADMIN_SRC  = admin/log.c admin/xmalloc.c admin/ctl_proto.c admin/control.c \
-             admin/store.c admin/audit.c admin/socket.c
+ADMIN_SRC  = admin/log.c admin/xmalloc.c admin/ctl_proto.c admin/control.c admin/notify.c \
+             admin/store.c admin/audit.c admin/socket.c admin/metrics.c \
+             admin/tokens.c admin/http_parse.c admin/http.c
 PROXY_SRC  = proxy/http1.c proxy/conf.c proxy/server.c proxy/http.c proxy/tcp.c proxy/pool.c \
-             proxy/tick.c
+             proxy/tick.c proxy/metrics.c proxy/accesslog.c
 LIB_SRC    = $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB        = $(BUILD)/libcutover.a
@@ -51,7 +52,16 @@ BINS = $(BUILD)/cutoverd $(BUILD)/cutoverctl $(BACKEND)
 # objects of test binaries are kept between builds
 .SECONDARY:
 
-.PHONY: all test unit integration asan check-layers deps run clean help fuzz fuzz-smoke bench
+.PHONY: all test unit integration asan check-layers check-install install uninstall deps run \
+        clean help fuzz fuzz-smoke bench
+
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+SBINDIR    = $(PREFIX)/sbin
+BINDIR     = $(PREFIX)/bin
+MAN8DIR    = $(PREFIX)/share/man/man8
+UNITDIR    = $(PREFIX)/lib/systemd/system
+EXAMPLEDIR = $(PREFIX)/share/doc/cutover/examples
 
 all: $(BINS) cutoverd cutoverctl
 
@@ -87,8 +97,8 @@ $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(HARNESS_OBJ) $(LI
 	@printf '  LD  %s\n' $@
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) $(CMOCKA_LIBS)
 
-## test: check-layers, unit and integration tests (ends with cmocka's summaries)
-test: check-layers unit integration
+## test: check-layers, check-install, unit and integration tests (ends with cmocka's summaries)
+test: check-layers check-install unit integration
 
 ## unit: cmocka unit tests, one binary per module
 unit: $(UNIT_BIN)
@@ -129,6 +139,29 @@ check-layers:
 	    || { echo 'check-layers: libpq outside admin/store.c'; exit 1; }
 	@echo 'check-layers: ok'
 
+## install: binaries, man pages, systemd unit, example configs (PREFIX, DESTDIR)
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MAN8DIR) \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(EXAMPLEDIR)
+	install -m 0755 $(BUILD)/cutoverd $(DESTDIR)$(SBINDIR)/cutoverd
+	install -m 0755 $(BUILD)/cutoverctl $(DESTDIR)$(BINDIR)/cutoverctl
+	install -m 0644 man/cutoverd.8 man/cutoverctl.8 $(DESTDIR)$(MAN8DIR)/
+	sed 's|@SBINDIR@|$(SBINDIR)|g' conf/cutover.service >$(DESTDIR)$(UNITDIR)/cutover.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/cutover.service
+	install -m 0644 conf/example.json conf/minimal.json conf/tcp.json $(DESTDIR)$(EXAMPLEDIR)/
+
+## uninstall: removes what install wrote
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/cutoverd $(DESTDIR)$(BINDIR)/cutoverctl \
+	    $(DESTDIR)$(MAN8DIR)/cutoverd.8 $(DESTDIR)$(MAN8DIR)/cutoverctl.8 \
+	    $(DESTDIR)$(UNITDIR)/cutover.service $(DESTDIR)$(EXAMPLEDIR)/example.json \
+	    $(DESTDIR)$(EXAMPLEDIR)/minimal.json $(DESTDIR)$(EXAMPLEDIR)/tcp.json
+	-rmdir $(DESTDIR)$(EXAMPLEDIR) $(DESTDIR)$(PREFIX)/share/doc/cutover 2>/dev/null
+
+## check-install: install into a temporary DESTDIR and check what landed
+check-install: all
+	@sh tests/tools/check-install.sh
+
 ## deps: install the Debian 12 build and test packages (needs root)
 deps:
 	@sh tests/tools/deps.sh
@@ -144,7 +177,7 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
 
-## bench: the side-by-side throughput benchmark (tests/bench/)
+## bench: cutoverd beside HAProxy and NGINX under wrk, about 5 min (BENCH_ROUNDS, BENCH_SECS, CUTOVERD; docs/performance.md)
 bench: all
 	@sh tests/bench/run.sh
 

@@ -88,6 +88,10 @@ adm_audit_append(const char *file, const struct adm_audit_entry *e,
         audit_fail(err, errlen, "cannot build the audit entry");
         goto out;
     }
+    if (e->pid > 0 && json_object_set_new(o, "pid", json_integer((json_int_t)e->pid)) != 0) {
+        audit_fail(err, errlen, "cannot build the audit entry");
+        goto out;
+    }
     if (e->figures != NULL && json_object_set(o, "figures", e->figures) != 0) {
         audit_fail(err, errlen, "cannot build the audit entry");
         goto out;

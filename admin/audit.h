@@ -3,7 +3,7 @@
  * change of a service's weight or state, by an operator or automatically:
  *
  *   {"ts":"2024-05-01T12:00:00.123Z","service":"web","actor":"uid:0",
- *    "action":"weight","from":5,"to":12.5,"reason":"","generation":4}
+ *    "action":"weight","from":5,"to":12.5,"reason":"","generation":4,"pid":812}
  *
  * Each line is written with one write(2) on an O_APPEND descriptor and
  * fsynced, so concurrent appenders never interleave within a line. The log
@@ -34,6 +34,9 @@ struct adm_audit_entry {
     const char *from_text;       /* when not NULL, written as "from" instead of
                                   * <from_bp> (health changes: "up", "down") */
     const char *to_text;         /* the same for "to" */
+    long pid;                    /* the process behind the command (SO_PEERCRED),
+                                  * written as "pid" when > 0; 0 (the default)
+                                  * and -1 mean unknown or not a process */
 };
 
 /* Appends <e> to <file> with the current time (RFC 3339 UTC, milliseconds)

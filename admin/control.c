@@ -42,6 +42,7 @@ struct adm_svc {
                                       * adm_control_set_plan() not called) */
     unsigned min_requests;       /* a step's floor of outcomes on new */
     uint64_t plan_retry_ms;      /* now_ms before which a failed step is not retried */
+    struct adm_counters counters;    /* rollbacks and freezes since start (metrics) */
 };
 
 struct adm_control {
@@ -51,6 +52,9 @@ struct adm_control {
     char *audit_file;            /* owned; NULL: no audit log */
     struct adm_ops ops;          /* copied; any callback may be NULL */
     void *arg;                   /* borrowed: the ops' argument */
+    const struct adm_caller *caller;   /* borrowed: who runs the command in
+                                        * progress (pid for the audit and the
+                                        * log); NULL outside adm_control_exec_as() */
 };
 
 /* ---- progressive plan: helpers defined at the end of this file -------- */
@@ -223,6 +227,41 @@ adm_control_state(const struct adm_control *c, unsigned svc)
     return &c->svcs[svc].st;
 }
 
+const char *const adm_rollback_reason_names[ADM_RB__COUNT] = {
+    "manual", "error_rate", "p99", "ratio_to_legacy", "new_down", "other",
+};
+
+void
+adm_control_counters(const struct adm_control *c, unsigned svc, struct adm_counters *out)
+{
+    assert(svc < c->n);
+    *out = c->svcs[svc].counters;
+}
+
+unsigned
+adm_control_plan_step(const struct adm_control *c, unsigned svc)
+{
+    const struct adm_svc *s;
+
+    assert(svc < c->n);
+    s = &c->svcs[svc];
+    return s->plan_conf.nsteps > 0 && hl_plan_is_running(&s->plan) ? s->plan.step + 1 : 0;
+}
+
+/* The counter an automatic rollback with <figures> goes to: its "kind". */
+static enum adm_rollback_reason
+auto_reason(json_t *figures)
+{
+    const char *kind = json_string_value(json_object_get(figures, "kind"));
+    unsigned i;
+
+    for (i = ADM_RB_MANUAL + 1; kind != NULL && i < ADM_RB_OTHER; i++) {
+        if (strcmp(kind, adm_rollback_reason_names[i]) == 0)
+            return (enum adm_rollback_reason)i;
+    }
+    return ADM_RB_OTHER;
+}
+
 /* ---- request validation ----------------------------------------------- */
 
 /* Returns NULL when every key of <req> is in <allowed> (NULL-terminated),
@@ -371,9 +410,16 @@ change_run(struct adm_control *c, const struct change *ch, const char *actor)
     struct adm_svc_state old = s->st;
     struct hl_plan old_plan = s->plan;
     struct adm_audit_entry ae;
-    char err[512], aerr[512], p0[16], p1[16], *qreason;
+    char err[512], aerr[512], p0[16], p1[16], *qreason, by[128];
     json_t *quoted;
     bool saved = true;
+    long pid = c->caller != NULL && strcmp(c->caller->actor, actor) == 0 ? c->caller->pid : -1;
+
+    /* the log line names the process behind a socket command */
+    if (pid > 0)
+        snprintf(by, sizeof(by), "%s pid:%ld", actor, pid);
+    else
+        snprintf(by, sizeof(by), "%s", actor);
 
     s->st.weight_bp = ch->weight_bp;
     s->st.state = ch->state;
@@ -390,7 +436,7 @@ change_run(struct adm_control *c, const struct change *ch, const char *actor)
             s->st = old;
             s->plan = old_plan;
             log_at(LL_ERR, "control", 0, "%s: %s by %s refused: cannot save state: %s",
-                   s->name, ch->action, actor, err);
+                   s->name, ch->action, by, err);
             return fail_reply("cannot save state: %s", err);
         }
         apply(c, ch->svc, ch->left, ch->drain_s);
@@ -401,7 +447,7 @@ change_run(struct adm_control *c, const struct change *ch, const char *actor)
     qreason = quoted != NULL ? json_dumps(quoted, JSON_ENCODE_ANY) : NULL;
     json_decref(quoted);
     log_at(LL_INFO, "control", 0, "%s: %s by %s: weight %s -> %s, state %s -> %s, "
-           "generation %llu%s%s", s->name, ch->action, actor,
+           "generation %llu%s%s", s->name, ch->action, by,
            fmt_pct(old.weight_bp, p0, sizeof(p0)), fmt_pct(s->st.weight_bp, p1, sizeof(p1)),
            adm_state_names[old.state], adm_state_names[s->st.state],
            (unsigned long long)s->st.generation,
@@ -413,6 +459,7 @@ change_run(struct adm_control *c, const struct change *ch, const char *actor)
             .service = s->name, .actor = actor, .action = ch->action,
             .from_bp = old.weight_bp, .to_bp = s->st.weight_bp,
             .reason = ch->reason, .generation = s->st.generation, .figures = ch->figures,
+            .pid = pid,
         };
         /* The change happened: a failing audit log must not hide that. */
         if (adm_audit_append(c->audit_file, &ae, aerr, sizeof(aerr)) != 0)
@@ -497,6 +544,7 @@ cmd_rollback(struct adm_control *c, json_t *req, const char *actor)
                          .action = "rollback", .reason = "", .left = RT_NONE,
                          .drain_s = -1 };
     json_t *r, *v;
+    uint64_t gen;
 
     if ((r = check_keys(req, "rollback", keys)) != NULL)
         return r;
@@ -512,7 +560,11 @@ cmd_rollback(struct adm_control *c, json_t *req, const char *actor)
             return fail_reply("\"reason\" must not contain NUL characters");
         ch.reason = json_string_value(v);
     }
-    return change_run(c, &ch, actor);
+    gen = c->svcs[ch.svc].st.generation;
+    r = change_run(c, &ch, actor);
+    if (c->svcs[ch.svc].st.generation != gen)  /* applied (even if not saved) */
+        c->svcs[ch.svc].counters.rollbacks[ADM_RB_MANUAL]++;
+    return r;
 }
 
 static json_t *
@@ -632,15 +684,120 @@ static const struct {
     { "audit",    cmd_audit },
 };
 
-json_t *
-adm_control_exec(struct adm_control *c, json_t *req, const char *actor)
+bool
+adm_control_is_command(const char *cmd)
 {
-    json_t *v, *r;
-    const char *cmd;
     size_t i;
 
-    if (actor == NULL)
-        actor = "unknown";
+    for (i = 0; cmd != NULL && i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(cmd, commands[i].name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The level request <req> (command <cmd>, known) needs given the state of
+ * its service; <what> gets a short description of the request for the
+ * refusal ("weight 100", "plan start") and <*svc> the service when the
+ * request names a valid one (else -1). A request whose fields are invalid
+ * needs its command's lowest level: the command itself then refuses it. */
+static enum adm_level
+required_level(struct adm_control *c, json_t *req, const char *cmd, char *what,
+               size_t wlen, int *svc)
+{
+    unsigned k = 0;
+    json_t *r, *v;
+    uint32_t bp;
+    const struct adm_svc_state *st;
+    char p0[16];
+
+    *svc = -1;
+    r = resolve_service(c, req, &k);
+    if (r == NULL)
+        *svc = (int)k;
+    json_decref(r);
+    snprintf(what, wlen, "%s", cmd);
+    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "audit") == 0)
+        return ADM_LEVEL_READ;
+    if (strcmp(cmd, "rollback") == 0)
+        return ADM_LEVEL_OPERATE;
+    if (strcmp(cmd, "plan") == 0) {
+        v = json_object_get(req, "action");
+        if (!json_is_string(v))
+            return ADM_LEVEL_OPERATE;
+        snprintf(what, wlen, "plan %.32s", json_string_value(v));
+        if (strcmp(json_string_value(v), "start") == 0
+            || strcmp(json_string_value(v), "resume") == 0)
+            return ADM_LEVEL_ADMIN;
+        return ADM_LEVEL_OPERATE;
+    }
+    if (strcmp(cmd, "weight") == 0) {
+        v = json_object_get(req, "percent");
+        if (!json_is_number(v) || ctl_weight_from_double(json_number_value(v), &bp) != 0
+            || *svc < 0)
+            return ADM_LEVEL_OPERATE;
+        st = &c->svcs[*svc].st;
+        snprintf(what, wlen, "weight %s", fmt_pct(bp, p0, sizeof(p0)));
+        if (bp >= RT_BP_MAX)
+            return ADM_LEVEL_ADMIN;
+        if (st->state == ADM_ST_ROLLED_BACK || st->state == ADM_ST_FROZEN) {
+            snprintf(what, wlen, "weight %s while %s (it clears the latch)", p0,
+                     adm_state_names[st->state]);
+            return ADM_LEVEL_ADMIN;
+        }
+        return ADM_LEVEL_OPERATE;
+    }
+    return ADM_LEVEL_ADMIN;            /* promote, switch, anything added later */
+}
+
+/* Audits a request refused for its level and returns the reply. */
+static json_t *
+refuse_level(struct adm_control *c, const struct adm_caller *who, int svc,
+             const char *what, enum adm_level need)
+{
+    struct adm_audit_entry ae;
+    char reason[256], aerr[512];
+    json_t *r;
+
+    snprintf(reason, sizeof(reason), "%s needs level %s; %s has level %s", what,
+             adm_level_names[need], who->actor, adm_level_names[who->level]);
+    log_at(LL_WARN, "control", 0, "%s: refused: %s", svc >= 0 ? c->svcs[svc].name : "-",
+           reason);
+    if (c->audit_file != NULL) {
+        ae = (struct adm_audit_entry){
+            .service = svc >= 0 ? c->svcs[svc].name : "", .actor = who->actor,
+            .action = "refused", .reason = reason, .pid = who->pid,
+            .from_bp = svc >= 0 ? c->svcs[svc].st.weight_bp : 0,
+            .to_bp = svc >= 0 ? c->svcs[svc].st.weight_bp : 0,
+            .generation = svc >= 0 ? c->svcs[svc].st.generation : 0,
+        };
+        if (adm_audit_append(c->audit_file, &ae, aerr, sizeof(aerr)) != 0)
+            log_at(LL_ERR, "control", 0, "audit log: %s", aerr);
+    }
+    r = fail_reply("%s", reason);
+    if (r != NULL)
+        json_object_set_new(r, "required_level", json_string(adm_level_names[need]));
+    return r;
+}
+
+json_t *
+adm_control_exec_as(struct adm_control *c, json_t *req, const struct adm_caller *who)
+{
+    struct adm_caller anon = { .actor = "unknown", .pid = -1, .level = ADM_LEVEL_READ };
+    enum adm_level need;
+    json_t *v, *r;
+    const char *cmd;
+    char what[128];
+    size_t i;
+    int svc;
+
+    if (who == NULL)
+        who = &anon;
+    if (who->actor == NULL) {
+        anon.pid = who->pid;
+        anon.level = who->level;
+        who = &anon;
+    }
     if (!json_is_object(req))
         return fail_reply("a request must be a JSON object, got %s",
                           req != NULL ? type_name(req) : "nothing");
@@ -651,18 +808,32 @@ adm_control_exec(struct adm_control *c, json_t *req, const char *actor)
         return fail_reply("\"cmd\" must be a string, got %s", type_name(v));
     cmd = json_string_value(v);
     for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        if (strcmp(cmd, commands[i].name) == 0) {
-            r = commands[i].fn(c, req, actor);
-            return r != NULL ? r : fail_reply("internal error building the reply");
-        }
+        if (strcmp(cmd, commands[i].name) != 0)
+            continue;
+        need = required_level(c, req, cmd, what, sizeof(what), &svc);
+        if (who->level < need)
+            return refuse_level(c, who, svc, what, need);
+        c->caller = who;
+        r = commands[i].fn(c, req, who->actor);
+        c->caller = NULL;
+        return r != NULL ? r : fail_reply("internal error building the reply");
     }
     return fail_reply("unknown command \"%s\" (one of: status, weight, rollback, "
                       "promote, switch, plan, audit)", cmd);
 }
 
+json_t *
+adm_control_exec(struct adm_control *c, json_t *req, const char *actor)
+{
+    struct adm_caller who = { .actor = actor != NULL ? actor : "unknown", .pid = -1,
+                              .level = ADM_LEVEL_ADMIN };
+
+    return adm_control_exec_as(c, req, &who);
+}
+
 char *
-adm_control_exec_line(struct adm_control *c, const char *line, size_t len,
-                      const char *actor)
+adm_control_exec_line_as(struct adm_control *c, const char *line, size_t len,
+                         const struct adm_caller *who)
 {
     json_t *req, *reply;
     json_error_t je;
@@ -672,13 +843,48 @@ adm_control_exec_line(struct adm_control *c, const char *line, size_t len,
     if (req == NULL)
         reply = fail_reply("bad JSON: %s at column %d", je.text, je.column);
     else
-        reply = adm_control_exec(c, req, actor);
+        reply = adm_control_exec_as(c, req, who);
     json_decref(req);
     out = reply != NULL ? json_dumps(reply, REPLY_DUMP_FLAGS) : NULL;
     json_decref(reply);
     if (out == NULL)
         out = xstrdup("{\"ok\":false,\"error\":\"internal error building the reply\"}");
     return out;
+}
+
+char *
+adm_control_exec_line(struct adm_control *c, const char *line, size_t len,
+                      const char *actor)
+{
+    struct adm_caller who = { .actor = actor != NULL ? actor : "unknown", .pid = -1,
+                              .level = ADM_LEVEL_ADMIN };
+
+    return adm_control_exec_line_as(c, line, len, &who);
+}
+
+int
+adm_control_audit_event(struct adm_control *c, const char *service,
+                        const struct adm_caller *who, const char *action,
+                        const char *reason)
+{
+    struct adm_audit_entry ae;
+    char aerr[512];
+    int k = service != NULL ? svc_find(c, service) : -1;
+
+    if (c->audit_file == NULL)
+        return -1;
+    ae = (struct adm_audit_entry){
+        .service = service != NULL ? service : "", .actor = who->actor,
+        .action = action, .reason = reason, .pid = who->pid,
+        .from_bp = k >= 0 ? c->svcs[k].st.weight_bp : 0,
+        .to_bp = k >= 0 ? c->svcs[k].st.weight_bp : 0,
+        .generation = k >= 0 ? c->svcs[k].st.generation : 0,
+    };
+    if (adm_audit_append(c->audit_file, &ae, aerr, sizeof(aerr)) != 0) {
+        log_at(LL_ERR, "control", 0, "audit log: %s", aerr);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- automatic decisions ---------------------------------------------- */
@@ -741,6 +947,10 @@ adm_control_auto(struct adm_control *c, unsigned svc, enum adm_auto_action a,
      * save is logged there and the change stays in effect. */
     r = change_run(c, &ch, "auto");
     json_decref(r);
+    if (a == ADM_AUTO_ROLLBACK)
+        c->svcs[svc].counters.rollbacks[auto_reason(figures)]++;
+    else
+        c->svcs[svc].counters.freezes++;
     return 0;
 }
 
@@ -1059,4 +1269,95 @@ adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
     }
     s->plan_retry_ms = 0;
     return 1;
+}
+
+/* ---- reconfiguration (SIGHUP reload) ------------------------------------ */
+
+int
+adm_control_reconfigure(struct adm_control *c, const char *const *names,
+                        const uint32_t *initial_bp, unsigned n, char *err, size_t errlen)
+{
+    struct adm_store_entry *e = NULL;
+    struct adm_svc *svcs;
+    unsigned ne = 0, i, j;
+    bool need_file = false, *taken;
+    char msg[512];
+    size_t len;
+    int k;
+
+    /* everything is checked before anything moves: a refusal changes nothing */
+    for (i = 0; i < n; i++) {
+        len = strlen(names[i]);
+        if (len == 0 || len >= sizeof(e->name)) {
+            snprintf(err, errlen, "service name \"%s\": must be 1..%zu bytes long",
+                     names[i], sizeof(e->name) - 1);
+            return -1;
+        }
+        if (initial_bp[i] > RT_BP_MAX) {
+            snprintf(err, errlen, "service %s: initial weight %u bp out of range 0..%u",
+                     names[i], initial_bp[i], RT_BP_MAX);
+            return -1;
+        }
+        for (j = 0; j < i; j++) {
+            if (strcmp(names[j], names[i]) == 0) {
+                snprintf(err, errlen, "service %s: duplicate name", names[i]);
+                return -1;
+            }
+        }
+        if (svc_find(c, names[i]) < 0)
+            need_file = true;
+    }
+    /* a new service takes its state from the file when it has one (a
+     * service that was removed and comes back, or a fleet's file) */
+    if (need_file && c->state_file != NULL &&
+        adm_store_load(c->state_file, &e, &ne, msg, sizeof(msg)) != 0) {
+        snprintf(err, errlen, "state file %s: %s; fix or remove it", c->state_file, msg);
+        return -1;
+    }
+
+    svcs = xcalloc(n > 0 ? n : 1, sizeof(*svcs));
+    taken = xcalloc(c->n > 0 ? c->n : 1, sizeof(*taken));
+    for (i = 0; i < n; i++) {
+        k = svc_find(c, names[i]);
+        if (k >= 0) {
+            svcs[i] = c->svcs[k];      /* weight, latch, generation, plan, counters */
+            taken[k] = true;
+            continue;
+        }
+        svcs[i].name = xstrdup(names[i]);
+        svcs[i].st.weight_bp = initial_bp[i];
+        svcs[i].st.state = ADM_ST_STEADY;
+        svcs[i].st.generation = 0;
+        hl_plan_init(&svcs[i].plan);
+        for (j = 0; j < ne; j++) {
+            if (strcmp(e[j].name, names[i]) != 0)
+                continue;
+            svcs[i].st.weight_bp = e[j].weight_bp;
+            svcs[i].st.state = (enum adm_state)e[j].state;
+            svcs[i].st.generation = e[j].generation;
+            plan_from_entry(&svcs[i], &e[j]);
+            log_at(LL_INFO, "control", 0,
+                   "%s: new service: restored weight %s, state %s, generation %llu from %s",
+                   e[j].name, fmt_pct(e[j].weight_bp, msg, sizeof(msg)),
+                   adm_state_names[e[j].state], (unsigned long long)e[j].generation,
+                   c->state_file);
+            break;
+        }
+    }
+    for (i = 0; i < c->n; i++) {
+        if (taken[i])
+            continue;
+        log_at(LL_INFO, "control", 0, "%s: removed from the config; its state (weight %s, "
+               "state %s, generation %llu) is dropped", c->svcs[i].name,
+               fmt_pct(c->svcs[i].st.weight_bp, msg, sizeof(msg)),
+               adm_state_names[c->svcs[i].st.state],
+               (unsigned long long)c->svcs[i].st.generation);
+        free(c->svcs[i].name);
+    }
+    free(c->svcs);
+    c->svcs = svcs;
+    c->n = n;
+    free(taken);
+    free(e);
+    return 0;
 }

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "admin/tokens.h"
 #include "router/router.h"
 
 struct json_t;
@@ -76,6 +77,36 @@ void adm_control_free(struct adm_control *c);
 /* Current state of service <svc> (borrowed, valid until the next command). */
 const struct adm_svc_state *adm_control_state(const struct adm_control *c, unsigned svc);
 
+/* Why a rollback happened, as counted for the metrics. Must remain in this
+ * order (adm_rollback_reason_names); the automatic ones are the "kind" of
+ * the decision's figures (proxy/tick.c). */
+enum adm_rollback_reason {
+    ADM_RB_MANUAL = 0,           /* "manual": an operator's rollback command */
+    ADM_RB_ERROR_RATE,           /* "error_rate" */
+    ADM_RB_P99,                  /* "p99" */
+    ADM_RB_RATIO_TO_LEGACY,      /* "ratio_to_legacy" */
+    ADM_RB_NEW_DOWN,             /* "new_down": on_new_down rollback */
+    ADM_RB_OTHER,                /* "other": automatic, with no known kind */
+    ADM_RB__COUNT
+};
+
+extern const char *const adm_rollback_reason_names[ADM_RB__COUNT];
+
+/* Changes of one service since the daemon started (not persisted: metrics
+ * counters start at 0 with the process). */
+struct adm_counters {
+    uint64_t rollbacks[ADM_RB__COUNT];   /* rollbacks applied, by reason */
+    uint64_t freezes;                    /* automatic freezes applied */
+};
+
+/* Copies service <svc>'s counters into <out>. */
+void adm_control_counters(const struct adm_control *c, unsigned svc,
+                          struct adm_counters *out);
+
+/* The running plan's step of service <svc>, 1-based; 0 when no plan runs
+ * (none configured, not started, or ended). */
+unsigned adm_control_plan_step(const struct adm_control *c, unsigned svc);
+
 /* Executes one request object <req> on behalf of <actor> ("uid:0") and
  * returns a new reply object ({"ok":true,…} or {"ok":false,"error":…}); the
  * caller owns it. A request that is refused changes nothing. */
@@ -87,6 +118,46 @@ struct json_t *adm_control_exec(struct adm_control *c, struct json_t *req,
  * an error reply. */
 char *adm_control_exec_line(struct adm_control *c, const char *line, size_t len,
                             const char *actor);
+
+/* ---- callers and levels ---------------------------------------------------
+ *
+ * Who asks, and what they may do. adm_control_exec() runs with level admin
+ * (the unix socket: its file mode is the access control). The level a
+ * request needs depends on the service's state, so it is decided here:
+ * read for status and audit; operate for rollback, plan pause and abort,
+ * and a weight below 100 while the service is not latched; admin for
+ * everything else (promote, switch, weight 100, a weight that clears the
+ * rolled_back or frozen latch, plan start and resume). A request refused
+ * for its level changes nothing; it is audited (action "refused", the
+ * reason naming the command and the level needed) and answered
+ * {"ok":false,"error":…,"required_level":"admin"}.
+ */
+struct adm_caller {
+    const char *actor;           /* "uid:N" or "token:NAME"; borrowed */
+    long pid;                    /* peer process (SO_PEERCRED), -1 when unknown:
+                                  * audited as "pid" and logged with each change */
+    enum adm_level level;
+};
+
+/* adm_control_exec() on behalf of <who>. */
+struct json_t *adm_control_exec_as(struct adm_control *c, struct json_t *req,
+                                   const struct adm_caller *who);
+
+/* adm_control_exec_line() on behalf of <who>. */
+char *adm_control_exec_line_as(struct adm_control *c, const char *line, size_t len,
+                               const struct adm_caller *who);
+
+/* True when <cmd> names a command of the protocol. */
+bool adm_control_is_command(const char *cmd);
+
+/* Records in the audit log an event that changed nothing (the HTTP
+ * endpoint's refused authentications, action "auth_refused"): service
+ * <service> ("" when none applies), actor and pid of <who>, <action>,
+ * <reason> (must not hold a secret). Blocking (fsync): the caller bounds the
+ * rate. Returns 0, or -1 (logged) when the audit log is off or failed. */
+int adm_control_audit_event(struct adm_control *c, const char *service,
+                            const struct adm_caller *who, const char *action,
+                            const char *reason);
 
 /* ---- automatic decisions (the policy tick, proxy/tick.c) ----------------
  *
@@ -192,5 +263,23 @@ void adm_control_set_plan(struct adm_control *c, unsigned svc,
  * socket, never from inside an ops callback. */
 int adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
                           uint64_t new_requests);
+
+/* ---- reconfiguration ----------------------------------------------------
+ *
+ * A config reload (SIGHUP) gives the control plane the new list of
+ * services: <n> names (copied) in the new config order, with their initial
+ * weights. Services are matched by name: a kept one keeps its weight,
+ * latch, generation, plan progress and counters (the control plane's state
+ * wins over the config's initial weight) and takes its new index; a new one
+ * starts from <initial_bp> or, when the state file has it, from the file;
+ * a removed one is dropped (its record leaves the state file with the next
+ * save). Nothing is applied, persisted or audited here. Afterwards the
+ * caller re-sets every service's plan with adm_control_set_plan() (in new
+ * indices) and publishes every state. Returns 0, or -1 with a message in
+ * <err> (a bad name, a duplicate, an unreadable state file): nothing
+ * changed. */
+int adm_control_reconfigure(struct adm_control *c, const char *const *names,
+                            const uint32_t *initial_bp, unsigned n, char *err,
+                            size_t errlen);
 
 #endif

@@ -479,10 +479,16 @@ print_audit(const json_t *reply)
     char *fig;
 
     json_array_foreach(json_object_get(reply, "entries"), i, e) {
+        /* the actor, and the process behind a socket command */
+        snprintf(b[2], sizeof(b[2]), "%s",
+                 fmt_value(json_object_get(e, "actor"), b[3], sizeof(b[3])));
+        if (json_is_integer(json_object_get(e, "pid")))
+            snprintf(b[2] + strlen(b[2]), sizeof(b[2]) - strlen(b[2]), " pid:%lld",
+                     (long long)json_integer_value(json_object_get(e, "pid")));
         printf("%s  %s  %s  %s  %s -> %s  generation %s",
                fmt_value(json_object_get(e, "ts"), b[0], sizeof(b[0])),
                fmt_value(json_object_get(e, "service"), b[1], sizeof(b[1])),
-               fmt_value(json_object_get(e, "actor"), b[2], sizeof(b[2])),
+               b[2],
                fmt_value(json_object_get(e, "action"), b[3], sizeof(b[3])),
                fmt_percent(json_object_get(e, "from"), b[4], sizeof(b[4])),
                fmt_percent(json_object_get(e, "to"), b[5], sizeof(b[5])),
@@ -492,7 +498,7 @@ print_audit(const json_t *reply)
             printf("  reason \"%s\"", json_string_value(reason));
         figures = json_object_get(e, "figures");
         if (figures != NULL && !json_is_null(figures)
-            && (fig = json_dumps(figures, JSON_COMPACT)) != NULL) {
+            && (fig = json_dumps(figures, JSON_COMPACT | JSON_REAL_PRECISION(6))) != NULL) {
             printf("  figures %s", fig);
             free(fig);
         }

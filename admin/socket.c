@@ -6,10 +6,14 @@
  * Key decisions:
  * - The socket file gets its final mode from the umask in force at bind()
  *   time, never from a chmod() afterwards, so there is no moment where it is
- *   wider than <mode>.
+ *   wider than <mode>. With a group, bind() creates it with the owner bits
+ *   only; it is chown'ed to the group and only then given the group bits,
+ *   all before listen(), so nobody outside the group ever had access.
  * - A stale socket file (left by a crash) is replaced only when it is a
- *   socket and nobody answers a connect on it; a live daemon is never
- *   displaced.
+ *   socket owned by our effective uid and nobody answers a connect on it;
+ *   a live daemon, or another user's file, is never displaced.
+ * - The peer's uid and pid (SO_PEERCRED) go with every command: the uid is
+ *   the actor ("uid:N"), the pid is audited and logged with each change.
  * - Work per callback is bounded (ADM_LINES_PER_CB lines); the rest is
  *   picked up by a "resume" event on the next loop iteration, so a client
  *   that pipelines many requests cannot starve the loop. A client that does
@@ -55,6 +59,7 @@ struct adm_client {
     struct bufferevent *bev;           /* owned (closes the fd) */
     struct event *resume;              /* owned: re-runs line processing */
     char actor[32];                    /* "uid:N" from SO_PEERCRED */
+    long pid;                          /* peer pid from SO_PEERCRED, -1 unknown */
     bool is_eof;                       /* peer shut its writing side */
     bool is_paused;                    /* reading stopped: output over ADM_OUT_HIGH */
     bool is_closing;                   /* no more requests: free once output is sent */
@@ -142,8 +147,9 @@ client_exec(struct adm_client *c, size_t len, size_t eol_len)
         client_close_after_flush(c);
         return;
     }
-    reply = adm_control_exec_line(c->srv->ctl, len ? (const char *)line : "", len,
-                                  c->actor);
+    reply = adm_control_exec_line_as(c->srv->ctl, len ? (const char *)line : "", len,
+                                     &(struct adm_caller){ .actor = c->actor, .pid = c->pid,
+                                                           .level = ADM_LEVEL_ADMIN });
     evbuffer_drain(in, len + eol_len);
     if (reply == NULL) {
         static const char msg[] = "{\"ok\":false,\"error\":\"internal error\"}";
@@ -286,10 +292,13 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
     }
     c = xcalloc(1, sizeof(*c));
     c->srv = s;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0)
+    c->pid = -1;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0) {
         snprintf(c->actor, sizeof(c->actor), "uid:%lu", (unsigned long)cred.uid);
-    else
+        c->pid = cred.pid > 0 ? (long)cred.pid : -1;  /* 0: not in our pid namespace */
+    } else {
         snprintf(c->actor, sizeof(c->actor), "uid:unknown");
+    }
 
     c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (c->bev == NULL) {
@@ -313,7 +322,7 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
         s->clients->prev = c;
     s->clients = c;
     s->nclients++;
-    log_at(LL_DEBUG, "admin", 0, "admin connection from %s", c->actor);
+    log_at(LL_DEBUG, "admin", 0, "admin connection from %s pid:%ld", c->actor, c->pid);
     return;
 
 fail:
@@ -379,6 +388,11 @@ remove_stale_socket(const struct sockaddr_un *addr, socklen_t addrlen, char *err
         snprintf(err, errlen, "%s exists and is not a socket", path);
         return -1;
     }
+    if (st.st_uid != geteuid()) {
+        snprintf(err, errlen, "%s is a socket of uid %lu, not ours (uid %lu): not removed",
+                 path, (unsigned long)st.st_uid, (unsigned long)geteuid());
+        return -1;
+    }
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
@@ -412,6 +426,13 @@ struct adm_server *
 adm_server_new(struct event_base *base, struct adm_control *ctl, const char *path,
                mode_t mode, char *err, size_t errlen)
 {
+    return adm_server_new_group(base, ctl, path, mode, -1, err, errlen);
+}
+
+struct adm_server *
+adm_server_new_group(struct event_base *base, struct adm_control *ctl, const char *path,
+                     mode_t mode, long gid, char *err, size_t errlen)
+{
     struct adm_server *s = NULL;
     struct sockaddr_un addr;
     socklen_t addrlen;
@@ -444,7 +465,7 @@ adm_server_new(struct event_base *base, struct adm_control *ctl, const char *pat
     /* The file is created by bind() with 0777 & ~umask: set the umask so it
      * is born with <mode>. The umask is process-wide; this runs at startup
      * or reload on the control thread, before anything else creates files. */
-    old = umask(~mode & 0777);
+    old = umask(~(gid >= 0 ? mode & 0700 : mode) & 0777);
     rc = bind(fd, (const struct sockaddr *)&addr, addrlen);
     e = errno;
     umask(old);
@@ -453,6 +474,17 @@ adm_server_new(struct event_base *base, struct adm_control *ctl, const char *pat
         goto fail;
     }
     bound = true;
+    /* Group access: the group first, its bits second, both before listen():
+     * until listen() a connect is refused anyway. */
+    if (gid >= 0 && chown(path, (uid_t)-1, (gid_t)gid) != 0) {
+        snprintf(err, errlen, "cannot give %s to group %ld: %s", path, gid, strerror(errno));
+        goto fail;
+    }
+    if (gid >= 0 && chmod(path, mode & 0777) != 0) {
+        snprintf(err, errlen, "cannot set mode %04o on %s: %s", (unsigned)(mode & 0777),
+                 path, strerror(errno));
+        goto fail;
+    }
 
     s = xcalloc(1, sizeof(*s));
     s->base = base;
@@ -469,8 +501,12 @@ adm_server_new(struct event_base *base, struct adm_control *ctl, const char *pat
     }
     fd = -1;
     evconnlistener_set_error_cb(s->lev, on_accept_error);
-    log_at(LL_INFO, "admin", 0, "admin socket %s (mode %04o)", path,
-           (unsigned)(mode & 07777));
+    if (gid >= 0)
+        log_at(LL_INFO, "admin", 0, "admin socket %s (mode %04o, group %ld)", path,
+               (unsigned)(mode & 07777), gid);
+    else
+        log_at(LL_INFO, "admin", 0, "admin socket %s (mode %04o)", path,
+               (unsigned)(mode & 07777));
     return s;
 
 fail:

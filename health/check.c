@@ -355,6 +355,19 @@ hl_check_free(struct hl_check *c)
 }
 
 void
+hl_check_set_verdict(struct hl_check *c, bool is_up)
+{
+    hl_risefall_init(&c->rf, c->conf->rise, c->conf->fall, is_up);
+    c->st.is_up = is_up;
+}
+
+void
+hl_check_set_conf(struct hl_check *c, const struct hl_check_conf *conf)
+{
+    c->conf = conf;
+}
+
+void
 hl_check_get_stats(const struct hl_check *c, struct hl_check_stats *out)
 {
     *out = c->st;

@@ -75,6 +75,16 @@ int hl_check_start(struct hl_check *c);
  * it; <notify> is not called. NULL is a no-op. Not from <c>'s own callback. */
 void hl_check_free(struct hl_check *c);
 
+/* Sets the verdict <c> starts from (before hl_check_start; the default is
+ * up): a checker restarted for a server already marked down reports it up
+ * only after <rise> passes. */
+void hl_check_set_verdict(struct hl_check *c, bool is_up);
+
+/* Repoints <c>'s borrowed settings to <conf>, equal in every field to the
+ * ones it was created with (a config reload that kept them: the old copy
+ * is about to be freed). The running schedule and counts are kept. */
+void hl_check_set_conf(struct hl_check *c, const struct hl_check_conf *conf);
+
 /* Copies <c>'s figures into <out>. */
 void hl_check_get_stats(const struct hl_check *c, struct hl_check_stats *out);
 

@@ -22,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -568,7 +569,8 @@ static int
 parse_admin(json_t *j, struct px_conf *c, struct conf_err *err)
 {
     static const char *const keys[] = {
-        "socket", "socket_mode", "listen", "token_file", NULL
+        "socket", "socket_mode", "socket_group", "listen", "token_file",
+        "read_token_required", NULL
     };
     struct sockaddr_un sun;
     struct px_addr a;
@@ -604,7 +606,38 @@ parse_admin(json_t *j, struct px_conf *c, struct conf_err *err)
                              "address and a port 1..65535");
         c->admin_listen = xstrdup(s);
     }
-    return opt_path(j, "token_file", "admin", c->dir, &c->admin_token_file, err);
+    if (opt_string(j, "socket_group", "admin", &s, err) != 0)
+        return -1;
+    if (s != NULL) {
+        /* a name or a numeric gid, resolved now so `cutoverd -t` checks it */
+        char *end, buf[4096];
+        struct group gr, *grp = NULL;
+        unsigned long g;
+
+        errno = 0;
+        g = strtoul(s, &end, 10);
+        if (s[0] >= '0' && s[0] <= '9' && *end == '\0' && errno == 0 && g < 4294967295UL) {
+            c->admin_socket_gid = (long)g;
+        } else if (getgrnam_r(s, &gr, buf, sizeof(buf), &grp) != 0 || grp == NULL) {
+            return conf_fail(err, "admin.socket_group", "no group named \"%s\"", s);
+        } else {
+            c->admin_socket_gid = (long)grp->gr_gid;
+        }
+        /* the group is there to be let in: default mode 0660 */
+        if (json_object_get(j, "socket_mode") == NULL)
+            c->admin_socket_mode = 0660;
+    }
+    if ((v = json_object_get(j, "read_token_required")) != NULL) {
+        if (!json_is_boolean(v))
+            return conf_fail(err, "admin.read_token_required", "must be true or false");
+        c->admin_read_token_required = json_is_true(v);
+    }
+    if (opt_path(j, "token_file", "admin", c->dir, &c->admin_token_file, err) != 0)
+        return -1;
+    if (c->admin_read_token_required && c->admin_token_file == NULL)
+        return conf_fail(err, "admin.read_token_required",
+                         "needs admin.token_file (no token could ever be accepted)");
+    return 0;
 }
 
 /* Parses the array of addresses at <path> into a fresh array. */
@@ -872,7 +905,8 @@ static int
 parse_root(json_t *root, struct px_conf *c, struct conf_err *err)
 {
     static const char *const keys[] = {
-        "admin", "state", "audit", "workers", "shutdown_grace_ms", "services", NULL
+        "admin", "state", "audit", "access_log", "workers", "shutdown_grace_ms",
+        "services", NULL
     };
     static const char *const file_keys[] = { "file", NULL };
     static const struct px_timeouts tdef = {
@@ -903,6 +937,14 @@ parse_root(json_t *root, struct px_conf *c, struct conf_err *err)
         (j != NULL && (check_keys(j, "audit", file_keys, err) != 0 ||
                        opt_path(j, "file", "audit", c->dir, &c->audit_file, err) != 0)))
         return -1;
+    if (opt_object(root, "access_log", "", &j, err) != 0 ||
+        (j != NULL && (check_keys(j, "access_log", file_keys, err) != 0 ||
+                       opt_path(j, "file", "access_log", c->dir, &c->access_log_file,
+                                err) != 0)))
+        return -1;
+    if (j != NULL && c->access_log_file == NULL)
+        return conf_fail(err, "access_log.file", "is required (remove \"access_log\" "
+                         "to turn the access log off)");
     if (opt_uint(root, "workers", "", 0, 256, &c->workers, err) != 0 ||
         opt_uint(root, "shutdown_grace_ms", "", 0, 3600000, &c->shutdown_grace_ms,
                  err) != 0)
@@ -1135,6 +1177,7 @@ px_conf_load(const char *file, char *errbuf, size_t errlen)
     c->file = xstrdup(file);
     c->dir = dir_of(file);
     c->admin_socket_mode = 0600;
+    c->admin_socket_gid = -1;
     c->workers = 0;
     c->shutdown_grace_ms = 10000;
     memset(&err, 0, sizeof(err));
@@ -1177,5 +1220,6 @@ px_conf_free(struct px_conf *c)
     free(c->admin_token_file);
     free(c->state_file);
     free(c->audit_file);
+    free(c->access_log_file);
     free(c);
 }

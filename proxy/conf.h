@@ -75,11 +75,15 @@ struct px_conf {
     char *file;                  /* owned: path as given */
     char *dir;                   /* owned: directory of <file>, for relative paths */
     char *admin_socket;          /* owned: absolute or resolved against <dir>; NULL = default */
-    mode_t admin_socket_mode;    /* default 0600 */
-    char *admin_listen;          /* owned; NULL = none (HTTP admin: later) */
-    char *admin_token_file;      /* owned; NULL = none */
+    mode_t admin_socket_mode;    /* default 0600; 0660 with a socket_group */
+    long admin_socket_gid;       /* admin.socket_group resolved; -1 = none */
+    char *admin_listen;          /* owned; NULL = no HTTP admin endpoint */
+    char *admin_token_file;      /* owned; NULL = none (every token request is 401) */
+    bool admin_read_token_required;  /* GET /status, /metrics need a token too */
     char *state_file;            /* owned; NULL = default */
     char *audit_file;            /* owned; NULL = default */
+    char *access_log_file;       /* owned: "access_log": {"file"}, resolved against
+                                  * <dir>; NULL = no access log (the default) */
     unsigned workers;            /* 0 = one per CPU; 0..256 */
     unsigned shutdown_grace_ms;  /* default 10000, 0..3600000 */
     unsigned nservices;          /* >= 1 */

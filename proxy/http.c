@@ -40,6 +40,7 @@
 
 #include "admin/log.h"
 #include "admin/xmalloc.h"
+#include "proxy/accesslog.h"
 #include "proxy/http1.h"
 #include "proxy/server.h"
 
@@ -93,8 +94,13 @@ struct px_body {
 
 struct px_conn {
     struct px_conn *next, *prev;     /* svc->conns list */
-    struct px_service *svc;          /* borrowed */
+    struct px_service *svc;          /* borrowed; a retired service lives until
+                                      * its last connection is gone */
     struct px_srv *srv;              /* borrowed */
+    struct px_confref *cref;         /* one reference: the generation of <conf> */
+    const struct px_service_conf *conf;  /* the service's conf when this
+                                      * connection took it: at accept, then between
+                                      * requests (conn_refresh_conf) */
     uint64_t id;
     enum px_conn_state state;        /* written only by set_state() */
     unsigned flags;                  /* PX_CF_* */
@@ -118,7 +124,8 @@ struct px_conn {
     struct evbuffer *up_head;        /* owned: rebuilt head, sent once connected */
     struct evbuffer *req_buf;        /* owned: buffered small body */
     enum rt_side side;
-    unsigned server;
+    struct px_server_rt *srt;        /* one reference: the server of the current
+                                      * request, or NULL (RT_NONE side) */
     bool fallback;
     bool issue_cookie;
     uint32_t bucket;
@@ -131,11 +138,24 @@ struct px_conn {
     bool res_recorded;               /* outcome reported to the service */
     bool res_keep_alive;             /* the upstream connection may be reused */
     uint64_t last_io_ms;             /* tunnel: last byte either way */
+
+    /* the access log's view of the current request (kept only with an
+     * access log: log_begin() sets log_pending, log_request() clears it) */
+    unsigned client_port;
+    bool log_pending;                /* a request began and is not logged yet */
+    int log_status;                  /* status sent to the client; 0 none yet */
+    const char *log_error;           /* static: what failed; NULL nothing known */
+    enum rt_reason log_why;          /* the router's reason; RT_R_NONE: not routed */
+    uint64_t log_t0_us;              /* px_now_us() when the request began */
+    char log_method[32];             /* "" when no head was parsed */
+    char *log_path;                  /* owned: PX_ACCESS_LOG_PATH_MAX bytes, or NULL */
+    size_t log_path_len;             /* length of the target (may exceed what is kept) */
 };
 
 static void set_state(struct px_conn *c, enum px_conn_state next);
 static void process(struct px_conn *c);
 static void conn_close_now(struct px_conn *c);
+static bool conn_refresh_conf(struct px_conn *c);
 static void on_client_read(struct bufferevent *bev, void *arg);
 static void on_client_write(struct bufferevent *bev, void *arg);
 static void on_client_event(struct bufferevent *bev, short what, void *arg);
@@ -146,7 +166,24 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg);
 static const struct px_service_conf *
 sconf(const struct px_conn *c)
 {
-    return c->svc->conf;
+    return c->conf;
+}
+
+/* The address of the current request's server. */
+static const struct px_addr *
+srt_addr(const struct px_conn *c)
+{
+    return &c->srt->addr;
+}
+
+/* Binds the current request to <s> (NULL: none). */
+static void
+bind_server(struct px_conn *c, struct px_server_rt *s)
+{
+    if (s != NULL)
+        px_server_rt_get(s);
+    px_server_rt_put(c->srt);
+    c->srt = s;
 }
 
 static struct timeval
@@ -189,6 +226,62 @@ upstream_free(struct px_conn *c)
     }
 }
 
+/* ---- access log ------------------------------------------------------ */
+
+/* The current request begins for the access log: a parsed head <r>, or,
+ * with <r> NULL, bytes the proxy refuses before they made a request. The
+ * head is drained before the request ends, so what the line needs of it is
+ * kept here. Called only with an access log. */
+static void
+log_begin(struct px_conn *c, const struct px_req *r)
+{
+    c->log_pending = true;
+    c->log_status = 0;
+    c->log_error = NULL;
+    c->log_why = RT_R_NONE;
+    c->log_method[0] = '\0';
+    c->log_path_len = 0;
+    c->log_t0_us = r != NULL ? c->t_req_us : px_now_us(c->srv);
+    if (r == NULL)
+        return;
+    snprintf(c->log_method, sizeof(c->log_method), "%.*s", (int)r->method.len, r->method.p);
+    if (c->log_path == NULL)
+        c->log_path = xmalloc(PX_ACCESS_LOG_PATH_MAX);
+    c->log_path_len = r->target.len;
+    memcpy(c->log_path, r->target.p,
+           r->target.len < PX_ACCESS_LOG_PATH_MAX ? r->target.len : PX_ACCESS_LOG_PATH_MAX);
+}
+
+/* Writes the current request's access log line, once. <ended> is the error
+ * to report when the request itself knows of none (the connection ended
+ * under it). Call while the request's side and server are still bound. */
+static void
+log_request(struct px_conn *c, const char *ended)
+{
+    struct px_access_log *al = c->srv->access_log;
+    bool parsed = c->log_method[0] != '\0';
+    bool routed = c->side != RT_NONE && c->srt != NULL;
+    char client[96];
+
+    c->log_pending = false;
+    if (al == NULL)
+        return;                        /* a reload turned it off meanwhile */
+    px_access_log_write(al, &(struct px_access_rec){
+        .conn = c->id, .service = sconf(c)->name,
+        .client = px_access_client(c->client_ip, c->client_port, client, sizeof(client)),
+        .method = parsed ? c->log_method : NULL,
+        .path = parsed ? c->log_path : NULL, .path_len = c->log_path_len,
+        .status = c->log_status,
+        .side = routed ? rt_side_names[c->side] : NULL,
+        .server = routed ? c->srt->addr.text : NULL,
+        .why = routed && c->log_why != RT_R_NONE ? rt_reason_names[c->log_why] : NULL,
+        .bytes_in = parsed ? c->req.total : 0,
+        .bytes_out = c->res_head_done ? c->res.total : 0,
+        .duration_us = px_now_us(c->srv) - c->log_t0_us,
+        .error = c->log_error != NULL ? c->log_error : ended,
+    });
+}
+
 static void
 conn_close_now(struct px_conn *c)
 {
@@ -196,6 +289,8 @@ conn_close_now(struct px_conn *c)
 
     log_at(LL_DEBUG, "http", c->id, "closed after %u request(s) while %s",
            c->nreq, px_cs_actions[c->state]);
+    if (c->log_pending)                /* a tunnel ended, or the client went away */
+        log_request(c, c->log_status == 101 ? NULL : "client_closed");
     c->state = PX_CS_CLOSED;
     upstream_free(c);
     if (c->down != NULL)
@@ -205,6 +300,9 @@ conn_close_now(struct px_conn *c)
     evbuffer_free(c->up_head);
     evbuffer_free(c->req_buf);
     free(c->fields);
+    free(c->log_path);
+    bind_server(c, NULL);
+    px_confref_put(c->cref);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -291,6 +389,8 @@ set_state(struct px_conn *c, enum px_conn_state next)
         bufferevent_enable(c->up, EV_READ | EV_WRITE);
         break;
     case PX_CS_DRAINING:
+        if (c->log_pending)            /* answered (by the proxy) or cut: it ends here */
+            log_request(c, NULL);
         upstream_free(c);
         if (c->head_timer != NULL)
             evtimer_del(c->head_timer);
@@ -318,7 +418,10 @@ reply_error(struct px_conn *c, int status, const char *why)
 
     log_at(status >= 500 ? LL_WARN : LL_INFO, "http", c->id,
            "%d %s (%s) while %s", status, text, why, px_cs_actions[c->state]);
+    if (c->srv->access_log != NULL && !c->log_pending)
+        log_begin(c, NULL);            /* bytes that never made a request */
     if (!(c->flags & PX_CF_RES_STARTED)) {
+        c->log_status = status;
         evbuffer_add_printf(out,
                             "HTTP/1.1 %d %s\r\n"
                             "Content-Type: text/plain\r\n"
@@ -339,7 +442,10 @@ record(struct px_conn *c, int status, enum px_err err)
     if (c->res_recorded || c->side == RT_NONE)
         return;
     c->res_recorded = true;
-    px_service_record(c->svc, c->side, c->server, status, err,
+    c->log_status = status;
+    if (status == 0)
+        c->log_error = px_err_names[err];
+    px_service_record(c->svc, c->side, c->srt, status, err,
                       px_now_us(c->srv) - c->t_req_us);
 }
 
@@ -482,7 +588,7 @@ static void
 build_up_head(struct px_conn *c, const struct px_req *r)
 {
     struct evbuffer *h = c->up_head;
-    const struct px_addr *srv = &sconf(c)->side[c->side].servers[c->server];
+    const struct px_addr *srv = srt_addr(c);
     bool have_xff = false;
     size_t i;
 
@@ -531,12 +637,12 @@ static void on_upstream_connected(struct px_conn *c);
 static void
 start_connect(struct px_conn *c)
 {
-    const struct px_addr *a = &sconf(c)->side[c->side].servers[c->server];
+    const struct px_addr *a = srt_addr(c);
 
     upstream_free(c);
     c->flags &= ~(PX_CF_UP_REUSED | PX_CF_RES_BYTES);
     if (!(c->flags & PX_CF_STALE_RETRY) &&
-        (c->up = px_pool_get(c->svc, c->side, c->server)) != NULL) {
+        (c->up = px_pool_get(c->srt)) != NULL) {
         c->flags |= PX_CF_UP_REUSED;
         bufferevent_setcb(c->up, on_upstream_read, on_upstream_write, on_upstream_event, c);
         set_state(c, PX_CS_CONNECTING);
@@ -657,6 +763,8 @@ read_head(struct px_conn *c)
     c->flags &= ~PX_CF_HEAD_TIMER;
     c->nreq++;
     c->t_req_us = px_now_us(c->srv);
+    if (c->srv->access_log != NULL)
+        log_begin(c, &r);
     c->req_minor = r.minor;
     c->req_is_head = px_iov_eq(r.method, "HEAD");
     c->req_idempotent = px_iov_eq(r.method, "GET") || c->req_is_head ||
@@ -685,18 +793,20 @@ read_head(struct px_conn *c)
     if (ch.side == RT_NONE) {
         c->side = RT_NONE;
         c->svc->stats[RT_LEGACY].errors[PX_E_NO_SERVER]++;
+        c->log_error = px_err_names[PX_E_NO_SERVER];
         reply_error(c, 503, "no side has a usable server");
         return;
     }
     c->side = ch.side;
-    c->server = ch.server;
+    bind_server(c, c->svc->servers[ch.side][ch.server]);
     c->fallback = ch.fallback;
+    c->log_why = ch.reason;
     c->issue_cookie = ch.issue_cookie;
     c->bucket = ch.bucket;
     c->svc->stats[ch.side].requests++;
     if (ch.fallback)
         c->svc->stats[ch.side].fallbacks++;
-    c->svc->servers[ch.side][ch.server].requests++;
+    c->srt->requests++;
     log_at(LL_DEBUG, "http", c->id, "%.*s %.*s -> %s server %u (%s)",
            (int)r.method.len, r.method.p, (int)r.target.len, r.target.p,
            rt_side_names[ch.side], ch.server, rt_reason_names[ch.reason]);
@@ -725,6 +835,12 @@ process(struct px_conn *c)
     switch (c->state) {
     case PX_CS_READ_HEAD:
         if (evbuffer_get_length(in) == 0 && (c->flags & PX_CF_CLIENT_EOF)) {
+            mark_close(c);
+            return;
+        }
+        /* a reload while this connection waited: the head is read with the
+         * service's current conf */
+        if (!conn_refresh_conf(c)) {
             mark_close(c);
             return;
         }
@@ -782,14 +898,42 @@ process(struct px_conn *c)
 
 /* ---- response -------------------------------------------------------- */
 
+/* Between requests (no side, no server bound): takes the service's current
+ * conf when a reload changed it, so a keep-alive client gets the new
+ * timeouts, limits and routing keys from its next request on. Returns false
+ * when the connection cannot go on (the service is now a TCP service). */
+static bool
+conn_refresh_conf(struct px_conn *c)
+{
+    struct px_service *svc = c->svc;
+
+    if (c->conf == svc->conf)
+        return true;
+    if (svc->conf->mode != PX_MODE_HTTP)
+        return false;
+    if (svc->conf->limits.headers != c->conf->limits.headers) {
+        free(c->fields);
+        c->fields = xcalloc(svc->conf->limits.headers, sizeof(*c->fields));
+    }
+    if (c->state == PX_CS_READ_HEAD && svc->conf->limits.head_bytes != c->conf->limits.head_bytes)
+        bufferevent_setwatermark(c->down, EV_READ, 0, svc->conf->limits.head_bytes);
+    px_confref_get(svc->cref);
+    px_confref_put(c->cref);
+    c->cref = svc->cref;
+    c->conf = svc->conf;
+    return true;
+}
+
 /* The response is complete: close the upstream and wait for the next
  * request, or close the client connection. */
 static void
 finish_exchange(struct px_conn *c)
 {
+    if (c->log_pending)
+        log_request(c, NULL);
     if (c->up != NULL && c->res_keep_alive && c->req.done &&
         sconf(c)->pool.max_idle > 0) {
-        px_pool_put(c->svc, c->side, c->server, c->up);   /* the pool owns it now */
+        px_pool_put(c->svc, c->srt, c->up);   /* the pool owns it now */
         c->up = NULL;
     }
     upstream_free(c);
@@ -804,6 +948,11 @@ finish_exchange(struct px_conn *c)
     c->res_head_done = false;
     c->res_recorded = false;
     c->side = RT_NONE;
+    bind_server(c, NULL);
+    if (!conn_refresh_conf(c)) {
+        set_state(c, PX_CS_DRAINING);
+        return;
+    }
     evbuffer_drain(c->req_buf, evbuffer_get_length(c->req_buf));
     set_state(c, PX_CS_READ_HEAD);
     process(c);                       /* a pipelined request may be waiting */
@@ -915,7 +1064,7 @@ start_tunnel(struct px_conn *c, const struct px_resp *r)
     evtimer_del(c->head_timer);
     c->last_io_ms = px_now_ms(c->srv);
     log_at(LL_DEBUG, "http", c->id, "upgraded: tunnel to %s",
-           sconf(c)->side[c->side].servers[c->server].text);
+           srt_addr(c)->text);
     set_state(c, PX_CS_TUNNEL);
     /* bytes that followed the 101 in either direction */
     evbuffer_add_buffer(out, in);
@@ -967,7 +1116,7 @@ read_response_head(struct px_conn *c)
         }
         if (pr == PX_PARSE_BAD) {
             log_at(LL_WARN, "http", c->id, "invalid response from %s: %s",
-                   sconf(c)->side[c->side].servers[c->server].text,
+                   srt_addr(c)->text,
                    r.error != NULL ? r.error : "?");
             upstream_free(c);
             record(c, 0, PX_E_UP_BAD);
@@ -1023,9 +1172,10 @@ pump_response(struct px_conn *c)
         return;
     if (pump_body(&c->res, bufferevent_get_input(c->up), out) < 0) {
         log_at(LL_WARN, "http", c->id, "bad response body framing from %s: %s",
-               sconf(c)->side[c->side].servers[c->server].text,
+               srt_addr(c)->text,
                c->res.ck.error != NULL ? c->res.ck.error : "?");
         c->svc->stats[c->side].errors[PX_E_UP_BAD]++;
+        c->log_error = px_err_names[PX_E_UP_BAD];
         /* the client sees a cut response, never a final chunk */
         c->flags |= PX_CF_NO_KEEPALIVE;
         set_state(c, PX_CS_DRAINING);
@@ -1196,7 +1346,7 @@ on_upstream_connected(struct px_conn *c)
 
     log_at(LL_DEBUG, "http", c->id, "%s %s",
            (c->flags & PX_CF_UP_REUSED) ? "reusing a connection to" : "connected to",
-           sconf(c)->side[c->side].servers[c->server].text);
+           srt_addr(c)->text);
     /* the head and a buffered body are shared, not moved, so that a resend
      * after a stale pooled connection still has them */
     send_kept(out, c->up_head);
@@ -1217,20 +1367,20 @@ on_upstream_connected(struct px_conn *c)
 static void
 on_connect_failed(struct px_conn *c, enum px_err err)
 {
-    unsigned other;
-    const char *addr = sconf(c)->side[c->side].servers[c->server].text;
+    struct px_server_rt *other;
+    const char *addr = srt_addr(c)->text;
 
     log_at(LL_WARN, "http", c->id, "%s server %s: %s", rt_side_names[c->side], addr,
            err == PX_E_CONNECT_TIMEOUT ? "connect timeout" : "connect failed");
     upstream_free(c);
     if (!(c->flags & PX_CF_RETRIED) &&
-        px_service_other_server(c->svc, c->side, c->server, &other) == 0) {
+        (other = px_service_other_server(c->svc, c->side, c->srt)) != NULL) {
         /* counted here: the request's own outcome is that of the retry */
         c->svc->stats[c->side].errors[err]++;
-        c->svc->servers[c->side][c->server].failures++;
+        c->srt->failures++;
         c->flags |= PX_CF_RETRIED;
-        c->server = other;
-        c->svc->servers[c->side][other].requests++;
+        bind_server(c, other);
+        other->requests++;
         start_connect(c);
         return;
     }
@@ -1304,6 +1454,7 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
                 reply_error(c, 504, "no response head in time");
             } else {
                 c->svc->stats[c->side].errors[PX_E_UP_TIMEOUT]++;
+                c->log_error = px_err_names[PX_E_UP_TIMEOUT];
                 c->flags |= PX_CF_NO_KEEPALIVE;
                 set_state(c, PX_CS_DRAINING);
             }
@@ -1317,7 +1468,7 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
                     /* a pooled connection the server had closed: resend
                      * once on a fresh one; not a backend failure */
                     log_at(LL_DEBUG, "http", c->id, "pooled connection to %s was closed: "
-                           "resending", sconf(c)->side[c->side].servers[c->server].text);
+                           "resending", srt_addr(c)->text);
                     c->flags |= PX_CF_STALE_RETRY;
                     start_connect(c);
                 } else if (!c->res_head_done) {
@@ -1332,8 +1483,9 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
                 } else {
                     /* cut mid-body: the client must see a broken response */
                     c->svc->stats[c->side].errors[PX_E_UP_RESET]++;
+                    c->log_error = px_err_names[PX_E_UP_RESET];
                     log_at(LL_WARN, "http", c->id, "upstream %s closed mid-body",
-                           sconf(c)->side[c->side].servers[c->server].text);
+                           srt_addr(c)->text);
                     c->flags |= PX_CF_NO_KEEPALIVE;
                     set_state(c, PX_CS_DRAINING);
                 }
@@ -1355,10 +1507,13 @@ px_http_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sa
     c->svc = svc;
     c->srv = srv;
     c->id = ++srv->next_conn_id;
+    c->cref = px_confref_get(svc->cref);
+    c->conf = svc->conf;
     c->side = RT_NONE;
     c->state = PX_CS_CLOSED;           /* set_state() below moves it */
     px_sockaddr_ip(sa, c->client_ip, sizeof(c->client_ip));
-    c->fields = xcalloc(svc->conf->limits.headers, sizeof(*c->fields));
+    c->client_port = px_sockaddr_port(sa);
+    c->fields = xcalloc(c->conf->limits.headers, sizeof(*c->fields));
     c->up_head = evbuffer_new();
     c->req_buf = evbuffer_new();
     c->head_timer = evtimer_new(srv->base, on_head_timeout, c);

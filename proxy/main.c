@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -24,12 +25,17 @@
 #include "admin/audit.h"
 #include "admin/control.h"
 #include "admin/ctl_proto.h"
+#include "admin/http.h"
 #include "admin/log.h"
+#include "admin/notify.h"
 #include "admin/socket.h"
+#include "admin/tokens.h"
 #include "admin/xmalloc.h"
 #include "health/check.h"
 #include "health/window.h"
+#include "proxy/accesslog.h"
 #include "proxy/conf.h"
+#include "proxy/metrics.h"
 #include "proxy/server.h"
 #include "proxy/tick.h"
 #include "router/router.h"
@@ -68,10 +74,10 @@ on_health_change(void *arg, bool is_up, unsigned count, const char *why)
         return;
     if (is_up)
         snprintf(reason, sizeof(reason), "%s/%s UP after %u passed check%s", side,
-                 svc->conf->side[s->side].servers[s->index].text, count, count == 1 ? "" : "s");
+                 s->addr.text, count, count == 1 ? "" : "s");
     else
         snprintf(reason, sizeof(reason), "%s/%s DOWN after %u failed check%s: %s", side,
-                 svc->conf->side[s->side].servers[s->index].text, count,
+                 s->addr.text, count,
                  count == 1 ? "" : "s", why);
     log_at(is_up ? LL_INFO : LL_WARN, "health", 0, "%s %s", svc->conf->name, reason);
     if (side_was && !rt_side_usable(svc->snap, s->side))
@@ -87,7 +93,7 @@ on_health_change(void *arg, bool is_up, unsigned count, const char *why)
     if (srv->audit_file == NULL)
         return;
     fig = json_pack("{s:s, s:s, s:s, s:i, s:s, s:b}", "side", side,
-                    "server", svc->conf->side[s->side].servers[s->index].text,
+                    "server", s->addr.text,
                     "verdict", is_up ? "up" : "down", "checks", (int)count,
                     "last_check", why, "side_healthy", rt_side_usable(svc->snap, s->side));
     ae = (struct adm_audit_entry){
@@ -102,65 +108,97 @@ on_health_change(void *arg, bool is_up, unsigned count, const char *why)
     json_decref(fig);
 }
 
-/* Creates and starts the active checker of every server of every service
- * that has a "health" section. Their jitter is seeded from the daemon's
- * seed (-R) without drawing from it, so routing draws stay as they were.
- * 0, or -1 (logged). */
+/* Creates and starts the active checker of server <s> of <svc> (which has a
+ * "health" section), starting from the server's current verdict. Its
+ * jitter is seeded from the daemon's seed (-R) without drawing from it, so
+ * routing draws stay as they were. 0, or -1 (logged). */
 static int
-health_start(struct px_srv *srv, const char *audit_file)
+checker_start(struct px_srv *srv, struct px_service *svc, struct px_server_rt *s)
 {
-    uint64_t n = 0;
-    unsigned i, side, k;
+    char label[160];
 
-    srv->audit_file = audit_file;
-    for (i = 0; i < srv->nsvcs; i++) {
-        struct px_service *svc = &srv->svcs[i];
-        const struct hl_check_conf *hc = &svc->conf->health;
+    snprintf(label, sizeof(label), "%s %s/%s", svc->conf->name, rt_side_names[s->side],
+             s->addr.text);
+    s->check = hl_check_new(srv->base, &svc->conf->health,
+                            (const struct sockaddr *)&s->addr.ss, s->addr.len,
+                            s->addr.text, label,
+                            srv->rng ^ (++srv->checks_started * 0xd1b54a32d192ed03ULL),
+                            on_health_change, s);
+    if (s->check != NULL)
+        hl_check_set_verdict(s->check, s->up);
+    if (s->check == NULL || hl_check_start(s->check) < 0) {
+        log_at(LL_ERR, "health", 0, "%s: cannot start the health checks", label);
+        hl_check_free(s->check);
+        s->check = NULL;
+        return -1;
+    }
+    return 0;
+}
 
-        if (hc->type == HL_CHECK_NONE)
-            continue;
-        for (side = 0; side < RT_SIDE__COUNT; side++) {
-            for (k = 0; k < svc->conf->side[side].nservers; k++) {
-                struct px_server_rt *s = &svc->servers[side][k];
-                const struct px_addr *a = &svc->conf->side[side].servers[k];
-                char label[160];
+/* Starts the checkers of every server of <svc> that has none yet. 0, or -1
+ * (logged). */
+static int
+health_start_service(struct px_srv *srv, struct px_service *svc)
+{
+    const struct hl_check_conf *hc = &svc->conf->health;
+    unsigned side, k, started = 0;
+    int rc = 0;
 
-                snprintf(label, sizeof(label), "%s %s/%s", svc->conf->name,
-                         rt_side_names[side], a->text);
-                s->svc = svc;
-                s->side = (enum rt_side)side;
-                s->index = k;
-                s->check = hl_check_new(srv->base, hc, (const struct sockaddr *)&a->ss,
-                                        a->len, a->text, label,
-                                        srv->rng ^ (++n * 0xd1b54a32d192ed03ULL),
-                                        on_health_change, s);
-                if (s->check == NULL || hl_check_start(s->check) < 0) {
-                    log_at(LL_ERR, "health", 0, "%s: cannot start the health checks", label);
-                    return -1;
-                }
-            }
+    if (hc->type == HL_CHECK_NONE)
+        return 0;
+    for (side = 0; side < RT_SIDE__COUNT; side++) {
+        for (k = 0; k < svc->conf->side[side].nservers; k++) {
+            if (svc->servers[side][k]->check != NULL)
+                continue;
+            if (checker_start(srv, svc, svc->servers[side][k]) < 0)
+                rc = -1;
+            else
+                started++;
         }
+    }
+    if (started > 0)
         log_at(LL_INFO, "health", 0, "service %s: %s checks every %u ms (timeout %u ms, "
                "rise %u, fall %u)", svc->conf->name,
                hc->type == HL_CHECK_HTTP ? "http" : "tcp", hc->interval_ms,
                hc->timeout_ms, hc->rise, hc->fall);
-    }
+    return rc;
+}
+
+/* Creates and starts the active checker of every server of every service
+ * that has a "health" section. 0, or -1 (logged). */
+static int
+health_start(struct px_srv *srv, const char *audit_file)
+{
+    unsigned i;
+
+    srv->audit_file = audit_file;
+    for (i = 0; i < srv->nsvcs; i++)
+        if (health_start_service(srv, srv->svcs[i]) < 0)
+            return -1;
     return 0;
+}
+
+/* Stops and frees the checkers of <svc>. */
+static void
+health_stop_service(struct px_service *svc)
+{
+    unsigned side, k;
+
+    for (side = 0; side < RT_SIDE__COUNT; side++)
+        for (k = 0; svc->servers[side] != NULL && k < svc->conf->side[side].nservers; k++) {
+            hl_check_free(svc->servers[side][k]->check);
+            svc->servers[side][k]->check = NULL;
+        }
 }
 
 /* Stops and frees every checker (before the event loop is freed). */
 static void
 health_stop(struct px_srv *srv)
 {
-    unsigned i, side, k;
+    unsigned i;
 
     for (i = 0; srv->svcs != NULL && i < srv->nsvcs; i++)
-        for (side = 0; side < RT_SIDE__COUNT; side++)
-            for (k = 0; srv->svcs[i].servers[side] != NULL &&
-                        k < srv->svcs[i].conf->side[side].nservers; k++) {
-                hl_check_free(srv->svcs[i].servers[side][k].check);
-                srv->svcs[i].servers[side][k].check = NULL;
-            }
+        health_stop_service(srv->svcs[i]);
 }
 
 /* Adds the active-check figures of server <s> to its status object <o>:
@@ -184,7 +222,7 @@ static void
 op_apply(void *arg, unsigned idx, const struct adm_svc_state *st)
 {
     struct px_srv *srv = arg;
-    struct px_service *svc = &srv->svcs[idx];
+    struct px_service *svc = srv->svcs[idx];
     uint32_t from = svc->snap->weight_bp;
 
     bool was_latched = svc->applied_state == ADM_ST_ROLLED_BACK ||
@@ -213,7 +251,7 @@ op_side_healthy(void *arg, unsigned idx, enum rt_side side)
 {
     struct px_srv *srv = arg;
 
-    return rt_side_usable(srv->svcs[idx].snap, side);
+    return rt_side_usable(srv->svcs[idx]->snap, side);
 }
 
 static json_t *
@@ -227,7 +265,7 @@ side_status(struct px_service *svc, enum rt_side side, uint64_t now_ms)
     unsigned i;
 
     for (i = 0; i < sc->nservers; i++) {
-        const struct px_server_rt *s = &svc->servers[side][i];
+        const struct px_server_rt *s = svc->servers[side][i];
         json_t *so = json_pack("{s:s, s:b, s:I, s:I, s:I, s:i}",
                                "addr", sc->servers[i].text,
                                "up", s->up,
@@ -266,7 +304,7 @@ static void
 op_status(void *arg, unsigned idx, json_t *obj)
 {
     struct px_srv *srv = arg;
-    struct px_service *svc = &srv->svcs[idx];
+    struct px_service *svc = srv->svcs[idx];
     uint64_t now = px_now_ms(srv);
 
     json_object_set_new(obj, "mode", json_string(svc->conf->mode == PX_MODE_TCP ? "tcp" : "http"));
@@ -279,7 +317,7 @@ static void
 op_switched(void *arg, unsigned idx, enum rt_side left, int drain_s)
 {
     struct px_srv *srv = arg;
-    struct px_service *svc = &srv->svcs[idx];
+    struct px_service *svc = srv->svcs[idx];
 
     /* HTTP: requests in flight finish; idle pooled connections to the side
      * left are closed now */
@@ -294,6 +332,530 @@ static const struct adm_ops px_ops = {
     .status = op_status,
     .switched = op_switched,
 };
+
+/* ---- configuration reload (SIGHUP) ------------------------------------ */
+
+/* A reload in two halves: prepare (load and check the file, bind the new
+ * listen addresses, re-key the control plane), where any failure undoes
+ * what was done and leaves everything as it was; then commit, which cannot
+ * fail, between two events (we run in the signal's callback), so no request
+ * ever sees half of it. What survives and how is in server.h ("Lifetimes
+ * across a configuration reload") and docs/DESIGN.md. */
+
+#define RELOAD_TEXT_MAX 2048         /* bytes of the "+a -b ~c" summary */
+
+struct reload {
+    struct px_conf *conf;            /* owned until the commit: the new config */
+    unsigned n;                      /* its services */
+    int *old_of_new;                 /* owned: per new service, the index of the
+                                      * old one of that name, or -1 */
+    struct evconnlistener ***bound;  /* owned: per new service, per listen address,
+                                      * a listener bound for it, or NULL where an
+                                      * old socket is kept */
+    char services[RELOAD_TEXT_MAX];  /* "+pay -old ~web" */
+    char listeners[RELOAD_TEXT_MAX]; /* "+127.0.0.1:8081 -127.0.0.1:8082" */
+};
+
+/* True when <a> and <b> are the same numeric address and port. */
+static bool
+addr_same(const struct px_addr *a, const struct px_addr *b)
+{
+    return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+static bool
+str_same(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static bool
+check_conf_same(const struct hl_check_conf *a, const struct hl_check_conf *b)
+{
+    return a->type == b->type && strcmp(a->method, b->method) == 0 &&
+           strcmp(a->path, b->path) == 0 && a->expect_min == b->expect_min &&
+           a->expect_max == b->expect_max &&
+           strcmp(a->body_contains, b->body_contains) == 0 &&
+           a->interval_ms == b->interval_ms && a->timeout_ms == b->timeout_ms &&
+           a->rise == b->rise && a->fall == b->fall;
+}
+
+static bool
+addrs_same(const struct px_addr *a, unsigned na, const struct px_addr *b, unsigned nb)
+{
+    unsigned i;
+
+    if (na != nb)
+        return false;
+    for (i = 0; i < na; i++)
+        if (!addr_same(&a[i], &b[i]) || strcmp(a[i].text, b[i].text) != 0)
+            return false;
+    return true;
+}
+
+/* True when service configs <a> and <b> (of one name) differ in anything
+ * the data plane or the policy reads: the "~" of the reload summary. */
+static bool
+service_conf_differs(const struct px_service_conf *a, const struct px_service_conf *b)
+{
+    const struct rt_conf *ra = &a->route, *rb = &b->route;
+    const struct hl_rollback_conf *ka = &a->rollback, *kb = &b->rollback;
+    const struct px_timeouts *ta = &a->timeouts, *tb = &b->timeouts;
+    const struct px_limits *la = &a->limits, *lb = &b->limits;
+    unsigned side;
+
+    if (a->mode != b->mode || !addrs_same(a->listen, a->nlisten, b->listen, b->nlisten))
+        return true;
+    for (side = 0; side < RT_SIDE__COUNT; side++)
+        if (!addrs_same(a->side[side].servers, a->side[side].nservers,
+                        b->side[side].servers, b->side[side].nservers))
+            return true;
+    if (ra->weight_bp != rb->weight_bp || ra->sticky_by != rb->sticky_by ||
+        strcmp(ra->sticky_name, rb->sticky_name) != 0 || ra->seed != rb->seed ||
+        ra->has_override != rb->has_override ||
+        strcmp(ra->override_header, rb->override_header) != 0)
+        return true;
+    if (!check_conf_same(&a->health, &b->health))
+        return true;
+    if (ka->enabled != kb->enabled || ka->max_error_rate != kb->max_error_rate ||
+        ka->min_requests != kb->min_requests || ka->window_s != kb->window_s ||
+        ka->max_p99_ms != kb->max_p99_ms ||
+        ka->max_error_ratio_to_legacy != kb->max_error_ratio_to_legacy ||
+        ka->action != kb->action)
+        return true;
+    if (a->plan.nsteps != b->plan.nsteps || a->plan.bake_s != b->plan.bake_s ||
+        memcmp(a->plan.steps_bp, b->plan.steps_bp,
+               a->plan.nsteps * sizeof(a->plan.steps_bp[0])) != 0)
+        return true;
+    if (a->on_new_down != b->on_new_down)
+        return true;
+    if (ta->client_head_ms != tb->client_head_ms || ta->client_idle_ms != tb->client_idle_ms ||
+        ta->connect_ms != tb->connect_ms || ta->server_response_ms != tb->server_response_ms ||
+        ta->server_idle_ms != tb->server_idle_ms)
+        return true;
+    if (la->head_bytes != lb->head_bytes || la->headers != lb->headers ||
+        la->uri_bytes != lb->uri_bytes || la->body_bytes != lb->body_bytes ||
+        la->buffer_body_bytes != lb->buffer_body_bytes ||
+        la->chunk_ext_bytes != lb->chunk_ext_bytes)
+        return true;
+    return a->pool.max_idle != b->pool.max_idle ||
+           a->pool.idle_timeout_ms != b->pool.idle_timeout_ms;
+}
+
+/* Appends " <sign><word>" to summary <buf>. */
+static void
+summary_add(char *buf, char sign, const char *word)
+{
+    size_t n = strlen(buf);
+
+    if (n + 1 < RELOAD_TEXT_MAX)
+        snprintf(buf + n, RELOAD_TEXT_MAX - n, "%s%c%s", n > 0 ? " " : "", sign, word);
+}
+
+/* The current listener of address <a>, with where it sits, or NULL. */
+static struct evconnlistener **
+listener_find(struct px_srv *srv, const struct px_addr *a)
+{
+    unsigned i, k;
+
+    for (i = 0; i < srv->nsvcs; i++) {
+        struct px_service *svc = srv->svcs[i];
+
+        for (k = 0; svc->listeners != NULL && k < svc->conf->nlisten; k++)
+            if (svc->listeners[k] != NULL && addr_same(&svc->conf->listen[k], a))
+                return &svc->listeners[k];
+    }
+    return NULL;
+}
+
+static void
+reload_free(struct reload *r)
+{
+    unsigned i, k;
+
+    for (i = 0; r->bound != NULL && i < r->n; i++) {
+        for (k = 0; r->bound[i] != NULL && k < r->conf->services[i].nlisten; k++)
+            if (r->bound[i][k] != NULL)
+                evconnlistener_free(r->bound[i][k]);
+        free(r->bound[i]);
+    }
+    free(r->bound);
+    free(r->old_of_new);
+    px_conf_free(r->conf);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Settings read once at startup: a reload keeps them and says so. */
+static void
+reload_warn_static(const struct px_conf *o, const struct px_conf *c)
+{
+    if (!str_same(o->admin_socket, c->admin_socket) || o->admin_socket_mode != c->admin_socket_mode)
+        log_at(LL_WARN, "reload", 0, "admin.socket and socket_mode take effect at the next "
+               "restart; the admin socket stays as it is");
+    if (!str_same(o->admin_listen, c->admin_listen) ||
+        !str_same(o->admin_token_file, c->admin_token_file))
+        log_at(LL_WARN, "reload", 0, "admin.listen and admin.token_file take effect at the "
+               "next restart");
+    if (!str_same(o->state_file, c->state_file) || !str_same(o->audit_file, c->audit_file))
+        log_at(LL_WARN, "reload", 0, "state.file and audit.file take effect at the next "
+               "restart; the running files stay in use");
+    if (o->workers != c->workers)
+        log_at(LL_WARN, "reload", 0, "workers takes effect at the next restart");
+    if (!str_same(o->access_log_file, c->access_log_file))
+        log_at(LL_WARN, "reload", 0, "access_log takes effect at the next restart; the "
+               "running access log (if any) stays as it is");
+}
+
+/* Prepare: loads the file and binds the new addresses. 0, or -1 with the
+ * reason in <err> and nothing changed. */
+static int
+reload_prepare(struct px_srv *srv, struct reload *r, char *err, size_t errlen)
+{
+    unsigned i, k, j;
+
+    memset(r, 0, sizeof(*r));
+    r->conf = px_conf_load(srv->conf->file, err, errlen);
+    if (r->conf == NULL)
+        return -1;
+    r->n = r->conf->nservices;
+    r->old_of_new = xcalloc(r->n, sizeof(*r->old_of_new));
+    r->bound = xcalloc(r->n, sizeof(*r->bound));
+    for (i = 0; i < r->n; i++) {
+        const struct px_service_conf *sc = &r->conf->services[i];
+
+        r->old_of_new[i] = -1;
+        for (j = 0; j < srv->nsvcs; j++)
+            if (strcmp(srv->svcs[j]->conf->name, sc->name) == 0)
+                r->old_of_new[i] = (int)j;
+        r->bound[i] = xcalloc(sc->nlisten, sizeof(*r->bound[i]));
+        for (k = 0; k < sc->nlisten; k++) {
+            if (listener_find(srv, &sc->listen[k]) != NULL)
+                continue;              /* kept: its socket moves over at commit */
+            r->bound[i][k] = px_listener_new(srv, &sc->listen[k]);
+            if (r->bound[i][k] == NULL) {
+                snprintf(err, errlen, "%s: services[%u].listen[%u]: cannot listen on %s: %s",
+                         r->conf->file, i, k, sc->listen[k].text, strerror(errno));
+                reload_free(r);
+                return -1;
+            }
+            summary_add(r->listeners, '+', sc->listen[k].text);
+        }
+        if (r->old_of_new[i] < 0)
+            summary_add(r->services, '+', sc->name);
+        else if (service_conf_differs(srv->svcs[r->old_of_new[i]]->conf, sc))
+            summary_add(r->services, '~', sc->name);
+    }
+    return 0;
+}
+
+/* Commit, part one: kept service <svc> takes its new conf <sc> (index
+ * <idx> of generation <cref>). Servers are matched by address per side. */
+static void
+reload_service_keep(struct px_srv *srv, struct px_service *svc, struct px_confref *cref,
+                    unsigned idx)
+{
+    const struct px_service_conf *old = svc->conf, *sc = &cref->conf->services[idx];
+    bool health_changed = !check_conf_same(&old->health, &sc->health);
+    unsigned side, k, m;
+
+    for (side = 0; side < RT_SIDE__COUNT; side++) {
+        unsigned nold = old->side[side].nservers, nnew = sc->side[side].nservers;
+        struct px_server_rt **was = svc->servers[side];
+        struct px_server_rt **now = xcalloc(nnew > 0 ? nnew : 1, sizeof(*now));
+
+        for (k = 0; k < nnew; k++) {
+            const struct px_addr *a = &sc->side[side].servers[k];
+
+            for (m = 0; m < nold; m++) {
+                if (was[m] != NULL && addr_same(&was[m]->addr, a)) {
+                    now[k] = was[m];   /* verdict, counters, pool and checker */
+                    was[m] = NULL;
+                    break;
+                }
+            }
+            if (now[k] == NULL) {
+                now[k] = px_server_rt_new(svc, (enum rt_side)side, k, a);
+                log_at(LL_INFO, "reload", 0, "service %s: %s server %s added (up)",
+                       sc->name, rt_side_names[side], a->text);
+            }
+            now[k]->index = k;
+            now[k]->addr = *a;
+        }
+        for (m = 0; m < nold; m++) {
+            struct px_server_rt *s = was[m];
+
+            if (s == NULL)
+                continue;
+            /* requests in flight to it finish (they hold a reference) */
+            log_at(LL_INFO, "reload", 0, "service %s: %s server %s removed; %u reference(s) "
+                   "in flight finish", sc->name, rt_side_names[side], s->addr.text,
+                   s->refs - 1);
+            px_pool_close_server(s);
+            hl_check_free(s->check);
+            s->check = NULL;
+            s->attached = false;
+            px_server_rt_put(s);
+        }
+        free(was);
+        svc->servers[side] = now;
+        if (old->rollback.window_s != sc->rollback.window_s) {
+            /* a window of another length cannot keep its ring */
+            hl_window_init(&svc->window[side], sc->rollback.window_s);
+        }
+    }
+    if (old->rollback.window_s != sc->rollback.window_s)
+        log_at(LL_INFO, "reload", 0, "service %s: rollback.window_s %u -> %u: both windows "
+               "start afresh", sc->name, old->rollback.window_s, sc->rollback.window_s);
+    memset(&svc->cursor, 0, sizeof(svc->cursor));
+    svc->conf = sc;
+    px_confref_put(svc->cref);
+    svc->cref = px_confref_get(cref);
+    svc->idx = idx;
+
+    /* checkers borrow the health settings: repoint the kept ones, restart
+     * them when the settings changed */
+    for (side = 0; side < RT_SIDE__COUNT; side++) {
+        for (k = 0; k < sc->side[side].nservers; k++) {
+            struct px_server_rt *s = svc->servers[side][k];
+
+            if (s->check != NULL && (health_changed || sc->health.type == HL_CHECK_NONE)) {
+                hl_check_free(s->check);
+                s->check = NULL;
+            }
+            if (sc->health.type == HL_CHECK_NONE && !s->up) {
+                /* nothing would ever mark it up again */
+                s->up = true;
+                log_at(LL_INFO, "reload", 0, "service %s: %s server %s: no health checks "
+                       "any more: up", sc->name, rt_side_names[side], s->addr.text);
+            }
+            if (s->check != NULL)
+                hl_check_set_conf(s->check, &sc->health);
+        }
+    }
+    if (sc->health.type != HL_CHECK_NONE)
+        health_start_service(srv, svc);   /* added servers, or all after a change */
+}
+
+/* Commit, part two: service <svc>, removed from the config, stops accepting
+ * (its listeners were closed or moved by the caller) and is freed with its
+ * last connection. Touch nothing of <svc> after the call. */
+static void
+reload_service_retire(struct px_srv *srv, struct px_service *svc)
+{
+    svc->retired = true;
+    health_stop_service(svc);
+    px_pool_close_side(svc, RT_LEGACY);
+    px_pool_close_side(svc, RT_NEW);
+    if (svc->conns_active == 0) {
+        log_at(LL_INFO, "reload", 0, "service %s removed", svc->conf->name);
+        px_service_free(svc);
+        return;
+    }
+    log_at(LL_INFO, "reload", 0, "service %s removed: its %llu open connection(s) finish "
+           "first", svc->conf->name, (unsigned long long)svc->conns_active);
+    svc->retired_next = srv->retired;
+    srv->retired = svc;
+    px_http_close_idle(svc);           /* may free it: the last statement */
+}
+
+/* Commit: cannot fail. */
+static void
+reload_commit(struct px_srv *srv, struct reload *r)
+{
+    struct px_confref *cref = px_confref_new(r->conf, srv->conf_generation + 1);
+    struct px_service **olds = srv->svcs, **news = xcalloc(r->n, sizeof(*news));
+    struct evconnlistener ***lst = xcalloc(r->n, sizeof(*lst));
+    unsigned nold = srv->nsvcs, i, k;
+    bool *kept = xcalloc(nold > 0 ? nold : 1, sizeof(*kept));
+
+    r->conf = NULL;                    /* owned by <cref> now */
+    /* listeners: bound ones, then kept sockets taken out of the old arrays
+     * (so that what is left there is what the new config dropped) */
+    for (i = 0; i < r->n; i++) {
+        const struct px_service_conf *sc = &cref->conf->services[i];
+
+        lst[i] = xcalloc(sc->nlisten, sizeof(*lst[i]));
+        for (k = 0; k < sc->nlisten; k++) {
+            struct evconnlistener **at;
+
+            if (r->bound[i][k] != NULL) {
+                lst[i][k] = r->bound[i][k];
+                r->bound[i][k] = NULL;
+                log_at(LL_INFO, "listen", 0, "service %s (%s) listening on %s", sc->name,
+                       sc->mode == PX_MODE_TCP ? "tcp" : "http", sc->listen[k].text);
+            } else if ((at = listener_find(srv, &sc->listen[k])) != NULL) {
+                lst[i][k] = *at;
+                *at = NULL;
+            }
+        }
+    }
+    for (i = 0; i < nold; i++) {
+        struct px_service *svc = olds[i];
+
+        for (k = 0; svc->listeners != NULL && k < svc->conf->nlisten; k++) {
+            if (svc->listeners[k] == NULL)
+                continue;
+            summary_add(r->listeners, '-', svc->conf->listen[k].text);
+            log_at(LL_INFO, "listen", 0, "service %s: no longer listening on %s",
+                   svc->conf->name, svc->conf->listen[k].text);
+            evconnlistener_free(svc->listeners[k]);
+        }
+        free(svc->listeners);
+        svc->listeners = NULL;
+    }
+
+    /* services: kept ones take their new conf, new ones start */
+    for (i = 0; i < r->n; i++) {
+        struct px_service *svc;
+
+        if (r->old_of_new[i] >= 0) {
+            svc = olds[r->old_of_new[i]];
+            kept[r->old_of_new[i]] = true;
+            reload_service_keep(srv, svc, cref, i);
+        } else {
+            svc = xcalloc(1, sizeof(*svc));
+            px_service_init(svc, srv, cref, i);
+            log_at(LL_INFO, "reload", 0, "service %s added", svc->conf->name);
+            health_start_service(srv, svc);
+        }
+        svc->listeners = lst[i];
+        for (k = 0; k < svc->conf->nlisten; k++)
+            px_listener_attach(svc->listeners[k], svc);
+        news[i] = svc;
+    }
+    for (i = 0; i < r->n; i++)
+        free(r->bound[i]);             /* emptied above */
+    free(r->bound);
+    r->bound = NULL;
+    srv->svcs = news;
+    srv->nsvcs = r->n;
+    px_confref_put(srv->cref);
+    srv->cref = cref;
+    srv->conf = cref->conf;
+    srv->conf_generation = cref->generation;
+    for (i = 0; i < nold; i++) {
+        if (kept[i])
+            continue;
+        summary_add(r->services, '-', olds[i]->conf->name);
+        reload_service_retire(srv, olds[i]);
+    }
+    free(kept);
+    free(olds);
+    free(lst);
+}
+
+/* Every SIGHUP reopens the log files, whether the reload succeeds or not
+ * (log rotation sends SIGHUP too). */
+static void
+reload_reopen_logs(struct px_srv *srv)
+{
+    if (srv->access_log != NULL)
+        px_access_log_reopen(srv->access_log);   /* a failure is logged, the old file kept */
+}
+
+/* Writes the audit entry of a reload attempt and its log line. */
+static void
+reload_audit(struct px_srv *srv, uint64_t from_gen, const char *reason, bool ok)
+{
+    struct adm_audit_entry ae;
+    char from[32], to[32], aerr[512];
+    json_t *fig, *gens;
+    unsigned i;
+
+    if (srv->audit_file == NULL)
+        return;
+    gens = json_object();
+    for (i = 0; i < srv->nsvcs; i++)
+        json_object_set_new(gens, srv->svcs[i]->conf->name, json_integer((json_int_t)
+                            adm_control_state(srv->ctl, i)->generation));
+    fig = json_pack("{s:s, s:b, s:I, s:I, s:I, s:o}", "file", srv->conf->file, "ok", ok,
+                    "config_generation", (json_int_t)srv->conf_generation,
+                    "reloads", (json_int_t)srv->reloads,
+                    "reload_failures", (json_int_t)srv->reload_failures,
+                    "generations", gens);
+    snprintf(from, sizeof(from), "%llu", (unsigned long long)from_gen);
+    snprintf(to, sizeof(to), "%llu", (unsigned long long)srv->conf_generation);
+    ae = (struct adm_audit_entry){
+        .service = "*", .actor = "signal:HUP", .action = "reload",
+        .reason = reason, .generation = srv->conf_generation, .figures = fig,
+        .from_text = from, .to_text = to,
+    };
+    if (adm_audit_append(srv->audit_file, &ae, aerr, sizeof(aerr)) != 0)
+        log_at(LL_ERR, "reload", 0, "audit log: %s", aerr);
+    json_decref(fig);
+}
+
+/* SIGHUP: reloads the config file (see "configuration reload" above). */
+static void
+reload(struct px_srv *srv)
+{
+    struct reload r;
+    char err[1024], reason[RELOAD_TEXT_MAX * 2 + 64], names_err[512];
+    const char **names;
+    uint32_t *initial;
+    uint64_t from_gen = srv->conf_generation;
+    unsigned i;
+    int rc;
+
+    reload_reopen_logs(srv);
+    if (srv->stopping) {
+        log_at(LL_WARN, "reload", 0, "SIGHUP while shutting down: configuration not reloaded");
+        return;
+    }
+    log_at(LL_INFO, "reload", 0, "SIGHUP: reloading %s", srv->conf->file);
+    if (reload_prepare(srv, &r, err, sizeof(err)) < 0)
+        goto failed;
+    names = xcalloc(r.n, sizeof(*names));
+    initial = xcalloc(r.n, sizeof(*initial));
+    for (i = 0; i < r.n; i++) {
+        names[i] = r.conf->services[i].name;
+        initial[i] = r.conf->services[i].route.weight_bp;
+    }
+    rc = adm_control_reconfigure(srv->ctl, names, initial, r.n, names_err,
+                                 sizeof(names_err));
+    free(names);
+    free(initial);
+    if (rc != 0) {
+        snprintf(err, sizeof(err), "%s", names_err);
+        reload_free(&r);
+        goto failed;
+    }
+    reload_warn_static(srv->conf, r.conf);
+
+    reload_commit(srv, &r);
+    for (i = 0; i < srv->nsvcs; i++)
+        adm_control_set_plan(srv->ctl, i, &srv->conf->services[i].plan,
+                             srv->conf->services[i].rollback.min_requests);
+    for (i = 0; i < srv->nsvcs; i++) {
+        const struct adm_svc_state *st = adm_control_state(srv->ctl, i);
+
+        /* kept services: the same weight and generation, the routing keys
+         * and servers of the new config; adm_control_set_plan() may have
+         * stopped a plan the config no longer has */
+        px_service_publish(srv->svcs[i], st->weight_bp, st->generation);
+        srv->svcs[i]->applied_state = (int)st->state;
+    }
+    if (srv->tick != NULL)
+        px_tick_reconfigure(srv->tick, r.old_of_new, srv->nsvcs);
+    srv->reloads++;
+    snprintf(reason, sizeof(reason), "services %s, listeners %s",
+             r.services[0] != '\0' ? r.services : "unchanged",
+             r.listeners[0] != '\0' ? r.listeners : "unchanged");
+    reload_free(&r);
+    log_at(LL_INFO, "reload", 0, "configuration generation %llu loaded from %s: %s; "
+           "%u service(s), weights and states kept", (unsigned long long)srv->conf_generation,
+           srv->conf->file, reason, srv->nsvcs);
+    reload_audit(srv, from_gen, reason, true);
+    return;
+
+failed:
+    srv->reload_failures++;
+    log_at(LL_ERR, "reload", 0, "reload of %s failed, running configuration (generation "
+           "%llu) unchanged: %s", srv->conf->file, (unsigned long long)srv->conf_generation,
+           err);
+    snprintf(reason, sizeof(reason), "failed: %s", err);
+    reload_audit(srv, from_gen, reason, false);
+}
 
 /* ---- signals ------------------------------------------------------- */
 
@@ -324,6 +886,9 @@ on_signal_stop(evutil_socket_t sig, short what, void *arg)
     srv->stopping = true;
     log_at(LL_INFO, "main", 0, "signal %d: no new connections, draining %llu within %u ms",
            (int)sig, (unsigned long long)srv->conns_active, srv->conf->shutdown_grace_ms);
+    if (adm_notifyf("STOPPING=1\nSTATUS=draining %llu connection(s)",
+                    (unsigned long long)srv->conns_active) < 0)
+        log_at(LL_WARN, "main", 0, "sd_notify STOPPING: %s", strerror(errno));
     px_srv_stop_listening(srv);
     if (srv->conns_active == 0) {
         event_base_loopexit(srv->base, NULL);
@@ -341,10 +906,22 @@ on_signal_hup(evutil_socket_t sig, short what, void *arg)
 {
     struct px_srv *srv = arg;
 
+    struct timespec ts;
+
     (void)sig;
     (void)what;
-    log_at(LL_WARN, "main", 0, "SIGHUP: configuration reload is not supported yet; "
-           "running configuration of %s unchanged", srv->conf->file);
+    /* systemd: "reloading" until READY=1 again, whether the reload took */
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (!srv->stopping &&
+        adm_notifyf("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+                    (unsigned long long)ts.tv_sec * 1000000ULL +
+                        (unsigned long long)ts.tv_nsec / 1000ULL, srv->conf->file) < 0)
+        log_at(LL_WARN, "main", 0, "sd_notify RELOADING: %s", strerror(errno));
+    reload(srv);
+    if (!srv->stopping &&
+        adm_notifyf("READY=1\nSTATUS=serving %u service(s), configuration generation %llu",
+                    srv->nsvcs, (unsigned long long)srv->conf_generation) < 0)
+        log_at(LL_WARN, "main", 0, "sd_notify READY: %s", strerror(errno));
 }
 
 static void
@@ -400,61 +977,82 @@ default_state_path(const char *file)
 static int
 services_init(struct px_srv *srv)
 {
-    unsigned i, side;
+    unsigned i;
 
     srv->nsvcs = srv->conf->nservices;
     srv->svcs = xcalloc(srv->nsvcs, sizeof(*srv->svcs));
     for (i = 0; i < srv->nsvcs; i++) {
-        struct px_service *svc = &srv->svcs[i];
-
-        svc->srv = srv;
-        svc->conf = &srv->conf->services[i];
-        svc->idx = i;
-        for (side = 0; side < RT_SIDE__COUNT; side++) {
-            unsigned k, n = svc->conf->side[side].nservers;
-
-            svc->servers[side] = xcalloc(n, sizeof(*svc->servers[side]));
-            for (k = 0; k < n; k++)
-                svc->servers[side][k].up = true;   /* up until checks say otherwise */
-            hl_window_init(&svc->window[side], svc->conf->rollback.window_s);
-        }
+        srv->svcs[i] = xcalloc(1, sizeof(*srv->svcs[i]));
+        px_service_init(srv->svcs[i], srv, srv->cref, i);
     }
     return 0;
+}
+
+/* Frees service <svc> and its connections (exit). */
+static void
+service_free_all(struct px_service *svc)
+{
+    health_stop_service(svc);
+    px_http_close_all(svc);
+    px_tcp_close_all(svc);
+    px_service_free(svc);
 }
 
 static void
 srv_free(struct px_srv *srv)
 {
-    unsigned i, side;
+    unsigned i;
 
+    srv->freeing = true;               /* retired services are freed here */
     health_stop(srv);
     adm_server_free(srv->admin);
     adm_control_free(srv->ctl);
-    for (i = 0; srv->svcs != NULL && i < srv->nsvcs; i++) {
-        struct px_service *svc = &srv->svcs[i];
+    for (i = 0; srv->svcs != NULL && i < srv->nsvcs; i++)
+        service_free_all(srv->svcs[i]);
+    while (srv->retired != NULL) {
+        struct px_service *svc = srv->retired;
 
-        px_http_close_all(svc);
-        px_tcp_close_all(svc);
-        if (svc->servers[RT_LEGACY] != NULL)
-            px_pool_close_side(svc, RT_LEGACY);
-        if (svc->servers[RT_NEW] != NULL)
-            px_pool_close_side(svc, RT_NEW);
-        if (svc->listeners != NULL) {
-            unsigned k;
-
-            for (k = 0; k < svc->conf->nlisten; k++)
-                if (svc->listeners[k] != NULL)
-                    evconnlistener_free(svc->listeners[k]);
-            free(svc->listeners);
-        }
-        for (side = 0; side < RT_SIDE__COUNT; side++)
-            free(svc->servers[side]);
-        free((void *)svc->snap);
+        srv->retired = svc->retired_next;
+        service_free_all(svc);
     }
     free(srv->svcs);
     if (srv->grace_timer != NULL)
         event_free(srv->grace_timer);
-    px_conf_free(srv->conf);
+    /* after the connections: those closed above wrote their lines */
+    px_access_log_free(srv->access_log);
+    srv->access_log = NULL;
+    px_confref_put(srv->cref);
+}
+
+/* ---- HTTP admin endpoint (admin.listen) --------------------------------- */
+
+/* Starts the HTTP admin endpoint on admin.listen with <*tokens> (taken);
+ * GET /metrics renders proxy/metrics.c. Returns the server or NULL
+ * (logged). */
+static struct adm_http *
+admin_http_start(struct px_srv *srv, struct adm_tokens **tokens)
+{
+    struct adm_http_conf hc;
+    struct adm_http *h;
+    struct px_addr a;
+    char err[512];
+
+    if (px_addr_parse(srv->conf->admin_listen, &a) != 0) {
+        log_at(LL_ERR, "main", 0, "admin.listen %s: not an address", srv->conf->admin_listen);
+        adm_tokens_free(*tokens);
+        *tokens = NULL;
+        return NULL;
+    }
+    hc = (struct adm_http_conf){
+        .addr = (const struct sockaddr *)&a.ss, .addrlen = a.len,
+        .addr_text = srv->conf->admin_listen,
+        .read_token_required = srv->conf->admin_read_token_required,
+        .metrics = px_metrics_render_cb, .metrics_arg = srv,
+    };
+    h = adm_http_new(srv->base, srv->ctl, tokens, &hc, err, sizeof(err));
+    if (h == NULL)
+        log_at(LL_ERR, "main", 0, "admin.listen: %s", err);
+    return h;
 }
 
 int
@@ -467,6 +1065,8 @@ main(int argc, char **argv)
     struct px_srv srv;
     struct event *ev_term = NULL, *ev_int = NULL, *ev_hup = NULL;
     struct px_tick *tick = NULL;
+    struct adm_tokens *tokens = NULL;  /* until the HTTP admin endpoint takes them */
+    struct adm_http *admin_http = NULL;
     const char **names = NULL;
     uint32_t *initial = NULL;
     char *state_file = NULL, *audit_file = NULL;
@@ -497,8 +1097,23 @@ main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
+    /* A bad token file stops the start, and `-t` reports it too. A missing
+     * one only warns under -t: configs are checked before their secrets
+     * are deployed (the daemon itself still refuses to start without it). */
+    if (test_only && srv.conf->admin_token_file != NULL
+        && access(srv.conf->admin_token_file, F_OK) != 0 && errno == ENOENT) {
+        fprintf(stderr, "%s: warning: admin.token_file %s does not exist (yet): cutoverd "
+                "will not start without it\n", conf_file, srv.conf->admin_token_file);
+    } else if (srv.conf->admin_token_file != NULL
+               && (tokens = adm_tokens_load(srv.conf->admin_token_file, err,
+                                            sizeof(err))) == NULL) {
+        fprintf(stderr, "%s\n", err);
+        px_conf_free(srv.conf);
+        return 1;
+    }
     if (test_only) {
         printf("%s: configuration is valid (%u service(s))\n", conf_file, srv.conf->nservices);
+        adm_tokens_free(tokens);
         px_conf_free(srv.conf);
         return 0;
     }
@@ -512,12 +1127,16 @@ main(int argc, char **argv)
         srv.rng = strtoull(seed_text, &end, 10);
         if (errno != 0 || *end != '\0' || end == seed_text) {
             fprintf(stderr, "cutoverd: -R %s: not a decimal seed\n", seed_text);
+            adm_tokens_free(tokens);
             px_conf_free(srv.conf);
             return 2;
         }
     } else if (getrandom(&srv.rng, sizeof(srv.rng), 0) != (ssize_t)sizeof(srv.rng)) {
         srv.rng = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
     }
+    /* from here the config is shared by reference (server.h, rule 1) */
+    srv.conf_generation = 1;
+    srv.cref = px_confref_new(srv.conf, srv.conf_generation);
     srv.base = event_base_new();
     if (srv.base == NULL) {
         log_at(LL_ERR, "main", 0, "cannot create the event loop");
@@ -526,10 +1145,22 @@ main(int argc, char **argv)
     if (srv.conf->workers > 1)
         log_at(LL_WARN, "main", 0, "workers %u: this version runs one event loop; "
                "the setting is not applied yet", srv.conf->workers);
-    if (srv.conf->admin_listen != NULL)
-        log_at(LL_WARN, "main", 0, "admin.listen %s: the HTTP admin endpoint is not "
-               "available yet; use the admin socket", srv.conf->admin_listen);
     services_init(&srv);
+    {
+        struct timespec now;
+
+        clock_gettime(CLOCK_REALTIME, &now);
+        srv.start_time_s = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+    }
+    if (srv.conf->access_log_file != NULL) {
+        srv.access_log = px_access_log_new(srv.base, srv.conf->access_log_file, err,
+                                           sizeof(err));
+        if (srv.access_log == NULL) {
+            log_at(LL_ERR, "main", 0, "%s", err);
+            goto out;
+        }
+        log_at(LL_INFO, "main", 0, "access log %s", srv.conf->access_log_file);
+    }
 
     state_file = srv.conf->state_file != NULL ? xstrdup(srv.conf->state_file)
                                               : default_state_path("state.json");
@@ -558,10 +1189,10 @@ main(int argc, char **argv)
     for (i = 0; i < srv.nsvcs; i++) {
         const struct adm_svc_state *st = adm_control_state(srv.ctl, i);
 
-        px_service_publish(&srv.svcs[i], st->weight_bp, st->generation);
-        srv.svcs[i].applied_state = (int)st->state;
+        px_service_publish(srv.svcs[i], st->weight_bp, st->generation);
+        srv.svcs[i]->applied_state = (int)st->state;
         log_at(LL_INFO, "main", 0, "service %s: weight %u.%02u%% state %s generation %llu",
-               srv.svcs[i].conf->name, st->weight_bp / 100, st->weight_bp % 100,
+               srv.svcs[i]->conf->name, st->weight_bp / 100, st->weight_bp % 100,
                adm_state_names[st->state], (unsigned long long)st->generation);
     }
 
@@ -571,19 +1202,17 @@ main(int argc, char **argv)
         ctl_default_socket(sock_default, sizeof(sock_default));
         sock = sock_default;
     }
-    srv.admin = adm_server_new(srv.base, srv.ctl, sock, srv.conf->admin_socket_mode,
-                               err, sizeof(err));
+    srv.admin = adm_server_new_group(srv.base, srv.ctl, sock, srv.conf->admin_socket_mode,
+                                     srv.conf->admin_socket_gid, err, sizeof(err));
     if (srv.admin == NULL) {
         log_at(LL_ERR, "main", 0, "admin socket: %s", err);
         goto out;
     }
-    if (health_start(&srv, audit_file) < 0)
+    if (srv.conf->admin_listen != NULL
+        && (admin_http = admin_http_start(&srv, &tokens)) == NULL)
         goto out;
-    if (px_srv_listen(&srv) < 0)
-        goto out;
-    if ((tick = px_tick_new(&srv)) == NULL)
-        goto out;
-
+    /* before any listener opens: a signal that comes as soon as the port
+     * answers must find its handler (it runs once the loop does) */
     ev_term = evsignal_new(srv.base, SIGTERM, on_signal_stop, &srv);
     ev_int = evsignal_new(srv.base, SIGINT, on_signal_stop, &srv);
     ev_hup = evsignal_new(srv.base, SIGHUP, on_signal_hup, &srv);
@@ -593,8 +1222,20 @@ main(int argc, char **argv)
         log_at(LL_ERR, "main", 0, "cannot install signal handlers");
         goto out;
     }
+    if (health_start(&srv, audit_file) < 0)
+        goto out;
+    if (px_srv_listen(&srv) < 0)
+        goto out;
+    if ((tick = px_tick_new(&srv)) == NULL)
+        goto out;
+    srv.tick = tick;
+
     log_at(LL_INFO, "main", 0, "ready: %u service(s), admin socket %s, state %s",
            srv.nsvcs, sock, state_file);
+    /* systemd (Type=notify): the listeners accept from here on */
+    if (adm_notifyf("READY=1\nSTATUS=serving %u service(s)\nMAINPID=%ld", srv.nsvcs,
+                    (long)getpid()) < 0)
+        log_at(LL_WARN, "main", 0, "sd_notify READY: %s", strerror(errno));
     if (event_base_dispatch(srv.base) < 0) {
         log_at(LL_ERR, "main", 0, "event loop failed");
         goto out;
@@ -610,6 +1251,8 @@ out:
     if (ev_hup != NULL)
         event_free(ev_hup);
     px_tick_free(tick);
+    adm_http_free(admin_http);         /* before the control plane it calls */
+    adm_tokens_free(tokens);
     srv_free(&srv);
     free(names);
     free(initial);

@@ -61,9 +61,8 @@ on_idle_event(struct bufferevent *bev, short what, void *arg)
 }
 
 struct bufferevent *
-px_pool_get(struct px_service *svc, enum rt_side side, unsigned server)
+px_pool_get(struct px_server_rt *s)
 {
-    struct px_server_rt *s = &svc->servers[side][server];
     struct px_pooled *p = s->idle;
     struct bufferevent *bev;
 
@@ -83,15 +82,15 @@ px_pool_get(struct px_service *svc, enum rt_side side, unsigned server)
 }
 
 void
-px_pool_put(struct px_service *svc, enum rt_side side, unsigned server,
-            struct bufferevent *bev)
+px_pool_put(struct px_service *svc, struct px_server_rt *s, struct bufferevent *bev)
 {
-    struct px_server_rt *s = &svc->servers[side][server];
     unsigned ms = svc->conf->pool.idle_timeout_ms;
     struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
     struct px_pooled *p;
 
-    if (s->nidle >= svc->conf->pool.max_idle || !s->up || svc->srv->stopping ||
+    /* a detached server (removed by a reload) is never used again */
+    if (s->nidle >= svc->conf->pool.max_idle || !s->up || !s->attached ||
+        s->svc != svc || svc->retired || svc->srv->stopping ||
         evbuffer_get_length(bufferevent_get_input(bev)) != 0 ||
         evbuffer_get_length(bufferevent_get_output(bev)) != 0) {
         bufferevent_free(bev);
@@ -114,10 +113,10 @@ px_pool_put(struct px_service *svc, enum rt_side side, unsigned server,
 }
 
 void
-px_pool_close_server(struct px_service *svc, enum rt_side side, unsigned server)
+px_pool_close_server(struct px_server_rt *s)
 {
-    while (svc->servers[side][server].idle != NULL)
-        pooled_free(svc->servers[side][server].idle);
+    while (s->idle != NULL)
+        pooled_free(s->idle);
 }
 
 void
@@ -126,6 +125,5 @@ px_pool_close_side(struct px_service *svc, enum rt_side side)
     unsigned i;
 
     for (i = 0; i < svc->conf->side[side].nservers; i++)
-        while (svc->servers[side][i].idle != NULL)
-            pooled_free(svc->servers[side][i].idle);
+        px_pool_close_server(svc->servers[side][i]);
 }

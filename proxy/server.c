@@ -21,7 +21,13 @@
 
 #include "admin/log.h"
 #include "admin/xmalloc.h"
+#include "health/check.h"
 #include "proxy/server.h"
+
+const uint64_t px_lat_bounds_us[PX_LAT_NBOUNDS] = {
+    1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+    1000000, 2500000, 5000000, 10000000,
+};
 
 const char *const px_err_names[PX_E__COUNT] = {
     "none", "connect", "connect_timeout", "upstream_reset", "upstream_timeout",
@@ -54,24 +60,145 @@ px_now_ms(struct px_srv *srv)
     return px_now_us(srv) / 1000u;
 }
 
+struct px_confref *
+px_confref_new(struct px_conf *conf, uint64_t generation)
+{
+    struct px_confref *r = xcalloc(1, sizeof(*r));
+
+    r->conf = conf;
+    r->refs = 1;
+    r->generation = generation;
+    return r;
+}
+
+struct px_confref *
+px_confref_get(struct px_confref *r)
+{
+    r->refs++;
+    return r;
+}
+
 void
-px_service_record(struct px_service *svc, enum rt_side side, unsigned server,
+px_confref_put(struct px_confref *r)
+{
+    if (r == NULL || --r->refs > 0)
+        return;
+    px_conf_free(r->conf);
+    free(r);
+}
+
+struct px_server_rt *
+px_server_rt_new(struct px_service *svc, enum rt_side side, unsigned index,
+                 const struct px_addr *addr)
+{
+    struct px_server_rt *s = xcalloc(1, sizeof(*s));
+
+    s->refs = 1;
+    s->attached = true;
+    s->addr = *addr;
+    s->up = true;                      /* up until checks say otherwise */
+    s->svc = svc;
+    s->side = side;
+    s->index = index;
+    return s;
+}
+
+struct px_server_rt *
+px_server_rt_get(struct px_server_rt *s)
+{
+    s->refs++;
+    return s;
+}
+
+void
+px_server_rt_put(struct px_server_rt *s)
+{
+    if (s == NULL || --s->refs > 0)
+        return;
+    /* the array's reference goes last for an attached server, and a
+     * detached one lost its pool and checker when it was detached */
+    px_pool_close_server(s);
+    hl_check_free(s->check);
+    free(s);
+}
+
+void
+px_service_init(struct px_service *svc, struct px_srv *srv, struct px_confref *cref,
+                unsigned idx)
+{
+    unsigned side, k;
+
+    svc->srv = srv;
+    svc->conf = &cref->conf->services[idx];
+    svc->cref = px_confref_get(cref);
+    svc->idx = idx;
+    for (side = 0; side < RT_SIDE__COUNT; side++) {
+        unsigned n = svc->conf->side[side].nservers;
+
+        svc->servers[side] = xcalloc(n > 0 ? n : 1, sizeof(*svc->servers[side]));
+        for (k = 0; k < n; k++)
+            svc->servers[side][k] = px_server_rt_new(svc, (enum rt_side)side, k,
+                                                     &svc->conf->side[side].servers[k]);
+        hl_window_init(&svc->window[side], svc->conf->rollback.window_s);
+    }
+}
+
+void
+px_service_free(struct px_service *svc)
+{
+    unsigned side, k;
+
+    if (svc == NULL)
+        return;
+    if (svc->listeners != NULL) {
+        for (k = 0; k < svc->conf->nlisten; k++)
+            if (svc->listeners[k] != NULL)
+                evconnlistener_free(svc->listeners[k]);
+        free(svc->listeners);
+    }
+    for (side = 0; side < RT_SIDE__COUNT; side++) {
+        if (svc->servers[side] == NULL)
+            continue;
+        for (k = 0; k < svc->conf->side[side].nservers; k++) {
+            struct px_server_rt *s = svc->servers[side][k];
+
+            px_pool_close_server(s);
+            hl_check_free(s->check);
+            s->check = NULL;
+            s->attached = false;
+            px_server_rt_put(s);
+        }
+        free(svc->servers[side]);
+    }
+    free((void *)svc->snap);
+    px_confref_put(svc->cref);
+    free(svc);
+}
+
+void
+px_service_record(struct px_service *svc, enum rt_side side, struct px_server_rt *server,
                   int status, enum px_err err, uint64_t latency_us)
 {
     struct px_side_stats *st = &svc->stats[side];
     uint64_t now_us = px_now_us(svc->srv);
     uint32_t lat = latency_us > UINT32_MAX ? UINT32_MAX : (uint32_t)latency_us;
     enum hl_outcome o;
+    unsigned i;
 
     if (status > 0) {
         o = hl_outcome_from_status(status);
     } else {
         o = HL_OUT_ERROR;
         st->errors[err]++;
-        if (server < svc->conf->side[side].nservers)
-            svc->servers[side][server].failures++;
+        if (server != NULL)
+            server->failures++;        /* a detached one counts for nobody */
     }
     st->by_class[o]++;
+    /* the cumulative histogram: at most PX_LAT_NBOUNDS compares, no allocation */
+    for (i = 0; i < PX_LAT_NBOUNDS && latency_us > px_lat_bounds_us[i]; i++)
+        ;
+    st->lat_buckets[i]++;
+    st->lat_sum_us += latency_us;
     hl_window_push(&svc->window[side], now_us / 1000u, o, lat);
     if (svc->nrecent < PX_RECENT_MAX)
         svc->recent[svc->nrecent++] = (struct px_recent){
@@ -81,20 +208,23 @@ px_service_record(struct px_service *svc, enum rt_side side, unsigned server,
         svc->recent_lost = true;
 }
 
-int
+struct px_server_rt *
 px_service_other_server(struct px_service *svc, enum rt_side side,
-                        unsigned server, unsigned *out)
+                        const struct px_server_rt *server)
 {
     unsigned n = svc->snap->nservers[side], i, k;
+    bool current = server != NULL && server->attached && server->svc == svc &&
+                   server->side == side && server->index < n;
+    unsigned from = current ? server->index : 0;
 
-    for (i = 1; i < n; i++) {
-        k = (server + i) % n;
-        if (svc->snap->usable[side] & (1ULL << k)) {
-            *out = k;
-            return 0;
-        }
+    /* the snapshot and the arrays are of the same config (a reload
+     * republishes both together) */
+    for (i = current ? 1 : 0; i < n; i++) {
+        k = (from + i) % n;
+        if (svc->snap->usable[side] & (1ULL << k))
+            return svc->servers[side][k];
     }
-    return -1;
+    return NULL;
 }
 
 void
@@ -111,7 +241,7 @@ px_service_publish(struct px_service *svc, uint32_t weight_bp, uint64_t generati
     for (side = 0; side < RT_SIDE__COUNT; side++) {
         s->usable[side] = 0;
         for (i = 0; i < svc->conf->side[side].nservers; i++)
-            if (svc->servers[side][i].up)
+            if (svc->servers[side][i]->up)
                 s->usable[side] |= 1ULL << i;
     }
     svc->snap = s;                     /* the swap: one pointer store */
@@ -123,13 +253,13 @@ bool
 px_service_set_up(struct px_service *svc, enum rt_side side, unsigned server,
                   bool up, uint32_t weight_bp, uint64_t generation)
 {
-    struct px_server_rt *s = &svc->servers[side][server];
+    struct px_server_rt *s = svc->servers[side][server];
 
     if (s->up == up)
         return false;
     s->up = up;
     if (!up)
-        px_pool_close_server(svc, side, server);
+        px_pool_close_server(s);
     px_service_publish(svc, weight_bp, generation);
     return true;
 }
@@ -180,29 +310,46 @@ on_listener_error(struct evconnlistener *l, void *arg)
            svc->conf->name, evutil_socket_error_to_string(e));
 }
 
+struct evconnlistener *
+px_listener_new(struct px_srv *srv, const struct px_addr *a)
+{
+    struct evconnlistener *l;
+
+    /* no callback before px_listener_attach(): nothing is accepted before
+     * the loop runs again, and a reload binds before it commits */
+    l = evconnlistener_new_bind(srv->base, NULL, NULL,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
+                                LEV_OPT_REUSEABLE, 1024,
+                                (const struct sockaddr *)&a->ss, (int)a->len);
+    return l;
+}
+
+void
+px_listener_attach(struct evconnlistener *l, struct px_service *svc)
+{
+    evconnlistener_set_cb(l, on_listener_accept, svc);
+    evconnlistener_set_error_cb(l, on_listener_error);
+}
+
 int
 px_srv_listen(struct px_srv *srv)
 {
     unsigned s, i;
 
     for (s = 0; s < srv->nsvcs; s++) {
-        struct px_service *svc = &srv->svcs[s];
+        struct px_service *svc = srv->svcs[s];
 
         svc->listeners = xcalloc(svc->conf->nlisten, sizeof(*svc->listeners));
         for (i = 0; i < svc->conf->nlisten; i++) {
             const struct px_addr *a = &svc->conf->listen[i];
-            struct evconnlistener *l;
+            struct evconnlistener *l = px_listener_new(srv, a);
 
-            l = evconnlistener_new_bind(srv->base, on_listener_accept, svc,
-                                        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
-                                        LEV_OPT_REUSEABLE, 1024,
-                                        (const struct sockaddr *)&a->ss, (int)a->len);
             if (l == NULL) {
                 log_at(LL_ERR, "listen", 0, "service %s: cannot listen on %s: %s",
                        svc->conf->name, a->text, strerror(errno));
                 return -1;
             }
-            evconnlistener_set_error_cb(l, on_listener_error);
+            px_listener_attach(l, svc);
             svc->listeners[i] = l;
             log_at(LL_INFO, "listen", 0, "service %s (%s) listening on %s",
                    svc->conf->name, svc->conf->mode == PX_MODE_TCP ? "tcp" : "http",
@@ -218,7 +365,7 @@ px_srv_stop_listening(struct px_srv *srv)
     unsigned s, i;
 
     for (s = 0; s < srv->nsvcs; s++) {
-        struct px_service *svc = &srv->svcs[s];
+        struct px_service *svc = srv->svcs[s];
 
         if (svc->listeners == NULL)
             continue;
@@ -227,11 +374,28 @@ px_srv_stop_listening(struct px_srv *srv)
                 evconnlistener_free(svc->listeners[i]);
             svc->listeners[i] = NULL;
         }
-        if (svc->conf->mode == PX_MODE_HTTP)
-            px_http_close_idle(svc);
+        px_http_close_idle(svc);       /* HTTP connections (a reload may have
+                                        * made the service a TCP one since) */
         px_pool_close_side(svc, RT_LEGACY);
         px_pool_close_side(svc, RT_NEW);
     }
+}
+
+/* Frees retired service <svc> (its last connection ended). */
+static void
+retired_free(struct px_srv *srv, struct px_service *svc)
+{
+    struct px_service **pp;
+
+    for (pp = &srv->retired; *pp != NULL; pp = &(*pp)->retired_next) {
+        if (*pp == svc) {
+            *pp = svc->retired_next;
+            break;
+        }
+    }
+    log_at(LL_INFO, "reload", 0, "service %s: last connection closed; removed",
+           svc->conf->name);
+    px_service_free(svc);
 }
 
 void
@@ -239,6 +403,10 @@ px_srv_conn_closed(struct px_srv *srv, struct px_service *svc)
 {
     svc->conns_active--;
     srv->conns_active--;
+    /* not while srv_free() closes everything: it frees retired services
+     * itself, after their connections */
+    if (svc->retired && svc->conns_active == 0 && !srv->freeing)
+        retired_free(srv, svc);
     if (srv->stopping && srv->conns_active == 0)
         event_base_loopexit(srv->base, NULL);
 }

@@ -8,6 +8,48 @@
  * HTTP connections live in proxy/http.c, TCP tunnels in proxy/tcp.c; both
  * report outcomes here so the per-side counters and windows stay in one
  * place.
+ *
+ * Lifetimes across a configuration reload (SIGHUP, proxy/main.c). A reload
+ * swaps the config between events; connections opened before it keep
+ * running, so nothing they hold may be freed under them:
+ *
+ *  1. Config generations are refcounted (struct px_confref). The srv holds
+ *     one reference on the current generation, every service one on the
+ *     generation its <conf> points into, every HTTP connection and TCP
+ *     tunnel one on the generation it captured (its own <conf> pointer).
+ *     A generation is freed when its last reference goes. A connection
+ *     never reads svc->conf for the request in flight: it reads its own
+ *     captured service conf, and an HTTP connection takes the service's
+ *     current one only between requests (no side, no server bound).
+ *  2. Server runtimes (struct px_server_rt) are individually allocated and
+ *     refcounted: svc->servers[side][i] holds one reference while the
+ *     server is in the config ("attached"), a connection holds one for the
+ *     server its current request or tunnel is bound to. A reload that
+ *     removes a server detaches it: its idle pool is closed, its checker
+ *     freed, and it leaves the arrays; requests in flight to it finish and
+ *     their per-server counts go to the detached object, which is freed
+ *     with the last reference. A detached server never takes a pooled
+ *     connection back, and it is never chosen again. Its address is copied
+ *     into the runtime, so connecting and logging never index a config.
+ *  3. Services are individually allocated (srv->svcs is an array of
+ *     pointers, in config order, re-ordered by a reload; svc->idx follows).
+ *     A removed service is "retired": listeners closed, idle keep-alive
+ *     clients closed, its other connections finish; it is freed when its
+ *     last connection ends (px_srv_conn_closed), or at exit.
+ *  4. Indices are positions in the current config: svc->idx, rt->index and
+ *     the router's server indices change on a reload. Whatever keeps one
+ *     across events (the control plane, the policy tick) is remapped by the
+ *     reload; connections keep pointers, never indices.
+ *  5. Listeners belong to the service that owns the address in the current
+ *     config; an address kept by a reload keeps its socket (its callback
+ *     argument moves to the new owner), so no connect is refused.
+ *  6. A checker borrows its health settings from a config generation that
+ *     only the srv and the service hold: a reload repoints a kept checker
+ *     to the new copy (hl_check_set_conf) before the old one can go, and
+ *     restarts it when the settings changed. Its callback argument is its
+ *     server runtime, which outlives it.
+ * All of it runs on the one loop thread; the reload itself runs in the
+ * SIGHUP callback, so no request ever sees half of it.
  */
 #ifndef CUTOVER_PROXY_SERVER_H
 #define CUTOVER_PROXY_SERVER_H
@@ -26,6 +68,24 @@ struct adm_control;
 struct adm_server;
 struct px_tcp;
 struct px_conn;
+struct px_tick;
+struct px_access_log;
+
+/* One loaded configuration, shared by reference count (rule 1 above). */
+struct px_confref {
+    struct px_conf *conf;        /* owned: freed with the last reference */
+    unsigned refs;
+    uint64_t generation;         /* 1 at startup, +1 per successful reload */
+};
+
+/* Wraps <conf> (taken over) as generation <generation> with one reference. */
+struct px_confref *px_confref_new(struct px_conf *conf, uint64_t generation);
+
+/* Takes one more reference on <r>; returns <r>. */
+struct px_confref *px_confref_get(struct px_confref *r);
+
+/* Drops one reference; the last one frees the config. NULL is a no-op. */
+void px_confref_put(struct px_confref *r);
 
 /* Why a request or connection failed: one table feeds the log, the counters
  * and the status mapping. Must remain in this order (px_err_names). */
@@ -42,18 +102,34 @@ enum px_err {
 
 extern const char *const px_err_names[PX_E__COUNT];
 
+/* Upper bounds of the cumulative latency histogram of every side, in
+ * microseconds, increasing (cutover_request_duration_seconds: 1 ms .. 10 s,
+ * then +Inf). Unlike the passive windows, it never forgets. */
+#define PX_LAT_NBOUNDS 13
+extern const uint64_t px_lat_bounds_us[PX_LAT_NBOUNDS];
+
 /* Counters of one side of one service. Plain integers, incremented in place. */
 struct px_side_stats {
     uint64_t requests;           /* HTTP requests / TCP connections sent to this side */
     uint64_t by_class[5];        /* 2xx, 3xx, 4xx, 5xx (response status), error */
     uint64_t errors[PX_E__COUNT];/* by reason */
     uint64_t fallbacks;          /* requests that came here because the other side was down */
+    uint64_t lat_buckets[PX_LAT_NBOUNDS + 1];   /* recorded outcomes by latency, NOT
+                                  * cumulative: [i] for bounds[i-1] < us <= bounds[i],
+                                  * the last above every bound; their sum is the sum
+                                  * of by_class */
+    uint64_t lat_sum_us;         /* sum of the recorded latencies */
 };
 
 struct px_pooled;
 struct hl_check;
 
 struct px_server_rt {
+    unsigned refs;               /* rule 2 above: the service's array and each
+                                  * connection bound to it */
+    bool attached;               /* in svc->servers[side]: false once a reload
+                                  * removed it */
+    struct px_addr addr;         /* copied from the config */
     bool up;                     /* current health verdict: true at start, then
                                   * set by the active checks (px_service_set_up) */
     uint64_t requests;           /* requests / connections sent to it */
@@ -62,10 +138,22 @@ struct px_server_rt {
     struct px_pooled *idle;      /* owned: idle keep-alive connections, most recent first */
     unsigned nidle;              /* entries in <idle>, <= pool.max_idle */
     struct hl_check *check;      /* owned: active checker; NULL without "health" */
-    struct px_service *svc;      /* borrowed: owner; set with <check> */
-    enum rt_side side;           /* this server's side; set with <check> */
-    unsigned index;              /* its index in svc->servers[side]; set with <check> */
+    struct px_service *svc;      /* borrowed: owner */
+    enum rt_side side;           /* this server's side */
+    unsigned index;              /* its index in svc->servers[side] (changes on reload) */
 };
+
+/* A new attached server runtime for <addr> of <side> of <svc>: up, one
+ * reference (the service's array). */
+struct px_server_rt *px_server_rt_new(struct px_service *svc, enum rt_side side,
+                                      unsigned index, const struct px_addr *addr);
+
+/* Takes one more reference; returns <s>. */
+struct px_server_rt *px_server_rt_get(struct px_server_rt *s);
+
+/* Drops one reference; the last frees it (pool and checker must be gone).
+ * NULL is a no-op. */
+void px_server_rt_put(struct px_server_rt *s);
 
 /* One outcome as pushed to a window, kept until the next policy tick. */
 #define PX_RECENT_MAX 1024
@@ -78,11 +166,16 @@ struct px_recent {
 
 struct px_service {
     struct px_srv *srv;                  /* borrowed: owner */
-    const struct px_service_conf *conf;  /* borrowed from srv->conf */
+    const struct px_service_conf *conf;  /* borrowed from <cref> */
+    struct px_confref *cref;             /* one reference: the generation of <conf> */
     unsigned idx;                        /* index in srv->svcs and the control plane */
+    bool retired;                        /* removed by a reload: freed with its last
+                                          * connection (see rule 3 above) */
+    struct px_service *retired_next;     /* srv->retired list */
     const struct rt_snapshot *snap;      /* owned: the published routing state */
     struct rt_cursor cursor;             /* round-robin position per side */
-    struct px_server_rt *servers[RT_SIDE__COUNT];   /* owned arrays, nservers each */
+    struct px_server_rt **servers[RT_SIDE__COUNT];  /* owned arrays of
+                                          * conf->side[side].nservers references */
     struct px_side_stats stats[RT_SIDE__COUNT];
     struct hl_window window[RT_SIDE__COUNT];        /* passive outcome windows */
     struct px_recent recent[PX_RECENT_MAX];  /* outcomes recorded since the policy
@@ -100,18 +193,31 @@ struct px_service {
 
 struct px_srv {
     struct event_base *base;             /* owned */
-    struct px_conf *conf;                /* owned */
-    struct px_service *svcs;             /* owned, conf->nservices entries */
+    struct px_conf *conf;                /* borrowed from <cref>: the current config */
+    struct px_confref *cref;             /* one reference: the current generation */
+    struct px_service **svcs;            /* owned, conf->nservices entries */
     unsigned nsvcs;
+    struct px_service *retired;          /* owned: services a reload removed that
+                                          * still have connections */
+    struct px_tick *tick;                /* borrowed: the policy tick (main.c) */
+    uint64_t conf_generation;            /* generation of <conf>: 1 at startup */
+    uint64_t reloads;                    /* successful SIGHUP reloads */
+    uint64_t reload_failures;            /* refused ones (old config kept) */
+    uint64_t checks_started;             /* seeds the jitter of each new checker */
     struct adm_control *ctl;             /* owned */
     struct adm_server *admin;            /* owned */
     uint64_t next_conn_id;
     uint64_t rng;                        /* splitmix64 state for random draws */
     bool stopping;                       /* SIGTERM received: accept nothing new */
+    bool freeing;                        /* srv_free() runs: retired services are
+                                          * freed by it, not by their last connection */
     uint64_t conns_active;               /* over all services */
     struct event *grace_timer;           /* owned: shutdown deadline */
     const char *audit_file;              /* borrowed from main(): audit log of the
                                           * automatic health changes */
+    struct px_access_log *access_log;    /* owned: "access_log"; NULL = off (the
+                                          * data plane tests this pointer, nothing more) */
+    double start_time_s;                 /* wall clock at startup, s since the epoch */
 };
 
 /* A uniform 64-bit random draw (splitmix64 over srv->rng). */
@@ -125,13 +231,32 @@ uint64_t px_now_us(struct px_srv *srv);
  * <status> is the response status, or 0 with <err> set for a transport
  * failure; <latency_us> is measured to the response head (or to the failure).
  * A request aborted because the client went away is not recorded. */
-void px_service_record(struct px_service *svc, enum rt_side side, unsigned server,
-                       int status, enum px_err err, uint64_t latency_us);
+/* <server> is the runtime the request went to (its failures are counted
+ * there; NULL: none). */
+void px_service_record(struct px_service *svc, enum rt_side side,
+                       struct px_server_rt *server, int status, enum px_err err,
+                       uint64_t latency_us);
 
 /* Chooses another usable server than <server> on <side> for a retry after a
- * connect failure. Returns 0 with *<out> set, or -1 when there is none. */
-int px_service_other_server(struct px_service *svc, enum rt_side side,
-                            unsigned server, unsigned *out);
+ * connect failure (any usable one when <server> was detached by a reload).
+ * Returns it (borrowed: take a reference to keep it), or NULL when there is
+ * none. */
+struct px_server_rt *px_service_other_server(struct px_service *svc, enum rt_side side,
+                                             const struct px_server_rt *server);
+
+/* Fills zeroed <svc> as service <idx> of config generation <cref> (takes a
+ * reference): servers all up, windows empty, no listeners, no snapshot. */
+void px_service_init(struct px_service *svc, struct px_srv *srv, struct px_confref *cref,
+                     unsigned idx);
+
+/* Frees <svc> and what it owns (listeners, pools, snapshot, its server
+ * references and its config reference); its connections must be gone and
+ * its checkers freed. */
+void px_service_free(struct px_service *svc);
+
+/* Listener callbacks, for a reload that creates or moves listeners. */
+struct evconnlistener *px_listener_new(struct px_srv *srv, const struct px_addr *a);
+void px_listener_attach(struct evconnlistener *l, struct px_service *svc);
 
 /* Installs <weight_bp>/<generation> as the service's new routing snapshot. */
 void px_service_publish(struct px_service *svc, uint32_t weight_bp, uint64_t generation);
@@ -151,7 +276,8 @@ int px_srv_listen(struct px_srv *srv);
 void px_srv_stop_listening(struct px_srv *srv);
 
 /* Called by connections when they end; the loop exits once stopping and no
- * connection is left. */
+ * connection is left, and a retired service is freed with its last one
+ * (touch nothing of <svc> after the call). */
 void px_srv_conn_closed(struct px_srv *srv, struct px_service *svc);
 
 /* proxy/http.c: takes an accepted client socket <fd> of an HTTP service. */
@@ -168,13 +294,13 @@ void px_tcp_close_all(struct px_service *svc);
 
 /* proxy/pool.c: an idle keep-alive connection to <server> of <side>, with
  * no callbacks and no timeouts set (the caller owns it), or NULL. */
-struct bufferevent *px_pool_get(struct px_service *svc, enum rt_side side,
-                                unsigned server);
+struct bufferevent *px_pool_get(struct px_server_rt *server);
 
 /* proxy/pool.c: gives back <bev> after a clean exchange (the whole response
  * read, nothing pending either way). The pool owns it from here; it is freed
- * at once when the pool is full, the server is down or the daemon stops. */
-void px_pool_put(struct px_service *svc, enum rt_side side, unsigned server,
+ * at once when the pool is full, the server is down or was detached by a
+ * reload, or the daemon stops. */
+void px_pool_put(struct px_service *svc, struct px_server_rt *server,
                  struct bufferevent *bev);
 
 /* proxy/pool.c: closes every idle connection to <side> (blue-green switch,
@@ -183,7 +309,7 @@ void px_pool_close_side(struct px_service *svc, enum rt_side side);
 
 /* proxy/pool.c: closes every idle connection to <server> of <side> (it was
  * marked down). */
-void px_pool_close_server(struct px_service *svc, enum rt_side side, unsigned server);
+void px_pool_close_server(struct px_server_rt *server);
 
 /* proxy/tcp.c: takes an accepted client socket <fd> of a TCP service. */
 void px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int salen);

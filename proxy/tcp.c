@@ -24,6 +24,7 @@
 
 #include "admin/log.h"
 #include "admin/xmalloc.h"
+#include "proxy/accesslog.h"
 #include "proxy/server.h"
 
 #define PX_TCP_HIGH_WM (256u * 1024u)
@@ -38,7 +39,11 @@
 
 struct px_tcp {
     struct px_tcp *next, *prev;      /* svc->tunnels list */
-    struct px_service *svc;          /* borrowed */
+    struct px_service *svc;          /* borrowed; a retired service lives until
+                                      * its last tunnel is gone */
+    struct px_confref *cref;         /* one reference: the generation of <conf> */
+    const struct px_service_conf *conf;  /* the service's conf at accept, for
+                                      * the tunnel's whole life */
     uint64_t id;
     unsigned flags;                  /* PX_TF_* */
     int busy;                        /* callbacks on the stack */
@@ -46,9 +51,14 @@ struct px_tcp {
     struct bufferevent *up;          /* owned: server */
     struct event *drain_timer;       /* owned: blue-green drain deadline, or NULL */
     enum rt_side side;
-    unsigned server;
+    struct px_server_rt *srt;        /* one reference: the server, or NULL */
     uint64_t t_start_us;             /* accept time: connect latency reference */
     uint64_t last_io_ms;             /* last byte either way: idle timeout */
+    uint64_t bytes[2];               /* relayed: [0] client to server, [1] back */
+    enum rt_reason why;              /* the router's reason (access log) */
+    enum px_err err;                 /* the failure that ended it; PX_E_NONE */
+    char client_ip[64];              /* "" unless the access log is on at accept */
+    unsigned client_port;
 };
 
 static void on_down_read(struct bufferevent *bev, void *arg);
@@ -61,21 +71,47 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg);
 static const struct px_addr *
 server_addr(const struct px_tcp *t)
 {
-    return &t->svc->conf->side[t->side].servers[t->server];
+    return &t->srt->addr;
+}
+
+/* Binds the tunnel to server <s> (NULL: none). */
+static void
+bind_server(struct px_tcp *t, struct px_server_rt *s)
+{
+    if (s != NULL)
+        px_server_rt_get(s);
+    px_server_rt_put(t->srt);
+    t->srt = s;
 }
 
 static void
 tunnel_free(struct px_tcp *t)
 {
     struct px_service *svc = t->svc;
+    char client[96];
 
     log_at(LL_DEBUG, "tcp", t->id, "tunnel closed");
+    if (svc->srv->access_log != NULL)
+        px_access_log_write(svc->srv->access_log, &(struct px_access_rec){
+            .conn = t->id, .service = t->conf->name,
+            .client = t->client_ip[0] != '\0'
+                      ? px_access_client(t->client_ip, t->client_port, client, sizeof(client))
+                      : NULL,
+            .side = t->srt != NULL ? rt_side_names[t->side] : NULL,
+            .server = t->srt != NULL ? t->srt->addr.text : NULL,
+            .why = t->srt != NULL ? rt_reason_names[t->why] : NULL,
+            .bytes_in = t->bytes[0], .bytes_out = t->bytes[1],
+            .duration_us = px_now_us(svc->srv) - t->t_start_us,
+            .error = t->err != PX_E_NONE ? px_err_names[t->err] : NULL,
+        });
     if (t->down != NULL)
         bufferevent_free(t->down);
     if (t->up != NULL)
         bufferevent_free(t->up);
     if (t->drain_timer != NULL)
         event_free(t->drain_timer);
+    bind_server(t, NULL);
+    px_confref_put(t->cref);
     if (t->prev != NULL)
         t->prev->next = t->next;
     else
@@ -104,7 +140,7 @@ leave(struct px_tcp *t)
 static void
 set_idle_timeouts(struct px_tcp *t)
 {
-    unsigned ms = t->svc->conf->timeouts.server_idle_ms;
+    unsigned ms = t->conf->timeouts.server_idle_ms;
     struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
 
     bufferevent_set_timeouts(t->down, &tv, &tv);
@@ -137,6 +173,7 @@ relay(struct px_tcp *t, struct bufferevent *from, struct bufferevent *to)
     struct evbuffer *dst = bufferevent_get_output(to);
 
     t->last_io_ms = px_now_ms(t->svc->srv);
+    t->bytes[from == t->up] += evbuffer_get_length(bufferevent_get_input(from));
     evbuffer_add_buffer(dst, bufferevent_get_input(from));
     if (evbuffer_get_length(dst) >= PX_TCP_HIGH_WM) {
         bufferevent_disable(from, EV_READ);
@@ -204,7 +241,7 @@ on_up_write(struct bufferevent *bev, void *arg)
 static void
 on_timeout(struct px_tcp *t, struct bufferevent *bev, short what)
 {
-    uint64_t idle_ms = t->svc->conf->timeouts.server_idle_ms;
+    uint64_t idle_ms = t->conf->timeouts.server_idle_ms;
 
     if (px_now_ms(t->svc->srv) - t->last_io_ms < idle_ms) {
         /* libevent disabled the timed-out direction: re-enable it */
@@ -216,7 +253,7 @@ on_timeout(struct px_tcp *t, struct bufferevent *bev, short what)
         return;
     }
     log_at(LL_INFO, "tcp", t->id, "tunnel to %s idle for %u ms: closed",
-           server_addr(t)->text, t->svc->conf->timeouts.server_idle_ms);
+           server_addr(t)->text, t->conf->timeouts.server_idle_ms);
     t->flags |= PX_TF_CLOSE;
 }
 
@@ -246,14 +283,14 @@ static void
 on_up_event(struct bufferevent *bev, short what, void *arg)
 {
     struct px_tcp *t = arg;
-    unsigned other;
+    struct px_server_rt *other;
 
     enter(t);
     if (!(t->flags & PX_TF_CONNECTED)) {
         if (what & BEV_EVENT_CONNECTED) {
             t->flags |= PX_TF_CONNECTED;
             t->last_io_ms = px_now_ms(t->svc->srv);
-            px_service_record(t->svc, t->side, t->server, 200, PX_E_NONE,
+            px_service_record(t->svc, t->side, t->srt, 200, PX_E_NONE,
                               px_now_us(t->svc->srv) - t->t_start_us);
             set_idle_timeouts(t);
             bufferevent_enable(t->up, EV_READ | EV_WRITE);
@@ -267,17 +304,18 @@ on_up_event(struct bufferevent *bev, short what, void *arg)
             log_at(LL_WARN, "tcp", t->id, "%s server %s: %s", rt_side_names[t->side],
                    server_addr(t)->text, px_err_names[err]);
             if (!(t->flags & PX_TF_RETRIED) &&
-                px_service_other_server(t->svc, t->side, t->server, &other) == 0) {
+                (other = px_service_other_server(t->svc, t->side, t->srt)) != NULL) {
                 t->svc->stats[t->side].errors[err]++;
-                t->svc->servers[t->side][t->server].failures++;
+                t->srt->failures++;
                 t->flags |= PX_TF_RETRIED;
-                t->server = other;
-                t->svc->servers[t->side][other].requests++;
+                bind_server(t, other);
+                other->requests++;
                 if (start_connect(t) < 0)
                     t->flags |= PX_TF_CLOSE;
             } else {
-                px_service_record(t->svc, t->side, t->server, 0, err,
+                px_service_record(t->svc, t->side, t->srt, 0, err,
                                   px_now_us(t->svc->srv) - t->t_start_us);
+                t->err = err;
                 t->flags |= PX_TF_CLOSE;
             }
         }
@@ -296,7 +334,7 @@ static int
 start_connect(struct px_tcp *t)
 {
     const struct px_addr *a = server_addr(t);
-    unsigned ms = t->svc->conf->timeouts.connect_ms;
+    unsigned ms = t->conf->timeouts.connect_ms;
     struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
 
     if (t->up != NULL)
@@ -308,7 +346,8 @@ start_connect(struct px_tcp *t)
     bufferevent_setcb(t->up, on_up_read, on_up_write, on_up_event, t);
     bufferevent_set_timeouts(t->up, NULL, &tv);
     if (bufferevent_socket_connect(t->up, (const struct sockaddr *)&a->ss, (int)a->len) < 0) {
-        px_service_record(t->svc, t->side, t->server, 0, PX_E_CONNECT, 0);
+        px_service_record(t->svc, t->side, t->srt, 0, PX_E_CONNECT, 0);
+        t->err = PX_E_CONNECT;
         return -1;
     }
     return 0;
@@ -324,8 +363,14 @@ px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sal
 
     (void)salen;
     t->svc = svc;
+    t->cref = px_confref_get(svc->cref);
+    t->conf = svc->conf;
     t->id = ++svc->srv->next_conn_id;
     t->t_start_us = px_now_us(svc->srv);
+    if (svc->srv->access_log != NULL) {
+        px_sockaddr_ip(sa, t->client_ip, sizeof(t->client_ip));
+        t->client_port = px_sockaddr_port(sa);
+    }
     t->next = svc->tunnels;
     if (svc->tunnels != NULL)
         svc->tunnels->prev = t;
@@ -350,15 +395,17 @@ px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sal
         log_at(LL_WARN, "tcp", t->id, "service %s: no side has a usable server",
                svc->conf->name);
         svc->stats[RT_LEGACY].errors[PX_E_NO_SERVER]++;
+        t->err = PX_E_NO_SERVER;
         tunnel_free(t);
         return;
     }
     t->side = ch.side;
-    t->server = ch.server;
+    t->why = ch.reason;
+    bind_server(t, svc->servers[ch.side][ch.server]);
     svc->stats[ch.side].requests++;
     if (ch.fallback)
         svc->stats[ch.side].fallbacks++;
-    svc->servers[ch.side][ch.server].requests++;
+    t->srt->requests++;
     log_at(LL_DEBUG, "tcp", t->id, "from %s -> %s server %s", ip, rt_side_names[ch.side],
            server_addr(t)->text);
     /* read nothing from the client until the upstream is connected */

@@ -189,7 +189,7 @@ static void
 evaluate(struct px_tick *t, unsigned idx, uint64_t now_us)
 {
     struct px_srv *srv = t->srv;
-    struct px_service *svc = &srv->svcs[idx];
+    struct px_service *svc = srv->svcs[idx];
     struct tick_svc *ts = &t->svcs[idx];
     const struct adm_svc_state *st = adm_control_state(srv->ctl, idx);
     const struct hl_rollback_conf *rc = &svc->conf->rollback;
@@ -291,7 +291,7 @@ evaluate(struct px_tick *t, unsigned idx, uint64_t now_us)
 static void
 tick_snapshot(struct px_tick *t, unsigned idx, uint64_t now_us)
 {
-    struct px_service *svc = &t->srv->svcs[idx];
+    struct px_service *svc = t->srv->svcs[idx];
     struct tick_svc *ts = &t->svcs[idx];
     unsigned side;
 
@@ -315,7 +315,7 @@ tick_snapshot(struct px_tick *t, unsigned idx, uint64_t now_us)
 static void
 tick_plan(struct px_tick *t, unsigned idx, uint64_t now_ms)
 {
-    const struct px_side_stats *ns = &t->srv->svcs[idx].stats[RT_NEW];
+    const struct px_side_stats *ns = &t->srv->svcs[idx]->stats[RT_NEW];
     uint64_t served = 0;
     size_t k;
 
@@ -341,6 +341,19 @@ on_tick_timer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Starts the tick's memory of <svc> afresh at <now_us>. */
+static void
+tick_svc_init(struct tick_svc *ts, struct px_service *svc, uint64_t now_us)
+{
+    memset(ts, 0, sizeof(*ts));
+    ts->last_eval_us = now_us;
+    hl_window_copy(&ts->prev[RT_LEGACY], &svc->window[RT_LEGACY]);
+    hl_window_copy(&ts->prev[RT_NEW], &svc->window[RT_NEW]);
+    ts->has_prev = true;
+    svc->nrecent = 0;
+    svc->recent_lost = false;
+}
+
 struct px_tick *
 px_tick_new(struct px_srv *srv)
 {
@@ -355,11 +368,7 @@ px_tick_new(struct px_srv *srv)
         struct tick_svc *ts = &t->svcs[i];
 
         ts->last_eval_us = now_us;
-        hl_window_copy(&ts->prev[RT_LEGACY], &srv->svcs[i].window[RT_LEGACY]);
-        hl_window_copy(&ts->prev[RT_NEW], &srv->svcs[i].window[RT_NEW]);
-        ts->has_prev = true;
-        srv->svcs[i].nrecent = 0;
-        srv->svcs[i].recent_lost = false;
+        tick_svc_init(ts, srv->svcs[i], now_us);
     }
     t->ev = event_new(srv->base, -1, EV_PERSIST, on_tick_timer, t);
     if (t->ev == NULL || event_add(t->ev, &tv) < 0) {
@@ -368,6 +377,23 @@ px_tick_new(struct px_srv *srv)
         return NULL;
     }
     return t;
+}
+
+void
+px_tick_reconfigure(struct px_tick *t, const int *old_of_new, unsigned n)
+{
+    struct tick_svc *svcs = xcalloc(n > 0 ? n : 1, sizeof(*svcs));
+    uint64_t now_us = px_now_us(t->srv);
+    unsigned i;
+
+    for (i = 0; i < n; i++) {
+        if (old_of_new[i] >= 0)
+            svcs[i] = t->svcs[old_of_new[i]];   /* its replay copies and alerts */
+        else
+            tick_svc_init(&svcs[i], t->srv->svcs[i], now_us);
+    }
+    free(t->svcs);
+    t->svcs = svcs;
 }
 
 void

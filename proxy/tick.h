@@ -20,6 +20,11 @@ struct px_tick;
  * error. */
 struct px_tick *px_tick_new(struct px_srv *srv);
 
+/* A reload re-ordered the services: srv->svcs (already the new list) has
+ * <n> services, and <old_of_new>[i] is the index service i had before, or
+ * -1 for a new one. Kept services keep what the tick remembers of them. */
+void px_tick_reconfigure(struct px_tick *t, const int *old_of_new, unsigned n);
+
 /* Stops and frees <t>; NULL is a no-op. Call before the control plane and
  * the services are freed. */
 void px_tick_free(struct px_tick *t);

@@ -1,17 +1,25 @@
 #!/bin/sh
-# tests/fuzz/run.sh [SECONDS]: fuzzes proxy/http1.c for SECONDS (default 60).
+# tests/fuzz/run.sh [SECONDS]: fuzzes for SECONDS in all (default 60): two
+# thirds on proxy/http1.c, one third on the admin endpoint's parsers
+# (admin/http_parse.c, admin/tokens.c).
 #
-# Builds tests/fuzz/fuzz_http1.c with clang -fsanitize=fuzzer,address,undefined
-# into build-fuzz/, seeds build-fuzz/corpus from the shared llhttp corpora
-# (tests/fuzz/seed_corpus.c, jansson), then runs libFuzzer. The corpus grows
-# across runs; crashing inputs land in build-fuzz/crashes/ (turn each into a
-# case of tests/unit/test_px_http1.c once fixed).
+# Builds tests/fuzz/fuzz_http1.c and tests/fuzz/fuzz_admin_http.c with clang
+# -fsanitize=fuzzer,address,undefined into build-fuzz/, seeds build-fuzz/corpus
+# from the shared llhttp corpora (tests/fuzz/seed_corpus.c, jansson) and
+# build-fuzz/corpus-admin with a few admin requests and token files, then
+# runs libFuzzer on each. The corpora grow across runs; crashing inputs land
+# in build-fuzz/crashes/ (turn each into a case of tests/unit/test_px_http1.c
+# or tests/unit/test_adm_http_parse.c once fixed).
 #
 # Environment: CUTOVER_SHARED (default ../shared beside the tree), CLANG
 # (default clang).
 set -eu
 
 secs=${1:-60}
+admin_secs=$((secs / 3))
+[ "$admin_secs" -ge 1 ] || admin_secs=1
+http1_secs=$((secs - admin_secs))
+[ "$http1_secs" -ge 1 ] || http1_secs=1
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 shared=${CUTOVER_SHARED:-$root/../shared}
@@ -70,7 +78,48 @@ cat > "$out/http1.dict" <<'EOF'
 "ffffffffffffffff"
 EOF
 
-echo "  FUZZ $out/fuzz_http1 for ${secs}s"
-exec "$out/fuzz_http1" -max_total_time="$secs" -max_len=4096 \
+echo "  FUZZ $out/fuzz_http1 for ${http1_secs}s"
+"$out/fuzz_http1" -max_total_time="$http1_secs" -max_len=4096 \
     -dict="$out/http1.dict" -artifact_prefix="$out/crashes/" \
     -print_final_stats=1 "$out/corpus"
+
+echo "  FUZZ-CC $out/fuzz_admin_http"
+$clang $warn $defs -g -O1 -fno-omit-frame-pointer \
+    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+    admin/http_parse.c admin/tokens.c admin/xmalloc.c tests/fuzz/fuzz_admin_http.c \
+    $(pkg-config --cflags --libs openssl) -o "$out/fuzz_admin_http"
+mkdir -p "$out/corpus-admin"
+printf 'GET /status HTTP/1.1\r\nHost: a\r\n\r\n' > "$out/corpus-admin/get"
+printf 'POST /v1/weight HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x\r\nContent-Length: 15\r\n\r\n{"percent":10}\n' \
+    > "$out/corpus-admin/post"
+printf 'GET / HTTP/1.0\r\nConnection: keep-alive\r\nExpect: 100-continue\r\n\r\n' \
+    > "$out/corpus-admin/http10"
+printf '# tokens\nreader read read-secret-0123456789\nops operate sha256:%064d\n' 0 \
+    > "$out/corpus-admin/tokens"
+printf '{"a":[[{"b":"[[\\"]]"}]]}' > "$out/corpus-admin/json"
+cat > "$out/admin.dict" <<'EOF'
+"\x0d\x0a"
+"\x0d\x0a\x0d\x0a"
+"HTTP/1.1"
+"HTTP/1.0"
+"Host: "
+"Content-Length: "
+"Transfer-Encoding: chunked"
+"Authorization: Bearer "
+"Connection: close"
+"Expect: 100-continue"
+"POST /v1/"
+"GET /status "
+" read "
+" operate "
+" admin "
+"sha256:"
+"#"
+"{\"cmd\":"
+"[["
+EOF
+
+echo "  FUZZ $out/fuzz_admin_http for ${admin_secs}s"
+exec "$out/fuzz_admin_http" -max_total_time="$admin_secs" -max_len=10000 \
+    -dict="$out/admin.dict" -artifact_prefix="$out/crashes/" \
+    -print_final_stats=1 "$out/corpus-admin"

@@ -760,6 +760,129 @@ test_live_socket_refused(void **state)
     adm_server_free(s1);
 }
 
+/* admin.socket_group: the file belongs to the group and has the group
+ * bits of <mode>, never more. Our own primary group is the one group a
+ * test can give a file to without privileges. */
+static void
+test_socket_group(void **state)
+{
+    struct fx *f = *state;
+    char err[256] = "";
+    struct adm_server *s;
+    struct client *c;
+    struct stat st;
+    json_t *r;
+
+    s = adm_server_new_group(f->base, f->ctl, f->path, 0660, (long)getgid(), err,
+                             sizeof(err));
+    if (s == NULL)
+        fail_msg("adm_server_new_group: %s", err);
+    assert_int_equal(stat(f->path, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0660);
+    assert_int_equal(st.st_gid, getgid());
+    c = client_new(f->path);
+    r = request(f, c, "{\"cmd\":\"status\"}");
+    assert_true(reply_ok(r));
+    json_decref(r);
+    client_free(c);
+    adm_server_free(s);
+
+    if (geteuid() != 0) {
+        /* a group the process is not in cannot be given */
+        assert_null(adm_server_new_group(f->base, f->ctl, f->path, 0660, 0, err,
+                                         sizeof(err)));
+        assert_non_null(strstr(err, "cannot give"));
+        assert_int_equal(access(f->path, F_OK), -1);   /* nothing left behind */
+    } else {
+        /* root may give it to any group: 65534 (nogroup) */
+        s = adm_server_new_group(f->base, f->ctl, f->path, 0640, 65534, err, sizeof(err));
+        if (s == NULL)
+            fail_msg("adm_server_new_group: %s", err);
+        assert_int_equal(stat(f->path, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0640);
+        assert_int_equal(st.st_gid, 65534);
+        adm_server_free(s);
+    }
+}
+
+/* A stale socket that belongs to another user is not removed. */
+static void
+test_stale_socket_of_other_user_kept(void **state)
+{
+    struct fx *f = *state;
+    struct sockaddr_un a;
+    char dir[128], err[256] = "";
+    struct stat st;
+    int fd;
+
+    if (geteuid() != 0)
+        skip();                        /* only root can make another user's file */
+    snprintf(dir, sizeof(dir), "%s/run", f->dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    memset(&a, 0, sizeof(a));
+    a.sun_family = AF_UNIX;
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", f->path);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    close(fd);
+    assert_int_equal(chown(f->path, 65534, 65534), 0);
+    assert_null(adm_server_new(f->base, f->ctl, f->path, 0600, err, sizeof(err)));
+    assert_non_null(strstr(err, "is a socket of uid 65534, not ours"));
+    assert_int_equal(stat(f->path, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    assert_int_equal(st.st_uid, 65534);
+}
+
+/* Every command carries the peer's uid and pid: the audit entry of a change
+ * has "actor":"uid:N" and "pid" (here: this very process). */
+static void
+test_audit_uid_and_pid(void **state)
+{
+    struct fx *f = *state;
+    struct adm_server *s = start(f, f->path, 0600);
+    struct client *c = client_new(f->path);
+    char af[160], want[32], *nl;
+    json_t *r, *e;
+    FILE *fp;
+    char line[2048];
+
+    r = request(f, c, "{\"cmd\":\"weight\",\"percent\":3}");
+    assert_true(reply_ok(r));
+    json_decref(r);
+    client_free(c);
+    adm_server_free(s);
+
+    snprintf(af, sizeof(af), "%s/audit.jsonl", f->dir);
+    fp = fopen(af, "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(line, sizeof(line), fp));
+    fclose(fp);
+    if ((nl = strchr(line, '\n')) != NULL)
+        *nl = '\0';
+    e = json_loads(line, 0, NULL);
+    assert_non_null(e);
+    snprintf(want, sizeof(want), "uid:%lu", (unsigned long)getuid());
+    assert_string_equal(json_string_value(json_object_get(e, "actor")), want);
+    assert_int_equal(json_integer_value(json_object_get(e, "pid")), (long long)getpid());
+    json_decref(e);
+}
+
+/* The socket file is 0600 by default (the config's default socket_mode):
+ * checked on the file itself, not only through the umask. */
+static void
+test_default_mode_0600(void **state)
+{
+    struct fx *f = *state;
+    struct adm_server *s = start(f, f->path, 0600);
+    struct stat st;
+
+    assert_int_equal(stat(f->path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(st.st_uid, geteuid());
+    adm_server_free(s);
+}
+
 /* Freeing the server with clients connected (one mid-line) frees them and
  * closes their connections. */
 static void
@@ -802,6 +925,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_regular_file_not_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_live_socket_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_clients, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_socket_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_uid_and_pid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_socket_of_other_user_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_default_mode_0600, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,50 @@
+/*
+ * http: the HTTP admin endpoint (admin.listen) inside the daemon, on the
+ * daemon's event loop. GET /status and GET /metrics, and POST /v1/<cmd>
+ * with the admin protocol's JSON object as body and a bearer token whose
+ * level admin/control.c checks against the request. Everything is bounded
+ * (head 8 KiB, body 64 KiB, 32 connections, 10 s per request, 30 s idle
+ * keep-alive) and nothing blocks but the audit appends of the control plane,
+ * whose rate is bounded: admin trouble must never hold up traffic.
+ */
+#ifndef CUTOVER_ADMIN_HTTP_H
+#define CUTOVER_ADMIN_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct event_base;
+struct evbuffer;
+struct adm_control;
+struct adm_tokens;
+struct adm_http;
+
+/* Renders the Prometheus text exposition (format 0.0.4) into <out>.
+ * Called from the event loop for every GET /metrics; must not block. */
+typedef void adm_metrics_fn(void *arg, struct evbuffer *out);
+
+struct adm_http_conf {
+    const struct sockaddr *addr;     /* where to listen; borrowed for the call */
+    socklen_t addrlen;
+    const char *addr_text;           /* as configured, for messages; borrowed */
+    bool read_token_required;        /* GET /status and /metrics need a token too */
+    adm_metrics_fn *metrics;         /* NULL: GET /metrics is 404 "metrics not available" */
+    void *metrics_arg;
+};
+
+/* Starts listening on <conf->addr> on <base>, executing requests with
+ * <ctl> (borrowed, must outlive the server). Takes ownership of <*tokens>
+ * (NULL allowed: then every request that needs a token is refused 401),
+ * even on failure: *tokens is NULL on return. Returns NULL with a message
+ * in <err> when the address cannot be bound. */
+struct adm_http *adm_http_new(struct event_base *base, struct adm_control *ctl,
+                              struct adm_tokens **tokens,
+                              const struct adm_http_conf *conf,
+                              char *err, size_t errlen);
+
+/* Closes the listener and every connection (no reply to requests in
+ * progress), and frees the tokens. NULL is a no-op. */
+void adm_http_free(struct adm_http *h);
+
+#endif

@@ -1,0 +1,236 @@
+/*
+ * proxy/metrics: see metrics.h. One family after the other, each over every
+ * service (the text format wants a family's samples together), in the
+ * order of docs/DESIGN.md "Metrics". Every series is written even at 0, so
+ * a dashboard's rate() has a start and an alert on a reason that never
+ * happened yet still has a series to watch.
+ *
+ * Workload: a scrape every few seconds; a few hundred lines per service.
+ */
+#include <stdio.h>
+
+#include <event2/buffer.h>
+
+#include "admin/control.h"
+#include "admin/log.h"
+#include "admin/metrics.h"
+#include "proxy/metrics.h"
+#include "proxy/server.h"
+
+static const char *const class_names[5] = { "2xx", "3xx", "4xx", "5xx", "error" };
+
+/* The services the control plane knows, in config order. */
+static struct px_service *
+svc_at(struct px_srv *srv, unsigned i)
+{
+    return srv->svcs[i];
+}
+
+static void
+render_process(struct px_srv *srv, struct met_writer *w)
+{
+    const struct met_label version[] = { { "version", CUTOVER_VERSION } };
+
+    met_family(w, "cutover_build_info", MET_GAUGE,
+               "Always 1; the version of cutoverd in a label.");
+    met_sample_u64(w, version, 1, 1);
+    met_family(w, "cutover_start_time_seconds", MET_GAUGE,
+               "When cutoverd started, in seconds since the Unix epoch.");
+    met_sample_double(w, NULL, 0, srv->start_time_s);
+    met_family(w, "cutover_reloads_total", MET_COUNTER,
+               "Configuration reloads (SIGHUP) that were applied.");
+    met_sample_u64(w, NULL, 0, srv->reloads);
+    met_family(w, "cutover_reload_failures_total", MET_COUNTER,
+               "Configuration reloads refused (the running configuration was kept).");
+    met_sample_u64(w, NULL, 0, srv->reload_failures);
+    met_family(w, "cutover_config_generation", MET_GAUGE,
+               "Generation of the running configuration: 1 at startup, +1 per reload.");
+    met_sample_u64(w, NULL, 0, srv->conf_generation);
+}
+
+static void
+render_requests(struct px_srv *srv, struct met_writer *w)
+{
+    struct met_label l[3] = { { "service", "" }, { "side", "" }, { "class", "" } };
+    double bounds[PX_LAT_NBOUNDS];
+    unsigned i, side, k;
+
+    met_family(w, "cutover_requests_total", MET_COUNTER,
+               "Requests (HTTP) or connections (TCP) by the side that served them and "
+               "outcome: status class, or error for a transport failure.");
+    for (i = 0; i < srv->nsvcs; i++) {
+        const struct px_service *svc = svc_at(srv, i);
+
+        l[0].value = svc->conf->name;
+        for (side = 0; side < RT_SIDE__COUNT; side++) {
+            l[1].value = rt_side_names[side];
+            for (k = 0; k < 5; k++) {
+                l[2].name = "class";
+                l[2].value = class_names[k];
+                met_sample_u64(w, l, 3, svc->stats[side].by_class[k]);
+            }
+        }
+    }
+
+    met_family(w, "cutover_errors_total", MET_COUNTER,
+               "Transport failures by side and kind, connect failures that were "
+               "retried included.");
+    for (i = 0; i < srv->nsvcs; i++) {
+        const struct px_service *svc = svc_at(srv, i);
+
+        l[0].value = svc->conf->name;
+        for (side = 0; side < RT_SIDE__COUNT; side++) {
+            l[1].value = rt_side_names[side];
+            for (k = PX_E_NONE + 1; k < PX_E__COUNT; k++) {
+                l[2].name = "kind";
+                l[2].value = px_err_names[k];
+                met_sample_u64(w, l, 3, svc->stats[side].errors[k]);
+            }
+        }
+    }
+
+    for (k = 0; k < PX_LAT_NBOUNDS; k++)
+        bounds[k] = (double)px_lat_bounds_us[k] / 1e6;
+    met_family(w, "cutover_request_duration_seconds", MET_HISTOGRAM,
+               "Time from the complete request head (TCP: accept) to the response head "
+               "(TCP: connected) or the failure, by side.");
+    for (i = 0; i < srv->nsvcs; i++) {
+        const struct px_service *svc = svc_at(srv, i);
+
+        l[0].value = svc->conf->name;
+        for (side = 0; side < RT_SIDE__COUNT; side++) {
+            const struct px_side_stats *st = &svc->stats[side];
+
+            l[1].value = rt_side_names[side];
+            met_histogram(w, l, 2, bounds, PX_LAT_NBOUNDS, st->lat_buckets,
+                          (double)st->lat_sum_us / 1e6);
+        }
+    }
+
+    met_family(w, "cutover_fallbacks_total", MET_COUNTER,
+               "Requests or connections sent to the other side because the chosen one "
+               "had no healthy server.");
+    for (i = 0; i < srv->nsvcs; i++) {
+        const struct px_service *svc = svc_at(srv, i);
+
+        l[0].value = svc->conf->name;
+        met_sample_u64(w, l, 1, svc->stats[RT_LEGACY].fallbacks +
+                                svc->stats[RT_NEW].fallbacks);
+    }
+}
+
+static void
+render_control(struct px_srv *srv, struct met_writer *w)
+{
+    struct met_label l[2] = { { "service", "" }, { "state", "" } };
+    struct adm_counters cnt;
+    unsigned i, k;
+
+    met_family(w, "cutover_weight_percent", MET_GAUGE,
+               "Share of traffic routed to the new side, in percent (0..100).");
+    for (i = 0; i < srv->nsvcs; i++) {
+        l[0].value = svc_at(srv, i)->conf->name;
+        met_sample_double(w, l, 1,
+                          (double)adm_control_state(srv->ctl, i)->weight_bp / 100.0);
+    }
+    met_family(w, "cutover_state", MET_GAUGE,
+               "1 for the service's current state, 0 for the others.");
+    for (i = 0; i < srv->nsvcs; i++) {
+        enum adm_state cur = adm_control_state(srv->ctl, i)->state;
+
+        l[0].value = svc_at(srv, i)->conf->name;
+        for (k = 0; k < ADM_ST__COUNT; k++) {
+            l[1].value = adm_state_names[k];
+            met_sample_u64(w, l, 2, k == (unsigned)cur ? 1 : 0);
+        }
+    }
+    met_family(w, "cutover_generation", MET_GAUGE,
+               "Generation of the service's state: +1 on every change of weight or state.");
+    for (i = 0; i < srv->nsvcs; i++) {
+        l[0].value = svc_at(srv, i)->conf->name;
+        met_sample_u64(w, l, 1, adm_control_state(srv->ctl, i)->generation);
+    }
+    met_family(w, "cutover_plan_step", MET_GAUGE,
+               "Step of the running progressive plan, from 1; 0 when no plan runs.");
+    for (i = 0; i < srv->nsvcs; i++) {
+        l[0].value = svc_at(srv, i)->conf->name;
+        met_sample_u64(w, l, 1, adm_control_plan_step(srv->ctl, i));
+    }
+    met_family(w, "cutover_rollbacks_total", MET_COUNTER,
+               "Rollbacks to legacy by reason: manual (cutoverctl rollback) or the "
+               "automatic breach kind.");
+    for (i = 0; i < srv->nsvcs; i++) {
+        adm_control_counters(srv->ctl, i, &cnt);
+        l[0].value = svc_at(srv, i)->conf->name;
+        for (k = 0; k < ADM_RB__COUNT; k++) {
+            l[1].name = "reason";
+            l[1].value = adm_rollback_reason_names[k];
+            met_sample_u64(w, l, 2, cnt.rollbacks[k]);
+        }
+    }
+    met_family(w, "cutover_freezes_total", MET_COUNTER,
+               "Automatic freezes (rollback.action freeze) on a breach.");
+    for (i = 0; i < srv->nsvcs; i++) {
+        adm_control_counters(srv->ctl, i, &cnt);
+        l[0].value = svc_at(srv, i)->conf->name;
+        met_sample_u64(w, l, 1, cnt.freezes);
+    }
+    met_family(w, "cutover_connections", MET_GAUGE,
+               "Client connections (HTTP) or tunnels (TCP) open now.");
+    for (i = 0; i < srv->nsvcs; i++) {
+        l[0].value = svc_at(srv, i)->conf->name;
+        met_sample_u64(w, l, 1, svc_at(srv, i)->conns_active);
+    }
+}
+
+/* One per-server family: <field> 0 up, 1 requests, 2 failures. */
+static void
+render_servers(struct px_srv *srv, struct met_writer *w, const char *name,
+               enum met_type type, const char *help, int field)
+{
+    struct met_label l[3] = { { "service", "" }, { "side", "" }, { "server", "" } };
+    unsigned i, side, k;
+
+    met_family(w, name, type, help);
+    for (i = 0; i < srv->nsvcs; i++) {
+        const struct px_service *svc = svc_at(srv, i);
+
+        l[0].value = svc->conf->name;
+        for (side = 0; side < RT_SIDE__COUNT; side++) {
+            l[1].value = rt_side_names[side];
+            for (k = 0; k < svc->conf->side[side].nservers; k++) {
+                const struct px_server_rt *s = svc->servers[side][k];
+
+                l[2].value = s->addr.text;
+                met_sample_u64(w, l, 3, field == 0 ? (s->up ? 1 : 0)
+                                        : field == 1 ? s->requests : s->failures);
+            }
+        }
+    }
+}
+
+void
+px_metrics_render(struct px_srv *srv, struct evbuffer *out)
+{
+    struct met_writer w;               /* ~16 KiB: the names of every family */
+
+    met_init(&w, out);
+    render_process(srv, &w);
+    render_requests(srv, &w);
+    render_control(srv, &w);
+    render_servers(srv, &w, "cutover_server_up", MET_GAUGE,
+                   "1 when the server's health verdict is up, 0 when down.", 0);
+    render_servers(srv, &w, "cutover_server_requests_total", MET_COUNTER,
+                   "Requests or connections sent to the server, retries included.", 1);
+    render_servers(srv, &w, "cutover_server_failures_total", MET_COUNTER,
+                   "Connect failures and upstream errors of the server.", 2);
+    if (met_failed(&w))
+        log_at(LL_ERR, "metrics", 0, "the metrics writer refused a family or sample: "
+               "the scrape is incomplete");
+}
+
+void
+px_metrics_render_cb(void *srv, struct evbuffer *out)
+{
+    px_metrics_render(srv, out);
+}
