@@ -416,8 +416,13 @@ reply_error(struct px_conn *c, int status, const char *why)
     struct evbuffer *out = bufferevent_get_output(c->down);
     const char *text = px_status_text(status);
 
-    log_at(status >= 500 ? LL_WARN : LL_INFO, "http", c->id,
-           "%d %s (%s) while %s", status, text, why, px_cs_actions[c->state]);
+    /* a client's bad request is its problem (debug); our 5xx is ours */
+    if (status >= 500)
+        px_req_warn(c->svc, "http", c->id, "%d %s (%s) while %s", status, text, why,
+                    px_cs_actions[c->state]);
+    else
+        log_at(LL_DEBUG, "http", c->id, "%d %s (%s) while %s", status, text, why,
+               px_cs_actions[c->state]);
     if (c->srv->access_log != NULL && !c->log_pending)
         log_begin(c, NULL);            /* bytes that never made a request */
     if (!(c->flags & PX_CF_RES_STARTED)) {
@@ -1115,7 +1120,7 @@ read_response_head(struct px_conn *c)
             pr = PX_PARSE_BAD;
         }
         if (pr == PX_PARSE_BAD) {
-            log_at(LL_WARN, "http", c->id, "invalid response from %s: %s",
+            px_req_warn(c->svc, "http", c->id, "invalid response from %s: %s",
                    srt_addr(c)->text,
                    r.error != NULL ? r.error : "?");
             upstream_free(c);
@@ -1171,7 +1176,7 @@ pump_response(struct px_conn *c)
     if (!c->res_head_done && !read_response_head(c))
         return;
     if (pump_body(&c->res, bufferevent_get_input(c->up), out) < 0) {
-        log_at(LL_WARN, "http", c->id, "bad response body framing from %s: %s",
+        px_req_warn(c->svc, "http", c->id, "bad response body framing from %s: %s",
                srt_addr(c)->text,
                c->res.ck.error != NULL ? c->res.ck.error : "?");
         c->svc->stats[c->side].errors[PX_E_UP_BAD]++;
@@ -1225,7 +1230,7 @@ tunnel_timeout(struct px_conn *c, struct bufferevent *bev, short what)
         bufferevent_enable(bev, (what & BEV_EVENT_READING) ? EV_READ : EV_WRITE);
         return;
     }
-    log_at(LL_INFO, "http", c->id, "tunnel idle for %u ms: closed",
+    log_at(LL_DEBUG, "http", c->id, "tunnel idle for %u ms: closed",
            sconf(c)->timeouts.server_idle_ms);
     mark_close(c);
 }
@@ -1370,7 +1375,7 @@ on_connect_failed(struct px_conn *c, enum px_err err)
     struct px_server_rt *other;
     const char *addr = srt_addr(c)->text;
 
-    log_at(LL_WARN, "http", c->id, "%s server %s: %s", rt_side_names[c->side], addr,
+    px_req_warn(c->svc, "http", c->id, "%s server %s: %s", rt_side_names[c->side], addr,
            err == PX_E_CONNECT_TIMEOUT ? "connect timeout" : "connect failed");
     upstream_free(c);
     if (!(c->flags & PX_CF_RETRIED) &&
@@ -1484,7 +1489,7 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
                     /* cut mid-body: the client must see a broken response */
                     c->svc->stats[c->side].errors[PX_E_UP_RESET]++;
                     c->log_error = px_err_names[PX_E_UP_RESET];
-                    log_at(LL_WARN, "http", c->id, "upstream %s closed mid-body",
+                    px_req_warn(c->svc, "http", c->id, "upstream %s closed mid-body",
                            srt_addr(c)->text);
                     c->flags |= PX_CF_NO_KEEPALIVE;
                     set_state(c, PX_CS_DRAINING);

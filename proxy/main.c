@@ -79,7 +79,15 @@ on_health_change(void *arg, bool is_up, unsigned count, const char *why)
         snprintf(reason, sizeof(reason), "%s/%s DOWN after %u failed check%s: %s", side,
                  s->addr.text, count,
                  count == 1 ? "" : "s", why);
-    log_at(is_up ? LL_INFO : LL_WARN, "health", 0, "%s %s", svc->conf->name, reason);
+    {
+        char msg[600], checks[16];
+
+        snprintf(msg, sizeof(msg), "%s %s", svc->conf->name, reason);
+        snprintf(checks, sizeof(checks), "%u", count);
+        log_kv(is_up ? LL_INFO : LL_WARN, "health", "health", "service", svc->conf->name,
+               "side", side, "server", s->addr.text, "verdict", is_up ? "up" : "down",
+               "checks", checks, "msg", msg);
+    }
     if (side_was && !rt_side_usable(svc->snap, s->side))
         log_at(LL_WARN, "health", 0, "service %s: %s has no healthy server: %s",
                svc->conf->name, side,
@@ -240,10 +248,15 @@ op_apply(void *arg, unsigned idx, const struct adm_svc_state *st)
     if ((was_latched && !latched) || (!latched && !in_plan && st->weight_bp != from))
         hl_window_reset(&svc->window[RT_NEW]);
     svc->applied_state = (int)st->state;
-    log_at(LL_INFO, "control", 0, "service %s: weight %u.%02u%% -> %u.%02u%% state %s generation %llu",
-           svc->conf->name, from / 100, from % 100, st->weight_bp / 100,
-           st->weight_bp % 100, adm_state_names[st->state],
-           (unsigned long long)st->generation);
+    {
+        char f[16], t[16], g[24];
+
+        snprintf(f, sizeof(f), "%u.%02u", from / 100, from % 100);
+        snprintf(t, sizeof(t), "%u.%02u", st->weight_bp / 100, st->weight_bp % 100);
+        snprintf(g, sizeof(g), "%llu", (unsigned long long)st->generation);
+        log_kv(LL_INFO, "control", "applied", "service", svc->conf->name, "from", f, "to", t,
+               "state", adm_state_names[st->state], "generation", g);
+    }
 }
 
 static bool
@@ -842,9 +855,17 @@ reload(struct px_srv *srv)
              r.services[0] != '\0' ? r.services : "unchanged",
              r.listeners[0] != '\0' ? r.listeners : "unchanged");
     reload_free(&r);
-    log_at(LL_INFO, "reload", 0, "configuration generation %llu loaded from %s: %s; "
-           "%u service(s), weights and states kept", (unsigned long long)srv->conf_generation,
-           srv->conf->file, reason, srv->nsvcs);
+    {
+        char msg[RELOAD_TEXT_MAX * 2 + 256], g[24];
+
+        snprintf(g, sizeof(g), "%llu", (unsigned long long)srv->conf_generation);
+        snprintf(msg, sizeof(msg), "configuration generation %llu loaded from %s: %s; "
+                 "%u service(s), weights and states kept",
+                 (unsigned long long)srv->conf_generation, srv->conf->file, reason,
+                 srv->nsvcs);
+        log_kv(LL_INFO, "reload", "reload", "ok", "true", "config_generation", g,
+               "file", srv->conf->file, "msg", msg);
+    }
     reload_audit(srv, from_gen, reason, true);
     return;
 

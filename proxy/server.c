@@ -60,6 +60,20 @@ px_now_ms(struct px_srv *srv)
     return px_now_us(srv) / 1000u;
 }
 
+bool
+px_service_warn_pass(struct px_service *svc, const char *module)
+{
+    uint64_t held;
+    bool pass = log_ratelimit_pass(&svc->warn_rl, px_now_ms(svc->srv), PX_REQ_WARN_BURST,
+                                   &held);
+
+    if (held > 0)
+        log_write(LL_WARN, module, 0, "service %s: %llu more per-request warning(s) held "
+                  "back in the previous second (see the counters and the access log)",
+                  svc->conf->name, (unsigned long long)held);
+    return pass;
+}
+
 struct px_confref *
 px_confref_new(struct px_conf *conf, uint64_t generation)
 {

@@ -57,6 +57,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "admin/log.h"
 #include "health/window.h"
 #include "proxy/conf.h"
 #include "router/router.h"
@@ -184,6 +185,7 @@ struct px_service {
     unsigned nrecent;                    /* entries in <recent>; the tick empties it */
     bool recent_lost;                    /* more than PX_RECENT_MAX since the tick */
     uint64_t published_us;               /* px_now_us() when <snap> was installed */
+    struct log_ratelimit warn_rl;        /* per-request warnings (px_req_warn) */
     struct evconnlistener **listeners;   /* owned, conf->nlisten entries */
     uint64_t conns_active;               /* client connections / tunnels open */
     int applied_state;                   /* enum adm_state last applied (main.c) */
@@ -226,6 +228,18 @@ uint64_t px_srv_rand(struct px_srv *srv);
 /* Monotonic now in milliseconds / microseconds from the loop's cached time. */
 uint64_t px_now_ms(struct px_srv *srv);
 uint64_t px_now_us(struct px_srv *srv);
+
+/* Per-request trouble (an upstream failure, a 5xx the proxy answered) is a
+ * warning, but never a flood: at most PX_REQ_WARN_BURST lines a second per
+ * service pass; the first line of a later second is preceded by a count of
+ * those held back. Every request is in the counters and the access log. */
+#define PX_REQ_WARN_BURST 5
+bool px_service_warn_pass(struct px_service *svc, const char *module);
+#define px_req_warn(svc, module, conn_id, ...)                                 \
+    do {                                                                       \
+        if (LL_WARN >= log_min_level && px_service_warn_pass((svc), (module))) \
+            log_write(LL_WARN, (module), (conn_id), __VA_ARGS__);             \
+    } while (0)
 
 /* Records the outcome of one request (or TCP connection) on <side>:
  * <status> is the response status, or 0 with <err> set for a transport

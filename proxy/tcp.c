@@ -252,7 +252,7 @@ on_timeout(struct px_tcp *t, struct bufferevent *bev, short what)
             bufferevent_enable(bev, EV_WRITE);
         return;
     }
-    log_at(LL_INFO, "tcp", t->id, "tunnel to %s idle for %u ms: closed",
+    log_at(LL_DEBUG, "tcp", t->id, "tunnel to %s idle for %u ms: closed",
            server_addr(t)->text, t->conf->timeouts.server_idle_ms);
     t->flags |= PX_TF_CLOSE;
 }
@@ -301,7 +301,7 @@ on_up_event(struct bufferevent *bev, short what, void *arg)
             enum px_err err = (what & BEV_EVENT_TIMEOUT) ? PX_E_CONNECT_TIMEOUT
                                                          : PX_E_CONNECT;
 
-            log_at(LL_WARN, "tcp", t->id, "%s server %s: %s", rt_side_names[t->side],
+            px_req_warn(t->svc, "tcp", t->id, "%s server %s: %s", rt_side_names[t->side],
                    server_addr(t)->text, px_err_names[err]);
             if (!(t->flags & PX_TF_RETRIED) &&
                 (other = px_service_other_server(t->svc, t->side, t->srt)) != NULL) {
@@ -392,7 +392,7 @@ px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sal
     }
     rt_choose(svc->snap, &svc->cursor, &in, &ch);
     if (ch.side == RT_NONE) {
-        log_at(LL_WARN, "tcp", t->id, "service %s: no side has a usable server",
+        px_req_warn(svc, "tcp", t->id, "service %s: no side has a usable server",
                svc->conf->name);
         svc->stats[RT_LEGACY].errors[PX_E_NO_SERVER]++;
         t->err = PX_E_NO_SERVER;
