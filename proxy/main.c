@@ -1265,6 +1265,11 @@ main(int argc, char **argv)
     rc = 0;
 
 out:
+    /* Teardown frees the signal events: a second SIGTERM (a service manager
+     * repeating itself) or a SIGHUP (logrotate) arriving now must not turn a
+     * clean stop into death by signal. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
     if (ev_term != NULL)
         event_free(ev_term);
     if (ev_int != NULL)
