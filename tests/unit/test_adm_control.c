@@ -25,6 +25,7 @@
 
 #include "admin/audit.h"
 #include "admin/control.h"
+#include "admin/tokens.h"
 #include "admin/store.h"
 #include "health/conf.h"
 
@@ -684,6 +685,78 @@ test_exec_rejects_non_objects(void **state)
     json_decref(r);
     json_decref(req);
     assert_state(f, 0, 700, ADM_ST_STEADY, 1);
+    fx_free(f);
+}
+
+/* ---- levels --------------------------------------------------------------- */
+
+/* Runs {"cmd":<cmd>, …<extra>} as token:<name> at <level>; the reply. */
+static json_t *
+as_level(struct fx *f, enum adm_level level, const char *json)
+{
+    struct adm_caller who = { .actor = "token:t", .pid = -1, .level = level };
+    json_t *req = json_loads(json, 0, NULL), *r;
+
+    assert_non_null(req);
+    r = adm_control_exec_as(f->c, req, &who);
+    json_decref(req);
+    return r;
+}
+
+static void
+expect_level_refused(json_t *r, const char *level)
+{
+    assert_true(json_is_false(json_object_get(r, "ok")));
+    assert_string_equal(json_string_value(json_object_get(r, "required_level")), level);
+    json_decref(r);
+}
+
+static void
+test_levels(void **state)
+{
+    struct fx *f = fx_one(0);
+    char *audit;
+    json_t *r;
+
+    (void)state;
+    /* read: status and audit only */
+    r = as_level(f, ADM_LEVEL_READ, "{\"cmd\":\"status\"}");
+    expect_ok(r);
+    json_decref(r);
+    expect_level_refused(as_level(f, ADM_LEVEL_READ, "{\"cmd\":\"weight\",\"percent\":5}"),
+                         "operate");
+    assert_state(f, 0, 0, ADM_ST_STEADY, 0);
+
+    /* operate: a weight below 100 while not latched, rollback */
+    r = as_level(f, ADM_LEVEL_OPERATE, "{\"cmd\":\"weight\",\"percent\":5}");
+    expect_ok(r);
+    json_decref(r);
+    assert_state(f, 0, 500, ADM_ST_STEADY, 1);
+    expect_level_refused(as_level(f, ADM_LEVEL_OPERATE, "{\"cmd\":\"weight\",\"percent\":100}"),
+                         "admin");
+    expect_level_refused(as_level(f, ADM_LEVEL_OPERATE, "{\"cmd\":\"promote\"}"), "admin");
+    expect_level_refused(as_level(f, ADM_LEVEL_OPERATE,
+                                  "{\"cmd\":\"switch\",\"to\":\"legacy\"}"), "admin");
+    assert_state(f, 0, 500, ADM_ST_STEADY, 1);
+    r = as_level(f, ADM_LEVEL_OPERATE, "{\"cmd\":\"rollback\",\"reason\":\"x\"}");
+    expect_ok(r);
+    json_decref(r);
+    assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
+    /* clearing the latch is admin's */
+    expect_level_refused(as_level(f, ADM_LEVEL_OPERATE, "{\"cmd\":\"weight\",\"percent\":1}"),
+                         "admin");
+    assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
+    r = as_level(f, ADM_LEVEL_ADMIN, "{\"cmd\":\"weight\",\"percent\":1}");
+    expect_ok(r);
+    json_decref(r);
+    assert_state(f, 0, 100, ADM_ST_STEADY, 3);
+
+    /* every refusal is audited, and changed nothing */
+    audit = slurp(f->audit);
+    assert_non_null(audit);
+    assert_non_null(strstr(audit, "\"action\":\"refused\""));
+    assert_non_null(strstr(audit, "\"actor\":\"token:t\""));
+    free(audit);
     fx_free(f);
 }
 
@@ -1751,6 +1824,7 @@ main(void)
         cmocka_unit_test(test_switch),
         cmocka_unit_test(test_bad_requests_change_nothing),
         cmocka_unit_test(test_exec_rejects_non_objects),
+        cmocka_unit_test(test_levels),
         cmocka_unit_test(test_state_file_wins_over_config),
         cmocka_unit_test(test_corrupt_state_file_stops_startup),
         cmocka_unit_test(test_bad_service_names_are_refused),
