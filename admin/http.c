@@ -309,6 +309,27 @@ refuse_auth(struct hconn *c, const struct adm_hp_req *req, const char *why)
 
 /* ---- requests ---------------------------------------------------------- */
 
+/* Fills <who> from the request's bearer token (actor "token:NAME" written
+ * into <actor>, <alen> bytes, and its level). Returns false when the token
+ * is missing or unknown: the refusal is then under way (audited, answered
+ * 401 after the delay) and the caller must stop. */
+static bool
+token_caller(struct hconn *c, const struct adm_hp_req *req, struct adm_caller *who,
+             char *actor, size_t alen)
+{
+    enum adm_level level = ADM_LEVEL_READ;
+    const char *name, *why = NULL;
+
+    if ((name = authenticate(c, req, &level, &why)) == NULL) {
+        refuse_auth(c, req, why);
+        return false;
+    }
+    snprintf(actor, alen, "token:%s", name);
+    who->actor = actor;
+    who->level = level;
+    return true;
+}
+
 static bool
 slice_eq(const struct adm_hp_slice *s, const char *lit)
 {
@@ -320,9 +341,7 @@ handle_get(struct hconn *c, const struct adm_hp_req *req, bool is_metrics)
 {
     struct adm_http *h = c->h;
     struct adm_caller who = { .actor = c->actor, .pid = -1, .level = ADM_LEVEL_READ };
-    const char *name = NULL, *why = NULL;
     char actor[ADM_TOKEN_NAME_MAX + 8];
-    enum adm_level level = ADM_LEVEL_READ;
     struct evbuffer *b;
     json_t *q, *r;
 
@@ -331,15 +350,8 @@ handle_get(struct hconn *c, const struct adm_hp_req *req, bool is_metrics)
                       req->is_keep_alive, true);
         return;
     }
-    if (h->read_token_required) {
-        if ((name = authenticate(c, req, &level, &why)) == NULL) {
-            refuse_auth(c, req, why);
-            return;
-        }
-        snprintf(actor, sizeof(actor), "token:%s", name);
-        who.actor = actor;
-        who.level = level;
-    }
+    if (h->read_token_required && !token_caller(c, req, &who, actor, sizeof(actor)))
+        return;
     if (is_metrics) {
         if (h->metrics == NULL) {
             respond_error(c, 404, "metrics not available", "", req->is_keep_alive, false);
@@ -369,9 +381,7 @@ handle_post(struct hconn *c, const struct adm_hp_req *req, const char *cmd, size
 {
     struct adm_http *h = c->h;
     struct adm_caller who = { .pid = -1 };
-    const char *name, *why = NULL;
     char actor[ADM_TOKEN_NAME_MAX + 8], cmdbuf[32], msg[256];
-    enum adm_level level = ADM_LEVEL_READ;
     json_error_t je;
     json_t *q, *v, *r;
     int status;
@@ -382,13 +392,8 @@ handle_post(struct hconn *c, const struct adm_hp_req *req, const char *cmd, size
                       req->is_keep_alive, true);
         return;
     }
-    if ((name = authenticate(c, req, &level, &why)) == NULL) {
-        refuse_auth(c, req, why);
+    if (!token_caller(c, req, &who, actor, sizeof(actor)))
         return;
-    }
-    snprintf(actor, sizeof(actor), "token:%s", name);
-    who.actor = actor;
-    who.level = level;
 
     for (i = 0; i < cmdlen && cmdlen < sizeof(cmdbuf); i++) {
         if ((cmd[i] < 'a' || cmd[i] > 'z') && cmd[i] != '_')
