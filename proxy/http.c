@@ -111,7 +111,6 @@ struct px_conn {
                                       * the first byte of a head (READ_HEAD), or
                                       * server_response_ms from the end of the request to
                                       * the end of the response head (EXCHANGE) */
-    struct px_field *fields;         /* owned: limits.headers entries, reused per head */
     char client_ip[64];
 
     /* the current request */
@@ -184,6 +183,24 @@ bind_server(struct px_conn *c, struct px_server_rt *s)
         px_server_rt_get(s);
     px_server_rt_put(c->srt);
     c->srt = s;
+}
+
+/* The header field table to parse one head with <n> fields at most. It is
+ * the loop's (struct px_srv), not a connection's: a head is parsed, used and
+ * rebuilt (request: routed, upstream head built, then drained; response:
+ * written to the client) within one callback, and the loop runs one callback
+ * at a time, so one table serves every connection of the loop. Nothing may
+ * keep a pointer into it past that callback; a worker thread gets its own
+ * struct px_srv and so its own table. */
+static struct px_field *
+head_fields(struct px_srv *srv, unsigned n)
+{
+    if (srv->hfields_n < n) {
+        free(srv->hfields);
+        srv->hfields = xcalloc(n, sizeof(*srv->hfields));
+        srv->hfields_n = n;
+    }
+    return srv->hfields;
 }
 
 static struct timeval
@@ -299,7 +316,6 @@ conn_close_now(struct px_conn *c)
         event_free(c->head_timer);
     evbuffer_free(c->up_head);
     evbuffer_free(c->req_buf);
-    free(c->fields);
     free(c->log_path);
     bind_server(c, NULL);
     px_confref_put(c->cref);
@@ -752,7 +768,7 @@ read_head(struct px_conn *c)
     /* linearises only the head bytes (bounded by head_bytes), never a body */
     p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
     memset(&r, 0, sizeof(r));
-    r.fields = c->fields;
+    r.fields = head_fields(c->srv, pl.max_fields);
     pr = px_req_parse(&r, p, n, &pl);
     if (pr == PX_PARSE_AGAIN) {
         if (n >= lim->head_bytes)
@@ -916,10 +932,6 @@ conn_refresh_conf(struct px_conn *c)
         return true;
     if (svc->conf->mode != PX_MODE_HTTP)
         return false;
-    if (svc->conf->limits.headers != c->conf->limits.headers) {
-        free(c->fields);
-        c->fields = xcalloc(svc->conf->limits.headers, sizeof(*c->fields));
-    }
     if (c->state == PX_CS_READ_HEAD && svc->conf->limits.head_bytes != c->conf->limits.head_bytes)
         bufferevent_setwatermark(c->down, EV_READ, 0, svc->conf->limits.head_bytes);
     px_confref_get(svc->cref);
@@ -1111,7 +1123,7 @@ read_response_head(struct px_conn *c)
         n = len < lim->head_bytes ? len : lim->head_bytes;
         p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
         memset(&r, 0, sizeof(r));
-        r.fields = c->fields;
+        r.fields = head_fields(c->srv, pl.max_fields);
         pr = px_resp_parse(&r, p, n, &pl, c->req_is_head);
         if (pr == PX_PARSE_AGAIN) {
             if (n < lim->head_bytes)
@@ -1518,7 +1530,6 @@ px_http_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sa
     c->state = PX_CS_CLOSED;           /* set_state() below moves it */
     px_sockaddr_ip(sa, c->client_ip, sizeof(c->client_ip));
     c->client_port = px_sockaddr_port(sa);
-    c->fields = xcalloc(c->conf->limits.headers, sizeof(*c->fields));
     c->up_head = evbuffer_new();
     c->req_buf = evbuffer_new();
     c->head_timer = evtimer_new(srv->base, on_head_timeout, c);

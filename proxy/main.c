@@ -1042,6 +1042,8 @@ srv_free(struct px_srv *srv)
     /* after the connections: those closed above wrote their lines */
     px_access_log_free(srv->access_log);
     srv->access_log = NULL;
+    free(srv->hfields);
+    srv->hfields = NULL;
     px_confref_put(srv->cref);
 }
 

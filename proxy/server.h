@@ -71,6 +71,7 @@ struct px_tcp;
 struct px_conn;
 struct px_tick;
 struct px_access_log;
+struct px_field;
 
 /* One loaded configuration, shared by reference count (rule 1 above). */
 struct px_confref {
@@ -220,6 +221,10 @@ struct px_srv {
     struct px_access_log *access_log;    /* owned: "access_log"; NULL = off (the
                                           * data plane tests this pointer, nothing more) */
     double start_time_s;                 /* wall clock at startup, s since the epoch */
+    struct px_field *hfields;            /* owned: the loop's header field table
+                                          * (proxy/http.c, px_head_fields()): one head
+                                          * is parsed and rebuilt at a time per loop */
+    unsigned hfields_n;                  /* entries of <hfields> */
 };
 
 /* A uniform 64-bit random draw (splitmix64 over srv->rng). */
