@@ -72,6 +72,8 @@ struct px_conn;
 struct px_tick;
 struct px_access_log;
 struct px_field;
+struct bufferevent;
+struct evbuffer;
 
 /* One loaded configuration, shared by reference count (rule 1 above). */
 struct px_confref {
@@ -194,6 +196,8 @@ struct px_service {
     struct px_conn *conns;               /* HTTP mode: list of open connections (borrowed) */
 };
 
+#define PX_SPARES 64
+
 struct px_srv {
     struct event_base *base;             /* owned */
     struct px_conf *conf;                /* borrowed from <cref>: the current config */
@@ -225,6 +229,14 @@ struct px_srv {
                                           * (proxy/http.c, px_head_fields()): one head
                                           * is parsed and rebuilt at a time per loop */
     unsigned hfields_n;                  /* entries of <hfields> */
+    /* owned: spare client bufferevents (no socket), evbuffers (empty) and
+     * access log path buffers that parked connections gave back, for the
+     * next connection or request of this loop (proxy/http.c); at most
+     * PX_SPARES of each */
+    struct bufferevent *spare_bev[PX_SPARES];
+    struct evbuffer *spare_evb[PX_SPARES];
+    char *spare_path[PX_SPARES];
+    unsigned nspare_bev, nspare_evb, nspare_path;
 };
 
 /* A uniform 64-bit random draw (splitmix64 over srv->rng). */
@@ -307,6 +319,10 @@ void px_http_close_idle(struct px_service *svc);
 
 /* proxy/http.c: frees every connection at once (exit after the grace time). */
 void px_http_close_all(struct px_service *svc);
+
+/* Frees what proxy/http.c keeps per loop (the header field table and the
+ * spare buffers); before the event base. */
+void px_http_loop_free(struct px_srv *srv);
 
 /* proxy/tcp.c: frees every tunnel at once (exit after the grace time). */
 void px_tcp_close_all(struct px_service *svc);
