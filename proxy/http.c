@@ -852,7 +852,9 @@ park(struct px_conn *c)
         evbuffer_get_length(bufferevent_get_input(c->down)) != 0 ||
         evbuffer_get_length(bufferevent_get_output(c->down)) != 0)
         return;
-    event_assign(c->head_timer, c->srv->base, fd, EV_READ, on_parked, c);
+    /* persistent: libevent deletes a plain event before its callback, which
+     * would drop the fd from epoll until unpark() adds it back */
+    event_assign(c->head_timer, c->srv->base, fd, EV_READ | EV_PERSIST, on_parked, c);
     if (event_add(c->head_timer, &tv) < 0) {
         event_assign(c->head_timer, c->srv->base, -1, 0, on_head_timeout, c);
         return;                        /* stays as it is */
