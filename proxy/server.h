@@ -141,6 +141,9 @@ struct px_server_rt {
     uint64_t reused;             /* requests sent on a pooled connection */
     struct px_pooled *idle;      /* owned: idle keep-alive connections, most recent first */
     unsigned nidle;              /* entries in <idle>, <= pool.max_idle */
+    struct px_pooled *spare;     /* owned: list nodes of connections taken out of the
+                                  * pool, for the next ones put back (no allocation
+                                  * per request); freed with the pool */
     struct hl_check *check;      /* owned: active checker; NULL without "health" */
     struct px_service *svc;      /* borrowed: owner */
     enum rt_side side;           /* this server's side */
