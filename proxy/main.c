@@ -1266,6 +1266,18 @@ main(int argc, char **argv)
     rc = 0;
 
 out:
+    /* the loop is over: freeing the signal events restores the default
+     * actions, and a stop signal during the teardown would kill the process
+     * (status 143) where a second one while draining is ignored. Blocked,
+     * they stay pending until the process exits. */
+    {
+        sigset_t stop;
+
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGTERM);
+        sigaddset(&stop, SIGINT);
+        sigprocmask(SIG_BLOCK, &stop, NULL);
+    }
     if (ev_term != NULL)
         event_free(ev_term);
     if (ev_int != NULL)
