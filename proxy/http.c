@@ -35,6 +35,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_struct.h>   /* park()/unpark(): ev_read, enabled */
 #include <event2/event.h>
 #include <event2/util.h>
 
@@ -76,6 +77,8 @@ static const char *const px_cs_actions[PX_CS__COUNT] = {
 #define PX_CF_UP_REUSED    0x80u  /* the upstream connection came from the pool */
 #define PX_CF_STALE_RETRY  0x100u /* this request was resent after a stale pooled connection */
 #define PX_CF_RES_BYTES    0x200u /* the upstream sent at least one byte for this request */
+#define PX_CF_PARK_SOON    0x400u /* head_timer was activated to run park() */
+#define PX_CF_PARKED       0x800u /* parked: no bufferevent, head_timer watches the socket */
 
 enum px_out {
     PX_OUT_PLAIN = 0,     /* move bytes as they are (Content-Length or close-delimited) */
@@ -92,6 +95,8 @@ struct px_body {
     bool done;                   /* the whole body was moved */
 };
 
+/* What an idle (parked) connection holds is mostly this struct: its field
+ * order leaves no holes (448 bytes on LP64). */
 struct px_conn {
     struct px_conn *next, *prev;     /* svc->conns list */
     struct px_service *svc;          /* borrowed; a retired service lives until
@@ -105,13 +110,16 @@ struct px_conn {
     enum px_conn_state state;        /* written only by set_state() */
     unsigned flags;                  /* PX_CF_* */
     int busy;                        /* callbacks on the stack */
-    struct bufferevent *down;        /* owned: the client */
+    unsigned client_port;
+    struct bufferevent *down;        /* owned: the client; NULL while parked (it went
+                                      * back to the loop's spares) */
     struct bufferevent *up;          /* owned: the upstream of the current request, or NULL */
     struct event *head_timer;        /* owned: deadline of the phase; client_head_ms from
                                       * the first byte of a head (READ_HEAD), or
                                       * server_response_ms from the end of the request to
-                                      * the end of the response head (EXCHANGE) */
-    struct px_field *fields;         /* owned: limits.headers entries, reused per head */
+                                      * the end of the response head (EXCHANGE); runs
+                                      * park() (PX_CF_PARK_SOON); while parked, the read
+                                      * event on the client socket */
     char client_ip[64];
 
     /* the current request */
@@ -120,35 +128,37 @@ struct px_conn {
     bool req_is_head;                /* method HEAD: the response has no body */
     bool req_idempotent;             /* RFC 9110 9.2.2: may be resent */
     bool req_upgrade;                /* Connection: upgrade + Upgrade: asked for */
-    struct px_body req;
-    struct evbuffer *up_head;        /* owned: rebuilt head, sent once connected */
-    struct evbuffer *req_buf;        /* owned: buffered small body */
-    enum rt_side side;
-    struct px_server_rt *srt;        /* one reference: the server of the current
-                                      * request, or NULL (RT_NONE side) */
     bool fallback;
     bool issue_cookie;
+    enum rt_side side;
     uint32_t bucket;
+    struct px_body req;
+    struct evbuffer *up_head;        /* owned: rebuilt head, sent once connected; taken
+                                      * by a request, given back by park() */
+    struct evbuffer *req_buf;        /* owned: buffered small body; taken by the first
+                                      * body to buffer, given back by park() */
+    struct px_server_rt *srt;        /* one reference: the server of the current
+                                      * request, or NULL (RT_NONE side) */
     uint64_t t_req_us;               /* head complete: latency reference */
 
     /* the current response */
-    bool res_head_done;
     int res_status;
-    struct px_body res;
+    bool res_head_done;
     bool res_recorded;               /* outcome reported to the service */
     bool res_keep_alive;             /* the upstream connection may be reused */
+    bool log_pending;                /* access log: a request began and is not logged yet */
+    struct px_body res;
     uint64_t last_io_ms;             /* tunnel: last byte either way */
 
     /* the access log's view of the current request (kept only with an
      * access log: log_begin() sets log_pending, log_request() clears it) */
-    unsigned client_port;
-    bool log_pending;                /* a request began and is not logged yet */
     int log_status;                  /* status sent to the client; 0 none yet */
-    const char *log_error;           /* static: what failed; NULL nothing known */
     enum rt_reason log_why;          /* the router's reason; RT_R_NONE: not routed */
+    const char *log_error;           /* static: what failed; NULL nothing known */
     uint64_t log_t0_us;              /* px_now_us() when the request began */
     char log_method[32];             /* "" when no head was parsed */
-    char *log_path;                  /* owned: PX_ACCESS_LOG_PATH_MAX bytes, or NULL */
+    char *log_path;                  /* owned: PX_ACCESS_LOG_PATH_MAX bytes, or NULL;
+                                      * given back by park() */
     size_t log_path_len;             /* length of the target (may exceed what is kept) */
 };
 
@@ -162,6 +172,7 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg);
 static void on_upstream_read(struct bufferevent *bev, void *arg);
 static void on_upstream_write(struct bufferevent *bev, void *arg);
 static void on_upstream_event(struct bufferevent *bev, short what, void *arg);
+static void on_head_timeout(evutil_socket_t fd, short what, void *arg);
 
 static const struct px_service_conf *
 sconf(const struct px_conn *c)
@@ -184,6 +195,24 @@ bind_server(struct px_conn *c, struct px_server_rt *s)
         px_server_rt_get(s);
     px_server_rt_put(c->srt);
     c->srt = s;
+}
+
+/* The header field table to parse one head with <n> fields at most. It is
+ * the loop's (struct px_srv), not a connection's: a head is parsed, used and
+ * rebuilt (request: routed, upstream head built, then drained; response:
+ * written to the client) within one callback, and the loop runs one callback
+ * at a time, so one table serves every connection of the loop. Nothing may
+ * keep a pointer into it past that callback; a worker thread gets its own
+ * struct px_srv and so its own table. */
+static struct px_field *
+head_fields(struct px_srv *srv, unsigned n)
+{
+    if (srv->hfields_n < n) {
+        free(srv->hfields);
+        srv->hfields = xcalloc(n, sizeof(*srv->hfields));
+        srv->hfields_n = n;
+    }
+    return srv->hfields;
 }
 
 static struct timeval
@@ -246,7 +275,8 @@ log_begin(struct px_conn *c, const struct px_req *r)
         return;
     snprintf(c->log_method, sizeof(c->log_method), "%.*s", (int)r->method.len, r->method.p);
     if (c->log_path == NULL)
-        c->log_path = xmalloc(PX_ACCESS_LOG_PATH_MAX);
+        c->log_path = c->srv->nspare_path > 0 ? c->srv->spare_path[--c->srv->nspare_path]
+                                              : xmalloc(PX_ACCESS_LOG_PATH_MAX);
     c->log_path_len = r->target.len;
     memcpy(c->log_path, r->target.p,
            r->target.len < PX_ACCESS_LOG_PATH_MAX ? r->target.len : PX_ACCESS_LOG_PATH_MAX);
@@ -295,11 +325,17 @@ conn_close_now(struct px_conn *c)
     upstream_free(c);
     if (c->down != NULL)
         bufferevent_free(c->down);
-    if (c->head_timer != NULL)
+    if (c->head_timer != NULL) {
+        evutil_socket_t fd = event_get_fd(c->head_timer);
+
         event_free(c->head_timer);
-    evbuffer_free(c->up_head);
-    evbuffer_free(c->req_buf);
-    free(c->fields);
+        if (c->flags & PX_CF_PARKED)
+            evutil_closesocket(fd);    /* parked: the event held the socket */
+    }
+    if (c->up_head != NULL)
+        evbuffer_free(c->up_head);
+    if (c->req_buf != NULL)
+        evbuffer_free(c->req_buf);
     free(c->log_path);
     bind_server(c, NULL);
     px_confref_put(c->cref);
@@ -587,12 +623,28 @@ route_input(struct px_conn *c, const struct px_req *r, struct rt_input *in)
     }
 }
 
+/* *<b>, taken when a request first needs it (a spare of the loop, else a
+ * new one); a connection keeps it until it parks or closes. */
+static struct evbuffer *
+conn_evbuffer(struct px_conn *c, struct evbuffer **b)
+{
+    struct px_srv *srv = c->srv;
+
+    if (*b == NULL && srv->nspare_evb > 0)
+        *b = srv->spare_evb[--srv->nspare_evb];
+    if (*b == NULL && (*b = evbuffer_new()) == NULL) {
+        log_at(LL_ERR, "http", c->id, "out of memory");
+        abort();
+    }
+    return *b;
+}
+
 /* Rebuilds the upstream request head (without its framing line and final
  * CRLF, added once the body framing is known) into c->up_head. */
 static void
 build_up_head(struct px_conn *c, const struct px_req *r)
 {
-    struct evbuffer *h = c->up_head;
+    struct evbuffer *h = conn_evbuffer(c, &c->up_head);
     const struct px_addr *srv = srt_addr(c);
     bool have_xff = false;
     size_t i;
@@ -677,7 +729,8 @@ request_ready(struct px_conn *c)
 {
     if (c->req.framing == PX_BODY_LENGTH)
         evbuffer_add_printf(c->up_head, "Content-Length: %" PRIu64 "\r\n",
-                            c->req.left + evbuffer_get_length(c->req_buf));
+                            c->req.left +
+                            (c->req_buf != NULL ? evbuffer_get_length(c->req_buf) : 0));
     else if (c->req.framing == PX_BODY_CHUNKED)
         evbuffer_add(c->up_head, "Transfer-Encoding: chunked\r\n", 28);
     evbuffer_add(c->up_head, "\r\n", 2);
@@ -695,6 +748,7 @@ buffer_body(struct px_conn *c)
     if (c->req.framing == PX_BODY_LENGTH) {
         if (c->req.left > lim->buffer_body_bytes)
             return true;                       /* streams after connect */
+        conn_evbuffer(c, &c->req_buf);
         if (evbuffer_get_length(in) < c->req.left)
             return false;
         evbuffer_remove_buffer(in, c->req_buf, (size_t)c->req.left);
@@ -706,7 +760,7 @@ buffer_body(struct px_conn *c)
     /* chunked: decode into req_buf; resend with Content-Length when it ends
      * within the buffer limit, else stream the rest chunked */
     c->req.out = PX_OUT_PLAIN;
-    if (pump_body(&c->req, in, c->req_buf) < 0) {
+    if (pump_body(&c->req, in, conn_evbuffer(c, &c->req_buf)) < 0) {
         reply_error(c, 400, c->req.ck.error != NULL ? c->req.ck.error : "bad chunked body");
         return false;
     }
@@ -726,6 +780,146 @@ buffer_body(struct px_conn *c)
     return false;
 }
 
+/* ---- parking ---------------------------------------------------------- */
+
+/* Gives <b> back to the loop's spares, emptied (or frees it). */
+static void
+spare_evbuffer(struct px_srv *srv, struct evbuffer **b)
+{
+    if (*b == NULL)
+        return;
+    if (srv->nspare_evb < PX_SPARES) {
+        evbuffer_drain(*b, evbuffer_get_length(*b));
+        srv->spare_evb[srv->nspare_evb++] = *b;
+    } else {
+        evbuffer_free(*b);
+    }
+    *b = NULL;
+}
+
+/* A client bufferevent on <fd>: a spare of the loop, else a new one. */
+static struct bufferevent *
+client_bev(struct px_srv *srv, evutil_socket_t fd)
+{
+    struct bufferevent *bev;
+
+    if (srv->nspare_bev == 0)
+        return bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    bev = srv->spare_bev[--srv->nspare_bev];
+    bufferevent_setfd(bev, fd);
+    return bev;
+}
+
+/* Between requests, nothing buffered either way: park() from the loop (not
+ * from under the caller, who may still use c->down), in this loop pass. */
+static void
+park_soon(struct px_conn *c)
+{
+    if (c->nreq == 0 || (c->flags & (PX_CF_HEAD_TIMER | PX_CF_PARK_SOON | PX_CF_PARKED |
+                                     PX_CF_CLOSE | PX_CF_CLIENT_EOF)))
+        return;
+    c->flags |= PX_CF_PARK_SOON;
+    event_active(c->head_timer, EV_TIMEOUT, 1);
+}
+
+static void on_parked(evutil_socket_t fd, short what, void *arg);
+
+/* An idle keep-alive connection (a request was served, the response is out,
+ * nothing of the next one came yet) gives its bufferevent, up_head, req_buf
+ * and the access log's path buffer to the loop's spares, for whichever
+ * connection needs them next (so a busy keep-alive connection, which parks
+ * between every two requests, allocates nothing for it). The head timer
+ * becomes a read event on the socket, timed to client_idle_ms (what
+ * set_state(READ_HEAD) just started); the first byte or the close from the
+ * client brings the connection back (on_parked()). A parked connection
+ * holds its struct px_conn and that one event; the loop holds about as many
+ * buffers as it has busy connections (at most PX_SPARES spare ones).
+ *
+ * Event interest stays as it was: the parked event is added on the socket
+ * before the bufferevent's read event goes, and deleted only after it came
+ * back, so libevent's per-fd count never drops to zero and no epoll_ctl is
+ * made for it; the write event is only taken off where the write callback
+ * would have taken it off (the output is empty). */
+static void
+park(struct px_conn *c)
+{
+    struct timeval tv = ms_tv(sconf(c)->timeouts.client_idle_ms);
+    evutil_socket_t fd;
+
+    if (c->state != PX_CS_READ_HEAD || c->nreq == 0 || c->up != NULL ||
+        (c->flags & (PX_CF_CLOSE | PX_CF_CLIENT_EOF | PX_CF_HEAD_TIMER | PX_CF_PARKED)) ||
+        (fd = bufferevent_getfd(c->down)) < 0 ||
+        evbuffer_get_length(bufferevent_get_input(c->down)) != 0 ||
+        evbuffer_get_length(bufferevent_get_output(c->down)) != 0)
+        return;
+    /* persistent: libevent deletes a plain event before its callback, which
+     * would drop the fd from epoll until unpark() adds it back */
+    event_assign(c->head_timer, c->srv->base, fd, EV_READ | EV_PERSIST, on_parked, c);
+    if (event_add(c->head_timer, &tv) < 0) {
+        event_assign(c->head_timer, c->srv->base, -1, 0, on_head_timeout, c);
+        return;                        /* stays as it is */
+    }
+    bufferevent_disable(c->down, EV_READ | EV_WRITE);
+    bufferevent_setfd(c->down, -1);    /* the socket stays open: it is parked */
+    bufferevent_setcb(c->down, NULL, NULL, NULL, NULL);
+    if (c->srv->nspare_bev < PX_SPARES)
+        c->srv->spare_bev[c->srv->nspare_bev++] = c->down;
+    else
+        bufferevent_free(c->down);
+    c->down = NULL;
+    spare_evbuffer(c->srv, &c->up_head);
+    spare_evbuffer(c->srv, &c->req_buf);
+    if (c->log_path != NULL && c->srv->nspare_path < PX_SPARES)
+        c->srv->spare_path[c->srv->nspare_path++] = c->log_path;
+    else
+        free(c->log_path);
+    c->log_path = NULL;
+    c->flags |= PX_CF_PARKED;
+}
+
+/* The client of a parked connection sent something (or closed): it gets a
+ * bufferevent again, in the state park() left, and that bufferevent reads
+ * in this loop pass. Returns false when none can be allocated. */
+static bool
+unpark(struct px_conn *c, evutil_socket_t fd)
+{
+    struct bufferevent *bev = client_bev(c->srv, fd);
+    struct timeval tv_r = ms_tv(sconf(c)->timeouts.client_idle_ms);
+
+    if (bev == NULL) {
+        log_at(LL_ERR, "http", c->id, "cannot allocate a connection");
+        return false;
+    }
+    c->down = bev;
+    bufferevent_setcb(bev, on_client_read, on_client_write, on_client_event, c);
+    bufferevent_set_timeouts(bev, &tv_r, NULL);
+    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+    bufferevent_setwatermark(bev, EV_READ, 0, sconf(c)->limits.head_bytes);
+    bufferevent_enable(bev, EV_READ);  /* the parked event still holds the fd */
+    /* writing stays allowed as set_state(READ_HEAD) left it, but the write
+     * event is added only when output is queued (as after the write
+     * callback found the output empty), not at once */
+    bev->enabled |= EV_WRITE;
+    event_del(c->head_timer);
+    event_assign(c->head_timer, c->srv->base, -1, 0, on_head_timeout, c);
+    c->flags &= ~PX_CF_PARKED;
+    event_active(&bev->ev_read, EV_READ, 1);   /* the bytes are there: read now */
+    return true;
+}
+
+static void
+on_parked(evutil_socket_t fd, short what, void *arg)
+{
+    struct px_conn *c = arg;
+
+    enter(c);
+    if (what & EV_TIMEOUT)
+        mark_close(c);                 /* idle keep-alive: silent, as unparked */
+    else if (!unpark(c, fd))
+        mark_close(c);
+    leave(c);
+}
+
 /* Parses a request head from the client input when one is complete. */
 static void
 read_head(struct px_conn *c)
@@ -740,19 +934,22 @@ read_head(struct px_conn *c)
     const char *p;
     enum px_parse pr;
 
-    if (len == 0)
+    if (len == 0) {
+        park_soon(c);
         return;
+    }
     if (!(c->flags & PX_CF_HEAD_TIMER)) {
         struct timeval tv = ms_tv(sconf(c)->timeouts.client_head_ms);
 
-        evtimer_add(c->head_timer, &tv);
+        evtimer_add(c->head_timer, &tv);   /* cancels a park_soon() */
         c->flags |= PX_CF_HEAD_TIMER;
+        c->flags &= ~PX_CF_PARK_SOON;
     }
     n = len < lim->head_bytes ? len : lim->head_bytes;
     /* linearises only the head bytes (bounded by head_bytes), never a body */
     p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
     memset(&r, 0, sizeof(r));
-    r.fields = c->fields;
+    r.fields = head_fields(c->srv, pl.max_fields);
     pr = px_req_parse(&r, p, n, &pl);
     if (pr == PX_PARSE_AGAIN) {
         if (n >= lim->head_bytes)
@@ -916,10 +1113,6 @@ conn_refresh_conf(struct px_conn *c)
         return true;
     if (svc->conf->mode != PX_MODE_HTTP)
         return false;
-    if (svc->conf->limits.headers != c->conf->limits.headers) {
-        free(c->fields);
-        c->fields = xcalloc(svc->conf->limits.headers, sizeof(*c->fields));
-    }
     if (c->state == PX_CS_READ_HEAD && svc->conf->limits.head_bytes != c->conf->limits.head_bytes)
         bufferevent_setwatermark(c->down, EV_READ, 0, svc->conf->limits.head_bytes);
     px_confref_get(svc->cref);
@@ -958,7 +1151,8 @@ finish_exchange(struct px_conn *c)
         set_state(c, PX_CS_DRAINING);
         return;
     }
-    evbuffer_drain(c->req_buf, evbuffer_get_length(c->req_buf));
+    if (c->req_buf != NULL)
+        evbuffer_drain(c->req_buf, evbuffer_get_length(c->req_buf));
     set_state(c, PX_CS_READ_HEAD);
     process(c);                       /* a pipelined request may be waiting */
 }
@@ -1111,7 +1305,7 @@ read_response_head(struct px_conn *c)
         n = len < lim->head_bytes ? len : lim->head_bytes;
         p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
         memset(&r, 0, sizeof(r));
-        r.fields = c->fields;
+        r.fields = head_fields(c->srv, pl.max_fields);
         pr = px_resp_parse(&r, p, n, &pl, c->req_is_head);
         if (pr == PX_PARSE_AGAIN) {
             if (n < lim->head_bytes)
@@ -1252,6 +1446,8 @@ on_client_write(struct bufferevent *bev, void *arg)
         bufferevent_setwatermark(c->down, EV_WRITE, 0, 0);
         bufferevent_enable(c->up, EV_READ);
         pump_response(c);
+    } else if (c->state == PX_CS_READ_HEAD) {
+        park_soon(c);                  /* the last response is out */
     }
     leave(c);
 }
@@ -1322,7 +1518,10 @@ on_head_timeout(evutil_socket_t fd, short what, void *arg)
     (void)what;
     enter(c);
     c->flags &= ~PX_CF_HEAD_TIMER;
-    if (c->state == PX_CS_READ_HEAD) {
+    if (c->flags & PX_CF_PARK_SOON) {
+        c->flags &= ~PX_CF_PARK_SOON;
+        park(c);
+    } else if (c->state == PX_CS_READ_HEAD) {
         reply_error(c, 408, "client head timeout");
     } else if (c->state == PX_CS_EXCHANGE && !c->res_head_done && c->up != NULL) {
         upstream_free(c);
@@ -1336,7 +1535,7 @@ on_head_timeout(evutil_socket_t fd, short what, void *arg)
 static void
 send_kept(struct evbuffer *out, struct evbuffer *kept)
 {
-    size_t n = evbuffer_get_length(kept);
+    size_t n = kept != NULL ? evbuffer_get_length(kept) : 0;
 
     if (n == 0)
         return;
@@ -1357,7 +1556,7 @@ on_upstream_connected(struct px_conn *c)
     send_kept(out, c->up_head);
     if (c->req.out == PX_OUT_PLAIN) {
         send_kept(out, c->req_buf);
-    } else if (evbuffer_get_length(c->req_buf) > 0) {
+    } else if (c->req_buf != NULL && evbuffer_get_length(c->req_buf) > 0) {
         move(c->req_buf, out, evbuffer_get_length(c->req_buf), c->req.out);
         c->flags |= PX_CF_REQ_STREAMED;
     }
@@ -1518,17 +1717,13 @@ px_http_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sa
     c->state = PX_CS_CLOSED;           /* set_state() below moves it */
     px_sockaddr_ip(sa, c->client_ip, sizeof(c->client_ip));
     c->client_port = px_sockaddr_port(sa);
-    c->fields = xcalloc(c->conf->limits.headers, sizeof(*c->fields));
-    c->up_head = evbuffer_new();
-    c->req_buf = evbuffer_new();
     c->head_timer = evtimer_new(srv->base, on_head_timeout, c);
-    c->down = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->down = client_bev(srv, fd);
     c->next = svc->conns;
     if (svc->conns != NULL)
         svc->conns->prev = c;
     svc->conns = c;
-    if (c->up_head == NULL || c->req_buf == NULL || c->head_timer == NULL ||
-        c->down == NULL) {
+    if (c->head_timer == NULL || c->down == NULL) {
         log_at(LL_ERR, "http", c->id, "cannot allocate a connection");
         if (c->down == NULL)
             evutil_closesocket(fd);
@@ -1549,7 +1744,7 @@ px_http_close_idle(struct px_service *svc)
     for (c = svc->conns; c != NULL; c = next) {
         next = c->next;
         if (c->busy == 0 && c->state == PX_CS_READ_HEAD &&
-            evbuffer_get_length(bufferevent_get_input(c->down)) == 0)
+            (c->down == NULL || evbuffer_get_length(bufferevent_get_input(c->down)) == 0))
             conn_close_now(c);
         else
             c->flags |= PX_CF_NO_KEEPALIVE;   /* finish the current request, then close */
@@ -1561,4 +1756,18 @@ px_http_close_all(struct px_service *svc)
 {
     while (svc->conns != NULL)
         conn_close_now(svc->conns);
+}
+
+void
+px_http_loop_free(struct px_srv *srv)
+{
+    while (srv->nspare_bev > 0)
+        bufferevent_free(srv->spare_bev[--srv->nspare_bev]);
+    while (srv->nspare_evb > 0)
+        evbuffer_free(srv->spare_evb[--srv->nspare_evb]);
+    while (srv->nspare_path > 0)
+        free(srv->spare_path[--srv->nspare_path]);
+    free(srv->hfields);
+    srv->hfields = NULL;
+    srv->hfields_n = 0;
 }

@@ -128,13 +128,13 @@ enum px_chunk {
 };
 
 struct px_chunked {
-    int state;                   /* internal */
     uint64_t data_left;          /* bytes of chunk data still to move */
     uint64_t size;               /* size of the current chunk (internal) */
+    const char *error;
+    int state;                   /* internal */
     unsigned line_bytes;         /* bytes of the current size/trailer line (internal) */
     unsigned trailer_bytes;      /* total trailer bytes (internal) */
     unsigned max_ext;            /* chunk-extension byte limit; 0 = default 4096 */
-    const char *error;
 };
 
 void px_chunked_init(struct px_chunked *st);

@@ -1042,6 +1042,7 @@ srv_free(struct px_srv *srv)
     /* after the connections: those closed above wrote their lines */
     px_access_log_free(srv->access_log);
     srv->access_log = NULL;
+    px_http_loop_free(srv);
     px_confref_put(srv->cref);
 }
 

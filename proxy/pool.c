@@ -74,7 +74,8 @@ px_pool_get(struct px_server_rt *s)
     if (p->next != NULL)
         p->next->prev = NULL;
     s->nidle--;
-    free(p);
+    p->next = s->spare;                /* its node serves the next px_pool_put() */
+    s->spare = p;
     bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
     bufferevent_set_timeouts(bev, NULL, NULL);
     s->reused++;
@@ -96,7 +97,12 @@ px_pool_put(struct px_service *svc, struct px_server_rt *s, struct bufferevent *
         bufferevent_free(bev);
         return;
     }
-    p = xcalloc(1, sizeof(*p));
+    if ((p = s->spare) != NULL) {
+        s->spare = p->next;
+        p->prev = NULL;
+    } else {
+        p = xcalloc(1, sizeof(*p));
+    }
     p->srv_rt = s;
     p->bev = bev;
     p->next = s->idle;
@@ -117,6 +123,12 @@ px_pool_close_server(struct px_server_rt *s)
 {
     while (s->idle != NULL)
         pooled_free(s->idle);
+    while (s->spare != NULL) {
+        struct px_pooled *p = s->spare;
+
+        s->spare = p->next;
+        free(p);
+    }
 }
 
 void

@@ -71,6 +71,9 @@ struct px_tcp;
 struct px_conn;
 struct px_tick;
 struct px_access_log;
+struct px_field;
+struct bufferevent;
+struct evbuffer;
 
 /* One loaded configuration, shared by reference count (rule 1 above). */
 struct px_confref {
@@ -138,6 +141,9 @@ struct px_server_rt {
     uint64_t reused;             /* requests sent on a pooled connection */
     struct px_pooled *idle;      /* owned: idle keep-alive connections, most recent first */
     unsigned nidle;              /* entries in <idle>, <= pool.max_idle */
+    struct px_pooled *spare;     /* owned: list nodes of connections taken out of the
+                                  * pool, for the next ones put back (no allocation
+                                  * per request); freed with the pool */
     struct hl_check *check;      /* owned: active checker; NULL without "health" */
     struct px_service *svc;      /* borrowed: owner */
     enum rt_side side;           /* this server's side */
@@ -193,6 +199,8 @@ struct px_service {
     struct px_conn *conns;               /* HTTP mode: list of open connections (borrowed) */
 };
 
+#define PX_SPARES 64
+
 struct px_srv {
     struct event_base *base;             /* owned */
     struct px_conf *conf;                /* borrowed from <cref>: the current config */
@@ -220,6 +228,18 @@ struct px_srv {
     struct px_access_log *access_log;    /* owned: "access_log"; NULL = off (the
                                           * data plane tests this pointer, nothing more) */
     double start_time_s;                 /* wall clock at startup, s since the epoch */
+    struct px_field *hfields;            /* owned: the loop's header field table
+                                          * (proxy/http.c, px_head_fields()): one head
+                                          * is parsed and rebuilt at a time per loop */
+    unsigned hfields_n;                  /* entries of <hfields> */
+    /* owned: spare client bufferevents (no socket), evbuffers (empty) and
+     * access log path buffers that parked connections gave back, for the
+     * next connection or request of this loop (proxy/http.c); at most
+     * PX_SPARES of each */
+    struct bufferevent *spare_bev[PX_SPARES];
+    struct evbuffer *spare_evb[PX_SPARES];
+    char *spare_path[PX_SPARES];
+    unsigned nspare_bev, nspare_evb, nspare_path;
 };
 
 /* A uniform 64-bit random draw (splitmix64 over srv->rng). */
@@ -302,6 +322,10 @@ void px_http_close_idle(struct px_service *svc);
 
 /* proxy/http.c: frees every connection at once (exit after the grace time). */
 void px_http_close_all(struct px_service *svc);
+
+/* Frees what proxy/http.c keeps per loop (the header field table and the
+ * spare buffers); before the event base. */
+void px_http_loop_free(struct px_srv *srv);
 
 /* proxy/tcp.c: frees every tunnel at once (exit after the grace time). */
 void px_tcp_close_all(struct px_service *svc);
