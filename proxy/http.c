@@ -1440,9 +1440,10 @@ on_upstream_read(struct bufferevent *bev, void *arg)
          * use may run with nothing read: not a response byte */
         if (evbuffer_get_length(bufferevent_get_input(c->up)) > 0)
             c->flags |= PX_CF_RES_BYTES;
-        if (c->res_head_done) {
-            /* the body: read on past libevent's 4 KiB while the client
-             * output has room (io.h) */
+        {
+            /* a large response: read on past libevent's 4 KiB while the
+             * client output has room (io.h); a head within that is parsed
+             * from the same input */
             size_t queued = evbuffer_get_length(bufferevent_get_output(c->down));
 
             if (queued < PX_HIGH_WM &&
