@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -51,6 +52,13 @@
 #define PX_TF_SPLICE     0x80u  /* the bytes move by splice (struct px_splice) */
 
 #define PX_SPLICE_MAX    (64u * 1024u)  /* bytes asked of one splice() */
+
+/* Spliced tunnels at a time: their pipes (4 descriptors each) may take at
+ * most half of RLIMIT_NOFILE, so that accept() and connect() never run out
+ * because of them; beyond, tunnels relay through buffers. One event loop:
+ * plain statics. */
+static unsigned px_spliced, px_spliced_max;
+static bool px_spliced_known;
 
 struct px_tcp;
 
@@ -132,6 +140,8 @@ splice_free(struct px_tcp *t)
         sp->rd = sp->wr = NULL;
         sp->pipe[0] = sp->pipe[1] = -1;
     }
+    if (t->flags & PX_TF_SPLICE)
+        px_spliced--;
     t->flags &= ~PX_TF_SPLICE;
 }
 
@@ -436,7 +446,17 @@ splice_start(struct px_tcp *t)
     struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
     struct event_base *base = t->svc->srv->base;
 
-    if (evbuffer_get_length(bufferevent_get_input(t->down)) > 0)
+    if (!px_spliced_known) {
+        struct rlimit rl;
+
+        px_spliced_known = true;
+        px_spliced_max = 64;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+            px_spliced_max = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur / 8 > 1000000
+                             ? 1000000u : (unsigned)(rl.rlim_cur / 8);
+    }
+    if (px_spliced >= px_spliced_max ||
+        evbuffer_get_length(bufferevent_get_input(t->down)) > 0)
         return -1;
     for (d = 0; d < 2; d++) {
         struct px_splice *sp = &t->sp[d];
@@ -461,6 +481,7 @@ splice_start(struct px_tcp *t)
         return -1;
     }
     t->flags |= PX_TF_SPLICE;
+    px_spliced++;
     /* the bufferevents only hold the sockets now: no event of theirs runs */
     bufferevent_disable(t->down, EV_READ | EV_WRITE);
     bufferevent_disable(t->up, EV_READ | EV_WRITE);

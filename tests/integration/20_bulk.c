@@ -4,7 +4,9 @@
  * half-close at the end, several tunnels at a time; HTTP with large
  * responses (Content-Length and chunked, read on past 4 KiB and written
  * straight to the client), a large streamed request body echoed back, and
- * an upgraded tunnel carrying a large echo. The payloads are pseudo-random
+ * an upgraded tunnel carrying a large echo; and TCP tunnels beyond the
+ * number whose pipes the descriptor limit allows, which relay through
+ * buffers beside the spliced ones. The payloads are pseudo-random
  * so that a lost, doubled or reordered chunk cannot go unnoticed.
  */
 #include <errno.h>
@@ -17,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -89,15 +93,15 @@ read_exact(int fd, void *buf, size_t n)
 static void
 echo_all(int *fd, unsigned nfd, const unsigned char *data, size_t n, bool shut)
 {
-    size_t sent[8] = { 0 }, got[8] = { 0 };
-    bool eof[8] = { false };
-    unsigned char *back[8];
-    struct pollfd pfd[8];
+    size_t sent[16] = { 0 }, got[16] = { 0 };
+    bool eof[16] = { false };
+    unsigned char *back[16];
+    struct pollfd pfd[16];
     long long deadline = h_now_ms() + BULK_WAIT_MS;
     unsigned i, done = 0;
     ssize_t k;
 
-    assert_true(nfd <= 8);
+    assert_true(nfd <= 16);
     for (i = 0; i < nfd; i++) {
         back[i] = malloc(n);
         assert_non_null(back[i]);
@@ -200,6 +204,67 @@ test_tcp_bulk_keeps_going_after_echo(void **state)
     free(data);
 }
 
+/* Pipes the process <pid> holds open. */
+static int
+count_pipes(pid_t pid)
+{
+    char dir[64], path[512], link[64];
+    struct dirent *e;
+    DIR *d;
+    int n = 0;
+    ssize_t k;
+
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+    d = opendir(dir);
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        k = readlink(path, link, sizeof(link) - 1);
+        if (k > 0) {
+            link[k] = '\0';
+            n += strncmp(link, "pipe:", 5) == 0;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* With RLIMIT_NOFILE 96 the daemon splices at most 96 / 8 = 12 tunnels at a
+ * time (four pipe descriptors each); the rest relay through buffers. */
+static void
+test_tcp_splice_capped_by_fd_limit(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    unsigned char *data = payload(2u << 20, 5);
+    struct rlimit rl, low;
+    char hello[8];
+    int fd[16], pipes0;
+    unsigned i;
+
+    *state = f;
+    assert_non_null(f);
+    assert_int_equal(fx_init(f, true, 1, NULL), 0);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    low = rl;
+    low.rlim_cur = 96;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    i = (unsigned)fx_start_proxy(f, 5);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    assert_int_equal(i, 0);
+    pipes0 = count_pipes(f->proxy);
+    for (i = 0; i < 16; i++) {
+        fd[i] = h_connect(f->proxy_port);
+        assert_true(fd[i] >= 0);
+        assert_int_equal(read_exact(fd[i], hello, 7), 0);
+        assert_memory_equal(hello, "legacy\n", 7);
+    }
+    assert_int_equal(count_pipes(f->proxy) - pipes0, 12 * 4);
+    echo_all(fd, 16, data, 2u << 20, true);
+    for (i = 0; i < 16; i++)
+        close(fd[i]);
+    free(data);
+}
+
 /* The body of "GET <path>" through the proxy, which must be <n> bytes of
  * the backend's name repeated. */
 static void
@@ -285,6 +350,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_tcp_bulk_echo_and_half_close, teardown),
         cmocka_unit_test_teardown(test_tcp_bulk_keeps_going_after_echo, teardown),
+        cmocka_unit_test_teardown(test_tcp_splice_capped_by_fd_limit, teardown),
         cmocka_unit_test_teardown(test_http_big_responses, teardown),
         cmocka_unit_test_teardown(test_http_big_request_body_echoed, teardown),
         cmocka_unit_test_teardown(test_http_upgraded_tunnel_bulk, teardown),
