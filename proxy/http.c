@@ -77,8 +77,8 @@ static const char *const px_cs_actions[PX_CS__COUNT] = {
 #define PX_CF_UP_REUSED    0x80u  /* the upstream connection came from the pool */
 #define PX_CF_STALE_RETRY  0x100u /* this request was resent after a stale pooled connection */
 #define PX_CF_RES_BYTES    0x200u /* the upstream sent at least one byte for this request */
-#define PX_CF_UP_ERROR     0x400u /* a read past libevent's consumed an upstream socket error:
-                                   * the EOF libevent sees next is that error */
+#define PX_CF_UP_ERROR     0x400u /* our read past libevent's 4 KiB got the upstream's socket
+                                   * error: the EOF libevent sees next stands for it */
 
 enum px_out {
     PX_OUT_PLAIN = 0,     /* move bytes as they are (Content-Length or close-delimited) */
