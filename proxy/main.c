@@ -1279,6 +1279,17 @@ main(int argc, char **argv)
     rc = 0;
 
 out:
+    {
+        /* the loop has ended: a late SIGTERM or SIGINT (one more while the
+         * drain ended) must not kill the teardown once the handlers below
+         * are gone (exit by signal instead of 0) */
+        sigset_t late;
+
+        sigemptyset(&late);
+        sigaddset(&late, SIGTERM);
+        sigaddset(&late, SIGINT);
+        sigprocmask(SIG_BLOCK, &late, NULL);
+    }
     if (ev_term != NULL)
         event_free(ev_term);
     if (ev_int != NULL)
