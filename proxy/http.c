@@ -43,6 +43,7 @@
 #include "admin/xmalloc.h"
 #include "proxy/accesslog.h"
 #include "proxy/http1.h"
+#include "proxy/io.h"
 #include "proxy/server.h"
 
 #define PX_HIGH_WM  (256u * 1024u)   /* bytes queued towards one peer before we stop reading the other */
@@ -79,6 +80,8 @@ static const char *const px_cs_actions[PX_CS__COUNT] = {
 #define PX_CF_RES_BYTES    0x200u /* the upstream sent at least one byte for this request */
 #define PX_CF_PARK_SOON    0x400u /* head_timer was activated to run park() */
 #define PX_CF_PARKED       0x800u /* parked: no bufferevent, head_timer watches the socket */
+#define PX_CF_UP_ERROR     0x1000u /* our read past libevent's 4 KiB got the upstream's socket
+                                    * error: the EOF libevent sees next stands for it */
 
 enum px_out {
     PX_OUT_PLAIN = 0,     /* move bytes as they are (Content-Length or close-delimited) */
@@ -229,12 +232,29 @@ enter(struct px_conn *c)
     c->busy++;
 }
 
-/* Frees <c> if it was closed and no callback of it is on the stack.
+/* Writes what the last callback queued straight to the sockets (io.h): the
+ * write events are armed only for what a socket did not take, so their
+ * callbacks run only then; a draining connection whose output went out
+ * here is done. */
+static void
+flush_out(struct px_conn *c)
+{
+    if (c->up != NULL)
+        px_io_flush(c->up);
+    /* a parked connection has no bufferevent, and nothing to send */
+    if (c->down != NULL && px_io_flush(c->down) == 0 && c->state == PX_CS_DRAINING)
+        c->flags |= PX_CF_CLOSE;
+}
+
+/* Frees <c> if it was closed and no callback of it is on the stack, else
+ * flushes its output when the outermost callback leaves.
  * Touch nothing of <c> after calling it. */
 static void
 leave(struct px_conn *c)
 {
     assert(c->busy > 0);
+    if (c->busy == 1 && !(c->flags & PX_CF_CLOSE))
+        flush_out(c);
     if (--c->busy > 0 || !(c->flags & PX_CF_CLOSE))
         return;
     conn_close_now(c);
@@ -382,7 +402,8 @@ set_state(struct px_conn *c, enum px_conn_state next)
         bufferevent_setwatermark(c->down, EV_WRITE, 0, 0);
         /* a head larger than this is a 431 anyway: read no further */
         bufferevent_setwatermark(c->down, EV_READ, 0, sconf(c)->limits.head_bytes);
-        bufferevent_enable(c->down, EV_READ | EV_WRITE);
+        /* writing: armed by leave() only when a socket is full (io.h) */
+        bufferevent_enable(c->down, EV_READ);
         break;
     case PX_CS_READ_BODY:
         tv_r = ms_tv(to->client_idle_ms);
@@ -391,8 +412,11 @@ set_state(struct px_conn *c, enum px_conn_state next)
         bufferevent_enable(c->down, EV_READ);
         break;
     case PX_CS_CONNECTING:
-        /* nothing more is read from the client until the upstream is up */
-        bufferevent_disable(c->down, EV_READ);
+        /* nothing more is read from the client until the upstream is up; a
+         * pooled connection is up at once (EXCHANGE enables reading again in
+         * the same step: switching it off and on would cost an epoll_ctl) */
+        if (!(c->flags & PX_CF_UP_REUSED))
+            bufferevent_disable(c->down, EV_READ);
         tv_w = ms_tv(to->connect_ms);  /* libevent applies the write timeout to connect */
         bufferevent_set_timeouts(c->up, NULL, &tv_w);
         break;
@@ -405,7 +429,7 @@ set_state(struct px_conn *c, enum px_conn_state next)
         bufferevent_set_timeouts(c->up, c->req.done ? &tv_r : NULL, &tv_w);
         if (c->req.done)
             arm_response_deadline(c);
-        bufferevent_enable(c->up, EV_READ | EV_WRITE);
+        bufferevent_enable(c->up, EV_READ);
         tv_r = ms_tv(to->server_idle_ms);
         bufferevent_set_timeouts(c->down, c->req.done ? NULL : &tv_r, &tv_r);
         /* keep reading the client, so that its going away aborts the
@@ -421,8 +445,8 @@ set_state(struct px_conn *c, enum px_conn_state next)
         bufferevent_setwatermark(c->down, EV_READ, 0, 0);
         bufferevent_set_timeouts(c->down, &tv_r, &tv_r);
         bufferevent_set_timeouts(c->up, &tv_r, &tv_r);
-        bufferevent_enable(c->down, EV_READ | EV_WRITE);
-        bufferevent_enable(c->up, EV_READ | EV_WRITE);
+        bufferevent_enable(c->down, EV_READ);
+        bufferevent_enable(c->up, EV_READ);
         break;
     case PX_CS_DRAINING:
         if (c->log_pending)            /* answered (by the proxy) or cut: it ends here */
@@ -701,6 +725,7 @@ start_connect(struct px_conn *c)
     if (!(c->flags & PX_CF_STALE_RETRY) &&
         (c->up = px_pool_get(c->srt)) != NULL) {
         c->flags |= PX_CF_UP_REUSED;
+        bufferevent_disable(c->up, EV_WRITE);   /* output empty: leave() writes */
         bufferevent_setcb(c->up, on_upstream_read, on_upstream_write, on_upstream_event, c);
         set_state(c, PX_CS_CONNECTING);
         on_upstream_connected(c);
@@ -1083,7 +1108,7 @@ process(struct px_conn *c)
                     bufferevent_set_timeouts(c->up, &tv_r, &tv_w);
                     arm_response_deadline(c);
                 }
-            } else if (evbuffer_get_length(dst) >= PX_HIGH_WM) {
+            } else if (px_io_flush(c->up) >= PX_HIGH_WM) {
                 bufferevent_disable(c->down, EV_READ);
                 bufferevent_setwatermark(c->up, EV_WRITE, PX_HIGH_WM / 2, 0);
             } else if (c->flags & PX_CF_CLIENT_EOF) {
@@ -1142,7 +1167,8 @@ finish_exchange(struct px_conn *c)
         return;
     }
     c->flags &= ~(PX_CF_RES_STARTED | PX_CF_RETRIED | PX_CF_REQ_STREAMED |
-                  PX_CF_UP_REUSED | PX_CF_STALE_RETRY | PX_CF_RES_BYTES);
+                  PX_CF_UP_REUSED | PX_CF_STALE_RETRY | PX_CF_RES_BYTES |
+                  PX_CF_UP_ERROR);
     c->res_head_done = false;
     c->res_recorded = false;
     c->side = RT_NONE;
@@ -1270,14 +1296,22 @@ start_tunnel(struct px_conn *c, const struct px_resp *r)
     evbuffer_add_buffer(bufferevent_get_output(c->up), bufferevent_get_input(c->down));
 }
 
-/* Tunnel: moves what <from> read to <to>, with backpressure. */
+/* Tunnel: moves what <from> read to <to>, with backpressure; straight to
+ * <to>'s socket while its output is empty, after reading on past
+ * libevent's 4 KiB when more is waiting (io.h). A socket error consumed by
+ * that read shows as the EOF libevent sees next, which ends the tunnel
+ * the same way. */
 static void
 tunnel_relay(struct px_conn *c, struct bufferevent *from, struct bufferevent *to)
 {
     struct evbuffer *dst = bufferevent_get_output(to);
+    size_t queued = evbuffer_get_length(dst);
 
     c->last_io_ms = px_now_ms(c->srv);
-    evbuffer_add_buffer(dst, bufferevent_get_input(from));
+    if (queued < PX_HIGH_WM)
+        (void)px_io_read_more(from, PX_HIGH_WM - queued < PX_IO_READ_MAX
+                                    ? PX_HIGH_WM - queued : PX_IO_READ_MAX);
+    px_io_send(to, bufferevent_get_input(from));
     if (evbuffer_get_length(dst) >= PX_HIGH_WM) {
         bufferevent_disable(from, EV_READ);
         bufferevent_setwatermark(to, EV_WRITE, PX_HIGH_WM / 2, 0);
@@ -1384,7 +1418,7 @@ pump_response(struct px_conn *c)
         finish_exchange(c);
         return;
     }
-    if (evbuffer_get_length(out) >= PX_HIGH_WM) {
+    if (px_io_flush(c->down) >= PX_HIGH_WM) {
         bufferevent_disable(c->up, EV_READ);
         bufferevent_setwatermark(c->down, EV_WRITE, PX_HIGH_WM / 2, 0);
     }
@@ -1606,6 +1640,17 @@ on_upstream_read(struct bufferevent *bev, void *arg)
          * use may run with nothing read: not a response byte */
         if (evbuffer_get_length(bufferevent_get_input(c->up)) > 0)
             c->flags |= PX_CF_RES_BYTES;
+        {
+            /* a large response: read on past libevent's 4 KiB while the
+             * client output has room (io.h); a head within that is parsed
+             * from the same input */
+            size_t queued = evbuffer_get_length(bufferevent_get_output(c->down));
+
+            if (queued < PX_HIGH_WM &&
+                px_io_read_more(c->up, PX_HIGH_WM - queued < PX_IO_READ_MAX
+                                       ? PX_HIGH_WM - queued : PX_IO_READ_MAX) < 0)
+                c->flags |= PX_CF_UP_ERROR;
+        }
         pump_response(c);
     }
     leave(c);
@@ -1679,7 +1724,8 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
                     upstream_free(c);
                     record(c, 0, PX_E_UP_RESET);
                     reply_error(c, 502, "upstream closed before a response");
-                } else if (c->res.framing == PX_BODY_CLOSE && (what & BEV_EVENT_EOF)) {
+                } else if (c->res.framing == PX_BODY_CLOSE && (what & BEV_EVENT_EOF) &&
+                           !(c->flags & PX_CF_UP_ERROR)) {
                     c->res.done = true;
                     if (c->res.out == PX_OUT_CHUNKED)
                         evbuffer_add(bufferevent_get_output(c->down), "0\r\n\r\n", 5);

@@ -1159,7 +1159,21 @@ main(int argc, char **argv)
     /* from here the config is shared by reference (server.h, rule 1) */
     srv.conf_generation = 1;
     srv.cref = px_confref_new(srv.conf, srv.conf_generation);
-    srv.base = event_base_new();
+    {
+        /* epoll changes are batched and applied at the next epoll_wait: an
+         * interest switched on and off in one loop pass costs no system
+         * call. Its caveat (a dup()ed descriptor closed while its twin
+         * stays registered) does not apply: no descriptor is ever dup()ed. */
+        struct event_config *ecfg = event_config_new();
+
+        if (ecfg != NULL) {
+            event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+            srv.base = event_base_new_with_config(ecfg);
+            event_config_free(ecfg);
+        }
+        if (srv.base == NULL)
+            srv.base = event_base_new();
+    }
     if (srv.base == NULL) {
         log_at(LL_ERR, "main", 0, "cannot create the event loop");
         goto out;

@@ -8,14 +8,26 @@
  * when both directions are finished, on an error, or after server_idle_ms
  * without a byte in either direction.
  *
+ * Once connected, the bytes move with splice(2) through one pipe per
+ * direction, never copied through user space: a direction reads while its
+ * pipe has room and writes what it holds, and waits for the destination to
+ * become writable only when the destination did not take all (so the
+ * pipe's 64 KiB bound the backpressure). When a pipe cannot be made the
+ * bufferevents relay (relay() below).
+ *
  * Outcomes: a tunnel that connected counts as a success of its side (class
  * 2xx in the counters), a refused or timed-out connect as an error; a
  * refused connect is retried once on another server of the same side.
  */
+#define _GNU_SOURCE                  /* splice(2), pipe2(2) */
 #include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -25,6 +37,7 @@
 #include "admin/log.h"
 #include "admin/xmalloc.h"
 #include "proxy/accesslog.h"
+#include "proxy/io.h"
 #include "proxy/server.h"
 
 #define PX_TCP_HIGH_WM (256u * 1024u)
@@ -36,6 +49,29 @@
 #define PX_TF_UP_SHUT    0x10u  /* we sent FIN to the server */
 #define PX_TF_DOWN_SHUT  0x20u  /* we sent FIN to the client */
 #define PX_TF_RETRIED    0x40u  /* the connect retry was used */
+#define PX_TF_SPLICE     0x80u  /* the bytes move by splice (struct px_splice) */
+
+#define PX_SPLICE_MAX    (64u * 1024u)  /* bytes asked of one splice() */
+
+/* Spliced tunnels at a time: their pipes (4 descriptors each) may take at
+ * most half of RLIMIT_NOFILE, so that accept() and connect() never run out
+ * because of them; beyond, tunnels relay through buffers. One event loop:
+ * plain statics. */
+static unsigned px_spliced, px_spliced_max;
+static bool px_spliced_known;
+
+struct px_tcp;
+
+/* One direction of a spliced tunnel: source socket -> pipe -> destination. */
+struct px_splice {
+    struct px_tcp *t;
+    unsigned dir;                    /* index of bytes[]: 0 client to server */
+    int pipe[2];                     /* owned; -1 when none */
+    size_t queued;                   /* bytes in the pipe */
+    struct event *rd;                /* owned: source readable (idle timeout) */
+    struct event *wr;                /* owned: destination writable, armed only
+                                      * while the pipe holds bytes it did not take */
+};
 
 struct px_tcp {
     struct px_tcp *next, *prev;      /* svc->tunnels list */
@@ -59,6 +95,7 @@ struct px_tcp {
     enum px_err err;                 /* the failure that ended it; PX_E_NONE */
     char client_ip[64];              /* "" unless the access log is on at accept */
     unsigned client_port;
+    struct px_splice sp[2];          /* PX_TF_SPLICE: [0] client to server, [1] back */
 };
 
 static void on_down_read(struct bufferevent *bev, void *arg);
@@ -85,6 +122,30 @@ bind_server(struct px_tcp *t, struct px_server_rt *s)
 }
 
 static void
+splice_free(struct px_tcp *t)
+{
+    unsigned d;
+
+    for (d = 0; d < 2; d++) {
+        struct px_splice *sp = &t->sp[d];
+
+        if (sp->rd != NULL)
+            event_free(sp->rd);
+        if (sp->wr != NULL)
+            event_free(sp->wr);
+        if (sp->pipe[0] >= 0)
+            close(sp->pipe[0]);
+        if (sp->pipe[1] >= 0)
+            close(sp->pipe[1]);
+        sp->rd = sp->wr = NULL;
+        sp->pipe[0] = sp->pipe[1] = -1;
+    }
+    if (t->flags & PX_TF_SPLICE)
+        px_spliced--;
+    t->flags &= ~PX_TF_SPLICE;
+}
+
+static void
 tunnel_free(struct px_tcp *t)
 {
     struct px_service *svc = t->svc;
@@ -104,6 +165,7 @@ tunnel_free(struct px_tcp *t)
             .duration_us = px_now_us(svc->srv) - t->t_start_us,
             .error = t->err != PX_E_NONE ? px_err_names[t->err] : NULL,
         });
+    splice_free(t);                    /* before the sockets its events watch */
     if (t->down != NULL)
         bufferevent_free(t->down);
     if (t->up != NULL)
@@ -153,12 +215,12 @@ static void
 check_half_close(struct px_tcp *t)
 {
     if ((t->flags & PX_TF_DOWN_EOF) && !(t->flags & PX_TF_UP_SHUT) &&
-        evbuffer_get_length(bufferevent_get_output(t->up)) == 0) {
+        evbuffer_get_length(bufferevent_get_output(t->up)) == 0 && t->sp[0].queued == 0) {
         shutdown(bufferevent_getfd(t->up), SHUT_WR);
         t->flags |= PX_TF_UP_SHUT;
     }
     if ((t->flags & PX_TF_UP_EOF) && !(t->flags & PX_TF_DOWN_SHUT) &&
-        evbuffer_get_length(bufferevent_get_output(t->down)) == 0) {
+        evbuffer_get_length(bufferevent_get_output(t->down)) == 0 && t->sp[1].queued == 0) {
         shutdown(bufferevent_getfd(t->down), SHUT_WR);
         t->flags |= PX_TF_DOWN_SHUT;
     }
@@ -166,15 +228,27 @@ check_half_close(struct px_tcp *t)
         t->flags |= PX_TF_CLOSE;
 }
 
-/* Moves what <from> has read to <to>, with backpressure. */
+/* Moves what <from> has read to <to>, with backpressure: straight to <to>'s
+ * socket while its output is empty (the write event is armed only for what
+ * the socket did not take), after reading on past libevent's 4 KiB when
+ * more is waiting. */
 static void
 relay(struct px_tcp *t, struct bufferevent *from, struct bufferevent *to)
 {
     struct evbuffer *dst = bufferevent_get_output(to);
+    struct evbuffer *src = bufferevent_get_input(from);
+    size_t queued = evbuffer_get_length(dst);
 
     t->last_io_ms = px_now_ms(t->svc->srv);
-    t->bytes[from == t->up] += evbuffer_get_length(bufferevent_get_input(from));
-    evbuffer_add_buffer(dst, bufferevent_get_input(from));
+    if (queued < PX_TCP_HIGH_WM &&
+        px_io_read_more(from, PX_TCP_HIGH_WM - queued < PX_IO_READ_MAX
+                              ? PX_TCP_HIGH_WM - queued : PX_IO_READ_MAX) < 0) {
+        /* the socket error was consumed here: libevent would see only EOF */
+        t->flags |= PX_TF_CLOSE;
+        return;
+    }
+    t->bytes[from == t->up] += evbuffer_get_length(src);
+    px_io_send(to, src);
     if (evbuffer_get_length(dst) >= PX_TCP_HIGH_WM) {
         bufferevent_disable(from, EV_READ);
         bufferevent_setwatermark(to, EV_WRITE, PX_TCP_HIGH_WM / 2, 0);
@@ -277,6 +351,145 @@ on_down_event(struct bufferevent *bev, short what, void *arg)
     leave(t);
 }
 
+/* Moves what it can of direction <sp>: reads the source into the pipe while
+ * it has room, writes the pipe to the destination; one round per wakeup
+ * (the events are level-triggered). The read event stays armed while the
+ * pipe empties at once; a destination that did not take all arms the
+ * write event instead until the pipe is empty again. */
+static void
+splice_pump(struct px_tcp *t, struct px_splice *sp)
+{
+    struct bufferevent *from = sp->dir == 0 ? t->down : t->up;
+    struct bufferevent *to = sp->dir == 0 ? t->up : t->down;
+    unsigned eof = sp->dir == 0 ? PX_TF_DOWN_EOF : PX_TF_UP_EOF;
+    bool was_waiting = sp->queued > 0;
+    ssize_t n;
+
+    if (!(t->flags & eof) && sp->queued < PX_SPLICE_MAX) {
+        do
+            n = splice(bufferevent_getfd(from), NULL, sp->pipe[1], NULL,
+                       PX_SPLICE_MAX - sp->queued, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        while (n < 0 && errno == EINTR);
+        if (n > 0) {
+            sp->queued += (size_t)n;
+            t->bytes[sp->dir] += (uint64_t)n;
+            t->last_io_ms = px_now_ms(t->svc->srv);
+        } else if (n == 0) {
+            t->flags |= eof;
+            event_del(sp->rd);
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            t->flags |= PX_TF_CLOSE;   /* reset: the tunnel ends */
+            return;
+        }
+    }
+    if (sp->queued > 0) {
+        do
+            n = splice(sp->pipe[0], NULL, bufferevent_getfd(to), NULL, sp->queued,
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        while (n < 0 && errno == EINTR);
+        if (n > 0) {
+            sp->queued -= (size_t)n;
+            t->last_io_ms = px_now_ms(t->svc->srv);
+        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            t->flags |= PX_TF_CLOSE;
+            return;
+        }
+    }
+    if (sp->queued > 0 && !was_waiting) {
+        struct timeval tv = { 0, 0 };
+        unsigned ms = t->conf->timeouts.server_idle_ms;
+
+        tv.tv_sec = (time_t)(ms / 1000u);
+        tv.tv_usec = (suseconds_t)((ms % 1000u) * 1000u);
+        event_del(sp->rd);
+        event_add(sp->wr, &tv);
+    } else if (sp->queued == 0 && was_waiting) {
+        struct timeval tv = { 0, 0 };
+        unsigned ms = t->conf->timeouts.server_idle_ms;
+
+        tv.tv_sec = (time_t)(ms / 1000u);
+        tv.tv_usec = (suseconds_t)((ms % 1000u) * 1000u);
+        event_del(sp->wr);
+        if (!(t->flags & eof))
+            event_add(sp->rd, &tv);
+    }
+    check_half_close(t);
+}
+
+static void
+on_splice(evutil_socket_t fd, short what, void *arg)
+{
+    struct px_splice *sp = arg;
+    struct px_tcp *t = sp->t;
+
+    (void)fd;
+    enter(t);
+    if (what & EV_TIMEOUT) {
+        if (px_now_ms(t->svc->srv) - t->last_io_ms >= t->conf->timeouts.server_idle_ms) {
+            log_at(LL_DEBUG, "tcp", t->id, "tunnel to %s idle for %u ms: closed",
+                   server_addr(t)->text, t->conf->timeouts.server_idle_ms);
+            t->flags |= PX_TF_CLOSE;
+        }
+    } else {
+        splice_pump(t, sp);
+    }
+    leave(t);
+}
+
+/* Switches a just-connected tunnel to splice: one pipe per direction and
+ * an event per socket and direction. Returns -1 (nothing changed) when it
+ * cannot, or when the client's early bytes already sit in a bufferevent. */
+static int
+splice_start(struct px_tcp *t)
+{
+    unsigned ms = t->conf->timeouts.server_idle_ms, d;
+    struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
+    struct event_base *base = t->svc->srv->base;
+
+    if (!px_spliced_known) {
+        struct rlimit rl;
+
+        px_spliced_known = true;
+        px_spliced_max = 64;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+            px_spliced_max = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur / 8 > 1000000
+                             ? 1000000u : (unsigned)(rl.rlim_cur / 8);
+    }
+    if (px_spliced >= px_spliced_max ||
+        evbuffer_get_length(bufferevent_get_input(t->down)) > 0)
+        return -1;
+    for (d = 0; d < 2; d++) {
+        struct px_splice *sp = &t->sp[d];
+        int src = bufferevent_getfd(d == 0 ? t->down : t->up);
+        int dst = bufferevent_getfd(d == 0 ? t->up : t->down);
+
+        sp->t = t;
+        sp->dir = d;
+        if (pipe2(sp->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+            sp->pipe[0] = sp->pipe[1] = -1;
+            break;
+        }
+        sp->rd = event_new(base, src, EV_READ | EV_PERSIST, on_splice, sp);
+        sp->wr = event_new(base, dst, EV_WRITE | EV_PERSIST, on_splice, sp);
+        if (sp->rd == NULL || sp->wr == NULL || event_add(sp->rd, &tv) < 0)
+            break;
+    }
+    if (d < 2) {
+        log_at(LL_DEBUG, "tcp", t->id, "no splice (%s): relaying through buffers",
+               strerror(errno));
+        splice_free(t);
+        return -1;
+    }
+    t->flags |= PX_TF_SPLICE;
+    px_spliced++;
+    /* the bufferevents only hold the sockets now: no event of theirs runs */
+    bufferevent_disable(t->down, EV_READ | EV_WRITE);
+    bufferevent_disable(t->up, EV_READ | EV_WRITE);
+    bufferevent_set_timeouts(t->down, NULL, NULL);
+    bufferevent_set_timeouts(t->up, NULL, NULL);
+    return 0;
+}
+
 static int start_connect(struct px_tcp *t);
 
 static void
@@ -292,11 +505,13 @@ on_up_event(struct bufferevent *bev, short what, void *arg)
             t->last_io_ms = px_now_ms(t->svc->srv);
             px_service_record(t->svc, t->side, t->srt, 200, PX_E_NONE,
                               px_now_us(t->svc->srv) - t->t_start_us);
-            set_idle_timeouts(t);
-            bufferevent_enable(t->up, EV_READ | EV_WRITE);
-            bufferevent_enable(t->down, EV_READ | EV_WRITE);
-            relay(t, t->down, t->up);  /* bytes the client sent early */
-            check_half_close(t);
+            if (splice_start(t) < 0) {
+                set_idle_timeouts(t);
+                bufferevent_enable(t->up, EV_READ | EV_WRITE);
+                bufferevent_enable(t->down, EV_READ | EV_WRITE);
+                relay(t, t->down, t->up);  /* bytes the client sent early */
+                check_half_close(t);
+            }
         } else {
             enum px_err err = (what & BEV_EVENT_TIMEOUT) ? PX_E_CONNECT_TIMEOUT
                                                          : PX_E_CONNECT;
@@ -363,6 +578,7 @@ px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sal
 
     (void)salen;
     t->svc = svc;
+    t->sp[0].pipe[0] = t->sp[0].pipe[1] = t->sp[1].pipe[0] = t->sp[1].pipe[1] = -1;
     t->cref = px_confref_get(svc->cref);
     t->conf = svc->conf;
     t->id = ++svc->srv->next_conn_id;
