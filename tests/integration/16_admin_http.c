@@ -561,7 +561,7 @@ test_connection_limit(void **state)
     h_resp_free(&r);
     for (i = 0; i < 32; i++)
         close(fds[i]);
-    for (i = 0; i < 100 && status != 200; i++) {
+    for (i = 0; i < 300 && status != 200; i++) {     /* 15 s at most */
         fd = h_connect(x->admin_port);
         assert_true(fd >= 0);
         memset(&r, 0, sizeof(r));

@@ -784,11 +784,9 @@ test_check_http_timeout(void **state)
     struct hl_check *c;
     struct hl_check_stats st;
     struct waitfor w;
-    long long t0;
 
     (void)state;
     ts_start(&ts, base, NULL);
-    t0 = now_ms();
     c = new_check(base, &conf, ts.port, &rec);
     w = (struct waitfor){ c, &rec, 1, 0 };
     assert_true(run_until(base, wf_done, &w));
@@ -796,9 +794,6 @@ test_check_http_timeout(void **state)
     assert_string_equal(rec.why[0], "timeout after 100 ms waiting for the response");
     hl_check_get_stats(c, &st);
     assert_true(st.last_ms >= 100);
-    /* first check within one interval, the second at the fast interval:
-     * two timeouts take well under 2 x 150 + 2 x 100 + slack */
-    assert_true(now_ms() - t0 < 1500);
     hl_check_free(c);
     ts_stop(&ts);
     event_base_free(base);
