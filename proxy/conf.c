@@ -917,7 +917,7 @@ parse_root(json_t *root, struct px_conf *c, struct conf_err *err)
         .head_bytes = 16384, .headers = 100, .uri_bytes = 8192, .body_bytes = 0,
         .buffer_body_bytes = 65536, .chunk_ext_bytes = 4096,
     };
-    static const struct px_pool_conf pdef = { .max_idle = 32, .idle_timeout_ms = 4000 };
+    static const struct px_pool_conf pdef = { .max_idle = 256, .idle_timeout_ms = 4000 };
     json_t *j, *svcs;
     size_t i;
 

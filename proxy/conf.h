@@ -46,7 +46,7 @@ struct px_limits {
  * usual backend keep-alive timeouts (5 s for Node and Apache), so the proxy
  * closes an idle connection before the backend does. */
 struct px_pool_conf {
-    unsigned max_idle;           /* idle connections kept per server, default 32, 0..10000 (0: none) */
+    unsigned max_idle;           /* idle connections kept per server, default 256, 0..10000 (0: none) */
     unsigned idle_timeout_ms;    /* default 4000, 1..3600000 */
 };
 
