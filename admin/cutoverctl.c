@@ -474,6 +474,7 @@ static void
 print_audit(const json_t *reply)
 {
     const json_t *e, *reason, *figures;
+    const char *service, *action;
     char b[7][64];
     size_t i;
     char *fig;
@@ -485,14 +486,17 @@ print_audit(const json_t *reply)
         if (json_is_integer(json_object_get(e, "pid")))
             snprintf(b[2] + strlen(b[2]), sizeof(b[2]) - strlen(b[2]), " pid:%lld",
                      (long long)json_integer_value(json_object_get(e, "pid")));
-        printf("%s  %s  %s  %s  %s -> %s  generation %s",
+        service = fmt_value(json_object_get(e, "service"), b[1], sizeof(b[1]));
+        action = fmt_value(json_object_get(e, "action"), b[3], sizeof(b[3]));
+        printf("%s  %s  %s  %s",
                fmt_value(json_object_get(e, "ts"), b[0], sizeof(b[0])),
-               fmt_value(json_object_get(e, "service"), b[1], sizeof(b[1])),
-               b[2],
-               fmt_value(json_object_get(e, "action"), b[3], sizeof(b[3])),
-               fmt_percent(json_object_get(e, "from"), b[4], sizeof(b[4])),
-               fmt_percent(json_object_get(e, "to"), b[5], sizeof(b[5])),
-               fmt_value(json_object_get(e, "generation"), b[6], sizeof(b[6])));
+               service[0] != '\0' ? service : "-", b[2], action);
+        /* a refusal changed nothing: no "from -> to" to show */
+        if (strcmp(action, "refused") != 0 && strcmp(action, "auth_refused") != 0)
+            printf("  %s -> %s  generation %s",
+                   fmt_percent(json_object_get(e, "from"), b[4], sizeof(b[4])),
+                   fmt_percent(json_object_get(e, "to"), b[5], sizeof(b[5])),
+                   fmt_value(json_object_get(e, "generation"), b[6], sizeof(b[6])));
         reason = json_object_get(e, "reason");
         if (json_is_string(reason) && json_string_length(reason) > 0)
             printf("  reason \"%s\"", json_string_value(reason));

@@ -320,6 +320,10 @@ test_tokens_and_levels(void **state)
     assert_string_equal(jstr(j, "required_level"), "admin");
     json_decref(j);
     assert_true(fx_weight(f) == 10);
+    /* cutoverctl shows a refusal without a "from -> to": nothing changed */
+    assert_int_equal(fx_ctl(f, out, "audit", "-n", "1"), 0);
+    assert_non_null(strstr(out, "  token:ops  refused  reason \"promote needs level admin"));
+    assert_null(strstr(out, "->"));
 
     /* admin: promote yes */
     assert_int_equal(call(x, "POST", "/v1/promote", TOK_ADMIN, NULL, NULL), 200);
