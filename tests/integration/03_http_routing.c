@@ -16,25 +16,11 @@
 
 #include "tests/integration/fixture.h"
 
-static int
-teardown(void **state)
-{
-    struct fx *f = *state;
-
-    fx_fini(f);
-    free(f);
-    return 0;
-}
-
 static struct fx *
 start(void **state, const char *extra)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    assert_int_equal(fx_init(f, false, 1, extra), 0);
-    assert_int_equal(fx_start_proxy(f, 42), 0);
-    return f;
+    assert_int_equal(fx_open(state, false, 1, extra, 42), 0);
+    return *state;
 }
 
 static void
@@ -231,11 +217,11 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_split, teardown),
-        cmocka_unit_test_teardown(test_weight_change_next_request, teardown),
-        cmocka_unit_test_teardown(test_sticky_header_survives_raise, teardown),
-        cmocka_unit_test_teardown(test_sticky_cookie, teardown),
-        cmocka_unit_test_teardown(test_override, teardown),
+        cmocka_unit_test_teardown(test_split, fx_teardown),
+        cmocka_unit_test_teardown(test_weight_change_next_request, fx_teardown),
+        cmocka_unit_test_teardown(test_sticky_header_survives_raise, fx_teardown),
+        cmocka_unit_test_teardown(test_sticky_cookie, fx_teardown),
+        cmocka_unit_test_teardown(test_override, fx_teardown),
     };
 
     return cmocka_run_group_tests_name("integration: http routing", tests, NULL, NULL);

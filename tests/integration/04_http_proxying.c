@@ -17,16 +17,6 @@
 
 #include "tests/integration/fixture.h"
 
-static int
-teardown(void **state)
-{
-    struct fx *f = *state;
-
-    fx_fini(f);
-    free(f);
-    return 0;
-}
-
 static struct fx *
 start(void **state, unsigned nservers, const char *extra)
 {
@@ -297,15 +287,15 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_forwarded_and_hop_by_hop, teardown),
-        cmocka_unit_test_teardown(test_request_bodies, teardown),
-        cmocka_unit_test_teardown(test_large_chunked_request_streams, teardown),
-        cmocka_unit_test_teardown(test_keepalive_and_pipelining, teardown),
-        cmocka_unit_test_teardown(test_head_and_http10, teardown),
-        cmocka_unit_test_teardown(test_large_response, teardown),
-        cmocka_unit_test_teardown(test_bad_request_reaches_no_backend, teardown),
-        cmocka_unit_test_teardown(test_refused_backend_502_and_retry, teardown),
-        cmocka_unit_test_teardown(test_backend_error_passed_through, teardown),
+        cmocka_unit_test_teardown(test_forwarded_and_hop_by_hop, fx_teardown),
+        cmocka_unit_test_teardown(test_request_bodies, fx_teardown),
+        cmocka_unit_test_teardown(test_large_chunked_request_streams, fx_teardown),
+        cmocka_unit_test_teardown(test_keepalive_and_pipelining, fx_teardown),
+        cmocka_unit_test_teardown(test_head_and_http10, fx_teardown),
+        cmocka_unit_test_teardown(test_large_response, fx_teardown),
+        cmocka_unit_test_teardown(test_bad_request_reaches_no_backend, fx_teardown),
+        cmocka_unit_test_teardown(test_refused_backend_502_and_retry, fx_teardown),
+        cmocka_unit_test_teardown(test_backend_error_passed_through, fx_teardown),
     };
 
     return cmocka_run_group_tests_name("integration: http proxying", tests, NULL, NULL);

@@ -16,16 +16,6 @@
 
 #include "tests/integration/fixture.h"
 
-static int
-teardown(void **state)
-{
-    struct fx *f = *state;
-
-    fx_fini(f);
-    free(f);
-    return 0;
-}
-
 static struct fx *
 start(void **state)
 {
@@ -149,9 +139,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_tcp_split, teardown),
-        cmocka_unit_test_teardown(test_tcp_relay_and_half_close, teardown),
-        cmocka_unit_test_teardown(test_tcp_connect_failure_counted, teardown),
+        cmocka_unit_test_teardown(test_tcp_split, fx_teardown),
+        cmocka_unit_test_teardown(test_tcp_relay_and_half_close, fx_teardown),
+        cmocka_unit_test_teardown(test_tcp_connect_failure_counted, fx_teardown),
     };
 
     return cmocka_run_group_tests_name("integration: tcp mode", tests, NULL, NULL);

@@ -18,16 +18,6 @@
 
 #include "tests/integration/fixture.h"
 
-static int
-teardown(void **state)
-{
-    struct fx *f = *state;
-
-    fx_fini(f);
-    free(f);
-    return 0;
-}
-
 static struct fx *
 start(void **state)
 {
@@ -195,10 +185,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_exit_codes, teardown),
-        cmocka_unit_test_teardown(test_status_table_and_socket_mode, teardown),
-        cmocka_unit_test_teardown(test_rollback_promote_switch, teardown),
-        cmocka_unit_test_teardown(test_raw_protocol_errors_change_nothing, teardown),
+        cmocka_unit_test_teardown(test_exit_codes, fx_teardown),
+        cmocka_unit_test_teardown(test_status_table_and_socket_mode, fx_teardown),
+        cmocka_unit_test_teardown(test_rollback_promote_switch, fx_teardown),
+        cmocka_unit_test_teardown(test_raw_protocol_errors_change_nothing, fx_teardown),
     };
 
     return cmocka_run_group_tests_name("integration: admin", tests, NULL, NULL);

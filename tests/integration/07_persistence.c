@@ -16,25 +16,11 @@
 
 #include "tests/integration/fixture.h"
 
-static int
-teardown(void **state)
-{
-    struct fx *f = *state;
-
-    fx_fini(f);
-    free(f);
-    return 0;
-}
-
 static struct fx *
 start(void **state, const char *extra)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    assert_int_equal(fx_init(f, false, 1, extra), 0);
-    assert_int_equal(fx_start_proxy(f, 3), 0);
-    return f;
+    assert_int_equal(fx_open(state, false, 1, extra, 3), 0);
+    return *state;
 }
 
 static void
@@ -115,10 +101,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_weight_survives_kill9, teardown),
-        cmocka_unit_test_teardown(test_rollback_latch_survives_kill9, teardown),
-        cmocka_unit_test_teardown(test_corrupt_state_stops_startup, teardown),
-        cmocka_unit_test_teardown(test_sigterm_exits_zero, teardown),
+        cmocka_unit_test_teardown(test_weight_survives_kill9, fx_teardown),
+        cmocka_unit_test_teardown(test_rollback_latch_survives_kill9, fx_teardown),
+        cmocka_unit_test_teardown(test_corrupt_state_stops_startup, fx_teardown),
+        cmocka_unit_test_teardown(test_sigterm_exits_zero, fx_teardown),
     };
 
     return cmocka_run_group_tests_name("integration: persistence", tests, NULL, NULL);

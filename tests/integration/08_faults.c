@@ -26,16 +26,6 @@
 
 #define GET_ROOT "GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
-static int
-teardown(void **state)
-{
-    struct fx *f = *state;
-
-    fx_fini(f);
-    free(f);
-    return 0;
-}
-
 static struct fx *
 start(void **state, unsigned nservers, const char *extra)
 {
@@ -549,18 +539,18 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_refused_502, teardown),
-        cmocka_unit_test_teardown(test_refused_retried_on_other_server, teardown),
-        cmocka_unit_test_teardown(test_reset_before_head_502, teardown),
-        cmocka_unit_test_teardown(test_close_before_head_502, teardown),
-        cmocka_unit_test_teardown(test_garbage_502_connection_closed, teardown),
-        cmocka_unit_test_teardown(test_invalid_framing_502, teardown),
-        cmocka_unit_test_teardown(test_bad_chunk_size_cuts_response, teardown),
-        cmocka_unit_test_teardown(test_response_head_over_limit_502, teardown),
-        cmocka_unit_test_teardown(test_midbody_reset_content_length, teardown),
-        cmocka_unit_test_teardown(test_midbody_reset_chunked_has_no_last_chunk, teardown),
-        cmocka_unit_test_teardown(test_client_gone_aborts_upstream, teardown),
-        cmocka_unit_test_teardown(test_client_gone_mid_body, teardown),
+        cmocka_unit_test_teardown(test_refused_502, fx_teardown),
+        cmocka_unit_test_teardown(test_refused_retried_on_other_server, fx_teardown),
+        cmocka_unit_test_teardown(test_reset_before_head_502, fx_teardown),
+        cmocka_unit_test_teardown(test_close_before_head_502, fx_teardown),
+        cmocka_unit_test_teardown(test_garbage_502_connection_closed, fx_teardown),
+        cmocka_unit_test_teardown(test_invalid_framing_502, fx_teardown),
+        cmocka_unit_test_teardown(test_bad_chunk_size_cuts_response, fx_teardown),
+        cmocka_unit_test_teardown(test_response_head_over_limit_502, fx_teardown),
+        cmocka_unit_test_teardown(test_midbody_reset_content_length, fx_teardown),
+        cmocka_unit_test_teardown(test_midbody_reset_chunked_has_no_last_chunk, fx_teardown),
+        cmocka_unit_test_teardown(test_client_gone_aborts_upstream, fx_teardown),
+        cmocka_unit_test_teardown(test_client_gone_mid_body, fx_teardown),
     };
 
     return cmocka_run_group_tests_name("integration: backend faults", tests, NULL, NULL);

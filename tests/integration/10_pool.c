@@ -26,16 +26,6 @@
 #define GET_ROOT "GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 #define POST_ROOT "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
 
-static int
-teardown(void **state)
-{
-    struct fx *f = *state;
-
-    fx_fini(f);
-    free(f);
-    return 0;
-}
-
 static struct fx *
 start(void **state, const char *extra)
 {
@@ -385,16 +375,16 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_sequential_requests_share_one_connection, teardown),
-        cmocka_unit_test_teardown(test_large_responses_are_pooled, teardown),
-        cmocka_unit_test_teardown(test_max_idle_bounds_the_pool, teardown),
-        cmocka_unit_test_teardown(test_max_idle_zero_never_pools, teardown),
-        cmocka_unit_test_teardown(test_idle_timeout_closes, teardown),
-        cmocka_unit_test_teardown(test_no_reuse_after_bad_response, teardown),
-        cmocka_unit_test_teardown(test_no_reuse_after_bad_chunk, teardown),
-        cmocka_unit_test_teardown(test_no_reuse_after_incomplete_body, teardown),
-        cmocka_unit_test_teardown(test_stale_connection_get_is_resent, teardown),
-        cmocka_unit_test_teardown(test_stale_connection_post_is_not_resent, teardown),
+        cmocka_unit_test_teardown(test_sequential_requests_share_one_connection, fx_teardown),
+        cmocka_unit_test_teardown(test_large_responses_are_pooled, fx_teardown),
+        cmocka_unit_test_teardown(test_max_idle_bounds_the_pool, fx_teardown),
+        cmocka_unit_test_teardown(test_max_idle_zero_never_pools, fx_teardown),
+        cmocka_unit_test_teardown(test_idle_timeout_closes, fx_teardown),
+        cmocka_unit_test_teardown(test_no_reuse_after_bad_response, fx_teardown),
+        cmocka_unit_test_teardown(test_no_reuse_after_bad_chunk, fx_teardown),
+        cmocka_unit_test_teardown(test_no_reuse_after_incomplete_body, fx_teardown),
+        cmocka_unit_test_teardown(test_stale_connection_get_is_resent, fx_teardown),
+        cmocka_unit_test_teardown(test_stale_connection_post_is_not_resent, fx_teardown),
     };
 
     return cmocka_run_group_tests_name("integration: upstream pool", tests, NULL, NULL);

@@ -235,16 +235,6 @@ static const struct bad_case bad_chunked[] = {
     C("trailer bare CR at end", CH "5\r\nhello\r\n0\r\n\rX", 400),
 };
 
-static int
-teardown(void **state)
-{
-    struct fx *f = *state;
-
-    fx_fini(f);
-    free(f);
-    return 0;
-}
-
 static struct fx *
 start(void **state, unsigned nservers, const char *extra)
 {
@@ -683,15 +673,15 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_bad_request_lines, teardown),
-        cmocka_unit_test_teardown(test_bad_fields_and_host, teardown),
-        cmocka_unit_test_teardown(test_bad_framing, teardown),
-        cmocka_unit_test_teardown(test_bad_chunked_bodies, teardown),
-        cmocka_unit_test_teardown(test_limits, teardown),
-        cmocka_unit_test_teardown(test_pipelined_valid, teardown),
-        cmocka_unit_test_teardown(test_pipelined_valid_then_bad, teardown),
-        cmocka_unit_test_teardown(test_connection_cannot_remove, teardown),
-        cmocka_unit_test_teardown(test_streamed_chunked_error, teardown),
+        cmocka_unit_test_teardown(test_bad_request_lines, fx_teardown),
+        cmocka_unit_test_teardown(test_bad_fields_and_host, fx_teardown),
+        cmocka_unit_test_teardown(test_bad_framing, fx_teardown),
+        cmocka_unit_test_teardown(test_bad_chunked_bodies, fx_teardown),
+        cmocka_unit_test_teardown(test_limits, fx_teardown),
+        cmocka_unit_test_teardown(test_pipelined_valid, fx_teardown),
+        cmocka_unit_test_teardown(test_pipelined_valid_then_bad, fx_teardown),
+        cmocka_unit_test_teardown(test_connection_cannot_remove, fx_teardown),
+        cmocka_unit_test_teardown(test_streamed_chunked_error, fx_teardown),
     };
 
     return cmocka_run_group_tests_name("integration: malformed requests", tests, NULL, NULL);

@@ -29,25 +29,11 @@
 #define TICK_WAIT_MS   3000        /* generous: a rollback takes one 100 ms tick */
 #define QUIET_MS       500         /* five ticks: long enough for a breach to act */
 
-static int
-teardown(void **state)
-{
-    struct fx *f = *state;
-
-    fx_fini(f);
-    free(f);
-    return 0;
-}
-
 static struct fx *
 start(void **state, const char *extra)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    assert_int_equal(fx_init(f, false, 1, extra), 0);
-    assert_int_equal(fx_start_proxy(f, 7), 0);
-    return f;
+    assert_int_equal(fx_open(state, false, 1, extra, 7), 0);
+    return *state;
 }
 
 /* When > 0, drive() notes in mark_rt_ms the real time (ms since the epoch,
@@ -587,16 +573,16 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_error_rate_rolls_back, teardown),
-        cmocka_unit_test_teardown(test_p99_rolls_back, teardown),
-        cmocka_unit_test_teardown(test_ratio_to_legacy_rolls_back, teardown),
-        cmocka_unit_test_teardown(test_legacy_failing_does_not_roll_back, teardown),
-        cmocka_unit_test_teardown(test_no_rollback_under_min_requests, teardown),
-        cmocka_unit_test_teardown(test_latch_survives_kill9, teardown),
-        cmocka_unit_test_teardown(test_freeze_holds_weight, teardown),
-        cmocka_unit_test_teardown(test_operator_weight_clears_latch, teardown),
-        cmocka_unit_test_teardown(test_new_down_rolls_back, teardown),
-        cmocka_unit_test_teardown(test_new_down_falls_back_by_default, teardown),
+        cmocka_unit_test_teardown(test_error_rate_rolls_back, fx_teardown),
+        cmocka_unit_test_teardown(test_p99_rolls_back, fx_teardown),
+        cmocka_unit_test_teardown(test_ratio_to_legacy_rolls_back, fx_teardown),
+        cmocka_unit_test_teardown(test_legacy_failing_does_not_roll_back, fx_teardown),
+        cmocka_unit_test_teardown(test_no_rollback_under_min_requests, fx_teardown),
+        cmocka_unit_test_teardown(test_latch_survives_kill9, fx_teardown),
+        cmocka_unit_test_teardown(test_freeze_holds_weight, fx_teardown),
+        cmocka_unit_test_teardown(test_operator_weight_clears_latch, fx_teardown),
+        cmocka_unit_test_teardown(test_new_down_rolls_back, fx_teardown),
+        cmocka_unit_test_teardown(test_new_down_falls_back_by_default, fx_teardown),
     };
 
     return cmocka_run_group_tests_name("integration: automatic rollback", tests, NULL, NULL);

@@ -29,25 +29,11 @@
                       "\"rollback\": {\"window_s\": 3, \"min_requests\": 5}"
 #define MAX_WALK_MS 20000        /* generous bound for a whole plan of 1 s steps */
 
-static int
-teardown(void **state)
-{
-    struct fx *f = *state;
-
-    fx_fini(f);
-    free(f);
-    return 0;
-}
-
 static struct fx *
 start(void **state, const char *extra)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    assert_int_equal(fx_init(f, false, 1, extra), 0);
-    assert_int_equal(fx_start_proxy(f, 11), 0);
-    return f;
+    assert_int_equal(fx_open(state, false, 1, extra, 11), 0);
+    return *state;
 }
 
 /* Sends <n> GET / on keep-alive connections and counts the answers by
@@ -395,11 +381,11 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_plan_walks_to_promoted, teardown),
-        cmocka_unit_test_teardown(test_plan_pause_holds, teardown),
-        cmocka_unit_test_teardown(test_plan_abort_stops, teardown),
-        cmocka_unit_test_teardown(test_plan_rolled_back_midway, teardown),
-        cmocka_unit_test_teardown(test_plan_refusals, teardown),
+        cmocka_unit_test_teardown(test_plan_walks_to_promoted, fx_teardown),
+        cmocka_unit_test_teardown(test_plan_pause_holds, fx_teardown),
+        cmocka_unit_test_teardown(test_plan_abort_stops, fx_teardown),
+        cmocka_unit_test_teardown(test_plan_rolled_back_midway, fx_teardown),
+        cmocka_unit_test_teardown(test_plan_refusals, fx_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -39,16 +39,6 @@
                        "\"interval_ms\": " #ms ", \"timeout_ms\": " #to ", \"rise\": 1, " \
                        "\"fall\": 1 }"
 
-static int
-teardown(void **state)
-{
-    struct fx *f = *state;
-
-    fx_fini(f);
-    free(f);
-    return 0;
-}
-
 /* "127.0.0.1:PORT" of backend <i> of <side>, quoted, into <buf>. */
 static const char *
 be(const struct fx *f, int side, int i, char *buf, size_t len)
@@ -634,13 +624,13 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_reload_under_load, teardown),
-        cmocka_unit_test_teardown(test_failed_reload_keeps_config, teardown),
-        cmocka_unit_test_teardown(test_add_and_remove_service, teardown),
-        cmocka_unit_test_teardown(test_inflight_survives_server_removal, teardown),
-        cmocka_unit_test_teardown(test_latch_survives_reload, teardown),
-        cmocka_unit_test_teardown(test_health_checks_across_reloads, teardown),
-        cmocka_unit_test_teardown(test_tcp_tunnel_survives_reload, teardown),
+        cmocka_unit_test_teardown(test_reload_under_load, fx_teardown),
+        cmocka_unit_test_teardown(test_failed_reload_keeps_config, fx_teardown),
+        cmocka_unit_test_teardown(test_add_and_remove_service, fx_teardown),
+        cmocka_unit_test_teardown(test_inflight_survives_server_removal, fx_teardown),
+        cmocka_unit_test_teardown(test_latch_survives_reload, fx_teardown),
+        cmocka_unit_test_teardown(test_health_checks_across_reloads, fx_teardown),
+        cmocka_unit_test_teardown(test_tcp_tunnel_survives_reload, fx_teardown),
     };
 
     return cmocka_run_group_tests_name("integration: configuration reload", tests, NULL, NULL);

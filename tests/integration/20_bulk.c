@@ -31,16 +31,6 @@
 #define BULK_BYTES  (8u << 20)         /* per echo */
 #define BULK_WAIT_MS 30000             /* bound of one echo */
 
-static int
-teardown(void **state)
-{
-    struct fx *f = *state;
-
-    fx_fini(f);
-    free(f);
-    return 0;
-}
-
 static struct fx *
 start(void **state, bool tcp)
 {
@@ -352,12 +342,12 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_tcp_bulk_echo_and_half_close, teardown),
-        cmocka_unit_test_teardown(test_tcp_bulk_keeps_going_after_echo, teardown),
-        cmocka_unit_test_teardown(test_tcp_splice_capped_by_fd_limit, teardown),
-        cmocka_unit_test_teardown(test_http_big_responses, teardown),
-        cmocka_unit_test_teardown(test_http_big_request_body_echoed, teardown),
-        cmocka_unit_test_teardown(test_http_upgraded_tunnel_bulk, teardown),
+        cmocka_unit_test_teardown(test_tcp_bulk_echo_and_half_close, fx_teardown),
+        cmocka_unit_test_teardown(test_tcp_bulk_keeps_going_after_echo, fx_teardown),
+        cmocka_unit_test_teardown(test_tcp_splice_capped_by_fd_limit, fx_teardown),
+        cmocka_unit_test_teardown(test_http_big_responses, fx_teardown),
+        cmocka_unit_test_teardown(test_http_big_request_body_echoed, fx_teardown),
+        cmocka_unit_test_teardown(test_http_upgraded_tunnel_bulk, fx_teardown),
     };
 
     return cmocka_run_group_tests_name("integration: bulk bytes intact", tests, NULL, NULL);

@@ -23,25 +23,11 @@
 
 #define NCONN 64
 
-static int
-teardown(void **state)
-{
-    struct fx *f = *state;
-
-    fx_fini(f);
-    free(f);
-    return 0;
-}
-
 static struct fx *
 start(void **state, const char *extra)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    assert_int_equal(fx_init(f, false, 1, extra), 0);
-    assert_int_equal(fx_start_proxy(f, 7), 0);
-    return f;
+    assert_int_equal(fx_open(state, false, 1, extra, 7), 0);
+    return *state;
 }
 
 /* Sends <len> bytes of <raw> on <fd> and reads one response into <r>
@@ -219,10 +205,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_parked_connections_serve_again, teardown),
-        cmocka_unit_test_teardown(test_parked_connection_idle_timeout, teardown),
+        cmocka_unit_test_teardown(test_parked_connections_serve_again, fx_teardown),
+        cmocka_unit_test_teardown(test_parked_connection_idle_timeout, fx_teardown),
         cmocka_unit_test_teardown(test_reload_between_requests_of_a_parked_connection,
-                                  teardown),
+                                  fx_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -124,6 +124,33 @@ fx_fini(struct fx *f)
     f->dir = NULL;
 }
 
+/* For a test whose cmocka state is a struct fx: allocates it into *<state>
+ * (so the teardown finds it even when a step fails), initializes it
+ * (fx_init) and starts cutoverd with <seed>. Returns 0 or -1. */
+static inline int
+fx_open(void **state, bool tcp, unsigned nservers, const char *extra, unsigned seed)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+
+    *state = f;
+    if (f == NULL || fx_init(f, tcp, nservers, extra) != 0)
+        return -1;
+    return fx_start_proxy(f, seed);
+}
+
+/* cmocka teardown of fx_open(): stops everything, removes the directory. */
+static inline int
+fx_teardown(void **state)
+{
+    struct fx *f = *state;
+
+    if (f != NULL) {
+        fx_fini(f);
+        free(f);
+    }
+    return 0;
+}
+
 /* Sends <n> GET <path> requests on one keep-alive connection (with
  * <hdr>(i) extra header lines when <hdr> is not NULL) and counts the
  * answers of each backend by body. Returns 0 or -1. */
