@@ -22,7 +22,7 @@ ifneq ($(SANITIZE),)
 SANFLAGS  = -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 ALL_CFLAGS = $(WARN) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(SANFLAGS)
-LDLIBS_ALL = $(PKG_LIBS) -lm
+LDLIBS_ALL = $(PKG_LIBS) -lm -pthread
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 
 ROUTER_SRC = router/router.c router/conf.c
@@ -32,7 +32,7 @@ ADMIN_SRC  = admin/log.c admin/xmalloc.c admin/ctl_proto.c admin/control.c admin
              admin/store.c admin/audit.c admin/socket.c admin/metrics.c \
              admin/tokens.c admin/http_parse.c admin/http.c
 PROXY_SRC  = proxy/http1.c proxy/conf.c proxy/server.c proxy/http.c proxy/tcp.c proxy/pool.c \
-             proxy/tick.c proxy/metrics.c proxy/accesslog.c proxy/io.c
+             proxy/tick.c proxy/metrics.c proxy/accesslog.c proxy/io.c proxy/worker.c
 LIB_SRC    = $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB        = $(BUILD)/libcutover.a

@@ -96,7 +96,8 @@ void
 hl_window_reset(struct hl_window *w)
 {
     w->newest_sec = 0;
-    memset(w->b, 0, sizeof w->b);
+    /* only the ring's first window_s buckets are ever used */
+    memset(w->b, 0, (size_t)w->window_s * sizeof w->b[0]);
 }
 
 void

@@ -1756,7 +1756,7 @@ px_http_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sa
     (void)salen;
     c->svc = svc;
     c->srv = srv;
-    c->id = ++srv->next_conn_id;
+    c->id = px_srv_conn_id(srv);
     c->cref = px_confref_get(svc->cref);
     c->conf = svc->conf;
     c->side = RT_NONE;

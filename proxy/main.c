@@ -38,6 +38,7 @@
 #include "proxy/metrics.h"
 #include "proxy/server.h"
 #include "proxy/tick.h"
+#include "proxy/worker.h"
 #include "router/router.h"
 
 static void
@@ -50,6 +51,89 @@ usage(FILE *f)
             "  -d        debug logging\n"
             "  -R SEED   seed of the random draws (tests; default: from the kernel)\n"
             "  -h        this help\n");
+}
+
+/* ---- jobs: what the main loop applies reaches every worker ------------- */
+
+/* Each runs on a worker's thread with its replica (proxy/worker.h); the
+ * main loop applies the same to its own replica and waits for all. Service
+ * indices are those of the current config: replicas hold the same services
+ * in the same order. */
+
+struct job_svc {
+    unsigned idx;                    /* service */
+    uint32_t weight_bp;              /* routing snapshot to publish */
+    uint64_t generation;
+    int state;                       /* enum adm_state: applied_state */
+    bool reset_new;                  /* empty new's window */
+    enum rt_side side;               /* set_up, switched: the side */
+    unsigned server;                 /* set_up: index in the side */
+    bool up;                         /* set_up: the verdict */
+    int drain_s;                     /* switched: TCP drain, or -1 */
+};
+
+static void
+job_apply(struct px_srv *w, void *arg)
+{
+    const struct job_svc *j = arg;
+    struct px_service *svc = w->svcs[j->idx];
+
+    px_service_publish(svc, j->weight_bp, j->generation);
+    if (j->reset_new)
+        hl_window_reset(&svc->window[RT_NEW]);
+    svc->applied_state = j->state;
+}
+
+static void
+job_set_up(struct px_srv *w, void *arg)
+{
+    const struct job_svc *j = arg;
+    struct px_service *svc = w->svcs[j->idx];
+
+    if (j->server < svc->conf->side[j->side].nservers)
+        px_service_set_up(svc, j->side, j->server, j->up, j->weight_bp, j->generation);
+}
+
+static void
+job_switched(struct px_srv *w, void *arg)
+{
+    const struct job_svc *j = arg;
+    struct px_service *svc = w->svcs[j->idx];
+
+    px_pool_close_side(svc, j->side);
+    if (svc->conf->mode == PX_MODE_TCP && j->drain_s >= 0)
+        px_tcp_drain_side(svc, j->side, j->drain_s);
+}
+
+static void
+job_publish_all(struct px_srv *w, void *arg)
+{
+    struct px_srv *m = arg;
+    unsigned i;
+
+    for (i = 0; i < w->nsvcs && i < m->nsvcs; i++) {
+        px_service_publish(w->svcs[i], m->svcs[i]->snap->weight_bp,
+                           m->svcs[i]->snap->generation);
+        w->svcs[i]->applied_state = m->svcs[i]->applied_state;
+    }
+}
+
+static void
+job_reopen_logs(struct px_srv *w, void *arg)
+{
+    (void)arg;
+    if (w->access_log != NULL)
+        px_access_log_reopen(w->access_log);
+}
+
+static void
+job_stop(struct px_srv *w, void *arg)
+{
+    (void)arg;
+    w->stopping = true;
+    px_srv_stop_listening(w);
+    if (w->conns_active == 0)
+        px_worker_drained(w);
 }
 
 /* ---- active health checks ------------------------------------------- */
@@ -72,6 +156,13 @@ on_health_change(void *arg, bool is_up, unsigned count, const char *why)
 
     if (!px_service_set_up(svc, s->side, s->index, is_up, st->weight_bp, st->generation))
         return;
+    {
+        struct job_svc j = { .idx = svc->idx, .side = s->side, .server = s->index,
+                             .up = is_up, .weight_bp = st->weight_bp,
+                             .generation = st->generation };
+
+        px_workers_run(srv, job_set_up, &j);
+    }
     if (is_up)
         snprintf(reason, sizeof(reason), "%s/%s UP after %u passed check%s", side,
                  s->addr.text, count, count == 1 ? "" : "s");
@@ -152,8 +243,8 @@ health_start_service(struct px_srv *srv, struct px_service *svc)
     unsigned side, k, started = 0;
     int rc = 0;
 
-    if (hc->type == HL_CHECK_NONE)
-        return 0;
+    if (hc->type == HL_CHECK_NONE || srv->worker_id != 0)
+        return 0;                      /* checkers run on the main loop only */
     for (side = 0; side < RT_SIDE__COUNT; side++) {
         for (k = 0; k < svc->conf->side[side].nservers; k++) {
             if (svc->servers[side][k]->check != NULL)
@@ -239,15 +330,20 @@ op_apply(void *arg, unsigned idx, const struct adm_svc_state *st)
     bool in_plan = svc->applied_state == ADM_ST_PROGRESSING ||
                    svc->applied_state == ADM_ST_PAUSED || st->state == ADM_ST_PROGRESSING;
 
-    px_service_publish(svc, st->weight_bp, st->generation);
     /* New's window starts afresh when an operator clears the latch (so the
      * errors that caused a rollback do not re-trigger it) and when an
      * operator moves the weight outside a plan. A plan's steps, pause and
      * resume keep the evidence: a new side that degrades across steps is
      * still caught. */
-    if ((was_latched && !latched) || (!latched && !in_plan && st->weight_bp != from))
-        hl_window_reset(&svc->window[RT_NEW]);
-    svc->applied_state = (int)st->state;
+    struct job_svc j = {
+        .idx = idx, .weight_bp = st->weight_bp, .generation = st->generation,
+        .state = (int)st->state,
+        .reset_new = (was_latched && !latched) || (!latched && !in_plan && st->weight_bp != from),
+    };
+
+    /* every worker routes by the new snapshot before the command returns */
+    job_apply(srv, &j);
+    px_workers_run(srv, job_apply, &j);
     {
         char f[16], t[16], g[24];
 
@@ -279,13 +375,13 @@ side_status(struct px_service *svc, enum rt_side side, uint64_t now_ms)
 
     for (i = 0; i < sc->nservers; i++) {
         const struct px_server_rt *s = svc->servers[side][i];
-        json_t *so = json_pack("{s:s, s:b, s:I, s:I, s:I, s:i}",
+        json_t *so = json_pack("{s:s, s:b, s:I, s:I, s:I, s:I}",
                                "addr", sc->servers[i].text,
                                "up", s->up,
                                "requests", (json_int_t)s->requests,
                                "failures", (json_int_t)s->failures,
                                "reused", (json_int_t)s->reused,
-                               "idle", (int)s->nidle);
+                               "idle", (json_int_t)(s->nidle + s->w_idle));
 
         health_server_status(s, so);
         json_array_append_new(servers, so);
@@ -320,8 +416,10 @@ op_status(void *arg, unsigned idx, json_t *obj)
     struct px_service *svc = srv->svcs[idx];
     uint64_t now = px_now_ms(srv);
 
+    px_workers_fold(srv);              /* the workers' counters and windows too */
     json_object_set_new(obj, "mode", json_string(svc->conf->mode == PX_MODE_TCP ? "tcp" : "http"));
-    json_object_set_new(obj, "connections", json_integer((json_int_t)svc->conns_active));
+    json_object_set_new(obj, "connections",
+                        json_integer((json_int_t)(svc->conns_active + svc->w_conns)));
     json_object_set_new(obj, "legacy", side_status(svc, RT_LEGACY, now));
     json_object_set_new(obj, "new", side_status(svc, RT_NEW, now));
 }
@@ -330,13 +428,12 @@ static void
 op_switched(void *arg, unsigned idx, enum rt_side left, int drain_s)
 {
     struct px_srv *srv = arg;
-    struct px_service *svc = srv->svcs[idx];
+    struct job_svc j = { .idx = idx, .side = left, .drain_s = drain_s };
 
     /* HTTP: requests in flight finish; idle pooled connections to the side
      * left are closed now */
-    px_pool_close_side(svc, left);
-    if (svc->conf->mode == PX_MODE_TCP && drain_s >= 0)
-        px_tcp_drain_side(svc, left, drain_s);
+    job_switched(srv, &j);
+    px_workers_run(srv, job_switched, &j);
 }
 
 static const struct adm_ops px_ops = {
@@ -355,7 +452,14 @@ static const struct adm_ops px_ops = {
  * ever sees half of it. What survives and how is in server.h ("Lifetimes
  * across a configuration reload") and docs/DESIGN.md. */
 
-#define RELOAD_TEXT_MAX 2048         /* bytes of the "+a -b ~c" summary */
+#define RELOAD_TEXT_MAX 2048
+
+/* A reload is committed on every replica; the main loop's tells the story. */
+#define rlog(srv, ...)                                                         \
+    do {                                                                       \
+        if ((srv)->worker_id == 0)                                             \
+            log_at(__VA_ARGS__);                                               \
+    } while (0)         /* bytes of the "+a -b ~c" summary */
 
 struct reload {
     struct px_conf *conf;            /* owned until the commit: the new config */
@@ -588,7 +692,7 @@ reload_service_keep(struct px_srv *srv, struct px_service *svc, struct px_confre
             }
             if (now[k] == NULL) {
                 now[k] = px_server_rt_new(svc, (enum rt_side)side, k, a);
-                log_at(LL_INFO, "reload", 0, "service %s: %s server %s added (up)",
+                rlog(srv, LL_INFO, "reload", 0, "service %s: %s server %s added (up)",
                        sc->name, rt_side_names[side], a->text);
             }
             now[k]->index = k;
@@ -599,10 +703,16 @@ reload_service_keep(struct px_srv *srv, struct px_service *svc, struct px_confre
 
             if (s == NULL)
                 continue;
-            /* requests in flight to it finish (they hold a reference) */
-            log_at(LL_INFO, "reload", 0, "service %s: %s server %s removed; %u reference(s) "
-                   "in flight finish", sc->name, rt_side_names[side], s->addr.text,
-                   s->refs - 1);
+            /* requests in flight to it finish (they hold a reference); a
+             * worker speaks only of those it has */
+            if (srv->worker_id == 0)
+                log_at(LL_INFO, "reload", 0, "service %s: %s server %s removed; %u "
+                       "reference(s) in flight finish", sc->name, rt_side_names[side],
+                       s->addr.text, s->refs - 1);
+            else if (s->refs > 1)
+                log_at(LL_INFO, "reload", 0, "service %s: %s server %s removed; %u "
+                       "reference(s) in flight finish (worker %u)", sc->name,
+                       rt_side_names[side], s->addr.text, s->refs - 1, srv->worker_id);
             px_pool_close_server(s);
             hl_check_free(s->check);
             s->check = NULL;
@@ -617,7 +727,7 @@ reload_service_keep(struct px_srv *srv, struct px_service *svc, struct px_confre
         }
     }
     if (old->rollback.window_s != sc->rollback.window_s)
-        log_at(LL_INFO, "reload", 0, "service %s: rollback.window_s %u -> %u: both windows "
+        rlog(srv, LL_INFO, "reload", 0, "service %s: rollback.window_s %u -> %u: both windows "
                "start afresh", sc->name, old->rollback.window_s, sc->rollback.window_s);
     memset(&svc->cursor, 0, sizeof(svc->cursor));
     svc->conf = sc;
@@ -638,7 +748,7 @@ reload_service_keep(struct px_srv *srv, struct px_service *svc, struct px_confre
             if (sc->health.type == HL_CHECK_NONE && !s->up) {
                 /* nothing would ever mark it up again */
                 s->up = true;
-                log_at(LL_INFO, "reload", 0, "service %s: %s server %s: no health checks "
+                rlog(srv, LL_INFO, "reload", 0, "service %s: %s server %s: no health checks "
                        "any more: up", sc->name, rt_side_names[side], s->addr.text);
             }
             if (s->check != NULL)
@@ -660,28 +770,27 @@ reload_service_retire(struct px_srv *srv, struct px_service *svc)
     px_pool_close_side(svc, RT_LEGACY);
     px_pool_close_side(svc, RT_NEW);
     if (svc->conns_active == 0) {
-        log_at(LL_INFO, "reload", 0, "service %s removed", svc->conf->name);
+        rlog(srv, LL_INFO, "reload", 0, "service %s removed", svc->conf->name);
         px_service_free(svc);
         return;
     }
-    log_at(LL_INFO, "reload", 0, "service %s removed: its %llu open connection(s) finish "
+    rlog(srv, LL_INFO, "reload", 0, "service %s removed: its %llu open connection(s) finish "
            "first", svc->conf->name, (unsigned long long)svc->conns_active);
     svc->retired_next = srv->retired;
     srv->retired = svc;
     px_http_close_idle(svc);           /* may free it: the last statement */
 }
 
-/* Commit: cannot fail. */
+/* Commit on replica <srv>: cannot fail. Takes over the reference <cref>
+ * (the new generation, r->conf wrapped). */
 static void
-reload_commit(struct px_srv *srv, struct reload *r)
+reload_commit(struct px_srv *srv, struct reload *r, struct px_confref *cref)
 {
-    struct px_confref *cref = px_confref_new(r->conf, srv->conf_generation + 1);
     struct px_service **olds = srv->svcs, **news = xcalloc(r->n, sizeof(*news));
     struct evconnlistener ***lst = xcalloc(r->n, sizeof(*lst));
     unsigned nold = srv->nsvcs, i, k;
     bool *kept = xcalloc(nold > 0 ? nold : 1, sizeof(*kept));
 
-    r->conf = NULL;                    /* owned by <cref> now */
     /* listeners: bound ones, then kept sockets taken out of the old arrays
      * (so that what is left there is what the new config dropped) */
     for (i = 0; i < r->n; i++) {
@@ -694,7 +803,7 @@ reload_commit(struct px_srv *srv, struct reload *r)
             if (r->bound[i][k] != NULL) {
                 lst[i][k] = r->bound[i][k];
                 r->bound[i][k] = NULL;
-                log_at(LL_INFO, "listen", 0, "service %s (%s) listening on %s", sc->name,
+                rlog(srv, LL_INFO, "listen", 0, "service %s (%s) listening on %s", sc->name,
                        sc->mode == PX_MODE_TCP ? "tcp" : "http", sc->listen[k].text);
             } else if ((at = listener_find(srv, &sc->listen[k])) != NULL) {
                 lst[i][k] = *at;
@@ -709,7 +818,7 @@ reload_commit(struct px_srv *srv, struct reload *r)
             if (svc->listeners[k] == NULL)
                 continue;
             summary_add(r->listeners, '-', svc->conf->listen[k].text);
-            log_at(LL_INFO, "listen", 0, "service %s: no longer listening on %s",
+            rlog(srv, LL_INFO, "listen", 0, "service %s: no longer listening on %s",
                    svc->conf->name, svc->conf->listen[k].text);
             evconnlistener_free(svc->listeners[k]);
         }
@@ -728,12 +837,13 @@ reload_commit(struct px_srv *srv, struct reload *r)
         } else {
             svc = xcalloc(1, sizeof(*svc));
             px_service_init(svc, srv, cref, i);
-            log_at(LL_INFO, "reload", 0, "service %s added", svc->conf->name);
+            rlog(srv, LL_INFO, "reload", 0, "service %s added", svc->conf->name);
             health_start_service(srv, svc);
         }
         svc->listeners = lst[i];
         for (k = 0; k < svc->conf->nlisten; k++)
-            px_listener_attach(svc->listeners[k], svc);
+            if (svc->listeners[k] != NULL)   /* a worker that could not bind */
+                px_listener_attach(svc->listeners[k], svc);
         news[i] = svc;
     }
     for (i = 0; i < r->n; i++)
@@ -757,6 +867,42 @@ reload_commit(struct px_srv *srv, struct reload *r)
     free(lst);
 }
 
+/* The reload on a worker's replica: bind the addresses it does not listen
+ * on yet (SO_REUSEPORT beside the main loop's, which bound them first), then
+ * the same commit. */
+struct job_reload {
+    struct px_confref *cref;         /* the new generation */
+    const int *old_of_new;           /* as the main loop's prepare found */
+    unsigned n;
+};
+
+static void
+job_reload(struct px_srv *w, void *arg)
+{
+    const struct job_reload *j = arg;
+    struct reload r;
+    unsigned i, k;
+
+    memset(&r, 0, sizeof(r));
+    r.n = j->n;
+    r.old_of_new = (int *)j->old_of_new;
+    r.bound = xcalloc(r.n > 0 ? r.n : 1, sizeof(*r.bound));
+    for (i = 0; i < r.n; i++) {
+        const struct px_service_conf *sc = &j->cref->conf->services[i];
+
+        r.bound[i] = xcalloc(sc->nlisten > 0 ? sc->nlisten : 1, sizeof(*r.bound[i]));
+        for (k = 0; k < sc->nlisten; k++) {
+            if (listener_find(w, &sc->listen[k]) != NULL)
+                continue;
+            r.bound[i][k] = px_listener_new(w, &sc->listen[k]);
+            if (r.bound[i][k] == NULL)
+                log_at(LL_ERR, "reload", 0, "worker %u: cannot listen on %s: %s; the other "
+                       "workers do", w->worker_id, sc->listen[k].text, strerror(errno));
+        }
+    }
+    reload_commit(w, &r, px_confref_get(j->cref));
+}
+
 /* Every SIGHUP reopens the log files, whether the reload succeeds or not
  * (log rotation sends SIGHUP too). */
 static void
@@ -764,6 +910,7 @@ reload_reopen_logs(struct px_srv *srv)
 {
     if (srv->access_log != NULL)
         px_access_log_reopen(srv->access_log);   /* a failure is logged, the old file kept */
+    px_workers_run(srv, job_reopen_logs, NULL);
 }
 
 /* Writes the audit entry of a reload attempt and its log line. */
@@ -816,6 +963,7 @@ reload(struct px_srv *srv)
         return;
     }
     log_at(LL_INFO, "reload", 0, "SIGHUP: reloading %s", srv->conf->file);
+    px_workers_fold(srv);              /* the workers' counts of servers that may go */
     if (reload_prepare(srv, &r, err, sizeof(err)) < 0)
         goto failed;
     names = xcalloc(r.n, sizeof(*names));
@@ -835,7 +983,16 @@ reload(struct px_srv *srv)
     }
     reload_warn_static(srv->conf, r.conf);
 
-    reload_commit(srv, &r);
+    {
+        struct job_reload j = {
+            .cref = px_confref_new(r.conf, srv->conf_generation + 1),
+            .old_of_new = r.old_of_new, .n = r.n,
+        };
+
+        r.conf = NULL;                 /* owned by the generation now */
+        reload_commit(srv, &r, j.cref);
+        px_workers_run(srv, job_reload, &j);
+    }
     for (i = 0; i < srv->nsvcs; i++)
         adm_control_set_plan(srv->ctl, i, &srv->conf->services[i].plan,
                              srv->conf->services[i].rollback.min_requests);
@@ -848,6 +1005,7 @@ reload(struct px_srv *srv)
         px_service_publish(srv->svcs[i], st->weight_bp, st->generation);
         srv->svcs[i]->applied_state = (int)st->state;
     }
+    px_workers_run(srv, job_publish_all, srv);
     if (srv->tick != NULL)
         px_tick_reconfigure(srv->tick, r.old_of_new, srv->nsvcs);
     srv->reloads++;
@@ -887,8 +1045,16 @@ on_grace_over(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    log_at(LL_WARN, "main", 0, "shutdown grace over with %llu connection(s) open",
-           (unsigned long long)srv->conns_active);
+    px_workers_fold(srv);
+    {
+        uint64_t open = srv->conns_active;
+        unsigned i;
+
+        for (i = 0; i < srv->nsvcs; i++)
+            open += srv->svcs[i]->w_conns;
+        log_at(LL_WARN, "main", 0, "shutdown grace over with %llu connection(s) open",
+               (unsigned long long)open);
+    }
     event_base_loopexit(srv->base, NULL);
 }
 
@@ -911,7 +1077,8 @@ on_signal_stop(evutil_socket_t sig, short what, void *arg)
                     (unsigned long long)srv->conns_active) < 0)
         log_at(LL_WARN, "main", 0, "sd_notify STOPPING: %s", strerror(errno));
     px_srv_stop_listening(srv);
-    if (srv->conns_active == 0) {
+    px_workers_run(srv, job_stop, NULL);
+    if (srv->conns_active == 0 && px_workers_drained(srv)) {
         event_base_loopexit(srv->base, NULL);
         return;
     }
@@ -1159,28 +1326,12 @@ main(int argc, char **argv)
     /* from here the config is shared by reference (server.h, rule 1) */
     srv.conf_generation = 1;
     srv.cref = px_confref_new(srv.conf, srv.conf_generation);
-    {
-        /* epoll changes are batched and applied at the next epoll_wait: an
-         * interest switched on and off in one loop pass costs no system
-         * call. Its caveat (a dup()ed descriptor closed while its twin
-         * stays registered) does not apply: no descriptor is ever dup()ed. */
-        struct event_config *ecfg = event_config_new();
-
-        if (ecfg != NULL) {
-            event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-            srv.base = event_base_new_with_config(ecfg);
-            event_config_free(ecfg);
-        }
-        if (srv.base == NULL)
-            srv.base = event_base_new();
-    }
+    srv.base = px_event_base_new();
     if (srv.base == NULL) {
         log_at(LL_ERR, "main", 0, "cannot create the event loop");
         goto out;
     }
-    if (srv.conf->workers > 1)
-        log_at(LL_WARN, "main", 0, "workers %u: this version runs one event loop; "
-               "the setting is not applied yet", srv.conf->workers);
+    srv.nworkers = px_workers_resolve(srv.conf->workers);
     services_init(&srv);
     {
         struct timespec now;
@@ -1262,12 +1413,14 @@ main(int argc, char **argv)
         goto out;
     if (px_srv_listen(&srv) < 0)
         goto out;
+    if (px_workers_start(&srv) < 0)
+        goto out;
     if ((tick = px_tick_new(&srv)) == NULL)
         goto out;
     srv.tick = tick;
 
-    log_at(LL_INFO, "main", 0, "ready: %u service(s), admin socket %s, state %s",
-           srv.nsvcs, sock, state_file);
+    log_at(LL_INFO, "main", 0, "ready: %u service(s), %u worker(s), admin socket %s, state %s",
+           srv.nsvcs, srv.nworkers, sock, state_file);
     /* systemd (Type=notify): the listeners accept from here on */
     if (adm_notifyf("READY=1\nSTATUS=serving %u service(s)\nMAINPID=%ld", srv.nsvcs,
                     (long)getpid()) < 0)
@@ -1292,6 +1445,7 @@ out:
     if (ev_hup != NULL)
         event_free(ev_hup);
     px_tick_free(tick);
+    px_workers_free(&srv);             /* they close what they still hold */
     adm_http_free(admin_http);         /* before the control plane it calls */
     adm_tokens_free(tokens);
     srv_free(&srv);

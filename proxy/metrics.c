@@ -16,6 +16,7 @@
 #include "admin/metrics.h"
 #include "proxy/metrics.h"
 #include "proxy/server.h"
+#include "proxy/worker.h"
 
 static const char *const class_names[5] = { "2xx", "3xx", "4xx", "5xx", "error" };
 
@@ -179,7 +180,27 @@ render_control(struct px_srv *srv, struct met_writer *w)
                "Client connections (HTTP) or tunnels (TCP) open now.");
     for (i = 0; i < srv->nsvcs; i++) {
         l[0].value = svc_at(srv, i)->conf->name;
-        met_sample_u64(w, l, 1, svc_at(srv, i)->conns_active);
+        met_sample_u64(w, l, 1, svc_at(srv, i)->conns_active + svc_at(srv, i)->w_conns);
+    }
+}
+
+static void
+render_workers(struct px_srv *srv, struct met_writer *w)
+{
+    struct met_label l[1] = { { "worker", "" } };
+    char id[16];
+    unsigned k;
+
+    met_family(w, "cutover_workers", MET_GAUGE,
+               "Event loops serving traffic (config key workers; 0 there = one per CPU).");
+    met_sample_u64(w, NULL, 0, srv->nworkers);
+    met_family(w, "cutover_worker_accepted_total", MET_COUNTER,
+               "Client connections each worker accepted (0 is the main loop): how evenly "
+               "SO_REUSEPORT spreads them.");
+    for (k = 0; k < srv->nworkers; k++) {
+        snprintf(id, sizeof(id), "%u", k);
+        l[0].value = id;
+        met_sample_u64(w, l, 1, px_workers_accepted(srv, k));
     }
 }
 
@@ -214,8 +235,10 @@ px_metrics_render(struct px_srv *srv, struct evbuffer *out)
 {
     struct met_writer w;               /* ~16 KiB: the names of every family */
 
+    px_workers_fold(srv);              /* the workers' counters, as of now */
     met_init(&w, out);
     render_process(srv, &w);
+    render_workers(srv, &w);
     render_requests(srv, &w);
     render_control(srv, &w);
     render_servers(srv, &w, "cutover_server_up", MET_GAUGE,

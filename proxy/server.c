@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -23,6 +24,7 @@
 #include "admin/xmalloc.h"
 #include "health/check.h"
 #include "proxy/server.h"
+#include "proxy/worker.h"
 
 const uint64_t px_lat_bounds_us[PX_LAT_NBOUNDS] = {
     1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
@@ -33,6 +35,33 @@ const char *const px_err_names[PX_E__COUNT] = {
     "none", "connect", "connect_timeout", "upstream_reset", "upstream_timeout",
     "upstream_bad_response", "no_server",
 };
+
+uint64_t
+px_srv_conn_id(struct px_srv *srv)
+{
+    return (++srv->next_conn_id - 1) * (srv->nworkers > 0 ? srv->nworkers : 1) +
+           srv->worker_id + 1;
+}
+
+struct event_base *
+px_event_base_new(void)
+{
+    /* epoll changes are batched and applied at the next epoll_wait: an
+     * interest switched on and off in one loop pass costs no system call.
+     * Its caveat (a dup()ed descriptor closed while its twin stays
+     * registered) does not apply: no descriptor is ever dup()ed. No locks:
+     * a loop is only ever driven by its own thread (proxy/worker.h). */
+    struct event_config *ecfg = event_config_new();
+    struct event_base *base = NULL;
+
+    if (ecfg != NULL) {
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_NOLOCK);
+        base = event_base_new_with_config(ecfg);
+        event_config_free(ecfg);
+    }
+    return base != NULL ? base : event_base_new();
+}
 
 uint64_t
 px_srv_rand(struct px_srv *srv)
@@ -88,14 +117,14 @@ px_confref_new(struct px_conf *conf, uint64_t generation)
 struct px_confref *
 px_confref_get(struct px_confref *r)
 {
-    r->refs++;
+    __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
     return r;
 }
 
 void
 px_confref_put(struct px_confref *r)
 {
-    if (r == NULL || --r->refs > 0)
+    if (r == NULL || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
     px_conf_free(r->conf);
     free(r);
@@ -304,6 +333,7 @@ on_listener_accept(struct evconnlistener *l, evutil_socket_t fd,
         return;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    svc->srv->accepted++;
     svc->conns_active++;
     svc->srv->conns_active++;
     if (svc->conf->mode == PX_MODE_TCP)
@@ -324,18 +354,41 @@ on_listener_error(struct evconnlistener *l, void *arg)
            svc->conf->name, evutil_socket_error_to_string(e));
 }
 
+/* With several workers every listener sets SO_REUSEPORT, which would also
+ * let this daemon join the sockets of another one of the same user on that
+ * address. The main loop therefore first binds the address plainly: that
+ * fails with EADDRINUSE while anybody listens there. 0, or -1 with errno. */
+static int
+address_free(const struct px_addr *a)
+{
+    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, rc = 0, e = 0;
+
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&a->ss, (socklen_t)a->len) < 0) {
+        rc = -1;
+        e = errno;
+    }
+    close(fd);
+    errno = e;
+    return rc;
+}
+
 struct evconnlistener *
 px_listener_new(struct px_srv *srv, const struct px_addr *a)
 {
-    struct evconnlistener *l;
+    unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE;
 
+    if (srv->nworkers > 1) {
+        if (srv->worker_id == 0 && address_free(a) < 0)
+            return NULL;
+        flags |= LEV_OPT_REUSEABLE_PORT;
+    }
     /* no callback before px_listener_attach(): nothing is accepted before
      * the loop runs again, and a reload binds before it commits */
-    l = evconnlistener_new_bind(srv->base, NULL, NULL,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
-                                LEV_OPT_REUSEABLE, 1024,
-                                (const struct sockaddr *)&a->ss, (int)a->len);
-    return l;
+    return evconnlistener_new_bind(srv->base, NULL, NULL, flags, 1024,
+                                   (const struct sockaddr *)&a->ss, (int)a->len);
 }
 
 void
@@ -365,7 +418,8 @@ px_srv_listen(struct px_srv *srv)
             }
             px_listener_attach(l, svc);
             svc->listeners[i] = l;
-            log_at(LL_INFO, "listen", 0, "service %s (%s) listening on %s",
+            if (srv->worker_id == 0)
+                log_at(LL_INFO, "listen", 0, "service %s (%s) listening on %s",
                    svc->conf->name, svc->conf->mode == PX_MODE_TCP ? "tcp" : "http",
                    a->text);
         }
@@ -421,6 +475,10 @@ px_srv_conn_closed(struct px_srv *srv, struct px_service *svc)
      * itself, after their connections */
     if (svc->retired && svc->conns_active == 0 && !srv->freeing)
         retired_free(srv, svc);
-    if (srv->stopping && srv->conns_active == 0)
-        event_base_loopexit(srv->base, NULL);
+    if (srv->stopping && srv->conns_active == 0) {
+        if (srv->worker_id != 0)
+            px_worker_drained(srv);
+        else if (px_workers_drained(srv))
+            event_base_loopexit(srv->base, NULL);
+    }
 }

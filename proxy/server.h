@@ -78,7 +78,8 @@ struct evbuffer;
 /* One loaded configuration, shared by reference count (rule 1 above). */
 struct px_confref {
     struct px_conf *conf;        /* owned: freed with the last reference */
-    unsigned refs;
+    unsigned refs;               /* atomic: every worker's services and
+                                  * connections share a generation */
     uint64_t generation;         /* 1 at startup, +1 per successful reload */
 };
 
@@ -139,6 +140,8 @@ struct px_server_rt {
     uint64_t requests;           /* requests / connections sent to it */
     uint64_t failures;           /* connect failures and upstream errors */
     uint64_t reused;             /* requests sent on a pooled connection */
+    uint64_t w_idle;             /* main loop: the other workers' idle pooled
+                                  * connections to it at the last px_workers_fold() */
     struct px_pooled *idle;      /* owned: idle keep-alive connections, most recent first */
     unsigned nidle;              /* entries in <idle>, <= pool.max_idle */
     struct px_pooled *spare;     /* owned: list nodes of connections taken out of the
@@ -194,6 +197,8 @@ struct px_service {
     struct log_ratelimit warn_rl;        /* per-request warnings (px_req_warn) */
     struct evconnlistener **listeners;   /* owned, conf->nlisten entries */
     uint64_t conns_active;               /* client connections / tunnels open */
+    uint64_t w_conns;                    /* main loop: the other workers' open ones
+                                          * at the last px_workers_fold() */
     int applied_state;                   /* enum adm_state last applied (main.c) */
     struct px_tcp *tunnels;              /* TCP mode: list of open tunnels (borrowed) */
     struct px_conn *conns;               /* HTTP mode: list of open connections (borrowed) */
@@ -201,8 +206,24 @@ struct px_service {
 
 #define PX_SPARES 64
 
+struct px_workers;
+
+/* One event loop with its own copy of the data plane ("replica"): the main
+ * loop (worker 0, which also runs the control plane: admin, checkers, the
+ * tick, reloads) or one of the worker threads of proxy/worker.c. Replicas
+ * share nothing mutable but the config generations (atomic refcounts); the
+ * main loop reaches a worker's replica only through px_workers_run(). */
 struct px_srv {
     struct event_base *base;             /* owned */
+    unsigned worker_id;                  /* 0: the main loop */
+    unsigned nworkers;                   /* replicas in all, >= 1 */
+    struct px_workers *workers;          /* main loop: owned, the others; NULL
+                                          * with one worker */
+    struct px_srv *main_srv;             /* a worker's: the main loop's replica */
+    uint64_t accepted;                   /* connections this loop accepted */
+    unsigned spliced, spliced_max;       /* TCP tunnels relaying by splice on this
+                                          * loop, and the cap (proxy/tcp.c) */
+    bool spliced_known;                  /* <spliced_max> computed */
     struct px_conf *conf;                /* borrowed from <cref>: the current config */
     struct px_confref *cref;             /* one reference: the current generation */
     struct px_service **svcs;            /* owned, conf->nservices entries */
@@ -241,6 +262,13 @@ struct px_srv {
     char *spare_path[PX_SPARES];
     unsigned nspare_bev, nspare_evb, nspare_path;
 };
+
+/* The next connection id of this loop: ids are unique over all workers
+ * (worker k hands out k+1, k+1+n, ...). */
+uint64_t px_srv_conn_id(struct px_srv *srv);
+
+/* A new event loop for a replica (no locks, batched epoll changes). */
+struct event_base *px_event_base_new(void);
 
 /* A uniform 64-bit random draw (splitmix64 over srv->rng). */
 uint64_t px_srv_rand(struct px_srv *srv);

@@ -54,11 +54,9 @@
 #define PX_SPLICE_MAX    (64u * 1024u)  /* bytes asked of one splice() */
 
 /* Spliced tunnels at a time: their pipes (4 descriptors each) may take at
- * most half of RLIMIT_NOFILE, so that accept() and connect() never run out
- * because of them; beyond, tunnels relay through buffers. One event loop:
- * plain statics. */
-static unsigned px_spliced, px_spliced_max;
-static bool px_spliced_known;
+ * most half of RLIMIT_NOFILE over all workers, so that accept() and
+ * connect() never run out because of them; beyond, tunnels relay through
+ * buffers. Counted per loop (srv->spliced), each loop its share. */
 
 struct px_tcp;
 
@@ -141,7 +139,7 @@ splice_free(struct px_tcp *t)
         sp->pipe[0] = sp->pipe[1] = -1;
     }
     if (t->flags & PX_TF_SPLICE)
-        px_spliced--;
+        t->svc->srv->spliced--;
     t->flags &= ~PX_TF_SPLICE;
 }
 
@@ -444,18 +442,21 @@ splice_start(struct px_tcp *t)
 {
     unsigned ms = t->conf->timeouts.server_idle_ms, d;
     struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
-    struct event_base *base = t->svc->srv->base;
+    struct px_srv *srv = t->svc->srv;
+    struct event_base *base = srv->base;
 
-    if (!px_spliced_known) {
+    if (!srv->spliced_known) {
         struct rlimit rl;
 
-        px_spliced_known = true;
-        px_spliced_max = 64;
+        srv->spliced_known = true;
+        srv->spliced_max = 64;
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-            px_spliced_max = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur / 8 > 1000000
-                             ? 1000000u : (unsigned)(rl.rlim_cur / 8);
+            srv->spliced_max = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur / 8 > 1000000
+                               ? 1000000u : (unsigned)(rl.rlim_cur / 8);
+        if (srv->nworkers > 1)
+            srv->spliced_max /= srv->nworkers;
     }
-    if (px_spliced >= px_spliced_max ||
+    if (srv->spliced >= srv->spliced_max ||
         evbuffer_get_length(bufferevent_get_input(t->down)) > 0)
         return -1;
     for (d = 0; d < 2; d++) {
@@ -481,7 +482,7 @@ splice_start(struct px_tcp *t)
         return -1;
     }
     t->flags |= PX_TF_SPLICE;
-    px_spliced++;
+    srv->spliced++;
     /* the bufferevents only hold the sockets now: no event of theirs runs */
     bufferevent_disable(t->down, EV_READ | EV_WRITE);
     bufferevent_disable(t->up, EV_READ | EV_WRITE);
@@ -581,7 +582,7 @@ px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sal
     t->sp[0].pipe[0] = t->sp[0].pipe[1] = t->sp[1].pipe[0] = t->sp[1].pipe[1] = -1;
     t->cref = px_confref_get(svc->cref);
     t->conf = svc->conf;
-    t->id = ++svc->srv->next_conn_id;
+    t->id = px_srv_conn_id(svc->srv);
     t->t_start_us = px_now_us(svc->srv);
     if (svc->srv->access_log != NULL) {
         px_sockaddr_ip(sa, t->client_ip, sizeof(t->client_ip));

@@ -49,6 +49,7 @@
 #include "health/policy.h"
 #include "proxy/server.h"
 #include "proxy/tick.h"
+#include "proxy/worker.h"
 
 /* Largest replay, in outcomes x window_s; each unit costs about 220
  * additions (two window sums), so a replay stalls the loop for a few ms at
@@ -332,6 +333,7 @@ on_tick_timer(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    px_workers_fold(t->srv);         /* every worker's outcomes since the last tick */
     for (i = 0; i < t->srv->nsvcs; i++) {
         uint64_t now_us = px_now_us(t->srv);
 

@@ -64,6 +64,7 @@ conf_write(struct fx *f, const char *more_listen, const char *new_list,
              "  \"state\": { \"file\": \"%s\" },\n"
              "  \"audit\": { \"file\": \"%s\" },\n"
              "  \"shutdown_grace_ms\": 3000,\n"
+             "  \"workers\": 2,\n"
              "  \"services\": [{\n"
              "    \"name\": \"web\",\n"
              "    \"listen\": [\"127.0.0.1:%d\"%s],\n"
@@ -331,7 +332,7 @@ test_failed_reload_keeps_config(void **state)
     /* semantic error: named with its path */
     conf_write(f, "", be(f, 1, 0, n0, sizeof(n0)),
                ",\n    \"rollback\": { \"max_error_rate\": 2 }", "");
-    snprintf(needle, sizeof(needle), "unchanged: %s:11:19: services[0].rollback."
+    snprintf(needle, sizeof(needle), "unchanged: %s:12:19: services[0].rollback."
              "max_error_rate: must be between 0 and 1", f->conf);
     reload_fails(f, needle);
     assert_int_equal(get_status(f->proxy_port, NULL, 0), 200);

@@ -27,6 +27,9 @@ struct fx {
     pid_t proxy;
     char sock[512], conf[512], log[512], state[512], audit[512];
     char extra[2048];            /* extra service keys, JSON, leading comma included */
+    unsigned workers;            /* "workers": 1 from fx_init(): which worker accepts a
+                                  * connection depends on its source port, so tests of
+                                  * pools and seeded draws pin one; 22_workers sets 2 */
 };
 
 static inline int
@@ -50,6 +53,7 @@ fx_write_conf(struct fx *f)
              "  \"state\": { \"file\": \"%s\" },\n"
              "  \"audit\": { \"file\": \"%s\" },\n"
              "  \"shutdown_grace_ms\": 2000,\n"
+             "  \"workers\": %u,\n"
              "  \"services\": [{\n"
              "    \"name\": \"web\", \"mode\": \"%s\",\n"
              "    \"listen\": [\"127.0.0.1:%d\"],\n"
@@ -57,7 +61,7 @@ fx_write_conf(struct fx *f)
              "    \"new\": { \"servers\": [%s] }%s\n"
              "  }]\n"
              "}\n",
-             f->sock, f->state, f->audit, f->tcp ? "tcp" : "http", f->proxy_port,
+             f->sock, f->state, f->audit, f->workers, f->tcp ? "tcp" : "http", f->proxy_port,
              servers[0], servers[1], f->extra);
     return h_write_file(f->conf, buf);
 }
@@ -72,6 +76,7 @@ fx_init(struct fx *f, bool tcp, unsigned nservers, const char *extra)
     unsigned s, i;
 
     memset(f, 0, sizeof(*f));
+    f->workers = 1;
     f->tcp = tcp;
     f->nservers = nservers;
     if ((f->dir = h_tmpdir()) == NULL)
