@@ -874,6 +874,7 @@ struct job_reload {
     struct px_confref *cref;         /* the new generation */
     const int *old_of_new;           /* as the main loop's prepare found */
     unsigned n;
+    struct px_srv *main;             /* its replica, committed and published */
 };
 
 static void
@@ -901,6 +902,7 @@ job_reload(struct px_srv *w, void *arg)
         }
     }
     reload_commit(w, &r, px_confref_get(j->cref));
+    job_publish_all(w, j->main);
 }
 
 /* Every SIGHUP reopens the log files, whether the reload succeeds or not
@@ -950,6 +952,7 @@ static void
 reload(struct px_srv *srv)
 {
     struct reload r;
+    struct job_reload jr;
     char err[1024], reason[RELOAD_TEXT_MAX * 2 + 64], names_err[512];
     const char **names;
     uint32_t *initial;
@@ -983,16 +986,12 @@ reload(struct px_srv *srv)
     }
     reload_warn_static(srv->conf, r.conf);
 
-    {
-        struct job_reload j = {
-            .cref = px_confref_new(r.conf, srv->conf_generation + 1),
-            .old_of_new = r.old_of_new, .n = r.n,
-        };
-
-        r.conf = NULL;                 /* owned by the generation now */
-        reload_commit(srv, &r, j.cref);
-        px_workers_run(srv, job_reload, &j);
-    }
+    jr = (struct job_reload){
+        .cref = px_confref_new(r.conf, srv->conf_generation + 1),
+        .old_of_new = r.old_of_new, .n = r.n, .main = srv,
+    };
+    r.conf = NULL;                     /* owned by the generation now */
+    reload_commit(srv, &r, jr.cref);
     for (i = 0; i < srv->nsvcs; i++)
         adm_control_set_plan(srv->ctl, i, &srv->conf->services[i].plan,
                              srv->conf->services[i].rollback.min_requests);
@@ -1005,7 +1004,9 @@ reload(struct px_srv *srv)
         px_service_publish(srv->svcs[i], st->weight_bp, st->generation);
         srv->svcs[i]->applied_state = (int)st->state;
     }
-    px_workers_run(srv, job_publish_all, srv);
+    /* the workers commit and publish in one job: a snapshot borrows from
+     * its config, so no event may run between the two */
+    px_workers_run(srv, job_reload, &jr);
     if (srv->tick != NULL)
         px_tick_reconfigure(srv->tick, r.old_of_new, srv->nsvcs);
     srv->reloads++;

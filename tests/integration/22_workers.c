@@ -1,0 +1,790 @@
+/*
+ * workers: 2 through the real cutoverd: the main loop (worker 0, also the
+ * control plane) and one worker thread, each with its own SO_REUSEPORT
+ * listener. Which of them accepts a connection depends on the client's
+ * source port, so every assertion here holds for any distribution: where
+ * both must hold connections, 40 are opened (all on one socket: 2^-39) and
+ * cutover_worker_accepted_total shows that both accepted some. Checked:
+ * both serve and the folded counters are exact; a weight change, rollback,
+ * promote and blue-green switch reach every worker before cutoverctl
+ * returns; a health verdict (down and up again) reaches every worker; the
+ * automatic rollback sees the outcomes of both workers together; a reload
+ * adds and removes a listen address on every worker; SIGTERM drains both
+ * and exits 0 within the grace time; a second daemon cannot join the port.
+ * Every test ends with SIGTERM and exit 0 (so the sanitizers' findings in
+ * either thread fail it). Bounded loops, fixed seeds, 127.0.0.1 only.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/fixture.h"
+
+#define NCONN      40              /* connections per round: both workers get some */
+#define GRACE_MS   2000            /* shutdown_grace_ms of the configs below */
+#define WAIT_MS    10000           /* generous bound of every wait */
+#define QUIET_MS   500             /* five policy ticks */
+#define NEW_PORT(f)    ((f)->port[1][0])
+#define LEGACY_PORT(f) ((f)->port[0][0])
+
+#define HEALTH_FAST ",\n    \"health\": {\"type\": \"http\", \"path\": \"/healthz\", " \
+                    "\"interval_ms\": 150, \"timeout_ms\": 100, \"rise\": 2, \"fall\": 2}"
+
+struct t {
+    struct fx f;
+    int admin_port;              /* admin.listen: GET /metrics */
+    int fds[NCONN + 1];          /* client connections, closed by the teardown */
+    unsigned nfds;
+};
+
+static int
+teardown(void **state)
+{
+    struct t *t = *state;
+    unsigned i;
+
+    if (t != NULL) {
+        for (i = 0; i < t->nfds; i++)
+            if (t->fds[i] >= 0)
+                close(t->fds[i]);
+        fx_fini(&t->f);
+        free(t);
+    }
+    return 0;
+}
+
+/* Writes a config with workers 2 to <path>: admin socket <sock> (and
+ * admin.listen on <admin_port> when > 0), state and audit files <state> and
+ * <audit>, service "web" listening on <listen> (JSON list contents) with
+ * the fixture's backends and the service keys <extra> (leading comma). */
+static void
+conf_write_to(const struct fx *f, const char *path, const char *sock, int admin_port,
+              const char *state, const char *audit, const char *listen, const char *extra)
+{
+    char buf[8192], alisten[64] = "";
+
+    if (admin_port > 0)
+        snprintf(alisten, sizeof(alisten), ", \"listen\": \"127.0.0.1:%d\"", admin_port);
+    snprintf(buf, sizeof(buf),
+             "{\n"
+             "  \"admin\": { \"socket\": \"%s\"%s },\n"
+             "  \"state\": { \"file\": \"%s\" },\n"
+             "  \"audit\": { \"file\": \"%s\" },\n"
+             "  \"shutdown_grace_ms\": %d,\n"
+             "  \"workers\": 2,\n"
+             "  \"services\": [{\n"
+             "    \"name\": \"web\", \"mode\": \"http\",\n"
+             "    \"listen\": [%s],\n"
+             "    \"legacy\": { \"servers\": [\"127.0.0.1:%d\"] },\n"
+             "    \"new\": { \"servers\": [\"127.0.0.1:%d\"] }%s\n"
+             "  }]\n"
+             "}\n",
+             sock, alisten, state, audit, GRACE_MS, listen, LEGACY_PORT(f), NEW_PORT(f),
+             extra != NULL ? extra : "");
+    assert_int_equal(h_write_file(path, buf), 0);
+}
+
+/* The fixture's config, listening on <listen> ("" for the fixture's port). */
+static void
+conf_write(struct t *t, const char *listen, const char *extra)
+{
+    struct fx *f = &t->f;
+    char l0[64];
+
+    if (listen == NULL || listen[0] == '\0') {
+        snprintf(l0, sizeof(l0), "\"127.0.0.1:%d\"", f->proxy_port);
+        listen = l0;
+    }
+    conf_write_to(f, f->conf, f->sock, t->admin_port, f->state, f->audit, listen, extra);
+}
+
+/* Backends, the config with workers 2 and <extra>, cutoverd started (it
+ * listens on the fixture's port and on admin.listen). */
+static struct t *
+start(void **state, const char *extra)
+{
+    struct t *t = calloc(1, sizeof(*t));
+    unsigned i;
+
+    assert_non_null(t);
+    *state = t;
+    for (i = 0; i < NCONN + 1; i++)
+        t->fds[i] = -1;
+    assert_int_equal(fx_init(&t->f, false, 1, NULL), 0);
+    t->f.workers = 2;
+    t->admin_port = h_free_port();
+    conf_write(t, "", extra);
+    assert_int_equal(fx_start_proxy(&t->f, 7), 0);
+    assert_int_equal(h_wait_port(t->admin_port, WAIT_MS), 0);
+    return t;
+}
+
+/* ---- metrics -------------------------------------------------------- */
+
+/* The /metrics text (caller frees). */
+static char *
+scrape(struct t *t)
+{
+    struct h_resp r;
+    char *text;
+
+    memset(&r, 0, sizeof(r));
+    if (h_get(t->admin_port, "/metrics", NULL, &r) != 0)
+        fail_msg("GET /metrics on 127.0.0.1:%d: no answer", t->admin_port);
+    if (r.status != 200)
+        fail_msg("GET /metrics: status %d", r.status);
+    text = strndup(r.body != NULL ? r.body : "", r.body_len);
+    h_resp_free(&r);
+    assert_non_null(text);
+    return text;
+}
+
+/* The value of the series written exactly as <fmt> in <text>; fails the
+ * test when it is absent. */
+static double __attribute__((format(printf, 2, 3)))
+metric(const char *text, const char *fmt, ...)
+{
+    char series[512];
+    const char *p = text;
+    size_t n;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(series, sizeof(series), fmt, ap);
+    va_end(ap);
+    n = strlen(series);
+    while ((p = strstr(p, series)) != NULL) {
+        if ((p == text || p[-1] == '\n') && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+        p += n;
+    }
+    fail_msg("series %s is not in the scrape:\n%s", series, text);
+    return -1;
+}
+
+/* cutover_worker_accepted_total of workers 0 and 1 into acc[]; checks that
+ * there are exactly two workers. */
+static void
+accepted(struct t *t, double acc[2])
+{
+    char *text = scrape(t);
+
+    assert_true(metric(text, "cutover_workers") == 2);
+    acc[0] = metric(text, "cutover_worker_accepted_total{worker=\"0\"}");
+    acc[1] = metric(text, "cutover_worker_accepted_total{worker=\"1\"}");
+    assert_null(strstr(text, "cutover_worker_accepted_total{worker=\"2\"}"));
+    free(text);
+}
+
+/* Both workers accepted some of the connections made since <before> and
+ * <n> in all. */
+static void
+both_accepted(struct t *t, const double before[2], double n)
+{
+    double now[2];
+
+    accepted(t, now);
+    fprintf(stderr, "22_workers: worker 0 accepted %.0f, worker 1 %.0f (of %.0f)\n",
+            now[0] - before[0], now[1] - before[1], n);
+    assert_true(now[0] - before[0] > 0);
+    assert_true(now[1] - before[1] > 0);
+    assert_true(now[0] - before[0] + now[1] - before[1] == n);
+}
+
+/* ---- clients -------------------------------------------------------- */
+
+/* One GET <path> on keep-alive connection <fd> (number <i> in messages):
+ * the answer must be <status> from backend <want> (X-Backend), and the
+ * connection must stay open. */
+static void
+expect_on(int fd, int i, const char *path, int status, const char *want)
+{
+    char req[256], be[64];
+    struct h_resp r;
+
+    memset(&r, 0, sizeof(r));
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: test\r\n\r\n", path);
+    if (h_send_all(fd, req, strlen(req)) != 0 || h_read_response(fd, &r) != 0)
+        fail_msg("connection %d: GET %s got no answer", i, path);
+    if (h_resp_header(&r, "X-Backend", be, sizeof(be)) == NULL)
+        fail_msg("connection %d: answer %d without X-Backend", i, r.status);
+    if (r.status != status || strcmp(be, want) != 0)
+        fail_msg("connection %d: GET %s answered %d by %s, not %d by %s", i, path,
+                 r.status, be, status, want);
+    if (r.closed)
+        fail_msg("connection %d: closed after its answer", i);
+    h_resp_free(&r);
+}
+
+/* Opens NCONN keep-alive connections to <port> into t->fds, each answered
+ * once <status> by <want>. */
+static void
+open_conns(struct t *t, int port, int status, const char *want)
+{
+    unsigned i;
+
+    for (i = 0; i < NCONN; i++) {
+        t->fds[i] = h_connect(port);
+        if (t->fds[i] < 0)
+            fail_msg("connection %u to %d refused", i, port);
+        t->nfds = i + 1;
+        expect_on(t->fds[i], (int)i, "/", status, want);
+    }
+}
+
+/* The next request on each of the NCONN connections: <status> by <want>. */
+static void
+round_all(struct t *t, int status, const char *want)
+{
+    unsigned i;
+
+    for (i = 0; i < NCONN; i++)
+        expect_on(t->fds[i], (int)i, "/", status, want);
+}
+
+/* NCONN GET / on new connections to <port> (Connection: close), each
+ * answered 200; per backend into c[] (legacy, new). */
+static void
+short_gets(int port, int c[2])
+{
+    struct h_resp r;
+    char be[64];
+    int i;
+
+    c[0] = c[1] = 0;
+    memset(&r, 0, sizeof(r));
+    for (i = 0; i < NCONN; i++) {
+        if (h_get(port, "/", NULL, &r) != 0)
+            fail_msg("GET %d on port %d: no answer", i, port);
+        if (r.status != 200 || h_resp_header(&r, "X-Backend", be, sizeof(be)) == NULL)
+            fail_msg("GET %d on port %d: status %d", i, port, r.status);
+        if (strcmp(be, "legacy") == 0)
+            c[0]++;
+        else if (strcmp(be, "new") == 0)
+            c[1]++;
+        else
+            fail_msg("GET %d: unknown backend %s", i, be);
+        h_resp_free(&r);
+    }
+}
+
+/* True when a TCP connect to 127.0.0.1:<port> is refused (quietly: no
+ * harness message). */
+static bool
+refused(int port)
+{
+    struct sockaddr_in sin = { .sin_family = AF_INET };
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), rc, e;
+
+    assert_true(fd >= 0);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin.sin_port = htons((uint16_t)port);
+    rc = connect(fd, (struct sockaddr *)&sin, sizeof(sin));
+    e = errno;
+    close(fd);
+    return rc < 0 && e == ECONNREFUSED;
+}
+
+/* ---- control -------------------------------------------------------- */
+
+static void
+ctl_ok(struct fx *f, const char *a, const char *b)
+{
+    char out[4096];
+    int rc = b != NULL ? fx_ctl(f, out, a, b) : fx_ctl(f, out, a);
+
+    if (rc != 0)
+        fail_msg("cutoverctl %s %s: exit %d: %s %s", a, b != NULL ? b : "", rc, out,
+                 h_ctl_err());
+}
+
+static double
+num(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+
+    if (!json_is_number(v))
+        fail_msg("\"%s\" is not a number", key);
+    return json_number_value(v);
+}
+
+/* counters.<key> of side <side> from status. */
+static double
+side_counter(struct fx *f, const char *side, const char *key)
+{
+    json_t *root, *svc = fx_status(f, &root);
+    double v;
+
+    assert_non_null(svc);
+    v = num(json_object_get(json_object_get(svc, side), "counters"), key);
+    json_decref(root);
+    return v;
+}
+
+static void
+expect_state(struct fx *f, const char *want, double weight)
+{
+    char st[64];
+
+    assert_string_equal(fx_state(f, st, sizeof(st)), want);
+    assert_true(fx_weight(f) == weight);
+}
+
+/* Polls status until server 0 of <side> is <up>. */
+static void
+wait_up(struct fx *f, const char *side, bool up)
+{
+    long long end = h_now_ms() + WAIT_MS;
+
+    for (;;) {
+        json_t *root, *svc = fx_status(f, &root), *s;
+        bool is;
+
+        s = svc != NULL ? json_array_get(json_object_get(json_object_get(svc, side),
+                                                         "servers"), 0) : NULL;
+        is = s != NULL && json_is_true(json_object_get(s, "up"));
+        json_decref(root);
+        if (s != NULL && is == up)
+            return;
+        if (h_now_ms() > end) {
+            h_dump_file(f->log, 3000);
+            fail_msg("%s did not become %s within %d ms", side, up ? "up" : "down", WAIT_MS);
+        }
+        h_sleep_ms(50);
+    }
+}
+
+/* The automatic rollback entries of the audit log (caller decrefs). */
+static json_t *
+auto_rollbacks(struct fx *f)
+{
+    char *text = h_read_file(f->audit), *line, *save = NULL;
+    json_t *all = json_array(), *e;
+
+    for (line = text != NULL ? strtok_r(text, "\n", &save) : NULL; line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        const char *actor, *action;
+
+        e = json_loads(line, 0, NULL);
+        assert_non_null(e);
+        actor = json_string_value(json_object_get(e, "actor"));
+        action = json_string_value(json_object_get(e, "action"));
+        if (actor != NULL && action != NULL && strcmp(actor, "auto") == 0
+            && strcmp(action, "rollback") == 0)
+            json_array_append(all, e);
+        json_decref(e);
+    }
+    free(text);
+    return all;
+}
+
+/* Sends SIGHUP and waits for "configuration generation <gen> loaded". */
+static void
+reload_ok(struct fx *f, unsigned gen)
+{
+    char needle[96];
+
+    snprintf(needle, sizeof(needle), "configuration generation %u loaded", gen);
+    assert_int_equal(kill(f->proxy, SIGHUP), 0);
+    if (h_wait_log(f->log, needle, WAIT_MS) != 0)
+        fail_msg("no \"%s\" in the log", needle);
+}
+
+/* Waits until <pid> exits, up to the monotonic time <deadline_ms>: its exit
+ * status, or -1 when it still runs. */
+static int
+wait_exit(pid_t pid, long long deadline_ms)
+{
+    int status = -1;
+
+    while (h_alive(pid, &status)) {
+        if (h_now_ms() >= deadline_ms)
+            return -1;
+        h_sleep_ms(10);
+    }
+    return status;
+}
+
+/* SIGTERM: cutoverd drains both workers and exits 0 (under the sanitizers
+ * an error or a leak in either makes that fail). */
+static void
+stop_clean(struct fx *f)
+{
+    int rc = h_stop(f->proxy, SIGTERM, 30000);
+
+    if (rc != 0) {
+        h_dump_file(f->log, 6000);
+        fail_msg("cutoverd exited %d after SIGTERM", rc);
+    }
+    f->proxy = 0;
+}
+
+/* ---- tests ---------------------------------------------------------- */
+
+/* 40 connections, one request each, at weight 50: both workers accepted
+ * some, 41 in all (the fixture's readiness probe connected once: it was
+ * queued before any of the 40 on its socket, so it is accepted too); the
+ * folded counters in status and metrics are exact per side. */
+static void
+test_both_workers_serve(void **state)
+{
+    struct t *t = start(state, ",\n    \"weight\": 50");
+    struct fx *f = &t->f;
+    double acc[2], zero[2] = { 0, 0 };
+    long long end;
+    char *text;
+    int c[2];
+
+    short_gets(f->proxy_port, c);
+    assert_int_equal(c[0] + c[1], NCONN);
+    assert_true(c[0] > 0 && c[1] > 0);             /* seed 7 at 50 %: both sides */
+    both_accepted(t, zero, NCONN + 1);
+
+    assert_true(side_counter(f, "legacy", "requests") == c[0]);
+    assert_true(side_counter(f, "new", "requests") == c[1]);
+    assert_true(side_counter(f, "legacy", "2xx") == c[0]);
+    assert_true(side_counter(f, "new", "2xx") == c[1]);
+    assert_true(side_counter(f, "legacy", "fallbacks") == 0);
+    assert_int_equal(h_backend_requests(LEGACY_PORT(f)), c[0]);
+    assert_int_equal(h_backend_requests(NEW_PORT(f)), c[1]);
+
+    text = scrape(t);
+    assert_true(metric(text, "cutover_requests_total{service=\"web\",side=\"legacy\","
+                             "class=\"2xx\"}") == c[0]);
+    assert_true(metric(text, "cutover_requests_total{service=\"web\",side=\"new\","
+                             "class=\"2xx\"}") == c[1]);
+    assert_true(metric(text, "cutover_request_duration_seconds_count{service=\"web\","
+                             "side=\"legacy\"}") == c[0]);
+    assert_true(metric(text, "cutover_request_duration_seconds_count{service=\"web\","
+                             "side=\"new\"}") == c[1]);
+    assert_true(metric(text, "cutover_server_requests_total{service=\"web\",side=\"new\","
+                             "server=\"127.0.0.1:%d\"}", NEW_PORT(f)) == c[1]);
+    free(text);
+
+    /* the clients closed: both workers' open connections go back to 0 */
+    end = h_now_ms() + WAIT_MS;
+    for (;;) {
+        double open;
+
+        text = scrape(t);
+        open = metric(text, "cutover_connections{service=\"web\"}");
+        free(text);
+        if (open == 0)
+            break;
+        if (h_now_ms() > end)
+            fail_msg("cutover_connections still %.0f", open);
+        h_sleep_ms(50);
+    }
+    accepted(t, acc);
+    assert_true(acc[0] + acc[1] == NCONN + 1);    /* a scrape accepts nothing there */
+    stop_clean(f);
+}
+
+/* Weight changes reach every worker before cutoverctl returns: the very
+ * next request on each of 40 keep-alive connections (on both workers)
+ * follows them, with no wait in between. */
+static void
+test_weight_reaches_every_worker(void **state)
+{
+    struct t *t = start(state, NULL);
+    struct fx *f = &t->f;
+    double zero[2] = { 0, 0 };
+
+    open_conns(t, f->proxy_port, 200, "legacy");   /* weight 0 */
+    both_accepted(t, zero, NCONN + 1);             /* + the readiness probe */
+
+    ctl_ok(f, "weight", "100");
+    round_all(t, 200, "new");
+    ctl_ok(f, "rollback", NULL);
+    round_all(t, 200, "legacy");
+    expect_state(f, "rolled_back", 0);
+    ctl_ok(f, "promote", NULL);
+    round_all(t, 200, "new");
+    expect_state(f, "promoted", 100);
+    ctl_ok(f, "switch", "legacy");
+    round_all(t, 200, "legacy");
+    ctl_ok(f, "switch", "new");
+    round_all(t, 200, "new");
+    ctl_ok(f, "weight", "0");
+    round_all(t, 200, "legacy");
+    expect_state(f, "steady", 0);
+
+    /* 7 rounds of 40, every one counted once */
+    assert_true(side_counter(f, "legacy", "requests") + side_counter(f, "new", "requests")
+                == 7 * NCONN);
+    assert_true(side_counter(f, "new", "requests") == 3 * NCONN);
+    stop_clean(f);
+}
+
+/* A health verdict reaches every worker: the new backend stopped, once it
+ * is marked down the next request on each of 40 connections (weight 100)
+ * falls back to legacy, none fails; restarted and up, they go to new. */
+static void
+test_health_verdict_reaches_every_worker(void **state)
+{
+    struct t *t = start(state, ",\n    \"weight\": 100" HEALTH_FAST);
+    struct fx *f = &t->f;
+    double zero[2] = { 0, 0 };
+    char needle[128];
+
+    wait_up(f, "new", true);
+    open_conns(t, f->proxy_port, 200, "new");
+    both_accepted(t, zero, NCONN + 1);
+
+    assert_int_equal(h_stop(f->backend[1][0], SIGTERM, 3000), 0);
+    f->backend[1][0] = 0;
+    snprintf(needle, sizeof(needle), "web new/127.0.0.1:%d DOWN after", NEW_PORT(f));
+    assert_int_equal(h_wait_log(f->log, needle, WAIT_MS), 0);
+    wait_up(f, "new", false);
+    round_all(t, 200, "legacy");
+    assert_true(side_counter(f, "legacy", "fallbacks") == NCONN);
+    assert_true(side_counter(f, "legacy", "requests") == NCONN);
+    assert_true(side_counter(f, "new", "requests") == NCONN);   /* the first round only */
+    assert_true(fx_weight(f) == 100);
+
+    f->backend[1][0] = h_backend_start("new", NEW_PORT(f), f->dir, false);
+    assert_true(f->backend[1][0] > 0);
+    wait_up(f, "new", true);
+    round_all(t, 200, "new");
+    assert_true(side_counter(f, "new", "requests") == 2 * NCONN);
+    assert_true(side_counter(f, "legacy", "fallbacks") == NCONN);
+    stop_clean(f);
+}
+
+/* The rollback policy sees both workers' outcomes together: min_requests
+ * 40, one request per connection on 40 connections spread over both
+ * workers, every answer a 500 from new. 39 do nothing; the 40th rolls
+ * back (audited by "auto" with 40 requests, 40 errors); then every
+ * connection's request goes to legacy and new gets nothing. */
+static void
+test_rollback_from_aggregate(void **state)
+{
+    struct t *t = start(state, ",\n    \"weight\": 100, \"rollback\": {\"window_s\": 10, "
+                               "\"min_requests\": 40, \"max_error_rate\": 0.2}");
+    struct fx *f = &t->f;
+    double zero[2] = { 0, 0 };
+    const json_t *fig;
+    json_t *entries;
+    long before;
+    unsigned i;
+
+    assert_int_equal(h_backend_set(NEW_PORT(f), "error_rate=1&seed=3"), 0);
+    for (i = 0; i < NCONN; i++) {
+        t->fds[i] = h_connect(f->proxy_port);
+        assert_true(t->fds[i] >= 0);
+        t->nfds = i + 1;
+    }
+    for (i = 0; i + 1 < NCONN; i++)
+        expect_on(t->fds[i], (int)i, "/", 500, "new");
+    both_accepted(t, zero, NCONN + 1);
+    h_sleep_ms(QUIET_MS);
+    expect_state(f, "steady", 100);
+    entries = auto_rollbacks(f);
+    assert_int_equal(json_array_size(entries), 0);
+    json_decref(entries);
+
+    expect_on(t->fds[NCONN - 1], NCONN - 1, "/", 500, "new");
+    assert_int_equal(h_wait_log(f->log, "AUTOMATIC ROLLBACK (error_rate)", WAIT_MS), 0);
+    expect_state(f, "rolled_back", 0);
+    entries = auto_rollbacks(f);
+    assert_int_equal(json_array_size(entries), 1);
+    fig = json_object_get(json_array_get(entries, 0), "figures");
+    assert_non_null(fig);
+    assert_string_equal(json_string_value(json_object_get(fig, "kind")), "error_rate");
+    assert_true(num(fig, "requests") == NCONN);
+    assert_true(num(fig, "errors") == NCONN);
+    assert_true(num(fig, "error_rate") == 1);
+    json_decref(entries);
+
+    before = h_backend_requests(NEW_PORT(f));
+    round_all(t, 200, "legacy");
+    assert_int_equal(h_backend_requests(NEW_PORT(f)), before);
+    h_sleep_ms(QUIET_MS);
+    entries = auto_rollbacks(f);
+    assert_int_equal(json_array_size(entries), 1);   /* acted on once */
+    json_decref(entries);
+    stop_clean(f);
+}
+
+/* A reload adds a listen address on every worker (40 connections to it,
+ * both workers accept some), and another one removes the first address
+ * from every worker (each connect is refused). */
+static void
+test_reload_listeners(void **state)
+{
+    struct t *t = start(state, NULL);
+    struct fx *f = &t->f;
+    double zero[2] = { 0, 0 }, before[2];
+    int port2 = h_free_port(), c[2], i;
+    char listen[128];
+
+    short_gets(f->proxy_port, c);
+    assert_int_equal(c[0], NCONN);
+    both_accepted(t, zero, NCONN + 1);
+
+    snprintf(listen, sizeof(listen), "\"127.0.0.1:%d\", \"127.0.0.1:%d\"", f->proxy_port,
+             port2);
+    conf_write(t, listen, NULL);
+    reload_ok(f, 2);
+    accepted(t, before);
+    short_gets(port2, c);
+    assert_int_equal(c[0], NCONN);
+    both_accepted(t, before, NCONN);
+    accepted(t, before);
+    short_gets(f->proxy_port, c);                  /* the first one still serves */
+    assert_int_equal(c[0], NCONN);
+    both_accepted(t, before, NCONN);
+
+    snprintf(listen, sizeof(listen), "\"127.0.0.1:%d\"", port2);
+    conf_write(t, listen, NULL);
+    reload_ok(f, 3);
+    for (i = 0; i < NCONN; i++)
+        if (!refused(f->proxy_port))
+            fail_msg("connect %d to the removed address %d was not refused", i,
+                     f->proxy_port);
+    accepted(t, before);
+    short_gets(port2, c);
+    assert_int_equal(c[0], NCONN);
+    both_accepted(t, before, NCONN);
+    stop_clean(f);
+}
+
+/* SIGTERM with 40 idle keep-alive connections on both workers and a slow
+ * request in flight: no new connection is accepted, the idle ones are
+ * closed, the slow one is answered 200, and cutoverd exits 0 before the
+ * grace time is over. */
+static void
+test_graceful_stop(void **state)
+{
+    static const char slow_req[] = "GET /slow HTTP/1.1\r\nHost: test\r\n\r\n";
+    struct t *t = start(state, NULL);
+    struct fx *f = &t->f;
+    double zero[2] = { 0, 0 };
+    struct h_resp r;
+    json_t *st;
+    long long t0, end;
+    long heads0, heads;
+    int slow, rc;
+    unsigned i;
+
+    memset(&r, 0, sizeof(r));
+    open_conns(t, f->proxy_port, 200, "legacy");
+    both_accepted(t, zero, NCONN + 1);
+
+    st = h_backend_stats(LEGACY_PORT(f));
+    assert_non_null(st);
+    heads0 = (long)json_integer_value(json_object_get(st, "heads"));
+    json_decref(st);
+    assert_int_equal(h_backend_set(LEGACY_PORT(f), "delay_ms=800"), 0);
+    slow = h_connect(f->proxy_port);
+    assert_true(slow >= 0);
+    t->fds[NCONN] = slow;
+    t->nfds = NCONN + 1;
+    assert_int_equal(h_send_all(slow, slow_req, sizeof(slow_req) - 1), 0);
+    end = h_now_ms() + WAIT_MS;
+    do {                                           /* the backend has it: in flight */
+        assert_true(h_now_ms() < end);
+        h_sleep_ms(10);
+        st = h_backend_stats(LEGACY_PORT(f));
+        assert_non_null(st);
+        heads = (long)json_integer_value(json_object_get(st, "heads"));
+        json_decref(st);
+    } while (heads < heads0 + 1);
+
+    t0 = h_now_ms();
+    assert_int_equal(kill(f->proxy, SIGTERM), 0);
+    for (i = 0; i < NCONN; i++)
+        if (!h_peer_closed(t->fds[i], GRACE_MS))
+            fail_msg("idle connection %u was not closed", i);
+    for (i = 0; i < NCONN; i++)
+        if (!refused(f->proxy_port))
+            fail_msg("connect %u after SIGTERM was not refused", i);
+
+    assert_int_equal(h_set_timeout_ms(slow, 5000), 0);
+    assert_int_equal(h_read_response(slow, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "legacy\n");
+    h_resp_free(&r);
+
+    rc = wait_exit(f->proxy, t0 + GRACE_MS);
+    if (rc != 0) {
+        h_dump_file(f->log, 4000);
+        fail_msg("cutoverd: exit %d (-1: still running %lld ms after SIGTERM)", rc,
+                 h_now_ms() - t0);
+    }
+    fprintf(stderr, "22_workers: exited 0 %lld ms after SIGTERM\n", h_now_ms() - t0);
+    f->proxy = 0;
+}
+
+/* A second cutoverd (workers 2 as well) on the same port refuses to start:
+ * SO_REUSEPORT must not let it join the first one's sockets. The first keeps
+ * serving on both workers. */
+static void
+test_second_daemon_refused(void **state)
+{
+    struct t *t = start(state, NULL);
+    struct fx *f = &t->f;
+    double zero[2] = { 0, 0 }, before[2];
+    char conf2[600], sock2[600], log2[600], state2[600], audit2[600], listen[64];
+    char *argv[] = { (char *)h_bin("cutoverd"), "-c", conf2, "-R", "8", NULL };
+    char *log;
+    pid_t pid2;
+    int rc, c[2];
+
+    short_gets(f->proxy_port, c);
+    both_accepted(t, zero, NCONN + 1);
+
+    snprintf(conf2, sizeof(conf2), "%s/second.json", f->dir);
+    snprintf(sock2, sizeof(sock2), "%s/admin2.sock", f->dir);
+    snprintf(log2, sizeof(log2), "%s/second.log", f->dir);
+    snprintf(state2, sizeof(state2), "%s/state2.json", f->dir);
+    snprintf(audit2, sizeof(audit2), "%s/audit2.jsonl", f->dir);
+    snprintf(listen, sizeof(listen), "\"127.0.0.1:%d\"", f->proxy_port);
+    conf_write_to(f, conf2, sock2, 0, state2, audit2, listen, ",\n    \"weight\": 100");
+    pid2 = h_spawn(argv, log2);
+    assert_true(pid2 > 0);
+    rc = wait_exit(pid2, h_now_ms() + WAIT_MS);
+    log = h_read_file(log2);
+    assert_non_null(log);
+    if (rc <= 0 || strstr(log, "cannot listen on") == NULL) {
+        h_dump_file(log2, 4000);
+        free(log);
+        fail_msg("the second cutoverd: exit %d (-1: still running)", rc);
+    }
+    free(log);
+
+    /* the first serves on as before (weight 0: legacy), on both workers */
+    accepted(t, before);
+    short_gets(f->proxy_port, c);
+    assert_int_equal(c[0], NCONN);
+    both_accepted(t, before, NCONN);
+    assert_true(h_alive(f->proxy, NULL));
+    stop_clean(f);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_both_workers_serve, teardown),
+        cmocka_unit_test_teardown(test_weight_reaches_every_worker, teardown),
+        cmocka_unit_test_teardown(test_health_verdict_reaches_every_worker, teardown),
+        cmocka_unit_test_teardown(test_rollback_from_aggregate, teardown),
+        cmocka_unit_test_teardown(test_reload_listeners, teardown),
+        cmocka_unit_test_teardown(test_graceful_stop, teardown),
+        cmocka_unit_test_teardown(test_second_daemon_refused, teardown),
+    };
+
+    return cmocka_run_group_tests_name("integration: workers", tests, NULL, NULL);
+}
