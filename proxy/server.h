@@ -1,9 +1,12 @@
 /*
- * server: the runtime objects of the data plane. struct px_srv holds the
- * event loop, the config, every service and the control plane; nothing of it
- * is a global, so worker threads can each get their own loop later. A
- * service publishes its routing as an immutable snapshot pointer that is
- * swapped whole between events (never edited while a request is choosing).
+ * server: the runtime objects of the data plane. struct px_srv holds one
+ * event loop and its replica of the data plane (every service, its server
+ * runtimes, pools, counters and windows); the main loop's also holds the
+ * control plane. With `workers: N` there are N replicas, one per thread
+ * (proxy/worker.h); nothing here is a global. A service publishes its
+ * routing as an immutable snapshot pointer that is swapped whole between
+ * events (never edited while a request is choosing), by the replica's own
+ * thread.
  *
  * HTTP connections live in proxy/http.c, TCP tunnels in proxy/tcp.c; both
  * report outcomes here so the per-side counters and windows stay in one
@@ -48,8 +51,12 @@
  *     to the new copy (hl_check_set_conf) before the old one can go, and
  *     restarts it when the settings changed. Its callback argument is its
  *     server runtime, which outlives it.
- * All of it runs on the one loop thread; the reload itself runs in the
- * SIGHUP callback, so no request ever sees half of it.
+ * All of it holds per replica: each replica's objects are touched by its
+ * own thread only, and the reload is committed on each replica by its own
+ * thread (the main loop in the SIGHUP callback, then every worker in one
+ * job that also republishes its snapshots), so no request ever sees half of
+ * it. Shared between threads: the config generations (read-only, atomic
+ * reference count) and nothing else.
  */
 #ifndef CUTOVER_PROXY_SERVER_H
 #define CUTOVER_PROXY_SERVER_H
