@@ -52,7 +52,7 @@ BINS = $(BUILD)/cutoverd $(BUILD)/cutoverctl $(BACKEND)
 # objects of test binaries are kept between builds
 .SECONDARY:
 
-.PHONY: all test unit integration asan check-layers check-install install uninstall deps run \
+.PHONY: all test unit integration asan tsan check-layers check-install install uninstall deps run \
         clean help fuzz fuzz-smoke bench
 
 PREFIX    ?= /usr/local
@@ -115,6 +115,19 @@ integration: $(BINS) $(INTEG_BIN)
 asan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=address,undefined \
 	    CFLAGS='-O1 -g' unit integration
+
+## tsan: the tests that run several worker threads, under ThreadSanitizer (build-tsan/)
+TSAN_TESTS = tests/unit/test_px_worker tests/integration/22_workers \
+             tests/integration/18_reload tests/integration/17_metrics
+tsan:
+	$(Q)$(MAKE) --no-print-directory BUILD=build-tsan SANITIZE=thread CFLAGS='-O1 -g' \
+	    build-tsan/cutoverd build-tsan/cutoverctl build-tsan/tests/tools/backend \
+	    $(TSAN_TESTS:%=build-tsan/%)
+	$(Q)set -e; for t in $(TSAN_TESTS); do \
+	    printf '\n== %s (tsan)\n' $$t; \
+	    TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$(CURDIR)/tests/tsan.supp" \
+	    CUTOVER_BIN_DIR=$(CURDIR)/build-tsan CUTOVER_SRC_DIR=$(CURDIR) \
+	    CUTOVER_SHARED=$(CURDIR)/../shared build-tsan/$$t; done
 
 ## check-layers: router/ and health window/policy are pure; who includes whom
 check-layers:
@@ -183,7 +196,7 @@ bench: all
 
 ## clean: remove build products
 clean:
-	rm -rf build build-asan build-fuzz cutoverd cutoverctl
+	rm -rf build build-asan build-tsan build-fuzz cutoverd cutoverctl
 
 ## help: this list
 help:
