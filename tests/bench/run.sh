@@ -2,11 +2,16 @@
 # The side-by-side benchmark: cutoverd, HAProxy and NGINX as proxies in front
 # of the same two NGINX backends (legacy and new, 90/10), and a direct
 # connection to a backend, driven by wrk in interleaved rounds on loopback.
+# cutoverd runs twice: with `workers: 1` and, as target cutoverd-w2, with
+# `workers: 2` on two CPUs (the proxies' and wrk's: each loop gets a CPU, as
+# `workers: 0` would give it); HAProxy with `nbthread 2` on the same two CPUs
+# (target haproxy-t2, small responses only) is its reference.
 #
 #   sh tests/bench/run.sh        (make bench)
 #
 # Environment:
-#   CUTOVERD=PATH       the daemon to measure (default build/cutoverd)
+#   CUTOVERD=PATH       the daemon to measure (default build/cutoverd; both
+#                       instances, workers 1 and 2, run this binary)
 #   BENCH_ROUNDS=3      rounds; every round runs every case against every target
 #   BENCH_SECS=5        seconds per wrk run
 #   BENCH_CONNS=50      wrk connections for small responses
@@ -14,13 +19,15 @@
 #   BENCH_IDLE=2000     idle keep-alive connections for the memory row
 #   BENCH_PORT=20100    base port (uses BASE+1..BASE+31 on 127.0.0.1)
 #   BENCH_CPU=0 BENCH_WRK_CPU=1   CPU of proxies and backends / of wrk
-#   BENCH_PROFILE=1     also profile cutoverd (perf) during one keep-alive run
+#   BENCH_W2_CPUS=0,1   CPUs of cutoverd-w2 and haproxy-t2
+#   BENCH_PROFILE=1     also profile cutoverd (workers 1, perf) during one keep-alive run
 #                       (or a list of cases: BENCH_PROFILE="ka 1m")
 #   BENCH_OUT=FILE      also write the markdown block to FILE
 #
 # Proxies and backends share one CPU, wrk runs on the other. The CPU figures
 # are the proxy process's own utime+stime (/proc/PID/stat) over the run,
-# divided by requests or MiB; for NGINX master and workers are summed. A
+# divided by requests or MiB; for NGINX master and workers are summed, for
+# cutoverd-w2 /proc/PID/stat already counts both of its threads. A
 # target that fails to start, answers anything but 2xx or reports socket
 # errors fails the whole run (exit 1): error pages are not measured.
 # Needs haproxy, nginx and wrk (installed with apt-get when missing and run
@@ -41,6 +48,7 @@ idle_n=${BENCH_IDLE:-2000}
 base=${BENCH_PORT:-20100}
 cpu=${BENCH_CPU:-0}
 wcpu=${BENCH_WRK_CPU:-1}
+w2cpus=${BENCH_W2_CPUS:-$cpu,$wcpu}
 cutoverd=${CUTOVERD:-build/cutoverd}
 case $cutoverd in
 /*) ;;
@@ -150,8 +158,10 @@ ngx=$((base + 20))
 ngx_t=$((base + 21))
 cut=$((base + 30))
 cut_t=$((base + 31))
+cut2=$((base + 3)) # cutoverd-w2 (HTTP only); the free slot below HAProxy's keeps BASE+1..BASE+31
+hap2=$((base + 12)) # haproxy-t2: HAProxy with nbthread 2, the reference for cutoverd-w2
 if command -v ss >/dev/null 2>&1; then
-    for p in $be_l $be_n $hap $hap_t $ngx $ngx_t $cut $cut_t; do
+    for p in $be_l $be_n $hap $hap_t $ngx $ngx_t $cut $cut_t $cut2 $hap2; do
         if ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
             die "port $p is already in use (BENCH_PORT=N picks others)"
         fi
@@ -272,6 +282,30 @@ backend tcp
     server legacy 127.0.0.1:$be_l weight 90
     server new 127.0.0.1:$be_n weight 10
 EOF
+# the same HTTP proxy with two threads, on the two CPUs cutoverd-w2 gets: what a
+# second thread costs HAProxy per request, beside what it costs cutoverd
+cat >"$dir/haproxy-t2.cfg" <<EOF
+global
+    nbthread 2
+    maxconn 8000
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 120s
+    timeout server 30s
+    timeout http-keep-alive 120s
+    http-reuse always
+
+frontend http
+    bind 127.0.0.1:$hap2
+    default_backend http
+
+backend http
+    balance roundrobin
+    server legacy 127.0.0.1:$be_l weight 90
+    server new 127.0.0.1:$be_n weight 10
+EOF
 
 cat >"$dir/cutover.json" <<EOF
 {
@@ -297,6 +331,30 @@ cat >"$dir/cutover.json" <<EOF
 }
 EOF
 
+# the same daemon with two event loops (main loop + 1 thread, SO_REUSEPORT
+# listeners), on two CPUs: the HTTP service only, weight 10 too
+cat >"$dir/cutover-w2.json" <<EOF
+{
+  "admin": { "socket": "$dir/admin-w2.sock" },
+  "state": { "file": "$dir/state-w2.json" },
+  "audit": { "file": "$dir/audit-w2.jsonl" },
+  "workers": 2,
+  "shutdown_grace_ms": 1000,
+  "services": [{
+    "name": "bench", "mode": "http", "listen": ["127.0.0.1:$cut2"],
+    "legacy": { "servers": ["127.0.0.1:$be_l"] },
+    "new": { "servers": ["127.0.0.1:$be_n"] },
+    "weight": 10,
+    "rollback": { "enabled": false },
+    "timeouts": { "client_idle_ms": 120000 }
+  }]
+}
+EOF
+
+haproxy -c -q -f "$dir/haproxy-t2.cfg" >"$dir/haproxy.check" 2>&1 || {
+    cat "$dir/haproxy.check" >&2
+    die "haproxy rejects its nbthread 2 config"
+}
 haproxy -c -q -f "$dir/haproxy.cfg" >"$dir/haproxy.check" 2>&1 || {
     cat "$dir/haproxy.check" >&2
     die "haproxy rejects its config"
@@ -310,6 +368,10 @@ done
 "$cutoverd" -t -c "$dir/cutover.json" >"$dir/cutover.check" 2>&1 || {
     cat "$dir/cutover.check" >&2
     die "cutoverd rejects its config"
+}
+"$cutoverd" -t -c "$dir/cutover-w2.json" >"$dir/cutover-w2.check" 2>&1 || {
+    cat "$dir/cutover-w2.check" >&2
+    die "cutoverd rejects its workers 2 config"
 }
 
 # ---- start -----------------------------------------------------------------
@@ -355,13 +417,27 @@ start "$dir/nginx.log" nginx -p "$dir" -e "$dir/nginx.err" -c "$dir/nginx.conf"
 ngx_pid=$last
 start "$dir/cutoverd.log" "$cutoverd" -c "$dir/cutover.json"
 cut_pid=$last
+cpu_keep=$cpu
+cpu=$w2cpus # two loops get two CPUs: each its own, as workers: 0 would give
+start "$dir/cutoverd-w2.log" "$cutoverd" -c "$dir/cutover-w2.json"
+cut2_pid=$last
+start "$dir/haproxy-t2.log" haproxy -db -f "$dir/haproxy-t2.cfg"
+hap2_pid=$last
+cpu=$cpu_keep
 ready HAProxy "$hap_pid" "$dir/haproxy.log" "$hap"
 ready HAProxy "$hap_pid" "$dir/haproxy.log" "$hap_t"
 ready NGINX "$ngx_pid" "$dir/nginx.err" "$ngx"
 [ $stream = no ] || ready NGINX "$ngx_pid" "$dir/nginx.err" "$ngx_t"
 ready cutoverd "$cut_pid" "$dir/cutoverd.log" "$cut"
 ready cutoverd "$cut_pid" "$dir/cutoverd.log" "$cut_t"
-ports="$be_l $hap $ngx $cut $hap_t $cut_t"
+ready "cutoverd (workers 2)" "$cut2_pid" "$dir/cutoverd-w2.log" "$cut2"
+ready "HAProxy (nbthread 2)" "$hap2_pid" "$dir/haproxy-t2.log" "$hap2"
+# it must really run two loops: the main loop and one thread
+grep -q 'ready: .* 2 worker(s)' "$dir/cutoverd-w2.log" || {
+    tail -20 "$dir/cutoverd-w2.log" >&2
+    die "cutoverd (workers 2) does not report 2 workers"
+}
+ports="$be_l $hap $ngx $cut $cut2 $hap2 $hap_t $cut_t"
 [ $stream = no ] || ports="$ports $ngx_t"
 for p in $ports; do
     probe "port $p" "$p" /64k 65536
@@ -376,6 +452,8 @@ target_name() {
     haproxy) echo "HAProxy" ;;
     nginx) echo "NGINX" ;;
     cutoverd) echo "cutoverd" ;;
+    cutoverd-w2) echo "cutoverd, workers 2" ;;
+    haproxy-t2) echo "HAProxy, nbthread 2" ;;
     esac
 }
 target_procs() {
@@ -384,6 +462,8 @@ target_procs() {
     haproxy) echo "$hap_pid" ;;
     nginx) echo "$ngx_procs" ;;
     cutoverd) echo "$cut_pid" ;;
+    cutoverd-w2) echo "$cut2_pid" ;; # /proc/PID/stat sums all its threads
+    haproxy-t2) echo "$hap2_pid" ;;
     esac
 }
 target_port() { # TARGET CASE
@@ -395,6 +475,8 @@ target_port() { # TARGET CASE
     nginx.*) echo "$ngx" ;;
     cutoverd.tcp) echo "$cut_t" ;;
     cutoverd.*) echo "$cut" ;;
+    cutoverd-w2.*) echo "$cut2" ;;
+    haproxy-t2.*) echo "$hap2" ;;
     esac
 }
 alive_all() {
@@ -418,7 +500,7 @@ res=$dir/results
 
 # ---- memory per idle keep-alive connection (fresh processes first) -------------
 say "idle keep-alive connections: $idle_n per target"
-for tgt in direct haproxy nginx cutoverd; do
+for tgt in direct haproxy nginx cutoverd cutoverd-w2; do
     # shellcheck disable=SC2046
     before=$(mem $(target_procs "$tgt"))
     taskset -c "$wcpu" "$dir/idle" "$(target_port "$tgt" idle)" "$idle_n" >"$dir/idle.out" 2>"$dir/idle.err" &
@@ -463,7 +545,8 @@ case_conns() {
 case_targets() {
     case $1 in
     tcp) if [ $stream = yes ]; then echo haproxy nginx cutoverd; else echo haproxy cutoverd; fi ;;
-    *) echo direct haproxy nginx cutoverd ;;
+    ka | close) echo direct haproxy nginx cutoverd cutoverd-w2 haproxy-t2 ;;
+    *) echo direct haproxy nginx cutoverd cutoverd-w2 ;;
     esac
 }
 wrkrun() { # OUT CASE TARGET SECS
@@ -499,12 +582,12 @@ measure() { # CASE TARGET ROUND
     fi
     echo "run $1 $2 $3 $4 $5 $6 $7 $8 $((t1 - t0))" >>"$res"
     awk -v c="$1" -v t="$(target_name "$2")" -v q="$4" -v b="$5" -v d="$6" -v k="$((t1 - t0))" -v hz="$hz" 'BEGIN {
-        printf "bench:   %-6s %-17s %9.0f req/s %8.1f MiB/s  CPU %.1f us/req\n", c, t, q / d * 1e6,
+        printf "bench:   %-6s %-19s %9.0f req/s %8.1f MiB/s  CPU %.1f us/req\n", c, t, q / d * 1e6,
             b / 1048576 / d * 1e6, k / hz * 1e6 / q }' >&2
 }
 
 say "warm-up: 1 s per target"
-for tgt in direct haproxy nginx cutoverd; do
+for tgt in direct haproxy nginx cutoverd cutoverd-w2 haproxy-t2; do
     wrkrun "$dir/wrk.out" ka "$tgt" 1
     grep -q '^BENCH .* status=0 ' "$dir/wrk.out" || die "$(target_name "$tgt"): errors in the warm-up: $(cat "$dir/wrk.out")"
 done
@@ -598,10 +681,11 @@ rev=$(git -C "$(dirname "$cutoverd")" rev-parse --short HEAD 2>/dev/null || echo
     echo "### $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "- machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "- cutoverd $rev (\`workers\`: 1), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | sed 's/^nginx version: //'), wrk $(wrk -v 2>&1 | head -1 | cut -d' ' -f2)"
+    echo "- cutoverd $rev (\`workers\`: 1; \`workers\`: 2 in the rows \"cutoverd, workers 2\", same binary, CPUs $w2cpus; HAProxy \`nbthread 2\` beside it), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | sed 's/^nginx version: //'), wrk $(wrk -v 2>&1 | head -1 | cut -d' ' -f2)"
     echo "- $rounds interleaved round(s) × $secs s per run; proxies and backends on CPU $cpu, wrk (\`-t1\`) on CPU $wcpu; figures are medians (min–max over the rounds)"
     echo "- CPU: the proxy's own utime+stime per request or per MiB (NGINX: master + worker); the direct row counts the backend NGINX"
     echo "- × HAProxy, × direct: ratios of medians (throughput: higher is better; CPU: lower is better); the TCP table's × direct is against direct 1 MiB over HTTP"
+    echo "- workers 2 vs 1 (last table): median CPU per request of \"cutoverd, workers 2\" against cutoverd's, met when at most ×1.10"
     [ $stream = yes ] || echo "- NGINX has no stream module here: no NGINX in the TCP row"
     echo
 } >"$dir/report.md"
@@ -635,7 +719,8 @@ function ratio(c, t, ref, f,    a) {
     return sprintf("%.2f", a / med)
 }
 function name(t) {
-    return t == "direct" ? "direct (backend)" : t == "haproxy" ? "HAProxy" : t == "nginx" ? "NGINX" : "cutoverd"
+    return t == "direct" ? "direct (backend)" : t == "haproxy" ? "HAProxy" : t == "nginx" ? "NGINX" : \
+        t == "cutoverd-w2" ? "cutoverd, workers 2" : t == "haproxy-t2" ? "HAProxy, nbthread 2" : "cutoverd"
 }
 $1 == "run" {
     c = $2; t = $3; i = ++cnt[c, t]
@@ -655,7 +740,7 @@ $1 == "mem" {
 function table(c, title, tp, tu, cf, cu, td,    k, t) {
     print "| " title " | " tu " | × HAProxy | × direct | p50 ms | p99 ms | CPU " cu " | × HAProxy | × direct |"
     print "|:--|--:|--:|--:|--:|--:|--:|--:|--:|"
-    for (k = 1; k <= 4; k++) {
+    for (k = 1; k <= nT; k++) {
         t = T[k]
         if (cnt[c, t] == 0) continue
         # the TCP row has no direct target of its own: direct is the 1 MiB one over HTTP
@@ -674,7 +759,7 @@ function xratio(c, t, f,    a) {
     return sprintf("%.2f", a / med)
 }
 END {
-    T[1] = "direct"; T[2] = "haproxy"; T[3] = "nginx"; T[4] = "cutoverd"
+    T[1] = "direct"; T[2] = "haproxy"; T[3] = "nginx"; T[4] = "cutoverd"; T[5] = "cutoverd-w2"; T[6] = "haproxy-t2"; nT = 6
     table("ka", "small responses, keep-alive, " conns " conn.", "rps", "req/s", "cpureq", "µs/req", 0)
     table("close", "small, new connection per request, " conns " conn.", "rps", "req/s", "cpureq", "µs/req", 0)
     table("64k", "64 KiB responses, keep-alive, " bigconns " conn.", "mibs", "MiB/s", "cpumib", "µs/MiB", 0)
@@ -682,7 +767,7 @@ END {
     table("tcp", "TCP mode, 1 MiB responses, " bigconns " conn.", "mibs", "MiB/s", "cpumib", "µs/MiB", 0)
     print "| " idle " idle keep-alive connections | RSS KB before | RSS KB after | KB/conn (RSS) | KB/conn (PSS) | × HAProxy (RSS) | × direct (RSS) |"
     print "|:--|--:|--:|--:|--:|--:|--:|"
-    for (k = 1; k <= 4; k++) {
+    for (k = 1; k <= nT; k++) {
         t = T[k]
         if (!(t in rss)) continue
         print "| " name(t) " | " rb[t] " | " ra[t] " | " sprintf("%.2f", rss[t]) " | " sprintf("%.2f", pss[t]) \
@@ -700,6 +785,22 @@ END {
     h = rss["haproxy"]; n = rss["nginx"]; x = rss["cutoverd"]
     print "| KB per idle keep-alive connection (RSS) | " sprintf("%.2f", h) " | " sprintf("%.2f", n) " | " \
         sprintf("%.2f", x) " | " (x <= h ? "met" : "missed (×" sprintf("%.2f", h > 0 ? x / h : 0) ")") " |"
+    # the target of the issue for the worker threads: CPU per request with workers 2 within 10%
+    # of workers 1; the cutoverd cell gives workers 2 vs workers 1 and their ratio, the HAProxy
+    # cell nbthread 2 vs 1 on the same CPUs
+    scaling("CPU µs per small keep-alive request, workers 2 vs 1", "ka", "cpureq", 1, 1.10)
+    scaling("CPU µs per request, new connection each, workers 2 vs 1", "close", "cpureq", 1, 1.10)
+}
+function scaling(label, c, f, d, limit,    a, b, r, h, hb, hr) {
+    stat(c, "cutoverd-w2", f); a = med
+    stat(c, "cutoverd", f); b = med
+    if (a == "" || b == "" || b == 0) return
+    r = a / b
+    stat(c, "haproxy-t2", f); h = med
+    stat(c, "haproxy", f); hb = med
+    hr = (h == "" || hb == "" || hb == 0) ? "-" : fmt(h, d) " vs " fmt(hb, d) " (×" sprintf("%.2f", h / hb) ")"
+    print "| " label " | " hr " | - | " fmt(a, d) " vs " fmt(b, d) " (×" sprintf("%.2f", r) ") | " \
+        (r <= limit ? "met" : "missed (×" sprintf("%.2f", r) ")") " |"
 }
 function verdict(label, c, f, d,    h, n, x) {
     stat(c, "haproxy", f); h = med
