@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@ struct px_worker {
     void *arg;
     bool done;
     int drained;                     /* atomic: stopping and no connection left */
+    bool quitting;                   /* job_quit ran: the loop may end */
     uint64_t accepted;               /* <srv.accepted> at the last fold */
 };
 
@@ -400,9 +402,17 @@ static void *
 worker_main(void *arg)
 {
     struct px_worker *w = arg;
+    int rc = event_base_dispatch(w->srv.base);
 
-    if (event_base_dispatch(w->srv.base) < 0)
-        log_at(LL_ERR, "worker", 0, "worker %u: event loop failed", w->srv.worker_id);
+    if (!w->quitting) {
+        /* Its listeners stay in the SO_REUSEPORT group: the connections the
+         * kernel hands them would wait forever, and the main loop would wait
+         * forever for its next job. Nothing sane is left but to stop, so
+         * that the service manager starts the daemon again. */
+        log_at(LL_ERR, "worker", 0, "worker %u: event loop %s; cutoverd exits",
+               w->srv.worker_id, rc < 0 ? "failed" : "ended");
+        _exit(1);
+    }
     replica_free(w);
     return NULL;
 }
@@ -411,6 +421,7 @@ static void
 job_quit(struct px_srv *w, void *arg)
 {
     (void)arg;
+    ((struct px_worker *)(void *)w)->quitting = true;
     event_base_loopexit(w->base, NULL);
 }
 
@@ -443,13 +454,21 @@ px_workers_start(struct px_srv *main)
     }
     for (i = 0; i < ws->n; i++) {
         struct px_worker *w = &ws->w[i];
+        sigset_t all, old;
         int e;
 
         if (replica_build(main, w, i + 1) < 0) {
             replica_free(w);
             return -1;
         }
-        if ((e = pthread_create(&w->thread, NULL, worker_main, w)) != 0) {
+        /* the thread starts with every signal blocked: signals are the main
+         * loop's (libevent's handlers), and a worker's system calls are never
+         * interrupted by one */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        e = pthread_create(&w->thread, NULL, worker_main, w);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (e != 0) {
             log_at(LL_ERR, "worker", 0, "worker %u: cannot start its thread: %s", i + 1,
                    strerror(e));
             replica_free(w);
