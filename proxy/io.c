@@ -2,6 +2,8 @@
  * io: direct writes and larger reads for socket bufferevents (io.h).
  */
 #include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <event2/buffer.h>
@@ -11,6 +13,42 @@
 #include "proxy/io.h"
 
 #define PX_IO_LIBEVENT_READ 4096u    /* libevent 2.1's EVBUFFER_MAX_READ */
+#define PX_IO_WRITE_IOV 64            /* chunks of an evbuffer sent in one sendmsg */
+
+/* Sends what <buf> holds (its first PX_IO_WRITE_IOV chunks) to socket <fd>
+ * with one sendmsg and drains what the socket took. sendmsg goes straight
+ * to the socket layer; evbuffer_write()'s writev goes through the file
+ * layer first (fdget_pos, vfs_writev: about 3 % of the CPU per small
+ * request in the profile). Returns the bytes sent, or -1 with errno
+ * (nothing drained). */
+static ssize_t
+sock_send(struct evbuffer *buf, evutil_socket_t fd)
+{
+    struct evbuffer_iovec v[PX_IO_WRITE_IOV];
+    struct iovec iov[PX_IO_WRITE_IOV];
+    struct msghdr m;
+    ssize_t r;
+    int n, i;
+
+    n = evbuffer_peek(buf, -1, NULL, v, PX_IO_WRITE_IOV);
+    if (n <= 0)
+        return 0;
+    if (n > PX_IO_WRITE_IOV)
+        n = PX_IO_WRITE_IOV;
+    for (i = 0; i < n; i++) {
+        iov[i].iov_base = v[i].iov_base;
+        iov[i].iov_len = v[i].iov_len;
+    }
+    memset(&m, 0, sizeof(m));
+    m.msg_iov = iov;
+    m.msg_iovlen = (size_t)n;
+    do
+        r = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (r < 0 && errno == EINTR);
+    if (r > 0)
+        evbuffer_drain(buf, (size_t)r);
+    return r;
+}
 
 void
 px_io_send(struct bufferevent *bev, struct evbuffer *src)
@@ -20,7 +58,7 @@ px_io_send(struct bufferevent *bev, struct evbuffer *src)
     if (evbuffer_get_length(src) == 0)
         return;
     if (evbuffer_get_length(out) == 0)
-        (void)evbuffer_write(src, bufferevent_getfd(bev));
+        (void)sock_send(src, bufferevent_getfd(bev));
     if (evbuffer_get_length(src) > 0) {
         evbuffer_add_buffer(out, src);
         if (!(bufferevent_get_enabled(bev) & EV_WRITE))
@@ -47,7 +85,7 @@ px_io_flush(struct bufferevent *bev)
         /* a socket bufferevent keeps the front of its output frozen: only
          * its own write may drain it */
         evbuffer_unfreeze(out, 1);
-        (void)evbuffer_write(out, bufferevent_getfd(bev));
+        (void)sock_send(out, bufferevent_getfd(bev));
         evbuffer_freeze(out, 1);
     }
     left = evbuffer_get_length(out);
