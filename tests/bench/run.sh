@@ -249,9 +249,10 @@ EOF
     fi
 } >"$dir/nginx.conf"
 
-cat >"$dir/haproxy.cfg" <<EOF
+haproxy_http() { # NBTHREAD PORT: the global part and the HTTP proxy of a config
+    cat <<EOF
 global
-    nbthread 1
+    nbthread $1
     maxconn 8000
 
 defaults
@@ -263,13 +264,18 @@ defaults
     http-reuse always
 
 frontend http
-    bind 127.0.0.1:$hap
+    bind 127.0.0.1:$2
     default_backend http
 
 backend http
     balance roundrobin
     server legacy 127.0.0.1:$be_l weight 90
     server new 127.0.0.1:$be_n weight 10
+EOF
+}
+{
+    haproxy_http 1 "$hap"
+    cat <<EOF
 
 frontend tcp
     mode tcp
@@ -282,30 +288,10 @@ backend tcp
     server legacy 127.0.0.1:$be_l weight 90
     server new 127.0.0.1:$be_n weight 10
 EOF
+} >"$dir/haproxy.cfg"
 # the same HTTP proxy with two threads, on the two CPUs cutoverd-w2 gets: what a
 # second thread costs HAProxy per request, beside what it costs cutoverd
-cat >"$dir/haproxy-t2.cfg" <<EOF
-global
-    nbthread 2
-    maxconn 8000
-
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 120s
-    timeout server 30s
-    timeout http-keep-alive 120s
-    http-reuse always
-
-frontend http
-    bind 127.0.0.1:$hap2
-    default_backend http
-
-backend http
-    balance roundrobin
-    server legacy 127.0.0.1:$be_l weight 90
-    server new 127.0.0.1:$be_n weight 10
-EOF
+haproxy_http 2 "$hap2" >"$dir/haproxy-t2.cfg"
 
 cat >"$dir/cutover.json" <<EOF
 {

@@ -211,15 +211,6 @@ breach_to_apply_ms(struct fx *f)
     return ms;
 }
 
-static void
-expect_state(struct fx *f, const char *want, double weight)
-{
-    char st[64];
-
-    assert_string_equal(fx_state(f, st, sizeof(st)), want);
-    assert_true(fx_weight(f) == weight);
-}
-
 /* 5xx on new at weight 50: rolled back within one tick, figures audited. */
 static void
 test_error_rate_rolls_back(void **state)
@@ -240,7 +231,7 @@ test_error_rate_rolls_back(void **state)
     mark_nth = 0;
     assert_true(c[1] >= 10);
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC ROLLBACK (error_rate)", TICK_WAIT_MS), 0);
-    expect_state(f, "rolled_back", 0);
+    fx_expect_state(f, "rolled_back", 0);
 
     entries = auto_entries(f);
     fig = the_auto_entry(entries, "rollback", 50, 0, "error rate", "error_rate");
@@ -288,7 +279,7 @@ test_p99_rolls_back(void **state)
     assert_int_equal(n5xx, 0);
     assert_true(c[1] >= 10);
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC ROLLBACK (p99)", TICK_WAIT_MS), 0);
-    expect_state(f, "rolled_back", 0);
+    fx_expect_state(f, "rolled_back", 0);
     entries = auto_entries(f);
     fig = the_auto_entry(entries, "rollback", 100, 0, "p99", "p99");
     assert_true(num(fig, "p99_ms") > 40);
@@ -334,7 +325,7 @@ test_ratio_to_legacy_rolls_back(void **state)
     assert_true(c[0] >= 20 && c[1] >= 20);
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC ROLLBACK (ratio_to_legacy)",
                                 TICK_WAIT_MS), 0);
-    expect_state(f, "rolled_back", 0);
+    fx_expect_state(f, "rolled_back", 0);
     entries = auto_entries(f);
     fig = the_auto_entry(entries, "rollback", 50, 0, "x legacy", "ratio_to_legacy");
     assert_true(num(fig, "legacy_error_rate") > 0);
@@ -362,7 +353,7 @@ test_legacy_failing_does_not_roll_back(void **state)
     assert_true(c[0] >= 20 && c[1] >= 20);
     assert_true(n5xx >= c[0]);
     h_sleep_ms(QUIET_MS);
-    expect_state(f, "steady", 50);
+    fx_expect_state(f, "steady", 50);
     entries = auto_entries(f);
     assert_int_equal(json_array_size(entries), 0);
     json_decref(entries);
@@ -386,7 +377,7 @@ test_no_rollback_under_min_requests(void **state)
     assert_int_equal(c[1], 19);
     assert_int_equal(n5xx, 19);
     h_sleep_ms(QUIET_MS);
-    expect_state(f, "steady", 100);
+    fx_expect_state(f, "steady", 100);
     entries = auto_entries(f);
     assert_int_equal(json_array_size(entries), 0);
     json_decref(entries);
@@ -394,7 +385,7 @@ test_no_rollback_under_min_requests(void **state)
     drive(f, 1, 0, c, &n5xx);
     assert_int_equal(c[1], 1);
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC ROLLBACK", TICK_WAIT_MS), 0);
-    expect_state(f, "rolled_back", 0);
+    fx_expect_state(f, "rolled_back", 0);
     entries = auto_entries(f);
     assert_true(num(json_object_get(json_array_get(entries, 0), "figures"),
                     "requests") == 20);
@@ -424,11 +415,11 @@ test_latch_survives_kill9(void **state)
     assert_int_equal(h_backend_set(NEW_PORT(f), "reset=1"), 0);
     assert_int_equal(h_stop(f->proxy, SIGKILL, 5000), 128 + SIGKILL);
     assert_int_equal(fx_start_proxy(f, 7), 0);
-    expect_state(f, "rolled_back", 0);
+    fx_expect_state(f, "rolled_back", 0);
     drive(f, 40, 0, c, NULL);
     assert_int_equal(c[1], 0);
     h_sleep_ms(QUIET_MS);
-    expect_state(f, "rolled_back", 0);
+    fx_expect_state(f, "rolled_back", 0);
     entries = auto_entries(f);
     assert_int_equal(json_array_size(entries), 1);
     json_decref(entries);
@@ -448,7 +439,7 @@ test_freeze_holds_weight(void **state)
     assert_int_equal(h_backend_set(NEW_PORT(f), "error_rate=1&seed=5"), 0);
     drive(f, 100, 0, c, NULL);
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC FREEZE (error_rate)", TICK_WAIT_MS), 0);
-    expect_state(f, "frozen", 50);
+    fx_expect_state(f, "frozen", 50);
     entries = auto_entries(f);
     the_auto_entry(entries, "freeze", 50, 50, "error rate", "error_rate");
     json_decref(entries);
@@ -457,7 +448,7 @@ test_freeze_holds_weight(void **state)
     drive(f, 60, 0, c, NULL);
     assert_true(c[1] > 0 && c[0] > 0);
     h_sleep_ms(QUIET_MS);
-    expect_state(f, "frozen", 50);
+    fx_expect_state(f, "frozen", 50);
     entries = auto_entries(f);
     assert_int_equal(json_array_size(entries), 1);
     json_decref(entries);
@@ -465,13 +456,13 @@ test_freeze_holds_weight(void **state)
     /* restarted frozen: the alert comes back at once */
     assert_int_equal(h_stop(f->proxy, SIGKILL, 5000), 128 + SIGKILL);
     assert_int_equal(fx_start_proxy(f, 7), 0);
-    expect_state(f, "frozen", 50);
+    fx_expect_state(f, "frozen", 50);
     assert_int_equal(h_wait_log(f->log, "latch restored from the state file",
                                 TICK_WAIT_MS), 0);
 
     /* an operator decides */
     assert_int_equal(fx_ctl(f, out, "weight", "10"), 0);
-    expect_state(f, "steady", 10);
+    fx_expect_state(f, "steady", 10);
 }
 
 /* An operator's weight clears the latch; the errors that caused the
@@ -489,17 +480,17 @@ test_operator_weight_clears_latch(void **state)
     assert_int_equal(h_backend_set(NEW_PORT(f), "error_rate=1&seed=6"), 0);
     drive(f, 100, 0, c, NULL);
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC ROLLBACK", TICK_WAIT_MS), 0);
-    expect_state(f, "rolled_back", 0);
+    fx_expect_state(f, "rolled_back", 0);
 
     /* fixed, and back to 50 at once, well inside the window of the errors */
     assert_int_equal(h_backend_set(NEW_PORT(f), "reset=1"), 0);
     assert_int_equal(fx_ctl(f, out, "weight", "50"), 0);
-    expect_state(f, "steady", 50);
+    fx_expect_state(f, "steady", 50);
     drive(f, 60, 0, c, &n5xx);
     assert_true(c[1] > 0);
     assert_int_equal(n5xx, 0);
     h_sleep_ms(QUIET_MS);
-    expect_state(f, "steady", 50);
+    fx_expect_state(f, "steady", 50);
     entries = auto_entries(f);
     assert_int_equal(json_array_size(entries), 1);
     json_decref(entries);
@@ -508,7 +499,7 @@ test_operator_weight_clears_latch(void **state)
     assert_int_equal(h_backend_set(NEW_PORT(f), "error_rate=1&seed=6"), 0);
     drive(f, 100, 0, c, NULL);
     h_sleep_ms(QUIET_MS);
-    expect_state(f, "rolled_back", 0);
+    fx_expect_state(f, "rolled_back", 0);
     entries = auto_entries(f);
     assert_int_equal(json_array_size(entries), 2);
     json_decref(entries);
@@ -530,10 +521,10 @@ test_new_down_rolls_back(void **state)
     double ms;
 
     h_sleep_ms(QUIET_MS);
-    expect_state(f, "steady", 30);
+    fx_expect_state(f, "steady", 30);
     assert_int_equal(h_backend_set(NEW_PORT(f), "healthy=0"), 0);
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC ROLLBACK (new_down)", 5000), 0);
-    expect_state(f, "rolled_back", 0);
+    fx_expect_state(f, "rolled_back", 0);
     entries = auto_entries(f);
     fig = the_auto_entry(entries, "rollback", 30, 0, "new side down", "new_down");
     assert_true(json_is_false(json_object_get(fig, "new_healthy")));
@@ -546,7 +537,7 @@ test_new_down_rolls_back(void **state)
     drive(f, 20, 0, c, NULL);
     assert_int_equal(c[1], 0);
     h_sleep_ms(QUIET_MS);
-    expect_state(f, "rolled_back", 0);
+    fx_expect_state(f, "rolled_back", 0);
 }
 
 /* on_new_down left at "fallback": new going down moves its share to legacy
@@ -563,7 +554,7 @@ test_new_down_falls_back_by_default(void **state)
     drive(f, 20, 0, c, NULL);
     assert_int_equal(c[1], 0);
     h_sleep_ms(QUIET_MS);
-    expect_state(f, "steady", 30);
+    fx_expect_state(f, "steady", 30);
     entries = auto_entries(f);
     assert_int_equal(json_array_size(entries), 0);
     json_decref(entries);

@@ -102,45 +102,7 @@ start(void **state, bool tcp, const char *alog, const char *service_extra)
 static char *
 scrape(struct t *t)
 {
-    struct h_resp r;
-    char ct[128];
-    char *text;
-
-    memset(&r, 0, sizeof(r));
-    if (h_get(t->admin_port, "/metrics", NULL, &r) != 0)
-        fail_msg("GET /metrics on 127.0.0.1:%d: no answer", t->admin_port);
-    if (r.status != 200)
-        fail_msg("GET /metrics: status %d", r.status);
-    if (h_resp_header(&r, "Content-Type", ct, sizeof(ct)) == NULL ||
-        strncmp(ct, "text/plain", 10) != 0)
-        fail_msg("GET /metrics: Content-Type %s", ct);
-    text = strndup(r.body != NULL ? r.body : "", r.body_len);
-    h_resp_free(&r);
-    assert_non_null(text);
-    return text;
-}
-
-/* The value of the series written exactly as <fmt> (name{labels}) in
- * <text>; fails the test when it is absent. */
-static double __attribute__((format(printf, 2, 3)))
-metric(const char *text, const char *fmt, ...)
-{
-    char series[512];
-    const char *p = text;
-    size_t n;
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(series, sizeof(series), fmt, ap);
-    va_end(ap);
-    n = strlen(series);
-    while ((p = strstr(p, series)) != NULL) {
-        if ((p == text || p[-1] == '\n') && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-        p += n;
-    }
-    fail_msg("series %s is not in the scrape:\n%s", series, text);
-    return -1;
+    return fx_scrape(t->admin_port);
 }
 
 /* Runs promtool check metrics on <text>; fails the test on any complaint
@@ -177,7 +139,7 @@ side_requests(const char *text, const char *side)
     size_t i;
 
     for (i = 0; i < 5; i++)
-        sum += metric(text, "cutover_requests_total{service=\"web\",side=\"%s\",class=\"%s\"}",
+        sum += fx_metric(text, "cutover_requests_total{service=\"web\",side=\"%s\",class=\"%s\"}",
                       side, classes[i]);
     return sum;
 }
@@ -201,46 +163,46 @@ test_metrics_after_traffic(void **state)
     promtool_check(t, text);
     assert_true(side_requests(text, "legacy") == c[0]);
     assert_true(side_requests(text, "new") == c[1]);
-    assert_true(metric(text, "cutover_requests_total{service=\"web\",side=\"legacy\","
+    assert_true(fx_metric(text, "cutover_requests_total{service=\"web\",side=\"legacy\","
                              "class=\"2xx\"}") == c[0]);
-    assert_true(metric(text, "cutover_request_duration_seconds_count{service=\"web\","
+    assert_true(fx_metric(text, "cutover_request_duration_seconds_count{service=\"web\","
                              "side=\"legacy\"}") == c[0]);
-    assert_true(metric(text, "cutover_request_duration_seconds_count{service=\"web\","
+    assert_true(fx_metric(text, "cutover_request_duration_seconds_count{service=\"web\","
                              "side=\"new\"}") == c[1]);
-    assert_true(metric(text, "cutover_request_duration_seconds_bucket{service=\"web\","
+    assert_true(fx_metric(text, "cutover_request_duration_seconds_bucket{service=\"web\","
                              "side=\"new\",le=\"+Inf\"}") == c[1]);
-    assert_true(metric(text, "cutover_request_duration_seconds_sum{service=\"web\","
+    assert_true(fx_metric(text, "cutover_request_duration_seconds_sum{service=\"web\","
                              "side=\"new\"}") > 0);
-    assert_true(metric(text, "cutover_weight_percent{service=\"web\"}") == 50);
-    assert_true(metric(text, "cutover_server_up{service=\"web\",side=\"legacy\","
+    assert_true(fx_metric(text, "cutover_weight_percent{service=\"web\"}") == 50);
+    assert_true(fx_metric(text, "cutover_server_up{service=\"web\",side=\"legacy\","
                              "server=\"127.0.0.1:%d\"}", f->port[0][0]) == 1);
-    assert_true(metric(text, "cutover_server_up{service=\"web\",side=\"new\","
+    assert_true(fx_metric(text, "cutover_server_up{service=\"web\",side=\"new\","
                              "server=\"127.0.0.1:%d\"}", f->port[1][0]) == 1);
-    assert_true(metric(text, "cutover_server_requests_total{service=\"web\",side=\"new\","
+    assert_true(fx_metric(text, "cutover_server_requests_total{service=\"web\",side=\"new\","
                              "server=\"127.0.0.1:%d\"}", f->port[1][0]) == c[1]);
-    assert_true(metric(text, "cutover_server_failures_total{service=\"web\",side=\"new\","
+    assert_true(fx_metric(text, "cutover_server_failures_total{service=\"web\",side=\"new\","
                              "server=\"127.0.0.1:%d\"}", f->port[1][0]) == 0);
-    assert_true(metric(text, "cutover_errors_total{service=\"web\",side=\"new\","
+    assert_true(fx_metric(text, "cutover_errors_total{service=\"web\",side=\"new\","
                              "kind=\"connect\"}") == 0);
-    assert_true(metric(text, "cutover_fallbacks_total{service=\"web\"}") == 0);
-    assert_true(metric(text, "cutover_rollbacks_total{service=\"web\",reason=\"manual\"}") == 0);
-    assert_true(metric(text, "cutover_state{service=\"web\",state=\"steady\"}") == 1);
-    assert_true(metric(text, "cutover_plan_step{service=\"web\"}") == 0);
-    assert_true(metric(text, "cutover_connections{service=\"web\"}") == 0);
-    assert_true(metric(text, "cutover_build_info{version=\"%s\"}", "0.1.0") == 1);
-    assert_true(metric(text, "cutover_start_time_seconds") > 1.7e9);
+    assert_true(fx_metric(text, "cutover_fallbacks_total{service=\"web\"}") == 0);
+    assert_true(fx_metric(text, "cutover_rollbacks_total{service=\"web\",reason=\"manual\"}") == 0);
+    assert_true(fx_metric(text, "cutover_state{service=\"web\",state=\"steady\"}") == 1);
+    assert_true(fx_metric(text, "cutover_plan_step{service=\"web\"}") == 0);
+    assert_true(fx_metric(text, "cutover_connections{service=\"web\"}") == 0);
+    assert_true(fx_metric(text, "cutover_build_info{version=\"%s\"}", "0.1.0") == 1);
+    assert_true(fx_metric(text, "cutover_start_time_seconds") > 1.7e9);
     free(text);
 
     assert_int_equal(fx_ctl(f, out, "rollback", "--reason", "metrics test"), 0);
     text = scrape(t);
     promtool_check(t, text);
-    assert_true(metric(text, "cutover_rollbacks_total{service=\"web\",reason=\"manual\"}") == 1);
-    assert_true(metric(text, "cutover_rollbacks_total{service=\"web\",reason=\"error_rate\"}")
+    assert_true(fx_metric(text, "cutover_rollbacks_total{service=\"web\",reason=\"manual\"}") == 1);
+    assert_true(fx_metric(text, "cutover_rollbacks_total{service=\"web\",reason=\"error_rate\"}")
                 == 0);
-    assert_true(metric(text, "cutover_weight_percent{service=\"web\"}") == 0);
-    assert_true(metric(text, "cutover_state{service=\"web\",state=\"rolled_back\"}") == 1);
-    assert_true(metric(text, "cutover_state{service=\"web\",state=\"steady\"}") == 0);
-    assert_true(metric(text, "cutover_generation{service=\"web\"}") >= 1);
+    assert_true(fx_metric(text, "cutover_weight_percent{service=\"web\"}") == 0);
+    assert_true(fx_metric(text, "cutover_state{service=\"web\",state=\"rolled_back\"}") == 1);
+    assert_true(fx_metric(text, "cutover_state{service=\"web\",state=\"steady\"}") == 0);
+    assert_true(fx_metric(text, "cutover_generation{service=\"web\"}") >= 1);
     free(text);
 
     /* the access log is off by default: no file anywhere near the config */
@@ -301,7 +263,7 @@ test_metrics_automatic_decisions(void **state)
         until = h_now_ms() + 5000;
         for (;;) {
             text = scrape(t);
-            if (metric(text, "cutover_state{service=\"web\",state=\"%s\"}",
+            if (fx_metric(text, "cutover_state{service=\"web\",state=\"%s\"}",
                        k == 0 ? "rolled_back" : "frozen") == 1)
                 break;
             free(text);
@@ -310,12 +272,12 @@ test_metrics_automatic_decisions(void **state)
             h_sleep_ms(50);
         }
         promtool_check(t, text);
-        assert_true(metric(text, "cutover_rollbacks_total{service=\"web\",reason=\"error_rate\"}")
+        assert_true(fx_metric(text, "cutover_rollbacks_total{service=\"web\",reason=\"error_rate\"}")
                     == (k == 0 ? 1 : 0));
-        assert_true(metric(text, "cutover_rollbacks_total{service=\"web\",reason=\"manual\"}")
+        assert_true(fx_metric(text, "cutover_rollbacks_total{service=\"web\",reason=\"manual\"}")
                     == 0);
-        assert_true(metric(text, "cutover_freezes_total{service=\"web\"}") == (k == 0 ? 0 : 1));
-        assert_true(metric(text, "cutover_weight_percent{service=\"web\"}") == (k == 0 ? 0 : 50));
+        assert_true(fx_metric(text, "cutover_freezes_total{service=\"web\"}") == (k == 0 ? 0 : 1));
+        assert_true(fx_metric(text, "cutover_weight_percent{service=\"web\"}") == (k == 0 ? 0 : 50));
         free(text);
     }
 }
@@ -477,13 +439,13 @@ test_access_log_errors(void **state)
 
     text = scrape(t);
     promtool_check(t, text);
-    assert_true(metric(text, "cutover_requests_total{service=\"web\",side=\"new\","
+    assert_true(fx_metric(text, "cutover_requests_total{service=\"web\",side=\"new\","
                              "class=\"error\"}") == 1);
-    assert_true(metric(text, "cutover_errors_total{service=\"web\",side=\"new\","
+    assert_true(fx_metric(text, "cutover_errors_total{service=\"web\",side=\"new\","
                              "kind=\"upstream_reset\"}") == 1);
-    assert_true(metric(text, "cutover_server_failures_total{service=\"web\",side=\"new\","
+    assert_true(fx_metric(text, "cutover_server_failures_total{service=\"web\",side=\"new\","
                              "server=\"%s\"}", srv) == 1);
-    assert_true(metric(text, "cutover_request_duration_seconds_count{service=\"web\","
+    assert_true(fx_metric(text, "cutover_request_duration_seconds_count{service=\"web\","
                              "side=\"new\"}") == 1);
     free(text);
 }

@@ -93,19 +93,6 @@ start(void **state, const char *web_extra)
     return f;
 }
 
-/* Sends SIGHUP and waits for the log line of successful reload number
- * <generation> (the config generation it makes). */
-static void
-reload_ok(struct fx *f, unsigned generation)
-{
-    char needle[96];
-
-    snprintf(needle, sizeof(needle), "configuration generation %u loaded", generation);
-    assert_int_equal(kill(f->proxy, SIGHUP), 0);
-    if (h_wait_log(f->log, needle, WAIT_MS) != 0)
-        fail_msg("no \"%s\" in the log", needle);
-}
-
 /* Sends SIGHUP and waits for a failed reload whose log line holds <needle>. */
 static void
 reload_fails(struct fx *f, const char *needle)
@@ -288,7 +275,7 @@ test_reload_under_load(void **state)
                        "");
         else
             conf_write(f, "", one, ",\n    \"sticky\": { \"by\": \"client_ip\" }", "");
-        reload_ok(f, ++gen);
+        fx_reload_ok(f, WAIT_MS, ++gen);
         h_sleep_ms(150);
     }
     failed = 0;
@@ -365,7 +352,7 @@ test_failed_reload_keeps_config(void **state)
 
     /* and a good reload after them works */
     conf_write(f, "", n0, "", "");
-    reload_ok(f, 2);
+    fx_reload_ok(f, WAIT_MS, 2);
     assert_int_equal(get_status(f->proxy_port, NULL, 0), 200);
     stop_clean(f);
 }
@@ -390,7 +377,7 @@ test_add_and_remove_service(void **state)
              api_port, be(f, 0, 1, l1, sizeof(l1)), be(f, 1, 1, n0, sizeof(n0)),
              HEALTH(1000, 800));
     conf_write(f, "", be(f, 1, 0, n0, sizeof(n0)), "", api);
-    reload_ok(f, 2);
+    fx_reload_ok(f, WAIT_MS, 2);
     /* the new service's servers are checked from the start */
     assert_int_equal(h_wait_log(f->log, "service api: http checks every 1000 ms", WAIT_MS), 0);
     assert_int_equal(get_status(api_port, body, sizeof(body)), 200);
@@ -416,7 +403,7 @@ test_add_and_remove_service(void **state)
     /* removed again: its port is closed, the idle client is let go, the
      * slow request completes, and then the service is gone */
     conf_write(f, "", n0, "", "");
-    reload_ok(f, 3);
+    fx_reload_ok(f, WAIT_MS, 3);
     fd = h_connect(api_port);
     if (fd >= 0)
         close(fd);
@@ -460,7 +447,7 @@ test_inflight_survives_server_removal(void **state)
     h_sleep_ms(300);                               /* it reached new2 and waits */
 
     conf_write(f, "", be(f, 1, 0, n0, sizeof(n0)), ",\n    \"weight\": 100", "");
-    reload_ok(f, 2);
+    fx_reload_ok(f, WAIT_MS, 2);
     assert_int_equal(status_servers(f, "new"), 1);
     /* it was removed while the request was in flight to it */
     snprintf(needle, sizeof(needle), "new server 127.0.0.1:%d removed; 1 reference(s) "
@@ -496,7 +483,7 @@ test_latch_survives_reload(void **state)
     /* a config whose initial weight says otherwise changes nothing */
     conf_write(f, "", be(f, 1, 0, n0, sizeof(n0)),
                ",\n    \"weight\": 50,\n    \"sticky\": { \"by\": \"client_ip\" }", "");
-    reload_ok(f, 2);
+    fx_reload_ok(f, WAIT_MS, 2);
     assert_string_equal(fx_state(f, st, sizeof(st)), "rolled_back");
     assert_true(fx_weight(f) == 0.0);
     assert_int_equal(status_generation(f), gen);
@@ -547,7 +534,7 @@ test_health_checks_across_reloads(void **state)
 
     /* health unchanged: the checker stays, and so does the verdict */
     conf_write(f, "", n0, HEALTH(200, 150) ",\n    \"sticky\": { \"by\": \"client_ip\" }", "");
-    reload_ok(f, 2);
+    fx_reload_ok(f, WAIT_MS, 2);
     assert_false(new_healthy(f));
     assert_int_equal(h_backend_set(f->port[1][0], "healthy=1"), 0);
     assert_int_equal(wait_new_healthy(f, true), 0);
@@ -558,7 +545,7 @@ test_health_checks_across_reloads(void **state)
      * server healthy again before its first check is reported up (a
      * checker starting from "up" would never say so) */
     conf_write(f, "", n0, HEALTH(5000, 1000), "");
-    reload_ok(f, 3);
+    fx_reload_ok(f, WAIT_MS, 3);
     assert_false(new_healthy(f));
     assert_int_equal(h_backend_set(f->port[1][0], "healthy=1"), 0);
     assert_int_equal(wait_new_healthy(f, true), 0);
@@ -567,7 +554,7 @@ test_health_checks_across_reloads(void **state)
     assert_int_equal(h_backend_set(f->port[1][0], "healthy=0"), 0);
     assert_int_equal(wait_new_healthy(f, false), 0);
     conf_write(f, "", n0, "", "");
-    reload_ok(f, 4);
+    fx_reload_ok(f, WAIT_MS, 4);
     assert_true(new_healthy(f));
     stop_clean(f);
 }
@@ -608,7 +595,7 @@ test_tcp_tunnel_survives_reload(void **state)
 
     conf_write(f, "", be(f, 1, 0, n0, sizeof(n0)),
                ",\n    \"mode\": \"tcp\", \"weight\": 100", "");
-    reload_ok(f, 2);
+    fx_reload_ok(f, WAIT_MS, 2);
     assert_int_equal(h_send_all(fd, "again", 5), 0);
     assert_int_equal(read_n(fd, buf, 5), 5);
     assert_memory_equal(buf, "again", 5);

@@ -136,41 +136,7 @@ start(void **state, const char *extra)
 static char *
 scrape(struct t *t)
 {
-    struct h_resp r;
-    char *text;
-
-    memset(&r, 0, sizeof(r));
-    if (h_get(t->admin_port, "/metrics", NULL, &r) != 0)
-        fail_msg("GET /metrics on 127.0.0.1:%d: no answer", t->admin_port);
-    if (r.status != 200)
-        fail_msg("GET /metrics: status %d", r.status);
-    text = strndup(r.body != NULL ? r.body : "", r.body_len);
-    h_resp_free(&r);
-    assert_non_null(text);
-    return text;
-}
-
-/* The value of the series written exactly as <fmt> in <text>; fails the
- * test when it is absent. */
-static double __attribute__((format(printf, 2, 3)))
-metric(const char *text, const char *fmt, ...)
-{
-    char series[512];
-    const char *p = text;
-    size_t n;
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(series, sizeof(series), fmt, ap);
-    va_end(ap);
-    n = strlen(series);
-    while ((p = strstr(p, series)) != NULL) {
-        if ((p == text || p[-1] == '\n') && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-        p += n;
-    }
-    fail_msg("series %s is not in the scrape:\n%s", series, text);
-    return -1;
+    return fx_scrape(t->admin_port);
 }
 
 /* cutover_worker_accepted_total of workers 0 and 1 into acc[]; checks that
@@ -180,9 +146,9 @@ accepted(struct t *t, double acc[2])
 {
     char *text = scrape(t);
 
-    assert_true(metric(text, "cutover_workers") == 2);
-    acc[0] = metric(text, "cutover_worker_accepted_total{worker=\"0\"}");
-    acc[1] = metric(text, "cutover_worker_accepted_total{worker=\"1\"}");
+    assert_true(fx_metric(text, "cutover_workers") == 2);
+    acc[0] = fx_metric(text, "cutover_worker_accepted_total{worker=\"0\"}");
+    acc[1] = fx_metric(text, "cutover_worker_accepted_total{worker=\"1\"}");
     assert_null(strstr(text, "cutover_worker_accepted_total{worker=\"2\"}"));
     free(text);
 }
@@ -332,15 +298,6 @@ side_counter(struct fx *f, const char *side, const char *key)
     return v;
 }
 
-static void
-expect_state(struct fx *f, const char *want, double weight)
-{
-    char st[64];
-
-    assert_string_equal(fx_state(f, st, sizeof(st)), want);
-    assert_true(fx_weight(f) == weight);
-}
-
 /* Polls status until server 0 of <side> is <up>. */
 static void
 wait_up(struct fx *f, const char *side, bool up)
@@ -387,18 +344,6 @@ auto_rollbacks(struct fx *f)
     }
     free(text);
     return all;
-}
-
-/* Sends SIGHUP and waits for "configuration generation <gen> loaded". */
-static void
-reload_ok(struct fx *f, unsigned gen)
-{
-    char needle[96];
-
-    snprintf(needle, sizeof(needle), "configuration generation %u loaded", gen);
-    assert_int_equal(kill(f->proxy, SIGHUP), 0);
-    if (h_wait_log(f->log, needle, WAIT_MS) != 0)
-        fail_msg("no \"%s\" in the log", needle);
 }
 
 /* Waits until <pid> exits, up to the monotonic time <deadline_ms>: its exit
@@ -460,15 +405,15 @@ test_both_workers_serve(void **state)
     assert_int_equal(h_backend_requests(NEW_PORT(f)), c[1]);
 
     text = scrape(t);
-    assert_true(metric(text, "cutover_requests_total{service=\"web\",side=\"legacy\","
+    assert_true(fx_metric(text, "cutover_requests_total{service=\"web\",side=\"legacy\","
                              "class=\"2xx\"}") == c[0]);
-    assert_true(metric(text, "cutover_requests_total{service=\"web\",side=\"new\","
+    assert_true(fx_metric(text, "cutover_requests_total{service=\"web\",side=\"new\","
                              "class=\"2xx\"}") == c[1]);
-    assert_true(metric(text, "cutover_request_duration_seconds_count{service=\"web\","
+    assert_true(fx_metric(text, "cutover_request_duration_seconds_count{service=\"web\","
                              "side=\"legacy\"}") == c[0]);
-    assert_true(metric(text, "cutover_request_duration_seconds_count{service=\"web\","
+    assert_true(fx_metric(text, "cutover_request_duration_seconds_count{service=\"web\","
                              "side=\"new\"}") == c[1]);
-    assert_true(metric(text, "cutover_server_requests_total{service=\"web\",side=\"new\","
+    assert_true(fx_metric(text, "cutover_server_requests_total{service=\"web\",side=\"new\","
                              "server=\"127.0.0.1:%d\"}", NEW_PORT(f)) == c[1]);
     free(text);
 
@@ -478,7 +423,7 @@ test_both_workers_serve(void **state)
         double open;
 
         text = scrape(t);
-        open = metric(text, "cutover_connections{service=\"web\"}");
+        open = fx_metric(text, "cutover_connections{service=\"web\"}");
         free(text);
         if (open == 0)
             break;
@@ -508,17 +453,17 @@ test_weight_reaches_every_worker(void **state)
     round_all(t, 200, "new");
     ctl_ok(f, "rollback", NULL);
     round_all(t, 200, "legacy");
-    expect_state(f, "rolled_back", 0);
+    fx_expect_state(f, "rolled_back", 0);
     ctl_ok(f, "promote", NULL);
     round_all(t, 200, "new");
-    expect_state(f, "promoted", 100);
+    fx_expect_state(f, "promoted", 100);
     ctl_ok(f, "switch", "legacy");
     round_all(t, 200, "legacy");
     ctl_ok(f, "switch", "new");
     round_all(t, 200, "new");
     ctl_ok(f, "weight", "0");
     round_all(t, 200, "legacy");
-    expect_state(f, "steady", 0);
+    fx_expect_state(f, "steady", 0);
 
     /* 7 rounds of 40, every one counted once */
     assert_true(side_counter(f, "legacy", "requests") + side_counter(f, "new", "requests")
@@ -589,14 +534,14 @@ test_rollback_from_aggregate(void **state)
         expect_on(t->fds[i], (int)i, "/", 500, "new");
     both_accepted(t, zero, NCONN + 1);
     h_sleep_ms(QUIET_MS);
-    expect_state(f, "steady", 100);
+    fx_expect_state(f, "steady", 100);
     entries = auto_rollbacks(f);
     assert_int_equal(json_array_size(entries), 0);
     json_decref(entries);
 
     expect_on(t->fds[NCONN - 1], NCONN - 1, "/", 500, "new");
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC ROLLBACK (error_rate)", WAIT_MS), 0);
-    expect_state(f, "rolled_back", 0);
+    fx_expect_state(f, "rolled_back", 0);
     entries = auto_rollbacks(f);
     assert_int_equal(json_array_size(entries), 1);
     fig = json_object_get(json_array_get(entries, 0), "figures");
@@ -636,7 +581,7 @@ test_reload_listeners(void **state)
     snprintf(listen, sizeof(listen), "\"127.0.0.1:%d\", \"127.0.0.1:%d\"", f->proxy_port,
              port2);
     conf_write(t, listen, NULL);
-    reload_ok(f, 2);
+    fx_reload_ok(f, WAIT_MS, 2);
     accepted(t, before);
     short_gets(port2, c);
     assert_int_equal(c[0], NCONN);
@@ -648,7 +593,7 @@ test_reload_listeners(void **state)
 
     snprintf(listen, sizeof(listen), "\"127.0.0.1:%d\"", port2);
     conf_write(t, listen, NULL);
-    reload_ok(f, 3);
+    fx_reload_ok(f, WAIT_MS, 3);
     for (i = 0; i < NCONN; i++)
         if (!refused(f->proxy_port))
             fail_msg("connect %d to the removed address %d was not refused", i,

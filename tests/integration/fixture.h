@@ -238,4 +238,74 @@ fx_state(struct fx *f, char *buf, size_t len)
     return buf;
 }
 
+/* GET /metrics on the HTTP admin endpoint at <admin_port>: fails the test
+ * unless it answers 200 with a text/plain body; returns the text (caller
+ * frees). */
+static inline char *
+fx_scrape(int admin_port)
+{
+    struct h_resp r;
+    char ct[128];
+    char *text;
+
+    memset(&r, 0, sizeof(r));
+    if (h_get(admin_port, "/metrics", NULL, &r) != 0)
+        fail_msg("GET /metrics on 127.0.0.1:%d: no answer", admin_port);
+    if (r.status != 200)
+        fail_msg("GET /metrics: status %d", r.status);
+    if (h_resp_header(&r, "Content-Type", ct, sizeof(ct)) == NULL ||
+        strncmp(ct, "text/plain", 10) != 0)
+        fail_msg("GET /metrics: Content-Type %s", ct);
+    text = strndup(r.body != NULL ? r.body : "", r.body_len);
+    h_resp_free(&r);
+    assert_non_null(text);
+    return text;
+}
+
+/* The value of the series written exactly as <fmt> (name{labels}) in the
+ * scrape <text>; fails the test when it is absent. */
+static inline double __attribute__((format(printf, 2, 3)))
+fx_metric(const char *text, const char *fmt, ...)
+{
+    char series[512];
+    const char *p = text;
+    size_t n;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(series, sizeof(series), fmt, ap);
+    va_end(ap);
+    n = strlen(series);
+    while ((p = strstr(p, series)) != NULL) {
+        if ((p == text || p[-1] == '\n') && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+        p += n;
+    }
+    fail_msg("series %s is not in the scrape:\n%s", series, text);
+    return -1;
+}
+
+/* Asserts the service's state and weight (percent). */
+static inline void
+fx_expect_state(struct fx *f, const char *want, double weight)
+{
+    char st[64];
+
+    assert_string_equal(fx_state(f, st, sizeof(st)), want);
+    assert_true(fx_weight(f) == weight);
+}
+
+/* Sends SIGHUP and waits up to <wait_ms> for the log line of the
+ * successful reload that makes config generation <generation>. */
+static inline void
+fx_reload_ok(struct fx *f, int wait_ms, unsigned generation)
+{
+    char needle[96];
+
+    snprintf(needle, sizeof(needle), "configuration generation %u loaded", generation);
+    assert_int_equal(kill(f->proxy, SIGHUP), 0);
+    if (h_wait_log(f->log, needle, wait_ms) != 0)
+        fail_msg("no \"%s\" in the log", needle);
+}
+
 #endif
