@@ -528,13 +528,13 @@ move(struct evbuffer *src, struct evbuffer *dst, size_t n, enum px_out out)
 }
 
 /* Moves what is available of body <b> from <src> to <dst>, re-framed, at
- * most until <dst> holds PX_HIGH_WM bytes. Returns 0, or -1 on a framing
- * error. Sets b->done at the end of a length or chunked body (the end of a
+ * most until <dst> holds <upto> bytes. Returns 0, or -1 on a framing error.
+ * Sets b->done at the end of a length or chunked body (the end of a
  * close-delimited body is the caller's EOF). */
 static int
-pump_body(struct px_body *b, struct evbuffer *src, struct evbuffer *dst)
+pump_body_upto(struct px_body *b, struct evbuffer *src, struct evbuffer *dst, size_t upto)
 {
-    while (!b->done && evbuffer_get_length(dst) < PX_HIGH_WM) {
+    while (!b->done && evbuffer_get_length(dst) < upto) {
         size_t avail = evbuffer_get_length(src), n, used = 0;
         struct evbuffer_iovec v;
 
@@ -589,6 +589,13 @@ pump_body(struct px_body *b, struct evbuffer *src, struct evbuffer *dst)
         }
     }
     return 0;
+}
+
+/* pump_body_upto() with the backpressure limit. */
+static int
+pump_body(struct px_body *b, struct evbuffer *src, struct evbuffer *dst)
+{
+    return pump_body_upto(b, src, dst, PX_HIGH_WM);
 }
 
 /* ---- request head ---------------------------------------------------- */
@@ -783,9 +790,12 @@ buffer_body(struct px_conn *c)
         return true;
     }
     /* chunked: decode into req_buf; resend with Content-Length when it ends
-     * within the buffer limit, else stream the rest chunked */
+     * within the buffer limit, else stream the rest chunked. Decoding stops
+     * one byte past the limit, however much of the body one read brought,
+     * so that only a body within it is ever sent with a Content-Length */
     c->req.out = PX_OUT_PLAIN;
-    if (pump_body(&c->req, in, conn_evbuffer(c, &c->req_buf)) < 0) {
+    if (pump_body_upto(&c->req, in, conn_evbuffer(c, &c->req_buf),
+                       (size_t)lim->buffer_body_bytes + 1) < 0) {
         reply_error(c, 400, c->req.ck.error != NULL ? c->req.ck.error : "bad chunked body");
         return false;
     }
