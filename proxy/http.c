@@ -80,8 +80,6 @@ static const char *const px_cs_actions[PX_CS__COUNT] = {
 #define PX_CF_RES_BYTES    0x200u /* the upstream sent at least one byte for this request */
 #define PX_CF_PARK_SOON    0x400u /* head_timer was activated to run park() */
 #define PX_CF_PARKED       0x800u /* parked: no bufferevent, head_timer watches the socket */
-#define PX_CF_UP_ERROR     0x1000u /* our read past libevent's 4 KiB got the upstream's socket
-                                    * error: the EOF libevent sees next stands for it */
 
 enum px_out {
     PX_OUT_PLAIN = 0,     /* move bytes as they are (Content-Length or close-delimited) */
@@ -275,6 +273,23 @@ upstream_free(struct px_conn *c)
     }
 }
 
+/* Backpressure of one direction, once <to>'s output holds <queued> bytes:
+ * <from> reads at most <max> bytes per read (io.h), and never more than is
+ * left below PX_HIGH_WM, so that no read overshoots it; it stops reading at
+ * the limit until <to> drained to half of it (its write callback). Returns
+ * true while <from> may read. */
+static bool
+relay_room(struct bufferevent *from, struct bufferevent *to, size_t queued, size_t max)
+{
+    if (queued >= PX_HIGH_WM) {
+        bufferevent_disable(from, EV_READ);
+        bufferevent_setwatermark(to, EV_WRITE, PX_HIGH_WM / 2, 0);
+        return false;
+    }
+    px_io_read_size(from, PX_HIGH_WM - queued < max ? PX_HIGH_WM - queued : max);
+    return true;
+}
+
 /* ---- access log ------------------------------------------------------ */
 
 /* The current request begins for the access log: a parsed head <r>, or,
@@ -402,6 +417,7 @@ set_state(struct px_conn *c, enum px_conn_state next)
         bufferevent_setwatermark(c->down, EV_WRITE, 0, 0);
         /* a head larger than this is a 431 anyway: read no further */
         bufferevent_setwatermark(c->down, EV_READ, 0, sconf(c)->limits.head_bytes);
+        px_io_read_size(c->down, PX_IO_READ_HEAD);  /* a streamed body may have changed it */
         /* writing: armed by leave() only when a socket is full (io.h) */
         bufferevent_enable(c->down, EV_READ);
         break;
@@ -528,13 +544,13 @@ move(struct evbuffer *src, struct evbuffer *dst, size_t n, enum px_out out)
 }
 
 /* Moves what is available of body <b> from <src> to <dst>, re-framed, at
- * most until <dst> holds PX_HIGH_WM bytes. Returns 0, or -1 on a framing
- * error. Sets b->done at the end of a length or chunked body (the end of a
+ * most until <dst> holds <upto> bytes. Returns 0, or -1 on a framing error.
+ * Sets b->done at the end of a length or chunked body (the end of a
  * close-delimited body is the caller's EOF). */
 static int
-pump_body(struct px_body *b, struct evbuffer *src, struct evbuffer *dst)
+pump_body_upto(struct px_body *b, struct evbuffer *src, struct evbuffer *dst, size_t upto)
 {
-    while (!b->done && evbuffer_get_length(dst) < PX_HIGH_WM) {
+    while (!b->done && evbuffer_get_length(dst) < upto) {
         size_t avail = evbuffer_get_length(src), n, used = 0;
         struct evbuffer_iovec v;
 
@@ -589,6 +605,13 @@ pump_body(struct px_body *b, struct evbuffer *src, struct evbuffer *dst)
         }
     }
     return 0;
+}
+
+/* pump_body_upto() with the backpressure limit. */
+static int
+pump_body(struct px_body *b, struct evbuffer *src, struct evbuffer *dst)
+{
+    return pump_body_upto(b, src, dst, PX_HIGH_WM);
 }
 
 /* ---- request head ---------------------------------------------------- */
@@ -745,7 +768,9 @@ start_connect(struct px_conn *c)
         upstream_free(c);
         record(c, 0, PX_E_CONNECT);
         reply_error(c, 502, "upstream connect failed at once");
+        return;
     }
+    px_io_own_reads(c->up);            /* the connect assigned the socket */
 }
 
 /* The request body framing is settled: finish the head and connect. */
@@ -783,9 +808,12 @@ buffer_body(struct px_conn *c)
         return true;
     }
     /* chunked: decode into req_buf; resend with Content-Length when it ends
-     * within the buffer limit, else stream the rest chunked */
+     * within the buffer limit, else stream the rest chunked. Decoding stops
+     * one byte past the limit, however much of the body one read brought,
+     * so that only a body within it is ever sent with a Content-Length */
     c->req.out = PX_OUT_PLAIN;
-    if (pump_body(&c->req, in, conn_evbuffer(c, &c->req_buf)) < 0) {
+    if (pump_body_upto(&c->req, in, conn_evbuffer(c, &c->req_buf),
+                       (size_t)lim->buffer_body_bytes + 1) < 0) {
         reply_error(c, 400, c->req.ck.error != NULL ? c->req.ck.error : "bad chunked body");
         return false;
     }
@@ -822,16 +850,21 @@ spare_evbuffer(struct px_srv *srv, struct evbuffer **b)
     *b = NULL;
 }
 
-/* A client bufferevent on <fd>: a spare of the loop, else a new one. */
+/* A client bufferevent on <fd>, reading through io.h: a spare of the loop,
+ * else a new one. */
 static struct bufferevent *
 client_bev(struct px_srv *srv, evutil_socket_t fd)
 {
     struct bufferevent *bev;
 
-    if (srv->nspare_bev == 0)
-        return bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    bev = srv->spare_bev[--srv->nspare_bev];
-    bufferevent_setfd(bev, fd);
+    if (srv->nspare_bev == 0) {
+        if ((bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
+            return NULL;
+    } else {
+        bev = srv->spare_bev[--srv->nspare_bev];
+        bufferevent_setfd(bev, fd);
+    }
+    px_io_own_reads(bev);
     return bev;
 }
 
@@ -1108,10 +1141,8 @@ process(struct px_conn *c)
                     bufferevent_set_timeouts(c->up, &tv_r, &tv_w);
                     arm_response_deadline(c);
                 }
-            } else if (px_io_flush(c->up) >= PX_HIGH_WM) {
-                bufferevent_disable(c->down, EV_READ);
-                bufferevent_setwatermark(c->up, EV_WRITE, PX_HIGH_WM / 2, 0);
-            } else if (c->flags & PX_CF_CLIENT_EOF) {
+            } else if (relay_room(c->down, c->up, px_io_flush(c->up), PX_IO_READ_MAX) &&
+                       (c->flags & PX_CF_CLIENT_EOF)) {
                 /* the client stopped sending mid-body */
                 upstream_free(c);
                 mark_close(c);
@@ -1167,8 +1198,7 @@ finish_exchange(struct px_conn *c)
         return;
     }
     c->flags &= ~(PX_CF_RES_STARTED | PX_CF_RETRIED | PX_CF_REQ_STREAMED |
-                  PX_CF_UP_REUSED | PX_CF_STALE_RETRY | PX_CF_RES_BYTES |
-                  PX_CF_UP_ERROR);
+                  PX_CF_UP_REUSED | PX_CF_STALE_RETRY | PX_CF_RES_BYTES);
     c->res_head_done = false;
     c->res_recorded = false;
     c->side = RT_NONE;
@@ -1294,28 +1324,20 @@ start_tunnel(struct px_conn *c, const struct px_resp *r)
     /* bytes that followed the 101 in either direction */
     evbuffer_add_buffer(out, in);
     evbuffer_add_buffer(bufferevent_get_output(c->up), bufferevent_get_input(c->down));
+    (void)relay_room(c->up, c->down, evbuffer_get_length(out), PX_IO_READ_MAX);
+    (void)relay_room(c->down, c->up, evbuffer_get_length(bufferevent_get_output(c->up)),
+                     PX_IO_READ_MAX);
 }
 
 /* Tunnel: moves what <from> read to <to>, with backpressure; straight to
- * <to>'s socket while its output is empty, after reading on past
- * libevent's 4 KiB when more is waiting (io.h). A socket error consumed by
- * that read shows as the EOF libevent sees next, which ends the tunnel
- * the same way. */
+ * <to>'s socket while its output is empty (io.h). */
 static void
 tunnel_relay(struct px_conn *c, struct bufferevent *from, struct bufferevent *to)
 {
-    struct evbuffer *dst = bufferevent_get_output(to);
-    size_t queued = evbuffer_get_length(dst);
-
     c->last_io_ms = px_now_ms(c->srv);
-    if (queued < PX_HIGH_WM)
-        (void)px_io_read_more(from, PX_HIGH_WM - queued < PX_IO_READ_MAX
-                                    ? PX_HIGH_WM - queued : PX_IO_READ_MAX);
     px_io_send(to, bufferevent_get_input(from));
-    if (evbuffer_get_length(dst) >= PX_HIGH_WM) {
-        bufferevent_disable(from, EV_READ);
-        bufferevent_setwatermark(to, EV_WRITE, PX_HIGH_WM / 2, 0);
-    }
+    (void)relay_room(from, to, evbuffer_get_length(bufferevent_get_output(to)),
+                     PX_IO_READ_MAX);
 }
 
 /* Parses the response head from the upstream input. Returns true once it
@@ -1418,10 +1440,8 @@ pump_response(struct px_conn *c)
         finish_exchange(c);
         return;
     }
-    if (px_io_flush(c->down) >= PX_HIGH_WM) {
-        bufferevent_disable(c->up, EV_READ);
-        bufferevent_setwatermark(c->down, EV_WRITE, PX_HIGH_WM / 2, 0);
-    }
+    /* the head is in: the body is read in bulk */
+    (void)relay_room(c->up, c->down, px_io_flush(c->down), PX_IO_READ_MAX);
 }
 
 /* ---- callbacks ------------------------------------------------------- */
@@ -1440,12 +1460,14 @@ on_client_read(struct bufferevent *bev, void *arg)
     leave(c);
 }
 
-/* <bev> drained below its low watermark: let <peer> read again. */
+/* <bev> drained below its low watermark: let <peer> read again (half of
+ * PX_HIGH_WM is room for more than a read). */
 static void
 tunnel_drained(struct px_conn *c, struct bufferevent *bev, struct bufferevent *peer)
 {
     c->last_io_ms = px_now_ms(c->srv);
     bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+    px_io_read_size(peer, PX_IO_READ_MAX);
     bufferevent_enable(peer, EV_READ);
 }
 
@@ -1476,8 +1498,10 @@ on_client_write(struct bufferevent *bev, void *arg)
     } else if (c->state == PX_CS_TUNNEL) {
         tunnel_drained(c, c->down, c->up);
     } else if (c->state == PX_CS_EXCHANGE && c->up != NULL) {
-        /* the client drained below the low watermark: read upstream again */
+        /* the client drained below the low watermark (half of PX_HIGH_WM:
+         * room for more than a read): read upstream again */
         bufferevent_setwatermark(c->down, EV_WRITE, 0, 0);
+        px_io_read_size(c->up, c->res_head_done ? PX_IO_READ_MAX : PX_IO_READ_HEAD);
         bufferevent_enable(c->up, EV_READ);
         pump_response(c);
     } else if (c->state == PX_CS_READ_HEAD) {
@@ -1597,6 +1621,10 @@ on_upstream_connected(struct px_conn *c)
     if (c->req.done && c->req.out == PX_OUT_CHUNKED)
         evbuffer_add(out, "0\r\n\r\n", 5);
     set_state(c, PX_CS_EXCHANGE);
+    /* the response head first: a small response takes one such read; the
+     * client's output may still hold a pipelined client's last response */
+    (void)relay_room(c->up, c->down, evbuffer_get_length(bufferevent_get_output(c->down)),
+                     PX_IO_READ_HEAD);
     process(c);
 }
 
@@ -1640,17 +1668,6 @@ on_upstream_read(struct bufferevent *bev, void *arg)
          * use may run with nothing read: not a response byte */
         if (evbuffer_get_length(bufferevent_get_input(c->up)) > 0)
             c->flags |= PX_CF_RES_BYTES;
-        {
-            /* a large response: read on past libevent's 4 KiB while the
-             * client output has room (io.h); a head within that is parsed
-             * from the same input */
-            size_t queued = evbuffer_get_length(bufferevent_get_output(c->down));
-
-            if (queued < PX_HIGH_WM &&
-                px_io_read_more(c->up, PX_HIGH_WM - queued < PX_IO_READ_MAX
-                                       ? PX_HIGH_WM - queued : PX_IO_READ_MAX) < 0)
-                c->flags |= PX_CF_UP_ERROR;
-        }
         pump_response(c);
     }
     leave(c);
@@ -1668,6 +1685,7 @@ on_upstream_write(struct bufferevent *bev, void *arg)
     } else if (c->state == PX_CS_EXCHANGE && !c->req.done) {
         /* upstream drained below the low watermark: read the client again */
         bufferevent_setwatermark(c->up, EV_WRITE, 0, 0);
+        px_io_read_size(c->down, PX_IO_READ_MAX);
         bufferevent_enable(c->down, EV_READ);
         process(c);
     }
@@ -1724,8 +1742,7 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
                     upstream_free(c);
                     record(c, 0, PX_E_UP_RESET);
                     reply_error(c, 502, "upstream closed before a response");
-                } else if (c->res.framing == PX_BODY_CLOSE && (what & BEV_EVENT_EOF) &&
-                           !(c->flags & PX_CF_UP_ERROR)) {
+                } else if (c->res.framing == PX_BODY_CLOSE && (what & BEV_EVENT_EOF)) {
                     c->res.done = true;
                     if (c->res.out == PX_OUT_CHUNKED)
                         evbuffer_add(bufferevent_get_output(c->down), "0\r\n\r\n", 5);

@@ -1,5 +1,5 @@
 /*
- * io: direct writes and larger reads for socket bufferevents (io.h).
+ * io: direct writes and own reads for socket bufferevents (io.h).
  */
 #include <errno.h>
 #include <string.h>
@@ -8,11 +8,11 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_struct.h>   /* ev_read, wm_read, timeout_read */
 #include <event2/event.h>
 
 #include "proxy/io.h"
 
-#define PX_IO_LIBEVENT_READ 4096u    /* libevent 2.1's EVBUFFER_MAX_READ */
 #define PX_IO_WRITE_IOV 64            /* chunks of an evbuffer sent in one sendmsg */
 
 /* Sends what <buf> holds (its first PX_IO_WRITE_IOV chunks) to socket <fd>
@@ -94,50 +94,141 @@ px_io_flush(struct bufferevent *bev)
     return left;
 }
 
-ssize_t
-px_io_read_more(struct bufferevent *bev, size_t max)
+/* Reads at most <max> bytes from socket <fd> onto the end of <in> with one
+ * recvmsg into reserved space (straight to the socket layer, as sock_send()
+ * writes). Returns the bytes read, 0 at EOF, -1 with errno set. */
+static ssize_t
+sock_recv(struct evbuffer *in, evutil_socket_t fd, size_t max)
 {
-    struct evbuffer *in = bufferevent_get_input(bev);
     struct evbuffer_iovec v[2];
     struct iovec iov[2];
-    evutil_socket_t fd = bufferevent_getfd(bev);
+    struct msghdr m;
     ssize_t r;
-    size_t left;
+    size_t left = max;
     int n, i;
 
-    if (max == 0 || fd < 0 || evbuffer_get_length(in) < PX_IO_LIBEVENT_READ ||
-        !(bufferevent_get_enabled(bev) & EV_READ))
-        return 0;
     /* a socket bufferevent keeps the end of its input frozen: only its own
      * read may add to it */
     evbuffer_unfreeze(in, 0);
     n = evbuffer_reserve_space(in, (ev_ssize_t)max, v, 2);
     if (n <= 0) {
         evbuffer_freeze(in, 0);
-        return 0;
+        errno = ENOMEM;
+        return -1;
     }
-    left = max;
     for (i = 0; i < n; i++) {
         iov[i].iov_base = v[i].iov_base;
         iov[i].iov_len = v[i].iov_len < left ? v[i].iov_len : left;
         left -= iov[i].iov_len;
     }
+    memset(&m, 0, sizeof(m));
+    m.msg_iov = iov;
+    m.msg_iovlen = (size_t)n;
     do
-        r = readv(fd, iov, n);
+        r = recvmsg(fd, &m, MSG_DONTWAIT);
     while (r < 0 && errno == EINTR);
     if (r <= 0) {
+        int err = errno;
+
         evbuffer_commit_space(in, v, 0);
         evbuffer_freeze(in, 0);
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 0;
-        return r < 0 ? -1 : 0;
+        errno = err;
+        return r;
     }
     left = (size_t)r;
     for (i = 0; i < n && left > 0; i++) {
         v[i].iov_len = iov[i].iov_len < left ? iov[i].iov_len : left;
         left -= v[i].iov_len;
     }
+    /* may suspend reading: the input reached the read high watermark */
     i = evbuffer_commit_space(in, v, i);
     evbuffer_freeze(in, 0);
-    return i < 0 ? -1 : r;
+    if (i < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return r;
+}
+
+/* The read event of a bufferevent owned by px_io_own_reads(): what
+ * libevent's bufferevent_readcb() does, with sock_recv() in place of
+ * evbuffer_read() (FIONREAD, then a readv of at most 4096 bytes). */
+static void
+on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct bufferevent *bev = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t max = (size_t)bufferevent_get_max_single_read(bev);
+    ssize_t r;
+    int err;
+
+    /* only a bare timeout is one: EV_TIMEOUT|EV_READ means bytes came */
+    if (what == EV_TIMEOUT) {
+        bufferevent_disable(bev, EV_READ);
+        bufferevent_trigger_event(bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, 0);
+        return;
+    }
+    if (bev->wm_read.high != 0) {
+        size_t len = evbuffer_get_length(in), high = bev->wm_read.high;
+
+        if (len >= high) {
+            /* the mark was set to what the input holds already, which
+             * bufferevent_setwatermark() leaves as it is: suspend reading
+             * as libevent's callback would here, through a mark one lower
+             * (head_bytes is at least 1024); the input's watermark
+             * callback resumes it once the input drains below the mark */
+            bufferevent_setwatermark(bev, EV_READ, bev->wm_read.low, high - 1);
+            bufferevent_setwatermark(bev, EV_READ, bev->wm_read.low, high);
+            return;
+        }
+        if (high - len < max)
+            max = high - len;
+    }
+    r = sock_recv(in, fd, max);
+    if (r > 0) {
+        /* the read callback, deferred if the bufferevent defers, and only
+         * at the read low watermark, as libevent runs it */
+        bufferevent_trigger(bev, EV_READ, 0);
+        return;
+    }
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
+    err = errno;
+    bufferevent_disable(bev, EV_READ);
+    errno = err;                       /* the event callback may look (libevent
+                                        * keeps it for a deferred one) */
+    bufferevent_trigger_event(bev, BEV_EVENT_READING |
+                                   (r < 0 ? BEV_EVENT_ERROR : BEV_EVENT_EOF), 0);
+}
+
+void
+px_io_own_reads(struct bufferevent *bev)
+{
+    struct event *ev = &bev->ev_read;
+    /* reassigning an added event would corrupt the loop's lists: take it
+     * off and put it back (none of the callers has reading on yet; only a
+     * bufferevent with reading enabled can have its read event added) */
+    int pending = (bev->enabled & EV_READ) && event_pending(ev, EV_READ, NULL);
+
+    if (pending)
+        event_del(ev);
+    /* the same socket and flags (persistent, finalized with the
+     * bufferevent) as libevent gave it; only the callback changes */
+    event_assign(ev, event_get_base(ev), event_get_fd(ev), event_get_events(ev), on_read,
+                 bev);
+    if (pending)
+        event_add(ev, evutil_timerisset(&bev->timeout_read) ? &bev->timeout_read : NULL);
+    px_io_read_size(bev, PX_IO_READ_HEAD);
+}
+
+void
+px_io_read_size(struct bufferevent *bev, size_t max)
+{
+    /* kept in the bufferevent: libevent 2.1 reads it only in its own read
+     * callback, which no longer runs; it costs the connection nothing */
+    if (max == 0)
+        max = 1;
+    else if (max > PX_IO_READ_MAX)
+        max = PX_IO_READ_MAX;
+    bufferevent_set_max_single_read(bev, max);
 }

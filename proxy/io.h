@@ -4,13 +4,25 @@
  *
  * - Writes go straight to the socket when nothing waits in the output
  *   (px_io_send, px_io_flush); the write event is armed only for what the
- *   socket did not take, so a response that fits costs one writev and no
+ *   socket did not take, so a response that fits costs one sendmsg and no
  *   epoll_ctl (libevent arms the write event whenever output is queued and
  *   removes it once drained: two epoll_ctl per write).
- * - Reads: libevent 2.1 reads at most 4096 bytes per wakeup (and asks
- *   FIONREAD first). px_io_read_more() reads on into the input in one
- *   readv when that first read came back full, so bulk data moves in
- *   chunks of up to PX_IO_READ_MAX.
+ * - Reads: libevent 2.1 asks FIONREAD before every read and then reads at
+ *   most 4096 bytes (evbuffer_read); nothing turns either off. Once
+ *   px_io_own_reads() pointed a bufferevent's read event at io.c, a read is
+ *   one recvmsg into evbuffer_reserve_space() of the input: up to the
+ *   bufferevent's read size (PX_IO_READ_HEAD unless px_io_read_size() set
+ *   another: bulk data, or less to stay below a relay's backpressure limit)
+ *   and never past its read high watermark. Then the bufferevent's
+ *   callbacks run as after libevent's own read: the read callback, or on
+ *   EOF, an error or the read timeout, reading disabled and the event
+ *   callback with BEV_EVENT_READING and BEV_EVENT_EOF, _ERROR or _TIMEOUT;
+ *   deferred when the bufferevent defers its callbacks.
+ *   Only the callback changes: the event stays the bufferevent's, so
+ *   bufferevent_enable/disable(EV_READ), the read timeout of
+ *   bufferevent_set_timeouts() and the suspension at the read high
+ *   watermark work on it as before, and a connection holds no more memory
+ *   for it (a parked one gives its bufferevent back as before).
  *
  * Only for plain socket bufferevents (bufferevent_socket_new).
  */
@@ -18,12 +30,16 @@
 #define CUTOVER_PROXY_IO_H
 
 #include <stddef.h>
-#include <sys/types.h>
 
 struct bufferevent;
 struct evbuffer;
 
-#define PX_IO_READ_MAX (64u * 1024u) /* bytes read on in one px_io_read_more() */
+/* Bytes per read: heads and small bodies (the default), bulk data (at most).
+ * libevent allocates a chunk of the next power of two above what is asked
+ * plus its own header, so 16 and 64 KiB would allocate 32 and 128 KiB (the
+ * latter past glibc's mmap threshold): these fit 16 and 64 KiB chunks. */
+#define PX_IO_READ_HEAD (16u * 1024u - 128u)
+#define PX_IO_READ_MAX  (64u * 1024u - 128u)
 
 /* Moves all of <src> towards <bev>'s socket: written at once while <bev>'s
  * output is empty, the rest appended to the output with the write event
@@ -35,11 +51,15 @@ void px_io_send(struct bufferevent *bev, struct evbuffer *src);
  * output is empty. Returns the bytes left in the output. */
 size_t px_io_flush(struct bufferevent *bev);
 
-/* Called in a read callback: when <bev>'s input holds at least one full
- * libevent read (4096 bytes), reads on into it, at most <max> bytes, in one
- * readv. Returns the bytes read, 0 when it did not read or found nothing,
- * -1 on a socket error (errno set; the error was consumed: the caller must
- * act on it, libevent will see only EOF). EOF is left for libevent to see. */
-ssize_t px_io_read_more(struct bufferevent *bev, size_t max);
+/* Reads of <bev> go through io.c from now on, PX_IO_READ_HEAD bytes at
+ * most each. libevent points the read event back at its own callback when
+ * it assigns the socket: call this after bufferevent_socket_new() with a
+ * socket, bufferevent_setfd() with one and bufferevent_socket_connect(). */
+void px_io_own_reads(struct bufferevent *bev);
+
+/* The next reads of <bev> take at most <max> bytes each (1..PX_IO_READ_MAX):
+ * a relay passes the room left before its destination's backpressure
+ * limit, so that no read overshoots it. */
+void px_io_read_size(struct bufferevent *bev, size_t max);
 
 #endif

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,8 @@
 #include "proxy/tick.h"
 #include "proxy/worker.h"
 #include "router/router.h"
+
+#define PX_MALLOC_KEEP (4 * 1024 * 1024)   /* free heap kept per malloc arena (main()) */
 
 static void
 usage(FILE *f)
@@ -1309,6 +1312,13 @@ main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
+    /* glibc hands the top of its heap back to the kernel once 128 KiB there
+     * are free, and asks for it again at the next allocation that does not
+     * fit: the data plane's read buffers (allocated per read, up to
+     * PX_IO_READ_MAX, freed once relayed) made that happen several times
+     * per MiB relayed, and every page of such a read then faulted in anew.
+     * Up to PX_MALLOC_KEEP of free memory stays with each arena instead. */
+    mallopt(M_TRIM_THRESHOLD, PX_MALLOC_KEEP);
     event_set_log_callback(on_libevent_log);
     if (seed_text != NULL) {
         char *end;

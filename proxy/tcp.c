@@ -228,28 +228,25 @@ check_half_close(struct px_tcp *t)
 
 /* Moves what <from> has read to <to>, with backpressure: straight to <to>'s
  * socket while its output is empty (the write event is armed only for what
- * the socket did not take), after reading on past libevent's 4 KiB when
- * more is waiting. */
+ * the socket did not take); <from> then reads at most what <to>'s output
+ * has room for below PX_TCP_HIGH_WM per read (io.h), and stops reading at
+ * the limit. */
 static void
 relay(struct px_tcp *t, struct bufferevent *from, struct bufferevent *to)
 {
     struct evbuffer *dst = bufferevent_get_output(to);
     struct evbuffer *src = bufferevent_get_input(from);
-    size_t queued = evbuffer_get_length(dst);
+    size_t queued;
 
     t->last_io_ms = px_now_ms(t->svc->srv);
-    if (queued < PX_TCP_HIGH_WM &&
-        px_io_read_more(from, PX_TCP_HIGH_WM - queued < PX_IO_READ_MAX
-                              ? PX_TCP_HIGH_WM - queued : PX_IO_READ_MAX) < 0) {
-        /* the socket error was consumed here: libevent would see only EOF */
-        t->flags |= PX_TF_CLOSE;
-        return;
-    }
     t->bytes[from == t->up] += evbuffer_get_length(src);
     px_io_send(to, src);
-    if (evbuffer_get_length(dst) >= PX_TCP_HIGH_WM) {
+    queued = evbuffer_get_length(dst);
+    if (queued >= PX_TCP_HIGH_WM) {
         bufferevent_disable(from, EV_READ);
         bufferevent_setwatermark(to, EV_WRITE, PX_TCP_HIGH_WM / 2, 0);
+    } else {
+        px_io_read_size(from, PX_TCP_HIGH_WM - queued);
     }
 }
 
@@ -274,13 +271,15 @@ on_up_read(struct bufferevent *bev, void *arg)
     leave(t);
 }
 
-/* <bev> drained to its low watermark: let its peer read again. */
+/* <bev> drained to its low watermark: let its peer read again (half of
+ * PX_TCP_HIGH_WM is room for more than a read). */
 static void
 drained(struct px_tcp *t, struct bufferevent *bev, struct bufferevent *peer,
         unsigned peer_eof)
 {
     t->last_io_ms = px_now_ms(t->svc->srv);
     bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+    px_io_read_size(peer, PX_IO_READ_MAX);
     if (!(t->flags & peer_eof))
         bufferevent_enable(peer, EV_READ);
     check_half_close(t);
@@ -508,6 +507,8 @@ on_up_event(struct bufferevent *bev, short what, void *arg)
                               px_now_us(t->svc->srv) - t->t_start_us);
             if (splice_start(t) < 0) {
                 set_idle_timeouts(t);
+                px_io_read_size(t->up, PX_IO_READ_MAX);    /* both outputs are empty */
+                px_io_read_size(t->down, PX_IO_READ_MAX);
                 bufferevent_enable(t->up, EV_READ | EV_WRITE);
                 bufferevent_enable(t->down, EV_READ | EV_WRITE);
                 relay(t, t->down, t->up);  /* bytes the client sent early */
@@ -566,6 +567,7 @@ start_connect(struct px_tcp *t)
         t->err = PX_E_CONNECT;
         return -1;
     }
+    px_io_own_reads(t->up);            /* the connect assigned the socket */
     return 0;
 }
 
@@ -598,6 +600,7 @@ px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sal
         tunnel_free(t);
         return;
     }
+    px_io_own_reads(t->down);
     bufferevent_setcb(t->down, on_down_read, on_down_write, on_down_event, t);
 
     px_sockaddr_ip(sa, ip, sizeof(ip));
