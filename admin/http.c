@@ -43,6 +43,7 @@
 #include "admin/http.h"
 #include "admin/http_parse.h"
 #include "admin/log.h"
+#include "admin/text.h"
 #include "admin/tokens.h"
 #include "admin/xmalloc.h"
 
@@ -141,28 +142,6 @@ conn_close_after_flush(struct hconn *c)
     conn_arm(c, ADM_HTTP_FLUSH_MS);
 }
 
-static const char *
-reason_phrase(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 505: return "HTTP Version Not Supported";
-    default:  return "Error";
-    }
-}
-
 /* Queues a response with <body> (moved out of <body>, which may be NULL
  * for none). <extra> holds complete header lines or is "". With <close>
  * the connection closes once it is sent. */
@@ -176,7 +155,7 @@ respond(struct hconn *c, int status, const char *ctype, struct evbuffer *body,
 
     rc = evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
                              "Content-Length: %zu\r\nCache-Control: no-store\r\n%s%s\r\n",
-                             status, reason_phrase(status), ctype, blen, extra,
+                             status, text_http_status(status), ctype, blen, extra,
                              close || !keep_alive ? "Connection: close\r\n" : "");
     if (rc < 0 || (body != NULL && evbuffer_add_buffer(out, body) != 0)) {
         log_at(LL_WARN, "admin", 0, "http %s: cannot queue a reply: closing", c->peer);
@@ -693,6 +672,12 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
         log_at(LL_WARN, "admin", 0, "cannot set up an admin HTTP connection");
         return;
     }
+    /* in the list from here: conn_free() undoes everything below */
+    c->next = h->conns;
+    if (h->conns != NULL)
+        h->conns->prev = c;
+    h->conns = c;
+    h->nconns++;
     c->timer = evtimer_new(h->base, on_conn_timer, c);
     c->resume = event_new(h->base, -1, 0, on_conn_resume, c);
     if (c->timer == NULL || c->resume == NULL)
@@ -703,21 +688,10 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
     if (bufferevent_enable(c->bev, EV_READ) != 0)
         goto fail;
     conn_arm(c, ADM_HTTP_REQ_MS);
-
-    c->next = h->conns;
-    if (h->conns != NULL)
-        h->conns->prev = c;
-    h->conns = c;
-    h->nconns++;
     return;
 
 fail:
-    if (c->timer != NULL)
-        event_free(c->timer);
-    if (c->resume != NULL)
-        event_free(c->resume);
-    bufferevent_free(c->bev);
-    free(c);
+    conn_free(c);
     log_at(LL_WARN, "admin", 0, "cannot set up an admin HTTP connection");
 }
 

@@ -21,6 +21,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "admin/text.h"
 #include "admin/tokens.h"
 #include "admin/xmalloc.h"
 
@@ -76,18 +77,6 @@ line_fail(char *err, size_t errlen, const char *file, unsigned line, const char 
     va_start(ap, fmt);
     vsnprintf(err + k, errlen - (size_t)k, fmt, ap);
     va_end(ap);
-    return -1;
-}
-
-static int
-hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
     return -1;
 }
 
@@ -178,8 +167,8 @@ parse_line(const char *p, const char *end, const char *file, unsigned line,
             return line_fail(err, errlen, file, line, "token %s: sha256: must be "
                              "followed by 64 hex digits", t->name);
         for (i = 0; i < DIGEST_LEN; i++) {
-            hi = hexval(h[2 * i]);
-            lo = hexval(h[2 * i + 1]);
+            hi = text_hex_value(h[2 * i]);
+            lo = text_hex_value(h[2 * i + 1]);
             if (hi < 0 || lo < 0)
                 return line_fail(err, errlen, file, line, "token %s: sha256: must be "
                                  "followed by 64 hex digits", t->name);

@@ -35,6 +35,7 @@
 #include <jansson.h>
 
 #include "admin/log.h"
+#include "admin/text.h"
 #include "admin/xmalloc.h"
 
 #define PX_CONF_MAX_BYTES   (16u << 20)   /* a larger file is surely not a config */
@@ -84,18 +85,6 @@ sc_ws(struct scan *s)
         sc_adv(s);
 }
 
-static int
-hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Reads the 4 hex digits after "\u". Returns the code unit or -1. */
 static long
 sc_hex4(struct scan *s)
@@ -104,7 +93,7 @@ sc_hex4(struct scan *s)
     int i, h;
 
     for (i = 0; i < 4; i++) {
-        if ((h = hexval(sc_peek(s))) < 0)
+        if ((h = text_hex_value(sc_peek(s))) < 0)
             return -1;
         v = v * 16 + h;
         sc_adv(s);

@@ -114,6 +114,7 @@
 #include <event2/util.h>
 
 #include "admin/log.h"
+#include "admin/text.h"
 #include "admin/xmalloc.h"
 
 #define BE_HEAD_MAX      65536         /* bytes; a bigger request head gets 431 */
@@ -674,18 +675,6 @@ answer_partial(struct be_conn *c, int status)
 
 /* ---- /__backend/set -------------------------------------------------- */
 
-static int
-hex_digit(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Decodes %XX (exactly two hex digits) and '+' from [<s>, <s>+<n>) into
  * <out> (size <cap>), NUL-terminated; the decoded length (which may hold
  * NULs) goes to *<outlen> when not NULL. 0, or -1 when malformed or too long. */
@@ -702,8 +691,8 @@ url_decode(const char *s, size_t n, char *out, size_t cap, size_t *outlen)
 
             if (i + 2 >= n)
                 return -1;
-            hi = hex_digit(s[i + 1]);
-            lo = hex_digit(s[i + 2]);
+            hi = text_hex_value(s[i + 1]);
+            lo = text_hex_value(s[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             ch = (char)(hi * 16 + lo);
