@@ -28,16 +28,18 @@ LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 ROUTER_SRC = router/router.c router/conf.c
 HEALTH_SRC = health/conf.c health/window.c health/policy.c health/probe.c health/check.c \
              health/plan.c
-ADMIN_SRC  = admin/log.c admin/xmalloc.c admin/ctl_proto.c admin/control.c admin/notify.c \
-             admin/store.c admin/audit.c admin/socket.c admin/metrics.c \
+UTIL_SRC   = lib/log.c lib/xmalloc.c lib/metrics.c lib/notify.c lib/http1.c lib/conf.c \
+             lib/fs.c lib/text.c
+ADMIN_SRC  = admin/ctl_proto.c admin/control.c \
+             admin/store.c admin/audit.c admin/socket.c \
              admin/tokens.c admin/http_parse.c admin/http.c
-PROXY_SRC  = proxy/http1.c proxy/conf.c proxy/server.c proxy/http.c proxy/tcp.c proxy/pool.c \
+PROXY_SRC  = proxy/conf.c proxy/server.c proxy/http.c proxy/tcp.c proxy/pool.c \
              proxy/tick.c proxy/metrics.c proxy/accesslog.c proxy/io.c proxy/worker.c
-LIB_SRC    = $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
+LIB_SRC    = $(UTIL_SRC) $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB        = $(BUILD)/libcutover.a
 
-CTL_SRC    = admin/cutoverctl.c admin/ctl_proto.c admin/xmalloc.c
+CTL_SRC    = admin/cutoverctl.c admin/ctl_proto.c lib/xmalloc.c lib/text.c
 CTL_OBJ    = $(CTL_SRC:%.c=$(BUILD)/%.o)
 
 UNIT_SRC   = $(sort $(wildcard tests/unit/test_*.c))
@@ -103,7 +105,7 @@ test: check-layers check-install unit integration
 ## unit: cmocka unit tests, one binary per module
 unit: $(UNIT_BIN)
 	$(Q)set -e; for t in $(UNIT_BIN); do \
-	    printf '\n== %s\n' $$t; CUTOVER_SHARED=$(CURDIR)/../shared $$t; done
+	    printf '\n== %s\n' $$t; CUTOVER_SRC_DIR=$(CURDIR) $$t; done
 
 ## integration: starts the real cutoverd and test backends on 127.0.0.1
 integration: $(BINS) $(INTEG_BIN)
@@ -127,7 +129,7 @@ tsan:
 	    printf '\n== %s (tsan)\n' $$t; \
 	    TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$(CURDIR)/tests/tsan.supp" \
 	    CUTOVER_BIN_DIR=$(CURDIR)/build-tsan CUTOVER_SRC_DIR=$(CURDIR) \
-	    CUTOVER_SHARED=$(CURDIR)/../shared build-tsan/$$t; done
+	    build-tsan/$$t; done
 
 ## check-layers: router/ and health window/policy are pure; who includes whom
 check-layers:

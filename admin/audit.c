@@ -20,26 +20,15 @@
 #include <jansson.h>
 
 #include "admin/audit.h"
-#include "admin/log.h"
+#include "lib/log.h"
 #include "admin/store.h"
-#include "admin/xmalloc.h"
+#include "lib/fs.h"
+#include "lib/text.h"
+#include "lib/xmalloc.h"
 
 #define TAIL_BLOCK     (64u * 1024)          /* bytes read per step backwards */
 #define TAIL_LINE_MAX  (1024u * 1024)        /* a longer line is corrupt */
 #define AUDIT_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
-
-static int __attribute__((format(printf, 3, 4)))
-audit_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err != NULL && errlen > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 json_t *
 adm_percent_json(uint32_t bp)
@@ -85,20 +74,20 @@ adm_audit_append(const char *file, const struct adm_audit_entry *e,
                   "reason", e->reason != NULL ? e->reason : "",
                   "generation", (json_int_t)e->generation);
     if (o == NULL) {
-        audit_fail(err, errlen, "cannot build the audit entry");
+        text_errf(err, errlen, "cannot build the audit entry");
         goto out;
     }
     if (e->pid > 0 && json_object_set_new(o, "pid", json_integer((json_int_t)e->pid)) != 0) {
-        audit_fail(err, errlen, "cannot build the audit entry");
+        text_errf(err, errlen, "cannot build the audit entry");
         goto out;
     }
     if (e->figures != NULL && json_object_set(o, "figures", e->figures) != 0) {
-        audit_fail(err, errlen, "cannot build the audit entry");
+        text_errf(err, errlen, "cannot build the audit entry");
         goto out;
     }
     text = json_dumps(o, AUDIT_DUMP_FLAGS);
     if (text == NULL) {
-        audit_fail(err, errlen, "cannot serialise the audit entry");
+        text_errf(err, errlen, "cannot serialise the audit entry");
         goto out;
     }
     /* Terminate the line in the same buffer: one write(2) per line. */
@@ -107,32 +96,32 @@ adm_audit_append(const char *file, const struct adm_audit_entry *e,
     text[len++] = '\n';
     text[len] = '\0';
 
-    if (adm_store_mkdir_parent(file, err, errlen) != 0)
+    if (fs_mkdir_parent(file, err, errlen) != 0)
         goto out;
     fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
-        audit_fail(err, errlen, "cannot open %s: %s", file, strerror(errno));
+        text_errf(err, errlen, "cannot open %s: %s", file, strerror(errno));
         goto out;
     }
     do {
         w = write(fd, text, len);
     } while (w < 0 && errno == EINTR);
     if (w < 0) {
-        audit_fail(err, errlen, "cannot write %s: %s", file, strerror(errno));
+        text_errf(err, errlen, "cannot write %s: %s", file, strerror(errno));
         goto out;
     }
     if ((size_t)w != len) {
-        audit_fail(err, errlen, "short write to %s (%zd of %zu bytes)", file, w, len);
+        text_errf(err, errlen, "short write to %s (%zd of %zu bytes)", file, w, len);
         goto out;
     }
     if (fsync(fd) != 0) {
-        audit_fail(err, errlen, "cannot fsync %s: %s", file, strerror(errno));
+        text_errf(err, errlen, "cannot fsync %s: %s", file, strerror(errno));
         goto out;
     }
     rc = 0;
 out:
     if (fd >= 0 && close(fd) != 0 && rc == 0)
-        rc = audit_fail(err, errlen, "cannot close %s: %s", file, strerror(errno));
+        rc = text_errf(err, errlen, "cannot close %s: %s", file, strerror(errno));
     free(text);                        /* jansson's default allocator is malloc */
     json_decref(o);
     return rc;
@@ -187,27 +176,27 @@ adm_audit_tail(const char *file, unsigned n, const char *service,
     int fd = -1;
 
     if (n == 0 || n > ADM_AUDIT_TAIL_MAX) {
-        audit_fail(err, errlen, "n must be 1..%u", ADM_AUDIT_TAIL_MAX);
+        text_errf(err, errlen, "n must be 1..%u", ADM_AUDIT_TAIL_MAX);
         return NULL;
     }
     t.found = json_array();
     if (t.found == NULL) {
-        audit_fail(err, errlen, "out of memory");
+        text_errf(err, errlen, "out of memory");
         return NULL;
     }
     fd = open(file, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT)
             goto done;
-        audit_fail(err, errlen, "cannot open %s: %s", file, strerror(errno));
+        text_errf(err, errlen, "cannot open %s: %s", file, strerror(errno));
         goto fail;
     }
     if (fstat(fd, &sb) != 0) {
-        audit_fail(err, errlen, "cannot stat %s: %s", file, strerror(errno));
+        text_errf(err, errlen, "cannot stat %s: %s", file, strerror(errno));
         goto fail;
     }
     if (!S_ISREG(sb.st_mode)) {
-        audit_fail(err, errlen, "%s: not a regular file", file);
+        text_errf(err, errlen, "%s: not a regular file", file);
         goto fail;
     }
     pos = sb.st_size;
@@ -228,8 +217,8 @@ adm_audit_tail(const char *file, unsigned n, const char *service,
                 continue;
             }
             if (r <= 0) {
-                audit_fail(err, errlen, "cannot read %s: %s", file,
-                           r < 0 ? strerror(errno) : "file shrank while reading");
+                text_errf(err, errlen, "cannot read %s: %s", file,
+                          r < 0 ? strerror(errno) : "file shrank while reading");
                 goto fail;
             }
         }
@@ -267,7 +256,7 @@ adm_audit_tail(const char *file, unsigned n, const char *service,
 done:
     out = json_array();
     if (out == NULL) {
-        audit_fail(err, errlen, "out of memory");
+        text_errf(err, errlen, "out of memory");
         goto fail;
     }
     for (i = json_array_size(t.found); i > 0; i--)

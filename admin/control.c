@@ -21,9 +21,9 @@
 #include "admin/audit.h"
 #include "admin/control.h"
 #include "admin/ctl_proto.h"
-#include "admin/log.h"
+#include "lib/log.h"
 #include "admin/store.h"
-#include "admin/xmalloc.h"
+#include "lib/xmalloc.h"
 #include "health/plan.h"
 
 #define REASON_MAX      1024     /* bytes of rollback reason text */

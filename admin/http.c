@@ -42,10 +42,10 @@
 #include "admin/control.h"
 #include "admin/http.h"
 #include "admin/http_parse.h"
-#include "admin/log.h"
-#include "admin/text.h"
+#include "lib/log.h"
+#include "lib/text.h"
 #include "admin/tokens.h"
-#include "admin/xmalloc.h"
+#include "lib/xmalloc.h"
 
 #define ADM_HTTP_MAX_CONNS        32
 #define ADM_HTTP_BACKLOG          16

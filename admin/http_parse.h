@@ -2,7 +2,7 @@
  * http_parse: the small, strict HTTP/1.1 request-head parser of the admin
  * HTTP endpoint, and the JSON nesting pre-check of its bodies. Pure: no
  * I/O, no allocation; results point into the caller's buffer. It accepts
- * far less than the proxy's parser (proxy/http1.c): an admin client is curl
+ * far less than the proxy's parser (lib/http1.c): an admin client is curl
  * or a script, so anything unusual is an error rather than a guess.
  */
 #ifndef CUTOVER_ADMIN_HTTP_PARSE_H

@@ -45,8 +45,8 @@
 #include <event2/listener.h>
 
 #include "admin/control.h"
-#include "admin/log.h"
-#include "admin/xmalloc.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
 
 #define ADM_MAX_LINE      65536u       /* bytes of one request line, LF excluded */
 #define ADM_LINES_PER_CB  16           /* requests handled per callback */

@@ -22,7 +22,9 @@
 
 #include "admin/control.h"
 #include "admin/store.h"
-#include "admin/xmalloc.h"
+#include "lib/fs.h"
+#include "lib/text.h"
+#include "lib/xmalloc.h"
 #include "health/plan.h"
 
 #define STORE_MAX_BYTES (4u * 1024 * 1024)   /* a larger state file is corrupt */
@@ -41,19 +43,6 @@ adm_state_from_name(const char *name)
     for (i = 0; i < ADM_ST__COUNT; i++) {
         if (strcmp(name, adm_state_names[i]) == 0)
             return i;
-    }
-    return -1;
-}
-
-static int __attribute__((format(printf, 3, 4)))
-store_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err != NULL && errlen > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
     }
     return -1;
 }
@@ -108,36 +97,36 @@ parse_plan(json_t *j, size_t i, struct adm_store_entry *e, char *err, size_t err
     unsigned seen = 0;
 
     if (!json_is_object(j))
-        return store_fail(err, errlen, "services[%zu].plan: must be an object", i);
+        return text_errf(err, errlen, "services[%zu].plan: must be an object", i);
     json_object_foreach(j, key, v) {
         if (strcmp(key, "state") == 0) {
             if (!json_is_string(v))
-                return store_fail(err, errlen, "services[%zu].plan.state: must be a string",
-                                  i);
+                return text_errf(err, errlen, "services[%zu].plan.state: must be a string",
+                                 i);
             st = hl_plan_state_from_name(json_string_value(v));
             if (st < 0)
-                return store_fail(err, errlen,
-                                  "services[%zu].plan.state: unknown plan state \"%s\"",
-                                  i, json_string_value(v));
+                return text_errf(err, errlen,
+                                 "services[%zu].plan.state: unknown plan state \"%s\"",
+                                 i, json_string_value(v));
             e->plan_state = st;
             seen |= 1;
             continue;
         }
         if (strcmp(key, "step") != 0 && strcmp(key, "baked_ms") != 0
             && strcmp(key, "requests") != 0)
-            return store_fail(err, errlen, "services[%zu].plan: unknown key \"%s\"", i, key);
+            return text_errf(err, errlen, "services[%zu].plan: unknown key \"%s\"", i, key);
         if (!json_is_integer(v))
-            return store_fail(err, errlen, "services[%zu].plan.%s: must be an integer",
-                              i, key);
+            return text_errf(err, errlen, "services[%zu].plan.%s: must be an integer",
+                             i, key);
         iv = json_integer_value(v);
         if (iv < 0)
-            return store_fail(err, errlen, "services[%zu].plan.%s: must be >= 0, got %lld",
-                              i, key, (long long)iv);
+            return text_errf(err, errlen, "services[%zu].plan.%s: must be >= 0, got %lld",
+                             i, key, (long long)iv);
         if (strcmp(key, "step") == 0) {
             if (iv >= HL_PLAN_MAX_STEPS)
-                return store_fail(err, errlen,
-                                  "services[%zu].plan.step: must be 0..%d, got %lld",
-                                  i, HL_PLAN_MAX_STEPS - 1, (long long)iv);
+                return text_errf(err, errlen,
+                                 "services[%zu].plan.step: must be 0..%d, got %lld",
+                                 i, HL_PLAN_MAX_STEPS - 1, (long long)iv);
             e->plan_step = (unsigned)iv;
             seen |= 2;
         } else if (strcmp(key, "baked_ms") == 0) {
@@ -152,7 +141,7 @@ parse_plan(json_t *j, size_t i, struct adm_store_entry *e, char *err, size_t err
         const char *missing = !(seen & 1) ? "state" : !(seen & 2) ? "step"
                             : !(seen & 4) ? "baked_ms" : "requests";
 
-        return store_fail(err, errlen, "services[%zu].plan: missing \"%s\"", i, missing);
+        return text_errf(err, errlen, "services[%zu].plan: missing \"%s\"", i, missing);
     }
     e->has_plan = true;
     return 0;
@@ -170,62 +159,62 @@ parse_entry(json_t *j, size_t i, struct adm_store_entry *e, char *err, size_t er
     unsigned seen = 0;
 
     if (!json_is_object(j))
-        return store_fail(err, errlen, "services[%zu]: must be an object", i);
+        return text_errf(err, errlen, "services[%zu]: must be an object", i);
     json_object_foreach(j, key, v) {
         if (strcmp(key, "name") == 0) {
             const char *s = json_string_value(v);
 
             if (s == NULL)
-                return store_fail(err, errlen, "services[%zu].name: must be a string", i);
+                return text_errf(err, errlen, "services[%zu].name: must be a string", i);
             if (s[0] == '\0' || strlen(s) >= sizeof(e->name))
-                return store_fail(err, errlen,
-                                  "services[%zu].name: must be 1..%zu bytes long",
-                                  i, sizeof(e->name) - 1);
+                return text_errf(err, errlen,
+                                 "services[%zu].name: must be 1..%zu bytes long",
+                                 i, sizeof(e->name) - 1);
             memcpy(e->name, s, strlen(s) + 1);
             seen |= 1;
         } else if (strcmp(key, "weight_bp") == 0) {
             if (!json_is_integer(v))
-                return store_fail(err, errlen,
-                                  "services[%zu].weight_bp: must be an integer", i);
+                return text_errf(err, errlen,
+                                 "services[%zu].weight_bp: must be an integer", i);
             iv = json_integer_value(v);
             if (iv < 0 || iv > 10000)
-                return store_fail(err, errlen,
-                                  "services[%zu].weight_bp: must be 0..10000, got %lld",
-                                  i, (long long)iv);
+                return text_errf(err, errlen,
+                                 "services[%zu].weight_bp: must be 0..10000, got %lld",
+                                 i, (long long)iv);
             e->weight_bp = (uint32_t)iv;
             seen |= 2;
         } else if (strcmp(key, "state") == 0) {
             if (!json_is_string(v))
-                return store_fail(err, errlen, "services[%zu].state: must be a string", i);
+                return text_errf(err, errlen, "services[%zu].state: must be a string", i);
             st = adm_state_from_name(json_string_value(v));
             if (st < 0)
-                return store_fail(err, errlen, "services[%zu].state: unknown state \"%s\"",
-                                  i, json_string_value(v));
+                return text_errf(err, errlen, "services[%zu].state: unknown state \"%s\"",
+                                 i, json_string_value(v));
             e->state = st;
             seen |= 4;
         } else if (strcmp(key, "generation") == 0) {
             if (!json_is_integer(v))
-                return store_fail(err, errlen,
-                                  "services[%zu].generation: must be an integer", i);
+                return text_errf(err, errlen,
+                                 "services[%zu].generation: must be an integer", i);
             iv = json_integer_value(v);
             if (iv < 0)
-                return store_fail(err, errlen,
-                                  "services[%zu].generation: must be >= 0, got %lld",
-                                  i, (long long)iv);
+                return text_errf(err, errlen,
+                                 "services[%zu].generation: must be >= 0, got %lld",
+                                 i, (long long)iv);
             e->generation = (uint64_t)iv;
             seen |= 8;
         } else if (strcmp(key, "plan") == 0) {
             if (parse_plan(v, i, e, err, errlen) != 0)
                 return -1;
         } else {
-            return store_fail(err, errlen, "services[%zu]: unknown key \"%s\"", i, key);
+            return text_errf(err, errlen, "services[%zu]: unknown key \"%s\"", i, key);
         }
     }
     if (seen != 15) {
         const char *missing = !(seen & 1) ? "name" : !(seen & 2) ? "weight_bp"
                             : !(seen & 4) ? "state" : "generation";
 
-        return store_fail(err, errlen, "services[%zu]: missing \"%s\"", i, missing);
+        return text_errf(err, errlen, "services[%zu]: missing \"%s\"", i, missing);
     }
     return 0;
 }
@@ -249,50 +238,50 @@ adm_store_load(const char *file, struct adm_store_entry **out, unsigned *n,
     if (fd < 0) {
         if (errno == ENOENT)
             return 0;
-        store_fail(err, errlen, "cannot open: %s", strerror(errno));
+        text_errf(err, errlen, "cannot open: %s", strerror(errno));
         goto fail;
     }
     text = read_all(fd, &len);
     if (text == NULL) {
-        store_fail(err, errlen, "cannot read: %s", errno == EFBIG
-                   ? "larger than any state file could be" : strerror(errno));
+        text_errf(err, errlen, "cannot read: %s", errno == EFBIG
+                  ? "larger than any state file could be" : strerror(errno));
         goto fail;
     }
     root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (root == NULL) {
-        store_fail(err, errlen, "bad JSON at line %d, column %d: %s",
-                   je.line, je.column, je.text);
+        text_errf(err, errlen, "bad JSON at line %d, column %d: %s",
+                  je.line, je.column, je.text);
         goto fail;
     }
     if (!json_is_object(root)) {
-        store_fail(err, errlen, "must be a JSON object");
+        text_errf(err, errlen, "must be a JSON object");
         goto fail;
     }
     json_object_foreach(root, key, v) {
         if (strcmp(key, "version") == 0) {
             if (!json_is_integer(v)) {
-                store_fail(err, errlen, "version: must be an integer");
+                text_errf(err, errlen, "version: must be an integer");
                 goto fail;
             }
             if (json_integer_value(v) != ADM_STORE_VERSION) {
-                store_fail(err, errlen, "unsupported version %lld (expected %d)",
-                           (long long)json_integer_value(v), ADM_STORE_VERSION);
+                text_errf(err, errlen, "unsupported version %lld (expected %d)",
+                          (long long)json_integer_value(v), ADM_STORE_VERSION);
                 goto fail;
             }
             has_version = true;
         } else if (strcmp(key, "services") == 0) {
             if (!json_is_array(v)) {
-                store_fail(err, errlen, "services: must be an array");
+                text_errf(err, errlen, "services: must be an array");
                 goto fail;
             }
             svcs = v;
         } else {
-            store_fail(err, errlen, "unknown key \"%s\"", key);
+            text_errf(err, errlen, "unknown key \"%s\"", key);
             goto fail;
         }
     }
     if (!has_version || svcs == NULL) {
-        store_fail(err, errlen, "missing \"%s\"", has_version ? "services" : "version");
+        text_errf(err, errlen, "missing \"%s\"", has_version ? "services" : "version");
         goto fail;
     }
     if (json_array_size(svcs) > 0) {
@@ -302,8 +291,8 @@ adm_store_load(const char *file, struct adm_store_entry **out, unsigned *n,
                 goto fail;
             for (k = 0; k < i; k++) {
                 if (strcmp(e[k].name, e[i].name) == 0) {
-                    store_fail(err, errlen, "services[%zu]: duplicate service \"%s\"",
-                               i, e[i].name);
+                    text_errf(err, errlen, "services[%zu]: duplicate service \"%s\"",
+                              i, e[i].name);
                     goto fail;
                 }
             }
@@ -323,52 +312,6 @@ fail:
     if (fd >= 0)
         close(fd);
     return -1;
-}
-
-/* Splits <file> into its directory (a new string, "." when it has none). */
-static char *
-dir_of(const char *file)
-{
-    const char *slash = strrchr(file, '/');
-
-    if (slash == NULL)
-        return xstrdup(".");
-    if (slash == file)
-        return xstrdup("/");
-    return xstrndup(file, (size_t)(slash - file));
-}
-
-int
-adm_store_mkdir_parent(const char *file, char *err, size_t errlen)
-{
-    char *dir = dir_of(file), *p;
-    char saved;
-    struct stat sb;
-    int rc = -1;
-
-    /* Walk the components left to right; each missing one is created. */
-    for (p = dir + 1; dir[1] != '\0'; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        saved = *p;
-        *p = '\0';
-        if (stat(dir, &sb) == 0) {
-            if (!S_ISDIR(sb.st_mode)) {
-                store_fail(err, errlen, "%s: not a directory", dir);
-                goto out;
-            }
-        } else if (errno != ENOENT || (mkdir(dir, 0700) != 0 && errno != EEXIST)) {
-            store_fail(err, errlen, "cannot create directory %s: %s", dir, strerror(errno));
-            goto out;
-        }
-        *p = saved;
-        if (saved == '\0')
-            break;
-    }
-    rc = 0;
-out:
-    free(dir);
-    return rc;
 }
 
 /* Writes all <len> bytes of <buf> to <fd>. Returns 0 or -1 with errno. */
@@ -422,13 +365,13 @@ adm_store_save(const char *file, const struct adm_store_entry *e, unsigned n,
     root = json_pack("{s:i, s:[]}", "version", ADM_STORE_VERSION, "services");
     svcs = json_object_get(root, "services");   /* borrowed from <root> */
     if (root == NULL || svcs == NULL) {
-        store_fail(err, errlen, "cannot build the state document");
+        text_errf(err, errlen, "cannot build the state document");
         goto fail;
     }
     for (i = 0; i < n; i++) {
         if (e[i].state < 0 || e[i].state >= ADM_ST__COUNT || e[i].weight_bp > 10000
             || memchr(e[i].name, '\0', sizeof(e[i].name)) == NULL) {
-            store_fail(err, errlen, "entry %u (%.63s) is out of range", i, e[i].name);
+            text_errf(err, errlen, "entry %u (%.63s) is out of range", i, e[i].name);
             goto fail;
         }
         o = json_pack("{s:s, s:I, s:s, s:I}", "name", e[i].name,
@@ -437,20 +380,20 @@ adm_store_save(const char *file, const struct adm_store_entry *e, unsigned n,
                       "generation", (json_int_t)e[i].generation);
         if (o != NULL && e[i].has_plan && store_plan(o, &e[i]) != 0) {
             json_decref(o);
-            store_fail(err, errlen, "entry %u (%.63s): plan is out of range", i, e[i].name);
+            text_errf(err, errlen, "entry %u (%.63s): plan is out of range", i, e[i].name);
             goto fail;
         }
         if (o == NULL || json_array_append_new(svcs, o) != 0) {
-            store_fail(err, errlen, "cannot build the state document");
+            text_errf(err, errlen, "cannot build the state document");
             goto fail;
         }
     }
     text = json_dumps(root, JSON_INDENT(2));
     if (text == NULL) {
-        store_fail(err, errlen, "cannot serialise the state document");
+        text_errf(err, errlen, "cannot serialise the state document");
         goto fail;
     }
-    if (adm_store_mkdir_parent(file, err, errlen) != 0)
+    if (fs_mkdir_parent(file, err, errlen) != 0)
         goto fail;
 
     tmplen = strlen(file) + 32;
@@ -458,37 +401,37 @@ adm_store_save(const char *file, const struct adm_store_entry *e, unsigned n,
     snprintf(tmp, tmplen, "%s.tmp.%ld", file, (long)getpid());
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
-        store_fail(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        text_errf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
         free(tmp);
         tmp = NULL;                    /* nothing to unlink */
         goto fail;
     }
     if (write_all(fd, text, strlen(text)) != 0 || write_all(fd, "\n", 1) != 0) {
-        store_fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        text_errf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         goto fail;
     }
     if (fsync(fd) != 0) {
-        store_fail(err, errlen, "cannot fsync %s: %s", tmp, strerror(errno));
+        text_errf(err, errlen, "cannot fsync %s: %s", tmp, strerror(errno));
         goto fail;
     }
     if (close(fd) != 0) {
         fd = -1;
-        store_fail(err, errlen, "cannot close %s: %s", tmp, strerror(errno));
+        text_errf(err, errlen, "cannot close %s: %s", tmp, strerror(errno));
         goto fail;
     }
     fd = -1;
     if (rename(tmp, file) != 0) {
-        store_fail(err, errlen, "cannot rename %s to %s: %s", tmp, file, strerror(errno));
+        text_errf(err, errlen, "cannot rename %s to %s: %s", tmp, file, strerror(errno));
         goto fail;
     }
     free(tmp);
     tmp = NULL;                        /* renamed: nothing left to unlink */
 
     /* The rename is durable only once the directory entry is on disk. */
-    dir = dir_of(file);
+    dir = fs_dir_of(file);
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL)) {
-        store_fail(err, errlen, "cannot fsync directory %s: %s", dir, strerror(errno));
+        text_errf(err, errlen, "cannot fsync directory %s: %s", dir, strerror(errno));
         goto fail;
     }
     close(dfd);

@@ -61,9 +61,4 @@ int adm_store_load(const char *file, struct adm_store_entry **out, unsigned *n,
 int adm_store_save(const char *file, const struct adm_store_entry *e, unsigned n,
                    char *err, size_t errlen);
 
-/* Creates the directory that holds <file> (and its parents) with mode 0700
- * when missing. Returns 0, or -1 with a message in <err>. Shared with the
- * audit log. */
-int adm_store_mkdir_parent(const char *file, char *err, size_t errlen);
-
 #endif

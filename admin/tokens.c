@@ -21,9 +21,9 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "admin/text.h"
+#include "lib/text.h"
 #include "admin/tokens.h"
-#include "admin/xmalloc.h"
+#include "lib/xmalloc.h"
 
 #define DIGEST_LEN 32u
 

@@ -28,8 +28,8 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
-#include "admin/log.h"
-#include "admin/xmalloc.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
 #include "health/probe.h"
 
 /* method, path, Host, optional Content-Length line; a fresh connection per

@@ -16,61 +16,7 @@
 
 #include <jansson.h>
 
-#include "router/conf.h"
-
-/* Writes <a><b><c> into <buf>, truncated to <len> bytes, and returns <buf>.
- * By hand rather than with snprintf, whose truncation warning cannot know
- * that JSON paths are short. */
-static const char *
-cat3(char *buf, size_t len, const char *a, const char *b, const char *c)
-{
-    const char *parts[3] = { a, b, c };
-    size_t n = 0, i, k;
-
-    for (i = 0; i < 3; i++)
-        for (k = 0; parts[i][k] != '\0' && n + 1 < len; k++)
-            buf[n++] = parts[i][k];
-    buf[n] = '\0';
-    return buf;
-}
-
-/* "<prefix>.<key>", or <key> alone when <prefix> is empty. */
-static const char *
-join(char *buf, size_t len, const char *prefix, const char *key)
-{
-    return cat3(buf, len, prefix, prefix[0] != '\0' ? "." : "", key);
-}
-
-/* "<prefix>[<idx>]". */
-static const char *
-join_index(char *buf, size_t len, const char *prefix, size_t idx)
-{
-    char ix[24];
-
-    snprintf(ix, sizeof(ix), "[%zu]", idx);
-    return cat3(buf, len, prefix, ix, "");
-}
-
-/* Fails on the first member of <obj> whose key is not in NULL-terminated
- * <allowed>. */
-static int
-check_keys(json_t *obj, const char *path, const char *const *allowed,
-           struct conf_err *err)
-{
-    const char *key;
-    json_t *v;
-    size_t i;
-    char p[sizeof(err->path)];
-
-    json_object_foreach(obj, key, v) {
-        for (i = 0; allowed[i] != NULL; i++)
-            if (strcmp(key, allowed[i]) == 0)
-                break;
-        if (allowed[i] == NULL)
-            return conf_fail(err, join(p, sizeof(p), path, key), "unknown key");
-    }
-    return 0;
-}
+#include "lib/conf.h"
 
 /* Checks that <v> is an integer in [<min>, <max>] and stores it. */
 static int
@@ -100,7 +46,7 @@ opt_uint(json_t *obj, const char *key, const char *prefix, long long min,
 
     if (v == NULL)
         return 0;
-    if (int_value(v, join(p, sizeof(p), prefix, key), min, max, &x, err) != 0)
+    if (int_value(v, conf_join(p, sizeof(p), prefix, key), min, max, &x, err) != 0)
         return -1;
     *out = (unsigned)x;
     return 0;
@@ -119,10 +65,10 @@ opt_double(json_t *obj, const char *key, const char *prefix, double min,
     if (v == NULL)
         return 0;
     if (!json_is_number(v))
-        return conf_fail(err, join(p, sizeof(p), prefix, key), "must be a number");
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, key), "must be a number");
     d = json_number_value(v);
     if (!(d >= min && d <= max))
-        return conf_fail(err, join(p, sizeof(p), prefix, key),
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, key),
                          "must be between %g and %g", min, max);
     *out = d;
     return 0;
@@ -140,7 +86,7 @@ opt_string(json_t *obj, const char *key, const char *prefix, const char **out,
     if (v == NULL)
         return 0;
     if (!json_is_string(v))
-        return conf_fail(err, join(p, sizeof(p), prefix, key), "must be a string");
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, key), "must be a string");
     *out = json_string_value(v);
     return 0;
 }
@@ -176,9 +122,9 @@ parse_expect(json_t *v, const char *path, struct hl_check_conf *c,
 
     if (!json_is_array(v) || json_array_size(v) != 2)
         return conf_fail(err, path, "must be an array [min, max] of two status codes");
-    if (int_value(json_array_get(v, 0), join_index(p, sizeof(p), path, 0), 100, 599, &lo, err) != 0)
+    if (int_value(json_array_get(v, 0), conf_join_index(p, sizeof(p), path, 0), 100, 599, &lo, err) != 0)
         return -1;
-    if (int_value(json_array_get(v, 1), join_index(p, sizeof(p), path, 1), 100, 599, &hi, err) != 0)
+    if (int_value(json_array_get(v, 1), conf_join_index(p, sizeof(p), path, 1), 100, 599, &hi, err) != 0)
         return -1;
     if (hi < lo)
         return conf_fail(err, p, "must not be less than the minimum (%lld)", lo);
@@ -214,7 +160,7 @@ hl_check_conf_parse(struct json_t *j, const char *path,
     }
     if (!json_is_object(j))
         return conf_fail(err, path, "must be an object");
-    if (check_keys(j, path, keys, err) != 0)
+    if (conf_check_keys(j, path, keys, err) != 0)
         return -1;
 
     if (opt_string(j, "type", path, &type, err) != 0)
@@ -224,12 +170,12 @@ hl_check_conf_parse(struct json_t *j, const char *path,
     else if (strcmp(type, "http") == 0)
         c.type = HL_CHECK_HTTP;
     else
-        return conf_fail(err, join(p, sizeof(p), path, "type"),
+        return conf_fail(err, conf_join(p, sizeof(p), path, "type"),
                          "must be \"tcp\" or \"http\"");
     if (c.type != HL_CHECK_HTTP) {
         for (i = 0; http_only[i] != NULL; i++)
             if (json_object_get(j, http_only[i]) != NULL)
-                return conf_fail(err, join(p, sizeof(p), path, http_only[i]),
+                return conf_fail(err, conf_join(p, sizeof(p), path, http_only[i]),
                                  "only valid with \"type\": \"http\"");
     }
 
@@ -241,7 +187,7 @@ hl_check_conf_parse(struct json_t *j, const char *path,
         for (i = 0; i < n && is_tchar((unsigned char)s[i]); i++)
             ;
         if (n == 0 || i < n || n >= sizeof(c.method))
-            return conf_fail(err, join(p, sizeof(p), path, "method"),
+            return conf_fail(err, conf_join(p, sizeof(p), path, "method"),
                              "must be an HTTP method token of 1..%zu characters",
                              sizeof(c.method) - 1);
         memcpy(c.method, s, n + 1);
@@ -250,19 +196,19 @@ hl_check_conf_parse(struct json_t *j, const char *path,
         return -1;
     if (s != NULL) {
         if (!is_request_target(s) || strlen(s) >= sizeof(c.path))
-            return conf_fail(err, join(p, sizeof(p), path, "path"),
+            return conf_fail(err, conf_join(p, sizeof(p), path, "path"),
                              "must start with '/', hold visible ASCII only and "
                              "be shorter than %zu bytes", sizeof(c.path));
         memcpy(c.path, s, strlen(s) + 1);
     }
     if ((v = json_object_get(j, "expect_status")) != NULL &&
-        parse_expect(v, join(p, sizeof(p), path, "expect_status"), &c, err) != 0)
+        parse_expect(v, conf_join(p, sizeof(p), path, "expect_status"), &c, err) != 0)
         return -1;
     if (opt_string(j, "body_contains", path, &s, err) != 0)
         return -1;
     if (s != NULL) {
         if (strlen(s) >= sizeof(c.body_contains))
-            return conf_fail(err, join(p, sizeof(p), path, "body_contains"),
+            return conf_fail(err, conf_join(p, sizeof(p), path, "body_contains"),
                              "must be shorter than %zu bytes",
                              sizeof(c.body_contains));
         memcpy(c.body_contains, s, strlen(s) + 1);
@@ -277,9 +223,9 @@ hl_check_conf_parse(struct json_t *j, const char *path,
      * Blame the key that was written: a default cannot be the typo. */
     if (c.timeout_ms >= c.interval_ms) {
         if (json_object_get(j, "timeout_ms") != NULL)
-            return conf_fail(err, join(p, sizeof(p), path, "timeout_ms"),
+            return conf_fail(err, conf_join(p, sizeof(p), path, "timeout_ms"),
                              "must be less than interval_ms (%u)", c.interval_ms);
-        return conf_fail(err, join(p, sizeof(p), path, "interval_ms"),
+        return conf_fail(err, conf_join(p, sizeof(p), path, "interval_ms"),
                          "must be greater than timeout_ms (%u)", c.timeout_ms);
     }
     *out = c;
@@ -309,11 +255,11 @@ hl_rollback_conf_parse(struct json_t *j, const char *path,
     }
     if (!json_is_object(j))
         return conf_fail(err, path, "must be an object");
-    if (check_keys(j, path, keys, err) != 0)
+    if (conf_check_keys(j, path, keys, err) != 0)
         return -1;
     if ((v = json_object_get(j, "enabled")) != NULL) {
         if (!json_is_boolean(v))
-            return conf_fail(err, join(p, sizeof(p), path, "enabled"),
+            return conf_fail(err, conf_join(p, sizeof(p), path, "enabled"),
                              "must be true or false");
         c.enabled = json_is_true(v);
     }
@@ -332,7 +278,7 @@ hl_rollback_conf_parse(struct json_t *j, const char *path,
         else if (strcmp(s, "freeze") == 0)
             c.action = HL_ACT_FREEZE;
         else
-            return conf_fail(err, join(p, sizeof(p), path, "action"),
+            return conf_fail(err, conf_join(p, sizeof(p), path, "action"),
                              "must be \"rollback\" or \"freeze\"");
     }
     *out = c;
@@ -377,18 +323,18 @@ hl_plan_conf_parse(struct json_t *j, const char *path,
     }
     if (!json_is_object(j))
         return conf_fail(err, path, "must be an object");
-    if (check_keys(j, path, keys, err) != 0)
+    if (conf_check_keys(j, path, keys, err) != 0)
         return -1;
     steps = json_object_get(j, "steps");
     if (steps == NULL)
-        return conf_fail(err, join(p, sizeof(p), path, "steps"), "is required");
+        return conf_fail(err, conf_join(p, sizeof(p), path, "steps"), "is required");
     if (!json_is_array(steps))
-        return conf_fail(err, join(p, sizeof(p), path, "steps"), "must be an array");
+        return conf_fail(err, conf_join(p, sizeof(p), path, "steps"), "must be an array");
     if (json_array_size(steps) == 0 || json_array_size(steps) > HL_PLAN_MAX_STEPS)
-        return conf_fail(err, join(p, sizeof(p), path, "steps"),
+        return conf_fail(err, conf_join(p, sizeof(p), path, "steps"),
                          "must hold 1..%d steps", HL_PLAN_MAX_STEPS);
     json_array_foreach(steps, i, v) {
-        join_index(p, sizeof(p), join(q, sizeof(q), path, "steps"), i);
+        conf_join_index(p, sizeof(p), conf_join(q, sizeof(q), path, "steps"), i);
         if (step_to_bp(v, p, &c.steps_bp[i], err) != 0)
             return -1;
         if (i > 0 && c.steps_bp[i] <= c.steps_bp[i - 1])

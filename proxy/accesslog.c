@@ -20,8 +20,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "admin/log.h"
-#include "admin/xmalloc.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
 #include "proxy/accesslog.h"
 
 struct px_access_log {

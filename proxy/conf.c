@@ -8,7 +8,7 @@
  * Design: the file is read into memory once and parsed by jansson with
  * JSON_REJECT_DUPLICATES. Parsers report a JSON path ("services[0].rollback
  * .max_error_rate") rather than a position, because jansson keeps no
- * positions for values; px_json_locate() then walks the original text along
+ * positions for values; conf_json_locate() then walks the original text along
  * that path to find the line and column for the message. The first error
  * stops the load, so the operator gets exactly one line to act on.
  *
@@ -34,272 +34,14 @@
 
 #include <jansson.h>
 
-#include "admin/log.h"
-#include "admin/text.h"
-#include "admin/xmalloc.h"
+#include "lib/conf.h"
+#include "lib/fs.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
 
 #define PX_CONF_MAX_BYTES   (16u << 20)   /* a larger file is surely not a config */
 #define PX_MAX_LISTEN       64u           /* listen addresses per service */
 #define PX_NAME_MAX         63u           /* service name length */
-
-/* ------------------------------------------------------------------ */
-/* Locating a JSON path in the text                                    */
-
-/* A cursor over JSON text. <seen> counts the characters (UTF-8 lead bytes)
- * consumed on the current line, so the column of the byte at <p> is
- * seen + 1: the same convention as jansson's error columns. */
-struct scan {
-    const char *p, *end;
-    int line;
-    int seen;
-};
-
-static int
-sc_peek(const struct scan *s)
-{
-    return s->p < s->end ? (unsigned char)*s->p : -1;
-}
-
-static void
-sc_adv(struct scan *s)
-{
-    unsigned char b;
-
-    if (s->p >= s->end)
-        return;
-    b = (unsigned char)*s->p++;
-    if (b == '\n') {
-        s->line++;
-        s->seen = 0;
-    } else if ((b & 0xc0) != 0x80) {
-        s->seen++;
-    }
-}
-
-static void
-sc_ws(struct scan *s)
-{
-    int ch;
-
-    while ((ch = sc_peek(s)) == ' ' || ch == '\t' || ch == '\n' || ch == '\r')
-        sc_adv(s);
-}
-
-/* Reads the 4 hex digits after "\u". Returns the code unit or -1. */
-static long
-sc_hex4(struct scan *s)
-{
-    long v = 0;
-    int i, h;
-
-    for (i = 0; i < 4; i++) {
-        if ((h = text_hex_value(sc_peek(s))) < 0)
-            return -1;
-        v = v * 16 + h;
-        sc_adv(s);
-    }
-    return v;
-}
-
-/* Consumes the string at the cursor (which must be on its opening quote),
- * decoding escapes, and compares it with the <n> bytes at <want> (<want>
- * may be NULL: skip only). Returns 1 when equal, 0 when not, -1 when the
- * text is not a well-formed string. */
-static int
-sc_string(struct scan *s, const char *want, size_t n)
-{
-    size_t k = 0;
-    bool same = want != NULL;
-    unsigned char u8[4];
-    size_t nb, i;
-    long cp, lo;
-    int ch;
-
-    if (sc_peek(s) != '"')
-        return -1;
-    sc_adv(s);
-    for (;;) {
-        if ((ch = sc_peek(s)) < 0)
-            return -1;
-        sc_adv(s);
-        if (ch == '"')
-            break;
-        if (ch != '\\') {
-            u8[0] = (unsigned char)ch;
-            nb = 1;
-        } else {
-            ch = sc_peek(s);
-            sc_adv(s);
-            nb = 1;
-            switch (ch) {
-            case '"': case '\\': case '/': u8[0] = (unsigned char)ch; break;
-            case 'b': u8[0] = '\b'; break;
-            case 'f': u8[0] = '\f'; break;
-            case 'n': u8[0] = '\n'; break;
-            case 'r': u8[0] = '\r'; break;
-            case 't': u8[0] = '\t'; break;
-            case 'u':
-                if ((cp = sc_hex4(s)) < 0)
-                    return -1;
-                /* A high surrogate followed by "\uDCxx" is one code point. */
-                if (cp >= 0xd800 && cp <= 0xdbff && sc_peek(s) == '\\' &&
-                    s->p + 1 < s->end && s->p[1] == 'u') {
-                    sc_adv(s);
-                    sc_adv(s);
-                    if ((lo = sc_hex4(s)) < 0)
-                        return -1;
-                    if (lo >= 0xdc00 && lo <= 0xdfff)
-                        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                    else
-                        same = false;
-                }
-                if (cp < 0x80) {
-                    u8[0] = (unsigned char)cp;
-                } else if (cp < 0x800) {
-                    u8[0] = (unsigned char)(0xc0 | (cp >> 6));
-                    u8[1] = (unsigned char)(0x80 | (cp & 0x3f));
-                    nb = 2;
-                } else if (cp < 0x10000) {
-                    u8[0] = (unsigned char)(0xe0 | (cp >> 12));
-                    u8[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-                    u8[2] = (unsigned char)(0x80 | (cp & 0x3f));
-                    nb = 3;
-                } else {
-                    u8[0] = (unsigned char)(0xf0 | (cp >> 18));
-                    u8[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
-                    u8[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-                    u8[3] = (unsigned char)(0x80 | (cp & 0x3f));
-                    nb = 4;
-                }
-                break;
-            default:
-                return -1;
-            }
-        }
-        for (i = 0; same && i < nb; i++, k++)
-            if (k >= n || (unsigned char)want[k] != u8[i])
-                same = false;
-    }
-    return same && k == n;
-}
-
-/* Skips one value of any kind. Containers are skipped by depth counting,
- * not recursion, so deeply nested text cannot exhaust the stack. */
-static int
-sc_skip_value(struct scan *s)
-{
-    unsigned long depth = 0;
-    int ch;
-
-    ch = sc_peek(s);
-    if (ch == '"')
-        return sc_string(s, NULL, 0) < 0 ? -1 : 0;
-    if (ch != '{' && ch != '[') {
-        const char *start = s->p;
-
-        while ((ch = sc_peek(s)) >= 0 && strchr(",}] \t\n\r:", ch) == NULL)
-            sc_adv(s);
-        return s->p > start ? 0 : -1;
-    }
-    for (;;) {
-        if ((ch = sc_peek(s)) < 0)
-            return -1;
-        if (ch == '"') {
-            if (sc_string(s, NULL, 0) < 0)
-                return -1;
-            continue;
-        }
-        sc_adv(s);
-        if (ch == '{' || ch == '[') {
-            depth++;
-        } else if (ch == '}' || ch == ']') {
-            if (--depth == 0)
-                return 0;
-        }
-    }
-}
-
-int
-px_json_locate(const char *text, size_t len, const char *path,
-               int *line, int *col)
-{
-    struct scan s = { text, text + len, 1, 0 };
-    const char *c = path;
-    int vline, vcol, m;
-
-    sc_ws(&s);
-    if (sc_peek(&s) < 0)
-        return -1;
-    vline = s.line;
-    vcol = s.seen + 1;
-    while (*c != '\0') {
-        if (*c == '[') {
-            unsigned long idx = 0, i;
-            const char *d = ++c;
-
-            while (*c >= '0' && *c <= '9' && c - d < 9)
-                idx = idx * 10 + (unsigned long)(*c++ - '0');
-            if (c == d || *c != ']')
-                return -1;
-            c++;
-            if (sc_peek(&s) != '[')
-                return -1;
-            sc_adv(&s);
-            sc_ws(&s);
-            for (i = 0; i < idx; i++) {
-                if (sc_peek(&s) == ']' || sc_skip_value(&s) != 0)
-                    return -1;
-                sc_ws(&s);
-                if (sc_peek(&s) != ',')
-                    return -1;
-                sc_adv(&s);
-                sc_ws(&s);
-            }
-            if (sc_peek(&s) < 0 || sc_peek(&s) == ']')
-                return -1;
-            vline = s.line;
-            vcol = s.seen + 1;
-        } else {
-            size_t n = strcspn(c, ".[");
-
-            if (n == 0 || sc_peek(&s) != '{')
-                return -1;
-            sc_adv(&s);
-            sc_ws(&s);
-            for (;;) {
-                if (sc_peek(&s) != '"')
-                    return -1;
-                vline = s.line;
-                vcol = s.seen + 1;
-                if ((m = sc_string(&s, c, n)) < 0)
-                    return -1;
-                sc_ws(&s);
-                if (sc_peek(&s) != ':')
-                    return -1;
-                sc_adv(&s);
-                sc_ws(&s);
-                if (m == 1)
-                    break;
-                if (sc_skip_value(&s) != 0)
-                    return -1;
-                sc_ws(&s);
-                if (sc_peek(&s) != ',')
-                    return -1;
-                sc_adv(&s);
-                sc_ws(&s);
-            }
-            c += n;
-        }
-        if (*c == '.') {
-            c++;
-            if (*c == '\0' || *c == '[')
-                return -1;
-        }
-    }
-    *line = vline;
-    *col = vcol;
-    return 0;
-}
 
 /* ------------------------------------------------------------------ */
 /* Addresses                                                           */
@@ -398,58 +140,6 @@ addr_clash(const struct px_addr *a, const struct px_addr *b, bool exact)
 /* ------------------------------------------------------------------ */
 /* Typed getters: each fails with the JSON path of the offending value  */
 
-/* Writes <a><b><c> into <buf>, truncated to <len> bytes, and returns <buf>.
- * By hand rather than with snprintf, whose truncation warning cannot know
- * that JSON paths are short. */
-static const char *
-cat3(char *buf, size_t len, const char *a, const char *b, const char *c)
-{
-    const char *parts[3] = { a, b, c };
-    size_t n = 0, i, k;
-
-    for (i = 0; i < 3; i++)
-        for (k = 0; parts[i][k] != '\0' && n + 1 < len; k++)
-            buf[n++] = parts[i][k];
-    buf[n] = '\0';
-    return buf;
-}
-
-/* "<prefix>.<key>", or <key> alone when <prefix> is empty. */
-static const char *
-join(char *buf, size_t len, const char *prefix, const char *key)
-{
-    return cat3(buf, len, prefix, prefix[0] != '\0' ? "." : "", key);
-}
-
-/* "<prefix>[<idx>]". */
-static const char *
-join_index(char *buf, size_t len, const char *prefix, size_t idx)
-{
-    char ix[24];
-
-    snprintf(ix, sizeof(ix), "[%zu]", idx);
-    return cat3(buf, len, prefix, ix, "");
-}
-
-static int
-check_keys(json_t *obj, const char *path, const char *const *allowed,
-           struct conf_err *err)
-{
-    const char *key;
-    json_t *v;
-    size_t i;
-    char p[sizeof(err->path)];
-
-    json_object_foreach(obj, key, v) {
-        for (i = 0; allowed[i] != NULL; i++)
-            if (strcmp(key, allowed[i]) == 0)
-                break;
-        if (allowed[i] == NULL)
-            return conf_fail(err, join(p, sizeof(p), path, key), "unknown key");
-    }
-    return 0;
-}
-
 /* Reads optional object member <key>: <*out> is NULL when absent. */
 static int
 opt_object(json_t *obj, const char *key, const char *prefix, json_t **out,
@@ -460,7 +150,7 @@ opt_object(json_t *obj, const char *key, const char *prefix, json_t **out,
 
     *out = v;
     if (v != NULL && !json_is_object(v))
-        return conf_fail(err, join(p, sizeof(p), prefix, key), "must be an object");
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, key), "must be an object");
     return 0;
 }
 
@@ -477,10 +167,10 @@ opt_int(json_t *obj, const char *key, const char *prefix, long long min,
     if (v == NULL)
         return 0;
     if (!json_is_integer(v))
-        return conf_fail(err, join(p, sizeof(p), prefix, key), "must be an integer");
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, key), "must be an integer");
     x = (long long)json_integer_value(v);
     if (x < min || x > max)
-        return conf_fail(err, join(p, sizeof(p), prefix, key),
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, key),
                          "must be between %lld and %lld", min, max);
     *out = x;
     return 0;
@@ -510,9 +200,9 @@ opt_string(json_t *obj, const char *key, const char *prefix, const char **out,
     if (v == NULL)
         return 0;
     if (!json_is_string(v))
-        return conf_fail(err, join(p, sizeof(p), prefix, key), "must be a string");
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, key), "must be a string");
     if (json_string_length(v) == 0)
-        return conf_fail(err, join(p, sizeof(p), prefix, key), "must not be empty");
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, key), "must not be empty");
     *out = json_string_value(v);
     return 0;
 }
@@ -567,7 +257,7 @@ parse_admin(json_t *j, struct px_conf *c, struct conf_err *err)
     json_t *v;
     size_t i, n;
 
-    if (check_keys(j, "admin", keys, err) != 0 ||
+    if (conf_check_keys(j, "admin", keys, err) != 0 ||
         opt_path(j, "socket", "admin", c->dir, &c->admin_socket, err) != 0)
         return -1;
     if (c->admin_socket != NULL && strlen(c->admin_socket) >= sizeof(sun.sun_path))
@@ -647,7 +337,7 @@ parse_addrs(json_t *arr, const char *path, unsigned max, unsigned *n,
     *out = xcalloc(json_array_size(arr), sizeof(**out));
     *n = (unsigned)json_array_size(arr);
     json_array_foreach(arr, i, v) {
-        join_index(p, sizeof(p), path, i);
+        conf_join_index(p, sizeof(p), path, i);
         if (!json_is_string(v))
             return conf_fail(err, p, "must be a string");
         if (px_addr_parse(json_string_value(v), &(*out)[i]) != 0)
@@ -667,14 +357,14 @@ parse_side(json_t *svc, const char *key, const char *prefix,
 
     if (opt_object(svc, key, prefix, &j, err) != 0)
         return -1;
-    join(p, sizeof(p), prefix, key);
+    conf_join(p, sizeof(p), prefix, key);
     if (j == NULL)
         return conf_fail(err, p, "is required");
-    if (check_keys(j, p, keys, err) != 0)
+    if (conf_check_keys(j, p, keys, err) != 0)
         return -1;
     if ((servers = json_object_get(j, "servers")) == NULL)
-        return conf_fail(err, join(q, sizeof(q), p, "servers"), "is required");
-    return parse_addrs(servers, join(q, sizeof(q), p, "servers"), RT_MAX_SERVERS,
+        return conf_fail(err, conf_join(q, sizeof(q), p, "servers"), "is required");
+    return parse_addrs(servers, conf_join(q, sizeof(q), p, "servers"), RT_MAX_SERVERS,
                        &side->nservers, &side->servers, err);
 }
 
@@ -694,8 +384,8 @@ parse_timeouts(json_t *svc, const char *prefix, struct px_timeouts *t,
         return -1;
     if (j == NULL)
         return 0;
-    join(p, sizeof(p), prefix, "timeouts");
-    if (check_keys(j, p, keys, err) != 0 ||
+    conf_join(p, sizeof(p), prefix, "timeouts");
+    if (conf_check_keys(j, p, keys, err) != 0 ||
         opt_uint(j, "client_head_ms", p, lo, hi, &t->client_head_ms, err) != 0 ||
         opt_uint(j, "client_idle_ms", p, lo, hi, &t->client_idle_ms, err) != 0 ||
         opt_uint(j, "connect_ms", p, lo, hi, &t->connect_ms, err) != 0 ||
@@ -721,9 +411,9 @@ parse_limits(json_t *svc, const char *prefix, struct px_limits *l,
         return -1;
     if (j == NULL)
         return 0;
-    join(p, sizeof(p), prefix, "limits");
+    conf_join(p, sizeof(p), prefix, "limits");
     body = (long long)l->body_bytes;
-    if (check_keys(j, p, keys, err) != 0 ||
+    if (conf_check_keys(j, p, keys, err) != 0 ||
         opt_uint(j, "head_bytes", p, 1024, 1048576, &l->head_bytes, err) != 0 ||
         opt_uint(j, "headers", p, 1, 1000, &l->headers, err) != 0 ||
         opt_uint(j, "uri_bytes", p, 16, 1048576, &l->uri_bytes, err) != 0 ||
@@ -747,8 +437,8 @@ parse_pool(json_t *svc, const char *prefix, struct px_pool_conf *pc,
         return -1;
     if (j == NULL)
         return 0;
-    join(p, sizeof(p), prefix, "pool");
-    if (check_keys(j, p, keys, err) != 0 ||
+    conf_join(p, sizeof(p), prefix, "pool");
+    if (conf_check_keys(j, p, keys, err) != 0 ||
         opt_uint(j, "max_idle", p, 0, 10000, &pc->max_idle, err) != 0 ||
         opt_uint(j, "idle_timeout_ms", p, 1, 3600000, &pc->idle_timeout_ms, err) != 0)
         return -1;
@@ -813,12 +503,12 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
     snprintf(pre, sizeof(pre), "services[%u]", i);
     if (!json_is_object(j))
         return conf_fail(err, pre, "must be an object");
-    if (check_keys(j, pre, keys, err) != 0)
+    if (conf_check_keys(j, pre, keys, err) != 0)
         return -1;
 
     if (opt_string(j, "name", pre, &name, err) != 0)
         return -1;
-    join(p, sizeof(p), pre, "name");
+    conf_join(p, sizeof(p), pre, "name");
     if (name == NULL)
         return conf_fail(err, p, "is required");
     if (!is_service_name(name))
@@ -837,10 +527,10 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
     else if (strcmp(str, "tcp") == 0)
         s->mode = PX_MODE_TCP;
     else
-        return conf_fail(err, join(p, sizeof(p), pre, "mode"),
+        return conf_fail(err, conf_join(p, sizeof(p), pre, "mode"),
                          "must be \"http\" or \"tcp\"");
 
-    join(p, sizeof(p), pre, "listen");
+    conf_join(p, sizeof(p), pre, "listen");
     if ((v = json_object_get(j, "listen")) == NULL)
         return conf_fail(err, p, "is required");
     if (parse_addrs(v, p, PX_MAX_LISTEN, &s->nlisten, &s->listen, err) != 0)
@@ -859,20 +549,20 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
         /* A TCP stream has no headers or cookies to be sticky on. */
         if (s->route.sticky_by == RT_STICKY_COOKIE ||
             s->route.sticky_by == RT_STICKY_HEADER)
-            return conf_fail(err, join(p, sizeof(p), pre, "sticky.by"),
+            return conf_fail(err, conf_join(p, sizeof(p), pre, "sticky.by"),
                              "must be \"client_ip\" in tcp mode");
         if (s->route.has_override)
-            return conf_fail(err, join(p, sizeof(p), pre, "override"),
+            return conf_fail(err, conf_join(p, sizeof(p), pre, "override"),
                              "only valid in http mode");
     }
 
     if (hl_check_conf_parse(json_object_get(j, "health"),
-                            join(p, sizeof(p), pre, "health"), &s->health, err) != 0 ||
+                            conf_join(p, sizeof(p), pre, "health"), &s->health, err) != 0 ||
         hl_rollback_conf_parse(json_object_get(j, "rollback"),
-                               join(p, sizeof(p), pre, "rollback"),
+                               conf_join(p, sizeof(p), pre, "rollback"),
                                &s->rollback, err) != 0 ||
         hl_plan_conf_parse(json_object_get(j, "plan"),
-                           join(p, sizeof(p), pre, "plan"), &s->plan, err) != 0)
+                           conf_join(p, sizeof(p), pre, "plan"), &s->plan, err) != 0)
         return -1;
 
     if (opt_string(j, "on_new_down", pre, &str, err) != 0)
@@ -882,7 +572,7 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
     else if (strcmp(str, "rollback") == 0)
         s->on_new_down = HL_NEWDOWN_ROLLBACK;
     else
-        return conf_fail(err, join(p, sizeof(p), pre, "on_new_down"),
+        return conf_fail(err, conf_join(p, sizeof(p), pre, "on_new_down"),
                          "must be \"fallback\" or \"rollback\"");
 
     return parse_timeouts(j, pre, &s->timeouts, err) != 0 ||
@@ -912,22 +602,22 @@ parse_root(json_t *root, struct px_conf *c, struct conf_err *err)
 
     if (!json_is_object(root))
         return conf_fail(err, "", "the top level must be an object");
-    if (check_keys(root, "", keys, err) != 0)
+    if (conf_check_keys(root, "", keys, err) != 0)
         return -1;
 
     if (opt_object(root, "admin", "", &j, err) != 0 ||
         (j != NULL && parse_admin(j, c, err) != 0))
         return -1;
     if (opt_object(root, "state", "", &j, err) != 0 ||
-        (j != NULL && (check_keys(j, "state", file_keys, err) != 0 ||
+        (j != NULL && (conf_check_keys(j, "state", file_keys, err) != 0 ||
                        opt_path(j, "file", "state", c->dir, &c->state_file, err) != 0)))
         return -1;
     if (opt_object(root, "audit", "", &j, err) != 0 ||
-        (j != NULL && (check_keys(j, "audit", file_keys, err) != 0 ||
+        (j != NULL && (conf_check_keys(j, "audit", file_keys, err) != 0 ||
                        opt_path(j, "file", "audit", c->dir, &c->audit_file, err) != 0)))
         return -1;
     if (opt_object(root, "access_log", "", &j, err) != 0 ||
-        (j != NULL && (check_keys(j, "access_log", file_keys, err) != 0 ||
+        (j != NULL && (conf_check_keys(j, "access_log", file_keys, err) != 0 ||
                        opt_path(j, "file", "access_log", c->dir, &c->access_log_file,
                                 err) != 0)))
         return -1;
@@ -970,7 +660,7 @@ format_at(char *buf, size_t len, const char *file, const char *text,
 {
     int line, col;
 
-    if (px_json_locate(text, tlen, path, &line, &col) == 0) {
+    if (conf_json_locate(text, tlen, path, &line, &col) == 0) {
         if (path[0] == '\0')
             snprintf(buf, len, "%s:%d:%d: %s", file, line, col, msg);
         else
@@ -1007,7 +697,7 @@ warn_small_ms(const struct px_conf *c, const char *text, size_t tlen,
     char p[sizeof(((struct conf_err *)0)->path)];
 
     if (v > 0 && v < 100) {
-        join(p, sizeof(p), prefix, key);
+        conf_join(p, sizeof(p), prefix, key);
         warn_at(c, text, tlen, p,
                 "%u is suspiciously small for a value in milliseconds", v);
     }
@@ -1129,19 +819,6 @@ fail:
     return -1;
 }
 
-/* The directory part of <file> ("." when it has none). */
-static char *
-dir_of(const char *file)
-{
-    const char *slash = strrchr(file, '/');
-
-    if (slash == NULL)
-        return xstrdup(".");
-    if (slash == file)
-        return xstrdup("/");
-    return xstrndup(file, (size_t)(slash - file));
-}
-
 struct px_conf *
 px_conf_load(const char *file, char *errbuf, size_t errlen)
 {
@@ -1164,7 +841,7 @@ px_conf_load(const char *file, char *errbuf, size_t errlen)
 
     c = xcalloc(1, sizeof(*c));
     c->file = xstrdup(file);
-    c->dir = dir_of(file);
+    c->dir = fs_dir_of(file);
     c->admin_socket_mode = 0600;
     c->admin_socket_gid = -1;
     c->workers = 0;

@@ -101,11 +101,4 @@ void px_conf_free(struct px_conf *c);
 /* Parses "127.0.0.1:8080" or "[::1]:8080" (numeric only) into <out>. 0 / -1. */
 int px_addr_parse(const char *text, struct px_addr *out);
 
-/* Finds the line and column (1-based) of the JSON value or object key at
- * <path> ("services[0].rollback.rsie") in JSON text <text>. When the path
- * names a key that exists, the position is that of the key. Returns 0, or
- * -1 when the text does not contain the path. Pure, used for messages. */
-int px_json_locate(const char *text, size_t len, const char *path,
-                   int *line, int *col);
-
 #endif

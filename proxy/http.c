@@ -1,7 +1,7 @@
 /*
  * http: one client connection of an HTTP service, as a state machine.
  *
- * A request travels: head read and parsed by proxy/http1.c (never forwarded
+ * A request travels: head read and parsed by lib/http1.c (never forwarded
  * before it is complete and valid) -> side and server chosen by the router ->
  * a small body (up to limits.buffer_body_bytes) read and validated completely
  * -> upstream connect (a failed connect is retried once on another server of
@@ -39,10 +39,10 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
-#include "admin/log.h"
-#include "admin/xmalloc.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
 #include "proxy/accesslog.h"
-#include "proxy/http1.h"
+#include "lib/http1.h"
 #include "proxy/io.h"
 #include "proxy/server.h"
 
@@ -88,11 +88,11 @@ enum px_out {
 
 /* Body state of one direction of the current exchange. */
 struct px_body {
-    enum px_framing framing;
+    enum h1_framing framing;
     enum px_out out;
-    uint64_t left;               /* PX_BODY_LENGTH: bytes still to move */
+    uint64_t left;               /* H1_BODY_LENGTH: bytes still to move */
     uint64_t total;              /* bytes moved so far (payload) */
-    struct px_chunked ck;        /* PX_BODY_CHUNKED: decoder state */
+    struct h1_chunked ck;        /* H1_BODY_CHUNKED: decoder state */
     bool done;                   /* the whole body was moved */
 };
 
@@ -205,7 +205,7 @@ bind_server(struct px_conn *c, struct px_server_rt *s)
  * at a time, so one table serves every connection of the loop. Nothing may
  * keep a pointer into it past that callback; a worker thread gets its own
  * struct px_srv and so its own table. */
-static struct px_field *
+static struct h1_field *
 head_fields(struct px_srv *srv, unsigned n)
 {
     if (srv->hfields_n < n) {
@@ -297,7 +297,7 @@ relay_room(struct bufferevent *from, struct bufferevent *to, size_t queued, size
  * head is drained before the request ends, so what the line needs of it is
  * kept here. Called only with an access log. */
 static void
-log_begin(struct px_conn *c, const struct px_req *r)
+log_begin(struct px_conn *c, const struct h1_req *r)
 {
     c->log_pending = true;
     c->log_status = 0;
@@ -490,7 +490,7 @@ static void
 reply_error(struct px_conn *c, int status, const char *why)
 {
     struct evbuffer *out = bufferevent_get_output(c->down);
-    const char *text = px_status_text(status);
+    const char *text = h1_status_text(status);
 
     /* a client's bad request is its problem (debug); our 5xx is ours */
     if (status >= 500)
@@ -555,10 +555,10 @@ pump_body_upto(struct px_body *b, struct evbuffer *src, struct evbuffer *dst, si
         struct evbuffer_iovec v;
 
         switch (b->framing) {
-        case PX_BODY_NONE:
+        case H1_BODY_NONE:
             b->done = true;
             return 0;
-        case PX_BODY_LENGTH:
+        case H1_BODY_LENGTH:
             if (b->left == 0) {
                 b->done = true;
                 return 0;
@@ -570,34 +570,34 @@ pump_body_upto(struct px_body *b, struct evbuffer *src, struct evbuffer *dst, si
             b->left -= n;
             b->total += n;
             break;
-        case PX_BODY_CLOSE:
+        case H1_BODY_CLOSE:
             if (avail == 0)
                 return 0;
             b->total += avail;
             move(src, dst, avail, b->out);
             break;
-        case PX_BODY_CHUNKED:
+        case H1_BODY_CHUNKED:
             if (avail == 0)
                 return 0;
             if (b->ck.data_left > 0) {
                 n = avail < b->ck.data_left ? avail : (size_t)b->ck.data_left;
                 move(src, dst, n, b->out);
-                px_chunked_data_consumed(&b->ck, n);
+                h1_chunked_data_consumed(&b->ck, n);
                 b->total += n;
                 break;
             }
             if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
                 return 0;
-            switch (px_chunked_parse(&b->ck, v.iov_base, v.iov_len, &used)) {
-            case PX_CHUNK_BAD:
+            switch (h1_chunked_parse(&b->ck, v.iov_base, v.iov_len, &used)) {
+            case H1_CHUNK_BAD:
                 return -1;
-            case PX_CHUNK_DONE:
+            case H1_CHUNK_DONE:
                 b->done = true;
                 if (b->out == PX_OUT_CHUNKED)
                     evbuffer_add(dst, "0\r\n\r\n", 5);
                 break;
-            case PX_CHUNK_AGAIN:
-            case PX_CHUNK_DATA:
+            case H1_CHUNK_AGAIN:
+            case H1_CHUNK_DATA:
                 break;
             }
             evbuffer_drain(src, used);
@@ -616,21 +616,21 @@ pump_body(struct px_body *b, struct evbuffer *src, struct evbuffer *dst)
 
 /* ---- request head ---------------------------------------------------- */
 
-static struct px_iov
-field_value(const struct px_req *r, const char *name)
+static struct h1_iov
+field_value(const struct h1_req *r, const char *name)
 {
-    const struct px_field *f = px_field_find(r->fields, r->nfields, name);
-    struct px_iov none = { NULL, 0 };
+    const struct h1_field *f = h1_field_find(r->fields, r->nfields, name);
+    struct h1_iov none = { NULL, 0 };
 
     return f != NULL ? f->value : none;
 }
 
 /* Fills the router's input from the request. */
 static void
-route_input(struct px_conn *c, const struct px_req *r, struct rt_input *in)
+route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in)
 {
     const struct rt_conf *rc = &sconf(c)->route;
-    struct px_iov v;
+    struct h1_iov v;
     size_t i;
 
     memset(in, 0, sizeof(*in));
@@ -640,9 +640,9 @@ route_input(struct px_conn *c, const struct px_req *r, struct rt_input *in)
         break;
     case RT_STICKY_COOKIE:
         for (i = 0; i < r->nfields; i++) {
-            if (!px_iov_eq(r->fields[i].name, "cookie"))
+            if (!h1_iov_eq(r->fields[i].name, "cookie"))
                 continue;
-            v = px_cookie_find(r->fields[i].value, rc->sticky_name);
+            v = h1_cookie_find(r->fields[i].value, rc->sticky_name);
             if (v.p != NULL && rt_bucket_parse(v.p, v.len, &in->cookie_bucket) == 0) {
                 in->has_cookie_bucket = true;
                 break;
@@ -689,7 +689,7 @@ conn_evbuffer(struct px_conn *c, struct evbuffer **b)
 /* Rebuilds the upstream request head (without its framing line and final
  * CRLF, added once the body framing is known) into c->up_head. */
 static void
-build_up_head(struct px_conn *c, const struct px_req *r)
+build_up_head(struct px_conn *c, const struct h1_req *r)
 {
     struct evbuffer *h = conn_evbuffer(c, &c->up_head);
     const struct px_addr *srv = srt_addr(c);
@@ -704,11 +704,11 @@ build_up_head(struct px_conn *c, const struct px_req *r)
     if (r->host.len == 0)
         evbuffer_add_printf(h, "Host: %s\r\n", srv->text);
     for (i = 0; i < r->nfields; i++) {
-        const struct px_field *f = &r->fields[i];
+        const struct h1_field *f = &r->fields[i];
 
-        if ((f->flags & PX_FF_HOP) || px_iov_eq(f->name, "x-forwarded-for") ||
-            px_iov_eq(f->name, "x-forwarded-proto") ||
-            (r->expect_continue && px_iov_eq(f->name, "expect")))
+        if ((f->flags & H1_FF_HOP) || h1_iov_eq(f->name, "x-forwarded-for") ||
+            h1_iov_eq(f->name, "x-forwarded-proto") ||
+            (r->expect_continue && h1_iov_eq(f->name, "expect")))
             continue;
         evbuffer_add(h, f->name.p, f->name.len);
         evbuffer_add(h, ": ", 2);
@@ -717,9 +717,9 @@ build_up_head(struct px_conn *c, const struct px_req *r)
     }
     /* X-Forwarded-For: every earlier hop, then the client we saw */
     for (i = 0; i < r->nfields; i++) {
-        const struct px_field *f = &r->fields[i];
+        const struct h1_field *f = &r->fields[i];
 
-        if (!px_iov_eq(f->name, "x-forwarded-for") || f->value.len == 0)
+        if (!h1_iov_eq(f->name, "x-forwarded-for") || f->value.len == 0)
             continue;
         evbuffer_add(h, have_xff ? ", " : "X-Forwarded-For: ", have_xff ? 2 : 17);
         evbuffer_add(h, f->value.p, f->value.len);
@@ -728,7 +728,7 @@ build_up_head(struct px_conn *c, const struct px_req *r)
     evbuffer_add_printf(h, "%s%s\r\nX-Forwarded-Proto: http\r\n",
                         have_xff ? ", " : "X-Forwarded-For: ", c->client_ip);
     if (c->req_upgrade) {
-        const struct px_field *u = px_field_find(r->fields, r->nfields, "upgrade");
+        const struct h1_field *u = h1_field_find(r->fields, r->nfields, "upgrade");
 
         evbuffer_add(h, "Connection: upgrade\r\nUpgrade: ", 30);
         evbuffer_add(h, u->value.p, u->value.len);
@@ -777,11 +777,11 @@ start_connect(struct px_conn *c)
 static void
 request_ready(struct px_conn *c)
 {
-    if (c->req.framing == PX_BODY_LENGTH)
+    if (c->req.framing == H1_BODY_LENGTH)
         evbuffer_add_printf(c->up_head, "Content-Length: %" PRIu64 "\r\n",
                             c->req.left +
                             (c->req_buf != NULL ? evbuffer_get_length(c->req_buf) : 0));
-    else if (c->req.framing == PX_BODY_CHUNKED)
+    else if (c->req.framing == H1_BODY_CHUNKED)
         evbuffer_add(c->up_head, "Transfer-Encoding: chunked\r\n", 28);
     evbuffer_add(c->up_head, "\r\n", 2);
     start_connect(c);
@@ -795,7 +795,7 @@ buffer_body(struct px_conn *c)
     struct evbuffer *in = bufferevent_get_input(c->down);
     const struct px_limits *lim = &sconf(c)->limits;
 
-    if (c->req.framing == PX_BODY_LENGTH) {
+    if (c->req.framing == H1_BODY_LENGTH) {
         if (c->req.left > lim->buffer_body_bytes)
             return true;                       /* streams after connect */
         conn_evbuffer(c, &c->req_buf);
@@ -822,7 +822,7 @@ buffer_body(struct px_conn *c)
         return false;
     }
     if (c->req.done) {
-        c->req.framing = PX_BODY_LENGTH;
+        c->req.framing = H1_BODY_LENGTH;
         c->req.left = 0;
         return true;
     }
@@ -984,13 +984,13 @@ read_head(struct px_conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->down);
     const struct px_limits *lim = &sconf(c)->limits;
-    struct px_parse_limits pl = { lim->headers, lim->uri_bytes };
+    struct h1_parse_limits pl = { lim->headers, lim->uri_bytes };
     size_t len = evbuffer_get_length(in), n;
-    struct px_req r;
+    struct h1_req r;
     struct rt_input rin;
     struct rt_choice ch;
     const char *p;
-    enum px_parse pr;
+    enum h1_parse pr;
 
     if (len == 0) {
         park_soon(c);
@@ -1008,13 +1008,13 @@ read_head(struct px_conn *c)
     p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
     memset(&r, 0, sizeof(r));
     r.fields = head_fields(c->srv, pl.max_fields);
-    pr = px_req_parse(&r, p, n, &pl);
-    if (pr == PX_PARSE_AGAIN) {
+    pr = h1_req_parse(&r, p, n, &pl);
+    if (pr == H1_PARSE_AGAIN) {
         if (n >= lim->head_bytes)
             reply_error(c, 431, "request head over limits.head_bytes");
         return;
     }
-    if (pr == PX_PARSE_BAD) {
+    if (pr == H1_PARSE_BAD) {
         reply_error(c, r.status, r.error != NULL ? r.error : "bad request");
         return;
     }
@@ -1026,23 +1026,23 @@ read_head(struct px_conn *c)
     if (c->srv->access_log != NULL)
         log_begin(c, &r);
     c->req_minor = r.minor;
-    c->req_is_head = px_iov_eq(r.method, "HEAD");
-    c->req_idempotent = px_iov_eq(r.method, "GET") || c->req_is_head ||
-                        px_iov_eq(r.method, "OPTIONS") || px_iov_eq(r.method, "TRACE") ||
-                        px_iov_eq(r.method, "PUT") || px_iov_eq(r.method, "DELETE");
-    c->req_upgrade = r.upgrade && px_field_find(r.fields, r.nfields, "upgrade") != NULL;
+    c->req_is_head = h1_iov_eq(r.method, "HEAD");
+    c->req_idempotent = h1_iov_eq(r.method, "GET") || c->req_is_head ||
+                        h1_iov_eq(r.method, "OPTIONS") || h1_iov_eq(r.method, "TRACE") ||
+                        h1_iov_eq(r.method, "PUT") || h1_iov_eq(r.method, "DELETE");
+    c->req_upgrade = r.upgrade && h1_field_find(r.fields, r.nfields, "upgrade") != NULL;
     if (!r.keep_alive)
         c->flags |= PX_CF_NO_KEEPALIVE;
     memset(&c->req, 0, sizeof(c->req));
     c->req.framing = r.framing;
-    c->req.left = r.framing == PX_BODY_LENGTH ? r.content_length : 0;
-    c->req.out = r.framing == PX_BODY_CHUNKED ? PX_OUT_CHUNKED : PX_OUT_PLAIN;
-    px_chunked_init(&c->req.ck);
+    c->req.left = r.framing == H1_BODY_LENGTH ? r.content_length : 0;
+    c->req.out = r.framing == H1_BODY_CHUNKED ? PX_OUT_CHUNKED : PX_OUT_PLAIN;
+    h1_chunked_init(&c->req.ck);
     c->req.ck.max_ext = sconf(c)->limits.chunk_ext_bytes;
-    c->req.done = r.framing == PX_BODY_NONE ||
-                  (r.framing == PX_BODY_LENGTH && r.content_length == 0);
+    c->req.done = r.framing == H1_BODY_NONE ||
+                  (r.framing == H1_BODY_LENGTH && r.content_length == 0);
 
-    if (r.framing == PX_BODY_LENGTH && lim->body_bytes > 0 &&
+    if (r.framing == H1_BODY_LENGTH && lim->body_bytes > 0 &&
         r.content_length > lim->body_bytes) {
         reply_error(c, 413, "Content-Length over limits.body_bytes");
         return;
@@ -1214,7 +1214,7 @@ finish_exchange(struct px_conn *c)
 }
 
 static void
-write_response_head(struct px_conn *c, const struct px_resp *r)
+write_response_head(struct px_conn *c, const struct h1_resp *r)
 {
     struct evbuffer *out = bufferevent_get_output(c->down);
     const struct rt_conf *rc = &sconf(c)->route;
@@ -1222,9 +1222,9 @@ write_response_head(struct px_conn *c, const struct px_resp *r)
     size_t i;
 
     c->res.framing = r->framing;
-    c->res.left = r->framing == PX_BODY_LENGTH ? r->content_length : 0;
+    c->res.left = r->framing == H1_BODY_LENGTH ? r->content_length : 0;
     c->res.out = PX_OUT_PLAIN;
-    if (r->framing == PX_BODY_CHUNKED || r->framing == PX_BODY_CLOSE) {
+    if (r->framing == H1_BODY_CHUNKED || r->framing == H1_BODY_CLOSE) {
         if (chunk_ok)
             c->res.out = PX_OUT_CHUNKED;
         else
@@ -1238,18 +1238,18 @@ write_response_head(struct px_conn *c, const struct px_resp *r)
     evbuffer_add(out, "\r\n", 2);
     /* like write_fields(), but a HEAD or 304 answer keeps its length */
     for (i = 0; i < r->nfields; i++) {
-        const struct px_field *f = &r->fields[i];
+        const struct h1_field *f = &r->fields[i];
 
         /* a HEAD or 304 answer keeps the length of the representation */
-        if ((f->flags & PX_FF_HOP) &&
-            !(r->framing == PX_BODY_NONE && px_iov_eq(f->name, "content-length")))
+        if ((f->flags & H1_FF_HOP) &&
+            !(r->framing == H1_BODY_NONE && h1_iov_eq(f->name, "content-length")))
             continue;
         evbuffer_add(out, f->name.p, f->name.len);
         evbuffer_add(out, ": ", 2);
         evbuffer_add(out, f->value.p, f->value.len);
         evbuffer_add(out, "\r\n", 2);
     }
-    if (r->framing == PX_BODY_LENGTH)
+    if (r->framing == H1_BODY_LENGTH)
         evbuffer_add_printf(out, "Content-Length: %" PRIu64 "\r\n", r->content_length);
     else if (c->res.out == PX_OUT_CHUNKED)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
@@ -1265,14 +1265,14 @@ write_response_head(struct px_conn *c, const struct px_resp *r)
 }
 
 static void
-write_fields(struct evbuffer *out, const struct px_resp *r)
+write_fields(struct evbuffer *out, const struct h1_resp *r)
 {
     size_t i;
 
     for (i = 0; i < r->nfields; i++) {
-        const struct px_field *f = &r->fields[i];
+        const struct h1_field *f = &r->fields[i];
 
-        if (f->flags & PX_FF_HOP)
+        if (f->flags & H1_FF_HOP)
             continue;
         evbuffer_add(out, f->name.p, f->name.len);
         evbuffer_add(out, ": ", 2);
@@ -1282,7 +1282,7 @@ write_fields(struct evbuffer *out, const struct px_resp *r)
 }
 
 static void
-write_interim_head(struct px_conn *c, const struct px_resp *r)
+write_interim_head(struct px_conn *c, const struct h1_resp *r)
 {
     struct evbuffer *out = bufferevent_get_output(c->down);
 
@@ -1295,11 +1295,11 @@ write_interim_head(struct px_conn *c, const struct px_resp *r)
 
 /* A valid 101 to an Upgrade request: forward it and relay raw bytes. */
 static void
-start_tunnel(struct px_conn *c, const struct px_resp *r)
+start_tunnel(struct px_conn *c, const struct h1_resp *r)
 {
     struct evbuffer *out = bufferevent_get_output(c->down);
     struct evbuffer *in = bufferevent_get_input(c->up);
-    const struct px_field *u = px_field_find(r->fields, r->nfields, "upgrade");
+    const struct h1_field *u = h1_field_find(r->fields, r->nfields, "upgrade");
 
     if (u == NULL) {
         upstream_free(c);
@@ -1347,12 +1347,12 @@ read_response_head(struct px_conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->up);
     const struct px_limits *lim = &sconf(c)->limits;
-    struct px_parse_limits pl = { lim->headers, lim->uri_bytes };
-    struct px_resp r;
+    struct h1_parse_limits pl = { lim->headers, lim->uri_bytes };
+    struct h1_resp r;
     struct timeval tv;
     const char *p;
     size_t len, n;
-    enum px_parse pr;
+    enum h1_parse pr;
 
     for (;;) {
         len = evbuffer_get_length(in);
@@ -1362,14 +1362,14 @@ read_response_head(struct px_conn *c)
         p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
         memset(&r, 0, sizeof(r));
         r.fields = head_fields(c->srv, pl.max_fields);
-        pr = px_resp_parse(&r, p, n, &pl, c->req_is_head);
-        if (pr == PX_PARSE_AGAIN) {
+        pr = h1_resp_parse(&r, p, n, &pl, c->req_is_head);
+        if (pr == H1_PARSE_AGAIN) {
             if (n < lim->head_bytes)
                 return false;
             r.error = "response head over limits.head_bytes";
-            pr = PX_PARSE_BAD;
+            pr = H1_PARSE_BAD;
         }
-        if (pr == PX_PARSE_BAD) {
+        if (pr == H1_PARSE_BAD) {
             px_req_warn(c->svc, "http", c->id, "invalid response from %s: %s",
                    srt_addr(c)->text,
                    r.error != NULL ? r.error : "?");
@@ -1407,11 +1407,11 @@ read_response_head(struct px_conn *c)
     write_response_head(c, &r);
     evbuffer_drain(in, r.head_len);
     memset(&c->res.ck, 0, sizeof(c->res.ck));
-    px_chunked_init(&c->res.ck);
+    h1_chunked_init(&c->res.ck);
     c->res.ck.max_ext = sconf(c)->limits.chunk_ext_bytes;
     c->res.total = 0;
-    c->res.done = r.framing == PX_BODY_NONE ||
-                  (r.framing == PX_BODY_LENGTH && r.content_length == 0);
+    c->res.done = r.framing == H1_BODY_NONE ||
+                  (r.framing == H1_BODY_LENGTH && r.content_length == 0);
     /* from now on the upstream may be idle at most server_idle_ms */
     tv = ms_tv(sconf(c)->timeouts.server_idle_ms);
     bufferevent_set_timeouts(c->up, &tv, &tv);
@@ -1742,7 +1742,7 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
                     upstream_free(c);
                     record(c, 0, PX_E_UP_RESET);
                     reply_error(c, 502, "upstream closed before a response");
-                } else if (c->res.framing == PX_BODY_CLOSE && (what & BEV_EVENT_EOF)) {
+                } else if (c->res.framing == H1_BODY_CLOSE && (what & BEV_EVENT_EOF)) {
                     c->res.done = true;
                     if (c->res.out == PX_OUT_CHUNKED)
                         evbuffer_add(bufferevent_get_output(c->down), "0\r\n\r\n", 5);

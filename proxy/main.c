@@ -27,11 +27,12 @@
 #include "admin/control.h"
 #include "admin/ctl_proto.h"
 #include "admin/http.h"
-#include "admin/log.h"
-#include "admin/notify.h"
+#include "lib/fs.h"
+#include "lib/log.h"
+#include "lib/notify.h"
 #include "admin/socket.h"
 #include "admin/tokens.h"
-#include "admin/xmalloc.h"
+#include "lib/xmalloc.h"
 #include "health/check.h"
 #include "health/window.h"
 #include "proxy/accesslog.h"
@@ -1077,8 +1078,8 @@ on_signal_stop(evutil_socket_t sig, short what, void *arg)
     srv->stopping = true;
     log_at(LL_INFO, "main", 0, "signal %d: no new connections, draining %llu within %u ms",
            (int)sig, (unsigned long long)srv->conns_active, srv->conf->shutdown_grace_ms);
-    if (adm_notifyf("STOPPING=1\nSTATUS=draining %llu connection(s)",
-                    (unsigned long long)srv->conns_active) < 0)
+    if (notify_sendf("STOPPING=1\nSTATUS=draining %llu connection(s)",
+                     (unsigned long long)srv->conns_active) < 0)
         log_at(LL_WARN, "main", 0, "sd_notify STOPPING: %s", strerror(errno));
     px_srv_stop_listening(srv);
     px_workers_run(srv, job_stop, NULL);
@@ -1105,14 +1106,14 @@ on_signal_hup(evutil_socket_t sig, short what, void *arg)
     /* systemd: "reloading" until READY=1 again, whether the reload took */
     clock_gettime(CLOCK_MONOTONIC, &ts);
     if (!srv->stopping &&
-        adm_notifyf("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
-                    (unsigned long long)ts.tv_sec * 1000000ULL +
+        notify_sendf("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+                     (unsigned long long)ts.tv_sec * 1000000ULL +
                         (unsigned long long)ts.tv_nsec / 1000ULL, srv->conf->file) < 0)
         log_at(LL_WARN, "main", 0, "sd_notify RELOADING: %s", strerror(errno));
     reload(srv);
     if (!srv->stopping &&
-        adm_notifyf("READY=1\nSTATUS=serving %u service(s), configuration generation %llu",
-                    srv->nsvcs, (unsigned long long)srv->conf_generation) < 0)
+        notify_sendf("READY=1\nSTATUS=serving %u service(s), configuration generation %llu",
+                     srv->nsvcs, (unsigned long long)srv->conf_generation) < 0)
         log_at(LL_WARN, "main", 0, "sd_notify READY: %s", strerror(errno));
 }
 
@@ -1126,27 +1127,6 @@ on_libevent_log(int severity, const char *msg)
 }
 
 /* ---- build and run ------------------------------------------------- */
-
-/* Creates every directory of <path>'s parent that is missing (mode 0700). */
-static int
-mkdir_parents(const char *path)
-{
-    char buf[4096];
-    char *p;
-
-    if (strlen(path) >= sizeof(buf))
-        return -1;
-    strcpy(buf, path);
-    for (p = buf + 1; *p != '\0'; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return 0;
-}
 
 /* Default state directory: /var/lib/cutover for root, else
  * $XDG_STATE_HOME/cutover or ~/.local/state/cutover. */
@@ -1364,9 +1344,9 @@ main(int argc, char **argv)
                                               : default_state_path("state.json");
     audit_file = srv.conf->audit_file != NULL ? xstrdup(srv.conf->audit_file)
                                               : default_state_path("audit.jsonl");
-    if (mkdir_parents(state_file) < 0 || mkdir_parents(audit_file) < 0) {
-        log_at(LL_ERR, "main", 0, "cannot create the directory of %s or %s: %s",
-               state_file, audit_file, strerror(errno));
+    if (fs_mkdir_parent(state_file, err, sizeof(err)) != 0
+        || fs_mkdir_parent(audit_file, err, sizeof(err)) != 0) {
+        log_at(LL_ERR, "main", 0, "%s", err);
         goto out;
     }
     names = xcalloc(srv.nsvcs, sizeof(*names));
@@ -1433,8 +1413,8 @@ main(int argc, char **argv)
     log_at(LL_INFO, "main", 0, "ready: %u service(s), %u worker(s), admin socket %s, state %s",
            srv.nsvcs, srv.nworkers, sock, state_file);
     /* systemd (Type=notify): the listeners accept from here on */
-    if (adm_notifyf("READY=1\nSTATUS=serving %u service(s)\nMAINPID=%ld", srv.nsvcs,
-                    (long)getpid()) < 0)
+    if (notify_sendf("READY=1\nSTATUS=serving %u service(s)\nMAINPID=%ld", srv.nsvcs,
+                     (long)getpid()) < 0)
         log_at(LL_WARN, "main", 0, "sd_notify READY: %s", strerror(errno));
     if (event_base_dispatch(srv.base) < 0) {
         log_at(LL_ERR, "main", 0, "event loop failed");

@@ -12,8 +12,8 @@
 #include <event2/buffer.h>
 
 #include "admin/control.h"
-#include "admin/log.h"
-#include "admin/metrics.h"
+#include "lib/log.h"
+#include "lib/metrics.h"
 #include "proxy/metrics.h"
 #include "proxy/server.h"
 #include "proxy/worker.h"

@@ -2,7 +2,7 @@
  * proxy/metrics: the daemon's Prometheus scrape (GET /metrics on
  * admin.listen). Reads the counters the data plane keeps in place (struct
  * px_side_stats, struct px_server_rt) and the control plane's state and
- * counters, and writes them with admin/metrics.h under the stable names of
+ * counters, and writes them with lib/metrics.h under the stable names of
  * docs/DESIGN.md "Metrics". Nothing is counted here: rendering allocates
  * only the text, and costs the data plane nothing between scrapes.
  */

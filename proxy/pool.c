@@ -14,8 +14,8 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#include "admin/log.h"
-#include "admin/xmalloc.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
 #include "proxy/server.h"
 
 struct px_pooled {

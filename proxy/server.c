@@ -20,8 +20,8 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
-#include "admin/log.h"
-#include "admin/xmalloc.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
 #include "health/check.h"
 #include "proxy/server.h"
 #include "proxy/worker.h"

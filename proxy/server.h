@@ -64,7 +64,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "admin/log.h"
+#include "lib/log.h"
 #include "health/window.h"
 #include "proxy/conf.h"
 #include "router/router.h"
@@ -78,7 +78,7 @@ struct px_tcp;
 struct px_conn;
 struct px_tick;
 struct px_access_log;
-struct px_field;
+struct h1_field;
 struct bufferevent;
 struct evbuffer;
 
@@ -256,7 +256,7 @@ struct px_srv {
     struct px_access_log *access_log;    /* owned: "access_log"; NULL = off (the
                                           * data plane tests this pointer, nothing more) */
     double start_time_s;                 /* wall clock at startup, s since the epoch */
-    struct px_field *hfields;            /* owned: the loop's header field table
+    struct h1_field *hfields;            /* owned: the loop's header field table
                                           * (proxy/http.c, px_head_fields()): one head
                                           * is parsed and rebuilt at a time per loop */
     unsigned hfields_n;                  /* entries of <hfields> */

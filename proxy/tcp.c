@@ -34,8 +34,8 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
-#include "admin/log.h"
-#include "admin/xmalloc.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
 #include "proxy/accesslog.h"
 #include "proxy/io.h"
 #include "proxy/server.h"

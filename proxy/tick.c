@@ -44,8 +44,8 @@
 #include <jansson.h>
 
 #include "admin/control.h"
-#include "admin/log.h"
-#include "admin/xmalloc.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
 #include "health/policy.h"
 #include "proxy/server.h"
 #include "proxy/tick.h"

@@ -19,8 +19,8 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
-#include "admin/log.h"
-#include "admin/xmalloc.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
 #include "health/window.h"
 #include "proxy/accesslog.h"
 #include "proxy/server.h"

@@ -17,64 +17,6 @@
 
 #include <jansson.h>
 
-int
-conf_fail(struct conf_err *err, const char *path, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL)
-        return -1;
-    snprintf(err->path, sizeof(err->path), "%s", path != NULL ? path : "");
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-/* Writes <a><b><c> into <buf>, truncated to <len> bytes, and returns <buf>.
- * By hand rather than with snprintf, whose truncation warning cannot know
- * that JSON paths are short. */
-static const char *
-cat3(char *buf, size_t len, const char *a, const char *b, const char *c)
-{
-    const char *parts[3] = { a, b, c };
-    size_t n = 0, i, k;
-
-    for (i = 0; i < 3; i++)
-        for (k = 0; parts[i][k] != '\0' && n + 1 < len; k++)
-            buf[n++] = parts[i][k];
-    buf[n] = '\0';
-    return buf;
-}
-
-/* "<prefix>.<key>", or <key> alone when <prefix> is empty. */
-static const char *
-join(char *buf, size_t len, const char *prefix, const char *key)
-{
-    return cat3(buf, len, prefix, prefix[0] != '\0' ? "." : "", key);
-}
-
-/* Fails on the first member of object <obj> whose key is not in the
- * NULL-terminated list <allowed>. */
-static int
-check_keys(json_t *obj, const char *path, const char *const *allowed,
-           struct conf_err *err)
-{
-    const char *key;
-    json_t *v;
-    size_t i;
-    char p[sizeof(err->path)];
-
-    json_object_foreach(obj, key, v) {
-        for (i = 0; allowed[i] != NULL; i++)
-            if (strcmp(key, allowed[i]) == 0)
-                break;
-        if (allowed[i] == NULL)
-            return conf_fail(err, join(p, sizeof(p), path, key), "unknown key");
-    }
-    return 0;
-}
-
 /* True when <s> is an HTTP token (RFC 9110 tchar) of 1..RT_NAME_MAX-1 bytes:
  * usable as a header name and as a cookie name. */
 static bool
@@ -108,7 +50,7 @@ opt_string(json_t *obj, const char *key, const char *prefix, const char **out,
     if (v == NULL)
         return 0;
     if (!json_is_string(v))
-        return conf_fail(err, join(p, sizeof(p), prefix, key), "must be a string");
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, key), "must be a string");
     *out = json_string_value(v);
     return 0;
 }
@@ -146,14 +88,14 @@ parse_sticky(json_t *j, const char *name, const char *prefix,
 
     if (!json_is_object(j))
         return conf_fail(err, prefix, "must be an object");
-    if (check_keys(j, prefix, keys, err) != 0)
+    if (conf_check_keys(j, prefix, keys, err) != 0)
         return -1;
     if (opt_string(j, "by", prefix, &by, err) != 0 ||
         opt_string(j, "name", prefix, &sname, err) != 0 ||
         opt_string(j, "salt", prefix, &salt, err) != 0)
         return -1;
     if (by == NULL)
-        return conf_fail(err, join(p, sizeof(p), prefix, "by"), "is required");
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, "by"), "is required");
     if (strcmp(by, "cookie") == 0)
         c->sticky_by = RT_STICKY_COOKIE;
     else if (strcmp(by, "header") == 0)
@@ -161,26 +103,26 @@ parse_sticky(json_t *j, const char *name, const char *prefix,
     else if (strcmp(by, "client_ip") == 0)
         c->sticky_by = RT_STICKY_CLIENT_IP;
     else
-        return conf_fail(err, join(p, sizeof(p), prefix, "by"),
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, "by"),
                          "must be \"cookie\", \"header\" or \"client_ip\"");
 
     if (c->sticky_by == RT_STICKY_CLIENT_IP) {
         if (sname != NULL)
-            return conf_fail(err, join(p, sizeof(p), prefix, "name"),
+            return conf_fail(err, conf_join(p, sizeof(p), prefix, "name"),
                              "not allowed with \"by\": \"client_ip\"");
     } else {
         if (sname == NULL)
-            return conf_fail(err, join(p, sizeof(p), prefix, "name"),
+            return conf_fail(err, conf_join(p, sizeof(p), prefix, "name"),
                              "is required with \"by\": \"%s\"", by);
         if (!is_token(sname))
-            return conf_fail(err, join(p, sizeof(p), prefix, "name"),
+            return conf_fail(err, conf_join(p, sizeof(p), prefix, "name"),
                              "must be an HTTP token of 1..%u characters",
                              RT_NAME_MAX - 1);
         memcpy(c->sticky_name, sname, strlen(sname) + 1);
     }
 
     if (salt != NULL && salt[0] == '\0')
-        return conf_fail(err, join(p, sizeof(p), prefix, "salt"),
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, "salt"),
                          "must not be empty");
     if (salt == NULL)
         salt = name;
@@ -198,13 +140,13 @@ parse_override(json_t *j, const char *prefix, struct rt_conf *c,
 
     if (!json_is_object(j))
         return conf_fail(err, prefix, "must be an object");
-    if (check_keys(j, prefix, keys, err) != 0 ||
+    if (conf_check_keys(j, prefix, keys, err) != 0 ||
         opt_string(j, "header", prefix, &hdr, err) != 0)
         return -1;
     if (hdr == NULL)
-        return conf_fail(err, join(p, sizeof(p), prefix, "header"), "is required");
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, "header"), "is required");
     if (!is_token(hdr))
-        return conf_fail(err, join(p, sizeof(p), prefix, "header"),
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, "header"),
                          "must be an HTTP token of 1..%u characters",
                          RT_NAME_MAX - 1);
     c->has_override = true;
@@ -225,14 +167,14 @@ rt_conf_parse(struct json_t *svc, const char *name, const char *prefix,
     c.seed = rt_seed_from_salt(name, strlen(name));
 
     if ((v = json_object_get(svc, "weight")) != NULL &&
-        percent_to_bp(v, join(p, sizeof(p), prefix, "weight"), &c.weight_bp,
+        percent_to_bp(v, conf_join(p, sizeof(p), prefix, "weight"), &c.weight_bp,
                       err) != 0)
         return -1;
     if ((v = json_object_get(svc, "sticky")) != NULL &&
-        parse_sticky(v, name, join(p, sizeof(p), prefix, "sticky"), &c, err) != 0)
+        parse_sticky(v, name, conf_join(p, sizeof(p), prefix, "sticky"), &c, err) != 0)
         return -1;
     if ((v = json_object_get(svc, "override")) != NULL &&
-        parse_override(v, join(p, sizeof(p), prefix, "override"), &c, err) != 0)
+        parse_override(v, conf_join(p, sizeof(p), prefix, "override"), &c, err) != 0)
         return -1;
     *out = c;
     return 0;

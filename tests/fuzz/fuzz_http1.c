@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for proxy/http1.c: request heads, response heads and the
+ * libFuzzer target for lib/http1.c: request heads, response heads and the
  * chunked decoder, each checked for split invariance.
  *
  * Every input is parsed whole and again as a prefix cut at a point derived
@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/http1.h"
+#include "lib/http1.h"
 
 #define FUZZ_MAX_FIELDS 8u
 #define FUZZ_MAX_URI    128u
@@ -27,7 +27,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static struct px_field g_fields[FUZZ_MAX_FIELDS];
+static struct h1_field g_fields[FUZZ_MAX_FIELDS];
 
 static void
 check(bool ok, const char *what)
@@ -49,7 +49,7 @@ fnv1a(const uint8_t *p, size_t n, uint64_t h)
 }
 
 struct head_result {
-    enum px_parse v;
+    enum h1_parse v;
     int status;
     size_t head_len;
 };
@@ -61,13 +61,13 @@ same(struct head_result a, struct head_result b)
 }
 
 static bool
-inside(struct px_iov v, const char *buf, size_t len)
+inside(struct h1_iov v, const char *buf, size_t len)
 {
     return v.len == 0 || (v.p >= buf && v.p + v.len <= buf + len);
 }
 
 static void
-check_fields(const struct px_field *f, size_t n, const char *buf, size_t head_len)
+check_fields(const struct h1_field *f, size_t n, const char *buf, size_t head_len)
 {
     size_t i;
 
@@ -83,30 +83,30 @@ check_fields(const struct px_field *f, size_t n, const char *buf, size_t head_le
 static struct head_result
 req_once(const uint8_t *data, size_t n)
 {
-    struct px_parse_limits lim = { FUZZ_MAX_FIELDS, FUZZ_MAX_URI };
-    struct head_result res = { PX_PARSE_AGAIN, 0, 0 };
+    struct h1_parse_limits lim = { FUZZ_MAX_FIELDS, FUZZ_MAX_URI };
+    struct head_result res = { H1_PARSE_AGAIN, 0, 0 };
     char *buf = malloc(n ? n : 1);
-    struct px_req r;
+    struct h1_req r;
 
     check(buf != NULL, "out of memory");
     if (n)
         memcpy(buf, data, n);
     r.fields = g_fields;
-    res.v = px_req_parse(&r, buf, n, &lim);
-    if (res.v == PX_PARSE_BAD) {
+    res.v = h1_req_parse(&r, buf, n, &lim);
+    if (res.v == H1_PARSE_BAD) {
         check(r.error != NULL, "BAD without error");
         check(r.status == 400 || r.status == 414 || r.status == 431 || r.status == 501 ||
               r.status == 505, "unexpected request status");
         res.status = r.status;
-    } else if (res.v == PX_PARSE_DONE) {
+    } else if (res.v == H1_PARSE_DONE) {
         check(r.head_len >= 4 && r.head_len <= n, "head_len out of range");
         check(r.method.len > 0 && r.target.len > 0 && r.target.len <= FUZZ_MAX_URI,
               "method or target");
         check(inside(r.method, buf, r.head_len) && inside(r.target, buf, r.head_len) &&
               inside(r.host, buf, r.head_len), "request line outside the head");
         check(r.minor == 0 || r.minor == 1, "minor");
-        check(r.framing == PX_BODY_NONE || r.framing == PX_BODY_LENGTH ||
-              r.framing == PX_BODY_CHUNKED, "request framing");
+        check(r.framing == H1_BODY_NONE || r.framing == H1_BODY_LENGTH ||
+              r.framing == H1_BODY_CHUNKED, "request framing");
         check(r.minor == 0 || r.host.len > 0, "HTTP/1.1 without Host");
         check(r.content_length <= 0x7fffffffffffffffull, "content_length");
         check_fields(r.fields, r.nfields, buf, r.head_len);
@@ -119,24 +119,24 @@ req_once(const uint8_t *data, size_t n)
 static struct head_result
 resp_once(const uint8_t *data, size_t n, bool req_head)
 {
-    struct px_parse_limits lim = { FUZZ_MAX_FIELDS, FUZZ_MAX_URI };
-    struct head_result res = { PX_PARSE_AGAIN, 0, 0 };
+    struct h1_parse_limits lim = { FUZZ_MAX_FIELDS, FUZZ_MAX_URI };
+    struct head_result res = { H1_PARSE_AGAIN, 0, 0 };
     char *buf = malloc(n ? n : 1);
-    struct px_resp r;
+    struct h1_resp r;
 
     check(buf != NULL, "out of memory");
     if (n)
         memcpy(buf, data, n);
     r.fields = g_fields;
-    res.v = px_resp_parse(&r, buf, n, &lim, req_head);
-    if (res.v == PX_PARSE_BAD) {
+    res.v = h1_resp_parse(&r, buf, n, &lim, req_head);
+    if (res.v == H1_PARSE_BAD) {
         check(r.error != NULL, "BAD without error");
-    } else if (res.v == PX_PARSE_DONE) {
+    } else if (res.v == H1_PARSE_DONE) {
         check(r.head_len >= 4 && r.head_len <= n, "head_len out of range");
         check(r.status >= 100 && r.status <= 999, "status out of range");
         check(inside(r.reason, buf, r.head_len), "reason outside the head");
-        check(r.framing != PX_BODY_CLOSE || !r.keep_alive, "keep-alive with close framing");
-        check(!req_head || r.framing == PX_BODY_NONE, "body after HEAD");
+        check(r.framing != H1_BODY_CLOSE || !r.keep_alive, "keep-alive with close framing");
+        check(!req_head || r.framing == H1_BODY_NONE, "body after HEAD");
         check_fields(r.fields, r.nfields, buf, r.head_len);
         res.head_len = r.head_len;
     }
@@ -167,22 +167,22 @@ check_head(head_fn *fn, const uint8_t *data, size_t size, size_t cut, bool flag)
     size_t n, decide = size + 1;
 
     r = fn(data, cut, flag);
-    check(r.v == PX_PARSE_AGAIN || same(r, whole), "split verdict differs");
+    check(r.v == H1_PARSE_AGAIN || same(r, whole), "split verdict differs");
     if (size <= BYTEWISE_MAX) {
         for (n = 0; n <= size; n++) {
             r = fn(data, n, flag);
-            if (decide > size && r.v != PX_PARSE_AGAIN)
+            if (decide > size && r.v != H1_PARSE_AGAIN)
                 decide = n;
-            check(n < decide ? r.v == PX_PARSE_AGAIN : same(r, whole),
+            check(n < decide ? r.v == H1_PARSE_AGAIN : same(r, whole),
                   "byte-by-byte verdict differs");
         }
-        check(whole.v == PX_PARSE_AGAIN || decide <= size, "undecided");
+        check(whole.v == H1_PARSE_AGAIN || decide <= size, "undecided");
     }
     return whole;
 }
 
 struct chunk_run {
-    enum px_chunk v;
+    enum h1_chunk v;
     size_t consumed;
     size_t delivered;
     uint64_t hash;
@@ -193,34 +193,34 @@ struct chunk_run {
 static struct chunk_run
 chunk_run(const uint8_t *in, size_t len, size_t cut, unsigned max_ext)
 {
-    struct chunk_run res = { PX_CHUNK_AGAIN, 0, 0, 0xcbf29ce484222325ull, NULL };
-    struct px_chunked st;
+    struct chunk_run res = { H1_CHUNK_AGAIN, 0, 0, 0xcbf29ce484222325ull, NULL };
+    struct h1_chunked st;
     size_t off = 0, end = cut, used, take;
-    enum px_chunk v;
+    enum h1_chunk v;
     char *win;
 
-    px_chunked_init(&st);
+    h1_chunked_init(&st);
     st.max_ext = max_ext;
     for (;;) {
         win = malloc(end - off ? end - off : 1);
         check(win != NULL, "out of memory");
         if (end > off)
             memcpy(win, in + off, end - off);
-        v = px_chunked_parse(&st, win, end - off, &used);
+        v = h1_chunked_parse(&st, win, end - off, &used);
         free(win);
         check(used <= end - off, "chunked used too much");
         off += used;
-        if (v == PX_CHUNK_DATA) {
+        if (v == H1_CHUNK_DATA) {
             check(st.data_left > 0, "DATA with nothing left");
             take = end - off < st.data_left ? end - off : (size_t)st.data_left;
             res.hash = fnv1a(in + off, take, res.hash);
             res.delivered += take;
             off += take;
-            px_chunked_data_consumed(&st, take);
+            h1_chunked_data_consumed(&st, take);
             if (take > 0)
                 continue;
-        } else if (v == PX_CHUNK_DONE || v == PX_CHUNK_BAD) {
-            check(v == PX_CHUNK_DONE || st.error != NULL, "BAD without error");
+        } else if (v == H1_CHUNK_DONE || v == H1_CHUNK_BAD) {
+            check(v == H1_CHUNK_DONE || st.error != NULL, "BAD without error");
             res.v = v;
             res.consumed = off;
             res.error = st.error;
@@ -257,7 +257,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_head(resp_fn, data, size, cut, (h >> 32) & 1);
 
     check_chunked(data, size, cut, (h >> 33) & 1 ? 16 : 0);
-    if (req.v == PX_PARSE_DONE) {
+    if (req.v == H1_PARSE_DONE) {
         size_t blen = size - req.head_len;
 
         check_chunked(data + req.head_len, blen, (size_t)((h >> 8) % (blen + 1)), 0);

@@ -1,17 +1,17 @@
 #!/bin/sh
 # tests/fuzz/run.sh [SECONDS]: fuzzes for SECONDS in all (default 60): two
-# thirds on proxy/http1.c, one third on the admin endpoint's parsers
+# thirds on lib/http1.c, one third on the admin endpoint's parsers
 # (admin/http_parse.c, admin/tokens.c).
 #
 # Builds tests/fuzz/fuzz_http1.c and tests/fuzz/fuzz_admin_http.c with clang
 # -fsanitize=fuzzer,address,undefined into build-fuzz/, seeds build-fuzz/corpus
-# from the shared llhttp corpora (tests/fuzz/seed_corpus.c, jansson) and
+# from the llhttp corpora in tests/corpora/ (tests/fuzz/seed_corpus.c, jansson) and
 # build-fuzz/corpus-admin with a few admin requests and token files, then
 # runs libFuzzer on each. The corpora grow across runs; crashing inputs land
-# in build-fuzz/crashes/ (turn each into a case of tests/unit/test_px_http1.c
+# in build-fuzz/crashes/ (turn each into a case of tests/unit/test_lib_http1.c
 # or tests/unit/test_adm_http_parse.c once fixed).
 #
-# Environment: CUTOVER_SHARED (default ../shared beside the tree), CLANG
+# Environment: CLANG
 # (default clang).
 set -eu
 
@@ -22,14 +22,14 @@ http1_secs=$((secs - admin_secs))
 [ "$http1_secs" -ge 1 ] || http1_secs=1
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-shared=${CUTOVER_SHARED:-$root/../shared}
+corpora=$root/tests/corpora
 clang=${CLANG:-clang}
 out=build-fuzz
 warn="-std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter -Werror"
 defs="-I. -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE"
 
-if [ ! -f "$shared/corpora/llhttp-requests.json" ]; then
-    echo "fuzz: $shared/corpora/llhttp-requests.json not found (set CUTOVER_SHARED)" >&2
+if [ ! -f "$corpora/llhttp-requests.json" ]; then
+    echo "fuzz: $corpora/llhttp-requests.json not found" >&2
     exit 1
 fi
 
@@ -37,11 +37,11 @@ mkdir -p "$out/corpus" "$out/crashes"
 echo "  FUZZ-CC $out/fuzz_http1"
 $clang $warn $defs -g -O1 -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-    proxy/http1.c tests/fuzz/fuzz_http1.c -o "$out/fuzz_http1"
+    lib/http1.c tests/fuzz/fuzz_http1.c -o "$out/fuzz_http1"
 echo "  CC  $out/seed_corpus"
 ${CC:-cc} $warn $defs -O1 tests/fuzz/seed_corpus.c \
     $(pkg-config --cflags --libs jansson) -o "$out/seed_corpus"
-"$out/seed_corpus" "$shared/corpora" "$out/corpus"
+"$out/seed_corpus" "$corpora" "$out/corpus"
 
 cat > "$out/http1.dict" <<'EOF'
 "HTTP/1.1"
@@ -86,7 +86,7 @@ echo "  FUZZ $out/fuzz_http1 for ${http1_secs}s"
 echo "  FUZZ-CC $out/fuzz_admin_http"
 $clang $warn $defs -g -O1 -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-    admin/http_parse.c admin/tokens.c admin/xmalloc.c tests/fuzz/fuzz_admin_http.c \
+    admin/http_parse.c admin/tokens.c lib/xmalloc.c tests/fuzz/fuzz_admin_http.c \
     $(pkg-config --cflags --libs openssl) -o "$out/fuzz_admin_http"
 mkdir -p "$out/corpus-admin"
 printf 'GET /status HTTP/1.1\r\nHost: a\r\n\r\n' > "$out/corpus-admin/get"

@@ -1,6 +1,6 @@
 /*
- * seed_corpus CORPORA_DIR OUT_DIR: writes every case of the shared llhttp
- * corpora (llhttp-requests.json, llhttp-responses.json; format in their
+ * seed_corpus CORPORA_DIR OUT_DIR: writes every case of the llhttp
+ * corpora in tests/corpora/ (llhttp-requests.json, llhttp-responses.json; format in their
  * README.md) as one raw file per case into OUT_DIR, to seed the libFuzzer
  * corpus of tests/fuzz/fuzz_http1.c. Request cases with a host_added_b64
  * variant get a second file. A few chunked bodies are added too.

@@ -28,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "admin/xmalloc.h"
+#include "lib/xmalloc.h"
 #include "tests/harness/harness.h"
 
 #define H_MAX_PIDS      64

@@ -20,7 +20,7 @@
  *   ("foo, chunked", "gzip, chunked") is framed reliably but carries a
  *   coding the proxy does not implement: 501, as RFC 9112 §6.1 asks of a
  *   server that receives a transfer coding it does not understand (the
- *   parser, proxy/http1.c, decides this at the end of the head).
+ *   parser, lib/http1.c, decides this at the end of the head).
  * - Two Content-Length fields are rejected even when identical (RFC 9110
  *   §8.6 allows either rejecting or collapsing them; the proxy is strict).
  * - Connection naming Host or X-Forwarded-For is not an error: RFC 9110

@@ -113,9 +113,9 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
-#include "admin/log.h"
-#include "admin/text.h"
-#include "admin/xmalloc.h"
+#include "lib/log.h"
+#include "lib/text.h"
+#include "lib/xmalloc.h"
 
 #define BE_HEAD_MAX      65536         /* bytes; a bigger request head gets 431 */
 #define BE_LINE_MAX      4096          /* bytes; chunk-size and trailer lines */

@@ -4,7 +4,7 @@
  *
  * Every example in conf/ must load; a table of broken configs checks the
  * exact one-line message, place included, because operators act on that
- * line; px_json_locate() and px_addr_parse() get tables of their own.
+ * line; conf_json_locate() and px_addr_parse() get tables of their own.
  * Config texts are written with ' for " to keep the tables readable; each
  * is written to a fresh mkstemp file under $TMPDIR (or /tmp).
  */
@@ -799,7 +799,7 @@ test_warnings(void **state)
 }
 
 /* ------------------------------------------------------------------ */
-/* px_json_locate                                                      */
+/* conf_json_locate                                                      */
 
 static void
 test_locate(void **state)
@@ -845,7 +845,7 @@ test_locate(void **state)
     (void)state;
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int line = 0, col = 0;
-        int rc = px_json_locate(cases[i].text, strlen(cases[i].text), cases[i].path,
+        int rc = conf_json_locate(cases[i].text, strlen(cases[i].text), cases[i].path,
                                 &line, &col);
 
         if (rc != cases[i].rc || (rc == 0 && (line != cases[i].line ||

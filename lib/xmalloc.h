@@ -2,8 +2,8 @@
  * xmalloc: allocation that aborts on out-of-memory (a leaf utility, libc
  * only). Removes untested OOM branches from every caller.
  */
-#ifndef CUTOVER_ADMIN_XMALLOC_H
-#define CUTOVER_ADMIN_XMALLOC_H
+#ifndef CUTOVER_LIB_XMALLOC_H
+#define CUTOVER_LIB_XMALLOC_H
 
 #include <stddef.h>
 

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admin/xmalloc.h"
+#include "lib/xmalloc.h"
 
 static void
 oom(size_t n)

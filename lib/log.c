@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "admin/log.h"
+#include "lib/log.h"
 
 enum log_level log_min_level = LL_INFO;
 

@@ -1,7 +1,7 @@
 /*
  * notify: see notify.h.
  */
-#include "admin/notify.h"
+#include "lib/notify.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 int
-adm_notify(const char *state)
+notify_send(const char *state)
 {
     const char *path = getenv("NOTIFY_SOCKET");
     struct sockaddr_un sun;
@@ -52,7 +52,7 @@ adm_notify(const char *state)
 }
 
 int
-adm_notifyf(const char *fmt, ...)
+notify_sendf(const char *fmt, ...)
 {
     char buf[1024];
     va_list ap;
@@ -65,5 +65,5 @@ adm_notifyf(const char *fmt, ...)
         errno = EMSGSIZE;
         return -1;
     }
-    return adm_notify(buf);
+    return notify_send(buf);
 }

@@ -7,13 +7,13 @@
  * become valid. Nothing is kept between calls, so the verdict (and the status
  * of a rejection) cannot depend on how the bytes were split: an error is
  * always found while scanning some byte, and the end of the buffer only ever
- * means PX_PARSE_AGAIN. Checks that need a whole field line (Content-Length,
+ * means H1_PARSE_AGAIN. Checks that need a whole field line (Content-Length,
  * Host, Transfer-Encoding, Connection) run when its CRLF arrives; checks that
  * need the whole head (missing Host, final framing) run at the empty line.
  * Heads are small (the caller bounds them), so re-scanning is cheap.
  *
  * The chunked decoder, on the other hand, runs over streaming bodies of any
- * size and is a true byte-at-a-time state machine held in struct px_chunked.
+ * size and is a true byte-at-a-time state machine held in struct h1_chunked.
  *
  * Choices where RFC 9112/9110 leave room, always on the strict side:
  * - One empty line (CRLF) before the request or status line is ignored
@@ -46,8 +46,8 @@
  * PX_DEFAULT_MAX_URI (8192); chunk extensions to 4096 bytes per size line,
  * trailer sections to PX_MAX_TRAILER_BYTES (16384).
  */
-#include "admin/text.h"
-#include "proxy/http1.h"
+#include "lib/text.h"
+#include "lib/http1.h"
 
 #include <assert.h>
 #include <string.h>
@@ -126,14 +126,14 @@ mem_ieq(const char *a, const char *b, size_t n)
 }
 
 static bool
-iov_ieq_iov(struct px_iov a, struct px_iov b)
+iov_ieq_iov(struct h1_iov a, struct h1_iov b)
 {
     return a.len == b.len && mem_ieq(a.p, b.p, a.len);
 }
 
 /* Case-sensitive: methods are case-sensitive (RFC 9110 §9.1). */
 static bool
-iov_eq_cs(struct px_iov v, const char *s)
+iov_eq_cs(struct h1_iov v, const char *s)
 {
     size_t n = strlen(s);
 
@@ -141,7 +141,7 @@ iov_eq_cs(struct px_iov v, const char *s)
 }
 
 static bool
-iov_iprefix(struct px_iov v, const char *s)
+iov_iprefix(struct h1_iov v, const char *s)
 {
     size_t n = strlen(s);
 
@@ -149,20 +149,20 @@ iov_iprefix(struct px_iov v, const char *s)
 }
 
 bool
-px_iov_eq(struct px_iov v, const char *s)
+h1_iov_eq(struct h1_iov v, const char *s)
 {
     size_t n = strlen(s);
 
     return v.len == n && (n == 0 || mem_ieq(v.p, s, n));
 }
 
-const struct px_field *
-px_field_find(const struct px_field *f, size_t n, const char *name)
+const struct h1_field *
+h1_field_find(const struct h1_field *f, size_t n, const char *name)
 {
     size_t i;
 
     for (i = 0; i < n; i++)
-        if (px_iov_eq(f[i].name, name))
+        if (h1_iov_eq(f[i].name, name))
             return &f[i];
     return NULL;
 }
@@ -175,7 +175,7 @@ px_field_find(const struct px_field *f, size_t n, const char *name)
  * an empty element when !<allow_empty> (empty elements are skipped
  * otherwise). */
 static int
-list_next(struct px_iov v, size_t *i, struct px_iov *el, bool allow_empty)
+list_next(struct h1_iov v, size_t *i, struct h1_iov *el, bool allow_empty)
 {
     const unsigned char *p = (const unsigned char *)v.p;
     size_t n = v.len, j, s;
@@ -221,7 +221,7 @@ is_regname_byte(unsigned char c)
 /* uri-host [ ":" port ] (RFC 9110 §7.2), strict: non-empty host, port of
  * 1 to 5 digits and at most 65535. */
 static bool
-host_valid(struct px_iov h)
+host_valid(struct h1_iov h)
 {
     const unsigned char *p = (const unsigned char *)h.p;
     size_t n = h.len, i = 0, digits;
@@ -265,7 +265,7 @@ host_valid(struct px_iov h)
 
 /* Content-Length value: 1*DIGIT, at most 19 digits, <= 2^63-1. */
 static int
-parse_content_length(struct px_iov v, uint64_t *out, const char **why)
+parse_content_length(struct h1_iov v, uint64_t *out, const char **why)
 {
     uint64_t n = 0;
     size_t i;
@@ -296,12 +296,12 @@ parse_content_length(struct px_iov v, uint64_t *out, const char **why)
 struct head {
     bool is_resp;
     int minor;                   /* 0 or 1 */
-    struct px_field *fields;     /* caller's array, borrowed */
+    struct h1_field *fields;     /* caller's array, borrowed */
     size_t nfields;
     size_t max_fields;
 
     unsigned host_count;
-    struct px_iov host;
+    struct h1_iov host;
     bool has_cl;
     uint64_t cl;
     bool has_te;
@@ -327,17 +327,17 @@ fail(struct head *h, int status, const char *why)
     return -1;
 }
 
-static enum px_parse
+static enum h1_parse
 bad(struct head *h, int status, const char *why)
 {
     fail(h, status, why);
-    return PX_PARSE_BAD;
+    return H1_PARSE_BAD;
 }
 
 static int
-check_transfer_encoding(struct head *h, struct px_iov v)
+check_transfer_encoding(struct head *h, struct h1_iov v)
 {
-    struct px_iov el;
+    struct h1_iov el;
     size_t i = 0;
     int rc;
 
@@ -347,7 +347,7 @@ check_transfer_encoding(struct head *h, struct px_iov v)
         return fail(h, 400, "Content-Length with Transfer-Encoding");
     h->has_te = true;
     while ((rc = list_next(v, &i, &el, false)) == 1) {
-        bool chunked = px_iov_eq(el, "chunked");
+        bool chunked = h1_iov_eq(el, "chunked");
 
         if (chunked && h->te_chunked_seen)
             return fail(h, 400, "chunked applied more than once");
@@ -369,20 +369,20 @@ check_transfer_encoding(struct head *h, struct px_iov v)
 }
 
 static int
-check_connection(struct head *h, struct px_iov v)
+check_connection(struct head *h, struct h1_iov v)
 {
-    struct px_iov el;
+    struct h1_iov el;
     size_t i = 0;
     int rc;
 
     while ((rc = list_next(v, &i, &el, true)) == 1) {
-        if (px_iov_eq(el, "close"))
+        if (h1_iov_eq(el, "close"))
             h->conn_close = true;
-        else if (px_iov_eq(el, "keep-alive"))
+        else if (h1_iov_eq(el, "keep-alive"))
             h->conn_keep_alive = true;
-        else if (px_iov_eq(el, "upgrade"))
+        else if (h1_iov_eq(el, "upgrade"))
             h->conn_upgrade = true;
-        else if (px_iov_eq(el, "content-length") || px_iov_eq(el, "transfer-encoding"))
+        else if (h1_iov_eq(el, "content-length") || h1_iov_eq(el, "transfer-encoding"))
             return fail(h, 400, "Connection names a framing field");
     }
     if (rc < 0)
@@ -393,7 +393,7 @@ check_connection(struct head *h, struct px_iov v)
 /* Does the TE field value list "trailers"? Loose: TE is hop-by-hop and
  * dropped, so a malformed one only fails to set the flag. */
 static bool
-te_has_trailers(struct px_iov v)
+te_has_trailers(struct h1_iov v)
 {
     size_t i = 0, s, e;
 
@@ -414,15 +414,15 @@ te_has_trailers(struct px_iov v)
 
 /* Checks one complete field line; 0, or -1 with h->status/error set. */
 static int
-check_field(struct head *h, struct px_field *f)
+check_field(struct head *h, struct h1_field *f)
 {
-    struct px_iov n = f->name, v = f->value;
+    struct h1_iov n = f->name, v = f->value;
     const char *why;
 
     switch (lower((unsigned char)n.p[0])) {
     case 'c':
-        if (px_iov_eq(n, "content-length")) {
-            f->flags |= PX_FF_HOP;
+        if (h1_iov_eq(n, "content-length")) {
+            f->flags |= H1_FF_HOP;
             if (h->has_cl)
                 return fail(h, 400, "duplicate Content-Length");
             if (h->has_te)
@@ -430,18 +430,18 @@ check_field(struct head *h, struct px_field *f)
             if (parse_content_length(v, &h->cl, &why) < 0)
                 return fail(h, 400, why);
             h->has_cl = true;
-        } else if (px_iov_eq(n, "connection")) {
-            f->flags |= PX_FF_HOP;
+        } else if (h1_iov_eq(n, "connection")) {
+            f->flags |= H1_FF_HOP;
             return check_connection(h, v);
         }
         break;
     case 'e':
-        if (!h->is_resp && px_iov_eq(n, "expect") && px_iov_eq(v, "100-continue") &&
+        if (!h->is_resp && h1_iov_eq(n, "expect") && h1_iov_eq(v, "100-continue") &&
             h->minor == 1)
             h->expect_continue = true;
         break;
     case 'h':
-        if (!h->is_resp && px_iov_eq(n, "host")) {
+        if (!h->is_resp && h1_iov_eq(n, "host")) {
             if (h->host_count++ > 0)
                 return fail(h, 400, "duplicate Host");
             if (!host_valid(v))
@@ -450,27 +450,27 @@ check_field(struct head *h, struct px_field *f)
         }
         break;
     case 'k':
-        if (px_iov_eq(n, "keep-alive"))
-            f->flags |= PX_FF_HOP;
+        if (h1_iov_eq(n, "keep-alive"))
+            f->flags |= H1_FF_HOP;
         break;
     case 'p':
-        if (px_iov_eq(n, "proxy-connection"))
-            f->flags |= PX_FF_HOP;
+        if (h1_iov_eq(n, "proxy-connection"))
+            f->flags |= H1_FF_HOP;
         break;
     case 't':
-        if (px_iov_eq(n, "transfer-encoding")) {
-            f->flags |= PX_FF_HOP;
+        if (h1_iov_eq(n, "transfer-encoding")) {
+            f->flags |= H1_FF_HOP;
             return check_transfer_encoding(h, v);
         }
-        if (px_iov_eq(n, "te")) {
-            f->flags |= PX_FF_HOP;
+        if (h1_iov_eq(n, "te")) {
+            f->flags |= H1_FF_HOP;
             if (!h->is_resp && te_has_trailers(v))
                 h->te_trailers = true;
         }
         break;
     case 'u':
-        if (px_iov_eq(n, "upgrade")) {
-            f->flags |= PX_FF_HOP;
+        if (h1_iov_eq(n, "upgrade")) {
+            f->flags |= H1_FF_HOP;
             h->has_upgrade = true;
         }
         break;
@@ -482,23 +482,23 @@ check_field(struct head *h, struct px_field *f)
 
 /* Parses field lines from *<pos> up to and including the empty line.
  * DONE with *pos just past the final CRLF, AGAIN, or BAD. */
-static enum px_parse
+static enum h1_parse
 parse_fields(struct head *h, const char *buf, size_t len, size_t *pos)
 {
     const unsigned char *b = (const unsigned char *)buf;
     size_t i = *pos, ns, ne, vs, ve;
-    struct px_field *f;
+    struct h1_field *f;
 
     for (;;) {
         if (i == len)
-            return PX_PARSE_AGAIN;
+            return H1_PARSE_AGAIN;
         if (b[i] == '\r') {
             if (i + 1 == len)
-                return PX_PARSE_AGAIN;
+                return H1_PARSE_AGAIN;
             if (b[i + 1] != '\n')
                 return bad(h, 400, "bare CR");
             *pos = i + 2;
-            return PX_PARSE_DONE;
+            return H1_PARSE_DONE;
         }
         if (b[i] == '\n')
             return bad(h, 400, "bare LF");
@@ -511,7 +511,7 @@ parse_fields(struct head *h, const char *buf, size_t len, size_t *pos)
         while (i < len && is_tchar(b[i]))
             i++;
         if (i == len)
-            return PX_PARSE_AGAIN;
+            return H1_PARSE_AGAIN;
         if (b[i] != ':') {
             if (i == ns)
                 return bad(h, 400, "invalid character in field name");
@@ -530,7 +530,7 @@ parse_fields(struct head *h, const char *buf, size_t len, size_t *pos)
         vs = ve = i;
         for (;;) {
             if (i == len)
-                return PX_PARSE_AGAIN;
+                return H1_PARSE_AGAIN;
             if (b[i] == '\r')
                 break;
             if (!is_field_byte(b[i]))
@@ -540,7 +540,7 @@ parse_fields(struct head *h, const char *buf, size_t len, size_t *pos)
             i++;
         }
         if (i + 1 == len)
-            return PX_PARSE_AGAIN;
+            return H1_PARSE_AGAIN;
         if (b[i + 1] != '\n')
             return bad(h, 400, "bare CR");
         i += 2;
@@ -552,26 +552,26 @@ parse_fields(struct head *h, const char *buf, size_t len, size_t *pos)
         f->value.len = ve - vs;
         f->flags = 0;
         if (check_field(h, f) < 0)
-            return PX_PARSE_BAD;
+            return H1_PARSE_BAD;
     }
 }
 
 /* Host and X-Forwarded-* are never made hop-by-hop by a Connection field. */
 static bool
-is_protected_name(struct px_iov n)
+is_protected_name(struct h1_iov n)
 {
-    return px_iov_eq(n, "host") || iov_iprefix(n, "x-forwarded-");
+    return h1_iov_eq(n, "host") || iov_iprefix(n, "x-forwarded-");
 }
 
 /* Flags every field named in a Connection field (RFC 9110 §7.6.1). */
 static void
 mark_nominated(struct head *h)
 {
-    struct px_iov el;
+    struct h1_iov el;
     size_t c, j, i;
 
     for (c = 0; c < h->nfields; c++) {
-        if (!px_iov_eq(h->fields[c].name, "connection"))
+        if (!h1_iov_eq(h->fields[c].name, "connection"))
             continue;
         i = 0;
         while (list_next(h->fields[c].value, &i, &el, true) == 1) {
@@ -579,14 +579,14 @@ mark_nominated(struct head *h)
                 continue;
             for (j = 0; j < h->nfields; j++)
                 if (iov_ieq_iov(h->fields[j].name, el))
-                    h->fields[j].flags |= PX_FF_HOP;
+                    h->fields[j].flags |= H1_FF_HOP;
         }
     }
 }
 
 static void
-head_init(struct head *h, bool is_resp, struct px_field *fields,
-          const struct px_parse_limits *lim)
+head_init(struct head *h, bool is_resp, struct h1_field *fields,
+          const struct h1_parse_limits *lim)
 {
     memset(h, 0, sizeof *h);
     h->is_resp = is_resp;
@@ -638,7 +638,7 @@ abs_prefix_ok(const char *t, size_t n)
 
 /* The authority of an absolute-form target, checked. 0 or -1. */
 static int
-abs_authority(struct px_iov t, struct px_iov *auth, bool *https)
+abs_authority(struct h1_iov t, struct h1_iov *auth, bool *https)
 {
     size_t off, e;
 
@@ -659,8 +659,8 @@ abs_authority(struct px_iov t, struct px_iov *auth, bool *https)
     return host_valid(*auth) ? 0 : -1;
 }
 
-static struct px_iov
-strip_default_port(struct px_iov a, bool https)
+static struct h1_iov
+strip_default_port(struct h1_iov a, bool https)
 {
     const char *port = https ? ":443" : ":80";
     size_t n = strlen(port);
@@ -675,7 +675,7 @@ strip_default_port(struct px_iov a, bool https)
  * <name_err>, a malformed number <status> "invalid HTTP version", a version
  * other than 1.0 or 1.1 <unsup_status>. DONE with *<i> past it and
  * *<minor> set, AGAIN, or BAD. */
-static enum px_parse
+static enum h1_parse
 parse_version(struct head *h, const unsigned char *b, size_t len, size_t *ip,
               int status, const char *name_err, int unsup_status, unsigned char *minor)
 {
@@ -685,51 +685,51 @@ parse_version(struct head *h, const unsigned char *b, size_t len, size_t *ip,
 
     for (k = 0; k < sizeof http_name - 1; k++, i++) {
         if (i == len)
-            return PX_PARSE_AGAIN;
+            return H1_PARSE_AGAIN;
         if (b[i] != (unsigned char)http_name[k])
             return bad(h, status, name_err);
     }
     if (i == len)
-        return PX_PARSE_AGAIN;
+        return H1_PARSE_AGAIN;
     if (!is_digit(major = b[i++]))
         return bad(h, status, "invalid HTTP version");
     if (i == len)
-        return PX_PARSE_AGAIN;
+        return H1_PARSE_AGAIN;
     if (b[i++] != '.')
         return bad(h, status, "invalid HTTP version");
     if (i == len)
-        return PX_PARSE_AGAIN;
+        return H1_PARSE_AGAIN;
     if (!is_digit(*minor = b[i++]))
         return bad(h, status, "invalid HTTP version");
     if (major != '1' || (*minor != '0' && *minor != '1'))
         return bad(h, unsup_status, "unsupported HTTP version");
     *ip = i;
-    return PX_PARSE_DONE;
+    return H1_PARSE_DONE;
 }
 
-static enum px_parse
-req_parse(struct px_req *r, struct head *h, const char *buf, size_t len,
-          const struct px_parse_limits *lim)
+static enum h1_parse
+req_parse(struct h1_req *r, struct head *h, const char *buf, size_t len,
+          const struct h1_parse_limits *lim)
 {
     const unsigned char *b = (const unsigned char *)buf;
     size_t max_uri = (lim != NULL && lim->max_uri != 0) ? lim->max_uri : PX_DEFAULT_MAX_URI;
     enum target_form form = TF_ORIGIN;
-    struct px_iov auth = { NULL, 0 };
+    struct h1_iov auth = { NULL, 0 };
     bool is_options, https = false;
     unsigned char minor;
     size_t i, ms, ts, k;
-    enum px_parse v;
+    enum h1_parse v;
     int rc;
 
     if ((rc = skip_leading_crlf(h, buf, len, &i)) != 0)
-        return rc > 0 ? PX_PARSE_AGAIN : PX_PARSE_BAD;
+        return rc > 0 ? H1_PARSE_AGAIN : H1_PARSE_BAD;
 
     /* method SP */
     ms = i;
     while (i < len && is_tchar(b[i]))
         i++;
     if (i == len)
-        return PX_PARSE_AGAIN;
+        return H1_PARSE_AGAIN;
     if (i == ms && (b[i] == '\r' || b[i] == '\n'))
         return bad(h, 400, "empty line before the request line");
     if (i == ms || b[i] != ' ')
@@ -745,7 +745,7 @@ req_parse(struct px_req *r, struct head *h, const char *buf, size_t len,
     ts = i;
     for (;;) {
         if (i == len)
-            return PX_PARSE_AGAIN;
+            return H1_PARSE_AGAIN;
         if (b[i] == ' ')
             break;
         if (b[i] < 0x21 || b[i] > 0x7e) {
@@ -784,19 +784,19 @@ req_parse(struct px_req *r, struct head *h, const char *buf, size_t len,
 
     /* HTTP-version CRLF */
     if ((v = parse_version(h, b, len, &i, 400, "invalid HTTP version", 505,
-                           &minor)) != PX_PARSE_DONE)
+                           &minor)) != H1_PARSE_DONE)
         return v;
     if (i == len)
-        return PX_PARSE_AGAIN;
+        return H1_PARSE_AGAIN;
     if (b[i++] != '\r')
         return bad(h, 400, "invalid HTTP version");
     if (i == len)
-        return PX_PARSE_AGAIN;
+        return H1_PARSE_AGAIN;
     if (b[i++] != '\n')
         return bad(h, 400, "bare CR");
     r->minor = h->minor = minor - '0';
 
-    if ((v = parse_fields(h, buf, len, &i)) != PX_PARSE_DONE)
+    if ((v = parse_fields(h, buf, len, &i)) != H1_PARSE_DONE)
         return v;
 
     /* the whole head is here */
@@ -810,12 +810,12 @@ req_parse(struct px_req *r, struct head *h, const char *buf, size_t len,
             return bad(h, 400, "final transfer coding is not chunked");
         if (h->te_other)
             return bad(h, 501, "unsupported transfer coding");
-        r->framing = PX_BODY_CHUNKED;
+        r->framing = H1_BODY_CHUNKED;
     } else if (h->has_cl) {
-        r->framing = PX_BODY_LENGTH;
+        r->framing = H1_BODY_LENGTH;
         r->content_length = h->cl;
     } else {
-        r->framing = PX_BODY_NONE;
+        r->framing = H1_BODY_NONE;
     }
     mark_nominated(h);
 
@@ -826,23 +826,23 @@ req_parse(struct px_req *r, struct head *h, const char *buf, size_t len,
     r->expect_continue = h->expect_continue;
     r->upgrade = h->conn_upgrade && h->has_upgrade;
     r->te_trailers = h->te_trailers;
-    return PX_PARSE_DONE;
+    return H1_PARSE_DONE;
 }
 
-enum px_parse
-px_req_parse(struct px_req *r, const char *buf, size_t len,
-             const struct px_parse_limits *lim)
+enum h1_parse
+h1_req_parse(struct h1_req *r, const char *buf, size_t len,
+             const struct h1_parse_limits *lim)
 {
-    struct px_field *fields = r->fields;
+    struct h1_field *fields = r->fields;
     struct head h;
-    enum px_parse v;
+    enum h1_parse v;
 
     memset(r, 0, sizeof *r);
     r->fields = fields;
     head_init(&h, false, fields, lim);
     v = req_parse(r, &h, buf, len, lim);
     r->nfields = h.nfields;
-    if (v == PX_PARSE_BAD) {
+    if (v == H1_PARSE_BAD) {
         r->status = h.status;
         r->error = h.error;
     }
@@ -851,41 +851,41 @@ px_req_parse(struct px_req *r, const char *buf, size_t len,
 
 /* ---- responses -------------------------------------------------------- */
 
-static enum px_parse
-resp_parse(struct px_resp *r, struct head *h, const char *buf, size_t len,
+static enum h1_parse
+resp_parse(struct h1_resp *r, struct head *h, const char *buf, size_t len,
            bool req_method_head)
 {
     const unsigned char *b = (const unsigned char *)buf;
     unsigned char minor;
     size_t i, k, rs, re;
-    enum px_parse v;
+    enum h1_parse v;
     int rc, status = 0;
 
     if ((rc = skip_leading_crlf(h, buf, len, &i)) != 0)
-        return rc > 0 ? PX_PARSE_AGAIN : PX_PARSE_BAD;
+        return rc > 0 ? H1_PARSE_AGAIN : H1_PARSE_BAD;
 
     if ((v = parse_version(h, b, len, &i, 502, "invalid status line", 502,
-                           &minor)) != PX_PARSE_DONE)
+                           &minor)) != H1_PARSE_DONE)
         return v;
     if (i == len)
-        return PX_PARSE_AGAIN;
+        return H1_PARSE_AGAIN;
     if (b[i++] != ' ')
         return bad(h, 502, "invalid status line");
     for (k = 0; k < 3; k++, i++) {
         if (i == len)
-            return PX_PARSE_AGAIN;
+            return H1_PARSE_AGAIN;
         if (!is_digit(b[i]) || (k == 0 && b[i] == '0'))
             return bad(h, 502, "invalid status code");
         status = status * 10 + (b[i] - '0');
     }
     if (i == len)
-        return PX_PARSE_AGAIN;
+        return H1_PARSE_AGAIN;
     if (b[i] == ' ') {
         i++;
         rs = re = i;
         for (;;) {
             if (i == len)
-                return PX_PARSE_AGAIN;
+                return H1_PARSE_AGAIN;
             if (b[i] == '\r')
                 break;
             if (!is_field_byte(b[i]))
@@ -900,7 +900,7 @@ resp_parse(struct px_resp *r, struct head *h, const char *buf, size_t len,
     }
     i++;
     if (i == len)
-        return PX_PARSE_AGAIN;
+        return H1_PARSE_AGAIN;
     if (b[i++] != '\n')
         return bad(h, 502, "bare CR");
     r->minor = h->minor = minor - '0';
@@ -908,56 +908,56 @@ resp_parse(struct px_resp *r, struct head *h, const char *buf, size_t len,
     r->reason.p = buf + rs;
     r->reason.len = re - rs;
 
-    if ((v = parse_fields(h, buf, len, &i)) != PX_PARSE_DONE)
+    if ((v = parse_fields(h, buf, len, &i)) != H1_PARSE_DONE)
         return v;
 
     if (h->has_te && h->te_chunked_last && h->te_other)
         return bad(h, 502, "unsupported transfer coding");
     if (req_method_head || status < 200 || status == 204 || status == 304)
-        r->framing = PX_BODY_NONE;
+        r->framing = H1_BODY_NONE;
     else if (h->has_te)
-        r->framing = h->te_chunked_last ? PX_BODY_CHUNKED : PX_BODY_CLOSE;
+        r->framing = h->te_chunked_last ? H1_BODY_CHUNKED : H1_BODY_CLOSE;
     else if (h->has_cl)
-        r->framing = PX_BODY_LENGTH;
+        r->framing = H1_BODY_LENGTH;
     else
-        r->framing = PX_BODY_CLOSE;
-    if (r->framing == PX_BODY_LENGTH)
+        r->framing = H1_BODY_CLOSE;
+    if (r->framing == H1_BODY_LENGTH)
         r->content_length = h->cl;
     mark_nominated(h);
 
     r->nfields = h->nfields;
     r->head_len = i;
-    r->keep_alive = r->framing != PX_BODY_CLOSE && !h->conn_close &&
+    r->keep_alive = r->framing != H1_BODY_CLOSE && !h->conn_close &&
                     (h->minor == 1 || h->conn_keep_alive);
-    return PX_PARSE_DONE;
+    return H1_PARSE_DONE;
 }
 
-enum px_parse
-px_resp_parse(struct px_resp *r, const char *buf, size_t len,
-              const struct px_parse_limits *lim, bool req_method_head)
+enum h1_parse
+h1_resp_parse(struct h1_resp *r, const char *buf, size_t len,
+              const struct h1_parse_limits *lim, bool req_method_head)
 {
-    struct px_field *fields = r->fields;
+    struct h1_field *fields = r->fields;
     struct head h;
-    enum px_parse v;
+    enum h1_parse v;
 
     memset(r, 0, sizeof *r);
     r->fields = fields;
     head_init(&h, true, fields, lim);
     v = resp_parse(r, &h, buf, len, req_method_head);
     r->nfields = h.nfields;
-    if (v == PX_PARSE_BAD)
+    if (v == H1_PARSE_BAD)
         r->error = h.error;
     return v;
 }
 
 /* ---- cookies ---------------------------------------------------------- */
 
-struct px_iov
-px_cookie_find(struct px_iov cookie_header, const char *name)
+struct h1_iov
+h1_cookie_find(struct h1_iov cookie_header, const char *name)
 {
     const char *p = cookie_header.p;
     size_t n = cookie_header.len, nl = strlen(name), i = 0, ks, ke, vs, ve;
-    struct px_iov none = { NULL, 0 }, val;
+    struct h1_iov none = { NULL, 0 }, val;
 
     if (nl == 0 || p == NULL)
         return none;
@@ -995,7 +995,7 @@ px_cookie_find(struct px_iov cookie_header, const char *name)
 
 /* ---- chunked decoder -------------------------------------------------- */
 
-/* States of struct px_chunked. The extension states must stay contiguous
+/* States of struct h1_chunked. The extension states must stay contiguous
  * (CS_EXT_NAME0..CS_EXT_QEND) and so must the trailer states
  * (CS_TR_LINE0..CS_TR_END_LF): the byte limits test ranges. */
 enum {
@@ -1022,23 +1022,23 @@ enum {
 };
 
 void
-px_chunked_init(struct px_chunked *st)
+h1_chunked_init(struct h1_chunked *st)
 {
     memset(st, 0, sizeof *st);
     st->state = CS_SIZE0;
 }
 
-static enum px_chunk
-chunk_fail(struct px_chunked *st, size_t i, size_t *used, const char *why)
+static enum h1_chunk
+chunk_fail(struct h1_chunked *st, size_t i, size_t *used, const char *why)
 {
     st->state = CS_BAD;
     st->error = why;
     *used = i;
-    return PX_CHUNK_BAD;
+    return H1_CHUNK_BAD;
 }
 
-enum px_chunk
-px_chunked_parse(struct px_chunked *st, const char *buf, size_t len, size_t *used)
+enum h1_chunk
+h1_chunked_parse(struct h1_chunked *st, const char *buf, size_t len, size_t *used)
 {
     const unsigned char *b = (const unsigned char *)buf;
     unsigned max_ext = st->max_ext != 0 ? st->max_ext : PX_DEFAULT_MAX_EXT;
@@ -1048,11 +1048,11 @@ px_chunked_parse(struct px_chunked *st, const char *buf, size_t len, size_t *use
     *used = 0;
     switch (st->state) {
     case CS_BAD:
-        return PX_CHUNK_BAD;
+        return H1_CHUNK_BAD;
     case CS_DONE:
-        return PX_CHUNK_DONE;
+        return H1_CHUNK_DONE;
     case CS_DATA:
-        return PX_CHUNK_DATA;
+        return H1_CHUNK_DATA;
     default:
         break;
     }
@@ -1153,7 +1153,7 @@ px_chunked_parse(struct px_chunked *st, const char *buf, size_t len, size_t *use
             st->data_left = st->size;
             st->state = CS_DATA;
             *used = i + 1;
-            return PX_CHUNK_DATA;
+            return H1_CHUNK_DATA;
         case CS_DATA_CR:
             if (c != '\r')
                 return chunk_fail(st, i, used, "missing CRLF after chunk data");
@@ -1196,18 +1196,18 @@ px_chunked_parse(struct px_chunked *st, const char *buf, size_t len, size_t *use
                 return chunk_fail(st, i, used, "bare CR in trailer section");
             st->state = CS_DONE;
             *used = i + 1;
-            return PX_CHUNK_DONE;
+            return H1_CHUNK_DONE;
         default:
-            assert(!"px_chunked: state out of range");
+            assert(!"h1_chunked: state out of range");
             return chunk_fail(st, i, used, "internal error");
         }
     }
     *used = len;
-    return PX_CHUNK_AGAIN;
+    return H1_CHUNK_AGAIN;
 }
 
 void
-px_chunked_data_consumed(struct px_chunked *st, uint64_t n)
+h1_chunked_data_consumed(struct h1_chunked *st, uint64_t n)
 {
     if (n == 0)
         return;
@@ -1220,7 +1220,7 @@ px_chunked_data_consumed(struct px_chunked *st, uint64_t n)
 /* ---- status text ------------------------------------------------------ */
 
 const char *
-px_status_text(int status)
+h1_status_text(int status)
 {
     return text_http_status(status);
 }

@@ -1,5 +1,5 @@
 /*
- * Tests for admin/notify.c: the sd_notify datagram reaches a socket named by
+ * Tests for lib/notify.c: the sd_notify datagram reaches a socket named by
  * $NOTIFY_SOCKET (a path or an abstract name), nothing is sent without it,
  * and an invalid value is an error rather than a silent success.
  */
@@ -17,7 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "admin/notify.h"
+#include "lib/notify.h"
 
 /* Binds a datagram socket at <name> (a path, or '@' + abstract name). */
 static int
@@ -53,7 +53,7 @@ expect_datagram(int fd, const char *want)
 static void
 test_path_socket(void **state)
 {
-    char dir[] = "/tmp/test_adm_notify.XXXXXX", path[128];
+    char dir[] = "/tmp/test_lib_notify.XXXXXX", path[128];
     int fd;
 
     (void)state;
@@ -61,15 +61,15 @@ test_path_socket(void **state)
     snprintf(path, sizeof(path), "%s/notify", dir);
     fd = bind_dgram(path);
     setenv("NOTIFY_SOCKET", path, 1);
-    assert_int_equal(adm_notify("READY=1\nSTATUS=serving 1 service"), 1);
+    assert_int_equal(notify_send("READY=1\nSTATUS=serving 1 service"), 1);
     expect_datagram(fd, "READY=1\nSTATUS=serving 1 service");
-    assert_int_equal(adm_notifyf("STOPPING=1\nSTATUS=draining %d", 3), 1);
+    assert_int_equal(notify_sendf("STOPPING=1\nSTATUS=draining %d", 3), 1);
     expect_datagram(fd, "STOPPING=1\nSTATUS=draining 3");
     close(fd);
     unlink(path);
     rmdir(dir);
     /* the manager's socket is gone: an error, not a silent success */
-    assert_int_equal(adm_notify("READY=1"), -1);
+    assert_int_equal(notify_send("READY=1"), -1);
     unsetenv("NOTIFY_SOCKET");
 }
 
@@ -83,7 +83,7 @@ test_abstract_socket(void **state)
     snprintf(name, sizeof(name), "@cutover-test-notify-%ld", (long)getpid());
     fd = bind_dgram(name);
     setenv("NOTIFY_SOCKET", name, 1);
-    assert_int_equal(adm_notify("RELOADING=1"), 1);
+    assert_int_equal(notify_send("RELOADING=1"), 1);
     expect_datagram(fd, "RELOADING=1");
     close(fd);
     unsetenv("NOTIFY_SOCKET");
@@ -94,11 +94,11 @@ test_not_asked(void **state)
 {
     (void)state;
     unsetenv("NOTIFY_SOCKET");
-    assert_int_equal(adm_notify("READY=1"), 0);
+    assert_int_equal(notify_send("READY=1"), 0);
     setenv("NOTIFY_SOCKET", "", 1);
-    assert_int_equal(adm_notify("READY=1"), 0);
+    assert_int_equal(notify_send("READY=1"), 0);
     setenv("NOTIFY_SOCKET", "relative/path", 1);
-    assert_int_equal(adm_notify("READY=1"), -1);
+    assert_int_equal(notify_send("READY=1"), -1);
     assert_int_equal(errno, EINVAL);
     unsetenv("NOTIFY_SOCKET");
 }

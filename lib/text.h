@@ -1,10 +1,17 @@
 /*
- * admin/text: small text helpers shared by the admin endpoint, the proxy
- * and the test tools. A leaf: libc only, nothing but static inline
- * functions.
+ * lib/text: small text helpers shared by the admin endpoint, the proxy
+ * and the test tools. A leaf: libc only.
  */
-#ifndef CUTOVER_ADMIN_TEXT_H
-#define CUTOVER_ADMIN_TEXT_H
+#ifndef CUTOVER_LIB_TEXT_H
+#define CUTOVER_LIB_TEXT_H
+
+#include <stddef.h>
+
+/* Formats a message into <err> (capacity <errlen>; nothing when <err> is
+ * NULL or <errlen> 0) and returns -1, so a failing path is one line:
+ * "return text_errf(err, errlen, "%s: %s", file, strerror(errno));". */
+int text_errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* The value of hex digit <ch> (either case), or -1. */
 static inline int

@@ -13,7 +13,7 @@
 
 #include <event2/buffer.h>
 
-#include "admin/metrics.h"
+#include "lib/metrics.h"
 
 static const char *const type_names[] = {
     [MET_COUNTER] = "counter", [MET_GAUGE] = "gauge", [MET_HISTOGRAM] = "histogram",

@@ -1,5 +1,5 @@
 /*
- * Unit tests for proxy/http1.c: the strict head parser and chunked decoder.
+ * Unit tests for lib/http1.c: the strict head parser and chunked decoder.
  *
  * Every table case is parsed whole, then fed one byte more at a time (the
  * caller's way: each call gets the longer prefix), then at 50 seeded random
@@ -8,7 +8,7 @@
  * gets its bytes in a heap block of exactly that size, so a read past <len>
  * is caught under ASan (make asan).
  *
- * The llhttp conformance corpus from the shared folder is replayed message
+ * The llhttp conformance corpus (tests/corpora/) is replayed message
  * by message; every disagreement must be listed in corpus_exceptions[] with
  * its reason, and every listed case must still disagree.
  */
@@ -23,7 +23,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "proxy/http1.h"
+#include "lib/http1.h"
 
 #define TEST_MAX_FIELDS 32u
 #define TEST_MAX_URI    256u
@@ -55,7 +55,7 @@ exact_copy(const char *p, size_t n)
 }
 
 static bool
-iov_is(struct px_iov v, const char *s)
+iov_is(struct h1_iov v, const char *s)
 {
     if (s == NULL)
         return v.len == 0;
@@ -64,13 +64,13 @@ iov_is(struct px_iov v, const char *s)
 
 /* Names of the fields flagged hop-by-hop, comma-joined in field order. */
 static void
-hop_names(const struct px_field *f, size_t n, char *out, size_t cap)
+hop_names(const struct h1_field *f, size_t n, char *out, size_t cap)
 {
     size_t i, o = 0;
 
     out[0] = '\0';
     for (i = 0; i < n; i++) {
-        if (!(f[i].flags & PX_FF_HOP))
+        if (!(f[i].flags & H1_FF_HOP))
             continue;
         o += (size_t)snprintf(out + o, cap - o, "%s%.*s", o ? "," : "",
                               (int)f[i].name.len, f[i].name.p);
@@ -87,14 +87,14 @@ struct req_case {
     size_t len;
     unsigned max_fields;         /* 0: TEST_MAX_FIELDS */
     unsigned max_uri;            /* 0: TEST_MAX_URI */
-    enum px_parse verdict;
+    enum h1_parse verdict;
     int status;                  /* BAD only */
     /* DONE only */
     const char *method;
     const char *target;
     const char *host;            /* NULL: no Host */
     int minor;
-    enum px_framing framing;
+    enum h1_framing framing;
     uint64_t cl;
     bool ka;
     bool upgrade;
@@ -107,8 +107,8 @@ struct req_case {
 };
 
 #define RQ_BAD(N, R, S) \
-    { .name = (N), .raw = (R), .len = sizeof(R) - 1, .verdict = PX_PARSE_BAD, .status = (S) }
-#define RQ_OK(N, R) .name = (N), .raw = (R), .len = sizeof(R) - 1, .verdict = PX_PARSE_DONE
+    { .name = (N), .raw = (R), .len = sizeof(R) - 1, .verdict = H1_PARSE_BAD, .status = (S) }
+#define RQ_OK(N, R) .name = (N), .raw = (R), .len = sizeof(R) - 1, .verdict = H1_PARSE_DONE
 
 #define H11 " HTTP/1.1\r\nHost: a\r\n"
 #define RAW(R) .raw = (R), .len = sizeof(R) - 1
@@ -164,9 +164,9 @@ static const struct req_case req_cases[] = {
     RQ_BAD("bare LF ends head", "GET / HTTP/1.1\r\nHost: a\r\n\n", 400),
     RQ_BAD("bare CR ends head", "GET / HTTP/1.1\r\nHost: a\r\n\rX", 400),
     { .name = "target over max_uri", RAW("GET /123456789 HTTP/1.1\r\nHost: a\r\n\r\n"),
-      .max_uri = 8, .verdict = PX_PARSE_BAD, .status = 414 },
+      .max_uri = 8, .verdict = H1_PARSE_BAD, .status = 414 },
     { .name = "414 before the end of the target", RAW("GET /12345678"),
-      .max_uri = 8, .verdict = PX_PARSE_BAD, .status = 414 },
+      .max_uri = 8, .verdict = H1_PARSE_BAD, .status = 414 },
 
     /* Host */
     RQ_BAD("missing Host", "GET / HTTP/1.1\r\n\r\n", 400),
@@ -249,9 +249,9 @@ static const struct req_case req_cases[] = {
 
     /* limits */
     { .name = "too many fields", RAW("GET /" H11 "A: 1\r\nB: 2\r\n\r\n"),
-      .max_fields = 2, .verdict = PX_PARSE_BAD, .status = 431 },
+      .max_fields = 2, .verdict = H1_PARSE_BAD, .status = 431 },
     { .name = "431 before the end of the head", RAW("GET /" H11 "A: 1\r\nB"),
-      .max_fields = 2, .verdict = PX_PARSE_BAD, .status = 431 },
+      .max_fields = 2, .verdict = H1_PARSE_BAD, .status = 431 },
 
     /* valid */
     { RQ_OK("basic", "GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
@@ -269,22 +269,22 @@ static const struct req_case req_cases[] = {
     { RQ_OK("Connection empty elements", "GET /" H11 "Connection: , close ,,\r\n\r\n"),
       .method = "GET", .target = "/", .host = "a", .minor = 1, .hop = "Connection" },
     { RQ_OK("Content-Length with body", "POST /p" H11 "Content-Length: 5\r\n\r\nhello"),
-      .method = "POST", .target = "/p", .host = "a", .minor = 1, .framing = PX_BODY_LENGTH,
+      .method = "POST", .target = "/p", .host = "a", .minor = 1, .framing = H1_BODY_LENGTH,
       .cl = 5, .ka = true, .hop = "Content-Length", .body = 5 },
     { RQ_OK("Content-Length leading zeros", "PUT /url" H11 "Content-Length: 007\r\n\r\n"),
-      .method = "PUT", .target = "/url", .host = "a", .minor = 1, .framing = PX_BODY_LENGTH,
+      .method = "PUT", .target = "/url", .host = "a", .minor = 1, .framing = H1_BODY_LENGTH,
       .cl = 7, .ka = true, .hop = "Content-Length" },
     { RQ_OK("Content-Length 2^63-1", "PUT /" H11 "Content-Length: 9223372036854775807\r\n\r\n"),
-      .method = "PUT", .target = "/", .host = "a", .minor = 1, .framing = PX_BODY_LENGTH,
+      .method = "PUT", .target = "/", .host = "a", .minor = 1, .framing = H1_BODY_LENGTH,
       .cl = 9223372036854775807ull, .ka = true, .hop = "Content-Length" },
     { RQ_OK("Content-Length 0", "POST /" H11 "content-length:\t0\t \r\n\r\n"),
-      .method = "POST", .target = "/", .host = "a", .minor = 1, .framing = PX_BODY_LENGTH,
+      .method = "POST", .target = "/", .host = "a", .minor = 1, .framing = H1_BODY_LENGTH,
       .cl = 0, .ka = true, .hop = "content-length" },
     { RQ_OK("chunked", "POST /" H11 "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
-      .method = "POST", .target = "/", .host = "a", .minor = 1, .framing = PX_BODY_CHUNKED,
+      .method = "POST", .target = "/", .host = "a", .minor = 1, .framing = H1_BODY_CHUNKED,
       .ka = true, .hop = "Transfer-Encoding", .body = 15 },
     { RQ_OK("chunked any case, OWS", "POST /" H11 "transfer-encoding:  Chunked \t\r\n\r\n"),
-      .method = "POST", .target = "/", .host = "a", .minor = 1, .framing = PX_BODY_CHUNKED,
+      .method = "POST", .target = "/", .host = "a", .minor = 1, .framing = H1_BODY_CHUNKED,
       .ka = true, .hop = "transfer-encoding" },
     { RQ_OK("one leading CRLF", "\r\nGET /url HTTP/1.1\r\nHost: a\r\n\r\n"),
       .method = "GET", .target = "/url", .host = "a", .minor = 1, .ka = true },
@@ -309,7 +309,7 @@ static const struct req_case req_cases[] = {
     { RQ_OK("Host with HT", "GET / HTTP/1.1\r\nHost:\ta\t\r\n\r\n"),
       .method = "GET", .target = "/", .host = "a", .minor = 1, .ka = true },
     { RQ_OK("Expect 100-continue", "PUT /" H11 "Expect: 100-Continue\r\nContent-Length: 1\r\n\r\n"),
-      .method = "PUT", .target = "/", .host = "a", .minor = 1, .framing = PX_BODY_LENGTH, .cl = 1,
+      .method = "PUT", .target = "/", .host = "a", .minor = 1, .framing = H1_BODY_LENGTH, .cl = 1,
       .ka = true, .expect = true, .hop = "Content-Length" },
     { RQ_OK("Expect on HTTP/1.0 ignored", "PUT / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n"),
       .method = "PUT", .target = "/", .minor = 0 },
@@ -349,10 +349,10 @@ static const struct req_case req_cases[] = {
     { RQ_OK("visible ASCII target", "GET /with_\"q\"|x?a=\\b#frag HTTP/1.1\r\nHost: a\r\n\r\n"),
       .method = "GET", .target = "/with_\"q\"|x?a=\\b#frag", .host = "a", .minor = 1, .ka = true },
     { .name = "target at max_uri", RAW("GET /1234567 HTTP/1.1\r\nHost: a\r\n\r\n"),
-      .max_uri = 8, .verdict = PX_PARSE_DONE,
+      .max_uri = 8, .verdict = H1_PARSE_DONE,
       .method = "GET", .target = "/1234567", .host = "a", .minor = 1, .ka = true },
     { .name = "fields at max_fields", RAW("GET /" H11 "A: 1\r\n\r\n"),
-      .max_fields = 2, .verdict = PX_PARSE_DONE,
+      .max_fields = 2, .verdict = H1_PARSE_DONE,
       .method = "GET", .target = "/", .host = "a", .minor = 1, .ka = true, .fname = "a", .fval = "1" },
     { RQ_OK("extension method", "M-SEARCH /x HTTP/1.1\r\nHost: a\r\n\r\n"),
       .method = "M-SEARCH", .target = "/x", .host = "a", .minor = 1, .ka = true },
@@ -373,11 +373,11 @@ struct resp_case {
     size_t len;
     bool req_head;
     unsigned max_fields;
-    enum px_parse verdict;
+    enum h1_parse verdict;
     int status;
     const char *reason;
     int minor;
-    enum px_framing framing;
+    enum h1_framing framing;
     uint64_t cl;
     bool ka;
     const char *hop;
@@ -385,8 +385,8 @@ struct resp_case {
 };
 
 #define RS_BAD(N, R) \
-    { .name = (N), .raw = (R), .len = sizeof(R) - 1, .verdict = PX_PARSE_BAD }
-#define RS_OK(N, R) .name = (N), .raw = (R), .len = sizeof(R) - 1, .verdict = PX_PARSE_DONE
+    { .name = (N), .raw = (R), .len = sizeof(R) - 1, .verdict = H1_PARSE_BAD }
+#define RS_OK(N, R) .name = (N), .raw = (R), .len = sizeof(R) - 1, .verdict = H1_PARSE_DONE
 
 static const struct resp_case resp_cases[] = {
     RS_BAD("bare LF after status line", "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n"),
@@ -423,108 +423,108 @@ static const struct resp_case resp_cases[] = {
     RS_BAD("two empty lines first", "\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"),
     RS_BAD("CR before status line", "\rHTTP/1.1 200 OK\r\n\r\n"),
     { .name = "too many fields", RAW("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\n\r\n"),
-      .max_fields = 1, .verdict = PX_PARSE_BAD },
+      .max_fields = 1, .verdict = H1_PARSE_BAD },
 
     { RS_OK("200 with length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
-      .status = 200, .reason = "OK", .minor = 1, .framing = PX_BODY_LENGTH, .cl = 5, .ka = true,
+      .status = 200, .reason = "OK", .minor = 1, .framing = H1_BODY_LENGTH, .cl = 5, .ka = true,
       .hop = "Content-Length", .body = 5 },
     { RS_OK("200 until close", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nhello"),
-      .status = 200, .reason = "OK", .minor = 1, .framing = PX_BODY_CLOSE, .body = 5 },
+      .status = 200, .reason = "OK", .minor = 1, .framing = H1_BODY_CLOSE, .body = 5 },
     { RS_OK("204", "HTTP/1.1 204 No Content\r\n\r\n"),
-      .status = 204, .reason = "No Content", .minor = 1, .framing = PX_BODY_NONE, .ka = true },
+      .status = 204, .reason = "No Content", .minor = 1, .framing = H1_BODY_NONE, .ka = true },
     { RS_OK("304 with CL", "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n"),
-      .status = 304, .reason = "Not Modified", .minor = 1, .framing = PX_BODY_NONE, .ka = true,
+      .status = 304, .reason = "Not Modified", .minor = 1, .framing = H1_BODY_NONE, .ka = true,
       .hop = "Content-Length" },
     { RS_OK("100 Continue", "HTTP/1.1 100 Continue\r\n\r\n"),
-      .status = 100, .reason = "Continue", .minor = 1, .framing = PX_BODY_NONE, .ka = true },
+      .status = 100, .reason = "Continue", .minor = 1, .framing = H1_BODY_NONE, .ka = true },
     { RS_OK("101", "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\nbinary"),
-      .status = 101, .reason = "Switching Protocols", .minor = 1, .framing = PX_BODY_NONE,
+      .status = 101, .reason = "Switching Protocols", .minor = 1, .framing = H1_BODY_NONE,
       .ka = true, .hop = "Connection,Upgrade", .body = 6 },
     { RS_OK("HEAD response", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"), .req_head = true,
-      .status = 200, .reason = "OK", .minor = 1, .framing = PX_BODY_NONE, .ka = true,
+      .status = 200, .reason = "OK", .minor = 1, .framing = H1_BODY_NONE, .ka = true,
       .hop = "Content-Length" },
     { RS_OK("HEAD response chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), .req_head = true,
-      .status = 200, .reason = "OK", .minor = 1, .framing = PX_BODY_NONE, .ka = true,
+      .status = 200, .reason = "OK", .minor = 1, .framing = H1_BODY_NONE, .ka = true,
       .hop = "Transfer-Encoding" },
     { RS_OK("chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
-      .status = 200, .reason = "OK", .minor = 1, .framing = PX_BODY_CHUNKED, .ka = true,
+      .status = 200, .reason = "OK", .minor = 1, .framing = H1_BODY_CHUNKED, .ka = true,
       .hop = "Transfer-Encoding", .body = 5 },
     { RS_OK("chunked not last", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, deflate\r\n\r\n"),
-      .status = 200, .reason = "OK", .minor = 1, .framing = PX_BODY_CLOSE, .hop = "Transfer-Encoding" },
+      .status = 200, .reason = "OK", .minor = 1, .framing = H1_BODY_CLOSE, .hop = "Transfer-Encoding" },
     { RS_OK("chunked not last, two fields", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n"),
-      .status = 200, .reason = "OK", .minor = 1, .framing = PX_BODY_CLOSE,
+      .status = 200, .reason = "OK", .minor = 1, .framing = H1_BODY_CLOSE,
       .hop = "Transfer-Encoding,Transfer-Encoding" },
     { RS_OK("TE without chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunkedchunked\r\n\r\n"),
-      .status = 200, .reason = "OK", .minor = 1, .framing = PX_BODY_CLOSE, .hop = "Transfer-Encoding" },
+      .status = 200, .reason = "OK", .minor = 1, .framing = H1_BODY_CLOSE, .hop = "Transfer-Encoding" },
     { RS_OK("1.0 with length", "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n"),
-      .status = 200, .reason = "OK", .minor = 0, .framing = PX_BODY_LENGTH, .cl = 3,
+      .status = 200, .reason = "OK", .minor = 0, .framing = H1_BODY_LENGTH, .cl = 3,
       .hop = "Content-Length" },
     { RS_OK("1.0 keep-alive", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\n"),
-      .status = 200, .reason = "OK", .minor = 0, .framing = PX_BODY_LENGTH, .cl = 3, .ka = true,
+      .status = 200, .reason = "OK", .minor = 0, .framing = H1_BODY_LENGTH, .cl = 3, .ka = true,
       .hop = "Connection,Content-Length" },
     { RS_OK("1.1 close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"),
-      .status = 200, .reason = "OK", .minor = 1, .framing = PX_BODY_LENGTH, .cl = 0,
+      .status = 200, .reason = "OK", .minor = 1, .framing = H1_BODY_LENGTH, .cl = 0,
       .hop = "Connection,Content-Length" },
     { RS_OK("no reason", "HTTP/1.1 301\r\nContent-Length: 0\r\n\r\n"),
-      .status = 301, .reason = "", .minor = 1, .framing = PX_BODY_LENGTH, .ka = true,
+      .status = 301, .reason = "", .minor = 1, .framing = H1_BODY_LENGTH, .ka = true,
       .hop = "Content-Length" },
     { RS_OK("empty reason", "HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n"),
-      .status = 200, .reason = "", .minor = 1, .framing = PX_BODY_LENGTH, .ka = true,
+      .status = 200, .reason = "", .minor = 1, .framing = H1_BODY_LENGTH, .ka = true,
       .hop = "Content-Length" },
     { RS_OK("reason with SP and obs-text", "HTTP/1.1 500 Ori\xc3\xabntatie  probleem\t\r\nContent-Length: 0\r\n\r\n"),
-      .status = 500, .reason = "Ori\xc3\xabntatie  probleem\t", .minor = 1, .framing = PX_BODY_LENGTH,
+      .status = 500, .reason = "Ori\xc3\xabntatie  probleem\t", .minor = 1, .framing = H1_BODY_LENGTH,
       .ka = true, .hop = "Content-Length" },
     { RS_OK("leading CRLF", "\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
-      .status = 200, .reason = "OK", .minor = 1, .framing = PX_BODY_LENGTH, .ka = true,
+      .status = 200, .reason = "OK", .minor = 1, .framing = H1_BODY_LENGTH, .ka = true,
       .hop = "Content-Length" },
     { RS_OK("status 999", "HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n"),
-      .status = 999, .reason = "Odd", .minor = 1, .framing = PX_BODY_LENGTH, .ka = true,
+      .status = 999, .reason = "Odd", .minor = 1, .framing = H1_BODY_LENGTH, .ka = true,
       .hop = "Content-Length" },
     { RS_OK("nominated field", "HTTP/1.1 200 OK\r\nConnection: x-trace\r\nX-Trace: 1\r\nContent-Length: 0\r\n\r\n"),
-      .status = 200, .reason = "OK", .minor = 1, .framing = PX_BODY_LENGTH, .ka = true,
+      .status = 200, .reason = "OK", .minor = 1, .framing = H1_BODY_LENGTH, .ka = true,
       .hop = "Connection,X-Trace,Content-Length" },
     { RS_OK("Host in a response is just a field", "HTTP/1.1 200 OK\r\nHost: a b\r\nHost: c\r\nContent-Length: 0\r\n\r\n"),
-      .status = 200, .reason = "OK", .minor = 1, .framing = PX_BODY_LENGTH, .ka = true,
+      .status = 200, .reason = "OK", .minor = 1, .framing = H1_BODY_LENGTH, .ka = true,
       .hop = "Content-Length" },
 };
 
 /* ---- the split-invariance driver ---------------------------------------- */
 
 struct head_result {
-    enum px_parse v;
+    enum h1_parse v;
     int status;
     size_t head_len;
 };
 
 static struct head_result
-run_req(struct px_req *r, struct px_field *fields, const char *raw, size_t n,
-        const struct px_parse_limits *lim)
+run_req(struct h1_req *r, struct h1_field *fields, const char *raw, size_t n,
+        const struct h1_parse_limits *lim)
 {
     struct head_result res;
     char *copy = exact_copy(raw, n);
 
     r->fields = fields;
-    res.v = px_req_parse(r, copy, n, lim);
-    res.status = res.v == PX_PARSE_BAD ? r->status : 0;
-    res.head_len = res.v == PX_PARSE_DONE ? r->head_len : 0;
-    if (res.v == PX_PARSE_BAD)
+    res.v = h1_req_parse(r, copy, n, lim);
+    res.status = res.v == H1_PARSE_BAD ? r->status : 0;
+    res.head_len = res.v == H1_PARSE_DONE ? r->head_len : 0;
+    if (res.v == H1_PARSE_BAD)
         assert_non_null(r->error);
     free(copy);
     return res;
 }
 
 static struct head_result
-run_resp(struct px_resp *r, struct px_field *fields, const char *raw, size_t n,
-         const struct px_parse_limits *lim, bool req_head)
+run_resp(struct h1_resp *r, struct h1_field *fields, const char *raw, size_t n,
+         const struct h1_parse_limits *lim, bool req_head)
 {
     struct head_result res;
     char *copy = exact_copy(raw, n);
 
     r->fields = fields;
-    res.v = px_resp_parse(r, copy, n, lim, req_head);
+    res.v = h1_resp_parse(r, copy, n, lim, req_head);
     res.status = 0;
-    res.head_len = res.v == PX_PARSE_DONE ? r->head_len : 0;
-    if (res.v == PX_PARSE_BAD)
+    res.head_len = res.v == H1_PARSE_DONE ? r->head_len : 0;
+    if (res.v == H1_PARSE_BAD)
         assert_non_null(r->error);
     free(copy);
     return res;
@@ -551,24 +551,24 @@ check_splits(const char *name, head_fn *fn, const void *c, const char *raw, size
     /* one more byte per call: AGAIN until the deciding byte, then the same verdict */
     for (n = 0; n <= len; n++) {
         r = fn(c, raw, n);
-        if (decide > len && r.v != PX_PARSE_AGAIN)
+        if (decide > len && r.v != H1_PARSE_AGAIN)
             decide = n;
         if (n < decide) {
-            if (r.v != PX_PARSE_AGAIN)
+            if (r.v != H1_PARSE_AGAIN)
                 fail_msg("%s: prefix %zu gave %d, expected AGAIN", name, n, r.v);
         } else if (!same(r, whole)) {
             fail_msg("%s: prefix %zu gave %d/%d/%zu, whole gave %d/%d/%zu", name, n,
                      r.v, r.status, r.head_len, whole.v, whole.status, whole.head_len);
         }
     }
-    if (whole.v != PX_PARSE_AGAIN && decide > len)
+    if (whole.v != H1_PARSE_AGAIN && decide > len)
         fail_msg("%s: no prefix decided", name);
 
     /* two calls: a random prefix, then everything */
     for (i = 0; i < RANDOM_SPLITS; i++) {
         k = (size_t)(splitmix64(&seed) % (len + 1));
         r = fn(c, raw, k);
-        if (k < decide ? r.v != PX_PARSE_AGAIN : !same(r, whole))
+        if (k < decide ? r.v != H1_PARSE_AGAIN : !same(r, whole))
             fail_msg("%s: split at %zu gave %d (decides at %zu)", name, k, r.v, decide);
         r = fn(c, raw, len);
         if (!same(r, whole))
@@ -577,12 +577,12 @@ check_splits(const char *name, head_fn *fn, const void *c, const char *raw, size
     return whole;
 }
 
-static struct px_field g_fields[FIELDS_CAP];
+static struct h1_field g_fields[FIELDS_CAP];
 
-static struct px_parse_limits
+static struct h1_parse_limits
 req_limits(const struct req_case *c)
 {
-    struct px_parse_limits lim = {
+    struct h1_parse_limits lim = {
         .max_fields = c->max_fields ? c->max_fields : TEST_MAX_FIELDS,
         .max_uri = c->max_uri ? c->max_uri : TEST_MAX_URI,
     };
@@ -594,8 +594,8 @@ static struct head_result
 req_case_fn(const void *vc, const char *raw, size_t n)
 {
     const struct req_case *c = vc;
-    struct px_parse_limits lim = req_limits(c);
-    struct px_req r;
+    struct h1_parse_limits lim = req_limits(c);
+    struct h1_req r;
 
     return run_req(&r, g_fields, raw, n, &lim);
 }
@@ -603,13 +603,13 @@ req_case_fn(const void *vc, const char *raw, size_t n)
 static void
 check_req_values(const struct req_case *c)
 {
-    struct px_parse_limits lim = req_limits(c);
-    struct px_req r;
-    const struct px_field *f;
+    struct h1_parse_limits lim = req_limits(c);
+    struct h1_req r;
+    const struct h1_field *f;
     char hops[512];
 
     r.fields = g_fields;
-    assert_int_equal(px_req_parse(&r, c->raw, c->len, &lim), PX_PARSE_DONE);
+    assert_int_equal(h1_req_parse(&r, c->raw, c->len, &lim), H1_PARSE_DONE);
     if (!iov_is(r.method, c->method) || !iov_is(r.target, c->target))
         fail_msg("%s: method/target '%.*s' '%.*s'", c->name, (int)r.method.len, r.method.p,
                  (int)r.target.len, r.target.p);
@@ -628,7 +628,7 @@ check_req_values(const struct req_case *c)
     if (strcmp(hops, c->hop ? c->hop : "") != 0)
         fail_msg("%s: hop fields '%s'", c->name, hops);
     if (c->fname != NULL) {
-        f = px_field_find(r.fields, r.nfields, c->fname);
+        f = h1_field_find(r.fields, r.nfields, c->fname);
         if (f == NULL || !iov_is(f->value, c->fval))
             fail_msg("%s: field %s", c->name, c->fname);
     }
@@ -649,7 +649,7 @@ test_request_table(void **state)
         if (w.v != c->verdict || w.status != c->status)
             fail_msg("%s: verdict %d status %d, expected %d %d", c->name, w.v, w.status,
                      c->verdict, c->status);
-        if (c->verdict == PX_PARSE_DONE) {
+        if (c->verdict == H1_PARSE_DONE) {
             check_req_values(c);
             nok++;
         } else {
@@ -665,8 +665,8 @@ static struct head_result
 resp_case_fn(const void *vc, const char *raw, size_t n)
 {
     const struct resp_case *c = vc;
-    struct px_parse_limits lim = { .max_fields = c->max_fields ? c->max_fields : TEST_MAX_FIELDS };
-    struct px_resp r;
+    struct h1_parse_limits lim = { .max_fields = c->max_fields ? c->max_fields : TEST_MAX_FIELDS };
+    struct h1_resp r;
 
     return run_resp(&r, g_fields, raw, n, &lim, c->req_head);
 }
@@ -677,8 +677,8 @@ test_response_table(void **state)
     size_t i, nbad = 0, nok = 0;
     struct head_result w;
     uint64_t seed = 0x5eed0002;
-    struct px_parse_limits lim = { .max_fields = TEST_MAX_FIELDS };
-    struct px_resp r;
+    struct h1_parse_limits lim = { .max_fields = TEST_MAX_FIELDS };
+    struct h1_resp r;
     char hops[512];
 
     (void)state;
@@ -688,13 +688,13 @@ test_response_table(void **state)
         w = check_splits(c->name, resp_case_fn, c, c->raw, c->len, seed + i);
         if (w.v != c->verdict)
             fail_msg("%s: verdict %d, expected %d", c->name, w.v, c->verdict);
-        if (c->verdict != PX_PARSE_DONE) {
+        if (c->verdict != H1_PARSE_DONE) {
             nbad++;
             continue;
         }
         nok++;
         r.fields = g_fields;
-        assert_int_equal(px_resp_parse(&r, c->raw, c->len, &lim, c->req_head), PX_PARSE_DONE);
+        assert_int_equal(h1_resp_parse(&r, c->raw, c->len, &lim, c->req_head), H1_PARSE_DONE);
         if (r.status != c->status || !iov_is(r.reason, c->reason) || r.minor != c->minor)
             fail_msg("%s: status %d reason '%.*s' minor %d", c->name, r.status,
                      (int)r.reason.len, r.reason.p, r.minor);
@@ -726,7 +726,7 @@ test_mutations_split_invariant(void **state)
     for (i = 0; i < sizeof req_cases / sizeof req_cases[0]; i++) {
         const struct req_case *c = &req_cases[i];
 
-        if (c->verdict != PX_PARSE_DONE || c->len > sizeof buf)
+        if (c->verdict != H1_PARSE_DONE || c->len > sizeof buf)
             continue;
         for (m = 0; m < 40; m++) {
             memcpy(buf, c->raw, c->len);
@@ -744,7 +744,7 @@ test_mutations_split_invariant(void **state)
     for (i = 0; i < sizeof resp_cases / sizeof resp_cases[0]; i++) {
         const struct resp_case *c = &resp_cases[i];
 
-        if (c->verdict != PX_PARSE_DONE || c->len > sizeof buf)
+        if (c->verdict != H1_PARSE_DONE || c->len > sizeof buf)
             continue;
         for (m = 0; m < 40; m++) {
             uint64_t x = splitmix64(&seed);
@@ -763,7 +763,7 @@ struct chunk_case {
     const char *raw;
     size_t len;
     unsigned max_ext;
-    enum px_chunk verdict;       /* DONE, BAD, or AGAIN (input ends early) */
+    enum h1_chunk verdict;       /* DONE, BAD, or AGAIN (input ends early) */
     const char *payload;
     size_t plen;
     size_t consumed;             /* bytes used up to DONE/BAD; 0: len */
@@ -772,35 +772,35 @@ struct chunk_case {
 #define CK(N, R, V, P) \
     { .name = (N), .raw = (R), .len = sizeof(R) - 1, .verdict = (V), .payload = (P), \
       .plen = sizeof(P) - 1 }
-#define CK_BAD(N, R) CK(N, R, PX_CHUNK_BAD, "")
+#define CK_BAD(N, R) CK(N, R, H1_CHUNK_BAD, "")
 
 static const struct chunk_case chunk_cases[] = {
-    CK("empty body", "0\r\n\r\n", PX_CHUNK_DONE, ""),
-    CK("one chunk", "5\r\nhello\r\n0\r\n\r\n", PX_CHUNK_DONE, "hello"),
-    CK("two chunks", "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", PX_CHUNK_DONE, "hello world"),
-    CK("lowercase hex", "a\r\n0123456789\r\n0\r\n\r\n", PX_CHUNK_DONE, "0123456789"),
-    CK("uppercase hex", "A\r\n0123456789\r\n0\r\n\r\n", PX_CHUNK_DONE, "0123456789"),
-    CK("big hex", "1e\r\nall your base are belong to us\r\n0\r\n\r\n", PX_CHUNK_DONE,
+    CK("empty body", "0\r\n\r\n", H1_CHUNK_DONE, ""),
+    CK("one chunk", "5\r\nhello\r\n0\r\n\r\n", H1_CHUNK_DONE, "hello"),
+    CK("two chunks", "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", H1_CHUNK_DONE, "hello world"),
+    CK("lowercase hex", "a\r\n0123456789\r\n0\r\n\r\n", H1_CHUNK_DONE, "0123456789"),
+    CK("uppercase hex", "A\r\n0123456789\r\n0\r\n\r\n", H1_CHUNK_DONE, "0123456789"),
+    CK("big hex", "1e\r\nall your base are belong to us\r\n0\r\n\r\n", H1_CHUNK_DONE,
        "all your base are belong to us"),
-    CK("zeros in last chunk", "5\r\nhello\r\n000\r\n\r\n", PX_CHUNK_DONE, "hello"),
-    CK("16 digits", "0000000000000003\r\nabc\r\n0\r\n\r\n", PX_CHUNK_DONE, "abc"),
-    CK("CRLF inside data", "4\r\n\r\n\r\n\r\n0\r\n\r\n", PX_CHUNK_DONE, "\r\n\r\n"),
-    CK("binary data", "3\r\n\0\xff\n\r\n0\r\n\r\n", PX_CHUNK_DONE, "\0\xff\n"),
-    CK("extensions", "5;a=b;c;d=e\r\nhello\r\n0;last\r\n\r\n", PX_CHUNK_DONE, "hello"),
-    CK("quoted extension", "5;x=\"I \\\"love\\\"; \\\\ext\";y=z\r\nhello\r\n0\r\n\r\n", PX_CHUNK_DONE, "hello"),
-    CK("empty quoted extension", "1;x=\"\"\r\na\r\n0\r\n\r\n", PX_CHUNK_DONE, "a"),
-    CK("obs-text in quoted extension", "1;x=\"\xc3\xa9\"\r\na\r\n0\r\n\r\n", PX_CHUNK_DONE, "a"),
-    CK("trailers", "5\r\nhello\r\n0\r\nVary: *\r\nContent-Type: text/plain\r\n\r\n", PX_CHUNK_DONE, "hello"),
-    CK("empty trailer value", "0\r\nX:\r\n\r\n", PX_CHUNK_DONE, ""),
-    CK("obs-text in trailer", "0\r\nX: caf\xc3\xa9\r\n\r\n", PX_CHUNK_DONE, ""),
+    CK("zeros in last chunk", "5\r\nhello\r\n000\r\n\r\n", H1_CHUNK_DONE, "hello"),
+    CK("16 digits", "0000000000000003\r\nabc\r\n0\r\n\r\n", H1_CHUNK_DONE, "abc"),
+    CK("CRLF inside data", "4\r\n\r\n\r\n\r\n0\r\n\r\n", H1_CHUNK_DONE, "\r\n\r\n"),
+    CK("binary data", "3\r\n\0\xff\n\r\n0\r\n\r\n", H1_CHUNK_DONE, "\0\xff\n"),
+    CK("extensions", "5;a=b;c;d=e\r\nhello\r\n0;last\r\n\r\n", H1_CHUNK_DONE, "hello"),
+    CK("quoted extension", "5;x=\"I \\\"love\\\"; \\\\ext\";y=z\r\nhello\r\n0\r\n\r\n", H1_CHUNK_DONE, "hello"),
+    CK("empty quoted extension", "1;x=\"\"\r\na\r\n0\r\n\r\n", H1_CHUNK_DONE, "a"),
+    CK("obs-text in quoted extension", "1;x=\"\xc3\xa9\"\r\na\r\n0\r\n\r\n", H1_CHUNK_DONE, "a"),
+    CK("trailers", "5\r\nhello\r\n0\r\nVary: *\r\nContent-Type: text/plain\r\n\r\n", H1_CHUNK_DONE, "hello"),
+    CK("empty trailer value", "0\r\nX:\r\n\r\n", H1_CHUNK_DONE, ""),
+    CK("obs-text in trailer", "0\r\nX: caf\xc3\xa9\r\n\r\n", H1_CHUNK_DONE, ""),
     { .name = "bytes after the end", RAW("1\r\nx\r\n0\r\n\r\nGET / HTTP/1.1\r\n"),
-      .verdict = PX_CHUNK_DONE, .payload = "x", .plen = 1, .consumed = 11 },
-    CK("incomplete data", "5\r\nhel", PX_CHUNK_AGAIN, "hel"),
-    CK("incomplete size line", "5;a=\"b", PX_CHUNK_AGAIN, ""),
-    CK("incomplete trailers", "0\r\nX: y\r\n", PX_CHUNK_AGAIN, ""),
-    CK("missing last CRLF", "0\r\n\r", PX_CHUNK_AGAIN, ""),
+      .verdict = H1_CHUNK_DONE, .payload = "x", .plen = 1, .consumed = 11 },
+    CK("incomplete data", "5\r\nhel", H1_CHUNK_AGAIN, "hel"),
+    CK("incomplete size line", "5;a=\"b", H1_CHUNK_AGAIN, ""),
+    CK("incomplete trailers", "0\r\nX: y\r\n", H1_CHUNK_AGAIN, ""),
+    CK("missing last CRLF", "0\r\n\r", H1_CHUNK_AGAIN, ""),
     { .name = "extensions at max_ext", RAW("1;aaaaaaa\r\nx\r\n0\r\n\r\n"), .max_ext = 9,
-      .verdict = PX_CHUNK_DONE, .payload = "x", .plen = 1 },
+      .verdict = H1_CHUNK_DONE, .payload = "x", .plen = 1 },
 
     CK_BAD("empty size", "\r\n"),
     CK_BAD("missing last-chunk", "3\r\nfoo\r\n\r\n"),
@@ -841,11 +841,11 @@ static const struct chunk_case chunk_cases[] = {
     CK_BAD("bare LF ends body", "0\r\n\n"),
     CK_BAD("bare CR ends body", "0\r\n\rX"),
     { .name = "extensions over max_ext", RAW("1;aaaaaaaa\r\nx\r\n0\r\n\r\n"), .max_ext = 9,
-      .verdict = PX_CHUNK_BAD, .payload = "", .plen = 0 },
+      .verdict = H1_CHUNK_BAD, .payload = "", .plen = 0 },
 };
 
 struct chunk_result {
-    enum px_chunk v;
+    enum h1_chunk v;
     size_t consumed;
     char payload[256];
     size_t plen;
@@ -867,42 +867,42 @@ static void
 chunk_feed(const char *in, size_t len, const size_t *cuts, size_t ncuts, unsigned max_ext,
            struct chunk_result *res)
 {
-    struct px_chunked st;
+    struct h1_chunked st;
     size_t off = 0, end = ncuts ? cuts[0] : len, ci = 0, used, take;
-    enum px_chunk v;
+    enum h1_chunk v;
     char *win;
 
-    px_chunked_init(&st);
+    h1_chunked_init(&st);
     st.max_ext = max_ext;
     res->plen = 0;
     res->error = NULL;
     for (;;) {
         win = exact_copy(in + off, end - off);
-        v = px_chunked_parse(&st, win, end - off, &used);
+        v = h1_chunked_parse(&st, win, end - off, &used);
         free(win);
         assert_true(used <= end - off);
         off += used;
-        if (v == PX_CHUNK_DATA) {
+        if (v == H1_CHUNK_DATA) {
             take = end - off < st.data_left ? end - off : (size_t)st.data_left;
             assert_true(res->plen + take <= sizeof res->payload);
             memcpy(res->payload + res->plen, in + off, take);
             res->plen += take;
             off += take;
-            px_chunked_data_consumed(&st, take);
+            h1_chunked_data_consumed(&st, take);
             if (take > 0)
                 continue;
-        } else if (v == PX_CHUNK_DONE || v == PX_CHUNK_BAD) {
+        } else if (v == H1_CHUNK_DONE || v == H1_CHUNK_BAD) {
             res->v = v;
             res->consumed = off;
             res->error = st.error;
-            if (v == PX_CHUNK_BAD)
+            if (v == H1_CHUNK_BAD)
                 assert_non_null(st.error);
             return;
         } else {
             assert_int_equal(off, end);
         }
         if (end == len) {
-            res->v = PX_CHUNK_AGAIN;
+            res->v = H1_CHUNK_AGAIN;
             res->consumed = off;
             return;
         }
@@ -919,9 +919,9 @@ check_chunk_result(const struct chunk_case *c, const struct chunk_result *r, con
 
     if (r->v != c->verdict)
         fail_msg("%s (%s): verdict %d (%s)", c->name, how, r->v, r->error ? r->error : "");
-    if (c->verdict != PX_CHUNK_BAD && r->consumed != consumed)
+    if (c->verdict != H1_CHUNK_BAD && r->consumed != consumed)
         fail_msg("%s (%s): consumed %zu", c->name, how, r->consumed);
-    if (c->verdict != PX_CHUNK_BAD &&
+    if (c->verdict != H1_CHUNK_BAD &&
         (r->plen != c->plen || memcmp(r->payload, c->payload, c->plen) != 0))
         fail_msg("%s (%s): payload differs", c->name, how);
 }
@@ -967,7 +967,7 @@ test_chunked_table(void **state)
             if (!same_chunk_run(&r, &whole))
                 fail_msg("%s: random split differs from whole", c->name);
         }
-        if (c->verdict == PX_CHUNK_BAD)
+        if (c->verdict == H1_CHUNK_BAD)
             nbad++;
         else
             nok++;
@@ -992,11 +992,11 @@ test_chunked_limits(void **state)
     n += 4094;
     memcpy(buf + n, "\r\nx\r\n0\r\n\r\n", 10);
     chunk_feed(buf, n + 10, NULL, 0, 0, &r);
-    assert_int_equal(r.v, PX_CHUNK_DONE);
+    assert_int_equal(r.v, H1_CHUNK_DONE);
     memmove(buf + 3, buf + 2, n + 10 - 2);
     buf[2] = 'e';
     chunk_feed(buf, n + 11, NULL, 0, 0, &r);
-    assert_int_equal(r.v, PX_CHUNK_BAD);
+    assert_int_equal(r.v, H1_CHUNK_BAD);
 
     /* trailer section of exactly 16384 bytes, then one more */
     memcpy(buf, "0\r\nX: ", 6);
@@ -1004,11 +1004,11 @@ test_chunked_limits(void **state)
     memset(buf + 6, 'v', n);
     memcpy(buf + 6 + n, "\r\n\r\n", 4);
     chunk_feed(buf, 6 + n + 4, NULL, 0, 0, &r);
-    assert_int_equal(r.v, PX_CHUNK_DONE);
+    assert_int_equal(r.v, H1_CHUNK_DONE);
     memset(buf + 6, 'v', n + 1);
     memcpy(buf + 6 + n + 1, "\r\n\r\n", 4);
     chunk_feed(buf, 6 + n + 5, NULL, 0, 0, &r);
-    assert_int_equal(r.v, PX_CHUNK_BAD);
+    assert_int_equal(r.v, H1_CHUNK_BAD);
 }
 
 /* The proxy moves less than offered; the decoder keeps its place. */
@@ -1016,32 +1016,32 @@ static void
 test_chunked_partial_consume(void **state)
 {
     static const char body[] = "a\r\n0123456789\r\n0\r\n\r\n";
-    struct px_chunked st;
+    struct h1_chunked st;
     size_t used, off;
 
     (void)state;
-    px_chunked_init(&st);
-    assert_int_equal(px_chunked_parse(&st, body, sizeof body - 1, &used), PX_CHUNK_DATA);
+    h1_chunked_init(&st);
+    assert_int_equal(h1_chunked_parse(&st, body, sizeof body - 1, &used), H1_CHUNK_DATA);
     assert_int_equal(used, 3);
     assert_int_equal(st.data_left, 10);
     off = used;
-    px_chunked_data_consumed(&st, 4);
+    h1_chunked_data_consumed(&st, 4);
     off += 4;
-    assert_int_equal(px_chunked_parse(&st, body + off, sizeof body - 1 - off, &used), PX_CHUNK_DATA);
+    assert_int_equal(h1_chunked_parse(&st, body + off, sizeof body - 1 - off, &used), H1_CHUNK_DATA);
     assert_int_equal(used, 0);
     assert_int_equal(st.data_left, 6);
-    px_chunked_data_consumed(&st, 0);
-    px_chunked_data_consumed(&st, 6);
+    h1_chunked_data_consumed(&st, 0);
+    h1_chunked_data_consumed(&st, 6);
     off += 6;
-    assert_int_equal(px_chunked_parse(&st, body + off, sizeof body - 1 - off, &used), PX_CHUNK_DONE);
+    assert_int_equal(h1_chunked_parse(&st, body + off, sizeof body - 1 - off, &used), H1_CHUNK_DONE);
     assert_int_equal(off + used, sizeof body - 1);
-    assert_int_equal(px_chunked_parse(&st, "x", 1, &used), PX_CHUNK_DONE);
+    assert_int_equal(h1_chunked_parse(&st, "x", 1, &used), H1_CHUNK_DONE);
     assert_int_equal(used, 0);
 
-    px_chunked_init(&st);
-    assert_int_equal(px_chunked_parse(&st, "z", 1, &used), PX_CHUNK_BAD);
+    h1_chunked_init(&st);
+    assert_int_equal(h1_chunked_parse(&st, "z", 1, &used), H1_CHUNK_BAD);
     assert_non_null(st.error);
-    assert_int_equal(px_chunked_parse(&st, "0\r\n\r\n", 5, &used), PX_CHUNK_BAD);
+    assert_int_equal(h1_chunked_parse(&st, "0\r\n\r\n", 5, &used), H1_CHUNK_BAD);
 }
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -1049,8 +1049,8 @@ test_chunked_partial_consume(void **state)
 static void
 test_helpers(void **state)
 {
-    struct px_iov v, c;
-    struct px_field f[2] = {
+    struct h1_iov v, c;
+    struct h1_field f[2] = {
         { .name = { "Host", 4 }, .value = { "a", 1 } },
         { .name = { "X-Y", 3 }, .value = { "b", 1 } },
     };
@@ -1058,36 +1058,36 @@ test_helpers(void **state)
     (void)state;
     v.p = "Keep-Alive";
     v.len = 10;
-    assert_true(px_iov_eq(v, "keep-alive"));
-    assert_false(px_iov_eq(v, "keep-aliv"));
-    assert_false(px_iov_eq(v, "keep-alive2"));
-    assert_ptr_equal(px_field_find(f, 2, "x-y"), &f[1]);
-    assert_null(px_field_find(f, 2, "x"));
+    assert_true(h1_iov_eq(v, "keep-alive"));
+    assert_false(h1_iov_eq(v, "keep-aliv"));
+    assert_false(h1_iov_eq(v, "keep-alive2"));
+    assert_ptr_equal(h1_field_find(f, 2, "x-y"), &f[1]);
+    assert_null(h1_field_find(f, 2, "x"));
 
     c.p = "a=1; cutover_bucket=42;b=\"q\" ; empty=; flag; A=x";
     c.len = strlen(c.p);
-    assert_true(iov_is(px_cookie_find(c, "cutover_bucket"), "42"));
-    assert_true(iov_is(px_cookie_find(c, "a"), "1"));
-    assert_true(iov_is(px_cookie_find(c, "A"), "x"));
-    assert_true(iov_is(px_cookie_find(c, "b"), "q"));
-    v = px_cookie_find(c, "empty");
+    assert_true(iov_is(h1_cookie_find(c, "cutover_bucket"), "42"));
+    assert_true(iov_is(h1_cookie_find(c, "a"), "1"));
+    assert_true(iov_is(h1_cookie_find(c, "A"), "x"));
+    assert_true(iov_is(h1_cookie_find(c, "b"), "q"));
+    v = h1_cookie_find(c, "empty");
     assert_non_null(v.p);
     assert_int_equal(v.len, 0);
-    assert_null(px_cookie_find(c, "flag").p);
-    assert_null(px_cookie_find(c, "cutover").p);
-    assert_null(px_cookie_find(c, "").p);
+    assert_null(h1_cookie_find(c, "flag").p);
+    assert_null(h1_cookie_find(c, "cutover").p);
+    assert_null(h1_cookie_find(c, "").p);
 
-    assert_string_equal(px_status_text(400), "Bad Request");
-    assert_string_equal(px_status_text(431), "Request Header Fields Too Large");
-    assert_string_equal(px_status_text(505), "HTTP Version Not Supported");
-    assert_string_equal(px_status_text(799), "Unknown");
+    assert_string_equal(h1_status_text(400), "Bad Request");
+    assert_string_equal(h1_status_text(431), "Request Header Fields Too Large");
+    assert_string_equal(h1_status_text(505), "HTTP Version Not Supported");
+    assert_string_equal(h1_status_text(799), "Unknown");
     {
         static const int used[] = { 100, 101, 200, 204, 304, 400, 404, 408, 413, 414,
                                     417, 431, 500, 501, 502, 503, 504, 505 };
         size_t i;
 
         for (i = 0; i < sizeof used / sizeof used[0]; i++)
-            assert_string_not_equal(px_status_text(used[i]), "Unknown");
+            assert_string_not_equal(h1_status_text(used[i]), "Unknown");
     }
 }
 
@@ -1096,8 +1096,8 @@ static void
 test_default_limits(void **state)
 {
     static char buf[9000];
-    struct px_parse_limits zero = { 0, 0 };
-    struct px_req r;
+    struct h1_parse_limits zero = { 0, 0 };
+    struct h1_req r;
     size_t n;
 
     (void)state;
@@ -1106,15 +1106,15 @@ test_default_limits(void **state)
     n = 5 + 8191;
     memcpy(buf + n, " HTTP/1.1\r\nHost: a\r\n\r\n", 22);
     r.fields = g_fields;
-    assert_int_equal(px_req_parse(&r, buf, n + 22, &zero), PX_PARSE_DONE);
+    assert_int_equal(h1_req_parse(&r, buf, n + 22, &zero), H1_PARSE_DONE);
     assert_int_equal(r.target.len, 8192);
     r.fields = g_fields;
-    assert_int_equal(px_req_parse(&r, buf, n + 22, NULL), PX_PARSE_DONE);
+    assert_int_equal(h1_req_parse(&r, buf, n + 22, NULL), H1_PARSE_DONE);
     memcpy(buf, "GET /", 5);
     memset(buf + 5, 'a', 8192);
     n = 5 + 8192;
     memcpy(buf + n, " HTTP/1.1\r\nHost: a\r\n\r\n", 22);
-    assert_int_equal(px_req_parse(&r, buf, n + 22, &zero), PX_PARSE_BAD);
+    assert_int_equal(h1_req_parse(&r, buf, n + 22, &zero), H1_PARSE_BAD);
     assert_int_equal(r.status, 414);
 }
 
@@ -1233,39 +1233,39 @@ enum verdict { V_ACCEPT, V_REJECT };
  * body is complete (*pos past it), 0 when the input ends inside it, -1 when
  * its framing is bad. */
 static int
-replay_body(const unsigned char *b, size_t n, size_t *pos, enum px_framing framing, uint64_t cl)
+replay_body(const unsigned char *b, size_t n, size_t *pos, enum h1_framing framing, uint64_t cl)
 {
-    struct px_chunked st;
+    struct h1_chunked st;
     size_t used, take;
-    enum px_chunk v;
+    enum h1_chunk v;
 
     switch (framing) {
-    case PX_BODY_NONE:
+    case H1_BODY_NONE:
         return 1;
-    case PX_BODY_CLOSE:
+    case H1_BODY_CLOSE:
         *pos = n;
         return 1;                         /* the end of the input closes it */
-    case PX_BODY_LENGTH:
+    case H1_BODY_LENGTH:
         if (n - *pos < cl)
             return 0;
         *pos += (size_t)cl;
         return 1;
-    case PX_BODY_CHUNKED:
-        px_chunked_init(&st);
+    case H1_BODY_CHUNKED:
+        h1_chunked_init(&st);
         for (;;) {
-            v = px_chunked_parse(&st, (const char *)b + *pos, n - *pos, &used);
+            v = h1_chunked_parse(&st, (const char *)b + *pos, n - *pos, &used);
             *pos += used;
-            if (v == PX_CHUNK_DONE)
+            if (v == H1_CHUNK_DONE)
                 return 1;
-            if (v == PX_CHUNK_BAD)
+            if (v == H1_CHUNK_BAD)
                 return -1;
-            if (v == PX_CHUNK_AGAIN)
+            if (v == H1_CHUNK_AGAIN)
                 return 0;
             take = n - *pos < st.data_left ? n - *pos : (size_t)st.data_left;
             if (take == 0)
                 return 0;
             *pos += take;
-            px_chunked_data_consumed(&st, take);
+            h1_chunked_data_consumed(&st, take);
         }
     }
     return -1;
@@ -1277,22 +1277,22 @@ replay_body(const unsigned char *b, size_t n, size_t *pos, enum px_framing frami
 static enum verdict
 replay(const unsigned char *b, size_t n, bool is_req, bool finish)
 {
-    struct px_parse_limits lim = { 0, 0 };
+    struct h1_parse_limits lim = { 0, 0 };
     size_t pos = 0;
-    enum px_parse v;
-    enum px_framing framing;
+    enum h1_parse v;
+    enum h1_framing framing;
     uint64_t cl;
     bool ka;
     int rc;
 
     while (pos < n) {
         if (is_req) {
-            struct px_req r;
+            struct h1_req r;
 
             r.fields = g_fields;
-            v = px_req_parse(&r, (const char *)b + pos, n - pos, &lim);
-            if (v != PX_PARSE_DONE)
-                return v == PX_PARSE_BAD || finish ? V_REJECT : V_ACCEPT;
+            v = h1_req_parse(&r, (const char *)b + pos, n - pos, &lim);
+            if (v != H1_PARSE_DONE)
+                return v == H1_PARSE_BAD || finish ? V_REJECT : V_ACCEPT;
             pos += r.head_len;
             if (r.upgrade)
                 return V_ACCEPT;          /* the connection is handed over */
@@ -1300,12 +1300,12 @@ replay(const unsigned char *b, size_t n, bool is_req, bool finish)
             cl = r.content_length;
             ka = r.keep_alive;
         } else {
-            struct px_resp r;
+            struct h1_resp r;
 
             r.fields = g_fields;
-            v = px_resp_parse(&r, (const char *)b + pos, n - pos, &lim, false);
-            if (v != PX_PARSE_DONE)
-                return v == PX_PARSE_BAD || finish ? V_REJECT : V_ACCEPT;
+            v = h1_resp_parse(&r, (const char *)b + pos, n - pos, &lim, false);
+            if (v != H1_PARSE_DONE)
+                return v == H1_PARSE_BAD || finish ? V_REJECT : V_ACCEPT;
             pos += r.head_len;
             if (r.status == 101)
                 return V_ACCEPT;
@@ -1324,12 +1324,15 @@ replay(const unsigned char *b, size_t n, bool is_req, bool finish)
     return V_ACCEPT;
 }
 
+/* The corpora live in the tree (tests/corpora/, with their source and
+ * licence); CUTOVER_SRC_DIR points at the tree when the test does not run
+ * from its top. */
 static const char *
-shared_dir(void)
+corpora_dir(void)
 {
-    const char *s = getenv("CUTOVER_SHARED");
+    const char *s = getenv("CUTOVER_SRC_DIR");
 
-    return (s != NULL && *s != '\0') ? s : "../shared";
+    return (s != NULL && *s != '\0') ? s : ".";
 }
 
 static void
@@ -1344,10 +1347,10 @@ replay_file(const char *file, bool is_req, bool *seen, size_t *ncases, size_t *n
     enum verdict ours;
     bool want_reject, listed;
 
-    snprintf(path, sizeof path, "%s/corpora/%s", shared_dir(), file);
+    snprintf(path, sizeof path, "%s/tests/corpora/%s", corpora_dir(), file);
     root = json_load_file(path, 0, &jerr);
     if (root == NULL)
-        fail_msg("cannot read %s: %s (set CUTOVER_SHARED)", path, jerr.text);
+        fail_msg("cannot read %s: %s (set CUTOVER_SRC_DIR to the tree)", path, jerr.text);
     cases = json_object_get(root, "cases");
     assert_true(json_is_array(cases));
     assert_true(json_array_size(cases) > 0);

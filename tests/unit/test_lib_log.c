@@ -1,5 +1,5 @@
 /*
- * Tests for admin/log.c: the logfmt line (fields, quoting and escaping, so a
+ * Tests for lib/log.c: the logfmt line (fields, quoting and escaping, so a
  * hostile text can never split or forge a line), the level filter and the
  * per-second rate limit.
  */
@@ -14,14 +14,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "admin/log.h"
+#include "lib/log.h"
 
 /* Runs <fn> with stderr redirected to a temporary file and returns what it
  * wrote (caller frees). */
 static char *
 capture(void (*fn)(void))
 {
-    char tmpl[] = "/tmp/test_adm_log.XXXXXX";
+    char tmpl[] = "/tmp/test_lib_log.XXXXXX";
     int fd = mkstemp(tmpl), saved = dup(STDERR_FILENO);
     char *buf = calloc(1, 8192);
     ssize_t n;

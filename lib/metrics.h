@@ -16,8 +16,8 @@
  * latches met_failed(): a scrape is built in one go, so the caller checks
  * once at the end instead of after every line.
  */
-#ifndef CUTOVER_ADMIN_METRICS_H
-#define CUTOVER_ADMIN_METRICS_H
+#ifndef CUTOVER_LIB_METRICS_H
+#define CUTOVER_LIB_METRICS_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -10,8 +10,8 @@
  * spoken here directly rather than through libsystemd so the daemon has one
  * dependency less and the same binary behaves alike with and without it.
  */
-#ifndef CUTOVER_ADMIN_NOTIFY_H
-#define CUTOVER_ADMIN_NOTIFY_H
+#ifndef CUTOVER_LIB_NOTIFY_H
+#define CUTOVER_LIB_NOTIFY_H
 
 #include <stddef.h>
 
@@ -20,9 +20,9 @@
  * no service manager asked for it (variable unset or empty), -1 when the
  * variable is invalid or the send failed (errno set; the daemon logs it and
  * goes on). */
-int adm_notify(const char *state);
+int notify_send(const char *state);
 
-/* printf-style convenience for adm_notify(). */
-int adm_notifyf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* printf-style convenience for notify_send(). */
+int notify_sendf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

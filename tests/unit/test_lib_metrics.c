@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_adm_metrics.c: admin/metrics.c, the Prometheus text
+ * tests/unit/test_lib_metrics.c: lib/metrics.c, the Prometheus text
  * writer. A scrape that Prometheus cannot parse loses every metric at once,
  * so the exact text is compared: escaping of label values and help, the
  * shape of a histogram (cumulative buckets, +Inf, _sum, _count), numbers
@@ -18,7 +18,7 @@
 #include <cmocka.h>
 #include <event2/buffer.h>
 
-#include "admin/metrics.h"
+#include "lib/metrics.h"
 
 struct fixture {
     struct evbuffer *out;

@@ -13,8 +13,8 @@
  * counters, the metrics and the access log, and the warnings it does log are
  * rate-limited (struct log_ratelimit).
  */
-#ifndef CUTOVER_ADMIN_LOG_H
-#define CUTOVER_ADMIN_LOG_H
+#ifndef CUTOVER_LIB_LOG_H
+#define CUTOVER_LIB_LOG_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,0 +1,51 @@
+/*
+ * lib/conf: the helpers every JSON config parser shares (router/conf.c,
+ * health/conf.c, proxy/conf.c): the error type and conf_fail(), JSON paths
+ * ("services[0].rollback.max_error_rate") built by conf_join(), the strict
+ * unknown-key check, and conf_json_locate(), which turns a path back into a
+ * line and column of the original text for the message.
+ *
+ * A leaf: libc and jansson only, no allocation, no I/O.
+ */
+#ifndef CUTOVER_LIB_CONF_H
+#define CUTOVER_LIB_CONF_H
+
+#include <stddef.h>
+
+struct json_t;   /* jansson's json_t, forward-declared */
+
+/* Where and why a config failed. <path> is the JSON path of the offending
+ * key or value ("services[0].rollback.max_error_rate"), <msg> the reason. */
+struct conf_err {
+    char path[192];
+    char msg[256];
+};
+
+/* Fills <err> and returns -1. <path> is a full JSON path. */
+int conf_fail(struct conf_err *err, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Writes <a><b><c> into <buf>, truncated to <len> bytes, and returns <buf>.
+ * By hand rather than with snprintf, whose truncation warning cannot know
+ * that JSON paths are short. */
+const char *conf_cat3(char *buf, size_t len, const char *a, const char *b, const char *c);
+
+/* "<prefix>.<key>", or <key> alone when <prefix> is empty. */
+const char *conf_join(char *buf, size_t len, const char *prefix, const char *key);
+
+/* "<prefix>[<idx>]". */
+const char *conf_join_index(char *buf, size_t len, const char *prefix, size_t idx);
+
+/* Fails (conf_fail, "unknown key", with the key's path) on the first member
+ * of object <obj> whose key is not in the NULL-terminated list <allowed>. */
+int conf_check_keys(struct json_t *obj, const char *path, const char *const *allowed,
+                    struct conf_err *err);
+
+/* Finds the line and column (1-based) of the JSON value or object key at
+ * <path> ("services[0].rollback.rsie") in JSON text <text>. When the path
+ * names a key that exists, the position is that of the key. Returns 0, or
+ * -1 when the text does not contain the path. Pure, used for messages. */
+int conf_json_locate(const char *text, size_t len, const char *path,
+                     int *line, int *col);
+
+#endif

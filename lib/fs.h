@@ -1,0 +1,19 @@
+/*
+ * lib/fs: file-system helpers of the state store, the audit log and the
+ * config loader. A leaf: libc only.
+ */
+#ifndef CUTOVER_LIB_FS_H
+#define CUTOVER_LIB_FS_H
+
+#include <stddef.h>
+
+/* The directory part of <file> as a new string: "." when it has none, "/"
+ * for a file at the root. */
+char *fs_dir_of(const char *file);
+
+/* Creates the directory that holds <file> (and its parents) with mode 0700
+ * when missing. Returns 0, or -1 with a message naming the directory in
+ * <err>. */
+int fs_mkdir_parent(const char *file, char *err, size_t errlen);
+
+#endif
