@@ -131,28 +131,10 @@ tsan:
 	    CUTOVER_BIN_DIR=$(CURDIR)/build-tsan CUTOVER_SRC_DIR=$(CURDIR) \
 	    build-tsan/$$t; done
 
-## check-layers: router/ and health window/policy are pure; who includes whom
+## check-layers: the house rules (tests/tools/check-layers.sh: who includes whom, pure layers, no circles)
 check-layers:
-	@! grep -nE '#include <(event2|openssl|libpq|sys/socket|netinet|arpa|time\.h|sys/time|pthread)' \
-	    router/*.[ch] health/window.[ch] health/policy.[ch] health/probe.[ch] health/plan.[ch] \
-	    || { echo 'check-layers: router/ or health window/policy/probe includes I/O, sockets or clocks'; exit 1; }
-	@! grep -nE '#include "(proxy|admin)/' router/*.[ch] health/window.[ch] health/policy.[ch] health/probe.[ch] health/plan.[ch] \
-	    || { echo 'check-layers: router/ or health window/policy/probe includes proxy/ or admin/'; exit 1; }
-	@! grep -nE '#include <(event2|openssl)' $(filter-out health/check.c,$(wildcard health/*.[ch])) \
-	    || { echo 'check-layers: libevent in health/ outside health/check.c'; exit 1; }
-	@! grep -nE '#include "proxy/' health/*.[ch] \
-	    || { echo 'check-layers: health/ includes proxy/'; exit 1; }
-	@! grep -nE '#include "health/' router/*.[ch] \
-	    || { echo 'check-layers: router/ includes health/'; exit 1; }
-	@! grep -nE '\b(clock_gettime|gettimeofday|time|rand|random)\s*\(' router/*.c health/window.c health/policy.c health/probe.c health/plan.c \
-	    || { echo 'check-layers: router/ or health window/policy reads a clock or rand()'; exit 1; }
-	@! grep -nE '#include <jansson' $(filter-out router/conf.c router/conf.h,$(wildcard router/*.[ch])) \
-	    || { echo 'check-layers: jansson outside router/conf.c'; exit 1; }
-	@! grep -nE '#include "(router|health|proxy)/|#include "admin/(control|socket|store|audit)' admin/cutoverctl.c \
-	    || { echo 'check-layers: cutoverctl must speak only the protocol'; exit 1; }
-	@! grep -lE '#include <libpq' $(filter-out admin/store.c,$(wildcard */*.[ch])) \
-	    || { echo 'check-layers: libpq outside admin/store.c'; exit 1; }
-	@echo 'check-layers: ok'
+	@sh tests/tools/check-layers.sh --self-test
+	@sh tests/tools/check-layers.sh
 
 ## install: binaries, man pages, systemd unit, example configs (PREFIX, DESTDIR)
 install: all
