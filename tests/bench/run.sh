@@ -6,12 +6,19 @@
 # `workers: 2` on two CPUs (the proxies' and wrk's: each loop gets a CPU, as
 # `workers: 0` would give it); HAProxy with `nbthread 2` on the same two CPUs
 # (target haproxy-t2, small responses only) is its reference.
+# With CUTOVERD_BASE, a second cutoverd built from another commit (target
+# cutoverd-base) runs beside the first with `workers: 1` and the same config on
+# ports of its own, in the idle row and every case; one more table then sets
+# cutoverd's CPU per request or MiB against it: no regression beyond 3 %.
 #
 #   sh tests/bench/run.sh        (make bench)
 #
 # Environment:
 #   CUTOVERD=PATH       the daemon to measure (default build/cutoverd; both
 #                       instances, workers 1 and 2, run this binary)
+#   CUTOVERD_BASE=PATH  also measure this build of another commit, as target
+#                       cutoverd-base (ports BASE+4 and BASE+5)
+#   CUTOVERD_BASE_REV=LABEL  its revision in the report (default "base")
 #   BENCH_ROUNDS=3      rounds; every round runs every case against every target
 #   BENCH_SECS=5        seconds per wrk run
 #   BENCH_CONNS=50      wrk connections for small responses
@@ -54,6 +61,14 @@ case $cutoverd in
 /*) ;;
 *) if [ -n "${CUTOVERD:-}" ] && [ -e "$here/$cutoverd" ]; then cutoverd=$here/$cutoverd; else cutoverd=$root/$cutoverd; fi ;;
 esac
+basebin=${CUTOVERD_BASE:-} # the A/B target cutoverd-base; relative paths as CUTOVERD's
+case $basebin in
+'' | /*) ;;
+*) if [ -e "$here/$basebin" ]; then basebin=$here/$basebin; else basebin=$root/$basebin; fi ;;
+esac
+base_rev=${CUTOVERD_BASE_REV:-base}
+ab="" # the target list's cutoverd-base, empty without CUTOVERD_BASE
+[ -z "$basebin" ] || ab="cutoverd-base"
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 die() {
@@ -68,6 +83,7 @@ if [ "$rounds" -lt 1 ] || [ "$secs" -lt 1 ]; then
     die "BENCH_ROUNDS and BENCH_SECS must be at least 1"
 fi
 [ -x "$cutoverd" ] || die "no daemon at $cutoverd (make all, or CUTOVERD=PATH)"
+[ -z "$basebin" ] || [ -x "$basebin" ] || die "no daemon at $basebin (CUTOVERD_BASE)"
 
 # ---- what it needs ----------------------------------------------------------
 updated=""
@@ -160,8 +176,10 @@ cut=$((base + 30))
 cut_t=$((base + 31))
 cut2=$((base + 3)) # cutoverd-w2 (HTTP only); the free slot below HAProxy's keeps BASE+1..BASE+31
 hap2=$((base + 12)) # haproxy-t2: HAProxy with nbthread 2, the reference for cutoverd-w2
+cutb=$((base + 4)) # cutoverd-base (CUTOVERD_BASE): HTTP and TCP in the free slots
+cutb_t=$((base + 5))
 if command -v ss >/dev/null 2>&1; then
-    for p in $be_l $be_n $hap $hap_t $ngx $ngx_t $cut $cut_t $cut2 $hap2; do
+    for p in $be_l $be_n $hap $hap_t $ngx $ngx_t $cut $cut_t $cut2 $hap2 ${ab:+$cutb $cutb_t}; do
         if ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
             die "port $p is already in use (BENCH_PORT=N picks others)"
         fi
@@ -293,22 +311,23 @@ EOF
 # second thread costs HAProxy per request, beside what it costs cutoverd
 haproxy_http 2 "$hap2" >"$dir/haproxy-t2.cfg"
 
-cat >"$dir/cutover.json" <<EOF
+cutover_conf() { # SUFFIX HTTP-PORT TCP-PORT: the one-worker config; its files carry SUFFIX
+    cat <<EOF
 {
-  "admin": { "socket": "$dir/admin.sock" },
-  "state": { "file": "$dir/state.json" },
-  "audit": { "file": "$dir/audit.jsonl" },
+  "admin": { "socket": "$dir/admin$1.sock" },
+  "state": { "file": "$dir/state$1.json" },
+  "audit": { "file": "$dir/audit$1.jsonl" },
   "workers": 1,
   "shutdown_grace_ms": 1000,
   "services": [{
-    "name": "bench", "mode": "http", "listen": ["127.0.0.1:$cut"],
+    "name": "bench", "mode": "http", "listen": ["127.0.0.1:$2"],
     "legacy": { "servers": ["127.0.0.1:$be_l"] },
     "new": { "servers": ["127.0.0.1:$be_n"] },
     "weight": 10,
     "rollback": { "enabled": false },
     "timeouts": { "client_idle_ms": 120000 }
   }, {
-    "name": "benchtcp", "mode": "tcp", "listen": ["127.0.0.1:$cut_t"],
+    "name": "benchtcp", "mode": "tcp", "listen": ["127.0.0.1:$3"],
     "legacy": { "servers": ["127.0.0.1:$be_l"] },
     "new": { "servers": ["127.0.0.1:$be_n"] },
     "weight": 10,
@@ -316,6 +335,10 @@ cat >"$dir/cutover.json" <<EOF
   }]
 }
 EOF
+}
+cutover_conf "" "$cut" "$cut_t" >"$dir/cutover.json"
+# the build of another commit gets the same config on its own ports and files
+[ -z "$ab" ] || cutover_conf -base "$cutb" "$cutb_t" >"$dir/cutover-base.json"
 
 # the same daemon with two event loops (main loop + 1 thread, SO_REUSEPORT
 # listeners), on two CPUs: the HTTP service only, weight 10 too
@@ -359,6 +382,12 @@ done
     cat "$dir/cutover-w2.check" >&2
     die "cutoverd rejects its workers 2 config"
 }
+if [ -n "$ab" ]; then
+    "$basebin" -t -c "$dir/cutover-base.json" >"$dir/cutover-base.check" 2>&1 || {
+        cat "$dir/cutover-base.check" >&2
+        die "cutoverd (base) rejects its config"
+    }
+fi
 
 # ---- start -----------------------------------------------------------------
 start() { # LOG CMD...: run CMD pinned to the proxies' CPU; sets $last
@@ -403,6 +432,10 @@ start "$dir/nginx.log" nginx -p "$dir" -e "$dir/nginx.err" -c "$dir/nginx.conf"
 ngx_pid=$last
 start "$dir/cutoverd.log" "$cutoverd" -c "$dir/cutover.json"
 cut_pid=$last
+if [ -n "$ab" ]; then
+    start "$dir/cutoverd-base.log" "$basebin" -c "$dir/cutover-base.json"
+    cutb_pid=$last
+fi
 cpu_keep=$cpu
 cpu=$w2cpus # two loops get two CPUs: each its own, as workers: 0 would give
 start "$dir/cutoverd-w2.log" "$cutoverd" -c "$dir/cutover-w2.json"
@@ -416,6 +449,10 @@ ready NGINX "$ngx_pid" "$dir/nginx.err" "$ngx"
 [ $stream = no ] || ready NGINX "$ngx_pid" "$dir/nginx.err" "$ngx_t"
 ready cutoverd "$cut_pid" "$dir/cutoverd.log" "$cut"
 ready cutoverd "$cut_pid" "$dir/cutoverd.log" "$cut_t"
+if [ -n "$ab" ]; then
+    ready "cutoverd (base)" "$cutb_pid" "$dir/cutoverd-base.log" "$cutb"
+    ready "cutoverd (base)" "$cutb_pid" "$dir/cutoverd-base.log" "$cutb_t"
+fi
 ready "cutoverd (workers 2)" "$cut2_pid" "$dir/cutoverd-w2.log" "$cut2"
 ready "HAProxy (nbthread 2)" "$hap2_pid" "$dir/haproxy-t2.log" "$hap2"
 # it must really run two loops: the main loop and one thread
@@ -425,6 +462,7 @@ grep -q 'ready: .* 2 worker(s)' "$dir/cutoverd-w2.log" || {
 }
 ports="$be_l $hap $ngx $cut $cut2 $hap2 $hap_t $cut_t"
 [ $stream = no ] || ports="$ports $ngx_t"
+[ -z "$ab" ] || ports="$ports $cutb $cutb_t"
 for p in $ports; do
     probe "port $p" "$p" /64k 65536
     probe "port $p" "$p" /1m 1048576
@@ -440,6 +478,7 @@ target_name() {
     cutoverd) echo "cutoverd" ;;
     cutoverd-w2) echo "cutoverd, workers 2" ;;
     haproxy-t2) echo "HAProxy, nbthread 2" ;;
+    cutoverd-base) echo "cutoverd, base" ;;
     esac
 }
 target_procs() {
@@ -450,6 +489,7 @@ target_procs() {
     cutoverd) echo "$cut_pid" ;;
     cutoverd-w2) echo "$cut2_pid" ;; # /proc/PID/stat sums all its threads
     haproxy-t2) echo "$hap2_pid" ;;
+    cutoverd-base) echo "$cutb_pid" ;;
     esac
 }
 target_port() { # TARGET CASE
@@ -463,6 +503,8 @@ target_port() { # TARGET CASE
     cutoverd.*) echo "$cut" ;;
     cutoverd-w2.*) echo "$cut2" ;;
     haproxy-t2.*) echo "$hap2" ;;
+    cutoverd-base.tcp) echo "$cutb_t" ;;
+    cutoverd-base.*) echo "$cutb" ;;
     esac
 }
 alive_all() {
@@ -486,7 +528,7 @@ res=$dir/results
 
 # ---- memory per idle keep-alive connection (fresh processes first) -------------
 say "idle keep-alive connections: $idle_n per target"
-for tgt in direct haproxy nginx cutoverd cutoverd-w2; do
+for tgt in direct haproxy nginx cutoverd $ab cutoverd-w2; do
     # shellcheck disable=SC2046
     before=$(mem $(target_procs "$tgt"))
     taskset -c "$wcpu" "$dir/idle" "$(target_port "$tgt" idle)" "$idle_n" >"$dir/idle.out" 2>"$dir/idle.err" &
@@ -530,9 +572,9 @@ case_conns() {
 }
 case_targets() {
     case $1 in
-    tcp) if [ $stream = yes ]; then echo haproxy nginx cutoverd; else echo haproxy cutoverd; fi ;;
-    ka | close) echo direct haproxy nginx cutoverd cutoverd-w2 haproxy-t2 ;;
-    *) echo direct haproxy nginx cutoverd cutoverd-w2 ;;
+    tcp) if [ $stream = yes ]; then echo haproxy nginx cutoverd $ab; else echo haproxy cutoverd $ab; fi ;;
+    ka | close) echo direct haproxy nginx cutoverd $ab cutoverd-w2 haproxy-t2 ;;
+    *) echo direct haproxy nginx cutoverd $ab cutoverd-w2 ;;
     esac
 }
 wrkrun() { # OUT CASE TARGET SECS
@@ -573,7 +615,7 @@ measure() { # CASE TARGET ROUND
 }
 
 say "warm-up: 1 s per target"
-for tgt in direct haproxy nginx cutoverd cutoverd-w2 haproxy-t2; do
+for tgt in direct haproxy nginx cutoverd $ab cutoverd-w2 haproxy-t2; do
     wrkrun "$dir/wrk.out" ka "$tgt" 1
     grep -q '^BENCH .* status=0 ' "$dir/wrk.out" || die "$(target_name "$tgt"): errors in the warm-up: $(cat "$dir/wrk.out")"
 done
@@ -583,7 +625,10 @@ round=1
 while [ $round -le "$rounds" ]; do
     say "round $round of $rounds ($secs s per run)"
     for kase in $cases; do
-        for tgt in $(case_targets "$kase"); do
+        tgts=$(case_targets "$kase")
+        # cutoverd and cutoverd-base take turns going first
+        [ $((round % 2)) = 1 ] || tgts=$(echo "$tgts" | sed 's/cutoverd cutoverd-base/cutoverd-base cutoverd/')
+        for tgt in $tgts; do
             measure "$kase" "$tgt" "$round"
         done
     done
@@ -663,19 +708,26 @@ done
 # ---- report ---------------------------------------------------------------
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 rev=$(git -C "$(dirname "$cutoverd")" rev-parse --short HEAD 2>/dev/null || echo unknown)
+base_note="" w2_table="last table"
+if [ -n "$ab" ]; then
+    base_note=", cutoverd $base_rev in the rows \"cutoverd, base\" (\`workers\`: 1, same config on its own ports)"
+    w2_table="floor table"
+fi
 {
     echo "### $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "- machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "- cutoverd $rev (\`workers\`: 1; \`workers\`: 2 in the rows \"cutoverd, workers 2\", same binary, CPUs $w2cpus; HAProxy \`nbthread 2\` beside it), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | sed 's/^nginx version: //'), wrk $(wrk -v 2>&1 | head -1 | cut -d' ' -f2)"
+    echo "- cutoverd $rev (\`workers\`: 1; \`workers\`: 2 in the rows \"cutoverd, workers 2\", same binary, CPUs $w2cpus; HAProxy \`nbthread 2\` beside it)$base_note, $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | sed 's/^nginx version: //'), wrk $(wrk -v 2>&1 | head -1 | cut -d' ' -f2)"
     echo "- $rounds interleaved round(s) × $secs s per run; proxies and backends on CPU $cpu, wrk (\`-t1\`) on CPU $wcpu; figures are medians (min–max over the rounds)"
     echo "- CPU: the proxy's own utime+stime per request or per MiB (NGINX: master + worker); the direct row counts the backend NGINX"
     echo "- × HAProxy, × direct: ratios of medians (throughput: higher is better; CPU: lower is better); the TCP table's × direct is against direct 1 MiB over HTTP"
-    echo "- workers 2 vs 1 (last table): median CPU per request of \"cutoverd, workers 2\" against cutoverd's, met when at most ×1.10"
+    echo "- workers 2 vs 1 ($w2_table): median CPU per request of \"cutoverd, workers 2\" against cutoverd's, met when at most ×1.10"
+    [ -z "$ab" ] || echo "- cutoverd vs base (last table): median CPU per request or per MiB of cutoverd $rev against cutoverd $base_rev, the two taking turns going first in the rounds; no regression when at most ×1.03"
     [ $stream = yes ] || echo "- NGINX has no stream module here: no NGINX in the TCP row"
     echo
 } >"$dir/report.md"
-awk -v conns="$conns" -v bigconns="$bigconns" -v idle="$idle_n" -v hz="$hz" -v stream="$stream" '
+awk -v conns="$conns" -v bigconns="$bigconns" -v idle="$idle_n" -v hz="$hz" -v stream="$stream" \
+    -v rev="$rev" -v base_rev="$base_rev" '
 function sortv(a, n,    i, j, x) {
     for (i = 2; i <= n; i++) {
         x = a[i]
@@ -706,7 +758,8 @@ function ratio(c, t, ref, f,    a) {
 }
 function name(t) {
     return t == "direct" ? "direct (backend)" : t == "haproxy" ? "HAProxy" : t == "nginx" ? "NGINX" : \
-        t == "cutoverd-w2" ? "cutoverd, workers 2" : t == "haproxy-t2" ? "HAProxy, nbthread 2" : "cutoverd"
+        t == "cutoverd-w2" ? "cutoverd, workers 2" : t == "haproxy-t2" ? "HAProxy, nbthread 2" : \
+        t == "cutoverd-base" ? "cutoverd, base" : "cutoverd"
 }
 $1 == "run" {
     c = $2; t = $3; i = ++cnt[c, t]
@@ -745,7 +798,8 @@ function xratio(c, t, f,    a) {
     return sprintf("%.2f", a / med)
 }
 END {
-    T[1] = "direct"; T[2] = "haproxy"; T[3] = "nginx"; T[4] = "cutoverd"; T[5] = "cutoverd-w2"; T[6] = "haproxy-t2"; nT = 6
+    T[1] = "direct"; T[2] = "haproxy"; T[3] = "nginx"; T[4] = "cutoverd"; T[5] = "cutoverd-base"
+    T[6] = "cutoverd-w2"; T[7] = "haproxy-t2"; nT = 7
     table("ka", "small responses, keep-alive, " conns " conn.", "rps", "req/s", "cpureq", "µs/req", 0)
     table("close", "small, new connection per request, " conns " conn.", "rps", "req/s", "cpureq", "µs/req", 0)
     table("64k", "64 KiB responses, keep-alive, " bigconns " conn.", "mibs", "MiB/s", "cpumib", "µs/MiB", 0)
@@ -776,6 +830,27 @@ END {
     # cell nbthread 2 vs 1 on the same CPUs
     scaling("CPU µs per small keep-alive request, workers 2 vs 1", "ka", "cpureq", 1, 1.10)
     scaling("CPU µs per request, new connection each, workers 2 vs 1", "close", "cpureq", 1, 1.10)
+    # CUTOVERD_BASE: this build against the build of another commit, case by case
+    if (cnt["ka", "cutoverd-base"] > 0) {
+        print ""
+        print "| cutoverd " rev " vs " base_rev " | cutoverd | base | × base | p99 ms cutoverd | p99 ms base | no regression beyond 3 % |"
+        print "|:--|--:|--:|--:|--:|--:|:--|"
+        against("CPU µs per small keep-alive request", "ka", "cpureq", 1, 1.03)
+        against("CPU µs per request, new connection each", "close", "cpureq", 1, 1.03)
+        against("CPU µs per MiB, 64 KiB responses", "64k", "cpumib", 0, 1.03)
+        against("CPU µs per MiB, 1 MiB over HTTP", "1m", "cpumib", 0, 1.03)
+        against("CPU µs per MiB, TCP mode", "tcp", "cpumib", 0, 1.03)
+    }
+}
+function against(label, c, f, d, limit,    a, b, r, pa, pb) {
+    stat(c, "cutoverd", f); a = med
+    stat(c, "cutoverd-base", f); b = med
+    if (a == "" || b == "" || b == 0) return
+    r = a / b
+    stat(c, "cutoverd", "p99"); pa = med
+    stat(c, "cutoverd-base", "p99"); pb = med
+    print "| " label " | " cell(c, "cutoverd", f, d) " | " cell(c, "cutoverd-base", f, d) " | " sprintf("%.3f", r) \
+        " | " fmt(pa, 2) " | " fmt(pb, 2) " | " (r <= limit ? "met" : "missed (×" sprintf("%.3f", r) ")") " |"
 }
 function scaling(label, c, f, d, limit,    a, b, r, h, hb, hr) {
     stat(c, "cutoverd-w2", f); a = med
