@@ -55,7 +55,7 @@ BINS = $(BUILD)/cutoverd $(BUILD)/cutoverctl $(BACKEND)
 .SECONDARY:
 
 .PHONY: all test unit integration asan tsan check-layers check-install install uninstall deps run \
-        clean help fuzz fuzz-smoke bench
+        clean help fuzz fuzz-smoke bench bench-base
 
 PREFIX    ?= /usr/local
 DESTDIR   ?=
@@ -177,6 +177,16 @@ fuzz:
 ## bench: cutoverd beside HAProxy and NGINX under wrk, about 5 min (BENCH_ROUNDS, BENCH_SECS, CUTOVERD; docs/performance.md)
 bench: all
 	@sh tests/bench/run.sh
+
+## bench-base: make bench with a second cutoverd built from BASE=<git rev> beside this one (build-base/)
+bench-base: all
+	@test -n "$(BASE)" || { echo 'usage: make bench-base BASE=<git rev>' >&2; exit 2; }
+	$(Q)rev=$$(git rev-parse --short --verify '$(BASE)^{commit}') && wt=build-base/$$rev && \
+	    { git worktree remove --force $$wt 2>/dev/null || rm -rf $$wt; } && \
+	    git worktree add -q -f --detach $$wt $$rev && \
+	    { $(MAKE) --no-print-directory -C $$wt all >&2 && \
+	      CUTOVERD_BASE=$$wt/build/cutoverd CUTOVERD_BASE_REV=$$rev sh tests/bench/run.sh; \
+	      st=$$?; git worktree remove --force $$wt; exit $$st; }
 
 ## clean: remove build products
 clean:

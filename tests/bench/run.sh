@@ -17,7 +17,8 @@
 #   CUTOVERD=PATH       the daemon to measure (default build/cutoverd; both
 #                       instances, workers 1 and 2, run this binary)
 #   CUTOVERD_BASE=PATH  also measure this build of another commit, as target
-#                       cutoverd-base (ports BASE+4 and BASE+5)
+#                       cutoverd-base (ports BASE+4 and BASE+5; make bench-base
+#                       BASE=REV builds one and passes it)
 #   CUTOVERD_BASE_REV=LABEL  its revision in the report (default "base")
 #   BENCH_ROUNDS=3      rounds; every round runs every case against every target
 #   BENCH_SECS=5        seconds per wrk run
