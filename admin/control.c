@@ -889,24 +889,14 @@ adm_control_audit_event(struct adm_control *c, const char *service,
 
 /* ---- automatic decisions ---------------------------------------------- */
 
-bool
-adm_auto_armed(const struct adm_svc_state *st)
+struct hl_auto_svc
+adm_auto_svc(const struct adm_svc_state *st)
 {
-    if (st->state == ADM_ST_ROLLED_BACK || st->state == ADM_ST_FROZEN)
-        return false;
-    return st->weight_bp > 0 || st->state == ADM_ST_PROGRESSING;
-}
-
-enum adm_auto_action
-adm_auto_decide(const struct adm_svc_state *st, const struct adm_auto_input *in)
-{
-    if (!adm_auto_armed(st))
-        return ADM_AUTO_NONE;
-    if (in->breached)
-        return in->freeze ? ADM_AUTO_FREEZE : ADM_AUTO_ROLLBACK;
-    if (!in->new_healthy && in->rollback_on_new_down)
-        return ADM_AUTO_ROLLBACK;
-    return ADM_AUTO_NONE;
+    return (struct hl_auto_svc){
+        .weight_bp = st->weight_bp,
+        .latched = st->state == ADM_ST_ROLLED_BACK || st->state == ADM_ST_FROZEN,
+        .progressing = st->state == ADM_ST_PROGRESSING,
+    };
 }
 
 /* Stops service <svc>'s progressive plan, if one runs, for an automatic
@@ -920,7 +910,7 @@ auto_stop_plan(struct adm_control *c, unsigned svc)
 }
 
 int
-adm_control_auto(struct adm_control *c, unsigned svc, enum adm_auto_action a,
+adm_control_auto(struct adm_control *c, unsigned svc, enum hl_auto_action a,
                  const char *reason, json_t *figures)
 {
     struct change ch = { .svc = svc, .reason = reason != NULL ? reason : "",
@@ -928,12 +918,12 @@ adm_control_auto(struct adm_control *c, unsigned svc, enum adm_auto_action a,
     json_t *r;
 
     assert(svc < c->n);
-    assert(a == ADM_AUTO_ROLLBACK || a == ADM_AUTO_FREEZE);
+    assert(a == HL_AUTO_ROLLBACK || a == HL_AUTO_FREEZE);
     /* The latch is what makes a lasting breach act once: re-checked here
      * so no caller can audit the same breach twice. */
-    if (!adm_auto_armed(&c->svcs[svc].st))
+    if (!hl_auto_armed(adm_auto_svc(&c->svcs[svc].st)))
         return -1;
-    if (a == ADM_AUTO_ROLLBACK) {
+    if (a == HL_AUTO_ROLLBACK) {
         ch.weight_bp = 0;
         ch.state = ADM_ST_ROLLED_BACK;
         ch.action = "rollback";
@@ -947,7 +937,7 @@ adm_control_auto(struct adm_control *c, unsigned svc, enum adm_auto_action a,
      * save is logged there and the change stays in effect. */
     r = change_run(c, &ch, "auto");
     json_decref(r);
-    if (a == ADM_AUTO_ROLLBACK)
+    if (a == HL_AUTO_ROLLBACK)
         c->svcs[svc].counters.rollbacks[auto_reason(figures)]++;
     else
         c->svcs[svc].counters.freezes++;

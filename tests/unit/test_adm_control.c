@@ -1177,35 +1177,25 @@ some_figures(void)
                      "min_requests", (json_int_t)20, "window_s", (json_int_t)10);
 }
 
-/* Every combination of state, weight and input against the rule of
- * control.h, written out the long way. */
+/* Every state and weight as the automatic decision sees it: latched exactly
+ * when rolled_back or frozen, progressing exactly when progressing, the
+ * weight as it is (the decision itself: test_hl_policy.c). */
 static void
-test_auto_decide(void **state)
+test_auto_svc(void **state)
 {
     static const uint32_t weights[] = { 0, 1, 5000, 10000 };
     enum adm_state s;
-    unsigned w, bits;
+    unsigned w;
 
     for (s = 0; s < ADM_ST__COUNT; s++) {
         for (w = 0; w < sizeof(weights) / sizeof(weights[0]); w++) {
-            for (bits = 0; bits < 16; bits++) {
-                struct adm_svc_state st = { .weight_bp = weights[w], .state = s,
-                                            .generation = 7 };
-                struct adm_auto_input in = {
-                    .breached = bits & 1, .freeze = bits & 2,
-                    .new_healthy = bits & 4, .rollback_on_new_down = bits & 8,
-                };
-                bool latched = s == ADM_ST_ROLLED_BACK || s == ADM_ST_FROZEN;
-                bool armed = !latched && (weights[w] > 0 || s == ADM_ST_PROGRESSING);
-                enum adm_auto_action want = ADM_AUTO_NONE;
+            struct adm_svc_state st = { .weight_bp = weights[w], .state = s,
+                                        .generation = 7 };
+            struct hl_auto_svc v = adm_auto_svc(&st);
 
-                if (armed && in.breached)
-                    want = in.freeze ? ADM_AUTO_FREEZE : ADM_AUTO_ROLLBACK;
-                else if (armed && !in.new_healthy && in.rollback_on_new_down)
-                    want = ADM_AUTO_ROLLBACK;
-                assert_int_equal(adm_auto_armed(&st), armed);
-                assert_int_equal(adm_auto_decide(&st, &in), want);
-            }
+            assert_int_equal(v.weight_bp, weights[w]);
+            assert_int_equal(v.latched, s == ADM_ST_ROLLED_BACK || s == ADM_ST_FROZEN);
+            assert_int_equal(v.progressing, s == ADM_ST_PROGRESSING);
         }
     }
 }
@@ -1224,7 +1214,7 @@ test_auto_rollback_latches_once(void **state)
     expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":20}"));
     json_decref(r);
     f->ncalls = 0;
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK,
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK,
                                       "error rate 0.500 > 0.050 over 40 requests (20 errors)",
                                       fig), 0);
     assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
@@ -1251,8 +1241,8 @@ test_auto_rollback_latches_once(void **state)
     assert_int_equal(audit_lines(f), 2);
 
     /* latched: a lasting breach (or a freeze) is not acted on again */
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "again", fig), -1);
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "again", fig), -1);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK, "again", fig), -1);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_FREEZE, "again", fig), -1);
     assert_int_equal(f->ncalls, 1);
     assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
     assert_int_equal(audit_lines(f), 2);
@@ -1263,13 +1253,13 @@ test_auto_rollback_latches_once(void **state)
     f->ncalls = 0;
     fx_start(f, 1, f->names, (const uint32_t[]){ 5000 });
     assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "again", fig), -1);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK, "again", fig), -1);
 
     /* an operator's weight clears it and re-arms the rule */
     expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":5}"));
     json_decref(r);
     assert_state(f, 0, 500, ADM_ST_STEADY, 3);
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "new side down", NULL), 0);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK, "new side down", NULL), 0);
     assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 4);
     e = last_audit(f);
     assert_null(json_object_get(e, "figures"));
@@ -1288,7 +1278,7 @@ test_auto_freeze_holds_weight(void **state)
     json_t *r, *e, *fig = some_figures();
     int st = -1;
 
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "p99 900.0 ms > 500 ms", fig), 0);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_FREEZE, "p99 900.0 ms > 500 ms", fig), 0);
     assert_state(f, 0, 3000, ADM_ST_FROZEN, 1);
     assert_int_equal(f->ncalls, 1);
     assert_int_equal(f->calls[0].st.weight_bp, 3000);
@@ -1303,8 +1293,8 @@ test_auto_freeze_holds_weight(void **state)
     json_decref(e);
 
     /* frozen is a latch too: nothing more happens automatically */
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "again", fig), -1);
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "again", fig), -1);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_FREEZE, "again", fig), -1);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK, "again", fig), -1);
     assert_int_equal(f->ncalls, 1);
     assert_int_equal(audit_lines(f), 1);
 
@@ -1323,12 +1313,12 @@ test_auto_freeze_holds_weight(void **state)
     /* freeze again from a promoted service; promote and weight clear it */
     expect_ok(r = run(f, "{\"cmd\":\"promote\"}"));
     json_decref(r);
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "x", NULL), 0);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_FREEZE, "x", NULL), 0);
     assert_state(f, 0, 10000, ADM_ST_FROZEN, 4);
     expect_ok(r = run(f, "{\"cmd\":\"promote\"}"));
     json_decref(r);
     assert_state(f, 0, 10000, ADM_ST_PROMOTED, 5);
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "x", NULL), 0);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_FREEZE, "x", NULL), 0);
     expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":1}"));
     json_decref(r);
     assert_state(f, 0, 100, ADM_ST_STEADY, 7);
@@ -1343,8 +1333,8 @@ test_auto_at_weight_zero_does_nothing(void **state)
 {
     struct fx *f = fx_one(0);
 
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "x", NULL), -1);
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "x", NULL), -1);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK, "x", NULL), -1);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_FREEZE, "x", NULL), -1);
     assert_int_equal(f->ncalls, 0);
     assert_state(f, 0, 0, ADM_ST_STEADY, 0);
     assert_null(slurp(f->audit));
@@ -1362,7 +1352,7 @@ test_auto_rollback_unsaved_still_applies(void **state)
 
     snprintf(blocker, sizeof(blocker), "%s/state", f->dir);
     write_file(blocker, "not a directory");
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "x", NULL), 0);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK, "x", NULL), 0);
     assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 1);
     assert_int_equal(f->ncalls, 1);
     assert_int_equal(f->calls[0].st.weight_bp, 0);
@@ -1649,7 +1639,7 @@ test_plan_breach_and_operator_end_it(void **state)
     json_decref(r);
     assert_int_equal(adm_control_plan_tick(f->c, 0, T0, 0), 0);
     assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 900, 100), 0);
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "error rate", NULL), 0);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK, "error rate", NULL), 0);
     assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
     assert_file_plan(f, "breached", 1);
     assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 5000, 500), 0);
@@ -1666,7 +1656,7 @@ test_plan_breach_and_operator_end_it(void **state)
     json_decref(r);
     expect_ok(r = run(f, "{\"cmd\":\"plan\",\"action\":\"pause\"}"));
     json_decref(r);
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "p99", NULL), 0);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_FREEZE, "p99", NULL), 0);
     assert_state(f, 0, 1000, ADM_ST_FROZEN, 6);
     expect_error(run(f, "{\"cmd\":\"plan\",\"action\":\"resume\"}"), "it is breached");
     expect_error(run(f, "{\"cmd\":\"plan\",\"action\":\"start\"}"), "service web is frozen");
@@ -1834,7 +1824,7 @@ main(void)
         cmocka_unit_test(test_audit_filter_by_service_and_actor),
         cmocka_unit_test(test_audit_failure_does_not_fail_the_command),
         cmocka_unit_test(test_audit_tail_reads_backwards_across_blocks),
-        cmocka_unit_test(test_auto_decide),
+        cmocka_unit_test(test_auto_svc),
         cmocka_unit_test(test_auto_rollback_latches_once),
         cmocka_unit_test(test_auto_freeze_holds_weight),
         cmocka_unit_test(test_auto_at_weight_zero_does_nothing),
