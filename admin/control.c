@@ -21,6 +21,7 @@
 #include "admin/audit.h"
 #include "admin/control.h"
 #include "admin/ctl_proto.h"
+#include "lib/conf.h"
 #include "lib/log.h"
 #include "admin/store.h"
 #include "lib/xmalloc.h"
@@ -265,34 +266,36 @@ auto_reason(json_t *figures)
 /* ---- request validation ----------------------------------------------- */
 
 /* Returns NULL when every key of <req> is in <allowed> (NULL-terminated),
- * else an error reply naming the unknown keys. */
+ * else an error reply naming the unknown keys. conf_check_keys() reports the
+ * first; it is asked again on a copy without it until it finds no more, or
+ * the list is full and more than one is known (the reply says "keys"). A key
+ * too long for a conf_err path is listed cut and ends the list. */
 static json_t *
 check_keys(json_t *req, const char *cmd, const char *const *allowed)
 {
+    struct conf_err err;
     char list[512];
     size_t used = 0;
-    const char *key;
-    json_t *v;
-    unsigned i, nbad = 0;
+    unsigned nbad = 0;
+    json_t *rest;
+    int w;
 
+    if (conf_check_keys(req, "", allowed, &err) == 0)
+        return NULL;
+    rest = json_copy(req);
     list[0] = '\0';
-    json_object_foreach(req, key, v) {
-        for (i = 0; allowed[i] != NULL; i++) {
-            if (strcmp(key, allowed[i]) == 0)
-                break;
-        }
-        if (allowed[i] != NULL)
-            continue;
+    do {
         if (used < sizeof(list)) {
-            int w = snprintf(list + used, sizeof(list) - used, "%s\"%s\"",
-                             nbad > 0 ? ", " : "", key);
-
+            w = snprintf(list + used, sizeof(list) - used, "%s\"%s\"",
+                         nbad > 0 ? ", " : "", err.path);
             used += w > 0 ? (size_t)w : 0;
         }
         nbad++;
-    }
-    if (nbad == 0)
-        return NULL;
+        if (rest == NULL || json_object_del(rest, err.path) != 0)
+            break;
+    } while ((used < sizeof(list) || nbad < 2)
+             && conf_check_keys(rest, "", allowed, &err) != 0);
+    json_decref(rest);
     return fail_reply("unknown key%s in \"%s\" request: %s", nbad > 1 ? "s" : "",
                       cmd, list);
 }

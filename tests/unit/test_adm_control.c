@@ -598,6 +598,8 @@ static const struct {
       "unknown key in \"weight\" request: \"pecent\"" },
     { "{\"cmd\":\"weight\",\"service\":\"a\",\"percent\":10,\"x\":1,\"y\":2}",
       "unknown keys in \"weight\" request: \"x\", \"y\"" },
+    { "{\"x\":1,\"cmd\":\"weight\",\"service\":\"a\",\"y\":2,\"percent\":10,\"z\":3}",
+      "unknown keys in \"weight\" request: \"x\", \"y\", \"z\"" },
     { "{\"cmd\":\"weight\",\"service\":\"c\",\"percent\":10}",
       "unknown service \"c\" (one of: a, b)" },
     { "{\"cmd\":\"weight\",\"percent\":10}", "service required (one of: a, b)" },
@@ -667,6 +669,41 @@ test_bad_requests_change_nothing(void **state)
     }
     free(state_before);
     free(audit_before);
+    fx_free(f);
+}
+
+/* Many unknown keys: every one up to the reply's bound is named, in the
+ * request's order, and the reply stays short; one very long key is named
+ * (cut) and still refused. */
+static void
+test_unknown_keys_are_listed_within_bounds(void **state)
+{
+    struct fx *f = fx_one(0);
+    json_t *req = json_pack("{s:s}", "cmd", "status"), *r;
+    const char *e;
+    char key[16], longkey[400];
+    unsigned i;
+
+    for (i = 0; i < 300; i++) {
+        snprintf(key, sizeof(key), "k%03u", i);
+        json_object_set_new(req, key, json_integer(i));
+    }
+    r = adm_control_exec(f->c, req, "uid:0");
+    e = json_string_value(json_object_get(r, "error"));
+    assert_non_null(e);
+    assert_true(strstr(e, "unknown keys in \"status\" request: \"k000\", \"k001\", "
+                       "\"k002\"") == e);
+    assert_true(strlen(e) < 1024);
+    json_decref(r);
+    json_decref(req);
+
+    memset(longkey, 'x', sizeof(longkey) - 1);
+    longkey[sizeof(longkey) - 1] = '\0';
+    req = json_pack("{s:s, s:i}", "cmd", "status", longkey, 1);
+    r = adm_control_exec(f->c, req, "uid:0");
+    expect_error(r, "unknown key in \"status\" request: \"xxxxxxxxxx");
+    json_decref(req);
+    assert_state(f, 0, 0, ADM_ST_STEADY, 0);
     fx_free(f);
 }
 
@@ -1813,6 +1850,7 @@ main(void)
         cmocka_unit_test(test_promote),
         cmocka_unit_test(test_switch),
         cmocka_unit_test(test_bad_requests_change_nothing),
+        cmocka_unit_test(test_unknown_keys_are_listed_within_bounds),
         cmocka_unit_test(test_exec_rejects_non_objects),
         cmocka_unit_test(test_levels),
         cmocka_unit_test(test_state_file_wins_over_config),
