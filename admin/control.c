@@ -11,7 +11,6 @@
  * strictness matter here, not speed.
  */
 #include <assert.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +19,9 @@
 
 #include "admin/audit.h"
 #include "admin/control.h"
+#include "admin/control_int.h"
+#include "admin/request.h"
 #include "admin/ctl_proto.h"
-#include "lib/conf.h"
 #include "lib/log.h"
 #include "admin/store.h"
 #include "lib/xmalloc.h"
@@ -32,31 +32,6 @@
 #define REPLY_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 #define PLAN_RETRY_MS   5000     /* a plan step that could not be saved is retried
                                   * this much later, not on every tick */
-
-struct adm_svc {
-    char *name;                  /* owned, 1..63 bytes */
-    struct adm_svc_state st;     /* the state the data plane was last given */
-    struct hl_plan plan;         /* the progressive plan's progress; as restored
-                                  * from the state file until adm_control_set_plan()
-                                  * checks it against the config */
-    struct hl_plan_conf plan_conf;   /* nsteps 0: no plan (none configured, or
-                                      * adm_control_set_plan() not called) */
-    unsigned min_requests;       /* a step's floor of outcomes on new */
-    uint64_t plan_retry_ms;      /* now_ms before which a failed step is not retried */
-    struct adm_counters counters;    /* rollbacks and freezes since start (metrics) */
-};
-
-struct adm_control {
-    struct adm_svc *svcs;        /* owned, <n> entries in config order */
-    unsigned n;
-    char *state_file;            /* owned; NULL: changes are not persisted */
-    char *audit_file;            /* owned; NULL: no audit log */
-    struct adm_ops ops;          /* copied; any callback may be NULL */
-    void *arg;                   /* borrowed: the ops' argument */
-    const struct adm_caller *caller;   /* borrowed: who runs the command in
-                                        * progress (pid for the audit and the
-                                        * log); NULL outside adm_control_exec_as() */
-};
 
 /* ---- progressive plan: helpers defined at the end of this file -------- */
 
@@ -69,63 +44,7 @@ static json_t *plan_status(const struct adm_svc *s);
 static json_t *plan_command(struct adm_control *c, json_t *req, const char *actor);
 static void plan_breached(struct adm_control *c, unsigned svc);
 
-/* ---- replies ---------------------------------------------------------- */
-
-static json_t * __attribute__((format(printf, 1, 2)))
-fail_reply(const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
-}
-
-static const char *
-type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:  return "an object";
-    case JSON_ARRAY:   return "an array";
-    case JSON_STRING:  return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL:    return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:   return "a boolean";
-    case JSON_NULL:    return "null";
-    }
-    return "unknown";
-}
-
-/* Writes <bp> as percent text ("10", "12.5", "12.34") into <buf>. */
-static const char *
-fmt_pct(uint32_t bp, char *buf, size_t len)
-{
-    if (bp % 100 == 0)
-        snprintf(buf, len, "%u", bp / 100);
-    else if (bp % 10 == 0)
-        snprintf(buf, len, "%u.%u", bp / 100, (bp % 100) / 10);
-    else
-        snprintf(buf, len, "%u.%02u", bp / 100, bp % 100);
-    return buf;
-}
-
 /* ---- lifecycle -------------------------------------------------------- */
-
-/* Returns the index of the service named <name>, or -1. */
-static int
-svc_find(const struct adm_control *c, const char *name)
-{
-    unsigned i;
-
-    for (i = 0; i < c->n; i++) {
-        if (strcmp(c->svcs[i].name, name) == 0)
-            return (int)i;
-    }
-    return -1;
-}
 
 struct adm_control *
 adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n,
@@ -141,7 +60,7 @@ adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n
 
     c = xcalloc(1, sizeof(*c));
     c->svcs = n > 0 ? xcalloc(n, sizeof(*c->svcs)) : NULL;
-    /* c->n counts the services filled in so far: svc_find() and
+    /* c->n counts the services filled in so far: adm_svc_find() and
      * adm_control_free() only look at those. */
     for (i = 0; i < n; i++) {
         len = strlen(names[i]);
@@ -155,7 +74,7 @@ adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n
                      names[i], initial_bp[i], RT_BP_MAX);
             goto fail;
         }
-        if (svc_find(c, names[i]) >= 0) {
+        if (adm_svc_find(c, names[i]) >= 0) {
             snprintf(err, errlen, "service %s: duplicate name", names[i]);
             goto fail;
         }
@@ -179,7 +98,7 @@ adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n
             goto fail;
         }
         for (i = 0; i < ne; i++) {
-            k = svc_find(c, e[i].name);
+            k = adm_svc_find(c, e[i].name);
             if (k < 0) {
                 log_at(LL_WARN, "control", 0,
                        "state file %s: service %s is not in the config; its state "
@@ -192,7 +111,7 @@ adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n
             plan_from_entry(&c->svcs[k], &e[i]);
             log_at(LL_INFO, "control", 0,
                    "%s: restored weight %s, state %s, generation %llu from %s",
-                   e[i].name, fmt_pct(e[i].weight_bp, msg, sizeof(msg)),
+                   e[i].name, adm_pct(e[i].weight_bp, msg, sizeof(msg)),
                    adm_state_names[e[i].state], (unsigned long long)e[i].generation,
                    state_file);
         }
@@ -261,97 +180,6 @@ auto_reason(json_t *figures)
             return (enum adm_rollback_reason)i;
     }
     return ADM_RB_OTHER;
-}
-
-/* ---- request validation ----------------------------------------------- */
-
-/* Returns NULL when every key of <req> is in <allowed> (NULL-terminated),
- * else an error reply naming the unknown keys. conf_check_keys() reports the
- * first; it is asked again on a copy without it until it finds no more, or
- * the list is full and more than one is known (the reply says "keys"). A key
- * too long for a conf_err path is listed cut and ends the list. */
-static json_t *
-check_keys(json_t *req, const char *cmd, const char *const *allowed)
-{
-    struct conf_err err;
-    char list[512];
-    size_t used = 0;
-    unsigned nbad = 0;
-    json_t *rest;
-    int w;
-
-    if (conf_check_keys(req, "", allowed, &err) == 0)
-        return NULL;
-    rest = json_copy(req);
-    list[0] = '\0';
-    do {
-        if (used < sizeof(list)) {
-            w = snprintf(list + used, sizeof(list) - used, "%s\"%s\"",
-                         nbad > 0 ? ", " : "", err.path);
-            used += w > 0 ? (size_t)w : 0;
-        }
-        nbad++;
-        if (rest == NULL || json_object_del(rest, err.path) != 0)
-            break;
-    } while ((used < sizeof(list) || nbad < 2)
-             && conf_check_keys(rest, "", allowed, &err) != 0);
-    json_decref(rest);
-    return fail_reply("unknown key%s in \"%s\" request: %s", nbad > 1 ? "s" : "",
-                      cmd, list);
-}
-
-/* The service names as "a, b" (new string). */
-static char *
-service_list(const struct adm_control *c)
-{
-    size_t len = 1;
-    unsigned i;
-    char *s;
-
-    for (i = 0; i < c->n; i++)
-        len += strlen(c->svcs[i].name) + 2;
-    s = xmalloc(len);
-    s[0] = '\0';
-    for (i = 0; i < c->n; i++) {
-        if (i > 0)
-            strcat(s, ", ");
-        strcat(s, c->svcs[i].name);
-    }
-    return s;
-}
-
-/* Resolves the "service" of <req> into <*svc>. It may be left out when there
- * is exactly one service. Returns NULL or an error reply. */
-static json_t *
-resolve_service(const struct adm_control *c, json_t *req, unsigned *svc)
-{
-    json_t *v = json_object_get(req, "service"), *r;
-    char *names;
-    int k;
-
-    if (v == NULL) {
-        if (c->n == 1) {
-            *svc = 0;
-            return NULL;
-        }
-        if (c->n == 0)
-            return fail_reply("no service is configured");
-        names = service_list(c);
-        r = fail_reply("service required (one of: %s)", names);
-        free(names);
-        return r;
-    }
-    if (!json_is_string(v))
-        return fail_reply("\"service\" must be a string, got %s", type_name(v));
-    k = svc_find(c, json_string_value(v));
-    if (k < 0) {
-        names = service_list(c);
-        r = fail_reply("unknown service \"%s\" (one of: %s)", json_string_value(v), names);
-        free(names);
-        return r;
-    }
-    *svc = (unsigned)k;
-    return NULL;
 }
 
 /* ---- changes ---------------------------------------------------------- */
@@ -440,7 +268,7 @@ change_run(struct adm_control *c, const struct change *ch, const char *actor)
             s->plan = old_plan;
             log_at(LL_ERR, "control", 0, "%s: %s by %s refused: cannot save state: %s",
                    s->name, ch->action, by, err);
-            return fail_reply("cannot save state: %s", err);
+            return adm_fail_reply("cannot save state: %s", err);
         }
         apply(c, ch->svc, ch->left, ch->drain_s);
     }
@@ -451,7 +279,7 @@ change_run(struct adm_control *c, const struct change *ch, const char *actor)
     json_decref(quoted);
     log_at(LL_INFO, "control", 0, "%s: %s by %s: weight %s -> %s, state %s -> %s, "
            "generation %llu%s%s", s->name, ch->action, by,
-           fmt_pct(old.weight_bp, p0, sizeof(p0)), fmt_pct(s->st.weight_bp, p1, sizeof(p1)),
+           adm_pct(old.weight_bp, p0, sizeof(p0)), adm_pct(s->st.weight_bp, p1, sizeof(p1)),
            adm_state_names[old.state], adm_state_names[s->st.state],
            (unsigned long long)s->st.generation,
            qreason != NULL ? ", reason: " : "", qreason != NULL ? qreason : "");
@@ -472,7 +300,7 @@ change_run(struct adm_control *c, const struct change *ch, const char *actor)
     if (!saved) {
         log_at(LL_ERR, "control", 0, "%s: %s applied but not saved: %s",
                s->name, ch->action, err);
-        return fail_reply("applied but not saved: %s", err);
+        return adm_fail_reply("applied but not saved: %s", err);
     }
     return json_pack("{s:b, s:s, s:o, s:s, s:I, s:o}", "ok", 1, "service", s->name,
                      "weight", adm_percent_json(s->st.weight_bp),
@@ -491,9 +319,9 @@ cmd_status(struct adm_control *c, json_t *req, const char *actor)
     unsigned svc = 0, i;
     bool one = json_object_get(req, "service") != NULL;
 
-    if ((r = check_keys(req, "status", keys)) != NULL)
+    if ((r = adm_check_keys(req, "status", keys)) != NULL)
         return r;
-    if (one && (r = resolve_service(c, req, &svc)) != NULL)
+    if (one && (r = adm_resolve_service(c, req, &svc)) != NULL)
         return r;
     list = json_array();
     for (i = 0; i < c->n; i++) {
@@ -520,21 +348,21 @@ cmd_weight(struct adm_control *c, json_t *req, const char *actor)
                          .left = RT_NONE, .drain_s = -1 };
     json_t *r, *p;
 
-    if ((r = check_keys(req, "weight", keys)) != NULL)
+    if ((r = adm_check_keys(req, "weight", keys)) != NULL)
         return r;
-    if ((r = resolve_service(c, req, &ch.svc)) != NULL)
+    if ((r = adm_resolve_service(c, req, &ch.svc)) != NULL)
         return r;
     p = json_object_get(req, "percent");
     if (p == NULL)
-        return fail_reply("missing \"percent\"");
+        return adm_fail_reply("missing \"percent\"");
     if (!json_is_number(p))
-        return fail_reply("\"percent\" must be a number, got %s", type_name(p));
+        return adm_fail_reply("\"percent\" must be a number, got %s", adm_type_name(p));
     if (ctl_weight_from_double(json_number_value(p), &ch.weight_bp) != 0) {
         if (json_is_integer(p))
-            return fail_reply("percent must be 0..100 with at most two decimals, got %lld",
-                              (long long)json_integer_value(p));
-        return fail_reply("percent must be 0..100 with at most two decimals, got %.15g",
-                          json_real_value(p));
+            return adm_fail_reply("percent must be 0..100 with at most two decimals, got %lld",
+                                  (long long)json_integer_value(p));
+        return adm_fail_reply("percent must be 0..100 with at most two decimals, got %.15g",
+                              json_real_value(p));
     }
     return change_run(c, &ch, actor);
 }
@@ -549,18 +377,18 @@ cmd_rollback(struct adm_control *c, json_t *req, const char *actor)
     json_t *r, *v;
     uint64_t gen;
 
-    if ((r = check_keys(req, "rollback", keys)) != NULL)
+    if ((r = adm_check_keys(req, "rollback", keys)) != NULL)
         return r;
-    if ((r = resolve_service(c, req, &ch.svc)) != NULL)
+    if ((r = adm_resolve_service(c, req, &ch.svc)) != NULL)
         return r;
     if ((v = json_object_get(req, "reason")) != NULL) {
         if (!json_is_string(v))
-            return fail_reply("\"reason\" must be a string, got %s", type_name(v));
+            return adm_fail_reply("\"reason\" must be a string, got %s", adm_type_name(v));
         if (json_string_length(v) > REASON_MAX)
-            return fail_reply("\"reason\" is too long (%zu bytes, at most %d)",
-                              json_string_length(v), REASON_MAX);
+            return adm_fail_reply("\"reason\" is too long (%zu bytes, at most %d)",
+                                  json_string_length(v), REASON_MAX);
         if (strlen(json_string_value(v)) != json_string_length(v))
-            return fail_reply("\"reason\" must not contain NUL characters");
+            return adm_fail_reply("\"reason\" must not contain NUL characters");
         ch.reason = json_string_value(v);
     }
     gen = c->svcs[ch.svc].st.generation;
@@ -579,9 +407,9 @@ cmd_promote(struct adm_control *c, json_t *req, const char *actor)
                          .drain_s = -1 };
     json_t *r;
 
-    if ((r = check_keys(req, "promote", keys)) != NULL)
+    if ((r = adm_check_keys(req, "promote", keys)) != NULL)
         return r;
-    if ((r = resolve_service(c, req, &ch.svc)) != NULL)
+    if ((r = adm_resolve_service(c, req, &ch.svc)) != NULL)
         return r;
     return change_run(c, &ch, actor);
 }
@@ -595,15 +423,15 @@ cmd_switch(struct adm_control *c, json_t *req, const char *actor)
     const char *to;
     bool force = false;
 
-    if ((r = check_keys(req, "switch", keys)) != NULL)
+    if ((r = adm_check_keys(req, "switch", keys)) != NULL)
         return r;
-    if ((r = resolve_service(c, req, &ch.svc)) != NULL)
+    if ((r = adm_resolve_service(c, req, &ch.svc)) != NULL)
         return r;
     v = json_object_get(req, "to");
     if (v == NULL)
-        return fail_reply("missing \"to\" (\"new\" or \"legacy\")");
+        return adm_fail_reply("missing \"to\" (\"new\" or \"legacy\")");
     if (!json_is_string(v))
-        return fail_reply("\"to\" must be a string, got %s", type_name(v));
+        return adm_fail_reply("\"to\" must be a string, got %s", adm_type_name(v));
     to = json_string_value(v);
     if (strcmp(to, "new") == 0) {
         ch.weight_bp = RT_BP_MAX;
@@ -614,24 +442,24 @@ cmd_switch(struct adm_control *c, json_t *req, const char *actor)
         ch.state = ADM_ST_STEADY;
         ch.left = RT_NEW;
     } else {
-        return fail_reply("\"to\" must be \"new\" or \"legacy\", got \"%s\"", to);
+        return adm_fail_reply("\"to\" must be \"new\" or \"legacy\", got \"%s\"", to);
     }
     if ((v = json_object_get(req, "drain_s")) != NULL) {
         if (!json_is_integer(v))
-            return fail_reply("\"drain_s\" must be an integer, got %s", type_name(v));
+            return adm_fail_reply("\"drain_s\" must be an integer, got %s", adm_type_name(v));
         if (json_integer_value(v) < 0 || json_integer_value(v) > 2147483647)
-            return fail_reply("\"drain_s\" must be 0..2147483647 seconds, got %lld",
-                              (long long)json_integer_value(v));
+            return adm_fail_reply("\"drain_s\" must be 0..2147483647 seconds, got %lld",
+                                  (long long)json_integer_value(v));
         ch.drain_s = (int)json_integer_value(v);
     }
     if ((v = json_object_get(req, "force")) != NULL) {
         if (!json_is_boolean(v))
-            return fail_reply("\"force\" must be a boolean, got %s", type_name(v));
+            return adm_fail_reply("\"force\" must be a boolean, got %s", adm_type_name(v));
         force = json_is_true(v);
     }
     if (ch.left == RT_LEGACY && !force && c->ops.side_healthy != NULL
         && !c->ops.side_healthy(c->arg, ch.svc, RT_NEW))
-        return fail_reply("new has no healthy server; use --force");
+        return adm_fail_reply("new has no healthy server; use --force");
     return change_run(c, &ch, actor);
 }
 
@@ -651,24 +479,24 @@ cmd_audit(struct adm_control *c, json_t *req, const char *actor)
     bool filter = json_object_get(req, "service") != NULL;
     char err[512];
 
-    if ((r = check_keys(req, "audit", keys)) != NULL)
+    if ((r = adm_check_keys(req, "audit", keys)) != NULL)
         return r;
-    if (filter && (r = resolve_service(c, req, &svc)) != NULL)
+    if (filter && (r = adm_resolve_service(c, req, &svc)) != NULL)
         return r;
     if ((v = json_object_get(req, "n")) != NULL) {
         if (!json_is_integer(v))
-            return fail_reply("\"n\" must be an integer, got %s", type_name(v));
+            return adm_fail_reply("\"n\" must be an integer, got %s", adm_type_name(v));
         n = json_integer_value(v);
         if (n < 1 || n > (json_int_t)ADM_AUDIT_TAIL_MAX)
-            return fail_reply("\"n\" must be 1..%u, got %lld", ADM_AUDIT_TAIL_MAX,
-                              (long long)n);
+            return adm_fail_reply("\"n\" must be 1..%u, got %lld", ADM_AUDIT_TAIL_MAX,
+                                  (long long)n);
     }
     if (c->audit_file == NULL)
-        return fail_reply("the audit log is disabled (no audit file configured)");
+        return adm_fail_reply("the audit log is disabled (no audit file configured)");
     entries = adm_audit_tail(c->audit_file, (unsigned)n,
                              filter ? c->svcs[svc].name : NULL, err, sizeof(err));
     if (entries == NULL)
-        return fail_reply("audit: %s", err);
+        return adm_fail_reply("audit: %s", err);
     return json_pack("{s:b, s:o}", "ok", 1, "entries", entries);
 }
 
@@ -715,7 +543,7 @@ required_level(struct adm_control *c, json_t *req, const char *cmd, char *what,
     char p0[16];
 
     *svc = -1;
-    r = resolve_service(c, req, &k);
+    r = adm_resolve_service(c, req, &k);
     if (r == NULL)
         *svc = (int)k;
     json_decref(r);
@@ -740,7 +568,7 @@ required_level(struct adm_control *c, json_t *req, const char *cmd, char *what,
             || *svc < 0)
             return ADM_LEVEL_OPERATE;
         st = &c->svcs[*svc].st;
-        snprintf(what, wlen, "weight %s", fmt_pct(bp, p0, sizeof(p0)));
+        snprintf(what, wlen, "weight %s", adm_pct(bp, p0, sizeof(p0)));
         if (bp >= RT_BP_MAX)
             return ADM_LEVEL_ADMIN;
         if (st->state == ADM_ST_ROLLED_BACK || st->state == ADM_ST_FROZEN) {
@@ -777,7 +605,7 @@ refuse_level(struct adm_control *c, const struct adm_caller *who, int svc,
         if (adm_audit_append(c->audit_file, &ae, aerr, sizeof(aerr)) != 0)
             log_at(LL_ERR, "control", 0, "audit log: %s", aerr);
     }
-    r = fail_reply("%s", reason);
+    r = adm_fail_reply("%s", reason);
     if (r != NULL)
         json_object_set_new(r, "required_level", json_string(adm_level_names[need]));
     return r;
@@ -802,13 +630,13 @@ adm_control_exec_as(struct adm_control *c, json_t *req, const struct adm_caller 
         who = &anon;
     }
     if (!json_is_object(req))
-        return fail_reply("a request must be a JSON object, got %s",
-                          req != NULL ? type_name(req) : "nothing");
+        return adm_fail_reply("a request must be a JSON object, got %s",
+                              req != NULL ? adm_type_name(req) : "nothing");
     v = json_object_get(req, "cmd");
     if (v == NULL)
-        return fail_reply("missing \"cmd\"");
+        return adm_fail_reply("missing \"cmd\"");
     if (!json_is_string(v))
-        return fail_reply("\"cmd\" must be a string, got %s", type_name(v));
+        return adm_fail_reply("\"cmd\" must be a string, got %s", adm_type_name(v));
     cmd = json_string_value(v);
     for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(cmd, commands[i].name) != 0)
@@ -819,10 +647,10 @@ adm_control_exec_as(struct adm_control *c, json_t *req, const struct adm_caller 
         c->caller = who;
         r = commands[i].fn(c, req, who->actor);
         c->caller = NULL;
-        return r != NULL ? r : fail_reply("internal error building the reply");
+        return r != NULL ? r : adm_fail_reply("internal error building the reply");
     }
-    return fail_reply("unknown command \"%s\" (one of: status, weight, rollback, "
-                      "promote, switch, plan, audit)", cmd);
+    return adm_fail_reply("unknown command \"%s\" (one of: status, weight, rollback, "
+                          "promote, switch, plan, audit)", cmd);
 }
 
 json_t *
@@ -844,7 +672,7 @@ adm_control_exec_line_as(struct adm_control *c, const char *line, size_t len,
 
     req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
     if (req == NULL)
-        reply = fail_reply("bad JSON: %s at column %d", je.text, je.column);
+        reply = adm_fail_reply("bad JSON: %s at column %d", je.text, je.column);
     else
         reply = adm_control_exec_as(c, req, who);
     json_decref(req);
@@ -872,7 +700,7 @@ adm_control_audit_event(struct adm_control *c, const char *service,
 {
     struct adm_audit_entry ae;
     char aerr[512];
-    int k = service != NULL ? svc_find(c, service) : -1;
+    int k = service != NULL ? adm_svc_find(c, service) : -1;
 
     if (c->audit_file == NULL)
         return -1;
@@ -1072,81 +900,82 @@ plan_command(struct adm_control *c, json_t *req, const char *actor)
     json_t *r, *v;
     int rc = 0;
 
-    if ((r = check_keys(req, "plan", keys)) != NULL)
+    if ((r = adm_check_keys(req, "plan", keys)) != NULL)
         return r;
-    if ((r = resolve_service(c, req, &ch.svc)) != NULL)
+    if ((r = adm_resolve_service(c, req, &ch.svc)) != NULL)
         return r;
     v = json_object_get(req, "action");
     if (v == NULL)
-        return fail_reply("missing \"action\" (start, pause, resume or abort)");
+        return adm_fail_reply("missing \"action\" (start, pause, resume or abort)");
     if (!json_is_string(v))
-        return fail_reply("\"action\" must be a string, got %s", type_name(v));
+        return adm_fail_reply("\"action\" must be a string, got %s", adm_type_name(v));
     action = json_string_value(v);
     if (strcmp(action, "start") != 0 && strcmp(action, "pause") != 0
         && strcmp(action, "resume") != 0 && strcmp(action, "abort") != 0)
-        return fail_reply("\"action\" must be start, pause, resume or abort, got \"%s\"",
-                          action);
+        return adm_fail_reply("\"action\" must be start, pause, resume or abort, got \"%s\"",
+                              action);
     s = &c->svcs[ch.svc];
     pc = &s->plan_conf;
     if (pc->nsteps == 0)
-        return fail_reply("plan %s: service %s has no plan (configure \"plan\": "
-                          "{\"steps\": [...], \"bake_s\": N} for it)", action, s->name);
+        return adm_fail_reply("plan %s: service %s has no plan (configure \"plan\": "
+                              "{\"steps\": [...], \"bake_s\": N} for it)", action, s->name);
     next = s->plan;
     if (strcmp(action, "start") == 0) {
         if (hl_plan_is_running(&s->plan))
-            return fail_reply("plan start: the plan is already %s at step %u/%u (%s%%); "
-                              "abort it first to start over",
-                              hl_plan_state_names[s->plan.state], s->plan.step + 1,
-                              pc->nsteps, fmt_pct(pc->steps_bp[s->plan.step], p0, sizeof(p0)));
+            return adm_fail_reply("plan start: the plan is already %s at step %u/%u (%s%%); "
+                                  "abort it first to start over",
+                                  hl_plan_state_names[s->plan.state], s->plan.step + 1,
+                                  pc->nsteps,
+                                  adm_pct(pc->steps_bp[s->plan.step], p0, sizeof(p0)));
         if (s->st.state == ADM_ST_ROLLED_BACK || s->st.state == ADM_ST_FROZEN)
-            return fail_reply("plan start: service %s is %s; the latch holds until an "
-                              "operator sets a weight (weight, promote or switch), then "
-                              "the plan can start", s->name, adm_state_names[s->st.state]);
+            return adm_fail_reply("plan start: service %s is %s; the latch holds until an "
+                                  "operator sets a weight (weight, promote or switch), then "
+                                  "the plan can start", s->name, adm_state_names[s->st.state]);
         if (s->st.weight_bp > pc->steps_bp[0])
-            return fail_reply("plan start: the weight (%s%%) is above the plan's first step "
-                              "(%s%%) and a plan never lowers the weight; set the weight "
-                              "to %s%% or less first",
-                              fmt_pct(s->st.weight_bp, p0, sizeof(p0)),
-                              fmt_pct(pc->steps_bp[0], p1, sizeof(p1)), p1);
+            return adm_fail_reply("plan start: the weight (%s%%) is above the plan's "
+                                  "first step (%s%%) and a plan never lowers the weight; "
+                                  "set the weight to %s%% or less first",
+                                  adm_pct(s->st.weight_bp, p0, sizeof(p0)),
+                                  adm_pct(pc->steps_bp[0], p1, sizeof(p1)), p1);
         rc = hl_plan_start(&next, pc);
         ch.action = "plan_start";
         ch.weight_bp = hl_plan_weight_bp(&next, pc);
         if (next.state == HL_PLAN_COMPLETED)
             snprintf(reason, sizeof(reason), "step 1/1 (%s%%): a one-step plan is "
-                     "completed at once", fmt_pct(pc->steps_bp[0], p0, sizeof(p0)));
+                     "completed at once", adm_pct(pc->steps_bp[0], p0, sizeof(p0)));
         else
             snprintf(reason, sizeof(reason), "step 1/%u (%s%%); each step bakes %u s "
                      "with at least %u requests on new", pc->nsteps,
-                     fmt_pct(pc->steps_bp[0], p0, sizeof(p0)), pc->bake_s, s->min_requests);
+                     adm_pct(pc->steps_bp[0], p0, sizeof(p0)), pc->bake_s, s->min_requests);
     } else if (strcmp(action, "pause") == 0) {
         if (s->plan.state != HL_PLAN_PROGRESSING)
-            return fail_reply("plan pause: no plan is progressing (the plan is %s)",
-                              hl_plan_state_names[s->plan.state]);
+            return adm_fail_reply("plan pause: no plan is progressing (the plan is %s)",
+                                  hl_plan_state_names[s->plan.state]);
         rc = hl_plan_pause(&next);
         ch.action = "plan_pause";
         ch.weight_bp = s->st.weight_bp;
         snprintf(reason, sizeof(reason), "step %u/%u (%s%%), %.1f s of bake left",
-                 next.step + 1, pc->nsteps, fmt_pct(pc->steps_bp[next.step], p0, sizeof(p0)),
+                 next.step + 1, pc->nsteps, adm_pct(pc->steps_bp[next.step], p0, sizeof(p0)),
                  (double)hl_plan_bake_left_ms(&next, pc) / 1000.0);
     } else if (strcmp(action, "resume") == 0) {
         if (s->plan.state != HL_PLAN_PAUSED)
-            return fail_reply("plan resume: the plan is not paused (it is %s)",
-                              hl_plan_state_names[s->plan.state]);
+            return adm_fail_reply("plan resume: the plan is not paused (it is %s)",
+                                  hl_plan_state_names[s->plan.state]);
         rc = hl_plan_resume(&next);
         ch.action = "plan_resume";
         ch.weight_bp = s->st.weight_bp;
         snprintf(reason, sizeof(reason), "step %u/%u (%s%%), %.1f s of bake left",
-                 next.step + 1, pc->nsteps, fmt_pct(pc->steps_bp[next.step], p0, sizeof(p0)),
+                 next.step + 1, pc->nsteps, adm_pct(pc->steps_bp[next.step], p0, sizeof(p0)),
                  (double)hl_plan_bake_left_ms(&next, pc) / 1000.0);
     } else {
         if (!hl_plan_is_running(&s->plan))
-            return fail_reply("plan abort: no plan is running (the plan is %s)",
-                              hl_plan_state_names[s->plan.state]);
+            return adm_fail_reply("plan abort: no plan is running (the plan is %s)",
+                                  hl_plan_state_names[s->plan.state]);
         rc = hl_plan_abort(&next);
         ch.action = "plan_abort";
         ch.weight_bp = s->st.weight_bp;
         snprintf(reason, sizeof(reason), "stopped at step %u/%u (%s%%); the weight stays",
-                 next.step + 1, pc->nsteps, fmt_pct(pc->steps_bp[next.step], p0, sizeof(p0)));
+                 next.step + 1, pc->nsteps, adm_pct(pc->steps_bp[next.step], p0, sizeof(p0)));
     }
     assert(rc == 0);                   /* every refusal was answered above */
     (void)rc;
@@ -1195,7 +1024,7 @@ adm_control_set_plan(struct adm_control *c, unsigned svc, const struct hl_plan_c
     log_at(LL_WARN, "control", 0, "%s: the state file says state %s, plan %s at step %u, "
            "but %s: the plan is stopped, the weight stays %s%%, state steady", s->name,
            adm_state_names[s->st.state], hl_plan_state_names[saved.state], saved.step + 1,
-           why, fmt_pct(s->st.weight_bp, w, sizeof(w)));
+           why, adm_pct(s->st.weight_bp, w, sizeof(w)));
     s->st.state = svc_running ? ADM_ST_STEADY : s->st.state;
 }
 
@@ -1237,10 +1066,10 @@ adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
     ch.state = plan_service_state(s, &next);
     snprintf(reason, sizeof(reason), "step %u/%u (%s%%) baked %.1f s with %llu requests on "
              "new (at least %u): %s %u/%u (%s%%)%s", s->plan.step + 1, pc->nsteps,
-             fmt_pct(pc->steps_bp[s->plan.step], p0, sizeof(p0)), (double)baked_ms / 1000.0,
+             adm_pct(pc->steps_bp[s->plan.step], p0, sizeof(p0)), (double)baked_ms / 1000.0,
              (unsigned long long)reqs, s->min_requests,
              ev == HL_PLAN_EV_COMPLETE ? "last step" : "step", next.step + 1, pc->nsteps,
-             fmt_pct(ch.weight_bp, p1, sizeof(p1)),
+             adm_pct(ch.weight_bp, p1, sizeof(p1)),
              ev == HL_PLAN_EV_COMPLETE ? ", plan completed" : "");
     ch.reason = reason;
     fig = json_pack("{s:i, s:i, s:i, s:f, s:i, s:I, s:i}", "from_step", (int)s->plan.step + 1,
@@ -1297,7 +1126,7 @@ adm_control_reconfigure(struct adm_control *c, const char *const *names,
                 return -1;
             }
         }
-        if (svc_find(c, names[i]) < 0)
+        if (adm_svc_find(c, names[i]) < 0)
             need_file = true;
     }
     /* a new service takes its state from the file when it has one (a
@@ -1311,7 +1140,7 @@ adm_control_reconfigure(struct adm_control *c, const char *const *names,
     svcs = xcalloc(n > 0 ? n : 1, sizeof(*svcs));
     taken = xcalloc(c->n > 0 ? c->n : 1, sizeof(*taken));
     for (i = 0; i < n; i++) {
-        k = svc_find(c, names[i]);
+        k = adm_svc_find(c, names[i]);
         if (k >= 0) {
             svcs[i] = c->svcs[k];      /* weight, latch, generation, plan, counters */
             taken[k] = true;
@@ -1331,7 +1160,7 @@ adm_control_reconfigure(struct adm_control *c, const char *const *names,
             plan_from_entry(&svcs[i], &e[j]);
             log_at(LL_INFO, "control", 0,
                    "%s: new service: restored weight %s, state %s, generation %llu from %s",
-                   e[j].name, fmt_pct(e[j].weight_bp, msg, sizeof(msg)),
+                   e[j].name, adm_pct(e[j].weight_bp, msg, sizeof(msg)),
                    adm_state_names[e[j].state], (unsigned long long)e[j].generation,
                    c->state_file);
             break;
@@ -1342,7 +1171,7 @@ adm_control_reconfigure(struct adm_control *c, const char *const *names,
             continue;
         log_at(LL_INFO, "control", 0, "%s: removed from the config; its state (weight %s, "
                "state %s, generation %llu) is dropped", c->svcs[i].name,
-               fmt_pct(c->svcs[i].st.weight_bp, msg, sizeof(msg)),
+               adm_pct(c->svcs[i].st.weight_bp, msg, sizeof(msg)),
                adm_state_names[c->svcs[i].st.state],
                (unsigned long long)c->svcs[i].st.generation);
         free(c->svcs[i].name);
