@@ -1,14 +1,9 @@
 /*
- * control: see control.h. Every command is validated completely before
- * anything moves: a refused request changes no weight, no latch, no
- * generation, no file and no audit line. A change then follows the
- * ordering rule that keeps the disk on the safe side of the data plane:
- * lowering the weight is applied first (traffic leaves new at once, even if
- * the disk is full) and persisted second; raising it is persisted first and
- * applied only once the save succeeded.
- *
- * Workload: a handful of services and a few commands a minute; clarity and
- * strictness matter here, not speed.
+ * control: see control.h. The control plane's life cycle, its accessors and
+ * its reconfiguration, the commands and the progressive plan's glue. Every
+ * command is validated completely before anything moves: a refused request
+ * changes no weight, no latch, no generation, no file and no audit line; a
+ * change then goes through the change engine (change.h).
  */
 #include <assert.h>
 #include <stdio.h>
@@ -18,6 +13,7 @@
 #include <jansson.h>
 
 #include "admin/audit.h"
+#include "admin/change.h"
 #include "admin/control.h"
 #include "admin/control_int.h"
 #include "admin/request.h"
@@ -35,14 +31,8 @@
 
 /* ---- progressive plan: helpers defined at the end of this file -------- */
 
-struct change;
-
-static void plan_from_entry(struct adm_svc *s, const struct adm_store_entry *e);
-static void plan_to_entry(const struct adm_svc *s, struct adm_store_entry *e);
-static void plan_take(struct adm_control *c, const struct change *ch, const char *actor);
 static json_t *plan_status(const struct adm_svc *s);
 static json_t *plan_command(struct adm_control *c, json_t *req, const char *actor);
-static void plan_breached(struct adm_control *c, unsigned svc);
 
 /* ---- lifecycle -------------------------------------------------------- */
 
@@ -105,10 +95,7 @@ adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n
                        "is dropped", state_file, e[i].name);
                 continue;
             }
-            c->svcs[k].st.weight_bp = e[i].weight_bp;
-            c->svcs[k].st.state = (enum adm_state)e[i].state;
-            c->svcs[k].st.generation = e[i].generation;
-            plan_from_entry(&c->svcs[k], &e[i]);
+            adm_svc_restore(&c->svcs[k], &e[i]);
             log_at(LL_INFO, "control", 0,
                    "%s: restored weight %s, state %s, generation %llu from %s",
                    e[i].name, adm_pct(e[i].weight_bp, msg, sizeof(msg)),
@@ -168,147 +155,6 @@ adm_control_plan_step(const struct adm_control *c, unsigned svc)
     return s->plan_conf.nsteps > 0 && hl_plan_is_running(&s->plan) ? s->plan.step + 1 : 0;
 }
 
-/* The counter an automatic rollback with <figures> goes to: its "kind". */
-static enum adm_rollback_reason
-auto_reason(json_t *figures)
-{
-    const char *kind = json_string_value(json_object_get(figures, "kind"));
-    unsigned i;
-
-    for (i = ADM_RB_MANUAL + 1; kind != NULL && i < ADM_RB_OTHER; i++) {
-        if (strcmp(kind, adm_rollback_reason_names[i]) == 0)
-            return (enum adm_rollback_reason)i;
-    }
-    return ADM_RB_OTHER;
-}
-
-/* ---- changes ---------------------------------------------------------- */
-
-static int
-persist(const struct adm_control *c, char *err, size_t errlen)
-{
-    struct adm_store_entry *e;
-    unsigned i;
-    int rc;
-
-    if (c->state_file == NULL)
-        return 0;
-    e = xcalloc(c->n > 0 ? c->n : 1, sizeof(*e));
-    for (i = 0; i < c->n; i++) {
-        snprintf(e[i].name, sizeof(e[i].name), "%s", c->svcs[i].name);
-        e[i].weight_bp = c->svcs[i].st.weight_bp;
-        e[i].state = (int)c->svcs[i].st.state;
-        e[i].generation = c->svcs[i].st.generation;
-        plan_to_entry(&c->svcs[i], &e[i]);
-    }
-    rc = adm_store_save(c->state_file, e, c->n, err, errlen);
-    free(e);
-    return rc;
-}
-
-/* Publishes service <svc>'s state; <left> is the side a blue-green switch
- * took traffic away from (RT_NONE when not a switch). */
-static void
-apply(struct adm_control *c, unsigned svc, enum rt_side left, int drain_s)
-{
-    if (c->ops.apply != NULL)
-        c->ops.apply(c->arg, svc, &c->svcs[svc].st);
-    if (left != RT_NONE && c->ops.switched != NULL)
-        c->ops.switched(c->arg, svc, left, drain_s);
-}
-
-/* One requested change of a validated command. */
-struct change {
-    unsigned svc;
-    uint32_t weight_bp;
-    enum adm_state state;
-    const char *action;          /* audit action */
-    const char *reason;          /* borrowed; "" when none */
-    enum rt_side left;           /* switch: side that loses traffic; else RT_NONE */
-    int drain_s;                 /* switch: tunnel drain, -1 = leave open */
-    json_t *figures;             /* borrowed, may be NULL: automatic decisions' numbers */
-    const struct hl_plan *plan;  /* borrowed: the plan after the change (plan
-                                  * commands and steps); NULL: any other change,
-                                  * which ends a running plan (plan_take) */
-};
-
-/* Applies and persists <ch> in the safe order, audits and logs it, and
- * returns the reply. */
-static json_t *
-change_run(struct adm_control *c, const struct change *ch, const char *actor)
-{
-    struct adm_svc *s = &c->svcs[ch->svc];
-    struct adm_svc_state old = s->st;
-    struct hl_plan old_plan = s->plan;
-    struct adm_audit_entry ae;
-    char err[512], aerr[512], p0[16], p1[16], *qreason, by[128];
-    json_t *quoted;
-    bool saved = true;
-    long pid = c->caller != NULL && strcmp(c->caller->actor, actor) == 0 ? c->caller->pid : -1;
-
-    /* the log line names the process behind a socket command */
-    if (pid > 0)
-        snprintf(by, sizeof(by), "%s pid:%ld", actor, pid);
-    else
-        snprintf(by, sizeof(by), "%s", actor);
-
-    s->st.weight_bp = ch->weight_bp;
-    s->st.state = ch->state;
-    s->st.generation = old.generation + 1;
-    plan_take(c, ch, actor);
-
-    if (ch->weight_bp <= old.weight_bp) {
-        /* Lowering: traffic leaves new now, whatever the disk says. */
-        apply(c, ch->svc, ch->left, ch->drain_s);
-        saved = persist(c, err, sizeof(err)) == 0;
-    } else {
-        /* Raising: never put more on new than a restart would restore. */
-        if (persist(c, err, sizeof(err)) != 0) {
-            s->st = old;
-            s->plan = old_plan;
-            log_at(LL_ERR, "control", 0, "%s: %s by %s refused: cannot save state: %s",
-                   s->name, ch->action, by, err);
-            return adm_fail_reply("cannot save state: %s", err);
-        }
-        apply(c, ch->svc, ch->left, ch->drain_s);
-    }
-
-    /* The reason is operator text: quoted, so a newline cannot forge a log line. */
-    quoted = ch->reason[0] != '\0' ? json_string(ch->reason) : NULL;
-    qreason = quoted != NULL ? json_dumps(quoted, JSON_ENCODE_ANY) : NULL;
-    json_decref(quoted);
-    log_at(LL_INFO, "control", 0, "%s: %s by %s: weight %s -> %s, state %s -> %s, "
-           "generation %llu%s%s", s->name, ch->action, by,
-           adm_pct(old.weight_bp, p0, sizeof(p0)), adm_pct(s->st.weight_bp, p1, sizeof(p1)),
-           adm_state_names[old.state], adm_state_names[s->st.state],
-           (unsigned long long)s->st.generation,
-           qreason != NULL ? ", reason: " : "", qreason != NULL ? qreason : "");
-    free(qreason);
-
-    if (c->audit_file != NULL) {
-        ae = (struct adm_audit_entry){
-            .service = s->name, .actor = actor, .action = ch->action,
-            .from_bp = old.weight_bp, .to_bp = s->st.weight_bp,
-            .reason = ch->reason, .generation = s->st.generation, .figures = ch->figures,
-            .pid = pid,
-        };
-        /* The change happened: a failing audit log must not hide that. */
-        if (adm_audit_append(c->audit_file, &ae, aerr, sizeof(aerr)) != 0)
-            log_at(LL_ERR, "control", 0, "%s: audit log: %s", s->name, aerr);
-    }
-
-    if (!saved) {
-        log_at(LL_ERR, "control", 0, "%s: %s applied but not saved: %s",
-               s->name, ch->action, err);
-        return adm_fail_reply("applied but not saved: %s", err);
-    }
-    return json_pack("{s:b, s:s, s:o, s:s, s:I, s:o}", "ok", 1, "service", s->name,
-                     "weight", adm_percent_json(s->st.weight_bp),
-                     "state", adm_state_names[s->st.state],
-                     "generation", (json_int_t)s->st.generation,
-                     "previous_weight", adm_percent_json(old.weight_bp));
-}
-
 /* ---- commands --------------------------------------------------------- */
 
 static json_t *
@@ -344,8 +190,8 @@ static json_t *
 cmd_weight(struct adm_control *c, json_t *req, const char *actor)
 {
     static const char *const keys[] = { "cmd", "service", "percent", NULL };
-    struct change ch = { .state = ADM_ST_STEADY, .action = "weight", .reason = "",
-                         .left = RT_NONE, .drain_s = -1 };
+    struct adm_change ch = { .state = ADM_ST_STEADY, .action = "weight", .reason = "",
+                             .left = RT_NONE, .drain_s = -1 };
     json_t *r, *p;
 
     if ((r = adm_check_keys(req, "weight", keys)) != NULL)
@@ -364,16 +210,16 @@ cmd_weight(struct adm_control *c, json_t *req, const char *actor)
         return adm_fail_reply("percent must be 0..100 with at most two decimals, got %.15g",
                               json_real_value(p));
     }
-    return change_run(c, &ch, actor);
+    return adm_change_run(c, &ch, actor);
 }
 
 static json_t *
 cmd_rollback(struct adm_control *c, json_t *req, const char *actor)
 {
     static const char *const keys[] = { "cmd", "service", "reason", NULL };
-    struct change ch = { .weight_bp = 0, .state = ADM_ST_ROLLED_BACK,
-                         .action = "rollback", .reason = "", .left = RT_NONE,
-                         .drain_s = -1 };
+    struct adm_change ch = { .weight_bp = 0, .state = ADM_ST_ROLLED_BACK,
+                             .action = "rollback", .reason = "", .left = RT_NONE,
+                             .drain_s = -1 };
     json_t *r, *v;
     uint64_t gen;
 
@@ -392,7 +238,7 @@ cmd_rollback(struct adm_control *c, json_t *req, const char *actor)
         ch.reason = json_string_value(v);
     }
     gen = c->svcs[ch.svc].st.generation;
-    r = change_run(c, &ch, actor);
+    r = adm_change_run(c, &ch, actor);
     if (c->svcs[ch.svc].st.generation != gen)  /* applied (even if not saved) */
         c->svcs[ch.svc].counters.rollbacks[ADM_RB_MANUAL]++;
     return r;
@@ -402,23 +248,23 @@ static json_t *
 cmd_promote(struct adm_control *c, json_t *req, const char *actor)
 {
     static const char *const keys[] = { "cmd", "service", NULL };
-    struct change ch = { .weight_bp = RT_BP_MAX, .state = ADM_ST_PROMOTED,
-                         .action = "promote", .reason = "", .left = RT_NONE,
-                         .drain_s = -1 };
+    struct adm_change ch = { .weight_bp = RT_BP_MAX, .state = ADM_ST_PROMOTED,
+                             .action = "promote", .reason = "", .left = RT_NONE,
+                             .drain_s = -1 };
     json_t *r;
 
     if ((r = adm_check_keys(req, "promote", keys)) != NULL)
         return r;
     if ((r = adm_resolve_service(c, req, &ch.svc)) != NULL)
         return r;
-    return change_run(c, &ch, actor);
+    return adm_change_run(c, &ch, actor);
 }
 
 static json_t *
 cmd_switch(struct adm_control *c, json_t *req, const char *actor)
 {
     static const char *const keys[] = { "cmd", "service", "to", "drain_s", "force", NULL };
-    struct change ch = { .action = "switch", .reason = "", .drain_s = -1 };
+    struct adm_change ch = { .action = "switch", .reason = "", .drain_s = -1 };
     json_t *r, *v;
     const char *to;
     bool force = false;
@@ -460,7 +306,7 @@ cmd_switch(struct adm_control *c, json_t *req, const char *actor)
     if (ch.left == RT_LEGACY && !force && c->ops.side_healthy != NULL
         && !c->ops.side_healthy(c->arg, ch.svc, RT_NEW))
         return adm_fail_reply("new has no healthy server; use --force");
-    return change_run(c, &ch, actor);
+    return adm_change_run(c, &ch, actor);
 }
 
 static json_t *
@@ -718,76 +564,19 @@ adm_control_audit_event(struct adm_control *c, const char *service,
     return 0;
 }
 
-/* ---- automatic decisions ---------------------------------------------- */
-
-struct hl_auto_svc
-adm_auto_svc(const struct adm_svc_state *st)
-{
-    return (struct hl_auto_svc){
-        .weight_bp = st->weight_bp,
-        .latched = st->state == ADM_ST_ROLLED_BACK || st->state == ADM_ST_FROZEN,
-        .progressing = st->state == ADM_ST_PROGRESSING,
-    };
-}
-
-/* Stops service <svc>'s progressive plan, if one runs, for an automatic
- * decision. The new state (rolled_back or frozen) already keeps a plan from
- * advancing: it only advances while the state is progressing. This hook is
- * where the plan's own bookkeeping (step, bake timer) is to be dropped. */
-static void
-auto_stop_plan(struct adm_control *c, unsigned svc)
-{
-    plan_breached(c, svc);
-}
-
-int
-adm_control_auto(struct adm_control *c, unsigned svc, enum hl_auto_action a,
-                 const char *reason, json_t *figures)
-{
-    struct change ch = { .svc = svc, .reason = reason != NULL ? reason : "",
-                         .left = RT_NONE, .drain_s = -1, .figures = figures };
-    json_t *r;
-
-    assert(svc < c->n);
-    assert(a == HL_AUTO_ROLLBACK || a == HL_AUTO_FREEZE);
-    /* The latch is what makes a lasting breach act once: re-checked here
-     * so no caller can audit the same breach twice. */
-    if (!hl_auto_armed(adm_auto_svc(&c->svcs[svc].st)))
-        return -1;
-    if (a == HL_AUTO_ROLLBACK) {
-        ch.weight_bp = 0;
-        ch.state = ADM_ST_ROLLED_BACK;
-        ch.action = "rollback";
-    } else {
-        ch.weight_bp = c->svcs[svc].st.weight_bp;
-        ch.state = ADM_ST_FROZEN;
-        ch.action = "freeze";
-    }
-    auto_stop_plan(c, svc);
-    /* Never a raise, so change_run applies first and saves second; a failed
-     * save is logged there and the change stays in effect. */
-    r = change_run(c, &ch, "auto");
-    json_decref(r);
-    if (a == HL_AUTO_ROLLBACK)
-        c->svcs[svc].counters.rollbacks[auto_reason(figures)]++;
-    else
-        c->svcs[svc].counters.freezes++;
-    return 0;
-}
-
 /* ---- progressive plan -------------------------------------------------
  *
  * The plan's progress (health/plan.h) lives next to the service state and
  * moves with it: every plan change (start, pause, resume, abort, a step) is
- * a change_run() like an operator's, with the same ordering (a step raises
- * the weight: persisted first, applied second), persistence and audit; the
- * plan after the change rides in change.plan and is put back with the rest
- * when a raise cannot be saved. Any other change (weight, promote, switch,
- * rollback) ends a running plan as aborted: the operator took the weight
- * into their own hands. An automatic rollback or freeze ends it as breached
- * (auto_stop_plan). Invariant: the plan is running (progressing or paused)
- * exactly when the service state is progressing or paused, and then the
- * weight is the current step's.
+ * an adm_change_run() like an operator's, with the same ordering (a step
+ * raises the weight: persisted first, applied second), persistence and
+ * audit; the plan after the change rides in adm_change.plan and is put back
+ * with the rest when a raise cannot be saved. Any other change (weight,
+ * promote, switch, rollback) ends a running plan as aborted: the operator
+ * took the weight into their own hands. An automatic rollback or freeze ends
+ * it as breached (adm_control_auto). Invariant: the plan is running
+ * (progressing or paused) exactly when the service state is progressing or
+ * paused, and then the weight is the current step's.
  */
 
 /* The service state that goes with plan <p> of <s>. */
@@ -805,58 +594,6 @@ plan_service_state(const struct adm_svc *s, const struct hl_plan *p)
     default:
         return ADM_ST_STEADY;
     }
-}
-
-static void
-plan_from_entry(struct adm_svc *s, const struct adm_store_entry *e)
-{
-    hl_plan_init(&s->plan);
-    if (!e->has_plan)
-        return;
-    /* as saved: adm_control_set_plan() checks it against the config */
-    s->plan.state = (enum hl_plan_state)e->plan_state;
-    s->plan.step = e->plan_step;
-    s->plan.baked_ms = e->plan_baked_ms;
-    s->plan.step_requests = e->plan_requests;
-}
-
-static void
-plan_to_entry(const struct adm_svc *s, struct adm_store_entry *e)
-{
-    /* an idle plan writes nothing: the file stays what it was before plans */
-    e->has_plan = s->plan.state != HL_PLAN_IDLE;
-    if (!e->has_plan)
-        return;
-    e->plan_state = (int)s->plan.state;
-    e->plan_step = s->plan.step;
-    e->plan_baked_ms = s->plan.baked_ms;
-    e->plan_requests = s->plan.step_requests;
-}
-
-static void
-plan_take(struct adm_control *c, const struct change *ch, const char *actor)
-{
-    struct adm_svc *s = &c->svcs[ch->svc];
-
-    if (ch->plan != NULL) {
-        s->plan = *ch->plan;
-        return;
-    }
-    if (hl_plan_abort(&s->plan) != 0)
-        return;                        /* no plan running */
-    log_at(LL_INFO, "control", 0, "%s: %s by %s ends the plan at step %u/%u (aborted)",
-           s->name, ch->action, actor, s->plan.step + 1, s->plan_conf.nsteps);
-}
-
-static void
-plan_breached(struct adm_control *c, unsigned svc)
-{
-    struct adm_svc *s = &c->svcs[svc];
-
-    if (hl_plan_breach(&s->plan) != 0)
-        return;                        /* no plan running */
-    log_at(LL_WARN, "control", 0, "%s: plan stopped at step %u/%u by the breach",
-           s->name, s->plan.step + 1, s->plan_conf.nsteps);
 }
 
 static json_t *
@@ -891,7 +628,7 @@ static json_t *
 plan_command(struct adm_control *c, json_t *req, const char *actor)
 {
     static const char *const keys[] = { "cmd", "service", "action", NULL };
-    struct change ch = { .reason = "", .left = RT_NONE, .drain_s = -1 };
+    struct adm_change ch = { .reason = "", .left = RT_NONE, .drain_s = -1 };
     const struct hl_plan_conf *pc;
     struct adm_svc *s;
     struct hl_plan next;
@@ -983,7 +720,7 @@ plan_command(struct adm_control *c, json_t *req, const char *actor)
     ch.plan = &next;
     ch.state = plan_service_state(s, &next);
     ch.reason = reason;
-    r = change_run(c, &ch, actor);
+    r = adm_change_run(c, &ch, actor);
     if (r != NULL && json_is_true(json_object_get(r, "ok")))
         json_object_set_new(r, "plan", plan_status(s));
     return r;
@@ -1032,7 +769,8 @@ int
 adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
                       uint64_t new_requests)
 {
-    struct change ch = { .svc = svc, .left = RT_NONE, .drain_s = -1, .action = "plan_step" };
+    struct adm_change ch = { .svc = svc, .left = RT_NONE, .drain_s = -1,
+                             .action = "plan_step" };
     const struct hl_plan_conf *pc;
     struct adm_svc *s;
     struct hl_plan next;
@@ -1078,12 +816,12 @@ adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
                     "requests", (json_int_t)reqs, "min_requests", (int)s->min_requests);
     ch.figures = fig;
     gen = s->st.generation;
-    r = change_run(c, &ch, "auto");
+    r = adm_change_run(c, &ch, "auto");
     json_decref(r);
     json_decref(fig);
     if (s->st.generation == gen) {
-        /* refused: the raise could not be saved and nothing moved (change_run
-         * logged why). The step keeps what it baked and counted, and is
+        /* refused: the raise could not be saved and nothing moved
+         * (adm_change_run logged why). The step keeps what it baked and counted, and is
          * retried later, not on every tick. */
         hl_plan_restore(&s->plan, pc, (int)s->plan.state, s->plan.step, baked_ms, reqs);
         s->plan_retry_ms = now_ms + PLAN_RETRY_MS;
@@ -1154,10 +892,7 @@ adm_control_reconfigure(struct adm_control *c, const char *const *names,
         for (j = 0; j < ne; j++) {
             if (strcmp(e[j].name, names[i]) != 0)
                 continue;
-            svcs[i].st.weight_bp = e[j].weight_bp;
-            svcs[i].st.state = (enum adm_state)e[j].state;
-            svcs[i].st.generation = e[j].generation;
-            plan_from_entry(&svcs[i], &e[j]);
+            adm_svc_restore(&svcs[i], &e[j]);
             log_at(LL_INFO, "control", 0,
                    "%s: new service: restored weight %s, state %s, generation %llu from %s",
                    e[j].name, adm_pct(e[j].weight_bp, msg, sizeof(msg)),

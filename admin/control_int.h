@@ -7,6 +7,8 @@
  * Who calls whom (a file calls only files below it; nothing calls up):
  *
  *   control.c    life cycle, accessors, reconfiguration, commands
+ *   change.c     the change engine: ordering, persistence, audit, latches,
+ *                the automatic actions (adm_control_auto)
  *   request.c    replies, request checks, service lookup, percent text
  */
 #ifndef CUTOVER_ADMIN_CONTROL_INT_H
@@ -14,8 +16,11 @@
 
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "admin/control.h"
 #include "health/plan.h"
+#include "router/router.h"
 
 struct adm_svc {
     char *name;                  /* owned, 1..63 bytes */
@@ -40,6 +45,22 @@ struct adm_control {
     const struct adm_caller *caller;   /* borrowed: who runs the command in
                                         * progress (pid for the audit and the
                                         * log); NULL outside adm_control_exec_as() */
+};
+
+/* One requested change of a validated command or of an automatic action
+ * (adm_change_run()). */
+struct adm_change {
+    unsigned svc;
+    uint32_t weight_bp;
+    enum adm_state state;
+    const char *action;          /* audit action */
+    const char *reason;          /* borrowed; "" when none */
+    enum rt_side left;           /* switch: side that loses traffic; else RT_NONE */
+    int drain_s;                 /* switch: tunnel drain, -1 = leave open */
+    json_t *figures;             /* borrowed, may be NULL: automatic decisions' numbers */
+    const struct hl_plan *plan;  /* borrowed: the plan after the change (plan
+                                  * commands and steps); NULL: any other change,
+                                  * which ends a running plan (change.c) */
 };
 
 #endif
