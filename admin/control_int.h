@@ -7,6 +7,8 @@
  * Who calls whom (a file calls only files below it; nothing calls up):
  *
  *   control.c    life cycle, accessors, reconfiguration, commands
+ *   plan_ctl.c   the progressive plan: its command, tick, status and the
+ *                check of a restored plan against the config
  *   change.c     the change engine: ordering, persistence, audit, latches,
  *                the automatic actions (adm_control_auto)
  *   request.c    replies, request checks, service lookup, percent text
