@@ -4,11 +4,14 @@
  * control plane itself and its services. Functions shared between the
  * pieces are declared in each piece's own internal header.
  *
- * Who calls whom (a file calls only files below it; nothing calls up):
+ * Who calls whom (a file calls only files below it; nothing calls up, so
+ * the engine never calls a command or the plan's glue):
  *
- *   control.c    life cycle, accessors, reconfiguration, commands
+ *   commands.c   the commands and their levels, adm_control_exec*(), the
+ *                audit of events that changed nothing
  *   plan_ctl.c   the progressive plan: its command, tick, status and the
  *                check of a restored plan against the config
+ *   control.c    life cycle, accessors, reconfiguration
  *   change.c     the change engine: ordering, persistence, audit, latches,
  *                the automatic actions (adm_control_auto)
  *   request.c    replies, request checks, service lookup, percent text
