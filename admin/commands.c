@@ -299,30 +299,46 @@ required_level(struct adm_control *c, json_t *req, const char *cmd, char *what,
     return ADM_LEVEL_ADMIN;            /* promote, switch, anything added later */
 }
 
+/* Appends to the audit log an event that changed nothing: <action> by
+ * <who> with <reason>, about <service> (recorded as given, "" when none)
+ * with the weight and generation of service <svc> (0 when -1). Returns 0,
+ * or -1 when the audit log is off or failed (logged). */
+static int
+audit_unchanged(struct adm_control *c, int svc, const char *service,
+                const struct adm_caller *who, const char *action, const char *reason)
+{
+    struct adm_audit_entry ae;
+    char aerr[512];
+
+    if (c->audit_file == NULL)
+        return -1;
+    ae = (struct adm_audit_entry){
+        .service = service, .actor = who->actor,
+        .action = action, .reason = reason, .pid = who->pid,
+        .from_bp = svc >= 0 ? c->svcs[svc].st.weight_bp : 0,
+        .to_bp = svc >= 0 ? c->svcs[svc].st.weight_bp : 0,
+        .generation = svc >= 0 ? c->svcs[svc].st.generation : 0,
+    };
+    if (adm_audit_append(c->audit_file, &ae, aerr, sizeof(aerr)) != 0) {
+        log_at(LL_ERR, "control", 0, "audit log: %s", aerr);
+        return -1;
+    }
+    return 0;
+}
+
 /* Audits a request refused for its level and returns the reply. */
 static json_t *
 refuse_level(struct adm_control *c, const struct adm_caller *who, int svc,
              const char *what, enum adm_level need)
 {
-    struct adm_audit_entry ae;
-    char reason[256], aerr[512];
+    char reason[256];
     json_t *r;
 
     snprintf(reason, sizeof(reason), "%s needs level %s; %s has level %s", what,
              adm_level_names[need], who->actor, adm_level_names[who->level]);
     log_at(LL_WARN, "control", 0, "%s: refused: %s", svc >= 0 ? c->svcs[svc].name : "-",
            reason);
-    if (c->audit_file != NULL) {
-        ae = (struct adm_audit_entry){
-            .service = svc >= 0 ? c->svcs[svc].name : "", .actor = who->actor,
-            .action = "refused", .reason = reason, .pid = who->pid,
-            .from_bp = svc >= 0 ? c->svcs[svc].st.weight_bp : 0,
-            .to_bp = svc >= 0 ? c->svcs[svc].st.weight_bp : 0,
-            .generation = svc >= 0 ? c->svcs[svc].st.generation : 0,
-        };
-        if (adm_audit_append(c->audit_file, &ae, aerr, sizeof(aerr)) != 0)
-            log_at(LL_ERR, "control", 0, "audit log: %s", aerr);
-    }
+    audit_unchanged(c, svc, svc >= 0 ? c->svcs[svc].name : "", who, "refused", reason);
     r = adm_fail_reply("%s", reason);
     if (r != NULL)
         json_object_set_new(r, "required_level", json_string(adm_level_names[need]));
@@ -416,22 +432,6 @@ adm_control_audit_event(struct adm_control *c, const char *service,
                         const struct adm_caller *who, const char *action,
                         const char *reason)
 {
-    struct adm_audit_entry ae;
-    char aerr[512];
-    int k = service != NULL ? adm_svc_find(c, service) : -1;
-
-    if (c->audit_file == NULL)
-        return -1;
-    ae = (struct adm_audit_entry){
-        .service = service != NULL ? service : "", .actor = who->actor,
-        .action = action, .reason = reason, .pid = who->pid,
-        .from_bp = k >= 0 ? c->svcs[k].st.weight_bp : 0,
-        .to_bp = k >= 0 ? c->svcs[k].st.weight_bp : 0,
-        .generation = k >= 0 ? c->svcs[k].st.generation : 0,
-    };
-    if (adm_audit_append(c->audit_file, &ae, aerr, sizeof(aerr)) != 0) {
-        log_at(LL_ERR, "control", 0, "audit log: %s", aerr);
-        return -1;
-    }
-    return 0;
+    return audit_unchanged(c, service != NULL ? adm_svc_find(c, service) : -1,
+                           service != NULL ? service : "", who, action, reason);
 }
