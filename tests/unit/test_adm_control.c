@@ -1,5 +1,6 @@
 /*
- * Tests for admin/control.c (and the audit log it writes, admin/audit.c):
+ * Tests for the control plane (admin/control.c, commands.c, plan_ctl.c,
+ * change.c, request.c; and the audit log it writes, admin/audit.c):
  * commands change weight, latch and generation as documented; the ordering
  * rule (raise: persist then apply; lower: apply then persist) is observed
  * from inside the apply callback; refused requests change nothing at all;
