@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "admin/tokens.h"
+#include "health/policy.h"
 #include "router/router.h"
 
 struct json_t;
@@ -162,51 +163,16 @@ int adm_control_audit_event(struct adm_control *c, const char *service,
 /* ---- automatic decisions (the policy tick, proxy/tick.c) ----------------
  *
  * The tick evaluates the rollback rule and the new side's health every
- * 100 ms; these two functions are what it decides and what it does. The
- * decision is pure so every rule is a unit test; the execution is a change
- * like an operator's (same ordering, persistence, audit), by actor "auto".
+ * 100 ms and decides with hl_auto_decide() (health/policy.h, pure); the
+ * execution is a change like an operator's (same ordering, persistence,
+ * audit), by actor "auto".
  */
 
-/* What the tick does about one service. */
-enum adm_auto_action {
-    ADM_AUTO_NONE = 0,       /* nothing: no breach, not armed, or latched */
-    ADM_AUTO_ROLLBACK,       /* weight 0 at once, plan stopped, latch rolled_back */
-    ADM_AUTO_FREEZE,         /* weight held, plan stopped, latch frozen */
-};
+/* Service state <st> as the automatic decision sees it: latched when
+ * rolled_back or frozen, progressing when a plan is. */
+struct hl_auto_svc adm_auto_svc(const struct adm_svc_state *st);
 
-/* The figures the decision takes, gathered by the tick. */
-struct adm_auto_input {
-    bool breached;           /* hl_policy_eval() said so (it already applies
-                              * rollback.enabled and min_requests) */
-    bool freeze;             /* rollback.action is "freeze" */
-    bool new_healthy;        /* new has at least one healthy server */
-    bool rollback_on_new_down;   /* on_new_down is "rollback" */
-};
-
-/* True when an automatic decision may change service state <st>: it is not
- * latched (rolled_back, frozen) and there is something to take away from
- * new (weight > 0, or a plan progressing that would raise it). At weight 0
- * outside a plan nothing happens, whatever new's window says (override
- * traffic alone never latches anything). */
-bool adm_auto_armed(const struct adm_svc_state *st);
-
-/* Decides what to do about a service in state <st> given <in>. Pure.
- *
- *   not armed (see adm_auto_armed)                      -> NONE
- *   breached                                            -> FREEZE when in->freeze,
- *                                                          else ROLLBACK
- *   new has no healthy server and rollback_on_new_down  -> ROLLBACK
- *   otherwise                                           -> NONE
- *
- * A breach is acted on first, by rollback.action: the breach usually shows
- * (errors, timeouts) before the checks mark the side down, and a frozen
- * service then stays frozen even if new goes down (the router falls back to
- * legacy meanwhile; freezing exists because rolling back is unsafe). The
- * on_new_down rule is independent of rollback.enabled: it is its own key. */
-enum adm_auto_action adm_auto_decide(const struct adm_svc_state *st,
-                                     const struct adm_auto_input *in);
-
-/* Executes <a> (ADM_AUTO_ROLLBACK or ADM_AUTO_FREEZE, asserted) on service
+/* Executes <a> (HL_AUTO_ROLLBACK or HL_AUTO_FREEZE, asserted) on service
  * <svc> as actor "auto", with <reason> (borrowed; the breach text) and
  * <figures> (borrowed, may be NULL: the numbers behind the decision, written
  * to the audit entry as "figures"). A rollback is applied first and persisted
@@ -217,7 +183,7 @@ enum adm_auto_action adm_auto_decide(const struct adm_svc_state *st,
  * or weight 0 outside a plan): nothing changes, nothing is audited, so a
  * breach that lasts is acted on exactly once. Called from the event loop
  * that runs the admin socket, never from inside an ops callback. */
-int adm_control_auto(struct adm_control *c, unsigned svc, enum adm_auto_action a,
+int adm_control_auto(struct adm_control *c, unsigned svc, enum hl_auto_action a,
                      const char *reason, struct json_t *figures);
 
 /* ---- progressive plan ----------------------------------------------------

@@ -1,5 +1,5 @@
 /*
- * health/policy.c: the rollback rule (see policy.h).
+ * health/policy.c: the rollback rule and the automatic decision (see policy.h).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -62,4 +62,24 @@ hl_policy_eval(const struct hl_rollback_conf *c, const struct hl_stats *new_side
     }
     out->breached = true;
     return true;
+}
+
+bool
+hl_auto_armed(struct hl_auto_svc s)
+{
+    if (s.latched)
+        return false;
+    return s.weight_bp > 0 || s.progressing;
+}
+
+enum hl_auto_action
+hl_auto_decide(struct hl_auto_svc s, const struct hl_auto_input *in)
+{
+    if (!hl_auto_armed(s))
+        return HL_AUTO_NONE;
+    if (in->breached)
+        return in->freeze ? HL_AUTO_FREEZE : HL_AUTO_ROLLBACK;
+    if (!in->new_healthy && in->rollback_on_new_down)
+        return HL_AUTO_ROLLBACK;
+    return HL_AUTO_NONE;
 }

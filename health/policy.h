@@ -1,9 +1,13 @@
 /*
- * health/policy: the rollback rule of one service. Given the rollback config
- * and the window figures of both sides, says whether the new side breached
- * its budget, which threshold it crossed and with what figures. Pure: libc
- * only, no clock, no allocation, no logging; what a breach does (rollback or
- * freeze, audit entry) is the caller's.
+ * health/policy: the rollback rule of one service and the automatic decision
+ * that follows it. Given the rollback config and the window figures of both
+ * sides, hl_policy_eval() says whether the new side breached its budget,
+ * which threshold it crossed and with what figures; hl_auto_decide() says
+ * what the policy tick does about a service (nothing, rollback or freeze)
+ * given that verdict, new's health and the service's control state. Pure:
+ * libc only, no clock, no allocation, no logging; carrying a decision out
+ * (moving the weight, latching, persisting, auditing) is the caller's
+ * (adm_control_auto(), admin/control.h).
  */
 #ifndef CUTOVER_HEALTH_POLICY_H
 #define CUTOVER_HEALTH_POLICY_H
@@ -56,5 +60,62 @@ struct hl_breach {
  * out->breached. */
 bool hl_policy_eval(const struct hl_rollback_conf *c, const struct hl_stats *new_side,
                     const struct hl_stats *legacy, struct hl_breach *out);
+
+/* ---- automatic decisions (the policy tick, proxy/tick.c) ----------------
+ *
+ * The tick evaluates the rollback rule and the new side's health every
+ * 100 ms; hl_auto_decide() is what it decides, adm_control_auto() what it
+ * does. The decision is pure so every rule is a unit test; the execution is
+ * a change like an operator's (same ordering, persistence, audit), by actor
+ * "auto".
+ */
+
+/* What the tick does about one service. */
+enum hl_auto_action {
+    HL_AUTO_NONE = 0,        /* nothing: no breach, not armed, or latched */
+    HL_AUTO_ROLLBACK,        /* weight 0 at once, plan stopped, latch rolled_back */
+    HL_AUTO_FREEZE,          /* weight held, plan stopped, latch frozen */
+};
+
+/* What the decision knows of a service's control state (adm_auto_svc()
+ * fills it from the control plane's). */
+struct hl_auto_svc {
+    uint32_t weight_bp;      /* share to new, 0..10000 */
+    bool latched;            /* rolled_back or frozen: an earlier decision (or
+                              * an operator's rollback) holds until an operator
+                              * sets a weight */
+    bool progressing;        /* a plan is progressing and would raise the weight */
+};
+
+/* The figures the decision takes, gathered by the tick. */
+struct hl_auto_input {
+    bool breached;           /* hl_policy_eval() said so (it already applies
+                              * rollback.enabled and min_requests) */
+    bool freeze;             /* rollback.action is "freeze" */
+    bool new_healthy;        /* new has at least one healthy server */
+    bool rollback_on_new_down;   /* on_new_down is "rollback" */
+};
+
+/* True when an automatic decision may change service <s>: it is not latched
+ * and there is something to take away from new (weight > 0, or a plan
+ * progressing that would raise it). At weight 0 outside a plan nothing
+ * happens, whatever new's window says (override traffic alone never latches
+ * anything). */
+bool hl_auto_armed(struct hl_auto_svc s);
+
+/* Decides what to do about service <s> given <in>. Pure.
+ *
+ *   not armed (see hl_auto_armed)                       -> NONE
+ *   breached                                            -> FREEZE when in->freeze,
+ *                                                          else ROLLBACK
+ *   new has no healthy server and rollback_on_new_down  -> ROLLBACK
+ *   otherwise                                           -> NONE
+ *
+ * A breach is acted on first, by rollback.action: the breach usually shows
+ * (errors, timeouts) before the checks mark the side down, and a frozen
+ * service then stays frozen even if new goes down (the router falls back to
+ * legacy meanwhile; freezing exists because rolling back is unsafe). The
+ * on_new_down rule is independent of rollback.enabled: it is its own key. */
+enum hl_auto_action hl_auto_decide(struct hl_auto_svc s, const struct hl_auto_input *in);
 
 #endif

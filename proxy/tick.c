@@ -1,10 +1,10 @@
 /*
  * tick: the policy tick (see tick.h). Each tick, for each service that
- * adm_auto_armed() says can still lose something (weight > 0 or a plan
+ * hl_auto_armed() says can still lose something (weight > 0 or a plan
  * progressing, not latched):
  *
  *   new and legacy window stats  -> hl_policy_eval()        (breach + figures)
- *   + rollback.action, on_new_down, new's health -> adm_auto_decide()
+ *   + rollback.action, on_new_down, new's health -> hl_auto_decide()
  *   -> adm_control_auto(): rollback (weight 0, applied first, persisted
  *      second) or freeze (weight held), audited with actor "auto" and the
  *      figures, latched until an operator sets a weight.
@@ -184,7 +184,7 @@ breach_moment_us(struct px_tick *t, const struct px_service *svc,
     return same_stats(&a, ns) && same_stats(&b, ls) ? found : 0;
 }
 
-/* Evaluates service <idx> at <now_us> and acts on what adm_auto_decide()
+/* Evaluates service <idx> at <now_us> and acts on what hl_auto_decide()
  * says. */
 static void
 evaluate(struct px_tick *t, unsigned idx, uint64_t now_us)
@@ -194,10 +194,10 @@ evaluate(struct px_tick *t, unsigned idx, uint64_t now_us)
     struct tick_svc *ts = &t->svcs[idx];
     const struct adm_svc_state *st = adm_control_state(srv->ctl, idx);
     const struct hl_rollback_conf *rc = &svc->conf->rollback;
-    struct adm_auto_input in;
+    struct hl_auto_input in;
     struct hl_stats ns, ls;
     struct hl_breach br;
-    enum adm_auto_action a;
+    enum hl_auto_action a;
     uint64_t since_us, exact_us = 0, now_ms = now_us / 1000u;
     uint32_t from_bp = st->weight_bp;
     const char *kind, *reason, *verb;
@@ -211,20 +211,20 @@ evaluate(struct px_tick *t, unsigned idx, uint64_t now_us)
     }
     ts->next_alert_ms = 0;
     ts->frozen_why[0] = '\0';
-    if (!adm_auto_armed(st))
+    if (!hl_auto_armed(adm_auto_svc(st)))
         return;
 
     hl_window_stats(&svc->window[RT_NEW], now_ms, &ns);
     hl_window_stats(&svc->window[RT_LEGACY], now_ms, &ls);
     hl_policy_eval(rc, &ns, &ls, &br);
-    in = (struct adm_auto_input){
+    in = (struct hl_auto_input){
         .breached = br.breached,
         .freeze = rc->action == HL_ACT_FREEZE,
         .new_healthy = rt_side_usable(svc->snap, RT_NEW),
         .rollback_on_new_down = svc->conf->on_new_down == HL_NEWDOWN_ROLLBACK,
     };
-    a = adm_auto_decide(st, &in);
-    if (a == ADM_AUTO_NONE)
+    a = hl_auto_decide(adm_auto_svc(st), &in);
+    if (a == HL_AUTO_NONE)
         return;
 
     /* The breach could not be seen at the previous tick: it came later, and
@@ -252,7 +252,7 @@ evaluate(struct px_tick *t, unsigned idx, uint64_t now_us)
     /* Applied: now there is time to find out exactly when it breached. */
     if (br.breached)
         exact_us = breach_moment_us(t, svc, ts, &ns, &ls, now_ms);
-    verb = a == ADM_AUTO_ROLLBACK ? "rollback" : "freeze";
+    verb = a == HL_AUTO_ROLLBACK ? "rollback" : "freeze";
     if (exact_us != 0) {
         ms = svc->published_us > exact_us ? (double)(svc->published_us - exact_us) / 1e3 : 0;
         snprintf(lat, sizeof(lat), "%s applied %.1f ms after the breach "
@@ -263,7 +263,7 @@ evaluate(struct px_tick *t, unsigned idx, uint64_t now_us)
                  "(breach_to_apply_ms<=%.1f)", verb, ms, ms);
     }
 
-    if (a == ADM_AUTO_ROLLBACK) {
+    if (a == HL_AUTO_ROLLBACK) {
         log_at(LL_WARN, "policy", 0, "service %s: AUTOMATIC ROLLBACK (%s): %s; weight "
                "%s%% -> %s%%, state rolled_back until an operator sets a weight; "
                "error_rate=%.4f p99_ms=%.1f requests=%" PRIu64 " errors=%" PRIu64

@@ -2,7 +2,7 @@
  * tick: the control plane's policy tick. Every PX_TICK_MS it reads the
  * passive windows of both sides of every service, evaluates the rollback
  * rule (health/policy.h) and the on_new_down rule, and has the control plane
- * execute what adm_auto_decide() says (automatic rollback or freeze). Part of
+ * execute what hl_auto_decide() says (automatic rollback or freeze). Part of
  * the composition root (created and freed by proxy/main.c only): like main.c
  * it knows both the data plane's windows and the control plane.
  */

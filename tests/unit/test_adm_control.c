@@ -1,5 +1,6 @@
 /*
- * Tests for admin/control.c (and the audit log it writes, admin/audit.c):
+ * Tests for the control plane (admin/control.c, commands.c, plan_ctl.c,
+ * change.c, request.c; and the audit log it writes, admin/audit.c):
  * commands change weight, latch and generation as documented; the ordering
  * rule (raise: persist then apply; lower: apply then persist) is observed
  * from inside the apply callback; refused requests change nothing at all;
@@ -598,6 +599,8 @@ static const struct {
       "unknown key in \"weight\" request: \"pecent\"" },
     { "{\"cmd\":\"weight\",\"service\":\"a\",\"percent\":10,\"x\":1,\"y\":2}",
       "unknown keys in \"weight\" request: \"x\", \"y\"" },
+    { "{\"x\":1,\"cmd\":\"weight\",\"service\":\"a\",\"y\":2,\"percent\":10,\"z\":3}",
+      "unknown keys in \"weight\" request: \"x\", \"y\", \"z\"" },
     { "{\"cmd\":\"weight\",\"service\":\"c\",\"percent\":10}",
       "unknown service \"c\" (one of: a, b)" },
     { "{\"cmd\":\"weight\",\"percent\":10}", "service required (one of: a, b)" },
@@ -667,6 +670,41 @@ test_bad_requests_change_nothing(void **state)
     }
     free(state_before);
     free(audit_before);
+    fx_free(f);
+}
+
+/* Many unknown keys: every one up to the reply's bound is named, in the
+ * request's order, and the reply stays short; one very long key is named
+ * (cut) and still refused. */
+static void
+test_unknown_keys_are_listed_within_bounds(void **state)
+{
+    struct fx *f = fx_one(0);
+    json_t *req = json_pack("{s:s}", "cmd", "status"), *r;
+    const char *e;
+    char key[16], longkey[400];
+    unsigned i;
+
+    for (i = 0; i < 300; i++) {
+        snprintf(key, sizeof(key), "k%03u", i);
+        json_object_set_new(req, key, json_integer(i));
+    }
+    r = adm_control_exec(f->c, req, "uid:0");
+    e = json_string_value(json_object_get(r, "error"));
+    assert_non_null(e);
+    assert_true(strstr(e, "unknown keys in \"status\" request: \"k000\", \"k001\", "
+                       "\"k002\"") == e);
+    assert_true(strlen(e) < 1024);
+    json_decref(r);
+    json_decref(req);
+
+    memset(longkey, 'x', sizeof(longkey) - 1);
+    longkey[sizeof(longkey) - 1] = '\0';
+    req = json_pack("{s:s, s:i}", "cmd", "status", longkey, 1);
+    r = adm_control_exec(f->c, req, "uid:0");
+    expect_error(r, "unknown key in \"status\" request: \"xxxxxxxxxx");
+    json_decref(req);
+    assert_state(f, 0, 0, ADM_ST_STEADY, 0);
     fx_free(f);
 }
 
@@ -1177,35 +1215,25 @@ some_figures(void)
                      "min_requests", (json_int_t)20, "window_s", (json_int_t)10);
 }
 
-/* Every combination of state, weight and input against the rule of
- * control.h, written out the long way. */
+/* Every state and weight as the automatic decision sees it: latched exactly
+ * when rolled_back or frozen, progressing exactly when progressing, the
+ * weight as it is (the decision itself: test_hl_policy.c). */
 static void
-test_auto_decide(void **state)
+test_auto_svc(void **state)
 {
     static const uint32_t weights[] = { 0, 1, 5000, 10000 };
     enum adm_state s;
-    unsigned w, bits;
+    unsigned w;
 
     for (s = 0; s < ADM_ST__COUNT; s++) {
         for (w = 0; w < sizeof(weights) / sizeof(weights[0]); w++) {
-            for (bits = 0; bits < 16; bits++) {
-                struct adm_svc_state st = { .weight_bp = weights[w], .state = s,
-                                            .generation = 7 };
-                struct adm_auto_input in = {
-                    .breached = bits & 1, .freeze = bits & 2,
-                    .new_healthy = bits & 4, .rollback_on_new_down = bits & 8,
-                };
-                bool latched = s == ADM_ST_ROLLED_BACK || s == ADM_ST_FROZEN;
-                bool armed = !latched && (weights[w] > 0 || s == ADM_ST_PROGRESSING);
-                enum adm_auto_action want = ADM_AUTO_NONE;
+            struct adm_svc_state st = { .weight_bp = weights[w], .state = s,
+                                        .generation = 7 };
+            struct hl_auto_svc v = adm_auto_svc(&st);
 
-                if (armed && in.breached)
-                    want = in.freeze ? ADM_AUTO_FREEZE : ADM_AUTO_ROLLBACK;
-                else if (armed && !in.new_healthy && in.rollback_on_new_down)
-                    want = ADM_AUTO_ROLLBACK;
-                assert_int_equal(adm_auto_armed(&st), armed);
-                assert_int_equal(adm_auto_decide(&st, &in), want);
-            }
+            assert_int_equal(v.weight_bp, weights[w]);
+            assert_int_equal(v.latched, s == ADM_ST_ROLLED_BACK || s == ADM_ST_FROZEN);
+            assert_int_equal(v.progressing, s == ADM_ST_PROGRESSING);
         }
     }
 }
@@ -1224,7 +1252,7 @@ test_auto_rollback_latches_once(void **state)
     expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":20}"));
     json_decref(r);
     f->ncalls = 0;
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK,
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK,
                                       "error rate 0.500 > 0.050 over 40 requests (20 errors)",
                                       fig), 0);
     assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
@@ -1251,8 +1279,8 @@ test_auto_rollback_latches_once(void **state)
     assert_int_equal(audit_lines(f), 2);
 
     /* latched: a lasting breach (or a freeze) is not acted on again */
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "again", fig), -1);
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "again", fig), -1);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK, "again", fig), -1);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_FREEZE, "again", fig), -1);
     assert_int_equal(f->ncalls, 1);
     assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
     assert_int_equal(audit_lines(f), 2);
@@ -1263,13 +1291,13 @@ test_auto_rollback_latches_once(void **state)
     f->ncalls = 0;
     fx_start(f, 1, f->names, (const uint32_t[]){ 5000 });
     assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "again", fig), -1);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK, "again", fig), -1);
 
     /* an operator's weight clears it and re-arms the rule */
     expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":5}"));
     json_decref(r);
     assert_state(f, 0, 500, ADM_ST_STEADY, 3);
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "new side down", NULL), 0);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK, "new side down", NULL), 0);
     assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 4);
     e = last_audit(f);
     assert_null(json_object_get(e, "figures"));
@@ -1288,7 +1316,7 @@ test_auto_freeze_holds_weight(void **state)
     json_t *r, *e, *fig = some_figures();
     int st = -1;
 
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "p99 900.0 ms > 500 ms", fig), 0);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_FREEZE, "p99 900.0 ms > 500 ms", fig), 0);
     assert_state(f, 0, 3000, ADM_ST_FROZEN, 1);
     assert_int_equal(f->ncalls, 1);
     assert_int_equal(f->calls[0].st.weight_bp, 3000);
@@ -1303,8 +1331,8 @@ test_auto_freeze_holds_weight(void **state)
     json_decref(e);
 
     /* frozen is a latch too: nothing more happens automatically */
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "again", fig), -1);
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "again", fig), -1);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_FREEZE, "again", fig), -1);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK, "again", fig), -1);
     assert_int_equal(f->ncalls, 1);
     assert_int_equal(audit_lines(f), 1);
 
@@ -1323,12 +1351,12 @@ test_auto_freeze_holds_weight(void **state)
     /* freeze again from a promoted service; promote and weight clear it */
     expect_ok(r = run(f, "{\"cmd\":\"promote\"}"));
     json_decref(r);
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "x", NULL), 0);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_FREEZE, "x", NULL), 0);
     assert_state(f, 0, 10000, ADM_ST_FROZEN, 4);
     expect_ok(r = run(f, "{\"cmd\":\"promote\"}"));
     json_decref(r);
     assert_state(f, 0, 10000, ADM_ST_PROMOTED, 5);
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "x", NULL), 0);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_FREEZE, "x", NULL), 0);
     expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":1}"));
     json_decref(r);
     assert_state(f, 0, 100, ADM_ST_STEADY, 7);
@@ -1343,8 +1371,8 @@ test_auto_at_weight_zero_does_nothing(void **state)
 {
     struct fx *f = fx_one(0);
 
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "x", NULL), -1);
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "x", NULL), -1);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK, "x", NULL), -1);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_FREEZE, "x", NULL), -1);
     assert_int_equal(f->ncalls, 0);
     assert_state(f, 0, 0, ADM_ST_STEADY, 0);
     assert_null(slurp(f->audit));
@@ -1362,7 +1390,7 @@ test_auto_rollback_unsaved_still_applies(void **state)
 
     snprintf(blocker, sizeof(blocker), "%s/state", f->dir);
     write_file(blocker, "not a directory");
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "x", NULL), 0);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK, "x", NULL), 0);
     assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 1);
     assert_int_equal(f->ncalls, 1);
     assert_int_equal(f->calls[0].st.weight_bp, 0);
@@ -1649,7 +1677,7 @@ test_plan_breach_and_operator_end_it(void **state)
     json_decref(r);
     assert_int_equal(adm_control_plan_tick(f->c, 0, T0, 0), 0);
     assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 900, 100), 0);
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_ROLLBACK, "error rate", NULL), 0);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK, "error rate", NULL), 0);
     assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
     assert_file_plan(f, "breached", 1);
     assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 5000, 500), 0);
@@ -1666,7 +1694,7 @@ test_plan_breach_and_operator_end_it(void **state)
     json_decref(r);
     expect_ok(r = run(f, "{\"cmd\":\"plan\",\"action\":\"pause\"}"));
     json_decref(r);
-    assert_int_equal(adm_control_auto(f->c, 0, ADM_AUTO_FREEZE, "p99", NULL), 0);
+    assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_FREEZE, "p99", NULL), 0);
     assert_state(f, 0, 1000, ADM_ST_FROZEN, 6);
     expect_error(run(f, "{\"cmd\":\"plan\",\"action\":\"resume\"}"), "it is breached");
     expect_error(run(f, "{\"cmd\":\"plan\",\"action\":\"start\"}"), "service web is frozen");
@@ -1823,6 +1851,7 @@ main(void)
         cmocka_unit_test(test_promote),
         cmocka_unit_test(test_switch),
         cmocka_unit_test(test_bad_requests_change_nothing),
+        cmocka_unit_test(test_unknown_keys_are_listed_within_bounds),
         cmocka_unit_test(test_exec_rejects_non_objects),
         cmocka_unit_test(test_levels),
         cmocka_unit_test(test_state_file_wins_over_config),
@@ -1834,7 +1863,7 @@ main(void)
         cmocka_unit_test(test_audit_filter_by_service_and_actor),
         cmocka_unit_test(test_audit_failure_does_not_fail_the_command),
         cmocka_unit_test(test_audit_tail_reads_backwards_across_blocks),
-        cmocka_unit_test(test_auto_decide),
+        cmocka_unit_test(test_auto_svc),
         cmocka_unit_test(test_auto_rollback_latches_once),
         cmocka_unit_test(test_auto_freeze_holds_weight),
         cmocka_unit_test(test_auto_at_weight_zero_does_nothing),

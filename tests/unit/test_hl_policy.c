@@ -1,4 +1,5 @@
-/* tests/unit/test_hl_policy.c: the rollback rule of health/policy.c. */
+/* tests/unit/test_hl_policy.c: the rollback rule and the automatic decision
+ * of health/policy.c. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -224,6 +225,38 @@ test_threshold_sweep(void **state)
     }
 }
 
+/* Every combination of latch, plan, weight and input against the rule of
+ * policy.h, written out the long way. */
+static void
+test_auto_decide(void **state)
+{
+    static const uint32_t weights[] = { 0, 1, 5000, 10000 };
+    unsigned w, bits, sbits;
+
+    (void)state;
+    for (sbits = 0; sbits < 4; sbits++) {
+        for (w = 0; w < sizeof(weights) / sizeof(weights[0]); w++) {
+            for (bits = 0; bits < 16; bits++) {
+                struct hl_auto_svc sv = { .weight_bp = weights[w], .latched = sbits & 1,
+                                          .progressing = sbits & 2 };
+                struct hl_auto_input in = {
+                    .breached = bits & 1, .freeze = bits & 2,
+                    .new_healthy = bits & 4, .rollback_on_new_down = bits & 8,
+                };
+                bool armed = !sv.latched && (weights[w] > 0 || sv.progressing);
+                enum hl_auto_action want = HL_AUTO_NONE;
+
+                if (armed && in.breached)
+                    want = in.freeze ? HL_AUTO_FREEZE : HL_AUTO_ROLLBACK;
+                else if (armed && !in.new_healthy && in.rollback_on_new_down)
+                    want = HL_AUTO_ROLLBACK;
+                assert_int_equal(hl_auto_armed(sv), armed);
+                assert_int_equal(hl_auto_decide(sv, &in), want);
+            }
+        }
+    }
+}
+
 int
 main(void)
 {
@@ -234,6 +267,7 @@ main(void)
         cmocka_unit_test(test_text_ratio),
         cmocka_unit_test(test_rate_from_counts),
         cmocka_unit_test(test_threshold_sweep),
+        cmocka_unit_test(test_auto_decide),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

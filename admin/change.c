@@ -1,0 +1,270 @@
+/*
+ * change: the change engine of the control plane (see change.h). Every
+ * command is validated completely before it gets here: a refused request
+ * changes no weight, no latch, no generation, no file and no audit line. A
+ * change then follows the ordering rule that keeps the disk on the safe side
+ * of the data plane: lowering the weight is applied first (traffic leaves
+ * new at once, even if the disk is full) and persisted second; raising it is
+ * persisted first and applied only once the save succeeded.
+ *
+ * Workload: a handful of services and a few commands a minute; clarity and
+ * strictness matter here, not speed.
+ */
+#include <assert.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "admin/audit.h"
+#include "admin/change.h"
+#include "admin/request.h"
+#include "admin/store.h"
+#include "health/plan.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+
+/* ---- the state file --------------------------------------------------- */
+
+/* The plan of store entry <e> as saved: adm_control_set_plan() checks it
+ * against the config. */
+static void
+plan_from_entry(struct adm_svc *s, const struct adm_store_entry *e)
+{
+    hl_plan_init(&s->plan);
+    if (!e->has_plan)
+        return;
+    s->plan.state = (enum hl_plan_state)e->plan_state;
+    s->plan.step = e->plan_step;
+    s->plan.baked_ms = e->plan_baked_ms;
+    s->plan.step_requests = e->plan_requests;
+}
+
+/* The plan of <s> into store entry <e>. */
+static void
+plan_to_entry(const struct adm_svc *s, struct adm_store_entry *e)
+{
+    /* an idle plan writes nothing: the file stays what it was before plans */
+    e->has_plan = s->plan.state != HL_PLAN_IDLE;
+    if (!e->has_plan)
+        return;
+    e->plan_state = (int)s->plan.state;
+    e->plan_step = s->plan.step;
+    e->plan_baked_ms = s->plan.baked_ms;
+    e->plan_requests = s->plan.step_requests;
+}
+
+void
+adm_svc_restore(struct adm_svc *s, const struct adm_store_entry *e)
+{
+    s->st.weight_bp = e->weight_bp;
+    s->st.state = (enum adm_state)e->state;
+    s->st.generation = e->generation;
+    plan_from_entry(s, e);
+}
+
+/* Saves every service's state (nothing without a state file). */
+static int
+persist(const struct adm_control *c, char *err, size_t errlen)
+{
+    struct adm_store_entry *e;
+    unsigned i;
+    int rc;
+
+    if (c->state_file == NULL)
+        return 0;
+    e = xcalloc(c->n > 0 ? c->n : 1, sizeof(*e));
+    for (i = 0; i < c->n; i++) {
+        snprintf(e[i].name, sizeof(e[i].name), "%s", c->svcs[i].name);
+        e[i].weight_bp = c->svcs[i].st.weight_bp;
+        e[i].state = (int)c->svcs[i].st.state;
+        e[i].generation = c->svcs[i].st.generation;
+        plan_to_entry(&c->svcs[i], &e[i]);
+    }
+    rc = adm_store_save(c->state_file, e, c->n, err, errlen);
+    free(e);
+    return rc;
+}
+
+/* ---- changes ---------------------------------------------------------- */
+
+/* Publishes service <svc>'s state; <left> is the side a blue-green switch
+ * took traffic away from (RT_NONE when not a switch). */
+static void
+apply(struct adm_control *c, unsigned svc, enum rt_side left, int drain_s)
+{
+    if (c->ops.apply != NULL)
+        c->ops.apply(c->arg, svc, &c->svcs[svc].st);
+    if (left != RT_NONE && c->ops.switched != NULL)
+        c->ops.switched(c->arg, svc, left, drain_s);
+}
+
+/* Puts the plan of change <ch> in place; a change without one ends a
+ * running plan as aborted: the operator took the weight into their own
+ * hands. */
+static void
+plan_take(struct adm_control *c, const struct adm_change *ch, const char *actor)
+{
+    struct adm_svc *s = &c->svcs[ch->svc];
+
+    if (ch->plan != NULL) {
+        s->plan = *ch->plan;
+        return;
+    }
+    if (hl_plan_abort(&s->plan) != 0)
+        return;                        /* no plan running */
+    log_at(LL_INFO, "control", 0, "%s: %s by %s ends the plan at step %u/%u (aborted)",
+           s->name, ch->action, actor, s->plan.step + 1, s->plan_conf.nsteps);
+}
+
+json_t *
+adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *actor)
+{
+    struct adm_svc *s = &c->svcs[ch->svc];
+    struct adm_svc_state old = s->st;
+    struct hl_plan old_plan = s->plan;
+    struct adm_audit_entry ae;
+    char err[512], aerr[512], p0[16], p1[16], *qreason, by[128];
+    json_t *quoted;
+    bool saved = true;
+    long pid = c->caller != NULL && strcmp(c->caller->actor, actor) == 0 ? c->caller->pid : -1;
+
+    /* the log line names the process behind a socket command */
+    if (pid > 0)
+        snprintf(by, sizeof(by), "%s pid:%ld", actor, pid);
+    else
+        snprintf(by, sizeof(by), "%s", actor);
+
+    s->st.weight_bp = ch->weight_bp;
+    s->st.state = ch->state;
+    s->st.generation = old.generation + 1;
+    plan_take(c, ch, actor);
+
+    if (ch->weight_bp <= old.weight_bp) {
+        /* Lowering: traffic leaves new now, whatever the disk says. */
+        apply(c, ch->svc, ch->left, ch->drain_s);
+        saved = persist(c, err, sizeof(err)) == 0;
+    } else {
+        /* Raising: never put more on new than a restart would restore. */
+        if (persist(c, err, sizeof(err)) != 0) {
+            s->st = old;
+            s->plan = old_plan;
+            log_at(LL_ERR, "control", 0, "%s: %s by %s refused: cannot save state: %s",
+                   s->name, ch->action, by, err);
+            return adm_fail_reply("cannot save state: %s", err);
+        }
+        apply(c, ch->svc, ch->left, ch->drain_s);
+    }
+
+    /* The reason is operator text: quoted, so a newline cannot forge a log line. */
+    quoted = ch->reason[0] != '\0' ? json_string(ch->reason) : NULL;
+    qreason = quoted != NULL ? json_dumps(quoted, JSON_ENCODE_ANY) : NULL;
+    json_decref(quoted);
+    log_at(LL_INFO, "control", 0, "%s: %s by %s: weight %s -> %s, state %s -> %s, "
+           "generation %llu%s%s", s->name, ch->action, by,
+           adm_pct(old.weight_bp, p0, sizeof(p0)), adm_pct(s->st.weight_bp, p1, sizeof(p1)),
+           adm_state_names[old.state], adm_state_names[s->st.state],
+           (unsigned long long)s->st.generation,
+           qreason != NULL ? ", reason: " : "", qreason != NULL ? qreason : "");
+    free(qreason);
+
+    if (c->audit_file != NULL) {
+        ae = (struct adm_audit_entry){
+            .service = s->name, .actor = actor, .action = ch->action,
+            .from_bp = old.weight_bp, .to_bp = s->st.weight_bp,
+            .reason = ch->reason, .generation = s->st.generation, .figures = ch->figures,
+            .pid = pid,
+        };
+        /* The change happened: a failing audit log must not hide that. */
+        if (adm_audit_append(c->audit_file, &ae, aerr, sizeof(aerr)) != 0)
+            log_at(LL_ERR, "control", 0, "%s: audit log: %s", s->name, aerr);
+    }
+
+    if (!saved) {
+        log_at(LL_ERR, "control", 0, "%s: %s applied but not saved: %s",
+               s->name, ch->action, err);
+        return adm_fail_reply("applied but not saved: %s", err);
+    }
+    return json_pack("{s:b, s:s, s:o, s:s, s:I, s:o}", "ok", 1, "service", s->name,
+                     "weight", adm_percent_json(s->st.weight_bp),
+                     "state", adm_state_names[s->st.state],
+                     "generation", (json_int_t)s->st.generation,
+                     "previous_weight", adm_percent_json(old.weight_bp));
+}
+
+/* ---- automatic actions ------------------------------------------------ */
+
+/* The counter an automatic rollback with <figures> goes to: its "kind". */
+static enum adm_rollback_reason
+auto_reason(json_t *figures)
+{
+    const char *kind = json_string_value(json_object_get(figures, "kind"));
+    unsigned i;
+
+    for (i = ADM_RB_MANUAL + 1; kind != NULL && i < ADM_RB_OTHER; i++) {
+        if (strcmp(kind, adm_rollback_reason_names[i]) == 0)
+            return (enum adm_rollback_reason)i;
+    }
+    return ADM_RB_OTHER;
+}
+
+struct hl_auto_svc
+adm_auto_svc(const struct adm_svc_state *st)
+{
+    return (struct hl_auto_svc){
+        .weight_bp = st->weight_bp,
+        .latched = st->state == ADM_ST_ROLLED_BACK || st->state == ADM_ST_FROZEN,
+        .progressing = st->state == ADM_ST_PROGRESSING,
+    };
+}
+
+/* Stops service <svc>'s progressive plan, if one runs, for an automatic
+ * decision, as breached. The new state (rolled_back or frozen) already keeps
+ * a plan from advancing: it only advances while the state is progressing. */
+static void
+auto_stop_plan(struct adm_control *c, unsigned svc)
+{
+    struct adm_svc *s = &c->svcs[svc];
+
+    if (hl_plan_breach(&s->plan) != 0)
+        return;                        /* no plan running */
+    log_at(LL_WARN, "control", 0, "%s: plan stopped at step %u/%u by the breach",
+           s->name, s->plan.step + 1, s->plan_conf.nsteps);
+}
+
+int
+adm_control_auto(struct adm_control *c, unsigned svc, enum hl_auto_action a,
+                 const char *reason, json_t *figures)
+{
+    struct adm_change ch = { .svc = svc, .reason = reason != NULL ? reason : "",
+                             .left = RT_NONE, .drain_s = -1, .figures = figures };
+    json_t *r;
+
+    assert(svc < c->n);
+    assert(a == HL_AUTO_ROLLBACK || a == HL_AUTO_FREEZE);
+    /* The latch is what makes a lasting breach act once: re-checked here
+     * so no caller can audit the same breach twice. */
+    if (!hl_auto_armed(adm_auto_svc(&c->svcs[svc].st)))
+        return -1;
+    if (a == HL_AUTO_ROLLBACK) {
+        ch.weight_bp = 0;
+        ch.state = ADM_ST_ROLLED_BACK;
+        ch.action = "rollback";
+    } else {
+        ch.weight_bp = c->svcs[svc].st.weight_bp;
+        ch.state = ADM_ST_FROZEN;
+        ch.action = "freeze";
+    }
+    auto_stop_plan(c, svc);
+    /* Never a raise, so adm_change_run applies first and saves second; a
+     * failed save is logged there and the change stays in effect. */
+    r = adm_change_run(c, &ch, "auto");
+    json_decref(r);
+    if (a == HL_AUTO_ROLLBACK)
+        c->svcs[svc].counters.rollbacks[auto_reason(figures)]++;
+    else
+        c->svcs[svc].counters.freezes++;
+    return 0;
+}

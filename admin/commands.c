@@ -1,0 +1,437 @@
+/*
+ * commands: the control plane's commands and the levels they need (see
+ * control.h): status, weight, rollback, promote, switch, plan (its glue is
+ * plan_ctl.c) and audit; the level a request needs given its service's
+ * state, the audited refusal of a request below it; adm_control_exec*();
+ * the audit of events that changed nothing. Every command validates its
+ * request completely, then hands the change to the change engine
+ * (change.h). Calls plan_ctl.c, change.c and request.c.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "admin/audit.h"
+#include "admin/change.h"
+#include "admin/control.h"
+#include "admin/ctl_proto.h"
+#include "admin/plan_ctl.h"
+#include "admin/request.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+
+#define REASON_MAX      1024     /* bytes of rollback reason text */
+#define AUDIT_N_DEFAULT 20
+#define REPLY_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
+/* ---- commands --------------------------------------------------------- */
+
+static json_t *
+cmd_status(struct adm_control *c, json_t *req, const char *actor)
+{
+    static const char *const keys[] = { "cmd", "service", NULL };
+    json_t *r, *list, *o;
+    unsigned svc = 0, i;
+    bool one = json_object_get(req, "service") != NULL;
+
+    if ((r = adm_check_keys(req, "status", keys)) != NULL)
+        return r;
+    if (one && (r = adm_resolve_service(c, req, &svc)) != NULL)
+        return r;
+    list = json_array();
+    for (i = 0; i < c->n; i++) {
+        if (one && i != svc)
+            continue;
+        o = json_pack("{s:s, s:o, s:s, s:I}", "name", c->svcs[i].name,
+                      "weight", adm_percent_json(c->svcs[i].st.weight_bp),
+                      "state", adm_state_names[c->svcs[i].st.state],
+                      "generation", (json_int_t)c->svcs[i].st.generation);
+        if (o != NULL)
+            json_object_set_new(o, "plan", adm_plan_status(&c->svcs[i]));
+        if (o != NULL && c->ops.status != NULL)
+            c->ops.status(c->arg, i, o);
+        json_array_append_new(list, o);
+    }
+    return json_pack("{s:b, s:o}", "ok", 1, "services", list);
+}
+
+static json_t *
+cmd_weight(struct adm_control *c, json_t *req, const char *actor)
+{
+    static const char *const keys[] = { "cmd", "service", "percent", NULL };
+    struct adm_change ch = { .state = ADM_ST_STEADY, .action = "weight", .reason = "",
+                             .left = RT_NONE, .drain_s = -1 };
+    json_t *r, *p;
+
+    if ((r = adm_check_keys(req, "weight", keys)) != NULL)
+        return r;
+    if ((r = adm_resolve_service(c, req, &ch.svc)) != NULL)
+        return r;
+    p = json_object_get(req, "percent");
+    if (p == NULL)
+        return adm_fail_reply("missing \"percent\"");
+    if (!json_is_number(p))
+        return adm_fail_reply("\"percent\" must be a number, got %s", adm_type_name(p));
+    if (ctl_weight_from_double(json_number_value(p), &ch.weight_bp) != 0) {
+        if (json_is_integer(p))
+            return adm_fail_reply("percent must be 0..100 with at most two decimals, got %lld",
+                                  (long long)json_integer_value(p));
+        return adm_fail_reply("percent must be 0..100 with at most two decimals, got %.15g",
+                              json_real_value(p));
+    }
+    return adm_change_run(c, &ch, actor);
+}
+
+static json_t *
+cmd_rollback(struct adm_control *c, json_t *req, const char *actor)
+{
+    static const char *const keys[] = { "cmd", "service", "reason", NULL };
+    struct adm_change ch = { .weight_bp = 0, .state = ADM_ST_ROLLED_BACK,
+                             .action = "rollback", .reason = "", .left = RT_NONE,
+                             .drain_s = -1 };
+    json_t *r, *v;
+    uint64_t gen;
+
+    if ((r = adm_check_keys(req, "rollback", keys)) != NULL)
+        return r;
+    if ((r = adm_resolve_service(c, req, &ch.svc)) != NULL)
+        return r;
+    if ((v = json_object_get(req, "reason")) != NULL) {
+        if (!json_is_string(v))
+            return adm_fail_reply("\"reason\" must be a string, got %s", adm_type_name(v));
+        if (json_string_length(v) > REASON_MAX)
+            return adm_fail_reply("\"reason\" is too long (%zu bytes, at most %d)",
+                                  json_string_length(v), REASON_MAX);
+        if (strlen(json_string_value(v)) != json_string_length(v))
+            return adm_fail_reply("\"reason\" must not contain NUL characters");
+        ch.reason = json_string_value(v);
+    }
+    gen = c->svcs[ch.svc].st.generation;
+    r = adm_change_run(c, &ch, actor);
+    if (c->svcs[ch.svc].st.generation != gen)  /* applied (even if not saved) */
+        c->svcs[ch.svc].counters.rollbacks[ADM_RB_MANUAL]++;
+    return r;
+}
+
+static json_t *
+cmd_promote(struct adm_control *c, json_t *req, const char *actor)
+{
+    static const char *const keys[] = { "cmd", "service", NULL };
+    struct adm_change ch = { .weight_bp = RT_BP_MAX, .state = ADM_ST_PROMOTED,
+                             .action = "promote", .reason = "", .left = RT_NONE,
+                             .drain_s = -1 };
+    json_t *r;
+
+    if ((r = adm_check_keys(req, "promote", keys)) != NULL)
+        return r;
+    if ((r = adm_resolve_service(c, req, &ch.svc)) != NULL)
+        return r;
+    return adm_change_run(c, &ch, actor);
+}
+
+static json_t *
+cmd_switch(struct adm_control *c, json_t *req, const char *actor)
+{
+    static const char *const keys[] = { "cmd", "service", "to", "drain_s", "force", NULL };
+    struct adm_change ch = { .action = "switch", .reason = "", .drain_s = -1 };
+    json_t *r, *v;
+    const char *to;
+    bool force = false;
+
+    if ((r = adm_check_keys(req, "switch", keys)) != NULL)
+        return r;
+    if ((r = adm_resolve_service(c, req, &ch.svc)) != NULL)
+        return r;
+    v = json_object_get(req, "to");
+    if (v == NULL)
+        return adm_fail_reply("missing \"to\" (\"new\" or \"legacy\")");
+    if (!json_is_string(v))
+        return adm_fail_reply("\"to\" must be a string, got %s", adm_type_name(v));
+    to = json_string_value(v);
+    if (strcmp(to, "new") == 0) {
+        ch.weight_bp = RT_BP_MAX;
+        ch.state = ADM_ST_PROMOTED;
+        ch.left = RT_LEGACY;
+    } else if (strcmp(to, "legacy") == 0) {
+        ch.weight_bp = 0;
+        ch.state = ADM_ST_STEADY;
+        ch.left = RT_NEW;
+    } else {
+        return adm_fail_reply("\"to\" must be \"new\" or \"legacy\", got \"%s\"", to);
+    }
+    if ((v = json_object_get(req, "drain_s")) != NULL) {
+        if (!json_is_integer(v))
+            return adm_fail_reply("\"drain_s\" must be an integer, got %s", adm_type_name(v));
+        if (json_integer_value(v) < 0 || json_integer_value(v) > 2147483647)
+            return adm_fail_reply("\"drain_s\" must be 0..2147483647 seconds, got %lld",
+                                  (long long)json_integer_value(v));
+        ch.drain_s = (int)json_integer_value(v);
+    }
+    if ((v = json_object_get(req, "force")) != NULL) {
+        if (!json_is_boolean(v))
+            return adm_fail_reply("\"force\" must be a boolean, got %s", adm_type_name(v));
+        force = json_is_true(v);
+    }
+    if (ch.left == RT_LEGACY && !force && c->ops.side_healthy != NULL
+        && !c->ops.side_healthy(c->arg, ch.svc, RT_NEW))
+        return adm_fail_reply("new has no healthy server; use --force");
+    return adm_change_run(c, &ch, actor);
+}
+
+static json_t *
+cmd_plan(struct adm_control *c, json_t *req, const char *actor)
+{
+    return adm_plan_command(c, req, actor);
+}
+
+static json_t *
+cmd_audit(struct adm_control *c, json_t *req, const char *actor)
+{
+    static const char *const keys[] = { "cmd", "service", "n", NULL };
+    json_t *r, *v, *entries;
+    json_int_t n = AUDIT_N_DEFAULT;
+    unsigned svc = 0;
+    bool filter = json_object_get(req, "service") != NULL;
+    char err[512];
+
+    if ((r = adm_check_keys(req, "audit", keys)) != NULL)
+        return r;
+    if (filter && (r = adm_resolve_service(c, req, &svc)) != NULL)
+        return r;
+    if ((v = json_object_get(req, "n")) != NULL) {
+        if (!json_is_integer(v))
+            return adm_fail_reply("\"n\" must be an integer, got %s", adm_type_name(v));
+        n = json_integer_value(v);
+        if (n < 1 || n > (json_int_t)ADM_AUDIT_TAIL_MAX)
+            return adm_fail_reply("\"n\" must be 1..%u, got %lld", ADM_AUDIT_TAIL_MAX,
+                                  (long long)n);
+    }
+    if (c->audit_file == NULL)
+        return adm_fail_reply("the audit log is disabled (no audit file configured)");
+    entries = adm_audit_tail(c->audit_file, (unsigned)n,
+                             filter ? c->svcs[svc].name : NULL, err, sizeof(err));
+    if (entries == NULL)
+        return adm_fail_reply("audit: %s", err);
+    return json_pack("{s:b, s:o}", "ok", 1, "entries", entries);
+}
+
+typedef json_t *cmd_fn(struct adm_control *c, json_t *req, const char *actor);
+
+static const struct {
+    const char *name;
+    cmd_fn *fn;
+} commands[] = {
+    { "status",   cmd_status },
+    { "weight",   cmd_weight },
+    { "rollback", cmd_rollback },
+    { "promote",  cmd_promote },
+    { "switch",   cmd_switch },
+    { "plan",     cmd_plan },
+    { "audit",    cmd_audit },
+};
+
+bool
+adm_control_is_command(const char *cmd)
+{
+    size_t i;
+
+    for (i = 0; cmd != NULL && i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(cmd, commands[i].name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The level request <req> (command <cmd>, known) needs given the state of
+ * its service; <what> gets a short description of the request for the
+ * refusal ("weight 100", "plan start") and <*svc> the service when the
+ * request names a valid one (else -1). A request whose fields are invalid
+ * needs its command's lowest level: the command itself then refuses it. */
+static enum adm_level
+required_level(struct adm_control *c, json_t *req, const char *cmd, char *what,
+               size_t wlen, int *svc)
+{
+    unsigned k = 0;
+    json_t *r, *v;
+    uint32_t bp;
+    const struct adm_svc_state *st;
+    char p0[16];
+
+    *svc = -1;
+    r = adm_resolve_service(c, req, &k);
+    if (r == NULL)
+        *svc = (int)k;
+    json_decref(r);
+    snprintf(what, wlen, "%s", cmd);
+    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "audit") == 0)
+        return ADM_LEVEL_READ;
+    if (strcmp(cmd, "rollback") == 0)
+        return ADM_LEVEL_OPERATE;
+    if (strcmp(cmd, "plan") == 0) {
+        v = json_object_get(req, "action");
+        if (!json_is_string(v))
+            return ADM_LEVEL_OPERATE;
+        snprintf(what, wlen, "plan %.32s", json_string_value(v));
+        if (strcmp(json_string_value(v), "start") == 0
+            || strcmp(json_string_value(v), "resume") == 0)
+            return ADM_LEVEL_ADMIN;
+        return ADM_LEVEL_OPERATE;
+    }
+    if (strcmp(cmd, "weight") == 0) {
+        v = json_object_get(req, "percent");
+        if (!json_is_number(v) || ctl_weight_from_double(json_number_value(v), &bp) != 0
+            || *svc < 0)
+            return ADM_LEVEL_OPERATE;
+        st = &c->svcs[*svc].st;
+        snprintf(what, wlen, "weight %s", adm_pct(bp, p0, sizeof(p0)));
+        if (bp >= RT_BP_MAX)
+            return ADM_LEVEL_ADMIN;
+        if (st->state == ADM_ST_ROLLED_BACK || st->state == ADM_ST_FROZEN) {
+            snprintf(what, wlen, "weight %s while %s (it clears the latch)", p0,
+                     adm_state_names[st->state]);
+            return ADM_LEVEL_ADMIN;
+        }
+        return ADM_LEVEL_OPERATE;
+    }
+    return ADM_LEVEL_ADMIN;            /* promote, switch, anything added later */
+}
+
+/* Appends to the audit log an event that changed nothing: <action> by
+ * <who> with <reason>, about <service> (recorded as given, "" when none)
+ * with the weight and generation of service <svc> (0 when -1). Returns 0,
+ * or -1 when the audit log is off or failed (logged). */
+static int
+audit_unchanged(struct adm_control *c, int svc, const char *service,
+                const struct adm_caller *who, const char *action, const char *reason)
+{
+    struct adm_audit_entry ae;
+    char aerr[512];
+
+    if (c->audit_file == NULL)
+        return -1;
+    ae = (struct adm_audit_entry){
+        .service = service, .actor = who->actor,
+        .action = action, .reason = reason, .pid = who->pid,
+        .from_bp = svc >= 0 ? c->svcs[svc].st.weight_bp : 0,
+        .to_bp = svc >= 0 ? c->svcs[svc].st.weight_bp : 0,
+        .generation = svc >= 0 ? c->svcs[svc].st.generation : 0,
+    };
+    if (adm_audit_append(c->audit_file, &ae, aerr, sizeof(aerr)) != 0) {
+        log_at(LL_ERR, "control", 0, "audit log: %s", aerr);
+        return -1;
+    }
+    return 0;
+}
+
+/* Audits a request refused for its level and returns the reply. */
+static json_t *
+refuse_level(struct adm_control *c, const struct adm_caller *who, int svc,
+             const char *what, enum adm_level need)
+{
+    char reason[256];
+    json_t *r;
+
+    snprintf(reason, sizeof(reason), "%s needs level %s; %s has level %s", what,
+             adm_level_names[need], who->actor, adm_level_names[who->level]);
+    log_at(LL_WARN, "control", 0, "%s: refused: %s", svc >= 0 ? c->svcs[svc].name : "-",
+           reason);
+    audit_unchanged(c, svc, svc >= 0 ? c->svcs[svc].name : "", who, "refused", reason);
+    r = adm_fail_reply("%s", reason);
+    if (r != NULL)
+        json_object_set_new(r, "required_level", json_string(adm_level_names[need]));
+    return r;
+}
+
+json_t *
+adm_control_exec_as(struct adm_control *c, json_t *req, const struct adm_caller *who)
+{
+    struct adm_caller anon = { .actor = "unknown", .pid = -1, .level = ADM_LEVEL_READ };
+    enum adm_level need;
+    json_t *v, *r;
+    const char *cmd;
+    char what[128];
+    size_t i;
+    int svc;
+
+    if (who == NULL)
+        who = &anon;
+    if (who->actor == NULL) {
+        anon.pid = who->pid;
+        anon.level = who->level;
+        who = &anon;
+    }
+    if (!json_is_object(req))
+        return adm_fail_reply("a request must be a JSON object, got %s",
+                              req != NULL ? adm_type_name(req) : "nothing");
+    v = json_object_get(req, "cmd");
+    if (v == NULL)
+        return adm_fail_reply("missing \"cmd\"");
+    if (!json_is_string(v))
+        return adm_fail_reply("\"cmd\" must be a string, got %s", adm_type_name(v));
+    cmd = json_string_value(v);
+    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(cmd, commands[i].name) != 0)
+            continue;
+        need = required_level(c, req, cmd, what, sizeof(what), &svc);
+        if (who->level < need)
+            return refuse_level(c, who, svc, what, need);
+        c->caller = who;
+        r = commands[i].fn(c, req, who->actor);
+        c->caller = NULL;
+        return r != NULL ? r : adm_fail_reply("internal error building the reply");
+    }
+    return adm_fail_reply("unknown command \"%s\" (one of: status, weight, rollback, "
+                          "promote, switch, plan, audit)", cmd);
+}
+
+json_t *
+adm_control_exec(struct adm_control *c, json_t *req, const char *actor)
+{
+    struct adm_caller who = { .actor = actor != NULL ? actor : "unknown", .pid = -1,
+                              .level = ADM_LEVEL_ADMIN };
+
+    return adm_control_exec_as(c, req, &who);
+}
+
+char *
+adm_control_exec_line_as(struct adm_control *c, const char *line, size_t len,
+                         const struct adm_caller *who)
+{
+    json_t *req, *reply;
+    json_error_t je;
+    char *out;
+
+    req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+    if (req == NULL)
+        reply = adm_fail_reply("bad JSON: %s at column %d", je.text, je.column);
+    else
+        reply = adm_control_exec_as(c, req, who);
+    json_decref(req);
+    out = reply != NULL ? json_dumps(reply, REPLY_DUMP_FLAGS) : NULL;
+    json_decref(reply);
+    if (out == NULL)
+        out = xstrdup("{\"ok\":false,\"error\":\"internal error building the reply\"}");
+    return out;
+}
+
+char *
+adm_control_exec_line(struct adm_control *c, const char *line, size_t len,
+                      const char *actor)
+{
+    struct adm_caller who = { .actor = actor != NULL ? actor : "unknown", .pid = -1,
+                              .level = ADM_LEVEL_ADMIN };
+
+    return adm_control_exec_line_as(c, line, len, &who);
+}
+
+int
+adm_control_audit_event(struct adm_control *c, const char *service,
+                        const struct adm_caller *who, const char *action,
+                        const char *reason)
+{
+    return audit_unchanged(c, service != NULL ? adm_svc_find(c, service) : -1,
+                           service != NULL ? service : "", who, action, reason);
+}

@@ -1,0 +1,71 @@
+/*
+ * control_int: internal to the control plane (admin/control.c and its
+ * siblings); nothing else includes it. The structures the pieces share: the
+ * control plane itself and its services. Functions shared between the
+ * pieces are declared in each piece's own internal header.
+ *
+ * Who calls whom (a file calls only files below it; nothing calls up, so
+ * the engine never calls a command or the plan's glue):
+ *
+ *   commands.c   the commands and their levels, adm_control_exec*(), the
+ *                audit of events that changed nothing
+ *   plan_ctl.c   the progressive plan: its command, tick, status and the
+ *                check of a restored plan against the config
+ *   control.c    life cycle, accessors, reconfiguration
+ *   change.c     the change engine: ordering, persistence, audit, latches,
+ *                the automatic actions (adm_control_auto)
+ *   request.c    replies, request checks, service lookup, percent text
+ */
+#ifndef CUTOVER_ADMIN_CONTROL_INT_H
+#define CUTOVER_ADMIN_CONTROL_INT_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "admin/control.h"
+#include "health/plan.h"
+#include "router/router.h"
+
+struct adm_svc {
+    char *name;                  /* owned, 1..63 bytes */
+    struct adm_svc_state st;     /* the state the data plane was last given */
+    struct hl_plan plan;         /* the progressive plan's progress; as restored
+                                  * from the state file until adm_control_set_plan()
+                                  * checks it against the config */
+    struct hl_plan_conf plan_conf;   /* nsteps 0: no plan (none configured, or
+                                      * adm_control_set_plan() not called) */
+    unsigned min_requests;       /* a step's floor of outcomes on new */
+    uint64_t plan_retry_ms;      /* now_ms before which a failed step is not retried */
+    struct adm_counters counters;    /* rollbacks and freezes since start (metrics) */
+};
+
+struct adm_control {
+    struct adm_svc *svcs;        /* owned, <n> entries in config order */
+    unsigned n;
+    char *state_file;            /* owned; NULL: changes are not persisted */
+    char *audit_file;            /* owned; NULL: no audit log */
+    struct adm_ops ops;          /* copied; any callback may be NULL */
+    void *arg;                   /* borrowed: the ops' argument */
+    const struct adm_caller *caller;   /* borrowed: who runs the command in
+                                        * progress (pid for the audit and the
+                                        * log); NULL outside adm_control_exec_as() */
+};
+
+/* One requested change of a validated command or of an automatic action
+ * (adm_change_run()). */
+struct adm_change {
+    unsigned svc;
+    uint32_t weight_bp;
+    enum adm_state state;
+    const char *action;          /* audit action */
+    const char *reason;          /* borrowed; "" when none */
+    enum rt_side left;           /* switch: side that loses traffic; else RT_NONE */
+    int drain_s;                 /* switch: tunnel drain, -1 = leave open */
+    json_t *figures;             /* borrowed, may be NULL: automatic decisions' numbers */
+    const struct hl_plan *plan;  /* borrowed: the plan after the change (plan
+                                  * commands and steps); NULL: any other change,
+                                  * which ends a running plan (change.c) */
+};
+
+#endif
