@@ -18,7 +18,8 @@
  * Choices where RFC 9112/9110 leave room, always on the strict side:
  * - One empty line (CRLF) before the request or status line is ignored
  *   (RFC 9112 §2.2); a second one is rejected (400). head_len counts it.
- * - Any token is a method. CONNECT is not supported (501). asterisk-form is
+ * - Any token is a method, compared case-sensitively ("head" is not HEAD:
+ *   h1_method_eq()). CONNECT is not supported (501). asterisk-form is
  *   only accepted as "OPTIONS *". absolute-form is only http:// or https://,
  *   with a valid authority and no userinfo (RFC 9110 §4.2.4); it still needs
  *   a Host field, which must name the same authority (compared without case,
@@ -154,6 +155,24 @@ h1_iov_eq(struct h1_iov v, const char *s)
     size_t n = strlen(s);
 
     return v.len == n && (n == 0 || mem_ieq(v.p, s, n));
+}
+
+bool
+h1_method_eq(struct h1_iov m, const char *s)
+{
+    return iov_eq_cs(m, s);
+}
+
+bool
+h1_method_idempotent(struct h1_iov m)
+{
+    static const char *const idem[] = { "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE" };
+    size_t i;
+
+    for (i = 0; i < sizeof idem / sizeof idem[0]; i++)
+        if (iov_eq_cs(m, idem[i]))
+            return true;
+    return false;
 }
 
 const struct h1_field *

@@ -113,6 +113,14 @@ struct h1_iov h1_cookie_find(struct h1_iov cookie_header, const char *name);
 /* Case-insensitive comparison of an iov with a NUL-terminated string. */
 bool h1_iov_eq(struct h1_iov v, const char *s);
 
+/* Is method <m> exactly <s>? Methods are case-sensitive (RFC 9110 §9.1):
+ * "head" is a method of its own, not HEAD, and its response has a body. */
+bool h1_method_eq(struct h1_iov m, const char *s);
+
+/* GET, HEAD, OPTIONS, TRACE, PUT or DELETE, exactly (RFC 9110 §9.2.2). Any
+ * other token is a valid method, but not known to be idempotent. */
+bool h1_method_idempotent(struct h1_iov m);
+
 /*
  * Chunked decoder. Feed it the bytes following the head; it consumes chunk
  * framing itself and tells the caller how much chunk data follows, which

@@ -1026,10 +1026,8 @@ read_head(struct px_conn *c)
     if (c->srv->access_log != NULL)
         log_begin(c, &r);
     c->req_minor = r.minor;
-    c->req_is_head = h1_iov_eq(r.method, "HEAD");
-    c->req_idempotent = h1_iov_eq(r.method, "GET") || c->req_is_head ||
-                        h1_iov_eq(r.method, "OPTIONS") || h1_iov_eq(r.method, "TRACE") ||
-                        h1_iov_eq(r.method, "PUT") || h1_iov_eq(r.method, "DELETE");
+    c->req_is_head = h1_method_eq(r.method, "HEAD");
+    c->req_idempotent = h1_method_idempotent(r.method);
     c->req_upgrade = r.upgrade && h1_field_find(r.fields, r.nfields, "upgrade") != NULL;
     if (!r.keep_alive)
         c->flags |= PX_CF_NO_KEEPALIVE;

@@ -358,6 +358,18 @@ static const struct req_case req_cases[] = {
       .method = "M-SEARCH", .target = "/x", .host = "a", .minor = 1, .ka = true },
     { RQ_OK("lowercase method is a token", "get / HTTP/1.1\r\nHost: a\r\n\r\n"),
       .method = "get", .target = "/", .host = "a", .minor = 1, .ka = true },
+    /* any token is a method (RFC 9110 §9.1); only the framing fields say
+     * whether a body follows */
+    { RQ_OK("WebDAV method with a length", "PROPFIND /d" H11 "Content-Length: 3\r\n\r\nabc"),
+      .method = "PROPFIND", .target = "/d", .host = "a", .minor = 1, .framing = H1_BODY_LENGTH,
+      .cl = 3, .ka = true, .hop = "Content-Length", .body = 3 },
+    { RQ_OK("made-up method, chunked", "FOO_BAR /" H11 "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+      .method = "FOO_BAR", .target = "/", .host = "a", .minor = 1, .framing = H1_BODY_CHUNKED,
+      .ka = true, .hop = "Transfer-Encoding", .body = 5 },
+    { RQ_OK("tchar-only method", "!#$%&'*+-.^_`|~09az /" H11 "\r\n"),
+      .method = "!#$%&'*+-.^_`|~09az", .target = "/", .host = "a", .minor = 1, .ka = true },
+    { RQ_OK("lowercase head is not HEAD", "head /" H11 "\r\n"),
+      .method = "head", .target = "/", .host = "a", .minor = 1, .ka = true },
     { RQ_OK("tchar field names", "GET /" H11 "X-$Proto_~!#%&'*+.^`|: 1\r\n\r\n"),
       .method = "GET", .target = "/", .host = "a", .minor = 1, .ka = true,
       .fname = "x-$proto_~!#%&'*+.^`|", .fval = "1" },
@@ -1076,6 +1088,39 @@ test_helpers(void **state)
     assert_null(h1_cookie_find(c, "flag").p);
     assert_null(h1_cookie_find(c, "cutover").p);
     assert_null(h1_cookie_find(c, "").p);
+
+    /* methods are case-sensitive: "head" is not HEAD, "get" not idempotent */
+    v.p = "HEAD";
+    v.len = 4;
+    assert_true(h1_method_eq(v, "HEAD"));
+    assert_true(h1_method_idempotent(v));
+    v.p = "head";
+    assert_false(h1_method_eq(v, "HEAD"));
+    assert_false(h1_method_idempotent(v));
+    v.p = "HEADX";
+    v.len = 5;
+    assert_false(h1_method_eq(v, "HEAD"));
+    assert_false(h1_method_idempotent(v));
+    v.p = "HEA";
+    v.len = 3;
+    assert_false(h1_method_eq(v, "HEAD"));
+    {
+        static const char *const idem[] = { "GET", "OPTIONS", "TRACE", "PUT", "DELETE" };
+        static const char *const not_idem[] = { "POST", "PATCH", "PROPFIND", "M-SEARCH",
+                                                "FOO_BAR", "get", "Put" };
+        size_t i;
+
+        for (i = 0; i < sizeof idem / sizeof idem[0]; i++) {
+            v.p = idem[i];
+            v.len = strlen(idem[i]);
+            assert_true(h1_method_idempotent(v));
+        }
+        for (i = 0; i < sizeof not_idem / sizeof not_idem[0]; i++) {
+            v.p = not_idem[i];
+            v.len = strlen(not_idem[i]);
+            assert_false(h1_method_idempotent(v));
+        }
+    }
 
     assert_string_equal(h1_status_text(400), "Bad Request");
     assert_string_equal(h1_status_text(431), "Request Header Fields Too Large");
