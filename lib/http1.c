@@ -18,6 +18,8 @@
  * Choices where RFC 9112/9110 leave room, always on the strict side:
  * - One empty line (CRLF) before the request or status line is ignored
  *   (RFC 9112 §2.2); a second one is rejected (400). head_len counts it.
+ * - A "#" anywhere in the request-target is rejected: a fragment is never
+ *   sent (RFC 9112 §3.2), and servers disagree about where the path ends.
  * - Any token is a method, compared case-sensitively ("head" is not HEAD:
  *   h1_method_eq()). CONNECT is not supported (501). asterisk-form is
  *   only accepted as "OPTIONS *". absolute-form is only http:// or https://,
@@ -670,7 +672,7 @@ abs_authority(struct h1_iov t, struct h1_iov *auth, bool *https)
     } else {
         return -1;
     }
-    for (e = off; e < t.len && t.p[e] != '/' && t.p[e] != '?' && t.p[e] != '#'; e++)
+    for (e = off; e < t.len && t.p[e] != '/' && t.p[e] != '?'; e++)
         if (t.p[e] == '@')
             return -1;                    /* userinfo: RFC 9110 §4.2.4 */
     auth->p = t.p + off;
@@ -772,6 +774,8 @@ req_parse(struct h1_req *r, struct head *h, const char *buf, size_t len,
                 return bad(h, 400, "request line without an HTTP version");
             return bad(h, 400, "invalid character in request-target");
         }
+        if (b[i] == '#')                  /* RFC 9112 §3.2: no fragment */
+            return bad(h, 400, "fragment in request-target");
         k = i - ts;
         if (k + 1 > max_uri)
             return bad(h, 414, "request-target too long");

@@ -21,6 +21,9 @@
  *   coding the proxy does not implement: 501, as RFC 9112 §6.1 asks of a
  *   server that receives a transfer coding it does not understand (the
  *   parser, lib/http1.c, decides this at the end of the head).
+ * - A "#" in the request-target is 400: RFC 9112 §3.2 gives the
+ *   request-target no fragment, and a server that cut the path at "#"
+ *   would route differently from one that did not.
  * - Two Content-Length fields are rejected even when identical (RFC 9110
  *   §8.6 allows either rejecting or collapsing them; the proxy is strict).
  * - Connection naming Host or X-Forwarded-For is not an error: RFC 9110
@@ -90,6 +93,9 @@ static const struct bad_case bad_request_line[] = {
     C("DEL in target", "GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     C("NUL in target", "GET /a\0b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     C("relative target", "GET x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    C("fragment", "GET /forums/1?page=1#posts-17408 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    C("empty fragment", "GET /# HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    C("fragment in absolute-form", "GET http://a/x#y HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     C("asterisk with GET", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     C("ftp scheme", "GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     C("userinfo in absolute-form", "GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
