@@ -28,6 +28,10 @@
  *   the scheme's default port ignored on both sides), else 400.
  * - Host must be a non-empty reg-name, IPv4 or IP-literal with an optional
  *   port of 1 to 5 digits (<= 65535). An empty Host is rejected.
+ * - A field named Content-Length or Transfer-Encoding with "_" for "-"
+ *   (any case: "Transfer_Encoding", "content_length") is rejected, in
+ *   requests and responses: some servers fold "_" into "-", and would then
+ *   frame the message by a field the proxy forwarded as an ordinary one.
  * - Content-Length is 1*DIGIT of at most 19 digits and <= 2^63-1. A second
  *   Content-Length field is rejected even when identical; lists are rejected.
  * - Transfer-Encoding is a list of bare tokens (no parameters, no empty
@@ -433,12 +437,36 @@ te_has_trailers(struct h1_iov v)
     return false;
 }
 
+/* Is field name <n> <framing> (lower case, with "-") spelt with at least
+ * one "_" for a "-"? "Transfer_Encoding", "content_length". */
+static bool
+is_underscore_alias(struct h1_iov n, const char *framing)
+{
+    bool alias = false;
+    size_t i;
+
+    if (n.len != strlen(framing))
+        return false;
+    for (i = 0; i < n.len; i++) {
+        if (n.p[i] == '_' && framing[i] == '-')
+            alias = true;
+        else if (lower((unsigned char)n.p[i]) != (unsigned char)framing[i])
+            return false;
+    }
+    return alias;
+}
+
 /* Checks one complete field line; 0, or -1 with h->status/error set. */
 static int
 check_field(struct head *h, struct h1_field *f)
 {
     struct h1_iov n = f->name, v = f->value;
     const char *why;
+
+    /* a peer that reads "_" as "-" would frame the message by a field the
+     * proxy never saw as framing (request smuggling, response splitting) */
+    if (is_underscore_alias(n, "content-length") || is_underscore_alias(n, "transfer-encoding"))
+        return fail(h, 400, "framing field name with \"_\" for \"-\"");
 
     switch (lower((unsigned char)n.p[0])) {
     case 'c':

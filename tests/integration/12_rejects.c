@@ -24,6 +24,9 @@
  * - A "#" in the request-target is 400: RFC 9112 §3.2 gives the
  *   request-target no fragment, and a server that cut the path at "#"
  *   would route differently from one that did not.
+ * - A Content-Length or Transfer-Encoding field spelt with "_" for "-"
+ *   (any case) is 400, never forwarded: a backend that folds "_" into "-"
+ *   would frame the request by it, the proxy by the other fields.
  * - Two Content-Length fields are rejected even when identical (RFC 9110
  *   §8.6 allows either rejecting or collapsing them; the proxy is strict).
  * - Connection naming Host or X-Forwarded-For is not an error: RFC 9110
@@ -183,6 +186,13 @@ static const struct bad_case bad_framing[] = {
     C("CL 2^64", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551616\r\n\r\n", 400),
     C("TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
       "5\r\nhello\r\n0\r\n\r\n", 400),
+    C("Transfer_Encoding", "POST / HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n0\r\n\r\n", 400),
+    C("transfer_encoding with Content-Length", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+      "transfer_encoding: chunked\r\n\r\nhello", 400),
+    C("Content_Length", "POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\n\r\nhello", 400),
+    C("CONTENT_LENGTH with Transfer-Encoding", "POST / HTTP/1.1\r\nHost: a\r\n"
+      "Transfer-Encoding: chunked\r\nCONTENT_LENGTH: 5\r\n\r\n0\r\n\r\n", 400),
     C("TE chunked, gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
     C("TE chunked, chunked", "POST / HTTP/1.1\r\nHost: a\r\n"
       "Transfer-Encoding: chunked, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),

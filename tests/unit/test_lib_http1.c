@@ -227,6 +227,15 @@ static const struct req_case req_cases[] = {
     RQ_BAD("CL then TE", "POST /" H11 "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
     RQ_BAD("TE then CL", "POST /" H11 "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400),
 
+    /* framing field names with "_" for "-" (smuggling through backends that fold them) */
+    RQ_BAD("Transfer_Encoding", "POST /" H11 "Transfer_Encoding: chunked\r\n\r\n", 400),
+    RQ_BAD("transfer_encoding any case", "POST /" H11 "tRANSFER_eNCODING: chunked\r\n\r\n", 400),
+    RQ_BAD("Content_Length", "POST /" H11 "Content_Length: 5\r\n\r\nhello", 400),
+    RQ_BAD("content_length with a real one", "POST /" H11 "Content-Length: 5\r\ncontent_length: 0\r\n\r\nhello", 400),
+    RQ_BAD("Transfer_Encoding with Content-Length", "POST /" H11 "Content-Length: 5\r\nTransfer_Encoding: chunked\r\n\r\n", 400),
+    RQ_BAD("Content_Length decided at its CRLF", "POST /" H11 "Content_Length: 5\r\n", 400),
+    RQ_BAD("Transfer_Encoding on HTTP/1.0", "POST / HTTP/1.0\r\nTransfer_Encoding: chunked\r\n\r\n", 400),
+
     /* Transfer-Encoding */
     RQ_BAD("TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
     RQ_BAD("TE chunked twice", "POST /" H11 "Transfer-Encoding: chunked, chunked\r\n\r\n", 400),
@@ -380,6 +389,9 @@ static const struct req_case req_cases[] = {
     { RQ_OK("tchar field names", "GET /" H11 "X-$Proto_~!#%&'*+.^`|: 1\r\n\r\n"),
       .method = "GET", .target = "/", .host = "a", .minor = 1, .ka = true,
       .fname = "x-$proto_~!#%&'*+.^`|", .fval = "1" },
+    { RQ_OK("underscore names that are not framing", "GET /" H11 "X_Content_Length: 1\r\nContent_Lengths: 2\r\nTransfer_Encodin: 3\r\n\r\n"),
+      .method = "GET", .target = "/", .host = "a", .minor = 1, .ka = true,
+      .fname = "content_lengths", .fval = "2" },
     { RQ_OK("next request follows", "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n"),
       .method = "GET", .target = "/", .host = "a", .minor = 1, .ka = true, .body = 16 },
 };
@@ -431,6 +443,8 @@ static const struct resp_case resp_cases[] = {
     RS_BAD("TE gzip, chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
     RS_BAD("TE chunked twice", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip, chunked\r\n\r\n"),
     RS_BAD("TE in HTTP/1.0", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    RS_BAD("Transfer_Encoding", "HTTP/1.1 200 OK\r\nTransfer_Encoding: chunked\r\nContent-Length: 5\r\n\r\n"),
+    RS_BAD("content_length", "HTTP/1.1 200 OK\r\ncontent_length: 5\r\n\r\n"),
     RS_BAD("TE malformed", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked;\r\n\r\n"),
     RS_BAD("obs-fold", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n"),
     RS_BAD("whitespace after status line", "HTTP/1.1 200 OK\r\n Host: foo"),
