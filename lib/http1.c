@@ -44,6 +44,8 @@
  * - Connection is a token list whose empty elements are ignored (RFC 9110
  *   §5.6.1.2). Naming Content-Length or Transfer-Encoding in it is rejected;
  *   naming Host or X-Forwarded-* is ignored (those fields stay end-to-end).
+ * - Upgrade on HTTP/1.0 is ignored (RFC 9110 §7.8): no upgrade, and the
+ *   Upgrade and Connection fields are dropped as on any request.
  * - Expect: 100-continue (any case) sets expect_continue on HTTP/1.1; other
  *   expectations are passed on untouched.
  * - Chunk size lines take no whitespace at all (no BWS around ";" or "="):
@@ -875,7 +877,9 @@ req_parse(struct h1_req *r, struct head *h, const char *buf, size_t len,
     r->host = h->host;
     r->keep_alive = !h->conn_close && (h->minor == 1 || h->conn_keep_alive);
     r->expect_continue = h->expect_continue;
-    r->upgrade = h->conn_upgrade && h->has_upgrade;
+    /* RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored (both fields
+     * are hop-by-hop, so the request goes up without them) */
+    r->upgrade = h->minor == 1 && h->conn_upgrade && h->has_upgrade;
     r->te_trailers = h->te_trailers;
     return H1_PARSE_DONE;
 }

@@ -68,7 +68,8 @@ struct h1_req {
     struct h1_iov host;          /* Host value; len 0 when absent (HTTP/1.0) */
     bool keep_alive;             /* 1.1 without "close", or 1.0 with "keep-alive" */
     bool expect_continue;        /* Expect: 100-continue */
-    bool upgrade;                /* Connection: upgrade + Upgrade: present */
+    bool upgrade;                /* HTTP/1.1 with Connection: upgrade + Upgrade:
+                                  * (ignored on HTTP/1.0, RFC 9110 §7.8) */
     bool te_trailers;            /* TE: trailers was sent */
 
     /* on H1_PARSE_BAD */
