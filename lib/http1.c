@@ -1272,6 +1272,35 @@ h1_chunked_data_consumed(struct h1_chunked *st, uint64_t n)
         st->state = CS_DATA_CR;
 }
 
+const char *
+h1_chunked_check(const char *buf, size_t len, unsigned max_ext)
+{
+    struct h1_chunked st;
+    size_t off = 0, used, take;
+
+    if (len == 0)
+        return NULL;
+    h1_chunked_init(&st);
+    st.max_ext = max_ext;
+    for (;;) {
+        switch (h1_chunked_parse(&st, buf + off, len - off, &used)) {
+        case H1_CHUNK_BAD:
+            return st.error;
+        case H1_CHUNK_DATA:
+            off += used;
+            take = len - off < st.data_left ? len - off : (size_t)st.data_left;
+            if (take == 0)
+                return NULL;
+            off += take;
+            h1_chunked_data_consumed(&st, take);
+            break;
+        case H1_CHUNK_AGAIN:
+        case H1_CHUNK_DONE:
+            return NULL;
+        }
+    }
+}
+
 /* ---- status text ------------------------------------------------------ */
 
 const char *

@@ -156,6 +156,15 @@ enum h1_chunk h1_chunked_parse(struct h1_chunked *st, const char *buf, size_t le
 /* The caller moved <n> (<= st->data_left) bytes of chunk data. */
 void h1_chunked_data_consumed(struct h1_chunked *st, uint64_t n);
 
+/* Looks for a chunked framing error in <buf>[0..<len>), the first body
+ * bytes of a message (those at hand when its head ended), with a fresh
+ * decoder whose extensions are limited to <max_ext> (0: default). Returns
+ * NULL when there is none (the bytes may stop anywhere, and what follows
+ * the end of the body is not looked at), else the decoder's error. Lets a
+ * proxy refuse a response whose framing is already known to be bad before
+ * it forwards the head. */
+const char *h1_chunked_check(const char *buf, size_t len, unsigned max_ext);
+
 /* The reason phrase of <status> ("Bad Request"), or "Unknown". */
 const char *h1_status_text(int status);
 

@@ -1361,6 +1361,11 @@ read_response_head(struct px_conn *c)
         memset(&r, 0, sizeof(r));
         r.fields = head_fields(c->srv, pl.max_fields);
         pr = h1_resp_parse(&r, p, n, &pl, c->req_is_head);
+        /* bad chunk framing already at hand: 502 before the head goes out */
+        if (pr == H1_PARSE_DONE && r.framing == H1_BODY_CHUNKED &&
+            (r.error = h1_chunked_check(p + r.head_len, n - r.head_len,
+                                        lim->chunk_ext_bytes)) != NULL)
+            pr = H1_PARSE_BAD;
         if (pr == H1_PARSE_AGAIN) {
             if (n < lim->head_bytes)
                 return false;

@@ -868,6 +868,13 @@ static const struct chunk_case chunk_cases[] = {
     CK_BAD("CTL in quote", "5;a=\"\x01\"\r\nhello\r\n0\r\n\r\n"),
     CK_BAD("CR in quoted-pair", "5;a=\"\\\r\"\r\nhello\r\n0\r\n\r\n"),
     CK_BAD("bad char in extension name", "5;a@b\r\nhello\r\n0\r\n\r\n"),
+    CK_BAD("extension without ;", "5a=b\r\nhello\r\n0\r\n\r\n"),
+    CK_BAD("extension after space without ;", "5 a=b\r\nhello\r\n0\r\n\r\n"),
+    CK_BAD("two ; without a name", "5;;a=b\r\nhello\r\n0\r\n\r\n"),
+    CK_BAD("; without a name after an extension", "5;a=b;\r\nhello\r\n0\r\n\r\n"),
+    CK_BAD("quote closed, not opened", "5;a=b\"\r\nhello\r\n0\r\n\r\n"),
+    CK_BAD("escaped closing quote", "5;a=\"b\\\"\r\nhello\r\n0\r\n\r\n"),
+    CK_BAD("quote in the name", "5;a\"b\"=c\r\nhello\r\n0\r\n\r\n"),
     CK_BAD("trailer obs-fold", "0\r\nX: y\r\n z\r\n\r\n"),
     CK_BAD("trailer without colon", "0\r\nXY\r\n\r\n"),
     CK_BAD("trailer space before colon", "0\r\nX : y\r\n\r\n"),
@@ -1010,6 +1017,67 @@ test_chunked_table(void **state)
             nok++;
     }
     print_message("chunked table: %zu invalid, %zu valid\n", nbad, nok);
+}
+
+/* h1_chunked_check() on the bytes after a response head and after a
+ * request head: every chunk case gets the verdict and error the decoder
+ * gives it, so a response's chunk lines are held to the request's rules. */
+static void
+test_chunked_check(void **state)
+{
+    static const char resp_head[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    static const char req_head[] = "POST /" H11 "Transfer-Encoding: chunked\r\n\r\n";
+    struct h1_parse_limits lim = { .max_fields = TEST_MAX_FIELDS };
+    static char buf[512];
+    struct chunk_result whole;
+    struct h1_resp rs;
+    struct h1_req rq;
+    const char *err;
+    size_t i, n, cut;
+
+    (void)state;
+    for (i = 0; i < sizeof chunk_cases / sizeof chunk_cases[0]; i++) {
+        const struct chunk_case *c = &chunk_cases[i];
+
+        assert_true(sizeof resp_head - 1 + c->len <= sizeof buf);
+        chunk_feed(c->raw, c->len, NULL, 0, c->max_ext, &whole);
+
+        memcpy(buf, resp_head, sizeof resp_head - 1);
+        memcpy(buf + sizeof resp_head - 1, c->raw, c->len);
+        n = sizeof resp_head - 1 + c->len;
+        rs.fields = g_fields;
+        assert_int_equal(h1_resp_parse(&rs, buf, n, &lim, false), H1_PARSE_DONE);
+        assert_int_equal(rs.framing, H1_BODY_CHUNKED);
+        err = h1_chunked_check(buf + rs.head_len, n - rs.head_len, c->max_ext);
+        if ((err != NULL) != (c->verdict == H1_CHUNK_BAD) || err != whole.error)
+            fail_msg("%s: response check '%s', decoder '%s'", c->name, err ? err : "",
+                     whole.error ? whole.error : "");
+
+        memcpy(buf, req_head, sizeof req_head - 1);
+        memcpy(buf + sizeof req_head - 1, c->raw, c->len);
+        n = sizeof req_head - 1 + c->len;
+        rq.fields = g_fields;
+        assert_int_equal(h1_req_parse(&rq, buf, n, &lim), H1_PARSE_DONE);
+        err = h1_chunked_check(buf + rq.head_len, n - rq.head_len, c->max_ext);
+        if (err != whole.error)
+            fail_msg("%s: request check '%s', decoder '%s'", c->name, err ? err : "",
+                     whole.error ? whole.error : "");
+
+        /* a prefix finds no error, or the same one */
+        for (cut = 0; cut <= c->len; cut++) {
+            char *copy = exact_copy(c->raw, cut);
+
+            err = h1_chunked_check(copy, cut, c->max_ext);
+            free(copy);
+            if (err != NULL && err != whole.error)
+                fail_msg("%s: prefix %zu gave '%s'", c->name, cut, err);
+        }
+    }
+    /* bytes after the end of the body are not looked at */
+    assert_null(h1_chunked_check("0\r\n\r\nzz \r\n", 11, 0));
+    /* an error past the first chunk is found when it is at hand */
+    assert_non_null(h1_chunked_check("1\r\nx\r\n1 \r\ny\r\n0\r\n\r\n", 21, 0));
+    assert_null(h1_chunked_check(NULL, 0, 0));
 }
 
 /* Default extension limit (4096) and the trailer section limit (16384). */
@@ -1493,6 +1561,7 @@ main(void)
         cmocka_unit_test(test_response_table),
         cmocka_unit_test(test_mutations_split_invariant),
         cmocka_unit_test(test_chunked_table),
+        cmocka_unit_test(test_chunked_check),
         cmocka_unit_test(test_chunked_limits),
         cmocka_unit_test(test_chunked_partial_consume),
         cmocka_unit_test(test_helpers),
