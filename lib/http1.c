@@ -18,13 +18,20 @@
  * Choices where RFC 9112/9110 leave room, always on the strict side:
  * - One empty line (CRLF) before the request or status line is ignored
  *   (RFC 9112 §2.2); a second one is rejected (400). head_len counts it.
- * - Any token is a method. CONNECT is not supported (501). asterisk-form is
+ * - A "#" anywhere in the request-target is rejected: a fragment is never
+ *   sent (RFC 9112 §3.2), and servers disagree about where the path ends.
+ * - Any token is a method, compared case-sensitively ("head" is not HEAD:
+ *   h1_method_eq()). CONNECT is not supported (501). asterisk-form is
  *   only accepted as "OPTIONS *". absolute-form is only http:// or https://,
  *   with a valid authority and no userinfo (RFC 9110 §4.2.4); it still needs
  *   a Host field, which must name the same authority (compared without case,
  *   the scheme's default port ignored on both sides), else 400.
  * - Host must be a non-empty reg-name, IPv4 or IP-literal with an optional
  *   port of 1 to 5 digits (<= 65535). An empty Host is rejected.
+ * - A field named Content-Length or Transfer-Encoding with "_" for "-"
+ *   (any case: "Transfer_Encoding", "content_length") is rejected, in
+ *   requests and responses: some servers fold "_" into "-", and would then
+ *   frame the message by a field the proxy forwarded as an ordinary one.
  * - Content-Length is 1*DIGIT of at most 19 digits and <= 2^63-1. A second
  *   Content-Length field is rejected even when identical; lists are rejected.
  * - Transfer-Encoding is a list of bare tokens (no parameters, no empty
@@ -37,6 +44,8 @@
  * - Connection is a token list whose empty elements are ignored (RFC 9110
  *   §5.6.1.2). Naming Content-Length or Transfer-Encoding in it is rejected;
  *   naming Host or X-Forwarded-* is ignored (those fields stay end-to-end).
+ * - Upgrade on HTTP/1.0 is ignored (RFC 9110 §7.8): no upgrade, and the
+ *   Upgrade and Connection fields are dropped as on any request.
  * - Expect: 100-continue (any case) sets expect_continue on HTTP/1.1; other
  *   expectations are passed on untouched.
  * - Chunk size lines take no whitespace at all (no BWS around ";" or "="):
@@ -154,6 +163,24 @@ h1_iov_eq(struct h1_iov v, const char *s)
     size_t n = strlen(s);
 
     return v.len == n && (n == 0 || mem_ieq(v.p, s, n));
+}
+
+bool
+h1_method_eq(struct h1_iov m, const char *s)
+{
+    return iov_eq_cs(m, s);
+}
+
+bool
+h1_method_idempotent(struct h1_iov m)
+{
+    static const char *const idem[] = { "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE" };
+    size_t i;
+
+    for (i = 0; i < sizeof idem / sizeof idem[0]; i++)
+        if (iov_eq_cs(m, idem[i]))
+            return true;
+    return false;
 }
 
 const struct h1_field *
@@ -412,12 +439,36 @@ te_has_trailers(struct h1_iov v)
     return false;
 }
 
+/* Is field name <n> <framing> (lower case, with "-") spelt with at least
+ * one "_" for a "-"? "Transfer_Encoding", "content_length". */
+static bool
+is_underscore_alias(struct h1_iov n, const char *framing)
+{
+    bool alias = false;
+    size_t i;
+
+    if (n.len != strlen(framing))
+        return false;
+    for (i = 0; i < n.len; i++) {
+        if (n.p[i] == '_' && framing[i] == '-')
+            alias = true;
+        else if (lower((unsigned char)n.p[i]) != (unsigned char)framing[i])
+            return false;
+    }
+    return alias;
+}
+
 /* Checks one complete field line; 0, or -1 with h->status/error set. */
 static int
 check_field(struct head *h, struct h1_field *f)
 {
     struct h1_iov n = f->name, v = f->value;
     const char *why;
+
+    /* a peer that reads "_" as "-" would frame the message by a field the
+     * proxy never saw as framing (request smuggling, response splitting) */
+    if (is_underscore_alias(n, "content-length") || is_underscore_alias(n, "transfer-encoding"))
+        return fail(h, 400, "framing field name with \"_\" for \"-\"");
 
     switch (lower((unsigned char)n.p[0])) {
     case 'c':
@@ -651,7 +702,7 @@ abs_authority(struct h1_iov t, struct h1_iov *auth, bool *https)
     } else {
         return -1;
     }
-    for (e = off; e < t.len && t.p[e] != '/' && t.p[e] != '?' && t.p[e] != '#'; e++)
+    for (e = off; e < t.len && t.p[e] != '/' && t.p[e] != '?'; e++)
         if (t.p[e] == '@')
             return -1;                    /* userinfo: RFC 9110 §4.2.4 */
     auth->p = t.p + off;
@@ -753,6 +804,8 @@ req_parse(struct h1_req *r, struct head *h, const char *buf, size_t len,
                 return bad(h, 400, "request line without an HTTP version");
             return bad(h, 400, "invalid character in request-target");
         }
+        if (b[i] == '#')                  /* RFC 9112 §3.2: no fragment */
+            return bad(h, 400, "fragment in request-target");
         k = i - ts;
         if (k + 1 > max_uri)
             return bad(h, 414, "request-target too long");
@@ -824,7 +877,9 @@ req_parse(struct h1_req *r, struct head *h, const char *buf, size_t len,
     r->host = h->host;
     r->keep_alive = !h->conn_close && (h->minor == 1 || h->conn_keep_alive);
     r->expect_continue = h->expect_continue;
-    r->upgrade = h->conn_upgrade && h->has_upgrade;
+    /* RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored (both fields
+     * are hop-by-hop, so the request goes up without them) */
+    r->upgrade = h->minor == 1 && h->conn_upgrade && h->has_upgrade;
     r->te_trailers = h->te_trailers;
     return H1_PARSE_DONE;
 }
@@ -1215,6 +1270,35 @@ h1_chunked_data_consumed(struct h1_chunked *st, uint64_t n)
     st->data_left -= n;
     if (st->data_left == 0)
         st->state = CS_DATA_CR;
+}
+
+const char *
+h1_chunked_check(const char *buf, size_t len, unsigned max_ext)
+{
+    struct h1_chunked st;
+    size_t off = 0, used, take;
+
+    if (len == 0)
+        return NULL;
+    h1_chunked_init(&st);
+    st.max_ext = max_ext;
+    for (;;) {
+        switch (h1_chunked_parse(&st, buf + off, len - off, &used)) {
+        case H1_CHUNK_BAD:
+            return st.error;
+        case H1_CHUNK_DATA:
+            off += used;
+            take = len - off < st.data_left ? len - off : (size_t)st.data_left;
+            if (take == 0)
+                return NULL;
+            off += take;
+            h1_chunked_data_consumed(&st, take);
+            break;
+        case H1_CHUNK_AGAIN:
+        case H1_CHUNK_DONE:
+            return NULL;
+        }
+    }
 }
 
 /* ---- status text ------------------------------------------------------ */

@@ -68,7 +68,8 @@ struct h1_req {
     struct h1_iov host;          /* Host value; len 0 when absent (HTTP/1.0) */
     bool keep_alive;             /* 1.1 without "close", or 1.0 with "keep-alive" */
     bool expect_continue;        /* Expect: 100-continue */
-    bool upgrade;                /* Connection: upgrade + Upgrade: present */
+    bool upgrade;                /* HTTP/1.1 with Connection: upgrade + Upgrade:
+                                  * (ignored on HTTP/1.0, RFC 9110 §7.8) */
     bool te_trailers;            /* TE: trailers was sent */
 
     /* on H1_PARSE_BAD */
@@ -113,6 +114,14 @@ struct h1_iov h1_cookie_find(struct h1_iov cookie_header, const char *name);
 /* Case-insensitive comparison of an iov with a NUL-terminated string. */
 bool h1_iov_eq(struct h1_iov v, const char *s);
 
+/* Is method <m> exactly <s>? Methods are case-sensitive (RFC 9110 §9.1):
+ * "head" is a method of its own, not HEAD, and its response has a body. */
+bool h1_method_eq(struct h1_iov m, const char *s);
+
+/* GET, HEAD, OPTIONS, TRACE, PUT or DELETE, exactly (RFC 9110 §9.2.2). Any
+ * other token is a valid method, but not known to be idempotent. */
+bool h1_method_idempotent(struct h1_iov m);
+
 /*
  * Chunked decoder. Feed it the bytes following the head; it consumes chunk
  * framing itself and tells the caller how much chunk data follows, which
@@ -146,6 +155,15 @@ enum h1_chunk h1_chunked_parse(struct h1_chunked *st, const char *buf, size_t le
 
 /* The caller moved <n> (<= st->data_left) bytes of chunk data. */
 void h1_chunked_data_consumed(struct h1_chunked *st, uint64_t n);
+
+/* Looks for a chunked framing error in <buf>[0..<len>), the first body
+ * bytes of a message (those at hand when its head ended), with a fresh
+ * decoder whose extensions are limited to <max_ext> (0: default). Returns
+ * NULL when there is none (the bytes may stop anywhere, and what follows
+ * the end of the body is not looked at), else the decoder's error. Lets a
+ * proxy refuse a response whose framing is already known to be bad before
+ * it forwards the head. */
+const char *h1_chunked_check(const char *buf, size_t len, unsigned max_ext);
 
 /* The reason phrase of <status> ("Bad Request"), or "Unknown". */
 const char *h1_status_text(int status);

@@ -1026,10 +1026,8 @@ read_head(struct px_conn *c)
     if (c->srv->access_log != NULL)
         log_begin(c, &r);
     c->req_minor = r.minor;
-    c->req_is_head = h1_iov_eq(r.method, "HEAD");
-    c->req_idempotent = h1_iov_eq(r.method, "GET") || c->req_is_head ||
-                        h1_iov_eq(r.method, "OPTIONS") || h1_iov_eq(r.method, "TRACE") ||
-                        h1_iov_eq(r.method, "PUT") || h1_iov_eq(r.method, "DELETE");
+    c->req_is_head = h1_method_eq(r.method, "HEAD");
+    c->req_idempotent = h1_method_idempotent(r.method);
     c->req_upgrade = r.upgrade && h1_field_find(r.fields, r.nfields, "upgrade") != NULL;
     if (!r.keep_alive)
         c->flags |= PX_CF_NO_KEEPALIVE;
@@ -1363,6 +1361,11 @@ read_response_head(struct px_conn *c)
         memset(&r, 0, sizeof(r));
         r.fields = head_fields(c->srv, pl.max_fields);
         pr = h1_resp_parse(&r, p, n, &pl, c->req_is_head);
+        /* bad chunk framing already at hand: 502 before the head goes out */
+        if (pr == H1_PARSE_DONE && r.framing == H1_BODY_CHUNKED &&
+            (r.error = h1_chunked_check(p + r.head_len, n - r.head_len,
+                                        lim->chunk_ext_bytes)) != NULL)
+            pr = H1_PARSE_BAD;
         if (pr == H1_PARSE_AGAIN) {
             if (n < lim->head_bytes)
                 return false;

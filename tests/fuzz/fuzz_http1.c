@@ -7,8 +7,9 @@
  * does); the prefix must answer AGAIN until the deciding byte and then the
  * very same verdict, status and head_len. Parsed pointers must stay inside
  * the head. The chunked decoder runs over the input (or the body after a
- * parsed request head) whole and cut in two, and must stop at the same byte
- * with the same data delivered. Any difference calls abort().
+ * parsed request or response head) whole and cut in two, and must stop at
+ * the same byte with the same data delivered; h1_chunked_check() must find
+ * the decoder's error and no other. Any difference calls abort().
  *
  * Built and run by tests/fuzz/run.sh.
  */
@@ -241,9 +242,31 @@ check_chunked(const uint8_t *in, size_t len, size_t cut, unsigned max_ext)
 {
     struct chunk_run a = chunk_run(in, len, len, max_ext);
     struct chunk_run b = chunk_run(in, len, cut, max_ext);
+    char *copy = malloc(len ? len : 1);
 
     check(a.v == b.v && a.consumed == b.consumed && a.delivered == b.delivered &&
           a.hash == b.hash && a.error == b.error, "chunked split differs");
+    /* h1_chunked_check() finds exactly the decoder's error, or none */
+    check(copy != NULL, "out of memory");
+    if (len)
+        memcpy(copy, in, len);
+    check(h1_chunked_check(copy, len, max_ext) == (a.v == H1_CHUNK_BAD ? a.error : NULL),
+          "h1_chunked_check differs from the decoder");
+    free(copy);
+}
+
+/* The framing of a response parsed from <data>, and its head_len. */
+static enum h1_framing
+resp_framing(const uint8_t *data, size_t size, size_t *head_len)
+{
+    struct h1_parse_limits lim = { FUZZ_MAX_FIELDS, FUZZ_MAX_URI };
+    struct h1_resp r;
+
+    r.fields = g_fields;
+    if (h1_resp_parse(&r, (const char *)data, size, &lim, false) != H1_PARSE_DONE)
+        return H1_BODY_NONE;
+    *head_len = r.head_len;
+    return r.framing;
 }
 
 int
@@ -252,6 +275,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t h = fnv1a(data, size, 0xcbf29ce484222325ull);
     size_t cut = (size_t)(h % (size + 1));
     struct head_result req;
+    size_t hl = 0;
 
     req = check_head(req_fn, data, size, cut, false);
     check_head(resp_fn, data, size, cut, (h >> 32) & 1);
@@ -262,5 +286,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         check_chunked(data + req.head_len, blen, (size_t)((h >> 8) % (blen + 1)), 0);
     }
+    if (resp_framing(data, size, &hl) == H1_BODY_CHUNKED)
+        check_chunked(data + hl, size - hl, (size_t)((h >> 16) % (size - hl + 1)), 0);
     return 0;
 }

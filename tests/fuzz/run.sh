@@ -52,6 +52,8 @@ cat > "$out/http1.dict" <<'EOF'
 "Host: "
 "Content-Length: "
 "Transfer-Encoding: "
+"Transfer_Encoding: "
+"Content_Length: "
 "chunked"
 "gzip, chunked"
 "Connection: "
@@ -75,6 +77,8 @@ cat > "$out/http1.dict" <<'EOF'
 "HTTP/1.1 101 "
 "0\x0d\x0a\x0d\x0a"
 ";ext=\"v\""
+"#frag"
+"M-SEARCH "
 "ffffffffffffffff"
 EOF
 

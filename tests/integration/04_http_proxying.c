@@ -1,7 +1,8 @@
 /*
  * What the proxy does to requests and responses on the way: forwarded
  * headers, hop-by-hop removal, request bodies by Content-Length and chunked
- * (re-framed), keep-alive and pipelining in order, HEAD, HTTP/1.0 clients,
+ * (re-framed), keep-alive and pipelining in order, HEAD, any token as a
+ * method (case-sensitive: "head" is not HEAD), HTTP/1.0 clients,
  * large streamed responses, a malformed request reaching no backend, 502 on
  * a refused backend and the retry on another server of the same side.
  */
@@ -189,6 +190,57 @@ test_head_and_http10(void **state)
     h_resp_free(&r);
 }
 
+/* Any token is a method: each goes up as it came, its body framed by its
+ * own fields. Methods are case-sensitive, so "head" is not HEAD: its
+ * response keeps its body (treating it as HEAD would leave the body behind
+ * and put the client out of step). Pipelined on one connection, so a
+ * response read out of step shows in the next one. */
+static void
+test_token_methods(void **state)
+{
+    static const char reqs[] =
+        "M-SEARCH /echo HTTP/1.1\r\nHost: t\r\n\r\n"
+        "PROPFIND /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
+        "FOO_BAR /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "3\r\nabc\r\n0\r\n\r\n"
+        "head / HTTP/1.1\r\nHost: t\r\n\r\n"
+        "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    struct fx *f = start(state, 1, NULL);
+    struct h_resp r;
+    int fd = h_connect(f->proxy_port);
+
+    assert_true(fd >= 0);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(h_send_all(fd, reqs, sizeof(reqs) - 1), 0);
+    assert_int_equal(h_read_response(fd, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(strncmp(r.body, "M-SEARCH /echo HTTP/1.1\r\n", 25), 0);
+    h_resp_free(&r);
+    assert_int_equal(h_read_response(fd, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(strncmp(r.body, "PROPFIND /echo HTTP/1.1\r\n", 25), 0);
+    assert_non_null(strstr(r.body, "\r\nContent-Length: 5\r\n"));
+    assert_non_null(strstr(r.body, "\r\n\r\nhello"));
+    h_resp_free(&r);
+    assert_int_equal(h_read_response(fd, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(strncmp(r.body, "FOO_BAR /echo HTTP/1.1\r\n", 24), 0);
+    assert_non_null(strstr(r.body, "\r\nContent-Length: 3\r\n"));
+    assert_non_null(strstr(r.body, "\r\n\r\nabc"));
+    h_resp_free(&r);
+    assert_int_equal(h_read_response(fd, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "legacy\n");
+    h_resp_free(&r);
+    assert_int_equal(h_read_response(fd, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "legacy\n");
+    assert_false(r.closed);
+    h_resp_free(&r);
+    close(fd);
+    assert_int_equal(h_backend_requests(f->port[0][0]), 5);
+}
+
 static void
 test_large_response(void **state)
 {
@@ -292,6 +344,7 @@ main(void)
         cmocka_unit_test_teardown(test_large_chunked_request_streams, fx_teardown),
         cmocka_unit_test_teardown(test_keepalive_and_pipelining, fx_teardown),
         cmocka_unit_test_teardown(test_head_and_http10, fx_teardown),
+        cmocka_unit_test_teardown(test_token_methods, fx_teardown),
         cmocka_unit_test_teardown(test_large_response, fx_teardown),
         cmocka_unit_test_teardown(test_bad_request_reaches_no_backend, fx_teardown),
         cmocka_unit_test_teardown(test_refused_backend_502_and_retry, fx_teardown),

@@ -1,16 +1,18 @@
 /*
  * 08_faults: every way a backend can fail, through the real cutoverd. A
  * refused connect (retried on the other server of the same side), a reset or
- * a close before the response head, garbage, invalid response framing and a
- * response head over limits.head_bytes all give 502 and leave no upstream
- * connection behind; a failure in the middle of a body cuts the client's
- * response (never a clean end); a client that goes away aborts the upstream
+ * a close before the response head, garbage, invalid response framing, bad
+ * chunk framing that came with the head and a response head over
+ * limits.head_bytes all give 502 and leave no upstream connection behind; a
+ * failure in the middle of a body cuts the client's response (never a clean
+ * end); a client that goes away aborts the upstream
  * request without it counting as a backend failure. After each fault the
  * daemon is still up and serves the next request.
  *
  * Waits are bounded polls on the backend's /__backend/stats ("open",
  * "aborted", "request_connections"), never fixed sleeps.
  */
+#include <ctype.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -81,7 +83,8 @@ wait_stat(int port, const char *key, long want, int timeout_ms)
     }
 }
 
-/* raw=<bytes>, every byte percent-encoded, plus <more> ("&raw_close=1"). */
+/* raw=<bytes>, every byte but letters and digits percent-encoded, plus
+ * <more> ("&raw_close=1"). */
 static int
 set_raw(int port, const char *bytes, const char *more)
 {
@@ -91,8 +94,12 @@ set_raw(int port, const char *bytes, const char *more)
 
     assert_non_null(q);
     p = q + sprintf(q, "raw=");
-    for (i = 0; i < n; i++)
-        p += sprintf(p, "%%%02X", (unsigned char)bytes[i]);
+    for (i = 0; i < n; i++) {
+        if (isalnum((unsigned char)bytes[i]))
+            *p++ = bytes[i];
+        else
+            p += sprintf(p, "%%%02X", (unsigned char)bytes[i]);
+    }
     sprintf(p, "%s", more != NULL ? more : "");
     rc = h_backend_set(port, q);
     free(q);
@@ -308,6 +315,10 @@ test_invalid_framing_502(void **state)
         "HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nhello",
         "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",
         "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\nhello",
+        /* a framing field spelt with "_": a client folding it into "-" would
+         * read this body by another length than the proxy */
+        "HTTP/1.1 200 OK\r\nTransfer_Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello",
+        "HTTP/1.1 200 OK\r\ncontent_length: 5\r\n\r\nhello",
         /* chunked twice, and chunked in HTTP/1.0 */
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
         "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
@@ -345,29 +356,93 @@ test_invalid_framing_502(void **state)
     assert_still_serving(f, port);
 }
 
-/* A bad chunk size comes after the response head was forwarded: the client
- * gets a cut body (no final chunk) and a closed connection, the upstream
- * connection is closed, and the error is counted. */
+/* Bad chunk framing among the body bytes that came with the response head
+ * is found before the head goes out: 502, as for a bad head, and the
+ * upstream connection is closed (the backend keeps it open: only the proxy
+ * can have closed it), never pooled or reused. A response's chunk lines
+ * follow the same rules as a request's. */
+static void
+test_bad_chunk_line_with_head_502(void **state)
+{
+    static const char *const bad[] = {
+        "5 \r\nhello\r\n0\r\n\r\n",                /* space after the size */
+        "5\t\r\nhello\r\n0\r\n\r\n",
+        "5 ;a=b\r\nhello\r\n0\r\n\r\n",
+        "5x=y\r\nhello\r\n0\r\n\r\n",              /* an extension without ";" */
+        "5;\r\nhello\r\n0\r\n\r\n",                /* ";" without a name */
+        "5;=y\r\nhello\r\n0\r\n\r\n",
+        "5;a=b;;c\r\nhello\r\n0\r\n\r\n",
+        "5;a=\"b\r\nhello\r\n0\r\n\r\n",            /* unbalanced quotes */
+        "5;a=b\"\r\nhello\r\n0\r\n\r\n",
+        "5;a=\"b\\\"\r\nhello\r\n0\r\n\r\n",
+        "zz\r\nhello\r\n0\r\n\r\n",                /* not a size */
+        "5\r\nhello\r\n3 \r\nabc\r\n0\r\n\r\n",       /* a later line, at hand too */
+        "5\r\nhelloXX\r\n0\r\n\r\n",               /* no CRLF after the data */
+        "5\r\nhello\r\n0\r\nX : y\r\n\r\n",         /* a bad trailer */
+    };
+    struct fx *f = start(state, 1, NULL);
+    int port = f->port[0][0];
+    struct h_resp r;
+    char raw[256], v[32];
+    size_t i, n = sizeof(bad) / sizeof(bad[0]);
+
+    for (i = 0; i < n; i++) {
+        snprintf(raw, sizeof(raw), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%s",
+                 bad[i]);
+        assert_int_equal(set_raw(port, raw, NULL), 0);
+        assert_int_equal(exchange(f, GET_ROOT, &r), 0);
+        if (r.status != 502)
+            fail_msg("case %zu: status %d for %s", i, r.status, bad[i]);
+        assert_string_equal(h_resp_header(&r, "Connection", v, sizeof(v)), "close");
+        assert_null(strstr(r.body, "hello"));
+        h_resp_free(&r);
+        if (wait_stat(port, "open", 0, 3000) != 0)
+            fail_msg("case %zu: the upstream connection stayed open", i);
+        if (be_stat(port, "request_connections") != (long)i + 1)
+            fail_msg("case %zu: %ld upstream connections", i,
+                     be_stat(port, "request_connections"));
+    }
+    assert_int_equal(legacy_errors(f, "upstream_bad_response"), (long)n);
+    assert_int_equal(h_backend_requests(port), (long)n);   /* none resent */
+    /* the same response with valid chunk lines goes through */
+    assert_int_equal(set_raw(port, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                   "5;a=\"b\\\"c\";d=e\r\nhello\r\n0\r\nX: y\r\n\r\n", NULL), 0);
+    assert_int_equal(exchange(f, GET_ROOT, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "hello");
+    h_resp_free(&r);
+    assert_still_serving(f, port);
+}
+
+/* A bad chunk line that comes after the response head was forwarded: the
+ * client gets a cut body (no final chunk) and a closed connection, the
+ * upstream connection is closed, and the error is counted. The proxy looks
+ * at no more than limits.head_bytes of a response before forwarding its
+ * head, so a first chunk larger than that puts the bad line out of sight. */
 static void
 test_bad_chunk_size_cuts_response(void **state)
 {
     static const char *const bad[] = {
-        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
-        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        "zz\r\nhello\r\n0\r\n\r\n",
         "fffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
-        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\n0\r\n\r\n",
+        "5 \r\nhello\r\n0\r\n\r\n",
     };
-    struct fx *f = start(state, 1, NULL);
+    struct fx *f = start(state, 1, ",\"limits\": {\"head_bytes\": 1024}");
     int port = f->port[0][0];
-    char buf[4096];
-    size_t i;
+    char raw[2048], buf[8192];
+    size_t i, o;
 
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int fd = h_connect(f->proxy_port);
         size_t len = 0;
         ssize_t got;
 
-        assert_int_equal(set_raw(port, bad[i], NULL), 0);
+        o = (size_t)snprintf(raw, sizeof(raw),
+                             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n44c\r\n");
+        memset(raw + o, 'a', 1100);        /* 0x44c; sent as is by set_raw() */
+        o += 1100;
+        snprintf(raw + o, sizeof(raw) - o, "\r\n%s", bad[i]);
+        assert_int_equal(set_raw(port, raw, NULL), 0);
         assert_true(fd >= 0);
         assert_int_equal(h_send_all(fd, GET_ROOT, strlen(GET_ROOT)), 0);
         while (len < sizeof(buf) - 1 &&
@@ -545,6 +620,7 @@ main(void)
         cmocka_unit_test_teardown(test_close_before_head_502, fx_teardown),
         cmocka_unit_test_teardown(test_garbage_502_connection_closed, fx_teardown),
         cmocka_unit_test_teardown(test_invalid_framing_502, fx_teardown),
+        cmocka_unit_test_teardown(test_bad_chunk_line_with_head_502, fx_teardown),
         cmocka_unit_test_teardown(test_bad_chunk_size_cuts_response, fx_teardown),
         cmocka_unit_test_teardown(test_response_head_over_limit_502, fx_teardown),
         cmocka_unit_test_teardown(test_midbody_reset_content_length, fx_teardown),

@@ -280,21 +280,20 @@ test_no_reuse_after_bad_response(void **state)
     assert_int_equal(h_backend_requests(port), 3);
 }
 
-/* A framing error in the middle of a chunked body (the backend keeps the
- * connection): the client's response is cut, the upstream connection closed. */
+/* A framing error in a chunked body, after a valid first chunk (the
+ * backend keeps the connection): it came with the head, so the client gets
+ * a 502 (a later one would cut the response: 08_faults), and the upstream
+ * connection is closed, never pooled. */
 static void
 test_no_reuse_after_bad_chunk(void **state)
 {
     struct fx *f = start(state, NULL);
     int port = f->port[0][0];
-    struct h_resp r;
 
     assert_int_equal(status_of(f, GET_ROOT), 200);
     assert_int_equal(set_raw(port, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                                    "5\r\nhello\r\nzz\r\n"), 0);
-    assert_int_equal(exchange(f, GET_ROOT, &r), -1);   /* cut */
-    assert_int_equal(r.status, 200);
-    h_resp_free(&r);
+    assert_int_equal(status_of(f, GET_ROOT), 502);
     assert_int_equal(wait_stat(port, "open", 0, 3000), 0);
     assert_int_equal(h_backend_set(port, "raw="), 0);
     assert_int_equal(status_of(f, GET_ROOT), 200);

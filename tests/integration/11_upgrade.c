@@ -3,7 +3,8 @@
  * the backend's 101 the connection is a tunnel: bytes flow both ways
  * unchanged, and either side closing (or half-closing) it closes the other.
  * Without "Connection: upgrade" the Upgrade field is hop-by-hop noise and is
- * dropped; a 101 the client did not ask for (or one without Upgrade) is a
+ * dropped, and so is an HTTP/1.0 request's Upgrade (RFC 9110 §7.8: the
+ * request goes up as a plain one); a 101 the client did not ask for (or one without Upgrade) is a
  * 502 and the upstream connection is closed.
  *
  * The backend's /ws path answers 101 and echoes when asked with
@@ -252,6 +253,54 @@ test_upgrade_field_stripped_when_not_upgrading(void **state)
     h_resp_free(&r);
 }
 
+/* Upgrade on an HTTP/1.0 request is ignored (RFC 9110 §7.8): the request
+ * goes up as a plain one, without Upgrade and without "Connection: upgrade",
+ * so /ws answers as an ordinary path; no tunnel, and the keep-alive the
+ * client asked for still holds for its next request. */
+static void
+test_http10_upgrade_is_plain_request(void **state)
+{
+    struct ufx *u;
+    struct fx *f = start(state);
+    int port = f->port[0][0];
+    struct h_resp r;
+    json_t *st;
+    char head[4096], v[64];
+    const char *req = "GET /ws HTTP/1.0\r\nHost: t\r\nUpgrade: websocket\r\n"
+                      "Connection: keep-alive, Upgrade\r\nX-Keep: 1\r\n\r\n";
+    const char *next = "GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+
+    u = *state;
+    u->fd = h_connect(f->proxy_port);
+    assert_true(u->fd >= 0);
+    assert_int_equal(h_send_all(u->fd, req, strlen(req)), 0);
+    assert_int_equal(h_read_response(u->fd, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "legacy\n");
+    assert_null(h_resp_header(&r, "Upgrade", v, sizeof(v)));
+    assert_string_equal(h_resp_header(&r, "Connection", v, sizeof(v)), "keep-alive");
+    assert_false(r.closed);
+    h_resp_free(&r);
+
+    st = h_backend_stats(port);
+    assert_non_null(st);
+    snprintf(head, sizeof(head), "%s", json_string_value(json_object_get(st, "last_request_head")));
+    json_decref(st);
+    assert_non_null(strstr(head, "GET /ws HTTP/1.1\r\n"));
+    assert_non_null(strstr(head, "X-Keep: 1\r\n"));
+    lower(head);
+    assert_null(strstr(head, "upgrade"));
+    assert_null(strstr(head, "websocket"));
+
+    /* still plain HTTP on the same connection */
+    assert_int_equal(h_send_all(u->fd, next, strlen(next)), 0);
+    assert_int_equal(h_read_response(u->fd, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "GET /echo HTTP/1.1\r\n"));
+    h_resp_free(&r);
+    assert_int_equal(h_backend_requests(port), 2);
+}
+
 /* The backend switches protocols although the client asked for nothing:
  * 502, client connection closed, upstream connection closed. */
 static void
@@ -360,6 +409,7 @@ main(void)
         cmocka_unit_test_teardown(test_ws_bytes_right_after_request, teardown),
         cmocka_unit_test_teardown(test_ws_path_without_upgrade_is_http, teardown),
         cmocka_unit_test_teardown(test_upgrade_field_stripped_when_not_upgrading, teardown),
+        cmocka_unit_test_teardown(test_http10_upgrade_is_plain_request, teardown),
         cmocka_unit_test_teardown(test_unrequested_101_is_502, teardown),
         cmocka_unit_test_teardown(test_101_without_upgrade_field_is_502, teardown),
         cmocka_unit_test_teardown(test_client_half_close_closes_tunnel, teardown),

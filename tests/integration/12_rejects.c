@@ -21,6 +21,12 @@
  *   coding the proxy does not implement: 501, as RFC 9112 §6.1 asks of a
  *   server that receives a transfer coding it does not understand (the
  *   parser, lib/http1.c, decides this at the end of the head).
+ * - A "#" in the request-target is 400: RFC 9112 §3.2 gives the
+ *   request-target no fragment, and a server that cut the path at "#"
+ *   would route differently from one that did not.
+ * - A Content-Length or Transfer-Encoding field spelt with "_" for "-"
+ *   (any case) is 400, never forwarded: a backend that folds "_" into "-"
+ *   would frame the request by it, the proxy by the other fields.
  * - Two Content-Length fields are rejected even when identical (RFC 9110
  *   §8.6 allows either rejecting or collapsing them; the proxy is strict).
  * - Connection naming Host or X-Forwarded-For is not an error: RFC 9110
@@ -90,6 +96,9 @@ static const struct bad_case bad_request_line[] = {
     C("DEL in target", "GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     C("NUL in target", "GET /a\0b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     C("relative target", "GET x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    C("fragment", "GET /forums/1?page=1#posts-17408 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    C("empty fragment", "GET /# HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    C("fragment in absolute-form", "GET http://a/x#y HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     C("asterisk with GET", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     C("ftp scheme", "GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     C("userinfo in absolute-form", "GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
@@ -177,6 +186,13 @@ static const struct bad_case bad_framing[] = {
     C("CL 2^64", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551616\r\n\r\n", 400),
     C("TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
       "5\r\nhello\r\n0\r\n\r\n", 400),
+    C("Transfer_Encoding", "POST / HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n0\r\n\r\n", 400),
+    C("transfer_encoding with Content-Length", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+      "transfer_encoding: chunked\r\n\r\nhello", 400),
+    C("Content_Length", "POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\n\r\nhello", 400),
+    C("CONTENT_LENGTH with Transfer-Encoding", "POST / HTTP/1.1\r\nHost: a\r\n"
+      "Transfer-Encoding: chunked\r\nCONTENT_LENGTH: 5\r\n\r\n0\r\n\r\n", 400),
     C("TE chunked, gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
     C("TE chunked, chunked", "POST / HTTP/1.1\r\nHost: a\r\n"
       "Transfer-Encoding: chunked, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),

@@ -141,6 +141,13 @@ static const struct req_case req_cases[] = {
     RQ_BAD("UTF-8 in target", "GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     RQ_BAD("DEL in target", "GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     RQ_BAD("NUL in target", "GET /\0 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    RQ_BAD("fragment", "GET /forums/1?page=1#posts-17408 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    RQ_BAD("empty fragment", "GET /# HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    RQ_BAD("fragment decided early", "GET /a#", 400),
+    RQ_BAD("fragment in absolute-form", "GET http://a/x#y HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    RQ_BAD("fragment right after authority", "GET http://a#y HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    RQ_BAD("fragment as target", "GET # HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    RQ_BAD("fragment after asterisk", "OPTIONS *# HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     RQ_BAD("relative target", "GET x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     RQ_BAD("asterisk with GET", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     RQ_BAD("asterisk with tail", "OPTIONS *x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
@@ -219,6 +226,15 @@ static const struct req_case req_cases[] = {
     RQ_BAD("CL differing duplicate", "POST /" H11 "Content-Length: 1\r\nContent-Length: 2\r\n", 400),
     RQ_BAD("CL then TE", "POST /" H11 "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
     RQ_BAD("TE then CL", "POST /" H11 "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400),
+
+    /* framing field names with "_" for "-" (smuggling through backends that fold them) */
+    RQ_BAD("Transfer_Encoding", "POST /" H11 "Transfer_Encoding: chunked\r\n\r\n", 400),
+    RQ_BAD("transfer_encoding any case", "POST /" H11 "tRANSFER_eNCODING: chunked\r\n\r\n", 400),
+    RQ_BAD("Content_Length", "POST /" H11 "Content_Length: 5\r\n\r\nhello", 400),
+    RQ_BAD("content_length with a real one", "POST /" H11 "Content-Length: 5\r\ncontent_length: 0\r\n\r\nhello", 400),
+    RQ_BAD("Transfer_Encoding with Content-Length", "POST /" H11 "Content-Length: 5\r\nTransfer_Encoding: chunked\r\n\r\n", 400),
+    RQ_BAD("Content_Length decided at its CRLF", "POST /" H11 "Content_Length: 5\r\n", 400),
+    RQ_BAD("Transfer_Encoding on HTTP/1.0", "POST / HTTP/1.0\r\nTransfer_Encoding: chunked\r\n\r\n", 400),
 
     /* Transfer-Encoding */
     RQ_BAD("TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
@@ -319,6 +335,10 @@ static const struct req_case req_cases[] = {
     { RQ_OK("upgrade", "GET /ws" H11 "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n"),
       .method = "GET", .target = "/ws", .host = "a", .minor = 1, .ka = true, .upgrade = true,
       .hop = "Connection,Upgrade" },
+    { RQ_OK("upgrade on HTTP/1.0 ignored", "GET /ws HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"),
+      .method = "GET", .target = "/ws", .minor = 0, .hop = "Connection,Upgrade" },
+    { RQ_OK("upgrade on HTTP/1.0 keep-alive ignored", "GET /ws HTTP/1.0\r\nHost: a\r\nUpgrade: h2c\r\nConnection: keep-alive, upgrade\r\n\r\n"),
+      .method = "GET", .target = "/ws", .host = "a", .minor = 0, .ka = true, .hop = "Upgrade,Connection" },
     { RQ_OK("Upgrade without Connection", "GET /ws" H11 "Upgrade: websocket\r\n\r\n"),
       .method = "GET", .target = "/ws", .host = "a", .minor = 1, .ka = true, .hop = "Upgrade" },
     { RQ_OK("Connection upgrade without Upgrade", "GET /" H11 "Connection: upgrade\r\n\r\n"),
@@ -346,8 +366,8 @@ static const struct req_case req_cases[] = {
       .fname = "X", .fval = "D\xc3\xbcsseldorf\xff" },
     { RQ_OK("empty value", "GET /" H11 "Pragma:\r\nX: \r\n\r\n"),
       .method = "GET", .target = "/", .host = "a", .minor = 1, .ka = true, .fname = "x", .fval = "" },
-    { RQ_OK("visible ASCII target", "GET /with_\"q\"|x?a=\\b#frag HTTP/1.1\r\nHost: a\r\n\r\n"),
-      .method = "GET", .target = "/with_\"q\"|x?a=\\b#frag", .host = "a", .minor = 1, .ka = true },
+    { RQ_OK("visible ASCII target", "GET /with_\"q\"|x?a=\\b{}[]`^~ HTTP/1.1\r\nHost: a\r\n\r\n"),
+      .method = "GET", .target = "/with_\"q\"|x?a=\\b{}[]`^~", .host = "a", .minor = 1, .ka = true },
     { .name = "target at max_uri", RAW("GET /1234567 HTTP/1.1\r\nHost: a\r\n\r\n"),
       .max_uri = 8, .verdict = H1_PARSE_DONE,
       .method = "GET", .target = "/1234567", .host = "a", .minor = 1, .ka = true },
@@ -358,9 +378,24 @@ static const struct req_case req_cases[] = {
       .method = "M-SEARCH", .target = "/x", .host = "a", .minor = 1, .ka = true },
     { RQ_OK("lowercase method is a token", "get / HTTP/1.1\r\nHost: a\r\n\r\n"),
       .method = "get", .target = "/", .host = "a", .minor = 1, .ka = true },
+    /* any token is a method (RFC 9110 §9.1); only the framing fields say
+     * whether a body follows */
+    { RQ_OK("WebDAV method with a length", "PROPFIND /d" H11 "Content-Length: 3\r\n\r\nabc"),
+      .method = "PROPFIND", .target = "/d", .host = "a", .minor = 1, .framing = H1_BODY_LENGTH,
+      .cl = 3, .ka = true, .hop = "Content-Length", .body = 3 },
+    { RQ_OK("made-up method, chunked", "FOO_BAR /" H11 "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+      .method = "FOO_BAR", .target = "/", .host = "a", .minor = 1, .framing = H1_BODY_CHUNKED,
+      .ka = true, .hop = "Transfer-Encoding", .body = 5 },
+    { RQ_OK("tchar-only method", "!#$%&'*+-.^_`|~09az /" H11 "\r\n"),
+      .method = "!#$%&'*+-.^_`|~09az", .target = "/", .host = "a", .minor = 1, .ka = true },
+    { RQ_OK("lowercase head is not HEAD", "head /" H11 "\r\n"),
+      .method = "head", .target = "/", .host = "a", .minor = 1, .ka = true },
     { RQ_OK("tchar field names", "GET /" H11 "X-$Proto_~!#%&'*+.^`|: 1\r\n\r\n"),
       .method = "GET", .target = "/", .host = "a", .minor = 1, .ka = true,
       .fname = "x-$proto_~!#%&'*+.^`|", .fval = "1" },
+    { RQ_OK("underscore names that are not framing", "GET /" H11 "X_Content_Length: 1\r\nContent_Lengths: 2\r\nTransfer_Encodin: 3\r\n\r\n"),
+      .method = "GET", .target = "/", .host = "a", .minor = 1, .ka = true,
+      .fname = "content_lengths", .fval = "2" },
     { RQ_OK("next request follows", "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n"),
       .method = "GET", .target = "/", .host = "a", .minor = 1, .ka = true, .body = 16 },
 };
@@ -412,6 +447,8 @@ static const struct resp_case resp_cases[] = {
     RS_BAD("TE gzip, chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
     RS_BAD("TE chunked twice", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip, chunked\r\n\r\n"),
     RS_BAD("TE in HTTP/1.0", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    RS_BAD("Transfer_Encoding", "HTTP/1.1 200 OK\r\nTransfer_Encoding: chunked\r\nContent-Length: 5\r\n\r\n"),
+    RS_BAD("content_length", "HTTP/1.1 200 OK\r\ncontent_length: 5\r\n\r\n"),
     RS_BAD("TE malformed", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked;\r\n\r\n"),
     RS_BAD("obs-fold", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n"),
     RS_BAD("whitespace after status line", "HTTP/1.1 200 OK\r\n Host: foo"),
@@ -831,6 +868,13 @@ static const struct chunk_case chunk_cases[] = {
     CK_BAD("CTL in quote", "5;a=\"\x01\"\r\nhello\r\n0\r\n\r\n"),
     CK_BAD("CR in quoted-pair", "5;a=\"\\\r\"\r\nhello\r\n0\r\n\r\n"),
     CK_BAD("bad char in extension name", "5;a@b\r\nhello\r\n0\r\n\r\n"),
+    CK_BAD("extension without ;", "5a=b\r\nhello\r\n0\r\n\r\n"),
+    CK_BAD("extension after space without ;", "5 a=b\r\nhello\r\n0\r\n\r\n"),
+    CK_BAD("two ; without a name", "5;;a=b\r\nhello\r\n0\r\n\r\n"),
+    CK_BAD("; without a name after an extension", "5;a=b;\r\nhello\r\n0\r\n\r\n"),
+    CK_BAD("quote closed, not opened", "5;a=b\"\r\nhello\r\n0\r\n\r\n"),
+    CK_BAD("escaped closing quote", "5;a=\"b\\\"\r\nhello\r\n0\r\n\r\n"),
+    CK_BAD("quote in the name", "5;a\"b\"=c\r\nhello\r\n0\r\n\r\n"),
     CK_BAD("trailer obs-fold", "0\r\nX: y\r\n z\r\n\r\n"),
     CK_BAD("trailer without colon", "0\r\nXY\r\n\r\n"),
     CK_BAD("trailer space before colon", "0\r\nX : y\r\n\r\n"),
@@ -975,6 +1019,67 @@ test_chunked_table(void **state)
     print_message("chunked table: %zu invalid, %zu valid\n", nbad, nok);
 }
 
+/* h1_chunked_check() on the bytes after a response head and after a
+ * request head: every chunk case gets the verdict and error the decoder
+ * gives it, so a response's chunk lines are held to the request's rules. */
+static void
+test_chunked_check(void **state)
+{
+    static const char resp_head[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    static const char req_head[] = "POST /" H11 "Transfer-Encoding: chunked\r\n\r\n";
+    struct h1_parse_limits lim = { .max_fields = TEST_MAX_FIELDS };
+    static char buf[512];
+    struct chunk_result whole;
+    struct h1_resp rs;
+    struct h1_req rq;
+    const char *err;
+    size_t i, n, cut;
+
+    (void)state;
+    for (i = 0; i < sizeof chunk_cases / sizeof chunk_cases[0]; i++) {
+        const struct chunk_case *c = &chunk_cases[i];
+
+        assert_true(sizeof resp_head - 1 + c->len <= sizeof buf);
+        chunk_feed(c->raw, c->len, NULL, 0, c->max_ext, &whole);
+
+        memcpy(buf, resp_head, sizeof resp_head - 1);
+        memcpy(buf + sizeof resp_head - 1, c->raw, c->len);
+        n = sizeof resp_head - 1 + c->len;
+        rs.fields = g_fields;
+        assert_int_equal(h1_resp_parse(&rs, buf, n, &lim, false), H1_PARSE_DONE);
+        assert_int_equal(rs.framing, H1_BODY_CHUNKED);
+        err = h1_chunked_check(buf + rs.head_len, n - rs.head_len, c->max_ext);
+        if ((err != NULL) != (c->verdict == H1_CHUNK_BAD) || err != whole.error)
+            fail_msg("%s: response check '%s', decoder '%s'", c->name, err ? err : "",
+                     whole.error ? whole.error : "");
+
+        memcpy(buf, req_head, sizeof req_head - 1);
+        memcpy(buf + sizeof req_head - 1, c->raw, c->len);
+        n = sizeof req_head - 1 + c->len;
+        rq.fields = g_fields;
+        assert_int_equal(h1_req_parse(&rq, buf, n, &lim), H1_PARSE_DONE);
+        err = h1_chunked_check(buf + rq.head_len, n - rq.head_len, c->max_ext);
+        if (err != whole.error)
+            fail_msg("%s: request check '%s', decoder '%s'", c->name, err ? err : "",
+                     whole.error ? whole.error : "");
+
+        /* a prefix finds no error, or the same one */
+        for (cut = 0; cut <= c->len; cut++) {
+            char *copy = exact_copy(c->raw, cut);
+
+            err = h1_chunked_check(copy, cut, c->max_ext);
+            free(copy);
+            if (err != NULL && err != whole.error)
+                fail_msg("%s: prefix %zu gave '%s'", c->name, cut, err);
+        }
+    }
+    /* bytes after the end of the body are not looked at */
+    assert_null(h1_chunked_check("0\r\n\r\nzz \r\n", 11, 0));
+    /* an error past the first chunk is found when it is at hand */
+    assert_non_null(h1_chunked_check("1\r\nx\r\n1 \r\ny\r\n0\r\n\r\n", 21, 0));
+    assert_null(h1_chunked_check(NULL, 0, 0));
+}
+
 /* Default extension limit (4096) and the trailer section limit (16384). */
 static void
 test_chunked_limits(void **state)
@@ -1077,6 +1182,39 @@ test_helpers(void **state)
     assert_null(h1_cookie_find(c, "cutover").p);
     assert_null(h1_cookie_find(c, "").p);
 
+    /* methods are case-sensitive: "head" is not HEAD, "get" not idempotent */
+    v.p = "HEAD";
+    v.len = 4;
+    assert_true(h1_method_eq(v, "HEAD"));
+    assert_true(h1_method_idempotent(v));
+    v.p = "head";
+    assert_false(h1_method_eq(v, "HEAD"));
+    assert_false(h1_method_idempotent(v));
+    v.p = "HEADX";
+    v.len = 5;
+    assert_false(h1_method_eq(v, "HEAD"));
+    assert_false(h1_method_idempotent(v));
+    v.p = "HEA";
+    v.len = 3;
+    assert_false(h1_method_eq(v, "HEAD"));
+    {
+        static const char *const idem[] = { "GET", "OPTIONS", "TRACE", "PUT", "DELETE" };
+        static const char *const not_idem[] = { "POST", "PATCH", "PROPFIND", "M-SEARCH",
+                                                "FOO_BAR", "get", "Put" };
+        size_t i;
+
+        for (i = 0; i < sizeof idem / sizeof idem[0]; i++) {
+            v.p = idem[i];
+            v.len = strlen(idem[i]);
+            assert_true(h1_method_idempotent(v));
+        }
+        for (i = 0; i < sizeof not_idem / sizeof not_idem[0]; i++) {
+            v.p = not_idem[i];
+            v.len = strlen(not_idem[i]);
+            assert_false(h1_method_idempotent(v));
+        }
+    }
+
     assert_string_equal(h1_status_text(400), "Bad Request");
     assert_string_equal(h1_status_text(431), "Request Header Fields Too Large");
     assert_string_equal(h1_status_text(505), "HTTP Version Not Supported");
@@ -1174,8 +1312,9 @@ static const struct exception corpus_exceptions[] = {
     { "request/method.md#OPTIONS request with RTSP", "only HTTP/1.0 and HTTP/1.1" },
     { "request/method.md#ANNOUNCE request with RTSP", "only HTTP/1.0 and HTTP/1.1" },
     { "request/sample.md#No HTTP version", "HTTP/0.9 request lines are rejected" },
-    { "request/transfer-encoding.md#POST with `chunked` as last transfer-encoding", "codings other than chunked get 501" },
-    { "request/transfer-encoding.md#POST with `chunked` as last transfer-encoding (multiple headers)", "codings other than chunked get 501" },
+    { "request/transfer-encoding.md#POST with `chunked` as last transfer-encoding", "a fragment in the target gets 400 (without it, codings other than chunked get 501)" },
+    { "request/transfer-encoding.md#POST with `chunked` as last transfer-encoding (multiple headers)", "a fragment in the target gets 400 (without it, codings other than chunked get 501)" },
+    { "request/uri.md#Fragment in URI", "a fragment in the target gets 400 (RFC 9112 §3.2)" },
     { "request/uri.md#`host:port` and basic auth", "userinfo in absolute-form is rejected (RFC 9110 §4.2.4)" },
     { "response/finish.md#It should be safe to finish with cb after empty response", "a close-delimited body is complete at EOF" },
     { "response/sample.md#RTSP response", "only HTTP/1.0 and HTTP/1.1" },
@@ -1422,6 +1561,7 @@ main(void)
         cmocka_unit_test(test_response_table),
         cmocka_unit_test(test_mutations_split_invariant),
         cmocka_unit_test(test_chunked_table),
+        cmocka_unit_test(test_chunked_check),
         cmocka_unit_test(test_chunked_limits),
         cmocka_unit_test(test_chunked_partial_consume),
         cmocka_unit_test(test_helpers),
