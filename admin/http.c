@@ -1,7 +1,7 @@
 /*
  * http: see http.h. One listener on the daemon's event loop; each
- * connection parses its requests with admin/http_parse.c and answers them
- * in order, one at a time.
+ * connection parses its requests with admin/http_req.c (lib/http1.c plus
+ * the endpoint's own limits) and answers them in order, one at a time.
  *
  * Key decisions:
  * - The request head is re-parsed from the input until the whole request
@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -41,7 +40,7 @@
 
 #include "admin/control.h"
 #include "admin/http.h"
-#include "admin/http_parse.h"
+#include "admin/http_req.h"
 #include "lib/log.h"
 #include "lib/text.h"
 #include "admin/tokens.h"
@@ -213,7 +212,7 @@ respond_json(struct hconn *c, int status, json_t *reply, bool keep_alive)
 /* Audits an authentication refusal of <c>, <why> (no secret in it), at most
  * ADM_HTTP_AUTH_AUDITS_PER_S per second. */
 static void
-audit_auth_refused(struct hconn *c, const struct adm_hp_req *req, const char *why)
+audit_auth_refused(struct hconn *c, const struct adm_req *req, const char *why)
 {
     struct adm_http *h = c->h;
     struct adm_caller who = { .actor = c->actor, .pid = -1, .level = ADM_LEVEL_READ };
@@ -232,8 +231,9 @@ audit_auth_refused(struct hconn *c, const struct adm_hp_req *req, const char *wh
     h->audit_count++;
     /* the method and path are tokens and visible characters (the parser
      * checked), never the Authorization value */
-    snprintf(reason, sizeof(reason), "%.*s %.*s: %s", (int)req->method.len, req->method.p,
-             (int)(req->path.len > 128 ? 128 : req->path.len), req->path.p, why);
+    snprintf(reason, sizeof(reason), "%.*s %.*s: %s", (int)req->h1.method.len,
+             req->h1.method.p, (int)(req->path.len > 128 ? 128 : req->path.len),
+             req->path.p, why);
     if (h->audit_skipped > 0) {
         size_t k = strlen(reason);
 
@@ -249,27 +249,15 @@ audit_auth_refused(struct hconn *c, const struct adm_hp_req *req, const char *wh
 /* Looks up the bearer token of <req>. Returns the token's name (borrowed)
  * with its level, or NULL with <*why> saying what was wrong. */
 static const char *
-authenticate(struct hconn *c, const struct adm_hp_req *req, enum adm_level *level,
+authenticate(struct hconn *c, const struct adm_req *req, enum adm_level *level,
              const char **why)
 {
-    const char *v = req->authorization.p, *name;
-    size_t len = req->authorization.len, i = 6;
+    struct h1_iov tok;
+    const char *name;
 
-    if (v == NULL) {
-        *why = "no Authorization header";
+    if (adm_req_bearer(req, &tok, why) != 0)
         return NULL;
-    }
-    if (len < 7 || strncasecmp(v, "Bearer", 6) != 0 || (v[6] != ' ' && v[6] != '\t')) {
-        *why = "Authorization is not a Bearer token";
-        return NULL;
-    }
-    while (i < len && (v[i] == ' ' || v[i] == '\t'))
-        i++;
-    if (i == len) {
-        *why = "empty bearer token";
-        return NULL;
-    }
-    name = adm_tokens_check(c->h->tokens, v + i, len - i, level);
+    name = adm_tokens_check(c->h->tokens, tok.p, tok.len, level);
     if (name == NULL)
         *why = c->h->tokens != NULL ? "unknown token" : "no token file is configured";
     return name;
@@ -278,7 +266,7 @@ authenticate(struct hconn *c, const struct adm_hp_req *req, enum adm_level *leve
 /* Refuses <c>'s request 401 after the delay: audits now, answers from the
  * timer, then closes. */
 static void
-refuse_auth(struct hconn *c, const struct adm_hp_req *req, const char *why)
+refuse_auth(struct hconn *c, const struct adm_req *req, const char *why)
 {
     audit_auth_refused(c, req, why);
     c->state = HC_DELAYING;
@@ -293,7 +281,7 @@ refuse_auth(struct hconn *c, const struct adm_hp_req *req, const char *why)
  * is missing or unknown: the refusal is then under way (audited, answered
  * 401 after the delay) and the caller must stop. */
 static bool
-token_caller(struct hconn *c, const struct adm_hp_req *req, struct adm_caller *who,
+token_caller(struct hconn *c, const struct adm_req *req, struct adm_caller *who,
              char *actor, size_t alen)
 {
     enum adm_level level = ADM_LEVEL_READ;
@@ -310,13 +298,13 @@ token_caller(struct hconn *c, const struct adm_hp_req *req, struct adm_caller *w
 }
 
 static bool
-slice_eq(const struct adm_hp_slice *s, const char *lit)
+slice_eq(const struct h1_iov *s, const char *lit)
 {
     return s->len == strlen(lit) && memcmp(s->p, lit, s->len) == 0;
 }
 
 static void
-handle_get(struct hconn *c, const struct adm_hp_req *req, bool is_metrics)
+handle_get(struct hconn *c, const struct adm_req *req, bool is_metrics)
 {
     struct adm_http *h = c->h;
     struct adm_caller who = { .actor = c->actor, .pid = -1, .level = ADM_LEVEL_READ };
@@ -324,25 +312,25 @@ handle_get(struct hconn *c, const struct adm_hp_req *req, bool is_metrics)
     struct evbuffer *b;
     json_t *q, *r;
 
-    if (!slice_eq(&req->method, "GET")) {
+    if (!slice_eq(&req->h1.method, "GET")) {
         respond_error(c, 405, "method not allowed (GET only)", "Allow: GET\r\n",
-                      req->is_keep_alive, true);
+                      req->h1.keep_alive, true);
         return;
     }
     if (h->read_token_required && !token_caller(c, req, &who, actor, sizeof(actor)))
         return;
     if (is_metrics) {
         if (h->metrics == NULL) {
-            respond_error(c, 404, "metrics not available", "", req->is_keep_alive, false);
+            respond_error(c, 404, "metrics not available", "", req->h1.keep_alive, false);
             return;
         }
         if ((b = evbuffer_new()) == NULL) {
-            respond_error(c, 500, "out of memory", "", req->is_keep_alive, true);
+            respond_error(c, 500, "out of memory", "", req->h1.keep_alive, true);
             return;
         }
         h->metrics(h->metrics_arg, b);
         respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b, "",
-                req->is_keep_alive, false);
+                req->h1.keep_alive, false);
         evbuffer_free(b);
         return;
     }
@@ -350,12 +338,12 @@ handle_get(struct hconn *c, const struct adm_hp_req *req, bool is_metrics)
     r = q != NULL ? adm_control_exec_as(h->ctl, q, &who) : NULL;
     json_decref(q);
     respond_json(c, json_is_true(json_object_get(r, "ok")) ? 200 : 409, r,
-                 req->is_keep_alive);
+                 req->h1.keep_alive);
 }
 
 /* POST /v1/<cmd>: <cmd> is the path's last segment. */
 static void
-handle_post(struct hconn *c, const struct adm_hp_req *req, const char *cmd, size_t cmdlen,
+handle_post(struct hconn *c, const struct adm_req *req, const char *cmd, size_t cmdlen,
             const char *body, size_t blen)
 {
     struct adm_http *h = c->h;
@@ -366,9 +354,9 @@ handle_post(struct hconn *c, const struct adm_hp_req *req, const char *cmd, size
     int status;
     size_t i;
 
-    if (!slice_eq(&req->method, "POST")) {
+    if (!slice_eq(&req->h1.method, "POST")) {
         respond_error(c, 405, "method not allowed (POST only)", "Allow: POST\r\n",
-                      req->is_keep_alive, true);
+                      req->h1.keep_alive, true);
         return;
     }
     if (!token_caller(c, req, &who, actor, sizeof(actor)))
@@ -380,7 +368,7 @@ handle_post(struct hconn *c, const struct adm_hp_req *req, const char *cmd, size
     }
     if (cmdlen == 0 || cmdlen >= sizeof(cmdbuf) || i < cmdlen) {
         respond_error(c, 400, "unknown command in the path (POST /v1/<command>)", "",
-                      req->is_keep_alive, false);
+                      req->h1.keep_alive, false);
         return;
     }
     memcpy(cmdbuf, cmd, cmdlen);
@@ -388,13 +376,13 @@ handle_post(struct hconn *c, const struct adm_hp_req *req, const char *cmd, size
     if (!adm_control_is_command(cmdbuf)) {
         snprintf(msg, sizeof(msg), "unknown command \"%s\" (one of: status, weight, "
                  "rollback, promote, switch, plan, audit)", cmdbuf);
-        respond_error(c, 400, msg, "", req->is_keep_alive, false);
+        respond_error(c, 400, msg, "", req->h1.keep_alive, false);
         return;
     }
     if (!adm_json_depth_ok(body, blen, ADM_HTTP_JSON_DEPTH)) {
         snprintf(msg, sizeof(msg), "bad JSON: nested deeper than %d levels",
                  ADM_HTTP_JSON_DEPTH);
-        respond_error(c, 400, msg, "", req->is_keep_alive, false);
+        respond_error(c, 400, msg, "", req->h1.keep_alive, false);
         return;
     }
     if (blen == 0) {
@@ -404,13 +392,13 @@ handle_post(struct hconn *c, const struct adm_hp_req *req, const char *cmd, size
         if (q == NULL) {
             snprintf(msg, sizeof(msg), "bad JSON: %s at line %d column %d", je.text,
                      je.line, je.column);
-            respond_error(c, 400, msg, "", req->is_keep_alive, false);
+            respond_error(c, 400, msg, "", req->h1.keep_alive, false);
             return;
         }
     }
     if (!json_is_object(q)) {
         json_decref(q);
-        respond_error(c, 400, "the body must be a JSON object", "", req->is_keep_alive,
+        respond_error(c, 400, "the body must be a JSON object", "", req->h1.keep_alive,
                       false);
         return;
     }
@@ -419,12 +407,12 @@ handle_post(struct hconn *c, const struct adm_hp_req *req, const char *cmd, size
         json_decref(q);
         snprintf(msg, sizeof(msg), "\"cmd\" in the body differs from the path's \"%s\"",
                  cmdbuf);
-        respond_error(c, 400, msg, "", req->is_keep_alive, false);
+        respond_error(c, 400, msg, "", req->h1.keep_alive, false);
         return;
     }
     if (v == NULL && json_object_set_new(q, "cmd", json_string(cmdbuf)) != 0) {
         json_decref(q);
-        respond_error(c, 500, "internal error", "", req->is_keep_alive, true);
+        respond_error(c, 500, "internal error", "", req->h1.keep_alive, true);
         return;
     }
     r = adm_control_exec_as(h->ctl, q, &who);
@@ -435,18 +423,18 @@ handle_post(struct hconn *c, const struct adm_hp_req *req, const char *cmd, size
         status = 403;
     else
         status = 409;
-    respond_json(c, status, r, req->is_keep_alive);
+    respond_json(c, status, r, req->h1.keep_alive);
 }
 
 /* Handles one complete request: <req> parsed from <buf>, its body after the head. */
 static void
-handle(struct hconn *c, const struct adm_hp_req *req, const char *buf)
+handle(struct hconn *c, const struct adm_req *req, const char *buf)
 {
-    const char *body = buf + req->head_len;
-    size_t blen = (size_t)req->content_length;
+    const char *body = buf + req->h1.head_len;
+    size_t blen = (size_t)req->h1.content_length;
 
-    log_at(LL_DEBUG, "admin", 0, "http %s: %.*s %.*s", c->peer, (int)req->method.len,
-           req->method.p, (int)(req->path.len > 256 ? 256 : req->path.len), req->path.p);
+    log_at(LL_DEBUG, "admin", 0, "http %s: %.*s %.*s", c->peer, (int)req->h1.method.len,
+           req->h1.method.p, (int)(req->path.len > 256 ? 256 : req->path.len), req->path.p);
     if (slice_eq(&req->path, "/status")) {
         handle_get(c, req, false);
     } else if (slice_eq(&req->path, "/metrics")) {
@@ -455,7 +443,7 @@ handle(struct hconn *c, const struct adm_hp_req *req, const char *buf)
         handle_post(c, req, req->path.p + 4, req->path.len - 4, body, blen);
     } else {
         respond_error(c, 404, "not found (GET /status, GET /metrics, POST /v1/<command>)",
-                      "", req->is_keep_alive, true);
+                      "", req->h1.keep_alive, true);
     }
 }
 
@@ -466,8 +454,8 @@ conn_process(struct hconn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    struct adm_hp_req req;
-    enum adm_hp_result res;
+    struct adm_req req;
+    enum h1_parse res;
     const char *buf;
     size_t len, n, total;
     int k;
@@ -492,32 +480,32 @@ conn_process(struct hconn *c)
             c->is_idle = false;
             conn_arm(c, ADM_HTTP_REQ_MS);
         }
-        n = len < ADM_HP_HEAD_MAX + 1 ? len : ADM_HP_HEAD_MAX + 1;
+        n = len < ADM_REQ_HEAD_MAX ? len : ADM_REQ_HEAD_MAX;
         buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
         if (buf == NULL) {
             conn_close_after_flush(c);
             return false;
         }
-        res = adm_hp_parse(buf, n, &req);
-        if (res == ADM_HP_BAD) {
+        res = adm_req_parse(&req, buf, n);
+        if (res == H1_PARSE_BAD) {
             log_at(LL_INFO, "admin", 0, "http %s: %d: %s", c->peer, req.status, req.error);
             respond_error(c, req.status, req.error, "", false, true);
             return false;
         }
-        if (res == ADM_HP_AGAIN) {
+        if (res == H1_PARSE_AGAIN) {
             if (c->is_eof) {
                 respond_error(c, 400, "incomplete request head", "", false, true);
                 return false;
             }
             return false;
         }
-        total = req.head_len + (size_t)req.content_length;
+        total = req.h1.head_len + (size_t)req.h1.content_length;
         if (len < total) {
             if (c->is_eof) {
                 respond_error(c, 400, "incomplete request body", "", false, true);
                 return false;
             }
-            if (req.expects_continue && !c->sent_continue) {
+            if (req.h1.expect_continue && !c->sent_continue) {
                 c->sent_continue = true;
                 evbuffer_add_printf(out, "HTTP/1.1 100 Continue\r\n\r\n");
             }
@@ -526,7 +514,7 @@ conn_process(struct hconn *c)
         /* The whole request is here: make it contiguous (at most 72 KiB)
          * and parse again, as the pull-up may have moved the head. */
         buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)total);
-        if (buf == NULL || adm_hp_parse(buf, total, &req) != ADM_HP_DONE) {
+        if (buf == NULL || adm_req_parse(&req, buf, total) != H1_PARSE_DONE) {
             conn_close_after_flush(c);
             return false;
         }
@@ -684,7 +672,7 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
         goto fail;
     bufferevent_setcb(c->bev, on_conn_read, on_conn_write, on_conn_event, c);
     /* the input never holds much more than one maximal request */
-    bufferevent_setwatermark(c->bev, EV_READ, 0, ADM_HP_HEAD_MAX + ADM_HP_BODY_MAX + 1);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, ADM_REQ_HEAD_MAX + ADM_REQ_BODY_MAX);
     if (bufferevent_enable(c->bev, EV_READ) != 0)
         goto fail;
     conn_arm(c, ADM_HTTP_REQ_MS);
