@@ -32,8 +32,8 @@ UTIL_SRC   = lib/log.c lib/xmalloc.c lib/metrics.c lib/notify.c lib/http1.c lib/
              lib/fs.c lib/text.c
 ADMIN_SRC  = admin/ctl_proto.c admin/control.c \
              admin/request.c admin/change.c admin/plan_ctl.c admin/commands.c \
-             admin/store.c admin/audit.c admin/socket.c \
-             admin/tokens.c admin/http_parse.c admin/http.c
+             admin/store.c admin/audit.c admin/conn.c admin/socket.c \
+             admin/tokens.c admin/http_req.c admin/http.c
 PROXY_SRC  = proxy/conf.c proxy/server.c proxy/http.c proxy/tcp.c proxy/pool.c \
              proxy/tick.c proxy/metrics.c proxy/accesslog.c proxy/io.c proxy/worker.c
 LIB_SRC    = $(UTIL_SRC) $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)

@@ -14,12 +14,11 @@
  *   a live daemon, or another user's file, is never displaced.
  * - The peer's uid and pid (SO_PEERCRED) go with every command: the uid is
  *   the actor ("uid:N"), the pid is audited and logged with each change.
- * - Work per callback is bounded (ADM_LINES_PER_CB lines); the rest is
- *   picked up by a "resume" event on the next loop iteration, so a client
- *   that pipelines many requests cannot starve the loop. A client that does
- *   not read its replies stops being read once ADM_OUT_HIGH bytes are queued.
- * - A client is freed only at the tail of one of its own callbacks (nothing
- *   touches it afterwards) or from adm_server_free().
+ * - The connection's life (accept, bounded reads, ADM_LINES_PER_CB lines per
+ *   callback, reading paused over ADM_OUT_HIGH queued reply bytes, EOF and
+ *   teardown) is admin/conn.c's, shared with the HTTP endpoint; this file
+ *   finds and executes lines. There is no idle limit: an operator's
+ *   session may stay open, and there are at most ADM_MAX_CLIENTS.
  *
  * Workload: a handful of operators and scripts; a request is small and rare.
  * Writes to a peer that went away raise SIGPIPE: the daemon ignores SIGPIPE.
@@ -41,9 +40,8 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/event.h>
-#include <event2/listener.h>
 
+#include "admin/conn.h"
 #include "admin/control.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
@@ -52,71 +50,32 @@
 #define ADM_LINES_PER_CB  16           /* requests handled per callback */
 #define ADM_OUT_HIGH      (256u * 1024u) /* queued reply bytes that pause reading */
 #define ADM_MAX_CLIENTS   64           /* concurrent admin connections */
-#define ADM_BACKLOG       16
 
+/* A connection: the generic part first (admin/conn.c frees it as one). */
 struct adm_client {
-    struct adm_server *srv;            /* borrowed: the server that accepted it */
-    struct bufferevent *bev;           /* owned (closes the fd) */
-    struct event *resume;              /* owned: re-runs line processing */
-    char actor[32];                    /* "uid:N" from SO_PEERCRED */
+    struct adm_conn conn;              /* conn.peer is the actor, "uid:N" */
     long pid;                          /* peer pid from SO_PEERCRED, -1 unknown */
-    bool is_eof;                       /* peer shut its writing side */
-    bool is_paused;                    /* reading stopped: output over ADM_OUT_HIGH */
-    bool is_closing;                   /* no more requests: free once output is sent */
-    struct adm_client *prev, *next;    /* srv->clients list */
 };
+
+_Static_assert(offsetof(struct adm_client, conn) == 0, "adm_conn must come first");
 
 struct adm_server {
-    struct event_base *base;           /* borrowed */
     struct adm_control *ctl;           /* borrowed */
-    struct evconnlistener *lev;        /* owned (closes the listening fd) */
+    struct adm_listener lis;           /* the listener and its clients */
     char *path;                        /* owned: unlinked by adm_server_free() */
-    struct adm_client *clients;        /* owned list */
-    unsigned nclients;
 };
-
-static void on_client_read(struct bufferevent *bev, void *arg);
-static void on_client_write(struct bufferevent *bev, void *arg);
-static void on_client_event(struct bufferevent *bev, short what, void *arg);
-static void on_client_resume(evutil_socket_t fd, short what, void *arg);
-
-static void
-client_free(struct adm_client *c)
-{
-    struct adm_server *s = c->srv;
-
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        s->clients = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    s->nclients--;
-    if (c->resume != NULL)
-        event_free(c->resume);
-    bufferevent_free(c->bev);          /* safe from the bev's own callback */
-    free(c);
-}
 
 /* Appends <text> (no newline) plus "\n" to <c>'s output. On failure the
  * connection cannot keep its one-reply-per-line promise: close it. */
 static void
 client_reply(struct adm_client *c, const char *text, size_t len)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = bufferevent_get_output(c->conn.bev);
 
     if (evbuffer_add(out, text, len) != 0 || evbuffer_add(out, "\n", 1) != 0) {
-        log_at(LL_WARN, "admin", 0, "cannot queue a reply for %s: closing", c->actor);
-        c->is_closing = true;
+        log_at(LL_WARN, "admin", 0, "cannot queue a reply for %s: closing", c->conn.peer);
+        adm_conn_close(&c->conn);
     }
-}
-
-/* Stops reading requests; the connection is freed once its output is sent. */
-static void
-client_close_after_flush(struct adm_client *c)
-{
-    c->is_closing = true;
-    bufferevent_disable(c->bev, EV_READ);
 }
 
 static void
@@ -126,9 +85,9 @@ client_refuse_long_line(struct adm_client *c)
         "{\"ok\":false,\"error\":\"request line longer than 65536 bytes\"}";
 
     log_at(LL_WARN, "admin", 0, "request from %s over %u bytes: closing",
-           c->actor, ADM_MAX_LINE);
+           c->conn.peer, ADM_MAX_LINE);
     client_reply(c, msg, sizeof(msg) - 1);
-    client_close_after_flush(c);
+    adm_conn_close(&c->conn);
 }
 
 /* Executes the <len> bytes at the front of the input as one request and
@@ -136,7 +95,8 @@ client_refuse_long_line(struct adm_client *c)
 static void
 client_exec(struct adm_client *c, size_t len, size_t eol_len)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct adm_server *s = c->conn.lis->owner;
+    struct evbuffer *in = bufferevent_get_input(c->conn.bev);
     const unsigned char *line;
     char *reply;
 
@@ -144,11 +104,12 @@ client_exec(struct adm_client *c, size_t len, size_t eol_len)
      * ADM_MAX_LINE + 1), never the rest of the input. */
     line = evbuffer_pullup(in, (ev_ssize_t)(len + eol_len));
     if (line == NULL && len + eol_len > 0) {
-        client_close_after_flush(c);
+        adm_conn_close(&c->conn);
         return;
     }
-    reply = adm_control_exec_line_as(c->srv->ctl, len ? (const char *)line : "", len,
-                                     &(struct adm_caller){ .actor = c->actor, .pid = c->pid,
+    reply = adm_control_exec_line_as(s->ctl, len ? (const char *)line : "", len,
+                                     &(struct adm_caller){ .actor = c->conn.peer,
+                                                           .pid = c->pid,
                                                            .level = ADM_LEVEL_ADMIN });
     evbuffer_drain(in, len + eol_len);
     if (reply == NULL) {
@@ -161,187 +122,70 @@ client_exec(struct adm_client *c, size_t len, size_t eol_len)
     free(reply);
 }
 
-/* Handles up to ADM_LINES_PER_CB complete lines from the input. Returns true
- * when more work is ready (another complete line, or the final unterminated
- * line after EOF) and the output is not over ADM_OUT_HIGH. */
+/* ops->step: executes the complete line at the front of the input, or, after
+ * EOF, the unterminated last one. */
 static bool
-client_process(struct adm_client *c)
+client_step(struct adm_conn *conn)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct adm_client *c = (struct adm_client *)conn;
+    struct evbuffer *in = bufferevent_get_input(conn->bev);
     struct evbuffer_ptr eol;
-    size_t eol_len, inlen;
-    int n;
+    size_t eol_len, inlen = evbuffer_get_length(in);
 
-    for (n = 0; !c->is_closing; n++) {
-        if (evbuffer_get_length(out) >= ADM_OUT_HIGH) {
-            if (!c->is_paused) {
-                /* on_client_write() resumes when the output drains */
-                c->is_paused = true;
-                bufferevent_disable(c->bev, EV_READ);
-            }
-            return false;
-        }
-        inlen = evbuffer_get_length(in);
-        eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
-        if (eol.pos < 0) {
-            if (inlen > ADM_MAX_LINE) {
-                client_refuse_long_line(c);
-            } else if (c->is_eof) {
-                /* the peer will send nothing more: an unterminated last
-                 * line is still a request */
-                if (inlen > 0)
-                    client_exec(c, inlen, 0);
-                client_close_after_flush(c);
-            }
-            return false;
-        }
-        if ((size_t)eol.pos > ADM_MAX_LINE) {
+    eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+    if (eol.pos < 0) {
+        if (inlen > ADM_MAX_LINE) {
             client_refuse_long_line(c);
-            return false;
+        } else if (conn->is_eof) {
+            /* the peer will send nothing more: an unterminated last line
+             * is still a request */
+            client_exec(c, inlen, 0);
+            adm_conn_close(conn);
         }
-        if (n == ADM_LINES_PER_CB)
-            return true;
-        client_exec(c, (size_t)eol.pos, eol_len);
+        return false;
     }
-    return false;
-}
-
-/* The common tail of every client callback: schedules the rest of the work
- * or frees <c>. <c> must not be touched after this returns. */
-static void
-client_settle(struct adm_client *c, bool more)
-{
-    if (c->is_closing) {
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-            client_free(c);
-        /* else on_client_write() frees it when the output is sent */
-        return;
+    if ((size_t)eol.pos > ADM_MAX_LINE) {
+        client_refuse_long_line(c);
+        return false;
     }
-    if (more)
-        event_active(c->resume, EV_TIMEOUT, 1);
+    client_exec(c, (size_t)eol.pos, eol_len);
+    return true;
 }
 
-static void
-on_client_read(struct bufferevent *bev, void *arg)
+/* ops->accept: the peer's uid and pid (SO_PEERCRED). */
+static int
+client_accept(struct adm_conn *conn, evutil_socket_t fd, const struct sockaddr *sa,
+              int salen)
 {
-    struct adm_client *c = arg;
-
-    client_settle(c, client_process(c));
-}
-
-static void
-on_client_resume(evutil_socket_t fd, short what, void *arg)
-{
-    struct adm_client *c = arg;
-
-    client_settle(c, client_process(c));
-}
-
-/* Runs when the output is fully sent (write low watermark 0). */
-static void
-on_client_write(struct bufferevent *bev, void *arg)
-{
-    struct adm_client *c = arg;
-    bool more = false;
-
-    if (c->is_paused && !c->is_closing) {
-        c->is_paused = false;
-        if (!c->is_eof && bufferevent_enable(c->bev, EV_READ) != 0)
-            client_close_after_flush(c);
-        else
-            more = client_process(c);
-    }
-    client_settle(c, more);
-}
-
-static void
-on_client_event(struct bufferevent *bev, short what, void *arg)
-{
-    struct adm_client *c = arg;
-
-    if (what & BEV_EVENT_EOF) {
-        /* Half-close: answer what was sent, then close once flushed. */
-        c->is_eof = true;
-        bufferevent_disable(bev, EV_READ);
-        client_settle(c, client_process(c));
-        return;
-    }
-    if (what & BEV_EVENT_ERROR) {
-        log_at(LL_DEBUG, "admin", 0, "connection from %s: %s", c->actor,
-               evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-        client_free(c);                /* nothing can be flushed any more */
-        return;
-    }
-}
-
-static void
-on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
-          int salen, void *arg)
-{
-    struct adm_server *s = arg;
-    struct adm_client *c;
+    struct adm_client *c = (struct adm_client *)conn;
     struct ucred cred;
     socklen_t credlen = sizeof(cred);
 
-    if (s->nclients >= ADM_MAX_CLIENTS) {
-        log_at(LL_WARN, "admin", 0, "%u admin connections open: refusing another",
-               s->nclients);
-        evutil_closesocket(fd);
-        return;
-    }
-    c = xcalloc(1, sizeof(*c));
-    c->srv = s;
     c->pid = -1;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0) {
-        snprintf(c->actor, sizeof(c->actor), "uid:%lu", (unsigned long)cred.uid);
+        snprintf(conn->peer, sizeof(conn->peer), "uid:%lu", (unsigned long)cred.uid);
         c->pid = cred.pid > 0 ? (long)cred.pid : -1;  /* 0: not in our pid namespace */
     } else {
-        snprintf(c->actor, sizeof(c->actor), "uid:unknown");
+        snprintf(conn->peer, sizeof(conn->peer), "uid:unknown");
     }
-
-    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (c->bev == NULL) {
-        evutil_closesocket(fd);
-        free(c);
-        log_at(LL_WARN, "admin", 0, "cannot set up an admin connection");
-        return;
-    }
-    c->resume = event_new(s->base, -1, 0, on_client_resume, c);
-    if (c->resume == NULL)
-        goto fail;
-    bufferevent_setcb(c->bev, on_client_read, on_client_write, on_client_event, c);
-    /* Input never holds more than one maximal line plus its LF: a longer
-     * line is detected when the input is full without an LF. */
-    bufferevent_setwatermark(c->bev, EV_READ, 0, ADM_MAX_LINE + 1);
-    if (bufferevent_enable(c->bev, EV_READ) != 0)
-        goto fail;
-
-    c->next = s->clients;
-    if (s->clients != NULL)
-        s->clients->prev = c;
-    s->clients = c;
-    s->nclients++;
-    log_at(LL_DEBUG, "admin", 0, "admin connection from %s pid:%ld", c->actor, c->pid);
-    return;
-
-fail:
-    if (c->resume != NULL)
-        event_free(c->resume);
-    bufferevent_free(c->bev);
-    free(c);
-    log_at(LL_WARN, "admin", 0, "cannot set up an admin connection");
+    log_at(LL_DEBUG, "admin", 0, "admin connection from %s pid:%ld", conn->peer, c->pid);
+    return 0;
 }
 
-static void
-on_accept_error(struct evconnlistener *lev, void *arg)
-{
-    int e = EVUTIL_SOCKET_ERROR();
-
-    /* EMFILE and friends: keep listening, the next accept may succeed */
-    log_at(LL_WARN, "admin", 0, "accept on the admin socket: %s",
-           evutil_socket_error_to_string(e));
-}
+/* No time limits (all 0). The input never holds more than one maximal line
+ * plus its LF: a longer line is detected when the input is full without an
+ * LF. */
+static const struct adm_conn_ops client_ops = {
+    .name = "admin",
+    .listener = "the admin socket",
+    .size = sizeof(struct adm_client),
+    .max_conns = ADM_MAX_CLIENTS,
+    .in_max = ADM_MAX_LINE + 1,
+    .out_high = ADM_OUT_HIGH,
+    .reqs_per_cb = ADM_LINES_PER_CB,
+    .accept = client_accept,
+    .step = client_step,
+};
 
 /* Creates the parent directory of <path> (the last component only) with mode
  * 0700 when it is missing. Returns 0 or -1 with <err> set. */
@@ -487,20 +331,14 @@ adm_server_new_group(struct event_base *base, struct adm_control *ctl, const cha
     }
 
     s = xcalloc(1, sizeof(*s));
-    s->base = base;
     s->ctl = ctl;
     s->path = xstrdup(path);
-    /* evconnlistener_new() calls listen(); with CLOSE_ON_FREE it owns <fd>
-     * from here on, but only when it succeeds. */
-    s->lev = evconnlistener_new(base, on_accept, s,
-                                LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE,
-                                ADM_BACKLOG, fd);
-    if (s->lev == NULL) {
+    adm_listener_init(&s->lis, base, &client_ops, s);
+    if (adm_listener_listen_fd(&s->lis, fd) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
         goto fail;
     }
-    fd = -1;
-    evconnlistener_set_error_cb(s->lev, on_accept_error);
+    fd = -1;                           /* the listener's now */
     if (gid >= 0)
         log_at(LL_INFO, "admin", 0, "admin socket %s (mode %04o, group %ld)", path,
                (unsigned)(mode & 07777), gid);
@@ -526,9 +364,7 @@ adm_server_free(struct adm_server *s)
 {
     if (s == NULL)
         return;
-    while (s->clients != NULL)
-        client_free(s->clients);
-    evconnlistener_free(s->lev);
+    adm_listener_close(&s->lis);
     if (unlink(s->path) != 0 && errno != ENOENT)
         log_at(LL_WARN, "admin", 0, "cannot remove %s: %s", s->path, strerror(errno));
     free(s->path);

@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/fuzz/run.sh [SECONDS]: fuzzes for SECONDS in all (default 60): two
-# thirds on lib/http1.c, one third on the admin endpoint's parsers
-# (admin/http_parse.c, admin/tokens.c).
+# thirds on lib/http1.c, one third on the admin endpoint's request path
+# (admin/http_req.c over lib/http1.c, admin/tokens.c).
 #
 # Builds tests/fuzz/fuzz_http1.c and tests/fuzz/fuzz_admin_http.c with clang
 # -fsanitize=fuzzer,address,undefined into build-fuzz/, seeds build-fuzz/corpus
@@ -9,7 +9,7 @@
 # build-fuzz/corpus-admin with a few admin requests and token files, then
 # runs libFuzzer on each. The corpora grow across runs; crashing inputs land
 # in build-fuzz/crashes/ (turn each into a case of tests/unit/test_lib_http1.c
-# or tests/unit/test_adm_http_parse.c once fixed).
+# or tests/unit/test_adm_http_req.c once fixed).
 #
 # Environment: CLANG
 # (default clang).
@@ -90,12 +90,14 @@ echo "  FUZZ $out/fuzz_http1 for ${http1_secs}s"
 echo "  FUZZ-CC $out/fuzz_admin_http"
 $clang $warn $defs -g -O1 -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-    admin/http_parse.c admin/tokens.c lib/xmalloc.c tests/fuzz/fuzz_admin_http.c \
+    admin/http_req.c lib/http1.c admin/tokens.c lib/xmalloc.c tests/fuzz/fuzz_admin_http.c \
     $(pkg-config --cflags --libs openssl) -o "$out/fuzz_admin_http"
 mkdir -p "$out/corpus-admin"
 printf 'GET /status HTTP/1.1\r\nHost: a\r\n\r\n' > "$out/corpus-admin/get"
 printf 'POST /v1/weight HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x\r\nContent-Length: 15\r\n\r\n{"percent":10}\n' \
     > "$out/corpus-admin/post"
+printf 'GET /status?x HTTP/1.1\r\nHost: a\r\nAuthorization: bearer read-secret-0123456789\r\n\r\n' \
+    > "$out/corpus-admin/get-token"
 printf 'GET / HTTP/1.0\r\nConnection: keep-alive\r\nExpect: 100-continue\r\n\r\n' \
     > "$out/corpus-admin/http10"
 printf '# tokens\nreader read read-secret-0123456789\nops operate sha256:%064d\n' 0 \
@@ -110,6 +112,7 @@ cat > "$out/admin.dict" <<'EOF'
 "Content-Length: "
 "Transfer-Encoding: chunked"
 "Authorization: Bearer "
+"read-secret-0123456789"
 "Connection: close"
 "Expect: 100-continue"
 "POST /v1/"

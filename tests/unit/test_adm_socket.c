@@ -1,9 +1,10 @@
 /*
- * tests/unit/test_adm_socket.c: admin/socket.c, end to end on a private
- * event_base in a temporary directory, with a real control plane
- * (admin/control.c) whose data-plane ops only record their calls. The client
- * side is a real non-blocking unix socket; the test drives the loop with
- * EVLOOP_NONBLOCK while it sends and reads, so nothing depends on timing.
+ * tests/unit/test_adm_socket.c: admin/socket.c (over admin/conn.c), end to
+ * end on a private event_base in a temporary directory, with a real control
+ * plane (admin/control.c) whose data-plane ops only record their calls. The
+ * client side is a real non-blocking unix socket; the test drives the loop
+ * with EVLOOP_NONBLOCK while it sends and reads, so nothing depends on
+ * timing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -907,6 +908,38 @@ test_free_with_clients(void **state)
     client_free(c2);
 }
 
+/* At most 64 clients at once: another is closed at once, and once one has
+ * gone a new one is served. */
+static void
+test_client_limit(void **state)
+{
+    struct fx *f = *state;
+    struct adm_server *s = start(f, f->path, 0600);
+    struct client *c[64], *extra;
+    json_t *r;
+    int i;
+
+    for (i = 0; i < 64; i++) {
+        c[i] = client_new(f->path);
+        r = request(f, c[i], "{\"cmd\":\"status\"}");
+        assert_true(reply_ok(r));
+        json_decref(r);
+    }
+    extra = client_new(f->path);
+    client_expect_closed(f, extra);
+    client_free(extra);
+    client_free(c[0]);
+    for (i = 0; i < 50; i++)
+        spin(f);                       /* the server sees that close */
+    c[0] = client_new(f->path);
+    r = request(f, c[0], "{\"cmd\":\"status\"}");
+    assert_true(reply_ok(r));
+    json_decref(r);
+    for (i = 0; i < 64; i++)
+        client_free(c[i]);
+    adm_server_free(s);
+}
+
 int
 main(void)
 {
@@ -925,6 +958,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_regular_file_not_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_live_socket_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_clients, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_uid_and_pid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_socket_of_other_user_kept, setup, teardown),
