@@ -477,92 +477,6 @@ struct reload {
     char listeners[RELOAD_TEXT_MAX]; /* "+127.0.0.1:8081 -127.0.0.1:8082" */
 };
 
-/* True when <a> and <b> are the same numeric address and port. */
-static bool
-addr_same(const struct px_addr *a, const struct px_addr *b)
-{
-    return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
-}
-
-static bool
-str_same(const char *a, const char *b)
-{
-    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
-static bool
-check_conf_same(const struct hl_check_conf *a, const struct hl_check_conf *b)
-{
-    return a->type == b->type && strcmp(a->method, b->method) == 0 &&
-           strcmp(a->path, b->path) == 0 && a->expect_min == b->expect_min &&
-           a->expect_max == b->expect_max &&
-           strcmp(a->body_contains, b->body_contains) == 0 &&
-           a->interval_ms == b->interval_ms && a->timeout_ms == b->timeout_ms &&
-           a->rise == b->rise && a->fall == b->fall;
-}
-
-static bool
-addrs_same(const struct px_addr *a, unsigned na, const struct px_addr *b, unsigned nb)
-{
-    unsigned i;
-
-    if (na != nb)
-        return false;
-    for (i = 0; i < na; i++)
-        if (!addr_same(&a[i], &b[i]) || strcmp(a[i].text, b[i].text) != 0)
-            return false;
-    return true;
-}
-
-/* True when service configs <a> and <b> (of one name) differ in anything
- * the data plane or the policy reads: the "~" of the reload summary. */
-static bool
-service_conf_differs(const struct px_service_conf *a, const struct px_service_conf *b)
-{
-    const struct rt_conf *ra = &a->route, *rb = &b->route;
-    const struct hl_rollback_conf *ka = &a->rollback, *kb = &b->rollback;
-    const struct px_timeouts *ta = &a->timeouts, *tb = &b->timeouts;
-    const struct px_limits *la = &a->limits, *lb = &b->limits;
-    unsigned side;
-
-    if (a->mode != b->mode || !addrs_same(a->listen, a->nlisten, b->listen, b->nlisten))
-        return true;
-    for (side = 0; side < RT_SIDE__COUNT; side++)
-        if (!addrs_same(a->side[side].servers, a->side[side].nservers,
-                        b->side[side].servers, b->side[side].nservers))
-            return true;
-    if (ra->weight_bp != rb->weight_bp || ra->sticky_by != rb->sticky_by ||
-        strcmp(ra->sticky_name, rb->sticky_name) != 0 || ra->seed != rb->seed ||
-        ra->has_override != rb->has_override ||
-        strcmp(ra->override_header, rb->override_header) != 0)
-        return true;
-    if (!check_conf_same(&a->health, &b->health))
-        return true;
-    if (ka->enabled != kb->enabled || ka->max_error_rate != kb->max_error_rate ||
-        ka->min_requests != kb->min_requests || ka->window_s != kb->window_s ||
-        ka->max_p99_ms != kb->max_p99_ms ||
-        ka->max_error_ratio_to_legacy != kb->max_error_ratio_to_legacy ||
-        ka->action != kb->action)
-        return true;
-    if (a->plan.nsteps != b->plan.nsteps || a->plan.bake_s != b->plan.bake_s ||
-        memcmp(a->plan.steps_bp, b->plan.steps_bp,
-               a->plan.nsteps * sizeof(a->plan.steps_bp[0])) != 0)
-        return true;
-    if (a->on_new_down != b->on_new_down)
-        return true;
-    if (ta->client_head_ms != tb->client_head_ms || ta->client_idle_ms != tb->client_idle_ms ||
-        ta->connect_ms != tb->connect_ms || ta->server_response_ms != tb->server_response_ms ||
-        ta->server_idle_ms != tb->server_idle_ms)
-        return true;
-    if (la->head_bytes != lb->head_bytes || la->headers != lb->headers ||
-        la->uri_bytes != lb->uri_bytes || la->body_bytes != lb->body_bytes ||
-        la->buffer_body_bytes != lb->buffer_body_bytes ||
-        la->chunk_ext_bytes != lb->chunk_ext_bytes)
-        return true;
-    return a->pool.max_idle != b->pool.max_idle ||
-           a->pool.idle_timeout_ms != b->pool.idle_timeout_ms;
-}
-
 /* Appends " <sign><word>" to summary <buf>. */
 static void
 summary_add(char *buf, char sign, const char *word)
@@ -583,7 +497,7 @@ listener_find(struct px_srv *srv, const struct px_addr *a)
         struct px_service *svc = srv->svcs[i];
 
         for (k = 0; svc->listeners != NULL && k < svc->conf->nlisten; k++)
-            if (svc->listeners[k] != NULL && addr_same(&svc->conf->listen[k], a))
+            if (svc->listeners[k] != NULL && px_addr_same(&svc->conf->listen[k], a))
                 return &svc->listeners[k];
     }
     return NULL;
@@ -610,19 +524,20 @@ reload_free(struct reload *r)
 static void
 reload_warn_static(const struct px_conf *o, const struct px_conf *c)
 {
-    if (!str_same(o->admin_socket, c->admin_socket) || o->admin_socket_mode != c->admin_socket_mode)
+    unsigned d = px_conf_diff(o, c);
+
+    if (d & PX_CONF_ADMIN_SOCKET)
         log_at(LL_WARN, "reload", 0, "admin.socket and socket_mode take effect at the next "
                "restart; the admin socket stays as it is");
-    if (!str_same(o->admin_listen, c->admin_listen) ||
-        !str_same(o->admin_token_file, c->admin_token_file))
+    if (d & PX_CONF_ADMIN_HTTP)
         log_at(LL_WARN, "reload", 0, "admin.listen and admin.token_file take effect at the "
                "next restart");
-    if (!str_same(o->state_file, c->state_file) || !str_same(o->audit_file, c->audit_file))
+    if (d & PX_CONF_STATE_FILES)
         log_at(LL_WARN, "reload", 0, "state.file and audit.file take effect at the next "
                "restart; the running files stay in use");
-    if (o->workers != c->workers)
+    if (d & PX_CONF_WORKERS)
         log_at(LL_WARN, "reload", 0, "workers takes effect at the next restart");
-    if (!str_same(o->access_log_file, c->access_log_file))
+    if (d & PX_CONF_ACCESS_LOG)
         log_at(LL_WARN, "reload", 0, "access_log takes effect at the next restart; the "
                "running access log (if any) stays as it is");
 }
@@ -663,7 +578,7 @@ reload_prepare(struct px_srv *srv, struct reload *r, char *err, size_t errlen)
         }
         if (r->old_of_new[i] < 0)
             summary_add(r->services, '+', sc->name);
-        else if (service_conf_differs(srv->svcs[r->old_of_new[i]]->conf, sc))
+        else if (!px_service_conf_equal(srv->svcs[r->old_of_new[i]]->conf, sc))
             summary_add(r->services, '~', sc->name);
     }
     return 0;
@@ -676,7 +591,8 @@ reload_service_keep(struct px_srv *srv, struct px_service *svc, struct px_confre
                     unsigned idx)
 {
     const struct px_service_conf *old = svc->conf, *sc = &cref->conf->services[idx];
-    bool health_changed = !check_conf_same(&old->health, &sc->health);
+    unsigned diff = px_service_conf_diff(old, sc);
+    bool health_changed = (diff & PX_SVC_HEALTH) != 0;
     unsigned side, k, m;
 
     for (side = 0; side < RT_SIDE__COUNT; side++) {
@@ -688,7 +604,7 @@ reload_service_keep(struct px_srv *srv, struct px_service *svc, struct px_confre
             const struct px_addr *a = &sc->side[side].servers[k];
 
             for (m = 0; m < nold; m++) {
-                if (was[m] != NULL && addr_same(&was[m]->addr, a)) {
+                if (was[m] != NULL && px_addr_same(&was[m]->addr, a)) {
                     now[k] = was[m];   /* verdict, counters, pool and checker */
                     was[m] = NULL;
                     break;
@@ -725,12 +641,12 @@ reload_service_keep(struct px_srv *srv, struct px_service *svc, struct px_confre
         }
         free(was);
         svc->servers[side] = now;
-        if (old->rollback.window_s != sc->rollback.window_s) {
+        if (diff & PX_SVC_WINDOW) {
             /* a window of another length cannot keep its ring */
             hl_window_init(&svc->window[side], sc->rollback.window_s);
         }
     }
-    if (old->rollback.window_s != sc->rollback.window_s)
+    if (diff & PX_SVC_WINDOW)
         rlog(srv, LL_INFO, "reload", 0, "service %s: rollback.window_s %u -> %u: both windows "
                "start afresh", sc->name, old->rollback.window_s, sc->rollback.window_s);
     memset(&svc->cursor, 0, sizeof(svc->cursor));
