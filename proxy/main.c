@@ -38,6 +38,7 @@
 #include "proxy/accesslog.h"
 #include "proxy/conf.h"
 #include "proxy/metrics.h"
+#include "proxy/ops.h"
 #include "proxy/server.h"
 #include "proxy/status.h"
 #include "proxy/tick.h"
@@ -56,89 +57,6 @@ usage(FILE *f)
             "  -d        debug logging\n"
             "  -R SEED   seed of the random draws (tests; default: from the kernel)\n"
             "  -h        this help\n");
-}
-
-/* ---- jobs: what the main loop applies reaches every worker ------------- */
-
-/* Each runs on a worker's thread with its replica (proxy/worker.h); the
- * main loop applies the same to its own replica and waits for all. Service
- * indices are those of the current config: replicas hold the same services
- * in the same order. */
-
-struct job_svc {
-    unsigned idx;                    /* service */
-    uint32_t weight_bp;              /* routing snapshot to publish */
-    uint64_t generation;
-    int state;                       /* enum adm_state: applied_state */
-    bool reset_new;                  /* empty new's window */
-    enum rt_side side;               /* set_up, switched: the side */
-    unsigned server;                 /* set_up: index in the side */
-    bool up;                         /* set_up: the verdict */
-    int drain_s;                     /* switched: TCP drain, or -1 */
-};
-
-static void
-job_apply(struct px_srv *w, void *arg)
-{
-    const struct job_svc *j = arg;
-    struct px_service *svc = w->svcs[j->idx];
-
-    px_service_publish(svc, j->weight_bp, j->generation);
-    if (j->reset_new)
-        hl_window_reset(&svc->window[RT_NEW]);
-    svc->applied_state = j->state;
-}
-
-static void
-job_set_up(struct px_srv *w, void *arg)
-{
-    const struct job_svc *j = arg;
-    struct px_service *svc = w->svcs[j->idx];
-
-    if (j->server < svc->conf->side[j->side].nservers)
-        px_service_set_up(svc, j->side, j->server, j->up, j->weight_bp, j->generation);
-}
-
-static void
-job_switched(struct px_srv *w, void *arg)
-{
-    const struct job_svc *j = arg;
-    struct px_service *svc = w->svcs[j->idx];
-
-    px_pool_close_side(svc, j->side);
-    if (svc->conf->mode == PX_MODE_TCP && j->drain_s >= 0)
-        px_tcp_drain_side(svc, j->side, j->drain_s);
-}
-
-static void
-job_publish_all(struct px_srv *w, void *arg)
-{
-    struct px_srv *m = arg;
-    unsigned i;
-
-    for (i = 0; i < w->nsvcs && i < m->nsvcs; i++) {
-        px_service_publish(w->svcs[i], m->svcs[i]->snap->weight_bp,
-                           m->svcs[i]->snap->generation);
-        w->svcs[i]->applied_state = m->svcs[i]->applied_state;
-    }
-}
-
-static void
-job_reopen_logs(struct px_srv *w, void *arg)
-{
-    (void)arg;
-    if (w->access_log != NULL)
-        px_access_log_reopen(w->access_log);
-}
-
-static void
-job_stop(struct px_srv *w, void *arg)
-{
-    (void)arg;
-    w->stopping = true;
-    px_srv_stop_listening(w);
-    if (w->conns_active == 0)
-        px_worker_drained(w);
 }
 
 /* ---- active health checks ------------------------------------------- */
@@ -161,13 +79,8 @@ on_health_change(void *arg, bool is_up, unsigned count, const char *why)
 
     if (!px_service_set_up(svc, s->side, s->index, is_up, st->weight_bp, st->generation))
         return;
-    {
-        struct job_svc j = { .idx = svc->idx, .side = s->side, .server = s->index,
-                             .up = is_up, .weight_bp = st->weight_bp,
-                             .generation = st->generation };
-
-        px_workers_run(srv, job_set_up, &j);
-    }
+    px_ops_workers_set_up(srv, svc->idx, s->side, s->index, is_up, st->weight_bp,
+                          st->generation);
     if (is_up)
         snprintf(reason, sizeof(reason), "%s/%s UP after %u passed check%s", side,
                  s->addr.text, count, count == 1 ? "" : "s");
@@ -304,79 +217,6 @@ health_stop(struct px_srv *srv)
     for (i = 0; srv->svcs != NULL && i < srv->nsvcs; i++)
         health_stop_service(srv->svcs[i]);
 }
-
-/* ---- control-plane ops ----------------------------------------------- */
-
-static void
-op_apply(void *arg, unsigned idx, const struct adm_svc_state *st)
-{
-    struct px_srv *srv = arg;
-    struct px_service *svc = srv->svcs[idx];
-    uint32_t from = svc->snap->weight_bp;
-
-    bool was_latched = svc->applied_state == ADM_ST_ROLLED_BACK ||
-                       svc->applied_state == ADM_ST_FROZEN;
-    bool latched = st->state == ADM_ST_ROLLED_BACK || st->state == ADM_ST_FROZEN;
-    bool in_plan = svc->applied_state == ADM_ST_PROGRESSING ||
-                   svc->applied_state == ADM_ST_PAUSED || st->state == ADM_ST_PROGRESSING;
-
-    /* New's window starts afresh when an operator clears the latch (so the
-     * errors that caused a rollback do not re-trigger it) and when an
-     * operator moves the weight outside a plan. A plan's steps, pause and
-     * resume keep the evidence: a new side that degrades across steps is
-     * still caught. */
-    struct job_svc j = {
-        .idx = idx, .weight_bp = st->weight_bp, .generation = st->generation,
-        .state = (int)st->state,
-        .reset_new = (was_latched && !latched) || (!latched && !in_plan && st->weight_bp != from),
-    };
-
-    /* every worker routes by the new snapshot before the command returns */
-    job_apply(srv, &j);
-    px_workers_run(srv, job_apply, &j);
-    {
-        char f[16], t[16], g[24];
-
-        snprintf(f, sizeof(f), "%u.%02u", from / 100, from % 100);
-        snprintf(t, sizeof(t), "%u.%02u", st->weight_bp / 100, st->weight_bp % 100);
-        snprintf(g, sizeof(g), "%llu", (unsigned long long)st->generation);
-        log_kv(LL_INFO, "control", "applied", "service", svc->conf->name, "from", f, "to", t,
-               "state", adm_state_names[st->state], "generation", g);
-    }
-}
-
-static bool
-op_side_healthy(void *arg, unsigned idx, enum rt_side side)
-{
-    struct px_srv *srv = arg;
-
-    return rt_side_usable(srv->svcs[idx]->snap, side);
-}
-
-static void
-op_status(void *arg, unsigned idx, json_t *obj)
-{
-    px_status_service(arg, idx, obj);
-}
-
-static void
-op_switched(void *arg, unsigned idx, enum rt_side left, int drain_s)
-{
-    struct px_srv *srv = arg;
-    struct job_svc j = { .idx = idx, .side = left, .drain_s = drain_s };
-
-    /* HTTP: requests in flight finish; idle pooled connections to the side
-     * left are closed now */
-    job_switched(srv, &j);
-    px_workers_run(srv, job_switched, &j);
-}
-
-static const struct adm_ops px_ops = {
-    .apply = op_apply,
-    .side_healthy = op_side_healthy,
-    .status = op_status,
-    .switched = op_switched,
-};
 
 /* ---- configuration reload (SIGHUP) ------------------------------------ */
 
@@ -753,17 +593,7 @@ job_reload(struct px_srv *w, void *arg)
         }
     }
     reload_commit(w, &r, px_confref_get(j->cref));
-    job_publish_all(w, j->main);
-}
-
-/* Every SIGHUP reopens the log files, whether the reload succeeds or not
- * (log rotation sends SIGHUP too). */
-static void
-reload_reopen_logs(struct px_srv *srv)
-{
-    if (srv->access_log != NULL)
-        px_access_log_reopen(srv->access_log);   /* a failure is logged, the old file kept */
-    px_workers_run(srv, job_reopen_logs, NULL);
+    px_ops_publish_all(w, j->main);
 }
 
 /* Writes the audit entry of a reload attempt and its log line. */
@@ -811,7 +641,9 @@ reload(struct px_srv *srv)
     unsigned i;
     int rc;
 
-    reload_reopen_logs(srv);
+    /* every SIGHUP reopens the log files, whether the reload succeeds or
+     * not (log rotation sends SIGHUP too) */
+    px_ops_reopen_logs(srv);
     if (srv->stopping) {
         log_at(LL_WARN, "reload", 0, "SIGHUP while shutting down: configuration not reloaded");
         return;
@@ -928,8 +760,7 @@ on_signal_stop(evutil_socket_t sig, short what, void *arg)
     if (notify_sendf("STOPPING=1\nSTATUS=draining %llu connection(s)",
                      (unsigned long long)srv->conns_active) < 0)
         log_at(LL_WARN, "main", 0, "sd_notify STOPPING: %s", strerror(errno));
-    px_srv_stop_listening(srv);
-    px_workers_run(srv, job_stop, NULL);
+    px_ops_stop(srv);
     if (srv->conns_active == 0 && px_workers_drained(srv)) {
         event_base_loopexit(srv->base, NULL);
         return;
