@@ -37,6 +37,7 @@
 #include "health/window.h"
 #include "proxy/accesslog.h"
 #include "proxy/conf.h"
+#include "proxy/daemon.h"
 #include "proxy/metrics.h"
 #include "proxy/ops.h"
 #include "proxy/server.h"
@@ -69,7 +70,8 @@ on_health_change(void *arg, bool is_up, unsigned count, const char *why)
     struct px_server_rt *s = arg;
     struct px_service *svc = s->svc;
     struct px_srv *srv = svc->srv;
-    const struct adm_svc_state *st = adm_control_state(srv->ctl, svc->idx);
+    struct px_daemon *d = px_daemon_of(srv);   /* checkers run on the main loop */
+    const struct adm_svc_state *st = adm_control_state(d->ctl, svc->idx);
     enum rt_side other = s->side == RT_LEGACY ? RT_NEW : RT_LEGACY;
     const char *side = rt_side_names[s->side];
     bool side_was = rt_side_usable(svc->snap, s->side);
@@ -107,7 +109,7 @@ on_health_change(void *arg, bool is_up, unsigned count, const char *why)
         log_at(LL_INFO, "health", 0, "service %s: %s has a healthy server again: "
                "it takes its share of traffic", svc->conf->name, side);
 
-    if (srv->audit_file == NULL)
+    if (d->audit_file == NULL)
         return;
     fig = json_pack("{s:s, s:s, s:s, s:i, s:s, s:b}", "side", side,
                     "server", s->addr.text,
@@ -120,7 +122,7 @@ on_health_change(void *arg, bool is_up, unsigned count, const char *why)
         .from_text = is_up ? "down" : "up", .to_text = is_up ? "up" : "down",
     };
     /* the change happened: a failing audit log must not hide that */
-    if (adm_audit_append(srv->audit_file, &ae, aerr, sizeof(aerr)) != 0)
+    if (adm_audit_append(d->audit_file, &ae, aerr, sizeof(aerr)) != 0)
         log_at(LL_ERR, "health", 0, "%s: audit log: %s", svc->conf->name, aerr);
     json_decref(fig);
 }
@@ -130,16 +132,16 @@ on_health_change(void *arg, bool is_up, unsigned count, const char *why)
  * jitter is seeded from the daemon's seed (-R) without drawing from it, so
  * routing draws stay as they were. 0, or -1 (logged). */
 static int
-checker_start(struct px_srv *srv, struct px_service *svc, struct px_server_rt *s)
+checker_start(struct px_daemon *d, struct px_service *svc, struct px_server_rt *s)
 {
     char label[160];
 
     snprintf(label, sizeof(label), "%s %s/%s", svc->conf->name, rt_side_names[s->side],
              s->addr.text);
-    s->check = hl_check_new(srv->base, &svc->conf->health,
+    s->check = hl_check_new(d->srv.base, &svc->conf->health,
                             (const struct sockaddr *)&s->addr.ss, s->addr.len,
                             s->addr.text, label,
-                            srv->rng ^ (++srv->checks_started * 0xd1b54a32d192ed03ULL),
+                            d->srv.rng ^ (++d->checks_started * 0xd1b54a32d192ed03ULL),
                             on_health_change, s);
     if (s->check != NULL)
         hl_check_set_verdict(s->check, s->up);
@@ -155,19 +157,19 @@ checker_start(struct px_srv *srv, struct px_service *svc, struct px_server_rt *s
 /* Starts the checkers of every server of <svc> that has none yet. 0, or -1
  * (logged). */
 static int
-health_start_service(struct px_srv *srv, struct px_service *svc)
+health_start_service(struct px_daemon *d, struct px_service *svc)
 {
     const struct hl_check_conf *hc = &svc->conf->health;
     unsigned side, k, started = 0;
     int rc = 0;
 
-    if (hc->type == HL_CHECK_NONE || srv->worker_id != 0)
-        return 0;                      /* checkers run on the main loop only */
+    if (hc->type == HL_CHECK_NONE)
+        return 0;
     for (side = 0; side < RT_SIDE__COUNT; side++) {
         for (k = 0; k < svc->conf->side[side].nservers; k++) {
             if (svc->servers[side][k]->check != NULL)
                 continue;
-            if (checker_start(srv, svc, svc->servers[side][k]) < 0)
+            if (checker_start(d, svc, svc->servers[side][k]) < 0)
                 rc = -1;
             else
                 started++;
@@ -184,13 +186,12 @@ health_start_service(struct px_srv *srv, struct px_service *svc)
 /* Creates and starts the active checker of every server of every service
  * that has a "health" section. 0, or -1 (logged). */
 static int
-health_start(struct px_srv *srv, const char *audit_file)
+health_start(struct px_daemon *d)
 {
     unsigned i;
 
-    srv->audit_file = audit_file;
-    for (i = 0; i < srv->nsvcs; i++)
-        if (health_start_service(srv, srv->svcs[i]) < 0)
+    for (i = 0; i < d->srv.nsvcs; i++)
+        if (health_start_service(d, d->srv.svcs[i]) < 0)
             return -1;
     return 0;
 }
@@ -356,10 +357,12 @@ reload_prepare(struct px_srv *srv, struct reload *r, char *err, size_t errlen)
 }
 
 /* Commit, part one: kept service <svc> takes its new conf <sc> (index
- * <idx> of generation <cref>). Servers are matched by address per side. */
+ * <idx> of generation <cref>). Servers are matched by address per side.
+ * <d>: the daemon on the main replica (whose checkers start), NULL on a
+ * worker's. */
 static void
 reload_service_keep(struct px_srv *srv, struct px_service *svc, struct px_confref *cref,
-                    unsigned idx)
+                    unsigned idx, struct px_daemon *d)
 {
     const struct px_service_conf *old = svc->conf, *sc = &cref->conf->services[idx];
     unsigned diff = px_service_conf_diff(old, sc);
@@ -446,8 +449,8 @@ reload_service_keep(struct px_srv *srv, struct px_service *svc, struct px_confre
                 hl_check_set_conf(s->check, &sc->health);
         }
     }
-    if (sc->health.type != HL_CHECK_NONE)
-        health_start_service(srv, svc);   /* added servers, or all after a change */
+    if (d != NULL && sc->health.type != HL_CHECK_NONE)
+        health_start_service(d, svc);  /* added servers, or all after a change */
 }
 
 /* Commit, part two: service <svc>, removed from the config, stops accepting
@@ -473,9 +476,11 @@ reload_service_retire(struct px_srv *srv, struct px_service *svc)
 }
 
 /* Commit on replica <srv>: cannot fail. Takes over the reference <cref>
- * (the new generation, r->conf wrapped). */
+ * (the new generation, r->conf wrapped). <d>: the daemon on the main
+ * replica, NULL on a worker's (checkers run on the main loop only). */
 static void
-reload_commit(struct px_srv *srv, struct reload *r, struct px_confref *cref)
+reload_commit(struct px_srv *srv, struct reload *r, struct px_confref *cref,
+              struct px_daemon *d)
 {
     struct px_service **olds = srv->svcs, **news = xcalloc(r->n, sizeof(*news));
     struct evconnlistener ***lst = xcalloc(r->n, sizeof(*lst));
@@ -524,12 +529,13 @@ reload_commit(struct px_srv *srv, struct reload *r, struct px_confref *cref)
         if (r->old_of_new[i] >= 0) {
             svc = olds[r->old_of_new[i]];
             kept[r->old_of_new[i]] = true;
-            reload_service_keep(srv, svc, cref, i);
+            reload_service_keep(srv, svc, cref, i, d);
         } else {
             svc = xcalloc(1, sizeof(*svc));
             px_service_init(svc, srv, cref, i);
             rlog(srv, LL_INFO, "reload", 0, "service %s added", svc->conf->name);
-            health_start_service(srv, svc);
+            if (d != NULL)
+                health_start_service(d, svc);
         }
         svc->listeners = lst[i];
         for (k = 0; k < svc->conf->nlisten; k++)
@@ -592,29 +598,30 @@ job_reload(struct px_srv *w, void *arg)
                        "workers do", w->worker_id, sc->listen[k].text, strerror(errno));
         }
     }
-    reload_commit(w, &r, px_confref_get(j->cref));
+    reload_commit(w, &r, px_confref_get(j->cref), NULL);
     px_ops_publish_all(w, j->main);
 }
 
 /* Writes the audit entry of a reload attempt and its log line. */
 static void
-reload_audit(struct px_srv *srv, uint64_t from_gen, const char *reason, bool ok)
+reload_audit(struct px_daemon *d, uint64_t from_gen, const char *reason, bool ok)
 {
+    struct px_srv *srv = &d->srv;
     struct adm_audit_entry ae;
     char from[32], to[32], aerr[512];
     json_t *fig, *gens;
     unsigned i;
 
-    if (srv->audit_file == NULL)
+    if (d->audit_file == NULL)
         return;
     gens = json_object();
     for (i = 0; i < srv->nsvcs; i++)
         json_object_set_new(gens, srv->svcs[i]->conf->name, json_integer((json_int_t)
-                            adm_control_state(srv->ctl, i)->generation));
+                            adm_control_state(d->ctl, i)->generation));
     fig = json_pack("{s:s, s:b, s:I, s:I, s:I, s:o}", "file", srv->conf->file, "ok", ok,
                     "config_generation", (json_int_t)srv->conf_generation,
-                    "reloads", (json_int_t)srv->reloads,
-                    "reload_failures", (json_int_t)srv->reload_failures,
+                    "reloads", (json_int_t)d->reloads,
+                    "reload_failures", (json_int_t)d->reload_failures,
                     "generations", gens);
     snprintf(from, sizeof(from), "%llu", (unsigned long long)from_gen);
     snprintf(to, sizeof(to), "%llu", (unsigned long long)srv->conf_generation);
@@ -623,15 +630,16 @@ reload_audit(struct px_srv *srv, uint64_t from_gen, const char *reason, bool ok)
         .reason = reason, .generation = srv->conf_generation, .figures = fig,
         .from_text = from, .to_text = to,
     };
-    if (adm_audit_append(srv->audit_file, &ae, aerr, sizeof(aerr)) != 0)
+    if (adm_audit_append(d->audit_file, &ae, aerr, sizeof(aerr)) != 0)
         log_at(LL_ERR, "reload", 0, "audit log: %s", aerr);
     json_decref(fig);
 }
 
 /* SIGHUP: reloads the config file (see "configuration reload" above). */
 static void
-reload(struct px_srv *srv)
+reload(struct px_daemon *d)
 {
+    struct px_srv *srv = &d->srv;
     struct reload r;
     struct job_reload jr;
     char err[1024], reason[RELOAD_TEXT_MAX * 2 + 64], names_err[512];
@@ -658,7 +666,7 @@ reload(struct px_srv *srv)
         names[i] = r.conf->services[i].name;
         initial[i] = r.conf->services[i].route.weight_bp;
     }
-    rc = adm_control_reconfigure(srv->ctl, names, initial, r.n, names_err,
+    rc = adm_control_reconfigure(d->ctl, names, initial, r.n, names_err,
                                  sizeof(names_err));
     free(names);
     free(initial);
@@ -674,12 +682,12 @@ reload(struct px_srv *srv)
         .old_of_new = r.old_of_new, .n = r.n, .main = srv,
     };
     r.conf = NULL;                     /* owned by the generation now */
-    reload_commit(srv, &r, jr.cref);
+    reload_commit(srv, &r, jr.cref, d);
     for (i = 0; i < srv->nsvcs; i++)
-        adm_control_set_plan(srv->ctl, i, &srv->conf->services[i].plan,
+        adm_control_set_plan(d->ctl, i, &srv->conf->services[i].plan,
                              srv->conf->services[i].rollback.min_requests);
     for (i = 0; i < srv->nsvcs; i++) {
-        const struct adm_svc_state *st = adm_control_state(srv->ctl, i);
+        const struct adm_svc_state *st = adm_control_state(d->ctl, i);
 
         /* kept services: the same weight and generation, the routing keys
          * and servers of the new config; adm_control_set_plan() may have
@@ -690,9 +698,9 @@ reload(struct px_srv *srv)
     /* the workers commit and publish in one job: a snapshot borrows from
      * its config, so no event may run between the two */
     px_workers_run(srv, job_reload, &jr);
-    if (srv->tick != NULL)
-        px_tick_reconfigure(srv->tick, r.old_of_new, srv->nsvcs);
-    srv->reloads++;
+    if (d->tick != NULL)
+        px_tick_reconfigure(d->tick, r.old_of_new, srv->nsvcs);
+    d->reloads++;
     snprintf(reason, sizeof(reason), "services %s, listeners %s",
              r.services[0] != '\0' ? r.services : "unchanged",
              r.listeners[0] != '\0' ? r.listeners : "unchanged");
@@ -708,16 +716,16 @@ reload(struct px_srv *srv)
         log_kv(LL_INFO, "reload", "reload", "ok", "true", "config_generation", g,
                "file", srv->conf->file, "msg", msg);
     }
-    reload_audit(srv, from_gen, reason, true);
+    reload_audit(d, from_gen, reason, true);
     return;
 
 failed:
-    srv->reload_failures++;
+    d->reload_failures++;
     log_at(LL_ERR, "reload", 0, "reload of %s failed, running configuration (generation "
            "%llu) unchanged: %s", srv->conf->file, (unsigned long long)srv->conf_generation,
            err);
     snprintf(reason, sizeof(reason), "failed: %s", err);
-    reload_audit(srv, from_gen, reason, false);
+    reload_audit(d, from_gen, reason, false);
 }
 
 /* ---- signals ------------------------------------------------------- */
@@ -725,7 +733,8 @@ failed:
 static void
 on_grace_over(evutil_socket_t fd, short what, void *arg)
 {
-    struct px_srv *srv = arg;
+    struct px_daemon *d = arg;
+    struct px_srv *srv = &d->srv;
 
     (void)fd;
     (void)what;
@@ -745,7 +754,8 @@ on_grace_over(evutil_socket_t fd, short what, void *arg)
 static void
 on_signal_stop(evutil_socket_t sig, short what, void *arg)
 {
-    struct px_srv *srv = arg;
+    struct px_daemon *d = arg;
+    struct px_srv *srv = &d->srv;
     struct timeval tv;
 
     (void)what;
@@ -767,16 +777,16 @@ on_signal_stop(evutil_socket_t sig, short what, void *arg)
     }
     tv.tv_sec = srv->conf->shutdown_grace_ms / 1000;
     tv.tv_usec = (srv->conf->shutdown_grace_ms % 1000) * 1000;
-    srv->grace_timer = evtimer_new(srv->base, on_grace_over, srv);
-    if (srv->grace_timer == NULL || evtimer_add(srv->grace_timer, &tv) < 0)
+    d->grace_timer = evtimer_new(srv->base, on_grace_over, d);
+    if (d->grace_timer == NULL || evtimer_add(d->grace_timer, &tv) < 0)
         event_base_loopexit(srv->base, NULL);
 }
 
 static void
 on_signal_hup(evutil_socket_t sig, short what, void *arg)
 {
-    struct px_srv *srv = arg;
-
+    struct px_daemon *d = arg;
+    struct px_srv *srv = &d->srv;
     struct timespec ts;
 
     (void)sig;
@@ -788,7 +798,7 @@ on_signal_hup(evutil_socket_t sig, short what, void *arg)
                      (unsigned long long)ts.tv_sec * 1000000ULL +
                         (unsigned long long)ts.tv_nsec / 1000ULL, srv->conf->file) < 0)
         log_at(LL_WARN, "main", 0, "sd_notify RELOADING: %s", strerror(errno));
-    reload(srv);
+    reload(d);
     if (!srv->stopping &&
         notify_sendf("READY=1\nSTATUS=serving %u service(s), configuration generation %llu",
                      srv->nsvcs, (unsigned long long)srv->conf_generation) < 0)
@@ -849,14 +859,15 @@ service_free_all(struct px_service *svc)
 }
 
 static void
-srv_free(struct px_srv *srv)
+daemon_free(struct px_daemon *d)
 {
+    struct px_srv *srv = &d->srv;
     unsigned i;
 
     srv->freeing = true;               /* retired services are freed here */
     health_stop(srv);
-    adm_server_free(srv->admin);
-    adm_control_free(srv->ctl);
+    adm_server_free(d->admin);
+    adm_control_free(d->ctl);
     for (i = 0; srv->svcs != NULL && i < srv->nsvcs; i++)
         service_free_all(srv->svcs[i]);
     while (srv->retired != NULL) {
@@ -866,8 +877,8 @@ srv_free(struct px_srv *srv)
         service_free_all(svc);
     }
     free(srv->svcs);
-    if (srv->grace_timer != NULL)
-        event_free(srv->grace_timer);
+    if (d->grace_timer != NULL)
+        event_free(d->grace_timer);
     /* after the connections: those closed above wrote their lines */
     px_access_log_free(srv->access_log);
     srv->access_log = NULL;
@@ -881,8 +892,9 @@ srv_free(struct px_srv *srv)
  * GET /metrics renders proxy/metrics.c. Returns the server or NULL
  * (logged). */
 static struct adm_http *
-admin_http_start(struct px_srv *srv, struct adm_tokens **tokens)
+admin_http_start(struct px_daemon *d, struct adm_tokens **tokens)
 {
+    struct px_srv *srv = &d->srv;
     struct adm_http_conf hc;
     struct adm_http *h;
     struct px_addr a;
@@ -898,9 +910,9 @@ admin_http_start(struct px_srv *srv, struct adm_tokens **tokens)
         .addr = (const struct sockaddr *)&a.ss, .addrlen = a.len,
         .addr_text = srv->conf->admin_listen,
         .read_token_required = srv->conf->admin_read_token_required,
-        .metrics = px_metrics_render_cb, .metrics_arg = srv,
+        .metrics = px_metrics_render_cb, .metrics_arg = d,
     };
-    h = adm_http_new(srv->base, srv->ctl, tokens, &hc, err, sizeof(err));
+    h = adm_http_new(srv->base, d->ctl, tokens, &hc, err, sizeof(err));
     if (h == NULL)
         log_at(LL_ERR, "main", 0, "admin.listen: %s", err);
     return h;
@@ -913,9 +925,9 @@ main(int argc, char **argv)
     bool test_only = false;
     char err[1024];
     char sock_default[512];
-    struct px_srv srv;
+    struct px_daemon d;
+    struct px_srv *srv = &d.srv;
     struct event *ev_term = NULL, *ev_int = NULL, *ev_hup = NULL;
-    struct px_tick *tick = NULL;
     struct adm_tokens *tokens = NULL;  /* until the HTTP admin endpoint takes them */
     struct adm_http *admin_http = NULL;
     const char **names = NULL;
@@ -925,7 +937,7 @@ main(int argc, char **argv)
     unsigned i;
     int opt, rc = 1;
 
-    memset(&srv, 0, sizeof(srv));
+    memset(&d, 0, sizeof(d));
     while ((opt = getopt(argc, argv, "c:tdhR:")) != -1) {
         switch (opt) {
         case 'R':
@@ -943,29 +955,29 @@ main(int argc, char **argv)
         return 2;
     }
 
-    srv.conf = px_conf_load(conf_file, err, sizeof(err));
-    if (srv.conf == NULL) {
+    srv->conf = px_conf_load(conf_file, err, sizeof(err));
+    if (srv->conf == NULL) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
     /* A bad token file stops the start, and `-t` reports it too. A missing
      * one only warns under -t: configs are checked before their secrets
      * are deployed (the daemon itself still refuses to start without it). */
-    if (test_only && srv.conf->admin_token_file != NULL
-        && access(srv.conf->admin_token_file, F_OK) != 0 && errno == ENOENT) {
+    if (test_only && srv->conf->admin_token_file != NULL
+        && access(srv->conf->admin_token_file, F_OK) != 0 && errno == ENOENT) {
         fprintf(stderr, "%s: warning: admin.token_file %s does not exist (yet): cutoverd "
-                "will not start without it\n", conf_file, srv.conf->admin_token_file);
-    } else if (srv.conf->admin_token_file != NULL
-               && (tokens = adm_tokens_load(srv.conf->admin_token_file, err,
+                "will not start without it\n", conf_file, srv->conf->admin_token_file);
+    } else if (srv->conf->admin_token_file != NULL
+               && (tokens = adm_tokens_load(srv->conf->admin_token_file, err,
                                             sizeof(err))) == NULL) {
         fprintf(stderr, "%s\n", err);
-        px_conf_free(srv.conf);
+        px_conf_free(srv->conf);
         return 1;
     }
     if (test_only) {
-        printf("%s: configuration is valid (%u service(s))\n", conf_file, srv.conf->nservices);
+        printf("%s: configuration is valid (%u service(s))\n", conf_file, srv->conf->nservices);
         adm_tokens_free(tokens);
-        px_conf_free(srv.conf);
+        px_conf_free(srv->conf);
         return 0;
     }
 
@@ -982,119 +994,119 @@ main(int argc, char **argv)
         char *end;
 
         errno = 0;
-        srv.rng = strtoull(seed_text, &end, 10);
+        srv->rng = strtoull(seed_text, &end, 10);
         if (errno != 0 || *end != '\0' || end == seed_text) {
             fprintf(stderr, "cutoverd: -R %s: not a decimal seed\n", seed_text);
             adm_tokens_free(tokens);
-            px_conf_free(srv.conf);
+            px_conf_free(srv->conf);
             return 2;
         }
-    } else if (getrandom(&srv.rng, sizeof(srv.rng), 0) != (ssize_t)sizeof(srv.rng)) {
-        srv.rng = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
+    } else if (getrandom(&srv->rng, sizeof(srv->rng), 0) != (ssize_t)sizeof(srv->rng)) {
+        srv->rng = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
     }
     /* from here the config is shared by reference (server.h, rule 1) */
-    srv.conf_generation = 1;
-    srv.cref = px_confref_new(srv.conf, srv.conf_generation);
-    srv.base = px_event_base_new();
-    if (srv.base == NULL) {
+    srv->conf_generation = 1;
+    srv->cref = px_confref_new(srv->conf, srv->conf_generation);
+    srv->base = px_event_base_new();
+    if (srv->base == NULL) {
         log_at(LL_ERR, "main", 0, "cannot create the event loop");
         goto out;
     }
-    srv.nworkers = px_workers_resolve(srv.conf->workers);
-    services_init(&srv);
+    srv->nworkers = px_workers_resolve(srv->conf->workers);
+    services_init(srv);
     {
         struct timespec now;
 
         clock_gettime(CLOCK_REALTIME, &now);
-        srv.start_time_s = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+        d.start_time_s = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
     }
-    if (srv.conf->access_log_file != NULL) {
-        srv.access_log = px_access_log_new(srv.base, srv.conf->access_log_file, err,
-                                           sizeof(err));
-        if (srv.access_log == NULL) {
+    if (srv->conf->access_log_file != NULL) {
+        srv->access_log = px_access_log_new(srv->base, srv->conf->access_log_file, err,
+                                            sizeof(err));
+        if (srv->access_log == NULL) {
             log_at(LL_ERR, "main", 0, "%s", err);
             goto out;
         }
-        log_at(LL_INFO, "main", 0, "access log %s", srv.conf->access_log_file);
+        log_at(LL_INFO, "main", 0, "access log %s", srv->conf->access_log_file);
     }
 
-    state_file = srv.conf->state_file != NULL ? xstrdup(srv.conf->state_file)
-                                              : default_state_path("state.json");
-    audit_file = srv.conf->audit_file != NULL ? xstrdup(srv.conf->audit_file)
-                                              : default_state_path("audit.jsonl");
+    state_file = srv->conf->state_file != NULL ? xstrdup(srv->conf->state_file)
+                                               : default_state_path("state.json");
+    audit_file = srv->conf->audit_file != NULL ? xstrdup(srv->conf->audit_file)
+                                               : default_state_path("audit.jsonl");
     if (fs_mkdir_parent(state_file, err, sizeof(err)) != 0
         || fs_mkdir_parent(audit_file, err, sizeof(err)) != 0) {
         log_at(LL_ERR, "main", 0, "%s", err);
         goto out;
     }
-    names = xcalloc(srv.nsvcs, sizeof(*names));
-    initial = xcalloc(srv.nsvcs, sizeof(*initial));
-    for (i = 0; i < srv.nsvcs; i++) {
-        names[i] = srv.conf->services[i].name;
-        initial[i] = srv.conf->services[i].route.weight_bp;
+    names = xcalloc(srv->nsvcs, sizeof(*names));
+    initial = xcalloc(srv->nsvcs, sizeof(*initial));
+    for (i = 0; i < srv->nsvcs; i++) {
+        names[i] = srv->conf->services[i].name;
+        initial[i] = srv->conf->services[i].route.weight_bp;
     }
-    srv.ctl = adm_control_new(names, initial, srv.nsvcs, state_file, audit_file,
-                              &px_ops, &srv, err, sizeof(err));
-    if (srv.ctl == NULL) {
+    d.ctl = adm_control_new(names, initial, srv->nsvcs, state_file, audit_file,
+                            &px_ops, srv, err, sizeof(err));
+    if (d.ctl == NULL) {
         log_at(LL_ERR, "main", 0, "%s", err);
         goto out;
     }
-    for (i = 0; i < srv.nsvcs; i++)
-        adm_control_set_plan(srv.ctl, i, &srv.conf->services[i].plan,
-                             srv.conf->services[i].rollback.min_requests);
-    for (i = 0; i < srv.nsvcs; i++) {
-        const struct adm_svc_state *st = adm_control_state(srv.ctl, i);
+    for (i = 0; i < srv->nsvcs; i++)
+        adm_control_set_plan(d.ctl, i, &srv->conf->services[i].plan,
+                             srv->conf->services[i].rollback.min_requests);
+    for (i = 0; i < srv->nsvcs; i++) {
+        const struct adm_svc_state *st = adm_control_state(d.ctl, i);
 
-        px_service_publish(srv.svcs[i], st->weight_bp, st->generation);
-        srv.svcs[i]->applied_state = (int)st->state;
+        px_service_publish(srv->svcs[i], st->weight_bp, st->generation);
+        srv->svcs[i]->applied_state = (int)st->state;
         log_at(LL_INFO, "main", 0, "service %s: weight %u.%02u%% state %s generation %llu",
-               srv.svcs[i]->conf->name, st->weight_bp / 100, st->weight_bp % 100,
+               srv->svcs[i]->conf->name, st->weight_bp / 100, st->weight_bp % 100,
                adm_state_names[st->state], (unsigned long long)st->generation);
     }
 
-    if (srv.conf->admin_socket != NULL) {
-        sock = srv.conf->admin_socket;
+    if (srv->conf->admin_socket != NULL) {
+        sock = srv->conf->admin_socket;
     } else {
         ctl_default_socket(sock_default, sizeof(sock_default));
         sock = sock_default;
     }
-    srv.admin = adm_server_new_group(srv.base, srv.ctl, sock, srv.conf->admin_socket_mode,
-                                     srv.conf->admin_socket_gid, err, sizeof(err));
-    if (srv.admin == NULL) {
+    d.admin = adm_server_new_group(srv->base, d.ctl, sock, srv->conf->admin_socket_mode,
+                                   srv->conf->admin_socket_gid, err, sizeof(err));
+    if (d.admin == NULL) {
         log_at(LL_ERR, "main", 0, "admin socket: %s", err);
         goto out;
     }
-    if (srv.conf->admin_listen != NULL
-        && (admin_http = admin_http_start(&srv, &tokens)) == NULL)
+    if (srv->conf->admin_listen != NULL
+        && (admin_http = admin_http_start(&d, &tokens)) == NULL)
         goto out;
     /* before any listener opens: a signal that comes as soon as the port
      * answers must find its handler (it runs once the loop does) */
-    ev_term = evsignal_new(srv.base, SIGTERM, on_signal_stop, &srv);
-    ev_int = evsignal_new(srv.base, SIGINT, on_signal_stop, &srv);
-    ev_hup = evsignal_new(srv.base, SIGHUP, on_signal_hup, &srv);
+    ev_term = evsignal_new(srv->base, SIGTERM, on_signal_stop, &d);
+    ev_int = evsignal_new(srv->base, SIGINT, on_signal_stop, &d);
+    ev_hup = evsignal_new(srv->base, SIGHUP, on_signal_hup, &d);
     if (ev_term == NULL || ev_int == NULL || ev_hup == NULL ||
         evsignal_add(ev_term, NULL) < 0 || evsignal_add(ev_int, NULL) < 0 ||
         evsignal_add(ev_hup, NULL) < 0) {
         log_at(LL_ERR, "main", 0, "cannot install signal handlers");
         goto out;
     }
-    if (health_start(&srv, audit_file) < 0)
+    d.audit_file = audit_file;
+    if (health_start(&d) < 0)
         goto out;
-    if (px_srv_listen(&srv) < 0)
+    if (px_srv_listen(srv) < 0)
         goto out;
-    if (px_workers_start(&srv) < 0)
+    if (px_workers_start(srv) < 0)
         goto out;
-    if ((tick = px_tick_new(&srv)) == NULL)
+    if ((d.tick = px_tick_new(srv, d.ctl)) == NULL)
         goto out;
-    srv.tick = tick;
 
     log_at(LL_INFO, "main", 0, "ready: %u service(s), %u worker(s), admin socket %s, state %s",
-           srv.nsvcs, srv.nworkers, sock, state_file);
+           srv->nsvcs, srv->nworkers, sock, state_file);
     /* systemd (Type=notify): the listeners accept from here on */
-    if (notify_sendf("READY=1\nSTATUS=serving %u service(s)\nMAINPID=%ld", srv.nsvcs,
+    if (notify_sendf("READY=1\nSTATUS=serving %u service(s)\nMAINPID=%ld", srv->nsvcs,
                      (long)getpid()) < 0)
         log_at(LL_WARN, "main", 0, "sd_notify READY: %s", strerror(errno));
-    if (event_base_dispatch(srv.base) < 0) {
+    if (event_base_dispatch(srv->base) < 0) {
         log_at(LL_ERR, "main", 0, "event loop failed");
         goto out;
     }
@@ -1113,16 +1125,16 @@ out:
         event_free(ev_int);
     if (ev_hup != NULL)
         event_free(ev_hup);
-    px_tick_free(tick);
-    px_workers_free(&srv);             /* they close what they still hold */
+    px_tick_free(d.tick);
+    px_workers_free(srv);              /* they close what they still hold */
     adm_http_free(admin_http);         /* before the control plane it calls */
     adm_tokens_free(tokens);
-    srv_free(&srv);
+    daemon_free(&d);
     free(names);
     free(initial);
     free(state_file);
     free(audit_file);
-    if (srv.base != NULL)
-        event_base_free(srv.base);
+    if (srv->base != NULL)
+        event_base_free(srv->base);
     return rc;
 }
