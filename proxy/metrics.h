@@ -18,9 +18,9 @@ struct px_daemon;
 #endif
 
 /* Appends the whole exposition (text format 0.0.4) for every service of
- * daemon <d> to <out>. Called from the event loop between events (the counters
- * do not move under it). A writer refusal is a bug in the names below: it
- * is logged and the text written so far stays valid. */
+ * daemon <d> to <out>. Called from the event loop between events (the
+ * counters do not move under it). A writer refusal is a bug in the names
+ * below: it is logged and the text written so far stays valid. */
 void px_metrics_render(struct px_daemon *d, struct evbuffer *out);
 
 /* The same with the signature of the HTTP admin endpoint's metrics hook

@@ -10,9 +10,10 @@
  *      figures, latched until an operator sets a weight.
  *
  * Why a breach cannot re-trigger right after an operator clears the latch:
- * every applied change resets new's window (op_apply in proxy/ops.c), so once an
- * operator raises the weight again new needs min_requests fresh outcomes
- * before the rule can breach; the errors that caused the rollback are gone.
+ * every applied change resets new's window (op_apply in proxy/ops.c), so
+ * once an operator raises the weight again new needs min_requests fresh
+ * outcomes before the rule can breach; the errors that caused the rollback
+ * are gone.
  * Legacy's window is kept: it is the baseline of the ratio rule.
  *
  * Latency: the rule is evaluated on the loop that records outcomes, so a
