@@ -17,8 +17,8 @@
  * whole file has validated, so a failing load never prints stale warnings.
  *
  * The comparisons at the end read every field of their struct, so that a
- * reload sees any change; tests/unit/test_px_conf.c changes each field in
- * turn from field lists that stop building when a struct gains a field.
+ * reload sees any change; tests/unit/test_px_conf_diff.c changes each field
+ * in turn from field lists that stop building when a struct gains a field.
  *
  * Workload: runs at startup and on each SIGHUP, never on the data path.
  */
