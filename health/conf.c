@@ -8,6 +8,9 @@
  * Integers given as reals (2000.5, and 2000.0 too) are refused: a value in
  * milliseconds with a fraction is a sign of a unit mix-up, not a precision
  * wish.
+ *
+ * The *_equal() functions compare two parsed sections field by field, for a
+ * reload that must tell a changed service from an unchanged one.
  */
 #include "health/conf.h"
 
@@ -346,4 +349,34 @@ hl_plan_conf_parse(struct json_t *j, const char *path,
         return -1;
     *out = c;
     return 0;
+}
+
+bool
+hl_check_conf_equal(const struct hl_check_conf *a, const struct hl_check_conf *b)
+{
+    return a->type == b->type &&
+           strncmp(a->method, b->method, sizeof(a->method)) == 0 &&
+           strncmp(a->path, b->path, sizeof(a->path)) == 0 &&
+           a->expect_min == b->expect_min && a->expect_max == b->expect_max &&
+           strncmp(a->body_contains, b->body_contains, sizeof(a->body_contains)) == 0 &&
+           a->interval_ms == b->interval_ms && a->timeout_ms == b->timeout_ms &&
+           a->rise == b->rise && a->fall == b->fall;
+}
+
+bool
+hl_rollback_conf_equal(const struct hl_rollback_conf *a, const struct hl_rollback_conf *b)
+{
+    return a->enabled == b->enabled && a->max_error_rate == b->max_error_rate &&
+           a->min_requests == b->min_requests && a->window_s == b->window_s &&
+           a->max_p99_ms == b->max_p99_ms &&
+           a->max_error_ratio_to_legacy == b->max_error_ratio_to_legacy &&
+           a->action == b->action;
+}
+
+bool
+hl_plan_conf_equal(const struct hl_plan_conf *a, const struct hl_plan_conf *b)
+{
+    return a->nsteps == b->nsteps && a->nsteps <= HL_PLAN_MAX_STEPS &&
+           memcmp(a->steps_bp, b->steps_bp, a->nsteps * sizeof(a->steps_bp[0])) == 0 &&
+           a->bake_s == b->bake_s;
 }

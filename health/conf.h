@@ -1,6 +1,7 @@
 /*
  * health/conf: configuration of active checks, the rollback policy and the
- * progressive plan of one service. Values only; parsed by health/conf.c.
+ * progressive plan of one service. Values only; parsed and compared by
+ * health/conf.c.
  */
 #ifndef CUTOVER_HEALTH_CONF_H
 #define CUTOVER_HEALTH_CONF_H
@@ -55,5 +56,13 @@ int hl_rollback_conf_parse(struct json_t *j, const char *path,
                            struct hl_rollback_conf *out, struct conf_err *err);
 int hl_plan_conf_parse(struct json_t *j, const char *path,
                        struct hl_plan_conf *out, struct conf_err *err);
+
+/* True when <a> and <b> are the same settings: every field, strings by
+ * content, a plan's steps up to its <nsteps>. A reload compares a kept
+ * service's old and new sections with these (a change of the "health"
+ * section restarts its checkers). */
+bool hl_check_conf_equal(const struct hl_check_conf *a, const struct hl_check_conf *b);
+bool hl_rollback_conf_equal(const struct hl_rollback_conf *a, const struct hl_rollback_conf *b);
+bool hl_plan_conf_equal(const struct hl_plan_conf *a, const struct hl_plan_conf *b);
 
 #endif

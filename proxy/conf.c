@@ -16,6 +16,10 @@
  * bakes for less than the rollback window) are logged as warnings once the
  * whole file has validated, so a failing load never prints stale warnings.
  *
+ * The comparisons at the end read every field of their struct, so that a
+ * reload sees any change; tests/unit/test_px_conf_diff.c changes each field
+ * in turn from field lists that stop building when a struct gains a field.
+ *
  * Workload: runs at startup and on each SIGHUP, never on the data path.
  */
 #include "proxy/conf.h"
@@ -888,4 +892,139 @@ px_conf_free(struct px_conf *c)
     free(c->audit_file);
     free(c->access_log_file);
     free(c);
+}
+
+/* ---- comparisons (a reload's old and new configs) ------------------------ */
+
+bool
+px_addr_same(const struct px_addr *a, const struct px_addr *b)
+{
+    return a->len == b->len && a->len <= sizeof(a->ss) && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+bool
+px_addr_equal(const struct px_addr *a, const struct px_addr *b)
+{
+    return px_addr_same(a, b) && strncmp(a->text, b->text, sizeof(a->text)) == 0;
+}
+
+static bool
+str_same(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static bool
+addrs_equal(const struct px_addr *a, unsigned na, const struct px_addr *b, unsigned nb)
+{
+    unsigned i;
+
+    if (na != nb)
+        return false;
+    for (i = 0; i < na; i++)
+        if (!px_addr_equal(&a[i], &b[i]))
+            return false;
+    return true;
+}
+
+static bool
+side_equal(const struct px_side_conf *a, const struct px_side_conf *b)
+{
+    return addrs_equal(a->servers, a->nservers, b->servers, b->nservers);
+}
+
+static bool
+timeouts_equal(const struct px_timeouts *a, const struct px_timeouts *b)
+{
+    return a->client_head_ms == b->client_head_ms && a->client_idle_ms == b->client_idle_ms &&
+           a->connect_ms == b->connect_ms && a->server_response_ms == b->server_response_ms &&
+           a->server_idle_ms == b->server_idle_ms;
+}
+
+static bool
+limits_equal(const struct px_limits *a, const struct px_limits *b)
+{
+    return a->head_bytes == b->head_bytes && a->headers == b->headers &&
+           a->uri_bytes == b->uri_bytes && a->body_bytes == b->body_bytes &&
+           a->buffer_body_bytes == b->buffer_body_bytes &&
+           a->chunk_ext_bytes == b->chunk_ext_bytes;
+}
+
+static bool
+pool_equal(const struct px_pool_conf *a, const struct px_pool_conf *b)
+{
+    return a->max_idle == b->max_idle && a->idle_timeout_ms == b->idle_timeout_ms;
+}
+
+unsigned
+px_service_conf_diff(const struct px_service_conf *a, const struct px_service_conf *b)
+{
+    unsigned d = 0, side;
+
+    if (!str_same(a->name, b->name))
+        d |= PX_SVC_NAME;
+    if (a->mode != b->mode)
+        d |= PX_SVC_MODE;
+    if (!addrs_equal(a->listen, a->nlisten, b->listen, b->nlisten))
+        d |= PX_SVC_LISTEN;
+    for (side = 0; side < RT_SIDE__COUNT; side++)
+        if (!side_equal(&a->side[side], &b->side[side]))
+            d |= PX_SVC_SERVERS;
+    if (!rt_conf_equal(&a->route, &b->route))
+        d |= PX_SVC_ROUTE;
+    if (!hl_check_conf_equal(&a->health, &b->health))
+        d |= PX_SVC_HEALTH;
+    if (!hl_rollback_conf_equal(&a->rollback, &b->rollback))
+        d |= PX_SVC_ROLLBACK;
+    if (a->rollback.window_s != b->rollback.window_s)
+        d |= PX_SVC_WINDOW;
+    if (!hl_plan_conf_equal(&a->plan, &b->plan))
+        d |= PX_SVC_PLAN;
+    if (a->on_new_down != b->on_new_down)
+        d |= PX_SVC_NEW_DOWN;
+    if (!timeouts_equal(&a->timeouts, &b->timeouts))
+        d |= PX_SVC_TIMEOUTS;
+    if (!limits_equal(&a->limits, &b->limits))
+        d |= PX_SVC_LIMITS;
+    if (!pool_equal(&a->pool, &b->pool))
+        d |= PX_SVC_POOL;
+    return d;
+}
+
+bool
+px_service_conf_equal(const struct px_service_conf *a, const struct px_service_conf *b)
+{
+    return px_service_conf_diff(a, b) == 0;
+}
+
+unsigned
+px_conf_diff(const struct px_conf *a, const struct px_conf *b)
+{
+    unsigned d = 0, i;
+
+    if (!str_same(a->file, b->file) || !str_same(a->dir, b->dir))
+        d |= PX_CONF_FILE;
+    if (!str_same(a->admin_socket, b->admin_socket) || a->admin_socket_mode != b->admin_socket_mode)
+        d |= PX_CONF_ADMIN_SOCKET;
+    if (a->admin_socket_gid != b->admin_socket_gid)
+        d |= PX_CONF_ADMIN_GROUP;
+    if (!str_same(a->admin_listen, b->admin_listen) ||
+        !str_same(a->admin_token_file, b->admin_token_file))
+        d |= PX_CONF_ADMIN_HTTP;
+    if (a->admin_read_token_required != b->admin_read_token_required)
+        d |= PX_CONF_ADMIN_READ;
+    if (!str_same(a->state_file, b->state_file) || !str_same(a->audit_file, b->audit_file))
+        d |= PX_CONF_STATE_FILES;
+    if (!str_same(a->access_log_file, b->access_log_file))
+        d |= PX_CONF_ACCESS_LOG;
+    if (a->workers != b->workers)
+        d |= PX_CONF_WORKERS;
+    if (a->shutdown_grace_ms != b->shutdown_grace_ms)
+        d |= PX_CONF_GRACE;
+    if (a->nservices != b->nservices)
+        d |= PX_CONF_SERVICES;
+    for (i = 0; i < a->nservices && i < b->nservices; i++)
+        if (!px_service_conf_equal(&a->services[i], &b->services[i]))
+            d |= PX_CONF_SERVICES;
+    return d;
 }

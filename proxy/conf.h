@@ -4,6 +4,8 @@
  * is range-checked, and every error names the file, the line and column where
  * they can be found, and the JSON path. Delegates the routing keys to
  * router/conf.c and the health/rollback/plan sections to health/conf.c.
+ * Compares two loaded configs for a reload (px_conf_diff and the service
+ * and address comparisons), every field of each struct.
  */
 #ifndef CUTOVER_PROXY_CONF_H
 #define CUTOVER_PROXY_CONF_H
@@ -100,5 +102,57 @@ void px_conf_free(struct px_conf *c);
 
 /* Parses "127.0.0.1:8080" or "[::1]:8080" (numeric only) into <out>. 0 / -1. */
 int px_addr_parse(const char *text, struct px_addr *out);
+
+/* True when <a> and <b> are the same numeric address and port (a reload
+ * matches listeners and servers this way). */
+bool px_addr_same(const struct px_addr *a, const struct px_addr *b);
+
+/* The same, and written the same way (<text>). */
+bool px_addr_equal(const struct px_addr *a, const struct px_addr *b);
+
+/* What differs between two service configs, as bits: the reload keeps a
+ * service of the same name and acts on what changed. */
+enum px_svc_change {
+    PX_SVC_NAME     = 1u << 0,
+    PX_SVC_MODE     = 1u << 1,
+    PX_SVC_LISTEN   = 1u << 2,   /* listen addresses (count, order, address, text) */
+    PX_SVC_SERVERS  = 1u << 3,   /* either side's servers, the same way */
+    PX_SVC_ROUTE    = 1u << 4,   /* routing keys (rt_conf_equal) */
+    PX_SVC_HEALTH   = 1u << 5,   /* "health": its checkers restart */
+    PX_SVC_ROLLBACK = 1u << 6,   /* "rollback", any field */
+    PX_SVC_WINDOW   = 1u << 7,   /* rollback.window_s: the windows start afresh */
+    PX_SVC_PLAN     = 1u << 8,
+    PX_SVC_NEW_DOWN = 1u << 9,   /* on_new_down */
+    PX_SVC_TIMEOUTS = 1u << 10,
+    PX_SVC_LIMITS   = 1u << 11,
+    PX_SVC_POOL     = 1u << 12,
+};
+
+/* The PX_SVC_* bits of every field that differs between <a> and <b>
+ * (strings and arrays by content); 0 when they are the same. */
+unsigned px_service_conf_diff(const struct px_service_conf *a,
+                              const struct px_service_conf *b);
+
+/* px_service_conf_diff() == 0. */
+bool px_service_conf_equal(const struct px_service_conf *a, const struct px_service_conf *b);
+
+/* What differs between two whole configs, as bits. Most of the top level is
+ * read once at startup: a reload says which of those it leaves as they are. */
+enum px_conf_change {
+    PX_CONF_FILE         = 1u << 0,   /* file, dir */
+    PX_CONF_ADMIN_SOCKET = 1u << 1,   /* admin.socket, socket_mode */
+    PX_CONF_ADMIN_GROUP  = 1u << 2,   /* admin.socket_group */
+    PX_CONF_ADMIN_HTTP   = 1u << 3,   /* admin.listen, token_file */
+    PX_CONF_ADMIN_READ   = 1u << 4,   /* admin.read_token_required */
+    PX_CONF_STATE_FILES  = 1u << 5,   /* state.file, audit.file */
+    PX_CONF_ACCESS_LOG   = 1u << 6,
+    PX_CONF_WORKERS      = 1u << 7,
+    PX_CONF_GRACE        = 1u << 8,   /* shutdown_grace_ms */
+    PX_CONF_SERVICES     = 1u << 9,   /* their number, order, or one of them */
+};
+
+/* The PX_CONF_* bits of every field that differs between <a> and <b>
+ * (strings by content, services with px_service_conf_equal()). */
+unsigned px_conf_diff(const struct px_conf *a, const struct px_conf *b);
 
 #endif

@@ -14,6 +14,7 @@
 #include "admin/control.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
+#include "proxy/daemon.h"
 #include "proxy/metrics.h"
 #include "proxy/server.h"
 #include "proxy/worker.h"
@@ -28,7 +29,7 @@ svc_at(struct px_srv *srv, unsigned i)
 }
 
 static void
-render_process(struct px_srv *srv, struct met_writer *w)
+render_process(struct px_daemon *d, struct met_writer *w)
 {
     const struct met_label version[] = { { "version", CUTOVER_VERSION } };
 
@@ -37,16 +38,16 @@ render_process(struct px_srv *srv, struct met_writer *w)
     met_sample_u64(w, version, 1, 1);
     met_family(w, "cutover_start_time_seconds", MET_GAUGE,
                "When cutoverd started, in seconds since the Unix epoch.");
-    met_sample_double(w, NULL, 0, srv->start_time_s);
+    met_sample_double(w, NULL, 0, d->start_time_s);
     met_family(w, "cutover_reloads_total", MET_COUNTER,
                "Configuration reloads (SIGHUP) that were applied.");
-    met_sample_u64(w, NULL, 0, srv->reloads);
+    met_sample_u64(w, NULL, 0, d->reloads);
     met_family(w, "cutover_reload_failures_total", MET_COUNTER,
                "Configuration reloads refused (the running configuration was kept).");
-    met_sample_u64(w, NULL, 0, srv->reload_failures);
+    met_sample_u64(w, NULL, 0, d->reload_failures);
     met_family(w, "cutover_config_generation", MET_GAUGE,
                "Generation of the running configuration: 1 at startup, +1 per reload.");
-    met_sample_u64(w, NULL, 0, srv->conf_generation);
+    met_sample_u64(w, NULL, 0, d->srv.conf_generation);
 }
 
 static void
@@ -121,8 +122,9 @@ render_requests(struct px_srv *srv, struct met_writer *w)
 }
 
 static void
-render_control(struct px_srv *srv, struct met_writer *w)
+render_control(struct px_daemon *d, struct met_writer *w)
 {
+    struct px_srv *srv = &d->srv;
     struct met_label l[2] = { { "service", "" }, { "state", "" } };
     struct adm_counters cnt;
     unsigned i, k;
@@ -132,12 +134,12 @@ render_control(struct px_srv *srv, struct met_writer *w)
     for (i = 0; i < srv->nsvcs; i++) {
         l[0].value = svc_at(srv, i)->conf->name;
         met_sample_double(w, l, 1,
-                          (double)adm_control_state(srv->ctl, i)->weight_bp / 100.0);
+                          (double)adm_control_state(d->ctl, i)->weight_bp / 100.0);
     }
     met_family(w, "cutover_state", MET_GAUGE,
                "1 for the service's current state, 0 for the others.");
     for (i = 0; i < srv->nsvcs; i++) {
-        enum adm_state cur = adm_control_state(srv->ctl, i)->state;
+        enum adm_state cur = adm_control_state(d->ctl, i)->state;
 
         l[0].value = svc_at(srv, i)->conf->name;
         for (k = 0; k < ADM_ST__COUNT; k++) {
@@ -149,19 +151,19 @@ render_control(struct px_srv *srv, struct met_writer *w)
                "Generation of the service's state: +1 on every change of weight or state.");
     for (i = 0; i < srv->nsvcs; i++) {
         l[0].value = svc_at(srv, i)->conf->name;
-        met_sample_u64(w, l, 1, adm_control_state(srv->ctl, i)->generation);
+        met_sample_u64(w, l, 1, adm_control_state(d->ctl, i)->generation);
     }
     met_family(w, "cutover_plan_step", MET_GAUGE,
                "Step of the running progressive plan, from 1; 0 when no plan runs.");
     for (i = 0; i < srv->nsvcs; i++) {
         l[0].value = svc_at(srv, i)->conf->name;
-        met_sample_u64(w, l, 1, adm_control_plan_step(srv->ctl, i));
+        met_sample_u64(w, l, 1, adm_control_plan_step(d->ctl, i));
     }
     met_family(w, "cutover_rollbacks_total", MET_COUNTER,
                "Rollbacks to legacy by reason: manual (cutoverctl rollback) or the "
                "automatic breach kind.");
     for (i = 0; i < srv->nsvcs; i++) {
-        adm_control_counters(srv->ctl, i, &cnt);
+        adm_control_counters(d->ctl, i, &cnt);
         l[0].value = svc_at(srv, i)->conf->name;
         for (k = 0; k < ADM_RB__COUNT; k++) {
             l[1].name = "reason";
@@ -172,7 +174,7 @@ render_control(struct px_srv *srv, struct met_writer *w)
     met_family(w, "cutover_freezes_total", MET_COUNTER,
                "Automatic freezes (rollback.action freeze) on a breach.");
     for (i = 0; i < srv->nsvcs; i++) {
-        adm_control_counters(srv->ctl, i, &cnt);
+        adm_control_counters(d->ctl, i, &cnt);
         l[0].value = svc_at(srv, i)->conf->name;
         met_sample_u64(w, l, 1, cnt.freezes);
     }
@@ -231,16 +233,17 @@ render_servers(struct px_srv *srv, struct met_writer *w, const char *name,
 }
 
 void
-px_metrics_render(struct px_srv *srv, struct evbuffer *out)
+px_metrics_render(struct px_daemon *d, struct evbuffer *out)
 {
+    struct px_srv *srv = &d->srv;
     struct met_writer w;               /* ~16 KiB: the names of every family */
 
     px_workers_fold(srv);              /* the workers' counters, as of now */
     met_init(&w, out);
-    render_process(srv, &w);
+    render_process(d, &w);
     render_workers(srv, &w);
     render_requests(srv, &w);
-    render_control(srv, &w);
+    render_control(d, &w);
     render_servers(srv, &w, "cutover_server_up", MET_GAUGE,
                    "1 when the server's health verdict is up, 0 when down.", 0);
     render_servers(srv, &w, "cutover_server_requests_total", MET_COUNTER,
@@ -253,7 +256,7 @@ px_metrics_render(struct px_srv *srv, struct evbuffer *out)
 }
 
 void
-px_metrics_render_cb(void *srv, struct evbuffer *out)
+px_metrics_render_cb(void *d, struct evbuffer *out)
 {
-    px_metrics_render(srv, out);
+    px_metrics_render(d, out);
 }

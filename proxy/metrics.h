@@ -10,7 +10,7 @@
 #define CUTOVER_PROXY_METRICS_H
 
 struct evbuffer;
-struct px_srv;
+struct px_daemon;
 
 /* The version in cutover_build_info{version}; the Makefile may set it. */
 #ifndef CUTOVER_VERSION
@@ -18,13 +18,13 @@ struct px_srv;
 #endif
 
 /* Appends the whole exposition (text format 0.0.4) for every service of
- * <srv> to <out>. Called from the event loop between events (the counters
- * do not move under it). A writer refusal is a bug in the names below: it
- * is logged and the text written so far stays valid. */
-void px_metrics_render(struct px_srv *srv, struct evbuffer *out);
+ * daemon <d> to <out>. Called from the event loop between events (the
+ * counters do not move under it). A writer refusal is a bug in the names
+ * below: it is logged and the text written so far stays valid. */
+void px_metrics_render(struct px_daemon *d, struct evbuffer *out);
 
 /* The same with the signature of the HTTP admin endpoint's metrics hook
- * (<srv> is the struct px_srv). */
-void px_metrics_render_cb(void *srv, struct evbuffer *out);
+ * (<d> is the struct px_daemon). */
+void px_metrics_render_cb(void *d, struct evbuffer *out);
 
 #endif

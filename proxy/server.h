@@ -1,18 +1,18 @@
 /*
  * server: the runtime objects of the data plane. struct px_srv holds one
  * event loop and its replica of the data plane (every service, its server
- * runtimes, pools, counters and windows); the main loop's also holds the
- * control plane. With `workers: N` there are N replicas, one per thread
- * (proxy/worker.h); nothing here is a global. A service publishes its
- * routing as an immutable snapshot pointer that is swapped whole between
- * events (never edited while a request is choosing), by the replica's own
- * thread.
+ * runtimes, pools, counters and windows); the main loop's sits in struct
+ * px_daemon (proxy/daemon.h) beside the control plane. With `workers: N`
+ * there are N replicas, one per thread (proxy/worker.h); nothing here is a
+ * global. A service publishes its routing as an immutable snapshot pointer
+ * that is swapped whole between events (never edited while a request is
+ * choosing), by the replica's own thread.
  *
  * HTTP connections live in proxy/http.c, TCP tunnels in proxy/tcp.c; both
  * report outcomes here so the per-side counters and windows stay in one
  * place.
  *
- * Lifetimes across a configuration reload (SIGHUP, proxy/main.c). A reload
+ * Lifetimes across a configuration reload (SIGHUP, proxy/reload.c). A reload
  * swaps the config between events; connections opened before it keep
  * running, so nothing they hold may be freed under them:
  *
@@ -70,13 +70,9 @@
 #include "router/router.h"
 
 struct event_base;
-struct event;
 struct evconnlistener;
-struct adm_control;
-struct adm_server;
 struct px_tcp;
 struct px_conn;
-struct px_tick;
 struct px_access_log;
 struct h1_field;
 struct bufferevent;
@@ -206,7 +202,7 @@ struct px_service {
     uint64_t conns_active;               /* client connections / tunnels open */
     uint64_t w_conns;                    /* main loop: the other workers' open ones
                                           * at the last px_workers_fold() */
-    int applied_state;                   /* enum adm_state last applied (main.c) */
+    int applied_state;                   /* enum adm_state last applied (proxy/ops.c) */
     struct px_tcp *tunnels;              /* TCP mode: list of open tunnels (borrowed) */
     struct px_conn *conns;               /* HTTP mode: list of open connections (borrowed) */
 };
@@ -217,9 +213,10 @@ struct px_workers;
 
 /* One event loop with its own copy of the data plane ("replica"): the main
  * loop (worker 0, which also runs the control plane: admin, checkers, the
- * tick, reloads) or one of the worker threads of proxy/worker.c. Replicas
- * share nothing mutable but the config generations (atomic refcounts); the
- * main loop reaches a worker's replica only through px_workers_run(). */
+ * tick, reloads; see proxy/daemon.h) or one of the worker threads of
+ * proxy/worker.c. Replicas share nothing mutable but the config generations
+ * (atomic refcounts); the main loop reaches a worker's replica only through
+ * px_workers_run(). */
 struct px_srv {
     struct event_base *base;             /* owned */
     unsigned worker_id;                  /* 0: the main loop */
@@ -237,25 +234,15 @@ struct px_srv {
     unsigned nsvcs;
     struct px_service *retired;          /* owned: services a reload removed that
                                           * still have connections */
-    struct px_tick *tick;                /* borrowed: the policy tick (main.c) */
     uint64_t conf_generation;            /* generation of <conf>: 1 at startup */
-    uint64_t reloads;                    /* successful SIGHUP reloads */
-    uint64_t reload_failures;            /* refused ones (old config kept) */
-    uint64_t checks_started;             /* seeds the jitter of each new checker */
-    struct adm_control *ctl;             /* owned */
-    struct adm_server *admin;            /* owned */
     uint64_t next_conn_id;
     uint64_t rng;                        /* splitmix64 state for random draws */
     bool stopping;                       /* SIGTERM received: accept nothing new */
-    bool freeing;                        /* srv_free() runs: retired services are
+    bool freeing;                        /* teardown runs: retired services are
                                           * freed by it, not by their last connection */
     uint64_t conns_active;               /* over all services */
-    struct event *grace_timer;           /* owned: shutdown deadline */
-    const char *audit_file;              /* borrowed from main(): audit log of the
-                                          * automatic health changes */
     struct px_access_log *access_log;    /* owned: "access_log"; NULL = off (the
                                           * data plane tests this pointer, nothing more) */
-    double start_time_s;                 /* wall clock at startup, s since the epoch */
     struct h1_field *hfields;            /* owned: the loop's header field table
                                           * (proxy/http.c, px_head_fields()): one head
                                           * is parsed and rebuilt at a time per loop */

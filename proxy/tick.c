@@ -10,9 +10,10 @@
  *      figures, latched until an operator sets a weight.
  *
  * Why a breach cannot re-trigger right after an operator clears the latch:
- * every applied change resets new's window (op_apply in main.c), so once an
- * operator raises the weight again new needs min_requests fresh outcomes
- * before the rule can breach; the errors that caused the rollback are gone.
+ * every applied change resets new's window (op_apply in proxy/ops.c), so
+ * once an operator raises the weight again new needs min_requests fresh
+ * outcomes before the rule can breach; the errors that caused the rollback
+ * are gone.
  * Legacy's window is kept: it is the baseline of the ratio rule.
  *
  * Latency: the rule is evaluated on the loop that records outcomes, so a
@@ -69,6 +70,7 @@ struct tick_svc {
 
 struct px_tick {
     struct px_srv *srv;              /* borrowed */
+    struct adm_control *ctl;         /* borrowed */
     struct event *ev;                /* owned: persistent PX_TICK_MS timer */
     struct tick_svc *svcs;           /* owned, srv->nsvcs entries (large: windows) */
     struct hl_window scratch[RT_SIDE__COUNT];    /* the replay's windows */
@@ -192,7 +194,7 @@ evaluate(struct px_tick *t, unsigned idx, uint64_t now_us)
     struct px_srv *srv = t->srv;
     struct px_service *svc = srv->svcs[idx];
     struct tick_svc *ts = &t->svcs[idx];
-    const struct adm_svc_state *st = adm_control_state(srv->ctl, idx);
+    const struct adm_svc_state *st = adm_control_state(t->ctl, idx);
     const struct hl_rollback_conf *rc = &svc->conf->rollback;
     struct hl_auto_input in;
     struct hl_stats ns, ls;
@@ -243,7 +245,7 @@ evaluate(struct px_tick *t, unsigned idx, uint64_t now_us)
     }
     snprintf(why, sizeof(why), "%s", reason);
     fig = figures_new(svc, kind, &ns, &ls, &br, in.new_healthy);
-    if (adm_control_auto(srv->ctl, idx, a, why, fig) != 0) {
+    if (adm_control_auto(t->ctl, idx, a, why, fig) != 0) {
         json_decref(fig);
         return;                      /* not armed after all: nothing was done */
     }
@@ -322,7 +324,7 @@ tick_plan(struct px_tick *t, unsigned idx, uint64_t now_ms)
 
     for (k = 0; k < sizeof(ns->by_class) / sizeof(ns->by_class[0]); k++)
         served += ns->by_class[k];
-    adm_control_plan_tick(t->srv->ctl, idx, now_ms, served);
+    adm_control_plan_tick(t->ctl, idx, now_ms, served);
 }
 
 static void
@@ -357,7 +359,7 @@ tick_svc_init(struct tick_svc *ts, struct px_service *svc, uint64_t now_us)
 }
 
 struct px_tick *
-px_tick_new(struct px_srv *srv)
+px_tick_new(struct px_srv *srv, struct adm_control *ctl)
 {
     struct px_tick *t = xcalloc(1, sizeof(*t));
     struct timeval tv = { 0, PX_TICK_MS * 1000 };
@@ -365,6 +367,7 @@ px_tick_new(struct px_srv *srv)
     unsigned i;
 
     t->srv = srv;
+    t->ctl = ctl;
     t->svcs = xcalloc(srv->nsvcs > 0 ? srv->nsvcs : 1, sizeof(*t->svcs));
     for (i = 0; i < srv->nsvcs; i++) {
         struct tick_svc *ts = &t->svcs[i];

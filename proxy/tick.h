@@ -12,13 +12,14 @@
 #define PX_TICK_MS 100               /* policy evaluation period */
 #define PX_TICK_FROZEN_ALERT_MS 10000 /* a frozen service is reported this often */
 
+struct adm_control;
 struct px_srv;
 struct px_tick;
 
-/* Starts the tick on <srv>'s loop; <srv> (services, control plane) must be
- * built and outlive the tick. Returns the tick, or NULL with a logged
- * error. */
-struct px_tick *px_tick_new(struct px_srv *srv);
+/* Starts the tick on the main replica <srv>'s loop, acting through control
+ * plane <ctl>; both must be built and outlive the tick. Returns the tick,
+ * or NULL with a logged error. */
+struct px_tick *px_tick_new(struct px_srv *srv, struct adm_control *ctl);
 
 /* A reload re-ordered the services: srv->svcs (already the new list) has
  * <n> services, and <old_of_new>[i] is the index service i had before, or

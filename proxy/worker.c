@@ -325,7 +325,6 @@ replica_build(struct px_srv *m, struct px_worker *w, unsigned id)
     s->conf = m->conf;
     s->conf_generation = m->conf_generation;
     s->rng = m->rng + (uint64_t)id * 0xd1b54a32d192ed03ULL;
-    s->start_time_s = m->start_time_s;
     s->nsvcs = m->nsvcs;
     s->svcs = xcalloc(s->nsvcs > 0 ? s->nsvcs : 1, sizeof(*s->svcs));
     for (i = 0; i < s->nsvcs; i++) {

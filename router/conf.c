@@ -8,6 +8,9 @@
  * error, and a percentage with more than two decimals is refused rather than
  * rounded, because an operator who typed 10.005 meant something we cannot
  * represent in basis points.
+ *
+ * rt_conf_equal() compares two parsed sets of keys, field by field, for a
+ * reload that must tell a changed service from an unchanged one.
  */
 #include "router/conf.h"
 
@@ -178,4 +181,13 @@ rt_conf_parse(struct json_t *svc, const char *name, const char *prefix,
         return -1;
     *out = c;
     return 0;
+}
+
+bool
+rt_conf_equal(const struct rt_conf *a, const struct rt_conf *b)
+{
+    return a->weight_bp == b->weight_bp && a->sticky_by == b->sticky_by &&
+           strncmp(a->sticky_name, b->sticky_name, sizeof(a->sticky_name)) == 0 &&
+           a->seed == b->seed && a->has_override == b->has_override &&
+           strncmp(a->override_header, b->override_header, sizeof(a->override_header)) == 0;
 }

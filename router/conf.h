@@ -16,4 +16,8 @@
 int rt_conf_parse(struct json_t *svc, const char *name, const char *prefix,
                   struct rt_conf *out, struct conf_err *err);
 
+/* True when <a> and <b> are the same routing keys: every field, strings by
+ * content. A reload compares a kept service's old and new keys with it. */
+bool rt_conf_equal(const struct rt_conf *a, const struct rt_conf *b);
+
 #endif

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "router/conf.h"
 #include "router/router.h"
 
 #define NKEYS 100000u
@@ -978,6 +979,63 @@ test_reference_model(void **state)
     }
 }
 
+/* ---- rt_conf_equal ---------------------------------------------------- */
+
+/* Every field of struct rt_conf, in declaration order, as
+ * X(how, field, base value, other value); <how> is V (assigned) or S (a
+ * string, copied).
+ *
+ * Why a field cannot be forgotten: the base config is a positional
+ * initialiser made of these lines (RT_FIELD_INIT), so a field added to the
+ * struct without a line here leaves an initialiser missing, which -Wextra
+ * (-Wmissing-field-initializers) under -Werror refuses to build. And every
+ * line is a case of test_conf_equal_every_field: the field set to its other
+ * value must make rt_conf_equal() answer false. So a new field needs a line,
+ * and its line fails until rt_conf_equal() compares it. */
+#define RT_CONF_FIELDS(X)                                          \
+    X(V, weight_bp, 2500, 2600)                                    \
+    X(V, sticky_by, RT_STICKY_COOKIE, RT_STICKY_HEADER)            \
+    X(S, sticky_name, "cv", "cw")                                  \
+    X(V, seed, 7, 8)                                               \
+    X(V, has_override, true, false)                                \
+    X(S, override_header, "X-Side", "X-Sidf")
+
+#define RT_SET_V(c, f, v) ((c)->f = (v))
+#define RT_SET_S(c, f, v) snprintf((c)->f, sizeof((c)->f), "%s", (v))
+#define RT_FIELD_INIT(how, f, base, other) base,
+#define RT_FIELD_MUT(how, f, base, other)                          \
+    static void rt_mut_##f(struct rt_conf *c) { RT_SET_##how(c, f, other); }
+#define RT_FIELD_CASE(how, f, base, other) { #f, rt_mut_##f },
+
+RT_CONF_FIELDS(RT_FIELD_MUT)
+
+static void
+test_conf_equal_every_field(void **state)
+{
+    static const struct rt_conf base = { RT_CONF_FIELDS(RT_FIELD_INIT) };
+    static const struct {
+        const char *field;
+        void (*mutate)(struct rt_conf *c);
+    } cases[] = { RT_CONF_FIELDS(RT_FIELD_CASE) };
+    struct rt_conf c;
+    size_t i;
+
+    (void)state;
+    c = base;
+    assert_true(rt_conf_equal(&base, &c));
+    /* strings compare by content: what follows the terminator does not count */
+    memset(c.sticky_name + 3, 'x', sizeof(c.sticky_name) - 4);
+    memset(c.override_header + 7, 'x', sizeof(c.override_header) - 8);
+    assert_true(rt_conf_equal(&base, &c));
+    assert_true(rt_conf_equal(&c, &base));
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        c = base;
+        cases[i].mutate(&c);
+        if (rt_conf_equal(&base, &c) || rt_conf_equal(&c, &base))
+            fail_msg("rt_conf_equal() does not see a change of %s", cases[i].field);
+    }
+}
+
 int
 main(void)
 {
@@ -1004,6 +1062,7 @@ main(void)
         cmocka_unit_test(test_round_robin_skips_unusable),
         cmocka_unit_test(test_bucket_parse),
         cmocka_unit_test(test_reference_model),
+        cmocka_unit_test(test_conf_equal_every_field),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

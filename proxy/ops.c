@@ -1,0 +1,198 @@
+/*
+ * ops: see ops.h. Each change is one job function, called by the main loop
+ * on its own replica when the change applies there too, and run on every
+ * worker's by px_workers_run(), which waits for all.
+ */
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "admin/control.h"
+#include "health/window.h"
+#include "lib/log.h"
+#include "proxy/accesslog.h"
+#include "proxy/ops.h"
+#include "proxy/server.h"
+#include "proxy/status.h"
+#include "proxy/worker.h"
+
+/* ---- jobs: what the main loop applies reaches every worker ------------- */
+
+/* Each runs on a worker's thread with its replica (proxy/worker.h); the
+ * main loop applies the same to its own replica and waits for all. Service
+ * indices are those of the current config: replicas hold the same services
+ * in the same order. */
+
+struct job_svc {
+    unsigned idx;                    /* service */
+    uint32_t weight_bp;              /* routing snapshot to publish */
+    uint64_t generation;
+    int state;                       /* enum adm_state: applied_state */
+    bool reset_new;                  /* empty new's window */
+    enum rt_side side;               /* set_up, switched: the side */
+    unsigned server;                 /* set_up: index in the side */
+    bool up;                         /* set_up: the verdict */
+    int drain_s;                     /* switched: TCP drain, or -1 */
+};
+
+static void
+job_apply(struct px_srv *w, void *arg)
+{
+    const struct job_svc *j = arg;
+    struct px_service *svc = w->svcs[j->idx];
+
+    px_service_publish(svc, j->weight_bp, j->generation);
+    if (j->reset_new)
+        hl_window_reset(&svc->window[RT_NEW]);
+    svc->applied_state = j->state;
+}
+
+static void
+job_set_up(struct px_srv *w, void *arg)
+{
+    const struct job_svc *j = arg;
+    struct px_service *svc = w->svcs[j->idx];
+
+    if (j->server < svc->conf->side[j->side].nservers)
+        px_service_set_up(svc, j->side, j->server, j->up, j->weight_bp, j->generation);
+}
+
+static void
+job_switched(struct px_srv *w, void *arg)
+{
+    const struct job_svc *j = arg;
+    struct px_service *svc = w->svcs[j->idx];
+
+    px_pool_close_side(svc, j->side);
+    if (svc->conf->mode == PX_MODE_TCP && j->drain_s >= 0)
+        px_tcp_drain_side(svc, j->side, j->drain_s);
+}
+
+void
+px_ops_publish_all(struct px_srv *w, struct px_srv *m)
+{
+    unsigned i;
+
+    for (i = 0; i < w->nsvcs && i < m->nsvcs; i++) {
+        px_service_publish(w->svcs[i], m->svcs[i]->snap->weight_bp,
+                           m->svcs[i]->snap->generation);
+        w->svcs[i]->applied_state = m->svcs[i]->applied_state;
+    }
+}
+
+static void
+job_reopen_logs(struct px_srv *w, void *arg)
+{
+    (void)arg;
+    if (w->access_log != NULL)
+        px_access_log_reopen(w->access_log);
+}
+
+static void
+job_stop(struct px_srv *w, void *arg)
+{
+    (void)arg;
+    w->stopping = true;
+    px_srv_stop_listening(w);
+    if (w->conns_active == 0)
+        px_worker_drained(w);
+}
+
+/* ---- control-plane ops ----------------------------------------------- */
+
+static void
+op_apply(void *arg, unsigned idx, const struct adm_svc_state *st)
+{
+    struct px_srv *srv = arg;
+    struct px_service *svc = srv->svcs[idx];
+    uint32_t from = svc->snap->weight_bp;
+
+    bool was_latched = svc->applied_state == ADM_ST_ROLLED_BACK ||
+                       svc->applied_state == ADM_ST_FROZEN;
+    bool latched = st->state == ADM_ST_ROLLED_BACK || st->state == ADM_ST_FROZEN;
+    bool in_plan = svc->applied_state == ADM_ST_PROGRESSING ||
+                   svc->applied_state == ADM_ST_PAUSED || st->state == ADM_ST_PROGRESSING;
+
+    /* New's window starts afresh when an operator clears the latch (so the
+     * errors that caused a rollback do not re-trigger it) and when an
+     * operator moves the weight outside a plan. A plan's steps, pause and
+     * resume keep the evidence: a new side that degrades across steps is
+     * still caught. */
+    struct job_svc j = {
+        .idx = idx, .weight_bp = st->weight_bp, .generation = st->generation,
+        .state = (int)st->state,
+        .reset_new = (was_latched && !latched) || (!latched && !in_plan && st->weight_bp != from),
+    };
+
+    /* every worker routes by the new snapshot before the command returns */
+    job_apply(srv, &j);
+    px_workers_run(srv, job_apply, &j);
+    {
+        char f[16], t[16], g[24];
+
+        snprintf(f, sizeof(f), "%u.%02u", from / 100, from % 100);
+        snprintf(t, sizeof(t), "%u.%02u", st->weight_bp / 100, st->weight_bp % 100);
+        snprintf(g, sizeof(g), "%llu", (unsigned long long)st->generation);
+        log_kv(LL_INFO, "control", "applied", "service", svc->conf->name, "from", f, "to", t,
+               "state", adm_state_names[st->state], "generation", g);
+    }
+}
+
+static bool
+op_side_healthy(void *arg, unsigned idx, enum rt_side side)
+{
+    struct px_srv *srv = arg;
+
+    return rt_side_usable(srv->svcs[idx]->snap, side);
+}
+
+static void
+op_status(void *arg, unsigned idx, json_t *obj)
+{
+    px_status_service(arg, idx, obj);
+}
+
+static void
+op_switched(void *arg, unsigned idx, enum rt_side left, int drain_s)
+{
+    struct px_srv *srv = arg;
+    struct job_svc j = { .idx = idx, .side = left, .drain_s = drain_s };
+
+    /* HTTP: requests in flight finish; idle pooled connections to the side
+     * left are closed now */
+    job_switched(srv, &j);
+    px_workers_run(srv, job_switched, &j);
+}
+
+const struct adm_ops px_ops = {
+    .apply = op_apply,
+    .side_healthy = op_side_healthy,
+    .status = op_status,
+    .switched = op_switched,
+};
+
+/* ---- the main loop's other changes ------------------------------------ */
+
+void
+px_ops_workers_set_up(struct px_srv *main, unsigned idx, enum rt_side side, unsigned server,
+                      bool up, uint32_t weight_bp, uint64_t generation)
+{
+    struct job_svc j = { .idx = idx, .side = side, .server = server, .up = up,
+                         .weight_bp = weight_bp, .generation = generation };
+
+    px_workers_run(main, job_set_up, &j);
+}
+
+void
+px_ops_reopen_logs(struct px_srv *main)
+{
+    job_reopen_logs(main, NULL);       /* a failure is logged, the old file kept */
+    px_workers_run(main, job_reopen_logs, NULL);
+}
+
+void
+px_ops_stop(struct px_srv *main)
+{
+    px_srv_stop_listening(main);
+    px_workers_run(main, job_stop, NULL);
+}

@@ -1,0 +1,532 @@
+/*
+ * reload: see reload.h. A reload in two halves: prepare (load and check the
+ * file, bind the new listen addresses, re-key the control plane), where any
+ * failure undoes what was done and leaves everything as it was; then commit,
+ * which cannot fail, between two events (we run in the signal's callback),
+ * so no request ever sees half of it. What changed in a kept service is
+ * px_service_conf_diff()'s answer (proxy/conf.h), never a field list here.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/listener.h>
+#include <jansson.h>
+
+#include "admin/audit.h"
+#include "admin/control.h"
+#include "health/check.h"
+#include "health/window.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+#include "proxy/conf.h"
+#include "proxy/daemon.h"
+#include "proxy/ops.h"
+#include "proxy/reload.h"
+#include "proxy/server.h"
+#include "proxy/tick.h"
+#include "proxy/verdict.h"
+#include "proxy/worker.h"
+
+#define RELOAD_TEXT_MAX 2048         /* bytes of the "+a -b ~c" summary */
+
+/* A reload is committed on every replica; the main loop's tells the story. */
+#define rlog(srv, ...)                                                         \
+    do {                                                                       \
+        if ((srv)->worker_id == 0)                                             \
+            log_at(__VA_ARGS__);                                               \
+    } while (0)
+
+struct reload {
+    struct px_conf *conf;            /* owned until the commit: the new config */
+    unsigned n;                      /* its services */
+    int *old_of_new;                 /* owned: per new service, the index of the
+                                      * old one of that name, or -1 */
+    struct evconnlistener ***bound;  /* owned: per new service, per listen address,
+                                      * a listener bound for it, or NULL where an
+                                      * old socket is kept */
+    char services[RELOAD_TEXT_MAX];  /* "+pay -old ~web" */
+    char listeners[RELOAD_TEXT_MAX]; /* "+127.0.0.1:8081 -127.0.0.1:8082" */
+};
+
+/* Appends " <sign><word>" to summary <buf>. */
+static void
+summary_add(char *buf, char sign, const char *word)
+{
+    size_t n = strlen(buf);
+
+    if (n + 1 < RELOAD_TEXT_MAX)
+        snprintf(buf + n, RELOAD_TEXT_MAX - n, "%s%c%s", n > 0 ? " " : "", sign, word);
+}
+
+/* The current listener of address <a>, with where it sits, or NULL. */
+static struct evconnlistener **
+listener_find(struct px_srv *srv, const struct px_addr *a)
+{
+    unsigned i, k;
+
+    for (i = 0; i < srv->nsvcs; i++) {
+        struct px_service *svc = srv->svcs[i];
+
+        for (k = 0; svc->listeners != NULL && k < svc->conf->nlisten; k++)
+            if (svc->listeners[k] != NULL && px_addr_same(&svc->conf->listen[k], a))
+                return &svc->listeners[k];
+    }
+    return NULL;
+}
+
+static void
+reload_free(struct reload *r)
+{
+    unsigned i, k;
+
+    for (i = 0; r->bound != NULL && i < r->n; i++) {
+        for (k = 0; r->bound[i] != NULL && k < r->conf->services[i].nlisten; k++)
+            if (r->bound[i][k] != NULL)
+                evconnlistener_free(r->bound[i][k]);
+        free(r->bound[i]);
+    }
+    free(r->bound);
+    free(r->old_of_new);
+    px_conf_free(r->conf);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Settings read once at startup: a reload keeps them and says so.
+ * admin.socket_group and admin.read_token_required (PX_CONF_ADMIN_GROUP,
+ * PX_CONF_ADMIN_READ) are read once too and kept without a word; the
+ * shutdown grace and the services take effect. */
+static void
+reload_warn_static(const struct px_conf *o, const struct px_conf *c)
+{
+    unsigned d = px_conf_diff(o, c);
+
+    if (d & PX_CONF_ADMIN_SOCKET)
+        log_at(LL_WARN, "reload", 0, "admin.socket and socket_mode take effect at the next "
+               "restart; the admin socket stays as it is");
+    if (d & PX_CONF_ADMIN_HTTP)
+        log_at(LL_WARN, "reload", 0, "admin.listen and admin.token_file take effect at the "
+               "next restart");
+    if (d & PX_CONF_STATE_FILES)
+        log_at(LL_WARN, "reload", 0, "state.file and audit.file take effect at the next "
+               "restart; the running files stay in use");
+    if (d & PX_CONF_WORKERS)
+        log_at(LL_WARN, "reload", 0, "workers takes effect at the next restart");
+    if (d & PX_CONF_ACCESS_LOG)
+        log_at(LL_WARN, "reload", 0, "access_log takes effect at the next restart; the "
+               "running access log (if any) stays as it is");
+}
+
+/* Prepare: loads the file and binds the new addresses. 0, or -1 with the
+ * reason in <err> and nothing changed. */
+static int
+reload_prepare(struct px_srv *srv, struct reload *r, char *err, size_t errlen)
+{
+    unsigned i, k, j;
+
+    memset(r, 0, sizeof(*r));
+    r->conf = px_conf_load(srv->conf->file, err, errlen);
+    if (r->conf == NULL)
+        return -1;
+    r->n = r->conf->nservices;
+    r->old_of_new = xcalloc(r->n, sizeof(*r->old_of_new));
+    r->bound = xcalloc(r->n, sizeof(*r->bound));
+    for (i = 0; i < r->n; i++) {
+        const struct px_service_conf *sc = &r->conf->services[i];
+
+        r->old_of_new[i] = -1;
+        for (j = 0; j < srv->nsvcs; j++)
+            if (strcmp(srv->svcs[j]->conf->name, sc->name) == 0)
+                r->old_of_new[i] = (int)j;
+        r->bound[i] = xcalloc(sc->nlisten, sizeof(*r->bound[i]));
+        for (k = 0; k < sc->nlisten; k++) {
+            if (listener_find(srv, &sc->listen[k]) != NULL)
+                continue;              /* kept: its socket moves over at commit */
+            r->bound[i][k] = px_listener_new(srv, &sc->listen[k]);
+            if (r->bound[i][k] == NULL) {
+                snprintf(err, errlen, "%s: services[%u].listen[%u]: cannot listen on %s: %s",
+                         r->conf->file, i, k, sc->listen[k].text, strerror(errno));
+                reload_free(r);
+                return -1;
+            }
+            summary_add(r->listeners, '+', sc->listen[k].text);
+        }
+        if (r->old_of_new[i] < 0)
+            summary_add(r->services, '+', sc->name);
+        else if (!px_service_conf_equal(srv->svcs[r->old_of_new[i]]->conf, sc))
+            summary_add(r->services, '~', sc->name);
+    }
+    return 0;
+}
+
+/* Commit, part one: kept service <svc> takes its new conf <sc> (index
+ * <idx> of generation <cref>). Servers are matched by address per side.
+ * <d>: the daemon on the main replica (whose checkers start), NULL on a
+ * worker's. */
+static void
+reload_service_keep(struct px_srv *srv, struct px_service *svc, struct px_confref *cref,
+                    unsigned idx, struct px_daemon *d)
+{
+    const struct px_service_conf *old = svc->conf, *sc = &cref->conf->services[idx];
+    unsigned diff = px_service_conf_diff(old, sc);
+    bool health_changed = (diff & PX_SVC_HEALTH) != 0;
+    unsigned side, k, m;
+
+    for (side = 0; side < RT_SIDE__COUNT; side++) {
+        unsigned nold = old->side[side].nservers, nnew = sc->side[side].nservers;
+        struct px_server_rt **was = svc->servers[side];
+        struct px_server_rt **now = xcalloc(nnew > 0 ? nnew : 1, sizeof(*now));
+
+        for (k = 0; k < nnew; k++) {
+            const struct px_addr *a = &sc->side[side].servers[k];
+
+            for (m = 0; m < nold; m++) {
+                if (was[m] != NULL && px_addr_same(&was[m]->addr, a)) {
+                    now[k] = was[m];   /* verdict, counters, pool and checker */
+                    was[m] = NULL;
+                    break;
+                }
+            }
+            if (now[k] == NULL) {
+                now[k] = px_server_rt_new(svc, (enum rt_side)side, k, a);
+                rlog(srv, LL_INFO, "reload", 0, "service %s: %s server %s added (up)",
+                       sc->name, rt_side_names[side], a->text);
+            }
+            now[k]->index = k;
+            now[k]->addr = *a;
+        }
+        for (m = 0; m < nold; m++) {
+            struct px_server_rt *s = was[m];
+
+            if (s == NULL)
+                continue;
+            /* requests in flight to it finish (they hold a reference); a
+             * worker speaks only of those it has */
+            if (srv->worker_id == 0)
+                log_at(LL_INFO, "reload", 0, "service %s: %s server %s removed; %u "
+                       "reference(s) in flight finish", sc->name, rt_side_names[side],
+                       s->addr.text, s->refs - 1);
+            else if (s->refs > 1)
+                log_at(LL_INFO, "reload", 0, "service %s: %s server %s removed; %u "
+                       "reference(s) in flight finish (worker %u)", sc->name,
+                       rt_side_names[side], s->addr.text, s->refs - 1, srv->worker_id);
+            px_pool_close_server(s);
+            hl_check_free(s->check);
+            s->check = NULL;
+            s->attached = false;
+            px_server_rt_put(s);
+        }
+        free(was);
+        svc->servers[side] = now;
+        if (diff & PX_SVC_WINDOW) {
+            /* a window of another length cannot keep its ring */
+            hl_window_init(&svc->window[side], sc->rollback.window_s);
+        }
+    }
+    if (diff & PX_SVC_WINDOW)
+        rlog(srv, LL_INFO, "reload", 0, "service %s: rollback.window_s %u -> %u: both windows "
+               "start afresh", sc->name, old->rollback.window_s, sc->rollback.window_s);
+    memset(&svc->cursor, 0, sizeof(svc->cursor));
+    svc->conf = sc;
+    px_confref_put(svc->cref);
+    svc->cref = px_confref_get(cref);
+    svc->idx = idx;
+
+    /* checkers borrow the health settings: repoint the kept ones, restart
+     * them when the settings changed */
+    for (side = 0; side < RT_SIDE__COUNT; side++) {
+        for (k = 0; k < sc->side[side].nservers; k++) {
+            struct px_server_rt *s = svc->servers[side][k];
+
+            if (s->check != NULL && (health_changed || sc->health.type == HL_CHECK_NONE)) {
+                hl_check_free(s->check);
+                s->check = NULL;
+            }
+            if (sc->health.type == HL_CHECK_NONE && !s->up) {
+                /* nothing would ever mark it up again */
+                s->up = true;
+                rlog(srv, LL_INFO, "reload", 0, "service %s: %s server %s: no health checks "
+                       "any more: up", sc->name, rt_side_names[side], s->addr.text);
+            }
+            if (s->check != NULL)
+                hl_check_set_conf(s->check, &sc->health);
+        }
+    }
+    if (d != NULL && sc->health.type != HL_CHECK_NONE)
+        px_verdict_start_service(d, svc);  /* added servers, or all after a change */
+}
+
+/* Commit, part two: service <svc>, removed from the config, stops accepting
+ * (its listeners were closed or moved by the caller) and is freed with its
+ * last connection. Touch nothing of <svc> after the call. */
+static void
+reload_service_retire(struct px_srv *srv, struct px_service *svc)
+{
+    svc->retired = true;
+    px_verdict_stop_service(svc);
+    px_pool_close_side(svc, RT_LEGACY);
+    px_pool_close_side(svc, RT_NEW);
+    if (svc->conns_active == 0) {
+        rlog(srv, LL_INFO, "reload", 0, "service %s removed", svc->conf->name);
+        px_service_free(svc);
+        return;
+    }
+    rlog(srv, LL_INFO, "reload", 0, "service %s removed: its %llu open connection(s) finish "
+           "first", svc->conf->name, (unsigned long long)svc->conns_active);
+    svc->retired_next = srv->retired;
+    srv->retired = svc;
+    px_http_close_idle(svc);           /* may free it: the last statement */
+}
+
+/* Commit on replica <srv>: cannot fail. Takes over the reference <cref>
+ * (the new generation, r->conf wrapped). <d>: the daemon on the main
+ * replica, NULL on a worker's (checkers run on the main loop only). */
+static void
+reload_commit(struct px_srv *srv, struct reload *r, struct px_confref *cref,
+              struct px_daemon *d)
+{
+    struct px_service **olds = srv->svcs, **news = xcalloc(r->n, sizeof(*news));
+    struct evconnlistener ***lst = xcalloc(r->n, sizeof(*lst));
+    unsigned nold = srv->nsvcs, i, k;
+    bool *kept = xcalloc(nold > 0 ? nold : 1, sizeof(*kept));
+
+    /* listeners: bound ones, then kept sockets taken out of the old arrays
+     * (so that what is left there is what the new config dropped) */
+    for (i = 0; i < r->n; i++) {
+        const struct px_service_conf *sc = &cref->conf->services[i];
+
+        lst[i] = xcalloc(sc->nlisten, sizeof(*lst[i]));
+        for (k = 0; k < sc->nlisten; k++) {
+            struct evconnlistener **at;
+
+            if (r->bound[i][k] != NULL) {
+                lst[i][k] = r->bound[i][k];
+                r->bound[i][k] = NULL;
+                rlog(srv, LL_INFO, "listen", 0, "service %s (%s) listening on %s", sc->name,
+                       sc->mode == PX_MODE_TCP ? "tcp" : "http", sc->listen[k].text);
+            } else if ((at = listener_find(srv, &sc->listen[k])) != NULL) {
+                lst[i][k] = *at;
+                *at = NULL;
+            }
+        }
+    }
+    for (i = 0; i < nold; i++) {
+        struct px_service *svc = olds[i];
+
+        for (k = 0; svc->listeners != NULL && k < svc->conf->nlisten; k++) {
+            if (svc->listeners[k] == NULL)
+                continue;
+            summary_add(r->listeners, '-', svc->conf->listen[k].text);
+            rlog(srv, LL_INFO, "listen", 0, "service %s: no longer listening on %s",
+                   svc->conf->name, svc->conf->listen[k].text);
+            evconnlistener_free(svc->listeners[k]);
+        }
+        free(svc->listeners);
+        svc->listeners = NULL;
+    }
+
+    /* services: kept ones take their new conf, new ones start */
+    for (i = 0; i < r->n; i++) {
+        struct px_service *svc;
+
+        if (r->old_of_new[i] >= 0) {
+            svc = olds[r->old_of_new[i]];
+            kept[r->old_of_new[i]] = true;
+            reload_service_keep(srv, svc, cref, i, d);
+        } else {
+            svc = xcalloc(1, sizeof(*svc));
+            px_service_init(svc, srv, cref, i);
+            rlog(srv, LL_INFO, "reload", 0, "service %s added", svc->conf->name);
+            if (d != NULL)
+                px_verdict_start_service(d, svc);
+        }
+        svc->listeners = lst[i];
+        for (k = 0; k < svc->conf->nlisten; k++)
+            if (svc->listeners[k] != NULL)   /* a worker that could not bind */
+                px_listener_attach(svc->listeners[k], svc);
+        news[i] = svc;
+    }
+    for (i = 0; i < r->n; i++)
+        free(r->bound[i]);             /* emptied above */
+    free(r->bound);
+    r->bound = NULL;
+    srv->svcs = news;
+    srv->nsvcs = r->n;
+    px_confref_put(srv->cref);
+    srv->cref = cref;
+    srv->conf = cref->conf;
+    srv->conf_generation = cref->generation;
+    for (i = 0; i < nold; i++) {
+        if (kept[i])
+            continue;
+        summary_add(r->services, '-', olds[i]->conf->name);
+        reload_service_retire(srv, olds[i]);
+    }
+    free(kept);
+    free(olds);
+    free(lst);
+}
+
+/* The reload on a worker's replica: bind the addresses it does not listen
+ * on yet (SO_REUSEPORT beside the main loop's, which bound them first), then
+ * the same commit. */
+struct job_reload {
+    struct px_confref *cref;         /* the new generation */
+    const int *old_of_new;           /* as the main loop's prepare found */
+    unsigned n;
+    struct px_srv *main;             /* its replica, committed and published */
+};
+
+static void
+job_reload(struct px_srv *w, void *arg)
+{
+    const struct job_reload *j = arg;
+    struct reload r;
+    unsigned i, k;
+
+    memset(&r, 0, sizeof(r));
+    r.n = j->n;
+    r.old_of_new = (int *)j->old_of_new;
+    r.bound = xcalloc(r.n > 0 ? r.n : 1, sizeof(*r.bound));
+    for (i = 0; i < r.n; i++) {
+        const struct px_service_conf *sc = &j->cref->conf->services[i];
+
+        r.bound[i] = xcalloc(sc->nlisten > 0 ? sc->nlisten : 1, sizeof(*r.bound[i]));
+        for (k = 0; k < sc->nlisten; k++) {
+            if (listener_find(w, &sc->listen[k]) != NULL)
+                continue;
+            r.bound[i][k] = px_listener_new(w, &sc->listen[k]);
+            if (r.bound[i][k] == NULL)
+                log_at(LL_ERR, "reload", 0, "worker %u: cannot listen on %s: %s; the other "
+                       "workers do", w->worker_id, sc->listen[k].text, strerror(errno));
+        }
+    }
+    reload_commit(w, &r, px_confref_get(j->cref), NULL);
+    px_ops_publish_all(w, j->main);
+}
+
+/* Writes the audit entry of a reload attempt and its log line. */
+static void
+reload_audit(struct px_daemon *d, uint64_t from_gen, const char *reason, bool ok)
+{
+    struct px_srv *srv = &d->srv;
+    struct adm_audit_entry ae;
+    char from[32], to[32], aerr[512];
+    json_t *fig, *gens;
+    unsigned i;
+
+    if (d->audit_file == NULL)
+        return;
+    gens = json_object();
+    for (i = 0; i < srv->nsvcs; i++)
+        json_object_set_new(gens, srv->svcs[i]->conf->name, json_integer((json_int_t)
+                            adm_control_state(d->ctl, i)->generation));
+    fig = json_pack("{s:s, s:b, s:I, s:I, s:I, s:o}", "file", srv->conf->file, "ok", ok,
+                    "config_generation", (json_int_t)srv->conf_generation,
+                    "reloads", (json_int_t)d->reloads,
+                    "reload_failures", (json_int_t)d->reload_failures,
+                    "generations", gens);
+    snprintf(from, sizeof(from), "%llu", (unsigned long long)from_gen);
+    snprintf(to, sizeof(to), "%llu", (unsigned long long)srv->conf_generation);
+    ae = (struct adm_audit_entry){
+        .service = "*", .actor = "signal:HUP", .action = "reload",
+        .reason = reason, .generation = srv->conf_generation, .figures = fig,
+        .from_text = from, .to_text = to,
+    };
+    if (adm_audit_append(d->audit_file, &ae, aerr, sizeof(aerr)) != 0)
+        log_at(LL_ERR, "reload", 0, "audit log: %s", aerr);
+    json_decref(fig);
+}
+
+void
+px_reload(struct px_daemon *d)
+{
+    struct px_srv *srv = &d->srv;
+    struct reload r;
+    struct job_reload jr;
+    char err[1024], reason[RELOAD_TEXT_MAX * 2 + 64], names_err[512];
+    const char **names;
+    uint32_t *initial;
+    uint64_t from_gen = srv->conf_generation;
+    unsigned i;
+    int rc;
+
+    /* every SIGHUP reopens the log files, whether the reload succeeds or
+     * not (log rotation sends SIGHUP too) */
+    px_ops_reopen_logs(srv);
+    if (srv->stopping) {
+        log_at(LL_WARN, "reload", 0, "SIGHUP while shutting down: configuration not reloaded");
+        return;
+    }
+    log_at(LL_INFO, "reload", 0, "SIGHUP: reloading %s", srv->conf->file);
+    px_workers_fold(srv);              /* the workers' counts of servers that may go */
+    if (reload_prepare(srv, &r, err, sizeof(err)) < 0)
+        goto failed;
+    names = xcalloc(r.n, sizeof(*names));
+    initial = xcalloc(r.n, sizeof(*initial));
+    for (i = 0; i < r.n; i++) {
+        names[i] = r.conf->services[i].name;
+        initial[i] = r.conf->services[i].route.weight_bp;
+    }
+    rc = adm_control_reconfigure(d->ctl, names, initial, r.n, names_err,
+                                 sizeof(names_err));
+    free(names);
+    free(initial);
+    if (rc != 0) {
+        snprintf(err, sizeof(err), "%s", names_err);
+        reload_free(&r);
+        goto failed;
+    }
+    reload_warn_static(srv->conf, r.conf);
+
+    jr = (struct job_reload){
+        .cref = px_confref_new(r.conf, srv->conf_generation + 1),
+        .old_of_new = r.old_of_new, .n = r.n, .main = srv,
+    };
+    r.conf = NULL;                     /* owned by the generation now */
+    reload_commit(srv, &r, jr.cref, d);
+    for (i = 0; i < srv->nsvcs; i++)
+        adm_control_set_plan(d->ctl, i, &srv->conf->services[i].plan,
+                             srv->conf->services[i].rollback.min_requests);
+    for (i = 0; i < srv->nsvcs; i++) {
+        const struct adm_svc_state *st = adm_control_state(d->ctl, i);
+
+        /* kept services: the same weight and generation, the routing keys
+         * and servers of the new config; adm_control_set_plan() may have
+         * stopped a plan the config no longer has */
+        px_service_publish(srv->svcs[i], st->weight_bp, st->generation);
+        srv->svcs[i]->applied_state = (int)st->state;
+    }
+    /* the workers commit and publish in one job: a snapshot borrows from
+     * its config, so no event may run between the two */
+    px_workers_run(srv, job_reload, &jr);
+    if (d->tick != NULL)
+        px_tick_reconfigure(d->tick, r.old_of_new, srv->nsvcs);
+    d->reloads++;
+    snprintf(reason, sizeof(reason), "services %s, listeners %s",
+             r.services[0] != '\0' ? r.services : "unchanged",
+             r.listeners[0] != '\0' ? r.listeners : "unchanged");
+    reload_free(&r);
+    {
+        char msg[RELOAD_TEXT_MAX * 2 + 256], g[24];
+
+        snprintf(g, sizeof(g), "%llu", (unsigned long long)srv->conf_generation);
+        snprintf(msg, sizeof(msg), "configuration generation %llu loaded from %s: %s; "
+                 "%u service(s), weights and states kept",
+                 (unsigned long long)srv->conf_generation, srv->conf->file, reason,
+                 srv->nsvcs);
+        log_kv(LL_INFO, "reload", "reload", "ok", "true", "config_generation", g,
+               "file", srv->conf->file, "msg", msg);
+    }
+    reload_audit(d, from_gen, reason, true);
+    return;
+
+failed:
+    d->reload_failures++;
+    log_at(LL_ERR, "reload", 0, "reload of %s failed, running configuration (generation "
+           "%llu) unchanged: %s", srv->conf->file, (unsigned long long)srv->conf_generation,
+           err);
+    snprintf(reason, sizeof(reason), "failed: %s", err);
+    reload_audit(d, from_gen, reason, false);
+}

@@ -1,0 +1,22 @@
+/*
+ * reload: the configuration reload (SIGHUP). Loads and checks the file,
+ * binds the new listen addresses and re-keys the control plane, where any
+ * failure leaves everything as it was (logged and audited); then commits on
+ * the main replica and, in one job each, on every worker's: kept services
+ * take their new config (servers matched by address, checkers restarted
+ * when their settings changed, windows restarted when their length did),
+ * new ones start, removed ones retire with their last connection. Weights
+ * and states are kept. What survives and how: server.h ("Lifetimes across a
+ * configuration reload") and docs/DESIGN.md.
+ */
+#ifndef CUTOVER_PROXY_RELOAD_H
+#define CUTOVER_PROXY_RELOAD_H
+
+struct px_daemon;
+
+/* SIGHUP on the main loop: reopens the log files, then reloads the running
+ * config's file, unless the daemon is stopping. Counted in d->reloads or
+ * d->reload_failures. */
+void px_reload(struct px_daemon *d);
+
+#endif

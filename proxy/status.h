@@ -1,0 +1,19 @@
+/*
+ * status: the data plane's part of a service's status (cutoverctl status,
+ * GET /status): its mode, open connections and, per side, whether it is
+ * healthy, every server with its counts and active-check figures, the
+ * passive window and the counters. The control plane adds weight, state and
+ * plan itself (admin/control.c) and reaches this through the status op of
+ * proxy/ops.c. Reads the main replica after folding the workers' figures in.
+ */
+#ifndef CUTOVER_PROXY_STATUS_H
+#define CUTOVER_PROXY_STATUS_H
+
+struct json_t;
+struct px_srv;
+
+/* Adds "mode", "connections", "legacy" and "new" of service <idx> of the
+ * main replica <srv> to object <obj>, every worker's figures included. */
+void px_status_service(struct px_srv *srv, unsigned idx, struct json_t *obj);
+
+#endif
