@@ -105,18 +105,6 @@ is_digit(unsigned char c)
     return c >= '0' && c <= '9';
 }
 
-static int
-hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static unsigned char
 lower(unsigned char c)
 {
@@ -258,7 +246,7 @@ host_valid(struct h1_iov h)
         return false;
     if (p[0] == '[') {
         for (i = 1; i < n && p[i] != ']'; i++)
-            if (hex_value(p[i]) < 0 && p[i] != ':' && p[i] != '.')
+            if (text_hex_value(p[i]) < 0 && p[i] != ':' && p[i] != '.')
                 return false;
         if (i == n || i == 1)
             return false;
@@ -266,7 +254,7 @@ host_valid(struct h1_iov h)
     } else {
         while (i < n && p[i] != ':') {
             if (p[i] == '%') {
-                if (i + 2 >= n || hex_value(p[i + 1]) < 0 || hex_value(p[i + 2]) < 0)
+                if (i + 2 >= n || text_hex_value(p[i + 1]) < 0 || text_hex_value(p[i + 2]) < 0)
                     return false;
                 i += 3;
                 continue;
@@ -1122,16 +1110,18 @@ h1_chunked_parse(struct h1_chunked *st, const char *buf, size_t len, size_t *use
 
         switch (st->state) {
         case CS_SIZE0:
-            if ((d = hex_value(c)) < 0)
+            if ((d = text_hex_value(c)) < 0)
                 return chunk_fail(st, i, used, "invalid chunk size");
             st->size = (uint64_t)d;
             st->line_bytes = 1;
             st->state = CS_SIZE;
             break;
         case CS_SIZE:
-            if ((d = hex_value(c)) >= 0) {
+            if ((d = text_hex_value(c)) >= 0) {
+                /* size * 16 + d stays <= 2^63-1 for every digit d (0..15)
+                 * exactly when size <= (2^63-1) / 16 */
                 if (++st->line_bytes > PX_MAX_CHUNK_DIGITS ||
-                    st->size > (PX_INT63_MAX - (uint64_t)d) / 16)
+                    st->size > PX_INT63_MAX / 16)
                     return chunk_fail(st, i, used, "chunk size overflow");
                 st->size = st->size * 16 + (uint64_t)d;
             } else if (c == ';') {
