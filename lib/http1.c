@@ -57,6 +57,7 @@
  */
 #include "lib/text.h"
 #include "lib/http1.h"
+#include "lib/http1_int.h"
 
 #include <assert.h>
 #include <string.h>
@@ -66,44 +67,8 @@
 #define PX_DEFAULT_MAX_EXT    4096u
 #define PX_MAX_TRAILER_BYTES  16384u
 #define PX_MAX_CHUNK_DIGITS   16u
-#define PX_INT63_MAX          0x7fffffffffffffffull
 
-/* ---- character classes ------------------------------------------------ */
-
-/* tchar, RFC 9110 §5.6.2. */
-static bool
-is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
-    case '+': case '-': case '.': case '^': case '_': case '`': case '|':
-    case '~':
-        return true;
-    default:
-        return false;
-    }
-}
-
-static bool
-is_ows(unsigned char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-/* A byte allowed inside a field value: HT, SP, VCHAR, obs-text. */
-static bool
-is_field_byte(unsigned char c)
-{
-    return c == '\t' || c == ' ' || (c >= 0x21 && c != 0x7f);
-}
-
-static bool
-is_digit(unsigned char c)
-{
-    return c >= '0' && c <= '9';
-}
+/* ---- comparisons, methods, field look-up ------------------------------ */
 
 static unsigned char
 lower(unsigned char c)
