@@ -1,9 +1,9 @@
 /*
- * lib/http1_int: internal to the HTTP/1.1 parser (lib/http1.c); nothing
- * else includes it. The character classes of RFC 9110 it scans with and
- * the bound it holds lengths to, for the parser's files to share. Header
- * only: every helper is static inline, so the byte loops stay as fast as
- * with file-local functions.
+ * lib/http1_int: internal to the HTTP/1.1 parser, shared by lib/http1.c
+ * (heads) and lib/h1chunk.c (chunked bodies); nothing else includes it.
+ * The character classes of RFC 9110 both scan with and the bound both hold
+ * lengths to. Header only: every helper is static inline, so the byte
+ * loops stay as fast as with file-local functions.
  */
 #ifndef CUTOVER_LIB_HTTP1_INT_H
 #define CUTOVER_LIB_HTTP1_INT_H
