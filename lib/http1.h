@@ -1,7 +1,9 @@
 /*
  * http1: our own strict HTTP/1.1 head parser and chunked-body decoder
  * (RFC 9112, RFC 9110). Pure: no libevent, no allocation, no I/O, so it can
- * be unit-tested table-driven and fuzzed in place.
+ * be unit-tested table-driven and fuzzed in place. Heads are parsed by
+ * lib/http1.c, chunked bodies decoded by lib/h1chunk.c; both are declared
+ * here, since whoever decodes a body has parsed its head first.
  *
  * Heads are parsed into (pointer, length) pairs over the caller's head bytes;
  * bodies are never copied. Parsing is restartable the picohttpparser way: call
@@ -123,7 +125,7 @@ bool h1_method_eq(struct h1_iov m, const char *s);
 bool h1_method_idempotent(struct h1_iov m);
 
 /*
- * Chunked decoder. Feed it the bytes following the head; it consumes chunk
+ * Chunked decoder (lib/h1chunk.c). Feed it the bytes following the head; it consumes chunk
  * framing itself and tells the caller how much chunk data follows, which
  * the caller moves without copying (evbuffer_remove_buffer) and reports back
  * with h1_chunked_data_consumed(). Trailer fields are parsed, validated and

@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/fuzz/run.sh [SECONDS]: fuzzes for SECONDS in all (default 60): two
-# thirds on lib/http1.c, one third on the admin endpoint's request path
-# (admin/http_req.c over lib/http1.c, admin/tokens.c).
+# thirds on lib/http1.c and lib/h1chunk.c (heads and chunked bodies), one
+# third on the admin endpoint's request path (admin/http_req.c over
+# lib/http1.c, admin/tokens.c).
 #
 # Builds tests/fuzz/fuzz_http1.c and tests/fuzz/fuzz_admin_http.c with clang
 # -fsanitize=fuzzer,address,undefined into build-fuzz/, seeds build-fuzz/corpus
@@ -37,7 +38,7 @@ mkdir -p "$out/corpus" "$out/crashes"
 echo "  FUZZ-CC $out/fuzz_http1"
 $clang $warn $defs -g -O1 -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-    lib/http1.c tests/fuzz/fuzz_http1.c -o "$out/fuzz_http1"
+    lib/http1.c lib/h1chunk.c tests/fuzz/fuzz_http1.c -o "$out/fuzz_http1"
 echo "  CC  $out/seed_corpus"
 ${CC:-cc} $warn $defs -O1 tests/fuzz/seed_corpus.c \
     $(pkg-config --cflags --libs jansson) -o "$out/seed_corpus"
