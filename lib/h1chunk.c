@@ -114,7 +114,7 @@ h1_chunked_parse(struct h1_chunked *st, const char *buf, size_t len, size_t *use
                 /* size * 16 + d stays <= 2^63-1 for every digit d (0..15)
                  * exactly when size <= (2^63-1) / 16 */
                 if (++st->line_bytes > PX_MAX_CHUNK_DIGITS ||
-                    st->size > PX_INT63_MAX / 16)
+                    st->size > H1_INT63_MAX / 16)
                     return chunk_fail(st, i, used, "chunk size overflow");
                 st->size = st->size * 16 + (uint64_t)d;
             } else if (c == ';') {

@@ -253,7 +253,7 @@ parse_content_length(struct h1_iov v, uint64_t *out, const char **why)
             *why = "invalid Content-Length";
             return -1;
         }
-        if (i >= 19 || n > (PX_INT63_MAX - (uint64_t)(c - '0')) / 10) {
+        if (i >= 19 || n > (H1_INT63_MAX - (uint64_t)(c - '0')) / 10) {
             *why = "Content-Length overflow";
             return -1;
         }

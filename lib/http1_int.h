@@ -11,7 +11,7 @@
 #include <stdbool.h>
 
 /* Content-Length and chunk sizes are at most 2^63-1. */
-#define PX_INT63_MAX          0x7fffffffffffffffull
+#define H1_INT63_MAX          0x7fffffffffffffffull
 
 /* ---- character classes ------------------------------------------------ */
 
