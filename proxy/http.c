@@ -44,6 +44,8 @@
 #include "proxy/accesslog.h"
 #include "lib/http1.h"
 #include "proxy/io.h"
+#include "proxy/http.h"
+#include "proxy/pool.h"
 #include "proxy/server.h"
 
 #define PX_HIGH_WM  (256u * 1024u)   /* bytes queued towards one peer before we stop reading the other */

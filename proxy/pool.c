@@ -16,6 +16,7 @@
 
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "proxy/pool.h"
 #include "proxy/server.h"
 
 struct px_pooled {

@@ -23,7 +23,10 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "health/check.h"
+#include "proxy/http.h"
+#include "proxy/pool.h"
 #include "proxy/server.h"
+#include "proxy/tcp.h"
 #include "proxy/worker.h"
 
 const uint64_t px_lat_bounds_us[PX_LAT_NBOUNDS] = {

@@ -349,48 +349,6 @@ void px_srv_stop_listening(struct px_srv *srv);
  * (touch nothing of <svc> after the call). */
 void px_srv_conn_closed(struct px_srv *srv, struct px_service *svc);
 
-/* proxy/http.c: takes an accepted client socket <fd> of an HTTP service. */
-void px_http_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int salen);
-
-/* proxy/http.c: closes idle keep-alive client connections (shutdown). */
-void px_http_close_idle(struct px_service *svc);
-
-/* proxy/http.c: frees every connection at once (exit after the grace time). */
-void px_http_close_all(struct px_service *svc);
-
-/* Frees what proxy/http.c keeps per loop (the header field table and the
- * spare buffers); before the event base. */
-void px_http_loop_free(struct px_srv *srv);
-
-/* proxy/tcp.c: frees every tunnel at once (exit after the grace time). */
-void px_tcp_close_all(struct px_service *svc);
-
-/* proxy/pool.c: an idle keep-alive connection to <server> of <side>, with
- * no callbacks and no timeouts set (the caller owns it), or NULL. */
-struct bufferevent *px_pool_get(struct px_server_rt *server);
-
-/* proxy/pool.c: gives back <bev> after a clean exchange (the whole response
- * read, nothing pending either way). The pool owns it from here; it is freed
- * at once when the pool is full, the server is down or was detached by a
- * reload, or the daemon stops. */
-void px_pool_put(struct px_service *svc, struct px_server_rt *server,
-                 struct bufferevent *bev);
-
-/* proxy/pool.c: closes every idle connection to <side> (blue-green switch,
- * shutdown). */
-void px_pool_close_side(struct px_service *svc, enum rt_side side);
-
-/* proxy/pool.c: closes every idle connection to <server> of <side> (it was
- * marked down). */
-void px_pool_close_server(struct px_server_rt *server);
-
-/* proxy/tcp.c: takes an accepted client socket <fd> of a TCP service. */
-void px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int salen);
-
-/* proxy/tcp.c: blue-green: close the tunnels of <side> after <drain_s>
- * seconds (0: now). */
-void px_tcp_drain_side(struct px_service *svc, enum rt_side side, int drain_s);
-
 /* Formats the numeric address of <sa> into <buf> (no port). */
 void px_sockaddr_ip(const struct sockaddr *sa, char *buf, size_t len);
 

@@ -39,6 +39,7 @@
 #include "proxy/accesslog.h"
 #include "proxy/io.h"
 #include "proxy/server.h"
+#include "proxy/tcp.h"
 
 #define PX_TCP_HIGH_WM (256u * 1024u)
 

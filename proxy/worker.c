@@ -23,7 +23,9 @@
 #include "lib/xmalloc.h"
 #include "health/window.h"
 #include "proxy/accesslog.h"
+#include "proxy/http.h"
 #include "proxy/server.h"
+#include "proxy/tcp.h"
 #include "proxy/worker.h"
 
 struct px_worker {
