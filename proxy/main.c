@@ -38,6 +38,7 @@
 #include "proxy/accesslog.h"
 #include "proxy/conf.h"
 #include "proxy/http.h"
+#include "proxy/listen.h"
 #include "proxy/metrics.h"
 #include "proxy/pool.h"
 #include "proxy/server.h"

@@ -8,9 +8,14 @@
  * events (never edited while a request is choosing), by the replica's own
  * thread.
  *
- * HTTP connections live in proxy/http.c, TCP tunnels in proxy/tcp.c; both
- * report outcomes here so the per-side counters and windows stay in one
- * place.
+ * The data plane in layers, each file calling only those below it:
+ * proxy/listen.c (listeners, the accept dispatch, the fan-outs to both
+ * modes) above the connection modes, proxy/http.c (HTTP connections) and
+ * proxy/tcp.c (TCP tunnels), above proxy/pool.c (idle upstream
+ * connections), above this file. The modes report outcomes here so the
+ * per-side counters and windows stay in one place; this file calls none of
+ * them (a drained loop is told through srv->drained, set by
+ * proxy/worker.c).
  *
  * Lifetimes across a configuration reload (SIGHUP, proxy/main.c). A reload
  * swaps the config between events; connections opened before it keep
@@ -227,6 +232,9 @@ struct px_srv {
     struct px_workers *workers;          /* main loop: owned, the others; NULL
                                           * with one worker */
     struct px_srv *main_srv;             /* a worker's: the main loop's replica */
+    void (*drained)(struct px_srv *srv); /* stopping and the last connection
+                                          * closed (px_srv_conn_closed): set by
+                                          * proxy/worker.c; NULL: the loop exits */
     uint64_t accepted;                   /* connections this loop accepted */
     unsigned spliced, spliced_max;       /* TCP tunnels relaying by splice on this
                                           * loop, and the cap (proxy/tcp.c) */
@@ -323,10 +331,6 @@ void px_service_init(struct px_service *svc, struct px_srv *srv, struct px_confr
  * its checkers freed. */
 void px_service_free(struct px_service *svc);
 
-/* Listener callbacks, for a reload that creates or moves listeners. */
-struct evconnlistener *px_listener_new(struct px_srv *srv, const struct px_addr *a);
-void px_listener_attach(struct evconnlistener *l, struct px_service *svc);
-
 /* Installs <weight_bp>/<generation> as the service's new routing snapshot. */
 void px_service_publish(struct px_service *svc, uint32_t weight_bp, uint64_t generation);
 
@@ -338,15 +342,10 @@ void px_service_publish(struct px_service *svc, uint32_t weight_bp, uint64_t gen
 bool px_service_set_up(struct px_service *svc, enum rt_side side, unsigned server,
                        bool up, uint32_t weight_bp, uint64_t generation);
 
-/* Creates the listeners of every service. 0, or -1 with a logged error. */
-int px_srv_listen(struct px_srv *srv);
-
-/* Stops accepting on every listener (shutdown, first step). */
-void px_srv_stop_listening(struct px_srv *srv);
-
-/* Called by connections when they end; the loop exits once stopping and no
- * connection is left, and a retired service is freed with its last one
- * (touch nothing of <svc> after the call). */
+/* Called by connections when they end; once stopping and no connection is
+ * left, srv->drained() runs (the loop exits when there is none), and a
+ * retired service is freed with its last one (touch nothing of <svc> after
+ * the call). */
 void px_srv_conn_closed(struct px_srv *srv, struct px_service *svc);
 
 /* Formats the numeric address of <sa> into <buf> (no port). */

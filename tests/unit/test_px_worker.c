@@ -33,6 +33,7 @@
 #include "health/window.h"
 #include "proxy/conf.h"
 #include "proxy/http.h"
+#include "proxy/listen.h"
 #include "proxy/server.h"
 #include "proxy/worker.h"
 
