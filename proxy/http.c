@@ -13,7 +13,8 @@
  * Framing never passes through: Content-Length and chunked are regenerated
  * from the parsed values, hop-by-hop fields are dropped. Bodies move between
  * evbuffers with evbuffer_remove_buffer(), never copied, and every move
- * checks the high watermark of its destination (backpressure both ways).
+ * checks the high watermark of its destination (backpressure both ways,
+ * proxy/relay.h).
  *
  * Upstream connections come from the per-server keep-alive pool
  * (proxy/pool.c) and go back to it only after a clean exchange. A request
@@ -46,9 +47,8 @@
 #include "proxy/io.h"
 #include "proxy/http.h"
 #include "proxy/pool.h"
+#include "proxy/relay.h"
 #include "proxy/server.h"
-
-#define PX_HIGH_WM  (256u * 1024u)   /* bytes queued towards one peer before we stop reading the other */
 
 enum px_conn_state {
     PX_CS_READ_HEAD = 0,  /* waiting for or reading a request head */
@@ -273,23 +273,6 @@ upstream_free(struct px_conn *c)
         bufferevent_free(c->up);
         c->up = NULL;
     }
-}
-
-/* Backpressure of one direction, once <to>'s output holds <queued> bytes:
- * <from> reads at most <max> bytes per read (io.h), and never more than is
- * left below PX_HIGH_WM, so that no read overshoots it; it stops reading at
- * the limit until <to> drained to half of it (its write callback). Returns
- * true while <from> may read. */
-static bool
-relay_room(struct bufferevent *from, struct bufferevent *to, size_t queued, size_t max)
-{
-    if (queued >= PX_HIGH_WM) {
-        bufferevent_disable(from, EV_READ);
-        bufferevent_setwatermark(to, EV_WRITE, PX_HIGH_WM / 2, 0);
-        return false;
-    }
-    px_io_read_size(from, PX_HIGH_WM - queued < max ? PX_HIGH_WM - queued : max);
-    return true;
 }
 
 /* ---- access log ------------------------------------------------------ */
@@ -613,7 +596,7 @@ pump_body_upto(struct px_body *b, struct evbuffer *src, struct evbuffer *dst, si
 static int
 pump_body(struct px_body *b, struct evbuffer *src, struct evbuffer *dst)
 {
-    return pump_body_upto(b, src, dst, PX_HIGH_WM);
+    return pump_body_upto(b, src, dst, PX_RELAY_HIGH_WM);
 }
 
 /* ---- request head ---------------------------------------------------- */
@@ -1143,7 +1126,7 @@ process(struct px_conn *c)
                     bufferevent_set_timeouts(c->up, &tv_r, &tv_w);
                     arm_response_deadline(c);
                 }
-            } else if (relay_room(c->down, c->up, px_io_flush(c->up), PX_IO_READ_MAX) &&
+            } else if (px_relay_room(c->down, c->up, px_io_flush(c->up), PX_IO_READ_MAX) &&
                        (c->flags & PX_CF_CLIENT_EOF)) {
                 /* the client stopped sending mid-body */
                 upstream_free(c);
@@ -1326,20 +1309,17 @@ start_tunnel(struct px_conn *c, const struct h1_resp *r)
     /* bytes that followed the 101 in either direction */
     evbuffer_add_buffer(out, in);
     evbuffer_add_buffer(bufferevent_get_output(c->up), bufferevent_get_input(c->down));
-    (void)relay_room(c->up, c->down, evbuffer_get_length(out), PX_IO_READ_MAX);
-    (void)relay_room(c->down, c->up, evbuffer_get_length(bufferevent_get_output(c->up)),
-                     PX_IO_READ_MAX);
+    (void)px_relay_room(c->up, c->down, evbuffer_get_length(out), PX_IO_READ_MAX);
+    (void)px_relay_room(c->down, c->up, evbuffer_get_length(bufferevent_get_output(c->up)),
+                        PX_IO_READ_MAX);
 }
 
-/* Tunnel: moves what <from> read to <to>, with backpressure; straight to
- * <to>'s socket while its output is empty (io.h). */
+/* Tunnel: moves what <from> read to <to>, with backpressure. */
 static void
 tunnel_relay(struct px_conn *c, struct bufferevent *from, struct bufferevent *to)
 {
     c->last_io_ms = px_now_ms(c->srv);
-    px_io_send(to, bufferevent_get_input(from));
-    (void)relay_room(from, to, evbuffer_get_length(bufferevent_get_output(to)),
-                     PX_IO_READ_MAX);
+    (void)px_relay_move(from, to);
 }
 
 /* Parses the response head from the upstream input. Returns true once it
@@ -1443,7 +1423,7 @@ pump_response(struct px_conn *c)
         return;
     }
     /* the head is in: the body is read in bulk */
-    (void)relay_room(c->up, c->down, px_io_flush(c->down), PX_IO_READ_MAX);
+    (void)px_relay_room(c->up, c->down, px_io_flush(c->down), PX_IO_READ_MAX);
 }
 
 /* ---- callbacks ------------------------------------------------------- */
@@ -1462,26 +1442,22 @@ on_client_read(struct bufferevent *bev, void *arg)
     leave(c);
 }
 
-/* <bev> drained below its low watermark: let <peer> read again (half of
- * PX_HIGH_WM is room for more than a read). */
+/* <bev> drained below its low watermark: let <peer> read again. */
 static void
 tunnel_drained(struct px_conn *c, struct bufferevent *bev, struct bufferevent *peer)
 {
     c->last_io_ms = px_now_ms(c->srv);
-    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-    px_io_read_size(peer, PX_IO_READ_MAX);
-    bufferevent_enable(peer, EV_READ);
+    px_relay_drained(bev, peer, PX_IO_READ_MAX, true);
 }
 
 /* A timeout in the tunnel: close only when neither direction moved a byte
- * for server_idle_ms (libevent disabled the direction that timed out). */
+ * for server_idle_ms. */
 static void
 tunnel_timeout(struct px_conn *c, struct bufferevent *bev, short what)
 {
-    if (px_now_ms(c->srv) - c->last_io_ms < sconf(c)->timeouts.server_idle_ms) {
-        bufferevent_enable(bev, (what & BEV_EVENT_READING) ? EV_READ : EV_WRITE);
+    if (!px_relay_timeout(bev, what, px_now_ms(c->srv) - c->last_io_ms,
+                          sconf(c)->timeouts.server_idle_ms, true))
         return;
-    }
     log_at(LL_DEBUG, "http", c->id, "tunnel idle for %u ms: closed",
            sconf(c)->timeouts.server_idle_ms);
     mark_close(c);
@@ -1500,11 +1476,9 @@ on_client_write(struct bufferevent *bev, void *arg)
     } else if (c->state == PX_CS_TUNNEL) {
         tunnel_drained(c, c->down, c->up);
     } else if (c->state == PX_CS_EXCHANGE && c->up != NULL) {
-        /* the client drained below the low watermark (half of PX_HIGH_WM:
-         * room for more than a read): read upstream again */
-        bufferevent_setwatermark(c->down, EV_WRITE, 0, 0);
-        px_io_read_size(c->up, c->res_head_done ? PX_IO_READ_MAX : PX_IO_READ_HEAD);
-        bufferevent_enable(c->up, EV_READ);
+        /* the client drained below the low watermark: read upstream again */
+        px_relay_drained(c->down, c->up, c->res_head_done ? PX_IO_READ_MAX : PX_IO_READ_HEAD,
+                         true);
         pump_response(c);
     } else if (c->state == PX_CS_READ_HEAD) {
         park_soon(c);                  /* the last response is out */
@@ -1625,8 +1599,8 @@ on_upstream_connected(struct px_conn *c)
     set_state(c, PX_CS_EXCHANGE);
     /* the response head first: a small response takes one such read; the
      * client's output may still hold a pipelined client's last response */
-    (void)relay_room(c->up, c->down, evbuffer_get_length(bufferevent_get_output(c->down)),
-                     PX_IO_READ_HEAD);
+    (void)px_relay_room(c->up, c->down, evbuffer_get_length(bufferevent_get_output(c->down)),
+                        PX_IO_READ_HEAD);
     process(c);
 }
 
@@ -1686,9 +1660,7 @@ on_upstream_write(struct bufferevent *bev, void *arg)
         tunnel_drained(c, c->up, c->down);
     } else if (c->state == PX_CS_EXCHANGE && !c->req.done) {
         /* upstream drained below the low watermark: read the client again */
-        bufferevent_setwatermark(c->up, EV_WRITE, 0, 0);
-        px_io_read_size(c->down, PX_IO_READ_MAX);
-        bufferevent_enable(c->down, EV_READ);
+        px_relay_drained(c->up, c->down, PX_IO_READ_MAX, true);
         process(c);
     }
     leave(c);

@@ -6,9 +6,10 @@
  * service, or what the modes keep per loop, goes at exit.
  *
  * The layers of the data plane, each calling only those below it:
- * listen.c -> http.c, tcp.c -> pool.c -> server.c (the runtime objects:
- * services, servers, counters, windows). Nothing below calls up into this
- * file, so the modes never see a listener and server.c never sees a mode.
+ * listen.c -> http.c, tcp.c -> relay.h, pool.c -> server.c (the runtime
+ * objects: services, servers, counters, windows). Nothing below calls up
+ * into this file, so the modes never see a listener and server.c never
+ * sees a mode.
  */
 #ifndef CUTOVER_PROXY_LISTEN_H
 #define CUTOVER_PROXY_LISTEN_H

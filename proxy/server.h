@@ -11,7 +11,8 @@
  * The data plane in layers, each file calling only those below it:
  * proxy/listen.c (listeners, the accept dispatch, the fan-outs to both
  * modes) above the connection modes, proxy/http.c (HTTP connections) and
- * proxy/tcp.c (TCP tunnels), above proxy/pool.c (idle upstream
+ * proxy/tcp.c (TCP tunnels), above proxy/relay.h (the relay with
+ * back-pressure both tunnels share) and proxy/pool.c (idle upstream
  * connections), above this file. The modes report outcomes here so the
  * per-side counters and windows stay in one place; this file calls none of
  * them (a drained loop is told through srv->drained, set by
