@@ -40,6 +40,7 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include "lib/list.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "proxy/accesslog.h"
@@ -101,7 +102,7 @@ struct px_body {
 /* What an idle (parked) connection holds is mostly this struct: its field
  * order leaves no holes (448 bytes on LP64). */
 struct px_conn {
-    struct px_conn *next, *prev;     /* svc->conns list */
+    struct list link;                /* on svc->conns */
     struct px_service *svc;          /* borrowed; a retired service lives until
                                       * its last connection is gone */
     struct px_srv *srv;              /* borrowed */
@@ -359,12 +360,7 @@ conn_close_now(struct px_conn *c)
     free(c->log_path);
     bind_server(c, NULL);
     px_confref_put(c->cref);
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        svc->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
+    list_unlink(&c->link);
     free(c);
     px_srv_conn_closed(svc->srv, svc);
 }
@@ -1756,10 +1752,7 @@ px_http_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sa
     c->client_port = px_sockaddr_port(sa);
     c->head_timer = evtimer_new(srv->base, on_head_timeout, c);
     c->down = client_bev(srv, fd);
-    c->next = svc->conns;
-    if (svc->conns != NULL)
-        svc->conns->prev = c;
-    svc->conns = c;
+    list_push(&svc->conns, &c->link);
     if (c->head_timer == NULL || c->down == NULL) {
         log_at(LL_ERR, "http", c->id, "cannot allocate a connection");
         if (c->down == NULL)
@@ -1776,23 +1769,29 @@ px_http_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sa
 void
 px_http_close_idle(struct px_service *svc)
 {
-    struct px_conn *c, *next;
+    struct list *pos, *next;
 
-    for (c = svc->conns; c != NULL; c = next) {
-        next = c->next;
+    for (pos = svc->conns.next; pos != &svc->conns; pos = next) {
+        struct px_conn *c = list_entry(pos, struct px_conn, link);
+
+        next = pos->next;
         if (c->busy == 0 && c->state == PX_CS_READ_HEAD &&
-            (c->down == NULL || evbuffer_get_length(bufferevent_get_input(c->down)) == 0))
+            (c->down == NULL || evbuffer_get_length(bufferevent_get_input(c->down)) == 0)) {
             conn_close_now(c);
-        else
+            /* the last connection of a retired service frees it */
+            if (next == &svc->conns)
+                return;
+        } else {
             c->flags |= PX_CF_NO_KEEPALIVE;   /* finish the current request, then close */
+        }
     }
 }
 
 void
 px_http_close_all(struct px_service *svc)
 {
-    while (svc->conns != NULL)
-        conn_close_now(svc->conns);
+    while (!list_empty(&svc->conns))
+        conn_close_now(list_entry(svc->conns.next, struct px_conn, link));
 }
 
 void

@@ -784,8 +784,7 @@ reload_service_retire(struct px_srv *srv, struct px_service *svc)
     }
     rlog(srv, LL_INFO, "reload", 0, "service %s removed: its %llu open connection(s) finish "
            "first", svc->conf->name, (unsigned long long)svc->conns_active);
-    svc->retired_next = srv->retired;
-    srv->retired = svc;
+    px_srv_retire(srv, svc);
     px_http_close_idle(svc);           /* may free it: the last statement */
 }
 
@@ -1177,6 +1176,7 @@ service_free_all(struct px_service *svc)
 static void
 srv_free(struct px_srv *srv)
 {
+    struct px_service *svc;
     unsigned i;
 
     srv->freeing = true;               /* retired services are freed here */
@@ -1185,12 +1185,8 @@ srv_free(struct px_srv *srv)
     adm_control_free(srv->ctl);
     for (i = 0; srv->svcs != NULL && i < srv->nsvcs; i++)
         service_free_all(srv->svcs[i]);
-    while (srv->retired != NULL) {
-        struct px_service *svc = srv->retired;
-
-        srv->retired = svc->retired_next;
+    while ((svc = px_srv_retired_pop(srv)) != NULL)
         service_free_all(svc);
-    }
     free(srv->svcs);
     if (srv->grace_timer != NULL)
         event_free(srv->grace_timer);

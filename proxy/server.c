@@ -143,6 +143,8 @@ px_server_rt_new(struct px_service *svc, enum rt_side side, unsigned index,
     s->svc = svc;
     s->side = side;
     s->index = index;
+    list_init(&s->idle);
+    list_init(&s->spare);
     return s;
 }
 
@@ -175,6 +177,9 @@ px_service_init(struct px_service *svc, struct px_srv *srv, struct px_confref *c
     svc->conf = &cref->conf->services[idx];
     svc->cref = px_confref_get(cref);
     svc->idx = idx;
+    list_init(&svc->retired_link);
+    list_init(&svc->tunnels);
+    list_init(&svc->conns);
     for (side = 0; side < RT_SIDE__COUNT; side++) {
         unsigned n = svc->conf->side[side].nservers;
 
@@ -193,6 +198,7 @@ px_service_free(struct px_service *svc)
 
     if (svc == NULL)
         return;
+    list_unlink(&svc->retired_link);
     if (svc->listeners != NULL) {
         for (k = 0; k < svc->conf->nlisten; k++)
             if (svc->listeners[k] != NULL)
@@ -320,21 +326,33 @@ px_sockaddr_ip(const struct sockaddr *sa, char *buf, size_t len)
         snprintf(buf, len, "unknown");
 }
 
-/* Frees retired service <svc> (its last connection ended). */
-static void
-retired_free(struct px_srv *srv, struct px_service *svc)
+/* srv->retired, made a list on first use: a struct px_srv starts zeroed
+ * (main(), proxy/worker.c), with no constructor here to set it up. */
+static struct list *
+retired_list(struct px_srv *srv)
 {
-    struct px_service **pp;
+    if (srv->retired.next == NULL)
+        list_init(&srv->retired);
+    return &srv->retired;
+}
 
-    for (pp = &srv->retired; *pp != NULL; pp = &(*pp)->retired_next) {
-        if (*pp == svc) {
-            *pp = svc->retired_next;
-            break;
-        }
-    }
-    log_at(LL_INFO, "reload", 0, "service %s: last connection closed; removed",
-           svc->conf->name);
-    px_service_free(svc);
+void
+px_srv_retire(struct px_srv *srv, struct px_service *svc)
+{
+    list_push(retired_list(srv), &svc->retired_link);   /* most recent first */
+}
+
+struct px_service *
+px_srv_retired_pop(struct px_srv *srv)
+{
+    struct list *l = retired_list(srv);
+    struct px_service *svc;
+
+    if (list_empty(l))
+        return NULL;
+    svc = list_entry(l->next, struct px_service, retired_link);
+    list_unlink(&svc->retired_link);
+    return svc;
 }
 
 void
@@ -344,8 +362,11 @@ px_srv_conn_closed(struct px_srv *srv, struct px_service *svc)
     srv->conns_active--;
     /* not while srv_free() closes everything: it frees retired services
      * itself, after their connections */
-    if (svc->retired && svc->conns_active == 0 && !srv->freeing)
-        retired_free(srv, svc);
+    if (svc->retired && svc->conns_active == 0 && !srv->freeing) {
+        log_at(LL_INFO, "reload", 0, "service %s: last connection closed; removed",
+               svc->conf->name);
+        px_service_free(svc);          /* takes it off srv->retired */
+    }
     if (srv->stopping && srv->conns_active == 0) {
         if (srv->drained != NULL)
             srv->drained(srv);

@@ -70,6 +70,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lib/list.h"
 #include "lib/log.h"
 #include "health/window.h"
 #include "proxy/conf.h"
@@ -80,8 +81,6 @@ struct event;
 struct evconnlistener;
 struct adm_control;
 struct adm_server;
-struct px_tcp;
-struct px_conn;
 struct px_tick;
 struct px_access_log;
 struct h1_field;
@@ -139,7 +138,6 @@ struct px_side_stats {
     uint64_t lat_sum_us;         /* sum of the recorded latencies */
 };
 
-struct px_pooled;
 struct hl_check;
 
 struct px_server_rt {
@@ -155,9 +153,10 @@ struct px_server_rt {
     uint64_t reused;             /* requests sent on a pooled connection */
     uint64_t w_idle;             /* main loop: the other workers' idle pooled
                                   * connections to it at the last px_workers_fold() */
-    struct px_pooled *idle;      /* owned: idle keep-alive connections, most recent first */
+    struct list idle;            /* owned: idle keep-alive connections (proxy/pool.c),
+                                  * most recent first */
     unsigned nidle;              /* entries in <idle>, <= pool.max_idle */
-    struct px_pooled *spare;     /* owned: list nodes of connections taken out of the
+    struct list spare;           /* owned: list nodes of connections taken out of the
                                   * pool, for the next ones put back (no allocation
                                   * per request); freed with the pool */
     struct hl_check *check;      /* owned: active checker; NULL without "health" */
@@ -194,7 +193,7 @@ struct px_service {
     unsigned idx;                        /* index in srv->svcs and the control plane */
     bool retired;                        /* removed by a reload: freed with its last
                                           * connection (see rule 3 above) */
-    struct px_service *retired_next;     /* srv->retired list */
+    struct list retired_link;            /* on srv->retired while retired */
     const struct rt_snapshot *snap;      /* owned: the published routing state */
     struct rt_cursor cursor;             /* round-robin position per side */
     struct px_server_rt **servers[RT_SIDE__COUNT];  /* owned arrays of
@@ -213,8 +212,8 @@ struct px_service {
     uint64_t w_conns;                    /* main loop: the other workers' open ones
                                           * at the last px_workers_fold() */
     int applied_state;                   /* enum adm_state last applied (main.c) */
-    struct px_tcp *tunnels;              /* TCP mode: list of open tunnels (borrowed) */
-    struct px_conn *conns;               /* HTTP mode: list of open connections (borrowed) */
+    struct list tunnels;                 /* TCP mode: the open tunnels (proxy/tcp.c) */
+    struct list conns;                   /* HTTP mode: the open connections (proxy/http.c) */
 };
 
 #define PX_SPARES 64
@@ -244,8 +243,8 @@ struct px_srv {
     struct px_confref *cref;             /* one reference: the current generation */
     struct px_service **svcs;            /* owned, conf->nservices entries */
     unsigned nsvcs;
-    struct px_service *retired;          /* owned: services a reload removed that
-                                          * still have connections */
+    struct list retired;                 /* owned: services a reload removed that
+                                          * still have connections (px_srv_retire) */
     struct px_tick *tick;                /* borrowed: the policy tick (main.c) */
     uint64_t conf_generation;            /* generation of <conf>: 1 at startup */
     uint64_t reloads;                    /* successful SIGHUP reloads */
@@ -342,6 +341,14 @@ void px_service_publish(struct px_service *svc, uint32_t weight_bp, uint64_t gen
  * Returns true when the verdict changed. */
 bool px_service_set_up(struct px_service *svc, enum rt_side side, unsigned server,
                        bool up, uint32_t weight_bp, uint64_t generation);
+
+/* Puts <svc>, which a reload removed, on srv->retired until its last
+ * connection ends (px_srv_conn_closed frees it then). */
+void px_srv_retire(struct px_srv *srv, struct px_service *svc);
+
+/* Takes the first service off srv->retired and returns it, or NULL when
+ * there is none (exit: every retired service is freed). */
+struct px_service *px_srv_retired_pop(struct px_srv *srv);
 
 /* Called by connections when they end; once stopping and no connection is
  * left, srv->drained() runs (the loop exits when there is none), and a

@@ -35,6 +35,7 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include "lib/list.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "proxy/accesslog.h"
@@ -73,7 +74,7 @@ struct px_splice {
 };
 
 struct px_tcp {
-    struct px_tcp *next, *prev;      /* svc->tunnels list */
+    struct list link;                /* on svc->tunnels */
     struct px_service *svc;          /* borrowed; a retired service lives until
                                       * its last tunnel is gone */
     struct px_confref *cref;         /* one reference: the generation of <conf> */
@@ -173,12 +174,7 @@ tunnel_free(struct px_tcp *t)
         event_free(t->drain_timer);
     bind_server(t, NULL);
     px_confref_put(t->cref);
-    if (t->prev != NULL)
-        t->prev->next = t->next;
-    else
-        svc->tunnels = t->next;
-    if (t->next != NULL)
-        t->next->prev = t->prev;
+    list_unlink(&t->link);
     free(t);
     px_srv_conn_closed(svc->srv, svc);
 }
@@ -565,10 +561,7 @@ px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sal
         px_sockaddr_ip(sa, t->client_ip, sizeof(t->client_ip));
         t->client_port = px_sockaddr_port(sa);
     }
-    t->next = svc->tunnels;
-    if (svc->tunnels != NULL)
-        svc->tunnels->prev = t;
-    svc->tunnels = t;
+    list_push(&svc->tunnels, &t->link);
     t->down = bufferevent_socket_new(svc->srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (t->down == NULL) {
         evutil_closesocket(fd);
@@ -626,11 +619,12 @@ on_drain_timer(evutil_socket_t fd, short what, void *arg)
 void
 px_tcp_drain_side(struct px_service *svc, enum rt_side side, int drain_s)
 {
-    struct px_tcp *t, *next;
     struct timeval tv = { drain_s > 0 ? drain_s : 0, 0 };
+    struct list *pos, *next;
 
-    for (t = svc->tunnels; t != NULL; t = next) {
-        next = t->next;
+    list_for_each_safe(pos, next, &svc->tunnels) {
+        struct px_tcp *t = list_entry(pos, struct px_tcp, link);
+
         if (t->side != side || t->drain_timer != NULL)
             continue;
         t->drain_timer = evtimer_new(svc->srv->base, on_drain_timer, t);
@@ -642,6 +636,6 @@ px_tcp_drain_side(struct px_service *svc, enum rt_side side, int drain_s)
 void
 px_tcp_close_all(struct px_service *svc)
 {
-    while (svc->tunnels != NULL)
-        tunnel_free(svc->tunnels);
+    while (!list_empty(&svc->tunnels))
+        tunnel_free(list_entry(svc->tunnels.next, struct px_tcp, link));
 }

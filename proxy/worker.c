@@ -375,6 +375,7 @@ static void
 replica_free(struct px_worker *w)
 {
     struct px_srv *s = &w->srv;
+    struct px_service *svc;
     unsigned i;
 
     s->freeing = true;
@@ -382,10 +383,7 @@ replica_free(struct px_worker *w)
         px_service_close_conns(s->svcs[i]);
         px_service_free(s->svcs[i]);
     }
-    while (s->retired != NULL) {
-        struct px_service *svc = s->retired;
-
-        s->retired = svc->retired_next;
+    while ((svc = px_srv_retired_pop(s)) != NULL) {
         px_service_close_conns(svc);
         px_service_free(svc);
     }
