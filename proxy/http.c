@@ -376,21 +376,30 @@ arm_response_deadline(struct px_conn *c)
     evtimer_add(c->head_timer, &tv);
 }
 
-/* The only writer of c->state: installs timeouts and enabled directions. */
+/* The only writer of c->state: installs timeouts and enabled directions,
+ * and the callbacks of a new bufferevent of the connection (c->down when
+ * accepted or unparked, c->up when connecting). The one other place that
+ * sets callbacks is park(), which clears those of the bufferevent it gives
+ * to the loop's spares: that bufferevent leaves the connection (whose
+ * state stays READ_HEAD), and whichever connection takes it next gets its
+ * own callbacks here. */
 static void
 set_state(struct px_conn *c, enum px_conn_state next)
 {
     const struct px_timeouts *to = &sconf(c)->timeouts;
+    enum px_conn_state prev = c->state;
     struct timeval tv_r, tv_w;
 
     assert(next < PX_CS__COUNT);
-    if (next != c->state)
-        log_at(LL_DEBUG, "http", c->id, "state %s -> %s", px_cs_names[c->state],
+    if (next != prev)
+        log_at(LL_DEBUG, "http", c->id, "state %s -> %s", px_cs_names[prev],
                px_cs_names[next]);
     c->state = next;
 
     switch (next) {
     case PX_CS_READ_HEAD:
+        if (prev == PX_CS_CLOSED || (c->flags & PX_CF_PARKED))   /* accepted, unparked */
+            bufferevent_setcb(c->down, on_client_read, on_client_write, on_client_event, c);
         /* first request: the head timeout runs from accept, so an idle
          * connection cannot be held; later ones: the keep-alive idle time */
         tv_r = ms_tv(c->nreq == 0 ? to->client_head_ms : to->client_idle_ms);
@@ -409,6 +418,8 @@ set_state(struct px_conn *c, enum px_conn_state next)
         bufferevent_enable(c->down, EV_READ);
         break;
     case PX_CS_CONNECTING:
+        /* c->up is always a new one (start_connect) */
+        bufferevent_setcb(c->up, on_upstream_read, on_upstream_write, on_upstream_event, c);
         /* nothing more is read from the client until the upstream is up; a
          * pooled connection is up at once (EXCHANGE enables reading again in
          * the same step: switching it off and on would cost an epoll_ctl) */
@@ -730,7 +741,6 @@ start_connect(struct px_conn *c)
         (c->up = px_pool_get(c->srt)) != NULL) {
         c->flags |= PX_CF_UP_REUSED;
         bufferevent_disable(c->up, EV_WRITE);   /* output empty: leave() writes */
-        bufferevent_setcb(c->up, on_upstream_read, on_upstream_write, on_upstream_event, c);
         set_state(c, PX_CS_CONNECTING);
         on_upstream_connected(c);
         return;
@@ -741,7 +751,6 @@ start_connect(struct px_conn *c)
         reply_error(c, 502, "cannot allocate an upstream connection");
         return;
     }
-    bufferevent_setcb(c->up, on_upstream_read, on_upstream_write, on_upstream_event, c);
     set_state(c, PX_CS_CONNECTING);
     /* with DEFER_CALLBACKS an immediate failure is reported through the loop,
      * never from inside this call */
@@ -900,7 +909,7 @@ park(struct px_conn *c)
     }
     bufferevent_disable(c->down, EV_READ | EV_WRITE);
     bufferevent_setfd(c->down, -1);    /* the socket stays open: it is parked */
-    bufferevent_setcb(c->down, NULL, NULL, NULL, NULL);
+    bufferevent_setcb(c->down, NULL, NULL, NULL, NULL);   /* it leaves <c> (set_state) */
     if (c->srv->nspare_bev < PX_SPARES)
         c->srv->spare_bev[c->srv->nspare_bev++] = c->down;
     else
@@ -923,18 +932,16 @@ static bool
 unpark(struct px_conn *c, evutil_socket_t fd)
 {
     struct bufferevent *bev = client_bev(c->srv, fd);
-    struct timeval tv_r = ms_tv(sconf(c)->timeouts.client_idle_ms);
 
     if (bev == NULL) {
         log_at(LL_ERR, "http", c->id, "cannot allocate a connection");
         return false;
     }
     c->down = bev;
-    bufferevent_setcb(bev, on_client_read, on_client_write, on_client_event, c);
-    bufferevent_set_timeouts(bev, &tv_r, NULL);
-    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-    bufferevent_setwatermark(bev, EV_READ, 0, sconf(c)->limits.head_bytes);
-    bufferevent_enable(bev, EV_READ);  /* the parked event still holds the fd */
+    /* as set_state(READ_HEAD) left it before park() (nreq > 0: the idle
+     * timeout), callbacks included; reading is enabled while the parked
+     * event still holds the fd */
+    set_state(c, PX_CS_READ_HEAD);
     /* writing stays allowed as set_state(READ_HEAD) left it, but the write
      * event is added only when output is queued (as after the write
      * callback found the output empty), not at once */
@@ -1760,7 +1767,6 @@ px_http_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sa
         conn_close_now(c);
         return;
     }
-    bufferevent_setcb(c->down, on_client_read, on_client_write, on_client_event, c);
     log_at(LL_DEBUG, "http", c->id, "accepted from %s on service %s", c->client_ip,
            svc->conf->name);
     set_state(c, PX_CS_READ_HEAD);
