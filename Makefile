@@ -33,8 +33,8 @@ UTIL_SRC   = lib/log.c lib/xmalloc.c lib/metrics.c lib/notify.c lib/http1.c lib/
 ADMIN_SRC  = admin/ctl_proto.c admin/control.c \
              admin/store.c admin/audit.c admin/socket.c \
              admin/tokens.c admin/http_parse.c admin/http.c
-PROXY_SRC  = proxy/conf.c proxy/server.c proxy/listen.c proxy/http.c proxy/tcp.c \
-             proxy/relay.c proxy/pool.c \
+PROXY_SRC  = proxy/conf.c proxy/server.c proxy/listen.c proxy/http.c proxy/http_conn.c \
+             proxy/http_msg.c proxy/relay.c proxy/tcp.c proxy/pool.c \
              proxy/tick.c proxy/metrics.c proxy/accesslog.c proxy/io.c proxy/worker.c
 LIB_SRC    = $(UTIL_SRC) $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)

@@ -10,13 +10,13 @@
  *
  * The data plane in layers, each file calling only those below it:
  * proxy/listen.c (listeners, the accept dispatch, the fan-outs to both
- * modes) above the connection modes, proxy/http.c (HTTP connections) and
- * proxy/tcp.c (TCP tunnels), above proxy/relay.h (the relay with
- * back-pressure both tunnels share) and proxy/pool.c (idle upstream
- * connections), above this file. The modes report outcomes here so the
- * per-side counters and windows stay in one place; this file calls none of
- * them (a drained loop is told through srv->drained, set by
- * proxy/worker.c).
+ * modes) above the connection modes, proxy/http.c (HTTP connections, with
+ * proxy/http_msg.c and proxy/http_conn.c below it) and proxy/tcp.c (TCP
+ * tunnels), above proxy/relay.h (the relay with back-pressure both tunnels
+ * share) and proxy/pool.c (idle upstream connections), above this file.
+ * The modes report outcomes here so the per-side counters and windows stay
+ * in one place; this file calls none of them (a drained loop is told
+ * through srv->drained, set by proxy/worker.c).
  *
  * Lifetimes across a configuration reload (SIGHUP, proxy/main.c). A reload
  * swaps the config between events; connections opened before it keep
@@ -265,12 +265,12 @@ struct px_srv {
                                           * data plane tests this pointer, nothing more) */
     double start_time_s;                 /* wall clock at startup, s since the epoch */
     struct h1_field *hfields;            /* owned: the loop's header field table
-                                          * (proxy/http.c, px_head_fields()): one head
+                                          * (proxy/http_conn.c, px_hc_fields()): one head
                                           * is parsed and rebuilt at a time per loop */
     unsigned hfields_n;                  /* entries of <hfields> */
     /* owned: spare client bufferevents (no socket), evbuffers (empty) and
      * access log path buffers that parked connections gave back, for the
-     * next connection or request of this loop (proxy/http.c); at most
+     * next connection or request of this loop (proxy/http_conn.c); at most
      * PX_SPARES of each */
     struct bufferevent *spare_bev[PX_SPARES];
     struct evbuffer *spare_evb[PX_SPARES];
