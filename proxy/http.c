@@ -134,8 +134,12 @@ set_state(struct px_conn *c, enum px_conn_state next)
 
     switch (next) {
     case PX_CS_READ_HEAD:
-        if (prev == PX_CS_CLOSED || (c->flags & PX_CF_PARKED))   /* accepted, unparked */
+        /* accepted or unparked: a new bufferevent, which reads PX_IO_READ_HEAD
+         * (px_hc_client_bev); else a streamed body may have changed that */
+        if (prev == PX_CS_CLOSED || (c->flags & PX_CF_PARKED))
             bufferevent_setcb(c->down, on_client_read, on_client_write, on_client_event, c);
+        else
+            px_io_read_size(c->down, PX_IO_READ_HEAD);
         /* first request: the head timeout runs from accept, so an idle
          * connection cannot be held; later ones: the keep-alive idle time */
         tv_r = ms_tv(c->nreq == 0 ? to->client_head_ms : to->client_idle_ms);
@@ -143,7 +147,6 @@ set_state(struct px_conn *c, enum px_conn_state next)
         bufferevent_setwatermark(c->down, EV_WRITE, 0, 0);
         /* a head larger than this is a 431 anyway: read no further */
         bufferevent_setwatermark(c->down, EV_READ, 0, sconf(c)->limits.head_bytes);
-        px_io_read_size(c->down, PX_IO_READ_HEAD);  /* a streamed body may have changed it */
         /* writing: armed by leave() only when a socket is full (io.h) */
         bufferevent_enable(c->down, EV_READ);
         break;
