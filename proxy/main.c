@@ -36,6 +36,7 @@
 #include "proxy/accesslog.h"
 #include "proxy/conf.h"
 #include "proxy/daemon.h"
+#include "proxy/listen.h"
 #include "proxy/metrics.h"
 #include "proxy/ops.h"
 #include "proxy/reload.h"
@@ -183,8 +184,7 @@ static void
 service_free_all(struct px_service *svc)
 {
     px_verdict_stop_service(svc);
-    px_http_close_all(svc);
-    px_tcp_close_all(svc);
+    px_service_close_conns(svc);
     px_service_free(svc);
 }
 
@@ -192,6 +192,7 @@ static void
 daemon_free(struct px_daemon *d)
 {
     struct px_srv *srv = &d->srv;
+    struct px_service *svc;
     unsigned i;
 
     srv->freeing = true;               /* retired services are freed here */
@@ -200,19 +201,15 @@ daemon_free(struct px_daemon *d)
     adm_control_free(d->ctl);
     for (i = 0; srv->svcs != NULL && i < srv->nsvcs; i++)
         service_free_all(srv->svcs[i]);
-    while (srv->retired != NULL) {
-        struct px_service *svc = srv->retired;
-
-        srv->retired = svc->retired_next;
+    while ((svc = px_srv_retired_pop(srv)) != NULL)
         service_free_all(svc);
-    }
     free(srv->svcs);
     if (d->grace_timer != NULL)
         event_free(d->grace_timer);
     /* after the connections: those closed above wrote their lines */
     px_access_log_free(srv->access_log);
     srv->access_log = NULL;
-    px_http_loop_free(srv);
+    px_srv_loop_free(srv);
     px_confref_put(srv->cref);
 }
 

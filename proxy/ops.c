@@ -11,8 +11,11 @@
 #include "health/window.h"
 #include "lib/log.h"
 #include "proxy/accesslog.h"
+#include "proxy/listen.h"
 #include "proxy/ops.h"
+#include "proxy/pool.h"
 #include "proxy/server.h"
+#include "proxy/tcp.h"
 #include "proxy/status.h"
 #include "proxy/worker.h"
 

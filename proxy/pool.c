@@ -14,28 +14,30 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "lib/list.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "proxy/pool.h"
 #include "proxy/server.h"
 
 struct px_pooled {
-    struct px_pooled *next, *prev;   /* the server's idle list, most recent first */
+    struct list link;                /* on the server's idle list (most recent
+                                      * first) or, without <bev>, its spare list */
     struct px_server_rt *srv_rt;     /* borrowed: owner of the list */
     struct bufferevent *bev;         /* owned */
 };
 
+static struct px_pooled *
+pooled_of(struct list *l)
+{
+    return list_entry(l, struct px_pooled, link);
+}
+
 static void
 pooled_free(struct px_pooled *p)
 {
-    struct px_server_rt *s = p->srv_rt;
-
-    if (p->prev != NULL)
-        p->prev->next = p->next;
-    else
-        s->idle = p->next;
-    if (p->next != NULL)
-        p->next->prev = p->prev;
-    s->nidle--;
+    list_unlink(&p->link);
+    p->srv_rt->nidle--;
     bufferevent_free(p->bev);
     free(p);
 }
@@ -63,19 +65,17 @@ on_idle_event(struct bufferevent *bev, short what, void *arg)
 struct bufferevent *
 px_pool_get(struct px_server_rt *s)
 {
-    struct px_pooled *p = s->idle;
+    struct px_pooled *p;
     struct bufferevent *bev;
 
-    if (p == NULL)
+    if (list_empty(&s->idle))
         return NULL;
+    p = pooled_of(s->idle.next);
     bev = p->bev;
     p->bev = NULL;
-    s->idle = p->next;
-    if (p->next != NULL)
-        p->next->prev = NULL;
+    list_unlink(&p->link);
     s->nidle--;
-    p->next = s->spare;                /* its node serves the next px_pool_put() */
-    s->spare = p;
+    list_push(&s->spare, &p->link);    /* its node serves the next px_pool_put() */
     bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
     bufferevent_set_timeouts(bev, NULL, NULL);
     s->reused++;
@@ -97,18 +97,15 @@ px_pool_put(struct px_service *svc, struct px_server_rt *s, struct bufferevent *
         bufferevent_free(bev);
         return;
     }
-    if ((p = s->spare) != NULL) {
-        s->spare = p->next;
-        p->prev = NULL;
+    if (!list_empty(&s->spare)) {
+        p = pooled_of(s->spare.next);
+        list_unlink(&p->link);
     } else {
         p = xcalloc(1, sizeof(*p));
     }
     p->srv_rt = s;
     p->bev = bev;
-    p->next = s->idle;
-    if (s->idle != NULL)
-        s->idle->prev = p;
-    s->idle = p;
+    list_push(&s->idle, &p->link);
     s->nidle++;
     bufferevent_setwatermark(bev, EV_READ, 0, 0);
     bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
@@ -121,12 +118,12 @@ px_pool_put(struct px_service *svc, struct px_server_rt *s, struct bufferevent *
 void
 px_pool_close_server(struct px_server_rt *s)
 {
-    while (s->idle != NULL)
-        pooled_free(s->idle);
-    while (s->spare != NULL) {
-        struct px_pooled *p = s->spare;
+    while (!list_empty(&s->idle))
+        pooled_free(pooled_of(s->idle.next));
+    while (!list_empty(&s->spare)) {
+        struct px_pooled *p = pooled_of(s->spare.next);
 
-        s->spare = p->next;
+        list_unlink(&p->link);
         free(p);
     }
 }

@@ -23,6 +23,9 @@
 #include "proxy/conf.h"
 #include "proxy/daemon.h"
 #include "proxy/ops.h"
+#include "proxy/http.h"
+#include "proxy/listen.h"
+#include "proxy/pool.h"
 #include "proxy/reload.h"
 #include "proxy/server.h"
 #include "proxy/tick.h"
@@ -274,8 +277,7 @@ reload_service_retire(struct px_srv *srv, struct px_service *svc)
     }
     rlog(srv, LL_INFO, "reload", 0, "service %s removed: its %llu open connection(s) finish "
            "first", svc->conf->name, (unsigned long long)svc->conns_active);
-    svc->retired_next = srv->retired;
-    srv->retired = svc;
+    px_srv_retire(srv, svc);
     px_http_close_idle(svc);           /* may free it: the last statement */
 }
 

@@ -1,30 +1,30 @@
 /*
- * server: listeners, the published routing snapshot and the per-side
- * outcome bookkeeping of every service (see server.h).
+ * server: the runtime objects of the data plane (see server.h): config
+ * generations, server runtimes, services with their published routing
+ * snapshot and per-side outcome bookkeeping, and the count of open
+ * connections that tells a draining loop it is done. The base the
+ * connection modes stand on: it calls none of them, only the pool (a
+ * server's idle connections go with the server).
  *
  * Snapshot swaps happen on the loop thread between events, so a request in
  * the middle of rt_choose() never sees a half-written state; the old
  * snapshot is freed at once because nothing holds it across events.
  */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <event2/util.h>
 
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "health/check.h"
+#include "proxy/pool.h"
 #include "proxy/server.h"
-#include "proxy/worker.h"
 
 const uint64_t px_lat_bounds_us[PX_LAT_NBOUNDS] = {
     1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
@@ -143,6 +143,8 @@ px_server_rt_new(struct px_service *svc, enum rt_side side, unsigned index,
     s->svc = svc;
     s->side = side;
     s->index = index;
+    list_init(&s->idle);
+    list_init(&s->spare);
     return s;
 }
 
@@ -175,6 +177,9 @@ px_service_init(struct px_service *svc, struct px_srv *srv, struct px_confref *c
     svc->conf = &cref->conf->services[idx];
     svc->cref = px_confref_get(cref);
     svc->idx = idx;
+    list_init(&svc->retired_link);
+    list_init(&svc->tunnels);
+    list_init(&svc->conns);
     for (side = 0; side < RT_SIDE__COUNT; side++) {
         unsigned n = svc->conf->side[side].nservers;
 
@@ -193,6 +198,7 @@ px_service_free(struct px_service *svc)
 
     if (svc == NULL)
         return;
+    list_unlink(&svc->retired_link);
     if (svc->listeners != NULL) {
         for (k = 0; k < svc->conf->nlisten; k++)
             if (svc->listeners[k] != NULL)
@@ -320,150 +326,33 @@ px_sockaddr_ip(const struct sockaddr *sa, char *buf, size_t len)
         snprintf(buf, len, "unknown");
 }
 
-static void
-on_listener_accept(struct evconnlistener *l, evutil_socket_t fd,
-                   struct sockaddr *sa, int salen, void *arg)
+/* srv->retired, made a list on first use: a struct px_srv starts zeroed
+ * (main(), proxy/worker.c), with no constructor here to set it up. */
+static struct list *
+retired_list(struct px_srv *srv)
 {
-    struct px_service *svc = arg;
-    int one = 1;
-
-    (void)l;
-    if (svc->srv->stopping) {
-        evutil_closesocket(fd);
-        return;
-    }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    svc->srv->accepted++;
-    svc->conns_active++;
-    svc->srv->conns_active++;
-    if (svc->conf->mode == PX_MODE_TCP)
-        px_tcp_accept(svc, fd, sa, salen);
-    else
-        px_http_accept(svc, fd, sa, salen);
-}
-
-static void
-on_listener_error(struct evconnlistener *l, void *arg)
-{
-    struct px_service *svc = arg;
-    int e = EVUTIL_SOCKET_ERROR();
-
-    (void)l;
-    /* EMFILE and friends: keep the listener, the next accept may succeed */
-    log_at(LL_WARN, "listen", 0, "service %s: accept failed: %s",
-           svc->conf->name, evutil_socket_error_to_string(e));
-}
-
-/* With several workers every listener sets SO_REUSEPORT, which would also
- * let this daemon join the sockets of another one of the same user on that
- * address. The main loop therefore first binds the address plainly: that
- * fails with EADDRINUSE while anybody listens there. 0, or -1 with errno. */
-static int
-address_free(const struct px_addr *a)
-{
-    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, rc = 0, e = 0;
-
-    if (fd < 0)
-        return -1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, (const struct sockaddr *)&a->ss, (socklen_t)a->len) < 0) {
-        rc = -1;
-        e = errno;
-    }
-    close(fd);
-    errno = e;
-    return rc;
-}
-
-struct evconnlistener *
-px_listener_new(struct px_srv *srv, const struct px_addr *a)
-{
-    unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE;
-
-    if (srv->nworkers > 1) {
-        if (srv->worker_id == 0 && address_free(a) < 0)
-            return NULL;
-        flags |= LEV_OPT_REUSEABLE_PORT;
-    }
-    /* no callback before px_listener_attach(): nothing is accepted before
-     * the loop runs again, and a reload binds before it commits */
-    return evconnlistener_new_bind(srv->base, NULL, NULL, flags, 1024,
-                                   (const struct sockaddr *)&a->ss, (int)a->len);
+    if (srv->retired.next == NULL)
+        list_init(&srv->retired);
+    return &srv->retired;
 }
 
 void
-px_listener_attach(struct evconnlistener *l, struct px_service *svc)
+px_srv_retire(struct px_srv *srv, struct px_service *svc)
 {
-    evconnlistener_set_cb(l, on_listener_accept, svc);
-    evconnlistener_set_error_cb(l, on_listener_error);
+    list_push(retired_list(srv), &svc->retired_link);   /* most recent first */
 }
 
-int
-px_srv_listen(struct px_srv *srv)
+struct px_service *
+px_srv_retired_pop(struct px_srv *srv)
 {
-    unsigned s, i;
+    struct list *l = retired_list(srv);
+    struct px_service *svc;
 
-    for (s = 0; s < srv->nsvcs; s++) {
-        struct px_service *svc = srv->svcs[s];
-
-        svc->listeners = xcalloc(svc->conf->nlisten, sizeof(*svc->listeners));
-        for (i = 0; i < svc->conf->nlisten; i++) {
-            const struct px_addr *a = &svc->conf->listen[i];
-            struct evconnlistener *l = px_listener_new(srv, a);
-
-            if (l == NULL) {
-                log_at(LL_ERR, "listen", 0, "service %s: cannot listen on %s: %s",
-                       svc->conf->name, a->text, strerror(errno));
-                return -1;
-            }
-            px_listener_attach(l, svc);
-            svc->listeners[i] = l;
-            if (srv->worker_id == 0)
-                log_at(LL_INFO, "listen", 0, "service %s (%s) listening on %s",
-                   svc->conf->name, svc->conf->mode == PX_MODE_TCP ? "tcp" : "http",
-                   a->text);
-        }
-    }
-    return 0;
-}
-
-void
-px_srv_stop_listening(struct px_srv *srv)
-{
-    unsigned s, i;
-
-    for (s = 0; s < srv->nsvcs; s++) {
-        struct px_service *svc = srv->svcs[s];
-
-        if (svc->listeners == NULL)
-            continue;
-        for (i = 0; i < svc->conf->nlisten; i++) {
-            if (svc->listeners[i] != NULL)
-                evconnlistener_free(svc->listeners[i]);
-            svc->listeners[i] = NULL;
-        }
-        px_http_close_idle(svc);       /* HTTP connections (a reload may have
-                                        * made the service a TCP one since) */
-        px_pool_close_side(svc, RT_LEGACY);
-        px_pool_close_side(svc, RT_NEW);
-    }
-}
-
-/* Frees retired service <svc> (its last connection ended). */
-static void
-retired_free(struct px_srv *srv, struct px_service *svc)
-{
-    struct px_service **pp;
-
-    for (pp = &srv->retired; *pp != NULL; pp = &(*pp)->retired_next) {
-        if (*pp == svc) {
-            *pp = svc->retired_next;
-            break;
-        }
-    }
-    log_at(LL_INFO, "reload", 0, "service %s: last connection closed; removed",
-           svc->conf->name);
-    px_service_free(svc);
+    if (list_empty(l))
+        return NULL;
+    svc = list_entry(l->next, struct px_service, retired_link);
+    list_unlink(&svc->retired_link);
+    return svc;
 }
 
 void
@@ -473,12 +362,15 @@ px_srv_conn_closed(struct px_srv *srv, struct px_service *svc)
     srv->conns_active--;
     /* not while srv_free() closes everything: it frees retired services
      * itself, after their connections */
-    if (svc->retired && svc->conns_active == 0 && !srv->freeing)
-        retired_free(srv, svc);
+    if (svc->retired && svc->conns_active == 0 && !srv->freeing) {
+        log_at(LL_INFO, "reload", 0, "service %s: last connection closed; removed",
+               svc->conf->name);
+        px_service_free(svc);          /* takes it off srv->retired */
+    }
     if (srv->stopping && srv->conns_active == 0) {
-        if (srv->worker_id != 0)
-            px_worker_drained(srv);
-        else if (px_workers_drained(srv))
+        if (srv->drained != NULL)
+            srv->drained(srv);
+        else
             event_base_loopexit(srv->base, NULL);
     }
 }

@@ -8,9 +8,15 @@
  * that is swapped whole between events (never edited while a request is
  * choosing), by the replica's own thread.
  *
- * HTTP connections live in proxy/http.c, TCP tunnels in proxy/tcp.c; both
- * report outcomes here so the per-side counters and windows stay in one
- * place.
+ * The data plane in layers, each file calling only those below it:
+ * proxy/listen.c (listeners, the accept dispatch, the fan-outs to both
+ * modes) above the connection modes, proxy/http.c (HTTP connections, with
+ * proxy/http_msg.c and proxy/http_conn.c below it) and proxy/tcp.c (TCP
+ * tunnels), above proxy/relay.h (the relay with back-pressure both tunnels
+ * share) and proxy/pool.c (idle upstream connections), above this file.
+ * The modes report outcomes here so the per-side counters and windows stay
+ * in one place; this file calls none of them (a drained loop is told
+ * through srv->drained, set by proxy/worker.c).
  *
  * Lifetimes across a configuration reload (SIGHUP, proxy/reload.c). A reload
  * swaps the config between events; connections opened before it keep
@@ -64,6 +70,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lib/list.h"
 #include "lib/log.h"
 #include "health/window.h"
 #include "proxy/conf.h"
@@ -71,8 +78,6 @@
 
 struct event_base;
 struct evconnlistener;
-struct px_tcp;
-struct px_conn;
 struct px_access_log;
 struct h1_field;
 struct bufferevent;
@@ -129,7 +134,6 @@ struct px_side_stats {
     uint64_t lat_sum_us;         /* sum of the recorded latencies */
 };
 
-struct px_pooled;
 struct hl_check;
 
 struct px_server_rt {
@@ -145,9 +149,10 @@ struct px_server_rt {
     uint64_t reused;             /* requests sent on a pooled connection */
     uint64_t w_idle;             /* main loop: the other workers' idle pooled
                                   * connections to it at the last px_workers_fold() */
-    struct px_pooled *idle;      /* owned: idle keep-alive connections, most recent first */
+    struct list idle;            /* owned: idle keep-alive connections (proxy/pool.c),
+                                  * most recent first */
     unsigned nidle;              /* entries in <idle>, <= pool.max_idle */
-    struct px_pooled *spare;     /* owned: list nodes of connections taken out of the
+    struct list spare;           /* owned: list nodes of connections taken out of the
                                   * pool, for the next ones put back (no allocation
                                   * per request); freed with the pool */
     struct hl_check *check;      /* owned: active checker; NULL without "health" */
@@ -184,7 +189,7 @@ struct px_service {
     unsigned idx;                        /* index in srv->svcs and the control plane */
     bool retired;                        /* removed by a reload: freed with its last
                                           * connection (see rule 3 above) */
-    struct px_service *retired_next;     /* srv->retired list */
+    struct list retired_link;            /* on srv->retired while retired */
     const struct rt_snapshot *snap;      /* owned: the published routing state */
     struct rt_cursor cursor;             /* round-robin position per side */
     struct px_server_rt **servers[RT_SIDE__COUNT];  /* owned arrays of
@@ -203,8 +208,8 @@ struct px_service {
     uint64_t w_conns;                    /* main loop: the other workers' open ones
                                           * at the last px_workers_fold() */
     int applied_state;                   /* enum adm_state last applied (proxy/ops.c) */
-    struct px_tcp *tunnels;              /* TCP mode: list of open tunnels (borrowed) */
-    struct px_conn *conns;               /* HTTP mode: list of open connections (borrowed) */
+    struct list tunnels;                 /* TCP mode: the open tunnels (proxy/tcp.c) */
+    struct list conns;                   /* HTTP mode: the open connections (proxy/http.c) */
 };
 
 #define PX_SPARES 64
@@ -224,6 +229,9 @@ struct px_srv {
     struct px_workers *workers;          /* main loop: owned, the others; NULL
                                           * with one worker */
     struct px_srv *main_srv;             /* a worker's: the main loop's replica */
+    void (*drained)(struct px_srv *srv); /* stopping and the last connection
+                                          * closed (px_srv_conn_closed): set by
+                                          * proxy/worker.c; NULL: the loop exits */
     uint64_t accepted;                   /* connections this loop accepted */
     unsigned spliced, spliced_max;       /* TCP tunnels relaying by splice on this
                                           * loop, and the cap (proxy/tcp.c) */
@@ -232,8 +240,8 @@ struct px_srv {
     struct px_confref *cref;             /* one reference: the current generation */
     struct px_service **svcs;            /* owned, conf->nservices entries */
     unsigned nsvcs;
-    struct px_service *retired;          /* owned: services a reload removed that
-                                          * still have connections */
+    struct list retired;                 /* owned: services a reload removed that
+                                          * still have connections (px_srv_retire) */
     uint64_t conf_generation;            /* generation of <conf>: 1 at startup */
     uint64_t next_conn_id;
     uint64_t rng;                        /* splitmix64 state for random draws */
@@ -244,12 +252,12 @@ struct px_srv {
     struct px_access_log *access_log;    /* owned: "access_log"; NULL = off (the
                                           * data plane tests this pointer, nothing more) */
     struct h1_field *hfields;            /* owned: the loop's header field table
-                                          * (proxy/http.c, px_head_fields()): one head
+                                          * (proxy/http_conn.c, px_hc_fields()): one head
                                           * is parsed and rebuilt at a time per loop */
     unsigned hfields_n;                  /* entries of <hfields> */
     /* owned: spare client bufferevents (no socket), evbuffers (empty) and
      * access log path buffers that parked connections gave back, for the
-     * next connection or request of this loop (proxy/http.c); at most
+     * next connection or request of this loop (proxy/http_conn.c); at most
      * PX_SPARES of each */
     struct bufferevent *spare_bev[PX_SPARES];
     struct evbuffer *spare_evb[PX_SPARES];
@@ -310,10 +318,6 @@ void px_service_init(struct px_service *svc, struct px_srv *srv, struct px_confr
  * its checkers freed. */
 void px_service_free(struct px_service *svc);
 
-/* Listener callbacks, for a reload that creates or moves listeners. */
-struct evconnlistener *px_listener_new(struct px_srv *srv, const struct px_addr *a);
-void px_listener_attach(struct evconnlistener *l, struct px_service *svc);
-
 /* Installs <weight_bp>/<generation> as the service's new routing snapshot. */
 void px_service_publish(struct px_service *svc, uint32_t weight_bp, uint64_t generation);
 
@@ -325,58 +329,19 @@ void px_service_publish(struct px_service *svc, uint32_t weight_bp, uint64_t gen
 bool px_service_set_up(struct px_service *svc, enum rt_side side, unsigned server,
                        bool up, uint32_t weight_bp, uint64_t generation);
 
-/* Creates the listeners of every service. 0, or -1 with a logged error. */
-int px_srv_listen(struct px_srv *srv);
+/* Puts <svc>, which a reload removed, on srv->retired until its last
+ * connection ends (px_srv_conn_closed frees it then). */
+void px_srv_retire(struct px_srv *srv, struct px_service *svc);
 
-/* Stops accepting on every listener (shutdown, first step). */
-void px_srv_stop_listening(struct px_srv *srv);
+/* Takes the first service off srv->retired and returns it, or NULL when
+ * there is none (exit: every retired service is freed). */
+struct px_service *px_srv_retired_pop(struct px_srv *srv);
 
-/* Called by connections when they end; the loop exits once stopping and no
- * connection is left, and a retired service is freed with its last one
- * (touch nothing of <svc> after the call). */
+/* Called by connections when they end; once stopping and no connection is
+ * left, srv->drained() runs (the loop exits when there is none), and a
+ * retired service is freed with its last one (touch nothing of <svc> after
+ * the call). */
 void px_srv_conn_closed(struct px_srv *srv, struct px_service *svc);
-
-/* proxy/http.c: takes an accepted client socket <fd> of an HTTP service. */
-void px_http_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int salen);
-
-/* proxy/http.c: closes idle keep-alive client connections (shutdown). */
-void px_http_close_idle(struct px_service *svc);
-
-/* proxy/http.c: frees every connection at once (exit after the grace time). */
-void px_http_close_all(struct px_service *svc);
-
-/* Frees what proxy/http.c keeps per loop (the header field table and the
- * spare buffers); before the event base. */
-void px_http_loop_free(struct px_srv *srv);
-
-/* proxy/tcp.c: frees every tunnel at once (exit after the grace time). */
-void px_tcp_close_all(struct px_service *svc);
-
-/* proxy/pool.c: an idle keep-alive connection to <server> of <side>, with
- * no callbacks and no timeouts set (the caller owns it), or NULL. */
-struct bufferevent *px_pool_get(struct px_server_rt *server);
-
-/* proxy/pool.c: gives back <bev> after a clean exchange (the whole response
- * read, nothing pending either way). The pool owns it from here; it is freed
- * at once when the pool is full, the server is down or was detached by a
- * reload, or the daemon stops. */
-void px_pool_put(struct px_service *svc, struct px_server_rt *server,
-                 struct bufferevent *bev);
-
-/* proxy/pool.c: closes every idle connection to <side> (blue-green switch,
- * shutdown). */
-void px_pool_close_side(struct px_service *svc, enum rt_side side);
-
-/* proxy/pool.c: closes every idle connection to <server> of <side> (it was
- * marked down). */
-void px_pool_close_server(struct px_server_rt *server);
-
-/* proxy/tcp.c: takes an accepted client socket <fd> of a TCP service. */
-void px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int salen);
-
-/* proxy/tcp.c: blue-green: close the tunnels of <side> after <drain_s>
- * seconds (0: now). */
-void px_tcp_drain_side(struct px_service *svc, enum rt_side side, int drain_s);
 
 /* Formats the numeric address of <sa> into <buf> (no port). */
 void px_sockaddr_ip(const struct sockaddr *sa, char *buf, size_t len);

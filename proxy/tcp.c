@@ -2,7 +2,7 @@
  * tcp: TCP mode. The router decides once per connection (sticky by client
  * address, or a random draw), then bytes are relayed both ways with
  * backpressure: a side's reading stops while the other side's output holds
- * PX_TCP_HIGH_WM bytes and resumes when it drained to half of that. A
+ * PX_RELAY_HIGH_WM bytes and resumes when it drained to half of that. A
  * half-close is propagated: EOF from one peer becomes shutdown(SHUT_WR)
  * towards the other once everything before it was written. The tunnel ends
  * when both directions are finished, on an error, or after server_idle_ms
@@ -13,7 +13,8 @@
  * pipe has room and writes what it holds, and waits for the destination to
  * become writable only when the destination did not take all (so the
  * pipe's 64 KiB bound the backpressure). When a pipe cannot be made the
- * bufferevents relay (relay() below).
+ * bufferevents relay (proxy/relay.h, the relay of HTTP's upgrade tunnel
+ * too).
  *
  * Outcomes: a tunnel that connected counts as a success of its side (class
  * 2xx in the counters), a refused or timed-out connect as an error; a
@@ -34,13 +35,14 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include "lib/list.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "proxy/accesslog.h"
 #include "proxy/io.h"
+#include "proxy/relay.h"
 #include "proxy/server.h"
-
-#define PX_TCP_HIGH_WM (256u * 1024u)
+#include "proxy/tcp.h"
 
 #define PX_TF_CLOSE      0x01u  /* free when the last callback leaves */
 #define PX_TF_CONNECTED  0x02u  /* the upstream connect completed */
@@ -72,7 +74,7 @@ struct px_splice {
 };
 
 struct px_tcp {
-    struct px_tcp *next, *prev;      /* svc->tunnels list */
+    struct list link;                /* on svc->tunnels */
     struct px_service *svc;          /* borrowed; a retired service lives until
                                       * its last tunnel is gone */
     struct px_confref *cref;         /* one reference: the generation of <conf> */
@@ -172,12 +174,7 @@ tunnel_free(struct px_tcp *t)
         event_free(t->drain_timer);
     bind_server(t, NULL);
     px_confref_put(t->cref);
-    if (t->prev != NULL)
-        t->prev->next = t->next;
-    else
-        svc->tunnels = t->next;
-    if (t->next != NULL)
-        t->next->prev = t->prev;
+    list_unlink(&t->link);
     free(t);
     px_srv_conn_closed(svc->srv, svc);
 }
@@ -226,28 +223,12 @@ check_half_close(struct px_tcp *t)
         t->flags |= PX_TF_CLOSE;
 }
 
-/* Moves what <from> has read to <to>, with backpressure: straight to <to>'s
- * socket while its output is empty (the write event is armed only for what
- * the socket did not take); <from> then reads at most what <to>'s output
- * has room for below PX_TCP_HIGH_WM per read (io.h), and stops reading at
- * the limit. */
+/* Moves what <from> has read to <to>, with backpressure (relay.h). */
 static void
 relay(struct px_tcp *t, struct bufferevent *from, struct bufferevent *to)
 {
-    struct evbuffer *dst = bufferevent_get_output(to);
-    struct evbuffer *src = bufferevent_get_input(from);
-    size_t queued;
-
     t->last_io_ms = px_now_ms(t->svc->srv);
-    t->bytes[from == t->up] += evbuffer_get_length(src);
-    px_io_send(to, src);
-    queued = evbuffer_get_length(dst);
-    if (queued >= PX_TCP_HIGH_WM) {
-        bufferevent_disable(from, EV_READ);
-        bufferevent_setwatermark(to, EV_WRITE, PX_TCP_HIGH_WM / 2, 0);
-    } else {
-        px_io_read_size(from, PX_TCP_HIGH_WM - queued);
-    }
+    t->bytes[from == t->up] += px_relay_move(from, to);
 }
 
 static void
@@ -271,17 +252,14 @@ on_up_read(struct bufferevent *bev, void *arg)
     leave(t);
 }
 
-/* <bev> drained to its low watermark: let its peer read again (half of
- * PX_TCP_HIGH_WM is room for more than a read). */
+/* <bev> drained to its low watermark: let its peer read again unless it
+ * sent its EOF. */
 static void
 drained(struct px_tcp *t, struct bufferevent *bev, struct bufferevent *peer,
         unsigned peer_eof)
 {
     t->last_io_ms = px_now_ms(t->svc->srv);
-    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-    px_io_read_size(peer, PX_IO_READ_MAX);
-    if (!(t->flags & peer_eof))
-        bufferevent_enable(peer, EV_READ);
+    px_relay_drained(bev, peer, PX_IO_READ_MAX, !(t->flags & peer_eof));
     check_half_close(t);
 }
 
@@ -312,17 +290,10 @@ on_up_write(struct bufferevent *bev, void *arg)
 static void
 on_timeout(struct px_tcp *t, struct bufferevent *bev, short what)
 {
-    uint64_t idle_ms = t->conf->timeouts.server_idle_ms;
-
-    if (px_now_ms(t->svc->srv) - t->last_io_ms < idle_ms) {
-        /* libevent disabled the timed-out direction: re-enable it */
-        if ((what & BEV_EVENT_READING) &&
-            !(t->flags & (bev == t->down ? PX_TF_DOWN_EOF : PX_TF_UP_EOF)))
-            bufferevent_enable(bev, EV_READ);
-        if (what & BEV_EVENT_WRITING)
-            bufferevent_enable(bev, EV_WRITE);
+    if (!px_relay_timeout(bev, what, px_now_ms(t->svc->srv) - t->last_io_ms,
+                          t->conf->timeouts.server_idle_ms,
+                          !(t->flags & (bev == t->down ? PX_TF_DOWN_EOF : PX_TF_UP_EOF))))
         return;
-    }
     log_at(LL_DEBUG, "tcp", t->id, "tunnel to %s idle for %u ms: closed",
            server_addr(t)->text, t->conf->timeouts.server_idle_ms);
     t->flags |= PX_TF_CLOSE;
@@ -590,10 +561,7 @@ px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sal
         px_sockaddr_ip(sa, t->client_ip, sizeof(t->client_ip));
         t->client_port = px_sockaddr_port(sa);
     }
-    t->next = svc->tunnels;
-    if (svc->tunnels != NULL)
-        svc->tunnels->prev = t;
-    svc->tunnels = t;
+    list_push(&svc->tunnels, &t->link);
     t->down = bufferevent_socket_new(svc->srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (t->down == NULL) {
         evutil_closesocket(fd);
@@ -651,11 +619,12 @@ on_drain_timer(evutil_socket_t fd, short what, void *arg)
 void
 px_tcp_drain_side(struct px_service *svc, enum rt_side side, int drain_s)
 {
-    struct px_tcp *t, *next;
     struct timeval tv = { drain_s > 0 ? drain_s : 0, 0 };
+    struct list *pos, *next;
 
-    for (t = svc->tunnels; t != NULL; t = next) {
-        next = t->next;
+    list_for_each_safe(pos, next, &svc->tunnels) {
+        struct px_tcp *t = list_entry(pos, struct px_tcp, link);
+
         if (t->side != side || t->drain_timer != NULL)
             continue;
         t->drain_timer = evtimer_new(svc->srv->base, on_drain_timer, t);
@@ -667,6 +636,6 @@ px_tcp_drain_side(struct px_service *svc, enum rt_side side, int drain_s)
 void
 px_tcp_close_all(struct px_service *svc)
 {
-    while (svc->tunnels != NULL)
-        tunnel_free(svc->tunnels);
+    while (!list_empty(&svc->tunnels))
+        tunnel_free(list_entry(svc->tunnels.next, struct px_tcp, link));
 }

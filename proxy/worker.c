@@ -23,6 +23,7 @@
 #include "lib/xmalloc.h"
 #include "health/window.h"
 #include "proxy/accesslog.h"
+#include "proxy/listen.h"
 #include "proxy/server.h"
 #include "proxy/worker.h"
 
@@ -290,6 +291,15 @@ px_worker_drained(struct px_srv *w)
         ;
 }
 
+/* The main loop drained (srv->drained, with workers): it exits once every
+ * worker has too (on_drained() looks again when one does). */
+static void
+main_drained(struct px_srv *main)
+{
+    if (px_workers_drained(main))
+        event_base_loopexit(main->base, NULL);
+}
+
 static void
 on_drained(evutil_socket_t fd, short what, void *arg)
 {
@@ -316,6 +326,7 @@ replica_build(struct px_srv *m, struct px_worker *w, unsigned id)
     s->worker_id = id;
     s->nworkers = m->nworkers;
     s->main_srv = m;
+    s->drained = px_worker_drained;
     s->base = px_event_base_new();
     if (s->base == NULL) {
         log_at(LL_ERR, "worker", 0, "worker %u: cannot create its event loop", id);
@@ -363,27 +374,23 @@ static void
 replica_free(struct px_worker *w)
 {
     struct px_srv *s = &w->srv;
+    struct px_service *svc;
     unsigned i;
 
     s->freeing = true;
     for (i = 0; s->svcs != NULL && i < s->nsvcs; i++) {
-        px_http_close_all(s->svcs[i]);
-        px_tcp_close_all(s->svcs[i]);
+        px_service_close_conns(s->svcs[i]);
         px_service_free(s->svcs[i]);
     }
-    while (s->retired != NULL) {
-        struct px_service *svc = s->retired;
-
-        s->retired = svc->retired_next;
-        px_http_close_all(svc);
-        px_tcp_close_all(svc);
+    while ((svc = px_srv_retired_pop(s)) != NULL) {
+        px_service_close_conns(svc);
         px_service_free(svc);
     }
     free(s->svcs);
     s->svcs = NULL;
     px_access_log_free(s->access_log);
     s->access_log = NULL;
-    px_http_loop_free(s);
+    px_srv_loop_free(s);
     px_confref_put(s->cref);
     s->cref = NULL;
     if (w->wake != NULL)
@@ -436,6 +443,7 @@ px_workers_start(struct px_srv *main)
     ws->n = main->nworkers - 1;
     ws->w = xcalloc(ws->n, sizeof(*ws->w));
     main->workers = ws;
+    main->drained = main_drained;
     for (i = 0; i < ws->n; i++) {
         ws->w[i].all = ws;
         ws->w[i].efd = -1;
@@ -505,4 +513,5 @@ px_workers_free(struct px_srv *main)
     free(ws->w);
     free(ws);
     main->workers = NULL;
+    main->drained = NULL;
 }

@@ -32,6 +32,8 @@
 
 #include "health/window.h"
 #include "proxy/conf.h"
+#include "proxy/http.h"
+#include "proxy/listen.h"
 #include "proxy/server.h"
 #include "proxy/worker.h"
 

@@ -1,0 +1,28 @@
+/*
+ * http: HTTP mode, what the rest of the data plane sees of it: an accepted
+ * client socket becomes a connection of its service, and the connections
+ * of a service can be closed when idle (shutdown) or all at once (exit).
+ * How a connection serves its requests is in proxy/http.c.
+ */
+#ifndef CUTOVER_PROXY_HTTP_H
+#define CUTOVER_PROXY_HTTP_H
+
+struct px_service;
+struct px_srv;
+struct sockaddr;
+
+/* Takes an accepted client socket <fd> of an HTTP service. */
+void px_http_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int salen);
+
+/* Closes idle keep-alive client connections; the others close after their
+ * current request (shutdown, retired service). */
+void px_http_close_idle(struct px_service *svc);
+
+/* Frees every connection at once (exit after the grace time). */
+void px_http_close_all(struct px_service *svc);
+
+/* Frees what HTTP mode keeps per loop (the header field table and the
+ * spare buffers); after its last connection, before the event base. */
+void px_http_loop_free(struct px_srv *srv);
+
+#endif

@@ -1,0 +1,212 @@
+/*
+ * http_conn: what an HTTP connection holds, and its end (see http_conn.h).
+ * A connection takes its buffers from the loop's spares when a request
+ * needs them and gives them back when it parks or closes, so a busy
+ * keep-alive connection allocates nothing per request.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "lib/list.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+#include "proxy/accesslog.h"
+#include "proxy/http.h"
+#include "proxy/http_conn.h"
+#include "proxy/io.h"
+#include "proxy/server.h"
+
+const char *const px_cs_names[PX_CS__COUNT] = {
+    "read_head", "read_body", "connecting", "exchange", "tunnel", "draining", "closed",
+};
+
+const char *const px_cs_actions[PX_CS__COUNT] = {
+    "reading request head", "reading request body", "connecting to upstream",
+    "exchanging with upstream", "tunnelling", "flushing to client", "closed",
+};
+
+struct h1_field *
+px_hc_fields(struct px_srv *srv, unsigned n)
+{
+    if (srv->hfields_n < n) {
+        free(srv->hfields);
+        srv->hfields = xcalloc(n, sizeof(*srv->hfields));
+        srv->hfields_n = n;
+    }
+    return srv->hfields;
+}
+
+struct evbuffer *
+px_hc_evbuffer(struct px_conn *c, struct evbuffer **b)
+{
+    struct px_srv *srv = c->srv;
+
+    if (*b == NULL && srv->nspare_evb > 0)
+        *b = srv->spare_evb[--srv->nspare_evb];
+    if (*b == NULL && (*b = evbuffer_new()) == NULL) {
+        log_at(LL_ERR, "http", c->id, "out of memory");
+        abort();
+    }
+    return *b;
+}
+
+void
+px_hc_spare_evbuffer(struct px_srv *srv, struct evbuffer **b)
+{
+    if (*b == NULL)
+        return;
+    if (srv->nspare_evb < PX_SPARES) {
+        evbuffer_drain(*b, evbuffer_get_length(*b));
+        srv->spare_evb[srv->nspare_evb++] = *b;
+    } else {
+        evbuffer_free(*b);
+    }
+    *b = NULL;
+}
+
+struct bufferevent *
+px_hc_client_bev(struct px_srv *srv, evutil_socket_t fd)
+{
+    struct bufferevent *bev;
+
+    if (srv->nspare_bev == 0) {
+        if ((bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
+            return NULL;
+    } else {
+        bev = srv->spare_bev[--srv->nspare_bev];
+        bufferevent_setfd(bev, fd);
+    }
+    px_io_own_reads(bev);
+    return bev;
+}
+
+void
+px_hc_log_begin(struct px_conn *c, const struct h1_req *r)
+{
+    c->log_pending = true;
+    c->log_status = 0;
+    c->log_error = NULL;
+    c->log_why = RT_R_NONE;
+    c->log_method[0] = '\0';
+    c->log_path_len = 0;
+    c->log_t0_us = r != NULL ? c->t_req_us : px_now_us(c->srv);
+    if (r == NULL)
+        return;
+    snprintf(c->log_method, sizeof(c->log_method), "%.*s", (int)r->method.len, r->method.p);
+    if (c->log_path == NULL)
+        c->log_path = c->srv->nspare_path > 0 ? c->srv->spare_path[--c->srv->nspare_path]
+                                              : xmalloc(PX_ACCESS_LOG_PATH_MAX);
+    c->log_path_len = r->target.len;
+    memcpy(c->log_path, r->target.p,
+           r->target.len < PX_ACCESS_LOG_PATH_MAX ? r->target.len : PX_ACCESS_LOG_PATH_MAX);
+}
+
+void
+px_hc_log_request(struct px_conn *c, const char *ended)
+{
+    struct px_access_log *al = c->srv->access_log;
+    bool parsed = c->log_method[0] != '\0';
+    bool routed = c->side != RT_NONE && c->srt != NULL;
+    char client[96];
+
+    c->log_pending = false;
+    if (al == NULL)
+        return;                        /* a reload turned it off meanwhile */
+    px_access_log_write(al, &(struct px_access_rec){
+        .conn = c->id, .service = sconf(c)->name,
+        .client = px_access_client(c->client_ip, c->client_port, client, sizeof(client)),
+        .method = parsed ? c->log_method : NULL,
+        .path = parsed ? c->log_path : NULL, .path_len = c->log_path_len,
+        .status = c->log_status,
+        .side = routed ? rt_side_names[c->side] : NULL,
+        .server = routed ? c->srt->addr.text : NULL,
+        .why = routed && c->log_why != RT_R_NONE ? rt_reason_names[c->log_why] : NULL,
+        .bytes_in = parsed ? c->req.total : 0,
+        .bytes_out = c->res_head_done ? c->res.total : 0,
+        .duration_us = px_now_us(c->srv) - c->log_t0_us,
+        .error = c->log_error != NULL ? c->log_error : ended,
+    });
+}
+
+void
+px_hc_record(struct px_conn *c, int status, enum px_err err)
+{
+    if (c->res_recorded || c->side == RT_NONE)
+        return;
+    c->res_recorded = true;
+    c->log_status = status;
+    if (status == 0)
+        c->log_error = px_err_names[err];
+    px_service_record(c->svc, c->side, c->srt, status, err,
+                      px_now_us(c->srv) - c->t_req_us);
+}
+
+bool
+px_hc_refresh_conf(struct px_conn *c)
+{
+    struct px_service *svc = c->svc;
+
+    if (c->conf == svc->conf)
+        return true;
+    if (svc->conf->mode != PX_MODE_HTTP)
+        return false;
+    if (c->state == PX_CS_READ_HEAD && svc->conf->limits.head_bytes != c->conf->limits.head_bytes)
+        bufferevent_setwatermark(c->down, EV_READ, 0, svc->conf->limits.head_bytes);
+    px_confref_get(svc->cref);
+    px_confref_put(c->cref);
+    c->cref = svc->cref;
+    c->conf = svc->conf;
+    return true;
+}
+
+void
+px_hc_close(struct px_conn *c)
+{
+    struct px_service *svc = c->svc;
+
+    log_at(LL_DEBUG, "http", c->id, "closed after %u request(s) while %s",
+           c->nreq, px_cs_actions[c->state]);
+    if (c->log_pending)                /* a tunnel ended, or the client went away */
+        px_hc_log_request(c, c->log_status == 101 ? NULL : "client_closed");
+    c->state = PX_CS_CLOSED;
+    upstream_free(c);
+    if (c->down != NULL)
+        bufferevent_free(c->down);
+    if (c->head_timer != NULL) {
+        evutil_socket_t fd = event_get_fd(c->head_timer);
+
+        event_free(c->head_timer);
+        if (c->flags & PX_CF_PARKED)
+            evutil_closesocket(fd);    /* parked: the event held the socket */
+    }
+    if (c->up_head != NULL)
+        evbuffer_free(c->up_head);
+    if (c->req_buf != NULL)
+        evbuffer_free(c->req_buf);
+    free(c->log_path);
+    bind_server(c, NULL);
+    px_confref_put(c->cref);
+    list_unlink(&c->link);
+    free(c);
+    px_srv_conn_closed(svc->srv, svc);
+}
+
+void
+px_http_loop_free(struct px_srv *srv)
+{
+    while (srv->nspare_bev > 0)
+        bufferevent_free(srv->spare_bev[--srv->nspare_bev]);
+    while (srv->nspare_evb > 0)
+        evbuffer_free(srv->spare_evb[--srv->nspare_evb]);
+    while (srv->nspare_path > 0)
+        free(srv->spare_path[--srv->nspare_path]);
+    free(srv->hfields);
+    srv->hfields = NULL;
+    srv->hfields_n = 0;
+}

@@ -1,0 +1,295 @@
+/*
+ * http_conn: what the pieces of HTTP mode share, and no other file sees.
+ * An HTTP client connection (struct px_conn) is served by three files, each
+ * calling only those after it:
+ *
+ *   proxy/http.c       the connection's state machine: its callbacks, the
+ *                      request and response paths, the tunnel, parking
+ *   proxy/http_msg.c   the messages as the proxy rewrites them: the
+ *                      router's input, the rebuilt request and response
+ *                      heads, the bodies re-framed
+ *   proxy/http_conn.c  what a connection holds: buffers taken from and
+ *                      given back to the loop's spares, the loop's header
+ *                      field table, its access log line, its outcome, its
+ *                      conf generation, and its end
+ *
+ * The small helpers every piece uses on each request are inline here.
+ */
+#ifndef CUTOVER_PROXY_HTTP_CONN_H
+#define CUTOVER_PROXY_HTTP_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/time.h>
+
+#include <event2/bufferevent.h>
+#include <event2/util.h>
+
+#include "lib/http1.h"
+#include "lib/list.h"
+#include "proxy/relay.h"
+#include "proxy/server.h"
+
+struct evbuffer;
+struct event;
+
+enum px_conn_state {
+    PX_CS_READ_HEAD = 0,  /* waiting for or reading a request head */
+    PX_CS_READ_BODY,      /* buffering a small request body before connecting */
+    PX_CS_CONNECTING,     /* side and server chosen, upstream connect in flight */
+    PX_CS_EXCHANGE,       /* request body up, response head and body down */
+    PX_CS_TUNNEL,         /* after a 101: raw bytes both ways */
+    PX_CS_DRAINING,       /* flushing the last bytes to the client, then close */
+    PX_CS_CLOSED,         /* [terminal] resources released, struct awaits free */
+    PX_CS__COUNT
+};
+
+/* Per state: its name (the debug log of transitions) and what a connection
+ * in it is doing (log lines); defined in http_conn.c. */
+extern const char *const px_cs_names[PX_CS__COUNT];
+extern const char *const px_cs_actions[PX_CS__COUNT];
+
+#define PX_CF_CLOSE        0x01u  /* free when the last callback leaves */
+#define PX_CF_NO_KEEPALIVE 0x02u  /* close the client connection after this response */
+#define PX_CF_CLIENT_EOF   0x04u  /* the client half-closed its side */
+#define PX_CF_HEAD_TIMER   0x08u  /* the head timer runs for the current request */
+#define PX_CF_RES_STARTED  0x10u  /* response bytes of this request went to the client */
+#define PX_CF_RETRIED      0x20u  /* this request already used its connect retry */
+#define PX_CF_REQ_STREAMED 0x40u  /* request body bytes were sent without a copy kept for a retry */
+#define PX_CF_UP_REUSED    0x80u  /* the upstream connection came from the pool */
+#define PX_CF_STALE_RETRY  0x100u /* this request was resent after a stale pooled connection */
+#define PX_CF_RES_BYTES    0x200u /* the upstream sent at least one byte for this request */
+#define PX_CF_PARK_SOON    0x400u /* head_timer was activated to run park() */
+#define PX_CF_PARKED       0x800u /* parked: no bufferevent, head_timer watches the socket */
+
+enum px_out {
+    PX_OUT_PLAIN = 0,     /* move bytes as they are (Content-Length or close-delimited) */
+    PX_OUT_CHUNKED,       /* wrap every moved segment in a chunk */
+};
+
+/* Body state of one direction of the current exchange. */
+struct px_body {
+    enum h1_framing framing;
+    enum px_out out;
+    uint64_t left;               /* H1_BODY_LENGTH: bytes still to move */
+    uint64_t total;              /* bytes moved so far (payload) */
+    struct h1_chunked ck;        /* H1_BODY_CHUNKED: decoder state */
+    bool done;                   /* the whole body was moved */
+};
+
+/* What an idle (parked) connection holds is mostly this struct: its field
+ * order leaves no holes (448 bytes on LP64). */
+struct px_conn {
+    struct list link;                /* on svc->conns */
+    struct px_service *svc;          /* borrowed; a retired service lives until
+                                      * its last connection is gone */
+    struct px_srv *srv;              /* borrowed */
+    struct px_confref *cref;         /* one reference: the generation of <conf> */
+    const struct px_service_conf *conf;  /* the service's conf when this
+                                      * connection took it: at accept, then between
+                                      * requests (px_hc_refresh_conf) */
+    uint64_t id;
+    enum px_conn_state state;        /* written only by set_state() */
+    unsigned flags;                  /* PX_CF_* */
+    int busy;                        /* callbacks on the stack */
+    unsigned client_port;
+    struct bufferevent *down;        /* owned: the client; NULL while parked (it went
+                                      * back to the loop's spares) */
+    struct bufferevent *up;          /* owned: the upstream of the current request, or NULL */
+    struct event *head_timer;        /* owned: deadline of the phase; client_head_ms from
+                                      * the first byte of a head (READ_HEAD), or
+                                      * server_response_ms from the end of the request to
+                                      * the end of the response head (EXCHANGE); runs
+                                      * park() (PX_CF_PARK_SOON); while parked, the read
+                                      * event on the client socket */
+    char client_ip[64];
+
+    /* the current request */
+    unsigned nreq;                   /* requests served on this connection */
+    int req_minor;                   /* HTTP/1.<minor> of the client */
+    bool req_is_head;                /* method HEAD: the response has no body */
+    bool req_idempotent;             /* RFC 9110 9.2.2: may be resent */
+    bool req_upgrade;                /* Connection: upgrade + Upgrade: asked for */
+    bool fallback;
+    bool issue_cookie;
+    enum rt_side side;
+    uint32_t bucket;
+    struct px_body req;
+    struct evbuffer *up_head;        /* owned: rebuilt head, sent once connected; taken
+                                      * by a request, given back by park() */
+    struct evbuffer *req_buf;        /* owned: buffered small body; taken by the first
+                                      * body to buffer, given back by park() */
+    struct px_server_rt *srt;        /* one reference: the server of the current
+                                      * request, or NULL (RT_NONE side) */
+    uint64_t t_req_us;               /* head complete: latency reference */
+
+    /* the current response */
+    int res_status;
+    bool res_head_done;
+    bool res_recorded;               /* outcome reported to the service */
+    bool res_keep_alive;             /* the upstream connection may be reused */
+    bool log_pending;                /* access log: a request began and is not logged yet */
+    struct px_body res;
+    uint64_t last_io_ms;             /* tunnel: last byte either way */
+
+    /* the access log's view of the current request (kept only with an
+     * access log: px_hc_log_begin() sets log_pending, px_hc_log_request()
+     * clears it) */
+    int log_status;                  /* status sent to the client; 0 none yet */
+    enum rt_reason log_why;          /* the router's reason; RT_R_NONE: not routed */
+    const char *log_error;           /* static: what failed; NULL nothing known */
+    uint64_t log_t0_us;              /* px_now_us() when the request began */
+    char log_method[32];             /* "" when no head was parsed */
+    char *log_path;                  /* owned: PX_ACCESS_LOG_PATH_MAX bytes, or NULL;
+                                      * given back by park() */
+    size_t log_path_len;             /* length of the target (may exceed what is kept) */
+};
+
+/* The conf the connection took (not necessarily the service's current one). */
+static inline const struct px_service_conf *
+sconf(const struct px_conn *c)
+{
+    return c->conf;
+}
+
+/* The address of the current request's server. */
+static inline const struct px_addr *
+srt_addr(const struct px_conn *c)
+{
+    return &c->srt->addr;
+}
+
+/* <ms> milliseconds as a struct timeval. */
+static inline struct timeval
+ms_tv(unsigned ms)
+{
+    struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
+
+    return tv;
+}
+
+/* Frees <c> when the last callback of it leaves (http.c: leave()). */
+static inline void
+mark_close(struct px_conn *c)
+{
+    c->flags |= PX_CF_CLOSE;
+}
+
+/* Binds the current request to <s> (NULL: none). */
+static inline void
+bind_server(struct px_conn *c, struct px_server_rt *s)
+{
+    if (s != NULL)
+        px_server_rt_get(s);
+    px_server_rt_put(c->srt);
+    c->srt = s;
+}
+
+/* Closes the upstream connection of the current request, if any. */
+static inline void
+upstream_free(struct px_conn *c)
+{
+    if (c->up != NULL) {
+        bufferevent_free(c->up);
+        c->up = NULL;
+    }
+}
+
+/* ---- http_conn.c ------------------------------------------------------ */
+
+/* The header field table to parse one head with <n> fields at most. It is
+ * the loop's (struct px_srv), not a connection's: a head is parsed, used and
+ * rebuilt (request: routed, upstream head built, then drained; response:
+ * written to the client) within one callback, and the loop runs one callback
+ * at a time, so one table serves every connection of the loop. Nothing may
+ * keep a pointer into it past that callback; a worker thread gets its own
+ * struct px_srv and so its own table. */
+struct h1_field *px_hc_fields(struct px_srv *srv, unsigned n);
+
+/* *<b>, taken when a request first needs it (a spare of the loop, else a
+ * new one); a connection keeps it until it parks or closes. */
+struct evbuffer *px_hc_evbuffer(struct px_conn *c, struct evbuffer **b);
+
+/* Gives *<b> back to the loop's spares, emptied (or frees it); NULL after. */
+void px_hc_spare_evbuffer(struct px_srv *srv, struct evbuffer **b);
+
+/* A client bufferevent on <fd>, reading through io.h: a spare of the loop,
+ * else a new one. NULL when none can be allocated. */
+struct bufferevent *px_hc_client_bev(struct px_srv *srv, evutil_socket_t fd);
+
+/* The current request begins for the access log: a parsed head <r>, or,
+ * with <r> NULL, bytes the proxy refuses before they made a request. The
+ * head is drained before the request ends, so what the line needs of it is
+ * kept in <c>. Called only with an access log. */
+void px_hc_log_begin(struct px_conn *c, const struct h1_req *r);
+
+/* Writes the current request's access log line, once. <ended> is the error
+ * to report when the request itself knows of none (the connection ended
+ * under it). Call while the request's side and server are still bound. */
+void px_hc_log_request(struct px_conn *c, const char *ended);
+
+/* Records the outcome of the current request once. */
+void px_hc_record(struct px_conn *c, int status, enum px_err err);
+
+/* Between requests (no side, no server bound): takes the service's current
+ * conf when a reload changed it, so a keep-alive client gets the new
+ * timeouts, limits and routing keys from its next request on. Returns false
+ * when the connection cannot go on (the service is now a TCP service). */
+bool px_hc_refresh_conf(struct px_conn *c);
+
+/* Frees <c> and what it holds at once, and tells the service (which a
+ * retired service may not survive). Touch nothing of <c> after it. */
+void px_hc_close(struct px_conn *c);
+
+/* ---- http_msg.c ------------------------------------------------------- */
+
+/* Takes what the exchange needs of the parsed request head <r>: the
+ * client's version, what its method allows (HEAD, a resend), the upgrade
+ * asked for, keep-alive, and the framing of its body (c->req). */
+void px_hm_request(struct px_conn *c, const struct h1_req *r);
+
+/* Fills the router's input from the request. */
+void px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in);
+
+/* Rebuilds the upstream request head (without its framing line and final
+ * CRLF, added once the body framing is known) into c->up_head. */
+void px_hm_request_head(struct px_conn *c, const struct h1_req *r);
+
+/* Writes the final response head <r> to the client, rebuilt, and sets up
+ * the framing of the response body (c->res). */
+void px_hm_response_head(struct px_conn *c, const struct h1_resp *r);
+
+/* Writes an interim (1xx) response head <r> to the client. */
+void px_hm_interim_head(struct px_conn *c, const struct h1_resp *r);
+
+/* Writes the 101 response head <r> that opens a tunnel to <out>, with the
+ * protocol of its Upgrade field <u>. */
+void px_hm_upgrade_head(struct evbuffer *out, const struct h1_resp *r,
+                        const struct h1_field *u);
+
+/* Writes the response the proxy answers with itself, <status> with its
+ * reason phrase <text> as the body, the connection to be closed after it. */
+void px_hm_error(struct evbuffer *out, int status, const char *text);
+
+/* Moves <n> bytes from <src> to <dst>, wrapped in a chunk when <out> says. */
+void px_hm_move(struct evbuffer *src, struct evbuffer *dst, size_t n, enum px_out out);
+
+/* Moves what is available of body <b> from <src> to <dst>, re-framed, at
+ * most until <dst> holds <upto> bytes. Returns 0, or -1 on a framing error.
+ * Sets b->done at the end of a length or chunked body (the end of a
+ * close-delimited body is the caller's EOF). */
+int px_hm_body_upto(struct px_body *b, struct evbuffer *src, struct evbuffer *dst,
+                    size_t upto);
+
+/* px_hm_body_upto() with the back-pressure limit. */
+static inline int
+px_hm_body(struct px_body *b, struct evbuffer *src, struct evbuffer *dst)
+{
+    return px_hm_body_upto(b, src, dst, PX_RELAY_HIGH_WM);
+}
+
+/* Appends the contents of <kept> to <out> without consuming <kept>. */
+void px_hm_send_kept(struct evbuffer *out, struct evbuffer *kept);
+
+#endif

@@ -1,0 +1,327 @@
+/*
+ * http_msg: the HTTP/1.1 messages as the proxy rewrites them (see
+ * http_conn.h): what the router reads of a request, the upstream request
+ * head rebuilt (hop-by-hop fields dropped, X-Forwarded-For and -Proto
+ * added, the upgrade asked for kept), the response heads rebuilt for the
+ * client (framing regenerated, the sticky cookie issued, the connection's
+ * fate said), and bodies moved between evbuffers re-framed, never copied.
+ * Nothing here moves the state machine (http.c): no state, timeout,
+ * callback or event of a connection is set here.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "lib/http1.h"
+#include "proxy/http_conn.h"
+#include "proxy/server.h"
+#include "router/router.h"
+
+static struct h1_iov
+field_value(const struct h1_req *r, const char *name)
+{
+    const struct h1_field *f = h1_field_find(r->fields, r->nfields, name);
+    struct h1_iov none = { NULL, 0 };
+
+    return f != NULL ? f->value : none;
+}
+
+void
+px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in)
+{
+    const struct rt_conf *rc = &sconf(c)->route;
+    struct h1_iov v;
+    size_t i;
+
+    memset(in, 0, sizeof(*in));
+    in->rand = px_srv_rand(c->srv);
+    switch (rc->sticky_by) {
+    case RT_STICKY_NONE:
+        break;
+    case RT_STICKY_COOKIE:
+        for (i = 0; i < r->nfields; i++) {
+            if (!h1_iov_eq(r->fields[i].name, "cookie"))
+                continue;
+            v = h1_cookie_find(r->fields[i].value, rc->sticky_name);
+            if (v.p != NULL && rt_bucket_parse(v.p, v.len, &in->cookie_bucket) == 0) {
+                in->has_cookie_bucket = true;
+                break;
+            }
+        }
+        break;
+    case RT_STICKY_HEADER:
+        v = field_value(r, rc->sticky_name);
+        if (v.p != NULL && v.len > 0) {
+            in->sticky_key = v.p;
+            in->sticky_len = v.len;
+        }
+        break;
+    case RT_STICKY_CLIENT_IP:
+        in->sticky_key = c->client_ip;
+        in->sticky_len = strlen(c->client_ip);
+        break;
+    }
+    if (rc->has_override) {
+        v = field_value(r, rc->override_header);
+        if (v.p != NULL) {
+            in->override_val = v.p;
+            in->override_len = v.len;
+        }
+    }
+}
+
+void
+px_hm_request(struct px_conn *c, const struct h1_req *r)
+{
+    c->req_minor = r->minor;
+    c->req_is_head = h1_method_eq(r->method, "HEAD");
+    c->req_idempotent = h1_method_idempotent(r->method);
+    c->req_upgrade = r->upgrade && h1_field_find(r->fields, r->nfields, "upgrade") != NULL;
+    if (!r->keep_alive)
+        c->flags |= PX_CF_NO_KEEPALIVE;
+    memset(&c->req, 0, sizeof(c->req));
+    c->req.framing = r->framing;
+    c->req.left = r->framing == H1_BODY_LENGTH ? r->content_length : 0;
+    c->req.out = r->framing == H1_BODY_CHUNKED ? PX_OUT_CHUNKED : PX_OUT_PLAIN;
+    h1_chunked_init(&c->req.ck);
+    c->req.ck.max_ext = sconf(c)->limits.chunk_ext_bytes;
+    c->req.done = r->framing == H1_BODY_NONE ||
+                  (r->framing == H1_BODY_LENGTH && r->content_length == 0);
+}
+
+void
+px_hm_request_head(struct px_conn *c, const struct h1_req *r)
+{
+    struct evbuffer *h = px_hc_evbuffer(c, &c->up_head);
+    const struct px_addr *srv = srt_addr(c);
+    bool have_xff = false;
+    size_t i;
+
+    evbuffer_drain(h, evbuffer_get_length(h));
+    evbuffer_add(h, r->method.p, r->method.len);
+    evbuffer_add(h, " ", 1);
+    evbuffer_add(h, r->target.p, r->target.len);
+    evbuffer_add(h, " HTTP/1.1\r\n", 11);
+    if (r->host.len == 0)
+        evbuffer_add_printf(h, "Host: %s\r\n", srv->text);
+    for (i = 0; i < r->nfields; i++) {
+        const struct h1_field *f = &r->fields[i];
+
+        if ((f->flags & H1_FF_HOP) || h1_iov_eq(f->name, "x-forwarded-for") ||
+            h1_iov_eq(f->name, "x-forwarded-proto") ||
+            (r->expect_continue && h1_iov_eq(f->name, "expect")))
+            continue;
+        evbuffer_add(h, f->name.p, f->name.len);
+        evbuffer_add(h, ": ", 2);
+        evbuffer_add(h, f->value.p, f->value.len);
+        evbuffer_add(h, "\r\n", 2);
+    }
+    /* X-Forwarded-For: every earlier hop, then the client we saw */
+    for (i = 0; i < r->nfields; i++) {
+        const struct h1_field *f = &r->fields[i];
+
+        if (!h1_iov_eq(f->name, "x-forwarded-for") || f->value.len == 0)
+            continue;
+        evbuffer_add(h, have_xff ? ", " : "X-Forwarded-For: ", have_xff ? 2 : 17);
+        evbuffer_add(h, f->value.p, f->value.len);
+        have_xff = true;
+    }
+    evbuffer_add_printf(h, "%s%s\r\nX-Forwarded-Proto: http\r\n",
+                        have_xff ? ", " : "X-Forwarded-For: ", c->client_ip);
+    if (c->req_upgrade) {
+        const struct h1_field *u = h1_field_find(r->fields, r->nfields, "upgrade");
+
+        evbuffer_add(h, "Connection: upgrade\r\nUpgrade: ", 30);
+        evbuffer_add(h, u->value.p, u->value.len);
+        evbuffer_add(h, "\r\n", 2);
+    }
+}
+
+static void
+write_fields(struct evbuffer *out, const struct h1_resp *r)
+{
+    size_t i;
+
+    for (i = 0; i < r->nfields; i++) {
+        const struct h1_field *f = &r->fields[i];
+
+        if (f->flags & H1_FF_HOP)
+            continue;
+        evbuffer_add(out, f->name.p, f->name.len);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, f->value.p, f->value.len);
+        evbuffer_add(out, "\r\n", 2);
+    }
+}
+
+void
+px_hm_response_head(struct px_conn *c, const struct h1_resp *r)
+{
+    struct evbuffer *out = bufferevent_get_output(c->down);
+    const struct rt_conf *rc = &sconf(c)->route;
+    bool chunk_ok = c->req_minor == 1;
+    size_t i;
+
+    c->res.framing = r->framing;
+    c->res.left = r->framing == H1_BODY_LENGTH ? r->content_length : 0;
+    c->res.out = PX_OUT_PLAIN;
+    if (r->framing == H1_BODY_CHUNKED || r->framing == H1_BODY_CLOSE) {
+        if (chunk_ok)
+            c->res.out = PX_OUT_CHUNKED;
+        else
+            c->flags |= PX_CF_NO_KEEPALIVE;   /* HTTP/1.0: delimit by close */
+    }
+    if (!c->req.done)
+        c->flags |= PX_CF_NO_KEEPALIVE;
+
+    evbuffer_add_printf(out, "HTTP/1.1 %d ", r->status);
+    evbuffer_add(out, r->reason.p, r->reason.len);
+    evbuffer_add(out, "\r\n", 2);
+    /* like write_fields(), but a HEAD or 304 answer keeps its length */
+    for (i = 0; i < r->nfields; i++) {
+        const struct h1_field *f = &r->fields[i];
+
+        /* a HEAD or 304 answer keeps the length of the representation */
+        if ((f->flags & H1_FF_HOP) &&
+            !(r->framing == H1_BODY_NONE && h1_iov_eq(f->name, "content-length")))
+            continue;
+        evbuffer_add(out, f->name.p, f->name.len);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, f->value.p, f->value.len);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    if (r->framing == H1_BODY_LENGTH)
+        evbuffer_add_printf(out, "Content-Length: %" PRIu64 "\r\n", r->content_length);
+    else if (c->res.out == PX_OUT_CHUNKED)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    if (c->issue_cookie)
+        evbuffer_add_printf(out, "Set-Cookie: %s=%u; Path=/; Max-Age=2592000; HttpOnly; "
+                            "SameSite=Lax\r\n", rc->sticky_name, (unsigned)c->bucket);
+    if (c->flags & (PX_CF_NO_KEEPALIVE | PX_CF_CLIENT_EOF))
+        evbuffer_add(out, "Connection: close\r\n", 19);
+    else if (c->req_minor == 0)
+        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    evbuffer_add(out, "\r\n", 2);
+    c->flags |= PX_CF_RES_STARTED;
+}
+
+void
+px_hm_interim_head(struct px_conn *c, const struct h1_resp *r)
+{
+    struct evbuffer *out = bufferevent_get_output(c->down);
+
+    evbuffer_add_printf(out, "HTTP/1.1 %d ", r->status);
+    evbuffer_add(out, r->reason.p, r->reason.len);
+    evbuffer_add(out, "\r\n", 2);
+    write_fields(out, r);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+void
+px_hm_upgrade_head(struct evbuffer *out, const struct h1_resp *r, const struct h1_field *u)
+{
+    evbuffer_add(out, "HTTP/1.1 101 Switching Protocols\r\n", 34);
+    write_fields(out, r);
+    evbuffer_add(out, "Connection: upgrade\r\nUpgrade: ", 30);
+    evbuffer_add(out, u->value.p, u->value.len);
+    evbuffer_add(out, "\r\n\r\n", 4);
+}
+
+void
+px_hm_error(struct evbuffer *out, int status, const char *text)
+{
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\n"
+                        "Content-Type: text/plain\r\n"
+                        "Content-Length: %zu\r\n"
+                        "%s"
+                        "Connection: close\r\n\r\n%s\n",
+                        status, text, strlen(text) + 1,
+                        status == 503 ? "Retry-After: 1\r\n" : "", text);
+}
+
+void
+px_hm_move(struct evbuffer *src, struct evbuffer *dst, size_t n, enum px_out out)
+{
+    if (n == 0)
+        return;
+    if (out == PX_OUT_CHUNKED)
+        evbuffer_add_printf(dst, "%zx\r\n", n);
+    evbuffer_remove_buffer(src, dst, n);
+    if (out == PX_OUT_CHUNKED)
+        evbuffer_add(dst, "\r\n", 2);
+}
+
+int
+px_hm_body_upto(struct px_body *b, struct evbuffer *src, struct evbuffer *dst, size_t upto)
+{
+    while (!b->done && evbuffer_get_length(dst) < upto) {
+        size_t avail = evbuffer_get_length(src), n, used = 0;
+        struct evbuffer_iovec v;
+
+        switch (b->framing) {
+        case H1_BODY_NONE:
+            b->done = true;
+            return 0;
+        case H1_BODY_LENGTH:
+            if (b->left == 0) {
+                b->done = true;
+                return 0;
+            }
+            if (avail == 0)
+                return 0;
+            n = avail < b->left ? avail : (size_t)b->left;
+            px_hm_move(src, dst, n, b->out);
+            b->left -= n;
+            b->total += n;
+            break;
+        case H1_BODY_CLOSE:
+            if (avail == 0)
+                return 0;
+            b->total += avail;
+            px_hm_move(src, dst, avail, b->out);
+            break;
+        case H1_BODY_CHUNKED:
+            if (avail == 0)
+                return 0;
+            if (b->ck.data_left > 0) {
+                n = avail < b->ck.data_left ? avail : (size_t)b->ck.data_left;
+                px_hm_move(src, dst, n, b->out);
+                h1_chunked_data_consumed(&b->ck, n);
+                b->total += n;
+                break;
+            }
+            if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
+                return 0;
+            switch (h1_chunked_parse(&b->ck, v.iov_base, v.iov_len, &used)) {
+            case H1_CHUNK_BAD:
+                return -1;
+            case H1_CHUNK_DONE:
+                b->done = true;
+                if (b->out == PX_OUT_CHUNKED)
+                    evbuffer_add(dst, "0\r\n\r\n", 5);
+                break;
+            case H1_CHUNK_AGAIN:
+            case H1_CHUNK_DATA:
+                break;
+            }
+            evbuffer_drain(src, used);
+            break;
+        }
+    }
+    return 0;
+}
+
+void
+px_hm_send_kept(struct evbuffer *out, struct evbuffer *kept)
+{
+    size_t n = kept != NULL ? evbuffer_get_length(kept) : 0;
+
+    if (n == 0)
+        return;
+    if (evbuffer_add_buffer_reference(out, kept) < 0)
+        evbuffer_add(out, evbuffer_pullup(kept, -1), n);   /* bounded: head or small body */
+}

@@ -1,0 +1,36 @@
+/*
+ * pool: the idle keep-alive connections to the upstream servers, kept per
+ * server runtime (struct px_server_rt) and reused most recent first. HTTP
+ * mode takes a connection before it connects and gives it back after a
+ * clean exchange; a server going down, a switch, a reload and a shutdown
+ * close what is idle. How an idle connection is watched is in
+ * proxy/pool.c.
+ */
+#ifndef CUTOVER_PROXY_POOL_H
+#define CUTOVER_PROXY_POOL_H
+
+#include "router/router.h"
+
+struct bufferevent;
+struct px_server_rt;
+struct px_service;
+
+/* An idle keep-alive connection to <server>, with no callbacks and no
+ * timeouts set (the caller owns it), or NULL. */
+struct bufferevent *px_pool_get(struct px_server_rt *server);
+
+/* Gives back <bev> after a clean exchange (the whole response read,
+ * nothing pending either way). The pool owns it from here; it is freed at
+ * once when the pool is full, the server is down or was detached by a
+ * reload, or the daemon stops. */
+void px_pool_put(struct px_service *svc, struct px_server_rt *server,
+                 struct bufferevent *bev);
+
+/* Closes every idle connection to <side> (blue-green switch, shutdown). */
+void px_pool_close_side(struct px_service *svc, enum rt_side side);
+
+/* Closes every idle connection to <server> (it was marked down, detached
+ * or freed) and frees the pool's spare list nodes. */
+void px_pool_close_server(struct px_server_rt *server);
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * tcp: TCP mode, what the rest of the data plane sees of it: an accepted
+ * client socket becomes a tunnel to one server, chosen once per
+ * connection; a blue-green switch drains the tunnels of a side, and the
+ * tunnels of a service can be closed all at once (exit). How a tunnel
+ * relays is in proxy/tcp.c.
+ */
+#ifndef CUTOVER_PROXY_TCP_H
+#define CUTOVER_PROXY_TCP_H
+
+#include "router/router.h"
+
+struct px_service;
+struct sockaddr;
+
+/* Takes an accepted client socket <fd> of a TCP service. */
+void px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int salen);
+
+/* Blue-green: closes the tunnels of <side> after <drain_s> seconds (0: now). */
+void px_tcp_drain_side(struct px_service *svc, enum rt_side side, int drain_s);
+
+/* Frees every tunnel at once (exit after the grace time). */
+void px_tcp_close_all(struct px_service *svc);
+
+#endif
