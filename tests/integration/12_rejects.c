@@ -251,20 +251,14 @@ start(void **state, unsigned nservers, const char *extra)
 static long
 backends_sum(struct fx *f, const char *key)
 {
-    long sum = 0;
+    long sum = 0, v;
     unsigned s, i;
 
     for (s = 0; s < 2; s++) {
         for (i = 0; i < f->nservers; i++) {
-            json_t *j = h_backend_stats(f->port[s][i]);
-            json_t *v = j != NULL ? json_object_get(j, key) : NULL;
-
-            if (!json_is_integer(v)) {
-                json_decref(j);
+            if ((v = h_backend_stat(f->port[s][i], key)) < 0)
                 return -1;
-            }
-            sum += (long)json_integer_value(v);
-            json_decref(j);
+            sum += v;
         }
     }
     return sum;

@@ -425,20 +425,6 @@ test_bad_requests(void **state)
     assert_int_equal(call(x, "GET", "/status", NULL, NULL, NULL), 200);
 }
 
-/* Waits (10 s at most) for <pid> to exit; returns its exit code (-1: did not). */
-static int
-wait_exit(pid_t pid)
-{
-    int st = -1, i;
-
-    for (i = 0; i < 1000; i++) {
-        if (!h_alive(pid, &st))
-            return st;
-        h_sleep_ms(10);
-    }
-    return -1;
-}
-
 static void
 test_token_file_mode_refused(void **state)
 {
@@ -452,7 +438,7 @@ test_token_file_mode_refused(void **state)
     assert_int_equal(chmod(x->tokens, 0644), 0);
     pid = h_spawn(argv, f->log);
     assert_true(pid > 0);
-    assert_int_equal(wait_exit(pid), 1);
+    assert_int_equal(h_wait_exit(pid, 10000), 1);
     log = h_read_file(f->log);
     assert_non_null(strstr(log, x->tokens));
     assert_non_null(strstr(log, "mode 0644"));
@@ -462,26 +448,26 @@ test_token_file_mode_refused(void **state)
     /* -t reports it too */
     pid = h_spawn(argv_t, f->log);
     assert_true(pid > 0);
-    assert_int_equal(wait_exit(pid), 1);
+    assert_int_equal(h_wait_exit(pid, 10000), 1);
 
     /* and with the mode fixed, -t passes */
     assert_int_equal(chmod(x->tokens, 0600), 0);
     pid = h_spawn(argv_t, f->log);
     assert_true(pid > 0);
-    assert_int_equal(wait_exit(pid), 0);
+    assert_int_equal(h_wait_exit(pid, 10000), 0);
 
     /* a missing token file: -t warns (secrets come later), the daemon refuses */
     assert_int_equal(unlink(x->tokens), 0);
     unlink(f->log);
     pid = h_spawn(argv_t, f->log);
     assert_true(pid > 0);
-    assert_int_equal(wait_exit(pid), 0);
+    assert_int_equal(h_wait_exit(pid, 10000), 0);
     log = h_read_file(f->log);
     assert_non_null(strstr(log, "does not exist (yet)"));
     free(log);
     pid = h_spawn(argv, f->log);
     assert_true(pid > 0);
-    assert_int_equal(wait_exit(pid), 1);
+    assert_int_equal(h_wait_exit(pid, 10000), 1);
     log = h_read_file(f->log);
     assert_non_null(strstr(log, "cannot open the token file"));
     free(log);
@@ -500,7 +486,7 @@ check_conf(struct hx *x, const char *conf_text, char **log)
     unlink(f->log);
     pid = h_spawn(argv, f->log);
     assert_true(pid > 0);
-    rc = wait_exit(pid);
+    rc = h_wait_exit(pid, 10000);
     *log = h_read_file(f->log);
     assert_non_null(*log);
     return rc;

@@ -482,24 +482,6 @@ test_access_log_tcp(void **state)
     }
 }
 
-/* Runs cutoverd -t -c <conf>; its output goes to <out>. Returns the exit code. */
-static int
-check_conf(const char *conf, char *out, size_t outlen)
-{
-    char cmd[2048];
-    FILE *p;
-    size_t n;
-    int st;
-
-    snprintf(cmd, sizeof(cmd), "'%s' -t -c '%s' 2>&1", h_bin("cutoverd"), conf);
-    p = popen(cmd, "r");
-    assert_non_null(p);
-    n = fread(out, 1, outlen - 1, p);
-    out[n] = '\0';
-    st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void
 test_access_log_config_errors(void **state)
 {
@@ -526,7 +508,7 @@ test_access_log_config_errors(void **state)
                  "    \"legacy\": {\"servers\": [\"127.0.0.1:2\"]},\n"
                  "    \"new\": {\"servers\": [\"127.0.0.1:3\"]}}]}\n", cases[i].value);
         assert_int_equal(h_write_file(conf, text), 0);
-        if (check_conf(conf, out, sizeof(out)) != 1 || strstr(out, cases[i].expect) == NULL)
+        if (h_cutoverd_check(conf, out, sizeof(out)) != 1 || strstr(out, cases[i].expect) == NULL)
             fail_msg("access_log %s: expected \"%s\", got: %s", cases[i].value,
                      cases[i].expect, out);
     }
@@ -535,8 +517,6 @@ test_access_log_config_errors(void **state)
     {
         char log[600], sock[600];
         char *argv[] = { (char *)h_bin("cutoverd"), "-c", conf, NULL };
-        long long until = h_now_ms() + 10000;
-        int status = -1;
         pid_t pid;
         char *logtext;
 
@@ -552,9 +532,7 @@ test_access_log_config_errors(void **state)
         assert_int_equal(h_write_file(conf, text), 0);
         pid = h_spawn(argv, log);
         assert_true(pid > 0);
-        while (h_alive(pid, &status) && h_now_ms() < until)
-            h_sleep_ms(20);
-        assert_int_equal(status, 1);
+        assert_int_equal(h_wait_exit(pid, 10000), 1);
         logtext = h_read_file(log);
         assert_non_null(logtext);
         if (strstr(logtext, "no/such/dir/a.log: cannot open: No such file or directory") == NULL)

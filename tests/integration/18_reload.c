@@ -559,18 +559,6 @@ test_health_checks_across_reloads(void **state)
     stop_clean(f);
 }
 
-/* Reads exactly <n> bytes from <fd>; returns the count read. */
-static size_t
-read_n(int fd, char *buf, size_t n)
-{
-    size_t got = 0;
-    ssize_t k;
-
-    while (got < n && (k = read(fd, buf + got, n - got)) > 0)
-        got += (size_t)k;
-    return got;
-}
-
 /* TCP mode: a tunnel to a server that a reload removes keeps relaying. */
 static void
 test_tcp_tunnel_survives_reload(void **state)
@@ -587,21 +575,21 @@ test_tcp_tunnel_survives_reload(void **state)
     assert_int_equal(fx_start_proxy(f, 17), 0);
     fd = h_connect(f->proxy_port);
     assert_true(fd >= 0);
-    assert_int_equal(read_n(fd, buf, 5), 5);
+    assert_int_equal(h_recv_n(fd, buf, 5), 5);
     assert_memory_equal(buf, "new2\n", 5);
     assert_int_equal(h_send_all(fd, "hello", 5), 0);
-    assert_int_equal(read_n(fd, buf, 5), 5);
+    assert_int_equal(h_recv_n(fd, buf, 5), 5);
     assert_memory_equal(buf, "hello", 5);
 
     conf_write(f, "", be(f, 1, 0, n0, sizeof(n0)),
                ",\n    \"mode\": \"tcp\", \"weight\": 100", "");
     fx_reload_ok(f, WAIT_MS, 2);
     assert_int_equal(h_send_all(fd, "again", 5), 0);
-    assert_int_equal(read_n(fd, buf, 5), 5);
+    assert_int_equal(h_recv_n(fd, buf, 5), 5);
     assert_memory_equal(buf, "again", 5);
     fd2 = h_connect(f->proxy_port);
     assert_true(fd2 >= 0);
-    assert_int_equal(read_n(fd2, buf, 4), 4);
+    assert_int_equal(h_recv_n(fd2, buf, 4), 4);
     assert_memory_equal(buf, "new\n", 4);
     close(fd2);
     close(fd);

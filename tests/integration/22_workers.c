@@ -346,21 +346,6 @@ auto_rollbacks(struct fx *f)
     return all;
 }
 
-/* Waits until <pid> exits, up to the monotonic time <deadline_ms>: its exit
- * status, or -1 when it still runs. */
-static int
-wait_exit(pid_t pid, long long deadline_ms)
-{
-    int status = -1;
-
-    while (h_alive(pid, &status)) {
-        if (h_now_ms() >= deadline_ms)
-            return -1;
-        h_sleep_ms(10);
-    }
-    return status;
-}
-
 /* SIGTERM: cutoverd drains both workers and exits 0 (under the sanitizers
  * an error or a leak in either makes that fail). */
 static void
@@ -662,7 +647,7 @@ test_graceful_stop(void **state)
     assert_string_equal(r.body, "legacy\n");
     h_resp_free(&r);
 
-    rc = wait_exit(f->proxy, t0 + GRACE_MS);
+    rc = h_wait_exit(f->proxy, (int)(t0 + GRACE_MS - h_now_ms()));
     if (rc != 0) {
         h_dump_file(f->log, 4000);
         fail_msg("cutoverd: exit %d (-1: still running %lld ms after SIGTERM)", rc,
@@ -699,7 +684,7 @@ test_second_daemon_refused(void **state)
     conf_write_to(f, conf2, sock2, 0, state2, audit2, listen, ",\n    \"weight\": 100");
     pid2 = h_spawn(argv, log2);
     assert_true(pid2 > 0);
-    rc = wait_exit(pid2, h_now_ms() + WAIT_MS);
+    rc = h_wait_exit(pid2, WAIT_MS);
     log = h_read_file(log2);
     assert_non_null(log);
     if (rc <= 0 || strstr(log, "cannot listen on") == NULL) {
