@@ -1404,3 +1404,28 @@ h_cutoverd_start(const char *conf, const char *log, const char *admin_sock, int 
     h_dump_file(log, 8192);
     return -1;
 }
+
+/* ---- JSON ------------------------------------------------------------ */
+
+json_t *
+h_json_at(const json_t *root, const char *path)
+{
+    json_t *v = (json_t *)root;
+    const char *p = path;
+    char key[256];
+
+    while (v != NULL && *p != '\0') {
+        size_t n = strcspn(p, ".");
+
+        if (n >= sizeof(key))
+            return NULL;
+        memcpy(key, p, n);
+        key[n] = '\0';
+        p += n + (p[n] == '.');
+        if (json_is_array(v) && n > 0 && strspn(key, "0123456789") == n)
+            v = json_array_get(v, strtoul(key, NULL, 10));
+        else
+            v = json_object_get(v, key);
+    }
+    return v;
+}

@@ -3,8 +3,8 @@
  * to them: paths of the built binaries, temporary directories, free loopback
  * ports, spawning and stopping processes (each in its own process group,
  * killed with the test), waiting for readiness, the test backend's control
- * API, a blocking raw-socket HTTP/1.1 client, and runs of cutoverctl and
- * cutoverd -t.
+ * API, a blocking raw-socket HTTP/1.1 client, runs of cutoverctl and
+ * cutoverd -t, and a JSON path reader.
  * Blocking and single-threaded on purpose: a test is a script. Every failure
  * prints what failed (port, path, errno) on stderr before returning -1/NULL,
  * so a failing assertion explains itself.
@@ -234,5 +234,12 @@ int h_cutoverd_check(const char *conf, char *out, size_t outlen);
  * killed. */
 pid_t h_cutoverd_start(const char *conf, const char *log, const char *admin_sock,
                        int port);
+
+/* ---- JSON ------------------------------------------------------------ */
+
+/* The value at <path> below <root>: keys joined by dots, a component of
+ * digits alone indexing an array ("new.servers.0.up"; "" is <root>).
+ * Borrowed from <root>; NULL when any step is missing. */
+json_t *h_json_at(const json_t *root, const char *path);
 
 #endif

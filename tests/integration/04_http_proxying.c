@@ -20,12 +20,8 @@
 static struct fx *
 start(void **state, unsigned nservers, const char *extra)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    assert_int_equal(fx_init(f, false, nservers, extra), 0);
-    assert_int_equal(fx_start_proxy(f, 7), 0);
-    return f;
+    assert_int_equal(fx_open(state, false, nservers, extra, 7), 0);
+    return *state;
 }
 
 static void

@@ -19,12 +19,8 @@
 static struct fx *
 start(void **state)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    assert_int_equal(fx_init(f, true, 1, NULL), 0);
-    assert_int_equal(fx_start_proxy(f, 99), 0);
-    return f;
+    assert_int_equal(fx_open(state, true, 1, NULL, 99), 0);
+    return *state;
 }
 
 /* Opens a tunnel and returns which side answered (0 legacy, 1 new, -1). */
@@ -98,29 +94,20 @@ static void
 test_tcp_connect_failure_counted(void **state)
 {
     struct fx *f = start(state);
-    json_t *root, *svc, *cnt;
     char b[8];
     int fd;
 
     /* one full tunnel first: the readiness probe's connection was accepted
      * before it, so no earlier connect can land after the backend stops */
     assert_int_equal(tunnel_side(f), 0);
-    svc = fx_status(f, &root);
-    assert_non_null(svc);
-    cnt = json_object_get(json_object_get(json_object_get(svc, "legacy"), "counters"), "errors");
-    assert_int_equal(json_integer_value(json_object_get(cnt, "connect")), 0);
-    json_decref(root);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.connect"), 0);
     assert_int_equal(h_stop(f->backend[0][0], SIGTERM, 5000), 0);
     fd = h_connect(f->proxy_port);
     assert_true(fd >= 0);
     /* the proxy closes the client when the backend refuses */
     assert_int_equal(h_recv_n(fd, b, sizeof(b)), 0);
     close(fd);
-    svc = fx_status(f, &root);
-    assert_non_null(svc);
-    cnt = json_object_get(json_object_get(json_object_get(svc, "legacy"), "counters"), "errors");
-    assert_int_equal(json_integer_value(json_object_get(cnt, "connect")), 1);
-    json_decref(root);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.connect"), 1);
 }
 
 int

@@ -29,63 +29,8 @@
 static struct fx *
 start(void **state, unsigned nservers, const char *extra)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    assert_non_null(f);
-    assert_int_equal(fx_init(f, false, nservers, extra), 0);
-    assert_int_equal(fx_start_proxy(f, 7), 0);
-    return f;
-}
-
-/* One counter of a side from cutoverctl --json status. */
-static long
-side_counter(struct fx *f, const char *side, const char *path1, const char *path2)
-{
-    json_t *root, *svc = fx_status(f, &root), *v;
-    long n = -1;
-
-    if (svc != NULL) {
-        v = json_object_get(json_object_get(svc, side), path1);
-        if (path2 != NULL)
-            v = json_object_get(v, path2);
-        if (json_is_integer(v))
-            n = (long)json_integer_value(v);
-    }
-    json_decref(root);
-    return n;
-}
-
-/* "failures" of server <i> of <side> from status. */
-static long
-server_failures(struct fx *f, const char *side, size_t i)
-{
-    json_t *root, *svc = fx_status(f, &root), *v = NULL;
-    long n = -1;
-
-    if (svc != NULL)
-        v = json_object_get(json_array_get(json_object_get(json_object_get(svc, side),
-                                                           "servers"), i), "failures");
-    if (json_is_integer(v))
-        n = (long)json_integer_value(v);
-    json_decref(root);
-    return n;
-}
-
-/* legacy's counters.errors.<kind> */
-static long
-legacy_errors(struct fx *f, const char *kind)
-{
-    json_t *root, *svc = fx_status(f, &root), *v = NULL;
-    long n = -1;
-
-    if (svc != NULL)
-        v = json_object_get(json_object_get(json_object_get(json_object_get(svc, "legacy"),
-                                                            "counters"), "errors"), kind);
-    if (json_is_integer(v))
-        n = (long)json_integer_value(v);
-    json_decref(root);
-    return n;
+    assert_int_equal(fx_open(state, false, nservers, extra, 7), 0);
+    return *state;
 }
 
 /* cutoverd is alive, its admin socket answers, and once the legacy backend at
@@ -124,9 +69,9 @@ test_refused_502(void **state)
     assert_int_equal(r.status, 502);
     assert_string_equal(h_resp_header(&r, "Connection", v, sizeof(v)), "close");
     h_resp_free(&r);
-    assert_int_equal(legacy_errors(f, "connect"), 1);
-    assert_int_equal(server_failures(f, "legacy", 0), 1);
-    assert_int_equal(side_counter(f, "legacy", "counters", "error"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.connect"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.failures"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.counters.error"), 1);
     assert_int_equal(h_backend_requests(f->port[1][0]), 0);
     assert_true(h_alive(f->proxy, NULL));
 
@@ -154,10 +99,11 @@ test_refused_retried_on_other_server(void **state)
         h_resp_free(&r);
     }
     /* round robin sent half of them to the dead server first */
-    assert_true(server_failures(f, "legacy", 0) >= 1);
-    assert_int_equal(server_failures(f, "legacy", 1), 0);
-    assert_int_equal(legacy_errors(f, "connect"), server_failures(f, "legacy", 0));
-    assert_int_equal(side_counter(f, "legacy", "counters", "2xx"), 6);
+    assert_true(fx_status_long(f, "legacy.servers.0.failures") >= 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.1.failures"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.connect"),
+                     fx_status_long(f, "legacy.servers.0.failures"));
+    assert_int_equal(fx_status_long(f, "legacy.counters.2xx"), 6);
     assert_int_equal(h_backend_requests(f->port[0][1]), 6);
     assert_int_equal(h_backend_requests(f->port[1][0]), 0);
     assert_int_equal(h_backend_requests(f->port[1][1]), 0);
@@ -177,8 +123,8 @@ test_reset_before_head_502(void **state)
     assert_int_equal(r.status, 502);
     h_resp_free(&r);
     assert_int_equal(h_backend_requests(f->port[0][0]), 1);   /* never resent */
-    assert_int_equal(legacy_errors(f, "upstream_reset"), 1);
-    assert_int_equal(server_failures(f, "legacy", 0), 1);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_reset"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.failures"), 1);
     assert_int_equal(h_backend_requests(f->port[1][0]), 0);
     assert_still_serving(f, f->port[0][0]);
 }
@@ -194,8 +140,8 @@ test_close_before_head_502(void **state)
     assert_int_equal(r.status, 502);
     h_resp_free(&r);
     assert_int_equal(h_backend_requests(f->port[0][0]), 1);
-    assert_int_equal(legacy_errors(f, "upstream_reset"), 1);
-    assert_int_equal(server_failures(f, "legacy", 0), 1);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_reset"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.failures"), 1);
     assert_still_serving(f, f->port[0][0]);
 }
 
@@ -213,7 +159,7 @@ test_garbage_502_connection_closed(void **state)
     assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), 0);
     assert_int_equal(r.status, 502);
     h_resp_free(&r);
-    assert_int_equal(legacy_errors(f, "upstream_bad_response"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_bad_response"), 1);
 
     /* garbage on a connection the backend keeps open */
     assert_int_equal(h_backend_set_raw(port, "SSH-2.0-OpenSSH_9.2\r\n\r\n", "&mode=normal"), 0);
@@ -221,8 +167,8 @@ test_garbage_502_connection_closed(void **state)
     assert_int_equal(r.status, 502);
     h_resp_free(&r);
     assert_int_equal(h_backend_wait_stat(port, "open", 0, 3000), 0);
-    assert_int_equal(legacy_errors(f, "upstream_bad_response"), 2);
-    assert_int_equal(server_failures(f, "legacy", 0), 2);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_bad_response"), 2);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.failures"), 2);
     /* the next request needs a new connection */
     assert_still_serving(f, port);
     assert_int_equal(h_backend_stat(port, "request_connections"), 3);
@@ -278,8 +224,8 @@ test_invalid_framing_502(void **state)
                      h_backend_stat(port, "request_connections"));
         assert_true(h_alive(f->proxy, NULL));
     }
-    assert_int_equal(legacy_errors(f, "upstream_bad_response"), (long)n);
-    assert_int_equal(server_failures(f, "legacy", 0), (long)n);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_bad_response"), (long)n);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.failures"), (long)n);
     assert_int_equal(h_backend_requests(port), (long)n);   /* none resent */
     assert_still_serving(f, port);
 }
@@ -319,7 +265,7 @@ test_bad_chunk_size_cuts_response(void **state)
             fail_msg("case %zu: the client saw a complete body: %s", i, buf);
         assert_int_equal(h_backend_wait_stat(port, "open", 0, 3000), 0);
     }
-    assert_int_equal(legacy_errors(f, "upstream_bad_response"), 3);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_bad_response"), 3);
     assert_still_serving(f, port);
 }
 
@@ -340,7 +286,7 @@ test_response_head_over_limit_502(void **state)
     assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), 0);
     assert_int_equal(r.status, 502);
     h_resp_free(&r);
-    assert_int_equal(legacy_errors(f, "upstream_bad_response"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_bad_response"), 1);
     /* no upstream connection stays open with half a head unread */
     assert_int_equal(h_backend_wait_stat(port, "open", 0, 3000), 0);
 
@@ -369,7 +315,7 @@ test_midbody_reset_content_length(void **state)
     assert_true(r.closed);             /* closed, before the announced length */
     assert_true(r.body_len < 65536);
     h_resp_free(&r);
-    assert_int_equal(legacy_errors(f, "upstream_reset"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_reset"), 1);
     assert_still_serving(f, f->port[0][0]);
 }
 
@@ -410,7 +356,7 @@ test_midbody_reset_chunked_has_no_last_chunk(void **state)
     assert_null(strstr(all, "\r\n0\r\n\r\n"));     /* but never its end */
     assert_true(len < 65536);
     free(all);
-    assert_int_equal(legacy_errors(f, "upstream_reset"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_reset"), 1);
     assert_still_serving(f, f->port[0][0]);
 }
 
@@ -439,12 +385,12 @@ test_client_gone_aborts_upstream(void **state)
     assert_true(h_now_ms() - t0 < 1500);
     assert_int_equal(h_backend_wait_stat(port, "open", 0, 1000), 0);
 
-    assert_int_equal(server_failures(f, "legacy", 0), 0);
-    assert_int_equal(side_counter(f, "legacy", "counters", "error"), 0);
-    assert_int_equal(side_counter(f, "legacy", "counters", "5xx"), 0);
-    assert_int_equal(side_counter(f, "legacy", "window", "errors"), 0);
-    assert_int_equal(legacy_errors(f, "upstream_reset"), 0);
-    assert_int_equal(legacy_errors(f, "upstream_timeout"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.failures"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.error"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.5xx"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.window.errors"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_reset"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_timeout"), 0);
     assert_still_serving(f, port);
 }
 
@@ -468,8 +414,8 @@ test_client_gone_mid_body(void **state)
     close(fd);
     assert_int_equal(h_backend_wait_stat(port, "aborted", 1, 3000), 1);
     assert_int_equal(h_backend_wait_stat(port, "open", 0, 1000), 0);
-    assert_int_equal(server_failures(f, "legacy", 0), 0);
-    assert_int_equal(side_counter(f, "legacy", "counters", "error"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.failures"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.error"), 0);
     assert_still_serving(f, port);
     assert_int_equal(h_backend_stat(port, "request_connections"), 2);
 }

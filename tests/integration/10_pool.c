@@ -29,13 +29,8 @@
 static struct fx *
 start(void **state, const char *extra)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    assert_non_null(f);
-    assert_int_equal(fx_init(f, false, 1, extra), 0);
-    assert_int_equal(fx_start_proxy(f, 7), 0);
-    return f;
+    assert_int_equal(fx_open(state, false, 1, extra, 7), 0);
+    return *state;
 }
 
 /* One request on a new client connection; returns the status (0 on failure). */
@@ -48,37 +43,6 @@ status_of(struct fx *f, const char *raw)
     st = h_exchange(f->proxy_port, raw, &r) == 0 ? r.status : 0;
     h_resp_free(&r);
     return st;
-}
-
-/* <key> ("reused", "idle", "failures") of legacy server 0 from status. */
-static long
-server_stat(struct fx *f, const char *key)
-{
-    json_t *root, *svc = fx_status(f, &root), *v = NULL;
-    long n = -1;
-
-    if (svc != NULL)
-        v = json_object_get(json_array_get(json_object_get(json_object_get(svc, "legacy"),
-                                                           "servers"), 0), key);
-    if (json_is_integer(v))
-        n = (long)json_integer_value(v);
-    json_decref(root);
-    return n;
-}
-
-/* legacy's counters.<key> */
-static long
-legacy_counter(struct fx *f, const char *key)
-{
-    json_t *root, *svc = fx_status(f, &root), *v = NULL;
-    long n = -1;
-
-    if (svc != NULL)
-        v = json_object_get(json_object_get(json_object_get(svc, "legacy"), "counters"), key);
-    if (json_is_integer(v))
-        n = (long)json_integer_value(v);
-    json_decref(root);
-    return n;
 }
 
 /* Ten requests on one client connection, then ten more on ten client
@@ -104,9 +68,9 @@ test_sequential_requests_share_one_connection(void **state)
         assert_int_equal(status_of(f, i % 2 ? GET_ROOT : POST_ROOT), 200);
     assert_int_equal(h_backend_requests(port), 20);
     assert_int_equal(h_backend_stat(port, "request_connections"), 1);
-    assert_int_equal(server_stat(f, "reused"), 19);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.reused"), 19);
     /* and it stays in the pool */
-    assert_int_equal(server_stat(f, "idle"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.idle"), 1);
     assert_int_equal(h_backend_wait_stat(port, "open", 1, 3000), 1);
 }
 
@@ -129,8 +93,8 @@ test_large_responses_are_pooled(void **state)
         h_resp_free(&r);
     }
     assert_int_equal(h_backend_stat(port, "request_connections"), 1);
-    assert_int_equal(server_stat(f, "reused"), 7);
-    assert_int_equal(server_stat(f, "idle"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.reused"), 7);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.idle"), 1);
 }
 
 /* Four requests at once need four upstream connections; afterwards
@@ -155,7 +119,7 @@ test_max_idle_bounds_the_pool(void **state)
     }
     assert_int_equal(h_backend_stat(port, "request_connections"), 4);
     assert_int_equal(h_backend_wait_stat(port, "open", 1, 3000), 1);
-    assert_int_equal(server_stat(f, "idle"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.idle"), 1);
     /* the client connections are still open: it is the pool that closed */
     for (i = 0; i < 4; i++) {
         assert_int_equal(h_send_all(fd[i], GET_ROOT, strlen(GET_ROOT)), 0);
@@ -166,7 +130,7 @@ test_max_idle_bounds_the_pool(void **state)
     }
     /* sequential now: all four went on the one kept connection */
     assert_int_equal(h_backend_stat(port, "request_connections"), 4);
-    assert_int_equal(server_stat(f, "idle"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.idle"), 1);
 }
 
 /* pool.max_idle 0: no keep-alive upstream at all. */
@@ -180,7 +144,7 @@ test_max_idle_zero_never_pools(void **state)
         assert_int_equal(status_of(f, GET_ROOT), 200);
     assert_int_equal(h_backend_stat(port, "request_connections"), 3);
     assert_int_equal(h_backend_wait_stat(port, "open", 0, 3000), 0);
-    assert_int_equal(server_stat(f, "reused"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.reused"), 0);
 }
 
 /* An idle pooled connection is closed after pool.idle_timeout_ms. */
@@ -195,10 +159,10 @@ test_idle_timeout_closes(void **state)
     t0 = h_now_ms();
     /* pooled: still open on the backend right after the answer */
     assert_int_equal(h_backend_stat(port, "open"), 1);
-    assert_int_equal(server_stat(f, "idle"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.idle"), 1);
     assert_int_equal(h_backend_wait_stat(port, "open", 0, 5000), 0);
     assert_true(h_now_ms() - t0 >= 800);
-    assert_int_equal(server_stat(f, "idle"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.idle"), 0);
     /* the next request opens a new one */
     assert_int_equal(status_of(f, GET_ROOT), 200);
     assert_int_equal(h_backend_stat(port, "request_connections"), 2);
@@ -266,7 +230,7 @@ test_no_reuse_after_incomplete_body(void **state)
     close(fd);
     assert_int_equal(h_backend_wait_stat(port, "aborted", 1, 3000), 1);
     assert_int_equal(h_backend_wait_stat(port, "open", 0, 3000), 0);
-    assert_int_equal(server_stat(f, "idle"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.idle"), 0);
 
     assert_int_equal(h_backend_set(port, "mode=midbody"), 0);
     assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), -1);   /* B, reset mid-body */
@@ -275,7 +239,7 @@ test_no_reuse_after_incomplete_body(void **state)
     assert_int_equal(h_backend_set(port, "mode=normal"), 0);
     assert_int_equal(status_of(f, GET_ROOT), 200);     /* C */
     assert_int_equal(h_backend_stat(port, "request_connections"), 3);
-    assert_int_equal(server_stat(f, "idle"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.idle"), 1);
 }
 
 /* The pooled connection closes as the second request arrives ("close":
@@ -292,9 +256,9 @@ test_stale_connection_get_is_resent(void **state)
     assert_int_equal(status_of(f, GET_ROOT), 200);
     assert_int_equal(h_backend_requests(port), 3);
     assert_int_equal(h_backend_stat(port, "request_connections"), 2);
-    assert_int_equal(server_stat(f, "failures"), 0);
-    assert_int_equal(legacy_counter(f, "error"), 0);
-    assert_int_equal(legacy_counter(f, "2xx"), 2);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.failures"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.error"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.2xx"), 2);
 }
 
 /* The same with a POST: not idempotent, so never resent: 502, and the
@@ -309,7 +273,7 @@ test_stale_connection_post_is_not_resent(void **state)
     assert_int_equal(status_of(f, POST_ROOT), 200);
     assert_int_equal(status_of(f, POST_ROOT), 502);
     assert_int_equal(h_backend_requests(port), 2);
-    assert_int_equal(legacy_counter(f, "error"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.counters.error"), 1);
     /* the third script item is still there for the next request */
     assert_int_equal(status_of(f, POST_ROOT), 200);
     assert_int_equal(h_backend_requests(port), 3);

@@ -36,11 +36,9 @@ teardown(void **state)
 {
     struct ufx *u = *state;
 
-    if (u->fd >= 0)
+    if (u != NULL && u->fd >= 0)
         close(u->fd);
-    fx_fini(&u->fx);
-    free(u);
-    return 0;
+    return fx_teardown(state);
 }
 
 static struct fx *

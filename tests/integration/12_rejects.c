@@ -238,13 +238,8 @@ static const struct bad_case bad_chunked[] = {
 static struct fx *
 start(void **state, unsigned nservers, const char *extra)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    assert_non_null(f);
-    assert_int_equal(fx_init(f, false, nservers, extra), 0);
-    assert_int_equal(fx_start_proxy(f, 7), 0);
-    return f;
+    assert_int_equal(fx_open(state, false, nservers, extra, 7), 0);
+    return *state;
 }
 
 /* Sum of stats <key> over every backend of the fixture, or -1. */

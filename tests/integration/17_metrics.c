@@ -32,51 +32,26 @@
 #define NREQ 40
 
 struct t {
-    struct fx f;
-    int admin_port;
+    struct fx f;                 /* f.admin_port: admin.listen */
     char access_log[600];        /* "" when off */
 };
 
-static int
-teardown(void **state)
-{
-    struct t *t = *state;
-
-    if (t != NULL) {
-        fx_fini(&t->f);
-        free(t);
-    }
-    return 0;
-}
-
-/* Rewrites the fixture's config with admin.listen and, when <alog> is not
- * NULL, "access_log": {"file": <alog>} (relative: against the config's
- * directory). */
+/* Rewrites the fixture's config with admin.listen, one loop per CPU
+ * (cutoverd's default) and, when <alog> is not NULL, "access_log": {"file":
+ * <alog>} (relative: against the config's directory). */
 static void
 write_conf(struct t *t, const char *alog, const char *service_extra)
 {
     struct fx *f = &t->f;
-    char buf[8192], top[1024];
 
-    snprintf(top, sizeof(top), "\"admin\": { \"socket\": \"%s\", \"listen\": \"127.0.0.1:%d\" }"
-             "%s%s%s", f->sock, t->admin_port, alog != NULL ? ",\n  \"access_log\": { \"file\": \"" : "",
-             alog != NULL ? alog : "", alog != NULL ? "\" }" : "");
-    snprintf(buf, sizeof(buf),
-             "{\n"
-             "  %s,\n"
-             "  \"state\": { \"file\": \"%s\" },\n"
-             "  \"audit\": { \"file\": \"%s\" },\n"
-             "  \"shutdown_grace_ms\": 2000,\n"
-             "  \"services\": [{\n"
-             "    \"name\": \"web\", \"mode\": \"%s\",\n"
-             "    \"listen\": [\"127.0.0.1:%d\"],\n"
-             "    \"legacy\": { \"servers\": [\"127.0.0.1:%d\"] },\n"
-             "    \"new\": { \"servers\": [\"127.0.0.1:%d\"] }%s\n"
-             "  }]\n"
-             "}\n",
-             top, f->state, f->audit, f->tcp ? "tcp" : "http", f->proxy_port,
-             f->port[0][0], f->port[1][0], service_extra);
-    assert_int_equal(h_write_file(f->conf, buf), 0);
+    f->workers = 0;
+    if (alog != NULL)
+        snprintf(f->top_extra, sizeof(f->top_extra), ",\n  \"access_log\": { \"file\": \"%s\" }",
+                 alog);
+    else
+        f->top_extra[0] = '\0';
+    snprintf(f->extra, sizeof(f->extra), "%s", service_extra);
+    assert_int_equal(fx_write_conf(f), 0);
     if (alog != NULL)
         snprintf(t->access_log, sizeof(t->access_log), "%s/%s", f->dir, alog);
     else
@@ -86,23 +61,12 @@ write_conf(struct t *t, const char *alog, const char *service_extra)
 static struct t *
 start(void **state, bool tcp, const char *alog, const char *service_extra)
 {
-    struct t *t = calloc(1, sizeof(*t));
+    struct t *t = fx_new(state, sizeof(*t), tcp, 1, NULL);
 
-    assert_non_null(t);
-    *state = t;
-    assert_int_equal(fx_init(&t->f, tcp, 1, NULL), 0);
-    t->admin_port = h_free_port();
+    t->f.admin_port = h_free_port();
     write_conf(t, alog, service_extra);
-    assert_int_equal(fx_start_proxy(&t->f, 7), 0);
-    assert_int_equal(h_wait_port(t->admin_port, 10000), 0);
+    assert_int_equal(fx_start_proxy(&t->f, 7), 0);     /* and admin.listen */
     return t;
-}
-
-/* The /metrics text (caller frees). */
-static char *
-scrape(struct t *t)
-{
-    return fx_scrape(t->admin_port);
 }
 
 /* Runs promtool check metrics on <text>; fails the test on any complaint
@@ -159,7 +123,7 @@ test_metrics_after_traffic(void **state)
     /* seed 7 at 50 %: both sides served some */
     assert_true(c[0] > 0 && c[1] > 0);
 
-    text = scrape(t);
+    text = fx_scrape(&t->f);
     promtool_check(t, text);
     assert_true(side_requests(text, "legacy") == c[0]);
     assert_true(side_requests(text, "new") == c[1]);
@@ -194,7 +158,7 @@ test_metrics_after_traffic(void **state)
     free(text);
 
     assert_int_equal(fx_ctl(f, out, "rollback", "--reason", "metrics test"), 0);
-    text = scrape(t);
+    text = fx_scrape(&t->f);
     promtool_check(t, text);
     assert_true(fx_metric(text, "cutover_rollbacks_total{service=\"web\",reason=\"manual\"}") == 1);
     assert_true(fx_metric(text, "cutover_rollbacks_total{service=\"web\",reason=\"error_rate\"}")
@@ -209,31 +173,6 @@ test_metrics_after_traffic(void **state)
     snprintf(path, sizeof(path), "%s/access.log", f->dir);
     assert_int_equal(stat(path, &sb), -1);
     assert_int_equal(errno, ENOENT);
-}
-
-/* Sends <n> GET / on one keep-alive connection, whatever the answers. */
-static void
-drive(struct fx *f, int n)
-{
-    static const char req[] = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
-    struct h_resp r;
-    int fd = -1, i;
-
-    memset(&r, 0, sizeof(r));
-    for (i = 0; i < n; i++) {
-        if (fd < 0)
-            assert_true((fd = h_connect(f->proxy_port)) >= 0);
-        assert_int_equal(h_send_all(fd, req, sizeof(req) - 1), 0);
-        if (h_read_response(fd, &r) != 0)
-            fail_msg("request %d of %d got no answer", i, n);
-        if (r.closed) {
-            close(fd);
-            fd = -1;
-        }
-        h_resp_free(&r);
-    }
-    if (fd >= 0)
-        close(fd);
 }
 
 /* Automatic decisions are counted by what caused them: a breach of the
@@ -254,15 +193,15 @@ test_metrics_automatic_decisions(void **state)
                  "\"min_requests\": 10, \"max_error_rate\": 0.2, \"action\": \"%s\"}",
                  actions[k]);
         if (k == 1) {
-            teardown(state);
+            fx_teardown(state);
             *state = NULL;
         }
         t = start(state, false, NULL, extra);
         assert_int_equal(h_backend_set(t->f.port[1][0], "error_rate=1&seed=1"), 0);
-        drive(&t->f, 100);
+        fx_drive(&t->f, 100, 0, NULL, NULL, NULL);
         until = h_now_ms() + 5000;
         for (;;) {
-            text = scrape(t);
+            text = fx_scrape(&t->f);
             if (fx_metric(text, "cutover_state{service=\"web\",state=\"%s\"}",
                        k == 0 ? "rolled_back" : "frozen") == 1)
                 break;
@@ -437,7 +376,7 @@ test_access_log_errors(void **state)
     assert_string_equal(field(lines[0], "error", buf, sizeof(buf)), "upstream_reset");
     free(lines[0]);
 
-    text = scrape(t);
+    text = fx_scrape(&t->f);
     promtool_check(t, text);
     assert_true(fx_metric(text, "cutover_requests_total{service=\"web\",side=\"new\","
                              "class=\"error\"}") == 1);
@@ -547,11 +486,11 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_metrics_after_traffic, teardown),
-        cmocka_unit_test_teardown(test_metrics_automatic_decisions, teardown),
-        cmocka_unit_test_teardown(test_access_log_http, teardown),
-        cmocka_unit_test_teardown(test_access_log_errors, teardown),
-        cmocka_unit_test_teardown(test_access_log_tcp, teardown),
+        cmocka_unit_test_teardown(test_metrics_after_traffic, fx_teardown),
+        cmocka_unit_test_teardown(test_metrics_automatic_decisions, fx_teardown),
+        cmocka_unit_test_teardown(test_access_log_http, fx_teardown),
+        cmocka_unit_test_teardown(test_access_log_errors, fx_teardown),
+        cmocka_unit_test_teardown(test_access_log_tcp, fx_teardown),
         cmocka_unit_test(test_access_log_config_errors),
     };
 

@@ -36,12 +36,10 @@ teardown(void **state)
 {
     struct drain_fx *d = *state;
 
-    if (d->notify_fd >= 0)
+    if (d != NULL && d->notify_fd >= 0)
         close(d->notify_fd);
     unsetenv("NOTIFY_SOCKET");
-    fx_fini(&d->f);
-    free(d);
-    return 0;
+    return fx_teardown(state);
 }
 
 /* Waits up to <ms> for a notification datagram containing <needle>;

@@ -34,13 +34,8 @@
 static struct fx *
 start(void **state, bool tcp)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    assert_non_null(f);
-    assert_int_equal(fx_init(f, tcp, 1, NULL), 0);
-    assert_int_equal(fx_start_proxy(f, 5), 0);
-    return f;
+    assert_int_equal(fx_open(state, tcp, 1, NULL, 5), 0);
+    return *state;
 }
 
 static unsigned char *
