@@ -9,6 +9,7 @@
  */
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -448,6 +449,20 @@ h_stop(pid_t pid, int sig, int timeout_ms)
     return -1;
 }
 
+int
+h_wait_exit(pid_t pid, int timeout_ms)
+{
+    long long deadline = h_now_ms() + timeout_ms;
+    int status = -1;
+
+    while (h_alive(pid, &status)) {
+        if (h_now_ms() >= deadline)
+            return -1;
+        h_sleep_ms(H_POLL_MS);
+    }
+    return status;
+}
+
 void
 h_kill_all(void)
 {
@@ -639,11 +654,16 @@ h_backend_start(const char *name, int port, const char *dir, bool tcp)
 int
 h_backend_set(int port, const char *query)
 {
-    char path[2048];
+    char path[6144];
     struct h_resp r;
     int rc = -1;
 
-    snprintf(path, sizeof(path), "/__backend/set?%s", query);
+    /* a cut query would set something else than asked: refuse it */
+    if ((size_t)snprintf(path, sizeof(path), "/__backend/set?%s", query) >= sizeof(path)) {
+        fprintf(stderr, "harness: backend :%d set: query of %zu bytes too long\n", port,
+                strlen(query));
+        return -1;
+    }
     if (h_get(port, path, NULL, &r) != 0) {
         fprintf(stderr, "harness: backend :%d set '%s': no answer\n", port, query);
         return -1;
@@ -677,18 +697,58 @@ h_backend_stats(int port)
 }
 
 long
-h_backend_requests(int port)
+h_backend_stat(int port, const char *key)
 {
     json_t *j = h_backend_stats(port);
-    json_t *n = j != NULL ? json_object_get(j, "requests") : NULL;
+    json_t *n = j != NULL ? json_object_get(j, key) : NULL;
     long v = -1;
 
     if (json_is_integer(n))
         v = (long)json_integer_value(n);
     else if (j != NULL)
-        fprintf(stderr, "harness: backend :%d stats: no \"requests\"\n", port);
+        fprintf(stderr, "harness: backend :%d stats: no \"%s\"\n", port, key);
     json_decref(j);
     return v;
+}
+
+long
+h_backend_requests(int port)
+{
+    return h_backend_stat(port, "requests");
+}
+
+long
+h_backend_wait_stat(int port, const char *key, long want, int timeout_ms)
+{
+    long long deadline = h_now_ms() + timeout_ms;
+    long v;
+
+    for (;;) {
+        v = h_backend_stat(port, key);
+        if (v == want || h_now_ms() >= deadline)
+            return v;
+        h_sleep_ms(10);
+    }
+}
+
+int
+h_backend_set_raw(int port, const char *bytes, const char *more)
+{
+    size_t n = strlen(bytes), i;
+    char *q = xmalloc(n * 3 + strlen(more != NULL ? more : "") + 8), *p;
+    int rc;
+
+    p = q + sprintf(q, "raw=");
+    for (i = 0; i < n; i++) {
+        if (isalnum((unsigned char)bytes[i]))
+            *p++ = bytes[i];           /* keeps long bodies within the request */
+        else
+            p += sprintf(p, "%%%02X", (unsigned char)bytes[i]);
+    }
+    sprintf(p, "%s", more != NULL ? more : "");
+    rc = h_backend_set(port, q);
+    free(q);
+    return rc;
 }
 
 /* ---- raw HTTP client ------------------------------------------------- */
@@ -751,6 +811,17 @@ h_send_all(int fd, const void *buf, size_t len)
         len -= (size_t)n;
     }
     return 0;
+}
+
+size_t
+h_recv_n(int fd, void *buf, size_t n)
+{
+    size_t got = 0;
+    ssize_t k;
+
+    while (got < n && (k = recv(fd, (char *)buf + got, n - got, 0)) > 0)
+        got += (size_t)k;
+    return got;
 }
 
 /* Why the last read failed, for the messages. */
@@ -1033,6 +1104,19 @@ h_get(int port, const char *path, const char *extra_headers, struct h_resp *r)
     return rc;
 }
 
+int
+h_exchange(int port, const char *raw, struct h_resp *r)
+{
+    int fd, rc;
+
+    memset(r, 0, sizeof(*r));
+    if ((fd = h_connect(port)) < 0)
+        return -1;
+    rc = h_send_all(fd, raw, strlen(raw)) == 0 ? h_read_response(fd, r) : -1;
+    close(fd);
+    return rc;
+}
+
 const char *
 h_resp_header(const struct h_resp *r, const char *name, char *buf, size_t len)
 {
@@ -1273,6 +1357,26 @@ h_ctl_status(void)
     return H.ctl_status;
 }
 
+int
+h_cutoverd_check(const char *conf, char *out, size_t outlen)
+{
+    char cmd[2 * H_PATH_LEN];
+    FILE *p;
+    size_t n;
+    int st;
+
+    out[0] = '\0';
+    snprintf(cmd, sizeof(cmd), "'%s' -t -c '%s' 2>&1", h_bin("cutoverd"), conf);
+    if ((p = popen(cmd, "r")) == NULL) {
+        fprintf(stderr, "harness: popen %s: %s\n", cmd, strerror(errno));
+        return -1;
+    }
+    n = fread(out, 1, outlen - 1, p);
+    out[n] = '\0';
+    st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 pid_t
 h_cutoverd_start(const char *conf, const char *log, const char *admin_sock, int port)
 {
@@ -1309,4 +1413,29 @@ h_cutoverd_start(const char *conf, const char *log, const char *admin_sock, int 
     }
     h_dump_file(log, 8192);
     return -1;
+}
+
+/* ---- JSON ------------------------------------------------------------ */
+
+json_t *
+h_json_at(const json_t *root, const char *path)
+{
+    json_t *v = (json_t *)root;
+    const char *p = path;
+    char key[256];
+
+    while (v != NULL && *p != '\0') {
+        size_t n = strcspn(p, ".");
+
+        if (n >= sizeof(key))
+            return NULL;
+        memcpy(key, p, n);
+        key[n] = '\0';
+        p += n + (p[n] == '.');
+        if (json_is_array(v) && n > 0 && strspn(key, "0123456789") == n)
+            v = json_array_get(v, strtoul(key, NULL, 10));
+        else
+            v = json_object_get(v, key);
+    }
+    return v;
 }

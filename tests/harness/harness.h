@@ -3,7 +3,8 @@
  * to them: paths of the built binaries, temporary directories, free loopback
  * ports, spawning and stopping processes (each in its own process group,
  * killed with the test), waiting for readiness, the test backend's control
- * API, a blocking raw-socket HTTP/1.1 client, and cutoverctl runs.
+ * API, a blocking raw-socket HTTP/1.1 client, runs of cutoverctl and
+ * cutoverd -t, and a JSON path reader.
  * Blocking and single-threaded on purpose: a test is a script. Every failure
  * prints what failed (port, path, errno) on stderr before returning -1/NULL,
  * so a failing assertion explains itself.
@@ -76,6 +77,11 @@ int h_stop(pid_t pid, int sig, int timeout_ms);
  * forgotten, and its exit status stored in *status when non-NULL (as h_stop). */
 bool h_alive(pid_t pid, int *status);
 
+/* Waits up to <timeout_ms> for <pid> (a child) to exit by itself, sending
+ * nothing. Returns its exit code (as h_stop), or -1 when it still runs
+ * (then it is left running) or is not a child. */
+int h_wait_exit(pid_t pid, int timeout_ms);
+
 /* SIGKILLs and reaps every process started by h_spawn() and not stopped
  * yet (their process groups too). Safe to call any number of times; meant
  * for cmocka teardowns and atexit(). */
@@ -115,9 +121,22 @@ int h_backend_set(int port, const char *query);
 /* The backend's /__backend/stats object (caller json_decref()s) or NULL. */
 json_t *h_backend_stats(int port);
 
+/* The integer <key> of /__backend/stats ("requests", "heads", "open",
+ * "aborted", "request_connections"...), -1 when there is none. */
+long h_backend_stat(int port, const char *key);
+
 /* "requests" from /__backend/stats: complete requests it received, not
  * counting /healthz and /__backend/. -1 on failure. */
 long h_backend_requests(int port);
+
+/* Polls h_backend_stat() every 10 ms until <key> equals <want>, at most
+ * <timeout_ms>. Returns the last value seen. */
+long h_backend_wait_stat(int port, const char *key, long want, int timeout_ms);
+
+/* h_backend_set() of "raw=<bytes>" with every byte percent-encoded, plus
+ * <more> (NULL, or "&raw_close=1" and the like): the backend answers with
+ * exactly <bytes>. Returns 0 when it answered 200. */
+int h_backend_set_raw(int port, const char *bytes, const char *more);
 
 /* ---- raw HTTP client ------------------------------------------------- */
 
@@ -130,6 +149,12 @@ int h_set_timeout_ms(int fd, int ms);
 
 /* Writes all of <buf>. Returns 0, or -1 on error or timeout. */
 int h_send_all(int fd, const void *buf, size_t len);
+
+/* Receives until <n> bytes are in <buf>, the peer's EOF, an error or the
+ * socket's timeout. Returns the number of bytes received: fewer than <n>
+ * when it stopped early (no message: a short read may be what a test
+ * expects). */
+size_t h_recv_n(int fd, void *buf, size_t n);
 
 /* One response. <head> holds the status line and headers, NUL-terminated,
  * ending with the empty line. <body> (owned, NUL-terminated, decoded when
@@ -159,6 +184,12 @@ int h_read_response_head(int fd, struct h_resp *r);
  * plus <extra_headers> (NULL, or lines each ending in "\r\n"), reads the
  * response and closes. Returns 0 or -1. */
 int h_get(int port, const char *path, const char *extra_headers, struct h_resp *r);
+
+/* Connects to 127.0.0.1:<port>, sends <raw> (a whole request, or several,
+ * as they are), reads one response into <r> (zeroed first, so that it can
+ * be freed whatever happened) and closes. Returns what h_read_response()
+ * returned, or -1 when it could not connect or send. */
+int h_exchange(int port, const char *raw, struct h_resp *r);
 
 /* The value of the first header <name> (case-insensitive) in r->head,
  * trimmed, copied into <buf>; NULL when absent. */
@@ -191,6 +222,11 @@ const char *h_ctl_err(void);
 /* Exit code of the last h_ctl()/h_ctl_json() run (-1 when it did not run). */
 int h_ctl_status(void);
 
+/* Runs h_bin("cutoverd") -t -c <conf> (check the config and exit); its
+ * stdout and stderr go to <out> (NUL-terminated, truncated to <outlen>).
+ * Returns its exit code, or -1 when it could not run. */
+int h_cutoverd_check(const char *conf, char *out, size_t outlen);
+
 /* Starts h_bin("cutoverd") -c <conf> with CUTOVER_SOCKET unset (the config
  * names admin.socket), output appended to <log>, and waits (10 s at most)
  * until <admin_sock> accepts connections and, when <port> > 0, the port
@@ -198,5 +234,12 @@ int h_ctl_status(void);
  * killed. */
 pid_t h_cutoverd_start(const char *conf, const char *log, const char *admin_sock,
                        int port);
+
+/* ---- JSON ------------------------------------------------------------ */
+
+/* The value at <path> below <root>: keys joined by dots, a component of
+ * digits alone indexing an array ("new.servers.0.up"; "" is <root>).
+ * Borrowed from <root>; NULL when any step is missing. */
+json_t *h_json_at(const json_t *root, const char *path);
 
 #endif

@@ -486,30 +486,6 @@ test_bad_requests(void **state)
     assert_int_equal(h_backend_requests(f->legacy_port), 0);
 }
 
-/* <key> of the stats of the backend at <port>, -1 when missing. */
-static long
-stat_of(int port, const char *key)
-{
-    json_t *st = h_backend_stats(port);
-    json_t *v = st != NULL ? json_object_get(st, key) : NULL;
-    long n = json_is_integer(v) ? (long)json_integer_value(v) : -1;
-
-    json_decref(st);
-    return n;
-}
-
-/* Polls stat_of() until it equals <want> (3 s at most); the last value. */
-static long
-wait_stat(int port, const char *key, long want)
-{
-    long long deadline = h_now_ms() + 3000;
-    long v;
-
-    while ((v = stat_of(port, key)) != want && h_now_ms() < deadline)
-        h_sleep_ms(10);
-    return v;
-}
-
 /* raw=, raw_close=, pad_head= and the script item raw. */
 static void
 test_raw_and_pad_head(void **state)
@@ -599,11 +575,11 @@ test_midbody_and_midstall(void **state)
     assert_int_equal(r.body_len, 32768);
     assert_false(r.closed);
     h_resp_free(&r);
-    assert_int_equal(stat_of(f->legacy_port, "aborted"), 0);
+    assert_int_equal(h_backend_stat(f->legacy_port, "aborted"), 0);
     close(f->fd);
     f->fd = -1;
-    assert_int_equal(wait_stat(f->legacy_port, "aborted", 1), 1);
-    assert_int_equal(wait_stat(f->legacy_port, "open", 0), 0);
+    assert_int_equal(h_backend_wait_stat(f->legacy_port, "aborted", 1, 3000), 1);
+    assert_int_equal(h_backend_wait_stat(f->legacy_port, "open", 0, 3000), 0);
 }
 
 /* /ws: 101 and echo with the upgrade fields, ordinary without. */
@@ -626,20 +602,20 @@ test_ws_echo(void **state)
     assert_int_equal(recv(f->fd, buf, 16, MSG_WAITALL), 16);
     assert_memory_equal(buf, "GET / HTTP/1.1\r\n", 16);
     assert_int_equal(recv(f->fd, buf, 2, MSG_WAITALL), 2);
-    assert_int_equal(stat_of(f->new_port, "requests"), 1);
+    assert_int_equal(h_backend_stat(f->new_port, "requests"), 1);
     /* the client's EOF ends the echo: flush, FIN */
     assert_int_equal(shutdown(f->fd, SHUT_WR), 0);
     assert_true(h_peer_closed(f->fd, 2000));
     close(f->fd);
     f->fd = -1;
-    assert_int_equal(wait_stat(f->new_port, "open", 0), 0);
+    assert_int_equal(h_backend_wait_stat(f->new_port, "open", 0, 3000), 0);
 
     assert_int_equal(h_get(f->new_port, "/ws", "Upgrade: websocket\r\n", &r), 0);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "new\n");
     h_resp_free(&r);
-    assert_int_equal(stat_of(f->new_port, "aborted"), 0);
-    assert_int_equal(stat_of(f->new_port, "request_connections"), 2);
+    assert_int_equal(h_backend_stat(f->new_port, "aborted"), 0);
+    assert_int_equal(h_backend_stat(f->new_port, "request_connections"), 2);
 }
 
 /* A client leaving during delay_ms aborts its request at once. */
@@ -650,12 +626,12 @@ test_aborted_during_delay(void **state)
 
     assert_int_equal(h_backend_set(f->legacy_port, "delay_ms=5000"), 0);
     send_req(f, f->legacy_port, "GET / HTTP/1.1\r\nHost: b\r\n\r\n");
-    assert_int_equal(wait_stat(f->legacy_port, "requests", 1), 1);
-    assert_int_equal(stat_of(f->legacy_port, "open"), 1);
+    assert_int_equal(h_backend_wait_stat(f->legacy_port, "requests", 1, 3000), 1);
+    assert_int_equal(h_backend_stat(f->legacy_port, "open"), 1);
     close(f->fd);
     f->fd = -1;
-    assert_int_equal(wait_stat(f->legacy_port, "aborted", 1), 1);
-    assert_int_equal(wait_stat(f->legacy_port, "open", 0), 0);
+    assert_int_equal(h_backend_wait_stat(f->legacy_port, "aborted", 1, 3000), 1);
+    assert_int_equal(h_backend_wait_stat(f->legacy_port, "open", 0, 3000), 0);
 }
 
 static void

@@ -9,29 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include <cmocka.h>
 
 #include "tests/harness/harness.h"
-
-/* Runs cutoverd -t -c <conf>; its output goes to <out>. Returns the exit code. */
-static int
-check_conf(const char *conf, char *out, size_t outlen)
-{
-    char cmd[2048];
-    FILE *p;
-    size_t n;
-    int st;
-
-    snprintf(cmd, sizeof(cmd), "'%s' -t -c '%s' 2>&1", h_bin("cutoverd"), conf);
-    p = popen(cmd, "r");
-    assert_non_null(p);
-    n = fread(out, 1, outlen - 1, p);
-    out[n] = '\0';
-    st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static void
 test_every_example_is_valid(void **state)
@@ -50,7 +31,7 @@ test_every_example_is_valid(void **state)
         if (len < 6 || strcmp(e->d_name + len - 5, ".json") != 0)
             continue;
         snprintf(path, sizeof(path), "%s/%s", h_src("conf"), e->d_name);
-        if (check_conf(path, out, sizeof(out)) != 0)
+        if (h_cutoverd_check(path, out, sizeof(out)) != 0)
             fail_msg("%s: %s", path, out);
         n++;
     }
@@ -89,7 +70,7 @@ test_bad_configs_name_the_place(void **state)
     snprintf(path, sizeof(path), "%s/bad.json", dir);
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         assert_int_equal(h_write_file(path, cases[i].text), 0);
-        assert_int_equal(check_conf(path, out, sizeof(out)), 1);
+        assert_int_equal(h_cutoverd_check(path, out, sizeof(out)), 1);
         if (strstr(out, path) == NULL || strstr(out, cases[i].expect) == NULL)
             fail_msg("case %zu: expected \"%s\" in: %s", i, cases[i].expect, out);
     }
@@ -103,7 +84,7 @@ test_missing_file(void **state)
     char out[4096];
 
     (void)state;
-    assert_int_equal(check_conf("/nonexistent/cutover.json", out, sizeof(out)), 1);
+    assert_int_equal(h_cutoverd_check("/nonexistent/cutover.json", out, sizeof(out)), 1);
     assert_non_null(strstr(out, "/nonexistent/cutover.json"));
 }
 

@@ -23,15 +23,6 @@ start(void **state, const char *extra)
     return *state;
 }
 
-static void
-set_weight(struct fx *f, const char *w)
-{
-    char out[4096];
-
-    if (fx_ctl(f, out, "weight", w) != 0)
-        fail_msg("cutoverctl weight %s: %s %s", w, out, h_ctl_err());
-}
-
 /* Random draws (seeded): the share at 0, 10, 50 and 100 %. */
 static void
 test_split(void **state)
@@ -43,19 +34,19 @@ test_split(void **state)
     assert_int_equal(c[0], 400);                 /* weight 0: never new */
     assert_int_equal(c[1], 0);
 
-    set_weight(f, "10");
+    fx_ctl_ok(f, "weight", "10");
     assert_int_equal(fx_count(f, 1000, "/", NULL, c), 0);
     assert_int_equal(c[0] + c[1], 1000);
     /* 100 expected, sd 9.5: 5 sd either way */
     if (c[1] < 52 || c[1] > 148)
         fail_msg("weight 10: %d of 1000 went to new", c[1]);
 
-    set_weight(f, "50");
+    fx_ctl_ok(f, "weight", "50");
     assert_int_equal(fx_count(f, 1000, "/", NULL, c), 0);
     if (c[1] < 420 || c[1] > 580)
         fail_msg("weight 50: %d of 1000 went to new", c[1]);
 
-    set_weight(f, "100");
+    fx_ctl_ok(f, "weight", "100");
     assert_int_equal(fx_count(f, 400, "/", NULL, c), 0);
     assert_int_equal(c[1], 400);                 /* weight 100: always new */
 }
@@ -77,13 +68,13 @@ test_weight_change_next_request(void **state)
     assert_string_equal(r.body, "legacy\n");
     h_resp_free(&r);
 
-    set_weight(f, "100");
+    fx_ctl_ok(f, "weight", "100");
     assert_int_equal(h_send_all(fd, req, strlen(req)), 0);
     assert_int_equal(h_read_response(fd, &r), 0);
     assert_string_equal(r.body, "new\n");
     h_resp_free(&r);
 
-    set_weight(f, "0");
+    fx_ctl_ok(f, "weight", "0");
     assert_int_equal(h_send_all(fd, req, strlen(req)), 0);
     assert_int_equal(h_read_response(fd, &r), 0);
     assert_string_equal(r.body, "legacy\n");
@@ -110,7 +101,7 @@ test_sticky_header_survives_raise(void **state)
     struct h_resp r;
     int fd;
 
-    set_weight(f, "20");
+    fx_ctl_ok(f, "weight", "20");
     memset(&r, 0, sizeof(r));
     fd = h_connect(f->proxy_port);
     assert_true(fd >= 0);
@@ -129,7 +120,7 @@ test_sticky_header_survives_raise(void **state)
         assert_int_equal(on_new[i], strcmp(r.body, "new\n") == 0);
         h_resp_free(&r);
     }
-    set_weight(f, "60");
+    fx_ctl_ok(f, "weight", "60");
     for (i = 0; i < N; i++) {
         bool now_new;
 
@@ -161,7 +152,7 @@ test_sticky_cookie(void **state)
     unsigned bucket;
     int i;
 
-    set_weight(f, "50");
+    fx_ctl_ok(f, "weight", "50");
     memset(&r, 0, sizeof(r));
     assert_int_equal(h_get(f->proxy_port, "/", NULL, &r), 0);
     assert_non_null(h_resp_header(&r, "Set-Cookie", buf, sizeof(buf)));
@@ -201,7 +192,7 @@ test_override(void **state)
         assert_string_equal(r.body, "new\n");
         h_resp_free(&r);
     }
-    set_weight(f, "100");
+    fx_ctl_ok(f, "weight", "100");
     for (i = 0; i < 10; i++) {
         assert_int_equal(h_get(f->proxy_port, "/", "X-Cutover-Target: legacy\r\n", &r), 0);
         assert_string_equal(r.body, "legacy\n");

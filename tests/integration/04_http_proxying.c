@@ -21,26 +21,8 @@
 static struct fx *
 start(void **state, unsigned nservers, const char *extra)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    assert_int_equal(fx_init(f, false, nservers, extra), 0);
-    assert_int_equal(fx_start_proxy(f, 7), 0);
-    return f;
-}
-
-/* Sends <raw> on a new connection and reads one response into <r>. */
-static int
-exchange(struct fx *f, const char *raw, struct h_resp *r)
-{
-    int fd = h_connect(f->proxy_port), rc;
-
-    if (fd < 0)
-        return -1;
-    memset(r, 0, sizeof(*r));
-    rc = h_send_all(fd, raw, strlen(raw)) == 0 ? h_read_response(fd, r) : -1;
-    close(fd);
-    return rc;
+    assert_int_equal(fx_open(state, false, nservers, extra, 7), 0);
+    return *state;
 }
 
 static void
@@ -49,7 +31,7 @@ test_forwarded_and_hop_by_hop(void **state)
     struct fx *f = start(state, 1, NULL);
     struct h_resp r;
 
-    assert_int_equal(exchange(f,
+    assert_int_equal(h_exchange(f->proxy_port,
         "GET /echo HTTP/1.1\r\n"
         "Host: example.test\r\n"
         "X-Forwarded-For: 203.0.113.9\r\n"
@@ -82,7 +64,7 @@ test_request_bodies(void **state)
     struct h_resp r;
 
     /* Content-Length body arrives whole */
-    assert_int_equal(exchange(f,
+    assert_int_equal(h_exchange(f->proxy_port,
         "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world", &r), 0);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "Content-Length: 11\r\n"));
@@ -90,7 +72,7 @@ test_request_bodies(void **state)
     h_resp_free(&r);
 
     /* a small chunked body is buffered, validated and sent with a length */
-    assert_int_equal(exchange(f,
+    assert_int_equal(h_exchange(f->proxy_port,
         "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
         "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n", &r), 0);
     assert_int_equal(r.status, 200);
@@ -115,7 +97,7 @@ test_large_chunked_request_streams(void **state)
     for (i = 0; i < 20; i++)
         p += sprintf(p, "100\r\n%0256d\r\n", (int)i);
     sprintf(p, "0\r\n\r\n");
-    assert_int_equal(exchange(f, req, &r), 0);
+    assert_int_equal(h_exchange(f->proxy_port, req, &r), 0);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "Transfer-Encoding: chunked\r\n"));
     assert_null(strstr(r.body, "Content-Length"));
@@ -177,14 +159,14 @@ test_head_and_http10(void **state)
 
     /* HTTP/1.0 client, chunked response upstream: never sent chunked */
     assert_int_equal(h_backend_set(f->port[0][0], "chunked=1"), 0);
-    assert_int_equal(exchange(f, "GET / HTTP/1.0\r\n\r\n", &r), 0);
+    assert_int_equal(h_exchange(f->proxy_port, "GET / HTTP/1.0\r\n\r\n", &r), 0);
     assert_int_equal(r.status, 200);
     assert_null(h_resp_header(&r, "Transfer-Encoding", buf, sizeof(buf)));
     assert_string_equal(r.body, "legacy\n");
     assert_true(r.closed);
     h_resp_free(&r);
     /* and an HTTP/1.1 client gets it chunked */
-    assert_int_equal(exchange(f, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+    assert_int_equal(h_exchange(f->proxy_port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
     assert_string_equal(h_resp_header(&r, "Transfer-Encoding", buf, sizeof(buf)), "chunked");
     assert_string_equal(r.body, "legacy\n");
     h_resp_free(&r);
@@ -248,12 +230,12 @@ test_large_response(void **state)
     struct h_resp r;
 
     assert_int_equal(h_backend_set(f->port[0][0], "body_bytes=3000000"), 0);
-    assert_int_equal(exchange(f, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+    assert_int_equal(h_exchange(f->proxy_port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
     assert_int_equal(r.status, 200);
     assert_int_equal(r.body_len, 3000000);
     h_resp_free(&r);
     assert_int_equal(h_backend_set(f->port[0][0], "chunked=1"), 0);
-    assert_int_equal(exchange(f, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+    assert_int_equal(h_exchange(f->proxy_port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
     assert_int_equal(r.body_len, 3000000);
     h_resp_free(&r);
 }
@@ -274,7 +256,7 @@ test_bad_request_reaches_no_backend(void **state)
     size_t i;
 
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_int_equal(exchange(f, bad[i], &r), 0);
+        assert_int_equal(h_exchange(f->proxy_port, bad[i], &r), 0);
         if (r.status != 400)
             fail_msg("case %zu: status %d", i, r.status);
         h_resp_free(&r);
@@ -293,7 +275,7 @@ test_refused_backend_502_and_retry(void **state)
     /* one of the two legacy servers is gone: every request still succeeds */
     assert_int_equal(h_stop(f->backend[0][0], SIGTERM, 5000), 0);
     for (i = 0; i < 6; i++) {
-        assert_int_equal(exchange(f, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+        assert_int_equal(h_exchange(f->proxy_port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
         assert_int_equal(r.status, 200);
         assert_string_equal(r.body, "legacy2\n");
         h_resp_free(&r);
@@ -302,7 +284,7 @@ test_refused_backend_502_and_retry(void **state)
     assert_int_equal(before, 6);
     /* both gone: 502, and nothing crosses to new */
     assert_int_equal(h_stop(f->backend[0][1], SIGTERM, 5000), 0);
-    assert_int_equal(exchange(f, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+    assert_int_equal(h_exchange(f->proxy_port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
     assert_int_equal(r.status, 502);
     h_resp_free(&r);
     assert_int_equal(h_backend_requests(f->port[1][0]), 0);
@@ -316,13 +298,13 @@ test_backend_error_passed_through(void **state)
     json_t *root, *svc;
 
     assert_int_equal(h_backend_set(f->port[0][0], "script=503x2"), 0);
-    assert_int_equal(exchange(f, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+    assert_int_equal(h_exchange(f->proxy_port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
     assert_int_equal(r.status, 503);
     h_resp_free(&r);
-    assert_int_equal(exchange(f, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+    assert_int_equal(h_exchange(f->proxy_port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
     assert_int_equal(r.status, 503);
     h_resp_free(&r);
-    assert_int_equal(exchange(f, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+    assert_int_equal(h_exchange(f->proxy_port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
     assert_int_equal(r.status, 200);
     h_resp_free(&r);
     /* counted in legacy's window */

@@ -21,12 +21,8 @@
 static struct fx *
 start(void **state)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    assert_int_equal(fx_init(f, false, 1, NULL), 0);
-    assert_int_equal(fx_start_proxy(f, 1), 0);
-    return f;
+    assert_int_equal(fx_open(state, false, 1, NULL, 1), 0);
+    return *state;
 }
 
 /* Sends raw lines on the admin socket and returns the reply line (owned). */

@@ -31,129 +31,8 @@
 static struct fx *
 start(void **state, unsigned nservers, const char *extra)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    assert_non_null(f);
-    assert_int_equal(fx_init(f, false, nservers, extra), 0);
-    assert_int_equal(fx_start_proxy(f, 7), 0);
-    return f;
-}
-
-/* Sends <raw> on a new connection and reads one response into <r>.
- * Returns what h_read_response() returned. */
-static int
-exchange(struct fx *f, const char *raw, struct h_resp *r)
-{
-    int fd = h_connect(f->proxy_port), rc;
-
-    memset(r, 0, sizeof(*r));
-    if (fd < 0)
-        return -1;
-    rc = h_send_all(fd, raw, strlen(raw)) == 0 ? h_read_response(fd, r) : -1;
-    close(fd);
-    return rc;
-}
-
-/* <key> from the backend's stats, -1 when unavailable. */
-static long
-be_stat(int port, const char *key)
-{
-    json_t *j = h_backend_stats(port);
-    json_t *v = j != NULL ? json_object_get(j, key) : NULL;
-    long n = json_is_integer(v) ? (long)json_integer_value(v) : -1;
-
-    json_decref(j);
-    return n;
-}
-
-/* Polls the backend's stats until <key> equals <want>, at most <timeout_ms>.
- * Returns the last value seen. */
-static long
-wait_stat(int port, const char *key, long want, int timeout_ms)
-{
-    long long deadline = h_now_ms() + timeout_ms;
-    long v;
-
-    for (;;) {
-        v = be_stat(port, key);
-        if (v == want || h_now_ms() >= deadline)
-            return v;
-        h_sleep_ms(10);
-    }
-}
-
-/* raw=<bytes>, every byte but letters and digits percent-encoded, plus
- * <more> ("&raw_close=1"). */
-static int
-set_raw(int port, const char *bytes, const char *more)
-{
-    size_t n = strlen(bytes), i;
-    char *q = malloc(n * 3 + 64), *p;
-    int rc;
-
-    assert_non_null(q);
-    p = q + sprintf(q, "raw=");
-    for (i = 0; i < n; i++) {
-        if (isalnum((unsigned char)bytes[i]))
-            *p++ = bytes[i];
-        else
-            p += sprintf(p, "%%%02X", (unsigned char)bytes[i]);
-    }
-    sprintf(p, "%s", more != NULL ? more : "");
-    rc = h_backend_set(port, q);
-    free(q);
-    return rc;
-}
-
-/* One counter of a side from cutoverctl --json status. */
-static long
-side_counter(struct fx *f, const char *side, const char *path1, const char *path2)
-{
-    json_t *root, *svc = fx_status(f, &root), *v;
-    long n = -1;
-
-    if (svc != NULL) {
-        v = json_object_get(json_object_get(svc, side), path1);
-        if (path2 != NULL)
-            v = json_object_get(v, path2);
-        if (json_is_integer(v))
-            n = (long)json_integer_value(v);
-    }
-    json_decref(root);
-    return n;
-}
-
-/* "failures" of server <i> of <side> from status. */
-static long
-server_failures(struct fx *f, const char *side, size_t i)
-{
-    json_t *root, *svc = fx_status(f, &root), *v = NULL;
-    long n = -1;
-
-    if (svc != NULL)
-        v = json_object_get(json_array_get(json_object_get(json_object_get(svc, side),
-                                                           "servers"), i), "failures");
-    if (json_is_integer(v))
-        n = (long)json_integer_value(v);
-    json_decref(root);
-    return n;
-}
-
-/* legacy's counters.errors.<kind> */
-static long
-legacy_errors(struct fx *f, const char *kind)
-{
-    json_t *root, *svc = fx_status(f, &root), *v = NULL;
-    long n = -1;
-
-    if (svc != NULL)
-        v = json_object_get(json_object_get(json_object_get(json_object_get(svc, "legacy"),
-                                                            "counters"), "errors"), kind);
-    if (json_is_integer(v))
-        n = (long)json_integer_value(v);
-    json_decref(root);
-    return n;
+    assert_int_equal(fx_open(state, false, nservers, extra, 7), 0);
+    return *state;
 }
 
 /* cutoverd is alive, its admin socket answers, and once the legacy backend at
@@ -170,7 +49,7 @@ assert_still_serving(struct fx *f, int port)
     if (port > 0)
         assert_int_equal(h_backend_set(port, "mode=normal&raw=&script=&delay_ms=0&"
                                              "pad_head=0&chunked=0"), 0);
-    assert_int_equal(exchange(f, GET_ROOT, &r), 0);
+    assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), 0);
     assert_int_equal(r.status, 200);
     assert_int_equal(strncmp(r.body, "legacy", 6), 0);
     h_resp_free(&r);
@@ -188,13 +67,13 @@ test_refused_502(void **state)
     char v[32];
 
     assert_int_equal(h_stop(f->backend[0][0], SIGTERM, 5000), 0);
-    assert_int_equal(exchange(f, GET_ROOT, &r), 0);
+    assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), 0);
     assert_int_equal(r.status, 502);
     assert_string_equal(h_resp_header(&r, "Connection", v, sizeof(v)), "close");
     h_resp_free(&r);
-    assert_int_equal(legacy_errors(f, "connect"), 1);
-    assert_int_equal(server_failures(f, "legacy", 0), 1);
-    assert_int_equal(side_counter(f, "legacy", "counters", "error"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.connect"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.failures"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.counters.error"), 1);
     assert_int_equal(h_backend_requests(f->port[1][0]), 0);
     assert_true(h_alive(f->proxy, NULL));
 
@@ -216,16 +95,17 @@ test_refused_retried_on_other_server(void **state)
 
     assert_int_equal(h_stop(f->backend[0][0], SIGTERM, 5000), 0);
     for (i = 0; i < 6; i++) {
-        assert_int_equal(exchange(f, GET_ROOT, &r), 0);
+        assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), 0);
         assert_int_equal(r.status, 200);
         assert_string_equal(r.body, "legacy2\n");
         h_resp_free(&r);
     }
     /* round robin sent half of them to the dead server first */
-    assert_true(server_failures(f, "legacy", 0) >= 1);
-    assert_int_equal(server_failures(f, "legacy", 1), 0);
-    assert_int_equal(legacy_errors(f, "connect"), server_failures(f, "legacy", 0));
-    assert_int_equal(side_counter(f, "legacy", "counters", "2xx"), 6);
+    assert_true(fx_status_long(f, "legacy.servers.0.failures") >= 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.1.failures"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.connect"),
+                     fx_status_long(f, "legacy.servers.0.failures"));
+    assert_int_equal(fx_status_long(f, "legacy.counters.2xx"), 6);
     assert_int_equal(h_backend_requests(f->port[0][1]), 6);
     assert_int_equal(h_backend_requests(f->port[1][0]), 0);
     assert_int_equal(h_backend_requests(f->port[1][1]), 0);
@@ -241,12 +121,12 @@ test_reset_before_head_502(void **state)
     struct h_resp r;
 
     assert_int_equal(h_backend_set(f->port[0][0], "mode=reset"), 0);
-    assert_int_equal(exchange(f, GET_ROOT, &r), 0);
+    assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), 0);
     assert_int_equal(r.status, 502);
     h_resp_free(&r);
     assert_int_equal(h_backend_requests(f->port[0][0]), 1);   /* never resent */
-    assert_int_equal(legacy_errors(f, "upstream_reset"), 1);
-    assert_int_equal(server_failures(f, "legacy", 0), 1);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_reset"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.failures"), 1);
     assert_int_equal(h_backend_requests(f->port[1][0]), 0);
     assert_still_serving(f, f->port[0][0]);
 }
@@ -258,12 +138,12 @@ test_close_before_head_502(void **state)
     struct h_resp r;
 
     assert_int_equal(h_backend_set(f->port[0][0], "mode=close"), 0);
-    assert_int_equal(exchange(f, GET_ROOT, &r), 0);
+    assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), 0);
     assert_int_equal(r.status, 502);
     h_resp_free(&r);
     assert_int_equal(h_backend_requests(f->port[0][0]), 1);
-    assert_int_equal(legacy_errors(f, "upstream_reset"), 1);
-    assert_int_equal(server_failures(f, "legacy", 0), 1);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_reset"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.failures"), 1);
     assert_still_serving(f, f->port[0][0]);
 }
 
@@ -278,22 +158,22 @@ test_garbage_502_connection_closed(void **state)
 
     /* the backend's own garbage mode (it closes after) */
     assert_int_equal(h_backend_set(port, "mode=garbage"), 0);
-    assert_int_equal(exchange(f, GET_ROOT, &r), 0);
+    assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), 0);
     assert_int_equal(r.status, 502);
     h_resp_free(&r);
-    assert_int_equal(legacy_errors(f, "upstream_bad_response"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_bad_response"), 1);
 
     /* garbage on a connection the backend keeps open */
-    assert_int_equal(set_raw(port, "SSH-2.0-OpenSSH_9.2\r\n\r\n", "&mode=normal"), 0);
-    assert_int_equal(exchange(f, GET_ROOT, &r), 0);
+    assert_int_equal(h_backend_set_raw(port, "SSH-2.0-OpenSSH_9.2\r\n\r\n", "&mode=normal"), 0);
+    assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), 0);
     assert_int_equal(r.status, 502);
     h_resp_free(&r);
-    assert_int_equal(wait_stat(port, "open", 0, 3000), 0);
-    assert_int_equal(legacy_errors(f, "upstream_bad_response"), 2);
-    assert_int_equal(server_failures(f, "legacy", 0), 2);
+    assert_int_equal(h_backend_wait_stat(port, "open", 0, 3000), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_bad_response"), 2);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.failures"), 2);
     /* the next request needs a new connection */
     assert_still_serving(f, port);
-    assert_int_equal(be_stat(port, "request_connections"), 3);
+    assert_int_equal(h_backend_stat(port, "request_connections"), 3);
 }
 
 /* Invalid framing in the response head: 502, upstream connection closed by
@@ -337,21 +217,21 @@ test_invalid_framing_502(void **state)
     size_t i, n = sizeof(bad) / sizeof(bad[0]);
 
     for (i = 0; i < n; i++) {
-        assert_int_equal(set_raw(port, bad[i], NULL), 0);
-        assert_int_equal(exchange(f, GET_ROOT, &r), 0);
+        assert_int_equal(h_backend_set_raw(port, bad[i], NULL), 0);
+        assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), 0);
         if (r.status != 502)
             fail_msg("case %zu: status %d for %s", i, r.status, bad[i]);
         h_resp_free(&r);
-        if (wait_stat(port, "open", 0, 3000) != 0)
+        if (h_backend_wait_stat(port, "open", 0, 3000) != 0)
             fail_msg("case %zu: the upstream connection stayed open", i);
         /* one new upstream connection per request: none was reused */
-        if (be_stat(port, "request_connections") != (long)i + 1)
+        if (h_backend_stat(port, "request_connections") != (long)i + 1)
             fail_msg("case %zu: %ld upstream connections", i,
-                     be_stat(port, "request_connections"));
+                     h_backend_stat(port, "request_connections"));
         assert_true(h_alive(f->proxy, NULL));
     }
-    assert_int_equal(legacy_errors(f, "upstream_bad_response"), (long)n);
-    assert_int_equal(server_failures(f, "legacy", 0), (long)n);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_bad_response"), (long)n);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.failures"), (long)n);
     assert_int_equal(h_backend_requests(port), (long)n);   /* none resent */
     assert_still_serving(f, port);
 }
@@ -389,25 +269,25 @@ test_bad_chunk_line_with_head_502(void **state)
     for (i = 0; i < n; i++) {
         snprintf(raw, sizeof(raw), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%s",
                  bad[i]);
-        assert_int_equal(set_raw(port, raw, NULL), 0);
-        assert_int_equal(exchange(f, GET_ROOT, &r), 0);
+        assert_int_equal(h_backend_set_raw(port, raw, NULL), 0);
+        assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), 0);
         if (r.status != 502)
             fail_msg("case %zu: status %d for %s", i, r.status, bad[i]);
         assert_string_equal(h_resp_header(&r, "Connection", v, sizeof(v)), "close");
         assert_null(strstr(r.body, "hello"));
         h_resp_free(&r);
-        if (wait_stat(port, "open", 0, 3000) != 0)
+        if (h_backend_wait_stat(port, "open", 0, 3000) != 0)
             fail_msg("case %zu: the upstream connection stayed open", i);
-        if (be_stat(port, "request_connections") != (long)i + 1)
+        if (h_backend_stat(port, "request_connections") != (long)i + 1)
             fail_msg("case %zu: %ld upstream connections", i,
-                     be_stat(port, "request_connections"));
+                     h_backend_stat(port, "request_connections"));
     }
-    assert_int_equal(legacy_errors(f, "upstream_bad_response"), (long)n);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_bad_response"), (long)n);
     assert_int_equal(h_backend_requests(port), (long)n);   /* none resent */
     /* the same response with valid chunk lines goes through */
-    assert_int_equal(set_raw(port, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert_int_equal(h_backend_set_raw(port, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                                    "5;a=\"b\\\"c\";d=e\r\nhello\r\n0\r\nX: y\r\n\r\n", NULL), 0);
-    assert_int_equal(exchange(f, GET_ROOT, &r), 0);
+    assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), 0);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "hello");
     h_resp_free(&r);
@@ -439,10 +319,10 @@ test_bad_chunk_size_cuts_response(void **state)
 
         o = (size_t)snprintf(raw, sizeof(raw),
                              "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n44c\r\n");
-        memset(raw + o, 'a', 1100);        /* 0x44c; sent as is by set_raw() */
+        memset(raw + o, 'a', 1100);        /* 0x44c; sent as is by h_backend_set_raw() */
         o += 1100;
         snprintf(raw + o, sizeof(raw) - o, "\r\n%s", bad[i]);
-        assert_int_equal(set_raw(port, raw, NULL), 0);
+        assert_int_equal(h_backend_set_raw(port, raw, NULL), 0);
         assert_true(fd >= 0);
         assert_int_equal(h_send_all(fd, GET_ROOT, strlen(GET_ROOT)), 0);
         while (len < sizeof(buf) - 1 &&
@@ -453,9 +333,9 @@ test_bad_chunk_size_cuts_response(void **state)
         assert_int_equal(strncmp(buf, "HTTP/1.1 200 ", 13), 0);
         if (strstr(buf, "\r\n0\r\n\r\n") != NULL)
             fail_msg("case %zu: the client saw a complete body: %s", i, buf);
-        assert_int_equal(wait_stat(port, "open", 0, 3000), 0);
+        assert_int_equal(h_backend_wait_stat(port, "open", 0, 3000), 0);
     }
-    assert_int_equal(legacy_errors(f, "upstream_bad_response"), 3);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_bad_response"), 3);
     assert_still_serving(f, port);
 }
 
@@ -468,24 +348,24 @@ test_response_head_over_limit_502(void **state)
     struct h_resp r;
 
     assert_int_equal(h_backend_set(port, "pad_head=1500"), 0);
-    assert_int_equal(exchange(f, GET_ROOT, &r), 0);
+    assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), 0);
     assert_int_equal(r.status, 200);
     h_resp_free(&r);
 
     assert_int_equal(h_backend_set(port, "pad_head=4096"), 0);
-    assert_int_equal(exchange(f, GET_ROOT, &r), 0);
+    assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), 0);
     assert_int_equal(r.status, 502);
     h_resp_free(&r);
-    assert_int_equal(legacy_errors(f, "upstream_bad_response"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_bad_response"), 1);
     /* no upstream connection stays open with half a head unread */
-    assert_int_equal(wait_stat(port, "open", 0, 3000), 0);
+    assert_int_equal(h_backend_wait_stat(port, "open", 0, 3000), 0);
 
     /* far over it (the head keeps arriving while the proxy decides) */
     assert_int_equal(h_backend_set(port, "pad_head=200000"), 0);
-    assert_int_equal(exchange(f, GET_ROOT, &r), 0);
+    assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), 0);
     assert_int_equal(r.status, 502);
     h_resp_free(&r);
-    assert_int_equal(wait_stat(port, "open", 0, 3000), 0);
+    assert_int_equal(h_backend_wait_stat(port, "open", 0, 3000), 0);
     assert_still_serving(f, port);
 }
 
@@ -499,13 +379,13 @@ test_midbody_reset_content_length(void **state)
     char v[32];
 
     assert_int_equal(h_backend_set(f->port[0][0], "mode=midbody&body_bytes=65536"), 0);
-    assert_int_equal(exchange(f, GET_ROOT, &r), -1);
+    assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), -1);
     assert_int_equal(r.status, 200);
     assert_string_equal(h_resp_header(&r, "Content-Length", v, sizeof(v)), "65536");
     assert_true(r.closed);             /* closed, before the announced length */
     assert_true(r.body_len < 65536);
     h_resp_free(&r);
-    assert_int_equal(legacy_errors(f, "upstream_reset"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_reset"), 1);
     assert_still_serving(f, f->port[0][0]);
 }
 
@@ -546,7 +426,7 @@ test_midbody_reset_chunked_has_no_last_chunk(void **state)
     assert_null(strstr(all, "\r\n0\r\n\r\n"));     /* but never its end */
     assert_true(len < 65536);
     free(all);
-    assert_int_equal(legacy_errors(f, "upstream_reset"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_reset"), 1);
     assert_still_serving(f, f->port[0][0]);
 }
 
@@ -568,19 +448,19 @@ test_client_gone_aborts_upstream(void **state)
     assert_true(fd >= 0);
     assert_int_equal(h_send_all(fd, GET_ROOT, strlen(GET_ROOT)), 0);
     /* the request reached the backend, which now waits */
-    assert_int_equal(wait_stat(port, "heads", 1, 3000), 1);
+    assert_int_equal(h_backend_wait_stat(port, "heads", 1, 3000), 1);
     close(fd);
     t0 = h_now_ms();
-    assert_int_equal(wait_stat(port, "aborted", 1, 1500), 1);
+    assert_int_equal(h_backend_wait_stat(port, "aborted", 1, 1500), 1);
     assert_true(h_now_ms() - t0 < 1500);
-    assert_int_equal(wait_stat(port, "open", 0, 1000), 0);
+    assert_int_equal(h_backend_wait_stat(port, "open", 0, 1000), 0);
 
-    assert_int_equal(server_failures(f, "legacy", 0), 0);
-    assert_int_equal(side_counter(f, "legacy", "counters", "error"), 0);
-    assert_int_equal(side_counter(f, "legacy", "counters", "5xx"), 0);
-    assert_int_equal(side_counter(f, "legacy", "window", "errors"), 0);
-    assert_int_equal(legacy_errors(f, "upstream_reset"), 0);
-    assert_int_equal(legacy_errors(f, "upstream_timeout"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.failures"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.error"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.5xx"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.window.errors"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_reset"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_timeout"), 0);
     assert_still_serving(f, port);
 }
 
@@ -602,12 +482,12 @@ test_client_gone_mid_body(void **state)
     assert_int_equal(r.status, 200);
     h_resp_free(&r);
     close(fd);
-    assert_int_equal(wait_stat(port, "aborted", 1, 3000), 1);
-    assert_int_equal(wait_stat(port, "open", 0, 1000), 0);
-    assert_int_equal(server_failures(f, "legacy", 0), 0);
-    assert_int_equal(side_counter(f, "legacy", "counters", "error"), 0);
+    assert_int_equal(h_backend_wait_stat(port, "aborted", 1, 3000), 1);
+    assert_int_equal(h_backend_wait_stat(port, "open", 0, 1000), 0);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.failures"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.error"), 0);
     assert_still_serving(f, port);
-    assert_int_equal(be_stat(port, "request_connections"), 2);
+    assert_int_equal(h_backend_stat(port, "request_connections"), 2);
 }
 
 int

@@ -29,27 +29,8 @@
 static struct fx *
 start(void **state, const char *extra)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    assert_non_null(f);
-    assert_int_equal(fx_init(f, false, 1, extra), 0);
-    assert_int_equal(fx_start_proxy(f, 7), 0);
-    return f;
-}
-
-/* Sends <raw> on a new connection and reads one response into <r>. */
-static int
-exchange(struct fx *f, const char *raw, struct h_resp *r)
-{
-    int fd = h_connect(f->proxy_port), rc;
-
-    memset(r, 0, sizeof(*r));
-    if (fd < 0)
-        return -1;
-    rc = h_send_all(fd, raw, strlen(raw)) == 0 ? h_read_response(fd, r) : -1;
-    close(fd);
-    return rc;
+    assert_int_equal(fx_open(state, false, 1, extra, 7), 0);
+    return *state;
 }
 
 /* One request on a new client connection; returns the status (0 on failure). */
@@ -59,83 +40,9 @@ status_of(struct fx *f, const char *raw)
     struct h_resp r;
     int st;
 
-    st = exchange(f, raw, &r) == 0 ? r.status : 0;
+    st = h_exchange(f->proxy_port, raw, &r) == 0 ? r.status : 0;
     h_resp_free(&r);
     return st;
-}
-
-static long
-be_stat(int port, const char *key)
-{
-    json_t *j = h_backend_stats(port);
-    json_t *v = j != NULL ? json_object_get(j, key) : NULL;
-    long n = json_is_integer(v) ? (long)json_integer_value(v) : -1;
-
-    json_decref(j);
-    return n;
-}
-
-/* Polls until the backend's <key> equals <want>, at most <timeout_ms>;
- * returns the last value seen. */
-static long
-wait_stat(int port, const char *key, long want, int timeout_ms)
-{
-    long long deadline = h_now_ms() + timeout_ms;
-    long v;
-
-    for (;;) {
-        v = be_stat(port, key);
-        if (v == want || h_now_ms() >= deadline)
-            return v;
-        h_sleep_ms(10);
-    }
-}
-
-static int
-set_raw(int port, const char *bytes)
-{
-    size_t n = strlen(bytes), i;
-    char *q = malloc(n * 3 + 8), *p;
-    int rc;
-
-    assert_non_null(q);
-    p = q + sprintf(q, "raw=");
-    for (i = 0; i < n; i++)
-        p += sprintf(p, "%%%02X", (unsigned char)bytes[i]);
-    rc = h_backend_set(port, q);
-    free(q);
-    return rc;
-}
-
-/* <key> ("reused", "idle", "failures") of legacy server 0 from status. */
-static long
-server_stat(struct fx *f, const char *key)
-{
-    json_t *root, *svc = fx_status(f, &root), *v = NULL;
-    long n = -1;
-
-    if (svc != NULL)
-        v = json_object_get(json_array_get(json_object_get(json_object_get(svc, "legacy"),
-                                                           "servers"), 0), key);
-    if (json_is_integer(v))
-        n = (long)json_integer_value(v);
-    json_decref(root);
-    return n;
-}
-
-/* legacy's counters.<key> */
-static long
-legacy_counter(struct fx *f, const char *key)
-{
-    json_t *root, *svc = fx_status(f, &root), *v = NULL;
-    long n = -1;
-
-    if (svc != NULL)
-        v = json_object_get(json_object_get(json_object_get(svc, "legacy"), "counters"), key);
-    if (json_is_integer(v))
-        n = (long)json_integer_value(v);
-    json_decref(root);
-    return n;
 }
 
 /* Ten requests on one client connection, then ten more on ten client
@@ -160,11 +67,11 @@ test_sequential_requests_share_one_connection(void **state)
     for (i = 0; i < 10; i++)
         assert_int_equal(status_of(f, i % 2 ? GET_ROOT : POST_ROOT), 200);
     assert_int_equal(h_backend_requests(port), 20);
-    assert_int_equal(be_stat(port, "request_connections"), 1);
-    assert_int_equal(server_stat(f, "reused"), 19);
+    assert_int_equal(h_backend_stat(port, "request_connections"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.reused"), 19);
     /* and it stays in the pool */
-    assert_int_equal(server_stat(f, "idle"), 1);
-    assert_int_equal(wait_stat(port, "open", 1, 3000), 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.idle"), 1);
+    assert_int_equal(h_backend_wait_stat(port, "open", 1, 3000), 1);
 }
 
 /* Bodies that take many reads (and fill the client's buffer, so the client
@@ -180,14 +87,14 @@ test_large_responses_are_pooled(void **state)
     for (i = 0; i < 8; i++) {
         if (i == 4)
             assert_int_equal(h_backend_set(port, "chunked=1"), 0);
-        assert_int_equal(exchange(f, GET_ROOT, &r), 0);
+        assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), 0);
         assert_int_equal(r.status, 200);
         assert_int_equal(r.body_len, 300000);
         h_resp_free(&r);
     }
-    assert_int_equal(be_stat(port, "request_connections"), 1);
-    assert_int_equal(server_stat(f, "reused"), 7);
-    assert_int_equal(server_stat(f, "idle"), 1);
+    assert_int_equal(h_backend_stat(port, "request_connections"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.reused"), 7);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.idle"), 1);
 }
 
 /* Four requests at once need four upstream connections; afterwards
@@ -210,9 +117,9 @@ test_max_idle_bounds_the_pool(void **state)
         assert_int_equal(r.status, 200);
         h_resp_free(&r);
     }
-    assert_int_equal(be_stat(port, "request_connections"), 4);
-    assert_int_equal(wait_stat(port, "open", 1, 3000), 1);
-    assert_int_equal(server_stat(f, "idle"), 1);
+    assert_int_equal(h_backend_stat(port, "request_connections"), 4);
+    assert_int_equal(h_backend_wait_stat(port, "open", 1, 3000), 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.idle"), 1);
     /* the client connections are still open: it is the pool that closed */
     for (i = 0; i < 4; i++) {
         assert_int_equal(h_send_all(fd[i], GET_ROOT, strlen(GET_ROOT)), 0);
@@ -222,8 +129,8 @@ test_max_idle_bounds_the_pool(void **state)
         close(fd[i]);
     }
     /* sequential now: all four went on the one kept connection */
-    assert_int_equal(be_stat(port, "request_connections"), 4);
-    assert_int_equal(server_stat(f, "idle"), 1);
+    assert_int_equal(h_backend_stat(port, "request_connections"), 4);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.idle"), 1);
 }
 
 /* pool.max_idle 0: no keep-alive upstream at all. */
@@ -235,9 +142,9 @@ test_max_idle_zero_never_pools(void **state)
 
     for (i = 0; i < 3; i++)
         assert_int_equal(status_of(f, GET_ROOT), 200);
-    assert_int_equal(be_stat(port, "request_connections"), 3);
-    assert_int_equal(wait_stat(port, "open", 0, 3000), 0);
-    assert_int_equal(server_stat(f, "reused"), 0);
+    assert_int_equal(h_backend_stat(port, "request_connections"), 3);
+    assert_int_equal(h_backend_wait_stat(port, "open", 0, 3000), 0);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.reused"), 0);
 }
 
 /* An idle pooled connection is closed after pool.idle_timeout_ms. */
@@ -251,14 +158,14 @@ test_idle_timeout_closes(void **state)
     assert_int_equal(status_of(f, GET_ROOT), 200);
     t0 = h_now_ms();
     /* pooled: still open on the backend right after the answer */
-    assert_int_equal(be_stat(port, "open"), 1);
-    assert_int_equal(server_stat(f, "idle"), 1);
-    assert_int_equal(wait_stat(port, "open", 0, 5000), 0);
+    assert_int_equal(h_backend_stat(port, "open"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.idle"), 1);
+    assert_int_equal(h_backend_wait_stat(port, "open", 0, 5000), 0);
     assert_true(h_now_ms() - t0 >= 800);
-    assert_int_equal(server_stat(f, "idle"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.idle"), 0);
     /* the next request opens a new one */
     assert_int_equal(status_of(f, GET_ROOT), 200);
-    assert_int_equal(be_stat(port, "request_connections"), 2);
+    assert_int_equal(h_backend_stat(port, "request_connections"), 2);
 }
 
 /* An invalid response on a pooled connection: 502, that connection is
@@ -270,13 +177,13 @@ test_no_reuse_after_bad_response(void **state)
     int port = f->port[0][0];
 
     assert_int_equal(status_of(f, GET_ROOT), 200);     /* connection A, pooled */
-    assert_int_equal(set_raw(port, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
-                                   "Content-Length: 6\r\n\r\nhello!"), 0);
+    assert_int_equal(h_backend_set_raw(port, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+                                             "Content-Length: 6\r\n\r\nhello!", NULL), 0);
     assert_int_equal(status_of(f, GET_ROOT), 502);     /* on A */
-    assert_int_equal(wait_stat(port, "open", 0, 3000), 0);
+    assert_int_equal(h_backend_wait_stat(port, "open", 0, 3000), 0);
     assert_int_equal(h_backend_set(port, "raw="), 0);
     assert_int_equal(status_of(f, GET_ROOT), 200);     /* B */
-    assert_int_equal(be_stat(port, "request_connections"), 2);
+    assert_int_equal(h_backend_stat(port, "request_connections"), 2);
     assert_int_equal(h_backend_requests(port), 3);
 }
 
@@ -291,13 +198,14 @@ test_no_reuse_after_bad_chunk(void **state)
     int port = f->port[0][0];
 
     assert_int_equal(status_of(f, GET_ROOT), 200);
-    assert_int_equal(set_raw(port, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                   "5\r\nhello\r\nzz\r\n"), 0);
+    assert_int_equal(h_backend_set_raw(port, "HTTP/1.1 200 OK\r\n"
+                                             "Transfer-Encoding: chunked\r\n\r\n"
+                                             "5\r\nhello\r\nzz\r\n", NULL), 0);
     assert_int_equal(status_of(f, GET_ROOT), 502);
-    assert_int_equal(wait_stat(port, "open", 0, 3000), 0);
+    assert_int_equal(h_backend_wait_stat(port, "open", 0, 3000), 0);
     assert_int_equal(h_backend_set(port, "raw="), 0);
     assert_int_equal(status_of(f, GET_ROOT), 200);
-    assert_int_equal(be_stat(port, "request_connections"), 2);
+    assert_int_equal(h_backend_stat(port, "request_connections"), 2);
 }
 
 /* A response body the client did not wait for (it left mid-body): the
@@ -319,18 +227,18 @@ test_no_reuse_after_incomplete_body(void **state)
     assert_int_equal(r.status, 200);
     h_resp_free(&r);
     close(fd);
-    assert_int_equal(wait_stat(port, "aborted", 1, 3000), 1);
-    assert_int_equal(wait_stat(port, "open", 0, 3000), 0);
-    assert_int_equal(server_stat(f, "idle"), 0);
+    assert_int_equal(h_backend_wait_stat(port, "aborted", 1, 3000), 1);
+    assert_int_equal(h_backend_wait_stat(port, "open", 0, 3000), 0);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.idle"), 0);
 
     assert_int_equal(h_backend_set(port, "mode=midbody"), 0);
-    assert_int_equal(exchange(f, GET_ROOT, &r), -1);   /* B, reset mid-body */
+    assert_int_equal(h_exchange(f->proxy_port, GET_ROOT, &r), -1);   /* B, reset mid-body */
     assert_int_equal(r.status, 200);
     h_resp_free(&r);
     assert_int_equal(h_backend_set(port, "mode=normal"), 0);
     assert_int_equal(status_of(f, GET_ROOT), 200);     /* C */
-    assert_int_equal(be_stat(port, "request_connections"), 3);
-    assert_int_equal(server_stat(f, "idle"), 1);
+    assert_int_equal(h_backend_stat(port, "request_connections"), 3);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.idle"), 1);
 }
 
 /* The pooled connection closes as the second request arrives ("close":
@@ -346,10 +254,10 @@ test_stale_connection_get_is_resent(void **state)
     assert_int_equal(status_of(f, GET_ROOT), 200);
     assert_int_equal(status_of(f, GET_ROOT), 200);
     assert_int_equal(h_backend_requests(port), 3);
-    assert_int_equal(be_stat(port, "request_connections"), 2);
-    assert_int_equal(server_stat(f, "failures"), 0);
-    assert_int_equal(legacy_counter(f, "error"), 0);
-    assert_int_equal(legacy_counter(f, "2xx"), 2);
+    assert_int_equal(h_backend_stat(port, "request_connections"), 2);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.failures"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.error"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.2xx"), 2);
 }
 
 /* The same with a POST: not idempotent, so never resent: 502, and the
@@ -364,7 +272,7 @@ test_stale_connection_post_is_not_resent(void **state)
     assert_int_equal(status_of(f, POST_ROOT), 200);
     assert_int_equal(status_of(f, POST_ROOT), 502);
     assert_int_equal(h_backend_requests(port), 2);
-    assert_int_equal(legacy_counter(f, "error"), 1);
+    assert_int_equal(fx_status_long(f, "legacy.counters.error"), 1);
     /* the third script item is still there for the next request */
     assert_int_equal(status_of(f, POST_ROOT), 200);
     assert_int_equal(h_backend_requests(port), 3);

@@ -37,11 +37,9 @@ teardown(void **state)
 {
     struct ufx *u = *state;
 
-    if (u->fd >= 0)
+    if (u != NULL && u->fd >= 0)
         close(u->fd);
-    fx_fini(&u->fx);
-    free(u);
-    return 0;
+    return fx_teardown(state);
 }
 
 static struct fx *
@@ -55,63 +53,6 @@ start(void **state)
     assert_int_equal(fx_init(&u->fx, false, 1, NULL), 0);
     assert_int_equal(fx_start_proxy(&u->fx, 7), 0);
     return &u->fx;
-}
-
-static long
-be_stat(int port, const char *key)
-{
-    json_t *j = h_backend_stats(port);
-    json_t *v = j != NULL ? json_object_get(j, key) : NULL;
-    long n = json_is_integer(v) ? (long)json_integer_value(v) : -1;
-
-    json_decref(j);
-    return n;
-}
-
-static long
-wait_stat(int port, const char *key, long want, int timeout_ms)
-{
-    long long deadline = h_now_ms() + timeout_ms;
-    long v;
-
-    for (;;) {
-        v = be_stat(port, key);
-        if (v == want || h_now_ms() >= deadline)
-            return v;
-        h_sleep_ms(10);
-    }
-}
-
-static int
-set_raw(int port, const char *bytes)
-{
-    size_t n = strlen(bytes), i;
-    char *q = malloc(n * 3 + 8), *p;
-    int rc;
-
-    assert_non_null(q);
-    p = q + sprintf(q, "raw=");
-    for (i = 0; i < n; i++)
-        p += sprintf(p, "%%%02X", (unsigned char)bytes[i]);
-    rc = h_backend_set(port, q);
-    free(q);
-    return rc;
-}
-
-/* Receives exactly <n> bytes into <buf> (5 s socket timeout). 0 or -1. */
-static int
-recv_exact(int fd, char *buf, size_t n)
-{
-    size_t got = 0;
-
-    while (got < n) {
-        ssize_t k = recv(fd, buf + got, n - got, 0);
-
-        if (k <= 0)
-            return -1;
-        got += (size_t)k;
-    }
-    return 0;
 }
 
 /* Connects, asks for the upgrade, expects the 101. Returns the fd. */
@@ -150,11 +91,11 @@ test_ws_tunnel_echoes_both_ways(void **state)
     size_t k;
 
     assert_int_equal(h_send_all(fd, "ping-1", 6), 0);
-    assert_int_equal(recv_exact(fd, small, 6), 0);
+    assert_int_equal(h_recv_n(fd, small, 6), 6);
     assert_memory_equal(small, "ping-1", 6);
     /* not parsed as HTTP any more */
     assert_int_equal(h_send_all(fd, "GET / HTTP/1.1\r\n\r\n", 18), 0);
-    assert_int_equal(recv_exact(fd, small, 18), 0);
+    assert_int_equal(h_recv_n(fd, small, 18), 18);
     assert_memory_equal(small, "GET / HTTP/1.1\r\n\r\n", 18);
     /* 1 MiB in 64 KiB rounds, every byte value */
     for (k = 0; k < sizeof(out); k++)
@@ -162,12 +103,12 @@ test_ws_tunnel_echoes_both_ways(void **state)
     for (i = 0; i < 16; i++) {
         out[0] = (char)i;
         assert_int_equal(h_send_all(fd, out, sizeof(out)), 0);
-        assert_int_equal(recv_exact(fd, in, sizeof(in)), 0);
+        assert_int_equal(h_recv_n(fd, in, sizeof(in)), sizeof(in));
         assert_memory_equal(in, out, sizeof(out));
     }
     /* the backend saw one request: the upgrade, never the tunnelled bytes */
     assert_int_equal(h_backend_requests(f->port[0][0]), 1);
-    assert_int_equal(be_stat(f->port[0][0], "heads"), 1);
+    assert_int_equal(h_backend_stat(f->port[0][0], "heads"), 1);
     assert_true(h_alive(f->proxy, NULL));
 }
 
@@ -188,7 +129,7 @@ test_ws_bytes_right_after_request(void **state)
     assert_int_equal(h_read_response(u->fd, &r), 0);
     assert_int_equal(r.status, 101);
     h_resp_free(&r);
-    assert_int_equal(recv_exact(u->fd, buf, 11), 0);
+    assert_int_equal(h_recv_n(u->fd, buf, 11), 11);
     assert_memory_equal(buf, "early-bytes", 11);
 }
 
@@ -312,8 +253,9 @@ test_unrequested_101_is_502(void **state)
     struct h_resp r;
 
     u = *state;
-    assert_int_equal(set_raw(port, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                                   "Connection: Upgrade\r\n\r\n"), 0);
+    assert_int_equal(h_backend_set_raw(port, "HTTP/1.1 101 Switching Protocols\r\n"
+                                             "Upgrade: websocket\r\n"
+                                             "Connection: Upgrade\r\n\r\n", NULL), 0);
     u->fd = h_connect(f->proxy_port);
     assert_true(u->fd >= 0);
     assert_int_equal(h_send_all(u->fd, "GET /ws HTTP/1.1\r\nHost: t\r\n\r\n", 29), 0);
@@ -321,7 +263,7 @@ test_unrequested_101_is_502(void **state)
     assert_int_equal(r.status, 502);
     h_resp_free(&r);
     assert_true(h_peer_closed(u->fd, 3000));
-    assert_int_equal(wait_stat(port, "open", 0, 3000), 0);
+    assert_int_equal(h_backend_wait_stat(port, "open", 0, 3000), 0);
     assert_true(h_alive(f->proxy, NULL));
 }
 
@@ -337,7 +279,7 @@ test_101_without_upgrade_field_is_502(void **state)
                       "Connection: Upgrade\r\n\r\n";
 
     u = *state;
-    assert_int_equal(set_raw(port, "HTTP/1.1 101 Switching Protocols\r\n\r\n"), 0);
+    assert_int_equal(h_backend_set_raw(port, "HTTP/1.1 101 Switching Protocols\r\n\r\n", NULL), 0);
     u->fd = h_connect(f->proxy_port);
     assert_true(u->fd >= 0);
     /* not /ws: the backend answers it with the raw bytes */
@@ -346,7 +288,7 @@ test_101_without_upgrade_field_is_502(void **state)
     assert_int_equal(r.status, 502);
     h_resp_free(&r);
     assert_true(h_peer_closed(u->fd, 3000));
-    assert_int_equal(wait_stat(port, "open", 0, 3000), 0);
+    assert_int_equal(h_backend_wait_stat(port, "open", 0, 3000), 0);
 }
 
 /* The client half-closes the tunnel: the proxy closes both sides. */
@@ -358,11 +300,11 @@ test_client_half_close_closes_tunnel(void **state)
     char buf[8];
 
     assert_int_equal(h_send_all(fd, "x", 1), 0);
-    assert_int_equal(recv_exact(fd, buf, 1), 0);
-    assert_int_equal(be_stat(f->port[0][0], "open"), 1);
+    assert_int_equal(h_recv_n(fd, buf, 1), 1);
+    assert_int_equal(h_backend_stat(f->port[0][0], "open"), 1);
     assert_int_equal(shutdown(fd, SHUT_WR), 0);
     assert_true(h_peer_closed(fd, 3000));
-    assert_int_equal(wait_stat(f->port[0][0], "open", 0, 3000), 0);
+    assert_int_equal(h_backend_wait_stat(f->port[0][0], "open", 0, 3000), 0);
     assert_true(h_alive(f->proxy, NULL));
 }
 
@@ -377,11 +319,11 @@ test_client_close_closes_tunnel(void **state)
 
     u = *state;
     assert_int_equal(h_send_all(fd, "y", 1), 0);
-    assert_int_equal(recv_exact(fd, buf, 1), 0);
+    assert_int_equal(h_recv_n(fd, buf, 1), 1);
     close(fd);
     u->fd = -1;
-    assert_int_equal(wait_stat(f->port[0][0], "open", 0, 3000), 0);
-    assert_int_equal(be_stat(f->port[0][0], "aborted"), 0);
+    assert_int_equal(h_backend_wait_stat(f->port[0][0], "open", 0, 3000), 0);
+    assert_int_equal(h_backend_stat(f->port[0][0], "aborted"), 0);
     assert_true(h_alive(f->proxy, NULL));
 }
 
@@ -395,7 +337,7 @@ test_server_close_closes_tunnel(void **state)
     char buf[8];
 
     assert_int_equal(h_send_all(fd, "z", 1), 0);
-    assert_int_equal(recv_exact(fd, buf, 1), 0);
+    assert_int_equal(h_recv_n(fd, buf, 1), 1);
     assert_int_equal(h_stop(f->backend[0][0], SIGTERM, 5000), 0);
     assert_true(h_peer_closed(fd, 3000));
     assert_true(h_alive(f->proxy, NULL));

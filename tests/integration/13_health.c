@@ -28,72 +28,18 @@
                     "\"interval_ms\": 150, \"timeout_ms\": 100, \"rise\": 2, \"fall\": 2}"
 #define WAIT_MS 5000
 
-static int
-teardown(void **state)
-{
-    struct fx *f = *state;
-
-    if (f != NULL) {
-        fx_fini(f);
-        free(f);
-    }
-    return 0;
-}
-
 static struct fx *
 start(void **state, bool tcp, const char *extra)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    assert_int_equal(fx_init(f, tcp, 1, extra), 0);
-    assert_int_equal(fx_start_proxy(f, 42), 0);
-    return f;
-}
-
-/* The status object of server 0 of <side> ("legacy"/"new"), copied (the
- * caller decrefs), or NULL. */
-static json_t *
-server_status(struct fx *f, const char *side)
-{
-    json_t *root, *svc = fx_status(f, &root), *s;
-
-    s = svc != NULL ? json_array_get(json_object_get(json_object_get(svc, side), "servers"), 0)
-                    : NULL;
-    s = s != NULL ? json_deep_copy(s) : NULL;
-    json_decref(root);
-    return s;
-}
-
-/* Polls status until server 0 of <side> is <up>. 0, or -1 after WAIT_MS. */
-static int
-wait_up(struct fx *f, const char *side, bool up)
-{
-    long long end = h_now_ms() + WAIT_MS;
-    json_t *s;
-    bool is;
-
-    for (;;) {
-        s = server_status(f, side);
-        is = s != NULL && json_is_true(json_object_get(s, "up"));
-        json_decref(s);
-        if (s != NULL && is == up)
-            return 0;
-        if (h_now_ms() > end) {
-            fprintf(stderr, "wait_up: %s did not become %s within %d ms\n", side,
-                    up ? "up" : "down", WAIT_MS);
-            h_dump_file(f->log, 3000);
-            return -1;
-        }
-        h_sleep_ms(50);
-    }
+    assert_int_equal(fx_open(state, tcp, 1, extra, 42), 0);
+    return *state;
 }
 
 /* "last_check" of server 0 of <side>, copied into <buf>. */
 static const char *
 last_check(struct fx *f, const char *side, char *buf, size_t len)
 {
-    json_t *s = server_status(f, side);
+    json_t *s = fx_status_at(f, "%s.servers.0", side);
     const char *v = s != NULL ? json_string_value(json_object_get(s, "last_check")) : NULL;
 
     snprintf(buf, len, "%s", v != NULL ? v : "(none)");
@@ -118,6 +64,15 @@ wait_last(struct fx *f, const char *side, const char *want)
     return 0;
 }
 
+/* The health entries of the audit log (for fx_audit()). */
+static bool
+is_health(const json_t *e)
+{
+    const char *action = json_string_value(json_object_get(e, "action"));
+
+    return action != NULL && strcmp(action, "health") == 0;
+}
+
 /* Occurrences of <needle> in file <path>. */
 static int
 count_in_file(const char *path, const char *needle)
@@ -131,15 +86,6 @@ count_in_file(const char *path, const char *needle)
         n++;
     free(text);
     return n;
-}
-
-static void
-set_weight(struct fx *f, const char *w)
-{
-    char out[4096];
-
-    if (fx_ctl(f, out, "weight", w) != 0)
-        fail_msg("cutoverctl weight %s: %s %s", w, out, h_ctl_err());
 }
 
 /* The first line a TCP-mode backend sends through the proxy ("new\n"). */
@@ -165,27 +111,6 @@ tcp_greeting(int port, char *buf, size_t len)
     return got > 0 ? 0 : -1;
 }
 
-/* The health entries of the audit log, as an array (caller decrefs). */
-static json_t *
-audit_health(struct fx *f)
-{
-    char *text = h_read_file(f->audit), *line, *save = NULL;
-    json_t *out = json_array(), *e;
-
-    for (line = text != NULL ? strtok_r(text, "\n", &save) : NULL; line != NULL;
-         line = strtok_r(NULL, "\n", &save)) {
-        const char *action;
-
-        e = json_loads(line, 0, NULL);
-        action = e != NULL ? json_string_value(json_object_get(e, "action")) : NULL;
-        if (action != NULL && strcmp(action, "health") == 0)
-            json_array_append(out, e);
-        json_decref(e);
-    }
-    free(text);
-    return out;
-}
-
 /* new's /healthz answers 503: within a bounded time new is down, every
  * request goes to legacy at weight 50 and 100, the weight stays what the
  * operator set; healthy again: traffic returns by itself. One log line and
@@ -201,13 +126,13 @@ test_new_down_falls_back(void **state)
 
     assert_int_equal(fx_count(f, 200, "/", NULL, c), 0);
     assert_true(c[0] > 40 && c[1] > 40);          /* both sides serve at 50 % */
-    s = server_status(f, "new");
+    s = fx_status_at(f, "new.servers.0");
     assert_true(json_integer_value(json_object_get(s, "idle")) >= 1);   /* pooled */
     json_decref(s);
 
     assert_int_equal(h_backend_set(f->port[1][0], "healthy=0"), 0);
-    assert_int_equal(wait_up(f, "new", false), 0);
-    s = server_status(f, "new");
+    assert_int_equal(fx_wait_up(f, "new", false, WAIT_MS), 0);
+    s = fx_status_at(f, "new.servers.0");
     assert_int_equal(json_integer_value(json_object_get(s, "idle")), 0);  /* closed when down */
     json_decref(s);
     svc = fx_status(f, &root);
@@ -229,7 +154,7 @@ test_new_down_falls_back(void **state)
     assert_int_equal(fx_count(f, 200, "/", NULL, c), 0);
     assert_int_equal(c[0], 200);
     assert_int_equal(c[1], 0);
-    set_weight(f, "100");
+    fx_ctl_ok(f, "weight", "100");
     assert_int_equal(fx_count(f, 100, "/", NULL, c), 0);
     assert_int_equal(c[0], 100);
     assert_int_equal((int)fx_weight(f), 100);
@@ -240,7 +165,7 @@ test_new_down_falls_back(void **state)
     json_decref(root);
 
     assert_int_equal(h_backend_set(f->port[1][0], "healthy=1"), 0);
-    assert_int_equal(wait_up(f, "new", true), 0);
+    assert_int_equal(fx_wait_up(f, "new", true, WAIT_MS), 0);
     assert_int_equal(fx_count(f, 100, "/", NULL, c), 0);
     assert_int_equal(c[1], 100);                  /* weight 100: all back on new */
     assert_string_equal(last_check(f, "new", buf, sizeof(buf)), "ok");
@@ -256,7 +181,7 @@ test_new_down_falls_back(void **state)
     assert_int_equal(count_in_file(f->log, " DOWN after "), 1);
     assert_int_equal(count_in_file(f->log, "new has no healthy server"), 1);
 
-    audit = audit_health(f);
+    audit = fx_audit(f, is_health);
     assert_int_equal(json_array_size(audit), 2);
     e = json_array_get(audit, 0);
     assert_string_equal(json_string_value(json_object_get(e, "actor")), "auto");
@@ -288,8 +213,8 @@ test_both_down_503(void **state)
     memset(&r, 0, sizeof(r));
     assert_int_equal(h_backend_set(f->port[0][0], "healthy=0"), 0);
     assert_int_equal(h_backend_set(f->port[1][0], "healthy=0"), 0);
-    assert_int_equal(wait_up(f, "legacy", false), 0);
-    assert_int_equal(wait_up(f, "new", false), 0);
+    assert_int_equal(fx_wait_up(f, "legacy", false, WAIT_MS), 0);
+    assert_int_equal(fx_wait_up(f, "new", false, WAIT_MS), 0);
     assert_int_equal(h_get(f->proxy_port, "/", NULL, &r), 0);
     assert_int_equal(r.status, 503);
     assert_non_null(h_resp_header(&r, "Retry-After", buf, sizeof(buf)));
@@ -298,7 +223,7 @@ test_both_down_503(void **state)
     assert_int_equal((int)fx_weight(f), 50);
 
     assert_int_equal(h_backend_set(f->port[0][0], "healthy=1"), 0);
-    assert_int_equal(wait_up(f, "legacy", true), 0);
+    assert_int_equal(fx_wait_up(f, "legacy", true, WAIT_MS), 0);
     assert_int_equal(h_get(f->proxy_port, "/", NULL, &r), 0);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "legacy\n");
@@ -316,7 +241,7 @@ test_tcp_check_killed_backend(void **state)
     assert_int_equal(tcp_greeting(f->proxy_port, buf, sizeof(buf)), 0);
     assert_string_equal(buf, "new\n");
     h_stop(f->backend[1][0], SIGTERM, 3000);
-    assert_int_equal(wait_up(f, "new", false), 0);
+    assert_int_equal(fx_wait_up(f, "new", false, WAIT_MS), 0);
     assert_true(strncmp(last_check(f, "new", buf, sizeof(buf)), "connect: ", 9) == 0);
     assert_int_equal(tcp_greeting(f->proxy_port, buf, sizeof(buf)), 0);
     assert_string_equal(buf, "legacy\n");
@@ -324,7 +249,7 @@ test_tcp_check_killed_backend(void **state)
 
     f->backend[1][0] = h_backend_start("new", f->port[1][0], f->dir, true);
     assert_true(f->backend[1][0] > 0);
-    assert_int_equal(wait_up(f, "new", true), 0);
+    assert_int_equal(fx_wait_up(f, "new", true, WAIT_MS), 0);
     assert_int_equal(tcp_greeting(f->proxy_port, buf, sizeof(buf)), 0);
     assert_string_equal(buf, "new\n");
 }
@@ -340,11 +265,11 @@ test_http_body_mismatch(void **state)
     char buf[256];
     int c[2];
 
-    assert_int_equal(wait_up(f, "new", false), 0);
+    assert_int_equal(fx_wait_up(f, "new", false, WAIT_MS), 0);
     assert_non_null(strstr(last_check(f, "new", buf, sizeof(buf)),
                            "HTTP 200, body does not contain \"legacy\""));
     assert_int_equal(wait_last(f, "legacy", "ok"), 0);
-    assert_int_equal(wait_up(f, "legacy", true), 0);
+    assert_int_equal(fx_wait_up(f, "legacy", true, WAIT_MS), 0);
     assert_int_equal(fx_count(f, 50, "/", NULL, c), 0);
     assert_int_equal(c[0], 50);
 }
@@ -359,14 +284,14 @@ test_stalled_backend_times_out(void **state)
     int c[2];
 
     assert_int_equal(kill(f->backend[1][0], SIGSTOP), 0);
-    if (wait_up(f, "new", false) != 0) {
+    if (fx_wait_up(f, "new", false, WAIT_MS) != 0) {
         kill(f->backend[1][0], SIGCONT);
         fail_msg("new was not marked down while stopped");
     }
     last_check(f, "new", buf, sizeof(buf));
     kill(f->backend[1][0], SIGCONT);
     assert_true(strncmp(buf, "timeout after 100 ms", 20) == 0);
-    assert_int_equal(wait_up(f, "new", true), 0);
+    assert_int_equal(fx_wait_up(f, "new", true, WAIT_MS), 0);
     assert_int_equal(fx_count(f, 20, "/", NULL, c), 0);
     assert_int_equal(c[1], 20);
 }
@@ -380,7 +305,7 @@ test_no_health_section(void **state)
     json_t *s;
 
     h_sleep_ms(300);
-    s = server_status(f, "new");
+    s = fx_status_at(f, "new.servers.0");
     assert_non_null(s);
     assert_true(json_is_true(json_object_get(s, "up")));
     assert_null(json_object_get(s, "last_check"));
@@ -392,12 +317,12 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_new_down_falls_back, teardown),
-        cmocka_unit_test_teardown(test_both_down_503, teardown),
-        cmocka_unit_test_teardown(test_tcp_check_killed_backend, teardown),
-        cmocka_unit_test_teardown(test_http_body_mismatch, teardown),
-        cmocka_unit_test_teardown(test_stalled_backend_times_out, teardown),
-        cmocka_unit_test_teardown(test_no_health_section, teardown),
+        cmocka_unit_test_teardown(test_new_down_falls_back, fx_teardown),
+        cmocka_unit_test_teardown(test_both_down_503, fx_teardown),
+        cmocka_unit_test_teardown(test_tcp_check_killed_backend, fx_teardown),
+        cmocka_unit_test_teardown(test_http_body_mismatch, fx_teardown),
+        cmocka_unit_test_teardown(test_stalled_backend_times_out, fx_teardown),
+        cmocka_unit_test_teardown(test_no_health_section, fx_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

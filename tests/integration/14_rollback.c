@@ -36,10 +36,8 @@ start(void **state, const char *extra)
     return *state;
 }
 
-/* When > 0, drive() notes in mark_rt_ms the real time (ms since the epoch,
- * the clock of the daemon's log lines) at which the mark_nth answer from new
- * arrived. */
-static int mark_nth;
+/* The real time (ms since the epoch, the clock of the daemon's log lines)
+ * at which the 10th answer from new arrived, noted by mark_10th_new(). */
 static long long mark_rt_ms;
 
 static long long
@@ -51,58 +49,12 @@ realtime_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Sends <n> GET / on keep-alive connections, <gap_ms> apart, and counts the
- * answers by backend (X-Backend) into c[0] legacy / c[1] new; *<n5xx> gets
- * the 5xx answers when not NULL. Every request must get an answer. */
+/* fx_drive()'s on_new: notes mark_rt_ms at the 10th answer from new. */
 static void
-drive(struct fx *f, int n, int gap_ms, int c[2], int *n5xx)
+mark_10th_new(int nth)
 {
-    static const char req[] = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
-    char be[64];
-    struct h_resp r;
-    int fd = -1, i;
-
-    c[0] = c[1] = 0;
-    if (n5xx != NULL)
-        *n5xx = 0;
-    memset(&r, 0, sizeof(r));
-    for (i = 0; i < n; i++) {
-        if (fd < 0)
-            assert_true((fd = h_connect(f->proxy_port)) >= 0);
-        assert_int_equal(h_send_all(fd, req, sizeof(req) - 1), 0);
-        if (h_read_response(fd, &r) != 0)
-            fail_msg("request %d of %d got no answer", i, n);
-        if (h_resp_header(&r, "X-Backend", be, sizeof(be)) == NULL)
-            fail_msg("request %d: answer %d without X-Backend", i, r.status);
-        if (strcmp(be, "new") == 0) {
-            if (++c[1] == mark_nth)
-                mark_rt_ms = realtime_ms();
-        } else if (strcmp(be, "legacy") == 0)
-            c[0]++;
-        else
-            fail_msg("request %d: unknown backend %s", i, be);
-        if (n5xx != NULL && r.status >= 500)
-            (*n5xx)++;
-        if (r.closed) {
-            close(fd);
-            fd = -1;
-        }
-        h_resp_free(&r);
-        if (gap_ms > 0)
-            h_sleep_ms(gap_ms);
-    }
-    if (fd >= 0)
-        close(fd);
-}
-
-static double
-num(const json_t *o, const char *key)
-{
-    const json_t *v = json_object_get(o, key);
-
-    if (!json_is_number(v))
-        fail_msg("\"%s\" is not a number", key);
-    return json_number_value(v);
+    if (nth == 10)
+        mark_rt_ms = realtime_ms();
 }
 
 static const char *
@@ -115,29 +67,15 @@ str(const json_t *o, const char *key)
     return s;
 }
 
-/* The automatic rollback and freeze entries of the audit log (a new array,
- * caller decrefs): actor "auto", action "rollback" or "freeze" (health
- * changes are "auto" too). The log holds one JSON object per line. */
-static json_t *
-auto_entries(struct fx *f)
+/* The automatic rollback and freeze entries of the audit log (for
+ * fx_audit()): actor "auto", action "rollback" or "freeze" (health changes
+ * are "auto" too). */
+static bool
+is_auto_action(const json_t *e)
 {
-    char *text = h_read_file(f->audit), *line, *save = NULL;
-    json_t *all = json_array(), *e;
-
-    if (text == NULL)
-        return all;
-    for (line = strtok_r(text, "\n", &save); line != NULL;
-         line = strtok_r(NULL, "\n", &save)) {
-        e = json_loads(line, 0, NULL);
-        assert_non_null(e);
-        if (strcmp(str(e, "actor"), "auto") == 0
-            && (strcmp(str(e, "action"), "rollback") == 0
-                || strcmp(str(e, "action"), "freeze") == 0))
-            json_array_append(all, e);
-        json_decref(e);
-    }
-    free(text);
-    return all;
+    return strcmp(str(e, "actor"), "auto") == 0
+           && (strcmp(str(e, "action"), "rollback") == 0
+               || strcmp(str(e, "action"), "freeze") == 0);
 }
 
 /* Checks the one automatic entry and returns its figures (borrowed from
@@ -151,8 +89,8 @@ the_auto_entry(json_t *entries, const char *action, double from, double to,
     assert_int_equal(json_array_size(entries), 1);
     e = json_array_get(entries, 0);
     assert_string_equal(str(e, "action"), action);
-    assert_true(num(e, "from") == from);
-    assert_true(num(e, "to") == to);
+    assert_true(fx_num(e, "from") == from);
+    assert_true(fx_num(e, "to") == to);
     if (strstr(str(e, "reason"), reason_part) == NULL)
         fail_msg("reason \"%s\" lacks \"%s\"", str(e, "reason"), reason_part);
     fig = json_object_get(e, "figures");
@@ -226,23 +164,21 @@ test_error_rate_rolls_back(void **state)
     assert_int_equal(h_backend_set(NEW_PORT(f), "error_rate=1&seed=1"), 0);
     /* 2 ms apart: the breach lands between ticks, as it would in production;
      * it is the 10th answer from new (min_requests 10, all errors) */
-    mark_nth = 10;
-    drive(f, 120, 2, c, &n5xx);
-    mark_nth = 0;
+    fx_drive(f, 120, 2, c, &n5xx, mark_10th_new);
     assert_true(c[1] >= 10);
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC ROLLBACK (error_rate)", TICK_WAIT_MS), 0);
     fx_expect_state(f, "rolled_back", 0);
 
-    entries = auto_entries(f);
+    entries = fx_audit(f, is_auto_action);
     fig = the_auto_entry(entries, "rollback", 50, 0, "error rate", "error_rate");
-    assert_true(num(fig, "error_rate") == 1);
-    assert_true(num(fig, "requests") >= 10);
-    assert_true(num(fig, "errors") == num(fig, "requests"));
-    assert_true(num(fig, "legacy_error_rate") == 0);
+    assert_true(fx_num(fig, "error_rate") == 1);
+    assert_true(fx_num(fig, "requests") >= 10);
+    assert_true(fx_num(fig, "errors") == fx_num(fig, "requests"));
+    assert_true(fx_num(fig, "legacy_error_rate") == 0);
     th = json_object_get(fig, "thresholds");
-    assert_true(num(th, "max_error_rate") == 0.2);
-    assert_true(num(th, "min_requests") == 10);
-    assert_true(num(th, "window_s") == 3);
+    assert_true(fx_num(th, "max_error_rate") == 0.2);
+    assert_true(fx_num(th, "min_requests") == 10);
+    assert_true(fx_num(th, "window_s") == 3);
     json_decref(entries);
 
     /* breach to rollback applied: within one tick (plus timer lateness) */
@@ -256,10 +192,10 @@ test_error_rate_rolls_back(void **state)
     assert_true(seen_ms >= (long long)ms - 3 && seen_ms <= (long long)ms + 300);
 
     /* new gets nothing any more, and a lasting breach is audited once */
-    drive(f, 40, 0, c, NULL);
+    fx_drive(f, 40, 0, c, NULL, NULL);
     assert_int_equal(c[1], 0);
     h_sleep_ms(QUIET_MS);
-    entries = auto_entries(f);
+    entries = fx_audit(f, is_auto_action);
     assert_int_equal(json_array_size(entries), 1);
     json_decref(entries);
 }
@@ -275,18 +211,18 @@ test_p99_rolls_back(void **state)
     int c[2], n5xx;
 
     assert_int_equal(h_backend_set(NEW_PORT(f), "delay_ms=70"), 0);
-    drive(f, 14, 0, c, &n5xx);
+    fx_drive(f, 14, 0, c, &n5xx, NULL);
     assert_int_equal(n5xx, 0);
     assert_true(c[1] >= 10);
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC ROLLBACK (p99)", TICK_WAIT_MS), 0);
     fx_expect_state(f, "rolled_back", 0);
-    entries = auto_entries(f);
+    entries = fx_audit(f, is_auto_action);
     fig = the_auto_entry(entries, "rollback", 100, 0, "p99", "p99");
-    assert_true(num(fig, "p99_ms") > 40);
-    assert_true(num(fig, "error_rate") == 0);
-    assert_true(num(json_object_get(fig, "thresholds"), "max_p99_ms") == 40);
+    assert_true(fx_num(fig, "p99_ms") > 40);
+    assert_true(fx_num(fig, "error_rate") == 0);
+    assert_true(fx_num(json_object_get(fig, "thresholds"), "max_p99_ms") == 40);
     json_decref(entries);
-    drive(f, 10, 0, c, NULL);
+    fx_drive(f, 10, 0, c, NULL, NULL);
     assert_int_equal(c[1], 0);
 }
 
@@ -321,17 +257,17 @@ test_ratio_to_legacy_rolls_back(void **state)
     assert_int_equal(h_backend_set(NEW_PORT(f), q), 0);
     script(q, sizeof(q), "200x19,500", 5);
     assert_int_equal(h_backend_set(LEGACY_PORT(f), q), 0);
-    drive(f, 110, 0, c, NULL);
+    fx_drive(f, 110, 0, c, NULL, NULL);
     assert_true(c[0] >= 20 && c[1] >= 20);
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC ROLLBACK (ratio_to_legacy)",
                                 TICK_WAIT_MS), 0);
     fx_expect_state(f, "rolled_back", 0);
-    entries = auto_entries(f);
+    entries = fx_audit(f, is_auto_action);
     fig = the_auto_entry(entries, "rollback", 50, 0, "x legacy", "ratio_to_legacy");
-    assert_true(num(fig, "legacy_error_rate") > 0);
-    assert_true(num(fig, "error_rate") < 0.5);
-    assert_true(num(fig, "error_rate") > 3 * num(fig, "legacy_error_rate"));
-    assert_true(num(json_object_get(fig, "thresholds"), "max_error_ratio_to_legacy") == 3);
+    assert_true(fx_num(fig, "legacy_error_rate") > 0);
+    assert_true(fx_num(fig, "error_rate") < 0.5);
+    assert_true(fx_num(fig, "error_rate") > 3 * fx_num(fig, "legacy_error_rate"));
+    assert_true(fx_num(json_object_get(fig, "thresholds"), "max_error_ratio_to_legacy") == 3);
     json_decref(entries);
 }
 
@@ -349,12 +285,12 @@ test_legacy_failing_does_not_roll_back(void **state)
     assert_int_equal(h_backend_set(LEGACY_PORT(f), "error_rate=1&seed=2"), 0);
     script(q, sizeof(q), "500,200x9", 20);         /* new: 10% errors */
     assert_int_equal(h_backend_set(NEW_PORT(f), q), 0);
-    drive(f, 120, 0, c, &n5xx);
+    fx_drive(f, 120, 0, c, &n5xx, NULL);
     assert_true(c[0] >= 20 && c[1] >= 20);
     assert_true(n5xx >= c[0]);
     h_sleep_ms(QUIET_MS);
     fx_expect_state(f, "steady", 50);
-    entries = auto_entries(f);
+    entries = fx_audit(f, is_auto_action);
     assert_int_equal(json_array_size(entries), 0);
     json_decref(entries);
     log = h_read_file(f->log);
@@ -373,21 +309,21 @@ test_no_rollback_under_min_requests(void **state)
     int c[2], n5xx;
 
     assert_int_equal(h_backend_set(NEW_PORT(f), "error_rate=1&seed=3"), 0);
-    drive(f, 19, 0, c, &n5xx);
+    fx_drive(f, 19, 0, c, &n5xx, NULL);
     assert_int_equal(c[1], 19);
     assert_int_equal(n5xx, 19);
     h_sleep_ms(QUIET_MS);
     fx_expect_state(f, "steady", 100);
-    entries = auto_entries(f);
+    entries = fx_audit(f, is_auto_action);
     assert_int_equal(json_array_size(entries), 0);
     json_decref(entries);
 
-    drive(f, 1, 0, c, &n5xx);
+    fx_drive(f, 1, 0, c, &n5xx, NULL);
     assert_int_equal(c[1], 1);
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC ROLLBACK", TICK_WAIT_MS), 0);
     fx_expect_state(f, "rolled_back", 0);
-    entries = auto_entries(f);
-    assert_true(num(json_object_get(json_array_get(entries, 0), "figures"),
+    entries = fx_audit(f, is_auto_action);
+    assert_true(fx_num(json_object_get(json_array_get(entries, 0), "figures"),
                     "requests") == 20);
     json_decref(entries);
 }
@@ -403,24 +339,24 @@ test_latch_survives_kill9(void **state)
     int c[2];
 
     assert_int_equal(h_backend_set(NEW_PORT(f), "error_rate=1&status=503&seed=4"), 0);
-    drive(f, 100, 0, c, NULL);
+    fx_drive(f, 100, 0, c, NULL, NULL);
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC ROLLBACK", TICK_WAIT_MS), 0);
     st = json_load_file(f->state, 0, NULL);
     assert_non_null(st);
     svc = json_array_get(json_object_get(st, "services"), 0);
     assert_string_equal(str(svc, "state"), "rolled_back");
-    assert_true(num(svc, "weight_bp") == 0);
+    assert_true(fx_num(svc, "weight_bp") == 0);
     json_decref(st);
 
     assert_int_equal(h_backend_set(NEW_PORT(f), "reset=1"), 0);
     assert_int_equal(h_stop(f->proxy, SIGKILL, 5000), 128 + SIGKILL);
     assert_int_equal(fx_start_proxy(f, 7), 0);
     fx_expect_state(f, "rolled_back", 0);
-    drive(f, 40, 0, c, NULL);
+    fx_drive(f, 40, 0, c, NULL, NULL);
     assert_int_equal(c[1], 0);
     h_sleep_ms(QUIET_MS);
     fx_expect_state(f, "rolled_back", 0);
-    entries = auto_entries(f);
+    entries = fx_audit(f, is_auto_action);
     assert_int_equal(json_array_size(entries), 1);
     json_decref(entries);
 }
@@ -437,19 +373,19 @@ test_freeze_holds_weight(void **state)
     int c[2];
 
     assert_int_equal(h_backend_set(NEW_PORT(f), "error_rate=1&seed=5"), 0);
-    drive(f, 100, 0, c, NULL);
+    fx_drive(f, 100, 0, c, NULL, NULL);
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC FREEZE (error_rate)", TICK_WAIT_MS), 0);
     fx_expect_state(f, "frozen", 50);
-    entries = auto_entries(f);
+    entries = fx_audit(f, is_auto_action);
     the_auto_entry(entries, "freeze", 50, 50, "error rate", "error_rate");
     json_decref(entries);
 
     /* the weight holds: new still gets its share; no second audit entry */
-    drive(f, 60, 0, c, NULL);
+    fx_drive(f, 60, 0, c, NULL, NULL);
     assert_true(c[1] > 0 && c[0] > 0);
     h_sleep_ms(QUIET_MS);
     fx_expect_state(f, "frozen", 50);
-    entries = auto_entries(f);
+    entries = fx_audit(f, is_auto_action);
     assert_int_equal(json_array_size(entries), 1);
     json_decref(entries);
 
@@ -478,7 +414,7 @@ test_operator_weight_clears_latch(void **state)
     int c[2], n5xx;
 
     assert_int_equal(h_backend_set(NEW_PORT(f), "error_rate=1&seed=6"), 0);
-    drive(f, 100, 0, c, NULL);
+    fx_drive(f, 100, 0, c, NULL, NULL);
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC ROLLBACK", TICK_WAIT_MS), 0);
     fx_expect_state(f, "rolled_back", 0);
 
@@ -486,21 +422,21 @@ test_operator_weight_clears_latch(void **state)
     assert_int_equal(h_backend_set(NEW_PORT(f), "reset=1"), 0);
     assert_int_equal(fx_ctl(f, out, "weight", "50"), 0);
     fx_expect_state(f, "steady", 50);
-    drive(f, 60, 0, c, &n5xx);
+    fx_drive(f, 60, 0, c, &n5xx, NULL);
     assert_true(c[1] > 0);
     assert_int_equal(n5xx, 0);
     h_sleep_ms(QUIET_MS);
     fx_expect_state(f, "steady", 50);
-    entries = auto_entries(f);
+    entries = fx_audit(f, is_auto_action);
     assert_int_equal(json_array_size(entries), 1);
     json_decref(entries);
 
     /* the latch is re-armed: a new breach rolls back again */
     assert_int_equal(h_backend_set(NEW_PORT(f), "error_rate=1&seed=6"), 0);
-    drive(f, 100, 0, c, NULL);
+    fx_drive(f, 100, 0, c, NULL, NULL);
     h_sleep_ms(QUIET_MS);
     fx_expect_state(f, "rolled_back", 0);
-    entries = auto_entries(f);
+    entries = fx_audit(f, is_auto_action);
     assert_int_equal(json_array_size(entries), 2);
     json_decref(entries);
 }
@@ -525,7 +461,7 @@ test_new_down_rolls_back(void **state)
     assert_int_equal(h_backend_set(NEW_PORT(f), "healthy=0"), 0);
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC ROLLBACK (new_down)", 5000), 0);
     fx_expect_state(f, "rolled_back", 0);
-    entries = auto_entries(f);
+    entries = fx_audit(f, is_auto_action);
     fig = the_auto_entry(entries, "rollback", 30, 0, "new side down", "new_down");
     assert_true(json_is_false(json_object_get(fig, "new_healthy")));
     json_decref(entries);
@@ -534,7 +470,7 @@ test_new_down_rolls_back(void **state)
 
     /* back up: the latch holds until an operator acts */
     assert_int_equal(h_backend_set(NEW_PORT(f), "healthy=1"), 0);
-    drive(f, 20, 0, c, NULL);
+    fx_drive(f, 20, 0, c, NULL, NULL);
     assert_int_equal(c[1], 0);
     h_sleep_ms(QUIET_MS);
     fx_expect_state(f, "rolled_back", 0);
@@ -551,11 +487,11 @@ test_new_down_falls_back_by_default(void **state)
 
     assert_int_equal(h_backend_set(NEW_PORT(f), "healthy=0"), 0);
     assert_int_equal(h_wait_log(f->log, "has no healthy server", 5000), 0);
-    drive(f, 20, 0, c, NULL);
+    fx_drive(f, 20, 0, c, NULL, NULL);
     assert_int_equal(c[1], 0);
     h_sleep_ms(QUIET_MS);
     fx_expect_state(f, "steady", 30);
-    entries = auto_entries(f);
+    entries = fx_audit(f, is_auto_action);
     assert_int_equal(json_array_size(entries), 0);
     json_decref(entries);
 }

@@ -36,37 +36,6 @@ start(void **state, const char *extra)
     return *state;
 }
 
-/* Sends <n> GET / on keep-alive connections and counts the answers by
- * backend (X-Backend) into c[0] legacy / c[1] new. */
-static void
-drive(struct fx *f, int n, int c[2])
-{
-    static const char req[] = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
-    char be[64];
-    struct h_resp r;
-    int fd = -1, i;
-
-    c[0] = c[1] = 0;
-    memset(&r, 0, sizeof(r));
-    for (i = 0; i < n; i++) {
-        if (fd < 0)
-            assert_true((fd = h_connect(f->proxy_port)) >= 0);
-        assert_int_equal(h_send_all(fd, req, sizeof(req) - 1), 0);
-        if (h_read_response(fd, &r) != 0)
-            fail_msg("request %d of %d got no answer", i, n);
-        if (h_resp_header(&r, "X-Backend", be, sizeof(be)) == NULL)
-            fail_msg("request %d: answer %d without X-Backend", i, r.status);
-        c[strcmp(be, "new") == 0]++;
-        if (r.closed) {
-            close(fd);
-            fd = -1;
-        }
-        h_resp_free(&r);
-    }
-    if (fd >= 0)
-        close(fd);
-}
-
 /* What status --json says about the service and its plan. */
 struct view {
     double weight;
@@ -119,30 +88,16 @@ drive_until(struct fx *f, int step, const char *state, long max_ms, unsigned *se
                      "(waiting for %s%d%s)", max_ms, v.step, v.steps, v.state, v.plan,
                      v.weight, step > 0 ? "step " : "state ", step,
                      step > 0 ? "" : state);
-        drive(f, 20, c);
+        fx_drive(f, 20, 0, c, NULL, NULL);
         h_sleep_ms(20);
     }
 }
 
-/* The audit entries whose action starts with "plan" (a new array). */
-static json_t *
-plan_entries(struct fx *f)
+/* The audit entries whose action starts with "plan" (for fx_audit()). */
+static bool
+is_plan(const json_t *e)
 {
-    char *text = h_read_file(f->audit), *line, *save = NULL;
-    json_t *all = json_array(), *e;
-
-    if (text == NULL)
-        return all;
-    for (line = strtok_r(text, "\n", &save); line != NULL;
-         line = strtok_r(NULL, "\n", &save)) {
-        e = json_loads(line, 0, NULL);
-        assert_non_null(e);
-        if (strncmp(json_string_value(json_object_get(e, "action")), "plan", 4) == 0)
-            json_array_append(all, e);
-        json_decref(e);
-    }
-    free(text);
-    return all;
+    return strncmp(json_string_value(json_object_get(e, "action")), "plan", 4) == 0;
 }
 
 static const char *
@@ -183,7 +138,7 @@ test_plan_walks_to_promoted(void **state)
     assert_true(v.bake_left_s > 0 && v.bake_left_s <= 1);
 
     /* the human status: step, bake bar, both windows side by side */
-    drive(f, 20, c);
+    fx_drive(f, 20, 0, c, NULL, NULL);
     assert_int_equal(fx_ctl(f, out, "status"), 0);
     assert_non_null(strstr(out, "plan    step 1/3 (10%)  progressing  bake ["));
     assert_non_null(strstr(out, "requests"));
@@ -197,13 +152,13 @@ test_plan_walks_to_promoted(void **state)
     assert_string_equal(v.plan, "completed");
     assert_int_equal(v.step, 3);
     assert_true(v.bake_left_s == 0);
-    drive(f, 20, c);
+    fx_drive(f, 20, 0, c, NULL, NULL);
     assert_int_equal(c[0], 0);
     assert_int_equal(fx_ctl(f, out, "status"), 0);
     assert_non_null(strstr(out, "plan    step 3/3 (100%)  completed"));
 
     /* audited: the operator's start, then two automatic steps */
-    entries = plan_entries(f);
+    entries = fx_audit(f, is_plan);
     assert_int_equal(json_array_size(entries), 3);
     assert_string_equal(entry_str(entries, 0, "action"), "plan_start");
     assert_int_equal(strncmp(entry_str(entries, 0, "actor"), "uid:", 4), 0);
@@ -233,7 +188,7 @@ test_plan_pause_holds(void **state)
     int c[2], i;
 
     assert_int_equal(fx_ctl(f, out, "plan", "start"), 0);
-    drive(f, 60, c);
+    fx_drive(f, 60, 0, c, NULL, NULL);
     h_sleep_ms(600);
     assert_int_equal(fx_ctl(f, out, "plan", "pause"), 0);
     assert_non_null(strstr(out, "state paused, plan paused at step 1/3"));
@@ -242,7 +197,7 @@ test_plan_pause_holds(void **state)
     assert_true(v.bake_left_s > 0.5 && v.bake_left_s < 1.9);
     /* paused for longer than a whole bake, with traffic: nothing moves */
     for (i = 0; i < 5; i++) {
-        drive(f, 40, c);
+        fx_drive(f, 40, 0, c, NULL, NULL);
         h_sleep_ms(500);
     }
     w = look(f);
@@ -292,7 +247,7 @@ test_plan_abort_stops(void **state)
     assert_non_null(strstr(out, "state steady, plan aborted at step 1/3"));
     /* longer than a bake, with traffic: nothing moves */
     for (i = 0; i < 4; i++) {
-        drive(f, 40, c);
+        fx_drive(f, 40, 0, c, NULL, NULL);
         h_sleep_ms(400);
     }
     v = look(f);
@@ -304,7 +259,7 @@ test_plan_abort_stops(void **state)
     assert_non_null(strstr(h_ctl_err(), "the plan is not paused (it is aborted)"));
     assert_int_equal(fx_ctl(f, out, "plan", "abort"), 1);
     assert_non_null(strstr(h_ctl_err(), "no plan is running"));
-    entries = plan_entries(f);
+    entries = fx_audit(f, is_plan);
     assert_int_equal(json_array_size(entries), 2);
     assert_string_equal(entry_str(entries, 1, "action"), "plan_abort");
     json_decref(entries);
@@ -314,7 +269,7 @@ test_plan_abort_stops(void **state)
     assert_int_equal(fx_ctl(f, out, "plan", "start"), 0);
     assert_int_equal(fx_ctl(f, out, "weight", "20"), 0);
     for (i = 0; i < 4; i++) {
-        drive(f, 40, c);
+        fx_drive(f, 40, 0, c, NULL, NULL);
         h_sleep_ms(400);
     }
     v = look(f);
@@ -336,7 +291,7 @@ test_plan_rolled_back_midway(void **state)
     assert_int_equal(fx_ctl(f, out, "plan", "start"), 0);
     drive_until(f, 2, NULL, MAX_WALK_MS, NULL);
     assert_int_equal(h_backend_set(f->port[1][0], "error_rate=1&seed=1"), 0);
-    drive(f, 60, c);
+    fx_drive(f, 60, 0, c, NULL, NULL);
     assert_true(c[1] >= 5);
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC ROLLBACK", 3000), 0);
     v = look(f);
@@ -345,7 +300,7 @@ test_plan_rolled_back_midway(void **state)
     assert_string_equal(v.plan, "breached");
     assert_int_equal(v.step, 2);
     for (i = 0; i < 3; i++) {
-        drive(f, 40, c);
+        fx_drive(f, 40, 0, c, NULL, NULL);
         assert_int_equal(c[1], 0);
         h_sleep_ms(500);
     }

@@ -25,47 +25,9 @@
 #define TOK_ADMIN   "admin-secret-0123456789"
 
 struct hx {
-    struct fx f;
-    int admin_port;
+    struct fx f;                 /* f.admin_port: admin.listen */
     char tokens[512];
 };
-
-static int
-teardown(void **state)
-{
-    struct hx *x = *state;
-
-    fx_fini(&x->f);
-    free(x);
-    return 0;
-}
-
-/* Writes the fixture's config with an "admin" section that listens on
- * x->admin_port with the token file; <admin_extra> is added to it. */
-static void
-write_conf(struct hx *x, const char *admin_extra)
-{
-    struct fx *f = &x->f;
-    char buf[8192];
-
-    snprintf(buf, sizeof(buf),
-             "{\n"
-             "  \"admin\": { \"socket\": \"%s\", \"listen\": \"127.0.0.1:%d\",\n"
-             "             \"token_file\": \"%s\"%s },\n"
-             "  \"state\": { \"file\": \"%s\" },\n"
-             "  \"audit\": { \"file\": \"%s\" },\n"
-             "  \"shutdown_grace_ms\": 2000,\n"
-             "  \"services\": [{\n"
-             "    \"name\": \"web\", \"mode\": \"http\",\n"
-             "    \"listen\": [\"127.0.0.1:%d\"],\n"
-             "    \"legacy\": { \"servers\": [\"127.0.0.1:%d\"] },\n"
-             "    \"new\": { \"servers\": [\"127.0.0.1:%d\"] }\n"
-             "  }]\n"
-             "}\n",
-             f->sock, x->admin_port, x->tokens, admin_extra, f->state, f->audit,
-             f->proxy_port, f->port[0][0], f->port[1][0]);
-    assert_int_equal(h_write_file(f->conf, buf), 0);
-}
 
 static void
 write_tokens(struct hx *x, mode_t mode)
@@ -81,15 +43,15 @@ write_tokens(struct hx *x, mode_t mode)
 static struct hx *
 setup_x(void **state, const char *admin_extra)
 {
-    struct hx *x = calloc(1, sizeof(*x));
+    struct hx *x = fx_new(state, sizeof(*x), false, 1, NULL);
 
-    assert_non_null(x);
-    *state = x;
-    assert_int_equal(fx_init(&x->f, false, 1, NULL), 0);
-    x->admin_port = h_free_port();
+    x->f.admin_port = h_free_port();
     snprintf(x->tokens, sizeof(x->tokens), "%s/admin.tokens", x->f.dir);
     write_tokens(x, 0600);
-    write_conf(x, admin_extra);
+    x->f.workers = 0;            /* cutoverd's default: one per CPU */
+    snprintf(x->f.admin_extra, sizeof(x->f.admin_extra), ", \"token_file\": \"%s\"%s",
+             x->tokens, admin_extra);
+    assert_int_equal(fx_write_conf(&x->f), 0);
     return x;
 }
 
@@ -98,11 +60,7 @@ start(void **state, const char *admin_extra)
 {
     struct hx *x = setup_x(state, admin_extra);
 
-    assert_int_equal(fx_start_proxy(&x->f, 1), 0);
-    if (h_wait_port(x->admin_port, 10000) < 0) {
-        h_dump_file(x->f.log, 4000);
-        fail_msg("admin.listen port not open");
-    }
+    assert_int_equal(fx_start_proxy(&x->f, 1), 0);   /* and admin.listen */
     return x;
 }
 
@@ -114,7 +72,7 @@ request(struct hx *x, const char *method, const char *path, const char *token,
         const char *body, struct h_resp *r)
 {
     char head[1024], auth[256] = "";
-    int fd = h_connect(x->admin_port);
+    int fd = h_connect(x->f.admin_port);
 
     assert_true(fd >= 0);
     if (token != NULL)
@@ -164,21 +122,15 @@ jstr(json_t *o, const char *key)
 static json_t *
 last_audit(struct hx *x, const char *action)
 {
-    char *text = h_read_file(x->f.audit), *line, *save = NULL;
-    json_t *found = NULL, *e;
+    json_t *all = fx_audit(&x->f, NULL), *e, *found = NULL;
+    size_t i;
 
-    if (text == NULL)
-        return NULL;
-    for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
-        e = json_loads(line, 0, NULL);
-        if (e != NULL && strcmp(jstr(e, "action"), action) == 0) {
-            json_decref(found);
+    json_array_foreach(all, i, e) {
+        if (strcmp(jstr(e, "action"), action) == 0)
             found = e;
-        } else {
-            json_decref(e);
-        }
     }
-    free(text);
+    json_incref(found);
+    json_decref(all);
     return found;
 }
 
@@ -367,7 +319,7 @@ test_bad_requests(void **state)
     int fd, i;
 
     /* oversized body: 413 at the head, closed */
-    fd = h_connect(x->admin_port);
+    fd = h_connect(x->f.admin_port);
     assert_true(fd >= 0);
     assert_int_equal(h_send_all(fd, big_head, sizeof(big_head) - 1), 0);
     assert_int_equal(h_read_response(fd, &r), 0);
@@ -377,7 +329,7 @@ test_bad_requests(void **state)
     close(fd);
 
     /* garbage: 400 and closed */
-    fd = h_connect(x->admin_port);
+    fd = h_connect(x->f.admin_port);
     assert_true(fd >= 0);
     assert_int_equal(h_send_all(fd, "HELLO THERE\r\n\r\n", 15), 0);
     assert_int_equal(h_read_response(fd, &r), 0);
@@ -388,7 +340,7 @@ test_bad_requests(void **state)
     close(fd);
 
     /* chunked: 411 */
-    fd = h_connect(x->admin_port);
+    fd = h_connect(x->f.admin_port);
     {
         static const char chunked[] = "POST /v1/status HTTP/1.1\r\nHost: a\r\n"
                                       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
@@ -425,20 +377,6 @@ test_bad_requests(void **state)
     assert_int_equal(call(x, "GET", "/status", NULL, NULL, NULL), 200);
 }
 
-/* Waits (10 s at most) for <pid> to exit; returns its exit code (-1: did not). */
-static int
-wait_exit(pid_t pid)
-{
-    int st = -1, i;
-
-    for (i = 0; i < 1000; i++) {
-        if (!h_alive(pid, &st))
-            return st;
-        h_sleep_ms(10);
-    }
-    return -1;
-}
-
 static void
 test_token_file_mode_refused(void **state)
 {
@@ -452,7 +390,7 @@ test_token_file_mode_refused(void **state)
     assert_int_equal(chmod(x->tokens, 0644), 0);
     pid = h_spawn(argv, f->log);
     assert_true(pid > 0);
-    assert_int_equal(wait_exit(pid), 1);
+    assert_int_equal(h_wait_exit(pid, 10000), 1);
     log = h_read_file(f->log);
     assert_non_null(strstr(log, x->tokens));
     assert_non_null(strstr(log, "mode 0644"));
@@ -462,26 +400,26 @@ test_token_file_mode_refused(void **state)
     /* -t reports it too */
     pid = h_spawn(argv_t, f->log);
     assert_true(pid > 0);
-    assert_int_equal(wait_exit(pid), 1);
+    assert_int_equal(h_wait_exit(pid, 10000), 1);
 
     /* and with the mode fixed, -t passes */
     assert_int_equal(chmod(x->tokens, 0600), 0);
     pid = h_spawn(argv_t, f->log);
     assert_true(pid > 0);
-    assert_int_equal(wait_exit(pid), 0);
+    assert_int_equal(h_wait_exit(pid, 10000), 0);
 
     /* a missing token file: -t warns (secrets come later), the daemon refuses */
     assert_int_equal(unlink(x->tokens), 0);
     unlink(f->log);
     pid = h_spawn(argv_t, f->log);
     assert_true(pid > 0);
-    assert_int_equal(wait_exit(pid), 0);
+    assert_int_equal(h_wait_exit(pid, 10000), 0);
     log = h_read_file(f->log);
     assert_non_null(strstr(log, "does not exist (yet)"));
     free(log);
     pid = h_spawn(argv, f->log);
     assert_true(pid > 0);
-    assert_int_equal(wait_exit(pid), 1);
+    assert_int_equal(h_wait_exit(pid, 10000), 1);
     log = h_read_file(f->log);
     assert_non_null(strstr(log, "cannot open the token file"));
     free(log);
@@ -500,7 +438,7 @@ check_conf(struct hx *x, const char *conf_text, char **log)
     unlink(f->log);
     pid = h_spawn(argv, f->log);
     assert_true(pid > 0);
-    rc = wait_exit(pid);
+    rc = h_wait_exit(pid, 10000);
     *log = h_read_file(f->log);
     assert_non_null(*log);
     return rc;
@@ -531,7 +469,7 @@ test_conf_keys(void **state)
              "\"127.0.0.1:%d\", \"read_token_required\": true}, \"services\": [{\"name\": "
              "\"web\", \"listen\": [\"127.0.0.1:%d\"], \"legacy\": {\"servers\": "
              "[\"127.0.0.1:1\"]}, \"new\": {\"servers\": [\"127.0.0.1:2\"]}}]}\n", x->f.sock,
-             x->admin_port, x->f.proxy_port);
+             x->f.admin_port, x->f.proxy_port);
     assert_int_equal(check_conf(x, conf, &log), 1);
     assert_non_null(strstr(log, "admin.read_token_required: needs admin.token_file"));
     free(log);
@@ -547,7 +485,7 @@ test_connection_limit(void **state)
     struct h_resp r;
 
     for (i = 0; i < 32; i++) {
-        fds[i] = h_connect(x->admin_port);
+        fds[i] = h_connect(x->f.admin_port);
         assert_true(fds[i] >= 0);
         /* a byte each, so each is surely accepted before the next */
         assert_int_equal(h_send_all(fds[i], "G", 1), 0);
@@ -555,7 +493,7 @@ test_connection_limit(void **state)
     /* the server saw them all once a status on the socket went through */
     assert_true(fx_weight(&x->f) == 0);
     h_sleep_ms(200);
-    fd = h_connect(x->admin_port);
+    fd = h_connect(x->f.admin_port);
     assert_true(fd >= 0);
     assert_true(h_peer_closed(fd, 5000));
     close(fd);
@@ -566,7 +504,7 @@ test_connection_limit(void **state)
     for (i = 0; i < 32; i++)
         close(fds[i]);
     for (i = 0; i < 300 && status != 200; i++) {     /* 15 s at most */
-        fd = h_connect(x->admin_port);
+        fd = h_connect(x->f.admin_port);
         assert_true(fd >= 0);
         memset(&r, 0, sizeof(r));
         if (h_send_all(fd, "GET /status HTTP/1.1\r\nHost: a\r\n\r\n", 33) == 0
@@ -619,14 +557,14 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_status_without_token, teardown),
-        cmocka_unit_test_teardown(test_tokens_and_levels, teardown),
-        cmocka_unit_test_teardown(test_bad_requests, teardown),
-        cmocka_unit_test_teardown(test_token_file_mode_refused, teardown),
-        cmocka_unit_test_teardown(test_read_token_required, teardown),
-        cmocka_unit_test_teardown(test_socket_audit_uid_pid, teardown),
-        cmocka_unit_test_teardown(test_conf_keys, teardown),
-        cmocka_unit_test_teardown(test_connection_limit, teardown),
+        cmocka_unit_test_teardown(test_status_without_token, fx_teardown),
+        cmocka_unit_test_teardown(test_tokens_and_levels, fx_teardown),
+        cmocka_unit_test_teardown(test_bad_requests, fx_teardown),
+        cmocka_unit_test_teardown(test_token_file_mode_refused, fx_teardown),
+        cmocka_unit_test_teardown(test_read_token_required, fx_teardown),
+        cmocka_unit_test_teardown(test_socket_audit_uid_pid, fx_teardown),
+        cmocka_unit_test_teardown(test_conf_keys, fx_teardown),
+        cmocka_unit_test_teardown(test_connection_limit, fx_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -47,34 +47,23 @@ be(const struct fx *f, int side, int i, char *buf, size_t len)
     return buf;
 }
 
-/* Writes the config: service "web" on the fixture's port (plus the listen
- * addresses <more_listen>, each with a leading comma, may be ""), legacy
- * server legacy, new servers <new_list> (JSON list contents), the service
- * keys <web_extra> (leading comma) and the services <more_services>
- * (leading comma) after it. */
+/* Writes the config (workers 2, shutdown_grace_ms 3000): service "web" on
+ * the fixture's port (plus the listen addresses <more_listen>, each with a
+ * leading comma, may be ""), legacy server legacy, new servers <new_list>
+ * (JSON list contents), the service keys <web_extra> (leading comma) and
+ * the services <more_services> (leading comma) after it. */
 static void
 conf_write(struct fx *f, const char *more_listen, const char *new_list,
            const char *web_extra, const char *more_services)
 {
-    char buf[8192], l0[64];
-
-    snprintf(buf, sizeof(buf),
-             "{\n"
-             "  \"admin\": { \"socket\": \"%s\" },\n"
-             "  \"state\": { \"file\": \"%s\" },\n"
-             "  \"audit\": { \"file\": \"%s\" },\n"
-             "  \"shutdown_grace_ms\": 3000,\n"
-             "  \"workers\": 2,\n"
-             "  \"services\": [{\n"
-             "    \"name\": \"web\",\n"
-             "    \"listen\": [\"127.0.0.1:%d\"%s],\n"
-             "    \"legacy\": { \"servers\": [%s] },\n"
-             "    \"new\": { \"servers\": [%s] }%s\n"
-             "  }%s]\n"
-             "}\n",
-             f->sock, f->state, f->audit, f->proxy_port, more_listen,
-             be(f, 0, 0, l0, sizeof(l0)), new_list, web_extra, more_services);
-    assert_int_equal(h_write_file(f->conf, buf), 0);
+    f->workers = 2;
+    f->grace_ms = 3000;
+    snprintf(f->listen, sizeof(f->listen), "\"127.0.0.1:%d\"%s", f->proxy_port, more_listen);
+    be(f, 0, 0, f->servers[0], sizeof(f->servers[0]));
+    snprintf(f->servers[1], sizeof(f->servers[1]), "%s", new_list);
+    snprintf(f->extra, sizeof(f->extra), "%s", web_extra);
+    snprintf(f->more_services, sizeof(f->more_services), "%s", more_services);
+    assert_int_equal(fx_write_conf(f), 0);
 }
 
 /* fx_init with two servers per side, the config written by conf_write()
@@ -100,19 +89,6 @@ reload_fails(struct fx *f, const char *needle)
     assert_int_equal(kill(f->proxy, SIGHUP), 0);
     if (h_wait_log(f->log, needle, WAIT_MS) != 0)
         fail_msg("no \"%s\" in the log", needle);
-}
-
-/* SIGTERM: cutoverd drains and exits 0 (under the sanitizers, a leak or
- * an error makes that fail). */
-static void
-stop_clean(struct fx *f)
-{
-    int rc = h_stop(f->proxy, SIGTERM, 30000);
-
-    if (rc != 0) {
-        h_dump_file(f->log, 6000);
-        fail_msg("cutoverd exited %d after SIGTERM", rc);
-    }
 }
 
 /* One GET / on a new connection to <port>: its status, or -1. */
@@ -200,33 +176,35 @@ reap(pid_t pid)
     return WEXITSTATUS(st);
 }
 
-/* Counts the audit entries with action "reload"; <failed> of them with a
- * reason starting "failed: ". */
+/* The audit entries with action "reload" (for fx_audit()). */
+static bool
+is_reload(const json_t *e)
+{
+    const char *action = json_string_value(json_object_get(e, "action"));
+
+    return action != NULL && strcmp(action, "reload") == 0;
+}
+
+/* Counts the audit entries with action "reload" (each by "signal:HUP",
+ * with a reason); <failed> of them with a reason starting "failed: ". */
 static int
 audit_reloads(struct fx *f, int *failed)
 {
-    char *text = h_read_file(f->audit), *line, *save = NULL;
-    int n = 0;
+    json_t *all = fx_audit(f, is_reload), *e;
+    int n = (int)json_array_size(all);
+    size_t i;
 
     *failed = 0;
-    if (text == NULL)
-        return 0;
-    for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
-        json_t *o = json_loads(line, 0, NULL);
-        const char *action = json_string_value(json_object_get(o, "action"));
-        const char *actor = json_string_value(json_object_get(o, "actor"));
-        const char *reason = json_string_value(json_object_get(o, "reason"));
+    json_array_foreach(all, i, e) {
+        const char *actor = json_string_value(json_object_get(e, "actor"));
+        const char *reason = json_string_value(json_object_get(e, "reason"));
 
-        if (action != NULL && strcmp(action, "reload") == 0) {
-            n++;
-            assert_string_equal(actor, "signal:HUP");
-            assert_non_null(reason);
-            if (strncmp(reason, "failed: ", 8) == 0)
-                (*failed)++;
-        }
-        json_decref(o);
+        assert_string_equal(actor, "signal:HUP");
+        assert_non_null(reason);
+        if (strncmp(reason, "failed: ", 8) == 0)
+            (*failed)++;
     }
-    free(text);
+    json_decref(all);
     return n;
 }
 
@@ -294,7 +272,7 @@ test_reload_under_load(void **state)
     /* the new server added by the reloads took traffic */
     assert_true(h_backend_requests(f->port[1][1]) > 0);
     assert_int_equal(get_status(f->proxy_port, NULL, 0), 200);
-    stop_clean(f);
+    fx_stop_clean(f);
 }
 
 /* Reloads that fail change nothing. */
@@ -354,7 +332,7 @@ test_failed_reload_keeps_config(void **state)
     conf_write(f, "", n0, "", "");
     fx_reload_ok(f, WAIT_MS, 2);
     assert_int_equal(get_status(f->proxy_port, NULL, 0), 200);
-    stop_clean(f);
+    fx_stop_clean(f);
 }
 
 /* A service added with its own listener answers; removed, its port closes,
@@ -419,7 +397,7 @@ test_add_and_remove_service(void **state)
                                 WAIT_MS), 0);
     assert_int_equal(get_status(f->proxy_port, NULL, 0), 200);
     assert_int_equal(reap(kid), 0);               /* web never refused */
-    stop_clean(f);
+    fx_stop_clean(f);
 }
 
 /* A long request to a server that a reload removes completes with 200. */
@@ -464,7 +442,7 @@ test_inflight_survives_server_removal(void **state)
     /* the next request goes to the server that stays */
     assert_int_equal(get_status(f->proxy_port, body, sizeof(body)), 200);
     assert_string_equal(body, "new\n");
-    stop_clean(f);
+    fx_stop_clean(f);
 }
 
 /* The rolled_back latch and the generation survive a reload. */
@@ -488,7 +466,7 @@ test_latch_survives_reload(void **state)
     assert_true(fx_weight(f) == 0.0);
     assert_int_equal(status_generation(f), gen);
     assert_int_equal(get_status(f->proxy_port, NULL, 0), 200);
-    stop_clean(f);
+    fx_stop_clean(f);
 }
 
 /* Waits until new's "healthy" in status is <want>. 0, or -1 after WAIT_MS. */
@@ -556,19 +534,7 @@ test_health_checks_across_reloads(void **state)
     conf_write(f, "", n0, "", "");
     fx_reload_ok(f, WAIT_MS, 4);
     assert_true(new_healthy(f));
-    stop_clean(f);
-}
-
-/* Reads exactly <n> bytes from <fd>; returns the count read. */
-static size_t
-read_n(int fd, char *buf, size_t n)
-{
-    size_t got = 0;
-    ssize_t k;
-
-    while (got < n && (k = read(fd, buf + got, n - got)) > 0)
-        got += (size_t)k;
-    return got;
+    fx_stop_clean(f);
 }
 
 /* TCP mode: a tunnel to a server that a reload removes keeps relaying. */
@@ -582,30 +548,28 @@ test_tcp_tunnel_survives_reload(void **state)
     *state = f;
     assert_non_null(f);
     assert_int_equal(fx_init(f, true, 2, NULL), 0);
-    conf_write(f, "", be(f, 1, 1, n1, sizeof(n1)),
-               ",\n    \"mode\": \"tcp\", \"weight\": 100", "");
+    conf_write(f, "", be(f, 1, 1, n1, sizeof(n1)), ",\n    \"weight\": 100", "");
     assert_int_equal(fx_start_proxy(f, 17), 0);
     fd = h_connect(f->proxy_port);
     assert_true(fd >= 0);
-    assert_int_equal(read_n(fd, buf, 5), 5);
+    assert_int_equal(h_recv_n(fd, buf, 5), 5);
     assert_memory_equal(buf, "new2\n", 5);
     assert_int_equal(h_send_all(fd, "hello", 5), 0);
-    assert_int_equal(read_n(fd, buf, 5), 5);
+    assert_int_equal(h_recv_n(fd, buf, 5), 5);
     assert_memory_equal(buf, "hello", 5);
 
-    conf_write(f, "", be(f, 1, 0, n0, sizeof(n0)),
-               ",\n    \"mode\": \"tcp\", \"weight\": 100", "");
+    conf_write(f, "", be(f, 1, 0, n0, sizeof(n0)), ",\n    \"weight\": 100", "");
     fx_reload_ok(f, WAIT_MS, 2);
     assert_int_equal(h_send_all(fd, "again", 5), 0);
-    assert_int_equal(read_n(fd, buf, 5), 5);
+    assert_int_equal(h_recv_n(fd, buf, 5), 5);
     assert_memory_equal(buf, "again", 5);
     fd2 = h_connect(f->proxy_port);
     assert_true(fd2 >= 0);
-    assert_int_equal(read_n(fd2, buf, 4), 4);
+    assert_int_equal(h_recv_n(fd2, buf, 4), 4);
     assert_memory_equal(buf, "new\n", 4);
     close(fd2);
     close(fd);
-    stop_clean(f);
+    fx_stop_clean(f);
 }
 
 int

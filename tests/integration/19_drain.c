@@ -36,12 +36,10 @@ teardown(void **state)
 {
     struct drain_fx *d = *state;
 
-    if (d->notify_fd >= 0)
+    if (d != NULL && d->notify_fd >= 0)
         close(d->notify_fd);
     unsetenv("NOTIFY_SOCKET");
-    fx_fini(&d->f);
-    free(d);
-    return 0;
+    return fx_teardown(state);
 }
 
 /* Waits up to <ms> for a notification datagram containing <needle>;
@@ -89,23 +87,6 @@ start(void **state)
     assert_int_equal(fx_start_proxy(&d->f, 7), 0);
     assert_int_equal(wait_notify(d, "READY=1", 5000), 0);
     return d;
-}
-
-/* Waits up to <ms> for the daemon to exit by itself; its exit status, or -1
- * when it is still running. */
-static int
-wait_exit(struct fx *f, int ms)
-{
-    long long deadline = h_now_ms() + ms;
-    int status = -1;
-
-    while (h_alive(f->proxy, &status)) {
-        if (h_now_ms() >= deadline)
-            return -1;
-        h_sleep_ms(20);
-    }
-    f->proxy = 0;
-    return status;
 }
 
 /* Sends GET <path> on <fd> without reading the answer. */
@@ -176,7 +157,7 @@ test_sigterm_drains_in_flight(void **state)
     close(slow);
     close(idle);
 
-    assert_int_equal(wait_exit(f, 5000), 0);      /* exits 0 by itself once drained */
+    assert_int_equal(h_wait_exit(f->proxy, 5000), 0);      /* exits 0 by itself once drained */
     assert_int_equal(h_wait_log(f->log, "draining", 100), 0);
 }
 
@@ -198,7 +179,7 @@ test_grace_over_cuts_and_exits_0(void **state)
     h_sleep_ms(1000);
     assert_true(h_alive(f->proxy, NULL));                    /* waits for it */
     /* shutdown_grace_ms is 2000: gone well before the backend answers */
-    assert_int_equal(wait_exit(f, 5000), 0);
+    assert_int_equal(h_wait_exit(f->proxy, 5000), 0);
     assert_int_equal(h_wait_log(f->log, "shutdown grace over", 100), 0);
     /* the client gets no answer, only the close */
     assert_int_equal(h_set_timeout_ms(slow, 2000), 0);
@@ -224,7 +205,7 @@ test_reload_notifies(void **state)
     assert_int_equal(h_wait_log(f->log, "failed", 2000), 0);
     assert_int_equal(kill(f->proxy, SIGTERM), 0);
     assert_int_equal(wait_notify(d, "STOPPING=1", 5000), 0);
-    assert_int_equal(wait_exit(f, 5000), 0);
+    assert_int_equal(h_wait_exit(f->proxy, 5000), 0);
 }
 
 int

@@ -34,13 +34,8 @@
 static struct fx *
 start(void **state, bool tcp)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    *state = f;
-    assert_non_null(f);
-    assert_int_equal(fx_init(f, tcp, 1, NULL), 0);
-    assert_int_equal(fx_start_proxy(f, 5), 0);
-    return f;
+    assert_int_equal(fx_open(state, tcp, 1, NULL, 5), 0);
+    return *state;
 }
 
 static unsigned char *
@@ -58,22 +53,6 @@ payload(size_t n, uint32_t seed)
         p[i] = (unsigned char)(x >> 24);
     }
     return p;
-}
-
-/* Reads exactly <n> bytes (blocking socket with the harness timeouts). */
-static int
-read_exact(int fd, void *buf, size_t n)
-{
-    size_t got = 0;
-    ssize_t k;
-
-    while (got < n) {
-        k = read(fd, (char *)buf + got, n - got);
-        if (k <= 0)
-            return -1;
-        got += (size_t)k;
-    }
-    return 0;
 }
 
 /* The echo exchanges of <nfd> connections at once: sends <n> bytes of
@@ -165,7 +144,7 @@ test_tcp_bulk_echo_and_half_close(void **state)
     for (i = 0; i < 4; i++) {
         fd[i] = h_connect(f->proxy_port);
         assert_true(fd[i] >= 0);
-        assert_int_equal(read_exact(fd[i], hello, 7), 0);
+        assert_int_equal(h_recv_n(fd[i], hello, 7), 7);
         assert_memory_equal(hello, "legacy\n", 7);
     }
     echo_all(fd, 4, data, BULK_BYTES, true);
@@ -185,7 +164,7 @@ test_tcp_bulk_keeps_going_after_echo(void **state)
 
     fd = h_connect(f->proxy_port);
     assert_true(fd >= 0);
-    assert_int_equal(read_exact(fd, hello, 7), 0);
+    assert_int_equal(h_recv_n(fd, hello, 7), 7);
     /* the same tunnel carries one burst after the other (pipes emptied and
      * refilled), the last one ending with a half-close */
     for (round = 0; round < 5; round++)
@@ -244,7 +223,7 @@ test_tcp_splice_capped_by_fd_limit(void **state)
     for (i = 0; i < 16; i++) {
         fd[i] = h_connect(f->proxy_port);
         assert_true(fd[i] >= 0);
-        assert_int_equal(read_exact(fd[i], hello, 7), 0);
+        assert_int_equal(h_recv_n(fd[i], hello, 7), 7);
         assert_memory_equal(hello, "legacy\n", 7);
     }
     /* the tunnels' pipes are what goes away with them: a pipe the daemon

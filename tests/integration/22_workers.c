@@ -42,8 +42,7 @@
                     "\"interval_ms\": 150, \"timeout_ms\": 100, \"rise\": 2, \"fall\": 2}"
 
 struct t {
-    struct fx f;
-    int admin_port;              /* admin.listen: GET /metrics */
+    struct fx f;                 /* f.admin_port: admin.listen, GET /metrics */
     int fds[NCONN + 1];          /* client connections, closed by the teardown */
     unsigned nfds;
 };
@@ -54,59 +53,25 @@ teardown(void **state)
     struct t *t = *state;
     unsigned i;
 
-    if (t != NULL) {
-        for (i = 0; i < t->nfds; i++)
-            if (t->fds[i] >= 0)
-                close(t->fds[i]);
-        fx_fini(&t->f);
-        free(t);
-    }
-    return 0;
+    for (i = 0; t != NULL && i < t->nfds; i++)
+        if (t->fds[i] >= 0)
+            close(t->fds[i]);
+    return fx_teardown(state);
 }
 
-/* Writes a config with workers 2 to <path>: admin socket <sock> (and
- * admin.listen on <admin_port> when > 0), state and audit files <state> and
- * <audit>, service "web" listening on <listen> (JSON list contents) with
- * the fixture's backends and the service keys <extra> (leading comma). */
-static void
-conf_write_to(const struct fx *f, const char *path, const char *sock, int admin_port,
-              const char *state, const char *audit, const char *listen, const char *extra)
-{
-    char buf[8192], alisten[64] = "";
-
-    if (admin_port > 0)
-        snprintf(alisten, sizeof(alisten), ", \"listen\": \"127.0.0.1:%d\"", admin_port);
-    snprintf(buf, sizeof(buf),
-             "{\n"
-             "  \"admin\": { \"socket\": \"%s\"%s },\n"
-             "  \"state\": { \"file\": \"%s\" },\n"
-             "  \"audit\": { \"file\": \"%s\" },\n"
-             "  \"shutdown_grace_ms\": %d,\n"
-             "  \"workers\": 2,\n"
-             "  \"services\": [{\n"
-             "    \"name\": \"web\", \"mode\": \"http\",\n"
-             "    \"listen\": [%s],\n"
-             "    \"legacy\": { \"servers\": [\"127.0.0.1:%d\"] },\n"
-             "    \"new\": { \"servers\": [\"127.0.0.1:%d\"] }%s\n"
-             "  }]\n"
-             "}\n",
-             sock, alisten, state, audit, GRACE_MS, listen, LEGACY_PORT(f), NEW_PORT(f),
-             extra != NULL ? extra : "");
-    assert_int_equal(h_write_file(path, buf), 0);
-}
-
-/* The fixture's config, listening on <listen> ("" for the fixture's port). */
+/* The fixture's config with workers 2: service "web" listening on <listen>
+ * (JSON list contents; "" for the fixture's port) with the fixture's
+ * backends and the service keys <extra> (leading comma, may be NULL). */
 static void
 conf_write(struct t *t, const char *listen, const char *extra)
 {
     struct fx *f = &t->f;
-    char l0[64];
 
-    if (listen == NULL || listen[0] == '\0') {
-        snprintf(l0, sizeof(l0), "\"127.0.0.1:%d\"", f->proxy_port);
-        listen = l0;
-    }
-    conf_write_to(f, f->conf, f->sock, t->admin_port, f->state, f->audit, listen, extra);
+    f->workers = 2;
+    f->grace_ms = GRACE_MS;
+    snprintf(f->listen, sizeof(f->listen), "%s", listen != NULL ? listen : "");
+    snprintf(f->extra, sizeof(f->extra), "%s", extra != NULL ? extra : "");
+    assert_int_equal(fx_write_conf(f), 0);
 }
 
 /* Backends, the config with workers 2 and <extra>, cutoverd started (it
@@ -114,37 +79,25 @@ conf_write(struct t *t, const char *listen, const char *extra)
 static struct t *
 start(void **state, const char *extra)
 {
-    struct t *t = calloc(1, sizeof(*t));
+    struct t *t = fx_new(state, sizeof(*t), false, 1, NULL);
     unsigned i;
 
-    assert_non_null(t);
-    *state = t;
     for (i = 0; i < NCONN + 1; i++)
         t->fds[i] = -1;
-    assert_int_equal(fx_init(&t->f, false, 1, NULL), 0);
-    t->f.workers = 2;
-    t->admin_port = h_free_port();
+    t->f.admin_port = h_free_port();
     conf_write(t, "", extra);
-    assert_int_equal(fx_start_proxy(&t->f, 7), 0);
-    assert_int_equal(h_wait_port(t->admin_port, WAIT_MS), 0);
+    assert_int_equal(fx_start_proxy(&t->f, 7), 0);     /* and admin.listen */
     return t;
 }
 
 /* ---- metrics -------------------------------------------------------- */
-
-/* The /metrics text (caller frees). */
-static char *
-scrape(struct t *t)
-{
-    return fx_scrape(t->admin_port);
-}
 
 /* cutover_worker_accepted_total of workers 0 and 1 into acc[]; checks that
  * there are exactly two workers. */
 static void
 accepted(struct t *t, double acc[2])
 {
-    char *text = scrape(t);
+    char *text = fx_scrape(&t->f);
 
     assert_true(fx_metric(text, "cutover_workers") == 2);
     acc[0] = fx_metric(text, "cutover_worker_accepted_total{worker=\"0\"}");
@@ -262,117 +215,17 @@ refused(int port)
     return rc < 0 && e == ECONNREFUSED;
 }
 
-/* ---- control -------------------------------------------------------- */
+/* ---- audit log ------------------------------------------------------ */
 
-static void
-ctl_ok(struct fx *f, const char *a, const char *b)
+/* The automatic rollback entries of the audit log (for fx_audit()). */
+static bool
+is_auto_rollback(const json_t *e)
 {
-    char out[4096];
-    int rc = b != NULL ? fx_ctl(f, out, a, b) : fx_ctl(f, out, a);
+    const char *actor = json_string_value(json_object_get(e, "actor"));
+    const char *action = json_string_value(json_object_get(e, "action"));
 
-    if (rc != 0)
-        fail_msg("cutoverctl %s %s: exit %d: %s %s", a, b != NULL ? b : "", rc, out,
-                 h_ctl_err());
-}
-
-static double
-num(const json_t *o, const char *key)
-{
-    const json_t *v = json_object_get(o, key);
-
-    if (!json_is_number(v))
-        fail_msg("\"%s\" is not a number", key);
-    return json_number_value(v);
-}
-
-/* counters.<key> of side <side> from status. */
-static double
-side_counter(struct fx *f, const char *side, const char *key)
-{
-    json_t *root, *svc = fx_status(f, &root);
-    double v;
-
-    assert_non_null(svc);
-    v = num(json_object_get(json_object_get(svc, side), "counters"), key);
-    json_decref(root);
-    return v;
-}
-
-/* Polls status until server 0 of <side> is <up>. */
-static void
-wait_up(struct fx *f, const char *side, bool up)
-{
-    long long end = h_now_ms() + WAIT_MS;
-
-    for (;;) {
-        json_t *root, *svc = fx_status(f, &root), *s;
-        bool is;
-
-        s = svc != NULL ? json_array_get(json_object_get(json_object_get(svc, side),
-                                                         "servers"), 0) : NULL;
-        is = s != NULL && json_is_true(json_object_get(s, "up"));
-        json_decref(root);
-        if (s != NULL && is == up)
-            return;
-        if (h_now_ms() > end) {
-            h_dump_file(f->log, 3000);
-            fail_msg("%s did not become %s within %d ms", side, up ? "up" : "down", WAIT_MS);
-        }
-        h_sleep_ms(50);
-    }
-}
-
-/* The automatic rollback entries of the audit log (caller decrefs). */
-static json_t *
-auto_rollbacks(struct fx *f)
-{
-    char *text = h_read_file(f->audit), *line, *save = NULL;
-    json_t *all = json_array(), *e;
-
-    for (line = text != NULL ? strtok_r(text, "\n", &save) : NULL; line != NULL;
-         line = strtok_r(NULL, "\n", &save)) {
-        const char *actor, *action;
-
-        e = json_loads(line, 0, NULL);
-        assert_non_null(e);
-        actor = json_string_value(json_object_get(e, "actor"));
-        action = json_string_value(json_object_get(e, "action"));
-        if (actor != NULL && action != NULL && strcmp(actor, "auto") == 0
-            && strcmp(action, "rollback") == 0)
-            json_array_append(all, e);
-        json_decref(e);
-    }
-    free(text);
-    return all;
-}
-
-/* Waits until <pid> exits, up to the monotonic time <deadline_ms>: its exit
- * status, or -1 when it still runs. */
-static int
-wait_exit(pid_t pid, long long deadline_ms)
-{
-    int status = -1;
-
-    while (h_alive(pid, &status)) {
-        if (h_now_ms() >= deadline_ms)
-            return -1;
-        h_sleep_ms(10);
-    }
-    return status;
-}
-
-/* SIGTERM: cutoverd drains both workers and exits 0 (under the sanitizers
- * an error or a leak in either makes that fail). */
-static void
-stop_clean(struct fx *f)
-{
-    int rc = h_stop(f->proxy, SIGTERM, 30000);
-
-    if (rc != 0) {
-        h_dump_file(f->log, 6000);
-        fail_msg("cutoverd exited %d after SIGTERM", rc);
-    }
-    f->proxy = 0;
+    return actor != NULL && action != NULL && strcmp(actor, "auto") == 0
+           && strcmp(action, "rollback") == 0;
 }
 
 /* ---- tests ---------------------------------------------------------- */
@@ -396,15 +249,15 @@ test_both_workers_serve(void **state)
     assert_true(c[0] > 0 && c[1] > 0);             /* seed 7 at 50 %: both sides */
     both_accepted(t, zero, NCONN + 1);
 
-    assert_true(side_counter(f, "legacy", "requests") == c[0]);
-    assert_true(side_counter(f, "new", "requests") == c[1]);
-    assert_true(side_counter(f, "legacy", "2xx") == c[0]);
-    assert_true(side_counter(f, "new", "2xx") == c[1]);
-    assert_true(side_counter(f, "legacy", "fallbacks") == 0);
+    assert_true(fx_status_long(f, "legacy.counters.requests") == c[0]);
+    assert_true(fx_status_long(f, "new.counters.requests") == c[1]);
+    assert_true(fx_status_long(f, "legacy.counters.2xx") == c[0]);
+    assert_true(fx_status_long(f, "new.counters.2xx") == c[1]);
+    assert_true(fx_status_long(f, "legacy.counters.fallbacks") == 0);
     assert_int_equal(h_backend_requests(LEGACY_PORT(f)), c[0]);
     assert_int_equal(h_backend_requests(NEW_PORT(f)), c[1]);
 
-    text = scrape(t);
+    text = fx_scrape(&t->f);
     assert_true(fx_metric(text, "cutover_requests_total{service=\"web\",side=\"legacy\","
                              "class=\"2xx\"}") == c[0]);
     assert_true(fx_metric(text, "cutover_requests_total{service=\"web\",side=\"new\","
@@ -422,7 +275,7 @@ test_both_workers_serve(void **state)
     for (;;) {
         double open;
 
-        text = scrape(t);
+        text = fx_scrape(&t->f);
         open = fx_metric(text, "cutover_connections{service=\"web\"}");
         free(text);
         if (open == 0)
@@ -433,7 +286,7 @@ test_both_workers_serve(void **state)
     }
     accepted(t, acc);
     assert_true(acc[0] + acc[1] == NCONN + 1);    /* a scrape accepts nothing there */
-    stop_clean(f);
+    fx_stop_clean(f);
 }
 
 /* Weight changes reach every worker before cutoverctl returns: the very
@@ -449,27 +302,27 @@ test_weight_reaches_every_worker(void **state)
     open_conns(t, f->proxy_port, 200, "legacy");   /* weight 0 */
     both_accepted(t, zero, NCONN + 1);             /* + the readiness probe */
 
-    ctl_ok(f, "weight", "100");
+    fx_ctl_ok(f, "weight", "100");
     round_all(t, 200, "new");
-    ctl_ok(f, "rollback", NULL);
+    fx_ctl_ok(f, "rollback", NULL);
     round_all(t, 200, "legacy");
     fx_expect_state(f, "rolled_back", 0);
-    ctl_ok(f, "promote", NULL);
+    fx_ctl_ok(f, "promote", NULL);
     round_all(t, 200, "new");
     fx_expect_state(f, "promoted", 100);
-    ctl_ok(f, "switch", "legacy");
+    fx_ctl_ok(f, "switch", "legacy");
     round_all(t, 200, "legacy");
-    ctl_ok(f, "switch", "new");
+    fx_ctl_ok(f, "switch", "new");
     round_all(t, 200, "new");
-    ctl_ok(f, "weight", "0");
+    fx_ctl_ok(f, "weight", "0");
     round_all(t, 200, "legacy");
     fx_expect_state(f, "steady", 0);
 
     /* 7 rounds of 40, every one counted once */
-    assert_true(side_counter(f, "legacy", "requests") + side_counter(f, "new", "requests")
-                == 7 * NCONN);
-    assert_true(side_counter(f, "new", "requests") == 3 * NCONN);
-    stop_clean(f);
+    assert_true(fx_status_long(f, "legacy.counters.requests")
+                + fx_status_long(f, "new.counters.requests") == 7 * NCONN);
+    assert_true(fx_status_long(f, "new.counters.requests") == 3 * NCONN);
+    fx_stop_clean(f);
 }
 
 /* A health verdict reaches every worker: the new backend stopped, once it
@@ -483,7 +336,7 @@ test_health_verdict_reaches_every_worker(void **state)
     double zero[2] = { 0, 0 };
     char needle[128];
 
-    wait_up(f, "new", true);
+    assert_int_equal(fx_wait_up(f, "new", true, WAIT_MS), 0);
     open_conns(t, f->proxy_port, 200, "new");
     both_accepted(t, zero, NCONN + 1);
 
@@ -491,20 +344,20 @@ test_health_verdict_reaches_every_worker(void **state)
     f->backend[1][0] = 0;
     snprintf(needle, sizeof(needle), "web new/127.0.0.1:%d DOWN after", NEW_PORT(f));
     assert_int_equal(h_wait_log(f->log, needle, WAIT_MS), 0);
-    wait_up(f, "new", false);
+    assert_int_equal(fx_wait_up(f, "new", false, WAIT_MS), 0);
     round_all(t, 200, "legacy");
-    assert_true(side_counter(f, "legacy", "fallbacks") == NCONN);
-    assert_true(side_counter(f, "legacy", "requests") == NCONN);
-    assert_true(side_counter(f, "new", "requests") == NCONN);   /* the first round only */
+    assert_true(fx_status_long(f, "legacy.counters.fallbacks") == NCONN);
+    assert_true(fx_status_long(f, "legacy.counters.requests") == NCONN);
+    assert_true(fx_status_long(f, "new.counters.requests") == NCONN);   /* the first round only */
     assert_true(fx_weight(f) == 100);
 
     f->backend[1][0] = h_backend_start("new", NEW_PORT(f), f->dir, false);
     assert_true(f->backend[1][0] > 0);
-    wait_up(f, "new", true);
+    assert_int_equal(fx_wait_up(f, "new", true, WAIT_MS), 0);
     round_all(t, 200, "new");
-    assert_true(side_counter(f, "new", "requests") == 2 * NCONN);
-    assert_true(side_counter(f, "legacy", "fallbacks") == NCONN);
-    stop_clean(f);
+    assert_true(fx_status_long(f, "new.counters.requests") == 2 * NCONN);
+    assert_true(fx_status_long(f, "legacy.counters.fallbacks") == NCONN);
+    fx_stop_clean(f);
 }
 
 /* The rollback policy sees both workers' outcomes together: min_requests
@@ -535,31 +388,31 @@ test_rollback_from_aggregate(void **state)
     both_accepted(t, zero, NCONN + 1);
     h_sleep_ms(QUIET_MS);
     fx_expect_state(f, "steady", 100);
-    entries = auto_rollbacks(f);
+    entries = fx_audit(f, is_auto_rollback);
     assert_int_equal(json_array_size(entries), 0);
     json_decref(entries);
 
     expect_on(t->fds[NCONN - 1], NCONN - 1, "/", 500, "new");
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC ROLLBACK (error_rate)", WAIT_MS), 0);
     fx_expect_state(f, "rolled_back", 0);
-    entries = auto_rollbacks(f);
+    entries = fx_audit(f, is_auto_rollback);
     assert_int_equal(json_array_size(entries), 1);
     fig = json_object_get(json_array_get(entries, 0), "figures");
     assert_non_null(fig);
     assert_string_equal(json_string_value(json_object_get(fig, "kind")), "error_rate");
-    assert_true(num(fig, "requests") == NCONN);
-    assert_true(num(fig, "errors") == NCONN);
-    assert_true(num(fig, "error_rate") == 1);
+    assert_true(fx_num(fig, "requests") == NCONN);
+    assert_true(fx_num(fig, "errors") == NCONN);
+    assert_true(fx_num(fig, "error_rate") == 1);
     json_decref(entries);
 
     before = h_backend_requests(NEW_PORT(f));
     round_all(t, 200, "legacy");
     assert_int_equal(h_backend_requests(NEW_PORT(f)), before);
     h_sleep_ms(QUIET_MS);
-    entries = auto_rollbacks(f);
+    entries = fx_audit(f, is_auto_rollback);
     assert_int_equal(json_array_size(entries), 1);   /* acted on once */
     json_decref(entries);
-    stop_clean(f);
+    fx_stop_clean(f);
 }
 
 /* A reload adds a listen address on every worker (40 connections to it,
@@ -602,7 +455,7 @@ test_reload_listeners(void **state)
     short_gets(port2, c);
     assert_int_equal(c[0], NCONN);
     both_accepted(t, before, NCONN);
-    stop_clean(f);
+    fx_stop_clean(f);
 }
 
 /* SIGTERM with 40 idle keep-alive connections on both workers and a slow
@@ -662,7 +515,7 @@ test_graceful_stop(void **state)
     assert_string_equal(r.body, "legacy\n");
     h_resp_free(&r);
 
-    rc = wait_exit(f->proxy, t0 + GRACE_MS);
+    rc = h_wait_exit(f->proxy, (int)(t0 + GRACE_MS - h_now_ms()));
     if (rc != 0) {
         h_dump_file(f->log, 4000);
         fail_msg("cutoverd: exit %d (-1: still running %lld ms after SIGTERM)", rc,
@@ -681,8 +534,8 @@ test_second_daemon_refused(void **state)
     struct t *t = start(state, NULL);
     struct fx *f = &t->f;
     double zero[2] = { 0, 0 }, before[2];
-    char conf2[600], sock2[600], log2[600], state2[600], audit2[600], listen[64];
-    char *argv[] = { (char *)h_bin("cutoverd"), "-c", conf2, "-R", "8", NULL };
+    struct fx second;
+    char *argv[] = { (char *)h_bin("cutoverd"), "-c", second.conf, "-R", "8", NULL };
     char *log;
     pid_t pid2;
     int rc, c[2];
@@ -690,20 +543,25 @@ test_second_daemon_refused(void **state)
     short_gets(f->proxy_port, c);
     both_accepted(t, zero, NCONN + 1);
 
-    snprintf(conf2, sizeof(conf2), "%s/second.json", f->dir);
-    snprintf(sock2, sizeof(sock2), "%s/admin2.sock", f->dir);
-    snprintf(log2, sizeof(log2), "%s/second.log", f->dir);
-    snprintf(state2, sizeof(state2), "%s/state2.json", f->dir);
-    snprintf(audit2, sizeof(audit2), "%s/audit2.jsonl", f->dir);
-    snprintf(listen, sizeof(listen), "\"127.0.0.1:%d\"", f->proxy_port);
-    conf_write_to(f, conf2, sock2, 0, state2, audit2, listen, ",\n    \"weight\": 100");
-    pid2 = h_spawn(argv, log2);
+    /* the same port and backends, files and an admin socket of its own, no
+     * admin.listen */
+    second = *f;
+    snprintf(second.conf, sizeof(second.conf), "%s/second.json", f->dir);
+    snprintf(second.sock, sizeof(second.sock), "%s/admin2.sock", f->dir);
+    snprintf(second.log, sizeof(second.log), "%s/second.log", f->dir);
+    snprintf(second.state, sizeof(second.state), "%s/state2.json", f->dir);
+    snprintf(second.audit, sizeof(second.audit), "%s/audit2.jsonl", f->dir);
+    second.admin_port = 0;
+    second.listen[0] = '\0';                       /* the fixture's port */
+    snprintf(second.extra, sizeof(second.extra), ",\n    \"weight\": 100");
+    assert_int_equal(fx_write_conf(&second), 0);
+    pid2 = h_spawn(argv, second.log);
     assert_true(pid2 > 0);
-    rc = wait_exit(pid2, h_now_ms() + WAIT_MS);
-    log = h_read_file(log2);
+    rc = h_wait_exit(pid2, WAIT_MS);
+    log = h_read_file(second.log);
     assert_non_null(log);
     if (rc <= 0 || strstr(log, "cannot listen on") == NULL) {
-        h_dump_file(log2, 4000);
+        h_dump_file(second.log, 4000);
         free(log);
         fail_msg("the second cutoverd: exit %d (-1: still running)", rc);
     }
@@ -715,7 +573,7 @@ test_second_daemon_refused(void **state)
     assert_int_equal(c[0], NCONN);
     both_accepted(t, before, NCONN);
     assert_true(h_alive(f->proxy, NULL));
-    stop_clean(f);
+    fx_stop_clean(f);
 }
 
 int

@@ -1,8 +1,11 @@
 /*
  * fixture: the setup most integration tests share, on top of the harness: a
  * private directory, two test backends per side on free loopback ports, a
- * config for one service written from a template, and the real cutoverd
- * started on it with a fixed random seed (so random draws are repeatable).
+ * config for one service written from a template (with the variations the
+ * tests need: admin.listen, workers, listen addresses, more services...),
+ * and the real cutoverd started on it with a fixed random seed (so random
+ * draws are repeatable); then what several tests read and do through it:
+ * status fields, the audit log, /metrics, traffic, cutoverctl, a clean stop.
  * Header-only (static inline) so each test stays one file.
  */
 #ifndef CUTOVER_TESTS_FIXTURE_H
@@ -29,40 +32,67 @@ struct fx {
     char extra[2048];            /* extra service keys, JSON, leading comma included */
     unsigned workers;            /* "workers": 1 from fx_init(): which worker accepts a
                                   * connection depends on its source port, so tests of
-                                  * pools and seeded draws pin one; 22_workers sets 2 */
+                                  * pools and seeded draws pin one; 0 is cutoverd's
+                                  * default, one per CPU */
+    /* What fx_write_conf() writes besides (fx_init() leaves them empty or 0,
+     * grace_ms aside): */
+    int admin_port;              /* > 0: admin.listen on it, and fx_start_proxy()
+                                  * waits for it too */
+    int grace_ms;                /* shutdown_grace_ms: 2000 from fx_init() */
+    char admin_extra[1024];      /* more "admin" keys, leading comma included */
+    char top_extra[1024];        /* more top-level keys, leading comma included */
+    char listen[512];            /* the service's "listen" list contents; "": the
+                                  * fixture's port */
+    char servers[2][512];        /* [side] "servers" list contents; "": all of the
+                                  * side's backends */
+    char more_services[2048];    /* services after "web", leading comma included */
 };
 
+/* Writes the config of f->conf from the fields above. Returns 0 or -1. */
 static inline int
 fx_write_conf(struct fx *f)
 {
-    char servers[2][256], buf[8192];
+    char servers[2][512], listen[512], admin_listen[64] = "", buf[16384];
     unsigned s, i;
+    int n;
 
     for (s = 0; s < 2; s++) {
-        servers[s][0] = '\0';
-        for (i = 0; i < f->nservers; i++) {
-            size_t n = strlen(servers[s]);
+        snprintf(servers[s], sizeof(servers[s]), "%s", f->servers[s]);
+        for (i = 0; f->servers[s][0] == '\0' && i < f->nservers; i++) {
+            size_t k = strlen(servers[s]);
 
-            snprintf(servers[s] + n, sizeof(servers[s]) - n, "%s\"127.0.0.1:%d\"",
+            snprintf(servers[s] + k, sizeof(servers[s]) - k, "%s\"127.0.0.1:%d\"",
                      i ? ", " : "", f->port[s][i]);
         }
     }
-    snprintf(buf, sizeof(buf),
-             "{\n"
-             "  \"admin\": { \"socket\": \"%s\" },\n"
-             "  \"state\": { \"file\": \"%s\" },\n"
-             "  \"audit\": { \"file\": \"%s\" },\n"
-             "  \"shutdown_grace_ms\": 2000,\n"
-             "  \"workers\": %u,\n"
-             "  \"services\": [{\n"
-             "    \"name\": \"web\", \"mode\": \"%s\",\n"
-             "    \"listen\": [\"127.0.0.1:%d\"],\n"
-             "    \"legacy\": { \"servers\": [%s] },\n"
-             "    \"new\": { \"servers\": [%s] }%s\n"
-             "  }]\n"
-             "}\n",
-             f->sock, f->state, f->audit, f->workers, f->tcp ? "tcp" : "http", f->proxy_port,
-             servers[0], servers[1], f->extra);
+    if (f->listen[0] != '\0')
+        snprintf(listen, sizeof(listen), "%s", f->listen);
+    else
+        snprintf(listen, sizeof(listen), "\"127.0.0.1:%d\"", f->proxy_port);
+    if (f->admin_port > 0)
+        snprintf(admin_listen, sizeof(admin_listen), ", \"listen\": \"127.0.0.1:%d\"",
+                 f->admin_port);
+    n = snprintf(buf, sizeof(buf),
+                 "{\n"
+                 "  \"admin\": { \"socket\": \"%s\"%s%s }%s,\n"
+                 "  \"state\": { \"file\": \"%s\" },\n"
+                 "  \"audit\": { \"file\": \"%s\" },\n"
+                 "  \"shutdown_grace_ms\": %d,\n"
+                 "  \"workers\": %u,\n"
+                 "  \"services\": [{\n"
+                 "    \"name\": \"web\", \"mode\": \"%s\",\n"
+                 "    \"listen\": [%s],\n"
+                 "    \"legacy\": { \"servers\": [%s] },\n"
+                 "    \"new\": { \"servers\": [%s] }%s\n"
+                 "  }%s]\n"
+                 "}\n",
+                 f->sock, admin_listen, f->admin_extra, f->top_extra, f->state, f->audit,
+                 f->grace_ms, f->workers, f->tcp ? "tcp" : "http", listen, servers[0],
+                 servers[1], f->extra, f->more_services);
+    if (n < 0 || (size_t)n >= sizeof(buf)) {
+        fprintf(stderr, "fx_write_conf: the config is longer than %zu bytes\n", sizeof(buf));
+        return -1;
+    }
     return h_write_file(f->conf, buf);
 }
 
@@ -77,6 +107,7 @@ fx_init(struct fx *f, bool tcp, unsigned nservers, const char *extra)
 
     memset(f, 0, sizeof(*f));
     f->workers = 1;
+    f->grace_ms = 2000;
     f->tcp = tcp;
     f->nservers = nservers;
     if ((f->dir = h_tmpdir()) == NULL)
@@ -99,8 +130,9 @@ fx_init(struct fx *f, bool tcp, unsigned nservers, const char *extra)
     return fx_write_conf(f);
 }
 
-/* Starts cutoverd -R <seed> on the fixture's config and waits until it
- * listens. Returns 0 or -1 (log dumped). */
+/* Starts cutoverd -R <seed> on the fixture's config and waits (10 s at
+ * most) until it listens, on admin.listen too when f->admin_port is set.
+ * Returns 0 or -1 (log dumped). */
 static inline int
 fx_start_proxy(struct fx *f, unsigned seed)
 {
@@ -111,7 +143,8 @@ fx_start_proxy(struct fx *f, unsigned seed)
     f->proxy = h_spawn(argv, f->log);
     if (f->proxy < 0)
         return -1;
-    if (h_wait_unix(f->sock, 10000) < 0 || h_wait_port(f->proxy_port, 10000) < 0) {
+    if (h_wait_unix(f->sock, 10000) < 0 || h_wait_port(f->proxy_port, 10000) < 0 ||
+        (f->admin_port > 0 && h_wait_port(f->admin_port, 10000) < 0)) {
         h_dump_file(f->log, 4000);
         return -1;
     }
@@ -143,7 +176,23 @@ fx_open(void **state, bool tcp, unsigned nservers, const char *extra, unsigned s
     return fx_start_proxy(f, seed);
 }
 
-/* cmocka teardown of fx_open(): stops everything, removes the directory. */
+/* For a test whose cmocka state is a struct of <size> bytes that begins
+ * with its struct fx: allocates it zeroed into *<state> (so that the
+ * teardown finds it even when a step fails) and initializes the fx
+ * (fx_init). Returns it; fails the test when a step fails. */
+static inline void *
+fx_new(void **state, size_t size, bool tcp, unsigned nservers, const char *extra)
+{
+    struct fx *f = calloc(1, size);
+
+    *state = f;
+    assert_non_null(f);
+    assert_int_equal(fx_init(f, tcp, nservers, extra), 0);
+    return f;
+}
+
+/* cmocka teardown of fx_open() and fx_new(): stops everything, removes the
+ * directory, frees the state. */
 static inline int
 fx_teardown(void **state)
 {
@@ -238,19 +287,203 @@ fx_state(struct fx *f, char *buf, size_t len)
     return buf;
 }
 
-/* GET /metrics on the HTTP admin endpoint at <admin_port>: fails the test
- * unless it answers 200 with a text/plain body; returns the text (caller
- * frees). */
+/* fx_status_at() with a va_list. */
+static inline json_t *
+fx_status_vat(struct fx *f, const char *fmt, va_list ap)
+{
+    char path[256];
+    json_t *root, *svc = fx_status(f, &root), *v;
+
+    vsnprintf(path, sizeof(path), fmt, ap);
+    v = svc != NULL ? h_json_at(svc, path) : NULL;
+    v = v != NULL ? json_deep_copy(v) : NULL;
+    json_decref(root);
+    return v;
+}
+
+/* The value at <fmt> (printf-style, then an h_json_at() path such as
+ * "legacy.servers.0") in the status of the only service, copied (caller
+ * decrefs); NULL when absent. */
+static inline json_t *__attribute__((format(printf, 2, 3)))
+fx_status_at(struct fx *f, const char *fmt, ...)
+{
+    json_t *v;
+    va_list ap;
+
+    va_start(ap, fmt);
+    v = fx_status_vat(f, fmt, ap);
+    va_end(ap);
+    return v;
+}
+
+/* The integer at <fmt> in the status ("legacy.counters.errors.%s"), -1
+ * when absent or not an integer. */
+static inline long __attribute__((format(printf, 2, 3)))
+fx_status_long(struct fx *f, const char *fmt, ...)
+{
+    json_t *v;
+    long n = -1;
+    va_list ap;
+
+    va_start(ap, fmt);
+    v = fx_status_vat(f, fmt, ap);
+    va_end(ap);
+    if (json_is_integer(v))
+        n = (long)json_integer_value(v);
+    json_decref(v);
+    return n;
+}
+
+/* Polls status every 50 ms until server 0 of <side> ("legacy"/"new") is
+ * <up>. 0, or -1 after <timeout_ms> (said on stderr, the log dumped). */
+static inline int
+fx_wait_up(struct fx *f, const char *side, bool up, int timeout_ms)
+{
+    long long end = h_now_ms() + timeout_ms;
+    json_t *s;
+    bool is;
+
+    for (;;) {
+        s = fx_status_at(f, "%s.servers.0", side);
+        is = s != NULL && json_is_true(json_object_get(s, "up"));
+        json_decref(s);
+        if (s != NULL && is == up)
+            return 0;
+        if (h_now_ms() > end) {
+            fprintf(stderr, "fx_wait_up: %s did not become %s within %d ms\n", side,
+                    up ? "up" : "down", timeout_ms);
+            h_dump_file(f->log, 3000);
+            return -1;
+        }
+        h_sleep_ms(50);
+    }
+}
+
+/* Runs cutoverctl <a> (and <b> unless NULL) on the fixture's socket; fails
+ * the test unless it exits 0. */
+static inline void
+fx_ctl_ok(struct fx *f, const char *a, const char *b)
+{
+    char out[4096];
+    int rc = b != NULL ? fx_ctl(f, out, a, b) : fx_ctl(f, out, a);
+
+    if (rc != 0)
+        fail_msg("cutoverctl %s %s: exit %d: %s %s", a, b != NULL ? b : "", rc, out,
+                 h_ctl_err());
+}
+
+/* Sends <n> GET / on keep-alive connections (a new one when the proxy
+ * closed the last), <gap_ms> apart; every request must get an answer.
+ * With <c>, counts the answers by backend (X-Backend, which must be
+ * "legacy" or "new") into c[0] legacy / c[1] new, and calls <on_new> (when
+ * not NULL) with c[1] after each answer from new; *<n5xx> (when not NULL)
+ * gets the number of 5xx answers. */
+static inline void
+fx_drive(struct fx *f, int n, int gap_ms, int c[2], int *n5xx, void (*on_new)(int nth))
+{
+    static const char req[] = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+    char be[64];
+    struct h_resp r;
+    int fd = -1, i;
+
+    if (c != NULL)
+        c[0] = c[1] = 0;
+    if (n5xx != NULL)
+        *n5xx = 0;
+    memset(&r, 0, sizeof(r));
+    for (i = 0; i < n; i++) {
+        if (fd < 0)
+            assert_true((fd = h_connect(f->proxy_port)) >= 0);
+        assert_int_equal(h_send_all(fd, req, sizeof(req) - 1), 0);
+        if (h_read_response(fd, &r) != 0)
+            fail_msg("request %d of %d got no answer", i, n);
+        if (c != NULL) {
+            if (h_resp_header(&r, "X-Backend", be, sizeof(be)) == NULL)
+                fail_msg("request %d: answer %d without X-Backend", i, r.status);
+            if (strcmp(be, "new") == 0) {
+                c[1]++;
+                if (on_new != NULL)
+                    on_new(c[1]);
+            } else if (strcmp(be, "legacy") == 0) {
+                c[0]++;
+            } else {
+                fail_msg("request %d: unknown backend %s", i, be);
+            }
+        }
+        if (n5xx != NULL && r.status >= 500)
+            (*n5xx)++;
+        if (r.closed) {
+            close(fd);
+            fd = -1;
+        }
+        h_resp_free(&r);
+        if (gap_ms > 0)
+            h_sleep_ms(gap_ms);
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
+/* The entries of the audit log (one JSON object a line; a line that is not
+ * one fails the test) for which <keep> is true (NULL: all), in order, as a
+ * new array (caller decrefs); empty while there is no log. */
+static inline json_t *
+fx_audit(struct fx *f, bool (*keep)(const json_t *entry))
+{
+    char *text = h_read_file(f->audit), *line, *save = NULL;
+    json_t *all = json_array(), *e;
+
+    assert_non_null(all);
+    for (line = text != NULL ? strtok_r(text, "\n", &save) : NULL; line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        e = json_loads(line, 0, NULL);
+        if (e == NULL)
+            fail_msg("%s: a line that is not JSON: %s", f->audit, line);
+        if (keep == NULL || keep(e))
+            json_array_append(all, e);
+        json_decref(e);
+    }
+    free(text);
+    return all;
+}
+
+/* The number <key> of <o>; fails the test when it is not a number. */
+static inline double
+fx_num(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+
+    if (!json_is_number(v))
+        fail_msg("\"%s\" is not a number", key);
+    return json_number_value(v);
+}
+
+/* SIGTERM: cutoverd drains and exits 0 within 30 s (under the sanitizers, a
+ * leak or an error makes that fail); fails the test otherwise. */
+static inline void
+fx_stop_clean(struct fx *f)
+{
+    int rc = h_stop(f->proxy, SIGTERM, 30000);
+
+    if (rc != 0) {
+        h_dump_file(f->log, 6000);
+        fail_msg("cutoverd exited %d after SIGTERM", rc);
+    }
+    f->proxy = 0;
+}
+
+/* GET /metrics on admin.listen (f->admin_port): fails the test unless it
+ * answers 200 with a text/plain body; returns the text (caller frees). */
 static inline char *
-fx_scrape(int admin_port)
+fx_scrape(struct fx *f)
 {
     struct h_resp r;
     char ct[128];
     char *text;
 
     memset(&r, 0, sizeof(r));
-    if (h_get(admin_port, "/metrics", NULL, &r) != 0)
-        fail_msg("GET /metrics on 127.0.0.1:%d: no answer", admin_port);
+    if (h_get(f->admin_port, "/metrics", NULL, &r) != 0)
+        fail_msg("GET /metrics on 127.0.0.1:%d: no answer", f->admin_port);
     if (r.status != 200)
         fail_msg("GET /metrics: status %d", r.status);
     if (h_resp_header(&r, "Content-Type", ct, sizeof(ct)) == NULL ||

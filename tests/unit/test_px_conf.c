@@ -4,7 +4,8 @@
  *
  * Every example in conf/ must load; a table of broken configs checks the
  * exact one-line message, place included, because operators act on that
- * line; conf_json_locate() and px_addr_parse() get tables of their own.
+ * line; px_addr_parse() gets tables of its own (conf_json_locate()'s is in
+ * test_lib_conf.c).
  * Config texts are written with ' for " to keep the tables readable; each
  * is written to a fresh mkstemp file under $TMPDIR (or /tmp).
  */
@@ -799,63 +800,6 @@ test_warnings(void **state)
 }
 
 /* ------------------------------------------------------------------ */
-/* conf_json_locate                                                      */
-
-static void
-test_locate(void **state)
-{
-    static const struct {
-        const char *text, *path;
-        int rc, line, col;
-    } cases[] = {
-        { "{\"a\": 1}", "a", 0, 1, 2 },
-        { "{\"a\": 1}", "", 0, 1, 1 },
-        { "\n\n   {\"a\": 1}", "", 0, 3, 4 },
-        { "{\"a\": 1}", "b", -1, 0, 0 },
-        { "{\"a\": {\"b\": [1, 2, {\"c\": 3}]}}", "a.b", 0, 1, 8 },
-        { "{\"a\": {\"b\": [1, 2, {\"c\": 3}]}}", "a.b[1]", 0, 1, 17 },
-        { "{\"a\": {\"b\": [1, 2, {\"c\": 3}]}}", "a.b[2].c", 0, 1, 21 },
-        { "{\"a\": {\"b\": [1, 2, {\"c\": 3}]}}", "a.b[3]", -1, 0, 0 },
-        { "{\"a\": {\"b\": [1, 2, {\"c\": 3}]}}", "a.b[0].c", -1, 0, 0 },
-        { "{\"a\": 1}", "a.b", -1, 0, 0 },
-        { "{\"a\": 1}", "a[0]", -1, 0, 0 },
-        { "{\n  \"x\": {\"y\": 1},\n  \"a\": {\n    \"rsie\": 3\n  }\n}", "a.rsie", 0, 4, 5 },
-        { "{\"x\": \"a.b{[\\\"]\", \"t\": 1}", "t", 0, 1, 19 },
-        { "{\"r\\u0073ie\": 1}", "rsie", 0, 1, 2 },
-        { "{\"\\ud83d\\ude00\": 1, \"b\": 2}", "\xf0\x9f\x98\x80", 0, 1, 2 },
-        { "{\"\xc3\xa9\": \"\xc3\xbc\", \"b\": 2}", "b", 0, 1, 12 },
-        { "{\"\xc3\xa9\": 1,\n\t\"b\": 2}", "b", 0, 2, 2 },
-        { "[10, [20, 30]]", "[1][0]", 0, 1, 7 },
-        { "[10, [20, 30]]", "[1][1]", 0, 1, 11 },
-        { "{\"a\": 1, \"a\": 2}", "a", 0, 1, 2 },
-        { "{\"a\": [1, 2", "a[5]", -1, 0, 0 },
-        { "{\"a\": [1, 2", "a[1]", 0, 1, 11 },
-        { "{\"a\": {\"b\"", "a.b", -1, 0, 0 },
-        { "{\"a\": {\"b\": ", "a.b", 0, 1, 8 },
-        { "{\"a\": {\"b\"", "a.c", -1, 0, 0 },
-        { "{\"a\" 1}", "a", -1, 0, 0 },
-        { "{\"ab\": 1, \"a\": 2}", "a", 0, 1, 11 },
-        { "{\"a\": 1}", "a.", -1, 0, 0 },
-        { "{\"a\": [1]}", "a[x]", -1, 0, 0 },
-        { "", "", -1, 0, 0 },
-        { "{\"s\": [{}, {\"t\": [true, null, {\"u\": -1.5e3}]}]}", "s[1].t[2].u", 0, 1, 32 },
-    };
-    size_t i;
-
-    (void)state;
-    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        int line = 0, col = 0;
-        int rc = conf_json_locate(cases[i].text, strlen(cases[i].text), cases[i].path,
-                                &line, &col);
-
-        if (rc != cases[i].rc || (rc == 0 && (line != cases[i].line ||
-                                              col != cases[i].col)))
-            fail_msg("case %zu (%s): got %d %d:%d, want %d %d:%d", i, cases[i].path,
-                     rc, line, col, cases[i].rc, cases[i].line, cases[i].col);
-    }
-}
-
-/* ------------------------------------------------------------------ */
 /* px_addr_parse                                                       */
 
 static void
@@ -938,7 +882,6 @@ main(void)
         cmocka_unit_test(test_too_many_servers),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_warnings),
-        cmocka_unit_test(test_locate),
         cmocka_unit_test(test_addr_parse_valid),
         cmocka_unit_test(test_addr_parse_invalid),
     };

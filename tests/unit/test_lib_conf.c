@@ -1,0 +1,193 @@
+/*
+ * Tests for lib/conf.c: conf_fail() fills the error and returns -1; the
+ * JSON paths of conf_join() and conf_join_index(), truncated to their
+ * buffer and never past it; conf_check_keys() names the first unknown key
+ * by its path; conf_json_locate() on a table of texts and paths (nested
+ * keys and indexes, escapes and UTF-8 in keys and values, columns counted
+ * in characters, truncated and malformed text).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "lib/conf.h"
+
+static void
+test_fail(void **state)
+{
+    struct conf_err err;
+    char big[400];
+
+    (void)state;
+    memset(&err, 'x', sizeof(err));
+    assert_int_equal(conf_fail(&err, "services[0].weight", "must be %d..%d", 0, 100), -1);
+    assert_string_equal(err.path, "services[0].weight");
+    assert_string_equal(err.msg, "must be 0..100");
+
+    /* a NULL path is the empty path (the whole document) */
+    assert_int_equal(conf_fail(&err, NULL, "not an object"), -1);
+    assert_string_equal(err.path, "");
+    assert_string_equal(err.msg, "not an object");
+
+    /* no error to fill: still -1 */
+    assert_int_equal(conf_fail(NULL, "a", "b"), -1);
+
+    /* both are cut to their buffers, NUL-terminated */
+    memset(big, 'p', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(conf_fail(&err, big, "%s", big), -1);
+    assert_int_equal(strlen(err.path), sizeof(err.path) - 1);
+    assert_int_equal(strlen(err.msg), sizeof(err.msg) - 1);
+    assert_memory_equal(err.path, big, sizeof(err.path) - 1);
+}
+
+static void
+test_join(void **state)
+{
+    char buf[64], small[6];
+
+    (void)state;
+    assert_ptr_equal(conf_join(buf, sizeof(buf), "services[0]", "rollback"), buf);
+    assert_string_equal(buf, "services[0].rollback");
+    assert_string_equal(conf_join(buf, sizeof(buf), "", "services"), "services");
+    assert_string_equal(conf_join(buf, sizeof(buf), "a.b", "c"), "a.b.c");
+
+    /* truncated to the buffer: 5 characters and the NUL */
+    memset(small, '#', sizeof(small));
+    assert_string_equal(conf_join(small, sizeof(small), "admin", "listen"), "admin");
+    assert_string_equal(conf_join(small, sizeof(small), "ab", "cdef"), "ab.cd");
+    assert_string_equal(conf_join(small, 1, "ab", "cd"), "");
+
+    assert_ptr_equal(conf_join_index(buf, sizeof(buf), "services", 0), buf);
+    assert_string_equal(buf, "services[0]");
+    assert_string_equal(conf_join_index(buf, sizeof(buf), "a.servers", 12), "a.servers[12]");
+    assert_string_equal(conf_join_index(buf, sizeof(buf), "", 3), "[3]");
+    assert_string_equal(conf_join_index(buf, sizeof(buf), "x", (size_t)-1),
+                        "x[18446744073709551615]");
+    assert_string_equal(conf_join_index(small, sizeof(small), "list", 7), "list[");
+
+    /* the building block: three parts, same truncation */
+    assert_string_equal(conf_cat3(buf, sizeof(buf), "a", "", "c"), "ac");
+    assert_string_equal(conf_cat3(small, sizeof(small), "abc", "def", "ghi"), "abcde");
+}
+
+static void
+test_check_keys(void **state)
+{
+    static const char *const allowed[] = { "name", "listen", "weight", NULL };
+    static const char *const none[] = { NULL };
+    struct conf_err err;
+    json_t *o;
+
+    (void)state;
+    o = json_pack("{s:s, s:[], s:i}", "name", "web", "listen", "weight", 5);
+    assert_non_null(o);
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(conf_check_keys(o, "services[0]", allowed, &err), 0);
+    assert_string_equal(err.path, "");
+    assert_string_equal(err.msg, "");
+
+    /* one unknown key among known ones: its full path */
+    assert_int_equal(json_object_set_new(o, "wieght", json_integer(5)), 0);
+    assert_int_equal(conf_check_keys(o, "services[0]", allowed, &err), -1);
+    assert_string_equal(err.path, "services[0].wieght");
+    assert_string_equal(err.msg, "unknown key");
+
+    /* at the top level the path is the key alone */
+    assert_int_equal(conf_check_keys(o, "", allowed, &err), -1);
+    assert_string_equal(err.path, "wieght");
+
+    /* nothing allowed: any key fails; an empty object never does */
+    json_decref(o);
+    o = json_pack("{s:b}", "x", 1);
+    assert_int_equal(conf_check_keys(o, "top", none, &err), -1);
+    assert_string_equal(err.path, "top.x");
+    json_decref(o);
+    o = json_object();
+    assert_int_equal(conf_check_keys(o, "top", none, &err), 0);
+    json_decref(o);
+
+    /* keys are compared whole and by case */
+    o = json_pack("{s:s}", "Name", "web");
+    assert_int_equal(conf_check_keys(o, "s", allowed, &err), -1);
+    assert_string_equal(err.path, "s.Name");
+    json_decref(o);
+    o = json_pack("{s:s}", "nam", "web");
+    assert_int_equal(conf_check_keys(o, "s", allowed, &err), -1);
+    assert_string_equal(err.path, "s.nam");
+    json_decref(o);
+}
+
+static void
+test_locate(void **state)
+{
+    static const struct {
+        const char *text, *path;
+        int rc, line, col;
+    } cases[] = {
+        { "{\"a\": 1}", "a", 0, 1, 2 },
+        { "{\"a\": 1}", "", 0, 1, 1 },
+        { "\n\n   {\"a\": 1}", "", 0, 3, 4 },
+        { "{\"a\": 1}", "b", -1, 0, 0 },
+        { "{\"a\": {\"b\": [1, 2, {\"c\": 3}]}}", "a.b", 0, 1, 8 },
+        { "{\"a\": {\"b\": [1, 2, {\"c\": 3}]}}", "a.b[1]", 0, 1, 17 },
+        { "{\"a\": {\"b\": [1, 2, {\"c\": 3}]}}", "a.b[2].c", 0, 1, 21 },
+        { "{\"a\": {\"b\": [1, 2, {\"c\": 3}]}}", "a.b[3]", -1, 0, 0 },
+        { "{\"a\": {\"b\": [1, 2, {\"c\": 3}]}}", "a.b[0].c", -1, 0, 0 },
+        { "{\"a\": 1}", "a.b", -1, 0, 0 },
+        { "{\"a\": 1}", "a[0]", -1, 0, 0 },
+        { "{\n  \"x\": {\"y\": 1},\n  \"a\": {\n    \"rsie\": 3\n  }\n}", "a.rsie", 0, 4, 5 },
+        { "{\"x\": \"a.b{[\\\"]\", \"t\": 1}", "t", 0, 1, 19 },
+        { "{\"r\\u0073ie\": 1}", "rsie", 0, 1, 2 },
+        { "{\"\\ud83d\\ude00\": 1, \"b\": 2}", "\xf0\x9f\x98\x80", 0, 1, 2 },
+        { "{\"\xc3\xa9\": \"\xc3\xbc\", \"b\": 2}", "b", 0, 1, 12 },
+        { "{\"\xc3\xa9\": 1,\n\t\"b\": 2}", "b", 0, 2, 2 },
+        { "[10, [20, 30]]", "[1][0]", 0, 1, 7 },
+        { "[10, [20, 30]]", "[1][1]", 0, 1, 11 },
+        { "{\"a\": 1, \"a\": 2}", "a", 0, 1, 2 },
+        { "{\"a\": [1, 2", "a[5]", -1, 0, 0 },
+        { "{\"a\": [1, 2", "a[1]", 0, 1, 11 },
+        { "{\"a\": {\"b\"", "a.b", -1, 0, 0 },
+        { "{\"a\": {\"b\": ", "a.b", 0, 1, 8 },
+        { "{\"a\": {\"b\"", "a.c", -1, 0, 0 },
+        { "{\"a\" 1}", "a", -1, 0, 0 },
+        { "{\"ab\": 1, \"a\": 2}", "a", 0, 1, 11 },
+        { "{\"a\": 1}", "a.", -1, 0, 0 },
+        { "{\"a\": [1]}", "a[x]", -1, 0, 0 },
+        { "", "", -1, 0, 0 },
+        { "{\"s\": [{}, {\"t\": [true, null, {\"u\": -1.5e3}]}]}", "s[1].t[2].u", 0, 1, 32 },
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int line = 0, col = 0;
+        int rc = conf_json_locate(cases[i].text, strlen(cases[i].text), cases[i].path,
+                                  &line, &col);
+
+        if (rc != cases[i].rc || (rc == 0 && (line != cases[i].line ||
+                                              col != cases[i].col)))
+            fail_msg("case %zu (%s): got %d %d:%d, want %d %d:%d", i, cases[i].path,
+                     rc, line, col, cases[i].rc, cases[i].line, cases[i].col);
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fail),
+        cmocka_unit_test(test_join),
+        cmocka_unit_test(test_check_keys),
+        cmocka_unit_test(test_locate),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
