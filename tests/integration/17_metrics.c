@@ -115,7 +115,7 @@ test_metrics_after_traffic(void **state)
     struct fx *f = &t->f;
     char out[1024], path[600];
     struct stat sb;
-    int c[2];
+    int c[2], i;
     char *text;
 
     assert_int_equal(fx_count(f, NREQ, "/", NULL, c), 0);
