@@ -34,6 +34,7 @@
 
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "lib/timeval.h"
 
 #define ADM_CONN_BACKLOG 16
 
@@ -54,7 +55,7 @@ conn_free(struct adm_conn *c)
 static void
 conn_arm(struct adm_conn *c, unsigned ms)
 {
-    struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+    struct timeval tv = tv_ms(ms);
 
     if (ms == 0)
         evtimer_del(c->timer);

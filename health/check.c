@@ -30,6 +30,7 @@
 
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "lib/timeval.h"
 #include "health/probe.h"
 
 /* method, path, Host, optional Content-Length line; a fresh connection per
@@ -65,14 +66,6 @@ mono_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static struct timeval
-ms_tv(unsigned ms)
-{
-    struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
-
-    return tv;
 }
 
 /* Copies <s> into <buf> with every byte outside printable ASCII and every
@@ -128,7 +121,7 @@ check_end(struct hl_check *c, bool passed, const char *fmt, ...)
 
     /* interval from start to start: the time this check took counts */
     delay = hl_next_delay_ms(c->conf->interval_ms, hl_risefall_is_changing(&c->rf), &c->rng);
-    tv = ms_tv(elapsed >= delay ? 0 : delay - (unsigned)elapsed);
+    tv = tv_ms(elapsed >= delay ? 0 : delay - (unsigned)elapsed);
     if (evtimer_add(c->timer, &tv) < 0)
         log_at(LL_ERR, "health", 0, "%s: cannot schedule the next check: "
                "checks of this server stop", c->label);
@@ -245,7 +238,7 @@ on_check_event(struct bufferevent *bev, short what, void *arg)
 static void
 check_begin(struct hl_check *c)
 {
-    struct timeval tv = ms_tv(c->conf->timeout_ms);
+    struct timeval tv = tv_ms(c->conf->timeout_ms);
     int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
 
     c->t_start_ms = mono_ms();
@@ -335,7 +328,7 @@ hl_check_new(struct event_base *base, const struct hl_check_conf *conf,
 int
 hl_check_start(struct hl_check *c)
 {
-    struct timeval tv = ms_tv(hl_first_delay_ms(c->conf->interval_ms, &c->rng));
+    struct timeval tv = tv_ms(hl_first_delay_ms(c->conf->interval_ms, &c->rng));
 
     return evtimer_add(c->timer, &tv) < 0 ? -1 : 0;
 }

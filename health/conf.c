@@ -21,79 +21,6 @@
 
 #include "lib/conf.h"
 
-/* Checks that <v> is an integer in [<min>, <max>] and stores it. */
-static int
-int_value(json_t *v, const char *path, long long min, long long max,
-          long long *out, struct conf_err *err)
-{
-    long long x;
-
-    if (!json_is_integer(v))
-        return conf_fail(err, path, "must be an integer");
-    x = (long long)json_integer_value(v);
-    if (x < min || x > max)
-        return conf_fail(err, path, "must be between %lld and %lld", min, max);
-    *out = x;
-    return 0;
-}
-
-/* Reads optional integer member <key> of <obj>; <*out> is untouched when
- * the key is absent. */
-static int
-opt_uint(json_t *obj, const char *key, const char *prefix, long long min,
-         long long max, unsigned *out, struct conf_err *err)
-{
-    json_t *v = json_object_get(obj, key);
-    long long x;
-    char p[sizeof(err->path)];
-
-    if (v == NULL)
-        return 0;
-    if (int_value(v, conf_join(p, sizeof(p), prefix, key), min, max, &x, err) != 0)
-        return -1;
-    *out = (unsigned)x;
-    return 0;
-}
-
-/* Reads optional number member <key> of <obj> (integer or real) in
- * [<min>, <max>]. */
-static int
-opt_double(json_t *obj, const char *key, const char *prefix, double min,
-           double max, double *out, struct conf_err *err)
-{
-    json_t *v = json_object_get(obj, key);
-    double d;
-    char p[sizeof(err->path)];
-
-    if (v == NULL)
-        return 0;
-    if (!json_is_number(v))
-        return conf_fail(err, conf_join(p, sizeof(p), prefix, key), "must be a number");
-    d = json_number_value(v);
-    if (!(d >= min && d <= max))
-        return conf_fail(err, conf_join(p, sizeof(p), prefix, key),
-                         "must be between %g and %g", min, max);
-    *out = d;
-    return 0;
-}
-
-/* Reads optional string member <key> of <obj>, borrowed from <obj>. */
-static int
-opt_string(json_t *obj, const char *key, const char *prefix, const char **out,
-           struct conf_err *err)
-{
-    json_t *v = json_object_get(obj, key);
-    char p[sizeof(err->path)];
-
-    *out = NULL;
-    if (v == NULL)
-        return 0;
-    if (!json_is_string(v))
-        return conf_fail(err, conf_join(p, sizeof(p), prefix, key), "must be a string");
-    *out = json_string_value(v);
-    return 0;
-}
-
 /* RFC 9110 tchar: method names are tokens. */
 static bool
 is_tchar(unsigned char ch)
@@ -125,9 +52,9 @@ parse_expect(json_t *v, const char *path, struct hl_check_conf *c,
 
     if (!json_is_array(v) || json_array_size(v) != 2)
         return conf_fail(err, path, "must be an array [min, max] of two status codes");
-    if (int_value(json_array_get(v, 0), conf_join_index(p, sizeof(p), path, 0), 100, 599, &lo, err) != 0)
+    if (conf_int(json_array_get(v, 0), conf_join_index(p, sizeof(p), path, 0), 100, 599, &lo, err) != 0)
         return -1;
-    if (int_value(json_array_get(v, 1), conf_join_index(p, sizeof(p), path, 1), 100, 599, &hi, err) != 0)
+    if (conf_int(json_array_get(v, 1), conf_join_index(p, sizeof(p), path, 1), 100, 599, &hi, err) != 0)
         return -1;
     if (hi < lo)
         return conf_fail(err, p, "must not be less than the minimum (%lld)", lo);
@@ -166,7 +93,7 @@ hl_check_conf_parse(struct json_t *j, const char *path,
     if (conf_check_keys(j, path, keys, err) != 0)
         return -1;
 
-    if (opt_string(j, "type", path, &type, err) != 0)
+    if (conf_opt_string(j, "type", path, &type, err) != 0)
         return -1;
     if (type == NULL || strcmp(type, "tcp") == 0)
         c.type = HL_CHECK_TCP;
@@ -182,7 +109,7 @@ hl_check_conf_parse(struct json_t *j, const char *path,
                                  "only valid with \"type\": \"http\"");
     }
 
-    if (opt_string(j, "method", path, &s, err) != 0)
+    if (conf_opt_string(j, "method", path, &s, err) != 0)
         return -1;
     if (s != NULL) {
         size_t n = strlen(s);
@@ -195,7 +122,7 @@ hl_check_conf_parse(struct json_t *j, const char *path,
                              sizeof(c.method) - 1);
         memcpy(c.method, s, n + 1);
     }
-    if (opt_string(j, "path", path, &s, err) != 0)
+    if (conf_opt_string(j, "path", path, &s, err) != 0)
         return -1;
     if (s != NULL) {
         if (!is_request_target(s) || strlen(s) >= sizeof(c.path))
@@ -207,7 +134,7 @@ hl_check_conf_parse(struct json_t *j, const char *path,
     if ((v = json_object_get(j, "expect_status")) != NULL &&
         parse_expect(v, conf_join(p, sizeof(p), path, "expect_status"), &c, err) != 0)
         return -1;
-    if (opt_string(j, "body_contains", path, &s, err) != 0)
+    if (conf_opt_string(j, "body_contains", path, &s, err) != 0)
         return -1;
     if (s != NULL) {
         if (strlen(s) >= sizeof(c.body_contains))
@@ -217,10 +144,10 @@ hl_check_conf_parse(struct json_t *j, const char *path,
         memcpy(c.body_contains, s, strlen(s) + 1);
     }
 
-    if (opt_uint(j, "interval_ms", path, 100, 3600000, &c.interval_ms, err) != 0 ||
-        opt_uint(j, "timeout_ms", path, 10, 60000, &c.timeout_ms, err) != 0 ||
-        opt_uint(j, "rise", path, 1, 100, &c.rise, err) != 0 ||
-        opt_uint(j, "fall", path, 1, 100, &c.fall, err) != 0)
+    if (conf_opt_uint(j, "interval_ms", path, 100, 3600000, &c.interval_ms, err) != 0 ||
+        conf_opt_uint(j, "timeout_ms", path, 10, 60000, &c.timeout_ms, err) != 0 ||
+        conf_opt_uint(j, "rise", path, 1, 100, &c.rise, err) != 0 ||
+        conf_opt_uint(j, "fall", path, 1, 100, &c.fall, err) != 0)
         return -1;
     /* A check that may outlive its interval would overlap the next one.
      * Blame the key that was written: a default cannot be the typo. */
@@ -266,14 +193,14 @@ hl_rollback_conf_parse(struct json_t *j, const char *path,
                              "must be true or false");
         c.enabled = json_is_true(v);
     }
-    if (opt_double(j, "max_error_rate", path, 0, 1, &c.max_error_rate, err) != 0 ||
-        opt_uint(j, "min_requests", path, 1, 1000000, &c.min_requests, err) != 0 ||
-        opt_uint(j, "window_s", path, 1, 600, &c.window_s, err) != 0 ||
-        opt_uint(j, "max_p99_ms", path, 0, 3600000, &c.max_p99_ms, err) != 0 ||
-        opt_double(j, "max_error_ratio_to_legacy", path, 0, 1000,
-                   &c.max_error_ratio_to_legacy, err) != 0)
+    if (conf_opt_double(j, "max_error_rate", path, 0, 1, &c.max_error_rate, err) != 0 ||
+        conf_opt_uint(j, "min_requests", path, 1, 1000000, &c.min_requests, err) != 0 ||
+        conf_opt_uint(j, "window_s", path, 1, 600, &c.window_s, err) != 0 ||
+        conf_opt_uint(j, "max_p99_ms", path, 0, 3600000, &c.max_p99_ms, err) != 0 ||
+        conf_opt_double(j, "max_error_ratio_to_legacy", path, 0, 1000,
+                        &c.max_error_ratio_to_legacy, err) != 0)
         return -1;
-    if (opt_string(j, "action", path, &s, err) != 0)
+    if (conf_opt_string(j, "action", path, &s, err) != 0)
         return -1;
     if (s != NULL) {
         if (strcmp(s, "rollback") == 0)
@@ -345,7 +272,7 @@ hl_plan_conf_parse(struct json_t *j, const char *path,
                              c.steps_bp[i - 1] / 100.0);
     }
     c.nsteps = (unsigned)json_array_size(steps);
-    if (opt_uint(j, "bake_s", path, 1, 604800, &c.bake_s, err) != 0)
+    if (conf_opt_uint(j, "bake_s", path, 1, 604800, &c.bake_s, err) != 0)
         return -1;
     *out = c;
     return 0;

@@ -77,6 +77,111 @@ conf_check_keys(json_t *obj, const char *path, const char *const *allowed,
     return 0;
 }
 
+/* ---- typed readers ------------------------------------------------- */
+
+int
+conf_int(json_t *v, const char *path, long long min, long long max, long long *out,
+         struct conf_err *err)
+{
+    long long x;
+
+    if (!json_is_integer(v))
+        return conf_fail(err, path, "must be an integer");
+    x = (long long)json_integer_value(v);
+    if (x < min || x > max)
+        return conf_fail(err, path, "must be between %lld and %lld", min, max);
+    *out = x;
+    return 0;
+}
+
+int
+conf_opt_int(json_t *obj, const char *key, const char *prefix, long long min,
+             long long max, long long *out, struct conf_err *err)
+{
+    json_t *v = json_object_get(obj, key);
+    char p[sizeof(err->path)];
+
+    if (v == NULL)
+        return 0;
+    return conf_int(v, conf_join(p, sizeof(p), prefix, key), min, max, out, err);
+}
+
+int
+conf_opt_uint(json_t *obj, const char *key, const char *prefix, long long min,
+              long long max, unsigned *out, struct conf_err *err)
+{
+    long long x = *out;
+
+    if (conf_opt_int(obj, key, prefix, min, max, &x, err) != 0)
+        return -1;
+    *out = (unsigned)x;
+    return 0;
+}
+
+int
+conf_opt_double(json_t *obj, const char *key, const char *prefix, double min,
+                double max, double *out, struct conf_err *err)
+{
+    json_t *v = json_object_get(obj, key);
+    double d;
+    char p[sizeof(err->path)];
+
+    if (v == NULL)
+        return 0;
+    if (!json_is_number(v))
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, key), "must be a number");
+    d = json_number_value(v);
+    if (!(d >= min && d <= max))
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, key),
+                         "must be between %g and %g", min, max);
+    *out = d;
+    return 0;
+}
+
+int
+conf_opt_object(json_t *obj, const char *key, const char *prefix, json_t **out,
+                struct conf_err *err)
+{
+    json_t *v = json_object_get(obj, key);
+    char p[sizeof(err->path)];
+
+    *out = v;
+    if (v != NULL && !json_is_object(v))
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, key), "must be an object");
+    return 0;
+}
+
+int
+conf_opt_string(json_t *obj, const char *key, const char *prefix, const char **out,
+                struct conf_err *err)
+{
+    json_t *v = json_object_get(obj, key);
+    char p[sizeof(err->path)];
+
+    *out = NULL;
+    if (v == NULL)
+        return 0;
+    if (!json_is_string(v))
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, key), "must be a string");
+    *out = json_string_value(v);
+    return 0;
+}
+
+int
+conf_opt_nonempty(json_t *obj, const char *key, const char *prefix, const char **out,
+                  struct conf_err *err)
+{
+    char p[sizeof(err->path)];
+
+    if (conf_opt_string(obj, key, prefix, out, err) != 0)
+        return -1;
+    if (*out != NULL && **out == '\0') {
+        *out = NULL;
+        return conf_fail(err, conf_join(p, sizeof(p), prefix, key), "must not be empty");
+    }
+    return 0;
+}
+
 /* ---- locating a JSON path in the text ------------------------------ */
 
 /* A cursor over JSON text. <seen> counts the characters (UTF-8 lead bytes)

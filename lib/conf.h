@@ -41,6 +41,31 @@ const char *conf_join_index(char *buf, size_t len, const char *prefix, size_t id
 int conf_check_keys(struct json_t *obj, const char *path, const char *const *allowed,
                     struct conf_err *err);
 
+/* Typed readers: each fails (conf_fail) with the JSON path of the offending
+ * value. The conf_opt_* ones read member <key> of object <obj> at path
+ * <prefix>; when the key is absent they return 0 and leave <*out> as it
+ * was (its default), except conf_opt_object and the string readers, which
+ * set <*out> to NULL. Integers given as reals (2000.0) are refused: a value
+ * in milliseconds with a fraction is a sign of a unit mix-up. */
+
+/* <v> is an integer in [<min>, <max>], stored in <*out>. */
+int conf_int(struct json_t *v, const char *path, long long min, long long max,
+             long long *out, struct conf_err *err);
+int conf_opt_int(struct json_t *obj, const char *key, const char *prefix, long long min,
+                 long long max, long long *out, struct conf_err *err);
+int conf_opt_uint(struct json_t *obj, const char *key, const char *prefix, long long min,
+                  long long max, unsigned *out, struct conf_err *err);
+/* A number, integer or real, in [<min>, <max>]. */
+int conf_opt_double(struct json_t *obj, const char *key, const char *prefix, double min,
+                    double max, double *out, struct conf_err *err);
+int conf_opt_object(struct json_t *obj, const char *key, const char *prefix,
+                    struct json_t **out, struct conf_err *err);
+/* A string, borrowed from <obj>; conf_opt_nonempty() also refuses "". */
+int conf_opt_string(struct json_t *obj, const char *key, const char *prefix,
+                    const char **out, struct conf_err *err);
+int conf_opt_nonempty(struct json_t *obj, const char *key, const char *prefix,
+                      const char **out, struct conf_err *err);
+
 /* Finds the line and column (1-based) of the JSON value or object key at
  * <path> ("services[0].rollback.rsie") in JSON text <text>. When the path
  * names a key that exists, the position is that of the key. Returns 0, or

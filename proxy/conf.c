@@ -144,73 +144,6 @@ addr_clash(const struct px_addr *a, const struct px_addr *b, bool exact)
 /* ------------------------------------------------------------------ */
 /* Typed getters: each fails with the JSON path of the offending value  */
 
-/* Reads optional object member <key>: <*out> is NULL when absent. */
-static int
-opt_object(json_t *obj, const char *key, const char *prefix, json_t **out,
-           struct conf_err *err)
-{
-    json_t *v = json_object_get(obj, key);
-    char p[sizeof(err->path)];
-
-    *out = v;
-    if (v != NULL && !json_is_object(v))
-        return conf_fail(err, conf_join(p, sizeof(p), prefix, key), "must be an object");
-    return 0;
-}
-
-/* Reads optional integer member <key> in [<min>, <max>]; <*out> keeps its
- * default when the key is absent. */
-static int
-opt_int(json_t *obj, const char *key, const char *prefix, long long min,
-        long long max, long long *out, struct conf_err *err)
-{
-    json_t *v = json_object_get(obj, key);
-    long long x;
-    char p[sizeof(err->path)];
-
-    if (v == NULL)
-        return 0;
-    if (!json_is_integer(v))
-        return conf_fail(err, conf_join(p, sizeof(p), prefix, key), "must be an integer");
-    x = (long long)json_integer_value(v);
-    if (x < min || x > max)
-        return conf_fail(err, conf_join(p, sizeof(p), prefix, key),
-                         "must be between %lld and %lld", min, max);
-    *out = x;
-    return 0;
-}
-
-static int
-opt_uint(json_t *obj, const char *key, const char *prefix, long long min,
-         long long max, unsigned *out, struct conf_err *err)
-{
-    long long x = *out;
-
-    if (opt_int(obj, key, prefix, min, max, &x, err) != 0)
-        return -1;
-    *out = (unsigned)x;
-    return 0;
-}
-
-/* Reads optional non-empty string member <key>, borrowed from <obj>. */
-static int
-opt_string(json_t *obj, const char *key, const char *prefix, const char **out,
-           struct conf_err *err)
-{
-    json_t *v = json_object_get(obj, key);
-    char p[sizeof(err->path)];
-
-    *out = NULL;
-    if (v == NULL)
-        return 0;
-    if (!json_is_string(v))
-        return conf_fail(err, conf_join(p, sizeof(p), prefix, key), "must be a string");
-    if (json_string_length(v) == 0)
-        return conf_fail(err, conf_join(p, sizeof(p), prefix, key), "must not be empty");
-    *out = json_string_value(v);
-    return 0;
-}
-
 /* "<dir>/<rel>" for a relative <rel>, a copy of <rel> otherwise. */
 static char *
 resolve(const char *dir, const char *rel)
@@ -238,7 +171,7 @@ opt_path(json_t *obj, const char *key, const char *prefix, const char *dir,
 {
     const char *s;
 
-    if (opt_string(obj, key, prefix, &s, err) != 0)
+    if (conf_opt_nonempty(obj, key, prefix, &s, err) != 0)
         return -1;
     if (s != NULL)
         *out = resolve(dir, s);
@@ -280,7 +213,7 @@ parse_admin(json_t *j, struct px_conf *c, struct conf_err *err)
                              "must be an octal string from \"0000\" to \"0777\"");
         c->admin_socket_mode = (mode_t)mode;
     }
-    if (opt_string(j, "listen", "admin", &s, err) != 0)
+    if (conf_opt_nonempty(j, "listen", "admin", &s, err) != 0)
         return -1;
     if (s != NULL) {
         if (px_addr_parse(s, &a) != 0)
@@ -289,7 +222,7 @@ parse_admin(json_t *j, struct px_conf *c, struct conf_err *err)
                              "address and a port 1..65535");
         c->admin_listen = xstrdup(s);
     }
-    if (opt_string(j, "socket_group", "admin", &s, err) != 0)
+    if (conf_opt_nonempty(j, "socket_group", "admin", &s, err) != 0)
         return -1;
     if (s != NULL) {
         /* a name or a numeric gid, resolved now so `cutoverd -t` checks it */
@@ -359,7 +292,7 @@ parse_side(json_t *svc, const char *key, const char *prefix,
     json_t *j, *servers;
     char p[sizeof(err->path)], q[sizeof(err->path)];
 
-    if (opt_object(svc, key, prefix, &j, err) != 0)
+    if (conf_opt_object(svc, key, prefix, &j, err) != 0)
         return -1;
     conf_join(p, sizeof(p), prefix, key);
     if (j == NULL)
@@ -384,17 +317,17 @@ parse_timeouts(json_t *svc, const char *prefix, struct px_timeouts *t,
     json_t *j;
     char p[sizeof(err->path)];
 
-    if (opt_object(svc, "timeouts", prefix, &j, err) != 0)
+    if (conf_opt_object(svc, "timeouts", prefix, &j, err) != 0)
         return -1;
     if (j == NULL)
         return 0;
     conf_join(p, sizeof(p), prefix, "timeouts");
     if (conf_check_keys(j, p, keys, err) != 0 ||
-        opt_uint(j, "client_head_ms", p, lo, hi, &t->client_head_ms, err) != 0 ||
-        opt_uint(j, "client_idle_ms", p, lo, hi, &t->client_idle_ms, err) != 0 ||
-        opt_uint(j, "connect_ms", p, lo, hi, &t->connect_ms, err) != 0 ||
-        opt_uint(j, "server_response_ms", p, lo, hi, &t->server_response_ms, err) != 0 ||
-        opt_uint(j, "server_idle_ms", p, lo, hi, &t->server_idle_ms, err) != 0)
+        conf_opt_uint(j, "client_head_ms", p, lo, hi, &t->client_head_ms, err) != 0 ||
+        conf_opt_uint(j, "client_idle_ms", p, lo, hi, &t->client_idle_ms, err) != 0 ||
+        conf_opt_uint(j, "connect_ms", p, lo, hi, &t->connect_ms, err) != 0 ||
+        conf_opt_uint(j, "server_response_ms", p, lo, hi, &t->server_response_ms, err) != 0 ||
+        conf_opt_uint(j, "server_idle_ms", p, lo, hi, &t->server_idle_ms, err) != 0)
         return -1;
     return 0;
 }
@@ -411,19 +344,19 @@ parse_limits(json_t *svc, const char *prefix, struct px_limits *l,
     json_t *j;
     char p[sizeof(err->path)];
 
-    if (opt_object(svc, "limits", prefix, &j, err) != 0)
+    if (conf_opt_object(svc, "limits", prefix, &j, err) != 0)
         return -1;
     if (j == NULL)
         return 0;
     conf_join(p, sizeof(p), prefix, "limits");
     body = (long long)l->body_bytes;
     if (conf_check_keys(j, p, keys, err) != 0 ||
-        opt_uint(j, "head_bytes", p, 1024, 1048576, &l->head_bytes, err) != 0 ||
-        opt_uint(j, "headers", p, 1, 1000, &l->headers, err) != 0 ||
-        opt_uint(j, "uri_bytes", p, 16, 1048576, &l->uri_bytes, err) != 0 ||
-        opt_int(j, "body_bytes", p, 0, LLONG_MAX, &body, err) != 0 ||
-        opt_uint(j, "buffer_body_bytes", p, 0, 16777216, &l->buffer_body_bytes, err) != 0 ||
-        opt_uint(j, "chunk_ext_bytes", p, 1, 65536, &l->chunk_ext_bytes, err) != 0)
+        conf_opt_uint(j, "head_bytes", p, 1024, 1048576, &l->head_bytes, err) != 0 ||
+        conf_opt_uint(j, "headers", p, 1, 1000, &l->headers, err) != 0 ||
+        conf_opt_uint(j, "uri_bytes", p, 16, 1048576, &l->uri_bytes, err) != 0 ||
+        conf_opt_int(j, "body_bytes", p, 0, LLONG_MAX, &body, err) != 0 ||
+        conf_opt_uint(j, "buffer_body_bytes", p, 0, 16777216, &l->buffer_body_bytes, err) != 0 ||
+        conf_opt_uint(j, "chunk_ext_bytes", p, 1, 65536, &l->chunk_ext_bytes, err) != 0)
         return -1;
     l->body_bytes = (uint64_t)body;
     return 0;
@@ -437,14 +370,14 @@ parse_pool(json_t *svc, const char *prefix, struct px_pool_conf *pc,
     json_t *j;
     char p[sizeof(err->path)];
 
-    if (opt_object(svc, "pool", prefix, &j, err) != 0)
+    if (conf_opt_object(svc, "pool", prefix, &j, err) != 0)
         return -1;
     if (j == NULL)
         return 0;
     conf_join(p, sizeof(p), prefix, "pool");
     if (conf_check_keys(j, p, keys, err) != 0 ||
-        opt_uint(j, "max_idle", p, 0, 10000, &pc->max_idle, err) != 0 ||
-        opt_uint(j, "idle_timeout_ms", p, 1, 3600000, &pc->idle_timeout_ms, err) != 0)
+        conf_opt_uint(j, "max_idle", p, 0, 10000, &pc->max_idle, err) != 0 ||
+        conf_opt_uint(j, "idle_timeout_ms", p, 1, 3600000, &pc->idle_timeout_ms, err) != 0)
         return -1;
     return 0;
 }
@@ -510,7 +443,7 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
     if (conf_check_keys(j, pre, keys, err) != 0)
         return -1;
 
-    if (opt_string(j, "name", pre, &name, err) != 0)
+    if (conf_opt_nonempty(j, "name", pre, &name, err) != 0)
         return -1;
     conf_join(p, sizeof(p), pre, "name");
     if (name == NULL)
@@ -524,7 +457,7 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
                              name, k);
     s->name = xstrdup(name);
 
-    if (opt_string(j, "mode", pre, &str, err) != 0)
+    if (conf_opt_nonempty(j, "mode", pre, &str, err) != 0)
         return -1;
     if (str == NULL || strcmp(str, "http") == 0)
         s->mode = PX_MODE_HTTP;
@@ -569,7 +502,7 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
                            conf_join(p, sizeof(p), pre, "plan"), &s->plan, err) != 0)
         return -1;
 
-    if (opt_string(j, "on_new_down", pre, &str, err) != 0)
+    if (conf_opt_nonempty(j, "on_new_down", pre, &str, err) != 0)
         return -1;
     if (str == NULL || strcmp(str, "fallback") == 0)
         s->on_new_down = HL_NEWDOWN_FALLBACK;
@@ -609,18 +542,18 @@ parse_root(json_t *root, struct px_conf *c, struct conf_err *err)
     if (conf_check_keys(root, "", keys, err) != 0)
         return -1;
 
-    if (opt_object(root, "admin", "", &j, err) != 0 ||
+    if (conf_opt_object(root, "admin", "", &j, err) != 0 ||
         (j != NULL && parse_admin(j, c, err) != 0))
         return -1;
-    if (opt_object(root, "state", "", &j, err) != 0 ||
+    if (conf_opt_object(root, "state", "", &j, err) != 0 ||
         (j != NULL && (conf_check_keys(j, "state", file_keys, err) != 0 ||
                        opt_path(j, "file", "state", c->dir, &c->state_file, err) != 0)))
         return -1;
-    if (opt_object(root, "audit", "", &j, err) != 0 ||
+    if (conf_opt_object(root, "audit", "", &j, err) != 0 ||
         (j != NULL && (conf_check_keys(j, "audit", file_keys, err) != 0 ||
                        opt_path(j, "file", "audit", c->dir, &c->audit_file, err) != 0)))
         return -1;
-    if (opt_object(root, "access_log", "", &j, err) != 0 ||
+    if (conf_opt_object(root, "access_log", "", &j, err) != 0 ||
         (j != NULL && (conf_check_keys(j, "access_log", file_keys, err) != 0 ||
                        opt_path(j, "file", "access_log", c->dir, &c->access_log_file,
                                 err) != 0)))
@@ -628,9 +561,9 @@ parse_root(json_t *root, struct px_conf *c, struct conf_err *err)
     if (j != NULL && c->access_log_file == NULL)
         return conf_fail(err, "access_log.file", "is required (remove \"access_log\" "
                          "to turn the access log off)");
-    if (opt_uint(root, "workers", "", 0, 256, &c->workers, err) != 0 ||
-        opt_uint(root, "shutdown_grace_ms", "", 0, 3600000, &c->shutdown_grace_ms,
-                 err) != 0)
+    if (conf_opt_uint(root, "workers", "", 0, 256, &c->workers, err) != 0 ||
+        conf_opt_uint(root, "shutdown_grace_ms", "", 0, 3600000, &c->shutdown_grace_ms,
+                      err) != 0)
         return -1;
 
     if ((svcs = json_object_get(root, "services")) == NULL)

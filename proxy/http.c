@@ -50,6 +50,7 @@
 #include "proxy/accesslog.h"
 #include "proxy/http.h"
 #include "proxy/http_conn.h"
+#include "proxy/http_msg.h"
 #include "proxy/io.h"
 #include "proxy/pool.h"
 #include "proxy/relay.h"
@@ -107,7 +108,7 @@ leave(struct px_conn *c)
 static void
 arm_response_deadline(struct px_conn *c)
 {
-    struct timeval tv = ms_tv(sconf(c)->timeouts.server_response_ms);
+    struct timeval tv = tv_ms(sconf(c)->timeouts.server_response_ms);
 
     evtimer_add(c->head_timer, &tv);
 }
@@ -142,7 +143,7 @@ set_state(struct px_conn *c, enum px_conn_state next)
             px_io_read_size(c->down, PX_IO_READ_HEAD);
         /* first request: the head timeout runs from accept, so an idle
          * connection cannot be held; later ones: the keep-alive idle time */
-        tv_r = ms_tv(c->nreq == 0 ? to->client_head_ms : to->client_idle_ms);
+        tv_r = tv_ms(c->nreq == 0 ? to->client_head_ms : to->client_idle_ms);
         bufferevent_set_timeouts(c->down, &tv_r, NULL);
         bufferevent_setwatermark(c->down, EV_WRITE, 0, 0);
         /* a head larger than this is a 431 anyway: read no further */
@@ -151,7 +152,7 @@ set_state(struct px_conn *c, enum px_conn_state next)
         bufferevent_enable(c->down, EV_READ);
         break;
     case PX_CS_READ_BODY:
-        tv_r = ms_tv(to->client_idle_ms);
+        tv_r = tv_ms(to->client_idle_ms);
         bufferevent_set_timeouts(c->down, &tv_r, NULL);
         bufferevent_setwatermark(c->down, EV_READ, 0, 0);
         bufferevent_enable(c->down, EV_READ);
@@ -164,20 +165,20 @@ set_state(struct px_conn *c, enum px_conn_state next)
          * the same step: switching it off and on would cost an epoll_ctl) */
         if (!(c->flags & PX_CF_UP_REUSED))
             bufferevent_disable(c->down, EV_READ);
-        tv_w = ms_tv(to->connect_ms);  /* libevent applies the write timeout to connect */
+        tv_w = tv_ms(to->connect_ms);  /* libevent applies the write timeout to connect */
         bufferevent_set_timeouts(c->up, NULL, &tv_w);
         break;
     case PX_CS_EXCHANGE:
         /* server_response_ms runs once the whole request is up (see
          * process()); while a streamed body still goes up, the idle
          * timeouts of both peers bound the exchange */
-        tv_r = ms_tv(to->server_response_ms);
-        tv_w = ms_tv(to->server_idle_ms);
+        tv_r = tv_ms(to->server_response_ms);
+        tv_w = tv_ms(to->server_idle_ms);
         bufferevent_set_timeouts(c->up, c->req.done ? &tv_r : NULL, &tv_w);
         if (c->req.done)
             arm_response_deadline(c);
         bufferevent_enable(c->up, EV_READ);
-        tv_r = ms_tv(to->server_idle_ms);
+        tv_r = tv_ms(to->server_idle_ms);
         bufferevent_set_timeouts(c->down, c->req.done ? NULL : &tv_r, &tv_r);
         /* keep reading the client, so that its going away aborts the
          * upstream request; pipelined bytes wait, bounded by head_bytes */
@@ -188,7 +189,7 @@ set_state(struct px_conn *c, enum px_conn_state next)
             bufferevent_enable(c->down, EV_READ);
         break;
     case PX_CS_TUNNEL:
-        tv_r = ms_tv(to->server_idle_ms);
+        tv_r = tv_ms(to->server_idle_ms);
         bufferevent_setwatermark(c->down, EV_READ, 0, 0);
         bufferevent_set_timeouts(c->down, &tv_r, &tv_r);
         bufferevent_set_timeouts(c->up, &tv_r, &tv_r);
@@ -203,7 +204,7 @@ set_state(struct px_conn *c, enum px_conn_state next)
             evtimer_del(c->head_timer);
         bufferevent_disable(c->down, EV_READ);
         bufferevent_setwatermark(c->down, EV_WRITE, 0, 0);
-        tv_w = ms_tv(to->server_idle_ms);
+        tv_w = tv_ms(to->server_idle_ms);
         bufferevent_set_timeouts(c->down, NULL, &tv_w);
         if (evbuffer_get_length(bufferevent_get_output(c->down)) == 0)
             mark_close(c);
@@ -371,7 +372,7 @@ static void on_parked(evutil_socket_t fd, short what, void *arg);
 static void
 park(struct px_conn *c)
 {
-    struct timeval tv = ms_tv(sconf(c)->timeouts.client_idle_ms);
+    struct timeval tv = tv_ms(sconf(c)->timeouts.client_idle_ms);
     evutil_socket_t fd;
 
     if (c->state != PX_CS_READ_HEAD || c->nreq == 0 || c->up != NULL ||
@@ -465,7 +466,7 @@ read_head(struct px_conn *c)
         return;
     }
     if (!(c->flags & PX_CF_HEAD_TIMER)) {
-        struct timeval tv = ms_tv(sconf(c)->timeouts.client_head_ms);
+        struct timeval tv = tv_ms(sconf(c)->timeouts.client_head_ms);
 
         evtimer_add(c->head_timer, &tv);   /* cancels a park_soon() */
         c->flags |= PX_CF_HEAD_TIMER;
@@ -588,8 +589,8 @@ process(struct px_conn *c)
             if (c->req.done) {
                 bufferevent_disable(c->down, EV_READ);
                 if (!c->res_head_done) {
-                    struct timeval tv_r = ms_tv(sconf(c)->timeouts.server_response_ms);
-                    struct timeval tv_w = ms_tv(sconf(c)->timeouts.server_idle_ms);
+                    struct timeval tv_r = tv_ms(sconf(c)->timeouts.server_response_ms);
+                    struct timeval tv_w = tv_ms(sconf(c)->timeouts.server_idle_ms);
 
                     bufferevent_set_timeouts(c->up, &tv_r, &tv_w);
                     arm_response_deadline(c);
@@ -762,7 +763,7 @@ read_response_head(struct px_conn *c)
     c->res.done = r.framing == H1_BODY_NONE ||
                   (r.framing == H1_BODY_LENGTH && r.content_length == 0);
     /* from now on the upstream may be idle at most server_idle_ms */
-    tv = ms_tv(sconf(c)->timeouts.server_idle_ms);
+    tv = tv_ms(sconf(c)->timeouts.server_idle_ms);
     bufferevent_set_timeouts(c->up, &tv, &tv);
     return true;
 }

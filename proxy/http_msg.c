@@ -17,6 +17,7 @@
 
 #include "lib/http1.h"
 #include "proxy/http_conn.h"
+#include "proxy/http_msg.h"
 #include "proxy/server.h"
 #include "router/router.h"
 

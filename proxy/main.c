@@ -33,6 +33,7 @@
 #include "lib/log.h"
 #include "lib/notify.h"
 #include "lib/xmalloc.h"
+#include "lib/timeval.h"
 #include "proxy/accesslog.h"
 #include "proxy/conf.h"
 #include "proxy/daemon.h"
@@ -106,8 +107,7 @@ on_signal_stop(evutil_socket_t sig, short what, void *arg)
         event_base_loopexit(srv->base, NULL);
         return;
     }
-    tv.tv_sec = srv->conf->shutdown_grace_ms / 1000;
-    tv.tv_usec = (srv->conf->shutdown_grace_ms % 1000) * 1000;
+    tv = tv_ms(srv->conf->shutdown_grace_ms);
     d->grace_timer = evtimer_new(srv->base, on_grace_over, d);
     if (d->grace_timer == NULL || evtimer_add(d->grace_timer, &tv) < 0)
         event_base_loopexit(srv->base, NULL);

@@ -17,6 +17,7 @@
 #include "lib/list.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "lib/timeval.h"
 #include "proxy/pool.h"
 #include "proxy/server.h"
 
@@ -86,7 +87,7 @@ void
 px_pool_put(struct px_service *svc, struct px_server_rt *s, struct bufferevent *bev)
 {
     unsigned ms = svc->conf->pool.idle_timeout_ms;
-    struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
+    struct timeval tv = tv_ms(ms);
     struct px_pooled *p;
 
     /* a detached server (removed by a reload) is never used again */

@@ -38,6 +38,7 @@
 #include "lib/list.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "lib/timeval.h"
 #include "proxy/accesslog.h"
 #include "proxy/io.h"
 #include "proxy/relay.h"
@@ -198,7 +199,7 @@ static void
 set_idle_timeouts(struct px_tcp *t)
 {
     unsigned ms = t->conf->timeouts.server_idle_ms;
-    struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
+    struct timeval tv = tv_ms(ms);
 
     bufferevent_set_timeouts(t->down, &tv, &tv);
     bufferevent_set_timeouts(t->up, &tv, &tv);
@@ -364,19 +365,13 @@ splice_pump(struct px_tcp *t, struct px_splice *sp)
         }
     }
     if (sp->queued > 0 && !was_waiting) {
-        struct timeval tv = { 0, 0 };
-        unsigned ms = t->conf->timeouts.server_idle_ms;
+        struct timeval tv = tv_ms(t->conf->timeouts.server_idle_ms);
 
-        tv.tv_sec = (time_t)(ms / 1000u);
-        tv.tv_usec = (suseconds_t)((ms % 1000u) * 1000u);
         event_del(sp->rd);
         event_add(sp->wr, &tv);
     } else if (sp->queued == 0 && was_waiting) {
-        struct timeval tv = { 0, 0 };
-        unsigned ms = t->conf->timeouts.server_idle_ms;
+        struct timeval tv = tv_ms(t->conf->timeouts.server_idle_ms);
 
-        tv.tv_sec = (time_t)(ms / 1000u);
-        tv.tv_usec = (suseconds_t)((ms % 1000u) * 1000u);
         event_del(sp->wr);
         if (!(t->flags & eof))
             event_add(sp->rd, &tv);
@@ -411,7 +406,7 @@ static int
 splice_start(struct px_tcp *t)
 {
     unsigned ms = t->conf->timeouts.server_idle_ms, d;
-    struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
+    struct timeval tv = tv_ms(ms);
     struct px_srv *srv = t->svc->srv;
     struct event_base *base = srv->base;
 
@@ -523,7 +518,7 @@ start_connect(struct px_tcp *t)
 {
     const struct px_addr *a = server_addr(t);
     unsigned ms = t->conf->timeouts.connect_ms;
-    struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
+    struct timeval tv = tv_ms(ms);
 
     if (t->up != NULL)
         bufferevent_free(t->up);

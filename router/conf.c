@@ -40,24 +40,6 @@ is_token(const char *s)
     return true;
 }
 
-/* Reads string member <key> of <obj> (NULL when absent) into <*out>,
- * borrowed from <obj>. */
-static int
-opt_string(json_t *obj, const char *key, const char *prefix, const char **out,
-           struct conf_err *err)
-{
-    json_t *v = json_object_get(obj, key);
-    char p[sizeof(err->path)];
-
-    *out = NULL;
-    if (v == NULL)
-        return 0;
-    if (!json_is_string(v))
-        return conf_fail(err, conf_join(p, sizeof(p), prefix, key), "must be a string");
-    *out = json_string_value(v);
-    return 0;
-}
-
 /* Converts a JSON percentage (0..100, at most two decimals) to basis
  * points. The tolerance absorbs binary rounding of values such as 0.29
  * (28.999999999999996 after scaling) but not a third decimal. */
@@ -93,9 +75,9 @@ parse_sticky(json_t *j, const char *name, const char *prefix,
         return conf_fail(err, prefix, "must be an object");
     if (conf_check_keys(j, prefix, keys, err) != 0)
         return -1;
-    if (opt_string(j, "by", prefix, &by, err) != 0 ||
-        opt_string(j, "name", prefix, &sname, err) != 0 ||
-        opt_string(j, "salt", prefix, &salt, err) != 0)
+    if (conf_opt_string(j, "by", prefix, &by, err) != 0 ||
+        conf_opt_string(j, "name", prefix, &sname, err) != 0 ||
+        conf_opt_string(j, "salt", prefix, &salt, err) != 0)
         return -1;
     if (by == NULL)
         return conf_fail(err, conf_join(p, sizeof(p), prefix, "by"), "is required");
@@ -144,7 +126,7 @@ parse_override(json_t *j, const char *prefix, struct rt_conf *c,
     if (!json_is_object(j))
         return conf_fail(err, prefix, "must be an object");
     if (conf_check_keys(j, prefix, keys, err) != 0 ||
-        opt_string(j, "header", prefix, &hdr, err) != 0)
+        conf_opt_string(j, "header", prefix, &hdr, err) != 0)
         return -1;
     if (hdr == NULL)
         return conf_fail(err, conf_join(p, sizeof(p), prefix, "header"), "is required");

@@ -125,6 +125,68 @@ test_check_keys(void **state)
     json_decref(o);
 }
 
+/* The typed readers: a present value of the right type and range is read,
+ * an absent one leaves the default (or NULL), and every wrong one fails
+ * with the member's path and the reason. */
+static void
+test_readers(void **state)
+{
+    json_error_t je;
+    json_t *o = json_loads("{\"i\": 7, \"r\": 2000.0, \"big\": 70000, \"neg\": -1,"
+                           " \"d\": 0.5, \"s\": \"x\", \"e\": \"\", \"o\": {}, \"n\": 3}",
+                           0, &je);
+    struct conf_err err;
+    long long ll = 99;
+    unsigned u = 42;
+    double d = 1.5;
+    const char *str = "default";
+    json_t *obj = NULL;
+
+    (void)state;
+    assert_non_null(o);
+    assert_int_equal(conf_opt_int(o, "i", "a", 0, 10, &ll, &err), 0);
+    assert_int_equal(ll, 7);
+    assert_int_equal(conf_opt_int(o, "missing", "a", 0, 10, &ll, &err), 0);
+    assert_int_equal(ll, 7);
+    assert_int_equal(conf_opt_int(o, "r", "a", 0, 5000, &ll, &err), -1);
+    assert_string_equal(err.path, "a.r");
+    assert_string_equal(err.msg, "must be an integer");
+    assert_int_equal(conf_opt_uint(o, "big", "a.b", 0, 65535, &u, &err), -1);
+    assert_string_equal(err.path, "a.b.big");
+    assert_string_equal(err.msg, "must be between 0 and 65535");
+    assert_int_equal(u, 42);
+    assert_int_equal(conf_opt_uint(o, "neg", "", 0, 10, &u, &err), -1);
+    assert_string_equal(err.path, "neg");
+    assert_int_equal(conf_opt_uint(o, "n", "", 0, 10, &u, &err), 0);
+    assert_int_equal(u, 3);
+    assert_int_equal(conf_opt_double(o, "d", "a", 0, 1, &d, &err), 0);
+    assert_true(d == 0.5);
+    assert_int_equal(conf_opt_double(o, "i", "a", 0, 1, &d, &err), -1);
+    assert_string_equal(err.msg, "must be between 0 and 1");
+    assert_int_equal(conf_opt_double(o, "s", "a", 0, 1, &d, &err), -1);
+    assert_string_equal(err.msg, "must be a number");
+    assert_int_equal(conf_opt_string(o, "s", "a", &str, &err), 0);
+    assert_string_equal(str, "x");
+    assert_int_equal(conf_opt_string(o, "missing", "a", &str, &err), 0);
+    assert_null(str);
+    assert_int_equal(conf_opt_string(o, "e", "a", &str, &err), 0);
+    assert_string_equal(str, "");
+    assert_int_equal(conf_opt_nonempty(o, "e", "a", &str, &err), -1);
+    assert_string_equal(err.path, "a.e");
+    assert_string_equal(err.msg, "must not be empty");
+    assert_int_equal(conf_opt_string(o, "i", "a", &str, &err), -1);
+    assert_string_equal(err.msg, "must be a string");
+    assert_int_equal(conf_opt_object(o, "o", "a", &obj, &err), 0);
+    assert_true(json_is_object(obj));
+    assert_int_equal(conf_opt_object(o, "s", "a", &obj, &err), -1);
+    assert_string_equal(err.path, "a.s");
+    assert_string_equal(err.msg, "must be an object");
+    assert_int_equal(conf_int(json_object_get(o, "i"), "x[0]", 8, 9, &ll, &err), -1);
+    assert_string_equal(err.path, "x[0]");
+    assert_string_equal(err.msg, "must be between 8 and 9");
+    json_decref(o);
+}
+
 static void
 test_locate(void **state)
 {
@@ -186,6 +248,7 @@ main(void)
         cmocka_unit_test(test_fail),
         cmocka_unit_test(test_join),
         cmocka_unit_test(test_check_keys),
+        cmocka_unit_test(test_readers),
         cmocka_unit_test(test_locate),
     };
 
