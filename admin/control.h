@@ -3,12 +3,20 @@
  * of every service (weight, state, generation), executes admin commands
  * (status, weight, rollback, promote, switch, audit), persists every change
  * through the state store and records it in the audit log. It never touches
- * the data plane directly: it calls the ops that proxy/main.c wires.
+ * the data plane directly: it calls the ops that proxy/ops.c provides and
+ * proxy/main.c wires.
  *
  * Ordering (docs/DESIGN.md): a change that lowers the weight (rollback,
  * switch legacy, a lower weight) is applied first and persisted second; a
  * change that raises it is persisted first and applied second, so a crash
  * can never leave more traffic on new than the disk says.
+ *
+ * This header is the control plane's whole interface. Behind it, one file
+ * per concept, each calling only those after it: admin/commands.c (the
+ * commands and their levels) -> admin/plan_ctl.c (the plan glue) ->
+ * admin/change.c (the change engine: persist/apply/audit ordering, the
+ * latch, the automatic actions) -> admin/request.c (request and reply
+ * helpers); admin/control.c builds, reconfigures and frees it.
  */
 #ifndef CUTOVER_ADMIN_CONTROL_H
 #define CUTOVER_ADMIN_CONTROL_H

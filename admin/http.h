@@ -2,7 +2,7 @@
  * http: the HTTP admin endpoint (admin.listen) inside the daemon, on the
  * daemon's event loop. GET /status and GET /metrics, and POST /v1/<cmd>
  * with the admin protocol's JSON object as body and a bearer token whose
- * level admin/control.c checks against the request. Everything is bounded
+ * level admin/commands.c checks against the request. Everything is bounded
  * (head 8 KiB, body 64 KiB, 32 connections, 10 s per request, 30 s idle
  * keep-alive) and nothing blocks but the audit appends of the control plane,
  * whose rate is bounded: admin trouble must never hold up traffic.

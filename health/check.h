@@ -2,7 +2,7 @@
  * health/check: the active health checker of one server. It runs on an
  * event loop it is given, never blocks it (non-blocking connect, one
  * deadline per check), and reports a verdict only when it *changes*,
- * through the callback it was handed (proxy/main.c wires it to the
+ * through the callback it was handed (proxy/verdict.c wires it to the
  * routing snapshot, the log and the audit log). It knows nothing of
  * services, sides or the router.
  *

@@ -5,7 +5,7 @@
  * in it, then moves to the next; entering the last step ends the plan. Pure:
  * libc only, no clock (the tick passes now_ms), no I/O, no allocation, no
  * logging. Moving the weight, persisting and auditing are the caller's
- * (admin/control.c); stopping the plan on a breach too (hl_plan_breach).
+ * (admin/plan_ctl.c); stopping the plan on a breach too (hl_plan_breach).
  *
  * Time and requests are accumulated tick by tick: each hl_plan_tick() adds
  * the time and the new side's outcomes since the previous tick. The first

@@ -3,8 +3,9 @@
  * GET /status): its mode, open connections and, per side, whether it is
  * healthy, every server with its counts and active-check figures, the
  * passive window and the counters. The control plane adds weight, state and
- * plan itself (admin/control.c) and reaches this through the status op of
- * proxy/ops.c. Reads the main replica after folding the workers' figures in.
+ * plan itself (admin/commands.c, admin/plan_ctl.c) and reaches this through
+ * the status op of proxy/ops.c. Reads the main replica after folding the
+ * workers' figures in.
  */
 #ifndef CUTOVER_PROXY_STATUS_H
 #define CUTOVER_PROXY_STATUS_H
