@@ -47,6 +47,8 @@ UNIT_BIN   = $(UNIT_SRC:%.c=$(BUILD)/%)
 INTEG_SRC  = $(sort $(wildcard tests/integration/[0-9]*.c))
 INTEG_BIN  = $(INTEG_SRC:%.c=$(BUILD)/%)
 HARNESS_OBJ = $(BUILD)/tests/harness/harness.o
+# the private PostgreSQL cluster, for the tests of lib/pg.c
+PGHARNESS_OBJ = $(BUILD)/tests/harness/pg.o
 BACKEND    = $(BUILD)/tests/tools/backend
 
 BINS = $(BUILD)/cutoverd $(BUILD)/cutoverctl $(BACKEND)
@@ -94,6 +96,8 @@ $(BACKEND): $(BUILD)/tests/tools/backend.o $(LIB)
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)
 	@printf '  LD  %s\n' $@
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) $(CMOCKA_LIBS)
+
+$(BUILD)/tests/unit/test_lib_pg: $(PGHARNESS_OBJ)
 
 $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(HARNESS_OBJ) $(LIB)
 	@printf '  LD  %s\n' $@
