@@ -422,6 +422,13 @@ pgh_running(const struct pgh *h)
     return h->pid > 0;
 }
 
+static void
+quiet(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 int
 pgh_exec(struct pgh *h, const char *sql)
 {
@@ -434,6 +441,7 @@ pgh_exec(struct pgh *h, const char *sql)
         PQfinish(conn);
         return -1;
     }
+    PQsetNoticeProcessor(conn, quiet, NULL);       /* "... does not exist, skipping" */
     res = PQexec(conn, sql);
     if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
         fprintf(stderr, "pgh: %s: %s", sql, PQresultErrorMessage(res));
