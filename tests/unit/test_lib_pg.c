@@ -356,6 +356,24 @@ test_connect_query(void **state)
         query_wait(base, c, &q, "UPDATE t SET v = 'new' WHERE k >= $1", 1, p, 5000);
         assert_int_equal(q.affected, 3);
     }
+    /* 8 MiB of parameter: more than the socket takes at once, so the
+     * query goes out in pieces, on EV_WRITE */
+    {
+        size_t big = 8u << 20;
+        char *text = malloc(big + 1);
+        const char *p[1];
+
+        assert_non_null(text);
+        memset(text, 'a', big);
+        text[big] = '\0';
+        p[0] = text;
+        query_wait(base, c, &q, "SELECT length($1), md5($1) = md5(repeat('a', 8388608))",
+                   1, p, 10000);
+        free(text);
+        assert_int_equal(q.outcome, PG_OK);
+        assert_string_equal(q.val[0][0], "8388608");
+        assert_string_equal(q.val[0][1], "t");
+    }
     /* an empty statement is not an error */
     query_wait(base, c, &q, "", 0, NULL, 5000);
     assert_int_equal(q.outcome, PG_OK);
