@@ -22,8 +22,9 @@
  *     by closing the session (see Timeouts);
  *   - gssencmode=disable: with a Kerberos cache present libpq would try GSS
  *     encryption first, and gss_init_sec_context can wait for a KDC;
- *   - the only file read is the password file, at each connect attempt (a
- *     small local file).
+ *   - the files read on the loop are small and local: the password file
+ *     (or libpq's .pgpass, service file and TLS files) at each attempt, and
+ *     /etc/resolv.conf and /etc/hosts once, when a name is first resolved.
  *
  * States (enum pg_state):
  *
