@@ -118,8 +118,11 @@ find_bindir(char *out, size_t len)
     long best = -1;
 
     if (env != NULL && env[0] != '\0') {
+        char initdb[PATH_MAX];
+
         snprintf(out, len, "%s", env);
-        return 0;
+        snprintf(initdb, sizeof(initdb), "%s/initdb", env);
+        return access(initdb, X_OK) == 0 ? 0 : -1;
     }
     if (glob("/usr/lib/postgresql/*/bin", 0, NULL, &g) != 0)
         return -1;
@@ -315,9 +318,10 @@ pgh_start(void)
     if (h == NULL)
         return NULL;
     if (find_bindir(h->bindir, sizeof(h->bindir)) < 0) {
-        fprintf(stderr, "pgh: PostgreSQL is not installed: no /usr/lib/postgresql/*/bin "
-                "with initdb and postgres (install the postgresql package: make deps, "
-                "or set CUTOVER_PG_BINDIR)\n");
+        fprintf(stderr, "pgh: PostgreSQL is not installed: no initdb and postgres in %s "
+                "(install the postgresql package: make deps, or set CUTOVER_PG_BINDIR)\n",
+                getenv("CUTOVER_PG_BINDIR") != NULL && getenv("CUTOVER_PG_BINDIR")[0] != '\0'
+                    ? "$CUTOVER_PG_BINDIR" : "/usr/lib/postgresql/*/bin");
         free(h);
         return NULL;
     }
