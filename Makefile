@@ -28,8 +28,8 @@ LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 ROUTER_SRC = router/router.c router/conf.c
 HEALTH_SRC = health/conf.c health/window.c health/policy.c health/probe.c health/check.c \
              health/plan.c
-UTIL_SRC   = lib/log.c lib/xmalloc.c lib/metrics.c lib/notify.c lib/http1.c lib/h1chunk.c lib/conf.c \
-             lib/fs.c lib/text.c
+UTIL_SRC   = lib/log.c lib/xmalloc.c lib/metrics.c lib/notify.c lib/http1.c lib/h1chunk.c \
+             lib/conf.c lib/fs.c lib/text.c lib/pg.c
 ADMIN_SRC  = admin/ctl_proto.c admin/control.c \
              admin/request.c admin/change.c admin/plan_ctl.c admin/commands.c \
              admin/store.c admin/audit.c admin/conn.c admin/socket.c \
@@ -50,6 +50,8 @@ UNIT_BIN   = $(UNIT_SRC:%.c=$(BUILD)/%)
 INTEG_SRC  = $(sort $(wildcard tests/integration/[0-9]*.c))
 INTEG_BIN  = $(INTEG_SRC:%.c=$(BUILD)/%)
 HARNESS_OBJ = $(BUILD)/tests/harness/harness.o
+# the private PostgreSQL cluster, for the tests of lib/pg.c
+PGHARNESS_OBJ = $(BUILD)/tests/harness/pg.o
 BACKEND    = $(BUILD)/tests/tools/backend
 
 BINS = $(BUILD)/cutoverd $(BUILD)/cutoverctl $(BACKEND)
@@ -97,6 +99,8 @@ $(BACKEND): $(BUILD)/tests/tools/backend.o $(LIB)
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)
 	@printf '  LD  %s\n' $@
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) $(CMOCKA_LIBS)
+
+$(BUILD)/tests/unit/test_lib_pg: $(PGHARNESS_OBJ)
 
 $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(HARNESS_OBJ) $(LIB)
 	@printf '  LD  %s\n' $@
