@@ -215,28 +215,6 @@ hl_rollback_conf_parse(struct json_t *j, const char *path,
     return 0;
 }
 
-/* One plan step: a percentage in (0, 100] with at most two decimals, as
- * basis points. Same tolerance rule as the service weight. */
-static int
-step_to_bp(json_t *v, const char *path, uint32_t *bp, struct conf_err *err)
-{
-    double d, scaled, diff;
-    uint32_t r;
-
-    if (!json_is_number(v))
-        return conf_fail(err, path, "must be a number");
-    d = json_number_value(v);
-    if (!(d > 0.0 && d <= 100.0))
-        return conf_fail(err, path, "must be greater than 0 and at most 100");
-    scaled = d * 100.0;
-    r = (uint32_t)(scaled + 0.5);
-    diff = scaled - (double)r;
-    if (diff > 1e-6 || diff < -1e-6 || r == 0)
-        return conf_fail(err, path, "must have at most two decimals");
-    *bp = r;
-    return 0;
-}
-
 int
 hl_plan_conf_parse(struct json_t *j, const char *path,
                    struct hl_plan_conf *out, struct conf_err *err)
@@ -265,7 +243,7 @@ hl_plan_conf_parse(struct json_t *j, const char *path,
                          "must hold 1..%d steps", HL_PLAN_MAX_STEPS);
     json_array_foreach(steps, i, v) {
         conf_join_index(p, sizeof(p), conf_join(q, sizeof(q), path, "steps"), i);
-        if (step_to_bp(v, p, &c.steps_bp[i], err) != 0)
+        if (conf_percent_bp(v, p, false, &c.steps_bp[i], err) != 0)
             return -1;
         if (i > 0 && c.steps_bp[i] <= c.steps_bp[i - 1])
             return conf_fail(err, p, "must be greater than the previous step (%g)",

@@ -182,6 +182,29 @@ conf_opt_nonempty(json_t *obj, const char *key, const char *prefix, const char *
     return 0;
 }
 
+int
+conf_percent_bp(json_t *v, const char *path, bool zero_ok, uint32_t *bp,
+                struct conf_err *err)
+{
+    double d, scaled, diff;
+    uint32_t r;
+
+    if (!json_is_number(v))
+        return conf_fail(err, path, "must be a number");
+    d = json_number_value(v);
+    if (zero_ok && !(d >= 0.0 && d <= 100.0))
+        return conf_fail(err, path, "must be between 0 and 100");
+    if (!zero_ok && !(d > 0.0 && d <= 100.0))
+        return conf_fail(err, path, "must be greater than 0 and at most 100");
+    scaled = d * 100.0;
+    r = (uint32_t)(scaled + 0.5);
+    diff = scaled - (double)r;
+    if (diff > 1e-6 || diff < -1e-6 || (!zero_ok && r == 0))
+        return conf_fail(err, path, "must have at most two decimals");
+    *bp = r;
+    return 0;
+}
+
 /* ---- locating a JSON path in the text ------------------------------ */
 
 /* A cursor over JSON text. <seen> counts the characters (UTF-8 lead bytes)

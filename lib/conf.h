@@ -10,7 +10,9 @@
 #ifndef CUTOVER_LIB_CONF_H
 #define CUTOVER_LIB_CONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct json_t;   /* jansson's json_t, forward-declared */
 
@@ -65,6 +67,14 @@ int conf_opt_string(struct json_t *obj, const char *key, const char *prefix,
                     const char **out, struct conf_err *err);
 int conf_opt_nonempty(struct json_t *obj, const char *key, const char *prefix,
                       const char **out, struct conf_err *err);
+
+/* A percentage with at most two decimals as basis points (10.25 -> 1025):
+ * 0..100 when <zero_ok>, else greater than 0 and at most 100. More decimals
+ * are refused, not rounded: an operator who typed 10.005 meant something
+ * basis points cannot hold. The tolerance absorbs binary rounding (0.29 is
+ * 28.999999999999996 after scaling) but not a third decimal. */
+int conf_percent_bp(struct json_t *v, const char *path, bool zero_ok, uint32_t *bp,
+                    struct conf_err *err);
 
 /* Finds the line and column (1-based) of the JSON value or object key at
  * <path> ("services[0].rollback.rsie") in JSON text <text>. When the path

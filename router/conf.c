@@ -1,8 +1,9 @@
 /*
  * router/conf: parses the routing keys of one service ("weight", "sticky",
- * "override") and owns conf_fail(), the one way every config parser reports
- * an error. The only router file that includes jansson; it stays libc-only
- * otherwise (no logging, no allocation), so the router keeps its layer rules.
+ * "override") with lib/conf.h's readers and conf_fail(), the one way every
+ * config parser reports an error. The only router file that includes
+ * jansson; it stays libc-only otherwise (no logging, no allocation), so the
+ * router keeps its layer rules.
  *
  * Strict by design: inside "sticky" and "override" an unknown key is an
  * error, and a percentage with more than two decimals is refused rather than
@@ -38,29 +39,6 @@ is_token(const char *s)
         return false;
     }
     return true;
-}
-
-/* Converts a JSON percentage (0..100, at most two decimals) to basis
- * points. The tolerance absorbs binary rounding of values such as 0.29
- * (28.999999999999996 after scaling) but not a third decimal. */
-static int
-percent_to_bp(json_t *v, const char *path, uint32_t *bp, struct conf_err *err)
-{
-    double d, scaled, diff;
-    uint32_t r;
-
-    if (!json_is_number(v))
-        return conf_fail(err, path, "must be a number");
-    d = json_number_value(v);
-    if (!(d >= 0.0 && d <= 100.0))
-        return conf_fail(err, path, "must be between 0 and 100");
-    scaled = d * 100.0;
-    r = (uint32_t)(scaled + 0.5);
-    diff = scaled - (double)r;
-    if (diff > 1e-6 || diff < -1e-6)
-        return conf_fail(err, path, "must have at most two decimals");
-    *bp = r;
-    return 0;
 }
 
 static int
@@ -152,7 +130,7 @@ rt_conf_parse(struct json_t *svc, const char *name, const char *prefix,
     c.seed = rt_seed_from_salt(name, strlen(name));
 
     if ((v = json_object_get(svc, "weight")) != NULL &&
-        percent_to_bp(v, conf_join(p, sizeof(p), prefix, "weight"), &c.weight_bp,
+        conf_percent_bp(v, conf_join(p, sizeof(p), prefix, "weight"), true, &c.weight_bp,
                       err) != 0)
         return -1;
     if ((v = json_object_get(svc, "sticky")) != NULL &&

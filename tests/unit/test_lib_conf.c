@@ -7,6 +7,7 @@
  * in characters, truncated and malformed text).
  */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -187,6 +188,45 @@ test_readers(void **state)
     json_decref(o);
 }
 
+/* Percentages as basis points: two decimals exact, a third refused, the
+ * range by <zero_ok>. */
+static void
+test_percent(void **state)
+{
+    json_t *v;
+    struct conf_err err;
+    uint32_t bp = 7;
+    static const struct { const char *json; bool zero_ok; int rc; uint32_t bp; const char *msg; } c[] = {
+        { "10.25", true, 0, 1025, NULL },
+        { "0.29", true, 0, 29, NULL },
+        { "0", true, 0, 0, NULL },
+        { "100", false, 0, 10000, NULL },
+        { "0", false, -1, 0, "must be greater than 0 and at most 100" },
+        { "0.001", false, -1, 0, "must have at most two decimals" },
+        { "10.005", true, -1, 0, "must have at most two decimals" },
+        { "100.01", true, -1, 0, "must be between 0 and 100" },
+        { "-1", true, -1, 0, "must be between 0 and 100" },
+        { "\"10\"", true, -1, 0, "must be a number" },
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof c / sizeof c[0]; i++) {
+        v = json_loads(c[i].json, JSON_DECODE_ANY, NULL);
+        assert_non_null(v);
+        bp = 7;
+        assert_int_equal(conf_percent_bp(v, "s.weight", c[i].zero_ok, &bp, &err), c[i].rc);
+        if (c[i].rc == 0) {
+            assert_int_equal(bp, c[i].bp);
+        } else {
+            assert_int_equal(bp, 7);
+            assert_string_equal(err.path, "s.weight");
+            assert_string_equal(err.msg, c[i].msg);
+        }
+        json_decref(v);
+    }
+}
+
 static void
 test_locate(void **state)
 {
@@ -249,6 +289,7 @@ main(void)
         cmocka_unit_test(test_join),
         cmocka_unit_test(test_check_keys),
         cmocka_unit_test(test_readers),
+        cmocka_unit_test(test_percent),
         cmocka_unit_test(test_locate),
     };
 
