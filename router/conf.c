@@ -131,7 +131,7 @@ rt_conf_parse(struct json_t *svc, const char *name, const char *prefix,
 
     if ((v = json_object_get(svc, "weight")) != NULL &&
         conf_percent_bp(v, conf_join(p, sizeof(p), prefix, "weight"), true, &c.weight_bp,
-                      err) != 0)
+                        err) != 0)
         return -1;
     if ((v = json_object_get(svc, "sticky")) != NULL &&
         parse_sticky(v, name, conf_join(p, sizeof(p), prefix, "sticky"), &c, err) != 0)
