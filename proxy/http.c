@@ -458,6 +458,7 @@ read_head(struct px_conn *c)
     struct h1_req r;
     struct rt_input rin;
     struct rt_choice ch;
+    struct cidr_addr client;
     const char *p;
     enum h1_parse pr;
 
@@ -502,8 +503,10 @@ read_head(struct px_conn *c)
         return;
     }
 
-    px_hm_route_input(c, &r, &rin);
+    px_hm_route_input(c, &r, &rin, &client);
     rt_choose(c->svc->snap, &c->svc->cursor, &rin, &ch);
+    if (ch.override_refused)
+        c->svc->override_refused++;
     if (ch.side == RT_NONE) {
         c->side = RT_NONE;
         c->svc->stats[RT_LEGACY].errors[PX_E_NO_SERVER]++;

@@ -1,10 +1,12 @@
 /*
  * http_msg: the HTTP/1.1 messages as the proxy rewrites them (see
- * http_conn.h): what the router reads of a request, the upstream request
- * head rebuilt (hop-by-hop fields dropped, X-Forwarded-For and -Proto
- * added, the upgrade asked for kept), the response heads rebuilt for the
- * client (framing regenerated, the sticky cookie issued, the connection's
- * fate said), and bodies moved between evbuffers re-framed, never copied.
+ * http_conn.h): what the router reads of a request (the client's address
+ * when an override header asks), the upstream request head rebuilt
+ * (hop-by-hop fields and the override header dropped, X-Forwarded-For and
+ * -Proto added, the upgrade asked for kept), the response heads rebuilt for
+ * the client (framing regenerated, the sticky cookie issued, the
+ * connection's fate said), and bodies moved between evbuffers re-framed,
+ * never copied.
  * Nothing here moves the state machine (http.c): no state, timeout,
  * callback or event of a connection is set here.
  */
@@ -15,6 +17,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "lib/cidr.h"
 #include "lib/http1.h"
 #include "proxy/http_conn.h"
 #include "proxy/http_msg.h"
@@ -31,7 +34,8 @@ field_value(const struct h1_req *r, const char *name)
 }
 
 void
-px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in)
+px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in,
+                  struct cidr_addr *client)
 {
     const struct rt_conf *rc = &sconf(c)->route;
     struct h1_iov v;
@@ -70,6 +74,9 @@ px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in
         if (v.p != NULL) {
             in->override_val = v.p;
             in->override_len = v.len;
+            /* the address is read only for a request that asks */
+            if (cidr_addr_parse(c->client_ip, strlen(c->client_ip), client) == 0)
+                in->client = client;
         }
     }
 }
@@ -97,6 +104,7 @@ void
 px_hm_request_head(struct px_conn *c, const struct h1_req *r)
 {
     struct evbuffer *h = px_hc_evbuffer(c, &c->up_head);
+    const struct rt_conf *rc = &sconf(c)->route;
     const struct px_addr *srv = srt_addr(c);
     bool have_xff = false;
     size_t i;
@@ -113,8 +121,9 @@ px_hm_request_head(struct px_conn *c, const struct h1_req *r)
 
         if ((f->flags & H1_FF_HOP) || h1_iov_eq(f->name, "x-forwarded-for") ||
             h1_iov_eq(f->name, "x-forwarded-proto") ||
-            (r->expect_continue && h1_iov_eq(f->name, "expect")))
-            continue;
+            (r->expect_continue && h1_iov_eq(f->name, "expect")) ||
+            (rc->has_override && h1_iov_eq(f->name, rc->override_header)))
+            continue;             /* the override is ours: never forwarded */
         evbuffer_add(h, f->name.p, f->name.len);
         evbuffer_add(h, ": ", 2);
         evbuffer_add(h, f->value.p, f->value.len);

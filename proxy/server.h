@@ -195,6 +195,8 @@ struct px_service {
     struct px_server_rt **servers[RT_SIDE__COUNT];  /* owned arrays of
                                           * conf->side[side].nservers references */
     struct px_side_stats stats[RT_SIDE__COUNT];
+    uint64_t override_refused;           /* override headers ignored: from outside
+                                          * allow_from, without the secret */
     struct hl_window window[RT_SIDE__COUNT];        /* passive outcome windows */
     struct px_recent recent[PX_RECENT_MAX];  /* outcomes recorded since the policy
                                           * tick last looked, oldest first (proxy/tick.c

@@ -2,7 +2,8 @@
  * HTTP routing through the real cutoverd: the split at 0, 10, 50 and 100 %,
  * a weight change taking effect on the very next request of an open
  * connection, stickiness by header surviving a weight raise, sticky cookies
- * issued and honoured, and the override header.
+ * issued and honoured, and the override header (from 127.0.0.1, inside the
+ * default allow_from; who else may steer is 28_steering.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
