@@ -1,12 +1,12 @@
 /*
  * http_msg: the HTTP/1.1 messages as the proxy rewrites them (see
- * http_conn.h): what the router reads of a request (the client's address
- * when an override header asks), the upstream request head rebuilt
- * (hop-by-hop fields and the override header dropped, X-Forwarded-For and
- * -Proto added, the upgrade asked for kept), the response heads rebuilt for
- * the client (framing regenerated, the sticky cookie issued, the
- * connection's fate said), and bodies moved between evbuffers re-framed,
- * never copied.
+ * http_conn.h): what the router reads of a request (the sticky cookie
+ * verified, the client's address when an override header asks), the
+ * upstream request head rebuilt (hop-by-hop fields and the override header
+ * dropped, X-Forwarded-For and -Proto added, the upgrade asked for kept),
+ * the response heads rebuilt for the client (framing regenerated, the
+ * signed sticky cookie issued, the connection's fate said), and bodies
+ * moved between evbuffers re-framed, never copied.
  * Nothing here moves the state machine (http.c): no state, timeout,
  * callback or event of a connection is set here.
  */
@@ -19,6 +19,7 @@
 
 #include "lib/cidr.h"
 #include "lib/http1.h"
+#include "proxy/cookie.h"
 #include "proxy/http_conn.h"
 #include "proxy/http_msg.h"
 #include "proxy/server.h"
@@ -33,12 +34,23 @@ field_value(const struct h1_req *r, const char *name)
     return f != NULL ? f->value : none;
 }
 
-void
+/* The sticky-cookie table of the connection's service in its generation. */
+static const struct px_cookie_tab *
+cookie_tab(const struct px_conn *c)
+{
+    return px_cookie_set_tab(c->cref->cookies,
+                             (unsigned)(sconf(c) - c->cref->conf->services));
+}
+
+unsigned
 px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in,
                   struct cidr_addr *client)
 {
     const struct rt_conf *rc = &sconf(c)->route;
+    const struct px_cookie_tab *tab;
+    enum px_cookie_check chk;
     struct h1_iov v;
+    unsigned flags = 0;
     size_t i;
 
     memset(in, 0, sizeof(*in));
@@ -47,14 +59,25 @@ px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in
     case RT_STICKY_NONE:
         break;
     case RT_STICKY_COOKIE:
+        /* the first cookie of that name that verifies; one that does not
+         * counts as absent (a bucket is drawn and a signed cookie issued) */
+        tab = cookie_tab(c);
         for (i = 0; i < r->nfields; i++) {
             if (!h1_iov_eq(r->fields[i].name, "cookie"))
                 continue;
             v = h1_cookie_find(r->fields[i].value, rc->sticky_name);
-            if (v.p != NULL && rt_bucket_parse(v.p, v.len, &in->cookie_bucket) == 0) {
-                in->has_cookie_bucket = true;
-                break;
+            if (v.p == NULL)
+                continue;
+            chk = px_cookie_verify(tab, v.p, v.len, &in->cookie_bucket);
+            if (chk == PX_COOKIE_BAD) {
+                flags |= PX_RI_COOKIE_INVALID;
+                continue;
             }
+            in->has_cookie_bucket = true;
+            flags &= ~PX_RI_COOKIE_INVALID;
+            if (chk == PX_COOKIE_PREVIOUS)
+                flags |= PX_RI_COOKIE_RESIGN;
+            break;
         }
         break;
     case RT_STICKY_HEADER:
@@ -79,6 +102,7 @@ px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in
                 in->client = client;
         }
     }
+    return flags;
 }
 
 void
@@ -207,9 +231,13 @@ px_hm_response_head(struct px_conn *c, const struct h1_resp *r)
         evbuffer_add_printf(out, "Content-Length: %" PRIu64 "\r\n", r->content_length);
     else if (c->res.out == PX_OUT_CHUNKED)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-    if (c->issue_cookie)
-        evbuffer_add_printf(out, "Set-Cookie: %s=%u; Path=/; Max-Age=2592000; HttpOnly; "
-                            "SameSite=Lax\r\n", rc->sticky_name, (unsigned)c->bucket);
+    if (c->issue_cookie) {
+        char val[PX_COOKIE_VALUE_MAX];
+
+        if (px_cookie_sign(cookie_tab(c), c->bucket, val) > 0)
+            evbuffer_add_printf(out, "Set-Cookie: %s=%s; Path=/; Max-Age=2592000; HttpOnly; "
+                                "SameSite=Lax\r\n", rc->sticky_name, val);
+    }
     if (c->flags & (PX_CF_NO_KEEPALIVE | PX_CF_CLIENT_EOF))
         evbuffer_add(out, "Connection: close\r\n", 19);
     else if (c->req_minor == 0)

@@ -201,6 +201,13 @@ render_steering(struct px_srv *srv, struct met_writer *w)
         l[0].value = svc_at(srv, i)->conf->name;
         met_sample_u64(w, l, 1, svc_at(srv, i)->override_refused);
     }
+    met_family(w, "cutover_cookie_invalid_total", MET_COUNTER,
+               "Sticky cookies that failed verification (forged, tampered, unsigned or "
+               "signed by an unknown key): counted as absent and issued anew.");
+    for (i = 0; i < srv->nsvcs; i++) {
+        l[0].value = svc_at(srv, i)->conf->name;
+        met_sample_u64(w, l, 1, svc_at(srv, i)->cookie_invalid);
+    }
 }
 
 static void
