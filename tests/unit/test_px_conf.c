@@ -197,6 +197,9 @@ test_example(void **state)
     assert_true(s->route.seed == rt_seed_from_salt("web-2024", 8));
     assert_true(s->route.has_override);
     assert_string_equal(s->route.override_header, "X-Cutover-Target");
+    assert_int_equal(s->route.nallow, 3);
+    assert_int_equal(s->route.allow_from[2].bits, 24);
+    assert_int_equal(s->route.secret_len, 0);
     assert_int_equal(s->health.type, HL_CHECK_HTTP);
     assert_int_equal(s->health.expect_min, 200);
     assert_int_equal(s->health.expect_max, 299);
