@@ -846,6 +846,7 @@ px_conf_free(struct px_conf *c)
     for (i = 0; i < c->nservices; i++) {
         struct px_service_conf *s = &c->services[i];
 
+        explicit_bzero(s->route.secret, sizeof(s->route.secret));
         free(s->name);
         free(s->listen);
         free(s->side[RT_LEGACY].servers);

@@ -355,6 +355,7 @@ px_cookie_tab_put(struct px_cookie_tab *t)
 {
     if (t == NULL || __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
+    explicit_bzero(t->mac, sizeof(t->mac));   /* as good as the keys to a forger */
     free(t);
 }
 
