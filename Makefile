@@ -29,7 +29,7 @@ ROUTER_SRC = router/router.c router/conf.c
 HEALTH_SRC = health/conf.c health/window.c health/policy.c health/probe.c health/check.c \
              health/plan.c
 UTIL_SRC   = lib/log.c lib/xmalloc.c lib/metrics.c lib/notify.c lib/http1.c lib/h1chunk.c \
-             lib/conf.c lib/fs.c lib/text.c lib/pg.c
+             lib/conf.c lib/fs.c lib/text.c lib/pg.c lib/cidr.c
 ADMIN_SRC  = admin/ctl_proto.c admin/control.c \
              admin/request.c admin/change.c admin/plan_ctl.c admin/commands.c \
              admin/store.c admin/audit.c admin/conn.c admin/socket.c \
@@ -37,7 +37,7 @@ ADMIN_SRC  = admin/ctl_proto.c admin/control.c \
 PROXY_SRC  = proxy/conf.c proxy/server.c proxy/listen.c proxy/http.c proxy/http_conn.c \
              proxy/http_msg.c proxy/relay.c proxy/tcp.c proxy/pool.c \
              proxy/tick.c proxy/metrics.c proxy/accesslog.c proxy/io.c proxy/worker.c \
-             proxy/status.c proxy/ops.c proxy/verdict.c proxy/reload.c
+             proxy/status.c proxy/ops.c proxy/verdict.c proxy/reload.c proxy/cookie.c
 LIB_SRC    = $(UTIL_SRC) $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB        = $(BUILD)/libcutover.a
@@ -127,7 +127,8 @@ asan:
 
 ## tsan: the tests that run several worker threads, under ThreadSanitizer (build-tsan/)
 TSAN_TESTS = tests/unit/test_px_worker tests/integration/22_workers \
-             tests/integration/18_reload tests/integration/17_metrics
+             tests/integration/18_reload tests/integration/17_metrics \
+             tests/integration/28_steering
 tsan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build-tsan SANITIZE=thread CFLAGS='-O1 -g' \
 	    build-tsan/cutoverd build-tsan/cutoverctl build-tsan/tests/tools/backend \

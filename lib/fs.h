@@ -1,6 +1,6 @@
 /*
- * lib/fs: file-system helpers of the state store, the audit log and the
- * config loader. A leaf: libc only.
+ * lib/fs: file-system helpers of the state store, the audit log, the
+ * config loader and the secrets it names. A leaf: libc only.
  */
 #ifndef CUTOVER_LIB_FS_H
 #define CUTOVER_LIB_FS_H
@@ -15,5 +15,13 @@ char *fs_dir_of(const char *file);
  * when missing. Returns 0, or -1 with a message naming the directory in
  * <err>. */
 int fs_mkdir_parent(const char *file, char *err, size_t errlen);
+
+/* Reads all of <file>, a secret: it must be a regular file (links are
+ * followed) that neither group nor others may access (mode & 077 == 0), of
+ * at most <max> bytes. Returns 0 with the text in <*out> (NUL-terminated,
+ * <*len> bytes without the NUL; the caller wipes and frees it), or -1 with a
+ * message naming the file in <err> (errno kept: ENOENT for a missing one). */
+int fs_read_private(const char *file, size_t max, char **out, size_t *len, char *err,
+                    size_t errlen);
 
 #endif

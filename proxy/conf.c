@@ -424,6 +424,41 @@ check_listen_clash(const struct px_conf *c, unsigned i, unsigned k,
     return 0;
 }
 
+/* override.secret_file of service <j> (at <pre>), when there is one: read
+ * now, at every load, into the routing keys <route>. Its text is never
+ * part of a message. */
+static int
+load_override_secret(json_t *j, const char *pre, const char *dir, struct rt_conf *route,
+                     struct conf_err *err)
+{
+    json_t *ov = json_object_get(j, "override");
+    char p[sizeof(err->path)], ferr[sizeof(err->msg)];
+    char *file = NULL, *text = NULL;
+    const char *why;
+    size_t len = 0;
+    int rc;
+
+    if (ov == NULL || json_object_get(ov, "secret_file") == NULL)
+        return 0;
+    conf_join(p, sizeof(p), pre, "override");
+    if (opt_path(ov, "secret_file", p, dir, &file, err) != 0)
+        return -1;
+    conf_join(p, sizeof(p), pre, "override.secret_file");
+    if (fs_read_private(file, 4096, &text, &len, ferr, sizeof(ferr)) != 0) {
+        rc = conf_fail(err, p, "cannot read the secret: %s", ferr);
+    } else if (rt_conf_set_secret(route, text, len, &why) != 0) {
+        rc = conf_fail(err, p, "%.160s %s", file, why);
+    } else {
+        rc = 0;
+    }
+    if (text != NULL) {
+        explicit_bzero(text, len);
+        free(text);
+    }
+    free(file);
+    return rc;
+}
+
 static int
 parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
 {
@@ -480,7 +515,8 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
         parse_side(j, "new", pre, &s->side[RT_NEW], err) != 0)
         return -1;
 
-    if (rt_conf_parse(j, s->name, pre, &s->route, err) != 0)
+    if (rt_conf_parse(j, s->name, pre, &s->route, err) != 0 ||
+        load_override_secret(j, pre, c->dir, &s->route, err) != 0)
         return -1;
     if (s->mode == PX_MODE_TCP) {
         /* A TCP stream has no headers or cookies to be sticky on. */
@@ -810,6 +846,7 @@ px_conf_free(struct px_conf *c)
     for (i = 0; i < c->nservices; i++) {
         struct px_service_conf *s = &c->services[i];
 
+        explicit_bzero(s->route.secret, sizeof(s->route.secret));
         free(s->name);
         free(s->listen);
         free(s->side[RT_LEGACY].servers);

@@ -28,6 +28,8 @@ struct px_daemon {
     struct px_tick *tick;                /* owned: the policy tick */
     const char *audit_file;              /* borrowed from main(): audit log of the
                                           * reloads and automatic health changes */
+    const char *cookie_key_file;         /* borrowed from main(): the sticky-cookie
+                                          * keys, read at startup and every reload */
     uint64_t reloads;                    /* successful SIGHUP reloads */
     uint64_t reload_failures;            /* refused ones (old config kept) */
     uint64_t checks_started;             /* seeds the jitter of each new checker */

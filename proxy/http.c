@@ -458,8 +458,10 @@ read_head(struct px_conn *c)
     struct h1_req r;
     struct rt_input rin;
     struct rt_choice ch;
+    struct cidr_addr client;
     const char *p;
     enum h1_parse pr;
+    unsigned ri;
 
     if (len == 0) {
         park_soon(c);
@@ -502,8 +504,12 @@ read_head(struct px_conn *c)
         return;
     }
 
-    px_hm_route_input(c, &r, &rin);
+    ri = px_hm_route_input(c, &r, &rin, &client);
     rt_choose(c->svc->snap, &c->svc->cursor, &rin, &ch);
+    if (ch.override_refused)
+        c->svc->override_refused++;
+    if (ri & PX_RI_COOKIE_INVALID)
+        c->svc->cookie_invalid++;
     if (ch.side == RT_NONE) {
         c->side = RT_NONE;
         c->svc->stats[RT_LEGACY].errors[PX_E_NO_SERVER]++;
@@ -515,7 +521,8 @@ read_head(struct px_conn *c)
     bind_server(c, c->svc->servers[ch.side][ch.server]);
     c->fallback = ch.fallback;
     c->log_why = ch.reason;
-    c->issue_cookie = ch.issue_cookie;
+    /* a cookie the previous key signed is signed again with the current one */
+    c->issue_cookie = ch.issue_cookie || (ch.has_bucket && (ri & PX_RI_COOKIE_RESIGN));
     c->bucket = ch.bucket;
     c->svc->stats[ch.side].requests++;
     if (ch.fallback)

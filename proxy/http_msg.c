@@ -1,10 +1,12 @@
 /*
  * http_msg: the HTTP/1.1 messages as the proxy rewrites them (see
- * http_conn.h): what the router reads of a request, the upstream request
- * head rebuilt (hop-by-hop fields dropped, X-Forwarded-For and -Proto
- * added, the upgrade asked for kept), the response heads rebuilt for the
- * client (framing regenerated, the sticky cookie issued, the connection's
- * fate said), and bodies moved between evbuffers re-framed, never copied.
+ * http_conn.h): what the router reads of a request (the sticky cookie
+ * verified, the client's address when an override header asks), the
+ * upstream request head rebuilt (hop-by-hop fields and the override header
+ * dropped, X-Forwarded-For and -Proto added, the upgrade asked for kept),
+ * the response heads rebuilt for the client (framing regenerated, the
+ * signed sticky cookie issued, the connection's fate said), and bodies
+ * moved between evbuffers re-framed, never copied.
  * Nothing here moves the state machine (http.c): no state, timeout,
  * callback or event of a connection is set here.
  */
@@ -15,7 +17,9 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "lib/cidr.h"
 #include "lib/http1.h"
+#include "proxy/cookie.h"
 #include "proxy/http_conn.h"
 #include "proxy/http_msg.h"
 #include "proxy/server.h"
@@ -30,11 +34,23 @@ field_value(const struct h1_req *r, const char *name)
     return f != NULL ? f->value : none;
 }
 
-void
-px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in)
+/* The sticky-cookie table of the connection's service in its generation. */
+static const struct px_cookie_tab *
+cookie_tab(const struct px_conn *c)
+{
+    return px_cookie_set_tab(c->cref->cookies,
+                             (unsigned)(sconf(c) - c->cref->conf->services));
+}
+
+unsigned
+px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in,
+                  struct cidr_addr *client)
 {
     const struct rt_conf *rc = &sconf(c)->route;
+    const struct px_cookie_tab *tab;
+    enum px_cookie_check chk;
     struct h1_iov v;
+    unsigned flags = 0;
     size_t i;
 
     memset(in, 0, sizeof(*in));
@@ -43,14 +59,25 @@ px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in
     case RT_STICKY_NONE:
         break;
     case RT_STICKY_COOKIE:
+        /* the first cookie of that name that verifies; one that does not
+         * counts as absent (a bucket is drawn and a signed cookie issued) */
+        tab = cookie_tab(c);
         for (i = 0; i < r->nfields; i++) {
             if (!h1_iov_eq(r->fields[i].name, "cookie"))
                 continue;
             v = h1_cookie_find(r->fields[i].value, rc->sticky_name);
-            if (v.p != NULL && rt_bucket_parse(v.p, v.len, &in->cookie_bucket) == 0) {
-                in->has_cookie_bucket = true;
-                break;
+            if (v.p == NULL)
+                continue;
+            chk = px_cookie_verify(tab, v.p, v.len, &in->cookie_bucket);
+            if (chk == PX_COOKIE_BAD) {
+                flags |= PX_RI_COOKIE_INVALID;
+                continue;
             }
+            in->has_cookie_bucket = true;
+            flags &= ~PX_RI_COOKIE_INVALID;
+            if (chk == PX_COOKIE_PREVIOUS)
+                flags |= PX_RI_COOKIE_RESIGN;
+            break;
         }
         break;
     case RT_STICKY_HEADER:
@@ -70,8 +97,12 @@ px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in
         if (v.p != NULL) {
             in->override_val = v.p;
             in->override_len = v.len;
+            /* the address is read only for a request that asks */
+            if (cidr_addr_parse(c->client_ip, strlen(c->client_ip), client) == 0)
+                in->client = client;
         }
     }
+    return flags;
 }
 
 void
@@ -97,6 +128,7 @@ void
 px_hm_request_head(struct px_conn *c, const struct h1_req *r)
 {
     struct evbuffer *h = px_hc_evbuffer(c, &c->up_head);
+    const struct rt_conf *rc = &sconf(c)->route;
     const struct px_addr *srv = srt_addr(c);
     bool have_xff = false;
     size_t i;
@@ -113,8 +145,9 @@ px_hm_request_head(struct px_conn *c, const struct h1_req *r)
 
         if ((f->flags & H1_FF_HOP) || h1_iov_eq(f->name, "x-forwarded-for") ||
             h1_iov_eq(f->name, "x-forwarded-proto") ||
-            (r->expect_continue && h1_iov_eq(f->name, "expect")))
-            continue;
+            (r->expect_continue && h1_iov_eq(f->name, "expect")) ||
+            (rc->has_override && h1_iov_eq(f->name, rc->override_header)))
+            continue;             /* the override is ours: never forwarded */
         evbuffer_add(h, f->name.p, f->name.len);
         evbuffer_add(h, ": ", 2);
         evbuffer_add(h, f->value.p, f->value.len);
@@ -198,9 +231,13 @@ px_hm_response_head(struct px_conn *c, const struct h1_resp *r)
         evbuffer_add_printf(out, "Content-Length: %" PRIu64 "\r\n", r->content_length);
     else if (c->res.out == PX_OUT_CHUNKED)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-    if (c->issue_cookie)
-        evbuffer_add_printf(out, "Set-Cookie: %s=%u; Path=/; Max-Age=2592000; HttpOnly; "
-                            "SameSite=Lax\r\n", rc->sticky_name, (unsigned)c->bucket);
+    if (c->issue_cookie) {
+        char val[PX_COOKIE_VALUE_MAX];
+
+        if (px_cookie_sign(cookie_tab(c), c->bucket, val) > 0)
+            evbuffer_add_printf(out, "Set-Cookie: %s=%s; Path=/; Max-Age=2592000; HttpOnly; "
+                                "SameSite=Lax\r\n", rc->sticky_name, val);
+    }
     if (c->flags & (PX_CF_NO_KEEPALIVE | PX_CF_CLIENT_EOF))
         evbuffer_add(out, "Connection: close\r\n", 19);
     else if (c->req_minor == 0)

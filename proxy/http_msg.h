@@ -16,8 +16,16 @@
  * asked for, keep-alive, and the framing of its body (c->req). */
 void px_hm_request(struct px_conn *c, const struct h1_req *r);
 
-/* Fills the router's input from the request. */
-void px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in);
+/* What px_hm_route_input() saw of the sticky cookie. */
+#define PX_RI_COOKIE_INVALID 0x1u   /* present, and none verified: count it */
+#define PX_RI_COOKIE_RESIGN  0x2u   /* verified by the previous key: issue it
+                                     * again, signed with the current one */
+
+/* Fills the router's input from the request; in->client points to
+ * <client>, filled with the client's address when the request carries the
+ * override header. Returns PX_RI_* flags. */
+unsigned px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in,
+                           struct cidr_addr *client);
 
 /* Rebuilds the upstream request head (without its framing line and final
  * CRLF, added once the body framing is known) into c->up_head. */

@@ -36,6 +36,7 @@
 #include "lib/timeval.h"
 #include "proxy/accesslog.h"
 #include "proxy/conf.h"
+#include "proxy/cookie.h"
 #include "proxy/daemon.h"
 #include "proxy/listen.h"
 #include "proxy/metrics.h"
@@ -165,6 +166,19 @@ default_state_path(const char *file)
     return xstrdup(buf);
 }
 
+/* The sticky-cookie key file: sticky.key beside the state file. */
+static char *
+cookie_key_path(const char *state_file)
+{
+    char *dir = fs_dir_of(state_file), *p;
+    size_t n = strlen(dir) + sizeof(PX_COOKIE_KEY_FILE) + 1;
+
+    p = xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, PX_COOKIE_KEY_FILE);
+    free(dir);
+    return p;
+}
+
 static int
 services_init(struct px_srv *srv)
 {
@@ -259,7 +273,7 @@ main(int argc, char **argv)
     struct adm_http *admin_http = NULL;
     const char **names = NULL;
     uint32_t *initial = NULL;
-    char *state_file = NULL, *audit_file = NULL;
+    char *state_file = NULL, *audit_file = NULL, *key_file = NULL;
     const char *sock, *seed_text = NULL;
     unsigned i;
     int opt, rc = 1;
@@ -302,6 +316,26 @@ main(int argc, char **argv)
         return 1;
     }
     if (test_only) {
+        /* an existing sticky-cookie key file must be valid; a missing one is
+         * created at the first start */
+        struct px_cookie_set *cs = NULL;
+        int krc;
+
+        state_file = srv->conf->state_file != NULL ? xstrdup(srv->conf->state_file)
+                                                   : default_state_path("state.json");
+        key_file = cookie_key_path(state_file);
+        krc = px_cookie_set_build(srv->conf, key_file, false, NULL, &cs, err, sizeof(err));
+        if (krc != 0 && errno == ENOENT)
+            krc = 0;
+        px_cookie_set_free(cs);
+        free(key_file);
+        free(state_file);
+        if (krc != 0) {
+            fprintf(stderr, "%s\n", err);
+            adm_tokens_free(tokens);
+            px_conf_free(srv->conf);
+            return 1;
+        }
         printf("%s: configuration is valid (%u service(s))\n", conf_file, srv->conf->nservices);
         adm_tokens_free(tokens);
         px_conf_free(srv->conf);
@@ -363,6 +397,13 @@ main(int argc, char **argv)
                                                : default_state_path("audit.jsonl");
     if (fs_mkdir_parent(state_file, err, sizeof(err)) != 0
         || fs_mkdir_parent(audit_file, err, sizeof(err)) != 0) {
+        log_at(LL_ERR, "main", 0, "%s", err);
+        goto out;
+    }
+    key_file = cookie_key_path(state_file);
+    d.cookie_key_file = key_file;
+    if (px_cookie_set_build(srv->conf, key_file, true, NULL, &srv->cref->cookies, err,
+                            sizeof(err)) != 0) {
         log_at(LL_ERR, "main", 0, "%s", err);
         goto out;
     }
@@ -461,6 +502,7 @@ out:
     free(initial);
     free(state_file);
     free(audit_file);
+    free(key_file);
     if (srv->base != NULL)
         event_base_free(srv->base);
     return rc;

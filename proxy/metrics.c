@@ -186,6 +186,30 @@ render_control(struct px_daemon *d, struct met_writer *w)
     }
 }
 
+/* What clients tried to steer and were not allowed to (docs/DESIGN.md,
+ * "Routing rules"). */
+static void
+render_steering(struct px_srv *srv, struct met_writer *w)
+{
+    struct met_label l[1] = { { "service", "" } };
+    unsigned i;
+
+    met_family(w, "cutover_override_refused_total", MET_COUNTER,
+               "Override headers ignored (routed as if absent): from a source outside "
+               "override.allow_from, without the override secret.");
+    for (i = 0; i < srv->nsvcs; i++) {
+        l[0].value = svc_at(srv, i)->conf->name;
+        met_sample_u64(w, l, 1, svc_at(srv, i)->override_refused);
+    }
+    met_family(w, "cutover_cookie_invalid_total", MET_COUNTER,
+               "Sticky cookies that failed verification (forged, tampered, unsigned or "
+               "signed by an unknown key): counted as absent and issued anew.");
+    for (i = 0; i < srv->nsvcs; i++) {
+        l[0].value = svc_at(srv, i)->conf->name;
+        met_sample_u64(w, l, 1, svc_at(srv, i)->cookie_invalid);
+    }
+}
+
 static void
 render_workers(struct px_srv *srv, struct met_writer *w)
 {
@@ -250,6 +274,7 @@ px_metrics_render(struct px_daemon *d, struct evbuffer *out)
                    "Requests or connections sent to the server, retries included.", 1);
     render_servers(srv, &w, "cutover_server_failures_total", MET_COUNTER,
                    "Connect failures and upstream errors of the server.", 2);
+    render_steering(srv, &w);
     if (met_failed(&w))
         log_at(LL_ERR, "metrics", 0, "the metrics writer refused a family or sample: "
                "the scrape is incomplete");

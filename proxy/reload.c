@@ -21,6 +21,7 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "proxy/conf.h"
+#include "proxy/cookie.h"
 #include "proxy/daemon.h"
 #include "proxy/ops.h"
 #include "proxy/http.h"
@@ -51,6 +52,8 @@ struct reload {
                                       * old socket is kept */
     char services[RELOAD_TEXT_MAX];  /* "+pay -old ~web" */
     char listeners[RELOAD_TEXT_MAX]; /* "+127.0.0.1:8081 -127.0.0.1:8082" */
+    struct px_cookie_set *cookies;   /* owned until the commit: the new config's
+                                      * sticky-cookie tables (key file re-read) */
 };
 
 /* Appends " <sign><word>" to summary <buf>. */
@@ -93,6 +96,7 @@ reload_free(struct reload *r)
     free(r->bound);
     free(r->old_of_new);
     px_conf_free(r->conf);
+    px_cookie_set_free(r->cookies);
     memset(r, 0, sizeof(*r));
 }
 
@@ -132,6 +136,13 @@ reload_prepare(struct px_srv *srv, struct reload *r, char *err, size_t errlen)
     r->conf = px_conf_load(srv->conf->file, err, errlen);
     if (r->conf == NULL)
         return -1;
+    /* the key file is read again: a rotated key takes effect with the
+     * reload, and a broken file fails it */
+    if (px_cookie_set_build(r->conf, px_daemon_of(srv)->cookie_key_file, true,
+                            srv->cref->cookies, &r->cookies, err, errlen) != 0) {
+        reload_free(r);
+        return -1;
+    }
     r->n = r->conf->nservices;
     r->old_of_new = xcalloc(r->n, sizeof(*r->old_of_new));
     r->bound = xcalloc(r->n, sizeof(*r->bound));
@@ -486,7 +497,9 @@ px_reload(struct px_daemon *d)
         .cref = px_confref_new(r.conf, srv->conf_generation + 1),
         .old_of_new = r.old_of_new, .n = r.n, .main = srv,
     };
+    jr.cref->cookies = r.cookies;
     r.conf = NULL;                     /* owned by the generation now */
+    r.cookies = NULL;
     reload_commit(srv, &r, jr.cref, d);
     for (i = 0; i < srv->nsvcs; i++)
         adm_control_set_plan(d->ctl, i, &srv->conf->services[i].plan,

@@ -23,6 +23,7 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "health/check.h"
+#include "proxy/cookie.h"
 #include "proxy/pool.h"
 #include "proxy/server.h"
 
@@ -126,6 +127,7 @@ px_confref_put(struct px_confref *r)
 {
     if (r == NULL || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
+    px_cookie_set_free(r->cookies);
     px_conf_free(r->conf);
     free(r);
 }

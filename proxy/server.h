@@ -79,6 +79,7 @@
 struct event_base;
 struct evconnlistener;
 struct px_access_log;
+struct px_cookie_set;
 struct h1_field;
 struct bufferevent;
 struct evbuffer;
@@ -89,6 +90,10 @@ struct px_confref {
     unsigned refs;               /* atomic: every worker's services and
                                   * connections share a generation */
     uint64_t generation;         /* 1 at startup, +1 per successful reload */
+    struct px_cookie_set *cookies;   /* owned: the sticky-cookie MAC tables of
+                                  * <conf>'s services (proxy/cookie.h); NULL when
+                                  * none is sticky by cookie. Set by whoever
+                                  * made the generation, before publishing it */
 };
 
 /* Wraps <conf> (taken over) as generation <generation> with one reference. */
@@ -195,6 +200,10 @@ struct px_service {
     struct px_server_rt **servers[RT_SIDE__COUNT];  /* owned arrays of
                                           * conf->side[side].nservers references */
     struct px_side_stats stats[RT_SIDE__COUNT];
+    uint64_t override_refused;           /* override headers ignored: from outside
+                                          * allow_from, without the secret */
+    uint64_t cookie_invalid;             /* sticky cookies that failed verification
+                                          * (counted as absent, issued anew) */
     struct hl_window window[RT_SIDE__COUNT];        /* passive outcome windows */
     struct px_recent recent[PX_RECENT_MAX];  /* outcomes recorded since the policy
                                           * tick last looked, oldest first (proxy/tick.c

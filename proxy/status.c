@@ -83,4 +83,8 @@ px_status_service(struct px_srv *srv, unsigned idx, json_t *obj)
                         json_integer((json_int_t)(svc->conns_active + svc->w_conns)));
     json_object_set_new(obj, "legacy", side_status(svc, RT_LEGACY, now));
     json_object_set_new(obj, "new", side_status(svc, RT_NEW, now));
+    json_object_set_new(obj, "steering",
+                        json_pack("{s:I, s:I}",
+                                  "override_refused", (json_int_t)svc->override_refused,
+                                  "cookie_invalid", (json_int_t)svc->cookie_invalid));
 }

@@ -187,6 +187,9 @@ job_fold(struct px_srv *w, void *arg)
         if (strcmp(ws->conf->name, ms->conf->name) != 0)
             continue;
         ms->w_conns += ws->conns_active;
+        ms->override_refused += ws->override_refused;
+        ms->cookie_invalid += ws->cookie_invalid;
+        ws->override_refused = ws->cookie_invalid = 0;
         for (side = 0; side < RT_SIDE__COUNT; side++) {
             unsigned n = ws->conf->side[side].nservers;
 

@@ -111,18 +111,103 @@ eq_nocase(const char *a, size_t alen, const char *lit)
     return true;
 }
 
-/* The side an override header value names, or RT_NONE for an absent or
- * unknown value (which is ignored, not an error). */
-static enum rt_side
-override_side(const struct rt_conf *conf, const struct rt_input *in)
+static bool
+is_ows(char ch)
 {
+    return ch == ' ' || ch == '\t';
+}
+
+/* A byte a secret may hold: printable, not a space, ';', ',', '"' or '\\'
+ * (so that it can stand as a parameter of a header value). */
+static bool
+is_secret_char(char ch)
+{
+    return ch > ' ' && ch < 0x7f && ch != ';' && ch != ',' && ch != '"' && ch != '\\';
+}
+
+enum rt_side
+rt_override_parse(const char *val, size_t len, const char **key, size_t *key_len)
+{
+    size_t i = 0, k0;
+    enum rt_side side;
+
+    *key = NULL;
+    *key_len = 0;
+    if (val == NULL)
+        return RT_NONE;
+    while (i < len && !is_ows(val[i]) && val[i] != ';')
+        i++;
+    if (eq_nocase(val, i, "new"))
+        side = RT_NEW;
+    else if (eq_nocase(val, i, "legacy"))
+        side = RT_LEGACY;
+    else
+        return RT_NONE;
+    if (i == len)
+        return side;
+    while (i < len && is_ows(val[i]))
+        i++;
+    if (i == len || val[i] != ';')
+        return RT_NONE;
+    i++;
+    while (i < len && is_ows(val[i]))
+        i++;
+    if (len - i < 4 || !eq_nocase(val + i, 3, "key") || val[i + 3] != '=')
+        return RT_NONE;
+    i += 4;
+    k0 = i;
+    while (i < len && is_secret_char(val[i]))
+        i++;
+    if (i == k0 || i != len)
+        return RT_NONE;
+    *key = val + k0;
+    *key_len = i - k0;
+    return side;
+}
+
+/* <key> equals the secret: every byte of the secret is looked at whatever
+ * differs, so the time depends on the lengths alone. */
+static bool
+secret_equal(const struct rt_conf *conf, const char *key, size_t key_len)
+{
+    volatile unsigned char diff;
+    size_t i;
+
+    if (conf->secret_len == 0 || key == NULL)
+        return false;
+    diff = key_len != conf->secret_len;
+    for (i = 0; i < conf->secret_len; i++)
+        diff |= (unsigned char)(conf->secret[i] ^ (i < key_len ? key[i] : 0));
+    return diff == 0;
+}
+
+bool
+rt_override_honoured(const struct rt_conf *conf, const struct cidr_addr *client,
+                     const char *key, size_t key_len)
+{
+    if (client != NULL && cidr_match_any(conf->allow_from, conf->nallow, client))
+        return true;
+    return secret_equal(conf, key, key_len);
+}
+
+/* The side an override header value names when it is honoured, or RT_NONE
+ * for an absent, unknown or refused value (ignored, not an error); a
+ * refused one sets <*refused>. */
+static enum rt_side
+override_side(const struct rt_conf *conf, const struct rt_input *in, bool *refused)
+{
+    const char *key;
+    size_t key_len;
+    enum rt_side side;
+
     if (conf == NULL || !conf->has_override || in->override_val == NULL)
         return RT_NONE;
-    if (eq_nocase(in->override_val, in->override_len, "new"))
-        return RT_NEW;
-    if (eq_nocase(in->override_val, in->override_len, "legacy"))
-        return RT_LEGACY;
-    return RT_NONE;
+    side = rt_override_parse(in->override_val, in->override_len, &key, &key_len);
+    if (!rt_override_honoured(conf, in->client, key, key_len)) {
+        *refused = true;
+        return RT_NONE;
+    }
+    return side;
 }
 
 /* Picks the next usable server of <side> at or after the cursor, wrapping,
@@ -167,12 +252,13 @@ rt_choose(const struct rt_snapshot *s, struct rt_cursor *cur,
     out->side = RT_NONE;
     out->reason = RT_R_NONE;
 
+    /* first, so that a refused override is counted whatever follows */
+    forced = override_side(conf, in, &out->override_refused);
     up[RT_LEGACY] = rt_side_usable(s, RT_LEGACY);
     up[RT_NEW] = rt_side_usable(s, RT_NEW);
     if (!up[RT_LEGACY] && !up[RT_NEW])
         return;
 
-    forced = override_side(conf, in);
     if (forced != RT_NONE && up[forced]) {
         out->side = forced;
         out->reason = RT_R_OVERRIDE;

@@ -14,9 +14,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/cidr.h"
+
 #define RT_BP_MAX        10000u  /* 100.00 % in basis points */
 #define RT_MAX_SERVERS   64u     /* per side; usable mask is a uint64_t */
 #define RT_NAME_MAX      64u     /* cookie / header names */
+#define RT_ALLOW_MAX     32u     /* ranges in override.allow_from */
+#define RT_SECRET_MIN    16u     /* bytes of the override.secret_file secret */
+#define RT_SECRET_MAX    128u
 
 /* Must remain in this order: used as array indices everywhere. */
 enum rt_side {
@@ -50,6 +55,10 @@ struct rt_conf {
     uint64_t seed;                       /* XXH3 seed: rt_seed_from_salt(salt) */
     bool has_override;
     char override_header[RT_NAME_MAX];   /* header name when has_override */
+    unsigned nallow;                     /* entries of <allow_from> */
+    struct cidr allow_from[RT_ALLOW_MAX];/* sources whose override is honoured */
+    size_t secret_len;                   /* 0: no override.secret_file */
+    char secret[RT_SECRET_MAX];          /* its secret, <secret_len> bytes, no NUL */
 };
 
 /* One immutable routing state of a service. */
@@ -69,6 +78,9 @@ struct rt_input {
     uint32_t cookie_bucket;      /* 0..9999 when has_cookie_bucket */
     const char *override_val;    /* value of the override header; NULL = absent */
     size_t override_len;
+    const struct cidr_addr *client;  /* the client's address, read only when
+                                  * <override_val> is set; NULL = unknown, which
+                                  * is in no allow_from range */
     uint64_t rand;               /* uniform random draw supplied by the caller */
 };
 
@@ -82,6 +94,9 @@ struct rt_choice {
     unsigned server;             /* index within the side */
     enum rt_reason reason;
     bool fallback;               /* the preferred side was down */
+    bool override_refused;       /* an override header came from a source
+                                  * outside allow_from without the secret: it
+                                  * was ignored (count it) */
     bool issue_cookie;           /* cookie mode: send Set-Cookie with <bucket> */
     bool has_bucket;
     uint32_t bucket;             /* 0..9999 when has_bucket */
@@ -104,13 +119,32 @@ bool rt_side_usable(const struct rt_snapshot *s, enum rt_side side);
 /* Chooses side and server for <in> under snapshot <s>, advancing the
  * round-robin cursor <cur> of the chosen side. Never fails: out->side is
  * RT_NONE when neither side has a usable server. Rules (docs/DESIGN.md):
- * override (unless that side is down) > sticky bucket < weight_bp > random
- * draw (in->rand % 10000 < weight_bp); a side with no usable server falls
- * back to the other. Weight 0 and 10000 are exact. In cookie mode without a
- * valid client bucket, the bucket is in->rand % 10000 and issue_cookie is
- * set. */
+ * override (honoured only from a source in allow_from or with the secret,
+ * see rt_override_honoured(), and unless that side is down) > sticky
+ * bucket < weight_bp > random draw (in->rand % 10000 < weight_bp); a side
+ * with no usable server falls back to the other. Weight 0 and 10000 are
+ * exact. An override that is not honoured is routed as if absent, with
+ * out->override_refused set. In cookie mode without a valid client bucket,
+ * the bucket is in->rand % 10000 and issue_cookie is set. */
 void rt_choose(const struct rt_snapshot *s, struct rt_cursor *cur,
                const struct rt_input *in, struct rt_choice *out);
+
+/* Parses an override header value (as the HTTP parser hands it over, its
+ * surrounding whitespace gone): a side, "new" or "legacy" in any case,
+ * optionally followed by "; key=SECRET" (spaces or tabs around the ";",
+ * none around the "=", "key" in any case, SECRET printable without spaces,
+ * ';', ',', '"' or '\\'), nothing else. Returns the side named, RT_NONE for
+ * any other value; <*key> (NULL when there is none) and <*key_len> point
+ * into <val>. Pure, no allocation. */
+enum rt_side rt_override_parse(const char *val, size_t len, const char **key,
+                               size_t *key_len);
+
+/* True when an override header from <client> (NULL: unknown) carrying
+ * <key> (NULL: none) is to be honoured under <conf>: the client is in one
+ * of conf->allow_from's ranges, or <key> equals conf->secret (compared in
+ * time that depends on the lengths only, never on where they differ). */
+bool rt_override_honoured(const struct rt_conf *conf, const struct cidr_addr *client,
+                          const char *key, size_t key_len);
 
 /* Parses a cookie value holding a bucket ("0".."9999", decimal, no sign, no
  * leading zeros except "0"). Returns 0 or -1. */

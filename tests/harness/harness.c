@@ -769,12 +769,29 @@ h_set_timeout_ms(int fd, int ms)
 int
 h_connect(int port)
 {
-    struct sockaddr_in sin = { .sin_family = AF_INET };
+    return h_connect_from(NULL, port);
+}
+
+int
+h_connect_from(const char *src_ip, int port)
+{
+    struct sockaddr_in sin = { .sin_family = AF_INET }, src = { .sin_family = AF_INET };
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
 
     if (fd < 0) {
         fprintf(stderr, "harness: socket: %s\n", strerror(errno));
         return -1;
+    }
+    if (src_ip != NULL) {
+        /* any port: only the address is chosen */
+        if (inet_pton(AF_INET, src_ip, &src.sin_addr) != 1) {
+            fprintf(stderr, "harness: %s: not an IPv4 address\n", src_ip);
+            goto fail;
+        }
+        if (bind(fd, (struct sockaddr *)&src, sizeof(src)) != 0) {
+            fprintf(stderr, "harness: bind %s: %s\n", src_ip, strerror(errno));
+            goto fail;
+        }
     }
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     sin.sin_port = htons((uint16_t)port);
@@ -782,7 +799,9 @@ h_connect(int port)
         goto fail;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0) {
-        fprintf(stderr, "harness: connect 127.0.0.1:%d: %s\n", port, strerror(errno));
+        fprintf(stderr, "harness: connect 127.0.0.1:%d%s%s: %s\n", port,
+                src_ip != NULL ? " from " : "", src_ip != NULL ? src_ip : "",
+                strerror(errno));
         goto fail;
     }
     return fd;
@@ -1082,6 +1101,13 @@ h_read_response_head(int fd, struct h_resp *r)
 int
 h_get(int port, const char *path, const char *extra_headers, struct h_resp *r)
 {
+    return h_get_from(NULL, port, path, extra_headers, r);
+}
+
+int
+h_get_from(const char *src_ip, int port, const char *path, const char *extra_headers,
+           struct h_resp *r)
+{
     char req[8192];
     int fd, n, rc;
 
@@ -1093,7 +1119,7 @@ h_get(int port, const char *path, const char *extra_headers, struct h_resp *r)
         fprintf(stderr, "harness: GET %s: request too long\n", path);
         return -1;
     }
-    if ((fd = h_connect(port)) < 0)
+    if ((fd = h_connect_from(src_ip, port)) < 0)
         return -1;
     rc = h_send_all(fd, req, (size_t)n);
     if (rc == 0)

@@ -3,7 +3,8 @@
  * to them: paths of the built binaries, temporary directories, free loopback
  * ports, spawning and stopping processes (each in its own process group,
  * killed with the test), waiting for readiness, the test backend's control
- * API, a blocking raw-socket HTTP/1.1 client, runs of cutoverctl and
+ * API, a blocking raw-socket HTTP/1.1 client (from a chosen loopback
+ * address when a test needs another client), runs of cutoverctl and
  * cutoverd -t, and a JSON path reader.
  * Blocking and single-threaded on purpose: a test is a script. Every failure
  * prints what failed (port, path, errno) on stderr before returning -1/NULL,
@@ -144,6 +145,11 @@ int h_backend_set_raw(int port, const char *bytes, const char *more);
  * timeouts and TCP_NODELAY. Returns the fd or -1. */
 int h_connect(int port);
 
+/* The same from local address <src_ip> (another loopback address such as
+ * "127.0.0.2", so that the proxy sees another client; NULL: the kernel's
+ * choice, as h_connect()). Returns the fd or -1. */
+int h_connect_from(const char *src_ip, int port);
+
 /* Sets the send and receive timeouts of <fd> to <ms>. 0 or -1. */
 int h_set_timeout_ms(int fd, int ms);
 
@@ -184,6 +190,10 @@ int h_read_response_head(int fd, struct h_resp *r);
  * plus <extra_headers> (NULL, or lines each ending in "\r\n"), reads the
  * response and closes. Returns 0 or -1. */
 int h_get(int port, const char *path, const char *extra_headers, struct h_resp *r);
+
+/* h_get() from local address <src_ip> (see h_connect_from()). */
+int h_get_from(const char *src_ip, int port, const char *path, const char *extra_headers,
+               struct h_resp *r);
 
 /* Connects to 127.0.0.1:<port>, sends <raw> (a whole request, or several,
  * as they are), reads one response into <r> (zeroed first, so that it can

@@ -2,7 +2,8 @@
  * HTTP routing through the real cutoverd: the split at 0, 10, 50 and 100 %,
  * a weight change taking effect on the very next request of an open
  * connection, stickiness by header surviving a weight raise, sticky cookies
- * issued and honoured, and the override header.
+ * issued and honoured, and the override header (from 127.0.0.1, inside the
+ * default allow_from; who else may steer is 28_steering.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -141,14 +142,14 @@ test_sticky_header_survives_raise(void **state)
         fail_msg("weight 60, sticky: %d of %d on new", c[1], N);
 }
 
-/* Cookie mode: the proxy issues the bucket cookie, and a client that sends
- * it back keeps its side. */
+/* Cookie mode: the proxy issues the bucket cookie (signed: see
+ * 28_steering.c), and a client that sends it back keeps its side. */
 static void
 test_sticky_cookie(void **state)
 {
     struct fx *f = start(state, ",\"sticky\": {\"by\": \"cookie\", \"name\": \"cb\"}");
     struct h_resp r;
-    char buf[256], hdr[128];
+    char buf[256], hdr[128], v4999[PX_COOKIE_VALUE_MAX], v5000[PX_COOKIE_VALUE_MAX];
     unsigned bucket;
     int i;
 
@@ -156,18 +157,22 @@ test_sticky_cookie(void **state)
     memset(&r, 0, sizeof(r));
     assert_int_equal(h_get(f->proxy_port, "/", NULL, &r), 0);
     assert_non_null(h_resp_header(&r, "Set-Cookie", buf, sizeof(buf)));
-    assert_int_equal(sscanf(buf, "cb=%u;", &bucket), 1);
+    assert_int_equal(sscanf(buf, "cb=%u.", &bucket), 1);
     assert_true(bucket < 10000);
     assert_string_equal(r.body, bucket < 5000 ? "new\n" : "legacy\n");
     h_resp_free(&r);
 
     /* a client with bucket 4999 is on new at 50 %, 5000 is on legacy */
+    fx_cookie_value(f, "web", 4999, v4999);
+    fx_cookie_value(f, "web", 5000, v5000);
     for (i = 0; i < 20; i++) {
-        assert_int_equal(h_get(f->proxy_port, "/", "Cookie: a=b; cb=4999\r\n", &r), 0);
+        snprintf(hdr, sizeof(hdr), "Cookie: a=b; cb=%s\r\n", v4999);
+        assert_int_equal(h_get(f->proxy_port, "/", hdr, &r), 0);
         assert_string_equal(r.body, "new\n");
         assert_null(h_resp_header(&r, "Set-Cookie", buf, sizeof(buf)));
         h_resp_free(&r);
-        assert_int_equal(h_get(f->proxy_port, "/", "Cookie: cb=5000\r\n", &r), 0);
+        snprintf(hdr, sizeof(hdr), "Cookie: cb=%s\r\n", v5000);
+        assert_int_equal(h_get(f->proxy_port, "/", hdr, &r), 0);
         assert_string_equal(r.body, "legacy\n");
         h_resp_free(&r);
     }

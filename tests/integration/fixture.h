@@ -18,6 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proxy/cookie.h"
+#include "router/router.h"
 #include "tests/harness/harness.h"
 
 struct fx {
@@ -516,6 +518,30 @@ fx_metric(const char *text, const char *fmt, ...)
     }
     fail_msg("series %s is not in the scrape:\n%s", series, text);
     return -1;
+}
+
+/* The value of a sticky cookie that carries <bucket> for a service whose
+ * sticky salt is <salt> (the service name when the config sets none),
+ * signed with the current key in the fixture's state directory, which
+ * cutoverd creates at its first start; written into <buf>. Fails the test
+ * when there is no valid key file. */
+static inline const char *
+fx_cookie_value(struct fx *f, const char *salt, uint32_t bucket,
+                char buf[PX_COOKIE_VALUE_MAX])
+{
+    char file[600], err[512];
+    struct px_cookie_keys k;
+    struct px_cookie_tab *t;
+    bool created;
+
+    snprintf(file, sizeof(file), "%s/%s", f->dir, PX_COOKIE_KEY_FILE);
+    if (px_cookie_keys_load(file, false, &k, &created, err, sizeof(err)) != 0)
+        fail_msg("sticky-cookie keys: %s", err);
+    t = px_cookie_tab_new(&k, rt_seed_from_salt(salt, strlen(salt)));
+    assert_non_null(t);
+    assert_true(px_cookie_sign(t, bucket, buf) > 0);
+    px_cookie_tab_put(t);
+    return buf;
 }
 
 /* Asserts the service's state and weight (percent). */

@@ -2,7 +2,8 @@
  * Tests for lib/fs.c: fs_dir_of() on absolute, relative and bare names;
  * fs_mkdir_parent() creates the missing parents of a file with mode 0700
  * (and leaves existing ones as they are), fails when a component is a file
- * or cannot be created, and names that directory in its message. Runs in
+ * or cannot be created, and names that directory in its message;
+ * fs_read_private() reads a private file and refuses any other. Runs in
  * fresh mkdtemp directories under $TMPDIR (or /tmp), with umask 0 while
  * modes are compared.
  */
@@ -198,6 +199,60 @@ test_mkdir_parent_fails(void **state)
     free(tmp);
 }
 
+/* fs_read_private(): a private regular file is read whole; anything else
+ * is refused with the file named and errno set. */
+static void
+test_read_private(void **state)
+{
+    char *tmp = make_tmpdir(), path[PATH_MAX], want[PATH_MAX + 128], err[PATH_MAX + 128];
+    char *text = NULL;
+    size_t len = 99;
+    FILE *f;
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/secret", tmp);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs("a secret\n", f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(fs_read_private(path, 64, &text, &len, err, sizeof(err)), 0);
+    assert_int_equal(len, 9);
+    assert_string_equal(text, "a secret\n");
+    free(text);
+    /* exactly the limit is fine, one byte under it is not */
+    assert_int_equal(fs_read_private(path, 9, &text, &len, err, sizeof(err)), 0);
+    free(text);
+    text = NULL;
+    assert_int_equal(fs_read_private(path, 8, &text, &len, err, sizeof(err)), -1);
+    assert_int_equal(errno, EFBIG);
+    snprintf(want, sizeof(want), "%s: larger than 8 bytes", path);
+    assert_string_equal(err, want);
+    assert_null(text);
+    /* group or others may read it */
+    assert_int_equal(chmod(path, 0640), 0);
+    assert_int_equal(fs_read_private(path, 64, &text, &len, err, sizeof(err)), -1);
+    assert_int_equal(errno, EPERM);
+    snprintf(want, sizeof(want), "%s: mode 0640: group and others must have no access "
+             "(chmod 600)", path);
+    assert_string_equal(err, want);
+    assert_int_equal(chmod(path, 0602), 0);
+    assert_int_equal(fs_read_private(path, 64, &text, &len, err, sizeof(err)), -1);
+    /* missing, a directory */
+    snprintf(path, sizeof(path), "%s/none", tmp);
+    assert_int_equal(fs_read_private(path, 64, &text, &len, err, sizeof(err)), -1);
+    assert_int_equal(errno, ENOENT);
+    snprintf(want, sizeof(want), "%s: %s", path, strerror(ENOENT));
+    assert_string_equal(err, want);
+    assert_int_equal(fs_read_private(tmp, 64, &text, &len, err, sizeof(err)), -1);
+    assert_int_equal(errno, EINVAL);
+    snprintf(want, sizeof(want), "%s: not a regular file", tmp);
+    assert_string_equal(err, want);
+
+    remove_tree(tmp);
+    free(tmp);
+}
+
 int
 main(void)
 {
@@ -205,6 +260,7 @@ main(void)
         cmocka_unit_test(test_dir_of),
         cmocka_unit_test(test_mkdir_parent_creates),
         cmocka_unit_test(test_mkdir_parent_fails),
+        cmocka_unit_test(test_read_private),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

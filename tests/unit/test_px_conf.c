@@ -197,6 +197,9 @@ test_example(void **state)
     assert_true(s->route.seed == rt_seed_from_salt("web-2024", 8));
     assert_true(s->route.has_override);
     assert_string_equal(s->route.override_header, "X-Cutover-Target");
+    assert_int_equal(s->route.nallow, 3);
+    assert_int_equal(s->route.allow_from[2].bits, 24);
+    assert_int_equal(s->route.secret_len, 0);
     assert_int_equal(s->health.type, HL_CHECK_HTTP);
     assert_int_equal(s->health.expect_min, 200);
     assert_int_equal(s->health.expect_max, 299);
@@ -443,6 +446,89 @@ test_relative_paths_bare_name(void **state)
     px_conf_free(c);
 }
 
+/* override.secret_file: read at load, relative to the config's
+ * directory, private, one line; every failure names its place and never
+ * the secret. */
+static void
+test_override_secret_file(void **state)
+{
+    static const struct {
+        const char *content;     /* NULL: no file */
+        mode_t mode;
+        const char *msg;         /* NULL: loads; else the end of the message */
+    } t[] = {
+        { "0123456789abcdef-secret\n", 0600, NULL },
+        { "0123456789abcdef-secret", 0400, NULL },
+        { NULL, 0, "cannot read the secret: DIR/secret: No such file or directory" },
+        { "0123456789abcdef-secret\n", 0640, "cannot read the secret: DIR/secret: mode "
+          "0640: group and others must have no access (chmod 600)" },
+        { "0123456789abcdef-secret\n", 0604, "cannot read the secret: DIR/secret: mode "
+          "0604: group and others must have no access (chmod 600)" },
+        { "", 0600, "DIR/secret is empty" },
+        { "\n", 0600, "DIR/secret is empty" },
+        { "short\n", 0600, "DIR/secret must hold one line of 16 to 128 characters" },
+        { "0123456789abcdef secret\n", 0600, "DIR/secret must hold one line of printable "
+          "characters without spaces, ';', ',', '\"' or '\\'" },
+    };
+    char dir[512], path[700], secret[700], err[ERRLEN], want[ERRLEN + 700];
+    struct px_conf *c;
+    struct cidr_addr out;
+    size_t i;
+    const char *sec = "0123456789abcdef-secret";
+
+    (void)state;
+    assert_int_equal(cidr_addr_parse("192.0.2.1", 9, &out), 0);
+    snprintf(dir, sizeof(dir), "%s/cutover-conf-dir-XXXXXX", tmp_dir());
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/cutover.json", dir);
+    snprintf(secret, sizeof(secret), "%s/secret", dir);
+    write_text(path,
+        "{'services': [{'name': 'web', 'listen': ['127.0.0.1:8080'],\n"
+        "   'legacy': {'servers': ['127.0.0.1:9001']},\n"
+        "   'new': {'servers': ['127.0.0.1:9002']},\n"
+        "   'override': {'header': 'X-Cutover-Target', 'allow_from': [],\n"
+        "                'secret_file': 'secret'}}]}\n");
+    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        unlink(secret);
+        if (t[i].content != NULL) {
+            write_text(secret, t[i].content);
+            assert_int_equal(chmod(secret, t[i].mode), 0);
+        }
+        c = px_conf_load(path, err, sizeof(err));
+        if (t[i].msg == NULL) {
+            if (c == NULL)
+                fail_msg("case %zu: %s", i, err);
+            assert_int_equal(c->services[0].route.secret_len, strlen(sec));
+            assert_true(rt_override_honoured(&c->services[0].route, &out, sec,
+                                             strlen(sec)));
+            assert_false(rt_override_honoured(&c->services[0].route, &out, sec,
+                                              strlen(sec) - 1));
+            px_conf_free(c);
+            continue;
+        }
+        assert_null(c);
+        snprintf(want, sizeof(want), "%s:5:17: services[0].override.secret_file: %s", path,
+                 t[i].msg);
+        {
+            /* DIR stands for the directory */
+            char *d = strstr(want, "DIR/");
+
+            if (d != NULL) {
+                char rest[ERRLEN];
+
+                snprintf(rest, sizeof(rest), "%s", d + 3);
+                snprintf(d, sizeof(want) - (size_t)(d - want), "%s%s", dir, rest);
+            }
+        }
+        if (strcmp(err, want) != 0)
+            fail_msg("case %zu\n  got:  %s\n  want: %s", i, err, want);
+        assert_null(strstr(err, "0123456789abcdef"));   /* never the secret */
+    }
+    unlink(secret);
+    unlink(path);
+    rmdir(dir);
+}
+
 /* ------------------------------------------------------------------ */
 /* Broken configs: the exact message                                   */
 
@@ -601,6 +687,13 @@ static const struct bad_case {
       "FILE: services[0].override.header: is required" },
     { SVC("'override': {'header': 5}"),
       "FILE:7:32: services[0].override.header: must be a string" },
+    { SVC("'override': {'header': 'X', 'allow_from': ['10.0.0.1/8']}"),
+      "FILE:7:62: services[0].override.allow_from[0]: \"10.0.0.1/8\" has bits set after "
+      "the prefix length (a host address with a network's length): did you mean "
+      "10.0.0.0/8?" },
+    { SVC("'override': {'header': 'X', 'allow_from': []}"),
+      "FILE:7:47: services[0].override.allow_from: is empty and there is no secret_file: "
+      "the override could never be honoured (remove \"override\" to have none)" },
     { "{'services': [{'name': 'db', 'mode': 'tcp', 'listen': ['127.0.0.1:5433'],\n"
       " 'legacy': {'servers': ['127.0.0.1:9001']}, 'new': {'servers': ['127.0.0.1:9002']},\n"
       " 'sticky': {'by': 'cookie', 'name': 'b'}}]}",
@@ -878,6 +971,7 @@ main(void)
         cmocka_unit_test(test_sticky_salt),
         cmocka_unit_test(test_relative_paths),
         cmocka_unit_test(test_relative_paths_bare_name),
+        cmocka_unit_test(test_override_secret_file),
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_too_many_servers),
         cmocka_unit_test(test_missing_file),

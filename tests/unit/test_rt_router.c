@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <cmocka.h>
 
 #include "router/conf.h"
@@ -45,9 +46,44 @@ conf_make(struct rt_conf *c, enum rt_sticky_by by, const char *name,
         snprintf(c->sticky_name, sizeof(c->sticky_name), "%s", name);
     c->seed = rt_seed_from_salt(salt, strlen(salt));
     c->has_override = has_override;
-    if (has_override)
+    if (has_override) {
+        const char *why;
+
         snprintf(c->override_header, sizeof(c->override_header), "%s",
                  "X-Cutover-Target");
+        /* the default of override.allow_from: loopback */
+        assert_int_equal(cidr_parse("127.0.0.0/8", &c->allow_from[0], &why, NULL, 0), 0);
+        assert_int_equal(cidr_parse("::1", &c->allow_from[1], &why, NULL, 0), 0);
+        c->nallow = 2;
+    }
+}
+
+/* The address <text>, in one of 8 static slots (a few may be in use at
+ * once); NULL for NULL. */
+static const struct cidr_addr *
+addr(const char *text)
+{
+    static struct cidr_addr ring[8];
+    static unsigned next;
+    struct cidr_addr *a;
+
+    if (text == NULL)
+        return NULL;
+    a = &ring[next++ % 8];
+    assert_int_equal(cidr_addr_parse(text, strlen(text), a), 0);
+    return a;
+}
+
+/* The range <text>, which must parse. */
+static struct cidr
+conf_range(const char *text)
+{
+    struct cidr c;
+    const char *why = NULL;
+
+    if (cidr_parse(text, &c, &why, NULL, 0) != 0)
+        fail_msg("%s: %s", text, why);
+    return c;
 }
 
 /* Writes "user-<i>" into <buf> and returns its length. */
@@ -472,6 +508,7 @@ test_override_both_ways(void **state)
     for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
         in.override_val = t[i].val;
         in.override_len = strlen(t[i].val);
+        in.client = addr(i % 2 ? "127.0.0.1" : "::1");   /* allow_from: loopback */
         in.has_cookie_bucket = true;
         in.cookie_bucket = t[i].side == RT_NEW ? 9999 : 0;   /* points away */
         c = choose(&s0, &cur, &in);
@@ -479,6 +516,7 @@ test_override_both_ways(void **state)
         assert_int_equal(c.reason, RT_R_OVERRIDE);
         assert_false(c.fallback);
         assert_false(c.issue_cookie);
+        assert_false(c.override_refused);
         c = choose(&s100, &cur, &in);
         assert_int_equal(c.side, t[i].side);
         assert_int_equal(c.reason, RT_R_OVERRIDE);
@@ -497,6 +535,7 @@ test_override_ignored_when_side_down(void **state)
     struct rt_choice c;
 
     conf_make(&conf, RT_STICKY_NONE, NULL, "web", true);
+    in.client = addr("127.0.0.1");
 
     /* new down, weight 0: override new -> legacy by weight, no fallback */
     rt_snapshot_init(&s, &conf, 0, 1, 1);
@@ -543,6 +582,7 @@ test_override_unknown_ignored(void **state)
 
     conf_make(&with, RT_STICKY_NONE, NULL, "web", true);
     conf_make(&without, RT_STICKY_NONE, NULL, "web", false);
+    in.client = addr("127.0.0.1");     /* honoured: ignored for the value alone */
     rt_snapshot_init(&s, &with, 5000, 1, 1);
     rt_snapshot_init(&s_off, &without, 5000, 1, 1);
     for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -556,6 +596,7 @@ test_override_unknown_ignored(void **state)
             assert_int_equal(a.side, b.side);
             assert_int_equal(a.reason, RT_R_WEIGHT);
             assert_int_equal(b.reason, RT_R_WEIGHT);
+            assert_false(a.override_refused);
         }
     }
     /* No override configured: even "new" is ignored. */
@@ -666,6 +707,7 @@ test_both_down(void **state)
     s.usable[RT_NEW] = 0;
     in.override_val = "new";
     in.override_len = 3;
+    in.client = addr("127.0.0.1");
     c = choose(&s, &cur, &in);
     assert_int_equal(c.side, RT_NONE);
     assert_int_equal(c.reason, RT_R_NONE);
@@ -798,7 +840,7 @@ struct model_out {
     int side;
     unsigned server;
     int reason;
-    bool fallback, issue_cookie, has_bucket;
+    bool fallback, issue_cookie, has_bucket, override_refused;
     uint32_t bucket;
 };
 
@@ -808,28 +850,79 @@ model_up(const struct rt_snapshot *s, int side, unsigned i)
     return i < s->nservers[side] && i < 64 && ((s->usable[side] >> i) & 1);
 }
 
-static int
-model_override(const struct rt_conf *conf, const struct rt_input *in)
+/* Is <a> in <c>? Bit by bit, the slow way. */
+static bool
+model_in_range(const struct cidr *c, const struct cidr_addr *a)
 {
-    char low[16];
-    size_t i;
+    unsigned i;
 
-    if (!conf->has_override || in->override_val == NULL
-        || in->override_len >= sizeof(low))
-        return -1;
-    for (i = 0; i < in->override_len; i++) {
-        char ch = in->override_val[i];
+    if (a == NULL || a->family != c->net.family)
+        return false;
+    for (i = 0; i < c->bits; i++) {
+        unsigned byte = i / 8, bit = 7 - i % 8;
 
-        low[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
-        if (ch == '\0')
-            return -1;
+        if (((a->bytes[byte] >> bit) & 1) != ((c->net.bytes[byte] >> bit) & 1))
+            return false;
     }
-    low[in->override_len] = '\0';
-    if (strcmp(low, "new") == 0)
-        return RT_NEW;
-    if (strcmp(low, "legacy") == 0)
-        return RT_LEGACY;
-    return -1;
+    return true;
+}
+
+/* The side the override names, -1 for none; <*refused> when the value is
+ * there but neither the source nor a key lets it count. */
+static int
+model_override(const struct rt_conf *conf, const struct rt_input *in, bool *refused)
+{
+    char v[96], *semi, *side, *param;
+    const char *key = NULL;
+    bool allowed = false;
+    size_t n, i;
+    int named = -1;
+
+    *refused = false;
+    if (!conf->has_override || in->override_val == NULL)
+        return -1;
+    if (in->override_len >= sizeof(v) || memchr(in->override_val, '\0', in->override_len))
+        n = 0, v[0] = '\1', v[1] = '\0';     /* no side can be named by it */
+    else
+        n = in->override_len, memcpy(v, in->override_val, n), v[n] = '\0';
+    side = v;
+    semi = strchr(v, ';');
+    param = NULL;
+    if (semi != NULL) {
+        *semi = '\0';
+        param = semi + 1;
+        /* spaces or tabs before the ';' belong to no side name */
+        for (i = strlen(side); i > 0 && (side[i - 1] == ' ' || side[i - 1] == '\t'); i--)
+            side[i - 1] = '\0';
+        while (*param == ' ' || *param == '\t')
+            param++;
+    }
+    if (strcasecmp(side, "new") == 0)
+        named = RT_NEW;
+    else if (strcasecmp(side, "legacy") == 0)
+        named = RT_LEGACY;
+    if (param != NULL) {
+        if (strncasecmp(param, "key=", 4) != 0 || param[4] == '\0' ||
+            strpbrk(param + 4, " \t;,\"\\") != NULL)
+            named = -1;
+        else
+            key = param + 4;
+        for (i = 4; key != NULL && key[i - 4] != '\0'; i++)
+            if ((unsigned char)key[i - 4] < 0x21 || (unsigned char)key[i - 4] > 0x7e)
+                named = -1, key = NULL;
+    }
+    if (named < 0)
+        key = NULL;
+    for (i = 0; i < conf->nallow; i++)
+        allowed = allowed || model_in_range(&conf->allow_from[i], in->client);
+    if (!allowed && key != NULL && conf->secret_len > 0 && strlen(key) == conf->secret_len &&
+        memcmp(key, conf->secret, conf->secret_len) == 0)
+        allowed = true;
+    if (!allowed) {
+        *refused = true;
+        return -1;
+    }
+    return named;
 }
 
 static void
@@ -842,6 +935,7 @@ model_choose(const struct rt_snapshot *s, unsigned next[2],
     int ov, side;
 
     memset(o, 0, sizeof(*o));
+    ov = model_override(conf, in, &o->override_refused);
     for (side = 0; side < 2; side++)
         for (i = 0; i < 64; i++)
             up[side] = up[side] || model_up(s, side, i);
@@ -850,7 +944,6 @@ model_choose(const struct rt_snapshot *s, unsigned next[2],
         o->reason = RT_R_NONE;
         return;
     }
-    ov = model_override(conf, in);
     if (ov >= 0 && up[ov]) {
         side = ov;
         o->reason = RT_R_OVERRIDE;
@@ -903,6 +996,16 @@ test_reference_model(void **state)
         { NULL, 0 }, { "new", 3 }, { "NEW", 3 }, { "legacy", 6 },
         { "LeGaCy", 6 }, { "ne", 2 }, { "newx", 4 }, { "legacyy", 7 },
         { "", 0 }, { "canary", 6 }, { "new\0", 4 }, { "Legacy!", 7 },
+        { "new; key=s3cret-s3cret-s3cret", 29 }, { "legacy;KEY=s3cret-s3cret-s3cret", 31 },
+        { "new ;\tkey=s3cret-s3cret-s3cret", 30 }, { "new; key=s3cret-s3cret-s3creT", 29 },
+        { "new; key=s3cret-s3cret-s3cre", 28 }, { "new; key=s3cret-s3cret-s3cret!", 30 },
+        { "new; key=s3cret-s3cret-s3cret ", 30 }, { "new; key=", 9 }, { "new;", 4 },
+        { "new; kex=s3cret-s3cret-s3cret", 29 }, { "canary; key=s3cret-s3cret-s3cret", 32 },
+        { "new; key=s3cret s3cret-s3cret", 29 }, { " new; key=s3cret-s3cret-s3cret", 30 },
+    };
+    static const char *const clients[] = {
+        NULL, "127.0.0.1", "127.0.0.2", "127.255.255.255", "128.0.0.1", "10.1.2.3",
+        "::1", "::2", "::ffff:127.0.0.1", "::ffff:10.9.9.9", "2001:db8::1", "0.0.0.0",
     };
     static const enum rt_sticky_by modes[] = {
         RT_STICKY_NONE, RT_STICKY_COOKIE, RT_STICKY_HEADER, RT_STICKY_CLIENT_IP,
@@ -924,6 +1027,16 @@ test_reference_model(void **state)
 
         conf_make(&conf, modes[r & 3], "k", (r >> 2) & 1 ? "web" : "api",
                   (r >> 3) & 1);
+        switch ((r >> 50) & 3) {      /* allow_from: loopback, 10/8, none, ::/0 */
+        case 0: break;
+        case 1: conf.nallow = 1; conf.allow_from[0] = conf_range("10.0.0.0/8"); break;
+        case 2: conf.nallow = 0; break;
+        default: conf.nallow = 1; conf.allow_from[0] = conf_range("::/0"); break;
+        }
+        if ((r >> 52) & 1) {
+            memcpy(conf.secret, "s3cret-s3cret-s3cret", 20);
+            conf.secret_len = 20;
+        }
         switch ((r >> 4) & 7) {
         case 0: w = 0; break;
         case 1: w = 10000; break;
@@ -956,24 +1069,26 @@ test_reference_model(void **state)
                                          : (uint32_t)((r >> 20) % 20000);
         in.override_val = ov[(r >> 40) % (sizeof(ov) / sizeof(ov[0]))].val;
         in.override_len = ov[(r >> 40) % (sizeof(ov) / sizeof(ov[0]))].len;
+        in.client = addr(clients[(r >> 48) % (sizeof(clients) / sizeof(clients[0]))]);
         in.rand = prng_next(&p);
 
         c = choose(&s, &cur, &in);
         model_choose(&s, next, &in, &m);
         if ((int)c.side != m.side || c.reason != (enum rt_reason)m.reason
+            || c.override_refused != m.override_refused
             || c.fallback != m.fallback || c.issue_cookie != m.issue_cookie
             || c.has_bucket != m.has_bucket
             || (m.has_bucket && c.bucket != m.bucket)
             || (m.side != RT_NONE && c.server != m.server)
             || cur.next[0] != next[0] || cur.next[1] != next[1])
             fail_msg("iteration %u: router side %d server %u reason %d fb %d "
-                     "cookie %d bucket %d/%u cursor %u,%u; model side %d "
+                     "cookie %d bucket %d/%u cursor %u,%u refused %d; model side %d "
                      "server %u reason %d fb %d cookie %d bucket %d/%u "
-                     "cursor %u,%u", iter, (int)c.side, c.server, (int)c.reason,
-                     c.fallback, c.issue_cookie, c.has_bucket, c.bucket,
-                     cur.next[0], cur.next[1], m.side, m.server, m.reason,
-                     m.fallback, m.issue_cookie, m.has_bucket, m.bucket,
-                     next[0], next[1]);
+                     "cursor %u,%u refused %d", iter, (int)c.side, c.server,
+                     (int)c.reason, c.fallback, c.issue_cookie, c.has_bucket, c.bucket,
+                     cur.next[0], cur.next[1], c.override_refused, m.side, m.server,
+                     m.reason, m.fallback, m.issue_cookie, m.has_bucket, m.bucket,
+                     next[0], next[1], m.override_refused);
         if (c.side != RT_NONE)
             assert_true(model_up(&s, c.side, c.server));
     }
@@ -982,8 +1097,8 @@ test_reference_model(void **state)
 /* ---- rt_conf_equal ---------------------------------------------------- */
 
 /* Every field of struct rt_conf, in declaration order, as
- * X(how, field, base value, other value); <how> is V (assigned) or S (a
- * string, copied).
+ * X(how, field, base value, other value); <how> is V (assigned), S (a
+ * string, copied) or M (a member path and assignment applied to the field).
  *
  * Why a field cannot be forgotten: the base config is a positional
  * initialiser made of these lines (RT_FIELD_INIT), so a field added to the
@@ -992,16 +1107,22 @@ test_reference_model(void **state)
  * line is a case of test_conf_equal_every_field: the field set to its other
  * value must make rt_conf_equal() answer false. So a new field needs a line,
  * and its line fails until rt_conf_equal() compares it. */
+#define RT_ALLOW_BASE { { { 4, { 10 } }, 8 } }   /* 10.0.0.0/8 */
 #define RT_CONF_FIELDS(X)                                          \
     X(V, weight_bp, 2500, 2600)                                    \
     X(V, sticky_by, RT_STICKY_COOKIE, RT_STICKY_HEADER)            \
     X(S, sticky_name, "cv", "cw")                                  \
     X(V, seed, 7, 8)                                               \
     X(V, has_override, true, false)                                \
-    X(S, override_header, "X-Side", "X-Sidf")
+    X(S, override_header, "X-Side", "X-Sidf")                      \
+    X(V, nallow, 1, 2)                                             \
+    X(M, allow_from, RT_ALLOW_BASE, [0].bits = 9)                  \
+    X(V, secret_len, 16, 15)                                       \
+    X(M, secret, "0123456789abcdef", [15] = 'F')
 
 #define RT_SET_V(c, f, v) ((c)->f = (v))
 #define RT_SET_S(c, f, v) snprintf((c)->f, sizeof((c)->f), "%s", (v))
+#define RT_SET_M(c, f, v) ((c)->f v)
 #define RT_FIELD_INIT(how, f, base, other) base,
 #define RT_FIELD_MUT(how, f, base, other)                          \
     static void rt_mut_##f(struct rt_conf *c) { RT_SET_##how(c, f, other); }
@@ -1026,6 +1147,10 @@ test_conf_equal_every_field(void **state)
     /* strings compare by content: what follows the terminator does not count */
     memset(c.sticky_name + 3, 'x', sizeof(c.sticky_name) - 4);
     memset(c.override_header + 7, 'x', sizeof(c.override_header) - 8);
+    /* ranges past nallow and secret bytes past secret_len do not count */
+    c.allow_from[1].bits = 17;
+    c.allow_from[1].net.family = 6;
+    memset(c.secret + 16, 'y', sizeof(c.secret) - 16);
     assert_true(rt_conf_equal(&base, &c));
     assert_true(rt_conf_equal(&c, &base));
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
