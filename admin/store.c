@@ -827,9 +827,13 @@ adm_store_clean_tmp(const char *file, unsigned *removed, char *err, size_t errle
 int
 adm_store_probe(const char *file, char *err, size_t errlen)
 {
-    char *tmp = tmp_name(file), *dir = fs_dir_of(file);
+    char *tmp, *dir;
     int fd, rc = 0;
 
+    if (fs_mkdir_parent(file, err, errlen) != 0)   /* as a save would */
+        return -1;
+    tmp = tmp_name(file);
+    dir = fs_dir_of(file);
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         rc = text_errf(err, errlen, "cannot create a file in %s: %s", dir, strerror(errno));

@@ -116,9 +116,10 @@ int adm_store_journal_clear(const char *file, char *err, size_t errlen);
  * when the directory cannot be read (a missing one is no error). */
 int adm_store_clean_tmp(const char *file, unsigned *removed, char *err, size_t errlen);
 
-/* Whether a save of <file> could create its temporary file: creates and
- * removes <file>.tmp.<pid>. 0, or -1 with <err> saying why not (read-only
- * file system, permissions, missing directory). */
+/* Whether a save of <file> could create its temporary file: creates the
+ * directory when missing (as a save would), then creates and removes
+ * <file>.tmp.<pid>. 0, or -1 with <err> saying why not (read-only file
+ * system, permissions, a directory that cannot be created). */
 int adm_store_probe(const char *file, char *err, size_t errlen);
 
 #endif

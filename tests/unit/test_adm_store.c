@@ -683,9 +683,15 @@ test_probe(void **state)
 
     assert_int_equal(adm_store_probe(f->file, err, sizeof(err)), 0);
     assert_int_equal(count_entries(f->dir), 0);      /* removed again */
+    /* a missing directory is created, as a save would */
     snprintf(path, sizeof(path), "%s/missing/state.json", f->dir);
+    assert_int_equal(adm_store_probe(path, err, sizeof(err)), 0);
+    /* a directory that cannot be: the probe says so */
+    snprintf(path, sizeof(path), "%s/blocker", f->dir);
+    write_file(path, "x");
+    snprintf(path, sizeof(path), "%s/blocker/state.json", f->dir);
     assert_int_equal(adm_store_probe(path, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "cannot create a file in"));
+    assert_non_null(strstr(err, "not a directory"));
 }
 
 int
