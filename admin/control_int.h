@@ -69,7 +69,8 @@ struct adm_persist {
     bool journal_valid;          /* the journal may hold a record: clear after a save */
     unsigned journal_cap;        /* services the journal was sized for */
     uint64_t journal_seq;        /* the next journal record's number */
-    char last_error[512];        /* the last failure to save or to audit */
+    char last_error[512];        /* the last failure to save the state */
+    char audit_error[512];       /* the last failure to write an audit entry */
     uint64_t save_errors;        /* failed saves of the state file */
     uint64_t audit_errors;       /* failed writes of an audit entry */
     struct adm_audit_pending *queue, **queue_tail;   /* oldest first */

@@ -434,7 +434,7 @@ print_store(const json_t *st)
     if (json_integer_value(json_object_get(st, "audit_pending")) > 0)
         printf("AUDIT ENTRIES WAITING: %s (the audit log fails: %s)\n",
                fmt_value(json_object_get(st, "audit_pending"), b1, sizeof(b1)),
-               fmt_value(json_object_get(st, "last_error"), b2, sizeof(b2)));
+               fmt_value(json_object_get(st, "audit_error"), b2, sizeof(b2)));
 }
 
 static void

@@ -41,6 +41,9 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
+/* why generations have no entry, as the entry that stands for them says */
+#define GAP_WHY "the daemon stopped between saving the state and writing the entry, or " \
+                "the audit log could not take it"
 #define GAP_SCAN_NEAR_BYTES (1024ull * 1024)       /* read for every service at startup */
 #define GAP_SCAN_MAX_BYTES (64ull * 1024 * 1024)   /* read for a service with a gap */
 
@@ -365,7 +368,7 @@ flush_queue(struct adm_control *c, char *err, size_t errlen)
     while ((q = p->queue) != NULL) {
         if (write_entry(c, q, err, errlen) != 0) {
             p->audit_errors++;
-            snprintf(p->last_error, sizeof(p->last_error), "%s", err);
+            snprintf(p->audit_error, sizeof(p->audit_error), "%s", err);
             return -1;
         }
         p->queue = q->next;
@@ -397,7 +400,7 @@ close_gaps(struct adm_control *c, const char *why, char *err, size_t errlen)
                             s->st.weight_bp, adm_state_names[s->st.state], why, err,
                             errlen) != 0) {
             c->persist.audit_errors++;
-            snprintf(c->persist.last_error, sizeof(c->persist.last_error), "%s", err);
+            snprintf(c->persist.audit_error, sizeof(c->persist.audit_error), "%s", err);
             return -1;
         }
     }
@@ -449,7 +452,7 @@ adm_persist_audit(struct adm_control *c, unsigned svc, const struct adm_audit_en
             return;
         }
         p->audit_errors++;
-        snprintf(p->last_error, sizeof(p->last_error), "%s", err);
+        snprintf(p->audit_error, sizeof(p->audit_error), "%s", err);
     }
     if (p->queued >= ADM_AUDIT_QUEUE_MAX) {
         p->dropped++;
@@ -577,9 +580,7 @@ startup_gaps(struct adm_control *c)
     free(g.found_bp);
     free(g.done);
     free(g.found_set);
-    if (close_gaps(c, "the daemon stopped between saving the state and writing the audit "
-                   "entry, or the log could not take it; found at startup", err,
-                   sizeof(err)) != 0)
+    if (close_gaps(c, GAP_WHY, err, sizeof(err)) != 0)
         log_at(LL_ERR, "control", 0, "audit: %s; retried", err);
 }
 
@@ -694,7 +695,7 @@ adm_control_store_tick(struct adm_control *c, uint64_t now_ms)
         p->next_warn_ms = now_ms + ADM_UNSAVED_WARN_MS;
     if (now_ms >= p->next_retry_ms) {
         if (audit_due && flush_queue(c, err, sizeof(err)) == 0)
-            close_gaps(c, "not written while the audit log failed", err, sizeof(err));
+            close_gaps(c, GAP_WHY, err, sizeof(err));
         if (p->dirty && adm_persist_save(c, err, sizeof(err)) != 0 && !p->journaled)
             journal_write(c);          /* the journal may take it now */
         if (p->dirty || p->queued > 0 || (c->audit_file != NULL && has_gaps(c))) {
@@ -752,6 +753,8 @@ adm_persist_status(const struct adm_control *c)
                                                               sizeof(ts))));
     if (p->last_error[0] != '\0')
         json_object_set_new(o, "last_error", json_string(p->last_error));
+    if (p->audit_error[0] != '\0')
+        json_object_set_new(o, "audit_error", json_string(p->audit_error));
     return o;
 }
 
@@ -764,14 +767,14 @@ adm_control_flush(struct adm_control *c)
 
     if (p->queued > 0 || (c->audit_file != NULL && has_gaps(c))) {
         if (flush_queue(c, err, sizeof(err)) == 0)
-            close_gaps(c, "not written while the audit log failed", err, sizeof(err));
+            close_gaps(c, GAP_WHY, err, sizeof(err));
     }
     if (p->dirty)
         adm_persist_save(c, err, sizeof(err));
     if (p->dirty) {
         describe_unsaved(c, what, sizeof(what));
         log_at(LL_ERR, "control", 0, "exiting with state that is NOT in the state file %s "
-               "(unsaved since %.0f s ago: %s):%s %s", c->state_file,
+               "(unsaved for %.0f s: %s):%s %s", c->state_file,
                (double)(realtime_ms() - p->dirty_since_ms) / 1000.0, p->last_error, what,
                p->journaled ? "it is in the journal: the next start restores it"
                             : "it is NOT in the journal either: the next start brings back "
@@ -780,7 +783,7 @@ adm_control_flush(struct adm_control *c)
     }
     for (q = p->queue; q != NULL; q = q->next)
         log_at(LL_ERR, "control", 0, "exiting with an audit entry not written to %s (%s): "
-               "%.*s", c->audit_file, p->last_error, (int)(q->len - 1), q->line);
+               "%.*s", c->audit_file, p->audit_error, (int)(q->len - 1), q->line);
     return p->dirty || p->queued > 0 ? -1 : 0;
 }
 
