@@ -4,7 +4,8 @@
  * ports, spawning and stopping processes (each in its own process group,
  * killed with the test), waiting for readiness, the test backend's control
  * API, a blocking raw-socket HTTP/1.1 client, runs of cutoverctl and
- * cutoverd -t, and a JSON path reader.
+ * cutoverd -t, a JSON path reader, and small tmpfs disks to fill or make
+ * read-only (root only).
  * Blocking and single-threaded on purpose: a test is a script. Every failure
  * prints what failed (port, path, errno) on stderr before returning -1/NULL,
  * so a failing assertion explains itself.
@@ -47,6 +48,24 @@ char *h_read_file(const char *path);
 /* Copies the last <max_bytes> of <path> to stderr under a banner (logs of
  * a process that failed). */
 void h_dump_file(const char *path, size_t max_bytes);
+
+/* ---- file systems (root only) --------------------------------------- */
+
+/* Mounts a tmpfs of <bytes> (mode 0700) on the existing directory <dir>:
+ * a small disk that a test can fill and make read-only. Returns 0, or -1
+ * with the reason on stderr (EPERM when not root). */
+int h_tmpfs_mount(const char *dir, size_t bytes);
+
+/* Remounts the tmpfs on <dir> read-only (<ro>) or read-write again. 0 or -1. */
+int h_tmpfs_remount(const char *dir, size_t bytes, bool ro);
+
+/* Unmounts <dir> (lazily: open files do not stop it). Safe on a directory
+ * that is not a mount point. */
+void h_umount(const char *dir);
+
+/* Creates <path> and writes zeros into it until the file system is full
+ * (ENOSPC). Returns the bytes written, or -1 on another error. */
+long long h_fill_fs(const char *path);
 
 /* ---- time ----------------------------------------------------------- */
 
@@ -143,6 +162,10 @@ int h_backend_set_raw(int port, const char *bytes, const char *more);
 /* A blocking TCP connection to 127.0.0.1:<port> with 5 s send and receive
  * timeouts and TCP_NODELAY. Returns the fd or -1. */
 int h_connect(int port);
+
+/* A blocking connection to the unix socket <path> with 5 s send and
+ * receive timeouts. Returns the fd or -1. */
+int h_unix_connect(const char *path);
 
 /* Sets the send and receive timeouts of <fd> to <ms>. 0 or -1. */
 int h_set_timeout_ms(int fd, int ms);
