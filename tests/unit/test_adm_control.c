@@ -30,9 +30,11 @@
 
 #include "admin/audit.h"
 #include "admin/control.h"
+#include "admin/persist.h"
 #include "admin/tokens.h"
 #include "admin/store.h"
 #include "health/conf.h"
+#include "lib/log.h"
 
 #define MAX_CALLS 32
 
@@ -1682,6 +1684,49 @@ test_audit_entries_wait_and_are_written_in_order(void **state)
     fx_free(f);
 }
 
+/* More refused entries than the queue keeps: the ones it could not keep
+ * are stood for by one "recovered" entry, written in order between the
+ * queued ones and the next change's own. */
+static void
+test_audit_queue_overflow_becomes_a_recovered_entry(void **state)
+{
+    static const char *const names[] = { "web" };
+    static const uint32_t bp[] = { 0 };
+    struct adm_store_status ss;
+    struct fx *f = fx_new();
+    char line[96];
+    unsigned i, n = ADM_AUDIT_QUEUE_MAX + 5;
+    json_t *tail, *rec;
+
+    assert_int_equal(mkdir(f->audit, 0700), 0);
+    f->ops.apply = NULL;                                 /* more changes than it records */
+    fx_start(f, 1, names, bp);
+    log_min_level = (enum log_level)(LL_ERR + 1);        /* a thousand "entry waits" lines */
+    for (i = 1; i <= n; i++) {
+        snprintf(line, sizeof(line), "{\"cmd\":\"weight\",\"percent\":%u}", i % 2);
+        run_ok_n(f, line, 1);
+    }
+    log_min_level = LL_INFO;
+    adm_control_store_status(f->c, &ss);
+    assert_int_equal(ss.audit_pending, ADM_AUDIT_QUEUE_MAX);
+    assert_int_equal(rmdir(f->audit), 0);
+    run_ok_n(f, "{\"cmd\":\"rollback\"}", 1);       /* flushes, then its own */
+    adm_control_store_status(f->c, &ss);
+    assert_int_equal(ss.audit_pending, 0);
+    assert_int_equal(audit_lines(f), ADM_AUDIT_QUEUE_MAX + 2);
+    tail = adm_audit_tail(f->audit, 2, "web", NULL, 0);
+    rec = json_array_get(tail, 0);
+    assert_string_equal(json_string_value(json_object_get(rec, "action")), "recovered");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(rec, "figures"),
+                                                        "first_generation")),
+                     ADM_AUDIT_QUEUE_MAX + 1);
+    assert_int_equal(json_integer_value(json_object_get(rec, "generation")), n);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(tail, 1), "action")),
+                        "rollback");
+    json_decref(tail);
+    fx_free(f);
+}
+
 /* A crash between the state save and the audit write: the start finds the
  * generations the log has no entry for (the state file's "audited" mark
  * and the log's newest entries) and writes one entry that stands for them;
@@ -2240,6 +2285,7 @@ main(void)
         cmocka_unit_test(test_later_change_saves_dirty_state),
         cmocka_unit_test(test_restart_restores_unsaved_rollback_from_journal),
         cmocka_unit_test(test_audit_entries_wait_and_are_written_in_order),
+        cmocka_unit_test(test_audit_queue_overflow_becomes_a_recovered_entry),
         cmocka_unit_test(test_startup_recovers_missing_audit_generations),
         cmocka_unit_test(test_startup_audit_ahead_of_state),
         cmocka_unit_test(test_plan_start_pause_resume_abort),
