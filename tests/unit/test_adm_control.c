@@ -1444,6 +1444,42 @@ unblock_state_file(struct fx *f)
     assert_int_equal(rmdir(f->state), 0);
 }
 
+/* Sends what is written to stderr (the log) to a file in <f>'s directory
+ * until captured_stderr(). */
+static int saved_stderr = -1;
+
+static void
+capture_stderr(struct fx *f)
+{
+    char path[PATH_MAX + 64];
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "%s/stderr.txt", f->dir);
+    fflush(stderr);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    saved_stderr = dup(STDERR_FILENO);
+    assert_true(saved_stderr >= 0);
+    assert_true(dup2(fileno(fp), STDERR_FILENO) >= 0);
+    fclose(fp);
+}
+
+/* Ends capture_stderr() and returns what was written (caller frees). */
+static char *
+captured_stderr(struct fx *f)
+{
+    char path[PATH_MAX + 64], *text;
+
+    snprintf(path, sizeof(path), "%s/stderr.txt", f->dir);
+    fflush(stderr);
+    assert_true(dup2(saved_stderr, STDERR_FILENO) >= 0);
+    close(saved_stderr);
+    saved_stderr = -1;
+    text = slurp(path);
+    assert_non_null(text);
+    return text;
+}
+
 /* The status reply's "store" object (caller decrefs <*root>). */
 static json_t *
 store_of_status(struct fx *f, json_t **root)
@@ -1464,7 +1500,7 @@ test_unsaved_rollback_is_retried_until_saved(void **state)
     struct adm_store_status ss;
     unsigned n = 0;
     uint64_t seq;
-    char err[256];
+    char err[256], *log_text;
     json_t *r, *root, *st;
     int fst = -1;
 
@@ -1511,11 +1547,27 @@ test_unsaved_rollback_is_retried_until_saved(void **state)
     adm_control_store_status(f->c, &ss);
     assert_true(ss.save_errors == 3);
     assert_int_equal(file_weight(f->state, "web", NULL, NULL), -2);
+    /* while it lasts, a warning every ADM_UNSAVED_WARN_MS says so */
+    capture_stderr(f);
+    adm_control_store_tick(f->c, 1000 + ADM_UNSAVED_WARN_MS - 1);
+    log_text = captured_stderr(f);
+    assert_null(strstr(log_text, "state NOT saved"));
+    free(log_text);
+    capture_stderr(f);
+    adm_control_store_tick(f->c, 1000 + ADM_UNSAVED_WARN_MS);
+    log_text = captured_stderr(f);
+    assert_non_null(strstr(log_text, "state NOT saved for "));
+    assert_non_null(strstr(log_text, "web: weight 0% rolled_back generation 2 (the state "
+                                     "file: 80% steady generation 1)"));
+    assert_non_null(strstr(log_text, "kept in the journal"));
+    free(log_text);
+    adm_control_store_status(f->c, &ss);
+    assert_true(ss.save_errors == 4);                    /* tried at 10999, next 1.6 s later */
 
     unblock_state_file(f);
-    adm_control_store_tick(f->c, 2399);
+    adm_control_store_tick(f->c, 12598);
     assert_int_equal(file_weight(f->state, "web", NULL, NULL), -1);   /* not yet */
-    adm_control_store_tick(f->c, 2400);                  /* 800 ms later: saved */
+    adm_control_store_tick(f->c, 12599);                 /* saved */
     assert_int_equal(file_weight(f->state, "web", &fst, NULL), 0);
     assert_int_equal(fst, ADM_ST_ROLLED_BACK);
     adm_control_store_status(f->c, &ss);
