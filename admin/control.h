@@ -15,8 +15,10 @@
  * per concept, each calling only those after it: admin/commands.c (the
  * commands and their levels) -> admin/plan_ctl.c (the plan glue) ->
  * admin/change.c (the change engine: persist/apply/audit ordering, the
- * latch, the automatic actions) -> admin/request.c (request and reply
- * helpers); admin/control.c builds, reconfigures and frees it.
+ * latch, the automatic actions) -> admin/persist.c (the state file and the
+ * audit log under faults: unsaved state, its journal and retries, the audit
+ * of every generation, the startup checks) -> admin/request.c (request and
+ * reply helpers); admin/control.c builds, reconfigures and frees it.
  */
 #ifndef CUTOVER_ADMIN_CONTROL_H
 #define CUTOVER_ADMIN_CONTROL_H
