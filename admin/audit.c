@@ -1,9 +1,13 @@
 /*
  * audit: see audit.h. Appends are rare (one per change) and must be
  * durable, so each one opens, writes one line, fsyncs and closes: no
- * descriptor is kept across log rotation. Tails read the file from its end
- * in fixed blocks, because the log grows forever and an operator asks for
- * the last few entries.
+ * descriptor is kept across log rotation. A line goes in whole or not at
+ * all: a short write (a full disk) is cut back to where the file ended, and
+ * a file found ending in the middle of a line (a crash, or a cut that
+ * failed) has that partial line moved aside before anything is appended, so
+ * an entry is never glued onto a broken one. Readers go backwards from the
+ * end in fixed blocks, because the log grows forever and an operator asks
+ * for the last few entries.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +25,6 @@
 
 #include "admin/audit.h"
 #include "lib/log.h"
-#include "admin/store.h"
 #include "lib/fs.h"
 #include "lib/text.h"
 #include "lib/xmalloc.h"
@@ -29,6 +32,8 @@
 #define TAIL_BLOCK     (64u * 1024)          /* bytes read per step backwards */
 #define TAIL_LINE_MAX  (1024u * 1024)        /* a longer line is corrupt */
 #define AUDIT_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+#define ENTRY_START    "{\"ts\":"            /* how every entry we write begins */
+#define TORN_PREVIEW   1024                  /* bytes of a torn line quoted in the log */
 
 json_t *
 adm_percent_json(uint32_t bp)
@@ -52,15 +57,12 @@ format_ts(char *buf, size_t len)
     snprintf(buf + k, len - k, ".%03ldZ", ts.tv_nsec / 1000000L);
 }
 
-int
-adm_audit_append(const char *file, const struct adm_audit_entry *e,
-                 char *err, size_t errlen)
+char *
+adm_audit_format(const struct adm_audit_entry *e, size_t *lenp, char *err, size_t errlen)
 {
     json_t *o = NULL;
     char ts[40], *text = NULL;
     size_t len;
-    ssize_t w;
-    int fd = -1, rc = -1;
 
     format_ts(ts, sizeof(ts));
     o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:I}",
@@ -95,101 +97,358 @@ adm_audit_append(const char *file, const struct adm_audit_entry *e,
     text = xrealloc(text, len + 2);
     text[len++] = '\n';
     text[len] = '\0';
-
-    if (fs_mkdir_parent(file, err, errlen) != 0)
-        goto out;
-    fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        text_errf(err, errlen, "cannot open %s: %s", file, strerror(errno));
-        goto out;
-    }
-    do {
-        w = write(fd, text, len);
-    } while (w < 0 && errno == EINTR);
-    if (w < 0) {
-        text_errf(err, errlen, "cannot write %s: %s", file, strerror(errno));
-        goto out;
-    }
-    if ((size_t)w != len) {
-        text_errf(err, errlen, "short write to %s (%zd of %zu bytes)", file, w, len);
-        goto out;
-    }
-    if (fsync(fd) != 0) {
-        text_errf(err, errlen, "cannot fsync %s: %s", file, strerror(errno));
-        goto out;
-    }
-    rc = 0;
+    *lenp = len;
 out:
-    if (fd >= 0 && close(fd) != 0 && rc == 0)
-        rc = text_errf(err, errlen, "cannot close %s: %s", file, strerror(errno));
-    free(text);                        /* jansson's default allocator is malloc */
     json_decref(o);
+    return text;
+}
+
+/* Reads exactly <len> bytes of <fd> at <off>. 0, or -1 (errno; EIO when the
+ * file is shorter). */
+static int
+pread_full(int fd, char *buf, size_t len, off_t off)
+{
+    ssize_t r;
+
+    while (len > 0) {
+        r = pread(fd, buf, len, off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r == 0)
+                errno = EIO;
+            return -1;
+        }
+        buf += r;
+        len -= (size_t)r;
+        off += r;
+    }
+    return 0;
+}
+
+/* Writes all <len> bytes of <s> to <fd>. Returns the bytes written: <len>,
+ * or fewer with errno set. */
+static size_t
+write_full(int fd, const char *s, size_t len)
+{
+    size_t done = 0;
+    ssize_t w;
+
+    while (done < len) {
+        w = write(fd, s + done, len - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = ENOSPC;
+            break;
+        }
+        done += (size_t)w;
+    }
+    return done;
+}
+
+/* Appends <len> bytes <s> (and a newline when <s> lacks one) to
+ * <file>.torn, where the audit log's torn and broken lines are kept. 0, or
+ * -1 with errno. */
+static int
+move_aside(const char *file, const char *s, size_t len)
+{
+    char path[4096];
+    int fd, rc = 0;
+
+    if (snprintf(path, sizeof(path), "%s.torn", file) >= (int)sizeof(path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    if (write_full(fd, s, len) != len
+        || (len > 0 && s[len - 1] != '\n' && write_full(fd, "\n", 1) != 1)
+        || fsync(fd) != 0)
+        rc = -1;
+    close(fd);
     return rc;
 }
 
-/* Tail state: entries found so far, newest first. */
-struct tail {
+/* The offset where the line holding byte <end> - 1 starts: just after the
+ * newline before it, 0 when there is none. -1 on a read error. */
+static off_t
+line_start(int fd, off_t end)
+{
+    char buf[4096];
+    off_t pos = end;
+    size_t blk, i;
+
+    while (pos > 0) {
+        blk = pos < (off_t)sizeof(buf) ? (size_t)pos : sizeof(buf);
+        if (pread_full(fd, buf, blk, pos - (off_t)blk) != 0)
+            return -1;
+        for (i = blk; i > 0; i--) {
+            if (buf[i - 1] == '\n')
+                return pos - (off_t)blk + (off_t)i;
+        }
+        pos -= (off_t)blk;
+    }
+    return 0;
+}
+
+/* A JSON object parsed from the line <s>/<len>, or, when the line is not
+ * one, from its last part that starts like an entry and is one (a torn
+ * entry with a whole one appended to it by an older version): then
+ * <*salvaged> is the offset of that part. NULL when neither parses. */
+static json_t *
+parse_line(const char *s, size_t len, size_t *salvaged, json_error_t *je)
+{
+    json_t *o = json_loadb(s, len, 0, je);
+    size_t k, n = strlen(ENTRY_START);
+
+    *salvaged = 0;
+    if (json_is_object(o))
+        return o;
+    json_decref(o);
+    for (k = len >= n ? len - n : 0; k > 0; k--) {
+        if (memcmp(s + k, ENTRY_START, n) != 0)
+            continue;
+        o = json_loadb(s + k, len - k, 0, NULL);
+        if (json_is_object(o)) {
+            *salvaged = k;
+            return o;
+        }
+        json_decref(o);
+        break;                         /* the last entry start decides */
+    }
+    return NULL;
+}
+
+/* Cuts the broken last line of the audit log <fd> (<file>, <size> bytes)
+ * off: a line without its newline always; with <check_json>, also a last
+ * line that is not a JSON object (keeping the whole entry at its end, if
+ * there is one, as a line of its own). The cut bytes go to <file>.torn and
+ * are quoted in a warning. Returns the file's size afterwards, or -1 with
+ * <err> set. */
+static off_t
+repair_tail(int fd, const char *file, off_t size, bool check_json, char *err, size_t errlen)
+{
+    char last, *torn = NULL;
+    off_t start;
+    size_t len, salvaged = 0;
+    json_t *o = NULL;
+    bool whole;
+    int aside;
+
+    if (size == 0)
+        return 0;
+    if (pread_full(fd, &last, 1, size - 1) != 0)
+        return text_errf(err, errlen, "cannot read %s: %s", file, strerror(errno));
+    whole = last == '\n';
+    if (whole && !check_json)
+        return size;
+    start = line_start(fd, whole ? size - 1 : size);
+    if (start < 0)
+        return text_errf(err, errlen, "cannot read %s: %s", file, strerror(errno));
+    len = (size_t)(size - start);
+    if (len > TAIL_LINE_MAX) {
+        /* not worth keeping: cut, and say how long it was */
+        torn = NULL;
+    } else {
+        torn = xmalloc(len + 1);
+        if (pread_full(fd, torn, len, start) != 0) {
+            free(torn);
+            return text_errf(err, errlen, "cannot read %s: %s", file, strerror(errno));
+        }
+        torn[len] = '\0';
+        if (whole) {
+            o = parse_line(torn, len - 1, &salvaged, NULL);
+            if (o != NULL && salvaged == 0) {
+                json_decref(o);        /* a good last line: nothing to do */
+                free(torn);
+                return size;
+            }
+            json_decref(o);
+        }
+    }
+    aside = torn != NULL ? move_aside(file, torn, len) : -1;
+    log_at(LL_WARN, "audit", 0, "%s: the last line (byte %lld, %zu bytes) is %s: cut off, "
+           "its bytes %s%s%s: %.*s", file, (long long)start, len,
+           !whole ? "torn (no newline: a write that did not finish)"
+                  : salvaged > 0 ? "a broken entry with a whole one after it"
+                                 : "not a JSON object",
+           aside == 0 ? "kept in " : "kept nowhere else", aside == 0 ? file : "",
+           aside == 0 ? ".torn" : "",
+           torn != NULL ? (int)(len < TORN_PREVIEW ? len : TORN_PREVIEW) : 0,
+           torn != NULL ? torn : "");
+    if (ftruncate(fd, start) != 0) {
+        free(torn);
+        return text_errf(err, errlen, "cannot cut the broken last line of %s: %s", file,
+                         strerror(errno));
+    }
+    if (salvaged > 0 && (lseek(fd, start, SEEK_SET) != start
+                         || write_full(fd, torn + salvaged, len - salvaged) != len - salvaged)) {
+        /* whole or nothing: the entry is in .torn and in the warning above */
+        if (ftruncate(fd, start) != 0) {
+            free(torn);
+            return text_errf(err, errlen, "cannot cut %s back: %s", file, strerror(errno));
+        }
+    } else if (salvaged > 0) {
+        log_at(LL_WARN, "audit", 0, "%s: the whole entry at the end of that line is kept "
+               "as a line of its own", file);
+        start += (off_t)(len - salvaged);
+    }
+    free(torn);
+    if (fsync(fd) != 0)
+        return text_errf(err, errlen, "cannot fsync %s: %s", file, strerror(errno));
+    return start;
+}
+
+int
+adm_audit_write(const char *file, const char *line, size_t len, char *err, size_t errlen)
+{
+    struct stat sb;
+    off_t end;
+    size_t done;
+    int fd, e;
+
+    if (len == 0 || line[len - 1] != '\n' || memchr(line, '\n', len - 1) != NULL)
+        return text_errf(err, errlen, "an audit entry must be one line");
+    if (fs_mkdir_parent(file, err, errlen) != 0)
+        return -1;
+    fd = open(file, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return text_errf(err, errlen, "cannot open %s: %s", file, strerror(errno));
+    if (fstat(fd, &sb) != 0) {
+        text_errf(err, errlen, "cannot stat %s: %s", file, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        text_errf(err, errlen, "%s: not a regular file", file);
+        goto fail;
+    }
+    /* Never glue an entry onto a torn line (a crash, or a cut that failed). */
+    end = repair_tail(fd, file, sb.st_size, false, err, errlen);
+    if (end < 0)
+        goto fail;
+    done = write_full(fd, line, len);
+    if (done != len || fsync(fd) != 0) {
+        e = errno;
+        /* Whole or nothing: a failed append leaves no trace, so that it can
+         * be retried without a duplicate. The daemon is the log's only
+         * writer, so <end> is still where its last line ends. */
+        if (ftruncate(fd, end) != 0) {
+            text_errf(err, errlen, "cannot write %s: %s (%zu of %zu bytes written); and "
+                      "cannot cut the partial line back: %s", file, strerror(e), done, len,
+                      strerror(errno));
+        } else if (done != len) {
+            text_errf(err, errlen, "cannot write %s: %s (%zu of %zu bytes written, cut "
+                      "back)", file, strerror(e), done, len);
+        } else {
+            text_errf(err, errlen, "cannot fsync %s: %s (the entry was cut back)", file,
+                      strerror(e));
+        }
+        fsync(fd);
+        goto fail;
+    }
+    if (close(fd) != 0)
+        return text_errf(err, errlen, "cannot close %s: %s", file, strerror(errno));
+    return 0;
+fail:
+    close(fd);
+    return -1;
+}
+
+int
+adm_audit_append(const char *file, const struct adm_audit_entry *e,
+                 char *err, size_t errlen)
+{
+    size_t len = 0;
+    char *line = adm_audit_format(e, &len, err, errlen);
+    int rc;
+
+    if (line == NULL)
+        return -1;
+    rc = adm_audit_write(file, line, len, err, errlen);
+    free(line);                        /* jansson's default allocator is malloc */
+    return rc;
+}
+
+int
+adm_audit_repair(const char *file, char *err, size_t errlen)
+{
+    struct stat sb;
+    off_t end;
+    int fd;
+
+    fd = open(file, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : text_errf(err, errlen, "cannot open %s: %s", file,
+                                               strerror(errno));
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        text_errf(err, errlen, "%s: %s", file,
+                  S_ISREG(sb.st_mode) ? strerror(errno) : "not a regular file");
+        close(fd);
+        return -1;
+    }
+    end = repair_tail(fd, file, sb.st_size, true, err, errlen);
+    close(fd);
+    if (end < 0)
+        return -1;
+    return end != sb.st_size ? 1 : 0;
+}
+
+/* ---- reading backwards ---------------------------------------------------- */
+
+struct scan {
     const char *file;
-    const char *service;       /* filter, or NULL */
-    unsigned want;
-    json_t *found;             /* owned: array, newest first */
+    adm_audit_visit_fn visit;
+    void *arg;
+    bool stop;
 };
 
 /* Considers the line <s>/<len> that starts at byte <off> of the file. */
 static void
-tail_line(struct tail *t, const char *s, size_t len, off_t off)
+scan_line(struct scan *t, const char *s, size_t len, off_t off)
 {
-    json_t *o, *svc;
+    json_t *o;
     json_error_t je;
+    size_t salvaged;
 
     if (len == 0)
         return;
-    o = json_loadb(s, len, 0, &je);
-    if (o == NULL || !json_is_object(o)) {
+    o = parse_line(s, len, &salvaged, &je);
+    if (o == NULL) {
+        json_t *any = json_loadb(s, len, 0, &je);
+
         log_at(LL_WARN, "audit", 0, "%s: skipping corrupt line at byte %lld: %s",
-               t->file, (long long)off, o == NULL ? je.text : "not a JSON object");
-        json_decref(o);
+               t->file, (long long)off, any == NULL ? je.text : "not a JSON object");
+        json_decref(any);
         return;
     }
-    if (t->service != NULL) {
-        svc = json_object_get(o, "service");
-        if (!json_is_string(svc) || strcmp(json_string_value(svc), t->service) != 0) {
-            json_decref(o);
-            return;
-        }
-    }
-    json_array_append_new(t->found, o);
+    if (salvaged > 0)
+        log_at(LL_WARN, "audit", 0, "%s: line at byte %lld: skipping %zu bytes of a broken "
+               "entry before a whole one", t->file, (long long)off, salvaged);
+    if (t->visit(t->arg, o) != 0)
+        t->stop = true;
+    json_decref(o);
 }
 
-json_t *
-adm_audit_tail(const char *file, unsigned n, const char *service,
+int
+adm_audit_scan(const char *file, uint64_t max_bytes, adm_audit_visit_fn visit, void *arg,
                char *err, size_t errlen)
 {
-    struct tail t = { .file = file, .service = service, .want = n, .found = NULL };
+    struct scan t = { .file = file, .visit = visit, .arg = arg, .stop = false };
     char *buf = NULL;          /* bytes [pos, pos + len) of the file, unprocessed */
     size_t len = 0, cap = 0, i, blk;
     off_t pos;
     struct stat sb;
     bool overlong = false;     /* the line being assembled exceeds TAIL_LINE_MAX */
-    json_t *out = NULL;
-    ssize_t r;
-    int fd = -1;
+    int fd, rc = 0;
 
-    if (n == 0 || n > ADM_AUDIT_TAIL_MAX) {
-        text_errf(err, errlen, "n must be 1..%u", ADM_AUDIT_TAIL_MAX);
-        return NULL;
-    }
-    t.found = json_array();
-    if (t.found == NULL) {
-        text_errf(err, errlen, "out of memory");
-        return NULL;
-    }
     fd = open(file, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT)
-            goto done;
-        text_errf(err, errlen, "cannot open %s: %s", file, strerror(errno));
-        goto fail;
+            return 0;
+        return text_errf(err, errlen, "cannot open %s: %s", file, strerror(errno));
     }
     if (fstat(fd, &sb) != 0) {
         text_errf(err, errlen, "cannot stat %s: %s", file, strerror(errno));
@@ -201,7 +460,11 @@ adm_audit_tail(const char *file, unsigned n, const char *service,
     }
     pos = sb.st_size;
 
-    while (json_array_size(t.found) < t.want && pos > 0) {
+    while (!t.stop && pos > 0) {
+        if (max_bytes > 0 && (uint64_t)(sb.st_size - pos) >= max_bytes) {
+            rc = 1;                    /* read as far as allowed */
+            break;
+        }
         blk = (size_t)(pos < (off_t)TAIL_BLOCK ? pos : (off_t)TAIL_BLOCK);
         if (len + blk > cap) {
             cap = len + blk;
@@ -210,22 +473,15 @@ adm_audit_tail(const char *file, unsigned n, const char *service,
         /* Prepend the block: <len> stays small (one partial line at most). */
         memmove(buf + blk, buf, len);
         pos -= (off_t)blk;
-        for (i = 0; i < blk; i += (size_t)r) {
-            r = pread(fd, buf + i, blk - i, pos + (off_t)i);
-            if (r < 0 && errno == EINTR) {
-                r = 0;
-                continue;
-            }
-            if (r <= 0) {
-                text_errf(err, errlen, "cannot read %s: %s", file,
-                          r < 0 ? strerror(errno) : "file shrank while reading");
-                goto fail;
-            }
+        if (pread_full(fd, buf, blk, pos) != 0) {
+            text_errf(err, errlen, "cannot read %s: %s", file,
+                      errno == EIO ? "file shrank while reading" : strerror(errno));
+            goto fail;
         }
         len += blk;
 
         /* Every line after a newline in the buffer is complete. */
-        for (i = len; i > 0 && json_array_size(t.found) < t.want; i--) {
+        for (i = len; i > 0 && !t.stop; i--) {
             if (buf[i - 1] != '\n')
                 continue;
             if (overlong) {
@@ -234,7 +490,7 @@ adm_audit_tail(const char *file, unsigned n, const char *service,
                        file, (long long)(pos + (off_t)i), TAIL_LINE_MAX);
                 overlong = false;
             } else {
-                tail_line(&t, buf + i, len - i, pos + (off_t)i);
+                scan_line(&t, buf + i, len - i, pos + (off_t)i);
             }
             len = i - 1;
         }
@@ -244,33 +500,72 @@ adm_audit_tail(const char *file, unsigned n, const char *service,
         }
     }
     /* The start of the file is the start of the oldest line. */
-    if (pos == 0 && json_array_size(t.found) < t.want) {
+    if (pos == 0 && !t.stop && rc == 0) {
         if (overlong)
             log_at(LL_WARN, "audit", 0,
                    "%s: skipping corrupt line at byte 0: longer than %u bytes",
                    file, TAIL_LINE_MAX);
         else
-            tail_line(&t, buf, len, 0);
+            scan_line(&t, buf, len, 0);
     }
+    free(buf);
+    close(fd);
+    return rc;
 
-done:
+fail:
+    free(buf);
+    close(fd);
+    return -1;
+}
+
+/* Tail state: entries found so far, newest first. */
+struct tail {
+    const char *service;       /* filter, or NULL */
+    unsigned want;
+    json_t *found;             /* owned: array, newest first */
+};
+
+static int
+tail_visit(void *arg, json_t *o)
+{
+    struct tail *t = arg;
+    json_t *svc;
+
+    if (t->service != NULL) {
+        svc = json_object_get(o, "service");
+        if (!json_is_string(svc) || strcmp(json_string_value(svc), t->service) != 0)
+            return 0;
+    }
+    json_array_append(t->found, o);
+    return json_array_size(t->found) >= t->want;
+}
+
+json_t *
+adm_audit_tail(const char *file, unsigned n, const char *service,
+               char *err, size_t errlen)
+{
+    struct tail t = { .service = service, .want = n, .found = NULL };
+    json_t *out;
+    size_t i;
+
+    if (n == 0 || n > ADM_AUDIT_TAIL_MAX) {
+        text_errf(err, errlen, "n must be 1..%u", ADM_AUDIT_TAIL_MAX);
+        return NULL;
+    }
+    t.found = json_array();
     out = json_array();
-    if (out == NULL) {
+    if (t.found == NULL || out == NULL) {
         text_errf(err, errlen, "out of memory");
         goto fail;
     }
+    if (adm_audit_scan(file, 0, tail_visit, &t, err, errlen) < 0)
+        goto fail;
     for (i = json_array_size(t.found); i > 0; i--)
         json_array_append(out, json_array_get(t.found, i - 1));
     json_decref(t.found);
-    free(buf);
-    if (fd >= 0)
-        close(fd);
     return out;
-
 fail:
     json_decref(t.found);
-    free(buf);
-    if (fd >= 0)
-        close(fd);
+    json_decref(out);
     return NULL;
 }

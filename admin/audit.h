@@ -6,9 +6,13 @@
  *    "action":"weight","from":5,"to":12.5,"reason":"","generation":4,"pid":812}
  *
  * Each line is written with one write(2) on an O_APPEND descriptor and
- * fsynced, so concurrent appenders never interleave within a line. The log
- * is never mixed into the debug log, and it can grow large: reading its tail
- * starts from the end of the file.
+ * fsynced. A line is in the file whole or not at all: a write that fails
+ * part-way (a full disk) is cut back to the previous end (ftruncate), and a
+ * file that ends in the middle of a line (a crash) has that partial line
+ * moved to <file>.torn, with a warning that quotes it, before the next
+ * entry goes in. The daemon is the log's only writer. The log is never
+ * mixed into the debug log, and it can grow large: reading it starts from
+ * the end of the file.
  */
 #ifndef CUTOVER_ADMIN_AUDIT_H
 #define CUTOVER_ADMIN_AUDIT_H
@@ -42,9 +46,42 @@ struct adm_audit_entry {
 /* Appends <e> to <file> with the current time (RFC 3339 UTC, milliseconds)
  * as "ts"; "from" and "to" are written in percent. The file (mode 0600) and
  * its directory (mode 0700) are created when missing. Returns 0, or -1 with
- * a message in <err>. Blocking (fsync): control plane only. */
+ * a message in <err> and the file as it was. Blocking (fsync): control
+ * plane only. adm_audit_format() then adm_audit_write(). */
 int adm_audit_append(const char *file, const struct adm_audit_entry *e,
                      char *err, size_t errlen);
+
+/* <e> as one line of the log, "\n" included, with the current time: a new
+ * string (caller frees) and its length in <*len>; NULL with <err> set. */
+char *adm_audit_format(const struct adm_audit_entry *e, size_t *len, char *err,
+                       size_t errlen);
+
+/* Appends the line <line>/<len> (one entry, ending in its only "\n", as
+ * adm_audit_format() makes it) to <file>: whole, or not at all (cut back
+ * on a short write or a failed fsync, so a retry makes no duplicate).
+ * A partial last line found in the file is moved aside first. 0, or -1 with
+ * <err> set. */
+int adm_audit_write(const char *file, const char *line, size_t len, char *err,
+                    size_t errlen);
+
+/* The startup check of <file>: a last line without its newline, or one
+ * that is not a JSON object, is cut off, moved to <file>.torn and quoted in
+ * a warning (a whole entry at the end of a broken line, as an older version
+ * could leave, is kept as a line of its own). Returns 1 when it cut
+ * something, 0 when the file was sound or missing, -1 with <err> set. */
+int adm_audit_repair(const char *file, char *err, size_t errlen);
+
+/* Called by adm_audit_scan() with each entry (borrowed), newest first;
+ * returns non-zero to stop. */
+typedef int (*adm_audit_visit_fn)(void *arg, struct json_t *entry);
+
+/* Reads <file> backwards, newest entry first, calling <visit> for each
+ * until it returns non-zero, the start of the file, or <max_bytes> read (0:
+ * no limit). Lines that are not JSON objects are skipped with a warning (a
+ * whole entry at the end of a broken line is read). Returns 0 (a missing
+ * file too), 1 when it stopped at <max_bytes>, -1 with <err> set. */
+int adm_audit_scan(const char *file, uint64_t max_bytes, adm_audit_visit_fn visit, void *arg,
+                   char *err, size_t errlen);
 
 /* Returns a new JSON array (caller owns it) with the last <n> entries of
  * <file> (1 <= n <= ADM_AUDIT_TAIL_MAX), oldest first; only entries whose

@@ -5,7 +5,9 @@
  * change then follows the ordering rule that keeps the disk on the safe side
  * of the data plane: lowering the weight is applied first (traffic leaves
  * new at once, even if the disk is full) and persisted second; raising it is
- * persisted first and applied only once the save succeeded.
+ * persisted first and applied only once the save succeeded. What the disk
+ * does not take at once (a lowering's save, an audit entry) is kept and
+ * retried by persist.c.
  *
  * Workload: a handful of services and a few commands a minute; clarity and
  * strictness matter here, not speed.
@@ -20,73 +22,12 @@
 
 #include "admin/audit.h"
 #include "admin/change.h"
+#include "admin/persist.h"
 #include "admin/request.h"
 #include "admin/store.h"
 #include "health/plan.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
-
-/* ---- the state file --------------------------------------------------- */
-
-/* The plan of store entry <e> as saved: adm_control_set_plan() checks it
- * against the config. */
-static void
-plan_from_entry(struct adm_svc *s, const struct adm_store_entry *e)
-{
-    hl_plan_init(&s->plan);
-    if (!e->has_plan)
-        return;
-    s->plan.state = (enum hl_plan_state)e->plan_state;
-    s->plan.step = e->plan_step;
-    s->plan.baked_ms = e->plan_baked_ms;
-    s->plan.step_requests = e->plan_requests;
-}
-
-/* The plan of <s> into store entry <e>. */
-static void
-plan_to_entry(const struct adm_svc *s, struct adm_store_entry *e)
-{
-    /* an idle plan writes nothing: the file stays what it was before plans */
-    e->has_plan = s->plan.state != HL_PLAN_IDLE;
-    if (!e->has_plan)
-        return;
-    e->plan_state = (int)s->plan.state;
-    e->plan_step = s->plan.step;
-    e->plan_baked_ms = s->plan.baked_ms;
-    e->plan_requests = s->plan.step_requests;
-}
-
-void
-adm_svc_restore(struct adm_svc *s, const struct adm_store_entry *e)
-{
-    s->st.weight_bp = e->weight_bp;
-    s->st.state = (enum adm_state)e->state;
-    s->st.generation = e->generation;
-    plan_from_entry(s, e);
-}
-
-/* Saves every service's state (nothing without a state file). */
-static int
-persist(const struct adm_control *c, char *err, size_t errlen)
-{
-    struct adm_store_entry *e;
-    unsigned i;
-    int rc;
-
-    if (c->state_file == NULL)
-        return 0;
-    e = xcalloc(c->n > 0 ? c->n : 1, sizeof(*e));
-    for (i = 0; i < c->n; i++) {
-        snprintf(e[i].name, sizeof(e[i].name), "%s", c->svcs[i].name);
-        e[i].weight_bp = c->svcs[i].st.weight_bp;
-        e[i].state = (int)c->svcs[i].st.state;
-        e[i].generation = c->svcs[i].st.generation;
-        plan_to_entry(&c->svcs[i], &e[i]);
-    }
-    rc = adm_store_save(c->state_file, e, c->n, err, errlen);
-    free(e);
-    return rc;
-}
 
 /* ---- changes ---------------------------------------------------------- */
 
@@ -126,9 +67,9 @@ adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *a
     struct adm_svc_state old = s->st;
     struct hl_plan old_plan = s->plan;
     struct adm_audit_entry ae;
-    char err[512], aerr[512], p0[16], p1[16], *qreason, by[128];
+    char err[512], p0[16], p1[16], *qreason, by[128];
     json_t *quoted;
-    bool saved = true;
+    bool saved = true, journaled = false;
     long pid = c->caller != NULL && strcmp(c->caller->actor, actor) == 0 ? c->caller->pid : -1;
 
     /* the log line names the process behind a socket command */
@@ -143,12 +84,16 @@ adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *a
     plan_take(c, ch, actor);
 
     if (ch->weight_bp <= old.weight_bp) {
-        /* Lowering: traffic leaves new now, whatever the disk says. */
+        /* Lowering: traffic leaves new now, whatever the disk says; what
+         * cannot be saved is kept in the journal and saved later. */
         apply(c, ch->svc, ch->left, ch->drain_s);
-        saved = persist(c, err, sizeof(err)) == 0;
+        saved = adm_persist_save(c, err, sizeof(err)) == 0;
+        if (!saved)
+            journaled = adm_persist_unsaved(c, err);
     } else {
-        /* Raising: never put more on new than a restart would restore. */
-        if (persist(c, err, sizeof(err)) != 0) {
+        /* Raising: never put more on new than a restart would restore. A
+         * save also saves a dirty state, which is then saved with it. */
+        if (adm_persist_save(c, err, sizeof(err)) != 0) {
             s->st = old;
             s->plan = old_plan;
             log_at(LL_ERR, "control", 0, "%s: %s by %s refused: cannot save state: %s",
@@ -170,22 +115,26 @@ adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *a
            qreason != NULL ? ", reason: " : "", qreason != NULL ? qreason : "");
     free(qreason);
 
-    if (c->audit_file != NULL) {
-        ae = (struct adm_audit_entry){
-            .service = s->name, .actor = actor, .action = ch->action,
-            .from_bp = old.weight_bp, .to_bp = s->st.weight_bp,
-            .reason = ch->reason, .generation = s->st.generation, .figures = ch->figures,
-            .pid = pid,
-        };
-        /* The change happened: a failing audit log must not hide that. */
-        if (adm_audit_append(c->audit_file, &ae, aerr, sizeof(aerr)) != 0)
-            log_at(LL_ERR, "control", 0, "%s: audit log: %s", s->name, aerr);
-    }
+    ae = (struct adm_audit_entry){
+        .service = s->name, .actor = actor, .action = ch->action,
+        .from_bp = old.weight_bp, .to_bp = s->st.weight_bp,
+        .reason = ch->reason, .generation = s->st.generation, .figures = ch->figures,
+        .pid = pid,
+    };
+    /* The change happened: a failing audit log must not hide it, nor undo
+     * it. What cannot be written now waits and is retried. */
+    adm_persist_audit(c, ch->svc, &ae);
 
     if (!saved) {
-        log_at(LL_ERR, "control", 0, "%s: %s applied but not saved: %s",
-               s->name, ch->action, err);
-        return adm_fail_reply("applied but not saved: %s", err);
+        static const char kept[] = "kept in the journal (a restart restores it) and saved "
+                                   "as soon as the disk takes it";
+        static const char lost[] = "NOT kept in the journal either: saved as soon as the "
+                                   "disk takes it; a restart before that brings back the "
+                                   "state file's values";
+
+        log_at(LL_ERR, "control", 0, "%s: %s applied but not saved: %s; %s", s->name,
+               ch->action, err, journaled ? kept : lost);
+        return adm_fail_reply("applied but not saved: %s; %s", err, journaled ? kept : lost);
     }
     return json_pack("{s:b, s:s, s:o, s:s, s:I, s:o}", "ok", 1, "service", s->name,
                      "weight", adm_percent_json(s->st.weight_bp),

@@ -5,9 +5,10 @@
  * which moves it in the order that keeps the disk on the safe side of the
  * data plane (a lowering is applied first and persisted second, a raise
  * persisted first and applied second), ends or takes the plan, audits it and
- * builds the reply. It also maps the services to and from the state file.
+ * builds the reply.
  * The automatic actions' entry point, adm_control_auto() (control.h), is
- * here too. Calls only request.c; never a command.
+ * here too. Calls persist.c (the state file, the journal and the audit log)
+ * and request.c; never a command.
  */
 #ifndef CUTOVER_ADMIN_CHANGE_H
 #define CUTOVER_ADMIN_CHANGE_H
@@ -15,20 +16,15 @@
 #include <jansson.h>
 
 #include "admin/control_int.h"
-#include "admin/store.h"
 
 /* Makes change <ch> (validated: nothing is checked here) on behalf of
  * <actor> and returns the reply ({"ok":true,"service","weight","state",
  * "generation","previous_weight"}, or {"ok":false,"error"} when a raise
  * could not be saved: then nothing changed, or when a lowering could not be
- * saved: then it stays in effect). A change with no plan (ch->plan NULL)
+ * saved: then it stays in effect, the control plane is dirty and the state
+ * is saved later, see persist.h). A change with no plan (ch->plan NULL)
  * ends a running plan as aborted. Calls the data plane's ops. */
 json_t *adm_change_run(struct adm_control *c, const struct adm_change *ch,
                        const char *actor);
-
-/* Gives service <s> the weight, state, generation and plan of state file
- * entry <e> (the plan as saved: adm_control_set_plan() checks it against
- * the config). */
-void adm_svc_restore(struct adm_svc *s, const struct adm_store_entry *e);
 
 #endif

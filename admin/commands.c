@@ -18,6 +18,7 @@
 #include "admin/change.h"
 #include "admin/control.h"
 #include "admin/ctl_proto.h"
+#include "admin/persist.h"
 #include "admin/plan_ctl.h"
 #include "admin/request.h"
 #include "lib/log.h"
@@ -55,7 +56,9 @@ cmd_status(struct adm_control *c, json_t *req, const char *actor)
             c->ops.status(c->arg, i, o);
         json_array_append_new(list, o);
     }
-    return json_pack("{s:b, s:o}", "ok", 1, "services", list);
+    /* whether what is in effect is on disk (persist.h) */
+    return json_pack("{s:b, s:o, s:o*}", "ok", 1, "services", list,
+                     "store", adm_persist_status(c));
 }
 
 static json_t *

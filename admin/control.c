@@ -3,7 +3,7 @@
  * its reconfiguration. The rest is in its siblings (control_int.h lists
  * them): the commands (commands.c), the progressive plan's glue
  * (plan_ctl.c), the change engine (change.c) and the request helpers
- * (request.c). Calls change.c and request.c.
+ * (request.c). Calls change.c, persist.c and request.c.
  */
 #include <assert.h>
 #include <stdbool.h>
@@ -14,6 +14,7 @@
 #include "admin/change.h"
 #include "admin/control.h"
 #include "admin/control_int.h"
+#include "admin/persist.h"
 #include "admin/request.h"
 #include "admin/store.h"
 #include "health/plan.h"
@@ -35,6 +36,7 @@ adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n
     int k;
 
     c = xcalloc(1, sizeof(*c));
+    c->persist.queue_tail = &c->persist.queue;
     c->svcs = n > 0 ? xcalloc(n, sizeof(*c->svcs)) : NULL;
     /* c->n counts the services filled in so far: adm_svc_find() and
      * adm_control_free() only look at those. */
@@ -58,6 +60,7 @@ adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n
         c->svcs[i].st.weight_bp = initial_bp[i];
         c->svcs[i].st.state = ADM_ST_STEADY;
         c->svcs[i].st.generation = 0;
+        c->svcs[i].audited_bp = initial_bp[i];
         hl_plan_init(&c->svcs[i].plan);
         c->n = i + 1;
     }
@@ -81,7 +84,7 @@ adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n
                        "is dropped", state_file, e[i].name);
                 continue;
             }
-            adm_svc_restore(&c->svcs[k], &e[i]);
+            adm_svc_restore(&c->svcs[k], &e[i], true);
             log_at(LL_INFO, "control", 0,
                    "%s: restored weight %s, state %s, generation %llu from %s",
                    e[i].name, adm_pct(e[i].weight_bp, msg, sizeof(msg)),
@@ -89,7 +92,10 @@ adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n
                    state_file);
         }
         free(e);
+        e = NULL;
     }
+    /* stale files, the journal, the audit log's tail and gaps */
+    adm_persist_startup(c);
     return c;
 
 fail:
@@ -105,6 +111,7 @@ adm_control_free(struct adm_control *c)
 
     if (c == NULL)
         return;
+    adm_persist_free(c);
     for (i = 0; i < c->n; i++)
         free(c->svcs[i].name);
     free(c->svcs);
@@ -188,11 +195,12 @@ adm_control_reconfigure(struct adm_control *c, const char *const *names,
         svcs[i].st.weight_bp = initial_bp[i];
         svcs[i].st.state = ADM_ST_STEADY;
         svcs[i].st.generation = 0;
+        svcs[i].audited_bp = initial_bp[i];
         hl_plan_init(&svcs[i].plan);
         for (j = 0; j < ne; j++) {
             if (strcmp(e[j].name, names[i]) != 0)
                 continue;
-            adm_svc_restore(&svcs[i], &e[j]);
+            adm_svc_restore(&svcs[i], &e[j], true);
             log_at(LL_INFO, "control", 0,
                    "%s: new service: restored weight %s, state %s, generation %llu from %s",
                    e[j].name, adm_pct(e[j].weight_bp, msg, sizeof(msg)),

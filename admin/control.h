@@ -15,8 +15,10 @@
  * per concept, each calling only those after it: admin/commands.c (the
  * commands and their levels) -> admin/plan_ctl.c (the plan glue) ->
  * admin/change.c (the change engine: persist/apply/audit ordering, the
- * latch, the automatic actions) -> admin/request.c (request and reply
- * helpers); admin/control.c builds, reconfigures and frees it.
+ * latch, the automatic actions) -> admin/persist.c (the state file and the
+ * audit log under faults: unsaved state, its journal and retries, the audit
+ * of every generation, the startup checks) -> admin/request.c (request and
+ * reply helpers); admin/control.c builds, reconfigures and frees it.
  */
 #ifndef CUTOVER_ADMIN_CONTROL_H
 #define CUTOVER_ADMIN_CONTROL_H
@@ -72,9 +74,13 @@ struct adm_control;
 
 /* Creates the control plane for <n> services named <names> (copied), with
  * initial weights <initial_bp>. Restores state from <state_file> when it
- * exists (its weights and latches win over the config). Returns NULL with a
- * message in <err> when the state file is unreadable or corrupt: startup
- * must stop, never silently default. <audit_file> may be NULL (no audit). */
+ * exists (its weights and latches win over the config), then runs the
+ * startup checks of admin/persist.h: stale temporary files, the state
+ * directory's writability, the journal (an unsaved rollback is restored),
+ * the audit log's tail and the generations it has no entry for; those warn
+ * and never fail. Returns NULL with a message in <err> when the state file
+ * is unreadable or corrupt: startup must stop, never silently default.
+ * <audit_file> may be NULL (no audit). */
 struct adm_control *adm_control_new(const char *const *names,
                                     const uint32_t *initial_bp, unsigned n,
                                     const char *state_file, const char *audit_file,
@@ -111,6 +117,41 @@ struct adm_counters {
 /* Copies service <svc>'s counters into <out>. */
 void adm_control_counters(const struct adm_control *c, unsigned svc,
                           struct adm_counters *out);
+
+/* ---- the state file and the audit log (admin/persist.c) -----------------
+ *
+ * A change that took effect but could not be saved (a lowering on a full or
+ * read-only disk) leaves the control plane dirty: the state in effect is
+ * kept in the journal beside the state file when it can be, saved again on
+ * the tick (backoff ADM_RETRY_MIN_MS doubling to ADM_RETRY_MAX_MS, see
+ * admin/persist.h) and by any later save, warned about every
+ * ADM_UNSAVED_WARN_MS, and reported by status ("store") and the metrics.
+ * Audit entries that could not be written wait and are retried the same
+ * way.
+ */
+#define ADM_UNSAVED_WARN_MS 10000u
+
+struct adm_store_status {
+    bool dirty;                  /* a state in effect is not in the state file */
+    bool journaled;              /* ... but it is in the journal */
+    uint64_t save_errors;        /* failed saves of the state file since start */
+    uint64_t audit_errors;       /* failed writes of an audit entry since start */
+    unsigned audit_pending;      /* audit entries waiting to be written */
+};
+
+void adm_control_store_status(const struct adm_control *c, struct adm_store_status *out);
+
+/* The retries, from the policy tick: <now_ms> monotonic. Saves a dirty
+ * state, writes waiting audit entries and the entries that stand for
+ * generations with none, each when its backoff allows; warns while dirty.
+ * Called from the event loop that runs the admin socket. */
+void adm_control_store_tick(struct adm_control *c, uint64_t now_ms);
+
+/* At exit: one last try to save a dirty state and to write waiting audit
+ * entries; what still fails is logged at error level, naming what a
+ * restart will not find (and what the journal keeps). 0 when nothing is
+ * left unsaved, -1 otherwise. */
+int adm_control_flush(struct adm_control *c);
 
 /* The running plan's step of service <svc>, 1-based; 0 when no plan runs
  * (none configured, not started, or ended). */

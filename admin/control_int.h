@@ -14,11 +14,16 @@
  *   control.c    life cycle, accessors, reconfiguration
  *   change.c     the change engine: ordering, persistence, audit, latches,
  *                the automatic actions (adm_control_auto)
+ *   persist.c    the state file and the audit log as the engine sees them:
+ *                saves, the dirty state and its journal, retries, the audit
+ *                of every generation (queue, recovered gaps), the startup
+ *                checks
  *   request.c    replies, request checks, service lookup, percent text
  */
 #ifndef CUTOVER_ADMIN_CONTROL_INT_H
 #define CUTOVER_ADMIN_CONTROL_INT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -38,6 +43,42 @@ struct adm_svc {
     unsigned min_requests;       /* a step's floor of outcomes on new */
     uint64_t plan_retry_ms;      /* now_ms before which a failed step is not retried */
     struct adm_counters counters;    /* rollbacks and freezes since start (metrics) */
+    /* persist.c: what the state file and the audit log hold of this service */
+    struct adm_svc_state saved;  /* as the state file holds it (when <saved_known>) */
+    bool saved_known;            /* false: not in the state file (yet) */
+    uint64_t audited_gen;        /* the audit log has an entry for every generation
+                                  * up to this one (its own or a "recovered" one) */
+    int64_t audited_bp;          /* the weight after <audited_gen>; -1 unknown */
+};
+
+/* An audit entry of a change that could not be written yet (persist.c). */
+struct adm_audit_pending {
+    struct adm_audit_pending *next;
+    char *service;               /* owned */
+    uint64_t generation;
+    uint32_t from_bp, to_bp;
+    char *line;                  /* owned: the entry as formatted, "\n" included */
+    size_t len;
+};
+
+/* The health of the state file and the audit log (persist.c). */
+struct adm_persist {
+    bool dirty;                  /* a state in effect is not in the state file */
+    int64_t dirty_since_ms;      /* realtime, when it became dirty */
+    bool journaled;              /* ... but it is in the journal (<state>.pending) */
+    bool journal_valid;          /* the journal may hold a record: clear after a save */
+    unsigned journal_cap;        /* services the journal was sized for */
+    uint64_t journal_seq;        /* the next journal record's number */
+    char last_error[512];        /* the last failure to save the state */
+    char audit_error[512];       /* the last failure to write an audit entry */
+    uint64_t save_errors;        /* failed saves of the state file */
+    uint64_t audit_errors;       /* failed writes of an audit entry */
+    struct adm_audit_pending *queue, **queue_tail;   /* oldest first */
+    unsigned queued;
+    uint64_t dropped;            /* entries the full queue could not keep */
+    uint64_t next_retry_ms;      /* tick clock; 0: schedule at the next tick */
+    uint64_t backoff_ms;
+    uint64_t next_warn_ms;
 };
 
 struct adm_control {
@@ -50,6 +91,7 @@ struct adm_control {
     const struct adm_caller *caller;   /* borrowed: who runs the command in
                                         * progress (pid for the audit and the
                                         * log); NULL outside adm_control_exec_as() */
+    struct adm_persist persist;
 };
 
 /* One requested change of a validated command or of an automatic action

@@ -417,6 +417,26 @@ print_plan(const json_t *svc)
            fmt_value(json_object_get(p, "min_requests"), b3, sizeof(b3)));
 }
 
+/* A state in effect that is not saved, and audit entries not written yet:
+ * said loudly, after the services (nothing when all is on disk). */
+static void
+print_store(const json_t *st)
+{
+    char b1[64], b2[64];
+
+    if (json_is_true(json_object_get(st, "dirty")))
+        printf("\nSTATE NOT SAVED since %s: %s; %s\n",
+               fmt_value(json_object_get(st, "since"), b1, sizeof(b1)),
+               fmt_value(json_object_get(st, "last_error"), b2, sizeof(b2)),
+               json_is_true(json_object_get(st, "journaled"))
+               ? "kept in the journal (a restart restores it), retried until saved"
+               : "NOT in the journal: a restart now brings back the saved state");
+    if (json_integer_value(json_object_get(st, "audit_pending")) > 0)
+        printf("AUDIT ENTRIES WAITING: %s (the audit log fails: %s)\n",
+               fmt_value(json_object_get(st, "audit_pending"), b1, sizeof(b1)),
+               fmt_value(json_object_get(st, "audit_error"), b2, sizeof(b2)));
+}
+
 static void
 print_status(const json_t *reply)
 {
@@ -438,6 +458,7 @@ print_status(const json_t *reply)
         print_side(svc, "new");
         print_windows(svc);
     }
+    print_store(json_object_get(reply, "store"));
 }
 
 /* "web: weight 0.00% -> 10.00% (generation 4), state progressing" */

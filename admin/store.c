@@ -7,8 +7,11 @@
  * This file also owns the state name table of admin/control.h, because the
  * state file is what stores the names.
  */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -23,6 +26,7 @@
 #include "admin/control.h"
 #include "admin/store.h"
 #include "lib/fs.h"
+#include "lib/log.h"
 #include "lib/text.h"
 #include "lib/xmalloc.h"
 #include "health/plan.h"
@@ -206,6 +210,12 @@ parse_entry(json_t *j, size_t i, struct adm_store_entry *e, char *err, size_t er
         } else if (strcmp(key, "plan") == 0) {
             if (parse_plan(v, i, e, err, errlen) != 0)
                 return -1;
+        } else if (strcmp(key, "audited") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0)
+                return text_errf(err, errlen,
+                                 "services[%zu].audited: must be an integer >= 0", i);
+            e->audited = (uint64_t)json_integer_value(v);
+            e->has_audited = true;
         } else {
             return text_errf(err, errlen, "services[%zu]: unknown key \"%s\"", i, key);
         }
@@ -216,16 +226,21 @@ parse_entry(json_t *j, size_t i, struct adm_store_entry *e, char *err, size_t er
 
         return text_errf(err, errlen, "services[%zu]: missing \"%s\"", i, missing);
     }
+    if (e->has_audited && e->audited > e->generation)
+        return text_errf(err, errlen, "services[%zu].audited: %llu is above the generation "
+                         "%llu", i, (unsigned long long)e->audited,
+                         (unsigned long long)e->generation);
     return 0;
 }
 
-int
-adm_store_load(const char *file, struct adm_store_entry **out, unsigned *n,
-               char *err, size_t errlen)
+/* Parses the state document <text>/<len> into a new array <*out> of <*n>
+ * entries (NULL when 0). Returns 0, or -1 with <err> set and nothing
+ * allocated. */
+static int
+parse_doc(const char *text, size_t len, struct adm_store_entry **out, unsigned *n,
+          char *err, size_t errlen)
 {
-    int fd = -1;
-    char *text = NULL;
-    size_t len = 0, i, k;
+    size_t i, k;
     json_t *root = NULL, *v, *svcs = NULL;
     json_error_t je;
     const char *key;
@@ -234,19 +249,6 @@ adm_store_load(const char *file, struct adm_store_entry **out, unsigned *n,
 
     *out = NULL;
     *n = 0;
-    fd = open(file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return 0;
-        text_errf(err, errlen, "cannot open: %s", strerror(errno));
-        goto fail;
-    }
-    text = read_all(fd, &len);
-    if (text == NULL) {
-        text_errf(err, errlen, "cannot read: %s", errno == EFBIG
-                  ? "larger than any state file could be" : strerror(errno));
-        goto fail;
-    }
     root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (root == NULL) {
         text_errf(err, errlen, "bad JSON at line %d, column %d: %s",
@@ -301,17 +303,38 @@ adm_store_load(const char *file, struct adm_store_entry **out, unsigned *n,
     *out = e;
     *n = (unsigned)json_array_size(svcs);
     json_decref(root);
-    free(text);
-    close(fd);
     return 0;
 
 fail:
     free(e);
     json_decref(root);                 /* NULL-safe */
-    free(text);
-    if (fd >= 0)
-        close(fd);
     return -1;
+}
+
+int
+adm_store_load(const char *file, struct adm_store_entry **out, unsigned *n,
+               char *err, size_t errlen)
+{
+    int fd, rc;
+    char *text;
+    size_t len = 0;
+
+    *out = NULL;
+    *n = 0;
+    fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        return text_errf(err, errlen, "cannot open: %s", strerror(errno));
+    }
+    text = read_all(fd, &len);
+    close(fd);
+    if (text == NULL)
+        return text_errf(err, errlen, "cannot read: %s", errno == EFBIG
+                         ? "larger than any state file could be" : strerror(errno));
+    rc = parse_doc(text, len, out, n, err, errlen);
+    free(text);
+    return rc;
 }
 
 /* Writes all <len> bytes of <buf> to <fd>. Returns 0 or -1 with errno. */
@@ -352,53 +375,79 @@ store_plan(json_t *o, const struct adm_store_entry *e)
     return json_object_set_new(o, "plan", p);
 }
 
-int
-adm_store_save(const char *file, const struct adm_store_entry *e, unsigned n,
-               char *err, size_t errlen)
+/* The state document of the <n> entries <e> as new text (JSON_INDENT(2) for
+ * the state file, compact for the journal), or NULL with <err> set. */
+static char *
+build_doc(const struct adm_store_entry *e, unsigned n, size_t flags, char *err, size_t errlen)
 {
-    json_t *root = NULL, *svcs, *o;
-    char *text = NULL, *tmp = NULL, *dir = NULL;
-    size_t tmplen;
-    int fd = -1, dfd = -1;
+    json_t *root, *svcs, *o;
+    char *text = NULL;
     unsigned i;
 
     root = json_pack("{s:i, s:[]}", "version", ADM_STORE_VERSION, "services");
     svcs = json_object_get(root, "services");   /* borrowed from <root> */
     if (root == NULL || svcs == NULL) {
         text_errf(err, errlen, "cannot build the state document");
-        goto fail;
+        goto out;
     }
     for (i = 0; i < n; i++) {
         if (e[i].state < 0 || e[i].state >= ADM_ST__COUNT || e[i].weight_bp > 10000
-            || memchr(e[i].name, '\0', sizeof(e[i].name)) == NULL) {
+            || memchr(e[i].name, '\0', sizeof(e[i].name)) == NULL
+            || (e[i].has_audited && e[i].audited > e[i].generation)) {
             text_errf(err, errlen, "entry %u (%.63s) is out of range", i, e[i].name);
-            goto fail;
+            goto out;
         }
         o = json_pack("{s:s, s:I, s:s, s:I}", "name", e[i].name,
                       "weight_bp", (json_int_t)e[i].weight_bp,
                       "state", adm_state_names[e[i].state],
                       "generation", (json_int_t)e[i].generation);
+        if (o != NULL && e[i].has_audited
+            && json_object_set_new(o, "audited", json_integer((json_int_t)e[i].audited)) != 0) {
+            json_decref(o);
+            o = NULL;
+        }
         if (o != NULL && e[i].has_plan && store_plan(o, &e[i]) != 0) {
             json_decref(o);
             text_errf(err, errlen, "entry %u (%.63s): plan is out of range", i, e[i].name);
-            goto fail;
+            goto out;
         }
         if (o == NULL || json_array_append_new(svcs, o) != 0) {
             text_errf(err, errlen, "cannot build the state document");
-            goto fail;
+            goto out;
         }
     }
-    text = json_dumps(root, JSON_INDENT(2));
-    if (text == NULL) {
+    text = json_dumps(root, flags);
+    if (text == NULL)
         text_errf(err, errlen, "cannot serialise the state document");
-        goto fail;
-    }
-    if (fs_mkdir_parent(file, err, errlen) != 0)
-        goto fail;
+out:
+    json_decref(root);
+    return text;
+}
 
-    tmplen = strlen(file) + 32;
-    tmp = xmalloc(tmplen);
-    snprintf(tmp, tmplen, "%s.tmp.%ld", file, (long)getpid());
+/* <file>.tmp.<pid>: the temporary name of every replacement of <file> (a
+ * new string). adm_store_clean_tmp() recognises exactly this pattern. */
+static char *
+tmp_name(const char *file)
+{
+    size_t len = strlen(file) + 32;
+    char *tmp = xmalloc(len);
+
+    snprintf(tmp, len, "%s.tmp.%ld", file, (long)getpid());
+    return tmp;
+}
+
+/* Replaces <file> atomically with the <len> bytes <data> (mode 0600):
+ * temporary file, fsync, rename, fsync of the directory. 0, or -1 with
+ * <err> set; the temporary file never stays behind. */
+static int
+replace_file(const char *file, const char *data, size_t len, char *err, size_t errlen)
+{
+    char *tmp = NULL, *dir = NULL;
+    int fd = -1, dfd = -1;
+
+    if (fs_mkdir_parent(file, err, errlen) != 0)
+        return -1;
+    tmp = tmp_name(file);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         text_errf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
@@ -406,7 +455,7 @@ adm_store_save(const char *file, const struct adm_store_entry *e, unsigned n,
         tmp = NULL;                    /* nothing to unlink */
         goto fail;
     }
-    if (write_all(fd, text, strlen(text)) != 0 || write_all(fd, "\n", 1) != 0) {
+    if (write_all(fd, data, len) != 0) {
         text_errf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         goto fail;
     }
@@ -436,8 +485,6 @@ adm_store_save(const char *file, const struct adm_store_entry *e, unsigned n,
     }
     close(dfd);
     free(dir);
-    free(text);
-    json_decref(root);
     return 0;
 
 fail:
@@ -450,7 +497,349 @@ fail:
         free(tmp);
     }
     free(dir);
-    free(text);
-    json_decref(root);
     return -1;
+}
+
+int
+adm_store_save(const char *file, const struct adm_store_entry *e, unsigned n,
+               char *err, size_t errlen)
+{
+    char *text = build_doc(e, n, JSON_INDENT(2), err, errlen);
+    size_t len;
+    int rc;
+
+    if (text == NULL)
+        return -1;
+    len = strlen(text);
+    text = xrealloc(text, len + 2);
+    text[len++] = '\n';
+    text[len] = '\0';
+    rc = replace_file(file, text, len, err, errlen);
+    free(text);
+    return rc;
+}
+
+/* ---- the journal of unsaved state ---------------------------------------- */
+
+#define JOURNAL_SUFFIX  ".pending"
+#define JOURNAL_HEAD    96u            /* bytes of a slot's header line */
+#define JOURNAL_MAGIC   "cutover-pending 1 "
+
+/* <file>.pending as a new string. */
+static char *
+journal_name(const char *file)
+{
+    size_t len = strlen(file) + sizeof(JOURNAL_SUFFIX);
+    char *j = xmalloc(len);
+
+    snprintf(j, len, "%s%s", file, JOURNAL_SUFFIX);
+    return j;
+}
+
+/* FNV-1a, 64 bits: detects a slot torn by a crash in the middle of its
+ * write (not an adversary: the file is the daemon's own, mode 0600). */
+static uint64_t
+fnv1a64(const char *p, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+
+    while (len-- > 0) {
+        h ^= (unsigned char)*p++;
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+size_t
+adm_store_journal_size(unsigned nsvcs)
+{
+    size_t slot = JOURNAL_HEAD + 1024 + (size_t)nsvcs * ADM_STORE_ENTRY_MAX;
+
+    slot = (slot + 4095) / 4096 * 4096;
+    return 2 * slot;
+}
+
+int
+adm_store_journal_prepare(const char *file, unsigned nsvcs, char *err, size_t errlen)
+{
+    char *j = journal_name(file), *zeros;
+    size_t need = adm_store_journal_size(nsvcs);
+    struct stat sb;
+    int rc;
+
+    if (stat(j, &sb) == 0 && S_ISREG(sb.st_mode) && (size_t)sb.st_size >= need
+        && sb.st_size % 2 == 0) {
+        free(j);
+        return 0;                      /* big enough: kept as it is */
+    }
+    /* Real bytes, not a hole: a write into them needs no free space later. */
+    zeros = xcalloc(1, need);
+    rc = replace_file(j, zeros, need, err, errlen);
+    free(zeros);
+    free(j);
+    return rc;
+}
+
+int
+adm_store_journal_write(const char *file, uint64_t seq, const struct adm_store_entry *e,
+                        unsigned n, char *err, size_t errlen)
+{
+    char *j = journal_name(file), *doc = NULL, *buf = NULL;
+    char head[JOURNAL_HEAD + 1];
+    size_t len, slot;
+    struct stat sb;
+    ssize_t w;
+    int fd = -1, rc = -1;
+
+    doc = build_doc(e, n, JSON_COMPACT, err, errlen);
+    if (doc == NULL)
+        goto out;
+    /* No O_CREAT: the journal exists only as the space reserved for it. */
+    fd = open(j, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        text_errf(err, errlen, "cannot open %s: %s", j, strerror(errno));
+        goto out;
+    }
+    if (fstat(fd, &sb) != 0) {
+        text_errf(err, errlen, "cannot stat %s: %s", j, strerror(errno));
+        goto out;
+    }
+    slot = (size_t)sb.st_size / 2;
+    len = strlen(doc);
+    if (slot < JOURNAL_HEAD || len > slot - JOURNAL_HEAD) {
+        text_errf(err, errlen, "%s: %zu bytes of state do not fit in its %zu-byte slots", j,
+                  len, slot);
+        goto out;
+    }
+    snprintf(head, sizeof(head), "%s%020llu %010zu %016llx", JOURNAL_MAGIC,
+             (unsigned long long)seq, len, (unsigned long long)fnv1a64(doc, len));
+    memset(head + strlen(head), ' ', JOURNAL_HEAD - strlen(head));
+    head[JOURNAL_HEAD - 1] = '\n';
+    buf = xmalloc(JOURNAL_HEAD + len);
+    memcpy(buf, head, JOURNAL_HEAD);
+    memcpy(buf + JOURNAL_HEAD, doc, len);
+    /* The slots alternate with <seq>: a write torn by a crash spoils only
+     * its own slot, never the other one's older record. */
+    do {
+        w = pwrite(fd, buf, JOURNAL_HEAD + len, (off_t)((seq % 2) * slot));
+    } while (w < 0 && errno == EINTR);
+    if (w < 0 || (size_t)w != JOURNAL_HEAD + len) {
+        text_errf(err, errlen, "cannot write %s: %s", j,
+                  w < 0 ? strerror(errno) : "short write");
+        goto out;
+    }
+    if (fsync(fd) != 0) {
+        text_errf(err, errlen, "cannot fsync %s: %s", j, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (fd >= 0 && close(fd) != 0 && rc == 0)
+        rc = text_errf(err, errlen, "cannot close %s: %s", j, strerror(errno));
+    free(buf);
+    free(doc);
+    free(j);
+    return rc;
+}
+
+/* Reads slot <k> (of <slot> bytes) of journal <fd>: 0 with the record's
+ * <*seq>, <*out> and <*n> when it holds a valid one, -1 otherwise. */
+static int
+journal_slot(int fd, const char *j, size_t slot, unsigned k, uint64_t *seq,
+             struct adm_store_entry **out, unsigned *n)
+{
+    char head[JOURNAL_HEAD + 1], *doc, perr[256];
+    unsigned long long s, sum;
+    size_t len;
+    ssize_t r;
+    int rc;
+
+    r = pread(fd, head, JOURNAL_HEAD, (off_t)(k * slot));
+    if (r != (ssize_t)JOURNAL_HEAD)
+        return -1;
+    head[JOURNAL_HEAD] = '\0';
+    if (strncmp(head, JOURNAL_MAGIC, strlen(JOURNAL_MAGIC)) != 0
+        || sscanf(head + strlen(JOURNAL_MAGIC), "%20llu %10zu %16llx", &s, &len, &sum) != 3
+        || len > slot - JOURNAL_HEAD)
+        return -1;
+    doc = xmalloc(len + 1);
+    r = pread(fd, doc, len, (off_t)(k * slot + JOURNAL_HEAD));
+    if (r != (ssize_t)len || fnv1a64(doc, len) != sum) {
+        free(doc);
+        log_at(LL_WARN, "store", 0, "%s: slot %u is torn (a crash while writing it): ignored",
+               j, k);
+        return -1;
+    }
+    rc = parse_doc(doc, len, out, n, perr, sizeof(perr));
+    free(doc);
+    if (rc != 0) {
+        log_at(LL_WARN, "store", 0, "%s: slot %u: %s: ignored", j, k, perr);
+        return -1;
+    }
+    *seq = s;
+    return 0;
+}
+
+int
+adm_store_journal_read(const char *file, uint64_t *seq, struct adm_store_entry **out,
+                       unsigned *n, char *err, size_t errlen)
+{
+    char *j = journal_name(file);
+    struct adm_store_entry *e[2] = { NULL, NULL };
+    unsigned ne[2] = { 0, 0 }, k;
+    uint64_t s[2] = { 0, 0 };
+    bool ok[2];
+    struct stat sb;
+    size_t slot;
+    int fd, best;
+
+    *seq = 0;
+    *out = NULL;
+    *n = 0;
+    fd = open(j, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e0 = errno;
+
+        free(j);
+        if (e0 == ENOENT)
+            return 0;
+        return text_errf(err, errlen, "cannot open %s%s: %s", file, JOURNAL_SUFFIX,
+                         strerror(e0));
+    }
+    if (fstat(fd, &sb) != 0) {
+        text_errf(err, errlen, "cannot stat %s: %s", j, strerror(errno));
+        close(fd);
+        free(j);
+        return -1;
+    }
+    slot = (size_t)sb.st_size / 2;
+    for (k = 0; k < 2; k++)
+        ok[k] = slot >= JOURNAL_HEAD && journal_slot(fd, j, slot, k, &s[k], &e[k], &ne[k]) == 0;
+    close(fd);
+    free(j);
+    best = ok[0] && ok[1] ? (s[1] > s[0] ? 1 : 0) : ok[0] ? 0 : ok[1] ? 1 : -1;
+    if (best < 0)
+        return 0;
+    *seq = s[best];
+    *out = e[best];
+    *n = ne[best];
+    free(e[1 - best]);
+    return 0;
+}
+
+int
+adm_store_journal_clear(const char *file, char *err, size_t errlen)
+{
+    char *j = journal_name(file), zero[JOURNAL_HEAD];
+    struct stat sb;
+    size_t slot;
+    unsigned k;
+    int fd, rc = -1;
+
+    memset(zero, 0, sizeof(zero));
+    fd = open(j, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = errno == ENOENT ? 0 : text_errf(err, errlen, "cannot open %s: %s", j,
+                                             strerror(errno));
+        free(j);
+        return rc;
+    }
+    if (fstat(fd, &sb) != 0) {
+        text_errf(err, errlen, "cannot stat %s: %s", j, strerror(errno));
+        goto out;
+    }
+    slot = (size_t)sb.st_size / 2;
+    for (k = 0; k < 2 && slot >= JOURNAL_HEAD; k++) {
+        if (pwrite(fd, zero, sizeof(zero), (off_t)(k * slot)) != (ssize_t)sizeof(zero)) {
+            text_errf(err, errlen, "cannot write %s: %s", j, strerror(errno));
+            goto out;
+        }
+    }
+    if (fsync(fd) != 0) {
+        text_errf(err, errlen, "cannot fsync %s: %s", j, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    close(fd);
+    free(j);
+    return rc;
+}
+
+/* ---- startup checks ------------------------------------------------------- */
+
+int
+adm_store_clean_tmp(const char *file, unsigned *removed, char *err, size_t errlen)
+{
+    char *dir = fs_dir_of(file), *path;
+    const char *base = strrchr(file, '/');
+    size_t blen, plen, skip;
+    struct dirent *de;
+    DIR *d;
+    long pid;
+    char *end;
+
+    *removed = 0;
+    base = base != NULL ? base + 1 : file;
+    blen = strlen(base);
+    d = opendir(dir);
+    if (d == NULL) {
+        int e = errno;
+
+        free(dir);
+        return e == ENOENT ? 0 : text_errf(err, errlen, "cannot read directory of %s: %s",
+                                           file, strerror(e));
+    }
+    while ((de = readdir(d)) != NULL) {
+        /* exactly <base>.tmp.<pid> or <base>.pending.tmp.<pid>: nothing
+         * else is ours */
+        if (strncmp(de->d_name, base, blen) != 0)
+            continue;
+        skip = blen;
+        if (strncmp(de->d_name + skip, JOURNAL_SUFFIX, strlen(JOURNAL_SUFFIX)) == 0)
+            skip += strlen(JOURNAL_SUFFIX);
+        if (strncmp(de->d_name + skip, ".tmp.", 5) != 0
+            || !isdigit((unsigned char)de->d_name[skip + 5]))
+            continue;
+        errno = 0;
+        pid = strtol(de->d_name + skip + 5, &end, 10);
+        if (errno != 0 || *end != '\0' || pid <= 0)
+            continue;
+        /* a live process may be writing it (another daemon on the same
+         * directory is a mistake, but its file is not ours to take) */
+        if (pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+            continue;
+        plen = strlen(dir) + strlen(de->d_name) + 2;
+        path = xmalloc(plen);
+        snprintf(path, plen, "%s/%s", dir, de->d_name);
+        if (unlink(path) == 0)
+            (*removed)++;
+        else
+            log_at(LL_WARN, "store", 0, "cannot remove stale temporary file %s: %s", path,
+                   strerror(errno));
+        free(path);
+    }
+    closedir(d);
+    free(dir);
+    return 0;
+}
+
+int
+adm_store_probe(const char *file, char *err, size_t errlen)
+{
+    char *tmp, *dir;
+    int fd, rc = 0;
+
+    if (fs_mkdir_parent(file, err, errlen) != 0)   /* as a save would */
+        return -1;
+    tmp = tmp_name(file);
+    dir = fs_dir_of(file);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        rc = text_errf(err, errlen, "cannot create a file in %s: %s", dir, strerror(errno));
+    else if (close(fd) != 0 || unlink(tmp) != 0)
+        rc = text_errf(err, errlen, "cannot remove %s: %s", tmp, strerror(errno));
+    free(tmp);
+    free(dir);
+    return rc;
 }

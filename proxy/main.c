@@ -494,6 +494,8 @@ out:
     if (ev_hup != NULL)
         event_free(ev_hup);
     px_tick_free(d.tick);
+    if (d.ctl != NULL)
+        adm_control_flush(d.ctl);      /* a last save; says what a restart will miss */
     px_workers_free(srv);              /* they close what they still hold */
     adm_http_free(admin_http);         /* before the control plane it calls */
     adm_tokens_free(tokens);

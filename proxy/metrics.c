@@ -153,6 +153,23 @@ render_control(struct px_daemon *d, struct met_writer *w)
         l[0].value = svc_at(srv, i)->conf->name;
         met_sample_u64(w, l, 1, adm_control_state(d->ctl, i)->generation);
     }
+    {
+        struct adm_store_status ss;
+        const struct met_label f[1] = { { "file", "state" } }, a[1] = { { "file", "audit" } };
+
+        adm_control_store_status(d->ctl, &ss);
+        met_family(w, "cutover_state_dirty", MET_GAUGE,
+                   "1 while a state in effect is not saved in the state file (a full or "
+                   "read-only disk; retried until it is), 0 otherwise.");
+        met_sample_u64(w, NULL, 0, ss.dirty ? 1 : 0);
+        met_family(w, "cutover_store_errors_total", MET_COUNTER,
+                   "Failed saves of the state file and failed writes of audit entries.");
+        met_sample_u64(w, f, 1, ss.save_errors);
+        met_sample_u64(w, a, 1, ss.audit_errors);
+        met_family(w, "cutover_audit_pending", MET_GAUGE,
+                   "Audit entries waiting to be written (the audit log failed).");
+        met_sample_u64(w, NULL, 0, ss.audit_pending);
+    }
     met_family(w, "cutover_plan_step", MET_GAUGE,
                "Step of the running progressive plan, from 1; 0 when no plan runs.");
     for (i = 0; i < srv->nsvcs; i++) {

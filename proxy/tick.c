@@ -343,6 +343,8 @@ on_tick_timer(evutil_socket_t fd, short what, void *arg)
         tick_plan(t, i, now_us / 1000u);
         tick_snapshot(t, i, now_us);
     }
+    /* a state or audit entry the disk did not take: retried with backoff */
+    adm_control_store_tick(t->ctl, px_now_ms(t->srv));
 }
 
 /* Starts the tick's memory of <svc> afresh at <now_us>. */

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -207,6 +208,79 @@ h_dump_file(const char *path, size_t max_bytes)
         fprintf(stderr, "(unreadable: %s)\n", strerror(errno));
     fprintf(stderr, "---- end of %s ----\n", path);
     free(text);
+}
+
+/* ---- file systems (root only) --------------------------------------- */
+
+int
+h_tmpfs_mount(const char *dir, size_t bytes)
+{
+    char opts[64];
+
+    snprintf(opts, sizeof(opts), "size=%zu,mode=0700", bytes);
+    if (mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) {
+        fprintf(stderr, "harness: mount tmpfs on %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int
+h_tmpfs_remount(const char *dir, size_t bytes, bool ro)
+{
+    char opts[64];
+
+    snprintf(opts, sizeof(opts), "size=%zu,mode=0700", bytes);
+    if (mount(NULL, dir, NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV | (ro ? MS_RDONLY : 0),
+              opts) != 0) {
+        fprintf(stderr, "harness: remount %s %s: %s\n", dir, ro ? "ro" : "rw",
+                strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void
+h_umount(const char *dir)
+{
+    if (dir != NULL)
+        umount2(dir, MNT_DETACH);
+}
+
+long long
+h_fill_fs(const char *path)
+{
+    static const char zeros[65536];
+    long long total = 0;
+    size_t chunk = sizeof(zeros);
+    ssize_t w;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+    if (fd < 0) {
+        fprintf(stderr, "harness: fill %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    for (;;) {
+        w = write(fd, zeros, chunk);
+        if (w > 0) {
+            total += w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == ENOSPC && chunk > 1) {
+            chunk = 1;                 /* the last page's bytes */
+            continue;
+        }
+        break;
+    }
+    if (w < 0 && errno != ENOSPC) {
+        fprintf(stderr, "harness: fill %s: %s\n", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    return total;
 }
 
 /* ---- time ----------------------------------------------------------- */
@@ -809,6 +883,30 @@ h_connect_from(const char *src_ip, int port)
 fail:
     close(fd);
     return -1;
+}
+
+int
+h_unix_connect(const char *path)
+{
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    int fd;
+
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        fprintf(stderr, "harness: unix socket path too long: %s\n", path);
+        return -1;
+    }
+    strcpy(sun.sun_path, path);
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+        fprintf(stderr, "harness: socket: %s\n", strerror(errno));
+        return -1;
+    }
+    if (h_set_timeout_ms(fd, H_IO_TIMEOUT_MS) != 0
+        || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+        fprintf(stderr, "harness: connect %s: %s\n", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 int

@@ -5,7 +5,8 @@
  * killed with the test), waiting for readiness, the test backend's control
  * API, a blocking raw-socket HTTP/1.1 client (from a chosen loopback
  * address when a test needs another client), runs of cutoverctl and
- * cutoverd -t, and a JSON path reader.
+ * cutoverd -t, a JSON path reader, and small tmpfs disks to fill or make
+ * read-only (root only).
  * Blocking and single-threaded on purpose: a test is a script. Every failure
  * prints what failed (port, path, errno) on stderr before returning -1/NULL,
  * so a failing assertion explains itself.
@@ -48,6 +49,24 @@ char *h_read_file(const char *path);
 /* Copies the last <max_bytes> of <path> to stderr under a banner (logs of
  * a process that failed). */
 void h_dump_file(const char *path, size_t max_bytes);
+
+/* ---- file systems (root only) --------------------------------------- */
+
+/* Mounts a tmpfs of <bytes> (mode 0700) on the existing directory <dir>:
+ * a small disk that a test can fill and make read-only. Returns 0, or -1
+ * with the reason on stderr (EPERM when not root). */
+int h_tmpfs_mount(const char *dir, size_t bytes);
+
+/* Remounts the tmpfs on <dir> read-only (<ro>) or read-write again. 0 or -1. */
+int h_tmpfs_remount(const char *dir, size_t bytes, bool ro);
+
+/* Unmounts <dir> (lazily: open files do not stop it). Safe on a directory
+ * that is not a mount point. */
+void h_umount(const char *dir);
+
+/* Creates <path> and writes zeros into it until the file system is full
+ * (ENOSPC). Returns the bytes written, or -1 on another error. */
+long long h_fill_fs(const char *path);
 
 /* ---- time ----------------------------------------------------------- */
 
@@ -149,6 +168,10 @@ int h_connect(int port);
  * "127.0.0.2", so that the proxy sees another client; NULL: the kernel's
  * choice, as h_connect()). Returns the fd or -1. */
 int h_connect_from(const char *src_ip, int port);
+
+/* A blocking connection to the unix socket <path> with 5 s send and
+ * receive timeouts. Returns the fd or -1. */
+int h_unix_connect(const char *path);
 
 /* Sets the send and receive timeouts of <fd> to <ms>. 0 or -1. */
 int h_set_timeout_ms(int fd, int ms);

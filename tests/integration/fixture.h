@@ -5,7 +5,8 @@
  * tests need: admin.listen, workers, listen addresses, more services...),
  * and the real cutoverd started on it with a fixed random seed (so random
  * draws are repeatable); then what several tests read and do through it:
- * status fields, the audit log, /metrics, traffic, cutoverctl, a clean stop.
+ * status fields, the state file, the audit log (and whether every
+ * generation has an entry), /metrics, traffic, cutoverctl, a clean stop.
  * Header-only (static inline) so each test stays one file.
  */
 #ifndef CUTOVER_TESTS_FIXTURE_H
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin/store.h"
 #include "proxy/cookie.h"
 #include "router/router.h"
 #include "tests/harness/harness.h"
@@ -449,7 +451,101 @@ fx_audit(struct fx *f, bool (*keep)(const json_t *entry))
     return all;
 }
 
-/* The number <key> of <o>; fails the test when it is not a number. */
+/* The state file's entry of service <svc> (the test fails when the file
+ * does not load: a state file must always parse); generation 0 and weight
+ * -1 when the file or the service is not there. */
+static inline struct adm_store_entry
+fx_state_file(struct fx *f, const char *svc)
+{
+    struct adm_store_entry *e = NULL, out;
+    unsigned n = 0, i;
+    char err[512];
+
+    memset(&out, 0, sizeof(out));
+    out.weight_bp = (uint32_t)-1;
+    if (adm_store_load(f->state, &e, &n, err, sizeof(err)) != 0)
+        fail_msg("state file %s does not load: %s", f->state, err);
+    for (i = 0; i < n; i++) {
+        if (strcmp(e[i].name, svc) == 0)
+            out = e[i];
+    }
+    free(e);
+    return out;
+}
+
+/* True for the audit actions of changes (those that carry a new generation;
+ * "recovered" stands for generations that have no entry of their own). */
+static inline bool
+fx_is_change_action(const char *a)
+{
+    static const char *const changes[] = {
+        "weight", "rollback", "promote", "switch", "freeze", "plan_start", "plan_pause",
+        "plan_resume", "plan_abort", "plan_step", "recovered", NULL,
+    };
+    unsigned i;
+
+    for (i = 0; a != NULL && changes[i] != NULL; i++) {
+        if (strcmp(a, changes[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Checks the audit log against generation <upto> of service <svc>: the file
+ * ends with a newline (no torn line), every line is JSON, every generation
+ * 1..<upto> has an entry (its own, or a "recovered" one whose
+ * figures.first_generation..generation covers it) and no change entry is
+ * above <upto>. Fails the test naming the generation; returns the number of
+ * "recovered" entries. */
+static inline unsigned
+fx_audit_covers(struct fx *f, const char *svc, uint64_t upto)
+{
+    char *text = h_read_file(f->audit);
+    json_t *all, *e;
+    unsigned char *seen;
+    uint64_t g, first, k;
+    unsigned recovered = 0;
+    size_t i;
+
+    if (text != NULL && text[0] != '\0' && text[strlen(text) - 1] != '\n')
+        fail_msg("%s ends in a torn line: ...%s", f->audit,
+                 text + (strlen(text) > 200 ? strlen(text) - 200 : 0));
+    free(text);
+    seen = calloc(upto + 1, 1);
+    assert_non_null(seen);
+    all = fx_audit(f, NULL);
+    json_array_foreach(all, i, e) {
+        const char *action = json_string_value(json_object_get(e, "action"));
+        const char *s = json_string_value(json_object_get(e, "service"));
+
+        if (s == NULL || strcmp(s, svc) != 0 || !fx_is_change_action(action))
+            continue;
+        g = (uint64_t)json_integer_value(json_object_get(e, "generation"));
+        if (g > upto)
+            fail_msg("audit entry of generation %llu, above the state's %llu",
+                     (unsigned long long)g, (unsigned long long)upto);
+        first = g;
+        if (strcmp(action, "recovered") == 0) {
+            recovered++;
+            first = (uint64_t)json_integer_value(
+                json_object_get(json_object_get(e, "figures"), "first_generation"));
+        }
+        for (k = first; k <= g; k++)
+            seen[k] = 1;
+    }
+    json_decref(all);
+    for (k = 1; k <= upto; k++) {
+        if (!seen[k]) {
+            free(seen);
+            h_dump_file(f->audit, 3000);
+            fail_msg("generation %llu of %s has no audit entry", (unsigned long long)k, svc);
+        }
+    }
+    free(seen);
+    return recovered;
+}
+
+/* The number <key> of <o>; fails the test when it is not a number. *//* The number <key> of <o>; fails the test when it is not a number. */
 static inline double
 fx_num(const json_t *o, const char *key)
 {

@@ -5,7 +5,11 @@
  * rule (raise: persist then apply; lower: apply then persist) is observed
  * from inside the apply callback; refused requests change nothing at all;
  * the state file wins at startup; the audit log records every change and
- * its tail is read correctly across block boundaries.
+ * its tail is read correctly across block boundaries; a state the disk did
+ * not take is kept in the journal, reported dirty and saved by the tick or
+ * the next save, and restored by a restart; audit entries the log refused
+ * wait and are written in order; generations without an entry (a crash
+ * between the save and the audit) get one at startup.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,9 +30,11 @@
 
 #include "admin/audit.h"
 #include "admin/control.h"
+#include "admin/persist.h"
 #include "admin/tokens.h"
 #include "admin/store.h"
 #include "health/conf.h"
+#include "lib/log.h"
 
 #define MAX_CALLS 32
 
@@ -120,6 +126,18 @@ write_file(const char *path, const char *text)
     assert_non_null(fp);
     assert_int_equal(fwrite(text, 1, strlen(text), fp), strlen(text));
     assert_int_equal(fclose(fp), 0);
+}
+
+/* From now on the state file's directory cannot exist: it (with the state
+ * file and its journal) is replaced by a regular file. */
+static void
+block_state_dir(struct fx *f)
+{
+    char blocker[PATH_MAX + 64];
+
+    snprintf(blocker, sizeof(blocker), "%s/state", f->dir);
+    rm_rf(blocker);
+    write_file(blocker, "not a directory");
 }
 
 /* Weight of service <name> in the state file, -1 when absent, -2 when the
@@ -324,6 +342,19 @@ expect_error(json_t *r, const char *msg)
     json_decref(r);
 }
 
+/* Runs <line> <n> times; each must succeed. */
+static void
+run_ok_n(struct fx *f, const char *line, unsigned n)
+{
+    json_t *r;
+
+    while (n-- > 0) {
+        r = run(f, line);
+        expect_ok(r);
+        json_decref(r);
+    }
+}
+
 static double
 num(json_t *o, const char *key)
 {
@@ -423,13 +454,10 @@ static void
 test_unsaved_raise_is_refused_unsaved_lowering_stays(void **state)
 {
     struct fx *f = fx_one(2000);
-    char blocker[PATH_MAX + 64];
     char *audit_before;
     json_t *r;
 
-    /* From now on the state file's directory cannot exist. */
-    snprintf(blocker, sizeof(blocker), "%s/state", f->dir);
-    write_file(blocker, "not a directory");
+    block_state_dir(f);
 
     r = run(f, "{\"cmd\":\"weight\",\"percent\":30}");
     expect_error(r, "cannot save state: ");
@@ -1289,6 +1317,7 @@ test_auto_rollback_latches_once(void **state)
     adm_control_free(f->c);
     f->c = NULL;
     f->ncalls = 0;
+    f->ncalls = 0;
     fx_start(f, 1, f->names, (const uint32_t[]){ 5000 });
     assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
     assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK, "again", fig), -1);
@@ -1386,15 +1415,454 @@ static void
 test_auto_rollback_unsaved_still_applies(void **state)
 {
     struct fx *f = fx_one(4000);
-    char blocker[PATH_MAX + 64];
 
-    snprintf(blocker, sizeof(blocker), "%s/state", f->dir);
-    write_file(blocker, "not a directory");
+    block_state_dir(f);
     assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK, "x", NULL), 0);
     assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 1);
     assert_int_equal(f->ncalls, 1);
     assert_int_equal(f->calls[0].st.weight_bp, 0);
     assert_int_equal(audit_lines(f), 1);
+    fx_free(f);
+}
+
+
+/* ---- the state file and the audit log under faults ---------------------- */
+
+/* The state file cannot be replaced (a directory stands where it goes) but
+ * its directory, with the journal, is there: a save fails, the journal
+ * takes the state in effect. */
+static void
+block_state_file(struct fx *f)
+{
+    unlink(f->state);
+    assert_int_equal(mkdir(f->state, 0700), 0);
+}
+
+static void
+unblock_state_file(struct fx *f)
+{
+    assert_int_equal(rmdir(f->state), 0);
+}
+
+/* Sends what is written to stderr (the log) to a file in <f>'s directory
+ * until captured_stderr(). */
+static int saved_stderr = -1;
+
+static void
+capture_stderr(struct fx *f)
+{
+    char path[PATH_MAX + 64];
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "%s/stderr.txt", f->dir);
+    fflush(stderr);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    saved_stderr = dup(STDERR_FILENO);
+    assert_true(saved_stderr >= 0);
+    assert_true(dup2(fileno(fp), STDERR_FILENO) >= 0);
+    fclose(fp);
+}
+
+/* Ends capture_stderr() and returns what was written (caller frees). */
+static char *
+captured_stderr(struct fx *f)
+{
+    char path[PATH_MAX + 64], *text;
+
+    snprintf(path, sizeof(path), "%s/stderr.txt", f->dir);
+    fflush(stderr);
+    assert_true(dup2(saved_stderr, STDERR_FILENO) >= 0);
+    close(saved_stderr);
+    saved_stderr = -1;
+    text = slurp(path);
+    assert_non_null(text);
+    return text;
+}
+
+/* The status reply's "store" object (caller decrefs <*root>). */
+static json_t *
+store_of_status(struct fx *f, json_t **root)
+{
+    *root = run(f, "{\"cmd\":\"status\"}");
+    expect_ok(*root);
+    return json_object_get(*root, "store");
+}
+
+/* A rollback the disk did not take stays in effect, is in the journal,
+ * shows as dirty, and is saved by the tick once the disk takes it: not at
+ * once, then with a backoff that doubles. */
+static void
+test_unsaved_rollback_is_retried_until_saved(void **state)
+{
+    struct fx *f = fx_one(0);
+    struct adm_store_entry *e = NULL;
+    struct adm_store_status ss;
+    unsigned n = 0;
+    uint64_t seq;
+    char err[256], *log_text;
+    json_t *r, *root, *st;
+    int fst = -1;
+
+    expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":80}"));
+    json_decref(r);
+    adm_control_store_status(f->c, &ss);
+    assert_false(ss.dirty);
+    block_state_file(f);
+    expect_error(run(f, "{\"cmd\":\"rollback\",\"reason\":\"disk full\"}"),
+                 "applied but not saved: cannot rename");
+    assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
+    adm_control_store_status(f->c, &ss);
+    assert_true(ss.dirty);
+    assert_true(ss.journaled);
+    assert_true(ss.save_errors == 1);
+    st = store_of_status(f, &root);
+    assert_true(json_is_true(json_object_get(st, "dirty")));
+    assert_true(json_is_true(json_object_get(st, "journaled")));
+    assert_non_null(json_string_value(json_object_get(st, "since")));
+    assert_non_null(strstr(json_string_value(json_object_get(st, "last_error")),
+                           "cannot rename"));
+    assert_string_equal(json_string_value(json_array_get(json_object_get(st, "unsaved"), 0)),
+                        "web");
+    json_decref(root);
+    /* the journal holds the rollback */
+    assert_int_equal(adm_store_journal_read(f->state, &seq, &e, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(e[0].state, ADM_ST_ROLLED_BACK);
+    assert_true(e[0].generation == 2);
+    free(e);
+
+    /* the tick: a first wait, then retries further and further apart */
+    adm_control_store_tick(f->c, 1000);                  /* schedules */
+    adm_control_store_tick(f->c, 1199);
+    adm_control_store_status(f->c, &ss);
+    assert_true(ss.save_errors == 1);
+    adm_control_store_tick(f->c, 1200);                  /* tried: fails */
+    adm_control_store_status(f->c, &ss);
+    assert_true(ss.save_errors == 2);
+    adm_control_store_tick(f->c, 1599);
+    adm_control_store_status(f->c, &ss);
+    assert_true(ss.save_errors == 2);
+    adm_control_store_tick(f->c, 1600);                  /* 400 ms later */
+    adm_control_store_status(f->c, &ss);
+    assert_true(ss.save_errors == 3);
+    assert_int_equal(file_weight(f->state, "web", NULL, NULL), -2);
+    /* while it lasts, a warning every ADM_UNSAVED_WARN_MS says so */
+    capture_stderr(f);
+    adm_control_store_tick(f->c, 1000 + ADM_UNSAVED_WARN_MS - 1);
+    log_text = captured_stderr(f);
+    assert_null(strstr(log_text, "state NOT saved"));
+    free(log_text);
+    capture_stderr(f);
+    adm_control_store_tick(f->c, 1000 + ADM_UNSAVED_WARN_MS);
+    log_text = captured_stderr(f);
+    assert_non_null(strstr(log_text, "state NOT saved for "));
+    assert_non_null(strstr(log_text, "web: weight 0% rolled_back generation 2 (the state "
+                                     "file: 80% steady generation 1)"));
+    assert_non_null(strstr(log_text, "kept in the journal"));
+    free(log_text);
+    adm_control_store_status(f->c, &ss);
+    assert_true(ss.save_errors == 4);                    /* tried at 10999, next 1.6 s later */
+
+    unblock_state_file(f);
+    adm_control_store_tick(f->c, 12598);
+    assert_int_equal(file_weight(f->state, "web", NULL, NULL), -1);   /* not yet */
+    adm_control_store_tick(f->c, 12599);                 /* saved */
+    assert_int_equal(file_weight(f->state, "web", &fst, NULL), 0);
+    assert_int_equal(fst, ADM_ST_ROLLED_BACK);
+    adm_control_store_status(f->c, &ss);
+    assert_false(ss.dirty);
+    st = store_of_status(f, &root);
+    assert_true(json_is_false(json_object_get(st, "dirty")));
+    assert_null(json_object_get(st, "since"));
+    json_decref(root);
+    /* the journal was cleared with the save */
+    assert_int_equal(adm_store_journal_read(f->state, &seq, &e, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(adm_control_flush(f->c), 0);
+    fx_free(f);
+}
+
+/* Any later save saves a dirty state with it: a raise once the disk is
+ * back, which a raise on the still-broken disk is refused. */
+static void
+test_later_change_saves_dirty_state(void **state)
+{
+    struct fx *f = fx_one(3000);
+    struct adm_store_status ss;
+    int fst = -1;
+    json_t *r;
+
+    block_state_file(f);
+    expect_error(run(f, "{\"cmd\":\"rollback\"}"), "applied but not saved");
+    expect_error(run(f, "{\"cmd\":\"weight\",\"percent\":5}"), "cannot save state");
+    assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 1);
+    assert_int_equal(adm_control_flush(f->c), -1);      /* still unsaved at exit */
+    unblock_state_file(f);
+    expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":5}"));
+    json_decref(r);
+    adm_control_store_status(f->c, &ss);
+    assert_false(ss.dirty);
+    assert_int_equal(file_weight(f->state, "web", &fst, NULL), 500);
+    assert_int_equal(fst, ADM_ST_STEADY);
+    fx_free(f);
+}
+
+/* A restart (no flush: killed) finds the unsaved rollback in the journal
+ * and restores it, dirty; a journal record that would raise the weight
+ * above the state file's is never restored. */
+static void
+test_restart_restores_unsaved_rollback_from_journal(void **state)
+{
+    static const char *const names[] = { "web" };
+    static const uint32_t bp[] = { 0 };
+    struct adm_store_entry up = { .name = "web", .weight_bp = 9000, .state = ADM_ST_STEADY,
+                                  .generation = 9 };
+    struct adm_store_status ss;
+    struct fx *f = fx_one(0);
+    char err[256];
+    json_t *r;
+    int fst = -1;
+
+    expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":60}"));
+    json_decref(r);
+    block_state_file(f);
+    expect_error(run(f, "{\"cmd\":\"rollback\"}"), "kept in the journal");
+    adm_control_free(f->c);                              /* kill -9 */
+    unblock_state_file(f);
+    assert_int_equal(file_weight(f->state, "web", NULL, NULL), -1);
+    f->c = adm_control_new(names, bp, 1, f->state, f->audit, &f->ops, f, err, sizeof(err));
+    assert_non_null(f->c);
+    assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
+    adm_control_store_status(f->c, &ss);
+    assert_true(ss.dirty);
+    adm_control_store_tick(f->c, 50);
+    adm_control_store_tick(f->c, 250);
+    assert_int_equal(file_weight(f->state, "web", &fst, NULL), 0);
+    assert_int_equal(fst, ADM_ST_ROLLED_BACK);
+    adm_control_free(f->c);
+
+    /* a journal that outlived its state file cannot raise the weight */
+    up.generation = 3;
+    up.weight_bp = 0;
+    assert_int_equal(adm_store_save(f->state, &up, 1, err, sizeof(err)), 0);
+    up.generation = 4;
+    up.weight_bp = 9000;
+    assert_int_equal(adm_store_journal_write(f->state, 99, &up, 1, err, sizeof(err)), 0);
+    f->c = adm_control_new(names, bp, 1, f->state, f->audit, &f->ops, f, err, sizeof(err));
+    assert_non_null(f->c);
+    assert_state(f, 0, 0, ADM_ST_STEADY, 3);
+    adm_control_store_status(f->c, &ss);
+    assert_false(ss.dirty);
+    fx_free(f);
+}
+
+/* The generations of <svc> that the audit log has entries for: bit g set
+ * for generation g (a "recovered" entry covers figures.first_generation to
+ * its generation). */
+static uint64_t
+audited_bits(struct fx *f, const char *svc)
+{
+    char *text = slurp(f->audit), *line, *save = NULL;
+    uint64_t bits = 0, g, first;
+    json_t *o;
+
+    for (line = text != NULL ? strtok_r(text, "\n", &save) : NULL; line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        o = json_loads(line, 0, NULL);
+        if (o == NULL)
+            fail_msg("audit line is not JSON: %s", line);
+        if (strcmp(json_string_value(json_object_get(o, "service")), svc) == 0) {
+            g = (uint64_t)json_integer_value(json_object_get(o, "generation"));
+            first = g;
+            if (strcmp(json_string_value(json_object_get(o, "action")), "recovered") == 0)
+                first = (uint64_t)json_integer_value(
+                    json_object_get(json_object_get(o, "figures"), "first_generation"));
+            for (; first <= g && first < 64; first++)
+                bits |= 1ull << first;
+        }
+        json_decref(o);
+    }
+    free(text);
+    return bits;
+}
+
+/* Entries the audit log refused wait, in order, and are written by the tick
+ * once it takes them. */
+static void
+test_audit_entries_wait_and_are_written_in_order(void **state)
+{
+    static const char *const names[] = { "web" };
+    static const uint32_t bp[] = { 0 };
+    struct adm_store_status ss;
+    struct fx *f = fx_new();
+    char *text, *p1, *p2, *p3;
+    json_t *r, *root, *st;
+
+    assert_int_equal(mkdir(f->audit, 0700), 0);          /* appends fail */
+    fx_start(f, 1, names, bp);
+    expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":10}"));
+    json_decref(r);
+    expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":20}"));
+    json_decref(r);
+    expect_ok(r = run(f, "{\"cmd\":\"rollback\",\"reason\":\"r3\"}"));
+    json_decref(r);
+    adm_control_store_status(f->c, &ss);
+    assert_false(ss.dirty);
+    assert_int_equal(ss.audit_pending, 3);
+    assert_true(ss.audit_errors == 3);
+    st = store_of_status(f, &root);
+    assert_int_equal(json_integer_value(json_object_get(st, "audit_pending")), 3);
+    json_decref(root);
+
+    assert_int_equal(rmdir(f->audit), 0);
+    adm_control_store_tick(f->c, 100);                   /* schedules */
+    adm_control_store_tick(f->c, 300);
+    adm_control_store_status(f->c, &ss);
+    assert_int_equal(ss.audit_pending, 0);
+    text = slurp(f->audit);
+    assert_non_null(text);
+    p1 = strstr(text, "\"generation\":1");
+    p2 = strstr(text, "\"generation\":2");
+    p3 = strstr(text, "\"reason\":\"r3\"");
+    assert_true(p1 != NULL && p2 != NULL && p3 != NULL && p1 < p2 && p2 < p3);
+    free(text);
+    assert_int_equal(audit_lines(f), 3);
+    assert_true(audited_bits(f, "web") == 0xe);
+    /* a new change goes after them */
+    expect_ok(r = run(f, "{\"cmd\":\"weight\",\"percent\":1}"));
+    json_decref(r);
+    assert_true(audited_bits(f, "web") == 0x1e);
+    fx_free(f);
+}
+
+/* More refused entries than the queue keeps: the ones it could not keep
+ * are stood for by one "recovered" entry, written in order between the
+ * queued ones and the next change's own. */
+static void
+test_audit_queue_overflow_becomes_a_recovered_entry(void **state)
+{
+    static const char *const names[] = { "web" };
+    static const uint32_t bp[] = { 0 };
+    struct adm_store_status ss;
+    struct fx *f = fx_new();
+    char line[96];
+    unsigned i, n = ADM_AUDIT_QUEUE_MAX + 5;
+    json_t *tail, *rec;
+
+    assert_int_equal(mkdir(f->audit, 0700), 0);
+    f->ops.apply = NULL;                                 /* more changes than it records */
+    fx_start(f, 1, names, bp);
+    log_min_level = (enum log_level)(LL_ERR + 1);        /* a thousand "entry waits" lines */
+    for (i = 1; i <= n; i++) {
+        snprintf(line, sizeof(line), "{\"cmd\":\"weight\",\"percent\":%u}", i % 2);
+        run_ok_n(f, line, 1);
+    }
+    log_min_level = LL_INFO;
+    adm_control_store_status(f->c, &ss);
+    assert_int_equal(ss.audit_pending, ADM_AUDIT_QUEUE_MAX);
+    assert_int_equal(rmdir(f->audit), 0);
+    run_ok_n(f, "{\"cmd\":\"rollback\"}", 1);       /* flushes, then its own */
+    adm_control_store_status(f->c, &ss);
+    assert_int_equal(ss.audit_pending, 0);
+    assert_int_equal(audit_lines(f), ADM_AUDIT_QUEUE_MAX + 2);
+    tail = adm_audit_tail(f->audit, 2, "web", NULL, 0);
+    rec = json_array_get(tail, 0);
+    assert_string_equal(json_string_value(json_object_get(rec, "action")), "recovered");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(rec, "figures"),
+                                                        "first_generation")),
+                     ADM_AUDIT_QUEUE_MAX + 1);
+    assert_int_equal(json_integer_value(json_object_get(rec, "generation")), n);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(tail, 1), "action")),
+                        "rollback");
+    json_decref(tail);
+    fx_free(f);
+}
+
+/* A crash between the state save and the audit write: the start finds the
+ * generations the log has no entry for (the state file's "audited" mark
+ * and the log's newest entries) and writes one entry that stands for them;
+ * an older state file without the mark is trusted. */
+static void
+test_startup_recovers_missing_audit_generations(void **state)
+{
+    static const char *const names[] = { "web", "api" };
+    static const uint32_t bp[] = { 0, 0 };
+    struct adm_store_entry e[2] = {
+        { .name = "web", .weight_bp = 0, .state = ADM_ST_ROLLED_BACK, .generation = 5,
+          .has_audited = true, .audited = 2 },
+        { .name = "api", .weight_bp = 700, .state = ADM_ST_STEADY, .generation = 9 },
+    };
+    struct fx *f = fx_new();
+    char err[256];
+    json_t *tail, *last, *fig;
+    unsigned lines;
+
+    fx_start(f, 2, names, bp);
+    run_ok_n(f, "{\"cmd\":\"weight\",\"service\":\"web\",\"percent\":10}", 1);
+    run_ok_n(f, "{\"cmd\":\"weight\",\"service\":\"web\",\"percent\":20}", 1);
+    adm_control_free(f->c);
+    f->c = NULL;
+    f->ncalls = 0;
+    /* what a crash after saving generation 5 (3 and 4 unaudited too) leaves */
+    assert_int_equal(adm_store_save(f->state, e, 2, err, sizeof(err)), 0);
+    lines = audit_lines(f);
+    fx_start(f, 2, names, bp);
+    assert_int_equal(audit_lines(f), lines + 1);        /* one entry, for web only */
+    assert_true(audited_bits(f, "web") == 0x3e);
+    tail = adm_audit_tail(f->audit, 1, "web", err, sizeof(err));
+    last = json_array_get(tail, 0);
+    assert_string_equal(json_string_value(json_object_get(last, "action")), "recovered");
+    assert_true(num(last, "from") == 20);
+    assert_true(num(last, "to") == 0);
+    fig = json_object_get(last, "figures");
+    assert_int_equal(json_integer_value(json_object_get(fig, "first_generation")), 3);
+    assert_int_equal(json_integer_value(json_object_get(fig, "last_generation")), 5);
+    assert_string_equal(json_string_value(json_object_get(fig, "state")), "rolled_back");
+    json_decref(tail);
+    /* nothing more at the next start, and the mark is saved with changes */
+    adm_control_free(f->c);
+    f->c = NULL;
+    f->ncalls = 0;
+    fx_start(f, 2, names, bp);
+    assert_int_equal(audit_lines(f), lines + 1);
+    run_ok_n(f, "{\"cmd\":\"weight\",\"service\":\"web\",\"percent\":3}", 1);
+    assert_true(audited_bits(f, "web") == 0x7e);
+    fx_free(f);
+}
+
+/* The log holds a generation the state file does not (audited, then the
+ * save failed on a read-only disk and nothing kept it): the start says so,
+ * and the move back to the state file's weight is a change of its own,
+ * audited, with generations going on from there. */
+static void
+test_startup_audit_ahead_of_state(void **state)
+{
+    static const char *const names[] = { "web" };
+    static const uint32_t bp[] = { 0 };
+    struct adm_store_entry e = { .name = "web", .weight_bp = 4000, .state = ADM_ST_STEADY,
+                                 .generation = 1, .has_audited = true, .audited = 1 };
+    struct fx *f = fx_new();
+    char err[256];
+    json_t *tail, *last;
+
+    fx_start(f, 1, names, bp);
+    run_ok_n(f, "{\"cmd\":\"weight\",\"percent\":40}", 1);
+    run_ok_n(f, "{\"cmd\":\"rollback\"}", 1);
+    adm_control_free(f->c);
+    f->c = NULL;
+    f->ncalls = 0;
+    assert_int_equal(adm_store_save(f->state, &e, 1, err, sizeof(err)), 0);
+    fx_start(f, 1, names, bp);
+    assert_state(f, 0, 4000, ADM_ST_STEADY, 3);
+    tail = adm_audit_tail(f->audit, 1, "web", err, sizeof(err));
+    last = json_array_get(tail, 0);
+    assert_string_equal(json_string_value(json_object_get(last, "action")), "recovered");
+    assert_true(num(last, "from") == 0);
+    assert_true(num(last, "to") == 40);
+    assert_int_equal(json_integer_value(json_object_get(last, "generation")), 3);
+    json_decref(tail);
+    assert_true(audited_bits(f, "web") == 0xe);
     fx_free(f);
 }
 
@@ -1729,7 +2197,7 @@ static void
 test_plan_unsaved_step_is_not_taken(void **state)
 {
     struct fx *f = fx_one(0);
-    char blocker[PATH_MAX + 64], path[PATH_MAX + 64];
+    char blocker[PATH_MAX + 64];
     unsigned calls, lines;
     json_t *r;
 
@@ -1739,10 +2207,7 @@ test_plan_unsaved_step_is_not_taken(void **state)
     assert_int_equal(adm_control_plan_tick(f->c, 0, T0, 0), 0);
     /* from now on the state file's directory cannot exist */
     snprintf(blocker, sizeof(blocker), "%s/state", f->dir);
-    snprintf(path, sizeof(path), "%s/state/state.json", f->dir);
-    assert_int_equal(unlink(path), 0);
-    assert_int_equal(rmdir(blocker), 0);
-    write_file(blocker, "not a directory");
+    block_state_dir(f);
     calls = f->ncalls;
     lines = audit_lines(f);
     assert_int_equal(adm_control_plan_tick(f->c, 0, T0 + 1000, 10), -1);
@@ -1868,6 +2333,13 @@ main(void)
         cmocka_unit_test(test_auto_freeze_holds_weight),
         cmocka_unit_test(test_auto_at_weight_zero_does_nothing),
         cmocka_unit_test(test_auto_rollback_unsaved_still_applies),
+        cmocka_unit_test(test_unsaved_rollback_is_retried_until_saved),
+        cmocka_unit_test(test_later_change_saves_dirty_state),
+        cmocka_unit_test(test_restart_restores_unsaved_rollback_from_journal),
+        cmocka_unit_test(test_audit_entries_wait_and_are_written_in_order),
+        cmocka_unit_test(test_audit_queue_overflow_becomes_a_recovered_entry),
+        cmocka_unit_test(test_startup_recovers_missing_audit_generations),
+        cmocka_unit_test(test_startup_audit_ahead_of_state),
         cmocka_unit_test(test_plan_start_pause_resume_abort),
         cmocka_unit_test(test_plan_steps_need_bake_and_requests_then_promote),
         cmocka_unit_test(test_plan_last_step_below_100_ends_steady),

@@ -1,7 +1,9 @@
 /*
  * Tests for admin/store.c: the state file round trip, the strict loader
- * (every corruption is an error with a precise message, never a default) and
- * the atomic save (no temporary file left, directory created).
+ * (every corruption is an error with a precise message, never a default),
+ * the atomic save (no temporary file left, directory created), the journal
+ * of unsaved state (slots, torn records, sizing) and the startup checks
+ * (stale temporary files, writability).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "admin/control.h"
@@ -109,6 +112,20 @@ count_entries(const char *dir)
     }
     closedir(d);
     return n;
+}
+
+/* The whole file as a new string (fails the test when unreadable). */
+static char *
+read_text(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    char *text = calloc(1, 65536);
+
+    assert_non_null(fp);
+    assert_non_null(text);
+    assert_true(fread(text, 1, 65535, fp) > 0);
+    fclose(fp);
+    return text;
 }
 
 static const struct adm_store_entry three[] = {
@@ -331,6 +348,12 @@ static const struct {
     { PLAN_ENTRY("{\"state\":\"paused\",\"step\":0,\"baked_ms\":0,\"requests\":0,\"x\":1}"),
       "services[0].plan: unknown key \"x\"" },
 #undef PLAN_ENTRY
+#define AUDITED(a) "{\"version\":1,\"services\":[{\"name\":\"web\",\"weight_bp\":0," \
+                   "\"state\":\"steady\",\"generation\":4,\"audited\":" a "}]}"
+    { AUDITED("-1"), "services[0].audited: must be an integer >= 0" },
+    { AUDITED("\"3\""), "services[0].audited: must be an integer >= 0" },
+    { AUDITED("5"), "services[0].audited: 5 is above the generation 4" },
+#undef AUDITED
 };
 
 static void
@@ -468,6 +491,209 @@ test_save_rejects_out_of_range_entries(void **state)
     assert_int_equal(count_entries(f->dir), 0);
 }
 
+
+/* "audited" round-trips; a file without it loads with has_audited false,
+ * and an entry without it writes none. */
+static void
+test_audited_round_trip(void **state)
+{
+    struct fx *f = *state;
+    struct adm_store_entry in[2], *e = NULL;
+    unsigned n = 0;
+    char err[256] = "", *text;
+
+    memset(in, 0, sizeof(in));
+    snprintf(in[0].name, sizeof(in[0].name), "web");
+    in[0].generation = 9;
+    in[0].has_audited = true;
+    in[0].audited = 8;
+    snprintf(in[1].name, sizeof(in[1].name), "api");
+    in[1].generation = 2;
+    assert_int_equal(adm_store_save(f->file, in, 2, err, sizeof(err)), 0);
+    assert_int_equal(adm_store_load(f->file, &e, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 2);
+    assert_true(e[0].has_audited);
+    assert_true(e[0].audited == 8);
+    assert_false(e[1].has_audited);
+    free(e);
+    text = read_text(f->file);
+    assert_null(strstr(strstr(text, "\"api\""), "audited"));
+    free(text);
+
+    /* a mark above the generation is never written */
+    in[0].audited = 10;
+    assert_int_equal(adm_store_save(f->file, in, 1, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "out of range"));
+}
+
+static void
+journal_path(const struct fx *f, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s.pending", f->file);
+}
+
+/* The journal: reserved with real bytes, written in place in two slots
+ * that alternate, the newest valid record wins, a torn slot falls back to
+ * the other one, a cleared journal holds nothing. */
+static void
+test_journal_slots(void **state)
+{
+    struct fx *f = *state;
+    struct adm_store_entry *e = NULL, in[1];
+    char err[256] = "", jp[PATH_MAX + 64];
+    unsigned n = 9;
+    uint64_t seq = 9;
+    struct stat sb;
+    int fd;
+
+    journal_path(f, jp, sizeof(jp));
+    /* no journal: nothing in it, and nothing can be written into it */
+    assert_int_equal(adm_store_journal_read(f->file, &seq, &e, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 0);
+    assert_null(e);
+    assert_int_equal(adm_store_journal_write(f->file, 1, three, 3, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "cannot open"));
+    assert_int_equal(access(jp, F_OK), -1);      /* never created by a write */
+
+    assert_int_equal(adm_store_journal_prepare(f->file, 3, err, sizeof(err)), 0);
+    assert_int_equal(stat(jp, &sb), 0);
+    assert_int_equal((size_t)sb.st_size, adm_store_journal_size(3));
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_true(sb.st_blocks * 512 >= sb.st_size);   /* real bytes, not a hole */
+    assert_int_equal(adm_store_journal_read(f->file, &seq, &e, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 0);                          /* zeros: no record */
+    assert_int_equal(count_entries(f->dir), 1);      /* no temporary file left */
+
+    assert_int_equal(adm_store_journal_write(f->file, 6, three, 3, err, sizeof(err)), 0);
+    memcpy(in, three, sizeof(in));
+    in[0].weight_bp = 0;
+    in[0].state = ADM_ST_ROLLED_BACK;
+    in[0].generation = 4;
+    assert_int_equal(adm_store_journal_write(f->file, 7, in, 1, err, sizeof(err)), 0);
+    assert_int_equal(adm_store_journal_read(f->file, &seq, &e, &n, err, sizeof(err)), 0);
+    assert_true(seq == 7);
+    assert_int_equal(n, 1);
+    assert_int_equal(e[0].state, ADM_ST_ROLLED_BACK);
+    assert_true(e[0].generation == 4);
+    free(e);
+
+    /* a crash in the middle of record 7: its slot is torn, record 6 wins */
+    fd = open(jp, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "X", 1, (off_t)(sb.st_size / 2) + 100), 1);
+    close(fd);
+    assert_int_equal(adm_store_journal_read(f->file, &seq, &e, &n, err, sizeof(err)), 0);
+    assert_true(seq == 6);
+    assert_int_equal(n, 3);
+    assert_string_equal(e[2].name, "db");
+    free(e);
+
+    /* an existing journal large enough is kept as it is by prepare */
+    assert_int_equal(adm_store_journal_prepare(f->file, 2, err, sizeof(err)), 0);
+    assert_int_equal(adm_store_journal_read(f->file, &seq, &e, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 3);
+    free(e);
+
+    assert_int_equal(adm_store_journal_clear(f->file, err, sizeof(err)), 0);
+    assert_int_equal(adm_store_journal_read(f->file, &seq, &e, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 0);
+    assert_null(e);
+}
+
+/* More state than the journal was sized for is refused, not cut; prepare
+ * for more services replaces it with a larger one. */
+static void
+test_journal_too_small(void **state)
+{
+    struct fx *f = *state;
+    struct adm_store_entry *many, *e = NULL;
+    char err[256] = "";
+    unsigned i, n = 0, count = 64;
+    uint64_t seq;
+
+    many = calloc(count, sizeof(*many));
+    assert_non_null(many);
+    for (i = 0; i < count; i++) {
+        snprintf(many[i].name, sizeof(many[i].name), "service-with-a-long-name-%038u", i);
+        many[i].generation = 18446744073709551ull;
+    }
+    assert_int_equal(adm_store_journal_prepare(f->file, 1, err, sizeof(err)), 0);
+    assert_int_equal(adm_store_journal_write(f->file, 1, many, count, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "do not fit"));
+    assert_int_equal(adm_store_journal_prepare(f->file, count, err, sizeof(err)), 0);
+    assert_int_equal(adm_store_journal_write(f->file, 1, many, count, err, sizeof(err)), 0);
+    assert_int_equal(adm_store_journal_read(f->file, &seq, &e, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, count);
+    free(e);
+    free(many);
+}
+
+/* Only <file>.tmp.<pid> and <file>.pending.tmp.<pid> of processes that are
+ * gone (or of this one) are removed. */
+static void
+test_clean_tmp_removes_only_stale_own_files(void **state)
+{
+    struct fx *f = *state;
+    static const char *const keep[] = {
+        "state.json", "state.json.tmp.1", "state.json.tmp.abc", "state.json.tmp.",
+        "other.json.tmp.%ld", "state.json.tmp.%ld.x", "state.json.bak.%ld",
+    };
+    static const char *const gone[] = {
+        "state.json.tmp.%ld", "state.json.pending.tmp.%ld", "state.json.tmp.%ld",
+    };
+    char path[PATH_MAX + 128], name[128], err[256] = "";
+    unsigned i, removed = 99;
+    pid_t dead;
+    int st;
+
+    dead = fork();
+    assert_true(dead >= 0);
+    if (dead == 0)
+        _exit(0);
+    assert_int_equal(waitpid(dead, &st, 0), dead);
+    for (i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+        snprintf(name, sizeof(name), keep[i], (long)dead);
+        snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+        write_file(path, "x");
+    }
+    for (i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
+        snprintf(name, sizeof(name), gone[i], i == 2 ? (long)getpid() : (long)dead);
+        snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+        write_file(path, "x");
+    }
+    assert_int_equal(adm_store_clean_tmp(f->file, &removed, err, sizeof(err)), 0);
+    assert_int_equal(removed, 3);
+    assert_int_equal(count_entries(f->dir), sizeof(keep) / sizeof(keep[0]));
+    for (i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+        snprintf(name, sizeof(name), keep[i], (long)dead);
+        snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+        assert_int_equal(access(path, F_OK), 0);
+    }
+    /* a directory that does not exist yet holds nothing stale */
+    snprintf(path, sizeof(path), "%s/nothing/state.json", f->dir);
+    assert_int_equal(adm_store_clean_tmp(path, &removed, err, sizeof(err)), 0);
+    assert_int_equal(removed, 0);
+}
+
+static void
+test_probe(void **state)
+{
+    struct fx *f = *state;
+    char path[PATH_MAX + 64], err[256] = "";
+
+    assert_int_equal(adm_store_probe(f->file, err, sizeof(err)), 0);
+    assert_int_equal(count_entries(f->dir), 0);      /* removed again */
+    /* a missing directory is created, as a save would */
+    snprintf(path, sizeof(path), "%s/missing/state.json", f->dir);
+    assert_int_equal(adm_store_probe(path, err, sizeof(err)), 0);
+    /* a directory that cannot be: the probe says so */
+    snprintf(path, sizeof(path), "%s/blocker", f->dir);
+    write_file(path, "x");
+    snprintf(path, sizeof(path), "%s/blocker/state.json", f->dir);
+    assert_int_equal(adm_store_probe(path, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "not a directory"));
+}
+
 int
 main(void)
 {
@@ -483,6 +709,12 @@ main(void)
         cmocka_unit_test_setup_teardown(test_save_creates_the_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_failure_reports_and_keeps_old_file,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audited_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_slots, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_too_small, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clean_tmp_removes_only_stale_own_files, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_probe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_rejects_out_of_range_entries,
                                         setup, teardown),
     };

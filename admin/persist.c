@@ -1,0 +1,802 @@
+/*
+ * persist: the state file and the audit log as the change engine sees them
+ * (see persist.h). The rules (docs/DESIGN.md, "nothing is lost"):
+ *
+ * - A save that fails after a change took effect makes the control plane
+ *   dirty. The state in effect goes into the journal (store.h: space
+ *   reserved beside the state file, written in place, so a full disk still
+ *   takes it), and is saved again on the tick with backoff, or with any
+ *   later change's save, whichever comes first. A start that finds a
+ *   journal record newer than the state file restores it (it can only be
+ *   lower than the file: raises are applied only once saved) and starts
+ *   dirty, at error level in the log.
+ * - Every generation of every service has an audit entry. An entry that
+ *   cannot be written waits in a queue (bounded: ADM_AUDIT_QUEUE_MAX) and is
+ *   written in order before any later one. Generations with no entry (the
+ *   daemon died between the state save and the audit write; the queue was
+ *   full; the queue was lost with the process) get one "recovered" entry
+ *   that stands for them, with the weight and state they left. At startup
+ *   the gap is found from the state file's "audited" mark (the newest
+ *   generation audited when the file was saved) and the newest change
+ *   entries of the log, read backwards.
+ *
+ * Workload: nothing here runs on a healthy disk beyond one save and one
+ * append per change and a few comparisons per tick.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "admin/audit.h"
+#include "admin/persist.h"
+#include "admin/request.h"
+#include "admin/store.h"
+#include "health/plan.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+
+/* why generations have no entry, as the entry that stands for them says */
+#define GAP_WHY "the daemon stopped between saving the state and writing the entry, or " \
+                "the audit log could not take it"
+#define GAP_SCAN_NEAR_BYTES (1024ull * 1024)       /* read for every service at startup */
+#define GAP_SCAN_MAX_BYTES (64ull * 1024 * 1024)   /* read for a service with a gap */
+
+/* The audit actions of adm_change_run(): the entries that carry a new
+ * generation. Everything else in the log (health, refused, auth_refused,
+ * reload) reports an event that changed no weight or state. */
+static const char *const change_actions[] = {
+    "weight", "rollback", "promote", "switch", "freeze", "plan_start", "plan_pause",
+    "plan_resume", "plan_abort", "plan_step", "recovered", NULL,
+};
+
+static bool
+is_change_action(const char *a)
+{
+    unsigned i;
+
+    for (i = 0; a != NULL && change_actions[i] != NULL; i++) {
+        if (strcmp(a, change_actions[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int64_t
+realtime_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* RFC 3339 UTC with milliseconds of <ms> since the epoch. */
+static const char *
+format_ms(int64_t ms, char *buf, size_t len)
+{
+    time_t sec = (time_t)(ms / 1000);
+    struct tm tm;
+    size_t k;
+
+    gmtime_r(&sec, &tm);
+    k = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + k, len - k, ".%03dZ", (int)(ms % 1000));
+    return buf;
+}
+
+/* ---- the state file ------------------------------------------------------ */
+
+/* The plan of store entry <e> as saved: adm_control_set_plan() checks it
+ * against the config. */
+static void
+plan_from_entry(struct adm_svc *s, const struct adm_store_entry *e)
+{
+    hl_plan_init(&s->plan);
+    if (!e->has_plan)
+        return;
+    s->plan.state = (enum hl_plan_state)e->plan_state;
+    s->plan.step = e->plan_step;
+    s->plan.baked_ms = e->plan_baked_ms;
+    s->plan.step_requests = e->plan_requests;
+}
+
+/* The plan of <s> into store entry <e>. */
+static void
+plan_to_entry(const struct adm_svc *s, struct adm_store_entry *e)
+{
+    /* an idle plan writes nothing: the file stays what it was before plans */
+    e->has_plan = s->plan.state != HL_PLAN_IDLE;
+    if (!e->has_plan)
+        return;
+    e->plan_state = (int)s->plan.state;
+    e->plan_step = s->plan.step;
+    e->plan_baked_ms = s->plan.baked_ms;
+    e->plan_requests = s->plan.step_requests;
+}
+
+void
+adm_svc_restore(struct adm_svc *s, const struct adm_store_entry *e, bool in_file)
+{
+    s->st.weight_bp = e->weight_bp;
+    s->st.state = (enum adm_state)e->state;
+    s->st.generation = e->generation;
+    plan_from_entry(s, e);
+    /* a file written before the mark existed is trusted as fully audited */
+    s->audited_gen = e->has_audited ? e->audited : e->generation;
+    s->audited_bp = e->has_audited && e->audited < e->generation ? -1 : (int64_t)e->weight_bp;
+    if (in_file) {
+        s->saved = s->st;
+        s->saved_known = true;
+    }
+}
+
+/* Every service's state as store entries (caller frees). */
+static struct adm_store_entry *
+entries_of(const struct adm_control *c)
+{
+    struct adm_store_entry *e = xcalloc(c->n > 0 ? c->n : 1, sizeof(*e));
+    unsigned i;
+
+    for (i = 0; i < c->n; i++) {
+        const struct adm_svc *s = &c->svcs[i];
+
+        snprintf(e[i].name, sizeof(e[i].name), "%s", s->name);
+        e[i].weight_bp = s->st.weight_bp;
+        e[i].state = (int)s->st.state;
+        e[i].generation = s->st.generation;
+        e[i].has_audited = true;
+        e[i].audited = s->audited_gen < s->st.generation ? s->audited_gen : s->st.generation;
+        plan_to_entry(s, &e[i]);
+    }
+    return e;
+}
+
+/* " web: weight 0 % rolled_back generation 5 (the state file: 80 % steady
+ * generation 4);" for every service whose state in effect is not saved. */
+static void
+describe_unsaved(const struct adm_control *c, char *buf, size_t len)
+{
+    size_t k = 0;
+    unsigned i;
+    char w0[16], w1[16];
+
+    buf[0] = '\0';
+    for (i = 0; i < c->n && k < len; i++) {
+        const struct adm_svc *s = &c->svcs[i];
+
+        if (s->saved_known && s->saved.generation == s->st.generation)
+            continue;
+        if (s->saved_known)
+            k += (size_t)snprintf(buf + k, len - k, " %s: weight %s%% %s generation %" PRIu64
+                                  " (the state file: %s%% %s generation %" PRIu64 ");",
+                                  s->name, adm_pct(s->st.weight_bp, w0, sizeof(w0)),
+                                  adm_state_names[s->st.state], s->st.generation,
+                                  adm_pct(s->saved.weight_bp, w1, sizeof(w1)),
+                                  adm_state_names[s->saved.state], s->saved.generation);
+        else
+            k += (size_t)snprintf(buf + k, len - k, " %s: weight %s%% %s generation %" PRIu64
+                                  " (not in the state file: the config's weight);",
+                                  s->name, adm_pct(s->st.weight_bp, w0, sizeof(w0)),
+                                  adm_state_names[s->st.state], s->st.generation);
+    }
+}
+
+int
+adm_persist_save(struct adm_control *c, char *err, size_t errlen)
+{
+    struct adm_persist *p = &c->persist;
+    struct adm_store_entry *e;
+    char jerr[512];
+    unsigned i;
+    int rc;
+
+    if (c->state_file == NULL)
+        return 0;
+    e = entries_of(c);
+    rc = adm_store_save(c->state_file, e, c->n, err, errlen);
+    free(e);
+    if (rc != 0) {
+        p->save_errors++;
+        snprintf(p->last_error, sizeof(p->last_error), "%s", err);
+        return -1;
+    }
+    for (i = 0; i < c->n; i++) {
+        c->svcs[i].saved = c->svcs[i].st;
+        c->svcs[i].saved_known = true;
+    }
+    if (p->dirty)
+        log_at(LL_WARN, "control", 0, "state saved to %s again, after %.1f s unsaved",
+               c->state_file, (double)(realtime_ms() - p->dirty_since_ms) / 1000.0);
+    p->dirty = false;
+    p->journaled = false;
+    if (p->journal_valid) {
+        if (adm_store_journal_clear(c->state_file, jerr, sizeof(jerr)) == 0)
+            p->journal_valid = false;
+        else                           /* harmless: its generations are not newer */
+            log_at(LL_WARN, "control", 0, "journal: %s", jerr);
+    }
+    if (p->journal_cap < c->n) {       /* services were added: room for them */
+        if (adm_store_journal_prepare(c->state_file, c->n, jerr, sizeof(jerr)) == 0)
+            p->journal_cap = c->n;
+        else
+            log_at(LL_WARN, "control", 0, "journal: %s", jerr);
+    }
+    return 0;
+}
+
+/* Writes the state in effect into the journal. */
+static void
+journal_write(struct adm_control *c)
+{
+    struct adm_persist *p = &c->persist;
+    struct adm_store_entry *e = entries_of(c);
+    char jerr[512];
+
+    if (adm_store_journal_write(c->state_file, p->journal_seq, e, c->n, jerr,
+                                sizeof(jerr)) == 0) {
+        p->journal_seq++;
+        p->journaled = true;
+        p->journal_valid = true;
+    } else {
+        p->journaled = false;
+        log_at(LL_ERR, "control", 0, "journal: %s: the state in effect is kept nowhere on "
+               "disk until a save succeeds", jerr);
+    }
+    free(e);
+}
+
+/* The state in effect is not in the state file (<why>). */
+static void
+mark_dirty(struct adm_control *c, const char *why)
+{
+    struct adm_persist *p = &c->persist;
+
+    if (!p->dirty) {
+        p->dirty = true;
+        p->dirty_since_ms = realtime_ms();
+        p->next_warn_ms = 0;
+    }
+    p->next_retry_ms = 0;              /* retried from the next tick on */
+    p->backoff_ms = 0;
+    snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+}
+
+bool
+adm_persist_unsaved(struct adm_control *c, const char *err)
+{
+    mark_dirty(c, err);
+    journal_write(c);
+    return c->persist.journaled;
+}
+
+/* ---- the audit of every generation --------------------------------------- */
+
+/* Writes the entry that stands for generations <first>..<last> of <s>,
+ * which have none: <to_bp> and <state> (NULL: unknown) as they were after
+ * <last>, <from_bp> before <first> (-1: unknown), <why> they have none.
+ * 0, or -1 with <err> set. */
+static int
+write_recovered(struct adm_control *c, struct adm_svc *s, uint64_t first, uint64_t last,
+                int64_t from_bp, uint32_t to_bp, const char *state, const char *why,
+                char *err, size_t errlen)
+{
+    struct adm_audit_entry ae;
+    char reason[768], gens[64], *line;
+    json_t *fig;
+    size_t len = 0;
+    int rc;
+
+    if (first == last)
+        snprintf(gens, sizeof(gens), "generation %" PRIu64, last);
+    else
+        snprintf(gens, sizeof(gens), "generations %" PRIu64 "..%" PRIu64, first, last);
+    snprintf(reason, sizeof(reason), "%s took effect with no audit entry (%s); this entry "
+             "stands for %s: the weight%s after it", gens, why,
+             first == last ? "it" : "them", state != NULL ? " and state" : "");
+    fig = json_pack("{s:I, s:I}", "first_generation", (json_int_t)first,
+                    "last_generation", (json_int_t)last);
+    if (fig != NULL && state != NULL)
+        json_object_set_new(fig, "state", json_string(state));
+    ae = (struct adm_audit_entry){
+        .service = s->name, .actor = "auto", .action = "recovered",
+        .from_bp = from_bp >= 0 ? (uint32_t)from_bp : 0,
+        .from_text = from_bp >= 0 ? NULL : "unknown",
+        .to_bp = to_bp, .reason = reason, .generation = last, .figures = fig,
+    };
+    line = adm_audit_format(&ae, &len, err, errlen);
+    json_decref(fig);
+    if (line == NULL)
+        return -1;
+    rc = adm_audit_write(c->audit_file, line, len, err, errlen);
+    free(line);
+    if (rc != 0)
+        return -1;
+    log_at(LL_WARN, "control", 0, "%s: audit: %s had no entry (%s): a \"recovered\" entry "
+           "stands for %s", s->name, gens, why, first == last ? "it" : "them");
+    s->audited_gen = last;
+    s->audited_bp = to_bp;
+    return 0;
+}
+
+/* Writes queued or new entry <q> (its service may be gone after a reload),
+ * after the entry that stands for the generations before it that have none.
+ * 0, or -1 with <err> set. */
+static int
+write_entry(struct adm_control *c, const struct adm_audit_pending *q, char *err,
+            size_t errlen)
+{
+    int k = adm_svc_find(c, q->service);
+    struct adm_svc *s = k >= 0 ? &c->svcs[k] : NULL;
+
+    if (s != NULL && s->audited_gen + 1 < q->generation
+        && write_recovered(c, s, s->audited_gen + 1, q->generation - 1, s->audited_bp,
+                           q->from_bp, NULL, "not written while the audit log failed, "
+                           "and more than the queue could keep", err, errlen) != 0)
+        return -1;
+    if (adm_audit_write(c->audit_file, q->line, q->len, err, errlen) != 0)
+        return -1;
+    if (s != NULL && q->generation > s->audited_gen) {
+        s->audited_gen = q->generation;
+        s->audited_bp = q->to_bp;
+    }
+    return 0;
+}
+
+static void
+pending_free(struct adm_audit_pending *q)
+{
+    free(q->service);
+    free(q->line);
+    free(q);
+}
+
+/* Writes the queued entries, oldest first, until one fails. 0 when the
+ * queue is empty, -1 with <err> set otherwise. */
+static int
+flush_queue(struct adm_control *c, char *err, size_t errlen)
+{
+    struct adm_persist *p = &c->persist;
+    struct adm_audit_pending *q;
+    unsigned written = 0;
+
+    while ((q = p->queue) != NULL) {
+        if (write_entry(c, q, err, errlen) != 0) {
+            p->audit_errors++;
+            snprintf(p->audit_error, sizeof(p->audit_error), "%s", err);
+            return -1;
+        }
+        p->queue = q->next;
+        if (p->queue == NULL)
+            p->queue_tail = &p->queue;
+        p->queued--;
+        pending_free(q);
+        written++;
+    }
+    if (written > 0)
+        log_at(LL_WARN, "control", 0, "audit: %u entr%s written late to %s", written,
+               written == 1 ? "y" : "ies", c->audit_file);
+    return 0;
+}
+
+/* Writes the entries that stand for the generations of every service that
+ * have none (the queue being empty). 0, or -1 with <err> set. */
+static int
+close_gaps(struct adm_control *c, const char *why, char *err, size_t errlen)
+{
+    unsigned i;
+
+    for (i = 0; i < c->n; i++) {
+        struct adm_svc *s = &c->svcs[i];
+
+        if (s->audited_gen >= s->st.generation)
+            continue;
+        if (write_recovered(c, s, s->audited_gen + 1, s->st.generation, s->audited_bp,
+                            s->st.weight_bp, adm_state_names[s->st.state], why, err,
+                            errlen) != 0) {
+            c->persist.audit_errors++;
+            snprintf(c->persist.audit_error, sizeof(c->persist.audit_error), "%s", err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static bool
+has_gaps(const struct adm_control *c)
+{
+    unsigned i;
+
+    for (i = 0; i < c->n; i++) {
+        if (c->svcs[i].audited_gen < c->svcs[i].st.generation)
+            return true;
+    }
+    return false;
+}
+
+void
+adm_persist_audit(struct adm_control *c, unsigned svc, const struct adm_audit_entry *e)
+{
+    struct adm_persist *p = &c->persist;
+    struct adm_svc *s = &c->svcs[svc];
+    struct adm_audit_pending *q;
+    char err[512];
+    size_t len = 0;
+    char *line;
+
+    if (c->audit_file == NULL) {
+        s->audited_gen = s->st.generation;   /* nothing to audit into */
+        return;
+    }
+    line = adm_audit_format(e, &len, err, sizeof(err));
+    if (line == NULL) {
+        log_at(LL_ERR, "control", 0, "%s: audit: %s", s->name, err);
+        return;                        /* the gap is closed by the tick */
+    }
+    q = xcalloc(1, sizeof(*q));
+    q->service = xstrdup(s->name);
+    q->generation = e->generation;
+    q->from_bp = e->from_bp;
+    q->to_bp = e->to_bp;
+    q->line = line;
+    q->len = len;
+    /* in order: what waits goes first */
+    if (flush_queue(c, err, sizeof(err)) == 0) {
+        if (write_entry(c, q, err, sizeof(err)) == 0) {
+            pending_free(q);
+            return;
+        }
+        p->audit_errors++;
+        snprintf(p->audit_error, sizeof(p->audit_error), "%s", err);
+    }
+    if (p->queued >= ADM_AUDIT_QUEUE_MAX) {
+        p->dropped++;
+        log_at(LL_ERR, "control", 0, "%s: audit log: %s; the queue is full (%u entries): "
+               "this one is dropped, an entry will stand for its generation: %.*s", s->name,
+               err, p->queued, (int)(len - 1), line);
+        pending_free(q);
+        return;
+    }
+    *p->queue_tail = q;
+    p->queue_tail = &q->next;
+    p->queued++;
+    log_at(LL_ERR, "control", 0, "%s: audit log: %s; the entry waits (%u waiting) and is "
+           "retried", s->name, err, p->queued);
+}
+
+/* ---- startup ------------------------------------------------------------- */
+
+struct gap_scan {
+    struct adm_control *c;
+    uint64_t *found;             /* newest change generation in the log, per service */
+    int64_t *found_bp;           /* its "to", -1 unknown */
+    bool *found_set;             /* <found> is set */
+    bool *done;                  /* found, or not looked for */
+    unsigned left;
+};
+
+static int
+gap_visit(void *arg, json_t *o)
+{
+    struct gap_scan *g = arg;
+    json_t *gen = json_object_get(o, "generation"), *to = json_object_get(o, "to");
+    const char *name = json_string_value(json_object_get(o, "service"));
+    int k = name != NULL ? adm_svc_find(g->c, name) : -1;
+
+    if (k < 0 || g->done[k] || !json_is_integer(gen) || json_integer_value(gen) < 0
+        || !is_change_action(json_string_value(json_object_get(o, "action"))))
+        return 0;
+    g->found[k] = (uint64_t)json_integer_value(gen);
+    g->found_bp[k] = json_is_number(to) && json_number_value(to) >= 0
+                     && json_number_value(to) <= 100
+                     ? (int64_t)(json_number_value(to) * 100.0 + 0.5) : -1;
+    g->done[k] = true;
+    g->found_set[k] = true;
+    return --g->left == 0;
+}
+
+/* Finds the generations with no audit entry at startup and writes the
+ * entries that stand for them. */
+static void
+startup_gaps(struct adm_control *c)
+{
+    struct gap_scan g = { .c = c };
+    char err[512], w[16];
+    unsigned i;
+    int rc;
+
+    if (c->audit_file == NULL) {
+        for (i = 0; i < c->n; i++)
+            c->svcs[i].audited_gen = c->svcs[i].st.generation;
+        return;
+    }
+    g.found = xcalloc(c->n + 1, sizeof(*g.found));
+    g.found_bp = xcalloc(c->n + 1, sizeof(*g.found_bp));
+    g.done = xcalloc(c->n + 1, sizeof(*g.done));
+    g.found_set = xcalloc(c->n + 1, sizeof(*g.found_set));
+    /* Every service's newest change entry among the last ones (a change
+     * audited but never saved is one of those), then, further back, the
+     * newest of those whose state file's mark says something may be
+     * missing. */
+    for (i = 0; i < c->n; i++)
+        g.found_bp[i] = -1;
+    g.left = c->n;
+    rc = g.left == 0 ? 0 : adm_audit_scan(c->audit_file, GAP_SCAN_NEAR_BYTES, gap_visit,
+                                          &g, err, sizeof(err));
+    if (rc > 0) {
+        g.left = 0;
+        for (i = 0; i < c->n; i++) {
+            g.done[i] = g.done[i] || c->svcs[i].audited_gen >= c->svcs[i].st.generation;
+            g.left += g.done[i] ? 0 : 1;
+        }
+        rc = g.left == 0 ? 0 : adm_audit_scan(c->audit_file, GAP_SCAN_MAX_BYTES, gap_visit,
+                                              &g, err, sizeof(err));
+    }
+    if (rc < 0)
+        log_at(LL_ERR, "control", 0, "audit: cannot check it for missing generations: %s",
+               err);
+    else if (rc > 0)
+        log_at(LL_WARN, "control", 0, "audit: %s: stopped looking for the newest entries "
+               "after %llu MiB", c->audit_file, GAP_SCAN_MAX_BYTES >> 20);
+    for (i = 0; rc >= 0 && i < c->n; i++) {
+        struct adm_svc *s = &c->svcs[i];
+
+        if (!g.found_set[i] || g.found[i] < s->audited_gen)
+            continue;
+        if (g.found[i] > s->st.generation) {
+            /* Audited but neither saved nor in the journal (a read-only
+             * disk): it took effect before the restart and is not in effect
+             * now. That move back is a change too: audited, and saved. */
+            char why[256];
+
+            log_at(LL_ERR, "control", 0, "%s: the audit log records generation %" PRIu64
+                   " (weight %s%%) but the state file has only generation %" PRIu64
+                   " (weight %s%%): a change that took effect before the restart was never "
+                   "saved and is NOT in effect now", s->name, g.found[i], g.found_bp[i] >= 0
+                   ? adm_pct((uint32_t)g.found_bp[i], err, sizeof(err)) : "?",
+                   s->st.generation, adm_pct(s->st.weight_bp, w, sizeof(w)));
+            snprintf(why, sizeof(why), "generation %" PRIu64 " was never saved: the restart "
+                     "brought back the state file's generation %" PRIu64, g.found[i],
+                     s->st.generation);
+            s->audited_gen = g.found[i];
+            s->audited_bp = g.found_bp[i];
+            s->st.generation = g.found[i] + 1;
+            mark_dirty(c, why);
+            if (write_recovered(c, s, s->st.generation, s->st.generation, s->audited_bp,
+                                s->st.weight_bp, adm_state_names[s->st.state], why, err,
+                                sizeof(err)) != 0)
+                log_at(LL_ERR, "control", 0, "audit: %s; retried", err);
+            continue;
+        }
+        s->audited_gen = g.found[i];
+        s->audited_bp = g.found_bp[i];
+    }
+    free(g.found);
+    free(g.found_bp);
+    free(g.done);
+    free(g.found_set);
+    if (close_gaps(c, GAP_WHY, err, sizeof(err)) != 0)
+        log_at(LL_ERR, "control", 0, "audit: %s; retried", err);
+}
+
+/* A journal record newer than the state file: restores it. */
+static void
+startup_journal(struct adm_control *c)
+{
+    struct adm_persist *p = &c->persist;
+    struct adm_store_entry *e = NULL;
+    unsigned n = 0, i;
+    uint64_t seq = 0;
+    char err[512], w0[16], w1[16];
+    int k;
+
+    if (adm_store_journal_read(c->state_file, &seq, &e, &n, err, sizeof(err)) != 0) {
+        log_at(LL_ERR, "control", 0, "journal: %s", err);
+        return;
+    }
+    p->journal_seq = seq + 1;
+    for (i = 0; i < n; i++) {
+        struct adm_svc *s;
+
+        k = adm_svc_find(c, e[i].name);
+        if (k < 0)
+            continue;
+        s = &c->svcs[k];
+        p->journal_valid = true;       /* something in it: cleared after a save */
+        if (e[i].generation <= s->st.generation)
+            continue;                  /* saved since */
+        if (e[i].weight_bp > s->st.weight_bp) {
+            /* never: only lowerings are in effect unsaved. A journal that
+             * outlived its state file must not raise the weight. */
+            log_at(LL_ERR, "control", 0, "%s: the journal %s.pending holds generation %"
+                   PRIu64 " at weight %s%%, above the state file's %s%%: not restored",
+                   s->name, c->state_file, e[i].generation,
+                   adm_pct(e[i].weight_bp, w0, sizeof(w0)),
+                   adm_pct(s->st.weight_bp, w1, sizeof(w1)));
+            continue;
+        }
+        log_at(LL_ERR, "control", 0, "%s: UNSAVED STATE FOUND: the state file %s has weight "
+               "%s%% state %s generation %" PRIu64 ", but weight %s%% state %s generation %"
+               PRIu64 " was in effect before the restart and could not be saved (it is in "
+               "the journal %s.pending): restored; it is saved as soon as the disk takes it",
+               s->name, c->state_file, adm_pct(s->st.weight_bp, w1, sizeof(w1)),
+               adm_state_names[s->st.state], s->st.generation,
+               adm_pct(e[i].weight_bp, w0, sizeof(w0)), adm_state_names[e[i].state],
+               e[i].generation, c->state_file);
+        adm_svc_restore(s, &e[i], false);
+        if (!p->dirty) {
+            p->dirty = true;
+            p->dirty_since_ms = realtime_ms();
+            p->journaled = true;
+            snprintf(p->last_error, sizeof(p->last_error), "restored from the journal %s"
+                     ".pending at startup: not in the state file yet", c->state_file);
+        }
+    }
+    free(e);
+}
+
+void
+adm_persist_startup(struct adm_control *c)
+{
+    struct adm_persist *p = &c->persist;
+    char err[512];
+    unsigned removed = 0;
+
+    p->queue_tail = &p->queue;
+    if (c->state_file != NULL) {
+        if (adm_store_clean_tmp(c->state_file, &removed, err, sizeof(err)) != 0)
+            log_at(LL_WARN, "control", 0, "%s", err);
+        else if (removed > 0)
+            log_at(LL_INFO, "control", 0, "removed %u stale temporary file%s of %s left by "
+                   "an earlier crash", removed, removed == 1 ? "" : "s", c->state_file);
+        startup_journal(c);
+        if (adm_store_probe(c->state_file, err, sizeof(err)) != 0)
+            log_at(LL_WARN, "control", 0, "the state directory is not writable (%s): "
+                   "changes will take effect but cannot be saved until it is", err);
+        /* after the read: preparing may replace a journal too small */
+        if (adm_store_journal_prepare(c->state_file, c->n, err, sizeof(err)) == 0)
+            p->journal_cap = c->n;
+        else
+            log_at(LL_WARN, "control", 0, "cannot reserve the journal of the state file (%s):"
+                   " a change that cannot be saved on a full disk will not survive a restart",
+                   err);
+    }
+    if (c->audit_file != NULL) {
+        if (adm_audit_repair(c->audit_file, err, sizeof(err)) < 0)
+            log_at(LL_ERR, "control", 0, "audit: %s", err);
+    }
+    startup_gaps(c);
+}
+
+/* ---- the tick, the status, the exit -------------------------------------- */
+
+void
+adm_control_store_tick(struct adm_control *c, uint64_t now_ms)
+{
+    struct adm_persist *p = &c->persist;
+    char err[512], what[2048];
+    bool audit_due = p->queued > 0 || (c->audit_file != NULL && has_gaps(c));
+
+    if (!p->dirty && !audit_due) {
+        p->next_retry_ms = 0;
+        p->backoff_ms = 0;
+        return;
+    }
+    if (p->next_retry_ms == 0) {       /* it just failed: wait a little first */
+        p->backoff_ms = ADM_RETRY_MIN_MS;
+        p->next_retry_ms = now_ms + p->backoff_ms;
+    }
+    if (p->dirty && p->next_warn_ms == 0)
+        p->next_warn_ms = now_ms + ADM_UNSAVED_WARN_MS;
+    if (now_ms >= p->next_retry_ms) {
+        if (audit_due && flush_queue(c, err, sizeof(err)) == 0)
+            close_gaps(c, GAP_WHY, err, sizeof(err));
+        if (p->dirty && adm_persist_save(c, err, sizeof(err)) != 0 && !p->journaled)
+            journal_write(c);          /* the journal may take it now */
+        if (p->dirty || p->queued > 0 || (c->audit_file != NULL && has_gaps(c))) {
+            p->backoff_ms = p->backoff_ms * 2 < ADM_RETRY_MAX_MS ? p->backoff_ms * 2
+                                                                 : ADM_RETRY_MAX_MS;
+            p->next_retry_ms = now_ms + p->backoff_ms;
+        } else {
+            p->next_retry_ms = 0;
+            p->backoff_ms = 0;
+        }
+    }
+    if (p->dirty && now_ms >= p->next_warn_ms) {
+        p->next_warn_ms = now_ms + ADM_UNSAVED_WARN_MS;
+        describe_unsaved(c, what, sizeof(what));
+        log_at(LL_WARN, "control", 0, "state NOT saved for %.0f s (%s):%s %s; retried every "
+               "%.1f s at most", (double)(realtime_ms() - p->dirty_since_ms) / 1000.0,
+               p->last_error, what, p->journaled
+               ? "kept in the journal: a restart restores it"
+               : "NOT kept in the journal: a restart would bring back the state file's values",
+               (double)ADM_RETRY_MAX_MS / 1000.0);
+    }
+}
+
+void
+adm_control_store_status(const struct adm_control *c, struct adm_store_status *out)
+{
+    *out = (struct adm_store_status){
+        .dirty = c->persist.dirty, .journaled = c->persist.journaled,
+        .save_errors = c->persist.save_errors, .audit_errors = c->persist.audit_errors,
+        .audit_pending = c->persist.queued,
+    };
+}
+
+json_t *
+adm_persist_status(const struct adm_control *c)
+{
+    const struct adm_persist *p = &c->persist;
+    json_t *o, *unsaved = json_array();
+    char ts[40];
+    unsigned i;
+
+    for (i = 0; p->dirty && i < c->n; i++) {
+        if (!c->svcs[i].saved_known || c->svcs[i].saved.generation != c->svcs[i].st.generation)
+            json_array_append_new(unsaved, json_string(c->svcs[i].name));
+    }
+    o = json_pack("{s:s?, s:b, s:b, s:I, s:I, s:I, s:o}", "file", c->state_file,
+                  "dirty", p->dirty, "journaled", p->journaled,
+                  "save_errors", (json_int_t)p->save_errors,
+                  "audit_errors", (json_int_t)p->audit_errors,
+                  "audit_pending", (json_int_t)p->queued, "unsaved", unsaved);
+    if (o == NULL)
+        return NULL;
+    if (p->dirty)
+        json_object_set_new(o, "since", json_string(format_ms(p->dirty_since_ms, ts,
+                                                              sizeof(ts))));
+    if (p->last_error[0] != '\0')
+        json_object_set_new(o, "last_error", json_string(p->last_error));
+    if (p->audit_error[0] != '\0')
+        json_object_set_new(o, "audit_error", json_string(p->audit_error));
+    return o;
+}
+
+int
+adm_control_flush(struct adm_control *c)
+{
+    struct adm_persist *p = &c->persist;
+    struct adm_audit_pending *q;
+    char err[512], what[2048];
+
+    if (p->queued > 0 || (c->audit_file != NULL && has_gaps(c))) {
+        if (flush_queue(c, err, sizeof(err)) == 0)
+            close_gaps(c, GAP_WHY, err, sizeof(err));
+    }
+    if (p->dirty)
+        adm_persist_save(c, err, sizeof(err));
+    if (p->dirty) {
+        describe_unsaved(c, what, sizeof(what));
+        log_at(LL_ERR, "control", 0, "exiting with state that is NOT in the state file %s "
+               "(unsaved for %.0f s: %s):%s %s", c->state_file,
+               (double)(realtime_ms() - p->dirty_since_ms) / 1000.0, p->last_error, what,
+               p->journaled ? "it is in the journal: the next start restores it"
+                            : "it is NOT in the journal either: the next start brings back "
+                              "the state file's values; set them again once the disk takes "
+                              "writes");
+    }
+    for (q = p->queue; q != NULL; q = q->next)
+        log_at(LL_ERR, "control", 0, "exiting with an audit entry not written to %s (%s): "
+               "%.*s", c->audit_file, p->audit_error, (int)(q->len - 1), q->line);
+    return p->dirty || p->queued > 0 ? -1 : 0;
+}
+
+void
+adm_persist_free(struct adm_control *c)
+{
+    struct adm_audit_pending *q, *next;
+
+    for (q = c->persist.queue; q != NULL; q = next) {
+        next = q->next;
+        pending_free(q);
+    }
+    c->persist.queue = NULL;
+    c->persist.queue_tail = &c->persist.queue;
+    c->persist.queued = 0;
+}

@@ -1,0 +1,67 @@
+/*
+ * persist: internal to the control plane (see control_int.h). The state
+ * file and the audit log as the change engine sees them. A save that fails
+ * after a change took effect (a lowering: applied first) leaves the control
+ * plane "dirty": the state in effect is written into the journal that was
+ * reserved beside the state file (store.h) and saved again on the policy
+ * tick, with backoff, until it is (any later save, of any change, saves it
+ * too); the log says so every ADM_UNSAVED_WARN_MS, status and metrics show
+ * it, and an exit while dirty says what a restart will not find. Every
+ * generation of every service gets an audit entry: one that cannot be
+ * written waits in a bounded queue and is written, in order, once the log
+ * takes it; generations with no entry at all (a crash between the save and
+ * the audit, a full queue) get a "recovered" entry that stands for them,
+ * found at startup from the state file's "audited" mark and the log's last
+ * entries. Calls request.c only.
+ */
+#ifndef CUTOVER_ADMIN_PERSIST_H
+#define CUTOVER_ADMIN_PERSIST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "admin/audit.h"
+#include "admin/control_int.h"
+#include "admin/store.h"
+
+#define ADM_AUDIT_QUEUE_MAX 1000u    /* audit entries kept while the log fails */
+#define ADM_RETRY_MIN_MS    200u     /* first retry of a failed save or audit */
+#define ADM_RETRY_MAX_MS    5000u    /* the backoff doubles up to this */
+
+/* Gives service <s> the weight, state, generation, plan and audited mark of
+ * store entry <e> (the plan as saved: adm_control_set_plan() checks it
+ * against the config); <in_file>: <e> is what the state file holds. */
+void adm_svc_restore(struct adm_svc *s, const struct adm_store_entry *e, bool in_file);
+
+/* Saves every service's state (nothing without a state file). On success
+ * the control plane is clean again (a dirty state is saved with it) and the
+ * journal is cleared. 0, or -1 with <err> set (counted; the caller decides
+ * whether the state in effect is now unsaved). */
+int adm_persist_save(struct adm_control *c, char *err, size_t errlen);
+
+/* A change took effect but adm_persist_save() failed with <err>: dirty,
+ * and the state in effect goes into the journal. True when the journal
+ * holds it. */
+bool adm_persist_unsaved(struct adm_control *c, const char *err);
+
+/* Audits change entry <e> (generation e->generation) of service <svc>:
+ * written after whatever waits before it, or queued. Never fails: what
+ * cannot be written is retried on the tick. */
+void adm_persist_audit(struct adm_control *c, unsigned svc, const struct adm_audit_entry *e);
+
+/* The startup part, after the state file was loaded and restored: stale
+ * temporary files, the state directory's writability, the journal (a
+ * record newer than the state file is restored: the control plane starts
+ * dirty), the audit log's tail, and the audit of every generation. Warns;
+ * never fails. */
+void adm_persist_startup(struct adm_control *c);
+
+/* The "store" object of the status reply (new reference). */
+json_t *adm_persist_status(const struct adm_control *c);
+
+/* Frees what adm_persist_*() keeps (the audit queue). */
+void adm_persist_free(struct adm_control *c);
+
+#endif
