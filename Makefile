@@ -30,8 +30,8 @@ HEALTH_SRC = health/conf.c health/window.c health/policy.c health/probe.c health
              health/plan.c
 UTIL_SRC   = lib/log.c lib/xmalloc.c lib/metrics.c lib/notify.c lib/http1.c lib/h1chunk.c \
              lib/conf.c lib/fs.c lib/text.c lib/pg.c lib/cidr.c
-ADMIN_SRC  = admin/ctl_proto.c admin/control.c \
-             admin/request.c admin/change.c admin/persist.c admin/plan_ctl.c admin/commands.c \
+ADMIN_SRC  = admin/ctl_proto.c admin/state.c admin/control.c \
+             admin/request.c admin/change.c admin/auto.c admin/persist.c admin/plan_ctl.c admin/commands.c \
              admin/store.c admin/audit.c admin/conn.c admin/socket.c \
              admin/tokens.c admin/http_req.c admin/http.c
 PROXY_SRC  = proxy/conf.c proxy/server.c proxy/listen.c proxy/http.c proxy/http_conn.c \

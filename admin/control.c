@@ -127,10 +127,6 @@ adm_control_state(const struct adm_control *c, unsigned svc)
     return &c->svcs[svc].st;
 }
 
-const char *const adm_rollback_reason_names[ADM_RB__COUNT] = {
-    "manual", "error_rate", "p99", "ratio_to_legacy", "new_down", "other",
-};
-
 void
 adm_control_counters(const struct adm_control *c, unsigned svc, struct adm_counters *out)
 {
@@ -225,4 +221,22 @@ adm_control_reconfigure(struct adm_control *c, const char *const *names,
     free(taken);
     free(e);
     return 0;
+}
+
+void
+adm_control_store_tick(struct adm_control *c, uint64_t now_ms)
+{
+    adm_persist_tick(c, now_ms);
+}
+
+void
+adm_control_store_status(const struct adm_control *c, struct adm_store_status *out)
+{
+    adm_persist_figures(c, out);
+}
+
+int
+adm_control_flush(struct adm_control *c)
+{
+    return adm_persist_flush(c);
 }

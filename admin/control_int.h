@@ -28,7 +28,7 @@
 
 #include <jansson.h>
 
-#include "admin/control.h"
+#include "admin/state.h"
 #include "health/plan.h"
 #include "router/router.h"
 

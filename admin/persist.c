@@ -676,7 +676,7 @@ adm_persist_startup(struct adm_control *c)
 /* ---- the tick, the status, the exit -------------------------------------- */
 
 void
-adm_control_store_tick(struct adm_control *c, uint64_t now_ms)
+adm_persist_tick(struct adm_control *c, uint64_t now_ms)
 {
     struct adm_persist *p = &c->persist;
     char err[512], what[2048];
@@ -720,7 +720,7 @@ adm_control_store_tick(struct adm_control *c, uint64_t now_ms)
 }
 
 void
-adm_control_store_status(const struct adm_control *c, struct adm_store_status *out)
+adm_persist_figures(const struct adm_control *c, struct adm_store_status *out)
 {
     *out = (struct adm_store_status){
         .dirty = c->persist.dirty, .journaled = c->persist.journaled,
@@ -759,7 +759,7 @@ adm_persist_status(const struct adm_control *c)
 }
 
 int
-adm_control_flush(struct adm_control *c)
+adm_persist_flush(struct adm_control *c)
 {
     struct adm_persist *p = &c->persist;
     struct adm_audit_pending *q;

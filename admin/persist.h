@@ -64,4 +64,13 @@ json_t *adm_persist_status(const struct adm_control *c);
 /* Frees what adm_persist_*() keeps (the audit queue). */
 void adm_persist_free(struct adm_control *c);
 
+/* The policy tick's retry of what the disk did not take (adm_control_store_tick()). */
+void adm_persist_tick(struct adm_control *c, uint64_t now_ms);
+
+/* The store's figures (adm_control_store_status()). */
+void adm_persist_figures(const struct adm_control *c, struct adm_store_status *out);
+
+/* A last save at exit (adm_control_flush()). */
+int adm_persist_flush(struct adm_control *c);
+
 #endif

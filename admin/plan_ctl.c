@@ -14,6 +14,7 @@
 
 #include "admin/audit.h"
 #include "admin/change.h"
+#include "admin/control.h"
 #include "admin/plan_ctl.h"
 #include "admin/request.h"
 #include "health/plan.h"

@@ -23,7 +23,7 @@
 
 #include <jansson.h>
 
-#include "admin/control.h"
+#include "admin/state.h"
 #include "admin/store.h"
 #include "lib/fs.h"
 #include "lib/log.h"
@@ -32,24 +32,6 @@
 #include "health/plan.h"
 
 #define STORE_MAX_BYTES (4u * 1024 * 1024)   /* a larger state file is corrupt */
-
-const char *const adm_state_names[ADM_ST__COUNT] = {
-    "steady", "progressing", "paused", "rolled_back", "frozen", "promoted",
-};
-
-int
-adm_state_from_name(const char *name)
-{
-    int i;
-
-    if (name == NULL)
-        return -1;
-    for (i = 0; i < ADM_ST__COUNT; i++) {
-        if (strcmp(name, adm_state_names[i]) == 0)
-            return i;
-    }
-    return -1;
-}
 
 /* Reads all of <fd> into a new NUL-terminated buffer. Returns it with its
  * length in <*len>, or NULL with errno set (EFBIG when over the limit). */

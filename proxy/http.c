@@ -1160,3 +1160,8 @@ px_http_close_all(struct px_service *svc)
         px_hc_close(list_entry(svc->conns.next, struct px_conn, link));
 }
 
+void
+px_http_loop_free(struct px_srv *srv)
+{
+    px_hc_loop_free(srv);
+}

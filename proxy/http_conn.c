@@ -17,7 +17,6 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "proxy/accesslog.h"
-#include "proxy/http.h"
 #include "proxy/http_conn.h"
 #include "proxy/io.h"
 #include "proxy/server.h"
@@ -198,7 +197,7 @@ px_hc_close(struct px_conn *c)
 }
 
 void
-px_http_loop_free(struct px_srv *srv)
+px_hc_loop_free(struct px_srv *srv)
 {
     while (srv->nspare_bev > 0)
         bufferevent_free(srv->spare_bev[--srv->nspare_bev]);

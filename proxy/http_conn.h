@@ -235,4 +235,7 @@ bool px_hc_refresh_conf(struct px_conn *c);
  * retired service may not survive). Touch nothing of <c> after it. */
 void px_hc_close(struct px_conn *c);
 
+/* Frees the loop's spare buffers and header field table (px_http_loop_free()). */
+void px_hc_loop_free(struct px_srv *srv);
+
 #endif

@@ -21,28 +21,6 @@
 #include "proxy/pool.h"
 #include "proxy/server.h"
 
-struct px_pooled {
-    struct list link;                /* on the server's idle list (most recent
-                                      * first) or, without <bev>, its spare list */
-    struct px_server_rt *srv_rt;     /* borrowed: owner of the list */
-    struct bufferevent *bev;         /* owned */
-};
-
-static struct px_pooled *
-pooled_of(struct list *l)
-{
-    return list_entry(l, struct px_pooled, link);
-}
-
-static void
-pooled_free(struct px_pooled *p)
-{
-    list_unlink(&p->link);
-    p->srv_rt->nidle--;
-    bufferevent_free(p->bev);
-    free(p);
-}
-
 static void
 on_idle_read(struct bufferevent *bev, void *arg)
 {
@@ -52,7 +30,7 @@ on_idle_read(struct bufferevent *bev, void *arg)
     if (evbuffer_get_length(bufferevent_get_input(bev)) == 0)
         return;
     /* a server must not talk on an idle connection: never reuse it */
-    pooled_free(arg);
+    px_pooled_free(arg);
 }
 
 static void
@@ -60,7 +38,7 @@ on_idle_event(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     (void)what;
-    pooled_free(arg);                  /* closed, reset or idle timeout */
+    px_pooled_free(arg);                  /* closed, reset or idle timeout */
 }
 
 struct bufferevent *
@@ -71,7 +49,7 @@ px_pool_get(struct px_server_rt *s)
 
     if (list_empty(&s->idle))
         return NULL;
-    p = pooled_of(s->idle.next);
+    p = px_pooled_of(s->idle.next);
     bev = p->bev;
     p->bev = NULL;
     list_unlink(&p->link);
@@ -99,7 +77,7 @@ px_pool_put(struct px_service *svc, struct px_server_rt *s, struct bufferevent *
         return;
     }
     if (!list_empty(&s->spare)) {
-        p = pooled_of(s->spare.next);
+        p = px_pooled_of(s->spare.next);
         list_unlink(&p->link);
     } else {
         p = xcalloc(1, sizeof(*p));
@@ -113,20 +91,7 @@ px_pool_put(struct px_service *svc, struct px_server_rt *s, struct bufferevent *
     bufferevent_setcb(bev, on_idle_read, NULL, on_idle_event, p);
     bufferevent_set_timeouts(bev, &tv, NULL);
     if (bufferevent_enable(bev, EV_READ) < 0)
-        pooled_free(p);
-}
-
-void
-px_pool_close_server(struct px_server_rt *s)
-{
-    while (!list_empty(&s->idle))
-        pooled_free(pooled_of(s->idle.next));
-    while (!list_empty(&s->spare)) {
-        struct px_pooled *p = pooled_of(s->spare.next);
-
-        list_unlink(&p->link);
-        free(p);
-    }
+        px_pooled_free(p);
 }
 
 void
@@ -135,5 +100,5 @@ px_pool_close_side(struct px_service *svc, enum rt_side side)
     unsigned i;
 
     for (i = 0; i < svc->conf->side[side].nservers; i++)
-        px_pool_close_server(svc->servers[side][i]);
+        px_server_rt_close_idle(svc->servers[side][i]);
 }

@@ -29,8 +29,4 @@ void px_pool_put(struct px_service *svc, struct px_server_rt *server,
 /* Closes every idle connection to <side> (blue-green switch, shutdown). */
 void px_pool_close_side(struct px_service *svc, enum rt_side side);
 
-/* Closes every idle connection to <server> (it was marked down, detached
- * or freed) and frees the pool's spare list nodes. */
-void px_pool_close_server(struct px_server_rt *server);
-
 #endif

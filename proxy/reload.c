@@ -225,7 +225,7 @@ reload_service_keep(struct px_srv *srv, struct px_service *svc, struct px_confre
                 log_at(LL_INFO, "reload", 0, "service %s: %s server %s removed; %u "
                        "reference(s) in flight finish (worker %u)", sc->name,
                        rt_side_names[side], s->addr.text, s->refs - 1, srv->worker_id);
-            px_pool_close_server(s);
+            px_server_rt_close_idle(s);
             hl_check_free(s->check);
             s->check = NULL;
             s->attached = false;

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 
@@ -24,7 +25,6 @@
 #include "lib/xmalloc.h"
 #include "health/check.h"
 #include "proxy/cookie.h"
-#include "proxy/pool.h"
 #include "proxy/server.h"
 
 const uint64_t px_lat_bounds_us[PX_LAT_NBOUNDS] = {
@@ -164,7 +164,7 @@ px_server_rt_put(struct px_server_rt *s)
         return;
     /* the array's reference goes last for an attached server, and a
      * detached one lost its pool and checker when it was detached */
-    px_pool_close_server(s);
+    px_server_rt_close_idle(s);
     hl_check_free(s->check);
     free(s);
 }
@@ -213,7 +213,7 @@ px_service_free(struct px_service *svc)
         for (k = 0; k < svc->conf->side[side].nservers; k++) {
             struct px_server_rt *s = svc->servers[side][k];
 
-            px_pool_close_server(s);
+            px_server_rt_close_idle(s);
             hl_check_free(s->check);
             s->check = NULL;
             s->attached = false;
@@ -310,7 +310,7 @@ px_service_set_up(struct px_service *svc, enum rt_side side, unsigned server,
         return false;
     s->up = up;
     if (!up)
-        px_pool_close_server(s);
+        px_server_rt_close_idle(s);
     px_service_publish(svc, weight_bp, generation);
     return true;
 }
@@ -376,3 +376,28 @@ px_srv_conn_closed(struct px_srv *srv, struct px_service *svc)
             event_base_loopexit(srv->base, NULL);
     }
 }
+
+/* ---- the idle list of a server runtime (taken and given by proxy/pool.c) */
+
+void
+px_pooled_free(struct px_pooled *p)
+{
+    list_unlink(&p->link);
+    p->srv_rt->nidle--;
+    bufferevent_free(p->bev);
+    free(p);
+}
+
+void
+px_server_rt_close_idle(struct px_server_rt *s)
+{
+    while (!list_empty(&s->idle))
+        px_pooled_free(px_pooled_of(s->idle.next));
+    while (!list_empty(&s->spare)) {
+        struct px_pooled *p = px_pooled_of(s->spare.next);
+
+        list_unlink(&p->link);
+        free(p);
+    }
+}
+

@@ -166,6 +166,30 @@ struct px_server_rt {
     unsigned index;              /* its index in svc->servers[side] (changes on reload) */
 };
 
+/* One idle keep-alive connection on its server's list, most recent first
+ * (proxy/pool.c takes and gives them; a node without <bev> waits on the
+ * spare list for the next one given back, so none is allocated per
+ * request). */
+struct px_pooled {
+    struct list link;                /* on the server's idle or spare list */
+    struct px_server_rt *srv_rt;     /* borrowed: owner of the list */
+    struct bufferevent *bev;         /* owned */
+};
+
+/* The node of list link <l>. */
+static inline struct px_pooled *
+px_pooled_of(struct list *l)
+{
+    return list_entry(l, struct px_pooled, link);
+}
+
+/* Unlinks idle connection <p>, closes it and frees the node. */
+void px_pooled_free(struct px_pooled *p);
+
+/* Closes every idle connection to <s> (it was marked down, detached or
+ * freed) and frees the spare list nodes. */
+void px_server_rt_close_idle(struct px_server_rt *s);
+
 /* A new attached server runtime for <addr> of <side> of <svc>: up, one
  * reference (the service's array). */
 struct px_server_rt *px_server_rt_new(struct px_service *svc, enum rt_side side,

@@ -21,7 +21,7 @@
 set -eu
 self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 
-WIRING="admin/control.c admin/control_int.h admin/change.c admin/commands.c admin/plan_ctl.c
+WIRING="admin/control.c admin/control_int.h admin/change.c admin/auto.c admin/commands.c admin/plan_ctl.c
 admin/socket.c admin/http.c admin/store.c admin/audit.c
 proxy/main.c proxy/ops.c proxy/reload.c proxy/status.c proxy/verdict.c proxy/tick.c
 proxy/metrics.c proxy/daemon.h"
@@ -104,7 +104,9 @@ check() {
     cyc=$(for f in $(files lib router health admin proxy); do
               m=${f%.*}
               sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)\.h".*/\1/p' "$f" |
-                  while read -r t; do [ "$t" != "$m" ] && [ -f "$t.h" ] && echo "$m $t"; done
+                  while read -r t; do
+                      if [ "$t" != "$m" ] && [ -f "$t.h" ]; then echo "$m $t"; fi
+                  done
           done | sort -u | awk '
         { adj[$1] = adj[$1] " " $2; nodes[$1] = 1; nodes[$2] = 1 }
         function dfs(u,    i, n, vs, v, k, s) {
@@ -137,7 +139,8 @@ if [ "${1:-}" = "--self-test" ]; then
     echo 'int f(void) { return time(0); }' >"$t/health/window.c"
     echo '#include "proxy/a.h"' >"$t/admin/y.c"
     echo '#include "admin/control.h"' >"$t/proxy/http.c"
-    printf '#include "proxy/b.h"\n' >"$t/proxy/a.c"; : >"$t/proxy/a.h"
+    printf '#include "proxy/b.h"\n#include <stdio.h>\n#include "lib/none.h"\n' >"$t/proxy/a.c"
+    : >"$t/proxy/a.h"
     printf '#include "proxy/a.h"\n' >"$t/proxy/b.c"; : >"$t/proxy/b.h"
     echo 'corpora=../shared/corpora' >"$t/run.sh"
     : >"$t/admin/control.h"

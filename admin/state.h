@@ -1,0 +1,100 @@
+/*
+ * admin/state: the control plane's value types, shared by its interface
+ * (admin/control.h), its internals (admin/control_int.h) and the state store
+ * (admin/store.c) without any of them including another: a service's state
+ * (weight, latch, generation) and its names as the state file stores them,
+ * the callbacks into the data plane, and the counters of changes.
+ */
+#ifndef CUTOVER_ADMIN_STATE_H
+#define CUTOVER_ADMIN_STATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "admin/tokens.h"
+#include "router/router.h"
+
+struct json_t;
+
+/* Must remain in this order: the state file stores the names. */
+enum adm_state {
+    ADM_ST_STEADY = 0,       /* no plan running */
+    ADM_ST_PROGRESSING,      /* plan running */
+    ADM_ST_PAUSED,           /* plan paused */
+    ADM_ST_ROLLED_BACK,      /* latched by rollback (operator or automatic) */
+    ADM_ST_FROZEN,           /* breach with action "freeze" */
+    ADM_ST_PROMOTED,         /* weight 100 by promote / switch new */
+    ADM_ST__COUNT
+};
+
+extern const char *const adm_state_names[ADM_ST__COUNT];
+
+/* Returns the state named <name>, or -1. */
+int adm_state_from_name(const char *name);
+
+struct adm_svc_state {
+    uint32_t weight_bp;      /* share to new, 0..10000 */
+    enum adm_state state;
+    uint64_t generation;     /* +1 on every change */
+};
+
+/* Callbacks into the data plane; <arg> is the ops' argument. All are called
+ * from the event loop that runs the admin socket. */
+struct adm_ops {
+    /* Publish <st> for service <svc> to every worker; returns when applied. */
+    void (*apply)(void *arg, unsigned svc, const struct adm_svc_state *st);
+    /* True when <side> of <svc> has at least one healthy server. */
+    bool (*side_healthy)(void *arg, unsigned svc, enum rt_side side);
+    /* Adds the data-plane part of a status entry to object <obj>: "mode",
+     * "legacy" and "new" ({"healthy","servers":[{"addr","up"}],"window":{…}}). */
+    void (*status)(void *arg, unsigned svc, struct json_t *obj);
+    /* Blue-green: <left> no longer receives traffic. Close its idle pooled
+     * connections; close its TCP tunnels after <drain_s> seconds (-1: leave
+     * them open). */
+    void (*switched)(void *arg, unsigned svc, enum rt_side left, int drain_s);
+};
+
+/* Why a rollback happened, as counted for the metrics. Must remain in this
+ * order (adm_rollback_reason_names); the automatic ones are the "kind" of
+ * the decision's figures (proxy/tick.c). */
+enum adm_rollback_reason {
+    ADM_RB_MANUAL = 0,           /* "manual": an operator's rollback command */
+    ADM_RB_ERROR_RATE,           /* "error_rate" */
+    ADM_RB_P99,                  /* "p99" */
+    ADM_RB_RATIO_TO_LEGACY,      /* "ratio_to_legacy" */
+    ADM_RB_NEW_DOWN,             /* "new_down": on_new_down rollback */
+    ADM_RB_OTHER,                /* "other": automatic, with no known kind */
+    ADM_RB__COUNT
+};
+
+extern const char *const adm_rollback_reason_names[ADM_RB__COUNT];
+
+/* Changes of one service since the daemon started (not persisted: metrics
+ * counters start at 0 with the process). */
+struct adm_counters {
+    uint64_t rollbacks[ADM_RB__COUNT];   /* rollbacks applied, by reason */
+    uint64_t freezes;                    /* automatic freezes applied */
+};
+
+/* Unsaved state is warned about this often (admin/control.h); the store's
+ * figures as status and the metrics show them. */
+#define ADM_UNSAVED_WARN_MS 10000u
+
+struct adm_store_status {
+    bool dirty;                  /* a state in effect is not in the state file */
+    bool journaled;              /* ... but it is in the journal */
+    uint64_t save_errors;        /* failed saves of the state file since start */
+    uint64_t audit_errors;       /* failed writes of an audit entry since start */
+    unsigned audit_pending;      /* audit entries waiting to be written */
+};
+
+/* Who runs a command: its actor name, its process and its level
+ * (admin/control.h, adm_control_exec_as()). */
+struct adm_caller {
+    const char *actor;           /* "uid:N" or "token:NAME"; borrowed */
+    long pid;                    /* peer process (SO_PEERCRED), -1 when unknown:
+                                  * audited as "pid" and logged with each change */
+    enum adm_level level;
+};
+
+#endif
