@@ -29,7 +29,7 @@ ROUTER_SRC = router/router.c router/conf.c
 HEALTH_SRC = health/conf.c health/window.c health/policy.c health/probe.c health/check.c \
              health/plan.c
 UTIL_SRC   = lib/log.c lib/xmalloc.c lib/metrics.c lib/notify.c lib/http1.c lib/h1chunk.c \
-             lib/conf.c lib/fs.c lib/text.c lib/pg.c lib/cidr.c
+             lib/conf.c lib/fs.c lib/text.c lib/pg_session.c lib/pg_query.c lib/cidr.c
 ADMIN_SRC  = admin/ctl_proto.c admin/state.c admin/control.c \
              admin/request.c admin/change.c admin/auto.c admin/persist.c admin/plan_ctl.c admin/commands.c \
              admin/store.c admin/audit.c admin/conn.c admin/socket.c \
@@ -50,7 +50,7 @@ UNIT_BIN   = $(UNIT_SRC:%.c=$(BUILD)/%)
 INTEG_SRC  = $(sort $(wildcard tests/integration/[0-9]*.c))
 INTEG_BIN  = $(INTEG_SRC:%.c=$(BUILD)/%)
 HARNESS_OBJ = $(BUILD)/tests/harness/harness.o
-# the private PostgreSQL cluster, for the tests of lib/pg.c
+# the private PostgreSQL cluster, for the tests of lib/pg_*.c
 PGHARNESS_OBJ = $(BUILD)/tests/harness/pg.o
 BACKEND    = $(BUILD)/tests/tools/backend
 

@@ -1,5 +1,5 @@
 /*
- * harness/pg: a private PostgreSQL cluster for the tests of lib/pg.c. It
+ * harness/pg: a private PostgreSQL cluster for the tests of lib/pg.h. It
  * never touches the system's clusters: initdb writes a new cluster into a
  * fresh directory under /tmp, and postgres serves it on a unix socket in that
  * directory only (listen_addresses is empty), with fsync off.

@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_lib_pg.c: the asynchronous PostgreSQL client (lib/pg.c)
+ * tests/unit/test_lib_pg.c: the asynchronous PostgreSQL client (lib/pg.h)
  * against a real PostgreSQL: a private cluster started by tests/harness/pg.c
  * on a unix socket in a temporary directory (it fails, and says why, when
  * PostgreSQL is not installed). Each test runs its own libevent loop, and

@@ -1,30 +1,17 @@
 /*
- * pg: the asynchronous PostgreSQL client (see pg.h for the rules it keeps).
+ * lib/pg_session: the PostgreSQL client and its session (see lib/pg.h for
+ * the rules it keeps, lib/pg_int.h for the client's states and how it shares
+ * the client with lib/pg_query.c): pg_new(), pg_start() and pg_free(); an
+ * attempt (the host name resolved with evdns, PQconnectStartParams and
+ * PQconnectPoll on the socket's events, the password file, the keepalives);
+ * the setup statements (SET and LISTEN) and going up; the end of a session
+ * or an attempt, the backoff before the next one, and the state callback.
  *
- * One client is a small state machine over one libpq connection:
- *
- *   P_IDLE     created, pg_start() not called yet
- *   P_WAIT     no session; ev_retry fires the next attempt
- *   P_RESOLVE  an evdns lookup of the host name runs
- *   P_CONNECT  PQconnectPoll steps, ev_poll on whichever socket libpq has now
- *   P_SETUP    connected; the SET and LISTEN statements run
- *   P_UP       the session serves queries
- *
- * ev_deadline is the connect timeout from the start of an attempt until
- * P_UP. In P_SETUP and P_UP the socket has ev_read (always) and ev_write
- * (only while PQflush has data left). Each query carries its own deadline
- * timer from pg_query() on.
- *
- * Callbacks into the caller are made only from event handlers and from
- * pg_free(). Every handler runs between enter() and leave(); pg_free() called
- * from inside a callback closes everything at once but leaves the memory to
- * the outermost leave(), and each handler checks c->freeing after every
- * callback it makes and then touches nothing but leave(). Answers due to the
- * caller are moved to c->done first and delivered one at a time by
- * deliver_done(), so pg_free() always finds every unanswered query on one of
- * c->queue, c->inflight and c->done.
+ * Every event handler of the client is here, between enter() and leave(),
+ * and it alone ends a session: the functions of pg_query.c it calls report
+ * a broken session as a struct pg_end instead of ending it themselves.
  */
-#include "lib/pg.h"
+#include "lib/pg_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +32,8 @@
 
 #include "lib/list.h"
 #include "lib/log.h"
+#include "lib/pg.h"
+#include "lib/timeval.h"
 #include "lib/xmalloc.h"
 
 #define DEF_TIMEOUT_MS       5000u
@@ -58,32 +47,6 @@
 #define SERVER_GRACE_MS      500u   /* server statement_timeout = client's + this */
 #define CHECK_INTERVAL_MS    1000u  /* client_connection_check_interval */
 #define MAX_ADDRS            8      /* addresses of one host name tried per attempt */
-#define CHANNEL_MAX          63     /* NAMEDATALEN - 1 */
-
-enum phase { P_IDLE, P_WAIT, P_RESOLVE, P_CONNECT, P_SETUP, P_UP };
-
-/* One query (or an internal LISTEN: cb NULL) from pg_query() until its
- * callback has run. On exactly one of c->queue, c->inflight, c->done. */
-struct pg_item {
-    struct list node;
-    struct pg_client *c;
-    char *sql;
-    char **params;
-    int nparams;
-    bool simple;                 /* internal: simple protocol (LISTEN) */
-    bool counted;                /* counts in c->nqueued */
-    pg_query_fn *cb;             /* NULL: internal, nobody is called */
-    void *arg;
-    struct event *timer;         /* owned: the deadline, while queued or in flight */
-    enum pg_outcome outcome;     /* once on c->done */
-    char *error;                 /* owned: client-side failure text, on c->done */
-};
-
-struct pg_listener {
-    char *channel;
-    pg_notify_fn *cb;
-    void *arg;
-};
 
 /* The resolver. A lookup that was cancelled still calls back later (libevent
  * defers it) and needs the evdns base until then, so the base is freed only
@@ -101,56 +64,6 @@ struct pg_lookup {
     struct evdns_getaddrinfo_request *req;
 };
 
-struct pg_client {
-    struct event_base *base;     /* borrowed */
-    char *name, *host, *port, *dbname, *user, *password_file, *appname, *sslmode;
-    unsigned connect_timeout_ms, statement_timeout_ms;
-    unsigned ka_idle_s, ka_interval_s, ka_count, tcp_user_ms;
-    unsigned backoff_base_ms, backoff_cap_ms, max_queue;
-    uint64_t rng;
-    pg_state_fn *state_cb;
-    void *state_arg;
-
-    enum phase phase;
-    bool freeing;                /* pg_free() has begun */
-    unsigned depth;              /* handlers and pg_free() on the stack */
-    bool was_up;                 /* a session has been up before */
-    unsigned backoff_attempt;    /* index into the backoff schedule */
-    unsigned failed;             /* consecutive failed attempts */
-    uint64_t up_since_ms;
-
-    PGconn *pq;                  /* owned, from an attempt's start to the session's end */
-    struct pg_dns *dns;          /* owned (see struct pg_dns); NULL until needed */
-    struct pg_lookup *lookup;    /* the lookup of this attempt, or NULL */
-    struct event *ev_retry;      /* owned: next attempt */
-    struct event *ev_deadline;   /* owned: connect timeout */
-    struct event *ev_defer;      /* owned: delivers c->done from the loop */
-    struct event *ev_poll;       /* owned: the socket during PQconnectPoll */
-    struct event *ev_read;       /* owned: the socket in P_SETUP and P_UP */
-    struct event *ev_write;      /* owned: added while PQflush has data left */
-    bool writing;                /* ev_write is added */
-
-    struct list queue;           /* waiting, FIFO */
-    struct pg_item *inflight;    /* sent, answer pending */
-    PGresult *held;              /* the in-flight query's result so far */
-    struct list done;            /* answer known, callback due */
-    unsigned nqueued;            /* caller's queries queued or in flight */
-    int setup_step;              /* P_SETUP: the statement running (S_*) */
-    char setup_error[256];       /* its first error */
-    char fatal[256];             /* last FATAL notice of this session */
-    char last_reason[512];       /* why the last session or attempt ended */
-
-    struct pg_listener *ls;      /* owned */
-    size_t nls;
-};
-
-struct pg_reply {
-    enum pg_outcome outcome;
-    const PGresult *res;         /* the server's answer, PG_OK and PG_ERROR */
-    const char *error;
-    char sqlstate[6];
-};
-
 static void on_retry(evutil_socket_t fd, short what, void *arg);
 static void on_deadline(evutil_socket_t fd, short what, void *arg);
 static void on_defer(evutil_socket_t fd, short what, void *arg);
@@ -159,7 +72,6 @@ static void on_read(evutil_socket_t fd, short what, void *arg);
 static void on_write(evutil_socket_t fd, short what, void *arg);
 static void on_item_timer(evutil_socket_t fd, short what, void *arg);
 static void on_resolved(int result, struct evutil_addrinfo *ai, void *arg);
-static void pump(struct pg_client *c);
 static void session_end(struct pg_client *c, enum pg_outcome inflight, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -174,39 +86,10 @@ mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static struct timeval
-ms_tv(unsigned ms)
-{
-    struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
-
-    return tv;
-}
-
 static char *
 dup_or_null(const char *s)
 {
     return s != NULL && s[0] != '\0' ? xstrdup(s) : NULL;
-}
-
-/* Copies libpq's message <msg> into <buf> as one line: line breaks and tabs
- * become single spaces, trailing blanks go. */
-static void
-one_line(char *buf, size_t len, const char *msg)
-{
-    size_t n = 0;
-    bool space = false;
-
-    for (; msg != NULL && *msg != '\0' && n + 1 < len; msg++) {
-        if (*msg == '\n' || *msg == '\r' || *msg == '\t') {
-            space = n > 0;
-            continue;
-        }
-        if (space && n + 2 < len)
-            buf[n++] = ' ';
-        space = false;
-        buf[n++] = *msg;
-    }
-    buf[n] = '\0';
 }
 
 static uint64_t
@@ -232,47 +115,10 @@ pg_backoff_ms(unsigned attempt, unsigned base_ms, unsigned cap_ms, uint64_t *rng
     return (unsigned)(splitmix64(rng) % (ceil + 1));
 }
 
-const char *
-pg_outcome_name(enum pg_outcome o)
-{
-    switch (o) {
-    case PG_OK: return "ok";
-    case PG_ERROR: return "error";
-    case PG_TIMEOUT: return "timeout";
-    case PG_LOST: return "lost";
-    case PG_NOT_CONNECTED: return "not connected";
-    case PG_BUSY: return "busy";
-    case PG_CLOSED: return "closed";
-    }
-    return "?";
-}
-
-const char *
-pg_state_name(enum pg_state s)
-{
-    switch (s) {
-    case PG_STATE_DOWN: return "down";
-    case PG_STATE_CONNECTING: return "connecting";
-    case PG_STATE_UP: return "up";
-    }
-    return "?";
-}
-
 enum pg_state
 pg_state(const struct pg_client *c)
 {
-    switch (c->phase) {
-    case P_IDLE:
-    case P_WAIT:
-        return PG_STATE_DOWN;
-    case P_RESOLVE:
-    case P_CONNECT:
-    case P_SETUP:
-        return PG_STATE_CONNECTING;
-    case P_UP:
-        return PG_STATE_UP;
-    }
-    return PG_STATE_DOWN;
+    return pg_phase_state(c->phase);
 }
 
 int
@@ -294,16 +140,12 @@ static void dns_release(struct pg_dns *d);
 static void
 destroy(struct pg_client *c)
 {
-    size_t i;
-
     event_free(c->ev_retry);
     event_free(c->ev_deadline);
     event_free(c->ev_defer);
     if (c->dns != NULL)
         dns_release(c->dns);
-    for (i = 0; i < c->nls; i++)
-        free(c->ls[i].channel);
-    free(c->ls);
+    pgq_free_listeners(c);
     free(c->name);
     free(c->host);
     free(c->port);
@@ -321,118 +163,6 @@ leave(struct pg_client *c)
 {
     if (--c->depth == 0 && c->freeing)
         destroy(c);
-}
-
-/* ---- queries: items and their delivery ------------------------------------ */
-
-static void
-item_free(struct pg_item *it)
-{
-    int i;
-
-    if (it->timer != NULL)
-        event_free(it->timer);
-    for (i = 0; i < it->nparams; i++)
-        free(it->params[i]);
-    free(it->params);
-    free(it->sql);
-    free(it->error);
-    free(it);
-}
-
-/* Moves <it> (off every list) to c->done with <outcome> and <error>. */
-static void
-item_done(struct pg_client *c, struct pg_item *it, enum pg_outcome outcome, const char *error)
-{
-    if (it->timer != NULL) {
-        event_free(it->timer);
-        it->timer = NULL;
-    }
-    if (it->counted) {
-        it->counted = false;
-        c->nqueued--;
-    }
-    it->outcome = outcome;
-    free(it->error);
-    it->error = xstrdup(error != NULL ? error : "");
-    list_append(&c->done, &it->node);
-}
-
-/* Calls the callback of <it> (taken off every list) with <r>, then frees it. */
-static void
-item_call(struct pg_client *c, struct pg_item *it, const struct pg_reply *r)
-{
-    if (it->cb != NULL)
-        it->cb(c, r, it->arg);
-    else if (r->outcome == PG_ERROR || r->outcome == PG_TIMEOUT)
-        log_kv(LL_WARN, "pg", "pg_listen_failed", "client", c->name,
-               "sql", it->sql, "reason", r->error);
-    item_free(it);
-}
-
-/* Delivers c->done in order until it is empty or a callback called pg_free(). */
-static void
-deliver_done(struct pg_client *c)
-{
-    while (!c->freeing && !list_empty(&c->done)) {
-        struct pg_item *it = list_entry(c->done.next, struct pg_item, node);
-        struct pg_reply r = { it->outcome, NULL, it->error, "" };
-
-        list_unlink(&it->node);
-        item_call(c, it, &r);
-    }
-}
-
-static void
-on_defer(evutil_socket_t fd, short what, void *arg)
-{
-    struct pg_client *c = arg;
-
-    (void)fd;
-    (void)what;
-    enter(c);
-    deliver_done(c);
-    pump(c);
-    leave(c);
-}
-
-/* Builds the reply to the in-flight query from the server's result <res>
- * (NULL when the server sent none) and calls back. */
-static void
-answer(struct pg_client *c, struct pg_item *it, PGresult *res)
-{
-    struct pg_reply r = { PG_ERROR, res, "", "" };
-    char msg[512];
-    const char *s;
-
-    if (it->timer != NULL) {
-        event_free(it->timer);
-        it->timer = NULL;
-    }
-    if (it->counted) {
-        it->counted = false;
-        c->nqueued--;
-    }
-    switch (res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR) {
-    case PGRES_COMMAND_OK:
-    case PGRES_TUPLES_OK:
-    case PGRES_EMPTY_QUERY:
-        r.outcome = PG_OK;
-        break;
-    default:
-        s = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-        if (s == NULL)
-            s = res != NULL ? PQresultErrorMessage(res) : "no result from the server";
-        one_line(msg, sizeof(msg), s);
-        r.error = msg;
-        s = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-        if (s != NULL)
-            snprintf(r.sqlstate, sizeof(r.sqlstate), "%s", s);
-        break;
-    }
-    item_call(c, it, &r);
-    if (res != NULL)
-        PQclear(res);
 }
 
 /* ---- the session --------------------------------------------------------- */
@@ -473,59 +203,6 @@ session_close(struct pg_client *c)
     c->setup_error[0] = '\0';
 }
 
-/* Sends what libpq holds; watches EV_WRITE while some is left. False when the
- * session ended (then nothing of it is left). */
-static bool
-flush(struct pg_client *c)
-{
-    int r = PQflush(c->pq);
-
-    if (r < 0) {
-        char msg[512];
-
-        one_line(msg, sizeof(msg), PQerrorMessage(c->pq));
-        session_end(c, PG_LOST, "%s", msg);
-        return false;
-    }
-    if (r > 0 && !c->writing) {
-        event_add(c->ev_write, NULL);
-        c->writing = true;
-    } else if (r == 0 && c->writing) {
-        event_del(c->ev_write);
-        c->writing = false;
-    }
-    return true;
-}
-
-/* Sends the next queued query when the session is up and idle. Only from
- * handlers: a failed send ends the session, which calls back, and pg_query()
- * must not. */
-static void
-pump(struct pg_client *c)
-{
-    struct pg_item *it;
-    int ok;
-
-    if (c->phase != P_UP || c->inflight != NULL || list_empty(&c->queue) || c->freeing)
-        return;
-    it = list_entry(c->queue.next, struct pg_item, node);
-    list_unlink(&it->node);
-    c->inflight = it;
-    if (it->simple)
-        ok = PQsendQuery(c->pq, it->sql);
-    else
-        ok = PQsendQueryParams(c->pq, it->sql, it->nparams, NULL,
-                               (const char *const *)it->params, NULL, NULL, 0);
-    if (!ok) {
-        char msg[512];
-
-        one_line(msg, sizeof(msg), PQerrorMessage(c->pq));
-        session_end(c, PG_LOST, "%s", msg);
-        return;
-    }
-    flush(c);
-}
-
 /* The end of a session or an attempt: closes it, answers every query that
  * waited on it, schedules the next attempt and tells the caller. */
 static void
@@ -556,18 +233,7 @@ session_end(struct pg_client *c, enum pg_outcome inflight, const char *fmt, ...)
     session_close(c);
 
     snprintf(failure, sizeof(failure), "connection lost: %s", reason);
-    if (c->inflight != NULL) {
-        struct pg_item *it = c->inflight;
-
-        c->inflight = NULL;
-        item_done(c, it, inflight, inflight == PG_LOST ? failure : reason);
-    }
-    while (!list_empty(&c->queue)) {
-        struct pg_item *it = list_entry(c->queue.next, struct pg_item, node);
-
-        list_unlink(&it->node);
-        item_done(c, it, PG_LOST, failure);
-    }
+    pgq_session_ended(c, inflight, inflight == PG_LOST ? failure : reason, failure);
 
     if (lost && mono_ms() - c->up_since_ms >= c->backoff_cap_ms)
         c->backoff_attempt = 0;
@@ -577,7 +243,7 @@ session_end(struct pg_client *c, enum pg_outcome inflight, const char *fmt, ...)
     if (!lost)
         c->failed++;
     c->phase = P_WAIT;
-    tv = ms_tv(delay);
+    tv = tv_ms(delay);
     evtimer_add(c->ev_retry, &tv);
 
     if (lost) {
@@ -600,13 +266,21 @@ session_end(struct pg_client *c, enum pg_outcome inflight, const char *fmt, ...)
     st.retry_ms = delay;
     if (c->state_cb != NULL)
         c->state_cb(c, &st, c->state_arg);
-    deliver_done(c);
+    pgq_deliver(c);
+}
+
+/* Ends the session for the reason a function of pg_query.c found. */
+static void
+session_end_by(struct pg_client *c, const struct pg_end *e)
+{
+    session_end(c, e->inflight, "%s", e->reason);
 }
 
 static void
 go_up(struct pg_client *c)
 {
     struct pg_state_info st;
+    struct pg_end e;
     char pid[16];
 
     evtimer_del(c->ev_deadline);
@@ -623,8 +297,8 @@ go_up(struct pg_client *c)
     c->was_up = true;
     if (c->state_cb != NULL)
         c->state_cb(c, &st, c->state_arg);
-    if (!c->freeing)
-        pump(c);
+    if (!c->freeing && !pgq_pump(c, &e))
+        session_end_by(c, &e);
 }
 
 /* Appends `LISTEN "<channel>"; ` for <channel> to <sql>. */
@@ -680,7 +354,7 @@ setup_sql(struct pg_client *c, char **sql, char *err, size_t errlen)
             if (!add_listen(c, sql, &len, c->ls[i].channel)) {
                 free(*sql);
                 *sql = NULL;
-                one_line(buf, sizeof(buf), PQerrorMessage(c->pq));
+                pgq_one_line(buf, sizeof(buf), PQerrorMessage(c->pq));
                 snprintf(err, errlen, "LISTEN %s: %s", c->ls[i].channel, buf);
                 return -1;
             }
@@ -697,6 +371,7 @@ setup_next(struct pg_client *c)
 {
     char err[256], msg[512];
     char *sql = NULL;
+    struct pg_end e;
 
     while (sql == NULL && c->setup_step < S_DONE) {
         if (setup_sql(c, &sql, err, sizeof(err)) < 0) {
@@ -712,12 +387,13 @@ setup_next(struct pg_client *c)
     }
     if (!PQsendQuery(c->pq, sql)) {
         free(sql);
-        one_line(msg, sizeof(msg), PQerrorMessage(c->pq));
+        pgq_one_line(msg, sizeof(msg), PQerrorMessage(c->pq));
         session_end(c, PG_LOST, "%s", msg);
         return;
     }
     free(sql);
-    flush(c);
+    if (!pgq_flush(c, &e))
+        session_end_by(c, &e);
 }
 
 /* Connected: watch the socket, then the setup statements. */
@@ -730,7 +406,7 @@ setup_start(struct pg_client *c)
     event_free(c->ev_poll);
     c->ev_poll = NULL;
     if (PQsetnonblocking(c->pq, 1) != 0) {
-        one_line(msg, sizeof(msg), PQerrorMessage(c->pq));
+        pgq_one_line(msg, sizeof(msg), PQerrorMessage(c->pq));
         session_end(c, PG_LOST, "cannot make the connection non-blocking: %s", msg);
         return;
     }
@@ -775,77 +451,23 @@ setup_results(struct pg_client *c)
             break;
         default:
             if (c->setup_error[0] == '\0')
-                one_line(c->setup_error, sizeof(c->setup_error), PQresultErrorMessage(res));
+                pgq_one_line(c->setup_error, sizeof(c->setup_error),
+                             PQresultErrorMessage(res));
             break;
         }
         PQclear(res);
     }
 }
 
-/* Reads the in-flight query's results as far as they are in and answers it
- * when the last has come; then sends the next one. */
-static void
-query_results(struct pg_client *c)
-{
-    PGresult *res;
+/* ---- the socket, the deferred answers, the deadlines ----------------------- */
 
-    while (c->inflight != NULL && !PQisBusy(c->pq)) {
-        res = PQgetResult(c->pq);
-        if (res == NULL) {
-            struct pg_item *it = c->inflight;
-            PGresult *held = c->held;
-
-            c->inflight = NULL;
-            c->held = NULL;
-            answer(c, it, held);
-            if (c->freeing)
-                return;
-            pump(c);
-            continue;
-        }
-        switch (PQresultStatus(res)) {
-        case PGRES_COPY_IN:
-        case PGRES_COPY_OUT:
-        case PGRES_COPY_BOTH:
-            /* the protocol would wait for COPY data: start over */
-            PQclear(res);
-            session_end(c, PG_ERROR, "COPY is not supported by this client");
-            return;
-        default:
-            break;
-        }
-        if (c->held == NULL) {
-            c->held = res;
-        } else if (PQresultStatus(res) == PGRES_FATAL_ERROR &&
-                   PQresultStatus(c->held) != PGRES_FATAL_ERROR) {
-            PQclear(c->held);            /* an error after rows: the error wins */
-            c->held = res;
-        } else {
-            PQclear(res);
-        }
-    }
-}
-
-static void
-notifications(struct pg_client *c)
-{
-    PGnotify *n;
-    size_t i;
-
-    while (!c->freeing && c->pq != NULL && (n = PQnotifies(c->pq)) != NULL) {
-        /* by index: a callback may add listeners (c->ls moves) */
-        for (i = 0; i < c->nls && !c->freeing; i++)
-            if (strcmp(c->ls[i].channel, n->relname) == 0)
-                c->ls[i].cb(c, n->relname, n->extra != NULL ? n->extra : "", n->be_pid,
-                            c->ls[i].arg);
-        PQfreemem(n);
-    }
-}
-
+/* The socket in P_SETUP and P_UP: the setup statements' results, the
+ * queries' results, notifications. */
 static void
 on_read(evutil_socket_t fd, short what, void *arg)
 {
     struct pg_client *c = arg;
+    struct pg_end e;
     char msg[512];
 
     (void)fd;
@@ -855,22 +477,24 @@ on_read(evutil_socket_t fd, short what, void *arg)
         /* parses what came before the end: a FATAL the server sent when
          * idle goes to on_notice() and makes the reason */
         (void)PQisBusy(c->pq);
-        one_line(msg, sizeof(msg), PQerrorMessage(c->pq));
+        pgq_one_line(msg, sizeof(msg), PQerrorMessage(c->pq));
         session_end(c, PG_LOST, "%s", msg);
         goto out;
     }
-    if (c->writing && !flush(c))
+    if (c->writing && !pgq_flush(c, &e)) {
+        session_end_by(c, &e);
         goto out;
+    }
     if (c->phase == P_SETUP)
         setup_results(c);
-    else
-        query_results(c);
+    else if (!pgq_results(c, &e))
+        session_end_by(c, &e);
     if (!c->freeing && c->pq != NULL && PQstatus(c->pq) == CONNECTION_BAD) {
-        one_line(msg, sizeof(msg), PQerrorMessage(c->pq));
+        pgq_one_line(msg, sizeof(msg), PQerrorMessage(c->pq));
         session_end(c, PG_LOST, "%s", msg);
         goto out;
     }
-    notifications(c);
+    pgq_notifications(c);
 out:
     leave(c);
 }
@@ -879,14 +503,33 @@ static void
 on_write(evutil_socket_t fd, short what, void *arg)
 {
     struct pg_client *c = arg;
+    struct pg_end e;
 
     (void)fd;
     (void)what;
     enter(c);
-    flush(c);
+    if (!pgq_flush(c, &e))
+        session_end_by(c, &e);
     leave(c);
 }
 
+/* Answers due (c->done) and the next query to send, from the loop. */
+static void
+on_defer(evutil_socket_t fd, short what, void *arg)
+{
+    struct pg_client *c = arg;
+    struct pg_end e;
+
+    (void)fd;
+    (void)what;
+    enter(c);
+    pgq_deliver(c);
+    if (!pgq_pump(c, &e))
+        session_end_by(c, &e);
+    leave(c);
+}
+
+/* A query's deadline: c->deadline_cb, the timer pg_query() set. */
 static void
 on_item_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -903,8 +546,8 @@ on_item_timer(evutil_socket_t fd, short what, void *arg)
         session_end(c, PG_TIMEOUT, "%s", msg);
     } else {
         list_unlink(&it->node);
-        item_done(c, it, PG_TIMEOUT, msg);
-        deliver_done(c);
+        pgq_item_done(c, it, PG_TIMEOUT, msg);
+        pgq_deliver(c);
     }
     leave(c);
 }
@@ -915,7 +558,7 @@ on_notice(void *arg, const char *message)
     struct pg_client *c = arg;
     char line[256];
 
-    one_line(line, sizeof(line), message);
+    pgq_one_line(line, sizeof(line), message);
     if (strncmp(line, "FATAL:", 6) == 0 || strncmp(line, "PANIC:", 6) == 0)
         snprintf(c->fatal, sizeof(c->fatal), "%s", line);
     log_kv(LL_DEBUG, "pg", "pg_notice", "client", c->name, "msg", line, NULL);
@@ -963,7 +606,7 @@ on_poll(evutil_socket_t fd, short what, void *arg)
         setup_start(c);
         break;
     default:
-        one_line(msg, sizeof(msg), PQerrorMessage(c->pq));
+        pgq_one_line(msg, sizeof(msg), PQerrorMessage(c->pq));
         session_end(c, PG_LOST, "%s", msg);
         break;
     }
@@ -1044,7 +687,7 @@ connect_start(struct pg_client *c, const char *hostlist, const char *hostaddr)
     }
     PQsetNoticeProcessor(c->pq, on_notice, c);
     if (PQstatus(c->pq) == CONNECTION_BAD) {
-        one_line(err, sizeof(err), PQerrorMessage(c->pq));
+        pgq_one_line(err, sizeof(err), PQerrorMessage(c->pq));
         session_end(c, PG_LOST, "%s", err);
         return;
     }
@@ -1137,7 +780,7 @@ start_attempt(struct pg_client *c)
     struct evutil_addrinfo hints;
     struct evdns_getaddrinfo_request *req;
     struct pg_lookup *lk;
-    struct timeval tv = ms_tv(c->connect_timeout_ms);
+    struct timeval tv = tv_ms(c->connect_timeout_ms);
 
     c->fatal[0] = '\0';
     c->phase = P_RESOLVE;
@@ -1236,6 +879,7 @@ pg_new(struct event_base *base, const struct pg_conf *conf, pg_state_fn *state, 
     c->ev_retry = evtimer_new(base, on_retry, c);
     c->ev_deadline = evtimer_new(base, on_deadline, c);
     c->ev_defer = event_new(base, -1, 0, on_defer, c);
+    c->deadline_cb = on_item_timer;
     if (c->ev_retry == NULL || c->ev_deadline == NULL || c->ev_defer == NULL) {
         log_kv(LL_ERR, "pg", "pg_new_failed", "client", c->name,
                "reason", "cannot create libevent timers", NULL);
@@ -1271,119 +915,9 @@ pg_start(struct pg_client *c)
     return evtimer_add(c->ev_retry, &tv) < 0 ? -1 : 0;
 }
 
-/* Queues an internal LISTEN on the live session. */
-static void
-queue_listen(struct pg_client *c, const char *channel)
-{
-    struct pg_item *it;
-    struct timeval tv = ms_tv(c->statement_timeout_ms);
-    char *q = PQescapeIdentifier(c->pq, channel, strlen(channel));
-
-    if (q == NULL)
-        return;                         /* the next session's setup says why */
-    it = xcalloc(1, sizeof(*it));
-    list_init(&it->node);
-    it->c = c;
-    it->simple = true;
-    it->sql = xmalloc(strlen(q) + 8);
-    sprintf(it->sql, "LISTEN %s", q);
-    PQfreemem(q);
-    it->timer = evtimer_new(c->base, on_item_timer, it);
-    if (it->timer != NULL)
-        evtimer_add(it->timer, &tv);
-    list_append(&c->queue, &it->node);
-    event_active(c->ev_defer, EV_TIMEOUT, 1);
-}
-
-int
-pg_listen(struct pg_client *c, const char *channel, pg_notify_fn *cb, void *arg)
-{
-    size_t len = channel != NULL ? strlen(channel) : 0;
-
-    if (c->freeing || cb == NULL || len == 0 || len > CHANNEL_MAX)
-        return -1;
-    c->ls = xrealloc(c->ls, (c->nls + 1) * sizeof(*c->ls));
-    c->ls[c->nls].channel = xstrdup(channel);
-    c->ls[c->nls].cb = cb;
-    c->ls[c->nls].arg = arg;
-    c->nls++;
-    if (c->phase == P_SETUP || c->phase == P_UP)
-        queue_listen(c, channel);
-    return 0;
-}
-
-int
-pg_query(struct pg_client *c, const char *sql, int nparams, const char *const *params,
-         pg_query_fn *cb, void *arg)
-{
-    struct pg_item *it;
-    struct timeval tv;
-    int i;
-
-    if (c->freeing)
-        return -1;
-    it = xcalloc(1, sizeof(*it));
-    list_init(&it->node);
-    it->c = c;
-    it->cb = cb;
-    it->arg = arg;
-    if (sql == NULL || nparams < 0 || nparams > 65535 || (nparams > 0 && params == NULL)) {
-        item_done(c, it, PG_ERROR, "invalid query or parameters");
-        event_active(c->ev_defer, EV_TIMEOUT, 1);
-        return 0;
-    }
-    if (c->phase != P_UP) {
-        char msg[600];
-
-        snprintf(msg, sizeof(msg), "not connected (%s%s%s)", pg_state_name(pg_state(c)),
-                 c->last_reason[0] != '\0' ? ": " : "", c->last_reason);
-        item_done(c, it, PG_NOT_CONNECTED, msg);
-        event_active(c->ev_defer, EV_TIMEOUT, 1);
-        return 0;
-    }
-    if (c->nqueued >= c->max_queue) {
-        char msg[64];
-
-        snprintf(msg, sizeof(msg), "%u queries are waiting already", c->nqueued);
-        item_done(c, it, PG_BUSY, msg);
-        event_active(c->ev_defer, EV_TIMEOUT, 1);
-        return 0;
-    }
-    it->sql = xstrdup(sql);
-    it->nparams = nparams;
-    if (nparams > 0) {
-        it->params = xcalloc((size_t)nparams, sizeof(*it->params));
-        for (i = 0; i < nparams; i++)
-            it->params[i] = params[i] != NULL ? xstrdup(params[i]) : NULL;
-    }
-    tv = ms_tv(c->statement_timeout_ms);
-    it->timer = evtimer_new(c->base, on_item_timer, it);
-    if (it->timer == NULL || evtimer_add(it->timer, &tv) < 0) {
-        item_done(c, it, PG_ERROR, "cannot add the statement timer");
-        event_active(c->ev_defer, EV_TIMEOUT, 1);
-        return 0;
-    }
-    it->counted = true;
-    c->nqueued++;
-    list_append(&c->queue, &it->node);
-    event_active(c->ev_defer, EV_TIMEOUT, 1);   /* sent from the loop: see pump() */
-    return 0;
-}
-
-/* PG_CLOSED to <it>, taken off its list. */
-static void
-abandon(struct pg_client *c, struct pg_item *it)
-{
-    struct pg_reply r = { PG_CLOSED, NULL, "client closed", "" };
-
-    item_call(c, it, &r);
-}
-
 void
 pg_free(struct pg_client *c)
 {
-    struct pg_item *it;
-
     if (c == NULL || c->freeing)
         return;
     c->freeing = true;
@@ -1393,84 +927,6 @@ pg_free(struct pg_client *c)
     session_close(c);
     evtimer_del(c->ev_retry);
     event_del(c->ev_defer);
-    if (c->inflight != NULL) {
-        it = c->inflight;
-        c->inflight = NULL;
-        abandon(c, it);
-    }
-    while (!list_empty(&c->queue)) {
-        it = list_entry(c->queue.next, struct pg_item, node);
-        list_unlink(&it->node);
-        abandon(c, it);
-    }
-    while (!list_empty(&c->done)) {
-        it = list_entry(c->done.next, struct pg_item, node);
-        list_unlink(&it->node);
-        abandon(c, it);
-    }
+    pgq_close_all(c);
     leave(c);
-}
-
-/* ---- replies --------------------------------------------------------------- */
-
-enum pg_outcome
-pg_reply_outcome(const struct pg_reply *r)
-{
-    return r->outcome;
-}
-
-int
-pg_reply_rows(const struct pg_reply *r)
-{
-    return r->outcome == PG_OK && r->res != NULL ? PQntuples(r->res) : 0;
-}
-
-int
-pg_reply_cols(const struct pg_reply *r)
-{
-    return r->outcome == PG_OK && r->res != NULL ? PQnfields(r->res) : 0;
-}
-
-static bool
-in_range(const struct pg_reply *r, int row, int col)
-{
-    return r->outcome == PG_OK && r->res != NULL && row >= 0 && col >= 0 &&
-           row < PQntuples(r->res) && col < PQnfields(r->res);
-}
-
-const char *
-pg_reply_value(const struct pg_reply *r, int row, int col)
-{
-    if (!in_range(r, row, col) || PQgetisnull(r->res, row, col))
-        return NULL;
-    return PQgetvalue(r->res, row, col);
-}
-
-bool
-pg_reply_isnull(const struct pg_reply *r, int row, int col)
-{
-    return !in_range(r, row, col) || PQgetisnull(r->res, row, col);
-}
-
-long
-pg_reply_affected(const struct pg_reply *r)
-{
-    const char *s;
-
-    if (r->outcome != PG_OK || r->res == NULL)
-        return -1;
-    s = PQcmdTuples((PGresult *)r->res);
-    return s != NULL && s[0] != '\0' ? strtol(s, NULL, 10) : -1;
-}
-
-const char *
-pg_reply_error(const struct pg_reply *r)
-{
-    return r->outcome == PG_OK ? "" : r->error;
-}
-
-const char *
-pg_reply_sqlstate(const struct pg_reply *r)
-{
-    return r->outcome == PG_ERROR ? r->sqlstate : "";
 }
