@@ -69,15 +69,17 @@ cache_idx_init(void)
     cache_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
-/* OpenSSL's new-session callback: keeps <sess> in the connection's cache.
- * Returns 1 when it took the reference. */
+/* OpenSSL's new-session callback: keeps a copy of <sess> in the
+ * connection's cache. A copy: SSL_free() of a connection that did not send
+ * close_notify (we never do) marks its own session not resumable, which
+ * would spoil the cached one. Returns 0: OpenSSL keeps its reference. */
 static int
 on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
     struct px_tls_up_cache *c = cache_idx >= 0 ? SSL_get_ex_data(ssl, cache_idx) : NULL;
     SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
 
-    if (c == NULL || !SSL_SESSION_is_resumable(sess))
+    if (c == NULL || !SSL_SESSION_is_resumable(sess) || (sess = SSL_SESSION_dup(sess)) == NULL)
         return 0;
     if (c->ctx != ctx) {
         SSL_CTX_up_ref(ctx);
@@ -86,7 +88,7 @@ on_new_session(SSL *ssl, SSL_SESSION *sess)
     }
     SSL_SESSION_free(c->sess);
     c->sess = sess;
-    return 1;
+    return 0;
 }
 
 void

@@ -4,6 +4,7 @@
  *
  *   backend --name NAME --listen 127.0.0.1:PORT [--tcp] [--seed N]
  *           [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
+ *           [--control 127.0.0.1:PORT]
  *
  * HTTP mode (default) is a small, strict HTTP/1.1 server: request line,
  * headers, Content-Length or chunked request bodies (always read in full),
@@ -85,7 +86,9 @@
  *
  * TLS (--tls-cert, --tls-key): every connection is TLS (1.2 or 1.3, with
  * session tickets); --tls-client-ca requires a client certificate signed
- * by that CA. The plain mode is unchanged without these flags. Settings
+ * by that CA. The plain mode is unchanged without these flags. --control
+ * adds a plain HTTP listener serving the same paths (the tests' control
+ * and stats of a TLS backend; its connections count as control ones). Settings
  * for the ends of a TLS connection (the truncation tests):
  *       close_notify=0|1  every close the backend makes (FIN or RST, with or
  *                       without an answer) sends close_notify first (1, the
@@ -225,6 +228,7 @@ struct be_srv {
     struct be_stats st;
     struct event_base *base;           /* owned */
     struct evconnlistener *lis;        /* owned */
+    struct evconnlistener *ctl_lis;    /* owned: --control (always plain), or NULL */
     struct event *ev_term, *ev_int;    /* owned */
     struct be_conn *conns;             /* owned list of live connections */
     SSL_CTX *tls;                      /* owned; NULL: plain */
@@ -1694,7 +1698,7 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
     c->id = ++s->next_conn_id;
     s->st.connections++;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (s->tls != NULL) {
+    if (s->tls != NULL && lis != s->ctl_lis) {
         SSL *ssl = SSL_new(s->tls);
 
         c->bev = ssl == NULL ? NULL
@@ -1757,7 +1761,8 @@ static void
 usage(void)
 {
     fprintf(stderr, "usage: backend --name NAME --listen 127.0.0.1:PORT [--tcp] [--seed N]\n"
-                    "               [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]\n");
+                    "               [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]\n"
+                    "               [--control 127.0.0.1:PORT]\n");
     exit(2);
 }
 
@@ -1816,6 +1821,8 @@ main(int argc, char **argv)
     struct sockaddr_in bound;
     socklen_t blen = sizeof(bound);
     const char *listen_text = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
+    const char *control_text = NULL;
+    struct sockaddr_in csin;
     char addr[INET_ADDRSTRLEN];
     struct sigaction sa;
     int i, rc = 1;
@@ -1827,6 +1834,8 @@ main(int argc, char **argv)
             s.name = argv[++i];
         } else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
             listen_text = argv[++i];
+        } else if (strcmp(argv[i], "--control") == 0 && i + 1 < argc) {
+            control_text = argv[++i];
         } else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) {
             tls_cert = argv[++i];
         } else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) {
@@ -1853,6 +1862,10 @@ main(int argc, char **argv)
         usage();
     if (tls_cert != NULL && (s.tls = tls_ctx(tls_cert, tls_key, tls_ca)) == NULL)
         exit(2);
+    if (control_text != NULL && parse_listen(control_text, &csin) != 0) {
+        fprintf(stderr, "backend: --control must be 127.x.x.x:PORT, got '%s'\n", control_text);
+        exit(2);
+    }
     if (parse_listen(listen_text, &sin) != 0) {
         fprintf(stderr, "backend: --listen must be 127.x.x.x:PORT, got '%s'\n", listen_text);
         exit(2);
@@ -1880,6 +1893,14 @@ main(int argc, char **argv)
         goto out;
     }
     evconnlistener_set_error_cb(s.lis, on_accept_error);
+    if (control_text != NULL &&
+        (s.ctl_lis = evconnlistener_new_bind(s.base, on_accept, &s,
+                                             LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 64,
+                                             (struct sockaddr *)&csin, sizeof(csin))) == NULL) {
+        log_at(LL_ERR, "backend", 0, "%s: cannot listen on %s: %s", s.name, control_text,
+               strerror(errno));
+        goto out;
+    }
     s.ev_term = evsignal_new(s.base, SIGTERM, on_signal, &s);
     s.ev_int = evsignal_new(s.base, SIGINT, on_signal, &s);
     if (s.ev_term == NULL || s.ev_int == NULL ||
@@ -1909,6 +1930,8 @@ out:
         event_free(s.ev_int);
     if (s.lis != NULL)
         evconnlistener_free(s.lis);
+    if (s.ctl_lis != NULL)
+        evconnlistener_free(s.ctl_lis);
     if (s.base != NULL)
         event_base_free(s.base);
     SSL_CTX_free(s.tls);
