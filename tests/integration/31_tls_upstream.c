@@ -23,6 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
@@ -212,6 +215,49 @@ test_verification_failures(void **state)
     assert_int_equal(fx_status_long(f, "new.counters.error"), 3);
 }
 
+/* A handshake that fails otherwise is tls_handshake (502): new's TLS
+ * pointed at a plain server. A server that accepts the connection
+ * but never answers the ClientHello is cut at connect_ms (504,
+ * connect_timeout): the handshake is bounded like the connect. */
+static void
+test_handshake_failure_and_timeout(void **state)
+{
+    struct t31 *t = start(state, "up-ip", NULL, ", \"tls\": {\"ca\": \"up-ca.pem\"}",
+                          ", \"weight\": 100, \"timeouts\": {\"connect_ms\": 300}");
+    struct fx *f = &t->f;
+    struct sockaddr_in sin;
+    long long t0;
+    int ls, one = 1, plain;
+
+    /* a plain TCP server that greets with a line: not TLS */
+    plain = h_free_port();
+    assert_true(h_backend_start("plain", plain, f->dir, true) > 0);
+    snprintf(f->servers[1], sizeof(f->servers[1]), "\"127.0.0.1:%d\"", plain);
+    reload_tls(t, ", \"tls\": {\"ca\": \"up-ca.pem\"}", 2);
+    assert_int_equal(get_status(t, NULL, 0), 502);
+    assert_int_equal(fx_status_long(f, "new.counters.errors.tls_handshake"), 1);
+    assert_int_equal(h_wait_log(f->log, "TLS handshake failed: ", 3000), 0);
+
+    /* a listener nobody accepts on: the kernel completes the connect */
+    ls = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(ls >= 0);
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin.sin_port = htons((uint16_t)h_free_port());
+    assert_int_equal(bind(ls, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(listen(ls, 16), 0);
+    snprintf(f->servers[1], sizeof(f->servers[1]), "\"127.0.0.1:%d\"", ntohs(sin.sin_port));
+    reload_tls(t, ", \"tls\": {\"ca\": \"up-ca.pem\"}", 3);
+    t0 = h_now_ms();
+    assert_int_equal(get_status(t, NULL, 0), 504);
+    assert_true(h_now_ms() - t0 >= 250);
+    assert_true(h_now_ms() - t0 < 3000);
+    assert_int_equal(fx_status_long(f, "new.counters.errors.connect_timeout"), 1);
+    close(ls);
+}
+
 /* A backend that requires a client certificate: refused without one (502,
  * nothing served), served with the side's "cert" and "key". */
 static void
@@ -392,6 +438,7 @@ main(void)
         cmocka_unit_test_teardown(test_plain_legacy_tls_new_pooled, fx_teardown),
         cmocka_unit_test_teardown(test_sessions_resumed, fx_teardown),
         cmocka_unit_test_teardown(test_verification_failures, fx_teardown),
+        cmocka_unit_test_teardown(test_handshake_failure_and_timeout, fx_teardown),
         cmocka_unit_test_teardown(test_mtls, fx_teardown),
         cmocka_unit_test_teardown(test_health_checks_over_tls, fx_teardown),
         cmocka_unit_test_teardown(test_truncation_orderings, fx_teardown),
