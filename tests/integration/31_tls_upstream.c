@@ -117,7 +117,9 @@ get_status(struct t31 *t, char *backend, size_t len)
 
 /* Legacy plain, new over TLS (its own CA, the IP SAN verified): the weight
  * moves traffic between them; 20 requests on one keep-alive client travel
- * on one TLS connection (one handshake), and the pool keeps it. */
+ * on one TLS connection (one handshake), and the pool keeps it, also over
+ * a reload that leaves the side's TLS as it was, not over one that changes
+ * it. */
 static void
 test_plain_legacy_tls_new_pooled(void **state)
 {
@@ -144,11 +146,24 @@ test_plain_legacy_tls_new_pooled(void **state)
     assert_int_equal(h_backend_stat(t->ctl, "tls_handshakes"), 1);
     assert_int_equal(fx_status_long(f, "new.servers.0.reused"), 19);
     assert_int_equal(fx_status_long(f, "new.servers.0.idle"), 1);
+    /* a reload that leaves the TLS settings and files as they were keeps
+     * the context and its pooled connection */
+    reload_tls(t, ", \"tls\": {\"ca\": \"up-ca.pem\"}", 2);
+    assert_int_equal(get_status(t, be, sizeof(be)), 200);
+    assert_int_equal(h_backend_stat(t->ctl, "tls_handshakes"), 1);
+    assert_int_equal(fx_status_long(f, "new.servers.0.reused"), 20);
+    /* one that changes them closes it: the next request connects anew */
+    reload_tls(t, ", \"tls\": {\"ca\": \"up-ca.pem\", \"min_version\": \"1.3\"}", 3);
+    assert_int_equal(h_wait_log(f->log, "new upstream TLS changed", 3000), 0);
+    assert_int_equal(get_status(t, be, sizeof(be)), 200);
+    assert_int_equal(h_backend_stat(t->ctl, "tls_handshakes"), 2);
+    assert_int_equal(fx_status_long(f, "new.servers.0.reused"), 20);
     /* legacy stays plain */
     fx_ctl_ok(f, "weight", "0");
     assert_int_equal(get_status(t, be, sizeof(be)), 200);
     assert_string_equal(be, "legacy");
     assert_int_equal(h_backend_requests(f->port[0][0]), 1);
+    assert_int_equal(h_backend_requests(t->ctl), 22);
 }
 
 /* A server that closes after every answer: each request needs a new TLS
