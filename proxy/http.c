@@ -974,13 +974,6 @@ on_upstream_connected(struct px_conn *c)
     process(c);
 }
 
-static enum px_err
-px_tls_err(enum px_tls_up_fail f)
-{
-    return f == PX_TLS_UP_VERIFY ? PX_E_TLS_VERIFY
-           : f == PX_TLS_UP_HANDSHAKE ? PX_E_TLS_HANDSHAKE : PX_E_CONNECT;
-}
-
 /* A connect failed: retry once on another server of the same side while no
  * byte of the request body was consumed from the client, else answer. */
 static void

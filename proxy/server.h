@@ -118,6 +118,14 @@ enum px_err {
 
 extern const char *const px_err_names[PX_E__COUNT];
 
+/* The error kind of an upstream TLS connect failure (proxy/tls_up.h). */
+static inline enum px_err
+px_tls_err(enum px_tls_up_fail f)
+{
+    return f == PX_TLS_UP_VERIFY ? PX_E_TLS_VERIFY
+           : f == PX_TLS_UP_HANDSHAKE ? PX_E_TLS_HANDSHAKE : PX_E_CONNECT;
+}
+
 /* Upper bounds of the cumulative latency histogram of every side, in
  * microseconds, increasing (cutover_request_duration_seconds: 1 ms .. 10 s,
  * then +Inf). Unlike the passive windows, it never forgets. */
