@@ -37,7 +37,8 @@ ADMIN_SRC  = admin/ctl_proto.c admin/state.c admin/control.c \
 PROXY_SRC  = proxy/conf.c proxy/server.c proxy/listen.c proxy/http.c proxy/http_conn.c \
              proxy/http_msg.c proxy/relay.c proxy/tcp.c proxy/pool.c \
              proxy/tick.c proxy/metrics.c proxy/accesslog.c proxy/io.c proxy/worker.c \
-             proxy/status.c proxy/ops.c proxy/verdict.c proxy/reload.c proxy/cookie.c
+             proxy/status.c proxy/ops.c proxy/verdict.c proxy/reload.c proxy/cookie.c \
+             proxy/tls_up.c
 LIB_SRC    = $(UTIL_SRC) $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB        = $(BUILD)/libcutover.a

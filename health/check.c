@@ -9,6 +9,12 @@
  * overlap. Every check opens a fresh connection (Connection: close), as
  * HAProxy does: a pooled one would test the pool, not the server.
  *
+ * A server of a side with upstream TLS is checked over TLS with the
+ * side's context (hl_check_set_tls: proxy/verdict.c hands it over, so this
+ * file, the only one of health/ with OpenSSL, knows nothing of the config):
+ * "connected" means the handshake completed, and a refused certificate is a
+ * failed check that says why.
+ *
  * Workload: a few servers per service, one check per interval each (2 s by
  * default); the costs that matter are that a check never blocks the loop and
  * never reads unbounded input.
@@ -23,10 +29,17 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/util.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "lib/log.h"
 #include "lib/xmalloc.h"
@@ -56,6 +69,8 @@ struct hl_check {
     uint64_t t_start_ms;                /* monotonic start of the running check */
     struct hl_risefall rf;
     struct hl_resp *resp;               /* owned: the HTTP response reader; NULL for tcp */
+    SSL_CTX *tls;                       /* one reference: checks over TLS; NULL plain */
+    char *sni;                          /* owned: SNI and name to verify; NULL none */
     struct hl_check_stats st;
 };
 
@@ -84,6 +99,7 @@ printable(const char *s, char *buf, size_t len)
 static void on_check_timer(evutil_socket_t fd, short what, void *arg);
 static void on_check_read(struct bufferevent *bev, void *arg);
 static void on_check_event(struct bufferevent *bev, short what, void *arg);
+static void tls_failed(struct hl_check *c);
 
 /* Ends the running check with result <passed> and text <fmt>..., schedules
  * the next one and reports a verdict change. Nothing of <c> is touched after
@@ -217,14 +233,22 @@ on_check_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (!c->is_connected) {
-        check_end(c, false, "connect: %s", evutil_socket_error_to_string(err));
+        if (c->tls != NULL)
+            tls_failed(c);
+        else
+            check_end(c, false, "connect: %s", evutil_socket_error_to_string(err));
         return;
     }
     /* bytes that arrived with the close may complete the response */
     if (read_input(c))
         return;
     if (what & BEV_EVENT_EOF) {
-        if (hl_resp_eof(c->resp) == HL_RESP_DONE)
+        /* over TLS a close without close_notify cannot end a body */
+        SSL *ssl = c->tls != NULL ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+
+        if (ssl != NULL && !(SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN))
+            check_end(c, false, "tls: closed without close_notify before the response ended");
+        else if (hl_resp_eof(c->resp) == HL_RESP_DONE)
             evaluate(c);
         else
             check_end(c, false, "%s", c->resp->err);
@@ -232,6 +256,54 @@ on_check_event(struct bufferevent *bev, short what, void *arg)
     }
     check_end(c, false, "%s: %s", (what & BEV_EVENT_WRITING) ? "write" : "read",
               evutil_socket_error_to_string(err));
+}
+
+/* A TLS check failed before its handshake completed: why. */
+static void
+tls_failed(struct hl_check *c)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    unsigned long e, reason = 0;
+    long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+    BIO *w = ssl != NULL ? SSL_get_wbio(ssl) : NULL;
+
+    while ((e = bufferevent_get_openssl_error(c->bev)) != 0)
+        if (ERR_GET_LIB(e) != 0 && reason == 0)
+            reason = e;
+    if (ssl != NULL && (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) && vr != X509_V_OK)
+        check_end(c, false, "tls: certificate refused: %s", X509_verify_cert_error_string(vr));
+    else if (w == NULL || BIO_number_written(w) == 0)
+        check_end(c, false, "connect: connection refused or unreachable");
+    else
+        check_end(c, false, "tls: handshake failed: %s",
+                  reason != 0 && ERR_reason_error_string(reason) != NULL
+                  ? ERR_reason_error_string(reason) : "connection closed");
+}
+
+/* A TLS bufferevent for the next check: SNI and the name to verify, or
+ * the server's address. NULL when it cannot be made. */
+static struct bufferevent *
+tls_bev(struct hl_check *c, int opts)
+{
+    SSL *ssl = SSL_new(c->tls);
+    const struct sockaddr *sa = (const struct sockaddr *)&c->sa;
+    int ok = 1;
+
+    if (ssl == NULL)
+        return NULL;
+    if (c->sni != NULL)
+        ok = SSL_set_tlsext_host_name(ssl, c->sni) == 1;
+    else if (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER)
+        ok = sa->sa_family == AF_INET
+             ? X509_VERIFY_PARAM_set1_ip(SSL_get0_param(ssl), (const unsigned char *)
+                                         &((const struct sockaddr_in *)sa)->sin_addr, 4)
+             : X509_VERIFY_PARAM_set1_ip(SSL_get0_param(ssl), (const unsigned char *)
+                                         &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    if (ok != 1) {
+        SSL_free(ssl);                 /* a name not set would verify nothing */
+        return NULL;
+    }
+    return bufferevent_openssl_socket_new(c->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, opts);
 }
 
 /* Starts one check: a fresh non-blocking connect under the deadline. */
@@ -253,7 +325,7 @@ check_begin(struct hl_check *c)
         check_end(c, false, "cannot arm the check deadline");
         return;
     }
-    c->bev = bufferevent_socket_new(c->base, -1, opts);
+    c->bev = c->tls != NULL ? tls_bev(c, opts) : bufferevent_socket_new(c->base, -1, opts);
     if (c->bev == NULL) {
         check_end(c, false, "cannot create a socket");
         return;
@@ -344,7 +416,25 @@ hl_check_free(struct hl_check *c)
         event_free(c->timer);
     free(c->request);
     free(c->resp);
+    SSL_CTX_free(c->tls);
+    free(c->sni);
     free(c);
+}
+
+int
+hl_check_set_tls(struct hl_check *c, SSL_CTX *ctx, const char *sni)
+{
+    char *s = NULL;
+
+    if (sni != NULL && (s = strdup(sni)) == NULL)
+        return -1;
+    if (ctx != NULL)
+        SSL_CTX_up_ref(ctx);
+    SSL_CTX_free(c->tls);
+    free(c->sni);
+    c->tls = ctx;
+    c->sni = s;
+    return 0;
 }
 
 void

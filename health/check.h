@@ -85,6 +85,19 @@ void hl_check_set_verdict(struct hl_check *c, bool is_up);
  * is about to be freed). The running schedule and counts are kept. */
 void hl_check_set_conf(struct hl_check *c, const struct hl_check_conf *conf);
 
+struct ssl_ctx_st;
+
+/* The server speaks TLS: every check from the next one on connects through
+ * <ctx> (an OpenSSL client SSL_CTX, one reference taken; NULL: plain
+ * again), sending <sni> (copied; NULL: none) and verifying the server's
+ * name as the context says, or, without <sni>, its address against the
+ * certificate's IP addresses when the context verifies. A tcp check passes
+ * once the handshake completed; an http check sends its request after it,
+ * and a close-delimited body must end with the server's close_notify. A
+ * refused certificate fails the check ("tls: certificate refused: REASON").
+ * 0, or -1 (out of memory; the settings stay as they were). */
+int hl_check_set_tls(struct hl_check *c, struct ssl_ctx_st *ctx, const char *sni);
+
 /* Copies <c>'s figures into <out>. */
 void hl_check_get_stats(const struct hl_check *c, struct hl_check_stats *out);
 

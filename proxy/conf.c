@@ -42,6 +42,7 @@
 #include "lib/fs.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "proxy/tls_up.h"
 
 #define PX_CONF_MAX_BYTES   (16u << 20)   /* a larger file is surely not a config */
 #define PX_MAX_LISTEN       64u           /* listen addresses per service */
@@ -284,12 +285,14 @@ parse_addrs(json_t *arr, const char *path, unsigned max, unsigned *n,
     return 0;
 }
 
+/* "legacy" or "new": servers and the optional upstream "tls" (its files
+ * relative to <dir>; http mode only). */
 static int
-parse_side(json_t *svc, const char *key, const char *prefix,
-           struct px_side_conf *side, struct conf_err *err)
+parse_side(json_t *svc, const char *key, const char *prefix, const char *dir,
+           enum px_mode mode, struct px_side_conf *side, struct conf_err *err)
 {
-    static const char *const keys[] = { "servers", NULL };
-    json_t *j, *servers;
+    static const char *const keys[] = { "servers", "tls", NULL };
+    json_t *j, *servers, *tls;
     char p[sizeof(err->path)], q[sizeof(err->path)];
 
     if (conf_opt_object(svc, key, prefix, &j, err) != 0)
@@ -301,8 +304,15 @@ parse_side(json_t *svc, const char *key, const char *prefix,
         return -1;
     if ((servers = json_object_get(j, "servers")) == NULL)
         return conf_fail(err, conf_join(q, sizeof(q), p, "servers"), "is required");
-    return parse_addrs(servers, conf_join(q, sizeof(q), p, "servers"), RT_MAX_SERVERS,
-                       &side->nservers, &side->servers, err);
+    if (parse_addrs(servers, conf_join(q, sizeof(q), p, "servers"), RT_MAX_SERVERS,
+                    &side->nservers, &side->servers, err) != 0)
+        return -1;
+    if ((tls = json_object_get(j, "tls")) == NULL)
+        return 0;
+    conf_join(q, sizeof(q), p, "tls");
+    if (mode != PX_MODE_HTTP)
+        return conf_fail(err, q, "upstream TLS is only available in http mode");
+    return px_tls_up_parse(tls, q, dir, &side->tls, err);
 }
 
 static int
@@ -511,8 +521,8 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
         if (check_listen_clash(c, i, k, err) != 0)
             return -1;
 
-    if (parse_side(j, "legacy", pre, &s->side[RT_LEGACY], err) != 0 ||
-        parse_side(j, "new", pre, &s->side[RT_NEW], err) != 0)
+    if (parse_side(j, "legacy", pre, c->dir, s->mode, &s->side[RT_LEGACY], err) != 0 ||
+        parse_side(j, "new", pre, c->dir, s->mode, &s->side[RT_NEW], err) != 0)
         return -1;
 
     if (rt_conf_parse(j, s->name, pre, &s->route, err) != 0 ||
@@ -851,6 +861,8 @@ px_conf_free(struct px_conf *c)
         free(s->listen);
         free(s->side[RT_LEGACY].servers);
         free(s->side[RT_NEW].servers);
+        px_tls_up_put(s->side[RT_LEGACY].tls);
+        px_tls_up_put(s->side[RT_NEW].tls);
     }
     free(c->services);
     free(c->file);
@@ -937,9 +949,12 @@ px_service_conf_diff(const struct px_service_conf *a, const struct px_service_co
         d |= PX_SVC_MODE;
     if (!addrs_equal(a->listen, a->nlisten, b->listen, b->nlisten))
         d |= PX_SVC_LISTEN;
-    for (side = 0; side < RT_SIDE__COUNT; side++)
+    for (side = 0; side < RT_SIDE__COUNT; side++) {
         if (!side_equal(&a->side[side], &b->side[side]))
             d |= PX_SVC_SERVERS;
+        if (!px_tls_up_equal(a->side[side].tls, b->side[side].tls))
+            d |= PX_SVC_UP_TLS;
+    }
     if (!rt_conf_equal(&a->route, &b->route))
         d |= PX_SVC_ROUTE;
     if (!hl_check_conf_equal(&a->health, &b->health))

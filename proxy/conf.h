@@ -52,9 +52,13 @@ struct px_pool_conf {
     unsigned idle_timeout_ms;    /* default 4000, 1..3600000 */
 };
 
+struct px_tls_up;
+
 struct px_side_conf {
     unsigned nservers;           /* 1..RT_MAX_SERVERS */
     struct px_addr *servers;     /* owned */
+    struct px_tls_up *tls;       /* one reference (proxy/tls_up.h): "tls" of the
+                                  * side, its context built at load; NULL = plain */
 };
 
 struct px_service_conf {
@@ -126,6 +130,7 @@ enum px_svc_change {
     PX_SVC_TIMEOUTS = 1u << 10,
     PX_SVC_LIMITS   = 1u << 11,
     PX_SVC_POOL     = 1u << 12,
+    PX_SVC_UP_TLS   = 1u << 13,   /* either side's "tls" (settings or file contents) */
 };
 
 /* The PX_SVC_* bits of every field that differs between <a> and <b>

@@ -23,6 +23,11 @@
  * buffered (the usual race with a backend's keep-alive timeout); any other
  * request that was sent is never retried.
  *
+ * A side with "tls" connects through proxy/tls_up.c (a failed connect is
+ * classified there: connect, tls_verify, tls_handshake, each retried like a
+ * refused connect); such a connection is pooled like a plain one. Over TLS
+ * a close-delimited response ends only with the server's close_notify.
+ *
  * An Upgrade request (WebSocket) answered with a valid 101 turns the
  * connection into a tunnel: bytes are relayed both ways until either peer
  * closes.
@@ -55,6 +60,7 @@
 #include "proxy/pool.h"
 #include "proxy/relay.h"
 #include "proxy/server.h"
+#include "proxy/tls_up.h"
 
 static void set_state(struct px_conn *c, enum px_conn_state next);
 static void process(struct px_conn *c);
@@ -165,8 +171,11 @@ set_state(struct px_conn *c, enum px_conn_state next)
          * the same step: switching it off and on would cost an epoll_ctl) */
         if (!(c->flags & PX_CF_UP_REUSED))
             bufferevent_disable(c->down, EV_READ);
-        tv_w = tv_ms(to->connect_ms);  /* libevent applies the write timeout to connect */
-        bufferevent_set_timeouts(c->up, NULL, &tv_w);
+        /* libevent applies the write timeout to connect; a TLS handshake
+         * also waits to read: connect_ms bounds both */
+        tv_w = tv_ms(to->connect_ms);
+        bufferevent_set_timeouts(c->up, sconf(c)->side[c->side].tls != NULL ? &tv_w : NULL,
+                                 &tv_w);
         break;
     case PX_CS_EXCHANGE:
         /* server_response_ms runs once the whole request is up (see
@@ -248,19 +257,23 @@ static void
 start_connect(struct px_conn *c)
 {
     const struct px_addr *a = srt_addr(c);
+    const struct px_tls_up *tls = sconf(c)->side[c->side].tls;
 
     upstream_free(c);
     c->flags &= ~(PX_CF_UP_REUSED | PX_CF_RES_BYTES);
     if (!(c->flags & PX_CF_STALE_RETRY) &&
-        (c->up = px_pool_get(c->srt)) != NULL) {
+        (c->up = px_pool_get(c->srt, tls)) != NULL) {
         c->flags |= PX_CF_UP_REUSED;
         bufferevent_disable(c->up, EV_WRITE);   /* output empty: leave() writes */
         set_state(c, PX_CS_CONNECTING);
         on_upstream_connected(c);
         return;
     }
-    c->up = bufferevent_socket_new(c->srv->base, -1,
-                                   BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    /* a TLS connection reads and writes through libevent, never io.h */
+    c->up = tls != NULL ? px_tls_up_bev(c->srv->base, tls, (const struct sockaddr *)&a->ss,
+                                        &c->srt->tls_cache)
+                        : bufferevent_socket_new(c->srv->base, -1,
+                                                 BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (c->up == NULL) {
         reply_error(c, 502, "cannot allocate an upstream connection");
         return;
@@ -274,7 +287,8 @@ start_connect(struct px_conn *c)
         reply_error(c, 502, "upstream connect failed at once");
         return;
     }
-    px_io_own_reads(c->up);            /* the connect assigned the socket */
+    if (tls == NULL)
+        px_io_own_reads(c->up);        /* the connect assigned the socket */
 }
 
 /* The request body framing is settled: finish the head and connect. */
@@ -626,7 +640,7 @@ finish_exchange(struct px_conn *c)
         px_hc_log_request(c, NULL);
     if (c->up != NULL && c->res_keep_alive && c->req.done &&
         sconf(c)->pool.max_idle > 0) {
-        px_pool_put(c->svc, c->srt, c->up);   /* the pool owns it now */
+        px_pool_put(c->svc, c->srt, c->up, sconf(c)->side[c->side].tls);   /* owns it now */
         c->up = NULL;
     }
     upstream_free(c);
@@ -970,13 +984,19 @@ on_upstream_connected(struct px_conn *c)
 /* A connect failed: retry once on another server of the same side while no
  * byte of the request body was consumed from the client, else answer. */
 static void
-on_connect_failed(struct px_conn *c, enum px_err err)
+on_connect_failed(struct px_conn *c, short what)
 {
     struct px_server_rt *other;
     const char *addr = srt_addr(c)->text;
+    enum px_err err = (what & BEV_EVENT_TIMEOUT) ? PX_E_CONNECT_TIMEOUT : PX_E_CONNECT;
+    char why[192];
 
-    px_req_warn(c->svc, "http", c->id, "%s server %s: %s", rt_side_names[c->side], addr,
-           err == PX_E_CONNECT_TIMEOUT ? "connect timeout" : "connect failed");
+    snprintf(why, sizeof(why), "%s", err == PX_E_CONNECT ? "connect failed" : "connect timeout");
+    if (err == PX_E_CONNECT && sconf(c)->side[c->side].tls != NULL)
+        err = px_tls_err(px_tls_up_failure(c->up, why, sizeof(why)));
+    px_req_warn(c->svc, "http", c->id, "%s server %s: %s%s", rt_side_names[c->side], addr,
+                err == PX_E_TLS_VERIFY ? "TLS certificate refused: "
+                : err == PX_E_TLS_HANDSHAKE ? "TLS handshake failed: " : "", why);
     upstream_free(c);
     if (!(c->flags & PX_CF_RETRIED) &&
         (other = px_service_other_server(c->svc, c->side, c->srt)) != NULL) {
@@ -1048,8 +1068,7 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
         if (what & BEV_EVENT_CONNECTED)
             on_upstream_connected(c);
         else
-            on_connect_failed(c, (what & BEV_EVENT_TIMEOUT) ? PX_E_CONNECT_TIMEOUT
-                                                             : PX_E_CONNECT);
+            on_connect_failed(c, what);
     } else if (c->state == PX_CS_EXCHANGE) {
         if (what & BEV_EVENT_TIMEOUT) {
             if (!c->res_head_done) {
@@ -1079,7 +1098,10 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
                     upstream_free(c);
                     px_hc_record(c, 0, PX_E_UP_RESET);
                     reply_error(c, 502, "upstream closed before a response");
-                } else if (c->res.framing == H1_BODY_CLOSE && (what & BEV_EVENT_EOF)) {
+                } else if (c->res.framing == H1_BODY_CLOSE && (what & BEV_EVENT_EOF) &&
+                           px_tls_up_closed_cleanly(c->up)) {
+                    /* over TLS only close_notify ends the body: libevent
+                     * 2.1 reports a reset as EOF there */
                     c->res.done = true;
                     if (c->res.out == PX_OUT_CHUNKED)
                         evbuffer_add(bufferevent_get_output(c->down), "0\r\n\r\n", 5);

@@ -15,6 +15,18 @@
 
 #define PX_IO_WRITE_IOV 64            /* chunks of an evbuffer sent in one sendmsg */
 
+static void on_read(evutil_socket_t fd, short what, void *arg);
+
+/* <bev>'s reads are io.c's (px_io_own_reads): a plain socket bufferevent,
+ * whose socket the direct writes may use. Any other (TLS) reads and writes
+ * through libevent: one compare per call, decided when the connection was
+ * set up. */
+static inline int
+owned(const struct bufferevent *bev)
+{
+    return bev->ev_read.ev_evcallback.evcb_cb_union.evcb_callback == on_read;
+}
+
 /* Sends what <buf> holds (its first PX_IO_WRITE_IOV chunks) to socket <fd>
  * with one sendmsg and drains what the socket took. sendmsg goes straight
  * to the socket layer; evbuffer_write()'s writev goes through the file
@@ -57,7 +69,7 @@ px_io_send(struct bufferevent *bev, struct evbuffer *src)
 
     if (evbuffer_get_length(src) == 0)
         return;
-    if (evbuffer_get_length(out) == 0)
+    if (evbuffer_get_length(out) == 0 && owned(bev))
         (void)sock_send(src, bufferevent_getfd(bev));
     if (evbuffer_get_length(src) > 0) {
         evbuffer_add_buffer(out, src);
@@ -72,6 +84,13 @@ px_io_flush(struct bufferevent *bev)
     struct evbuffer *out = bufferevent_get_output(bev);
     size_t left = evbuffer_get_length(out);
 
+    if (!owned(bev)) {
+        /* libevent writes; never switched off here (a TLS handshake in
+         * flight waits on the write event) */
+        if (left > 0 && !(bufferevent_get_enabled(bev) & EV_WRITE))
+            bufferevent_enable(bev, EV_WRITE);
+        return left;
+    }
     if (left == 0) {
         /* libevent removed the event when it drained the output: this
          * only clears the flag, so that queued output arms nothing */

@@ -24,7 +24,11 @@
  *   watermark work on it as before, and a connection holds no more memory
  *   for it (a parked one gives its bufferevent back as before).
  *
- * Only for plain socket bufferevents (bufferevent_socket_new).
+ * The direct paths are only for plain socket bufferevents whose reads
+ * px_io_own_reads() took. Any other bufferevent (a TLS one from
+ * bufferevent_openssl_socket_new) may be handed to px_io_send and
+ * px_io_flush all the same: its output is left to libevent (the write
+ * event enabled while output waits), never written to its socket here.
  */
 #ifndef CUTOVER_PROXY_IO_H
 #define CUTOVER_PROXY_IO_H

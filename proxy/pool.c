@@ -7,6 +7,8 @@
  * timeout (pool.idle_timeout_ms, below the usual backend keep-alive times)
  * close it. Only connections whose exchange ended cleanly come back here:
  * the caller never returns one after an error or an incompletely read body.
+ * A TLS connection is pooled as it is, its SSL and session with it; its
+ * server closing it (close_notify, FIN or reset) is the same event here.
  */
 #include <stdlib.h>
 
@@ -42,12 +44,12 @@ on_idle_event(struct bufferevent *bev, short what, void *arg)
 }
 
 struct bufferevent *
-px_pool_get(struct px_server_rt *s)
+px_pool_get(struct px_server_rt *s, const struct px_tls_up *tls)
 {
     struct px_pooled *p;
     struct bufferevent *bev;
 
-    if (list_empty(&s->idle))
+    if (list_empty(&s->idle) || tls != s->svc->conf->side[s->side].tls)
         return NULL;
     p = px_pooled_of(s->idle.next);
     bev = p->bev;
@@ -62,7 +64,8 @@ px_pool_get(struct px_server_rt *s)
 }
 
 void
-px_pool_put(struct px_service *svc, struct px_server_rt *s, struct bufferevent *bev)
+px_pool_put(struct px_service *svc, struct px_server_rt *s, struct bufferevent *bev,
+            const struct px_tls_up *tls)
 {
     unsigned ms = svc->conf->pool.idle_timeout_ms;
     struct timeval tv = tv_ms(ms);
@@ -71,6 +74,7 @@ px_pool_put(struct px_service *svc, struct px_server_rt *s, struct bufferevent *
     /* a detached server (removed by a reload) is never used again */
     if (s->nidle >= svc->conf->pool.max_idle || !s->up || !s->attached ||
         s->svc != svc || svc->retired || svc->srv->stopping ||
+        tls != svc->conf->side[s->side].tls ||
         evbuffer_get_length(bufferevent_get_input(bev)) != 0 ||
         evbuffer_get_length(bufferevent_get_output(bev)) != 0) {
         bufferevent_free(bev);

@@ -30,6 +30,7 @@
 #include "proxy/reload.h"
 #include "proxy/server.h"
 #include "proxy/tick.h"
+#include "proxy/tls_up.h"
 #include "proxy/verdict.h"
 #include "proxy/worker.h"
 
@@ -166,6 +167,15 @@ reload_prepare(struct px_srv *srv, struct reload *r, char *err, size_t errlen)
             }
             summary_add(r->listeners, '+', sc->listen[k].text);
         }
+        if (r->old_of_new[i] >= 0) {
+            /* an unchanged upstream TLS keeps its context: pooled
+             * connections and sessions stay valid */
+            struct px_service_conf *nsc = &r->conf->services[i];
+            const struct px_service_conf *osc = srv->svcs[r->old_of_new[i]]->conf;
+
+            px_tls_up_keep(&nsc->side[RT_LEGACY].tls, osc->side[RT_LEGACY].tls);
+            px_tls_up_keep(&nsc->side[RT_NEW].tls, osc->side[RT_NEW].tls);
+        }
         if (r->old_of_new[i] < 0)
             summary_add(r->services, '+', sc->name);
         else if (!px_service_conf_equal(srv->svcs[r->old_of_new[i]]->conf, sc))
@@ -233,6 +243,15 @@ reload_service_keep(struct px_srv *srv, struct px_service *svc, struct px_confre
         }
         free(was);
         svc->servers[side] = now;
+        if (old->side[side].tls != sc->side[side].tls) {
+            /* another TLS context: idle connections of the old one go, and
+             * a session of it is never offered to the new one */
+            for (k = 0; k < nnew; k++)
+                px_server_rt_close_idle(now[k]);
+            rlog(srv, LL_INFO, "reload", 0, "service %s: %s upstream TLS changed: idle "
+                 "connections closed, new ones use the new settings", sc->name,
+                 rt_side_names[side]);
+        }
         if (diff & PX_SVC_WINDOW) {
             /* a window of another length cannot keep its ring */
             hl_window_init(&svc->window[side], sc->rollback.window_s);
@@ -263,8 +282,13 @@ reload_service_keep(struct px_srv *srv, struct px_service *svc, struct px_confre
                 rlog(srv, LL_INFO, "reload", 0, "service %s: %s server %s: no health checks "
                        "any more: up", sc->name, rt_side_names[side], s->addr.text);
             }
-            if (s->check != NULL)
+            if (s->check != NULL) {
                 hl_check_set_conf(s->check, &sc->health);
+                if (px_verdict_set_tls(svc, s) < 0)
+                    log_at(LL_ERR, "reload", 0, "service %s: %s server %s: cannot hand its "
+                           "checker the new TLS settings", sc->name, rt_side_names[side],
+                           s->addr.text);
+            }
         }
     }
     if (d != NULL && sc->health.type != HL_CHECK_NONE)

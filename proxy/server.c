@@ -34,7 +34,7 @@ const uint64_t px_lat_bounds_us[PX_LAT_NBOUNDS] = {
 
 const char *const px_err_names[PX_E__COUNT] = {
     "none", "connect", "connect_timeout", "upstream_reset", "upstream_timeout",
-    "upstream_bad_response", "no_server",
+    "upstream_bad_response", "no_server", "tls_verify", "tls_handshake",
 };
 
 uint64_t
@@ -166,6 +166,7 @@ px_server_rt_put(struct px_server_rt *s)
      * detached one lost its pool and checker when it was detached */
     px_server_rt_close_idle(s);
     hl_check_free(s->check);
+    px_tls_up_cache_clear(&s->tls_cache);
     free(s);
 }
 

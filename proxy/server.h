@@ -74,6 +74,7 @@
 #include "lib/log.h"
 #include "health/window.h"
 #include "proxy/conf.h"
+#include "proxy/tls_up.h"
 #include "router/router.h"
 
 struct event_base;
@@ -115,10 +116,20 @@ enum px_err {
     PX_E_UP_TIMEOUT,         /* upstream sent no response head in time / idle mid-body */
     PX_E_UP_BAD,             /* upstream sent an invalid response */
     PX_E_NO_SERVER,          /* no side had a usable server */
+    PX_E_TLS_VERIFY,         /* upstream TLS: the server's certificate was refused */
+    PX_E_TLS_HANDSHAKE,      /* upstream TLS: the handshake failed otherwise */
     PX_E__COUNT
 };
 
 extern const char *const px_err_names[PX_E__COUNT];
+
+/* The error kind of an upstream TLS connect failure (proxy/tls_up.h). */
+static inline enum px_err
+px_tls_err(enum px_tls_up_fail f)
+{
+    return f == PX_TLS_UP_VERIFY ? PX_E_TLS_VERIFY
+           : f == PX_TLS_UP_HANDSHAKE ? PX_E_TLS_HANDSHAKE : PX_E_CONNECT;
+}
 
 /* Upper bounds of the cumulative latency histogram of every side, in
  * microseconds, increasing (cutover_request_duration_seconds: 1 ms .. 10 s,
@@ -161,6 +172,7 @@ struct px_server_rt {
                                   * pool, for the next ones put back (no allocation
                                   * per request); freed with the pool */
     struct hl_check *check;      /* owned: active checker; NULL without "health" */
+    struct px_tls_up_cache tls_cache;   /* owned: the session to resume (side "tls") */
     struct px_service *svc;      /* borrowed: owner */
     enum rt_side side;           /* this server's side */
     unsigned index;              /* its index in svc->servers[side] (changes on reload) */

@@ -15,6 +15,7 @@
 #include "proxy/daemon.h"
 #include "proxy/ops.h"
 #include "proxy/server.h"
+#include "proxy/tls_up.h"
 #include "proxy/verdict.h"
 
 /* A checker's verdict changed: republish the routing snapshot (the weight
@@ -82,6 +83,16 @@ on_health_change(void *arg, bool is_up, unsigned count, const char *why)
     json_decref(fig);
 }
 
+int
+px_verdict_set_tls(struct px_service *svc, struct px_server_rt *s)
+{
+    const struct px_tls_up *tls = svc->conf->side[s->side].tls;
+
+    if (s->check == NULL)
+        return 0;
+    return hl_check_set_tls(s->check, px_tls_up_ctx(tls), px_tls_up_sni(tls));
+}
+
 /* Creates and starts the active checker of server <s> of <svc> (which has a
  * "health" section), starting from the server's current verdict. Its
  * jitter is seeded from the daemon's seed (-R) without drawing from it, so
@@ -100,7 +111,7 @@ checker_start(struct px_daemon *d, struct px_service *svc, struct px_server_rt *
                             on_health_change, s);
     if (s->check != NULL)
         hl_check_set_verdict(s->check, s->up);
-    if (s->check == NULL || hl_check_start(s->check) < 0) {
+    if (s->check == NULL || px_verdict_set_tls(svc, s) < 0 || hl_check_start(s->check) < 0) {
         log_at(LL_ERR, "health", 0, "%s: cannot start the health checks", label);
         hl_check_free(s->check);
         s->check = NULL;

@@ -681,8 +681,15 @@ h_wait_log(const char *path, const char *needle, int timeout_ms)
 pid_t
 h_backend_start(const char *name, int port, const char *dir, bool tcp)
 {
+    return h_backend_start_args(name, port, dir, tcp, NULL);
+}
+
+pid_t
+h_backend_start_args(const char *name, int port, const char *dir, bool tcp,
+                     const char *const *extra)
+{
     char log[H_PATH_LEN], listen_arg[32], bin[H_PATH_LEN], ready[256];
-    char *argv[8];
+    char *argv[24];
     long long deadline;
     long offset;
     pid_t pid;
@@ -699,6 +706,8 @@ h_backend_start(const char *name, int port, const char *dir, bool tcp)
     argv[argc++] = listen_arg;
     if (tcp)
         argv[argc++] = (char *)"--tcp";
+    while (extra != NULL && *extra != NULL && argc < 23)
+        argv[argc++] = (char *)*extra++;
     argv[argc] = NULL;
 
     offset = file_size(log);           /* a restart appends: skip older lines */
@@ -1562,4 +1571,49 @@ h_json_at(const json_t *root, const char *path)
             v = json_object_get(v, key);
     }
     return v;
+}
+
+/* ---- upstream TLS certificates --------------------------------------- */
+
+int
+h_tls_make_upstream_certs(const char *dir)
+{
+    /* EC P-256 keys: quick to make; 30 days, so never expired in a run */
+    static const char script[] =
+        "set -e\n"
+        "cd \"$1\"\n"
+        "ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+        " -keyout \"$1.key\" -out \"$1.pem\" -days 30 -subj \"/CN=$2\""
+        " -addext basicConstraints=critical,CA:TRUE"
+        " -addext keyUsage=critical,keyCertSign,cRLSign; }\n"
+        "leaf() { openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+        " -keyout \"$1.key\" -out \"$1.csr\" -subj \"/CN=$1\"\n"
+        "  printf 'subjectAltName=%s\\nextendedKeyUsage=%s\\nbasicConstraints=CA:FALSE\\n'"
+        " \"$3\" \"$4\" >\"$1.ext\"\n"
+        "  openssl x509 -req -in \"$1.csr\" -CA \"$2.pem\" -CAkey \"$2.key\""
+        " -CAcreateserial -days 30 -out \"$1.pem\" -extfile \"$1.ext\"; }\n"
+        "ca up-ca 'cutover test upstream CA'\n"
+        "ca up-ca2 'cutover test second CA'\n"
+        "leaf up-ip up-ca IP:127.0.0.1 serverAuth\n"
+        "leaf up-dns up-ca DNS:backend.test serverAuth\n"
+        "leaf up-other up-ca2 IP:127.0.0.1,DNS:backend.test serverAuth\n"
+        "leaf up-client up-ca DNS:cutover-client clientAuth\n";
+    char path[H_PATH_LEN], log[H_PATH_LEN], *argv[] = {
+        (char *)"/bin/sh", (char *)"-c", (char *)script, (char *)"sh", path, NULL
+    };
+    pid_t pid;
+    int rc;
+
+    snprintf(path, sizeof(path), "%s", dir);
+    snprintf(log, sizeof(log), "%s/openssl-upstream-certs.log", dir);
+    if ((pid = h_spawn(argv, log)) < 0)
+        return -1;
+    rc = h_wait_exit(pid, 30000);
+    if (rc != 0) {
+        fprintf(stderr, "harness: making the upstream TLS certificates in %s failed (%d)\n",
+                dir, rc);
+        h_dump_file(log, 4096);
+        return -1;
+    }
+    return 0;
 }

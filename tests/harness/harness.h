@@ -131,6 +131,11 @@ int h_wait_log(const char *path, const char *needle, int timeout_ms);
  * or -1 (the log is dumped). */
 pid_t h_backend_start(const char *name, int port, const char *dir, bool tcp);
 
+/* The same with more arguments <extra> (NULL-terminated; NULL: none), e.g.
+ * the TLS ones: { "--tls-cert", PEM, "--tls-key", PEM, NULL }. */
+pid_t h_backend_start_args(const char *name, int port, const char *dir, bool tcp,
+                           const char *const *extra);
+
 /* GET /__backend/set?<query> on the backend at <port>, e.g.
  * "error_rate=0.5&seed=7", "script=200x8,500x3,hang", "mode=reset",
  * "reset=1" (keys: see tests/tools/backend.c). Note that status= only
@@ -267,6 +272,16 @@ int h_cutoverd_check(const char *conf, char *out, size_t outlen);
  * killed. */
 pid_t h_cutoverd_start(const char *conf, const char *log, const char *admin_sock,
                        int port);
+
+/* ---- upstream TLS ---------------------------------------------------- */
+
+/* Makes, with the openssl command, the certificates of the upstream TLS
+ * tests in <dir> (each NAME.pem with its key NAME.key, EC P-256, valid 30
+ * days): up-ca and up-ca2 (two CAs), up-ip (server, IP SAN 127.0.0.1, by
+ * up-ca), up-dns (server, DNS backend.test, by up-ca), up-other (server,
+ * IP 127.0.0.1 and DNS backend.test, by up-ca2), up-client (client
+ * certificate by up-ca). Returns 0, or -1 (openssl's output dumped). */
+int h_tls_make_upstream_certs(const char *dir);
 
 /* ---- JSON ------------------------------------------------------------ */
 

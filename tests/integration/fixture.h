@@ -49,6 +49,8 @@ struct fx {
                                   * fixture's port */
     char servers[2][512];        /* [side] "servers" list contents; "": all of the
                                   * side's backends */
+    char side_extra[2][1024];    /* [side] more keys of the side object ("tls"),
+                                  * leading comma included */
     char more_services[2048];    /* services after "web", leading comma included */
 };
 
@@ -86,13 +88,13 @@ fx_write_conf(struct fx *f)
                  "  \"services\": [{\n"
                  "    \"name\": \"web\", \"mode\": \"%s\",\n"
                  "    \"listen\": [%s],\n"
-                 "    \"legacy\": { \"servers\": [%s] },\n"
-                 "    \"new\": { \"servers\": [%s] }%s\n"
+                 "    \"legacy\": { \"servers\": [%s]%s },\n"
+                 "    \"new\": { \"servers\": [%s]%s }%s\n"
                  "  }%s]\n"
                  "}\n",
                  f->sock, admin_listen, f->admin_extra, f->top_extra, f->state, f->audit,
                  f->grace_ms, f->workers, f->tcp ? "tcp" : "http", listen, servers[0],
-                 servers[1], f->extra, f->more_services);
+                 f->side_extra[0], servers[1], f->side_extra[1], f->extra, f->more_services);
     if (n < 0 || (size_t)n >= sizeof(buf)) {
         fprintf(stderr, "fx_write_conf: the config is longer than %zu bytes\n", sizeof(buf));
         return -1;

@@ -3,6 +3,8 @@
  * cutoverd. One process, one libevent loop, loopback only.
  *
  *   backend --name NAME --listen 127.0.0.1:PORT [--tcp] [--seed N]
+ *           [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
+ *           [--control 127.0.0.1:PORT]
  *
  * HTTP mode (default) is a small, strict HTTP/1.1 server: request line,
  * headers, Content-Length or chunked request bodies (always read in full),
@@ -82,6 +84,22 @@
  * backend's own reset, close, garbage or midbody. A peer that half-closes
  * while its request waits for the delay therefore gets no answer.
  *
+ * TLS (--tls-cert, --tls-key): every connection is TLS (1.2 or 1.3, with
+ * session tickets); --tls-client-ca requires a client certificate signed
+ * by that CA. The plain mode is unchanged without these flags. --control
+ * adds a plain HTTP listener serving the same paths (the tests' control
+ * and stats of a TLS backend; its connections count as control ones). Settings
+ * for the ends of a TLS connection (the truncation tests):
+ *       close_notify=0|1  every close the backend makes (FIN or RST, with or
+ *                       without an answer) sends close_notify first (1, the
+ *                       default) or not (0)
+ *       close_rst=0|1   the backend's graceful closes (raw_close, midclose,
+ *                       Connection: close) are an RST once the peer has
+ *                       acknowledged every byte, instead of a FIN
+ *   and mode/script midclose: the midbody head and half body, then a
+ *   graceful close (FIN, or RST with close_rst=1). Stats add
+ *   "tls_handshakes" and "tls_resumed" (handshakes that resumed a session).
+ *
  * TCP mode (--tcp) writes "NAME\n" on each connection, then echoes every
  * byte; on the client's EOF it flushes, shuts down its write side and closes.
  *
@@ -110,8 +128,11 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
 #include <event2/util.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "lib/log.h"
 #include "lib/text.h"
@@ -141,13 +162,14 @@ enum be_act {
     BE_ACT_GARBAGE,                    /* non-HTTP bytes, then FIN */
     BE_ACT_MIDBODY,                    /* head, half the body, RST once acknowledged */
     BE_ACT_MIDSTALL,                   /* head, half the body, then nothing */
+    BE_ACT_MIDCLOSE,                   /* head, half the body, graceful close */
     BE_ACT_RAW,                        /* the raw= bytes exactly; never a mode= value */
     BE_ACT__COUNT
 };
 
 /* mode= values and script item names; must follow enum be_act's order */
 static const char *const be_act_names[BE_ACT__COUNT] = {
-    "normal", "stall", "reset", "close", "garbage", "midbody", "midstall", "raw",
+    "normal", "stall", "reset", "close", "garbage", "midbody", "midstall", "midclose", "raw",
 };
 
 /* One script item: <count> requests get <act>. */
@@ -172,6 +194,8 @@ struct be_settings {
     unsigned char raw[BE_RAW_MAX];     /* raw= answer bytes (binary, not NUL-terminated) */
     size_t raw_len;                    /* bytes in raw[]; 0: raw answers off */
     bool is_raw_close;                 /* close after a raw answer */
+    bool is_close_notify;              /* TLS: close_notify before every close */
+    bool is_close_rst;                 /* graceful closes are RSTs once acknowledged */
     struct be_step script[BE_SCRIPT_MAX];
     unsigned script_len;               /* items in script[] */
     unsigned script_pos;               /* next item; == script_len when done */
@@ -185,6 +209,8 @@ struct be_stats {
     uint64_t connections;              /* accepted connections */
     uint64_t request_connections;      /* connections that carried a counted request head */
     uint64_t aborted;                  /* requests whose peer left before the full answer */
+    uint64_t tls_handshakes;           /* TLS handshakes completed */
+    uint64_t tls_resumed;              /* ... of which resumed a session */
     char *last_head;                   /* owned; NULL before the first request */
 };
 
@@ -202,8 +228,10 @@ struct be_srv {
     struct be_stats st;
     struct event_base *base;           /* owned */
     struct evconnlistener *lis;        /* owned */
+    struct evconnlistener *ctl_lis;    /* owned: --control (always plain), or NULL */
     struct event *ev_term, *ev_int;    /* owned */
     struct be_conn *conns;             /* owned list of live connections */
+    SSL_CTX *tls;                      /* owned; NULL: plain */
 };
 
 /* HTTP connection states. Reads are processed only in HEAD and BODY_*. */
@@ -245,6 +273,7 @@ struct be_conn {
                                         * answer is not completely written yet:
                                         * the peer leaving now aborts it */
     unsigned ack_polls;                /* RESET_WAIT: ACK checks done */
+    bool is_notified;                  /* TLS: close_notify sent */
     struct evbuffer *body;             /* owned; raw body bytes, kept for /echo */
     bool keep_body;
     uint64_t body_left;                /* bytes left in the body or current chunk */
@@ -279,6 +308,7 @@ settings_default(struct be_settings *s)
     s->is_healthy = true;
     s->is_chunked = false;
     s->body_bytes = -1;
+    s->is_close_notify = true;
 }
 
 static void
@@ -428,9 +458,30 @@ conn_reset(struct be_conn *c)
 
 /* Shuts the write side once the output is empty; frees <c> when the client
  * has finished too. Returns 0 when <c> lives on (BE_CS_LINGER), -1 when freed. */
+static int reset_when_acked(struct be_conn *c);
+
+/* TLS with close_notify=1: sends close_notify (once; the output is empty). */
+static void
+tls_notify(struct be_conn *c)
+{
+    SSL *ssl = c->srv->tls != NULL ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+
+    if (ssl != NULL && c->srv->set.is_close_notify && !c->is_notified) {
+        c->is_notified = true;
+        ERR_clear_error();
+        (void)SSL_shutdown(ssl);
+    }
+}
+
 static int
 conn_finish_close(struct be_conn *c)
 {
+    tls_notify(c);
+    if (c->srv->set.is_close_rst) {
+        c->state = BE_CS_RESET_WAIT;   /* RST once every byte is acknowledged */
+        c->ack_polls = 0;
+        return reset_when_acked(c);
+    }
     shutdown(bufferevent_getfd(c->bev), SHUT_WR);
     if (c->has_peer_eof) {
         conn_free(c);
@@ -607,10 +658,11 @@ answer_stats(struct be_conn *c)
                         ",\"bodies\":%" PRIu64 ",\"body_bytes\":%" PRIu64
                         ",\"connections\":%" PRIu64 ",\"request_connections\":%" PRIu64
                         ",\"open\":%" PRIu64 ",\"aborted\":%" PRIu64
+                        ",\"tls_handshakes\":%" PRIu64 ",\"tls_resumed\":%" PRIu64
                         ",\"last_request_head\":",
                         s->st.requests, s->st.heads, s->st.bodies, s->st.body_bytes,
                         s->st.connections, s->st.request_connections, open,
-                        s->st.aborted);
+                        s->st.aborted, s->st.tls_handshakes, s->st.tls_resumed);
     json_escape_into(b, s->st.last_head != NULL ? s->st.last_head : "");
     evbuffer_add_printf(b, "}\n");
     write_response(c, 200, "application/json", b, false, 0);
@@ -774,6 +826,8 @@ parse_script(const char *v, struct be_settings *set, char *err, size_t errlen)
             st.act = BE_ACT_MIDBODY;
         } else if (strcmp(item, "midstall") == 0) {
             st.act = BE_ACT_MIDSTALL;
+        } else if (strcmp(item, "midclose") == 0) {
+            st.act = BE_ACT_MIDCLOSE;
         } else if (strcmp(item, "raw") == 0) {
             st.act = BE_ACT_RAW;
         } else if (strncmp(item, "delay", 5) == 0) {
@@ -871,12 +925,13 @@ control_set(struct be_srv *s, const char *q, char *err, size_t errlen)
                     break;
             if (a == BE_ACT_RAW) {
                 snprintf(err, errlen, "mode must be normal|reset|stall|close|garbage|"
-                         "midbody|midstall, got '%.40s'", val);
+                         "midbody|midstall|midclose, got '%.40s'", val);
                 return -1;
             }
             n.mode = (enum be_act)a;
         } else if (strcmp(key, "healthy") == 0 || strcmp(key, "chunked") == 0 ||
-                   strcmp(key, "reset") == 0 || strcmp(key, "raw_close") == 0) {
+                   strcmp(key, "reset") == 0 || strcmp(key, "raw_close") == 0 ||
+                   strcmp(key, "close_notify") == 0 || strcmp(key, "close_rst") == 0) {
             if (parse_int_value(val, 0, 1, &num) != 0) {
                 snprintf(err, errlen, "%s must be 0 or 1, got '%.40s'", key, val);
                 return -1;
@@ -887,6 +942,10 @@ control_set(struct be_srv *s, const char *q, char *err, size_t errlen)
                 n.is_chunked = num == 1;
             } else if (strcmp(key, "raw_close") == 0) {
                 n.is_raw_close = num == 1;
+            } else if (strcmp(key, "close_notify") == 0) {
+                n.is_close_notify = num == 1;
+            } else if (strcmp(key, "close_rst") == 0) {
+                n.is_close_rst = num == 1;
             } else if (num == 1) {
                 settings_default(&n);
                 zero = true;
@@ -971,6 +1030,7 @@ reset_when_acked(struct be_conn *c)
 
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
         return 0;                      /* on_http_write() calls again */
+    tls_notify(c);
     if (ioctl(bufferevent_getfd(c->bev), TIOCOUTQ, &unacked) == 0 && unacked > 0 &&
         c->ack_polls++ < BE_ACK_POLLS) {
         struct timeval tv = { 0, BE_ACK_POLL_MS * 1000 };
@@ -1042,6 +1102,11 @@ perform(struct be_conn *c)
         conn_clear_request(c);
         c->state = BE_CS_STALL;        /* is_answering stays: the body never ends */
         return 0;
+    case BE_ACT_MIDCLOSE:
+        answer_partial(c, c->status);
+        conn_clear_request(c);
+        c->is_answering = false;       /* the failure is ours */
+        return conn_begin_close(c);
     case BE_ACT_RAW:
         evbuffer_add(bufferevent_get_output(c->bev), s->set.raw, s->set.raw_len);
         if (s->set.is_raw_close)
@@ -1509,11 +1574,25 @@ on_http_write(struct bufferevent *bev, void *arg)
         reset_when_acked(c);
 }
 
+/* TLS: the handshake completed (counted); true when <what> was that. */
+static bool
+tls_connected(struct be_conn *c, short what)
+{
+    if (!(what & BEV_EVENT_CONNECTED))
+        return false;
+    c->srv->st.tls_handshakes++;
+    if (SSL_session_reused(bufferevent_openssl_get_ssl(c->bev)))
+        c->srv->st.tls_resumed++;
+    return true;
+}
+
 static void
 on_http_event(struct bufferevent *bev, short what, void *arg)
 {
     struct be_conn *c = arg;
 
+    if (tls_connected(c, what))
+        return;
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
         c->has_peer_eof = true;
         switch (c->state) {
@@ -1592,6 +1671,8 @@ on_tcp_event(struct bufferevent *bev, short what, void *arg)
 {
     struct be_conn *c = arg;
 
+    if (tls_connected(c, what))
+        return;
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
         c->has_peer_eof = true;
         if (bufferevent_disable(bev, EV_READ) != 0)
@@ -1617,7 +1698,15 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
     c->id = ++s->next_conn_id;
     s->st.connections++;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (s->tls != NULL && lis != s->ctl_lis) {
+        SSL *ssl = SSL_new(s->tls);
+
+        c->bev = ssl == NULL ? NULL
+                 : bufferevent_openssl_socket_new(s->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                  BEV_OPT_CLOSE_ON_FREE);
+    } else {
+        c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (c->bev == NULL) {
         log_at(LL_ERR, "backend", c->id, "bufferevent_socket_new failed");
         evutil_closesocket(fd);
@@ -1671,8 +1760,34 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 static void
 usage(void)
 {
-    fprintf(stderr, "usage: backend --name NAME --listen 127.0.0.1:PORT [--tcp] [--seed N]\n");
+    fprintf(stderr, "usage: backend --name NAME --listen 127.0.0.1:PORT [--tcp] [--seed N]\n"
+                    "               [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]\n"
+                    "               [--control 127.0.0.1:PORT]\n");
     exit(2);
+}
+
+/* The server context of --tls-cert/--tls-key, requiring a client
+ * certificate of <client_ca> when set; NULL (said on stderr) on error. */
+static SSL_CTX *
+tls_ctx(const char *cert, const char *key, const char *client_ca)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+    if (ctx == NULL || SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1 ||
+        (client_ca != NULL && SSL_CTX_load_verify_locations(ctx, client_ca, NULL) != 1)) {
+        fprintf(stderr, "backend: TLS setup failed (%s, %s): %s\n", cert, key,
+                ERR_reason_error_string(ERR_peek_last_error()) != NULL
+                ? ERR_reason_error_string(ERR_peek_last_error()) : "?");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"backend", 7);
+    if (client_ca != NULL)
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    return ctx;
 }
 
 static int
@@ -1705,7 +1820,9 @@ main(int argc, char **argv)
     struct sockaddr_in sin;
     struct sockaddr_in bound;
     socklen_t blen = sizeof(bound);
-    const char *listen_text = NULL;
+    const char *listen_text = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
+    const char *control_text = NULL;
+    struct sockaddr_in csin;
     char addr[INET_ADDRSTRLEN];
     struct sigaction sa;
     int i, rc = 1;
@@ -1717,6 +1834,14 @@ main(int argc, char **argv)
             s.name = argv[++i];
         } else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
             listen_text = argv[++i];
+        } else if (strcmp(argv[i], "--control") == 0 && i + 1 < argc) {
+            control_text = argv[++i];
+        } else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) {
+            tls_cert = argv[++i];
+        } else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) {
+            tls_key = argv[++i];
+        } else if (strcmp(argv[i], "--tls-client-ca") == 0 && i + 1 < argc) {
+            tls_ca = argv[++i];
         } else if (strcmp(argv[i], "--tcp") == 0) {
             s.is_tcp = true;
         } else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) {
@@ -1733,6 +1858,14 @@ main(int argc, char **argv)
     if (s.name == NULL || s.name[0] == '\0' || strpbrk(s.name, "\r\n") != NULL ||
         listen_text == NULL)
         usage();
+    if ((tls_cert == NULL) != (tls_key == NULL) || (tls_ca != NULL && tls_cert == NULL))
+        usage();
+    if (tls_cert != NULL && (s.tls = tls_ctx(tls_cert, tls_key, tls_ca)) == NULL)
+        exit(2);
+    if (control_text != NULL && parse_listen(control_text, &csin) != 0) {
+        fprintf(stderr, "backend: --control must be 127.x.x.x:PORT, got '%s'\n", control_text);
+        exit(2);
+    }
     if (parse_listen(listen_text, &sin) != 0) {
         fprintf(stderr, "backend: --listen must be 127.x.x.x:PORT, got '%s'\n", listen_text);
         exit(2);
@@ -1760,6 +1893,14 @@ main(int argc, char **argv)
         goto out;
     }
     evconnlistener_set_error_cb(s.lis, on_accept_error);
+    if (control_text != NULL &&
+        (s.ctl_lis = evconnlistener_new_bind(s.base, on_accept, &s,
+                                             LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 64,
+                                             (struct sockaddr *)&csin, sizeof(csin))) == NULL) {
+        log_at(LL_ERR, "backend", 0, "%s: cannot listen on %s: %s", s.name, control_text,
+               strerror(errno));
+        goto out;
+    }
     s.ev_term = evsignal_new(s.base, SIGTERM, on_signal, &s);
     s.ev_int = evsignal_new(s.base, SIGINT, on_signal, &s);
     if (s.ev_term == NULL || s.ev_int == NULL ||
@@ -1789,8 +1930,11 @@ out:
         event_free(s.ev_int);
     if (s.lis != NULL)
         evconnlistener_free(s.lis);
+    if (s.ctl_lis != NULL)
+        evconnlistener_free(s.ctl_lis);
     if (s.base != NULL)
         event_base_free(s.base);
+    SSL_CTX_free(s.tls);
     stats_zero(&s.st);
     return rc;
 }

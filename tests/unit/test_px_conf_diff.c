@@ -53,9 +53,14 @@ load_example(const char *name)
 #define SET_ADDR(c, f, v) assert_int_equal(px_addr_parse((v), &(c)->f[0]), 0)
 #define FIELD_INIT(how, f, base, other, bit) base,
 
+/* a side's "tls": compared by px_tls_up_equal(), which tells a context
+ * from none without reading it (test_px_tls_up.c compares two of them) */
+static char tls_dummy;
+
 #define SIDE_FIELDS(X)                                                   \
     X(V, nservers, 2, 1, PX_SVC_SERVERS)                                 \
-    X(ADDR, servers, NULL, "127.0.0.1:9009", PX_SVC_SERVERS)
+    X(ADDR, servers, NULL, "127.0.0.1:9009", PX_SVC_SERVERS)             \
+    X(V, tls, NULL, (struct px_tls_up *)(void *)&tls_dummy, PX_SVC_UP_TLS)
 
 #define TIMEOUTS_FIELDS(X)                                               \
     X(V, client_head_ms, 10000, 10001, PX_SVC_TIMEOUTS)                  \
