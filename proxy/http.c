@@ -251,8 +251,10 @@ start_connect(struct px_conn *c)
 
     upstream_free(c);
     c->flags &= ~(PX_CF_UP_REUSED | PX_CF_RES_BYTES);
+    /* a request that could not be resent after a pooled connection turned
+     * out closed is given one its server has not closed already */
     if (!(c->flags & PX_CF_STALE_RETRY) &&
-        (c->up = px_pool_get(c->srt)) != NULL) {
+        (c->up = px_pool_get(c->srt, !c->req_idempotent || !c->req.done)) != NULL) {
         c->flags |= PX_CF_UP_REUSED;
         bufferevent_disable(c->up, EV_WRITE);   /* output empty: leave() writes */
         set_state(c, PX_CS_CONNECTING);

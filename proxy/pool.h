@@ -9,6 +9,8 @@
 #ifndef CUTOVER_PROXY_POOL_H
 #define CUTOVER_PROXY_POOL_H
 
+#include <stdbool.h>
+
 #include "router/router.h"
 
 struct bufferevent;
@@ -16,8 +18,11 @@ struct px_server_rt;
 struct px_service;
 
 /* An idle keep-alive connection to <server>, with no callbacks and no
- * timeouts set (the caller owns it), or NULL. */
-struct bufferevent *px_pool_get(struct px_server_rt *server);
+ * timeouts set (the caller owns it), or NULL. Nothing its idle life saw
+ * can reach the caller (proxy/pool.c). With <check_open> (a request that
+ * could not be resent should the connection turn out closed), a connection
+ * its server already closed is skipped too, at the cost of one peek. */
+struct bufferevent *px_pool_get(struct px_server_rt *server, bool check_open);
 
 /* Gives back <bev> after a clean exchange (the whole response read,
  * nothing pending either way). The pool owns it from here; it is freed at

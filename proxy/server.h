@@ -76,6 +76,7 @@
 #include "proxy/conf.h"
 #include "router/router.h"
 
+struct event;
 struct event_base;
 struct evconnlistener;
 struct px_access_log;
@@ -155,6 +156,9 @@ struct px_server_rt {
     struct list spare;           /* owned: list nodes of connections taken out of the
                                   * pool, for the next ones put back (no allocation
                                   * per request); freed with the pool */
+    struct event *idle_timer;    /* owned: proxy/pool.c's idle timeout, due at the
+                                  * oldest idle connection's deadline; NULL until
+                                  * the first connection is pooled */
     struct hl_check *check;      /* owned: active checker; NULL without "health" */
     struct px_service *svc;      /* borrowed: owner */
     enum rt_side side;           /* this server's side */
