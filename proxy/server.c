@@ -21,6 +21,7 @@
 #include <event2/listener.h>
 
 #include "lib/log.h"
+#include "lib/timeval.h"
 #include "lib/xmalloc.h"
 #include "health/check.h"
 #include "proxy/pool.h"
@@ -89,18 +90,47 @@ px_now_ms(struct px_srv *srv)
     return px_now_us(srv) / 1000u;
 }
 
+/* The count of the per-request warnings held back, written once their
+ * second is over (however long the next warning takes to come). */
+static void
+on_warn_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct px_service *svc = arg;
+    uint64_t held = log_ratelimit_flush(&svc->warn_rl, px_now_ms(svc->srv));
+
+    (void)fd;
+    (void)what;
+    if (held > 0)
+        log_write(LL_WARN, svc->warn_module, 0, "service %s: %llu more per-request "
+                  "warning(s) held back in the last second (see the counters and the "
+                  "access log)", svc->conf->name, (unsigned long long)held);
+}
+
 bool
 px_service_warn_pass(struct px_service *svc, const char *module)
 {
-    uint64_t held;
-    bool pass = log_ratelimit_pass(&svc->warn_rl, px_now_ms(svc->srv), PX_REQ_WARN_BURST,
-                                   &held);
+    uint64_t held, now = px_now_ms(svc->srv), due;
+    bool pass = log_ratelimit_pass(&svc->warn_rl, now, PX_REQ_WARN_BURST, &held);
+    struct timeval tv;
 
     if (held > 0)
         log_write(LL_WARN, module, 0, "service %s: %llu more per-request warning(s) held "
                   "back in the previous second (see the counters and the access log)",
                   svc->conf->name, (unsigned long long)held);
-    return pass;
+    if (pass)
+        return true;
+    /* the first line held back in this second: its count is due when the
+     * second ends */
+    svc->warn_module = module;
+    if (svc->warn_timer == NULL &&
+        (svc->warn_timer = evtimer_new(svc->srv->base, on_warn_flush, svc)) == NULL)
+        return false;                  /* then the next line that passes says it */
+    if (!evtimer_pending(svc->warn_timer, NULL) &&
+        (due = log_ratelimit_due_ms(&svc->warn_rl)) != 0) {
+        tv = tv_ms(due > now ? (unsigned)(due - now) : 0);
+        evtimer_add(svc->warn_timer, &tv);
+    }
+    return false;
 }
 
 struct px_confref *
@@ -219,6 +249,8 @@ px_service_free(struct px_service *svc)
         }
         free(svc->servers[side]);
     }
+    if (svc->warn_timer != NULL)
+        event_free(svc->warn_timer);
     free((void *)svc->snap);
     px_confref_put(svc->cref);
     free(svc);

@@ -207,6 +207,9 @@ struct px_service {
     bool recent_lost;                    /* more than PX_RECENT_MAX since the tick */
     uint64_t published_us;               /* px_now_us() when <snap> was installed */
     struct log_ratelimit warn_rl;        /* per-request warnings (px_req_warn) */
+    struct event *warn_timer;            /* owned: writes the count warn_rl held back
+                                          * when its second ends; NULL until needed */
+    const char *warn_module;             /* static: module of the last line held back */
     struct evconnlistener **listeners;   /* owned, conf->nlisten entries */
     uint64_t conns_active;               /* client connections / tunnels open */
     uint64_t w_conns;                    /* main loop: the other workers' open ones
@@ -285,8 +288,10 @@ uint64_t px_now_us(struct px_srv *srv);
 
 /* Per-request trouble (an upstream failure, a 5xx the proxy answered) is a
  * warning, but never a flood: at most PX_REQ_WARN_BURST lines a second per
- * service pass; the first line of a later second is preceded by a count of
- * those held back. Every request is in the counters and the access log. */
+ * service pass; the count of those held back is written when their second
+ * ends (a timer of the service), or before the next line that passes,
+ * whichever comes first. Every request is in the counters and the access
+ * log. */
 #define PX_REQ_WARN_BURST 5
 bool px_service_warn_pass(struct px_service *svc, const char *module);
 #define px_req_warn(svc, module, conn_id, ...)                                 \
