@@ -29,6 +29,7 @@
 #include <event2/util.h>
 
 #include "lib/log.h"
+#include "lib/syserr.h"
 #include "lib/xmalloc.h"
 #include "lib/timeval.h"
 #include "health/probe.h"
@@ -57,6 +58,7 @@ struct hl_check {
     struct hl_risefall rf;
     struct hl_resp *resp;               /* owned: the HTTP response reader; NULL for tcp */
     struct hl_check_stats st;
+    unsigned skip_streak;               /* checks skipped in a row (local errors) */
 };
 
 static uint64_t
@@ -102,6 +104,10 @@ check_end(struct hl_check *c, bool passed, const char *fmt, ...)
         c->bev = NULL;
     }
     c->is_running = false;
+    if (c->skip_streak > 0)
+        log_at(LL_INFO, "health", 0, "%s: checks run again after %u skipped", c->label,
+               c->skip_streak);
+    c->skip_streak = 0;
     va_start(ap, fmt);
     vsnprintf(c->st.last, sizeof(c->st.last), fmt, ap);
     va_end(ap);
@@ -127,6 +133,34 @@ check_end(struct hl_check *c, bool passed, const char *fmt, ...)
                "checks of this server stop", c->label);
     if (changed)
         c->notify(c->arg, c->rf.is_up, count, c->st.last);   /* last: nothing after it */
+}
+
+/* Ends the running check without a result: the proxy could not run it
+ * for a local reason (<e>, lib/syserr.h). No verdict: the rise/fall count
+ * stays, the next check comes at the usual interval. */
+static void
+check_skip(struct hl_check *c, const char *what, int e)
+{
+    struct timeval tv;
+    unsigned delay;
+
+    if (c->bev != NULL) {
+        bufferevent_free(c->bev);
+        c->bev = NULL;
+    }
+    c->is_running = false;
+    c->st.skipped++;
+    snprintf(c->st.last, sizeof(c->st.last), "skipped: %s: %s (the proxy's own shortage: "
+             "no verdict)", what, strerror(e));
+    if (c->skip_streak++ == 0)
+        log_at(LL_WARN, "health", 0, "%s: check skipped: %s: %s; a shortage of the proxy, "
+               "not a verdict on the server, which stays %s until checks run again",
+               c->label, what, strerror(e), c->rf.is_up ? "up" : "down");
+    delay = hl_next_delay_ms(c->conf->interval_ms, hl_risefall_is_changing(&c->rf), &c->rng);
+    tv = tv_ms(delay);
+    if (evtimer_add(c->timer, &tv) < 0)
+        log_at(LL_ERR, "health", 0, "%s: cannot schedule the next check: "
+               "checks of this server stop", c->label);
 }
 
 /* Checks the complete response against the expectations. */
@@ -217,7 +251,10 @@ on_check_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (!c->is_connected) {
-        check_end(c, false, "connect: %s", evutil_socket_error_to_string(err));
+        if (sys_err_local(err))
+            check_skip(c, "connect", err);
+        else
+            check_end(c, false, "connect: %s", evutil_socket_error_to_string(err));
         return;
     }
     /* bytes that arrived with the close may complete the response */
@@ -255,14 +292,21 @@ check_begin(struct hl_check *c)
     }
     c->bev = bufferevent_socket_new(c->base, -1, opts);
     if (c->bev == NULL) {
-        check_end(c, false, "cannot create a socket");
+        check_skip(c, "cannot create a socket", ENOMEM);
         return;
     }
     bufferevent_setcb(c->bev, on_check_read, NULL, on_check_event, c);
     /* an immediate refusal is reported later through the loop (libevent
-     * defers it); -1 means the socket could not even be set up */
-    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&c->sa, (int)c->salen) < 0)
-        check_end(c, false, "connect: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+     * defers it); -1 means the socket could not even be set up, which is
+     * the proxy's own shortage when it ran out of something */
+    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&c->sa, (int)c->salen) < 0) {
+        int e = EVUTIL_SOCKET_ERROR();
+
+        if (sys_err_local(e))
+            check_skip(c, "cannot open a socket", e);
+        else
+            check_end(c, false, "connect: %s", evutil_socket_error_to_string(e));
+    }
 }
 
 static void
