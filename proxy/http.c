@@ -32,7 +32,9 @@
  * (proxy/http_conn.h).
  */
 #include <assert.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -46,6 +48,7 @@
 #include "lib/http1.h"
 #include "lib/list.h"
 #include "lib/log.h"
+#include "lib/syserr.h"
 #include "lib/xmalloc.h"
 #include "proxy/accesslog.h"
 #include "proxy/http.h"
@@ -244,10 +247,26 @@ reply_error(struct px_conn *c, int status, const char *why)
 
 static void on_upstream_connected(struct px_conn *c);
 
+/* The proxy itself is short of descriptors, memory or ports for the
+ * upstream connection of <c> (errno <e>): 503 with Retry-After, counted as
+ * local_resource, never against the server or in its side's window. */
+static void
+local_failure(struct px_conn *c, int e, const char *what)
+{
+    char why[160];
+
+    upstream_free(c);
+    snprintf(why, sizeof(why), "%s: %s (a local shortage, not the server's fault)", what,
+             strerror(e));
+    px_hc_record(c, 0, PX_E_LOCAL);
+    reply_error(c, 503, why);
+}
+
 static void
 start_connect(struct px_conn *c)
 {
     const struct px_addr *a = srt_addr(c);
+    evutil_socket_t fd;
 
     upstream_free(c);
     c->flags &= ~(PX_CF_UP_REUSED | PX_CF_RES_BYTES);
@@ -263,14 +282,21 @@ start_connect(struct px_conn *c)
     }
     c->up = bufferevent_socket_new(c->srv->base, -1,
                                    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (c->up == NULL) {
-        reply_error(c, 502, "cannot allocate an upstream connection");
+    if (c->up == NULL || (fd = px_io_socket(a->ss.ss_family)) < 0) {
+        local_failure(c, c->up == NULL ? ENOMEM : errno, "cannot open an upstream connection");
         return;
     }
+    bufferevent_setfd(c->up, fd);      /* owned by c->up from here */
     set_state(c, PX_CS_CONNECTING);
     /* with DEFER_CALLBACKS an immediate failure is reported through the loop,
      * never from inside this call */
     if (bufferevent_socket_connect(c->up, (const struct sockaddr *)&a->ss, (int)a->len) < 0) {
+        int e = errno;
+
+        if (sys_err_local(e)) {
+            local_failure(c, e, "upstream connect failed at once");
+            return;
+        }
         upstream_free(c);
         px_hc_record(c, 0, PX_E_CONNECT);
         reply_error(c, 502, "upstream connect failed at once");

@@ -34,7 +34,11 @@ const uint64_t px_lat_bounds_us[PX_LAT_NBOUNDS] = {
 
 const char *const px_err_names[PX_E__COUNT] = {
     "none", "connect", "connect_timeout", "upstream_reset", "upstream_timeout",
-    "upstream_bad_response", "no_server",
+    "upstream_bad_response", "no_server", "local_resource",
+};
+
+const char *const px_accept_err_names[PX_AE__COUNT] = {
+    "emfile", "enfile", "enomem", "other",
 };
 
 uint64_t
@@ -271,7 +275,7 @@ px_service_record(struct px_service *svc, enum rt_side side, struct px_server_rt
     } else {
         o = HL_OUT_ERROR;
         st->errors[err]++;
-        if (server != NULL)
+        if (server != NULL && err != PX_E_LOCAL)
             server->failures++;        /* a detached one counts for nobody */
     }
     st->by_class[o]++;
@@ -280,6 +284,10 @@ px_service_record(struct px_service *svc, enum rt_side side, struct px_server_rt
         ;
     st->lat_buckets[i]++;
     st->lat_sum_us += latency_us;
+    /* the proxy's own shortage says nothing of the side: no window, so no
+     * rollback can follow from it */
+    if (err == PX_E_LOCAL && status == 0)
+        return;
     hl_window_push(&svc->window[side], now_us / 1000u, o, lat);
     if (svc->nrecent < PX_RECENT_MAX)
         svc->recent[svc->nrecent++] = (struct px_recent){

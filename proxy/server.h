@@ -111,10 +111,28 @@ enum px_err {
     PX_E_UP_TIMEOUT,         /* upstream sent no response head in time / idle mid-body */
     PX_E_UP_BAD,             /* upstream sent an invalid response */
     PX_E_NO_SERVER,          /* no side had a usable server */
+    PX_E_LOCAL,              /* the proxy ran out of a local resource (descriptors,
+                              * memory, ports: lib/syserr.h) for the upstream
+                              * connection: 503, and never counted against the
+                              * server or in a window (never a rollback) */
     PX_E__COUNT
 };
 
 extern const char *const px_err_names[PX_E__COUNT];
+
+/* Why an accept() failed (cutover_accept_errors_total{reason}); a client
+ * connection refused because its descriptor was in the reserve
+ * (proxy/io.h) is an emfile: the clients' share of descriptors ran out.
+ * Must remain in this order (px_accept_err_names). */
+enum px_accept_err {
+    PX_AE_EMFILE = 0,
+    PX_AE_ENFILE,
+    PX_AE_ENOMEM,            /* ENOMEM and ENOBUFS */
+    PX_AE_OTHER,
+    PX_AE__COUNT
+};
+
+extern const char *const px_accept_err_names[PX_AE__COUNT];
 
 /* Upper bounds of the cumulative latency histogram of every side, in
  * microseconds, increasing (cutover_request_duration_seconds: 1 ms .. 10 s,
@@ -211,6 +229,8 @@ struct px_service {
                                           * when its second ends; NULL until needed */
     const char *warn_module;             /* static: module of the last line held back */
     struct evconnlistener **listeners;   /* owned, conf->nlisten entries */
+    uint64_t accept_errors[PX_AE__COUNT];/* failed accepts on its listeners (the main
+                                          * loop's: with the workers' at the last fold) */
     uint64_t conns_active;               /* client connections / tunnels open */
     uint64_t w_conns;                    /* main loop: the other workers' open ones
                                           * at the last px_workers_fold() */
@@ -240,6 +260,12 @@ struct px_srv {
                                           * closed (px_srv_conn_closed): set by
                                           * proxy/worker.c; NULL: the loop exits */
     uint64_t accepted;                   /* connections this loop accepted */
+    struct event *accept_timer;          /* owned (proxy/listen.c): ends a pause of
+                                          * accepting after an accept error */
+    struct event *accept_log_timer;      /* owned (proxy/listen.c): writes the count
+                                          * of accept error lines held back */
+    unsigned accept_pause_ms;            /* the last pause; 0 after an accept that
+                                          * worked (the next error pauses 100 ms) */
     unsigned spliced, spliced_max;       /* TCP tunnels relaying by splice on this
                                           * loop, and the cap (proxy/tcp.c) */
     bool spliced_known;                  /* <spliced_max> computed */
@@ -303,7 +329,9 @@ bool px_service_warn_pass(struct px_service *svc, const char *module);
 /* Records the outcome of one request (or TCP connection) on <side>:
  * <status> is the response status, or 0 with <err> set for a transport
  * failure; <latency_us> is measured to the response head (or to the failure).
- * A request aborted because the client went away is not recorded. */
+ * A request aborted because the client went away is not recorded; a
+ * PX_E_LOCAL failure is counted (side, class, latency) but touches neither
+ * the window nor the server's failures. */
 /* <server> is the runtime the request went to (its failures are counted
  * there; NULL: none). */
 void px_service_record(struct px_service *svc, enum rt_side side,

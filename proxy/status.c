@@ -83,6 +83,15 @@ px_status_service(struct px_srv *srv, unsigned idx, json_t *obj)
     json_object_set_new(obj, "mode", json_string(svc->conf->mode == PX_MODE_TCP ? "tcp" : "http"));
     json_object_set_new(obj, "connections",
                         json_integer((json_int_t)(svc->conns_active + svc->w_conns)));
+    {
+        json_t *ae = json_object();
+        unsigned k;
+
+        for (k = 0; k < PX_AE__COUNT; k++)
+            json_object_set_new(ae, px_accept_err_names[k],
+                                json_integer((json_int_t)svc->accept_errors[k]));
+        json_object_set_new(obj, "accept_errors", ae);
+    }
     json_object_set_new(obj, "legacy", side_status(svc, RT_LEGACY, now));
     json_object_set_new(obj, "new", side_status(svc, RT_NEW, now));
 }

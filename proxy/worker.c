@@ -187,6 +187,10 @@ job_fold(struct px_srv *w, void *arg)
         if (strcmp(ws->conf->name, ms->conf->name) != 0)
             continue;
         ms->w_conns += ws->conns_active;
+        for (k = 0; k < PX_AE__COUNT; k++) {
+            ms->accept_errors[k] += ws->accept_errors[k];
+            ws->accept_errors[k] = 0;
+        }
         for (side = 0; side < RT_SIDE__COUNT; side++) {
             unsigned n = ws->conf->side[side].nservers;
 
