@@ -58,9 +58,10 @@
 #define PX_SPLICE_MAX    (64u * 1024u)  /* bytes asked of one splice() */
 
 /* Spliced tunnels at a time: their pipes (4 descriptors each) may take at
- * most half of RLIMIT_NOFILE over all workers, so that accept() and
- * connect() never run out because of them; beyond, tunnels relay through
- * buffers. Counted per loop (srv->spliced), each loop its share. */
+ * most half of the clients' share of descriptors (proxy/io.h; of
+ * RLIMIT_NOFILE when it sets no marks) over all workers, so that accept()
+ * and connect() never run out because of them; beyond, tunnels relay
+ * through buffers. Counted per loop (srv->spliced), each loop its share. */
 
 struct px_tcp;
 
@@ -416,7 +417,9 @@ splice_start(struct px_tcp *t)
 
         srv->spliced_known = true;
         srv->spliced_max = 64;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        if (px_io_fd_marks()->limit > 0)
+            srv->spliced_max = px_io_fd_marks()->clients_max / 8;
+        else if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
             srv->spliced_max = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur / 8 > 1000000
                                ? 1000000u : (unsigned)(rl.rlim_cur / 8);
         if (srv->nworkers > 1)
