@@ -111,13 +111,21 @@ static void
 on_accept_log_flush(evutil_socket_t fd, short what, void *arg)
 {
     struct px_srv *srv = arg;
-    uint64_t held;
+    uint64_t held, due, now = px_now_ms(srv);
+    struct timeval tv;
 
     (void)fd;
     (void)what;
     pthread_mutex_lock(&accept_log_mu);
-    held = log_ratelimit_flush(&accept_log_rl, px_now_ms(srv));
+    due = log_ratelimit_due_ms(&accept_log_rl);
+    held = log_ratelimit_flush(&accept_log_rl, now);
     pthread_mutex_unlock(&accept_log_mu);
+    if (held == 0 && due > now) {
+        /* early by libevent's coarse clock: again when it is due */
+        tv = tv_ms((unsigned)(due - now));
+        evtimer_add(srv->accept_log_timer, &tv);
+        return;
+    }
     if (held > 0)
         log_at(LL_WARN, "listen", 0, "%llu more accept error(s) in the last %u s "
                "(cutover_accept_errors_total counts them all)", (unsigned long long)held,

@@ -100,10 +100,18 @@ static void
 on_warn_flush(evutil_socket_t fd, short what, void *arg)
 {
     struct px_service *svc = arg;
-    uint64_t held = log_ratelimit_flush(&svc->warn_rl, px_now_ms(svc->srv));
+    uint64_t now = px_now_ms(svc->srv), due = log_ratelimit_due_ms(&svc->warn_rl);
+    uint64_t held = log_ratelimit_flush(&svc->warn_rl, now);
+    struct timeval tv;
 
     (void)fd;
     (void)what;
+    if (held == 0 && due > now) {
+        /* early by libevent's coarse clock: again when it is due */
+        tv = tv_ms((unsigned)(due - now));
+        evtimer_add(svc->warn_timer, &tv);
+        return;
+    }
     if (held > 0)
         log_write(LL_WARN, svc->warn_module, 0, "service %s: %llu more per-request "
                   "warning(s) held back in the last second (see the counters and the "
