@@ -379,6 +379,11 @@ h_load_run(const struct h_load_conf *c, struct h_load_stats *st)
         L.lc[i].fd = -1;
         L.lc[i].state = LC_PAUSE;
         L.lc[i].next_ms = t0 + gap(&L);
+        if (c->connect_first_ms > 0) {
+            if (lc_connect(&L, &L.lc[i]) < 0)
+                st->connect_failed++;
+            L.lc[i].next_ms = t0 + c->connect_first_ms;
+        }
     }
     for (;;) {
         long long now = now_ms(), wake = now + 50;

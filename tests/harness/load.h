@@ -34,6 +34,9 @@ struct h_load_conf {
     unsigned duration_ms;        /* and after this long; then the answers still
                                   * awaited get up to 5 s */
     uint64_t seed;               /* gaps and the request draw */
+    unsigned connect_first_ms;   /* > 0: every connection is opened at the start and
+                                  * sends its first request this much later (the
+                                  * server accepts them all first) */
     /* The request to send as the <nth> of the load (rnd: a fresh random
      * draw); NULL: "GET / HTTP/1.1" with a Host field. */
     void (*request)(void *arg, unsigned nth, uint64_t rnd, struct h_load_req *out);

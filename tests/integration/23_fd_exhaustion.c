@@ -284,9 +284,11 @@ test_rollback_while_out_of_descriptors_is_saved_and_audited(void **state)
     fx_stop_clean(f);
 }
 
-/* Requests while the upstream sockets run out: new (weight 100) answers
- * after 1.5 s, so every request holds an upstream descriptor; past the data
- * plane's share the next ones are answered 503 by the proxy itself. Those
+/* Requests while the upstream sockets run out: 240 clients connect and the
+ * daemon accepts as many as the clients' share allows; then each sends a
+ * GET. New (weight 100) answers after 1.5 s, so every request holds an
+ * upstream descriptor; past the data plane's share the next ones are
+ * answered 503 by the proxy itself. Those
  * are its own shortage: counted as local_resource, never as the server's
  * failures or in new's window, so the error-rate rule (5 % of at least 20)
  * rolls nothing back. */
@@ -297,7 +299,7 @@ test_local_connect_failures_are_not_the_backends(void **state)
                           ",\"weight\": 100, \"timeouts\": {\"client_head_ms\": 60000}");
     struct h_load_conf c = {
         .conns = 240, .gap_min_ms = 0, .gap_max_ms = 0, .requests = 240,
-        .duration_ms = 1000, .seed = 23, .quiet = true,
+        .duration_ms = 1500, .seed = 23, .quiet = true, .connect_first_ms = 500,
     };
     struct h_load_stats st;
     json_t *audit;
