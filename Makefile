@@ -50,7 +50,7 @@ UNIT_SRC   = $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN   = $(UNIT_SRC:%.c=$(BUILD)/%)
 INTEG_SRC  = $(sort $(wildcard tests/integration/[0-9]*.c))
 INTEG_BIN  = $(INTEG_SRC:%.c=$(BUILD)/%)
-HARNESS_OBJ = $(BUILD)/tests/harness/harness.o
+HARNESS_OBJ = $(BUILD)/tests/harness/harness.o $(BUILD)/tests/harness/load.o
 # the private PostgreSQL cluster, for the tests of lib/pg_*.c
 PGHARNESS_OBJ = $(BUILD)/tests/harness/pg.o
 BACKEND    = $(BUILD)/tests/tools/backend
@@ -127,8 +127,8 @@ asan:
 	    CFLAGS='-O1 -g' unit integration
 
 ## tsan: the tests that run several worker threads, under ThreadSanitizer (build-tsan/)
-TSAN_TESTS = tests/unit/test_px_worker tests/integration/22_workers \
-             tests/integration/18_reload tests/integration/17_metrics \
+TSAN_TESTS = tests/unit/test_px_worker tests/integration/22_workers tests/integration/23_fd_exhaustion \
+             tests/integration/18_reload tests/integration/17_metrics tests/integration/30_soak \
              tests/integration/28_steering
 tsan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build-tsan SANITIZE=thread CFLAGS='-O1 -g' \

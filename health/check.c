@@ -42,6 +42,7 @@
 #include <openssl/x509v3.h>
 
 #include "lib/log.h"
+#include "lib/syserr.h"
 #include "lib/xmalloc.h"
 #include "lib/timeval.h"
 #include "health/probe.h"
@@ -72,6 +73,7 @@ struct hl_check {
     SSL_CTX *tls;                       /* one reference: checks over TLS; NULL plain */
     char *sni;                          /* owned: SNI and name to verify; NULL none */
     struct hl_check_stats st;
+    unsigned skip_streak;               /* checks skipped in a row (local errors) */
 };
 
 static uint64_t
@@ -118,6 +120,10 @@ check_end(struct hl_check *c, bool passed, const char *fmt, ...)
         c->bev = NULL;
     }
     c->is_running = false;
+    if (c->skip_streak > 0)
+        log_at(LL_INFO, "health", 0, "%s: checks run again after %u skipped", c->label,
+               c->skip_streak);
+    c->skip_streak = 0;
     va_start(ap, fmt);
     vsnprintf(c->st.last, sizeof(c->st.last), fmt, ap);
     va_end(ap);
@@ -143,6 +149,34 @@ check_end(struct hl_check *c, bool passed, const char *fmt, ...)
                "checks of this server stop", c->label);
     if (changed)
         c->notify(c->arg, c->rf.is_up, count, c->st.last);   /* last: nothing after it */
+}
+
+/* Ends the running check without a result: the proxy could not run it
+ * for a local reason (<e>, lib/syserr.h). No verdict: the rise/fall count
+ * stays, the next check comes at the usual interval. */
+static void
+check_skip(struct hl_check *c, const char *what, int e)
+{
+    struct timeval tv;
+    unsigned delay;
+
+    if (c->bev != NULL) {
+        bufferevent_free(c->bev);
+        c->bev = NULL;
+    }
+    c->is_running = false;
+    c->st.skipped++;
+    snprintf(c->st.last, sizeof(c->st.last), "skipped: %s: %s (the proxy's own shortage: "
+             "no verdict)", what, strerror(e));
+    if (c->skip_streak++ == 0)
+        log_at(LL_WARN, "health", 0, "%s: check skipped: %s: %s; a shortage of the proxy, "
+               "not a verdict on the server, which stays %s until checks run again",
+               c->label, what, strerror(e), c->rf.is_up ? "up" : "down");
+    delay = hl_next_delay_ms(c->conf->interval_ms, hl_risefall_is_changing(&c->rf), &c->rng);
+    tv = tv_ms(delay);
+    if (evtimer_add(c->timer, &tv) < 0)
+        log_at(LL_ERR, "health", 0, "%s: cannot schedule the next check: "
+               "checks of this server stop", c->label);
 }
 
 /* Checks the complete response against the expectations. */
@@ -233,7 +267,9 @@ on_check_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (!c->is_connected) {
-        if (c->tls != NULL)
+        if (sys_err_local(err))
+            check_skip(c, "connect", err);
+        else if (c->tls != NULL)
             tls_failed(c);
         else
             check_end(c, false, "connect: %s", evutil_socket_error_to_string(err));
@@ -327,14 +363,21 @@ check_begin(struct hl_check *c)
     }
     c->bev = c->tls != NULL ? tls_bev(c, opts) : bufferevent_socket_new(c->base, -1, opts);
     if (c->bev == NULL) {
-        check_end(c, false, "cannot create a socket");
+        check_skip(c, "cannot create a socket", ENOMEM);
         return;
     }
     bufferevent_setcb(c->bev, on_check_read, NULL, on_check_event, c);
     /* an immediate refusal is reported later through the loop (libevent
-     * defers it); -1 means the socket could not even be set up */
-    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&c->sa, (int)c->salen) < 0)
-        check_end(c, false, "connect: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+     * defers it); -1 means the socket could not even be set up, which is
+     * the proxy's own shortage when it ran out of something */
+    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&c->sa, (int)c->salen) < 0) {
+        int e = EVUTIL_SOCKET_ERROR();
+
+        if (sys_err_local(e))
+            check_skip(c, "cannot open a socket", e);
+        else
+            check_end(c, false, "connect: %s", evutil_socket_error_to_string(e));
+    }
 }
 
 static void

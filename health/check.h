@@ -24,6 +24,13 @@
  * Verdict: a server starts UP (traffic flows from the start) and goes down
  * after <fall> consecutive failed checks, up again after <rise> consecutive
  * passes (health/probe.h, struct hl_risefall).
+ *
+ * A check the proxy itself cannot run (no descriptor, memory or local port
+ * for its socket: lib/syserr.h) says nothing about the server: it is
+ * skipped, neither a pass nor a failure, so the verdict stays what it was
+ * and a streak of results is neither broken nor extended; it is counted
+ * (skipped), logged once per streak, and the next check comes at the
+ * usual interval.
  */
 #ifndef CUTOVER_HEALTH_CHECK_H
 #define CUTOVER_HEALTH_CHECK_H
@@ -49,6 +56,8 @@ typedef void hl_check_notify_fn(void *arg, bool is_up, unsigned count, const cha
 struct hl_check_stats {
     bool is_up;                  /* the verdict */
     uint64_t passed, failed;     /* checks since start */
+    uint64_t skipped;            /* checks that could not run for a local reason
+                                  * (lib/syserr.h): no result, the verdict kept */
     unsigned run;                /* consecutive results against the verdict */
     unsigned last_ms;            /* duration of the last check */
     char last[160];              /* result of the last check; "" before the first */

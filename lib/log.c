@@ -151,12 +151,18 @@ log_kv_write(enum log_level lvl, const char *module, const char *event, ...)
     }
 }
 
+static uint64_t
+rl_period(const struct log_ratelimit *rl)
+{
+    return rl->period_ms != 0 ? rl->period_ms : 1000;
+}
+
 bool
 log_ratelimit_pass(struct log_ratelimit *rl, uint64_t now_ms, unsigned burst,
                    uint64_t *suppressed)
 {
     *suppressed = 0;
-    if (now_ms - rl->window_ms >= 1000 || rl->window_ms == 0) {
+    if (now_ms - rl->window_ms >= rl_period(rl) || rl->window_ms == 0) {
         *suppressed = rl->suppressed;
         rl->window_ms = now_ms != 0 ? now_ms : 1;
         rl->count = 0;
@@ -168,4 +174,21 @@ log_ratelimit_pass(struct log_ratelimit *rl, uint64_t now_ms, unsigned burst,
     }
     rl->suppressed++;
     return false;
+}
+
+uint64_t
+log_ratelimit_due_ms(const struct log_ratelimit *rl)
+{
+    return rl->suppressed != 0 ? rl->window_ms + rl_period(rl) : 0;
+}
+
+uint64_t
+log_ratelimit_flush(struct log_ratelimit *rl, uint64_t now_ms)
+{
+    uint64_t n = rl->suppressed;
+
+    if (n == 0 || now_ms < rl->window_ms + rl_period(rl))
+        return 0;
+    rl->suppressed = 0;
+    return n;
 }

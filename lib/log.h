@@ -50,18 +50,33 @@ void log_kv_write(enum log_level lvl, const char *module, const char *event, ...
  * bare when it can be, else quoted and escaped. Returns the length written. */
 size_t log_fmt_value(char *dst, size_t cap, const char *val);
 
-/* A per-source limit of log lines per second (say, upstream failures of one
- * service): the first <burst> lines of each second pass, the rest are
- * counted and reported by the next line that passes. */
+/* A per-source limit of log lines (say, upstream failures of one service):
+ * the first <burst> lines of each period (period_ms, 0 = one second) pass,
+ * the rest are counted. The count is reported by whoever comes first: the
+ * next line that passes (log_ratelimit_pass), or the owner's timer once the
+ * period is over (log_ratelimit_due_ms, log_ratelimit_flush), so a burst's
+ * count is written about a period after it began, not whenever the next
+ * line happens to come. Pure: the caller passes the (monotonic) time. */
 struct log_ratelimit {
-    uint64_t window_ms;          /* start of the current second; 0 = never used */
+    uint64_t window_ms;          /* start of the current period; 0 = never used */
     unsigned count;              /* lines passed in it */
-    uint64_t suppressed;         /* lines held back in it */
+    uint64_t suppressed;         /* lines held back and not reported yet */
+    unsigned period_ms;          /* length of a period; 0: 1000 */
 };
 
 /* True when a line may be written now (<now_ms> monotonic); *<suppressed>
- * is then the number held back in the previous second (0 when none). */
+ * is then the number held back before and not reported yet (0 when none):
+ * the caller writes it first. */
 bool log_ratelimit_pass(struct log_ratelimit *rl, uint64_t now_ms, unsigned burst,
                         uint64_t *suppressed);
+
+/* When the count of held-back lines is due (the end of the period in which
+ * they were held back), or 0 when none is waiting. */
+uint64_t log_ratelimit_due_ms(const struct log_ratelimit *rl);
+
+/* At or after log_ratelimit_due_ms(): returns the number of lines held back
+ * and not reported yet, and forgets it (the caller writes one line saying
+ * so); 0 when none, or before it is due. */
+uint64_t log_ratelimit_flush(struct log_ratelimit *rl, uint64_t now_ms);
 
 #endif

@@ -37,7 +37,9 @@
  * (proxy/http_conn.h).
  */
 #include <assert.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -51,6 +53,7 @@
 #include "lib/http1.h"
 #include "lib/list.h"
 #include "lib/log.h"
+#include "lib/syserr.h"
 #include "lib/xmalloc.h"
 #include "proxy/accesslog.h"
 #include "proxy/http.h"
@@ -253,42 +256,80 @@ reply_error(struct px_conn *c, int status, const char *why)
 
 static void on_upstream_connected(struct px_conn *c);
 
+/* The proxy itself is short of descriptors, memory or ports for the
+ * upstream connection of <c> (errno <e>): 503 with Retry-After, counted as
+ * local_resource, never against the server or in its side's window. */
+static void
+local_failure(struct px_conn *c, int e, const char *what)
+{
+    char why[160];
+
+    upstream_free(c);
+    snprintf(why, sizeof(why), "%s: %s (a local shortage, not the server's fault)", what,
+             strerror(e));
+    px_hc_record(c, 0, PX_E_LOCAL);
+    reply_error(c, 503, why);
+}
+
 static void
 start_connect(struct px_conn *c)
 {
     const struct px_addr *a = srt_addr(c);
     const struct px_tls_up *tls = sconf(c)->side[c->side].tls;
+    evutil_socket_t fd;
 
     upstream_free(c);
     c->flags &= ~(PX_CF_UP_REUSED | PX_CF_RES_BYTES);
+    /* a request that could not be resent after a pooled connection turned
+     * out closed is given one its server has not closed already */
     if (!(c->flags & PX_CF_STALE_RETRY) &&
-        (c->up = px_pool_get(c->srt, tls)) != NULL) {
+        (c->up = px_pool_get(c->srt, tls, !c->req_idempotent || !c->req.done)) != NULL) {
         c->flags |= PX_CF_UP_REUSED;
         bufferevent_disable(c->up, EV_WRITE);   /* output empty: leave() writes */
         set_state(c, PX_CS_CONNECTING);
         on_upstream_connected(c);
         return;
     }
-    /* a TLS connection reads and writes through libevent, never io.h */
-    c->up = tls != NULL ? px_tls_up_bev(c->srv->base, tls, (const struct sockaddr *)&a->ss,
-                                        &c->srt->tls_cache)
-                        : bufferevent_socket_new(c->srv->base, -1,
-                                                 BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (c->up == NULL) {
-        reply_error(c, 502, "cannot allocate an upstream connection");
-        return;
+    if (tls != NULL) {
+        /* a TLS connection reads and writes through libevent, never io.h;
+         * libevent opens its socket in bufferevent_socket_connect() */
+        c->up = px_tls_up_bev(c->srv->base, tls, (const struct sockaddr *)&a->ss,
+                              &c->srt->tls_cache);
+        if (c->up == NULL) {
+            reply_error(c, 502, "cannot allocate an upstream TLS connection");
+            return;
+        }
+    } else {
+        c->up = bufferevent_socket_new(c->srv->base, -1,
+                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+        if (c->up == NULL || (fd = px_io_socket(a->ss.ss_family)) < 0) {
+            local_failure(c, c->up == NULL ? ENOMEM : errno,
+                          "cannot open an upstream connection");
+            return;
+        }
+        bufferevent_setfd(c->up, fd);  /* owned by c->up from here */
     }
     set_state(c, PX_CS_CONNECTING);
     /* with DEFER_CALLBACKS an immediate failure is reported through the loop,
      * never from inside this call */
     if (bufferevent_socket_connect(c->up, (const struct sockaddr *)&a->ss, (int)a->len) < 0) {
+        int e = errno;
+
+        if (sys_err_local(e)) {
+            local_failure(c, e, "upstream connect failed at once");
+            return;
+        }
         upstream_free(c);
         px_hc_record(c, 0, PX_E_CONNECT);
         reply_error(c, 502, "upstream connect failed at once");
         return;
     }
-    if (tls == NULL)
+    if (tls == NULL) {
         px_io_own_reads(c->up);        /* the connect assigned the socket */
+    } else if (!px_io_fd_data_ok(bufferevent_getfd(c->up))) {
+        local_failure(c, EMFILE, "no descriptor left for an upstream TLS connection");
+        return;
+    }
 }
 
 /* The request body framing is settled: finish the head and connect. */

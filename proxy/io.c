@@ -1,10 +1,13 @@
 /*
- * io: direct writes and own reads for socket bufferevents (io.h).
+ * io: direct writes and own reads for socket bufferevents, and the
+ * descriptor reserve of the data plane (io.h).
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -250,4 +253,60 @@ px_io_read_size(struct bufferevent *bev, size_t max)
     else if (max > PX_IO_READ_MAX)
         max = PX_IO_READ_MAX;
     bufferevent_set_max_single_read(bev, max);
+}
+
+/* ---- the descriptor reserve ------------------------------------------ */
+
+/* Written once by main() before any worker thread starts; read-only after. */
+static struct px_fd_marks fd_marks;
+
+void
+px_io_fd_reserve_init(void)
+{
+    struct rlimit rl;
+    unsigned limit, r;
+
+    memset(&fd_marks, 0, sizeof(fd_marks));
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur > (rlim_t)1 << 30)
+        return;
+    limit = (unsigned)rl.rlim_cur;
+    r = limit / 8;
+    r = r < 8 ? 8 : r > 1024 ? 1024 : r;
+    if (limit < 4 * r)
+        return;                        /* too few to split: no marks */
+    fd_marks.limit = limit;
+    fd_marks.data_max = limit - r;
+    fd_marks.clients_max = limit - 2 * r;
+}
+
+const struct px_fd_marks *
+px_io_fd_marks(void)
+{
+    return &fd_marks;
+}
+
+bool
+px_io_fd_client_ok(int fd)
+{
+    return fd_marks.limit == 0 || (unsigned)fd < fd_marks.clients_max;
+}
+
+bool
+px_io_fd_data_ok(int fd)
+{
+    return fd_marks.limit == 0 || (unsigned)fd < fd_marks.data_max;
+}
+
+int
+px_io_socket(int family)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd >= 0 && !px_io_fd_data_ok(fd)) {
+        close(fd);
+        errno = EMFILE;
+        return -1;
+    }
+    return fd;
 }

@@ -33,6 +33,7 @@
 #ifndef CUTOVER_PROXY_IO_H
 #define CUTOVER_PROXY_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct bufferevent;
@@ -65,5 +66,40 @@ void px_io_own_reads(struct bufferevent *bev);
  * a relay passes the room left before its destination's backpressure
  * limit, so that no read overshoots it. */
 void px_io_read_size(struct bufferevent *bev, size_t max);
+
+/* ---- the descriptor reserve ------------------------------------------ */
+
+/* Running out of descriptors must starve the clients first, never the
+ * control plane: the health checks (a check that cannot open a socket
+ * would mark a healthy server down), the state and audit writes (an
+ * automatic rollback must be saved and audited) and the admin paths. The
+ * kernel hands out the lowest free descriptor, so a descriptor numbered N
+ * means all below N are taken: the data plane keeps a client connection
+ * only below clients_max and opens an upstream socket or a splice pipe only
+ * below data_max, and whatever lies above data_max is only ever the control
+ * plane's. With limit = RLIMIT_NOFILE (soft), R = limit / 8 within
+ * [8, 1024]: data_max = limit - R, clients_max = limit - 2R (so at 256,
+ * clients below 192, upstreams below 224, the last 32 for the rest). */
+struct px_fd_marks {
+    unsigned limit;              /* RLIMIT_NOFILE; 0: unknown or unlimited, no marks */
+    unsigned data_max;           /* sockets and pipes of the data plane: below this */
+    unsigned clients_max;        /* client connections: below this */
+};
+
+/* Reads RLIMIT_NOFILE and sets the marks: once, in main() before any
+ * worker starts (until then nothing is refused). */
+void px_io_fd_reserve_init(void);
+
+const struct px_fd_marks *px_io_fd_marks(void);
+
+/* True when descriptor <fd> may be kept for a client connection / for a
+ * socket or pipe of the data plane. */
+bool px_io_fd_client_ok(int fd);
+bool px_io_fd_data_ok(int fd);
+
+/* A new non-blocking, close-on-exec stream socket of <family> for an
+ * upstream connection, or -1 with errno; EMFILE also when it would have
+ * taken a descriptor of the reserve (it is closed again). */
+int px_io_socket(int family);
 
 #endif

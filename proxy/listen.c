@@ -1,10 +1,25 @@
 /*
  * listen: listeners, the accept dispatch to the service's mode, and the
  * fan-outs to both modes at shutdown and exit (see listen.h).
+ *
+ * Accept errors back off. A listener whose accept() fails (out of
+ * descriptors, memory) stays readable: accepting again at once fails again,
+ * so the loop would spin and log without end (781,848 lines in 10 s were
+ * seen with a descriptor limit of 256 and 400 clients). An error, or a
+ * client whose descriptor lies in the reserve (proxy/io.h; it is closed at
+ * once), pauses accepting on every listener of the loop: 100 ms, doubling
+ * while the errors go on, at most 1 s, back to 100 ms after an accept that
+ * worked; the clients wait in the kernel's backlog meanwhile, as with
+ * HAProxy's and NGINX's accept pauses. Each error is counted by reason
+ * (cutover_accept_errors_total); the log gets one line per 5 s for the
+ * whole process (running out of descriptors is the process's state, not a
+ * listener's), and the count of those held back when the 5 s are over.
  */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,12 +30,156 @@
 #include <event2/util.h>
 
 #include "lib/log.h"
+#include "lib/timeval.h"
 #include "lib/xmalloc.h"
 #include "proxy/http.h"
+#include "proxy/io.h"
 #include "proxy/listen.h"
 #include "proxy/pool.h"
 #include "proxy/server.h"
 #include "proxy/tcp.h"
+
+#define ACCEPT_PAUSE_MIN_MS   100u
+#define ACCEPT_PAUSE_MAX_MS   1000u
+#define ACCEPT_LOG_PERIOD_MS  5000u
+
+/* The accept error lines of the whole process (every loop): one per
+ * period, the rest counted. */
+static pthread_mutex_t accept_log_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct log_ratelimit accept_log_rl = { .period_ms = ACCEPT_LOG_PERIOD_MS };
+
+static enum px_accept_err
+accept_reason(int e)
+{
+    switch (e) {
+    case EMFILE:
+        return PX_AE_EMFILE;
+    case ENFILE:
+        return PX_AE_ENFILE;
+    case ENOMEM:
+    case ENOBUFS:
+        return PX_AE_ENOMEM;
+    default:
+        return PX_AE_OTHER;
+    }
+}
+
+/* The configured address of listener <l> of <svc>, for log lines. */
+static const char *
+listener_addr(const struct px_service *svc, const struct evconnlistener *l)
+{
+    unsigned k;
+
+    for (k = 0; svc->listeners != NULL && k < svc->conf->nlisten; k++)
+        if (svc->listeners[k] == l)
+            return svc->conf->listen[k].text;
+    return "?";
+}
+
+/* Switches accepting on every listener of <srv>'s loop on or off. */
+static void
+set_accepting(struct px_srv *srv, bool on)
+{
+    unsigned s, k;
+
+    for (s = 0; s < srv->nsvcs; s++) {
+        struct px_service *svc = srv->svcs[s];
+
+        for (k = 0; svc->listeners != NULL && k < svc->conf->nlisten; k++) {
+            if (svc->listeners[k] == NULL)
+                continue;
+            if (on)
+                evconnlistener_enable(svc->listeners[k]);
+            else
+                evconnlistener_disable(svc->listeners[k]);
+        }
+    }
+}
+
+static void
+on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    struct px_srv *srv = arg;
+
+    (void)fd;
+    (void)what;
+    if (!srv->stopping)
+        set_accepting(srv, true);
+}
+
+static void
+on_accept_log_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct px_srv *srv = arg;
+    uint64_t held, due, now = px_now_ms(srv);
+    struct timeval tv;
+
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&accept_log_mu);
+    due = log_ratelimit_due_ms(&accept_log_rl);
+    held = log_ratelimit_flush(&accept_log_rl, now);
+    pthread_mutex_unlock(&accept_log_mu);
+    if (held == 0 && due > now) {
+        /* early by libevent's coarse clock: again when it is due */
+        tv = tv_ms((unsigned)(due - now));
+        evtimer_add(srv->accept_log_timer, &tv);
+        return;
+    }
+    if (held > 0)
+        log_at(LL_WARN, "listen", 0, "%llu more accept error(s) in the last %u s "
+               "(cutover_accept_errors_total counts them all)", (unsigned long long)held,
+               ACCEPT_LOG_PERIOD_MS / 1000u);
+}
+
+/* An accept on listener <l> of <svc> failed for <why> (<text>): counts it,
+ * pauses accepting on this loop and logs within the process's limit. */
+static void
+accept_failed(struct px_service *svc, const struct evconnlistener *l,
+              enum px_accept_err why, const char *text)
+{
+    struct px_srv *srv = svc->srv;
+    uint64_t now = px_now_ms(srv), held, due;
+    struct timeval tv;
+    bool pass, paused = false;
+
+    svc->accept_errors[why]++;
+    srv->accept_pause_ms = srv->accept_pause_ms == 0 ? ACCEPT_PAUSE_MIN_MS
+                           : srv->accept_pause_ms * 2 > ACCEPT_PAUSE_MAX_MS
+                           ? ACCEPT_PAUSE_MAX_MS : srv->accept_pause_ms * 2;
+    if (srv->accept_timer == NULL)
+        srv->accept_timer = evtimer_new(srv->base, on_accept_resume, srv);
+    tv = tv_ms(srv->accept_pause_ms);
+    if (srv->accept_timer != NULL && evtimer_add(srv->accept_timer, &tv) == 0) {
+        set_accepting(srv, false);
+        paused = true;
+    }
+
+    pthread_mutex_lock(&accept_log_mu);
+    pass = log_ratelimit_pass(&accept_log_rl, now, 1, &held);
+    due = log_ratelimit_due_ms(&accept_log_rl);
+    pthread_mutex_unlock(&accept_log_mu);
+    if (held > 0)
+        log_at(LL_WARN, "listen", 0, "%llu more accept error(s) in the last %u s "
+               "(cutover_accept_errors_total counts them all)", (unsigned long long)held,
+               ACCEPT_LOG_PERIOD_MS / 1000u);
+    if (pass) {
+        log_at(LL_WARN, "listen", 0, "service %s: accept on %s failed (%s): %s; %s; "
+               "at most one such line every %u s", svc->conf->name, listener_addr(svc, l),
+               px_accept_err_names[why], text,
+               paused ? "accepting paused (100 ms, doubling up to 1 s while it lasts)"
+                      : "cannot pause accepting", ACCEPT_LOG_PERIOD_MS / 1000u);
+        return;
+    }
+    /* held back: its count is written when the period ends */
+    if (srv->accept_log_timer == NULL)
+        srv->accept_log_timer = evtimer_new(srv->base, on_accept_log_flush, srv);
+    if (srv->accept_log_timer != NULL && due != 0 &&
+        !evtimer_pending(srv->accept_log_timer, NULL)) {
+        tv = tv_ms(due > now ? (unsigned)(due - now) : 0);
+        evtimer_add(srv->accept_log_timer, &tv);
+    }
+}
 
 static void
 on_listener_accept(struct evconnlistener *l, evutil_socket_t fd,
@@ -29,11 +188,29 @@ on_listener_accept(struct evconnlistener *l, evutil_socket_t fd,
     struct px_service *svc = arg;
     int one = 1;
 
-    (void)l;
     if (svc->srv->stopping) {
         evutil_closesocket(fd);
         return;
     }
+    if (!px_io_fd_client_ok(fd)) {
+        const struct px_fd_marks *m = px_io_fd_marks();
+        char text[200];
+
+        char drain[4096];
+
+        /* read what the client sent already, so that the close is a FIN and
+         * not a reset: the client sees a clean close, nothing else */
+        while (recv(fd, drain, sizeof(drain), MSG_DONTWAIT) > 0)
+            ;
+        evutil_closesocket(fd);
+        snprintf(text, sizeof(text), "descriptor %d is past the clients' share (below %u "
+                 "of RLIMIT_NOFILE %u; the rest is kept for upstream connections, health "
+                 "checks, state, audit and admin): connection closed", (int)fd,
+                 m->clients_max, m->limit);
+        accept_failed(svc, l, PX_AE_EMFILE, text);
+        return;
+    }
+    svc->srv->accept_pause_ms = 0;     /* accepting works: a new error pauses briefly */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     svc->srv->accepted++;
     svc->conns_active++;
@@ -47,13 +224,9 @@ on_listener_accept(struct evconnlistener *l, evutil_socket_t fd,
 static void
 on_listener_error(struct evconnlistener *l, void *arg)
 {
-    struct px_service *svc = arg;
     int e = EVUTIL_SOCKET_ERROR();
 
-    (void)l;
-    /* EMFILE and friends: keep the listener, the next accept may succeed */
-    log_at(LL_WARN, "listen", 0, "service %s: accept failed: %s",
-           svc->conf->name, evutil_socket_error_to_string(e));
+    accept_failed(arg, l, accept_reason(e), evutil_socket_error_to_string(e));
 }
 
 /* With several workers every listener sets SO_REUSEPORT, which would also
@@ -162,5 +335,10 @@ px_service_close_conns(struct px_service *svc)
 void
 px_srv_loop_free(struct px_srv *srv)
 {
+    if (srv->accept_timer != NULL)
+        event_free(srv->accept_timer);
+    if (srv->accept_log_timer != NULL)
+        event_free(srv->accept_log_timer);
+    srv->accept_timer = srv->accept_log_timer = NULL;
     px_http_loop_free(srv);
 }

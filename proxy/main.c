@@ -38,6 +38,7 @@
 #include "proxy/conf.h"
 #include "proxy/cookie.h"
 #include "proxy/daemon.h"
+#include "proxy/io.h"
 #include "proxy/listen.h"
 #include "proxy/metrics.h"
 #include "proxy/ops.h"
@@ -374,6 +375,12 @@ main(int argc, char **argv)
         goto out;
     }
     srv->nworkers = px_workers_resolve(srv->conf->workers);
+    px_io_fd_reserve_init();           /* before any worker or socket of the data plane */
+    if (px_io_fd_marks()->limit > 0)
+        log_at(LL_INFO, "main", 0, "descriptors: RLIMIT_NOFILE %u: client connections "
+               "below %u, upstream sockets below %u, the rest kept for health checks, "
+               "state, audit and admin", px_io_fd_marks()->limit,
+               px_io_fd_marks()->clients_max, px_io_fd_marks()->data_max);
     services_init(srv);
     {
         struct timespec now;

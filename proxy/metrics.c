@@ -227,6 +227,27 @@ render_steering(struct px_srv *srv, struct met_writer *w)
     }
 }
 
+/* Failed accepts by reason, over every service and loop. */
+static void
+render_accept_errors(struct px_srv *srv, struct met_writer *w)
+{
+    struct met_label l[1] = { { "reason", "" } };
+    unsigned i, k;
+
+    met_family(w, "cutover_accept_errors_total", MET_COUNTER,
+               "Client connections that could not be accepted, by reason (emfile: out of "
+               "descriptors, the process's or the clients' share; enfile: the system's; "
+               "enomem: memory or buffers; other); each pauses accepting for a moment.");
+    for (k = 0; k < PX_AE__COUNT; k++) {
+        uint64_t n = 0;
+
+        for (i = 0; i < srv->nsvcs; i++)
+            n += svc_at(srv, i)->accept_errors[k];
+        l[0].value = px_accept_err_names[k];
+        met_sample_u64(w, l, 1, n);
+    }
+}
+
 static void
 render_workers(struct px_srv *srv, struct met_writer *w)
 {
@@ -283,6 +304,7 @@ px_metrics_render(struct px_daemon *d, struct evbuffer *out)
     met_init(&w, out);
     render_process(d, &w);
     render_workers(srv, &w);
+    render_accept_errors(srv, &w);
     render_requests(srv, &w);
     render_control(d, &w);
     render_servers(srv, &w, "cutover_server_up", MET_GAUGE,

@@ -9,6 +9,8 @@
 #ifndef CUTOVER_PROXY_POOL_H
 #define CUTOVER_PROXY_POOL_H
 
+#include <stdbool.h>
+
 #include "router/router.h"
 
 struct bufferevent;
@@ -18,11 +20,16 @@ struct px_service;
 struct px_tls_up;
 
 /* An idle keep-alive connection to <server>, with no callbacks and no
- * timeouts set (the caller owns it), or NULL. <tls> is the side's upstream
- * TLS in the caller's config (NULL: plain): the pool holds connections of
- * the service's current one only (a reload that changes a side's TLS
- * closes its idle connections), so a caller of another gets none. */
-struct bufferevent *px_pool_get(struct px_server_rt *server, const struct px_tls_up *tls);
+ * timeouts set (the caller owns it), or NULL. Nothing its idle life saw
+ * can reach the caller (proxy/pool.c). <tls> is the side's upstream TLS in
+ * the caller's config (NULL: plain): the pool holds connections of the
+ * service's current one only (a reload that changes a side's TLS closes
+ * its idle connections), so a caller of another gets none. With
+ * <check_open> (a request that could not be resent should the connection
+ * turn out closed), a connection its server already closed is skipped too,
+ * at the cost of one peek. */
+struct bufferevent *px_pool_get(struct px_server_rt *server, const struct px_tls_up *tls,
+                                bool check_open);
 
 /* Gives back <bev> after a clean exchange (the whole response read,
  * nothing pending either way); <tls> as above, the one <bev> was made

@@ -22,6 +22,7 @@
 #include <event2/listener.h>
 
 #include "lib/log.h"
+#include "lib/timeval.h"
 #include "lib/xmalloc.h"
 #include "health/check.h"
 #include "proxy/cookie.h"
@@ -34,7 +35,11 @@ const uint64_t px_lat_bounds_us[PX_LAT_NBOUNDS] = {
 
 const char *const px_err_names[PX_E__COUNT] = {
     "none", "connect", "connect_timeout", "upstream_reset", "upstream_timeout",
-    "upstream_bad_response", "no_server", "tls_verify", "tls_handshake",
+    "upstream_bad_response", "no_server", "tls_verify", "tls_handshake", "local_resource",
+};
+
+const char *const px_accept_err_names[PX_AE__COUNT] = {
+    "emfile", "enfile", "enomem", "other",
 };
 
 uint64_t
@@ -90,18 +95,55 @@ px_now_ms(struct px_srv *srv)
     return px_now_us(srv) / 1000u;
 }
 
+/* The count of the per-request warnings held back, written once their
+ * second is over (however long the next warning takes to come). */
+static void
+on_warn_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct px_service *svc = arg;
+    uint64_t now = px_now_ms(svc->srv), due = log_ratelimit_due_ms(&svc->warn_rl);
+    uint64_t held = log_ratelimit_flush(&svc->warn_rl, now);
+    struct timeval tv;
+
+    (void)fd;
+    (void)what;
+    if (held == 0 && due > now) {
+        /* early by libevent's coarse clock: again when it is due */
+        tv = tv_ms((unsigned)(due - now));
+        evtimer_add(svc->warn_timer, &tv);
+        return;
+    }
+    if (held > 0)
+        log_write(LL_WARN, svc->warn_module, 0, "service %s: %llu more per-request "
+                  "warning(s) held back in the last second (see the counters and the "
+                  "access log)", svc->conf->name, (unsigned long long)held);
+}
+
 bool
 px_service_warn_pass(struct px_service *svc, const char *module)
 {
-    uint64_t held;
-    bool pass = log_ratelimit_pass(&svc->warn_rl, px_now_ms(svc->srv), PX_REQ_WARN_BURST,
-                                   &held);
+    uint64_t held, now = px_now_ms(svc->srv), due;
+    bool pass = log_ratelimit_pass(&svc->warn_rl, now, PX_REQ_WARN_BURST, &held);
+    struct timeval tv;
 
     if (held > 0)
         log_write(LL_WARN, module, 0, "service %s: %llu more per-request warning(s) held "
                   "back in the previous second (see the counters and the access log)",
                   svc->conf->name, (unsigned long long)held);
-    return pass;
+    if (pass)
+        return true;
+    /* the first line held back in this second: its count is due when the
+     * second ends */
+    svc->warn_module = module;
+    if (svc->warn_timer == NULL &&
+        (svc->warn_timer = evtimer_new(svc->srv->base, on_warn_flush, svc)) == NULL)
+        return false;                  /* then the next line that passes says it */
+    if (!evtimer_pending(svc->warn_timer, NULL) &&
+        (due = log_ratelimit_due_ms(&svc->warn_rl)) != 0) {
+        tv = tv_ms(due > now ? (unsigned)(due - now) : 0);
+        evtimer_add(svc->warn_timer, &tv);
+    }
+    return false;
 }
 
 struct px_confref *
@@ -222,6 +264,8 @@ px_service_free(struct px_service *svc)
         }
         free(svc->servers[side]);
     }
+    if (svc->warn_timer != NULL)
+        event_free(svc->warn_timer);
     free((void *)svc->snap);
     px_confref_put(svc->cref);
     free(svc);
@@ -242,7 +286,7 @@ px_service_record(struct px_service *svc, enum rt_side side, struct px_server_rt
     } else {
         o = HL_OUT_ERROR;
         st->errors[err]++;
-        if (server != NULL)
+        if (server != NULL && err != PX_E_LOCAL)
             server->failures++;        /* a detached one counts for nobody */
     }
     st->by_class[o]++;
@@ -251,6 +295,10 @@ px_service_record(struct px_service *svc, enum rt_side side, struct px_server_rt
         ;
     st->lat_buckets[i]++;
     st->lat_sum_us += latency_us;
+    /* the proxy's own shortage says nothing of the side: no window, so no
+     * rollback can follow from it */
+    if (err == PX_E_LOCAL && status == 0)
+        return;
     hl_window_push(&svc->window[side], now_us / 1000u, o, lat);
     if (svc->nrecent < PX_RECENT_MAX)
         svc->recent[svc->nrecent++] = (struct px_recent){
@@ -385,7 +433,7 @@ px_pooled_free(struct px_pooled *p)
 {
     list_unlink(&p->link);
     p->srv_rt->nidle--;
-    bufferevent_free(p->bev);
+    bufferevent_free(p->bev);          /* its deferred callbacks, if any, find none */
     free(p);
 }
 
@@ -394,6 +442,9 @@ px_server_rt_close_idle(struct px_server_rt *s)
 {
     while (!list_empty(&s->idle))
         px_pooled_free(px_pooled_of(s->idle.next));
+    if (s->idle_timer != NULL)
+        event_free(s->idle_timer);
+    s->idle_timer = NULL;
     while (!list_empty(&s->spare)) {
         struct px_pooled *p = px_pooled_of(s->spare.next);
 

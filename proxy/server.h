@@ -77,6 +77,7 @@
 #include "proxy/tls_up.h"
 #include "router/router.h"
 
+struct event;
 struct event_base;
 struct evconnlistener;
 struct px_access_log;
@@ -118,6 +119,10 @@ enum px_err {
     PX_E_NO_SERVER,          /* no side had a usable server */
     PX_E_TLS_VERIFY,         /* upstream TLS: the server's certificate was refused */
     PX_E_TLS_HANDSHAKE,      /* upstream TLS: the handshake failed otherwise */
+    PX_E_LOCAL,              /* the proxy ran out of a local resource (descriptors,
+                              * memory, ports: lib/syserr.h) for the upstream
+                              * connection: 503, and never counted against the
+                              * server or in a window (never a rollback) */
     PX_E__COUNT
 };
 
@@ -130,6 +135,19 @@ px_tls_err(enum px_tls_up_fail f)
     return f == PX_TLS_UP_VERIFY ? PX_E_TLS_VERIFY
            : f == PX_TLS_UP_HANDSHAKE ? PX_E_TLS_HANDSHAKE : PX_E_CONNECT;
 }
+/* Why an accept() failed (cutover_accept_errors_total{reason}); a client
+ * connection refused because its descriptor was in the reserve
+ * (proxy/io.h) is an emfile: the clients' share of descriptors ran out.
+ * Must remain in this order (px_accept_err_names). */
+enum px_accept_err {
+    PX_AE_EMFILE = 0,
+    PX_AE_ENFILE,
+    PX_AE_ENOMEM,            /* ENOMEM and ENOBUFS */
+    PX_AE_OTHER,
+    PX_AE__COUNT
+};
+
+extern const char *const px_accept_err_names[PX_AE__COUNT];
 
 /* Upper bounds of the cumulative latency histogram of every side, in
  * microseconds, increasing (cutover_request_duration_seconds: 1 ms .. 10 s,
@@ -171,6 +189,9 @@ struct px_server_rt {
     struct list spare;           /* owned: list nodes of connections taken out of the
                                   * pool, for the next ones put back (no allocation
                                   * per request); freed with the pool */
+    struct event *idle_timer;    /* owned: proxy/pool.c's idle timeout, due at the
+                                  * oldest idle connection's deadline; NULL until
+                                  * the first connection is pooled */
     struct hl_check *check;      /* owned: active checker; NULL without "health" */
     struct px_tls_up_cache tls_cache;   /* owned: the session to resume (side "tls") */
     struct px_service *svc;      /* borrowed: owner */
@@ -186,6 +207,7 @@ struct px_pooled {
     struct list link;                /* on the server's idle or spare list */
     struct px_server_rt *srv_rt;     /* borrowed: owner of the list */
     struct bufferevent *bev;         /* owned */
+    uint64_t since_ms;               /* px_now_ms() when it was put back */
 };
 
 /* The node of list link <l>. */
@@ -248,7 +270,12 @@ struct px_service {
     bool recent_lost;                    /* more than PX_RECENT_MAX since the tick */
     uint64_t published_us;               /* px_now_us() when <snap> was installed */
     struct log_ratelimit warn_rl;        /* per-request warnings (px_req_warn) */
+    struct event *warn_timer;            /* owned: writes the count warn_rl held back
+                                          * when its second ends; NULL until needed */
+    const char *warn_module;             /* static: module of the last line held back */
     struct evconnlistener **listeners;   /* owned, conf->nlisten entries */
+    uint64_t accept_errors[PX_AE__COUNT];/* failed accepts on its listeners (the main
+                                          * loop's: with the workers' at the last fold) */
     uint64_t conns_active;               /* client connections / tunnels open */
     uint64_t w_conns;                    /* main loop: the other workers' open ones
                                           * at the last px_workers_fold() */
@@ -278,6 +305,12 @@ struct px_srv {
                                           * closed (px_srv_conn_closed): set by
                                           * proxy/worker.c; NULL: the loop exits */
     uint64_t accepted;                   /* connections this loop accepted */
+    struct event *accept_timer;          /* owned (proxy/listen.c): ends a pause of
+                                          * accepting after an accept error */
+    struct event *accept_log_timer;      /* owned (proxy/listen.c): writes the count
+                                          * of accept error lines held back */
+    unsigned accept_pause_ms;            /* the last pause; 0 after an accept that
+                                          * worked (the next error pauses 100 ms) */
     unsigned spliced, spliced_max;       /* TCP tunnels relaying by splice on this
                                           * loop, and the cap (proxy/tcp.c) */
     bool spliced_known;                  /* <spliced_max> computed */
@@ -326,8 +359,10 @@ uint64_t px_now_us(struct px_srv *srv);
 
 /* Per-request trouble (an upstream failure, a 5xx the proxy answered) is a
  * warning, but never a flood: at most PX_REQ_WARN_BURST lines a second per
- * service pass; the first line of a later second is preceded by a count of
- * those held back. Every request is in the counters and the access log. */
+ * service pass; the count of those held back is written when their second
+ * ends (a timer of the service), or before the next line that passes,
+ * whichever comes first. Every request is in the counters and the access
+ * log. */
 #define PX_REQ_WARN_BURST 5
 bool px_service_warn_pass(struct px_service *svc, const char *module);
 #define px_req_warn(svc, module, conn_id, ...)                                 \
@@ -339,7 +374,9 @@ bool px_service_warn_pass(struct px_service *svc, const char *module);
 /* Records the outcome of one request (or TCP connection) on <side>:
  * <status> is the response status, or 0 with <err> set for a transport
  * failure; <latency_us> is measured to the response head (or to the failure).
- * A request aborted because the client went away is not recorded. */
+ * A request aborted because the client went away is not recorded; a
+ * PX_E_LOCAL failure is counted (side, class, latency) but touches neither
+ * the window nor the server's failures. */
 /* <server> is the runtime the request went to (its failures are counted
  * there; NULL: none). */
 void px_service_record(struct px_service *svc, enum rt_side side,

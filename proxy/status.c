@@ -11,7 +11,8 @@
 #include "proxy/worker.h"
 
 /* Adds the active-check figures of server <s> to its status object <o>:
- * "last_check" ("" before the first) and "checks": {"ok", "fail"}. */
+ * "last_check" ("" before the first) and "checks": {"ok", "fail", "skipped"}
+ * (skipped: the proxy could not run the check, no verdict). */
 static void
 health_server_status(const struct px_server_rt *s, json_t *o)
 {
@@ -21,8 +22,9 @@ health_server_status(const struct px_server_rt *s, json_t *o)
         return;
     hl_check_get_stats(s->check, &cs);
     json_object_set_new(o, "last_check", json_string(cs.last));
-    json_object_set_new(o, "checks", json_pack("{s:I, s:I}", "ok", (json_int_t)cs.passed,
-                                               "fail", (json_int_t)cs.failed));
+    json_object_set_new(o, "checks", json_pack("{s:I, s:I, s:I}", "ok", (json_int_t)cs.passed,
+                                               "fail", (json_int_t)cs.failed,
+                                               "skipped", (json_int_t)cs.skipped));
 }
 
 static json_t *
@@ -81,6 +83,15 @@ px_status_service(struct px_srv *srv, unsigned idx, json_t *obj)
     json_object_set_new(obj, "mode", json_string(svc->conf->mode == PX_MODE_TCP ? "tcp" : "http"));
     json_object_set_new(obj, "connections",
                         json_integer((json_int_t)(svc->conns_active + svc->w_conns)));
+    {
+        json_t *ae = json_object();
+        unsigned k;
+
+        for (k = 0; k < PX_AE__COUNT; k++)
+            json_object_set_new(ae, px_accept_err_names[k],
+                                json_integer((json_int_t)svc->accept_errors[k]));
+        json_object_set_new(obj, "accept_errors", ae);
+    }
     json_object_set_new(obj, "legacy", side_status(svc, RT_LEGACY, now));
     json_object_set_new(obj, "new", side_status(svc, RT_NEW, now));
     json_object_set_new(obj, "steering",

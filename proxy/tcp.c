@@ -37,6 +37,7 @@
 
 #include "lib/list.h"
 #include "lib/log.h"
+#include "lib/syserr.h"
 #include "lib/xmalloc.h"
 #include "lib/timeval.h"
 #include "proxy/accesslog.h"
@@ -57,9 +58,10 @@
 #define PX_SPLICE_MAX    (64u * 1024u)  /* bytes asked of one splice() */
 
 /* Spliced tunnels at a time: their pipes (4 descriptors each) may take at
- * most half of RLIMIT_NOFILE over all workers, so that accept() and
- * connect() never run out because of them; beyond, tunnels relay through
- * buffers. Counted per loop (srv->spliced), each loop its share. */
+ * most half of the clients' share of descriptors (proxy/io.h; of
+ * RLIMIT_NOFILE when it sets no marks) over all workers, so that accept()
+ * and connect() never run out because of them; beyond, tunnels relay
+ * through buffers. Counted per loop (srv->spliced), each loop its share. */
 
 struct px_tcp;
 
@@ -415,7 +417,9 @@ splice_start(struct px_tcp *t)
 
         srv->spliced_known = true;
         srv->spliced_max = 64;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        if (px_io_fd_marks()->limit > 0)
+            srv->spliced_max = px_io_fd_marks()->clients_max / 8;
+        else if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
             srv->spliced_max = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur / 8 > 1000000
                                ? 1000000u : (unsigned)(rl.rlim_cur / 8);
         if (srv->nworkers > 1)
@@ -433,6 +437,11 @@ splice_start(struct px_tcp *t)
         sp->dir = d;
         if (pipe2(sp->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
             sp->pipe[0] = sp->pipe[1] = -1;
+            break;
+        }
+        /* never into the descriptors the control plane keeps: buffers do */
+        if (!px_io_fd_data_ok(sp->pipe[0]) || !px_io_fd_data_ok(sp->pipe[1])) {
+            errno = EMFILE;
             break;
         }
         sp->rd = event_new(base, src, EV_READ | EV_PERSIST, on_splice, sp);
@@ -517,6 +526,7 @@ static int
 start_connect(struct px_tcp *t)
 {
     const struct px_addr *a = server_addr(t);
+    evutil_socket_t fd;
     unsigned ms = t->conf->timeouts.connect_ms;
     struct timeval tv = tv_ms(ms);
 
@@ -524,13 +534,20 @@ start_connect(struct px_tcp *t)
         bufferevent_free(t->up);
     t->up = bufferevent_socket_new(t->svc->srv->base, -1,
                                    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (t->up == NULL)
+    if (t->up == NULL || (fd = px_io_socket(a->ss.ss_family)) < 0) {
+        /* the proxy's own shortage: never counted against the server */
+        px_service_record(t->svc, t->side, t->srt, 0, PX_E_LOCAL, 0);
+        t->err = PX_E_LOCAL;
         return -1;
+    }
+    bufferevent_setfd(t->up, fd);      /* owned by t->up from here */
     bufferevent_setcb(t->up, on_up_read, on_up_write, on_up_event, t);
     bufferevent_set_timeouts(t->up, NULL, &tv);
     if (bufferevent_socket_connect(t->up, (const struct sockaddr *)&a->ss, (int)a->len) < 0) {
-        px_service_record(t->svc, t->side, t->srt, 0, PX_E_CONNECT, 0);
-        t->err = PX_E_CONNECT;
+        enum px_err err = sys_err_local(errno) ? PX_E_LOCAL : PX_E_CONNECT;
+
+        px_service_record(t->svc, t->side, t->srt, 0, err, 0);
+        t->err = err;
         return -1;
     }
     px_io_own_reads(t->up);            /* the connect assigned the socket */

@@ -190,6 +190,10 @@ job_fold(struct px_srv *w, void *arg)
         ms->override_refused += ws->override_refused;
         ms->cookie_invalid += ws->cookie_invalid;
         ws->override_refused = ws->cookie_invalid = 0;
+        for (k = 0; k < PX_AE__COUNT; k++) {
+            ms->accept_errors[k] += ws->accept_errors[k];
+            ws->accept_errors[k] = 0;
+        }
         for (side = 0; side < RT_SIDE__COUNT; side++) {
             unsigned n = ws->conf->side[side].nservers;
 

@@ -23,6 +23,7 @@
 #include <strings.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -377,7 +378,8 @@ decode_status(int ws)
 
 /* The child's side of a spawn: never returns. */
 static void
-exec_child(char *const argv[], pid_t parent, int out_fd, int err_fd, bool unset_socket)
+exec_child(char *const argv[], pid_t parent, int out_fd, int err_fd, bool unset_socket,
+           unsigned nofile)
 {
     struct sigaction sa;
     sigset_t none;
@@ -413,6 +415,15 @@ exec_child(char *const argv[], pid_t parent, int out_fd, int err_fd, bool unset_
         max_fd = 65536;
     for (fd = 3; fd < max_fd; fd++)
         close((int)fd);
+    if (nofile > 0) {
+        struct rlimit rl = { nofile, nofile };
+
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            dprintf(STDERR_FILENO, "harness: setrlimit NOFILE %u: %s\n", nofile,
+                    strerror(errno));
+            _exit(127);
+        }
+    }
     if (unset_socket)
         unsetenv("CUTOVER_SOCKET");
     execv(argv[0], argv);
@@ -421,7 +432,7 @@ exec_child(char *const argv[], pid_t parent, int out_fd, int err_fd, bool unset_
 }
 
 static pid_t
-spawn(char *const argv[], const char *log_path, bool unset_socket)
+spawn(char *const argv[], const char *log_path, bool unset_socket, unsigned nofile)
 {
     pid_t parent = getpid(), pid;
     int log_fd = -1;
@@ -449,7 +460,7 @@ spawn(char *const argv[], const char *log_path, bool unset_socket)
         return -1;
     }
     if (pid == 0)
-        exec_child(argv, parent, log_fd, log_fd, unset_socket);
+        exec_child(argv, parent, log_fd, log_fd, unset_socket, nofile);
     setpgid(pid, pid);                 /* both sides set it: no race on kill(-pid) */
     if (log_fd >= 0)
         close(log_fd);
@@ -460,7 +471,66 @@ spawn(char *const argv[], const char *log_path, bool unset_socket)
 pid_t
 h_spawn(char *const argv[], const char *log_path)
 {
-    return spawn(argv, log_path, false);
+    return spawn(argv, log_path, false, 0);
+}
+
+pid_t
+h_spawn_nofile(char *const argv[], const char *log_path, unsigned nofile)
+{
+    return spawn(argv, log_path, false, nofile);
+}
+
+long long
+h_cpu_ms(pid_t pid)
+{
+    char path[64], *text, *p;
+    unsigned long long ut, st;
+    long tick = sysconf(_SC_CLK_TCK);
+    long long ms = -1;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if ((text = h_read_file(path)) == NULL)
+        return -1;
+    /* after "(comm)", which may hold spaces: state is field 3, utime 14 */
+    if ((p = strrchr(text, ')')) != NULL && tick > 0 &&
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+               &st) == 2)
+        ms = (long long)((ut + st) * 1000ULL / (unsigned long long)tick);
+    free(text);
+    return ms;
+}
+
+int
+h_open_fds(pid_t pid)
+{
+    char path[64];
+    struct dirent *e;
+    DIR *d;
+    int n = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    if ((d = opendir(path)) == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+long
+h_rss_kib(pid_t pid)
+{
+    char path[64], *text, *p;
+    long kib = -1;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    if ((text = h_read_file(path)) == NULL)
+        return -1;
+    if ((p = strstr(text, "\nVmRSS:")) != NULL)
+        kib = strtol(p + 8, NULL, 10);
+    free(text);
+    return kib;
 }
 
 bool
@@ -711,7 +781,7 @@ h_backend_start_args(const char *name, int port, const char *dir, bool tcp,
     argv[argc] = NULL;
 
     offset = file_size(log);           /* a restart appends: skip older lines */
-    if ((pid = spawn(argv, log, false)) < 0)
+    if ((pid = spawn(argv, log, false, 0)) < 0)
         return -1;
     deadline = h_now_ms() + H_IO_TIMEOUT_MS;
     for (;;) {
@@ -1355,7 +1425,7 @@ ctl_run(const char *sock, bool json, char **out_text, va_list ap)
     if (pid == 0) {
         close(out_pipe[0]);
         close(err_pipe[0]);
-        exec_child(argv, parent, out_pipe[1], err_pipe[1], false);
+        exec_child(argv, parent, out_pipe[1], err_pipe[1], false, 0);
     }
     close(out_pipe[1]);
     close(err_pipe[1]);
@@ -1524,7 +1594,7 @@ h_cutoverd_start(const char *conf, const char *log, const char *admin_sock, int 
     argv[1] = (char *)"-c";
     argv[2] = (char *)conf;
     argv[3] = NULL;
-    if ((pid = spawn(argv, log, true)) < 0)
+    if ((pid = spawn(argv, log, true, 0)) < 0)
         return -1;
     for (;;) {
         if (unix_accepts(admin_sock) && (port <= 0 || port_accepts(port)))

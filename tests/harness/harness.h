@@ -86,6 +86,21 @@ int h_free_port(void);
  * Returns the pid or -1. */
 pid_t h_spawn(char *const argv[], const char *log_path);
 
+/* h_spawn() with RLIMIT_NOFILE (soft and hard) set to <nofile> in the child
+ * before exec (0: inherited): a daemon short of descriptors. */
+pid_t h_spawn_nofile(char *const argv[], const char *log_path, unsigned nofile);
+
+/* CPU time (user + system) <pid> has used so far, in ms (/proc); -1 when
+ * it cannot be read. */
+long long h_cpu_ms(pid_t pid);
+
+/* Descriptors <pid> has open now (/proc/PID/fd); -1 when unreadable. */
+int h_open_fds(pid_t pid);
+
+/* Resident set size of <pid> now, in KiB (/proc/PID/status); -1 when
+ * unreadable. */
+long h_rss_kib(pid_t pid);
+
 /* Sends <sig> to <pid> and waits up to <timeout_ms> for it to exit; after
  * the timeout the process group is SIGKILLed. Returns the exit code, 128+N
  * when killed by signal N, or -1 when it did not exit in time or is not a

@@ -52,6 +52,8 @@ struct fx {
     char side_extra[2][1024];    /* [side] more keys of the side object ("tls"),
                                   * leading comma included */
     char more_services[2048];    /* services after "web", leading comma included */
+    unsigned nofile;             /* > 0: fx_start_proxy() starts cutoverd with this
+                                  * RLIMIT_NOFILE (h_spawn_nofile) */
 };
 
 /* Writes the config of f->conf from the fields above. Returns 0 or -1. */
@@ -146,7 +148,7 @@ fx_start_proxy(struct fx *f, unsigned seed)
     char *argv[] = { (char *)h_bin("cutoverd"), "-c", f->conf, "-R", seed_text, NULL };
 
     snprintf(seed_text, sizeof(seed_text), "%u", seed);
-    f->proxy = h_spawn(argv, f->log);
+    f->proxy = h_spawn_nofile(argv, f->log, f->nofile);
     if (f->proxy < 0)
         return -1;
     if (h_wait_unix(f->sock, 10000) < 0 || h_wait_port(f->proxy_port, 10000) < 0 ||

@@ -60,6 +60,10 @@
  *                       raw= bytes, which must be set) or delayN (wait N ms
  *                       instead of delay_ms, then act per the settings),
  *                       each with an optional xCOUNT: "200x8,500x3,hang"
+ *       keepalive_ms=N  0..60000: a connection waiting for a request head
+ *                       with nothing received for N ms is closed (FIN), as
+ *                       a server's keep-alive timeout does; 0 (default):
+ *                       never
  *       chunked=0|1     answer with chunked transfer coding
  *       body_bytes=N    answer with N bytes (the name repeated) instead
  *       seed=N          reseed the PRNG
@@ -191,6 +195,7 @@ struct be_settings {
     bool is_chunked;
     long long body_bytes;              /* -1: body is "NAME\n" */
     size_t pad_head;                   /* bytes of X-Pad filler, 0..BE_PAD_MAX; 0: none */
+    int keepalive_ms;                  /* idle keep-alive time, 0..BE_DELAY_MAX_MS; 0: none */
     unsigned char raw[BE_RAW_MAX];     /* raw= answer bytes (binary, not NUL-terminated) */
     size_t raw_len;                    /* bytes in raw[]; 0: raw answers off */
     bool is_raw_close;                 /* close after a raw answer */
@@ -959,6 +964,13 @@ control_set(struct be_srv *s, const char *q, char *err, size_t errlen)
                 return -1;
             }
             n.body_bytes = num;
+        } else if (strcmp(key, "keepalive_ms") == 0) {
+            if (parse_int_value(val, 0, BE_DELAY_MAX_MS, &num) != 0) {
+                snprintf(err, errlen, "keepalive_ms must be 0..%d, got '%.40s'",
+                         BE_DELAY_MAX_MS, val);
+                return -1;
+            }
+            n.keepalive_ms = (int)num;
         } else if (strcmp(key, "pad_head") == 0) {
             if (parse_int_value(val, 0, BE_PAD_MAX, &num) != 0) {
                 snprintf(err, errlen, "pad_head must be 0..%d, got '%.40s'", BE_PAD_MAX, val);
@@ -1480,6 +1492,18 @@ refuse(struct be_conn *c, int status)
     return conn_begin_close(c);
 }
 
+/* Waiting for a request head with nothing received: the keep-alive
+ * timeout (keepalive_ms) starts. */
+static void
+keepalive_arm(struct be_conn *c)
+{
+    int ms = c->srv->set.keepalive_ms;
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+    if (event_add(c->timer, &tv) != 0)
+        log_at(LL_WARN, "backend", c->id, "event_add failed for the keep-alive timer");
+}
+
 /* Reads and handles as many requests as the input holds, one at a time.
  * Returns 0 when <c> lives on, -1 when it was freed. */
 static int
@@ -1493,6 +1517,11 @@ process(struct be_conn *c)
 
         switch (c->state) {
         case BE_CS_HEAD:
+            /* in this state the timer is only the keep-alive timeout */
+            if (evbuffer_get_length(in) > 0)
+                event_del(c->timer);
+            else if (c->srv->set.keepalive_ms > 0 && !c->has_peer_eof)
+                keepalive_arm(c);
             r = read_head(c, &status);
             if (r == BE_PARSE_BAD)
                 return refuse(c, status);
@@ -1621,6 +1650,12 @@ on_conn_timer(evutil_socket_t fd, short what, void *arg)
 
     if (c->state == BE_CS_RESET_WAIT) {
         reset_when_acked(c);
+        return;
+    }
+    if (c->state == BE_CS_HEAD) {
+        /* the keep-alive timeout: nothing came; close as a server does */
+        if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+            conn_begin_close(c);
         return;
     }
     if (c->state != BE_CS_WAIT) {

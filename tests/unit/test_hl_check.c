@@ -17,6 +17,7 @@
 #include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -885,6 +886,74 @@ test_check_free_in_flight(void **state)
     event_base_free(base);
 }
 
+static bool
+skipped_3(void *arg)
+{
+    struct hl_check_stats st;
+
+    hl_check_get_stats(arg, &st);
+    return st.skipped >= 3;
+}
+
+static bool
+passed_1(void *arg)
+{
+    struct hl_check_stats st;
+
+    hl_check_get_stats(arg, &st);
+    return st.passed >= 1;
+}
+
+/* The proxy out of descriptors: its checks cannot open a socket. That is
+ * no verdict on the server (fall 1 would mark it down at the first
+ * failure): the checks are skipped and counted, the verdict stays up; once
+ * descriptors are back a check runs and passes. */
+static void
+test_check_local_shortage_is_no_verdict(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct hl_check_conf conf = conf_of(HL_CHECK_HTTP, 1, 1);
+    struct tsrv ts;
+    struct rec rec;
+    struct hl_check *c;
+    struct hl_check_stats st;
+    struct rlimit was, low;
+    int fill[64], n = 0, fd;
+
+    (void)state;
+    ts_start(&ts, base, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    c = new_check(base, &conf, ts.port, &rec);
+    /* the limit just above the highest descriptor open now, and every free
+     * one below it taken */
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &was), 0);
+    fd = dup(0);
+    assert_true(fd >= 0);
+    close(fd);
+    low = was;
+    low.rlim_cur = (rlim_t)fd + 32;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    while (n < 64 && (fd = dup(0)) >= 0)
+        fill[n++] = fd;
+    assert_true(n < 64 && n > 0);
+    assert_true(run_until(base, skipped_3, c));
+    hl_check_get_stats(c, &st);
+    assert_int_equal(rec.n, 0);                   /* no verdict change */
+    assert_true(st.is_up);
+    assert_int_equal(st.failed, 0);
+    assert_int_equal(strncmp(st.last, "skipped: ", 9), 0);
+    assert_non_null(strstr(st.last, "Too many open files"));
+    while (n > 0)
+        close(fill[--n]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &was), 0);
+    assert_true(run_until(base, passed_1, c));
+    hl_check_get_stats(c, &st);
+    assert_int_equal(rec.n, 0);
+    assert_string_equal(st.last, "ok");
+    hl_check_free(c);
+    ts_stop(&ts);
+    event_base_free(base);
+}
+
 int
 main(void)
 {
@@ -908,6 +977,7 @@ main(void)
         cmocka_unit_test(test_check_http_timeout),
         cmocka_unit_test(test_check_http_body_and_status),
         cmocka_unit_test(test_check_free_in_flight),
+        cmocka_unit_test(test_check_local_shortage_is_no_verdict),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,8 @@
 /*
  * Tests for lib/log.c: the logfmt line (fields, quoting and escaping, so a
  * hostile text can never split or forge a line), the level filter and the
- * per-second rate limit.
+ * rate limit (its count reported by the next line or, once due, by the
+ * owner's timer; clocks injected).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -145,6 +146,68 @@ test_ratelimit(void **state)
     assert_int_equal(sup, 0);
 }
 
+/* The issue's case: a burst, then silence. The count is due at the end of
+ * the burst's second and reported then, once; the next line that passes,
+ * seconds later, has nothing more to report. */
+static void
+test_ratelimit_flush_after_burst(void **state)
+{
+    struct log_ratelimit rl = { 0 };
+    uint64_t sup;
+    int i;
+
+    (void)state;
+    assert_int_equal(log_ratelimit_due_ms(&rl), 0);
+    assert_int_equal(log_ratelimit_flush(&rl, 99999), 0);
+    for (i = 0; i < 100; i++)
+        log_ratelimit_pass(&rl, 5000 + (uint64_t)i, 5, &sup);
+    assert_int_equal(log_ratelimit_due_ms(&rl), 6000);
+    /* not before the second is over: more may be held back in it */
+    assert_int_equal(log_ratelimit_flush(&rl, 5999), 0);
+    assert_int_equal(log_ratelimit_flush(&rl, 6000), 95);
+    assert_int_equal(log_ratelimit_due_ms(&rl), 0);
+    assert_int_equal(log_ratelimit_flush(&rl, 6500), 0);      /* once */
+    /* 9 s later: the next line passes and reports nothing twice */
+    assert_true(log_ratelimit_pass(&rl, 15000, 5, &sup));
+    assert_int_equal(sup, 0);
+}
+
+/* Held back, then a line passes in a later second before the timer ran: it
+ * reports the count, and the flush finds nothing left. */
+static void
+test_ratelimit_pass_reports_before_flush(void **state)
+{
+    struct log_ratelimit rl = { 0 };
+    uint64_t sup;
+    int i;
+
+    (void)state;
+    for (i = 0; i < 8; i++)
+        log_ratelimit_pass(&rl, 1000, 5, &sup);
+    assert_true(log_ratelimit_pass(&rl, 2100, 5, &sup));
+    assert_int_equal(sup, 3);
+    assert_int_equal(log_ratelimit_flush(&rl, 3000), 0);
+    assert_int_equal(log_ratelimit_due_ms(&rl), 0);
+}
+
+/* A limiter with a period of its own (an accept error line every 5 s). */
+static void
+test_ratelimit_period(void **state)
+{
+    struct log_ratelimit rl = { .period_ms = 5000 };
+    uint64_t sup;
+
+    (void)state;
+    assert_true(log_ratelimit_pass(&rl, 10000, 1, &sup));
+    assert_false(log_ratelimit_pass(&rl, 11000, 1, &sup));
+    assert_false(log_ratelimit_pass(&rl, 14999, 1, &sup));
+    assert_int_equal(log_ratelimit_due_ms(&rl), 15000);
+    assert_int_equal(log_ratelimit_flush(&rl, 14999), 0);
+    assert_int_equal(log_ratelimit_flush(&rl, 15000), 2);
+    assert_true(log_ratelimit_pass(&rl, 15001, 1, &sup));
+    assert_int_equal(sup, 0);
+}
+
 int
 main(void)
 {
@@ -155,6 +218,9 @@ main(void)
         cmocka_unit_test(test_level_filter),
         cmocka_unit_test(test_fmt_value),
         cmocka_unit_test(test_ratelimit),
+        cmocka_unit_test(test_ratelimit_flush_after_burst),
+        cmocka_unit_test(test_ratelimit_pass_reports_before_flush),
+        cmocka_unit_test(test_ratelimit_period),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
