@@ -52,6 +52,8 @@ struct px_pool_conf {
     unsigned idle_timeout_ms;    /* default 4000, 1..3600000 */
 };
 
+struct px_tls_conf;                /* proxy/tls_conf.h */
+
 struct px_side_conf {
     unsigned nservers;           /* 1..RT_MAX_SERVERS */
     struct px_addr *servers;     /* owned */
@@ -71,6 +73,8 @@ struct px_service_conf {
     struct px_timeouts timeouts;
     struct px_limits limits;
     struct px_pool_conf pool;
+    struct px_tls_conf *tls;     /* owned: "tls" (proxy/tls_conf.h), the listener
+                                  * side's TLS; NULL = plain */
 };
 
 struct px_conf {
@@ -126,6 +130,7 @@ enum px_svc_change {
     PX_SVC_TIMEOUTS = 1u << 10,
     PX_SVC_LIMITS   = 1u << 11,
     PX_SVC_POOL     = 1u << 12,
+    PX_SVC_TLS      = 1u << 13,   /* "tls" (px_tls_conf_equal) */
 };
 
 /* The PX_SVC_* bits of every field that differs between <a> and <b>

@@ -15,6 +15,18 @@
 
 #define PX_IO_WRITE_IOV 64            /* chunks of an evbuffer sent in one sendmsg */
 
+static void on_read(evutil_socket_t fd, short what, void *arg);
+
+/* A plain socket bufferevent: its reads are io.c's (px_io_own_reads), so
+ * its writes may go straight to the socket too. Any other (a TLS one, whose
+ * bytes go through its SSL) is left to libevent's own writes. One compare
+ * of a field of the bufferevent, set once per connection. */
+static inline int
+io_owned(const struct bufferevent *bev)
+{
+    return bev->ev_read.ev_evcallback.evcb_cb_union.evcb_callback == on_read;
+}
+
 /* Sends what <buf> holds (its first PX_IO_WRITE_IOV chunks) to socket <fd>
  * with one sendmsg and drains what the socket took. sendmsg goes straight
  * to the socket layer; evbuffer_write()'s writev goes through the file
@@ -57,6 +69,10 @@ px_io_send(struct bufferevent *bev, struct evbuffer *src)
 
     if (evbuffer_get_length(src) == 0)
         return;
+    if (!io_owned(bev)) {
+        evbuffer_add_buffer(out, src); /* libevent writes it */
+        return;
+    }
     if (evbuffer_get_length(out) == 0)
         (void)sock_send(src, bufferevent_getfd(bev));
     if (evbuffer_get_length(src) > 0) {
@@ -72,6 +88,8 @@ px_io_flush(struct bufferevent *bev)
     struct evbuffer *out = bufferevent_get_output(bev);
     size_t left = evbuffer_get_length(out);
 
+    if (!io_owned(bev))
+        return left;                   /* libevent writes it */
     if (left == 0) {
         /* libevent removed the event when it drained the output: this
          * only clears the flag, so that queued output arms nothing */

@@ -24,7 +24,10 @@
  *   watermark work on it as before, and a connection holds no more memory
  *   for it (a parked one gives its bufferevent back as before).
  *
- * Only for plain socket bufferevents (bufferevent_socket_new).
+ * Reads only for plain socket bufferevents (bufferevent_socket_new). The
+ * writes of a bufferevent whose reads are not io.c's (a TLS one: its bytes
+ * go through its SSL) are left to libevent: px_io_send() appends,
+ * px_io_flush() reports what waits.
  */
 #ifndef CUTOVER_PROXY_IO_H
 #define CUTOVER_PROXY_IO_H

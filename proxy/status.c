@@ -8,6 +8,8 @@
 #include "health/window.h"
 #include "proxy/server.h"
 #include "proxy/status.h"
+#include "proxy/tls.h"
+#include "proxy/tls_conf.h"
 #include "proxy/worker.h"
 
 /* Adds the active-check figures of server <s> to its status object <o>:
@@ -83,4 +85,16 @@ px_status_service(struct px_srv *srv, unsigned idx, json_t *obj)
                         json_integer((json_int_t)(svc->conns_active + svc->w_conns)));
     json_object_set_new(obj, "legacy", side_status(svc, RT_LEGACY, now));
     json_object_set_new(obj, "new", side_status(svc, RT_NEW, now));
+    if (svc->tls != NULL && svc->conf->tls != NULL) {
+        json_t *tls, *hs = json_object();
+        unsigned k;
+
+        px_tls_status(svc->tls, svc->conf->tls, obj);
+        tls = json_object_get(obj, "tls");
+        for (k = 0; k < PX_TLS_R__COUNT; k++)
+            json_object_set_new(hs, px_tls_result_names[k],
+                                json_integer((json_int_t)svc->tls_hs[k]));
+        json_object_set_new(tls, "handshakes", hs);
+        json_object_set_new(tls, "resumed", json_integer((json_int_t)svc->tls_resumed));
+    }
 }
