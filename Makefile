@@ -49,7 +49,7 @@ UNIT_SRC   = $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN   = $(UNIT_SRC:%.c=$(BUILD)/%)
 INTEG_SRC  = $(sort $(wildcard tests/integration/[0-9]*.c))
 INTEG_BIN  = $(INTEG_SRC:%.c=$(BUILD)/%)
-HARNESS_OBJ = $(BUILD)/tests/harness/harness.o
+HARNESS_OBJ = $(BUILD)/tests/harness/harness.o $(BUILD)/tests/harness/tls.o
 BACKEND    = $(BUILD)/tests/tools/backend
 
 BINS = $(BUILD)/cutoverd $(BUILD)/cutoverctl $(BACKEND)
