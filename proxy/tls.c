@@ -295,8 +295,11 @@ name_key_cmp(const void *key, const void *elem)
 static int
 table_find(const struct px_tls_name *tab, unsigned n, const char *name)
 {
-    const struct px_tls_name *hit = bsearch(name, tab, n, sizeof(*tab), name_key_cmp);
+    const struct px_tls_name *hit;
 
+    if (n == 0)
+        return -1;
+    hit = bsearch(name, tab, n, sizeof(*tab), name_key_cmp);
     if (hit == NULL)
         return -1;
     while (hit > tab && strcmp(hit[-1].name, name) == 0)
@@ -873,8 +876,10 @@ ctx_build(const struct px_conf *c, unsigned i, struct px_tls_keys *keys, bool ch
             goto fail;
         tables_add(t, k);
     }
-    qsort(t->exact, t->nexact, sizeof(*t->exact), name_cmp);
-    qsort(t->wild, t->nwild, sizeof(*t->wild), name_cmp);
+    if (t->nexact > 0)
+        qsort(t->exact, t->nexact, sizeof(*t->exact), name_cmp);
+    if (t->nwild > 0)
+        qsort(t->wild, t->nwild, sizeof(*t->wild), name_cmp);
     *out = t;
     return 0;
 
