@@ -123,7 +123,8 @@ asan:
 
 ## tsan: the tests that run several worker threads, under ThreadSanitizer (build-tsan/)
 TSAN_TESTS = tests/unit/test_px_worker tests/integration/22_workers \
-             tests/integration/18_reload tests/integration/17_metrics
+             tests/integration/18_reload tests/integration/17_metrics \
+             tests/integration/29_tls
 tsan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build-tsan SANITIZE=thread CFLAGS='-O1 -g' \
 	    build-tsan/cutoverd build-tsan/cutoverctl build-tsan/tests/tools/backend \
