@@ -11,11 +11,9 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,7 +27,6 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
-#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -37,9 +34,8 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "proxy/conf.h"
+#include "proxy/tls_cert.h"
 #include "proxy/tls_conf.h"
-
-#define PX_TLS_FILE_MAX (1u << 20)   /* a larger PEM file is surely not one */
 
 /* Mozilla's "intermediate" configuration (version 5.7): TLS 1.2 suites
  * with forward secrecy and AEAD only, the client's order. */
@@ -227,18 +223,11 @@ px_tls_ctx_get(struct px_tls_ctx *t)
 static void
 ctx_free(struct px_tls_ctx *t)
 {
-    unsigned i, k;
+    unsigned i;
 
     for (i = 0; i < t->ncerts; i++) {
-        struct px_tls_cert *c = &t->certs[i];
-
-        SSL_CTX_free(c->ctx);          /* a handshake's SSL keeps its own reference */
-        free((char *)c->info.file);
-        free((char *)c->info.subject);
-        for (k = 0; k < c->info.nnames; k++)
-            free((char *)c->info.names[k]);
-        free((char **)c->info.names);
-        free((char *)c->info.key_type);
+        SSL_CTX_free(t->certs[i].ctx); /* a handshake's SSL keeps its own reference */
+        px_tls_cert_info_free(&t->certs[i].info);
     }
     for (i = 0; i < t->nexact; i++)
         free(t->exact[i].name);
@@ -402,323 +391,10 @@ on_ticket_key(SSL *s, unsigned char key_name[16], unsigned char *iv, EVP_CIPHER_
 
 /* ---- loading ---------------------------------------------------------- */
 
-/* Where an error is, for its message: "FILE: services[I].tls.KEY". */
-struct place {
-    const char *conf_file;
-    unsigned svc;
-    char *err;
-    size_t errlen;
-};
-
-static int fail_at(const struct place *pl, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-fail_at(const struct place *pl, const char *key, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    snprintf(pl->err, pl->errlen, "%s: services[%u].tls.%s: %s", pl->conf_file, pl->svc, key,
-             msg);
-    return -1;
-}
-
-/* OpenSSL's reason for the last failure, and its error queue emptied. */
-static const char *
-ssl_reason(char *buf, size_t len)
-{
-    unsigned long e = ERR_peek_last_error();
-    const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
-
-    snprintf(buf, len, "%s", r != NULL ? r : "unknown OpenSSL error");
-    ERR_clear_error();
-    return buf;
-}
-
-/* Reads all of <path> (at most PX_TLS_FILE_MAX bytes). 0, or -1 with
- * errno (EFBIG when too large). */
-static int
-read_all(const char *path, unsigned char **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    unsigned char *buf;
-    size_t n = 0, got;
-
-    if (f == NULL)
-        return -1;
-    buf = xmalloc(PX_TLS_FILE_MAX + 1);
-    while ((got = fread(buf + n, 1, PX_TLS_FILE_MAX + 1 - n, f)) > 0) {
-        n += got;
-        if (n > PX_TLS_FILE_MAX)
-            break;
-    }
-    if (ferror(f) || n > PX_TLS_FILE_MAX) {
-        int e = ferror(f) ? errno : EFBIG;
-
-        fclose(f);
-        OPENSSL_cleanse(buf, n);
-        free(buf);
-        errno = e;
-        return -1;
-    }
-    fclose(f);
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
-static int
-no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return -1;                         /* never prompts: an encrypted key fails */
-}
-
-static void
-iso_time(int64_t t, char *buf, size_t len)
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-
-    gmtime_r(&tt, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static int64_t
-asn1_epoch(const ASN1_TIME *a)
-{
-    struct tm tm;
-
-    memset(&tm, 0, sizeof(tm));
-    if (a == NULL || ASN1_TIME_to_tm(a, &tm) != 1)
-        return 0;
-    return (int64_t)timegm(&tm);
-}
-
-/* The names <x> is chosen for: its subjectAltName DNS entries, else the
- * CN of its subject; lower case. */
-static void
-cert_names(X509 *x, struct px_tls_cert_info *info)
-{
-    GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-    char **names = NULL, cn[256];
-    unsigned n = 0, k;
-    int i;
-
-    if (sans != NULL) {
-        names = xcalloc((size_t)sk_GENERAL_NAME_num(sans) + 1, sizeof(*names));
-        for (i = 0; i < sk_GENERAL_NAME_num(sans); i++) {
-            const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
-            const unsigned char *d;
-            int len;
-
-            if (g->type != GEN_DNS)
-                continue;
-            d = ASN1_STRING_get0_data(g->d.dNSName);
-            len = ASN1_STRING_length(g->d.dNSName);
-            if (len <= 0 || len > 253 || memchr(d, '\0', (size_t)len) != NULL)
-                continue;
-            names[n++] = xstrndup((const char *)d, (size_t)len);
-        }
-        GENERAL_NAMES_free(sans);
-    }
-    if (n == 0 && X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn,
-                                            sizeof(cn)) > 0) {
-        free(names);
-        names = xcalloc(1, sizeof(*names));
-        names[n++] = xstrdup(cn);
-    }
-    for (k = 0; k < n; k++) {
-        char *p;
-
-        for (p = names[k]; *p != '\0'; p++)
-            if (*p >= 'A' && *p <= 'Z')
-                *p = (char)(*p - 'A' + 'a');
-    }
-    info->names = (const char *const *)names;
-    info->nnames = n;
-}
-
-static char *
-key_type(EVP_PKEY *k)
-{
-    char buf[96], group[64];
-    size_t glen = 0;
-
-    switch (EVP_PKEY_get_base_id(k)) {
-    case EVP_PKEY_RSA:
-        snprintf(buf, sizeof(buf), "RSA %d", EVP_PKEY_get_bits(k));
-        break;
-    case EVP_PKEY_EC:
-        if (EVP_PKEY_get_group_name(k, group, sizeof(group), &glen) != 1)
-            snprintf(group, sizeof(group), "?");
-        snprintf(buf, sizeof(buf), "ECDSA %s",
-                 strcmp(group, "prime256v1") == 0 ? "P-256"
-                 : strcmp(group, "secp384r1") == 0 ? "P-384"
-                 : strcmp(group, "secp521r1") == 0 ? "P-521" : group);
-        break;
-    case EVP_PKEY_ED25519:
-        snprintf(buf, sizeof(buf), "Ed25519");
-        break;
-    default:
-        snprintf(buf, sizeof(buf), "%s", OBJ_nid2sn(EVP_PKEY_get_base_id(k)));
-        break;
-    }
-    return xstrdup(buf);
-}
-
-/* Loads certificate <k> of <tc> into <ctx>: the chain, then the key, which
- * must match. 0, 1 (check only: a file is not there yet, warned), or -1
- * with the message. */
-static int
-load_cert(SSL_CTX *ctx, const struct px_tls_conf *tc, unsigned k, struct px_tls_cert_info *info,
-          bool check_only, const struct place *pl)
-{
-    const struct px_tls_cert_conf *cc = &tc->certs[k];
-    char key_cert[64], key_key[64], why[256], when[32], subj[1024];
-    unsigned char *pem = NULL;
-    size_t len = 0;
-    BIO *bio = NULL;
-    X509 *leaf = NULL, *x;
-    EVP_PKEY *pkey = NULL;
-    int64_t now = (int64_t)time(NULL), days;
-    int rc = -1;
-
-    snprintf(key_cert, sizeof(key_cert), "certs[%u].cert", k);
-    snprintf(key_key, sizeof(key_key), "certs[%u].key", k);
-    if (read_all(cc->cert, &pem, &len) != 0) {
-        if (check_only && errno == ENOENT)
-            goto missing;
-        return fail_at(pl, key_cert, "%s: cannot read: %s", cc->cert,
-                       errno == EFBIG ? "larger than 1 MiB" : strerror(errno));
-    }
-    bio = BIO_new_mem_buf(pem, (int)len);
-    if (bio == NULL || (leaf = PEM_read_bio_X509_AUX(bio, NULL, no_passphrase, NULL)) == NULL) {
-        fail_at(pl, key_cert, "%s: no PEM certificate in it (%s)", cc->cert,
-                ssl_reason(why, sizeof(why)));
-        goto out;
-    }
-    if (SSL_CTX_use_certificate(ctx, leaf) != 1) {
-        fail_at(pl, key_cert, "%s: unusable certificate: %s", cc->cert,
-                ssl_reason(why, sizeof(why)));
-        goto out;
-    }
-    SSL_CTX_clear_chain_certs(ctx);
-    while ((x = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL)) != NULL) {
-        if (SSL_CTX_add0_chain_cert(ctx, x) != 1) {
-            X509_free(x);
-            fail_at(pl, key_cert, "%s: unusable chain certificate: %s", cc->cert,
-                    ssl_reason(why, sizeof(why)));
-            goto out;
-        }
-    }
-    ERR_clear_error();                 /* the end of the file */
-    BIO_free(bio);
-    bio = NULL;
-    free(pem);
-    pem = NULL;
-
-    info->not_before = asn1_epoch(X509_get0_notBefore(leaf));
-    info->not_after = asn1_epoch(X509_get0_notAfter(leaf));
-    if (info->not_after <= now) {
-        iso_time(info->not_after, when, sizeof(when));
-        fail_at(pl, key_cert, "%s: the certificate expired on %s", cc->cert, when);
-        goto out;
-    }
-
-    /* the key: parsed from a buffer wiped at once, never from stdio's */
-    if (read_all(cc->key, &pem, &len) != 0) {
-        if (check_only && errno == ENOENT)
-            goto missing;
-        fail_at(pl, key_key, "%s: cannot read: %s", cc->key,
-                errno == EFBIG ? "larger than 1 MiB" : strerror(errno));
-        goto out;
-    }
-    bio = BIO_new_mem_buf(pem, (int)len);
-    pkey = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
-    BIO_free(bio);
-    bio = NULL;
-    OPENSSL_cleanse(pem, len);
-    free(pem);
-    pem = NULL;
-    if (pkey == NULL) {
-        fail_at(pl, key_key, "%s: no usable PEM private key in it (an encrypted key is "
-                "not supported; %s)", cc->key, ssl_reason(why, sizeof(why)));
-        goto out;
-    }
-    if (SSL_CTX_use_PrivateKey(ctx, pkey) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-        ERR_clear_error();
-        fail_at(pl, key_key, "%s: the key does not match the certificate %s", cc->key,
-                cc->cert);
-        goto out;
-    }
-
-    subj[0] = '\0';
-    {
-        BIO *m = BIO_new(BIO_s_mem());
-        char *p = NULL;
-        long n;
-
-        if (m != NULL && X509_NAME_print_ex(m, X509_get_subject_name(leaf), 0,
-                                            XN_FLAG_RFC2253) >= 0 &&
-            (n = BIO_get_mem_data(m, &p)) > 0 && (size_t)n < sizeof(subj)) {
-            memcpy(subj, p, (size_t)n);
-            subj[n] = '\0';
-        }
-        BIO_free(m);
-    }
-    info->file = xstrdup(cc->cert_as_written);
-    info->subject = xstrdup(subj);
-    info->key_type = key_type(pkey);
-    cert_names(leaf, info);
-    if (info->nnames == 0) {
-        fail_at(pl, key_cert, "%s: the certificate names no host (no subjectAltName DNS "
-                "name, no CN)", cc->cert);
-        goto out;
-    }
-    days = (info->not_after - now) / 86400;
-    if (days < (int64_t)PX_TLS_EXPIRY_WARN_DAYS) {
-        iso_time(info->not_after, when, sizeof(when));
-        log_at(LL_WARN, "tls", 0, "%s: services[%u].tls.%s: %s: the certificate expires in "
-               "%lld day(s), on %s", pl->conf_file, pl->svc, key_cert, cc->cert,
-               (long long)days, when);
-    }
-    if (info->not_before > now) {
-        iso_time(info->not_before, when, sizeof(when));
-        log_at(LL_WARN, "tls", 0, "%s: services[%u].tls.%s: %s: the certificate is not "
-               "valid before %s", pl->conf_file, pl->svc, key_cert, cc->cert, when);
-    }
-    rc = 0;
-    goto out;
-
-missing:                               /* the certificate if no leaf was read yet */
-    log_at(LL_WARN, "tls", 0, "%s: services[%u].tls.%s: %s does not exist (yet): cutoverd "
-           "will not start without it", pl->conf_file, pl->svc,
-           leaf == NULL ? key_cert : key_key, leaf == NULL ? cc->cert : cc->key);
-    rc = 1;
-out:
-    BIO_free(bio);
-    if (pem != NULL) {
-        OPENSSL_cleanse(pem, len);
-        free(pem);
-    }
-    X509_free(leaf);
-    EVP_PKEY_free(pkey);
-    ERR_clear_error();
-    return rc;
-}
-
 /* The settings every context of <tc> shares. 0, or -1 with the message. */
 static int
 ctx_setup(SSL_CTX *ctx, struct px_tls_ctx *t, const struct px_tls_conf *tc,
-          const char *svc_name, bool check_only, const struct place *pl)
+          const char *svc_name, bool check_only, const struct px_tls_place *pl)
 {
     unsigned char sid[SHA256_DIGEST_LENGTH];
     char why[256];
@@ -737,14 +413,14 @@ ctx_setup(SSL_CTX *ctx, struct px_tls_ctx *t, const struct px_tls_conf *tc,
                                                         * no record buffers */
     if (SSL_CTX_set_cipher_list(ctx, tc->ciphers != NULL ? tc->ciphers
                                                          : PX_TLS_CIPHERS_DEFAULT) != 1)
-        return fail_at(pl, "ciphers", "no usable cipher in \"%s\" (%s)",
+        return px_tls_fail_at(pl, "ciphers", "no usable cipher in \"%s\" (%s)",
                        tc->ciphers != NULL ? tc->ciphers : PX_TLS_CIPHERS_DEFAULT,
-                       ssl_reason(why, sizeof(why)));
+                       px_tls_ssl_reason(why, sizeof(why)));
     if (SSL_CTX_set_ciphersuites(ctx, tc->ciphersuites != NULL ? tc->ciphersuites
                                                                : PX_TLS_SUITES_DEFAULT) != 1)
-        return fail_at(pl, "ciphersuites", "no usable TLS 1.3 suite in \"%s\" (%s)",
+        return px_tls_fail_at(pl, "ciphersuites", "no usable TLS 1.3 suite in \"%s\" (%s)",
                        tc->ciphersuites != NULL ? tc->ciphersuites : PX_TLS_SUITES_DEFAULT,
-                       ssl_reason(why, sizeof(why)));
+                       px_tls_ssl_reason(why, sizeof(why)));
     SSL_CTX_set1_groups_list(ctx, PX_TLS_GROUPS_DEFAULT);
     SSL_CTX_set_dh_auto(ctx, 1);       /* the DHE-RSA suites */
     /* a session resumes only on the service (and client settings) it began
@@ -761,8 +437,8 @@ ctx_setup(SSL_CTX *ctx, struct px_tls_ctx *t, const struct px_tls_conf *tc,
             EVP_DigestFinal_ex(md, sid, &n) != 1 ||
             SSL_CTX_set_session_id_context(ctx, sid, n) != 1) {
             EVP_MD_CTX_free(md);
-            return fail_at(pl, "certs", "cannot set the session id context (%s)",
-                           ssl_reason(why, sizeof(why)));
+            return px_tls_fail_at(pl, "certs", "cannot set the session id context (%s)",
+                           px_tls_ssl_reason(why, sizeof(why)));
         }
         EVP_MD_CTX_free(md);
     }
@@ -792,14 +468,14 @@ ctx_setup(SSL_CTX *ctx, struct px_tls_ctx *t, const struct px_tls_conf *tc,
                 ERR_clear_error();
                 return 1;
             }
-            return fail_at(pl, "client_ca", "%s: cannot load: %s", tc->client_ca,
+            return px_tls_fail_at(pl, "client_ca", "%s: cannot load: %s", tc->client_ca,
                            access(tc->client_ca, R_OK) != 0 ? strerror(errno)
-                                                            : ssl_reason(why, sizeof(why)));
+                                                            : px_tls_ssl_reason(why, sizeof(why)));
         }
         names = SSL_load_client_CA_file(tc->client_ca);
         if (names == NULL)
-            return fail_at(pl, "client_ca", "%s: no CA certificate in it (%s)", tc->client_ca,
-                           ssl_reason(why, sizeof(why)));
+            return px_tls_fail_at(pl, "client_ca", "%s: no CA certificate in it (%s)", tc->client_ca,
+                           px_tls_ssl_reason(why, sizeof(why)));
         SSL_CTX_set_client_CA_list(ctx, names);
     }
     mode = tc->client_verify == PX_TLS_VERIFY_REQUIRED
@@ -807,6 +483,39 @@ ctx_setup(SSL_CTX *ctx, struct px_tls_ctx *t, const struct px_tls_conf *tc,
            : tc->client_verify == PX_TLS_VERIFY_OPTIONAL ? SSL_VERIFY_PEER : SSL_VERIFY_NONE;
     SSL_CTX_set_verify(ctx, mode, NULL);
     return 0;
+}
+
+/* The first certificate before <k> of <t> with exactly <k>'s names and
+ * another kind of key (the first word of key_type), alone in its context;
+ * -1 when there is none. */
+static int
+dual_of(const struct px_tls_ctx *t, unsigned k)
+{
+    const struct px_tls_cert_info *b = &t->certs[k].info;
+    size_t kl = strcspn(b->key_type, " ");
+    unsigned j, x, y;
+
+    for (j = 0; j < k; j++) {
+        const struct px_tls_cert_info *a = &t->certs[j].info;
+        bool shared = false;
+
+        for (x = 0; x < j; x++)
+            shared |= t->certs[x].ctx == t->certs[j].ctx;
+        for (x = j + 1; x < k; x++)
+            shared |= t->certs[x].ctx == t->certs[j].ctx;
+        if (shared || a->nnames != b->nnames ||
+            (strcspn(a->key_type, " ") == kl && strncmp(a->key_type, b->key_type, kl) == 0))
+            continue;
+        for (x = 0; x < b->nnames; x++) {
+            for (y = 0; y < a->nnames && strcmp(a->names[y], b->names[x]) != 0; y++)
+                ;
+            if (y == a->nnames)
+                break;
+        }
+        if (x == b->nnames)
+            return (int)j;
+    }
+    return -1;
 }
 
 /* Adds certificate <k>'s names to the SNI tables of <t>. */
@@ -837,10 +546,10 @@ ctx_build(const struct px_conf *c, unsigned i, struct px_tls_keys *keys, bool ch
 {
     const struct px_service_conf *sc = &c->services[i];
     const struct px_tls_conf *tc = sc->tls;
-    struct place pl = { c->file, i, err, errlen };
+    struct px_tls_place pl = { c->file, i, err, errlen };
     struct px_tls_ctx *t = xcalloc(1, sizeof(*t));
     unsigned k, a;
-    int rc = 0;
+    int rc = 0, j;
 
     t->refs = 1;
     t->loaded_s = (int64_t)time(NULL);
@@ -856,8 +565,8 @@ ctx_build(const struct px_conf *c, unsigned i, struct px_tls_keys *keys, bool ch
         t->keys = keys != NULL ? keys_get(keys) : px_tls_keys_new(mono_s(),
                                                                   PX_TLS_TICKET_ROTATE_S);
         if (t->keys == NULL) {
-            rc = fail_at(&pl, "session_tickets", "cannot make a ticket key: %s",
-                         ssl_reason((char[256]){ 0 }, 256));
+            rc = px_tls_fail_at(&pl, "session_tickets", "cannot make a ticket key: %s",
+                         px_tls_ssl_reason((char[256]){ 0 }, 256));
             goto fail;
         }
     }
@@ -865,15 +574,30 @@ ctx_build(const struct px_conf *c, unsigned i, struct px_tls_keys *keys, bool ch
         SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 
         if (ctx == NULL) {
-            rc = fail_at(&pl, "certs", "cannot create a TLS context: %s",
-                         ssl_reason((char[256]){ 0 }, 256));
+            rc = px_tls_fail_at(&pl, "certs", "cannot create a TLS context: %s",
+                         px_tls_ssl_reason((char[256]){ 0 }, 256));
             goto fail;
         }
         t->certs[k].ctx = ctx;
         t->ncerts = k + 1;
         if ((rc = ctx_setup(ctx, t, tc, sc->name, check_only, &pl)) != 0 ||
-            (rc = load_cert(ctx, tc, k, &t->certs[k].info, check_only, &pl)) != 0)
+            (rc = px_tls_cert_load(ctx, tc, k, &t->certs[k].info, check_only, &pl)) != 0)
             goto fail;
+        if ((j = dual_of(t, k)) >= 0) {
+            /* the same names with another kind of key (ECDSA beside RSA):
+             * both in one context, and OpenSSL gives each client the one
+             * its signature algorithms take */
+            struct px_tls_cert_info scratch;
+
+            memset(&scratch, 0, sizeof(scratch));
+            rc = px_tls_cert_load(t->certs[j].ctx, tc, k, &scratch, check_only, &pl);
+            px_tls_cert_info_free(&scratch);
+            if (rc != 0)
+                goto fail;
+            SSL_CTX_free(ctx);
+            SSL_CTX_up_ref(t->certs[j].ctx);
+            t->certs[k].ctx = t->certs[j].ctx;
+        }
         tables_add(t, k);
     }
     if (t->nexact > 0)
@@ -1081,9 +805,9 @@ px_tls_status(const struct px_tls_ctx *t, const struct px_tls_conf *tc, json_t *
         json_object_set_new(c, "file", json_string(ci->file));
         json_object_set_new(c, "subject", json_string(ci->subject));
         json_object_set_new(c, "names", names);
-        iso_time(ci->not_before, when, sizeof(when));
+        px_tls_iso_time(ci->not_before, when, sizeof(when));
         json_object_set_new(c, "not_before", json_string(when));
-        iso_time(ci->not_after, when, sizeof(when));
+        px_tls_iso_time(ci->not_after, when, sizeof(when));
         json_object_set_new(c, "not_after", json_string(when));
         json_object_set_new(c, "expires_in_days",
                             json_integer((json_int_t)((ci->not_after - now) / 86400)));
@@ -1092,7 +816,7 @@ px_tls_status(const struct px_tls_ctx *t, const struct px_tls_conf *tc, json_t *
     }
     for (i = 0; i < tc->nalpn; i++)
         json_array_append_new(alpn, json_string(tc->alpn[i]));
-    iso_time(t->loaded_s, when, sizeof(when));
+    px_tls_iso_time(t->loaded_s, when, sizeof(when));
     json_object_set_new(o, "certs", certs);
     json_object_set_new(o, "loaded", json_string(when));
     json_object_set_new(o, "alpn", alpn);

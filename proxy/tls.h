@@ -26,12 +26,8 @@
  * tickets, OpenSSL's session cache on the default context, shared by the
  * workers, PX_TLS_SESSION_CACHE entries.
  *
- * Loading reads every file with the daemon's privileges: a private key is
- * read into a buffer that is wiped as soon as OpenSSL parsed it, and never
- * logged or shown. A key that does not match its certificate, a
- * certificate that has expired or cannot be read is an error naming the
- * config file, the key's JSON path and the file; a certificate that
- * expires within PX_TLS_EXPIRY_WARN_DAYS is a warning.
+ * Each certificate and key pair is loaded by proxy/tls_cert.c (what it
+ * refuses and what it warns about is said there).
  */
 #ifndef CUTOVER_PROXY_TLS_H
 #define CUTOVER_PROXY_TLS_H
@@ -39,6 +35,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "proxy/tls_cert.h"
 
 struct bufferevent;
 struct json_t;
@@ -49,7 +47,6 @@ typedef struct ssl_st SSL;
 #define PX_TLS_TICKET_ROTATE_S  (12u * 3600u)  /* a new ticket key this often */
 #define PX_TLS_SESSION_TIMEOUT_S 7200u         /* a session resumes this long */
 #define PX_TLS_SESSION_CACHE    20480u         /* cached sessions without tickets */
-#define PX_TLS_EXPIRY_WARN_DAYS 14u            /* `-t` and every load warn below */
 
 /* How a handshake ended: cutover_tls_handshakes_total{result}. Must remain
  * in this order (px_tls_result_names). */
@@ -69,17 +66,6 @@ enum px_tls_result {
 };
 
 extern const char *const px_tls_result_names[PX_TLS_R__COUNT];
-
-/* One certificate as loaded: what status and metrics show of it. */
-struct px_tls_cert_info {
-    const char *file;            /* "cert" as written in the config */
-    const char *subject;         /* RFC 2253 */
-    const char *const *names;    /* the DNS names it is chosen for (its
-                                  * subjectAltName, else its CN), lower case */
-    unsigned nnames;
-    int64_t not_before, not_after;   /* seconds since the epoch */
-    const char *key_type;        /* "ECDSA P-256", "RSA 2048", ... */
-};
 
 struct px_tls_ctx;
 struct px_tls_keys;

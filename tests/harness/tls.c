@@ -48,6 +48,8 @@ static const char make_certs_sh[] =
     "ec srv; leaf srv ca '/CN=a.test/O=cutover tests' 'subjectAltName=DNS:a.test,DNS:b.test' 30\n"
     "rsa wild; leaf wild ca '/CN=*.wild.test' 'subjectAltName=DNS:*.wild.test' 30\n"
     "rsa rsa; leaf rsa ca '/CN=rsa.test' 'subjectAltName=DNS:rsa.test' 30\n"
+    "rsa srvrsa; leaf srvrsa ca '/CN=a.test/O=cutover tests rsa' "
+    "'subjectAltName=DNS:a.test,DNS:b.test' 30\n"
     "ec soon; leaf soon ca '/CN=soon.test' 'subjectAltName=DNS:soon.test' 7\n"
     "ec client; leaf client ca '/CN=client.test' 'extendedKeyUsage=clientAuth' 30\n"
     "ec stranger; leaf stranger otherca '/CN=stranger.test' 'extendedKeyUsage=clientAuth' 30\n"
@@ -205,6 +207,10 @@ h_tls_open(struct h_tls *t, int port, const struct h_tls_opts *o)
         SSL_CTX_set_max_proto_version(t->ctx, version_of(o->max_version));
     if (o->ciphers != NULL && SSL_CTX_set_cipher_list(t->ctx, o->ciphers) != 1) {
         ssl_error_text(t, "cipher list");
+        return -1;
+    }
+    if (o->sigalgs != NULL && SSL_CTX_set1_sigalgs_list(t->ctx, o->sigalgs) != 1) {
+        ssl_error_text(t, "signature algorithms");
         return -1;
     }
     if (o->ca != NULL) {

@@ -24,6 +24,7 @@ typedef struct ssl_ctx_st SSL_CTX;
  *   srv.pem/.key         ECDSA P-256, CN=a.test, names a.test and b.test, 30 days
  *   wild.pem/.key        RSA 2048, *.wild.test, 30 days
  *   rsa.pem/.key         RSA 2048, rsa.test, 30 days
+ *   srvrsa.pem/.key      RSA 2048, the names of srv, O=cutover tests rsa
  *   soon.pem/.key        ECDSA, soon.test, expires in 7 days
  *   expired.pem/.key     ECDSA, expired.test, expired in 2020
  *   client.pem/.key      client certificate CN=client.test by the test CA
@@ -54,6 +55,7 @@ struct h_tls_opts {
     const char *alpn;            /* offered protocols, "h2,http/1.1"; NULL: none */
     int min_version, max_version;/* 12 or 13; 0: the library's */
     const char *ciphers;         /* TLS 1.2 cipher list; NULL: the library's */
+    const char *sigalgs;         /* signature algorithms offered; NULL: the library's */
     SSL_SESSION *session;        /* resume it; NULL: a full handshake */
     size_t hello_pad;            /* > 0: an unknown extension of that many bytes
                                   * swells the ClientHello */

@@ -196,6 +196,50 @@ test_sni_picks_the_certificate(void **state)
     }
 }
 
+/* An ECDSA and an RSA certificate for the same names: each client gets the
+ * one its signature algorithms take. */
+static void
+test_ecdsa_and_rsa_for_the_same_names(void **state)
+{
+    static const struct {
+        struct h_tls_opts o;
+        const char *key, *org;
+    } cases[] = {
+        { { .sni = "a.test" }, "EC", "/O=cutover tests" },
+        { { .sni = "b.test", .max_version = 12, .ciphers = "ECDHE-RSA-AES128-GCM-SHA256" },
+          "RSA", "/O=cutover tests rsa" },
+        { { .sni = "a.test", .sigalgs = "rsa_pss_rsae_sha256:rsa_pkcs1_sha256" }, "RSA",
+          "/O=cutover tests rsa" },
+        { { .sni = "b.test", .max_version = 12, .ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256" },
+          "EC", "/O=cutover tests" },
+        { { .sni = NULL, .sigalgs = "rsa_pss_rsae_sha256" }, "RSA", "/O=cutover tests rsa" },
+    };
+    struct fx *f = start_tls(state, false, tls_certs("srv,srvrsa,wild", NULL), 1);
+    struct h_tls t;
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct h_tls_opts o = cases[i].o;
+
+        o.ca = cert("ca.pem");
+        if (h_tls_open(&t, f->proxy_port, &o) != 0)
+            fail_msg("case %zu: %s", i, t.error);
+        if (strcmp(t.key_type, cases[i].key) != 0 || strstr(t.subject, cases[i].org) == NULL ||
+            (strcmp(cases[i].key, "EC") == 0 && strstr(t.subject, " rsa") != NULL))
+            fail_msg("case %zu: served %s (%s), want %s", i, t.subject, t.key_type,
+                     cases[i].key);
+        get_ok(&t);
+        h_tls_close(&t, H_TLS_NOTIFY_FIN);
+    }
+    /* both are listed */
+    {
+        json_t *k = fx_status_at(f, "tls.certs.1.key");
+
+        assert_string_equal(json_string_value(k), "RSA 2048");
+        json_decref(k);
+    }
+}
+
 static void
 test_alpn(void **state)
 {
@@ -1046,6 +1090,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_sni_picks_the_certificate, fx_teardown),
+        cmocka_unit_test_teardown(test_ecdsa_and_rsa_for_the_same_names, fx_teardown),
         cmocka_unit_test_teardown(test_alpn, fx_teardown),
         cmocka_unit_test_teardown(test_resumption_across_workers, fx_teardown),
         cmocka_unit_test_teardown(test_session_cache_without_tickets, fx_teardown),
