@@ -462,9 +462,10 @@ ctx_setup(SSL_CTX *ctx, struct px_tls_ctx *t, const struct px_tls_conf *tc,
 
         if (SSL_CTX_load_verify_locations(ctx, tc->client_ca, NULL) != 1) {
             if (check_only && access(tc->client_ca, F_OK) != 0 && errno == ENOENT) {
-                log_at(LL_WARN, "tls", 0, "%s: services[%u].tls.client_ca: %s does not "
-                       "exist (yet): cutoverd will not start without it", pl->conf_file,
-                       pl->svc, tc->client_ca);
+                if (ctx == t->certs[0].ctx)    /* said once, not per certificate */
+                    log_at(LL_WARN, "tls", 0, "%s: services[%u].tls.client_ca: %s does "
+                           "not exist (yet): cutoverd will not start without it",
+                           pl->conf_file, pl->svc, tc->client_ca);
                 ERR_clear_error();
                 return 1;
             }
@@ -550,6 +551,7 @@ ctx_build(const struct px_conf *c, unsigned i, struct px_tls_keys *keys, bool ch
     struct px_tls_ctx *t = xcalloc(1, sizeof(*t));
     unsigned k, a;
     int rc = 0, j;
+    bool missing = false;
 
     t->refs = 1;
     t->loaded_s = (int64_t)time(NULL);
@@ -580,9 +582,15 @@ ctx_build(const struct px_conf *c, unsigned i, struct px_tls_keys *keys, bool ch
         }
         t->certs[k].ctx = ctx;
         t->ncerts = k + 1;
-        if ((rc = ctx_setup(ctx, t, tc, sc->name, check_only, &pl)) != 0 ||
-            (rc = px_tls_cert_load(ctx, tc, k, &t->certs[k].info, check_only, &pl)) != 0)
+        if ((rc = ctx_setup(ctx, t, tc, sc->name, check_only, &pl)) < 0)
             goto fail;
+        missing |= rc > 0;
+        if ((rc = px_tls_cert_load(ctx, tc, k, &t->certs[k].info, check_only, &pl)) < 0)
+            goto fail;
+        if (rc > 0 || missing) {
+            missing = true;            /* -t: said so; the other files are checked */
+            continue;
+        }
         if ((j = dual_of(t, k)) >= 0) {
             /* the same names with another kind of key (ECDSA beside RSA):
              * both in one context, and OpenSSL gives each client the one
@@ -599,6 +607,10 @@ ctx_build(const struct px_conf *c, unsigned i, struct px_tls_keys *keys, bool ch
             t->certs[k].ctx = t->certs[j].ctx;
         }
         tables_add(t, k);
+    }
+    if (missing) {
+        ctx_free(t);                   /* -t: nothing is built with a file missing */
+        return 1;
     }
     if (t->nexact > 0)
         qsort(t->exact, t->nexact, sizeof(*t->exact), name_cmp);
