@@ -779,6 +779,63 @@ test_pipelined_requests_in_one_record(void **state)
     h_tls_close(&t, H_TLS_NOTIFY_FIN);
 }
 
+/* Bulk both ways through TLS (the relay's backpressure on an OpenSSL
+ * bufferevent), a WebSocket upgrade over TLS, and a client below
+ * min_version counted as "version". */
+static void
+test_bulk_upgrade_and_versions(void **state)
+{
+    static const char ws[] = "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                             "Connection: Upgrade\r\n\r\n";
+    struct fx *f = start_tls(state, false,
+                             tls_certs("srv", ", \"min_version\": \"1.3\""), 1);
+    char *big = malloc(1 << 20), head[256], echo[64];
+    struct h_tls t;
+    struct h_resp r;
+    int n;
+
+    assert_non_null(big);
+    memset(big, 'x', 1 << 20);
+    assert_int_equal(h_backend_set(f->port[0][0], "body_bytes=1048576"), 0);
+    if (h_tls_open(&t, f->proxy_port, &(struct h_tls_opts){ .sni = "a.test" }) != 0)
+        fail_msg("%s", t.error);
+    assert_string_equal(t.version, "TLSv1.3");
+    get_ok(&t);                        /* 1 MiB down */
+    snprintf(head, sizeof(head), "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n",
+             1 << 20);
+    assert_int_equal(h_tls_send(&t, head, strlen(head)), 0);
+    assert_int_equal(h_tls_send(&t, big, 1 << 20), 0);          /* 1 MiB up */
+    assert_int_equal(h_tls_read_response(&t, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(r.body_len > (size_t)(1 << 20));                 /* head + body echoed */
+    assert_memory_equal(r.body + r.body_len - 16, big, 16);
+    h_resp_free(&r);
+    h_tls_close(&t, H_TLS_NOTIFY_FIN);
+    free(big);
+
+    if (h_tls_open(&t, f->proxy_port, &(struct h_tls_opts){ .sni = "a.test" }) != 0)
+        fail_msg("%s", t.error);
+    assert_int_equal(h_tls_send(&t, ws, sizeof(ws) - 1), 0);
+    assert_int_equal(h_tls_read_response(&t, &r), 0);
+    assert_int_equal(r.status, 101);
+    h_resp_free(&r);
+    assert_int_equal(h_tls_send(&t, "hello ws", 8), 0);
+    for (n = 0; n < 8;) {
+        int k = SSL_read(t.ssl, echo + n, (int)sizeof(echo) - n);
+
+        if (k <= 0)
+            fail_msg("the tunnel ended after %d bytes", n);
+        n += k;
+    }
+    assert_memory_equal(echo, "hello ws", 8);
+    h_tls_close(&t, H_TLS_NOTIFY_FIN);
+
+    assert_int_equal(h_tls_exchange(f->proxy_port, &(struct h_tls_opts){ .sni = "a.test",
+                     .max_version = 12 }, get_req, &r), -1);
+    h_resp_free(&r);
+    assert_int_equal(wait_hs(f, "version", 1), 1);
+}
+
 /* A few cases of the request corpus: the same answer over TLS as plain. */
 static void
 test_corpus_over_tls(void **state)
@@ -1102,6 +1159,7 @@ main(void)
         cmocka_unit_test_teardown(test_close_notify_only_after_a_whole_response,
                                   fx_teardown),
         cmocka_unit_test_teardown(test_pipelined_requests_in_one_record, fx_teardown),
+        cmocka_unit_test_teardown(test_bulk_upgrade_and_versions, fx_teardown),
         cmocka_unit_test_teardown(test_corpus_over_tls, fx_teardown),
         cmocka_unit_test_teardown(test_reload_swaps_certificates_and_drops_nothing,
                                   fx_teardown),
