@@ -1128,6 +1128,10 @@ conn_new(struct px_service *svc, int fd, struct bufferevent *bev, const struct s
     }
     log_at(LL_DEBUG, "http", c->id, "accepted from %s on service %s%s", c->client_ip,
            svc->conf->name, bev != NULL ? " (TLS)" : "");
+    /* a handshake that ended after a reload removed the service: one
+     * request, as for the connections the removal found busy */
+    if (svc->retired || srv->stopping)
+        c->flags |= PX_CF_NO_KEEPALIVE;
     set_state(c, PX_CS_READ_HEAD);
 }
 

@@ -186,9 +186,6 @@ h_tls_open(struct h_tls *t, int port, const struct h_tls_opts *o)
 {
     static size_t pad;                 /* the pad callback's argument */
     struct sockaddr_in sin = { .sin_family = AF_INET };
-    X509 *peer;
-    const unsigned char *sel = NULL;
-    unsigned sel_len = 0;
     int one = 1;
 
     memset(t, 0, sizeof(*t));
@@ -272,6 +269,16 @@ h_tls_open(struct h_tls *t, int port, const struct h_tls_opts *o)
         return -1;
     }
     SSL_set_fd(t->ssl, t->fd);
+    return o->connect_only ? 0 : h_tls_handshake(t);
+}
+
+int
+h_tls_handshake(struct h_tls *t)
+{
+    X509 *peer;
+    const unsigned char *sel = NULL;
+    unsigned sel_len = 0;
+
     errno = 0;
     if (SSL_connect(t->ssl) != 1) {
         ssl_error_text(t, "handshake");

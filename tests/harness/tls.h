@@ -59,6 +59,7 @@ struct h_tls_opts {
     SSL_SESSION *session;        /* resume it; NULL: a full handshake */
     size_t hello_pad;            /* > 0: an unknown extension of that many bytes
                                   * swells the ClientHello */
+    bool connect_only;           /* h_tls_open() connects, h_tls_handshake() later */
 };
 
 /* One client connection. */
@@ -80,6 +81,10 @@ struct h_tls {
  * Returns 0, or -1 with t->error set (t is usable for h_tls_close() either
  * way). */
 int h_tls_open(struct h_tls *t, int port, const struct h_tls_opts *o);
+
+/* The handshake of a connection opened with connect_only. 0, or -1 with
+ * t->error set. */
+int h_tls_handshake(struct h_tls *t);
 
 /* Writes all of <buf>. 0 or -1 (t->error says why). */
 int h_tls_send(struct h_tls *t, const void *buf, size_t len);

@@ -988,6 +988,42 @@ test_reload_swaps_certificates_and_drops_nothing(void **state)
     fx_stop_clean(f);
 }
 
+/* A handshake under way when a reload removes its service still ends in
+ * a connection, which answers one request and closes, as the removed
+ * service's busy connections do. */
+static void
+test_handshake_across_the_removal_of_its_service(void **state)
+{
+    struct fx *f = start_tls(state, false, tls_certs("srv", NULL), 1);
+    char text[2048];
+    struct h_tls t;
+    struct h_resp r;
+
+    if (h_tls_open(&t, f->proxy_port, &(struct h_tls_opts){ .sni = "a.test",
+                   .connect_only = true }) != 0)
+        fail_msg("%s", t.error);
+    snprintf(text, sizeof(text),
+             "{\"admin\": {\"socket\": \"%s\"}, \"state\": {\"file\": \"%s\"},\n"
+             " \"audit\": {\"file\": \"%s\"}, \"workers\": 1,\n"
+             " \"services\": [{\"name\": \"other\", \"listen\": [\"127.0.0.1:%d\"],\n"
+             "  \"legacy\": {\"servers\": [\"127.0.0.1:%d\"]},\n"
+             "  \"new\": {\"servers\": [\"127.0.0.1:%d\"]}}]}\n",
+             f->sock, f->state, f->audit, h_free_port(), f->port[0][0], f->port[1][0]);
+    assert_int_equal(h_write_file(f->conf, text), 0);
+    fx_reload_ok(f, 5000, 2);
+    assert_int_equal(h_wait_log(f->log, "service web removed", 3000), 0);
+    if (h_tls_handshake(&t) != 0)
+        fail_msg("%s", t.error);
+    assert_int_equal(h_tls_send(&t, get_req, sizeof(get_req) - 1), 0);
+    assert_int_equal(h_tls_read_response(&t, &r), 0);
+    assert_int_equal(r.status, 200);
+    h_resp_free(&r);
+    if (h_tls_read_end(&t, 3000, NULL) != 1)
+        fail_msg("the connection of a removed service stayed open");
+    h_tls_close(&t, H_TLS_NOTIFY_FIN);
+    assert_int_equal(h_wait_log(f->log, "last connection closed; removed", 3000), 0);
+}
+
 static bool
 is_certs_reload(const json_t *e)
 {
@@ -1164,6 +1200,8 @@ main(void)
         cmocka_unit_test_teardown(test_reload_swaps_certificates_and_drops_nothing,
                                   fx_teardown),
         cmocka_unit_test_teardown(test_bad_reload_keeps_the_old_certificate, fx_teardown),
+        cmocka_unit_test_teardown(test_handshake_across_the_removal_of_its_service,
+                                  fx_teardown),
         cmocka_unit_test(test_conf_check),
         cmocka_unit_test_teardown(test_reload_under_many_connections, fx_teardown),
     };
