@@ -34,7 +34,7 @@ ADMIN_SRC  = admin/ctl_proto.c admin/state.c admin/control.c \
              admin/request.c admin/change.c admin/auto.c admin/persist.c admin/plan_ctl.c admin/commands.c \
              admin/store.c admin/audit.c admin/conn.c admin/socket.c \
              admin/tokens.c admin/http_req.c admin/http.c
-PROXY_SRC  = proxy/conf.c proxy/server.c proxy/listen.c proxy/http.c proxy/http_conn.c \
+PROXY_SRC  = proxy/conf.c proxy/tls_conf.c proxy/tls_cert.c proxy/tls.c proxy/tls_accept.c proxy/server.c proxy/listen.c proxy/http.c proxy/http_conn.c \
              proxy/http_msg.c proxy/relay.c proxy/tcp.c proxy/pool.c \
              proxy/tick.c proxy/metrics.c proxy/accesslog.c proxy/io.c proxy/worker.c \
              proxy/status.c proxy/ops.c proxy/verdict.c proxy/reload.c proxy/cookie.c \
@@ -50,7 +50,8 @@ UNIT_SRC   = $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN   = $(UNIT_SRC:%.c=$(BUILD)/%)
 INTEG_SRC  = $(sort $(wildcard tests/integration/[0-9]*.c))
 INTEG_BIN  = $(INTEG_SRC:%.c=$(BUILD)/%)
-HARNESS_OBJ = $(BUILD)/tests/harness/harness.o $(BUILD)/tests/harness/load.o
+HARNESS_OBJ = $(BUILD)/tests/harness/harness.o $(BUILD)/tests/harness/load.o \
+              $(BUILD)/tests/harness/tls.o
 # the private PostgreSQL cluster, for the tests of lib/pg_*.c
 PGHARNESS_OBJ = $(BUILD)/tests/harness/pg.o
 BACKEND    = $(BUILD)/tests/tools/backend
@@ -129,7 +130,7 @@ asan:
 ## tsan: the tests that run several worker threads, under ThreadSanitizer (build-tsan/)
 TSAN_TESTS = tests/unit/test_px_worker tests/integration/22_workers tests/integration/23_fd_exhaustion \
              tests/integration/18_reload tests/integration/17_metrics tests/integration/30_soak \
-             tests/integration/28_steering
+             tests/integration/28_steering tests/integration/29_tls
 tsan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build-tsan SANITIZE=thread CFLAGS='-O1 -g' \
 	    build-tsan/cutoverd build-tsan/cutoverctl build-tsan/tests/tools/backend \

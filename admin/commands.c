@@ -1,7 +1,7 @@
 /*
  * commands: the control plane's commands and the levels they need (see
  * control.h): status, weight, rollback, promote, switch, plan (its glue is
- * plan_ctl.c) and audit; the level a request needs given its service's
+ * plan_ctl.c), audit and certs (reload, level admin); the level a request needs given its service's
  * state, the audited refusal of a request below it; adm_control_exec*();
  * the audit of events that changed nothing. Every command validates its
  * request completely, then hands the change to the change engine
@@ -221,6 +221,45 @@ cmd_audit(struct adm_control *c, json_t *req, const char *actor)
     return json_pack("{s:b, s:o}", "ok", 1, "entries", entries);
 }
 
+static int audit_unchanged(struct adm_control *c, int svc, const char *service,
+                           const struct adm_caller *who, const char *action,
+                           const char *reason);
+
+/* `certs reload`: the data plane reads every certificate and key again,
+ * of every service (a "service" is allowed and changes nothing); a failure
+ * keeps the running ones. Audited either way (action
+ * "certs_reload", service "*"). */
+static json_t *
+cmd_certs(struct adm_control *c, json_t *req, const char *actor)
+{
+    static const char *const keys[] = { "cmd", "service", "action", NULL };
+    struct adm_caller who = { .actor = actor, .pid = -1, .level = ADM_LEVEL_ADMIN };
+    json_t *r, *v;
+    char msg[1024], reason[1100];
+    int rc;
+
+    if ((r = adm_check_keys(req, "certs", keys)) != NULL)
+        return r;
+    v = json_object_get(req, "action");
+    if (v == NULL)
+        return adm_fail_reply("missing \"action\" (\"reload\")");
+    if (!json_is_string(v) || strcmp(json_string_value(v), "reload") != 0)
+        return adm_fail_reply("\"action\" must be \"reload\"");
+    if (c->ops.certs_reload == NULL)
+        return adm_fail_reply("this daemon has no TLS certificates to reload");
+    rc = c->ops.certs_reload(c->arg, msg, sizeof(msg));
+    snprintf(reason, sizeof(reason), "%s%s", rc == 0 ? "" : "failed: ", msg);
+    if (rc == 0)
+        log_at(LL_INFO, "control", 0, "certs reload by %s: %s", actor, msg);
+    else
+        log_at(LL_ERR, "control", 0, "certs reload by %s failed, the running certificates "
+               "stay: %s", actor, msg);
+    audit_unchanged(c, -1, "*", c->caller != NULL ? c->caller : &who, "certs_reload", reason);
+    if (rc != 0)
+        return adm_fail_reply("%s", msg);
+    return json_pack("{s:b, s:s}", "ok", 1, "certs", msg);
+}
+
 typedef json_t *cmd_fn(struct adm_control *c, json_t *req, const char *actor);
 
 static const struct {
@@ -234,6 +273,7 @@ static const struct {
     { "switch",   cmd_switch },
     { "plan",     cmd_plan },
     { "audit",    cmd_audit },
+    { "certs",    cmd_certs },
 };
 
 bool
@@ -387,7 +427,7 @@ adm_control_exec_as(struct adm_control *c, json_t *req, const struct adm_caller 
         return r != NULL ? r : adm_fail_reply("internal error building the reply");
     }
     return adm_fail_reply("unknown command \"%s\" (one of: status, weight, rollback, "
-                          "promote, switch, plan, audit)", cmd);
+                          "promote, switch, plan, audit, certs)", cmd);
 }
 
 json_t *

@@ -75,6 +75,7 @@ usage(FILE *f)
           "                                       blue-green flip\n"
           "  plan start|pause|resume|abort        the progressive plan\n"
           "  audit [-n N]                         the last N audit entries\n"
+          "  certs reload                         read every TLS certificate and key again\n"
           "  watch                                status every second until interrupted\n"
           "  help                                 this text\n"
           "\n"
@@ -369,6 +370,43 @@ print_windows(const json_t *svc)
     printf("  %-14s%-22s%s\n", "p50 / p99 ms", cell[2][0], cell[2][1]);
 }
 
+/* The TLS lines of a service that terminates TLS, one per certificate:
+ *   tls     CN=a.test  a.test b.test  until 2026-01-05T00:00:00Z (29 days)  ECDSA P-256
+ *   tls     handshakes ok 12, resumed 4; failed: timeout 1 */
+static void
+print_tls(const json_t *svc)
+{
+    const json_t *tls = json_object_get(svc, "tls"), *c, *n, *hs, *v;
+    const char *key;
+    char b1[64], b2[64];
+    size_t i, k;
+    bool failed = false;
+
+    if (!json_is_object(tls))
+        return;
+    json_array_foreach(json_object_get(tls, "certs"), i, c) {
+        printf("  %-6s  %s ", "tls", fmt_value(json_object_get(c, "subject"), b1, sizeof(b1)));
+        json_array_foreach(json_object_get(c, "names"), k, n)
+            printf(" %s", json_string_value(n) != NULL ? json_string_value(n) : "-");
+        printf("  until %s (%s days)  %s\n",
+               fmt_value(json_object_get(c, "not_after"), b1, sizeof(b1)),
+               fmt_value(json_object_get(c, "expires_in_days"), b2, sizeof(b2)),
+               json_string_value(json_object_get(c, "key")) != NULL
+               ? json_string_value(json_object_get(c, "key")) : "-");
+    }
+    hs = json_object_get(tls, "handshakes");
+    printf("  %-6s  handshakes ok %s, resumed %s", "tls",
+           fmt_value(json_object_get(hs, "ok"), b1, sizeof(b1)),
+           fmt_value(json_object_get(tls, "resumed"), b2, sizeof(b2)));
+    json_object_foreach((json_t *)hs, key, v) {
+        if (strcmp(key, "ok") == 0 || !json_is_integer(v) || json_integer_value(v) == 0)
+            continue;
+        printf("%s %s %s", failed ? "," : "; failed:", key, fmt_value(v, b1, sizeof(b1)));
+        failed = true;
+    }
+    putchar('\n');
+}
+
 #define PLAN_BAR_WIDTH 20
 
 /* The plan line: step, state and, while it runs, the bake as a bar
@@ -454,6 +492,7 @@ print_status(const json_t *reply)
                fmt_value(json_object_get(svc, "state"), state, sizeof(state)),
                fmt_value(json_object_get(svc, "generation"), gen, sizeof(gen)));
         print_plan(svc);
+        print_tls(svc);
         print_side(svc, "legacy");
         print_side(svc, "new");
         print_windows(svc);
@@ -563,6 +602,9 @@ show_reply(const struct ctl_opts *o, const struct ctl_conn *c, const char *text)
             print_status(reply);
         else if (strcmp(o->cmd, "audit") == 0)
             print_audit(reply);
+        else if (strcmp(o->cmd, "certs") == 0)
+            printf("certs: %s\n", json_string_value(json_object_get(reply, "certs")) != NULL
+                                   ? json_string_value(json_object_get(reply, "certs")) : "ok");
         else
             print_change(reply);
         rc = CTL_EXIT_OK;
@@ -705,7 +747,7 @@ build_request(struct ctl_opts *o, int argc, char **argv, int i, json_t **req)
     int k;
 
     if (strcmp(cmd, "weight") == 0 || strcmp(cmd, "switch") == 0
-        || strcmp(cmd, "plan") == 0)
+        || strcmp(cmd, "plan") == 0 || strcmp(cmd, "certs") == 0)
         maxpos = 1;
     else if (strcmp(cmd, "status") != 0 && strcmp(cmd, "rollback") != 0
              && strcmp(cmd, "promote") != 0 && strcmp(cmd, "audit") != 0
@@ -786,6 +828,12 @@ build_request(struct ctl_opts *o, int argc, char **argv, int i, json_t **req)
     } else if (strcmp(cmd, "audit") == 0) {
         if (n > 0)
             json_object_set_new(r, "n", json_integer(n));
+    } else if (strcmp(cmd, "certs") == 0) {
+        if (strcmp(pos[0], "reload") != 0) {
+            json_decref(r);
+            return usage_error("certs reload, not \"%s\"", pos[0]);
+        }
+        json_object_set_new(r, "action", json_string(pos[0]));
     }
     if (json_object_get(r, "cmd") == NULL
         || (o->service != NULL && json_object_get(r, "service") == NULL)) {

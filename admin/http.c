@@ -315,7 +315,7 @@ handle_post(struct hconn *c, const struct adm_req *req, const char *cmd, size_t 
     cmdbuf[cmdlen] = '\0';
     if (!adm_control_is_command(cmdbuf)) {
         snprintf(msg, sizeof(msg), "unknown command \"%s\" (one of: status, weight, "
-                 "rollback, promote, switch, plan, audit)", cmdbuf);
+                 "rollback, promote, switch, plan, audit, certs)", cmdbuf);
         respond_error(c, 400, msg, "", req->h1.keep_alive, false);
         return;
     }

@@ -52,6 +52,12 @@ struct adm_ops {
      * connections; close its TCP tunnels after <drain_s> seconds (-1: leave
      * them open). */
     void (*switched)(void *arg, unsigned svc, enum rt_side left, int drain_s);
+    /* `certs reload`: reads every TLS certificate and key of the running
+     * config again and, when all of them load, installs them on every
+     * worker (connections keep what they began with). Returns 0 with a
+     * summary in <msg>, or -1 with the file and the reason in <msg> and the
+     * running material kept. NULL: no TLS support. */
+    int (*certs_reload)(void *arg, char *msg, size_t len);
 };
 
 /* Why a rollback happened, as counted for the metrics. Must remain in this

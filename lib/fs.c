@@ -26,6 +26,24 @@ fs_dir_of(const char *file)
     return xstrndup(file, (size_t)(slash - file));
 }
 
+char *
+fs_resolve(const char *dir, const char *rel)
+{
+    size_t dl, rl;
+    char *p;
+
+    if (rel[0] == '/')
+        return xstrdup(rel);
+    dl = strlen(dir);
+    rl = strlen(rel);
+    p = xmalloc(dl + rl + 2);
+    memcpy(p, dir, dl);
+    if (dl == 0 || dir[dl - 1] != '/')
+        p[dl++] = '/';
+    memcpy(p + dl, rel, rl + 1);
+    return p;
+}
+
 int
 fs_mkdir_parent(const char *file, char *err, size_t errlen)
 {

@@ -11,6 +11,11 @@
  * for a file at the root. */
 char *fs_dir_of(const char *file);
 
+/* "<dir>/<rel>" for a relative <rel>, a copy of <rel> when it is absolute:
+ * a file name of a config resolved against the config's directory. A new
+ * string. */
+char *fs_resolve(const char *dir, const char *rel);
+
 /* Creates the directory that holds <file> (and its parents) with mode 0700
  * when missing. Returns 0, or -1 with a message naming the directory in
  * <err>. */

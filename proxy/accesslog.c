@@ -247,6 +247,8 @@ px_access_log_write(struct px_access_log *l, const struct px_access_rec *r)
                         (unsigned long long)(r->duration_us / 1000u),
                         (unsigned long long)(r->duration_us % 1000u));
     add_str(l->buf, "error", r->error);
+    add_str(l->buf, "sni", r->sni);
+    add_str(l->buf, "client_cert", r->client_cert);
     evbuffer_add(l->buf, "\n", 1);
     l->pending_lines++;
 

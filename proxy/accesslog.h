@@ -6,7 +6,8 @@
  *
  *   ts=2026-12-05T18:40:34.123Z conn=7 service=web client=127.0.0.1:51234
  *   method=GET path=/a?b=1 status=200 side=new server=127.0.0.1:9002
- *   why=weight bytes_in=0 bytes_out=12 duration_ms=1.234 error=-
+ *   why=weight bytes_in=0 bytes_out=12 duration_ms=1.234 error=- sni=-
+ *   client_cert=-
  *
  * (one line in the file). A missing value is "-". Off by default: without
  * the key there is no object and the data plane pays one pointer test.
@@ -48,6 +49,10 @@ struct px_access_rec {
     uint64_t duration_us;        /* head complete (TCP: accept) to the end */
     const char *error;           /* error kind (px_err_names, "client_closed", …);
                                   * NULL when none */
+    const char *sni;             /* TLS: the server name the client asked for;
+                                  * NULL for none or a plain connection */
+    const char *client_cert;     /* TLS: the subject of the client's certificate
+                                  * ("/CN=..."); NULL or "" when none */
 };
 
 #define PX_ACCESS_LOG_FLUSH_BYTES (64u * 1024u)  /* written at once past this */

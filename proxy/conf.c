@@ -43,6 +43,7 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "proxy/tls_up.h"
+#include "proxy/tls_conf.h"
 
 #define PX_CONF_MAX_BYTES   (16u << 20)   /* a larger file is surely not a config */
 #define PX_MAX_LISTEN       64u           /* listen addresses per service */
@@ -149,19 +150,7 @@ addr_clash(const struct px_addr *a, const struct px_addr *b, bool exact)
 static char *
 resolve(const char *dir, const char *rel)
 {
-    size_t dl, rl;
-    char *p;
-
-    if (rel[0] == '/')
-        return xstrdup(rel);
-    dl = strlen(dir);
-    rl = strlen(rel);
-    p = xmalloc(dl + rl + 2);
-    memcpy(p, dir, dl);
-    if (dl == 0 || dir[dl - 1] != '/')
-        p[dl++] = '/';
-    memcpy(p + dl, rel, rl + 1);
-    return p;
+    return fs_resolve(dir, rel);
 }
 
 /* Reads optional file path member <key> of <obj>, resolved against <dir>.
@@ -474,7 +463,8 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
 {
     static const char *const keys[] = {
         "name", "mode", "listen", "legacy", "new", "weight", "sticky", "override",
-        "health", "rollback", "plan", "on_new_down", "timeouts", "limits", "pool", NULL
+        "health", "rollback", "plan", "on_new_down", "timeouts", "limits", "pool", "tls",
+        NULL
     };
     struct px_service_conf *s = &c->services[i];
     const char *name, *str;
@@ -560,7 +550,9 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
 
     return parse_timeouts(j, pre, &s->timeouts, err) != 0 ||
            parse_limits(j, pre, &s->limits, err) != 0 ||
-           parse_pool(j, pre, &s->pool, err) != 0 ? -1 : 0;
+           parse_pool(j, pre, &s->pool, err) != 0 ||
+           px_tls_conf_parse(json_object_get(j, "tls"), conf_join(p, sizeof(p), pre, "tls"),
+                             c->dir, s->mode == PX_MODE_HTTP, &s->tls, err) != 0 ? -1 : 0;
 }
 
 static int
@@ -863,6 +855,7 @@ px_conf_free(struct px_conf *c)
         free(s->side[RT_NEW].servers);
         px_tls_up_put(s->side[RT_LEGACY].tls);
         px_tls_up_put(s->side[RT_NEW].tls);
+        px_tls_conf_free(s->tls);
     }
     free(c->services);
     free(c->file);
@@ -973,6 +966,8 @@ px_service_conf_diff(const struct px_service_conf *a, const struct px_service_co
         d |= PX_SVC_LIMITS;
     if (!pool_equal(&a->pool, &b->pool))
         d |= PX_SVC_POOL;
+    if (!px_tls_conf_equal(a->tls, b->tls))
+        d |= PX_SVC_TLS;
     return d;
 }
 

@@ -53,6 +53,7 @@ struct px_pool_conf {
 };
 
 struct px_tls_up;
+struct px_tls_conf;                /* proxy/tls_conf.h */
 
 struct px_side_conf {
     unsigned nservers;           /* 1..RT_MAX_SERVERS */
@@ -75,6 +76,8 @@ struct px_service_conf {
     struct px_timeouts timeouts;
     struct px_limits limits;
     struct px_pool_conf pool;
+    struct px_tls_conf *tls;     /* owned: "tls" (proxy/tls_conf.h), the listener
+                                  * side's TLS; NULL = plain */
 };
 
 struct px_conf {
@@ -131,6 +134,7 @@ enum px_svc_change {
     PX_SVC_LIMITS   = 1u << 11,
     PX_SVC_POOL     = 1u << 12,
     PX_SVC_UP_TLS   = 1u << 13,   /* either side's "tls" (settings or file contents) */
+    PX_SVC_TLS      = 1u << 14,   /* "tls" (px_tls_conf_equal) */
 };
 
 /* The PX_SVC_* bits of every field that differs between <a> and <b>

@@ -400,7 +400,7 @@ static void
 park_soon(struct px_conn *c)
 {
     if (c->nreq == 0 || (c->flags & (PX_CF_HEAD_TIMER | PX_CF_PARK_SOON | PX_CF_PARKED |
-                                     PX_CF_CLOSE | PX_CF_CLIENT_EOF)))
+                                     PX_CF_CLOSE | PX_CF_CLIENT_EOF | PX_CF_TLS)))
         return;
     c->flags |= PX_CF_PARK_SOON;
     event_active(c->head_timer, EV_TIMEOUT, 1);
@@ -431,7 +431,8 @@ park(struct px_conn *c)
     evutil_socket_t fd;
 
     if (c->state != PX_CS_READ_HEAD || c->nreq == 0 || c->up != NULL ||
-        (c->flags & (PX_CF_CLOSE | PX_CF_CLIENT_EOF | PX_CF_HEAD_TIMER | PX_CF_PARKED)) ||
+        (c->flags & (PX_CF_CLOSE | PX_CF_CLIENT_EOF | PX_CF_HEAD_TIMER | PX_CF_PARKED |
+                     PX_CF_TLS)) ||
         (fd = bufferevent_getfd(c->down)) < 0 ||
         evbuffer_get_length(bufferevent_get_input(c->down)) != 0 ||
         evbuffer_get_length(bufferevent_get_output(c->down)) != 0)
@@ -844,7 +845,7 @@ pump_response(struct px_conn *c)
         c->svc->stats[c->side].errors[PX_E_UP_BAD]++;
         c->log_error = px_err_names[PX_E_UP_BAD];
         /* the client sees a cut response, never a final chunk */
-        c->flags |= PX_CF_NO_KEEPALIVE;
+        c->flags |= PX_CF_NO_KEEPALIVE | PX_CF_CUT;
         set_state(c, PX_CS_DRAINING);
         return;
     }
@@ -968,6 +969,7 @@ on_client_event(struct bufferevent *bev, short what, void *arg)
     } else {
         /* error: the client is gone; the backend is not at fault */
         c->res_recorded = true;
+        c->flags |= PX_CF_CUT;
         mark_close(c);
     }
     leave(c);
@@ -1119,7 +1121,7 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
             } else {
                 c->svc->stats[c->side].errors[PX_E_UP_TIMEOUT]++;
                 c->log_error = px_err_names[PX_E_UP_TIMEOUT];
-                c->flags |= PX_CF_NO_KEEPALIVE;
+                c->flags |= PX_CF_NO_KEEPALIVE | PX_CF_CUT;
                 set_state(c, PX_CS_DRAINING);
             }
         } else {
@@ -1153,7 +1155,7 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
                     c->log_error = px_err_names[PX_E_UP_RESET];
                     px_req_warn(c->svc, "http", c->id, "upstream %s closed mid-body",
                            srt_addr(c)->text);
-                    c->flags |= PX_CF_NO_KEEPALIVE;
+                    c->flags |= PX_CF_NO_KEEPALIVE | PX_CF_CUT;
                     set_state(c, PX_CS_DRAINING);
                 }
             }
@@ -1164,13 +1166,14 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
 
 /* ---- public ---------------------------------------------------------- */
 
-void
-px_http_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int salen)
+/* A new connection of <svc> on client bufferevent <bev> (plain: on socket
+ * <fd>, from the loop's spares) from <sa>. */
+static void
+conn_new(struct px_service *svc, int fd, struct bufferevent *bev, const struct sockaddr *sa)
 {
     struct px_srv *srv = svc->srv;
     struct px_conn *c = xcalloc(1, sizeof(*c));
 
-    (void)salen;
     c->svc = svc;
     c->srv = srv;
     c->id = px_srv_conn_id(srv);
@@ -1181,18 +1184,38 @@ px_http_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sa
     px_sockaddr_ip(sa, c->client_ip, sizeof(c->client_ip));
     c->client_port = px_sockaddr_port(sa);
     c->head_timer = evtimer_new(srv->base, on_head_timeout, c);
-    c->down = px_hc_client_bev(srv, fd);
+    if (bev != NULL)
+        c->flags |= PX_CF_TLS;
+    c->down = bev != NULL ? bev : px_hc_client_bev(srv, fd);
     list_push(&svc->conns, &c->link);
     if (c->head_timer == NULL || c->down == NULL) {
         log_at(LL_ERR, "http", c->id, "cannot allocate a connection");
         if (c->down == NULL)
             evutil_closesocket(fd);
+        c->flags |= PX_CF_CUT;
         px_hc_close(c);
         return;
     }
-    log_at(LL_DEBUG, "http", c->id, "accepted from %s on service %s", c->client_ip,
-           svc->conf->name);
+    log_at(LL_DEBUG, "http", c->id, "accepted from %s on service %s%s", c->client_ip,
+           svc->conf->name, bev != NULL ? " (TLS)" : "");
+    /* a handshake that ended after a reload removed the service: one
+     * request, as for the connections the removal found busy */
+    if (svc->retired || srv->stopping)
+        c->flags |= PX_CF_NO_KEEPALIVE;
     set_state(c, PX_CS_READ_HEAD);
+}
+
+void
+px_http_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int salen)
+{
+    (void)salen;
+    conn_new(svc, fd, NULL, sa);
+}
+
+void
+px_http_accept_tls(struct px_service *svc, struct bufferevent *bev, const struct sockaddr *sa)
+{
+    conn_new(svc, -1, bev, sa);
 }
 
 void

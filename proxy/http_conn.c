@@ -20,6 +20,7 @@
 #include "proxy/http_conn.h"
 #include "proxy/io.h"
 #include "proxy/server.h"
+#include "proxy/tls.h"
 
 const char *const px_cs_names[PX_CS__COUNT] = {
     "read_head", "read_body", "connecting", "exchange", "tunnel", "draining", "closed",
@@ -112,11 +113,14 @@ px_hc_log_request(struct px_conn *c, const char *ended)
     struct px_access_log *al = c->srv->access_log;
     bool parsed = c->log_method[0] != '\0';
     bool routed = c->side != RT_NONE && c->srt != NULL;
-    char client[96];
+    char client[96], subj[256] = "";
+    const char *sni = NULL;
 
     c->log_pending = false;
     if (al == NULL)
         return;                        /* a reload turned it off meanwhile */
+    if (c->flags & PX_CF_TLS)
+        sni = px_tls_peer(c->down, subj, sizeof(subj));
     px_access_log_write(al, &(struct px_access_rec){
         .conn = c->id, .service = sconf(c)->name,
         .client = px_access_client(c->client_ip, c->client_port, client, sizeof(client)),
@@ -130,6 +134,7 @@ px_hc_log_request(struct px_conn *c, const char *ended)
         .bytes_out = c->res_head_done ? c->res.total : 0,
         .duration_us = px_now_us(c->srv) - c->log_t0_us,
         .error = c->log_error != NULL ? c->log_error : ended,
+        .sni = sni, .client_cert = subj,
     });
 }
 
@@ -173,6 +178,11 @@ px_hc_close(struct px_conn *c)
            c->nreq, px_cs_actions[c->state]);
     if (c->log_pending)                /* a tunnel ended, or the client went away */
         px_hc_log_request(c, c->log_status == 101 ? NULL : "client_closed");
+    /* TLS: close_notify only after a whole answer or between requests, so
+     * that a cut response never looks complete to the client */
+    if (c->down != NULL && (c->flags & PX_CF_TLS) && !(c->flags & PX_CF_CUT) &&
+        (c->state == PX_CS_READ_HEAD || c->state == PX_CS_DRAINING))
+        px_tls_close_notify(c->down);
     c->state = PX_CS_CLOSED;
     upstream_free(c);
     if (c->down != NULL)

@@ -163,8 +163,9 @@ px_hm_request_head(struct px_conn *c, const struct h1_req *r)
         evbuffer_add(h, f->value.p, f->value.len);
         have_xff = true;
     }
-    evbuffer_add_printf(h, "%s%s\r\nX-Forwarded-Proto: http\r\n",
-                        have_xff ? ", " : "X-Forwarded-For: ", c->client_ip);
+    evbuffer_add_printf(h, "%s%s\r\nX-Forwarded-Proto: %s\r\n",
+                        have_xff ? ", " : "X-Forwarded-For: ", c->client_ip,
+                        (c->flags & PX_CF_TLS) ? "https" : "http");
     if (c->req_upgrade) {
         const struct h1_field *u = h1_field_find(r->fields, r->nfields, "upgrade");
 

@@ -38,6 +38,7 @@
 #include "proxy/pool.h"
 #include "proxy/server.h"
 #include "proxy/tcp.h"
+#include "proxy/tls_accept.h"
 
 #define ACCEPT_PAUSE_MIN_MS   100u
 #define ACCEPT_PAUSE_MAX_MS   1000u
@@ -215,7 +216,9 @@ on_listener_accept(struct evconnlistener *l, evutil_socket_t fd,
     svc->srv->accepted++;
     svc->conns_active++;
     svc->srv->conns_active++;
-    if (svc->conf->mode == PX_MODE_TCP)
+    if (svc->tls != NULL)
+        px_tls_accept(svc, fd, sa, salen);  /* then the mode, once it is done */
+    else if (svc->conf->mode == PX_MODE_TCP)
         px_tcp_accept(svc, fd, sa, salen);
     else
         px_http_accept(svc, fd, sa, salen);
@@ -319,6 +322,7 @@ px_srv_stop_listening(struct px_srv *srv)
         }
         px_http_close_idle(svc);       /* HTTP connections (a reload may have
                                         * made the service a TCP one since) */
+        px_tls_accept_close_all(svc);  /* handshakes: nothing was asked yet */
         px_pool_close_side(svc, RT_LEGACY);
         px_pool_close_side(svc, RT_NEW);
     }
@@ -330,6 +334,7 @@ px_service_close_conns(struct px_service *svc)
     /* both: a reload may have changed the service's mode since they opened */
     px_http_close_all(svc);
     px_tcp_close_all(svc);
+    px_tls_accept_close_all(svc);
 }
 
 void

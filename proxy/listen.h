@@ -1,12 +1,13 @@
 /*
  * listen: the data plane's entry and exit, above its connection modes. It
  * opens the listeners of every service and hands each accepted socket to
- * the mode of its service (px_http_accept, px_tcp_accept), stops accepting
+ * the mode of its service (px_http_accept, px_tcp_accept; a TLS service's
+ * through its handshake first, proxy/tls_accept.h), stops accepting
  * at shutdown, and fans out to both modes when every connection of a
  * service, or what the modes keep per loop, goes at exit.
  *
  * The layers of the data plane, each calling only those below it:
- * listen.c -> http.c, tcp.c -> relay.h, pool.c -> server.c (the runtime
+ * listen.c (-> tls_accept.c) -> http.c, tcp.c -> relay.h, pool.c -> server.c (the runtime
  * objects: services, servers, counters, windows). Nothing below calls up
  * into this file, so the modes never see a listener and server.c never
  * sees a mode.

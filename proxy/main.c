@@ -45,6 +45,7 @@
 #include "proxy/reload.h"
 #include "proxy/server.h"
 #include "proxy/tick.h"
+#include "proxy/tls.h"
 #include "proxy/verdict.h"
 #include "proxy/worker.h"
 
@@ -180,8 +181,10 @@ cookie_key_path(const char *state_file)
     return p;
 }
 
+/* Builds the main replica's services; each takes its TLS material from
+ * <tls> (px_tls_load_all(), emptied). */
 static int
-services_init(struct px_srv *srv)
+services_init(struct px_srv *srv, struct px_tls_ctx **tls)
 {
     unsigned i;
 
@@ -190,6 +193,8 @@ services_init(struct px_srv *srv)
     for (i = 0; i < srv->nsvcs; i++) {
         srv->svcs[i] = xcalloc(1, sizeof(*srv->svcs[i]));
         px_service_init(srv->svcs[i], srv, srv->cref, i);
+        srv->svcs[i]->tls = tls[i];
+        tls[i] = NULL;
     }
     return 0;
 }
@@ -276,7 +281,8 @@ main(int argc, char **argv)
     uint32_t *initial = NULL;
     char *state_file = NULL, *audit_file = NULL, *key_file = NULL;
     const char *sock, *seed_text = NULL;
-    unsigned i;
+    struct px_tls_ctx **tls = NULL;    /* until the services take it */
+    unsigned i, ntls = 0;
     int opt, rc = 1;
 
     memset(&d, 0, sizeof(d));
@@ -316,6 +322,15 @@ main(int argc, char **argv)
         px_conf_free(srv->conf);
         return 1;
     }
+    /* every certificate and key, read and matched now; under -t a file not
+     * deployed yet only warns, as the token file does */
+    if (px_tls_load_all(srv->conf, NULL, test_only, &tls, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        adm_tokens_free(tokens);
+        px_conf_free(srv->conf);
+        return 1;
+    }
+    ntls = srv->conf->nservices;
     if (test_only) {
         /* an existing sticky-cookie key file must be valid; a missing one is
          * created at the first start */
@@ -338,6 +353,7 @@ main(int argc, char **argv)
             return 1;
         }
         printf("%s: configuration is valid (%u service(s))\n", conf_file, srv->conf->nservices);
+        px_tls_free_all(tls, ntls);
         adm_tokens_free(tokens);
         px_conf_free(srv->conf);
         return 0;
@@ -359,6 +375,7 @@ main(int argc, char **argv)
         srv->rng = strtoull(seed_text, &end, 10);
         if (errno != 0 || *end != '\0' || end == seed_text) {
             fprintf(stderr, "cutoverd: -R %s: not a decimal seed\n", seed_text);
+            px_tls_free_all(tls, ntls);
             adm_tokens_free(tokens);
             px_conf_free(srv->conf);
             return 2;
@@ -381,7 +398,7 @@ main(int argc, char **argv)
                "below %u, upstream sockets below %u, the rest kept for health checks, "
                "state, audit and admin", px_io_fd_marks()->limit,
                px_io_fd_marks()->clients_max, px_io_fd_marks()->data_max);
-    services_init(srv);
+    services_init(srv, tls);
     {
         struct timespec now;
 
@@ -507,6 +524,7 @@ out:
     adm_http_free(admin_http);         /* before the control plane it calls */
     adm_tokens_free(tokens);
     daemon_free(&d);
+    px_tls_free_all(tls, ntls);        /* emptied once the services took it */
     free(names);
     free(initial);
     free(state_file);

@@ -17,6 +17,7 @@
 #include "proxy/daemon.h"
 #include "proxy/metrics.h"
 #include "proxy/server.h"
+#include "proxy/tls.h"
 #include "proxy/worker.h"
 
 static const char *const class_names[5] = { "2xx", "3xx", "4xx", "5xx", "error" };
@@ -294,6 +295,57 @@ render_servers(struct px_srv *srv, struct met_writer *w, const char *name,
     }
 }
 
+/* The TLS families, over the services that terminate TLS. */
+static void
+render_tls(struct px_srv *srv, struct met_writer *w)
+{
+    struct met_label l[2] = { { "service", "" }, { "result", "" } };
+    unsigned i, k;
+
+    met_family(w, "cutover_tls_handshakes_total", MET_COUNTER,
+               "TLS handshakes on the listeners by result: ok, or why it failed "
+               "(timeout: not done within tls.handshake_timeout_ms; plain_http: plain "
+               "HTTP on the TLS port, answered 400).");
+    for (i = 0; i < srv->nsvcs; i++) {
+        const struct px_service *svc = svc_at(srv, i);
+
+        if (svc->tls == NULL)
+            continue;
+        l[0].value = svc->conf->name;
+        for (k = 0; k < PX_TLS_R__COUNT; k++) {
+            l[1].value = px_tls_result_names[k];
+            met_sample_u64(w, l, 2, svc->tls_hs[k]);
+        }
+    }
+    met_family(w, "cutover_tls_resumed_total", MET_COUNTER,
+               "TLS handshakes that resumed a session (ticket or cache): counted in "
+               "cutover_tls_handshakes_total{result=\"ok\"} too.");
+    for (i = 0; i < srv->nsvcs; i++) {
+        const struct px_service *svc = svc_at(srv, i);
+
+        if (svc->tls == NULL)
+            continue;
+        l[0].value = svc->conf->name;
+        met_sample_u64(w, l, 1, svc->tls_resumed);
+    }
+    met_family(w, "cutover_tls_cert_expiry_timestamp_seconds", MET_GAUGE,
+               "When each loaded certificate expires, in seconds since the Unix epoch "
+               "(cert: the file as written in the config).");
+    for (i = 0; i < srv->nsvcs; i++) {
+        const struct px_service *svc = svc_at(srv, i);
+
+        if (svc->tls == NULL)
+            continue;
+        l[0].value = svc->conf->name;
+        l[1].name = "cert";
+        for (k = 0; k < px_tls_ncerts(svc->tls); k++) {
+            l[1].value = px_tls_cert(svc->tls, k)->file;
+            met_sample_double(w, l, 2, (double)px_tls_cert(svc->tls, k)->not_after);
+        }
+        l[1].name = "result";
+    }
+}
+
 void
 px_metrics_render(struct px_daemon *d, struct evbuffer *out)
 {
@@ -314,6 +366,7 @@ px_metrics_render(struct px_daemon *d, struct evbuffer *out)
     render_servers(srv, &w, "cutover_server_failures_total", MET_COUNTER,
                    "Connect failures and upstream errors of the server.", 2);
     render_steering(srv, &w);
+    render_tls(srv, &w);
     if (met_failed(&w))
         log_at(LL_ERR, "metrics", 0, "the metrics writer refused a family or sample: "
                "the scrape is incomplete");

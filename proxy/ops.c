@@ -4,18 +4,21 @@
  * worker's by px_workers_run(), which waits for all.
  */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <jansson.h>
 
 #include "admin/control.h"
 #include "health/window.h"
 #include "lib/log.h"
+#include "lib/xmalloc.h"
 #include "proxy/accesslog.h"
 #include "proxy/listen.h"
 #include "proxy/ops.h"
 #include "proxy/pool.h"
 #include "proxy/server.h"
 #include "proxy/tcp.h"
+#include "proxy/tls.h"
 #include "proxy/status.h"
 #include "proxy/worker.h"
 
@@ -167,11 +170,57 @@ op_switched(void *arg, unsigned idx, enum rt_side left, int drain_s)
     px_workers_run(srv, job_switched, &j);
 }
 
+/* Every service of replica <w> takes its new TLS material from <arg> (an
+ * array in service order): new handshakes use it, those in flight and the
+ * connections made keep theirs. */
+static void
+job_tls_swap(struct px_srv *w, void *arg)
+{
+    struct px_tls_ctx *const *tls = arg;
+    unsigned i;
+
+    for (i = 0; i < w->nsvcs; i++) {
+        px_tls_ctx_put(w->svcs[i]->tls);
+        w->svcs[i]->tls = px_tls_ctx_get(tls[i]);
+    }
+}
+
+static int
+op_certs_reload(void *arg, char *msg, size_t len)
+{
+    struct px_srv *srv = arg;
+    struct px_tls_ctx **prev = xcalloc(srv->nsvcs > 0 ? srv->nsvcs : 1, sizeof(*prev)), **tls;
+    unsigned i, nsvc = 0, ncert = 0;
+    int rc;
+
+    for (i = 0; i < srv->nsvcs; i++)
+        prev[i] = srv->svcs[i]->tls;   /* their ticket keys carry over */
+    rc = px_tls_load_all(srv->conf, prev, false, &tls, msg, len);
+    free(prev);
+    if (rc != 0)
+        return -1;
+    for (i = 0; i < srv->nsvcs; i++) {
+        if (tls[i] == NULL)
+            continue;
+        nsvc++;
+        ncert += px_tls_ncerts(tls[i]);
+    }
+    job_tls_swap(srv, tls);
+    px_workers_run(srv, job_tls_swap, tls);
+    px_tls_free_all(tls, srv->nsvcs);
+    if (nsvc == 0)
+        snprintf(msg, len, "no service terminates TLS: nothing to reload");
+    else
+        snprintf(msg, len, "%u certificate(s) of %u service(s) reloaded", ncert, nsvc);
+    return 0;
+}
+
 const struct adm_ops px_ops = {
     .apply = op_apply,
     .side_healthy = op_side_healthy,
     .status = op_status,
     .switched = op_switched,
+    .certs_reload = op_certs_reload,
 };
 
 /* ---- the main loop's other changes ------------------------------------ */

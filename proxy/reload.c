@@ -30,6 +30,7 @@
 #include "proxy/reload.h"
 #include "proxy/server.h"
 #include "proxy/tick.h"
+#include "proxy/tls.h"
 #include "proxy/tls_up.h"
 #include "proxy/verdict.h"
 #include "proxy/worker.h"
@@ -51,6 +52,9 @@ struct reload {
     struct evconnlistener ***bound;  /* owned: per new service, per listen address,
                                       * a listener bound for it, or NULL where an
                                       * old socket is kept */
+    struct px_tls_ctx **tls;         /* owned (the main loop's; a worker's borrows
+                                      * it): per new service its TLS material, or
+                                      * NULL; every certificate is read again */
     char services[RELOAD_TEXT_MAX];  /* "+pay -old ~web" */
     char listeners[RELOAD_TEXT_MAX]; /* "+127.0.0.1:8081 -127.0.0.1:8082" */
     struct px_cookie_set *cookies;   /* owned until the commit: the new config's
@@ -95,6 +99,7 @@ reload_free(struct reload *r)
         free(r->bound[i]);
     }
     free(r->bound);
+    px_tls_free_all(r->tls, r->n);
     free(r->old_of_new);
     px_conf_free(r->conf);
     px_cookie_set_free(r->cookies);
@@ -180,6 +185,22 @@ reload_prepare(struct px_srv *srv, struct reload *r, char *err, size_t errlen)
             summary_add(r->services, '+', sc->name);
         else if (!px_service_conf_equal(srv->svcs[r->old_of_new[i]]->conf, sc))
             summary_add(r->services, '~', sc->name);
+    }
+    /* TLS: every certificate and key read again (a kept service keeps its
+     * ticket keys); a bad file refuses the whole reload */
+    {
+        struct px_tls_ctx **prev = xcalloc(r->n > 0 ? r->n : 1, sizeof(*prev));
+        int rc;
+
+        for (i = 0; i < r->n; i++)
+            if (r->old_of_new[i] >= 0)
+                prev[i] = srv->svcs[r->old_of_new[i]]->tls;
+        rc = px_tls_load_all(r->conf, prev, false, &r->tls, err, errlen);
+        free(prev);
+        if (rc != 0) {
+            reload_free(r);
+            return -1;
+        }
     }
     return 0;
 }
@@ -378,6 +399,13 @@ reload_commit(struct px_srv *srv, struct reload *r, struct px_confref *cref,
             if (d != NULL)
                 px_verdict_start_service(d, svc);
         }
+        /* new handshakes use the new material; those in flight and the
+         * connections made keep what they began with */
+        px_tls_ctx_put(svc->tls);
+        svc->tls = px_tls_ctx_get(r->tls[i]);
+        if (svc->tls != NULL)
+            rlog(srv, LL_INFO, "reload", 0, "service %s: %u TLS certificate(s) loaded",
+                 svc->conf->name, px_tls_ncerts(svc->tls));
         svc->listeners = lst[i];
         for (k = 0; k < svc->conf->nlisten; k++)
             if (svc->listeners[k] != NULL)   /* a worker that could not bind */
@@ -410,6 +438,8 @@ reload_commit(struct px_srv *srv, struct reload *r, struct px_confref *cref,
  * the same commit. */
 struct job_reload {
     struct px_confref *cref;         /* the new generation */
+    struct px_tls_ctx **tls;         /* per new service, as the main loop's prepare
+                                      * built it */
     const int *old_of_new;           /* as the main loop's prepare found */
     unsigned n;
     struct px_srv *main;             /* its replica, committed and published */
@@ -425,6 +455,7 @@ job_reload(struct px_srv *w, void *arg)
     memset(&r, 0, sizeof(r));
     r.n = j->n;
     r.old_of_new = (int *)j->old_of_new;
+    r.tls = j->tls;                    /* borrowed: each replica takes references */
     r.bound = xcalloc(r.n > 0 ? r.n : 1, sizeof(*r.bound));
     for (i = 0; i < r.n; i++) {
         const struct px_service_conf *sc = &j->cref->conf->services[i];
@@ -519,7 +550,7 @@ px_reload(struct px_daemon *d)
 
     jr = (struct job_reload){
         .cref = px_confref_new(r.conf, srv->conf_generation + 1),
-        .old_of_new = r.old_of_new, .n = r.n, .main = srv,
+        .old_of_new = r.old_of_new, .n = r.n, .main = srv, .tls = r.tls,
     };
     jr.cref->cookies = r.cookies;
     r.conf = NULL;                     /* owned by the generation now */

@@ -225,6 +225,7 @@ px_service_init(struct px_service *svc, struct px_srv *srv, struct px_confref *c
     list_init(&svc->retired_link);
     list_init(&svc->tunnels);
     list_init(&svc->conns);
+    list_init(&svc->handshakes);
     for (side = 0; side < RT_SIDE__COUNT; side++) {
         unsigned n = svc->conf->side[side].nservers;
 
@@ -267,6 +268,7 @@ px_service_free(struct px_service *svc)
     if (svc->warn_timer != NULL)
         event_free(svc->warn_timer);
     free((void *)svc->snap);
+    px_tls_ctx_put(svc->tls);
     px_confref_put(svc->cref);
     free(svc);
 }

@@ -74,6 +74,7 @@
 #include "lib/log.h"
 #include "health/window.h"
 #include "proxy/conf.h"
+#include "proxy/tls.h"
 #include "proxy/tls_up.h"
 #include "router/router.h"
 
@@ -282,6 +283,14 @@ struct px_service {
     int applied_state;                   /* enum adm_state last applied (proxy/ops.c) */
     struct list tunnels;                 /* TCP mode: the open tunnels (proxy/tcp.c) */
     struct list conns;                   /* HTTP mode: the open connections (proxy/http.c) */
+    struct px_tls_ctx *tls;              /* one reference: the listener side's TLS
+                                          * material (proxy/tls.h), shared by every
+                                          * worker; NULL: plain. Replaced whole by a
+                                          * reload; a handshake holds its own reference */
+    struct list handshakes;              /* TLS handshakes in flight (proxy/tls_accept.c):
+                                          * counted in conns_active */
+    uint64_t tls_hs[PX_TLS_R__COUNT];    /* handshakes ended, by result */
+    uint64_t tls_resumed;                /* of the ok ones, those that resumed a session */
 };
 
 #define PX_SPARES 64

@@ -8,6 +8,8 @@
 #include "health/window.h"
 #include "proxy/server.h"
 #include "proxy/status.h"
+#include "proxy/tls.h"
+#include "proxy/tls_conf.h"
 #include "proxy/worker.h"
 
 /* Adds the active-check figures of server <s> to its status object <o>:
@@ -98,4 +100,16 @@ px_status_service(struct px_srv *srv, unsigned idx, json_t *obj)
                         json_pack("{s:I, s:I}",
                                   "override_refused", (json_int_t)svc->override_refused,
                                   "cookie_invalid", (json_int_t)svc->cookie_invalid));
+    if (svc->tls != NULL && svc->conf->tls != NULL) {
+        json_t *tls, *hs = json_object();
+        unsigned k;
+
+        px_tls_status(svc->tls, svc->conf->tls, obj);
+        tls = json_object_get(obj, "tls");
+        for (k = 0; k < PX_TLS_R__COUNT; k++)
+            json_object_set_new(hs, px_tls_result_names[k],
+                                json_integer((json_int_t)svc->tls_hs[k]));
+        json_object_set_new(tls, "handshakes", hs);
+        json_object_set_new(tls, "resumed", json_integer((json_int_t)svc->tls_resumed));
+    }
 }

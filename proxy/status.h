@@ -2,7 +2,8 @@
  * status: the data plane's part of a service's status (cutoverctl status,
  * GET /status): its mode, open connections and, per side, whether it is
  * healthy, every server with its counts and active-check figures, the
- * passive window and the counters. The control plane adds weight, state and
+ * passive window and the counters; for a TLS service its certificates
+ * (subject, names, expiry; never a key) and handshake counts. The control plane adds weight, state and
  * plan itself (admin/commands.c, admin/plan_ctl.c) and reaches this through
  * the status op of proxy/ops.c. Reads the main replica after folding the
  * workers' figures in.
@@ -13,8 +14,9 @@
 struct json_t;
 struct px_srv;
 
-/* Adds "mode", "connections", "legacy" and "new" of service <idx> of the
- * main replica <srv> to object <obj>, every worker's figures included. */
+/* Adds "mode", "connections", "legacy", "new" and, with TLS, "tls" of
+ * service <idx> of the main replica <srv> to object <obj>, every worker's
+ * figures included. */
 void px_status_service(struct px_srv *srv, unsigned idx, struct json_t *obj);
 
 #endif

@@ -45,6 +45,7 @@
 #include "proxy/relay.h"
 #include "proxy/server.h"
 #include "proxy/tcp.h"
+#include "proxy/tls.h"
 
 #define PX_TF_CLOSE      0x01u  /* free when the last callback leaves */
 #define PX_TF_CONNECTED  0x02u  /* the upstream connect completed */
@@ -54,6 +55,8 @@
 #define PX_TF_DOWN_SHUT  0x20u  /* we sent FIN to the client */
 #define PX_TF_RETRIED    0x40u  /* the connect retry was used */
 #define PX_TF_SPLICE     0x80u  /* the bytes move by splice (struct px_splice) */
+#define PX_TF_TLS        0x100u /* t->down is a TLS bufferevent: no splice; its
+                                 * half-close is close_notify, then FIN */
 
 #define PX_SPLICE_MAX    (64u * 1024u)  /* bytes asked of one splice() */
 
@@ -152,9 +155,12 @@ static void
 tunnel_free(struct px_tcp *t)
 {
     struct px_service *svc = t->svc;
-    char client[96];
+    char client[96], subj[256] = "";
+    const char *sni = NULL;
 
     log_at(LL_DEBUG, "tcp", t->id, "tunnel closed");
+    if (svc->srv->access_log != NULL && t->down != NULL && (t->flags & PX_TF_TLS))
+        sni = px_tls_peer(t->down, subj, sizeof(subj));
     if (svc->srv->access_log != NULL)
         px_access_log_write(svc->srv->access_log, &(struct px_access_rec){
             .conn = t->id, .service = t->conf->name,
@@ -167,6 +173,7 @@ tunnel_free(struct px_tcp *t)
             .bytes_in = t->bytes[0], .bytes_out = t->bytes[1],
             .duration_us = px_now_us(svc->srv) - t->t_start_us,
             .error = t->err != PX_E_NONE ? px_err_names[t->err] : NULL,
+            .sni = sni, .client_cert = subj,
         });
     splice_free(t);                    /* before the sockets its events watch */
     if (t->down != NULL)
@@ -219,6 +226,8 @@ check_half_close(struct px_tcp *t)
     }
     if ((t->flags & PX_TF_UP_EOF) && !(t->flags & PX_TF_DOWN_SHUT) &&
         evbuffer_get_length(bufferevent_get_output(t->down)) == 0 && t->sp[1].queued == 0) {
+        if (t->flags & PX_TF_TLS)
+            px_tls_close_notify(t->down);  /* what came before it was written */
         shutdown(bufferevent_getfd(t->down), SHUT_WR);
         t->flags |= PX_TF_DOWN_SHUT;
     }
@@ -425,7 +434,7 @@ splice_start(struct px_tcp *t)
         if (srv->nworkers > 1)
             srv->spliced_max /= srv->nworkers;
     }
-    if (srv->spliced >= srv->spliced_max ||
+    if (srv->spliced >= srv->spliced_max || (t->flags & PX_TF_TLS) ||
         evbuffer_get_length(bufferevent_get_input(t->down)) > 0)
         return -1;
     for (d = 0; d < 2; d++) {
@@ -554,15 +563,16 @@ start_connect(struct px_tcp *t)
     return 0;
 }
 
-void
-px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int salen)
+/* A new tunnel of <svc> from <sa>: on client socket <fd>, or on <bev>
+ * (TLS, owned from now on). */
+static void
+tunnel_new(struct px_service *svc, int fd, struct bufferevent *bev, const struct sockaddr *sa)
 {
     struct px_tcp *t = xcalloc(1, sizeof(*t));
     char ip[64];
     struct rt_input in;
     struct rt_choice ch;
 
-    (void)salen;
     t->svc = svc;
     t->sp[0].pipe[0] = t->sp[0].pipe[1] = t->sp[1].pipe[0] = t->sp[1].pipe[1] = -1;
     t->cref = px_confref_get(svc->cref);
@@ -574,13 +584,18 @@ px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sal
         t->client_port = px_sockaddr_port(sa);
     }
     list_push(&svc->tunnels, &t->link);
-    t->down = bufferevent_socket_new(svc->srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (t->down == NULL) {
-        evutil_closesocket(fd);
-        tunnel_free(t);
-        return;
+    if (bev != NULL) {
+        t->down = bev;
+        t->flags |= PX_TF_TLS;
+    } else {
+        t->down = bufferevent_socket_new(svc->srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        if (t->down == NULL) {
+            evutil_closesocket(fd);
+            tunnel_free(t);
+            return;
+        }
+        px_io_own_reads(t->down);
     }
-    px_io_own_reads(t->down);
     bufferevent_setcb(t->down, on_down_read, on_down_write, on_down_event, t);
 
     px_sockaddr_ip(sa, ip, sizeof(ip));
@@ -612,6 +627,19 @@ px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sal
     bufferevent_disable(t->down, EV_READ);
     if (start_connect(t) < 0)
         tunnel_free(t);
+}
+
+void
+px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int salen)
+{
+    (void)salen;
+    tunnel_new(svc, fd, NULL, sa);
+}
+
+void
+px_tcp_accept_tls(struct px_service *svc, struct bufferevent *bev, const struct sockaddr *sa)
+{
+    tunnel_new(svc, -1, bev, sa);
 }
 
 static void

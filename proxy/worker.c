@@ -25,6 +25,7 @@
 #include "proxy/accesslog.h"
 #include "proxy/listen.h"
 #include "proxy/server.h"
+#include "proxy/tls.h"
 #include "proxy/worker.h"
 
 struct px_worker {
@@ -194,6 +195,11 @@ job_fold(struct px_srv *w, void *arg)
             ms->accept_errors[k] += ws->accept_errors[k];
             ws->accept_errors[k] = 0;
         }
+        for (k = 0; k < PX_TLS_R__COUNT; k++)
+            ms->tls_hs[k] += ws->tls_hs[k];
+        ms->tls_resumed += ws->tls_resumed;
+        memset(ws->tls_hs, 0, sizeof(ws->tls_hs));
+        ws->tls_resumed = 0;
         for (side = 0; side < RT_SIDE__COUNT; side++) {
             unsigned n = ws->conf->side[side].nservers;
 
@@ -349,6 +355,7 @@ replica_build(struct px_srv *m, struct px_worker *w, unsigned id)
         struct px_service *ms = m->svcs[i], *svc = xcalloc(1, sizeof(*svc));
 
         px_service_init(svc, s, s->cref, i);
+        svc->tls = px_tls_ctx_get(ms->tls);   /* shared: one ticket key set */
         for (side = 0; side < RT_SIDE__COUNT; side++)
             for (k = 0; k < svc->conf->side[side].nservers; k++)
                 svc->servers[side][k]->up = ms->servers[side][k]->up;

@@ -1038,10 +1038,39 @@ rd_text(enum h_rd r, int err)
     }
 }
 
+/* A reader of socket *<arg>: recv(), peeking or not. */
+static ssize_t
+fd_recv(void *arg, void *buf, size_t n, bool peek)
+{
+    ssize_t got;
+
+    do
+        got = recv(*(int *)arg, buf, n, peek ? MSG_PEEK : 0);
+    while (got < 0 && errno == EINTR);
+    return got;
+}
+
+/* Reads exactly <n> bytes (fewer at EOF or an error). */
+static ssize_t
+recv_all(const struct h_reader *rd, char *buf, size_t n)
+{
+    size_t got = 0;
+
+    while (got < n) {
+        ssize_t k = rd->recv(rd->arg, buf + got, n - got, false);
+
+        if (k <= 0)
+            return got > 0 ? (ssize_t)got : k;
+        got += (size_t)k;
+    }
+    return (ssize_t)got;
+}
+
 /* Reads bytes into <buf> (capacity <cap>, at <*len> already) up to and
  * including <delim>, never consuming anything after it. */
 static enum h_rd
-read_until(int fd, const char *delim, char *buf, size_t cap, size_t *len, int *err)
+read_until(const struct h_reader *rd, const char *delim, char *buf, size_t cap, size_t *len,
+           int *err)
 {
     size_t dl = strlen(delim);
 
@@ -1051,7 +1080,7 @@ read_until(int fd, const char *delim, char *buf, size_t cap, size_t *len, int *e
 
         if (room == 0)
             return H_RD_LONG;
-        n = recv(fd, buf + *len, room, MSG_PEEK);
+        n = rd->recv(rd->arg, buf + *len, room, true);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -1067,9 +1096,7 @@ read_until(int fd, const char *delim, char *buf, size_t cap, size_t *len, int *e
         /* consume exactly the peeked bytes up to the end of <delim> (or all) */
         if (i + dl <= *len + (size_t)n)
             n = (ssize_t)(i + dl - *len);
-        do
-            got = recv(fd, buf + *len, (size_t)n, MSG_WAITALL);
-        while (got < 0 && errno == EINTR);
+        got = recv_all(rd, buf + *len, (size_t)n);
         if (got != n) {
             *err = got < 0 ? errno : EIO;
             return H_RD_ERR;
@@ -1082,13 +1109,13 @@ read_until(int fd, const char *delim, char *buf, size_t cap, size_t *len, int *e
 
 /* Appends exactly <n> bytes from <fd> to the response body. */
 static enum h_rd
-read_body_exact(int fd, struct h_resp *r, size_t n, int *err)
+read_body_exact(const struct h_reader *rd, struct h_resp *r, size_t n, int *err)
 {
     if (r->body_len + n > H_BODY_MAX)
         return H_RD_LONG;
     r->body = xrealloc(r->body, r->body_len + n + 1);
     while (n > 0) {
-        ssize_t got = recv(fd, r->body + r->body_len, n, 0);
+        ssize_t got = rd->recv(rd->arg, r->body + r->body_len, n, false);
 
         if (got < 0 && errno == EINTR)
             continue;
@@ -1108,7 +1135,7 @@ read_body_exact(int fd, struct h_resp *r, size_t n, int *err)
 }
 
 static enum h_rd
-read_body_chunked(int fd, struct h_resp *r, int *err, const char **what)
+read_body_chunked(const struct h_reader *rdr, struct h_resp *r, int *err, const char **what)
 {
     char line[1024];
     enum h_rd rd;
@@ -1118,7 +1145,7 @@ read_body_chunked(int fd, struct h_resp *r, int *err, const char **what)
         char crlf[2];
 
         *what = "chunk size line";
-        if ((rd = read_until(fd, "\r\n", line, sizeof(line) - 1, &len, err)) != H_RD_OK)
+        if ((rd = read_until(rdr, "\r\n", line, sizeof(line) - 1, &len, err)) != H_RD_OK)
             return rd;
         line[len] = '\0';
         for (i = 0; line[i] != '\0'; i++) {
@@ -1143,10 +1170,10 @@ read_body_chunked(int fd, struct h_resp *r, int *err, const char **what)
         if (size == 0)
             break;
         *what = "chunk data";
-        if ((rd = read_body_exact(fd, r, size, err)) != H_RD_OK)
+        if ((rd = read_body_exact(rdr, r, size, err)) != H_RD_OK)
             return rd;
         len = 0;
-        if ((rd = read_until(fd, "\r\n", crlf, sizeof(crlf), &len, err)) == H_RD_LONG) {
+        if ((rd = read_until(rdr, "\r\n", crlf, sizeof(crlf), &len, err)) == H_RD_LONG) {
             *what = "CRLF after chunk data";
             *err = EPROTO;
             return H_RD_ERR;
@@ -1158,7 +1185,7 @@ read_body_chunked(int fd, struct h_resp *r, int *err, const char **what)
     for (;;) {
         size_t len = 0;
 
-        if ((rd = read_until(fd, "\r\n", line, sizeof(line) - 1, &len, err)) != H_RD_OK)
+        if ((rd = read_until(rdr, "\r\n", line, sizeof(line) - 1, &len, err)) != H_RD_OK)
             return rd;
         if (len == 2)
             return H_RD_OK;
@@ -1166,7 +1193,7 @@ read_body_chunked(int fd, struct h_resp *r, int *err, const char **what)
 }
 
 static enum h_rd
-read_body_to_eof(int fd, struct h_resp *r, int *err)
+read_body_to_eof(const struct h_reader *rd, struct h_resp *r, int *err)
 {
     for (;;) {
         ssize_t got;
@@ -1174,7 +1201,7 @@ read_body_to_eof(int fd, struct h_resp *r, int *err)
         if (r->body_len + 65536 > H_BODY_MAX)
             return H_RD_LONG;
         r->body = xrealloc(r->body, r->body_len + 65536 + 1);
-        got = recv(fd, r->body + r->body_len, 65536, 0);
+        got = rd->recv(rd->arg, r->body + r->body_len, 65536, false);
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0) {
@@ -1201,8 +1228,9 @@ ends_with_chunked(const char *v)
 }
 
 static int
-read_response(int fd, struct h_resp *r, bool head_only)
+read_response(const struct h_reader *rdr, struct h_resp *r, bool head_only)
 {
+    int fd = rdr->fd;
     char value[256];
     const char *what = "head";
     enum h_rd rd;
@@ -1212,7 +1240,7 @@ read_response(int fd, struct h_resp *r, bool head_only)
     memset(r, 0, sizeof(*r));
     for (;;) {
         len = 0;
-        rd = read_until(fd, "\r\n\r\n", r->head, sizeof(r->head) - 1, &len, &err);
+        rd = read_until(rdr, "\r\n\r\n", r->head, sizeof(r->head) - 1, &len, &err);
         r->head[len] = '\0';
         if (rd != H_RD_OK) {
             r->closed = rd == H_RD_EOF;
@@ -1238,7 +1266,7 @@ read_response(int fd, struct h_resp *r, bool head_only)
 
     if (h_resp_header(r, "Transfer-Encoding", value, sizeof(value)) != NULL &&
         ends_with_chunked(value)) {
-        rd = read_body_chunked(fd, r, &err, &what);
+        rd = read_body_chunked(rdr, r, &err, &what);
     } else if (h_resp_header(r, "Content-Length", value, sizeof(value)) != NULL) {
         char *end;
         unsigned long long n;
@@ -1250,10 +1278,10 @@ read_response(int fd, struct h_resp *r, bool head_only)
             return -1;
         }
         what = "body";
-        rd = n > H_BODY_MAX ? H_RD_LONG : read_body_exact(fd, r, (size_t)n, &err);
+        rd = n > H_BODY_MAX ? H_RD_LONG : read_body_exact(rdr, r, (size_t)n, &err);
     } else {
         what = "body until close";
-        rd = read_body_to_eof(fd, r, &err);
+        rd = read_body_to_eof(rdr, r, &err);
     }
     if (rd != H_RD_OK) {
         fprintf(stderr, "harness: fd %d: status %d, reading the %s: %s after %zu body "
@@ -1266,13 +1294,23 @@ read_response(int fd, struct h_resp *r, bool head_only)
 int
 h_read_response(int fd, struct h_resp *r)
 {
-    return read_response(fd, r, false);
+    struct h_reader rd = { fd_recv, &fd, fd };
+
+    return read_response(&rd, r, false);
 }
 
 int
 h_read_response_head(int fd, struct h_resp *r)
 {
-    return read_response(fd, r, true);
+    struct h_reader rd = { fd_recv, &fd, fd };
+
+    return read_response(&rd, r, true);
+}
+
+int
+h_read_response_from(const struct h_reader *rd, struct h_resp *r)
+{
+    return read_response(rd, r, false);
 }
 
 int
@@ -1619,6 +1657,44 @@ h_cutoverd_start(const char *conf, const char *log, const char *admin_sock, int 
 }
 
 /* ---- JSON ------------------------------------------------------------ */
+
+static int
+b64_value(int c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+unsigned char *
+h_b64_decode(const char *s, size_t *len)
+{
+    size_t n = strlen(s), i, o = 0;
+    unsigned char *out = xmalloc(n / 4 * 3 + 4);
+    unsigned acc = 0, bits = 0;
+    int v;
+
+    for (i = 0; i < n && s[i] != '='; i++) {
+        if ((v = b64_value((unsigned char)s[i])) < 0) {
+            free(out);
+            return NULL;
+        }
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    out[o] = '\0';
+    *len = o;
+    return out;
+}
 
 json_t *
 h_json_at(const json_t *root, const char *path)

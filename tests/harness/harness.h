@@ -229,6 +229,18 @@ int h_read_response(int fd, struct h_resp *r);
 /* Same for the answer to a HEAD request: reads the head only. */
 int h_read_response_head(int fd, struct h_resp *r);
 
+/* A byte source for the response reader other than a plain socket (a TLS
+ * client: tests/harness/tls.h): <recv> works as recv(2) on <arg>, leaving
+ * the bytes where they are when <peek>; <fd> names it in messages. */
+struct h_reader {
+    ssize_t (*recv)(void *arg, void *buf, size_t n, bool peek);
+    void *arg;
+    int fd;
+};
+
+/* h_read_response() from <rd>. */
+int h_read_response_from(const struct h_reader *rd, struct h_resp *r);
+
 /* Connects, sends "GET <path> HTTP/1.1" with Host and Connection: close
  * plus <extra_headers> (NULL, or lines each ending in "\r\n"), reads the
  * response and closes. Returns 0 or -1. */
@@ -297,6 +309,12 @@ pid_t h_cutoverd_start(const char *conf, const char *log, const char *admin_sock
  * IP 127.0.0.1 and DNS backend.test, by up-ca2), up-client (client
  * certificate by up-ca). Returns 0, or -1 (openssl's output dumped). */
 int h_tls_make_upstream_certs(const char *dir);
+
+/* ---- data ------------------------------------------------------------ */
+
+/* Decodes base64 <s> (the corpora's bytes_b64) into a new buffer of *<len>
+ * bytes plus a NUL (caller frees); NULL when <s> is not base64. */
+unsigned char *h_b64_decode(const char *s, size_t *len);
 
 /* ---- JSON ------------------------------------------------------------ */
 

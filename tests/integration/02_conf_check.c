@@ -1,6 +1,7 @@
 /*
- * cutoverd -t on every example in conf/ (so examples cannot rot), and the
- * error messages of a bad config: file, line, column and JSON path, exit 1.
+ * cutoverd -t on every example in conf/ (so examples cannot rot; the TLS
+ * one also with its certificates in place), and the error messages of a
+ * bad config: file, line, column and JSON path, exit 1.
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -12,7 +13,10 @@
 
 #include <cmocka.h>
 
+#include <sys/stat.h>
+
 #include "tests/harness/harness.h"
+#include "tests/harness/tls.h"
 
 static void
 test_every_example_is_valid(void **state)
@@ -37,6 +41,51 @@ test_every_example_is_valid(void **state)
     }
     closedir(d);
     assert_true(n >= 3);          /* demo, example, tcp at least */
+}
+
+/* conf/example.json terminates TLS with certificate files that a
+ * deployment puts beside it: -t only warns while they are missing (above);
+ * with them in place (made here with the openssl command) every pair is
+ * read and matched, and nothing is left to warn about. */
+static void
+test_example_with_its_certificates(void **state)
+{
+    static const char *const files[][2] = {
+        { "srv.pem", "tls/web.ecdsa.pem" }, { "srv.key", "tls/web.ecdsa.key" },
+        { "srvrsa.pem", "tls/web.rsa.pem" }, { "srvrsa.key", "tls/web.rsa.key" },
+        { "ca.pem", "tls/clients-ca.pem" },
+    };
+    char *dir = h_tmpdir(), *text, src[1024], dst[1024], out[8192];
+    size_t i;
+
+    (void)state;
+    assert_non_null(dir);
+    snprintf(dst, sizeof(dst), "%s/tls", dir);
+    assert_int_equal(mkdir(dst, 0700), 0);
+    assert_int_equal(h_tls_make_certs(dst), 0);
+    for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(src, sizeof(src), "%s/tls/%s", dir, files[i][0]);
+        snprintf(dst, sizeof(dst), "%s/%s", dir, files[i][1]);
+        assert_int_equal(rename(src, dst), 0);
+    }
+    text = h_read_file(h_src("conf/example.json"));
+    assert_non_null(text);
+    snprintf(dst, sizeof(dst), "%s/example.json", dir);
+    assert_int_equal(h_write_file(dst, text), 0);
+    free(text);
+    if (h_cutoverd_check(dst, out, sizeof(out)) != 0 || strstr(out, "module=tls") != NULL)
+        fail_msg("%s", out);
+    /* and a key that is not its certificate's is caught, with its place */
+    snprintf(src, sizeof(src), "%s/tls/rsa.key", dir);
+    snprintf(dst, sizeof(dst), "%s/tls/web.rsa.key", dir);
+    assert_int_equal(rename(src, dst), 0);
+    snprintf(dst, sizeof(dst), "%s/example.json", dir);
+    if (h_cutoverd_check(dst, out, sizeof(out)) != 1 ||
+        strstr(out, "services[0].tls.certs[1].key") == NULL ||
+        strstr(out, "the key does not match the certificate") == NULL)
+        fail_msg("%s", out);
+    h_rmrf(dir);
+    free(dir);
 }
 
 static void
@@ -93,6 +142,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_example_is_valid),
+        cmocka_unit_test(test_example_with_its_certificates),
         cmocka_unit_test(test_bad_configs_name_the_place),
         cmocka_unit_test(test_missing_file),
     };

@@ -27,6 +27,7 @@
 #include <jansson.h>
 
 #include "proxy/conf.h"
+#include "proxy/tls_conf.h"
 #include "router/conf.h"
 #include "health/conf.h"
 
@@ -209,8 +210,15 @@ test_example(void **state)
     assert_int_equal(s->plan.nsteps, 7);
     for (i = 0; i < 7; i++)
         assert_int_equal(s->plan.steps_bp[i], steps[i]);
+    assert_non_null(s->tls);
+    assert_int_equal(s->tls->ncerts, 2);
+    snprintf(want, sizeof(want), "%s/conf/tls/web.ecdsa.pem", src_dir());
+    assert_string_equal(s->tls->certs[0].cert, want);
+    assert_string_equal(s->tls->certs[0].cert_as_written, "tls/web.ecdsa.pem");
+    assert_int_equal(s->tls->client_verify, PX_TLS_VERIFY_OPTIONAL);
 
     s = &c->services[1];
+    assert_null(s->tls);
     assert_string_equal(s->name, "orders-db");
     assert_int_equal(s->mode, PX_MODE_TCP);
     assert_int_equal(s->route.sticky_by, RT_STICKY_CLIENT_IP);

@@ -17,6 +17,11 @@
 #include <cmocka.h>
 
 #include "proxy/conf.h"
+#include "proxy/tls_conf.h"
+
+/* A "tls" for the service case of the field list below (its own fields
+ * are compared in test_px_tls.c). */
+static struct px_tls_conf other_tls = { .ncerts = 0, .min_version = 12 };
 
 static struct px_conf *
 load_example(const char *name)
@@ -101,7 +106,8 @@ static char tls_dummy;
       PX_SVC_NEW_DOWN)                                                   \
     X(M, timeouts, TIMEOUTS_BASE, .connect_ms = 1, PX_SVC_TIMEOUTS)      \
     X(M, limits, LIMITS_BASE, .headers = 1, PX_SVC_LIMITS)               \
-    X(M, pool, POOL_BASE, .max_idle = 0, PX_SVC_POOL)
+    X(M, pool, POOL_BASE, .max_idle = 0, PX_SVC_POOL)                    \
+    X(V, tls, NULL, &other_tls, PX_SVC_TLS)
 
 /* One mutator per line, all on a struct px_service_conf. */
 #define SVC_MUT(how, f, base, other, bit)                                \
