@@ -346,50 +346,18 @@ request_ready(struct px_conn *c)
     start_connect(c);
 }
 
-/* Reads a small body into c->req_buf. Returns true when the body is complete
- * or too large to buffer (then it streams), false when more is needed. */
+/* Reads a small body into c->req_buf (px_hm_buffer_body()). Returns true
+ * when the body is complete or too large to buffer (then it streams), false
+ * when more is needed or it was refused (answered here). */
 static bool
 buffer_body(struct px_conn *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->down);
-    const struct px_limits *lim = &sconf(c)->limits;
+    const char *why = NULL;
+    int status = 0, r = px_hm_buffer_body(c, &status, &why);
 
-    if (c->req.framing == H1_BODY_LENGTH) {
-        if (c->req.left > lim->buffer_body_bytes)
-            return true;                       /* streams after connect */
-        px_hc_evbuffer(c, &c->req_buf);
-        if (evbuffer_get_length(in) < c->req.left)
-            return false;
-        evbuffer_remove_buffer(in, c->req_buf, (size_t)c->req.left);
-        c->req.total = c->req.left;
-        c->req.left = 0;
-        c->req.done = true;
-        return true;
-    }
-    /* chunked: decode into req_buf; resend with Content-Length when it ends
-     * within the buffer limit, else stream the rest chunked. Decoding stops
-     * one byte past the limit, however much of the body one read brought,
-     * so that only a body within it is ever sent with a Content-Length */
-    c->req.out = PX_OUT_PLAIN;
-    if (px_hm_body_upto(&c->req, in, px_hc_evbuffer(c, &c->req_buf),
-                        (size_t)lim->buffer_body_bytes + 1) < 0) {
-        reply_error(c, 400, c->req.ck.error != NULL ? c->req.ck.error : "bad chunked body");
-        return false;
-    }
-    if (lim->body_bytes > 0 && c->req.total > lim->body_bytes) {
-        reply_error(c, 413, "request body over limits.body_bytes");
-        return false;
-    }
-    if (c->req.done) {
-        c->req.framing = H1_BODY_LENGTH;
-        c->req.left = 0;
-        return true;
-    }
-    if (evbuffer_get_length(c->req_buf) > lim->buffer_body_bytes) {
-        c->req.out = PX_OUT_CHUNKED;
-        return true;
-    }
-    return false;
+    if (r < 0)
+        reply_error(c, status, why);
+    return r > 0;
 }
 
 /* ---- parking ---------------------------------------------------------- */
@@ -444,22 +412,7 @@ park(struct px_conn *c)
         event_assign(c->head_timer, c->srv->base, -1, 0, on_head_timeout, c);
         return;                        /* stays as it is */
     }
-    bufferevent_disable(c->down, EV_READ | EV_WRITE);
-    bufferevent_setfd(c->down, -1);    /* the socket stays open: it is parked */
-    bufferevent_setcb(c->down, NULL, NULL, NULL, NULL);   /* it leaves <c> (set_state) */
-    if (c->srv->nspare_bev < PX_SPARES)
-        c->srv->spare_bev[c->srv->nspare_bev++] = c->down;
-    else
-        bufferevent_free(c->down);
-    c->down = NULL;
-    px_hc_spare_evbuffer(c->srv, &c->up_head);
-    px_hc_spare_evbuffer(c->srv, &c->req_buf);
-    if (c->log_path != NULL && c->srv->nspare_path < PX_SPARES)
-        c->srv->spare_path[c->srv->nspare_path++] = c->log_path;
-    else
-        free(c->log_path);
-    c->log_path = NULL;
-    c->flags |= PX_CF_PARKED;
+    px_hc_park(c);
 }
 
 /* The client of a parked connection sent something (or closed): it gets a
@@ -740,14 +693,6 @@ start_tunnel(struct px_conn *c, const struct h1_resp *r)
                         PX_IO_READ_MAX);
 }
 
-/* Tunnel: moves what <from> read to <to>, with backpressure. */
-static void
-tunnel_relay(struct px_conn *c, struct bufferevent *from, struct bufferevent *to)
-{
-    c->last_io_ms = px_now_ms(c->srv);
-    (void)px_relay_move(from, to);
-}
-
 /* Parses the response head from the upstream input. Returns true once it
  * was parsed and written to the client. */
 static bool
@@ -867,31 +812,10 @@ on_client_read(struct bufferevent *bev, void *arg)
     (void)bev;
     enter(c);
     if (c->state == PX_CS_TUNNEL)
-        tunnel_relay(c, c->down, c->up);
+        px_hm_tunnel_relay(c, c->down, c->up);
     else if (!(c->flags & PX_CF_CLOSE))
         process(c);
     leave(c);
-}
-
-/* <bev> drained below its low watermark: let <peer> read again. */
-static void
-tunnel_drained(struct px_conn *c, struct bufferevent *bev, struct bufferevent *peer)
-{
-    c->last_io_ms = px_now_ms(c->srv);
-    px_relay_drained(bev, peer, PX_IO_READ_MAX, true);
-}
-
-/* A timeout in the tunnel: close only when neither direction moved a byte
- * for server_idle_ms. */
-static void
-tunnel_timeout(struct px_conn *c, struct bufferevent *bev, short what)
-{
-    if (!px_relay_timeout(bev, what, px_now_ms(c->srv) - c->last_io_ms,
-                          sconf(c)->timeouts.server_idle_ms, true))
-        return;
-    log_at(LL_DEBUG, "http", c->id, "tunnel idle for %u ms: closed",
-           sconf(c)->timeouts.server_idle_ms);
-    mark_close(c);
 }
 
 static void
@@ -905,7 +829,7 @@ on_client_write(struct bufferevent *bev, void *arg)
         if (evbuffer_get_length(bufferevent_get_output(c->down)) == 0)
             mark_close(c);
     } else if (c->state == PX_CS_TUNNEL) {
-        tunnel_drained(c, c->down, c->up);
+        px_hm_tunnel_drained(c, c->down, c->up);
     } else if (c->state == PX_CS_EXCHANGE && c->up != NULL) {
         /* the client drained below the low watermark: read upstream again */
         px_relay_drained(c->down, c->up, c->res_head_done ? PX_IO_READ_MAX : PX_IO_READ_HEAD,
@@ -926,7 +850,7 @@ on_client_event(struct bufferevent *bev, short what, void *arg)
     enter(c);
     if (c->state == PX_CS_TUNNEL) {
         if (what & BEV_EVENT_TIMEOUT)
-            tunnel_timeout(c, c->down, what);
+            px_hm_tunnel_timeout(c, c->down, what);
         else
             mark_close(c);             /* the client ended the tunnel */
     } else if (what & BEV_EVENT_TIMEOUT) {
@@ -1064,7 +988,7 @@ on_upstream_read(struct bufferevent *bev, void *arg)
     (void)bev;
     enter(c);
     if (c->state == PX_CS_TUNNEL) {
-        tunnel_relay(c, c->up, c->down);
+        px_hm_tunnel_relay(c, c->up, c->down);
     } else if (c->state == PX_CS_EXCHANGE) {
         /* a deferred callback queued for a pooled connection's previous
          * use may run with nothing read: not a response byte */
@@ -1083,7 +1007,7 @@ on_upstream_write(struct bufferevent *bev, void *arg)
     (void)bev;
     enter(c);
     if (c->state == PX_CS_TUNNEL) {
-        tunnel_drained(c, c->up, c->down);
+        px_hm_tunnel_drained(c, c->up, c->down);
     } else if (c->state == PX_CS_EXCHANGE && !c->req.done) {
         /* upstream drained below the low watermark: read the client again */
         px_relay_drained(c->up, c->down, PX_IO_READ_MAX, true);
@@ -1101,7 +1025,7 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
     enter(c);
     if (c->state == PX_CS_TUNNEL) {
         if (what & BEV_EVENT_TIMEOUT) {
-            tunnel_timeout(c, c->up, what);
+            px_hm_tunnel_timeout(c, c->up, what);
         } else {
             /* the server ended the tunnel: flush what it sent, then close */
             evbuffer_add_buffer(bufferevent_get_output(c->down), bufferevent_get_input(c->up));

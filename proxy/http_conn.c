@@ -219,3 +219,26 @@ px_hc_loop_free(struct px_srv *srv)
     srv->hfields = NULL;
     srv->hfields_n = 0;
 }
+
+void
+px_hc_park(struct px_conn *c)
+{
+    bufferevent_disable(c->down, EV_READ | EV_WRITE);
+    bufferevent_setfd(c->down, -1);    /* the socket stays open: it is parked */
+    /* it leaves <c>: the one place besides set_state() (proxy/http.c) that
+     * sets a connection's callbacks, to none */
+    bufferevent_setcb(c->down, NULL, NULL, NULL, NULL);
+    if (c->srv->nspare_bev < PX_SPARES)
+        c->srv->spare_bev[c->srv->nspare_bev++] = c->down;
+    else
+        bufferevent_free(c->down);
+    c->down = NULL;
+    px_hc_spare_evbuffer(c->srv, &c->up_head);
+    px_hc_spare_evbuffer(c->srv, &c->req_buf);
+    if (c->log_path != NULL && c->srv->nspare_path < PX_SPARES)
+        c->srv->spare_path[c->srv->nspare_path++] = c->log_path;
+    else
+        free(c->log_path);
+    c->log_path = NULL;
+    c->flags |= PX_CF_PARKED;
+}

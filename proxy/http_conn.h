@@ -239,6 +239,11 @@ bool px_hc_refresh_conf(struct px_conn *c);
  * retired service may not survive). Touch nothing of <c> after it. */
 void px_hc_close(struct px_conn *c);
 
+/* Parks <c>, whose head timer already watches its socket (proxy/http.c,
+ * park()): its bufferevent (socket detached, left open), up_head, req_buf
+ * and access log path go to the loop's spares. */
+void px_hc_park(struct px_conn *c);
+
 /* Frees the loop's spare buffers and header field table (px_http_loop_free()). */
 void px_hc_loop_free(struct px_srv *srv);
 

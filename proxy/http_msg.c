@@ -364,3 +364,82 @@ px_hm_send_kept(struct evbuffer *out, struct evbuffer *kept)
     if (evbuffer_add_buffer_reference(out, kept) < 0)
         evbuffer_add(out, evbuffer_pullup(kept, -1), n);   /* bounded: head or small body */
 }
+
+/* ---- request bodies read before the connect ----------------------- */
+
+int
+px_hm_buffer_body(struct px_conn *c, int *status, const char **why)
+{
+    struct evbuffer *in = bufferevent_get_input(c->down);
+    const struct px_limits *lim = &sconf(c)->limits;
+
+    if (c->req.framing == H1_BODY_LENGTH) {
+        if (c->req.left > lim->buffer_body_bytes)
+            return 1;                       /* streams after connect */
+        px_hc_evbuffer(c, &c->req_buf);
+        if (evbuffer_get_length(in) < c->req.left)
+            return 0;
+        evbuffer_remove_buffer(in, c->req_buf, (size_t)c->req.left);
+        c->req.total = c->req.left;
+        c->req.left = 0;
+        c->req.done = true;
+        return 1;
+    }
+    /* chunked: decode into req_buf; resend with Content-Length when it ends
+     * within the buffer limit, else stream the rest chunked. Decoding stops
+     * one byte past the limit, however much of the body one read brought,
+     * so that only a body within it is ever sent with a Content-Length */
+    c->req.out = PX_OUT_PLAIN;
+    if (px_hm_body_upto(&c->req, in, px_hc_evbuffer(c, &c->req_buf),
+                        (size_t)lim->buffer_body_bytes + 1) < 0) {
+        *status = 400;
+        *why = c->req.ck.error != NULL ? c->req.ck.error : "bad chunked body";
+        return -1;
+    }
+    if (lim->body_bytes > 0 && c->req.total > lim->body_bytes) {
+        *status = 413;
+        *why = "request body over limits.body_bytes";
+        return -1;
+    }
+    if (c->req.done) {
+        c->req.framing = H1_BODY_LENGTH;
+        c->req.left = 0;
+        return 1;
+    }
+    if (evbuffer_get_length(c->req_buf) > lim->buffer_body_bytes) {
+        c->req.out = PX_OUT_CHUNKED;
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- tunnels: the bytes as they are ------------------------------- */
+
+/* Tunnel: moves what <from> read to <to>, with backpressure. */
+void
+px_hm_tunnel_relay(struct px_conn *c, struct bufferevent *from, struct bufferevent *to)
+{
+    c->last_io_ms = px_now_ms(c->srv);
+    (void)px_relay_move(from, to);
+}
+
+/* <bev> drained below its low watermark: let <peer> read again. */
+void
+px_hm_tunnel_drained(struct px_conn *c, struct bufferevent *bev, struct bufferevent *peer)
+{
+    c->last_io_ms = px_now_ms(c->srv);
+    px_relay_drained(bev, peer, PX_IO_READ_MAX, true);
+}
+
+/* A timeout in the tunnel: close only when neither direction moved a byte
+ * for server_idle_ms. */
+void
+px_hm_tunnel_timeout(struct px_conn *c, struct bufferevent *bev, short what)
+{
+    if (!px_relay_timeout(bev, what, px_now_ms(c->srv) - c->last_io_ms,
+                          sconf(c)->timeouts.server_idle_ms, true))
+        return;
+    log_at(LL_DEBUG, "http", c->id, "tunnel idle for %u ms: closed",
+           sconf(c)->timeouts.server_idle_ms);
+    mark_close(c);
+}

@@ -67,4 +67,20 @@ px_hm_body(struct px_body *b, struct evbuffer *src, struct evbuffer *dst)
 /* Appends the contents of <kept> to <out> without consuming <kept>. */
 void px_hm_send_kept(struct evbuffer *out, struct evbuffer *kept);
 
+/* Reads a small request body into c->req_buf before the connect: 1 when it
+ * is complete or too large to buffer (then it streams), 0 when more is
+ * needed, -1 when it is refused (*<status> 400 or 413, *<why> the reason). */
+int px_hm_buffer_body(struct px_conn *c, int *status, const char **why);
+
+/* Tunnel: moves what <from> read to <to>, with backpressure. */
+void px_hm_tunnel_relay(struct px_conn *c, struct bufferevent *from, struct bufferevent *to);
+
+/* Tunnel: <bev> drained below its low watermark, <peer> may read again. */
+void px_hm_tunnel_drained(struct px_conn *c, struct bufferevent *bev,
+                          struct bufferevent *peer);
+
+/* Tunnel: a timeout on <bev>; the connection closes only when neither
+ * direction moved a byte for server_idle_ms. */
+void px_hm_tunnel_timeout(struct px_conn *c, struct bufferevent *bev, short what);
+
 #endif
