@@ -551,21 +551,19 @@ show_reply(const struct ctl_opts *o, const struct ctl_conn *c, const char *text)
     return rc;
 }
 
-/* Sends <req> on <c> and prints the reply. Returns the exit status; with
- * <is_intr> non-NULL an interrupt while waiting sets it. */
-static int
-roundtrip(const struct ctl_opts *o, struct ctl_conn *c, const json_t *req, bool *is_intr)
+/* <req> as one protocol line with its LF (caller frees), or NULL with a
+ * message printed. */
+static char *
+encode_line(const json_t *req)
 {
-    char *text, *line, *reply;
+    char *text, *line;
     size_t n;
-    int rc;
 
     text = json_dumps(req, JSON_COMPACT | JSON_REAL_PRECISION(15));
     if (text == NULL) {
         fputs("cutoverctl: cannot encode the request\n", stderr);
-        return CTL_EXIT_USAGE;
+        return NULL;
     }
-    /* one write for the whole line: the daemon answers once it sees the LF */
     n = strlen(text);
     line = malloc(n + 2);
     if (line == NULL) {
@@ -575,9 +573,19 @@ roundtrip(const struct ctl_opts *o, struct ctl_conn *c, const json_t *req, bool 
     memcpy(line, text, n);
     memcpy(line + n, "\n", 2);
     free(text);
-    rc = conn_send(c, line);
-    free(line);
-    if (rc != 0)
+    return line;
+}
+
+/* Sends <line> on <c> and prints the reply. Returns the exit status; with
+ * <is_intr> non-NULL an interrupt while waiting sets it. */
+static int
+roundtrip(const struct ctl_opts *o, struct ctl_conn *c, const char *line, bool *is_intr)
+{
+    char *reply;
+    int rc;
+
+    /* one write for the whole line: the daemon answers once it sees the LF */
+    if ((rc = conn_send(c, line)) != 0)
         return rc;
     if ((rc = conn_read_line(c, &reply, is_intr)) != 0 || reply == NULL)
         return rc;
@@ -586,16 +594,23 @@ roundtrip(const struct ctl_opts *o, struct ctl_conn *c, const json_t *req, bool 
     return rc;
 }
 
+/* The line is ready before the connection: it is sent at once, so the
+ * daemon finds it there when it accepts (under a flood of connections
+ * that is what keeps the operator's from being evicted). */
 static int
 run_once(const struct ctl_opts *o, const json_t *req)
 {
     struct ctl_conn c;
+    char *line = encode_line(req);
     int rc;
 
-    if ((rc = conn_open(&c, o->socket)) != 0)
-        return rc;
-    rc = roundtrip(o, &c, req, NULL);
-    conn_close(&c);
+    if (line == NULL)
+        return CTL_EXIT_USAGE;
+    if ((rc = conn_open(&c, o->socket)) == 0) {
+        rc = roundtrip(o, &c, line, NULL);
+        conn_close(&c);
+    }
+    free(line);
     return rc;
 }
 
@@ -607,8 +622,11 @@ run_watch(const struct ctl_opts *o, const json_t *req)
     struct ctl_conn c;
     struct timespec tick = { .tv_sec = 1, .tv_nsec = 0 };
     bool is_intr = false, is_tty = !o->is_json && isatty(STDOUT_FILENO);
+    char *line = encode_line(req);
     int rc;
 
+    if (line == NULL)
+        return CTL_EXIT_USAGE;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
@@ -616,12 +634,14 @@ run_watch(const struct ctl_opts *o, const json_t *req)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    if ((rc = conn_open(&c, o->socket)) != 0)
+    if ((rc = conn_open(&c, o->socket)) != 0) {
+        free(line);
         return rc;
+    }
     for (;;) {
         if (is_tty)
             fputs("\033[H\033[2J", stdout);    /* redraw in place */
-        rc = roundtrip(o, &c, req, &is_intr);
+        rc = roundtrip(o, &c, line, &is_intr);
         if (rc != 0 || is_intr || interrupted)
             break;
         if (!o->is_json && !is_tty)
@@ -631,6 +651,7 @@ run_watch(const struct ctl_opts *o, const json_t *req)
             break;
     }
     conn_close(&c);
+    free(line);
     return interrupted ? CTL_EXIT_OK : rc;
 }
 
