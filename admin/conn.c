@@ -1,7 +1,6 @@
 /*
- * conn: see conn.h. One listening socket and its accept event per admin
- * listener; each connection is a bufferevent with two events of its own, a
- * timer and a "resume".
+ * conn: see conn.h. One evconnlistener per admin listener; each connection
+ * is a bufferevent with two events of its own, a timer and a "resume".
  *
  * Key decisions:
  * - Work per callback is bounded (ops->reqs_per_cb requests); the rest is
@@ -40,10 +39,12 @@
  *   for eviction that never had a request handled gets a last read first:
  *   a complete request there is handled (it is no longer evicted), only a
  *   silent or incomplete one is closed.
- * - The listening socket is ours, not an evconnlistener: that is what
- *   bounds the accepts per turn, and a shortage of descriptors or memory
- *   pauses accepting for ADM_CONN_PAUSE_MS (logged once per 10 s) where a
- *   level-triggered listener would spin and log at every turn.
+ * - The listener is disabled after ADM_CONN_ACCEPTS_PER_CB accepts (libevent
+ *   2.1's accept loop stops there) and enabled again by a timer due at the
+ *   next loop turn; after an accept error (descriptors, memory) the same
+ *   timer waits ADM_CONN_PAUSE_MS (logged once per 10 s), where a
+ *   level-triggered listener would spin and log at every turn. The accepts
+ *   stay libevent's, as the data plane's are (see tests/tsan.supp).
  * - A half-close (EOF) still gets answers to what was sent, then the
  *   connection closes once they are flushed.
  * - A connection is freed only at the tail of one of its own callbacks
@@ -54,20 +55,17 @@
  *   its request from there too, with the same tail (conn_settle()).
  * - Evictions are logged once per 100, so a flood does not flood the log.
  */
-#define _GNU_SOURCE                    /* accept4() */
-
 #include "admin/conn.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/listener.h>
 
 #include "lib/log.h"
 #include "lib/xmalloc.h"
@@ -504,23 +502,42 @@ conn_accept(struct adm_listener *l, evutil_socket_t fd, struct sockaddr *sa, int
         conn_settle(c, conn_process(c));
 }
 
-/* After ADM_CONN_PAUSE_MS without accepting. */
+/* The next loop turn, or ADM_CONN_PAUSE_MS after an accept error. */
 static void
 on_accept_resume(evutil_socket_t fd, short what, void *arg)
 {
     struct adm_listener *l = arg;
 
-    if (event_add(l->accept_ev, NULL) != 0)
+    l->turn_accepts = 0;
+    if (evconnlistener_enable(l->lev) != 0)
         log_at(LL_ERR, "admin", 0, "cannot accept on %s any more", l->ops->listener);
 }
 
-/* The accept on <l> failed with <err> (not a transient error): accepting
- * pauses for ADM_CONN_PAUSE_MS, since the socket stays readable and the
- * loop would spin; one log line per ADM_CONN_ERR_LOG_S. */
 static void
-accept_failed(struct adm_listener *l, int err)
+on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+          int salen, void *arg)
+{
+    static const struct timeval next_turn = { 0, 0 };
+    struct adm_listener *l = arg;
+
+    /* libevent's accept loop stops once the listener is disabled */
+    if (++l->turn_accepts >= ADM_CONN_ACCEPTS_PER_CB) {
+        evconnlistener_disable(lev);
+        evtimer_add(l->resume_ev, &next_turn);
+    }
+    conn_accept(l, fd, sa, salen);
+}
+
+/* An accept failed with an error that is not transient (EMFILE, ENFILE,
+ * ENOBUFS, ENOMEM...): accepting pauses for ADM_CONN_PAUSE_MS, since the
+ * socket stays readable and the loop would spin; one log line per
+ * ADM_CONN_ERR_LOG_S. */
+static void
+on_accept_error(struct evconnlistener *lev, void *arg)
 {
     static const struct timeval pause = { 0, ADM_CONN_PAUSE_MS * 1000 };
+    struct adm_listener *l = arg;
+    int err = EVUTIL_SOCKET_ERROR();
     struct timespec now;
 
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -530,32 +547,8 @@ accept_failed(struct adm_listener *l, int err)
                ADM_CONN_PAUSE_MS, l->accept_errors);
         l->accept_err_logged = now.tv_sec;
     }
-    event_del(l->accept_ev);
-    evtimer_add(l->pause_ev, &pause);
-}
-
-/* The listening socket is readable: up to ADM_CONN_ACCEPTS_PER_CB accepts. */
-static void
-on_accept_ready(evutil_socket_t lfd, short what, void *arg)
-{
-    struct adm_listener *l = arg;
-    struct sockaddr_storage ss;
-    socklen_t len;
-    int i, fd;
-
-    for (i = 0; i < ADM_CONN_ACCEPTS_PER_CB; i++) {
-        len = sizeof(ss);
-        fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
-                continue;
-            accept_failed(l, errno);
-            return;
-        }
-        conn_accept(l, fd, (struct sockaddr *)&ss, (int)len);
-    }
+    evconnlistener_disable(lev);
+    evtimer_add(l->resume_ev, &pause);
 }
 
 void
@@ -566,31 +559,35 @@ adm_listener_init(struct adm_listener *l, struct event_base *base,
     l->base = base;
     l->ops = ops;
     l->owner = owner;
-    l->fd = -1;
     list_init(&l->conns);
+}
+
+/* The timer that enables the listener again, made before the listener so
+ * that a failure leaves the listening socket to the caller. 0 or -1. */
+static int
+listener_timer(struct adm_listener *l)
+{
+    if (l->resume_ev == NULL)
+        l->resume_ev = evtimer_new(l->base, on_accept_resume, l);
+    if (l->resume_ev != NULL)
+        return 0;
+    errno = ENOMEM;
+    return -1;
 }
 
 int
 adm_listener_listen_fd(struct adm_listener *l, evutil_socket_t fd)
 {
-    int e;
-
-    if (listen(fd, ADM_CONN_BACKLOG) != 0 || evutil_make_socket_nonblocking(fd) != 0
-        || evutil_make_socket_closeonexec(fd) != 0)
+    if (listener_timer(l) != 0)
         return -1;
-    l->accept_ev = event_new(l->base, fd, EV_READ | EV_PERSIST, on_accept_ready, l);
-    l->pause_ev = evtimer_new(l->base, on_accept_resume, l);
-    if (l->accept_ev == NULL || l->pause_ev == NULL || event_add(l->accept_ev, NULL) != 0) {
-        e = errno != 0 ? errno : ENOMEM;
-        if (l->accept_ev != NULL)
-            event_free(l->accept_ev);
-        if (l->pause_ev != NULL)
-            event_free(l->pause_ev);
-        l->accept_ev = l->pause_ev = NULL;
-        errno = e;
+    /* evconnlistener_new() calls listen(); with CLOSE_ON_FREE it owns <fd>
+     * from here on, but only when it succeeds */
+    l->lev = evconnlistener_new(l->base, on_accept, l,
+                                LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE,
+                                ADM_CONN_BACKLOG, fd);
+    if (l->lev == NULL)
         return -1;
-    }
-    l->fd = fd;                        /* ours from here */
+    evconnlistener_set_error_cb(l->lev, on_accept_error);
     return 0;
 }
 
@@ -598,18 +595,15 @@ int
 adm_listener_listen_addr(struct adm_listener *l, const struct sockaddr *sa,
                          socklen_t salen)
 {
-    int one = 1, e;
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-    if (fd < 0)
+    if (listener_timer(l) != 0)
         return -1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0
-        || bind(fd, sa, salen) != 0 || adm_listener_listen_fd(l, fd) != 0) {
-        e = errno;
-        close(fd);
-        errno = e;
+    l->lev = evconnlistener_new_bind(l->base, on_accept, l,
+                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC
+                                     | LEV_OPT_REUSEABLE,
+                                     ADM_CONN_BACKLOG, sa, (int)salen);
+    if (l->lev == NULL)
         return -1;
-    }
+    evconnlistener_set_error_cb(l->lev, on_accept_error);
     return 0;
 }
 
@@ -618,14 +612,12 @@ adm_listener_close(struct adm_listener *l)
 {
     while (!list_empty(&l->conns))
         conn_free(list_entry(l->conns.next, struct adm_conn, node));
-    if (l->accept_ev != NULL)
-        event_free(l->accept_ev);
-    if (l->pause_ev != NULL)
-        event_free(l->pause_ev);
-    l->accept_ev = l->pause_ev = NULL;
-    if (l->fd >= 0)
-        close(l->fd);
-    l->fd = -1;
+    if (l->resume_ev != NULL)
+        event_free(l->resume_ev);
+    l->resume_ev = NULL;
+    if (l->lev != NULL)
+        evconnlistener_free(l->lev);
+    l->lev = NULL;
 }
 
 void

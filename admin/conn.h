@@ -33,6 +33,7 @@
 struct event;
 struct event_base;
 struct bufferevent;
+struct evconnlistener;
 struct adm_conn;
 
 /* The two pools of a listener, each with its own limits. A connection
@@ -103,10 +104,10 @@ struct adm_listener {
     struct event_base *base;           /* borrowed */
     const struct adm_conn_ops *ops;    /* borrowed (static) */
     void *owner;                       /* borrowed: the protocol's server */
-    evutil_socket_t fd;                /* owned: the listening socket, -1 when none */
-    struct event *accept_ev;           /* owned: the listening socket is readable */
-    struct event *pause_ev;            /* owned: resumes accepting after a
-                                        * shortage of descriptors or memory */
+    struct evconnlistener *lev;        /* owned (closes the listening fd) */
+    struct event *resume_ev;           /* owned: enables lev again, the next loop
+                                        * turn or after an accept error's pause */
+    unsigned turn_accepts;             /* accepts since lev was last enabled */
     unsigned long accept_errors;       /* accepts that failed */
     long accept_err_logged;            /* monotonic second of the last such line */
     struct list conns;                 /* owned: struct adm_conn.node, least

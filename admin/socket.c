@@ -382,6 +382,7 @@ adm_server_new_group(struct event_base *base, struct adm_control *ctl, const cha
     adm_listener_init(&s->lis, base, &client_ops, s);
     if (adm_listener_listen_fd(&s->lis, fd) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
+        adm_listener_close(&s->lis);   /* what it made; <fd> is still ours */
         goto fail;
     }
     fd = -1;                           /* the listener's now */

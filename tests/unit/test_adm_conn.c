@@ -662,6 +662,25 @@ test_request_handled_at_accept(void **state)
     client_free(c);
 }
 
+/* At most 4 accepts per loop turn: connections already accepted are read
+ * before more come (under a storm of connections, a request that came
+ * with its connection is not pushed out by those after it). */
+static void
+test_accepts_bounded_per_turn(void **state)
+{
+    struct fx *f = *state;
+    struct client *c[10];
+    int i;
+
+    for (i = 0; i < 10; i++)
+        c[i] = client_new(f);          /* all in the backlog */
+    assert_true(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK) >= 0);
+    assert_int_equal(f->accepted, 4);
+    wait_accepted(f, 10);
+    for (i = 0; i < 10; i++)
+        client_free(c[i]);
+}
+
 /* An open connection whose peer reads none of its replies is dropped once
  * its output made no progress for flush_ms (no idle limit here: nothing
  * else would ever close it). */
@@ -877,6 +896,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_last_chance, setup_untimed, teardown),
         cmocka_unit_test_setup_teardown(test_trusted_pool, setup_untimed, teardown),
         cmocka_unit_test_setup_teardown(test_request_handled_at_accept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accepts_bounded_per_turn, setup_untimed,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_unread_output_dropped, setup_untimed, teardown),
         cmocka_unit_test_setup_teardown(test_request_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_close, setup, teardown),
