@@ -119,11 +119,6 @@ mono_ms(void)
     return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
 }
 
-/* The connection of pool <pool> to evict for <keep> (never <keep> itself)
- * at <now>, in the order of struct adm_pool_limits; <hard> when the pool
- * is over its hard_conns. NULL when there is none to evict. The list is in
- * accept order among those that never had a request handled (they never
- * move), in the order of their last request among the others. */
 /* The connection of <pool> of the peer <key> to evict: its oldest still in
  * its grace, else its least recently used. NULL when it has none. */
 static struct adm_conn *

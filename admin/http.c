@@ -512,19 +512,19 @@ http_accept(struct adm_conn *conn, evutil_socket_t fd, const struct sockaddr *sa
 {
     struct hconn *c = (struct hconn *)conn;
 
-    if (sa->sa_family == AF_INET)
-        conn->peer_key = addr_key(&((const struct sockaddr_in *)sa)->sin_addr, 4);
-    else if (sa->sa_family == AF_INET6)
-        conn->peer_key = addr_key(&((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    if (sa->sa_family == AF_INET) {
+        const struct in_addr *a = &((const struct sockaddr_in *)sa)->sin_addr;
 
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, conn->peer,
-                  sizeof(conn->peer));
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, conn->peer,
-                  sizeof(conn->peer));
-    else
+        inet_ntop(AF_INET, a, conn->peer, sizeof(conn->peer));
+        conn->peer_key = addr_key(a, sizeof(*a));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+        inet_ntop(AF_INET6, a, conn->peer, sizeof(conn->peer));
+        conn->peer_key = addr_key(a, sizeof(*a));
+    } else {
         snprintf(conn->peer, sizeof(conn->peer), "unknown");
+    }
     snprintf(c->actor, sizeof(c->actor), "http:%s", conn->peer);
     return 0;
 }
