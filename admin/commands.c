@@ -97,6 +97,7 @@ cmd_rollback(struct adm_control *c, json_t *req, const char *actor)
                              .drain_s = -1 };
     json_t *r, *v;
     uint64_t gen;
+    size_t bad;
 
     if ((r = adm_check_keys(req, "rollback", keys)) != NULL)
         return r;
@@ -108,8 +109,13 @@ cmd_rollback(struct adm_control *c, json_t *req, const char *actor)
         if (json_string_length(v) > REASON_MAX)
             return adm_fail_reply("\"reason\" is too long (%zu bytes, at most %d)",
                                   json_string_length(v), REASON_MAX);
-        if (strlen(json_string_value(v)) != json_string_length(v))
-            return adm_fail_reply("\"reason\" must not contain NUL characters");
+        /* one line of printable text (admin/ctl_proto.h): a reason is shown
+         * to operators, in the audit and the logs, and must never forge a
+         * line or reach their terminals as a control sequence */
+        if (!ctl_text_ok(json_string_value(v), json_string_length(v), &bad))
+            return adm_fail_reply("\"reason\" must be one line of printable text: byte %zu "
+                                  "is a control character, a line separator or a "
+                                  "bidirectional control", bad);
         ch.reason = json_string_value(v);
     }
     gen = c->svcs[ch.svc].st.generation;

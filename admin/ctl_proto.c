@@ -1,9 +1,14 @@
 /*
  * ctl_proto: the few rules cutoverctl and the daemon must agree on, kept in
- * one libc-only file that both link: the default socket path and the weight
- * syntax. The weight is parsed as text by cutoverctl (so "10.005" is refused
- * before anything is sent) and checked again as a JSON number by the daemon;
- * both end in basis points so there is one integer representation.
+ * one libc-only file that both link: the default socket path, the weight
+ * syntax and the text that may be shown as it is. The weight is parsed as
+ * text by cutoverctl (so "10.005" is refused before anything is sent) and
+ * checked again as a JSON number by the daemon; both end in basis points so
+ * there is one integer representation. The text rule is what the daemon
+ * accepts in an operator's reason and what cutoverctl prints unescaped:
+ * whatever an audit entry, a status or an error holds, cutoverctl never
+ * sends a control or escape sequence to the terminal, nor a line that is
+ * not one of its own.
  */
 #include "admin/ctl_proto.h"
 
@@ -11,6 +16,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define CTL_MAX_BP 10000u
@@ -103,4 +109,110 @@ ctl_weight_from_double(double percent, uint32_t *bp)
         return -1;
     *bp = (uint32_t)r;
     return 0;
+}
+
+size_t
+ctl_text_char(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    uint32_t cp;
+    size_t n, i;
+
+    if (len == 0)
+        return 0;
+    if (p[0] < 0x80)
+        return p[0] >= 0x20 && p[0] < 0x7f ? 1 : 0;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+        n = 2;
+        cp = p[0] & 0x1f;
+    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        n = 3;
+        cp = p[0] & 0x0f;
+    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        n = 4;
+        cp = p[0] & 0x07;
+    } else {
+        return 0;                      /* a continuation byte, 0xc0, 0xc1, 0xf5.. */
+    }
+    if (len < n)
+        return 0;
+    for (i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff))
+        || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;                      /* overlong, out of range, a surrogate */
+    if (cp <= 0x9f)
+        return 0;                      /* C1 controls */
+    if (cp == 0x61c || cp == 0x200e || cp == 0x200f || (cp >= 0x2028 && cp <= 0x202e)
+        || (cp >= 0x2066 && cp <= 0x2069))
+        return 0;                      /* separators, bidirectional formatting */
+    return n;
+}
+
+bool
+ctl_text_ok(const char *s, size_t len, size_t *bad)
+{
+    size_t i = 0, k;
+
+    while (i < len) {
+        if ((k = ctl_text_char(s + i, len - i)) == 0) {
+            if (bad != NULL)
+                *bad = i;
+            return false;
+        }
+        i += k;
+    }
+    return true;
+}
+
+size_t
+ctl_escape(char *out, size_t outlen, const char *s, size_t len, unsigned flags)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, n = 0, w = 0, k, plen;
+    bool full = outlen == 0;
+    char esc[4];
+    const char *piece;
+
+    while (i < len) {
+        k = 1;
+        plen = 2;
+        if (p[i] == '\\') {
+            piece = "\\\\";
+        } else if (p[i] == '"' && (flags & CTL_ESC_QUOTED)) {
+            piece = "\\\"";
+        } else if (p[i] == '\n') {
+            piece = "\\n";
+        } else if (p[i] == '\r') {
+            piece = "\\r";
+        } else if (p[i] == '\t') {
+            piece = "\\t";
+        } else if ((k = ctl_text_char(s + i, len - i)) > 0) {
+            piece = s + i;
+            plen = k;
+        } else {
+            k = 1;
+            esc[0] = '\\';
+            esc[1] = 'x';
+            esc[2] = hex[p[i] >> 4];
+            esc[3] = hex[p[i] & 15];
+            piece = esc;
+            plen = 4;
+        }
+        if (!full && w + plen < outlen) {
+            memcpy(out + w, piece, plen);
+            w += plen;
+        } else {
+            full = true;               /* no piece is cut, none follows */
+        }
+        n += plen;
+        i += k;
+    }
+    if (outlen > 0)
+        out[w] = '\0';
+    return n;
 }

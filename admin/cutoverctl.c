@@ -5,9 +5,16 @@
  * depend on daemon internals.
  *
  * Everything that can be checked locally (command names, options, the weight
- * syntax) is checked before connecting, so a typo is a usage error (exit 2)
- * and never reaches the daemon. Exit status: 0 done, 1 refused by the daemon,
- * 2 usage, 3 the daemon cannot be reached or its reply was cut off.
+ * syntax, the reason's text) is checked before connecting, so a typo is a
+ * usage error (exit 2) and never reaches the daemon. Exit status: 0 done, 1
+ * refused by the daemon, 2 usage, 3 the daemon cannot be reached or its
+ * reply was cut off.
+ *
+ * Every string from the daemon is printed through shown() (ctl_escape()):
+ * an audit reason, a service name, a server's check result or an error
+ * can never send a control or escape sequence to the terminal nor look
+ * like a line of its own; --json output is printed as the daemon sent it
+ * unless it holds such characters, then re-encoded with \uXXXX escapes.
  */
 #include <errno.h>
 #include <limits.h>
@@ -34,6 +41,7 @@ enum ctl_exit {
 };
 
 #define CTL_REPLY_TIMEOUT_MS 30000
+#define CTL_SHOWN_RING       32        /* strings of shown() alive at once */
 #define CTL_REPLY_MAX        (64u * 1024u * 1024u)   /* bytes of one reply line */
 
 /* One connection to the daemon. */
@@ -266,13 +274,40 @@ conn_read_line(struct ctl_conn *c, char **line, bool *is_intr)
 
 /* ---- human-readable output --------------------------------------------- */
 
+/* <len> bytes of <s> as they may be shown on a terminal (ctl_escape() with
+ * <flags>), in a buffer that stays valid for CTL_SHOWN_RING - 1 more calls. */
+static const char *
+shown(const char *s, size_t len, unsigned flags)
+{
+    static char *ring[CTL_SHOWN_RING];
+    static unsigned next;
+    char **slot = &ring[next++ % CTL_SHOWN_RING];
+    size_t n = ctl_escape(NULL, 0, s, len, flags);
+
+    free(*slot);
+    if ((*slot = malloc(n + 1)) == NULL) {
+        fputs("cutoverctl: out of memory\n", stderr);
+        exit(CTL_EXIT_UNREACHABLE);
+    }
+    ctl_escape(*slot, n + 1, s, len, flags);
+    return *slot;
+}
+
+/* The string <v> as it may be shown (shown()). */
+static const char *
+shown_str(const json_t *v, unsigned flags)
+{
+    return shown(json_string_value(v), json_string_length(v), flags);
+}
+
 /* Formats number <v> (percent) as "12.50%", a string as it is (audit
- * entries of health changes: "up", "down"), or "-" when it is missing. */
+ * entries of health changes: "up", "down"; escaped), or "-" when it is
+ * missing. */
 static const char *
 fmt_percent(const json_t *v, char *buf, size_t len)
 {
     if (json_is_string(v))
-        return json_string_value(v);
+        return shown_str(v, 0);
     if (!json_is_number(v))
         return "-";
     snprintf(buf, len, "%.2f%%", json_number_value(v));
@@ -280,14 +315,14 @@ fmt_percent(const json_t *v, char *buf, size_t len)
 }
 
 /* Formats a scalar: integers as integers, reals without trailing noise,
- * strings as they are, anything else (or nothing) as "-". */
+ * strings as they are (escaped), anything else (or nothing) as "-". */
 static const char *
 fmt_value(const json_t *v, char *buf, size_t len)
 {
     double d;
 
     if (json_is_string(v))
-        return json_string_value(v);
+        return shown_str(v, 0);
     if (json_is_integer(v)) {
         snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         return buf;
@@ -328,7 +363,7 @@ print_side(const json_t *svc, const char *side)
         /* active checks configured: the last result and the totals */
         if (json_is_string(last))
             printf("  check: %s (%s passed, %s failed)",
-                   json_string_length(last) > 0 ? json_string_value(last) : "pending",
+                   json_string_length(last) > 0 ? shown_str(last, 0) : "pending",
                    fmt_value(json_object_get(checks, "ok"), b2, sizeof(b2)),
                    fmt_value(json_object_get(checks, "fail"), b3, sizeof(b3)));
         putchar('\n');
@@ -415,7 +450,8 @@ static void
 print_plan(const json_t *svc)
 {
     const json_t *p = json_object_get(svc, "plan"), *v;
-    const char *st = json_string_value(json_object_get(p, "state"));
+    const char *st = json_is_string(json_object_get(p, "state"))
+                     ? shown_str(json_object_get(p, "state"), 0) : NULL;
     char b1[64], b2[64], b3[64], bar[PLAN_BAR_WIDTH + 1];
     double bake_s, left_s, done;
     size_t i;
@@ -559,10 +595,12 @@ print_audit(const json_t *reply)
                    fmt_value(json_object_get(e, "generation"), b[6], sizeof(b[6])));
         reason = json_object_get(e, "reason");
         if (json_is_string(reason) && json_string_length(reason) > 0)
-            printf("  reason \"%s\"", json_string_value(reason));
+            printf("  reason \"%s\"", shown_str(reason, CTL_ESC_QUOTED));
         figures = json_object_get(e, "figures");
+        /* JSON escapes control characters; ENSURE_ASCII the rest */
         if (figures != NULL && !json_is_null(figures)
-            && (fig = json_dumps(figures, JSON_COMPACT | JSON_REAL_PRECISION(6))) != NULL) {
+            && (fig = json_dumps(figures, JSON_COMPACT | JSON_ENSURE_ASCII
+                                          | JSON_REAL_PRECISION(6))) != NULL) {
             printf("  figures %s", fig);
             free(fig);
         }
@@ -571,6 +609,24 @@ print_audit(const json_t *reply)
 }
 
 /* ---- one request ------------------------------------------------------- */
+
+/* --json: the reply <text> as the daemon sent it, or <reply> re-encoded
+ * with \uXXXX escapes when the text holds characters that are not shown as
+ * they are (jansson escapes control characters, not C1 controls or
+ * bidirectional formatting). */
+static void
+print_json(const json_t *reply, const char *text)
+{
+    char *ascii;
+
+    if (ctl_text_ok(text, strlen(text), NULL)) {
+        printf("%s\n", text);
+        return;
+    }
+    ascii = json_dumps(reply, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(15));
+    printf("%s\n", ascii != NULL ? ascii : "{\"ok\":false,\"error\":\"out of memory\"}");
+    free(ascii);
+}
 
 /* Checks reply <text> and prints it. Returns the exit status. */
 static int
@@ -584,20 +640,20 @@ show_reply(const struct ctl_opts *o, const struct ctl_conn *c, const char *text)
     ok = json_object_get(reply, "ok");
     if (reply == NULL || !json_is_boolean(ok)) {
         fprintf(stderr, "cutoverctl: bad reply from %s: %s\n", c->path,
-                reply == NULL ? je.text : "no \"ok\" field");
+                reply == NULL ? shown(je.text, strlen(je.text), 0) : "no \"ok\" field");
         json_decref(reply);
         return CTL_EXIT_UNREACHABLE;
     }
     if (!json_is_true(ok)) {
         err = json_object_get(reply, "error");
         if (o->is_json)
-            printf("%s\n", text);
+            print_json(reply, text);
         fprintf(stderr, "cutoverctl: %s\n",
-                json_is_string(err) ? json_string_value(err) : "refused");
+                json_is_string(err) ? shown_str(err, 0) : "refused");
         rc = CTL_EXIT_REFUSED;
     } else {
         if (o->is_json)
-            printf("%s\n", text);
+            print_json(reply, text);
         else if (strcmp(o->cmd, "status") == 0 || strcmp(o->cmd, "watch") == 0)
             print_status(reply);
         else if (strcmp(o->cmd, "audit") == 0)
@@ -614,21 +670,19 @@ show_reply(const struct ctl_opts *o, const struct ctl_conn *c, const char *text)
     return rc;
 }
 
-/* Sends <req> on <c> and prints the reply. Returns the exit status; with
- * <is_intr> non-NULL an interrupt while waiting sets it. */
-static int
-roundtrip(const struct ctl_opts *o, struct ctl_conn *c, const json_t *req, bool *is_intr)
+/* <req> as one protocol line with its LF (caller frees), or NULL with a
+ * message printed. */
+static char *
+encode_line(const json_t *req)
 {
-    char *text, *line, *reply;
+    char *text, *line;
     size_t n;
-    int rc;
 
     text = json_dumps(req, JSON_COMPACT | JSON_REAL_PRECISION(15));
     if (text == NULL) {
         fputs("cutoverctl: cannot encode the request\n", stderr);
-        return CTL_EXIT_USAGE;
+        return NULL;
     }
-    /* one write for the whole line: the daemon answers once it sees the LF */
     n = strlen(text);
     line = malloc(n + 2);
     if (line == NULL) {
@@ -638,9 +692,19 @@ roundtrip(const struct ctl_opts *o, struct ctl_conn *c, const json_t *req, bool 
     memcpy(line, text, n);
     memcpy(line + n, "\n", 2);
     free(text);
-    rc = conn_send(c, line);
-    free(line);
-    if (rc != 0)
+    return line;
+}
+
+/* Sends <line> on <c> and prints the reply. Returns the exit status; with
+ * <is_intr> non-NULL an interrupt while waiting sets it. */
+static int
+roundtrip(const struct ctl_opts *o, struct ctl_conn *c, const char *line, bool *is_intr)
+{
+    char *reply;
+    int rc;
+
+    /* one write for the whole line: the daemon answers once it sees the LF */
+    if ((rc = conn_send(c, line)) != 0)
         return rc;
     if ((rc = conn_read_line(c, &reply, is_intr)) != 0 || reply == NULL)
         return rc;
@@ -649,16 +713,23 @@ roundtrip(const struct ctl_opts *o, struct ctl_conn *c, const json_t *req, bool 
     return rc;
 }
 
+/* The line is ready before the connection: it is sent at once, so the
+ * daemon finds it there when it accepts (under a flood of connections
+ * that is what keeps the operator's from being evicted). */
 static int
 run_once(const struct ctl_opts *o, const json_t *req)
 {
     struct ctl_conn c;
+    char *line = encode_line(req);
     int rc;
 
-    if ((rc = conn_open(&c, o->socket)) != 0)
-        return rc;
-    rc = roundtrip(o, &c, req, NULL);
-    conn_close(&c);
+    if (line == NULL)
+        return CTL_EXIT_USAGE;
+    if ((rc = conn_open(&c, o->socket)) == 0) {
+        rc = roundtrip(o, &c, line, NULL);
+        conn_close(&c);
+    }
+    free(line);
     return rc;
 }
 
@@ -670,8 +741,11 @@ run_watch(const struct ctl_opts *o, const json_t *req)
     struct ctl_conn c;
     struct timespec tick = { .tv_sec = 1, .tv_nsec = 0 };
     bool is_intr = false, is_tty = !o->is_json && isatty(STDOUT_FILENO);
+    char *line = encode_line(req);
     int rc;
 
+    if (line == NULL)
+        return CTL_EXIT_USAGE;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
@@ -679,12 +753,14 @@ run_watch(const struct ctl_opts *o, const json_t *req)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    if ((rc = conn_open(&c, o->socket)) != 0)
+    if ((rc = conn_open(&c, o->socket)) != 0) {
+        free(line);
         return rc;
+    }
     for (;;) {
         if (is_tty)
             fputs("\033[H\033[2J", stdout);    /* redraw in place */
-        rc = roundtrip(o, &c, req, &is_intr);
+        rc = roundtrip(o, &c, line, &is_intr);
         if (rc != 0 || is_intr || interrupted)
             break;
         if (!o->is_json && !is_tty)
@@ -694,6 +770,7 @@ run_watch(const struct ctl_opts *o, const json_t *req)
             break;
     }
     conn_close(&c);
+    free(line);
     return interrupted ? CTL_EXIT_OK : rc;
 }
 
@@ -743,6 +820,7 @@ build_request(struct ctl_opts *o, int argc, char **argv, int i, json_t **req)
     bool force = false;
     unsigned npos = 0, maxpos = 0;
     uint32_t bp;
+    size_t bad;
     json_t *r;
     int k;
 
@@ -843,6 +921,13 @@ build_request(struct ctl_opts *o, int argc, char **argv, int i, json_t **req)
     if (reason != NULL && json_object_get(r, "reason") == NULL) {
         json_decref(r);
         return usage_error("%s", "--reason must be valid UTF-8");
+    }
+    if (reason != NULL && !ctl_text_ok(reason, strlen(reason), &bad)) {
+        json_decref(r);
+        fprintf(stderr, "cutoverctl: --reason must be one line of printable text: byte %zu "
+                "is a control character, a line separator or a bidirectional control\n"
+                "(see cutoverctl help)\n", bad);
+        return CTL_EXIT_USAGE;
     }
     *req = r;
     return 0;

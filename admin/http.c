@@ -16,12 +16,27 @@
  *   append fsyncs), at most ADM_HTTP_AUTH_AUDITS_PER_S per second; the rest
  *   are counted and the count rides in the next entry.
  * - The connection's life is admin/conn.c's, shared with the admin socket:
- *   its one timer serves the request deadline (ADM_HTTP_REQ_MS from a
- *   request's first byte), the keep-alive idle limit (ADM_HTTP_IDLE_MS),
- *   the 401 delay (a hold) and the flush limit of a closing connection
- *   (ADM_HTTP_FLUSH_MS), so nothing can hold a connection open for ever.
+ *   its one timer serves the request deadline (from the accept or a
+ *   request's first byte), the keep-alive idle limit, the 401 delay (a
+ *   hold) and the flush limit of a closing connection (ADM_HTTP_FLUSH_MS,
+ *   also the limit for replies the peer does not read), so nothing can
+ *   hold a connection open for ever.
+ * - Capacity is kept for the operator: a connection that has not presented
+ *   a valid token yet is in a budget of its own, with short limits
+ *   (ADM_HTTP_UNAUTH_REQ_MS per request, ADM_HTTP_UNAUTH_IDLE_MS idle):
+ *   over ADM_HTTP_MAX_UNAUTH a new one evicts one that sent no complete
+ *   request in its first ADM_HTTP_GRACE_MS, over ADM_HTTP_HARD_UNAUTH
+ *   (never exceeded) one in the order of admin/conn.h (the peer key is the
+ *   address: a flooding address evicts its own connections first). Once it
+ *   has presented a valid token it moves to the ADM_HTTP_MAX_AUTH places of
+ *   authenticated connections (the least recently used makes room), which
+ *   unauthenticated ones can never take, with ADM_HTTP_REQ_MS and
+ *   ADM_HTTP_IDLE_MS. A flood of slow connections without a token
+ *   therefore only ever evicts itself, and an operator's request, sent
+ *   with its connection, is handled within its grace (admin/conn.c).
  *
- * Workload: a few scrapes a second and rare operator commands.
+ * Workload: a few scrapes a second and rare operator commands; under
+ * attack, any number of connections that send nothing useful.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -45,10 +60,16 @@
 #include "admin/tokens.h"
 #include "lib/xmalloc.h"
 
-#define ADM_HTTP_MAX_CONNS        32
+#define ADM_HTTP_MAX_AUTH         24       /* connections that presented a valid token */
+#define ADM_HTTP_MAX_UNAUTH       8        /* connections that did not (yet) ... */
+#define ADM_HTTP_HARD_UNAUTH      64       /* ... and while new ones are in their grace */
+#define ADM_HTTP_GRACE_MS         1000     /* a new connection's time to send a request */
 #define ADM_HTTP_REQ_MS           10000    /* a request's first byte to its last */
 #define ADM_HTTP_IDLE_MS          30000    /* keep-alive wait for the next request */
-#define ADM_HTTP_FLUSH_MS         10000    /* a closing connection's output to drain */
+#define ADM_HTTP_UNAUTH_REQ_MS    3000     /* the same without a valid token yet */
+#define ADM_HTTP_UNAUTH_IDLE_MS   5000
+#define ADM_HTTP_FLUSH_MS         10000    /* output not read, or a closing
+                                            * connection's output to drain */
 #define ADM_HTTP_AUTH_DELAY_MS    200      /* before a 401 goes out */
 #define ADM_HTTP_AUTH_AUDITS_PER_S 10      /* auth_refused entries per second */
 #define ADM_HTTP_REQS_PER_CB      8        /* pipelined requests per callback */
@@ -231,6 +252,7 @@ token_caller(struct hconn *c, const struct adm_req *req, struct adm_caller *who,
         refuse_auth(c, req, why);
         return false;
     }
+    adm_conn_trust(&c->conn);
     snprintf(actor, alen, "token:%s", name);
     who->actor = actor;
     who->level = level;
@@ -257,8 +279,19 @@ handle_get(struct hconn *c, const struct adm_req *req, bool is_metrics)
                       req->h1.keep_alive, true);
         return;
     }
-    if (h->read_token_required && !token_caller(c, req, &who, actor, sizeof(actor)))
-        return;
+    if (h->read_token_required) {
+        if (!token_caller(c, req, &who, actor, sizeof(actor)))
+            return;
+    } else if (req->authorization.p != NULL) {
+        /* not needed, but a valid token still earns an authenticated place
+         * (a scraper that must see through a flood sends one); a wrong one
+         * is ignored here as before */
+        enum adm_level level;
+        const char *why;
+
+        if (authenticate(c, req, &level, &why) != NULL)
+            adm_conn_trust(&c->conn);
+    }
     if (is_metrics) {
         if (h->metrics == NULL) {
             respond_error(c, 404, "metrics not available", "", req->h1.keep_alive, false);
@@ -454,26 +487,44 @@ http_expire(struct adm_conn *conn)
                       "WWW-Authenticate: Bearer realm=\"cutover\"\r\n", false, true);
         return;
     }
-    log_at(LL_INFO, "admin", 0, "http %s: request not complete within %d ms",
-           conn->peer, ADM_HTTP_REQ_MS);
+    log_at(LL_DEBUG, "admin", 0, "http %s: request not complete within %u ms",
+           conn->peer, conn->lis->ops->pool[conn->pool].req_ms);
     respond_error(c, 408, "request not complete in time", "", false, true);
 }
 
-/* ops->accept: the peer's address. */
+/* FNV-1a of <len> bytes at <p>: the peer key of an address. */
+static unsigned long long
+addr_key(const void *p, size_t len)
+{
+    const unsigned char *b = p;
+    unsigned long long h = 14695981039346656037ULL;
+    size_t i;
+
+    for (i = 0; i < len; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* ops->accept: the peer's address (its key too). */
 static int
 http_accept(struct adm_conn *conn, evutil_socket_t fd, const struct sockaddr *sa,
             int salen)
 {
     struct hconn *c = (struct hconn *)conn;
 
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, conn->peer,
-                  sizeof(conn->peer));
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, conn->peer,
-                  sizeof(conn->peer));
-    else
+    if (sa->sa_family == AF_INET) {
+        const struct in_addr *a = &((const struct sockaddr_in *)sa)->sin_addr;
+
+        inet_ntop(AF_INET, a, conn->peer, sizeof(conn->peer));
+        conn->peer_key = addr_key(a, sizeof(*a));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+        inet_ntop(AF_INET6, a, conn->peer, sizeof(conn->peer));
+        conn->peer_key = addr_key(a, sizeof(*a));
+    } else {
         snprintf(conn->peer, sizeof(conn->peer), "unknown");
+    }
     snprintf(c->actor, sizeof(c->actor), "http:%s", conn->peer);
     return 0;
 }
@@ -483,12 +534,19 @@ static const struct adm_conn_ops http_ops = {
     .name = "admin HTTP",
     .listener = "the admin HTTP listener",
     .size = sizeof(struct hconn),
-    .max_conns = ADM_HTTP_MAX_CONNS,
     .in_max = ADM_REQ_HEAD_MAX + ADM_REQ_BODY_MAX,
     .out_high = ADM_HTTP_OUT_HIGH,
     .reqs_per_cb = ADM_HTTP_REQS_PER_CB,
-    .req_ms = ADM_HTTP_REQ_MS,
-    .idle_ms = ADM_HTTP_IDLE_MS,
+    .pool = {
+        [ADM_POOL_UNTRUSTED] = { .max_conns = ADM_HTTP_MAX_UNAUTH,
+                                 .hard_conns = ADM_HTTP_HARD_UNAUTH,
+                                 .req_ms = ADM_HTTP_UNAUTH_REQ_MS,
+                                 .idle_ms = ADM_HTTP_UNAUTH_IDLE_MS },
+        [ADM_POOL_TRUSTED] = { .max_conns = ADM_HTTP_MAX_AUTH,
+                               .hard_conns = ADM_HTTP_MAX_AUTH,
+                               .req_ms = ADM_HTTP_REQ_MS, .idle_ms = ADM_HTTP_IDLE_MS },
+    },
+    .grace_ms = ADM_HTTP_GRACE_MS,
     .flush_ms = ADM_HTTP_FLUSH_MS,
     .accept = http_accept,
     .step = http_step,
@@ -534,6 +592,14 @@ adm_http_new(struct event_base *base, struct adm_control *ctl, struct adm_tokens
            adm_tokens_count(h->tokens) == 1 ? "" : "s",
            h->read_token_required ? "needs a token" : "open");
     return h;
+}
+
+void
+adm_http_conn_stats(const struct adm_http *h, struct adm_conn_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (h != NULL)
+        adm_listener_stats(&h->lis, out);
 }
 
 void

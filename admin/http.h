@@ -3,9 +3,12 @@
  * daemon's event loop. GET /status and GET /metrics, and POST /v1/<cmd>
  * with the admin protocol's JSON object as body and a bearer token whose
  * level admin/commands.c checks against the request. Everything is bounded
- * (head 8 KiB, body 64 KiB, 32 connections, 10 s per request, 30 s idle
- * keep-alive) and nothing blocks but the audit appends of the control plane,
- * whose rate is bounded: admin trouble must never hold up traffic.
+ * (head 8 KiB, body 64 KiB; 8 connections without a valid token, 64 while
+ * new ones have their first second, 3 s per request, 5 s idle; 24 with
+ * one, 10 s per request, 30 s idle keep-alive)
+ * and nothing blocks but the audit appends of the control plane, whose
+ * rate is bounded: admin trouble must never hold up traffic, and
+ * connections without a token never crowd out an operator's (http.c).
  */
 #ifndef CUTOVER_ADMIN_HTTP_H
 #define CUTOVER_ADMIN_HTTP_H
@@ -19,6 +22,7 @@ struct evbuffer;
 struct adm_control;
 struct adm_tokens;
 struct adm_http;
+struct adm_conn_stats;
 
 /* Renders the Prometheus text exposition (format 0.0.4) into <out>.
  * Called from the event loop for every GET /metrics; must not block. */
@@ -42,6 +46,9 @@ struct adm_http *adm_http_new(struct event_base *base, struct adm_control *ctl,
                               struct adm_tokens **tokens,
                               const struct adm_http_conf *conf,
                               char *err, size_t errlen);
+
+/* The connections open, evicted and timed out so far (all 0 for NULL). */
+void adm_http_conn_stats(const struct adm_http *h, struct adm_conn_stats *out);
 
 /* Closes the listener and every connection (no reply to requests in
  * progress), and frees the tokens. NULL is a no-op. */

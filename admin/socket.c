@@ -17,8 +17,20 @@
  * - The connection's life (accept, bounded reads, ADM_LINES_PER_CB lines per
  *   callback, reading paused over ADM_OUT_HIGH queued reply bytes, EOF and
  *   teardown) is admin/conn.c's, shared with the HTTP endpoint; this file
- *   finds and executes lines. There is no idle limit: an operator's
- *   session may stay open, and there are at most ADM_MAX_CLIENTS.
+ *   finds and executes lines.
+ * - Nobody who can connect can lock the operator out (the way to roll back
+ *   must always be open): a line must be complete within ADM_LINE_MS of
+ *   the accept or its first byte (else an error line and the close), a
+ *   connection idle for ADM_IDLE_MS between lines is closed (`cutoverctl
+ *   watch` sends a line every second), a peer that reads none of its
+ *   replies for ADM_FLUSH_MS is dropped, and a new connection is never
+ *   refused: over ADM_MAX_CLIENTS it evicts one that sent no complete line
+ *   in its first ADM_GRACE_MS, and over twice that many the least recently
+ *   used one (admin/conn.h has the order; a process's own connections go
+ *   first: the peer key is the pid). Peers running as root or as the
+ *   daemon's own user are trusted: they have places of their own, which
+ *   the other users the socket's group lets in (ADM_MAX_OTHERS) can never
+ *   take.
  *
  * Workload: a handful of operators and scripts; a request is small and rare.
  * Writes to a peer that went away raise SIGPIPE: the daemon ignores SIGPIPE.
@@ -49,7 +61,13 @@
 #define ADM_MAX_LINE      65536u       /* bytes of one request line, LF excluded */
 #define ADM_LINES_PER_CB  16           /* requests handled per callback */
 #define ADM_OUT_HIGH      (256u * 1024u) /* queued reply bytes that pause reading */
-#define ADM_MAX_CLIENTS   64           /* concurrent admin connections */
+#define ADM_MAX_CLIENTS   64           /* connections of root or our own user; twice
+                                        * as many while new ones are in their grace */
+#define ADM_MAX_OTHERS    16           /* the same for other users (socket_group) */
+#define ADM_GRACE_MS      1000         /* a new connection's time to send a line */
+#define ADM_LINE_MS       10000        /* accept or a line's first byte to its LF */
+#define ADM_IDLE_MS       60000        /* between lines */
+#define ADM_FLUSH_MS      10000        /* replies not read at all for this long */
 
 /* A connection: the generic part first (admin/conn.c frees it as one). */
 struct adm_client {
@@ -152,7 +170,22 @@ client_step(struct adm_conn *conn)
     return true;
 }
 
-/* ops->accept: the peer's uid and pid (SO_PEERCRED). */
+/* ops->expire: no complete line within ADM_LINE_MS. */
+static void
+client_expire(struct adm_conn *conn)
+{
+    static const char msg[] =
+        "{\"ok\":false,\"error\":\"no complete request line within 10 s: closing\"}";
+
+    _Static_assert(ADM_LINE_MS == 10000, "the message says 10 s");
+    log_at(LL_DEBUG, "admin", 0, "%s sent no complete request line within %u ms: closing",
+           conn->peer, ADM_LINE_MS);
+    client_reply((struct adm_client *)conn, msg, sizeof(msg) - 1);
+    adm_conn_close(conn);
+}
+
+/* ops->accept: the peer's uid and pid (SO_PEERCRED); root and our own
+ * user are trusted. */
 static int
 client_accept(struct adm_conn *conn, evutil_socket_t fd, const struct sockaddr *sa,
               int salen)
@@ -165,6 +198,10 @@ client_accept(struct adm_conn *conn, evutil_socket_t fd, const struct sockaddr *
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0) {
         snprintf(conn->peer, sizeof(conn->peer), "uid:%lu", (unsigned long)cred.uid);
         c->pid = cred.pid > 0 ? (long)cred.pid : -1;  /* 0: not in our pid namespace */
+        if (cred.uid == 0 || cred.uid == geteuid())
+            conn->pool = ADM_POOL_TRUSTED;
+        conn->peer_key = cred.pid > 0 ? (unsigned long long)cred.pid
+                                      : (1ULL << 40) + cred.uid;
     } else {
         snprintf(conn->peer, sizeof(conn->peer), "uid:unknown");
     }
@@ -172,19 +209,28 @@ client_accept(struct adm_conn *conn, evutil_socket_t fd, const struct sockaddr *
     return 0;
 }
 
-/* No time limits (all 0). The input never holds more than one maximal line
- * plus its LF: a longer line is detected when the input is full without an
- * LF. */
+/* The input never holds more than one maximal line plus its LF: a longer
+ * line is detected when the input is full without an LF. */
 static const struct adm_conn_ops client_ops = {
     .name = "admin",
     .listener = "the admin socket",
     .size = sizeof(struct adm_client),
-    .max_conns = ADM_MAX_CLIENTS,
     .in_max = ADM_MAX_LINE + 1,
     .out_high = ADM_OUT_HIGH,
     .reqs_per_cb = ADM_LINES_PER_CB,
+    .pool = {
+        [ADM_POOL_UNTRUSTED] = { .max_conns = ADM_MAX_OTHERS,
+                                 .hard_conns = 2 * ADM_MAX_OTHERS,
+                                 .req_ms = ADM_LINE_MS, .idle_ms = ADM_IDLE_MS },
+        [ADM_POOL_TRUSTED] = { .max_conns = ADM_MAX_CLIENTS,
+                               .hard_conns = 2 * ADM_MAX_CLIENTS,
+                               .req_ms = ADM_LINE_MS, .idle_ms = ADM_IDLE_MS },
+    },
+    .grace_ms = ADM_GRACE_MS,
+    .flush_ms = ADM_FLUSH_MS,
     .accept = client_accept,
     .step = client_step,
+    .expire = client_expire,
 };
 
 /* Creates the parent directory of <path> (the last component only) with mode
@@ -336,6 +382,7 @@ adm_server_new_group(struct event_base *base, struct adm_control *ctl, const cha
     adm_listener_init(&s->lis, base, &client_ops, s);
     if (adm_listener_listen_fd(&s->lis, fd) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
+        adm_listener_close(&s->lis);   /* what it made; <fd> is still ours */
         goto fail;
     }
     fd = -1;                           /* the listener's now */
@@ -357,6 +404,14 @@ fail:
         free(s);
     }
     return NULL;
+}
+
+void
+adm_server_conn_stats(const struct adm_server *s, struct adm_conn_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (s != NULL)
+        adm_listener_stats(&s->lis, out);
 }
 
 void

@@ -17,6 +17,7 @@
 #include "proxy/server.h"
 
 struct adm_control;
+struct adm_http;
 struct adm_server;
 struct event;
 struct px_tick;
@@ -25,6 +26,7 @@ struct px_daemon {
     struct px_srv srv;                   /* the main loop's replica (worker 0) */
     struct adm_control *ctl;             /* owned: weights, states, plans, state file */
     struct adm_server *admin;            /* owned: the admin socket */
+    struct adm_http *admin_http;         /* borrowed from main(): admin.listen, or NULL */
     struct px_tick *tick;                /* owned: the policy tick */
     const char *audit_file;              /* borrowed from main(): audit log of the
                                           * reloads and automatic health changes */

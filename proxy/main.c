@@ -471,6 +471,7 @@ main(int argc, char **argv)
     if (srv->conf->admin_listen != NULL
         && (admin_http = admin_http_start(&d, &tokens)) == NULL)
         goto out;
+    d.admin_http = admin_http;         /* for the metrics */
     /* before any listener opens: a signal that comes as soon as the port
      * answers must find its handler (it runs once the loop does) */
     ev_term = evsignal_new(srv->base, SIGTERM, on_signal_stop, &d);
@@ -521,6 +522,7 @@ out:
     if (d.ctl != NULL)
         adm_control_flush(d.ctl);      /* a last save; says what a restart will miss */
     px_workers_free(srv);              /* they close what they still hold */
+    d.admin_http = NULL;
     adm_http_free(admin_http);         /* before the control plane it calls */
     adm_tokens_free(tokens);
     daemon_free(&d);

@@ -11,7 +11,10 @@
 
 #include <event2/buffer.h>
 
+#include "admin/conn.h"
 #include "admin/control.h"
+#include "admin/http.h"
+#include "admin/socket.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "proxy/daemon.h"
@@ -49,6 +52,39 @@ render_process(struct px_daemon *d, struct met_writer *w)
     met_family(w, "cutover_config_generation", MET_GAUGE,
                "Generation of the running configuration: 1 at startup, +1 per reload.");
     met_sample_u64(w, NULL, 0, d->srv.conf_generation);
+}
+
+/* The admin socket's and the admin HTTP endpoint's connections. */
+static void
+render_admin(struct px_daemon *d, struct met_writer *w)
+{
+    struct met_label l[1] = { { "endpoint", "" } };
+    struct adm_conn_stats st[2];
+    static const char *const names[2] = { "socket", "http" };
+    unsigned k;
+
+    adm_server_conn_stats(d->admin, &st[0]);
+    adm_http_conn_stats(d->admin_http, &st[1]);
+    met_family(w, "cutover_admin_connections", MET_GAUGE,
+               "Admin connections open now (this scrape's own included).");
+    for (k = 0; k < 2; k++) {
+        l[0].value = names[k];
+        met_sample_u64(w, l, 1, st[k].open);
+    }
+    met_family(w, "cutover_admin_evictions_total", MET_COUNTER,
+               "Admin connections closed to make room for a new one (the limit was "
+               "reached).");
+    for (k = 0; k < 2; k++) {
+        l[0].value = names[k];
+        met_sample_u64(w, l, 1, st[k].evicted);
+    }
+    met_family(w, "cutover_admin_timeouts_total", MET_COUNTER,
+               "Admin connections closed by a time limit: incomplete request, idle, "
+               "replies not read.");
+    for (k = 0; k < 2; k++) {
+        l[0].value = names[k];
+        met_sample_u64(w, l, 1, st[k].timed_out);
+    }
 }
 
 static void
@@ -355,6 +391,7 @@ px_metrics_render(struct px_daemon *d, struct evbuffer *out)
     px_workers_fold(srv);              /* the workers' counters, as of now */
     met_init(&w, out);
     render_process(d, &w);
+    render_admin(d, &w);
     render_workers(srv, &w);
     render_accept_errors(srv, &w);
     render_requests(srv, &w);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "admin/store.h"
@@ -574,17 +575,20 @@ fx_stop_clean(struct fx *f)
     f->proxy = 0;
 }
 
-/* GET /metrics on admin.listen (f->admin_port): fails the test unless it
- * answers 200 with a text/plain body; returns the text (caller frees). */
+/* GET /metrics on admin.listen (f->admin_port) with <token> (NULL: none):
+ * fails the test unless it answers 200 with a text/plain body; returns the
+ * text (caller frees). */
 static inline char *
-fx_scrape(struct fx *f)
+fx_scrape_token(struct fx *f, const char *token)
 {
     struct h_resp r;
-    char ct[128];
+    char ct[128], auth[512] = "";
     char *text;
 
+    if (token != NULL)
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", token);
     memset(&r, 0, sizeof(r));
-    if (h_get(f->admin_port, "/metrics", NULL, &r) != 0)
+    if (h_get(f->admin_port, "/metrics", token != NULL ? auth : NULL, &r) != 0)
         fail_msg("GET /metrics on 127.0.0.1:%d: no answer", f->admin_port);
     if (r.status != 200)
         fail_msg("GET /metrics: status %d", r.status);
@@ -595,6 +599,63 @@ fx_scrape(struct fx *f)
     h_resp_free(&r);
     assert_non_null(text);
     return text;
+}
+
+/* fx_scrape_token() without a token. */
+static inline char *
+fx_scrape(struct fx *f)
+{
+    return fx_scrape_token(f, NULL);
+}
+
+/* Writes <lines> ("NAME LEVEL SECRET" each) to <dir>/admin.tokens (mode
+ * 0600) and points admin.token_file at it, after what admin_extra held;
+ * call fx_write_conf() afterwards. Returns 0 or -1. */
+static inline int
+fx_admin_tokens(struct fx *f, const char *lines)
+{
+    char path[600];
+    size_t n = strlen(f->admin_extra);
+
+    snprintf(path, sizeof(path), "%s/admin.tokens", f->dir);
+    if (h_write_file(path, lines) != 0 || chmod(path, 0600) != 0)
+        return -1;
+    snprintf(f->admin_extra + n, sizeof(f->admin_extra) - n, ", \"token_file\": \"%s\"",
+             path);
+    return 0;
+}
+
+/* <method> <path> on admin.listen on a fresh connection, with <token>
+ * (NULL: no Authorization) and <body> (NULL: none), closed afterwards.
+ * Returns the status, or -1 when no response came (within 5 s); <json>,
+ * when not NULL, gets the body parsed (NULL when it is not JSON). */
+static inline int
+fx_admin_call(struct fx *f, const char *method, const char *path, const char *token,
+              const char *body, json_t **json)
+{
+    char req[2048], auth[512] = "";
+    struct h_resp r;
+    int fd, status = -1;
+
+    if (json != NULL)
+        *json = NULL;
+    if (token != NULL)
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", token);
+    snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: admin\r\n%sContent-Length: %zu\r\n"
+             "Connection: close\r\n\r\n%s", method, path, auth,
+             body != NULL ? strlen(body) : 0, body != NULL ? body : "");
+    memset(&r, 0, sizeof(r));
+    if ((fd = h_connect(f->admin_port)) < 0)
+        return -1;
+    /* one write: the endpoint handles a request that came with the connection */
+    if (h_send_all(fd, req, strlen(req)) == 0 && h_read_response(fd, &r) == 0) {
+        status = r.status;
+        if (json != NULL)
+            *json = json_loadb(r.body != NULL ? r.body : "", r.body_len, 0, NULL);
+    }
+    h_resp_free(&r);
+    close(fd);
+    return status;
 }
 
 /* The value of the series written exactly as <fmt> (name{labels}) in the

@@ -1,10 +1,10 @@
 /*
  * tests/unit/test_adm_conn.c: admin/conn.c, the admin connection lifecycle,
- * with a toy line protocol (echo, hold, big replies, close) on a unix socket
- * in a temporary directory and a private event_base. The limits are small
- * (2 connections, 2 requests per callback, 1 KiB of output before reading
- * pauses, timers of 100 to 250 ms), so the timers really run: each timing
- * check allows a wide margin.
+ * with a toy line protocol (echo, hold, big replies, close, trust) on a unix
+ * socket in a temporary directory and a private event_base. The limits are
+ * small (2 connections per pool, 4 at most, 2 requests per callback, 1 KiB
+ * of output before reading pauses, timers of 100 to 1000 ms), so the timers
+ * really run: each timing check allows a wide margin.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -32,6 +33,7 @@
 #define REQ_MS     150
 #define IDLE_MS    250
 #define FLUSH_MS   150
+#define GRACE_MS   1000                /* the eviction tests run well within it */
 #define WAIT_MS    5000                /* a step that should happen at once */
 
 struct tconn {
@@ -47,6 +49,7 @@ struct fx {
     unsigned accepted;                 /* connections accepted */
     unsigned steps;                    /* requests handled */
     unsigned expired_open, expired_held;
+    unsigned long long next_peer;      /* the peer key of the next connection */
 };
 
 struct client {
@@ -70,9 +73,10 @@ reply(struct adm_conn *c, const char *text)
 }
 
 /* Lines: "hold" holds for HOLD_MS, "big N" answers N bytes of 'x',
- * "bigclose N" the same and closes, "close" answers "bye" and closes, any
- * other line is echoed as "echo:<line>". After EOF an unterminated last line
- * counts. */
+ * "bigclose N" the same and closes, "close" answers "bye" and closes,
+ * "trust" moves the connection to the trusted pool and answers "trusted",
+ * any other line is echoed as "echo:<line>". After EOF an unterminated last
+ * line counts. */
 static bool
 toy_step(struct adm_conn *c)
 {
@@ -93,6 +97,9 @@ toy_step(struct adm_conn *c)
     fx_of(c)->steps++;
     if (strcmp(line, "hold") == 0) {
         adm_conn_hold(c, HOLD_MS);
+    } else if (strcmp(line, "trust") == 0) {
+        adm_conn_trust(c);
+        reply(c, "trusted");
     } else if (strcmp(line, "close") == 0) {
         reply(c, "bye");
         adm_conn_close(c);
@@ -133,6 +140,7 @@ toy_accept(struct adm_conn *c, evutil_socket_t fd, const struct sockaddr *sa, in
 
     t->id = ++fx_of(c)->accepted;
     snprintf(c->peer, sizeof(c->peer), "toy%u", t->id);
+    c->peer_key = fx_of(c)->next_peer;
     return 0;
 }
 
@@ -140,12 +148,36 @@ static const struct adm_conn_ops toy_ops = {
     .name = "toy",
     .listener = "the toy socket",
     .size = sizeof(struct tconn),
-    .max_conns = 2,
     .in_max = 256,
     .out_high = 1024,
     .reqs_per_cb = 2,
-    .req_ms = REQ_MS,
-    .idle_ms = IDLE_MS,
+    .pool = {
+        [ADM_POOL_UNTRUSTED] = { .max_conns = 2, .hard_conns = 4, .req_ms = REQ_MS,
+                                 .idle_ms = IDLE_MS },
+        [ADM_POOL_TRUSTED] = { .max_conns = 2, .hard_conns = 4, .req_ms = REQ_MS,
+                               .idle_ms = IDLE_MS },
+    },
+    .grace_ms = GRACE_MS,
+    .flush_ms = FLUSH_MS,
+    .accept = toy_accept,
+    .step = toy_step,
+    .expire = toy_expire,
+};
+
+/* The same without request or idle limits: only the flush limit can close
+ * a connection (and an eviction: the eviction tests outlast REQ_MS). */
+static const struct adm_conn_ops toy_ops_untimed = {
+    .name = "toy",
+    .listener = "the toy socket",
+    .size = sizeof(struct tconn),
+    .in_max = 256,
+    .out_high = 1024,
+    .reqs_per_cb = 2,
+    .pool = {
+        [ADM_POOL_UNTRUSTED] = { .max_conns = 2, .hard_conns = 4 },
+        [ADM_POOL_TRUSTED] = { .max_conns = 2, .hard_conns = 4 },
+    },
+    .grace_ms = GRACE_MS,
     .flush_ms = FLUSH_MS,
     .accept = toy_accept,
     .step = toy_step,
@@ -153,6 +185,8 @@ static const struct adm_conn_ops toy_ops = {
 };
 
 /* ---- fixture ----------------------------------------------------------- */
+
+static const struct adm_conn_ops *setup_ops = &toy_ops;
 
 static int
 setup(void **state)
@@ -173,10 +207,21 @@ setup(void **state)
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
     assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    adm_listener_init(&f->lis, f->base, &toy_ops, f);
+    adm_listener_init(&f->lis, f->base, setup_ops, f);
     assert_int_equal(adm_listener_listen_fd(&f->lis, fd), 0);
     *state = f;
     return 0;
+}
+
+static int
+setup_untimed(void **state)
+{
+    int rc;
+
+    setup_ops = &toy_ops_untimed;
+    rc = setup(state);
+    setup_ops = &toy_ops;
+    return rc;
 }
 
 static int
@@ -201,10 +246,12 @@ now_ms(void)
     return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* One turn of the loop (EVLOOP_NONBLOCK alone keeps turning while events
+ * stay active: a spinning listener would never return). */
 static void
 spin(struct fx *f)
 {
-    assert_true(event_base_loop(f->base, EVLOOP_NONBLOCK) >= 0);
+    assert_true(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK) >= 0);
     usleep(500);
 }
 
@@ -359,31 +406,298 @@ test_pipelined_in_order(void **state)
     client_free(c);
 }
 
-/* Over max_conns a connection is closed at once; once one goes, another
- * is served. */
+/* True once the server closed <c> (EOF or reset), reading and dropping
+ * whatever came before; false while it is open. Never waits. */
+static bool
+is_closed(struct client *c)
+{
+    ssize_t k;
+
+    while ((k = client_fill(c, true)) > 0)
+        ;
+    return k == 0;
+}
+
+/* Spins until <f> has accepted <n> connections in all. */
 static void
-test_connection_limit(void **state)
+wait_accepted(struct fx *f, unsigned n)
+{
+    long end = now_ms() + WAIT_MS;
+
+    while (f->accepted < n && now_ms() < end)
+        spin(f);
+    assert_int_equal(f->accepted, n);
+}
+
+/* A full pool never refuses. Over the limit, a new connection evicts one
+ * that had its grace and sent no complete request, and only such one:
+ * while the others are new or useful the pool holds more. Over the hard
+ * limit it evicts one of its own peer's first, then the least recently
+ * used useful one, then the oldest new one. */
+static void
+test_full_pool_evicts(void **state)
+{
+    struct fx *f = *state;
+    struct client *a, *b, *c, *d, *e, *g, *h, *i;
+    long t0;
+
+    f->next_peer = 1;
+    a = client_new(f);
+    client_send(a, "1\n");
+    expect_line(f, a, "echo:1");       /* a is useful */
+    f->next_peer = 2;
+    b = client_new(f);                 /* b sends nothing */
+    wait_accepted(f, 2);
+    spin_ms(f, GRACE_MS + 50);
+    t0 = now_ms();
+    f->next_peer = 3;
+    c = client_new(f);                 /* over the limit: b had its chance */
+    wait_accepted(f, 3);
+    expect_closed(f, b);
+    assert_false(is_closed(a));
+    assert_int_equal(f->lis.evicted, 1);
+    f->next_peer = 4;
+    d = client_new(f);                 /* c is new, a useful: nobody goes */
+    wait_accepted(f, 4);
+    f->next_peer = 5;
+    e = client_new(f);
+    wait_accepted(f, 5);
+    assert_int_equal(f->lis.nconns, 4);
+    assert_int_equal(f->lis.evicted, 1);
+    f->next_peer = 6;
+    g = client_new(f);                 /* over the hard limit: a, the useful one */
+    wait_accepted(f, 6);
+    expect_closed(f, a);
+    f->next_peer = 7;
+    h = client_new(f);                 /* then the oldest new one: c */
+    wait_accepted(f, 7);
+    expect_closed(f, c);
+    i = client_new(f);                 /* h's peer again: h, its own */
+    wait_accepted(f, 8);
+    expect_closed(f, h);
+    assert_true(now_ms() - t0 < GRACE_MS);     /* all that within c's grace */
+    assert_int_equal(f->lis.nconns, 4);
+    assert_int_equal(f->lis.evicted, 4);
+    client_send(d, "2\n");
+    expect_line(f, d, "echo:2");
+    client_send(i, "3\n");
+    expect_line(f, i, "echo:3");
+    client_free(a);
+    client_free(b);
+    client_free(c);
+    client_free(d);
+    client_free(e);
+    client_free(g);
+    client_free(h);
+    client_free(i);
+}
+
+/* Over the hard limit, a peer's new connection evicts that peer's own
+ * oldest: a flood from one peer never evicts another's connection, new
+ * (before it could send its request) or useful. */
+static void
+test_flood_evicts_its_own(void **state)
+{
+    struct fx *f = *state;
+    struct client *fl[8], *op, *watch;
+    int i;
+
+    f->next_peer = 2;
+    watch = client_new(f);             /* useful */
+    client_send(watch, "status\n");
+    expect_line(f, watch, "echo:status");
+    f->next_peer = 1;
+    for (i = 0; i < 2; i++) {
+        fl[i] = client_new(f);
+        wait_accepted(f, (unsigned)i + 2);
+    }
+    f->next_peer = 3;
+    op = client_new(f);                /* the operator's: in its grace */
+    wait_accepted(f, 4);
+    f->next_peer = 1;
+    for (i = 2; i < 8; i++) {
+        fl[i] = client_new(f);
+        wait_accepted(f, (unsigned)i + 3);
+    }
+    assert_int_equal(f->lis.nconns, 4);
+    assert_int_equal(f->lis.evicted, 6);
+    assert_false(is_closed(op));
+    assert_false(is_closed(watch));
+    for (i = 0; i < 6; i++)
+        expect_closed(f, fl[i]);
+    client_send(op, "rollback\n");
+    expect_line(f, op, "echo:rollback");
+    client_send(watch, "status\n");
+    expect_line(f, watch, "echo:status");
+    for (i = 0; i < 8; i++)
+        client_free(fl[i]);
+    client_free(op);
+    client_free(watch);
+}
+
+/* Over the hard limit, a newcomer with no connection of its own evicts one
+ * of the peer that holds the most (here a flood's), never a useful one of
+ * another peer (`cutoverctl watch`). */
+static void
+test_largest_peer_pays(void **state)
+{
+    struct fx *f = *state;
+    struct client *watch, *fl[3], *op[2];
+    int i;
+
+    f->next_peer = 2;
+    watch = client_new(f);
+    client_send(watch, "status\n");
+    expect_line(f, watch, "echo:status");
+    f->next_peer = 1;
+    for (i = 0; i < 3; i++) {
+        fl[i] = client_new(f);
+        wait_accepted(f, (unsigned)i + 2);
+    }
+    for (i = 0; i < 2; i++) {
+        f->next_peer = 3 + (unsigned)i;
+        op[i] = client_new(f);
+        wait_accepted(f, 5 + (unsigned)i);
+        expect_closed(f, fl[i]);
+    }
+    assert_false(is_closed(watch));
+    assert_false(is_closed(op[0]));
+    assert_false(is_closed(fl[2]));
+    client_send(watch, "status\n");
+    expect_line(f, watch, "echo:status");
+    client_send(op[0], "rollback\n");
+    expect_line(f, op[0], "echo:rollback");
+    client_free(watch);
+    for (i = 0; i < 3; i++)
+        client_free(fl[i]);
+    client_free(op[0]);
+    client_free(op[1]);
+}
+
+/* A connection chosen for eviction whose complete request arrived but was
+ * not read yet (its read event did not run) gets a last read: the request
+ * is handled and the connection stays. */
+static void
+test_last_chance(void **state)
 {
     struct fx *f = *state;
     struct client *a = client_new(f), *b = client_new(f), *c;
+    struct adm_conn *ca;
 
-    client_send(a, "1\n");
-    expect_line(f, a, "echo:1");
-    client_send(b, "2\n");
-    expect_line(f, b, "echo:2");
-    c = client_new(f);
-    expect_closed(f, c);
-    client_free(c);
-    assert_int_equal(f->lis.nconns, 2);
-    assert_int_equal(f->lis.refused, 1);
+    wait_accepted(f, 2);
+    ca = first_conn(f);                /* a's */
+    spin_ms(f, GRACE_MS + 50);
+    bufferevent_disable(ca->bev, EV_READ);     /* as if its turn had not come */
+    client_send(a, "late\n");
+    c = client_new(f);                 /* a is the oldest silent one: last read */
+    wait_accepted(f, 3);
+    expect_line(f, a, "echo:late");
+    expect_closed(f, b);               /* b, silent, went instead */
+    assert_int_equal(f->lis.evicted, 1);
+    assert_int_equal(f->steps, 1);
     client_free(a);
-    while (f->lis.nconns > 1)
-        spin(f);
-    c = client_new(f);
-    client_send(c, "3\n");
-    expect_line(f, c, "echo:3");
-    assert_int_equal(f->accepted, 3);
     client_free(b);
+    client_free(c);
+}
+
+/* Trusted connections have places of their own: untrusted newcomers never
+ * evict them; a connection made trusted over that pool's hard limit
+ * evicts the least recently used trusted one, never itself. */
+static void
+test_trusted_pool(void **state)
+{
+    struct fx *f = *state;
+    struct client *t[5], *u[6];
+    struct adm_conn_stats st;
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        t[i] = client_new(f);
+        client_send(t[i], "trust\n");
+        expect_line(f, t[i], "trusted");
+    }
+    for (i = 0; i < 6; i++) {
+        u[i] = client_new(f);
+        wait_accepted(f, 5 + (unsigned)i);
+    }
+    assert_int_equal(f->lis.npool[ADM_POOL_TRUSTED], 4);
+    assert_int_equal(f->lis.npool[ADM_POOL_UNTRUSTED], 4);
+    for (i = 0; i < 4; i++)
+        assert_false(is_closed(t[i]));
+    expect_closed(f, u[0]);            /* the oldest new untrusted ones went */
+    expect_closed(f, u[1]);
+
+    /* a fifth trusted one: t[0], the least recently used, makes room */
+    client_send(t[1], "x\n");
+    expect_line(f, t[1], "echo:x");
+    t[4] = client_new(f);
+    client_send(t[4], "trust\n");
+    expect_line(f, t[4], "trusted");
+    expect_closed(f, t[0]);
+    for (i = 1; i < 5; i++)
+        assert_false(is_closed(t[i]));
+    assert_int_equal(f->lis.npool[ADM_POOL_TRUSTED], 4);
+    adm_listener_stats(&f->lis, &st);
+    assert_int_equal(st.open, 7);      /* t1..t4, u3..u5 */
+    assert_int_equal(st.evicted, 4);   /* u0, u1, u2 (for t[4]) and t0 */
+    for (i = 0; i < 5; i++)
+        client_free(t[i]);
+    for (i = 0; i < 6; i++)
+        client_free(u[i]);
+}
+
+/* A request that came with the connection is handled in the accept's own
+ * callback, before any later accept could evict it. */
+static void
+test_request_handled_at_accept(void **state)
+{
+    struct fx *f = *state;
+    struct client *c = client_new(f);
+
+    client_send(c, "now\n");          /* before the loop ever ran */
+    while (f->accepted == 0)
+        assert_true(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK) >= 0);
+    assert_int_equal(f->steps, 1);
+    expect_line(f, c, "echo:now");
+    client_free(c);
+}
+
+/* At most 4 accepts per loop turn: connections already accepted are read
+ * before more come (under a storm of connections, a request that came
+ * with its connection is not pushed out by those after it). */
+static void
+test_accepts_bounded_per_turn(void **state)
+{
+    struct fx *f = *state;
+    struct client *c[10];
+    int i;
+
+    for (i = 0; i < 10; i++)
+        c[i] = client_new(f);          /* all in the backlog */
+    assert_true(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK) >= 0);
+    assert_int_equal(f->accepted, 4);
+    wait_accepted(f, 10);
+    for (i = 0; i < 10; i++)
+        client_free(c[i]);
+}
+
+/* An open connection whose peer reads none of its replies is dropped once
+ * its output made no progress for flush_ms (no idle limit here: nothing
+ * else would ever close it). */
+static void
+test_unread_output_dropped(void **state)
+{
+    struct fx *f = *state;
+    struct client *c = client_new(f);
+    long t0 = now_ms();
+
+    client_send(c, "big 4000000\n");
+    while ((f->steps == 0 || f->lis.nconns > 0) && now_ms() < t0 + WAIT_MS)
+        spin(f);
+    assert_int_equal(f->steps, 1);
+    assert_int_equal(f->lis.nconns, 0);
+    assert_true(now_ms() - t0 >= FLUSH_MS - 20);
+    assert_int_equal(f->lis.timed_out, 1);
     client_free(c);
 }
 
@@ -515,6 +829,41 @@ test_flush_limit(void **state)
     client_free(c);
 }
 
+/* Out of descriptors, the accept fails: accepting pauses (250 ms) instead
+ * of failing again at every loop turn, and the connection waiting is
+ * accepted and served once descriptors are free again. */
+static void
+test_accept_shortage_pauses(void **state)
+{
+    struct fx *f = *state;
+    struct rlimit old, low;
+    struct client *c;
+    unsigned long errors;
+    unsigned accepted;
+    int fds[64], n = 0, i;
+
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    c = client_new(f);                 /* waits in the backlog */
+    low = old;
+    low.rlim_cur = (rlim_t)(dup(0) + 1);       /* the next descriptor is the last */
+    close((int)low.rlim_cur - 1);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    while (n < 64 && (fds[n] = dup(0)) >= 0)
+        n++;                           /* every descriptor taken */
+    spin_ms(f, 300);
+    errors = f->lis.accept_errors;
+    accepted = f->accepted;
+    for (i = 0; i < n; i++)            /* before any assertion can end the test */
+        close(fds[i]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_true(errors >= 1);
+    assert_true(errors <= 3);          /* paused, not failing at every turn */
+    assert_int_equal(accepted, 0);
+    client_send(c, "back\n");
+    expect_line(f, c, "echo:back");
+    client_free(c);
+}
+
 /* adm_listener_close() frees every connection, whatever its state. */
 static void
 test_close_frees_all(void **state)
@@ -541,13 +890,22 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_pipelined_in_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_pool_evicts, setup_untimed, teardown),
+        cmocka_unit_test_setup_teardown(test_flood_evicts_its_own, setup_untimed, teardown),
+        cmocka_unit_test_setup_teardown(test_largest_peer_pays, setup_untimed, teardown),
+        cmocka_unit_test_setup_teardown(test_last_chance, setup_untimed, teardown),
+        cmocka_unit_test_setup_teardown(test_trusted_pool, setup_untimed, teardown),
+        cmocka_unit_test_setup_teardown(test_request_handled_at_accept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accepts_bounded_per_turn, setup_untimed,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_unread_output_dropped, setup_untimed, teardown),
         cmocka_unit_test_setup_teardown(test_request_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_half_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_and_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accept_shortage_pauses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_frees_all, setup, teardown),
     };
 

@@ -635,6 +635,17 @@ static const struct {
     { "{\"cmd\":\"weight\",\"service\":7,\"percent\":10}", "\"service\" must be a string" },
     { "{\"cmd\":\"rollback\"}", "service required (one of: a, b)" },
     { "{\"cmd\":\"rollback\",\"service\":\"a\",\"reason\":5}", "\"reason\" must be a string" },
+    /* a reason is one line of printable text: no line that looks like an
+     * audit entry of its own, no escape sequence, no C1 control, no
+     * reordering, no NUL */
+    { "{\"cmd\":\"rollback\",\"service\":\"a\",\"reason\":\"x\\n2026-12-06T00:00:00Z  a  "
+      "uid:0  promote  0.00% -> 100.00%\"}", "\"reason\" must be one line of printable text: "
+      "byte 1 is a control character" },
+    { "{\"cmd\":\"rollback\",\"service\":\"a\",\"reason\":\"ok\\u001b[2J\"}", "byte 2 is" },
+    { "{\"cmd\":\"rollback\",\"service\":\"a\",\"reason\":\"\\u009b31m\"}", "byte 0 is" },
+    { "{\"cmd\":\"rollback\",\"service\":\"a\",\"reason\":\"a\\u202eb\"}", "byte 1 is" },
+    { "{\"cmd\":\"rollback\",\"service\":\"a\",\"reason\":\"tab\\there\"}", "byte 3 is" },
+    { "{\"cmd\":\"rollback\",\"service\":\"a\",\"reason\":\"a\\u2028b\"}", "byte 1 is" },
     { "{\"cmd\":\"rollback\",\"service\":\"a\",\"percent\":0}",
       "unknown key in \"rollback\" request: \"percent\"" },
     { "{\"cmd\":\"promote\",\"service\":\"a\",\"force\":true}",
@@ -953,14 +964,17 @@ test_reply_is_one_line_with_short_decimals(void **state)
     assert_null(strchr(out, '\n'));
     free(out);
 
-    /* A reason with a newline stays one reply line and one audit line. */
+    /* A reason with a newline is refused, in one reply line, and changes
+     * nothing: it is one line of printable text (admin/ctl_proto.h). */
     line = "{\"cmd\":\"rollback\",\"reason\":\"two\\nlines\"}";
     out = adm_control_exec_line(f->c, line, strlen(line), "uid:0");
     assert_null(strchr(out, '\n'));
+    assert_non_null(strstr(out, "\"ok\":false"));
+    assert_non_null(strstr(out, "byte 3 is a control character"));
     free(out);
     out = slurp(f->audit);
     assert_non_null(out);
-    assert_non_null(strstr(out, "\"reason\":\"two\\nlines\""));
+    assert_null(strstr(out, "two"));
     assert_non_null(strstr(out, "\"to\":12.34,"));
     free(out);
     fx_free(f);

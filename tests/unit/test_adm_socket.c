@@ -19,15 +19,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "admin/conn.h"
 #include "admin/control.h"
 #include "admin/socket.h"
 
@@ -908,33 +912,167 @@ test_free_with_clients(void **state)
     client_free(c2);
 }
 
-/* At most 64 clients at once: another is closed at once, and once one has
- * gone a new one is served. */
+/* True while the server keeps <c> open (nothing to read, no EOF). */
+static bool
+client_open(struct client *c)
+{
+    return client_fill(c) == -1;
+}
+
 static void
-test_client_limit(void **state)
+server_stats(struct adm_server *s, struct adm_conn_stats *st)
+{
+    adm_server_conn_stats(s, st);
+}
+
+/* Runs the loop for <ms>. */
+static void
+spin_ms(struct fx *f, long ms)
+{
+    struct timespec t0, t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        spin(f);
+        usleep(1000);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
+}
+
+static void
+status_ok(struct fx *f, struct client *c)
+{
+    json_t *r = request(f, c, "{\"cmd\":\"status\"}");
+
+    assert_true(reply_ok(r));
+    json_decref(r);
+}
+
+/* 64 clients of our own user, and one more is never refused: over 64 it
+ * evicts one that sent no complete line in its first second (only such
+ * one: the others stay, up to 128), over 128 the least recently used. */
+static void
+test_client_limit_evicts(void **state)
 {
     struct fx *f = *state;
     struct adm_server *s = start(f, f->path, 0600);
-    struct client *c[64], *extra;
-    json_t *r;
+    struct client *c[130];
+    struct adm_conn_stats st;
     int i;
 
-    for (i = 0; i < 64; i++) {
+    for (i = 0; i < 65; i++) {
         c[i] = client_new(f->path);
-        r = request(f, c[i], "{\"cmd\":\"status\"}");
-        assert_true(reply_ok(r));
-        json_decref(r);
+        if (i != 10)
+            status_ok(f, c[i]);        /* c[10] sends nothing */
     }
-    extra = client_new(f->path);
-    client_expect_closed(f, extra);
-    client_free(extra);
-    client_free(c[0]);
-    for (i = 0; i < 50; i++)
-        spin(f);                       /* the server sees that close */
-    c[0] = client_new(f->path);
-    r = request(f, c[0], "{\"cmd\":\"status\"}");
-    assert_true(reply_ok(r));
-    json_decref(r);
+    server_stats(s, &st);
+    assert_int_equal(st.open, 65);     /* c[10] has its second */
+    assert_int_equal(st.evicted, 0);
+    spin_ms(f, 1100);
+    c[65] = client_new(f->path);
+    status_ok(f, c[65]);
+    client_expect_closed(f, c[10]);
+    server_stats(s, &st);
+    assert_int_equal(st.open, 65);
+    assert_int_equal(st.evicted, 1);
+    for (i = 66; i < 130; i++) {
+        c[i] = client_new(f->path);
+        status_ok(f, c[i]);
+    }
+    /* 128 at most: the 129th evicted c[0], the least recently used */
+    client_expect_closed(f, c[0]);
+    for (i = 1; i < 130; i++)
+        if (i != 10)
+            assert_true(client_open(c[i]));
+    server_stats(s, &st);
+    assert_int_equal(st.open, 128);
+    assert_int_equal(st.evicted, 2);
+    for (i = 0; i < 130; i++)
+        client_free(c[i]);
+    adm_server_free(s);
+}
+
+/* Peers of another user (let in by the socket's mode) have places of their
+ * own (16, 32 while new ones have their first second): however many they
+ * open, they evict each other, never a connection of root or of the
+ * daemon's user, and they are served. Runs as root only (the child
+ * switches to uid 65534). */
+static void
+test_other_users_pool(void **state)
+{
+    struct fx *f = *state;
+    struct adm_server *s;
+    struct client *c[64];
+    struct adm_conn_stats st;
+    char run[128], got = 0;
+    int pfd[2], i, status;
+    pid_t pid;
+    long k;
+
+    if (geteuid() != 0) {
+        skip();
+        return;
+    }
+    s = start(f, f->path, 0666);
+    snprintf(run, sizeof(run), "%s/run", f->dir);
+    assert_int_equal(chmod(f->dir, 0711), 0);
+    assert_int_equal(chmod(run, 0711), 0);
+    for (i = 0; i < 64; i++)
+        c[i] = client_new(f->path);    /* root's: they send nothing */
+    for (k = 0; k < SPIN_MAX; k++) {
+        server_stats(s, &st);
+        if (st.open == 64)
+            break;
+        spin(f);
+    }
+    assert_int_equal(st.open, 64);
+    assert_int_equal(pipe(pfd), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* 40 connections as nobody; the last one asks for the status */
+        char buf[4096], ok = 'n';
+        int fds[40], n = 0;
+        ssize_t k2;
+
+        close(pfd[0]);
+        if (setgid(65534) != 0 || setuid(65534) != 0)
+            _exit(2);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);      /* after setuid(), which clears it */
+        if (getppid() == 1)
+            _exit(6);
+        for (i = 0; i < 40; i++)
+            if ((fds[i] = sock_connect(f->path)) < 0)
+                _exit(3);
+        if (write(fds[39], "{\"cmd\":\"status\"}\n", 17) != 17)
+            _exit(4);
+        while (n < (int)sizeof(buf) - 1 && (k2 = read(fds[39], buf + n,
+                                                       sizeof(buf) - 1 - (size_t)n)) > 0) {
+            n += (int)k2;
+            if (memchr(buf, '\n', (size_t)n) != NULL)
+                break;
+        }
+        buf[n] = '\0';
+        if (strstr(buf, "\"ok\":true") != NULL)
+            ok = 'y';
+        if (write(pfd[1], &ok, 1) != 1)
+            _exit(5);
+        pause();
+        _exit(0);
+    }
+    close(pfd[1]);
+    assert_int_equal(fcntl(pfd[0], F_SETFL, O_NONBLOCK), 0);
+    for (k = 0; k < SPIN_MAX && read(pfd[0], &got, 1) != 1; k++)
+        spin(f);
+    assert_int_equal(got, 'y');
+    server_stats(s, &st);
+    assert_int_equal(st.open, 64 + 32);
+    assert_int_equal(st.evicted, 40 - 32);
+    for (i = 0; i < 64; i++)
+        assert_true(client_open(c[i]));
+    kill(pid, SIGKILL);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    close(pfd[0]);
     for (i = 0; i < 64; i++)
         client_free(c[i]);
     adm_server_free(s);
@@ -958,7 +1096,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_regular_file_not_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_live_socket_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_clients, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_client_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_limit_evicts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_users_pool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_uid_and_pid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_socket_of_other_user_kept, setup, teardown),
