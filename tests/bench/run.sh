@@ -1123,7 +1123,7 @@ for kase in $prof; do
                 echo
                 echo '```'
                 perf report -i "$dir/perf.data" --stdio --no-children -g none --sort dso --percent-limit 0.5 2>/dev/null |
-                    grep -v '^#' | grep -v '^$' | head -12
+                    grep -v '^#' | grep -v '^$' | sed 's/[[:space:]]*$//' | head -12
                 echo '```'
             fi
         } >>"$dir/perf.txt"
