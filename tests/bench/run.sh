@@ -10,6 +10,11 @@
 # cutoverd-base) runs beside the first with `workers: 1` and the same config on
 # ports of its own, in the idle row and every case; one more table then sets
 # cutoverd's CPU per request or MiB against it: no regression beyond 3 %.
+# With BENCH_TLS=1 (the default) the same three proxies, as processes of their
+# own beside the plain ones, also terminate TLS with the same certificates
+# (an ECDSA P-256 and an RSA 2048 one, made with openssl at the start) and the
+# same settings, and talk TLS to two more NGINX backends; the TLS tables come
+# after the plain ones (docs/performance.md, "TLS").
 #
 #   sh tests/bench/run.sh        (make bench)
 #
@@ -25,12 +30,15 @@
 #   BENCH_CONNS=50      wrk connections for small responses
 #   BENCH_BIG_CONNS=10  wrk connections for 64 KiB and 1 MiB responses
 #   BENCH_IDLE=2000     idle keep-alive connections for the memory row
-#   BENCH_PORT=20100    base port (uses BASE+1..BASE+31 on 127.0.0.1)
+#   BENCH_PORT=20100    base port (uses BASE+1..BASE+31 on 127.0.0.1, with TLS
+#                       BASE+41..BASE+51 too)
 #   BENCH_CPU=0 BENCH_WRK_CPU=1   CPU of proxies and backends / of wrk
 #   BENCH_W2_CPUS=0,1   CPUs of cutoverd-w2 and haproxy-t2
 #   BENCH_PROFILE=1     also profile cutoverd (workers 1, perf) during one keep-alive run
-#                       (or a list of cases: BENCH_PROFILE="ka 1m")
+#                       (or a list of cases: BENCH_PROFILE="ka 1m"; a TLS case,
+#                       "tka", profiles HAProxy beside it)
 #   BENCH_OUT=FILE      also write the markdown block to FILE
+#   BENCH_TLS=1         the TLS cases and tables (0: none, the run of before)
 #
 # Proxies and backends share one CPU, wrk runs on the other. The CPU figures
 # are the proxy process's own utime+stime (/proc/PID/stat) over the run,
@@ -39,8 +47,9 @@
 # target that fails to start, answers anything but 2xx or reports socket
 # errors fails the whole run (exit 1): error pages are not measured.
 # Needs haproxy, nginx and wrk (installed with apt-get when missing and run
-# as root), cc, taskset, timeout; the markdown block goes to standard output,
-# progress to standard error.
+# as root), cc, taskset, timeout; for TLS also openssl, OpenSSL's headers
+# (libssl-dev) for tests/bench/tlsload.c, and curl; the markdown block goes to
+# standard output, progress to standard error.
 set -eu
 here=$(pwd)
 cd "$(dirname "$0")/../.."
@@ -57,6 +66,7 @@ base=${BENCH_PORT:-20100}
 cpu=${BENCH_CPU:-0}
 wcpu=${BENCH_WRK_CPU:-1}
 w2cpus=${BENCH_W2_CPUS:-$cpu,$wcpu}
+tls=${BENCH_TLS:-1}
 cutoverd=${CUTOVERD:-build/cutoverd}
 case $cutoverd in
 /*) ;;
@@ -80,6 +90,7 @@ isnum() { case $1 in '' | *[!0-9]*) return 1 ;; esac; }
 for v in "$rounds" "$secs" "$conns" "$bigconns" "$idle_n" "$base" "$cpu" "$wcpu"; do
     isnum "$v" || die "BENCH_* settings must be whole numbers (got '$v')"
 done
+case $tls in 0 | 1) ;; *) die "BENCH_TLS must be 0 or 1 (got '$tls')" ;; esac
 if [ "$rounds" -lt 1 ] || [ "$secs" -lt 1 ]; then
     die "BENCH_ROUNDS and BENCH_SECS must be at least 1"
 fi
@@ -112,6 +123,13 @@ fi
 for t in haproxy nginx wrk cc taskset timeout awk; do
     command -v "$t" >/dev/null 2>&1 || die "$t is needed"
 done
+if [ "$tls" = 1 ]; then
+    need=""
+    command -v openssl >/dev/null 2>&1 || need="$need openssl"
+    command -v curl >/dev/null 2>&1 || need="$need curl"
+    # shellcheck disable=SC2086
+    [ -z "$need" ] || apt_install $need || die "cannot install$need (run as root, install them, or BENCH_TLS=0)"
+fi
 
 # NGINX's stream module (TCP row): built in, a loadable module, or absent
 nginx_v=$(nginx -V 2>&1)
@@ -165,6 +183,10 @@ wlimit=$nofile
 [ "$wlimit" != unlimited ] || wlimit=65536
 
 cc -std=c11 -O2 -o "$dir/idle" tests/bench/idle.c || die "cannot compile tests/bench/idle.c"
+if [ "$tls" = 1 ]; then
+    cc -std=c11 -O2 -o "$dir/tlsload" tests/bench/tlsload.c -lssl -lcrypto ||
+        die "cannot compile tests/bench/tlsload.c (OpenSSL's headers: libssl-dev; or BENCH_TLS=0)"
+fi
 
 # ---- ports -----------------------------------------------------------------
 be_l=$((base + 1))
@@ -179,8 +201,25 @@ cut2=$((base + 3)) # cutoverd-w2 (HTTP only); the free slot below HAProxy's keep
 hap2=$((base + 12)) # haproxy-t2: HAProxy with nbthread 2, the reference for cutoverd-w2
 cutb=$((base + 4)) # cutoverd-base (CUTOVERD_BASE): HTTP and TCP in the free slots
 cutb_t=$((base + 5))
+# TLS (BENCH_TLS=1): processes of their own, so that the plain rows are measured
+# exactly as without TLS; "_s" terminates TLS, "_u" is plain HTTP to TLS backends
+tls_ports=""
+if [ "$tls" = 1 ]; then
+    bt_l=$((base + 41)) # the TLS backends (one more NGINX)
+    bt_n=$((base + 42))
+    hap_s=$((base + 43))
+    hap_u=$((base + 44))
+    hap2_s=$((base + 45)) # HAProxy nbthread 2, TLS
+    ngx_s=$((base + 46))
+    ngx_u=$((base + 47))
+    cut_s=$((base + 48))
+    cut_u=$((base + 49))
+    cut2_s=$((base + 50)) # cutoverd workers 2, TLS
+    bt_st=$((base + 51))  # the TLS backends' stub_status (plain)
+    tls_ports="$bt_l $bt_n $hap_s $hap_u $hap2_s $ngx_s $ngx_u $cut_s $cut_u $cut2_s $bt_st"
+fi
 if command -v ss >/dev/null 2>&1; then
-    for p in $be_l $be_n $hap $hap_t $ngx $ngx_t $cut $cut_t $cut2 $hap2 ${ab:+$cutb $cutb_t}; do
+    for p in $be_l $be_n $hap $hap_t $ngx $ngx_t $cut $cut_t $cut2 $hap2 ${ab:+$cutb $cutb_t} $tls_ports; do
         if ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
             die "port $p is already in use (BENCH_PORT=N picks others)"
         fi
@@ -390,6 +429,244 @@ if [ -n "$ab" ]; then
     }
 fi
 
+# ---- TLS: certificates and configs (BENCH_TLS=1) ------------------------------
+# One CA signs an ECDSA P-256 and an RSA 2048 server certificate (bench.test,
+# both on every TLS listener: a client that takes ECDSA gets ECDSA, an RSA-only
+# client RSA) and the TLS backends' ECDSA one (backend.bench, verified by name
+# by every proxy). Every proxy terminates with the same protocol versions, TLS
+# 1.2 ciphers (Mozilla's intermediate list, cutoverd's default), TLS 1.3 suites
+# (cutoverd's default: OpenSSL's three), groups, and the client's order of
+# preference; session tickets on (each proxy's own keys). The probes below
+# check that every target negotiates the same thing.
+tls_ciphers="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+tls_suites="TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+tls_groups="X25519:P-256:P-384"
+tls12_cipher="ECDHE-ECDSA-AES128-GCM-SHA256"
+if [ "$tls" = 1 ]; then
+    say "TLS: certificates (openssl)"
+    mkdir "$dir/tls"
+    (
+        cd "$dir/tls"
+        set -e
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+            -out ca.pem -days 30 -subj '/CN=cutover bench CA'
+        leaf() { # NAME KEY-USAGE SAN OPENSSL-REQ-KEY-ARGS...
+            l_name=$1 l_usage=$2 l_san=$3
+            shift 3
+            openssl req -new "$@" -nodes -keyout "$l_name.key" -out "$l_name.csr" \
+                -subj "/CN=${l_san#DNS:}"
+            printf 'basicConstraints=CA:FALSE\nkeyUsage=%s\nextendedKeyUsage=serverAuth\nsubjectAltName=%s,IP:127.0.0.1\n' \
+                "$l_usage" "$l_san" >"$l_name.ext"
+            openssl x509 -req -in "$l_name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+                -extfile "$l_name.ext" -out "$l_name.pem"
+            cat "$l_name.pem" "$l_name.key" >"$l_name.all.pem" # HAProxy's crt: both in one file
+        }
+        leaf ecdsa digitalSignature DNS:bench.test -newkey ec -pkeyopt ec_paramgen_curve:P-256
+        leaf rsa digitalSignature,keyEncipherment DNS:bench.test -newkey rsa:2048
+        leaf backend digitalSignature DNS:backend.bench -newkey ec -pkeyopt ec_paramgen_curve:P-256
+        # wrk and tlsload with this file (OPENSSL_CONF) offer TLS 1.2 and one cipher only
+        printf '%s\n' 'openssl_conf = bench_conf' '[bench_conf]' 'ssl_conf = bench_ssl' '[bench_ssl]' \
+            'system_default = bench_client' '[bench_client]' 'MaxProtocol = TLSv1.2' \
+            "CipherString = $tls12_cipher" >client12.cnf
+    ) >"$dir/tls.log" 2>&1 || {
+        cat "$dir/tls.log" >&2
+        die "cannot make the TLS certificates with openssl"
+    }
+    tdir=$dir/tls
+
+    ngx_tls() { # the server-side TLS settings of an NGINX server block
+        cat <<EOF
+        ssl_certificate $tdir/ecdsa.pem;
+        ssl_certificate_key $tdir/ecdsa.key;
+        ssl_certificate $tdir/rsa.pem;
+        ssl_certificate_key $tdir/rsa.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ciphers $tls_ciphers;
+        ssl_conf_command Ciphersuites $tls_suites;
+        ssl_ecdh_curve $tls_groups;
+        ssl_prefer_server_ciphers off;
+EOF
+    }
+    {
+        nginx_common backend-tls
+        echo "http {"
+        http_common backend-tls
+        for p in $bt_l $bt_n; do
+            cat <<EOF
+    server {
+        listen 127.0.0.1:$p ssl;
+        ssl_certificate $tdir/backend.pem;
+        ssl_certificate_key $tdir/backend.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        root $dir/www;
+        location = /bench-tls { return 200 "\$ssl_protocol \$ssl_cipher \$ssl_curve\n"; }
+    }
+EOF
+        done
+        cat <<EOF
+    server { listen 127.0.0.1:$bt_st; location / { stub_status; } }
+}
+EOF
+    } >"$dir/backend-tls.conf"
+
+    {
+        nginx_common nginx-tls
+        echo "http {"
+        http_common nginx-tls
+        cat <<EOF
+    upstream be {
+        server 127.0.0.1:$be_l weight=9;
+        server 127.0.0.1:$be_n weight=1;
+        keepalive 32;
+        keepalive_requests 1000000;
+    }
+    upstream bes {
+        server 127.0.0.1:$bt_l weight=9;
+        server 127.0.0.1:$bt_n weight=1;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$ngx_s ssl;
+$(ngx_tls)
+        location / {
+            proxy_pass http://be;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_max_temp_file_size 0;
+        }
+    }
+    server {
+        listen 127.0.0.1:$ngx_u;
+        location / {
+            proxy_pass https://bes;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_max_temp_file_size 0;
+            proxy_ssl_protocols TLSv1.2 TLSv1.3;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate $tdir/ca.pem;
+            proxy_ssl_name backend.bench;
+            proxy_ssl_server_name on;
+            proxy_ssl_session_reuse on;
+        }
+    }
+}
+EOF
+    } >"$dir/nginx-tls.conf"
+
+    haproxy_tls() { # NBTHREAD TLS-PORT: the global part and the TLS-terminating proxy
+        cat <<EOF
+global
+    nbthread $1
+    maxconn 8000
+    tune.ssl.default-dh-param 2048
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 120s
+    timeout server 30s
+    timeout http-keep-alive 120s
+    http-reuse always
+
+frontend https
+    bind 127.0.0.1:$2 ssl crt $tdir/ecdsa.all.pem crt $tdir/rsa.all.pem alpn http/1.1 ssl-min-ver TLSv1.2 ciphers $tls_ciphers ciphersuites $tls_suites curves $tls_groups prefer-client-ciphers
+    default_backend http
+
+backend http
+    balance roundrobin
+    server legacy 127.0.0.1:$be_l weight 90
+    server new 127.0.0.1:$be_n weight 10
+EOF
+    }
+    {
+        haproxy_tls 1 "$hap_s"
+        cat <<EOF
+
+frontend tlsup
+    bind 127.0.0.1:$hap_u
+    default_backend tlsup
+
+backend tlsup
+    balance roundrobin
+    server legacy 127.0.0.1:$bt_l weight 90 ssl verify required ca-file $tdir/ca.pem sni str(backend.bench) verifyhost backend.bench
+    server new 127.0.0.1:$bt_n weight 10 ssl verify required ca-file $tdir/ca.pem sni str(backend.bench) verifyhost backend.bench
+EOF
+    } >"$dir/haproxy-tls.cfg"
+    haproxy_tls 2 "$hap2_s" >"$dir/haproxy-t2-tls.cfg"
+
+    cutover_tls() { # cutoverd's "tls" of a service
+        cat <<EOF
+    "tls": { "certs": [{ "cert": "$tdir/ecdsa.pem", "key": "$tdir/ecdsa.key" },
+                       { "cert": "$tdir/rsa.pem", "key": "$tdir/rsa.key" }] }
+EOF
+    }
+    cat >"$dir/cutover-tls.json" <<EOF
+{
+  "admin": { "socket": "$dir/admin-tls.sock" },
+  "state": { "file": "$dir/state-tls.json" },
+  "audit": { "file": "$dir/audit-tls.jsonl" },
+  "workers": 1,
+  "shutdown_grace_ms": 1000,
+  "services": [{
+    "name": "benchtls", "mode": "http", "listen": ["127.0.0.1:$cut_s"],
+    "legacy": { "servers": ["127.0.0.1:$be_l"] },
+    "new": { "servers": ["127.0.0.1:$be_n"] },
+    "weight": 10,
+    "rollback": { "enabled": false },
+    "timeouts": { "client_idle_ms": 120000 },
+$(cutover_tls)
+  }, {
+    "name": "benchtlsup", "mode": "http", "listen": ["127.0.0.1:$cut_u"],
+    "legacy": { "servers": ["127.0.0.1:$bt_l"],
+                "tls": { "ca": "$tdir/ca.pem", "sni": "backend.bench" } },
+    "new": { "servers": ["127.0.0.1:$bt_n"],
+             "tls": { "ca": "$tdir/ca.pem", "sni": "backend.bench" } },
+    "weight": 10,
+    "rollback": { "enabled": false },
+    "timeouts": { "client_idle_ms": 120000 }
+  }]
+}
+EOF
+    cat >"$dir/cutover-w2-tls.json" <<EOF
+{
+  "admin": { "socket": "$dir/admin-w2-tls.sock" },
+  "state": { "file": "$dir/state-w2-tls.json" },
+  "audit": { "file": "$dir/audit-w2-tls.jsonl" },
+  "workers": 2,
+  "shutdown_grace_ms": 1000,
+  "services": [{
+    "name": "benchtls", "mode": "http", "listen": ["127.0.0.1:$cut2_s"],
+    "legacy": { "servers": ["127.0.0.1:$be_l"] },
+    "new": { "servers": ["127.0.0.1:$be_n"] },
+    "weight": 10,
+    "rollback": { "enabled": false },
+    "timeouts": { "client_idle_ms": 120000 },
+$(cutover_tls)
+  }]
+}
+EOF
+    for c in haproxy-tls haproxy-t2-tls; do
+        haproxy -c -q -f "$dir/$c.cfg" >"$dir/$c.check" 2>&1 || {
+            cat "$dir/$c.check" >&2
+            die "haproxy rejects its $c config"
+        }
+    done
+    for c in backend-tls nginx-tls; do
+        nginx -t -q -p "$dir" -e "$dir/$c.err" -c "$dir/$c.conf" >"$dir/$c.check" 2>&1 || {
+            cat "$dir/$c.check" >&2
+            die "nginx rejects the $c config"
+        }
+    done
+    for c in cutover-tls cutover-w2-tls; do
+        "$cutoverd" -t -c "$dir/$c.json" >"$dir/$c.check" 2>&1 || {
+            cat "$dir/$c.check" >&2
+            die "cutoverd rejects its $c config"
+        }
+    done
+fi
+
 # ---- start -----------------------------------------------------------------
 start() { # LOG CMD...: run CMD pinned to the proxies' CPU; sets $last
     log=$1
@@ -398,9 +675,10 @@ start() { # LOG CMD...: run CMD pinned to the proxies' CPU; sets $last
     last=$!
     pids="$pids $last"
 }
-ready() { # NAME PID LOG PORT: wait until PORT answers a small GET with 200
+ready() { # NAME PID LOG PORT [tls]: wait until PORT answers a small GET with 200
     rn=0
-    until "$dir/idle" "$4" 1 /small $small_bytes >/dev/null 2>"$dir/probe.err"; do
+    until if [ "${5:-}" = tls ]; then "$dir/tlsload" probe "$4"; else
+        "$dir/idle" "$4" 1 /small $small_bytes; fi >/dev/null 2>"$dir/probe.err"; do
         if ! kill -0 "$2" 2>/dev/null; then
             tail -20 "$3" >&2
             die "$1 exited at startup"
@@ -469,8 +747,94 @@ for p in $ports; do
     probe "port $p" "$p" /1m 1048576
 done
 
+# ---- TLS: start and check what every target negotiates -------------------------
+if [ "$tls" = 1 ]; then
+    start "$dir/backend-tls.log" nginx -p "$dir" -e "$dir/backend-tls.err" -c "$dir/backend-tls.conf"
+    bet_pid=$last
+    start "$dir/haproxy-tls.log" haproxy -db -f "$dir/haproxy-tls.cfg"
+    haps_pid=$last
+    start "$dir/nginx-tls.log" nginx -p "$dir" -e "$dir/nginx-tls.err" -c "$dir/nginx-tls.conf"
+    ngxs_pid=$last
+    start "$dir/cutoverd-tls.log" "$cutoverd" -c "$dir/cutover-tls.json"
+    cuts_pid=$last
+    cpu_keep=$cpu
+    cpu=$w2cpus
+    start "$dir/cutoverd-w2-tls.log" "$cutoverd" -c "$dir/cutover-w2-tls.json"
+    cut2s_pid=$last
+    start "$dir/haproxy-t2-tls.log" haproxy -db -f "$dir/haproxy-t2-tls.cfg"
+    hap2s_pid=$last
+    cpu=$cpu_keep
+    ready "TLS backends (NGINX)" "$bet_pid" "$dir/backend-tls.err" "$bt_l" tls
+    ready "TLS backends (NGINX)" "$bet_pid" "$dir/backend-tls.err" "$bt_n" tls
+    ready "HAProxy (TLS)" "$haps_pid" "$dir/haproxy-tls.log" "$hap_s" tls
+    ready "HAProxy (TLS)" "$haps_pid" "$dir/haproxy-tls.log" "$hap_u"
+    ready "NGINX (TLS)" "$ngxs_pid" "$dir/nginx-tls.err" "$ngx_s" tls
+    ready "NGINX (TLS)" "$ngxs_pid" "$dir/nginx-tls.err" "$ngx_u"
+    ready "cutoverd (TLS)" "$cuts_pid" "$dir/cutoverd-tls.log" "$cut_s" tls
+    ready "cutoverd (TLS)" "$cuts_pid" "$dir/cutoverd-tls.log" "$cut_u"
+    ready "cutoverd (TLS, workers 2)" "$cut2s_pid" "$dir/cutoverd-w2-tls.log" "$cut2_s" tls
+    ready "HAProxy (TLS, nbthread 2)" "$hap2s_pid" "$dir/haproxy-t2-tls.log" "$hap2_s" tls
+    grep -q 'ready: .* 2 worker(s)' "$dir/cutoverd-w2-tls.log" || {
+        tail -20 "$dir/cutoverd-w2-tls.log" >&2
+        die "cutoverd (TLS, workers 2) does not report 2 workers"
+    }
+    for p in $hap_s $ngx_s $cut_s $hap2_s $cut2_s; do
+        "$dir/tlsload" -p /64k -b 65536 probe "$p" >/dev/null || die "port $p: GET /64k over TLS failed"
+        "$dir/tlsload" -p /1m -b 1048576 probe "$p" >/dev/null || die "port $p: GET /1m over TLS failed"
+    done
+    for p in $hap_u $ngx_u $cut_u; do
+        probe "port $p" "$p" /64k 65536
+        probe "port $p" "$p" /1m 1048576
+    done
+    tls_neg() { # WHAT ENV OPTS...: what each TLS listener negotiates with tlsload OPTS
+        # (ENV: an OPENSSL_CONF=... for it, or empty); all must agree; sets $neg
+        n_what=$1 n_env=$2
+        shift 2
+        neg=""
+        for p in $hap_s $ngx_s $cut_s $hap2_s $cut2_s; do
+            n_out=$(env ${n_env:+"$n_env"} "$dir/tlsload" "$@" probe "$p" 2>"$dir/probe.err") || {
+                cat "$dir/probe.err" >&2
+                die "TLS probe ($n_what) on port $p failed"
+            }
+            n_out=${n_out#tls }
+            n_out=${n_out% resumed=*}
+            if [ -z "$neg" ]; then
+                neg=$n_out n_first=$p
+            elif [ "$n_out" != "$neg" ]; then
+                die "TLS ($n_what): port $p negotiates \"$n_out\", port $n_first \"$neg\": not the same choice"
+            fi
+        done
+    }
+    # wrk sends the URL's host, 127.0.0.1, as SNI: no certificate has that name, so
+    # each proxy serves its default (the first, ECDSA)
+    tls_neg "as wrk" "" -s 127.0.0.1 -k ecdsa
+    neg13=$neg
+    tls_neg "as wrk with TLS 1.2" "OPENSSL_CONF=$tdir/client12.cnf" -s 127.0.0.1 -k ecdsa
+    neg12=$neg
+    [ "${neg12%% *}" = TLSv1.2 ] || die "TLS 1.2 client: negotiated \"$neg12\" (OPENSSL_CONF not read?)"
+    tls_neg ECDSA "" -k ecdsa
+    negec=$neg
+    tls_neg RSA "" -k rsa
+    negrsa=$neg
+    # what the proxies negotiate with the TLS backends (the backends answer it)
+    negup=""
+    for p in $hap_u $ngx_u $cut_u; do
+        n_out=$(curl -sf "http://127.0.0.1:$p/bench-tls") || die "port $p: GET /bench-tls failed"
+        if [ -z "$negup" ]; then
+            negup=$n_out n_first=$p
+        elif [ "$n_out" != "$negup" ]; then
+            die "TLS to the backends: port $p negotiates \"$n_out\", port $n_first \"$negup\": not the same choice"
+        fi
+    done
+fi
+
 be_procs=$(procs_of "$be_pid")
 ngx_procs=$(procs_of "$ngx_pid")
+[ "$tls" = 0 ] || ngxs_procs=$(procs_of "$ngxs_pid")
+tls_case() { # CASE: true for the TLS cases, which the TLS processes serve
+    case $1 in tka | tka12 | tfull | tfullrsa | tres | t1m | tup | tidle) return 0 ;; esac
+    return 1
+}
 target_name() {
     case $1 in
     direct) echo "direct (backend)" ;;
@@ -482,7 +846,17 @@ target_name() {
     cutoverd-base) echo "cutoverd, base" ;;
     esac
 }
-target_procs() {
+target_procs() { # TARGET [CASE]
+    if tls_case "${2:-}"; then
+        case $1 in
+        haproxy) echo "$haps_pid" ;;
+        nginx) echo "$ngxs_procs" ;;
+        cutoverd) echo "$cuts_pid" ;;
+        cutoverd-w2) echo "$cut2s_pid" ;;
+        haproxy-t2) echo "$hap2s_pid" ;;
+        esac
+        return
+    fi
     case $1 in
     direct) echo "$be_procs" ;;
     haproxy) echo "$hap_pid" ;;
@@ -494,6 +868,19 @@ target_procs() {
     esac
 }
 target_port() { # TARGET CASE
+    if tls_case "$2"; then
+        case $1.$2 in
+        haproxy.tup) echo "$hap_u" ;;
+        nginx.tup) echo "$ngx_u" ;;
+        cutoverd.tup) echo "$cut_u" ;;
+        haproxy.*) echo "$hap_s" ;;
+        nginx.*) echo "$ngx_s" ;;
+        cutoverd.*) echo "$cut_s" ;;
+        cutoverd-w2.*) echo "$cut2_s" ;;
+        haproxy-t2.*) echo "$hap2_s" ;;
+        esac
+        return
+    fi
     case $1.$2 in
     direct.*) echo "$be_l" ;;
     haproxy.tcp) echo "$hap_t" ;;
@@ -528,51 +915,71 @@ res=$dir/results
 : >"$res"
 
 # ---- memory per idle keep-alive connection (fresh processes first) -------------
-say "idle keep-alive connections: $idle_n per target"
-for tgt in direct haproxy nginx cutoverd $ab cutoverd-w2; do
+idle_row() { # TARGET CASE TAG: RSS and PSS of TARGET before and after $idle_n idle
+    # connections to its port for CASE (idle, or tidle over TLS); a TAG line in the results
     # shellcheck disable=SC2046
-    before=$(mem $(target_procs "$tgt"))
-    taskset -c "$wcpu" "$dir/idle" "$(target_port "$tgt" idle)" "$idle_n" >"$dir/idle.out" 2>"$dir/idle.err" &
+    before=$(mem $(target_procs "$1" "$2"))
+    if tls_case "$2"; then
+        taskset -c "$wcpu" "$dir/tlsload" idle "$(target_port "$1" "$2")" "$idle_n" >"$dir/idle.out" 2>"$dir/idle.err" &
+    else
+        taskset -c "$wcpu" "$dir/idle" "$(target_port "$1" "$2")" "$idle_n" >"$dir/idle.out" 2>"$dir/idle.err" &
+    fi
     hp=$!
     helpers="$hp"
     i=0
     while ! grep -q ready "$dir/idle.out"; do
         kill -0 "$hp" 2>/dev/null || {
             cat "$dir/idle.err" >&2
-            die "$(target_name "$tgt"): $idle_n idle connections failed"
+            die "$(target_name "$1"): $idle_n idle connections failed"
         }
         i=$((i + 1))
-        [ $i -lt 600 ] || die "$(target_name "$tgt"): $idle_n idle connections not open within 60 s"
+        [ $i -lt 600 ] || die "$(target_name "$1"): $idle_n idle connections not open within 60 s"
         sleep 0.1
     done
     sleep 1
     # shellcheck disable=SC2046
-    after=$(mem $(target_procs "$tgt"))
+    after=$(mem $(target_procs "$1" "$2"))
     kill "$hp"
     wait "$hp" 2>/dev/null || true
     helpers=""
-    echo "mem $tgt 1 $before $after" >>"$res"
+    echo "$3 $1 1 $before $after" >>"$res"
     alive_all
     sleep 1
+}
+say "idle keep-alive connections: $idle_n per target"
+for tgt in direct haproxy nginx cutoverd $ab cutoverd-w2; do
+    idle_row "$tgt" idle mem
 done
+if [ "$tls" = 1 ]; then
+    say "idle TLS keep-alive connections: $idle_n per target"
+    for tgt in haproxy nginx cutoverd; do
+        idle_row "$tgt" tidle tmem
+    done
+fi
 
 # ---- throughput, latency, CPU: interleaved rounds --------------------------------
 cases="ka close 64k 1m tcp"
+# TLS: keep-alive over TLS 1.3 and over TLS 1.2 with one cipher (wrk); a full
+# handshake per connection, ECDSA and RSA, and a resumed one (tlsload); 1 MiB
+# responses over TLS (wrk); plain HTTP in, TLS to the backends (wrk)
+[ "$tls" = 0 ] || cases="$cases tka tka12 tfull tfullrsa tres t1m tup"
 case_path() {
     case $1 in
-    ka | close) echo /small ;;
+    ka | close | tka | tka12 | tfull | tfullrsa | tres | tup) echo /small ;;
     64k) echo /64k ;;
     *) echo /1m ;;
     esac
 }
 case_conns() {
     case $1 in
-    ka | close) echo "$conns" ;;
+    ka | close | tka | tka12 | tfull | tfullrsa | tres | tup) echo "$conns" ;;
     *) echo "$bigconns" ;;
     esac
 }
 case_targets() {
     case $1 in
+    tfull | tfullrsa) echo haproxy nginx cutoverd cutoverd-w2 haproxy-t2 ;;
+    tka | tka12 | tres | t1m | tup) echo haproxy nginx cutoverd ;;
     tcp) if [ $stream = yes ]; then echo haproxy nginx cutoverd $ab; else echo haproxy cutoverd $ab; fi ;;
     ka | close) echo direct haproxy nginx cutoverd $ab cutoverd-w2 haproxy-t2 ;;
     *) echo direct haproxy nginx cutoverd $ab cutoverd-w2 ;;
@@ -580,6 +987,24 @@ case_targets() {
 }
 wrkrun() { # OUT CASE TARGET SECS
     w_port=$(target_port "$3" "$2")
+    case $2 in
+    tfull | tfullrsa | tres) # a new TLS connection per request: tlsload, not wrk
+        case $2 in
+        tfull) w_opts="-k ecdsa" ;;
+        tfullrsa) w_opts="-k rsa" ;;
+        *) w_opts="-k ecdsa -r" ;;
+        esac
+        # shellcheck disable=SC2086
+        timeout $(($4 + 60)) taskset -c "$wcpu" "$dir/tlsload" $w_opts load "$w_port" \
+            "$(case_conns "$2")" "$4" >"$1" 2>&1 || die "tlsload failed: $(cat "$1")"
+        return
+        ;;
+    esac
+    w_scheme=http w_env=""
+    case $2 in
+    tka | t1m) w_scheme=https ;;
+    tka12) w_scheme=https w_env=OPENSSL_CONF=$tdir/client12.cnf ;;
+    esac
     if [ "$2" = close ]; then
         set -- "$1" "$2" "$3" "$4" -H "Connection: close"
     fi
@@ -588,18 +1013,32 @@ wrkrun() { # OUT CASE TARGET SECS
     w_path=$(case_path "$2")
     w_secs=$4
     shift 4
-    timeout $((w_secs + 60)) taskset -c "$wcpu" wrk -t1 -c"$w_conns" -d"${w_secs}s" --latency \
-        -s tests/bench/report.lua "$@" "http://127.0.0.1:$w_port$w_path" >"$w_out" 2>&1 ||
+    timeout $((w_secs + 60)) env ${w_env:+"$w_env"} taskset -c "$wcpu" wrk -t1 -c"$w_conns" -d"${w_secs}s" --latency \
+        -s tests/bench/report.lua "$@" "$w_scheme://127.0.0.1:$w_port$w_path" >"$w_out" 2>&1 ||
         die "wrk failed: $(cat "$w_out")"
 }
+accepts() { # connections the TLS backends have accepted so far (this query's included)
+    curl -sf "http://127.0.0.1:$bt_st/" | awk 'NR == 3 { print $1 }'
+}
 measure() { # CASE TARGET ROUND
-    m_procs=$(target_procs "$2")
+    m_procs=$(target_procs "$2" "$1")
+    [ "$1" != tup ] || a0=$(accepts)
     # shellcheck disable=SC2086
     t0=$(ticks $m_procs)
     wrkrun "$dir/wrk.out" "$1" "$2" "$secs"
     # shellcheck disable=SC2086
     t1=$(ticks $m_procs)
     alive_all
+    # TLS to the backends: the connections the proxy opened to them during the run
+    [ "$1" != tup ] || echo "up $1 $2 $3 $(($(accepts) - a0 - 1))" >>"$res"
+    # tlsload: handshakes and resumed ones; "full" must be full
+    if tls_line=$(grep '^TLS ' "$dir/wrk.out"); then
+        # shellcheck disable=SC2046
+        set -- "$1" "$2" "$3" $(echo "$tls_line" | sed 's/^TLS //; s/[a-z0-9_]*=//g')
+        [ "$1" = tres ] || [ "$5" -eq 0 ] || die "$(target_name "$2"), case $1: $5 handshakes resumed"
+        echo "tls $1 $2 $3 $4 $5" >>"$res"
+        set -- "$1" "$2" "$3"
+    fi
     line=$(grep '^BENCH ' "$dir/wrk.out") || die "$(target_name "$2"), $1: no result from wrk: $(cat "$dir/wrk.out")"
     # shellcheck disable=SC2046
     set -- "$1" "$2" "$3" $(echo "$line" | sed 's/^BENCH //; s/[a-z0-9_]*=//g')
@@ -620,6 +1059,15 @@ for tgt in direct haproxy nginx cutoverd $ab cutoverd-w2 haproxy-t2; do
     wrkrun "$dir/wrk.out" ka "$tgt" 1
     grep -q '^BENCH .* status=0 ' "$dir/wrk.out" || die "$(target_name "$tgt"): errors in the warm-up: $(cat "$dir/wrk.out")"
 done
+if [ "$tls" = 1 ]; then
+    for kase in tka tfull tup; do
+        for tgt in $(case_targets $kase); do
+            wrkrun "$dir/wrk.out" "$kase" "$tgt" 1
+            grep -q '^BENCH .* status=0 ' "$dir/wrk.out" ||
+                die "$(target_name "$tgt"), $kase: errors in the warm-up: $(cat "$dir/wrk.out")"
+        done
+    done
+fi
 
 # (sh has no local variables: the loops' names are used nowhere else)
 round=1
@@ -638,7 +1086,8 @@ done
 
 # ---- optional profile of cutoverd ----------------------------------------------
 # BENCH_PROFILE=1 profiles a keep-alive run of small responses; BENCH_PROFILE="ka 1m"
-# names the cases (ka close 64k 1m tcp)
+# names the cases (ka close 64k 1m tcp, and with TLS tka tka12 tfull tfullrsa tres t1m
+# tup); a TLS case profiles HAProxy too, and adds each one's share per library
 prof=${BENCH_PROFILE:-}
 [ "$prof" != 1 ] || prof=ka
 [ "$prof" != 0 ] || prof=""
@@ -648,27 +1097,40 @@ if [ -n "$prof" ] && ! command -v perf >/dev/null 2>&1; then
 fi
 for kase in $prof; do
     case " $cases " in *" $kase "*) ;; *) die "BENCH_PROFILE: no case $kase" ;; esac
-    say "profile: perf record on cutoverd during a $secs s run ($kase)"
-    perf record -q -e cpu-clock -g -p "$cut_pid" -o "$dir/perf.data" >"$dir/perf.log" 2>&1 &
-    perf_pid=$!
-    helpers="$perf_pid"
-    sleep 0.5
-    wrkrun "$dir/wrk.out" "$kase" cutoverd "$secs"
-    kill -INT "$perf_pid"
-    wait "$perf_pid" 2>/dev/null || true
-    helpers=""
-    {
-        echo
-        echo "cutoverd profile, case $kase (perf record -e cpu-clock -g; perf report --no-children, flat):"
-        echo
-        echo '```'
-        perf report -i "$dir/perf.data" --stdio --no-children -g none --percent-limit 0.7 2>/dev/null |
-            grep -v '^#' | grep -v '^$' | head -40
-        echo '```'
-    } >>"$dir/perf.txt"
+    ptgts=cutoverd
+    ! tls_case "$kase" || ptgts="cutoverd haproxy"
+    for ptgt in $ptgts; do
+        say "profile: perf record on $(target_name "$ptgt") during a $secs s run ($kase)"
+        perf record -q -e cpu-clock -g -p "$(target_procs "$ptgt" "$kase")" -o "$dir/perf.data" >"$dir/perf.log" 2>&1 &
+        perf_pid=$!
+        helpers="$perf_pid"
+        sleep 0.5
+        wrkrun "$dir/wrk.out" "$kase" "$ptgt" "$secs"
+        kill -INT "$perf_pid"
+        wait "$perf_pid" 2>/dev/null || true
+        helpers=""
+        {
+            echo
+            echo "$(target_name "$ptgt") profile, case $kase (perf record -e cpu-clock -g; perf report --no-children, flat):"
+            echo
+            echo '```'
+            perf report -i "$dir/perf.data" --stdio --no-children -g none --percent-limit 0.7 2>/dev/null |
+                grep -v '^#' | grep -v '^$' | head -40
+            echo '```'
+            if tls_case "$kase"; then
+                echo
+                echo "$(target_name "$ptgt"), case $kase, share of the samples per library (perf report --sort dso):"
+                echo
+                echo '```'
+                perf report -i "$dir/perf.data" --stdio --no-children -g none --sort dso --percent-limit 0.5 2>/dev/null |
+                    grep -v '^#' | grep -v '^$' | sed 's/[[:space:]]*$//' | head -12
+                echo '```'
+            fi
+        } >>"$dir/perf.txt"
+    done
     # system calls per request (or per MiB), HAProxy beside cutoverd: one more short run each
     for tgt in haproxy cutoverd; do
-        perf trace -s -p "$(target_procs "$tgt")" -o "$dir/trace.$tgt" >/dev/null 2>&1 &
+        perf trace -s -p "$(target_procs "$tgt" "$kase")" -o "$dir/trace.$tgt" >/dev/null 2>&1 &
         perf_pid=$!
         helpers="$perf_pid"
         sleep 0.5
@@ -686,7 +1148,7 @@ for kase in $prof; do
             all[$1] = 1
         }
         END {
-            big = (kase == "ka" || kase == "close") ? 0 : 1
+            big = (kase == "64k" || kase == "1m" || kase == "tcp" || kase == "t1m") ? 1 : 0
             unit = big ? "MiB" : "request"
             dh = big ? hb / 1048576 : hq; dx = big ? cb / 1048576 : cq
             min = big ? 0.5 : 0.05
@@ -709,7 +1171,8 @@ done
 # ---- report ---------------------------------------------------------------
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 rev=$(git -C "$(dirname "$cutoverd")" rev-parse --short HEAD 2>/dev/null || echo unknown)
-base_note="" w2_table="last table"
+base_note="" w2_table="last table" last_table="last table"
+[ "$tls" = 0 ] || w2_table="last table before TLS" last_table="last table before TLS"
 if [ -n "$ab" ]; then
     base_note=", cutoverd $base_rev in the rows \"cutoverd, base\" (\`workers\`: 1, same config on its own ports)"
     w2_table="floor table"
@@ -723,12 +1186,14 @@ fi
     echo "- CPU: the proxy's own utime+stime per request or per MiB (NGINX: master + worker); the direct row counts the backend NGINX"
     echo "- × HAProxy, × direct: ratios of medians (throughput: higher is better; CPU: lower is better); the TCP table's × direct is against direct 1 MiB over HTTP"
     echo "- workers 2 vs 1 ($w2_table): median CPU per request of \"cutoverd, workers 2\" against cutoverd's, met when at most ×1.10"
-    [ -z "$ab" ] || echo "- cutoverd vs base (last table): median CPU per request or per MiB of cutoverd $rev against cutoverd $base_rev, the two taking turns going first in the rounds; no regression when at most ×1.03"
+    [ -z "$ab" ] || echo "- cutoverd vs base ($last_table): median CPU per request or per MiB of cutoverd $rev against cutoverd $base_rev, the two taking turns going first in the rounds; no regression when at most ×1.03"
     [ $stream = yes ] || echo "- NGINX has no stream module here: no NGINX in the TCP row"
     echo
 } >"$dir/report.md"
 awk -v conns="$conns" -v bigconns="$bigconns" -v idle="$idle_n" -v hz="$hz" -v stream="$stream" \
-    -v rev="$rev" -v base_rev="$base_rev" '
+    -v rev="$rev" -v base_rev="$base_rev" -v tls="$tls" -v w2cpus="$w2cpus" -v suites="$tls_suites" \
+    -v groups="$tls_groups" -v tls12="$tls12_cipher" -v neg13="${neg13:-}" -v neg12="${neg12:-}" \
+    -v negec="${negec:-}" -v negrsa="${negrsa:-}" -v negup="${negup:-}" '
 function sortv(a, n,    i, j, x) {
     for (i = 2; i <= n; i++) {
         x = a[i]
@@ -798,6 +1263,113 @@ function xratio(c, t, f,    a) {
     if (a == "" || med == "" || med == 0) return "-"
     return sprintf("%.2f", a / med)
 }
+# ---- TLS (BENCH_TLS=1) ----
+$1 == "run" { reqsum[$2, $3] += $5 }
+$1 == "tls" { hs[$2, $3] += $5; rsm[$2, $3] += $6 }
+$1 == "up" { upn[$2, $3] += $5 }
+$1 == "tmem" {
+    t = $2
+    trss[t] = ($6 - $4) / idle; tpss[t] = ($7 - $5) / idle
+    trb[t] = $4; tra[t] = $6
+}
+# one TLS table: throughput, p50/p99, CPU per unit, both against HAProxy; kind "hs" adds the
+# TLS part of a connection (this CPU less the plain new-connection row of the same target) and
+# the handshakes resumed, kind "up" the backend connections opened per 1000 requests
+function ttable(c, title, tp, tu, cf, cu, kind,    k, t, extra, a) {
+    extra = kind == "hs" ? " TLS part µs/conn. | resumed |" : kind == "up" ? " new TLS conn. to the backends per 1000 req. |" : ""
+    print "| " title " | " tu " | × HAProxy | p50 ms | p99 ms | CPU " cu " | × HAProxy |" extra
+    print "|:--|--:|--:|--:|--:|--:|--:|" (kind == "hs" ? "--:|--:|" : kind == "up" ? "--:|" : "")
+    for (k = 1; k <= nT; k++) {
+        t = T[k]
+        if (cnt[c, t] == 0) continue
+        extra = ""
+        if (kind == "hs") {
+            stat(c, t, cf); a = med
+            stat("close", t, "cpureq")
+            extra = " " (med == "" ? "-" : fmt(a - med, 1)) " | " rsm[c, t] " of " hs[c, t] " |"
+        } else if (kind == "up")
+            extra = " " (reqsum[c, t] > 0 ? sprintf("%.2f", upn[c, t] * 1000 / reqsum[c, t]) : "-") " |"
+        print "| " name(t) " | " cell(c, t, tp, 0) " | " ratio(c, t, "haproxy", tp) \
+            " | " cell(c, t, "p50", 2) " | " cell(c, t, "p99", 2) " | " cell(c, t, cf, 1) \
+            " | " ratio(c, t, "haproxy", cf) " |" extra
+    }
+    print ""
+}
+# cutoverd (or cutoverd-w2 against haproxy-t2) against the floor, and the aim of the issue:
+# at most <aim> times the CPU of HAProxy (0: no aim, -1: at most that of NGINX)
+function tverdict(label, c, f, d, aim, tc, th,    h, n, x, r, am) {
+    stat(c, th, f); h = med
+    stat(c, "nginx", f); n = (th == "haproxy") ? med : ""
+    stat(c, tc, f); x = med
+    if (h == "" || x == "") return
+    r = h > 0 ? x / h : 0
+    am = "-"
+    if (aim > 0) am = "≤ " aim "× HAProxy: " (r <= aim ? "met" : "missed") " (×" sprintf("%.3f", r) ")"
+    if (aim < 0 && n != "") am = "≤ NGINX: " (x <= n ? "met" : "missed") " (×" sprintf("%.2f", n > 0 ? x / n : 0) " NGINX)"
+    print "| " label " | " fmt(h, d) " | " (n == "" ? "-" : fmt(n, d)) " | " fmt(x, d) " | " \
+        (x <= h ? "met" : "missed (×" sprintf("%.2f", r) ")") " | " am " |"
+}
+function tls_tables(    k, t, h, n, x) {
+    print "#### TLS"
+    print ""
+    print "- the same three proxies as processes of their own (HAProxy `nbthread 1`, NGINX one worker, cutoverd `workers`: 1), the same pinning; HAProxy `nbthread 2` and cutoverd `workers`: 2 on CPUs " w2cpus " in the full-handshake tables"
+    print "- certificates: an ECDSA P-256 and an RSA 2048 server certificate for bench.test from one CA, made with openssl at the start, both on every TLS listener; everywhere TLS 1.2 and 1.3, Mozilla-intermediate TLS 1.2 ciphers, TLS 1.3 suites `" suites "`, groups `" groups "`, the client\047s order of preference, session tickets on"
+    print "- negotiated, the same on every target (tests/bench/tlsload.c probing each): keep-alive and 1 MiB (wrk, SNI 127.0.0.1) " neg13 "; TLS 1.2 row (wrk with an OPENSSL_CONF that offers TLS 1.2 and " tls12 " only) " neg12 "; handshake rows " negec " and " negrsa " (an RSA-only client: RSA signature algorithms offered, nothing else changed); proxies to the TLS backends " negup
+    print "- keep-alive, TLS 1.2, 1 MiB: wrk over https (" conns " and " bigconns " connections); the handshake rows: tests/bench/tlsload.c, " conns " connections at a time, each connect, handshake, one GET with `Connection: close`, close_notify, close (wrk\047s `Connection: close` over https resumes: it offers each connection the session of the one before); full: no session ever offered (resumed must be 0), resumed: each connection offers its predecessor\047s; p50/p99 there run from connect to the response\047s last byte, CPU is per connection, and the TLS part is that less the plain new-connection row of the same target"
+    print "- TLS to the backends: plain keep-alive HTTP in (wrk, " conns " conn.), TLS out to two more NGINX backends (90/10) with an ECDSA certificate, verified against the bench CA and the name backend.bench by all three (HAProxy `ssl verify required ca-file … sni … verifyhost …`, `http-reuse always`; NGINX `proxy_ssl_verify on`, `proxy_ssl_name`, `keepalive 64`, session reuse; cutoverd a side `tls` with `ca` and `sni`, `pool.max_idle` 256); the new TLS connections to the backends are what their `stub_status` counted as accepted during the run"
+    print "- idle: " idle " TLS keep-alive connections (tlsload: full handshake, one GET each, then idle), RSS and PSS of the proxy before and after"
+    print ""
+    ttable("tka", "TLS 1.3, small responses, keep-alive, " conns " conn.", "rps", "req/s", "cpureq", "µs/req", "")
+    ttable("tka12", "TLS 1.2 " tls12 ", small, keep-alive, " conns " conn.", "rps", "req/s", "cpureq", "µs/req", "")
+    ttable("tfull", "full handshake per connection, ECDSA P-256, " conns " conn.", "rps", "conn./s", "cpureq", "µs/conn.", "hs")
+    ttable("tfullrsa", "full handshake per connection, RSA 2048, " conns " conn.", "rps", "conn./s", "cpureq", "µs/conn.", "hs")
+    ttable("tres", "resumed handshake per connection (tickets), ECDSA, " conns " conn.", "rps", "conn./s", "cpureq", "µs/conn.", "hs")
+    ttable("t1m", "TLS 1.3, 1 MiB responses, keep-alive, " bigconns " conn.", "mibs", "MiB/s", "cpumib", "µs/MiB", "")
+    ttable("tup", "plain in, TLS to the backends, small, keep-alive, " conns " conn.", "rps", "req/s", "cpureq", "µs/req", "up")
+    print "| " idle " idle TLS keep-alive connections | RSS KB before | RSS KB after | KB/conn (RSS) | KB/conn (PSS) | × HAProxy (RSS) | × NGINX (RSS) |"
+    print "|:--|--:|--:|--:|--:|--:|--:|"
+    for (k = 1; k <= nT; k++) {
+        t = T[k]
+        if (!(t in trss)) continue
+        print "| " name(t) " | " trb[t] " | " tra[t] " | " sprintf("%.2f", trss[t]) " | " sprintf("%.2f", tpss[t]) \
+            " | " (trss["haproxy"] > 0 ? sprintf("%.2f", trss[t] / trss["haproxy"]) : "-") \
+            " | " (trss["nginx"] > 0 ? sprintf("%.2f", trss[t] / trss["nginx"]) : "-") " |"
+    }
+    print ""
+    print "| cutoverd over TLS against the floor | HAProxy | NGINX | cutoverd | cutoverd <= HAProxy | aim (issue) |"
+    print "|:--|--:|--:|--:|:--|:--|"
+    tverdict("CPU µs per small keep-alive request, TLS 1.3", "tka", "cpureq", 1, 0.9, "cutoverd", "haproxy")
+    tverdict("p99 ms, small keep-alive requests, TLS 1.3", "tka", "p99", 2, 0, "cutoverd", "haproxy")
+    tverdict("CPU µs per small keep-alive request, TLS 1.2 " tls12, "tka12", "cpureq", 1, 0, "cutoverd", "haproxy")
+    tverdict("CPU µs per connection, full handshake, ECDSA P-256", "tfull", "cpureq", 1, 0, "cutoverd", "haproxy")
+    tverdict("CPU µs per connection, full handshake, RSA 2048", "tfullrsa", "cpureq", 1, 0, "cutoverd", "haproxy")
+    tverdict("CPU µs per connection, resumed handshake", "tres", "cpureq", 1, 0, "cutoverd", "haproxy")
+    tverdict("CPU µs per MiB, 1 MiB over TLS", "t1m", "cpumib", 0, 0.8, "cutoverd", "haproxy")
+    tverdict("CPU µs per request, TLS to the backends", "tup", "cpureq", 1, 0, "cutoverd", "haproxy")
+    h = trss["haproxy"]; n = trss["nginx"]; x = trss["cutoverd"]
+    if (("cutoverd" in trss) && ("haproxy" in trss))
+        print "| KB per idle TLS keep-alive connection (RSS) | " sprintf("%.2f", h) " | " sprintf("%.2f", n) " | " \
+            sprintf("%.2f", x) " | " (x <= h ? "met" : "missed (×" sprintf("%.2f", h > 0 ? x / h : 0) ")") \
+            " | ≤ NGINX: " (x <= n ? "met" : "missed") " (×" sprintf("%.2f", n > 0 ? x / n : 0) " NGINX) |"
+    # two loops: cutoverd workers 2 against HAProxy nbthread 2 (the HAProxy column), each also
+    # against its own single loop in the last column
+    tverdict("CPU µs per connection, full handshake ECDSA, workers 2 vs nbthread 2", "tfull", "cpureq", 1, 0, "cutoverd-w2", "haproxy-t2")
+    tverdict("CPU µs per connection, full handshake RSA, workers 2 vs nbthread 2", "tfullrsa", "cpureq", 1, 0, "cutoverd-w2", "haproxy-t2")
+    print ""
+    print "| a second loop, full handshakes | HAProxy nbthread 2 vs 1 | cutoverd workers 2 vs 1 |"
+    print "|:--|--:|--:|"
+    twoloops("ECDSA P-256, CPU µs per connection", "tfull")
+    twoloops("RSA 2048, CPU µs per connection", "tfullrsa")
+}
+function twoloops(label, c,    a, b, h, hb) {
+    stat(c, "cutoverd-w2", "cpureq"); a = med
+    stat(c, "cutoverd", "cpureq"); b = med
+    stat(c, "haproxy-t2", "cpureq"); h = med
+    stat(c, "haproxy", "cpureq"); hb = med
+    if (a == "" || b == "" || h == "" || hb == "") return
+    print "| " label " | " fmt(h, 1) " vs " fmt(hb, 1) " (×" sprintf("%.2f", h / hb) ") | " \
+        fmt(a, 1) " vs " fmt(b, 1) " (×" sprintf("%.2f", a / b) ") |"
+}
 END {
     T[1] = "direct"; T[2] = "haproxy"; T[3] = "nginx"; T[4] = "cutoverd"; T[5] = "cutoverd-base"
     T[6] = "cutoverd-w2"; T[7] = "haproxy-t2"; nT = 7
@@ -841,6 +1413,10 @@ END {
         against("CPU µs per MiB, 64 KiB responses", "64k", "cpumib", 0, 1.03)
         against("CPU µs per MiB, 1 MiB over HTTP", "1m", "cpumib", 0, 1.03)
         against("CPU µs per MiB, TCP mode", "tcp", "cpumib", 0, 1.03)
+    }
+    if (tls == 1) {
+        print ""
+        tls_tables()
     }
 }
 function against(label, c, f, d, limit,    a, b, r, pa, pb) {
