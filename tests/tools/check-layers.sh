@@ -16,7 +16,9 @@
 #   - two or more modules include each other in a circle (a module is x.c
 #     with x.h; x.c including y.h is an arrow x -> y);
 #   - anything in the tree (code, tests, scripts, Makefile) reads from a
-#     folder beside it ("../shared"): the tree stands alone.
+#     folder beside it (the parent directory's "shared" folder): the tree
+#     stands alone. The name is spelled in pieces below so this file does not
+#     match its own rule.
 # `check-layers.sh --self-test` runs the rules on a small tree with one
 # violation of each kind and fails unless every one is caught.
 set -eu
@@ -93,12 +95,13 @@ check() {
         fi
     done
     # the tree stands alone: nothing looks beside it
-    out=$(grep -rnE '\.\./shared' --include='*.c' --include='*.h' --include='*.sh' \
-              --include='Makefile' --include='*.lua' --include='run' . 2>/dev/null |
-              grep -v '^\./tests/tools/check-layers\.sh:' || true)
+    beside='\.\./'"sha""red"
+    out=$(grep -rnE "$beside" --include='*.c' --include='*.h' --include='*.sh' \
+              --include='Makefile' --include='*.lua' --include='run' . 2>/dev/null ||
+          true)
     if [ -n "$out" ]; then
         printf '%s\n' "$out" >&2
-        bad 'the tree reads from beside it (../shared)'
+        bad 'the tree reads from a folder beside it'
     fi
     # include circles between modules
     # shellcheck disable=SC2046
@@ -143,7 +146,7 @@ if [ "${1:-}" = "--self-test" ]; then
     printf '#include "proxy/b.h"\n#include <stdio.h>\n#include "lib/none.h"\n' >"$t/proxy/a.c"
     : >"$t/proxy/a.h"
     printf '#include "proxy/a.h"\n' >"$t/proxy/b.c"; : >"$t/proxy/b.h"
-    echo 'corpora=../shared/corpora' >"$t/run.sh"
+    echo "corpora=../sha""red/corpora" >"$t/run.sh"
     echo '#include <libpq-fe.h>' >"$t/proxy/db.c"
     echo '#include <libpq-fe.h>' >"$t/lib/pg_x.c"     # allowed: part of the client
     : >"$t/admin/control.h"
@@ -152,7 +155,7 @@ if [ "${1:-}" = "--self-test" ]; then
     for want in 'lib/ includes a file of ours' 'router/ includes I/O' \
         'a pure part of health/ reads a clock' 'admin/ includes proxy/' \
         'proxy/http.c includes admin/control.h' 'include circle between modules' \
-        'the tree reads from beside it' 'libpq outside lib/pg.h'; do
+        'the tree reads from a folder beside it' 'libpq outside lib/pg.h'; do
         case $out in
         *"$want"*) n=$((n + 1)) ;;
         *) echo "check-layers: self-test: not caught: $want" >&2; exit 1 ;;
