@@ -15,48 +15,7 @@
 
 #include <jansson.h>
 
-static int
-b64_value(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Decodes <s> into a malloc'd buffer (caller frees); NULL if malformed. */
-static unsigned char *
-b64_decode(const char *s, size_t *outlen)
-{
-    size_t n = strlen(s), o = 0, i;
-    unsigned char *out = malloc(n / 4 * 3 + 3);
-    uint32_t acc = 0;
-    int bits = 0, v;
-
-    if (out == NULL)
-        return NULL;
-    for (i = 0; i < n && s[i] != '='; i++) {
-        if ((v = b64_value((unsigned char)s[i])) < 0) {
-            free(out);
-            return NULL;
-        }
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-        }
-    }
-    *outlen = o;
-    return out;
-}
+#include "tests/tools/b64.h"
 
 static int
 write_file(const char *dir, const char *name, const void *p, size_t n)
@@ -83,7 +42,7 @@ write_b64(const char *dir, const char *name, const char *b64)
     size_t n;
     int rc;
 
-    if ((bytes = b64_decode(b64, &n)) == NULL) {
+    if ((bytes = tb64_decode(b64, &n)) == NULL) {
         fprintf(stderr, "seed_corpus: %s: bad base64\n", name);
         return -1;
     }

@@ -33,6 +33,7 @@
 
 #include "lib/xmalloc.h"
 #include "tests/harness/harness.h"
+#include "tests/tools/b64.h"
 
 #define H_MAX_PIDS      64
 #define H_MAX_PORTS     512
@@ -1658,42 +1659,10 @@ h_cutoverd_start(const char *conf, const char *log, const char *admin_sock, int 
 
 /* ---- JSON ------------------------------------------------------------ */
 
-static int
-b64_value(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
 unsigned char *
 h_b64_decode(const char *s, size_t *len)
 {
-    size_t n = strlen(s), i, o = 0;
-    unsigned char *out = xmalloc(n / 4 * 3 + 4);
-    unsigned acc = 0, bits = 0;
-    int v;
-
-    for (i = 0; i < n && s[i] != '='; i++) {
-        if ((v = b64_value((unsigned char)s[i])) < 0) {
-            free(out);
-            return NULL;
-        }
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    out[o] = '\0';
-    *len = o;
-    return out;
+    return tb64_decode(s, len);
 }
 
 json_t *

@@ -25,6 +25,7 @@
 
 #include <jansson.h>
 
+#include "tests/unit/util.h"
 #include "admin/audit.h"
 
 struct fx {
@@ -32,33 +33,6 @@ struct fx {
     char file[PATH_MAX + 32];    /* <dir>/audit.jsonl */
     char torn[PATH_MAX + 32];    /* <dir>/audit.jsonl.torn */
 };
-
-static void
-rm_rf(const char *path)
-{
-    struct stat sb;
-    DIR *d;
-    struct dirent *de;
-    char sub[PATH_MAX + 256];
-
-    if (lstat(path, &sb) != 0)
-        return;
-    if (S_ISDIR(sb.st_mode)) {
-        d = opendir(path);
-        if (d != NULL) {
-            while ((de = readdir(d)) != NULL) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                    continue;
-                snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-                rm_rf(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 static int
 setup(void **state)

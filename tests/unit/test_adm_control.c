@@ -28,6 +28,7 @@
 
 #include <jansson.h>
 
+#include "tests/unit/util.h"
 #include "admin/audit.h"
 #include "admin/control.h"
 #include "admin/persist.h"
@@ -68,33 +69,6 @@ struct fx {
 static struct fx *live[8];
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static void
-rm_rf(const char *path)
-{
-    struct stat sb;
-    DIR *d;
-    struct dirent *de;
-    char sub[PATH_MAX + 256];
-
-    if (lstat(path, &sb) != 0)
-        return;
-    if (S_ISDIR(sb.st_mode)) {
-        d = opendir(path);
-        if (d != NULL) {
-            while ((de = readdir(d)) != NULL) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                    continue;
-                snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-                rm_rf(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 /* Returns the whole file as a new string, or NULL when it does not exist. */
 static char *

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/unit/util.h"
 #include "admin/control.h"
 #include "admin/store.h"
 
@@ -29,34 +30,6 @@ struct fx {
     char dir[PATH_MAX];          /* private temporary directory */
     char file[PATH_MAX + 32];    /* <dir>/state.json */
 };
-
-static void
-rm_rf(const char *path)
-{
-    struct stat sb;
-    DIR *d;
-    struct dirent *de;
-    char sub[PATH_MAX + 256];
-
-    if (lstat(path, &sb) != 0)
-        return;
-    if (S_ISDIR(sb.st_mode)) {
-        chmod(path, 0700);
-        d = opendir(path);
-        if (d != NULL) {
-            while ((de = readdir(d)) != NULL) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                    continue;
-                snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-                rm_rf(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 static int
 setup(void **state)

@@ -23,6 +23,8 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "tests/tools/b64.h"
+
 #include "lib/http1.h"
 
 #define TEST_MAX_FIELDS 32u
@@ -1322,50 +1324,6 @@ static const struct exception corpus_exceptions[] = {
     { "response/sample.md#HTTP version 0.9", "only HTTP/1.0 and HTTP/1.1" },
 };
 
-static int
-b64_value(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Decodes base64 <s> into a malloc'd buffer; NULL if malformed. */
-static unsigned char *
-b64_decode(const char *s, size_t *outlen)
-{
-    size_t n = strlen(s), o = 0, i;
-    unsigned char *out = malloc(n / 4 * 3 + 3);
-    uint32_t acc = 0;
-    int bits = 0, v;
-
-    assert_non_null(out);
-    for (i = 0; i < n; i++) {
-        if (s[i] == '=')
-            break;
-        if ((v = b64_value((unsigned char)s[i])) < 0) {
-            free(out);
-            return NULL;
-        }
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-        }
-    }
-    *outlen = o;
-    return out;
-}
-
 enum verdict { V_ACCEPT, V_REJECT };
 
 /* Reads a body framed by <framing>/<cl> at <b>[*pos..n). Returns 1 when the
@@ -1505,7 +1463,7 @@ replay_file(const char *file, bool is_req, bool *seen, size_t *ncases, size_t *n
         assert_non_null(expect);
         assert_non_null(b64);
         assert_non_null(type);
-        bytes = b64_decode(b64, &n);
+        bytes = tb64_decode(b64, &n);
         if (bytes == NULL)
             fail_msg("%s: bad base64", id);
         ours = replay(bytes, n, is_req,
