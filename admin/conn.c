@@ -54,6 +54,10 @@
  *   a time and the victim is never the caller. A victim's last read handles
  *   its request from there too, with the same tail (conn_settle()).
  * - Evictions are logged once per 100, so a flood does not flood the log.
+ * - A stream (adm_conn_stream(), the dashboard's events) is a reply with
+ *   no end: no request or idle limit, input discarded, the peer's EOF
+ *   frees it, and the write timeout still drops a peer that stops reading;
+ *   ops->release() tells the protocol whenever a connection goes.
  */
 #include "admin/conn.h"
 
@@ -87,6 +91,8 @@ conn_limits(const struct adm_conn *c)
 static void
 conn_free(struct adm_conn *c)
 {
+    if (c->lis->ops->release != NULL)
+        c->lis->ops->release(c);
     list_unlink(&c->node);
     c->lis->nconns--;
     c->lis->npool[c->pool]--;
@@ -290,6 +296,20 @@ adm_conn_hold(struct adm_conn *c, unsigned ms)
 }
 
 void
+adm_conn_stream(struct adm_conn *c)
+{
+    c->state = ADM_CONN_STREAM;
+    c->is_idle = false;
+    conn_arm(c, 0);
+}
+
+void
+adm_conn_abort(struct adm_conn *c)
+{
+    conn_free(c);
+}
+
+void
 adm_conn_trust(struct adm_conn *c)
 {
     struct adm_listener *l = c->lis;
@@ -365,7 +385,12 @@ static void
 on_conn_read(struct bufferevent *bev, void *arg)
 {
     struct adm_conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
 
+    if (c->state == ADM_CONN_STREAM) {
+        evbuffer_drain(in, evbuffer_get_length(in));    /* nothing more is asked */
+        return;
+    }
     conn_settle(c, conn_process(c));
 }
 
@@ -405,6 +430,10 @@ on_conn_event(struct bufferevent *bev, short what, void *arg)
         log_at(LL_DEBUG, "admin", 0, "%s connection %s does not read its replies: "
                "closed after %u ms", c->lis->ops->name, c->peer, c->lis->ops->flush_ms);
         conn_free(c);
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && c->state == ADM_CONN_STREAM) {
+        conn_free(c);                  /* a stream's reader went away */
         return;
     }
     if (what & BEV_EVENT_EOF) {

@@ -67,6 +67,7 @@ enum adm_conn_state {
     ADM_CONN_OPEN,           /* reading (or waiting for) requests */
     ADM_CONN_HELD,           /* reading stopped until the timer: see adm_conn_hold() */
     ADM_CONN_CLOSING,        /* no more requests: freed once the output is sent */
+    ADM_CONN_STREAM,         /* one endless reply: see adm_conn_stream() */
 };
 
 struct adm_conn_ops {
@@ -97,6 +98,9 @@ struct adm_conn_ops {
     /* The timer ran out on a request under way (req_ms) or on a held
      * connection: the protocol answers and closes. NULL: closed silently. */
     void (*expire)(struct adm_conn *c);
+    /* <c> is about to be freed, whatever the reason (its protocol forgets
+     * it: an event stream's subscription). NULL: nothing to do. */
+    void (*release)(struct adm_conn *c);
 };
 
 /* A listener and its connections. Embedded in the protocol's server. */
@@ -176,6 +180,19 @@ void adm_conn_close(struct adm_conn *c);
 
 /* Stops reading requests for <ms>; then ops->expire() runs. */
 void adm_conn_hold(struct adm_conn *c, unsigned ms);
+
+/* Turns <c> (from one of its own callbacks, after the reply's head) into
+ * a stream: the reply goes on for as long as the connection lives, written
+ * by the protocol whenever it likes. No more requests are read (bytes the
+ * peer sends are discarded), no request or idle limit runs; the peer's EOF
+ * or an error frees it, and output that makes no progress for flush_ms
+ * still drops it. */
+void adm_conn_stream(struct adm_conn *c);
+
+/* Frees <c> at once, its unsent output dropped: a stream whose peer falls
+ * behind. Only from outside <c>'s own callbacks (a timer of the
+ * protocol's); ops->release() runs first. */
+void adm_conn_abort(struct adm_conn *c);
 
 /* Moves <c> (from one of its own callbacks) to the trusted pool, where its
  * next requests get that pool's limits; when the pool is full, another
