@@ -34,6 +34,7 @@ ADMIN_SRC  = admin/ctl_proto.c admin/state.c admin/control.c \
              admin/request.c admin/change.c admin/auto.c admin/persist.c admin/plan_ctl.c admin/commands.c \
              admin/store.c admin/audit.c admin/conn.c admin/socket.c \
              admin/tokens.c admin/http_req.c admin/http.c
+ADMIN_SRC += admin/dash.c admin/events.c
 PROXY_SRC  = proxy/conf.c proxy/tls_conf.c proxy/tls_cert.c proxy/tls.c proxy/tls_accept.c proxy/server.c proxy/listen.c proxy/http.c proxy/http_conn.c \
              proxy/http_msg.c proxy/relay.c proxy/tcp.c proxy/pool.c \
              proxy/tick.c proxy/metrics.c proxy/accesslog.c proxy/io.c proxy/worker.c \
@@ -52,6 +53,8 @@ INTEG_SRC  = $(sort $(wildcard tests/integration/[0-9]*.c))
 INTEG_BIN  = $(INTEG_SRC:%.c=$(BUILD)/%)
 HARNESS_OBJ = $(BUILD)/tests/harness/harness.o $(BUILD)/tests/harness/load.o \
               $(BUILD)/tests/harness/tls.o
+# the headless browser of the dashboard's tests
+HARNESS_OBJ += $(BUILD)/tests/harness/cdp.o
 # the private PostgreSQL cluster, for the tests of lib/pg_*.c
 PGHARNESS_OBJ = $(BUILD)/tests/harness/pg.o
 BACKEND    = $(BUILD)/tests/tools/backend
@@ -85,6 +88,17 @@ $(BUILD)/%.o: %.c
 $(LIB): $(LIB_OBJ)
 	@printf '  AR  %s\n' $@
 	$(Q)rm -f $@ && ar rcs $@ $^
+
+# the dashboard's files as C arrays (admin/dash.c serves them)
+DASH_FILES = admin/dash/index.html admin/dash/dash.js admin/dash/dash.css
+$(LIB): $(BUILD)/gen/dash_assets.o
+$(BUILD)/gen/dash_assets.c: $(DASH_FILES) admin/dash/embed.sh
+	@mkdir -p $(dir $@)
+	@printf '  GEN %s\n' $@
+	$(Q)sh admin/dash/embed.sh $(DASH_FILES) >$@.tmp && mv $@.tmp $@
+$(BUILD)/gen/dash_assets.o: $(BUILD)/gen/dash_assets.c
+	@printf '  CC  %s\n' $@
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/cutoverd: $(BUILD)/proxy/main.o $(LIB)
 	@printf '  LD  %s\n' $@

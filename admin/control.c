@@ -120,6 +120,12 @@ adm_control_free(struct adm_control *c)
     free(c);
 }
 
+unsigned
+adm_control_count(const struct adm_control *c)
+{
+    return c->n;
+}
+
 const struct adm_svc_state *
 adm_control_state(const struct adm_control *c, unsigned svc)
 {

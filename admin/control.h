@@ -52,6 +52,9 @@ struct adm_control *adm_control_new(const char *const *names,
 
 void adm_control_free(struct adm_control *c);
 
+/* The number of services (indices 0..n-1 of the calls below). */
+unsigned adm_control_count(const struct adm_control *c);
+
 /* Current state of service <svc> (borrowed, valid until the next command). */
 const struct adm_svc_state *adm_control_state(const struct adm_control *c, unsigned svc);
 

@@ -53,6 +53,8 @@
 
 #include "admin/conn.h"
 #include "admin/control.h"
+#include "admin/dash.h"
+#include "admin/events.h"
 #include "admin/http.h"
 #include "admin/http_req.h"
 #include "lib/log.h"
@@ -81,6 +83,7 @@
 struct hconn {
     struct adm_conn conn;              /* conn.peer is the numeric peer address */
     bool sent_continue;                /* "100 Continue" sent for the current request */
+    bool is_stream;                    /* GET /v1/events: subscribed to the hub */
     char actor[INET6_ADDRSTRLEN + 8];  /* "http:<peer>" */
 };
 
@@ -90,6 +93,7 @@ struct adm_http {
     struct adm_control *ctl;           /* borrowed */
     struct adm_tokens *tokens;         /* owned, may be NULL */
     struct adm_listener lis;           /* the listener and its connections */
+    struct adm_events *events;         /* owned: the dashboard's streams */
     bool read_token_required;
     adm_metrics_fn *metrics;           /* may be NULL */
     void *metrics_arg;                 /* borrowed */
@@ -314,6 +318,60 @@ handle_get(struct hconn *c, const struct adm_req *req, bool is_metrics)
                  req->h1.keep_alive);
 }
 
+/* GET /, /dash.js, /dash.css: the dashboard's files, open like the page
+ * of any admin UI (they hold no data; the figures need a token). */
+static void
+handle_asset(struct hconn *c, const struct adm_req *req, const struct adm_dash_asset *a)
+{
+    struct evbuffer *b;
+
+    if (!slice_eq(&req->h1.method, "GET")) {
+        respond_error(c, 405, "method not allowed (GET only)", "Allow: GET\r\n",
+                      req->h1.keep_alive, true);
+        return;
+    }
+    if ((b = evbuffer_new()) == NULL || evbuffer_add_reference(b, a->body, a->len, NULL,
+                                                               NULL) != 0) {
+        if (b != NULL)
+            evbuffer_free(b);
+        respond_error(c, 500, "out of memory", "", req->h1.keep_alive, true);
+        return;
+    }
+    respond(c, 200, a->ctype, b, ADM_DASH_HEADERS, req->h1.keep_alive, false);
+    evbuffer_free(b);
+}
+
+/* GET /v1/events: a token of any level, then the stream (admin/events.h). */
+static void
+handle_events(struct hconn *c, const struct adm_req *req)
+{
+    struct adm_http *h = http_of(c);
+    struct adm_caller who = { .pid = -1 };
+    char actor[ADM_TOKEN_NAME_MAX + 8], msg[128];
+
+    if (!slice_eq(&req->h1.method, "GET")) {
+        respond_error(c, 405, "method not allowed (GET only)", "Allow: GET\r\n",
+                      req->h1.keep_alive, true);
+        return;
+    }
+    if (!token_caller(c, req, &who, actor, sizeof(actor)))
+        return;
+    if (!adm_events_has_room(h->events)) {
+        snprintf(msg, sizeof(msg), "too many event streams (%d open): try again later",
+                 ADM_EVENTS_MAX);
+        respond_error(c, 503, msg, "Retry-After: 5\r\n", req->h1.keep_alive, true);
+        return;
+    }
+    evbuffer_add_printf(bufferevent_get_output(c->conn.bev),
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+                        "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                        "Connection: close\r\n\r\n");
+    c->is_stream = true;
+    adm_conn_stream(&c->conn);
+    adm_events_add(h->events, &c->conn);
+    log_at(LL_DEBUG, "admin", 0, "http %s: event stream for %s", c->conn.peer, actor);
+}
+
 /* POST /v1/<cmd>: <cmd> is the path's last segment. */
 static void
 handle_post(struct hconn *c, const struct adm_req *req, const char *cmd, size_t cmdlen,
@@ -405,18 +463,24 @@ handle(struct hconn *c, const struct adm_req *req, const char *buf)
 {
     const char *body = buf + req->h1.head_len;
     size_t blen = (size_t)req->h1.content_length;
+    const struct adm_dash_asset *asset;
 
     log_at(LL_DEBUG, "admin", 0, "http %s: %.*s %.*s", c->conn.peer,
            (int)req->h1.method.len, req->h1.method.p,
            (int)(req->path.len > 256 ? 256 : req->path.len), req->path.p);
-    if (slice_eq(&req->path, "/status")) {
+    if ((asset = adm_dash_find(req->path.p, req->path.len)) != NULL) {
+        handle_asset(c, req, asset);
+    } else if (slice_eq(&req->path, "/v1/events")) {
+        handle_events(c, req);
+    } else if (slice_eq(&req->path, "/status")) {
         handle_get(c, req, false);
     } else if (slice_eq(&req->path, "/metrics")) {
         handle_get(c, req, true);
     } else if (req->path.len > 4 && memcmp(req->path.p, "/v1/", 4) == 0) {
         handle_post(c, req, req->path.p + 4, req->path.len - 4, body, blen);
     } else {
-        respond_error(c, 404, "not found (GET /status, GET /metrics, POST /v1/<command>)",
+        respond_error(c, 404, "not found (GET /, GET /status, GET /metrics, GET /v1/events, "
+                      "POST /v1/<command>)",
                       "", req->h1.keep_alive, true);
     }
 }
@@ -492,6 +556,16 @@ http_expire(struct adm_conn *conn)
     respond_error(c, 408, "request not complete in time", "", false, true);
 }
 
+/* ops->release: a stream leaves the hub. */
+static void
+http_release(struct adm_conn *conn)
+{
+    struct hconn *c = (struct hconn *)conn;
+
+    if (c->is_stream)
+        adm_events_remove(http_of(c)->events, conn);
+}
+
 /* FNV-1a of <len> bytes at <p>: the peer key of an address. */
 static unsigned long long
 addr_key(const void *p, size_t len)
@@ -551,6 +625,7 @@ static const struct adm_conn_ops http_ops = {
     .accept = http_accept,
     .step = http_step,
     .expire = http_expire,
+    .release = http_release,
 };
 
 /* ---- listener ---------------------------------------------------------- */
@@ -578,6 +653,11 @@ adm_http_new(struct event_base *base, struct adm_control *ctl, struct adm_tokens
     h->metrics = conf->metrics;
     h->metrics_arg = conf->metrics_arg;
     adm_listener_init(&h->lis, base, &http_ops, h);
+    if ((h->events = adm_events_new(base, ctl)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        adm_http_free(h);
+        return NULL;
+    }
     if (adm_listener_listen_addr(&h->lis, conf->addr, conf->addrlen) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", conf->addr_text,
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -607,7 +687,8 @@ adm_http_free(struct adm_http *h)
 {
     if (h == NULL)
         return;
-    adm_listener_close(&h->lis);
+    adm_listener_close(&h->lis);       /* streams leave the hub first */
+    adm_events_free(h->events);
     adm_tokens_free(h->tokens);
     free(h);
 }

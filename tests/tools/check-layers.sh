@@ -26,6 +26,7 @@ self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 
 WIRING="admin/control.c admin/control_int.h admin/change.c admin/auto.c admin/commands.c admin/plan_ctl.c
 admin/socket.c admin/http.c admin/store.c admin/audit.c
+admin/events.c
 proxy/main.c proxy/ops.c proxy/reload.c proxy/status.c proxy/verdict.c proxy/tick.c
 proxy/metrics.c proxy/daemon.h"
 
