@@ -481,6 +481,21 @@ h_spawn_nofile(char *const argv[], const char *log_path, unsigned nofile)
     return spawn(argv, log_path, false, nofile);
 }
 
+int
+h_track(pid_t pid)
+{
+    if (H.npids == H_MAX_PIDS) {
+        fprintf(stderr, "harness: more than %d live processes\n", H_MAX_PIDS);
+        return -1;
+    }
+    if (!H.has_atexit) {
+        atexit(h_kill_all);
+        H.has_atexit = true;
+    }
+    H.pids[H.npids++] = pid;
+    return 0;
+}
+
 long long
 h_cpu_ms(pid_t pid)
 {

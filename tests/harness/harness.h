@@ -90,6 +90,11 @@ pid_t h_spawn(char *const argv[], const char *log_path);
  * before exec (0: inherited): a daemon short of descriptors. */
 pid_t h_spawn_nofile(char *const argv[], const char *log_path, unsigned nofile);
 
+/* Records <pid>, a child a test forked itself into its own process group
+ * (a browser with extra pipes: tests/harness/cdp.c), for h_stop(),
+ * h_alive() and h_kill_all(). Returns 0, or -1 when too many live. */
+int h_track(pid_t pid);
+
 /* CPU time (user + system) <pid> has used so far, in ms (/proc); -1 when
  * it cannot be read. */
 long long h_cpu_ms(pid_t pid);
