@@ -2,7 +2,9 @@
  * http: the HTTP admin endpoint (admin.listen) inside the daemon, on the
  * daemon's event loop. GET /status and GET /metrics, and POST /v1/<cmd>
  * with the admin protocol's JSON object as body and a bearer token whose
- * level admin/commands.c checks against the request. Everything is bounded
+ * level admin/commands.c checks against the request; the dashboard's page
+ * at GET / (admin/dash.h) and its event stream GET /v1/events
+ * (admin/events.h). Everything is bounded
  * (head 8 KiB, body 64 KiB; 8 connections without a valid token, 64 while
  * new ones have their first second, 3 s per request, 5 s idle; 24 with
  * one, 10 s per request, 30 s idle keep-alive)
