@@ -14,6 +14,7 @@
 #include "admin/change.h"
 #include "admin/control.h"
 #include "admin/control_int.h"
+#include "admin/fleet.h"
 #include "admin/persist.h"
 #include "admin/request.h"
 #include "admin/store.h"
@@ -111,6 +112,7 @@ adm_control_free(struct adm_control *c)
 
     if (c == NULL)
         return;
+    adm_fleet_free(c->fleet);
     adm_persist_free(c);
     for (i = 0; i < c->n; i++)
         free(c->svcs[i].name);

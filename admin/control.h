@@ -205,6 +205,27 @@ void adm_control_set_plan(struct adm_control *c, unsigned svc,
 int adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
                           uint64_t new_requests);
 
+/* ---- the fleet's store (admin/fleet.c, docs/fleet.md) --------------------
+ *
+ * With "store": {"postgres"}, the state lives in PostgreSQL and the state
+ * file is this instance's cache of it.
+ */
+
+struct event_base;
+struct adm_pg_conf;
+
+/* Connects the control plane to the fleet's store <conf> (copied) on <base>, right after adm_control_new() and
+ * adm_control_set_plan(), before anything serves: runs the loop until the
+ * schema is created or migrated and the fleet's state is read and applied.
+ * When the database cannot be reached: with start_without and a state file
+ * (the cache), starts from it and warns (the store keeps trying); else -1
+ * with <err> naming the store and why (wrong password, unknown database,
+ * refused connection). A schema newer than this binary is always -1.
+ * <seed> seeds the reconnect jitter. */
+int adm_control_fleet_open(struct adm_control *c, struct event_base *base,
+                           const struct adm_pg_conf *conf, uint64_t seed, char *err,
+                           size_t errlen);
+
 /* ---- reconfiguration ----------------------------------------------------
  *
  * A config reload (SIGHUP) gives the control plane the new list of

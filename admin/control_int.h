@@ -92,6 +92,8 @@ struct adm_control {
                                         * progress (pid for the audit and the
                                         * log); NULL outside adm_control_exec_as() */
     struct adm_persist persist;
+    struct adm_fleet *fleet;     /* owned: the fleet's store (admin/fleet.h); NULL
+                                  * without "store": {"postgres"} */
 };
 
 /* One requested change of a validated command or of an automatic action
