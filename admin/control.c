@@ -105,6 +105,14 @@ fail:
     return NULL;
 }
 
+int
+adm_control_fleet_open(struct adm_control *c, struct event_base *base,
+                       const struct adm_pg_conf *conf, uint64_t seed, char *err,
+                       size_t errlen)
+{
+    return adm_fleet_open(c, base, conf, seed, err, errlen);
+}
+
 void
 adm_control_free(struct adm_control *c)
 {

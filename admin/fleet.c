@@ -11,7 +11,6 @@
 
 #include <jansson.h>
 
-#include "admin/control.h"
 #include "admin/store_pg.h"
 #include "admin/store_pg_conf.h"
 #include "lib/log.h"
@@ -55,7 +54,7 @@ on_fatal(void *arg, const char *reason)
 }
 
 int
-adm_control_fleet_open(struct adm_control *c, struct event_base *base,
+adm_fleet_open(struct adm_control *c, struct event_base *base,
                        const struct adm_pg_conf *conf, uint64_t seed, char *err,
                        size_t errlen)
 {

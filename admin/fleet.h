@@ -16,12 +16,19 @@
 #define CUTOVER_ADMIN_FLEET_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "admin/control_int.h"
 #include "admin/state.h"
 
 struct adm_fleet;
+struct adm_pg_conf;
+struct event_base;
+
+/* adm_control_fleet_open() (control.h). */
+int adm_fleet_open(struct adm_control *c, struct event_base *base,
+                   const struct adm_pg_conf *conf, uint64_t seed, char *err, size_t errlen);
 
 void adm_fleet_free(struct adm_fleet *f);
 
