@@ -66,6 +66,7 @@ struct adm_pool_limits {
 enum adm_conn_state {
     ADM_CONN_OPEN,           /* reading (or waiting for) requests */
     ADM_CONN_HELD,           /* reading stopped until the timer: see adm_conn_hold() */
+    ADM_CONN_WAITING,        /* a reply waits for the store: see adm_conn_wait() */
     ADM_CONN_CLOSING,        /* no more requests: freed once the output is sent */
 };
 
@@ -97,6 +98,9 @@ struct adm_conn_ops {
     /* The timer ran out on a request under way (req_ms) or on a held
      * connection: the protocol answers and closes. NULL: closed silently. */
     void (*expire)(struct adm_conn *c);
+    /* <c> is freed while ADM_CONN_WAITING (the peer went away, an
+     * eviction): the protocol forgets the reply it waits for. NULL: none. */
+    void (*gone)(struct adm_conn *c);
 };
 
 /* A listener and its connections. Embedded in the protocol's server. */
@@ -176,6 +180,13 @@ void adm_conn_close(struct adm_conn *c);
 
 /* Stops reading requests for <ms>; then ops->expire() runs. */
 void adm_conn_hold(struct adm_conn *c, unsigned ms);
+
+/* The request just handled (from ops->step) is answered later: reading
+ * stops until adm_conn_done(), or for <ms>, when ops->expire() runs. */
+void adm_conn_wait(struct adm_conn *c, unsigned ms);
+
+/* The reply <c> waited for was written: requests are read again. */
+void adm_conn_done(struct adm_conn *c);
 
 /* Moves <c> (from one of its own callbacks) to the trusted pool, where its
  * next requests get that pool's limits; when the pool is full, another

@@ -243,6 +243,8 @@ void
 adm_control_store_status(const struct adm_control *c, struct adm_store_status *out)
 {
     adm_persist_figures(c, out);
+    if (c->fleet != NULL)
+        adm_fleet_figures(c, out);
 }
 
 int

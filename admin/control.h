@@ -123,6 +123,37 @@ struct json_t *adm_control_exec_as(struct adm_control *c, struct json_t *req,
 char *adm_control_exec_line_as(struct adm_control *c, const char *line, size_t len,
                                const struct adm_caller *who);
 
+/* ---- replies that wait for the fleet's store -------------------------------
+ *
+ * With the fleet's store (adm_control_fleet_open()), a raise is written to
+ * the database before it is applied, and `audit` reads the fleet's table:
+ * their replies come later. The listeners use these variants; the others
+ * above answer such a request at once with the reply's refusal ("this
+ * request waits for the fleet's store").
+ */
+
+struct adm_wait;
+
+/* The reply of a waiting request, a single-line JSON text that the callee
+ * owns (free()). Called exactly once, from the loop, unless cancelled. */
+typedef void adm_wait_fn(void *arg, char *reply);
+
+/* adm_control_exec_line_as(); returns NULL when the reply waits: then
+ * <*wait> is set and <done>(<arg>, reply) comes later. */
+char *adm_control_exec_line_wait(struct adm_control *c, const char *line, size_t len,
+                                 const struct adm_caller *who, adm_wait_fn *done,
+                                 void *arg, struct adm_wait **wait);
+
+/* adm_control_exec_as() the same way; the reply object is dumped as by
+ * adm_control_exec_line_as() when it comes. */
+struct json_t *adm_control_exec_wait(struct adm_control *c, struct json_t *req,
+                                     const struct adm_caller *who, adm_wait_fn *done,
+                                     void *arg, struct adm_wait **wait);
+
+/* The requester is gone: <done> will not be called (the change itself
+ * still completes or fails as it would have). */
+void adm_control_wait_cancel(struct adm_wait *w);
+
 /* True when <cmd> names a command of the protocol. */
 bool adm_control_is_command(const char *cmd);
 

@@ -49,6 +49,9 @@ struct adm_svc {
     uint64_t audited_gen;        /* the audit log has an entry for every generation
                                   * up to this one (its own or a "recovered" one) */
     int64_t audited_bp;          /* the weight after <audited_gen>; -1 unknown */
+    /* fleet.c: with the fleet's store */
+    bool fleet_dirty;            /* <st> was lowered here and is not in the database yet */
+    bool fleet_busy;             /* a write of this service is in flight */
 };
 
 /* An audit entry of a change that could not be written yet (persist.c). */
@@ -94,6 +97,21 @@ struct adm_control {
     struct adm_persist persist;
     struct adm_fleet *fleet;     /* owned: the fleet's store (admin/fleet.h); NULL
                                   * without "store": {"postgres"} */
+    /* a reply that waits (control.h): who waits for the command in progress
+     * (NULL: nobody can, the reply must come at once), and the wait a
+     * command set up (then its reply object is discarded) */
+    struct adm_wait_req {
+        void (*done)(void *arg, char *reply);
+        void *arg;
+    } *waiter;
+    struct adm_wait *waiting;
+};
+
+/* A reply still to come (admin/fleet.c makes them, commands.c hands them
+ * out). */
+struct adm_wait {
+    void (*done)(void *arg, char *reply);   /* NULL once cancelled */
+    void *arg;
 };
 
 /* One requested change of a validated command or of an automatic action
@@ -107,6 +125,8 @@ struct adm_change {
     enum rt_side left;           /* switch: side that loses traffic; else RT_NONE */
     int drain_s;                 /* switch: tunnel drain, -1 = leave open */
     json_t *figures;             /* borrowed, may be NULL: automatic decisions' numbers */
+    bool committed;              /* fleet: written to the store already (apply
+                                  * first, then the local cache; admin/fleet.c) */
     const struct hl_plan *plan;  /* borrowed: the plan after the change (plan
                                   * commands and steps); NULL: any other change,
                                   * which ends a running plan (change.c) */
