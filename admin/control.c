@@ -38,6 +38,7 @@ adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n
 
     c = xcalloc(1, sizeof(*c));
     c->persist.queue_tail = &c->persist.queue;
+    c->change_run = adm_change_run;
     c->svcs = n > 0 ? xcalloc(n, sizeof(*c->svcs)) : NULL;
     /* c->n counts the services filled in so far: adm_svc_find() and
      * adm_control_free() only look at those. */

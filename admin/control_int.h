@@ -32,6 +32,8 @@
 #include "health/plan.h"
 #include "router/router.h"
 
+struct adm_change;
+
 struct adm_svc {
     char *name;                  /* owned, 1..63 bytes */
     struct adm_svc_state st;     /* the state the data plane was last given */
@@ -105,6 +107,10 @@ struct adm_control {
         void *arg;
     } *waiter;
     struct adm_wait *waiting;
+    /* fleet.c runs a committed raise through the engine with this (set by
+     * control.c), so that it does not include change.h, which includes it */
+    json_t *(*change_run)(struct adm_control *c, const struct adm_change *ch,
+                          const char *actor);
 };
 
 /* A reply still to come (admin/fleet.c makes them, commands.c hands them

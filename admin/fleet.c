@@ -14,9 +14,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
-#include "admin/change.h"
 #include "admin/persist.h"
-#include "admin/plan_ctl.h"
 #include "admin/request.h"
 #include "admin/store_pg.h"
 #include "admin/store_pg_conf.h"
@@ -319,13 +317,11 @@ on_raise_written(void *arg, bool ok, const struct adm_pg_row *rows, unsigned n,
     q->ch.committed = true;
     q->ch.plan = q->has_plan ? &q->plan : NULL;
     c->caller = &who;
-    r = adm_change_run(c, &q->ch, q->actor);
+    r = c->change_run(c, &q->ch, q->actor);
     c->caller = NULL;
     c->svcs[k].st.generation = rows[0].e.generation;
     if (r != NULL && json_is_object(r) && json_is_true(json_object_get(r, "ok"))) {
         json_object_set_new(r, "generation", json_integer((json_int_t)rows[0].e.generation));
-        if (q->has_plan)
-            json_object_set_new(r, "plan", adm_plan_status(&c->svcs[k]));
     }
     raise_reply(q, r);
 }
