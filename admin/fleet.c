@@ -125,7 +125,9 @@ adopt(struct adm_fleet *f, unsigned svc, const struct adm_pg_row *row, const cha
     else
         hl_plan_init(&s->plan);
     s->fleet_dirty = false;
-    if (c->ops.apply != NULL)
+    /* at the start nothing runs yet: main publishes every state after
+     * adm_control_fleet_open() (the workers' apply would wait for them) */
+    if (c->ops.apply != NULL && !f->starting)
         c->ops.apply(c->arg, svc, &s->st);
     if (row->at_ms > 0) {
         double d = (now_ms_f() - row->at_ms) / 1000.0;
