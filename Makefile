@@ -62,7 +62,7 @@ BINS = $(BUILD)/cutoverd $(BUILD)/cutoverctl $(BACKEND)
 # objects of test binaries are kept between builds
 .SECONDARY:
 
-.PHONY: all test unit integration asan tsan check-layers check-install install uninstall deps run \
+.PHONY: all test unit integration asan tsan check-layers check-install install uninstall deps run run-fleet \
         clean help fuzz fuzz-smoke bench bench-base
 
 PREFIX    ?= /usr/local
@@ -174,6 +174,12 @@ check-install: all
 ## deps: install the Debian 12 build and test packages (needs root)
 deps:
 	@sh tests/tools/deps.sh
+
+## run-fleet: three instances of one fleet on a private PostgreSQL in .run/pg (docs/fleet.md)
+run-fleet:
+	@sh tests/tools/deps.sh --if-missing
+	$(Q)$(MAKE) --no-print-directory all
+	@sh tests/tools/fleet-demo.sh
 
 ## run: the demo: two backends and cutoverd on conf/demo.json (Ctrl-C stops all)
 run:
