@@ -3,8 +3,11 @@
  * "store": {"postgres"} section (admin/store_pg_conf.c: every key, its
  * defaults, each refusal with its path and reason, the conninfo's key=value
  * syntax and the password it must not hold, adm_pg_conf_equal() field by
- * field) and the schema's versions (admin/store_pg_schema.c: the steps to
- * run from each version, a newer version refused naming both).
+ * field), the schema's versions (admin/store_pg_schema.c: the steps to
+ * run from each version, a newer version refused naming both), and the
+ * fleet's rules (admin/fleet.c): which changes are safe (applied first,
+ * written unconditionally) and what the reconcile does with a service
+ * lowered while the database was away.
  */
 #include <stdarg.h>
 #include <stdbool.h>
@@ -19,6 +22,7 @@
 
 #include <jansson.h>
 
+#include "admin/fleet.h"
 #include "admin/store_pg_conf.h"
 #include "admin/store_pg_schema.h"
 #include "lib/conf.h"
@@ -222,6 +226,57 @@ test_schema_plan(void **state)
     assert_int_equal(adm_pg_schema_plan(-1, &first, err, sizeof(err)), -1);
 }
 
+static void
+test_safe(void **state)
+{
+    struct adm_svc_state old = { 2000, ADM_ST_STEADY, 4 };
+    struct adm_change ch = { .weight_bp = 1000, .state = ADM_ST_STEADY };
+
+    (void)state;
+    assert_true(adm_fleet_is_safe(&old, &ch));        /* lower */
+    ch.weight_bp = 3000;
+    assert_false(adm_fleet_is_safe(&old, &ch));       /* raise */
+    ch.weight_bp = 2000;
+    assert_false(adm_fleet_is_safe(&old, &ch));       /* same weight, no latch */
+    ch.state = ADM_ST_FROZEN;
+    assert_true(adm_fleet_is_safe(&old, &ch));        /* freeze */
+    old.weight_bp = 0;
+    ch.weight_bp = 0;
+    ch.state = ADM_ST_ROLLED_BACK;
+    assert_true(adm_fleet_is_safe(&old, &ch));        /* rollback at 0 */
+    old.state = ADM_ST_ROLLED_BACK;
+    ch.state = ADM_ST_STEADY;
+    assert_false(adm_fleet_is_safe(&old, &ch));       /* clearing a latch: a raise */
+}
+
+static void
+test_reconcile(void **state)
+{
+    const struct adm_svc_state steady20 = { 2000, ADM_ST_STEADY, 5 },
+                               steady10 = { 1000, ADM_ST_STEADY, 6 },
+                               steady30 = { 3000, ADM_ST_STEADY, 7 },
+                               rolled = { 0, ADM_ST_ROLLED_BACK, 6 },
+                               frozen20 = { 2000, ADM_ST_FROZEN, 8 },
+                               rolled_db = { 0, ADM_ST_ROLLED_BACK, 9 };
+
+    (void)state;
+    /* nothing lowered here: the database is the truth */
+    assert_int_equal(adm_fleet_reconcile(&steady20, false, &steady20), ADM_FLEET_KEEP);
+    assert_int_equal(adm_fleet_reconcile(&steady20, false, &steady30), ADM_FLEET_ADOPT);
+    assert_int_equal(adm_fleet_reconcile(&rolled, false, &steady30), ADM_FLEET_ADOPT);
+    /* a latch wins, on either side */
+    assert_int_equal(adm_fleet_reconcile(&rolled, true, &steady30), ADM_FLEET_WRITE);
+    assert_int_equal(adm_fleet_reconcile(&rolled, true, &steady10), ADM_FLEET_WRITE);
+    assert_int_equal(adm_fleet_reconcile(&steady10, true, &rolled_db), ADM_FLEET_ADOPT);
+    assert_int_equal(adm_fleet_reconcile(&steady10, true, &frozen20), ADM_FLEET_ADOPT);
+    /* both latched: the lower weight */
+    assert_int_equal(adm_fleet_reconcile(&rolled, true, &frozen20), ADM_FLEET_WRITE);
+    assert_int_equal(adm_fleet_reconcile(&frozen20, true, &rolled_db), ADM_FLEET_ADOPT);
+    /* neither: the lower weight */
+    assert_int_equal(adm_fleet_reconcile(&steady10, true, &steady30), ADM_FLEET_WRITE);
+    assert_int_equal(adm_fleet_reconcile(&steady30, true, &steady10), ADM_FLEET_ADOPT);
+}
+
 int
 main(void)
 {
@@ -231,6 +286,8 @@ main(void)
         cmocka_unit_test(test_conf_refused),
         cmocka_unit_test(test_conf_equal),
         cmocka_unit_test(test_schema_plan),
+        cmocka_unit_test(test_safe),
+        cmocka_unit_test(test_reconcile),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
