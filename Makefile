@@ -32,7 +32,8 @@ UTIL_SRC   = lib/log.c lib/xmalloc.c lib/metrics.c lib/notify.c lib/http1.c lib/
              lib/conf.c lib/fs.c lib/text.c lib/pg_session.c lib/pg_query.c lib/cidr.c
 ADMIN_SRC  = admin/ctl_proto.c admin/state.c admin/control.c \
              admin/request.c admin/change.c admin/auto.c admin/persist.c admin/plan_ctl.c admin/commands.c \
-             admin/store.c admin/audit.c admin/conn.c admin/socket.c \
+             admin/store.c admin/store_pg_conf.c admin/store_pg_schema.c admin/store_pg.c admin/fleet.c \
+             admin/audit.c admin/conn.c admin/socket.c \
              admin/tokens.c admin/http_req.c admin/http.c
 ADMIN_SRC += admin/dash.c admin/events.c
 PROXY_SRC  = proxy/conf.c proxy/tls_conf.c proxy/tls_cert.c proxy/tls.c proxy/tls_accept.c proxy/server.c proxy/listen.c proxy/http.c proxy/http_conn.c \
@@ -64,7 +65,7 @@ BINS = $(BUILD)/cutoverd $(BUILD)/cutoverctl $(BACKEND)
 # objects of test binaries are kept between builds
 .SECONDARY:
 
-.PHONY: all test unit integration asan tsan check-layers check-install install uninstall deps run \
+.PHONY: all test unit integration asan tsan check-layers check-install install uninstall deps run run-fleet \
         clean help fuzz fuzz-smoke bench bench-base
 
 PREFIX    ?= /usr/local
@@ -117,6 +118,7 @@ $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) $(CMOCKA_LIBS)
 
 $(BUILD)/tests/unit/test_lib_pg: $(PGHARNESS_OBJ)
+$(BUILD)/tests/integration/32_fleet: $(PGHARNESS_OBJ)
 
 $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(HARNESS_OBJ) $(LIB)
 	@printf '  LD  %s\n' $@
@@ -186,6 +188,12 @@ check-install: all
 ## deps: install the Debian 12 build and test packages (needs root)
 deps:
 	@sh tests/tools/deps.sh
+
+## run-fleet: three instances of one fleet on a private PostgreSQL in .run/pg (docs/fleet.md)
+run-fleet:
+	@sh tests/tools/deps.sh --if-missing
+	$(Q)$(MAKE) --no-print-directory all
+	@sh tests/tools/fleet-demo.sh
 
 ## run: the demo: two backends and cutoverd on conf/demo.json (Ctrl-C stops all)
 run:

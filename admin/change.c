@@ -22,6 +22,7 @@
 
 #include "admin/audit.h"
 #include "admin/change.h"
+#include "admin/fleet.h"
 #include "admin/persist.h"
 #include "admin/request.h"
 #include "admin/store.h"
@@ -72,6 +73,10 @@ adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *a
     bool saved = true, journaled = false;
     long pid = c->caller != NULL && strcmp(c->caller->actor, actor) == 0 ? c->caller->pid : -1;
 
+    /* the fleet's store: a raise is written there first (admin/fleet.c) */
+    if (c->fleet != NULL && !ch->committed && !adm_fleet_is_safe(&old, ch))
+        return adm_fleet_raise(c, ch, actor);
+
     /* the log line names the process behind a socket command */
     if (pid > 0)
         snprintf(by, sizeof(by), "%s pid:%ld", actor, pid);
@@ -83,7 +88,7 @@ adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *a
     s->st.generation = old.generation + 1;
     plan_take(c, ch, actor);
 
-    if (ch->weight_bp <= old.weight_bp) {
+    if (ch->weight_bp <= old.weight_bp || ch->committed) {
         /* Lowering: traffic leaves new now, whatever the disk says; what
          * cannot be saved is kept in the journal and saved later. */
         apply(c, ch->svc, ch->left, ch->drain_s);
@@ -124,6 +129,11 @@ adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *a
     /* The change happened: a failing audit log must not hide it, nor undo
      * it. What cannot be written now waits and is retried. */
     adm_persist_audit(c, ch->svc, &ae);
+    if (c->fleet != NULL) {
+        adm_fleet_audit(c, &ae);
+        if (!ch->committed)
+            adm_fleet_lowered(c, ch->svc);     /* applied here: now the database */
+    }
 
     if (!saved) {
         static const char kept[] = "kept in the journal (a restart restores it) and saved "

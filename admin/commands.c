@@ -18,6 +18,7 @@
 #include "admin/change.h"
 #include "admin/control.h"
 #include "admin/ctl_proto.h"
+#include "admin/fleet.h"
 #include "admin/persist.h"
 #include "admin/plan_ctl.h"
 #include "admin/request.h"
@@ -56,9 +57,13 @@ cmd_status(struct adm_control *c, json_t *req, const char *actor)
             c->ops.status(c->arg, i, o);
         json_array_append_new(list, o);
     }
-    /* whether what is in effect is on disk (persist.h) */
-    return json_pack("{s:b, s:o, s:o*}", "ok", 1, "services", list,
-                     "store", adm_persist_status(c));
+    /* whether what is in effect is on disk (persist.h); the fleet's store */
+    o = adm_persist_status(c);
+    if (o != NULL && c->fleet != NULL)
+        adm_fleet_status(c, o);
+    else if (o != NULL)
+        json_object_set_new(o, "kind", json_string("file"));
+    return json_pack("{s:b, s:o, s:o*}", "ok", 1, "services", list, "store", o);
 }
 
 static json_t *
@@ -218,6 +223,11 @@ cmd_audit(struct adm_control *c, json_t *req, const char *actor)
             return adm_fail_reply("\"n\" must be 1..%u, got %lld", ADM_AUDIT_TAIL_MAX,
                                   (long long)n);
     }
+    /* the fleet's entries when its store is up (the reply waits) */
+    if (c->fleet != NULL
+        && (r = adm_fleet_audit_tail(c, filter ? c->svcs[svc].name : NULL, (unsigned)n))
+           != NULL)
+        return r;
     if (c->audit_file == NULL)
         return adm_fail_reply("the audit log is disabled (no audit file configured)");
     entries = adm_audit_tail(c->audit_file, (unsigned)n,
@@ -445,25 +455,66 @@ adm_control_exec(struct adm_control *c, json_t *req, const char *actor)
     return adm_control_exec_as(c, req, &who);
 }
 
+json_t *
+adm_control_exec_wait(struct adm_control *c, json_t *req, const struct adm_caller *who,
+                      adm_wait_fn *done, void *arg, struct adm_wait **wait)
+{
+    struct adm_wait_req wr = { .done = done, .arg = arg };
+    json_t *r;
+
+    *wait = NULL;
+    c->waiter = done != NULL ? &wr : NULL;
+    c->waiting = NULL;
+    r = adm_control_exec_as(c, req, who);
+    c->waiter = NULL;
+    if (c->waiting != NULL) {
+        json_decref(r);
+        *wait = c->waiting;
+        c->waiting = NULL;
+        return NULL;
+    }
+    return r;
+}
+
+void
+adm_control_wait_cancel(struct adm_wait *w)
+{
+    if (w != NULL)
+        w->done = NULL;
+}
+
 char *
-adm_control_exec_line_as(struct adm_control *c, const char *line, size_t len,
-                         const struct adm_caller *who)
+adm_control_exec_line_wait(struct adm_control *c, const char *line, size_t len,
+                           const struct adm_caller *who, adm_wait_fn *done, void *arg,
+                           struct adm_wait **wait)
 {
     json_t *req, *reply;
     json_error_t je;
     char *out;
 
+    *wait = NULL;
     req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
     if (req == NULL)
         reply = adm_fail_reply("bad JSON: %s at column %d", je.text, je.column);
     else
-        reply = adm_control_exec_as(c, req, who);
+        reply = adm_control_exec_wait(c, req, who, done, arg, wait);
     json_decref(req);
+    if (reply == NULL && *wait != NULL)
+        return NULL;
     out = reply != NULL ? json_dumps(reply, REPLY_DUMP_FLAGS) : NULL;
     json_decref(reply);
     if (out == NULL)
         out = xstrdup("{\"ok\":false,\"error\":\"internal error building the reply\"}");
     return out;
+}
+
+char *
+adm_control_exec_line_as(struct adm_control *c, const char *line, size_t len,
+                         const struct adm_caller *who)
+{
+    struct adm_wait *w;
+
+    return adm_control_exec_line_wait(c, line, len, who, NULL, NULL, &w);
 }
 
 char *

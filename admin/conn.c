@@ -91,6 +91,8 @@ conn_limits(const struct adm_conn *c)
 static void
 conn_free(struct adm_conn *c)
 {
+    if (c->state == ADM_CONN_WAITING && c->lis->ops->gone != NULL)
+        c->lis->ops->gone(c);
     if (c->lis->ops->release != NULL)
         c->lis->ops->release(c);
     list_unlink(&c->node);
@@ -307,6 +309,29 @@ void
 adm_conn_abort(struct adm_conn *c)
 {
     conn_free(c);
+}
+
+void
+adm_conn_wait(struct adm_conn *c, unsigned ms)
+{
+    c->state = ADM_CONN_WAITING;
+    bufferevent_disable(c->bev, EV_READ);
+    conn_arm(c, ms);
+}
+
+void
+adm_conn_done(struct adm_conn *c)
+{
+    if (c->state != ADM_CONN_WAITING)
+        return;
+    c->state = ADM_CONN_OPEN;
+    c->is_idle = true;
+    conn_arm(c, c->is_eof ? c->lis->ops->flush_ms : conn_limits(c)->idle_ms);
+    if (!c->is_eof && !c->is_paused && bufferevent_enable(c->bev, EV_READ) != 0) {
+        adm_conn_close(c);
+        return;
+    }
+    event_active(c->resume, EV_TIMEOUT, 1);
 }
 
 void

@@ -66,6 +66,7 @@ struct adm_pool_limits {
 enum adm_conn_state {
     ADM_CONN_OPEN,           /* reading (or waiting for) requests */
     ADM_CONN_HELD,           /* reading stopped until the timer: see adm_conn_hold() */
+    ADM_CONN_WAITING,        /* a reply waits for the store: see adm_conn_wait() */
     ADM_CONN_CLOSING,        /* no more requests: freed once the output is sent */
     ADM_CONN_STREAM,         /* one endless reply: see adm_conn_stream() */
 };
@@ -101,6 +102,9 @@ struct adm_conn_ops {
     /* <c> is about to be freed, whatever the reason (its protocol forgets
      * it: an event stream's subscription). NULL: nothing to do. */
     void (*release)(struct adm_conn *c);
+    /* <c> is freed while ADM_CONN_WAITING (the peer went away, an
+     * eviction): the protocol forgets the reply it waits for. NULL: none. */
+    void (*gone)(struct adm_conn *c);
 };
 
 /* A listener and its connections. Embedded in the protocol's server. */
@@ -193,6 +197,12 @@ void adm_conn_stream(struct adm_conn *c);
  * behind. Only from outside <c>'s own callbacks (a timer of the
  * protocol's); ops->release() runs first. */
 void adm_conn_abort(struct adm_conn *c);
+/* The request just handled (from ops->step) is answered later: reading
+ * stops until adm_conn_done(), or for <ms>, when ops->expire() runs. */
+void adm_conn_wait(struct adm_conn *c, unsigned ms);
+
+/* The reply <c> waited for was written: requests are read again. */
+void adm_conn_done(struct adm_conn *c);
 
 /* Moves <c> (from one of its own callbacks) to the trusted pool, where its
  * next requests get that pool's limits; when the pool is full, another

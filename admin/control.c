@@ -14,6 +14,7 @@
 #include "admin/change.h"
 #include "admin/control.h"
 #include "admin/control_int.h"
+#include "admin/fleet.h"
 #include "admin/persist.h"
 #include "admin/request.h"
 #include "admin/store.h"
@@ -37,6 +38,7 @@ adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n
 
     c = xcalloc(1, sizeof(*c));
     c->persist.queue_tail = &c->persist.queue;
+    c->change_run = adm_change_run;
     c->svcs = n > 0 ? xcalloc(n, sizeof(*c->svcs)) : NULL;
     /* c->n counts the services filled in so far: adm_svc_find() and
      * adm_control_free() only look at those. */
@@ -104,6 +106,14 @@ fail:
     return NULL;
 }
 
+int
+adm_control_fleet_open(struct adm_control *c, struct event_base *base,
+                       const struct adm_pg_conf *conf, uint64_t seed, char *err,
+                       size_t errlen)
+{
+    return adm_fleet_open(c, base, conf, seed, err, errlen);
+}
+
 void
 adm_control_free(struct adm_control *c)
 {
@@ -111,6 +121,7 @@ adm_control_free(struct adm_control *c)
 
     if (c == NULL)
         return;
+    adm_fleet_free(c->fleet);
     adm_persist_free(c);
     for (i = 0; i < c->n; i++)
         free(c->svcs[i].name);
@@ -239,6 +250,8 @@ void
 adm_control_store_status(const struct adm_control *c, struct adm_store_status *out)
 {
     adm_persist_figures(c, out);
+    if (c->fleet != NULL)
+        adm_fleet_figures(c, out);
 }
 
 int

@@ -126,6 +126,37 @@ struct json_t *adm_control_exec_as(struct adm_control *c, struct json_t *req,
 char *adm_control_exec_line_as(struct adm_control *c, const char *line, size_t len,
                                const struct adm_caller *who);
 
+/* ---- replies that wait for the fleet's store -------------------------------
+ *
+ * With the fleet's store (adm_control_fleet_open()), a raise is written to
+ * the database before it is applied, and `audit` reads the fleet's table:
+ * their replies come later. The listeners use these variants; the others
+ * above answer such a request at once with the reply's refusal ("this
+ * request waits for the fleet's store").
+ */
+
+struct adm_wait;
+
+/* The reply of a waiting request, a single-line JSON text that the callee
+ * owns (free()). Called exactly once, from the loop, unless cancelled. */
+typedef void adm_wait_fn(void *arg, char *reply);
+
+/* adm_control_exec_line_as(); returns NULL when the reply waits: then
+ * <*wait> is set and <done>(<arg>, reply) comes later. */
+char *adm_control_exec_line_wait(struct adm_control *c, const char *line, size_t len,
+                                 const struct adm_caller *who, adm_wait_fn *done,
+                                 void *arg, struct adm_wait **wait);
+
+/* adm_control_exec_as() the same way; the reply object is dumped as by
+ * adm_control_exec_line_as() when it comes. */
+struct json_t *adm_control_exec_wait(struct adm_control *c, struct json_t *req,
+                                     const struct adm_caller *who, adm_wait_fn *done,
+                                     void *arg, struct adm_wait **wait);
+
+/* The requester is gone: <done> will not be called (the change itself
+ * still completes or fails as it would have). */
+void adm_control_wait_cancel(struct adm_wait *w);
+
 /* True when <cmd> names a command of the protocol. */
 bool adm_control_is_command(const char *cmd);
 
@@ -207,6 +238,27 @@ void adm_control_set_plan(struct adm_control *c, unsigned svc,
  * socket, never from inside an ops callback. */
 int adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
                           uint64_t new_requests);
+
+/* ---- the fleet's store (admin/fleet.c, docs/fleet.md) --------------------
+ *
+ * With "store": {"postgres"}, the state lives in PostgreSQL and the state
+ * file is this instance's cache of it.
+ */
+
+struct event_base;
+struct adm_pg_conf;
+
+/* Connects the control plane to the fleet's store <conf> (copied) on <base>, right after adm_control_new() and
+ * adm_control_set_plan(), before anything serves: runs the loop until the
+ * schema is created or migrated and the fleet's state is read and applied.
+ * When the database cannot be reached: with start_without and a state file
+ * (the cache), starts from it and warns (the store keeps trying); else -1
+ * with <err> naming the store and why (wrong password, unknown database,
+ * refused connection). A schema newer than this binary is always -1.
+ * <seed> seeds the reconnect jitter. */
+int adm_control_fleet_open(struct adm_control *c, struct event_base *base,
+                           const struct adm_pg_conf *conf, uint64_t seed, char *err,
+                           size_t errlen);
 
 /* ---- reconfiguration ----------------------------------------------------
  *

@@ -32,6 +32,8 @@
 #include "health/plan.h"
 #include "router/router.h"
 
+struct adm_change;
+
 struct adm_svc {
     char *name;                  /* owned, 1..63 bytes */
     struct adm_svc_state st;     /* the state the data plane was last given */
@@ -49,6 +51,9 @@ struct adm_svc {
     uint64_t audited_gen;        /* the audit log has an entry for every generation
                                   * up to this one (its own or a "recovered" one) */
     int64_t audited_bp;          /* the weight after <audited_gen>; -1 unknown */
+    /* fleet.c: with the fleet's store */
+    bool fleet_dirty;            /* <st> was lowered here and is not in the database yet */
+    bool fleet_busy;             /* a write of this service is in flight */
 };
 
 /* An audit entry of a change that could not be written yet (persist.c). */
@@ -92,6 +97,27 @@ struct adm_control {
                                         * progress (pid for the audit and the
                                         * log); NULL outside adm_control_exec_as() */
     struct adm_persist persist;
+    struct adm_fleet *fleet;     /* owned: the fleet's store (admin/fleet.h); NULL
+                                  * without "store": {"postgres"} */
+    /* a reply that waits (control.h): who waits for the command in progress
+     * (NULL: nobody can, the reply must come at once), and the wait a
+     * command set up (then its reply object is discarded) */
+    struct adm_wait_req {
+        void (*done)(void *arg, char *reply);
+        void *arg;
+    } *waiter;
+    struct adm_wait *waiting;
+    /* fleet.c runs a committed raise through the engine with this (set by
+     * control.c), so that it does not include change.h, which includes it */
+    json_t *(*change_run)(struct adm_control *c, const struct adm_change *ch,
+                          const char *actor);
+};
+
+/* A reply still to come (admin/fleet.c makes them, commands.c hands them
+ * out). */
+struct adm_wait {
+    void (*done)(void *arg, char *reply);   /* NULL once cancelled */
+    void *arg;
 };
 
 /* One requested change of a validated command or of an automatic action
@@ -105,6 +131,8 @@ struct adm_change {
     enum rt_side left;           /* switch: side that loses traffic; else RT_NONE */
     int drain_s;                 /* switch: tunnel drain, -1 = leave open */
     json_t *figures;             /* borrowed, may be NULL: automatic decisions' numbers */
+    bool committed;              /* fleet: written to the store already (apply
+                                  * first, then the local cache; admin/fleet.c) */
     const struct hl_plan *plan;  /* borrowed: the plan after the change (plan
                                   * commands and steps); NULL: any other change,
                                   * which ends a running plan (change.c) */

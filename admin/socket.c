@@ -73,7 +73,12 @@
 struct adm_client {
     struct adm_conn conn;              /* conn.peer is the actor, "uid:N" */
     long pid;                          /* peer pid from SO_PEERCRED, -1 unknown */
+    struct adm_wait *wait;             /* a reply to come from the fleet's store */
 };
+
+/* How long a reply may wait for the fleet's store (its statements time out
+ * well before: this only bounds a store that never answers). */
+#define ADM_WAIT_MS 30000u
 
 _Static_assert(offsetof(struct adm_client, conn) == 0, "adm_conn must come first");
 
@@ -108,6 +113,28 @@ client_refuse_long_line(struct adm_client *c)
     adm_conn_close(&c->conn);
 }
 
+/* The reply that waited for the fleet's store. */
+static void
+client_waited(void *arg, char *reply)
+{
+    struct adm_client *c = arg;
+
+    c->wait = NULL;
+    client_reply(c, reply, strlen(reply));
+    free(reply);
+    adm_conn_done(&c->conn);
+}
+
+/* ops->gone: freed while a reply waits. */
+static void
+client_gone(struct adm_conn *conn)
+{
+    struct adm_client *c = (struct adm_client *)conn;
+
+    adm_control_wait_cancel(c->wait);
+    c->wait = NULL;
+}
+
 /* Executes the <len> bytes at the front of the input as one request and
  * drains them plus <eol_len> bytes of line end. */
 static void
@@ -125,11 +152,16 @@ client_exec(struct adm_client *c, size_t len, size_t eol_len)
         adm_conn_close(&c->conn);
         return;
     }
-    reply = adm_control_exec_line_as(s->ctl, len ? (const char *)line : "", len,
-                                     &(struct adm_caller){ .actor = c->conn.peer,
-                                                           .pid = c->pid,
-                                                           .level = ADM_LEVEL_ADMIN });
+    reply = adm_control_exec_line_wait(s->ctl, len ? (const char *)line : "", len,
+                                       &(struct adm_caller){ .actor = c->conn.peer,
+                                                             .pid = c->pid,
+                                                             .level = ADM_LEVEL_ADMIN },
+                                       client_waited, c, &c->wait);
     evbuffer_drain(in, len + eol_len);
+    if (reply == NULL && c->wait != NULL) {
+        adm_conn_wait(&c->conn, ADM_WAIT_MS);
+        return;
+    }
     if (reply == NULL) {
         static const char msg[] = "{\"ok\":false,\"error\":\"internal error\"}";
 
@@ -176,6 +208,16 @@ client_expire(struct adm_conn *conn)
 {
     static const char msg[] =
         "{\"ok\":false,\"error\":\"no complete request line within 10 s: closing\"}";
+    static const char late[] =
+        "{\"ok\":false,\"error\":\"the fleet's store did not answer within 30 s: the "
+        "change may still be made; check status\"}";
+
+    if (conn->state == ADM_CONN_WAITING) {
+        client_gone(conn);
+        client_reply((struct adm_client *)conn, late, sizeof(late) - 1);
+        adm_conn_done(conn);
+        return;
+    }
 
     _Static_assert(ADM_LINE_MS == 10000, "the message says 10 s");
     log_at(LL_DEBUG, "admin", 0, "%s sent no complete request line within %u ms: closing",
@@ -231,6 +273,7 @@ static const struct adm_conn_ops client_ops = {
     .accept = client_accept,
     .step = client_step,
     .expire = client_expire,
+    .gone = client_gone,
 };
 
 /* Creates the parent directory of <path> (the last component only) with mode

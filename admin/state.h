@@ -86,12 +86,23 @@ struct adm_counters {
  * figures as status and the metrics show them. */
 #define ADM_UNSAVED_WARN_MS 10000u
 
+/* The buckets of cutover_store_apply_seconds (admin/fleet.c), seconds. */
+#define ADM_FLEET_APPLY_BUCKETS 9
+extern const double adm_fleet_apply_bounds[ADM_FLEET_APPLY_BUCKETS];
+
 struct adm_store_status {
     bool dirty;                  /* a state in effect is not in the state file */
     bool journaled;              /* ... but it is in the journal */
     uint64_t save_errors;        /* failed saves of the state file since start */
     uint64_t audit_errors;       /* failed writes of an audit entry since start */
     unsigned audit_pending;      /* audit entries waiting to be written */
+    /* the fleet's store (admin/fleet.c); all 0 with the file store */
+    bool fleet;                  /* "store": {"postgres"} is in use */
+    bool up;                     /* its session is up and the rows read */
+    double apply_sum_s;          /* commit -> applied here, summed */
+    uint64_t apply_count;
+    uint64_t apply_buckets[ADM_FLEET_APPLY_BUCKETS + 1];  /* per bucket of
+                                  * adm_fleet_apply_bounds, the last above all */
 };
 
 /* Who runs a command: its actor name, its process and its level

@@ -38,6 +38,7 @@
 
 #include <jansson.h>
 
+#include "admin/store_pg_conf.h"
 #include "lib/conf.h"
 #include "lib/fs.h"
 #include "lib/log.h"
@@ -560,7 +561,7 @@ parse_root(json_t *root, struct px_conf *c, struct conf_err *err)
 {
     static const char *const keys[] = {
         "admin", "state", "audit", "access_log", "workers", "shutdown_grace_ms",
-        "services", NULL
+        "services", "store", NULL
     };
     static const char *const file_keys[] = { "file", NULL };
     static const struct px_timeouts tdef = {
@@ -590,6 +591,9 @@ parse_root(json_t *root, struct px_conf *c, struct conf_err *err)
     if (conf_opt_object(root, "audit", "", &j, err) != 0 ||
         (j != NULL && (conf_check_keys(j, "audit", file_keys, err) != 0 ||
                        opt_path(j, "file", "audit", c->dir, &c->audit_file, err) != 0)))
+        return -1;
+    if ((j = json_object_get(root, "store")) != NULL
+        && adm_pg_conf_parse(j, "store", c->dir, &c->store_pg, err) != 0)
         return -1;
     if (conf_opt_object(root, "access_log", "", &j, err) != 0 ||
         (j != NULL && (conf_check_keys(j, "access_log", file_keys, err) != 0 ||
@@ -864,6 +868,7 @@ px_conf_free(struct px_conf *c)
     free(c->admin_listen);
     free(c->admin_token_file);
     free(c->state_file);
+    adm_pg_conf_free(c->store_pg);
     free(c->audit_file);
     free(c->access_log_file);
     free(c);
@@ -993,7 +998,8 @@ px_conf_diff(const struct px_conf *a, const struct px_conf *b)
         d |= PX_CONF_ADMIN_HTTP;
     if (a->admin_read_token_required != b->admin_read_token_required)
         d |= PX_CONF_ADMIN_READ;
-    if (!str_same(a->state_file, b->state_file) || !str_same(a->audit_file, b->audit_file))
+    if (!str_same(a->state_file, b->state_file) || !str_same(a->audit_file, b->audit_file)
+        || !adm_pg_conf_equal(a->store_pg, b->store_pg))
         d |= PX_CONF_STATE_FILES;
     if (!str_same(a->access_log_file, b->access_log_file))
         d |= PX_CONF_ACCESS_LOG;

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "admin/store_pg_conf.h"
 #include "health/conf.h"
 #include "router/conf.h"
 
@@ -91,6 +92,8 @@ struct px_conf {
     bool admin_read_token_required;  /* GET /status, /metrics need a token too */
     char *state_file;            /* owned; NULL = default */
     char *audit_file;            /* owned; NULL = default */
+    struct adm_pg_conf *store_pg;    /* owned: "store": {"postgres"} (admin/store_pg_conf.h);
+                                      * NULL = the file store */
     char *access_log_file;       /* owned: "access_log": {"file"}, resolved against
                                   * <dir>; NULL = no access log (the default) */
     unsigned workers;            /* 0 = one per CPU; 0..256 */
@@ -153,7 +156,7 @@ enum px_conf_change {
     PX_CONF_ADMIN_GROUP  = 1u << 2,   /* admin.socket_group */
     PX_CONF_ADMIN_HTTP   = 1u << 3,   /* admin.listen, token_file */
     PX_CONF_ADMIN_READ   = 1u << 4,   /* admin.read_token_required */
-    PX_CONF_STATE_FILES  = 1u << 5,   /* state.file, audit.file */
+    PX_CONF_STATE_FILES  = 1u << 5,   /* state.file, audit.file, store */
     PX_CONF_ACCESS_LOG   = 1u << 6,
     PX_CONF_WORKERS      = 1u << 7,
     PX_CONF_GRACE        = 1u << 8,   /* shutdown_grace_ms */

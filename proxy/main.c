@@ -28,6 +28,8 @@
 #include "admin/ctl_proto.h"
 #include "admin/http.h"
 #include "admin/socket.h"
+#include "admin/store_pg.h"
+#include "admin/store_pg_schema.h"
 #include "admin/tokens.h"
 #include "lib/fs.h"
 #include "lib/log.h"
@@ -55,12 +57,61 @@ static void
 usage(FILE *f)
 {
     fprintf(f,
-            "usage: cutoverd -c FILE [-t] [-d] [-R SEED]\n"
+            "usage: cutoverd -c FILE [-t [--check-store]] [-d] [-R SEED]\n"
             "  -c FILE   configuration file (JSON)\n"
             "  -t        check the configuration and exit (0 valid, 1 invalid)\n"
+            "  --check-store  with -t: connect to store.postgres and report its schema\n"
             "  -d        debug logging\n"
             "  -R SEED   seed of the random draws (tests; default: from the kernel)\n"
             "  -h        this help\n");
+}
+
+/* `-t --check-store`: connects to store.postgres, reads the schema version
+ * and reports; changes nothing. 0, or -1 (printed). */
+static int
+check_store_report(const struct px_conf *conf, const char *conf_file)
+{
+    struct event_base *base;
+    struct adm_pgstore *s;
+    char err[1024];
+    int found, now, rc = -1;
+    bool fatal = false;
+
+    if (conf->store_pg == NULL) {
+        fprintf(stderr, "%s: --check-store: no store.postgres in the configuration\n",
+                conf_file);
+        return -1;
+    }
+    base = event_base_new();
+    s = base != NULL ? adm_pgstore_new(base, conf->store_pg, (uint64_t)getpid(), NULL,
+                                       NULL) : NULL;
+    if (s == NULL) {
+        fprintf(stderr, "%s: --check-store: cannot create the client\n", conf_file);
+    } else {
+        adm_pgstore_check_only(s);
+        if (adm_pgstore_wait_ready(s, err, sizeof(err), &fatal) != 0) {
+            fprintf(stderr, "%s: %s\n", conf_file, err);
+        } else {
+            adm_pgstore_versions(s, &found, &now);
+            if (found > adm_pg_schema_latest()) {
+                fprintf(stderr, "%s: %s: the database's schema is version %d, newer than "
+                        "this cutoverd's (%d): cutoverd would refuse to start\n", conf_file,
+                        adm_pgstore_name(s), found, adm_pg_schema_latest());
+            } else {
+                printf("%s: %s: connected, fleet %s, instance %s, schema version %d%s\n",
+                       conf_file, adm_pgstore_name(s), conf->store_pg->fleet,
+                       conf->store_pg->instance, found,
+                       found == adm_pg_schema_latest() ? " (current)"
+                       : found == 0 ? " (none yet: cutoverd creates it at start)"
+                       : " (cutoverd migrates it at start)");
+                rc = 0;
+            }
+        }
+    }
+    adm_pgstore_free(s);
+    if (base != NULL)
+        event_base_free(base);
+    return rc;
 }
 
 /* ---- signals ------------------------------------------------------- */
@@ -284,10 +335,16 @@ main(int argc, char **argv)
     struct px_tls_ctx **tls = NULL;    /* until the services take it */
     unsigned i, ntls = 0;
     int opt, rc = 1;
+    bool check_store = false;
+    static const struct option longopts[] = {
+        { "check-store", no_argument, NULL, 'S' },
+        { NULL, 0, NULL, 0 },
+    };
 
     memset(&d, 0, sizeof(d));
-    while ((opt = getopt(argc, argv, "c:tdhR:")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:tdhR:", longopts, NULL)) != -1) {
         switch (opt) {
+        case 'S': check_store = true; break;
         case 'R':
             seed_text = optarg;
             break;
@@ -298,7 +355,7 @@ main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (conf_file == NULL || optind != argc) {
+    if (conf_file == NULL || optind != argc || (check_store && !test_only)) {
         usage(stderr);
         return 2;
     }
@@ -348,6 +405,12 @@ main(int argc, char **argv)
         free(state_file);
         if (krc != 0) {
             fprintf(stderr, "%s\n", err);
+            adm_tokens_free(tokens);
+            px_conf_free(srv->conf);
+            return 1;
+        }
+        if (check_store && check_store_report(srv->conf, conf_file) != 0) {
+            px_tls_free_all(tls, ntls);
             adm_tokens_free(tokens);
             px_conf_free(srv->conf);
             return 1;
@@ -446,6 +509,13 @@ main(int argc, char **argv)
     for (i = 0; i < srv->nsvcs; i++)
         adm_control_set_plan(d.ctl, i, &srv->conf->services[i].plan,
                              srv->conf->services[i].rollback.min_requests);
+    /* the fleet's state, before anything serves (docs/fleet.md) */
+    if (srv->conf->store_pg != NULL
+        && adm_control_fleet_open(d.ctl, srv->base, srv->conf->store_pg, srv->rng, err,
+                                  sizeof(err)) != 0) {
+        log_at(LL_ERR, "main", 0, "%s", err);
+        goto out;
+    }
     for (i = 0; i < srv->nsvcs; i++) {
         const struct adm_svc_state *st = adm_control_state(d.ctl, i);
 

@@ -206,6 +206,17 @@ render_control(struct px_daemon *d, struct met_writer *w)
         met_family(w, "cutover_audit_pending", MET_GAUGE,
                    "Audit entries waiting to be written (the audit log failed).");
         met_sample_u64(w, NULL, 0, ss.audit_pending);
+        if (ss.fleet) {
+            met_family(w, "cutover_store_up", MET_GAUGE,
+                       "1 while the fleet's PostgreSQL store is up and its state read, "
+                       "0 otherwise (serving on the last known state).");
+            met_sample_u64(w, NULL, 0, ss.up ? 1 : 0);
+            met_family(w, "cutover_store_apply_seconds", MET_HISTOGRAM,
+                       "Time from another instance's commit of a change to this instance "
+                       "applying it (the database's clock against this host's).");
+            met_histogram(w, NULL, 0, adm_fleet_apply_bounds, ADM_FLEET_APPLY_BUCKETS,
+                          ss.apply_buckets, ss.apply_sum_s);
+        }
     }
     met_family(w, "cutover_plan_step", MET_GAUGE,
                "Step of the running progressive plan, from 1; 0 when no plan runs.");

@@ -122,8 +122,8 @@ reload_warn_static(const struct px_conf *o, const struct px_conf *c)
         log_at(LL_WARN, "reload", 0, "admin.listen and admin.token_file take effect at the "
                "next restart");
     if (d & PX_CONF_STATE_FILES)
-        log_at(LL_WARN, "reload", 0, "state.file and audit.file take effect at the next "
-               "restart; the running files stay in use");
+        log_at(LL_WARN, "reload", 0, "state.file, audit.file and store take effect at the "
+               "next restart; the running files and store stay in use");
     if (d & PX_CONF_WORKERS)
         log_at(LL_WARN, "reload", 0, "workers takes effect at the next restart");
     if (d & PX_CONF_ACCESS_LOG)

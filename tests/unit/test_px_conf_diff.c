@@ -267,7 +267,10 @@ test_service_conf_diff(void **state)
     assert_int_equal(px_service_conf_diff(&a, &b), PX_SVC_ROLLBACK);
 }
 
-/* The same for the top level of struct px_conf. */
+/* The same for the top level of struct px_conf ("store" is compared by
+ * adm_pg_conf_equal(), whose fields test_adm_store_pg.c covers). */
+static struct adm_pg_conf other_store_pg = { .conninfo = (char *)"host=/tmp",
+                                              .fleet = "f", .instance = "i" };
 static struct svc_store conf_services_store;
 static struct px_service_conf conf_services[1], conf_other_services[1];
 
@@ -282,6 +285,7 @@ static struct px_service_conf conf_services[1], conf_other_services[1];
     X(V, admin_read_token_required, false, true, PX_CONF_ADMIN_READ)     \
     X(V, state_file, "/var/lib/cutover/state.json", NULL, PX_CONF_STATE_FILES) \
     X(V, audit_file, NULL, "/var/lib/cutover/audit.jsonl", PX_CONF_STATE_FILES) \
+    X(V, store_pg, NULL, &other_store_pg, PX_CONF_STATE_FILES)           \
     X(V, access_log_file, NULL, "/var/log/cutover/access.log", PX_CONF_ACCESS_LOG) \
     X(V, workers, 1, 2, PX_CONF_WORKERS)                                 \
     X(V, shutdown_grace_ms, 10000, 500, PX_CONF_GRACE)                   \

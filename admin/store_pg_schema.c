@@ -1,0 +1,101 @@
+/*
+ * store_pg_schema: the migrations of the fleet store's schema, in order
+ * (see store_pg_schema.h). Append a step to change the schema; never edit
+ * one that was released.
+ *
+ * Version 1:
+ *   cutover_service  one row per (fleet, service): weight, state latch,
+ *                    generation, the plan's progress; changed only by a
+ *                    compare-and-set on the generation (a raise) or by a
+ *                    lowering that wins regardless (admin/store_pg.c)
+ *   cutover_audit    append-only (a trigger refuses UPDATE, DELETE and
+ *                    TRUNCATE): every audit entry of every instance
+ */
+#include "admin/store_pg_schema.h"
+
+#include <stdio.h>
+
+const char adm_pg_schema_version_table[] =
+    "CREATE TABLE IF NOT EXISTS cutover_schema_version ("
+    " one boolean PRIMARY KEY DEFAULT true CHECK (one),"
+    " version integer NOT NULL,"
+    " updated_at timestamptz NOT NULL DEFAULT now())";
+
+const char adm_pg_schema_version_read[] = "SELECT version FROM cutover_schema_version";
+
+const char adm_pg_schema_version_write[] =
+    "INSERT INTO cutover_schema_version (one, version) VALUES (true, $1::integer)"
+    " ON CONFLICT (one) DO UPDATE SET version = EXCLUDED.version, updated_at = now()";
+
+static const char *const v1[] = {
+    "CREATE TABLE cutover_service ("
+    " fleet text NOT NULL,"
+    " name text NOT NULL,"
+    " weight_bp integer NOT NULL CHECK (weight_bp BETWEEN 0 AND 10000),"
+    " state text NOT NULL,"
+    " generation bigint NOT NULL CHECK (generation >= 0),"
+    " plan jsonb,"
+    " updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),"
+    " updated_by text NOT NULL,"
+    " PRIMARY KEY (fleet, name))",
+
+    "CREATE TABLE cutover_audit ("
+    " id bigserial PRIMARY KEY,"
+    " fleet text NOT NULL,"
+    " instance text NOT NULL,"
+    " at timestamptz NOT NULL DEFAULT clock_timestamp(),"
+    " service text NOT NULL,"
+    " generation bigint NOT NULL,"
+    " entry jsonb NOT NULL)",
+
+    "CREATE INDEX cutover_audit_fleet ON cutover_audit (fleet, id)",
+
+    "CREATE FUNCTION cutover_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$BEGIN RAISE EXCEPTION 'cutover_audit is append-only'; END$$",
+
+    "CREATE TRIGGER cutover_audit_no_change BEFORE UPDATE OR DELETE ON cutover_audit"
+    " FOR EACH ROW EXECUTE FUNCTION cutover_audit_append_only()",
+
+    "CREATE TRIGGER cutover_audit_no_truncate BEFORE TRUNCATE ON cutover_audit"
+    " FOR EACH STATEMENT EXECUTE FUNCTION cutover_audit_append_only()",
+    NULL
+};
+
+static const struct adm_pg_migration migrations[] = {
+    { 1, "fleet state (cutover_service) and audit (cutover_audit)", v1 },
+    /* append the next step here: { 2, "...", v2 }, */
+};
+
+const struct adm_pg_migration *
+adm_pg_migrations(size_t *n)
+{
+    *n = sizeof(migrations) / sizeof(migrations[0]);
+    return migrations;
+}
+
+int
+adm_pg_schema_latest(void)
+{
+    return migrations[sizeof(migrations) / sizeof(migrations[0]) - 1].version;
+}
+
+int
+adm_pg_schema_plan(long db_version, size_t *first, char *err, size_t errlen)
+{
+    size_t n = sizeof(migrations) / sizeof(migrations[0]), i;
+
+    if (db_version < 0) {
+        snprintf(err, errlen, "the database's schema version is %ld: not a version", db_version);
+        return -1;
+    }
+    if (db_version > adm_pg_schema_latest()) {
+        snprintf(err, errlen, "the database's schema is version %ld, newer than this "
+                 "cutoverd's (%d): it was migrated by a newer cutoverd; run that version "
+                 "or newer", db_version, adm_pg_schema_latest());
+        return -1;
+    }
+    for (i = 0; i < n && migrations[i].version <= db_version; i++)
+        ;
+    *first = i;
+    return 0;
+}
