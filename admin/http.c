@@ -68,6 +68,7 @@
 #define ADM_HTTP_GRACE_MS         1000     /* a new connection's time to send a request */
 #define ADM_HTTP_REQ_MS           10000    /* a request's first byte to its last */
 #define ADM_HTTP_IDLE_MS          30000    /* keep-alive wait for the next request */
+#define ADM_HTTP_WAIT_MS          30000u   /* a reply waiting for the fleet's store */
 #define ADM_HTTP_UNAUTH_REQ_MS    3000     /* the same without a valid token yet */
 #define ADM_HTTP_UNAUTH_IDLE_MS   5000
 #define ADM_HTTP_FLUSH_MS         10000    /* output not read, or a closing
@@ -84,6 +85,8 @@ struct hconn {
     struct adm_conn conn;              /* conn.peer is the numeric peer address */
     bool sent_continue;                /* "100 Continue" sent for the current request */
     bool is_stream;                    /* GET /v1/events: subscribed to the hub */
+    bool wait_keep_alive;              /* the waiting request's keep-alive */
+    struct adm_wait *wait;             /* a reply to come from the fleet's store */
     char actor[INET6_ADDRSTRLEN + 8];  /* "http:<peer>" */
 };
 
@@ -172,6 +175,40 @@ respond_json(struct hconn *c, int status, json_t *reply, bool keep_alive)
     respond(c, status, "application/json", b, "", keep_alive, b == NULL);
     if (b != NULL)
         evbuffer_free(b);
+}
+
+/* The HTTP status of a command's reply <r>. */
+static int
+reply_status(json_t *r)
+{
+    if (json_is_true(json_object_get(r, "ok")))
+        return 200;
+    if (json_object_get(r, "required_level") != NULL)
+        return 403;
+    return 409;
+}
+
+/* The reply that waited for the fleet's store (<text>, freed here). */
+static void
+http_waited(void *arg, char *text)
+{
+    struct hconn *c = arg;
+    json_t *r = text != NULL ? json_loads(text, 0, NULL) : NULL;
+
+    free(text);
+    c->wait = NULL;
+    respond_json(c, r != NULL ? reply_status(r) : 500, r, c->wait_keep_alive);
+    adm_conn_done(&c->conn);
+}
+
+/* ops->gone: freed while a reply waits for the store. */
+static void
+http_gone(struct adm_conn *conn)
+{
+    struct hconn *c = (struct hconn *)conn;
+
+    adm_control_wait_cancel(c->wait);
+    c->wait = NULL;
 }
 
 /* ---- authentication ---------------------------------------------------- */
@@ -382,7 +419,6 @@ handle_post(struct hconn *c, const struct adm_req *req, const char *cmd, size_t 
     char actor[ADM_TOKEN_NAME_MAX + 8], cmdbuf[32], msg[256];
     json_error_t je;
     json_t *q, *v, *r;
-    int status;
     size_t i;
 
     if (!slice_eq(&req->h1.method, "POST")) {
@@ -446,15 +482,16 @@ handle_post(struct hconn *c, const struct adm_req *req, const char *cmd, size_t 
         respond_error(c, 500, "internal error", "", req->h1.keep_alive, true);
         return;
     }
-    r = adm_control_exec_as(h->ctl, q, &who);
+    r = adm_control_exec_wait(h->ctl, q, &who, http_waited, c, &c->wait);
     json_decref(q);
-    if (json_is_true(json_object_get(r, "ok")))
-        status = 200;
-    else if (json_object_get(r, "required_level") != NULL)
-        status = 403;
-    else
-        status = 409;
-    respond_json(c, status, r, req->h1.keep_alive);
+    if (r == NULL && c->wait != NULL) {
+        /* A change the fleet's store must commit first: answered when it has
+         * (or refused), as the admin socket does. */
+        c->wait_keep_alive = req->h1.keep_alive;
+        adm_conn_wait(&c->conn, ADM_HTTP_WAIT_MS);
+        return;
+    }
+    respond_json(c, reply_status(r), r, req->h1.keep_alive);
 }
 
 /* Handles one complete request: <req> parsed from <buf>, its body after the head. */
@@ -546,6 +583,13 @@ http_expire(struct adm_conn *conn)
 {
     struct hconn *c = (struct hconn *)conn;
 
+    if (conn->state == ADM_CONN_WAITING) {
+        http_gone(conn);
+        respond_error(c, 504, "the fleet's store did not answer within 30 s: the change "
+                      "may still be made; check status", "", c->wait_keep_alive, false);
+        adm_conn_done(conn);
+        return;
+    }
     if (conn->state == ADM_CONN_HELD) {
         respond_error(c, 401, "a valid bearer token is required",
                       "WWW-Authenticate: Bearer realm=\"cutover\"\r\n", false, true);
@@ -626,6 +670,7 @@ static const struct adm_conn_ops http_ops = {
     .step = http_step,
     .expire = http_expire,
     .release = http_release,
+    .gone = http_gone,
 };
 
 /* ---- listener ---------------------------------------------------------- */

@@ -427,7 +427,7 @@ exec_child(char *const argv[], pid_t parent, int out_fd, int err_fd, bool unset_
     }
     if (unset_socket)
         unsetenv("CUTOVER_SOCKET");
-    execv(argv[0], argv);
+    execvp(argv[0], argv);     /* a bare name is looked up in PATH */
     dprintf(STDERR_FILENO, "harness: exec %s: %s\n", argv[0], strerror(errno));
     _exit(127);
 }

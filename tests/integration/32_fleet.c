@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <sys/wait.h>
 #include <cmocka.h>
 
 #include <libpq-fe.h>
@@ -31,6 +32,7 @@
 #include "tests/integration/fixture.h"
 
 #define N 3
+#define TOK_OPERATE "operate-secret-0123456789"
 
 struct fleet {
     struct pgh *pg;
@@ -68,6 +70,9 @@ setup(void **state)
              "user=postgres", pgh_host(fl->pg), pgh_port(fl->pg));
     for (i = 0; i < N; i++) {
         if (fx_init(&fl->fx[i], false, 1, NULL) != 0)
+            return -1;
+        fl->fx[i].admin_port = h_free_port();   /* the HTTP racer's way in */
+        if (fx_admin_tokens(&fl->fx[i], "ops operate " TOK_OPERATE "\n") != 0)
             return -1;
         store_conf(fl, i, NULL);
         if (start(fl, i) != 0)
@@ -175,7 +180,7 @@ test_race(void **state)
     struct fleet *fl = *state;
     PGconn *lock = db(fl);
     PGresult *r;
-    char logs[2][600], buf[64], *t;
+    char logs[2][600], buf[64], url[128], *t;
     pid_t pid[2];
     int i, ok = 0, refused = 0;
     long long end;
@@ -184,12 +189,18 @@ test_race(void **state)
     r = PQexec(lock, "SELECT 1 FROM cutover_service WHERE fleet = 't' FOR UPDATE");
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     PQclear(r);
+    /* one operator on i0's socket, the other on i1's HTTP endpoint: both
+     * ways wait for the store's answer (curl -f exits 22 on the 409) */
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/weight", fl->fx[1].admin_port);
     for (i = 0; i < 2; i++) {
-        char *argv[] = { (char *)h_bin("cutoverctl"), "-s", fl->fx[i].sock, "weight",
-                         i == 0 ? "20" : "30", NULL };
+        char *ctl[] = { (char *)h_bin("cutoverctl"), "-s", fl->fx[0].sock, "weight", "20",
+                        NULL };
+        char *curl[] = { "curl", "-sS", "-f", "--max-time", "10", "-H",
+                         "Authorization: Bearer " TOK_OPERATE, "-X", "POST", "-d",
+                         "{\"service\": \"web\", \"percent\": 30}", url, NULL };
 
         snprintf(logs[i], sizeof(logs[i]), "%s/race%d.log", fl->fx[i].dir, i);
-        pid[i] = h_spawn(argv, logs[i]);
+        pid[i] = h_spawn(i == 0 ? ctl : curl, logs[i]);
         assert_true(pid[i] > 0);
     }
     /* both updates wait for the lock (bounded) */
@@ -198,7 +209,23 @@ test_race(void **state)
                            "application_name = 'cutoverd' AND wait_event_type = 'Lock'",
                            buf, sizeof(buf)), "2") != 0 && h_now_ms() < end)
         h_sleep_ms(10);
+    if (strcmp(buf, "2") != 0) {
+        for (i = 0; i < 2; i++) {
+            t = h_read_file(logs[i]);
+            fprintf(stderr, "operator %d: %s\n", i, t != NULL ? t : "(no log)");
+            free(t);
+        }
+    }
     assert_string_equal(buf, "2");
+    /* neither operator has had an answer yet: both wait for the store */
+    for (i = 0; i < 2; i++) {
+        siginfo_t si = { 0 };
+
+        assert_int_equal(waitid(P_PID, (id_t)pid[i], &si, WEXITED | WNOHANG | WNOWAIT), 0);
+        if (si.si_pid != 0)
+            fail_msg("operator %d answered before the store committed: %s", i,
+                     h_read_file(logs[i]));
+    }
     PQclear(PQexec(lock, "COMMIT"));
     PQfinish(lock);
     for (i = 0; i < 2; i++) {
@@ -210,7 +237,8 @@ test_race(void **state)
             ok++;
         } else {
             refused++;
-            if (strstr(t, "changed meanwhile") == NULL)
+            /* curl -f prints only the status: the refusal's text is in the log */
+            if (strstr(t, i == 0 ? "changed meanwhile" : "409") == NULL)
                 fail_msg("refusal without the reason: %s", t);
         }
         free(t);
