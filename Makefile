@@ -43,7 +43,7 @@ LIB_SRC    = $(UTIL_SRC) $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB        = $(BUILD)/libcutover.a
 
-CTL_SRC    = admin/cutoverctl.c admin/ctl_proto.c lib/xmalloc.c lib/text.c
+CTL_SRC    = admin/cutoverctl.c admin/ctl_show.c admin/ctl_proto.c lib/xmalloc.c lib/text.c
 CTL_OBJ    = $(CTL_SRC:%.c=$(BUILD)/%.o)
 
 UNIT_SRC   = $(sort $(wildcard tests/unit/test_*.c))
