@@ -240,3 +240,9 @@ adm_control_flush(struct adm_control *c)
 {
     return adm_persist_flush(c);
 }
+
+void
+adm_control_set_require_reason(struct adm_control *c, bool on)
+{
+    c->require_reason = on;
+}

@@ -92,6 +92,7 @@ struct adm_control {
                                         * progress (pid for the audit and the
                                         * log); NULL outside adm_control_exec_as() */
     struct adm_persist persist;
+    bool require_reason;         /* admin.require_reason */
 };
 
 /* One requested change of a validated command or of an automatic action

@@ -503,7 +503,7 @@ static const struct ctl_cmd cmd_table[] = {
       "Every service (or the one of -S): the weight set and the share new gets now,\n"
       "the state, the plan, every server's health and both sides' windows.\n",
       NULL, SHOW_STATUS, false },
-    { "weight", "weight", "P", NULL, NULL, 1, 1, 0,
+    { "weight", "weight", "P", NULL, NULL, 1, 1, CTL_O_REASON,
       "share to new, 0..100, two decimals at most",
       "Sets the share of traffic to new: P in 0..100 with at most two decimals\n"
       "(\"10\", \"12.5\", \"10%\"). Clears a rolled_back or frozen latch and ends a\n"
@@ -515,19 +515,19 @@ static const struct ctl_cmd cmd_table[] = {
       "an operator sets a weight again. Returns once every worker routes by it and\n"
       "the state is on disk.\n",
       NULL, SHOW_CHANGE, false },
-    { "promote", "promote", NULL, NULL, NULL, 0, 0, 0,
+    { "promote", "promote", NULL, NULL, NULL, 0, 0, CTL_O_REASON,
       "weight 100",
       "Sets the weight to 100 and the state promoted.\n",
       NULL, SHOW_CHANGE, false },
     { "switch", "switch", "new|legacy", "new|legacy", "to", 1, 1,
-      CTL_O_DRAIN | CTL_O_FORCE,
+      CTL_O_REASON | CTL_O_DRAIN | CTL_O_FORCE,
       "blue-green flip",
       "Moves all traffic to one side at once (weight 100 or 0). Idle pooled\n"
       "connections to the side left close; requests in flight finish. Refused\n"
       "when new has no healthy server, unless --force.\n",
       build_switch, SHOW_CHANGE, false },
     { "plan", "plan", "start|pause|resume|abort", "start|pause|resume|abort", "action", 1, 1,
-      0,
+      CTL_O_REASON,
       "the progressive plan",
       "Runs the plan of the configuration (plan.steps, plan.bake_s): a step\n"
       "advances once it baked without a breach and new served\n"
@@ -540,7 +540,7 @@ static const struct ctl_cmd cmd_table[] = {
       "given), oldest first: time, service, actor, action, weights, reason,\n"
       "figures.\n",
       build_audit, SHOW_AUDIT, false },
-    { "certs", "certs", "reload", "reload", "action", 1, 1, 0,
+    { "certs", "certs", "reload", "reload", "action", 1, 1, CTL_O_REASON,
       "read every TLS certificate and key again",
       "Reads every certificate and key the running configuration names and\n"
       "installs them only when all load; otherwise the running ones stay.\n",

@@ -85,13 +85,13 @@ adm_plan_status(const struct adm_svc *s)
 json_t *
 adm_plan_command(struct adm_control *c, json_t *req, const char *actor)
 {
-    static const char *const keys[] = { "cmd", "service", "action", NULL };
+    static const char *const keys[] = { "cmd", "service", "action", "reason", NULL };
     struct adm_change ch = { .reason = "", .left = RT_NONE, .drain_s = -1 };
     const struct hl_plan_conf *pc;
     struct adm_svc *s;
     struct hl_plan next;
-    const char *action;
-    char reason[512], p0[16], p1[16];
+    const char *action, *why;
+    char reason[ADM_REASON_MAX + 512], p0[16], p1[16];
     json_t *r, *v;
     int rc = 0;
 
@@ -109,6 +109,8 @@ adm_plan_command(struct adm_control *c, json_t *req, const char *actor)
         && strcmp(action, "resume") != 0 && strcmp(action, "abort") != 0)
         return adm_fail_reply("\"action\" must be start, pause, resume or abort, got \"%s\"",
                               action);
+    if ((r = adm_req_reason(c, req, "plan", &why)) != NULL)
+        return r;
     s = &c->svcs[ch.svc];
     pc = &s->plan_conf;
     if (pc->nsteps == 0)
@@ -177,6 +179,14 @@ adm_plan_command(struct adm_control *c, json_t *req, const char *actor)
     s->plan_retry_ms = 0;              /* an operator acted: a held step may go now */
     ch.plan = &next;
     ch.state = plan_service_state(s, &next);
+    /* the operator's reason first, then where the plan stands */
+    if (why[0] != '\0') {
+        size_t n = strlen(why), k = strlen(reason);
+
+        memmove(reason + n + 2, reason, k + 1);
+        memcpy(reason, why, n);
+        memcpy(reason + n, "; ", 2);
+    }
     ch.reason = reason;
     r = adm_change_run(c, &ch, actor);
     if (r != NULL && json_is_true(json_object_get(r, "ok")))

@@ -176,7 +176,7 @@ parse_admin(json_t *j, struct px_conf *c, struct conf_err *err)
 {
     static const char *const keys[] = {
         "socket", "socket_mode", "socket_group", "listen", "token_file",
-        "read_token_required", NULL
+        "read_token_required", "require_reason", NULL
     };
     struct sockaddr_un sun;
     struct px_addr a;
@@ -237,6 +237,11 @@ parse_admin(json_t *j, struct px_conf *c, struct conf_err *err)
         if (!json_is_boolean(v))
             return conf_fail(err, "admin.read_token_required", "must be true or false");
         c->admin_read_token_required = json_is_true(v);
+    }
+    if ((v = json_object_get(j, "require_reason")) != NULL) {
+        if (!json_is_boolean(v))
+            return conf_fail(err, "admin.require_reason", "must be true or false");
+        c->admin_require_reason = json_is_true(v);
     }
     if (opt_path(j, "token_file", "admin", c->dir, &c->admin_token_file, err) != 0)
         return -1;
@@ -993,6 +998,8 @@ px_conf_diff(const struct px_conf *a, const struct px_conf *b)
         d |= PX_CONF_ADMIN_HTTP;
     if (a->admin_read_token_required != b->admin_read_token_required)
         d |= PX_CONF_ADMIN_READ;
+    if (a->admin_require_reason != b->admin_require_reason)
+        d |= PX_CONF_ADMIN_REASON;
     if (!str_same(a->state_file, b->state_file) || !str_same(a->audit_file, b->audit_file))
         d |= PX_CONF_STATE_FILES;
     if (!str_same(a->access_log_file, b->access_log_file))

@@ -89,6 +89,7 @@ struct px_conf {
     char *admin_listen;          /* owned; NULL = no HTTP admin endpoint */
     char *admin_token_file;      /* owned; NULL = none (every token request is 401) */
     bool admin_read_token_required;  /* GET /status, /metrics need a token too */
+    bool admin_require_reason;   /* changing commands need a "reason" */
     char *state_file;            /* owned; NULL = default */
     char *audit_file;            /* owned; NULL = default */
     char *access_log_file;       /* owned: "access_log": {"file"}, resolved against
@@ -158,6 +159,7 @@ enum px_conf_change {
     PX_CONF_WORKERS      = 1u << 7,
     PX_CONF_GRACE        = 1u << 8,   /* shutdown_grace_ms */
     PX_CONF_SERVICES     = 1u << 9,   /* their number, order, or one of them */
+    PX_CONF_ADMIN_REASON = 1u << 10,  /* admin.require_reason (a reload applies it) */
 };
 
 /* The PX_CONF_* bits of every field that differs between <a> and <b>

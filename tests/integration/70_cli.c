@@ -1,0 +1,222 @@
+/*
+ * The operator's seat, end to end with the real cutoverctl and cutoverd:
+ * the command-line conventions (--version, --help, help COMMAND, options
+ * before or after the command, `weight 10%`), --reason on every changing
+ * command over the socket and HTTP, admin.require_reason, and what status
+ * tells (the last change, the effective share, a plan line consistent with
+ * the state).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/fixture.h"
+
+#define OPERATE_SECRET "operate-secret-0123456789"
+
+/* The last audit entry of the fixture's log (caller decrefs), or NULL. */
+static json_t *
+last_entry(struct fx *f)
+{
+    json_t *all = fx_audit(f, NULL), *e;
+
+    e = json_array_size(all) > 0 ? json_incref(json_array_get(all, json_array_size(all) - 1))
+                                 : NULL;
+    json_decref(all);
+    return e;
+}
+
+/* Fails unless the last audit entry has <action> and <reason>. */
+static void
+expect_last(struct fx *f, const char *action, const char *reason)
+{
+    json_t *e = last_entry(f);
+
+    assert_non_null(e);
+    if (strcmp(json_string_value(json_object_get(e, "action")), action) != 0
+        || strcmp(json_string_value(json_object_get(e, "reason")), reason) != 0) {
+        char *t = json_dumps(e, JSON_COMPACT);
+
+        fail_msg("last audit entry %s, want action %s reason \"%s\"", t, action, reason);
+    }
+    json_decref(e);
+}
+
+static void
+test_conventions(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    char out[16384];
+
+    *state = f;
+    assert_non_null(f);
+    assert_int_equal(fx_init(f, false, 1, NULL), 0);
+    /* two services: -S is needed, and works after the command too */
+    snprintf(f->more_services, sizeof(f->more_services),
+             ", {\"name\": \"shop\", \"listen\": [\"127.0.0.1:%d\"], "
+             "\"legacy\": {\"servers\": [\"127.0.0.1:%d\"]}, "
+             "\"new\": {\"servers\": [\"127.0.0.1:%d\"]}}",
+             h_free_port(), f->port[0][0], f->port[1][0]);
+    assert_int_equal(fx_write_conf(f), 0);
+    assert_int_equal(fx_start_proxy(f, 1), 0);
+
+    /* version and help, without a daemon to talk to */
+    assert_int_equal(h_ctl("/nonexistent.sock", out, sizeof(out), "--version", (char *)NULL),
+                     0);
+    assert_true(strncmp(out, "cutoverctl ", 11) == 0);
+    assert_int_equal(h_ctl("/nonexistent.sock", out, sizeof(out), "-V", (char *)NULL), 0);
+    assert_true(strncmp(out, "cutoverctl ", 11) == 0);
+    assert_int_equal(h_ctl("/nonexistent.sock", out, sizeof(out), "--help", (char *)NULL), 0);
+    assert_non_null(strstr(out, "usage: cutoverctl"));
+    assert_non_null(strstr(out, "help [COMMAND]"));
+    assert_int_equal(h_ctl("/nonexistent.sock", out, sizeof(out), "help", "switch",
+                           (char *)NULL), 0);
+    assert_non_null(strstr(out, "switch new|legacy"));
+    assert_non_null(strstr(out, "--drain-s N"));
+    assert_null(strstr(out, "plan start"));
+    assert_int_equal(h_ctl("/nonexistent.sock", out, sizeof(out), "weight", "--help",
+                           (char *)NULL), 0);
+    assert_non_null(strstr(out, "weight P"));
+    assert_int_equal(h_ctl("/nonexistent.sock", out, sizeof(out), "help", "nosuch",
+                           (char *)NULL), 2);
+    /* an option of another command is a usage error, sent nowhere */
+    assert_int_equal(fx_ctl(f, out, "status", "--force"), 2);
+    assert_non_null(strstr(h_ctl_err(), "--force does not apply to status"));
+
+    /* options after the command; 10% is 10 */
+    assert_int_equal(fx_ctl(f, out, "weight", "10%", "-S", "shop"), 0);
+    assert_int_equal(fx_ctl(f, out, "status", "-S", "shop"), 0);
+    assert_non_null(strstr(out, "SERVICE shop"));
+    assert_non_null(strstr(out, "weight 10.00%"));
+    assert_null(strstr(out, "SERVICE web"));
+    assert_int_equal(fx_ctl(f, out, "status", "--json", "--service=shop"), 0);
+    assert_non_null(strstr(out, "\"weight\":10"));
+    assert_int_equal(fx_ctl(f, out, "-S", "web", "weight", "12.5%"), 0);
+    assert_int_equal(fx_ctl(f, out, "weight", "12.5", "--service", "web", "--json"), 0);
+    assert_non_null(strstr(out, "\"weight\":12.5"));
+    assert_int_equal(fx_ctl(f, out, "weight", "%", "-S", "web"), 2);
+    assert_int_equal(fx_ctl(f, out, "weight", "10%%", "-S", "web"), 2);
+}
+
+static void
+test_reason_on_every_change(void **state)
+{
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 1,
+                          ", \"plan\": {\"steps\": [5, 50], \"bake_s\": 600}");
+    char out[8192], body[256];
+    json_t *reply = NULL;
+
+    f->admin_port = h_free_port();
+    assert_int_equal(fx_admin_tokens(f, "deploybot operate " OPERATE_SECRET "\n"), 0);
+    assert_int_equal(fx_write_conf(f), 0);
+    assert_int_equal(fx_start_proxy(f, 1), 0);
+
+    assert_int_equal(fx_ctl(f, out, "weight", "20", "--reason", "CHG-1"), 0);
+    expect_last(f, "weight", "CHG-1");
+    assert_int_equal(fx_ctl(f, out, "--reason=CHG-2", "promote"), 0);
+    expect_last(f, "promote", "CHG-2");
+    assert_int_equal(fx_ctl(f, out, "switch", "legacy", "--reason", "CHG-3"), 0);
+    expect_last(f, "switch", "CHG-3");
+    assert_int_equal(fx_ctl(f, out, "plan", "start", "--reason", "CHG-4"), 0);
+    expect_last(f, "plan_start", "CHG-4; step 1/2 (5%); each step bakes 600 s with at least "
+                "20 requests on new");
+    assert_int_equal(fx_ctl(f, out, "plan", "pause", "--reason", "CHG-5"), 0);
+    {
+        json_t *e = last_entry(f);
+
+        assert_string_equal(json_string_value(json_object_get(e, "action")), "plan_pause");
+        assert_true(strncmp(json_string_value(json_object_get(e, "reason")), "CHG-5; ", 7)
+                    == 0);
+        json_decref(e);
+    }
+    assert_int_equal(fx_ctl(f, out, "rollback", "--reason", "CHG-6"), 0);
+    expect_last(f, "rollback", "CHG-6");
+
+    /* over HTTP, the same field */
+    snprintf(body, sizeof(body), "{\"percent\": 3, \"reason\": \"CHG-7\"}");
+    assert_int_equal(fx_admin_call(f, "POST", "/v1/weight", OPERATE_SECRET, body,
+                                   &reply), 403);   /* clears the latch: admin only */
+    json_decref(reply);
+    assert_int_equal(fx_ctl(f, out, "weight", "1"), 0);
+    assert_int_equal(fx_admin_call(f, "POST", "/v1/weight", OPERATE_SECRET, body,
+                                   &reply), 200);
+    json_decref(reply);
+    expect_last(f, "weight", "CHG-7");
+
+    /* a reason that is not one line of text changes nothing, on any command */
+    assert_int_equal(fx_admin_call(f, "POST", "/v1/weight", OPERATE_SECRET,
+                                   "{\"percent\": 2, \"reason\": \"a\\nb\"}", &reply), 409);
+    json_decref(reply);
+    assert_int_equal(fx_admin_call(f, "POST", "/v1/weight", OPERATE_SECRET,
+                                   "{\"percent\": 2, \"reason\": 7}", &reply), 409);
+    json_decref(reply);
+    assert_true(fx_weight(f) == 3);
+    assert_int_equal(fx_ctl(f, out, "weight", "2", "--reason", "a\tb"), 2);
+    assert_true(fx_weight(f) == 3);
+    expect_last(f, "weight", "CHG-7");
+}
+
+static void
+test_require_reason(void **state)
+{
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 1, NULL);
+    char out[8192], st[64];
+    json_t *reply = NULL, *all;
+    size_t n;
+
+    f->admin_port = h_free_port();
+    assert_int_equal(fx_admin_tokens(f, "deploybot operate " OPERATE_SECRET "\n"), 0);
+    snprintf(f->admin_extra + strlen(f->admin_extra),
+             sizeof(f->admin_extra) - strlen(f->admin_extra), ", \"require_reason\": true");
+    assert_int_equal(fx_write_conf(f), 0);
+    assert_int_equal(fx_start_proxy(f, 1), 0);
+
+    all = fx_audit(f, NULL);
+    n = json_array_size(all);
+    json_decref(all);
+    /* refused without one, changing nothing */
+    assert_int_equal(fx_ctl(f, out, "weight", "10"), 1);
+    assert_non_null(strstr(h_ctl_err(), "a reason is required (admin.require_reason)"));
+    assert_int_equal(fx_ctl(f, out, "weight", "10", "--reason", ""), 1);
+    assert_int_equal(fx_ctl(f, out, "promote"), 1);
+    assert_int_equal(fx_ctl(f, out, "switch", "new"), 1);
+    assert_int_equal(fx_ctl(f, out, "rollback"), 1);
+    assert_int_equal(fx_admin_call(f, "POST", "/v1/weight", OPERATE_SECRET,
+                                   "{\"percent\": 10}", &reply), 409);
+    assert_non_null(strstr(json_string_value(json_object_get(reply, "error")),
+                           "a reason is required"));
+    json_decref(reply);
+    fx_expect_state(f, "steady", 0);
+    all = fx_audit(f, NULL);
+    assert_int_equal(json_array_size(all), n);
+    json_decref(all);
+    /* reading needs none */
+    assert_int_equal(fx_ctl(f, out, "status"), 0);
+    assert_int_equal(fx_ctl(f, out, "audit"), 0);
+    /* and with one, it goes */
+    assert_int_equal(fx_ctl(f, out, "weight", "10", "--reason", "CHG-9"), 0);
+    expect_last(f, "weight", "CHG-9");
+    assert_int_equal(fx_admin_call(f, "POST", "/v1/rollback", OPERATE_SECRET,
+                                   "{\"reason\": \"CHG-10\"}", &reply), 200);
+    json_decref(reply);
+    assert_string_equal(fx_state(f, st, sizeof(st)), "rolled_back");
+    expect_last(f, "rollback", "CHG-10");
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_conventions, fx_teardown),
+        cmocka_unit_test_teardown(test_reason_on_every_change, fx_teardown),
+        cmocka_unit_test_teardown(test_require_reason, fx_teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
