@@ -51,6 +51,8 @@ cmd_status(struct adm_control *c, json_t *req, const char *actor)
                       "generation", (json_int_t)c->svcs[i].st.generation);
         if (o != NULL)
             json_object_set_new(o, "plan", adm_plan_status(&c->svcs[i]));
+        if (o != NULL)
+            json_object_set_new(o, "last_change", adm_persist_last_change(&c->svcs[i]));
         if (o != NULL && c->ops.status != NULL)
             c->ops.status(c->arg, i, o);
         json_array_append_new(list, o);

@@ -112,8 +112,10 @@ adm_control_free(struct adm_control *c)
     if (c == NULL)
         return;
     adm_persist_free(c);
-    for (i = 0; i < c->n; i++)
+    for (i = 0; i < c->n; i++) {
         free(c->svcs[i].name);
+        json_decref(c->svcs[i].last);
+    }
     free(c->svcs);
     free(c->state_file);
     free(c->audit_file);
@@ -214,6 +216,7 @@ adm_control_reconfigure(struct adm_control *c, const char *const *names,
                adm_state_names[c->svcs[i].st.state],
                (unsigned long long)c->svcs[i].st.generation);
         free(c->svcs[i].name);
+        json_decref(c->svcs[i].last);
     }
     free(c->svcs);
     c->svcs = svcs;

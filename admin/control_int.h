@@ -49,6 +49,10 @@ struct adm_svc {
     uint64_t audited_gen;        /* the audit log has an entry for every generation
                                   * up to this one (its own or a "recovered" one) */
     int64_t audited_bp;          /* the weight after <audited_gen>; -1 unknown */
+    uint64_t plan_end_gen;       /* the generation whose change ended the plan
+                                  * (breach, abort, last step); 0: none since start */
+    json_t *last;                /* owned: the audit entry of the last change
+                                  * (status "last_change"); NULL: none known */
 };
 
 /* An audit entry of a change that could not be written yet (persist.c). */

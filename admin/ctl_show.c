@@ -189,10 +189,15 @@ print_tls(const json_t *svc)
     putchar('\n');
 }
 
-#define PLAN_BAR_WIDTH 20
+#define PLAN_BAR_WIDTH 10
 
-/* The plan line: step, state and, while it runs, the bake as a bar
- *   plan    step 2/3 (50%)  progressing  bake [#########-----------] 4.5 s of 10 s, 5.5 s left  requests 12 (min 5) */
+/* The plan line: step, state and, while it runs, the bake as a bar and the
+ * requests new served in the step:
+ *   plan    step 2/3 (50%)  progressing  bake [####------] 4.5 s of 10 s, 5.5 s left
+ *           requests on new 12 (min 5)
+ * A plan that ended is shown as ended only while its end is the service's
+ * last change (status "plan.current"); after a later change it is history:
+ * the line says the plan is not running, as before a start. */
 static void
 print_plan(const json_t *svc)
 {
@@ -207,8 +212,8 @@ print_plan(const json_t *svc)
     if (!json_is_object(p) || st == NULL || strcmp(st, "none") == 0)
         return;                        /* no plan configured (or an older daemon) */
     printf("  %-6s  ", "plan");
-    if (strcmp(st, "idle") == 0) {
-        printf("not started: %s steps (", fmt_value(json_object_get(p, "steps"), b1, sizeof(b1)));
+    if (strcmp(st, "idle") == 0 || json_is_false(json_object_get(p, "current"))) {
+        printf("%s: %s steps (", strcmp(st, "idle") == 0 ? "not started" : "not running", fmt_value(json_object_get(p, "steps"), b1, sizeof(b1)));
         json_array_foreach(json_object_get(p, "steps_percent"), i, v)
             printf("%s%s%%", i > 0 ? " " : "", fmt_value(v, b2, sizeof(b2)));
         printf("), bake %s s each\n", fmt_value(json_object_get(p, "bake_s"), b3, sizeof(b3)));
@@ -231,11 +236,51 @@ print_plan(const json_t *svc)
     for (k = 0; k < PLAN_BAR_WIDTH; k++)
         bar[k] = k < fill ? '#' : '-';
     bar[PLAN_BAR_WIDTH] = '\0';
-    printf("  bake [%s] %.1f s of %s s, %.1f s left%s  requests %s (min %s)\n", bar,
-           bake_s - left_s, fmt_value(json_object_get(p, "bake_s"), b1, sizeof(b1)), left_s,
+    printf("  bake [%s] %.1f s of %s s, %.1f s left%s\n          requests on new %s "
+           "(min %s)\n", bar, bake_s - left_s,
+           fmt_value(json_object_get(p, "bake_s"), b1, sizeof(b1)), left_s,
            strcmp(st, "paused") == 0 ? " (clock stopped)" : "",
            fmt_value(json_object_get(p, "requests"), b2, sizeof(b2)),
            fmt_value(json_object_get(p, "min_requests"), b3, sizeof(b3)));
+}
+
+/* The scalar members of <figures> as "key=value ..." into <buf>. */
+static const char *
+fmt_figures(const json_t *figures, char *buf, size_t len)
+{
+    const char *key;
+    json_t *v;
+    char b[64];
+    size_t k = 0;
+
+    buf[0] = '\0';
+    json_object_foreach((json_t *)figures, key, v) {
+        if (json_is_object(v) || json_is_array(v) || k >= len)
+            continue;
+        k += (size_t)snprintf(buf + k, len - k, "%s%s=%s", k > 0 ? " " : "",
+                              ctl_shown(key, strlen(key), 0), fmt_value(v, b, sizeof(b)));
+    }
+    return buf;
+}
+
+void
+ctl_print_last_change(const json_t *lc, const char *label)
+{
+    const json_t *reason = json_object_get(lc, "reason"), *fig = json_object_get(lc, "figures");
+    char b[6][64], figs[512];
+
+    if (!json_is_object(lc))
+        return;
+    printf("  %-6s  %s %s -> %s by %s at %s\n", label,
+           fmt_value(json_object_get(lc, "action"), b[0], sizeof(b[0])),
+           fmt_percent(json_object_get(lc, "from"), b[1], sizeof(b[1])),
+           fmt_percent(json_object_get(lc, "to"), b[2], sizeof(b[2])),
+           fmt_value(json_object_get(lc, "actor"), b[3], sizeof(b[3])),
+           fmt_value(json_object_get(lc, "at"), b[4], sizeof(b[4])));
+    if (json_is_string(reason) && json_string_length(reason) > 0)
+        printf("          reason \"%s\"\n", shown_str(reason, CTL_ESC_QUOTED));
+    if (json_is_object(fig) && fmt_figures(fig, figs, sizeof(figs))[0] != '\0')
+        printf("          figures %s\n", figs);
 }
 
 /* A state in effect that is not saved, and audit entries not written yet:
@@ -261,19 +306,27 @@ print_store(const json_t *st)
 void
 ctl_print_status(const json_t *reply)
 {
-    const json_t *svc;
-    char name[64], mode[64], weight[64], state[64], gen[64];
+    const json_t *svc, *eff, *why;
+    char name[64], mode[64], weight[64], state[64], gen[64], effb[64];
     size_t i;
 
     json_array_foreach(json_object_get(reply, "services"), i, svc) {
         if (i > 0)
             putchar('\n');
-        printf("SERVICE %s  mode %s  weight %s  state %s  generation %s\n",
+        /* the weight set, then the share new gets now (after fallback;
+         * "none" when both sides are down) */
+        eff = json_object_get(svc, "effective_weight");
+        printf("SERVICE %s  mode %s  weight %s  effective %s  state %s  generation %s\n",
                fmt_value(json_object_get(svc, "name"), name, sizeof(name)),
                fmt_value(json_object_get(svc, "mode"), mode, sizeof(mode)),
                fmt_percent(json_object_get(svc, "weight"), weight, sizeof(weight)),
+               json_is_null(eff) ? "none" : fmt_percent(eff, effb, sizeof(effb)),
                fmt_value(json_object_get(svc, "state"), state, sizeof(state)),
                fmt_value(json_object_get(svc, "generation"), gen, sizeof(gen)));
+        why = json_object_get(svc, "effective_why");
+        if (json_is_string(why) && json_string_length(why) > 0)
+            printf("  %-6s  %s\n", "note", shown_str(why, 0));
+        ctl_print_last_change(json_object_get(svc, "last_change"), "last");
         print_plan(svc);
         print_tls(svc);
         print_side(svc, "legacy");

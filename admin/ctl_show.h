@@ -24,6 +24,13 @@ const char *ctl_shown(const char *s, size_t len, unsigned flags);
 /* The reply of status: every service, then the state store's trouble. */
 void ctl_print_status(const json_t *reply);
 
+/* A service's "last_change" object <lc> as lines under <label>:
+ *   last    rollback 10.00% -> 0.00% by auto at 2026-12-05T18:44:34.686Z
+ *           reason "error rate 0.074 > 0.050 over 27 requests (2 errors)"
+ *           figures kind=error_rate error_rate=0.07 requests=27 …
+ * Nothing when it is not an object. */
+void ctl_print_last_change(const json_t *lc, const char *label);
+
 /* The reply of a change: "web: weight 0.00% -> 10.00% (generation 4), state steady". */
 void ctl_print_change(const json_t *reply);
 

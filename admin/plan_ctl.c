@@ -60,26 +60,33 @@ adm_plan_status(const struct adm_svc *s)
     const struct hl_plan_conf *pc = &s->plan_conf;
     const struct hl_plan *p = &s->plan;
     bool has_step = p->state != HL_PLAN_IDLE, running = hl_plan_is_running(p);
-    json_t *steps;
+    /* current: running, or ended by the service's last change (news);
+     * a plan that ended before a later change is history */
+    bool current = running || (has_step && s->plan_end_gen == s->st.generation);
+    json_t *steps, *o;
     unsigned i;
 
     if (pc->nsteps == 0)
-        return json_pack("{s:s, s:i, s:i}", "state", "none", "step", 0, "steps", 0);
+        return json_pack("{s:s, s:i, s:i, s:b}", "state", "none", "step", 0, "steps", 0,
+                         "current", 0);
     steps = json_array();
     for (i = 0; i < pc->nsteps; i++)
         json_array_append_new(steps, adm_percent_json(pc->steps_bp[i]));
-    return json_pack("{s:s, s:i, s:i, s:o, s:o, s:i, s:f, s:f, s:I, s:i}",
-                     "state", hl_plan_state_names[p->state],
-                     "step", has_step ? (int)p->step + 1 : 0,
-                     "steps", (int)pc->nsteps,
-                     "percent", has_step ? adm_percent_json(pc->steps_bp[p->step])
-                                         : json_null(),
-                     "steps_percent", steps,
-                     "bake_s", (int)pc->bake_s,
-                     "baked_s", running ? (double)p->baked_ms / 1000.0 : 0.0,
-                     "bake_left_s", (double)hl_plan_bake_left_ms(p, pc) / 1000.0,
-                     "requests", (json_int_t)(running ? p->step_requests : 0),
-                     "min_requests", (int)s->min_requests);
+    o = json_pack("{s:s, s:i, s:i, s:o, s:o, s:i, s:f, s:f, s:I, s:i}",
+                  "state", hl_plan_state_names[p->state],
+                  "step", has_step ? (int)p->step + 1 : 0,
+                  "steps", (int)pc->nsteps,
+                  "percent", has_step ? adm_percent_json(pc->steps_bp[p->step])
+                                      : json_null(),
+                  "steps_percent", steps,
+                  "bake_s", (int)pc->bake_s,
+                  "baked_s", running ? (double)p->baked_ms / 1000.0 : 0.0,
+                  "bake_left_s", (double)hl_plan_bake_left_ms(p, pc) / 1000.0,
+                  "requests", (json_int_t)(running ? p->step_requests : 0),
+                  "min_requests", (int)s->min_requests);
+    if (o != NULL)
+        json_object_set_new(o, "current", json_boolean(current));
+    return o;
 }
 
 json_t *

@@ -209,6 +209,134 @@ test_require_reason(void **state)
     expect_last(f, "rollback", "CHG-10");
 }
 
+/* Polls status --json every 50 ms until <path> (h_json_at) of the only
+ * service is the string <want>; fails the test after <timeout_ms>. */
+static void
+wait_status_str(struct fx *f, const char *path, const char *want, int timeout_ms)
+{
+    long long t0 = h_now_ms();
+    json_t *v;
+
+    for (;;) {
+        v = fx_status_at(f, "%s", path);
+        if (json_is_string(v) && strcmp(json_string_value(v), want) == 0) {
+            json_decref(v);
+            return;
+        }
+        json_decref(v);
+        if (h_now_ms() - t0 > timeout_ms) {
+            h_dump_file(f->log, 3000);
+            fail_msg("status %s did not become \"%s\" within %d ms", path, want, timeout_ms);
+        }
+        h_sleep_ms(50);
+    }
+}
+
+/* How often <needle> occurs in <hay>. */
+static unsigned
+count_of(const char *hay, const char *needle)
+{
+    unsigned n = 0;
+
+    for (; (hay = strstr(hay, needle)) != NULL; hay += strlen(needle))
+        n++;
+    return n;
+}
+
+/* Status tells the story: the last change with its actor, reason, time and
+ * the figures of an automatic one, before and after a restart; the share
+ * new gets now beside the weight; a plan ended by a breach is said once and
+ * is history after the next change. */
+static void
+test_status_story(void **state)
+{
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 1,
+                          ", \"plan\": {\"steps\": [10, 50], \"bake_s\": 600}"
+                          ", \"rollback\": {\"min_requests\": 5, \"window_s\": 10}"
+                          ", \"health\": {\"type\": \"http\", \"path\": \"/healthz\", "
+                          "\"interval_ms\": 150, \"timeout_ms\": 100, \"rise\": 2, \"fall\": 2}");
+    char out[16384], at[64];
+    json_t *lc, *v;
+    int c[2];
+
+    assert_int_equal(fx_start_proxy(f, 1), 0);
+    v = fx_status_at(f, "last_change");
+    assert_true(json_is_null(v));      /* a fresh daemon: nothing to tell */
+    json_decref(v);
+    v = fx_status_at(f, "effective_weight");
+    assert_true(json_is_number(v) && json_number_value(v) == 0);
+    json_decref(v);
+
+    /* a plan stopped by a breach: the rollback's story, with its figures */
+    assert_int_equal(fx_ctl(f, out, "plan", "start", "--reason", "CHG-11"), 0);
+    assert_int_equal(h_backend_set(f->port[1][0], "error_rate=1&seed=1"), 0);
+    fx_drive(f, 60, 0, c, NULL, NULL);
+    assert_true(c[1] >= 5);
+    wait_status_str(f, "state", "rolled_back", 5000);
+    lc = fx_status_at(f, "last_change");
+    assert_non_null(lc);
+    assert_string_equal(json_string_value(json_object_get(lc, "action")), "rollback");
+    assert_string_equal(json_string_value(json_object_get(lc, "actor")), "auto");
+    assert_non_null(strstr(json_string_value(json_object_get(lc, "reason")), "error rate"));
+    assert_true(json_is_string(json_object_get(lc, "at")));
+    assert_true(json_number_value(json_object_get(lc, "from")) == 10);
+    assert_true(json_number_value(json_object_get(lc, "to")) == 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(lc, "figures"),
+                                                          "kind")), "error_rate");
+    json_decref(lc);
+    v = fx_status_at(f, "plan.current");
+    assert_true(json_is_true(v));
+    json_decref(v);
+    assert_int_equal(fx_ctl(f, out, "status"), 0);
+    assert_int_equal(count_of(out, "breach"), 1);
+    assert_non_null(strstr(out, "plan    step 1/2 (10%)  stopped by a breach"));
+    assert_non_null(strstr(out, "last    rollback 10.00% -> 0.00% by auto at "));
+    assert_non_null(strstr(out, "figures kind=error_rate"));
+
+    /* promote: the plan is history, said nowhere as current */
+    assert_int_equal(h_backend_set(f->port[1][0], "error_rate=0"), 0);
+    assert_int_equal(fx_ctl(f, out, "promote", "--reason", "CHG-12"), 0);
+    v = fx_status_at(f, "plan.current");
+    assert_true(json_is_false(v));
+    json_decref(v);
+    assert_int_equal(fx_ctl(f, out, "status"), 0);
+    assert_null(strstr(out, "breach"));
+    assert_null(strstr(out, "step 1/2"));
+    assert_non_null(strstr(out, "plan    not running: 2 steps (10% 50%), bake 600 s each"));
+    assert_non_null(strstr(out, "last    promote 0.00% -> 100.00% by uid:"));
+    assert_non_null(strstr(out, "reason \"CHG-12\""));
+    assert_null(strstr(out, "figures"));
+
+    /* new down at weight 50: everything goes to legacy, and status says so */
+    assert_int_equal(fx_ctl(f, out, "weight", "50"), 0);
+    assert_int_equal(fx_ctl(f, out, "status"), 0);
+    assert_non_null(strstr(out, "weight 50.00%  effective 50.00%  state steady"));
+    assert_null(strstr(out, "note"));
+    assert_int_equal(h_backend_set(f->port[1][0], "healthy=0"), 0);
+    assert_int_equal(fx_wait_up(f, "new", false, 5000), 0);
+    v = fx_status_at(f, "effective_weight");
+    assert_true(json_is_number(v) && json_number_value(v) == 0);
+    json_decref(v);
+    assert_int_equal(fx_ctl(f, out, "status"), 0);
+    assert_non_null(strstr(out, "weight 50.00%  effective 0.00%  state steady"));
+    assert_non_null(strstr(out, "note    new has no healthy server: its share falls back to "
+                                "legacy"));
+    fx_drive(f, 20, 0, c, NULL, NULL);
+    assert_int_equal(c[1], 0);
+
+    /* a restart keeps the story: read back from the audit log */
+    lc = fx_status_at(f, "last_change");
+    snprintf(at, sizeof(at), "%s", json_string_value(json_object_get(lc, "at")));
+    json_decref(lc);
+    fx_stop_clean(f);
+    assert_int_equal(fx_start_proxy(f, 2), 0);
+    lc = fx_status_at(f, "last_change");
+    assert_non_null(lc);
+    assert_string_equal(json_string_value(json_object_get(lc, "action")), "weight");
+    assert_string_equal(json_string_value(json_object_get(lc, "at")), at);
+    json_decref(lc);
+}
+
 int
 main(void)
 {
@@ -216,6 +344,7 @@ main(void)
         cmocka_unit_test_teardown(test_conventions, fx_teardown),
         cmocka_unit_test_teardown(test_reason_on_every_change, fx_teardown),
         cmocka_unit_test_teardown(test_require_reason, fx_teardown),
+        cmocka_unit_test_teardown(test_status_story, fx_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
