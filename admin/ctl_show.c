@@ -117,7 +117,8 @@ print_side(const json_t *svc, const char *side)
     }
 }
 
-/* The passive windows of both sides side by side:
+/* The passive windows of both sides side by side ("no data" for the
+ * errors and latencies of a side that served no request in the window):
  *   window        legacy              new
  *   requests      120                 14
  *   errors        0 (0.00%)           3 (21.43%)
@@ -133,6 +134,14 @@ print_windows(const json_t *svc)
     for (k = 0; k < 2; k++) {
         w = json_object_get(json_object_get(svc, sides[k]), "window");
         rate = json_object_get(w, "error_rate");
+        if (json_is_integer(json_object_get(w, "requests"))
+            && json_integer_value(json_object_get(w, "requests")) == 0) {
+            /* no request in the window: no rate and no latency, not zeros */
+            snprintf(cell[0][k], sizeof(cell[0][k]), "0");
+            snprintf(cell[1][k], sizeof(cell[1][k]), "no data");
+            snprintf(cell[2][k], sizeof(cell[2][k]), "no data");
+            continue;
+        }
         snprintf(cell[0][k], sizeof(cell[0][k]), "%s",
                  fmt_value(json_object_get(w, "requests"), b1, sizeof(b1)));
         if (json_is_number(rate))
@@ -189,12 +198,14 @@ print_tls(const json_t *svc)
     putchar('\n');
 }
 
-#define PLAN_BAR_WIDTH 10
+#define PLAN_BAR_WIDTH 8
+#define SHOW_COLUMNS   80        /* a reason wraps to fit */
 
 /* The plan line: step, state and, while it runs, the bake as a bar and the
  * requests new served in the step:
- *   plan    step 2/3 (50%)  progressing  bake [####------] 4.5 s of 10 s, 5.5 s left
+ *   plan    step 2/3 (50%)  progressing  bake [####----] 4.5/10 s, 5.5 s left
  *           requests on new 12 (min 5)
+ * (seconds without a decimal from a bake of 100 s up: within 80 columns)
  * A plan that ended is shown as ended only while its end is the service's
  * last change (status "plan.current"); after a later change it is history:
  * the line says the plan is not running, as before a start. */
@@ -236,12 +247,42 @@ print_plan(const json_t *svc)
     for (k = 0; k < PLAN_BAR_WIDTH; k++)
         bar[k] = k < fill ? '#' : '-';
     bar[PLAN_BAR_WIDTH] = '\0';
-    printf("  bake [%s] %.1f s of %s s, %.1f s left%s\n          requests on new %s "
-           "(min %s)\n", bar, bake_s - left_s,
-           fmt_value(json_object_get(p, "bake_s"), b1, sizeof(b1)), left_s,
-           strcmp(st, "paused") == 0 ? " (clock stopped)" : "",
-           fmt_value(json_object_get(p, "requests"), b2, sizeof(b2)),
-           fmt_value(json_object_get(p, "min_requests"), b3, sizeof(b3)));
+    printf("  bake [%s] %.*f/%s s, %.*f s left\n          requests on new %s (min %s)%s\n",
+           bar, bake_s >= 100 ? 0 : 1, bake_s - left_s,
+           fmt_value(json_object_get(p, "bake_s"), b1, sizeof(b1)), bake_s >= 100 ? 0 : 1,
+           left_s, fmt_value(json_object_get(p, "requests"), b2, sizeof(b2)),
+           fmt_value(json_object_get(p, "min_requests"), b3, sizeof(b3)),
+           strcmp(st, "paused") == 0 ? "  (clock stopped)" : "");
+}
+
+/* <lead><text><tail> at column 10, wrapped at spaces to SHOW_COLUMNS
+ * (a word longer than a line is cut), further lines at column 12. */
+static void
+print_wrapped(const char *lead, const char *text, const char *tail)
+{
+    size_t col = 10 + strlen(lead), room, n, cut;
+
+    printf("%10s%s", "", lead);
+    while (*text != '\0') {
+        room = SHOW_COLUMNS > col ? SHOW_COLUMNS - col : 1;
+        n = strlen(text);
+        if (n + strlen(tail) <= room) {
+            fputs(text, stdout);
+            break;
+        }
+        /* the last space that fits, else a hard cut (at a character) */
+        for (cut = room; cut > 0 && text[cut] != ' '; cut--)
+            ;
+        if (cut == 0)
+            for (cut = room; cut > 1 && ((unsigned char)text[cut] & 0xc0) == 0x80; cut--)
+                ;
+        printf("%.*s\n%12s", (int)cut, text, "");
+        text += cut;
+        while (*text == ' ')
+            text++;
+        col = 12;
+    }
+    printf("%s\n", tail);
 }
 
 /* The scalar members of <figures> as "key=value ..." into <buf>. */
@@ -278,7 +319,7 @@ ctl_print_last_change(const json_t *lc, const char *label)
            fmt_value(json_object_get(lc, "actor"), b[3], sizeof(b[3])),
            fmt_value(json_object_get(lc, "at"), b[4], sizeof(b[4])));
     if (json_is_string(reason) && json_string_length(reason) > 0)
-        printf("          reason \"%s\"\n", shown_str(reason, CTL_ESC_QUOTED));
+        print_wrapped("reason \"", shown_str(reason, CTL_ESC_QUOTED), "\"");
     if (json_is_object(fig) && fmt_figures(fig, figs, sizeof(figs))[0] != '\0')
         printf("          figures %s\n", figs);
 }
@@ -316,7 +357,7 @@ ctl_print_status(const json_t *reply)
         /* the weight set, then the share new gets now (after fallback;
          * "none" when both sides are down) */
         eff = json_object_get(svc, "effective_weight");
-        printf("SERVICE %s  mode %s  weight %s  effective %s  state %s  generation %s\n",
+        printf("SERVICE %s (%s)  weight %s  effective %s  state %s  gen %s\n",
                fmt_value(json_object_get(svc, "name"), name, sizeof(name)),
                fmt_value(json_object_get(svc, "mode"), mode, sizeof(mode)),
                fmt_percent(json_object_get(svc, "weight"), weight, sizeof(weight)),

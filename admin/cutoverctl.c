@@ -129,10 +129,17 @@ parse_uint(const char *text, long lo, long hi, long *out)
 
 /* ---- talking to the daemon --------------------------------------------- */
 
+/* The last failure to reach the daemon; watch says it once, not on every
+ * try, while <quiet_unreachable>. */
+static int unreachable_err;
+static bool quiet_unreachable;
+
 static int
 unreachable(const struct ctl_conn *c, int err)
 {
-    fprintf(stderr, "cutoverctl: cannot connect to %s: %s\n", c->path, strerror(err));
+    unreachable_err = err;
+    if (!quiet_unreachable)
+        fprintf(stderr, "cutoverctl: cannot connect to %s: %s\n", c->path, strerror(err));
     return CTL_EXIT_UNREACHABLE;
 }
 
@@ -375,15 +382,47 @@ run_once(const struct ctl_opts *o, const json_t *req)
     return rc;
 }
 
-/* status every second until SIGINT (exit 0) or an error. */
+/* The local time now in <fmt> (strftime) into <buf>. */
+static const char *
+now_text(const char *fmt, char *buf, size_t len)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+
+    if (localtime_r(&t, &tm) == NULL || strftime(buf, len, fmt, &tm) == 0)
+        snprintf(buf, len, "%lld", (long long)t);
+    return buf;
+}
+
+/* Sleeps <ms> unless interrupted. */
+static void
+nap_ms(long ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+    if (!interrupted)
+        nanosleep(&ts, NULL);
+}
+
+/*
+ * watch: status every second until SIGINT or SIGTERM (exit 0). Each frame
+ * starts with the local time; on a terminal it is redrawn in place. The
+ * daemon going away (a restart) is said once, on stdout ("lost the daemon
+ * (why): reconnecting every 1 s"), and the socket tried again every second
+ * until it answers ("reconnected after N s"); with --json those lines go to stderr so
+ * stdout stays one JSON object a line. A daemon that cannot be reached at
+ * the start is exit 3 as for any command; a refusal (an unknown service)
+ * ends the watch with exit 1.
+ */
 static int
 run_watch(const struct ctl_opts *o, const json_t *req)
 {
     struct sigaction sa;
     struct ctl_conn c;
-    struct timespec tick = { .tv_sec = 1, .tv_nsec = 0 };
-    bool is_intr = false, is_tty = !o->is_json && isatty(STDOUT_FILENO);
-    char *line = encode_line(req);
+    bool is_intr = false, is_tty = !o->is_json && isatty(STDOUT_FILENO), up;
+    FILE *say = o->is_json ? stderr : stdout;
+    char *line = encode_line(req), ts[64];
+    time_t lost_at = 0;
     int rc;
 
     if (line == NULL)
@@ -399,22 +438,50 @@ run_watch(const struct ctl_opts *o, const json_t *req)
         free(line);
         return rc;
     }
-    for (;;) {
+    up = true;
+    quiet_unreachable = true;
+    while (!interrupted) {
+        if (!up) {
+            if (conn_open(&c, o->socket) != 0) {
+                nap_ms(1000);
+                continue;
+            }
+            up = true;
+            fprintf(say, "%s  reconnected after %lld s\n", now_text("%H:%M:%S", ts, sizeof(ts)),
+                    (long long)(time(NULL) - lost_at));
+            fflush(say);
+        }
         if (is_tty)
             fputs("\033[H\033[2J", stdout);    /* redraw in place */
+        if (!o->is_json)
+            printf("cutoverctl watch  %s  (every 1 s; Ctrl-C stops)\n",
+                   now_text("%Y-%m-%d %H:%M:%S %Z", ts, sizeof(ts)));
         rc = roundtrip(o, &c, line, &is_intr);
-        if (rc != 0 || is_intr || interrupted)
+        if (is_intr || interrupted)
+            break;
+        if (rc == CTL_EXIT_UNREACHABLE) {
+            conn_close(&c);
+            up = false;
+            lost_at = time(NULL);
+            fprintf(say, "%s  lost the daemon (%s): reconnecting every 1 s\n",
+                    now_text("%H:%M:%S", ts, sizeof(ts)), strerror(unreachable_err));
+            fflush(say);
+            nap_ms(1000);
+            continue;
+        }
+        if (rc != 0)
             break;
         if (!o->is_json && !is_tty)
             putchar('\n');
         fflush(stdout);
-        if (nanosleep(&tick, NULL) != 0 && interrupted)
-            break;
+        nap_ms(1000);
     }
-    conn_close(&c);
+    if (up)
+        conn_close(&c);
     free(line);
     return interrupted ? CTL_EXIT_OK : rc;
 }
+
 /* ---- command line ------------------------------------------------------ */
 
 enum {

@@ -337,6 +337,83 @@ test_status_story(void **state)
     json_decref(lc);
 }
 
+/* The longest line of <text>, in characters (UTF-8 continuation bytes not
+ * counted). */
+static size_t
+widest_line(const char *text)
+{
+    size_t w = 0, max = 0;
+
+    for (; *text != '\0'; text++) {
+        if (*text == '\n') {
+            w = 0;
+            continue;
+        }
+        if (((unsigned char)*text & 0xc0) != 0x80 && ++w > max)
+            max = w;
+    }
+    return max;
+}
+
+/* watch: a timestamp per frame, "no data" rather than zeros, 80 columns,
+ * a daemon restart survived (said once each way), exit 0 on Ctrl-C. */
+static void
+test_watch(void **state)
+{
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 1,
+                          ", \"plan\": {\"steps\": [10, 50], \"bake_s\": 600}");
+    char log[600], *argv[] = { (char *)h_bin("cutoverctl"), "-s", NULL, "watch", NULL };
+    char *text;
+    long long t0;
+    pid_t w;
+    int c[2];
+
+    assert_int_equal(fx_start_proxy(f, 1), 0);
+    fx_ctl_ok(f, "plan", "start");
+    snprintf(log, sizeof(log), "%s/watch.out", f->dir);
+    argv[2] = f->sock;
+    w = h_spawn(argv, log);
+    assert_true(w > 0);
+    assert_int_equal(h_wait_log(log, "requests on new", 5000), 0);
+    text = h_read_file(log);
+    assert_non_null(strstr(text, "cutoverctl watch  2"));      /* the date */
+    assert_non_null(strstr(text, "(every 1 s; Ctrl-C stops)"));
+    assert_non_null(strstr(text, "errors        no data               no data"));
+    assert_null(strstr(text, "0 / 0"));
+    if (widest_line(text) > 80)
+        fail_msg("a watch line is wider than 80 columns:\n%s", text);
+    free(text);
+
+    /* traffic: figures instead of "no data" */
+    fx_drive(f, 20, 0, c, NULL, NULL);
+    assert_int_equal(h_wait_log(log, "requests      ", 5000), 0);
+
+    /* the daemon restarts: watch says so and goes on */
+    assert_int_equal(h_stop(f->proxy, SIGTERM, 10000), 0);
+    assert_int_equal(h_wait_log(log, "lost the daemon (", 5000), 0);
+    assert_true(h_alive(w, NULL));
+    assert_int_equal(fx_start_proxy(f, 2), 0);
+    assert_int_equal(h_wait_log(log, "reconnected after ", 5000), 0);
+    text = h_read_file(log);
+    assert_int_equal(count_of(text, "lost the daemon"), 1);
+    assert_int_equal(count_of(text, "reconnected after"), 1);
+    /* a frame after the reconnection, within 5 s */
+    for (t0 = h_now_ms(); strstr(strstr(text, "reconnected after"), "SERVICE web (http)") == NULL;
+         h_sleep_ms(50)) {
+        if (h_now_ms() - t0 > 5000)
+            fail_msg("no frame after the reconnection:\n%s", text);
+        free(text);
+        text = h_read_file(log);
+        assert_non_null(text);
+    }
+    if (widest_line(text) > 80)
+        fail_msg("a watch line is wider than 80 columns:\n%s", text);
+    free(text);
+
+    /* Ctrl-C: exit 0, promptly */
+    assert_int_equal(h_stop(w, SIGINT, 3000), 0);
+}
+
 int
 main(void)
 {
@@ -345,6 +422,7 @@ main(void)
         cmocka_unit_test_teardown(test_reason_on_every_change, fx_teardown),
         cmocka_unit_test_teardown(test_require_reason, fx_teardown),
         cmocka_unit_test_teardown(test_status_story, fx_teardown),
+        cmocka_unit_test_teardown(test_watch, fx_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
