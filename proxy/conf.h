@@ -106,6 +106,14 @@ struct px_conf {
  * "FILE: PATH: message" when the place cannot be found). */
 struct px_conf *px_conf_load(const char *file, char *errbuf, size_t errlen);
 
+/* px_conf_load() reporting up to <max> errors (1..CONF_ERRORS_MAX; a load
+ * goes on after a semantic error to find the others), one line each in
+ * the order of their place in the file, joined by "\n"; with more than one,
+ * a last line "FILE: N errors" (and how many more were found than shown).
+ * A syntax error stops the parse: it is the only one. For `cutoverd -t` and
+ * the start; a reload logs one line, so it uses px_conf_load(). */
+struct px_conf *px_conf_load_n(const char *file, unsigned max, char *errbuf, size_t errlen);
+
 void px_conf_free(struct px_conf *c);
 
 /* Parses "127.0.0.1:8080" or "[::1]:8080" (numeric only) into <out>. 0 / -1. */

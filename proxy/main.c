@@ -29,11 +29,13 @@
 #include "admin/http.h"
 #include "admin/socket.h"
 #include "admin/tokens.h"
+#include "lib/conf.h"
 #include "lib/fs.h"
 #include "lib/log.h"
 #include "lib/notify.h"
 #include "lib/xmalloc.h"
 #include "lib/timeval.h"
+#include "lib/version.h"
 #include "proxy/accesslog.h"
 #include "proxy/conf.h"
 #include "proxy/cookie.h"
@@ -56,11 +58,14 @@ usage(FILE *f)
 {
     fprintf(f,
             "usage: cutoverd -c FILE [-t] [-d] [-R SEED]\n"
-            "  -c FILE   configuration file (JSON)\n"
-            "  -t        check the configuration and exit (0 valid, 1 invalid)\n"
-            "  -d        debug logging\n"
-            "  -R SEED   seed of the random draws (tests; default: from the kernel)\n"
-            "  -h        this help\n");
+            "       cutoverd --help | --version\n"
+            "  -c, --config FILE  configuration file (JSON)\n"
+            "  -t, --test         check the configuration, report every error found,\n"
+            "                     and exit (0 valid, 1 invalid)\n"
+            "  -d, --debug        debug logging\n"
+            "  -R, --seed SEED    seed of the random draws (tests; default: the kernel's)\n"
+            "  -h, --help         this help\n"
+            "  -V, --version      the version\n");
 }
 
 /* ---- signals ------------------------------------------------------- */
@@ -286,8 +291,21 @@ main(int argc, char **argv)
     int opt, rc = 1;
 
     memset(&d, 0, sizeof(d));
-    while ((opt = getopt(argc, argv, "c:tdhR:")) != -1) {
+    static const struct option longopts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "test", no_argument, NULL, 't' },
+        { "debug", no_argument, NULL, 'd' },
+        { "seed", required_argument, NULL, 'R' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+
+    while ((opt = getopt_long(argc, argv, "c:tdhVR:", longopts, NULL)) != -1) {
         switch (opt) {
+        case 'V':
+            printf("cutoverd %s\n", CUTOVER_VERSION);
+            return 0;
         case 'R':
             seed_text = optarg;
             break;
@@ -303,10 +321,17 @@ main(int argc, char **argv)
         return 2;
     }
 
-    srv->conf = px_conf_load(conf_file, err, sizeof(err));
-    if (srv->conf == NULL) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
+    {
+        /* every error the loader can find, one line each (bounded) */
+        char *errs = xmalloc(CONF_ERRORS_MAX * 512);
+
+        srv->conf = px_conf_load_n(conf_file, CONF_ERRORS_MAX, errs, CONF_ERRORS_MAX * 512);
+        if (srv->conf == NULL) {
+            fprintf(stderr, "%s\n", errs);
+            free(errs);
+            return 1;
+        }
+        free(errs);
     }
     /* A bad token file stops the start, and `-t` reports it too. A missing
      * one only warns under -t: configs are checked before their secrets
