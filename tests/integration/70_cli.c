@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -48,6 +49,25 @@ expect_last(struct fx *f, const char *action, const char *reason)
     json_decref(e);
 }
 
+/* Runs cutoverd with <arg> alone; its stdout (and stderr) into <out>.
+ * Returns its exit status, -1 when it did not run. */
+static int
+run_cutoverd(const char *arg, char *out, size_t len)
+{
+    char cmd[1200];
+    size_t n;
+    FILE *p;
+    int st;
+
+    snprintf(cmd, sizeof(cmd), "'%s' %s 2>&1", h_bin("cutoverd"), arg);
+    if ((p = popen(cmd, "r")) == NULL)
+        return -1;
+    n = fread(out, 1, len - 1, p);
+    out[n] = '\0';
+    st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 static void
 test_conventions(void **state)
 {
@@ -65,6 +85,16 @@ test_conventions(void **state)
              h_free_port(), f->port[0][0], f->port[1][0]);
     assert_int_equal(fx_write_conf(f), 0);
     assert_int_equal(fx_start_proxy(f, 1), 0);
+
+    /* both binaries: version and help, exit 0 */
+    assert_int_equal(run_cutoverd("--version", out, sizeof(out)), 0);
+    assert_true(strncmp(out, "cutoverd ", 9) == 0);
+    assert_int_equal(run_cutoverd("-V", out, sizeof(out)), 0);
+    assert_true(strncmp(out, "cutoverd ", 9) == 0);
+    assert_int_equal(run_cutoverd("--help", out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "usage: cutoverd"));
+    assert_non_null(strstr(out, "--version"));
+    assert_int_equal(run_cutoverd("--frobnicate", out, sizeof(out)), 2);
 
     /* version and help, without a daemon to talk to */
     assert_int_equal(h_ctl("/nonexistent.sock", out, sizeof(out), "--version", (char *)NULL),
