@@ -45,7 +45,7 @@ LIB_SRC    = $(UTIL_SRC) $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB        = $(BUILD)/libcutover.a
 
-CTL_SRC    = admin/cutoverctl.c admin/ctl_proto.c lib/xmalloc.c lib/text.c
+CTL_SRC    = admin/cutoverctl.c admin/ctl_show.c admin/ctl_proto.c lib/xmalloc.c lib/text.c
 CTL_OBJ    = $(CTL_SRC:%.c=$(BUILD)/%.o)
 
 UNIT_SRC   = $(sort $(wildcard tests/unit/test_*.c))
@@ -75,6 +75,10 @@ BINDIR     = $(PREFIX)/bin
 MAN8DIR    = $(PREFIX)/share/man/man8
 UNITDIR    = $(PREFIX)/lib/systemd/system
 EXAMPLEDIR = $(PREFIX)/share/doc/cutover/examples
+BASHCOMPDIR = $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR = $(PREFIX)/share/zsh/vendor-completions
+# install strips the binaries; the ones in $(BUILD) keep their debug info
+STRIP     ?= strip
 
 all: $(BINS) cutoverd cutoverctl
 
@@ -162,12 +166,16 @@ check-layers:
 	@sh tests/tools/check-layers.sh --self-test
 	@sh tests/tools/check-layers.sh
 
-## install: binaries, man pages, systemd unit, example configs (PREFIX, DESTDIR)
+## install: stripped binaries, man pages, systemd unit, example configs, bash and zsh completion (PREFIX, DESTDIR)
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MAN8DIR) \
-	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(EXAMPLEDIR)
-	install -m 0755 $(BUILD)/cutoverd $(DESTDIR)$(SBINDIR)/cutoverd
-	install -m 0755 $(BUILD)/cutoverctl $(DESTDIR)$(BINDIR)/cutoverctl
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(EXAMPLEDIR) $(DESTDIR)$(BASHCOMPDIR) \
+	    $(DESTDIR)$(ZSHCOMPDIR)
+	install -m 0755 -s --strip-program=$(STRIP) $(BUILD)/cutoverd $(DESTDIR)$(SBINDIR)/cutoverd
+	install -m 0755 -s --strip-program=$(STRIP) $(BUILD)/cutoverctl $(DESTDIR)$(BINDIR)/cutoverctl
+	install -m 0644 conf/completion/cutoverctl.bash $(DESTDIR)$(BASHCOMPDIR)/cutoverctl
+	install -m 0644 conf/completion/cutoverctl.bash $(DESTDIR)$(BASHCOMPDIR)/cutoverd
+	install -m 0644 conf/completion/_cutoverctl $(DESTDIR)$(ZSHCOMPDIR)/_cutoverctl
 	install -m 0644 man/cutoverd.8 man/cutoverctl.8 $(DESTDIR)$(MAN8DIR)/
 	sed 's|@SBINDIR@|$(SBINDIR)|g' conf/cutover.service >$(DESTDIR)$(UNITDIR)/cutover.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/cutover.service
@@ -177,6 +185,8 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/cutoverd $(DESTDIR)$(BINDIR)/cutoverctl \
 	    $(DESTDIR)$(MAN8DIR)/cutoverd.8 $(DESTDIR)$(MAN8DIR)/cutoverctl.8 \
+	    $(DESTDIR)$(BASHCOMPDIR)/cutoverctl $(DESTDIR)$(BASHCOMPDIR)/cutoverd \
+	    $(DESTDIR)$(ZSHCOMPDIR)/_cutoverctl \
 	    $(DESTDIR)$(UNITDIR)/cutover.service $(DESTDIR)$(EXAMPLEDIR)/example.json \
 	    $(DESTDIR)$(EXAMPLEDIR)/minimal.json $(DESTDIR)$(EXAMPLEDIR)/tcp.json
 	-rmdir $(DESTDIR)$(EXAMPLEDIR) $(DESTDIR)$(PREFIX)/share/doc/cutover 2>/dev/null

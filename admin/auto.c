@@ -44,15 +44,16 @@ adm_auto_svc(const struct adm_svc_state *st)
 /* Stops service <svc>'s progressive plan, if one runs, for an automatic
  * decision, as breached. The new state (rolled_back or frozen) already keeps
  * a plan from advancing: it only advances while the state is progressing. */
-static void
+static bool
 auto_stop_plan(struct adm_control *c, unsigned svc)
 {
     struct adm_svc *s = &c->svcs[svc];
 
     if (hl_plan_breach(&s->plan) != 0)
-        return;                        /* no plan running */
+        return false;                  /* no plan running */
     log_at(LL_WARN, "control", 0, "%s: plan stopped at step %u/%u by the breach",
            s->name, s->plan.step + 1, s->plan_conf.nsteps);
+    return true;
 }
 
 int
@@ -62,6 +63,7 @@ adm_control_auto(struct adm_control *c, unsigned svc, enum hl_auto_action a,
     struct adm_change ch = { .svc = svc, .reason = reason != NULL ? reason : "",
                              .left = RT_NONE, .drain_s = -1, .figures = figures };
     json_t *r;
+    bool stopped;
 
     assert(svc < c->n);
     assert(a == HL_AUTO_ROLLBACK || a == HL_AUTO_FREEZE);
@@ -78,11 +80,13 @@ adm_control_auto(struct adm_control *c, unsigned svc, enum hl_auto_action a,
         ch.state = ADM_ST_FROZEN;
         ch.action = "freeze";
     }
-    auto_stop_plan(c, svc);
+    stopped = auto_stop_plan(c, svc);
     /* Never a raise, so adm_change_run applies first and saves second; a
      * failed save is logged there and the change stays in effect. */
     r = adm_change_run(c, &ch, "auto");
     json_decref(r);
+    if (stopped)                       /* the breach's change ended the plan */
+        c->svcs[svc].plan_end_gen = c->svcs[svc].st.generation;
     if (a == HL_AUTO_ROLLBACK)
         c->svcs[svc].counters.rollbacks[auto_reason(figures)]++;
     else

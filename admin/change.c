@@ -108,6 +108,9 @@ adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *a
         apply(c, ch->svc, ch->left, ch->drain_s);
     }
 
+    if (hl_plan_is_running(&old_plan) && !hl_plan_is_running(&s->plan))
+        s->plan_end_gen = s->st.generation;   /* this change ended the plan */
+
     /* The reason is operator text: quoted, so a newline cannot forge a log line. */
     quoted = ch->reason[0] != '\0' ? json_string(ch->reason) : NULL;
     qreason = quoted != NULL ? json_dumps(quoted, JSON_ENCODE_ANY) : NULL;

@@ -25,7 +25,6 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
-#define REASON_MAX      1024     /* bytes of rollback reason text */
 #define AUDIT_N_DEFAULT 20
 #define REPLY_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
@@ -53,6 +52,8 @@ cmd_status(struct adm_control *c, json_t *req, const char *actor)
                       "generation", (json_int_t)c->svcs[i].st.generation);
         if (o != NULL)
             json_object_set_new(o, "plan", adm_plan_status(&c->svcs[i]));
+        if (o != NULL)
+            json_object_set_new(o, "last_change", adm_persist_last_change(&c->svcs[i]));
         if (o != NULL && c->ops.status != NULL)
             c->ops.status(c->arg, i, o);
         json_array_append_new(list, o);
@@ -69,7 +70,7 @@ cmd_status(struct adm_control *c, json_t *req, const char *actor)
 static json_t *
 cmd_weight(struct adm_control *c, json_t *req, const char *actor)
 {
-    static const char *const keys[] = { "cmd", "service", "percent", NULL };
+    static const char *const keys[] = { "cmd", "service", "percent", "reason", NULL };
     struct adm_change ch = { .state = ADM_ST_STEADY, .action = "weight", .reason = "",
                              .left = RT_NONE, .drain_s = -1 };
     json_t *r, *p;
@@ -77,6 +78,8 @@ cmd_weight(struct adm_control *c, json_t *req, const char *actor)
     if ((r = adm_check_keys(req, "weight", keys)) != NULL)
         return r;
     if ((r = adm_resolve_service(c, req, &ch.svc)) != NULL)
+        return r;
+    if ((r = adm_req_reason(c, req, "weight", &ch.reason)) != NULL)
         return r;
     p = json_object_get(req, "percent");
     if (p == NULL)
@@ -100,29 +103,15 @@ cmd_rollback(struct adm_control *c, json_t *req, const char *actor)
     struct adm_change ch = { .weight_bp = 0, .state = ADM_ST_ROLLED_BACK,
                              .action = "rollback", .reason = "", .left = RT_NONE,
                              .drain_s = -1 };
-    json_t *r, *v;
+    json_t *r;
     uint64_t gen;
-    size_t bad;
 
     if ((r = adm_check_keys(req, "rollback", keys)) != NULL)
         return r;
     if ((r = adm_resolve_service(c, req, &ch.svc)) != NULL)
         return r;
-    if ((v = json_object_get(req, "reason")) != NULL) {
-        if (!json_is_string(v))
-            return adm_fail_reply("\"reason\" must be a string, got %s", adm_type_name(v));
-        if (json_string_length(v) > REASON_MAX)
-            return adm_fail_reply("\"reason\" is too long (%zu bytes, at most %d)",
-                                  json_string_length(v), REASON_MAX);
-        /* one line of printable text (admin/ctl_proto.h): a reason is shown
-         * to operators, in the audit and the logs, and must never forge a
-         * line or reach their terminals as a control sequence */
-        if (!ctl_text_ok(json_string_value(v), json_string_length(v), &bad))
-            return adm_fail_reply("\"reason\" must be one line of printable text: byte %zu "
-                                  "is a control character, a line separator or a "
-                                  "bidirectional control", bad);
-        ch.reason = json_string_value(v);
-    }
+    if ((r = adm_req_reason(c, req, "rollback", &ch.reason)) != NULL)
+        return r;
     gen = c->svcs[ch.svc].st.generation;
     r = adm_change_run(c, &ch, actor);
     if (c->svcs[ch.svc].st.generation != gen)  /* applied (even if not saved) */
@@ -133,7 +122,7 @@ cmd_rollback(struct adm_control *c, json_t *req, const char *actor)
 static json_t *
 cmd_promote(struct adm_control *c, json_t *req, const char *actor)
 {
-    static const char *const keys[] = { "cmd", "service", NULL };
+    static const char *const keys[] = { "cmd", "service", "reason", NULL };
     struct adm_change ch = { .weight_bp = RT_BP_MAX, .state = ADM_ST_PROMOTED,
                              .action = "promote", .reason = "", .left = RT_NONE,
                              .drain_s = -1 };
@@ -143,13 +132,16 @@ cmd_promote(struct adm_control *c, json_t *req, const char *actor)
         return r;
     if ((r = adm_resolve_service(c, req, &ch.svc)) != NULL)
         return r;
+    if ((r = adm_req_reason(c, req, "promote", &ch.reason)) != NULL)
+        return r;
     return adm_change_run(c, &ch, actor);
 }
 
 static json_t *
 cmd_switch(struct adm_control *c, json_t *req, const char *actor)
 {
-    static const char *const keys[] = { "cmd", "service", "to", "drain_s", "force", NULL };
+    static const char *const keys[] = { "cmd", "service", "to", "drain_s", "force", "reason",
+                                        NULL };
     struct adm_change ch = { .action = "switch", .reason = "", .drain_s = -1 };
     json_t *r, *v;
     const char *to;
@@ -189,6 +181,8 @@ cmd_switch(struct adm_control *c, json_t *req, const char *actor)
             return adm_fail_reply("\"force\" must be a boolean, got %s", adm_type_name(v));
         force = json_is_true(v);
     }
+    if ((r = adm_req_reason(c, req, "switch", &ch.reason)) != NULL)
+        return r;
     if (ch.left == RT_LEGACY && !force && c->ops.side_healthy != NULL
         && !c->ops.side_healthy(c->arg, ch.svc, RT_NEW))
         return adm_fail_reply("new has no healthy server; use --force");
@@ -248,10 +242,11 @@ static int audit_unchanged(struct adm_control *c, int svc, const char *service,
 static json_t *
 cmd_certs(struct adm_control *c, json_t *req, const char *actor)
 {
-    static const char *const keys[] = { "cmd", "service", "action", NULL };
+    static const char *const keys[] = { "cmd", "service", "action", "reason", NULL };
     struct adm_caller who = { .actor = actor, .pid = -1, .level = ADM_LEVEL_ADMIN };
     json_t *r, *v;
-    char msg[1024], reason[1100];
+    char msg[1024], reason[ADM_REASON_MAX + 1200];
+    const char *why;
     int rc;
 
     if ((r = adm_check_keys(req, "certs", keys)) != NULL)
@@ -261,10 +256,14 @@ cmd_certs(struct adm_control *c, json_t *req, const char *actor)
         return adm_fail_reply("missing \"action\" (\"reload\")");
     if (!json_is_string(v) || strcmp(json_string_value(v), "reload") != 0)
         return adm_fail_reply("\"action\" must be \"reload\"");
+    if ((r = adm_req_reason(c, req, "certs reload", &why)) != NULL)
+        return r;
     if (c->ops.certs_reload == NULL)
         return adm_fail_reply("this daemon has no TLS certificates to reload");
     rc = c->ops.certs_reload(c->arg, msg, sizeof(msg));
-    snprintf(reason, sizeof(reason), "%s%s", rc == 0 ? "" : "failed: ", msg);
+    /* the operator's reason first, then what happened */
+    snprintf(reason, sizeof(reason), "%s%s%s%s", why, why[0] != '\0' ? "; " : "",
+             rc == 0 ? "" : "failed: ", msg);
     if (rc == 0)
         log_at(LL_INFO, "control", 0, "certs reload by %s: %s", actor, msg);
     else

@@ -123,8 +123,10 @@ adm_control_free(struct adm_control *c)
         return;
     adm_fleet_free(c->fleet);
     adm_persist_free(c);
-    for (i = 0; i < c->n; i++)
+    for (i = 0; i < c->n; i++) {
         free(c->svcs[i].name);
+        json_decref(c->svcs[i].last);
+    }
     free(c->svcs);
     free(c->state_file);
     free(c->audit_file);
@@ -231,6 +233,7 @@ adm_control_reconfigure(struct adm_control *c, const char *const *names,
                adm_state_names[c->svcs[i].st.state],
                (unsigned long long)c->svcs[i].st.generation);
         free(c->svcs[i].name);
+        json_decref(c->svcs[i].last);
     }
     free(c->svcs);
     c->svcs = svcs;
@@ -258,4 +261,10 @@ int
 adm_control_flush(struct adm_control *c)
 {
     return adm_persist_flush(c);
+}
+
+void
+adm_control_set_require_reason(struct adm_control *c, bool on)
+{
+    c->require_reason = on;
 }

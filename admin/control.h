@@ -217,6 +217,11 @@ int adm_control_auto(struct adm_control *c, unsigned svc, enum hl_auto_action a,
 
 struct hl_plan_conf;
 
+/* admin.require_reason: every command that changes something (weight,
+ * rollback, promote, switch, plan, certs reload) is refused, changing
+ * nothing, unless it carries a non-empty "reason". Off by default. */
+void adm_control_set_require_reason(struct adm_control *c, bool on);
+
 /* Gives service <svc> its plan <plan> (copied; nsteps 0: none) and the
  * request floor of a step <min_requests> (rollback.min_requests). Call once
  * per service right after adm_control_new(), before any command or tick:

@@ -54,6 +54,10 @@ struct adm_svc {
     /* fleet.c: with the fleet's store */
     bool fleet_dirty;            /* <st> was lowered here and is not in the database yet */
     bool fleet_busy;             /* a write of this service is in flight */
+    uint64_t plan_end_gen;       /* the generation whose change ended the plan
+                                  * (breach, abort, last step); 0: none since start */
+    json_t *last;                /* owned: the audit entry of the last change
+                                  * (status "last_change"); NULL: none known */
 };
 
 /* An audit entry of a change that could not be written yet (persist.c). */
@@ -97,6 +101,7 @@ struct adm_control {
                                         * progress (pid for the audit and the
                                         * log); NULL outside adm_control_exec_as() */
     struct adm_persist persist;
+    bool require_reason;         /* admin.require_reason */
     struct adm_fleet *fleet;     /* owned: the fleet's store (admin/fleet.h); NULL
                                   * without "store": {"postgres"} */
     /* a reply that waits (control.h): who waits for the command in progress

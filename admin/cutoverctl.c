@@ -2,19 +2,19 @@
  * cutoverctl: the operator's command-line client. It speaks only the admin
  * protocol (one JSON line out, one JSON line back over the unix socket) and
  * shares nothing with the daemon but admin/ctl_proto.h, so it can never
- * depend on daemon internals.
+ * depend on daemon internals. How replies are shown is admin/ctl_show.c.
+ *
+ * The command line is two tables: the options (global ones and those of
+ * some commands) and the commands (arguments, which options apply, the help
+ * text, how the request is built and the reply shown). A new command is one
+ * entry. Options may come before or after the command; `--opt=VALUE` is
+ * the same as `--opt VALUE`; `--` ends the options.
  *
  * Everything that can be checked locally (command names, options, the weight
  * syntax, the reason's text) is checked before connecting, so a typo is a
  * usage error (exit 2) and never reaches the daemon. Exit status: 0 done, 1
  * refused by the daemon, 2 usage, 3 the daemon cannot be reached or its
  * reply was cut off.
- *
- * Every string from the daemon is printed through shown() (ctl_escape()):
- * an audit reason, a service name, a server's check result or an error
- * can never send a control or escape sequence to the terminal nor look
- * like a line of its own; --json output is printed as the daemon sent it
- * unless it holds such characters, then re-encoded with \uXXXX escapes.
  */
 #include <errno.h>
 #include <limits.h>
@@ -32,17 +32,12 @@
 #include <jansson.h>
 
 #include "admin/ctl_proto.h"
-
-enum ctl_exit {
-    CTL_EXIT_OK = 0,
-    CTL_EXIT_REFUSED = 1,
-    CTL_EXIT_USAGE = 2,
-    CTL_EXIT_UNREACHABLE = 3,
-};
+#include "admin/ctl_show.h"
+#include "lib/version.h"
 
 #define CTL_REPLY_TIMEOUT_MS 30000
-#define CTL_SHOWN_RING       32        /* strings of shown() alive at once */
 #define CTL_REPLY_MAX        (64u * 1024u * 1024u)   /* bytes of one reply line */
+#define CTL_MAX_POS          1         /* positional arguments of any command */
 
 /* One connection to the daemon. */
 struct ctl_conn {
@@ -52,12 +47,44 @@ struct ctl_conn {
     size_t len, cap;
 };
 
-/* What the command line asked for. */
+struct ctl_cmd;
+
+/* What the command line asked for; strings borrowed from argv. */
 struct ctl_opts {
     char socket[4096];
-    const char *service;               /* borrowed from argv, or NULL */
+    const char *service;
     bool is_json;
-    const char *cmd;
+    const struct ctl_cmd *cmd;
+    const char *cmd_name;              /* as typed */
+    const char *pos[CTL_MAX_POS];
+    unsigned npos;
+    unsigned seen;                     /* CTL_O_* given */
+    const char *reason;
+    long drain_s, n;
+};
+
+/* How a reply is shown. */
+enum ctl_show_kind { SHOW_CHANGE, SHOW_STATUS, SHOW_AUDIT, SHOW_CERTS };
+
+/* Adds the command's own fields to <req> (cmd, service, the positional
+ * argument's field and reason are added by build_request()). Returns 0, or
+ * an exit status with a message printed. */
+typedef int ctl_build_fn(const struct ctl_opts *o, json_t *req);
+
+/* A command. */
+struct ctl_cmd {
+    const char *name;
+    const char *proto;                 /* the protocol's "cmd"; NULL: local */
+    const char *arg;                   /* the positional argument's synopsis, or NULL */
+    const char *words;                 /* "a|b|c": the argument must be one of these */
+    const char *field;                 /* the request field the argument goes to */
+    unsigned minpos, maxpos;
+    unsigned opts;                     /* CTL_O_* of the command */
+    const char *summary;               /* one line, for the list */
+    const char *help;                  /* for `help COMMAND` */
+    ctl_build_fn *build;               /* NULL: nothing more */
+    enum ctl_show_kind show;
+    bool watch;                        /* repeat every second */
 };
 
 static volatile sig_atomic_t interrupted;
@@ -67,34 +94,6 @@ on_sigint(int sig)
 {
     (void)sig;
     interrupted = 1;
-}
-
-static void
-usage(FILE *f)
-{
-    fputs("usage: cutoverctl [-s SOCKET] [-S SERVICE] [--json] COMMAND [ARGS]\n"
-          "\n"
-          "commands:\n"
-          "  status                               weight, state, servers and windows\n"
-          "  weight P                             share to new, 0..100, two decimals at most\n"
-          "  rollback [--reason TEXT]             weight 0 now, state rolled_back\n"
-          "  promote                              weight 100\n"
-          "  switch new|legacy [--drain-s N] [--force]\n"
-          "                                       blue-green flip\n"
-          "  plan start|pause|resume|abort        the progressive plan\n"
-          "  audit [-n N]                         the last N audit entries\n"
-          "  certs reload                         read every TLS certificate and key again\n"
-          "  watch                                status every second until interrupted\n"
-          "  help                                 this text\n"
-          "\n"
-          "options:\n"
-          "  -s, --socket SOCKET    admin socket (default: $CUTOVER_SOCKET or the\n"
-          "                         per-user default)\n"
-          "  -S, --service SERVICE  the service (may be left out with one service)\n"
-          "  --json                 print the daemon's reply as one JSON line\n"
-          "\n"
-          "exit status: 0 done, 1 refused by the daemon, 2 usage, 3 daemon unreachable\n",
-          f);
 }
 
 static int
@@ -130,10 +129,17 @@ parse_uint(const char *text, long lo, long hi, long *out)
 
 /* ---- talking to the daemon --------------------------------------------- */
 
+/* The last failure to reach the daemon; watch says it once, not on every
+ * try, while <quiet_unreachable>. */
+static int unreachable_err;
+static bool quiet_unreachable;
+
 static int
 unreachable(const struct ctl_conn *c, int err)
 {
-    fprintf(stderr, "cutoverctl: cannot connect to %s: %s\n", c->path, strerror(err));
+    unreachable_err = err;
+    if (!quiet_unreachable)
+        fprintf(stderr, "cutoverctl: cannot connect to %s: %s\n", c->path, strerror(err));
     return CTL_EXIT_UNREACHABLE;
 }
 
@@ -271,363 +277,6 @@ conn_read_line(struct ctl_conn *c, char **line, bool *is_intr)
         c->len += (size_t)k;
     }
 }
-
-/* ---- human-readable output --------------------------------------------- */
-
-/* <len> bytes of <s> as they may be shown on a terminal (ctl_escape() with
- * <flags>), in a buffer that stays valid for CTL_SHOWN_RING - 1 more calls. */
-static const char *
-shown(const char *s, size_t len, unsigned flags)
-{
-    static char *ring[CTL_SHOWN_RING];
-    static unsigned next;
-    char **slot = &ring[next++ % CTL_SHOWN_RING];
-    size_t n = ctl_escape(NULL, 0, s, len, flags);
-
-    free(*slot);
-    if ((*slot = malloc(n + 1)) == NULL) {
-        fputs("cutoverctl: out of memory\n", stderr);
-        exit(CTL_EXIT_UNREACHABLE);
-    }
-    ctl_escape(*slot, n + 1, s, len, flags);
-    return *slot;
-}
-
-/* The string <v> as it may be shown (shown()). */
-static const char *
-shown_str(const json_t *v, unsigned flags)
-{
-    return shown(json_string_value(v), json_string_length(v), flags);
-}
-
-/* Formats number <v> (percent) as "12.50%", a string as it is (audit
- * entries of health changes: "up", "down"; escaped), or "-" when it is
- * missing. */
-static const char *
-fmt_percent(const json_t *v, char *buf, size_t len)
-{
-    if (json_is_string(v))
-        return shown_str(v, 0);
-    if (!json_is_number(v))
-        return "-";
-    snprintf(buf, len, "%.2f%%", json_number_value(v));
-    return buf;
-}
-
-/* Formats a scalar: integers as integers, reals without trailing noise,
- * strings as they are (escaped), anything else (or nothing) as "-". */
-static const char *
-fmt_value(const json_t *v, char *buf, size_t len)
-{
-    double d;
-
-    if (json_is_string(v))
-        return shown_str(v, 0);
-    if (json_is_integer(v)) {
-        snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return buf;
-    }
-    if (json_is_real(v)) {
-        d = json_real_value(v);
-        if (d == (double)(long long)d && d > -1e15 && d < 1e15)
-            snprintf(buf, len, "%lld", (long long)d);
-        else
-            snprintf(buf, len, "%.2f", d);
-        return buf;
-    }
-    if (json_is_boolean(v))
-        return json_is_true(v) ? "true" : "false";
-    return "-";
-}
-
-static void
-print_side(const json_t *svc, const char *side)
-{
-    const json_t *o = json_object_get(svc, side), *servers, *srv;
-    char b1[64], b2[64], b3[64];
-    size_t i;
-
-    if (!json_is_object(o)) {
-        printf("  %s  -\n", side);
-        return;
-    }
-    servers = json_object_get(o, "servers");
-    json_array_foreach(servers, i, srv) {
-        const json_t *up = json_object_get(srv, "up");
-        const json_t *last = json_object_get(srv, "last_check");
-        const json_t *checks = json_object_get(srv, "checks");
-
-        printf("  %-6s  %s  %s", side,
-               fmt_value(json_object_get(srv, "addr"), b1, sizeof(b1)),
-               json_is_boolean(up) ? (json_is_true(up) ? "up" : "down") : "-");
-        /* active checks configured: the last result and the totals */
-        if (json_is_string(last))
-            printf("  check: %s (%s passed, %s failed)",
-                   json_string_length(last) > 0 ? shown_str(last, 0) : "pending",
-                   fmt_value(json_object_get(checks, "ok"), b2, sizeof(b2)),
-                   fmt_value(json_object_get(checks, "fail"), b3, sizeof(b3)));
-        putchar('\n');
-    }
-}
-
-/* The passive windows of both sides side by side:
- *   window        legacy              new
- *   requests      120                 14
- *   errors        0 (0.00%)           3 (21.43%)
- *   p50 / p99 ms  1.20 / 3.40         1.50 / 4.00                           */
-static void
-print_windows(const json_t *svc)
-{
-    static const char *const sides[2] = { "legacy", "new" };
-    char cell[3][2][64], b1[64], b2[64];
-    const json_t *w, *rate;
-    unsigned k;
-
-    for (k = 0; k < 2; k++) {
-        w = json_object_get(json_object_get(svc, sides[k]), "window");
-        rate = json_object_get(w, "error_rate");
-        snprintf(cell[0][k], sizeof(cell[0][k]), "%s",
-                 fmt_value(json_object_get(w, "requests"), b1, sizeof(b1)));
-        if (json_is_number(rate))
-            snprintf(cell[1][k], sizeof(cell[1][k]), "%s (%.2f%%)",
-                     fmt_value(json_object_get(w, "errors"), b1, sizeof(b1)),
-                     json_number_value(rate) * 100.0);
-        else
-            snprintf(cell[1][k], sizeof(cell[1][k]), "%s",
-                     fmt_value(json_object_get(w, "errors"), b1, sizeof(b1)));
-        snprintf(cell[2][k], sizeof(cell[2][k]), "%s / %s",
-                 fmt_value(json_object_get(w, "p50_ms"), b1, sizeof(b1)),
-                 fmt_value(json_object_get(w, "p99_ms"), b2, sizeof(b2)));
-    }
-    printf("  %-14s%-22s%s\n", "window", sides[0], sides[1]);
-    printf("  %-14s%-22s%s\n", "requests", cell[0][0], cell[0][1]);
-    printf("  %-14s%-22s%s\n", "errors", cell[1][0], cell[1][1]);
-    printf("  %-14s%-22s%s\n", "p50 / p99 ms", cell[2][0], cell[2][1]);
-}
-
-/* The TLS lines of a service that terminates TLS, one per certificate:
- *   tls     CN=a.test  a.test b.test  until 2026-01-05T00:00:00Z (29 days)  ECDSA P-256
- *   tls     handshakes ok 12, resumed 4; failed: timeout 1 */
-static void
-print_tls(const json_t *svc)
-{
-    const json_t *tls = json_object_get(svc, "tls"), *c, *n, *hs, *v;
-    const char *key;
-    char b1[64], b2[64];
-    size_t i, k;
-    bool failed = false;
-
-    if (!json_is_object(tls))
-        return;
-    json_array_foreach(json_object_get(tls, "certs"), i, c) {
-        printf("  %-6s  %s ", "tls", fmt_value(json_object_get(c, "subject"), b1, sizeof(b1)));
-        json_array_foreach(json_object_get(c, "names"), k, n)
-            printf(" %s", json_string_value(n) != NULL ? json_string_value(n) : "-");
-        printf("  until %s (%s days)  %s\n",
-               fmt_value(json_object_get(c, "not_after"), b1, sizeof(b1)),
-               fmt_value(json_object_get(c, "expires_in_days"), b2, sizeof(b2)),
-               json_string_value(json_object_get(c, "key")) != NULL
-               ? json_string_value(json_object_get(c, "key")) : "-");
-    }
-    hs = json_object_get(tls, "handshakes");
-    printf("  %-6s  handshakes ok %s, resumed %s", "tls",
-           fmt_value(json_object_get(hs, "ok"), b1, sizeof(b1)),
-           fmt_value(json_object_get(tls, "resumed"), b2, sizeof(b2)));
-    json_object_foreach((json_t *)hs, key, v) {
-        if (strcmp(key, "ok") == 0 || !json_is_integer(v) || json_integer_value(v) == 0)
-            continue;
-        printf("%s %s %s", failed ? "," : "; failed:", key, fmt_value(v, b1, sizeof(b1)));
-        failed = true;
-    }
-    putchar('\n');
-}
-
-#define PLAN_BAR_WIDTH 20
-
-/* The plan line: step, state and, while it runs, the bake as a bar
- *   plan    step 2/3 (50%)  progressing  bake [#########-----------] 4.5 s of 10 s, 5.5 s left  requests 12 (min 5) */
-static void
-print_plan(const json_t *svc)
-{
-    const json_t *p = json_object_get(svc, "plan"), *v;
-    const char *st = json_is_string(json_object_get(p, "state"))
-                     ? shown_str(json_object_get(p, "state"), 0) : NULL;
-    char b1[64], b2[64], b3[64], bar[PLAN_BAR_WIDTH + 1];
-    double bake_s, left_s, done;
-    size_t i;
-    unsigned k, fill;
-
-    if (!json_is_object(p) || st == NULL || strcmp(st, "none") == 0)
-        return;                        /* no plan configured (or an older daemon) */
-    printf("  %-6s  ", "plan");
-    if (strcmp(st, "idle") == 0) {
-        printf("not started: %s steps (", fmt_value(json_object_get(p, "steps"), b1, sizeof(b1)));
-        json_array_foreach(json_object_get(p, "steps_percent"), i, v)
-            printf("%s%s%%", i > 0 ? " " : "", fmt_value(v, b2, sizeof(b2)));
-        printf("), bake %s s each\n", fmt_value(json_object_get(p, "bake_s"), b3, sizeof(b3)));
-        return;
-    }
-    printf("step %s/%s (%s%%)  %s",
-           fmt_value(json_object_get(p, "step"), b1, sizeof(b1)),
-           fmt_value(json_object_get(p, "steps"), b2, sizeof(b2)),
-           fmt_value(json_object_get(p, "percent"), b3, sizeof(b3)),
-           strcmp(st, "breached") == 0 ? "stopped by a breach" : st);
-    if (strcmp(st, "progressing") != 0 && strcmp(st, "paused") != 0) {
-        putchar('\n');
-        return;
-    }
-    bake_s = json_number_value(json_object_get(p, "bake_s"));
-    left_s = json_number_value(json_object_get(p, "bake_left_s"));
-    done = bake_s > 0 ? (bake_s - left_s) / bake_s : 1.0;
-    done = done < 0 ? 0 : done > 1 ? 1 : done;
-    fill = (unsigned)(done * PLAN_BAR_WIDTH + 0.5);
-    for (k = 0; k < PLAN_BAR_WIDTH; k++)
-        bar[k] = k < fill ? '#' : '-';
-    bar[PLAN_BAR_WIDTH] = '\0';
-    printf("  bake [%s] %.1f s of %s s, %.1f s left%s  requests %s (min %s)\n", bar,
-           bake_s - left_s, fmt_value(json_object_get(p, "bake_s"), b1, sizeof(b1)), left_s,
-           strcmp(st, "paused") == 0 ? " (clock stopped)" : "",
-           fmt_value(json_object_get(p, "requests"), b2, sizeof(b2)),
-           fmt_value(json_object_get(p, "min_requests"), b3, sizeof(b3)));
-}
-
-/* A state in effect that is not saved, and audit entries not written yet:
- * said loudly, after the services (nothing when all is on disk). */
-static void
-print_store(const json_t *st)
-{
-    char b1[64], b2[64];
-
-    if (json_is_true(json_object_get(st, "dirty")))
-        printf("\nSTATE NOT SAVED since %s: %s; %s\n",
-               fmt_value(json_object_get(st, "since"), b1, sizeof(b1)),
-               fmt_value(json_object_get(st, "last_error"), b2, sizeof(b2)),
-               json_is_true(json_object_get(st, "journaled"))
-               ? "kept in the journal (a restart restores it), retried until saved"
-               : "NOT in the journal: a restart now brings back the saved state");
-    if (json_integer_value(json_object_get(st, "audit_pending")) > 0)
-        printf("AUDIT ENTRIES WAITING: %s (the audit log fails: %s)\n",
-               fmt_value(json_object_get(st, "audit_pending"), b1, sizeof(b1)),
-               fmt_value(json_object_get(st, "audit_error"), b2, sizeof(b2)));
-}
-
-static void
-print_status(const json_t *reply)
-{
-    const json_t *svc;
-    char name[64], mode[64], weight[64], state[64], gen[64];
-    size_t i;
-
-    json_array_foreach(json_object_get(reply, "services"), i, svc) {
-        if (i > 0)
-            putchar('\n');
-        printf("SERVICE %s  mode %s  weight %s  state %s  generation %s\n",
-               fmt_value(json_object_get(svc, "name"), name, sizeof(name)),
-               fmt_value(json_object_get(svc, "mode"), mode, sizeof(mode)),
-               fmt_percent(json_object_get(svc, "weight"), weight, sizeof(weight)),
-               fmt_value(json_object_get(svc, "state"), state, sizeof(state)),
-               fmt_value(json_object_get(svc, "generation"), gen, sizeof(gen)));
-        print_plan(svc);
-        print_tls(svc);
-        print_side(svc, "legacy");
-        print_side(svc, "new");
-        print_windows(svc);
-    }
-    print_store(json_object_get(reply, "store"));
-}
-
-/* "web: weight 0.00% -> 10.00% (generation 4), state progressing" */
-static void
-print_change(const json_t *reply)
-{
-    const json_t *prev = json_object_get(reply, "previous_weight");
-    const json_t *weight = json_object_get(reply, "weight");
-    const json_t *state = json_object_get(reply, "state");
-    const json_t *plan = json_object_get(reply, "plan");
-    char b1[64], b2[64], b3[64], b4[64], b5[64];
-
-    if (weight == NULL) {
-        printf("%s: ok\n", fmt_value(json_object_get(reply, "service"), b1, sizeof(b1)));
-        return;
-    }
-    printf("%s: weight ", fmt_value(json_object_get(reply, "service"), b1, sizeof(b1)));
-    if (prev != NULL)
-        printf("%s -> ", fmt_percent(prev, b2, sizeof(b2)));
-    printf("%s (generation %s)", fmt_percent(weight, b3, sizeof(b3)),
-           fmt_value(json_object_get(reply, "generation"), b4, sizeof(b4)));
-    if (state != NULL)
-        printf(", state %s", fmt_value(state, b5, sizeof(b5)));
-    if (json_is_object(plan))          /* plan commands: where the plan is */
-        printf(", plan %s at step %s/%s",
-               fmt_value(json_object_get(plan, "state"), b1, sizeof(b1)),
-               fmt_value(json_object_get(plan, "step"), b2, sizeof(b2)),
-               fmt_value(json_object_get(plan, "steps"), b3, sizeof(b3)));
-    putchar('\n');
-}
-
-/* "2024-05-01T10:00:00Z  web  uid:0  weight  0.00% -> 10.00%  generation 4  reason \"…\"" */
-static void
-print_audit(const json_t *reply)
-{
-    const json_t *e, *reason, *figures;
-    const char *service, *action;
-    char b[7][64];
-    size_t i;
-    char *fig;
-
-    json_array_foreach(json_object_get(reply, "entries"), i, e) {
-        /* the actor, and the process behind a socket command */
-        snprintf(b[2], sizeof(b[2]), "%s",
-                 fmt_value(json_object_get(e, "actor"), b[3], sizeof(b[3])));
-        if (json_is_integer(json_object_get(e, "pid")))
-            snprintf(b[2] + strlen(b[2]), sizeof(b[2]) - strlen(b[2]), " pid:%lld",
-                     (long long)json_integer_value(json_object_get(e, "pid")));
-        service = fmt_value(json_object_get(e, "service"), b[1], sizeof(b[1]));
-        action = fmt_value(json_object_get(e, "action"), b[3], sizeof(b[3]));
-        printf("%s  %s  %s  %s",
-               fmt_value(json_object_get(e, "ts"), b[0], sizeof(b[0])),
-               service[0] != '\0' ? service : "-", b[2], action);
-        /* a refusal changed nothing: no "from -> to" to show */
-        if (strcmp(action, "refused") != 0 && strcmp(action, "auth_refused") != 0)
-            printf("  %s -> %s  generation %s",
-                   fmt_percent(json_object_get(e, "from"), b[4], sizeof(b[4])),
-                   fmt_percent(json_object_get(e, "to"), b[5], sizeof(b[5])),
-                   fmt_value(json_object_get(e, "generation"), b[6], sizeof(b[6])));
-        reason = json_object_get(e, "reason");
-        if (json_is_string(reason) && json_string_length(reason) > 0)
-            printf("  reason \"%s\"", shown_str(reason, CTL_ESC_QUOTED));
-        figures = json_object_get(e, "figures");
-        /* JSON escapes control characters; ENSURE_ASCII the rest */
-        if (figures != NULL && !json_is_null(figures)
-            && (fig = json_dumps(figures, JSON_COMPACT | JSON_ENSURE_ASCII
-                                          | JSON_REAL_PRECISION(6))) != NULL) {
-            printf("  figures %s", fig);
-            free(fig);
-        }
-        putchar('\n');
-    }
-}
-
-/* ---- one request ------------------------------------------------------- */
-
-/* --json: the reply <text> as the daemon sent it, or <reply> re-encoded
- * with \uXXXX escapes when the text holds characters that are not shown as
- * they are (jansson escapes control characters, not C1 controls or
- * bidirectional formatting). */
-static void
-print_json(const json_t *reply, const char *text)
-{
-    char *ascii;
-
-    if (ctl_text_ok(text, strlen(text), NULL)) {
-        printf("%s\n", text);
-        return;
-    }
-    ascii = json_dumps(reply, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(15));
-    printf("%s\n", ascii != NULL ? ascii : "{\"ok\":false,\"error\":\"out of memory\"}");
-    free(ascii);
-}
-
 /* Checks reply <text> and prints it. Returns the exit status. */
 static int
 show_reply(const struct ctl_opts *o, const struct ctl_conn *c, const char *text)
@@ -640,29 +289,29 @@ show_reply(const struct ctl_opts *o, const struct ctl_conn *c, const char *text)
     ok = json_object_get(reply, "ok");
     if (reply == NULL || !json_is_boolean(ok)) {
         fprintf(stderr, "cutoverctl: bad reply from %s: %s\n", c->path,
-                reply == NULL ? shown(je.text, strlen(je.text), 0) : "no \"ok\" field");
+                reply == NULL ? ctl_shown(je.text, strlen(je.text), 0) : "no \"ok\" field");
         json_decref(reply);
         return CTL_EXIT_UNREACHABLE;
     }
     if (!json_is_true(ok)) {
         err = json_object_get(reply, "error");
         if (o->is_json)
-            print_json(reply, text);
+            ctl_print_json(reply, text);
         fprintf(stderr, "cutoverctl: %s\n",
-                json_is_string(err) ? shown_str(err, 0) : "refused");
+                json_is_string(err) ? ctl_shown(json_string_value(err), json_string_length(err), 0) : "refused");
         rc = CTL_EXIT_REFUSED;
     } else {
         if (o->is_json)
-            print_json(reply, text);
-        else if (strcmp(o->cmd, "status") == 0 || strcmp(o->cmd, "watch") == 0)
-            print_status(reply);
-        else if (strcmp(o->cmd, "audit") == 0)
-            print_audit(reply);
-        else if (strcmp(o->cmd, "certs") == 0)
+            ctl_print_json(reply, text);
+        else if (o->cmd->show == SHOW_STATUS)
+            ctl_print_status(reply);
+        else if (o->cmd->show == SHOW_AUDIT)
+            ctl_print_audit(reply);
+        else if (o->cmd->show == SHOW_CERTS)
             printf("certs: %s\n", json_string_value(json_object_get(reply, "certs")) != NULL
                                    ? json_string_value(json_object_get(reply, "certs")) : "ok");
         else
-            print_change(reply);
+            ctl_print_change(reply);
         rc = CTL_EXIT_OK;
     }
     fflush(stdout);
@@ -733,15 +382,47 @@ run_once(const struct ctl_opts *o, const json_t *req)
     return rc;
 }
 
-/* status every second until SIGINT (exit 0) or an error. */
+/* The local time now in <fmt> (strftime) into <buf>. */
+static const char *
+now_text(const char *fmt, char *buf, size_t len)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+
+    if (localtime_r(&t, &tm) == NULL || strftime(buf, len, fmt, &tm) == 0)
+        snprintf(buf, len, "%lld", (long long)t);
+    return buf;
+}
+
+/* Sleeps <ms> unless interrupted. */
+static void
+nap_ms(long ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+    if (!interrupted)
+        nanosleep(&ts, NULL);
+}
+
+/*
+ * watch: status every second until SIGINT or SIGTERM (exit 0). Each frame
+ * starts with the local time; on a terminal it is redrawn in place. The
+ * daemon going away (a restart) is said once, on stdout ("lost the daemon
+ * (why): reconnecting every 1 s"), and the socket tried again every second
+ * until it answers ("reconnected after N s"); with --json those lines go to stderr so
+ * stdout stays one JSON object a line. A daemon that cannot be reached at
+ * the start is exit 3 as for any command; a refusal (an unknown service)
+ * ends the watch with exit 1.
+ */
 static int
 run_watch(const struct ctl_opts *o, const json_t *req)
 {
     struct sigaction sa;
     struct ctl_conn c;
-    struct timespec tick = { .tv_sec = 1, .tv_nsec = 0 };
-    bool is_intr = false, is_tty = !o->is_json && isatty(STDOUT_FILENO);
-    char *line = encode_line(req);
+    bool is_intr = false, is_tty = !o->is_json && isatty(STDOUT_FILENO), up;
+    FILE *say = o->is_json ? stderr : stdout;
+    char *line = encode_line(req), ts[64];
+    time_t lost_at = 0;
     int rc;
 
     if (line == NULL)
@@ -757,177 +438,477 @@ run_watch(const struct ctl_opts *o, const json_t *req)
         free(line);
         return rc;
     }
-    for (;;) {
+    up = true;
+    quiet_unreachable = true;
+    while (!interrupted) {
+        if (!up) {
+            if (conn_open(&c, o->socket) != 0) {
+                nap_ms(1000);
+                continue;
+            }
+            up = true;
+            fprintf(say, "%s  reconnected after %lld s\n", now_text("%H:%M:%S", ts, sizeof(ts)),
+                    (long long)(time(NULL) - lost_at));
+            fflush(say);
+        }
         if (is_tty)
             fputs("\033[H\033[2J", stdout);    /* redraw in place */
+        if (!o->is_json)
+            printf("cutoverctl watch  %s  (every 1 s; Ctrl-C stops)\n",
+                   now_text("%Y-%m-%d %H:%M:%S %Z", ts, sizeof(ts)));
         rc = roundtrip(o, &c, line, &is_intr);
-        if (rc != 0 || is_intr || interrupted)
+        if (is_intr || interrupted)
+            break;
+        if (rc == CTL_EXIT_UNREACHABLE) {
+            conn_close(&c);
+            up = false;
+            lost_at = time(NULL);
+            fprintf(say, "%s  lost the daemon (%s): reconnecting every 1 s\n",
+                    now_text("%H:%M:%S", ts, sizeof(ts)), strerror(unreachable_err));
+            fflush(say);
+            nap_ms(1000);
+            continue;
+        }
+        if (rc != 0)
             break;
         if (!o->is_json && !is_tty)
             putchar('\n');
         fflush(stdout);
-        if (nanosleep(&tick, NULL) != 0 && interrupted)
-            break;
+        nap_ms(1000);
     }
-    conn_close(&c);
+    if (up)
+        conn_close(&c);
     free(line);
     return interrupted ? CTL_EXIT_OK : rc;
 }
 
 /* ---- command line ------------------------------------------------------ */
 
-/* Consumes the global option at argv[*i] (with its value). Returns 1 when it
- * was one, 0 when it is not a global option, or CTL_EXIT_USAGE (negated). */
-static int
-global_option(struct ctl_opts *o, int argc, char **argv, int *i, bool only_json)
-{
-    const char *a = argv[*i];
+enum {
+    CTL_O_SOCKET  = 1u << 0,
+    CTL_O_SERVICE = 1u << 1,
+    CTL_O_JSON    = 1u << 2,
+    CTL_O_HELP    = 1u << 3,
+    CTL_O_VERSION = 1u << 4,
+    CTL_O_REASON  = 1u << 5,
+    CTL_O_DRAIN   = 1u << 6,
+    CTL_O_FORCE   = 1u << 7,
+    CTL_O_N       = 1u << 8,
+};
+#define CTL_O_GLOBAL (CTL_O_SOCKET | CTL_O_SERVICE | CTL_O_JSON | CTL_O_HELP | CTL_O_VERSION)
 
-    if (strcmp(a, "--json") == 0) {
-        o->is_json = true;
-        return 1;
+/* An option: a short name, a long one or both; a value or a flag. */
+struct ctl_opt {
+    unsigned bit;
+    char short_name;                   /* '\0': none */
+    const char *long_name;             /* "--reason"; NULL: none */
+    const char *metavar;               /* the value's name; NULL: a flag */
+    const char *help;
+};
+
+static const struct ctl_opt opt_table[] = {
+    { CTL_O_SOCKET, 's', "--socket", "SOCKET",
+      "the admin socket ($CUTOVER_SOCKET, else the default)" },
+    { CTL_O_SERVICE, 'S', "--service", "SERVICE",
+      "the service (may be left out with one service)" },
+    { CTL_O_JSON, '\0', "--json", NULL, "print the daemon's reply as one JSON line" },
+    { CTL_O_HELP, 'h', "--help", NULL, "this text; with a command, that command's" },
+    { CTL_O_VERSION, 'V', "--version", NULL, "print the version and exit" },
+    { CTL_O_REASON, '\0', "--reason", "TEXT",
+      "why, one line of printable text: written to the audit log" },
+    { CTL_O_DRAIN, '\0', "--drain-s", "N",
+      "close the TCP tunnels to the side left after N seconds" },
+    { CTL_O_FORCE, '\0', "--force", NULL, "switch to new even when its checks call it down" },
+    { CTL_O_N, 'n', NULL, "N", "how many entries (default 20)" },
+};
+#define NOPTS (sizeof(opt_table) / sizeof(opt_table[0]))
+
+static int
+build_weight(const struct ctl_opts *o, json_t *req)
+{
+    char text[32];
+    size_t n = strlen(o->pos[0]);
+    uint32_t bp;
+
+    /* "10%" is 10: the unit is allowed, once, at the end */
+    if (n > 1 && n < sizeof(text) && o->pos[0][n - 1] == '%') {
+        memcpy(text, o->pos[0], n - 1);
+        text[n - 1] = '\0';
+    } else {
+        snprintf(text, sizeof(text), "%s", n < sizeof(text) ? o->pos[0] : "x");
     }
-    if (only_json)
-        return 0;
-    if (strcmp(a, "-s") == 0 || strcmp(a, "--socket") == 0
-        || strcmp(a, "-S") == 0 || strcmp(a, "--service") == 0) {
-        if (*i + 1 >= argc)
-            return -usage_error("option %s needs a value", a);
-        (*i)++;
-        if (a[1] == 's' || strcmp(a, "--socket") == 0) {
-            if (strlen(argv[*i]) >= sizeof(o->socket))
-                return -usage_error("socket path too long: %s", argv[*i]);
-            snprintf(o->socket, sizeof(o->socket), "%s", argv[*i]);
-        } else {
-            if (argv[*i][0] == '\0')
-                return -usage_error("%s", "empty service name");
-            o->service = argv[*i];
+    if (ctl_weight_parse(text, &bp) != 0)
+        return usage_error("weight must be a number in 0..100 with at most two decimals "
+                           "(a %% sign after it is allowed), got \"%s\"", o->pos[0]);
+    /* Whole percents go as integers; others as the nearest double, which
+     * the daemon maps back to the same basis points. */
+    json_object_set_new(req, "percent", bp % 100 == 0 ? json_integer(bp / 100)
+                                                       : json_real(bp / 100.0));
+    return 0;
+}
+
+static int
+build_switch(const struct ctl_opts *o, json_t *req)
+{
+    if (o->seen & CTL_O_DRAIN)
+        json_object_set_new(req, "drain_s", json_integer(o->drain_s));
+    json_object_set_new(req, "force", json_boolean((o->seen & CTL_O_FORCE) != 0));
+    return 0;
+}
+
+static int
+build_audit(const struct ctl_opts *o, json_t *req)
+{
+    if (o->seen & CTL_O_N)
+        json_object_set_new(req, "n", json_integer(o->n));
+    return 0;
+}
+
+static const struct ctl_cmd cmd_table[] = {
+    { "status", "status", NULL, NULL, NULL, 0, 0, 0,
+      "weight, state, servers and windows",
+      "Every service (or the one of -S): the weight set and the share new gets now,\n"
+      "the state, the plan, every server's health and both sides' windows.\n",
+      NULL, SHOW_STATUS, false },
+    { "weight", "weight", "P", NULL, NULL, 1, 1, CTL_O_REASON,
+      "share to new, 0..100, two decimals at most",
+      "Sets the share of traffic to new: P in 0..100 with at most two decimals\n"
+      "(\"10\", \"12.5\", \"10%\"). Clears a rolled_back or frozen latch and ends a\n"
+      "running plan.\n",
+      build_weight, SHOW_CHANGE, false },
+    { "rollback", "rollback", NULL, NULL, NULL, 0, 0, CTL_O_REASON,
+      "weight 0 now, state rolled_back",
+      "Sends everything to legacy at once and latches the state rolled_back until\n"
+      "an operator sets a weight again. Returns once every worker routes by it and\n"
+      "the state is on disk.\n",
+      NULL, SHOW_CHANGE, false },
+    { "promote", "promote", NULL, NULL, NULL, 0, 0, CTL_O_REASON,
+      "weight 100",
+      "Sets the weight to 100 and the state promoted.\n",
+      NULL, SHOW_CHANGE, false },
+    { "switch", "switch", "new|legacy", "new|legacy", "to", 1, 1,
+      CTL_O_REASON | CTL_O_DRAIN | CTL_O_FORCE,
+      "blue-green flip",
+      "Moves all traffic to one side at once (weight 100 or 0). Idle pooled\n"
+      "connections to the side left close; requests in flight finish. Refused\n"
+      "when new has no healthy server, unless --force.\n",
+      build_switch, SHOW_CHANGE, false },
+    { "plan", "plan", "start|pause|resume|abort", "start|pause|resume|abort", "action", 1, 1,
+      CTL_O_REASON,
+      "the progressive plan",
+      "Runs the plan of the configuration (plan.steps, plan.bake_s): a step\n"
+      "advances once it baked without a breach and new served\n"
+      "rollback.min_requests in it. start needs a weight at or below the first\n"
+      "step and no latch; pause stops the bake clock; abort keeps the weight.\n",
+      NULL, SHOW_CHANGE, false },
+    { "audit", "audit", NULL, NULL, NULL, 0, 0, CTL_O_N,
+      "the last N audit entries",
+      "The last N entries of the audit log (of the service of -S only, when\n"
+      "given), oldest first: time, service, actor, action, weights, reason,\n"
+      "figures.\n",
+      build_audit, SHOW_AUDIT, false },
+    { "certs", "certs", "reload", "reload", "action", 1, 1, CTL_O_REASON,
+      "read every TLS certificate and key again",
+      "Reads every certificate and key the running configuration names and\n"
+      "installs them only when all load; otherwise the running ones stay.\n",
+      NULL, SHOW_CERTS, false },
+    { "watch", "status", NULL, NULL, NULL, 0, 0, 0,
+      "status every second until interrupted",
+      "Shows status every second until Ctrl-C.\n",
+      NULL, SHOW_STATUS, true },
+    { "help", NULL, "[COMMAND]", NULL, NULL, 0, 1, 0,
+      "this text, or a command's",
+      "The list of commands and options, or what COMMAND does and takes.\n",
+      NULL, SHOW_CHANGE, false },
+};
+#define NCMDS (sizeof(cmd_table) / sizeof(cmd_table[0]))
+
+static const struct ctl_cmd *
+find_cmd(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < NCMDS; i++)
+        if (strcmp(cmd_table[i].name, name) == 0)
+            return &cmd_table[i];
+    return NULL;
+}
+
+/* The option's name as the user would type it. */
+static const char *
+opt_name(const struct ctl_opt *op, char *buf, size_t len)
+{
+    if (op->long_name != NULL)
+        return op->long_name;
+    snprintf(buf, len, "-%c", op->short_name);
+    return buf;
+}
+
+/* " [--reason TEXT]" for every option of <opts>, written into <buf>. */
+static const char *
+opts_synopsis(unsigned opts, char *buf, size_t len)
+{
+    size_t i, k = 0;
+    char nb[8];
+
+    buf[0] = '\0';
+    for (i = 0; i < NOPTS && k < len; i++) {
+        if (!(opts & opt_table[i].bit))
+            continue;
+        k += (size_t)snprintf(buf + k, len - k, " [%s%s%s]",
+                              opt_name(&opt_table[i], nb, sizeof(nb)),
+                              opt_table[i].metavar != NULL ? " " : "",
+                              opt_table[i].metavar != NULL ? opt_table[i].metavar : "");
+    }
+    return buf;
+}
+
+static void
+print_opt(FILE *f, const struct ctl_opt *op)
+{
+    char left[64];
+
+    if (op->short_name != '\0' && op->long_name != NULL)
+        snprintf(left, sizeof(left), "-%c, %s%s%s", op->short_name, op->long_name,
+                 op->metavar != NULL ? " " : "", op->metavar != NULL ? op->metavar : "");
+    else
+        snprintf(left, sizeof(left), "%s%s%s%s", op->long_name != NULL ? op->long_name : "-",
+                 op->long_name != NULL ? "" : (char[2]){ op->short_name, '\0' },
+                 op->metavar != NULL ? " " : "", op->metavar != NULL ? op->metavar : "");
+    fprintf(f, "  %-22s %s\n", left, op->help);
+}
+
+static void
+usage(FILE *f)
+{
+    char syn[160], line[256];
+    size_t i;
+
+    fputs("usage: cutoverctl [-s SOCKET] [-S SERVICE] [--json] COMMAND [ARGS]\n"
+          "       cutoverctl help [COMMAND] | --help | --version\n"
+          "\ncommands:\n", f);
+    for (i = 0; i < NCMDS; i++) {
+        const struct ctl_cmd *c = &cmd_table[i];
+
+        snprintf(line, sizeof(line), "%s%s%s%s", c->name, c->arg != NULL ? " " : "",
+                 c->arg != NULL ? c->arg : "", opts_synopsis(c->opts, syn, sizeof(syn)));
+        if (strlen(line) > 36)
+            fprintf(f, "  %s\n  %-36s %s\n", line, "", c->summary);
+        else
+            fprintf(f, "  %-36s %s\n", line, c->summary);
+    }
+    fputs("\noptions (before or after the command):\n", f);
+    for (i = 0; i < NOPTS; i++)
+        if (opt_table[i].bit & CTL_O_GLOBAL)
+            print_opt(f, &opt_table[i]);
+    fputs("\n`cutoverctl help COMMAND` shows a command's own options.\n"
+          "exit status: 0 done, 1 refused by the daemon, 2 usage, 3 daemon unreachable\n", f);
+}
+
+static void
+usage_cmd(FILE *f, const struct ctl_cmd *c)
+{
+    char syn[160];
+    size_t i;
+
+    fprintf(f, "usage: cutoverctl [-s SOCKET] [-S SERVICE] [--json] %s%s%s%s\n\n%s",
+            c->name, c->arg != NULL ? " " : "", c->arg != NULL ? c->arg : "",
+            opts_synopsis(c->opts, syn, sizeof(syn)), c->help);
+    if (c->opts != 0) {
+        fputs("\noptions:\n", f);
+        for (i = 0; i < NOPTS; i++)
+            if (c->opts & opt_table[i].bit)
+                print_opt(f, &opt_table[i]);
+    }
+}
+
+/* The option <a> names (<*val> set to what follows "=" in "--opt=VALUE"),
+ * or NULL. */
+static const struct ctl_opt *
+find_opt(const char *a, const char **val)
+{
+    size_t i, n;
+    const char *eq;
+
+    *val = NULL;
+    if (a[0] == '-' && a[1] == '-') {
+        eq = strchr(a, '=');
+        n = eq != NULL ? (size_t)(eq - a) : strlen(a);
+        for (i = 0; i < NOPTS; i++) {
+            if (opt_table[i].long_name != NULL && strlen(opt_table[i].long_name) == n
+                && strncmp(opt_table[i].long_name, a, n) == 0) {
+                *val = eq != NULL ? eq + 1 : NULL;
+                return &opt_table[i];
+            }
         }
-        return 1;
+        return NULL;
+    }
+    for (i = 0; a[0] == '-' && a[1] != '\0' && a[2] == '\0' && i < NOPTS; i++)
+        if (opt_table[i].short_name == a[1])
+            return &opt_table[i];
+    return NULL;
+}
+
+/* Stores option <op> with value <val>. Returns 0 or CTL_EXIT_USAGE. */
+static int
+set_opt(struct ctl_opts *o, const struct ctl_opt *op, const char *val)
+{
+    o->seen |= op->bit;
+    switch (op->bit) {
+    case CTL_O_SOCKET:
+        if (strlen(val) >= sizeof(o->socket))
+            return usage_error("socket path too long: %s", val);
+        snprintf(o->socket, sizeof(o->socket), "%s", val);
+        break;
+    case CTL_O_SERVICE:
+        if (val[0] == '\0')
+            return usage_error("%s", "empty service name");
+        o->service = val;
+        break;
+    case CTL_O_JSON:
+        o->is_json = true;
+        break;
+    case CTL_O_REASON:
+        o->reason = val;
+        break;
+    case CTL_O_DRAIN:
+        if (parse_uint(val, 0, INT_MAX, &o->drain_s) != 0)
+            return usage_error("--drain-s needs a number of seconds, got \"%s\"", val);
+        break;
+    case CTL_O_N:
+        if (parse_uint(val, 1, 1000000, &o->n) != 0)
+            return usage_error("-n needs a positive number, got \"%s\"", val);
+        break;
+    default:
+        break;
     }
     return 0;
 }
 
-/* Builds the request for the command at argv[*i..]. Returns 0 with <*req>
- * set (the caller owns it), or an exit status with a message printed. */
-static int
-build_request(struct ctl_opts *o, int argc, char **argv, int i, json_t **req)
+/* True when <a> reads as a number with a minus sign ("-5", "-.5"): a bad
+ * weight, reported as such rather than as an unknown option. */
+static bool
+negative_number(const char *a)
 {
-    const char *cmd = o->cmd;
-    const char *pos[2] = { NULL, NULL };
-    const char *reason = NULL, *a;
-    long drain_s = -1, n = -1;
-    bool force = false;
-    unsigned npos = 0, maxpos = 0;
-    uint32_t bp;
-    size_t bad;
-    json_t *r;
-    int k;
+    return a[0] == '-' && ((a[1] >= '0' && a[1] <= '9') || a[1] == '.');
+}
 
-    if (strcmp(cmd, "weight") == 0 || strcmp(cmd, "switch") == 0
-        || strcmp(cmd, "plan") == 0 || strcmp(cmd, "certs") == 0)
-        maxpos = 1;
-    else if (strcmp(cmd, "status") != 0 && strcmp(cmd, "rollback") != 0
-             && strcmp(cmd, "promote") != 0 && strcmp(cmd, "audit") != 0
-             && strcmp(cmd, "watch") != 0)
-        return usage_error("unknown command \"%s\"", cmd);
+/* Parses argv into <o>. Returns 0 or an exit status with a message
+ * printed. */
+static int
+parse_args(struct ctl_opts *o, int argc, char **argv)
+{
+    const struct ctl_opt *op;
+    bool opts_done = false;
+    const char *a, *val;
+    char nb[8];
+    int i, rc;
 
-    for (; i < argc; i++) {
+    for (i = 1; i < argc; i++) {
         a = argv[i];
-        if ((k = global_option(o, argc, argv, &i, true)) < 0)
-            return -k;
-        if (k == 1)
+        if (!opts_done && strcmp(a, "--") == 0) {
+            opts_done = true;
             continue;
-        if (strcmp(cmd, "rollback") == 0 && strcmp(a, "--reason") == 0) {
-            if (++i >= argc)
-                return usage_error("%s needs a value", a);
-            reason = argv[i];
-        } else if (strcmp(cmd, "switch") == 0 && strcmp(a, "--drain-s") == 0) {
-            if (++i >= argc)
-                return usage_error("%s needs a value", a);
-            if (parse_uint(argv[i], 0, INT_MAX, &drain_s) != 0)
-                return usage_error("--drain-s needs a number of seconds, got \"%s\"",
-                                   argv[i]);
-        } else if (strcmp(cmd, "switch") == 0 && strcmp(a, "--force") == 0) {
-            force = true;
-        } else if (strcmp(cmd, "audit") == 0 && strcmp(a, "-n") == 0) {
-            if (++i >= argc)
-                return usage_error("%s needs a value", a);
-            if (parse_uint(argv[i], 1, 1000000, &n) != 0)
-                return usage_error("-n needs a positive number, got \"%s\"", argv[i]);
-        } else if (a[0] == '-' && a[1] != '\0' && !(strcmp(cmd, "weight") == 0
-                                                    && npos == 0)) {
-            return usage_error("unknown option \"%s\"", a);
-        } else {
-            if (npos >= maxpos)
-                return usage_error("unexpected argument \"%s\"", a);
-            pos[npos++] = a;
         }
+        if (!opts_done && a[0] == '-' && a[1] != '\0' && !negative_number(a)) {
+            if ((op = find_opt(a, &val)) == NULL)
+                return usage_error("unknown option \"%s\"", a);
+            if (op->metavar == NULL && val != NULL)
+                return usage_error("option %s takes no value", opt_name(op, nb, sizeof(nb)));
+            if (op->metavar != NULL && val == NULL) {
+                if (++i >= argc)
+                    return usage_error("option %s needs a value", a);
+                val = argv[i];
+            }
+            if ((rc = set_opt(o, op, val)) != 0)
+                return rc;
+            continue;
+        }
+        if (o->cmd == NULL) {
+            if ((o->cmd = find_cmd(a)) == NULL)
+                return usage_error("unknown command \"%s\"", a);
+            o->cmd_name = a;
+            continue;
+        }
+        if (o->npos >= o->cmd->maxpos)
+            return usage_error("unexpected argument \"%s\"", a);
+        o->pos[o->npos++] = a;
     }
-    if (npos < maxpos)
-        return usage_error("%s needs an argument", cmd);
+    return 0;
+}
 
-    r = json_object();
-    if (r == NULL)
-        return CTL_EXIT_USAGE;
-    json_object_set_new(r, "cmd", json_string(strcmp(cmd, "watch") == 0 ? "status" : cmd));
-    if (o->service != NULL)
-        json_object_set_new(r, "service", json_string(o->service));
+/* Checks what parse_args() found against the command. Returns 0 or an exit
+ * status with a message printed. */
+static int
+check_args(const struct ctl_opts *o)
+{
+    const struct ctl_cmd *c = o->cmd;
+    char msg[128], nb[8];
+    const char *w;
+    size_t i, n;
 
-    if (strcmp(cmd, "weight") == 0) {
-        if (ctl_weight_parse(pos[0], &bp) != 0) {
-            json_decref(r);
-            return usage_error("weight must be a number in 0..100 with at most two "
-                               "decimals, got \"%s\"", pos[0]);
+    for (i = 0; i < NOPTS; i++) {
+        if ((o->seen & opt_table[i].bit) && !(opt_table[i].bit & (CTL_O_GLOBAL | c->opts))) {
+            snprintf(msg, sizeof(msg), "option %s does not apply to %%s (see cutoverctl "
+                     "help %s)", opt_name(&opt_table[i], nb, sizeof(nb)), c->name);
+            fputs("cutoverctl: ", stderr);
+            fprintf(stderr, msg, c->name);
+            fputc('\n', stderr);
+            return CTL_EXIT_USAGE;
         }
-        /* Whole percents go as integers; others as the nearest double, which
-         * the daemon maps back to the same basis points. */
-        json_object_set_new(r, "percent", bp % 100 == 0 ? json_integer(bp / 100)
-                                                        : json_real(bp / 100.0));
-    } else if (strcmp(cmd, "rollback") == 0) {
-        if (reason != NULL)
-            json_object_set_new(r, "reason", json_string(reason));
-    } else if (strcmp(cmd, "switch") == 0) {
-        if (strcmp(pos[0], "new") != 0 && strcmp(pos[0], "legacy") != 0) {
-            json_decref(r);
-            return usage_error("switch to \"new\" or \"legacy\", not \"%s\"", pos[0]);
-        }
-        json_object_set_new(r, "to", json_string(pos[0]));
-        if (drain_s >= 0)
-            json_object_set_new(r, "drain_s", json_integer(drain_s));
-        json_object_set_new(r, "force", json_boolean(force));
-    } else if (strcmp(cmd, "plan") == 0) {
-        if (strcmp(pos[0], "start") != 0 && strcmp(pos[0], "pause") != 0
-            && strcmp(pos[0], "resume") != 0 && strcmp(pos[0], "abort") != 0) {
-            json_decref(r);
-            return usage_error("plan start|pause|resume|abort, not \"%s\"", pos[0]);
-        }
-        json_object_set_new(r, "action", json_string(pos[0]));
-    } else if (strcmp(cmd, "audit") == 0) {
-        if (n > 0)
-            json_object_set_new(r, "n", json_integer(n));
-    } else if (strcmp(cmd, "certs") == 0) {
-        if (strcmp(pos[0], "reload") != 0) {
-            json_decref(r);
-            return usage_error("certs reload, not \"%s\"", pos[0]);
-        }
-        json_object_set_new(r, "action", json_string(pos[0]));
     }
-    if (json_object_get(r, "cmd") == NULL
-        || (o->service != NULL && json_object_get(r, "service") == NULL)) {
-        json_decref(r);                /* json_string() refuses invalid UTF-8 */
-        return usage_error("%s", "arguments must be valid UTF-8");
+    if (o->npos < c->minpos)
+        return usage_error("%s needs an argument", c->name);
+    if (o->npos > 0 && c->words != NULL) {
+        /* one of the words, whole */
+        n = strlen(o->pos[0]);
+        for (w = c->words; *w != '\0'; w += strcspn(w, "|") + (w[strcspn(w, "|")] != '\0'))
+            if (strcspn(w, "|") == n && strncmp(w, o->pos[0], n) == 0)
+                return 0;
+        snprintf(msg, sizeof(msg), "%s %s, not \"%%s\"", c->name, c->words);
+        return usage_error(msg, o->pos[0]);
     }
-    if (reason != NULL && json_object_get(r, "reason") == NULL) {
-        json_decref(r);
-        return usage_error("%s", "--reason must be valid UTF-8");
-    }
-    if (reason != NULL && !ctl_text_ok(reason, strlen(reason), &bad)) {
-        json_decref(r);
+    return 0;
+}
+
+/* Builds the request of <o>. Returns 0 with <*req> set (the caller owns
+ * it), or an exit status with a message printed. */
+static int
+build_request(const struct ctl_opts *o, json_t **req)
+{
+    const struct ctl_cmd *c = o->cmd;
+    json_t *r;
+    size_t bad;
+    int rc;
+
+    if (o->reason != NULL && !ctl_text_ok(o->reason, strlen(o->reason), &bad)) {
         fprintf(stderr, "cutoverctl: --reason must be one line of printable text: byte %zu "
                 "is a control character, a line separator or a bidirectional control\n"
                 "(see cutoverctl help)\n", bad);
         return CTL_EXIT_USAGE;
+    }
+    if ((r = json_object()) == NULL)
+        return CTL_EXIT_USAGE;
+    json_object_set_new(r, "cmd", json_string(c->proto));
+    if (o->service != NULL)
+        json_object_set_new(r, "service", json_string(o->service));
+    if (c->field != NULL)
+        json_object_set_new(r, c->field, json_string(o->pos[0]));
+    if (o->reason != NULL)
+        json_object_set_new(r, "reason", json_string(o->reason));
+    if (c->build != NULL && (rc = c->build(o, r)) != 0) {
+        json_decref(r);
+        return rc;
+    }
+    /* json_string() refuses invalid UTF-8 */
+    if ((o->service != NULL && json_object_get(r, "service") == NULL)
+        || (c->field != NULL && json_object_get(r, c->field) == NULL)) {
+        json_decref(r);
+        return usage_error("%s", "arguments must be valid UTF-8");
+    }
+    if (o->reason != NULL && json_object_get(r, "reason") == NULL) {
+        json_decref(r);
+        return usage_error("%s", "--reason must be valid UTF-8");
     }
     *req = r;
     return 0;
@@ -937,36 +918,42 @@ int
 main(int argc, char **argv)
 {
     struct ctl_opts o;
+    const struct ctl_cmd *topic;
     json_t *req = NULL;
-    int i, k, rc;
+    int rc;
 
     memset(&o, 0, sizeof(o));
-    for (i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+    if ((rc = parse_args(&o, argc, argv)) != 0)
+        return rc;
+    if (o.seen & CTL_O_VERSION) {
+        printf("cutoverctl %s\n", CUTOVER_VERSION);
+        return CTL_EXIT_OK;
+    }
+    if (o.cmd != NULL && o.cmd->proto == NULL) {          /* help [COMMAND] */
+        if (o.npos == 0) {
             usage(stdout);
             return CTL_EXIT_OK;
         }
-        if ((k = global_option(&o, argc, argv, &i, false)) < 0)
-            return -k;
-        if (k == 1)
-            continue;
-        if (argv[i][0] == '-' && argv[i][1] != '\0')
-            return usage_error("unknown option \"%s\"", argv[i]);
-        break;
-    }
-    if (i >= argc)
-        return usage_error("%s", "missing command");
-    o.cmd = argv[i++];
-    if (strcmp(o.cmd, "help") == 0) {
-        usage(stdout);
+        if ((topic = find_cmd(o.pos[0])) == NULL)
+            return usage_error("no command \"%s\"", o.pos[0]);
+        usage_cmd(stdout, topic);
         return CTL_EXIT_OK;
     }
-    if ((rc = build_request(&o, argc, argv, i, &req)) != 0)
+    if (o.seen & CTL_O_HELP) {
+        if (o.cmd != NULL)
+            usage_cmd(stdout, o.cmd);
+        else
+            usage(stdout);
+        return CTL_EXIT_OK;
+    }
+    if (o.cmd == NULL)
+        return usage_error("%s", "missing command");
+    if ((rc = check_args(&o)) != 0 || (rc = build_request(&o, &req)) != 0)
         return rc;
     if (o.socket[0] == '\0')
         ctl_default_socket(o.socket, sizeof(o.socket));
 
-    if (strcmp(o.cmd, "watch") == 0)
+    if (o.cmd->watch)
         rc = run_watch(&o, req);
     else
         rc = run_once(&o, req);

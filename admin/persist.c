@@ -277,6 +277,43 @@ adm_persist_unsaved(struct adm_control *c, const char *err)
 
 /* ---- the audit of every generation --------------------------------------- */
 
+/* Keeps audit entry <e> (borrowed) of a change of <s> as its last change. */
+static void
+remember_entry(struct adm_svc *s, json_t *e)
+{
+    json_decref(s->last);
+    s->last = json_incref(e);
+}
+
+/* The same with the entry as its line <line>/<len>. */
+static void
+remember_line(struct adm_svc *s, const char *line, size_t len)
+{
+    json_t *e = json_loadb(line, len, 0, NULL);
+
+    if (json_is_object(e))
+        remember_entry(s, e);
+    json_decref(e);
+}
+
+json_t *
+adm_persist_last_change(const struct adm_svc *s)
+{
+    static const char *const keys[] = { "action", "actor", "reason", "generation", "from",
+                                        "to", "figures", "pid", NULL };
+    json_t *o, *v;
+    unsigned i;
+
+    if (s->last == NULL)
+        return json_null();
+    o = json_object();
+    json_object_set(o, "at", json_object_get(s->last, "ts"));
+    for (i = 0; keys[i] != NULL; i++)
+        if ((v = json_object_get(s->last, keys[i])) != NULL)
+            json_object_set(o, keys[i], v);
+    return o;
+}
+
 /* Writes the entry that stands for generations <first>..<last> of <s>,
  * which have none: <to_bp> and <state> (NULL: unknown) as they were after
  * <last>, <from_bp> before <first> (-1: unknown), <why> they have none.
@@ -314,6 +351,8 @@ write_recovered(struct adm_control *c, struct adm_svc *s, uint64_t first, uint64
     if (line == NULL)
         return -1;
     rc = adm_audit_write(c->audit_file, line, len, err, errlen);
+    if (rc == 0)
+        remember_line(s, line, len);
     free(line);
     if (rc != 0)
         return -1;
@@ -429,14 +468,19 @@ adm_persist_audit(struct adm_control *c, unsigned svc, const struct adm_audit_en
     size_t len = 0;
     char *line;
 
-    if (c->audit_file == NULL) {
-        s->audited_gen = s->st.generation;   /* nothing to audit into */
-        return;
-    }
     line = adm_audit_format(e, &len, err, sizeof(err));
     if (line == NULL) {
         log_at(LL_ERR, "control", 0, "%s: audit: %s", s->name, err);
+        if (c->audit_file == NULL)
+            s->audited_gen = s->st.generation;
         return;                        /* the gap is closed by the tick */
+    }
+    /* status shows it, whether or not the log takes it now */
+    remember_line(s, line, len);
+    if (c->audit_file == NULL) {
+        s->audited_gen = s->st.generation;   /* nothing to audit into */
+        free(line);
+        return;
     }
     q = xcalloc(1, sizeof(*q));
     q->service = xstrdup(s->name);
@@ -497,6 +541,8 @@ gap_visit(void *arg, json_t *o)
                      ? (int64_t)(json_number_value(to) * 100.0 + 0.5) : -1;
     g->done[k] = true;
     g->found_set[k] = true;
+    if (g->c->svcs[k].last == NULL)    /* the newest change: status shows it */
+        remember_entry(&g->c->svcs[k], o);
     return --g->left == 0;
 }
 

@@ -61,6 +61,13 @@ void adm_persist_startup(struct adm_control *c);
 /* The "store" object of the status reply (new reference). */
 json_t *adm_persist_status(const struct adm_control *c);
 
+/* Service <s>'s last change, from the audit entry of its newest generation
+ * (the one made since the start, else the newest found in the log's end
+ * at startup): {"action","actor","reason","at","generation","from","to"}
+ * and "figures", "pid" when the entry has them; JSON null when none is
+ * known. New reference (status "last_change"). */
+json_t *adm_persist_last_change(const struct adm_svc *s);
+
 /* Frees what adm_persist_*() keeps (the audit queue). */
 void adm_persist_free(struct adm_control *c);
 

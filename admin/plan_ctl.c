@@ -60,38 +60,45 @@ adm_plan_status(const struct adm_svc *s)
     const struct hl_plan_conf *pc = &s->plan_conf;
     const struct hl_plan *p = &s->plan;
     bool has_step = p->state != HL_PLAN_IDLE, running = hl_plan_is_running(p);
-    json_t *steps;
+    /* current: running, or ended by the service's last change (news);
+     * a plan that ended before a later change is history */
+    bool current = running || (has_step && s->plan_end_gen == s->st.generation);
+    json_t *steps, *o;
     unsigned i;
 
     if (pc->nsteps == 0)
-        return json_pack("{s:s, s:i, s:i}", "state", "none", "step", 0, "steps", 0);
+        return json_pack("{s:s, s:i, s:i, s:b}", "state", "none", "step", 0, "steps", 0,
+                         "current", 0);
     steps = json_array();
     for (i = 0; i < pc->nsteps; i++)
         json_array_append_new(steps, adm_percent_json(pc->steps_bp[i]));
-    return json_pack("{s:s, s:i, s:i, s:o, s:o, s:i, s:f, s:f, s:I, s:i}",
-                     "state", hl_plan_state_names[p->state],
-                     "step", has_step ? (int)p->step + 1 : 0,
-                     "steps", (int)pc->nsteps,
-                     "percent", has_step ? adm_percent_json(pc->steps_bp[p->step])
-                                         : json_null(),
-                     "steps_percent", steps,
-                     "bake_s", (int)pc->bake_s,
-                     "baked_s", running ? (double)p->baked_ms / 1000.0 : 0.0,
-                     "bake_left_s", (double)hl_plan_bake_left_ms(p, pc) / 1000.0,
-                     "requests", (json_int_t)(running ? p->step_requests : 0),
-                     "min_requests", (int)s->min_requests);
+    o = json_pack("{s:s, s:i, s:i, s:o, s:o, s:i, s:f, s:f, s:I, s:i}",
+                  "state", hl_plan_state_names[p->state],
+                  "step", has_step ? (int)p->step + 1 : 0,
+                  "steps", (int)pc->nsteps,
+                  "percent", has_step ? adm_percent_json(pc->steps_bp[p->step])
+                                      : json_null(),
+                  "steps_percent", steps,
+                  "bake_s", (int)pc->bake_s,
+                  "baked_s", running ? (double)p->baked_ms / 1000.0 : 0.0,
+                  "bake_left_s", (double)hl_plan_bake_left_ms(p, pc) / 1000.0,
+                  "requests", (json_int_t)(running ? p->step_requests : 0),
+                  "min_requests", (int)s->min_requests);
+    if (o != NULL)
+        json_object_set_new(o, "current", json_boolean(current));
+    return o;
 }
 
 json_t *
 adm_plan_command(struct adm_control *c, json_t *req, const char *actor)
 {
-    static const char *const keys[] = { "cmd", "service", "action", NULL };
+    static const char *const keys[] = { "cmd", "service", "action", "reason", NULL };
     struct adm_change ch = { .reason = "", .left = RT_NONE, .drain_s = -1 };
     const struct hl_plan_conf *pc;
     struct adm_svc *s;
     struct hl_plan next;
-    const char *action;
-    char reason[512], p0[16], p1[16];
+    const char *action, *why;
+    char reason[ADM_REASON_MAX + 512], p0[16], p1[16];
     json_t *r, *v;
     int rc = 0;
 
@@ -109,6 +116,8 @@ adm_plan_command(struct adm_control *c, json_t *req, const char *actor)
         && strcmp(action, "resume") != 0 && strcmp(action, "abort") != 0)
         return adm_fail_reply("\"action\" must be start, pause, resume or abort, got \"%s\"",
                               action);
+    if ((r = adm_req_reason(c, req, "plan", &why)) != NULL)
+        return r;
     s = &c->svcs[ch.svc];
     pc = &s->plan_conf;
     if (pc->nsteps == 0)
@@ -177,6 +186,14 @@ adm_plan_command(struct adm_control *c, json_t *req, const char *actor)
     s->plan_retry_ms = 0;              /* an operator acted: a held step may go now */
     ch.plan = &next;
     ch.state = plan_service_state(s, &next);
+    /* the operator's reason first, then where the plan stands */
+    if (why[0] != '\0') {
+        size_t n = strlen(why), k = strlen(reason);
+
+        memmove(reason + n + 2, reason, k + 1);
+        memcpy(reason, why, n);
+        memcpy(reason + n, "; ", 2);
+    }
     ch.reason = reason;
     r = adm_change_run(c, &ch, actor);
     if (r != NULL && json_is_true(json_object_get(r, "ok")))

@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "admin/ctl_proto.h"
 #include "admin/request.h"
 #include "lib/conf.h"
 #include "lib/xmalloc.h"
@@ -154,5 +155,34 @@ adm_resolve_service(const struct adm_control *c, json_t *req, unsigned *svc)
         return r;
     }
     *svc = (unsigned)k;
+    return NULL;
+}
+
+json_t *
+adm_req_reason(const struct adm_control *c, json_t *req, const char *cmd, const char **reason)
+{
+    json_t *v = json_object_get(req, "reason");
+    size_t bad;
+
+    *reason = "";
+    if (v == NULL || (json_is_string(v) && json_string_length(v) == 0)) {
+        if (c->require_reason)
+            return adm_fail_reply("%s: a reason is required (admin.require_reason): say why "
+                                  "with --reason TEXT (\"reason\" in the request)", cmd);
+        return NULL;
+    }
+    if (!json_is_string(v))
+        return adm_fail_reply("\"reason\" must be a string, got %s", adm_type_name(v));
+    if (json_string_length(v) > ADM_REASON_MAX)
+        return adm_fail_reply("\"reason\" is too long (%zu bytes, at most %d)",
+                              json_string_length(v), ADM_REASON_MAX);
+    /* one line of printable text (admin/ctl_proto.h): a reason is shown to
+     * operators, in the audit and the logs, and must never forge a line or
+     * reach their terminals as a control sequence */
+    if (!ctl_text_ok(json_string_value(v), json_string_length(v), &bad))
+        return adm_fail_reply("\"reason\" must be one line of printable text: byte %zu "
+                              "is a control character, a line separator or a "
+                              "bidirectional control", bad);
+    *reason = json_string_value(v);
     return NULL;
 }

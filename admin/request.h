@@ -34,4 +34,13 @@ json_t *adm_check_keys(json_t *req, const char *cmd, const char *const *allowed)
  * is exactly one service. Returns NULL or an error reply. */
 json_t *adm_resolve_service(const struct adm_control *c, json_t *req, unsigned *svc);
 
+/* The operator's "reason" of a changing command <req> (<cmd> for the
+ * message) into <*reason> (borrowed from <req>; "" when none). It must be a
+ * string of at most ADM_REASON_MAX bytes and one line of printable text
+ * (ctl_text_ok()); with admin.require_reason (c->require_reason) it must be
+ * there and not empty. Returns NULL or an error reply. */
+#define ADM_REASON_MAX 1024
+json_t *adm_req_reason(const struct adm_control *c, json_t *req, const char *cmd,
+                       const char **reason);
+
 #endif

@@ -58,23 +58,118 @@ conf_join_index(char *buf, size_t len, const char *prefix, size_t idx)
     return conf_cat3(buf, len, prefix, ix, "");
 }
 
+static struct conf_errlist *collecting;   /* conf_collect() */
+
+void
+conf_collect(struct conf_errlist *l)
+{
+    collecting = l;
+}
+
+void
+conf_errlist_add(struct conf_errlist *l, const struct conf_err *e)
+{
+    unsigned i;
+
+    for (i = 0; i < l->n; i++)
+        if (strcmp(l->e[i].path, e->path) == 0 && strcmp(l->e[i].msg, e->msg) == 0)
+            return;
+    if (l->n < CONF_ERRORS_MAX)
+        l->e[l->n++] = *e;
+    else
+        l->dropped++;
+}
+
+#define NEAR_MAX_LEN 64          /* longer keys are not compared */
+
+/* Optimal string alignment distance of <a> and <b> (both shorter than
+ * NEAR_MAX_LEN): insertions, deletions, substitutions, and swaps of two
+ * neighbours, each 1. */
+static size_t
+edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), i, j, c, best;
+    static size_t d[NEAR_MAX_LEN + 1][NEAR_MAX_LEN + 1];
+
+    for (i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (i = 1; i <= la; i++) {
+        for (j = 1; j <= lb; j++) {
+            c = a[i - 1] == b[j - 1] ? 0 : 1;
+            best = d[i - 1][j - 1] + c;
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]
+                && d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[la][lb];
+}
+
+const char *
+conf_nearest_key(const char *key, const char *const *allowed)
+{
+    const char *best = NULL;
+    size_t i, dist, best_dist = 3, n = strlen(key);
+
+    if (n == 0 || n >= NEAR_MAX_LEN)
+        return NULL;
+    for (i = 0; allowed[i] != NULL; i++) {
+        if (strlen(allowed[i]) >= NEAR_MAX_LEN)
+            continue;
+        dist = edit_distance(key, allowed[i]);
+        if (dist < best_dist && 2 * dist < n) {
+            best = allowed[i];
+            best_dist = dist;
+        }
+    }
+    return best;
+}
+
+/* The "unknown key" error of member <key> of the object at <path>. */
+static int
+unknown_key(struct conf_err *err, const char *path, const char *key,
+            const char *const *allowed)
+{
+    const char *near = conf_nearest_key(key, allowed);
+    char p[sizeof(err->path)];
+
+    conf_join(p, sizeof(p), path, key);
+    if (near != NULL)
+        return conf_fail(err, p, "unknown key (did you mean \"%s\"?)", near);
+    return conf_fail(err, p, "unknown key");
+}
+
 int
 conf_check_keys(json_t *obj, const char *path, const char *const *allowed,
                 struct conf_err *err)
 {
+    struct conf_err more;
     const char *key;
     json_t *v;
     size_t i;
-    char p[sizeof(err->path)];
+    int rc = 0;
 
     json_object_foreach(obj, key, v) {
         for (i = 0; allowed[i] != NULL; i++)
             if (strcmp(key, allowed[i]) == 0)
                 break;
-        if (allowed[i] == NULL)
-            return conf_fail(err, conf_join(p, sizeof(p), path, key), "unknown key");
+        if (allowed[i] != NULL)
+            continue;
+        if (collecting == NULL)
+            return unknown_key(err, path, key, allowed);
+        unknown_key(&more, path, key, allowed);
+        conf_errlist_add(collecting, &more);
     }
-    return 0;
+    /* collecting: the keys are listed; the section's parse goes on (an
+     * unknown key is never read) to find its other errors too */
+    return rc;
 }
 
 /* ---- typed readers ------------------------------------------------- */

@@ -23,6 +23,31 @@ struct conf_err {
     char msg[256];
 };
 
+/* Every error of one load, for `cutoverd -t`: at most CONF_ERRORS_MAX kept,
+ * the rest counted. */
+#define CONF_ERRORS_MAX 20
+struct conf_errlist {
+    struct conf_err e[CONF_ERRORS_MAX];
+    unsigned n;                  /* kept */
+    unsigned dropped;            /* found beyond CONF_ERRORS_MAX */
+};
+
+/* Adds a copy of <e> to <l>, unless one with the same path and message is
+ * there already; counts it in <dropped> when <l> is full. */
+void conf_errlist_add(struct conf_errlist *l, const struct conf_err *e);
+
+/* While <l> is set, conf_check_keys() adds every unknown key of an object
+ * to <l> and lets the parse go on. NULL stops it. One load at a time,
+ * on the thread that loads (the daemon's main loop): a global, so that
+ * every section parser reports its keys without a new argument. */
+void conf_collect(struct conf_errlist *l);
+
+/* The key of the NULL-terminated list <allowed> nearest to <key> when it is
+ * near enough to be a typo of it (an edit distance of at most 2, and less
+ * than half of the key's length; a swap of two neighbours counts 1), else
+ * NULL. The first of equally near ones. */
+const char *conf_nearest_key(const char *key, const char *const *allowed);
+
 /* Fills <err> and returns -1. <path> is a full JSON path. */
 int conf_fail(struct conf_err *err, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -38,8 +63,12 @@ const char *conf_join(char *buf, size_t len, const char *prefix, const char *key
 /* "<prefix>[<idx>]". */
 const char *conf_join_index(char *buf, size_t len, const char *prefix, size_t idx);
 
-/* Fails (conf_fail, "unknown key", with the key's path) on the first member
- * of object <obj> whose key is not in the NULL-terminated list <allowed>. */
+/* Fails (conf_fail, "unknown key", with the key's path, and `(did you mean
+ * "window_s"?)` when conf_nearest_key() finds one) on the first member of
+ * object <obj> whose key is not in the NULL-terminated list <allowed>;
+ * while conf_collect() is on, every such member is added to its list
+ * instead and 0 is returned, so the section's parse goes on to its other
+ * errors (the list decides that the load fails). */
 int conf_check_keys(struct json_t *obj, const char *path, const char *const *allowed,
                     struct conf_err *err);
 

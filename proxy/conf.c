@@ -177,7 +177,7 @@ parse_admin(json_t *j, struct px_conf *c, struct conf_err *err)
 {
     static const char *const keys[] = {
         "socket", "socket_mode", "socket_group", "listen", "token_file",
-        "read_token_required", NULL
+        "read_token_required", "require_reason", NULL
     };
     struct sockaddr_un sun;
     struct px_addr a;
@@ -238,6 +238,11 @@ parse_admin(json_t *j, struct px_conf *c, struct conf_err *err)
         if (!json_is_boolean(v))
             return conf_fail(err, "admin.read_token_required", "must be true or false");
         c->admin_read_token_required = json_is_true(v);
+    }
+    if ((v = json_object_get(j, "require_reason")) != NULL) {
+        if (!json_is_boolean(v))
+            return conf_fail(err, "admin.require_reason", "must be true or false");
+        c->admin_require_reason = json_is_true(v);
     }
     if (opt_path(j, "token_file", "admin", c->dir, &c->admin_token_file, err) != 0)
         return -1;
@@ -459,8 +464,46 @@ load_override_secret(json_t *j, const char *pre, const char *dir, struct rt_conf
     return rc;
 }
 
+/* Records the error in <err> in <l> when <rc> says a step failed; returns
+ * <rc>. The steps of a service or of the top level go on after a failure, so
+ * that one run reports every error it can find. */
 static int
-parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
+keep(struct conf_errlist *l, const struct conf_err *err, int rc)
+{
+    if (rc != 0)
+        conf_errlist_add(l, err);
+    return rc;
+}
+
+/* Checks service <i>'s listen addresses against those before it and
+ * against admin.listen. */
+static void
+check_listen(const struct px_conf *c, unsigned i, struct conf_errlist *l)
+{
+    const struct px_service_conf *s = &c->services[i];
+    struct conf_err err;
+    struct px_addr admin;
+    char p[sizeof(err.path)];
+    unsigned k;
+
+    for (k = 0; k < s->nlisten; k++) {
+        if (keep(l, &err, check_listen_clash(c, i, k, &err)) != 0)
+            continue;
+        if (c->admin_listen == NULL || px_addr_parse(c->admin_listen, &admin) != 0
+            || !addr_clash(&s->listen[k], &admin, false))
+            continue;
+        snprintf(p, sizeof(p), "services[%u].listen[%u]", i, k);
+        conf_fail(&err, p, "%s %s admin.listen (%s)",
+                  s->listen[k].text, addr_clash(&s->listen[k], &admin, true)
+                  ? "is also" : "overlaps", c->admin_listen);
+        conf_errlist_add(l, &err);
+    }
+}
+
+/* Parses service <i> into c->services[i], adding every error found to
+ * <l>. Returns 0, or -1 when it found any. */
+static int
+parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_errlist *l)
 {
     static const char *const keys[] = {
         "name", "mode", "listen", "legacy", "new", "weight", "sticky", "override",
@@ -468,96 +511,106 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
         NULL
     };
     struct px_service_conf *s = &c->services[i];
+    struct conf_err e, *err = &e;
     const char *name, *str;
+    unsigned n0 = l->n + l->dropped, k;
     json_t *v;
-    unsigned k;
+    bool route_ok, listen_ok = false;
     char pre[32], p[sizeof(err->path)];
 
     snprintf(pre, sizeof(pre), "services[%u]", i);
-    if (!json_is_object(j))
-        return conf_fail(err, pre, "must be an object");
-    if (conf_check_keys(j, pre, keys, err) != 0)
-        return -1;
+    if (!json_is_object(j)) {
+        s->name = xstrdup(pre);
+        return keep(l, err, conf_fail(err, pre, "must be an object"));
+    }
+    keep(l, err, conf_check_keys(j, pre, keys, err));
 
-    if (conf_opt_nonempty(j, "name", pre, &name, err) != 0)
-        return -1;
+    /* the name: a placeholder when it is bad, so later messages can name it */
     conf_join(p, sizeof(p), pre, "name");
-    if (name == NULL)
-        return conf_fail(err, p, "is required");
-    if (!is_service_name(name))
-        return conf_fail(err, p, "must be 1..%u characters from A-Z a-z 0-9 _ . -",
-                         PX_NAME_MAX);
-    for (k = 0; k < i; k++)
-        if (strcmp(c->services[k].name, name) == 0)
-            return conf_fail(err, p, "duplicate service name \"%s\" (also services[%u])",
-                             name, k);
-    s->name = xstrdup(name);
+    if (keep(l, err, conf_opt_nonempty(j, "name", pre, &name, err)) != 0)
+        name = NULL;
+    else if (name == NULL)
+        keep(l, err, conf_fail(err, p, "is required"));
+    else if (!is_service_name(name))
+        name = keep(l, err, conf_fail(err, p, "must be 1..%u characters from A-Z a-z 0-9 "
+                                      "_ . -", PX_NAME_MAX)) ? NULL : name;
+    for (k = 0; name != NULL && k < i; k++) {
+        if (strcmp(c->services[k].name, name) == 0) {
+            keep(l, err, conf_fail(err, p, "duplicate service name \"%s\" (also "
+                                   "services[%u])", name, k));
+            break;
+        }
+    }
+    s->name = xstrdup(name != NULL ? name : pre);
 
-    if (conf_opt_nonempty(j, "mode", pre, &str, err) != 0)
-        return -1;
-    if (str == NULL || strcmp(str, "http") == 0)
-        s->mode = PX_MODE_HTTP;
-    else if (strcmp(str, "tcp") == 0)
-        s->mode = PX_MODE_TCP;
-    else
-        return conf_fail(err, conf_join(p, sizeof(p), pre, "mode"),
-                         "must be \"http\" or \"tcp\"");
+    s->mode = PX_MODE_HTTP;
+    if (keep(l, err, conf_opt_nonempty(j, "mode", pre, &str, err)) == 0 && str != NULL) {
+        if (strcmp(str, "tcp") == 0)
+            s->mode = PX_MODE_TCP;
+        else if (strcmp(str, "http") != 0)
+            keep(l, err, conf_fail(err, conf_join(p, sizeof(p), pre, "mode"),
+                                   "must be \"http\" or \"tcp\""));
+    }
 
     conf_join(p, sizeof(p), pre, "listen");
     if ((v = json_object_get(j, "listen")) == NULL)
-        return conf_fail(err, p, "is required");
-    if (parse_addrs(v, p, PX_MAX_LISTEN, &s->nlisten, &s->listen, err) != 0)
-        return -1;
-    for (k = 0; k < s->nlisten; k++)
-        if (check_listen_clash(c, i, k, err) != 0)
-            return -1;
+        keep(l, err, conf_fail(err, p, "is required"));
+    else
+        listen_ok = keep(l, err, parse_addrs(v, p, PX_MAX_LISTEN, &s->nlisten, &s->listen,
+                                             err)) == 0;
+    if (!listen_ok)
+        s->nlisten = 0;                /* never compared with a half-parsed list */
+    else
+        check_listen(c, i, l);
 
-    if (parse_side(j, "legacy", pre, c->dir, s->mode, &s->side[RT_LEGACY], err) != 0 ||
-        parse_side(j, "new", pre, c->dir, s->mode, &s->side[RT_NEW], err) != 0)
-        return -1;
+    keep(l, err, parse_side(j, "legacy", pre, c->dir, s->mode, &s->side[RT_LEGACY], err));
+    keep(l, err, parse_side(j, "new", pre, c->dir, s->mode, &s->side[RT_NEW], err));
 
-    if (rt_conf_parse(j, s->name, pre, &s->route, err) != 0 ||
-        load_override_secret(j, pre, c->dir, &s->route, err) != 0)
-        return -1;
-    if (s->mode == PX_MODE_TCP) {
+    route_ok = keep(l, err, rt_conf_parse(j, s->name, pre, &s->route, err)) == 0;
+    if (route_ok)
+        route_ok = keep(l, err, load_override_secret(j, pre, c->dir, &s->route, err)) == 0;
+    if (route_ok && s->mode == PX_MODE_TCP) {
         /* A TCP stream has no headers or cookies to be sticky on. */
         if (s->route.sticky_by == RT_STICKY_COOKIE ||
             s->route.sticky_by == RT_STICKY_HEADER)
-            return conf_fail(err, conf_join(p, sizeof(p), pre, "sticky.by"),
-                             "must be \"client_ip\" in tcp mode");
+            keep(l, err, conf_fail(err, conf_join(p, sizeof(p), pre, "sticky.by"),
+                                   "must be \"client_ip\" in tcp mode"));
         if (s->route.has_override)
-            return conf_fail(err, conf_join(p, sizeof(p), pre, "override"),
-                             "only valid in http mode");
+            keep(l, err, conf_fail(err, conf_join(p, sizeof(p), pre, "override"),
+                                   "only valid in http mode"));
     }
 
-    if (hl_check_conf_parse(json_object_get(j, "health"),
-                            conf_join(p, sizeof(p), pre, "health"), &s->health, err) != 0 ||
-        hl_rollback_conf_parse(json_object_get(j, "rollback"),
-                               conf_join(p, sizeof(p), pre, "rollback"),
-                               &s->rollback, err) != 0 ||
-        hl_plan_conf_parse(json_object_get(j, "plan"),
-                           conf_join(p, sizeof(p), pre, "plan"), &s->plan, err) != 0)
-        return -1;
+    keep(l, err, hl_check_conf_parse(json_object_get(j, "health"),
+                                     conf_join(p, sizeof(p), pre, "health"), &s->health, err));
+    keep(l, err, hl_rollback_conf_parse(json_object_get(j, "rollback"),
+                                        conf_join(p, sizeof(p), pre, "rollback"),
+                                        &s->rollback, err));
+    keep(l, err, hl_plan_conf_parse(json_object_get(j, "plan"),
+                                    conf_join(p, sizeof(p), pre, "plan"), &s->plan, err));
 
-    if (conf_opt_nonempty(j, "on_new_down", pre, &str, err) != 0)
-        return -1;
-    if (str == NULL || strcmp(str, "fallback") == 0)
-        s->on_new_down = HL_NEWDOWN_FALLBACK;
-    else if (strcmp(str, "rollback") == 0)
-        s->on_new_down = HL_NEWDOWN_ROLLBACK;
-    else
-        return conf_fail(err, conf_join(p, sizeof(p), pre, "on_new_down"),
-                         "must be \"fallback\" or \"rollback\"");
+    if (keep(l, err, conf_opt_nonempty(j, "on_new_down", pre, &str, err)) == 0) {
+        if (str == NULL || strcmp(str, "fallback") == 0)
+            s->on_new_down = HL_NEWDOWN_FALLBACK;
+        else if (strcmp(str, "rollback") == 0)
+            s->on_new_down = HL_NEWDOWN_ROLLBACK;
+        else
+            keep(l, err, conf_fail(err, conf_join(p, sizeof(p), pre, "on_new_down"),
+                                   "must be \"fallback\" or \"rollback\""));
+    }
 
-    return parse_timeouts(j, pre, &s->timeouts, err) != 0 ||
-           parse_limits(j, pre, &s->limits, err) != 0 ||
-           parse_pool(j, pre, &s->pool, err) != 0 ||
-           px_tls_conf_parse(json_object_get(j, "tls"), conf_join(p, sizeof(p), pre, "tls"),
-                             c->dir, s->mode == PX_MODE_HTTP, &s->tls, err) != 0 ? -1 : 0;
+    keep(l, err, parse_timeouts(j, pre, &s->timeouts, err));
+    keep(l, err, parse_limits(j, pre, &s->limits, err));
+    keep(l, err, parse_pool(j, pre, &s->pool, err));
+    keep(l, err, px_tls_conf_parse(json_object_get(j, "tls"),
+                                   conf_join(p, sizeof(p), pre, "tls"), c->dir,
+                                   s->mode == PX_MODE_HTTP, &s->tls, err));
+    return l->n + l->dropped > n0 ? -1 : 0;
 }
 
+/* Parses the whole file into <c>, adding every error found to <l>.
+ * Returns 0, or -1 when it found any. */
 static int
-parse_root(json_t *root, struct px_conf *c, struct conf_err *err)
+parse_root(json_t *root, struct px_conf *c, struct conf_errlist *l)
 {
     static const char *const keys[] = {
         "admin", "state", "audit", "access_log", "workers", "shutdown_grace_ms",
@@ -573,47 +626,41 @@ parse_root(json_t *root, struct px_conf *c, struct conf_err *err)
         .buffer_body_bytes = 65536, .chunk_ext_bytes = 4096,
     };
     static const struct px_pool_conf pdef = { .max_idle = 256, .idle_timeout_ms = 4000 };
+    struct conf_err e, *err = &e;
     json_t *j, *svcs;
     size_t i;
 
     if (!json_is_object(root))
-        return conf_fail(err, "", "the top level must be an object");
-    if (conf_check_keys(root, "", keys, err) != 0)
-        return -1;
+        return keep(l, err, conf_fail(err, "", "the top level must be an object"));
+    keep(l, err, conf_check_keys(root, "", keys, err));
 
-    if (conf_opt_object(root, "admin", "", &j, err) != 0 ||
-        (j != NULL && parse_admin(j, c, err) != 0))
-        return -1;
-    if (conf_opt_object(root, "state", "", &j, err) != 0 ||
-        (j != NULL && (conf_check_keys(j, "state", file_keys, err) != 0 ||
-                       opt_path(j, "file", "state", c->dir, &c->state_file, err) != 0)))
-        return -1;
-    if (conf_opt_object(root, "audit", "", &j, err) != 0 ||
-        (j != NULL && (conf_check_keys(j, "audit", file_keys, err) != 0 ||
-                       opt_path(j, "file", "audit", c->dir, &c->audit_file, err) != 0)))
-        return -1;
-    if ((j = json_object_get(root, "store")) != NULL
-        && adm_pg_conf_parse(j, "store", c->dir, &c->store_pg, err) != 0)
-        return -1;
-    if (conf_opt_object(root, "access_log", "", &j, err) != 0 ||
-        (j != NULL && (conf_check_keys(j, "access_log", file_keys, err) != 0 ||
-                       opt_path(j, "file", "access_log", c->dir, &c->access_log_file,
-                                err) != 0)))
-        return -1;
-    if (j != NULL && c->access_log_file == NULL)
-        return conf_fail(err, "access_log.file", "is required (remove \"access_log\" "
-                         "to turn the access log off)");
-    if (conf_opt_uint(root, "workers", "", 0, 256, &c->workers, err) != 0 ||
-        conf_opt_uint(root, "shutdown_grace_ms", "", 0, 3600000, &c->shutdown_grace_ms,
-                      err) != 0)
-        return -1;
+    if (keep(l, err, conf_opt_object(root, "admin", "", &j, err)) == 0 && j != NULL)
+        keep(l, err, parse_admin(j, c, err));
+    if (keep(l, err, conf_opt_object(root, "state", "", &j, err)) == 0 && j != NULL
+        && keep(l, err, conf_check_keys(j, "state", file_keys, err)) == 0)
+        keep(l, err, opt_path(j, "file", "state", c->dir, &c->state_file, err));
+    if (keep(l, err, conf_opt_object(root, "audit", "", &j, err)) == 0 && j != NULL
+        && keep(l, err, conf_check_keys(j, "audit", file_keys, err)) == 0)
+        keep(l, err, opt_path(j, "file", "audit", c->dir, &c->audit_file, err));
+    if ((j = json_object_get(root, "store")) != NULL)
+        keep(l, err, adm_pg_conf_parse(j, "store", c->dir, &c->store_pg, err));
+    if (keep(l, err, conf_opt_object(root, "access_log", "", &j, err)) == 0 && j != NULL
+        && keep(l, err, conf_check_keys(j, "access_log", file_keys, err)) == 0
+        && keep(l, err, opt_path(j, "file", "access_log", c->dir, &c->access_log_file,
+                                 err)) == 0
+        && c->access_log_file == NULL)
+        keep(l, err, conf_fail(err, "access_log.file", "is required (remove \"access_log\" "
+                               "to turn the access log off)"));
+    keep(l, err, conf_opt_uint(root, "workers", "", 0, 256, &c->workers, err));
+    keep(l, err, conf_opt_uint(root, "shutdown_grace_ms", "", 0, 3600000,
+                               &c->shutdown_grace_ms, err));
 
     if ((svcs = json_object_get(root, "services")) == NULL)
-        return conf_fail(err, "services", "is required");
+        return keep(l, err, conf_fail(err, "services", "is required"));
     if (!json_is_array(svcs))
-        return conf_fail(err, "services", "must be an array");
+        return keep(l, err, conf_fail(err, "services", "must be an array"));
     if (json_array_size(svcs) == 0)
-        return conf_fail(err, "services", "must not be empty");
+        return keep(l, err, conf_fail(err, "services", "must not be empty"));
     c->services = xcalloc(json_array_size(svcs), sizeof(*c->services));
     c->nservices = (unsigned)json_array_size(svcs);
     for (i = 0; i < c->nservices; i++) {
@@ -621,11 +668,9 @@ parse_root(json_t *root, struct px_conf *c, struct conf_err *err)
         c->services[i].limits = ldef;
         c->services[i].pool = pdef;
     }
-    json_array_foreach(svcs, i, j) {
-        if (parse_service(j, c, (unsigned)i, err) != 0)
-            return -1;
-    }
-    return 0;
+    json_array_foreach(svcs, i, j)
+        parse_service(j, c, (unsigned)i, l);
+    return l->n + l->dropped > 0 ? -1 : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -798,15 +843,71 @@ fail:
     return -1;
 }
 
+/* One error of a load with its place, for sorting. */
+struct placed_err {
+    const struct conf_err *e;
+    int line, col;               /* INT_MAX when not found in the text */
+    unsigned seq;                /* order found: ties keep it */
+};
+
+static int
+placed_cmp(const void *a, const void *b)
+{
+    const struct placed_err *x = a, *y = b;
+
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    if (x->col != y->col)
+        return x->col < y->col ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* The errors of <l>, at most <max>, by their place in <text>, into <buf>. */
+static void
+format_errors(char *buf, size_t len, const char *file, const char *text, size_t tlen,
+              const struct conf_errlist *l, unsigned max)
+{
+    struct placed_err pe[CONF_ERRORS_MAX];
+    unsigned i, n = l->n < max ? l->n : max, total = l->n + l->dropped;
+    size_t k = 0;
+
+    for (i = 0; i < l->n; i++) {
+        pe[i] = (struct placed_err){ .e = &l->e[i], .seq = i };
+        if (conf_json_locate(text, tlen, l->e[i].path, &pe[i].line, &pe[i].col) != 0)
+            pe[i].line = pe[i].col = INT_MAX;
+    }
+    qsort(pe, l->n, sizeof(pe[0]), placed_cmp);
+    buf[0] = '\0';
+    for (i = 0; i < n && k + 1 < len; i++) {
+        format_at(buf + k, len - k, file, text, tlen, pe[i].e->path, pe[i].e->msg);
+        k += strlen(buf + k);
+        if (i + 1 < n && k + 1 < len)
+            buf[k++] = '\n', buf[k] = '\0';
+    }
+    if (total > 1 && n > 1 && k + 1 < len) {
+        if (total > n)
+            snprintf(buf + k, len - k, "\n%s: %u errors (the first %u shown)", file, total, n);
+        else
+            snprintf(buf + k, len - k, "\n%s: %u errors", file, total);
+    }
+}
+
 struct px_conf *
 px_conf_load(const char *file, char *errbuf, size_t errlen)
+{
+    return px_conf_load_n(file, 1, errbuf, errlen);
+}
+
+struct px_conf *
+px_conf_load_n(const char *file, unsigned max, char *errbuf, size_t errlen)
 {
     struct px_conf *c = NULL;
     json_t *root = NULL;
     char *text = NULL;
     json_error_t je;
-    struct conf_err err;
+    struct conf_errlist *errs = NULL;
     size_t len;
+    int rc;
 
     if (read_file(file, &text, &len, errbuf, errlen) != 0)
         goto fail;
@@ -825,19 +926,25 @@ px_conf_load(const char *file, char *errbuf, size_t errlen)
     c->admin_socket_gid = -1;
     c->workers = 0;
     c->shutdown_grace_ms = 10000;
-    memset(&err, 0, sizeof(err));
-    if (parse_root(root, c, &err) != 0) {
-        format_at(errbuf, errlen, file, text, len, err.path, err.msg);
+    errs = xcalloc(1, sizeof(*errs));
+    conf_collect(errs);
+    rc = parse_root(root, c, errs);
+    conf_collect(NULL);
+    if (rc != 0) {
+        format_errors(errbuf, errlen, file, text, len, errs,
+                      max < 1 ? 1 : max > CONF_ERRORS_MAX ? CONF_ERRORS_MAX : max);
         goto fail;
     }
     warn_plausible(c, text, len);
     json_decref(root);
     free(text);
+    free(errs);
     return c;
 
 fail:
     json_decref(root);
     free(text);
+    free(errs);
     px_conf_free(c);
     return NULL;
 }
@@ -998,6 +1105,8 @@ px_conf_diff(const struct px_conf *a, const struct px_conf *b)
         d |= PX_CONF_ADMIN_HTTP;
     if (a->admin_read_token_required != b->admin_read_token_required)
         d |= PX_CONF_ADMIN_READ;
+    if (a->admin_require_reason != b->admin_require_reason)
+        d |= PX_CONF_ADMIN_REASON;
     if (!str_same(a->state_file, b->state_file) || !str_same(a->audit_file, b->audit_file)
         || !adm_pg_conf_equal(a->store_pg, b->store_pg))
         d |= PX_CONF_STATE_FILES;

@@ -90,6 +90,7 @@ struct px_conf {
     char *admin_listen;          /* owned; NULL = no HTTP admin endpoint */
     char *admin_token_file;      /* owned; NULL = none (every token request is 401) */
     bool admin_read_token_required;  /* GET /status, /metrics need a token too */
+    bool admin_require_reason;   /* changing commands need a "reason" */
     char *state_file;            /* owned; NULL = default */
     char *audit_file;            /* owned; NULL = default */
     struct adm_pg_conf *store_pg;    /* owned: "store": {"postgres"} (admin/store_pg_conf.h);
@@ -107,6 +108,14 @@ struct px_conf {
  * syntax errors, "FILE:LINE:COL: PATH: message" for semantic errors (or
  * "FILE: PATH: message" when the place cannot be found). */
 struct px_conf *px_conf_load(const char *file, char *errbuf, size_t errlen);
+
+/* px_conf_load() reporting up to <max> errors (1..CONF_ERRORS_MAX; a load
+ * goes on after a semantic error to find the others), one line each in
+ * the order of their place in the file, joined by "\n"; with more than one,
+ * a last line "FILE: N errors" (and how many more were found than shown).
+ * A syntax error stops the parse: it is the only one. For `cutoverd -t` and
+ * the start; a reload logs one line, so it uses px_conf_load(). */
+struct px_conf *px_conf_load_n(const char *file, unsigned max, char *errbuf, size_t errlen);
 
 void px_conf_free(struct px_conf *c);
 
@@ -161,6 +170,7 @@ enum px_conf_change {
     PX_CONF_WORKERS      = 1u << 7,
     PX_CONF_GRACE        = 1u << 8,   /* shutdown_grace_ms */
     PX_CONF_SERVICES     = 1u << 9,   /* their number, order, or one of them */
+    PX_CONF_ADMIN_REASON = 1u << 10,  /* admin.require_reason (a reload applies it) */
 };
 
 /* The PX_CONF_* bits of every field that differs between <a> and <b>

@@ -31,11 +31,13 @@
 #include "admin/store_pg.h"
 #include "admin/store_pg_schema.h"
 #include "admin/tokens.h"
+#include "lib/conf.h"
 #include "lib/fs.h"
 #include "lib/log.h"
 #include "lib/notify.h"
 #include "lib/xmalloc.h"
 #include "lib/timeval.h"
+#include "lib/version.h"
 #include "proxy/accesslog.h"
 #include "proxy/conf.h"
 #include "proxy/cookie.h"
@@ -58,12 +60,15 @@ usage(FILE *f)
 {
     fprintf(f,
             "usage: cutoverd -c FILE [-t [--check-store]] [-d] [-R SEED]\n"
-            "  -c FILE   configuration file (JSON)\n"
-            "  -t        check the configuration and exit (0 valid, 1 invalid)\n"
-            "  --check-store  with -t: connect to store.postgres and report its schema\n"
-            "  -d        debug logging\n"
-            "  -R SEED   seed of the random draws (tests; default: from the kernel)\n"
-            "  -h        this help\n");
+            "       cutoverd --help | --version\n"
+            "  -c, --config FILE  configuration file (JSON)\n"
+            "  -t, --test         check the configuration, report every error found,\n"
+            "                     and exit (0 valid, 1 invalid)\n"
+            "  --check-store      with -t: connect to store.postgres, report its schema\n"
+            "  -d, --debug        debug logging\n"
+            "  -R, --seed SEED    seed of the random draws (tests; default: the kernel's)\n"
+            "  -h, --help         this help\n"
+            "  -V, --version      the version\n");
 }
 
 /* `-t --check-store`: connects to store.postgres, reads the schema version
@@ -337,14 +342,23 @@ main(int argc, char **argv)
     int opt, rc = 1;
     bool check_store = false;
     static const struct option longopts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "test", no_argument, NULL, 't' },
         { "check-store", no_argument, NULL, 'S' },
+        { "debug", no_argument, NULL, 'd' },
+        { "seed", required_argument, NULL, 'R' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
 
     memset(&d, 0, sizeof(d));
-    while ((opt = getopt_long(argc, argv, "c:tdhR:", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:tdhVR:", longopts, NULL)) != -1) {
         switch (opt) {
         case 'S': check_store = true; break;
+        case 'V':
+            printf("cutoverd %s\n", CUTOVER_VERSION);
+            return 0;
         case 'R':
             seed_text = optarg;
             break;
@@ -360,10 +374,17 @@ main(int argc, char **argv)
         return 2;
     }
 
-    srv->conf = px_conf_load(conf_file, err, sizeof(err));
-    if (srv->conf == NULL) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
+    {
+        /* every error the loader can find, one line each (bounded) */
+        char *errs = xmalloc(CONF_ERRORS_MAX * 512);
+
+        srv->conf = px_conf_load_n(conf_file, CONF_ERRORS_MAX, errs, CONF_ERRORS_MAX * 512);
+        if (srv->conf == NULL) {
+            fprintf(stderr, "%s\n", errs);
+            free(errs);
+            return 1;
+        }
+        free(errs);
     }
     /* A bad token file stops the start, and `-t` reports it too. A missing
      * one only warns under -t: configs are checked before their secrets
@@ -516,6 +537,7 @@ main(int argc, char **argv)
         log_at(LL_ERR, "main", 0, "%s", err);
         goto out;
     }
+    adm_control_set_require_reason(d.ctl, srv->conf->admin_require_reason);
     for (i = 0; i < srv->nsvcs; i++) {
         const struct adm_svc_state *st = adm_control_state(d.ctl, i);
 

@@ -12,10 +12,8 @@
 struct evbuffer;
 struct px_daemon;
 
-/* The version in cutover_build_info{version}; the Makefile may set it. */
-#ifndef CUTOVER_VERSION
-#define CUTOVER_VERSION "0.1.0"
-#endif
+/* The version in cutover_build_info{version}: lib/version.h. */
+#include "lib/version.h"
 
 /* Appends the whole exposition (text format 0.0.4) for every service of
  * daemon <d> to <out>. Called from the event loop between events (the

@@ -559,6 +559,7 @@ px_reload(struct px_daemon *d)
     for (i = 0; i < srv->nsvcs; i++)
         adm_control_set_plan(d->ctl, i, &srv->conf->services[i].plan,
                              srv->conf->services[i].rollback.min_requests);
+    adm_control_set_require_reason(d->ctl, srv->conf->admin_require_reason);
     for (i = 0; i < srv->nsvcs; i++) {
         const struct adm_svc_state *st = adm_control_state(d->ctl, i);
 

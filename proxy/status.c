@@ -94,6 +94,18 @@ px_status_service(struct px_srv *srv, unsigned idx, json_t *obj)
                                 json_integer((json_int_t)svc->accept_errors[k]));
         json_object_set_new(obj, "accept_errors", ae);
     }
+    /* the share new gets now, after fallback, beside the weight set */
+    {
+        int32_t eff = rt_effective_bp(svc->snap);
+        const char *why = eff < 0 ? "no side has a healthy server: every request gets 503"
+                          : eff == (int32_t)svc->snap->weight_bp ? ""
+                          : eff == 0 ? "new has no healthy server: its share falls back to legacy"
+                          : "legacy has no healthy server: its share falls back to new";
+
+        json_object_set_new(obj, "effective_weight",
+                            eff < 0 ? json_null() : json_real(eff / 100.0));
+        json_object_set_new(obj, "effective_why", json_string(why));
+    }
     json_object_set_new(obj, "legacy", side_status(svc, RT_LEGACY, now));
     json_object_set_new(obj, "new", side_status(svc, RT_NEW, now));
     json_object_set_new(obj, "steering",

@@ -92,6 +92,20 @@ rt_side_usable(const struct rt_snapshot *s, enum rt_side side)
     return usable_mask(s, side) != 0;
 }
 
+int32_t
+rt_effective_bp(const struct rt_snapshot *s)
+{
+    bool legacy = rt_side_usable(s, RT_LEGACY), fresh = rt_side_usable(s, RT_NEW);
+
+    if (!legacy && !fresh)
+        return -1;
+    if (!fresh)
+        return 0;
+    if (!legacy)
+        return RT_BP_MAX;
+    return (int32_t)s->weight_bp;
+}
+
 /* ASCII-only, locale-independent: header values are bytes, not text. */
 static bool
 eq_nocase(const char *a, size_t alen, const char *lit)

@@ -116,6 +116,12 @@ void rt_snapshot_init(struct rt_snapshot *s, const struct rt_conf *conf,
 /* True when <side> of <s> has at least one usable server. */
 bool rt_side_usable(const struct rt_snapshot *s, enum rt_side side);
 
+/* The share of requests that goes to new under <s> now, in basis points,
+ * after fallback: the weight when both sides have a usable server, 0 when
+ * new has none, 10000 when only new has one, -1 when neither has (every
+ * request is answered 503). Overrides are left out: they are per request. */
+int32_t rt_effective_bp(const struct rt_snapshot *s);
+
 /* Chooses side and server for <in> under snapshot <s>, advancing the
  * round-robin cursor <cur> of the chosen side. Never fails: out->side is
  * RT_NONE when neither side has a usable server. Rules (docs/DESIGN.md):

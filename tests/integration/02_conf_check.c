@@ -127,6 +127,80 @@ test_bad_configs_name_the_place(void **state)
     free(dir);
 }
 
+/* The number of lines of <s>. */
+static unsigned
+lines_of(const char *s)
+{
+    unsigned n = 0;
+
+    for (; *s != '\0'; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* One run reports every error it can find, in the order of the file, with
+ * a "did you mean" for a typo of a known key, and a listen address that is
+ * also admin.listen; a bounded number of them. */
+static void
+test_every_error_in_one_run(void **state)
+{
+    static const char three_typos[] =
+        "{\"admin\": {\"listen\": \"127.0.0.1:9901\"},\n"
+        " \"services\": [{\"name\": \"web\", \"listen\": [\"127.0.0.1:9901\"],\n"
+        "  \"legacy\": {\"servers\": [\"127.0.0.1:2\"]},\n"
+        "  \"new\": {\"servers\": [\"127.0.0.1:3\"]}, \"wieght\": 10,\n"
+        "  \"rollback\": {\"max_error_rate\": 1.5, \"windw_s\": 10},\n"
+        "  \"health\": {\"type\": \"http\", \"intreval_ms\": 500, \"colour\": 1}},\n"
+        " {\"name\": \"shop\", \"listen\": [\"0.0.0.0:9901\"], \"mode\": \"udp\",\n"
+        "  \"legacy\": {\"servers\": [\"127.0.0.1:2\"]},\n"
+        "  \"new\": {\"servers\": [\"127.0.0.1:3\"]}}]}\n";
+    static const char *const expect[] = {
+        ":2:42: services[0].listen[0]: 127.0.0.1:9901 is also admin.listen (127.0.0.1:9901)",
+        ":4:40: services[0].wieght: unknown key (did you mean \"weight\"?)",
+        ":5:16: services[0].rollback.max_error_rate: must be between 0 and 1",
+        ":5:39: services[0].rollback.windw_s: unknown key (did you mean \"window_s\"?)",
+        ":6:30: services[0].health.intreval_ms: unknown key (did you mean \"interval_ms\"?)",
+        ":6:50: services[0].health.colour: unknown key\n",
+        ":7:30: services[1].listen[0]: 0.0.0.0:9901 overlaps 127.0.0.1:9901 of service \"web\"",
+        ":7:47: services[1].mode: must be \"http\" or \"tcp\"",
+        ": 8 errors",
+    };
+    char *dir = h_tmpdir(), path[1024], out[16384], *text, *p;
+    const char *at;
+    size_t i, k;
+
+    (void)state;
+    assert_non_null(dir);
+    snprintf(path, sizeof(path), "%s/bad.json", dir);
+    assert_int_equal(h_write_file(path, three_typos), 0);
+    assert_int_equal(h_cutoverd_check(path, out, sizeof(out)), 1);
+    /* in this order, nothing else */
+    for (i = 0, at = out; i < sizeof(expect) / sizeof(expect[0]); i++) {
+        if ((at = strstr(at, expect[i])) == NULL)
+            fail_msg("expected, in order, \"%s\" in:\n%s", expect[i], out);
+    }
+    assert_int_equal(lines_of(out), 9);
+
+    /* bounded: 30 unknown keys give 20 lines and the count */
+    text = malloc(8192);
+    assert_non_null(text);
+    p = text + sprintf(text, "{\"services\": [{\"name\": \"web\", \"listen\": "
+                       "[\"127.0.0.1:1\"], \"legacy\": {\"servers\": [\"127.0.0.1:2\"]}, "
+                       "\"new\": {\"servers\": [\"127.0.0.1:3\"]}");
+    for (k = 0; k < 30; k++)
+        p += sprintf(p, ",\n  \"x%02zu\": 1", k);
+    sprintf(p, "}]}\n");
+    assert_int_equal(h_write_file(path, text), 0);
+    free(text);
+    assert_int_equal(h_cutoverd_check(path, out, sizeof(out)), 1);
+    assert_int_equal(lines_of(out), 21);
+    assert_non_null(strstr(out, ": 30 errors (the first 20 shown)"));
+    assert_non_null(strstr(out, "services[0].x19: unknown key"));
+    assert_null(strstr(out, "services[0].x20"));
+    h_rmrf(dir);
+    free(dir);
+}
+
 static void
 test_missing_file(void **state)
 {
@@ -144,6 +218,7 @@ main(void)
         cmocka_unit_test(test_every_example_is_valid),
         cmocka_unit_test(test_example_with_its_certificates),
         cmocka_unit_test(test_bad_configs_name_the_place),
+        cmocka_unit_test(test_every_error_in_one_run),
         cmocka_unit_test(test_missing_file),
     };
 

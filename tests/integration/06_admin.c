@@ -58,7 +58,7 @@ test_exit_codes(void **state)
     struct fx *f = start(state);
     char out[8192];
     static const char *const bad_weights[] = {
-        "101", "-1", "10.005", "abc", "", "1e1", "50%", "0x10",
+        "101", "-1", "10.005", "abc", "", "1e1", "50%%", "%", "0x10",
     };
     size_t i;
 

@@ -2,7 +2,10 @@
 # tests/tools/check-install.sh: installs into a temporary DESTDIR and checks
 # the result: both binaries run, the man pages render without a warning, the
 # systemd unit points at the installed daemon and passes systemd-analyze
-# verify without a single complaint, and uninstall leaves nothing behind.
+# verify without a single complaint, the installed binaries are stripped (the
+# build's keep their debug info), the bash and zsh completions are there and
+# name every command `cutoverctl help` lists, and uninstall leaves nothing
+# behind.
 set -eu
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -21,6 +24,26 @@ done
 "$dest$prefix/sbin/cutoverd" -t -c "$dest$prefix/share/doc/cutover/examples/example.json" \
     >/dev/null || fail "the installed cutoverd rejects the installed example config"
 "$dest$prefix/bin/cutoverctl" help >/dev/null || fail "the installed cutoverctl does not run"
+
+for f in share/bash-completion/completions/cutoverctl share/bash-completion/completions/cutoverd \
+         share/zsh/vendor-completions/_cutoverctl; do
+    [ -f "$dest$prefix/$f" ] || fail "$prefix/$f was not installed"
+done
+for b in sbin/cutoverd bin/cutoverctl; do
+    ! readelf -S "$dest$prefix/$b" | grep -q '\.debug_info\|\.symtab' || fail "$b is not stripped"
+    readelf -S "$root/build/$(basename $b)" | grep -q '\.debug_info' \
+        || fail "build/$(basename $b) has no debug info"
+done
+bash -n "$dest$prefix/share/bash-completion/completions/cutoverctl" || fail "bash completion: syntax"
+# every command of `cutoverctl help` is completed, by bash and by zsh
+cmds=$("$dest$prefix/bin/cutoverctl" help | sed -n '/^commands:/,/^$/s/^  \([a-z][a-z]*\).*/\1/p')
+[ -n "$cmds" ] || fail "cutoverctl help lists no command"
+for c in $cmds; do
+    grep -q "commands=\".*\\b$c\\b" "$dest$prefix/share/bash-completion/completions/cutoverctl" \
+        || fail "bash completion lacks the command $c"
+    grep -q "^        '$c:" "$dest$prefix/share/zsh/vendor-completions/_cutoverctl" \
+        || fail "zsh completion lacks the command $c"
+done
 
 for m in cutoverd cutoverctl; do
     out=$(groff -man -ww -z "$dest$prefix/share/man/man8/$m.8" 2>&1) || fail "$m.8: groff failed"

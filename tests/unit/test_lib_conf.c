@@ -99,7 +99,7 @@ test_check_keys(void **state)
     assert_int_equal(json_object_set_new(o, "wieght", json_integer(5)), 0);
     assert_int_equal(conf_check_keys(o, "services[0]", allowed, &err), -1);
     assert_string_equal(err.path, "services[0].wieght");
-    assert_string_equal(err.msg, "unknown key");
+    assert_string_equal(err.msg, "unknown key (did you mean \"weight\"?)");
 
     /* at the top level the path is the key alone */
     assert_int_equal(conf_check_keys(o, "", allowed, &err), -1);
@@ -123,6 +123,50 @@ test_check_keys(void **state)
     o = json_pack("{s:s}", "nam", "web");
     assert_int_equal(conf_check_keys(o, "s", allowed, &err), -1);
     assert_string_equal(err.path, "s.nam");
+    json_decref(o);
+}
+
+/* "did you mean": a near known key is named, a far one or a short one is
+ * not; with a collector on, every unknown key of an object is listed. */
+static void
+test_nearest_and_collect(void **state)
+{
+    static const char *const rb[] = { "enabled", "max_error_rate", "min_requests",
+                                      "window_s", "max_p99_ms", "action", NULL };
+    static const char *const hc[] = { "type", "path", "interval_ms", "timeout_ms", "rise",
+                                      "fall", NULL };
+    struct conf_errlist l;
+    struct conf_err err;
+    json_t *o;
+
+    (void)state;
+    assert_string_equal(conf_nearest_key("window", rb), "window_s");
+    assert_string_equal(conf_nearest_key("min_request", rb), "min_requests");
+    assert_string_equal(conf_nearest_key("max_eror_rate", rb), "max_error_rate");
+    assert_string_equal(conf_nearest_key("rsie", hc), "rise");        /* a swap */
+    assert_string_equal(conf_nearest_key("intreval_ms", hc), "interval_ms");
+    assert_null(conf_nearest_key("colour", rb));
+    assert_null(conf_nearest_key("ab", hc));     /* too short to guess: "path"? */
+    assert_null(conf_nearest_key("", hc));
+
+    memset(&l, 0, sizeof(l));
+    conf_collect(&l);
+    o = json_pack("{s:i, s:i, s:i, s:i}", "rsie", 1, "fall", 2, "intreval_ms", 3, "zzz", 4);
+    assert_int_equal(conf_check_keys(o, "h", hc, &err), 0);   /* the parse goes on */
+    conf_collect(NULL);
+    assert_int_equal(l.n, 3);
+    assert_string_equal(l.e[0].path, "h.rsie");
+    assert_string_equal(l.e[1].path, "h.intreval_ms");
+    assert_string_equal(l.e[1].msg, "unknown key (did you mean \"interval_ms\"?)");
+    assert_string_equal(l.e[2].msg, "unknown key");
+    conf_errlist_add(&l, &l.e[0]);              /* the same error twice: once */
+    assert_int_equal(l.n, 3);
+    json_decref(o);
+    /* off again: the first only */
+    memset(&l, 0, sizeof(l));
+    o = json_pack("{s:i, s:i}", "a1", 1, "a2", 2);
+    assert_int_equal(conf_check_keys(o, "", hc, &err), -1);
+    assert_int_equal(l.n, 0);
     json_decref(o);
 }
 
@@ -287,6 +331,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fail),
         cmocka_unit_test(test_join),
+        cmocka_unit_test(test_nearest_and_collect),
         cmocka_unit_test(test_check_keys),
         cmocka_unit_test(test_readers),
         cmocka_unit_test(test_percent),

@@ -607,7 +607,7 @@ static const struct bad_case {
       "FILE:2:12: admin.listen: must be \"IP:PORT\" or \"[IPv6]:PORT\" with a numeric "
       "address and a port 1..65535" },
     { TOP("'admin': {'sockt': '/run/x.sock'}"),
-      "FILE:2:12: admin.sockt: unknown key" },
+      "FILE:2:12: admin.sockt: unknown key (did you mean \"socket\"?)" },
     { TOP("'admin': {'socket': ''}"),
       "FILE:2:12: admin.socket: must not be empty" },
     { TOP("'admin': {'socket': '/run/cutover/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -624,7 +624,7 @@ static const struct bad_case {
     { "{'services': ['web']}",
       "FILE:1:15: services[0]: must be an object" },
     { SVC("'wieght': 10"),
-      "FILE:7:19: services[0].wieght: unknown key" },
+      "FILE:7:19: services[0].wieght: unknown key (did you mean \"weight\"?)" },
     { "{'services': [{'listen': ['127.0.0.1:8080']}]}",
       "FILE: services[0].name: is required" },
     { "{'services': [{'name': 'web app'}]}",
@@ -713,7 +713,7 @@ static const struct bad_case {
 
     /* health */
     { SVC("'health': {'type': 'tcp', 'rsie': 3}"),
-      "FILE:7:45: services[0].health.rsie: unknown key" },
+      "FILE:7:45: services[0].health.rsie: unknown key (did you mean \"rise\"?)" },
     { SVC("'health': {'interval_ms': 2000.5}"),
       "FILE:7:30: services[0].health.interval_ms: must be an integer" },
     { SVC("'health': {'interval_ms': 1000, 'timeout_ms': 1000}"),

@@ -283,6 +283,7 @@ static struct px_service_conf conf_services[1], conf_other_services[1];
     X(V, admin_listen, "127.0.0.1:9900", "127.0.0.1:9901", PX_CONF_ADMIN_HTTP) \
     X(V, admin_token_file, NULL, "/etc/cutover/tokens", PX_CONF_ADMIN_HTTP) \
     X(V, admin_read_token_required, false, true, PX_CONF_ADMIN_READ)     \
+    X(V, admin_require_reason, false, true, PX_CONF_ADMIN_REASON)        \
     X(V, state_file, "/var/lib/cutover/state.json", NULL, PX_CONF_STATE_FILES) \
     X(V, audit_file, NULL, "/var/lib/cutover/audit.jsonl", PX_CONF_STATE_FILES) \
     X(V, store_pg, NULL, &other_store_pg, PX_CONF_STATE_FILES)           \

@@ -722,6 +722,35 @@ test_both_down(void **state)
     assert_int_equal(c.reason, RT_R_NONE);
 }
 
+/* The share new gets after fallback, against what choose() does. */
+static void
+test_effective_share(void **state)
+{
+    struct rt_conf conf;
+    struct rt_snapshot s;
+    struct rt_cursor cur = { { 0, 0 } };
+    struct rt_input in = { 0 };
+    unsigned i, to_new;
+
+    conf_make(&conf, RT_STICKY_NONE, NULL, "web", false);
+    rt_snapshot_init(&s, &conf, 5000, 2, 2);
+    assert_int_equal(rt_effective_bp(&s), 5000);
+    s.usable[RT_NEW] = 0;              /* new down: all to legacy */
+    assert_int_equal(rt_effective_bp(&s), 0);
+    for (i = 0, to_new = 0; i < 1000; i++) {
+        in.rand = i * 7919u;
+        to_new += choose(&s, &cur, &in).side == RT_NEW;
+    }
+    assert_int_equal(to_new, 0);
+    rt_snapshot_init(&s, &conf, 5000, 2, 2);
+    s.usable[RT_LEGACY] = 0;           /* legacy down: all to new */
+    assert_int_equal(rt_effective_bp(&s), 10000);
+    s.usable[RT_NEW] = 0;              /* both: none */
+    assert_int_equal(rt_effective_bp(&s), -1);
+    rt_snapshot_init(&s, &conf, 0, 2, 0);   /* no new server at weight 0 */
+    assert_int_equal(rt_effective_bp(&s), 0);
+}
+
 /* ---- round robin -------------------------------------------------------- */
 
 static void
@@ -1182,6 +1211,7 @@ main(void)
         cmocka_unit_test(test_override_unknown_ignored),
         cmocka_unit_test(test_header_without_key_draws_at_random),
         cmocka_unit_test(test_fallback_when_side_down),
+        cmocka_unit_test(test_effective_share),
         cmocka_unit_test(test_both_down),
         cmocka_unit_test(test_round_robin_even),
         cmocka_unit_test(test_round_robin_skips_unusable),
