@@ -31,6 +31,7 @@
 
 #include <jansson.h>
 
+#include "admin/ctl_gates.h"
 #include "admin/ctl_proto.h"
 
 enum ctl_exit {
@@ -82,6 +83,9 @@ usage(FILE *f)
           "  switch new|legacy [--drain-s N] [--force]\n"
           "                                       blue-green flip\n"
           "  plan start|pause|resume|abort        the progressive plan\n"
+          "  gates                                the migration gates: verdict, value, reason\n"
+          "  (weight, promote, plan start and switch new take --force: raise past a\n"
+          "   failing migration gate, audited with the gate)\n"
           "  audit [-n N]                         the last N audit entries\n"
           "  certs reload                         read every TLS certificate and key again\n"
           "  watch                                status every second until interrupted\n"
@@ -652,7 +656,9 @@ show_reply(const struct ctl_opts *o, const struct ctl_conn *c, const char *text)
                 json_is_string(err) ? shown_str(err, 0) : "refused");
         rc = CTL_EXIT_REFUSED;
     } else {
-        if (o->is_json)
+        if (strcmp(o->cmd, "gates") == 0)
+            ctl_print_gates(reply, o->is_json);
+        else if (o->is_json)
             print_json(reply, text);
         else if (strcmp(o->cmd, "status") == 0 || strcmp(o->cmd, "watch") == 0)
             print_status(reply);
@@ -829,7 +835,7 @@ build_request(struct ctl_opts *o, int argc, char **argv, int i, json_t **req)
         maxpos = 1;
     else if (strcmp(cmd, "status") != 0 && strcmp(cmd, "rollback") != 0
              && strcmp(cmd, "promote") != 0 && strcmp(cmd, "audit") != 0
-             && strcmp(cmd, "watch") != 0)
+             && strcmp(cmd, "watch") != 0 && strcmp(cmd, "gates") != 0)
         return usage_error("unknown command \"%s\"", cmd);
 
     for (; i < argc; i++) {
@@ -848,7 +854,9 @@ build_request(struct ctl_opts *o, int argc, char **argv, int i, json_t **req)
             if (parse_uint(argv[i], 0, INT_MAX, &drain_s) != 0)
                 return usage_error("--drain-s needs a number of seconds, got \"%s\"",
                                    argv[i]);
-        } else if (strcmp(cmd, "switch") == 0 && strcmp(a, "--force") == 0) {
+        } else if ((strcmp(cmd, "switch") == 0 || strcmp(cmd, "weight") == 0
+                    || strcmp(cmd, "promote") == 0 || strcmp(cmd, "plan") == 0)
+                   && strcmp(a, "--force") == 0) {
             force = true;
         } else if (strcmp(cmd, "audit") == 0 && strcmp(a, "-n") == 0) {
             if (++i >= argc)
@@ -870,7 +878,10 @@ build_request(struct ctl_opts *o, int argc, char **argv, int i, json_t **req)
     r = json_object();
     if (r == NULL)
         return CTL_EXIT_USAGE;
-    json_object_set_new(r, "cmd", json_string(strcmp(cmd, "watch") == 0 ? "status" : cmd));
+    json_object_set_new(r, "cmd", json_string(strcmp(cmd, "watch") == 0
+                                              || strcmp(cmd, "gates") == 0 ? "status" : cmd));
+    if (force && strcmp(cmd, "switch") != 0)
+        json_object_set_new(r, "force", json_true());
     if (o->service != NULL)
         json_object_set_new(r, "service", json_string(o->service));
 

@@ -38,6 +38,7 @@
 
 #include <jansson.h>
 
+#include "health/gate_conf.h"
 #include "lib/conf.h"
 #include "lib/fs.h"
 #include "lib/log.h"
@@ -464,7 +465,7 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
     static const char *const keys[] = {
         "name", "mode", "listen", "legacy", "new", "weight", "sticky", "override",
         "health", "rollback", "plan", "on_new_down", "timeouts", "limits", "pool", "tls",
-        NULL
+        "gates", NULL
     };
     struct px_service_conf *s = &c->services[i];
     const char *name, *str;
@@ -535,7 +536,9 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
                                conf_join(p, sizeof(p), pre, "rollback"),
                                &s->rollback, err) != 0 ||
         hl_plan_conf_parse(json_object_get(j, "plan"),
-                           conf_join(p, sizeof(p), pre, "plan"), &s->plan, err) != 0)
+                           conf_join(p, sizeof(p), pre, "plan"), &s->plan, err) != 0 ||
+        hl_gates_conf_parse(json_object_get(j, "gates"), conf_join(p, sizeof(p), pre, "gates"),
+                            c->dir, &s->gates, err) != 0)
         return -1;
 
     if (conf_opt_nonempty(j, "on_new_down", pre, &str, err) != 0)
@@ -856,6 +859,7 @@ px_conf_free(struct px_conf *c)
         px_tls_up_put(s->side[RT_LEGACY].tls);
         px_tls_up_put(s->side[RT_NEW].tls);
         px_tls_conf_free(s->tls);
+        hl_gates_conf_free(&s->gates);
     }
     free(c->services);
     free(c->file);
@@ -968,6 +972,8 @@ px_service_conf_diff(const struct px_service_conf *a, const struct px_service_co
         d |= PX_SVC_POOL;
     if (!px_tls_conf_equal(a->tls, b->tls))
         d |= PX_SVC_TLS;
+    if (!hl_gates_conf_equal(&a->gates, &b->gates))
+        d |= PX_SVC_GATES;
     return d;
 }
 
