@@ -493,6 +493,8 @@ print_plan(const json_t *svc)
            strcmp(st, "paused") == 0 ? " (clock stopped)" : "",
            fmt_value(json_object_get(p, "requests"), b2, sizeof(b2)),
            fmt_value(json_object_get(p, "min_requests"), b3, sizeof(b3)));
+    if (json_is_string(json_object_get(p, "held_by")))   /* a migration gate (docs/gates.md) */
+        printf("  %-6s  held by %s\n", "", shown_str(json_object_get(p, "held_by"), 0));
 }
 
 /* A state in effect that is not saved, and audit entries not written yet:
