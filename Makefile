@@ -27,7 +27,7 @@ LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 
 ROUTER_SRC = router/router.c router/conf.c
 HEALTH_SRC = health/conf.c health/window.c health/policy.c health/probe.c health/check.c \
-             health/plan.c
+             health/plan.c health/gate.c health/gate_conf.c
 UTIL_SRC   = lib/log.c lib/xmalloc.c lib/metrics.c lib/notify.c lib/http1.c lib/h1chunk.c \
              lib/conf.c lib/fs.c lib/text.c lib/pg_session.c lib/pg_query.c lib/cidr.c
 ADMIN_SRC  = admin/ctl_proto.c admin/state.c admin/control.c \
@@ -40,12 +40,13 @@ PROXY_SRC  = proxy/conf.c proxy/tls_conf.c proxy/tls_cert.c proxy/tls.c proxy/tl
              proxy/http_msg.c proxy/relay.c proxy/tcp.c proxy/pool.c \
              proxy/tick.c proxy/metrics.c proxy/accesslog.c proxy/io.c proxy/worker.c \
              proxy/status.c proxy/ops.c proxy/verdict.c proxy/reload.c proxy/cookie.c \
-             proxy/tls_up.c
+             proxy/tls_up.c proxy/gates.c
 LIB_SRC    = $(UTIL_SRC) $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB        = $(BUILD)/libcutover.a
 
-CTL_SRC    = admin/cutoverctl.c admin/ctl_show.c admin/ctl_proto.c lib/xmalloc.c lib/text.c
+CTL_SRC    = admin/cutoverctl.c admin/ctl_show.c admin/ctl_gates.c admin/ctl_proto.c \
+             lib/xmalloc.c lib/text.c
 CTL_OBJ    = $(CTL_SRC:%.c=$(BUILD)/%.o)
 
 UNIT_SRC   = $(sort $(wildcard tests/unit/test_*.c))
@@ -123,6 +124,7 @@ $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)
 
 $(BUILD)/tests/unit/test_lib_pg: $(PGHARNESS_OBJ)
 $(BUILD)/tests/integration/32_fleet: $(PGHARNESS_OBJ)
+$(BUILD)/tests/integration/40_gates: $(PGHARNESS_OBJ)
 
 $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(HARNESS_OBJ) $(LIB)
 	@printf '  LD  %s\n' $@

@@ -30,6 +30,47 @@
 
 /* ---- commands --------------------------------------------------------- */
 
+/* An operator's raise of service <svc> to <to_bp> while a migration gate
+ * fails (adm_ops.gates) is refused unless <force>: returns the refusal, or
+ * NULL to go on. <forced> gets the change's reason: the operator's <reason>,
+ * and for a forced raise past a failing gate "forced past a failing gate: …"
+ * after it (so the audit entry names the gate and its value; logged too). A
+ * gate with no result yet does not refuse a raise (it holds a plan step). */
+static json_t *
+gate_refusal(struct adm_control *c, unsigned svc, uint32_t to_bp, bool force,
+             const char *what, const char *reason, char *forced, size_t len)
+{
+    char why[512];
+
+    snprintf(forced, len, "%s", reason);
+    if (c->ops.gates == NULL || to_bp <= c->svcs[svc].st.weight_bp)
+        return NULL;
+    if (c->ops.gates(c->arg, svc, why, sizeof(why)) != 1)
+        return NULL;
+    if (!force)
+        return adm_fail_reply("%s refused: %s; the weight may rise when it passes "
+                              "(--force to raise anyway)", what, why);
+    snprintf(forced, len, "%s%sforced past a failing gate: %s", reason,
+             *reason != '\0' ? "; " : "", why);
+    log_at(LL_WARN, "control", 0, "%s: %s %s", c->svcs[svc].name, what, forced);
+    return NULL;
+}
+
+/* Reads the optional boolean "force" of <req> into <*force>. */
+static json_t *
+opt_force(json_t *req, bool *force)
+{
+    json_t *v = json_object_get(req, "force");
+
+    *force = false;
+    if (v == NULL)
+        return NULL;
+    if (!json_is_boolean(v))
+        return adm_fail_reply("\"force\" must be a boolean, got %s", adm_type_name(v));
+    *force = json_is_true(v);
+    return NULL;
+}
+
 static json_t *
 cmd_status(struct adm_control *c, json_t *req, const char *actor)
 {
@@ -50,8 +91,15 @@ cmd_status(struct adm_control *c, json_t *req, const char *actor)
                       "weight", adm_percent_json(c->svcs[i].st.weight_bp),
                       "state", adm_state_names[c->svcs[i].st.state],
                       "generation", (json_int_t)c->svcs[i].st.generation);
-        if (o != NULL)
-            json_object_set_new(o, "plan", adm_plan_status(&c->svcs[i]));
+        if (o != NULL) {
+            json_t *pl = adm_plan_status(&c->svcs[i]), *held = adm_plan_gate_status(c, i);
+
+            if (held != NULL && pl != NULL)
+                json_object_set_new(pl, "held_by", held);
+            else
+                json_decref(held);
+            json_object_set_new(o, "plan", pl);
+        }
         if (o != NULL)
             json_object_set_new(o, "last_change", adm_persist_last_change(&c->svcs[i]));
         if (o != NULL && c->ops.status != NULL)
@@ -70,9 +118,11 @@ cmd_status(struct adm_control *c, json_t *req, const char *actor)
 static json_t *
 cmd_weight(struct adm_control *c, json_t *req, const char *actor)
 {
-    static const char *const keys[] = { "cmd", "service", "percent", "reason", NULL };
+    static const char *const keys[] = { "cmd", "service", "percent", "reason", "force", NULL };
     struct adm_change ch = { .state = ADM_ST_STEADY, .action = "weight", .reason = "",
                              .left = RT_NONE, .drain_s = -1 };
+    char forced[ADM_REASON_MAX + 640] = "";
+    bool force;
     json_t *r, *p;
 
     if ((r = adm_check_keys(req, "weight", keys)) != NULL)
@@ -93,6 +143,11 @@ cmd_weight(struct adm_control *c, json_t *req, const char *actor)
         return adm_fail_reply("percent must be 0..100 with at most two decimals, got %.15g",
                               json_real_value(p));
     }
+    if ((r = opt_force(req, &force)) != NULL ||
+        (r = gate_refusal(c, ch.svc, ch.weight_bp, force, "weight", ch.reason, forced,
+                          sizeof(forced))) != NULL)
+        return r;
+    ch.reason = forced;
     return adm_change_run(c, &ch, actor);
 }
 
@@ -122,10 +177,12 @@ cmd_rollback(struct adm_control *c, json_t *req, const char *actor)
 static json_t *
 cmd_promote(struct adm_control *c, json_t *req, const char *actor)
 {
-    static const char *const keys[] = { "cmd", "service", "reason", NULL };
+    static const char *const keys[] = { "cmd", "service", "reason", "force", NULL };
     struct adm_change ch = { .weight_bp = RT_BP_MAX, .state = ADM_ST_PROMOTED,
                              .action = "promote", .reason = "", .left = RT_NONE,
                              .drain_s = -1 };
+    char forced[ADM_REASON_MAX + 640] = "";
+    bool force;
     json_t *r;
 
     if ((r = adm_check_keys(req, "promote", keys)) != NULL)
@@ -134,6 +191,11 @@ cmd_promote(struct adm_control *c, json_t *req, const char *actor)
         return r;
     if ((r = adm_req_reason(c, req, "promote", &ch.reason)) != NULL)
         return r;
+    if ((r = opt_force(req, &force)) != NULL ||
+        (r = gate_refusal(c, ch.svc, ch.weight_bp, force, "promote", ch.reason, forced,
+                          sizeof(forced))) != NULL)
+        return r;
+    ch.reason = forced;
     return adm_change_run(c, &ch, actor);
 }
 
@@ -143,6 +205,7 @@ cmd_switch(struct adm_control *c, json_t *req, const char *actor)
     static const char *const keys[] = { "cmd", "service", "to", "drain_s", "force", "reason",
                                         NULL };
     struct adm_change ch = { .action = "switch", .reason = "", .drain_s = -1 };
+    char forced[ADM_REASON_MAX + 640] = "";
     json_t *r, *v;
     const char *to;
     bool force = false;
@@ -186,6 +249,10 @@ cmd_switch(struct adm_control *c, json_t *req, const char *actor)
     if (ch.left == RT_LEGACY && !force && c->ops.side_healthy != NULL
         && !c->ops.side_healthy(c->arg, ch.svc, RT_NEW))
         return adm_fail_reply("new has no healthy server; use --force");
+    if ((r = gate_refusal(c, ch.svc, ch.weight_bp, force, "switch new", ch.reason, forced,
+                          sizeof(forced))) != NULL)
+        return r;
+    ch.reason = forced;
     return adm_change_run(c, &ch, actor);
 }
 

@@ -209,6 +209,8 @@ print_tls(const json_t *svc)
  * A plan that ended is shown as ended only while its end is the service's
  * last change (status "plan.current"); after a later change it is history:
  * the line says the plan is not running, as before a start. */
+static void print_wrapped(const char *lead, const char *text, const char *tail);
+
 static void
 print_plan(const json_t *svc)
 {
@@ -253,6 +255,8 @@ print_plan(const json_t *svc)
            left_s, fmt_value(json_object_get(p, "requests"), b2, sizeof(b2)),
            fmt_value(json_object_get(p, "min_requests"), b3, sizeof(b3)),
            strcmp(st, "paused") == 0 ? "  (clock stopped)" : "");
+    if (json_is_string(json_object_get(p, "held_by")))   /* a migration gate (docs/gates.md) */
+        print_wrapped("held by ", shown_str(json_object_get(p, "held_by"), 0), "");
 }
 
 /* <lead><text><tail> at column 10, wrapped at spaces to SHOW_COLUMNS

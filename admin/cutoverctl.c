@@ -31,6 +31,7 @@
 
 #include <jansson.h>
 
+#include "admin/ctl_gates.h"
 #include "admin/ctl_proto.h"
 #include "admin/ctl_show.h"
 #include "lib/version.h"
@@ -64,7 +65,7 @@ struct ctl_opts {
 };
 
 /* How a reply is shown. */
-enum ctl_show_kind { SHOW_CHANGE, SHOW_STATUS, SHOW_AUDIT, SHOW_CERTS };
+enum ctl_show_kind { SHOW_CHANGE, SHOW_STATUS, SHOW_AUDIT, SHOW_CERTS, SHOW_GATES };
 
 /* Adds the command's own fields to <req> (cmd, service, the positional
  * argument's field and reason are added by build_request()). Returns 0, or
@@ -301,7 +302,9 @@ show_reply(const struct ctl_opts *o, const struct ctl_conn *c, const char *text)
                 json_is_string(err) ? ctl_shown(json_string_value(err), json_string_length(err), 0) : "refused");
         rc = CTL_EXIT_REFUSED;
     } else {
-        if (o->is_json)
+        if (o->cmd->show == SHOW_GATES)
+            ctl_print_gates(reply, o->is_json);
+        else if (o->is_json)
             ctl_print_json(reply, text);
         else if (o->cmd->show == SHOW_STATUS)
             ctl_print_status(reply);
@@ -518,10 +521,21 @@ static const struct ctl_opt opt_table[] = {
       "why, one line of printable text: written to the audit log" },
     { CTL_O_DRAIN, '\0', "--drain-s", "N",
       "close the TCP tunnels to the side left after N seconds" },
-    { CTL_O_FORCE, '\0', "--force", NULL, "switch to new even when its checks call it down" },
+    { CTL_O_FORCE, '\0', "--force", NULL,
+      "switch: to new even when its checks call it down; a raise (weight, promote,\n"
+      "plan start, switch new): past a failing migration gate, audited with the gate" },
     { CTL_O_N, 'n', NULL, "N", "how many entries (default 20)" },
 };
 #define NOPTS (sizeof(opt_table) / sizeof(opt_table[0]))
+
+/* --force of a raise: past a failing migration gate (docs/gates.md). */
+static int
+build_force(const struct ctl_opts *o, json_t *req)
+{
+    if (o->seen & CTL_O_FORCE)
+        json_object_set_new(req, "force", json_true());
+    return 0;
+}
 
 static int
 build_weight(const struct ctl_opts *o, json_t *req)
@@ -544,7 +558,7 @@ build_weight(const struct ctl_opts *o, json_t *req)
      * the daemon maps back to the same basis points. */
     json_object_set_new(req, "percent", bp % 100 == 0 ? json_integer(bp / 100)
                                                        : json_real(bp / 100.0));
-    return 0;
+    return build_force(o, req);
 }
 
 static int
@@ -570,7 +584,7 @@ static const struct ctl_cmd cmd_table[] = {
       "Every service (or the one of -S): the weight set and the share new gets now,\n"
       "the state, the plan, every server's health and both sides' windows.\n",
       NULL, SHOW_STATUS, false },
-    { "weight", "weight", "P", NULL, NULL, 1, 1, CTL_O_REASON,
+    { "weight", "weight", "P", NULL, NULL, 1, 1, CTL_O_REASON | CTL_O_FORCE,
       "share to new, 0..100, two decimals at most",
       "Sets the share of traffic to new: P in 0..100 with at most two decimals\n"
       "(\"10\", \"12.5\", \"10%\"). Clears a rolled_back or frozen latch and ends a\n"
@@ -582,10 +596,11 @@ static const struct ctl_cmd cmd_table[] = {
       "an operator sets a weight again. Returns once every worker routes by it and\n"
       "the state is on disk.\n",
       NULL, SHOW_CHANGE, false },
-    { "promote", "promote", NULL, NULL, NULL, 0, 0, CTL_O_REASON,
+    { "promote", "promote", NULL, NULL, NULL, 0, 0, CTL_O_REASON | CTL_O_FORCE,
       "weight 100",
-      "Sets the weight to 100 and the state promoted.\n",
-      NULL, SHOW_CHANGE, false },
+      "Sets the weight to 100 and the state promoted. Refused while a migration\n"
+      "gate fails, unless --force.\n",
+      build_force, SHOW_CHANGE, false },
     { "switch", "switch", "new|legacy", "new|legacy", "to", 1, 1,
       CTL_O_REASON | CTL_O_DRAIN | CTL_O_FORCE,
       "blue-green flip",
@@ -594,13 +609,20 @@ static const struct ctl_cmd cmd_table[] = {
       "when new has no healthy server, unless --force.\n",
       build_switch, SHOW_CHANGE, false },
     { "plan", "plan", "start|pause|resume|abort", "start|pause|resume|abort", "action", 1, 1,
-      CTL_O_REASON,
+      CTL_O_REASON | CTL_O_FORCE,
       "the progressive plan",
       "Runs the plan of the configuration (plan.steps, plan.bake_s): a step\n"
       "advances once it baked without a breach and new served\n"
       "rollback.min_requests in it. start needs a weight at or below the first\n"
-      "step and no latch; pause stops the bake clock; abort keeps the weight.\n",
-      NULL, SHOW_CHANGE, false },
+      "step and no latch; pause stops the bake clock; abort keeps the weight.\n"
+      "A step also waits for every migration gate; start is refused while one\n"
+      "fails, unless --force.\n",
+      build_force, SHOW_CHANGE, false },
+    { "gates", "status", NULL, NULL, NULL, 0, 0, 0,
+      "the migration gates: verdict, value, reason",
+      "Every migration gate of every service (or of -S): kind, last value, verdict,\n"
+      "since when, and why (docs/gates.md). A raise is refused while one fails.\n",
+      NULL, SHOW_GATES, false },
     { "audit", "audit", NULL, NULL, NULL, 0, 0, CTL_O_N,
       "the last N audit entries",
       "The last N entries of the audit log (of the service of -S only, when\n"

@@ -54,6 +54,32 @@ plan_service_state(const struct adm_svc *s, const struct hl_plan *p)
     }
 }
 
+/* True when a migration gate of service <svc> holds its plan (it fails or
+ * has no result yet); <why> (may be NULL) gets which and why. */
+static bool
+plan_gate_hold(const struct adm_control *c, unsigned svc, char *why, size_t len)
+{
+    char buf[512];
+
+    if (c->ops.gates == NULL)
+        return false;
+    if (why == NULL) {
+        why = buf;
+        len = sizeof(buf);
+    }
+    return c->ops.gates(c->arg, svc, why, len) != 0;
+}
+
+json_t *
+adm_plan_gate_status(const struct adm_control *c, unsigned svc)
+{
+    char why[512];
+
+    if (!hl_plan_is_running(&c->svcs[svc].plan) || !plan_gate_hold(c, svc, why, sizeof(why)))
+        return NULL;
+    return json_string(why);
+}
+
 json_t *
 adm_plan_status(const struct adm_svc *s)
 {
@@ -92,13 +118,16 @@ adm_plan_status(const struct adm_svc *s)
 json_t *
 adm_plan_command(struct adm_control *c, json_t *req, const char *actor)
 {
-    static const char *const keys[] = { "cmd", "service", "action", "reason", NULL };
+    static const char *const keys[] = { "cmd", "service", "action", "reason", "force", NULL };
     struct adm_change ch = { .reason = "", .left = RT_NONE, .drain_s = -1 };
     const struct hl_plan_conf *pc;
     struct adm_svc *s;
     struct hl_plan next;
     const char *action, *why;
-    char reason[ADM_REASON_MAX + 512], p0[16], p1[16];
+    /* the operator's reason (ADM_REASON_MAX), "; ", the generated text and a
+     * forced gate's (gate[]) all fit */
+    char reason[ADM_REASON_MAX + 1200], p0[16], p1[16], gate[512] = "";
+    bool force = false;
     json_t *r, *v;
     int rc = 0;
 
@@ -118,6 +147,11 @@ adm_plan_command(struct adm_control *c, json_t *req, const char *actor)
                               action);
     if ((r = adm_req_reason(c, req, "plan", &why)) != NULL)
         return r;
+    if ((v = json_object_get(req, "force")) != NULL) {
+        if (!json_is_boolean(v))
+            return adm_fail_reply("\"force\" must be a boolean, got %s", adm_type_name(v));
+        force = json_is_true(v);
+    }
     s = &c->svcs[ch.svc];
     pc = &s->plan_conf;
     if (pc->nsteps == 0)
@@ -141,6 +175,18 @@ adm_plan_command(struct adm_control *c, json_t *req, const char *actor)
                                   "set the weight to %s%% or less first",
                                   adm_pct(s->st.weight_bp, p0, sizeof(p0)),
                                   adm_pct(pc->steps_bp[0], p1, sizeof(p1)), p1);
+        /* a start raises the weight to step 1: refused while a migration
+         * gate fails, as an operator's weight is (commands.c) */
+        if (s->st.weight_bp < pc->steps_bp[0] && c->ops.gates != NULL
+            && c->ops.gates(c->arg, ch.svc, gate, sizeof(gate)) == 1) {
+            if (!force)
+                return adm_fail_reply("plan start refused: %s; the weight may rise when it "
+                                      "passes (--force to start anyway)", gate);
+            log_at(LL_WARN, "control", 0, "%s: plan start forced past a failing gate: %s",
+                   s->name, gate);
+        } else {
+            gate[0] = '\0';
+        }
         rc = hl_plan_start(&next, pc);
         ch.action = "plan_start";
         ch.weight_bp = hl_plan_weight_bp(&next, pc);
@@ -151,6 +197,11 @@ adm_plan_command(struct adm_control *c, json_t *req, const char *actor)
             snprintf(reason, sizeof(reason), "step 1/%u (%s%%); each step bakes %u s "
                      "with at least %u requests on new", pc->nsteps,
                      adm_pct(pc->steps_bp[0], p0, sizeof(p0)), pc->bake_s, s->min_requests);
+        if (gate[0] != '\0') {
+            size_t n = strlen(reason);
+
+            snprintf(reason + n, sizeof(reason) - n, "; forced past a failing gate: %s", gate);
+        }
     } else if (strcmp(action, "pause") == 0) {
         if (s->plan.state != HL_PLAN_PROGRESSING)
             return adm_fail_reply("plan pause: no plan is progressing (the plan is %s)",
@@ -190,6 +241,8 @@ adm_plan_command(struct adm_control *c, json_t *req, const char *actor)
     if (why[0] != '\0') {
         size_t n = strlen(why), k = strlen(reason);
 
+        _Static_assert(sizeof(reason) >= ADM_REASON_MAX + 2 + 200 + 40 + 512 + 1,
+                       "the operator's reason, the plan's text and a gate's fit");
         memmove(reason + n + 2, reason, k + 1);
         memcpy(reason, why, n);
         memcpy(reason + n, "; ", 2);
@@ -262,7 +315,8 @@ adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
         || s->st.state != ADM_ST_PROGRESSING || now_ms < s->plan_retry_ms)
         return 0;
     in = (struct hl_plan_input){ .now_ms = now_ms, .new_requests = new_requests,
-                                 .min_requests = s->min_requests };
+                                 .min_requests = s->min_requests,
+                                 .held = plan_gate_hold(c, svc, NULL, 0) };
     next = s->plan;
     ev = hl_plan_tick(&next, pc, &in);
     if (ev == HL_PLAN_EV_NONE) {

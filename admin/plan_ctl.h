@@ -16,6 +16,12 @@
  * {"state":"none","step":0,"steps":0} without a plan). A new reference. */
 json_t *adm_plan_status(const struct adm_svc *s);
 
+/* What holds the running plan of service <svc>: the migration gate that
+ * fails or has no result yet ("gate NAME ...", a new reference), or NULL
+ * when no plan runs or nothing holds it. The status puts it in the plan
+ * object as "held_by". */
+json_t *adm_plan_gate_status(const struct adm_control *c, unsigned svc);
+
 /* Executes `plan start|pause|resume|abort` request <req> on behalf of
  * <actor> (levels already checked) and returns the reply; a refusal changes
  * nothing. */

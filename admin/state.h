@@ -58,6 +58,11 @@ struct adm_ops {
      * summary in <msg>, or -1 with the file and the reason in <msg> and the
      * running material kept. NULL: no TLS support. */
     int (*certs_reload)(void *arg, char *msg, size_t len);
+    /* Migration gates (proxy/gates.c): whether service <svc>'s gates let
+     * the weight rise. 0 when every gate passes (or there is none), 1 when
+     * one fails, 2 when none fails and one has no result yet; then <why>
+     * gets that gate's name, value and reason (one line). NULL: no gates. */
+    int (*gates)(void *arg, unsigned svc, char *why, size_t len);
 };
 
 /* Why a rollback happened, as counted for the metrics. Must remain in this
@@ -69,6 +74,7 @@ enum adm_rollback_reason {
     ADM_RB_P99,                  /* "p99" */
     ADM_RB_RATIO_TO_LEGACY,      /* "ratio_to_legacy" */
     ADM_RB_NEW_DOWN,             /* "new_down": on_new_down rollback */
+    ADM_RB_GATE,                 /* "gate": a migration gate with on_fail rollback */
     ADM_RB_OTHER,                /* "other": automatic, with no known kind */
     ADM_RB__COUNT
 };

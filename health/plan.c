@@ -132,6 +132,18 @@ hl_plan_tick(struct hl_plan *p, const struct hl_plan_conf *conf,
         p->has_anchor = true;
         p->last_ms = in->now_ms;
         p->last_requests = in->new_requests;
+        if (in->held) {
+            p->baked_ms = 0;
+            p->step_requests = 0;
+        }
+        return HL_PLAN_EV_NONE;
+    }
+    if (in->held) {
+        /* a gate does not hold: the step's bake starts over once it does */
+        p->last_ms = in->now_ms;
+        p->last_requests = in->new_requests;
+        p->baked_ms = 0;
+        p->step_requests = 0;
         return HL_PLAN_EV_NONE;
     }
     dt = in->now_ms - p->last_ms;

@@ -55,6 +55,10 @@ struct hl_plan_input {
     uint64_t new_requests;       /* outcomes on the new side since start of the
                                   * process: monotonic (a decrease re-anchors) */
     unsigned min_requests;       /* rollback.min_requests */
+    bool held;                   /* a migration gate fails or is not known yet
+                                  * (health/gate.h): the step's bake and count
+                                  * start over, so a step advances only when
+                                  * every gate held through its whole bake */
 };
 
 /* What a tick did. */
@@ -103,7 +107,8 @@ int hl_plan_breach(struct hl_plan *p);
  * the previous tick, and when the step has baked bake_s seconds and counted
  * at least in->min_requests outcomes, moves to the next step with a fresh
  * bake and count: ADVANCE, or COMPLETE when that is the last step. At most
- * one step per tick. Paused or not running: nothing (and the next tick after
+ * one step per tick. While in->held, the bake and count are 0 (anchored at
+ * this tick): the step bakes afresh from the first tick without it. Paused or not running: nothing (and the next tick after
  * a resume only anchors). */
 enum hl_plan_event hl_plan_tick(struct hl_plan *p, const struct hl_plan_conf *conf,
                                 const struct hl_plan_input *in);

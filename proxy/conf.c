@@ -39,6 +39,7 @@
 #include <jansson.h>
 
 #include "admin/store_pg_conf.h"
+#include "health/gate_conf.h"
 #include "lib/conf.h"
 #include "lib/fs.h"
 #include "lib/log.h"
@@ -508,7 +509,7 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_errlist *l)
     static const char *const keys[] = {
         "name", "mode", "listen", "legacy", "new", "weight", "sticky", "override",
         "health", "rollback", "plan", "on_new_down", "timeouts", "limits", "pool", "tls",
-        NULL
+        "gates", NULL
     };
     struct px_service_conf *s = &c->services[i];
     struct conf_err e, *err = &e;
@@ -587,6 +588,9 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_errlist *l)
                                         &s->rollback, err));
     keep(l, err, hl_plan_conf_parse(json_object_get(j, "plan"),
                                     conf_join(p, sizeof(p), pre, "plan"), &s->plan, err));
+    keep(l, err, hl_gates_conf_parse(json_object_get(j, "gates"),
+                                     conf_join(p, sizeof(p), pre, "gates"), c->dir, &s->gates,
+                                     err));
 
     if (keep(l, err, conf_opt_nonempty(j, "on_new_down", pre, &str, err)) == 0) {
         if (str == NULL || strcmp(str, "fallback") == 0)
@@ -967,6 +971,7 @@ px_conf_free(struct px_conf *c)
         px_tls_up_put(s->side[RT_LEGACY].tls);
         px_tls_up_put(s->side[RT_NEW].tls);
         px_tls_conf_free(s->tls);
+        hl_gates_conf_free(&s->gates);
     }
     free(c->services);
     free(c->file);
@@ -1080,6 +1085,8 @@ px_service_conf_diff(const struct px_service_conf *a, const struct px_service_co
         d |= PX_SVC_POOL;
     if (!px_tls_conf_equal(a->tls, b->tls))
         d |= PX_SVC_TLS;
+    if (!hl_gates_conf_equal(&a->gates, &b->gates))
+        d |= PX_SVC_GATES;
     return d;
 }
 

@@ -17,6 +17,7 @@
 
 #include "admin/store_pg_conf.h"
 #include "health/conf.h"
+#include "health/gate.h"
 #include "router/conf.h"
 
 /* A resolved numeric address (no DNS at runtime). */
@@ -79,6 +80,7 @@ struct px_service_conf {
     struct px_pool_conf pool;
     struct px_tls_conf *tls;     /* owned: "tls" (proxy/tls_conf.h), the listener
                                   * side's TLS; NULL = plain */
+    struct hl_gates_conf gates;  /* owned: "gates" (health/gate_conf.h); n 0 = none */
 };
 
 struct px_conf {
@@ -147,6 +149,7 @@ enum px_svc_change {
     PX_SVC_POOL     = 1u << 12,
     PX_SVC_UP_TLS   = 1u << 13,   /* either side's "tls" (settings or file contents) */
     PX_SVC_TLS      = 1u << 14,   /* "tls" (px_tls_conf_equal) */
+    PX_SVC_GATES    = 1u << 15,   /* "gates" (hl_gates_conf_equal) */
 };
 
 /* The PX_SVC_* bits of every field that differs between <a> and <b>

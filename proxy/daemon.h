@@ -20,6 +20,7 @@ struct adm_control;
 struct adm_http;
 struct adm_server;
 struct event;
+struct px_gates;
 struct px_tick;
 
 struct px_daemon {
@@ -28,6 +29,7 @@ struct px_daemon {
     struct adm_server *admin;            /* owned: the admin socket */
     struct adm_http *admin_http;         /* borrowed from main(): admin.listen, or NULL */
     struct px_tick *tick;                /* owned: the policy tick */
+    struct px_gates *gates;              /* owned: the migration gates (proxy/gates.h) */
     const char *audit_file;              /* borrowed from main(): audit log of the
                                           * reloads and automatic health changes */
     const char *cookie_key_file;         /* borrowed from main(): the sticky-cookie

@@ -42,6 +42,7 @@
 #include "proxy/conf.h"
 #include "proxy/cookie.h"
 #include "proxy/daemon.h"
+#include "proxy/gates.h"
 #include "proxy/io.h"
 #include "proxy/listen.h"
 #include "proxy/metrics.h"
@@ -584,6 +585,7 @@ main(int argc, char **argv)
         goto out;
     if ((d.tick = px_tick_new(srv, d.ctl)) == NULL)
         goto out;
+    d.gates = px_gates_new(&d);        /* first checks at the next loop turn */
 
     log_at(LL_INFO, "main", 0, "ready: %u service(s), %u worker(s), admin socket %s, state %s",
            srv->nsvcs, srv->nworkers, sock, state_file);
@@ -611,6 +613,8 @@ out:
     if (ev_hup != NULL)
         event_free(ev_hup);
     px_tick_free(d.tick);
+    px_gates_free(d.gates);            /* before the control plane it calls */
+    d.gates = NULL;
     if (d.ctl != NULL)
         adm_control_flush(d.ctl);      /* a last save; says what a restart will miss */
     px_workers_free(srv);              /* they close what they still hold */

@@ -18,6 +18,7 @@
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "proxy/daemon.h"
+#include "proxy/gates.h"
 #include "proxy/metrics.h"
 #include "proxy/server.h"
 #include "proxy/tls.h"
@@ -414,6 +415,7 @@ px_metrics_render(struct px_daemon *d, struct evbuffer *out)
     render_servers(srv, &w, "cutover_server_failures_total", MET_COUNTER,
                    "Connect failures and upstream errors of the server.", 2);
     render_steering(srv, &w);
+    px_gates_metrics(d->gates, &w);
     render_tls(srv, &w);
     if (met_failed(&w))
         log_at(LL_ERR, "metrics", 0, "the metrics writer refused a family or sample: "

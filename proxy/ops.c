@@ -13,6 +13,8 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "proxy/accesslog.h"
+#include "proxy/daemon.h"
+#include "proxy/gates.h"
 #include "proxy/listen.h"
 #include "proxy/ops.h"
 #include "proxy/pool.h"
@@ -156,6 +158,13 @@ static void
 op_status(void *arg, unsigned idx, json_t *obj)
 {
     px_status_service(arg, idx, obj);
+    px_gates_status(px_daemon_of(arg)->gates, idx, obj);
+}
+
+static int
+op_gates(void *arg, unsigned idx, char *why, size_t len)
+{
+    return px_gates_verdict(px_daemon_of(arg)->gates, idx, why, len);
 }
 
 static void
@@ -221,6 +230,7 @@ const struct adm_ops px_ops = {
     .status = op_status,
     .switched = op_switched,
     .certs_reload = op_certs_reload,
+    .gates = op_gates,
 };
 
 /* ---- the main loop's other changes ------------------------------------ */

@@ -27,6 +27,7 @@
 #include "proxy/http.h"
 #include "proxy/listen.h"
 #include "proxy/pool.h"
+#include "proxy/gates.h"
 #include "proxy/reload.h"
 #include "proxy/server.h"
 #include "proxy/tick.h"
@@ -574,6 +575,8 @@ px_reload(struct px_daemon *d)
     px_workers_run(srv, job_reload, &jr);
     if (d->tick != NULL)
         px_tick_reconfigure(d->tick, r.old_of_new, srv->nsvcs);
+    if (d->gates != NULL)
+        px_gates_reconfigure(d->gates, r.old_of_new, srv->nsvcs);
     d->reloads++;
     snprintf(reason, sizeof(reason), "services %s, listeners %s",
              r.services[0] != '\0' ? r.services : "unchanged",

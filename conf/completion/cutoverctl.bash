@@ -7,7 +7,7 @@
 _cutoverctl()
 {
     local cur prev cmd i
-    local commands="status weight rollback promote switch plan audit certs watch help"
+    local commands="status weight rollback promote switch plan gates audit certs watch help"
     local globals="-s --socket -S --service --json -h --help -V --version"
     cur=${COMP_WORDS[COMP_CWORD]}
     prev=${COMP_WORDS[COMP_CWORD-1]}
@@ -34,9 +34,10 @@ _cutoverctl()
     fi
     local words= opts=
     case $cmd in
-        weight|rollback|promote) opts="--reason" ;;
+        weight|promote) opts="--reason --force" ;;
+        rollback) opts="--reason" ;;
         switch) words="new legacy"; opts="--reason --drain-s --force" ;;
-        plan) words="start pause resume abort"; opts="--reason" ;;
+        plan) words="start pause resume abort"; opts="--reason --force" ;;
         certs) words="reload"; opts="--reason" ;;
         audit) opts="-n" ;;
         help) words=$commands ;;

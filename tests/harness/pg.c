@@ -40,6 +40,8 @@ struct pgh {
     pid_t pid;                   /* the postmaster, 0 when not running */
 };
 
+static int signal_all(struct pgh *h, int sig);
+
 /* the clusters still running, SIGKILLed at exit */
 static struct pgh *live[8];
 
@@ -241,6 +243,8 @@ start_server(struct pgh *h)
         "-c", "max_connections=40",
         "-c", "shared_buffers=16MB",
         "-c", "log_min_messages=warning",
+        /* a publisher for the logical replication of the gate tests */
+        "-c", "wal_level=logical",
         NULL,
     };
     long long end = now_ms() + READY_MS;
@@ -463,6 +467,7 @@ pgh_stop(struct pgh *h)
 
     if (h->pid <= 0)
         return 0;
+    signal_all(h, SIGCONT);            /* a paused one (pgh_pause) must see the SIGINT */
     kill(h->pid, SIGINT);
     status = wait_exit(h->pid, STOP_MS);
     if (status == -1) {
@@ -509,4 +514,53 @@ pgh_free(struct pgh *h)
     pgh_stop(h);
     rmrf(h->dir);
     free(h);
+}
+
+/* Sends <sig> to the postmaster and to each of its children: a backend
+ * makes itself a process group of its own (setsid), so the postmaster's
+ * group is not all of them. */
+static int
+signal_all(struct pgh *h, int sig)
+{
+    DIR *d;
+    struct dirent *e;
+
+    if (h->pid <= 0)
+        return -1;
+    if (kill(-h->pid, sig) < 0)
+        return -1;
+    if ((d = opendir("/proc")) == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL) {
+        char path[64], buf[512], *p;
+        long pid = strtol(e->d_name, &p, 10), ppid;
+        FILE *f;
+
+        if (*p != '\0' || pid <= 0)
+            continue;
+        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+        if ((f = fopen(path, "r")) == NULL)
+            continue;
+        p = fgets(buf, sizeof(buf), f);
+        fclose(f);
+        /* "pid (comm) state ppid ...": comm may hold spaces and ')' */
+        if (p == NULL || (p = strrchr(buf, ')')) == NULL
+            || sscanf(p + 1, " %*c %ld", &ppid) != 1 || ppid != h->pid)
+            continue;
+        kill((pid_t)pid, sig);
+    }
+    closedir(d);
+    return 0;
+}
+
+int
+pgh_pause(struct pgh *h)
+{
+    return signal_all(h, SIGSTOP);
+}
+
+int
+pgh_resume(struct pgh *h)
+{
+    return signal_all(h, SIGCONT);
 }

@@ -54,6 +54,12 @@ int pgh_restart(struct pgh *h);
 
 bool pgh_running(const struct pgh *h);
 
+/* A hung server: SIGSTOP to the postmaster and every process it started
+ * (backends are process groups of their own); connections stay open and nothing answers until pgh_resume()
+ * (SIGCONT). 0, or -1. */
+int pgh_pause(struct pgh *h);
+int pgh_resume(struct pgh *h);
+
 /* Stops the server if it runs and removes the directory. NULL is a no-op. */
 void pgh_free(struct pgh *h);
 

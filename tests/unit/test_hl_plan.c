@@ -71,6 +71,46 @@ ticks_to_event(struct sim *s, uint64_t reqs_per_tick, int max, enum hl_plan_even
     return -1;
 }
 
+/* A gate that does not hold for one tick anywhere in the bake starts the
+ * bake over: the step advances only a whole bake after the last held tick. */
+static void
+test_gate_hold_restarts_bake(void **state)
+{
+    struct hl_plan_input in;
+    enum hl_plan_event ev;
+    struct sim s;
+    int i, n;
+
+    (void)state;
+    sim_init(&s, 1);
+    assert_int_equal(hl_plan_start(&s.p, &s.conf), 0);
+    sim_tick(&s, TICK_MS, 1);                   /* anchors */
+    for (i = 0; i < 9; i++)
+        assert_int_equal(sim_tick(&s, TICK_MS, 1), HL_PLAN_EV_NONE);
+    assert_int_equal(s.p.baked_ms, 900);
+    /* held at 900 ms of 1000: the step keeps nothing */
+    s.now_ms += TICK_MS;
+    s.reqs += 1;
+    in = (struct hl_plan_input){ .now_ms = s.now_ms, .new_requests = s.reqs,
+                                 .min_requests = 1, .held = true };
+    assert_int_equal(hl_plan_tick(&s.p, &s.conf, &in), HL_PLAN_EV_NONE);
+    assert_int_equal(s.p.baked_ms, 0);
+    assert_int_equal(s.p.step_requests, 0);
+    assert_int_equal(s.p.step, 0);
+    /* a whole bake again, from the held tick on */
+    n = ticks_to_event(&s, 1, 100, &ev);
+    assert_int_equal(n, 10);
+    assert_int_equal(ev, HL_PLAN_EV_ADVANCE);
+    assert_int_equal(s.p.step, 1);
+    /* held on the very first tick of a run (no anchor yet): nothing counts */
+    assert_int_equal(hl_plan_pause(&s.p), 0);
+    assert_int_equal(hl_plan_resume(&s.p), 0);
+    s.p.baked_ms = 500;
+    in.now_ms = s.now_ms += TICK_MS;
+    assert_int_equal(hl_plan_tick(&s.p, &s.conf, &in), HL_PLAN_EV_NONE);
+    assert_int_equal(s.p.baked_ms, 0);
+}
+
 static void
 test_names_round_trip(void **state)
 {
@@ -443,6 +483,7 @@ main(void)
         cmocka_unit_test(test_one_step_and_last_step_below_100),
         cmocka_unit_test(test_backwards_inputs_reanchor),
         cmocka_unit_test(test_restore),
+        cmocka_unit_test(test_gate_hold_restarts_bake),
         cmocka_unit_test(test_matches_reference_model),
     };
 

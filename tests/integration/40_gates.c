@@ -1,0 +1,515 @@
+/*
+ * Migration gates against real PostgreSQL: two private clusters, "legacy"
+ * publishing to "new" by logical replication (publication/subscription),
+ * started once for the group (tests/harness/pg.h), and the real cutoverd.
+ * Each test uses tables of its own.
+ *   - sql: a failing gate refuses an operator's raise, --force raises and
+ *     the change's audit entry names the gate and its value; verdict
+ *     changes are audited; status gates[], cutoverctl gates, metrics;
+ *   - the plan holds while the subscription is disabled and rows pile up
+ *     (compare and replication_lag gates fail), and walks on to promoted
+ *     once it is enabled again;
+ *   - on_fail rollback rolls back, on_fail freeze freezes (raises refused,
+ *     rollback still taken);
+ *   - http: a URL on new's server and its status;
+ *   - a hung database (SIGSTOP) fails the gate by its timeout and the
+ *     daemon keeps answering; a stopped one fails it with the reason; a
+ *     restarted daemon shows its gates unknown until checked again;
+ *   - config errors name the JSON path.
+ * Bounded waits for conditions, short intervals (200-500 ms).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tests/harness/pg.h"
+#include "tests/integration/fixture.h"
+
+static struct pgh *pg_legacy, *pg_new;
+
+static int
+group_setup(void **state)
+{
+    (void)state;
+    pg_legacy = pgh_start();
+    pg_new = pgh_start();
+    return pg_legacy != NULL && pg_new != NULL ? 0 : -1;
+}
+
+static int
+group_teardown(void **state)
+{
+    (void)state;
+    pgh_free(pg_legacy);
+    pgh_free(pg_new);
+    return 0;
+}
+
+/* "host=DIR port=5432 dbname=postgres user=postgres" of <h>. */
+static const char *
+ci(const struct pgh *h, char *buf, size_t len)
+{
+    snprintf(buf, len, "host=%s port=%s dbname=postgres user=postgres", pgh_host(h),
+             pgh_port(h));
+    return buf;
+}
+
+/* A fixture with <extra> service keys, admin.listen, started. */
+static struct fx *
+start(void **state, const char *extra)
+{
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 1, extra);
+
+    f->admin_port = h_free_port();
+    assert_int_equal(fx_write_conf(f), 0);
+    assert_int_equal(fx_start_proxy(f, 40), 0);
+    return f;
+}
+
+/* Polls status until gate <idx>'s verdict is <want>; 0, or -1 after
+ * <timeout_ms> (the last status printed). */
+static int
+wait_gate(struct fx *f, int idx, const char *want, int timeout_ms)
+{
+    long long end = h_now_ms() + timeout_ms;
+    json_t *v;
+
+    for (;;) {
+        v = fx_status_at(f, "gates.%d", idx);
+        if (v != NULL && json_is_string(json_object_get(v, "verdict"))
+            && strcmp(json_string_value(json_object_get(v, "verdict")), want) == 0) {
+            json_decref(v);
+            return 0;
+        }
+        if (h_now_ms() >= end) {
+            char *t = v != NULL ? json_dumps(v, 0) : NULL;
+
+            fprintf(stderr, "gate %d not %s within %d ms: %s\n", idx, want, timeout_ms,
+                    t != NULL ? t : "(none)");
+            free(t);
+            json_decref(v);
+            h_dump_file(f->log, 3000);
+            return -1;
+        }
+        json_decref(v);
+        h_sleep_ms(50);
+    }
+}
+
+/* The string at <path> of gate <idx> in status, copied into <buf>. */
+static const char *
+gate_str(struct fx *f, int idx, const char *key, char *buf, size_t len)
+{
+    json_t *v = fx_status_at(f, "gates.%d.%s", idx, key);
+
+    snprintf(buf, len, "%s", json_is_string(v) ? json_string_value(v) : "");
+    json_decref(v);
+    return buf;
+}
+
+/* The newest audit entry whose action is <action>, copied (caller decrefs). */
+static json_t *
+last_audit(struct fx *f, const char *action)
+{
+    json_t *root = h_ctl_json(f->sock, "audit", "-n", "200", (char *)NULL), *e, *found = NULL;
+    size_t i;
+
+    json_array_foreach(json_object_get(root, "entries"), i, e) {
+        const char *a = json_string_value(json_object_get(e, "action"));
+
+        if (a != NULL && strcmp(a, action) == 0) {
+            json_decref(found);
+            found = json_deep_copy(e);
+        }
+    }
+    json_decref(root);
+    return found;
+}
+
+/* ---- sql: raise refused, --force, audit, status, metrics --------------- */
+
+static void
+test_sql_gate_refuses_raise(void **state)
+{
+    char c[512], extra[2048], out[4096], buf[256];
+    struct fx *f;
+    json_t *e, *j;
+    char *m;
+
+    assert_int_equal(pgh_exec(pg_legacy, "CREATE TABLE t1_ready (x int)"), 0);
+    snprintf(extra, sizeof(extra), ", \"gates\": [{\"name\": \"ready\", \"kind\": \"sql\", "
+             "\"conninfo\": \"%s\", \"query\": \"SELECT count(*) FROM t1_ready\", "
+             "\"min\": 1, \"interval_ms\": 200, \"timeout_ms\": 200}]",
+             ci(pg_legacy, c, sizeof(c)));
+    f = start(state, extra);
+    assert_int_equal(wait_gate(f, 0, "fail", 5000), 0);
+    assert_non_null(strstr(gate_str(f, 0, "reason", buf, sizeof(buf)), "below min 1"));
+
+    /* refused, nothing changes */
+    assert_int_equal(fx_ctl(f, out, "weight", "10"), 1);
+    assert_non_null(strstr(h_ctl_err(), "gate ready (sql) fail, value 0"));
+    assert_non_null(strstr(h_ctl_err(), "--force"));
+    assert_true(fx_weight(f) == 0);
+    assert_int_equal(fx_ctl(f, out, "promote"), 1);
+    assert_true(fx_weight(f) == 0);
+
+    /* forced: done, and the change's audit entry names the gate and value */
+    assert_int_equal(fx_ctl(f, out, "weight", "10", "--force"), 0);
+    assert_true(fx_weight(f) == 10);
+    e = last_audit(f, "weight");
+    assert_non_null(e);
+    assert_non_null(strstr(json_string_value(json_object_get(e, "reason")),
+                           "forced past a failing gate: gate ready (sql) fail, value 0"));
+    json_decref(e);
+
+    /* cutoverctl gates, status, metrics */
+    assert_int_equal(fx_ctl(f, out, "gates"), 0);
+    assert_non_null(strstr(out, "ready"));
+    assert_non_null(strstr(out, "fail"));
+    j = h_ctl_json(f->sock, "gates", (char *)NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(h_json_at(j, "0.gates.0.kind")), "sql");
+    json_decref(j);
+    m = fx_scrape(f);
+    assert_non_null(m);
+    assert_true(fx_metric(m, "cutover_gate_ok{service=\"web\",gate=\"ready\"}") == 0);
+    assert_true(fx_metric(m, "cutover_gate_value{service=\"web\",gate=\"ready\"}") == 0);
+    free(m);
+
+    /* the row arrives: passes, a raise goes through */
+    assert_int_equal(pgh_exec(pg_legacy, "INSERT INTO t1_ready VALUES (1)"), 0);
+    assert_int_equal(wait_gate(f, 0, "pass", 5000), 0);
+    assert_int_equal(fx_ctl(f, out, "weight", "20"), 0);
+    assert_true(fx_weight(f) == 20);
+    m = fx_scrape(f);
+    assert_true(fx_metric(m, "cutover_gate_ok{service=\"web\",gate=\"ready\"}") == 1);
+    assert_true(fx_metric(m, "cutover_gate_value{service=\"web\",gate=\"ready\"}") == 1);
+    free(m);
+    e = last_audit(f, "gate");
+    assert_non_null(e);
+    assert_non_null(strstr(json_string_value(json_object_get(e, "reason")),
+                           "gate ready (sql): fail -> pass"));
+    assert_string_equal(json_string_value(json_object_get(e, "actor")), "auto");
+    json_decref(e);
+    /* a lowering is never refused */
+    assert_int_equal(pgh_exec(pg_legacy, "DELETE FROM t1_ready"), 0);
+    assert_int_equal(wait_gate(f, 0, "fail", 5000), 0);
+    assert_int_equal(fx_ctl(f, out, "weight", "5"), 0);
+    assert_int_equal(pgh_exec(pg_legacy, "DROP TABLE t1_ready"), 0);
+}
+
+/* ---- the plan holds through logical replication lag --------------------- */
+
+/* Sends <n> requests to new (override header) and returns how many got 200. */
+static int
+to_new(struct fx *f, int n)
+{
+    struct h_resp r;
+    int ok = 0, i;
+
+    for (i = 0; i < n; i++) {
+        if (h_get(f->proxy_port, "/", "X-Cutover-Target: new\r\n", &r) == 0 && r.status == 200)
+            ok++;
+        h_resp_free(&r);
+    }
+    return ok;
+}
+
+static void
+test_plan_holds_on_replication(void **state)
+{
+    char cl[512], cn[512], extra[4096], sql[1024], out[4096];
+    long long end;
+    struct fx *f;
+    json_t *v;
+    int step;
+
+    assert_int_equal(pgh_exec(pg_legacy, "CREATE TABLE t2_orders (id int PRIMARY KEY); "
+                                         "CREATE TABLE cutover_heartbeat (gate text PRIMARY "
+                                         "KEY, seq bigint NOT NULL); CREATE PUBLICATION p2 "
+                                         "FOR TABLE t2_orders, cutover_heartbeat"), 0);
+    assert_int_equal(pgh_exec(pg_new, "CREATE TABLE t2_orders (id int PRIMARY KEY); "
+                                      "CREATE TABLE cutover_heartbeat (gate text PRIMARY "
+                                      "KEY, seq bigint NOT NULL)"), 0);
+    snprintf(sql, sizeof(sql), "CREATE SUBSCRIPTION s2 CONNECTION '%s' PUBLICATION p2",
+             ci(pg_legacy, cl, sizeof(cl)));
+    assert_int_equal(pgh_exec(pg_new, sql), 0);
+    ci(pg_new, cn, sizeof(cn));
+    snprintf(extra, sizeof(extra),
+             ", \"override\": {\"header\": \"X-Cutover-Target\"}"
+             ", \"plan\": {\"steps\": [10, 50, 100], \"bake_s\": 1}"
+             ", \"rollback\": {\"min_requests\": 1, \"window_s\": 5}"
+             ", \"gates\": ["
+             "{\"name\": \"rows\", \"kind\": \"compare\", \"query\": \"SELECT count(*) FROM "
+             "t2_orders\", \"legacy\": {\"conninfo\": \"%s\"}, \"new\": {\"conninfo\": \"%s\"}, "
+             "\"interval_ms\": 200, \"timeout_ms\": 200},"
+             "{\"name\": \"lag\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"max_lag_ms\": 1000, "
+             "\"interval_ms\": 200, \"timeout_ms\": 200}]", cl, cn, cn, cl);
+    f = start(state, extra);
+    assert_int_equal(wait_gate(f, 0, "pass", 10000), 0);
+    assert_int_equal(wait_gate(f, 1, "pass", 10000), 0);
+    assert_int_equal(fx_ctl(f, out, "plan", "start"), 0);
+    assert_true(fx_weight(f) == 10);
+
+    /* the subscription stops, rows pile up on legacy: both gates fail and
+     * the plan stays on step 1 for three bakes and more */
+    assert_int_equal(pgh_exec(pg_new, "ALTER SUBSCRIPTION s2 DISABLE"), 0);
+    assert_int_equal(pgh_exec(pg_legacy, "INSERT INTO t2_orders SELECT generate_series(1, "
+                                         "5)"), 0);
+    assert_int_equal(wait_gate(f, 0, "fail", 5000), 0);
+    assert_int_equal(wait_gate(f, 1, "fail", 5000), 0);
+    end = h_now_ms() + 3500;
+    while (h_now_ms() < end) {
+        to_new(f, 3);
+        assert_int_equal(fx_status_long(f, "plan.step"), 1);
+        h_sleep_ms(100);
+    }
+    v = fx_status_at(f, "plan.held_by");
+    assert_true(json_is_string(v));
+    assert_non_null(strstr(json_string_value(v), "gate "));
+    json_decref(v);
+    {
+        char buf[256];
+
+        assert_non_null(strstr(gate_str(f, 0, "reason", buf, sizeof(buf)),
+                               "legacy 5, new 0"));
+        assert_non_null(strstr(gate_str(f, 1, "reason", buf, sizeof(buf)), "replica behind"));
+    }
+
+    /* enabled again: it catches up, the gates pass and the plan walks on */
+    assert_int_equal(pgh_exec(pg_new, "ALTER SUBSCRIPTION s2 ENABLE"), 0);
+    end = h_now_ms() + 20000;
+    step = 1;
+    while (h_now_ms() < end) {
+        char st[32];
+
+        to_new(f, 3);
+        if (strcmp(fx_state(f, st, sizeof(st)), "promoted") == 0)
+            break;
+        step = (int)fx_status_long(f, "plan.step");
+        h_sleep_ms(100);
+    }
+    (void)step;
+    fx_expect_state(f, "promoted", 100);
+    assert_int_equal(pgh_exec(pg_new, "DROP SUBSCRIPTION s2"), 0);
+    assert_int_equal(pgh_exec(pg_legacy, "DROP PUBLICATION p2"), 0);
+}
+
+/* ---- on_fail ------------------------------------------------------------ */
+
+static struct fx *
+on_fail_start(void **state, const char *table, const char *on_fail)
+{
+    char c[512], extra[2048], sql[256];
+    struct fx *f;
+
+    snprintf(sql, sizeof(sql), "CREATE TABLE %s (x int); INSERT INTO %s VALUES (1)", table,
+             table);
+    assert_int_equal(pgh_exec(pg_legacy, sql), 0);
+    snprintf(extra, sizeof(extra), ", \"gates\": [{\"name\": \"g\", \"kind\": \"sql\", "
+             "\"conninfo\": \"%s\", \"query\": \"SELECT count(*) FROM %s\", \"min\": 1, "
+             "\"on_fail\": \"%s\", \"interval_ms\": 200, \"timeout_ms\": 200}]",
+             ci(pg_legacy, c, sizeof(c)), table, on_fail);
+    f = start(state, extra);
+    assert_int_equal(wait_gate(f, 0, "pass", 5000), 0);
+    return f;
+}
+
+static void
+test_on_fail_rollback(void **state)
+{
+    char out[1024], st[32];
+    struct fx *f = on_fail_start(state, "t3_rb", "rollback");
+    long long end;
+    json_t *e;
+    char *m;
+
+    assert_int_equal(fx_ctl(f, out, "weight", "10"), 0);
+    assert_int_equal(pgh_exec(pg_legacy, "DELETE FROM t3_rb"), 0);
+    end = h_now_ms() + 5000;
+    while (strcmp(fx_state(f, st, sizeof(st)), "rolled_back") != 0 && h_now_ms() < end)
+        h_sleep_ms(50);
+    fx_expect_state(f, "rolled_back", 0);
+    e = last_audit(f, "rollback");
+    assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(e, "actor")), "auto");
+    assert_string_equal(json_string_value(h_json_at(e, "figures.kind")), "gate");
+    assert_string_equal(json_string_value(h_json_at(e, "figures.gate")), "g");
+    json_decref(e);
+    m = fx_scrape(f);
+    assert_true(fx_metric(m, "cutover_rollbacks_total{service=\"web\",reason=\"gate\"}") == 1);
+    free(m);
+    assert_int_equal(pgh_exec(pg_legacy, "DROP TABLE t3_rb"), 0);
+}
+
+static void
+test_on_fail_freeze(void **state)
+{
+    char out[1024], st[32];
+    struct fx *f = on_fail_start(state, "t4_fr", "freeze");
+    long long end;
+
+    assert_int_equal(fx_ctl(f, out, "weight", "10"), 0);
+    assert_int_equal(pgh_exec(pg_legacy, "DELETE FROM t4_fr"), 0);
+    end = h_now_ms() + 5000;
+    while (strcmp(fx_state(f, st, sizeof(st)), "frozen") != 0 && h_now_ms() < end)
+        h_sleep_ms(50);
+    fx_expect_state(f, "frozen", 10);
+    assert_int_equal(h_wait_log(f->log, "FROZEN by gate g", 2000), 0);
+    /* no raise while the gate fails; the way back is always open */
+    assert_int_equal(fx_ctl(f, out, "weight", "20"), 1);
+    fx_expect_state(f, "frozen", 10);
+    assert_int_equal(fx_ctl(f, out, "rollback", "--reason", "gate g"), 0);
+    fx_expect_state(f, "rolled_back", 0);
+    assert_int_equal(pgh_exec(pg_legacy, "DROP TABLE t4_fr"), 0);
+}
+
+/* ---- http ------------------------------------------------------------------ */
+
+static void
+test_http_gate(void **state)
+{
+    char extra[512], out[1024], buf[256];
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 1, NULL);
+
+    snprintf(extra, sizeof(extra), ", \"gates\": [{\"name\": \"ready\", \"kind\": \"http\", "
+             "\"url\": \"http://127.0.0.1:%d/ready\", \"expect_status\": 200, "
+             "\"interval_ms\": 200, \"timeout_ms\": 200}]", f->port[1][0]);
+    snprintf(f->extra, sizeof(f->extra), "%s", extra);
+    assert_int_equal(fx_write_conf(f), 0);
+    assert_int_equal(fx_start_proxy(f, 40), 0);
+    assert_int_equal(wait_gate(f, 0, "pass", 5000), 0);
+    assert_int_equal(h_backend_set(f->port[1][0], "error_rate=1&status=503"), 0);
+    assert_int_equal(wait_gate(f, 0, "fail", 5000), 0);
+    assert_string_equal(gate_str(f, 0, "reason", buf, sizeof(buf)), "status 503, expected 200");
+    assert_int_equal(fx_ctl(f, out, "weight", "10"), 1);
+    /* a server that refuses connections */
+    kill(f->backend[1][0], SIGKILL);
+    h_sleep_ms(500);
+    assert_int_equal(wait_gate(f, 0, "fail", 5000), 0);
+    assert_non_null(strstr(gate_str(f, 0, "reason", buf, sizeof(buf)), "refused"));
+}
+
+/* ---- a hung, a stopped database; a restart ------------------------------ */
+
+static void
+test_hung_and_gone_database(void **state)
+{
+    char c[512], extra[2048], out[4096], buf[256];
+    struct pgh *h = pgh_start();
+    long long t0, dt;
+    struct h_resp r;
+    struct fx *f;
+
+    assert_non_null(h);
+    assert_int_equal(pgh_exec(h, "CREATE TABLE t5 (x int); INSERT INTO t5 VALUES (1)"), 0);
+    snprintf(extra, sizeof(extra), ", \"gates\": [{\"name\": \"db\", \"kind\": \"sql\", "
+             "\"conninfo\": \"%s\", \"query\": \"SELECT count(*) FROM t5\", \"min\": 1, "
+             "\"interval_ms\": 500, \"timeout_ms\": 300}, "
+             "{\"name\": \"slow\", \"kind\": \"sql\", \"conninfo\": \"%s\", "
+             "\"query\": \"SELECT 1\", \"max\": 1, \"interval_ms\": 5000, "
+             "\"timeout_ms\": 5000}]", ci(h, c, sizeof(c)), c);
+    f = start(state, extra);
+    assert_int_equal(wait_gate(f, 0, "pass", 5000), 0);
+    assert_int_equal(wait_gate(f, 1, "pass", 5000), 0);
+
+    /* hung: the timeout fails the gate; the daemon answers at once */
+    assert_int_equal(pgh_pause(h), 0);
+    assert_int_equal(wait_gate(f, 0, "fail", 3000), 0);
+    assert_non_null(strstr(gate_str(f, 0, "reason", buf, sizeof(buf)), "timeout"));
+    t0 = h_now_ms();
+    assert_int_equal(fx_ctl(f, out, "status"), 0);
+    assert_int_equal(h_get(f->proxy_port, "/", NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    h_resp_free(&r);
+    dt = h_now_ms() - t0;
+    assert_true(dt < 2000);
+
+    /* a restart while it hangs: nothing carried over, unknown until checked */
+    assert_int_equal(h_stop(f->proxy, SIGTERM, 5000), 0);
+    assert_int_equal(fx_start_proxy(f, 41), 0);
+    assert_string_equal(gate_str(f, 1, "verdict", buf, sizeof(buf)), "unknown");
+    assert_string_equal(gate_str(f, 1, "reason", buf, sizeof(buf)), "not checked yet");
+    assert_int_equal(wait_gate(f, 1, "fail", 8000), 0);
+
+    assert_int_equal(pgh_resume(h), 0);
+    assert_int_equal(wait_gate(f, 0, "pass", 8000), 0);
+
+    /* gone: the gate fails with the reason, the daemon serves on */
+    assert_int_equal(pgh_stop(h), 0);
+    assert_int_equal(wait_gate(f, 0, "fail", 5000), 0);
+    gate_str(f, 0, "reason", buf, sizeof(buf));
+    assert_true(strstr(buf, "cannot connect") != NULL || strstr(buf, "lost") != NULL
+                || strstr(buf, "terminat") != NULL || strstr(buf, "not connected") != NULL);
+    assert_int_equal(h_get(f->proxy_port, "/", NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    h_resp_free(&r);
+    assert_int_equal(pgh_restart(h), 0);
+    assert_int_equal(wait_gate(f, 0, "pass", 10000), 0);
+    pgh_free(h);
+}
+
+/* ---- config --------------------------------------------------------------- */
+
+static void
+test_config_errors(void **state)
+{
+    static const struct {
+        const char *gates, *want;
+    } cases[] = {
+        { "[{\"name\": \"a\", \"kind\": \"sql\", \"conninfo\": \"host=/tmp password=x\", "
+          "\"query\": \"SELECT 1\", \"min\": 1}]",
+          "services[0].gates[0].conninfo: must not hold a password" },
+        { "[{\"name\": \"a\", \"kind\": \"sql\", \"conninfo\": \"host=/tmp\", "
+          "\"query\": \"SELECT 1\"}]",
+          "services[0].gates[0]: a sql gate needs \"min\", \"max\" or both" },
+        { "[{\"name\": \"a\", \"kind\": \"http\", \"url\": \"http://db.example:80/\"}]",
+          "services[0].gates[0].url: host \"db.example\" must be a numeric address" },
+        { "[{\"name\": \"a\", \"kind\": \"http\", \"url\": \"http://127.0.0.1:1/\", "
+          "\"max\": 3}]",
+          "services[0].gates[0].max: is a key of kind \"sql\", not of \"http\"" },
+        { "[{\"name\": \"a\", \"kind\": \"replication_lag\", \"conninfo\": \"host=/tmp\", "
+          "\"source\": {\"conninfo\": \"host=/tmp\"}}]",
+          "needs \"max_lag_ms\", \"max_lag_bytes\" or both" },
+        { "[{\"name\": \"a\", \"kind\": \"sql\", \"conninfo\": \"host=/tmp\", "
+          "\"query\": \"SELECT 1\", \"min\": 1, \"interval_ms\": 500, \"timeout_ms\": 900}]",
+          "services[0].gates[0].timeout_ms: 900 is longer than interval_ms (500)" },
+        { "[{\"name\": \"a\", \"kind\": \"http\", \"url\": \"http://127.0.0.1:1/\", "
+          "\"on_fail\": \"panic\"}]",
+          "services[0].gates[0].on_fail: must be hold, rollback or freeze" },
+    };
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 1, NULL);
+    char out[2048];
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(f->extra, sizeof(f->extra), ", \"gates\": %s", cases[i].gates);
+        assert_int_equal(fx_write_conf(f), 0);
+        assert_int_equal(h_cutoverd_check(f->conf, out, sizeof(out)), 1);
+        if (strstr(out, cases[i].want) == NULL)
+            fail_msg("case %zu: \"%s\" not in: %s", i, cases[i].want, out);
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_config_errors, fx_teardown),
+        cmocka_unit_test_teardown(test_sql_gate_refuses_raise, fx_teardown),
+        cmocka_unit_test_teardown(test_plan_holds_on_replication, fx_teardown),
+        cmocka_unit_test_teardown(test_on_fail_rollback, fx_teardown),
+        cmocka_unit_test_teardown(test_on_fail_freeze, fx_teardown),
+        cmocka_unit_test_teardown(test_http_gate, fx_teardown),
+        cmocka_unit_test_teardown(test_hung_and_gone_database, fx_teardown),
+    };
+
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
