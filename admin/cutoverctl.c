@@ -77,7 +77,8 @@ usage(FILE *f)
           "commands:\n"
           "  status                               weight, state, servers and windows\n"
           "  weight P                             share to new, 0..100, two decimals at most\n"
-          "  rollback [--reason TEXT]             weight 0 now, state rolled_back\n"
+          "  rollback [--reason TEXT] [--drain-s N]\n"
+          "                                       weight 0 now, state rolled_back\n"
           "  promote                              weight 100\n"
           "  switch new|legacy [--drain-s N] [--force]\n"
           "                                       blue-green flip\n"
@@ -511,6 +512,29 @@ print_store(const json_t *st)
                fmt_value(json_object_get(st, "audit_error"), b2, sizeof(b2)));
 }
 
+/* "  shield: shielded 12 requests (4.00 %), 0 over the budget" and, once a
+ * drain closed any, "  drained: 1 tunnel(s), 0 tcp" */
+static void
+print_shield(const json_t *svc)
+{
+    const json_t *sh = json_object_get(svc, "shield"), *dr;
+    char n[64], x[64];
+
+    if (!json_is_object(sh))
+        return;
+    if (json_is_true(json_object_get(sh, "enabled")))
+        printf("  shield: shielded %s requests (%.2f %%), %s over the budget\n",
+               fmt_value(json_object_get(sh, "shielded"), n, sizeof(n)),
+               json_number_value(json_object_get(sh, "percent")),
+               fmt_value(json_object_get(sh, "budget_exhausted"), x, sizeof(x)));
+    dr = json_object_get(sh, "drained");
+    if (json_integer_value(json_object_get(dr, "tunnel")) > 0 ||
+        json_integer_value(json_object_get(dr, "tcp")) > 0)
+        printf("  drained: %s tunnel(s), %s tcp\n",
+               fmt_value(json_object_get(dr, "tunnel"), n, sizeof(n)),
+               fmt_value(json_object_get(dr, "tcp"), x, sizeof(x)));
+}
+
 static void
 print_status(const json_t *reply)
 {
@@ -532,6 +556,7 @@ print_status(const json_t *reply)
         print_side(svc, "legacy");
         print_side(svc, "new");
         print_windows(svc);
+        print_shield(svc);
     }
     print_store(json_object_get(reply, "store"));
 }
@@ -842,7 +867,8 @@ build_request(struct ctl_opts *o, int argc, char **argv, int i, json_t **req)
             if (++i >= argc)
                 return usage_error("%s needs a value", a);
             reason = argv[i];
-        } else if (strcmp(cmd, "switch") == 0 && strcmp(a, "--drain-s") == 0) {
+        } else if ((strcmp(cmd, "switch") == 0 || strcmp(cmd, "rollback") == 0) &&
+                   strcmp(a, "--drain-s") == 0) {
             if (++i >= argc)
                 return usage_error("%s needs a value", a);
             if (parse_uint(argv[i], 0, INT_MAX, &drain_s) != 0)
@@ -887,6 +913,8 @@ build_request(struct ctl_opts *o, int argc, char **argv, int i, json_t **req)
     } else if (strcmp(cmd, "rollback") == 0) {
         if (reason != NULL)
             json_object_set_new(r, "reason", json_string(reason));
+        if (drain_s >= 0)
+            json_object_set_new(r, "drain_s", json_integer(drain_s));
     } else if (strcmp(cmd, "switch") == 0) {
         if (strcmp(pos[0], "new") != 0 && strcmp(pos[0], "legacy") != 0) {
             json_decref(r);

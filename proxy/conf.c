@@ -464,7 +464,7 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
     static const char *const keys[] = {
         "name", "mode", "listen", "legacy", "new", "weight", "sticky", "override",
         "health", "rollback", "plan", "on_new_down", "timeouts", "limits", "pool", "tls",
-        NULL
+        "shield", NULL
     };
     struct px_service_conf *s = &c->services[i];
     const char *name, *str;
@@ -552,7 +552,10 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
            parse_limits(j, pre, &s->limits, err) != 0 ||
            parse_pool(j, pre, &s->pool, err) != 0 ||
            px_tls_conf_parse(json_object_get(j, "tls"), conf_join(p, sizeof(p), pre, "tls"),
-                             c->dir, s->mode == PX_MODE_HTTP, &s->tls, err) != 0 ? -1 : 0;
+                             c->dir, s->mode == PX_MODE_HTTP, &s->tls, err) != 0 ||
+           px_shield_conf_parse(json_object_get(j, "shield"),
+                                conf_join(p, sizeof(p), pre, "shield"), c->file,
+                                s->mode == PX_MODE_HTTP, &s->shield, err) != 0 ? -1 : 0;
 }
 
 static int
@@ -968,6 +971,8 @@ px_service_conf_diff(const struct px_service_conf *a, const struct px_service_co
         d |= PX_SVC_POOL;
     if (!px_tls_conf_equal(a->tls, b->tls))
         d |= PX_SVC_TLS;
+    if (!px_shield_conf_equal(&a->shield, &b->shield))
+        d |= PX_SVC_SHIELD;
     return d;
 }
 
