@@ -89,6 +89,7 @@ test_demo_forced_failure(void **state)
     fx_drive(f, 10, 0, c2, &n5xx2, NULL);
     assert_int_equal(c2[1], 0);
     assert_int_equal(n5xx2, 0);
+    fx_stop_clean(f);                  /* under the sanitizers: nothing reported */
 }
 
 /* A hung new side: after server_response_ms the request goes to legacy and
@@ -225,6 +226,7 @@ test_budget_caps_replays(void **state)
     assert_true(fx_metric(m, "cutover_drained_connections_total{service=\"web\","
                              "kind=\"tunnel\"}") == 0);
     free(m);
+    fx_stop_clean(f);
 }
 
 /* Sticky users: a shielded request keeps its bucket (a cookie issued with
@@ -271,6 +273,7 @@ test_sticky_and_access_log(void **state)
 
     snprintf(line, sizeof(line), "%s/access.log", f->dir);
     assert_int_equal(h_wait_log(line, " why=shield", 5000), 0);
+    fx_stop_clean(f);
 }
 
 int

@@ -171,6 +171,7 @@ test_ws_switch_drain(void **state)
     assert_int_equal((long)fx_num(fig, "drain_s"), 1);
     assert_int_equal((long)fx_num(fig, "draining"), 1);
     json_decref(all);
+    fx_stop_clean(f);                  /* under the sanitizers: nothing reported */
 }
 
 static void
@@ -215,6 +216,7 @@ test_ws_rollback_drain(void **state)
     assert_true(fx_num(fig, "shielded") >= 4);   /* the upgrade was new's fifth request */
     json_decref(all);
     assert_int_equal(fx_status_long(f, "shield.drained.tunnel"), 1);
+    fx_stop_clean(f);
 }
 
 /* TCP mode: a manual rollback with --drain-s 0 closes the tunnels on new at
@@ -257,6 +259,7 @@ test_tcp_rollback_drain(void **state)
     assert_int_equal((long)fx_num(fig, "drain_s"), 0);
     assert_int_equal((long)fx_num(fig, "draining"), on_new);
     json_decref(all);
+    fx_stop_clean(f);
 }
 
 int
