@@ -40,7 +40,7 @@ PROXY_SRC  = proxy/conf.c proxy/tls_conf.c proxy/tls_cert.c proxy/tls.c proxy/tl
              proxy/http_msg.c proxy/relay.c proxy/tcp.c proxy/pool.c \
              proxy/tick.c proxy/metrics.c proxy/accesslog.c proxy/io.c proxy/worker.c \
              proxy/status.c proxy/ops.c proxy/verdict.c proxy/reload.c proxy/cookie.c \
-             proxy/tls_up.c proxy/gates.c
+             proxy/tls_up.c proxy/gates.c proxy/shield.c proxy/shield_conf.c
 LIB_SRC    = $(UTIL_SRC) $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB        = $(BUILD)/libcutover.a
@@ -54,7 +54,7 @@ UNIT_BIN   = $(UNIT_SRC:%.c=$(BUILD)/%)
 INTEG_SRC  = $(sort $(wildcard tests/integration/[0-9]*.c))
 INTEG_BIN  = $(INTEG_SRC:%.c=$(BUILD)/%)
 HARNESS_OBJ = $(BUILD)/tests/harness/harness.o $(BUILD)/tests/harness/load.o \
-              $(BUILD)/tests/harness/tls.o
+              $(BUILD)/tests/harness/tls.o $(BUILD)/tests/harness/ws.o
 # the headless browser of the dashboard's tests
 HARNESS_OBJ += $(BUILD)/tests/harness/cdp.o
 # the private PostgreSQL cluster, for the tests of lib/pg_*.c

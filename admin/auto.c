@@ -75,6 +75,8 @@ adm_control_auto(struct adm_control *c, unsigned svc, enum hl_auto_action a,
         ch.weight_bp = 0;
         ch.state = ADM_ST_ROLLED_BACK;
         ch.action = "rollback";
+        ch.left = RT_NEW;              /* its tunnels close after rollback.drain_s */
+        ch.drain_s = ADM_DRAIN_ROLLBACK;
     } else {
         ch.weight_bp = c->svcs[svc].st.weight_bp;
         ch.state = ADM_ST_FROZEN;

@@ -34,13 +34,14 @@
 
 /* Publishes service <svc>'s state; <left> is the side a blue-green switch
  * took traffic away from (RT_NONE when not a switch). */
-static void
-apply(struct adm_control *c, unsigned svc, enum rt_side left, int drain_s)
+static unsigned
+apply(struct adm_control *c, unsigned svc, enum rt_side left, int *drain_s)
 {
     if (c->ops.apply != NULL)
         c->ops.apply(c->arg, svc, &c->svcs[svc].st);
     if (left != RT_NONE && c->ops.switched != NULL)
-        c->ops.switched(c->arg, svc, left, drain_s);
+        return c->ops.switched(c->arg, svc, left, drain_s);
+    return 0;
 }
 
 /* Puts the plan of change <ch> in place; a change without one ends a
@@ -71,6 +72,9 @@ adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *a
     char err[512], p0[16], p1[16], *qreason, by[128];
     json_t *quoted;
     bool saved = true, journaled = false;
+    int drain_s = ch->drain_s;
+    unsigned draining = 0;
+    json_t *fig = NULL;
     long pid = c->caller != NULL && strcmp(c->caller->actor, actor) == 0 ? c->caller->pid : -1;
 
     /* the fleet's store: a raise is written there first (admin/fleet.c) */
@@ -91,7 +95,7 @@ adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *a
     if (ch->weight_bp <= old.weight_bp || ch->committed) {
         /* Lowering: traffic leaves new now, whatever the disk says; what
          * cannot be saved is kept in the journal and saved later. */
-        apply(c, ch->svc, ch->left, ch->drain_s);
+        draining = apply(c, ch->svc, ch->left, &drain_s);
         saved = adm_persist_save(c, err, sizeof(err)) == 0;
         if (!saved)
             journaled = adm_persist_unsaved(c, err);
@@ -105,7 +109,7 @@ adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *a
                    s->name, ch->action, by, err);
             return adm_fail_reply("cannot save state: %s", err);
         }
-        apply(c, ch->svc, ch->left, ch->drain_s);
+        draining = apply(c, ch->svc, ch->left, &drain_s);
     }
 
     if (hl_plan_is_running(&old_plan) && !hl_plan_is_running(&s->plan))
@@ -129,6 +133,15 @@ adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *a
         .reason = ch->reason, .generation = s->st.generation, .figures = ch->figures,
         .pid = pid,
     };
+    /* the tunnels left on the side that lost its traffic, and when they close */
+    if (ch->left != RT_NONE && drain_s >= 0) {
+        fig = ch->figures != NULL ? json_incref(ch->figures) : json_object();
+        json_object_set_new(fig, "drain_s", json_integer(drain_s));
+        json_object_set_new(fig, "draining", json_integer((json_int_t)draining));
+        ae.figures = fig;
+        log_at(LL_INFO, "control", 0, "%s: %u tunnel(s) on %s close in %d s", s->name,
+               draining, rt_side_names[ch->left], drain_s);
+    }
     /* The change happened: a failing audit log must not hide it, nor undo
      * it. What cannot be written now waits and is retried. */
     adm_persist_audit(c, ch->svc, &ae);
@@ -137,6 +150,7 @@ adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *a
         if (!ch->committed)
             adm_fleet_lowered(c, ch->svc);     /* applied here: now the database */
     }
+    json_decref(fig);
 
     if (!saved) {
         static const char kept[] = "kept in the journal (a restart restores it) and saved "

@@ -154,11 +154,11 @@ cmd_weight(struct adm_control *c, json_t *req, const char *actor)
 static json_t *
 cmd_rollback(struct adm_control *c, json_t *req, const char *actor)
 {
-    static const char *const keys[] = { "cmd", "service", "reason", NULL };
+    static const char *const keys[] = { "cmd", "service", "reason", "drain_s", NULL };
     struct adm_change ch = { .weight_bp = 0, .state = ADM_ST_ROLLED_BACK,
-                             .action = "rollback", .reason = "", .left = RT_NONE,
-                             .drain_s = -1 };
-    json_t *r;
+                             .action = "rollback", .reason = "", .left = RT_NEW,
+                             .drain_s = ADM_DRAIN_ROLLBACK };
+    json_t *r, *v;
     uint64_t gen;
 
     if ((r = adm_check_keys(req, "rollback", keys)) != NULL)
@@ -167,6 +167,12 @@ cmd_rollback(struct adm_control *c, json_t *req, const char *actor)
         return r;
     if ((r = adm_req_reason(c, req, "rollback", &ch.reason)) != NULL)
         return r;
+    if ((v = json_object_get(req, "drain_s")) != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) > 86400)
+            return adm_fail_reply("\"drain_s\" must be an integer 0..86400 (seconds)");
+        ch.drain_s = (int)json_integer_value(v);
+    }
     gen = c->svcs[ch.svc].st.generation;
     r = adm_change_run(c, &ch, actor);
     if (c->svcs[ch.svc].st.generation != gen)  /* applied (even if not saved) */

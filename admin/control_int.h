@@ -133,8 +133,9 @@ struct adm_change {
     enum adm_state state;
     const char *action;          /* audit action */
     const char *reason;          /* borrowed; "" when none */
-    enum rt_side left;           /* switch: side that loses traffic; else RT_NONE */
-    int drain_s;                 /* switch: tunnel drain, -1 = leave open */
+    enum rt_side left;           /* switch, rollback: side that loses traffic; else RT_NONE */
+    int drain_s;                 /* switch, rollback: tunnel drain, -1 = leave open,
+                                  * ADM_DRAIN_ROLLBACK = rollback.drain_s */
     json_t *figures;             /* borrowed, may be NULL: automatic decisions' numbers */
     bool committed;              /* fleet: written to the store already (apply
                                   * first, then the local cache; admin/fleet.c) */

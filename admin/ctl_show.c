@@ -209,6 +209,29 @@ print_tls(const json_t *svc)
  * A plan that ended is shown as ended only while its end is the service's
  * last change (status "plan.current"); after a later change it is history:
  * the line says the plan is not running, as before a start. */
+/* "  shield: shielded 12 requests (4.00 %), 0 over the budget" and, once a
+ * drain closed any, "  drained: 1 tunnel(s), 0 tcp" */
+static void
+print_shield(const json_t *svc)
+{
+    const json_t *sh = json_object_get(svc, "shield"), *dr;
+    char n[64], x[64];
+
+    if (!json_is_object(sh))
+        return;
+    if (json_is_true(json_object_get(sh, "enabled")))
+        printf("  shield: shielded %s requests (%.2f %%), %s over the budget\n",
+               fmt_value(json_object_get(sh, "shielded"), n, sizeof(n)),
+               json_number_value(json_object_get(sh, "percent")),
+               fmt_value(json_object_get(sh, "budget_exhausted"), x, sizeof(x)));
+    dr = json_object_get(sh, "drained");
+    if (json_integer_value(json_object_get(dr, "tunnel")) > 0 ||
+        json_integer_value(json_object_get(dr, "tcp")) > 0)
+        printf("  drained: %s tunnel(s), %s tcp\n",
+               fmt_value(json_object_get(dr, "tunnel"), n, sizeof(n)),
+               fmt_value(json_object_get(dr, "tcp"), x, sizeof(x)));
+}
+
 static void print_wrapped(const char *lead, const char *text, const char *tail);
 
 static void
@@ -377,6 +400,7 @@ ctl_print_status(const json_t *reply)
         print_side(svc, "legacy");
         print_side(svc, "new");
         print_windows(svc);
+        print_shield(svc);
     }
     print_store(json_object_get(reply, "store"));
 }

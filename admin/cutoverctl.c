@@ -520,7 +520,7 @@ static const struct ctl_opt opt_table[] = {
     { CTL_O_REASON, '\0', "--reason", "TEXT",
       "why, one line of printable text: written to the audit log" },
     { CTL_O_DRAIN, '\0', "--drain-s", "N",
-      "close the TCP tunnels to the side left after N seconds" },
+      "close the tunnels (TCP, WebSocket) to the side left after N seconds" },
     { CTL_O_FORCE, '\0', "--force", NULL,
       "switch: to new even when its checks call it down; a raise (weight, promote,\n"
       "plan start, switch new): past a failing migration gate, audited with the gate" },
@@ -561,6 +561,15 @@ build_weight(const struct ctl_opts *o, json_t *req)
     return build_force(o, req);
 }
 
+/* --drain-s of a rollback. */
+static int
+build_drain(const struct ctl_opts *o, json_t *req)
+{
+    if (o->seen & CTL_O_DRAIN)
+        json_object_set_new(req, "drain_s", json_integer(o->drain_s));
+    return 0;
+}
+
 static int
 build_switch(const struct ctl_opts *o, json_t *req)
 {
@@ -590,12 +599,13 @@ static const struct ctl_cmd cmd_table[] = {
       "(\"10\", \"12.5\", \"10%\"). Clears a rolled_back or frozen latch and ends a\n"
       "running plan.\n",
       build_weight, SHOW_CHANGE, false },
-    { "rollback", "rollback", NULL, NULL, NULL, 0, 0, CTL_O_REASON,
+    { "rollback", "rollback", NULL, NULL, NULL, 0, 0, CTL_O_REASON | CTL_O_DRAIN,
       "weight 0 now, state rolled_back",
       "Sends everything to legacy at once and latches the state rolled_back until\n"
       "an operator sets a weight again. Returns once every worker routes by it and\n"
-      "the state is on disk.\n",
-      NULL, SHOW_CHANGE, false },
+      "the state is on disk. Tunnels (TCP, WebSocket) still on new close after\n"
+      "--drain-s N seconds (default rollback.drain_s).\n",
+      build_drain, SHOW_CHANGE, false },
     { "promote", "promote", NULL, NULL, NULL, 0, 0, CTL_O_REASON | CTL_O_FORCE,
       "weight 100",
       "Sets the weight to 100 and the state promoted. Refused while a migration\n"

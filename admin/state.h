@@ -38,6 +38,9 @@ struct adm_svc_state {
     uint64_t generation;     /* +1 on every change */
 };
 
+/* adm_change.drain_s of a rollback without its own: rollback.drain_s. */
+#define ADM_DRAIN_ROLLBACK (-2)
+
 /* Callbacks into the data plane; <arg> is the ops' argument. All are called
  * from the event loop that runs the admin socket. */
 struct adm_ops {
@@ -48,10 +51,12 @@ struct adm_ops {
     /* Adds the data-plane part of a status entry to object <obj>: "mode",
      * "legacy" and "new" ({"healthy","servers":[{"addr","up"}],"window":{…}}). */
     void (*status)(void *arg, unsigned svc, struct json_t *obj);
-    /* Blue-green: <left> no longer receives traffic. Close its idle pooled
-     * connections; close its TCP tunnels after <drain_s> seconds (-1: leave
-     * them open). */
-    void (*switched)(void *arg, unsigned svc, enum rt_side left, int drain_s);
+    /* Blue-green or rollback: <left> no longer receives traffic. Close its
+     * idle pooled connections; close its tunnels (TCP mode, HTTP upgrades)
+     * after *<drain_s> seconds (-1: leave them open; ADM_DRAIN_ROLLBACK: the
+     * service's rollback.drain_s, written back). Returns how many tunnels
+     * will close. */
+    unsigned (*switched)(void *arg, unsigned svc, enum rt_side left, int *drain_s);
     /* `certs reload`: reads every TLS certificate and key of the running
      * config again and, when all of them load, installs them on every
      * worker (connections keep what they began with). Returns 0 with a

@@ -168,12 +168,12 @@ hl_rollback_conf_parse(struct json_t *j, const char *path,
 {
     static const char *const keys[] = {
         "enabled", "max_error_rate", "min_requests", "window_s", "max_p99_ms",
-        "max_error_ratio_to_legacy", "action", NULL
+        "max_error_ratio_to_legacy", "action", "drain_s", NULL
     };
     struct hl_rollback_conf c = {
         .enabled = true, .max_error_rate = 0.05, .min_requests = 20,
         .window_s = 10, .max_p99_ms = 0, .max_error_ratio_to_legacy = 0,
-        .action = HL_ACT_ROLLBACK,
+        .action = HL_ACT_ROLLBACK, .drain_s = 5,
     };
     const char *s;
     json_t *v;
@@ -196,6 +196,7 @@ hl_rollback_conf_parse(struct json_t *j, const char *path,
     if (conf_opt_double(j, "max_error_rate", path, 0, 1, &c.max_error_rate, err) != 0 ||
         conf_opt_uint(j, "min_requests", path, 1, 1000000, &c.min_requests, err) != 0 ||
         conf_opt_uint(j, "window_s", path, 1, 600, &c.window_s, err) != 0 ||
+        conf_opt_uint(j, "drain_s", path, 0, 86400, &c.drain_s, err) != 0 ||
         conf_opt_uint(j, "max_p99_ms", path, 0, 3600000, &c.max_p99_ms, err) != 0 ||
         conf_opt_double(j, "max_error_ratio_to_legacy", path, 0, 1000,
                         &c.max_error_ratio_to_legacy, err) != 0)
@@ -275,7 +276,7 @@ hl_rollback_conf_equal(const struct hl_rollback_conf *a, const struct hl_rollbac
            a->min_requests == b->min_requests && a->window_s == b->window_s &&
            a->max_p99_ms == b->max_p99_ms &&
            a->max_error_ratio_to_legacy == b->max_error_ratio_to_legacy &&
-           a->action == b->action;
+           a->action == b->action && a->drain_s == b->drain_s;
 }
 
 bool

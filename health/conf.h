@@ -35,6 +35,8 @@ struct hl_rollback_conf {
     unsigned max_p99_ms;             /* 0 = not set */
     double max_error_ratio_to_legacy;/* 0 = not set; > 0 */
     enum hl_action action;           /* "rollback" (default) | "freeze" */
+    unsigned drain_s;                /* default 5, 0..86400: a rollback closes the
+                                      * tunnels still on new after this (0: at once) */
 };
 
 #define HL_PLAN_MAX_STEPS 32

@@ -509,7 +509,7 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_errlist *l)
     static const char *const keys[] = {
         "name", "mode", "listen", "legacy", "new", "weight", "sticky", "override",
         "health", "rollback", "plan", "on_new_down", "timeouts", "limits", "pool", "tls",
-        "gates", NULL
+        "gates", "shield", NULL
     };
     struct px_service_conf *s = &c->services[i];
     struct conf_err e, *err = &e;
@@ -608,6 +608,9 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_errlist *l)
     keep(l, err, px_tls_conf_parse(json_object_get(j, "tls"),
                                    conf_join(p, sizeof(p), pre, "tls"), c->dir,
                                    s->mode == PX_MODE_HTTP, &s->tls, err));
+    keep(l, err, px_shield_conf_parse(json_object_get(j, "shield"),
+                                      conf_join(p, sizeof(p), pre, "shield"), c->file,
+                                      s->mode == PX_MODE_HTTP, &s->shield, err));
     return l->n + l->dropped > n0 ? -1 : 0;
 }
 
@@ -1087,6 +1090,8 @@ px_service_conf_diff(const struct px_service_conf *a, const struct px_service_co
         d |= PX_SVC_TLS;
     if (!hl_gates_conf_equal(&a->gates, &b->gates))
         d |= PX_SVC_GATES;
+    if (!px_shield_conf_equal(&a->shield, &b->shield))
+        d |= PX_SVC_SHIELD;
     return d;
 }
 

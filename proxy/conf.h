@@ -19,6 +19,7 @@
 #include "health/conf.h"
 #include "health/gate.h"
 #include "router/conf.h"
+#include "proxy/shield_conf.h"
 
 /* A resolved numeric address (no DNS at runtime). */
 struct px_addr {
@@ -81,6 +82,7 @@ struct px_service_conf {
     struct px_tls_conf *tls;     /* owned: "tls" (proxy/tls_conf.h), the listener
                                   * side's TLS; NULL = plain */
     struct hl_gates_conf gates;  /* owned: "gates" (health/gate_conf.h); n 0 = none */
+    struct px_shield_conf shield;/* "shield" (proxy/shield_conf.h); off in tcp mode */
 };
 
 struct px_conf {
@@ -150,6 +152,7 @@ enum px_svc_change {
     PX_SVC_UP_TLS   = 1u << 13,   /* either side's "tls" (settings or file contents) */
     PX_SVC_TLS      = 1u << 14,   /* "tls" (px_tls_conf_equal) */
     PX_SVC_GATES    = 1u << 15,   /* "gates" (hl_gates_conf_equal) */
+    PX_SVC_SHIELD   = 1u << 16,   /* "shield" */
 };
 
 /* The PX_SVC_* bits of every field that differs between <a> and <b>

@@ -63,6 +63,7 @@
 #include "proxy/pool.h"
 #include "proxy/relay.h"
 #include "proxy/server.h"
+#include "proxy/shield.h"
 #include "proxy/tls_up.h"
 
 static void set_state(struct px_conn *c, enum px_conn_state next);
@@ -252,6 +253,17 @@ reply_error(struct px_conn *c, int status, const char *why)
     set_state(c, PX_CS_DRAINING);
 }
 
+/* The request failed upstream (<err>) before any response byte: replayed
+ * on legacy when the shield takes it (proxy/shield.h), else answered. */
+static void
+fail(struct px_conn *c, enum px_err err, int status, const char *why)
+{
+    upstream_free(c);
+    px_hc_record(c, 0, err);
+    if (!px_shield_replay(c, err, 0))
+        reply_error(c, status, why);
+}
+
 /* ---- request --------------------------------------------------------- */
 
 static void on_upstream_connected(struct px_conn *c);
@@ -319,9 +331,7 @@ start_connect(struct px_conn *c)
             local_failure(c, e, "upstream connect failed at once");
             return;
         }
-        upstream_free(c);
-        px_hc_record(c, 0, PX_E_CONNECT);
-        reply_error(c, 502, "upstream connect failed at once");
+        fail(c, PX_E_CONNECT, 502, "upstream connect failed at once");
         return;
     }
     if (tls == NULL) {
@@ -646,7 +656,7 @@ finish_exchange(struct px_conn *c)
         return;
     }
     c->flags &= ~(PX_CF_RES_STARTED | PX_CF_RETRIED | PX_CF_REQ_STREAMED |
-                  PX_CF_UP_REUSED | PX_CF_STALE_RETRY | PX_CF_RES_BYTES);
+                  PX_CF_UP_REUSED | PX_CF_STALE_RETRY | PX_CF_RES_BYTES | PX_CF_SHIELD_FLAGS);
     c->res_head_done = false;
     c->res_recorded = false;
     c->side = RT_NONE;
@@ -731,9 +741,7 @@ read_response_head(struct px_conn *c)
             px_req_warn(c->svc, "http", c->id, "invalid response from %s: %s",
                    srt_addr(c)->text,
                    r.error != NULL ? r.error : "?");
-            upstream_free(c);
-            px_hc_record(c, 0, PX_E_UP_BAD);
-            reply_error(c, 502, "invalid response from upstream");
+            fail(c, PX_E_UP_BAD, 502, "invalid response from upstream");
             return false;
         }
         if (r.status == 101) {
@@ -741,9 +749,7 @@ read_response_head(struct px_conn *c)
                 start_tunnel(c, &r);
                 return false;
             }
-            upstream_free(c);
-            px_hc_record(c, 0, PX_E_UP_BAD);
-            reply_error(c, 502, "unrequested protocol switch from upstream");
+            fail(c, PX_E_UP_BAD, 502, "unrequested protocol switch from upstream");
             return false;
         }
         if (r.status < 200) {
@@ -757,6 +763,8 @@ read_response_head(struct px_conn *c)
         }
         break;
     }
+    if (r.status >= 500 && px_shield_replay(c, PX_E_NONE, r.status))
+        return false;                  /* new's answer goes with its connection */
     c->res_keep_alive = r.keep_alive;
     c->res_head_done = true;
     evtimer_del(c->head_timer);
@@ -908,15 +916,18 @@ on_head_timeout(evutil_socket_t fd, short what, void *arg)
     (void)what;
     enter(c);
     c->flags &= ~PX_CF_HEAD_TIMER;
-    if (c->flags & PX_CF_PARK_SOON) {
+    if (c->flags & PX_CF_SHIELD_SOON) {
+        c->flags &= ~PX_CF_SHIELD_SOON;
+        start_connect(c);              /* the shield's replay (proxy/shield.h) */
+    } else if (c->state == PX_CS_TUNNEL) {
+        px_shield_tunnel_drained(c);
+    } else if (c->flags & PX_CF_PARK_SOON) {
         c->flags &= ~PX_CF_PARK_SOON;
         park(c);
     } else if (c->state == PX_CS_READ_HEAD) {
         reply_error(c, 408, "client head timeout");
     } else if (c->state == PX_CS_EXCHANGE && !c->res_head_done && c->up != NULL) {
-        upstream_free(c);
-        px_hc_record(c, 0, PX_E_UP_TIMEOUT);
-        reply_error(c, 504, "no complete response head in time");
+        fail(c, PX_E_UP_TIMEOUT, 504, "no complete response head in time");
     }
     leave(c);
 }
@@ -976,8 +987,7 @@ on_connect_failed(struct px_conn *c, short what)
         start_connect(c);
         return;
     }
-    px_hc_record(c, 0, err);
-    reply_error(c, err == PX_E_CONNECT_TIMEOUT ? 504 : 502, px_err_names[err]);
+    fail(c, err, err == PX_E_CONNECT_TIMEOUT ? 504 : 502, px_err_names[err]);
 }
 
 static void
@@ -1039,9 +1049,7 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
     } else if (c->state == PX_CS_EXCHANGE) {
         if (what & BEV_EVENT_TIMEOUT) {
             if (!c->res_head_done) {
-                upstream_free(c);
-                px_hc_record(c, 0, PX_E_UP_TIMEOUT);
-                reply_error(c, 504, "no response head in time");
+                fail(c, PX_E_UP_TIMEOUT, 504, "no response head in time");
             } else {
                 c->svc->stats[c->side].errors[PX_E_UP_TIMEOUT]++;
                 c->log_error = px_err_names[PX_E_UP_TIMEOUT];
@@ -1062,9 +1070,7 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
                     c->flags |= PX_CF_STALE_RETRY;
                     start_connect(c);
                 } else if (!c->res_head_done) {
-                    upstream_free(c);
-                    px_hc_record(c, 0, PX_E_UP_RESET);
-                    reply_error(c, 502, "upstream closed before a response");
+                    fail(c, PX_E_UP_RESET, 502, "upstream closed before a response");
                 } else if (c->res.framing == H1_BODY_CLOSE && (what & BEV_EVENT_EOF) &&
                            px_tls_up_closed_cleanly(c->up)) {
                     /* over TLS only close_notify ends the body: libevent

@@ -129,7 +129,8 @@ px_hc_log_request(struct px_conn *c, const char *ended)
         .status = c->log_status,
         .side = routed ? rt_side_names[c->side] : NULL,
         .server = routed ? c->srt->addr.text : NULL,
-        .why = routed && c->log_why != RT_R_NONE ? rt_reason_names[c->log_why] : NULL,
+        .why = (c->flags & PX_CF_SHIELDED) ? "shield"
+               : routed && c->log_why != RT_R_NONE ? rt_reason_names[c->log_why] : NULL,
         .bytes_in = parsed ? c->req.total : 0,
         .bytes_out = c->res_head_done ? c->res.total : 0,
         .duration_us = px_now_us(c->srv) - c->log_t0_us,

@@ -68,6 +68,11 @@ extern const char *const px_cs_actions[PX_CS__COUNT];
                                    * with close_notify unless PX_CF_CUT */
 #define PX_CF_CUT          0x2000u /* the client's side ended in error, or its response was
                                    * cut: no close_notify (a TLS client must see the cut) */
+#define PX_CF_SHIELDED     0x4000u /* this request was replayed on legacy (proxy/shield.h) */
+#define PX_CF_SHIELD_SOON  0x8000u /* head_timer was activated to connect the replay */
+#define PX_CF_INTERIM      0x10000u /* an interim (1xx) head of this request went out */
+#define PX_CF_DRAIN        0x20000u /* tunnel: head_timer closes it (a drain) */
+#define PX_CF_SHIELD_FLAGS (PX_CF_SHIELDED | PX_CF_SHIELD_SOON | PX_CF_INTERIM)
 
 enum px_out {
     PX_OUT_PLAIN = 0,     /* move bytes as they are (Content-Length or close-delimited) */
@@ -119,6 +124,7 @@ struct px_conn {
     bool req_upgrade;                /* Connection: upgrade + Upgrade: asked for */
     bool fallback;
     bool issue_cookie;
+    bool shield_ok;                  /* px_shield_eligible() of the request head */
     enum rt_side side;
     uint32_t bucket;
     struct px_body req;

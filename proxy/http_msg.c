@@ -23,6 +23,7 @@
 #include "proxy/http_conn.h"
 #include "proxy/http_msg.h"
 #include "proxy/server.h"
+#include "proxy/shield.h"
 #include "router/router.h"
 
 static struct h1_iov
@@ -112,6 +113,7 @@ px_hm_request(struct px_conn *c, const struct h1_req *r)
     c->req_is_head = h1_method_eq(r->method, "HEAD");
     c->req_idempotent = h1_method_idempotent(r->method);
     c->req_upgrade = r->upgrade && h1_field_find(r->fields, r->nfields, "upgrade") != NULL;
+    c->shield_ok = px_shield_eligible(sconf(c), r);
     if (!r->keep_alive)
         c->flags |= PX_CF_NO_KEEPALIVE;
     memset(&c->req, 0, sizeof(c->req));
@@ -133,6 +135,7 @@ px_hm_request_head(struct px_conn *c, const struct h1_req *r)
     bool have_xff = false;
     size_t i;
 
+    px_shield_routed(c->svc, c->side, c->t_req_us);   /* the budget counts legacy's */
     evbuffer_drain(h, evbuffer_get_length(h));
     evbuffer_add(h, r->method.p, r->method.len);
     evbuffer_add(h, " ", 1);
@@ -252,6 +255,7 @@ px_hm_interim_head(struct px_conn *c, const struct h1_resp *r)
 {
     struct evbuffer *out = bufferevent_get_output(c->down);
 
+    c->flags |= PX_CF_INTERIM;         /* bytes of new went out: never replayed */
     evbuffer_add_printf(out, "HTTP/1.1 %d ", r->status);
     evbuffer_add(out, r->reason.p, r->reason.len);
     evbuffer_add(out, "\r\n", 2);

@@ -19,6 +19,7 @@
 #include "proxy/ops.h"
 #include "proxy/pool.h"
 #include "proxy/server.h"
+#include "proxy/shield.h"
 #include "proxy/tcp.h"
 #include "proxy/tls.h"
 #include "proxy/status.h"
@@ -40,7 +41,8 @@ struct job_svc {
     enum rt_side side;               /* set_up, switched: the side */
     unsigned server;                 /* set_up: index in the side */
     bool up;                         /* set_up: the verdict */
-    int drain_s;                     /* switched: TCP drain, or -1 */
+    int drain_s;                     /* switched: tunnel drain, or -1 */
+    unsigned draining;               /* switched: tunnels that will close (atomic) */
 };
 
 static void
@@ -68,12 +70,16 @@ job_set_up(struct px_srv *w, void *arg)
 static void
 job_switched(struct px_srv *w, void *arg)
 {
-    const struct job_svc *j = arg;
+    struct job_svc *j = arg;
     struct px_service *svc = w->svcs[j->idx];
+    unsigned n;
 
     px_pool_close_side(svc, j->side);
-    if (svc->conf->mode == PX_MODE_TCP && j->drain_s >= 0)
-        px_tcp_drain_side(svc, j->side, j->drain_s);
+    if (j->drain_s < 0)
+        return;
+    n = svc->conf->mode == PX_MODE_TCP ? px_tcp_drain_side(svc, j->side, j->drain_s)
+                                       : px_shield_drain_tunnels(svc, j->side, j->drain_s);
+    __atomic_fetch_add(&j->draining, n, __ATOMIC_RELAXED);
 }
 
 void
@@ -135,6 +141,8 @@ op_apply(void *arg, unsigned idx, const struct adm_svc_state *st)
     /* every worker routes by the new snapshot before the command returns */
     job_apply(srv, &j);
     px_workers_run(srv, job_apply, &j);
+    if (j.reset_new)
+        px_shield_fresh(svc);          /* the count a rollback's audit entry gives */
     {
         char f[16], t[16], g[24];
 
@@ -167,16 +175,19 @@ op_gates(void *arg, unsigned idx, char *why, size_t len)
     return px_gates_verdict(px_daemon_of(arg)->gates, idx, why, len);
 }
 
-static void
-op_switched(void *arg, unsigned idx, enum rt_side left, int drain_s)
+static unsigned
+op_switched(void *arg, unsigned idx, enum rt_side left, int *drain_s)
 {
     struct px_srv *srv = arg;
-    struct job_svc j = { .idx = idx, .side = left, .drain_s = drain_s };
+    struct job_svc j = { .idx = idx, .side = left, .drain_s = *drain_s };
 
-    /* HTTP: requests in flight finish; idle pooled connections to the side
-     * left are closed now */
+    if (j.drain_s == ADM_DRAIN_ROLLBACK)
+        j.drain_s = *drain_s = (int)srv->svcs[idx]->conf->rollback.drain_s;
+    /* requests in flight finish; idle pooled connections to the side left
+     * are closed now, its tunnels after the drain */
     job_switched(srv, &j);
     px_workers_run(srv, job_switched, &j);
+    return __atomic_load_n(&j.draining, __ATOMIC_RELAXED);
 }
 
 /* Every service of replica <w> takes its new TLS material from <arg> (an

@@ -291,6 +291,8 @@ struct px_service {
                                           * counted in conns_active */
     uint64_t tls_hs[PX_TLS_R__COUNT];    /* handshakes ended, by result */
     uint64_t tls_resumed;                /* of the ok ones, those that resumed a session */
+    struct px_shield_rt shield;          /* the canary shield's budget and counts
+                                          * (proxy/shield.h) */
 };
 
 #define PX_SPARES 64

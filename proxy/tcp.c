@@ -44,6 +44,7 @@
 #include "proxy/io.h"
 #include "proxy/relay.h"
 #include "proxy/server.h"
+#include "proxy/shield.h"
 #include "proxy/tcp.h"
 #include "proxy/tls.h"
 
@@ -652,15 +653,17 @@ on_drain_timer(evutil_socket_t fd, short what, void *arg)
     log_at(LL_INFO, "tcp", t->id, "drain time over: closing tunnel to %s",
            server_addr(t)->text);
     enter(t);
+    px_shield_tcp_drained(t->svc);
     t->flags |= PX_TF_CLOSE;
     leave(t);
 }
 
-void
+unsigned
 px_tcp_drain_side(struct px_service *svc, enum rt_side side, int drain_s)
 {
     struct timeval tv = { drain_s > 0 ? drain_s : 0, 0 };
     struct list *pos, *next;
+    unsigned n = 0;
 
     list_for_each_safe(pos, next, &svc->tunnels) {
         struct px_tcp *t = list_entry(pos, struct px_tcp, link);
@@ -670,7 +673,10 @@ px_tcp_drain_side(struct px_service *svc, enum rt_side side, int drain_s)
         t->drain_timer = evtimer_new(svc->srv->base, on_drain_timer, t);
         if (t->drain_timer == NULL || evtimer_add(t->drain_timer, &tv) < 0)
             log_at(LL_ERR, "tcp", t->id, "cannot schedule the drain of this tunnel");
+        else
+            n++;
     }
+    return n;
 }
 
 void

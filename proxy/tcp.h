@@ -25,8 +25,9 @@ void px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, in
 void px_tcp_accept_tls(struct px_service *svc, struct bufferevent *bev,
                        const struct sockaddr *sa);
 
-/* Blue-green: closes the tunnels of <side> after <drain_s> seconds (0: now). */
-void px_tcp_drain_side(struct px_service *svc, enum rt_side side, int drain_s);
+/* Blue-green, rollback: closes the tunnels of <side> after <drain_s> seconds
+ * (0: now). Returns how many were scheduled. */
+unsigned px_tcp_drain_side(struct px_service *svc, enum rt_side side, int drain_s);
 
 /* Frees every tunnel at once (exit after the grace time). */
 void px_tcp_close_all(struct px_service *svc);

@@ -49,6 +49,7 @@
 #include "lib/xmalloc.h"
 #include "health/policy.h"
 #include "proxy/server.h"
+#include "proxy/shield.h"
 #include "proxy/tick.h"
 #include "proxy/worker.h"
 
@@ -107,7 +108,7 @@ figures_new(const struct px_service *svc, const char *kind, const struct hl_stat
     if (th != NULL && rc->max_error_ratio_to_legacy != 0)
         json_object_set_new(th, "max_error_ratio_to_legacy",
                             json_real(rc->max_error_ratio_to_legacy));
-    return json_pack("{s:s, s:f, s:f, s:I, s:I, s:f, s:I, s:b, s:o*}",
+    return json_pack("{s:s, s:f, s:f, s:I, s:I, s:f, s:I, s:b, s:o*, s:I}",
                      "kind", kind,
                      "error_rate", br->error_rate,
                      "p99_ms", br->p99_ms,
@@ -116,7 +117,7 @@ figures_new(const struct px_service *svc, const char *kind, const struct hl_stat
                      "legacy_error_rate", br->legacy_error_rate,
                      "legacy_requests", (json_int_t)ls->requests,
                      "new_healthy", new_healthy,
-                     "thresholds", th);
+                     "thresholds", th, "shielded", (json_int_t)px_shield_since_fresh(svc));
 }
 
 /* Frozen: an error line now and every PX_TICK_FROZEN_ALERT_MS until an

@@ -25,6 +25,7 @@
 #include "proxy/accesslog.h"
 #include "proxy/listen.h"
 #include "proxy/server.h"
+#include "proxy/shield.h"
 #include "proxy/tls.h"
 #include "proxy/worker.h"
 
@@ -198,6 +199,7 @@ job_fold(struct px_srv *w, void *arg)
         for (k = 0; k < PX_TLS_R__COUNT; k++)
             ms->tls_hs[k] += ws->tls_hs[k];
         ms->tls_resumed += ws->tls_resumed;
+        px_shield_fold(&ms->shield, &ws->shield);
         memset(ws->tls_hs, 0, sizeof(ws->tls_hs));
         ws->tls_resumed = 0;
         for (side = 0; side < RT_SIDE__COUNT; side++) {

@@ -35,7 +35,7 @@ _cutoverctl()
     local words= opts=
     case $cmd in
         weight|promote) opts="--reason --force" ;;
-        rollback) opts="--reason" ;;
+        rollback) opts="--reason --drain-s" ;;
         switch) words="new legacy"; opts="--reason --drain-s --force" ;;
         plan) words="start pause resume abort"; opts="--reason --force" ;;
         certs) words="reload"; opts="--reason" ;;

@@ -366,7 +366,9 @@ test_access_log_http(void **state)
 static void
 test_access_log_errors(void **state)
 {
-    struct t *t = start(state, false, "err.access", ",\n    \"weight\": 100");
+    /* the shield off: the reset must reach the client */
+    struct t *t = start(state, false, "err.access", ",\n    \"weight\": 100, "
+                                                    "\"shield\": {\"enabled\": false}");
     struct fx *f = &t->f;
     char *lines[2], buf[256], srv[64], *text;
     struct h_resp r;

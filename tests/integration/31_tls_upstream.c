@@ -195,8 +195,9 @@ test_sessions_resumed(void **state)
 static void
 test_verification_failures(void **state)
 {
+    /* the shield off: the failures must reach the client */
     struct t31 *t = start(state, "up-ip", NULL, ", \"tls\": {\"ca\": \"up-ca2.pem\"}",
-                          ", \"weight\": 100");
+                          ", \"weight\": 100, \"shield\": {\"enabled\": false}");
     struct fx *f = &t->f;
     char needle[160];
 
@@ -238,7 +239,8 @@ static void
 test_handshake_failure_and_timeout(void **state)
 {
     struct t31 *t = start(state, "up-ip", NULL, ", \"tls\": {\"ca\": \"up-ca.pem\"}",
-                          ", \"weight\": 100, \"timeouts\": {\"connect_ms\": 300}");
+                          ", \"weight\": 100, \"timeouts\": {\"connect_ms\": 300}, "
+                          "\"shield\": {\"enabled\": false}");
     struct fx *f = &t->f;
     struct sockaddr_in sin;
     long long t0;
@@ -279,7 +281,7 @@ static void
 test_mtls(void **state)
 {
     struct t31 *t = start(state, "up-ip", "up-ca", ", \"tls\": {\"ca\": \"up-ca.pem\"}",
-                          ", \"weight\": 100");
+                          ", \"weight\": 100, \"shield\": {\"enabled\": false}");
 
     assert_int_equal(get_status(t, NULL, 0), 502);
     assert_int_equal(h_backend_stat(t->ctl, "requests"), 0);

@@ -170,8 +170,8 @@ on_status(void *arg, unsigned svc, json_t *obj)
     json_object_set_new(obj, "mode", json_string(svc == 0 ? "http" : "tcp"));
 }
 
-static void
-on_switched(void *arg, unsigned svc, enum rt_side left, int drain_s)
+static unsigned
+on_switched(void *arg, unsigned svc, enum rt_side left, int *drain_s)
 {
     struct fx *f = arg;
     struct call *c;
@@ -181,7 +181,8 @@ on_switched(void *arg, unsigned svc, enum rt_side left, int drain_s)
     c->kind = 's';
     c->svc = svc;
     c->left = left;
-    c->drain_s = drain_s;
+    c->drain_s = *drain_s;
+    return 0;
 }
 
 static struct fx *
@@ -416,11 +417,15 @@ test_raise_persists_first_lower_applies_first(void **state)
     assert_int_equal(f->calls[2].st.weight_bp, 0);
     assert_int_equal(f->calls[2].file_bp, 500);
     assert_int_equal(file_weight(f->state, "web", NULL, NULL), 0);
+    /* and new's tunnels close after rollback.drain_s */
+    assert_int_equal(f->calls[3].kind, 's');
+    assert_int_equal(f->calls[3].left, RT_NEW);
+    assert_int_equal(f->calls[3].drain_s, ADM_DRAIN_ROLLBACK);
 
     /* Promote is a raise. */
     expect_ok(r = run(f, "{\"cmd\":\"promote\"}"));
     json_decref(r);
-    assert_int_equal(f->calls[3].file_bp, 10000);
+    assert_int_equal(f->calls[4].file_bp, 10000);
     fx_free(f);
 }
 
@@ -459,7 +464,7 @@ test_unsaved_raise_is_refused_unsaved_lowering_stays(void **state)
     r = run(f, "{\"cmd\":\"rollback\",\"reason\":\"disk full\"}");
     expect_error(r, "applied but not saved: ");
     assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
-    assert_int_equal(f->ncalls, 2);
+    assert_int_equal(f->ncalls, 3);                /* applied, and new's tunnels drained */
     fx_free(f);
 }
 
@@ -1276,8 +1281,10 @@ test_auto_rollback_latches_once(void **state)
                                       "error rate 0.500 > 0.050 over 40 requests (20 errors)",
                                       fig), 0);
     assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
-    assert_int_equal(f->ncalls, 1);
+    assert_int_equal(f->ncalls, 2);                     /* applied, new's tunnels drained */
     assert_int_equal(f->calls[0].kind, 'a');
+    assert_int_equal(f->calls[1].kind, 's');
+    assert_int_equal(f->calls[1].left, RT_NEW);
     assert_int_equal(f->calls[0].st.weight_bp, 0);
     assert_int_equal(f->calls[0].st.state, ADM_ST_ROLLED_BACK);
     assert_int_equal(f->calls[0].file_bp, 2000);        /* applied first */
@@ -1301,7 +1308,7 @@ test_auto_rollback_latches_once(void **state)
     /* latched: a lasting breach (or a freeze) is not acted on again */
     assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK, "again", fig), -1);
     assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_FREEZE, "again", fig), -1);
-    assert_int_equal(f->ncalls, 1);
+    assert_int_equal(f->ncalls, 2);
     assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 2);
     assert_int_equal(audit_lines(f), 2);
 
@@ -1411,8 +1418,9 @@ test_auto_rollback_unsaved_still_applies(void **state)
     block_state_dir(f);
     assert_int_equal(adm_control_auto(f->c, 0, HL_AUTO_ROLLBACK, "x", NULL), 0);
     assert_state(f, 0, 0, ADM_ST_ROLLED_BACK, 1);
-    assert_int_equal(f->ncalls, 1);
+    assert_int_equal(f->ncalls, 2);                /* applied, then new's tunnels drained */
     assert_int_equal(f->calls[0].st.weight_bp, 0);
+    assert_int_equal(f->calls[1].kind, 's');
     assert_int_equal(audit_lines(f), 1);
     fx_free(f);
 }

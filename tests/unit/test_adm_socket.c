@@ -95,12 +95,13 @@ op_status(void *arg, unsigned svc, json_t *obj)
         "addr", "127.0.0.1:9002", "up", 1));
 }
 
-static void
-op_switched(void *arg, unsigned svc, enum rt_side left, int drain_s)
+static unsigned
+op_switched(void *arg, unsigned svc, enum rt_side left, int *drain_s)
 {
     struct rec *r = arg;
 
     r->switches++;
+    return 0;
 }
 
 static const struct adm_ops rec_ops = {

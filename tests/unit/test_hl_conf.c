@@ -50,7 +50,8 @@
     X(V, window_s, 10, 11)                                         \
     X(V, max_p99_ms, 250, 0)                                       \
     X(V, max_error_ratio_to_legacy, 2.0, 0.0)                      \
-    X(V, action, HL_ACT_ROLLBACK, HL_ACT_FREEZE)
+    X(V, action, HL_ACT_ROLLBACK, HL_ACT_FREEZE)                   \
+    X(V, drain_s, 5, 0)
 
 #define PLAN_STEPS { 1000, 5000, 10000 }
 #define PLAN_FIELDS(X)                                             \

@@ -110,7 +110,8 @@ static char tls_dummy;
     X(M, limits, LIMITS_BASE, .headers = 1, PX_SVC_LIMITS)               \
     X(M, pool, POOL_BASE, .max_idle = 0, PX_SVC_POOL)                    \
     X(V, tls, NULL, &other_tls, PX_SVC_TLS)                              \
-    X(V, gates, { 0 }, other_gates, PX_SVC_GATES)
+    X(V, gates, { 0 }, other_gates, PX_SVC_GATES)                        \
+    X(M, shield, { 0 }, .budget_ratio = 0.5, PX_SVC_SHIELD)
 
 /* One mutator per line, all on a struct px_service_conf. */
 #define SVC_MUT(how, f, base, other, bit)                                \
