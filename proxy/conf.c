@@ -44,6 +44,7 @@
 #include "lib/xmalloc.h"
 #include "proxy/tls_up.h"
 #include "proxy/tls_conf.h"
+#include "proxy/webhook.h"
 
 #define PX_CONF_MAX_BYTES   (16u << 20)   /* a larger file is surely not a config */
 #define PX_MAX_LISTEN       64u           /* listen addresses per service */
@@ -560,7 +561,7 @@ parse_root(json_t *root, struct px_conf *c, struct conf_err *err)
 {
     static const char *const keys[] = {
         "admin", "state", "audit", "access_log", "workers", "shutdown_grace_ms",
-        "services", NULL
+        "services", "notify", NULL
     };
     static const char *const file_keys[] = { "file", NULL };
     static const struct px_timeouts tdef = {
@@ -599,6 +600,9 @@ parse_root(json_t *root, struct px_conf *c, struct conf_err *err)
     if (j != NULL && c->access_log_file == NULL)
         return conf_fail(err, "access_log.file", "is required (remove \"access_log\" "
                          "to turn the access log off)");
+    if (conf_opt_object(root, "notify", "", &j, err) != 0 ||
+        (j != NULL && px_notify_conf_parse(j, c->dir, &c->notify, err) != 0))
+        return -1;
     if (conf_opt_uint(root, "workers", "", 0, 256, &c->workers, err) != 0 ||
         conf_opt_uint(root, "shutdown_grace_ms", "", 0, 3600000, &c->shutdown_grace_ms,
                       err) != 0)
@@ -866,6 +870,7 @@ px_conf_free(struct px_conf *c)
     free(c->state_file);
     free(c->audit_file);
     free(c->access_log_file);
+    px_notify_conf_free(c->notify);
     free(c);
 }
 

@@ -93,6 +93,7 @@ struct px_conf {
     char *audit_file;            /* owned; NULL = default */
     char *access_log_file;       /* owned: "access_log": {"file"}, resolved against
                                   * <dir>; NULL = no access log (the default) */
+    struct px_notify_conf *notify;   /* owned: "notify" (proxy/webhook.h); NULL = none */
     unsigned workers;            /* 0 = one per CPU; 0..256 */
     unsigned shutdown_grace_ms;  /* default 10000, 0..3600000 */
     unsigned nservices;          /* >= 1 */

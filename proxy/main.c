@@ -24,6 +24,7 @@
 
 #include <event2/event.h>
 
+#include "admin/audit.h"
 #include "admin/control.h"
 #include "admin/ctl_proto.h"
 #include "admin/http.h"
@@ -47,6 +48,7 @@
 #include "proxy/tick.h"
 #include "proxy/tls.h"
 #include "proxy/verdict.h"
+#include "proxy/webhook.h"
 #include "proxy/worker.h"
 
 #define PX_MALLOC_KEEP (4 * 1024 * 1024)   /* free heap kept per malloc arena (main()) */
@@ -322,6 +324,13 @@ main(int argc, char **argv)
         px_conf_free(srv->conf);
         return 1;
     }
+    if (px_notify_conf_tokens(srv->conf->notify, test_only, conf_file, err,
+                              sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        adm_tokens_free(tokens);
+        px_conf_free(srv->conf);
+        return 1;
+    }
     /* every certificate and key, read and matched now; under -t a file not
      * deployed yet only warns, as the token file does */
     if (px_tls_load_all(srv->conf, NULL, test_only, &tls, err, sizeof(err)) != 0) {
@@ -383,6 +392,9 @@ main(int argc, char **argv)
     } else if (getrandom(&srv->rng, sizeof(srv->rng), 0) != (ssize_t)sizeof(srv->rng)) {
         srv->rng = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
     }
+    /* the sender keeps the startup config's webhooks (a reload only warns) */
+    d.notify = srv->conf->notify;
+    srv->conf->notify = NULL;
     /* from here the config is shared by reference (server.h, rule 1) */
     srv->conf_generation = 1;
     srv->cref = px_confref_new(srv->conf, srv->conf_generation);
@@ -437,6 +449,12 @@ main(int argc, char **argv)
         names[i] = srv->conf->services[i].name;
         initial[i] = srv->conf->services[i].route.weight_bp;
     }
+    /* before the control plane: its startup checks may audit */
+    if ((d.webhooks = px_webhooks_new(srv->base, d.notify, err, sizeof(err))) == NULL) {
+        log_at(LL_ERR, "main", 0, "%s", err);
+        goto out;
+    }
+    adm_audit_set_observer(px_webhooks_observe, d.webhooks);
     d.ctl = adm_control_new(names, initial, srv->nsvcs, state_file, audit_file,
                             &px_ops, srv, err, sizeof(err));
     if (d.ctl == NULL) {
@@ -526,6 +544,9 @@ out:
     adm_http_free(admin_http);         /* before the control plane it calls */
     adm_tokens_free(tokens);
     daemon_free(&d);
+    adm_audit_set_observer(NULL, NULL);
+    px_webhooks_free(d.webhooks);
+    px_notify_conf_free(d.notify);
     px_tls_free_all(tls, ntls);        /* emptied once the services took it */
     free(names);
     free(initial);

@@ -33,6 +33,7 @@
 #include "proxy/tls.h"
 #include "proxy/tls_up.h"
 #include "proxy/verdict.h"
+#include "proxy/webhook.h"
 #include "proxy/worker.h"
 
 #define RELOAD_TEXT_MAX 2048         /* bytes of the "+a -b ~c" summary */
@@ -547,6 +548,9 @@ px_reload(struct px_daemon *d)
         goto failed;
     }
     reload_warn_static(srv->conf, r.conf);
+    if (!px_notify_conf_equal(d->notify, r.conf->notify))
+        log_at(LL_WARN, "reload", 0, "notify takes effect at the next restart; the running "
+               "webhooks stay as they are");
 
     jr = (struct job_reload){
         .cref = px_confref_new(r.conf, srv->conf_generation + 1),
