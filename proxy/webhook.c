@@ -35,7 +35,6 @@
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "lib/xmalloc.h"
-#include "proxy/metrics.h"
 #include "proxy/webhook.h"
 
 const char *const px_webhook_events[] = {
@@ -587,10 +586,10 @@ write_request(struct wh_target *t, struct evbuffer *out)
     const struct px_webhook_conf *h = t->conf;
     const struct wh_item *it = t->head;
 
-    evbuffer_add_printf(out, "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: cutoverd/%s\r\n"
+    evbuffer_add_printf(out, "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: cutoverd\r\n"
                         "Content-Type: application/json\r\nContent-Length: %zu\r\n"
                         "X-Cutover-Event: %s\r\nX-Cutover-Delivery: %ld-%" PRIu64 "\r\n",
-                        h->target, h->authority, CUTOVER_VERSION, it->len, it->action,
+                        h->target, h->authority, it->len, it->action,
                         t->w->start_s, it->id);
     if (h->token != NULL)
         evbuffer_add_printf(out, "Authorization: Bearer %s\r\n", h->token);
