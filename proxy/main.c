@@ -102,6 +102,7 @@ on_signal_stop(evutil_socket_t sig, short what, void *arg)
         return;
     }
     srv->stopping = true;
+    adm_http_set_stopping(d->admin_http);   /* GET /healthz: 503 from now on */
     log_at(LL_INFO, "main", 0, "signal %d: no new connections, draining %llu within %u ms",
            (int)sig, (unsigned long long)srv->conns_active, srv->conf->shutdown_grace_ms);
     if (notify_sendf("STOPPING=1\nSTATUS=draining %llu connection(s)",
