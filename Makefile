@@ -31,14 +31,14 @@ HEALTH_SRC = health/conf.c health/window.c health/policy.c health/probe.c health
 UTIL_SRC   = lib/log.c lib/xmalloc.c lib/metrics.c lib/notify.c lib/http1.c lib/h1chunk.c \
              lib/conf.c lib/fs.c lib/text.c lib/pg_session.c lib/pg_query.c lib/cidr.c
 ADMIN_SRC  = admin/ctl_proto.c admin/state.c admin/control.c \
-             admin/request.c admin/change.c admin/auto.c admin/persist.c admin/plan_ctl.c admin/commands.c \
+             admin/request.c admin/change.c admin/auto.c admin/persist.c admin/plan_ctl.c admin/commands.c admin/server_ctl.c \
              admin/store.c admin/audit.c admin/conn.c admin/socket.c \
              admin/tokens.c admin/http_req.c admin/http.c
 PROXY_SRC  = proxy/conf.c proxy/tls_conf.c proxy/tls_cert.c proxy/tls.c proxy/tls_accept.c proxy/server.c proxy/listen.c proxy/http.c proxy/http_conn.c \
              proxy/http_msg.c proxy/relay.c proxy/tcp.c proxy/pool.c \
              proxy/tick.c proxy/metrics.c proxy/accesslog.c proxy/io.c proxy/worker.c \
              proxy/status.c proxy/ops.c proxy/verdict.c proxy/reload.c proxy/cookie.c \
-             proxy/tls_up.c proxy/webhook.c
+             proxy/tls_up.c proxy/webhook.c proxy/srvadmin.c
 LIB_SRC    = $(UTIL_SRC) $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB        = $(BUILD)/libcutover.a

@@ -84,6 +84,10 @@ usage(FILE *f)
           "  plan start|pause|resume|abort        the progressive plan\n"
           "  audit [-n N]                         the last N audit entries\n"
           "  certs reload                         read every TLS certificate and key again\n"
+          "  server drain|disable|enable SIDE ADDR [--reason TEXT]\n"
+          "                                       one server out of rotation (drain: in-flight\n"
+          "                                       work finishes; disable: checks pause too) or\n"
+          "                                       back in\n"
           "  watch                                status every second until interrupted\n"
           "  help                                 this text\n"
           "\n"
@@ -360,6 +364,10 @@ print_side(const json_t *svc, const char *side)
         printf("  %-6s  %s  %s", side,
                fmt_value(json_object_get(srv, "addr"), b1, sizeof(b1)),
                json_is_boolean(up) ? (json_is_true(up) ? "up" : "down") : "-");
+        /* out of rotation by an operator (`server drain|disable`) */
+        if (json_is_string(json_object_get(srv, "admin"))
+            && strcmp(json_string_value(json_object_get(srv, "admin")), "ready") != 0)
+            printf("  %s", shown_str(json_object_get(srv, "admin"), 0));
         /* active checks configured: the last result and the totals */
         if (json_is_string(last))
             printf("  check: %s (%s passed, %s failed)",
@@ -658,6 +666,8 @@ show_reply(const struct ctl_opts *o, const struct ctl_conn *c, const char *text)
             print_status(reply);
         else if (strcmp(o->cmd, "audit") == 0)
             print_audit(reply);
+        else if (strcmp(o->cmd, "server") == 0)
+            printf("%s\n", shown_str(json_object_get(reply, "message"), 0));
         else if (strcmp(o->cmd, "certs") == 0)
             printf("certs: %s\n", json_string_value(json_object_get(reply, "certs")) != NULL
                                    ? json_string_value(json_object_get(reply, "certs")) : "ok");
@@ -808,6 +818,61 @@ global_option(struct ctl_opts *o, int argc, char **argv, int *i, bool only_json)
     return 0;
 }
 
+/* `server drain|disable|enable SIDE ADDR [--reason TEXT]`: the request,
+ * as build_request() makes the others. */
+static int
+server_request(struct ctl_opts *o, int argc, char **argv, int i, json_t **req)
+{
+    const char *pos[3] = { NULL, NULL, NULL }, *reason = NULL;
+    unsigned npos = 0;
+    size_t bad;
+    int k;
+
+    for (; i < argc; i++) {
+        if ((k = global_option(o, argc, argv, &i, true)) < 0)
+            return -k;
+        if (k == 1)
+            continue;
+        if (strcmp(argv[i], "--reason") == 0) {
+            if (++i >= argc)
+                return usage_error("%s needs a value", "--reason");
+            reason = argv[i];
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            return usage_error("unknown option \"%s\"", argv[i]);
+        } else if (npos >= 3) {
+            return usage_error("unexpected argument \"%s\"", argv[i]);
+        } else {
+            pos[npos++] = argv[i];
+        }
+    }
+    if (npos < 3)
+        return usage_error("%s", "server drain|disable|enable SIDE ADDR");
+    if (strcmp(pos[0], "drain") != 0 && strcmp(pos[0], "disable") != 0
+        && strcmp(pos[0], "enable") != 0)
+        return usage_error("server drain|disable|enable, not \"%s\"", pos[0]);
+    if (strcmp(pos[1], "legacy") != 0 && strcmp(pos[1], "new") != 0)
+        return usage_error("the side is \"legacy\" or \"new\", not \"%s\"", pos[1]);
+    if (reason != NULL && !ctl_text_ok(reason, strlen(reason), &bad)) {
+        fprintf(stderr, "cutoverctl: --reason must be one line of printable text: byte %zu "
+                "is a control character, a line separator or a bidirectional control\n",
+                bad);
+        return CTL_EXIT_USAGE;
+    }
+    *req = json_pack("{s:s, s:s, s:s, s:s}", "cmd", "server", "action", pos[0],
+                     "side", pos[1], "server", pos[2]);
+    if (*req != NULL && o->service != NULL)
+        json_object_set_new(*req, "service", json_string(o->service));
+    if (*req != NULL && reason != NULL)
+        json_object_set_new(*req, "reason", json_string(reason));
+    if (*req == NULL || (o->service != NULL && json_object_get(*req, "service") == NULL)
+        || (reason != NULL && json_object_get(*req, "reason") == NULL)) {
+        json_decref(*req);
+        *req = NULL;
+        return usage_error("%s", "arguments must be valid UTF-8");
+    }
+    return 0;
+}
+
 /* Builds the request for the command at argv[*i..]. Returns 0 with <*req>
  * set (the caller owns it), or an exit status with a message printed. */
 static int
@@ -824,6 +889,8 @@ build_request(struct ctl_opts *o, int argc, char **argv, int i, json_t **req)
     json_t *r;
     int k;
 
+    if (strcmp(cmd, "server") == 0)
+        return server_request(o, argc, argv, i, req);
     if (strcmp(cmd, "weight") == 0 || strcmp(cmd, "switch") == 0
         || strcmp(cmd, "plan") == 0 || strcmp(cmd, "certs") == 0)
         maxpos = 1;

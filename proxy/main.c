@@ -45,6 +45,7 @@
 #include "proxy/ops.h"
 #include "proxy/reload.h"
 #include "proxy/server.h"
+#include "proxy/srvadmin.h"
 #include "proxy/tick.h"
 #include "proxy/tls.h"
 #include "proxy/verdict.h"
@@ -285,6 +286,7 @@ main(int argc, char **argv)
     char *state_file = NULL, *audit_file = NULL, *key_file = NULL;
     const char *sock, *seed_text = NULL;
     struct px_tls_ctx **tls = NULL;    /* until the services take it */
+    struct adm_ops ops;
     unsigned i, ntls = 0;
     int opt, rc = 1;
 
@@ -456,8 +458,10 @@ main(int argc, char **argv)
         goto out;
     }
     adm_audit_set_observer(px_webhooks_observe, d.webhooks);
+    ops = px_ops;
+    ops.server_admin = px_srvadmin_op;     /* beside ops.c: it starts checkers */
     d.ctl = adm_control_new(names, initial, srv->nsvcs, state_file, audit_file,
-                            &px_ops, srv, err, sizeof(err));
+                            &ops, srv, err, sizeof(err));
     if (d.ctl == NULL) {
         log_at(LL_ERR, "main", 0, "%s", err);
         goto out;
@@ -475,6 +479,19 @@ main(int argc, char **argv)
                adm_state_names[st->state], (unsigned long long)st->generation);
     }
 
+    {
+        /* the operator's drained and disabled servers, before any checker,
+         * worker or listener starts */
+        char *dir = fs_dir_of(state_file), *f = fs_resolve(dir, PX_SRVADMIN_FILE);
+        int src = px_srvadmin_load(&d, f, err, sizeof(err));
+
+        free(dir);
+        free(f);
+        if (src != 0) {
+            log_at(LL_ERR, "main", 0, "%s", err);
+            goto out;
+        }
+    }
     if (srv->conf->admin_socket != NULL) {
         sock = srv->conf->admin_socket;
     } else {
@@ -548,6 +565,7 @@ out:
     adm_audit_set_observer(NULL, NULL);
     px_webhooks_free(d.webhooks);
     px_notify_conf_free(d.notify);
+    px_srvadmin_free();
     px_tls_free_all(tls, ntls);        /* emptied once the services took it */
     free(names);
     free(initial);
