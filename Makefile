@@ -71,6 +71,10 @@ BINDIR     = $(PREFIX)/bin
 MAN8DIR    = $(PREFIX)/share/man/man8
 UNITDIR    = $(PREFIX)/lib/systemd/system
 EXAMPLEDIR = $(PREFIX)/share/doc/cutover/examples
+SYSCONFDIR ?= /etc
+SYSUSERSDIR = $(PREFIX)/lib/sysusers.d
+TMPFILESDIR = $(PREFIX)/lib/tmpfiles.d
+MONITORDIR = $(PREFIX)/share/cutover/monitoring
 
 all: $(BINS) cutoverd cutoverctl
 
@@ -146,7 +150,7 @@ check-layers:
 	@sh tests/tools/check-layers.sh --self-test
 	@sh tests/tools/check-layers.sh
 
-## install: binaries, man pages, systemd unit, example configs (PREFIX, DESTDIR)
+## install: binaries, man pages, systemd unit, sysusers.d and tmpfiles.d entries, SYSCONFDIR/cutover/cutover.json (commented, kept when present), logrotate, Grafana dashboard and alert rules, example configs (PREFIX, DESTDIR, SYSCONFDIR=/etc)
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MAN8DIR) \
 	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(EXAMPLEDIR)
@@ -156,6 +160,16 @@ install: all
 	sed 's|@SBINDIR@|$(SBINDIR)|g' conf/cutover.service >$(DESTDIR)$(UNITDIR)/cutover.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/cutover.service
 	install -m 0644 conf/example.json conf/minimal.json conf/tcp.json $(DESTDIR)$(EXAMPLEDIR)/
+	install -d $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(MONITORDIR) \
+	    $(DESTDIR)$(SYSCONFDIR)/cutover $(DESTDIR)$(SYSCONFDIR)/logrotate.d
+	install -m 0644 conf/cutover.sysusers $(DESTDIR)$(SYSUSERSDIR)/cutover.conf
+	install -m 0644 conf/cutover.tmpfiles $(DESTDIR)$(TMPFILESDIR)/cutover.conf
+	install -m 0644 conf/monitoring/cutover-alerts.yml conf/monitoring/cutover-dashboard.json \
+	    $(DESTDIR)$(MONITORDIR)/
+	install -m 0644 conf/cutover.logrotate $(DESTDIR)$(SYSCONFDIR)/logrotate.d/cutover
+	@# the operator's config is never overwritten
+	test -e $(DESTDIR)$(SYSCONFDIR)/cutover/cutover.json || \
+	    install -m 0644 conf/cutover.json $(DESTDIR)$(SYSCONFDIR)/cutover/cutover.json
 
 ## uninstall: removes what install wrote
 uninstall:
@@ -164,6 +178,14 @@ uninstall:
 	    $(DESTDIR)$(UNITDIR)/cutover.service $(DESTDIR)$(EXAMPLEDIR)/example.json \
 	    $(DESTDIR)$(EXAMPLEDIR)/minimal.json $(DESTDIR)$(EXAMPLEDIR)/tcp.json
 	-rmdir $(DESTDIR)$(EXAMPLEDIR) $(DESTDIR)$(PREFIX)/share/doc/cutover 2>/dev/null
+	rm -f $(DESTDIR)$(SYSUSERSDIR)/cutover.conf $(DESTDIR)$(TMPFILESDIR)/cutover.conf \
+	    $(DESTDIR)$(MONITORDIR)/cutover-alerts.yml $(DESTDIR)$(MONITORDIR)/cutover-dashboard.json \
+	    $(DESTDIR)$(SYSCONFDIR)/logrotate.d/cutover
+	-rmdir $(DESTDIR)$(MONITORDIR) $(DESTDIR)$(PREFIX)/share/cutover 2>/dev/null
+	@# the config goes only when the operator never changed it
+	-cmp -s conf/cutover.json $(DESTDIR)$(SYSCONFDIR)/cutover/cutover.json && \
+	    rm -f $(DESTDIR)$(SYSCONFDIR)/cutover/cutover.json && \
+	    rmdir $(DESTDIR)$(SYSCONFDIR)/cutover 2>/dev/null; true
 
 ## check-install: install into a temporary DESTDIR and check what landed
 check-install: all

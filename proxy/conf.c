@@ -798,6 +798,27 @@ fail:
     return -1;
 }
 
+/* Blanks the comment lines of <text>: a line whose first non-blank
+ * character is '#' becomes spaces (its newline stays, so every line and
+ * column of the JSON is where the file has it). A JSON string never spans
+ * a line, so no string can hold such a line. */
+static void
+blank_comments(char *text, size_t len)
+{
+    size_t i = 0, k;
+
+    while (i < len) {
+        for (k = i; k < len && (text[k] == ' ' || text[k] == '\t'); k++)
+            ;
+        if (k < len && text[k] == '#')
+            for (; k < len && text[k] != '\n'; k++)
+                text[k] = ' ';
+        while (k < len && text[k] != '\n')
+            k++;
+        i = k + 1;
+    }
+}
+
 struct px_conf *
 px_conf_load(const char *file, char *errbuf, size_t errlen)
 {
@@ -810,6 +831,7 @@ px_conf_load(const char *file, char *errbuf, size_t errlen)
 
     if (read_file(file, &text, &len, errbuf, errlen) != 0)
         goto fail;
+    blank_comments(text, len);
     root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (root == NULL) {
         /* jansson reports column 0 at the start of a line (end of file). */
