@@ -1024,6 +1024,8 @@ px_conf_diff(const struct px_conf *a, const struct px_conf *b)
         d |= PX_CONF_STATE_FILES;
     if (!str_same(a->access_log_file, b->access_log_file))
         d |= PX_CONF_ACCESS_LOG;
+    if (!px_notify_conf_equal(a->notify, b->notify))
+        d |= PX_CONF_NOTIFY;
     if (a->workers != b->workers)
         d |= PX_CONF_WORKERS;
     if (a->shutdown_grace_ms != b->shutdown_grace_ms)

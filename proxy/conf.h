@@ -159,6 +159,7 @@ enum px_conf_change {
     PX_CONF_WORKERS      = 1u << 7,
     PX_CONF_GRACE        = 1u << 8,   /* shutdown_grace_ms */
     PX_CONF_SERVICES     = 1u << 9,   /* their number, order, or one of them */
+    PX_CONF_NOTIFY       = 1u << 10,  /* notify (px_notify_conf_equal) */
 };
 
 /* The PX_CONF_* bits of every field that differs between <a> and <b>

@@ -28,8 +28,8 @@ struct px_daemon {
     struct adm_server *admin;            /* owned: the admin socket */
     struct adm_http *admin_http;         /* borrowed from main(): admin.listen, or NULL */
     struct px_tick *tick;                /* owned: the policy tick */
-    struct px_notify_conf *notify;       /* owned: "notify" of the startup config
-                                          * (taken from it; a reload warns) */
+    struct px_notify_conf *notify;       /* owned: a copy of "notify" of the startup
+                                          * config, tokens read (a reload warns) */
     struct px_webhooks *webhooks;        /* owned: its sender */
     const char *audit_file;              /* borrowed from main(): audit log of the
                                           * reloads and automatic health changes */

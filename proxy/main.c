@@ -395,9 +395,9 @@ main(int argc, char **argv)
     } else if (getrandom(&srv->rng, sizeof(srv->rng), 0) != (ssize_t)sizeof(srv->rng)) {
         srv->rng = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
     }
-    /* the sender keeps the startup config's webhooks (a reload only warns) */
-    d.notify = srv->conf->notify;
-    srv->conf->notify = NULL;
+    /* the sender keeps its own copy of the startup config's webhooks (a
+     * reload replaces the config, and only warns when they changed) */
+    d.notify = px_notify_conf_dup(srv->conf->notify);
     /* from here the config is shared by reference (server.h, rule 1) */
     srv->conf_generation = 1;
     srv->cref = px_confref_new(srv->conf, srv->conf_generation);

@@ -127,6 +127,9 @@ reload_warn_static(const struct px_conf *o, const struct px_conf *c)
                "restart; the running files stay in use");
     if (d & PX_CONF_WORKERS)
         log_at(LL_WARN, "reload", 0, "workers takes effect at the next restart");
+    if (d & PX_CONF_NOTIFY)
+        log_at(LL_WARN, "reload", 0, "notify takes effect at the next restart; the running "
+               "webhooks stay as they are");
     if (d & PX_CONF_ACCESS_LOG)
         log_at(LL_WARN, "reload", 0, "access_log takes effect at the next restart; the "
                "running access log (if any) stays as it is");
@@ -548,9 +551,6 @@ px_reload(struct px_daemon *d)
         goto failed;
     }
     reload_warn_static(srv->conf, r.conf);
-    if (!px_notify_conf_equal(d->notify, r.conf->notify))
-        log_at(LL_WARN, "reload", 0, "notify takes effect at the next restart; the running "
-               "webhooks stay as they are");
 
     jr = (struct job_reload){
         .cref = px_confref_new(r.conf, srv->conf_generation + 1),

@@ -336,6 +336,40 @@ fail:
     return -1;
 }
 
+static char *
+dup_or_null(const char *s)
+{
+    return s != NULL ? xstrdup(s) : NULL;
+}
+
+struct px_notify_conf *
+px_notify_conf_dup(const struct px_notify_conf *c)
+{
+    struct px_notify_conf *d;
+    unsigned i;
+
+    if (c == NULL)
+        return NULL;
+    d = xcalloc(1, sizeof(*d));
+    d->n = c->n;
+    d->hooks = xcalloc(c->n + 1, sizeof(*d->hooks));
+    for (i = 0; i < c->n; i++) {
+        const struct px_webhook_conf *h = &c->hooks[i];
+        struct px_webhook_conf *o = &d->hooks[i];
+
+        *o = *h;
+        o->name = dup_or_null(h->name);
+        o->url = dup_or_null(h->url);
+        o->host = dup_or_null(h->host);
+        o->authority = dup_or_null(h->authority);
+        o->target = dup_or_null(h->target);
+        o->token_file = dup_or_null(h->token_file);
+        o->token = dup_or_null(h->token);
+        o->ca_file = dup_or_null(h->ca_file);
+    }
+    return d;
+}
+
 static bool
 same_str(const char *a, const char *b)
 {

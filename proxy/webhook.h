@@ -61,6 +61,9 @@ int px_notify_conf_parse(struct json_t *j, const char *dir, struct px_notify_con
 
 void px_notify_conf_free(struct px_notify_conf *c);
 
+/* A deep copy of <c> (tokens included); NULL for NULL. */
+struct px_notify_conf *px_notify_conf_dup(const struct px_notify_conf *c);
+
 /* True when <a> and <b> configure the same webhooks (NULL = none). */
 bool px_notify_conf_equal(const struct px_notify_conf *a, const struct px_notify_conf *b);
 
