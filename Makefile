@@ -31,7 +31,7 @@ HEALTH_SRC = health/conf.c health/window.c health/policy.c health/probe.c health
 UTIL_SRC   = lib/log.c lib/xmalloc.c lib/metrics.c lib/notify.c lib/http1.c lib/h1chunk.c \
              lib/conf.c lib/fs.c lib/text.c lib/pg_session.c lib/pg_query.c lib/cidr.c
 ADMIN_SRC  = admin/ctl_proto.c admin/state.c admin/control.c \
-             admin/request.c admin/change.c admin/auto.c admin/persist.c admin/plan_ctl.c admin/commands.c \
+             admin/request.c admin/change.c admin/auto.c admin/persist.c admin/plan_ctl.c admin/commands.c admin/server_ctl.c \
              admin/store.c admin/store_pg_conf.c admin/store_pg_schema.c admin/store_pg.c admin/fleet.c \
              admin/audit.c admin/conn.c admin/socket.c \
              admin/tokens.c admin/http_req.c admin/http.c
@@ -40,7 +40,8 @@ PROXY_SRC  = proxy/conf.c proxy/tls_conf.c proxy/tls_cert.c proxy/tls.c proxy/tl
              proxy/http_msg.c proxy/relay.c proxy/tcp.c proxy/pool.c \
              proxy/tick.c proxy/metrics.c proxy/accesslog.c proxy/io.c proxy/worker.c \
              proxy/status.c proxy/ops.c proxy/verdict.c proxy/reload.c proxy/cookie.c \
-             proxy/tls_up.c proxy/gates.c proxy/shield.c proxy/shield_conf.c
+             proxy/tls_up.c proxy/gates.c proxy/shield.c proxy/shield_conf.c proxy/webhook.c \
+             proxy/srvadmin.c
 LIB_SRC    = $(UTIL_SRC) $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB        = $(BUILD)/libcutover.a
@@ -80,6 +81,10 @@ BASHCOMPDIR = $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR = $(PREFIX)/share/zsh/vendor-completions
 # install strips the binaries; the ones in $(BUILD) keep their debug info
 STRIP     ?= strip
+SYSCONFDIR ?= /etc
+SYSUSERSDIR = $(PREFIX)/lib/sysusers.d
+TMPFILESDIR = $(PREFIX)/lib/tmpfiles.d
+MONITORDIR = $(PREFIX)/share/cutover/monitoring
 
 all: $(BINS) cutoverd cutoverctl
 
@@ -168,7 +173,7 @@ check-layers:
 	@sh tests/tools/check-layers.sh --self-test
 	@sh tests/tools/check-layers.sh
 
-## install: stripped binaries, man pages, systemd unit, example configs, bash and zsh completion (PREFIX, DESTDIR)
+## install: stripped binaries, man pages, systemd unit, sysusers.d and tmpfiles.d entries, SYSCONFDIR/cutover/cutover.json (commented, kept when present), logrotate, Grafana dashboard and alert rules, example configs, bash and zsh completion (PREFIX, DESTDIR, SYSCONFDIR=/etc)
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MAN8DIR) \
 	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(EXAMPLEDIR) $(DESTDIR)$(BASHCOMPDIR) \
@@ -182,6 +187,16 @@ install: all
 	sed 's|@SBINDIR@|$(SBINDIR)|g' conf/cutover.service >$(DESTDIR)$(UNITDIR)/cutover.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/cutover.service
 	install -m 0644 conf/example.json conf/minimal.json conf/tcp.json $(DESTDIR)$(EXAMPLEDIR)/
+	install -d $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(MONITORDIR) \
+	    $(DESTDIR)$(SYSCONFDIR)/cutover $(DESTDIR)$(SYSCONFDIR)/logrotate.d
+	install -m 0644 conf/cutover.sysusers $(DESTDIR)$(SYSUSERSDIR)/cutover.conf
+	install -m 0644 conf/cutover.tmpfiles $(DESTDIR)$(TMPFILESDIR)/cutover.conf
+	install -m 0644 conf/monitoring/cutover-alerts.yml conf/monitoring/cutover-dashboard.json \
+	    $(DESTDIR)$(MONITORDIR)/
+	install -m 0644 conf/cutover.logrotate $(DESTDIR)$(SYSCONFDIR)/logrotate.d/cutover
+	@# the operator's config is never overwritten
+	test -e $(DESTDIR)$(SYSCONFDIR)/cutover/cutover.json || \
+	    install -m 0644 conf/cutover.json $(DESTDIR)$(SYSCONFDIR)/cutover/cutover.json
 
 ## uninstall: removes what install wrote
 uninstall:
@@ -192,6 +207,14 @@ uninstall:
 	    $(DESTDIR)$(UNITDIR)/cutover.service $(DESTDIR)$(EXAMPLEDIR)/example.json \
 	    $(DESTDIR)$(EXAMPLEDIR)/minimal.json $(DESTDIR)$(EXAMPLEDIR)/tcp.json
 	-rmdir $(DESTDIR)$(EXAMPLEDIR) $(DESTDIR)$(PREFIX)/share/doc/cutover 2>/dev/null
+	rm -f $(DESTDIR)$(SYSUSERSDIR)/cutover.conf $(DESTDIR)$(TMPFILESDIR)/cutover.conf \
+	    $(DESTDIR)$(MONITORDIR)/cutover-alerts.yml $(DESTDIR)$(MONITORDIR)/cutover-dashboard.json \
+	    $(DESTDIR)$(SYSCONFDIR)/logrotate.d/cutover
+	-rmdir $(DESTDIR)$(MONITORDIR) $(DESTDIR)$(PREFIX)/share/cutover 2>/dev/null
+	@# the config goes only when the operator never changed it
+	-cmp -s conf/cutover.json $(DESTDIR)$(SYSCONFDIR)/cutover/cutover.json && \
+	    rm -f $(DESTDIR)$(SYSCONFDIR)/cutover/cutover.json && \
+	    rmdir $(DESTDIR)$(SYSCONFDIR)/cutover 2>/dev/null; true
 
 ## check-install: install into a temporary DESTDIR and check what landed
 check-install: all

@@ -57,6 +57,16 @@ format_ts(char *buf, size_t len)
     snprintf(buf + k, len - k, ".%03ldZ", ts.tv_nsec / 1000000L);
 }
 
+static adm_audit_observer_fn observer;
+static void *observer_arg;
+
+void
+adm_audit_set_observer(adm_audit_observer_fn fn, void *arg)
+{
+    observer = fn;
+    observer_arg = arg;
+}
+
 char *
 adm_audit_format(const struct adm_audit_entry *e, size_t *lenp, char *err, size_t errlen)
 {
@@ -98,6 +108,8 @@ adm_audit_format(const struct adm_audit_entry *e, size_t *lenp, char *err, size_
     text[len++] = '\n';
     text[len] = '\0';
     *lenp = len;
+    if (observer != NULL)
+        observer(observer_arg, e->action, text, len);
 out:
     json_decref(o);
     return text;

@@ -43,6 +43,16 @@ struct adm_audit_entry {
                                   * and -1 mean unknown or not a process */
 };
 
+/* Called with every entry adm_audit_format() makes, once per entry (its
+ * <action> and its <line>, "\n" included, both borrowed), before it is
+ * written: the notifications (proxy/webhook.c) follow the audit log this
+ * way. It must not block: it copies what it keeps. */
+typedef void (*adm_audit_observer_fn)(void *arg, const char *action, const char *line,
+                                      size_t len);
+
+/* Sets the process's one observer (NULL: none). Control plane only. */
+void adm_audit_set_observer(adm_audit_observer_fn fn, void *arg);
+
 /* Appends <e> to <file> with the current time (RFC 3339 UTC, milliseconds)
  * as "ts"; "from" and "to" are written in percent. The file (mode 0600) and
  * its directory (mode 0700) are created when missing. Returns 0, or -1 with

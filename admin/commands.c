@@ -22,6 +22,7 @@
 #include "admin/persist.h"
 #include "admin/plan_ctl.h"
 #include "admin/request.h"
+#include "admin/server_ctl.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
@@ -362,6 +363,7 @@ static const struct {
     { "plan",     cmd_plan },
     { "audit",    cmd_audit },
     { "certs",    cmd_certs },
+    { "server",   adm_cmd_server },
 };
 
 bool
@@ -515,7 +517,7 @@ adm_control_exec_as(struct adm_control *c, json_t *req, const struct adm_caller 
         return r != NULL ? r : adm_fail_reply("internal error building the reply");
     }
     return adm_fail_reply("unknown command \"%s\" (one of: status, weight, rollback, "
-                          "promote, switch, plan, audit, certs)", cmd);
+                          "promote, switch, plan, audit, certs, server)", cmd);
 }
 
 json_t *

@@ -107,6 +107,10 @@ print_side(const json_t *svc, const char *side)
         printf("  %-6s  %s  %s", side,
                fmt_value(json_object_get(srv, "addr"), b1, sizeof(b1)),
                json_is_boolean(up) ? (json_is_true(up) ? "up" : "down") : "-");
+        /* out of rotation by an operator (`server drain|disable`) */
+        if (json_is_string(json_object_get(srv, "admin"))
+            && strcmp(json_string_value(json_object_get(srv, "admin")), "ready") != 0)
+            printf("  %s", shown_str(json_object_get(srv, "admin"), 0));
         /* active checks configured: the last result and the totals */
         if (json_is_string(last))
             printf("  check: %s (%s passed, %s failed)",

@@ -38,7 +38,7 @@
 
 #define CTL_REPLY_TIMEOUT_MS 30000
 #define CTL_REPLY_MAX        (64u * 1024u * 1024u)   /* bytes of one reply line */
-#define CTL_MAX_POS          1         /* positional arguments of any command */
+#define CTL_MAX_POS          3         /* positional arguments of any command */
 
 /* One connection to the daemon. */
 struct ctl_conn {
@@ -65,7 +65,8 @@ struct ctl_opts {
 };
 
 /* How a reply is shown. */
-enum ctl_show_kind { SHOW_CHANGE, SHOW_STATUS, SHOW_AUDIT, SHOW_CERTS, SHOW_GATES };
+enum ctl_show_kind { SHOW_CHANGE, SHOW_STATUS, SHOW_AUDIT, SHOW_CERTS, SHOW_GATES,
+                     SHOW_MESSAGE };
 
 /* Adds the command's own fields to <req> (cmd, service, the positional
  * argument's field and reason are added by build_request()). Returns 0, or
@@ -310,6 +311,11 @@ show_reply(const struct ctl_opts *o, const struct ctl_conn *c, const char *text)
             ctl_print_status(reply);
         else if (o->cmd->show == SHOW_AUDIT)
             ctl_print_audit(reply);
+        else if (o->cmd->show == SHOW_MESSAGE)
+            printf("%s\n", json_is_string(json_object_get(reply, "message"))
+                            ? ctl_shown(json_string_value(json_object_get(reply, "message")),
+                                        json_string_length(json_object_get(reply, "message")), 0)
+                            : "ok");
         else if (o->cmd->show == SHOW_CERTS)
             printf("certs: %s\n", json_string_value(json_object_get(reply, "certs")) != NULL
                                    ? json_string_value(json_object_get(reply, "certs")) : "ok");
@@ -579,6 +585,19 @@ build_switch(const struct ctl_opts *o, json_t *req)
     return 0;
 }
 
+/* `server drain|disable|enable SIDE ADDR`: the side and the server. */
+static int
+build_server(const struct ctl_opts *o, json_t *req)
+{
+    if (strcmp(o->pos[1], "legacy") != 0 && strcmp(o->pos[1], "new") != 0)
+        return usage_error("the side is \"legacy\" or \"new\", not \"%s\"", o->pos[1]);
+    json_object_set_new(req, "side", json_string(o->pos[1]));
+    json_object_set_new(req, "server", json_string(o->pos[2]));
+    if (json_object_get(req, "server") == NULL)
+        return usage_error("%s", "arguments must be valid UTF-8");
+    return 0;
+}
+
 static int
 build_audit(const struct ctl_opts *o, json_t *req)
 {
@@ -633,6 +652,14 @@ static const struct ctl_cmd cmd_table[] = {
       "Every migration gate of every service (or of -S): kind, last value, verdict,\n"
       "since when, and why (docs/gates.md). A raise is refused while one fails.\n",
       NULL, SHOW_GATES, false },
+    { "server", "server", "drain|disable|enable SIDE ADDR", "drain|disable|enable", "action",
+      3, 3, CTL_O_REASON,
+      "one server out of rotation, or back",
+      "Takes the server ADDR (as the config writes it) of SIDE (legacy or new) out of\n"
+      "rotation on every worker before it returns: drain lets requests and tunnels\n"
+      "in flight finish; disable also pauses its health checks; enable puts it\n"
+      "back. Kept across reloads and restarts; audited.\n",
+      build_server, SHOW_MESSAGE, false },
     { "audit", "audit", NULL, NULL, NULL, 0, 0, CTL_O_N,
       "the last N audit entries",
       "The last N entries of the audit log (of the service of -S only, when\n"

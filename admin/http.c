@@ -103,6 +103,7 @@ struct adm_http {
     time_t audit_sec;                  /* second of the auth_refused entries counted */
     unsigned audit_count;              /* entries written in <audit_sec> */
     unsigned long audit_skipped;       /* refusals not audited since the last entry */
+    bool stopping;                     /* GET /healthz: 503 */
 };
 
 static struct adm_http *
@@ -494,6 +495,30 @@ handle_post(struct hconn *c, const struct adm_req *req, const char *cmd, size_t 
     respond_json(c, reply_status(r), r, req->h1.keep_alive);
 }
 
+void
+adm_http_set_stopping(struct adm_http *h)
+{
+    if (h != NULL)
+        h->stopping = true;
+}
+
+/* GET /healthz, for a load balancer in front of several daemons: never a
+ * token (it tells nothing but whether to send traffic here). */
+static void
+handle_healthz(struct hconn *c, const struct adm_req *req)
+{
+    bool up = !http_of(c)->stopping;
+
+    if (!slice_eq(&req->h1.method, "GET")) {
+        respond_error(c, 405, "method not allowed (GET only)", "Allow: GET\r\n",
+                      req->h1.keep_alive, true);
+        return;
+    }
+    respond_json(c, up ? 200 : 503,
+                 json_pack("{s:b, s:s}", "ok", up, "status", up ? "serving" : "stopping"),
+                 req->h1.keep_alive);
+}
+
 /* Handles one complete request: <req> parsed from <buf>, its body after the head. */
 static void
 handle(struct hconn *c, const struct adm_req *req, const char *buf)
@@ -509,6 +534,8 @@ handle(struct hconn *c, const struct adm_req *req, const char *buf)
         handle_asset(c, req, asset);
     } else if (slice_eq(&req->path, "/v1/events")) {
         handle_events(c, req);
+    } else if (slice_eq(&req->path, "/healthz")) {
+        handle_healthz(c, req);
     } else if (slice_eq(&req->path, "/status")) {
         handle_get(c, req, false);
     } else if (slice_eq(&req->path, "/metrics")) {

@@ -1,6 +1,7 @@
 /*
  * http: the HTTP admin endpoint (admin.listen) inside the daemon, on the
- * daemon's event loop. GET /status and GET /metrics, and POST /v1/<cmd>
+ * daemon's event loop. GET /healthz (never a token: 200 while serving, 503
+ * once stopping), GET /status and GET /metrics, and POST /v1/<cmd>
  * with the admin protocol's JSON object as body and a bearer token whose
  * level admin/commands.c checks against the request; the dashboard's page
  * at GET / (admin/dash.h) and its event stream GET /v1/events
@@ -51,6 +52,9 @@ struct adm_http *adm_http_new(struct event_base *base, struct adm_control *ctl,
 
 /* The connections open, evicted and timed out so far (all 0 for NULL). */
 void adm_http_conn_stats(const struct adm_http *h, struct adm_conn_stats *out);
+
+/* From now on GET /healthz answers 503 "stopping" (the daemon drains). */
+void adm_http_set_stopping(struct adm_http *h);
 
 /* Closes the listener and every connection (no reply to requests in
  * progress), and frees the tokens. NULL is a no-op. */

@@ -68,6 +68,14 @@ struct adm_ops {
      * one fails, 2 when none fails and one has no result yet; then <why>
      * gets that gate's name, value and reason (one line). NULL: no gates. */
     int (*gates)(void *arg, unsigned svc, char *why, size_t len);
+    /* `server drain|disable|enable` (admin/server_ctl.c): sets the
+     * operator's state <to> ("ready", "drain", "disabled") of the server
+     * written <addr> on <side> of <svc> on every worker and keeps it for
+     * a restart. Returns 0 with the state it had in <from> and what was
+     * done in <msg>, or -1 with why not in <msg> (nothing changed). NULL:
+     * not supported. */
+    int (*server_admin)(void *arg, unsigned svc, enum rt_side side, const char *addr,
+                        const char *to, char *from, size_t fromlen, char *msg, size_t len);
 };
 
 /* Why a rollback happened, as counted for the metrics. Must remain in this

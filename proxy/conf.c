@@ -46,6 +46,7 @@
 #include "lib/xmalloc.h"
 #include "proxy/tls_up.h"
 #include "proxy/tls_conf.h"
+#include "proxy/webhook.h"
 
 #define PX_CONF_MAX_BYTES   (16u << 20)   /* a larger file is surely not a config */
 #define PX_MAX_LISTEN       64u           /* listen addresses per service */
@@ -621,7 +622,7 @@ parse_root(json_t *root, struct px_conf *c, struct conf_errlist *l)
 {
     static const char *const keys[] = {
         "admin", "state", "audit", "access_log", "workers", "shutdown_grace_ms",
-        "services", "store", NULL
+        "services", "store", "notify", NULL
     };
     static const char *const file_keys[] = { "file", NULL };
     static const struct px_timeouts tdef = {
@@ -661,6 +662,8 @@ parse_root(json_t *root, struct px_conf *c, struct conf_errlist *l)
     keep(l, err, conf_opt_uint(root, "workers", "", 0, 256, &c->workers, err));
     keep(l, err, conf_opt_uint(root, "shutdown_grace_ms", "", 0, 3600000,
                                &c->shutdown_grace_ms, err));
+    if (keep(l, err, conf_opt_object(root, "notify", "", &j, err)) == 0 && j != NULL)
+        keep(l, err, px_notify_conf_parse(j, c->dir, &c->notify, err));
 
     if ((svcs = json_object_get(root, "services")) == NULL)
         return keep(l, err, conf_fail(err, "services", "is required"));
@@ -899,6 +902,27 @@ format_errors(char *buf, size_t len, const char *file, const char *text, size_t 
     }
 }
 
+/* Blanks the comment lines of <text>: a line whose first non-blank
+ * character is '#' becomes spaces (its newline stays, so every line and
+ * column of the JSON is where the file has it). A JSON string never spans
+ * a line, so no string can hold such a line. */
+static void
+blank_comments(char *text, size_t len)
+{
+    size_t i = 0, k;
+
+    while (i < len) {
+        for (k = i; k < len && (text[k] == ' ' || text[k] == '\t'); k++)
+            ;
+        if (k < len && text[k] == '#')
+            for (; k < len && text[k] != '\n'; k++)
+                text[k] = ' ';
+        while (k < len && text[k] != '\n')
+            k++;
+        i = k + 1;
+    }
+}
+
 struct px_conf *
 px_conf_load(const char *file, char *errbuf, size_t errlen)
 {
@@ -918,6 +942,7 @@ px_conf_load_n(const char *file, unsigned max, char *errbuf, size_t errlen)
 
     if (read_file(file, &text, &len, errbuf, errlen) != 0)
         goto fail;
+    blank_comments(text, len);
     root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (root == NULL) {
         /* jansson reports column 0 at the start of a line (end of file). */
@@ -986,6 +1011,7 @@ px_conf_free(struct px_conf *c)
     adm_pg_conf_free(c->store_pg);
     free(c->audit_file);
     free(c->access_log_file);
+    px_notify_conf_free(c->notify);
     free(c);
 }
 
@@ -1124,6 +1150,8 @@ px_conf_diff(const struct px_conf *a, const struct px_conf *b)
         d |= PX_CONF_STATE_FILES;
     if (!str_same(a->access_log_file, b->access_log_file))
         d |= PX_CONF_ACCESS_LOG;
+    if (!px_notify_conf_equal(a->notify, b->notify))
+        d |= PX_CONF_NOTIFY;
     if (a->workers != b->workers)
         d |= PX_CONF_WORKERS;
     if (a->shutdown_grace_ms != b->shutdown_grace_ms)

@@ -101,6 +101,7 @@ struct px_conf {
                                       * NULL = the file store */
     char *access_log_file;       /* owned: "access_log": {"file"}, resolved against
                                   * <dir>; NULL = no access log (the default) */
+    struct px_notify_conf *notify;   /* owned: "notify" (proxy/webhook.h); NULL = none */
     unsigned workers;            /* 0 = one per CPU; 0..256 */
     unsigned shutdown_grace_ms;  /* default 10000, 0..3600000 */
     unsigned nservices;          /* >= 1 */
@@ -177,6 +178,7 @@ enum px_conf_change {
     PX_CONF_GRACE        = 1u << 8,   /* shutdown_grace_ms */
     PX_CONF_SERVICES     = 1u << 9,   /* their number, order, or one of them */
     PX_CONF_ADMIN_REASON = 1u << 10,  /* admin.require_reason (a reload applies it) */
+    PX_CONF_NOTIFY       = 1u << 11,  /* notify (px_notify_conf_equal) */
 };
 
 /* The PX_CONF_* bits of every field that differs between <a> and <b>

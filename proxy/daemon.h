@@ -30,6 +30,9 @@ struct px_daemon {
     struct adm_http *admin_http;         /* borrowed from main(): admin.listen, or NULL */
     struct px_tick *tick;                /* owned: the policy tick */
     struct px_gates *gates;              /* owned: the migration gates (proxy/gates.h) */
+    struct px_notify_conf *notify;       /* owned: a copy of "notify" of the startup
+                                          * config, tokens read (a reload warns) */
+    struct px_webhooks *webhooks;        /* owned: its sender */
     const char *audit_file;              /* borrowed from main(): audit log of the
                                           * reloads and automatic health changes */
     const char *cookie_key_file;         /* borrowed from main(): the sticky-cookie

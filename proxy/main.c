@@ -24,6 +24,7 @@
 
 #include <event2/event.h>
 
+#include "admin/audit.h"
 #include "admin/control.h"
 #include "admin/ctl_proto.h"
 #include "admin/http.h"
@@ -49,9 +50,11 @@
 #include "proxy/ops.h"
 #include "proxy/reload.h"
 #include "proxy/server.h"
+#include "proxy/srvadmin.h"
 #include "proxy/tick.h"
 #include "proxy/tls.h"
 #include "proxy/verdict.h"
+#include "proxy/webhook.h"
 #include "proxy/worker.h"
 
 #define PX_MALLOC_KEEP (4 * 1024 * 1024)   /* free heap kept per malloc arena (main()) */
@@ -157,6 +160,7 @@ on_signal_stop(evutil_socket_t sig, short what, void *arg)
         return;
     }
     srv->stopping = true;
+    adm_http_set_stopping(d->admin_http);   /* GET /healthz: 503 from now on */
     log_at(LL_INFO, "main", 0, "signal %d: no new connections, draining %llu within %u ms",
            (int)sig, (unsigned long long)srv->conns_active, srv->conf->shutdown_grace_ms);
     if (notify_sendf("STOPPING=1\nSTATUS=draining %llu connection(s)",
@@ -339,6 +343,7 @@ main(int argc, char **argv)
     char *state_file = NULL, *audit_file = NULL, *key_file = NULL;
     const char *sock, *seed_text = NULL;
     struct px_tls_ctx **tls = NULL;    /* until the services take it */
+    struct adm_ops ops;
     unsigned i, ntls = 0;
     int opt, rc = 1;
     bool check_store = false;
@@ -398,6 +403,13 @@ main(int argc, char **argv)
                && (tokens = adm_tokens_load(srv->conf->admin_token_file, err,
                                             sizeof(err))) == NULL) {
         fprintf(stderr, "%s\n", err);
+        px_conf_free(srv->conf);
+        return 1;
+    }
+    if (px_notify_conf_tokens(srv->conf->notify, test_only, conf_file, err,
+                              sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        adm_tokens_free(tokens);
         px_conf_free(srv->conf);
         return 1;
     }
@@ -468,6 +480,9 @@ main(int argc, char **argv)
     } else if (getrandom(&srv->rng, sizeof(srv->rng), 0) != (ssize_t)sizeof(srv->rng)) {
         srv->rng = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
     }
+    /* the sender keeps its own copy of the startup config's webhooks (a
+     * reload replaces the config, and only warns when they changed) */
+    d.notify = px_notify_conf_dup(srv->conf->notify);
     /* from here the config is shared by reference (server.h, rule 1) */
     srv->conf_generation = 1;
     srv->cref = px_confref_new(srv->conf, srv->conf_generation);
@@ -522,8 +537,16 @@ main(int argc, char **argv)
         names[i] = srv->conf->services[i].name;
         initial[i] = srv->conf->services[i].route.weight_bp;
     }
+    /* before the control plane: its startup checks may audit */
+    if ((d.webhooks = px_webhooks_new(srv->base, d.notify, err, sizeof(err))) == NULL) {
+        log_at(LL_ERR, "main", 0, "%s", err);
+        goto out;
+    }
+    adm_audit_set_observer(px_webhooks_observe, d.webhooks);
+    ops = px_ops;
+    ops.server_admin = px_srvadmin_op;     /* beside ops.c: it starts checkers */
     d.ctl = adm_control_new(names, initial, srv->nsvcs, state_file, audit_file,
-                            &px_ops, srv, err, sizeof(err));
+                            &ops, srv, err, sizeof(err));
     if (d.ctl == NULL) {
         log_at(LL_ERR, "main", 0, "%s", err);
         goto out;
@@ -549,6 +572,19 @@ main(int argc, char **argv)
                adm_state_names[st->state], (unsigned long long)st->generation);
     }
 
+    {
+        /* the operator's drained and disabled servers, before any checker,
+         * worker or listener starts */
+        char *dir = fs_dir_of(state_file), *f = fs_resolve(dir, PX_SRVADMIN_FILE);
+        int src = px_srvadmin_load(&d, f, err, sizeof(err));
+
+        free(dir);
+        free(f);
+        if (src != 0) {
+            log_at(LL_ERR, "main", 0, "%s", err);
+            goto out;
+        }
+    }
     if (srv->conf->admin_socket != NULL) {
         sock = srv->conf->admin_socket;
     } else {
@@ -622,6 +658,10 @@ out:
     adm_http_free(admin_http);         /* before the control plane it calls */
     adm_tokens_free(tokens);
     daemon_free(&d);
+    adm_audit_set_observer(NULL, NULL);
+    px_webhooks_free(d.webhooks);
+    px_notify_conf_free(d.notify);
+    px_srvadmin_free();
     px_tls_free_all(tls, ntls);        /* emptied once the services took it */
     free(names);
     free(initial);

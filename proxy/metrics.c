@@ -23,6 +23,7 @@
 #include "proxy/server.h"
 #include "proxy/shield.h"
 #include "proxy/tls.h"
+#include "proxy/webhook.h"
 #include "proxy/worker.h"
 
 static const char *const class_names[5] = { "2xx", "3xx", "4xx", "5xx", "error" };
@@ -405,6 +406,7 @@ px_metrics_render(struct px_daemon *d, struct evbuffer *out)
     met_init(&w, out);
     render_process(d, &w);
     render_admin(d, &w);
+    px_webhooks_metrics(d->webhooks, &w);
     render_workers(srv, &w);
     render_accept_errors(srv, &w);
     render_requests(srv, &w);

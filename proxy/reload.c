@@ -34,6 +34,7 @@
 #include "proxy/tls.h"
 #include "proxy/tls_up.h"
 #include "proxy/verdict.h"
+#include "proxy/webhook.h"
 #include "proxy/worker.h"
 
 #define RELOAD_TEXT_MAX 2048         /* bytes of the "+a -b ~c" summary */
@@ -127,6 +128,9 @@ reload_warn_static(const struct px_conf *o, const struct px_conf *c)
                "next restart; the running files and store stay in use");
     if (d & PX_CONF_WORKERS)
         log_at(LL_WARN, "reload", 0, "workers takes effect at the next restart");
+    if (d & PX_CONF_NOTIFY)
+        log_at(LL_WARN, "reload", 0, "notify takes effect at the next restart; the running "
+               "webhooks stay as they are");
     if (d & PX_CONF_ACCESS_LOG)
         log_at(LL_WARN, "reload", 0, "access_log takes effect at the next restart; the "
                "running access log (if any) stays as it is");

@@ -343,7 +343,7 @@ px_service_publish(struct px_service *svc, uint32_t weight_bp, uint64_t generati
     for (side = 0; side < RT_SIDE__COUNT; side++) {
         s->usable[side] = 0;
         for (i = 0; i < svc->conf->side[side].nservers; i++)
-            if (svc->servers[side][i]->up)
+            if (svc->servers[side][i]->up && svc->servers[side][i]->admin == PX_SRV_READY)
                 s->usable[side] |= 1ULL << i;
     }
     svc->snap = s;                     /* the swap: one pointer store */
@@ -361,6 +361,23 @@ px_service_set_up(struct px_service *svc, enum rt_side side, unsigned server,
         return false;
     s->up = up;
     if (!up)
+        px_server_rt_close_idle(s);
+    px_service_publish(svc, weight_bp, generation);
+    return true;
+}
+
+const char *const px_srv_admin_names[PX_SRV__COUNT] = { "ready", "drain", "disabled" };
+
+bool
+px_service_set_admin(struct px_service *svc, enum rt_side side, unsigned server,
+                     enum px_srv_admin admin, uint32_t weight_bp, uint64_t generation)
+{
+    struct px_server_rt *s = svc->servers[side][server];
+
+    if (s->admin == admin)
+        return false;
+    s->admin = (uint8_t)admin;
+    if (admin != PX_SRV_READY)
         px_server_rt_close_idle(s);
     px_service_publish(svc, weight_bp, generation);
     return true;

@@ -179,6 +179,8 @@ struct px_server_rt {
     struct px_addr addr;         /* copied from the config */
     bool up;                     /* current health verdict: true at start, then
                                   * set by the active checks (px_service_set_up) */
+    uint8_t admin;               /* enum px_srv_admin, the operator's (proxy/srvadmin.c):
+                                  * only a ready server that is up is in rotation */
     uint64_t requests;           /* requests / connections sent to it */
     uint64_t failures;           /* connect failures and upstream errors */
     uint64_t reused;             /* requests sent on a pooled connection */
@@ -421,6 +423,18 @@ void px_service_publish(struct px_service *svc, uint32_t weight_bp, uint64_t gen
  * Returns true when the verdict changed. */
 bool px_service_set_up(struct px_service *svc, enum rt_side side, unsigned server,
                        bool up, uint32_t weight_bp, uint64_t generation);
+
+/* The operator's state of a server (`cutoverctl server drain|disable|enable`). */
+enum px_srv_admin { PX_SRV_READY = 0, PX_SRV_DRAIN, PX_SRV_DISABLED, PX_SRV__COUNT };
+
+extern const char *const px_srv_admin_names[PX_SRV__COUNT];   /* "ready", "drain", "disabled" */
+
+/* Sets the operator's state of <server> of <side> to <admin> and
+ * republishes with <weight_bp>/<generation>; out of rotation (not ready),
+ * its idle pooled connections are closed, requests in flight and tunnels
+ * finish. Returns true when it changed. */
+bool px_service_set_admin(struct px_service *svc, enum rt_side side, unsigned server,
+                          enum px_srv_admin admin, uint32_t weight_bp, uint64_t generation);
 
 /* Puts <svc>, which a reload removed, on srv->retired until its last
  * connection ends (px_srv_conn_closed frees it then). */

@@ -50,6 +50,7 @@ side_status(struct px_service *svc, enum rt_side side, uint64_t now_ms)
                                "reused", (json_int_t)s->reused,
                                "idle", (json_int_t)(s->nidle + s->w_idle));
 
+        json_object_set_new(so, "admin", json_string(px_srv_admin_names[s->admin]));
         health_server_status(s, so);
         json_array_append_new(servers, so);
     }

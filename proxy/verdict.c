@@ -131,8 +131,9 @@ px_verdict_start_service(struct px_daemon *d, struct px_service *svc)
         return 0;
     for (side = 0; side < RT_SIDE__COUNT; side++) {
         for (k = 0; k < svc->conf->side[side].nservers; k++) {
-            if (svc->servers[side][k]->check != NULL)
-                continue;
+            if (svc->servers[side][k]->check != NULL
+                || svc->servers[side][k]->admin == PX_SRV_DISABLED)
+                continue;                  /* running, or not probed while disabled */
             if (checker_start(d, svc, svc->servers[side][k]) < 0)
                 rc = -1;
             else

@@ -359,8 +359,10 @@ replica_build(struct px_srv *m, struct px_worker *w, unsigned id)
         px_service_init(svc, s, s->cref, i);
         svc->tls = px_tls_ctx_get(ms->tls);   /* shared: one ticket key set */
         for (side = 0; side < RT_SIDE__COUNT; side++)
-            for (k = 0; k < svc->conf->side[side].nservers; k++)
+            for (k = 0; k < svc->conf->side[side].nservers; k++) {
                 svc->servers[side][k]->up = ms->servers[side][k]->up;
+                svc->servers[side][k]->admin = ms->servers[side][k]->admin;
+            }
         px_service_publish(svc, ms->snap->weight_bp, ms->snap->generation);
         svc->applied_state = ms->applied_state;
         s->svcs[i] = svc;

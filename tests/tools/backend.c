@@ -4,7 +4,7 @@
  *
  *   backend --name NAME --listen 127.0.0.1:PORT [--tcp] [--seed N]
  *           [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
- *           [--control 127.0.0.1:PORT]
+ *           [--control 127.0.0.1:PORT] [--record FILE]
  *
  * HTTP mode (default) is a small, strict HTTP/1.1 server: request line,
  * headers, Content-Length or chunked request bodies (always read in full),
@@ -103,6 +103,11 @@
  *   and mode/script midclose: the midbody head and half body, then a
  *   graceful close (FIN, or RST with close_rst=1). Stats add
  *   "tls_handshakes" and "tls_resumed" (handshakes that resumed a session).
+ *
+ * --record FILE appends every counted request to FILE as it completes, one
+ * JSON object per line: {"target","head","body"} (the head as received,
+ * the decoded body), flushed at once: the receiver of the notification
+ * tests, which read what arrived in order.
  *
  * TCP mode (--tcp) writes "NAME\n" on each connection, then echoes every
  * byte; on the client's EOF it flushes, shuts down its write side and closes.
@@ -237,6 +242,7 @@ struct be_srv {
     struct event *ev_term, *ev_int;    /* owned */
     struct be_conn *conns;             /* owned list of live connections */
     SSL_CTX *tls;                      /* owned; NULL: plain */
+    FILE *record;                      /* owned: --record, or NULL */
 };
 
 /* HTTP connection states. Reads are processed only in HEAD and BODY_*. */
@@ -640,6 +646,35 @@ json_escape_into(struct evbuffer *b, const char *s)
             evbuffer_add(b, p, 1);
     }
     evbuffer_add(b, "\"", 1);
+}
+
+/* --record: one line for the request <c> just completed. */
+static void
+record_request(struct be_conn *c)
+{
+    struct evbuffer *b = evbuffer_new();
+    size_t n;
+    char *body;
+
+    if (b == NULL)
+        return;
+    n = evbuffer_get_length(c->body);
+    body = xmalloc(n + 1);
+    evbuffer_copyout(c->body, body, n);
+    body[n] = '\0';
+    evbuffer_add_printf(b, "{\"target\":");
+    json_escape_into(b, c->target);
+    evbuffer_add_printf(b, ",\"head\":");
+    json_escape_into(b, c->head);
+    evbuffer_add_printf(b, ",\"body\":");
+    json_escape_into(b, body);
+    evbuffer_add_printf(b, "}\n");
+    free(body);
+    n = evbuffer_get_length(b);
+    if (fwrite(evbuffer_pullup(b, -1), 1, n, c->srv->record) != n
+        || fflush(c->srv->record) != 0)
+        log_at(LL_ERR, "backend", c->id, "--record: write failed");
+    evbuffer_free(b);
 }
 
 static void
@@ -1173,6 +1208,8 @@ dispatch(struct be_conn *c)
     s->st.body_bytes += c->body_decoded;
     free(s->st.last_head);
     s->st.last_head = xstrdup(c->head);
+    if (s->record != NULL)
+        record_request(c);
     c->is_answering = true;
     if (c->wants_ws && plen == 3 && memcmp(c->target, "/ws", 3) == 0)
         return upgrade_ws(c);
@@ -1373,7 +1410,7 @@ take_body(struct be_conn *c, size_t n)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
 
-    if (c->keep_body)
+    if (c->keep_body || c->srv->record != NULL)
         evbuffer_remove_buffer(in, c->body, n);
     else
         evbuffer_drain(in, n);
@@ -1797,7 +1834,7 @@ usage(void)
 {
     fprintf(stderr, "usage: backend --name NAME --listen 127.0.0.1:PORT [--tcp] [--seed N]\n"
                     "               [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]\n"
-                    "               [--control 127.0.0.1:PORT]\n");
+                    "               [--control 127.0.0.1:PORT] [--record FILE]\n");
     exit(2);
 }
 
@@ -1877,6 +1914,11 @@ main(int argc, char **argv)
             tls_key = argv[++i];
         } else if (strcmp(argv[i], "--tls-client-ca") == 0 && i + 1 < argc) {
             tls_ca = argv[++i];
+        } else if (strcmp(argv[i], "--record") == 0 && i + 1 < argc) {
+            if ((s.record = fopen(argv[++i], "a")) == NULL) {
+                fprintf(stderr, "backend: --record %s: %s\n", argv[i], strerror(errno));
+                exit(2);
+            }
         } else if (strcmp(argv[i], "--tcp") == 0) {
             s.is_tcp = true;
         } else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) {

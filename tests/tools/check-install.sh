@@ -17,9 +17,29 @@ fail() { echo "check-install: $*" >&2; exit 1; }
 
 make --no-print-directory -s install DESTDIR="$dest" PREFIX="$prefix" >/dev/null
 for f in sbin/cutoverd bin/cutoverctl share/man/man8/cutoverd.8 share/man/man8/cutoverctl.8 \
-         lib/systemd/system/cutover.service share/doc/cutover/examples/example.json; do
+         lib/systemd/system/cutover.service share/doc/cutover/examples/example.json \
+         lib/sysusers.d/cutover.conf lib/tmpfiles.d/cutover.conf \
+         share/cutover/monitoring/cutover-alerts.yml share/cutover/monitoring/cutover-dashboard.json; do
     [ -f "$dest$prefix/$f" ] || fail "$prefix/$f was not installed"
 done
+for f in /etc/cutover/cutover.json /etc/logrotate.d/cutover; do
+    [ -f "$dest$f" ] || fail "$f was not installed"
+done
+"$dest$prefix/sbin/cutoverd" -t -c "$dest/etc/cutover/cutover.json" >/dev/null \
+    || fail "the installed cutoverd rejects /etc/cutover/cutover.json"
+# the user the unit runs as is the one sysusers.d creates, and the
+# directories tmpfiles.d makes are the ones the config and logrotate use
+grep -q '^User=cutover$' "$dest$prefix/lib/systemd/system/cutover.service" || fail "unit: User"
+grep -q '^u cutover ' "$dest$prefix/lib/sysusers.d/cutover.conf" || fail "sysusers: no user cutover"
+for d in /var/lib/cutover /var/log/cutover /run/cutover; do
+    grep -q "^d $d " "$dest$prefix/lib/tmpfiles.d/cutover.conf" || fail "tmpfiles: no $d"
+done
+grep -q '"/var/log/cutover/access.log"' "$dest/etc/cutover/cutover.json" || fail "config: access log"
+grep -q '^/var/log/cutover/\*.log {' "$dest/etc/logrotate.d/cutover" || fail "logrotate: path"
+# the operator's config survives a second install
+echo '# edited' >>"$dest/etc/cutover/cutover.json"
+make --no-print-directory -s install DESTDIR="$dest" PREFIX="$prefix" >/dev/null
+grep -q '^# edited$' "$dest/etc/cutover/cutover.json" || fail "install overwrote /etc/cutover/cutover.json"
 [ -x "$dest$prefix/sbin/cutoverd" ] || fail "cutoverd is not executable"
 "$dest$prefix/sbin/cutoverd" -t -c "$dest$prefix/share/doc/cutover/examples/example.json" \
     >/dev/null || fail "the installed cutoverd rejects the installed example config"
@@ -62,4 +82,6 @@ out=$(systemd-analyze verify --man=no "$dest/verify/cutover.service" 2>&1) || fa
 make --no-print-directory -s uninstall DESTDIR="$dest" PREFIX="$prefix" >/dev/null
 left=$(find "$dest$prefix" -type f | head -5)
 [ -z "$left" ] || fail "uninstall left: $left"
+[ ! -e "$dest/etc/logrotate.d/cutover" ] || fail "uninstall left /etc/logrotate.d/cutover"
+[ -f "$dest/etc/cutover/cutover.json" ] || fail "uninstall removed the operator's edited config"
 echo "check-install: ok"

@@ -18,6 +18,7 @@
 
 #include "proxy/conf.h"
 #include "proxy/tls_conf.h"
+#include "proxy/webhook.h"
 
 /* A "tls" for the service case of the field list below (its own fields
  * are compared in test_px_tls.c). */
@@ -277,6 +278,7 @@ static struct adm_pg_conf other_store_pg = { .conninfo = (char *)"host=/tmp",
                                               .fleet = "f", .instance = "i" };
 static struct svc_store conf_services_store;
 static struct px_service_conf conf_services[1], conf_other_services[1];
+static struct px_notify_conf conf_notify;       /* no webhook: not none */
 
 #define CONF_FIELDS(X)                                                   \
     X(V, file, "/etc/cutover/a.json", "/etc/cutover/b.json", PX_CONF_FILE) \
@@ -292,6 +294,7 @@ static struct px_service_conf conf_services[1], conf_other_services[1];
     X(V, audit_file, NULL, "/var/lib/cutover/audit.jsonl", PX_CONF_STATE_FILES) \
     X(V, store_pg, NULL, &other_store_pg, PX_CONF_STATE_FILES)           \
     X(V, access_log_file, NULL, "/var/log/cutover/access.log", PX_CONF_ACCESS_LOG) \
+    X(V, notify, NULL, &conf_notify, PX_CONF_NOTIFY)                     \
     X(V, workers, 1, 2, PX_CONF_WORKERS)                                 \
     X(V, shutdown_grace_ms, 10000, 500, PX_CONF_GRACE)                   \
     X(V, nservices, 1, 0, PX_CONF_SERVICES)                              \
