@@ -35,7 +35,7 @@ ADMIN_SRC  = admin/ctl_proto.c admin/state.c admin/control.c \
              admin/store.c admin/store_pg_conf.c admin/store_pg_schema.c admin/store_pg.c admin/fleet.c \
              admin/audit.c admin/conn.c admin/socket.c \
              admin/tokens.c admin/http_req.c admin/http.c \
-             admin/fleet_windows.c
+             admin/fleet_windows.c admin/fleet_leader.c
 PROXY_SRC  = proxy/conf.c proxy/tls_conf.c proxy/tls_cert.c proxy/tls.c proxy/tls_accept.c proxy/server.c proxy/listen.c proxy/http.c proxy/http_conn.c \
              proxy/http_msg.c proxy/relay.c proxy/tcp.c proxy/pool.c \
              proxy/tick.c proxy/metrics.c proxy/accesslog.c proxy/io.c proxy/worker.c \
