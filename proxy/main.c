@@ -40,6 +40,7 @@
 #include "proxy/conf.h"
 #include "proxy/cookie.h"
 #include "proxy/daemon.h"
+#include "proxy/fleet_tick.h"
 #include "proxy/io.h"
 #include "proxy/listen.h"
 #include "proxy/metrics.h"
@@ -561,6 +562,9 @@ main(int argc, char **argv)
     if (px_workers_start(srv) < 0)
         goto out;
     if ((d.tick = px_tick_new(srv, d.ctl)) == NULL)
+        goto out;
+    /* the fleet's windows and its leader (docs/fleet.md) */
+    if (px_fleet_start(&d) != 0)
         goto out;
 
     log_at(LL_INFO, "main", 0, "ready: %u service(s), %u worker(s), admin socket %s, state %s",

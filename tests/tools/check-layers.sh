@@ -27,7 +27,7 @@ self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 WIRING="admin/control.c admin/control_int.h admin/change.c admin/auto.c admin/commands.c admin/plan_ctl.c
 admin/socket.c admin/http.c admin/store.c admin/audit.c
 proxy/main.c proxy/ops.c proxy/reload.c proxy/status.c proxy/verdict.c proxy/tick.c
-proxy/metrics.c proxy/daemon.h"
+proxy/metrics.c proxy/daemon.h proxy/fleet_tick.c"
 
 fails=0
 bad() { printf 'check-layers: %s\n' "$*" >&2; fails=$((fails + 1)); }
