@@ -75,7 +75,9 @@ usage(FILE *f)
     fputs("usage: cutoverctl [-s SOCKET] [-S SERVICE] [--json] COMMAND [ARGS]\n"
           "\n"
           "commands:\n"
-          "  status                               weight, state, servers and windows\n"
+          "  status [--fleet]                     weight, state, servers and windows; --fleet:\n"
+          "                                       every instance of the fleet too (id, address,\n"
+          "                                       last seen, applied generation, windows, leader)\n"
           "  weight P                             share to new, 0..100, two decimals at most\n"
           "  rollback [--reason TEXT]             weight 0 now, state rolled_back\n"
           "  promote                              weight 100\n"
@@ -84,7 +86,7 @@ usage(FILE *f)
           "  plan start|pause|resume|abort        the progressive plan\n"
           "  audit [-n N]                         the last N audit entries\n"
           "  certs reload                         read every TLS certificate and key again\n"
-          "  watch                                status every second until interrupted\n"
+          "  watch [--fleet]                      status every second until interrupted\n"
           "  help                                 this text\n"
           "\n"
           "options:\n"
@@ -536,6 +538,84 @@ print_status(const json_t *reply)
     print_store(json_object_get(reply, "store"));
 }
 
+/* One side's window of an instance in `status --fleet`:
+ * "new 45 req, 3 err (6.67%), p99 1.20 ms" */
+static void
+print_fleet_window(const char *side, const json_t *w)
+{
+    char b1[64], b2[64], b3[64];
+
+    if (!json_is_object(w)) {
+        printf("  %s -", side);
+        return;
+    }
+    printf("  %s %s req, %s err (%.2f%%), p99 %s ms", side,
+           fmt_value(json_object_get(w, "requests"), b1, sizeof(b1)),
+           fmt_value(json_object_get(w, "errors"), b2, sizeof(b2)),
+           json_number_value(json_object_get(w, "error_rate")) * 100.0,
+           fmt_value(json_object_get(w, "p99_ms"), b3, sizeof(b3)));
+}
+
+/* `status --fleet`, after the instance's own status:
+ *   FLEET prod-eu: 3 instances, 3 live, leader proxy-1
+ *     proxy-1  LEADER  live  seen 0.4 s ago  127.0.0.1:8080  host a  pid 12  version 0.1.0
+ *       web  generation 4  weight 10.00%  steady  legacy 120 req, ...  new 14 req, ... */
+static void
+print_fleet(const json_t *reply)
+{
+    const json_t *fl = json_object_get(reply, "fleet"), *inst, *svc, *ap;
+    const char *leader = NULL;
+    char b[8][64];
+    size_t i, k, live = 0;
+
+    if (!json_is_object(fl))
+        return;
+    json_array_foreach(json_object_get(fl, "instances"), i, inst) {
+        if (json_is_true(json_object_get(inst, "live")))
+            live++;
+        if (json_is_true(json_object_get(inst, "leader")))
+            leader = fmt_value(json_object_get(inst, "instance"), b[0], sizeof(b[0]));
+    }
+    printf("\nFLEET %s: %zu instance%s, %zu live, leader %s\n",
+           fmt_value(json_object_get(fl, "fleet"), b[1], sizeof(b[1])),
+           json_array_size(json_object_get(fl, "instances")),
+           json_array_size(json_object_get(fl, "instances")) == 1 ? "" : "s", live,
+           leader != NULL ? leader : "none");
+    json_array_foreach(json_object_get(fl, "instances"), i, inst) {
+        double seen = json_number_value(json_object_get(inst, "last_seen_ms"));
+
+        printf("  %s  %s  %s  seen %.1f s ago  %s  host %s  pid %s  version %s\n",
+               fmt_value(json_object_get(inst, "instance"), b[0], sizeof(b[0])),
+               json_is_true(json_object_get(inst, "leader")) ? "LEADER" : "-",
+               json_is_true(json_object_get(inst, "live")) ? "live" : "GONE",
+               seen / 1000.0,
+               fmt_value(json_object_get(inst, "address"), b[1], sizeof(b[1])),
+               fmt_value(json_object_get(inst, "host"), b[2], sizeof(b[2])),
+               fmt_value(json_object_get(inst, "pid"), b[3], sizeof(b[3])),
+               fmt_value(json_object_get(inst, "version"), b[4], sizeof(b[4])));
+        json_array_foreach(json_object_get(inst, "services"), k, svc) {
+            ap = json_object_get(json_object_get(inst, "applied"),
+                                 json_string_value(json_object_get(svc, "name")) != NULL
+                                 ? json_string_value(json_object_get(svc, "name")) : "");
+            printf("    %s  generation %s",
+                   fmt_value(json_object_get(svc, "name"), b[0], sizeof(b[0])),
+                   fmt_value(json_object_get(svc, "generation"), b[1], sizeof(b[1])));
+            if (json_is_integer(json_object_get(ap, "weight_bp")))
+                printf("  weight %.2f%%  %s",
+                       (double)json_integer_value(json_object_get(ap, "weight_bp")) / 100.0,
+                       fmt_value(json_object_get(ap, "state"), b[2], sizeof(b[2])));
+            if (json_is_string(json_object_get(svc, "error")))
+                printf("  windows unreadable: %s",
+                       shown_str(json_object_get(svc, "error"), 0));
+            else {
+                print_fleet_window("legacy", json_object_get(svc, "legacy"));
+                print_fleet_window("new", json_object_get(svc, "new"));
+            }
+            putchar('\n');
+        }
+    }
+}
+
 /* "web: weight 0.00% -> 10.00% (generation 4), state progressing" */
 static void
 print_change(const json_t *reply)
@@ -654,8 +734,10 @@ show_reply(const struct ctl_opts *o, const struct ctl_conn *c, const char *text)
     } else {
         if (o->is_json)
             print_json(reply, text);
-        else if (strcmp(o->cmd, "status") == 0 || strcmp(o->cmd, "watch") == 0)
+        else if (strcmp(o->cmd, "status") == 0 || strcmp(o->cmd, "watch") == 0) {
             print_status(reply);
+            print_fleet(reply);
+        }
         else if (strcmp(o->cmd, "audit") == 0)
             print_audit(reply);
         else if (strcmp(o->cmd, "certs") == 0)
@@ -817,7 +899,7 @@ build_request(struct ctl_opts *o, int argc, char **argv, int i, json_t **req)
     const char *pos[2] = { NULL, NULL };
     const char *reason = NULL, *a;
     long drain_s = -1, n = -1;
-    bool force = false;
+    bool force = false, fleet = false;
     unsigned npos = 0, maxpos = 0;
     uint32_t bp;
     size_t bad;
@@ -850,6 +932,9 @@ build_request(struct ctl_opts *o, int argc, char **argv, int i, json_t **req)
                                    argv[i]);
         } else if (strcmp(cmd, "switch") == 0 && strcmp(a, "--force") == 0) {
             force = true;
+        } else if ((strcmp(cmd, "status") == 0 || strcmp(cmd, "watch") == 0)
+                   && strcmp(a, "--fleet") == 0) {
+            fleet = true;
         } else if (strcmp(cmd, "audit") == 0 && strcmp(a, "-n") == 0) {
             if (++i >= argc)
                 return usage_error("%s needs a value", a);
@@ -903,6 +988,9 @@ build_request(struct ctl_opts *o, int argc, char **argv, int i, json_t **req)
             return usage_error("plan start|pause|resume|abort, not \"%s\"", pos[0]);
         }
         json_object_set_new(r, "action", json_string(pos[0]));
+    } else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "watch") == 0) {
+        if (fleet)
+            json_object_set_new(r, "fleet", json_true());
     } else if (strcmp(cmd, "audit") == 0) {
         if (n > 0)
             json_object_set_new(r, "n", json_integer(n));
