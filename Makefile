@@ -106,6 +106,7 @@ $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)
 
 $(BUILD)/tests/unit/test_lib_pg: $(PGHARNESS_OBJ)
 $(BUILD)/tests/integration/32_fleet: $(PGHARNESS_OBJ)
+$(BUILD)/tests/integration/33_fleet_leader: $(PGHARNESS_OBJ)
 
 $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(HARNESS_OBJ) $(LIB)
 	@printf '  LD  %s\n' $@
