@@ -64,7 +64,7 @@ BINS = $(BUILD)/cutoverd $(BUILD)/cutoverctl $(BACKEND)
 .SECONDARY:
 
 .PHONY: all test unit integration asan tsan check-layers check-install install uninstall deps run run-fleet \
-        clean help fuzz fuzz-smoke bench bench-base
+        clean help fuzz fuzz-smoke bench bench-base bench-fleet
 
 PREFIX    ?= /usr/local
 DESTDIR   ?=
@@ -107,6 +107,12 @@ $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)
 $(BUILD)/tests/unit/test_lib_pg: $(PGHARNESS_OBJ)
 $(BUILD)/tests/integration/32_fleet: $(PGHARNESS_OBJ)
 $(BUILD)/tests/integration/33_fleet_leader: $(PGHARNESS_OBJ)
+
+# the fleet's figures (tests/bench/fleet, make bench-fleet; not part of make test)
+$(BUILD)/tests/bench/fleet/fleetbench: $(BUILD)/tests/bench/fleet/fleetbench.o $(HARNESS_OBJ) \
+                                       $(PGHARNESS_OBJ) $(LIB)
+	@printf '  LD  %s\n' $@
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(HARNESS_OBJ) $(LIB)
 	@printf '  LD  %s\n' $@
@@ -197,6 +203,10 @@ fuzz:
 ## bench: cutoverd beside HAProxy and NGINX under wrk, plain and TLS, about 13 min (BENCH_TLS=0: 7; BENCH_ROUNDS, BENCH_SECS, CUTOVERD; docs/performance.md)
 bench: all
 	@sh tests/bench/run.sh
+
+## bench-fleet: the fleet's figures on a private PostgreSQL (propagation idle and under pgbench, a breach, leader takeover, no change lost, 10 and 50 instances), about 10 min (docs/fleet.md)
+bench-fleet: all $(BUILD)/tests/bench/fleet/fleetbench
+	@sh tests/bench/fleet/run.sh
 
 ## bench-base: make bench with a second cutoverd built from BASE=<git rev> beside this one (build-base/)
 bench-base: all
