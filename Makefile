@@ -27,21 +27,22 @@ LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 
 ROUTER_SRC = router/router.c router/conf.c
 HEALTH_SRC = health/conf.c health/window.c health/policy.c health/probe.c health/check.c \
-             health/plan.c health/gate.c health/gate_conf.c
+             health/plan.c health/gate.c health/gate_conf.c health/fleet.c
 UTIL_SRC   = lib/log.c lib/xmalloc.c lib/metrics.c lib/notify.c lib/http1.c lib/h1chunk.c \
              lib/conf.c lib/fs.c lib/text.c lib/pg_session.c lib/pg_query.c lib/cidr.c
 ADMIN_SRC  = admin/ctl_proto.c admin/state.c admin/control.c \
              admin/request.c admin/change.c admin/auto.c admin/persist.c admin/plan_ctl.c admin/commands.c admin/server_ctl.c \
              admin/store.c admin/store_pg_conf.c admin/store_pg_schema.c admin/store_pg.c admin/fleet.c \
              admin/audit.c admin/conn.c admin/socket.c \
-             admin/tokens.c admin/http_req.c admin/http.c
+             admin/tokens.c admin/http_req.c admin/http.c \
+             admin/fleet_windows.c admin/fleet_leader.c
 ADMIN_SRC += admin/dash.c admin/events.c
 PROXY_SRC  = proxy/conf.c proxy/tls_conf.c proxy/tls_cert.c proxy/tls.c proxy/tls_accept.c proxy/server.c proxy/listen.c proxy/http.c proxy/http_conn.c \
              proxy/http_msg.c proxy/relay.c proxy/tcp.c proxy/pool.c \
              proxy/tick.c proxy/metrics.c proxy/accesslog.c proxy/io.c proxy/worker.c \
              proxy/status.c proxy/ops.c proxy/verdict.c proxy/reload.c proxy/cookie.c \
              proxy/tls_up.c proxy/gates.c proxy/shield.c proxy/shield_conf.c proxy/webhook.c \
-             proxy/srvadmin.c
+             proxy/srvadmin.c proxy/fleet_tick.c
 LIB_SRC    = $(UTIL_SRC) $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB        = $(BUILD)/libcutover.a
@@ -68,7 +69,7 @@ BINS = $(BUILD)/cutoverd $(BUILD)/cutoverctl $(BACKEND)
 .SECONDARY:
 
 .PHONY: all test unit integration asan tsan check-layers check-install install uninstall deps run run-fleet \
-        clean help fuzz fuzz-smoke bench bench-base
+        clean help fuzz fuzz-smoke bench bench-base bench-fleet
 
 PREFIX    ?= /usr/local
 DESTDIR   ?=
@@ -130,6 +131,13 @@ $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)
 $(BUILD)/tests/unit/test_lib_pg: $(PGHARNESS_OBJ)
 $(BUILD)/tests/integration/32_fleet: $(PGHARNESS_OBJ)
 $(BUILD)/tests/integration/40_gates: $(PGHARNESS_OBJ)
+$(BUILD)/tests/integration/33_fleet_leader: $(PGHARNESS_OBJ)
+
+# the fleet's figures (tests/bench/fleet, make bench-fleet; not part of make test)
+$(BUILD)/tests/bench/fleet/fleetbench: $(BUILD)/tests/bench/fleet/fleetbench.o $(HARNESS_OBJ) \
+                                       $(PGHARNESS_OBJ) $(LIB)
+	@printf '  LD  %s\n' $@
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(HARNESS_OBJ) $(LIB)
 	@printf '  LD  %s\n' $@
@@ -244,6 +252,10 @@ fuzz:
 ## bench: cutoverd beside HAProxy and NGINX under wrk, plain and TLS, about 13 min (BENCH_TLS=0: 7; BENCH_ROUNDS, BENCH_SECS, CUTOVERD; docs/performance.md)
 bench: all
 	@sh tests/bench/run.sh
+
+## bench-fleet: the fleet's figures on a private PostgreSQL (propagation idle and under pgbench, a breach, leader takeover, no change lost, 10 and 50 instances), about 10 min (docs/fleet.md)
+bench-fleet: all $(BUILD)/tests/bench/fleet/fleetbench
+	@sh tests/bench/fleet/run.sh
 
 ## bench-base: make bench with a second cutoverd built from BASE=<git rev> beside this one (build-base/)
 bench-base: all

@@ -19,6 +19,7 @@
 #include "admin/control.h"
 #include "admin/ctl_proto.h"
 #include "admin/fleet.h"
+#include "admin/fleet_leader.h"
 #include "admin/persist.h"
 #include "admin/plan_ctl.h"
 #include "admin/request.h"
@@ -72,11 +73,73 @@ opt_force(json_t *req, bool *force)
     return NULL;
 }
 
+/* `status` with "fleet": the reply built so far, waiting for every
+ * instance's row (admin/fleet_leader.h). */
+struct fleet_status_wait {
+    struct adm_wait *w;          /* owned */
+    json_t *reply;               /* owned */
+};
+
+static void
+on_fleet_status(void *arg, json_t *fleet, const char *err)
+{
+    struct fleet_status_wait *fw = arg;
+    json_t *r = fw->reply;
+    char *text;
+
+    if (fleet != NULL) {
+        json_object_set_new(r, "fleet", fleet);
+    } else {
+        json_decref(r);
+        r = adm_fail_reply("status --fleet: the fleet's store: %s", err);
+    }
+    if (fw->w->done != NULL) {
+        text = r != NULL ? json_dumps(r, REPLY_DUMP_FLAGS) : NULL;
+        fw->w->done(fw->w->arg, text != NULL ? text : xstrdup("{\"ok\":false}"));
+    }
+    json_decref(r);
+    free(fw->w);
+    free(fw);
+}
+
+/* Makes <reply> wait for the fleet's rows. Returns what cmd_status returns:
+ * json_null() when it waits, or a refusal (then <reply> is released). */
+static json_t *
+status_fleet(struct adm_control *c, json_t *reply)
+{
+    struct fleet_status_wait *fw;
+    char err[512];
+
+    if (c->leader == NULL) {
+        json_decref(reply);
+        return adm_fail_reply("\"fleet\": this instance has no fleet store "
+                              "(store.postgres)");
+    }
+    if (c->waiter == NULL) {
+        json_decref(reply);
+        return adm_fail_reply("\"fleet\": the reply waits for the database: ask over the "
+                              "admin socket (cutoverctl status --fleet)");
+    }
+    fw = xcalloc(1, sizeof(*fw));
+    fw->w = xcalloc(1, sizeof(*fw->w));
+    fw->w->done = c->waiter->done;
+    fw->w->arg = c->waiter->arg;
+    fw->reply = reply;
+    if (adm_leader_fleet_status(c->leader, on_fleet_status, fw, err, sizeof(err)) != 0) {
+        free(fw->w);
+        free(fw);
+        json_decref(reply);
+        return adm_fail_reply("status --fleet: store unreachable: %s", err);
+    }
+    c->waiting = fw->w;
+    return json_null();
+}
+
 static json_t *
 cmd_status(struct adm_control *c, json_t *req, const char *actor)
 {
-    static const char *const keys[] = { "cmd", "service", NULL };
-    json_t *r, *list, *o;
+    static const char *const keys[] = { "cmd", "service", "fleet", NULL };
+    json_t *r, *list, *o, *fleet = json_object_get(req, "fleet");
     unsigned svc = 0, i;
     bool one = json_object_get(req, "service") != NULL;
 
@@ -84,6 +147,8 @@ cmd_status(struct adm_control *c, json_t *req, const char *actor)
         return r;
     if (one && (r = adm_resolve_service(c, req, &svc)) != NULL)
         return r;
+    if (fleet != NULL && !json_is_boolean(fleet))
+        return adm_fail_reply("\"fleet\" must be a boolean, got %s", adm_type_name(fleet));
     list = json_array();
     for (i = 0; i < c->n; i++) {
         if (one && i != svc)
@@ -113,7 +178,12 @@ cmd_status(struct adm_control *c, json_t *req, const char *actor)
         adm_fleet_status(c, o);
     else if (o != NULL)
         json_object_set_new(o, "kind", json_string("file"));
-    return json_pack("{s:b, s:o, s:o*}", "ok", 1, "services", list, "store", o);
+    if (o != NULL && c->leader != NULL)
+        adm_leader_status(c->leader, o);   /* "leader" as this instance holds it */
+    r = json_pack("{s:b, s:o, s:o*}", "ok", 1, "services", list, "store", o);
+    if (json_is_true(fleet))
+        return status_fleet(c, r);
+    return r;
 }
 
 static json_t *

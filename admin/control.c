@@ -15,6 +15,7 @@
 #include "admin/control.h"
 #include "admin/control_int.h"
 #include "admin/fleet.h"
+#include "admin/fleet_leader.h"
 #include "admin/persist.h"
 #include "admin/request.h"
 #include "admin/store.h"
@@ -115,12 +116,20 @@ adm_control_fleet_open(struct adm_control *c, struct event_base *base,
 }
 
 void
+adm_control_set_leader(struct adm_control *c, struct adm_leader *l)
+{
+    adm_leader_free(c->leader);
+    c->leader = l;
+}
+
+void
 adm_control_free(struct adm_control *c)
 {
     unsigned i;
 
     if (c == NULL)
         return;
+    adm_leader_free(c->leader);
     adm_fleet_free(c->fleet);
     adm_persist_free(c);
     for (i = 0; i < c->n; i++) {
@@ -255,6 +264,13 @@ adm_control_store_status(const struct adm_control *c, struct adm_store_status *o
     adm_persist_figures(c, out);
     if (c->fleet != NULL)
         adm_fleet_figures(c, out);
+    if (c->leader != NULL) {
+        struct adm_leader_figures f;
+
+        adm_leader_figures(c->leader, &f);
+        out->leader = f.leader;
+        out->fleet_instances = f.instances;
+    }
 }
 
 int

@@ -265,6 +265,14 @@ int adm_control_fleet_open(struct adm_control *c, struct event_base *base,
                            const struct adm_pg_conf *conf, uint64_t seed, char *err,
                            size_t errlen);
 
+/* The fleet's windows and its leader (admin/fleet_leader.h), built by the
+ * composition root once the store is open: the control plane takes <l>
+ * (frees it with itself) for the status ("store": "leader",
+ * "leader_instance", "fleet_instances"; `status` with "fleet": true, every
+ * instance's row, the reply waiting for the database) and the metrics. */
+struct adm_leader;
+void adm_control_set_leader(struct adm_control *c, struct adm_leader *l);
+
 /* ---- reconfiguration ----------------------------------------------------
  *
  * A config reload (SIGHUP) gives the control plane the new list of

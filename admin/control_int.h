@@ -104,6 +104,8 @@ struct adm_control {
     bool require_reason;         /* admin.require_reason */
     struct adm_fleet *fleet;     /* owned: the fleet's store (admin/fleet.h); NULL
                                   * without "store": {"postgres"} */
+    struct adm_leader *leader;   /* owned: the fleet's windows and its leader
+                                  * (admin/fleet_leader.h); NULL without the store */
     /* a reply that waits (control.h): who waits for the command in progress
      * (NULL: nobody can, the reply must come at once), and the wait a
      * command set up (then its reply object is discarded) */

@@ -236,6 +236,83 @@ print_shield(const json_t *svc)
                fmt_value(json_object_get(dr, "tcp"), x, sizeof(x)));
 }
 
+/* One side's window of an instance in `status --fleet`:
+ * "new 45 req, 3 err (6.67%), p99 1.20 ms" */
+static void
+print_fleet_window(const char *side, const json_t *w)
+{
+    char b1[64], b2[64], b3[64];
+
+    if (!json_is_object(w)) {
+        printf("  %s -", side);
+        return;
+    }
+    printf("  %s %s req, %s err (%.2f%%), p99 %s ms", side,
+           fmt_value(json_object_get(w, "requests"), b1, sizeof(b1)),
+           fmt_value(json_object_get(w, "errors"), b2, sizeof(b2)),
+           json_number_value(json_object_get(w, "error_rate")) * 100.0,
+           fmt_value(json_object_get(w, "p99_ms"), b3, sizeof(b3)));
+}
+/* `status --fleet`, after the instance's own status:
+ *   FLEET prod-eu: 3 instances, 3 live, leader proxy-1
+ *     proxy-1  LEADER  live  seen 0.4 s ago  127.0.0.1:8080  host a  pid 12  version 0.1.0
+ *       web  generation 4  weight 10.00%  steady  legacy 120 req, ...  new 14 req, ... */
+static void
+print_fleet(const json_t *reply)
+{
+    const json_t *fl = json_object_get(reply, "fleet"), *inst, *svc, *ap;
+    const char *leader = NULL;
+    char b[8][64];
+    size_t i, k, live = 0;
+
+    if (!json_is_object(fl))
+        return;
+    json_array_foreach(json_object_get(fl, "instances"), i, inst) {
+        if (json_is_true(json_object_get(inst, "live")))
+            live++;
+        if (json_is_true(json_object_get(inst, "leader")))
+            leader = fmt_value(json_object_get(inst, "instance"), b[0], sizeof(b[0]));
+    }
+    printf("\nFLEET %s: %zu instance%s, %zu live, leader %s\n",
+           fmt_value(json_object_get(fl, "fleet"), b[1], sizeof(b[1])),
+           json_array_size(json_object_get(fl, "instances")),
+           json_array_size(json_object_get(fl, "instances")) == 1 ? "" : "s", live,
+           leader != NULL ? leader : "none");
+    json_array_foreach(json_object_get(fl, "instances"), i, inst) {
+        double seen = json_number_value(json_object_get(inst, "last_seen_ms"));
+
+        printf("  %s  %s  %s  seen %.1f s ago  %s  host %s  pid %s  version %s\n",
+               fmt_value(json_object_get(inst, "instance"), b[0], sizeof(b[0])),
+               json_is_true(json_object_get(inst, "leader")) ? "LEADER" : "-",
+               json_is_true(json_object_get(inst, "live")) ? "live" : "GONE",
+               seen / 1000.0,
+               fmt_value(json_object_get(inst, "address"), b[1], sizeof(b[1])),
+               fmt_value(json_object_get(inst, "host"), b[2], sizeof(b[2])),
+               fmt_value(json_object_get(inst, "pid"), b[3], sizeof(b[3])),
+               fmt_value(json_object_get(inst, "version"), b[4], sizeof(b[4])));
+        json_array_foreach(json_object_get(inst, "services"), k, svc) {
+            ap = json_object_get(json_object_get(inst, "applied"),
+                                 json_string_value(json_object_get(svc, "name")) != NULL
+                                 ? json_string_value(json_object_get(svc, "name")) : "");
+            printf("    %s  generation %s",
+                   fmt_value(json_object_get(svc, "name"), b[0], sizeof(b[0])),
+                   fmt_value(json_object_get(svc, "generation"), b[1], sizeof(b[1])));
+            if (json_is_integer(json_object_get(ap, "weight_bp")))
+                printf("  weight %.2f%%  %s",
+                       (double)json_integer_value(json_object_get(ap, "weight_bp")) / 100.0,
+                       fmt_value(json_object_get(ap, "state"), b[2], sizeof(b[2])));
+            if (json_is_string(json_object_get(svc, "error")))
+                printf("  windows unreadable: %s",
+                       shown_str(json_object_get(svc, "error"), 0));
+            else {
+                print_fleet_window("legacy", json_object_get(svc, "legacy"));
+                print_fleet_window("new", json_object_get(svc, "new"));
+            }
+            putchar('\n');
+        }
+    }
+}
+
 static void print_wrapped(const char *lead, const char *text, const char *tail);
 
 static void
@@ -407,6 +484,7 @@ ctl_print_status(const json_t *reply)
         print_shield(svc);
     }
     print_store(json_object_get(reply, "store"));
+    print_fleet(reply);               /* status --fleet only */
 }
 
 /* "web: weight 0.00% -> 10.00% (generation 4), state progressing" */

@@ -503,6 +503,7 @@ enum {
     CTL_O_DRAIN   = 1u << 6,
     CTL_O_FORCE   = 1u << 7,
     CTL_O_N       = 1u << 8,
+    CTL_O_FLEET   = 1u << 9,
 };
 #define CTL_O_GLOBAL (CTL_O_SOCKET | CTL_O_SERVICE | CTL_O_JSON | CTL_O_HELP | CTL_O_VERSION)
 
@@ -530,6 +531,8 @@ static const struct ctl_opt opt_table[] = {
     { CTL_O_FORCE, '\0', "--force", NULL,
       "past new's failing checks (switch) or a failing migration gate" },
     { CTL_O_N, 'n', NULL, "N", "how many entries (default 20)" },
+    { CTL_O_FLEET, '\0', "--fleet", NULL,
+      "every instance of the fleet too (a daemon with store.postgres)" },
 };
 #define NOPTS (sizeof(opt_table) / sizeof(opt_table[0]))
 
@@ -539,6 +542,15 @@ build_force(const struct ctl_opts *o, json_t *req)
 {
     if (o->seen & CTL_O_FORCE)
         json_object_set_new(req, "force", json_true());
+    return 0;
+}
+
+/* status --fleet: every instance's row too (docs/fleet.md). */
+static int
+build_fleet(const struct ctl_opts *o, json_t *req)
+{
+    if (o->seen & CTL_O_FLEET)
+        json_object_set_new(req, "fleet", json_true());
     return 0;
 }
 
@@ -606,11 +618,12 @@ build_audit(const struct ctl_opts *o, json_t *req)
 }
 
 static const struct ctl_cmd cmd_table[] = {
-    { "status", "status", NULL, NULL, NULL, 0, 0, 0,
+    { "status", "status", NULL, NULL, NULL, 0, 0, CTL_O_FLEET,
       "weight, state, servers and windows",
       "Every service (or the one of -S): the weight set and the share new gets now,\n"
-      "the state, the plan, every server's health and both sides' windows.\n",
-      NULL, SHOW_STATUS, false },
+      "the state, the plan, every server's health and both sides' windows. With\n"
+      "--fleet (a daemon with store.postgres), every instance of the fleet too.\n",
+      build_fleet, SHOW_STATUS, false },
     { "weight", "weight", "P", NULL, NULL, 1, 1, CTL_O_REASON | CTL_O_FORCE,
       "share to new, 0..100, two decimals at most",
       "Sets the share of traffic to new: P in 0..100 with at most two decimals\n"
@@ -670,10 +683,10 @@ static const struct ctl_cmd cmd_table[] = {
       "Reads every certificate and key the running configuration names and\n"
       "installs them only when all load; otherwise the running ones stay.\n",
       NULL, SHOW_CERTS, false },
-    { "watch", "status", NULL, NULL, NULL, 0, 0, 0,
+    { "watch", "status", NULL, NULL, NULL, 0, 0, CTL_O_FLEET,
       "status every second until interrupted",
-      "Shows status every second until Ctrl-C.\n",
-      NULL, SHOW_STATUS, true },
+      "Shows status every second until Ctrl-C (with --fleet, the fleet's too).\n",
+      build_fleet, SHOW_STATUS, true },
     { "help", NULL, "[COMMAND]", NULL, NULL, 0, 1, 0,
       "this text, or a command's",
       "The list of commands and options, or what COMMAND does and takes.\n",

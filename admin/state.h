@@ -122,6 +122,9 @@ struct adm_store_status {
     uint64_t apply_count;
     uint64_t apply_buckets[ADM_FLEET_APPLY_BUCKETS + 1];  /* per bucket of
                                   * adm_fleet_apply_bounds, the last above all */
+    /* the fleet's windows and its leader (admin/fleet_leader.c) */
+    bool leader;                 /* this instance leads the fleet */
+    unsigned fleet_instances;    /* live instances, as the leader counted them */
 };
 
 /* Who runs a command: its actor name, its process and its level

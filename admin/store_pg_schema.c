@@ -10,6 +10,20 @@
  *                    lowering that wins regardless (admin/store_pg.c)
  *   cutover_audit    append-only (a trigger refuses UPDATE, DELETE and
  *                    TRUNCATE): every audit entry of every instance
+ *
+ * Version 2 (the fleet's windows and its leader, admin/fleet_leader.c):
+ *   cutover_instance one row per (fleet, instance), upserted every second:
+ *                    address, host, version, process, the fleet session's
+ *                    server process (whose advisory lock makes the leader),
+ *                    what it applied of each service, last seen
+ *   cutover_window   one row per (fleet, instance, service), upserted in the
+ *                    same statement: the generation applied and both sides'
+ *                    window counts (per class; the latency histogram as
+ *                    (bin, count) pairs, bins of health/window.h)
+ *   cutover_leader   one row per fleet, written by the leader with every
+ *                    sum: who leads since when, the live instances it counted
+ * The upserted tables leave room in their pages (fillfactor 50) so an
+ * update stays on its page (HOT) and touches no index.
  */
 #include "admin/store_pg_schema.h"
 
@@ -61,9 +75,47 @@ static const char *const v1[] = {
     NULL
 };
 
+static const char *const v2[] = {
+    "CREATE TABLE cutover_instance ("
+    " fleet text NOT NULL,"
+    " instance text NOT NULL,"
+    " address text NOT NULL,"
+    " host text NOT NULL,"
+    " version text NOT NULL,"
+    " pid integer NOT NULL,"
+    " backend_pid integer NOT NULL,"
+    " applied jsonb NOT NULL,"
+    " started_at timestamptz NOT NULL,"
+    " seen_at timestamptz NOT NULL,"
+    " PRIMARY KEY (fleet, instance)) WITH (fillfactor = 50)",
+
+    "CREATE TABLE cutover_window ("
+    " fleet text NOT NULL,"
+    " instance text NOT NULL,"
+    " service text NOT NULL,"
+    " generation bigint NOT NULL,"
+    " window_s integer NOT NULL,"
+    " legacy_classes bigint[] NOT NULL,"
+    " legacy_hist bigint[] NOT NULL,"
+    " new_classes bigint[] NOT NULL,"
+    " new_hist bigint[] NOT NULL,"
+    " at timestamptz NOT NULL,"
+    " PRIMARY KEY (fleet, instance, service)) WITH (fillfactor = 50)",
+
+    "CREATE TABLE cutover_leader ("
+    " fleet text PRIMARY KEY,"
+    " instance text NOT NULL,"
+    " backend_pid integer NOT NULL,"
+    " since timestamptz NOT NULL,"
+    " at timestamptz NOT NULL,"
+    " instances integer NOT NULL) WITH (fillfactor = 50)",
+    NULL
+};
+
 static const struct adm_pg_migration migrations[] = {
     { 1, "fleet state (cutover_service) and audit (cutover_audit)", v1 },
-    /* append the next step here: { 2, "...", v2 }, */
+    { 2, "fleet windows and leader (cutover_instance, cutover_window, cutover_leader)", v2 },
+    /* append the next step here: { 3, "...", v3 }, */
 };
 
 const struct adm_pg_migration *

@@ -164,13 +164,12 @@ percentile_ms(const uint64_t *hist, uint64_t n, unsigned pct)
 }
 
 void
-hl_window_stats(const struct hl_window *w, uint64_t now_ms, struct hl_stats *out)
+hl_window_counts(const struct hl_window *w, uint64_t now_ms, struct hl_counts *out)
 {
-    uint64_t now_sec = now_ms / 1000, hist[HL_HIST_BINS];
+    uint64_t now_sec = now_ms / 1000;
     unsigned i, k;
 
     memset(out, 0, sizeof *out);
-    memset(hist, 0, sizeof hist);
     for (i = 0; i < w->window_s; i++) {
         const struct hl_bucket *b = &w->b[i];
 
@@ -179,16 +178,51 @@ hl_window_stats(const struct hl_window *w, uint64_t now_ms, struct hl_stats *out
         for (k = 0; k < HL_OUT__COUNT; k++)
             out->by_class[k] += b->by_class[k];
         for (k = 0; k < HL_HIST_BINS; k++)
-            hist[k] += b->hist[k];
+            out->hist[k] += b->hist[k];
     }
+}
+
+void
+hl_counts_add(struct hl_counts *dst, const struct hl_counts *src)
+{
+    unsigned k;
+
     for (k = 0; k < HL_OUT__COUNT; k++)
-        out->requests += out->by_class[k];
-    out->errors = out->by_class[HL_OUT_5XX] + out->by_class[HL_OUT_ERROR];
+        dst->by_class[k] += src->by_class[k];
+    for (k = 0; k < HL_HIST_BINS; k++)
+        dst->hist[k] += src->hist[k];
+}
+
+void
+hl_counts_stats(const struct hl_counts *c, struct hl_stats *out)
+{
+    uint64_t total = 0;
+    unsigned k;
+
+    memset(out, 0, sizeof *out);
+    for (k = 0; k < HL_OUT__COUNT; k++) {
+        out->by_class[k] = c->by_class[k];
+        out->requests += c->by_class[k];
+    }
+    out->errors = c->by_class[HL_OUT_5XX] + c->by_class[HL_OUT_ERROR];
+    for (k = 0; k < HL_HIST_BINS; k++)
+        total += c->hist[k];
     if (out->requests == 0)
         return;
     out->error_rate = (double)out->errors / (double)out->requests;
-    out->p50_ms = percentile_ms(hist, out->requests, 50);
-    out->p99_ms = percentile_ms(hist, out->requests, 99);
+    if (total == 0)
+        return;
+    out->p50_ms = percentile_ms(c->hist, total, 50);
+    out->p99_ms = percentile_ms(c->hist, total, 99);
+}
+
+void
+hl_window_stats(const struct hl_window *w, uint64_t now_ms, struct hl_stats *out)
+{
+    struct hl_counts c;
+
+    hl_window_counts(w, now_ms, &c);
+    hl_counts_stats(&c, out);
 }
 
 void

@@ -59,6 +59,17 @@ struct hl_stats {
     double p50_ms, p99_ms;               /* nearest-rank percentiles, 0 when no requests */
 };
 
+/* What a window holds over its last window_s seconds as counts: outcomes
+ * per class and the latency histogram (the bins above). The form that adds
+ * up: the instances of a fleet publish theirs and the leader sums them
+ * (health/fleet.h); hl_counts_stats() reads a sum's figures exactly as
+ * hl_window_stats() reads one window's (p99 from the summed histogram, not
+ * an average of p99s). About 900 bytes. */
+struct hl_counts {
+    uint64_t by_class[HL_OUT__COUNT];    /* indexed by enum hl_outcome */
+    uint64_t hist[HL_HIST_BINS];         /* latencies, one count per outcome */
+};
+
 /* HTTP status to class: 100..299 2xx (1xx with them), 300..399, 400..499,
  * 500..599; anything else (0 or negative for transport errors, >= 600 for a
  * malformed reply) is HL_OUT_ERROR. */
@@ -84,6 +95,19 @@ void hl_window_push(struct hl_window *w, uint64_t now_ms, enum hl_outcome o,
  * behind it, seconds after now_ms are left out and seconds whose bucket a
  * newer second took are missing. Cost: window_s * HL_HIST_BINS additions. */
 void hl_window_stats(const struct hl_window *w, uint64_t now_ms, struct hl_stats *out);
+
+/* Fills <out> with the counts of the seconds hl_window_stats() reads at
+ * <now_ms>. Cost: window_s * HL_HIST_BINS additions. */
+void hl_window_counts(const struct hl_window *w, uint64_t now_ms, struct hl_counts *out);
+
+/* Adds <src> into <dst>, class by class and bin by bin. */
+void hl_counts_add(struct hl_counts *dst, const struct hl_counts *src);
+
+/* The figures of <c> as hl_window_stats() gives them: requests the sum of
+ * the classes, errors 5xx + transport errors, the error rate, and the
+ * nearest-rank p50 and p99 of the histogram (over the histogram's own
+ * total, which equals requests for counts taken from windows). */
+void hl_counts_stats(const struct hl_counts *c, struct hl_stats *out);
 
 /* Forgets every outcome, keeping window_s: the window starts afresh. */
 void hl_window_reset(struct hl_window *w);

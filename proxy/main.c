@@ -44,6 +44,7 @@
 #include "proxy/cookie.h"
 #include "proxy/daemon.h"
 #include "proxy/gates.h"
+#include "proxy/fleet_tick.h"
 #include "proxy/io.h"
 #include "proxy/listen.h"
 #include "proxy/metrics.h"
@@ -622,6 +623,9 @@ main(int argc, char **argv)
     if ((d.tick = px_tick_new(srv, d.ctl)) == NULL)
         goto out;
     d.gates = px_gates_new(&d);        /* first checks at the next loop turn */
+    /* the fleet's windows and its leader (docs/fleet.md) */
+    if (px_fleet_start(&d) != 0)
+        goto out;
 
     log_at(LL_INFO, "main", 0, "ready: %u service(s), %u worker(s), admin socket %s, state %s",
            srv->nsvcs, srv->nworkers, sock, state_file);

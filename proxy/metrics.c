@@ -219,6 +219,14 @@ render_control(struct px_daemon *d, struct met_writer *w)
                        "applying it (the database's clock against this host's).");
             met_histogram(w, NULL, 0, adm_fleet_apply_bounds, ADM_FLEET_APPLY_BUCKETS,
                           ss.apply_buckets, ss.apply_sum_s);
+            met_family(w, "cutover_fleet_instances", MET_GAUGE,
+                       "Live instances of the fleet (seen within 3 s) as its leader counted "
+                       "them last; 0 while no leader counted within 3 s.");
+            met_sample_u64(w, NULL, 0, ss.fleet_instances);
+            met_family(w, "cutover_fleet_leader", MET_GAUGE,
+                       "1 while this instance leads the fleet (holds its advisory lock and "
+                       "applies the rollback policy to the fleet's windows), 0 otherwise.");
+            met_sample_u64(w, NULL, 0, ss.leader ? 1 : 0);
         }
     }
     met_family(w, "cutover_plan_step", MET_GAUGE,

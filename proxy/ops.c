@@ -52,8 +52,10 @@ job_apply(struct px_srv *w, void *arg)
     struct px_service *svc = w->svcs[j->idx];
 
     px_service_publish(svc, j->weight_bp, j->generation);
-    if (j->reset_new)
+    if (j->reset_new) {
         hl_window_reset(&svc->window[RT_NEW]);
+        svc->window_reset_gen = j->generation;
+    }
     svc->applied_state = j->state;
 }
 

@@ -283,6 +283,11 @@ struct px_service {
     uint64_t w_conns;                    /* main loop: the other workers' open ones
                                           * at the last px_workers_fold() */
     int applied_state;                   /* enum adm_state last applied (proxy/ops.c) */
+    uint64_t window_reset_gen;           /* the generation whose apply last emptied new's
+                                          * window (proxy/ops.c), 0 before any: the
+                                          * fleet's leader leaves out new's counts of
+                                          * instances that had not applied it yet
+                                          * (health/fleet.h) */
     struct list tunnels;                 /* TCP mode: the open tunnels (proxy/tcp.c) */
     struct list conns;                   /* HTTP mode: the open connections (proxy/http.c) */
     struct px_tls_ctx *tls;              /* one reference: the listener side's TLS

@@ -92,10 +92,16 @@ pct(uint32_t bp, char *buf, size_t len)
     return buf;
 }
 
-/* The audit "figures" of a decision (new reference). */
-static json_t *
-figures_new(const struct px_service *svc, const char *kind, const struct hl_stats *ns,
-            const struct hl_stats *ls, const struct hl_breach *br, bool new_healthy)
+const char *
+px_tick_breach_kind(enum hl_breach_kind k)
+{
+    return (unsigned)k < sizeof(breach_kind_names) / sizeof(breach_kind_names[0])
+           ? breach_kind_names[k] : "other";
+}
+
+json_t *
+px_tick_figures(const struct px_service *svc, const char *kind, const struct hl_stats *ns,
+                const struct hl_stats *ls, const struct hl_breach *br, bool new_healthy)
 {
     const struct hl_rollback_conf *rc = &svc->conf->rollback;
     json_t *th;
@@ -236,7 +242,7 @@ evaluate(struct px_tick *t, unsigned idx, uint64_t now_us)
     since_us = svc->nrecent > 0 && svc->recent[0].us > ts->last_eval_us
                ? svc->recent[0].us : ts->last_eval_us;
     if (br.breached) {
-        kind = breach_kind_names[br.kind];
+        kind = px_tick_breach_kind(br.kind);
         reason = br.text;
     } else {
         kind = "new_down";
@@ -245,7 +251,7 @@ evaluate(struct px_tick *t, unsigned idx, uint64_t now_us)
             exact_us = svc->published_us;
     }
     snprintf(why, sizeof(why), "%s", reason);
-    fig = figures_new(svc, kind, &ns, &ls, &br, in.new_healthy);
+    fig = px_tick_figures(svc, kind, &ns, &ls, &br, in.new_healthy);
     if (adm_control_auto(t->ctl, idx, a, why, fig) != 0) {
         json_decref(fig);
         return;                      /* not armed after all: nothing was done */

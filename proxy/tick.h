@@ -12,9 +12,27 @@
 #define PX_TICK_MS 100               /* policy evaluation period */
 #define PX_TICK_FROZEN_ALERT_MS 10000 /* a frozen service is reported this often */
 
+#include <stdbool.h>
+
+#include "health/policy.h"
+
 struct adm_control;
+struct json_t;
+struct px_service;
 struct px_srv;
 struct px_tick;
+
+/* The audit "figures" of an automatic decision on <svc> (a new reference):
+ * "kind", new's error rate, p99, requests and errors, legacy's error rate
+ * and requests, "new_healthy", "thresholds" (the rollback section). The
+ * fleet's leader (proxy/fleet_tick.c) adds its own to the same. */
+struct json_t *px_tick_figures(const struct px_service *svc, const char *kind,
+                               const struct hl_stats *ns, const struct hl_stats *ls,
+                               const struct hl_breach *br, bool new_healthy);
+
+/* The name of breach kind <k> in the figures and the metrics ("error_rate",
+ * "p99", "ratio_to_legacy"). */
+const char *px_tick_breach_kind(enum hl_breach_kind k);
 
 /* Starts the tick on the main replica <srv>'s loop, acting through control
  * plane <ctl>; both must be built and outlive the tick. Returns the tick,

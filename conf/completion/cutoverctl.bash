@@ -40,6 +40,7 @@ _cutoverctl()
         plan) words="start pause resume abort"; opts="--reason --force" ;;
         certs) words="reload"; opts="--reason" ;;
         server) words="drain disable enable legacy new"; opts="--reason" ;;
+        status|watch) opts="--fleet" ;;
         audit) opts="-n" ;;
         help) words=$commands ;;
     esac

@@ -38,6 +38,8 @@ struct pgh {
     gid_t gid;
     bool drop;                   /* switch to uid/gid in the child */
     pid_t pid;                   /* the postmaster, 0 when not running */
+    char *settings[PGH_SETTINGS_MAX];    /* pgh_start_with()'s, owned */
+    unsigned nsettings;
 };
 
 static int signal_all(struct pgh *h, int sig);
@@ -229,11 +231,22 @@ write_file(const char *path, const char *text)
     return 0;
 }
 
+/* Frees <h> and what it owns (the server stopped, the directory gone). */
+static void
+release(struct pgh *h)
+{
+    unsigned i;
+
+    for (i = 0; i < h->nsettings; i++)
+        free(h->settings[i]);
+    free(h);
+}
+
 static int
 start_server(struct pgh *h)
 {
     char postgres[PATH_MAX + 16];
-    char *argv[] = {
+    char *argv[24 + 2 * PGH_SETTINGS_MAX + 1] = {
         postgres, "-D", h->data, "-k", h->dir,
         "-c", "listen_addresses=",
         "-c", "port=" PGH_PORT,
@@ -248,7 +261,14 @@ start_server(struct pgh *h)
         NULL,
     };
     long long end = now_ms() + READY_MS;
+    unsigned i, n = 21;
 
+    /* pgh_start_with()'s settings come last: they win */
+    for (i = 0; i < h->nsettings; i++) {
+        argv[n++] = "-c";
+        argv[n++] = h->settings[i];
+    }
+    argv[n] = NULL;
     snprintf(postgres, sizeof(postgres), "%s/postgres", h->bindir);
     h->pid = spawn(h, argv);
     if (h->pid < 0) {
@@ -310,6 +330,12 @@ rmrf(const char *dir)
 struct pgh *
 pgh_start(void)
 {
+    return pgh_start_with(NULL);
+}
+
+struct pgh *
+pgh_start_with(const char *const *settings)
+{
     static bool atexit_done;
     struct pgh *h = calloc(1, sizeof(*h));
     char initdb[PATH_MAX + 16], hba[PATH_MAX + 16];
@@ -321,12 +347,14 @@ pgh_start(void)
 
     if (h == NULL)
         return NULL;
+    for (; settings != NULL && *settings != NULL && h->nsettings < PGH_SETTINGS_MAX; settings++)
+        h->settings[h->nsettings++] = strdup(*settings);
     if (find_bindir(h->bindir, sizeof(h->bindir)) < 0) {
         fprintf(stderr, "pgh: PostgreSQL is not installed: no initdb and postgres in %s "
                 "(install the postgresql package: make deps, or set CUTOVER_PG_BINDIR)\n",
                 getenv("CUTOVER_PG_BINDIR") != NULL && getenv("CUTOVER_PG_BINDIR")[0] != '\0'
                     ? "$CUTOVER_PG_BINDIR" : "/usr/lib/postgresql/*/bin");
-        free(h);
+        release(h);
         return NULL;
     }
     if (geteuid() == 0) {
@@ -335,7 +363,7 @@ pgh_start(void)
         if (pw == NULL) {
             fprintf(stderr, "pgh: running as root, PostgreSQL must run as the postgres "
                     "user, and there is none (the postgresql package creates it)\n");
-            free(h);
+            release(h);
             return NULL;
         }
         h->uid = pw->pw_uid;
@@ -350,13 +378,13 @@ pgh_start(void)
     snprintf(h->dir, sizeof(h->dir), "/tmp/cutover-pg.XXXXXX");
     if (mkdtemp(h->dir) == NULL) {
         fprintf(stderr, "pgh: mkdtemp: %s\n", strerror(errno));
-        free(h);
+        release(h);
         return NULL;
     }
     if (h->drop && chown(h->dir, h->uid, h->gid) < 0) {
         fprintf(stderr, "pgh: chown %s: %s\n", h->dir, strerror(errno));
         rmdir(h->dir);
-        free(h);
+        release(h);
         return NULL;
     }
     snprintf(h->data, sizeof(h->data), "%s/data", h->dir);
@@ -401,7 +429,7 @@ pgh_start(void)
     return h;
 fail:
     rmrf(h->dir);
-    free(h);
+    release(h);
     return NULL;
 }
 
@@ -513,7 +541,7 @@ pgh_free(struct pgh *h)
         return;
     pgh_stop(h);
     rmrf(h->dir);
-    free(h);
+    release(h);
 }
 
 /* Sends <sig> to the postmaster and to each of its children: a backend

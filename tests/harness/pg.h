@@ -31,6 +31,12 @@ struct pgh;
  * come up (the reason and the server's log are printed). */
 struct pgh *pgh_start(void);
 
+/* pgh_start() with server settings <settings> ("name=value", NULL-ended,
+ * at most PGH_SETTINGS_MAX; copied) after the harness's own, which they
+ * override (tests/bench/fleet: more connections, durable commits). */
+#define PGH_SETTINGS_MAX 16
+struct pgh *pgh_start_with(const char *const *settings);
+
 /* The directory of the server's socket (libpq's host) and its port. */
 const char *pgh_host(const struct pgh *h);
 const char *pgh_port(const struct pgh *h);

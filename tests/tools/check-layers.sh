@@ -28,7 +28,7 @@ WIRING="admin/control.c admin/control_int.h admin/change.c admin/auto.c admin/co
 admin/socket.c admin/http.c admin/store.c admin/audit.c
 admin/events.c
 proxy/main.c proxy/ops.c proxy/reload.c proxy/status.c proxy/verdict.c proxy/tick.c
-proxy/metrics.c proxy/daemon.h proxy/gates.c"
+proxy/metrics.c proxy/daemon.h proxy/gates.c proxy/fleet_tick.c"
 
 fails=0
 bad() { printf 'check-layers: %s\n' "$*" >&2; fails=$((fails + 1)); }
@@ -57,7 +57,8 @@ files() {
 
 # pure health files: whichever of these exist
 health_pure() {
-    for f in health/window health/policy health/probe health/plan health/decide health/gate; do
+    for f in health/window health/policy health/probe health/plan health/decide health/gate \
+             health/fleet; do
         for e in c h; do [ -f "$f.$e" ] && printf '%s\n' "$f.$e"; done
     done
     return 0

@@ -63,6 +63,7 @@ cat <<TXT
   cutover fleet demo is running (Ctrl-C stops it): three instances, one PostgreSQL
     ./cutoverctl -s .run/fleet-a.sock weight 10     on a: moves all three
     ./cutoverctl -s .run/fleet-c.sock status        c has it too
+    ./cutoverctl -s .run/fleet-c.sock status --fleet  every instance, its windows, the leader
     ./cutoverctl -s .run/fleet-b.sock rollback      b rolls the fleet back
     ./cutoverctl -s .run/fleet-a.sock audit         the fleet's entries
     curl localhost:$base/  localhost:$((base + 1))/  localhost:$((base + 2))/
