@@ -60,7 +60,7 @@ adm_plan_status(const struct adm_svc *s)
     const struct hl_plan_conf *pc = &s->plan_conf;
     const struct hl_plan *p = &s->plan;
     bool has_step = p->state != HL_PLAN_IDLE, running = hl_plan_is_running(p);
-    json_t *steps;
+    json_t *steps, *o;
     unsigned i;
 
     if (pc->nsteps == 0)
@@ -68,7 +68,7 @@ adm_plan_status(const struct adm_svc *s)
     steps = json_array();
     for (i = 0; i < pc->nsteps; i++)
         json_array_append_new(steps, adm_percent_json(pc->steps_bp[i]));
-    return json_pack("{s:s, s:i, s:i, s:o, s:o, s:i, s:f, s:f, s:I, s:i}",
+    o = json_pack("{s:s, s:i, s:i, s:o, s:o, s:i, s:f, s:f, s:I, s:i}",
                      "state", hl_plan_state_names[p->state],
                      "step", has_step ? (int)p->step + 1 : 0,
                      "steps", (int)pc->nsteps,
@@ -80,6 +80,16 @@ adm_plan_status(const struct adm_svc *s)
                      "bake_left_s", (double)hl_plan_bake_left_ms(p, pc) / 1000.0,
                      "requests", (json_int_t)(running ? p->step_requests : 0),
                      "min_requests", (int)s->min_requests);
+    /* the diff gate (shadow traffic): what the step compared so far */
+    if (o != NULL && pc->max_diff_rate > 0)
+        json_object_set_new(o, "diff_gate",
+                            json_pack("{s:f, s:i, s:I, s:I, s:b}",
+                                      "max_diff_rate", pc->max_diff_rate,
+                                      "min_compared", (int)pc->min_compared,
+                                      "compared", (json_int_t)(running ? p->step_compared : 0),
+                                      "diffs", (json_int_t)(running ? p->step_diffs : 0),
+                                      "held", running && hl_plan_diff_held(p, pc)));
+    return o;
 }
 
 json_t *
@@ -245,7 +255,8 @@ adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
         || s->st.state != ADM_ST_PROGRESSING || now_ms < s->plan_retry_ms)
         return 0;
     in = (struct hl_plan_input){ .now_ms = now_ms, .new_requests = new_requests,
-                                 .min_requests = s->min_requests };
+                                 .min_requests = s->min_requests,
+                                 .compared = s->shadow_compared, .diffs = s->shadow_diffs };
     next = s->plan;
     ev = hl_plan_tick(&next, pc, &in);
     if (ev == HL_PLAN_EV_NONE) {
@@ -287,6 +298,15 @@ adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
     }
     s->plan_retry_ms = 0;
     return 1;
+}
+
+void
+adm_control_plan_shadow(struct adm_control *c, unsigned svc, uint64_t compared,
+                        uint64_t diffs)
+{
+    assert(svc < c->n);
+    c->svcs[svc].shadow_compared = compared;
+    c->svcs[svc].shadow_diffs = diffs;
 }
 
 unsigned
