@@ -44,6 +44,7 @@
 #include "lib/xmalloc.h"
 #include "proxy/tls_up.h"
 #include "proxy/tls_conf.h"
+#include "proxy/shadow_conf.h"
 
 #define PX_CONF_MAX_BYTES   (16u << 20)   /* a larger file is surely not a config */
 #define PX_MAX_LISTEN       64u           /* listen addresses per service */
@@ -464,7 +465,7 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
     static const char *const keys[] = {
         "name", "mode", "listen", "legacy", "new", "weight", "sticky", "override",
         "health", "rollback", "plan", "on_new_down", "timeouts", "limits", "pool", "tls",
-        NULL
+        "shadow", NULL
     };
     struct px_service_conf *s = &c->services[i];
     const char *name, *str;
@@ -548,11 +549,24 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_err *err)
         return conf_fail(err, conf_join(p, sizeof(p), pre, "on_new_down"),
                          "must be \"fallback\" or \"rollback\"");
 
-    return parse_timeouts(j, pre, &s->timeouts, err) != 0 ||
-           parse_limits(j, pre, &s->limits, err) != 0 ||
-           parse_pool(j, pre, &s->pool, err) != 0 ||
-           px_tls_conf_parse(json_object_get(j, "tls"), conf_join(p, sizeof(p), pre, "tls"),
-                             c->dir, s->mode == PX_MODE_HTTP, &s->tls, err) != 0 ? -1 : 0;
+    if (parse_timeouts(j, pre, &s->timeouts, err) != 0 ||
+        parse_limits(j, pre, &s->limits, err) != 0 ||
+        parse_pool(j, pre, &s->pool, err) != 0 ||
+        px_tls_conf_parse(json_object_get(j, "tls"), conf_join(p, sizeof(p), pre, "tls"),
+                          c->dir, s->mode == PX_MODE_HTTP, &s->tls, err) != 0 ||
+        px_shadow_conf_parse(json_object_get(j, "shadow"),
+                             conf_join(p, sizeof(p), pre, "shadow"), &s->shadow, err) != 0)
+        return -1;
+    /* the diff rate exists only with shadow traffic, over HTTP */
+    if (s->shadow != NULL && s->mode != PX_MODE_HTTP)
+        return conf_fail(err, conf_join(p, sizeof(p), pre, "shadow"), "only valid in http mode");
+    if (s->shadow == NULL && s->rollback.max_diff_rate > 0)
+        return conf_fail(err, conf_join(p, sizeof(p), pre, "rollback.max_diff_rate"),
+                         "needs a \"shadow\" section (the diff rate is shadow traffic's)");
+    if (s->shadow == NULL && s->plan.max_diff_rate > 0)
+        return conf_fail(err, conf_join(p, sizeof(p), pre, "plan.max_diff_rate"),
+                         "needs a \"shadow\" section (the diff rate is shadow traffic's)");
+    return 0;
 }
 
 static int
@@ -710,6 +724,11 @@ warn_plausible(const struct px_conf *c, const char *text, size_t tlen)
             warn_at(c, text, tlen, p, "is larger than head_bytes (%u): a long URI "
                     "gets 431, never 414", s->limits.head_bytes);
         }
+        if (s->shadow != NULL && s->shadow->unsafe[0] != '\0') {
+            snprintf(p, sizeof(p), "services[%u].shadow.methods", i);
+            warn_at(c, text, tlen, p, "copies unsafe methods (%s) to the other side: "
+                    "each such request is executed twice", s->shadow->unsafe);
+        }
         if (s->plan.nsteps > 0 && !s->rollback.enabled) {
             snprintf(p, sizeof(p), "services[%u].plan", i);
             warn_at(c, text, tlen, p, "runs with automatic rollback disabled");
@@ -856,6 +875,7 @@ px_conf_free(struct px_conf *c)
         px_tls_up_put(s->side[RT_LEGACY].tls);
         px_tls_up_put(s->side[RT_NEW].tls);
         px_tls_conf_free(s->tls);
+        px_shadow_conf_free(s->shadow);
     }
     free(c->services);
     free(c->file);
@@ -968,6 +988,8 @@ px_service_conf_diff(const struct px_service_conf *a, const struct px_service_co
         d |= PX_SVC_POOL;
     if (!px_tls_conf_equal(a->tls, b->tls))
         d |= PX_SVC_TLS;
+    if (!px_shadow_conf_equal(a->shadow, b->shadow))
+        d |= PX_SVC_SHADOW;
     return d;
 }
 

@@ -54,6 +54,7 @@ struct px_pool_conf {
 
 struct px_tls_up;
 struct px_tls_conf;                /* proxy/tls_conf.h */
+struct px_shadow_conf;             /* proxy/shadow_conf.h */
 
 struct px_side_conf {
     unsigned nservers;           /* 1..RT_MAX_SERVERS */
@@ -78,6 +79,7 @@ struct px_service_conf {
     struct px_pool_conf pool;
     struct px_tls_conf *tls;     /* owned: "tls" (proxy/tls_conf.h), the listener
                                   * side's TLS; NULL = plain */
+    struct px_shadow_conf *shadow;   /* owned: "shadow" (proxy/shadow_conf.h); NULL = none */
 };
 
 struct px_conf {
@@ -135,6 +137,7 @@ enum px_svc_change {
     PX_SVC_POOL     = 1u << 12,
     PX_SVC_UP_TLS   = 1u << 13,   /* either side's "tls" (settings or file contents) */
     PX_SVC_TLS      = 1u << 14,   /* "tls" (px_tls_conf_equal) */
+    PX_SVC_SHADOW   = 1u << 15,   /* "shadow" (px_shadow_conf_equal) */
 };
 
 /* The PX_SVC_* bits of every field that differs between <a> and <b>

@@ -18,10 +18,12 @@
 
 #include "proxy/conf.h"
 #include "proxy/tls_conf.h"
+#include "proxy/shadow_conf.h"
 
 /* A "tls" for the service case of the field list below (its own fields
  * are compared in test_px_tls.c). */
 static struct px_tls_conf other_tls = { .ncerts = 0, .min_version = 12 };
+static struct px_shadow_conf other_shadow = { .percent_bp = 10000 };
 
 static struct px_conf *
 load_example(const char *name)
@@ -107,7 +109,8 @@ static char tls_dummy;
     X(M, timeouts, TIMEOUTS_BASE, .connect_ms = 1, PX_SVC_TIMEOUTS)      \
     X(M, limits, LIMITS_BASE, .headers = 1, PX_SVC_LIMITS)               \
     X(M, pool, POOL_BASE, .max_idle = 0, PX_SVC_POOL)                    \
-    X(V, tls, NULL, &other_tls, PX_SVC_TLS)
+    X(V, tls, NULL, &other_tls, PX_SVC_TLS)                              \
+    X(V, shadow, NULL, &other_shadow, PX_SVC_SHADOW)
 
 /* One mutator per line, all on a struct px_service_conf. */
 #define SVC_MUT(how, f, base, other, bit)                                \
