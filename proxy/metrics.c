@@ -20,6 +20,7 @@
 #include "proxy/daemon.h"
 #include "proxy/metrics.h"
 #include "proxy/server.h"
+#include "proxy/shadow.h"
 #include "proxy/tls.h"
 #include "proxy/worker.h"
 
@@ -404,6 +405,7 @@ px_metrics_render(struct px_daemon *d, struct evbuffer *out)
                    "Connect failures and upstream errors of the server.", 2);
     render_steering(srv, &w);
     render_tls(srv, &w);
+    px_shadow_metrics(srv, &w);
     if (met_failed(&w))
         log_at(LL_ERR, "metrics", 0, "the metrics writer refused a family or sample: "
                "the scrape is incomplete");

@@ -7,6 +7,7 @@
 #include "health/check.h"
 #include "health/window.h"
 #include "proxy/server.h"
+#include "proxy/shadow.h"
 #include "proxy/status.h"
 #include "proxy/tls.h"
 #include "proxy/tls_conf.h"
@@ -100,6 +101,7 @@ px_status_service(struct px_srv *srv, unsigned idx, json_t *obj)
                         json_pack("{s:I, s:I}",
                                   "override_refused", (json_int_t)svc->override_refused,
                                   "cookie_invalid", (json_int_t)svc->cookie_invalid));
+    px_shadow_status(svc, now, obj);
     if (svc->tls != NULL && svc->conf->tls != NULL) {
         json_t *tls, *hs = json_object();
         unsigned k;
