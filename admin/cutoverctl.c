@@ -84,6 +84,8 @@ usage(FILE *f)
           "  plan start|pause|resume|abort        the progressive plan\n"
           "  audit [-n N]                         the last N audit entries\n"
           "  certs reload                         read every TLS certificate and key again\n"
+          "  diffs [-n N]                         the last N differences shadow traffic kept,\n"
+          "                                       both answers side by side\n"
           "  watch                                status every second until interrupted\n"
           "  help                                 this text\n"
           "\n"
@@ -608,6 +610,37 @@ print_audit(const json_t *reply)
     }
 }
 
+/* Each kept difference of shadow traffic: the request, both answers, then
+ * the fields that differ side by side:
+ * "GET /a  served legacy 127.0.0.1:9001 200 | shadow new 127.0.0.1:9002 500  (2 fields)" */
+static void
+print_diffs(const json_t *reply)
+{
+    const json_t *d, *f;
+    char b[8][64];
+    size_t i, k;
+
+    if (json_array_size(json_object_get(reply, "diffs")) == 0)
+        printf("no differences kept\n");
+    json_array_foreach(json_object_get(reply, "diffs"), i, d) {
+        printf("%s %s  served %s %s %s | shadow %s %s %s  (%s differing)\n",
+               shown_str(json_object_get(d, "method"), 0),
+               shown_str(json_object_get(d, "target"), 0),
+               fmt_value(json_object_get(d, "served_side"), b[0], sizeof(b[0])),
+               fmt_value(json_object_get(d, "served_server"), b[1], sizeof(b[1])),
+               fmt_value(json_object_get(d, "served_status"), b[2], sizeof(b[2])),
+               fmt_value(json_object_get(d, "shadow_side"), b[3], sizeof(b[3])),
+               fmt_value(json_object_get(d, "shadow_server"), b[4], sizeof(b[4])),
+               fmt_value(json_object_get(d, "shadow_status"), b[5], sizeof(b[5])),
+               fmt_value(json_object_get(d, "differing"), b[6], sizeof(b[6])));
+        printf("  %-32s %-40s %s\n", "FIELD", "SERVED", "SHADOW");
+        json_array_foreach(json_object_get(d, "fields"), k, f)
+            printf("  %-32s %-40s %s\n", shown_str(json_object_get(f, "field"), 0),
+                   shown_str(json_object_get(f, "served"), 0),
+                   shown_str(json_object_get(f, "shadow"), 0));
+    }
+}
+
 /* ---- one request ------------------------------------------------------- */
 
 /* --json: the reply <text> as the daemon sent it, or <reply> re-encoded
@@ -658,6 +691,8 @@ show_reply(const struct ctl_opts *o, const struct ctl_conn *c, const char *text)
             print_status(reply);
         else if (strcmp(o->cmd, "audit") == 0)
             print_audit(reply);
+        else if (strcmp(o->cmd, "diffs") == 0)
+            print_diffs(reply);
         else if (strcmp(o->cmd, "certs") == 0)
             printf("certs: %s\n", json_string_value(json_object_get(reply, "certs")) != NULL
                                    ? json_string_value(json_object_get(reply, "certs")) : "ok");
@@ -829,7 +864,7 @@ build_request(struct ctl_opts *o, int argc, char **argv, int i, json_t **req)
         maxpos = 1;
     else if (strcmp(cmd, "status") != 0 && strcmp(cmd, "rollback") != 0
              && strcmp(cmd, "promote") != 0 && strcmp(cmd, "audit") != 0
-             && strcmp(cmd, "watch") != 0)
+             && strcmp(cmd, "watch") != 0 && strcmp(cmd, "diffs") != 0)
         return usage_error("unknown command \"%s\"", cmd);
 
     for (; i < argc; i++) {
@@ -850,7 +885,8 @@ build_request(struct ctl_opts *o, int argc, char **argv, int i, json_t **req)
                                    argv[i]);
         } else if (strcmp(cmd, "switch") == 0 && strcmp(a, "--force") == 0) {
             force = true;
-        } else if (strcmp(cmd, "audit") == 0 && strcmp(a, "-n") == 0) {
+        } else if ((strcmp(cmd, "audit") == 0 || strcmp(cmd, "diffs") == 0) &&
+                   strcmp(a, "-n") == 0) {
             if (++i >= argc)
                 return usage_error("%s needs a value", a);
             if (parse_uint(argv[i], 1, 1000000, &n) != 0)
@@ -903,7 +939,7 @@ build_request(struct ctl_opts *o, int argc, char **argv, int i, json_t **req)
             return usage_error("plan start|pause|resume|abort, not \"%s\"", pos[0]);
         }
         json_object_set_new(r, "action", json_string(pos[0]));
-    } else if (strcmp(cmd, "audit") == 0) {
+    } else if (strcmp(cmd, "audit") == 0 || strcmp(cmd, "diffs") == 0) {
         if (n > 0)
             json_object_set_new(r, "n", json_integer(n));
     } else if (strcmp(cmd, "certs") == 0) {

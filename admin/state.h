@@ -58,6 +58,9 @@ struct adm_ops {
      * summary in <msg>, or -1 with the file and the reason in <msg> and the
      * running material kept. NULL: no TLS support. */
     int (*certs_reload)(void *arg, char *msg, size_t len);
+    /* `diffs`: the last <n> differences shadow traffic kept for <svc>,
+     * oldest first (a new array), or NULL when <svc> has no "shadow". */
+    struct json_t *(*diffs)(void *arg, unsigned svc, unsigned n);
 };
 
 /* Why a rollback happened, as counted for the metrics. Must remain in this
@@ -69,6 +72,7 @@ enum adm_rollback_reason {
     ADM_RB_P99,                  /* "p99" */
     ADM_RB_RATIO_TO_LEGACY,      /* "ratio_to_legacy" */
     ADM_RB_NEW_DOWN,             /* "new_down": on_new_down rollback */
+    ADM_RB_DIFF_RATE,            /* "diff_rate": shadow answers differed (rollback.max_diff_rate) */
     ADM_RB_OTHER,                /* "other": automatic, with no known kind */
     ADM_RB__COUNT
 };

@@ -19,6 +19,7 @@
 #include "proxy/server.h"
 #include "proxy/tcp.h"
 #include "proxy/tls.h"
+#include "proxy/shadow.h"
 #include "proxy/status.h"
 #include "proxy/worker.h"
 
@@ -215,12 +216,24 @@ op_certs_reload(void *arg, char *msg, size_t len)
     return 0;
 }
 
+static json_t *
+op_diffs(void *arg, unsigned idx, unsigned n)
+{
+    struct px_srv *srv = arg;
+
+    if (srv->svcs[idx]->conf->shadow == NULL)
+        return NULL;
+    px_workers_fold(srv);              /* the workers' kept differences too */
+    return px_shadow_diffs(srv->svcs[idx], n);
+}
+
 const struct adm_ops px_ops = {
     .apply = op_apply,
     .side_healthy = op_side_healthy,
     .status = op_status,
     .switched = op_switched,
     .certs_reload = op_certs_reload,
+    .diffs = op_diffs,
 };
 
 /* ---- the main loop's other changes ------------------------------------ */

@@ -272,7 +272,15 @@ keep(struct px_shadow *sh, const struct hl_diff_out *out)
                   "differing", (json_int_t)out->total, "fields", fields);
     if (d == NULL)
         return;
-    json_object_set_new(d, "ts", json_integer((json_int_t)time(NULL)));
+    {
+        time_t now = time(NULL);
+        struct tm tm;
+        char ts[32];
+
+        gmtime_r(&now, &tm);
+        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        json_object_set_new(d, "ts", json_string(ts));
+    }
     json_array_append_new(ss->kept, d);
     while (json_array_size(ss->kept) > sh->sc->keep_diffs)
         json_array_remove(ss->kept, 0);
@@ -794,8 +802,16 @@ px_shadow_fold(struct px_service *ms, struct px_service *ws)
         mp->diffs += wp->diffs;
         wp->compared = wp->diffs = 0;
     }
-    json_array_foreach(w->kept, j, d)
-        json_array_append(m->kept, d);
+    /* in the order they happened, the main loop's and this worker's */
+    json_array_foreach(w->kept, j, d) {
+        json_int_t at = json_integer_value(json_object_get(d, "at_ms"));
+        size_t pos = json_array_size(m->kept);
+
+        while (pos > 0 &&
+               json_integer_value(json_object_get(json_array_get(m->kept, pos - 1), "at_ms")) > at)
+            pos--;
+        json_array_insert(m->kept, pos, d);
+    }
     json_array_clear(w->kept);
     if (ms->conf->shadow != NULL)
         while (json_array_size(m->kept) > ms->conf->shadow->keep_diffs)
