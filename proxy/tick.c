@@ -201,7 +201,7 @@ evaluate(struct px_tick *t, unsigned idx, uint64_t now_us)
     struct hl_auto_input in;
     struct hl_stats ns, ls;
     struct hl_breach br;
-    struct hl_diff_stats ds;
+    struct hl_diff_stats ds = { 0 };
     enum hl_auto_action a;
     uint64_t since_us, exact_us = 0, now_ms = now_us / 1000u;
     uint32_t from_bp = st->weight_bp;
