@@ -130,7 +130,7 @@ asan:
 ## tsan: the tests that run several worker threads, under ThreadSanitizer (build-tsan/)
 TSAN_TESTS = tests/unit/test_px_worker tests/integration/22_workers tests/integration/23_fd_exhaustion \
              tests/integration/18_reload tests/integration/17_metrics tests/integration/30_soak \
-             tests/integration/28_steering tests/integration/29_tls
+             tests/integration/28_steering tests/integration/29_tls tests/integration/60_shadow
 tsan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build-tsan SANITIZE=thread CFLAGS='-O1 -g' \
 	    build-tsan/cutoverd build-tsan/cutoverctl build-tsan/tests/tools/backend \

@@ -410,6 +410,38 @@ test_plan_gate(void **state)
     assert_true(fx_weight(f) == 50);
 }
 
+#define WORKERS_CONF ",\"shadow\": {\"percent\": 100, \"keep_diffs\": 10}"
+
+/* Two event loops: each counts its own copies; status, the kept
+ * differences and the metrics bring them together (px_shadow_fold). */
+static void
+test_workers(void **state)
+{
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 1, WORKERS_CONF);
+    struct h_resp r;
+    json_t *root, *a;
+    int i;
+
+    f->workers = 2;
+    assert_int_equal(fx_write_conf(f), 0);
+    assert_int_equal(fx_start_proxy(f, 69), 0);
+    for (i = 0; i < 30; i++) {            /* one connection each: both loops take some */
+        assert_int_equal(h_get(f->proxy_port, "/w", NULL, &r), 0);
+        assert_int_equal(r.status, 200);
+        h_resp_free(&r);
+    }
+    fx_wait_status_long(f, "shadow.results.diff", 30, 5000);
+    assert_int_equal(fx_status_long(f, "shadow.compared"), 30);
+    assert_int_equal(fx_status_long(f, "shadow.prefixes./w.diffs"), 30);
+    a = diffs(f, &root);
+    assert_int_equal(json_array_size(a), 5);
+    for (i = 1; i < 5; i++)
+        assert_true(json_integer_value(json_object_get(json_array_get(a, i - 1), "at_ms")) <=
+                    json_integer_value(json_object_get(json_array_get(a, i), "at_ms")));
+    json_decref(root);
+    assert_int_equal(fx_status_long(f, "shadow.kept"), 10);
+}
+
 int
 main(void)
 {
@@ -423,6 +455,7 @@ main(void)
         cmocka_unit_test_teardown(test_unsafe_listed, fx_teardown),
         cmocka_unit_test_teardown(test_rollback_on_diff_rate, fx_teardown),
         cmocka_unit_test_teardown(test_plan_gate, fx_teardown),
+        cmocka_unit_test_teardown(test_workers, fx_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
