@@ -481,7 +481,8 @@ flatten(struct hl_diff_resp *r, const struct hl_diff_conf *c)
         r->nleaves = 0;
         r->arena_len = r->arena_cap = 0;
     } else {
-        qsort(r->leaves, r->nleaves, sizeof(*r->leaves), leaf_cmp);
+        if (r->nleaves > 1)            /* none at all when every path is ignored */
+            qsort(r->leaves, r->nleaves, sizeof(*r->leaves), leaf_cmp);
         r->json = true;
     }
     free(f);
