@@ -471,10 +471,14 @@ leg_body(struct leg *l)
     if (l->scratch == NULL)
         l->scratch = evbuffer_new();
     while (!l->body.done && evbuffer_get_length(in) > 0) {
+        size_t before = evbuffer_get_length(in);
+
         if (px_hm_body_upto(&l->body, in, l->scratch, PX_IO_READ_MAX) < 0) {
             leg_end(l, "bad body framing");
             return;
         }
+        if (evbuffer_get_length(in) == before && evbuffer_get_length(l->scratch) == 0)
+            break;                     /* a chunk-size line not complete yet */
         k = evbuffer_peek(l->scratch, -1, NULL, v, 8);
         for (i = 0; i < k && i < 8; i++)
             if (hl_diff_resp_body(&l->resp, &sh->sc->compare, v[i].iov_base,
@@ -553,7 +557,6 @@ leg_start(struct px_shadow *sh, struct leg *l, enum rt_side side, struct px_serv
     l->used = true;
     hl_diff_resp_init(&l->resp, &sh->sc->compare);
     sh->pending++;
-    s->requests++;
     l->bev = px_pool_get(s, l->tls, true);
     if (l->bev != NULL) {
         l->reused = true;

@@ -144,9 +144,12 @@ test_compare(void **state)
     n = fx_status_long(f, "shadow.compared");
     assert_int_equal(n, 8);
 
-    /* the copies carried the marker and reached new: 8 of them */
+    /* the copies reached new: 8 of them; they are no requests of new's in
+     * the counters (nor in its window) */
     assert_int_equal(h_backend_requests(f->port[NEW][0]), 8);
     assert_int_equal(h_backend_requests(f->port[LEGACY][0]), 8);
+    assert_int_equal(fx_status_long(f, "new.servers.0.requests"), 0);
+    assert_int_equal(fx_status_long(f, "new.window.requests"), 0);
 
     /* cutoverctl diffs, side by side; the metrics */
     assert_int_equal(fx_ctl(f, out, "diffs"), 0);
@@ -248,6 +251,14 @@ test_stalled_shadow_side(void **state)
     assert_int_equal(h_backend_set(f->port[NEW][0], "mode=garbage"), 0);
     get_n(f, 5, "/", "legacy\n", 1000);
     fx_wait_status_long(f, "shadow.results.error", 25, 10000);
+    /* a chunked answer that stops inside a chunk-size line: the copy waits
+     * for the rest and ends at its deadline */
+    assert_int_equal(h_backend_set(f->port[NEW][0], "mode=normal"), 0);
+    assert_int_equal(h_backend_set_raw(f->port[NEW][0], "HTTP/1.1 200 OK\r\n"
+                                       "Transfer-Encoding: chunked\r\n\r\n5", NULL), 0);
+    get_n(f, 3, "/", "legacy\n", 1000);
+    fx_wait_status_long(f, "shadow.results.error", 28, 10000);
+    get_n(f, 1, "/", "legacy\n", 1000);
 }
 
 #define INFLIGHT_CONF ",\"shadow\": {\"percent\": 100, \"timeout_ms\": 20000, " \
