@@ -493,6 +493,36 @@ print_plan(const json_t *svc)
            fmt_value(json_object_get(p, "min_requests"), b3, sizeof(b3)));
 }
 
+/* "shadow 10% copied  diff rate 0.0020 (2 of 1000)  match 998 diff 2 error 0 ..."
+ * and the plan's diff gate when it has one; nothing without "shadow". */
+static void
+print_shadow(const json_t *svc)
+{
+    const json_t *sh = json_object_get(svc, "shadow"), *g, *v;
+    const char *k;
+    char b[4][64];
+
+    g = json_object_get(json_object_get(svc, "plan"), "diff_gate");
+    if (json_is_object(g))
+        printf("  plan diff gate: %s of %s compared differed (under %s needed, at least %s "
+               "compared)%s\n",
+               fmt_value(json_object_get(g, "diffs"), b[0], sizeof(b[0])),
+               fmt_value(json_object_get(g, "compared"), b[1], sizeof(b[1])),
+               fmt_value(json_object_get(g, "max_diff_rate"), b[2], sizeof(b[2])),
+               fmt_value(json_object_get(g, "min_compared"), b[3], sizeof(b[3])),
+               json_is_true(json_object_get(g, "held")) ? "  HELD" : "");
+    if (!json_is_object(sh))
+        return;
+    printf("  shadow %s%% copied  diff rate %.4f (%s of %s)  ",
+           fmt_value(json_object_get(sh, "percent"), b[0], sizeof(b[0])),
+           json_number_value(json_object_get(sh, "diff_rate")),
+           fmt_value(json_object_get(sh, "diffs"), b[1], sizeof(b[1])),
+           fmt_value(json_object_get(sh, "compared"), b[2], sizeof(b[2])));
+    json_object_foreach((json_t *)json_object_get(sh, "results"), k, v)
+        printf(" %s %s", shown(k, strlen(k), 0), fmt_value(v, b[3], sizeof(b[3])));
+    printf("  noise %zu field(s)\n", json_array_size(json_object_get(sh, "noise")));
+}
+
 /* A state in effect that is not saved, and audit entries not written yet:
  * said loudly, after the services (nothing when all is on disk). */
 static void
@@ -530,6 +560,7 @@ print_status(const json_t *reply)
                fmt_value(json_object_get(svc, "state"), state, sizeof(state)),
                fmt_value(json_object_get(svc, "generation"), gen, sizeof(gen)));
         print_plan(svc);
+        print_shadow(svc);
         print_tls(svc);
         print_side(svc, "legacy");
         print_side(svc, "new");
