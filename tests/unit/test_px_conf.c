@@ -772,9 +772,50 @@ static const struct bad_case {
     { SVC("'plan': {'steps': [10, 2.5]}"),
       "FILE:7:42: services[0].plan.steps[1]: must be greater than the previous step (10)" },
     { SVC("'plan': {'steps': [0, 10]}"),
-      "FILE:7:38: services[0].plan.steps[0]: must be greater than 0 and at most 100" },
+      "FILE:7:38: services[0].plan.steps[0]: may be 0 only with max_diff_rate (a bake on "
+      "shadow traffic that the diff rate gates)" },
+    { SVC("'plan': {'steps': [10, 0]}"),
+      "FILE:7:42: services[0].plan.steps[1]: must be greater than 0 and at most 100" },
     { SVC("'plan': {'steps': [100.5]}"),
-      "FILE:7:38: services[0].plan.steps[0]: must be greater than 0 and at most 100" },
+      "FILE:7:38: services[0].plan.steps[0]: must be between 0 and 100" },
+    { SVC("'plan': {'steps': [0, 10], 'max_diff_rate': 0.01}"),
+      "FILE:7:46: services[0].plan.max_diff_rate: needs a \"shadow\" section (the diff rate is "
+      "shadow traffic's)" },
+    { SVC("'plan': {'steps': [10], 'max_diff_rate': 2}"),
+      "FILE:7:43: services[0].plan.max_diff_rate: must be between 0 and 1" },
+    { SVC("'rollback': {'max_diff_rate': 0.1}"),
+      "FILE:7:32: services[0].rollback.max_diff_rate: needs a \"shadow\" section (the diff rate "
+      "is shadow traffic's)" },
+
+    /* shadow */
+    { SVC("'shadow': {'percnt': 5}"),
+      "FILE:7:30: services[0].shadow.percnt: unknown key (did you mean \"percent\"?)" },
+    { SVC("'shadow': {'percent': 101}"),
+      "FILE:7:30: services[0].shadow.percent: must be between 0 and 100" },
+    { SVC("'shadow': {'to': 'both'}"),
+      "FILE:7:30: services[0].shadow.to: must be \"other\", \"new\" or \"legacy\"" },
+    { SVC("'shadow': {'methods': ['get']}"),
+      "FILE:7:42: services[0].shadow.methods[0]: must be an HTTP method in capitals "
+      "(1..15 of A-Z 0-9 - _)" },
+    { SVC("'shadow': {'methods': []}"),
+      "FILE:7:30: services[0].shadow.methods: must not be empty (remove \"shadow\" to turn "
+      "it off)" },
+    { SVC("'shadow': {'max_inflight': 0}"),
+      "FILE:7:30: services[0].shadow.max_inflight: must be between 1 and 100000" },
+    { SVC("'shadow': {'compare': {'body': 'xml'}}"),
+      "FILE:7:42: services[0].shadow.compare.body: must be \"bytes\", \"json\" or \"none\"" },
+    { SVC("'shadow': {'compare': {'body': 'json', 'ignore_json': ['ts']}}"),
+      "FILE:7:74: services[0].shadow.compare.ignore_json[0]: must start with \"$\"" },
+    { SVC("'shadow': {'compare': {'ignore_json': ['$.ts']}}"),
+      "FILE:7:42: services[0].shadow.compare.ignore_json: applies only with \"body\": "
+      "\"json\"" },
+    { SVC("'shadow': {'compare': {'headers': ['*', 'date']}}"),
+      "FILE:7:42: services[0].shadow.compare.headers: \"*\" must be the only entry" },
+    { SVC("'shadow': {'compare': {'ignore_headers': ['date']}}"),
+      "FILE:7:42: services[0].shadow.compare.ignore_headers: applies only with \"headers\": "
+      "[\"*\"]" },
+    { SVC("'shadow': {'noise': {'second_server': 1}}"),
+      "FILE:7:40: services[0].shadow.noise.second_server: must be true or false" },
     { SVC("'plan': {'steps': [1.005]}"),
       "FILE:7:38: services[0].plan.steps[0]: must have at most two decimals" },
     { SVC("'plan': {'bake_s': 60}"),
