@@ -531,8 +531,8 @@ static const struct ctl_opt opt_table[] = {
     { CTL_O_DRAIN, '\0', "--drain-s", "N",
       "close the tunnels (TCP, WebSocket) to the side left after N seconds" },
     { CTL_O_FORCE, '\0', "--force", NULL,
-      "switch: to new even when its checks call it down; a raise (weight, promote,\n"
-      "plan start, switch new): past a failing migration gate, audited with the gate" },
+      "do it anyway: switch to new while its checks call it down, or raise the\n"
+      "                         weight past a failing migration gate (audited with the gate)" },
     { CTL_O_N, 'n', NULL, "N", "how many entries (default 20)" },
 };
 #define NOPTS (sizeof(opt_table) / sizeof(opt_table[0]))
