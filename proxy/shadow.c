@@ -908,8 +908,8 @@ px_shadow_metrics(struct px_srv *srv, struct met_writer *w)
     met_family(w, "cutover_shadow_total", MET_COUNTER,
                "Requests shadowing considered, by what became of them: match, diff, error "
                "(the copy got no usable answer), dropped (max_inflight), too_large, "
-               "skipped (no healthy server on the other side, or the client's exchange "
-               "did not complete).");
+               "skipped (no healthy server on the other side, the client's exchange "
+               "did not complete, or the canary shield replayed it on legacy).");
     for (i = 0; i < srv->nsvcs; i++) {
         const struct px_service *svc = srv->svcs[i];
         const struct px_shadow_svc *ss = svc->shadow;

@@ -42,7 +42,8 @@ enum px_shadow_result {
                               * max_body_bytes (or streamed), or a client response
                               * over max_response_bytes */
     PX_SR_SKIPPED,           /* not compared: the other side had no healthy server,
-                              * or the client's own exchange did not complete */
+                              * or the client's own exchange did not complete (or
+                              * the canary shield replayed it on legacy) */
     PX_SR__COUNT
 };
 

@@ -421,6 +421,46 @@ test_plan_gate(void **state)
     assert_true(fx_weight(f) == 50);
 }
 
+#define SHIELD_CONF ",\"weight\": 100, \"shadow\": {\"percent\": 100}"
+
+/* New answers 503 and the canary shield replays each request on legacy:
+ * the client gets legacy's answer, not new's, so the copy (to legacy) has
+ * no answer of new's to compare: skipped, never a match counted for new.
+ * With the shield off the client gets new's 503 and the copy differs. */
+static void
+test_shielded_not_compared(void **state)
+{
+    struct fx *f;
+    struct h_resp r;
+    int i;
+
+    assert_int_equal(fx_open(state, false, 1, SHIELD_CONF, 70), 0);
+    f = *state;
+    fx_backend_answer(f->port[LEGACY][0], 200, "", "same\n");
+    fx_backend_answer(f->port[NEW][0], 503, "", "same\n");
+    get_n(f, 5, "/", "same\n", 2000);  /* legacy's answers, by the shield */
+    assert_int_equal(fx_status_long(f, "shield.shielded"), 5);
+    fx_wait_status_long(f, "shadow.results.skipped", 5, 5000);
+    assert_int_equal(results(f, "match") + results(f, "diff"), 0);
+    assert_int_equal(fx_status_long(f, "shadow.new.compared"), 0);
+    fx_teardown(state);
+
+    assert_int_equal(fx_open(state, false, 1, SHIELD_CONF ", \"shield\": {\"enabled\": false}",
+                             71), 0);
+    f = *state;
+    fx_backend_answer(f->port[LEGACY][0], 200, "", "same\n");
+    fx_backend_answer(f->port[NEW][0], 503, "", "same\n");
+    for (i = 0; i < 5; i++) {
+        memset(&r, 0, sizeof(r));
+        assert_int_equal(h_get(f->proxy_port, "/", NULL, &r), 0);
+        assert_int_equal(r.status, 503);
+        h_resp_free(&r);
+    }
+    fx_wait_status_long(f, "shadow.results.diff", 5, 5000);
+    assert_int_equal(fx_status_long(f, "shadow.new.diffs"), 5);
+    assert_int_equal(results(f, "skipped"), 0);
+}
+
 #define WORKERS_CONF ",\"shadow\": {\"percent\": 100, \"keep_diffs\": 10}"
 
 /* Two event loops: each counts its own copies; status, the kept
@@ -467,6 +507,7 @@ main(void)
         cmocka_unit_test_teardown(test_rollback_on_diff_rate, fx_teardown),
         cmocka_unit_test_teardown(test_plan_gate, fx_teardown),
         cmocka_unit_test_teardown(test_workers, fx_teardown),
+        cmocka_unit_test_teardown(test_shielded_not_compared, fx_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
