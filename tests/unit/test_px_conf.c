@@ -866,6 +866,39 @@ test_bad_configs(void **state)
     assert_true(i >= 40);
 }
 
+/* Shadow traffic's errors are collected with the others of one load
+ * (px_conf_load_n, `cutoverd -t`): a bad "shadow" and the errors after it;
+ * a diff rate is said to need a "shadow" only when there is none, not when
+ * the section is there but wrong. */
+static void
+test_shadow_errors_collected(void **state)
+{
+    char path[512], err[4096];
+    struct px_conf *c;
+
+    (void)state;
+    write_tmp(SVC("'shadow': {'percnt': 5}, 'rollback': {'max_diff_rate': 0.1},\n"
+                  "  'limits': {'head_bytes': 100}"), path, sizeof(path));
+    c = px_conf_load_n(path, CONF_ERRORS_MAX, err, sizeof(err));
+    unlink(path);
+    assert_null(c);
+    assert_non_null(strstr(err, "services[0].shadow.percnt: unknown key"));
+    assert_non_null(strstr(err, "services[0].limits.head_bytes: must be between"));
+    assert_non_null(strstr(err, ": 2 errors"));
+    assert_null(strstr(err, "needs a \"shadow\" section"));
+
+    write_tmp("{'services': [{'name': 'db', 'mode': 'tcp', 'listen': ['127.0.0.1:8080'],\n"
+              " 'legacy': {'servers': ['127.0.0.1:9001']},\n"
+              " 'new': {'servers': ['127.0.0.1:9002']},\n"
+              " 'shadow': {}, 'plan': {'steps': [10], 'max_diff_rate': 0.1}}]}\n",
+              path, sizeof(path));
+    c = px_conf_load_n(path, CONF_ERRORS_MAX, err, sizeof(err));
+    unlink(path);
+    assert_null(c);
+    assert_non_null(strstr(err, "services[0].shadow: only valid in http mode"));
+    assert_null(strstr(err, "needs a \"shadow\" section"));
+}
+
 /* One server too many on a side. */
 static void
 test_too_many_servers(void **state)
@@ -1022,6 +1055,7 @@ main(void)
         cmocka_unit_test(test_relative_paths_bare_name),
         cmocka_unit_test(test_override_secret_file),
         cmocka_unit_test(test_bad_configs),
+        cmocka_unit_test(test_shadow_errors_collected),
         cmocka_unit_test(test_too_many_servers),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_warnings),
