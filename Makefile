@@ -27,7 +27,7 @@ LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 
 ROUTER_SRC = router/router.c router/conf.c
 HEALTH_SRC = health/conf.c health/window.c health/policy.c health/probe.c health/check.c \
-             health/plan.c health/gate.c health/gate_conf.c health/fleet.c
+             health/plan.c health/gate.c health/gate_conf.c health/fleet.c health/diff.c
 UTIL_SRC   = lib/log.c lib/xmalloc.c lib/metrics.c lib/notify.c lib/http1.c lib/h1chunk.c \
              lib/conf.c lib/fs.c lib/text.c lib/pg_session.c lib/pg_query.c lib/cidr.c
 ADMIN_SRC  = admin/ctl_proto.c admin/state.c admin/control.c \
@@ -42,12 +42,13 @@ PROXY_SRC  = proxy/conf.c proxy/tls_conf.c proxy/tls_cert.c proxy/tls.c proxy/tl
              proxy/tick.c proxy/metrics.c proxy/accesslog.c proxy/io.c proxy/worker.c \
              proxy/status.c proxy/ops.c proxy/verdict.c proxy/reload.c proxy/cookie.c \
              proxy/tls_up.c proxy/gates.c proxy/shield.c proxy/shield_conf.c proxy/webhook.c \
-             proxy/srvadmin.c proxy/fleet_tick.c
+             proxy/srvadmin.c proxy/fleet_tick.c proxy/shadow_conf.c proxy/shadow_cap.c \
+             proxy/shadow.c
 LIB_SRC    = $(UTIL_SRC) $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB        = $(BUILD)/libcutover.a
 
-CTL_SRC    = admin/cutoverctl.c admin/ctl_show.c admin/ctl_gates.c admin/ctl_proto.c \
+CTL_SRC    = admin/cutoverctl.c admin/ctl_show.c admin/ctl_gates.c admin/ctl_diffs.c admin/ctl_proto.c \
              lib/xmalloc.c lib/text.c
 CTL_OBJ    = $(CTL_SRC:%.c=$(BUILD)/%.o)
 
@@ -165,7 +166,7 @@ asan:
 ## tsan: the tests that run several worker threads, under ThreadSanitizer (build-tsan/)
 TSAN_TESTS = tests/unit/test_px_worker tests/integration/22_workers tests/integration/23_fd_exhaustion \
              tests/integration/18_reload tests/integration/17_metrics tests/integration/30_soak \
-             tests/integration/28_steering tests/integration/29_tls
+             tests/integration/28_steering tests/integration/29_tls tests/integration/60_shadow
 tsan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build-tsan SANITIZE=thread CFLAGS='-O1 -g' \
 	    build-tsan/cutoverd build-tsan/cutoverctl build-tsan/tests/tools/backend \

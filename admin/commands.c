@@ -419,6 +419,34 @@ cmd_certs(struct adm_control *c, json_t *req, const char *actor)
     return json_pack("{s:b, s:s}", "ok", 1, "certs", msg);
 }
 
+/* `diffs [-n N]`: the differences shadow traffic kept (level read). */
+static json_t *
+cmd_diffs(struct adm_control *c, json_t *req, const char *actor)
+{
+    static const char *const keys[] = { "cmd", "service", "n", NULL };
+    json_t *r, *v, *d;
+    json_int_t n = AUDIT_N_DEFAULT;
+    unsigned svc = 0;
+
+    (void)actor;
+    if ((r = adm_check_keys(req, "diffs", keys)) != NULL)
+        return r;
+    if ((r = adm_resolve_service(c, req, &svc)) != NULL)
+        return r;
+    if ((v = json_object_get(req, "n")) != NULL) {
+        if (!json_is_integer(v))
+            return adm_fail_reply("\"n\" must be an integer, got %s", adm_type_name(v));
+        n = json_integer_value(v);
+        if (n < 1 || n > 1000)
+            return adm_fail_reply("\"n\" must be 1..1000, got %lld", (long long)n);
+    }
+    d = c->ops.diffs != NULL ? c->ops.diffs(c->arg, svc, (unsigned)n) : NULL;
+    if (d == NULL)
+        return adm_fail_reply("service %s has no \"shadow\" section: nothing is compared",
+                              c->svcs[svc].name);
+    return json_pack("{s:b, s:s, s:o}", "ok", 1, "service", c->svcs[svc].name, "diffs", d);
+}
+
 typedef json_t *cmd_fn(struct adm_control *c, json_t *req, const char *actor);
 
 static const struct {
@@ -434,6 +462,7 @@ static const struct {
     { "audit",    cmd_audit },
     { "certs",    cmd_certs },
     { "server",   adm_cmd_server },
+    { "diffs",    cmd_diffs },
 };
 
 bool
@@ -469,7 +498,7 @@ required_level(struct adm_control *c, json_t *req, const char *cmd, char *what,
         *svc = (int)k;
     json_decref(r);
     snprintf(what, wlen, "%s", cmd);
-    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "audit") == 0)
+    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "audit") == 0 || strcmp(cmd, "diffs") == 0)
         return ADM_LEVEL_READ;
     if (strcmp(cmd, "rollback") == 0)
         return ADM_LEVEL_OPERATE;
@@ -587,7 +616,7 @@ adm_control_exec_as(struct adm_control *c, json_t *req, const struct adm_caller 
         return r != NULL ? r : adm_fail_reply("internal error building the reply");
     }
     return adm_fail_reply("unknown command \"%s\" (one of: status, weight, rollback, "
-                          "promote, switch, plan, audit, certs, server)", cmd);
+                          "promote, switch, plan, audit, certs, server, diffs)", cmd);
 }
 
 json_t *

@@ -244,6 +244,13 @@ void adm_control_set_plan(struct adm_control *c, unsigned svc,
 int adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
                           uint64_t new_requests);
 
+/* The shadow comparisons of service <svc> since the daemon started
+ * (monotonic), and of them those that differed: the plan's diff gate
+ * (plan.max_diff_rate) reads them at its next tick. From the policy tick,
+ * before adm_control_plan_tick(). */
+void adm_control_plan_shadow(struct adm_control *c, unsigned svc, uint64_t compared,
+                             uint64_t diffs);
+
 /* ---- the fleet's store (admin/fleet.c, docs/fleet.md) --------------------
  *
  * With "store": {"postgres"}, the state lives in PostgreSQL and the state

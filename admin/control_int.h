@@ -44,6 +44,8 @@ struct adm_svc {
                                       * adm_control_set_plan() not called) */
     unsigned min_requests;       /* a step's floor of outcomes on new */
     uint64_t plan_retry_ms;      /* now_ms before which a failed step is not retried */
+    uint64_t shadow_compared;    /* shadow comparisons since start, and of them */
+    uint64_t shadow_diffs;       /* those that differed (adm_control_plan_shadow) */
     struct adm_counters counters;    /* rollbacks and freezes since start (metrics) */
     /* persist.c: what the state file and the audit log hold of this service */
     struct adm_svc_state saved;  /* as the state file holds it (when <saved_known>) */

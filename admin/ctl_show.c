@@ -1,12 +1,13 @@
 /*
  * ctl_show: how cutoverctl shows the daemon's replies to a person: status
- * (services, plan, servers, windows, the state store), the reply of a change,
- * audit entries, and --json. Every string from the daemon goes through
- * ctl_shown() (ctl_escape()), so an audit reason, a service name, a check
- * result or an error can never send a control or escape sequence to the
- * terminal nor look like a line of its own; --json is printed as the daemon
- * sent it unless it holds such characters, then re-encoded with \uXXXX
- * escapes. Part of the cutoverctl binary only (admin/cutoverctl.c).
+ * (services, plan, shadow traffic, servers, windows, the state store), the
+ * reply of a change, audit entries, and --json. Every string from the
+ * daemon goes through ctl_shown() (ctl_escape()), so an audit reason, a
+ * service name, a check result or an error can never send a control or
+ * escape sequence to the terminal nor look like a line of its own; --json
+ * is printed as the daemon sent it unless it holds such characters, then
+ * re-encoded with \uXXXX escapes. Part of the cutoverctl binary only
+ * (admin/cutoverctl.c).
  */
 #include "admin/ctl_show.h"
 
@@ -363,14 +364,14 @@ print_plan(const json_t *svc)
         print_wrapped("held by ", shown_str(json_object_get(p, "held_by"), 0), "");
 }
 
-/* <lead><text><tail> at column 10, wrapped at spaces to SHOW_COLUMNS
- * (a word longer than a line is cut), further lines at column 12. */
+/* <text><tail> from column <col> (what is before it already printed),
+ * wrapped at spaces to SHOW_COLUMNS (a word longer than a line is cut),
+ * further lines at column 12. */
 static void
-print_wrapped(const char *lead, const char *text, const char *tail)
+print_wrapped_at(size_t col, const char *text, const char *tail)
 {
-    size_t col = 10 + strlen(lead), room, n, cut;
+    size_t room, n, cut;
 
-    printf("%10s%s", "", lead);
     while (*text != '\0') {
         room = SHOW_COLUMNS > col ? SHOW_COLUMNS - col : 1;
         n = strlen(text);
@@ -391,6 +392,59 @@ print_wrapped(const char *lead, const char *text, const char *tail)
         col = 12;
     }
     printf("%s\n", tail);
+}
+
+/* <lead><text><tail> at column 10, wrapped as print_wrapped_at(). */
+static void
+print_wrapped(const char *lead, const char *text, const char *tail)
+{
+    printf("%10s%s", "", lead);
+    print_wrapped_at(10 + strlen(lead), text, tail);
+}
+
+/* Shadow traffic (docs/shadow.md): the plan's diff gate when it has one,
+ * then the copies (nothing without "shadow"):
+ *           diff gate: 2 of 150 compared differed (under 0.01 needed, at
+ *             least 100 compared)  HELD
+ *   shadow  10% copied  diff rate 0.0020 (2 of 1000)  noise 0 field(s)
+ *           match 998 diff 2 error 0 dropped 0 too_large 0 skipped 0 */
+static void
+print_shadow(const json_t *svc)
+{
+    const json_t *sh = json_object_get(svc, "shadow"), *g, *v;
+    const char *k;
+    char b[4][64], text[1024];
+    size_t n = 0;
+
+    g = json_object_get(json_object_get(svc, "plan"), "diff_gate");
+    if (json_is_object(g)) {
+        snprintf(text, sizeof(text), "%s of %s compared differed (under %g needed, at least "
+                 "%s compared)",
+                 fmt_value(json_object_get(g, "diffs"), b[0], sizeof(b[0])),
+                 fmt_value(json_object_get(g, "compared"), b[1], sizeof(b[1])),
+                 json_number_value(json_object_get(g, "max_diff_rate")),
+                 fmt_value(json_object_get(g, "min_compared"), b[3], sizeof(b[3])));
+        print_wrapped("diff gate: ", text,
+                      json_is_true(json_object_get(g, "held")) ? "  HELD" : "");
+    }
+    if (!json_is_object(sh))
+        return;
+    snprintf(text, sizeof(text), "%s%% copied  diff rate %.4f (%s of %s)  noise %zu field(s)",
+             fmt_value(json_object_get(sh, "percent"), b[0], sizeof(b[0])),
+             json_number_value(json_object_get(sh, "diff_rate")),
+             fmt_value(json_object_get(sh, "diffs"), b[1], sizeof(b[1])),
+             fmt_value(json_object_get(sh, "compared"), b[2], sizeof(b[2])),
+             json_array_size(json_object_get(sh, "noise")));
+    printf("  %-6s  ", "shadow");
+    print_wrapped_at(10, text, "");
+    text[0] = '\0';
+    json_object_foreach((json_t *)json_object_get(sh, "results"), k, v)
+        if (n < sizeof(text))
+            n += (size_t)snprintf(text + n, sizeof(text) - n, "%s%s %s", n > 0 ? " " : "",
+                                  ctl_shown(k, strlen(k), 0),
+                                  fmt_value(v, b[3], sizeof(b[3])));
+    if (n > 0)
+        print_wrapped("", text, "");
 }
 
 /* The scalar members of <figures> as "key=value ..." into <buf>. */
@@ -477,6 +531,7 @@ ctl_print_status(const json_t *reply)
             printf("  %-6s  %s\n", "note", shown_str(why, 0));
         ctl_print_last_change(json_object_get(svc, "last_change"), "last");
         print_plan(svc);
+        print_shadow(svc);
         print_tls(svc);
         print_side(svc, "legacy");
         print_side(svc, "new");

@@ -31,6 +31,7 @@
 
 #include <jansson.h>
 
+#include "admin/ctl_diffs.h"
 #include "admin/ctl_gates.h"
 #include "admin/ctl_proto.h"
 #include "admin/ctl_show.h"
@@ -66,7 +67,7 @@ struct ctl_opts {
 
 /* How a reply is shown. */
 enum ctl_show_kind { SHOW_CHANGE, SHOW_STATUS, SHOW_AUDIT, SHOW_CERTS, SHOW_GATES,
-                     SHOW_MESSAGE };
+                     SHOW_MESSAGE, SHOW_DIFFS };
 
 /* Adds the command's own fields to <req> (cmd, service, the positional
  * argument's field and reason are added by build_request()). Returns 0, or
@@ -311,6 +312,8 @@ show_reply(const struct ctl_opts *o, const struct ctl_conn *c, const char *text)
             ctl_print_status(reply);
         else if (o->cmd->show == SHOW_AUDIT)
             ctl_print_audit(reply);
+        else if (o->cmd->show == SHOW_DIFFS)
+            ctl_print_diffs(reply);
         else if (o->cmd->show == SHOW_MESSAGE)
             printf("%s\n", json_is_string(json_object_get(reply, "message"))
                             ? ctl_shown(json_string_value(json_object_get(reply, "message")),
@@ -609,8 +612,9 @@ build_server(const struct ctl_opts *o, json_t *req)
     return 0;
 }
 
+/* -n of audit and diffs. */
 static int
-build_audit(const struct ctl_opts *o, json_t *req)
+build_n(const struct ctl_opts *o, json_t *req)
 {
     if (o->seen & CTL_O_N)
         json_object_set_new(req, "n", json_integer(o->n));
@@ -677,12 +681,19 @@ static const struct ctl_cmd cmd_table[] = {
       "The last N entries of the audit log (of the service of -S only, when\n"
       "given), oldest first: time, service, actor, action, weights, reason,\n"
       "figures.\n",
-      build_audit, SHOW_AUDIT, false },
+      build_n, SHOW_AUDIT, false },
     { "certs", "certs", "reload", "reload", "action", 1, 1, CTL_O_REASON,
       "read every TLS certificate and key again",
       "Reads every certificate and key the running configuration names and\n"
       "installs them only when all load; otherwise the running ones stay.\n",
       NULL, SHOW_CERTS, false },
+    { "diffs", "diffs", NULL, NULL, NULL, 0, 0, CTL_O_N,
+      "the last N differences shadow traffic kept",
+      "The last N differences shadow traffic kept for the service (-S; may be left\n"
+      "out with one service), oldest first: the request, the serving and the shadow\n"
+      "server with their statuses, and the differing fields side by side\n"
+      "(docs/shadow.md). Refused for a service without a \"shadow\" section.\n",
+      build_n, SHOW_DIFFS, false },
     { "watch", "status", NULL, NULL, NULL, 0, 0, CTL_O_FLEET,
       "status every second until interrupted",
       "Shows status every second until Ctrl-C (with --fleet, the fleet's too).\n",

@@ -112,6 +112,15 @@ adm_plan_status(const struct adm_svc *s)
                   "min_requests", (int)s->min_requests);
     if (o != NULL)
         json_object_set_new(o, "current", json_boolean(current));
+    /* the diff gate (shadow traffic): what the step compared so far */
+    if (o != NULL && pc->max_diff_rate > 0)
+        json_object_set_new(o, "diff_gate",
+                            json_pack("{s:f, s:i, s:I, s:I, s:b}",
+                                      "max_diff_rate", pc->max_diff_rate,
+                                      "min_compared", (int)pc->min_compared,
+                                      "compared", (json_int_t)(running ? p->step_compared : 0),
+                                      "diffs", (json_int_t)(running ? p->step_diffs : 0),
+                                      "held", running && hl_plan_diff_held(p, pc)));
     return o;
 }
 
@@ -316,7 +325,8 @@ adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
         return 0;
     in = (struct hl_plan_input){ .now_ms = now_ms, .new_requests = new_requests,
                                  .min_requests = s->min_requests,
-                                 .held = plan_gate_hold(c, svc, NULL, 0) };
+                                 .held = plan_gate_hold(c, svc, NULL, 0),
+                                 .compared = s->shadow_compared, .diffs = s->shadow_diffs };
     next = s->plan;
     ev = hl_plan_tick(&next, pc, &in);
     if (ev == HL_PLAN_EV_NONE) {
@@ -358,6 +368,15 @@ adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
     }
     s->plan_retry_ms = 0;
     return 1;
+}
+
+void
+adm_control_plan_shadow(struct adm_control *c, unsigned svc, uint64_t compared,
+                        uint64_t diffs)
+{
+    assert(svc < c->n);
+    c->svcs[svc].shadow_compared = compared;
+    c->svcs[svc].shadow_diffs = diffs;
 }
 
 unsigned

@@ -24,5 +24,5 @@ adm_state_from_name(const char *name)
 }
 
 const char *const adm_rollback_reason_names[ADM_RB__COUNT] = {
-    "manual", "error_rate", "p99", "ratio_to_legacy", "new_down", "gate", "other",
+    "manual", "error_rate", "p99", "ratio_to_legacy", "new_down", "gate", "diff_rate", "other",
 };

@@ -76,6 +76,9 @@ struct adm_ops {
      * not supported. */
     int (*server_admin)(void *arg, unsigned svc, enum rt_side side, const char *addr,
                         const char *to, char *from, size_t fromlen, char *msg, size_t len);
+    /* `diffs`: the last <n> differences shadow traffic kept for <svc>,
+     * oldest first (a new array), or NULL when <svc> has no "shadow". */
+    struct json_t *(*diffs)(void *arg, unsigned svc, unsigned n);
 };
 
 /* Why a rollback happened, as counted for the metrics. Must remain in this
@@ -88,6 +91,7 @@ enum adm_rollback_reason {
     ADM_RB_RATIO_TO_LEGACY,      /* "ratio_to_legacy" */
     ADM_RB_NEW_DOWN,             /* "new_down": on_new_down rollback */
     ADM_RB_GATE,                 /* "gate": a migration gate with on_fail rollback */
+    ADM_RB_DIFF_RATE,            /* "diff_rate": shadow answers differed (rollback.max_diff_rate) */
     ADM_RB_OTHER,                /* "other": automatic, with no known kind */
     ADM_RB__COUNT
 };

@@ -168,7 +168,7 @@ hl_rollback_conf_parse(struct json_t *j, const char *path,
 {
     static const char *const keys[] = {
         "enabled", "max_error_rate", "min_requests", "window_s", "max_p99_ms",
-        "max_error_ratio_to_legacy", "action", "drain_s", NULL
+        "max_error_ratio_to_legacy", "action", "drain_s", "max_diff_rate", NULL
     };
     struct hl_rollback_conf c = {
         .enabled = true, .max_error_rate = 0.05, .min_requests = 20,
@@ -199,7 +199,8 @@ hl_rollback_conf_parse(struct json_t *j, const char *path,
         conf_opt_uint(j, "drain_s", path, 0, 86400, &c.drain_s, err) != 0 ||
         conf_opt_uint(j, "max_p99_ms", path, 0, 3600000, &c.max_p99_ms, err) != 0 ||
         conf_opt_double(j, "max_error_ratio_to_legacy", path, 0, 1000,
-                        &c.max_error_ratio_to_legacy, err) != 0)
+                        &c.max_error_ratio_to_legacy, err) != 0 ||
+        conf_opt_double(j, "max_diff_rate", path, 0, 1, &c.max_diff_rate, err) != 0)
         return -1;
     if (conf_opt_string(j, "action", path, &s, err) != 0)
         return -1;
@@ -220,8 +221,9 @@ int
 hl_plan_conf_parse(struct json_t *j, const char *path,
                    struct hl_plan_conf *out, struct conf_err *err)
 {
-    static const char *const keys[] = { "steps", "bake_s", NULL };
-    struct hl_plan_conf c = { .nsteps = 0, .bake_s = 300 };
+    static const char *const keys[] = { "steps", "bake_s", "max_diff_rate", "min_compared",
+                                        NULL };
+    struct hl_plan_conf c = { .nsteps = 0, .bake_s = 300, .min_compared = 100 };
     json_t *steps, *v;
     size_t i;
     char p[sizeof(err->path)], q[sizeof(err->path)];
@@ -244,15 +246,24 @@ hl_plan_conf_parse(struct json_t *j, const char *path,
                          "must hold 1..%d steps", HL_PLAN_MAX_STEPS);
     json_array_foreach(steps, i, v) {
         conf_join_index(p, sizeof(p), conf_join(q, sizeof(q), path, "steps"), i);
-        if (conf_percent_bp(v, p, false, &c.steps_bp[i], err) != 0)
+        /* a first step of 0 bakes on shadow traffic alone (its diff gate
+         * is checked below, once max_diff_rate is read) */
+        if (conf_percent_bp(v, p, i == 0, &c.steps_bp[i], err) != 0)
             return -1;
         if (i > 0 && c.steps_bp[i] <= c.steps_bp[i - 1])
             return conf_fail(err, p, "must be greater than the previous step (%g)",
                              c.steps_bp[i - 1] / 100.0);
     }
     c.nsteps = (unsigned)json_array_size(steps);
-    if (conf_opt_uint(j, "bake_s", path, 1, 604800, &c.bake_s, err) != 0)
+    if (conf_opt_uint(j, "bake_s", path, 1, 604800, &c.bake_s, err) != 0 ||
+        conf_opt_double(j, "max_diff_rate", path, 0, 1, &c.max_diff_rate, err) != 0 ||
+        conf_opt_uint(j, "min_compared", path, 1, 100000000, &c.min_compared, err) != 0)
         return -1;
+    if (c.steps_bp[0] == 0 && c.max_diff_rate <= 0)
+        return conf_fail(err, conf_join_index(p, sizeof(p),
+                                              conf_join(q, sizeof(q), path, "steps"), 0),
+                         "may be 0 only with max_diff_rate (a bake on shadow traffic "
+                         "that the diff rate gates)");
     *out = c;
     return 0;
 }
@@ -276,7 +287,8 @@ hl_rollback_conf_equal(const struct hl_rollback_conf *a, const struct hl_rollbac
            a->min_requests == b->min_requests && a->window_s == b->window_s &&
            a->max_p99_ms == b->max_p99_ms &&
            a->max_error_ratio_to_legacy == b->max_error_ratio_to_legacy &&
-           a->action == b->action && a->drain_s == b->drain_s;
+           a->action == b->action && a->drain_s == b->drain_s &&
+           a->max_diff_rate == b->max_diff_rate;
 }
 
 bool
@@ -284,5 +296,6 @@ hl_plan_conf_equal(const struct hl_plan_conf *a, const struct hl_plan_conf *b)
 {
     return a->nsteps == b->nsteps && a->nsteps <= HL_PLAN_MAX_STEPS &&
            memcmp(a->steps_bp, b->steps_bp, a->nsteps * sizeof(a->steps_bp[0])) == 0 &&
-           a->bake_s == b->bake_s;
+           a->bake_s == b->bake_s && a->max_diff_rate == b->max_diff_rate &&
+           a->min_compared == b->min_compared;
 }

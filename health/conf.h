@@ -37,14 +37,24 @@ struct hl_rollback_conf {
     enum hl_action action;           /* "rollback" (default) | "freeze" */
     unsigned drain_s;                /* default 5, 0..86400: a rollback closes the
                                       * tunnels still on new after this (0: at once) */
+    double max_diff_rate;            /* [0,1]: shadow comparisons that differ in the
+                                      * window (at least min_requests of them);
+                                      * 0 = not set */
 };
 
 #define HL_PLAN_MAX_STEPS 32
 
 struct hl_plan_conf {
     unsigned nsteps;                 /* 0 = no plan */
-    uint32_t steps_bp[HL_PLAN_MAX_STEPS];  /* strictly increasing, 1..10000 */
+    uint32_t steps_bp[HL_PLAN_MAX_STEPS];  /* strictly increasing, 1..10000; the
+                                      * first may be 0 with max_diff_rate (a bake
+                                      * on shadow traffic alone) */
     unsigned bake_s;                 /* default 300, 1..604800 */
+    double max_diff_rate;            /* [0,1]: a step advances only when fewer of the
+                                      * shadow comparisons of its bake differed
+                                      * (strictly); 0 = no diff gate */
+    unsigned min_compared;           /* with max_diff_rate: comparisons a step needs,
+                                      * default 100, 1..100000000 */
 };
 
 enum hl_on_new_down { HL_NEWDOWN_FALLBACK = 0, HL_NEWDOWN_ROLLBACK };

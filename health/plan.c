@@ -64,6 +64,7 @@ enter_step(struct hl_plan *p, unsigned step)
     p->step = step;
     p->baked_ms = 0;
     p->step_requests = 0;
+    p->step_compared = p->step_diffs = 0;
 }
 
 int
@@ -126,24 +127,32 @@ hl_plan_tick(struct hl_plan *p, const struct hl_plan_conf *conf,
     if (p->state != HL_PLAN_PROGRESSING)
         return HL_PLAN_EV_NONE;
     assert(p->step + 1 < conf->nsteps);   /* the last step completes the plan */
-    if (!p->has_anchor || in->now_ms < p->last_ms || in->new_requests < p->last_requests) {
+    if (!p->has_anchor || in->now_ms < p->last_ms || in->new_requests < p->last_requests ||
+        in->compared < p->last_compared || in->diffs < p->last_diffs) {
         /* first tick of this run of the bake (or a clock or counter that went
          * backwards): only anchor, count nothing */
         p->has_anchor = true;
         p->last_ms = in->now_ms;
         p->last_requests = in->new_requests;
+        p->last_compared = in->compared;
+        p->last_diffs = in->diffs;
         if (in->held) {
             p->baked_ms = 0;
             p->step_requests = 0;
+            p->step_compared = p->step_diffs = 0;
         }
         return HL_PLAN_EV_NONE;
     }
     if (in->held) {
-        /* a gate does not hold: the step's bake starts over once it does */
+        /* a gate does not hold: the step's bake (and the shadow comparisons
+         * its diff gate counts) starts over once it does */
         p->last_ms = in->now_ms;
         p->last_requests = in->new_requests;
+        p->last_compared = in->compared;
+        p->last_diffs = in->diffs;
         p->baked_ms = 0;
         p->step_requests = 0;
+        p->step_compared = p->step_diffs = 0;
         return HL_PLAN_EV_NONE;
     }
     dt = in->now_ms - p->last_ms;
@@ -152,8 +161,15 @@ hl_plan_tick(struct hl_plan *p, const struct hl_plan_conf *conf,
     p->last_requests = in->new_requests;
     p->baked_ms += dt;
     p->step_requests += dr;
+    p->step_compared += in->compared - p->last_compared;
+    p->step_diffs += in->diffs - p->last_diffs;
+    p->last_compared = in->compared;
+    p->last_diffs = in->diffs;
 
-    if (p->baked_ms < (uint64_t)conf->bake_s * 1000u || p->step_requests < in->min_requests)
+    /* a step at 0 % has no traffic on new: its evidence is the shadow's */
+    if (p->baked_ms < (uint64_t)conf->bake_s * 1000u ||
+        (conf->steps_bp[p->step] > 0 && p->step_requests < in->min_requests) ||
+        hl_plan_diff_held(p, conf))
         return HL_PLAN_EV_NONE;
     enter_step(p, p->step + 1);
     if (p->step + 1 == conf->nsteps) {
@@ -162,6 +178,15 @@ hl_plan_tick(struct hl_plan *p, const struct hl_plan_conf *conf,
         return HL_PLAN_EV_COMPLETE;
     }
     return HL_PLAN_EV_ADVANCE;
+}
+
+bool
+hl_plan_diff_held(const struct hl_plan *p, const struct hl_plan_conf *conf)
+{
+    if (conf->max_diff_rate <= 0)
+        return false;
+    return p->step_compared < conf->min_compared ||
+           !((double)p->step_diffs < conf->max_diff_rate * (double)p->step_compared);
 }
 
 int

@@ -47,6 +47,10 @@ struct hl_plan {
     bool has_anchor;             /* last_ms and last_requests are set */
     uint64_t last_ms;            /* now_ms of the previous tick */
     uint64_t last_requests;      /* new side's outcome count at the previous tick */
+    uint64_t step_compared;      /* shadow comparisons in the current step (not
+                                  * kept in the state file: a restart counts anew) */
+    uint64_t step_diffs;         /* of them, those that differed */
+    uint64_t last_compared, last_diffs;   /* the counts at the previous tick */
 };
 
 /* What one tick brings. */
@@ -55,6 +59,9 @@ struct hl_plan_input {
     uint64_t new_requests;       /* outcomes on the new side since start of the
                                   * process: monotonic (a decrease re-anchors) */
     unsigned min_requests;       /* rollback.min_requests */
+    uint64_t compared;           /* shadow comparisons since the start of the
+                                  * process (monotonic, as new_requests) */
+    uint64_t diffs;              /* of them, those that differed */
     bool held;                   /* a migration gate fails or is not known yet
                                   * (health/gate.h): the step's bake and count
                                   * start over, so a step advances only when
@@ -103,13 +110,20 @@ int hl_plan_abort(struct hl_plan *p);
  * paused -> breached. Returns 0, or -1 when not running (nothing changes). */
 int hl_plan_breach(struct hl_plan *p);
 
+/* The diff gate (conf->max_diff_rate set) holds the current step: fewer
+ * than min_compared comparisons in it, or not strictly fewer than
+ * max_diff_rate of them differed. */
+bool hl_plan_diff_held(const struct hl_plan *p, const struct hl_plan_conf *conf);
+
 /* One tick. While progressing, adds the time and the new-side outcomes since
  * the previous tick, and when the step has baked bake_s seconds and counted
- * at least in->min_requests outcomes, moves to the next step with a fresh
+ * at least in->min_requests outcomes (not asked of a step at 0 %), and the
+ * diff gate does not hold it (hl_plan_diff_held), moves to the next step with a fresh
  * bake and count: ADVANCE, or COMPLETE when that is the last step. At most
- * one step per tick. While in->held, the bake and count are 0 (anchored at
- * this tick): the step bakes afresh from the first tick without it. Paused or not running: nothing (and the next tick after
- * a resume only anchors). */
+ * one step per tick. While in->held, the bake, count and the step's shadow
+ * comparisons are 0 (anchored at this tick): the step bakes afresh from the
+ * first tick without it. Paused or not running: nothing (and the next tick
+ * after a resume only anchors). */
 enum hl_plan_event hl_plan_tick(struct hl_plan *p, const struct hl_plan_conf *conf,
                                 const struct hl_plan_input *in);
 

@@ -65,6 +65,23 @@ hl_policy_eval(const struct hl_rollback_conf *c, const struct hl_stats *new_side
 }
 
 bool
+hl_policy_eval_diff(const struct hl_rollback_conf *c, uint64_t compared, uint64_t diffs,
+                    struct hl_breach *out)
+{
+    double rate = compared > 0 ? (double)diffs / (double)compared : 0;
+
+    if (!c->enabled || c->max_diff_rate <= 0 || compared < c->min_requests ||
+        !rate_above(rate, c->max_diff_rate))
+        return out->breached;
+    out->kind = HL_BR_DIFF_RATE;
+    out->breached = true;
+    snprintf(out->text, sizeof out->text,
+             "diff rate %.3f > %.3f over %" PRIu64 " shadow comparisons (%" PRIu64
+             " differed)", rate, c->max_diff_rate, compared, diffs);
+    return true;
+}
+
+bool
 hl_auto_armed(struct hl_auto_svc s)
 {
     if (s.latched)

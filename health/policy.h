@@ -25,6 +25,7 @@ enum hl_breach_kind {
     HL_BR_ERROR_RATE,          /* error rate > max_error_rate */
     HL_BR_P99,                 /* p99 > max_p99_ms */
     HL_BR_RATIO_TO_LEGACY,     /* error rate > max_error_ratio_to_legacy x legacy's */
+    HL_BR_DIFF_RATE,           /* shadow comparisons that differed > max_diff_rate */
 };
 
 /* The verdict and the figures behind it (filled whether or not breached). */
@@ -60,6 +61,14 @@ struct hl_breach {
  * out->breached. */
 bool hl_policy_eval(const struct hl_rollback_conf *c, const struct hl_stats *new_side,
                     const struct hl_stats *legacy, struct hl_breach *out);
+
+/* The shadow traffic rule (rollback.max_diff_rate set): breach when
+ * c->enabled AND compared >= c->min_requests AND diffs / compared >
+ * c->max_diff_rate, over the window of both sides' comparisons. Fills the
+ * kind, the text and breached of <out> on a breach (leaves it as it is
+ * otherwise) and returns out->breached. */
+bool hl_policy_eval_diff(const struct hl_rollback_conf *c, uint64_t compared, uint64_t diffs,
+                         struct hl_breach *out);
 
 /* ---- automatic decisions (the policy tick, proxy/tick.c) ----------------
  *

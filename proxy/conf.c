@@ -47,6 +47,7 @@
 #include "proxy/tls_up.h"
 #include "proxy/tls_conf.h"
 #include "proxy/webhook.h"
+#include "proxy/shadow_conf.h"
 
 #define PX_CONF_MAX_BYTES   (16u << 20)   /* a larger file is surely not a config */
 #define PX_MAX_LISTEN       64u           /* listen addresses per service */
@@ -510,14 +511,14 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_errlist *l)
     static const char *const keys[] = {
         "name", "mode", "listen", "legacy", "new", "weight", "sticky", "override",
         "health", "rollback", "plan", "on_new_down", "timeouts", "limits", "pool", "tls",
-        "gates", "shield", NULL
+        "gates", "shield", "shadow", NULL
     };
     struct px_service_conf *s = &c->services[i];
     struct conf_err e, *err = &e;
     const char *name, *str;
     unsigned n0 = l->n + l->dropped, k;
     json_t *v;
-    bool route_ok, listen_ok = false;
+    bool route_ok, listen_ok = false, shadow_ok;
     char pre[32], p[sizeof(err->path)];
 
     snprintf(pre, sizeof(pre), "services[%u]", i);
@@ -612,6 +613,22 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_errlist *l)
     keep(l, err, px_shield_conf_parse(json_object_get(j, "shield"),
                                       conf_join(p, sizeof(p), pre, "shield"), c->file,
                                       s->mode == PX_MODE_HTTP, &s->shield, err));
+    shadow_ok = keep(l, err, px_shadow_conf_parse(json_object_get(j, "shadow"),
+                                                  conf_join(p, sizeof(p), pre, "shadow"),
+                                                  &s->shadow, err)) == 0;
+    /* the diff rate exists only with shadow traffic, over HTTP (a "shadow"
+     * that did not parse is already reported: its diff rates are not) */
+    if (s->shadow != NULL && s->mode != PX_MODE_HTTP)
+        keep(l, err, conf_fail(err, conf_join(p, sizeof(p), pre, "shadow"),
+                               "only valid in http mode"));
+    if (shadow_ok && s->shadow == NULL && s->rollback.max_diff_rate > 0)
+        keep(l, err, conf_fail(err, conf_join(p, sizeof(p), pre, "rollback.max_diff_rate"),
+                               "needs a \"shadow\" section (the diff rate is shadow "
+                               "traffic's)"));
+    if (shadow_ok && s->shadow == NULL && s->plan.max_diff_rate > 0)
+        keep(l, err, conf_fail(err, conf_join(p, sizeof(p), pre, "plan.max_diff_rate"),
+                               "needs a \"shadow\" section (the diff rate is shadow "
+                               "traffic's)"));
     return l->n + l->dropped > n0 ? -1 : 0;
 }
 
@@ -768,6 +785,11 @@ warn_plausible(const struct px_conf *c, const char *text, size_t tlen)
             snprintf(p, sizeof(p), "services[%u].limits.uri_bytes", i);
             warn_at(c, text, tlen, p, "is larger than head_bytes (%u): a long URI "
                     "gets 431, never 414", s->limits.head_bytes);
+        }
+        if (s->shadow != NULL && s->shadow->unsafe[0] != '\0') {
+            snprintf(p, sizeof(p), "services[%u].shadow.methods", i);
+            warn_at(c, text, tlen, p, "copies unsafe methods (%s) to the other side: "
+                    "each such request is executed twice", s->shadow->unsafe);
         }
         if (s->plan.nsteps > 0 && !s->rollback.enabled) {
             snprintf(p, sizeof(p), "services[%u].plan", i);
@@ -1000,6 +1022,7 @@ px_conf_free(struct px_conf *c)
         px_tls_up_put(s->side[RT_NEW].tls);
         px_tls_conf_free(s->tls);
         hl_gates_conf_free(&s->gates);
+        px_shadow_conf_free(s->shadow);
     }
     free(c->services);
     free(c->file);
@@ -1118,6 +1141,8 @@ px_service_conf_diff(const struct px_service_conf *a, const struct px_service_co
         d |= PX_SVC_GATES;
     if (!px_shield_conf_equal(&a->shield, &b->shield))
         d |= PX_SVC_SHIELD;
+    if (!px_shadow_conf_equal(a->shadow, b->shadow))
+        d |= PX_SVC_SHADOW;
     return d;
 }
 

@@ -57,6 +57,7 @@ struct px_pool_conf {
 
 struct px_tls_up;
 struct px_tls_conf;                /* proxy/tls_conf.h */
+struct px_shadow_conf;             /* proxy/shadow_conf.h */
 
 struct px_side_conf {
     unsigned nservers;           /* 1..RT_MAX_SERVERS */
@@ -83,6 +84,7 @@ struct px_service_conf {
                                   * side's TLS; NULL = plain */
     struct hl_gates_conf gates;  /* owned: "gates" (health/gate_conf.h); n 0 = none */
     struct px_shield_conf shield;/* "shield" (proxy/shield_conf.h); off in tcp mode */
+    struct px_shadow_conf *shadow;   /* owned: "shadow" (proxy/shadow_conf.h); NULL = none */
 };
 
 struct px_conf {
@@ -154,6 +156,7 @@ enum px_svc_change {
     PX_SVC_TLS      = 1u << 14,   /* "tls" (px_tls_conf_equal) */
     PX_SVC_GATES    = 1u << 15,   /* "gates" (hl_gates_conf_equal) */
     PX_SVC_SHIELD   = 1u << 16,   /* "shield" */
+    PX_SVC_SHADOW   = 1u << 17,   /* "shadow" (px_shadow_conf_equal) */
 };
 
 /* The PX_SVC_* bits of every field that differs between <a> and <b>

@@ -63,6 +63,7 @@
 #include "proxy/pool.h"
 #include "proxy/relay.h"
 #include "proxy/server.h"
+#include "proxy/shadow.h"
 #include "proxy/shield.h"
 #include "proxy/tls_up.h"
 
@@ -353,6 +354,7 @@ request_ready(struct px_conn *c)
     else if (c->req.framing == H1_BODY_CHUNKED)
         evbuffer_add(c->up_head, "Transfer-Encoding: chunked\r\n", 28);
     evbuffer_add(c->up_head, "\r\n", 2);
+    px_shadow_begin(c);               /* a copy beside it, maybe (shadow traffic) */
     start_connect(c);
 }
 
@@ -543,6 +545,7 @@ read_head(struct px_conn *c)
     /* a cookie the previous key signed is signed again with the current one */
     c->issue_cookie = ch.issue_cookie || (ch.has_bucket && (ri & PX_RI_COOKIE_RESIGN));
     c->bucket = ch.bucket;
+    c->has_bucket = ch.has_bucket;
     c->svc->stats[ch.side].requests++;
     if (ch.fallback)
         c->svc->stats[ch.side].fallbacks++;
@@ -641,6 +644,8 @@ process(struct px_conn *c)
 static void
 finish_exchange(struct px_conn *c)
 {
+    if (c->shadow != NULL)
+        px_shadow_primary_end(c);
     if (c->log_pending)
         px_hc_log_request(c, NULL);
     if (c->up != NULL && c->res_keep_alive && c->req.done &&
@@ -771,6 +776,8 @@ read_response_head(struct px_conn *c)
     c->res_status = r.status;
     px_hc_record(c, r.status, PX_E_NONE);
     px_hm_response_head(c, &r);
+    if (c->shadow != NULL)
+        px_shadow_primary_head(c, &r);
     evbuffer_drain(in, r.head_len);
     memset(&c->res.ck, 0, sizeof(c->res.ck));
     h1_chunked_init(&c->res.ck);

@@ -20,6 +20,7 @@
 #include "proxy/http_conn.h"
 #include "proxy/io.h"
 #include "proxy/server.h"
+#include "proxy/shadow_cap.h"
 #include "proxy/tls.h"
 
 const char *const px_cs_names[PX_CS__COUNT] = {
@@ -185,6 +186,10 @@ px_hc_close(struct px_conn *c)
         (c->state == PX_CS_READ_HEAD || c->state == PX_CS_DRAINING))
         px_tls_close_notify(c->down);
     c->state = PX_CS_CLOSED;
+    if (c->shadow != NULL) {           /* the response did not complete */
+        px_shadow_cap_end(c->shadow, false);
+        px_shadow_cap_put(c->shadow);
+    }
     upstream_free(c);
     if (c->down != NULL)
         bufferevent_free(c->down);

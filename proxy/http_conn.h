@@ -35,6 +35,7 @@
 
 struct evbuffer;
 struct event;
+struct px_shadow_cap;
 
 enum px_conn_state {
     PX_CS_READ_HEAD = 0,  /* waiting for or reading a request head */
@@ -87,6 +88,8 @@ struct px_body {
     uint64_t total;              /* bytes moved so far (payload) */
     struct h1_chunked ck;        /* H1_BODY_CHUNKED: decoder state */
     bool done;                   /* the whole body was moved */
+    struct px_shadow_cap *tap;   /* borrowed: shadow traffic's capture of the
+                                  * bytes moved (proxy/shadow_cap.h), or NULL */
 };
 
 /* What an idle (parked) connection holds is mostly this struct: its field
@@ -125,6 +128,7 @@ struct px_conn {
     bool fallback;
     bool issue_cookie;
     bool shield_ok;                  /* px_shield_eligible() of the request head */
+    bool has_bucket;                 /* <bucket> is the request's sticky bucket */
     enum rt_side side;
     uint32_t bucket;
     struct px_body req;
@@ -156,6 +160,9 @@ struct px_conn {
     char *log_path;                  /* owned: PX_ACCESS_LOG_PATH_MAX bytes, or NULL;
                                       * given back by park() */
     size_t log_path_len;             /* length of the target (may exceed what is kept) */
+    struct px_shadow_cap *shadow;    /* one reference: the capture of the current
+                                      * response for its shadow copy (proxy/shadow.h),
+                                      * or NULL */
 };
 
 /* The conf the connection took (not necessarily the service's current one). */

@@ -23,6 +23,7 @@
 #include "proxy/http_conn.h"
 #include "proxy/http_msg.h"
 #include "proxy/server.h"
+#include "proxy/shadow_cap.h"
 #include "proxy/shield.h"
 #include "router/router.h"
 
@@ -298,6 +299,15 @@ px_hm_move(struct evbuffer *src, struct evbuffer *dst, size_t n, enum px_out out
         evbuffer_add(dst, "\r\n", 2);
 }
 
+/* Moves <n> payload bytes of body <b>, shown first to its tap (shadow). */
+static void
+body_move(struct px_body *b, struct evbuffer *src, struct evbuffer *dst, size_t n)
+{
+    if (b->tap != NULL)
+        px_shadow_cap_body(b->tap, src, n);
+    px_hm_move(src, dst, n, b->out);
+}
+
 int
 px_hm_body_upto(struct px_body *b, struct evbuffer *src, struct evbuffer *dst, size_t upto)
 {
@@ -317,7 +327,7 @@ px_hm_body_upto(struct px_body *b, struct evbuffer *src, struct evbuffer *dst, s
             if (avail == 0)
                 return 0;
             n = avail < b->left ? avail : (size_t)b->left;
-            px_hm_move(src, dst, n, b->out);
+            body_move(b, src, dst, n);
             b->left -= n;
             b->total += n;
             break;
@@ -325,14 +335,14 @@ px_hm_body_upto(struct px_body *b, struct evbuffer *src, struct evbuffer *dst, s
             if (avail == 0)
                 return 0;
             b->total += avail;
-            px_hm_move(src, dst, avail, b->out);
+            body_move(b, src, dst, avail);
             break;
         case H1_BODY_CHUNKED:
             if (avail == 0)
                 return 0;
             if (b->ck.data_left > 0) {
                 n = avail < b->ck.data_left ? avail : (size_t)b->ck.data_left;
-                px_hm_move(src, dst, n, b->out);
+                body_move(b, src, dst, n);
                 h1_chunked_data_consumed(&b->ck, n);
                 b->total += n;
                 break;

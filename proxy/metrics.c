@@ -21,6 +21,7 @@
 #include "proxy/gates.h"
 #include "proxy/metrics.h"
 #include "proxy/server.h"
+#include "proxy/shadow.h"
 #include "proxy/shield.h"
 #include "proxy/tls.h"
 #include "proxy/webhook.h"
@@ -429,6 +430,7 @@ px_metrics_render(struct px_daemon *d, struct evbuffer *out)
     px_gates_metrics(d->gates, &w);
     render_tls(srv, &w);
     px_shield_metrics(srv, &w);
+    px_shadow_metrics(srv, &w);
     if (met_failed(&w))
         log_at(LL_ERR, "metrics", 0, "the metrics writer refused a family or sample: "
                "the scrape is incomplete");

@@ -22,6 +22,7 @@
 #include "proxy/shield.h"
 #include "proxy/tcp.h"
 #include "proxy/tls.h"
+#include "proxy/shadow.h"
 #include "proxy/status.h"
 #include "proxy/worker.h"
 
@@ -237,6 +238,17 @@ op_certs_reload(void *arg, char *msg, size_t len)
     return 0;
 }
 
+static json_t *
+op_diffs(void *arg, unsigned idx, unsigned n)
+{
+    struct px_srv *srv = arg;
+
+    if (srv->svcs[idx]->conf->shadow == NULL)
+        return NULL;
+    px_workers_fold(srv);              /* the workers' kept differences too */
+    return px_shadow_diffs(srv->svcs[idx], n);
+}
+
 const struct adm_ops px_ops = {
     .apply = op_apply,
     .side_healthy = op_side_healthy,
@@ -244,6 +256,7 @@ const struct adm_ops px_ops = {
     .switched = op_switched,
     .certs_reload = op_certs_reload,
     .gates = op_gates,
+    .diffs = op_diffs,
 };
 
 /* ---- the main loop's other changes ------------------------------------ */

@@ -267,6 +267,8 @@ px_service_free(struct px_service *svc)
     }
     if (svc->warn_timer != NULL)
         event_free(svc->warn_timer);
+    if (svc->shadow != NULL)
+        svc->shadow_free(svc->shadow);
     free((void *)svc->snap);
     px_tls_ctx_put(svc->tls);
     px_confref_put(svc->cref);

@@ -83,6 +83,7 @@ struct event_base;
 struct evconnlistener;
 struct px_access_log;
 struct px_cookie_set;
+struct px_shadow_svc;
 struct h1_field;
 struct bufferevent;
 struct evbuffer;
@@ -300,6 +301,10 @@ struct px_service {
     uint64_t tls_resumed;                /* of the ok ones, those that resumed a session */
     struct px_shield_rt shield;          /* the canary shield's budget and counts
                                           * (proxy/shield.h) */
+    struct px_shadow_svc *shadow;        /* owned: shadow traffic's state on this loop
+                                          * (proxy/shadow.h); NULL until the first copy */
+    void (*shadow_free)(struct px_shadow_svc *ss);   /* frees <shadow> and its
+                                          * copies in flight (set with it) */
 };
 
 #define PX_SPARES 64

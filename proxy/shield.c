@@ -13,6 +13,7 @@
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "proxy/http_conn.h"
+#include "proxy/shadow_cap.h"
 #include "proxy/shield.h"
 
 /* ---- which requests ------------------------------------------------------ */
@@ -153,6 +154,14 @@ px_shield_replay(struct px_conn *c, enum px_err err, int status)
      * response's body) goes */
     px_hc_record(c, status, err);
     upstream_free(c);
+    /* a shadow copy of the request (to legacy) has no answer of new's to be
+     * compared with: the client gets legacy's. It ends as not compared
+     * (skipped), never as a match counted for new (proxy/shadow.h). */
+    if (c->shadow != NULL) {
+        px_shadow_cap_end(c->shadow, false);
+        px_shadow_cap_put(c->shadow);
+        c->shadow = NULL;
+    }
     s->ring_replays[s->cur]++;
     s->replays++;
     s->shielded[why]++;

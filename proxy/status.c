@@ -7,6 +7,7 @@
 #include "health/check.h"
 #include "health/window.h"
 #include "proxy/server.h"
+#include "proxy/shadow.h"
 #include "proxy/shield.h"
 #include "proxy/status.h"
 #include "proxy/tls.h"
@@ -115,6 +116,7 @@ px_status_service(struct px_srv *srv, unsigned idx, json_t *obj)
                                   "override_refused", (json_int_t)svc->override_refused,
                                   "cookie_invalid", (json_int_t)svc->cookie_invalid));
     px_shield_status(svc, obj);
+    px_shadow_status(svc, now, obj);
     if (svc->tls != NULL && svc->conf->tls != NULL) {
         json_t *tls, *hs = json_object();
         unsigned k;

@@ -49,6 +49,7 @@
 #include "lib/xmalloc.h"
 #include "health/policy.h"
 #include "proxy/server.h"
+#include "proxy/shadow.h"
 #include "proxy/shield.h"
 #include "proxy/tick.h"
 #include "proxy/worker.h"
@@ -82,6 +83,7 @@ static const char *const breach_kind_names[] = {
     [HL_BR_ERROR_RATE] = "error_rate",
     [HL_BR_P99] = "p99",
     [HL_BR_RATIO_TO_LEGACY] = "ratio_to_legacy",
+    [HL_BR_DIFF_RATE] = "diff_rate",
 };
 
 /* Writes <bp> as "12.34" into <buf>. */
@@ -206,6 +208,7 @@ evaluate(struct px_tick *t, unsigned idx, uint64_t now_us)
     struct hl_auto_input in;
     struct hl_stats ns, ls;
     struct hl_breach br;
+    struct hl_diff_stats ds = { 0 };
     enum hl_auto_action a;
     uint64_t since_us, exact_us = 0, now_ms = now_us / 1000u;
     uint32_t from_bp = st->weight_bp;
@@ -226,6 +229,8 @@ evaluate(struct px_tick *t, unsigned idx, uint64_t now_us)
     hl_window_stats(&svc->window[RT_NEW], now_ms, &ns);
     hl_window_stats(&svc->window[RT_LEGACY], now_ms, &ls);
     hl_policy_eval(rc, &ns, &ls, &br);
+    if (!br.breached && px_shadow_window(svc, now_ms, &ds))
+        hl_policy_eval_diff(rc, ds.compared, ds.diffs, &br);
     in = (struct hl_auto_input){
         .breached = br.breached,
         .freeze = rc->action == HL_ACT_FREEZE,
@@ -252,6 +257,11 @@ evaluate(struct px_tick *t, unsigned idx, uint64_t now_us)
     }
     snprintf(why, sizeof(why), "%s", reason);
     fig = px_tick_figures(svc, kind, &ns, &ls, &br, in.new_healthy);
+    if (fig != NULL && br.kind == HL_BR_DIFF_RATE)
+        json_object_update_new(fig, json_pack("{s:f, s:I, s:I, s:f}", "diff_rate", ds.rate,
+                                              "compared", (json_int_t)ds.compared,
+                                              "diffs", (json_int_t)ds.diffs,
+                                              "max_diff_rate", rc->max_diff_rate));
     if (adm_control_auto(t->ctl, idx, a, why, fig) != 0) {
         json_decref(fig);
         return;                      /* not armed after all: nothing was done */
@@ -326,11 +336,13 @@ static void
 tick_plan(struct px_tick *t, unsigned idx, uint64_t now_ms)
 {
     const struct px_side_stats *ns = &t->srv->svcs[idx]->stats[RT_NEW];
-    uint64_t served = 0;
+    uint64_t served = 0, compared, diffs;
     size_t k;
 
     for (k = 0; k < sizeof(ns->by_class) / sizeof(ns->by_class[0]); k++)
         served += ns->by_class[k];
+    px_shadow_totals(t->srv->svcs[idx], &compared, &diffs);
+    adm_control_plan_shadow(t->ctl, idx, compared, diffs);   /* the plan's diff gate */
     adm_control_plan_tick(t->ctl, idx, now_ms, served);
 }
 

@@ -25,6 +25,7 @@
 #include "proxy/accesslog.h"
 #include "proxy/listen.h"
 #include "proxy/server.h"
+#include "proxy/shadow.h"
 #include "proxy/shield.h"
 #include "proxy/tls.h"
 #include "proxy/worker.h"
@@ -233,6 +234,7 @@ job_fold(struct px_srv *w, void *arg)
             ms->recent_lost = true;
         ws->nrecent = 0;
         ws->recent_lost = false;
+        px_shadow_fold(ms, ws);
     }
 }
 

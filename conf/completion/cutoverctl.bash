@@ -7,7 +7,7 @@
 _cutoverctl()
 {
     local cur prev cmd i
-    local commands="status weight rollback promote switch plan gates server audit certs watch help"
+    local commands="status weight rollback promote switch plan gates server audit certs diffs watch help"
     local globals="-s --socket -S --service --json -h --help -V --version"
     cur=${COMP_WORDS[COMP_CWORD]}
     prev=${COMP_WORDS[COMP_CWORD-1]}
@@ -41,7 +41,7 @@ _cutoverctl()
         certs) words="reload"; opts="--reason" ;;
         server) words="drain disable enable legacy new"; opts="--reason" ;;
         status|watch) opts="--fleet" ;;
-        audit) opts="-n" ;;
+        audit|diffs) opts="-n" ;;
         help) words=$commands ;;
     esac
     if [[ $cur == -* ]]; then

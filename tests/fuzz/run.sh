@@ -1,8 +1,9 @@
 #!/bin/sh
-# tests/fuzz/run.sh [SECONDS]: fuzzes for SECONDS in all (default 60): two
-# thirds on lib/http1.c and lib/h1chunk.c (heads and chunked bodies), one
-# third on the admin endpoint's request path (admin/http_req.c over
-# lib/http1.c, admin/tokens.c).
+# tests/fuzz/run.sh [SECONDS]: fuzzes for SECONDS in all (default 60): half
+# on lib/http1.c and lib/h1chunk.c (heads and chunked bodies), a third on
+# the admin endpoint's request path (admin/http_req.c over lib/http1.c,
+# admin/tokens.c), a sixth on shadow traffic's JSON normaliser and
+# response comparison (health/diff.c, tests/fuzz/fuzz_diff.c).
 #
 # Builds tests/fuzz/fuzz_http1.c and tests/fuzz/fuzz_admin_http.c with clang
 # -fsanitize=fuzzer,address,undefined into build-fuzz/, seeds build-fuzz/corpus
@@ -19,7 +20,9 @@ set -eu
 secs=${1:-60}
 admin_secs=$((secs / 3))
 [ "$admin_secs" -ge 1 ] || admin_secs=1
-http1_secs=$((secs - admin_secs))
+diff_secs=$((secs / 6))
+[ "$diff_secs" -ge 1 ] || diff_secs=1
+http1_secs=$((secs - admin_secs - diff_secs))
 [ "$http1_secs" -ge 1 ] || http1_secs=1
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -87,6 +90,39 @@ echo "  FUZZ $out/fuzz_http1 for ${http1_secs}s"
 "$out/fuzz_http1" -max_total_time="$http1_secs" -max_len=4096 \
     -dict="$out/http1.dict" -artifact_prefix="$out/crashes/" \
     -print_final_stats=1 "$out/corpus"
+
+echo "  FUZZ-CC $out/fuzz_diff"
+$clang $warn $defs -g -O1 -fno-omit-frame-pointer \
+    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+    health/diff.c lib/xmalloc.c tests/fuzz/fuzz_diff.c \
+    $(pkg-config --cflags --libs jansson libxxhash) -lm -o "$out/fuzz_diff"
+mkdir -p "$out/corpus-diff"
+printf '\020\003{"a":1,"b":[1,2]}{"b":[1,2.0],"a":1}' > "$out/corpus-diff/order"
+printf '\016\001{"ts":1,"v":"x"}{"ts":2,"v":"y"}' > "$out/corpus-diff/ts"
+printf '\030\005{"items":[{"id":1,"v":1}]}[{"a":{"b":null}},true]' > "$out/corpus-diff/items"
+printf '\006\002[1e400,-0.0,9007199254740993]["\\u0000",{}]' > "$out/corpus-diff/numbers"
+cat > "$out/diff.dict" <<'DICT'
+"{"
+"}"
+"["
+"]"
+":"
+","
+"\""
+"\"ts\""
+"\"items\""
+"\"id\""
+"1.0"
+"1e0"
+"-0"
+"null"
+"true"
+"false"
+"\\u0000"
+DICT
+echo "  FUZZ $out/fuzz_diff for ${diff_secs}s"
+"$out/fuzz_diff" -max_total_time="$diff_secs" -max_len=4096 -dict="$out/diff.dict" \
+    -artifact_prefix="$out/crashes/" -print_final_stats=1 "$out/corpus-diff"
 
 echo "  FUZZ-CC $out/fuzz_admin_http"
 $clang $warn $defs -g -O1 -fno-omit-frame-pointer \

@@ -280,8 +280,10 @@ count_of(const char *hay, const char *needle)
 static void
 test_status_story(void **state)
 {
+    /* the shield off: the test counts new's failed answers */
     struct fx *f = fx_new(state, sizeof(struct fx), false, 1,
                           ", \"plan\": {\"steps\": [10, 50], \"bake_s\": 600}"
+                          ", \"shield\": {\"enabled\": false}"
                           ", \"rollback\": {\"min_requests\": 5, \"window_s\": 10}"
                           ", \"health\": {\"type\": \"http\", \"path\": \"/healthz\", "
                           "\"interval_ms\": 150, \"timeout_ms\": 100, \"rise\": 2, \"fall\": 2}"

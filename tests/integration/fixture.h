@@ -728,4 +728,41 @@ fx_reload_ok(struct fx *f, int wait_ms, unsigned generation)
         fail_msg("no \"%s\" in the log", needle);
 }
 
+/* The backend at <port> answers every request with <status>, the header
+ * lines <headers> (each ending in "\r\n"; "" none) and <body> with its
+ * Content-Length (raw=; "@@@@@@@@@@" in it becomes a stamp that differs on
+ * every answer, tests/tools/backend.c). Fails the test when refused. */
+static inline void
+fx_backend_answer(int port, int status, const char *headers, const char *body)
+{
+    char raw[4096];
+    int n = snprintf(raw, sizeof(raw), "HTTP/1.1 %d X\r\n%sContent-Length: %zu\r\n\r\n%s",
+                     status, headers, strlen(body), body);
+
+    assert_true(n > 0 && (size_t)n < sizeof(raw));
+    assert_int_equal(h_backend_set_raw(port, raw, NULL), 0);
+}
+
+/* Polls the status every 20 ms until the integer at <path> ("shadow.results.
+ * match") is at least <want>; returns the last value (-1: absent), failing
+ * the test after <timeout_ms> with the log dumped. */
+static inline long
+fx_wait_status_long(struct fx *f, const char *path, long want, int timeout_ms)
+{
+    long long end = h_now_ms() + timeout_ms;
+    long v;
+
+    for (;;) {
+        v = fx_status_long(f, "%s", path);
+        if (v >= want)
+            return v;
+        if (h_now_ms() > end) {
+            h_dump_file(f->log, 3000);
+            fail_msg("status %s is %ld, not %ld or more within %d ms", path, v, want,
+                     timeout_ms);
+        }
+        h_sleep_ms(20);
+    }
+}
+
 #endif

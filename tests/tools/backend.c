@@ -49,6 +49,11 @@
  *                       request asked for close). For invalid framing:
  *                       "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n
  *                       Content-Length: 6\r\n\r\nhello", a 101, ...
+ *                       Every "@@@@@@@@@@" (ten @) in them is written as ten
+ *                       digits that differ on every answer and between
+ *                       backends of different names (the answer count
+ *                       mixed with the name): a timestamp or request id
+ *                       for the shadow tests' noise, deterministic
  *       raw_close=0|1   close (FIN) after writing the raw bytes
  *       pad_head=N      0..1048576: every normal answer (and the head of
  *                       midbody/midstall) carries "X-Pad: " and N filler
@@ -234,6 +239,7 @@ struct be_srv {
     uint64_t rng;                      /* splitmix64 state */
     uint64_t next_conn_id;
     uint64_t stats_gen;                /* >= 1, bumped when the counters are zeroed */
+    uint64_t stamps;                   /* raw answers' "@@@@@@@@@@" written so far */
     struct be_settings set;
     struct be_stats st;
     struct event_base *base;           /* owned */
@@ -1108,6 +1114,31 @@ upgrade_ws(struct be_conn *c)
     return 0;
 }
 
+
+/* The raw= answer bytes, each "@@@@@@@@@@" written as ten digits of this
+ * backend's next stamp (the name's hash and the count of stamps). */
+static void
+write_raw(struct be_srv *s, struct evbuffer *out)
+{
+    const unsigned char *p = s->set.raw, *end = p + s->set.raw_len, *at;
+    uint64_t h = 1469598103934665603ull;
+    size_t i;
+
+    for (i = 0; i < s->name_len; i++)
+        h = (h ^ (unsigned char)s->name[i]) * 1099511628211ull;
+    while (p < end) {
+        for (at = p; at + 10 <= end && memcmp(at, "@@@@@@@@@@", 10) != 0; at++)
+            ;
+        if (at + 10 > end) {
+            evbuffer_add(out, p, (size_t)(end - p));
+            break;
+        }
+        evbuffer_add(out, p, (size_t)(at - p));
+        evbuffer_add_printf(out, "%010" PRIu64, (uint64_t)((h + ++s->stamps * 7919u) % 10000000000u));
+        p = at + 10;
+    }
+}
+
 /* Carries out the decision stored in c->act / c->status. Returns 0 when <c>
  * lives on (its state says what next), -1 when it was freed. */
 static int
@@ -1155,7 +1186,7 @@ perform(struct be_conn *c)
         c->is_answering = false;       /* the failure is ours */
         return conn_begin_close(c);
     case BE_ACT_RAW:
-        evbuffer_add(bufferevent_get_output(c->bev), s->set.raw, s->set.raw_len);
+        write_raw(s, bufferevent_get_output(c->bev));
         if (s->set.is_raw_close)
             c->keep_alive = false;
         break;

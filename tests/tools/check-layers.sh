@@ -58,7 +58,7 @@ files() {
 # pure health files: whichever of these exist
 health_pure() {
     for f in health/window health/policy health/probe health/plan health/decide health/gate \
-             health/fleet; do
+             health/fleet health/diff; do
         for e in c h; do [ -f "$f.$e" ] && printf '%s\n' "$f.$e"; done
     done
     return 0

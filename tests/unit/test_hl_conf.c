@@ -51,13 +51,16 @@
     X(V, max_p99_ms, 250, 0)                                       \
     X(V, max_error_ratio_to_legacy, 2.0, 0.0)                      \
     X(V, action, HL_ACT_ROLLBACK, HL_ACT_FREEZE)                   \
-    X(V, drain_s, 5, 0)
+    X(V, drain_s, 5, 0)                                            \
+    X(V, max_diff_rate, 0, 0.01)
 
 #define PLAN_STEPS { 1000, 5000, 10000 }
 #define PLAN_FIELDS(X)                                             \
     X(V, nsteps, 3, 2)                                             \
     X(A, steps_bp, PLAN_STEPS, 9999)                               \
-    X(V, bake_s, 300, 301)
+    X(V, bake_s, 300, 301)                                         \
+    X(V, max_diff_rate, 0.001, 0)                                 \
+    X(V, min_compared, 100, 101)
 
 /* Mutators and case tables, one per struct. */
 #define DEFINE_CASES(prefix, type, FIELDS)                         \

@@ -469,6 +469,108 @@ test_matches_reference_model(void **state)
     }
 }
 
+/* The diff gate: a first step at 0 % bakes on shadow comparisons alone
+ * (no requests on new needed) and advances only when strictly fewer than
+ * max_diff_rate of at least min_compared comparisons of the step differed;
+ * the counts start afresh in every step. */
+static void
+test_diff_gate(void **state)
+{
+    struct hl_plan_conf c = { .nsteps = 3, .steps_bp = { 0, 1000, 10000 }, .bake_s = 1,
+                              .max_diff_rate = 0.01, .min_compared = 100 };
+    struct hl_plan p;
+    struct hl_plan_input in = { .now_ms = 5000, .min_requests = 20 };
+    int i;
+
+    (void)state;
+    hl_plan_init(&p);
+    assert_int_equal(hl_plan_start(&p, &c), 0);
+    assert_int_equal(hl_plan_tick(&p, &c, &in), HL_PLAN_EV_NONE);     /* anchor */
+    /* baked, no requests on new, 99 comparisons: held by min_compared */
+    in.now_ms += 2000;
+    in.compared += 99;
+    assert_int_equal(hl_plan_tick(&p, &c, &in), HL_PLAN_EV_NONE);
+    assert_true(hl_plan_diff_held(&p, &c));
+    /* 200 comparisons, 2 differed: 1 % is not under 1 % */
+    in.now_ms += 100;
+    in.compared += 101;
+    in.diffs += 2;
+    assert_int_equal(hl_plan_tick(&p, &c, &in), HL_PLAN_EV_NONE);
+    assert_int_equal(p.step_compared, 200);
+    /* 201: under 1 %: advances, and the next step counts afresh */
+    in.now_ms += 100;
+    in.compared += 1;
+    assert_int_equal(hl_plan_tick(&p, &c, &in), HL_PLAN_EV_ADVANCE);
+    assert_int_equal(p.step, 1);
+    assert_int_equal(p.step_compared, 0);
+    /* step 10 %: requests are needed again, and the gate */
+    for (i = 0; i < 20; i++) {
+        in.now_ms += 100;
+        in.compared += 10;
+        assert_int_equal(hl_plan_tick(&p, &c, &in), HL_PLAN_EV_NONE);
+    }
+    in.now_ms += 100;
+    in.new_requests += 20;
+    assert_int_equal(hl_plan_tick(&p, &c, &in), HL_PLAN_EV_COMPLETE);
+    /* counts that went backwards only re-anchor */
+    hl_plan_init(&p);
+    assert_int_equal(hl_plan_start(&p, &c), 0);
+    in.compared = 1000;
+    assert_int_equal(hl_plan_tick(&p, &c, &in), HL_PLAN_EV_NONE);
+    in.now_ms += 2000;
+    in.compared = 10;
+    assert_int_equal(hl_plan_tick(&p, &c, &in), HL_PLAN_EV_NONE);
+    assert_int_equal(p.step_compared, 0);
+    /* no gate configured: never held */
+    c.max_diff_rate = 0;
+    assert_false(hl_plan_diff_held(&p, &c));
+}
+
+/* A migration gate that holds the step starts its bake over, and with it
+ * the shadow comparisons the diff gate counts: those made before the hold,
+ * and during it, do not count toward the step. */
+static void
+test_gate_hold_restarts_diff_count(void **state)
+{
+    struct hl_plan_conf c = { .nsteps = 3, .steps_bp = { 0, 1000, 10000 }, .bake_s = 1,
+                              .max_diff_rate = 0.01, .min_compared = 100 };
+    struct hl_plan p;
+    struct hl_plan_input in = { .now_ms = 5000, .min_requests = 20 };
+
+    (void)state;
+    hl_plan_init(&p);
+    assert_int_equal(hl_plan_start(&p, &c), 0);
+    assert_int_equal(hl_plan_tick(&p, &c, &in), HL_PLAN_EV_NONE);     /* anchor */
+    in.now_ms += 500;
+    in.compared += 150;
+    assert_int_equal(hl_plan_tick(&p, &c, &in), HL_PLAN_EV_NONE);
+    assert_int_equal(p.step_compared, 150);
+    /* held: nothing of the step is kept, and what is compared meanwhile
+     * does not count */
+    in.now_ms += 100;
+    in.compared += 50;
+    in.diffs += 5;
+    in.held = true;
+    assert_int_equal(hl_plan_tick(&p, &c, &in), HL_PLAN_EV_NONE);
+    assert_int_equal(p.baked_ms, 0);
+    assert_int_equal(p.step_compared, 0);
+    assert_int_equal(p.step_diffs, 0);
+    /* baked through again, but 10 comparisons since the hold: the diff
+     * gate holds the step */
+    in.held = false;
+    in.now_ms += 1000;
+    in.compared += 10;
+    assert_int_equal(hl_plan_tick(&p, &c, &in), HL_PLAN_EV_NONE);
+    assert_int_equal(p.step_compared, 10);
+    assert_int_equal(p.step_diffs, 0);
+    assert_true(hl_plan_diff_held(&p, &c));
+    /* 100 since the hold, none differed: advances */
+    in.now_ms += 100;
+    in.compared += 90;
+    assert_int_equal(hl_plan_tick(&p, &c, &in), HL_PLAN_EV_ADVANCE);
+    assert_int_equal(p.step, 1);
+}
+
 int
 main(void)
 {
@@ -485,6 +587,8 @@ main(void)
         cmocka_unit_test(test_restore),
         cmocka_unit_test(test_gate_hold_restarts_bake),
         cmocka_unit_test(test_matches_reference_model),
+        cmocka_unit_test(test_diff_gate),
+        cmocka_unit_test(test_gate_hold_restarts_diff_count),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

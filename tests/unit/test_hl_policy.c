@@ -257,6 +257,38 @@ test_auto_decide(void **state)
     }
 }
 
+/* The shadow rule: at least min_requests comparisons and strictly more
+ * than max_diff_rate of them differing; off at 0 and when disabled; an
+ * earlier breach is left as it is. */
+static void
+test_diff_rate(void **state)
+{
+    struct hl_rollback_conf c = {
+        .enabled = true, .max_error_rate = 0.05, .min_requests = 20, .window_s = 10,
+        .action = HL_ACT_ROLLBACK, .max_diff_rate = 0.1,
+    };
+    struct hl_breach b;
+
+    (void)state;
+    memset(&b, 0, sizeof(b));
+    assert_false(hl_policy_eval_diff(&c, 19, 19, &b));          /* too few */
+    assert_false(hl_policy_eval_diff(&c, 100, 10, &b));         /* at the limit */
+    assert_true(hl_policy_eval_diff(&c, 100, 11, &b));
+    assert_int_equal(b.kind, HL_BR_DIFF_RATE);
+    assert_non_null(strstr(b.text, "diff rate 0.110 > 0.100 over 100 shadow comparisons"));
+    memset(&b, 0, sizeof(b));
+    c.max_diff_rate = 0;
+    assert_false(hl_policy_eval_diff(&c, 100, 100, &b));
+    c.max_diff_rate = 0.1;
+    c.enabled = false;
+    assert_false(hl_policy_eval_diff(&c, 100, 100, &b));
+    c.enabled = true;
+    b.breached = true;
+    b.kind = HL_BR_ERROR_RATE;
+    assert_true(hl_policy_eval_diff(&c, 1, 0, &b));
+    assert_int_equal(b.kind, HL_BR_ERROR_RATE);
+}
+
 int
 main(void)
 {
@@ -268,6 +300,7 @@ main(void)
         cmocka_unit_test(test_rate_from_counts),
         cmocka_unit_test(test_threshold_sweep),
         cmocka_unit_test(test_auto_decide),
+        cmocka_unit_test(test_diff_rate),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

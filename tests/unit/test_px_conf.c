@@ -772,9 +772,50 @@ static const struct bad_case {
     { SVC("'plan': {'steps': [10, 2.5]}"),
       "FILE:7:42: services[0].plan.steps[1]: must be greater than the previous step (10)" },
     { SVC("'plan': {'steps': [0, 10]}"),
-      "FILE:7:38: services[0].plan.steps[0]: must be greater than 0 and at most 100" },
+      "FILE:7:38: services[0].plan.steps[0]: may be 0 only with max_diff_rate (a bake on "
+      "shadow traffic that the diff rate gates)" },
+    { SVC("'plan': {'steps': [10, 0]}"),
+      "FILE:7:42: services[0].plan.steps[1]: must be greater than 0 and at most 100" },
     { SVC("'plan': {'steps': [100.5]}"),
-      "FILE:7:38: services[0].plan.steps[0]: must be greater than 0 and at most 100" },
+      "FILE:7:38: services[0].plan.steps[0]: must be between 0 and 100" },
+    { SVC("'plan': {'steps': [0, 10], 'max_diff_rate': 0.01}"),
+      "FILE:7:46: services[0].plan.max_diff_rate: needs a \"shadow\" section (the diff rate is "
+      "shadow traffic's)" },
+    { SVC("'plan': {'steps': [10], 'max_diff_rate': 2}"),
+      "FILE:7:43: services[0].plan.max_diff_rate: must be between 0 and 1" },
+    { SVC("'rollback': {'max_diff_rate': 0.1}"),
+      "FILE:7:32: services[0].rollback.max_diff_rate: needs a \"shadow\" section (the diff rate "
+      "is shadow traffic's)" },
+
+    /* shadow */
+    { SVC("'shadow': {'percnt': 5}"),
+      "FILE:7:30: services[0].shadow.percnt: unknown key (did you mean \"percent\"?)" },
+    { SVC("'shadow': {'percent': 101}"),
+      "FILE:7:30: services[0].shadow.percent: must be between 0 and 100" },
+    { SVC("'shadow': {'to': 'both'}"),
+      "FILE:7:30: services[0].shadow.to: must be \"other\", \"new\" or \"legacy\"" },
+    { SVC("'shadow': {'methods': ['get']}"),
+      "FILE:7:42: services[0].shadow.methods[0]: must be an HTTP method in capitals "
+      "(1..15 of A-Z 0-9 - _)" },
+    { SVC("'shadow': {'methods': []}"),
+      "FILE:7:30: services[0].shadow.methods: must not be empty (remove \"shadow\" to turn "
+      "it off)" },
+    { SVC("'shadow': {'max_inflight': 0}"),
+      "FILE:7:30: services[0].shadow.max_inflight: must be between 1 and 100000" },
+    { SVC("'shadow': {'compare': {'body': 'xml'}}"),
+      "FILE:7:42: services[0].shadow.compare.body: must be \"bytes\", \"json\" or \"none\"" },
+    { SVC("'shadow': {'compare': {'body': 'json', 'ignore_json': ['ts']}}"),
+      "FILE:7:74: services[0].shadow.compare.ignore_json[0]: must start with \"$\"" },
+    { SVC("'shadow': {'compare': {'ignore_json': ['$.ts']}}"),
+      "FILE:7:42: services[0].shadow.compare.ignore_json: applies only with \"body\": "
+      "\"json\"" },
+    { SVC("'shadow': {'compare': {'headers': ['*', 'date']}}"),
+      "FILE:7:42: services[0].shadow.compare.headers: \"*\" must be the only entry" },
+    { SVC("'shadow': {'compare': {'ignore_headers': ['date']}}"),
+      "FILE:7:42: services[0].shadow.compare.ignore_headers: applies only with \"headers\": "
+      "[\"*\"]" },
+    { SVC("'shadow': {'noise': {'second_server': 1}}"),
+      "FILE:7:40: services[0].shadow.noise.second_server: must be true or false" },
     { SVC("'plan': {'steps': [1.005]}"),
       "FILE:7:38: services[0].plan.steps[0]: must have at most two decimals" },
     { SVC("'plan': {'bake_s': 60}"),
@@ -823,6 +864,39 @@ test_bad_configs(void **state)
     }
     assert_int_equal(failed, 0);
     assert_true(i >= 40);
+}
+
+/* Shadow traffic's errors are collected with the others of one load
+ * (px_conf_load_n, `cutoverd -t`): a bad "shadow" and the errors after it;
+ * a diff rate is said to need a "shadow" only when there is none, not when
+ * the section is there but wrong. */
+static void
+test_shadow_errors_collected(void **state)
+{
+    char path[512], err[4096];
+    struct px_conf *c;
+
+    (void)state;
+    write_tmp(SVC("'shadow': {'percnt': 5}, 'rollback': {'max_diff_rate': 0.1},\n"
+                  "  'limits': {'head_bytes': 100}"), path, sizeof(path));
+    c = px_conf_load_n(path, CONF_ERRORS_MAX, err, sizeof(err));
+    unlink(path);
+    assert_null(c);
+    assert_non_null(strstr(err, "services[0].shadow.percnt: unknown key"));
+    assert_non_null(strstr(err, "services[0].limits.head_bytes: must be between"));
+    assert_non_null(strstr(err, ": 2 errors"));
+    assert_null(strstr(err, "needs a \"shadow\" section"));
+
+    write_tmp("{'services': [{'name': 'db', 'mode': 'tcp', 'listen': ['127.0.0.1:8080'],\n"
+              " 'legacy': {'servers': ['127.0.0.1:9001']},\n"
+              " 'new': {'servers': ['127.0.0.1:9002']},\n"
+              " 'shadow': {}, 'plan': {'steps': [10], 'max_diff_rate': 0.1}}]}\n",
+              path, sizeof(path));
+    c = px_conf_load_n(path, CONF_ERRORS_MAX, err, sizeof(err));
+    unlink(path);
+    assert_null(c);
+    assert_non_null(strstr(err, "services[0].shadow: only valid in http mode"));
+    assert_null(strstr(err, "needs a \"shadow\" section"));
 }
 
 /* One server too many on a side. */
@@ -981,6 +1055,7 @@ main(void)
         cmocka_unit_test(test_relative_paths_bare_name),
         cmocka_unit_test(test_override_secret_file),
         cmocka_unit_test(test_bad_configs),
+        cmocka_unit_test(test_shadow_errors_collected),
         cmocka_unit_test(test_too_many_servers),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_warnings),

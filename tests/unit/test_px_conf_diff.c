@@ -18,6 +18,7 @@
 
 #include "proxy/conf.h"
 #include "proxy/tls_conf.h"
+#include "proxy/shadow_conf.h"
 #include "proxy/webhook.h"
 
 /* A "tls" for the service case of the field list below (its own fields
@@ -25,6 +26,7 @@
 static struct px_tls_conf other_tls = { .ncerts = 0, .min_version = 12 };
 static struct hl_gate_conf other_gate = { .name = "g", .interval_ms = 1000 };
 static struct hl_gates_conf other_gates = { 1, &other_gate };
+static struct px_shadow_conf other_shadow = { .percent_bp = 10000 };
 
 static struct px_conf *
 load_example(const char *name)
@@ -112,7 +114,8 @@ static char tls_dummy;
     X(M, pool, POOL_BASE, .max_idle = 0, PX_SVC_POOL)                    \
     X(V, tls, NULL, &other_tls, PX_SVC_TLS)                              \
     X(V, gates, { 0 }, other_gates, PX_SVC_GATES)                        \
-    X(M, shield, { 0 }, .budget_ratio = 0.5, PX_SVC_SHIELD)
+    X(M, shield, { 0 }, .budget_ratio = 0.5, PX_SVC_SHIELD)              \
+    X(V, shadow, NULL, &other_shadow, PX_SVC_SHADOW)
 
 /* One mutator per line, all on a struct px_service_conf. */
 #define SVC_MUT(how, f, base, other, bit)                                \
