@@ -261,8 +261,10 @@ start_server(struct pgh *h)
         NULL,
     };
     long long end = now_ms() + READY_MS;
-    unsigned i, n = 21;
+    unsigned i, n;
 
+    for (n = 0; argv[n] != NULL; n++)
+        ;                               /* the fixed ones above */
     /* pgh_start_with()'s settings come last: they win */
     for (i = 0; i < h->nsettings; i++) {
         argv[n++] = "-c";
