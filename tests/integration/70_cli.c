@@ -286,9 +286,7 @@ test_status_story(void **state)
                           ", \"shield\": {\"enabled\": false}"
                           ", \"rollback\": {\"min_requests\": 5, \"window_s\": 10}"
                           ", \"health\": {\"type\": \"http\", \"path\": \"/healthz\", "
-                          "\"interval_ms\": 150, \"timeout_ms\": 100, \"rise\": 2, \"fall\": 2}"
-                          /* new's errors must reach the clients, who count them */
-                          ", \"shield\": {\"enabled\": false}");
+                          "\"interval_ms\": 150, \"timeout_ms\": 100, \"rise\": 2, \"fall\": 2}");
     char out[16384], at[64];
     json_t *lc, *v;
     int c[2];
