@@ -69,8 +69,8 @@ BINS = $(BUILD)/cutoverd $(BUILD)/cutoverctl $(BACKEND)
 # objects of test binaries are kept between builds
 .SECONDARY:
 
-.PHONY: all test unit integration asan tsan check-layers check-install install uninstall deps run run-fleet \
-        clean help fuzz fuzz-smoke bench bench-base bench-fleet
+.PHONY: all test unit integration asan tsan doc-samples check-layers check-install install uninstall deps \
+        run run-fleet clean help fuzz fuzz-smoke bench bench-base bench-fleet
 
 PREFIX    ?= /usr/local
 DESTDIR   ?=
@@ -176,6 +176,11 @@ tsan:
 	    TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$(CURDIR)/tests/tsan.supp" \
 	    CUTOVER_BIN_DIR=$(CURDIR)/build-tsan CUTOVER_SRC_DIR=$(CURDIR) \
 	    build-tsan/$$t; done
+
+## doc-samples: runs the commands of docs/operations.md on the real binaries and writes what they print into its samples (make test compares them)
+doc-samples: $(BINS) $(BUILD)/tests/integration/84_doc_samples
+	$(Q)CUTOVER_BIN_DIR=$(CURDIR)/$(BUILD) CUTOVER_SRC_DIR=$(CURDIR) \
+	    $(BUILD)/tests/integration/84_doc_samples --write
 
 ## check-layers: the house rules (tests/tools/check-layers.sh: who includes whom, pure layers, no circles)
 check-layers:

@@ -56,13 +56,20 @@ px_event_base_new(void)
      * interest switched on and off in one loop pass costs no system call.
      * Its caveat (a dup()ed descriptor closed while its twin stays
      * registered) does not apply: no descriptor is ever dup()ed. No locks:
-     * a loop is only ever driven by its own thread (proxy/worker.h). */
+     * a loop is only ever driven by its own thread (proxy/worker.h).
+     * Timers: a timeout runs from the moment it is armed, by
+     * CLOCK_MONOTONIC read then (docs/DESIGN.md, "Timeouts"). libevent's
+     * default clock on Linux is CLOCK_MONOTONIC_COARSE, up to a scheduler
+     * tick behind, and it reads it once per loop pass: either would end a
+     * deadline early (a 400 ms server_response_ms after 397 ms). */
     struct event_config *ecfg = event_config_new();
     struct event_base *base = NULL;
 
     if (ecfg != NULL) {
         event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
         event_config_set_flag(ecfg, EVENT_BASE_FLAG_NOLOCK);
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_NO_CACHE_TIME);
         base = event_base_new_with_config(ecfg);
         event_config_free(ecfg);
     }

@@ -370,7 +370,8 @@ struct px_srv {
  * (worker k hands out k+1, k+1+n, ...). */
 uint64_t px_srv_conn_id(struct px_srv *srv);
 
-/* A new event loop for a replica (no locks, batched epoll changes). */
+/* A new event loop for a replica (no locks, batched epoll changes, timers
+ * measured by CLOCK_MONOTONIC read when each is armed). */
 struct event_base *px_event_base_new(void);
 
 /* A uniform 64-bit random draw (splitmix64 over srv->rng). */

@@ -4,7 +4,8 @@
  * counts the failure. The README demo's forced failure (error_rate=0.5 on
  * new at weight 50) shows 0 errors to GET clients and is still rolled back,
  * the audit entry counting what was shielded; a hung new side gives legacy's
- * answer after server_response_ms; a POST without Idempotency-Key is never
+ * answer no earlier than server_response_ms after the client's send, on an
+ * idle and on a busy loop; a POST without Idempotency-Key is never
  * replayed (one with it is, when POST is listed); the retry budget caps the
  * replays; a shielded request keeps the user's bucket and is logged
  * why=shield. Fixed seeds (cutoverd -R, backend seed=), bounded loops.
@@ -19,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "tests/harness/load.h"
 #include "tests/integration/fixture.h"
 
 #define LEGACY_PORT(f) ((f)->port[0][0])
@@ -92,32 +94,47 @@ test_demo_forced_failure(void **state)
     fx_stop_clean(f);                  /* under the sanitizers: nothing reported */
 }
 
+/* One GET on a fresh connection, timed from the moment its request is
+ * sent (the connect is not counted): the ms until the whole answer was
+ * read, or -1. <be> gets the answering backend. */
+static long long
+timed_get(int port, char *be, size_t len)
+{
+    static const char req[] = "GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+    struct h_resp r;
+    long long t0, dt = -1;
+    int fd = h_connect(port);
+
+    memset(&r, 0, sizeof(r));
+    if (fd < 0)
+        return -1;
+    t0 = h_now_ms();
+    if (h_send_all(fd, req, sizeof(req) - 1) == 0 && h_read_response(fd, &r) == 0 &&
+        r.status == 200 && h_resp_header(&r, "X-Backend", be, len) != NULL)
+        dt = h_now_ms() - t0;
+    h_resp_free(&r);
+    close(fd);
+    return dt;
+}
+
 /* A hung new side: after server_response_ms the request goes to legacy and
- * the client gets legacy's answer; the timeout counts in new's window. */
+ * the client gets legacy's answer, never before the timeout by the client's
+ * own clock from its send; the timeout counts in new's window. */
 static void
 test_hung_new_side(void **state)
 {
     struct fx *f = start(state, ",\"weight\": 100, \"timeouts\": {\"server_response_ms\": 400}");
     char be[64];
-    struct h_resp r;
-    long long t0, dt;
+    long long dt;
     json_t *st;
 
     assert_int_equal(h_backend_set(NEW_PORT(f), "mode=stall"), 0);
-    memset(&r, 0, sizeof(r));
-    t0 = h_now_ms();
-    assert_int_equal(h_get(f->proxy_port, "/", NULL, &r), 0);
-    dt = h_now_ms() - t0;
-    assert_int_equal(r.status, 200);
-    assert_non_null(h_resp_header(&r, "X-Backend", be, sizeof(be)));
+    dt = timed_get(f->proxy_port, be, sizeof(be));
+    assert_true(dt >= 0);
     assert_string_equal(be, "legacy");
-    /* the deadline runs on the loop's cached clock, read when the loop woke
-     * for the request: it may end a few ms before 400 by this clock; what
-     * failed on new is checked below (a timeout, counted in its window) */
-    if (dt < 300)
-        fail_msg("legacy answered after %lld ms: not after new's timeout", dt);
+    if (dt < 400)
+        fail_msg("legacy answered %lld ms after the send: before new's 400 ms", dt);
     assert_true(dt < 5000);
-    h_resp_free(&r);
 
     st = fx_status_at(f, "%s", "");
     assert_int_equal((long)fx_num(json_object_get(json_object_get(st, "shield"), "by_reason"),
@@ -127,6 +144,69 @@ test_hung_new_side(void **state)
     assert_int_equal((long)fx_num(json_object_get(json_object_get(st, "legacy"), "window"),
                                   "requests"), 1);
     json_decref(st);
+}
+
+/* The background load of the next test: keep-alive GETs forced to legacy,
+ * which keep the worker's loop waking up every few hundred microseconds. */
+static void
+legacy_request(void *arg, unsigned nth, uint64_t rnd, struct h_load_req *out)
+{
+    static const char req[] = "GET /busy HTTP/1.1\r\nHost: test\r\nX-Cutover-Target: legacy\r\n\r\n";
+
+    out->raw = req;
+    out->len = sizeof(req) - 1;
+    out->is_head = false;
+}
+
+/* The same deadline on a busy loop, ten times: a loop that wakes often
+ * looks at its timers often, so a deadline armed from a clock older than
+ * the moment it was armed (a coarse clock, or the time cached when the loop
+ * woke) would end early here. Each answer still comes no earlier than 400
+ * ms after the client sent its request. */
+static void
+test_hung_new_side_busy_loop(void **state)
+{
+    struct fx *f = start(state, ",\"weight\": 100, \"rollback\": {\"enabled\": false}, "
+                                "\"override\": {\"header\": \"X-Cutover-Target\"}, "
+                                "\"timeouts\": {\"server_response_ms\": 400}");
+    struct h_load_conf lc = {
+        .conns = 4, .gap_min_ms = 0, .gap_max_ms = 1, .requests = 1000000,
+        .duration_ms = 6000, .seed = 7, .request = legacy_request, .quiet = true,
+    };
+    long long dt, min = -1;
+    char be[64];
+    pid_t load;
+    int i;
+
+    assert_int_equal(h_backend_set(NEW_PORT(f), "mode=stall"), 0);
+    lc.port = f->proxy_port;
+    load = fork();
+    assert_true(load >= 0);
+    if (load == 0) {
+        struct h_load_stats ls;
+
+        setpgid(0, 0);
+        _exit(h_load_run(&lc, &ls) == 0 && ls.answered > 0 ? 0 : 1);
+    }
+    setpgid(load, load);
+    assert_int_equal(h_track(load), 0);  /* killed with the test if it fails */
+    h_sleep_ms(200);
+    for (i = 0; i < 10; i++) {
+        dt = timed_get(f->proxy_port, be, sizeof(be));
+        assert_true(dt >= 0);
+        assert_string_equal(be, "legacy");
+        if (min < 0 || dt < min)
+            min = dt;
+        if (dt < 400)
+            fail_msg("request %d: legacy answered %lld ms after the send: before new's "
+                     "400 ms", i, dt);
+        assert_true(dt < 5000);
+    }
+    fprintf(stderr, "hung new side on a busy loop: the earliest answer %lld ms after the send\n",
+            min);
+    assert_int_equal(h_wait_exit(load, 20000), 0);
+    assert_int_equal(fx_status_long(f, "shield.by_reason.timeout"), 10);
+    fx_stop_clean(f);
 }
 
 /* Sends one POST with <extra> header lines; returns the status and the
@@ -286,6 +366,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_demo_forced_failure, fx_teardown),
         cmocka_unit_test_teardown(test_hung_new_side, fx_teardown),
+        cmocka_unit_test_teardown(test_hung_new_side_busy_loop, fx_teardown),
         cmocka_unit_test_teardown(test_post_idempotency, fx_teardown),
         cmocka_unit_test_teardown(test_post_default_methods, fx_teardown),
         cmocka_unit_test_teardown(test_budget_caps_replays, fx_teardown),

@@ -6,7 +6,7 @@ set -eu
 
 PKGS="build-essential pkg-config libevent-dev libssl-dev libjansson-dev libpq-dev
 libxxhash-dev libcmocka-dev clang curl openssl groff-base systemd prometheus postgresql
-chromium python3-websockets"
+chromium python3-websockets jq"
 
 missing() {
     for p in $PKGS; do
