@@ -9,6 +9,9 @@
  *   - the plan holds while the subscription is disabled and rows pile up
  *     (compare and replication_lag gates fail), and walks on to promoted
  *     once it is enabled again;
+ *   - a physical standby of legacy (pg_basebackup -R, streaming on its
+ *     socket): max_lag_bytes and max_lag_ms fail while its replay is paused
+ *     and the primary writes, and pass once it is resumed;
  *   - on_fail rollback rolls back, on_fail freeze freezes (raises refused,
  *     rollback still taken);
  *   - http: a URL on new's server and its status;
@@ -18,6 +21,7 @@
  *   - config errors name the JSON path.
  * Bounded waits for conditions, short intervals (200-500 ms).
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -302,6 +306,87 @@ test_plan_holds_on_replication(void **state)
     assert_int_equal(pgh_exec(pg_legacy, "DROP PUBLICATION p2"), 0);
 }
 
+/* ---- a physical standby: the lag in bytes and in time -------------------- */
+
+/* The gate <idx>'s value in status (NAN when none). */
+static double
+gate_value(struct fx *f, int idx)
+{
+    json_t *v = fx_status_at(f, "gates.%d.value", idx);
+    double d = json_is_number(v) ? json_number_value(v) : NAN;
+
+    json_decref(v);
+    return d;
+}
+
+static void
+test_physical_standby_lag(void **state)
+{
+    char cp[512], cs[512], extra[4096], out[4096], buf[256], sql[256], lsn[64], diff[64];
+    struct pgh *stb;
+    long long t0;
+    struct fx *f;
+    double v;
+
+    /* pg_basebackup -R from legacy: a standby streaming over its socket */
+    assert_int_equal(pgh_exec(pg_legacy, "CREATE TABLE t6_hb (gate text PRIMARY KEY, seq "
+                                         "bigint NOT NULL); CREATE TABLE t6_fill (x int, "
+                                         "pad text)"), 0);
+    stb = pgh_start_standby(pg_legacy);
+    assert_non_null(stb);
+    snprintf(extra, sizeof(extra), ", \"gates\": ["
+             "{\"name\": \"bytes\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t6_hb\", "
+             "\"max_lag_bytes\": 65536, \"interval_ms\": 200, \"timeout_ms\": 200},"
+             "{\"name\": \"time\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t6_hb\", "
+             "\"max_lag_ms\": 1000, \"interval_ms\": 200, \"timeout_ms\": 200}]",
+             ci(stb, cs, sizeof(cs)), ci(pg_legacy, cp, sizeof(cp)), cs, cp);
+    f = start(state, extra);
+    assert_int_equal(wait_gate(f, 0, "pass", 10000), 0);
+    assert_int_equal(wait_gate(f, 1, "pass", 10000), 0);
+    v = gate_value(f, 0);
+    assert_true(v >= 0 && v <= 65536);
+    assert_non_null(strstr(gate_str(f, 0, "reason", buf, sizeof(buf)), "bytes (max 65536)"));
+
+    /* replay held on the standby while the primary writes about 1 MB of
+     * WAL: the byte gate fails with the distance, the heartbeat ages past
+     * its second, and a raise is refused */
+    t0 = h_now_ms();
+    assert_int_equal(pgh_exec(stb, "SELECT pg_wal_replay_pause()"), 0);
+    assert_int_equal(pgh_exec(pg_legacy, "INSERT INTO t6_fill SELECT g, repeat('x', 100) "
+                                         "FROM generate_series(1, 5000) g"), 0);
+    assert_int_equal(wait_gate(f, 0, "fail", 5000), 0);
+    /* the gate's figure is the distance the servers themselves give, give
+     * or take the heartbeats written since (a few hundred bytes each) */
+    assert_int_equal(pgh_query(stb, "SELECT pg_last_wal_replay_lsn()", lsn, sizeof(lsn)), 0);
+    snprintf(sql, sizeof(sql), "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '%s')::bigint",
+             lsn);
+    assert_int_equal(pgh_query(pg_legacy, sql, diff, sizeof(diff)), 0);
+    v = gate_value(f, 0);
+    if (!(v > 65536) || fabs(v - atof(diff)) > 16384)
+        fail_msg("byte lag %.0f while replay is paused; the servers say %s", v, diff);
+    assert_non_null(strstr(gate_str(f, 0, "reason", buf, sizeof(buf)), "replica behind: lag "));
+    assert_non_null(strstr(buf, " bytes (max 65536)"));
+    assert_int_equal(wait_gate(f, 1, "fail", 5000), 0);
+    if (strstr(gate_str(f, 1, "reason", buf, sizeof(buf)), " ms (max 1000)") == NULL)
+        fail_msg("after %lld ms: %s", h_now_ms() - t0, buf);
+    assert_true(gate_value(f, 1) > 1000);
+    assert_int_equal(fx_ctl(f, out, "weight", "10"), 1);
+    assert_non_null(strstr(h_ctl_err(), "gate bytes (replication_lag) fail"));
+
+    /* replay resumed: both pass within a few checks, the raise goes through */
+    assert_int_equal(pgh_exec(stb, "SELECT pg_wal_replay_resume()"), 0);
+    assert_int_equal(wait_gate(f, 0, "pass", 5000), 0);
+    assert_int_equal(wait_gate(f, 1, "pass", 5000), 0);
+    v = gate_value(f, 0);
+    assert_true(v >= 0 && v <= 65536);
+    assert_int_equal(fx_ctl(f, out, "weight", "10"), 0);
+    assert_true(fx_weight(f) == 10);
+    pgh_free(stb);
+    assert_int_equal(pgh_exec(pg_legacy, "DROP TABLE t6_hb; DROP TABLE t6_fill"), 0);
+}
+
 /* ---- on_fail ------------------------------------------------------------ */
 
 static struct fx *
@@ -505,6 +590,7 @@ main(void)
         cmocka_unit_test_teardown(test_config_errors, fx_teardown),
         cmocka_unit_test_teardown(test_sql_gate_refuses_raise, fx_teardown),
         cmocka_unit_test_teardown(test_plan_holds_on_replication, fx_teardown),
+        cmocka_unit_test_teardown(test_physical_standby_lag, fx_teardown),
         cmocka_unit_test_teardown(test_on_fail_rollback, fx_teardown),
         cmocka_unit_test_teardown(test_on_fail_freeze, fx_teardown),
         cmocka_unit_test_teardown(test_http_gate, fx_teardown),
