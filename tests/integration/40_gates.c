@@ -324,8 +324,9 @@ test_physical_standby_lag(void **state)
 {
     char cp[512], cs[512], extra[4096], out[4096], buf[256], sql[256], lsn[64], diff[64];
     struct pgh *stb;
-    long long t0;
+    long long t0, end;
     struct fx *f;
+    long checks;
     double v;
 
     /* pg_basebackup -R from legacy: a standby streaming over its socket */
@@ -358,7 +359,14 @@ test_physical_standby_lag(void **state)
                                          "FROM generate_series(1, 5000) g"), 0);
     assert_int_equal(wait_gate(f, 0, "fail", 5000), 0);
     /* the gate's figure is the distance the servers themselves give, give
-     * or take the heartbeats written since (a few hundred bytes each) */
+     * or take the heartbeats written since (a few hundred bytes each), once
+     * a check began after the insert ended (one in flight then read the
+     * source's position in the middle of it) */
+    checks = fx_status_long(f, "gates.0.checks");
+    end = h_now_ms() + 5000;
+    while (fx_status_long(f, "gates.0.checks") < checks + 2 && h_now_ms() < end)
+        h_sleep_ms(50);
+    assert_true(fx_status_long(f, "gates.0.checks") >= checks + 2);
     assert_int_equal(pgh_query(stb, "SELECT pg_last_wal_replay_lsn()", lsn, sizeof(lsn)), 0);
     snprintf(sql, sizeof(sql), "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '%s')::bigint",
              lsn);
