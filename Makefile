@@ -40,7 +40,7 @@ PROXY_SRC  = proxy/conf.c proxy/tls_conf.c proxy/tls_cert.c proxy/tls.c proxy/tl
              proxy/http_msg.c proxy/relay.c proxy/tcp.c proxy/pool.c \
              proxy/tick.c proxy/metrics.c proxy/accesslog.c proxy/io.c proxy/worker.c \
              proxy/status.c proxy/ops.c proxy/verdict.c proxy/reload.c proxy/cookie.c \
-             proxy/tls_up.c proxy/gates.c proxy/shield.c proxy/shield_conf.c proxy/webhook.c \
+             proxy/tls_up.c proxy/gates.c proxy/gates_check.c proxy/shield.c proxy/shield_conf.c proxy/webhook.c \
              proxy/srvadmin.c
 LIB_SRC    = $(UTIL_SRC) $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)

@@ -18,7 +18,11 @@
  *   - a hung database (SIGSTOP) fails the gate by its timeout and the
  *     daemon keeps answering; a stopped one fails it with the reason; a
  *     restarted daemon shows its gates unknown until checked again;
- *   - config errors name the JSON path.
+ *   - config errors name the JSON path;
+ *   - cutoverd -t --check-gates: what each gate's databases are (a standby,
+ *     a subscriber, the query's number), changing nothing, and every way a
+ *     gate cannot work (unreachable, no number, a write, roles swapped or
+ *     wrong, the heartbeat table unpublished or without its key).
  * Bounded waits for conditions, short intervals (200-500 ms).
  */
 #include <math.h>
@@ -395,6 +399,179 @@ test_physical_standby_lag(void **state)
     assert_int_equal(pgh_exec(pg_legacy, "DROP TABLE t6_hb; DROP TABLE t6_fill"), 0);
 }
 
+/* ---- cutoverd -t --check-gates ---------------------------------------------- */
+
+/* Runs cutoverd -t --check-gates on <f>'s config with gates <gates>; its
+ * exit status (-1 when it did not end within 20 s), its output in <out>. */
+static int
+check_gates(struct fx *f, const char *gates, char *out, size_t len)
+{
+    char log[600];
+    char *argv[] = { (char *)h_bin("cutoverd"), "-c", f->conf, "-t", "--check-gates", NULL };
+    char *text;
+    int st;
+
+    snprintf(f->extra, sizeof(f->extra), ", \"gates\": [%s]", gates);
+    assert_int_equal(fx_write_conf(f), 0);
+    snprintf(log, sizeof(log), "%s.check", f->conf);
+    unlink(log);
+    st = h_wait_exit(h_spawn(argv, log), 20000);
+    text = h_read_file(log);
+    snprintf(out, len, "%s", text != NULL ? text : "");
+    free(text);
+    return st;
+}
+
+static void
+expect_line(const char *out, const char *want)
+{
+    if (strstr(out, want) == NULL) {
+        fprintf(stderr, "%s", out);
+        fail_msg("\"%s\" not in the output above", want);
+    }
+}
+
+static void
+test_check_gates(void **state)
+{
+    char cl[512], cn[512], cs[512], sql[1024], gates[8192], out[16384], v[64];
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 1, NULL);
+    struct pgh *stb;
+    long long t0;
+
+    /* legacy: orders, two heartbeat tables (one published to new's
+     * subscription), one without a unique index; new subscribes; a standby
+     * of legacy */
+    assert_int_equal(pgh_exec(pg_legacy, "CREATE TABLE t7_orders (id int PRIMARY KEY); "
+                                         "INSERT INTO t7_orders VALUES (1), (2), (3); "
+                                         "CREATE TABLE t7_hb (gate text PRIMARY KEY, seq "
+                                         "bigint NOT NULL); CREATE TABLE t7_hb_local (gate "
+                                         "text PRIMARY KEY, seq bigint NOT NULL); "
+                                         "CREATE TABLE t7_hb_nokey (gate text, seq bigint); "
+                                         "CREATE PUBLICATION p7 FOR TABLE t7_orders, t7_hb"), 0);
+    assert_int_equal(pgh_exec(pg_new, "CREATE TABLE t7_orders (id int PRIMARY KEY); "
+                                      "CREATE TABLE t7_hb (gate text PRIMARY KEY, seq bigint "
+                                      "NOT NULL); CREATE TABLE t7_hb_local (gate text PRIMARY "
+                                      "KEY, seq bigint NOT NULL)"), 0);
+    snprintf(sql, sizeof(sql), "CREATE SUBSCRIPTION s7 CONNECTION '%s' PUBLICATION p7 WITH "
+             "(copy_data = false)", ci(pg_legacy, cl, sizeof(cl)));
+    assert_int_equal(pgh_exec(pg_new, sql), 0);
+    stb = pgh_start_standby(pg_legacy);
+    assert_non_null(stb);
+    ci(pg_new, cn, sizeof(cn));
+    ci(stb, cs, sizeof(cs));
+
+    /* every gate can work: exit 0, what each database is, the verdict now */
+    snprintf(gates, sizeof(gates),
+             "{\"name\": \"count\", \"kind\": \"sql\", \"conninfo\": \"%s\", \"query\": "
+             "\"SELECT count(*) FROM t7_orders\", \"min\": 5},"
+             "{\"name\": \"rows\", \"kind\": \"compare\", \"legacy\": {\"conninfo\": \"%s\"}, "
+             "\"new\": {\"conninfo\": \"%s\"}, \"query\": \"SELECT count(*) FROM t7_orders\"},"
+             "{\"name\": \"standby\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t7_hb\", "
+             "\"max_lag_bytes\": 65536},"
+             "{\"name\": \"logical\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t7_hb\", "
+             "\"subscription\": \"s7\", \"max_lag_ms\": 1000},"
+             "{\"name\": \"ready\", \"kind\": \"http\", \"url\": \"http://127.0.0.1:1/\"}",
+             cl, cl, cn, cs, cl, cn, cl);
+    if (check_gates(f, gates, out, sizeof(out)) != 0)
+        fail_msg("not valid:\n%s", out);
+    expect_line(out, "web/count (sql) database: connected, the query returns 3\n");
+    expect_line(out, "web/count (sql): would fail now: value 3 is below min 5");
+    expect_line(out, "web/rows (compare) legacy: connected, the query returns 3\n");
+    expect_line(out, "web/rows (compare) new: connected, the query returns 0\n");
+    expect_line(out, "web/rows (compare): would fail now: legacy 3, new 0");
+    expect_line(out, "web/standby (replication_lag) replica: connected, a standby (in "
+                     "recovery), heartbeat t7_hb readable (no row \"web/standby\" yet), "
+                     "position ");
+    expect_line(out, "web/standby (replication_lag) source: connected, a primary (not in "
+                     "recovery), heartbeat t7_hb writable, published in p7\n");
+    expect_line(out, "web/standby (replication_lag): roles right: the replica is a physical "
+                     "standby of the source");
+    expect_line(out, "web/logical (replication_lag) replica: connected, not in recovery (a "
+                     "logical subscriber?), heartbeat t7_hb readable (no row \"web/logical\" "
+                     "yet), subscription s7\n");
+    expect_line(out, "web/logical (replication_lag): roles right: the replica is a logical "
+                     "subscriber of another cluster, the source publishes t7_hb in p7");
+    expect_line(out, "web/ready (http): not contacted");
+    expect_line(out, "configuration is valid");
+    /* and it changed nothing: no heartbeat written */
+    assert_int_equal(pgh_query(pg_legacy, "SELECT count(*) FROM t7_hb", v, sizeof(v)), 0);
+    assert_string_equal(v, "0");
+
+    /* a disabled subscription is a note, not an error */
+    assert_int_equal(pgh_exec(pg_new, "ALTER SUBSCRIPTION s7 DISABLE"), 0);
+    snprintf(gates, sizeof(gates),
+             "{\"name\": \"logical\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t7_hb\", "
+             "\"subscription\": \"s7\", \"max_lag_ms\": 1000}", cn, cl);
+    if (check_gates(f, gates, out, sizeof(out)) != 0)
+        fail_msg("not valid:\n%s", out);
+    expect_line(out, "note: subscription s7 is disabled: the gate fails until it is enabled");
+    assert_int_equal(pgh_exec(pg_new, "ALTER SUBSCRIPTION s7 ENABLE"), 0);
+
+    /* every way a gate cannot work, each reported with its path: exit 1 */
+    snprintf(gates, sizeof(gates),
+             "{\"name\": \"gone\", \"kind\": \"sql\", \"conninfo\": \"host=/nonexistent "
+             "dbname=postgres user=postgres\", \"query\": \"SELECT 1\", \"min\": 1},"
+             "{\"name\": \"text\", \"kind\": \"sql\", \"conninfo\": \"%s\", \"query\": "
+             "\"SELECT 'x'\", \"min\": 1},"
+             "{\"name\": \"missing\", \"kind\": \"compare\", \"legacy\": {\"conninfo\": \"%s\"}, "
+             "\"new\": {\"conninfo\": \"%s\"}, \"query\": \"SELECT count(*) FROM t7_none\"},"
+             "{\"name\": \"writes\", \"kind\": \"sql\", \"conninfo\": \"%s\", \"query\": "
+             "\"INSERT INTO t7_orders VALUES (9) RETURNING 1\", \"min\": 1},"
+             "{\"name\": \"swapped\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t7_hb\", "
+             "\"max_lag_ms\": 1000},"
+             "{\"name\": \"unpublished\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t7_hb_local\", "
+             "\"max_lag_ms\": 1000},"
+             "{\"name\": \"nokey\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t7_hb_nokey\", "
+             "\"max_lag_ms\": 1000},"
+             "{\"name\": \"self\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t7_hb\", "
+             "\"max_lag_ms\": 1000}",
+             cl, cl, cn, cl, cl, cs, cn, cl, cs, cl, cl, cl);
+    assert_int_equal(check_gates(f, gates, out, sizeof(out)), 1);
+    expect_line(out, "services[0].gates[0]: web/gone (sql) database: cannot connect: ");
+    expect_line(out, "services[0].gates[1]: web/text (sql) database: the query's value: ");
+    expect_line(out, "services[0].gates[2]: web/missing (compare) legacy: the query failed: "
+                     "relation \"t7_none\" does not exist");
+    expect_line(out, "services[0].gates[2]: web/missing (compare) new: the query failed: ");
+    expect_line(out, "services[0].gates[3]: web/writes (sql) database: the query failed: "
+                     "cannot execute INSERT in a read-only transaction");
+    expect_line(out, "services[0].gates[4]: web/swapped (replication_lag) source: is a standby "
+                     "(in recovery)");
+    expect_line(out, "services[0].gates[5]: web/unpublished (replication_lag): the replica is "
+                     "a logical subscriber, and the source publishes t7_hb_local in no "
+                     "publication");
+    expect_line(out, "services[0].gates[6]: web/nokey (replication_lag) source: t7_hb_nokey "
+                     "has no unique index on \"gate\" alone");
+    expect_line(out, "services[0].gates[7]: web/self (replication_lag) replica: not a standby, "
+                     "and no subscription in this database");
+    assert_null(strstr(out, "configuration is valid"));
+    assert_int_equal(pgh_query(pg_legacy, "SELECT count(*) FROM t7_orders", v, sizeof(v)), 0);
+    assert_string_equal(v, "3");
+
+    /* a hung server: the gate's timeout bounds the check */
+    assert_int_equal(pgh_pause(stb), 0);
+    snprintf(gates, sizeof(gates),
+             "{\"name\": \"hung\", \"kind\": \"sql\", \"conninfo\": \"%s\", \"query\": "
+             "\"SELECT 1\", \"min\": 1, \"timeout_ms\": 300}", cs);
+    t0 = h_now_ms();
+    assert_int_equal(check_gates(f, gates, out, sizeof(out)), 1);
+    expect_line(out, "services[0].gates[0]: web/hung (sql) database: cannot connect: connect "
+                     "timeout after 300 ms");
+    assert_true(h_now_ms() - t0 < 5000);
+    assert_int_equal(pgh_resume(stb), 0);
+
+    pgh_free(stb);
+    assert_int_equal(pgh_exec(pg_new, "DROP SUBSCRIPTION s7"), 0);
+    assert_int_equal(pgh_exec(pg_legacy, "DROP PUBLICATION p7"), 0);
+}
+
 /* ---- on_fail ------------------------------------------------------------ */
 
 static struct fx *
@@ -599,6 +776,7 @@ main(void)
         cmocka_unit_test_teardown(test_sql_gate_refuses_raise, fx_teardown),
         cmocka_unit_test_teardown(test_plan_holds_on_replication, fx_teardown),
         cmocka_unit_test_teardown(test_physical_standby_lag, fx_teardown),
+        cmocka_unit_test_teardown(test_check_gates, fx_teardown),
         cmocka_unit_test_teardown(test_on_fail_rollback, fx_teardown),
         cmocka_unit_test_teardown(test_on_fail_freeze, fx_teardown),
         cmocka_unit_test_teardown(test_http_gate, fx_teardown),
