@@ -67,7 +67,7 @@ BINS = $(BUILD)/cutoverd $(BUILD)/cutoverctl $(BACKEND)
 # objects of test binaries are kept between builds
 .SECONDARY:
 
-.PHONY: all test unit integration asan tsan check-layers check-install install uninstall deps run run-fleet \
+.PHONY: all test unit integration asan tsan check-layers check-install install uninstall deps run run-fleet run-migration \
         clean help fuzz fuzz-smoke bench bench-base
 
 PREFIX    ?= /usr/local
@@ -229,6 +229,12 @@ run-fleet:
 	@sh tests/tools/deps.sh --if-missing
 	$(Q)$(MAKE) --no-print-directory all
 	@sh tests/tools/fleet-demo.sh
+
+## run-migration: a plan gated by a compare and a replication_lag gate, two private PostgreSQL clusters with logical replication in .run/ (docs/gates.md)
+run-migration:
+	@sh tests/tools/deps.sh --if-missing
+	$(Q)$(MAKE) --no-print-directory all
+	@sh tests/tools/migration-demo.sh
 
 ## run: the demo: two backends and cutoverd on conf/demo.json (Ctrl-C stops all)
 run:
