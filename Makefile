@@ -41,9 +41,9 @@ PROXY_SRC  = proxy/conf.c proxy/tls_conf.c proxy/tls_cert.c proxy/tls.c proxy/tl
              proxy/http_msg.c proxy/relay.c proxy/tcp.c proxy/pool.c \
              proxy/tick.c proxy/metrics.c proxy/accesslog.c proxy/io.c proxy/worker.c \
              proxy/status.c proxy/ops.c proxy/verdict.c proxy/reload.c proxy/cookie.c \
-             proxy/tls_up.c proxy/gates.c proxy/shield.c proxy/shield_conf.c proxy/webhook.c \
-             proxy/srvadmin.c proxy/fleet_tick.c proxy/shadow_conf.c proxy/shadow_cap.c \
-             proxy/shadow.c
+             proxy/tls_up.c proxy/gates.c proxy/gates_check.c proxy/shield.c proxy/shield_conf.c \
+             proxy/webhook.c proxy/srvadmin.c proxy/fleet_tick.c proxy/shadow_conf.c \
+             proxy/shadow_cap.c proxy/shadow.c
 LIB_SRC    = $(UTIL_SRC) $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB        = $(BUILD)/libcutover.a
@@ -70,7 +70,7 @@ BINS = $(BUILD)/cutoverd $(BUILD)/cutoverctl $(BACKEND)
 .SECONDARY:
 
 .PHONY: all test unit integration asan tsan doc-samples check-layers check-install install uninstall deps \
-        run run-fleet clean help fuzz fuzz-smoke bench bench-base bench-fleet
+        run run-fleet run-migration clean help fuzz fuzz-smoke bench bench-base bench-fleet
 
 PREFIX    ?= /usr/local
 DESTDIR   ?=
@@ -243,6 +243,12 @@ run-fleet:
 	@sh tests/tools/deps.sh --if-missing
 	$(Q)$(MAKE) --no-print-directory all
 	@sh tests/tools/fleet-demo.sh
+
+## run-migration: a plan gated by a compare and a replication_lag gate, two private PostgreSQL clusters with logical replication in .run/ (docs/gates.md)
+run-migration:
+	@sh tests/tools/deps.sh --if-missing
+	$(Q)$(MAKE) --no-print-directory all
+	@sh tests/tools/migration-demo.sh
 
 ## run: the demo: two backends and cutoverd on conf/demo.json (Ctrl-C stops all)
 run:

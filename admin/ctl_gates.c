@@ -29,7 +29,7 @@ ctl_print_gates(const json_t *reply, bool as_json)
 {
     const json_t *svc, *g, *held;
     json_t *out = json_array();
-    char b[6][1024];
+    char b[7][1024];
     size_t i, k;
     unsigned n = 0;
     char *text;
@@ -56,7 +56,7 @@ ctl_print_gates(const json_t *reply, bool as_json)
                    show(json_object_get(g, "verdict"), b[3], sizeof(b[3])),
                    show(json_object_get(g, "value"), b[4], sizeof(b[4])),
                    show(json_object_get(g, "since"), b[5], sizeof(b[5])),
-                   show(json_object_get(g, "reason"), b[0], sizeof(b[0])));
+                   show(json_object_get(g, "reason"), b[6], sizeof(b[6])));
         }
         if (json_is_string(held))
             printf("%s: the plan is held by %s\n",

@@ -261,6 +261,21 @@ q_send(struct gate *g, int db, enum phase ph, const char *sql, int n, const char
     return 0;
 }
 
+int
+px_gates_replica_sql(const struct hl_gate_conf *c, char *buf, size_t len)
+{
+    if (c->max_lag_bytes > 0) {
+        snprintf(buf, len, "SELECT (SELECT seq FROM %s WHERE gate = $1)::text, "
+                 "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text ELSE "
+                 "(SELECT latest_end_lsn::text FROM pg_stat_subscription WHERE subname = $2 "
+                 "AND relid IS NULL) END", c->heartbeat_table);
+        return 2;
+    }
+    snprintf(buf, len, "SELECT (SELECT seq FROM %s WHERE gate = $1)::text, NULL::text",
+             c->heartbeat_table);
+    return 1;
+}
+
 /* The read-only statement of database <db> in this check, and its
  * parameters: the gate's query, or the lag gate's replica read. */
 static const char *
@@ -268,22 +283,14 @@ ro_sql(struct gate *g, int db, int *n, const char **params)
 {
     static char sql[512];
 
+    (void)db;
     if (g->conf.kind != HL_GATE_LAG) {
         *n = 0;
         return g->conf.query;
     }
     params[0] = g->key;
     params[1] = g->conf.subscription;
-    *n = g->conf.max_lag_bytes > 0 ? 2 : 1;
-    if (g->conf.max_lag_bytes > 0)
-        snprintf(sql, sizeof(sql), "SELECT (SELECT seq FROM %s WHERE gate = $1)::text, "
-                 "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text ELSE "
-                 "(SELECT latest_end_lsn::text FROM pg_stat_subscription WHERE subname = $2 "
-                 "AND relid IS NULL) END", g->conf.heartbeat_table);
-    else
-        snprintf(sql, sizeof(sql), "SELECT (SELECT seq FROM %s WHERE gate = $1)::text, "
-                 "NULL::text", g->conf.heartbeat_table);
-    (void)db;
+    *n = px_gates_replica_sql(&g->conf, sql, sizeof(sql));
     return sql;
 }
 

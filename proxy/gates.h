@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 
+struct hl_gate_conf;
 struct json_t;
 struct met_writer;
 struct px_daemon;
@@ -38,6 +39,12 @@ int px_gates_verdict(const struct px_gates *g, unsigned svc, char *why, size_t l
 
 /* Adds "gates": [...] to service <svc>'s status object <obj>. */
 void px_gates_status(const struct px_gates *g, unsigned svc, struct json_t *obj);
+
+/* The statement a replication_lag gate <c> runs on its replica, into <buf>:
+ * the heartbeat row's seq ($1: "service/gate") and, when bytes are checked,
+ * the replica's position ($2: the subscription). Returns the number of
+ * parameters it takes (1 or 2). */
+int px_gates_replica_sql(const struct hl_gate_conf *c, char *buf, size_t len);
 
 /* cutover_gate_ok{service,gate} and cutover_gate_value{service,gate}. */
 void px_gates_metrics(const struct px_gates *g, struct met_writer *w);

@@ -45,6 +45,7 @@
 #include "proxy/daemon.h"
 #include "proxy/gates.h"
 #include "proxy/fleet_tick.h"
+#include "proxy/gates_check.h"
 #include "proxy/io.h"
 #include "proxy/listen.h"
 #include "proxy/metrics.h"
@@ -64,12 +65,14 @@ static void
 usage(FILE *f)
 {
     fprintf(f,
-            "usage: cutoverd -c FILE [-t [--check-store]] [-d] [-R SEED]\n"
+            "usage: cutoverd -c FILE [-t [--check-store] [--check-gates]] [-d] [-R SEED]\n"
             "       cutoverd --help | --version\n"
             "  -c, --config FILE  configuration file (JSON)\n"
             "  -t, --test         check the configuration, report every error found,\n"
             "                     and exit (0 valid, 1 invalid)\n"
             "  --check-store      with -t: connect to store.postgres, report its schema\n"
+            "  --check-gates      with -t: connect to every gate's databases, report\n"
+            "                     what each finds (changes nothing)\n"
             "  -d, --debug        debug logging\n"
             "  -R, --seed SEED    seed of the random draws (tests; default: the kernel's)\n"
             "  -h, --help         this help\n"
@@ -347,11 +350,12 @@ main(int argc, char **argv)
     struct adm_ops ops;
     unsigned i, ntls = 0;
     int opt, rc = 1;
-    bool check_store = false;
+    bool check_store = false, check_gates = false;
     static const struct option longopts[] = {
         { "config", required_argument, NULL, 'c' },
         { "test", no_argument, NULL, 't' },
         { "check-store", no_argument, NULL, 'S' },
+        { "check-gates", no_argument, NULL, 'G' },
         { "debug", no_argument, NULL, 'd' },
         { "seed", required_argument, NULL, 'R' },
         { "help", no_argument, NULL, 'h' },
@@ -363,6 +367,7 @@ main(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "c:tdhVR:", longopts, NULL)) != -1) {
         switch (opt) {
         case 'S': check_store = true; break;
+        case 'G': check_gates = true; break;
         case 'V':
             printf("cutoverd %s\n", CUTOVER_VERSION);
             return 0;
@@ -376,7 +381,7 @@ main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (conf_file == NULL || optind != argc || (check_store && !test_only)) {
+    if (conf_file == NULL || optind != argc || ((check_store || check_gates) && !test_only)) {
         usage(stderr);
         return 2;
     }
@@ -444,7 +449,16 @@ main(int argc, char **argv)
             px_conf_free(srv->conf);
             return 1;
         }
-        if (check_store && check_store_report(srv->conf, conf_file) != 0) {
+        /* both run when both are asked for: every problem in one go. Their
+         * reports say what the database clients would log (unless -d) */
+        if (log_min_level != LL_DEBUG)
+            log_min_level = LL_ERR;
+        if (check_store && check_store_report(srv->conf, conf_file) != 0)
+            krc = -1;
+        if (check_gates && px_gates_check_report(srv->conf, conf_file, (uint64_t)getpid(),
+                                                 stdout, stderr) != 0)
+            krc = -1;
+        if (krc != 0) {
             px_tls_free_all(tls, ntls);
             adm_tokens_free(tokens);
             px_conf_free(srv->conf);

@@ -60,6 +60,6 @@ _cutoverd()
         -c|--config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         -R|--seed) return ;;
     esac
-    COMPREPLY=($(compgen -W "-c --config -t --test -d --debug -R --seed -h --help -V --version" -- "$cur"))
+    COMPREPLY=($(compgen -W "-c --config -t --test --check-store --check-gates -d --debug -R --seed -h --help -V --version" -- "$cur"))
 }
 complete -F _cutoverd cutoverd

@@ -329,8 +329,10 @@ rmrf(const char *dir)
     rmdir(dir);
 }
 
-struct pgh *
-pgh_start(void)
+/* A new struct pgh: the server's user, a fresh directory under /tmp handed
+ * to that user, the paths and the superuser's conninfo. NULL (printed). */
+static struct pgh *
+pgh_new(void)
 {
     return pgh_start_with(NULL);
 }
@@ -340,12 +342,6 @@ pgh_start_with(const char *const *settings)
 {
     static bool atexit_done;
     struct pgh *h = calloc(1, sizeof(*h));
-    char initdb[PATH_MAX + 16], hba[PATH_MAX + 16];
-    char *argv[] = {
-        initdb, "-D", NULL, "-U", "postgres", "-A", "trust", "-E", "UTF8",
-        "--locale=C", "--no-sync", NULL,
-    };
-    int status;
 
     if (h == NULL)
         return NULL;
@@ -398,33 +394,58 @@ pgh_start_with(const char *const *settings)
         atexit(kill_live);
         atexit_done = true;
     }
+    return h;
+}
 
+/* Runs <argv> as the server's user and waits up to <ms> for it to exit 0.
+ * 0, or -1 (printed, with the log's tail). */
+static int
+run_tool(struct pgh *h, char *const argv[], int ms)
+{
+    pid_t pid = spawn(h, argv);
+    int status;
+
+    if (pid < 0)
+        return -1;
+    status = wait_exit(pid, ms);
+    if (status == -1) {
+        kill(-pid, SIGKILL);
+        wait_exit(pid, STOP_MS);
+        fprintf(stderr, "pgh: %s did not finish within %d ms\n", argv[0], ms);
+        dump_log(h, 4000);
+        return -1;
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "pgh: %s failed (status 0x%x)\n", argv[0], (unsigned)status);
+        dump_log(h, 4000);
+        return -1;
+    }
+    return 0;
+}
+
+struct pgh *
+pgh_start(void)
+{
+    struct pgh *h = pgh_new();
+    char initdb[PATH_MAX + 16], hba[PATH_MAX + 16];
+    char *argv[] = {
+        initdb, "-D", NULL, "-U", "postgres", "-A", "trust", "-E", "UTF8",
+        "--locale=C", "--no-sync", NULL,
+    };
+
+    if (h == NULL)
+        return NULL;
     snprintf(initdb, sizeof(initdb), "%s/initdb", h->bindir);
     argv[2] = h->data;
-    {
-        pid_t pid = spawn(h, argv);
-
-        if (pid < 0)
-            goto fail;
-        status = wait_exit(pid, INITDB_MS);
-        if (status == -1) {
-            kill(-pid, SIGKILL);
-            wait_exit(pid, STOP_MS);
-            fprintf(stderr, "pgh: initdb did not finish within %d ms\n", INITDB_MS);
-            dump_log(h, 4000);
-            goto fail;
-        }
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-            fprintf(stderr, "pgh: initdb failed (status 0x%x)\n", (unsigned)status);
-            dump_log(h, 4000);
-            goto fail;
-        }
-    }
+    if (run_tool(h, argv, INITDB_MS) < 0)
+        goto fail;
     snprintf(hba, sizeof(hba), "%s/pg_hba.conf", h->data);
     if (write_file(hba, "# tests/harness/pg.c: the superuser without a password,\n"
-                        "# every other role with its own\n"
+                        "# every other role with its own; streaming replication\n"
+                        "# for the superuser (pgh_start_standby)\n"
                         "local all postgres trust\n"
-                        "local all all scram-sha-256\n") < 0)
+                        "local all all scram-sha-256\n"
+                        "local replication postgres trust\n") < 0)
         goto fail;
     if (start_server(h) < 0)
         goto fail;
@@ -433,6 +454,33 @@ fail:
     rmrf(h->dir);
     release(h);
     return NULL;
+}
+
+struct pgh *
+pgh_start_standby(struct pgh *primary)
+{
+    struct pgh *h;
+    char basebackup[PATH_MAX + 16];
+    char *argv[] = {
+        basebackup, "-D", NULL, "-h", primary->dir, "-p", PGH_PORT, "-U", "postgres",
+        "-R", "-X", "stream", "-c", "fast", "--no-sync", NULL,
+    };
+
+    if (primary->pid <= 0) {
+        fprintf(stderr, "pgh: the primary of a standby must be running\n");
+        return NULL;
+    }
+    if ((h = pgh_new()) == NULL)
+        return NULL;
+    snprintf(basebackup, sizeof(basebackup), "%s/pg_basebackup", h->bindir);
+    argv[2] = h->data;
+    /* -R: standby.signal and primary_conninfo (the primary's socket) */
+    if (run_tool(h, argv, INITDB_MS) < 0 || start_server(h) < 0) {
+        rmrf(h->dir);
+        free(h);
+        return NULL;
+    }
+    return h;
 }
 
 const char *
@@ -484,6 +532,31 @@ pgh_exec(struct pgh *h, const char *sql)
     if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
         fprintf(stderr, "pgh: %s: %s", sql, PQresultErrorMessage(res));
         rc = -1;
+    }
+    PQclear(res);
+    PQfinish(conn);
+    return rc;
+}
+
+int
+pgh_query(struct pgh *h, const char *sql, char *out, size_t len)
+{
+    PGconn *conn = PQconnectdb(h->conninfo);
+    PGresult *res;
+    int rc = 0;
+
+    if (PQstatus(conn) != CONNECTION_OK) {
+        fprintf(stderr, "pgh: connect: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return -1;
+    }
+    res = PQexec(conn, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) < 1 || PQnfields(res) < 1) {
+        fprintf(stderr, "pgh: %s: %s\n", sql, PQresultStatus(res) == PGRES_TUPLES_OK
+                ? "no row" : PQresultErrorMessage(res));
+        rc = -1;
+    } else {
+        snprintf(out, len, "%s", PQgetvalue(res, 0, 0));
     }
     PQclear(res);
     PQfinish(conn);

@@ -13,7 +13,8 @@
  *
  * Authentication: the superuser "postgres" connects without a password; every
  * other role needs its password (scram-sha-256), so a test can create a role
- * and try wrong and right passwords.
+ * and try wrong and right passwords. The superuser may also open a
+ * replication connection, for a physical standby (pgh_start_standby).
  *
  * Blocking on purpose, like tests/harness/harness.h: a test is a script.
  * Every wait is bounded; every failure is printed on stderr before -1/NULL.
@@ -23,6 +24,7 @@
 #define CUTOVER_TESTS_HARNESS_PG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct pgh;
 
@@ -37,6 +39,14 @@ struct pgh *pgh_start(void);
 #define PGH_SETTINGS_MAX 16
 struct pgh *pgh_start_with(const char *const *settings);
 
+/* A physical standby of <primary> (which must run): pg_basebackup -R from
+ * the primary's socket into a new directory (standby.signal, primary_conninfo
+ * on that socket: streaming replication), started the same way, as the same
+ * user; returns once it accepts connections (a hot standby: read-only
+ * queries, pg_wal_replay_pause()). pgh_free() it before its primary. NULL
+ * when it does not come up (printed). */
+struct pgh *pgh_start_standby(struct pgh *primary);
+
 /* The directory of the server's socket (libpq's host) and its port. */
 const char *pgh_host(const struct pgh *h);
 const char *pgh_port(const struct pgh *h);
@@ -46,6 +56,10 @@ const char *pgh_conninfo(const struct pgh *h);
 
 /* Runs <sql> as the superuser on a connection of its own. 0, or -1. */
 int pgh_exec(struct pgh *h, const char *sql);
+
+/* Runs <sql> like pgh_exec() and copies the first column of its first row
+ * into <out> ("" for NULL). 0, or -1 (no row, or an error: printed). */
+int pgh_query(struct pgh *h, const char *sql, char *out, size_t len);
 
 /* Fast shutdown (SIGINT to the postmaster), waiting until it has exited. */
 int pgh_stop(struct pgh *h);

@@ -9,15 +9,23 @@
  *   - the plan holds while the subscription is disabled and rows pile up
  *     (compare and replication_lag gates fail), and walks on to promoted
  *     once it is enabled again;
+ *   - a physical standby of legacy (pg_basebackup -R, streaming on its
+ *     socket): max_lag_bytes and max_lag_ms fail while its replay is paused
+ *     and the primary writes, and pass once it is resumed;
  *   - on_fail rollback rolls back, on_fail freeze freezes (raises refused,
  *     rollback still taken);
  *   - http: a URL on new's server and its status;
  *   - a hung database (SIGSTOP) fails the gate by its timeout and the
  *     daemon keeps answering; a stopped one fails it with the reason; a
  *     restarted daemon shows its gates unknown until checked again;
- *   - config errors name the JSON path.
+ *   - config errors name the JSON path;
+ *   - cutoverd -t --check-gates: what each gate's databases are (a standby,
+ *     a subscriber, the query's number), changing nothing, and every way a
+ *     gate cannot work (unreachable, no number, a write, roles swapped or
+ *     wrong, the heartbeat table unpublished or without its key).
  * Bounded waits for conditions, short intervals (200-500 ms).
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -170,8 +178,9 @@ test_sql_gate_refuses_raise(void **state)
 
     /* cutoverctl gates, status, metrics */
     assert_int_equal(fx_ctl(f, out, "gates"), 0);
-    assert_non_null(strstr(out, "ready"));
-    assert_non_null(strstr(out, "fail"));
+    if (strstr(out, "ready ") == NULL || strstr(out, " fail ") == NULL
+        || strstr(out, " value 0 is below min 1\n") == NULL)
+        fail_msg("cutoverctl gates: %s", out);
     j = h_ctl_json(f->sock, "gates", (char *)NULL);
     assert_non_null(j);
     assert_string_equal(json_string_value(h_json_at(j, "0.gates.0.kind")), "sql");
@@ -300,6 +309,271 @@ test_plan_holds_on_replication(void **state)
     fx_expect_state(f, "promoted", 100);
     assert_int_equal(pgh_exec(pg_new, "DROP SUBSCRIPTION s2"), 0);
     assert_int_equal(pgh_exec(pg_legacy, "DROP PUBLICATION p2"), 0);
+}
+
+/* ---- a physical standby: the lag in bytes and in time -------------------- */
+
+/* The gate <idx>'s value in status (NAN when none). */
+static double
+gate_value(struct fx *f, int idx)
+{
+    json_t *v = fx_status_at(f, "gates.%d.value", idx);
+    double d = json_is_number(v) ? json_number_value(v) : NAN;
+
+    json_decref(v);
+    return d;
+}
+
+static void
+test_physical_standby_lag(void **state)
+{
+    char cp[512], cs[512], extra[4096], out[4096], buf[256], sql[256], lsn[64], diff[64];
+    struct pgh *stb;
+    long long t0, end;
+    struct fx *f;
+    long checks;
+    double v;
+
+    /* pg_basebackup -R from legacy: a standby streaming over its socket */
+    assert_int_equal(pgh_exec(pg_legacy, "CREATE TABLE t6_hb (gate text PRIMARY KEY, seq "
+                                         "bigint NOT NULL); CREATE TABLE t6_fill (x int, "
+                                         "pad text)"), 0);
+    stb = pgh_start_standby(pg_legacy);
+    assert_non_null(stb);
+    snprintf(extra, sizeof(extra), ", \"gates\": ["
+             "{\"name\": \"bytes\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t6_hb\", "
+             "\"max_lag_bytes\": 65536, \"interval_ms\": 200, \"timeout_ms\": 200},"
+             "{\"name\": \"time\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t6_hb\", "
+             "\"max_lag_ms\": 1000, \"interval_ms\": 200, \"timeout_ms\": 200}]",
+             ci(stb, cs, sizeof(cs)), ci(pg_legacy, cp, sizeof(cp)), cs, cp);
+    f = start(state, extra);
+    assert_int_equal(wait_gate(f, 0, "pass", 10000), 0);
+    assert_int_equal(wait_gate(f, 1, "pass", 10000), 0);
+    v = gate_value(f, 0);
+    assert_true(v >= 0 && v <= 65536);
+    assert_non_null(strstr(gate_str(f, 0, "reason", buf, sizeof(buf)), "bytes (max 65536)"));
+
+    /* replay held on the standby while the primary writes about 1 MB of
+     * WAL: the byte gate fails with the distance, the heartbeat ages past
+     * its second, and a raise is refused */
+    t0 = h_now_ms();
+    assert_int_equal(pgh_exec(stb, "SELECT pg_wal_replay_pause()"), 0);
+    assert_int_equal(pgh_exec(pg_legacy, "INSERT INTO t6_fill SELECT g, repeat('x', 100) "
+                                         "FROM generate_series(1, 5000) g"), 0);
+    assert_int_equal(wait_gate(f, 0, "fail", 5000), 0);
+    /* the gate's figure is the distance the servers themselves give, give
+     * or take the heartbeats written since (a few hundred bytes each), once
+     * a check began after the insert ended (one in flight then read the
+     * source's position in the middle of it) */
+    checks = fx_status_long(f, "gates.0.checks");
+    end = h_now_ms() + 5000;
+    while (fx_status_long(f, "gates.0.checks") < checks + 2 && h_now_ms() < end)
+        h_sleep_ms(50);
+    assert_true(fx_status_long(f, "gates.0.checks") >= checks + 2);
+    assert_int_equal(pgh_query(stb, "SELECT pg_last_wal_replay_lsn()", lsn, sizeof(lsn)), 0);
+    snprintf(sql, sizeof(sql), "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '%s')::bigint",
+             lsn);
+    assert_int_equal(pgh_query(pg_legacy, sql, diff, sizeof(diff)), 0);
+    v = gate_value(f, 0);
+    if (!(v > 65536) || fabs(v - atof(diff)) > 16384)
+        fail_msg("byte lag %.0f while replay is paused; the servers say %s", v, diff);
+    assert_non_null(strstr(gate_str(f, 0, "reason", buf, sizeof(buf)), "replica behind: lag "));
+    assert_non_null(strstr(buf, " bytes (max 65536)"));
+    assert_int_equal(wait_gate(f, 1, "fail", 5000), 0);
+    if (strstr(gate_str(f, 1, "reason", buf, sizeof(buf)), " ms (max 1000)") == NULL)
+        fail_msg("after %lld ms: %s", h_now_ms() - t0, buf);
+    assert_true(gate_value(f, 1) > 1000);
+    assert_int_equal(fx_ctl(f, out, "weight", "10"), 1);
+    assert_non_null(strstr(h_ctl_err(), "gate bytes (replication_lag) fail"));
+
+    /* replay resumed: both pass within a few checks, the raise goes through */
+    assert_int_equal(pgh_exec(stb, "SELECT pg_wal_replay_resume()"), 0);
+    assert_int_equal(wait_gate(f, 0, "pass", 5000), 0);
+    assert_int_equal(wait_gate(f, 1, "pass", 5000), 0);
+    v = gate_value(f, 0);
+    assert_true(v >= 0 && v <= 65536);
+    assert_int_equal(fx_ctl(f, out, "weight", "10"), 0);
+    assert_true(fx_weight(f) == 10);
+    pgh_free(stb);
+    assert_int_equal(pgh_exec(pg_legacy, "DROP TABLE t6_hb; DROP TABLE t6_fill"), 0);
+}
+
+/* ---- cutoverd -t --check-gates ---------------------------------------------- */
+
+/* Runs cutoverd -t --check-gates on <f>'s config with gates <gates>; its
+ * exit status (-1 when it did not end within 20 s), its output in <out>. */
+static int
+check_gates(struct fx *f, const char *gates, char *out, size_t len)
+{
+    char log[600];
+    char *argv[] = { (char *)h_bin("cutoverd"), "-c", f->conf, "-t", "--check-gates", NULL };
+    char *text;
+    int st;
+
+    snprintf(f->extra, sizeof(f->extra), ", \"gates\": [%s]", gates);
+    assert_int_equal(fx_write_conf(f), 0);
+    snprintf(log, sizeof(log), "%s.check", f->conf);
+    unlink(log);
+    st = h_wait_exit(h_spawn(argv, log), 20000);
+    text = h_read_file(log);
+    snprintf(out, len, "%s", text != NULL ? text : "");
+    free(text);
+    /* under make asan: a report exits 1 too, which some cases expect */
+    if (strstr(out, "Sanitizer") != NULL || strstr(out, "runtime error") != NULL)
+        fail_msg("%s", out);
+    return st;
+}
+
+static void
+expect_line(const char *out, const char *want)
+{
+    if (strstr(out, want) == NULL) {
+        fprintf(stderr, "%s", out);
+        fail_msg("\"%s\" not in the output above", want);
+    }
+}
+
+static void
+test_check_gates(void **state)
+{
+    char cl[512], cn[512], cs[512], sql[1024], gates[8192], out[16384], v[64];
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 1, NULL);
+    struct pgh *stb;
+    long long t0;
+
+    /* legacy: orders, two heartbeat tables (one published to new's
+     * subscription), one without a unique index; new subscribes; a standby
+     * of legacy */
+    assert_int_equal(pgh_exec(pg_legacy, "CREATE TABLE t7_orders (id int PRIMARY KEY); "
+                                         "INSERT INTO t7_orders VALUES (1), (2), (3); "
+                                         "CREATE TABLE t7_hb (gate text PRIMARY KEY, seq "
+                                         "bigint NOT NULL); CREATE TABLE t7_hb_local (gate "
+                                         "text PRIMARY KEY, seq bigint NOT NULL); "
+                                         "CREATE TABLE t7_hb_nokey (gate text, seq bigint); "
+                                         "CREATE PUBLICATION p7 FOR TABLE t7_orders, t7_hb"), 0);
+    assert_int_equal(pgh_exec(pg_new, "CREATE TABLE t7_orders (id int PRIMARY KEY); "
+                                      "CREATE TABLE t7_hb (gate text PRIMARY KEY, seq bigint "
+                                      "NOT NULL); CREATE TABLE t7_hb_local (gate text PRIMARY "
+                                      "KEY, seq bigint NOT NULL)"), 0);
+    snprintf(sql, sizeof(sql), "CREATE SUBSCRIPTION s7 CONNECTION '%s' PUBLICATION p7 WITH "
+             "(copy_data = false)", ci(pg_legacy, cl, sizeof(cl)));
+    assert_int_equal(pgh_exec(pg_new, sql), 0);
+    stb = pgh_start_standby(pg_legacy);
+    assert_non_null(stb);
+    ci(pg_new, cn, sizeof(cn));
+    ci(stb, cs, sizeof(cs));
+
+    /* every gate can work: exit 0, what each database is, the verdict now */
+    snprintf(gates, sizeof(gates),
+             "{\"name\": \"count\", \"kind\": \"sql\", \"conninfo\": \"%s\", \"query\": "
+             "\"SELECT count(*) FROM t7_orders\", \"min\": 5},"
+             "{\"name\": \"rows\", \"kind\": \"compare\", \"legacy\": {\"conninfo\": \"%s\"}, "
+             "\"new\": {\"conninfo\": \"%s\"}, \"query\": \"SELECT count(*) FROM t7_orders\"},"
+             "{\"name\": \"standby\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t7_hb\", "
+             "\"max_lag_bytes\": 65536},"
+             "{\"name\": \"logical\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t7_hb\", "
+             "\"subscription\": \"s7\", \"max_lag_ms\": 1000},"
+             "{\"name\": \"ready\", \"kind\": \"http\", \"url\": \"http://127.0.0.1:1/\"}",
+             cl, cl, cn, cs, cl, cn, cl);
+    if (check_gates(f, gates, out, sizeof(out)) != 0)
+        fail_msg("not valid:\n%s", out);
+    expect_line(out, "web/count (sql) database: connected, the query returns 3\n");
+    expect_line(out, "web/count (sql): would fail now: value 3 is below min 5");
+    expect_line(out, "web/rows (compare) legacy: connected, the query returns 3\n");
+    expect_line(out, "web/rows (compare) new: connected, the query returns 0\n");
+    expect_line(out, "web/rows (compare): would fail now: legacy 3, new 0");
+    expect_line(out, "web/standby (replication_lag) replica: connected, a standby (in "
+                     "recovery), heartbeat t7_hb readable (no row \"web/standby\" yet), "
+                     "position ");
+    expect_line(out, "web/standby (replication_lag) source: connected, a primary (not in "
+                     "recovery), heartbeat t7_hb writable, published in p7\n");
+    expect_line(out, "web/standby (replication_lag): roles right: the replica is a physical "
+                     "standby of the source");
+    expect_line(out, "web/logical (replication_lag) replica: connected, not in recovery (a "
+                     "logical subscriber?), heartbeat t7_hb readable (no row \"web/logical\" "
+                     "yet), subscription s7\n");
+    expect_line(out, "web/logical (replication_lag): roles right: the replica is a logical "
+                     "subscriber of another cluster, the source publishes t7_hb in p7");
+    expect_line(out, "web/ready (http): not contacted");
+    expect_line(out, "configuration is valid");
+    /* and it changed nothing: no heartbeat written */
+    assert_int_equal(pgh_query(pg_legacy, "SELECT count(*) FROM t7_hb", v, sizeof(v)), 0);
+    assert_string_equal(v, "0");
+
+    /* a disabled subscription is a note, not an error */
+    assert_int_equal(pgh_exec(pg_new, "ALTER SUBSCRIPTION s7 DISABLE"), 0);
+    snprintf(gates, sizeof(gates),
+             "{\"name\": \"logical\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t7_hb\", "
+             "\"subscription\": \"s7\", \"max_lag_ms\": 1000}", cn, cl);
+    if (check_gates(f, gates, out, sizeof(out)) != 0)
+        fail_msg("not valid:\n%s", out);
+    expect_line(out, "note: subscription s7 is disabled: the gate fails until it is enabled");
+    assert_int_equal(pgh_exec(pg_new, "ALTER SUBSCRIPTION s7 ENABLE"), 0);
+
+    /* every way a gate cannot work, each reported with its path: exit 1 */
+    snprintf(gates, sizeof(gates),
+             "{\"name\": \"gone\", \"kind\": \"sql\", \"conninfo\": \"host=/nonexistent "
+             "dbname=postgres user=postgres\", \"query\": \"SELECT 1\", \"min\": 1},"
+             "{\"name\": \"text\", \"kind\": \"sql\", \"conninfo\": \"%s\", \"query\": "
+             "\"SELECT 'x'\", \"min\": 1},"
+             "{\"name\": \"missing\", \"kind\": \"compare\", \"legacy\": {\"conninfo\": \"%s\"}, "
+             "\"new\": {\"conninfo\": \"%s\"}, \"query\": \"SELECT count(*) FROM t7_none\"},"
+             "{\"name\": \"writes\", \"kind\": \"sql\", \"conninfo\": \"%s\", \"query\": "
+             "\"INSERT INTO t7_orders VALUES (9) RETURNING 1\", \"min\": 1},"
+             "{\"name\": \"swapped\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t7_hb\", "
+             "\"max_lag_ms\": 1000},"
+             "{\"name\": \"unpublished\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t7_hb_local\", "
+             "\"max_lag_ms\": 1000},"
+             "{\"name\": \"nokey\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t7_hb_nokey\", "
+             "\"max_lag_ms\": 1000},"
+             "{\"name\": \"self\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
+             "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t7_hb\", "
+             "\"max_lag_ms\": 1000}",
+             cl, cl, cn, cl, cl, cs, cn, cl, cs, cl, cl, cl);
+    assert_int_equal(check_gates(f, gates, out, sizeof(out)), 1);
+    expect_line(out, "services[0].gates[0]: web/gone (sql) database: cannot connect: ");
+    expect_line(out, "services[0].gates[1]: web/text (sql) database: the query's value: ");
+    expect_line(out, "services[0].gates[2]: web/missing (compare) legacy: the query failed: "
+                     "relation \"t7_none\" does not exist");
+    expect_line(out, "services[0].gates[2]: web/missing (compare) new: the query failed: ");
+    expect_line(out, "services[0].gates[3]: web/writes (sql) database: the query failed: "
+                     "cannot execute INSERT in a read-only transaction");
+    expect_line(out, "services[0].gates[4]: web/swapped (replication_lag) source: is a standby "
+                     "(in recovery)");
+    expect_line(out, "services[0].gates[5]: web/unpublished (replication_lag): the replica is "
+                     "a logical subscriber, and the source publishes t7_hb_local in no "
+                     "publication");
+    expect_line(out, "services[0].gates[6]: web/nokey (replication_lag) source: t7_hb_nokey "
+                     "has no unique index on \"gate\" alone");
+    expect_line(out, "services[0].gates[7]: web/self (replication_lag) replica: not a standby, "
+                     "and no subscription in this database");
+    assert_null(strstr(out, "configuration is valid"));
+    assert_int_equal(pgh_query(pg_legacy, "SELECT count(*) FROM t7_orders", v, sizeof(v)), 0);
+    assert_string_equal(v, "3");
+
+    /* a hung server: the gate's timeout bounds the check */
+    assert_int_equal(pgh_pause(stb), 0);
+    snprintf(gates, sizeof(gates),
+             "{\"name\": \"hung\", \"kind\": \"sql\", \"conninfo\": \"%s\", \"query\": "
+             "\"SELECT 1\", \"min\": 1, \"timeout_ms\": 300}", cs);
+    t0 = h_now_ms();
+    assert_int_equal(check_gates(f, gates, out, sizeof(out)), 1);
+    expect_line(out, "services[0].gates[0]: web/hung (sql) database: cannot connect: connect "
+                     "timeout after 300 ms");
+    assert_true(h_now_ms() - t0 < 5000);
+    assert_int_equal(pgh_resume(stb), 0);
+
+    pgh_free(stb);
+    assert_int_equal(pgh_exec(pg_new, "DROP SUBSCRIPTION s7"), 0);
+    assert_int_equal(pgh_exec(pg_legacy, "DROP PUBLICATION p7"), 0);
 }
 
 /* ---- on_fail ------------------------------------------------------------ */
@@ -505,6 +779,8 @@ main(void)
         cmocka_unit_test_teardown(test_config_errors, fx_teardown),
         cmocka_unit_test_teardown(test_sql_gate_refuses_raise, fx_teardown),
         cmocka_unit_test_teardown(test_plan_holds_on_replication, fx_teardown),
+        cmocka_unit_test_teardown(test_physical_standby_lag, fx_teardown),
+        cmocka_unit_test_teardown(test_check_gates, fx_teardown),
         cmocka_unit_test_teardown(test_on_fail_rollback, fx_teardown),
         cmocka_unit_test_teardown(test_on_fail_freeze, fx_teardown),
         cmocka_unit_test_teardown(test_http_gate, fx_teardown),
