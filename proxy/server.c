@@ -265,6 +265,8 @@ px_service_free(struct px_service *svc)
         }
         free(svc->servers[side]);
     }
+    for (side = 0; side < RT_SIDE__COUNT; side++)
+        hl_window_free(&svc->window[side]);
     if (svc->warn_timer != NULL)
         event_free(svc->warn_timer);
     free((void *)svc->snap);
