@@ -267,6 +267,8 @@ px_service_free(struct px_service *svc)
     }
     for (side = 0; side < RT_SIDE__COUNT; side++)
         hl_window_free(&svc->window[side]);
+    free(svc->recent);
+    free(svc->shield.ring_legacy);
     if (svc->warn_timer != NULL)
         event_free(svc->warn_timer);
     free((void *)svc->snap);
@@ -304,12 +306,28 @@ px_service_record(struct px_service *svc, enum rt_side side, struct px_server_rt
     if (err == PX_E_LOCAL && status == 0)
         return;
     hl_window_push(&svc->window[side], now_us / 1000u, o, lat);
-    if (svc->nrecent < PX_RECENT_MAX)
-        svc->recent[svc->nrecent++] = (struct px_recent){
-            .us = now_us, .latency_us = lat, .side = (uint8_t)side, .outcome = (uint8_t)o,
-        };
-    else
-        svc->recent_lost = true;
+    px_service_recent_add(svc, &(struct px_recent){
+        .us = now_us, .latency_us = lat, .side = (uint8_t)side, .outcome = (uint8_t)o,
+    });
+}
+
+bool
+px_service_recent_add(struct px_service *svc, const struct px_recent *r)
+{
+    if (svc->nrecent == svc->recent_cap) {
+        unsigned cap = svc->recent_cap == 0 ? 16 : svc->recent_cap * 2;
+
+        if (svc->recent_cap >= PX_RECENT_MAX) {
+            svc->recent_lost = true;
+            return false;
+        }
+        if (cap > PX_RECENT_MAX)
+            cap = PX_RECENT_MAX;
+        svc->recent = xrealloc(svc->recent, cap * sizeof(svc->recent[0]));
+        svc->recent_cap = cap;
+    }
+    svc->recent[svc->nrecent++] = *r;
+    return true;
 }
 
 struct px_server_rt *

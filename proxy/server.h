@@ -266,10 +266,14 @@ struct px_service {
     uint64_t cookie_invalid;             /* sticky cookies that failed verification
                                           * (counted as absent, issued anew) */
     struct hl_window window[RT_SIDE__COUNT];        /* passive outcome windows */
-    struct px_recent recent[PX_RECENT_MAX];  /* outcomes recorded since the policy
+    struct px_recent *recent;            /* owned: outcomes recorded since the policy
                                           * tick last looked, oldest first (proxy/tick.c
-                                          * replays them to time a breach exactly) */
+                                          * replays them to time a breach exactly);
+                                          * grown by doubling to what a tick's worth of
+                                          * traffic needs, at most PX_RECENT_MAX, and
+                                          * kept (px_service_recent_add) */
     unsigned nrecent;                    /* entries in <recent>; the tick empties it */
+    unsigned recent_cap;                 /* entries <recent> has room for */
     bool recent_lost;                    /* more than PX_RECENT_MAX since the tick */
     uint64_t published_us;               /* px_now_us() when <snap> was installed */
     struct log_ratelimit warn_rl;        /* per-request warnings (px_req_warn) */
@@ -395,6 +399,12 @@ bool px_service_warn_pass(struct px_service *svc, const char *module);
 void px_service_record(struct px_service *svc, enum rt_side side,
                        struct px_server_rt *server, int status, enum px_err err,
                        uint64_t latency_us);
+
+/* Appends <r> to svc->recent, growing it (by doubling, from 16) up to
+ * PX_RECENT_MAX entries; beyond that sets svc->recent_lost and returns
+ * false. A service without traffic holds no ring, a busy one allocates at
+ * most a few times in its life. */
+bool px_service_recent_add(struct px_service *svc, const struct px_recent *r);
 
 /* Chooses another usable server than <server> on <side> for a retry after a
  * connect failure (any usable one when <server> was detached by a reload).

@@ -222,13 +222,9 @@ job_fold(struct px_srv *w, void *arg)
                 s->requests = s->failures = s->reused = 0;
             }
         }
-        for (k = 0; k < ws->nrecent; k++) {
-            if (ms->nrecent == PX_RECENT_MAX) {
-                ms->recent_lost = true;
+        for (k = 0; k < ws->nrecent; k++)
+            if (!px_service_recent_add(ms, &ws->recent[k]))
                 break;
-            }
-            ms->recent[ms->nrecent++] = ws->recent[k];
-        }
         if (ws->recent_lost)
             ms->recent_lost = true;
         ws->nrecent = 0;
