@@ -121,6 +121,8 @@ adm_control_free(struct adm_control *c)
 
     if (c == NULL)
         return;
+    if (c->status_jobs_free != NULL)
+        c->status_jobs_free(c);
     adm_fleet_free(c->fleet);
     adm_persist_free(c);
     for (i = 0; i < c->n; i++) {
@@ -238,6 +240,7 @@ adm_control_reconfigure(struct adm_control *c, const char *const *names,
     free(c->svcs);
     c->svcs = svcs;
     c->n = n;
+    c->reconfigs++;
     free(taken);
     free(e);
     return 0;
@@ -261,6 +264,12 @@ int
 adm_control_flush(struct adm_control *c)
 {
     return adm_persist_flush(c);
+}
+
+void
+adm_control_set_loop(struct adm_control *c, struct event_base *base)
+{
+    c->base = base;
 }
 
 void

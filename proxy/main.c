@@ -551,6 +551,7 @@ main(int argc, char **argv)
         log_at(LL_ERR, "main", 0, "%s", err);
         goto out;
     }
+    adm_control_set_loop(d.ctl, srv->base);
     for (i = 0; i < srv->nsvcs; i++)
         adm_control_set_plan(d.ctl, i, &srv->conf->services[i].plan,
                              srv->conf->services[i].rollback.min_requests);
