@@ -42,6 +42,7 @@
 #include "health/gate_conf.h"
 #include "lib/conf.h"
 #include "lib/fs.h"
+#include "lib/hmap.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "proxy/tls_up.h"
@@ -404,31 +405,41 @@ is_service_name(const char *s)
     return true;
 }
 
+/* What the checks across services look up while the services are parsed
+ * (so that a config of n services costs n lookups, not n^2 compares): the
+ * valid names so far, the listen addresses so far by family and port (the
+ * first 4 bytes of a sockaddr_in or sockaddr_in6), with their place as
+ * i * PX_MAX_LISTEN + k. */
+struct conf_idx {
+    struct hmap names, ports;
+};
+
 /* Fails when listen address <k> of service <i> clashes with one listed
- * before it, in this service or an earlier one. */
+ * before it, in this service or an earlier one (the first such one); then
+ * indexes it. */
 static int
-check_listen_clash(const struct px_conf *c, unsigned i, unsigned k,
+check_listen_clash(const struct px_conf *c, unsigned i, unsigned k, struct conf_idx *ix,
                    struct conf_err *err)
 {
     const struct px_addr *a = &c->services[i].listen[k];
-    unsigned j, m;
+    const struct px_addr *o = NULL;
+    unsigned pos = 0, v, first = UINT_MAX;
     char p[sizeof(err->path)];
 
-    for (j = 0; j <= i; j++) {
-        const struct px_service_conf *o = &c->services[j];
-
-        for (m = 0; m < (j == i ? k : o->nlisten); m++) {
-            if (!addr_clash(a, &o->listen[m], false))
-                continue;
-            snprintf(p, sizeof(p), "services[%u].listen[%u]", i, k);
-            if (addr_clash(a, &o->listen[m], true))
-                return conf_fail(err, p, "%s is already used by service \"%s\"",
-                                 a->text, o->name);
-            return conf_fail(err, p, "%s overlaps %s of service \"%s\"",
-                             a->text, o->listen[m].text, o->name);
-        }
-    }
-    return 0;
+    while (hmap_next(&ix->ports, &a->ss, 4, &pos, &v))
+        if (v < first && addr_clash(a, &c->services[v / PX_MAX_LISTEN].listen[v % PX_MAX_LISTEN],
+                                    false))
+            first = v;
+    hmap_put(&ix->ports, &a->ss, 4, i * PX_MAX_LISTEN + k);
+    if (first == UINT_MAX)
+        return 0;
+    o = &c->services[first / PX_MAX_LISTEN].listen[first % PX_MAX_LISTEN];
+    snprintf(p, sizeof(p), "services[%u].listen[%u]", i, k);
+    if (addr_clash(a, o, true))
+        return conf_fail(err, p, "%s is already used by service \"%s\"",
+                         a->text, c->services[first / PX_MAX_LISTEN].name);
+    return conf_fail(err, p, "%s overlaps %s of service \"%s\"",
+                     a->text, o->text, c->services[first / PX_MAX_LISTEN].name);
 }
 
 /* override.secret_file of service <j> (at <pre>), when there is one: read
@@ -480,7 +491,7 @@ keep(struct conf_errlist *l, const struct conf_err *err, int rc)
 /* Checks service <i>'s listen addresses against those before it and
  * against admin.listen. */
 static void
-check_listen(const struct px_conf *c, unsigned i, struct conf_errlist *l)
+check_listen(const struct px_conf *c, unsigned i, struct conf_idx *ix, struct conf_errlist *l)
 {
     const struct px_service_conf *s = &c->services[i];
     struct conf_err err;
@@ -489,7 +500,7 @@ check_listen(const struct px_conf *c, unsigned i, struct conf_errlist *l)
     unsigned k;
 
     for (k = 0; k < s->nlisten; k++) {
-        if (keep(l, &err, check_listen_clash(c, i, k, &err)) != 0)
+        if (keep(l, &err, check_listen_clash(c, i, k, ix, &err)) != 0)
             continue;
         if (c->admin_listen == NULL || px_addr_parse(c->admin_listen, &admin) != 0
             || !addr_clash(&s->listen[k], &admin, false))
@@ -505,7 +516,8 @@ check_listen(const struct px_conf *c, unsigned i, struct conf_errlist *l)
 /* Parses service <i> into c->services[i], adding every error found to
  * <l>. Returns 0, or -1 when it found any. */
 static int
-parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_errlist *l)
+parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_idx *ix,
+              struct conf_errlist *l)
 {
     static const char *const keys[] = {
         "name", "mode", "listen", "legacy", "new", "weight", "sticky", "override",
@@ -536,14 +548,12 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_errlist *l)
     else if (!is_service_name(name))
         name = keep(l, err, conf_fail(err, p, "must be 1..%u characters from A-Z a-z 0-9 "
                                       "_ . -", PX_NAME_MAX)) ? NULL : name;
-    for (k = 0; name != NULL && k < i; k++) {
-        if (strcmp(c->services[k].name, name) == 0) {
-            keep(l, err, conf_fail(err, p, "duplicate service name \"%s\" (also "
-                                   "services[%u])", name, k));
-            break;
-        }
-    }
+    if (name != NULL && hmap_get_str(&ix->names, name, &k))
+        keep(l, err, conf_fail(err, p, "duplicate service name \"%s\" (also "
+                               "services[%u])", name, k));
     s->name = xstrdup(name != NULL ? name : pre);
+    if (name != NULL && !hmap_get_str(&ix->names, name, &k))
+        hmap_put_str(&ix->names, s->name, i);
 
     s->mode = PX_MODE_HTTP;
     if (keep(l, err, conf_opt_nonempty(j, "mode", pre, &str, err)) == 0 && str != NULL) {
@@ -563,7 +573,7 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_errlist *l)
     if (!listen_ok)
         s->nlisten = 0;                /* never compared with a half-parsed list */
     else
-        check_listen(c, i, l);
+        check_listen(c, i, ix, l);
 
     keep(l, err, parse_side(j, "legacy", pre, c->dir, s->mode, &s->side[RT_LEGACY], err));
     keep(l, err, parse_side(j, "new", pre, c->dir, s->mode, &s->side[RT_NEW], err));
@@ -635,6 +645,7 @@ parse_root(json_t *root, struct px_conf *c, struct conf_errlist *l)
     };
     static const struct px_pool_conf pdef = { .max_idle = 256, .idle_timeout_ms = 4000 };
     struct conf_err e, *err = &e;
+    struct conf_idx ix;
     json_t *j, *svcs;
     size_t i;
 
@@ -678,8 +689,12 @@ parse_root(json_t *root, struct px_conf *c, struct conf_errlist *l)
         c->services[i].limits = ldef;
         c->services[i].pool = pdef;
     }
+    hmap_init(&ix.names, c->nservices);
+    hmap_init(&ix.ports, c->nservices);
     json_array_foreach(svcs, i, j)
-        parse_service(j, c, (unsigned)i, l);
+        parse_service(j, c, (unsigned)i, &ix, l);
+    hmap_free(&ix.names);
+    hmap_free(&ix.ports);
     return l->n + l->dropped > 0 ? -1 : 0;
 }
 

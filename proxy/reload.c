@@ -18,6 +18,7 @@
 #include "admin/control.h"
 #include "health/check.h"
 #include "health/window.h"
+#include "lib/hmap.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "proxy/conf.h"
@@ -73,19 +74,54 @@ summary_add(char *buf, char sign, const char *word)
         snprintf(buf + n, RELOAD_TEXT_MAX - n, "%s%c%s", n > 0 ? " " : "", sign, word);
 }
 
-/* The current listener of address <a>, with where it sits, or NULL. */
-static struct evconnlistener **
-listener_find(struct px_srv *srv, const struct px_addr *a)
-{
-    unsigned i, k;
+/* The listeners of a replica by address, so that matching the n addresses
+ * of a new config costs n lookups, not n^2 compares. Keys are borrowed from
+ * the services' configs: an index lives while they do. */
+struct lis_idx {
+    struct hmap m;                   /* sockaddr bytes -> index in <at> */
+    struct evconnlistener ***at;     /* owned array: where each listener sits */
+};
 
-    for (i = 0; i < srv->nsvcs; i++) {
+static void
+lis_idx_build(struct lis_idx *x, struct px_srv *srv)
+{
+    unsigned i, k, n = 0;
+
+    for (i = 0; i < srv->nsvcs; i++)
+        n += srv->svcs[i]->listeners != NULL ? srv->svcs[i]->conf->nlisten : 0;
+    hmap_init(&x->m, n);
+    x->at = xcalloc(n > 0 ? n : 1, sizeof(*x->at));
+    for (i = 0, n = 0; i < srv->nsvcs; i++) {
         struct px_service *svc = srv->svcs[i];
 
-        for (k = 0; svc->listeners != NULL && k < svc->conf->nlisten; k++)
-            if (svc->listeners[k] != NULL && px_addr_same(&svc->conf->listen[k], a))
-                return &svc->listeners[k];
+        for (k = 0; svc->listeners != NULL && k < svc->conf->nlisten; k++) {
+            if (svc->listeners[k] == NULL)
+                continue;
+            x->at[n] = &svc->listeners[k];
+            hmap_put(&x->m, &svc->conf->listen[k].ss, svc->conf->listen[k].len, n++);
+        }
     }
+}
+
+static void
+lis_idx_free(struct lis_idx *x)
+{
+    hmap_free(&x->m);
+    free(x->at);
+}
+
+/* The current listener of address <a>, with where it sits, or NULL (one
+ * the caller took out, leaving NULL there, is not found again). */
+static struct evconnlistener **
+listener_find(const struct lis_idx *x, const struct px_addr *a)
+{
+    unsigned pos = 0, v;
+
+    if (a->len > sizeof(a->ss))
+        return NULL;
+    while (hmap_next(&x->m, &a->ss, a->len, &pos, &v))
+        if (*x->at[v] != NULL)
+            return x->at[v];
     return NULL;
 }
 
@@ -141,6 +177,8 @@ reload_warn_static(const struct px_conf *o, const struct px_conf *c)
 static int
 reload_prepare(struct px_srv *srv, struct reload *r, char *err, size_t errlen)
 {
+    struct lis_idx lx;
+    struct hmap names;
     unsigned i, k, j;
 
     memset(r, 0, sizeof(*r));
@@ -157,21 +195,24 @@ reload_prepare(struct px_srv *srv, struct reload *r, char *err, size_t errlen)
     r->n = r->conf->nservices;
     r->old_of_new = xcalloc(r->n, sizeof(*r->old_of_new));
     r->bound = xcalloc(r->n, sizeof(*r->bound));
+    hmap_init(&names, srv->nsvcs);
+    for (j = 0; j < srv->nsvcs; j++)
+        hmap_put_str(&names, srv->svcs[j]->conf->name, j);
+    lis_idx_build(&lx, srv);
     for (i = 0; i < r->n; i++) {
         const struct px_service_conf *sc = &r->conf->services[i];
 
-        r->old_of_new[i] = -1;
-        for (j = 0; j < srv->nsvcs; j++)
-            if (strcmp(srv->svcs[j]->conf->name, sc->name) == 0)
-                r->old_of_new[i] = (int)j;
+        r->old_of_new[i] = hmap_get_str(&names, sc->name, &j) ? (int)j : -1;
         r->bound[i] = xcalloc(sc->nlisten, sizeof(*r->bound[i]));
         for (k = 0; k < sc->nlisten; k++) {
-            if (listener_find(srv, &sc->listen[k]) != NULL)
+            if (listener_find(&lx, &sc->listen[k]) != NULL)
                 continue;              /* kept: its socket moves over at commit */
             r->bound[i][k] = px_listener_new(srv, &sc->listen[k]);
             if (r->bound[i][k] == NULL) {
                 snprintf(err, errlen, "%s: services[%u].listen[%u]: cannot listen on %s: %s",
                          r->conf->file, i, k, sc->listen[k].text, strerror(errno));
+                hmap_free(&names);
+                lis_idx_free(&lx);
                 reload_free(r);
                 return -1;
             }
@@ -191,6 +232,8 @@ reload_prepare(struct px_srv *srv, struct reload *r, char *err, size_t errlen)
         else if (!px_service_conf_equal(srv->svcs[r->old_of_new[i]]->conf, sc))
             summary_add(r->services, '~', sc->name);
     }
+    hmap_free(&names);
+    lis_idx_free(&lx);
     /* TLS: every certificate and key read again (a kept service keeps its
      * ticket keys); a bad file refuses the whole reload */
     {
@@ -353,9 +396,11 @@ reload_commit(struct px_srv *srv, struct reload *r, struct px_confref *cref,
     struct evconnlistener ***lst = xcalloc(r->n, sizeof(*lst));
     unsigned nold = srv->nsvcs, i, k;
     bool *kept = xcalloc(nold > 0 ? nold : 1, sizeof(*kept));
+    struct lis_idx lx;
 
     /* listeners: bound ones, then kept sockets taken out of the old arrays
      * (so that what is left there is what the new config dropped) */
+    lis_idx_build(&lx, srv);
     for (i = 0; i < r->n; i++) {
         const struct px_service_conf *sc = &cref->conf->services[i];
 
@@ -368,12 +413,13 @@ reload_commit(struct px_srv *srv, struct reload *r, struct px_confref *cref,
                 r->bound[i][k] = NULL;
                 rlog(srv, LL_INFO, "listen", 0, "service %s (%s) listening on %s", sc->name,
                        sc->mode == PX_MODE_TCP ? "tcp" : "http", sc->listen[k].text);
-            } else if ((at = listener_find(srv, &sc->listen[k])) != NULL) {
+            } else if ((at = listener_find(&lx, &sc->listen[k])) != NULL) {
                 lst[i][k] = *at;
                 *at = NULL;
             }
         }
     }
+    lis_idx_free(&lx);
     for (i = 0; i < nold; i++) {
         struct px_service *svc = olds[i];
 
@@ -455,6 +501,7 @@ job_reload(struct px_srv *w, void *arg)
 {
     const struct job_reload *j = arg;
     struct reload r;
+    struct lis_idx lx;
     unsigned i, k;
 
     memset(&r, 0, sizeof(r));
@@ -462,12 +509,13 @@ job_reload(struct px_srv *w, void *arg)
     r.old_of_new = (int *)j->old_of_new;
     r.tls = j->tls;                    /* borrowed: each replica takes references */
     r.bound = xcalloc(r.n > 0 ? r.n : 1, sizeof(*r.bound));
+    lis_idx_build(&lx, w);
     for (i = 0; i < r.n; i++) {
         const struct px_service_conf *sc = &j->cref->conf->services[i];
 
         r.bound[i] = xcalloc(sc->nlisten > 0 ? sc->nlisten : 1, sizeof(*r.bound[i]));
         for (k = 0; k < sc->nlisten; k++) {
-            if (listener_find(w, &sc->listen[k]) != NULL)
+            if (listener_find(&lx, &sc->listen[k]) != NULL)
                 continue;
             r.bound[i][k] = px_listener_new(w, &sc->listen[k]);
             if (r.bound[i][k] == NULL)
@@ -475,6 +523,7 @@ job_reload(struct px_srv *w, void *arg)
                        "workers do", w->worker_id, sc->listen[k].text, strerror(errno));
         }
     }
+    lis_idx_free(&lx);
     reload_commit(w, &r, px_confref_get(j->cref), NULL);
     px_ops_publish_all(w, j->main);
 }
