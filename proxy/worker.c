@@ -261,7 +261,8 @@ px_workers_fold(struct px_srv *main)
         struct px_service *svc = main->svcs[i];
 
         /* the tick replays svc->recent in the order things happened */
-        qsort(svc->recent, svc->nrecent, sizeof(svc->recent[0]), recent_cmp);
+        if (svc->nrecent > 1)
+            qsort(svc->recent, svc->nrecent, sizeof(svc->recent[0]), recent_cmp);
     }
 }
 
