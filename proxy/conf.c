@@ -346,7 +346,7 @@ parse_limits(json_t *svc, const char *prefix, struct px_limits *l,
 {
     static const char *const keys[] = {
         "head_bytes", "headers", "uri_bytes", "body_bytes", "buffer_body_bytes",
-        "chunk_ext_bytes", NULL
+        "chunk_ext_bytes", "max_connections", NULL
     };
     long long body;
     json_t *j;
@@ -364,7 +364,8 @@ parse_limits(json_t *svc, const char *prefix, struct px_limits *l,
         conf_opt_uint(j, "uri_bytes", p, 16, 1048576, &l->uri_bytes, err) != 0 ||
         conf_opt_int(j, "body_bytes", p, 0, LLONG_MAX, &body, err) != 0 ||
         conf_opt_uint(j, "buffer_body_bytes", p, 0, 16777216, &l->buffer_body_bytes, err) != 0 ||
-        conf_opt_uint(j, "chunk_ext_bytes", p, 1, 65536, &l->chunk_ext_bytes, err) != 0)
+        conf_opt_uint(j, "chunk_ext_bytes", p, 1, 65536, &l->chunk_ext_bytes, err) != 0 ||
+        conf_opt_uint(j, "max_connections", p, 0, 10000000, &l->max_connections, err) != 0)
         return -1;
     l->body_bytes = (uint64_t)body;
     return 0;
@@ -632,9 +633,10 @@ parse_root(json_t *root, struct px_conf *c, struct conf_errlist *l)
 {
     static const char *const keys[] = {
         "admin", "state", "audit", "access_log", "workers", "shutdown_grace_ms",
-        "services", "store", "notify", NULL
+        "services", "store", "notify", "limits", NULL
     };
-    static const char *const file_keys[] = { "file", NULL };
+    static const char *const file_keys[] = { "file", NULL }, *lim_keys[] = {
+        "max_connections", NULL };
     static const struct px_timeouts tdef = {
         .client_head_ms = 10000, .client_idle_ms = 60000, .connect_ms = 2000,
         .server_response_ms = 30000, .server_idle_ms = 60000,
@@ -647,6 +649,7 @@ parse_root(json_t *root, struct px_conf *c, struct conf_errlist *l)
     struct conf_err e, *err = &e;
     struct conf_idx ix;
     json_t *j, *svcs;
+    unsigned i32;
     size_t i;
 
     if (!json_is_object(root))
@@ -675,6 +678,12 @@ parse_root(json_t *root, struct px_conf *c, struct conf_errlist *l)
                                &c->shutdown_grace_ms, err));
     if (keep(l, err, conf_opt_object(root, "notify", "", &j, err)) == 0 && j != NULL)
         keep(l, err, px_notify_conf_parse(j, c->dir, &c->notify, err));
+    if (keep(l, err, conf_opt_object(root, "limits", "", &j, err)) == 0 && j != NULL
+        && keep(l, err, conf_check_keys(j, "limits", lim_keys, err)) == 0
+        && json_object_get(j, "max_connections") != NULL
+        && keep(l, err, conf_opt_uint(j, "max_connections", "limits", 0, 10000000, &i32,
+                                      err)) == 0)
+        c->max_connections = (long)i32;
 
     if ((svcs = json_object_get(root, "services")) == NULL)
         return keep(l, err, conf_fail(err, "services", "is required"));
@@ -973,6 +982,7 @@ px_conf_load_n(const char *file, unsigned max, char *errbuf, size_t errlen)
     c->admin_socket_gid = -1;
     c->workers = 0;
     c->shutdown_grace_ms = 10000;
+    c->max_connections = -1;
     errs = xcalloc(1, sizeof(*errs));
     conf_collect(errs);
     rc = parse_root(root, c, errs);
@@ -1083,7 +1093,7 @@ limits_equal(const struct px_limits *a, const struct px_limits *b)
     return a->head_bytes == b->head_bytes && a->headers == b->headers &&
            a->uri_bytes == b->uri_bytes && a->body_bytes == b->body_bytes &&
            a->buffer_body_bytes == b->buffer_body_bytes &&
-           a->chunk_ext_bytes == b->chunk_ext_bytes;
+           a->chunk_ext_bytes == b->chunk_ext_bytes && a->max_connections == b->max_connections;
 }
 
 static bool
@@ -1171,6 +1181,8 @@ px_conf_diff(const struct px_conf *a, const struct px_conf *b)
         d |= PX_CONF_WORKERS;
     if (a->shutdown_grace_ms != b->shutdown_grace_ms)
         d |= PX_CONF_GRACE;
+    if (a->max_connections != b->max_connections)
+        d |= PX_CONF_LIMITS;
     if (a->nservices != b->nservices)
         d |= PX_CONF_SERVICES;
     for (i = 0; i < a->nservices && i < b->nservices; i++)

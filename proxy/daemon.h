@@ -42,6 +42,8 @@ struct px_daemon {
                                           * reload (proxy/reload.c); NULL: none */
     void (*reloaded)(struct px_daemon *d);   /* a reload ended, applied or refused
                                           * (main.c tells the service manager); NULL */
+    unsigned conns_cap_default;          /* limits.max_connections when the config sets
+                                          * none (px_listen_cap_default() at startup) */
     uint64_t reloads;                    /* successful SIGHUP reloads */
     uint64_t reload_failures;            /* refused ones (old config kept) */
     uint64_t checks_started;             /* seeds the jitter of each new checker */

@@ -629,6 +629,9 @@ main(int argc, char **argv)
         goto out;
     if (px_workers_start(srv) < 0)
         goto out;
+    /* every loop listens: what is left of the descriptors sizes the cap */
+    d.conns_cap_default = px_listen_cap_default();
+    px_daemon_set_cap(&d);
     if ((d.tick = px_tick_new(srv, d.ctl)) == NULL)
         goto out;
     d.gates = px_gates_new(&d);        /* first checks at the next loop turn */

@@ -529,7 +529,10 @@ job_reload(struct px_srv *w, void *arg)
     }
     lis_idx_free(&lx);
     reload_commit(w, &r, px_confref_get(j->cref), NULL);
+    for (i = 0; i < w->nsvcs && i < j->main->nsvcs; i++)
+        px_service_share(w->svcs[i], j->main->svcs[i]);   /* a new one's counts */
     px_ops_publish_all(w, j->main);
+    px_listen_caps(w);                 /* new listeners, new caps */
 }
 
 /* Writes the audit entry of a reload attempt and its log line. */
@@ -625,6 +628,7 @@ reload_apply(struct px_daemon *d, struct px_conf *conf, const char *lerr)
         px_service_publish(srv->svcs[i], st->weight_bp, st->generation);
         srv->svcs[i]->applied_state = (int)st->state;
     }
+    px_daemon_set_cap(d);
     /* the workers commit and publish in one job: a snapshot borrows from
      * its config, so no event may run between the two */
     px_workers_run(srv, job_reload, &jr);
@@ -658,6 +662,23 @@ failed:
            err);
     snprintf(reason, sizeof(reason), "failed: %s", err);
     reload_audit(d, from_gen, reason, false);
+}
+
+void
+px_daemon_set_cap(struct px_daemon *d)
+{
+    struct px_srv *srv = &d->srv;
+    long want = srv->conf->max_connections;
+    unsigned cap = want >= 0 ? (unsigned)want : d->conns_cap_default;
+
+    if (cap != __atomic_load_n(&srv->conns_cap, __ATOMIC_RELAXED)
+        || srv->conf_generation == 1)
+        log_at(LL_INFO, "listen", 0, "limits.max_connections: %u%s", cap,
+               cap == 0 ? " (no cap: the clients' share of descriptors is the limit)"
+               : want < 0 ? " (from RLIMIT_NOFILE: a third of the clients' share of "
+                            "descriptors left; \"limits\": {\"max_connections\"} sets it)" : "");
+    __atomic_store_n(&srv->conns_cap, cap, __ATOMIC_RELAXED);
+    px_listen_caps(srv);
 }
 
 /* ---- loading on a thread of its own ------------------------------------- */

@@ -24,6 +24,12 @@ struct px_daemon;
  * d->reloads or d->reload_failures. */
 void px_reload(struct px_daemon *d);
 
+/* Sets the process's limits.max_connections from the running config (or
+ * d->conns_cap_default when it sets none) and has the main loop's
+ * listeners follow it: at startup and after each reload (the workers'
+ * listeners follow in the reload's job). */
+void px_daemon_set_cap(struct px_daemon *d);
+
 /* At exit: waits for a file being read and drops it. */
 void px_reload_stop(struct px_daemon *d);
 

@@ -221,6 +221,8 @@ px_service_init(struct px_service *svc, struct px_srv *srv, struct px_confref *c
     svc->srv = srv;
     svc->conf = &cref->conf->services[idx];
     svc->cref = px_confref_get(cref);
+    svc->shared = xcalloc(1, sizeof(*svc->shared));
+    svc->shared->refs = 1;
     svc->idx = idx;
     list_init(&svc->retired_link);
     list_init(&svc->tunnels);
@@ -269,6 +271,8 @@ px_service_free(struct px_service *svc)
         hl_window_free(&svc->window[side]);
     free(svc->recent);
     free(svc->shield.ring_legacy);
+    if (__atomic_sub_fetch(&svc->shared->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free(svc->shared);
     if (svc->warn_timer != NULL)
         event_free(svc->warn_timer);
     free((void *)svc->snap);
@@ -446,10 +450,25 @@ px_srv_retired_pop(struct px_srv *srv)
 }
 
 void
+px_service_share(struct px_service *w, struct px_service *m)
+{
+    if (w->shared == m->shared)
+        return;
+    if (__atomic_sub_fetch(&w->shared->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free(w->shared);
+    __atomic_add_fetch(&m->shared->refs, 1, __ATOMIC_ACQ_REL);
+    w->shared = m->shared;
+}
+
+void
 px_srv_conn_closed(struct px_srv *srv, struct px_service *svc)
 {
     svc->conns_active--;
     srv->conns_active--;
+    __atomic_sub_fetch(&svc->shared->conns, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&px_srv_main(srv)->conns_all, 1, __ATOMIC_RELAXED);
+    if (srv->cap_paused && srv->cap_timer != NULL)
+        event_active(srv->cap_timer, EV_TIMEOUT, 1);   /* room, maybe: look now */
     /* not while srv_free() closes everything: it frees retired services
      * itself, after their connections */
     if (svc->retired && svc->conns_active == 0 && !srv->freeing) {

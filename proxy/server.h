@@ -248,6 +248,15 @@ struct px_recent {
     uint8_t outcome;             /* enum hl_outcome */
 };
 
+/* What the replicas of one service share (every loop's struct px_service
+ * of it holds a reference): its client connections over every loop, for
+ * limits.max_connections (proxy/listen.c). Atomic; touched at an accept
+ * and a close, never per request. */
+struct px_svc_shared {
+    unsigned refs;
+    unsigned conns;
+};
+
 struct px_service {
     struct px_srv *srv;                  /* borrowed: owner */
     const struct px_service_conf *conf;  /* borrowed from <cref> */
@@ -284,6 +293,10 @@ struct px_service {
     uint64_t accept_errors[PX_AE__COUNT];/* failed accepts on its listeners (the main
                                           * loop's: with the workers' at the last fold) */
     uint64_t conns_active;               /* client connections / tunnels open */
+    struct px_svc_shared *shared;        /* one reference: the same object on every
+                                          * replica of the service (px_service_share) */
+    bool cap_paused;                     /* its listeners on this loop stopped accepting:
+                                          * limits.max_connections reached */
     uint64_t w_conns;                    /* main loop: the other workers' open ones
                                           * at the last px_workers_fold() */
     int applied_state;                   /* enum adm_state last applied (proxy/ops.c) */
@@ -328,6 +341,16 @@ struct px_srv {
                                           * of accept error lines held back */
     unsigned accept_pause_ms;            /* the last pause; 0 after an accept that
                                           * worked (the next error pauses 100 ms) */
+    bool accept_error_paused;            /* accepting paused after an accept error */
+    /* limits.max_connections (proxy/listen.c): the main loop's <conns_all> and
+     * <conns_cap> are the process's (atomic: every loop counts its accepts
+     * and closes there); <cap_paused>: some listener of this loop stopped
+     * accepting at a cap, <cap_timer> looks for room again meanwhile */
+    unsigned conns_all, conns_cap;
+    bool cap_paused;
+    bool cap_full;                       /* the process's cap holds (this loop's view) */
+    uint64_t cap_log_ms;                 /* px_now_ms() of the last pause logged */
+    struct event *cap_timer;             /* owned; NULL until a cap was reached */
     unsigned spliced, spliced_max;       /* TCP tunnels relaying by splice on this
                                           * loop, and the cap (proxy/tcp.c) */
     bool spliced_known;                  /* <spliced_max> computed */
@@ -445,6 +468,17 @@ extern const char *const px_srv_admin_names[PX_SRV__COUNT];   /* "ready", "drain
  * finish. Returns true when it changed. */
 bool px_service_set_admin(struct px_service *svc, enum rt_side side, unsigned server,
                           enum px_srv_admin admin, uint32_t weight_bp, uint64_t generation);
+
+/* Makes worker replica <w>'s service share main replica <m>'s counters of
+ * the same service (no-op when it does already). */
+void px_service_share(struct px_service *w, struct px_service *m);
+
+/* The main loop's replica, which holds the process's connection counts. */
+static inline struct px_srv *
+px_srv_main(struct px_srv *srv)
+{
+    return srv->main_srv != NULL ? srv->main_srv : srv;
+}
 
 /* Puts <svc>, which a reload removed, on srv->retired until its last
  * connection ends (px_srv_conn_closed frees it then). */

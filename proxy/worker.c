@@ -354,6 +354,7 @@ replica_build(struct px_srv *m, struct px_worker *w, unsigned id)
         struct px_service *ms = m->svcs[i], *svc = xcalloc(1, sizeof(*svc));
 
         px_service_init(svc, s, s->cref, i);
+        px_service_share(svc, ms);            /* its connection counts */
         svc->tls = px_tls_ctx_get(ms->tls);   /* shared: one ticket key set */
         for (side = 0; side < RT_SIDE__COUNT; side++)
             for (k = 0; k < svc->conf->side[side].nservers; k++) {
