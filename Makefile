@@ -68,7 +68,7 @@ BINS = $(BUILD)/cutoverd $(BUILD)/cutoverctl $(BACKEND)
 .SECONDARY:
 
 .PHONY: all test unit integration asan tsan check-layers check-install install uninstall deps run run-fleet \
-        clean help fuzz fuzz-smoke bench bench-base
+        clean help fuzz fuzz-smoke bench bench-scale bench-base
 
 PREFIX    ?= /usr/local
 DESTDIR   ?=
@@ -244,6 +244,10 @@ fuzz:
 ## bench: cutoverd beside HAProxy and NGINX under wrk, plain and TLS, about 13 min (BENCH_TLS=0: 7; BENCH_ROUNDS, BENCH_SECS, CUTOVERD; docs/performance.md)
 bench: all
 	@sh tests/bench/run.sh
+
+## bench-scale: cutoverd and HAProxy at 1, 100 and 1000 services: ready, RSS, status, reload, latency meanwhile (SCALE_SERVICES; docs/performance.md)
+bench-scale: all
+	@sh tests/bench/scale.sh
 
 ## bench-base: make bench with a second cutoverd built from BASE=<git rev> beside this one (build-base/)
 bench-base: all
