@@ -103,7 +103,9 @@ field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 pids="$pids $!"
 "$backend" --name new --listen "127.0.0.1:$((base - 1))" >"$dir/new.log" 2>&1 &
 pids="$pids $!"
-"$probe" wait $((base - 2)) 5000 && "$probe" wait $((base - 1)) 5000 || die "the backends did not start"
+for p in $((base - 2)) $((base - 1)); do
+    "$probe" wait "$p" 5000 || die "the backend on port $p did not start"
+done
 
 conf_cutoverd() { # N FILE
     {
