@@ -226,8 +226,13 @@ done
 
 report() {
     printf '### Scale, %s (load average %s, %s CPUs)\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" "$load" "$(nproc)"
+    if [ -n "${CUTOVERD:-}" ]; then
+        label="at $cutoverd"
+    else
+        label=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')
+    fi
     printf 'cutoverd %s, workers 2, HTTP checks every 2 s, one port per service; latencies are the\n' \
-        "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
+        "$label"
     printf 'worst of 8 keep-alive clients on service 0 during the operation / during a quiet spell\n'
     printf 'before it, in ms, one pair per run.\n\n'
     printf '| services | ready s | RSS MB | KB per service | cutoverctl status ms | status on the socket ms | worst request during it / quiet ms | reload ms | worst request during reload / quiet ms | main-thread CPU per status ms | main-thread CPU per reload ms |\n'
