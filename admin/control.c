@@ -186,7 +186,7 @@ adm_control_reconfigure(struct adm_control *c, const char *const *names,
         if (len == 0 || len >= sizeof(e->name)) {
             snprintf(err, errlen, "service name \"%s\": must be 1..%zu bytes long",
                      names[i], sizeof(e->name) - 1);
-            return -1;
+            goto refused;
         }
         if (initial_bp[i] > RT_BP_MAX) {
             snprintf(err, errlen, "service %s: initial weight %u bp out of range 0..%u",
