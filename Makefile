@@ -28,10 +28,10 @@ LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 ROUTER_SRC = router/router.c router/conf.c
 HEALTH_SRC = health/conf.c health/window.c health/policy.c health/probe.c health/check.c \
              health/plan.c health/gate.c health/gate_conf.c health/fleet.c health/diff.c
-UTIL_SRC   = lib/log.c lib/xmalloc.c lib/metrics.c lib/notify.c lib/http1.c lib/h1chunk.c \
+UTIL_SRC   = lib/log.c lib/xmalloc.c lib/hmap.c lib/metrics.c lib/notify.c lib/http1.c lib/h1chunk.c \
              lib/conf.c lib/fs.c lib/text.c lib/pg_session.c lib/pg_query.c lib/cidr.c
 ADMIN_SRC  = admin/ctl_proto.c admin/state.c admin/control.c \
-             admin/request.c admin/change.c admin/auto.c admin/persist.c admin/plan_ctl.c admin/commands.c admin/server_ctl.c \
+             admin/request.c admin/change.c admin/auto.c admin/persist.c admin/plan_ctl.c admin/status.c admin/commands.c admin/server_ctl.c \
              admin/store.c admin/store_pg_conf.c admin/store_pg_schema.c admin/store_pg.c admin/fleet.c \
              admin/audit.c admin/conn.c admin/socket.c \
              admin/tokens.c admin/http_req.c admin/http.c \
@@ -70,7 +70,7 @@ BINS = $(BUILD)/cutoverd $(BUILD)/cutoverctl $(BACKEND)
 .SECONDARY:
 
 .PHONY: all test unit integration asan tsan doc-samples check-layers check-install install uninstall deps \
-        run run-fleet run-migration clean help fuzz fuzz-smoke bench bench-base bench-fleet
+        run run-fleet run-migration clean help fuzz fuzz-smoke bench bench-base bench-fleet bench-scale
 
 PREFIX    ?= /usr/local
 DESTDIR   ?=
@@ -268,6 +268,10 @@ bench: all
 ## bench-fleet: the fleet's figures on a private PostgreSQL (propagation idle and under pgbench, a breach, leader takeover, no change lost, 10 and 50 instances), about 10 min (docs/fleet.md)
 bench-fleet: all $(BUILD)/tests/bench/fleet/fleetbench
 	@sh tests/bench/fleet/run.sh
+
+## bench-scale: cutoverd and HAProxy at 1, 100 and 1000 services: ready, RSS, status, reload, latency meanwhile (SCALE_SERVICES; docs/performance.md)
+bench-scale: all
+	@sh tests/bench/scale.sh
 
 ## bench-base: make bench with a second cutoverd built from BASE=<git rev> beside this one (build-base/)
 bench-base: all

@@ -24,6 +24,7 @@
 #include "admin/plan_ctl.h"
 #include "admin/request.h"
 #include "admin/server_ctl.h"
+#include "admin/status.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
@@ -139,8 +140,8 @@ static json_t *
 cmd_status(struct adm_control *c, json_t *req, const char *actor)
 {
     static const char *const keys[] = { "cmd", "service", "fleet", NULL };
-    json_t *r, *list, *o, *fleet = json_object_get(req, "fleet");
-    unsigned svc = 0, i;
+    json_t *r, *fleet = json_object_get(req, "fleet");
+    unsigned svc = 0;
     bool one = json_object_get(req, "service") != NULL;
 
     if ((r = adm_check_keys(req, "status", keys)) != NULL)
@@ -149,41 +150,11 @@ cmd_status(struct adm_control *c, json_t *req, const char *actor)
         return r;
     if (fleet != NULL && !json_is_boolean(fleet))
         return adm_fail_reply("\"fleet\" must be a boolean, got %s", adm_type_name(fleet));
-    list = json_array();
-    for (i = 0; i < c->n; i++) {
-        if (one && i != svc)
-            continue;
-        o = json_pack("{s:s, s:o, s:s, s:I}", "name", c->svcs[i].name,
-                      "weight", adm_percent_json(c->svcs[i].st.weight_bp),
-                      "state", adm_state_names[c->svcs[i].st.state],
-                      "generation", (json_int_t)c->svcs[i].st.generation);
-        if (o != NULL) {
-            json_t *pl = adm_plan_status(&c->svcs[i]), *held = adm_plan_gate_status(c, i);
-
-            if (held != NULL && pl != NULL)
-                json_object_set_new(pl, "held_by", held);
-            else
-                json_decref(held);
-            json_object_set_new(o, "plan", pl);
-        }
-        if (o != NULL)
-            json_object_set_new(o, "last_change", adm_persist_last_change(&c->svcs[i]));
-        if (o != NULL && c->ops.status != NULL)
-            c->ops.status(c->arg, i, o);
-        json_array_append_new(list, o);
-    }
-    /* whether what is in effect is on disk (persist.h); the fleet's store */
-    o = adm_persist_status(c);
-    if (o != NULL && c->fleet != NULL)
-        adm_fleet_status(c, o);
-    else if (o != NULL)
-        json_object_set_new(o, "kind", json_string("file"));
-    if (o != NULL && c->leader != NULL)
-        adm_leader_status(c->leader, o);   /* "leader" as this instance holds it */
-    r = json_pack("{s:b, s:o, s:o*}", "ok", 1, "services", list, "store", o);
+    /* --fleet waits for the database's rows: the instance's own part is
+     * built at once, then completed (status_fleet) */
     if (json_is_true(fleet))
-        return status_fleet(c, r);
-    return r;
+        return status_fleet(c, adm_status_reply(c, one, svc, true));
+    return adm_status_reply(c, one, svc, false);
 }
 
 static json_t *

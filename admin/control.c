@@ -20,6 +20,7 @@
 #include "admin/request.h"
 #include "admin/store.h"
 #include "health/plan.h"
+#include "lib/hmap.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
@@ -32,11 +33,13 @@ adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n
 {
     struct adm_control *c = NULL;
     struct adm_store_entry *e = NULL;
-    unsigned ne = 0, i;
+    struct hmap idx;                 /* the names so far -> index */
+    unsigned ne = 0, i, u;
     char msg[512];
     size_t len;
     int k;
 
+    hmap_init(&idx, n);
     c = xcalloc(1, sizeof(*c));
     c->persist.queue_tail = &c->persist.queue;
     c->change_run = adm_change_run;
@@ -55,11 +58,12 @@ adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n
                      names[i], initial_bp[i], RT_BP_MAX);
             goto fail;
         }
-        if (adm_svc_find(c, names[i]) >= 0) {
+        if (hmap_get_str(&idx, names[i], &u)) {
             snprintf(err, errlen, "service %s: duplicate name", names[i]);
             goto fail;
         }
         c->svcs[i].name = xstrdup(names[i]);
+        hmap_put_str(&idx, c->svcs[i].name, i);
         c->svcs[i].st.weight_bp = initial_bp[i];
         c->svcs[i].st.state = ADM_ST_STEADY;
         c->svcs[i].st.generation = 0;
@@ -80,7 +84,7 @@ adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n
             goto fail;
         }
         for (i = 0; i < ne; i++) {
-            k = adm_svc_find(c, e[i].name);
+            k = hmap_get_str(&idx, e[i].name, &u) ? (int)u : -1;
             if (k < 0) {
                 log_at(LL_WARN, "control", 0,
                        "state file %s: service %s is not in the config; its state "
@@ -97,11 +101,13 @@ adm_control_new(const char *const *names, const uint32_t *initial_bp, unsigned n
         free(e);
         e = NULL;
     }
+    hmap_free(&idx);
     /* stale files, the journal, the audit log's tail and gaps */
     adm_persist_startup(c);
     return c;
 
 fail:
+    hmap_free(&idx);
     free(e);
     adm_control_free(c);
     return NULL;
@@ -129,6 +135,8 @@ adm_control_free(struct adm_control *c)
 
     if (c == NULL)
         return;
+    if (c->status_jobs_free != NULL)
+        c->status_jobs_free(c);
     adm_leader_free(c->leader);
     adm_fleet_free(c->fleet);
     adm_persist_free(c);
@@ -170,32 +178,36 @@ adm_control_reconfigure(struct adm_control *c, const char *const *names,
 {
     struct adm_store_entry *e = NULL;
     struct adm_svc *svcs;
-    unsigned ne = 0, i, j;
+    struct hmap olds, news, files;   /* names -> index: n lookups, not n^2 compares */
+    unsigned ne = 0, i, j, u;
     bool need_file = false, *taken;
     char msg[512];
     size_t len;
     int k;
 
+    hmap_init(&olds, c->n);
+    hmap_init(&news, n);
+    for (i = 0; i < c->n; i++)
+        hmap_put_str(&olds, c->svcs[i].name, i);
     /* everything is checked before anything moves: a refusal changes nothing */
     for (i = 0; i < n; i++) {
         len = strlen(names[i]);
         if (len == 0 || len >= sizeof(e->name)) {
             snprintf(err, errlen, "service name \"%s\": must be 1..%zu bytes long",
                      names[i], sizeof(e->name) - 1);
-            return -1;
+            goto refused;
         }
         if (initial_bp[i] > RT_BP_MAX) {
             snprintf(err, errlen, "service %s: initial weight %u bp out of range 0..%u",
                      names[i], initial_bp[i], RT_BP_MAX);
-            return -1;
+            goto refused;
         }
-        for (j = 0; j < i; j++) {
-            if (strcmp(names[j], names[i]) == 0) {
-                snprintf(err, errlen, "service %s: duplicate name", names[i]);
-                return -1;
-            }
+        if (hmap_get_str(&news, names[i], &u)) {
+            snprintf(err, errlen, "service %s: duplicate name", names[i]);
+            goto refused;
         }
-        if (adm_svc_find(c, names[i]) < 0)
+        hmap_put_str(&news, names[i], i);
+        if (!hmap_get_str(&olds, names[i], &u))
             need_file = true;
     }
     /* a new service takes its state from the file when it has one (a
@@ -203,13 +215,16 @@ adm_control_reconfigure(struct adm_control *c, const char *const *names,
     if (need_file && c->state_file != NULL &&
         adm_store_load(c->state_file, &e, &ne, msg, sizeof(msg)) != 0) {
         snprintf(err, errlen, "state file %s: %s; fix or remove it", c->state_file, msg);
-        return -1;
+        goto refused;
     }
+    hmap_init(&files, ne);
+    for (j = 0; j < ne; j++)
+        hmap_put_str(&files, e[j].name, j);
 
     svcs = xcalloc(n > 0 ? n : 1, sizeof(*svcs));
     taken = xcalloc(c->n > 0 ? c->n : 1, sizeof(*taken));
     for (i = 0; i < n; i++) {
-        k = adm_svc_find(c, names[i]);
+        k = hmap_get_str(&olds, names[i], &u) ? (int)u : -1;
         if (k >= 0) {
             svcs[i] = c->svcs[k];      /* weight, latch, generation, plan, counters */
             taken[k] = true;
@@ -221,16 +236,13 @@ adm_control_reconfigure(struct adm_control *c, const char *const *names,
         svcs[i].st.generation = 0;
         svcs[i].audited_bp = initial_bp[i];
         hl_plan_init(&svcs[i].plan);
-        for (j = 0; j < ne; j++) {
-            if (strcmp(e[j].name, names[i]) != 0)
-                continue;
+        if (hmap_get_str(&files, names[i], &j)) {
             adm_svc_restore(&svcs[i], &e[j], true);
             log_at(LL_INFO, "control", 0,
                    "%s: new service: restored weight %s, state %s, generation %llu from %s",
                    e[j].name, adm_pct(e[j].weight_bp, msg, sizeof(msg)),
                    adm_state_names[e[j].state], (unsigned long long)e[j].generation,
                    c->state_file);
-            break;
         }
     }
     for (i = 0; i < c->n; i++) {
@@ -247,9 +259,18 @@ adm_control_reconfigure(struct adm_control *c, const char *const *names,
     free(c->svcs);
     c->svcs = svcs;
     c->n = n;
+    c->reconfigs++;
     free(taken);
     free(e);
+    hmap_free(&files);
+    hmap_free(&olds);
+    hmap_free(&news);
     return 0;
+
+refused:
+    hmap_free(&olds);
+    hmap_free(&news);
+    return -1;
 }
 
 void
@@ -277,6 +298,12 @@ int
 adm_control_flush(struct adm_control *c)
 {
     return adm_persist_flush(c);
+}
+
+void
+adm_control_set_loop(struct adm_control *c, struct event_base *base)
+{
+    c->base = base;
 }
 
 void

@@ -92,6 +92,14 @@ int adm_control_flush(struct adm_control *c);
  * (none configured, not started, or ended). */
 unsigned adm_control_plan_step(const struct adm_control *c, unsigned svc);
 
+struct event_base;
+
+/* The event loop the control plane runs on (the admin socket's): a long
+ * reply (the status of many services) is built there in slices, between
+ * other events, when its requester can wait for it (the _wait variants
+ * below). Without it every reply is built at once. */
+void adm_control_set_loop(struct adm_control *c, struct event_base *base);
+
 /* Executes one request object <req> on behalf of <actor> ("uid:0") and
  * returns a new reply object ({"ok":true,…} or {"ok":false,"error":…}); the
  * caller owns it. A request that is refused changes nothing. */

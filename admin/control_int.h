@@ -9,6 +9,7 @@
  *
  *   commands.c   the commands and their levels, adm_control_exec*(), the
  *                audit of events that changed nothing
+ *   status.c     the status reply, built in slices when it is long
  *   plan_ctl.c   the progressive plan: its command, tick, status and the
  *                check of a restored plan against the config
  *   control.c    life cycle, accessors, reconfiguration
@@ -33,6 +34,8 @@
 #include "router/router.h"
 
 struct adm_change;
+struct adm_status_job;
+struct event_base;
 
 struct adm_svc {
     char *name;                  /* owned, 1..63 bytes */
@@ -116,6 +119,13 @@ struct adm_control {
         void *arg;
     } *waiter;
     struct adm_wait *waiting;
+    struct event_base *base;     /* borrowed: the loop the control plane runs on
+                                  * (adm_control_set_loop()); NULL: none known */
+    uint64_t reconfigs;          /* adm_control_reconfigure() calls so far */
+    struct adm_status_job *status_jobs;  /* status.c: replies being built in slices */
+    void (*status_jobs_free)(struct adm_control *c);   /* set by status.c when it
+                                  * builds in slices; adm_control_free() calls it
+                                  * (control.c is below status.c) */
     /* fleet.c runs a committed raise through the engine with this (set by
      * control.c), so that it does not include change.h, which includes it */
     json_t *(*change_run)(struct adm_control *c, const struct adm_change *ch,

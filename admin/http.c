@@ -86,7 +86,8 @@ struct hconn {
     bool sent_continue;                /* "100 Continue" sent for the current request */
     bool is_stream;                    /* GET /v1/events: subscribed to the hub */
     bool wait_keep_alive;              /* the waiting request's keep-alive */
-    struct adm_wait *wait;             /* a reply to come from the fleet's store */
+    struct adm_wait *wait;             /* a reply to come: from the fleet's store, or a
+                                        * status built in slices */
     char actor[INET6_ADDRSTRLEN + 8];  /* "http:<peer>" */
 };
 
@@ -189,15 +190,32 @@ reply_status(json_t *r)
     return 409;
 }
 
-/* The reply that waited for the fleet's store (<text>, freed here). */
+/* A reply that waited (<text>, freed here): for the fleet's store, or a
+ * status built in slices. A success is sent as it is (a status of many
+ * services is large: parsing and dumping it again would hold the loop);
+ * anything else is read for its HTTP status. */
 static void
 http_waited(void *arg, char *text)
 {
     struct hconn *c = arg;
-    json_t *r = text != NULL ? json_loads(text, 0, NULL) : NULL;
+    static const char ok[] = "{\"ok\":true";
+    struct evbuffer *b;
+    json_t *r;
 
-    free(text);
     c->wait = NULL;
+    if (text != NULL && strncmp(text, ok, sizeof(ok) - 1) == 0
+        && (b = evbuffer_new()) != NULL) {
+        if (evbuffer_add(b, text, strlen(text)) == 0 && evbuffer_add(b, "\n", 1) == 0) {
+            free(text);
+            respond(c, 200, "application/json", b, "", c->wait_keep_alive, false);
+            evbuffer_free(b);
+            adm_conn_done(&c->conn);
+            return;
+        }
+        evbuffer_free(b);
+    }
+    r = text != NULL ? json_loads(text, 0, NULL) : NULL;
+    free(text);
     respond_json(c, r != NULL ? reply_status(r) : 500, r, c->wait_keep_alive);
     adm_conn_done(&c->conn);
 }
@@ -350,8 +368,14 @@ handle_get(struct hconn *c, const struct adm_req *req, bool is_metrics)
         return;
     }
     q = json_pack("{s:s}", "cmd", "status");
-    r = q != NULL ? adm_control_exec_as(h->ctl, q, &who) : NULL;
+    r = q != NULL ? adm_control_exec_wait(h->ctl, q, &who, http_waited, c, &c->wait) : NULL;
     json_decref(q);
+    if (r == NULL && c->wait != NULL) {
+        /* a status of many services, built in slices (admin/status.c) */
+        c->wait_keep_alive = req->h1.keep_alive;
+        adm_conn_wait(&c->conn, ADM_HTTP_WAIT_MS);
+        return;
+    }
     respond_json(c, json_is_true(json_object_get(r, "ok")) ? 200 : 409, r,
                  req->h1.keep_alive);
 }

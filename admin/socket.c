@@ -73,7 +73,8 @@
 struct adm_client {
     struct adm_conn conn;              /* conn.peer is the actor, "uid:N" */
     long pid;                          /* peer pid from SO_PEERCRED, -1 unknown */
-    struct adm_wait *wait;             /* a reply to come from the fleet's store */
+    struct adm_wait *wait;             /* a reply to come: from the fleet's store, or a
+                                        * status built in slices */
 };
 
 /* How long a reply may wait for the fleet's store (its statements time out

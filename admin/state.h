@@ -48,8 +48,13 @@ struct adm_ops {
     void (*apply)(void *arg, unsigned svc, const struct adm_svc_state *st);
     /* True when <side> of <svc> has at least one healthy server. */
     bool (*side_healthy)(void *arg, unsigned svc, enum rt_side side);
+    /* Called once before the entries of one status reply: brings the data
+     * plane's figures up to date (the workers' folded into the main loop's),
+     * so that each status call below only reads. NULL: nothing to do. */
+    void (*status_begin)(void *arg);
     /* Adds the data-plane part of a status entry to object <obj>: "mode",
-     * "legacy" and "new" ({"healthy","servers":[{"addr","up"}],"window":{…}}). */
+     * "legacy" and "new" ({"healthy","servers":[{"addr","up"}],"window":{…}}),
+     * as of the last status_begin. */
     void (*status)(void *arg, unsigned svc, struct json_t *obj);
     /* Blue-green or rollback: <left> no longer receives traffic. Close its
      * idle pooled connections; close its tunnels (TCP mode, HTTP upgrades)

@@ -69,7 +69,8 @@ struct hl_check {
     bool is_connected;                  /* ...and its connect succeeded */
     uint64_t t_start_ms;                /* monotonic start of the running check */
     struct hl_risefall rf;
-    struct hl_resp *resp;               /* owned: the HTTP response reader; NULL for tcp */
+    struct hl_resp *resp;               /* owned: the HTTP response reader (24 KB), only
+                                         * while a check runs; NULL for tcp */
     SSL_CTX *tls;                       /* one reference: checks over TLS; NULL plain */
     char *sni;                          /* owned: SNI and name to verify; NULL none */
     struct hl_check_stats st;
@@ -127,6 +128,8 @@ check_end(struct hl_check *c, bool passed, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->st.last, sizeof(c->st.last), fmt, ap);
     va_end(ap);
+    free(c->resp);                     /* the next check gets a new one */
+    c->resp = NULL;
     c->st.last_ms = elapsed > UINT32_MAX ? UINT32_MAX : (unsigned)elapsed;
     if (passed)
         c->st.passed++;
@@ -165,6 +168,8 @@ check_skip(struct hl_check *c, const char *what, int e)
         c->bev = NULL;
     }
     c->is_running = false;
+    free(c->resp);
+    c->resp = NULL;
     c->st.skipped++;
     snprintf(c->st.last, sizeof(c->st.last), "skipped: %s: %s (the proxy's own shortage: "
              "no verdict)", what, strerror(e));
@@ -352,9 +357,14 @@ check_begin(struct hl_check *c)
     c->t_start_ms = mono_ms();
     c->is_running = true;
     c->is_connected = false;
-    if (c->resp != NULL)
+    if (c->request != NULL) {
+        /* HTTP: a reader for this check only, so that thousands of idle
+         * checkers hold no response buffers */
+        if (c->resp == NULL)
+            c->resp = xmalloc(sizeof(*c->resp));
         hl_resp_init(c->resp, strcmp(c->conf->method, "HEAD") == 0,
                      c->conf->body_contains[0] != '\0');
+    }
     /* the deadline first: a check that fails below still gets rescheduled
      * by check_end(), which re-arms this same timer */
     if (evtimer_add(c->timer, &tv) < 0) {
@@ -428,8 +438,6 @@ hl_check_new(struct event_base *base, const struct hl_check_conf *conf,
         snprintf(c->request, (size_t)n + 1, CHECK_REQUEST, m, conf->path, host,
                  has_cl ? "Content-Length: 0\r\n" : "");
         c->request_len = (size_t)n;
-        c->resp = xmalloc(sizeof(*c->resp));
-        hl_resp_init(c->resp, false, false);
     }
     c->timer = evtimer_new(base, on_check_timer, c);
     if (c->timer == NULL) {

@@ -1,16 +1,25 @@
 /*
  * health/window.c: the passive outcome window (see window.h).
  *
- * Second s lives in b[s % window_s]. A bucket is recycled lazily: the push
- * for a newer second that maps to it clears it first. The ring holds each of
- * the last window_s seconds in its own bucket, so an invariant holds: every
- * bucket's sec is at most newest_sec, and a bucket whose sec is window_s or
- * more behind newest_sec is stale (kept until recycled, never counted).
+ * The ring has nb buckets, 1 <= nb <= window_s, and second s lives in
+ * b[s % nb]. It starts small and grows (doubling, at most to window_s) only
+ * when a push or a merge needs a slot that holds another second still in
+ * the window: a window fed a few seconds at a time between merges (a
+ * worker's) or an idle one stays at a few buckets, a busy one reaches
+ * window_s. Growing re-places the live buckets; it never loses one. A
+ * bucket is recycled lazily: the push for a second that maps to a stale
+ * one clears it first. Invariants: every second has at most one bucket, at
+ * its slot; every bucket's sec is at most newest_sec; a bucket whose sec is
+ * window_s or more behind newest_sec is stale (kept until recycled, never
+ * counted).
  */
 #include <assert.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "health/window.h"
+#include "lib/xmalloc.h"
 
 /* Lower edges of sub-bins 1..4 of a power of two, as 2^31 * 2^(j/5) rounded:
  * a latency v in [2^k, 2^(k+1)) scaled to v << (31 - k) is compared with
@@ -84,48 +93,123 @@ bin_value_us(unsigned bin)
     return (double)(1u << k) * sub_mid[j];
 }
 
+/* Buckets a ring starts with (at most window_s). */
+#define RING_START 2u
+
+/* Outcomes counted in <b>. */
+static uint64_t
+bucket_count(const struct hl_bucket *b)
+{
+    uint64_t n = 0;
+    unsigned k;
+
+    for (k = 0; k < HL_OUT__COUNT; k++)
+        n += b->by_class[k];
+    return n;
+}
+
 void
 hl_window_init(struct hl_window *w, unsigned window_s)
 {
+    unsigned nb = window_s < RING_START ? window_s : RING_START;
+
     assert(window_s >= 1 && window_s <= HL_WINDOW_MAX_S);
+    /* a ring already there is kept when its length fits the window */
+    if (w->b == NULL || w->window_s != window_s) {
+        free(w->b);
+        w->b = xmalloc((size_t)nb * sizeof w->b[0]);
+        w->nb = nb;
+    }
     w->window_s = window_s;
     hl_window_reset(w);
 }
 
 void
+hl_window_free(struct hl_window *w)
+{
+    free(w->b);
+    memset(w, 0, sizeof(*w));
+}
+
+void
 hl_window_reset(struct hl_window *w)
 {
+    /* the ring keeps its size: what it grew to is what the traffic needs */
     w->newest_sec = 0;
-    /* only the ring's first window_s buckets are ever used */
-    memset(w->b, 0, (size_t)w->window_s * sizeof w->b[0]);
+    if (w->b != NULL)
+        memset(w->b, 0, (size_t)w->nb * sizeof w->b[0]);
 }
 
 void
 hl_window_copy(struct hl_window *dst, const struct hl_window *src)
 {
-    /* second s lives in b[s % window_s]: nothing past window_s is ever used */
+    if (dst == src)
+        return;
+    if (src->b == NULL) {
+        hl_window_free(dst);
+        return;
+    }
+    if (dst->b == NULL || dst->nb != src->nb) {
+        free(dst->b);
+        dst->b = xmalloc((size_t)src->nb * sizeof src->b[0]);
+        dst->nb = src->nb;
+    }
     dst->window_s = src->window_s;
     dst->newest_sec = src->newest_sec;
-    memcpy(dst->b, src->b, src->window_s * sizeof src->b[0]);
+    memcpy(dst->b, src->b, (size_t)src->nb * sizeof src->b[0]);
 }
 
-/* The bucket that holds second <sec> (cleared if it held an older second),
- * or NULL when <sec> is too old for the window. Does not move newest_sec. */
+/* True when <b> holds outcomes of a second still in the window once the
+ * newest second is <newest>. */
+static bool
+bucket_live(const struct hl_window *w, const struct hl_bucket *b, uint64_t newest)
+{
+    return b->sec + w->window_s > newest && bucket_count(b) > 0;
+}
+
+/* Doubles the ring of <w> (at most to window_s), re-placing the buckets
+ * still live once the newest second is <newest>: two of them never share a
+ * slot of the larger ring, as they did not share one of the smaller (and
+ * two seconds less than window_s apart differ modulo window_s). */
+static void
+ring_grow(struct hl_window *w, uint64_t newest)
+{
+    unsigned nb = w->nb * 2 > w->window_s ? w->window_s : w->nb * 2, i;
+    struct hl_bucket *b = xcalloc(nb, sizeof(*b));
+
+    for (i = 0; i < w->nb; i++)
+        if (bucket_live(w, &w->b[i], newest))
+            b[w->b[i].sec % nb] = w->b[i];
+    free(w->b);
+    w->b = b;
+    w->nb = nb;
+}
+
+/* The bucket that holds second <sec> (cleared if it held a stale second;
+ * the ring grown first if it held a live one), or NULL when <sec> is too
+ * old for the window. Does not move newest_sec. */
 static struct hl_bucket *
 bucket_for(struct hl_window *w, uint64_t sec)
 {
+    uint64_t newest = sec > w->newest_sec ? sec : w->newest_sec;
     struct hl_bucket *b;
 
     if (sec + w->window_s <= w->newest_sec)
         return NULL;
-    b = &w->b[sec % w->window_s];
-    if (b->sec != sec) {
-        /* By the invariant b->sec <= newest_sec; being congruent to <sec>
-         * and different, it is at least window_s behind <sec>. */
-        assert(b->sec < sec);
-        memset(b, 0, sizeof *b);
-        b->sec = sec;
+    for (;;) {
+        b = &w->b[sec % w->nb];
+        if (b->sec == sec)
+            return b;
+        if (!bucket_live(w, b, newest))
+            break;
+        /* A full ring (nb == window_s) never gets here: two seconds that
+         * share one of its slots are at least window_s apart, so one of
+         * them is out of the window. */
+        assert(w->nb < w->window_s);
+        ring_grow(w, newest);
     }
+    memset(b, 0, sizeof *b);
+    b->sec = sec;
     return b;
 }
 
@@ -170,7 +254,7 @@ hl_window_counts(const struct hl_window *w, uint64_t now_ms, struct hl_counts *o
     unsigned i, k;
 
     memset(out, 0, sizeof *out);
-    for (i = 0; i < w->window_s; i++) {
+    for (i = 0; i < w->nb; i++) {
         const struct hl_bucket *b = &w->b[i];
 
         if (b->sec > now_sec || b->sec + w->window_s <= now_sec)
@@ -230,19 +314,17 @@ hl_window_merge(struct hl_window *dst, const struct hl_window *src)
 {
     unsigned i, k;
 
-    assert(dst->window_s == src->window_s);
+    assert(dst->window_s == src->window_s && dst != src);
     /* Settle the newest second first, so whether a second of <src> is kept
      * does not depend on the order the ring is walked in. */
     if (src->newest_sec > dst->newest_sec)
         dst->newest_sec = src->newest_sec;
-    for (i = 0; i < src->window_s; i++) {
+    for (i = 0; i < src->nb; i++) {
         const struct hl_bucket *s = &src->b[i];
         struct hl_bucket *d;
-        uint64_t n = 0;
 
-        for (k = 0; k < HL_OUT__COUNT; k++)
-            n += s->by_class[k];
-        if (n == 0 || (d = bucket_for(dst, s->sec)) == NULL)
+        /* (bucket_for() may grow dst's ring, never src's) */
+        if (bucket_count(s) == 0 || (d = bucket_for(dst, s->sec)) == NULL)
             continue;
         for (k = 0; k < HL_OUT__COUNT; k++)
             d->by_class[k] += s->by_class[k];

@@ -3,7 +3,12 @@
  * of one-second buckets over the last window_s seconds, each counting outcomes
  * per class and a log-scale latency histogram, from which error rate, p50 and
  * p99 are read. Pure: libc only, no clock (now_ms is a parameter), no
- * allocation (struct hl_window is embedded by its owner), no logging.
+ * logging. struct hl_window is embedded by its owner; its ring of buckets
+ * starts at two and grows (doubling, at most to window_s) only when the
+ * seconds it must hold at once need it, so a window pays for what it holds:
+ * an idle one or a worker's (merged into the main loop's and emptied every
+ * tick) stays at a few buckets, a busy one reaches window_s, never the
+ * longest window allowed.
  */
 #ifndef CUTOVER_HEALTH_WINDOW_H
 #define CUTOVER_HEALTH_WINDOW_H
@@ -21,7 +26,7 @@ enum hl_outcome {
     HL_OUT__COUNT
 };
 
-/* Longest window (seconds) and the ring's fixed size. */
+/* Longest window (seconds). */
 #define HL_WINDOW_MAX_S 600
 
 /* Latency histogram: bin 0 holds [0, 32 us); then 5 log-spaced bins per
@@ -35,19 +40,23 @@ enum hl_outcome {
 #define HL_HIST_PER_OCTAVE 5
 #define HL_HIST_BINS (1 + (HL_HIST_MAX_LOG2 - HL_HIST_MIN_LOG2 + 1) * HL_HIST_PER_OCTAVE)
 
-/* One second of outcomes. Memory: about 450 bytes, 270 KB per window. */
+/* One second of outcomes: 456 bytes, so at most 4.5 KB per window of the
+ * default 10 s and 270 KB for the longest. */
 struct hl_bucket {
     uint64_t sec;                        /* now_ms / 1000 this bucket holds */
     uint32_t by_class[HL_OUT__COUNT];    /* outcomes per class */
     uint32_t hist[HL_HIST_BINS];         /* latencies, one count per outcome */
 };
 
-/* Embedded by its owner; fields are private to window.c. Not thread-safe:
- * one writer (a worker), merged into another window for reading. */
+/* Embedded by its owner (zeroed, then hl_window_init(); hl_window_free()
+ * at the end); fields are private to window.c. Not thread-safe: one writer
+ * (a worker), merged into another window for reading. */
 struct hl_window {
-    unsigned window_s;                   /* 1..HL_WINDOW_MAX_S */
+    unsigned window_s;                   /* 1..HL_WINDOW_MAX_S; 0: no ring yet */
+    unsigned nb;                         /* buckets in the ring, 1..window_s */
     uint64_t newest_sec;                 /* newest second pushed, 0 before any */
-    struct hl_bucket b[HL_WINDOW_MAX_S]; /* ring: second s lives in b[s % window_s] */
+    struct hl_bucket *b;                 /* owned: <nb> buckets, second s lives
+                                          * in b[s % nb] */
 };
 
 /* What a window holds over its last window_s seconds. */
@@ -75,15 +84,21 @@ struct hl_counts {
  * malformed reply) is HL_OUT_ERROR. */
 enum hl_outcome hl_outcome_from_status(int status);
 
-/* Empties <w> and sets its length. <window_s> must be 1..HL_WINDOW_MAX_S
- * (asserted: the config parser range-checks it). */
+/* Empties <w> and sets its length, allocating its ring (at most two
+ * buckets to start; a ring it has is kept when the length is the same: <w>
+ * must be zeroed or initialized before). <window_s> must be
+ * 1..HL_WINDOW_MAX_S (asserted: the config parser range-checks it). */
 void hl_window_init(struct hl_window *w, unsigned window_s);
+
+/* Frees the ring of <w> (zeroed or initialized); <w> is zeroed after. */
+void hl_window_free(struct hl_window *w);
 
 /* Counts one outcome that ended at <now_ms> after <latency_us>. Time is
  * bucketed by second (now_ms / 1000). A push older than the newest second
  * seen but still inside the window counts in its own second; a push whose
  * second is window_s or more behind the newest is dropped. <o> must be a
- * valid class (asserted). */
+ * valid class (asserted). Allocates only when the ring must grow: at most
+ * log2(window_s) times in a window's life. */
 void hl_window_push(struct hl_window *w, uint64_t now_ms, enum hl_outcome o,
                     uint32_t latency_us);
 
@@ -109,18 +124,20 @@ void hl_counts_add(struct hl_counts *dst, const struct hl_counts *src);
  * total, which equals requests for counts taken from windows). */
 void hl_counts_stats(const struct hl_counts *c, struct hl_stats *out);
 
-/* Forgets every outcome, keeping window_s: the window starts afresh. */
+/* Forgets every outcome, keeping window_s (and the ring's size): the
+ * window starts afresh. */
 void hl_window_reset(struct hl_window *w);
 
-/* Makes <dst> an exact copy of <src> (window_s included), copying only the
- * window_s buckets in use, not the whole ring: a few KB for short windows,
- * cheap enough to snapshot every tick. */
+/* Makes <dst> (zeroed or initialized) an exact copy of <src> (window_s and
+ * the ring's size included): a few KB for short windows, cheap enough to
+ * snapshot every tick. */
 void hl_window_copy(struct hl_window *dst, const struct hl_window *src);
 
 /* Adds the outcomes of <src> into <dst> (per-worker windows into one), second
  * by second, as if every push to <src> had been made to <dst>: a second of
  * <src> too old for <dst>'s newest second is dropped, and the same second
- * adds up. Both must have the same window_s (asserted). After the merge,
+ * adds up (<dst>'s ring grows when it must). Both must have the same
+ * window_s and be two windows (asserted). After the merge,
  * stats at any now_ms at or past both windows' newest pushes equal those of
  * one window that saw all pushes in time order. */
 void hl_window_merge(struct hl_window *dst, const struct hl_window *src);

@@ -42,6 +42,7 @@
 #include "health/gate_conf.h"
 #include "lib/conf.h"
 #include "lib/fs.h"
+#include "lib/hmap.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "proxy/tls_up.h"
@@ -346,7 +347,7 @@ parse_limits(json_t *svc, const char *prefix, struct px_limits *l,
 {
     static const char *const keys[] = {
         "head_bytes", "headers", "uri_bytes", "body_bytes", "buffer_body_bytes",
-        "chunk_ext_bytes", NULL
+        "chunk_ext_bytes", "max_connections", NULL
     };
     long long body;
     json_t *j;
@@ -364,7 +365,8 @@ parse_limits(json_t *svc, const char *prefix, struct px_limits *l,
         conf_opt_uint(j, "uri_bytes", p, 16, 1048576, &l->uri_bytes, err) != 0 ||
         conf_opt_int(j, "body_bytes", p, 0, LLONG_MAX, &body, err) != 0 ||
         conf_opt_uint(j, "buffer_body_bytes", p, 0, 16777216, &l->buffer_body_bytes, err) != 0 ||
-        conf_opt_uint(j, "chunk_ext_bytes", p, 1, 65536, &l->chunk_ext_bytes, err) != 0)
+        conf_opt_uint(j, "chunk_ext_bytes", p, 1, 65536, &l->chunk_ext_bytes, err) != 0 ||
+        conf_opt_uint(j, "max_connections", p, 0, 10000000, &l->max_connections, err) != 0)
         return -1;
     l->body_bytes = (uint64_t)body;
     return 0;
@@ -405,31 +407,41 @@ is_service_name(const char *s)
     return true;
 }
 
+/* What the checks across services look up while the services are parsed
+ * (so that a config of n services costs n lookups, not n^2 compares): the
+ * valid names so far, the listen addresses so far by family and port (the
+ * first 4 bytes of a sockaddr_in or sockaddr_in6), with their place as
+ * i * PX_MAX_LISTEN + k. */
+struct conf_idx {
+    struct hmap names, ports;
+};
+
 /* Fails when listen address <k> of service <i> clashes with one listed
- * before it, in this service or an earlier one. */
+ * before it, in this service or an earlier one (the first such one); then
+ * indexes it. */
 static int
-check_listen_clash(const struct px_conf *c, unsigned i, unsigned k,
+check_listen_clash(const struct px_conf *c, unsigned i, unsigned k, struct conf_idx *ix,
                    struct conf_err *err)
 {
     const struct px_addr *a = &c->services[i].listen[k];
-    unsigned j, m;
+    const struct px_addr *o = NULL;
+    unsigned pos = 0, v, first = UINT_MAX;
     char p[sizeof(err->path)];
 
-    for (j = 0; j <= i; j++) {
-        const struct px_service_conf *o = &c->services[j];
-
-        for (m = 0; m < (j == i ? k : o->nlisten); m++) {
-            if (!addr_clash(a, &o->listen[m], false))
-                continue;
-            snprintf(p, sizeof(p), "services[%u].listen[%u]", i, k);
-            if (addr_clash(a, &o->listen[m], true))
-                return conf_fail(err, p, "%s is already used by service \"%s\"",
-                                 a->text, o->name);
-            return conf_fail(err, p, "%s overlaps %s of service \"%s\"",
-                             a->text, o->listen[m].text, o->name);
-        }
-    }
-    return 0;
+    while (hmap_next(&ix->ports, &a->ss, 4, &pos, &v))
+        if (v < first && addr_clash(a, &c->services[v / PX_MAX_LISTEN].listen[v % PX_MAX_LISTEN],
+                                    false))
+            first = v;
+    hmap_put(&ix->ports, &a->ss, 4, i * PX_MAX_LISTEN + k);
+    if (first == UINT_MAX)
+        return 0;
+    o = &c->services[first / PX_MAX_LISTEN].listen[first % PX_MAX_LISTEN];
+    snprintf(p, sizeof(p), "services[%u].listen[%u]", i, k);
+    if (addr_clash(a, o, true))
+        return conf_fail(err, p, "%s is already used by service \"%s\"",
+                         a->text, c->services[first / PX_MAX_LISTEN].name);
+    return conf_fail(err, p, "%s overlaps %s of service \"%s\"",
+                     a->text, o->text, c->services[first / PX_MAX_LISTEN].name);
 }
 
 /* override.secret_file of service <j> (at <pre>), when there is one: read
@@ -481,7 +493,7 @@ keep(struct conf_errlist *l, const struct conf_err *err, int rc)
 /* Checks service <i>'s listen addresses against those before it and
  * against admin.listen. */
 static void
-check_listen(const struct px_conf *c, unsigned i, struct conf_errlist *l)
+check_listen(const struct px_conf *c, unsigned i, struct conf_idx *ix, struct conf_errlist *l)
 {
     const struct px_service_conf *s = &c->services[i];
     struct conf_err err;
@@ -490,7 +502,7 @@ check_listen(const struct px_conf *c, unsigned i, struct conf_errlist *l)
     unsigned k;
 
     for (k = 0; k < s->nlisten; k++) {
-        if (keep(l, &err, check_listen_clash(c, i, k, &err)) != 0)
+        if (keep(l, &err, check_listen_clash(c, i, k, ix, &err)) != 0)
             continue;
         if (c->admin_listen == NULL || px_addr_parse(c->admin_listen, &admin) != 0
             || !addr_clash(&s->listen[k], &admin, false))
@@ -506,7 +518,8 @@ check_listen(const struct px_conf *c, unsigned i, struct conf_errlist *l)
 /* Parses service <i> into c->services[i], adding every error found to
  * <l>. Returns 0, or -1 when it found any. */
 static int
-parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_errlist *l)
+parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_idx *ix,
+              struct conf_errlist *l)
 {
     static const char *const keys[] = {
         "name", "mode", "listen", "legacy", "new", "weight", "sticky", "override",
@@ -537,14 +550,12 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_errlist *l)
     else if (!is_service_name(name))
         name = keep(l, err, conf_fail(err, p, "must be 1..%u characters from A-Z a-z 0-9 "
                                       "_ . -", PX_NAME_MAX)) ? NULL : name;
-    for (k = 0; name != NULL && k < i; k++) {
-        if (strcmp(c->services[k].name, name) == 0) {
-            keep(l, err, conf_fail(err, p, "duplicate service name \"%s\" (also "
-                                   "services[%u])", name, k));
-            break;
-        }
-    }
+    if (name != NULL && hmap_get_str(&ix->names, name, &k))
+        keep(l, err, conf_fail(err, p, "duplicate service name \"%s\" (also "
+                               "services[%u])", name, k));
     s->name = xstrdup(name != NULL ? name : pre);
+    if (name != NULL && !hmap_get_str(&ix->names, name, &k))
+        hmap_put_str(&ix->names, s->name, i);
 
     s->mode = PX_MODE_HTTP;
     if (keep(l, err, conf_opt_nonempty(j, "mode", pre, &str, err)) == 0 && str != NULL) {
@@ -564,7 +575,7 @@ parse_service(json_t *j, struct px_conf *c, unsigned i, struct conf_errlist *l)
     if (!listen_ok)
         s->nlisten = 0;                /* never compared with a half-parsed list */
     else
-        check_listen(c, i, l);
+        check_listen(c, i, ix, l);
 
     keep(l, err, parse_side(j, "legacy", pre, c->dir, s->mode, &s->side[RT_LEGACY], err));
     keep(l, err, parse_side(j, "new", pre, c->dir, s->mode, &s->side[RT_NEW], err));
@@ -639,9 +650,10 @@ parse_root(json_t *root, struct px_conf *c, struct conf_errlist *l)
 {
     static const char *const keys[] = {
         "admin", "state", "audit", "access_log", "workers", "shutdown_grace_ms",
-        "services", "store", "notify", NULL
+        "services", "store", "notify", "limits", NULL
     };
-    static const char *const file_keys[] = { "file", NULL };
+    static const char *const file_keys[] = { "file", NULL }, *lim_keys[] = {
+        "max_connections", NULL };
     static const struct px_timeouts tdef = {
         .client_head_ms = 10000, .client_idle_ms = 60000, .connect_ms = 2000,
         .server_response_ms = 30000, .server_idle_ms = 60000,
@@ -652,7 +664,9 @@ parse_root(json_t *root, struct px_conf *c, struct conf_errlist *l)
     };
     static const struct px_pool_conf pdef = { .max_idle = 256, .idle_timeout_ms = 4000 };
     struct conf_err e, *err = &e;
+    struct conf_idx ix;
     json_t *j, *svcs;
+    unsigned i32;
     size_t i;
 
     if (!json_is_object(root))
@@ -681,6 +695,12 @@ parse_root(json_t *root, struct px_conf *c, struct conf_errlist *l)
                                &c->shutdown_grace_ms, err));
     if (keep(l, err, conf_opt_object(root, "notify", "", &j, err)) == 0 && j != NULL)
         keep(l, err, px_notify_conf_parse(j, c->dir, &c->notify, err));
+    if (keep(l, err, conf_opt_object(root, "limits", "", &j, err)) == 0 && j != NULL
+        && keep(l, err, conf_check_keys(j, "limits", lim_keys, err)) == 0
+        && json_object_get(j, "max_connections") != NULL
+        && keep(l, err, conf_opt_uint(j, "max_connections", "limits", 0, 10000000, &i32,
+                                      err)) == 0)
+        c->max_connections = (long)i32;
 
     if ((svcs = json_object_get(root, "services")) == NULL)
         return keep(l, err, conf_fail(err, "services", "is required"));
@@ -695,8 +715,12 @@ parse_root(json_t *root, struct px_conf *c, struct conf_errlist *l)
         c->services[i].limits = ldef;
         c->services[i].pool = pdef;
     }
+    hmap_init(&ix.names, c->nservices);
+    hmap_init(&ix.ports, c->nservices);
     json_array_foreach(svcs, i, j)
-        parse_service(j, c, (unsigned)i, l);
+        parse_service(j, c, (unsigned)i, &ix, l);
+    hmap_free(&ix.names);
+    hmap_free(&ix.ports);
     return l->n + l->dropped > 0 ? -1 : 0;
 }
 
@@ -980,6 +1004,7 @@ px_conf_load_n(const char *file, unsigned max, char *errbuf, size_t errlen)
     c->admin_socket_gid = -1;
     c->workers = 0;
     c->shutdown_grace_ms = 10000;
+    c->max_connections = -1;
     errs = xcalloc(1, sizeof(*errs));
     conf_collect(errs);
     rc = parse_root(root, c, errs);
@@ -1091,7 +1116,7 @@ limits_equal(const struct px_limits *a, const struct px_limits *b)
     return a->head_bytes == b->head_bytes && a->headers == b->headers &&
            a->uri_bytes == b->uri_bytes && a->body_bytes == b->body_bytes &&
            a->buffer_body_bytes == b->buffer_body_bytes &&
-           a->chunk_ext_bytes == b->chunk_ext_bytes;
+           a->chunk_ext_bytes == b->chunk_ext_bytes && a->max_connections == b->max_connections;
 }
 
 static bool
@@ -1181,6 +1206,8 @@ px_conf_diff(const struct px_conf *a, const struct px_conf *b)
         d |= PX_CONF_WORKERS;
     if (a->shutdown_grace_ms != b->shutdown_grace_ms)
         d |= PX_CONF_GRACE;
+    if (a->max_connections != b->max_connections)
+        d |= PX_CONF_LIMITS;
     if (a->nservices != b->nservices)
         d |= PX_CONF_SERVICES;
     for (i = 0; i < a->nservices && i < b->nservices; i++)

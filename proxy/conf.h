@@ -45,6 +45,9 @@ struct px_limits {
     uint64_t body_bytes;         /* default 0 = unlimited: 413 past it */
     unsigned buffer_body_bytes;  /* default 65536, 0..16777216 */
     unsigned chunk_ext_bytes;    /* default 4096, 1..65536: chunk extensions per size line */
+    unsigned max_connections;    /* default 0 = none, 1..10000000: client connections
+                                  * of the service over every loop; at the cap its
+                                  * listeners stop accepting (proxy/listen.c) */
 };
 
 /* Upstream keep-alive pool, per server. The idle timeout stays below the
@@ -106,6 +109,9 @@ struct px_conf {
     struct px_notify_conf *notify;   /* owned: "notify" (proxy/webhook.h); NULL = none */
     unsigned workers;            /* 0 = one per CPU; 0..256 */
     unsigned shutdown_grace_ms;  /* default 10000, 0..3600000 */
+    long max_connections;        /* "limits": {"max_connections"}: client connections of
+                                  * the process, 0..10000000, 0 = none; -1 = not set:
+                                  * derived from RLIMIT_NOFILE (proxy/listen.h) */
     unsigned nservices;          /* >= 1 */
     struct px_service_conf *services;   /* owned */
 };
@@ -182,6 +188,7 @@ enum px_conf_change {
     PX_CONF_SERVICES     = 1u << 9,   /* their number, order, or one of them */
     PX_CONF_ADMIN_REASON = 1u << 10,  /* admin.require_reason (a reload applies it) */
     PX_CONF_NOTIFY       = 1u << 11,  /* notify (px_notify_conf_equal) */
+    PX_CONF_LIMITS       = 1u << 12,  /* limits.max_connections (a reload applies it) */
 };
 
 /* The PX_CONF_* bits of every field that differs between <a> and <b>

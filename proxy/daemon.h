@@ -21,6 +21,7 @@ struct adm_http;
 struct adm_server;
 struct event;
 struct px_gates;
+struct px_reload_load;
 struct px_tick;
 
 struct px_daemon {
@@ -37,6 +38,12 @@ struct px_daemon {
                                           * reloads and automatic health changes */
     const char *cookie_key_file;         /* borrowed from main(): the sticky-cookie
                                           * keys, read at startup and every reload */
+    struct px_reload_load *reload;       /* owned: the config file being read for a
+                                          * reload (proxy/reload.c); NULL: none */
+    void (*reloaded)(struct px_daemon *d);   /* a reload ended, applied or refused
+                                          * (main.c tells the service manager); NULL */
+    unsigned conns_cap_default;          /* limits.max_connections when the config sets
+                                          * none (px_listen_cap_default() at startup) */
     uint64_t reloads;                    /* successful SIGHUP reloads */
     uint64_t reload_failures;            /* refused ones (old config kept) */
     uint64_t checks_started;             /* seeds the jitter of each new checker */

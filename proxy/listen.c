@@ -14,6 +14,24 @@
  * (cutover_accept_errors_total); the log gets one line per 5 s for the
  * whole process (running out of descriptors is the process's state, not a
  * listener's), and the count of those held back when the 5 s are over.
+ *
+ * limits.max_connections caps the client connections (TLS handshakes and
+ * TCP tunnels included) of the process and of a service, over every loop.
+ * A loop counts each accept and close in the shared counts (atomic: an
+ * accept and a close, never a request, touch them); the accept that
+ * reaches a cap stops accepting on the listeners the cap concerns (all of
+ * the loop's for the process's, the service's for its own), so the next
+ * clients wait in the kernel's backlog, as with HAProxy's maxconn, instead
+ * of being accepted into a shortage. A close on the loop looks for room at
+ * once, and a paused loop looks every CAP_POLL_MS for room another loop's
+ * closes made. Each loop accepts on its own sockets: a loop that has not
+ * paused yet may accept one connection past a cap (at most one per other
+ * loop). Without the key, the process's cap is derived from RLIMIT_NOFILE:
+ * a third of the clients' share (below clients_max, proxy/io.h) left once
+ * every listener is open: each client connection, its upstream connection
+ * and an idle pooled one (left by an earlier client, to another server)
+ * fit in the share, so a client is never refused for a descriptor and
+ * never answered 503 for want of one.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -43,6 +61,7 @@
 #define ACCEPT_PAUSE_MIN_MS   100u
 #define ACCEPT_PAUSE_MAX_MS   1000u
 #define ACCEPT_LOG_PERIOD_MS  5000u
+#define CAP_POLL_MS           10u
 
 /* The accept error lines of the whole process (every loop): one per
  * period, the rest counted. */
@@ -77,24 +96,130 @@ listener_addr(const struct px_service *svc, const struct evconnlistener *l)
     return "?";
 }
 
-/* Switches accepting on every listener of <srv>'s loop on or off. */
-static void
-set_accepting(struct px_srv *srv, bool on)
+/* Whether a cap stops <svc> accepting now: the process's (<full>) or
+ * its own. */
+static bool
+svc_capped(const struct px_service *svc, bool full)
 {
-    unsigned s, k;
+    unsigned cap = svc->conf->limits.max_connections;
 
-    for (s = 0; s < srv->nsvcs; s++) {
-        struct px_service *svc = srv->svcs[s];
+    return full || (cap > 0 && __atomic_load_n(&svc->shared->conns, __ATOMIC_RELAXED) >= cap);
+}
 
-        for (k = 0; svc->listeners != NULL && k < svc->conf->nlisten; k++) {
-            if (svc->listeners[k] == NULL)
-                continue;
-            if (on)
-                evconnlistener_enable(svc->listeners[k]);
-            else
-                evconnlistener_disable(svc->listeners[k]);
-        }
+/* Whether the process's cap holds: reached when the loop accepted, and
+ * once paused until a 64th of it (at least one) is free again, so that at
+ * the cap a loop of many listeners does not switch them all off and on for
+ * every client that leaves. */
+static bool
+process_full(struct px_srv *srv)
+{
+    struct px_srv *m = px_srv_main(srv);
+    unsigned cap = __atomic_load_n(&m->conns_cap, __ATOMIC_RELAXED), margin = cap / 64;
+    unsigned n = __atomic_load_n(&m->conns_all, __ATOMIC_RELAXED);
+
+    if (cap == 0)
+        return false;
+    return srv->cap_full ? n + (margin > 0 ? margin : 1) > cap : n >= cap;
+}
+
+static void on_cap_poll(evutil_socket_t fd, short what, void *arg);
+
+/* A pause at a cap is logged at most once per CAP_LOG_MS per loop: at the
+ * cap, clients come and go by the thousand. */
+#define CAP_LOG_MS 10000u
+
+/* Logs that <svc> (NULL: every service, the process's cap) stopped
+ * accepting on <srv>'s loop, unless one was logged lately. */
+static void
+cap_log(struct px_srv *srv, const struct px_service *svc)
+{
+    struct px_srv *m = px_srv_main(srv);
+    uint64_t now = px_now_ms(srv);
+
+    if (srv->cap_log_ms != 0 && now - srv->cap_log_ms < CAP_LOG_MS)
+        return;
+    srv->cap_log_ms = now;
+    if (svc == NULL)
+        log_at(LL_WARN, "listen", 0, "%u client connections: limits.max_connections (%u) "
+               "reached; accepting paused on every listener of loop %u, new clients wait "
+               "in the backlog (at most one such line every %u s)",
+               __atomic_load_n(&m->conns_all, __ATOMIC_RELAXED),
+               __atomic_load_n(&m->conns_cap, __ATOMIC_RELAXED), srv->worker_id,
+               CAP_LOG_MS / 1000u);
+    else
+        log_at(LL_WARN, "listen", 0, "service %s: %u client connections: its "
+               "limits.max_connections reached; accepting paused on loop %u, new clients "
+               "wait in the backlog (at most one such line every %u s)", svc->conf->name,
+               __atomic_load_n(&svc->shared->conns, __ATOMIC_RELAXED), srv->worker_id,
+               CAP_LOG_MS / 1000u);
+}
+
+/* Switches accepting on <svc>'s listeners of this loop on or off as the
+ * accept errors and the caps (<full>: the process's) say. */
+static void
+svc_update(struct px_srv *srv, struct px_service *svc, bool full)
+{
+    bool capped = svc_capped(svc, full), on = !srv->accept_error_paused && !capped;
+    unsigned k;
+
+    if (capped && !full && !svc->cap_paused)
+        cap_log(srv, svc);
+    svc->cap_paused = capped;
+    for (k = 0; svc->listeners != NULL && k < svc->conf->nlisten; k++) {
+        if (svc->listeners[k] == NULL)
+            continue;
+        if (on)
+            evconnlistener_enable(svc->listeners[k]);
+        else
+            evconnlistener_disable(svc->listeners[k]);
     }
+}
+
+/* Looks for room every CAP_POLL_MS while a cap holds a listener of the
+ * loop (<paused>), not otherwise. */
+static void
+cap_poll(struct px_srv *srv, bool paused)
+{
+    struct timeval tv = tv_ms(CAP_POLL_MS);
+
+    srv->cap_paused = paused;
+    if (paused && srv->cap_timer == NULL)
+        srv->cap_timer = evtimer_new(srv->base, on_cap_poll, srv);
+    if (srv->cap_timer == NULL)
+        return;
+    if (paused)
+        evtimer_add(srv->cap_timer, &tv);
+    else
+        evtimer_del(srv->cap_timer);
+}
+
+/* Switches accepting on every listener of <srv>'s loop on or off as the
+ * accept errors and the caps say. */
+static void
+update_accepting(struct px_srv *srv)
+{
+    bool full = process_full(srv), paused = false;
+    unsigned s;
+
+    if (full && !srv->cap_full)
+        cap_log(srv, NULL);
+    srv->cap_full = full;
+    for (s = 0; s < srv->nsvcs; s++) {
+        svc_update(srv, srv->svcs[s], full);
+        paused |= srv->svcs[s]->cap_paused;
+    }
+    cap_poll(srv, paused);
+}
+
+static void
+on_cap_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct px_srv *srv = arg;
+
+    (void)fd;
+    (void)what;
+    if (!srv->stopping)
+        update_accepting(srv);
 }
 
 static void
@@ -104,8 +229,9 @@ on_accept_resume(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    srv->accept_error_paused = false;
     if (!srv->stopping)
-        set_accepting(srv, true);
+        update_accepting(srv);
 }
 
 static void
@@ -152,7 +278,8 @@ accept_failed(struct px_service *svc, const struct evconnlistener *l,
         srv->accept_timer = evtimer_new(srv->base, on_accept_resume, srv);
     tv = tv_ms(srv->accept_pause_ms);
     if (srv->accept_timer != NULL && evtimer_add(srv->accept_timer, &tv) == 0) {
-        set_accepting(srv, false);
+        srv->accept_error_paused = true;
+        update_accepting(srv);
         paused = true;
     }
 
@@ -216,6 +343,15 @@ on_listener_accept(struct evconnlistener *l, evutil_socket_t fd,
     svc->srv->accepted++;
     svc->conns_active++;
     svc->srv->conns_active++;
+    __atomic_add_fetch(&svc->shared->conns, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&px_srv_main(svc->srv)->conns_all, 1, __ATOMIC_RELAXED);
+    /* at a cap the next clients wait in the backlog */
+    if (!svc->srv->cap_full && process_full(svc->srv)) {
+        update_accepting(svc->srv);    /* every listener of the loop */
+    } else if (!svc->cap_paused && svc_capped(svc, false)) {
+        svc_update(svc->srv, svc, svc->srv->cap_full);
+        cap_poll(svc->srv, true);
+    }
     if (svc->tls != NULL)
         px_tls_accept(svc, fd, sa, salen);  /* then the mode, once it is done */
     else if (svc->conf->mode == PX_MODE_TCP)
@@ -338,8 +474,36 @@ px_service_close_conns(struct px_service *svc)
 }
 
 void
+px_listen_caps(struct px_srv *srv)
+{
+    if (!srv->stopping)
+        update_accepting(srv);
+}
+
+unsigned
+px_listen_cap_default(void)
+{
+    const struct px_fd_marks *m = px_io_fd_marks();
+    int fd;
+    unsigned used;
+
+    if (m->limit == 0)
+        return 0;                      /* no known limit: no cap of ours */
+    /* the kernel hands out the lowest free descriptor: the descriptors in
+     * use now, listeners included, lie below it */
+    if ((fd = dup(2)) < 0)
+        return 1;
+    used = (unsigned)fd;
+    close(fd);
+    return m->clients_max > used + 3 ? (m->clients_max - used) / 3 : 1;
+}
+
+void
 px_srv_loop_free(struct px_srv *srv)
 {
+    if (srv->cap_timer != NULL)
+        event_free(srv->cap_timer);
+    srv->cap_timer = NULL;
     if (srv->accept_timer != NULL)
         event_free(srv->accept_timer);
     if (srv->accept_log_timer != NULL)

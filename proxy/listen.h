@@ -41,6 +41,18 @@ void px_srv_stop_listening(struct px_srv *srv);
  * grace time). */
 void px_service_close_conns(struct px_service *svc);
 
+/* limits.max_connections: switches accepting on every listener of <srv>'s
+ * loop on or off as the caps now say (at startup, after a reload: the
+ * listeners and the caps may have changed). */
+void px_listen_caps(struct px_srv *srv);
+
+/* The process's cap when the config sets none: a third of the clients'
+ * share of descriptors (below clients_max, proxy/io.h) left once every
+ * listener is open, so that each client connection has one for its
+ * upstream connection and one for an idle pooled one; 0 (none) when
+ * RLIMIT_NOFILE is unknown or unlimited. Call once every loop listens. */
+unsigned px_listen_cap_default(void);
+
 /* Frees what the connection modes keep per loop; after their last
  * connection, before the event base. */
 void px_srv_loop_free(struct px_srv *srv);

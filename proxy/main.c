@@ -197,7 +197,15 @@ on_signal_hup(evutil_socket_t sig, short what, void *arg)
                      (unsigned long long)ts.tv_sec * 1000000ULL +
                         (unsigned long long)ts.tv_nsec / 1000ULL, srv->conf->file) < 0)
         log_at(LL_WARN, "main", 0, "sd_notify RELOADING: %s", strerror(errno));
-    px_reload(d);
+    px_reload(d);                      /* on_reloaded() when it ended */
+}
+
+/* A reload ended (applied or refused): the service manager hears READY. */
+static void
+on_reloaded(struct px_daemon *d)
+{
+    struct px_srv *srv = &d->srv;
+
     if (!srv->stopping &&
         notify_sendf("READY=1\nSTATUS=serving %u service(s), configuration generation %llu",
                      srv->nsvcs, (unsigned long long)srv->conf_generation) < 0)
@@ -566,6 +574,7 @@ main(int argc, char **argv)
         log_at(LL_ERR, "main", 0, "%s", err);
         goto out;
     }
+    adm_control_set_loop(d.ctl, srv->base);
     for (i = 0; i < srv->nsvcs; i++)
         adm_control_set_plan(d.ctl, i, &srv->conf->services[i].plan,
                              srv->conf->services[i].rollback.min_requests);
@@ -620,6 +629,7 @@ main(int argc, char **argv)
      * answers must find its handler (it runs once the loop does) */
     ev_term = evsignal_new(srv->base, SIGTERM, on_signal_stop, &d);
     ev_int = evsignal_new(srv->base, SIGINT, on_signal_stop, &d);
+    d.reloaded = on_reloaded;
     ev_hup = evsignal_new(srv->base, SIGHUP, on_signal_hup, &d);
     if (ev_term == NULL || ev_int == NULL || ev_hup == NULL ||
         evsignal_add(ev_term, NULL) < 0 || evsignal_add(ev_int, NULL) < 0 ||
@@ -634,6 +644,9 @@ main(int argc, char **argv)
         goto out;
     if (px_workers_start(srv) < 0)
         goto out;
+    /* every loop listens: what is left of the descriptors sizes the cap */
+    d.conns_cap_default = px_listen_cap_default();
+    px_daemon_set_cap(&d);
     if ((d.tick = px_tick_new(srv, d.ctl)) == NULL)
         goto out;
     d.gates = px_gates_new(&d);        /* first checks at the next loop turn */
@@ -666,6 +679,7 @@ out:
         event_free(ev_int);
     if (ev_hup != NULL)
         event_free(ev_hup);
+    px_reload_stop(&d);                /* a config file still being read */
     px_tick_free(d.tick);
     px_gates_free(d.gates);            /* before the control plane it calls */
     d.gates = NULL;

@@ -318,6 +318,13 @@ render_workers(struct px_srv *srv, struct met_writer *w)
     met_family(w, "cutover_workers", MET_GAUGE,
                "Event loops serving traffic (config key workers; 0 there = one per CPU).");
     met_sample_u64(w, NULL, 0, srv->nworkers);
+    met_family(w, "cutover_max_connections", MET_GAUGE,
+               "limits.max_connections of the process: past it new clients wait in the "
+               "backlog (0: no cap).");
+    met_sample_u64(w, NULL, 0, __atomic_load_n(&srv->conns_cap, __ATOMIC_RELAXED));
+    met_family(w, "cutover_client_connections", MET_GAUGE,
+               "Client connections open in the whole process, as the cap counts them.");
+    met_sample_u64(w, NULL, 0, __atomic_load_n(&srv->conns_all, __ATOMIC_RELAXED));
     met_family(w, "cutover_worker_accepted_total", MET_COUNTER,
                "Client connections each worker accepted (0 is the main loop): how evenly "
                "SO_REUSEPORT spreads them.");

@@ -166,6 +166,12 @@ op_side_healthy(void *arg, unsigned idx, enum rt_side side)
 }
 
 static void
+op_status_begin(void *arg)
+{
+    px_workers_fold(arg);              /* the workers' counters and windows, once */
+}
+
+static void
 op_status(void *arg, unsigned idx, json_t *obj)
 {
     px_status_service(arg, idx, obj);
@@ -252,6 +258,7 @@ op_diffs(void *arg, unsigned idx, unsigned n)
 const struct adm_ops px_ops = {
     .apply = op_apply,
     .side_healthy = op_side_healthy,
+    .status_begin = op_status_begin,
     .status = op_status,
     .switched = op_switched,
     .certs_reload = op_certs_reload,

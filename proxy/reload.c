@@ -7,10 +7,15 @@
  * px_service_conf_diff()'s answer (proxy/conf.h), never a field list here.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
+#include <event2/event.h>
 #include <event2/listener.h>
 #include <jansson.h>
 
@@ -18,6 +23,7 @@
 #include "admin/control.h"
 #include "health/check.h"
 #include "health/window.h"
+#include "lib/hmap.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "proxy/conf.h"
@@ -73,19 +79,54 @@ summary_add(char *buf, char sign, const char *word)
         snprintf(buf + n, RELOAD_TEXT_MAX - n, "%s%c%s", n > 0 ? " " : "", sign, word);
 }
 
-/* The current listener of address <a>, with where it sits, or NULL. */
-static struct evconnlistener **
-listener_find(struct px_srv *srv, const struct px_addr *a)
-{
-    unsigned i, k;
+/* The listeners of a replica by address, so that matching the n addresses
+ * of a new config costs n lookups, not n^2 compares. Keys are borrowed from
+ * the services' configs: an index lives while they do. */
+struct lis_idx {
+    struct hmap m;                   /* sockaddr bytes -> index in <at> */
+    struct evconnlistener ***at;     /* owned array: where each listener sits */
+};
 
-    for (i = 0; i < srv->nsvcs; i++) {
+static void
+lis_idx_build(struct lis_idx *x, struct px_srv *srv)
+{
+    unsigned i, k, n = 0;
+
+    for (i = 0; i < srv->nsvcs; i++)
+        n += srv->svcs[i]->listeners != NULL ? srv->svcs[i]->conf->nlisten : 0;
+    hmap_init(&x->m, n);
+    x->at = xcalloc(n > 0 ? n : 1, sizeof(*x->at));
+    for (i = 0, n = 0; i < srv->nsvcs; i++) {
         struct px_service *svc = srv->svcs[i];
 
-        for (k = 0; svc->listeners != NULL && k < svc->conf->nlisten; k++)
-            if (svc->listeners[k] != NULL && px_addr_same(&svc->conf->listen[k], a))
-                return &svc->listeners[k];
+        for (k = 0; svc->listeners != NULL && k < svc->conf->nlisten; k++) {
+            if (svc->listeners[k] == NULL)
+                continue;
+            x->at[n] = &svc->listeners[k];
+            hmap_put(&x->m, &svc->conf->listen[k].ss, svc->conf->listen[k].len, n++);
+        }
     }
+}
+
+static void
+lis_idx_free(struct lis_idx *x)
+{
+    hmap_free(&x->m);
+    free(x->at);
+}
+
+/* The current listener of address <a>, with where it sits, or NULL (one
+ * the caller took out, leaving NULL there, is not found again). */
+static struct evconnlistener **
+listener_find(const struct lis_idx *x, const struct px_addr *a)
+{
+    unsigned pos = 0, v;
+
+    if (a->len > sizeof(a->ss))
+        return NULL;
+    while (hmap_next(&x->m, &a->ss, a->len, &pos, &v))
+        if (*x->at[v] != NULL)
+            return x->at[v];
     return NULL;
 }
 
@@ -136,17 +177,18 @@ reload_warn_static(const struct px_conf *o, const struct px_conf *c)
                "running access log (if any) stays as it is");
 }
 
-/* Prepare: loads the file and binds the new addresses. 0, or -1 with the
- * reason in <err> and nothing changed. */
+/* Prepare: takes the loaded config <conf> (owned) and binds the new
+ * addresses. 0, or -1 with the reason in <err> and nothing changed. */
 static int
-reload_prepare(struct px_srv *srv, struct reload *r, char *err, size_t errlen)
+reload_prepare(struct px_srv *srv, struct reload *r, struct px_conf *conf, char *err,
+               size_t errlen)
 {
+    struct lis_idx lx;
+    struct hmap names;
     unsigned i, k, j;
 
     memset(r, 0, sizeof(*r));
-    r->conf = px_conf_load(srv->conf->file, err, errlen);
-    if (r->conf == NULL)
-        return -1;
+    r->conf = conf;
     /* the key file is read again: a rotated key takes effect with the
      * reload, and a broken file fails it */
     if (px_cookie_set_build(r->conf, px_daemon_of(srv)->cookie_key_file, true,
@@ -157,21 +199,24 @@ reload_prepare(struct px_srv *srv, struct reload *r, char *err, size_t errlen)
     r->n = r->conf->nservices;
     r->old_of_new = xcalloc(r->n, sizeof(*r->old_of_new));
     r->bound = xcalloc(r->n, sizeof(*r->bound));
+    hmap_init(&names, srv->nsvcs);
+    for (j = 0; j < srv->nsvcs; j++)
+        hmap_put_str(&names, srv->svcs[j]->conf->name, j);
+    lis_idx_build(&lx, srv);
     for (i = 0; i < r->n; i++) {
         const struct px_service_conf *sc = &r->conf->services[i];
 
-        r->old_of_new[i] = -1;
-        for (j = 0; j < srv->nsvcs; j++)
-            if (strcmp(srv->svcs[j]->conf->name, sc->name) == 0)
-                r->old_of_new[i] = (int)j;
+        r->old_of_new[i] = hmap_get_str(&names, sc->name, &j) ? (int)j : -1;
         r->bound[i] = xcalloc(sc->nlisten, sizeof(*r->bound[i]));
         for (k = 0; k < sc->nlisten; k++) {
-            if (listener_find(srv, &sc->listen[k]) != NULL)
+            if (listener_find(&lx, &sc->listen[k]) != NULL)
                 continue;              /* kept: its socket moves over at commit */
             r->bound[i][k] = px_listener_new(srv, &sc->listen[k]);
             if (r->bound[i][k] == NULL) {
                 snprintf(err, errlen, "%s: services[%u].listen[%u]: cannot listen on %s: %s",
                          r->conf->file, i, k, sc->listen[k].text, strerror(errno));
+                hmap_free(&names);
+                lis_idx_free(&lx);
                 reload_free(r);
                 return -1;
             }
@@ -191,6 +236,8 @@ reload_prepare(struct px_srv *srv, struct reload *r, char *err, size_t errlen)
         else if (!px_service_conf_equal(srv->svcs[r->old_of_new[i]]->conf, sc))
             summary_add(r->services, '~', sc->name);
     }
+    hmap_free(&names);
+    lis_idx_free(&lx);
     /* TLS: every certificate and key read again (a kept service keeps its
      * ticket keys); a bad file refuses the whole reload */
     {
@@ -353,9 +400,11 @@ reload_commit(struct px_srv *srv, struct reload *r, struct px_confref *cref,
     struct evconnlistener ***lst = xcalloc(r->n, sizeof(*lst));
     unsigned nold = srv->nsvcs, i, k;
     bool *kept = xcalloc(nold > 0 ? nold : 1, sizeof(*kept));
+    struct lis_idx lx;
 
     /* listeners: bound ones, then kept sockets taken out of the old arrays
      * (so that what is left there is what the new config dropped) */
+    lis_idx_build(&lx, srv);
     for (i = 0; i < r->n; i++) {
         const struct px_service_conf *sc = &cref->conf->services[i];
 
@@ -368,12 +417,13 @@ reload_commit(struct px_srv *srv, struct reload *r, struct px_confref *cref,
                 r->bound[i][k] = NULL;
                 rlog(srv, LL_INFO, "listen", 0, "service %s (%s) listening on %s", sc->name,
                        sc->mode == PX_MODE_TCP ? "tcp" : "http", sc->listen[k].text);
-            } else if ((at = listener_find(srv, &sc->listen[k])) != NULL) {
+            } else if ((at = listener_find(&lx, &sc->listen[k])) != NULL) {
                 lst[i][k] = *at;
                 *at = NULL;
             }
         }
     }
+    lis_idx_free(&lx);
     for (i = 0; i < nold; i++) {
         struct px_service *svc = olds[i];
 
@@ -455,6 +505,7 @@ job_reload(struct px_srv *w, void *arg)
 {
     const struct job_reload *j = arg;
     struct reload r;
+    struct lis_idx lx;
     unsigned i, k;
 
     memset(&r, 0, sizeof(r));
@@ -462,12 +513,13 @@ job_reload(struct px_srv *w, void *arg)
     r.old_of_new = (int *)j->old_of_new;
     r.tls = j->tls;                    /* borrowed: each replica takes references */
     r.bound = xcalloc(r.n > 0 ? r.n : 1, sizeof(*r.bound));
+    lis_idx_build(&lx, w);
     for (i = 0; i < r.n; i++) {
         const struct px_service_conf *sc = &j->cref->conf->services[i];
 
         r.bound[i] = xcalloc(sc->nlisten > 0 ? sc->nlisten : 1, sizeof(*r.bound[i]));
         for (k = 0; k < sc->nlisten; k++) {
-            if (listener_find(w, &sc->listen[k]) != NULL)
+            if (listener_find(&lx, &sc->listen[k]) != NULL)
                 continue;
             r.bound[i][k] = px_listener_new(w, &sc->listen[k]);
             if (r.bound[i][k] == NULL)
@@ -475,8 +527,12 @@ job_reload(struct px_srv *w, void *arg)
                        "workers do", w->worker_id, sc->listen[k].text, strerror(errno));
         }
     }
+    lis_idx_free(&lx);
     reload_commit(w, &r, px_confref_get(j->cref), NULL);
+    for (i = 0; i < w->nsvcs && i < j->main->nsvcs; i++)
+        px_service_share(w->svcs[i], j->main->svcs[i]);   /* a new one's counts */
     px_ops_publish_all(w, j->main);
+    px_listen_caps(w);                 /* new listeners, new caps */
 }
 
 /* Writes the audit entry of a reload attempt and its log line. */
@@ -512,8 +568,10 @@ reload_audit(struct px_daemon *d, uint64_t from_gen, const char *reason, bool ok
     json_decref(fig);
 }
 
-void
-px_reload(struct px_daemon *d)
+/* Applies the config <conf> (owned; NULL: the load failed with <lerr>):
+ * everything but reading and checking the file, on the main loop. */
+static void
+reload_apply(struct px_daemon *d, struct px_conf *conf, const char *lerr)
 {
     struct px_srv *srv = &d->srv;
     struct reload r;
@@ -525,16 +583,12 @@ px_reload(struct px_daemon *d)
     unsigned i;
     int rc;
 
-    /* every SIGHUP reopens the log files, whether the reload succeeds or
-     * not (log rotation sends SIGHUP too) */
-    px_ops_reopen_logs(srv);
-    if (srv->stopping) {
-        log_at(LL_WARN, "reload", 0, "SIGHUP while shutting down: configuration not reloaded");
-        return;
+    if (conf == NULL) {
+        snprintf(err, sizeof(err), "%s", lerr);
+        goto failed;
     }
-    log_at(LL_INFO, "reload", 0, "SIGHUP: reloading %s", srv->conf->file);
     px_workers_fold(srv);              /* the workers' counts of servers that may go */
-    if (reload_prepare(srv, &r, err, sizeof(err)) < 0)
+    if (reload_prepare(srv, &r, conf, err, sizeof(err)) < 0)
         goto failed;
     names = xcalloc(r.n, sizeof(*names));
     initial = xcalloc(r.n, sizeof(*initial));
@@ -574,6 +628,7 @@ px_reload(struct px_daemon *d)
         px_service_publish(srv->svcs[i], st->weight_bp, st->generation);
         srv->svcs[i]->applied_state = (int)st->state;
     }
+    px_daemon_set_cap(d);
     /* the workers commit and publish in one job: a snapshot borrows from
      * its config, so no event may run between the two */
     px_workers_run(srv, job_reload, &jr);
@@ -607,4 +662,197 @@ failed:
            err);
     snprintf(reason, sizeof(reason), "failed: %s", err);
     reload_audit(d, from_gen, reason, false);
+}
+
+void
+px_daemon_set_cap(struct px_daemon *d)
+{
+    struct px_srv *srv = &d->srv;
+    long want = srv->conf->max_connections;
+    unsigned cap = want >= 0 ? (unsigned)want : d->conns_cap_default;
+
+    if (cap != __atomic_load_n(&srv->conns_cap, __ATOMIC_RELAXED)
+        || srv->conf_generation == 1)
+        log_at(LL_INFO, "listen", 0, "limits.max_connections: %u%s", cap,
+               cap == 0 ? " (no cap: the clients' share of descriptors is the limit)"
+               : want < 0 ? " (from RLIMIT_NOFILE: a third of the clients' share of "
+                            "descriptors left; \"limits\": {\"max_connections\"} sets it)" : "");
+    __atomic_store_n(&srv->conns_cap, cap, __ATOMIC_RELAXED);
+    px_listen_caps(srv);
+}
+
+/* ---- loading on a thread of its own ------------------------------------- */
+
+/* A config file being read and checked (px_conf_load()) off the main loop:
+ * at 1000 services that is 10 ms of parsing that no request waits for.
+ * <state> settles who frees it: the thread once the main loop abandoned it
+ * (a stop while the file is read: a file that cannot be read never holds
+ * a stop), else the main loop. */
+enum { LOAD_RUNNING, LOAD_DONE, LOAD_ABANDONED };
+
+struct px_reload_load {
+    pthread_t thread;
+    char *file;                      /* owned: the running config's file */
+    struct px_conf *conf;            /* the thread's result; NULL: failed, see <err> */
+    char err[1024];
+    int efd;                         /* owned: eventfd, "loaded" */
+    struct event *ev;                /* owned by the main loop: <efd> readable */
+    bool again;                      /* a SIGHUP came while loading: reload again */
+    int state;                       /* atomic: LOAD_* */
+};
+
+static void
+load_free(struct px_reload_load *l)
+{
+    px_conf_free(l->conf);
+    if (l->efd >= 0)
+        close(l->efd);
+    free(l->file);
+    free(l);
+}
+
+static void *
+load_main(void *arg)
+{
+    struct px_reload_load *l = arg;
+    uint64_t one = 1;
+
+    l->conf = px_conf_load(l->file, l->err, sizeof(l->err));
+    if (__atomic_exchange_n(&l->state, LOAD_DONE, __ATOMIC_ACQ_REL) == LOAD_ABANDONED) {
+        load_free(l);                  /* nobody waits for it any more */
+        return NULL;
+    }
+    while (write(l->efd, &one, sizeof(one)) < 0 && errno == EINTR)
+        ;
+    return NULL;
+}
+
+/* Waits for the thread of <l>, done, and frees <l>; returns its config
+ * (owned) and copies its error into <err>. */
+static struct px_conf *
+load_end(struct px_reload_load *l, char *err, size_t errlen, bool *again)
+{
+    struct px_conf *conf;
+
+    pthread_join(l->thread, NULL);
+    conf = l->conf;
+    l->conf = NULL;
+    snprintf(err, errlen, "%s", l->err);
+    *again = l->again;
+    event_free(l->ev);
+    load_free(l);
+    return conf;
+}
+
+static void load_start(struct px_daemon *d);
+
+static void
+on_loaded(evutil_socket_t fd, short what, void *arg)
+{
+    struct px_daemon *d = arg;
+    struct px_conf *conf;
+    char err[1024];
+    bool again;
+
+    (void)fd;
+    (void)what;
+    conf = load_end(d->reload, err, sizeof(err), &again);
+    d->reload = NULL;
+    if (d->srv.stopping) {
+        log_at(LL_WARN, "reload", 0, "shutting down: the configuration loaded is not applied");
+        px_conf_free(conf);
+        return;
+    }
+    reload_apply(d, conf, err);
+    if (again) {
+        /* a SIGHUP while it loaded: the file may have changed since */
+        log_at(LL_INFO, "reload", 0, "SIGHUP during the reload: reloading %s again",
+               d->srv.conf->file);
+        load_start(d);
+        return;
+    }
+    if (d->reloaded != NULL)
+        d->reloaded(d);
+}
+
+/* Starts reading the running config's file on a thread of its own; when
+ * no thread can be had, reads it here. */
+static void
+load_start(struct px_daemon *d)
+{
+    struct px_reload_load *l = xcalloc(1, sizeof(*l));
+    sigset_t all, old;
+    char err[1024];
+    int e = -1;
+
+    l->file = xstrdup(d->srv.conf->file);
+    l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (l->efd >= 0 &&
+        (l->ev = event_new(d->srv.base, l->efd, EV_READ, on_loaded, d)) != NULL &&
+        event_add(l->ev, NULL) == 0) {
+        /* signals are the main loop's: the thread blocks them all */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        e = pthread_create(&l->thread, NULL, load_main, l);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    if (e == 0) {
+        d->reload = l;
+        return;
+    }
+    log_at(LL_WARN, "reload", 0, "cannot start the thread that reads the configuration (%s): "
+           "reading it on the main loop", e > 0 ? strerror(e) : strerror(errno));
+    if (l->ev != NULL)
+        event_free(l->ev);
+    load_free(l);
+    {
+        struct px_conf *conf = px_conf_load(d->srv.conf->file, err, sizeof(err));
+
+        reload_apply(d, conf, err);
+    }
+    if (d->reloaded != NULL)
+        d->reloaded(d);
+}
+
+void
+px_reload(struct px_daemon *d)
+{
+    struct px_srv *srv = &d->srv;
+
+    /* every SIGHUP reopens the log files, whether the reload succeeds or
+     * not (log rotation sends SIGHUP too) */
+    px_ops_reopen_logs(srv);
+    if (srv->stopping) {
+        log_at(LL_WARN, "reload", 0, "SIGHUP while shutting down: configuration not reloaded");
+        return;
+    }
+    if (d->reload != NULL) {
+        d->reload->again = true;
+        log_at(LL_INFO, "reload", 0, "SIGHUP while %s is being read: it is read again "
+               "once this reload is applied", srv->conf->file);
+        return;
+    }
+    log_at(LL_INFO, "reload", 0, "SIGHUP: reloading %s", srv->conf->file);
+    load_start(d);
+}
+
+void
+px_reload_stop(struct px_daemon *d)
+{
+    struct px_reload_load *l = d->reload;
+    char err[1024];
+    bool again;
+
+    if (l == NULL)
+        return;
+    d->reload = NULL;
+    if (__atomic_exchange_n(&l->state, LOAD_ABANDONED, __ATOMIC_ACQ_REL) == LOAD_DONE) {
+        px_conf_free(load_end(l, err, sizeof(err), &again));
+        return;
+    }
+    /* still reading (a file that blocks): the thread frees it when done */
+    log_at(LL_WARN, "reload", 0, "stopping while %s is still being read: not waiting for it",
+           l->file);
+    event_free(l->ev);
+    pthread_detach(l->thread);
 }

@@ -1,6 +1,8 @@
 /*
- * reload: the configuration reload (SIGHUP). Loads and checks the file,
- * binds the new listen addresses and re-keys the control plane, where any
+ * reload: the configuration reload (SIGHUP). Loads and checks the file (on
+ * a thread of its own, so the main loop goes on serving requests while it
+ * parses), then, on the main loop, binds the new listen addresses and
+ * re-keys the control plane, where any
  * failure leaves everything as it was (logged and audited); then commits on
  * the main replica and, in one job each, on every worker's: kept services
  * take their new config (servers matched by address, checkers restarted
@@ -14,9 +16,21 @@
 
 struct px_daemon;
 
-/* SIGHUP on the main loop: reopens the log files, then reloads the running
- * config's file, unless the daemon is stopping. Counted in d->reloads or
- * d->reload_failures. */
+/* SIGHUP on the main loop: reopens the log files, then, unless the daemon
+ * is stopping, starts reloading the running config's file: it is read and
+ * checked on a thread, and the reload is applied (or refused) on the main
+ * loop once it is; then d->reloaded(d) runs. A SIGHUP while the file is
+ * being read reads it again after (once, however many came). Counted in
+ * d->reloads or d->reload_failures. */
 void px_reload(struct px_daemon *d);
+
+/* Sets the process's limits.max_connections from the running config (or
+ * d->conns_cap_default when it sets none) and has the main loop's
+ * listeners follow it: at startup and after each reload (the workers'
+ * listeners follow in the reload's job). */
+void px_daemon_set_cap(struct px_daemon *d);
+
+/* At exit: waits for a file being read and drops it. */
+void px_reload_stop(struct px_daemon *d);
 
 #endif

@@ -228,6 +228,8 @@ px_service_init(struct px_service *svc, struct px_srv *srv, struct px_confref *c
     svc->srv = srv;
     svc->conf = &cref->conf->services[idx];
     svc->cref = px_confref_get(cref);
+    svc->shared = xcalloc(1, sizeof(*svc->shared));
+    svc->shared->refs = 1;
     svc->idx = idx;
     list_init(&svc->retired_link);
     list_init(&svc->tunnels);
@@ -272,6 +274,12 @@ px_service_free(struct px_service *svc)
         }
         free(svc->servers[side]);
     }
+    for (side = 0; side < RT_SIDE__COUNT; side++)
+        hl_window_free(&svc->window[side]);
+    free(svc->recent);
+    free(svc->shield.ring_legacy);
+    if (__atomic_sub_fetch(&svc->shared->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free(svc->shared);
     if (svc->warn_timer != NULL)
         event_free(svc->warn_timer);
     if (svc->shadow != NULL)
@@ -311,12 +319,28 @@ px_service_record(struct px_service *svc, enum rt_side side, struct px_server_rt
     if (err == PX_E_LOCAL && status == 0)
         return;
     hl_window_push(&svc->window[side], now_us / 1000u, o, lat);
-    if (svc->nrecent < PX_RECENT_MAX)
-        svc->recent[svc->nrecent++] = (struct px_recent){
-            .us = now_us, .latency_us = lat, .side = (uint8_t)side, .outcome = (uint8_t)o,
-        };
-    else
-        svc->recent_lost = true;
+    px_service_recent_add(svc, &(struct px_recent){
+        .us = now_us, .latency_us = lat, .side = (uint8_t)side, .outcome = (uint8_t)o,
+    });
+}
+
+bool
+px_service_recent_add(struct px_service *svc, const struct px_recent *r)
+{
+    if (svc->nrecent == svc->recent_cap) {
+        unsigned cap = svc->recent_cap == 0 ? 16 : svc->recent_cap * 2;
+
+        if (svc->recent_cap >= PX_RECENT_MAX) {
+            svc->recent_lost = true;
+            return false;
+        }
+        if (cap > PX_RECENT_MAX)
+            cap = PX_RECENT_MAX;
+        svc->recent = xrealloc(svc->recent, cap * sizeof(svc->recent[0]));
+        svc->recent_cap = cap;
+    }
+    svc->recent[svc->nrecent++] = *r;
+    return true;
 }
 
 struct px_server_rt *
@@ -435,10 +459,25 @@ px_srv_retired_pop(struct px_srv *srv)
 }
 
 void
+px_service_share(struct px_service *w, struct px_service *m)
+{
+    if (w->shared == m->shared)
+        return;
+    if (__atomic_sub_fetch(&w->shared->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free(w->shared);
+    __atomic_add_fetch(&m->shared->refs, 1, __ATOMIC_ACQ_REL);
+    w->shared = m->shared;
+}
+
+void
 px_srv_conn_closed(struct px_srv *srv, struct px_service *svc)
 {
     svc->conns_active--;
     srv->conns_active--;
+    __atomic_sub_fetch(&svc->shared->conns, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&px_srv_main(srv)->conns_all, 1, __ATOMIC_RELAXED);
+    if (srv->cap_paused && srv->cap_timer != NULL)
+        event_active(srv->cap_timer, EV_TIMEOUT, 1);   /* room, maybe: look now */
     /* not while srv_free() closes everything: it frees retired services
      * itself, after their connections */
     if (svc->retired && svc->conns_active == 0 && !srv->freeing) {

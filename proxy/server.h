@@ -249,6 +249,15 @@ struct px_recent {
     uint8_t outcome;             /* enum hl_outcome */
 };
 
+/* What the replicas of one service share (every loop's struct px_service
+ * of it holds a reference): its client connections over every loop, for
+ * limits.max_connections (proxy/listen.c). Atomic; touched at an accept
+ * and a close, never per request. */
+struct px_svc_shared {
+    unsigned refs;
+    unsigned conns;
+};
+
 struct px_service {
     struct px_srv *srv;                  /* borrowed: owner */
     const struct px_service_conf *conf;  /* borrowed from <cref> */
@@ -267,10 +276,14 @@ struct px_service {
     uint64_t cookie_invalid;             /* sticky cookies that failed verification
                                           * (counted as absent, issued anew) */
     struct hl_window window[RT_SIDE__COUNT];        /* passive outcome windows */
-    struct px_recent recent[PX_RECENT_MAX];  /* outcomes recorded since the policy
+    struct px_recent *recent;            /* owned: outcomes recorded since the policy
                                           * tick last looked, oldest first (proxy/tick.c
-                                          * replays them to time a breach exactly) */
+                                          * replays them to time a breach exactly);
+                                          * grown by doubling to what a tick's worth of
+                                          * traffic needs, at most PX_RECENT_MAX, and
+                                          * kept (px_service_recent_add) */
     unsigned nrecent;                    /* entries in <recent>; the tick empties it */
+    unsigned recent_cap;                 /* entries <recent> has room for */
     bool recent_lost;                    /* more than PX_RECENT_MAX since the tick */
     uint64_t published_us;               /* px_now_us() when <snap> was installed */
     struct log_ratelimit warn_rl;        /* per-request warnings (px_req_warn) */
@@ -281,6 +294,10 @@ struct px_service {
     uint64_t accept_errors[PX_AE__COUNT];/* failed accepts on its listeners (the main
                                           * loop's: with the workers' at the last fold) */
     uint64_t conns_active;               /* client connections / tunnels open */
+    struct px_svc_shared *shared;        /* one reference: the same object on every
+                                          * replica of the service (px_service_share) */
+    bool cap_paused;                     /* its listeners on this loop stopped accepting:
+                                          * limits.max_connections reached */
     uint64_t w_conns;                    /* main loop: the other workers' open ones
                                           * at the last px_workers_fold() */
     int applied_state;                   /* enum adm_state last applied (proxy/ops.c) */
@@ -334,6 +351,16 @@ struct px_srv {
                                           * of accept error lines held back */
     unsigned accept_pause_ms;            /* the last pause; 0 after an accept that
                                           * worked (the next error pauses 100 ms) */
+    bool accept_error_paused;            /* accepting paused after an accept error */
+    /* limits.max_connections (proxy/listen.c): the main loop's <conns_all> and
+     * <conns_cap> are the process's (atomic: every loop counts its accepts
+     * and closes there); <cap_paused>: some listener of this loop stopped
+     * accepting at a cap, <cap_timer> looks for room again meanwhile */
+    unsigned conns_all, conns_cap;
+    bool cap_paused;
+    bool cap_full;                       /* the process's cap holds (this loop's view) */
+    uint64_t cap_log_ms;                 /* px_now_ms() of the last pause logged */
+    struct event *cap_timer;             /* owned; NULL until a cap was reached */
     unsigned spliced, spliced_max;       /* TCP tunnels relaying by splice on this
                                           * loop, and the cap (proxy/tcp.c) */
     bool spliced_known;                  /* <spliced_max> computed */
@@ -407,6 +434,12 @@ void px_service_record(struct px_service *svc, enum rt_side side,
                        struct px_server_rt *server, int status, enum px_err err,
                        uint64_t latency_us);
 
+/* Appends <r> to svc->recent, growing it (by doubling, from 16) up to
+ * PX_RECENT_MAX entries; beyond that sets svc->recent_lost and returns
+ * false. A service without traffic holds no ring, a busy one allocates at
+ * most a few times in its life. */
+bool px_service_recent_add(struct px_service *svc, const struct px_recent *r);
+
 /* Chooses another usable server than <server> on <side> for a retry after a
  * connect failure (any usable one when <server> was detached by a reload).
  * Returns it (borrowed: take a reference to keep it), or NULL when there is
@@ -446,6 +479,17 @@ extern const char *const px_srv_admin_names[PX_SRV__COUNT];   /* "ready", "drain
  * finish. Returns true when it changed. */
 bool px_service_set_admin(struct px_service *svc, enum rt_side side, unsigned server,
                           enum px_srv_admin admin, uint32_t weight_bp, uint64_t generation);
+
+/* Makes worker replica <w>'s service share main replica <m>'s counters of
+ * the same service (no-op when it does already). */
+void px_service_share(struct px_service *w, struct px_service *m);
+
+/* The main loop's replica, which holds the process's connection counts. */
+static inline struct px_srv *
+px_srv_main(struct px_srv *srv)
+{
+    return srv->main_srv != NULL ? srv->main_srv : srv;
+}
 
 /* Puts <svc>, which a reload removed, on srv->retired until its last
  * connection ends (px_srv_conn_closed frees it then). */

@@ -12,6 +12,7 @@
 #include "lib/http1.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
+#include "lib/xmalloc.h"
 #include "proxy/http_conn.h"
 #include "proxy/shadow_cap.h"
 #include "proxy/shield.h"
@@ -51,9 +52,13 @@ px_shield_ring_advance(struct px_shield_rt *s, unsigned window_s, uint64_t sec)
 
     if (sec <= s->sec && s->w == w)
         return;                        /* a second already passed: count it in the newest */
+    if (s->w != w || s->ring_legacy == NULL) {
+        s->ring_legacy = xrealloc(s->ring_legacy, 2 * (size_t)w * sizeof(s->ring_legacy[0]));
+        s->ring_replays = s->ring_legacy + w;
+        s->sec = 0;                    /* start empty, below */
+    }
     if (s->w != w || s->sec == 0 || sec - s->sec >= w) {
-        memset(s->ring_legacy, 0, sizeof(s->ring_legacy));
-        memset(s->ring_replays, 0, sizeof(s->ring_replays));
+        memset(s->ring_legacy, 0, 2 * (size_t)w * sizeof(s->ring_legacy[0]));
         s->legacy = s->replays = 0;
         s->w = w;
     } else {

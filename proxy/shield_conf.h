@@ -61,8 +61,9 @@ px_shield_status_listed(const struct px_shield_conf *c, int status)
            (c->statuses[(status - 500) / 64] >> ((status - 500) % 64) & 1u);
 }
 
-/* What the shield of one service counts on one replica. The ring (one slot
- * per second of the window) is the budget's: requests the router sent to
+/* What the shield of one service counts on one replica (the ring freed
+ * with the service, proxy/server.c). The ring (one slot per second of the
+ * window) is the budget's: requests the router sent to
  * legacy and replays, per second; it is never folded. The counters are
  * folded into the main replica (px_shield_fold()) like the others. */
 struct px_shield_rt {
@@ -70,8 +71,10 @@ struct px_shield_rt {
     unsigned cur;                /* its slot */
     unsigned w;                  /* slots in use: rollback.window_s when it was set */
     uint64_t legacy, replays;    /* sums over the ring */
-    uint32_t ring_legacy[PX_SHIELD_WINDOW_MAX];
-    uint32_t ring_replays[PX_SHIELD_WINDOW_MAX];
+    uint32_t *ring_legacy;       /* owned: 2 x <w> slots, allocated by the first
+                                  * advance (a service without requests to legacy
+                                  * holds none); NULL before */
+    uint32_t *ring_replays;      /* the second half of <ring_legacy> */
     uint64_t shielded[PX_SH__COUNT];     /* replays made, by reason */
     uint64_t exhausted;                  /* failures not replayed: over the budget */
     uint64_t drained[2];                 /* connections closed by a drain: [0] HTTP

@@ -84,8 +84,9 @@ px_status_service(struct px_srv *srv, unsigned idx, json_t *obj)
     struct px_service *svc = srv->svcs[idx];
     uint64_t now = px_now_ms(srv);
 
-    px_workers_fold(srv);              /* the workers' counters and windows too */
     json_object_set_new(obj, "mode", json_string(svc->conf->mode == PX_MODE_TCP ? "tcp" : "http"));
+    json_object_set_new(obj, "max_connections",
+                        json_integer((json_int_t)svc->conf->limits.max_connections));
     json_object_set_new(obj, "connections",
                         json_integer((json_int_t)(svc->conns_active + svc->w_conns)));
     {

@@ -30,11 +30,12 @@
  * "breach_to_apply_ms<=N", from the later of the previous tick and the first
  * outcome since.
  *
- * Workload: a handful of services; one evaluation costs two window sums
- * (window_s x ~110 additions each), about 0.1 ms per service at window_s 600,
- * and the copies cost window_s x 452 bytes per side, only on ticks after
- * something was recorded. The replay runs once per automatic action, after
- * it was applied, and is skipped past TICK_REPLAY_BUDGET.
+ * Workload: one evaluation costs two window sums (window_s x ~110 additions
+ * each), about 0.1 ms per service at window_s 600, only for the services
+ * that can lose something; the copies hold window_s x 456 bytes per side
+ * (their rings are sized like the service's windows) and are refreshed only
+ * on ticks after something was recorded. The replay runs once per automatic
+ * action, after it was applied, and is skipped past TICK_REPLAY_BUDGET.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -74,8 +75,9 @@ struct px_tick {
     struct px_srv *srv;              /* borrowed */
     struct adm_control *ctl;         /* borrowed */
     struct event *ev;                /* owned: persistent PX_TICK_MS timer */
-    struct tick_svc *svcs;           /* owned, srv->nsvcs entries (large: windows) */
-    struct hl_window scratch[RT_SIDE__COUNT];    /* the replay's windows */
+    struct tick_svc *svcs;           /* owned, <n> entries (their windows' rings too) */
+    unsigned n;
+    struct hl_window scratch[RT_SIDE__COUNT];    /* owned: the replay's windows */
 };
 
 static const char *const breach_kind_names[] = {
@@ -366,17 +368,29 @@ on_tick_timer(evutil_socket_t fd, short what, void *arg)
     adm_control_store_tick(t->ctl, px_now_ms(t->srv));
 }
 
-/* Starts the tick's memory of <svc> afresh at <now_us>. */
+/* Starts the tick's memory of <svc> afresh at <now_us> (<ts> zeroed). */
 static void
 tick_svc_init(struct tick_svc *ts, struct px_service *svc, uint64_t now_us)
 {
-    memset(ts, 0, sizeof(*ts));
     ts->last_eval_us = now_us;
     hl_window_copy(&ts->prev[RT_LEGACY], &svc->window[RT_LEGACY]);
     hl_window_copy(&ts->prev[RT_NEW], &svc->window[RT_NEW]);
     ts->has_prev = true;
     svc->nrecent = 0;
     svc->recent_lost = false;
+}
+
+/* Frees the array <svcs> of <n> entries and their windows' rings. */
+static void
+tick_svcs_free(struct tick_svc *svcs, unsigned n)
+{
+    unsigned i;
+
+    for (i = 0; svcs != NULL && i < n; i++) {
+        hl_window_free(&svcs[i].prev[RT_LEGACY]);
+        hl_window_free(&svcs[i].prev[RT_NEW]);
+    }
+    free(svcs);
 }
 
 struct px_tick *
@@ -390,6 +404,7 @@ px_tick_new(struct px_srv *srv, struct adm_control *ctl)
     t->srv = srv;
     t->ctl = ctl;
     t->svcs = xcalloc(srv->nsvcs > 0 ? srv->nsvcs : 1, sizeof(*t->svcs));
+    t->n = srv->nsvcs;
     for (i = 0; i < srv->nsvcs; i++) {
         struct tick_svc *ts = &t->svcs[i];
 
@@ -413,13 +428,17 @@ px_tick_reconfigure(struct px_tick *t, const int *old_of_new, unsigned n)
     unsigned i;
 
     for (i = 0; i < n; i++) {
-        if (old_of_new[i] >= 0)
-            svcs[i] = t->svcs[old_of_new[i]];   /* its replay copies and alerts */
-        else
+        if (old_of_new[i] >= 0) {
+            /* its replay copies (moved, not copied) and alerts */
+            svcs[i] = t->svcs[old_of_new[i]];
+            memset(&t->svcs[old_of_new[i]], 0, sizeof(t->svcs[0]));
+        } else {
             tick_svc_init(&svcs[i], t->srv->svcs[i], now_us);
+        }
     }
-    free(t->svcs);
+    tick_svcs_free(t->svcs, t->n);     /* the removed services' */
     t->svcs = svcs;
+    t->n = n;
 }
 
 void
@@ -429,6 +448,8 @@ px_tick_free(struct px_tick *t)
         return;
     if (t->ev != NULL)
         event_free(t->ev);
-    free(t->svcs);
+    tick_svcs_free(t->svcs, t->n);
+    hl_window_free(&t->scratch[RT_LEGACY]);
+    hl_window_free(&t->scratch[RT_NEW]);
     free(t);
 }

@@ -223,13 +223,9 @@ job_fold(struct px_srv *w, void *arg)
                 s->requests = s->failures = s->reused = 0;
             }
         }
-        for (k = 0; k < ws->nrecent; k++) {
-            if (ms->nrecent == PX_RECENT_MAX) {
-                ms->recent_lost = true;
+        for (k = 0; k < ws->nrecent; k++)
+            if (!px_service_recent_add(ms, &ws->recent[k]))
                 break;
-            }
-            ms->recent[ms->nrecent++] = ws->recent[k];
-        }
         if (ws->recent_lost)
             ms->recent_lost = true;
         ws->nrecent = 0;
@@ -267,7 +263,8 @@ px_workers_fold(struct px_srv *main)
         struct px_service *svc = main->svcs[i];
 
         /* the tick replays svc->recent in the order things happened */
-        qsort(svc->recent, svc->nrecent, sizeof(svc->recent[0]), recent_cmp);
+        if (svc->nrecent > 1)
+            qsort(svc->recent, svc->nrecent, sizeof(svc->recent[0]), recent_cmp);
     }
 }
 
@@ -359,6 +356,7 @@ replica_build(struct px_srv *m, struct px_worker *w, unsigned id)
         struct px_service *ms = m->svcs[i], *svc = xcalloc(1, sizeof(*svc));
 
         px_service_init(svc, s, s->cref, i);
+        px_service_share(svc, ms);            /* its connection counts */
         svc->tls = px_tls_ctx_get(ms->tls);   /* shared: one ticket key set */
         for (side = 0; side < RT_SIDE__COUNT; side++)
             for (k = 0; k < svc->conf->side[side].nservers; k++) {

@@ -11,6 +11,7 @@
  * generation survive a reload. Bounded loops, generous waits, fixed seeds.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -572,6 +574,88 @@ test_tcp_tunnel_survives_reload(void **state)
     fx_stop_clean(f);
 }
 
+/* Waits for the log line of config generation <generation> loaded. */
+static void
+wait_generation(struct fx *f, unsigned generation)
+{
+    char needle[96];
+
+    snprintf(needle, sizeof(needle), "configuration generation %u loaded", generation);
+    if (h_wait_log(f->log, needle, WAIT_MS) != 0)
+        fail_msg("no \"%s\" in the log", needle);
+}
+
+/* Writes <text> into the FIFO <path> once a reader has it open (the
+ * daemon's reload); fails the test after WAIT_MS. */
+static void
+feed_fifo(const char *path, const char *text)
+{
+    long long end = h_now_ms() + WAIT_MS;
+    int fd = -1;
+
+    while ((fd = open(path, O_WRONLY | O_NONBLOCK)) < 0 && errno == ENXIO &&
+           h_now_ms() < end)
+        h_sleep_ms(20);
+    if (fd < 0)
+        fail_msg("nobody reads the FIFO %s: %s", path, strerror(errno));
+    /* a config is far smaller than a pipe's buffer: one write */
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+/* The file is read and checked off the main loop: while a config file that
+ * cannot be read yet (a FIFO nobody writes) holds a reload, requests are
+ * answered (both loops: 2 workers) and so is the admin socket; a SIGHUP
+ * meanwhile has the file read again once the first reload is applied; a
+ * stop does not wait for a file that cannot be read. */
+static void
+test_reload_reads_off_the_loop(void **state)
+{
+    struct fx *f = start(state, "");
+    char out[4096], n0[64], n1[64], both[160];
+    char *text;
+    int i, st;
+
+    snprintf(both, sizeof(both), "%s, %s", be(f, 1, 0, n0, sizeof(n0)),
+             be(f, 1, 1, n1, sizeof(n1)));
+    conf_write(f, "", both, "", "");
+    text = h_read_file(f->conf);
+    assert_non_null(text);
+    assert_int_equal(unlink(f->conf), 0);
+    assert_int_equal(mkfifo(f->conf, 0600), 0);
+
+    assert_int_equal(kill(f->proxy, SIGHUP), 0);
+    assert_int_equal(h_wait_log(f->log, "SIGHUP: reloading", WAIT_MS), 0);
+    h_sleep_ms(200);                   /* the reading thread waits for a writer */
+    for (i = 0; i < 8; i++)
+        assert_int_equal(get_status(f->proxy_port, NULL, 0), 200);
+    assert_int_equal(fx_ctl(f, out, "status"), 0);
+    assert_int_equal(kill(f->proxy, SIGHUP), 0);
+    assert_int_equal(h_wait_log(f->log, "is read again once this reload is applied",
+                                WAIT_MS), 0);
+    feed_fifo(f->conf, text);
+    wait_generation(f, 2);
+    /* read again: it waits for a writer once more, and the loop serves */
+    assert_int_equal(h_wait_log(f->log, "SIGHUP during the reload: reloading", WAIT_MS), 0);
+    for (i = 0; i < 8; i++)
+        assert_int_equal(get_status(f->proxy_port, NULL, 0), 200);
+    feed_fifo(f->conf, text);
+    wait_generation(f, 3);
+    assert_int_equal(fx_ctl(f, out, "status"), 0);
+    snprintf(n1, sizeof(n1), "127.0.0.1:%d", f->port[1][1]);
+    assert_non_null(strstr(out, n1));              /* the second new server */
+
+    /* a stop while the file cannot be read */
+    assert_int_equal(kill(f->proxy, SIGHUP), 0);
+    h_sleep_ms(300);
+    assert_int_equal(kill(f->proxy, SIGTERM), 0);
+    st = h_wait_exit(f->proxy, WAIT_MS);
+    assert_int_equal(st, 0);
+    f->proxy = 0;
+    assert_int_equal(h_wait_log(f->log, "not waiting for it", 1000), 0);
+    free(text);
+}
+
 int
 main(void)
 {
@@ -583,6 +667,7 @@ main(void)
         cmocka_unit_test_teardown(test_latch_survives_reload, fx_teardown),
         cmocka_unit_test_teardown(test_health_checks_across_reloads, fx_teardown),
         cmocka_unit_test_teardown(test_tcp_tunnel_survives_reload, fx_teardown),
+        cmocka_unit_test_teardown(test_reload_reads_off_the_loop, fx_teardown),
     };
 
     return cmocka_run_group_tests_name("integration: configuration reload", tests, NULL, NULL);

@@ -1,6 +1,9 @@
 /*
  * 23_fd_exhaustion: cutoverd out of descriptors (RLIMIT_NOFILE 256, set by
- * the harness before exec) with more clients than that. It must stay quiet
+ * the harness before exec) with more clients than that, and its caps on
+ * client connections (limits.max_connections).
+ *
+ * Without a cap ("max_connections": 0) it must stay quiet
  * (a bounded number of log lines, no busy loop: its CPU time over the
  * period stays small), count what it refused (cutover_accept_errors_total),
  * mark no backend down and roll nothing back; a real automatic rollback in
@@ -10,6 +13,12 @@
  * it serves again once the clients close. Also: the
  * per-request warnings are limited, and the count of those held back
  * comes within about a second of their burst, not with the next warning.
+ *
+ * With its default cap (half the descriptors left once it listens) the
+ * same load waits in the backlog instead: every request gets a 200, none
+ * a 503, no accept fails. A service's cap and the process's hold the next
+ * clients in the backlog until a connection closes, with one event loop
+ * exactly, with two at most one connection past the cap.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -40,11 +49,16 @@
               "\"http\", \"path\": \"/healthz\", \"interval_ms\": 200, \"timeout_ms\": 150, " \
               "\"rise\": 2, \"fall\": 2}, \"timeouts\": {\"client_head_ms\": 60000}"
 
+/* No cap of clients: the descriptors run out (the default cap would hold
+ * the clients in the backlog first). */
+#define NO_CAP ",\n  \"limits\": { \"max_connections\": 0 }"
+
 static struct fx *
 start(void **state)
 {
     struct fx *f = fx_new(state, sizeof(struct fx), false, 1, EXTRA);
 
+    snprintf(f->top_extra, sizeof(f->top_extra), "%s", NO_CAP);
     f->nofile = NOFILE;
     f->workers = 2;
     f->admin_port = h_free_port();
@@ -306,6 +320,7 @@ test_local_connect_failures_are_not_the_backends(void **state)
     long local;
 
     f->nofile = NOFILE;
+    snprintf(f->top_extra, sizeof(f->top_extra), "%s", NO_CAP);
     assert_int_equal(fx_write_conf(f), 0);
     assert_int_equal(fx_start_proxy(f, 23), 0);
     assert_int_equal(h_backend_set(f->port[1][0], "delay_ms=1500"), 0);
@@ -365,6 +380,182 @@ test_held_back_warnings_are_counted_within_a_second(void **state)
     fx_stop_clean(f);
 }
 
+/* Each client asks once and leaves (an idle keep-alive connection holds
+ * its place under a cap, as HAProxy's maxconn counts it). */
+static void
+close_request(void *arg, unsigned nth, uint64_t rnd, struct h_load_req *out)
+{
+    static const char req[] = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+
+    (void)arg;
+    (void)nth;
+    (void)rnd;
+    out->raw = req;
+    out->len = sizeof(req) - 1;
+    out->is_head = false;
+}
+
+/* The same load as above (each client leaving after its answer) with the
+ * default cap: the clients past it wait in the backlog and are served as
+ * others finish; none gets a 503, none is refused, no accept fails. */
+static void
+test_default_cap_queues_instead_of_503(void **state)
+{
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 1,
+                          ",\"weight\": 100, \"timeouts\": {\"client_head_ms\": 60000}");
+    struct h_load_conf c = {
+        .conns = 240, .gap_min_ms = 0, .gap_max_ms = 0, .requests = 240,
+        .duration_ms = 1500, .seed = 23, .quiet = true, .connect_first_ms = 500,
+    };
+    struct h_load_stats st;
+
+    f->nofile = NOFILE;
+    assert_int_equal(fx_write_conf(f), 0);
+    assert_int_equal(fx_start_proxy(f, 23), 0);
+    assert_int_equal(h_wait_log(f->log, "limits.max_connections: ", 2000), 0);
+    assert_int_equal(h_wait_log(f->log, "(from RLIMIT_NOFILE", 100), 0);
+    /* four rounds of a third of the share each, well within the load's
+     * time (its 1.5 s and 5 s for the answers) */
+    assert_int_equal(h_backend_set(f->port[1][0], "delay_ms=800"), 0);
+    c.port = f->proxy_port;
+    c.request = close_request;
+    assert_int_equal(h_load_run(&c, &st), 0);
+    h_load_print("240 clients, default cap", &st);
+    if (st.status[200] != 240)
+        h_dump_file(f->log, 6000);
+    assert_int_equal(st.status[200], 240);
+    assert_int_equal(st.answered, 240);
+    assert_int_equal(fx_status_long(f, "new.counters.errors.local_resource"), 0);
+    assert_int_equal(fx_status_long(f, "accept_errors.emfile"), 0);
+    assert_int_equal(h_wait_log(f->log, "limits.max_connections (", 100), 0);
+    fx_stop_clean(f);
+}
+
+/* A keep-alive connection to <port> whose GET / was answered 200: its
+ * descriptor (open). */
+static int
+open_answered(int port)
+{
+    static const char req[] = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    struct h_resp r;
+    int fd = h_connect(port);
+
+    assert_true(fd >= 0);
+    assert_int_equal(h_set_timeout_ms(fd, 5000), 0);
+    assert_int_equal(h_send_all(fd, req, sizeof(req) - 1), 0);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(h_read_response(fd, &r), 0);
+    assert_int_equal(r.status, 200);
+    h_resp_free(&r);
+    return fd;
+}
+
+/* A connection to <port> that sent GET / (its answer not read yet). */
+static int
+open_asking(int port)
+{
+    static const char req[] = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    int fd = h_connect(port);
+
+    assert_true(fd >= 0);
+    assert_int_equal(h_send_all(fd, req, sizeof(req) - 1), 0);
+    return fd;
+}
+
+/* Whether <fd> got a whole 200 within <ms>. */
+static bool
+answered_within(int fd, int ms)
+{
+    struct h_resp r;
+    bool ok;
+
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(h_set_timeout_ms(fd, ms), 0);
+    ok = h_read_response(fd, &r) == 0 && r.status == 200;
+    h_resp_free(&r);
+    return ok;
+}
+
+/* A service's cap, one event loop: the fourth client waits in the backlog
+ * (no answer, no error) while three are open, another service is not held,
+ * and the fourth is answered once one of the three leaves. */
+static void
+test_service_cap_holds_clients_in_the_backlog(void **state)
+{
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 1,
+                          ",\"limits\": {\"max_connections\": 3}");
+    int fds[3], next, other, port2 = h_free_port(), i;
+
+    snprintf(f->more_services, sizeof(f->more_services),
+             ",{\n    \"name\": \"api\", \"listen\": [\"127.0.0.1:%d\"],\n"
+             "    \"legacy\": { \"servers\": [\"127.0.0.1:%d\"] },\n"
+             "    \"new\": { \"servers\": [\"127.0.0.1:%d\"] }\n  }",
+             port2, f->port[0][0], f->port[1][0]);
+    assert_int_equal(fx_write_conf(f), 0);
+    assert_int_equal(fx_start_proxy(f, 23), 0);
+    for (i = 0; i < 3; i++)
+        fds[i] = open_answered(f->proxy_port);
+    next = open_asking(f->proxy_port);
+    assert_false(answered_within(next, 700));
+    assert_int_equal(fx_status_long(f, "connections"), 3);
+    assert_int_equal(fx_status_long(f, "max_connections"), 3);
+    other = open_answered(port2);                  /* not this service's cap */
+    close(other);
+    assert_int_equal(h_wait_log(f->log, "service web: 3 client connections: its "
+                                "limits.max_connections reached", 100), 0);
+    close(fds[0]);
+    assert_true(answered_within(next, 3000));
+    close(next);
+    close(fds[1]);
+    close(fds[2]);
+    assert_int_equal(h_backend_requests(f->port[0][0]) + h_backend_requests(f->port[1][0]),
+                     5);
+    fx_stop_clean(f);
+}
+
+/* The process's cap over two services and two event loops: past it the
+ * clients wait (a loop that had not paused yet may take one more), and are
+ * answered once the first ones leave. */
+static void
+test_process_cap_two_loops(void **state)
+{
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 1, "");
+    int fds[4], more[3], port2 = h_free_port(), i, early = 0;
+    bool got[3];
+    char *m;
+
+    f->workers = 2;
+    f->admin_port = h_free_port();
+    snprintf(f->top_extra, sizeof(f->top_extra), ",\n  \"limits\": { \"max_connections\": 4 }");
+    snprintf(f->more_services, sizeof(f->more_services),
+             ",{\n    \"name\": \"api\", \"listen\": [\"127.0.0.1:%d\"],\n"
+             "    \"legacy\": { \"servers\": [\"127.0.0.1:%d\"] },\n"
+             "    \"new\": { \"servers\": [\"127.0.0.1:%d\"] }\n  }",
+             port2, f->port[0][0], f->port[1][0]);
+    assert_int_equal(fx_write_conf(f), 0);
+    assert_int_equal(fx_start_proxy(f, 23), 0);
+    assert_int_equal(h_wait_log(f->log, "limits.max_connections: 4", 2000), 0);
+    for (i = 0; i < 4; i++)
+        fds[i] = open_answered(i % 2 ? port2 : f->proxy_port);
+    m = fx_scrape(f);
+    assert_true(fx_metric(m, "cutover_max_connections") == 4);
+    assert_true(fx_metric(m, "cutover_client_connections") == 4);
+    free(m);
+    for (i = 0; i < 3; i++)
+        more[i] = open_asking(i % 2 ? port2 : f->proxy_port);
+    for (i = 0; i < 3; i++)
+        early += (got[i] = answered_within(more[i], 300));
+    assert_true(early <= 1);
+    for (i = 0; i < 4; i++)
+        close(fds[i]);
+    for (i = 0; i < 3; i++) {
+        if (!got[i])
+            assert_true(answered_within(more[i], 3000));
+        close(more[i]);
+    }
+    fx_stop_clean(f);
+}
+
 int
 main(void)
 {
@@ -375,6 +566,9 @@ main(void)
                                   fx_teardown),
         cmocka_unit_test_teardown(test_local_connect_failures_are_not_the_backends,
                                   fx_teardown),
+        cmocka_unit_test_teardown(test_default_cap_queues_instead_of_503, fx_teardown),
+        cmocka_unit_test_teardown(test_service_cap_holds_clients_in_the_backlog, fx_teardown),
+        cmocka_unit_test_teardown(test_process_cap_two_loops, fx_teardown),
         cmocka_unit_test_teardown(test_held_back_warnings_are_counted_within_a_second,
                                   fx_teardown),
     };

@@ -12,7 +12,7 @@
 
 #include "health/window.h"
 
-/* Windows are large (about 270 KB): keep them off the stack. */
+/* Windows whose rings the tests re-initialize at other lengths. */
 static struct hl_window wa, wb, wc, wm;
 
 /* splitmix64: a seeded, reproducible generator. */
@@ -462,7 +462,7 @@ test_merge_equals_single(void **state)
 
         for (j = 0; j < 2; j++) {
             /* merge either way round: the result is the same */
-            memcpy(&wm, j ? &wb : &wa, sizeof wm);
+            hl_window_copy(&wm, j ? &wb : &wa);
             hl_window_merge(&wm, j ? &wa : &wb);
             for (i = 0; i < sizeof later_ms / sizeof later_ms[0]; i++) {
                 struct hl_stats sm, sc;
@@ -497,7 +497,7 @@ test_merge_empty_and_self(void **state)
     hl_window_stats(&wa, 49000, &after);
     assert_stats_equal(&before, &after);
 
-    memcpy(&wm, &wa, sizeof wm);
+    hl_window_copy(&wm, &wa);
     hl_window_merge(&wm, &wa);
     hl_window_stats(&wm, 49000, &after);
     assert_int_equal(after.requests, 2 * before.requests);
@@ -508,7 +508,7 @@ test_merge_empty_and_self(void **state)
     /* an old worker window adds nothing to a newer one */
     hl_window_init(&wb, 10);
     push_n(&wb, 5000, HL_OUT_5XX, 1000, 50);
-    memcpy(&wm, &wa, sizeof wm);
+    hl_window_copy(&wm, &wa);
     hl_window_merge(&wm, &wb);
     hl_window_stats(&wm, 49000, &after);
     assert_stats_equal(&before, &after);
@@ -584,6 +584,112 @@ test_copy(void **state)
     }
 }
 
+/* The ring is sized to window_s: a window initialized again at another
+ * length, or copied into a zeroed one, behaves like a fresh one of that
+ * length; freeing leaves a zeroed window that can be initialized again. */
+static void
+test_resize_and_free(void **state)
+{
+    static const unsigned len[] = { 600, 3, 10, 1, 600, 10 };
+    struct hl_window z, y;
+    struct hl_stats st;
+    unsigned i, k;
+
+    (void)state;
+    memset(&z, 0, sizeof(z));
+    memset(&y, 0, sizeof(y));
+    for (i = 0; i < sizeof len / sizeof len[0]; i++) {
+        hl_window_init(&z, len[i]);
+        assert_int_equal(stats_requests(&z, 50000), 0);
+        for (k = 0; k < 2 * len[i] + 5; k++)
+            hl_window_push(&z, 50000 + (uint64_t)k * 1000, HL_OUT_2XX, 1000);
+        /* the last len[i] seconds, one outcome each */
+        assert_int_equal(stats_requests(&z, 50000 + (uint64_t)(2 * len[i] + 4) * 1000),
+                         len[i]);
+        hl_window_copy(&y, &z);
+        hl_window_stats(&y, 50000 + (uint64_t)(2 * len[i] + 4) * 1000, &st);
+        assert_int_equal(st.requests, len[i]);
+        hl_window_free(&y);
+        assert_null(y.b);
+        assert_int_equal(y.window_s, 0);
+    }
+    hl_window_free(&z);
+    hl_window_free(&z);             /* a zeroed window: a no-op */
+    hl_window_init(&z, 5);
+    push_n(&z, 7000, HL_OUT_5XX, 10, 3);
+    assert_int_equal(stats_requests(&z, 7000), 3);
+    hl_window_free(&z);
+}
+
+/* The ring grows to what the pushes hold at once and loses nothing on the
+ * way: outcomes pushed in any order within the window (a worker's window
+ * between two merges, a stalled loop's) against per-second reference
+ * counts; a window fed two seconds at a time stays at two buckets. */
+static void
+test_ring_grows_to_need(void **state)
+{
+    enum { W = 37, SECS = 3000 };
+    static uint32_t ref[SECS][HL_OUT__COUNT];
+    uint64_t seed = 1234, newest = 0, base = 50;
+    unsigned round, i, k;
+
+    (void)state;
+    hl_window_free(&wa);
+    hl_window_init(&wa, W);
+    assert_int_equal(wa.nb, 2);
+    memset(ref, 0, sizeof(ref));
+    for (round = 0; round < 400; round++) {
+        /* the newest second moves on by 0..3, sometimes by more than W */
+        uint64_t step = sm64(&seed) % 16 == 0 ? W + sm64(&seed) % 5 : sm64(&seed) % 4;
+        unsigned n = 1 + (unsigned)(sm64(&seed) % 40);
+
+        if (base + newest + step + 1 >= SECS)
+            break;
+        newest += step;
+        for (i = 0; i < n; i++) {
+            /* any second of the window, older ones too; now and then one
+             * just too old */
+            uint64_t back = sm64(&seed) % (W + 2), sec;
+            enum hl_outcome o = (enum hl_outcome)(sm64(&seed) % HL_OUT__COUNT);
+
+            if (back > newest)
+                back = newest;
+            sec = base + newest - back;
+            hl_window_push(&wa, sec * 1000 + sm64(&seed) % 1000, o, 1000);
+            if (sec + W > base + newest || wa.newest_sec < sec)
+                ref[sec][o]++;
+            if (sec > base + newest)
+                newest = sec - base;
+        }
+        for (k = 0; k < 3; k++) {
+            uint64_t now = base + newest + k * (W / 2);
+            struct hl_stats st;
+            uint64_t want[HL_OUT__COUNT] = { 0 }, s0;
+            unsigned c;
+
+            for (s0 = now + 1 > W ? now + 1 - W : 0; s0 <= now && s0 < SECS; s0++)
+                for (c = 0; c < HL_OUT__COUNT; c++)
+                    want[c] += ref[s0][c];
+            hl_window_stats(&wa, now * 1000 + 999, &st);
+            for (c = 0; c < HL_OUT__COUNT; c++)
+                assert_int_equal(st.by_class[c], want[c]);
+        }
+        assert_true(wa.nb >= 2 && wa.nb <= W);
+    }
+    assert_int_equal(wa.nb, W);      /* it held a whole window at once */
+
+    /* two seconds at a time, emptied between: two buckets for ever */
+    hl_window_free(&wb);
+    hl_window_init(&wb, 600);
+    for (round = 0; round < 1000; round++) {
+        push_n(&wb, 4000000 + round * 700, HL_OUT_2XX, 500, 3);
+        push_n(&wb, 4000000 + round * 700 + 650, HL_OUT_5XX, 500, 2);
+        assert_int_equal(stats_requests(&wb, 4000000 + round * 700 + 650), 5);
+        hl_window_reset(&wb);
+    }
+    assert_int_equal(wb.nb, 2);
+}
+
 int
 main(void)
 {
@@ -604,6 +710,8 @@ main(void)
         cmocka_unit_test(test_merge_empty_and_self),
         cmocka_unit_test(test_merge_then_push),
         cmocka_unit_test(test_copy),
+        cmocka_unit_test(test_resize_and_free),
+        cmocka_unit_test(test_ring_grows_to_need),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -188,6 +188,7 @@ test_example(void **state)
     snprintf(want, sizeof(want), "%s/conf/admin.tokens", src_dir());
     assert_string_equal(c->admin_token_file, want);
     assert_string_equal(c->state_file, "/var/lib/cutover/state.json");
+    assert_int_equal(c->max_connections, 20000);
     assert_int_equal(c->nservices, 2);
 
     s = &c->services[0];
@@ -216,6 +217,7 @@ test_example(void **state)
     assert_string_equal(s->tls->certs[0].cert, want);
     assert_string_equal(s->tls->certs[0].cert_as_written, "tls/web.ecdsa.pem");
     assert_int_equal(s->tls->client_verify, PX_TLS_VERIFY_OPTIONAL);
+    assert_int_equal(s->limits.max_connections, 10000);
 
     s = &c->services[1];
     assert_null(s->tls);
@@ -249,6 +251,7 @@ test_defaults(void **state)
     assert_null(c->audit_file);
     assert_int_equal(c->workers, 0);
     assert_int_equal(c->shutdown_grace_ms, 10000);
+    assert_int_equal(c->max_connections, -1);  /* from RLIMIT_NOFILE at startup */
 
     assert_int_equal(s->mode, PX_MODE_HTTP);
     assert_int_equal(s->route.weight_bp, 0);
@@ -281,6 +284,7 @@ test_defaults(void **state)
     assert_true(s->limits.body_bytes == 0);
     assert_int_equal(s->limits.buffer_body_bytes, 65536);
     assert_int_equal(s->limits.chunk_ext_bytes, 4096);
+    assert_int_equal(s->limits.max_connections, 0);
     px_conf_free(c);
 }
 
@@ -841,6 +845,12 @@ static const struct bad_case {
       "9223372036854775807" },
     { SVC("'limits': {'chunk_ext_bytes': 0}"),
       "FILE:7:30: services[0].limits.chunk_ext_bytes: must be between 1 and 65536" },
+    { SVC("'limits': {'max_connections': 10000001}"),
+      "FILE:7:30: services[0].limits.max_connections: must be between 0 and 10000000" },
+    { TOP("'limits': {'max_connections': -1}"),
+      "FILE:2:13: limits.max_connections: must be between 0 and 10000000" },
+    { TOP("'limits': {'max_conections': 5}"),
+      "FILE:2:13: limits.max_conections: unknown key (did you mean \"max_connections\"?)" },
 };
 
 static void

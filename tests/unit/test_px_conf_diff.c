@@ -85,7 +85,8 @@ static char tls_dummy;
     X(V, uri_bytes, 8192, 8193, PX_SVC_LIMITS)                           \
     X(V, body_bytes, 0, 1, PX_SVC_LIMITS)                                \
     X(V, buffer_body_bytes, 65536, 65537, PX_SVC_LIMITS)                 \
-    X(V, chunk_ext_bytes, 4096, 4097, PX_SVC_LIMITS)
+    X(V, chunk_ext_bytes, 4096, 4097, PX_SVC_LIMITS)                     \
+    X(V, max_connections, 0, 100, PX_SVC_LIMITS)
 
 #define POOL_FIELDS(X)                                                   \
     X(V, max_idle, 256, 0, PX_SVC_POOL)                                  \
@@ -300,6 +301,7 @@ static struct px_notify_conf conf_notify;       /* no webhook: not none */
     X(V, notify, NULL, &conf_notify, PX_CONF_NOTIFY)                     \
     X(V, workers, 1, 2, PX_CONF_WORKERS)                                 \
     X(V, shutdown_grace_ms, 10000, 500, PX_CONF_GRACE)                   \
+    X(V, max_connections, -1, 0, PX_CONF_LIMITS)                         \
     X(V, nservices, 1, 0, PX_CONF_SERVICES)                              \
     X(V, services, conf_services, conf_other_services, PX_CONF_SERVICES)
 
