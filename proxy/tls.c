@@ -19,9 +19,6 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/bufferevent_struct.h>   /* px_tls_bev_watch(): ev_read, enabled */
-#include <event2/event.h>
 #include <jansson.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -34,8 +31,10 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "proxy/conf.h"
+#include "proxy/io.h"
 #include "proxy/tls_cert.h"
 #include "proxy/tls_conf.h"
+#include "proxy/tls_io.h"
 
 /* Mozilla's "intermediate" configuration (version 5.7): TLS 1.2 suites
  * with forward secrecy and AEAD only, the client's order. */
@@ -752,50 +751,14 @@ px_tls_classify(SSL *ssl, int ret, int ssl_error, char *why, size_t whylen)
 const char *
 px_tls_peer(struct bufferevent *bev, char *subj, size_t len)
 {
-    SSL *s = bufferevent_openssl_get_ssl(bev);
-    X509 *x;
-
-    subj[0] = '\0';
-    if (s == NULL)
-        return NULL;
-    if ((x = SSL_get0_peer_certificate(s)) != NULL)
-        X509_NAME_oneline(X509_get_subject_name(x), subj, (int)len);
-    return SSL_get_servername(s, TLSEXT_NAMETYPE_host_name);
+    return px_tls_io_peer(px_io_tls(bev), subj, len);
 }
 
 void
 px_tls_close_notify(struct bufferevent *bev)
 {
-    SSL *s = bufferevent_openssl_get_ssl(bev);
-
-    if (s == NULL || (SSL_get_shutdown(s) & SSL_SENT_SHUTDOWN) ||
-        evbuffer_get_length(bufferevent_get_output(bev)) != 0)
-        return;
-    (void)SSL_shutdown(s);             /* one non-blocking write of the alert */
-    ERR_clear_error();
-}
-
-/* The input of a TLS bufferevent was drained: what OpenSSL holds already
- * decrypted (libevent stopped at the high watermark) is read now; the
- * socket may have nothing more to wake the read event. */
-static void
-on_input_drained(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
-{
-    struct bufferevent *bev = arg;
-    SSL *s;
-
-    (void)in;
-    if (info->n_deleted == 0 || !(bev->enabled & EV_READ))
-        return;
-    s = bufferevent_openssl_get_ssl(bev);
-    if (s != NULL && SSL_pending(s) > 0)
-        event_active(&bev->ev_read, EV_READ, 1);
-}
-
-void
-px_tls_bev_watch(struct bufferevent *bev)
-{
-    evbuffer_add_cb(bufferevent_get_input(bev), on_input_drained, bev);
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        px_tls_io_close_notify(px_io_tls(bev));
 }
 
 /* ---- status ----------------------------------------------------------- */
