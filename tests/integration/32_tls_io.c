@@ -1,0 +1,178 @@
+/*
+ * 32_tls_io: how cutoverd reads and writes TLS (proxy/tls_io.c, driven by
+ * proxy/io.c), seen from outside: a small response reaches the client as
+ * one TLS record, and a small request with its body reaches a TLS backend
+ * as one (counted by OpenSSL's message callback in the test's client and
+ * in the test backend: libevent's bufferevent_openssl wrote one record per
+ * evbuffer chain, two for a head and a body), over TLS 1.3 and 1.2, on
+ * keep-alive connections.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/ssl.h>
+
+#include "tests/harness/harness.h"
+#include "tests/harness/tls.h"
+#include "tests/integration/fixture.h"
+
+struct t32 {
+    struct fx f;                       /* first: fx_teardown() frees the whole */
+    int ctl;                           /* a TLS backend's plain control port */
+};
+
+/* OpenSSL's message callback of the test's client: counts the application
+ * data records received into *<arg> (TLS 1.3: a record's inner content
+ * type; TLS 1.2: its header's). */
+static void
+on_msg(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl,
+       void *arg)
+{
+    const unsigned char *b = buf;
+
+    (void)version;
+    if (write_p || len < 1 || b[0] != SSL3_RT_APPLICATION_DATA)
+        return;
+    if (content_type == (SSL_version(ssl) == TLS1_3_VERSION ? SSL3_RT_INNER_CONTENT_TYPE
+                                                            : SSL3_RT_HEADER))
+        (*(int *)arg)++;
+}
+
+/* The fixture with the test certificates in its directory and service
+ * "web" terminating TLS with srv.pem (plus service keys <extra>);
+ * cutoverd started. */
+static struct t32 *
+start_tls(void **state, const char *extra)
+{
+    struct t32 *t = fx_new(state, sizeof(*t), false, 1, NULL);
+    struct fx *f = &t->f;
+
+    assert_int_equal(h_tls_make_certs(f->dir), 0);
+    snprintf(f->extra, sizeof(f->extra),
+             ",\n    \"tls\": {\"certs\": [{\"cert\": \"%s/srv.pem\", \"key\": \"%s/srv.key\"}]}"
+             "%s", f->dir, f->dir, extra != NULL ? extra : "");
+    assert_int_equal(fx_write_conf(f), 0);
+    assert_int_equal(fx_start_proxy(f, 1), 0);
+    return t;
+}
+
+/* One GET on <t>; the response must be a 200 with <body>. */
+static void
+get_ok(struct h_tls *t, const char *body)
+{
+    static const char req[] = "GET /small HTTP/1.1\r\nHost: a.test\r\n\r\n";
+    struct h_resp r;
+
+    assert_int_equal(h_tls_send(t, req, sizeof(req) - 1), 0);
+    if (h_tls_read_response(t, &r) != 0)
+        fail_msg("no response over TLS");
+    assert_int_equal(r.status, 200);
+    if (body != NULL && (r.body_len != strlen(body) || memcmp(r.body, body, r.body_len) != 0))
+        fail_msg("body %.*s, want %s", (int)r.body_len, r.body, body);
+    h_resp_free(&r);
+}
+
+/* A small response is one record, over TLS 1.3 and 1.2, request after
+ * request on one connection. */
+static void
+test_one_record_per_response(void **state)
+{
+    static const int versions[] = { 13, 12 };
+    struct t32 *t = start_tls(state, NULL);
+    struct h_tls c;
+    unsigned v;
+    int i, records;
+
+    for (v = 0; v < 2; v++) {
+        if (h_tls_open(&c, t->f.proxy_port, &(struct h_tls_opts){
+                           .sni = "a.test", .max_version = versions[v] }) != 0)
+            fail_msg("%s", c.error);
+        SSL_set_msg_callback(c.ssl, on_msg);
+        SSL_set_msg_callback_arg(c.ssl, &records);
+        for (i = 0; i < 3; i++) {
+            records = 0;
+            get_ok(&c, "legacy\n");
+            if (records != 1)
+                fail_msg("TLS 1.%d, request %d: the response came in %d records",
+                         versions[v] % 10, i + 1, records);
+            h_sleep_ms(30);            /* idle before the next one */
+        }
+        h_tls_close(&c, H_TLS_NOTIFY_FIN);
+    }
+}
+
+/* (Re)starts the "new" backend as a TLS server with up-ip.pem, its plain
+ * control port in t->ctl. */
+static void
+tls_backend(struct t32 *t)
+{
+    struct fx *f = &t->f;
+    char c[600], k[600], ctl[64];
+    const char *args[7];
+
+    if (f->backend[1][0] > 0)
+        h_stop(f->backend[1][0], SIGTERM, 3000);
+    t->ctl = h_free_port();
+    snprintf(c, sizeof(c), "%s/up-ip.pem", f->dir);
+    snprintf(k, sizeof(k), "%s/up-ip.key", f->dir);
+    snprintf(ctl, sizeof(ctl), "127.0.0.1:%d", t->ctl);
+    args[0] = "--tls-cert";
+    args[1] = c;
+    args[2] = "--tls-key";
+    args[3] = k;
+    args[4] = "--control";
+    args[5] = ctl;
+    args[6] = NULL;
+    f->backend[1][0] = h_backend_start_args("new", f->port[1][0], f->dir, false, args);
+    assert_true(f->backend[1][0] > 0);
+}
+
+/* A request with a small body goes to a TLS backend as one record (its
+ * head and its body are two chains of the upstream's output), on a new
+ * connection and on a pooled one. */
+static void
+test_one_record_per_request_upstream(void **state)
+{
+    static const char post[] = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello";
+    struct t32 *t = fx_new(state, sizeof(*t), false, 1, ", \"weight\": 100");
+    struct fx *f = &t->f;
+    struct h_resp r;
+    int fd, i;
+
+    assert_int_equal(h_tls_make_upstream_certs(f->dir), 0);
+    tls_backend(t);
+    snprintf(f->side_extra[1], sizeof(f->side_extra[1]), ", \"tls\": {\"ca\": \"up-ca.pem\"}");
+    assert_int_equal(fx_write_conf(f), 0);
+    assert_int_equal(fx_start_proxy(f, 1), 0);
+    fd = h_connect(f->proxy_port);
+    assert_true(fd >= 0);
+    for (i = 1; i <= 3; i++) {
+        assert_int_equal(h_send_all(fd, post, sizeof(post) - 1), 0);
+        assert_int_equal(h_read_response(fd, &r), 0);
+        assert_int_equal(r.status, 200);
+        h_resp_free(&r);
+        assert_int_equal(h_backend_stat(t->ctl, "requests"), i);
+        if (h_backend_stat(t->ctl, "tls_records") != i)
+            fail_msg("%d request(s) came to the backend in %ld records", i,
+                     h_backend_stat(t->ctl, "tls_records"));
+    }
+    close(fd);
+    assert_int_equal(h_backend_stat(t->ctl, "tls_handshakes"), 1);   /* pooled */
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_one_record_per_response, fx_teardown),
+        cmocka_unit_test_teardown(test_one_record_per_request_upstream, fx_teardown),
+    };
+    return cmocka_run_group_tests_name("integration: TLS I/O", tests, NULL, NULL);
+}
