@@ -355,7 +355,7 @@ static void
 park_soon(struct px_conn *c)
 {
     if (c->nreq == 0 || (c->flags & (PX_CF_HEAD_TIMER | PX_CF_PARK_SOON | PX_CF_PARKED |
-                                     PX_CF_CLOSE | PX_CF_CLIENT_EOF | PX_CF_TLS)))
+                                     PX_CF_CLOSE | PX_CF_CLIENT_EOF)))
         return;
     c->flags |= PX_CF_PARK_SOON;
     event_active(c->head_timer, EV_TIMEOUT, 1);
@@ -386,8 +386,7 @@ park(struct px_conn *c)
     evutil_socket_t fd;
 
     if (c->state != PX_CS_READ_HEAD || c->nreq == 0 || c->up != NULL ||
-        (c->flags & (PX_CF_CLOSE | PX_CF_CLIENT_EOF | PX_CF_HEAD_TIMER | PX_CF_PARKED |
-                     PX_CF_TLS)) ||
+        (c->flags & (PX_CF_CLOSE | PX_CF_CLIENT_EOF | PX_CF_HEAD_TIMER | PX_CF_PARKED)) ||
         (fd = bufferevent_getfd(c->down)) < 0 ||
         evbuffer_get_length(bufferevent_get_input(c->down)) != 0 ||
         evbuffer_get_length(bufferevent_get_output(c->down)) != 0)
