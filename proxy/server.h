@@ -291,6 +291,8 @@ struct px_service {
                                           * counted in conns_active */
     uint64_t tls_hs[PX_TLS_R__COUNT];    /* handshakes ended, by result */
     uint64_t tls_resumed;                /* of the ok ones, those that resumed a session */
+    uint64_t tls_ktls;                   /* of the ok ones, those whose records the kernel
+                                          * writes (kernel TLS) */
 };
 
 #define PX_SPARES 64

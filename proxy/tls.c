@@ -407,7 +407,8 @@ ctx_setup(SSL_CTX *ctx, struct px_tls_ctx *t, const struct px_tls_conf *tc,
      * was whole); no compression (CRIME) */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                              SSL_OP_IGNORE_UNEXPECTED_EOF |
-                             (tc->session_tickets ? 0 : SSL_OP_NO_TICKET));
+                             (tc->session_tickets ? 0 : SSL_OP_NO_TICKET) |
+                             (px_tls_io_ktls() ? SSL_OP_ENABLE_KTLS : 0));
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);   /* an idle connection holds
                                                         * no record buffers */
     if (SSL_CTX_set_cipher_list(ctx, tc->ciphers != NULL ? tc->ciphers
@@ -642,6 +643,8 @@ px_tls_load_all(const struct px_conf *c, struct px_tls_ctx *const *prev, bool ch
             px_tls_free_all(all, c->nservices);
             return -1;
         }
+        if (!check_only)
+            px_tls_io_ktls_log();
     }
     *out = all;
     return 0;
@@ -798,5 +801,9 @@ px_tls_status(const struct px_tls_ctx *t, const struct px_tls_conf *tc, json_t *
     json_object_set_new(o, "min_version", json_string(tc->min_version == 13 ? "1.3" : "1.2"));
     json_object_set_new(o, "client_verify", json_string(px_tls_verify_names[tc->client_verify]));
     json_object_set_new(o, "session_tickets", json_boolean(tc->session_tickets));
+    json_object_set_new(o, "kernel_tls", json_string(px_tls_io_ktls() ? "in use"
+                                                                      : "not available"));
+    if (!px_tls_io_ktls())
+        json_object_set_new(o, "kernel_tls_why", json_string(px_tls_io_ktls_why()));
     json_object_set_new(obj, "tls", o);
 }

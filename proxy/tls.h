@@ -111,7 +111,8 @@ const struct px_tls_cert_info *px_tls_cert(const struct px_tls_ctx *t, unsigned 
 
 /* Adds "tls": {"certs":[{"file","subject","names","not_before","not_after",
  * "expires_in_days","key"}], "loaded", "alpn", "min_version",
- * "client_verify", "session_tickets"} of <t> to status object <obj>. No
+ * "client_verify", "session_tickets", "kernel_tls" ("in use" or "not
+ * available", with "kernel_tls_why")} of <t> to status object <obj>. No
  * key material. */
 void px_tls_status(const struct px_tls_ctx *t, const struct px_tls_conf *tc,
                    struct json_t *obj);

@@ -114,6 +114,8 @@ hs_done(struct px_hs *h)
            SSL_get_cipher_name(h->ssl));
     tls = px_tls_io_new(h->ssl);
     h->ssl = NULL;
+    if (px_tls_io_ktls_send(tls))
+        svc->tls_ktls++;
     hs_free(h, true);
     if (svc->conf->mode == PX_MODE_TCP)
         px_tcp_accept_tls(svc, fd, tls, (struct sockaddr *)&sa);

@@ -6,15 +6,24 @@
  */
 #include "proxy/tls_io.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "lib/log.h"
 #include "lib/xmalloc.h"
 
 struct px_tls_io *
@@ -171,4 +180,84 @@ px_tls_io_peer(struct px_tls_io *t, char *subj, size_t len)
     if ((x = SSL_get0_peer_certificate(t->ssl)) != NULL)
         X509_NAME_oneline(X509_get_subject_name(x), subj, (int)len);
     return SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
+}
+
+/* ---- kernel TLS --------------------------------------------------------- */
+
+static pthread_once_t ktls_once = PTHREAD_ONCE_INIT;
+static bool ktls_ok;                   /* written once (ktls_once), read-only after */
+static char ktls_why[160];
+
+/* Asks for the "tls" ULP on one end of a loopback connection. */
+static void
+ktls_probe(void)
+{
+#if defined(OPENSSL_NO_KTLS) || !defined(TCP_ULP)
+    snprintf(ktls_why, sizeof(ktls_why), "OpenSSL or the system's headers lack kernel TLS");
+#else
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    int l, c = -1, a = -1;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(l, 1) != 0 ||
+        getsockname(l, (struct sockaddr *)&sa, &sl) != 0 ||
+        (c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+        connect(c, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        (a = accept(l, NULL, NULL)) < 0)
+        snprintf(ktls_why, sizeof(ktls_why), "cannot probe it over loopback: %s",
+                 strerror(errno));
+    else if (setsockopt(a, IPPROTO_TCP, TCP_ULP, "tls", sizeof("tls")) != 0)
+        snprintf(ktls_why, sizeof(ktls_why), "the kernel has no \"tls\" module (TCP_ULP: %s)",
+                 strerror(errno));
+    else
+        ktls_ok = true;
+    if (a >= 0)
+        close(a);
+    if (c >= 0)
+        close(c);
+    if (l >= 0)
+        close(l);
+#endif
+}
+
+static void
+ktls_log(void)
+{
+    if (px_tls_io_ktls())
+        log_at(LL_INFO, "tls", 0, "kernel TLS: available, the contexts enable it");
+    else
+        log_at(LL_INFO, "tls", 0, "kernel TLS: not available (%s): records are OpenSSL's",
+               ktls_why);
+}
+
+void
+px_tls_io_ktls_log(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+    pthread_once(&once, ktls_log);
+}
+
+bool
+px_tls_io_ktls(void)
+{
+    pthread_once(&ktls_once, ktls_probe);
+    return ktls_ok;
+}
+
+const char *
+px_tls_io_ktls_why(void)
+{
+    pthread_once(&ktls_once, ktls_probe);
+    return ktls_why;
+}
+
+bool
+px_tls_io_ktls_send(const struct px_tls_io *t)
+{
+    return t != NULL && BIO_get_ktls_send(SSL_get_wbio(t->ssl)) != 0;
 }

@@ -28,6 +28,14 @@
  * The thread's OpenSSL error queue is left empty by every call (errors are
  * read and cleared where they happen), so SSL_get_error() sees only the
  * call it asks about.
+ *
+ * Kernel TLS: OpenSSL 3.0 can hand a connection's record layer to the
+ * kernel (SSL_OP_ENABLE_KTLS) when the kernel has the "tls" upper-layer
+ * protocol. px_tls_io_ktls() probes it once, the first time a TLS context
+ * is built: a loopback connection asks for the ULP (TCP_ULP "tls"), which
+ * needs the module present, loadable and not disabled; the contexts set
+ * SSL_OP_ENABLE_KTLS only when that worked. The reads and writes here are
+ * the same either way (SSL_read/SSL_write on the socket BIO).
  */
 #ifndef CUTOVER_PROXY_TLS_IO_H
 #define CUTOVER_PROXY_TLS_IO_H
@@ -101,5 +109,17 @@ void px_tls_io_close_notify(struct px_tls_io *t);
 /* The SNI name the client sent (borrowed; NULL none) and the subject of its
  * certificate in <subj> ("" none). */
 const char *px_tls_io_peer(struct px_tls_io *t, char *subj, size_t len);
+
+/* Whether the kernel takes TLS records (probed on the first call, from any
+ * thread), and why not ("" when it does). */
+bool px_tls_io_ktls(void);
+const char *px_tls_io_ktls_why(void);
+
+/* Logs the probe's answer (info), once per process: the daemon's load,
+ * not `cutoverd -t`. */
+void px_tls_io_ktls_log(void);
+
+/* Whether <t>'s records go out through the kernel. */
+bool px_tls_io_ktls_send(const struct px_tls_io *t);
 
 #endif

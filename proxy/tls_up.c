@@ -308,7 +308,8 @@ build_ctx(struct px_tls_up *t, const char *path, struct conf_err *err)
         return conf_fail(err, path, "cannot create a TLS context: %s",
                          ossl_reason("out of memory"));
     SSL_CTX_set_min_proto_version(t->ctx, t->min_version);
-    SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION |
+                                (px_tls_io_ktls() ? SSL_OP_ENABLE_KTLS : 0));
     SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_CLIENT |
                                            SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(t->ctx, on_new_session);

@@ -8,7 +8,7 @@
  * keep-alive connections that park between requests; idle TLS keep-alive
  * connections parked (the memory each holds is bounded by what HAProxy's
  * holds in the bench, and each serves its next request), and one that stays
- * idle closed with close_notify.
+ * idle closed with close_notify; kernel TLS as the status reports it.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -18,7 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <cmocka.h>
 #include <openssl/ssl.h>
@@ -242,6 +246,68 @@ test_parked_tls_connection_idle_timeout(void **state)
     h_tls_close(&c, H_TLS_FIN);
 }
 
+/* Whether this kernel takes the "tls" ULP on a loopback connection (what
+ * cutoverd probes at start, asked independently). */
+static bool
+kernel_has_tls(void)
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    int l, c = -1, a = -1;
+    bool ok = false;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    l = socket(AF_INET, SOCK_STREAM, 0);
+    if (l >= 0 && bind(l, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(l, 1) == 0 &&
+        getsockname(l, (struct sockaddr *)&sa, &sl) == 0 &&
+        (c = socket(AF_INET, SOCK_STREAM, 0)) >= 0 &&
+        connect(c, (struct sockaddr *)&sa, sizeof(sa)) == 0 && (a = accept(l, NULL, NULL)) >= 0)
+        ok = setsockopt(a, IPPROTO_TCP, TCP_ULP, "tls", sizeof("tls")) == 0;
+    if (a >= 0)
+        close(a);
+    if (c >= 0)
+        close(c);
+    if (l >= 0)
+        close(l);
+    return ok;
+}
+
+/* Kernel TLS is probed at start: the status says whether it is in use (and
+ * why not) and counts the connections whose records the kernel writes;
+ * the log says it once. Where the kernel has no "tls" module (this
+ * project's machines so far) that is "not available", and TLS works. */
+static void
+test_kernel_tls_status(void **state)
+{
+    struct t32 *t = start_tls(state, NULL);
+    bool have = kernel_has_tls();
+    json_t *v = fx_status_at(&t->f, "tls.kernel_tls"), *why;
+    struct h_tls c;
+
+    assert_true(json_is_string(v));
+    print_message("kernel TLS: %s\n", json_string_value(v));
+    assert_string_equal(json_string_value(v), have ? "in use" : "not available");
+    json_decref(v);
+    why = fx_status_at(&t->f, "tls.kernel_tls_why");
+    if (have) {
+        assert_null(why);
+    } else {
+        assert_true(json_is_string(why) && json_string_length(why) > 0);
+        assert_int_equal(h_wait_log(t->f.log, "kernel TLS: not available (", 3000), 0);
+    }
+    json_decref(why);
+    if (h_tls_open(&c, t->f.proxy_port, &(struct h_tls_opts){ .sni = "a.test" }) != 0)
+        fail_msg("%s", c.error);
+    get_ok(&c, "legacy\n");
+    h_tls_close(&c, H_TLS_NOTIFY_FIN);
+    if (!have)
+        assert_int_equal(fx_status_long(&t->f, "tls.kernel_tls_connections"), 0);
+    else
+        assert_true(fx_status_long(&t->f, "tls.kernel_tls_connections") >= 0);
+}
+
 int
 main(void)
 {
@@ -250,6 +316,7 @@ main(void)
         cmocka_unit_test_teardown(test_one_record_per_request_upstream, fx_teardown),
         cmocka_unit_test_teardown(test_idle_tls_connections_are_parked, fx_teardown),
         cmocka_unit_test_teardown(test_parked_tls_connection_idle_timeout, fx_teardown),
+        cmocka_unit_test_teardown(test_kernel_tls_status, fx_teardown),
     };
     struct rlimit rl;
 
