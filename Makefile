@@ -43,7 +43,7 @@ PROXY_SRC  = proxy/conf.c proxy/tls_conf.c proxy/tls_cert.c proxy/tls.c proxy/tl
              proxy/status.c proxy/ops.c proxy/verdict.c proxy/reload.c proxy/cookie.c \
              proxy/tls_up.c proxy/gates.c proxy/gates_check.c proxy/shield.c proxy/shield_conf.c \
              proxy/webhook.c proxy/srvadmin.c proxy/fleet_tick.c proxy/shadow_conf.c \
-             proxy/shadow_cap.c proxy/shadow.c
+             proxy/shadow_cap.c proxy/shadow.c proxy/tls_io.c
 LIB_SRC    = $(UTIL_SRC) $(ROUTER_SRC) $(HEALTH_SRC) $(ADMIN_SRC) $(PROXY_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB        = $(BUILD)/libcutover.a

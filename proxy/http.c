@@ -303,29 +303,22 @@ start_connect(struct px_conn *c)
         on_upstream_connected(c);
         return;
     }
-    if (tls != NULL) {
-        /* a TLS connection reads and writes through libevent, never io.h;
-         * libevent opens its socket in bufferevent_socket_connect() */
-        c->up = px_tls_up_bev(c->srv->base, tls, (const struct sockaddr *)&a->ss,
-                              &c->srt->tls_cache);
-        if (c->up == NULL) {
-            reply_error(c, 502, "cannot allocate an upstream TLS connection");
-            return;
-        }
-    } else {
-        c->up = bufferevent_socket_new(c->srv->base, -1,
-                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-        if (c->up == NULL || (fd = px_io_socket(a->ss.ss_family)) < 0) {
-            local_failure(c, c->up == NULL ? ENOMEM : errno,
-                          "cannot open an upstream connection");
-            return;
-        }
-        bufferevent_setfd(c->up, fd);  /* owned by c->up from here */
+    c->up = bufferevent_socket_new(c->srv->base, -1,
+                                   BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (c->up == NULL || (fd = px_io_socket(a->ss.ss_family)) < 0) {
+        local_failure(c, c->up == NULL ? ENOMEM : errno, "cannot open an upstream connection");
+        return;
+    }
+    bufferevent_setfd(c->up, fd);      /* owned by c->up from here */
+    if (tls != NULL && px_tls_up_attach(c->up, tls, (const struct sockaddr *)&a->ss,
+                                        &c->srt->tls_cache) < 0) {
+        reply_error(c, 502, "cannot allocate an upstream TLS connection");
+        return;
     }
     set_state(c, PX_CS_CONNECTING);
     /* with DEFER_CALLBACKS an immediate failure is reported through the loop,
-     * never from inside this call */
-    if (bufferevent_socket_connect(c->up, (const struct sockaddr *)&a->ss, (int)a->len) < 0) {
+     * never from inside this call; a TLS one reports its handshake's end */
+    if (px_io_connect(c->up, (const struct sockaddr *)&a->ss, (int)a->len) < 0) {
         int e = errno;
 
         if (sys_err_local(e)) {
@@ -333,12 +326,6 @@ start_connect(struct px_conn *c)
             return;
         }
         fail(c, PX_E_CONNECT, 502, "upstream connect failed at once");
-        return;
-    }
-    if (tls == NULL) {
-        px_io_own_reads(c->up);        /* the connect assigned the socket */
-    } else if (!px_io_fd_data_ok(bufferevent_getfd(c->up))) {
-        local_failure(c, EMFILE, "no descriptor left for an upstream TLS connection");
         return;
     }
 }
@@ -380,7 +367,7 @@ static void
 park_soon(struct px_conn *c)
 {
     if (c->nreq == 0 || (c->flags & (PX_CF_HEAD_TIMER | PX_CF_PARK_SOON | PX_CF_PARKED |
-                                     PX_CF_CLOSE | PX_CF_CLIENT_EOF | PX_CF_TLS)))
+                                     PX_CF_CLOSE | PX_CF_CLIENT_EOF)))
         return;
     c->flags |= PX_CF_PARK_SOON;
     event_active(c->head_timer, EV_TIMEOUT, 1);
@@ -411,8 +398,7 @@ park(struct px_conn *c)
     evutil_socket_t fd;
 
     if (c->state != PX_CS_READ_HEAD || c->nreq == 0 || c->up != NULL ||
-        (c->flags & (PX_CF_CLOSE | PX_CF_CLIENT_EOF | PX_CF_HEAD_TIMER | PX_CF_PARKED |
-                     PX_CF_TLS)) ||
+        (c->flags & (PX_CF_CLOSE | PX_CF_CLIENT_EOF | PX_CF_HEAD_TIMER | PX_CF_PARKED)) ||
         (fd = bufferevent_getfd(c->down)) < 0 ||
         evbuffer_get_length(bufferevent_get_input(c->down)) != 0 ||
         evbuffer_get_length(bufferevent_get_output(c->down)) != 0)
@@ -433,7 +419,7 @@ park(struct px_conn *c)
 static bool
 unpark(struct px_conn *c, evutil_socket_t fd)
 {
-    struct bufferevent *bev = px_hc_client_bev(c->srv, fd);
+    struct bufferevent *bev = px_hc_client_bev(c->srv, fd, &c->tls);
 
     if (bev == NULL) {
         log_at(LL_ERR, "http", c->id, "cannot allocate a connection");
@@ -1103,10 +1089,10 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
 
 /* ---- public ---------------------------------------------------------- */
 
-/* A new connection of <svc> on client bufferevent <bev> (plain: on socket
- * <fd>, from the loop's spares) from <sa>. */
+/* A new connection of <svc> on socket <fd> (over TLS <tls> when not NULL)
+ * from <sa>. */
 static void
-conn_new(struct px_service *svc, int fd, struct bufferevent *bev, const struct sockaddr *sa)
+conn_new(struct px_service *svc, int fd, struct px_tls_io *tls, const struct sockaddr *sa)
 {
     struct px_srv *srv = svc->srv;
     struct px_conn *c = xcalloc(1, sizeof(*c));
@@ -1121,9 +1107,9 @@ conn_new(struct px_service *svc, int fd, struct bufferevent *bev, const struct s
     px_sockaddr_ip(sa, c->client_ip, sizeof(c->client_ip));
     c->client_port = px_sockaddr_port(sa);
     c->head_timer = evtimer_new(srv->base, on_head_timeout, c);
-    if (bev != NULL)
+    if ((c->tls = tls) != NULL)
         c->flags |= PX_CF_TLS;
-    c->down = bev != NULL ? bev : px_hc_client_bev(srv, fd);
+    c->down = px_hc_client_bev(srv, fd, &c->tls);
     list_push(&svc->conns, &c->link);
     if (c->head_timer == NULL || c->down == NULL) {
         log_at(LL_ERR, "http", c->id, "cannot allocate a connection");
@@ -1134,7 +1120,7 @@ conn_new(struct px_service *svc, int fd, struct bufferevent *bev, const struct s
         return;
     }
     log_at(LL_DEBUG, "http", c->id, "accepted from %s on service %s%s", c->client_ip,
-           svc->conf->name, bev != NULL ? " (TLS)" : "");
+           svc->conf->name, tls != NULL ? " (TLS)" : "");
     /* a handshake that ended after a reload removed the service: one
      * request, as for the connections the removal found busy */
     if (svc->retired || srv->stopping)
@@ -1150,9 +1136,10 @@ px_http_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sa
 }
 
 void
-px_http_accept_tls(struct px_service *svc, struct bufferevent *bev, const struct sockaddr *sa)
+px_http_accept_tls(struct px_service *svc, int fd, struct px_tls_io *tls,
+                   const struct sockaddr *sa)
 {
-    conn_new(svc, -1, bev, sa);
+    conn_new(svc, fd, tls, sa);
 }
 
 void

@@ -9,18 +9,18 @@
 
 struct px_service;
 struct px_srv;
+struct px_tls_io;
 struct sockaddr;
-
-struct bufferevent;
 
 /* Takes an accepted client socket <fd> of an HTTP service. */
 void px_http_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int salen);
 
 /* Takes a client connection of an HTTP service whose TLS handshake is done
- * (proxy/tls_accept.c): <bev> is its OpenSSL bufferevent (owned from now
- * on), <sa> the client's address. A TLS connection never parks (its SSL
- * stays with its bufferevent) and says X-Forwarded-Proto: https. */
-void px_http_accept_tls(struct px_service *svc, struct bufferevent *bev,
+ * (proxy/tls_accept.c): socket <fd> and its TLS side <tls> (both owned from
+ * now on), <sa> the client's address. It is served as a plain one through
+ * proxy/io.h (and parks as one, keeping only <tls> and its socket), and
+ * says X-Forwarded-Proto: https. */
+void px_http_accept_tls(struct px_service *svc, int fd, struct px_tls_io *tls,
                         const struct sockaddr *sa);
 
 /* Closes idle keep-alive client connections; the others close after their

@@ -22,6 +22,7 @@
 #include "proxy/server.h"
 #include "proxy/shadow_cap.h"
 #include "proxy/tls.h"
+#include "proxy/tls_io.h"
 
 const char *const px_cs_names[PX_CS__COUNT] = {
     "read_head", "read_body", "connecting", "exchange", "tunnel", "draining", "closed",
@@ -72,7 +73,7 @@ px_hc_spare_evbuffer(struct px_srv *srv, struct evbuffer **b)
 }
 
 struct bufferevent *
-px_hc_client_bev(struct px_srv *srv, evutil_socket_t fd)
+px_hc_client_bev(struct px_srv *srv, evutil_socket_t fd, struct px_tls_io **tls)
 {
     struct bufferevent *bev;
 
@@ -83,7 +84,11 @@ px_hc_client_bev(struct px_srv *srv, evutil_socket_t fd)
         bev = srv->spare_bev[--srv->nspare_bev];
         bufferevent_setfd(bev, fd);
     }
-    px_io_own_reads(bev);
+    if (*tls != NULL)
+        px_io_own_tls(bev, *tls);
+    else
+        px_io_own_reads(bev);
+    *tls = NULL;
     return bev;
 }
 
@@ -180,11 +185,16 @@ px_hc_close(struct px_conn *c)
            c->nreq, px_cs_actions[c->state]);
     if (c->log_pending)                /* a tunnel ended, or the client went away */
         px_hc_log_request(c, c->log_status == 101 ? NULL : "client_closed");
-    /* TLS: close_notify only after a whole answer or between requests, so
-     * that a cut response never looks complete to the client */
-    if (c->down != NULL && (c->flags & PX_CF_TLS) && !(c->flags & PX_CF_CUT) &&
-        (c->state == PX_CS_READ_HEAD || c->state == PX_CS_DRAINING))
-        px_tls_close_notify(c->down);
+    /* TLS: close_notify only after a whole answer or between requests
+     * (parked too), so that a cut response never looks complete to the
+     * client */
+    if ((c->flags & PX_CF_TLS) && !(c->flags & PX_CF_CUT) &&
+        (c->state == PX_CS_READ_HEAD || c->state == PX_CS_DRAINING)) {
+        if (c->down != NULL)
+            px_tls_close_notify(c->down);
+        else
+            px_tls_io_close_notify(c->tls);
+    }
     c->state = PX_CS_CLOSED;
     if (c->shadow != NULL) {           /* the response did not complete */
         px_shadow_cap_end(c->shadow, false);
@@ -192,7 +202,8 @@ px_hc_close(struct px_conn *c)
     }
     upstream_free(c);
     if (c->down != NULL)
-        bufferevent_free(c->down);
+        px_io_free(c->down);
+    px_tls_io_free(c->tls);
     if (c->head_timer != NULL) {
         evutil_socket_t fd = event_get_fd(c->head_timer);
 
@@ -230,7 +241,8 @@ void
 px_hc_park(struct px_conn *c)
 {
     bufferevent_disable(c->down, EV_READ | EV_WRITE);
-    bufferevent_setfd(c->down, -1);    /* the socket stays open: it is parked */
+    /* the socket stays open, and a TLS side with <c>: it is parked */
+    c->tls = px_io_detach(c->down);
     /* it leaves <c>: the one place besides set_state() (proxy/http.c) that
      * sets a connection's callbacks, to none */
     bufferevent_setcb(c->down, NULL, NULL, NULL, NULL);

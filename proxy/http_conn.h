@@ -65,8 +65,9 @@ extern const char *const px_cs_actions[PX_CS__COUNT];
 #define PX_CF_RES_BYTES    0x200u /* the upstream sent at least one byte for this request */
 #define PX_CF_PARK_SOON    0x400u /* head_timer was activated to run park() */
 #define PX_CF_PARKED       0x800u /* parked: no bufferevent, head_timer watches the socket */
-#define PX_CF_TLS          0x1000u /* c->down is a TLS bufferevent: never parked, ends
-                                   * with close_notify unless PX_CF_CUT */
+#define PX_CF_TLS          0x1000u /* a TLS client (c->down reads through TLS, c->tls
+                                   * while parked): ends with close_notify unless
+                                   * PX_CF_CUT */
 #define PX_CF_CUT          0x2000u /* the client's side ended in error, or its response was
                                    * cut: no close_notify (a TLS client must see the cut) */
 #define PX_CF_SHIELDED     0x4000u /* this request was replayed on legacy (proxy/shield.h) */
@@ -92,8 +93,8 @@ struct px_body {
                                   * bytes moved (proxy/shadow_cap.h), or NULL */
 };
 
-/* What an idle (parked) connection holds is mostly this struct: its field
- * order leaves no holes (448 bytes on LP64). */
+/* What an idle (parked) connection holds is mostly this struct (and, over
+ * TLS, its SSL): its field order leaves no holes (456 bytes on LP64). */
 struct px_conn {
     struct list link;                /* on svc->conns */
     struct px_service *svc;          /* borrowed; a retired service lives until
@@ -111,6 +112,8 @@ struct px_conn {
     struct bufferevent *down;        /* owned: the client; NULL while parked (it went
                                       * back to the loop's spares) */
     struct bufferevent *up;          /* owned: the upstream of the current request, or NULL */
+    struct px_tls_io *tls;           /* owned while parked: the TLS side of the client
+                                      * connection (else c->down holds it), or NULL */
     struct event *head_timer;        /* owned: deadline of the phase; client_head_ms from
                                       * the first byte of a head (READ_HEAD), or
                                       * server_response_ms from the end of the request to
@@ -201,7 +204,7 @@ static inline void
 upstream_free(struct px_conn *c)
 {
     if (c->up != NULL) {
-        bufferevent_free(c->up);
+        px_io_free(c->up);
         c->up = NULL;
     }
 }
@@ -224,9 +227,11 @@ struct evbuffer *px_hc_evbuffer(struct px_conn *c, struct evbuffer **b);
 /* Gives *<b> back to the loop's spares, emptied (or frees it); NULL after. */
 void px_hc_spare_evbuffer(struct px_srv *srv, struct evbuffer **b);
 
-/* A client bufferevent on <fd>, reading through io.h: a spare of the loop,
- * else a new one. NULL when none can be allocated. */
-struct bufferevent *px_hc_client_bev(struct px_srv *srv, evutil_socket_t fd);
+/* A client bufferevent on <fd>, reading and writing through io.h (over TLS
+ * when *<tls> is not NULL: it goes to the bufferevent, *<tls> NULL after):
+ * a spare of the loop, else a new one. NULL when none can be allocated. */
+struct bufferevent *px_hc_client_bev(struct px_srv *srv, evutil_socket_t fd,
+                                     struct px_tls_io **tls);
 
 /* The current request begins for the access log: a parsed head <r>, or,
  * with <r> NULL, bytes the proxy refuses before they made a request. The
@@ -253,8 +258,9 @@ bool px_hc_refresh_conf(struct px_conn *c);
 void px_hc_close(struct px_conn *c);
 
 /* Parks <c>, whose head timer already watches its socket (proxy/http.c,
- * park()): its bufferevent (socket detached, left open), up_head, req_buf
- * and access log path go to the loop's spares. */
+ * park()): its bufferevent (socket detached, left open; a TLS side stays
+ * with <c>), up_head, req_buf and access log path go to the loop's
+ * spares. */
 void px_hc_park(struct px_conn *c);
 
 /* Frees the loop's spare buffers and header field table (px_http_loop_free()). */

@@ -1,6 +1,6 @@
 /*
- * io: direct writes and own reads for socket bufferevents, and the
- * descriptor reserve of the data plane (io.h).
+ * io: direct writes and own reads for socket bufferevents, plain or TLS,
+ * and the descriptor reserve of the data plane (io.h).
  */
 #include <errno.h>
 #include <string.h>
@@ -11,23 +11,29 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_struct.h>   /* ev_read, wm_read, timeout_read */
+#include <event2/bufferevent_struct.h>   /* ev_read, ev_write, wm_read, timeouts */
 #include <event2/event.h>
 
 #include "proxy/io.h"
+#include "proxy/tls_io.h"
 
 #define PX_IO_WRITE_IOV 64            /* chunks of an evbuffer sent in one sendmsg */
 
 static void on_read(evutil_socket_t fd, short what, void *arg);
+static void on_tls_read(evutil_socket_t fd, short what, void *arg);
+static void on_tls_write(evutil_socket_t fd, short what, void *arg);
 
-/* <bev>'s reads are io.c's (px_io_own_reads): a plain socket bufferevent,
- * whose socket the direct writes may use. Any other (TLS) reads and writes
- * through libevent: one compare per call, decided when the connection was
- * set up. */
-static inline int
-owned(const struct bufferevent *bev)
+static inline event_callback_fn
+read_cb(const struct bufferevent *bev)
 {
-    return bev->ev_read.ev_evcallback.evcb_cb_union.evcb_callback == on_read;
+    return bev->ev_read.ev_evcallback.evcb_cb_union.evcb_callback;
+}
+
+/* The TLS side of <bev> (px_io_own_tls), or NULL: one compare. */
+static inline struct px_tls_io *
+tls_of(const struct bufferevent *bev)
+{
+    return read_cb(bev) == on_tls_read ? bev->ev_read.ev_evcallback.evcb_arg : NULL;
 }
 
 /* Sends what <buf> holds (its first PX_IO_WRITE_IOV chunks) to socket <fd>
@@ -65,15 +71,40 @@ sock_send(struct evbuffer *buf, evutil_socket_t fd)
     return r;
 }
 
+/* Writes <buf> towards <bev>'s peer at once: straight to the socket, or
+ * as TLS records (<t>). Returns the bytes taken, or -1 with errno. */
+static inline ssize_t
+bev_send(struct bufferevent *bev, struct px_tls_io *t, struct evbuffer *buf)
+{
+    return t != NULL ? px_tls_io_send(t, buf) : sock_send(buf, bufferevent_getfd(bev));
+}
+
+/* May io.c write to <bev>'s socket itself? Its reads are ours (a plain
+ * socket) and, over TLS, the handshake is done. *<t>: its TLS side. */
+static inline bool
+direct(const struct bufferevent *bev, struct px_tls_io **t)
+{
+    event_callback_fn cb = read_cb(bev);
+
+    *t = NULL;
+    if (cb == on_read)
+        return true;
+    if (cb != on_tls_read)
+        return false;
+    *t = bev->ev_read.ev_evcallback.evcb_arg;
+    return (*t)->state == PX_TLS_IO_OPEN;
+}
+
 void
 px_io_send(struct bufferevent *bev, struct evbuffer *src)
 {
     struct evbuffer *out = bufferevent_get_output(bev);
+    struct px_tls_io *t;
 
     if (evbuffer_get_length(src) == 0)
         return;
-    if (evbuffer_get_length(out) == 0 && owned(bev))
-        (void)sock_send(src, bufferevent_getfd(bev));
+    if (evbuffer_get_length(out) == 0 && direct(bev, &t))
+        (void)bev_send(bev, t, src);
     if (evbuffer_get_length(src) > 0) {
         evbuffer_add_buffer(out, src);
         if (!(bufferevent_get_enabled(bev) & EV_WRITE))
@@ -86,17 +117,21 @@ px_io_flush(struct bufferevent *bev)
 {
     struct evbuffer *out = bufferevent_get_output(bev);
     size_t left = evbuffer_get_length(out);
+    struct px_tls_io *t;
 
-    if (!owned(bev)) {
-        /* libevent writes; never switched off here (a TLS handshake in
-         * flight waits on the write event) */
+    if (!direct(bev, &t)) {
+        /* a TLS connect or handshake in flight waits on events of its own:
+         * never touched here */
+        if (t != NULL)
+            return left;
+        /* libevent writes; never switched off here */
         if (left > 0 && !(bufferevent_get_enabled(bev) & EV_WRITE))
             bufferevent_enable(bev, EV_WRITE);
         return left;
     }
     if (left == 0) {
-        /* libevent removed the event when it drained the output: this
-         * only clears the flag, so that queued output arms nothing */
+        /* the write event was removed when the output drained: this only
+         * clears the flag, so that queued output arms nothing */
         if (bufferevent_get_enabled(bev) & EV_WRITE)
             bufferevent_disable(bev, EV_WRITE);
         return 0;
@@ -107,7 +142,7 @@ px_io_flush(struct bufferevent *bev)
         /* a socket bufferevent keeps the front of its output frozen: only
          * its own write may drain it */
         evbuffer_unfreeze(out, 1);
-        (void)sock_send(out, bufferevent_getfd(bev));
+        (void)bev_send(bev, t, out);
         evbuffer_freeze(out, 1);
     }
     left = evbuffer_get_length(out);
@@ -172,26 +207,22 @@ sock_recv(struct evbuffer *in, evutil_socket_t fd, size_t max)
     return r;
 }
 
-/* The read event of a bufferevent owned by px_io_own_reads(): what
- * libevent's bufferevent_readcb() does, with sock_recv() in place of
- * evbuffer_read() (FIONREAD, then a readv of at most 4096 bytes). */
-static void
-on_read(evutil_socket_t fd, short what, void *arg)
+/* How many bytes a read event of <bev> (<what>) may read now; 0 when it
+ * must read nothing: a bare timeout (reported here), or an input at its
+ * read high watermark. */
+static size_t
+read_room(struct bufferevent *bev, short what)
 {
-    struct bufferevent *bev = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
     size_t max = (size_t)bufferevent_get_max_single_read(bev);
-    ssize_t r;
-    int err;
 
     /* only a bare timeout is one: EV_TIMEOUT|EV_READ means bytes came */
     if (what == EV_TIMEOUT) {
         bufferevent_disable(bev, EV_READ);
         bufferevent_trigger_event(bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, 0);
-        return;
+        return 0;
     }
     if (bev->wm_read.high != 0) {
-        size_t len = evbuffer_get_length(in), high = bev->wm_read.high;
+        size_t len = evbuffer_get_length(bufferevent_get_input(bev)), high = bev->wm_read.high;
 
         if (len >= high) {
             /* the mark was set to what the input holds already, which
@@ -201,26 +232,51 @@ on_read(evutil_socket_t fd, short what, void *arg)
              * callback resumes it once the input drains below the mark */
             bufferevent_setwatermark(bev, EV_READ, bev->wm_read.low, high - 1);
             bufferevent_setwatermark(bev, EV_READ, bev->wm_read.low, high);
-            return;
+            return 0;
         }
         if (high - len < max)
             max = high - len;
     }
-    r = sock_recv(in, fd, max);
+    return max;
+}
+
+/* A read of <bev> gave <r>: bytes (the read callback, deferred if the
+ * bufferevent defers, and only at the read low watermark, as libevent
+ * runs it), 0 at the end of the stream or -1 with errno (reading off, the
+ * event callback). Touch nothing of <bev> after it. */
+static void
+read_done(struct bufferevent *bev, ssize_t r)
+{
+    int err;
+
     if (r > 0) {
-        /* the read callback, deferred if the bufferevent defers, and only
-         * at the read low watermark, as libevent runs it */
         bufferevent_trigger(bev, EV_READ, 0);
         return;
     }
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        return;
     err = errno;
     bufferevent_disable(bev, EV_READ);
     errno = err;                       /* the event callback may look (libevent
                                         * keeps it for a deferred one) */
     bufferevent_trigger_event(bev, BEV_EVENT_READING |
                                    (r < 0 ? BEV_EVENT_ERROR : BEV_EVENT_EOF), 0);
+}
+
+/* The read event of a bufferevent owned by px_io_own_reads(): what
+ * libevent's bufferevent_readcb() does, with sock_recv() in place of
+ * evbuffer_read() (FIONREAD, then a readv of at most 4096 bytes). */
+static void
+on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct bufferevent *bev = arg;
+    size_t max = read_room(bev, what);
+    ssize_t r;
+
+    if (max == 0)
+        return;
+    r = sock_recv(bufferevent_get_input(bev), fd, max);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
+    read_done(bev, r);
 }
 
 void
@@ -241,6 +297,280 @@ px_io_own_reads(struct bufferevent *bev)
     if (pending)
         event_add(ev, evutil_timerisset(&bev->timeout_read) ? &bev->timeout_read : NULL);
     px_io_read_size(bev, PX_IO_READ_HEAD);
+}
+
+/* ---- TLS ------------------------------------------------------------- */
+
+/* Adds <ev> with timeout <tv> (none when unset). */
+static void
+ev_add(struct event *ev, const struct timeval *tv)
+{
+    event_add(ev, evutil_timerisset(tv) ? tv : NULL);
+}
+
+/* The loop's cached clock, in milliseconds. */
+static uint64_t
+loop_ms(struct bufferevent *bev)
+{
+    struct timeval tv;
+
+    event_base_gettimeofday_cached(bufferevent_get_base(bev), &tv);
+    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+/* A client connect or handshake waits for <what> on the socket, until
+ * what is left of the deadline set at the connect. */
+static void
+tls_wait(struct px_tls_io *t, short what)
+{
+    struct bufferevent *bev = t->bev;
+    struct timeval tv = { 0, 0 };
+    uint64_t now = loop_ms(bev);
+
+    if (t->deadline_ms > 0) {
+        uint64_t left = t->deadline_ms > now ? t->deadline_ms - now : 1;
+
+        tv.tv_sec = (time_t)(left / 1000u);
+        tv.tv_usec = (suseconds_t)(left % 1000u) * 1000;
+    }
+    event_del(what == EV_READ ? &bev->ev_write : &bev->ev_read);
+    ev_add(what == EV_READ ? &bev->ev_read : &bev->ev_write, &tv);
+}
+
+/* The client connect or handshake of <t> failed: BEV_EVENT_ERROR (errno
+ * <err>) or a timeout. */
+static void
+tls_fail(struct px_tls_io *t, short what, int err)
+{
+    struct bufferevent *bev = t->bev;
+
+    t->state = PX_TLS_IO_FAILED;
+    event_del(&bev->ev_read);
+    event_del(&bev->ev_write);
+    errno = err;
+    bufferevent_trigger_event(bev, what, 0);
+}
+
+/* A client TLS connection's read or write event (<ev>) before its
+ * handshake is done: the connect completes, then the handshake runs, then
+ * BEV_EVENT_CONNECTED, as libevent reports a connect; writing is left off
+ * (the first write is a direct one), reading as the bufferevent has it. */
+static void
+tls_connect_step(struct px_tls_io *t, short what, short ev)
+{
+    struct bufferevent *bev = t->bev;
+    socklen_t len = sizeof(int);
+    int err = 0, r;
+
+    if (t->state == PX_TLS_IO_FAILED)
+        return;
+    if (what == EV_TIMEOUT) {
+        tls_fail(t, BEV_EVENT_TIMEOUT | (ev == EV_READ ? BEV_EVENT_READING : BEV_EVENT_WRITING),
+                 ETIMEDOUT);
+        return;
+    }
+    if (t->state == PX_TLS_IO_CONNECTING) {
+        err = t->connect_err;
+        if (err == 0 &&
+            getsockopt(bufferevent_getfd(bev), SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            err = errno;
+        if (err != 0) {
+            tls_fail(t, BEV_EVENT_ERROR, err);
+            return;
+        }
+        t->state = PX_TLS_IO_HANDSHAKE;
+    }
+    r = px_tls_io_handshake(t);
+    if (r == PX_TLS_IO_AGAIN) {
+        tls_wait(t, EV_READ);
+    } else if (r == PX_TLS_IO_WANT_WRITE) {
+        tls_wait(t, EV_WRITE);
+    } else if (r < 0) {
+        tls_fail(t, BEV_EVENT_ERROR, errno);
+    } else {
+        bufferevent_disable(bev, EV_WRITE);
+        if (!(bev->enabled & EV_READ))
+            event_del(&bev->ev_read);
+        else
+            ev_add(&bev->ev_read, &bev->timeout_read);
+        bufferevent_trigger_event(bev, BEV_EVENT_CONNECTED, 0);
+    }
+}
+
+/* The read event of a TLS bufferevent (px_io_own_tls): on_read() with
+ * records in place of bytes. */
+static void
+on_tls_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct px_tls_io *t = arg;
+    struct bufferevent *bev = t->bev;
+    struct evbuffer *in;
+    size_t max;
+    ssize_t r;
+
+    (void)fd;
+    if (t->state != PX_TLS_IO_OPEN) {
+        tls_connect_step(t, what, EV_READ);
+        return;
+    }
+    if ((max = read_room(bev, what)) == 0)
+        return;
+    in = bufferevent_get_input(bev);
+    evbuffer_unfreeze(in, 0);
+    r = px_tls_io_recv(t, in, max);
+    evbuffer_freeze(in, 0);
+    if (r == PX_TLS_IO_AGAIN)
+        return;
+    if (r == PX_TLS_IO_WANT_WRITE) {
+        /* OpenSSL must write before it reads on (a reply to the peer's
+         * key update): reading waits for the write event */
+        t->read_wants_write = true;
+        event_del(&bev->ev_read);
+        ev_add(&bev->ev_write, &bev->timeout_write);
+        return;
+    }
+    read_done(bev, r);
+}
+
+/* The write event of a TLS bufferevent: what libevent's
+ * bufferevent_writecb() does, with records in place of bytes. */
+static void
+on_tls_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct px_tls_io *t = arg;
+    struct bufferevent *bev = t->bev;
+    struct evbuffer *out = bufferevent_get_output(bev);
+    ssize_t r = 0;
+    int err;
+
+    (void)fd;
+    if (t->state != PX_TLS_IO_OPEN) {
+        tls_connect_step(t, what, EV_WRITE);
+        return;
+    }
+    /* only a bare timeout is one, as in libevent */
+    if (what == EV_TIMEOUT) {
+        bufferevent_disable(bev, EV_WRITE);
+        bufferevent_trigger_event(bev, BEV_EVENT_WRITING | BEV_EVENT_TIMEOUT, 0);
+        return;
+    }
+    if (t->read_wants_write) {
+        /* the socket takes bytes again: the read goes on first */
+        t->read_wants_write = false;
+        if (evbuffer_get_length(out) == 0 || !(bev->enabled & EV_WRITE))
+            event_del(&bev->ev_write);
+        if (bev->enabled & EV_READ)
+            ev_add(&bev->ev_read, &bev->timeout_read);
+        event_active(&bev->ev_read, EV_READ, 1);
+        return;
+    }
+    if (evbuffer_get_length(out) > 0) {
+        evbuffer_unfreeze(out, 1);
+        r = px_tls_io_send(t, out);
+        evbuffer_freeze(out, 1);
+        if (r < 0) {
+            err = errno;
+            bufferevent_disable(bev, EV_WRITE);
+            errno = err;
+            bufferevent_trigger_event(bev, BEV_EVENT_WRITING | BEV_EVENT_ERROR, 0);
+            return;
+        }
+    }
+    if (evbuffer_get_length(out) == 0)
+        event_del(&bev->ev_write);
+    /* the write callback at the low watermark, as libevent runs it */
+    if (r > 0)
+        bufferevent_trigger(bev, EV_WRITE, 0);
+}
+
+void
+px_io_own_tls(struct bufferevent *bev, struct px_tls_io *t)
+{
+    struct event *r = &bev->ev_read, *w = &bev->ev_write;
+    int rp = event_pending(r, EV_READ, NULL), wp = event_pending(w, EV_WRITE, NULL);
+
+    if (rp)
+        event_del(r);
+    if (wp)
+        event_del(w);
+    event_assign(r, event_get_base(r), event_get_fd(r), event_get_events(r), on_tls_read, t);
+    event_assign(w, event_get_base(w), event_get_fd(w), event_get_events(w), on_tls_write, t);
+    t->bev = bev;
+    if (rp)
+        ev_add(r, &bev->timeout_read);
+    if (wp)
+        ev_add(w, &bev->timeout_write);
+    px_io_read_size(bev, PX_IO_READ_HEAD);
+}
+
+struct px_tls_io *
+px_io_tls(const struct bufferevent *bev)
+{
+    return tls_of(bev);
+}
+
+struct px_tls_io *
+px_io_detach(struct bufferevent *bev)
+{
+    struct px_tls_io *t = tls_of(bev);
+
+    /* libevent's own callbacks again, no socket, both events off */
+    bufferevent_setfd(bev, -1);
+    if (t != NULL)
+        t->bev = NULL;
+    return t;
+}
+
+int
+px_io_connect(struct bufferevent *bev, const struct sockaddr *sa, int salen)
+{
+    struct px_tls_io *t = tls_of(bev);
+    int r;
+
+    if (t == NULL) {
+        if (bufferevent_socket_connect(bev, sa, salen) < 0)
+            return -1;
+        px_io_own_reads(bev);          /* the connect assigned the socket */
+        return 0;
+    }
+    do
+        r = connect(bufferevent_getfd(bev), sa, (socklen_t)salen);
+    while (r < 0 && errno == EINTR);
+    if (r < 0 && errno != EINPROGRESS) {
+        /* as libevent: only a refusal is the server's, reported through
+         * the loop; anything else fails here */
+        if (errno != ECONNREFUSED)
+            return -1;
+        t->connect_err = ECONNREFUSED;
+        event_active(&bev->ev_write, EV_WRITE, 1);
+        return 0;
+    }
+    /* the connect and the handshake together within the write timeout */
+    t->deadline_ms = evutil_timerisset(&bev->timeout_write)
+                     ? loop_ms(bev) + (uint64_t)bev->timeout_write.tv_sec * 1000u +
+                           (uint64_t)bev->timeout_write.tv_usec / 1000u
+                     : 0;
+    tls_wait(t, EV_WRITE);
+    return 0;
+}
+
+void
+px_io_free(struct bufferevent *bev)
+{
+    struct px_tls_io *t = tls_of(bev);
+
+    if (t != NULL) {
+        /* its events point at <t>: off before <t> goes (a deferred
+         * callback may keep the bufferevent a little longer), and their
+         * argument the bufferevent again, which libevent's finalizer takes
+         * from whichever of them it finalizes */
+        event_del(&bev->ev_read);
+        event_del(&bev->ev_write);
+        bev->ev_read.ev_evcallback.evcb_arg = bev;
+        bev->ev_write.ev_evcallback.evcb_arg = bev;
+    }
+    bufferevent_free(bev);
+    px_tls_io_free(t);
 }
 
 void

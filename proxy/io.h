@@ -1,6 +1,6 @@
 /*
  * io: the socket side of the data plane's bufferevents, done with fewer
- * system calls than libevent 2.1 makes on its own.
+ * system calls than libevent 2.1 makes on its own, plain or TLS.
  *
  * - Writes go straight to the socket when nothing waits in the output
  *   (px_io_send, px_io_flush); the write event is armed only for what the
@@ -23,12 +23,22 @@
  *   bufferevent_set_timeouts() and the suspension at the read high
  *   watermark work on it as before, and a connection holds no more memory
  *   for it (a parked one gives its bufferevent back as before).
+ * - TLS: a TLS connection is a socket bufferevent too, whose read and write
+ *   events px_io_own_tls() pointed at io.c with its struct px_tls_io
+ *   (proxy/tls_io.h): the same reads and direct writes, in records, so a
+ *   small response is one record and one write(2) with no epoll_ctl, and the
+ *   write event, when a socket is full, writes records too. Everything
+ *   above sees a plain bufferevent: enable/disable, timeouts, watermarks,
+ *   callbacks, parking (px_io_detach() gives the TLS side back with the
+ *   socket, px_io_own_tls() puts it on another bufferevent). A client
+ *   (upstream) connection connects with px_io_connect(), which also runs
+ *   its handshake and reports BEV_EVENT_CONNECTED after it. A TLS
+ *   bufferevent is freed with px_io_free(), which frees its SSL.
  *
- * The direct paths are only for plain socket bufferevents whose reads
- * px_io_own_reads() took. Any other bufferevent (a TLS one from
- * bufferevent_openssl_socket_new) may be handed to px_io_send and
- * px_io_flush all the same: its output is left to libevent (the write
- * event enabled while output waits), never written to its socket here.
+ * The direct paths are only for the bufferevents whose reads io.c owns.
+ * Any other (health checks' bufferevent_openssl ones) may be handed to
+ * px_io_send and px_io_flush all the same: its output is left to libevent
+ * (the write event enabled while output waits), never written here.
  */
 #ifndef CUTOVER_PROXY_IO_H
 #define CUTOVER_PROXY_IO_H
@@ -38,6 +48,8 @@
 
 struct bufferevent;
 struct evbuffer;
+struct px_tls_io;
+struct sockaddr;
 
 /* Bytes per read: heads and small bodies (the default), bulk data (at most).
  * libevent allocates a chunk of the next power of two above what is asked
@@ -66,6 +78,31 @@ void px_io_own_reads(struct bufferevent *bev);
  * a relay passes the room left before its destination's backpressure
  * limit, so that no read overshoots it. */
 void px_io_read_size(struct bufferevent *bev, size_t max);
+
+/* From now on <bev>, a socket bufferevent on the socket of <tls>'s SSL,
+ * reads and writes through TLS <tls> (owned by <bev> from now on): an open
+ * connection (its handshake done), or a client one to be connected by
+ * px_io_connect(). Its reads take PX_IO_READ_HEAD bytes at most. */
+void px_io_own_tls(struct bufferevent *bev, struct px_tls_io *tls);
+
+/* The TLS side of <bev>, or NULL for a plain one. */
+struct px_tls_io *px_io_tls(const struct bufferevent *bev);
+
+/* Takes the socket away from <bev> (left open, both events off, <bev>
+ * plain again, as bufferevent_setfd(bev, -1)); returns its TLS side, now
+ * the caller's, or NULL. */
+struct px_tls_io *px_io_detach(struct bufferevent *bev);
+
+/* bufferevent_socket_connect() of <bev>, whose socket is set, to <sa>:
+ * a plain one then reads through io.c; a TLS one runs its handshake after
+ * the connect and reports BEV_EVENT_CONNECTED only then (the connect and
+ * the handshake together within the write timeout set before), a failure
+ * as BEV_EVENT_ERROR or BEV_EVENT_TIMEOUT. A refused connect is reported
+ * through the loop; 0, or -1 with errno for a failure at once. */
+int px_io_connect(struct bufferevent *bev, const struct sockaddr *sa, int salen);
+
+/* bufferevent_free(), and the TLS side with its SSL. */
+void px_io_free(struct bufferevent *bev);
 
 /* ---- the descriptor reserve ------------------------------------------ */
 

@@ -42,6 +42,7 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "lib/timeval.h"
+#include "proxy/io.h"
 #include "proxy/pool.h"
 #include "proxy/server.h"
 
@@ -167,7 +168,7 @@ px_pool_put(struct px_service *svc, struct px_server_rt *s, struct bufferevent *
         evbuffer_get_length(bufferevent_get_output(bev)) != 0 ||
         (s->idle_timer == NULL &&
          (s->idle_timer = evtimer_new(svc->srv->base, on_idle_timer, s)) == NULL)) {
-        bufferevent_free(bev);
+        px_io_free(bev);
         return;
     }
     if (!list_empty(&s->spare)) {

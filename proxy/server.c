@@ -26,6 +26,7 @@
 #include "lib/xmalloc.h"
 #include "health/check.h"
 #include "proxy/cookie.h"
+#include "proxy/io.h"
 #include "proxy/server.h"
 
 const uint64_t px_lat_bounds_us[PX_LAT_NBOUNDS] = {
@@ -500,7 +501,7 @@ px_pooled_free(struct px_pooled *p)
 {
     list_unlink(&p->link);
     p->srv_rt->nidle--;
-    bufferevent_free(p->bev);          /* its deferred callbacks, if any, find none */
+    px_io_free(p->bev);                /* its deferred callbacks, if any, find none */
     free(p);
 }
 

@@ -322,6 +322,8 @@ struct px_service {
                                           * (proxy/shadow.h); NULL until the first copy */
     void (*shadow_free)(struct px_shadow_svc *ss);   /* frees <shadow> and its
                                           * copies in flight (set with it) */
+    uint64_t tls_ktls;                   /* of the ok ones, those whose records the kernel
+                                          * writes (kernel TLS) */
 };
 
 #define PX_SPARES 64

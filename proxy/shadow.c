@@ -566,30 +566,30 @@ leg_start(struct px_shadow *sh, struct leg *l, enum rt_side side, struct px_serv
         leg_send(l);
         return true;
     }
-    if (l->tls != NULL) {
-        l->bev = px_tls_up_bev(sh->srv->base, l->tls, (const struct sockaddr *)&a->ss,
-                               &s->tls_cache);
-    } else {
-        l->bev = bufferevent_socket_new(sh->srv->base, -1,
-                                        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-        if (l->bev != NULL && (fd = px_io_socket(a->ss.ss_family)) >= 0) {
-            bufferevent_setfd(l->bev, fd);
-        } else if (l->bev != NULL) {
+    /* a socket bufferevent, made a TLS client of the side when it has TLS
+     * (proxy/io.h), connected as the request path connects */
+    l->bev = bufferevent_socket_new(sh->srv->base, -1,
+                                    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (l->bev != NULL && (fd = px_io_socket(a->ss.ss_family)) >= 0) {
+        bufferevent_setfd(l->bev, fd);
+        if (l->tls != NULL && px_tls_up_attach(l->bev, l->tls, (const struct sockaddr *)&a->ss,
+                                               &s->tls_cache) < 0) {
             bufferevent_free(l->bev);
             l->bev = NULL;
         }
+    } else if (l->bev != NULL) {
+        bufferevent_free(l->bev);
+        l->bev = NULL;
     }
     if (l->bev == NULL) {
         leg_end(l, "no socket for the copy (a local shortage)");
         return false;
     }
     bufferevent_setcb(l->bev, leg_read, NULL, leg_event, l);
-    if (bufferevent_socket_connect(l->bev, (const struct sockaddr *)&a->ss, (int)a->len) < 0) {
+    if (px_io_connect(l->bev, (const struct sockaddr *)&a->ss, (int)a->len) < 0) {
         leg_end(l, "connect failed at once");
         return false;
     }
-    if (l->tls == NULL)
-        px_io_own_reads(l->bev);
     return true;
 }
 

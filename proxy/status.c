@@ -129,5 +129,7 @@ px_status_service(struct px_srv *srv, unsigned idx, json_t *obj)
                                 json_integer((json_int_t)svc->tls_hs[k]));
         json_object_set_new(tls, "handshakes", hs);
         json_object_set_new(tls, "resumed", json_integer((json_int_t)svc->tls_resumed));
+        json_object_set_new(tls, "kernel_tls_connections",
+                            json_integer((json_int_t)svc->tls_ktls));
     }
 }

@@ -47,6 +47,7 @@
 #include "proxy/shield.h"
 #include "proxy/tcp.h"
 #include "proxy/tls.h"
+#include "proxy/tls_io.h"
 
 #define PX_TF_CLOSE      0x01u  /* free when the last callback leaves */
 #define PX_TF_CONNECTED  0x02u  /* the upstream connect completed */
@@ -56,8 +57,8 @@
 #define PX_TF_DOWN_SHUT  0x20u  /* we sent FIN to the client */
 #define PX_TF_RETRIED    0x40u  /* the connect retry was used */
 #define PX_TF_SPLICE     0x80u  /* the bytes move by splice (struct px_splice) */
-#define PX_TF_TLS        0x100u /* t->down is a TLS bufferevent: no splice; its
-                                 * half-close is close_notify, then FIN */
+#define PX_TF_TLS        0x100u /* t->down reads and writes through TLS: no splice;
+                                 * its half-close is close_notify, then FIN */
 
 #define PX_SPLICE_MAX    (64u * 1024u)  /* bytes asked of one splice() */
 
@@ -178,9 +179,9 @@ tunnel_free(struct px_tcp *t)
         });
     splice_free(t);                    /* before the sockets its events watch */
     if (t->down != NULL)
-        bufferevent_free(t->down);
+        px_io_free(t->down);
     if (t->up != NULL)
-        bufferevent_free(t->up);
+        px_io_free(t->up);
     if (t->drain_timer != NULL)
         event_free(t->drain_timer);
     bind_server(t, NULL);
@@ -541,7 +542,7 @@ start_connect(struct px_tcp *t)
     struct timeval tv = tv_ms(ms);
 
     if (t->up != NULL)
-        bufferevent_free(t->up);
+        px_io_free(t->up);
     t->up = bufferevent_socket_new(t->svc->srv->base, -1,
                                    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (t->up == NULL || (fd = px_io_socket(a->ss.ss_family)) < 0) {
@@ -564,10 +565,10 @@ start_connect(struct px_tcp *t)
     return 0;
 }
 
-/* A new tunnel of <svc> from <sa>: on client socket <fd>, or on <bev>
- * (TLS, owned from now on). */
+/* A new tunnel of <svc> on client socket <fd> (over TLS <tls>, owned from
+ * now on, when not NULL) from <sa>. */
 static void
-tunnel_new(struct px_service *svc, int fd, struct bufferevent *bev, const struct sockaddr *sa)
+tunnel_new(struct px_service *svc, int fd, struct px_tls_io *tls, const struct sockaddr *sa)
 {
     struct px_tcp *t = xcalloc(1, sizeof(*t));
     char ip[64];
@@ -585,16 +586,17 @@ tunnel_new(struct px_service *svc, int fd, struct bufferevent *bev, const struct
         t->client_port = px_sockaddr_port(sa);
     }
     list_push(&svc->tunnels, &t->link);
-    if (bev != NULL) {
-        t->down = bev;
+    t->down = bufferevent_socket_new(svc->srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (t->down == NULL) {
+        evutil_closesocket(fd);
+        px_tls_io_free(tls);
+        tunnel_free(t);
+        return;
+    }
+    if (tls != NULL) {
+        px_io_own_tls(t->down, tls);
         t->flags |= PX_TF_TLS;
     } else {
-        t->down = bufferevent_socket_new(svc->srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-        if (t->down == NULL) {
-            evutil_closesocket(fd);
-            tunnel_free(t);
-            return;
-        }
         px_io_own_reads(t->down);
     }
     bufferevent_setcb(t->down, on_down_read, on_down_write, on_down_event, t);
@@ -638,9 +640,10 @@ px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sal
 }
 
 void
-px_tcp_accept_tls(struct px_service *svc, struct bufferevent *bev, const struct sockaddr *sa)
+px_tcp_accept_tls(struct px_service *svc, int fd, struct px_tls_io *tls,
+                  const struct sockaddr *sa)
 {
-    tunnel_new(svc, -1, bev, sa);
+    tunnel_new(svc, fd, tls, sa);
 }
 
 static void

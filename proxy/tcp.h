@@ -11,18 +11,18 @@
 #include "router/router.h"
 
 struct px_service;
+struct px_tls_io;
 struct sockaddr;
-
-struct bufferevent;
 
 /* Takes an accepted client socket <fd> of a TCP service. */
 void px_tcp_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int salen);
 
 /* Takes a client connection of a TCP service whose TLS handshake is done
- * (proxy/tls_accept.c): <bev> is its OpenSSL bufferevent (owned from now
- * on). The tunnel relays the decrypted bytes through buffers (no splice);
- * the server's end of stream reaches the client as close_notify, then FIN. */
-void px_tcp_accept_tls(struct px_service *svc, struct bufferevent *bev,
+ * (proxy/tls_accept.c): socket <fd> and its TLS side <tls> (both owned
+ * from now on). The tunnel relays the decrypted bytes through buffers (no
+ * splice); the server's end of stream reaches the client as close_notify,
+ * then FIN. */
+void px_tcp_accept_tls(struct px_service *svc, int fd, struct px_tls_io *tls,
                        const struct sockaddr *sa);
 
 /* Blue-green, rollback: closes the tunnels of <side> after <drain_s> seconds

@@ -19,9 +19,6 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/bufferevent_struct.h>   /* px_tls_bev_watch(): ev_read, enabled */
-#include <event2/event.h>
 #include <jansson.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -34,8 +31,10 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "proxy/conf.h"
+#include "proxy/io.h"
 #include "proxy/tls_cert.h"
 #include "proxy/tls_conf.h"
+#include "proxy/tls_io.h"
 
 /* Mozilla's "intermediate" configuration (version 5.7): TLS 1.2 suites
  * with forward secrecy and AEAD only, the client's order. */
@@ -408,7 +407,8 @@ ctx_setup(SSL_CTX *ctx, struct px_tls_ctx *t, const struct px_tls_conf *tc,
      * was whole); no compression (CRIME) */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                              SSL_OP_IGNORE_UNEXPECTED_EOF |
-                             (tc->session_tickets ? 0 : SSL_OP_NO_TICKET));
+                             (tc->session_tickets ? 0 : SSL_OP_NO_TICKET) |
+                             (px_tls_io_ktls() ? SSL_OP_ENABLE_KTLS : 0));
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);   /* an idle connection holds
                                                         * no record buffers */
     if (SSL_CTX_set_cipher_list(ctx, tc->ciphers != NULL ? tc->ciphers
@@ -643,6 +643,8 @@ px_tls_load_all(const struct px_conf *c, struct px_tls_ctx *const *prev, bool ch
             px_tls_free_all(all, c->nservices);
             return -1;
         }
+        if (!check_only)
+            px_tls_io_ktls_log();
     }
     *out = all;
     return 0;
@@ -752,50 +754,14 @@ px_tls_classify(SSL *ssl, int ret, int ssl_error, char *why, size_t whylen)
 const char *
 px_tls_peer(struct bufferevent *bev, char *subj, size_t len)
 {
-    SSL *s = bufferevent_openssl_get_ssl(bev);
-    X509 *x;
-
-    subj[0] = '\0';
-    if (s == NULL)
-        return NULL;
-    if ((x = SSL_get0_peer_certificate(s)) != NULL)
-        X509_NAME_oneline(X509_get_subject_name(x), subj, (int)len);
-    return SSL_get_servername(s, TLSEXT_NAMETYPE_host_name);
+    return px_tls_io_peer(px_io_tls(bev), subj, len);
 }
 
 void
 px_tls_close_notify(struct bufferevent *bev)
 {
-    SSL *s = bufferevent_openssl_get_ssl(bev);
-
-    if (s == NULL || (SSL_get_shutdown(s) & SSL_SENT_SHUTDOWN) ||
-        evbuffer_get_length(bufferevent_get_output(bev)) != 0)
-        return;
-    (void)SSL_shutdown(s);             /* one non-blocking write of the alert */
-    ERR_clear_error();
-}
-
-/* The input of a TLS bufferevent was drained: what OpenSSL holds already
- * decrypted (libevent stopped at the high watermark) is read now; the
- * socket may have nothing more to wake the read event. */
-static void
-on_input_drained(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
-{
-    struct bufferevent *bev = arg;
-    SSL *s;
-
-    (void)in;
-    if (info->n_deleted == 0 || !(bev->enabled & EV_READ))
-        return;
-    s = bufferevent_openssl_get_ssl(bev);
-    if (s != NULL && SSL_pending(s) > 0)
-        event_active(&bev->ev_read, EV_READ, 1);
-}
-
-void
-px_tls_bev_watch(struct bufferevent *bev)
-{
-    evbuffer_add_cb(bufferevent_get_input(bev), on_input_drained, bev);
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        px_tls_io_close_notify(px_io_tls(bev));
 }
 
 /* ---- status ----------------------------------------------------------- */
@@ -835,5 +801,9 @@ px_tls_status(const struct px_tls_ctx *t, const struct px_tls_conf *tc, json_t *
     json_object_set_new(o, "min_version", json_string(tc->min_version == 13 ? "1.3" : "1.2"));
     json_object_set_new(o, "client_verify", json_string(px_tls_verify_names[tc->client_verify]));
     json_object_set_new(o, "session_tickets", json_boolean(tc->session_tickets));
+    json_object_set_new(o, "kernel_tls", json_string(px_tls_io_ktls() ? "in use"
+                                                                      : "not available"));
+    if (!px_tls_io_ktls())
+        json_object_set_new(o, "kernel_tls_why", json_string(px_tls_io_ktls_why()));
     json_object_set_new(obj, "tls", o);
 }

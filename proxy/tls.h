@@ -111,7 +111,8 @@ const struct px_tls_cert_info *px_tls_cert(const struct px_tls_ctx *t, unsigned 
 
 /* Adds "tls": {"certs":[{"file","subject","names","not_before","not_after",
  * "expires_in_days","key"}], "loaded", "alpn", "min_version",
- * "client_verify", "session_tickets"} of <t> to status object <obj>. No
+ * "client_verify", "session_tickets", "kernel_tls" ("in use" or "not
+ * available", with "kernel_tls_why")} of <t> to status object <obj>. No
  * key material. */
 void px_tls_status(const struct px_tls_ctx *t, const struct px_tls_conf *tc,
                    struct json_t *obj);
@@ -121,16 +122,10 @@ void px_tls_status(const struct px_tls_ctx *t, const struct px_tls_conf *tc,
  * certificate written into <subj> ("" when it sent none). No allocation. */
 const char *px_tls_peer(struct bufferevent *bev, char *subj, size_t len);
 
-/* Sends close_notify on TLS bufferevent <bev> before it is freed, when its
- * output is empty (a response that ended cleanly); best effort, never
- * blocks. */
+/* Sends close_notify on TLS bufferevent <bev> (proxy/io.h) before it is
+ * freed, when its output is empty (a response that ended cleanly); best
+ * effort, never blocks. Nothing for a plain one. */
 void px_tls_close_notify(struct bufferevent *bev);
-
-/* Makes a TLS bufferevent hand over what OpenSSL already decrypted but
- * libevent 2.1 left inside the SSL when the input reached its high
- * watermark: once the input drains, the read event runs again whether or
- * not the socket has more bytes. Call once on a new bufferevent. */
-void px_tls_bev_watch(struct bufferevent *bev);
 
 /* ---- ticket keys (for the tests: the rotation is time-driven) ---------- */
 

@@ -10,8 +10,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -25,6 +23,7 @@
 #include "proxy/tcp.h"
 #include "proxy/tls.h"
 #include "proxy/tls_conf.h"
+#include "proxy/tls_io.h"
 
 enum hs_state {
     HS_PEEK = 0,                     /* waiting for the first byte */
@@ -97,14 +96,14 @@ hs_arm(struct px_hs *h, short what)
     event_add(h->ev, &tv);
 }
 
-/* The handshake is done: the socket and its SSL go to the service's mode
- * as a bufferevent. */
+/* The handshake is done: the socket and its SSL go to the service's mode,
+ * which reads and writes them through proxy/io.h. */
 static void
 hs_done(struct px_hs *h)
 {
     struct px_service *svc = h->svc;
-    struct bufferevent *bev;
     struct sockaddr_storage sa = h->sa;
+    struct px_tls_io *tls;
     int fd = h->fd;
 
     svc->tls_hs[PX_TLS_OK]++;
@@ -113,23 +112,15 @@ hs_done(struct px_hs *h)
     log_at(LL_DEBUG, "tls", h->id, "service %s: %s %s handshake with %s", svc->conf->name,
            SSL_get_version(h->ssl), SSL_session_reused(h->ssl) ? "resumed" : "full",
            SSL_get_cipher_name(h->ssl));
-    /* on failure libevent frees the SSL (close-on-free); the socket is ours */
-    bev = bufferevent_openssl_socket_new(svc->srv->base, fd, h->ssl, BUFFEREVENT_SSL_OPEN,
-                                         BEV_OPT_CLOSE_ON_FREE);
+    tls = px_tls_io_new(h->ssl);
     h->ssl = NULL;
+    if (px_tls_io_ktls_send(tls))
+        svc->tls_ktls++;
     hs_free(h, true);
-    if (bev == NULL) {
-        log_at(LL_ERR, "tls", 0, "service %s: cannot allocate a TLS connection",
-               svc->conf->name);
-        close(fd);
-        px_srv_conn_closed(svc->srv, svc);
-        return;
-    }
-    px_tls_bev_watch(bev);
     if (svc->conf->mode == PX_MODE_TCP)
-        px_tcp_accept_tls(svc, bev, (struct sockaddr *)&sa);
+        px_tcp_accept_tls(svc, fd, tls, (struct sockaddr *)&sa);
     else
-        px_http_accept_tls(svc, bev, (struct sockaddr *)&sa);
+        px_http_accept_tls(svc, fd, tls, (struct sockaddr *)&sa);
 }
 
 static void

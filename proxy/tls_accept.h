@@ -11,8 +11,9 @@
  * is driven here with SSL_do_handshake() on the bare socket (no buffers are
  * allocated for a client that never completes one), bounded with the wait
  * for the first byte by the service's tls.handshake_timeout_ms. Once done,
- * the socket and its SSL become a libevent OpenSSL bufferevent that the
- * mode takes like an accepted socket; the mode never sees a handshake.
+ * the mode takes the socket with its SSL (struct px_tls_io, proxy/tls_io.h)
+ * like an accepted socket, and reads and writes it through proxy/io.h; the
+ * mode never sees a handshake.
  *
  * Every handshake that began (a first byte came) ends in exactly one class
  * of cutover_tls_handshakes_total (svc->tls_hs); a connection closed

@@ -19,6 +19,10 @@
  * new connection to that server offers it. Health checks' connections
  * point to no cache and never store one.
  *
+ * Connections: the SSL goes on the upstream's socket bufferevent
+ * (px_tls_up_attach), which proxy/io.h connects, hands the handshake and
+ * then reads and writes in records like the listener side's.
+ *
  * Workload: parsing on load and reload only; per upstream connect one
  * SSL_new and a few setters; nothing per request.
  */
@@ -35,7 +39,6 @@
 #include <sys/socket.h>
 
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <jansson.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -46,6 +49,8 @@
 
 #include "lib/conf.h"
 #include "lib/xmalloc.h"
+#include "proxy/io.h"
+#include "proxy/tls_io.h"
 
 #define TLS_UP_FILE_MAX  (1u << 20)  /* a PEM file larger than this is not one */
 #define TLS_UP_NAME_MAX  253u
@@ -303,7 +308,8 @@ build_ctx(struct px_tls_up *t, const char *path, struct conf_err *err)
         return conf_fail(err, path, "cannot create a TLS context: %s",
                          ossl_reason("out of memory"));
     SSL_CTX_set_min_proto_version(t->ctx, t->min_version);
-    SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION |
+                                (px_tls_io_ktls() ? SSL_OP_ENABLE_KTLS : 0));
     SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_CLIENT |
                                            SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(t->ctx, on_new_session);
@@ -439,15 +445,17 @@ px_tls_up_sni(const struct px_tls_up *t)
 
 /* ---- connections ------------------------------------------------------- */
 
-struct bufferevent *
-px_tls_up_bev(struct event_base *base, const struct px_tls_up *t, const struct sockaddr *sa,
-              struct px_tls_up_cache *cache)
+int
+px_tls_up_attach(struct bufferevent *bev, const struct px_tls_up *t, const struct sockaddr *sa,
+                 struct px_tls_up_cache *cache)
 {
     SSL *ssl = SSL_new(t->ctx);
     int ok;
 
-    if (ssl == NULL)
-        return NULL;
+    if (ssl == NULL) {
+        ERR_clear_error();
+        return -1;
+    }
     if (t->sni != NULL) {
         ok = SSL_set_tlsext_host_name(ssl, t->sni) == 1;
     } else if (!t->verify) {
@@ -463,30 +471,28 @@ px_tls_up_bev(struct event_base *base, const struct px_tls_up *t, const struct s
                                                                 sa)->sin6_addr, 16) == 1;
     }
     /* a name that cannot be set would verify nothing: no connection then */
-    if (!ok || SSL_set_ex_data(ssl, cache_idx, cache) != 1) {
+    if (!ok || SSL_set_ex_data(ssl, cache_idx, cache) != 1 ||
+        SSL_set_fd(ssl, bufferevent_getfd(bev)) != 1) {
         SSL_free(ssl);
-        return NULL;
+        ERR_clear_error();
+        return -1;
     }
     if (cache != NULL && cache->sess != NULL && cache->ctx == t->ctx)
         SSL_set_session(ssl, cache->sess);
-    /* frees the SSL itself when it fails */
-    return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                          BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    SSL_set_connect_state(ssl);
+    px_io_own_tls(bev, px_tls_io_new(ssl));
+    return 0;
 }
 
 enum px_tls_up_fail
 px_tls_up_failure(struct bufferevent *bev, char *why, size_t len)
 {
-    SSL *ssl = bufferevent_openssl_get_ssl(bev);
-    unsigned long e, reason = 0;
+    struct px_tls_io *tls = px_io_tls(bev);
+    SSL *ssl = tls != NULL ? tls->ssl : NULL;
+    unsigned long reason = tls != NULL ? tls->error : 0;
     long vr;
     BIO *w;
 
-    /* libevent keeps OpenSSL's error codes mixed with SSL_get_error()'s
-     * small ones: the last packed code is the reason */
-    while ((e = bufferevent_get_openssl_error(bev)) != 0)
-        if (ERR_GET_LIB(e) != 0 && reason == 0)
-            reason = e;
     if (ssl == NULL) {
         snprintf(why, len, "connect failed");
         return PX_TLS_UP_CONNECT;
@@ -511,7 +517,7 @@ px_tls_up_failure(struct bufferevent *bev, char *why, size_t len)
 bool
 px_tls_up_closed_cleanly(struct bufferevent *bev)
 {
-    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    struct px_tls_io *tls = px_io_tls(bev);
 
-    return ssl == NULL || (SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN) != 0;
+    return tls == NULL || (SSL_get_shutdown(tls->ssl) & SSL_RECEIVED_SHUTDOWN) != 0;
 }

@@ -3,10 +3,11 @@
  * "new.tls"). Reads and checks the side's "tls" section, loads its files
  * (CA, client certificate and key) and builds one client SSL_CTX per side
  * when the config loads, so `cutoverd -t` checks them and no request ever
- * reads a file. Then, per new upstream connection: a TLS bufferevent that
- * sends the side's SNI, verifies the server's name (the side's "sni", else
- * the server's IP address against the certificate's IP SANs), resumes the
- * server's last session, and classifies a failed handshake.
+ * reads a file. Then, per new upstream connection: the SSL of its socket
+ * bufferevent (proxy/io.h connects it and runs the handshake), which sends
+ * the side's SNI, verifies the server's name (the side's "sni", else the
+ * server's IP address against the certificate's IP SANs) and resumes the
+ * server's last session; and the class of a failed handshake.
  *
  * A struct px_tls_up is immutable once loaded and shared by reference count
  * between config generations (a reload that finds a side's settings and
@@ -25,7 +26,6 @@
 
 struct bufferevent;
 struct conf_err;
-struct event_base;
 struct json_t;
 struct sockaddr;
 struct ssl_ctx_st;
@@ -67,12 +67,13 @@ struct ssl_ctx_st *px_tls_up_ctx(const struct px_tls_up *t);
 /* The configured "sni", or NULL. */
 const char *px_tls_up_sni(const struct px_tls_up *t);
 
-/* A new TLS bufferevent (BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)
- * for a connect to <sa> (bufferevent_socket_connect): SNI, the name or IP
- * to verify, and the session of <cache> set. NULL when it cannot be made. */
-struct bufferevent *px_tls_up_bev(struct event_base *base, const struct px_tls_up *t,
-                                  const struct sockaddr *sa,
-                                  struct px_tls_up_cache *cache);
+/* Makes <bev>, a socket bufferevent whose socket is set and not yet
+ * connected, a TLS client of <t> (proxy/io.h: px_io_own_tls) for a connect
+ * to <sa> with px_io_connect(): SNI, the name or IP to verify, and the
+ * session of <cache> set. 0, or -1 when it cannot be made (nothing
+ * changed). */
+int px_tls_up_attach(struct bufferevent *bev, const struct px_tls_up *t,
+                     const struct sockaddr *sa, struct px_tls_up_cache *cache);
 
 /* Why the connect of TLS bufferevent <bev> failed (not a timeout). */
 enum px_tls_up_fail {
@@ -82,7 +83,7 @@ enum px_tls_up_fail {
 };
 
 /* Classifies the failure and writes the reason (X509_verify_cert_error_string
- * or OpenSSL's reason) into <why>. Consumes the bufferevent's errors. */
+ * or OpenSSL's reason) into <why>. */
 enum px_tls_up_fail px_tls_up_failure(struct bufferevent *bev, char *why, size_t len);
 
 /* True unless <bev> is a TLS bufferevent whose peer did not send

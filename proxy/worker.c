@@ -201,8 +201,10 @@ job_fold(struct px_srv *w, void *arg)
             ms->tls_hs[k] += ws->tls_hs[k];
         ms->tls_resumed += ws->tls_resumed;
         px_shield_fold(&ms->shield, &ws->shield);
+        ms->tls_ktls += ws->tls_ktls;
         memset(ws->tls_hs, 0, sizeof(ws->tls_hs));
         ws->tls_resumed = 0;
+        ws->tls_ktls = 0;
         for (side = 0; side < RT_SIDE__COUNT; side++) {
             unsigned n = ws->conf->side[side].nservers;
 

@@ -3,14 +3,21 @@
 # cutoverd binary, counted by valgrind's callgrind (repeatable whatever else
 # the machine is doing, unlike CPU time), for small keep-alive requests and
 # for requests on a new connection each, through one HTTP service (90/10)
-# in front of two NGINX backends on loopback. The count covers the daemon
+# in front of two NGINX backends on loopback; with INSN_TLS=1 (the default
+# when openssl is there) also small keep-alive requests over TLS 1.3 and
+# plain requests to TLS backends (pooled). The count covers the daemon
 # only, from just before the load to just after it (startup excluded).
+# INSN_SYSCALLS=1 adds a second table: the system calls per request of each
+# case, counted by `strace -c -f` on a run of its own (no valgrind), with the
+# calls that matter for the I/O path (epoll_ctl, read/recvmsg, write/sendmsg).
 #
 #   sh tests/bench/insn.sh build/cutoverd /path/to/other/cutoverd
 #
 # Environment: INSN_REQS=2000 (requests per case), INSN_PORT=20400 (base
-# port; uses BASE+1..BASE+3). Needs valgrind, nginx and wrk (make bench
-# installs the last two). Prints one markdown table on standard output.
+# port; uses BASE+1..BASE+8), INSN_TLS, INSN_SYSCALLS=0. Needs valgrind,
+# nginx and wrk (make bench installs the last two), openssl for the TLS
+# cases, strace for the system calls. Prints markdown tables on standard
+# output.
 set -eu
 
 [ $# -ge 1 ] || { echo "usage: $0 DAEMON [DAEMON...]" >&2; exit 2; }
@@ -20,6 +27,13 @@ PATH=$PATH:/usr/sbin:/sbin
 for t in valgrind callgrind_control nginx wrk; do
     command -v "$t" >/dev/null 2>&1 || { echo "insn: $t is needed" >&2; exit 1; }
 done
+tls=${INSN_TLS:-}
+if [ -z "$tls" ]; then
+    tls=0
+    command -v openssl >/dev/null 2>&1 && tls=1
+fi
+sys=${INSN_SYSCALLS:-0}
+[ "$sys" = 0 ] || command -v strace >/dev/null 2>&1 || { echo "insn: strace is needed" >&2; exit 1; }
 dir=$(mktemp -d "${TMPDIR:-/tmp}/cutover-insn.XXXXXX")
 chmod 755 "$dir"
 pids=""
@@ -30,9 +44,27 @@ cleanup() {
 }
 trap cleanup EXIT
 be_l=$((base + 1)) be_n=$((base + 2)) px=$((base + 3))
+pxt=$((base + 4)) pxu=$((base + 5)) bt_l=$((base + 6)) bt_n=$((base + 7))
 mkdir -p "$dir/www" "$dir/tmp"
 printf 'cutover bench ok' >"$dir/www/small"
 chmod -R a+rX "$dir/www"
+if [ "$tls" = 1 ]; then
+    # a CA, an ECDSA P-256 certificate for the TLS listener, one for the
+    # TLS backends (backend.bench)
+    (
+        mkdir "$dir/tls" && cd "$dir/tls"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+            -out ca.pem -days 30 -subj '/CN=cutover insn CA'
+        for n in bench.test backend.bench; do
+            openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                -keyout "$n.key" -out "$n.csr" -subj "/CN=$n"
+            printf 'basicConstraints=CA:FALSE\nsubjectAltName=DNS:%s,IP:127.0.0.1\n' "$n" >"$n.ext"
+            openssl x509 -req -in "$n.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+                -extfile "$n.ext" -out "$n.pem"
+        done
+    ) >"$dir/tls.log" 2>&1 || { cat "$dir/tls.log" >&2; exit 1; }
+    chmod -R a+rX "$dir/tls"
+fi
 cat >"$dir/nginx.conf" <<NGX
 worker_processes 1;
 daemon off;
@@ -49,10 +81,47 @@ http {
     scgi_temp_path $dir/tmp/scgi;
     server { listen 127.0.0.1:$be_l; root $dir/www; }
     server { listen 127.0.0.1:$be_n; root $dir/www; }
-}
 NGX
+if [ "$tls" = 1 ]; then
+    for p in $bt_l $bt_n; do
+        cat >>"$dir/nginx.conf" <<NGX
+    server {
+        listen 127.0.0.1:$p ssl;
+        ssl_certificate $dir/tls/backend.bench.pem;
+        ssl_certificate_key $dir/tls/backend.bench.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        root $dir/www;
+    }
+NGX
+    done
+fi
+echo "}" >>"$dir/nginx.conf"
 nginx -p "$dir" -e "$dir/nginx.err" -c "$dir/nginx.conf" >"$dir/nginx.log" 2>&1 &
 pids="$pids $!"
+tls_services=""
+if [ "$tls" = 1 ]; then
+    tls_services=$(cat <<CONF
+, {
+    "name": "tbench", "mode": "http", "listen": ["127.0.0.1:$pxt"],
+    "legacy": { "servers": ["127.0.0.1:$be_l"] },
+    "new": { "servers": ["127.0.0.1:$be_n"] },
+    "weight": 10,
+    "rollback": { "enabled": false },
+    "timeouts": { "client_idle_ms": 120000 },
+    "tls": { "certs": [{ "cert": "$dir/tls/bench.test.pem", "key": "$dir/tls/bench.test.key" }] }
+  }, {
+    "name": "tup", "mode": "http", "listen": ["127.0.0.1:$pxu"],
+    "legacy": { "servers": ["127.0.0.1:$bt_l"],
+                "tls": { "ca": "$dir/tls/ca.pem", "sni": "backend.bench" } },
+    "new": { "servers": ["127.0.0.1:$bt_n"],
+             "tls": { "ca": "$dir/tls/ca.pem", "sni": "backend.bench" } },
+    "weight": 10,
+    "rollback": { "enabled": false },
+    "timeouts": { "client_idle_ms": 120000 }
+  }
+CONF
+)
+fi
 cat >"$dir/cutover.json" <<CONF
 {
   "workers": 1,
@@ -66,7 +135,7 @@ cat >"$dir/cutover.json" <<CONF
     "weight": 10,
     "rollback": { "enabled": false },
     "timeouts": { "client_idle_ms": 120000 }
-  }]
+  }$tls_services]
 }
 CONF
 wait_port() {
@@ -78,9 +147,11 @@ wait_port() {
 }
 wait_port "$be_l"
 wait_port "$be_n"
-echo "| daemon | instructions per keep-alive request | per request on a new connection |"
-echo "|---|--:|--:|"
-# run LUA-ARGS: wrk until <reqs> requests are done (by a Lua counter), prints the count
+if [ "$tls" = 1 ]; then
+    wait_port "$bt_l"
+    wait_port "$bt_n"
+fi
+# wrk until <reqs> requests are done (by a Lua counter)
 cat >"$dir/stop.lua" <<'LUA'
 local n, limit = 0, tonumber(os.getenv("INSN_REQS"))
 function response(status, headers, body)
@@ -88,10 +159,16 @@ function response(status, headers, body)
     if n >= limit then wrk.thread:stop() end
 end
 LUA
-case_run() { # DAEMON CONNS CLOSE -> prints Ir per request
-    rm -f "$dir"/callgrind.out.* "$dir/state.json" "$dir/audit.jsonl"
-    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$dir/callgrind.out.%p" \
-        "$1" -c "$dir/cutover.json" >"$dir/daemon.log" 2>&1 &
+url() { # CASE
+    case $1 in
+    ka | close) echo "http://127.0.0.1:$px/small" ;;
+    tka) echo "https://127.0.0.1:$pxt/small" ;;
+    tup) echo "http://127.0.0.1:$pxu/small" ;;
+    esac
+}
+start_daemon() { # PREFIX-COMMAND... : starts the daemon under it, waits for "ready"
+    rm -f "$dir/state.json" "$dir/audit.jsonl"
+    "$@" -c "$dir/cutover.json" >"$dir/daemon.log" 2>&1 &
     vp=$!
     pids="$pids $vp"
     i=0
@@ -99,24 +176,80 @@ case_run() { # DAEMON CONNS CLOSE -> prints Ir per request
         i=$((i + 1)); [ $i -lt 600 ] || { tail "$dir/daemon.log" >&2; exit 1; }
         sleep 0.1
     done
+}
+load() { # CASE REQS OUT: wrk with 4 connections until REQS responses
     hdr=""
-    [ "$3" = close ] && hdr="-H Connection:close"
-    # warm up, then count
-    INSN_REQS=200 wrk -t1 -c"$2" -d30s $hdr -s "$dir/stop.lua" "http://127.0.0.1:$px/small" >/dev/null
+    [ "$1" = close ] && hdr="-H Connection:close"
+    INSN_REQS=$2 wrk -t1 -c4 -d60s $hdr -s "$dir/stop.lua" "$(url "$1")" >"$3"
+}
+case_run() { # DAEMON CASE -> prints Ir per request
+    rm -f "$dir"/callgrind.out.*
+    start_daemon valgrind --tool=callgrind --instr-atstart=no \
+        --callgrind-out-file="$dir/callgrind.out.%p" "$1"
+    # warm up (the TLS cases: the pool's connections to the backends too), then count
+    load "$2" 200 /dev/null
     callgrind_control -i on "$vp" >/dev/null
     callgrind_control -z "$vp" >/dev/null
-    INSN_REQS=$reqs wrk -t1 -c"$2" -d60s $hdr -s "$dir/stop.lua" "http://127.0.0.1:$px/small" >"$dir/wrk.out"
+    load "$2" "$reqs" "$dir/wrk.out"
     callgrind_control -d "$vp" >/dev/null
     callgrind_control -i off "$vp" >/dev/null
     n=$(awk '/requests in/ { print $1 }' "$dir/wrk.out")
     kill "$vp"; wait "$vp" 2>/dev/null || true
     ir=$(cat "$dir"/callgrind.out.*.1 | awk '/^summary:/ { s += $2 } /^totals:/ { t += $2 } END { print (s > 0 ? s : t) }')
-    [ -z "${INSN_DEBUG:-}" ] || echo "insn: $1 $3: $ir instructions, $n requests" >&2
+    [ -z "${INSN_DEBUG:-}" ] || echo "insn: $1 $2: $ir instructions, $n requests" >&2
     awk -v ir="$ir" -v n="$n" 'BEGIN { printf "%.0f", ir / n }'
 }
+sys_run() { # DAEMON CASE -> "all epoll_ctl read+recv write+send" per request
+    start_daemon "$1"
+    load "$2" 200 /dev/null
+    strace -c -f -o "$dir/strace.out" -p "$vp" 2>/dev/null &
+    sp=$!
+    sleep 1                            # strace attaches to every thread
+    load "$2" "$reqs" "$dir/wrk.out"
+    kill -INT "$sp"; wait "$sp" 2>/dev/null || true
+    n=$(awk '/requests in/ { print $1 }' "$dir/wrk.out")
+    kill "$vp"; wait "$vp" 2>/dev/null || true
+    awk -v n="$n" '
+        $NF == "total" { all = $(NF - 2) }
+        $NF == "epoll_ctl" { ctl = $4 }
+        $NF == "read" || $NF == "recvmsg" || $NF == "recvfrom" { rd += $4 }
+        $NF == "write" || $NF == "sendmsg" || $NF == "sendto" || $NF == "writev" { wr += $4 }
+        END { printf "%.2f | %.2f | %.2f | %.2f", all / n, ctl / n, rd / n, wr / n }' \
+        "$dir/strace.out"
+}
+cases="ka close"
+[ "$tls" = 0 ] || cases="$cases tka tup"
+names() { # CASE
+    case $1 in
+    ka) echo "keep-alive request" ;;
+    close) echo "request on a new connection" ;;
+    tka) echo "keep-alive request over TLS 1.3" ;;
+    tup) echo "keep-alive request, TLS to the backends" ;;
+    esac
+}
+hdr="| daemon |"
+sep="|---|"
+for k in $cases; do
+    hdr="$hdr instructions per $(names "$k") |"
+    sep="$sep--:|"
+done
+echo "$hdr"
+echo "$sep"
 for d in "$@"; do
-    ka=$(case_run "$d" 4 ka)
-    cl=$(case_run "$d" 4 close)
     rev=$(git -C "$(dirname "$d")" rev-parse --short HEAD 2>/dev/null || echo "?")
-    echo "| $d ($rev) | $ka | $cl |"
+    row="| $d ($rev) |"
+    for k in $cases; do
+        row="$row $(case_run "$d" "$k") |"
+    done
+    echo "$row"
+done
+[ "$sys" != 0 ] || exit 0
+echo
+echo "| daemon | case | system calls per request | epoll_ctl | read, recvmsg | write, sendmsg |"
+echo "|---|---|--:|--:|--:|--:|"
+for d in "$@"; do
+    rev=$(git -C "$(dirname "$d")" rev-parse --short HEAD 2>/dev/null || echo "?")
+    for k in $cases; do
+        echo "| $d ($rev) | $k | $(sys_run "$d" "$k") |"
+    done
 done

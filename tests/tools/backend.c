@@ -107,7 +107,8 @@
  *                       acknowledged every byte, instead of a FIN
  *   and mode/script midclose: the midbody head and half body, then a
  *   graceful close (FIN, or RST with close_rst=1). Stats add
- *   "tls_handshakes" and "tls_resumed" (handshakes that resumed a session).
+ *   "tls_handshakes", "tls_resumed" (handshakes that resumed a session) and
+ *   "tls_records" (application data records received: how a client writes).
  *
  * --record FILE appends every counted request to FILE as it completes, one
  * JSON object per line: {"target","head","body"} (the head as received,
@@ -226,6 +227,7 @@ struct be_stats {
     uint64_t aborted;                  /* requests whose peer left before the full answer */
     uint64_t tls_handshakes;           /* TLS handshakes completed */
     uint64_t tls_resumed;              /* ... of which resumed a session */
+    uint64_t tls_records;              /* application data records received over TLS */
     char *last_head;                   /* owned; NULL before the first request */
 };
 
@@ -705,10 +707,11 @@ answer_stats(struct be_conn *c)
                         ",\"connections\":%" PRIu64 ",\"request_connections\":%" PRIu64
                         ",\"open\":%" PRIu64 ",\"aborted\":%" PRIu64
                         ",\"tls_handshakes\":%" PRIu64 ",\"tls_resumed\":%" PRIu64
-                        ",\"last_request_head\":",
+                        ",\"tls_records\":%" PRIu64 ",\"last_request_head\":",
                         s->st.requests, s->st.heads, s->st.bodies, s->st.body_bytes,
                         s->st.connections, s->st.request_connections, open,
-                        s->st.aborted, s->st.tls_handshakes, s->st.tls_resumed);
+                        s->st.aborted, s->st.tls_handshakes, s->st.tls_resumed,
+                        s->st.tls_records);
     json_escape_into(b, s->st.last_head != NULL ? s->st.last_head : "");
     evbuffer_add_printf(b, "}\n");
     write_response(c, 200, "application/json", b, false, 0);
@@ -1789,6 +1792,24 @@ on_tcp_event(struct bufferevent *bev, short what, void *arg)
 
 /* ---- listener ------------------------------------------------------- */
 
+/* OpenSSL's message callback of a TLS connection: counts the application
+ * data records it receives (TLS 1.3: the inner content type of each record;
+ * TLS 1.2: the record header's). */
+static void
+on_tls_msg(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl,
+           void *arg)
+{
+    struct be_srv *s = arg;
+    const unsigned char *b = buf;
+
+    (void)version;
+    if (write_p || len < 1 || b[0] != SSL3_RT_APPLICATION_DATA)
+        return;
+    if (content_type == (SSL_version(ssl) == TLS1_3_VERSION ? SSL3_RT_INNER_CONTENT_TYPE
+                                                            : SSL3_RT_HEADER))
+        s->st.tls_records++;
+}
+
 static void
 on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
           int salen, void *arg)
@@ -1804,6 +1825,10 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
     if (s->tls != NULL && lis != s->ctl_lis) {
         SSL *ssl = SSL_new(s->tls);
 
+        if (ssl != NULL) {
+            SSL_set_msg_callback(ssl, on_tls_msg);
+            SSL_set_msg_callback_arg(ssl, s);
+        }
         c->bev = ssl == NULL ? NULL
                  : bufferevent_openssl_socket_new(s->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                                   BEV_OPT_CLOSE_ON_FREE);
