@@ -481,7 +481,7 @@ px_listen_caps(struct px_srv *srv)
 }
 
 unsigned
-px_listen_cap_default(void)
+px_listen_cap_default(unsigned later)
 {
     const struct px_fd_marks *m = px_io_fd_marks();
     int fd;
@@ -493,7 +493,7 @@ px_listen_cap_default(void)
      * use now, listeners included, lie below it */
     if ((fd = dup(2)) < 0)
         return 1;
-    used = (unsigned)fd;
+    used = (unsigned)fd + later;
     close(fd);
     return m->clients_max > used + 3 ? (m->clients_max - used) / 3 : 1;
 }

@@ -50,8 +50,11 @@ void px_listen_caps(struct px_srv *srv);
  * share of descriptors (below clients_max, proxy/io.h) left once every
  * listener is open, so that each client connection has one for its
  * upstream connection and one for an idle pooled one; 0 (none) when
- * RLIMIT_NOFILE is unknown or unlimited. Call once every loop listens. */
-unsigned px_listen_cap_default(void);
+ * RLIMIT_NOFILE is unknown or unlimited. Called before the worker threads
+ * start (a descriptor taken and closed while they run would race theirs),
+ * once the main loop listens; <later> counts the descriptors the other
+ * loops will open (their listeners, event bases and wakeups). */
+unsigned px_listen_cap_default(unsigned later);
 
 /* Frees what the connection modes keep per loop; after their last
  * connection, before the event base. */

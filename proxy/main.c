@@ -642,10 +642,13 @@ main(int argc, char **argv)
         goto out;
     if (px_srv_listen(srv) < 0)
         goto out;
+    /* what is left of the descriptors once every loop listens sizes the
+     * cap: the other loops open a listener per service, an event base and
+     * their wakeups */
+    d.conns_cap_default = px_listen_cap_default(srv->nworkers > 1
+                                                ? (srv->nworkers - 1) * (srv->nsvcs + 4) : 0);
     if (px_workers_start(srv) < 0)
         goto out;
-    /* every loop listens: what is left of the descriptors sizes the cap */
-    d.conns_cap_default = px_listen_cap_default();
     px_daemon_set_cap(&d);
     if ((d.tick = px_tick_new(srv, d.ctl)) == NULL)
         goto out;
