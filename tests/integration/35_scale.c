@@ -1,5 +1,5 @@
 /*
- * 33_scale: cutoverd with 300 services (workers 2, HTTP checks every
+ * 35_scale: cutoverd with 300 services (workers 2, HTTP checks every
  * 2 s), traffic on one of them from another process. A reload (the config
  * unchanged) and a status (on the admin socket, built in slices, and GET
  * /status) answer every request meanwhile, and the status lists all 300

@@ -1,5 +1,5 @@
 /*
- * 32_tls_io: how cutoverd reads and writes TLS (proxy/tls_io.c, driven by
+ * 34_tls_io: how cutoverd reads and writes TLS (proxy/tls_io.c, driven by
  * proxy/io.c), seen from outside: a small response reaches the client as
  * one TLS record, and a small request with its body reaches a TLS backend
  * as one (counted by OpenSSL's message callback in the test's client and
