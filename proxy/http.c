@@ -362,26 +362,30 @@ buffer_body(struct px_conn *c)
 /* ---- parking ---------------------------------------------------------- */
 
 /* Between requests, nothing buffered either way: park() from the loop (not
- * from under the caller, who may still use c->down), in this loop pass. */
+ * from under the caller, who may still use c->down) once the connection
+ * stayed idle PX_PARK_DELAY_MS; a busy one's next request comes sooner and
+ * cancels it, so it keeps its bufferevent instead of parking per request. */
 static void
 park_soon(struct px_conn *c)
 {
+    struct timeval tv = tv_ms(PX_PARK_DELAY_MS);
+
     if (c->nreq == 0 || (c->flags & (PX_CF_HEAD_TIMER | PX_CF_PARK_SOON | PX_CF_PARKED |
                                      PX_CF_CLOSE | PX_CF_CLIENT_EOF)))
         return;
     c->flags |= PX_CF_PARK_SOON;
-    event_active(c->head_timer, EV_TIMEOUT, 1);
+    evtimer_add(c->head_timer, &tv);
 }
 
 static void on_parked(evutil_socket_t fd, short what, void *arg);
 
 /* An idle keep-alive connection (a request was served, the response is out,
- * nothing of the next one came yet) gives its bufferevent, up_head, req_buf
- * and the access log's path buffer to the loop's spares, for whichever
- * connection needs them next (so a busy keep-alive connection, which parks
- * between every two requests, allocates nothing for it). The head timer
- * becomes a read event on the socket, timed to client_idle_ms (what
- * set_state(READ_HEAD) just started); the first byte or the close from the
+ * nothing of the next one came within PX_PARK_DELAY_MS) gives its
+ * bufferevent, up_head, req_buf and the access log's path buffer to the
+ * loop's spares, for whichever connection needs them next (so parking
+ * allocates nothing). The head timer becomes a read event on the socket,
+ * timed to what is left of client_idle_ms (which set_state(READ_HEAD)
+ * started PX_PARK_DELAY_MS ago); the first byte or the close from the
  * client brings the connection back (on_parked()). A parked connection
  * holds its struct px_conn and that one event; the loop holds about as many
  * buffers as it has busy connections (at most PX_SPARES spare ones).
@@ -394,7 +398,8 @@ static void on_parked(evutil_socket_t fd, short what, void *arg);
 static void
 park(struct px_conn *c)
 {
-    struct timeval tv = tv_ms(sconf(c)->timeouts.client_idle_ms);
+    unsigned idle = sconf(c)->timeouts.client_idle_ms;
+    struct timeval tv = tv_ms(idle > PX_PARK_DELAY_MS ? idle - PX_PARK_DELAY_MS : 1);
     evutil_socket_t fd;
 
     if (c->state != PX_CS_READ_HEAD || c->nreq == 0 || c->up != NULL ||

@@ -63,7 +63,7 @@ extern const char *const px_cs_actions[PX_CS__COUNT];
 #define PX_CF_UP_REUSED    0x80u  /* the upstream connection came from the pool */
 #define PX_CF_STALE_RETRY  0x100u /* this request was resent after a stale pooled connection */
 #define PX_CF_RES_BYTES    0x200u /* the upstream sent at least one byte for this request */
-#define PX_CF_PARK_SOON    0x400u /* head_timer was activated to run park() */
+#define PX_CF_PARK_SOON    0x400u /* head_timer runs park() (PX_PARK_DELAY_MS) */
 #define PX_CF_PARKED       0x800u /* parked: no bufferevent, head_timer watches the socket */
 #define PX_CF_TLS          0x1000u /* a TLS client (c->down reads through TLS, c->tls
                                    * while parked): ends with close_notify unless
@@ -75,6 +75,11 @@ extern const char *const px_cs_actions[PX_CS__COUNT];
 #define PX_CF_INTERIM      0x10000u /* an interim (1xx) head of this request went out */
 #define PX_CF_DRAIN        0x20000u /* tunnel: head_timer closes it (a drain) */
 #define PX_CF_SHIELD_FLAGS (PX_CF_SHIELDED | PX_CF_SHIELD_SOON | PX_CF_INTERIM)
+
+/* An idle keep-alive connection parks once it stayed this long without a
+ * request: a busy one (its next request sooner) never pays a park and an
+ * unpark per request. */
+#define PX_PARK_DELAY_MS 50u
 
 enum px_out {
     PX_OUT_PLAIN = 0,     /* move bytes as they are (Content-Length or close-delimited) */

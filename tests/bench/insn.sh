@@ -6,7 +6,11 @@
 # in front of two NGINX backends on loopback; with INSN_TLS=1 (the default
 # when openssl is there) also small keep-alive requests over TLS 1.3 and
 # plain requests to TLS backends (pooled). The count covers the daemon
-# only, from just before the load to just after it (startup excluded).
+# only, from just before the load to just after it (startup excluded); the
+# pools keep their connections for 10 minutes, so that the slow daemon under
+# valgrind does not connect again between the warm-up and the count (over
+# TLS that would count upstream handshakes); the TLS keep-alive case counts
+# the 4 handshakes of its 4 connections.
 # INSN_SYSCALLS=1 adds a second table: the system calls per request of each
 # case, counted by `strace -c -f` on a run of its own (no valgrind), with the
 # calls that matter for the I/O path (epoll_ctl, read/recvmsg, write/sendmsg).
@@ -14,7 +18,9 @@
 #   sh tests/bench/insn.sh build/cutoverd /path/to/other/cutoverd
 #
 # Environment: INSN_REQS=2000 (requests per case), INSN_PORT=20400 (base
-# port; uses BASE+1..BASE+8), INSN_TLS, INSN_SYSCALLS=0. Needs valgrind,
+# port; uses BASE+1..BASE+8), INSN_TLS, INSN_SYSCALLS=0, INSN_CASES (some of
+# "ka close tka tup"), INSN_KEEP=DIR (keeps callgrind's counts there, one
+# file per daemon and case, for callgrind_annotate). Needs valgrind,
 # nginx and wrk (make bench installs the last two), openssl for the TLS
 # cases, strace for the system calls. Prints markdown tables on standard
 # output.
@@ -107,7 +113,7 @@ if [ "$tls" = 1 ]; then
     "new": { "servers": ["127.0.0.1:$be_n"] },
     "weight": 10,
     "rollback": { "enabled": false },
-    "timeouts": { "client_idle_ms": 120000 },
+    "timeouts": { "client_idle_ms": 120000 }, "pool": { "idle_timeout_ms": 600000 },
     "tls": { "certs": [{ "cert": "$dir/tls/bench.test.pem", "key": "$dir/tls/bench.test.key" }] }
   }, {
     "name": "tup", "mode": "http", "listen": ["127.0.0.1:$pxu"],
@@ -117,7 +123,7 @@ if [ "$tls" = 1 ]; then
              "tls": { "ca": "$dir/tls/ca.pem", "sni": "backend.bench" } },
     "weight": 10,
     "rollback": { "enabled": false },
-    "timeouts": { "client_idle_ms": 120000 }
+    "timeouts": { "client_idle_ms": 120000 }, "pool": { "idle_timeout_ms": 600000 }
   }
 CONF
 )
@@ -134,7 +140,7 @@ cat >"$dir/cutover.json" <<CONF
     "new": { "servers": ["127.0.0.1:$be_n"] },
     "weight": 10,
     "rollback": { "enabled": false },
-    "timeouts": { "client_idle_ms": 120000 }
+    "timeouts": { "client_idle_ms": 120000 }, "pool": { "idle_timeout_ms": 600000 }
   }$tls_services]
 }
 CONF
@@ -168,6 +174,7 @@ url() { # CASE
 }
 start_daemon() { # PREFIX-COMMAND... : starts the daemon under it, waits for "ready"
     rm -f "$dir/state.json" "$dir/audit.jsonl"
+    : >"$dir/daemon.log"               # not the last daemon's "ready"
     "$@" -c "$dir/cutover.json" >"$dir/daemon.log" 2>&1 &
     vp=$!
     pids="$pids $vp"
@@ -195,6 +202,10 @@ case_run() { # DAEMON CASE -> prints Ir per request
     callgrind_control -i off "$vp" >/dev/null
     n=$(awk '/requests in/ { print $1 }' "$dir/wrk.out")
     kill "$vp"; wait "$vp" 2>/dev/null || true
+    if [ -n "${INSN_KEEP:-}" ]; then
+        mkdir -p "$INSN_KEEP"
+        cp "$dir"/callgrind.out.*.1 "$INSN_KEEP/callgrind.$(basename "$1").$2"
+    fi
     ir=$(cat "$dir"/callgrind.out.*.1 | awk '/^summary:/ { s += $2 } /^totals:/ { t += $2 } END { print (s > 0 ? s : t) }')
     [ -z "${INSN_DEBUG:-}" ] || echo "insn: $1 $2: $ir instructions, $n requests" >&2
     awk -v ir="$ir" -v n="$n" 'BEGIN { printf "%.0f", ir / n }'
@@ -219,6 +230,7 @@ sys_run() { # DAEMON CASE -> "all epoll_ctl read+recv write+send" per request
 }
 cases="ka close"
 [ "$tls" = 0 ] || cases="$cases tka tup"
+cases=${INSN_CASES:-$cases}
 names() { # CASE
     case $1 in
     ka) echo "keep-alive request" ;;

@@ -207,7 +207,7 @@ test_idle_tls_connections_are_parked(void **state)
             fail_msg("connection %d: %s", i, c[i].error);
         get_ok(&c[i], NULL);
     }
-    h_sleep_ms(100);
+    h_sleep_ms(300);                   /* idle PX_PARK_DELAY_MS: all parked */
     after = h_rss_kib(t->f.proxy);
     per = (double)(after - before) * 1.024 / NIDLE;
     print_message("RSS %ld KiB before, %ld KiB after %d idle TLS connections: %.2f KB each\n",
