@@ -10,7 +10,11 @@
 # pools keep their connections for 10 minutes, so that the slow daemon under
 # valgrind does not connect again between the warm-up and the count (over
 # TLS that would count upstream handshakes); the TLS keep-alive case counts
-# the 4 handshakes of its 4 connections.
+# the 4 handshakes of its 4 connections. The counted window is wrk's whole
+# -d60s, however soon the requests are done (wrk waits out its duration
+# after its thread stopped): work on a timer (the tick, a gate's checks) is
+# counted once per run, not per request, so compare builds at the same
+# INSN_REQS, or take the slope between two INSN_REQS.
 # INSN_SYSCALLS=1 adds a second table: the system calls per request of each
 # case, counted by `strace -c -f` on a run of its own (no valgrind), with the
 # calls that matter for the I/O path (epoll_ctl, read/recvmsg, write/sendmsg).
@@ -20,7 +24,13 @@
 # Environment: INSN_REQS=2000 (requests per case), INSN_PORT=20400 (base
 # port; uses BASE+1..BASE+8), INSN_TLS, INSN_SYSCALLS=0, INSN_CASES (some of
 # "ka close tka tup"), INSN_KEEP=DIR (keeps callgrind's counts there, one
-# file per daemon and case, for callgrind_annotate). Needs valgrind,
+# file per daemon and case, for callgrind_annotate), INSN_SERVICE_EXTRA
+# (more keys of the plain service, JSON with a leading comma: its "gates"),
+# INSN_SPLIT (an extended regular expression of callgrind's "file:function"
+# names: each cell becomes "A + B", B the instructions per request inside
+# the matching functions, inclusive, A the rest; docs/performance.md counts
+# the gates' callbacks apart this way), INSN_DEBUG (the raw counts, the
+# run's length and the daemon's gate lines on stderr). Needs valgrind,
 # nginx and wrk (make bench installs the last two), openssl for the TLS
 # cases, strace for the system calls. Prints markdown tables on standard
 # output.
@@ -140,7 +150,7 @@ cat >"$dir/cutover.json" <<CONF
     "new": { "servers": ["127.0.0.1:$be_n"] },
     "weight": 10,
     "rollback": { "enabled": false },
-    "timeouts": { "client_idle_ms": 120000 }, "pool": { "idle_timeout_ms": 600000 }
+    "timeouts": { "client_idle_ms": 120000 }, "pool": { "idle_timeout_ms": 600000 }${INSN_SERVICE_EXTRA:-}
   }$tls_services]
 }
 CONF
@@ -197,8 +207,10 @@ case_run() { # DAEMON CASE -> prints Ir per request
     load "$2" 200 /dev/null
     callgrind_control -i on "$vp" >/dev/null
     callgrind_control -z "$vp" >/dev/null
+    t0=$(date +%s%N)
     load "$2" "$reqs" "$dir/wrk.out"
     callgrind_control -d "$vp" >/dev/null
+    t1=$(date +%s%N)
     callgrind_control -i off "$vp" >/dev/null
     n=$(awk '/requests in/ { print $1 }' "$dir/wrk.out")
     kill "$vp"; wait "$vp" 2>/dev/null || true
@@ -207,8 +219,29 @@ case_run() { # DAEMON CASE -> prints Ir per request
         cp "$dir"/callgrind.out.*.1 "$INSN_KEEP/callgrind.$(basename "$1").$2"
     fi
     ir=$(cat "$dir"/callgrind.out.*.1 | awk '/^summary:/ { s += $2 } /^totals:/ { t += $2 } END { print (s > 0 ? s : t) }')
-    [ -z "${INSN_DEBUG:-}" ] || echo "insn: $1 $2: $ir instructions, $n requests" >&2
-    awk -v ir="$ir" -v n="$n" 'BEGIN { printf "%.0f", ir / n }'
+    insplit=0
+    if [ -n "${INSN_SPLIT:-}" ]; then
+        # inclusive cost of every matching function, summed (top-level
+        # callbacks: none of them calls another). callgrind_annotate may list
+        # a function twice, by its relative and its absolute file name: each
+        # counts once (file base name and function)
+        insplit=$(callgrind_annotate --inclusive=yes --auto=no --threshold=100 \
+                "$dir"/callgrind.out.*.1 2>/dev/null |
+            awk -v re="$INSN_SPLIT" '/^ *[0-9,]+ / { c = $1; gsub(",", "", c); c += 0
+                for (i = 2; i <= NF; i++)
+                    if ($i ~ /:/ && $i ~ re) { k = $i; sub(/.*\//, "", k); if (c > v[k]) v[k] = c; break } }
+                END { for (k in v) s += v[k]; printf "%.0f", s }')
+    fi
+    if [ -n "${INSN_DEBUG:-}" ]; then
+        echo "insn: $1 $2: $ir instructions, $insplit in the split, $n requests," \
+            "$(((t1 - t0) / 1000000)) ms" >&2
+        grep 'event=gate ' "$dir/daemon.log" >&2 || true
+    fi
+    if [ -n "${INSN_SPLIT:-}" ]; then
+        awk -v ir="$ir" -v sp="$insplit" -v n="$n" 'BEGIN { printf "%.0f + %.0f", (ir - sp) / n, sp / n }'
+    else
+        awk -v ir="$ir" -v n="$n" 'BEGIN { printf "%.0f", ir / n }'
+    fi
 }
 sys_run() { # DAEMON CASE -> "all epoll_ctl read+recv write+send" per request
     start_daemon "$1"
