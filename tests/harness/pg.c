@@ -38,7 +38,7 @@ struct pgh {
     gid_t gid;
     bool drop;                   /* switch to uid/gid in the child */
     pid_t pid;                   /* the postmaster, 0 when not running */
-    char *settings[PGH_SETTINGS_MAX];    /* pgh_start_with()'s, owned */
+    char *settings[PGH_SETTINGS_MAX + 1];    /* pgh_start_with()'s, owned; NULL after */
     unsigned nsettings;
 };
 
@@ -329,16 +329,12 @@ rmrf(const char *dir)
     rmdir(dir);
 }
 
-/* A new struct pgh: the server's user, a fresh directory under /tmp handed
- * to that user, the paths and the superuser's conninfo. NULL (printed). */
+/* A new struct pgh with server settings <settings> (NULL-ended, copied; NULL
+ * none): the server's user, a fresh directory under /tmp handed to that
+ * user, the paths and the superuser's conninfo. Nothing started. NULL
+ * (printed). */
 static struct pgh *
-pgh_new(void)
-{
-    return pgh_start_with(NULL);
-}
-
-struct pgh *
-pgh_start_with(const char *const *settings)
+pgh_new(const char *const *settings)
 {
     static bool atexit_done;
     struct pgh *h = calloc(1, sizeof(*h));
@@ -426,7 +422,13 @@ run_tool(struct pgh *h, char *const argv[], int ms)
 struct pgh *
 pgh_start(void)
 {
-    struct pgh *h = pgh_new();
+    return pgh_start_with(NULL);
+}
+
+struct pgh *
+pgh_start_with(const char *const *settings)
+{
+    struct pgh *h = pgh_new(settings);
     char initdb[PATH_MAX + 16], hba[PATH_MAX + 16];
     char *argv[] = {
         initdb, "-D", NULL, "-U", "postgres", "-A", "trust", "-E", "UTF8",
@@ -470,14 +472,16 @@ pgh_start_standby(struct pgh *primary)
         fprintf(stderr, "pgh: the primary of a standby must be running\n");
         return NULL;
     }
-    if ((h = pgh_new()) == NULL)
+    /* the primary's settings (NULL-ended: calloc): a hot standby refuses to
+     * run with fewer connections (and the like) than its primary */
+    if ((h = pgh_new((const char *const *)primary->settings)) == NULL)
         return NULL;
     snprintf(basebackup, sizeof(basebackup), "%s/pg_basebackup", h->bindir);
     argv[2] = h->data;
     /* -R: standby.signal and primary_conninfo (the primary's socket) */
     if (run_tool(h, argv, INITDB_MS) < 0 || start_server(h) < 0) {
         rmrf(h->dir);
-        free(h);
+        release(h);
         return NULL;
     }
     return h;

@@ -42,7 +42,7 @@ struct pgh *pgh_start_with(const char *const *settings);
 /* A physical standby of <primary> (which must run): pg_basebackup -R from
  * the primary's socket into a new directory (standby.signal, primary_conninfo
  * on that socket: streaming replication), started the same way, as the same
- * user; returns once it accepts connections (a hot standby: read-only
+ * user, with the primary's settings (pgh_start_with()); returns once it accepts connections (a hot standby: read-only
  * queries, pg_wal_replay_pause()). pgh_free() it before its primary. NULL
  * when it does not come up (printed). */
 struct pgh *pgh_start_standby(struct pgh *primary);

@@ -44,10 +44,22 @@ static struct pgh *pg_legacy, *pg_new;
 static int
 group_setup(void **state)
 {
+    /* legacy is the source of every replica here: its commits reach them
+     * within 10 ms (the harness turns synchronous_commit off, so a commit's
+     * WAL waits for the WAL writer, every 200 ms by default) */
+    static const char *const legacy_settings[] = { "wal_writer_delay=10ms", NULL };
+    char v[32];
+
     (void)state;
-    pg_legacy = pgh_start();
+    pg_legacy = pgh_start_with(legacy_settings);
     pg_new = pgh_start();
-    return pg_legacy != NULL && pg_new != NULL ? 0 : -1;
+    if (pg_legacy == NULL || pg_new == NULL
+        || pgh_query(pg_legacy, "SHOW wal_writer_delay", v, sizeof(v)) != 0
+        || strcmp(v, "10ms") != 0) {
+        fprintf(stderr, "group setup: legacy not started with its settings\n");
+        return -1;
+    }
+    return 0;
 }
 
 static int
@@ -340,6 +352,8 @@ test_physical_standby_lag(void **state)
                                          "pad text)"), 0);
     stb = pgh_start_standby(pg_legacy);
     assert_non_null(stb);
+    assert_int_equal(pgh_query(stb, "SHOW wal_writer_delay", buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "10ms");                  /* the primary's settings */
     snprintf(extra, sizeof(extra), ", \"gates\": ["
              "{\"name\": \"bytes\", \"kind\": \"replication_lag\", \"conninfo\": \"%s\", "
              "\"source\": {\"conninfo\": \"%s\"}, \"heartbeat_table\": \"t6_hb\", "
