@@ -118,6 +118,42 @@ test_one_record_per_response(void **state)
     }
 }
 
+/* A response whose head is larger than the proxy builds on its stack (a
+ * 6,000-byte field) and whose body takes several records (40,000 bytes)
+ * comes whole, in records of at most 16 KiB each and no more of them than
+ * its bytes need. */
+static void
+test_large_head_and_body(void **state)
+{
+    struct t32 *t = start_tls(state, NULL);
+    static char v[8192];
+    struct h_tls c;
+    struct h_resp r;
+    size_t i, total;
+    int records = 0;
+
+    assert_int_equal(h_backend_set(t->f.port[0][0], "pad_head=6000&body_bytes=40000"), 0);
+    if (h_tls_open(&c, t->f.proxy_port, &(struct h_tls_opts){ .sni = "a.test" }) != 0)
+        fail_msg("%s", c.error);
+    SSL_set_msg_callback(c.ssl, on_msg);
+    SSL_set_msg_callback_arg(c.ssl, &records);
+    assert_int_equal(h_tls_send(&c, "GET /big HTTP/1.1\r\nHost: a.test\r\n\r\n", 35), 0);
+    assert_int_equal(h_tls_read_response(&c, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 40000);
+    for (i = 0; i < r.body_len; i++)
+        if (r.body[i] != "legacy"[i % 6])
+            fail_msg("body byte %zu is %d", i, r.body[i]);
+    assert_non_null(h_resp_header(&r, "X-Pad", v, sizeof(v)));
+    assert_int_equal(strlen(v), 6000);
+    total = strlen(r.head) + r.body_len;
+    h_resp_free(&r);
+    print_message("%zu bytes of head and body in %d records\n", total, records);
+    assert_true(records >= (int)((total + 16383) / 16384));
+    assert_true(records <= (int)((total + 16383) / 16384) + 2);
+    h_tls_close(&c, H_TLS_NOTIFY_FIN);
+}
+
 /* (Re)starts the "new" backend as a TLS server with up-ip.pem, its plain
  * control port in t->ctl. */
 static void
@@ -314,6 +350,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_one_record_per_response, fx_teardown),
         cmocka_unit_test_teardown(test_one_record_per_request_upstream, fx_teardown),
+        cmocka_unit_test_teardown(test_large_head_and_body, fx_teardown),
         cmocka_unit_test_teardown(test_idle_tls_connections_are_parked, fx_teardown),
         cmocka_unit_test_teardown(test_parked_tls_connection_idle_timeout, fx_teardown),
         cmocka_unit_test_teardown(test_kernel_tls_status, fx_teardown),
