@@ -129,6 +129,10 @@ px_io_flush(struct bufferevent *bev)
             bufferevent_enable(bev, EV_WRITE);
         return left;
     }
+    /* reading on again over an SSL that holds what was read ahead: no
+     * socket event will say so */
+    if (t != NULL && t->more && (bev->enabled & EV_READ))
+        event_active(&bev->ev_read, EV_READ, 1);
     if (left == 0) {
         /* the write event was removed when the output drained: this only
          * clears the flag, so that queued output arms nothing */
@@ -413,14 +417,21 @@ on_tls_read(evutil_socket_t fd, short what, void *arg)
         tls_connect_step(t, what, EV_READ);
         return;
     }
+    /* a read run by io.c itself (t->more) while reading is off waits for
+     * reading to be on again (px_io_flush) */
+    if (!(bev->enabled & EV_READ) && !(what & EV_TIMEOUT))
+        return;
     if ((max = read_room(bev, what)) == 0)
         return;
     in = bufferevent_get_input(bev);
+    t->more = false;
     evbuffer_unfreeze(in, 0);
     r = px_tls_io_recv(t, in, max);
     evbuffer_freeze(in, 0);
     if (r == PX_TLS_IO_AGAIN)
         return;
+    if (r > 0 && t->more)
+        event_active(&bev->ev_read, EV_READ, 1);   /* what the SSL still holds */
     if (r == PX_TLS_IO_WANT_WRITE) {
         /* OpenSSL must write before it reads on (a reply to the peer's
          * key update): reading waits for the write event */
@@ -552,6 +563,12 @@ px_io_connect(struct bufferevent *bev, const struct sockaddr *sa, int salen)
                      : 0;
     tls_wait(t, EV_WRITE);
     return 0;
+}
+
+bool
+px_io_holds(const struct bufferevent *bev)
+{
+    return px_tls_io_holds(tls_of(bev));
 }
 
 void
