@@ -17,17 +17,16 @@
  *   again, as SSL_write requires (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER: the
  *   evbuffer may move them).
  * - Reads: a record and all of its plaintext, even past the size asked, so
- *   that nothing decrypted waits inside the SSL. Without read-ahead (the
- *   listener side) OpenSSL reads a record's header, then its body, and
- *   takes no more from the socket: a call returns one record, and what ends
- *   a stream (close_notify, or a FIN where SSL_OP_IGNORE_UNEXPECTED_EOF
- *   allows it) never comes with data. With read-ahead (upstream
- *   connections, SSL_set_read_ahead) one read(2) takes what the socket
- *   holds, a small response in one call instead of two; the records read
- *   ahead are handed over in the same call while they fit the size asked,
- *   and when some stay in the SSL, or the end of the stream came behind the
- *   data, t->more says so and io.c runs the read event again without a
- *   socket event (at once, and whenever reading is on again).
+ *   that nothing decrypted waits inside the SSL. Connections read ahead
+ *   (SSL_set_read_ahead, on a listener's connection only after its
+ *   handshake): one read(2) takes what the socket holds, a small request or
+ *   response in one call instead of its header and its body apart; the
+ *   records read ahead are handed over in the same call while they fit the
+ *   size asked, and when some stay in the SSL, or what ends the stream
+ *   (close_notify, or a FIN where SSL_OP_IGNORE_UNEXPECTED_EOF allows it)
+ *   came behind the data, t->more says so and io.c runs the read event
+ *   again without a socket event (at once, and whenever reading is on
+ *   again).
  * - Handshakes run elsewhere (proxy/tls_accept.c for clients, on the bare
  *   socket); a client-side one (upstream) is stepped here by io.c's events.
  *

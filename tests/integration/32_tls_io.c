@@ -155,6 +155,101 @@ test_large_head_and_body(void **state)
     h_tls_close(&c, H_TLS_NOTIFY_FIN);
 }
 
+/* Writes each of the <n> pieces of <piece> on <t> as a record of its own,
+ * all of them with one send(): they reach the proxy together, and its
+ * read-ahead takes several records at once. */
+static void
+send_records(struct h_tls *t, const char *const *piece, int n)
+{
+    BIO *mem = BIO_new(BIO_s_mem()), *sock = SSL_get_rbio(t->ssl);
+    char *p;
+    long len;
+    int i;
+
+    assert_non_null(mem);
+    assert_int_equal(BIO_up_ref(sock), 1);
+    SSL_set0_wbio(t->ssl, mem);
+    for (i = 0; i < n; i++)
+        assert_true(SSL_write(t->ssl, piece[i], (int)strlen(piece[i])) > 0);
+    len = BIO_get_mem_data(mem, &p);
+    assert_true(len > 0);
+    assert_int_equal(h_send_all(t->fd, p, (size_t)len), 0);
+    SSL_set0_wbio(t->ssl, sock);       /* the socket again; the memory BIO goes */
+}
+
+/* Requests in records of their own that arrive together (the proxy reads
+ * them ahead, more than limits.head_bytes at once: reading stops at the
+ * mark with records still in the SSL and starts again as requests are
+ * served), on a new connection and on one that was parked: every one is
+ * answered, in order. */
+static void
+test_pipelined_records_read_ahead(void **state)
+{
+    struct t32 *t = start_tls(state, ",\n    \"limits\": { \"head_bytes\": 1024 }");
+    static char req[40][96];
+    const char *piece[40];
+    struct h_tls c;
+    struct h_resp r;
+    char want[32];
+    int i, round;
+
+    for (i = 0; i < 40; i++) {
+        snprintf(req[i], sizeof(req[i]), "GET /echo HTTP/1.1\r\nHost: a.test\r\nX-N: %02d\r\n\r\n", i);
+        piece[i] = req[i];
+    }
+    if (h_tls_open(&c, t->f.proxy_port, &(struct h_tls_opts){ .sni = "a.test" }) != 0)
+        fail_msg("%s", c.error);
+    for (round = 0; round < 2; round++) {
+        send_records(&c, piece, 40);
+        for (i = 0; i < 40; i++) {
+            if (h_tls_read_response(&c, &r) != 0)
+                fail_msg("round %d: response %d of 40 did not come", round, i);
+            assert_int_equal(r.status, 200);
+            snprintf(want, sizeof(want), "X-N: %02d\r\n", i);
+            if (strstr(r.body, want) == NULL)
+                fail_msg("round %d: response %d echoes %s", round, i, r.body);
+            h_resp_free(&r);
+        }
+        h_sleep_ms(200);               /* idle: parked before the next round */
+    }
+    h_tls_close(&c, H_TLS_NOTIFY_FIN);
+}
+
+/* TCP mode: records the client sends together right after its handshake,
+ * before the tunnel's upstream is connected, all reach the backend (read
+ * ahead while reading was off: read when the connect switches it on). */
+static void
+test_tcp_mode_records_read_ahead(void **state)
+{
+    static const char *const piece[] = { "one\n", "two\n", "three\n" };
+    struct t32 *t = fx_new(state, sizeof(*t), true, 1, NULL);
+    struct fx *f = &t->f;
+    struct h_tls c;
+    char buf[64];
+    int n = 0;
+
+    assert_int_equal(h_tls_make_certs(f->dir), 0);
+    snprintf(f->extra, sizeof(f->extra),
+             ",\n    \"tls\": {\"certs\": [{\"cert\": \"%s/srv.pem\", \"key\": \"%s/srv.key\"}]}",
+             f->dir, f->dir);
+    assert_int_equal(fx_write_conf(f), 0);
+    assert_int_equal(fx_start_proxy(f, 1), 0);
+    if (h_tls_open(&c, f->proxy_port, &(struct h_tls_opts){ .sni = "a.test" }) != 0)
+        fail_msg("%s", c.error);
+    send_records(&c, piece, 3);
+    /* the TCP backend says its name, then echoes */
+    while (n < 21) {
+        int k = SSL_read(c.ssl, buf + n, (int)sizeof(buf) - 1 - n);
+
+        if (k <= 0)
+            fail_msg("the tunnel ended after %d bytes", n);
+        n += k;
+    }
+    buf[n] = '\0';
+    assert_string_equal(buf, "legacy\none\ntwo\nthree\n");
+    h_tls_close(&c, H_TLS_NOTIFY_FIN);
+}
+
 /* (Re)starts the "new" backend as a TLS server with up-ip.pem, its plain
  * control port in t->ctl. */
 static void
@@ -515,6 +610,8 @@ main(void)
         cmocka_unit_test_teardown(test_one_record_per_response, fx_teardown),
         cmocka_unit_test_teardown(test_one_record_per_request_upstream, fx_teardown),
         cmocka_unit_test_teardown(test_large_head_and_body, fx_teardown),
+        cmocka_unit_test_teardown(test_pipelined_records_read_ahead, fx_teardown),
+        cmocka_unit_test_teardown(test_tcp_mode_records_read_ahead, fx_teardown),
         cmocka_unit_test_teardown(test_tls_backend_read_ahead, fx_teardown),
         cmocka_unit_test_teardown(test_close_notify_with_the_last_record, fx_teardown),
         cmocka_unit_test_teardown(test_idle_tls_connections_are_parked, fx_teardown),
