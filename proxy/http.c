@@ -404,7 +404,7 @@ park(struct px_conn *c)
 
     if (c->state != PX_CS_READ_HEAD || c->nreq == 0 || c->up != NULL ||
         (c->flags & (PX_CF_CLOSE | PX_CF_CLIENT_EOF | PX_CF_HEAD_TIMER | PX_CF_PARKED)) ||
-        (fd = bufferevent_getfd(c->down)) < 0 ||
+        (fd = bufferevent_getfd(c->down)) < 0 || px_io_holds(c->down) ||
         evbuffer_get_length(bufferevent_get_input(c->down)) != 0 ||
         evbuffer_get_length(bufferevent_get_output(c->down)) != 0)
         return;

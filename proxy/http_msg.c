@@ -27,6 +27,65 @@
 #include "proxy/shield.h"
 #include "router/router.h"
 
+/* A head written in pieces into a buffer on the stack and added to its
+ * evbuffer in one piece (or a few, past HB_SIZE): each evbuffer_add() to a
+ * bufferevent's output runs the output's callbacks, and a response head is
+ * about 30 pieces. */
+#define HB_SIZE 2048
+
+struct hb {
+    struct evbuffer *out;
+    size_t n;
+    char b[HB_SIZE];
+};
+
+static void
+hb_flush(struct hb *h)
+{
+    if (h->n > 0)
+        evbuffer_add(h->out, h->b, h->n);
+    h->n = 0;
+}
+
+static void
+hb_add(struct hb *h, const void *p, size_t len)
+{
+    if (len > HB_SIZE - h->n) {
+        hb_flush(h);
+        if (len > HB_SIZE) {
+            evbuffer_add(h->out, p, len);
+            return;
+        }
+    }
+    memcpy(h->b + h->n, p, len);
+    h->n += len;
+}
+
+#define hb_lit(h, s) hb_add((h), (s), sizeof(s) - 1)
+
+/* <v> in decimal. */
+static void
+hb_u64(struct hb *h, uint64_t v)
+{
+    char d[20];
+    int i = (int)sizeof(d);
+
+    do
+        d[--i] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    hb_add(h, d + i, sizeof(d) - (size_t)i);
+}
+
+/* "name: value\r\n" */
+static void
+hb_field(struct hb *h, const struct h1_field *f)
+{
+    hb_add(h, f->name.p, f->name.len);
+    hb_lit(h, ": ");
+    hb_add(h, f->value.p, f->value.len);
+    hb_lit(h, "\r\n");
+}
+
 static struct h1_iov
 field_value(const struct h1_req *r, const char *name)
 {
@@ -167,9 +226,12 @@ px_hm_request_head(struct px_conn *c, const struct h1_req *r)
         evbuffer_add(h, f->value.p, f->value.len);
         have_xff = true;
     }
-    evbuffer_add_printf(h, "%s%s\r\nX-Forwarded-Proto: %s\r\n",
-                        have_xff ? ", " : "X-Forwarded-For: ", c->client_ip,
-                        (c->flags & PX_CF_TLS) ? "https" : "http");
+    evbuffer_add(h, have_xff ? ", " : "X-Forwarded-For: ", have_xff ? 2 : 17);
+    evbuffer_add(h, c->client_ip, strlen(c->client_ip));
+    if (c->flags & PX_CF_TLS)
+        evbuffer_add(h, "\r\nX-Forwarded-Proto: https\r\n", 28);
+    else
+        evbuffer_add(h, "\r\nX-Forwarded-Proto: http\r\n", 27);
     if (c->req_upgrade) {
         const struct h1_field *u = h1_field_find(r->fields, r->nfields, "upgrade");
 
@@ -199,7 +261,7 @@ write_fields(struct evbuffer *out, const struct h1_resp *r)
 void
 px_hm_response_head(struct px_conn *c, const struct h1_resp *r)
 {
-    struct evbuffer *out = bufferevent_get_output(c->down);
+    struct hb h;
     const struct rt_conf *rc = &sconf(c)->route;
     bool chunk_ok = c->req_minor == 1;
     size_t i;
@@ -216,9 +278,13 @@ px_hm_response_head(struct px_conn *c, const struct h1_resp *r)
     if (!c->req.done)
         c->flags |= PX_CF_NO_KEEPALIVE;
 
-    evbuffer_add_printf(out, "HTTP/1.1 %d ", r->status);
-    evbuffer_add(out, r->reason.p, r->reason.len);
-    evbuffer_add(out, "\r\n", 2);
+    h.out = bufferevent_get_output(c->down);
+    h.n = 0;
+    hb_lit(&h, "HTTP/1.1 ");
+    hb_u64(&h, (uint64_t)r->status);
+    hb_lit(&h, " ");
+    hb_add(&h, r->reason.p, r->reason.len);
+    hb_lit(&h, "\r\n");
     /* like write_fields(), but a HEAD or 304 answer keeps its length */
     for (i = 0; i < r->nfields; i++) {
         const struct h1_field *f = &r->fields[i];
@@ -227,27 +293,32 @@ px_hm_response_head(struct px_conn *c, const struct h1_resp *r)
         if ((f->flags & H1_FF_HOP) &&
             !(r->framing == H1_BODY_NONE && h1_iov_eq(f->name, "content-length")))
             continue;
-        evbuffer_add(out, f->name.p, f->name.len);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, f->value.p, f->value.len);
-        evbuffer_add(out, "\r\n", 2);
+        hb_field(&h, f);
     }
-    if (r->framing == H1_BODY_LENGTH)
-        evbuffer_add_printf(out, "Content-Length: %" PRIu64 "\r\n", r->content_length);
-    else if (c->res.out == PX_OUT_CHUNKED)
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    if (r->framing == H1_BODY_LENGTH) {
+        hb_lit(&h, "Content-Length: ");
+        hb_u64(&h, r->content_length);
+        hb_lit(&h, "\r\n");
+    } else if (c->res.out == PX_OUT_CHUNKED) {
+        hb_lit(&h, "Transfer-Encoding: chunked\r\n");
+    }
     if (c->issue_cookie) {
         char val[PX_COOKIE_VALUE_MAX];
 
-        if (px_cookie_sign(cookie_tab(c), c->bucket, val) > 0)
-            evbuffer_add_printf(out, "Set-Cookie: %s=%s; Path=/; Max-Age=2592000; HttpOnly; "
-                                "SameSite=Lax\r\n", rc->sticky_name, val);
+        if (px_cookie_sign(cookie_tab(c), c->bucket, val) > 0) {
+            hb_lit(&h, "Set-Cookie: ");
+            hb_add(&h, rc->sticky_name, strlen(rc->sticky_name));
+            hb_lit(&h, "=");
+            hb_add(&h, val, strlen(val));
+            hb_lit(&h, "; Path=/; Max-Age=2592000; HttpOnly; SameSite=Lax\r\n");
+        }
     }
     if (c->flags & (PX_CF_NO_KEEPALIVE | PX_CF_CLIENT_EOF))
-        evbuffer_add(out, "Connection: close\r\n", 19);
+        hb_lit(&h, "Connection: close\r\n");
     else if (c->req_minor == 0)
-        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
-    evbuffer_add(out, "\r\n", 2);
+        hb_lit(&h, "Connection: keep-alive\r\n");
+    hb_lit(&h, "\r\n");
+    hb_flush(&h);
     c->flags |= PX_CF_RES_STARTED;
 }
 

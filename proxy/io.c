@@ -21,6 +21,7 @@
 
 static void on_read(evutil_socket_t fd, short what, void *arg);
 static void on_tls_read(evutil_socket_t fd, short what, void *arg);
+static inline void tls_kick(struct bufferevent *bev, struct px_tls_io *t);
 static void on_tls_write(evutil_socket_t fd, short what, void *arg);
 
 static inline event_callback_fn
@@ -129,6 +130,8 @@ px_io_flush(struct bufferevent *bev)
             bufferevent_enable(bev, EV_WRITE);
         return left;
     }
+    if (t != NULL)
+        tls_kick(bev, t);
     if (left == 0) {
         /* the write event was removed when the output drained: this only
          * clears the flag, so that queued output arms nothing */
@@ -397,6 +400,24 @@ tls_connect_step(struct px_tls_io *t, short what, short ev)
     }
 }
 
+/* Reading is on over an SSL that holds what was read ahead (or the end of
+ * the stream): no socket event will say so, the read event runs now. */
+static inline void
+tls_kick(struct bufferevent *bev, struct px_tls_io *t)
+{
+    if (t->more && (bev->enabled & EV_READ))
+        event_active(&bev->ev_read, EV_READ, 1);
+}
+
+void
+px_io_kick(struct bufferevent *bev)
+{
+    struct px_tls_io *t = tls_of(bev);
+
+    if (t != NULL)
+        tls_kick(bev, t);
+}
+
 /* The read event of a TLS bufferevent (px_io_own_tls): on_read() with
  * records in place of bytes. */
 static void
@@ -413,14 +434,21 @@ on_tls_read(evutil_socket_t fd, short what, void *arg)
         tls_connect_step(t, what, EV_READ);
         return;
     }
+    /* a read run by io.c itself (t->more) while reading is off waits for
+     * reading to be on again (px_io_flush) */
+    if (!(bev->enabled & EV_READ) && !(what & EV_TIMEOUT))
+        return;
     if ((max = read_room(bev, what)) == 0)
         return;
     in = bufferevent_get_input(bev);
+    t->more = false;
     evbuffer_unfreeze(in, 0);
     r = px_tls_io_recv(t, in, max);
     evbuffer_freeze(in, 0);
     if (r == PX_TLS_IO_AGAIN)
         return;
+    if (r > 0 && t->more)
+        event_active(&bev->ev_read, EV_READ, 1);   /* what the SSL still holds */
     if (r == PX_TLS_IO_WANT_WRITE) {
         /* OpenSSL must write before it reads on (a reply to the peer's
          * key update): reading waits for the write event */
@@ -501,6 +529,11 @@ px_io_own_tls(struct bufferevent *bev, struct px_tls_io *t)
     if (wp)
         ev_add(w, &bev->timeout_write);
     px_io_read_size(bev, PX_IO_READ_HEAD);
+    /* what a handshake read ahead is read as soon as reading is on */
+    if (t->state == PX_TLS_IO_OPEN && px_tls_io_holds(t)) {
+        t->more = true;
+        event_active(r, EV_READ, 1);
+    }
 }
 
 struct px_tls_io *
@@ -552,6 +585,12 @@ px_io_connect(struct bufferevent *bev, const struct sockaddr *sa, int salen)
                      : 0;
     tls_wait(t, EV_WRITE);
     return 0;
+}
+
+bool
+px_io_holds(const struct bufferevent *bev)
+{
+    return px_tls_io_holds(tls_of(bev));
 }
 
 void

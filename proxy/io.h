@@ -101,6 +101,17 @@ struct px_tls_io *px_io_detach(struct bufferevent *bev);
  * through the loop; 0, or -1 with errno for a failure at once. */
 int px_io_connect(struct bufferevent *bev, const struct sockaddr *sa, int salen);
 
+/* Reading of <bev> was switched on again outside a callback of proxy/http.c
+ * (whose callbacks end in px_io_flush(), which does this): when its TLS
+ * side holds records read ahead, or the end of its stream, the read event
+ * runs now, as no socket event will say so. Nothing for a plain one. */
+void px_io_kick(struct bufferevent *bev);
+
+/* Whether <bev> read from its socket more than its input shows (a TLS
+ * side's records read ahead, or the end of its stream, still in the SSL):
+ * false for a plain one. */
+bool px_io_holds(const struct bufferevent *bev);
+
 /* bufferevent_free(), and the TLS side with its SSL. */
 void px_io_free(struct bufferevent *bev);
 

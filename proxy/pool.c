@@ -25,7 +25,8 @@
  *    taken out of the list is out of its reach;
  *  - px_pool_get() takes only a connection with nothing pending: one whose
  *    reading was switched off (the read path saw EOF, an error or a
- *    timeout: its event callback is on its way) or that holds input, or
+ *    timeout: its event callback is on its way) or that holds input (or,
+ *    over TLS, records read ahead that its input does not show yet), or
  *    that outlived the idle timeout, is closed there and the next one
  *    tried; and for a request that could not be resent, one whose server
  *    closed it already (a peek at the socket) as well.
@@ -136,7 +137,7 @@ px_pool_get(struct px_server_rt *s, const struct px_tls_up *tls, bool check_open
         /* reading off: EOF, an error or a timeout was seen and its callback
          * is deferred; input: the server talked; or it is past its time */
         if (!(bufferevent_get_enabled(bev) & EV_READ) ||
-            evbuffer_get_length(bufferevent_get_input(bev)) != 0 ||
+            evbuffer_get_length(bufferevent_get_input(bev)) != 0 || px_io_holds(bev) ||
             now - p->since_ms >= idle_ms(s) ||
             (check_open && !still_open(bufferevent_getfd(bev)))) {
             px_pooled_free(p);
@@ -164,7 +165,7 @@ px_pool_put(struct px_service *svc, struct px_server_rt *s, struct bufferevent *
     if (s->nidle >= svc->conf->pool.max_idle || !s->up || !s->attached ||
         s->svc != svc || svc->retired || svc->srv->stopping ||
         tls != svc->conf->side[s->side].tls ||
-        evbuffer_get_length(bufferevent_get_input(bev)) != 0 ||
+        evbuffer_get_length(bufferevent_get_input(bev)) != 0 || px_io_holds(bev) ||
         evbuffer_get_length(bufferevent_get_output(bev)) != 0 ||
         (s->idle_timer == NULL &&
          (s->idle_timer = evtimer_new(svc->srv->base, on_idle_timer, s)) == NULL)) {

@@ -10,8 +10,10 @@ px_relay_drained(struct bufferevent *bev, struct bufferevent *peer, size_t read_
 {
     bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
     px_io_read_size(peer, read_max);
-    if (peer_reads)
+    if (peer_reads) {
         bufferevent_enable(peer, EV_READ);
+        px_io_kick(peer);              /* what its SSL read ahead */
+    }
 }
 
 bool

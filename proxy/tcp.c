@@ -497,6 +497,7 @@ on_up_event(struct bufferevent *bev, short what, void *arg)
                 px_io_read_size(t->down, PX_IO_READ_MAX);
                 bufferevent_enable(t->up, EV_READ | EV_WRITE);
                 bufferevent_enable(t->down, EV_READ | EV_WRITE);
+                px_io_kick(t->down);       /* what its SSL read ahead */
                 relay(t, t->down, t->up);  /* bytes the client sent early */
                 check_half_close(t);
             }

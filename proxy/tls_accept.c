@@ -112,6 +112,9 @@ hs_done(struct px_hs *h)
     log_at(LL_DEBUG, "tls", h->id, "service %s: %s %s handshake with %s", svc->conf->name,
            SSL_get_version(h->ssl), SSL_session_reused(h->ssl) ? "resumed" : "full",
            SSL_get_cipher_name(h->ssl));
+    /* from now on a request's record is one read(2), not its header and
+     * its body apart (proxy/tls_io.h) */
+    SSL_set_read_ahead(h->ssl, 1);
     tls = px_tls_io_new(h->ssl);
     h->ssl = NULL;
     if (px_tls_io_ktls_send(tls))

@@ -80,9 +80,16 @@ px_tls_io_recv(struct px_tls_io *t, struct evbuffer *in, size_t max)
         errno = 0;
         if (!SSL_read_ex(t->ssl, v.iov_base, v.iov_len, &got)) {
             evbuffer_commit_space(in, &v, 0);
-            if (total > 0)             /* only the rest of a record was asked: it cannot fail */
-                return (ssize_t)total;
             e = SSL_get_error(t->ssl, 0);
+            if (total > 0) {
+                /* read ahead: the data first; the end of the stream or the
+                 * error behind it is handed over by the next read, which
+                 * the caller runs at once (the SSL says it again) */
+                if (e != SSL_ERROR_WANT_READ)
+                    t->more = true;
+                ERR_clear_error();
+                return (ssize_t)total;
+            }
             if (e == SSL_ERROR_WANT_READ)
                 return PX_TLS_IO_AGAIN;
             if (e == SSL_ERROR_WANT_WRITE)
@@ -101,8 +108,17 @@ px_tls_io_recv(struct px_tls_io *t, struct evbuffer *in, size_t max)
         }
         total += got;
         /* the rest of this record's plaintext, never left in the SSL */
-        if ((want = (size_t)SSL_pending(t->ssl)) == 0)
+        if ((want = (size_t)SSL_pending(t->ssl)) > 0)
+            continue;
+        /* records read ahead: handed over while there is room, else by the
+         * next read, which the caller runs at once */
+        if (!SSL_has_pending(t->ssl))
             return (ssize_t)total;
+        if (total >= max) {
+            t->more = true;
+            return (ssize_t)total;
+        }
+        want = max - total;
     }
 }
 
@@ -157,6 +173,12 @@ px_tls_io_handshake(struct px_tls_io *t)
     errno = failure_errno(t, e);
     t->state = PX_TLS_IO_FAILED;
     return -1;
+}
+
+bool
+px_tls_io_holds(const struct px_tls_io *t)
+{
+    return t != NULL && (t->more || SSL_has_pending(t->ssl));
 }
 
 void

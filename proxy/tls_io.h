@@ -16,12 +16,17 @@
  *   its bytes at the front of the evbuffer: the next write passes them
  *   again, as SSL_write requires (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER: the
  *   evbuffer may move them).
- * - Reads: one record per call (OpenSSL reads its header, then its body,
- *   no read-ahead), and all of its plaintext, even past the size asked, so
- *   that nothing decrypted ever waits inside the SSL where no socket event
- *   would announce it; what ends a stream (close_notify, or a FIN where
- *   SSL_OP_IGNORE_UNEXPECTED_EOF allows it) never comes in the same call as
- *   data, so the caller reports data and ends as for a plain socket.
+ * - Reads: a record and all of its plaintext, even past the size asked, so
+ *   that nothing decrypted waits inside the SSL. Connections read ahead
+ *   (SSL_set_read_ahead, on a listener's connection only after its
+ *   handshake): one read(2) takes what the socket holds, a small request or
+ *   response in one call instead of its header and its body apart; the
+ *   records read ahead are handed over in the same call while they fit the
+ *   size asked, and when some stay in the SSL, or what ends the stream
+ *   (close_notify, or a FIN where SSL_OP_IGNORE_UNEXPECTED_EOF allows it)
+ *   came behind the data, t->more says so and io.c runs the read event
+ *   again without a socket event (at once, and whenever reading is on
+ *   again).
  * - Handshakes run elsewhere (proxy/tls_accept.c for clients, on the bare
  *   socket); a client-side one (upstream) is stepped here by io.c's events.
  *
@@ -76,6 +81,9 @@ struct px_tls_io {
     int connect_err;                 /* client: a connect refused at once */
     unsigned char state;             /* enum px_tls_io_state */
     bool read_wants_write;           /* SSL_read must write first (io.c waits) */
+    bool more;                       /* the last read left records read ahead, or
+                                      * the end of the stream, in the SSL: the next
+                                      * read needs no socket event (io.c runs it) */
 };
 
 /* The TLS side of a connection whose SSL is <ssl> (owned from now on, on
@@ -86,11 +94,12 @@ struct px_tls_io *px_tls_io_new(SSL *ssl);
 /* Frees <t> and its SSL (the socket stays open). NULL is a no-op. */
 void px_tls_io_free(struct px_tls_io *t);
 
-/* Reads one record into the end of <in>: at most <max> bytes, unless the
- * record holds more (all of it is taken). Returns the bytes read, 0 at the
- * end of the stream, PX_TLS_IO_AGAIN, PX_TLS_IO_WANT_WRITE, or -1 with
- * errno (ECONNRESET, EPROTO for a TLS error, ENOMEM). <in> must not be
- * frozen at its end. */
+/* Reads one record into the end of <in>, and the records read ahead after
+ * it while they fit: at most <max> bytes, unless a record holds more (all
+ * of it is taken). Returns the bytes read, 0 at the end of the stream,
+ * PX_TLS_IO_AGAIN, PX_TLS_IO_WANT_WRITE, or -1 with errno (ECONNRESET,
+ * EPROTO for a TLS error, ENOMEM); sets t->more when bytes came and the
+ * SSL still holds records or the end. <in> must not be frozen at its end. */
 ssize_t px_tls_io_recv(struct px_tls_io *t, struct evbuffer *in, size_t max);
 
 /* Writes what <out> holds as records until the socket takes no more;
@@ -102,6 +111,10 @@ ssize_t px_tls_io_send(struct px_tls_io *t, struct evbuffer *out);
 /* One step of a client handshake: 1 done, PX_TLS_IO_AGAIN,
  * PX_TLS_IO_WANT_WRITE, or -1 (t->error holds OpenSSL's reason). */
 int px_tls_io_handshake(struct px_tls_io *t);
+
+/* Whether the SSL of <t> holds bytes read from the socket and not handed
+ * over yet (read ahead), or the end of the stream. */
+bool px_tls_io_holds(const struct px_tls_io *t);
 
 /* Sends close_notify once, best effort, never blocking. */
 void px_tls_io_close_notify(struct px_tls_io *t);

@@ -480,6 +480,8 @@ px_tls_up_attach(struct bufferevent *bev, const struct px_tls_up *t, const struc
     if (cache != NULL && cache->sess != NULL && cache->ctx == t->ctx)
         SSL_set_session(ssl, cache->sess);
     SSL_set_connect_state(ssl);
+    /* a response's record in one read(2), not its header and body apart */
+    SSL_set_read_ahead(ssl, 1);
     px_io_own_tls(bev, px_tls_io_new(ssl));
     return 0;
 }
