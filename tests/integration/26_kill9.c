@@ -146,6 +146,17 @@ test_kill9_during_changes(void **state)
         if (fx_start_proxy(f, 26) != 0)
             fail_msg("round %u: cutoverd did not come back after kill -9", it);
         e = fx_state_file(f, "web");
+        if (e.weight_bp == (uint32_t)-1) {
+            /* no entry for the service: nothing was ever saved for it, which
+             * only the first round's kill can leave (before the daemon took
+             * its first command); the daemon then starts from the config */
+            if (g0 != 0 || acked != 0)
+                fail_msg("round %u: the state file has no entry for the service after "
+                         "generation %llu and %u answered command(s)", it,
+                         (unsigned long long)g0, acked);
+            e.weight_bp = 0;
+            e.state = ADM_ST_STEADY;
+        }
         if (e.generation < g0 + acked || e.generation > g0 + nb)
             fail_msg("round %u: generation %llu; %u of %u commands after generation %llu "
                      "were answered", it, (unsigned long long)e.generation, acked, nb,
