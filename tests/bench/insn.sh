@@ -140,7 +140,7 @@ CONF
 fi
 cat >"$dir/cutover.json" <<CONF
 {
-  "workers": 1,
+  "workers": ${INSN_WORKERS:-1},
   "admin": { "socket": "$dir/admin.sock" },
   "state": { "file": "$dir/state.json" },
   "audit": { "file": "$dir/audit.jsonl" },
@@ -195,9 +195,14 @@ start_daemon() { # PREFIX-COMMAND... : starts the daemon under it, waits for "re
     done
 }
 load() { # CASE REQS OUT: wrk with 4 connections until REQS responses
-    hdr=""
-    [ "$1" = close ] && hdr="-H Connection:close"
-    INSN_REQS=$2 wrk -t1 -c4 -d60s $hdr -s "$dir/stop.lua" "$(url "$1")" >"$3"
+    # wrk keeps a -H header only in the form "Name: value" (it drops
+    # "Connection:close" without a word, which made the close case a
+    # keep-alive one)
+    if [ "$1" = close ]; then
+        INSN_REQS=$2 wrk -t1 -c4 -d60s -H "Connection: close" -s "$dir/stop.lua" "$(url "$1")" >"$3"
+    else
+        INSN_REQS=$2 wrk -t1 -c4 -d60s -s "$dir/stop.lua" "$(url "$1")" >"$3"
+    fi
 }
 case_run() { # DAEMON CASE -> prints Ir per request
     rm -f "$dir"/callgrind.out.*
@@ -243,7 +248,7 @@ case_run() { # DAEMON CASE -> prints Ir per request
         awk -v ir="$ir" -v n="$n" 'BEGIN { printf "%.0f", ir / n }'
     fi
 }
-sys_run() { # DAEMON CASE -> "all epoll_ctl read+recv write+send" per request
+sys_run() { # DAEMON CASE -> "all epoll_ctl epoll_wait read+recv write+send" per request
     start_daemon "$1"
     load "$2" 200 /dev/null
     strace -c -f -o "$dir/strace.out" -p "$vp" 2>/dev/null &
@@ -253,12 +258,17 @@ sys_run() { # DAEMON CASE -> "all epoll_ctl read+recv write+send" per request
     kill -INT "$sp"; wait "$sp" 2>/dev/null || true
     n=$(awk '/requests in/ { print $1 }' "$dir/wrk.out")
     kill "$vp"; wait "$vp" 2>/dev/null || true
+    if [ -n "${INSN_DEBUG:-}" ]; then
+        echo "insn: $1 $2: strace -c -f over $n requests:" >&2
+        cat "$dir/strace.out" >&2
+    fi
     awk -v n="$n" '
         $NF == "total" { all = $(NF - 2) }
         $NF == "epoll_ctl" { ctl = $4 }
+        $NF == "epoll_wait" { ew = $4 }
         $NF == "read" || $NF == "recvmsg" || $NF == "recvfrom" { rd += $4 }
         $NF == "write" || $NF == "sendmsg" || $NF == "sendto" || $NF == "writev" { wr += $4 }
-        END { printf "%.2f | %.2f | %.2f | %.2f", all / n, ctl / n, rd / n, wr / n }' \
+        END { printf "%.2f | %.2f | %.2f | %.2f | %.2f", all / n, ctl / n, ew / n, rd / n, wr / n }' \
         "$dir/strace.out"
 }
 cases="ka close"
@@ -290,8 +300,8 @@ for d in "$@"; do
 done
 [ "$sys" != 0 ] || exit 0
 echo
-echo "| daemon | case | system calls per request | epoll_ctl | read, recvmsg | write, sendmsg |"
-echo "|---|---|--:|--:|--:|--:|"
+echo "| daemon | case | system calls per request | epoll_ctl | epoll_wait | read, recvmsg | write, sendmsg |"
+echo "|---|---|--:|--:|--:|--:|--:|"
 for d in "$@"; do
     rev=$(git -C "$(dirname "$d")" rev-parse --short HEAD 2>/dev/null || echo "?")
     for k in $cases; do
