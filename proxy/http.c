@@ -115,13 +115,39 @@ leave(struct px_conn *c)
 
 /* The whole request is upstream: its response head must be complete within
  * server_response_ms, however the server trickles it (the bufferevent read
- * timeout alone measures silence, which one byte at a time resets). */
+ * timeout alone measures silence, which one byte at a time resets). A
+ * client that is not watched (PX_CF_POLLED clear) is watched from
+ * PX_WATCH_DELAY_MS on: the timer first runs watch_client(), which arms
+ * what is left of the deadline. */
 static void
 arm_response_deadline(struct px_conn *c)
 {
-    struct timeval tv = tv_ms(sconf(c)->timeouts.server_response_ms);
+    unsigned ms = sconf(c)->timeouts.server_response_ms;
+    struct timeval tv;
 
+    c->flags &= ~PX_CF_WATCH_SOON;
+    if (!(c->flags & PX_CF_POLLED) && ms > PX_WATCH_DELAY_MS) {
+        c->flags |= PX_CF_WATCH_SOON;
+        ms = PX_WATCH_DELAY_MS;
+    }
+    tv = tv_ms(ms);
     evtimer_add(c->head_timer, &tv);
+}
+
+/* The exchange of a client that was not watched outlived PX_WATCH_DELAY_MS:
+ * watch it from now on (its leaving aborts the upstream request), and the
+ * response head's deadline runs on. */
+static void
+watch_client(struct px_conn *c)
+{
+    unsigned ms = sconf(c)->timeouts.server_response_ms;
+    struct timeval tv = tv_ms(ms > PX_WATCH_DELAY_MS ? ms - PX_WATCH_DELAY_MS : 1);
+
+    c->flags |= PX_CF_POLLED;
+    if (!(c->flags & PX_CF_CLIENT_EOF))
+        bufferevent_enable(c->down, EV_READ);
+    if (!c->res_head_done && c->up != NULL)
+        evtimer_add(c->head_timer, &tv);
 }
 
 /* The only writer of c->state: installs timeouts and enabled directions,
@@ -146,6 +172,9 @@ set_state(struct px_conn *c, enum px_conn_state next)
 
     switch (next) {
     case PX_CS_READ_HEAD:
+        /* after accept conn_new() decides: it reads first */
+        if (prev != PX_CS_CLOSED)
+            c->flags |= PX_CF_POLLED;
         /* accepted or unparked: a new bufferevent, which reads PX_IO_READ_HEAD
          * (px_hc_client_bev); else a streamed body may have changed that */
         if (prev == PX_CS_CLOSED || (c->flags & PX_CF_PARKED))
@@ -163,6 +192,7 @@ set_state(struct px_conn *c, enum px_conn_state next)
         bufferevent_enable(c->down, EV_READ);
         break;
     case PX_CS_READ_BODY:
+        c->flags |= PX_CF_POLLED;
         tv_r = tv_ms(to->client_idle_ms);
         bufferevent_set_timeouts(c->down, &tv_r, NULL);
         bufferevent_setwatermark(c->down, EV_READ, 0, 0);
@@ -195,14 +225,20 @@ set_state(struct px_conn *c, enum px_conn_state next)
         tv_r = tv_ms(to->server_idle_ms);
         bufferevent_set_timeouts(c->down, c->req.done ? NULL : &tv_r, &tv_r);
         /* keep reading the client, so that its going away aborts the
-         * upstream request; pipelined bytes wait, bounded by head_bytes */
+         * upstream request; pipelined bytes wait, bounded by head_bytes.
+         * A client never polled yet with its whole request in is left
+         * alone until the exchange outlives PX_WATCH_DELAY_MS
+         * (arm_response_deadline()) */
         bufferevent_setwatermark(c->down, EV_READ, 0, sconf(c)->limits.head_bytes);
-        if (c->flags & PX_CF_CLIENT_EOF)
+        if ((c->flags & PX_CF_CLIENT_EOF) || (c->req.done && !(c->flags & PX_CF_POLLED))) {
             bufferevent_disable(c->down, EV_READ);
-        else
+        } else {
+            c->flags |= PX_CF_POLLED;
             bufferevent_enable(c->down, EV_READ);
+        }
         break;
     case PX_CS_TUNNEL:
+        c->flags = (c->flags & ~PX_CF_WATCH_SOON) | PX_CF_POLLED;
         tv_r = tv_ms(to->server_idle_ms);
         bufferevent_setwatermark(c->down, EV_READ, 0, 0);
         bufferevent_set_timeouts(c->down, &tv_r, &tv_r);
@@ -216,6 +252,7 @@ set_state(struct px_conn *c, enum px_conn_state next)
         upstream_free(c);
         if (c->head_timer != NULL)
             evtimer_del(c->head_timer);
+        c->flags &= ~PX_CF_WATCH_SOON;
         bufferevent_disable(c->down, EV_READ);
         bufferevent_setwatermark(c->down, EV_WRITE, 0, 0);
         tv_w = tv_ms(to->server_idle_ms);
@@ -645,6 +682,10 @@ finish_exchange(struct px_conn *c)
         c->up = NULL;
     }
     upstream_free(c);
+    if (c->flags & PX_CF_WATCH_SOON) {
+        c->flags &= ~PX_CF_WATCH_SOON;
+        evtimer_del(c->head_timer);
+    }
     if (!c->req.done)
         c->flags |= PX_CF_NO_KEEPALIVE;   /* unread request body: cannot resync */
     if (c->flags & (PX_CF_NO_KEEPALIVE | PX_CF_CLIENT_EOF)) {
@@ -763,7 +804,10 @@ read_response_head(struct px_conn *c)
         return false;                  /* new's answer goes with its connection */
     c->res_keep_alive = r.keep_alive;
     c->res_head_done = true;
-    evtimer_del(c->head_timer);
+    /* a client not watched yet is watched once a slow body outlives
+     * PX_WATCH_DELAY_MS (the timer then arms nothing more) */
+    if (!(c->flags & PX_CF_WATCH_SOON))
+        evtimer_del(c->head_timer);
     c->res_status = r.status;
     px_hc_record(c, r.status, PX_E_NONE);
     px_hm_response_head(c, &r);
@@ -922,6 +966,9 @@ on_head_timeout(evutil_socket_t fd, short what, void *arg)
     } else if (c->flags & PX_CF_PARK_SOON) {
         c->flags &= ~PX_CF_PARK_SOON;
         park(c);
+    } else if (c->flags & PX_CF_WATCH_SOON) {
+        c->flags &= ~PX_CF_WATCH_SOON;
+        watch_client(c);
     } else if (c->state == PX_CS_READ_HEAD) {
         reply_error(c, 408, "client head timeout");
     } else if (c->state == PX_CS_EXCHANGE && !c->res_head_done && c->up != NULL) {
@@ -1131,6 +1178,21 @@ conn_new(struct px_service *svc, int fd, struct px_tls_io *tls, const struct soc
     if (svc->retired || srv->stopping)
         c->flags |= PX_CF_NO_KEEPALIVE;
     set_state(c, PX_CS_READ_HEAD);
+    if (tls != NULL) {
+        c->flags |= PX_CF_POLLED;      /* its handshake polled the socket */
+        return;
+    }
+    /* a client sends its request once connected, so it is often there
+     * when the connection is accepted: read it now. Reading was switched
+     * on above, which reaches epoll only at the loop's next wait: when the
+     * request is whole and its exchange switches reading off before then
+     * (set_state(EXCHANGE)), the socket is never registered, and a short
+     * exchange that closes makes no epoll_ctl for it. */
+    enter(c);
+    px_io_read_now(c->down);
+    if (!(c->flags & PX_CF_CLOSE) && (bufferevent_get_enabled(c->down) & EV_READ))
+        c->flags |= PX_CF_POLLED;
+    leave(c);
 }
 
 void

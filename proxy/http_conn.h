@@ -74,12 +74,27 @@ extern const char *const px_cs_actions[PX_CS__COUNT];
 #define PX_CF_SHIELD_SOON  0x8000u /* head_timer was activated to connect the replay */
 #define PX_CF_INTERIM      0x10000u /* an interim (1xx) head of this request went out */
 #define PX_CF_DRAIN        0x20000u /* tunnel: head_timer closes it (a drain) */
+#define PX_CF_POLLED       0x40000u /* the client's socket may be in the loop's epoll set
+                                   * (its reading stayed on past a loop pass): reading
+                                   * stays on through an exchange, since switching it
+                                   * off and on again costs two epoll_ctl */
+#define PX_CF_WATCH_SOON   0x80000u /* head_timer turns reading the client on
+                                   * (PX_WATCH_DELAY_MS into an exchange whose client
+                                   * was never polled) */
 #define PX_CF_SHIELD_FLAGS (PX_CF_SHIELDED | PX_CF_SHIELD_SOON | PX_CF_INTERIM)
 
 /* An idle keep-alive connection parks once it stayed this long without a
  * request: a busy one (its next request sooner) never pays a park and an
  * unpark per request. */
 #define PX_PARK_DELAY_MS 50u
+
+/* A client whose whole request came in the reads of its accept (its socket
+ * never polled) is not watched during a short exchange: registering its
+ * socket to see it leave would cost an epoll_ctl to add it and one to
+ * remove it, per connection. An exchange that lasts longer than this
+ * watches it, so that a client that leaves still aborts a slow upstream
+ * request (a short one's answer just finds the socket closed). */
+#define PX_WATCH_DELAY_MS 100u
 
 enum px_out {
     PX_OUT_PLAIN = 0,     /* move bytes as they are (Content-Length or close-delimited) */
@@ -123,8 +138,9 @@ struct px_conn {
                                       * the first byte of a head (READ_HEAD), or
                                       * server_response_ms from the end of the request to
                                       * the end of the response head (EXCHANGE); runs
-                                      * park() (PX_CF_PARK_SOON); while parked, the read
-                                      * event on the client socket */
+                                      * park() (PX_CF_PARK_SOON) and watch_client()
+                                      * (PX_CF_WATCH_SOON); while parked, the read event
+                                      * on the client socket */
     char client_ip[64];
 
     /* the current request */

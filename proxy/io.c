@@ -283,6 +283,13 @@ on_read(evutil_socket_t fd, short what, void *arg)
 }
 
 void
+px_io_read_now(struct bufferevent *bev)
+{
+    if (read_cb(bev) == on_read && (bev->enabled & EV_READ))
+        on_read(bufferevent_getfd(bev), EV_READ, bev);
+}
+
+void
 px_io_own_reads(struct bufferevent *bev)
 {
     struct event *ev = &bev->ev_read;

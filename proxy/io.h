@@ -74,6 +74,13 @@ size_t px_io_flush(struct bufferevent *bev);
  * socket, bufferevent_setfd() with one and bufferevent_socket_connect(). */
 void px_io_own_reads(struct bufferevent *bev);
 
+/* Reads <bev>'s socket now, as its read event would when it fires (the
+ * callbacks run from inside this call), if its reads are io.c's and
+ * reading is on: for a socket just accepted, whose first bytes are often
+ * there already, so they are served before the socket is ever polled.
+ * Nothing when the socket has nothing yet. */
+void px_io_read_now(struct bufferevent *bev);
+
 /* The next reads of <bev> take at most <max> bytes each (1..PX_IO_READ_MAX):
  * a relay passes the room left before its destination's backpressure
  * limit, so that no read overshoots it. */
