@@ -189,20 +189,25 @@ px_hm_request(struct px_conn *c, const struct h1_req *r)
 void
 px_hm_request_head(struct px_conn *c, const struct h1_req *r)
 {
-    struct evbuffer *h = px_hc_evbuffer(c, &c->up_head);
+    struct hb h;
     const struct rt_conf *rc = &sconf(c)->route;
     const struct px_addr *srv = srt_addr(c);
     bool have_xff = false;
     size_t i;
 
     px_shield_routed(c->svc, c->side, c->t_req_us);   /* the budget counts legacy's */
-    evbuffer_drain(h, evbuffer_get_length(h));
-    evbuffer_add(h, r->method.p, r->method.len);
-    evbuffer_add(h, " ", 1);
-    evbuffer_add(h, r->target.p, r->target.len);
-    evbuffer_add(h, " HTTP/1.1\r\n", 11);
-    if (r->host.len == 0)
-        evbuffer_add_printf(h, "Host: %s\r\n", srv->text);
+    h.out = px_hc_evbuffer(c, &c->up_head);
+    h.n = 0;
+    evbuffer_drain(h.out, evbuffer_get_length(h.out));
+    hb_add(&h, r->method.p, r->method.len);
+    hb_lit(&h, " ");
+    hb_add(&h, r->target.p, r->target.len);
+    hb_lit(&h, " HTTP/1.1\r\n");
+    if (r->host.len == 0) {
+        hb_lit(&h, "Host: ");
+        hb_add(&h, srv->text, strlen(srv->text));
+        hb_lit(&h, "\r\n");
+    }
     for (i = 0; i < r->nfields; i++) {
         const struct h1_field *f = &r->fields[i];
 
@@ -211,10 +216,7 @@ px_hm_request_head(struct px_conn *c, const struct h1_req *r)
             (r->expect_continue && h1_iov_eq(f->name, "expect")) ||
             (rc->has_override && h1_iov_eq(f->name, rc->override_header)))
             continue;             /* the override is ours: never forwarded */
-        evbuffer_add(h, f->name.p, f->name.len);
-        evbuffer_add(h, ": ", 2);
-        evbuffer_add(h, f->value.p, f->value.len);
-        evbuffer_add(h, "\r\n", 2);
+        hb_field(&h, f);
     }
     /* X-Forwarded-For: every earlier hop, then the client we saw */
     for (i = 0; i < r->nfields; i++) {
@@ -222,23 +224,30 @@ px_hm_request_head(struct px_conn *c, const struct h1_req *r)
 
         if (!h1_iov_eq(f->name, "x-forwarded-for") || f->value.len == 0)
             continue;
-        evbuffer_add(h, have_xff ? ", " : "X-Forwarded-For: ", have_xff ? 2 : 17);
-        evbuffer_add(h, f->value.p, f->value.len);
+        if (have_xff)
+            hb_lit(&h, ", ");
+        else
+            hb_lit(&h, "X-Forwarded-For: ");
+        hb_add(&h, f->value.p, f->value.len);
         have_xff = true;
     }
-    evbuffer_add(h, have_xff ? ", " : "X-Forwarded-For: ", have_xff ? 2 : 17);
-    evbuffer_add(h, c->client_ip, strlen(c->client_ip));
-    if (c->flags & PX_CF_TLS)
-        evbuffer_add(h, "\r\nX-Forwarded-Proto: https\r\n", 28);
+    if (have_xff)
+        hb_lit(&h, ", ");
     else
-        evbuffer_add(h, "\r\nX-Forwarded-Proto: http\r\n", 27);
+        hb_lit(&h, "X-Forwarded-For: ");
+    hb_add(&h, c->client_ip, strlen(c->client_ip));
+    if (c->flags & PX_CF_TLS)
+        hb_lit(&h, "\r\nX-Forwarded-Proto: https\r\n");
+    else
+        hb_lit(&h, "\r\nX-Forwarded-Proto: http\r\n");
     if (c->req_upgrade) {
         const struct h1_field *u = h1_field_find(r->fields, r->nfields, "upgrade");
 
-        evbuffer_add(h, "Connection: upgrade\r\nUpgrade: ", 30);
-        evbuffer_add(h, u->value.p, u->value.len);
-        evbuffer_add(h, "\r\n", 2);
+        hb_lit(&h, "Connection: upgrade\r\nUpgrade: ");
+        hb_add(&h, u->value.p, u->value.len);
+        hb_lit(&h, "\r\n");
     }
+    hb_flush(&h);
 }
 
 static void
