@@ -169,20 +169,20 @@ px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in
 void
 px_hm_request(struct px_conn *c, const struct h1_req *r)
 {
-    c->req_minor = r->minor;
-    c->req_is_head = h1_method_eq(r->method, "HEAD");
-    c->req_idempotent = h1_method_idempotent(r->method);
-    c->req_upgrade = r->upgrade && h1_field_find(r->fields, r->nfields, "upgrade") != NULL;
-    c->shield_ok = px_shield_eligible(sconf(c), r);
+    c->ex->req_minor = r->minor;
+    c->ex->req_is_head = h1_method_eq(r->method, "HEAD");
+    c->ex->req_idempotent = h1_method_idempotent(r->method);
+    c->ex->req_upgrade = r->upgrade && h1_field_find(r->fields, r->nfields, "upgrade") != NULL;
+    c->ex->shield_ok = px_shield_eligible(sconf(c), r);
     if (!r->keep_alive)
         c->flags |= PX_CF_NO_KEEPALIVE;
-    memset(&c->req, 0, sizeof(c->req));
-    c->req.framing = r->framing;
-    c->req.left = r->framing == H1_BODY_LENGTH ? r->content_length : 0;
-    c->req.out = r->framing == H1_BODY_CHUNKED ? PX_OUT_CHUNKED : PX_OUT_PLAIN;
-    h1_chunked_init(&c->req.ck);
-    c->req.ck.max_ext = sconf(c)->limits.chunk_ext_bytes;
-    c->req.done = r->framing == H1_BODY_NONE ||
+    memset(&c->ex->req, 0, sizeof(c->ex->req));
+    c->ex->req.framing = r->framing;
+    c->ex->req.left = r->framing == H1_BODY_LENGTH ? r->content_length : 0;
+    c->ex->req.out = r->framing == H1_BODY_CHUNKED ? PX_OUT_CHUNKED : PX_OUT_PLAIN;
+    h1_chunked_init(&c->ex->req.ck);
+    c->ex->req.ck.max_ext = sconf(c)->limits.chunk_ext_bytes;
+    c->ex->req.done = r->framing == H1_BODY_NONE ||
                   (r->framing == H1_BODY_LENGTH && r->content_length == 0);
 }
 
@@ -195,8 +195,8 @@ px_hm_request_head(struct px_conn *c, const struct h1_req *r)
     bool have_xff = false;
     size_t i;
 
-    px_shield_routed(c->svc, c->side, c->t_req_us);   /* the budget counts legacy's */
-    h.out = px_hc_evbuffer(c, &c->up_head);
+    px_shield_routed(c->svc, c->ex->side, c->ex->t_req_us);   /* the budget counts legacy's */
+    h.out = px_hc_evbuffer(c, &c->ex->up_head);
     h.n = 0;
     evbuffer_drain(h.out, evbuffer_get_length(h.out));
     hb_add(&h, r->method.p, r->method.len);
@@ -240,7 +240,7 @@ px_hm_request_head(struct px_conn *c, const struct h1_req *r)
         hb_lit(&h, "\r\nX-Forwarded-Proto: https\r\n");
     else
         hb_lit(&h, "\r\nX-Forwarded-Proto: http\r\n");
-    if (c->req_upgrade) {
+    if (c->ex->req_upgrade) {
         const struct h1_field *u = h1_field_find(r->fields, r->nfields, "upgrade");
 
         hb_lit(&h, "Connection: upgrade\r\nUpgrade: ");
@@ -272,19 +272,19 @@ px_hm_response_head(struct px_conn *c, const struct h1_resp *r)
 {
     struct hb h;
     const struct rt_conf *rc = &sconf(c)->route;
-    bool chunk_ok = c->req_minor == 1;
+    bool chunk_ok = c->ex->req_minor == 1;
     size_t i;
 
-    c->res.framing = r->framing;
-    c->res.left = r->framing == H1_BODY_LENGTH ? r->content_length : 0;
-    c->res.out = PX_OUT_PLAIN;
+    c->ex->res.framing = r->framing;
+    c->ex->res.left = r->framing == H1_BODY_LENGTH ? r->content_length : 0;
+    c->ex->res.out = PX_OUT_PLAIN;
     if (r->framing == H1_BODY_CHUNKED || r->framing == H1_BODY_CLOSE) {
         if (chunk_ok)
-            c->res.out = PX_OUT_CHUNKED;
+            c->ex->res.out = PX_OUT_CHUNKED;
         else
             c->flags |= PX_CF_NO_KEEPALIVE;   /* HTTP/1.0: delimit by close */
     }
-    if (!c->req.done)
+    if (!c->ex->req.done)
         c->flags |= PX_CF_NO_KEEPALIVE;
 
     h.out = bufferevent_get_output(c->down);
@@ -308,13 +308,13 @@ px_hm_response_head(struct px_conn *c, const struct h1_resp *r)
         hb_lit(&h, "Content-Length: ");
         hb_u64(&h, r->content_length);
         hb_lit(&h, "\r\n");
-    } else if (c->res.out == PX_OUT_CHUNKED) {
+    } else if (c->ex->res.out == PX_OUT_CHUNKED) {
         hb_lit(&h, "Transfer-Encoding: chunked\r\n");
     }
-    if (c->issue_cookie) {
+    if (c->ex->issue_cookie) {
         char val[PX_COOKIE_VALUE_MAX];
 
-        if (px_cookie_sign(cookie_tab(c), c->bucket, val) > 0) {
+        if (px_cookie_sign(cookie_tab(c), c->ex->bucket, val) > 0) {
             hb_lit(&h, "Set-Cookie: ");
             hb_add(&h, rc->sticky_name, strlen(rc->sticky_name));
             hb_lit(&h, "=");
@@ -324,7 +324,7 @@ px_hm_response_head(struct px_conn *c, const struct h1_resp *r)
     }
     if (c->flags & (PX_CF_NO_KEEPALIVE | PX_CF_CLIENT_EOF))
         hb_lit(&h, "Connection: close\r\n");
-    else if (c->req_minor == 0)
+    else if (c->ex->req_minor == 0)
         hb_lit(&h, "Connection: keep-alive\r\n");
     hb_lit(&h, "\r\n");
     hb_flush(&h);
@@ -467,41 +467,41 @@ px_hm_buffer_body(struct px_conn *c, int *status, const char **why)
     struct evbuffer *in = bufferevent_get_input(c->down);
     const struct px_limits *lim = &sconf(c)->limits;
 
-    if (c->req.framing == H1_BODY_LENGTH) {
-        if (c->req.left > lim->buffer_body_bytes)
+    if (c->ex->req.framing == H1_BODY_LENGTH) {
+        if (c->ex->req.left > lim->buffer_body_bytes)
             return 1;                       /* streams after connect */
-        px_hc_evbuffer(c, &c->req_buf);
-        if (evbuffer_get_length(in) < c->req.left)
+        px_hc_evbuffer(c, &c->ex->req_buf);
+        if (evbuffer_get_length(in) < c->ex->req.left)
             return 0;
-        evbuffer_remove_buffer(in, c->req_buf, (size_t)c->req.left);
-        c->req.total = c->req.left;
-        c->req.left = 0;
-        c->req.done = true;
+        evbuffer_remove_buffer(in, c->ex->req_buf, (size_t)c->ex->req.left);
+        c->ex->req.total = c->ex->req.left;
+        c->ex->req.left = 0;
+        c->ex->req.done = true;
         return 1;
     }
     /* chunked: decode into req_buf; resend with Content-Length when it ends
      * within the buffer limit, else stream the rest chunked. Decoding stops
      * one byte past the limit, however much of the body one read brought,
      * so that only a body within it is ever sent with a Content-Length */
-    c->req.out = PX_OUT_PLAIN;
-    if (px_hm_body_upto(&c->req, in, px_hc_evbuffer(c, &c->req_buf),
+    c->ex->req.out = PX_OUT_PLAIN;
+    if (px_hm_body_upto(&c->ex->req, in, px_hc_evbuffer(c, &c->ex->req_buf),
                         (size_t)lim->buffer_body_bytes + 1) < 0) {
         *status = 400;
-        *why = c->req.ck.error != NULL ? c->req.ck.error : "bad chunked body";
+        *why = c->ex->req.ck.error != NULL ? c->ex->req.ck.error : "bad chunked body";
         return -1;
     }
-    if (lim->body_bytes > 0 && c->req.total > lim->body_bytes) {
+    if (lim->body_bytes > 0 && c->ex->req.total > lim->body_bytes) {
         *status = 413;
         *why = "request body over limits.body_bytes";
         return -1;
     }
-    if (c->req.done) {
-        c->req.framing = H1_BODY_LENGTH;
-        c->req.left = 0;
+    if (c->ex->req.done) {
+        c->ex->req.framing = H1_BODY_LENGTH;
+        c->ex->req.left = 0;
         return 1;
     }
-    if (evbuffer_get_length(c->req_buf) > lim->buffer_body_bytes) {
-        c->req.out = PX_OUT_CHUNKED;
+    if (evbuffer_get_length(c->ex->req_buf) > lim->buffer_body_bytes) {
+        c->ex->req.out = PX_OUT_CHUNKED;
         return 1;
     }
     return 0;
@@ -513,7 +513,7 @@ px_hm_buffer_body(struct px_conn *c, int *status, const char **why)
 void
 px_hm_tunnel_relay(struct px_conn *c, struct bufferevent *from, struct bufferevent *to)
 {
-    c->last_io_ms = px_now_ms(c->srv);
+    c->ex->last_io_ms = px_now_ms(c->srv);
     (void)px_relay_move(from, to);
 }
 
@@ -521,7 +521,7 @@ px_hm_tunnel_relay(struct px_conn *c, struct bufferevent *from, struct buffereve
 void
 px_hm_tunnel_drained(struct px_conn *c, struct bufferevent *bev, struct bufferevent *peer)
 {
-    c->last_io_ms = px_now_ms(c->srv);
+    c->ex->last_io_ms = px_now_ms(c->srv);
     px_relay_drained(bev, peer, PX_IO_READ_MAX, true);
 }
 
@@ -530,7 +530,7 @@ px_hm_tunnel_drained(struct px_conn *c, struct bufferevent *bev, struct bufferev
 void
 px_hm_tunnel_timeout(struct px_conn *c, struct bufferevent *bev, short what)
 {
-    if (!px_relay_timeout(bev, what, px_now_ms(c->srv) - c->last_io_ms,
+    if (!px_relay_timeout(bev, what, px_now_ms(c->srv) - c->ex->last_io_ms,
                           sconf(c)->timeouts.server_idle_ms, true))
         return;
     log_at(LL_DEBUG, "http", c->id, "tunnel idle for %u ms: closed",
