@@ -195,9 +195,14 @@ start_daemon() { # PREFIX-COMMAND... : starts the daemon under it, waits for "re
     done
 }
 load() { # CASE REQS OUT: wrk with 4 connections until REQS responses
-    hdr=""
-    [ "$1" = close ] && hdr="-H Connection:close"
-    INSN_REQS=$2 wrk -t1 -c4 -d60s $hdr -s "$dir/stop.lua" "$(url "$1")" >"$3"
+    # "Connection: close" with its space: wrk drops a header without one
+    # ("Connection:close"), which left that case on keep-alive
+    if [ "$1" = close ]; then
+        INSN_REQS=$2 wrk -t1 -c4 -d60s -H "Connection: close" -s "$dir/stop.lua" \
+            "$(url "$1")" >"$3"
+    else
+        INSN_REQS=$2 wrk -t1 -c4 -d60s -s "$dir/stop.lua" "$(url "$1")" >"$3"
+    fi
 }
 case_run() { # DAEMON CASE -> prints Ir per request
     rm -f "$dir"/callgrind.out.*
