@@ -150,6 +150,29 @@ watch_client(struct px_conn *c)
         evtimer_add(c->head_timer, &tv);
 }
 
+/* Switches reading of <bev> on unless it is on. A bufferevent's enable
+ * re-adds its read event (and reads the clock for its timeout) even then:
+ * set_timeouts() already re-added it with the timeout it holds. */
+static inline void
+read_on(struct bufferevent *bev)
+{
+    if (!(bufferevent_get_enabled(bev) & EV_READ))
+        bufferevent_enable(bev, EV_READ);
+}
+
+/* Sets the <what> (EV_READ, EV_WRITE) watermarks of <bev> to 0 and <high>
+ * unless they are that already: libevent's call re-checks the buffer and
+ * its callbacks every time. */
+static inline void
+set_marks(struct bufferevent *bev, short what, size_t high)
+{
+    size_t lo, hi;
+
+    if (bufferevent_getwatermark(bev, what, &lo, &hi) == 0 && lo == 0 && hi == high)
+        return;
+    bufferevent_setwatermark(bev, what, 0, high);
+}
+
 /* The only writer of c->state: installs timeouts and enabled directions,
  * and the callbacks of a new bufferevent of the connection (c->down when
  * accepted or unparked, c->up when connecting). The one other place that
@@ -185,11 +208,11 @@ set_state(struct px_conn *c, enum px_conn_state next)
          * connection cannot be held; later ones: the keep-alive idle time */
         tv_r = tv_ms(c->nreq == 0 ? to->client_head_ms : to->client_idle_ms);
         bufferevent_set_timeouts(c->down, &tv_r, NULL);
-        bufferevent_setwatermark(c->down, EV_WRITE, 0, 0);
+        set_marks(c->down, EV_WRITE, 0);
         /* a head larger than this is a 431 anyway: read no further */
-        bufferevent_setwatermark(c->down, EV_READ, 0, sconf(c)->limits.head_bytes);
+        set_marks(c->down, EV_READ, sconf(c)->limits.head_bytes);
         /* writing: armed by leave() only when a socket is full (io.h) */
-        bufferevent_enable(c->down, EV_READ);
+        read_on(c->down);
         break;
     case PX_CS_READ_BODY:
         c->flags |= PX_CF_POLLED;
@@ -207,21 +230,25 @@ set_state(struct px_conn *c, enum px_conn_state next)
         if (!(c->flags & PX_CF_UP_REUSED))
             bufferevent_disable(c->down, EV_READ);
         /* libevent applies the write timeout to connect; a TLS handshake
-         * also waits to read: connect_ms bounds both */
+         * also waits to read: connect_ms bounds both. A pooled connection
+         * is connected: EXCHANGE sets its timeouts */
         tv_w = tv_ms(to->connect_ms);
-        bufferevent_set_timeouts(c->up, sconf(c)->side[c->ex->side].tls != NULL ? &tv_w : NULL,
-                                 &tv_w);
+        if (!(c->flags & PX_CF_UP_REUSED))
+            bufferevent_set_timeouts(c->up, sconf(c)->side[c->ex->side].tls != NULL ? &tv_w
+                                                                                 : NULL, &tv_w);
         break;
     case PX_CS_EXCHANGE:
         /* server_response_ms runs once the whole request is up (see
          * process()); while a streamed body still goes up, the idle
-         * timeouts of both peers bound the exchange */
-        tv_r = tv_ms(to->server_response_ms);
+         * timeouts of both peers bound the exchange. Reads from the
+         * upstream are not timed until the response head is in: the
+         * head's deadline (arm_response_deadline()) ends no later than a
+         * read timeout of server_response_ms would */
         tv_w = tv_ms(to->server_idle_ms);
-        bufferevent_set_timeouts(c->up, c->ex->req.done ? &tv_r : NULL, &tv_w);
+        bufferevent_set_timeouts(c->up, NULL, &tv_w);
         if (c->ex->req.done)
             arm_response_deadline(c);
-        bufferevent_enable(c->up, EV_READ);
+        read_on(c->up);
         tv_r = tv_ms(to->server_idle_ms);
         bufferevent_set_timeouts(c->down, c->ex->req.done ? NULL : &tv_r, &tv_r);
         /* keep reading the client, so that its going away aborts the
@@ -229,12 +256,12 @@ set_state(struct px_conn *c, enum px_conn_state next)
          * A client never polled yet with its whole request in is left
          * alone until the exchange outlives PX_WATCH_DELAY_MS
          * (arm_response_deadline()) */
-        bufferevent_setwatermark(c->down, EV_READ, 0, sconf(c)->limits.head_bytes);
+        set_marks(c->down, EV_READ, sconf(c)->limits.head_bytes);
         if ((c->flags & PX_CF_CLIENT_EOF) || (c->ex->req.done && !(c->flags & PX_CF_POLLED))) {
             bufferevent_disable(c->down, EV_READ);
         } else {
             c->flags |= PX_CF_POLLED;
-            bufferevent_enable(c->down, EV_READ);
+            read_on(c->down);
         }
         break;
     case PX_CS_TUNNEL:
@@ -519,13 +546,6 @@ read_head(struct px_conn *c)
         park_soon(c);
         return;
     }
-    if (!(c->flags & PX_CF_HEAD_TIMER)) {
-        struct timeval tv = tv_ms(sconf(c)->timeouts.client_head_ms);
-
-        evtimer_add(c->head_timer, &tv);   /* cancels a park_soon() */
-        c->flags |= PX_CF_HEAD_TIMER;
-        c->flags &= ~PX_CF_PARK_SOON;
-    }
     n = len < lim->head_bytes ? len : lim->head_bytes;
     /* linearises only the head bytes (bounded by head_bytes), never a body */
     p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
@@ -533,8 +553,17 @@ read_head(struct px_conn *c)
     r.fields = px_hc_fields(c->srv, pl.max_fields);
     pr = h1_req_parse(&r, p, n, &pl);
     if (pr == H1_PARSE_AGAIN) {
-        if (n >= lim->head_bytes)
+        if (n >= lim->head_bytes) {
             reply_error(c, 431, "request head over limits.head_bytes");
+        } else if (!(c->flags & PX_CF_HEAD_TIMER)) {
+            /* client_head_ms from the first byte of a head: armed only
+             * for one that did not come whole in one read */
+            struct timeval tv = tv_ms(sconf(c)->timeouts.client_head_ms);
+
+            evtimer_add(c->head_timer, &tv);   /* cancels a park_soon() */
+            c->flags |= PX_CF_HEAD_TIMER;
+            c->flags &= ~PX_CF_PARK_SOON;
+        }
         return;
     }
     if (pr == H1_PARSE_BAD) {
@@ -542,8 +571,10 @@ read_head(struct px_conn *c)
         return;
     }
 
-    evtimer_del(c->head_timer);
-    c->flags &= ~PX_CF_HEAD_TIMER;
+    if (c->flags & (PX_CF_HEAD_TIMER | PX_CF_PARK_SOON)) {
+        evtimer_del(c->head_timer);
+        c->flags &= ~(PX_CF_HEAD_TIMER | PX_CF_PARK_SOON);
+    }
     c->nreq++;
     c->ex->t_req_us = px_now_us(c->srv);
     if (c->srv->access_log != NULL)
@@ -823,9 +854,14 @@ read_response_head(struct px_conn *c)
     c->ex->res.total = 0;
     c->ex->res.done = r.framing == H1_BODY_NONE ||
                   (r.framing == H1_BODY_LENGTH && r.content_length == 0);
-    /* from now on the upstream may be idle at most server_idle_ms */
-    tv = tv_ms(sconf(c)->timeouts.server_idle_ms);
-    bufferevent_set_timeouts(c->up, &tv, &tv);
+    /* from now on the upstream may be idle at most server_idle_ms; not
+     * armed when the whole body is in already (the exchange ends in this
+     * callback) */
+    if (!c->ex->res.done &&
+        !(r.framing == H1_BODY_LENGTH && evbuffer_get_length(in) >= r.content_length)) {
+        tv = tv_ms(sconf(c)->timeouts.server_idle_ms);
+        bufferevent_set_timeouts(c->up, &tv, &tv);
+    }
     return true;
 }
 
