@@ -405,7 +405,8 @@ request_ready(struct px_conn *c)
                             (c->ex->req_buf != NULL ? evbuffer_get_length(c->ex->req_buf) : 0));
     else if (c->ex->req.framing == H1_BODY_CHUNKED)
         evbuffer_add(c->ex->up_head, "Transfer-Encoding: chunked\r\n", 28);
-    evbuffer_add(c->ex->up_head, "\r\n", 2);
+    if (c->ex->req.framing != H1_BODY_NONE)   /* px_hm_request_head() ended it */
+        evbuffer_add(c->ex->up_head, "\r\n", 2);
     px_shadow_begin(c);               /* a copy beside it, maybe (shadow traffic) */
     start_connect(c);
 }

@@ -47,15 +47,27 @@ hb_flush(struct hb *h)
     h->n = 0;
 }
 
+/* hb_add() of a piece that does not fit what is left of the buffer. */
 static void
+hb_add_slow(struct hb *h, const void *p, size_t len)
+{
+    hb_flush(h);
+    if (len > HB_SIZE) {
+        evbuffer_add(h->out, p, len);
+        return;
+    }
+    memcpy(h->b, p, len);
+    h->n = len;
+}
+
+/* Inline: a head is some 30 pieces, most of them literals whose copy the
+ * compiler then does in place. */
+static inline void
 hb_add(struct hb *h, const void *p, size_t len)
 {
     if (len > HB_SIZE - h->n) {
-        hb_flush(h);
-        if (len > HB_SIZE) {
-            evbuffer_add(h->out, p, len);
-            return;
-        }
+        hb_add_slow(h, p, len);
+        return;
     }
     memcpy(h->b + h->n, p, len);
     h->n += len;
@@ -247,6 +259,8 @@ px_hm_request_head(struct px_conn *c, const struct h1_req *r)
         hb_add(&h, u->value.p, u->value.len);
         hb_lit(&h, "\r\n");
     }
+    if (r->framing == H1_BODY_NONE)
+        hb_lit(&h, "\r\n");          /* no body: the head is whole */
     hb_flush(&h);
 }
 
