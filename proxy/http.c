@@ -210,7 +210,7 @@ set_state(struct px_conn *c, enum px_conn_state next)
         bufferevent_set_timeouts(c->down, &tv_r, NULL);
         set_marks(c->down, EV_WRITE, 0);
         /* a head larger than this is a 431 anyway: read no further */
-        set_marks(c->down, EV_READ, sconf(c)->limits.head_bytes);
+        px_io_read_limit(c->down, sconf(c)->limits.head_bytes);
         /* writing: armed by leave() only when a socket is full (io.h) */
         read_on(c->down);
         break;
@@ -256,7 +256,7 @@ set_state(struct px_conn *c, enum px_conn_state next)
          * A client never polled yet with its whole request in is left
          * alone until the exchange outlives PX_WATCH_DELAY_MS
          * (arm_response_deadline()) */
-        set_marks(c->down, EV_READ, sconf(c)->limits.head_bytes);
+        px_io_read_limit(c->down, sconf(c)->limits.head_bytes);
         if ((c->flags & PX_CF_CLIENT_EOF) || (c->ex->req.done && !(c->flags & PX_CF_POLLED))) {
             bufferevent_disable(c->down, EV_READ);
         } else {

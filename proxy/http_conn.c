@@ -168,7 +168,7 @@ px_hc_refresh_conf(struct px_conn *c)
     if (svc->conf->mode != PX_MODE_HTTP)
         return false;
     if (c->state == PX_CS_READ_HEAD && svc->conf->limits.head_bytes != c->conf->limits.head_bytes)
-        bufferevent_setwatermark(c->down, EV_READ, 0, svc->conf->limits.head_bytes);
+        px_io_read_limit(c->down, svc->conf->limits.head_bytes);
     px_confref_get(svc->cref);
     px_confref_put(c->cref);
     c->cref = svc->cref;

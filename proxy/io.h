@@ -74,6 +74,15 @@ size_t px_io_flush(struct bufferevent *bev);
  * socket, bufferevent_setfd() with one and bufferevent_socket_connect(). */
 void px_io_own_reads(struct bufferevent *bev);
 
+/* The input of <bev> holds at most <limit> bytes (0: no limit): its reads
+ * stop there and wait until the input is drained below it. The read high
+ * watermark, without the input callback libevent installs for it, which
+ * re-adds the read event (and reads the clock for its timeout) at every
+ * change of the input: reads are bounded by it here (io.c), and reading
+ * is suspended through libevent's watermark only once the input is full.
+ * Only for a bufferevent whose reads are io.c's. */
+void px_io_read_limit(struct bufferevent *bev, size_t limit);
+
 /* Reads <bev>'s socket now, as its read event would when it fires (the
  * callbacks run from inside this call), if its reads are io.c's and
  * reading is on: for a socket just accepted, whose first bytes are often
