@@ -176,10 +176,10 @@ set_marks(struct bufferevent *bev, short what, size_t high)
 /* The only writer of c->state: installs timeouts and enabled directions,
  * and the callbacks of a new bufferevent of the connection (c->down when
  * accepted or unparked, c->up when connecting). The one other place that
- * sets callbacks is park(), which clears those of the bufferevent it gives
- * to the loop's spares: that bufferevent leaves the connection (whose
- * state stays READ_HEAD), and whichever connection takes it next gets its
- * own callbacks here. */
+ * sets callbacks is proxy/http_conn.c's spare_client_bev() (a connection
+ * parks or closes), which clears those of the bufferevent it gives to the
+ * loop's spares: that bufferevent leaves the connection, and whichever
+ * connection takes it next gets its own callbacks here. */
 static void
 set_state(struct px_conn *c, enum px_conn_state next)
 {

@@ -176,6 +176,43 @@ px_hc_refresh_conf(struct px_conn *c)
     return true;
 }
 
+/* Gives client bufferevent <bev>, taken off its socket, to the loop's
+ * spares (or frees it), its callbacks cleared: the one place besides
+ * set_state() (proxy/http.c) that sets a connection's callbacks, to none,
+ * as <bev> leaves the connection. */
+static void
+spare_client_bev(struct px_srv *srv, struct bufferevent *bev)
+{
+    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    if (srv->nspare_bev < PX_SPARES)
+        srv->spare_bev[srv->nspare_bev++] = bev;
+    else
+        bufferevent_free(bev);
+}
+
+/* Closes the client connection of <bev>: a plain one's bufferevent goes
+ * to the loop's spares, emptied, and its socket is closed here (a new
+ * connection then takes it rather than allocating one: a bufferevent and
+ * its two evbuffers, freed again at its close, per connection); a TLS one
+ * is freed with its SSL. */
+static void
+close_client_bev(struct px_srv *srv, struct bufferevent *bev)
+{
+    evutil_socket_t fd = bufferevent_getfd(bev);
+
+    if (px_io_tls(bev) != NULL || srv->nspare_bev >= PX_SPARES || fd < 0) {
+        px_io_free(bev);
+        return;
+    }
+    bufferevent_disable(bev, EV_READ | EV_WRITE);
+    (void)px_io_detach(bev);           /* plain: no TLS side; its buffers unfrozen */
+    evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+    evbuffer_drain(bufferevent_get_output(bev),
+                   evbuffer_get_length(bufferevent_get_output(bev)));
+    spare_client_bev(srv, bev);
+    evutil_closesocket(fd);
+}
+
 void
 px_hc_close(struct px_conn *c)
 {
@@ -203,7 +240,7 @@ px_hc_close(struct px_conn *c)
     }
     upstream_free(c);
     if (c->down != NULL)
-        px_io_free(c->down);
+        close_client_bev(c->srv, c->down);
     px_tls_io_free(c->tls);
     if (c->head_timer != NULL) {
         evutil_socket_t fd = event_get_fd(c->head_timer);
@@ -275,13 +312,7 @@ px_hc_park(struct px_conn *c)
     bufferevent_disable(c->down, EV_READ | EV_WRITE);
     /* the socket stays open, and a TLS side with <c>: it is parked */
     c->tls = px_io_detach(c->down);
-    /* it leaves <c>: the one place besides set_state() (proxy/http.c) that
-     * sets a connection's callbacks, to none */
-    bufferevent_setcb(c->down, NULL, NULL, NULL, NULL);
-    if (c->srv->nspare_bev < PX_SPARES)
-        c->srv->spare_bev[c->srv->nspare_bev++] = c->down;
-    else
-        bufferevent_free(c->down);
+    spare_client_bev(c->srv, c->down);
     c->down = NULL;
     px_hc_exch_put(c->srv, &c->ex);
     c->flags |= PX_CF_PARKED;
