@@ -113,66 +113,6 @@ leave(struct px_conn *c)
 
 /* ---- states ---------------------------------------------------------- */
 
-/* The whole request is upstream: its response head must be complete within
- * server_response_ms, however the server trickles it (the bufferevent read
- * timeout alone measures silence, which one byte at a time resets). A
- * client that is not watched (PX_CF_POLLED clear) is watched from
- * PX_WATCH_DELAY_MS on: the timer first runs watch_client(), which arms
- * what is left of the deadline. */
-static void
-arm_response_deadline(struct px_conn *c)
-{
-    unsigned ms = sconf(c)->timeouts.server_response_ms;
-    struct timeval tv;
-
-    c->flags &= ~PX_CF_WATCH_SOON;
-    if (!(c->flags & PX_CF_POLLED) && ms > PX_WATCH_DELAY_MS) {
-        c->flags |= PX_CF_WATCH_SOON;
-        ms = PX_WATCH_DELAY_MS;
-    }
-    tv = tv_ms(ms);
-    evtimer_add(c->head_timer, &tv);
-}
-
-/* The exchange of a client that was not watched outlived PX_WATCH_DELAY_MS:
- * watch it from now on (its leaving aborts the upstream request), and the
- * response head's deadline runs on. */
-static void
-watch_client(struct px_conn *c)
-{
-    unsigned ms = sconf(c)->timeouts.server_response_ms;
-    struct timeval tv = tv_ms(ms > PX_WATCH_DELAY_MS ? ms - PX_WATCH_DELAY_MS : 1);
-
-    c->flags |= PX_CF_POLLED;
-    if (!(c->flags & PX_CF_CLIENT_EOF))
-        bufferevent_enable(c->down, EV_READ);
-    if (!c->ex->res_head_done && c->up != NULL)
-        evtimer_add(c->head_timer, &tv);
-}
-
-/* Switches reading of <bev> on unless it is on. A bufferevent's enable
- * re-adds its read event (and reads the clock for its timeout) even then:
- * set_timeouts() already re-added it with the timeout it holds. */
-static inline void
-read_on(struct bufferevent *bev)
-{
-    if (!(bufferevent_get_enabled(bev) & EV_READ))
-        bufferevent_enable(bev, EV_READ);
-}
-
-/* Sets the <what> (EV_READ, EV_WRITE) watermarks of <bev> to 0 and <high>
- * unless they are that already: libevent's call re-checks the buffer and
- * its callbacks every time. */
-static inline void
-set_marks(struct bufferevent *bev, short what, size_t high)
-{
-    size_t lo, hi;
-
-    if (bufferevent_getwatermark(bev, what, &lo, &hi) == 0 && lo == 0 && hi == high)
-        return;
-    bufferevent_setwatermark(bev, what, 0, high);
-}
-
 /* The only writer of c->state: installs timeouts and enabled directions,
  * and the callbacks of a new bufferevent of the connection (c->down when
  * accepted or unparked, c->up when connecting). The one other place that
@@ -208,11 +148,11 @@ set_state(struct px_conn *c, enum px_conn_state next)
          * connection cannot be held; later ones: the keep-alive idle time */
         tv_r = tv_ms(c->nreq == 0 ? to->client_head_ms : to->client_idle_ms);
         bufferevent_set_timeouts(c->down, &tv_r, NULL);
-        set_marks(c->down, EV_WRITE, 0);
+        px_io_write_marks_off(c->down);
         /* a head larger than this is a 431 anyway: read no further */
         px_io_read_limit(c->down, sconf(c)->limits.head_bytes);
         /* writing: armed by leave() only when a socket is full (io.h) */
-        read_on(c->down);
+        px_io_read_on(c->down);
         break;
     case PX_CS_READ_BODY:
         c->flags |= PX_CF_POLLED;
@@ -242,26 +182,26 @@ set_state(struct px_conn *c, enum px_conn_state next)
          * process()); while a streamed body still goes up, the idle
          * timeouts of both peers bound the exchange. Reads from the
          * upstream are not timed until the response head is in: the
-         * head's deadline (arm_response_deadline()) ends no later than a
-         * read timeout of server_response_ms would */
+         * head's deadline (px_hc_arm_response_deadline()) ends no later
+         * than a read timeout of server_response_ms would */
         tv_w = tv_ms(to->server_idle_ms);
         bufferevent_set_timeouts(c->up, NULL, &tv_w);
         if (c->ex->req.done)
-            arm_response_deadline(c);
-        read_on(c->up);
+            px_hc_arm_response_deadline(c);
+        px_io_read_on(c->up);
         tv_r = tv_ms(to->server_idle_ms);
         bufferevent_set_timeouts(c->down, c->ex->req.done ? NULL : &tv_r, &tv_r);
         /* keep reading the client, so that its going away aborts the
          * upstream request; pipelined bytes wait, bounded by head_bytes.
          * A client never polled yet with its whole request in is left
          * alone until the exchange outlives PX_WATCH_DELAY_MS
-         * (arm_response_deadline()) */
+         * (px_hc_arm_response_deadline()) */
         px_io_read_limit(c->down, sconf(c)->limits.head_bytes);
         if ((c->flags & PX_CF_CLIENT_EOF) || (c->ex->req.done && !(c->flags & PX_CF_POLLED))) {
             bufferevent_disable(c->down, EV_READ);
         } else {
             c->flags |= PX_CF_POLLED;
-            read_on(c->down);
+            px_io_read_on(c->down);
         }
         break;
     case PX_CS_TUNNEL:
@@ -685,7 +625,7 @@ process(struct px_conn *c)
                     struct timeval tv_w = tv_ms(sconf(c)->timeouts.server_idle_ms);
 
                     bufferevent_set_timeouts(c->up, &tv_r, &tv_w);
-                    arm_response_deadline(c);
+                    px_hc_arm_response_deadline(c);
                 }
             } else if (px_relay_room(c->down, c->up, px_io_flush(c->up), PX_IO_READ_MAX) &&
                        (c->flags & PX_CF_CLIENT_EOF)) {
@@ -1008,7 +948,7 @@ on_head_timeout(evutil_socket_t fd, short what, void *arg)
         park(c);
     } else if (c->flags & PX_CF_WATCH_SOON) {
         c->flags &= ~PX_CF_WATCH_SOON;
-        watch_client(c);
+        px_hc_watch_client(c);
     } else if (c->state == PX_CS_READ_HEAD) {
         reply_error(c, 408, "client head timeout");
     } else if (c->state == PX_CS_EXCHANGE && !c->ex->res_head_done && c->up != NULL) {
@@ -1252,29 +1192,13 @@ px_http_accept_tls(struct px_service *svc, int fd, struct px_tls_io *tls,
 void
 px_http_close_idle(struct px_service *svc)
 {
-    struct list *pos, *next;
-
-    for (pos = svc->conns.next; pos != &svc->conns; pos = next) {
-        struct px_conn *c = list_entry(pos, struct px_conn, link);
-
-        next = pos->next;
-        if (c->busy == 0 && c->state == PX_CS_READ_HEAD &&
-            (c->down == NULL || evbuffer_get_length(bufferevent_get_input(c->down)) == 0)) {
-            px_hc_close(c);
-            /* the last connection of a retired service frees it */
-            if (next == &svc->conns)
-                return;
-        } else {
-            c->flags |= PX_CF_NO_KEEPALIVE;   /* finish the current request, then close */
-        }
-    }
+    px_hc_close_idle(svc);
 }
 
 void
 px_http_close_all(struct px_service *svc)
 {
-    while (!list_empty(&svc->conns))
-        px_hc_close(list_entry(svc->conns.next, struct px_conn, link));
+    px_hc_close_all(svc);
 }
 
 void

@@ -176,6 +176,34 @@ px_hc_refresh_conf(struct px_conn *c)
     return true;
 }
 
+void
+px_hc_arm_response_deadline(struct px_conn *c)
+{
+    unsigned ms = sconf(c)->timeouts.server_response_ms;
+    struct timeval tv;
+
+    c->flags &= ~PX_CF_WATCH_SOON;
+    if (!(c->flags & PX_CF_POLLED) && ms > PX_WATCH_DELAY_MS) {
+        c->flags |= PX_CF_WATCH_SOON;
+        ms = PX_WATCH_DELAY_MS;
+    }
+    tv = tv_ms(ms);
+    evtimer_add(c->head_timer, &tv);
+}
+
+void
+px_hc_watch_client(struct px_conn *c)
+{
+    unsigned ms = sconf(c)->timeouts.server_response_ms;
+    struct timeval tv = tv_ms(ms > PX_WATCH_DELAY_MS ? ms - PX_WATCH_DELAY_MS : 1);
+
+    c->flags |= PX_CF_POLLED;
+    if (!(c->flags & PX_CF_CLIENT_EOF))
+        bufferevent_enable(c->down, EV_READ);
+    if (!c->ex->res_head_done && c->up != NULL)
+        evtimer_add(c->head_timer, &tv);
+}
+
 /* Gives client bufferevent <bev>, taken off its socket, to the loop's
  * spares (or frees it), its callbacks cleared: the one place besides
  * set_state() (proxy/http.c) that sets a connection's callbacks, to none,
@@ -316,4 +344,32 @@ px_hc_park(struct px_conn *c)
     c->down = NULL;
     px_hc_exch_put(c->srv, &c->ex);
     c->flags |= PX_CF_PARKED;
+}
+
+void
+px_hc_close_idle(struct px_service *svc)
+{
+    struct list *pos, *next;
+
+    for (pos = svc->conns.next; pos != &svc->conns; pos = next) {
+        struct px_conn *c = list_entry(pos, struct px_conn, link);
+
+        next = pos->next;
+        if (c->busy == 0 && c->state == PX_CS_READ_HEAD &&
+            (c->down == NULL || evbuffer_get_length(bufferevent_get_input(c->down)) == 0)) {
+            px_hc_close(c);
+            /* the last connection of a retired service frees it */
+            if (next == &svc->conns)
+                return;
+        } else {
+            c->flags |= PX_CF_NO_KEEPALIVE;   /* finish the current request, then close */
+        }
+    }
+}
+
+void
+px_hc_close_all(struct px_service *svc)
+{
+    while (!list_empty(&svc->conns))
+        px_hc_close(list_entry(svc->conns.next, struct px_conn, link));
 }

@@ -8,10 +8,12 @@
  *   proxy/http_msg.c   the messages as the proxy rewrites them: the
  *                      router's input, the rebuilt request and response
  *                      heads, the bodies re-framed
- *   proxy/http_conn.c  what a connection holds: buffers taken from and
- *                      given back to the loop's spares, the loop's header
- *                      field table, its access log line, its outcome, its
- *                      conf generation, and its end
+ *   proxy/http_conn.c  what a connection holds: buffers and request states
+ *                      taken from and given back to the loop's spares, the
+ *                      loop's header field table, its access log line, its
+ *                      outcome, its conf generation, the response deadline
+ *                      and the late watch of its client, and its end (one
+ *                      connection's, a service's idle or all connections)
  *
  * The small helpers every piece uses on each request are inline here;
  * http_msg.c's functions are declared in proxy/http_msg.h.
@@ -191,7 +193,7 @@ struct px_conn {
                                       * the first byte of a head (READ_HEAD), or
                                       * server_response_ms from the end of the request to
                                       * the end of the response head (EXCHANGE); runs
-                                      * park() (PX_CF_PARK_SOON) and watch_client()
+                                      * park() (PX_CF_PARK_SOON) and px_hc_watch_client()
                                       * (PX_CF_WATCH_SOON); while parked, the read event
                                       * on the client socket */
     char client_ip[64];
@@ -282,9 +284,26 @@ void px_hc_record(struct px_conn *c, int status, enum px_err err);
  * when the connection cannot go on (the service is now a TCP service). */
 bool px_hc_refresh_conf(struct px_conn *c);
 
+/* The whole request is upstream: its response head must be complete within
+ * server_response_ms (c->head_timer), however the server trickles it (a
+ * read timeout only measures silence, which one byte at a time resets). A
+ * client that is not watched (PX_CF_POLLED clear) is watched from
+ * PX_WATCH_DELAY_MS on: the timer first runs px_hc_watch_client()
+ * (PX_CF_WATCH_SOON), which arms what is left of the deadline. */
+void px_hc_arm_response_deadline(struct px_conn *c);
+
+/* The exchange of a client that was not watched outlived PX_WATCH_DELAY_MS:
+ * reading it is switched on (its leaving aborts the upstream request), and
+ * while no response head came, the rest of the deadline is armed. */
+void px_hc_watch_client(struct px_conn *c);
+
 /* Frees <c> and what it holds at once, and tells the service (which a
  * retired service may not survive). Touch nothing of <c> after it. */
 void px_hc_close(struct px_conn *c);
+
+/* px_http_close_idle() and px_http_close_all() (proxy/http.h). */
+void px_hc_close_idle(struct px_service *svc);
+void px_hc_close_all(struct px_service *svc);
 
 /* Parks <c>, whose head timer already watches its socket (proxy/http.c,
  * park()): its bufferevent (socket detached, left open; a TLS side stays

@@ -285,6 +285,20 @@ on_read(evutil_socket_t fd, short what, void *arg)
 }
 
 void
+px_io_read_on(struct bufferevent *bev)
+{
+    if (!(bev->enabled & EV_READ))
+        bufferevent_enable(bev, EV_READ);
+}
+
+void
+px_io_write_marks_off(struct bufferevent *bev)
+{
+    if (bev->wm_write.low != 0 || bev->wm_write.high != 0)
+        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+}
+
+void
 px_io_read_limit(struct bufferevent *bev, size_t limit)
 {
     if (bev->wm_read.high == limit && bev->wm_read.low == 0)

@@ -74,6 +74,15 @@ size_t px_io_flush(struct bufferevent *bev);
  * socket, bufferevent_setfd() with one and bufferevent_socket_connect(). */
 void px_io_own_reads(struct bufferevent *bev);
 
+/* Switches reading of <bev> on unless it is on: a bufferevent's enable
+ * re-adds its read event (and reads the clock for its timeout) even then,
+ * right after bufferevent_set_timeouts() re-added it. */
+void px_io_read_on(struct bufferevent *bev);
+
+/* Clears <bev>'s write watermarks unless they are clear: libevent's call
+ * re-checks the output and its callbacks every time. */
+void px_io_write_marks_off(struct bufferevent *bev);
+
 /* The input of <bev> holds at most <limit> bytes (0: no limit): its reads
  * stop there and wait until the input is drained below it. The read high
  * watermark, without the input callback libevent installs for it, which
