@@ -103,14 +103,6 @@ iov_iprefix(struct h1_iov v, const char *s)
 }
 
 bool
-h1_iov_eq(struct h1_iov v, const char *s)
-{
-    size_t n = strlen(s);
-
-    return v.len == n && (n == 0 || mem_ieq(v.p, s, n));
-}
-
-bool
 h1_method_eq(struct h1_iov m, const char *s)
 {
     return iov_eq_cs(m, s);
@@ -283,6 +275,8 @@ struct head {
     bool conn_close;
     bool conn_keep_alive;
     bool conn_upgrade;
+    bool conn_other;             /* Connection names something else than close,
+                                  * keep-alive and upgrade */
     bool has_upgrade;
     bool expect_continue;
     bool te_trailers;
@@ -356,6 +350,8 @@ check_connection(struct head *h, struct h1_iov v)
             h->conn_upgrade = true;
         else if (h1_iov_eq(el, "content-length") || h1_iov_eq(el, "transfer-encoding"))
             return fail(h, 400, "Connection names a framing field");
+        else
+            h->conn_other = true;
     }
     if (rc < 0)
         return fail(h, 400, "malformed Connection");
@@ -412,7 +408,8 @@ check_field(struct head *h, struct h1_field *f)
 
     /* a peer that reads "_" as "-" would frame the message by a field the
      * proxy never saw as framing (request smuggling, response splitting) */
-    if (is_underscore_alias(n, "content-length") || is_underscore_alias(n, "transfer-encoding"))
+    if ((n.len == 14 || n.len == 17) && memchr(n.p, '_', n.len) != NULL &&
+        (is_underscore_alias(n, "content-length") || is_underscore_alias(n, "transfer-encoding")))
         return fail(h, 400, "framing field name with \"_\" for \"-\"");
 
     switch (lower((unsigned char)n.p[0])) {
@@ -523,18 +520,18 @@ parse_fields(struct head *h, const char *buf, size_t len, size_t *pos)
 
         while (i < len && is_ows(b[i]))
             i++;
-        vs = ve = i;
-        for (;;) {
-            if (i == len)
-                return H1_PARSE_AGAIN;
-            if (b[i] == '\r')
-                break;
-            if (!is_field_byte(b[i]))
-                return bad(h, 400, b[i] == '\n' ? "bare LF" : "control character in field value");
-            if (!is_ows(b[i]))
-                ve = i + 1;
+        /* the value runs to its CR, less trailing whitespace; the first
+         * byte that is neither a value byte nor CR is an error */
+        vs = i;
+        while (i < len && (h1_class[b[i]] & H1_C_VALUE))
             i++;
-        }
+        if (i == len)
+            return H1_PARSE_AGAIN;
+        if (b[i] != '\r')
+            return bad(h, 400, b[i] == '\n' ? "bare LF" : "control character in field value");
+        ve = i;
+        while (ve > vs && is_ows(b[ve - 1]))
+            ve--;
         if (i + 1 == len)
             return H1_PARSE_AGAIN;
         if (b[i + 1] != '\n')
@@ -566,6 +563,10 @@ mark_nominated(struct head *h)
     struct h1_iov el;
     size_t c, j, i;
 
+    /* keep-alive and upgrade name fields that are hop-by-hop already
+     * (check_field()): only close or another name can flag one more */
+    if (!h->conn_close && !h->conn_other)
+        return;
     for (c = 0; c < h->nfields; c++) {
         if (!h1_iov_eq(h->fields[c].name, "connection"))
             continue;

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 enum h1_parse {
     H1_PARSE_DONE = 0,   /* a complete, valid head: see head_len */
@@ -113,8 +114,25 @@ const struct h1_field *h1_field_find(const struct h1_field *f, size_t n,
 /* Value of cookie <name> in a Cookie field value, or {NULL, 0}. */
 struct h1_iov h1_cookie_find(struct h1_iov cookie_header, const char *name);
 
-/* Case-insensitive comparison of an iov with a NUL-terminated string. */
-bool h1_iov_eq(struct h1_iov v, const char *s);
+/* Case-insensitive comparison of an iov with a NUL-terminated string.
+ * Inline: most callers compare with a literal, whose length is then known
+ * at compile time, and most comparisons end at the length. */
+static inline bool
+h1_iov_eq(struct h1_iov v, const char *s)
+{
+    size_t n = strlen(s), i;
+
+    if (v.len != n)
+        return false;
+    for (i = 0; i < n; i++) {
+        unsigned char a = (unsigned char)v.p[i], b = (unsigned char)s[i];
+        unsigned la = a | 0x20u;        /* lower case, if <a> is a letter */
+
+        if (a != b && (la != (b | 0x20u) || la < 'a' || la > 'z'))
+            return false;
+    }
+    return true;
+}
 
 /* Is method <m> exactly <s>? Methods are case-sensitive (RFC 9110 §9.1):
  * "head" is a method of its own, not HEAD, and its response has a body. */

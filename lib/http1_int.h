@@ -15,20 +15,38 @@
 
 /* ---- character classes ------------------------------------------------ */
 
+/* The classes the head scans byte by byte, as one table look-up each: a
+ * field name's bytes (tchar) and a field value's bytes but CR (the value's
+ * end), the loops that take most of a head's parse. */
+#define H1_C_TCHAR 0x01u      /* tchar, RFC 9110 §5.6.2 */
+#define H1_C_VALUE 0x02u      /* HT, SP, VCHAR, obs-text: inside a field value */
+
+static const unsigned char h1_class[256] = {
+    ['\t'] = H1_C_VALUE, [' '] = H1_C_VALUE,
+    ['!'] = H1_C_TCHAR | H1_C_VALUE, ['"'] = H1_C_VALUE,
+    ['#'] = H1_C_TCHAR | H1_C_VALUE, ['$'] = H1_C_TCHAR | H1_C_VALUE,
+    ['%'] = H1_C_TCHAR | H1_C_VALUE, ['&'] = H1_C_TCHAR | H1_C_VALUE,
+    ['\''] = H1_C_TCHAR | H1_C_VALUE, ['('] = H1_C_VALUE, [')'] = H1_C_VALUE,
+    ['*'] = H1_C_TCHAR | H1_C_VALUE, ['+'] = H1_C_TCHAR | H1_C_VALUE,
+    [','] = H1_C_VALUE, ['-'] = H1_C_TCHAR | H1_C_VALUE,
+    ['.'] = H1_C_TCHAR | H1_C_VALUE, ['/'] = H1_C_VALUE,
+    ['0' ... '9'] = H1_C_TCHAR | H1_C_VALUE,
+    [':' ... '@'] = H1_C_VALUE,
+    ['A' ... 'Z'] = H1_C_TCHAR | H1_C_VALUE,
+    ['['] = H1_C_VALUE, ['\\'] = H1_C_VALUE, [']'] = H1_C_VALUE,
+    ['^'] = H1_C_TCHAR | H1_C_VALUE, ['_'] = H1_C_TCHAR | H1_C_VALUE,
+    ['`'] = H1_C_TCHAR | H1_C_VALUE,
+    ['a' ... 'z'] = H1_C_TCHAR | H1_C_VALUE,
+    ['{'] = H1_C_VALUE, ['|'] = H1_C_TCHAR | H1_C_VALUE, ['}'] = H1_C_VALUE,
+    ['~'] = H1_C_TCHAR | H1_C_VALUE,
+    [0x80 ... 0xff] = H1_C_VALUE,
+};
+
 /* tchar, RFC 9110 §5.6.2. */
 static inline bool
 is_tchar(unsigned char c)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
-    case '+': case '-': case '.': case '^': case '_': case '`': case '|':
-    case '~':
-        return true;
-    default:
-        return false;
-    }
+    return (h1_class[c] & H1_C_TCHAR) != 0;
 }
 
 static inline bool

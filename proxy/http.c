@@ -113,24 +113,13 @@ leave(struct px_conn *c)
 
 /* ---- states ---------------------------------------------------------- */
 
-/* The whole request is upstream: its response head must be complete within
- * server_response_ms, however the server trickles it (the bufferevent read
- * timeout alone measures silence, which one byte at a time resets). */
-static void
-arm_response_deadline(struct px_conn *c)
-{
-    struct timeval tv = tv_ms(sconf(c)->timeouts.server_response_ms);
-
-    evtimer_add(c->head_timer, &tv);
-}
-
 /* The only writer of c->state: installs timeouts and enabled directions,
  * and the callbacks of a new bufferevent of the connection (c->down when
  * accepted or unparked, c->up when connecting). The one other place that
- * sets callbacks is park(), which clears those of the bufferevent it gives
- * to the loop's spares: that bufferevent leaves the connection (whose
- * state stays READ_HEAD), and whichever connection takes it next gets its
- * own callbacks here. */
+ * sets callbacks is proxy/http_conn.c's spare_client_bev() (a connection
+ * parks or closes), which clears those of the bufferevent it gives to the
+ * loop's spares: that bufferevent leaves the connection, and whichever
+ * connection takes it next gets its own callbacks here. */
 static void
 set_state(struct px_conn *c, enum px_conn_state next)
 {
@@ -146,6 +135,9 @@ set_state(struct px_conn *c, enum px_conn_state next)
 
     switch (next) {
     case PX_CS_READ_HEAD:
+        /* after accept conn_new() decides: it reads first */
+        if (prev != PX_CS_CLOSED)
+            c->flags |= PX_CF_POLLED;
         /* accepted or unparked: a new bufferevent, which reads PX_IO_READ_HEAD
          * (px_hc_client_bev); else a streamed body may have changed that */
         if (prev == PX_CS_CLOSED || (c->flags & PX_CF_PARKED))
@@ -156,13 +148,14 @@ set_state(struct px_conn *c, enum px_conn_state next)
          * connection cannot be held; later ones: the keep-alive idle time */
         tv_r = tv_ms(c->nreq == 0 ? to->client_head_ms : to->client_idle_ms);
         bufferevent_set_timeouts(c->down, &tv_r, NULL);
-        bufferevent_setwatermark(c->down, EV_WRITE, 0, 0);
+        px_io_write_marks_off(c->down);
         /* a head larger than this is a 431 anyway: read no further */
-        bufferevent_setwatermark(c->down, EV_READ, 0, sconf(c)->limits.head_bytes);
+        px_io_read_limit(c->down, sconf(c)->limits.head_bytes);
         /* writing: armed by leave() only when a socket is full (io.h) */
-        bufferevent_enable(c->down, EV_READ);
+        px_io_read_on(c->down);
         break;
     case PX_CS_READ_BODY:
+        c->flags |= PX_CF_POLLED;
         tv_r = tv_ms(to->client_idle_ms);
         bufferevent_set_timeouts(c->down, &tv_r, NULL);
         bufferevent_setwatermark(c->down, EV_READ, 0, 0);
@@ -177,32 +170,42 @@ set_state(struct px_conn *c, enum px_conn_state next)
         if (!(c->flags & PX_CF_UP_REUSED))
             bufferevent_disable(c->down, EV_READ);
         /* libevent applies the write timeout to connect; a TLS handshake
-         * also waits to read: connect_ms bounds both */
+         * also waits to read: connect_ms bounds both. A pooled connection
+         * is connected: EXCHANGE sets its timeouts */
         tv_w = tv_ms(to->connect_ms);
-        bufferevent_set_timeouts(c->up, sconf(c)->side[c->side].tls != NULL ? &tv_w : NULL,
-                                 &tv_w);
+        if (!(c->flags & PX_CF_UP_REUSED))
+            bufferevent_set_timeouts(c->up, sconf(c)->side[c->ex->side].tls != NULL ? &tv_w
+                                                                                 : NULL, &tv_w);
         break;
     case PX_CS_EXCHANGE:
         /* server_response_ms runs once the whole request is up (see
          * process()); while a streamed body still goes up, the idle
-         * timeouts of both peers bound the exchange */
-        tv_r = tv_ms(to->server_response_ms);
+         * timeouts of both peers bound the exchange. Reads from the
+         * upstream are not timed until the response head is in: the
+         * head's deadline (px_hc_arm_response_deadline()) ends no later
+         * than a read timeout of server_response_ms would */
         tv_w = tv_ms(to->server_idle_ms);
-        bufferevent_set_timeouts(c->up, c->req.done ? &tv_r : NULL, &tv_w);
-        if (c->req.done)
-            arm_response_deadline(c);
-        bufferevent_enable(c->up, EV_READ);
+        bufferevent_set_timeouts(c->up, NULL, &tv_w);
+        if (c->ex->req.done)
+            px_hc_arm_response_deadline(c);
+        px_io_read_on(c->up);
         tv_r = tv_ms(to->server_idle_ms);
-        bufferevent_set_timeouts(c->down, c->req.done ? NULL : &tv_r, &tv_r);
+        bufferevent_set_timeouts(c->down, c->ex->req.done ? NULL : &tv_r, &tv_r);
         /* keep reading the client, so that its going away aborts the
-         * upstream request; pipelined bytes wait, bounded by head_bytes */
-        bufferevent_setwatermark(c->down, EV_READ, 0, sconf(c)->limits.head_bytes);
-        if (c->flags & PX_CF_CLIENT_EOF)
+         * upstream request; pipelined bytes wait, bounded by head_bytes.
+         * A client never polled yet with its whole request in is left
+         * alone until the exchange outlives PX_WATCH_DELAY_MS
+         * (px_hc_arm_response_deadline()) */
+        px_io_read_limit(c->down, sconf(c)->limits.head_bytes);
+        if ((c->flags & PX_CF_CLIENT_EOF) || (c->ex->req.done && !(c->flags & PX_CF_POLLED))) {
             bufferevent_disable(c->down, EV_READ);
-        else
-            bufferevent_enable(c->down, EV_READ);
+        } else {
+            c->flags |= PX_CF_POLLED;
+            px_io_read_on(c->down);
+        }
         break;
     case PX_CS_TUNNEL:
+        c->flags = (c->flags & ~PX_CF_WATCH_SOON) | PX_CF_POLLED;
         tv_r = tv_ms(to->server_idle_ms);
         bufferevent_setwatermark(c->down, EV_READ, 0, 0);
         bufferevent_set_timeouts(c->down, &tv_r, &tv_r);
@@ -211,11 +214,12 @@ set_state(struct px_conn *c, enum px_conn_state next)
         bufferevent_enable(c->up, EV_READ);
         break;
     case PX_CS_DRAINING:
-        if (c->log_pending)            /* answered (by the proxy) or cut: it ends here */
+        if (c->ex->log_pending)            /* answered (by the proxy) or cut: it ends here */
             px_hc_log_request(c, NULL);
         upstream_free(c);
         if (c->head_timer != NULL)
             evtimer_del(c->head_timer);
+        c->flags &= ~PX_CF_WATCH_SOON;
         bufferevent_disable(c->down, EV_READ);
         bufferevent_setwatermark(c->down, EV_WRITE, 0, 0);
         tv_w = tv_ms(to->server_idle_ms);
@@ -244,10 +248,10 @@ reply_error(struct px_conn *c, int status, const char *why)
     else
         log_at(LL_DEBUG, "http", c->id, "%d %s (%s) while %s", status, text, why,
                px_cs_actions[c->state]);
-    if (c->srv->access_log != NULL && !c->log_pending)
+    if (c->srv->access_log != NULL && !c->ex->log_pending)
         px_hc_log_begin(c, NULL);      /* bytes that never made a request */
     if (!(c->flags & PX_CF_RES_STARTED)) {
-        c->log_status = status;
+        c->ex->log_status = status;
         px_hm_error(bufferevent_get_output(c->down), status, text);
         c->flags |= PX_CF_RES_STARTED;
     }
@@ -288,7 +292,7 @@ static void
 start_connect(struct px_conn *c)
 {
     const struct px_addr *a = srt_addr(c);
-    const struct px_tls_up *tls = sconf(c)->side[c->side].tls;
+    const struct px_tls_up *tls = sconf(c)->side[c->ex->side].tls;
     evutil_socket_t fd;
 
     upstream_free(c);
@@ -296,7 +300,8 @@ start_connect(struct px_conn *c)
     /* a request that could not be resent after a pooled connection turned
      * out closed is given one its server has not closed already */
     if (!(c->flags & PX_CF_STALE_RETRY) &&
-        (c->up = px_pool_get(c->srt, tls, !c->req_idempotent || !c->req.done)) != NULL) {
+        (c->up = px_pool_get(c->ex->srt, tls,
+                             !c->ex->req_idempotent || !c->ex->req.done)) != NULL) {
         c->flags |= PX_CF_UP_REUSED;
         bufferevent_disable(c->up, EV_WRITE);   /* output empty: leave() writes */
         set_state(c, PX_CS_CONNECTING);
@@ -311,7 +316,7 @@ start_connect(struct px_conn *c)
     }
     bufferevent_setfd(c->up, fd);      /* owned by c->up from here */
     if (tls != NULL && px_tls_up_attach(c->up, tls, (const struct sockaddr *)&a->ss,
-                                        &c->srt->tls_cache) < 0) {
+                                        &c->ex->srt->tls_cache) < 0) {
         reply_error(c, 502, "cannot allocate an upstream TLS connection");
         return;
     }
@@ -334,18 +339,19 @@ start_connect(struct px_conn *c)
 static void
 request_ready(struct px_conn *c)
 {
-    if (c->req.framing == H1_BODY_LENGTH)
-        evbuffer_add_printf(c->up_head, "Content-Length: %" PRIu64 "\r\n",
-                            c->req.left +
-                            (c->req_buf != NULL ? evbuffer_get_length(c->req_buf) : 0));
-    else if (c->req.framing == H1_BODY_CHUNKED)
-        evbuffer_add(c->up_head, "Transfer-Encoding: chunked\r\n", 28);
-    evbuffer_add(c->up_head, "\r\n", 2);
+    if (c->ex->req.framing == H1_BODY_LENGTH)
+        evbuffer_add_printf(c->ex->up_head, "Content-Length: %" PRIu64 "\r\n",
+                            c->ex->req.left +
+                            (c->ex->req_buf != NULL ? evbuffer_get_length(c->ex->req_buf) : 0));
+    else if (c->ex->req.framing == H1_BODY_CHUNKED)
+        evbuffer_add(c->ex->up_head, "Transfer-Encoding: chunked\r\n", 28);
+    if (c->ex->req.framing != H1_BODY_NONE)   /* px_hm_request_head() ended it */
+        evbuffer_add(c->ex->up_head, "\r\n", 2);
     px_shadow_begin(c);               /* a copy beside it, maybe (shadow traffic) */
     start_connect(c);
 }
 
-/* Reads a small body into c->req_buf (px_hm_buffer_body()). Returns true
+/* Reads a small body into c->ex->req_buf (px_hm_buffer_body()). Returns true
  * when the body is complete or too large to buffer (then it streams), false
  * when more is needed or it was refused (answered here). */
 static bool
@@ -381,14 +387,15 @@ static void on_parked(evutil_socket_t fd, short what, void *arg);
 
 /* An idle keep-alive connection (a request was served, the response is out,
  * nothing of the next one came within PX_PARK_DELAY_MS) gives its
- * bufferevent, up_head, req_buf and the access log's path buffer to the
- * loop's spares, for whichever connection needs them next (so parking
- * allocates nothing). The head timer becomes a read event on the socket,
- * timed to what is left of client_idle_ms (which set_state(READ_HEAD)
- * started PX_PARK_DELAY_MS ago); the first byte or the close from the
- * client brings the connection back (on_parked()). A parked connection
- * holds its struct px_conn and that one event; the loop holds about as many
- * buffers as it has busy connections (at most PX_SPARES spare ones).
+ * bufferevent and its request state (struct px_exch, with up_head, req_buf
+ * and the access log's path buffer) to the loop's spares, for whichever
+ * connection needs them next (so parking allocates nothing). The head
+ * timer becomes a read event on the socket, timed to what is left of
+ * client_idle_ms (which set_state(READ_HEAD) started PX_PARK_DELAY_MS ago);
+ * the first byte or the close from the client brings the connection back
+ * (on_parked()). A parked connection holds its struct px_conn and that one
+ * event; the loop holds about as many buffers and request states as it has
+ * busy connections (at most PX_SPARES spare ones).
  *
  * Event interest stays as it was: the parked event is added on the socket
  * before the bufferevent's read event goes, and deleted only after it came
@@ -431,6 +438,7 @@ unpark(struct px_conn *c, evutil_socket_t fd)
         return false;
     }
     c->down = bev;
+    c->ex = px_hc_exch_take(c->srv);
     /* as set_state(READ_HEAD) left it before park() (nreq > 0: the idle
      * timeout), callbacks included; reading is enabled while the parked
      * event still holds the fd */
@@ -479,13 +487,6 @@ read_head(struct px_conn *c)
         park_soon(c);
         return;
     }
-    if (!(c->flags & PX_CF_HEAD_TIMER)) {
-        struct timeval tv = tv_ms(sconf(c)->timeouts.client_head_ms);
-
-        evtimer_add(c->head_timer, &tv);   /* cancels a park_soon() */
-        c->flags |= PX_CF_HEAD_TIMER;
-        c->flags &= ~PX_CF_PARK_SOON;
-    }
     n = len < lim->head_bytes ? len : lim->head_bytes;
     /* linearises only the head bytes (bounded by head_bytes), never a body */
     p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
@@ -493,8 +494,17 @@ read_head(struct px_conn *c)
     r.fields = px_hc_fields(c->srv, pl.max_fields);
     pr = h1_req_parse(&r, p, n, &pl);
     if (pr == H1_PARSE_AGAIN) {
-        if (n >= lim->head_bytes)
+        if (n >= lim->head_bytes) {
             reply_error(c, 431, "request head over limits.head_bytes");
+        } else if (!(c->flags & PX_CF_HEAD_TIMER)) {
+            /* client_head_ms from the first byte of a head: armed only
+             * for one that did not come whole in one read */
+            struct timeval tv = tv_ms(sconf(c)->timeouts.client_head_ms);
+
+            evtimer_add(c->head_timer, &tv);   /* cancels a park_soon() */
+            c->flags |= PX_CF_HEAD_TIMER;
+            c->flags &= ~PX_CF_PARK_SOON;
+        }
         return;
     }
     if (pr == H1_PARSE_BAD) {
@@ -502,10 +512,12 @@ read_head(struct px_conn *c)
         return;
     }
 
-    evtimer_del(c->head_timer);
-    c->flags &= ~PX_CF_HEAD_TIMER;
+    if (c->flags & (PX_CF_HEAD_TIMER | PX_CF_PARK_SOON)) {
+        evtimer_del(c->head_timer);
+        c->flags &= ~(PX_CF_HEAD_TIMER | PX_CF_PARK_SOON);
+    }
     c->nreq++;
-    c->t_req_us = px_now_us(c->srv);
+    c->ex->t_req_us = px_now_us(c->srv);
     if (c->srv->access_log != NULL)
         px_hc_log_begin(c, &r);
     px_hm_request(c, &r);
@@ -523,24 +535,24 @@ read_head(struct px_conn *c)
     if (ri & PX_RI_COOKIE_INVALID)
         c->svc->cookie_invalid++;
     if (ch.side == RT_NONE) {
-        c->side = RT_NONE;
+        c->ex->side = RT_NONE;
         c->svc->stats[RT_LEGACY].errors[PX_E_NO_SERVER]++;
-        c->log_error = px_err_names[PX_E_NO_SERVER];
+        c->ex->log_error = px_err_names[PX_E_NO_SERVER];
         reply_error(c, 503, "no side has a usable server");
         return;
     }
-    c->side = ch.side;
+    c->ex->side = ch.side;
     bind_server(c, c->svc->servers[ch.side][ch.server]);
-    c->fallback = ch.fallback;
-    c->log_why = ch.reason;
+    c->ex->fallback = ch.fallback;
+    c->ex->log_why = ch.reason;
     /* a cookie the previous key signed is signed again with the current one */
-    c->issue_cookie = ch.issue_cookie || (ch.has_bucket && (ri & PX_RI_COOKIE_RESIGN));
-    c->bucket = ch.bucket;
-    c->has_bucket = ch.has_bucket;
+    c->ex->issue_cookie = ch.issue_cookie || (ch.has_bucket && (ri & PX_RI_COOKIE_RESIGN));
+    c->ex->bucket = ch.bucket;
+    c->ex->has_bucket = ch.has_bucket;
     c->svc->stats[ch.side].requests++;
     if (ch.fallback)
         c->svc->stats[ch.side].fallbacks++;
-    c->srt->requests++;
+    c->ex->srt->requests++;
     log_at(LL_DEBUG, "http", c->id, "%.*s %.*s -> %s server %u (%s)",
            (int)r.method.len, r.method.p, (int)r.target.len, r.target.p,
            rt_side_names[ch.side], ch.server, rt_reason_names[ch.reason]);
@@ -548,10 +560,10 @@ read_head(struct px_conn *c)
     px_hm_request_head(c, &r);
     /* the head is consumed only now that it was parsed: fields point into it */
     evbuffer_drain(in, r.head_len);
-    if (r.expect_continue && !c->req.done && c->req_minor == 1)
+    if (r.expect_continue && !c->ex->req.done && c->ex->req_minor == 1)
         evbuffer_add(bufferevent_get_output(c->down), "HTTP/1.1 100 Continue\r\n\r\n", 25);
 
-    if (c->req.done || buffer_body(c)) {
+    if (c->ex->req.done || buffer_body(c)) {
         if (c->state != PX_CS_DRAINING)
             request_ready(c);
         return;
@@ -587,33 +599,33 @@ process(struct px_conn *c)
             mark_close(c);             /* body cut short: nothing reached a backend */
         break;
     case PX_CS_EXCHANGE:
-        if (!c->req.done && c->up != NULL) {
+        if (!c->ex->req.done && c->up != NULL) {
             struct evbuffer *dst = bufferevent_get_output(c->up);
 
             if (!(c->flags & PX_CF_REQ_STREAMED) && evbuffer_get_length(in) > 0)
                 c->flags |= PX_CF_REQ_STREAMED;
-            if (px_hm_body(&c->req, in, dst) < 0) {
+            if (px_hm_body(&c->ex->req, in, dst) < 0) {
                 /* the backend must never see a complete request from this:
                  * close the upstream before the last chunk goes out */
                 upstream_free(c);
-                reply_error(c, 400, c->req.ck.error != NULL ? c->req.ck.error
+                reply_error(c, 400, c->ex->req.ck.error != NULL ? c->ex->req.ck.error
                                                             : "bad chunked body");
                 return;
             }
             if (sconf(c)->limits.body_bytes > 0 &&
-                c->req.total > sconf(c)->limits.body_bytes) {
+                c->ex->req.total > sconf(c)->limits.body_bytes) {
                 upstream_free(c);
                 reply_error(c, 413, "request body over limits.body_bytes");
                 return;
             }
-            if (c->req.done) {
+            if (c->ex->req.done) {
                 bufferevent_disable(c->down, EV_READ);
-                if (!c->res_head_done) {
+                if (!c->ex->res_head_done) {
                     struct timeval tv_r = tv_ms(sconf(c)->timeouts.server_response_ms);
                     struct timeval tv_w = tv_ms(sconf(c)->timeouts.server_idle_ms);
 
                     bufferevent_set_timeouts(c->up, &tv_r, &tv_w);
-                    arm_response_deadline(c);
+                    px_hc_arm_response_deadline(c);
                 }
             } else if (px_relay_room(c->down, c->up, px_io_flush(c->up), PX_IO_READ_MAX) &&
                        (c->flags & PX_CF_CLIENT_EOF)) {
@@ -635,17 +647,21 @@ process(struct px_conn *c)
 static void
 finish_exchange(struct px_conn *c)
 {
-    if (c->shadow != NULL)
+    if (c->ex->shadow != NULL)
         px_shadow_primary_end(c);
-    if (c->log_pending)
+    if (c->ex->log_pending)
         px_hc_log_request(c, NULL);
-    if (c->up != NULL && c->res_keep_alive && c->req.done &&
+    if (c->up != NULL && c->ex->res_keep_alive && c->ex->req.done &&
         sconf(c)->pool.max_idle > 0) {
-        px_pool_put(c->svc, c->srt, c->up, sconf(c)->side[c->side].tls);   /* owns it now */
+        px_pool_put(c->svc, c->ex->srt, c->up, sconf(c)->side[c->ex->side].tls);   /* owns it now */
         c->up = NULL;
     }
     upstream_free(c);
-    if (!c->req.done)
+    if (c->flags & PX_CF_WATCH_SOON) {
+        c->flags &= ~PX_CF_WATCH_SOON;
+        evtimer_del(c->head_timer);
+    }
+    if (!c->ex->req.done)
         c->flags |= PX_CF_NO_KEEPALIVE;   /* unread request body: cannot resync */
     if (c->flags & (PX_CF_NO_KEEPALIVE | PX_CF_CLIENT_EOF)) {
         set_state(c, PX_CS_DRAINING);
@@ -653,16 +669,16 @@ finish_exchange(struct px_conn *c)
     }
     c->flags &= ~(PX_CF_RES_STARTED | PX_CF_RETRIED | PX_CF_REQ_STREAMED |
                   PX_CF_UP_REUSED | PX_CF_STALE_RETRY | PX_CF_RES_BYTES | PX_CF_SHIELD_FLAGS);
-    c->res_head_done = false;
-    c->res_recorded = false;
-    c->side = RT_NONE;
+    c->ex->res_head_done = false;
+    c->ex->res_recorded = false;
+    c->ex->side = RT_NONE;
     bind_server(c, NULL);
     if (!px_hc_refresh_conf(c)) {
         set_state(c, PX_CS_DRAINING);
         return;
     }
-    if (c->req_buf != NULL)
-        evbuffer_drain(c->req_buf, evbuffer_get_length(c->req_buf));
+    if (c->ex->req_buf != NULL)
+        evbuffer_drain(c->ex->req_buf, evbuffer_get_length(c->ex->req_buf));
     set_state(c, PX_CS_READ_HEAD);
     process(c);                       /* a pipelined request may be waiting */
 }
@@ -685,9 +701,9 @@ start_tunnel(struct px_conn *c, const struct h1_resp *r)
     px_hm_upgrade_head(out, r, u);
     evbuffer_drain(in, r->head_len);
     c->flags |= PX_CF_RES_STARTED | PX_CF_NO_KEEPALIVE;
-    c->res_head_done = true;
+    c->ex->res_head_done = true;
     evtimer_del(c->head_timer);
-    c->last_io_ms = px_now_ms(c->srv);
+    c->ex->last_io_ms = px_now_ms(c->srv);
     log_at(LL_DEBUG, "http", c->id, "upgraded: tunnel to %s",
            srt_addr(c)->text);
     set_state(c, PX_CS_TUNNEL);
@@ -721,7 +737,7 @@ read_response_head(struct px_conn *c)
         p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
         memset(&r, 0, sizeof(r));
         r.fields = px_hc_fields(c->srv, pl.max_fields);
-        pr = h1_resp_parse(&r, p, n, &pl, c->req_is_head);
+        pr = h1_resp_parse(&r, p, n, &pl, c->ex->req_is_head);
         /* bad chunk framing already at hand: 502 before the head goes out */
         if (pr == H1_PARSE_DONE && r.framing == H1_BODY_CHUNKED &&
             (r.error = h1_chunked_check(p + r.head_len, n - r.head_len,
@@ -741,7 +757,7 @@ read_response_head(struct px_conn *c)
             return false;
         }
         if (r.status == 101) {
-            if (c->req_upgrade && c->req.done) {
+            if (c->ex->req_upgrade && c->ex->req.done) {
                 start_tunnel(c, &r);
                 return false;
             }
@@ -752,7 +768,7 @@ read_response_head(struct px_conn *c)
             /* interim responses: 100 Continue was answered by the proxy
              * itself (Expect is not forwarded); others (103) go to HTTP/1.1
              * clients as they are */
-            if (r.status != 100 && c->req_minor == 1)
+            if (r.status != 100 && c->ex->req_minor == 1)
                 px_hm_interim_head(c, &r);
             evbuffer_drain(in, r.head_len);
             continue;
@@ -761,24 +777,32 @@ read_response_head(struct px_conn *c)
     }
     if (r.status >= 500 && px_shield_replay(c, PX_E_NONE, r.status))
         return false;                  /* new's answer goes with its connection */
-    c->res_keep_alive = r.keep_alive;
-    c->res_head_done = true;
-    evtimer_del(c->head_timer);
-    c->res_status = r.status;
+    c->ex->res_keep_alive = r.keep_alive;
+    c->ex->res_head_done = true;
+    /* a client not watched yet is watched once a slow body outlives
+     * PX_WATCH_DELAY_MS (the timer then arms nothing more) */
+    if (!(c->flags & PX_CF_WATCH_SOON))
+        evtimer_del(c->head_timer);
+    c->ex->res_status = r.status;
     px_hc_record(c, r.status, PX_E_NONE);
     px_hm_response_head(c, &r);
-    if (c->shadow != NULL)
+    if (c->ex->shadow != NULL)
         px_shadow_primary_head(c, &r);
     evbuffer_drain(in, r.head_len);
-    memset(&c->res.ck, 0, sizeof(c->res.ck));
-    h1_chunked_init(&c->res.ck);
-    c->res.ck.max_ext = sconf(c)->limits.chunk_ext_bytes;
-    c->res.total = 0;
-    c->res.done = r.framing == H1_BODY_NONE ||
+    memset(&c->ex->res.ck, 0, sizeof(c->ex->res.ck));
+    h1_chunked_init(&c->ex->res.ck);
+    c->ex->res.ck.max_ext = sconf(c)->limits.chunk_ext_bytes;
+    c->ex->res.total = 0;
+    c->ex->res.done = r.framing == H1_BODY_NONE ||
                   (r.framing == H1_BODY_LENGTH && r.content_length == 0);
-    /* from now on the upstream may be idle at most server_idle_ms */
-    tv = tv_ms(sconf(c)->timeouts.server_idle_ms);
-    bufferevent_set_timeouts(c->up, &tv, &tv);
+    /* from now on the upstream may be idle at most server_idle_ms; not
+     * armed when the whole body is in already (the exchange ends in this
+     * callback) */
+    if (!c->ex->res.done &&
+        !(r.framing == H1_BODY_LENGTH && evbuffer_get_length(in) >= r.content_length)) {
+        tv = tv_ms(sconf(c)->timeouts.server_idle_ms);
+        bufferevent_set_timeouts(c->up, &tv, &tv);
+    }
     return true;
 }
 
@@ -787,20 +811,20 @@ pump_response(struct px_conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->down);
 
-    if (!c->res_head_done && !read_response_head(c))
+    if (!c->ex->res_head_done && !read_response_head(c))
         return;
-    if (px_hm_body(&c->res, bufferevent_get_input(c->up), out) < 0) {
+    if (px_hm_body(&c->ex->res, bufferevent_get_input(c->up), out) < 0) {
         px_req_warn(c->svc, "http", c->id, "bad response body framing from %s: %s",
                srt_addr(c)->text,
-               c->res.ck.error != NULL ? c->res.ck.error : "?");
-        c->svc->stats[c->side].errors[PX_E_UP_BAD]++;
-        c->log_error = px_err_names[PX_E_UP_BAD];
+               c->ex->res.ck.error != NULL ? c->ex->res.ck.error : "?");
+        c->svc->stats[c->ex->side].errors[PX_E_UP_BAD]++;
+        c->ex->log_error = px_err_names[PX_E_UP_BAD];
         /* the client sees a cut response, never a final chunk */
         c->flags |= PX_CF_NO_KEEPALIVE | PX_CF_CUT;
         set_state(c, PX_CS_DRAINING);
         return;
     }
-    if (c->res.done) {
+    if (c->ex->res.done) {
         finish_exchange(c);
         return;
     }
@@ -838,7 +862,7 @@ on_client_write(struct bufferevent *bev, void *arg)
         px_hm_tunnel_drained(c, c->down, c->up);
     } else if (c->state == PX_CS_EXCHANGE && c->up != NULL) {
         /* the client drained below the low watermark: read upstream again */
-        px_relay_drained(c->down, c->up, c->res_head_done ? PX_IO_READ_MAX : PX_IO_READ_HEAD,
+        px_relay_drained(c->down, c->up, c->ex->res_head_done ? PX_IO_READ_MAX : PX_IO_READ_HEAD,
                          true);
         pump_response(c);
     } else if (c->state == PX_CS_READ_HEAD) {
@@ -862,11 +886,11 @@ on_client_event(struct bufferevent *bev, short what, void *arg)
     } else if (what & BEV_EVENT_TIMEOUT) {
         if (c->state == PX_CS_READ_HEAD && evbuffer_get_length(bufferevent_get_input(c->down)) > 0) {
             reply_error(c, 408, "client head timeout");
-        } else if ((what & BEV_EVENT_READING) && !c->req.done &&
+        } else if ((what & BEV_EVENT_READING) && !c->ex->req.done &&
                    (c->state == PX_CS_READ_BODY || c->state == PX_CS_EXCHANGE)) {
             /* the client stopped sending its body: the upstream request
              * (never complete) is aborted, not a backend failure */
-            c->res_recorded = true;
+            c->ex->res_recorded = true;
             upstream_free(c);
             reply_error(c, 408, "client body timeout");
         } else {
@@ -889,7 +913,7 @@ on_client_event(struct bufferevent *bev, short what, void *arg)
              * not a backend failure */
             log_at(LL_DEBUG, "http", c->id, "client closed while %s: upstream aborted",
                    px_cs_actions[c->state]);
-            c->res_recorded = true;
+            c->ex->res_recorded = true;
             mark_close(c);
             break;
         default:
@@ -898,7 +922,7 @@ on_client_event(struct bufferevent *bev, short what, void *arg)
         }
     } else {
         /* error: the client is gone; the backend is not at fault */
-        c->res_recorded = true;
+        c->ex->res_recorded = true;
         c->flags |= PX_CF_CUT;
         mark_close(c);
     }
@@ -922,9 +946,12 @@ on_head_timeout(evutil_socket_t fd, short what, void *arg)
     } else if (c->flags & PX_CF_PARK_SOON) {
         c->flags &= ~PX_CF_PARK_SOON;
         park(c);
+    } else if (c->flags & PX_CF_WATCH_SOON) {
+        c->flags &= ~PX_CF_WATCH_SOON;
+        px_hc_watch_client(c);
     } else if (c->state == PX_CS_READ_HEAD) {
         reply_error(c, 408, "client head timeout");
-    } else if (c->state == PX_CS_EXCHANGE && !c->res_head_done && c->up != NULL) {
+    } else if (c->state == PX_CS_EXCHANGE && !c->ex->res_head_done && c->up != NULL) {
         fail(c, PX_E_UP_TIMEOUT, 504, "no complete response head in time");
     }
     leave(c);
@@ -940,14 +967,14 @@ on_upstream_connected(struct px_conn *c)
            srt_addr(c)->text);
     /* the head and a buffered body are shared, not moved, so that a resend
      * after a stale pooled connection still has them */
-    px_hm_send_kept(out, c->up_head);
-    if (c->req.out == PX_OUT_PLAIN) {
-        px_hm_send_kept(out, c->req_buf);
-    } else if (c->req_buf != NULL && evbuffer_get_length(c->req_buf) > 0) {
-        px_hm_move(c->req_buf, out, evbuffer_get_length(c->req_buf), c->req.out);
+    px_hm_send_kept(out, c->ex->up_head);
+    if (c->ex->req.out == PX_OUT_PLAIN) {
+        px_hm_send_kept(out, c->ex->req_buf);
+    } else if (c->ex->req_buf != NULL && evbuffer_get_length(c->ex->req_buf) > 0) {
+        px_hm_move(c->ex->req_buf, out, evbuffer_get_length(c->ex->req_buf), c->ex->req.out);
         c->flags |= PX_CF_REQ_STREAMED;
     }
-    if (c->req.done && c->req.out == PX_OUT_CHUNKED)
+    if (c->ex->req.done && c->ex->req.out == PX_OUT_CHUNKED)
         evbuffer_add(out, "0\r\n\r\n", 5);
     set_state(c, PX_CS_EXCHANGE);
     /* the response head first: a small response takes one such read; the
@@ -968,17 +995,17 @@ on_connect_failed(struct px_conn *c, short what)
     char why[192];
 
     snprintf(why, sizeof(why), "%s", err == PX_E_CONNECT ? "connect failed" : "connect timeout");
-    if (err == PX_E_CONNECT && sconf(c)->side[c->side].tls != NULL)
+    if (err == PX_E_CONNECT && sconf(c)->side[c->ex->side].tls != NULL)
         err = px_tls_err(px_tls_up_failure(c->up, why, sizeof(why)));
-    px_req_warn(c->svc, "http", c->id, "%s server %s: %s%s", rt_side_names[c->side], addr,
+    px_req_warn(c->svc, "http", c->id, "%s server %s: %s%s", rt_side_names[c->ex->side], addr,
                 err == PX_E_TLS_VERIFY ? "TLS certificate refused: "
                 : err == PX_E_TLS_HANDSHAKE ? "TLS handshake failed: " : "", why);
     upstream_free(c);
     if (!(c->flags & PX_CF_RETRIED) &&
-        (other = px_service_other_server(c->svc, c->side, c->srt)) != NULL) {
+        (other = px_service_other_server(c->svc, c->ex->side, c->ex->srt)) != NULL) {
         /* counted here: the request's own outcome is that of the retry */
-        c->svc->stats[c->side].errors[err]++;
-        c->srt->failures++;
+        c->svc->stats[c->ex->side].errors[err]++;
+        c->ex->srt->failures++;
         c->flags |= PX_CF_RETRIED;
         bind_server(c, other);
         other->requests++;
@@ -1016,7 +1043,7 @@ on_upstream_write(struct bufferevent *bev, void *arg)
     enter(c);
     if (c->state == PX_CS_TUNNEL) {
         px_hm_tunnel_drained(c, c->up, c->down);
-    } else if (c->state == PX_CS_EXCHANGE && !c->req.done) {
+    } else if (c->state == PX_CS_EXCHANGE && !c->ex->req.done) {
         /* upstream drained below the low watermark: read the client again */
         px_relay_drained(c->up, c->down, PX_IO_READ_MAX, true);
         process(c);
@@ -1046,11 +1073,11 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
             on_connect_failed(c, what);
     } else if (c->state == PX_CS_EXCHANGE) {
         if (what & BEV_EVENT_TIMEOUT) {
-            if (!c->res_head_done) {
+            if (!c->ex->res_head_done) {
                 fail(c, PX_E_UP_TIMEOUT, 504, "no response head in time");
             } else {
-                c->svc->stats[c->side].errors[PX_E_UP_TIMEOUT]++;
-                c->log_error = px_err_names[PX_E_UP_TIMEOUT];
+                c->svc->stats[c->ex->side].errors[PX_E_UP_TIMEOUT]++;
+                c->ex->log_error = px_err_names[PX_E_UP_TIMEOUT];
                 c->flags |= PX_CF_NO_KEEPALIVE | PX_CF_CUT;
                 set_state(c, PX_CS_DRAINING);
             }
@@ -1058,29 +1085,29 @@ on_upstream_event(struct bufferevent *bev, short what, void *arg)
             /* EOF or error: whatever is buffered is still valid input */
             pump_response(c);
             if (c->state == PX_CS_EXCHANGE && c->up != NULL) {
-                if (!c->res_head_done && !(c->flags & PX_CF_RES_BYTES) &&
+                if (!c->ex->res_head_done && !(c->flags & PX_CF_RES_BYTES) &&
                     (c->flags & PX_CF_UP_REUSED) && !(c->flags & PX_CF_STALE_RETRY) &&
-                    c->req_idempotent && !(c->flags & PX_CF_REQ_STREAMED)) {
+                    c->ex->req_idempotent && !(c->flags & PX_CF_REQ_STREAMED)) {
                     /* a pooled connection the server had closed: resend
                      * once on a fresh one; not a backend failure */
                     log_at(LL_DEBUG, "http", c->id, "pooled connection to %s was closed: "
                            "resending", srt_addr(c)->text);
                     c->flags |= PX_CF_STALE_RETRY;
                     start_connect(c);
-                } else if (!c->res_head_done) {
+                } else if (!c->ex->res_head_done) {
                     fail(c, PX_E_UP_RESET, 502, "upstream closed before a response");
-                } else if (c->res.framing == H1_BODY_CLOSE && (what & BEV_EVENT_EOF) &&
+                } else if (c->ex->res.framing == H1_BODY_CLOSE && (what & BEV_EVENT_EOF) &&
                            px_tls_up_closed_cleanly(c->up)) {
                     /* over TLS only close_notify ends the body: libevent
                      * 2.1 reports a reset as EOF there */
-                    c->res.done = true;
-                    if (c->res.out == PX_OUT_CHUNKED)
+                    c->ex->res.done = true;
+                    if (c->ex->res.out == PX_OUT_CHUNKED)
                         evbuffer_add(bufferevent_get_output(c->down), "0\r\n\r\n", 5);
                     finish_exchange(c);
                 } else {
                     /* cut mid-body: the client must see a broken response */
-                    c->svc->stats[c->side].errors[PX_E_UP_RESET]++;
-                    c->log_error = px_err_names[PX_E_UP_RESET];
+                    c->svc->stats[c->ex->side].errors[PX_E_UP_RESET]++;
+                    c->ex->log_error = px_err_names[PX_E_UP_RESET];
                     px_req_warn(c->svc, "http", c->id, "upstream %s closed mid-body",
                            srt_addr(c)->text);
                     c->flags |= PX_CF_NO_KEEPALIVE | PX_CF_CUT;
@@ -1107,7 +1134,7 @@ conn_new(struct px_service *svc, int fd, struct px_tls_io *tls, const struct soc
     c->id = px_srv_conn_id(srv);
     c->cref = px_confref_get(svc->cref);
     c->conf = svc->conf;
-    c->side = RT_NONE;
+    c->ex = px_hc_exch_take(srv);
     c->state = PX_CS_CLOSED;           /* set_state() below moves it */
     px_sockaddr_ip(sa, c->client_ip, sizeof(c->client_ip));
     c->client_port = px_sockaddr_port(sa);
@@ -1131,6 +1158,21 @@ conn_new(struct px_service *svc, int fd, struct px_tls_io *tls, const struct soc
     if (svc->retired || srv->stopping)
         c->flags |= PX_CF_NO_KEEPALIVE;
     set_state(c, PX_CS_READ_HEAD);
+    if (tls != NULL) {
+        c->flags |= PX_CF_POLLED;      /* its handshake polled the socket */
+        return;
+    }
+    /* a client sends its request once connected, so it is often there
+     * when the connection is accepted: read it now. Reading was switched
+     * on above, which reaches epoll only at the loop's next wait: when the
+     * request is whole and its exchange switches reading off before then
+     * (set_state(EXCHANGE)), the socket is never registered, and a short
+     * exchange that closes makes no epoll_ctl for it. */
+    enter(c);
+    px_io_read_now(c->down);
+    if (!(c->flags & PX_CF_CLOSE) && (bufferevent_get_enabled(c->down) & EV_READ))
+        c->flags |= PX_CF_POLLED;
+    leave(c);
 }
 
 void
@@ -1150,29 +1192,13 @@ px_http_accept_tls(struct px_service *svc, int fd, struct px_tls_io *tls,
 void
 px_http_close_idle(struct px_service *svc)
 {
-    struct list *pos, *next;
-
-    for (pos = svc->conns.next; pos != &svc->conns; pos = next) {
-        struct px_conn *c = list_entry(pos, struct px_conn, link);
-
-        next = pos->next;
-        if (c->busy == 0 && c->state == PX_CS_READ_HEAD &&
-            (c->down == NULL || evbuffer_get_length(bufferevent_get_input(c->down)) == 0)) {
-            px_hc_close(c);
-            /* the last connection of a retired service frees it */
-            if (next == &svc->conns)
-                return;
-        } else {
-            c->flags |= PX_CF_NO_KEEPALIVE;   /* finish the current request, then close */
-        }
-    }
+    px_hc_close_idle(svc);
 }
 
 void
 px_http_close_all(struct px_service *svc)
 {
-    while (!list_empty(&svc->conns))
-        px_hc_close(list_entry(svc->conns.next, struct px_conn, link));
+    px_hc_close_all(svc);
 }
 
 void

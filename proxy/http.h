@@ -2,7 +2,8 @@
  * http: HTTP mode, what the rest of the data plane sees of it: an accepted
  * client socket becomes a connection of its service, and the connections
  * of a service can be closed when idle (shutdown) or all at once (exit).
- * How a connection serves its requests is in proxy/http.c.
+ * How a connection serves its requests is in proxy/http.c; closing them is
+ * proxy/http_conn.c's.
  */
 #ifndef CUTOVER_PROXY_HTTP_H
 #define CUTOVER_PROXY_HTTP_H

@@ -8,10 +8,12 @@
  *   proxy/http_msg.c   the messages as the proxy rewrites them: the
  *                      router's input, the rebuilt request and response
  *                      heads, the bodies re-framed
- *   proxy/http_conn.c  what a connection holds: buffers taken from and
- *                      given back to the loop's spares, the loop's header
- *                      field table, its access log line, its outcome, its
- *                      conf generation, and its end
+ *   proxy/http_conn.c  what a connection holds: buffers and request states
+ *                      taken from and given back to the loop's spares, the
+ *                      loop's header field table, its access log line, its
+ *                      outcome, its conf generation, the response deadline
+ *                      and the late watch of its client, and its end (one
+ *                      connection's, a service's idle or all connections)
  *
  * The small helpers every piece uses on each request are inline here;
  * http_msg.c's functions are declared in proxy/http_msg.h.
@@ -74,12 +76,27 @@ extern const char *const px_cs_actions[PX_CS__COUNT];
 #define PX_CF_SHIELD_SOON  0x8000u /* head_timer was activated to connect the replay */
 #define PX_CF_INTERIM      0x10000u /* an interim (1xx) head of this request went out */
 #define PX_CF_DRAIN        0x20000u /* tunnel: head_timer closes it (a drain) */
+#define PX_CF_POLLED       0x40000u /* the client's socket may be in the loop's epoll set
+                                   * (its reading stayed on past a loop pass): reading
+                                   * stays on through an exchange, since switching it
+                                   * off and on again costs two epoll_ctl */
+#define PX_CF_WATCH_SOON   0x80000u /* head_timer turns reading the client on
+                                   * (PX_WATCH_DELAY_MS into an exchange whose client
+                                   * was never polled) */
 #define PX_CF_SHIELD_FLAGS (PX_CF_SHIELDED | PX_CF_SHIELD_SOON | PX_CF_INTERIM)
 
 /* An idle keep-alive connection parks once it stayed this long without a
  * request: a busy one (its next request sooner) never pays a park and an
  * unpark per request. */
 #define PX_PARK_DELAY_MS 50u
+
+/* A client whose whole request came in the reads of its accept (its socket
+ * never polled) is not watched during a short exchange: registering its
+ * socket to see it leave would cost an epoll_ctl to add it and one to
+ * remove it, per connection. An exchange that lasts longer than this
+ * watches it, so that a client that leaves still aborts a slow upstream
+ * request (a short one's answer just finds the socket closed). */
+#define PX_WATCH_DELAY_MS 100u
 
 enum px_out {
     PX_OUT_PLAIN = 0,     /* move bytes as they are (Content-Length or close-delimited) */
@@ -98,37 +115,12 @@ struct px_body {
                                   * bytes moved (proxy/shadow_cap.h), or NULL */
 };
 
-/* What an idle (parked) connection holds is mostly this struct (and, over
- * TLS, its SSL): its field order leaves no holes (456 bytes on LP64). */
-struct px_conn {
-    struct list link;                /* on svc->conns */
-    struct px_service *svc;          /* borrowed; a retired service lives until
-                                      * its last connection is gone */
-    struct px_srv *srv;              /* borrowed */
-    struct px_confref *cref;         /* one reference: the generation of <conf> */
-    const struct px_service_conf *conf;  /* the service's conf when this
-                                      * connection took it: at accept, then between
-                                      * requests (px_hc_refresh_conf) */
-    uint64_t id;
-    enum px_conn_state state;        /* written only by set_state() */
-    unsigned flags;                  /* PX_CF_* */
-    int busy;                        /* callbacks on the stack */
-    unsigned client_port;
-    struct bufferevent *down;        /* owned: the client; NULL while parked (it went
-                                      * back to the loop's spares) */
-    struct bufferevent *up;          /* owned: the upstream of the current request, or NULL */
-    struct px_tls_io *tls;           /* owned while parked: the TLS side of the client
-                                      * connection (else c->down holds it), or NULL */
-    struct event *head_timer;        /* owned: deadline of the phase; client_head_ms from
-                                      * the first byte of a head (READ_HEAD), or
-                                      * server_response_ms from the end of the request to
-                                      * the end of the response head (EXCHANGE); runs
-                                      * park() (PX_CF_PARK_SOON); while parked, the read
-                                      * event on the client socket */
-    char client_ip[64];
-
-    /* the current request */
-    unsigned nreq;                   /* requests served on this connection */
+/* The request in flight and its response: apart from struct px_conn, so
+ * that an idle (parked) connection does not hold it. A connection takes
+ * one when it is accepted or unparked (from its loop's spares, zeroed) and
+ * gives it back when it parks or closes, with the buffers it took (they go
+ * to the loop's spares of their own). */
+struct px_exch {
     int req_minor;                   /* HTTP/1.<minor> of the client */
     bool req_is_head;                /* method HEAD: the response has no body */
     bool req_idempotent;             /* RFC 9110 9.2.2: may be resent */
@@ -137,6 +129,7 @@ struct px_conn {
     bool issue_cookie;
     bool shield_ok;                  /* px_shield_eligible() of the request head */
     bool has_bucket;                 /* <bucket> is the request's sticky bucket */
+    bool res_head_done;
     enum rt_side side;
     uint32_t bucket;
     struct px_body req;
@@ -150,7 +143,6 @@ struct px_conn {
 
     /* the current response */
     int res_status;
-    bool res_head_done;
     bool res_recorded;               /* outcome reported to the service */
     bool res_keep_alive;             /* the upstream connection may be reused */
     bool log_pending;                /* access log: a request began and is not logged yet */
@@ -173,6 +165,40 @@ struct px_conn {
                                       * or NULL */
 };
 
+/* What an idle (parked) connection holds is this struct and its head timer
+ * (and, over TLS, its SSL): its request state (struct px_exch) went back
+ * to the loop. Its field order leaves no holes. */
+struct px_conn {
+    struct list link;                /* on svc->conns */
+    struct px_service *svc;          /* borrowed; a retired service lives until
+                                      * its last connection is gone */
+    struct px_srv *srv;              /* borrowed */
+    struct px_confref *cref;         /* one reference: the generation of <conf> */
+    const struct px_service_conf *conf;  /* the service's conf when this
+                                      * connection took it: at accept, then between
+                                      * requests (px_hc_refresh_conf) */
+    uint64_t id;
+    enum px_conn_state state;        /* written only by set_state() */
+    unsigned flags;                  /* PX_CF_* */
+    int busy;                        /* callbacks on the stack */
+    unsigned client_port;
+    unsigned nreq;                   /* requests served on this connection */
+    struct bufferevent *down;        /* owned: the client; NULL while parked (it went
+                                      * back to the loop's spares) */
+    struct bufferevent *up;          /* owned: the upstream of the current request, or NULL */
+    struct px_tls_io *tls;           /* owned while parked: the TLS side of the client
+                                      * connection (else c->down holds it), or NULL */
+    struct px_exch *ex;              /* owned: the current request; NULL while parked */
+    struct event *head_timer;        /* owned: deadline of the phase; client_head_ms from
+                                      * the first byte of a head (READ_HEAD), or
+                                      * server_response_ms from the end of the request to
+                                      * the end of the response head (EXCHANGE); runs
+                                      * park() (PX_CF_PARK_SOON) and px_hc_watch_client()
+                                      * (PX_CF_WATCH_SOON); while parked, the read event
+                                      * on the client socket */
+    char client_ip[64];
+};
+
 /* The conf the connection took (not necessarily the service's current one). */
 static inline const struct px_service_conf *
 sconf(const struct px_conn *c)
@@ -184,7 +210,7 @@ sconf(const struct px_conn *c)
 static inline const struct px_addr *
 srt_addr(const struct px_conn *c)
 {
-    return &c->srt->addr;
+    return &c->ex->srt->addr;
 }
 
 /* Frees <c> when the last callback of it leaves (http.c: leave()). */
@@ -200,8 +226,8 @@ bind_server(struct px_conn *c, struct px_server_rt *s)
 {
     if (s != NULL)
         px_server_rt_get(s);
-    px_server_rt_put(c->srt);
-    c->srt = s;
+    px_server_rt_put(c->ex->srt);
+    c->ex->srt = s;
 }
 
 /* Closes the upstream connection of the current request, if any. */
@@ -258,17 +284,44 @@ void px_hc_record(struct px_conn *c, int status, enum px_err err);
  * when the connection cannot go on (the service is now a TCP service). */
 bool px_hc_refresh_conf(struct px_conn *c);
 
+/* The whole request is upstream: its response head must be complete within
+ * server_response_ms (c->head_timer), however the server trickles it (a
+ * read timeout only measures silence, which one byte at a time resets). A
+ * client that is not watched (PX_CF_POLLED clear) is watched from
+ * PX_WATCH_DELAY_MS on: the timer first runs px_hc_watch_client()
+ * (PX_CF_WATCH_SOON), which arms what is left of the deadline. */
+void px_hc_arm_response_deadline(struct px_conn *c);
+
+/* The exchange of a client that was not watched outlived PX_WATCH_DELAY_MS:
+ * reading it is switched on (its leaving aborts the upstream request), and
+ * while no response head came, the rest of the deadline is armed. */
+void px_hc_watch_client(struct px_conn *c);
+
 /* Frees <c> and what it holds at once, and tells the service (which a
  * retired service may not survive). Touch nothing of <c> after it. */
 void px_hc_close(struct px_conn *c);
 
+/* px_http_close_idle() and px_http_close_all() (proxy/http.h). */
+void px_hc_close_idle(struct px_service *svc);
+void px_hc_close_all(struct px_service *svc);
+
 /* Parks <c>, whose head timer already watches its socket (proxy/http.c,
  * park()): its bufferevent (socket detached, left open; a TLS side stays
- * with <c>), up_head, req_buf and access log path go to the loop's
+ * with <c>) and its request state (px_hc_exch_put()) go to the loop's
  * spares. */
 void px_hc_park(struct px_conn *c);
 
-/* Frees the loop's spare buffers and header field table (px_http_loop_free()). */
+/* A request state for a connection being accepted or unparked: a spare of
+ * <srv>'s loop, else a new one; zeroed, no side. */
+struct px_exch *px_hc_exch_take(struct px_srv *srv);
+
+/* Gives *<exp> (no server bound, no shadow capture) back to <srv>'s loop
+ * with its buffers (up_head, req_buf, access log path: to the spares of
+ * their own), or frees it; *<exp> is NULL after, and may be NULL before. */
+void px_hc_exch_put(struct px_srv *srv, struct px_exch **exp);
+
+/* Frees the loop's spare buffers, request states and header field table
+ * (px_http_loop_free()). */
 void px_hc_loop_free(struct px_srv *srv);
 
 #endif

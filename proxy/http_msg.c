@@ -47,15 +47,27 @@ hb_flush(struct hb *h)
     h->n = 0;
 }
 
+/* hb_add() of a piece that does not fit what is left of the buffer. */
 static void
+hb_add_slow(struct hb *h, const void *p, size_t len)
+{
+    hb_flush(h);
+    if (len > HB_SIZE) {
+        evbuffer_add(h->out, p, len);
+        return;
+    }
+    memcpy(h->b, p, len);
+    h->n = len;
+}
+
+/* Inline: a head is some 30 pieces, most of them literals whose copy the
+ * compiler then does in place. */
+static inline void
 hb_add(struct hb *h, const void *p, size_t len)
 {
     if (len > HB_SIZE - h->n) {
-        hb_flush(h);
-        if (len > HB_SIZE) {
-            evbuffer_add(h->out, p, len);
-            return;
-        }
+        hb_add_slow(h, p, len);
+        return;
     }
     memcpy(h->b + h->n, p, len);
     h->n += len;
@@ -169,40 +181,45 @@ px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in
 void
 px_hm_request(struct px_conn *c, const struct h1_req *r)
 {
-    c->req_minor = r->minor;
-    c->req_is_head = h1_method_eq(r->method, "HEAD");
-    c->req_idempotent = h1_method_idempotent(r->method);
-    c->req_upgrade = r->upgrade && h1_field_find(r->fields, r->nfields, "upgrade") != NULL;
-    c->shield_ok = px_shield_eligible(sconf(c), r);
+    c->ex->req_minor = r->minor;
+    c->ex->req_is_head = h1_method_eq(r->method, "HEAD");
+    c->ex->req_idempotent = h1_method_idempotent(r->method);
+    c->ex->req_upgrade = r->upgrade && h1_field_find(r->fields, r->nfields, "upgrade") != NULL;
+    c->ex->shield_ok = px_shield_eligible(sconf(c), r);
     if (!r->keep_alive)
         c->flags |= PX_CF_NO_KEEPALIVE;
-    memset(&c->req, 0, sizeof(c->req));
-    c->req.framing = r->framing;
-    c->req.left = r->framing == H1_BODY_LENGTH ? r->content_length : 0;
-    c->req.out = r->framing == H1_BODY_CHUNKED ? PX_OUT_CHUNKED : PX_OUT_PLAIN;
-    h1_chunked_init(&c->req.ck);
-    c->req.ck.max_ext = sconf(c)->limits.chunk_ext_bytes;
-    c->req.done = r->framing == H1_BODY_NONE ||
+    memset(&c->ex->req, 0, sizeof(c->ex->req));
+    c->ex->req.framing = r->framing;
+    c->ex->req.left = r->framing == H1_BODY_LENGTH ? r->content_length : 0;
+    c->ex->req.out = r->framing == H1_BODY_CHUNKED ? PX_OUT_CHUNKED : PX_OUT_PLAIN;
+    h1_chunked_init(&c->ex->req.ck);
+    c->ex->req.ck.max_ext = sconf(c)->limits.chunk_ext_bytes;
+    c->ex->req.done = r->framing == H1_BODY_NONE ||
                   (r->framing == H1_BODY_LENGTH && r->content_length == 0);
 }
 
 void
 px_hm_request_head(struct px_conn *c, const struct h1_req *r)
 {
-    struct evbuffer *h = px_hc_evbuffer(c, &c->up_head);
+    struct hb h;
     const struct rt_conf *rc = &sconf(c)->route;
     const struct px_addr *srv = srt_addr(c);
     bool have_xff = false;
     size_t i;
 
-    px_shield_routed(c->svc, c->side, c->t_req_us);   /* the budget counts legacy's */
-    evbuffer_drain(h, evbuffer_get_length(h));
-    evbuffer_add(h, r->method.p, r->method.len);
-    evbuffer_add(h, " ", 1);
-    evbuffer_add(h, r->target.p, r->target.len);
-    evbuffer_add(h, " HTTP/1.1\r\n", 11);
-    if (r->host.len == 0)
-        evbuffer_add_printf(h, "Host: %s\r\n", srv->text);
+    px_shield_routed(c->svc, c->ex->side, c->ex->t_req_us);   /* the budget counts legacy's */
+    h.out = px_hc_evbuffer(c, &c->ex->up_head);
+    h.n = 0;
+    evbuffer_drain(h.out, evbuffer_get_length(h.out));
+    hb_add(&h, r->method.p, r->method.len);
+    hb_lit(&h, " ");
+    hb_add(&h, r->target.p, r->target.len);
+    hb_lit(&h, " HTTP/1.1\r\n");
+    if (r->host.len == 0) {
+        hb_lit(&h, "Host: ");
+        hb_add(&h, srv->text, strlen(srv->text));
+        hb_lit(&h, "\r\n");
+    }
     for (i = 0; i < r->nfields; i++) {
         const struct h1_field *f = &r->fields[i];
 
@@ -211,10 +228,7 @@ px_hm_request_head(struct px_conn *c, const struct h1_req *r)
             (r->expect_continue && h1_iov_eq(f->name, "expect")) ||
             (rc->has_override && h1_iov_eq(f->name, rc->override_header)))
             continue;             /* the override is ours: never forwarded */
-        evbuffer_add(h, f->name.p, f->name.len);
-        evbuffer_add(h, ": ", 2);
-        evbuffer_add(h, f->value.p, f->value.len);
-        evbuffer_add(h, "\r\n", 2);
+        hb_field(&h, f);
     }
     /* X-Forwarded-For: every earlier hop, then the client we saw */
     for (i = 0; i < r->nfields; i++) {
@@ -222,23 +236,32 @@ px_hm_request_head(struct px_conn *c, const struct h1_req *r)
 
         if (!h1_iov_eq(f->name, "x-forwarded-for") || f->value.len == 0)
             continue;
-        evbuffer_add(h, have_xff ? ", " : "X-Forwarded-For: ", have_xff ? 2 : 17);
-        evbuffer_add(h, f->value.p, f->value.len);
+        if (have_xff)
+            hb_lit(&h, ", ");
+        else
+            hb_lit(&h, "X-Forwarded-For: ");
+        hb_add(&h, f->value.p, f->value.len);
         have_xff = true;
     }
-    evbuffer_add(h, have_xff ? ", " : "X-Forwarded-For: ", have_xff ? 2 : 17);
-    evbuffer_add(h, c->client_ip, strlen(c->client_ip));
-    if (c->flags & PX_CF_TLS)
-        evbuffer_add(h, "\r\nX-Forwarded-Proto: https\r\n", 28);
+    if (have_xff)
+        hb_lit(&h, ", ");
     else
-        evbuffer_add(h, "\r\nX-Forwarded-Proto: http\r\n", 27);
-    if (c->req_upgrade) {
+        hb_lit(&h, "X-Forwarded-For: ");
+    hb_add(&h, c->client_ip, strlen(c->client_ip));
+    if (c->flags & PX_CF_TLS)
+        hb_lit(&h, "\r\nX-Forwarded-Proto: https\r\n");
+    else
+        hb_lit(&h, "\r\nX-Forwarded-Proto: http\r\n");
+    if (c->ex->req_upgrade) {
         const struct h1_field *u = h1_field_find(r->fields, r->nfields, "upgrade");
 
-        evbuffer_add(h, "Connection: upgrade\r\nUpgrade: ", 30);
-        evbuffer_add(h, u->value.p, u->value.len);
-        evbuffer_add(h, "\r\n", 2);
+        hb_lit(&h, "Connection: upgrade\r\nUpgrade: ");
+        hb_add(&h, u->value.p, u->value.len);
+        hb_lit(&h, "\r\n");
     }
+    if (r->framing == H1_BODY_NONE)
+        hb_lit(&h, "\r\n");          /* no body: the head is whole */
+    hb_flush(&h);
 }
 
 static void
@@ -263,19 +286,19 @@ px_hm_response_head(struct px_conn *c, const struct h1_resp *r)
 {
     struct hb h;
     const struct rt_conf *rc = &sconf(c)->route;
-    bool chunk_ok = c->req_minor == 1;
+    bool chunk_ok = c->ex->req_minor == 1;
     size_t i;
 
-    c->res.framing = r->framing;
-    c->res.left = r->framing == H1_BODY_LENGTH ? r->content_length : 0;
-    c->res.out = PX_OUT_PLAIN;
+    c->ex->res.framing = r->framing;
+    c->ex->res.left = r->framing == H1_BODY_LENGTH ? r->content_length : 0;
+    c->ex->res.out = PX_OUT_PLAIN;
     if (r->framing == H1_BODY_CHUNKED || r->framing == H1_BODY_CLOSE) {
         if (chunk_ok)
-            c->res.out = PX_OUT_CHUNKED;
+            c->ex->res.out = PX_OUT_CHUNKED;
         else
             c->flags |= PX_CF_NO_KEEPALIVE;   /* HTTP/1.0: delimit by close */
     }
-    if (!c->req.done)
+    if (!c->ex->req.done)
         c->flags |= PX_CF_NO_KEEPALIVE;
 
     h.out = bufferevent_get_output(c->down);
@@ -299,13 +322,13 @@ px_hm_response_head(struct px_conn *c, const struct h1_resp *r)
         hb_lit(&h, "Content-Length: ");
         hb_u64(&h, r->content_length);
         hb_lit(&h, "\r\n");
-    } else if (c->res.out == PX_OUT_CHUNKED) {
+    } else if (c->ex->res.out == PX_OUT_CHUNKED) {
         hb_lit(&h, "Transfer-Encoding: chunked\r\n");
     }
-    if (c->issue_cookie) {
+    if (c->ex->issue_cookie) {
         char val[PX_COOKIE_VALUE_MAX];
 
-        if (px_cookie_sign(cookie_tab(c), c->bucket, val) > 0) {
+        if (px_cookie_sign(cookie_tab(c), c->ex->bucket, val) > 0) {
             hb_lit(&h, "Set-Cookie: ");
             hb_add(&h, rc->sticky_name, strlen(rc->sticky_name));
             hb_lit(&h, "=");
@@ -315,7 +338,7 @@ px_hm_response_head(struct px_conn *c, const struct h1_resp *r)
     }
     if (c->flags & (PX_CF_NO_KEEPALIVE | PX_CF_CLIENT_EOF))
         hb_lit(&h, "Connection: close\r\n");
-    else if (c->req_minor == 0)
+    else if (c->ex->req_minor == 0)
         hb_lit(&h, "Connection: keep-alive\r\n");
     hb_lit(&h, "\r\n");
     hb_flush(&h);
@@ -458,41 +481,41 @@ px_hm_buffer_body(struct px_conn *c, int *status, const char **why)
     struct evbuffer *in = bufferevent_get_input(c->down);
     const struct px_limits *lim = &sconf(c)->limits;
 
-    if (c->req.framing == H1_BODY_LENGTH) {
-        if (c->req.left > lim->buffer_body_bytes)
+    if (c->ex->req.framing == H1_BODY_LENGTH) {
+        if (c->ex->req.left > lim->buffer_body_bytes)
             return 1;                       /* streams after connect */
-        px_hc_evbuffer(c, &c->req_buf);
-        if (evbuffer_get_length(in) < c->req.left)
+        px_hc_evbuffer(c, &c->ex->req_buf);
+        if (evbuffer_get_length(in) < c->ex->req.left)
             return 0;
-        evbuffer_remove_buffer(in, c->req_buf, (size_t)c->req.left);
-        c->req.total = c->req.left;
-        c->req.left = 0;
-        c->req.done = true;
+        evbuffer_remove_buffer(in, c->ex->req_buf, (size_t)c->ex->req.left);
+        c->ex->req.total = c->ex->req.left;
+        c->ex->req.left = 0;
+        c->ex->req.done = true;
         return 1;
     }
     /* chunked: decode into req_buf; resend with Content-Length when it ends
      * within the buffer limit, else stream the rest chunked. Decoding stops
      * one byte past the limit, however much of the body one read brought,
      * so that only a body within it is ever sent with a Content-Length */
-    c->req.out = PX_OUT_PLAIN;
-    if (px_hm_body_upto(&c->req, in, px_hc_evbuffer(c, &c->req_buf),
+    c->ex->req.out = PX_OUT_PLAIN;
+    if (px_hm_body_upto(&c->ex->req, in, px_hc_evbuffer(c, &c->ex->req_buf),
                         (size_t)lim->buffer_body_bytes + 1) < 0) {
         *status = 400;
-        *why = c->req.ck.error != NULL ? c->req.ck.error : "bad chunked body";
+        *why = c->ex->req.ck.error != NULL ? c->ex->req.ck.error : "bad chunked body";
         return -1;
     }
-    if (lim->body_bytes > 0 && c->req.total > lim->body_bytes) {
+    if (lim->body_bytes > 0 && c->ex->req.total > lim->body_bytes) {
         *status = 413;
         *why = "request body over limits.body_bytes";
         return -1;
     }
-    if (c->req.done) {
-        c->req.framing = H1_BODY_LENGTH;
-        c->req.left = 0;
+    if (c->ex->req.done) {
+        c->ex->req.framing = H1_BODY_LENGTH;
+        c->ex->req.left = 0;
         return 1;
     }
-    if (evbuffer_get_length(c->req_buf) > lim->buffer_body_bytes) {
-        c->req.out = PX_OUT_CHUNKED;
+    if (evbuffer_get_length(c->ex->req_buf) > lim->buffer_body_bytes) {
+        c->ex->req.out = PX_OUT_CHUNKED;
         return 1;
     }
     return 0;
@@ -504,7 +527,7 @@ px_hm_buffer_body(struct px_conn *c, int *status, const char **why)
 void
 px_hm_tunnel_relay(struct px_conn *c, struct bufferevent *from, struct bufferevent *to)
 {
-    c->last_io_ms = px_now_ms(c->srv);
+    c->ex->last_io_ms = px_now_ms(c->srv);
     (void)px_relay_move(from, to);
 }
 
@@ -512,7 +535,7 @@ px_hm_tunnel_relay(struct px_conn *c, struct bufferevent *from, struct buffereve
 void
 px_hm_tunnel_drained(struct px_conn *c, struct bufferevent *bev, struct bufferevent *peer)
 {
-    c->last_io_ms = px_now_ms(c->srv);
+    c->ex->last_io_ms = px_now_ms(c->srv);
     px_relay_drained(bev, peer, PX_IO_READ_MAX, true);
 }
 
@@ -521,7 +544,7 @@ px_hm_tunnel_drained(struct px_conn *c, struct bufferevent *bev, struct bufferev
 void
 px_hm_tunnel_timeout(struct px_conn *c, struct bufferevent *bev, short what)
 {
-    if (!px_relay_timeout(bev, what, px_now_ms(c->srv) - c->last_io_ms,
+    if (!px_relay_timeout(bev, what, px_now_ms(c->srv) - c->ex->last_io_ms,
                           sconf(c)->timeouts.server_idle_ms, true))
         return;
     log_at(LL_DEBUG, "http", c->id, "tunnel idle for %u ms: closed",

@@ -27,8 +27,9 @@ void px_hm_request(struct px_conn *c, const struct h1_req *r);
 unsigned px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in,
                            struct cidr_addr *client);
 
-/* Rebuilds the upstream request head (without its framing line and final
- * CRLF, added once the body framing is known) into c->up_head. */
+/* Rebuilds the upstream request head into c->up_head: whole for a request
+ * without a body, else without its framing line and final CRLF (added once
+ * the body framing is known, proxy/http.c). */
 void px_hm_request_head(struct px_conn *c, const struct h1_req *r);
 
 /* Writes the final response head <r> to the client, rebuilt, and sets up

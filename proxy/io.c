@@ -229,10 +229,12 @@ read_room(struct bufferevent *bev, short what)
 
         if (len >= high) {
             /* the mark was set to what the input holds already, which
-             * bufferevent_setwatermark() leaves as it is: suspend reading
-             * as libevent's callback would here, through a mark one lower
-             * (head_bytes is at least 1024); the input's watermark
-             * callback resumes it once the input drains below the mark */
+             * bufferevent_setwatermark() leaves as it is, or set by
+             * px_io_read_limit() without libevent's callback: suspend
+             * reading as libevent's callback would here, through a mark
+             * one lower (head_bytes is at least 1024); the input's
+             * watermark callback, installed by these calls, resumes it
+             * once the input drains below the mark */
             bufferevent_setwatermark(bev, EV_READ, bev->wm_read.low, high - 1);
             bufferevent_setwatermark(bev, EV_READ, bev->wm_read.low, high);
             return 0;
@@ -280,6 +282,37 @@ on_read(evutil_socket_t fd, short what, void *arg)
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return;
     read_done(bev, r);
+}
+
+void
+px_io_read_on(struct bufferevent *bev)
+{
+    if (!(bev->enabled & EV_READ))
+        bufferevent_enable(bev, EV_READ);
+}
+
+void
+px_io_write_marks_off(struct bufferevent *bev)
+{
+    if (bev->wm_write.low != 0 || bev->wm_write.high != 0)
+        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+}
+
+void
+px_io_read_limit(struct bufferevent *bev, size_t limit)
+{
+    if (bev->wm_read.high == limit && bev->wm_read.low == 0)
+        return;
+    /* libevent's callback off (and reading resumed), then the mark alone */
+    bufferevent_setwatermark(bev, EV_READ, 0, 0);
+    bev->wm_read.high = limit;
+}
+
+void
+px_io_read_now(struct bufferevent *bev)
+{
+    if (read_cb(bev) == on_read && (bev->enabled & EV_READ))
+        on_read(bufferevent_getfd(bev), EV_READ, bev);
 }
 
 void

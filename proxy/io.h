@@ -74,6 +74,31 @@ size_t px_io_flush(struct bufferevent *bev);
  * socket, bufferevent_setfd() with one and bufferevent_socket_connect(). */
 void px_io_own_reads(struct bufferevent *bev);
 
+/* Switches reading of <bev> on unless it is on: a bufferevent's enable
+ * re-adds its read event (and reads the clock for its timeout) even then,
+ * right after bufferevent_set_timeouts() re-added it. */
+void px_io_read_on(struct bufferevent *bev);
+
+/* Clears <bev>'s write watermarks unless they are clear: libevent's call
+ * re-checks the output and its callbacks every time. */
+void px_io_write_marks_off(struct bufferevent *bev);
+
+/* The input of <bev> holds at most <limit> bytes (0: no limit): its reads
+ * stop there and wait until the input is drained below it. The read high
+ * watermark, without the input callback libevent installs for it, which
+ * re-adds the read event (and reads the clock for its timeout) at every
+ * change of the input: reads are bounded by it here (io.c), and reading
+ * is suspended through libevent's watermark only once the input is full.
+ * Only for a bufferevent whose reads are io.c's. */
+void px_io_read_limit(struct bufferevent *bev, size_t limit);
+
+/* Reads <bev>'s socket now, as its read event would when it fires (the
+ * callbacks run from inside this call), if its reads are io.c's and
+ * reading is on: for a socket just accepted, whose first bytes are often
+ * there already, so they are served before the socket is ever polled.
+ * Nothing when the socket has nothing yet. */
+void px_io_read_now(struct bufferevent *bev);
+
 /* The next reads of <bev> take at most <max> bytes each (1..PX_IO_READ_MAX):
  * a relay passes the room left before its destination's backpressure
  * limit, so that no read overshoots it. */

@@ -188,7 +188,9 @@ px_pool_put(struct px_service *svc, struct px_server_rt *s, struct bufferevent *
     bufferevent_setcb(bev, on_idle_read, NULL, on_idle_event, p);
     /* no bufferevent timeout while idle: the pool's timer does it */
     bufferevent_set_timeouts(bev, NULL, NULL);
-    if (bufferevent_enable(bev, EV_READ) < 0) {
+    /* reading is on after a whole response, mostly: enabling it again
+     * would only re-add its event */
+    if (!(bufferevent_get_enabled(bev) & EV_READ) && bufferevent_enable(bev, EV_READ) < 0) {
         px_pooled_free(p);
         return;
     }

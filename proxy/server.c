@@ -417,11 +417,39 @@ px_service_set_admin(struct px_service *svc, enum rt_side side, unsigned server,
     return true;
 }
 
+/* <v> (0..255) in decimal at <p>; returns the end. */
+static char *
+put_octet(char *p, unsigned v)
+{
+    if (v >= 100)
+        *p++ = (char)('0' + v / 100);
+    if (v >= 10)
+        *p++ = (char)('0' + v / 10 % 10);
+    *p++ = (char)('0' + v % 10);
+    return p;
+}
+
 void
 px_sockaddr_ip(const struct sockaddr *sa, char *buf, size_t len)
 {
     const void *a = NULL;
 
+    if (sa->sa_family == AF_INET && len >= sizeof("255.255.255.255")) {
+        /* what inet_ntop() writes, without the sprintf() it makes per
+         * address (once per accepted connection) */
+        const unsigned char *b =
+            (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+        char *p = buf;
+        int i;
+
+        for (i = 0; i < 4; i++) {
+            if (i > 0)
+                *p++ = '.';
+            p = put_octet(p, b[i]);
+        }
+        *p = '\0';
+        return;
+    }
     if (sa->sa_family == AF_INET)
         a = &((const struct sockaddr_in *)sa)->sin_addr;
     else if (sa->sa_family == AF_INET6)

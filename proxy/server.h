@@ -83,6 +83,7 @@ struct event_base;
 struct evconnlistener;
 struct px_access_log;
 struct px_cookie_set;
+struct px_exch;
 struct px_shadow_svc;
 struct h1_field;
 struct bufferevent;
@@ -385,14 +386,15 @@ struct px_srv {
                                           * (proxy/http_conn.c, px_hc_fields()): one head
                                           * is parsed and rebuilt at a time per loop */
     unsigned hfields_n;                  /* entries of <hfields> */
-    /* owned: spare client bufferevents (no socket), evbuffers (empty) and
-     * access log path buffers that parked connections gave back, for the
-     * next connection or request of this loop (proxy/http_conn.c); at most
-     * PX_SPARES of each */
+    /* owned: spare client bufferevents (no socket), evbuffers (empty),
+     * access log path buffers and request states that parked or closed
+     * connections gave back, for the next connection or request of this
+     * loop (proxy/http_conn.c); at most PX_SPARES of each */
     struct bufferevent *spare_bev[PX_SPARES];
     struct evbuffer *spare_evb[PX_SPARES];
     char *spare_path[PX_SPARES];
-    unsigned nspare_bev, nspare_evb, nspare_path;
+    struct px_exch *spare_ex[PX_SPARES];
+    unsigned nspare_bev, nspare_evb, nspare_path, nspare_ex;
 };
 
 /* The next connection id of this loop: ids are unique over all workers

@@ -619,7 +619,7 @@ sampled(struct px_conn *c, uint32_t percent_bp)
         return true;
     if (percent_bp == 0)
         return false;
-    b = c->has_bucket ? (uint32_t)(((uint64_t)c->bucket * 7919u + 4409u) % 10000u)
+    b = c->ex->has_bucket ? (uint32_t)(((uint64_t)c->ex->bucket * 7919u + 4409u) % 10000u)
                       : (uint32_t)(px_srv_rand(c->srv) % 10000u);
     return b < percent_bp;
 }
@@ -659,17 +659,17 @@ px_shadow_begin(struct px_conn *c)
     char method[16], target[160];
     size_t hlen, blen;
 
-    if (sc == NULL || c->req_upgrade || c->up_head == NULL || c->side == RT_NONE ||
-        !request_line(c->up_head, method, sizeof(method), target, sizeof(target)) ||
+    if (sc == NULL || c->ex->req_upgrade || c->ex->up_head == NULL || c->ex->side == RT_NONE ||
+        !request_line(c->ex->up_head, method, sizeof(method), target, sizeof(target)) ||
         !method_listed(sc, method) || !sampled(c, sc->percent_bp))
         return;
-    other = c->side == RT_LEGACY ? RT_NEW : RT_LEGACY;
+    other = c->ex->side == RT_LEGACY ? RT_NEW : RT_LEGACY;
     if ((sc->to == PX_SHADOW_TO_NEW && other != RT_NEW) ||
         (sc->to == PX_SHADOW_TO_LEGACY && other != RT_LEGACY))
         return;
     ss = ss_get(c->svc);
-    blen = c->req_buf != NULL ? evbuffer_get_length(c->req_buf) : 0;
-    if (!c->req.done || blen > sc->max_body_bytes) {
+    blen = c->ex->req_buf != NULL ? evbuffer_get_length(c->ex->req_buf) : 0;
+    if (!c->ex->req.done || blen > sc->max_body_bytes) {
         count(ss, PX_SR_TOO_LARGE);
         return;
     }
@@ -682,7 +682,7 @@ px_shadow_begin(struct px_conn *c)
         return;
     }
     if (sc->second_server)
-        second = pick(ss, c->side, c->srt);
+        second = pick(ss, c->ex->side, c->ex->srt);
 
     sh = xcalloc(1, sizeof(*sh));
     sh->ss = ss;
@@ -691,34 +691,34 @@ px_shadow_begin(struct px_conn *c)
     sh->conf = sconf(c);
     sh->sc = sc;
     sh->id = c->id;
-    sh->served = c->side;
+    sh->served = c->ex->side;
     snprintf(sh->served_addr, sizeof(sh->served_addr), "%s", srt_addr(c)->text);
     snprintf(sh->method, sizeof(sh->method), "%s", method);
     snprintf(sh->target, sizeof(sh->target), "%s", target);
     sh->prefix = prefix_of(ss, target);
-    sh->is_head = c->req_is_head;
+    sh->is_head = c->ex->req_is_head;
     sh->t0_ms = px_now_ms(c->srv);
     list_push(&ss->live, &sh->link);
     ss->inflight++;
 
     /* the copy: the rebuilt head, marked, and the buffered body as it goes up */
     sh->req = evbuffer_new();
-    hlen = evbuffer_get_length(c->up_head);
-    evbuffer_add(sh->req, evbuffer_pullup(c->up_head, (ev_ssize_t)hlen), hlen - 2);
+    hlen = evbuffer_get_length(c->ex->up_head);
+    evbuffer_add(sh->req, evbuffer_pullup(c->ex->up_head, (ev_ssize_t)hlen), hlen - 2);
     evbuffer_add(sh->req, "X-Cutover-Shadow: 1\r\n\r\n", 23);
-    if (c->req.out == PX_OUT_CHUNKED) {
+    if (c->ex->req.out == PX_OUT_CHUNKED) {
         if (blen > 0) {
             evbuffer_add_printf(sh->req, "%zx\r\n", blen);
-            px_hm_send_kept(sh->req, c->req_buf);
+            px_hm_send_kept(sh->req, c->ex->req_buf);
             evbuffer_add(sh->req, "\r\n", 2);
         }
         evbuffer_add(sh->req, "0\r\n\r\n", 5);
     } else if (blen > 0) {
-        px_hm_send_kept(sh->req, c->req_buf);
+        px_hm_send_kept(sh->req, c->ex->req_buf);
     }
 
     sh->cap = px_shadow_cap_new(&sc->compare, on_primary_ended, sh);
-    c->shadow = sh->cap;
+    c->ex->shadow = sh->cap;
     sh->timer = evtimer_new(c->srv->base, on_timeout, sh);
     if (sh->timer != NULL) {
         struct timeval tv = tv_ms(sc->timeout_ms);
@@ -730,32 +730,32 @@ px_shadow_begin(struct px_conn *c)
            second != NULL ? second->addr.text : "");
     /* the second server first: a candidate that fails at once frees the copy */
     if (second != NULL)
-        leg_start(sh, &sh->leg[LEG_SECOND], c->side, second);
+        leg_start(sh, &sh->leg[LEG_SECOND], c->ex->side, second);
     leg_start(sh, &sh->leg[LEG_CAND], other, cand);
 }
 
 void
 px_shadow_primary_head(struct px_conn *c, const struct h1_resp *r)
 {
-    struct px_shadow_cap *cap = c->shadow;
+    struct px_shadow_cap *cap = c->ex->shadow;
 
     if (cap->ended == NULL) {        /* the copy already ended: let it go */
         px_shadow_cap_put(cap);
-        c->shadow = NULL;
+        c->ex->shadow = NULL;
         return;
     }
     px_shadow_cap_head(cap, r);
-    c->res.tap = cap;
+    c->ex->res.tap = cap;
 }
 
 void
 px_shadow_primary_end(struct px_conn *c)
 {
-    struct px_shadow_cap *cap = c->shadow;
+    struct px_shadow_cap *cap = c->ex->shadow;
 
-    c->shadow = NULL;
-    c->res.tap = NULL;
-    px_shadow_cap_end(cap, c->res_head_done && c->res.done);
+    c->ex->shadow = NULL;
+    c->ex->res.tap = NULL;
+    px_shadow_cap_end(cap, c->ex->res_head_done && c->ex->res.done);
     px_shadow_cap_put(cap);
 }
 

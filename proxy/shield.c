@@ -136,13 +136,14 @@ px_shield_replay(struct px_conn *c, enum px_err err, int status)
     struct px_service *svc = c->svc;
     const struct px_shield_conf *sh = &sconf(c)->shield;
     struct px_shield_rt *s = &svc->shield;
-    size_t body = c->req_buf != NULL ? evbuffer_get_length(c->req_buf) : 0;
+    size_t body = c->ex->req_buf != NULL ? evbuffer_get_length(c->ex->req_buf) : 0;
     enum px_shield_reason why;
     struct px_server_rt *to;
     char from[64];
 
     /* what can be sent again at all, and was not answered yet */
-    if (!c->shield_ok || c->side != RT_NEW || c->log_why == RT_R_OVERRIDE || !c->req.done ||
+    if (!c->ex->shield_ok || c->ex->side != RT_NEW || c->ex->log_why == RT_R_OVERRIDE ||
+        !c->ex->req.done ||
         (c->flags & (PX_CF_SHIELDED | PX_CF_RES_STARTED | PX_CF_INTERIM |
                      PX_CF_REQ_STREAMED | PX_CF_CLOSE | PX_CF_CLIENT_EOF)) ||
         body > sh->max_body_bytes || !reason_of(err, status, &why) ||
@@ -162,10 +163,10 @@ px_shield_replay(struct px_conn *c, enum px_err err, int status)
     /* a shadow copy of the request (to legacy) has no answer of new's to be
      * compared with: the client gets legacy's. It ends as not compared
      * (skipped), never as a match counted for new (proxy/shadow.h). */
-    if (c->shadow != NULL) {
-        px_shadow_cap_end(c->shadow, false);
-        px_shadow_cap_put(c->shadow);
-        c->shadow = NULL;
+    if (c->ex->shadow != NULL) {
+        px_shadow_cap_end(c->ex->shadow, false);
+        px_shadow_cap_put(c->ex->shadow);
+        c->ex->shadow = NULL;
     }
     s->ring_replays[s->cur]++;
     s->replays++;
@@ -177,15 +178,15 @@ px_shield_replay(struct px_conn *c, enum px_err err, int status)
     /* the replay is a request of legacy's like any other */
     c->flags |= PX_CF_SHIELDED | PX_CF_SHIELD_SOON;
     c->flags &= ~(PX_CF_RETRIED | PX_CF_STALE_RETRY | PX_CF_UP_REUSED | PX_CF_RES_BYTES);
-    c->side = RT_LEGACY;
+    c->ex->side = RT_LEGACY;
     bind_server(c, to);
     to->requests++;
     svc->stats[RT_LEGACY].requests++;
-    c->res_recorded = false;
-    c->res_head_done = false;
-    c->log_status = 0;
-    c->log_error = NULL;
-    c->t_req_us = px_now_us(c->srv);   /* legacy's latency is its own */
+    c->ex->res_recorded = false;
+    c->ex->res_head_done = false;
+    c->ex->log_status = 0;
+    c->ex->log_error = NULL;
+    c->ex->t_req_us = px_now_us(c->srv);   /* legacy's latency is its own */
     /* the connect starts from the loop, never under the failing callback */
     evtimer_del(c->head_timer);
     event_active(c->head_timer, EV_TIMEOUT, 1);
@@ -204,7 +205,7 @@ px_shield_drain_tunnels(struct px_service *svc, enum rt_side side, int drain_s)
     for (pos = svc->conns.next; pos != &svc->conns; pos = pos->next) {
         struct px_conn *c = list_entry(pos, struct px_conn, link);
 
-        if (c->state != PX_CS_TUNNEL || c->side != side || (c->flags & PX_CF_DRAIN))
+        if (c->state != PX_CS_TUNNEL || c->ex->side != side || (c->flags & PX_CF_DRAIN))
             continue;
         c->flags |= PX_CF_DRAIN;
         if (evtimer_add(c->head_timer, &tv) < 0) {
@@ -220,7 +221,7 @@ void
 px_shield_tunnel_drained(struct px_conn *c)
 {
     log_at(LL_INFO, "http", c->id, "drain time over: closing the upgraded connection to %s "
-           "server %s", rt_side_names[c->side], srt_addr(c)->text);
+           "server %s", rt_side_names[c->ex->side], srt_addr(c)->text);
     c->svc->shield.drained[0]++;
     mark_close(c);
 }

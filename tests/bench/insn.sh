@@ -195,11 +195,11 @@ start_daemon() { # PREFIX-COMMAND... : starts the daemon under it, waits for "re
     done
 }
 load() { # CASE REQS OUT: wrk with 4 connections until REQS responses
-    # wrk keeps a -H header only in the form "Name: value" (it drops
-    # "Connection:close" without a word, which made the close case a
-    # keep-alive one)
+    # "Connection: close" with its space: wrk drops a header without one
+    # ("Connection:close"), which left that case on keep-alive
     if [ "$1" = close ]; then
-        INSN_REQS=$2 wrk -t1 -c4 -d60s -H "Connection: close" -s "$dir/stop.lua" "$(url "$1")" >"$3"
+        INSN_REQS=$2 wrk -t1 -c4 -d60s -H "Connection: close" -s "$dir/stop.lua" \
+            "$(url "$1")" >"$3"
     else
         INSN_REQS=$2 wrk -t1 -c4 -d60s -s "$dir/stop.lua" "$(url "$1")" >"$3"
     fi

@@ -464,6 +464,59 @@ test_client_gone_aborts_upstream(void **state)
     assert_still_serving(f, port);
 }
 
+/* A client that sent its whole request at once is not watched during the
+ * first PX_WATCH_DELAY_MS (100 ms) of a short exchange, which saves the
+ * epoll_ctl that registering its socket costs; a longer one is. Whichever
+ * way it goes (the request read at accept or after a poll; the client gone
+ * at once, or after the delay; asking for close or not; a keep-alive
+ * client's second request), the backend sees the request aborted long
+ * before it would have answered, and nothing is counted against it. */
+static void
+test_client_gone_aborts_upstream_each_way(void **state)
+{
+    static const char *const reqs[] = {
+        GET_ROOT, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    };
+    struct fx *f = start(state, 1, NULL);
+    int port = f->port[0][0], fd, round;
+    long heads;
+    long long t0;
+    struct h_resp r;
+
+    for (round = 0; round < 6; round++) {
+        const char *req = reqs[round % 2];
+
+        fd = h_connect(f->proxy_port);
+        assert_true(fd >= 0);
+        if (round >= 4) {
+            /* a first request answered: the second one is on a polled socket */
+            assert_int_equal(h_backend_set(port, "delay_ms=0"), 0);
+            assert_int_equal(h_send_all(fd, GET_ROOT, strlen(GET_ROOT)), 0);
+            assert_int_equal(h_read_response(fd, &r), 0);
+            assert_int_equal(r.status, 200);
+            h_resp_free(&r);
+        }
+        assert_int_equal(h_backend_set(port, "delay_ms=3000"), 0);
+        assert_int_equal(h_send_all(fd, req, strlen(req)), 0);
+        /* the request reached the backend, which now waits */
+        heads = round >= 4 ? 2 * round - 2 : round + 1;
+        assert_int_equal(h_backend_wait_stat(port, "heads", heads, 3000), heads);
+        if (round % 4 >= 2)
+            usleep(300 * 1000);        /* past the delay: watched by now */
+        close(fd);
+        t0 = h_now_ms();
+        assert_int_equal(h_backend_wait_stat(port, "aborted", round + 1, 2000), round + 1);
+        assert_true(h_now_ms() - t0 < 2000);
+    }
+    assert_int_equal(h_backend_wait_stat(port, "open", 0, 1000), 0);
+    assert_int_equal(fx_status_long(f, "legacy.servers.0.failures"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.error"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.5xx"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_reset"), 0);
+    assert_int_equal(fx_status_long(f, "legacy.counters.errors.upstream_timeout"), 0);
+    assert_still_serving(f, port);
+}
+
 /* The same while the response body streams: the client leaves after the
  * head, the upstream connection is closed (never pooled), the backend sees
  * its answer aborted. */
@@ -506,6 +559,7 @@ main(void)
         cmocka_unit_test_teardown(test_midbody_reset_content_length, fx_teardown),
         cmocka_unit_test_teardown(test_midbody_reset_chunked_has_no_last_chunk, fx_teardown),
         cmocka_unit_test_teardown(test_client_gone_aborts_upstream, fx_teardown),
+        cmocka_unit_test_teardown(test_client_gone_aborts_upstream_each_way, fx_teardown),
         cmocka_unit_test_teardown(test_client_gone_mid_body, fx_teardown),
     };
 
