@@ -16,13 +16,15 @@
  * legs are done and the client's response ended, or at once when the
  * candidate failed (error) or the client's exchange did (skipped).
  *
- * Nothing here can delay the client: a copy is started by an event made
- * active in the callback that sends the client's request upstream, so it
- * connects and writes only after that callback wrote the request (on_kick);
- * its reads and writes are its own bufferevents', its work per answer byte
- * is a hash update; and its comparison runs the same way, from the loop,
- * after the callback that ended the client's response wrote it to the
- * client.
+ * Nothing here can delay the client: a copy is prepared beside the client's
+ * request but sent only once the serving side's answer began, from an event
+ * made active in the callback that passes that answer's head on (on_kick),
+ * so after the head was written to the client: neither the copy's connect
+ * and write nor the other side's work on it come before the client's
+ * answer. Its reads and writes are its own bufferevents', its work per
+ * answer byte is a hash update, and its comparison runs the same way, from
+ * the loop, after the callback that ended the client's response wrote it to
+ * the client.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -406,6 +408,19 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (!sh->started) {
+        /* the client's answer did not begin within timeout_ms: the copy was
+         * never sent, and is not waited for any longer (skipped) */
+        log_at(LL_DEBUG, "shadow", sh->id, "copy: no answer to the client within %u ms, "
+               "not sent", sh->sc->timeout_ms);
+        if (sh->cap != NULL) {
+            sh->cap->ended = NULL;
+            px_shadow_cap_put(sh->cap);
+            sh->cap = NULL;
+        }
+        finish(sh);
+        return;
+    }
     log_at(LL_DEBUG, "shadow", sh->id, "copy: no complete answer within %u ms",
            sh->sc->timeout_ms);
     /* ending the second leg cannot finish the copy while the candidate is
@@ -633,9 +648,10 @@ leg_connect(struct leg *l)
 }
 
 /* The copy's deferred work, run by the loop after the callback that asked
- * for it returned: its start (after the client's request was written
- * upstream, so the copy's connect and write never come before it) and its
- * end (after the client's response was written, see maybe_finish()). */
+ * for it returned: its start (once the head of the client's answer came,
+ * and after the callback that passed it on wrote it to the client: see
+ * px_shadow_primary_head()) and its end (after the client's response was
+ * written, see maybe_finish()). */
 static void
 on_kick(evutil_socket_t fd, short what, void *arg)
 {
@@ -650,6 +666,11 @@ on_kick(evutil_socket_t fd, short what, void *arg)
     if (sh->started)
         return;
     sh->started = true;
+    if (sh->timer != NULL) {         /* timeout_ms from here: the copy's exchange */
+        struct timeval tv = tv_ms(sh->sc->timeout_ms);
+
+        evtimer_add(sh->timer, &tv);
+    }
     /* the second server first: a candidate that fails at once ends the copy */
     if (sh->leg[LEG_SECOND].used)
         leg_connect(&sh->leg[LEG_SECOND]);
@@ -805,19 +826,16 @@ px_shadow_begin(struct px_conn *c)
     if (second != NULL)
         leg_prepare(sh, &sh->leg[LEG_SECOND], c->side, second);
     leg_prepare(sh, &sh->leg[LEG_CAND], other, cand);
-    /* the copy starts once this callback has written the client's request
-     * upstream (on_kick); without the event, at once */
+    /* the copy is sent once the client's answer began (px_shadow_primary_head),
+     * from this event */
     sh->kick = event_new(c->srv->base, -1, 0, on_kick, sh);
-    if (sh->kick != NULL)
-        event_active(sh->kick, EV_TIMEOUT, 1);
-    else
-        on_kick(-1, 0, sh);
 }
 
 void
 px_shadow_primary_head(struct px_conn *c, const struct h1_resp *r)
 {
     struct px_shadow_cap *cap = c->shadow;
+    struct px_shadow *sh;
 
     if (cap->ended == NULL) {        /* the copy already ended: let it go */
         px_shadow_cap_put(cap);
@@ -826,6 +844,16 @@ px_shadow_primary_head(struct px_conn *c, const struct h1_resp *r)
     }
     px_shadow_cap_head(cap, r);
     c->res.tap = cap;
+    /* the serving side answered: now the copy goes, once this callback has
+     * written the head (and what came of the body) to the client, so that
+     * neither the copy's connect and write nor the other side's work on it
+     * come before the client's answer (cap->arg is the copy, alive while
+     * cap->ended is set) */
+    sh = cap->arg;
+    if (sh->kick != NULL)
+        event_active(sh->kick, EV_TIMEOUT, 1);
+    else
+        on_kick(-1, 0, sh);
 }
 
 void

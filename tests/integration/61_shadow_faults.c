@@ -325,6 +325,38 @@ test_slow_side(void **state)
     assert_int_equal(results(f, "error") + results(f, "dropped"), 0);
 }
 
+#define UNANSWERED_CONF ",\"shadow\": {\"percent\": 100, \"timeout_ms\": 300}, " \
+                        "\"timeouts\": {\"server_response_ms\": 1000}"
+
+/* A copy goes only once the serving side's answer began: while legacy
+ * never answers, nothing is sent to new, and the copy is given up at its
+ * deadline (skipped), long before the client's own 504. */
+static void
+test_copy_waits_for_the_answer(void **state)
+{
+    struct fx *f;
+    struct h_resp r;
+
+    assert_int_equal(fx_open(state, false, 1, UNANSWERED_CONF, 78), 0);
+    f = *state;
+    assert_int_equal(h_backend_set(f->port[LEGACY][0], "mode=stall"), 0);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(h_get(f->proxy_port, "/", NULL, &r), 0);
+    assert_int_equal(r.status, 504);
+    h_resp_free(&r);
+    assert_int_equal(results(f, "skipped"), 1);
+    assert_int_equal(fx_status_long(f, "shadow.inflight"), 0);
+    assert_int_equal(h_backend_stat(f->port[NEW][0], "heads"), 0);
+
+    /* legacy answers 250 ms late: the copy goes then, and has its own
+     * timeout_ms (300) from there */
+    assert_int_equal(h_backend_set(f->port[LEGACY][0], "mode=normal&delay_ms=250"), 0);
+    assert_int_equal(h_backend_set(f->port[NEW][0], "delay_ms=200"), 0);
+    get_n(f, 2, "/", "legacy\n", 1000);
+    fx_wait_status_long(f, "shadow.results.diff", 2, 5000);
+    assert_int_equal(results(f, "error"), 0);
+}
+
 #define CALIB_CONF ",\"shadow\": {\"percent\": 100, \"noise\": {\"second_server\": true}, " \
                    "\"compare\": {\"headers\": [\"content-type\", \"x-request-id\", " \
                    "\"x-timestamp\"], \"body\": \"json\"}}"
@@ -383,6 +415,7 @@ main(void)
         cmocka_unit_test_teardown(test_endless_body_not_compared, fx_teardown),
         cmocka_unit_test_teardown(test_garbage, fx_teardown),
         cmocka_unit_test_teardown(test_slow_side, fx_teardown),
+        cmocka_unit_test_teardown(test_copy_waits_for_the_answer, fx_teardown),
         cmocka_unit_test_teardown(test_calibration, fx_teardown),
     };
 
