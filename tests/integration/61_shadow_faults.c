@@ -220,8 +220,12 @@ test_huge_and_endless(void **state)
     print_message("RSS of cutoverd before and after 100 endless answers cut at 64 KiB: "
                   "%ld and %ld KiB\n", rss0, rss1);
     /* bounded by the copies in flight at once (each at most the limit and
-     * a read's buffer), not by what the backend would send */
+     * a read's buffer), not by what the backend would send (a sanitizer's
+     * allocator, whose quarantine keeps what was freed, makes the figure
+     * meaningless) */
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
     assert_true(rss1 - rss0 < 16384);
+#endif
 
     /* a Content-Length body that stops half-way and never completes: the
      * copy ends at its deadline (timeout_ms), and its connection with it */
@@ -236,6 +240,7 @@ test_huge_and_endless(void **state)
     assert_int_equal(h_backend_set(f->port[NEW][0], "reset=1"), 0);
     get_n(f, 3, "/", "legacy\n", 1000);
     fx_wait_status_long(f, "shadow.results.diff", 3, 5000);
+    fx_stop_clean(f);                  /* under make asan: nothing leaked */
 }
 
 #define NONE_CONF ",\"shadow\": {\"percent\": 100, \"max_response_bytes\": 65536, " \
@@ -304,6 +309,7 @@ test_garbage(void **state)
     fx_wait_status_long(f, "shadow.results.error", errors, 5000);
     assert_int_equal(results(f, "match") + results(f, "diff"), 0);
     wait_no_copy(f);
+    fx_stop_clean(f);
 }
 
 #define SLOW_CONF ",\"shadow\": {\"percent\": 100, \"timeout_ms\": 2000}"
@@ -323,6 +329,11 @@ test_slow_side(void **state)
     print_message("slowest client answer with a shadow side 300 ms slow: %lld ms\n", slowest);
     fx_wait_status_long(f, "shadow.results.diff", 20, 5000);
     assert_int_equal(results(f, "error") + results(f, "dropped"), 0);
+    /* the daemon stops cleanly with copies in flight (under make asan:
+     * nothing leaked, nothing touched after it was freed) */
+    get_n(f, 5, "/", "legacy\n", 250);
+    assert_true(fx_status_long(f, "shadow.inflight") > 0);
+    fx_stop_clean(f);
 }
 
 #define UNANSWERED_CONF ",\"shadow\": {\"percent\": 100, \"timeout_ms\": 300}, " \
@@ -355,6 +366,7 @@ test_copy_waits_for_the_answer(void **state)
     get_n(f, 2, "/", "legacy\n", 1000);
     fx_wait_status_long(f, "shadow.results.diff", 2, 5000);
     assert_int_equal(results(f, "error"), 0);
+    fx_stop_clean(f);
 }
 
 #define CALIB_CONF ",\"shadow\": {\"percent\": 100, \"noise\": {\"second_server\": true}, " \
