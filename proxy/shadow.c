@@ -16,9 +16,15 @@
  * legs are done and the client's response ended, or at once when the
  * candidate failed (error) or the client's exchange did (skipped).
  *
- * Nothing here can delay the client: a copy is sent only after the client's
- * request went upstream (the same callback), its reads and writes are its
- * own bufferevents', and its work per answer byte is a hash update.
+ * Nothing here can delay the client: a copy is prepared beside the client's
+ * request but sent only once the serving side's answer began, from an event
+ * made active in the callback that passes that answer's head on (on_kick),
+ * so after the head was written to the client: neither the copy's connect
+ * and write nor the other side's work on it come before the client's
+ * answer. Its reads and writes are its own bufferevents', its work per
+ * answer byte is a hash update, and its comparison runs the same way, from
+ * the loop, after the callback that ended the client's response wrote it to
+ * the client.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -68,6 +74,8 @@ struct px_shadow_svc {
     uint64_t total[PX_SR__COUNT];
     uint64_t compared, diffs;        /* since start (the plan's diff gate) */
     uint64_t noise_ignored;          /* differing fields left out as noise */
+    uint64_t no_server;              /* skipped: the other side had no healthy server */
+    bool is_stopped;                 /* the last copy found no healthy server (logged) */
     unsigned window_s;
     struct hl_diffwin win[RT_SIDE__COUNT];   /* by the side that served */
     struct prefix prefix[PREFIX_MAX];
@@ -90,6 +98,8 @@ struct leg {
     struct bufferevent *bev;         /* owned */
     struct px_body body;             /* the answer's framing */
     struct evbuffer *scratch;        /* owned: decoded body bytes */
+    uint64_t body_read;              /* decoded body bytes read, at most
+                                      * max_response_bytes (then the leg is cut) */
     struct hl_diff_resp resp;
 };
 
@@ -113,6 +123,9 @@ struct px_shadow {
     struct leg leg[LEG__COUNT];
     unsigned pending;                /* legs not done */
     struct event *timer;             /* owned: the copy's deadline */
+    struct event *kick;              /* owned: the deferred start and end (on_kick) */
+    bool started;                    /* the legs were started (on_kick) */
+    bool finishing;                  /* finish() is due at the next on_kick */
 };
 
 static void leg_read(struct bufferevent *bev, void *arg);
@@ -235,6 +248,8 @@ shadow_free(struct px_shadow *sh)
     }
     if (sh->timer != NULL)
         event_free(sh->timer);
+    if (sh->kick != NULL)
+        event_free(sh->kick);
     if (sh->req != NULL)
         evbuffer_free(sh->req);
     px_confref_put(sh->cref);
@@ -332,7 +347,12 @@ finish(struct px_shadow *sh)
     shadow_free(sh);
 }
 
-/* Finishes <sh> when nothing more can change its result. */
+/* Finishes <sh> when nothing more can change its result: at the next
+ * on_kick(), never from inside the caller. The caller may be the client's
+ * connection ending its response (px_shadow_primary_end), whose bytes are
+ * written to the client's socket only when its callback returns: the
+ * comparison, the windows and a kept difference must not run before that
+ * write (nor free <sh> under a leg's callback). */
 static void
 maybe_finish(struct px_shadow *sh)
 {
@@ -341,8 +361,14 @@ maybe_finish(struct px_shadow *sh)
     /* a failed candidate or client exchange decides at once */
     if (sh->leg[LEG_CAND].failed ||
         (sh->cap != NULL && sh->cap->state == PX_CAP_FAILED) ||
-        (sh->pending == 0 && primary_done))
-        finish(sh);
+        (sh->pending == 0 && primary_done)) {
+        if (sh->kick == NULL) {
+            finish(sh);
+            return;
+        }
+        sh->finishing = true;
+        event_active(sh->kick, EV_TIMEOUT, 1);
+    }
 }
 
 static void
@@ -382,6 +408,19 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (!sh->started) {
+        /* the client's answer did not begin within timeout_ms: the copy was
+         * never sent, and is not waited for any longer (skipped) */
+        log_at(LL_DEBUG, "shadow", sh->id, "copy: no answer to the client within %u ms, "
+               "not sent", sh->sc->timeout_ms);
+        if (sh->cap != NULL) {
+            sh->cap->ended = NULL;
+            px_shadow_cap_put(sh->cap);
+            sh->cap = NULL;
+        }
+        finish(sh);
+        return;
+    }
     log_at(LL_DEBUG, "shadow", sh->id, "copy: no complete answer within %u ms",
            sh->sc->timeout_ms);
     /* ending the second leg cannot finish the copy while the candidate is
@@ -479,6 +518,13 @@ leg_body(struct leg *l)
         }
         if (evbuffer_get_length(in) == before && evbuffer_get_length(l->scratch) == 0)
             break;                     /* a chunk-size line not complete yet */
+        /* cut here whatever is compared: with compare.body "none" nothing
+         * else would stop a never-ending answer before the deadline */
+        l->body_read += evbuffer_get_length(l->scratch);
+        if (l->body_read > sh->sc->max_response_bytes) {
+            leg_end(l, "answer over max_response_bytes");
+            return;
+        }
         k = evbuffer_peek(l->scratch, -1, NULL, v, 8);
         for (i = 0; i < k && i < 8; i++)
             if (hl_diff_resp_body(&l->resp, &sh->sc->compare, v[i].iov_base,
@@ -542,14 +588,10 @@ leg_event(struct bufferevent *bev, short what, void *arg)
                : "closed before a complete answer");
 }
 
-/* Starts leg <l> to server <s> of <side>; false when it could not (the
- * leg is then unused). */
-static bool
-leg_start(struct px_shadow *sh, struct leg *l, enum rt_side side, struct px_server_rt *s)
+/* Leg <l> will go to server <s> of <side> (leg_connect() starts it). */
+static void
+leg_prepare(struct px_shadow *sh, struct leg *l, enum rt_side side, struct px_server_rt *s)
 {
-    const struct px_addr *a = &s->addr;
-    evutil_socket_t fd;
-
     l->sh = sh;
     l->side = side;
     l->srt = px_server_rt_get(s);
@@ -557,6 +599,18 @@ leg_start(struct px_shadow *sh, struct leg *l, enum rt_side side, struct px_serv
     l->used = true;
     hl_diff_resp_init(&l->resp, &sh->sc->compare);
     sh->pending++;
+}
+
+/* Sends the copy on leg <l>, on a pooled connection or a new one; false
+ * when it could not (the leg is then ended as failed). */
+static bool
+leg_connect(struct leg *l)
+{
+    struct px_shadow *sh = l->sh;
+    struct px_server_rt *s = l->srt;
+    const struct px_addr *a = &s->addr;
+    evutil_socket_t fd;
+
     l->bev = px_pool_get(s, l->tls, true);
     if (l->bev != NULL) {
         l->reused = true;
@@ -591,6 +645,36 @@ leg_start(struct px_shadow *sh, struct leg *l, enum rt_side side, struct px_serv
         return false;
     }
     return true;
+}
+
+/* The copy's deferred work, run by the loop after the callback that asked
+ * for it returned: its start (once the head of the client's answer came,
+ * and after the callback that passed it on wrote it to the client: see
+ * px_shadow_primary_head()) and its end (after the client's response was
+ * written, see maybe_finish()). */
+static void
+on_kick(evutil_socket_t fd, short what, void *arg)
+{
+    struct px_shadow *sh = arg;
+
+    (void)fd;
+    (void)what;
+    if (sh->finishing) {
+        finish(sh);                  /* frees <sh> */
+        return;
+    }
+    if (sh->started)
+        return;
+    sh->started = true;
+    if (sh->timer != NULL) {         /* timeout_ms from here: the copy's exchange */
+        struct timeval tv = tv_ms(sh->sc->timeout_ms);
+
+        evtimer_add(sh->timer, &tv);
+    }
+    /* the second server first: a candidate that fails at once ends the copy */
+    if (sh->leg[LEG_SECOND].used)
+        leg_connect(&sh->leg[LEG_SECOND]);
+    leg_connect(&sh->leg[LEG_CAND]);
 }
 
 /* ---- the request path ------------------------------------------------- */
@@ -675,7 +759,18 @@ px_shadow_begin(struct px_conn *c)
     }
     if ((cand = pick(ss, other, NULL)) == NULL) {
         count(ss, PX_SR_SKIPPED);    /* the other side has no healthy server */
+        ss->no_server++;
+        if (!ss->is_stopped) {       /* the change, not every request */
+            ss->is_stopped = true;
+            log_at(LL_WARN, "shadow", c->id, "service %s: copies stop: %s has no healthy "
+                   "server", sconf(c)->name, rt_side_names[other]);
+        }
         return;
+    }
+    if (ss->is_stopped) {
+        ss->is_stopped = false;
+        log_at(LL_INFO, "shadow", c->id, "service %s: copies resume: %s has a healthy server "
+               "again", sconf(c)->name, rt_side_names[other]);
     }
     if (ss->inflight >= sc->max_inflight) {
         count(ss, PX_SR_DROPPED);
@@ -728,16 +823,19 @@ px_shadow_begin(struct px_conn *c)
     log_at(LL_DEBUG, "shadow", c->id, "%s %s: copied to %s server %s%s%s", method, target,
            rt_side_names[other], cand->addr.text, second != NULL ? " and " : "",
            second != NULL ? second->addr.text : "");
-    /* the second server first: a candidate that fails at once frees the copy */
     if (second != NULL)
-        leg_start(sh, &sh->leg[LEG_SECOND], c->ex->side, second);
-    leg_start(sh, &sh->leg[LEG_CAND], other, cand);
+        leg_prepare(sh, &sh->leg[LEG_SECOND], c->ex->side, second);
+    leg_prepare(sh, &sh->leg[LEG_CAND], other, cand);
+    /* the copy is sent once the client's answer began (px_shadow_primary_head),
+     * from this event */
+    sh->kick = event_new(c->srv->base, -1, 0, on_kick, sh);
 }
 
 void
 px_shadow_primary_head(struct px_conn *c, const struct h1_resp *r)
 {
     struct px_shadow_cap *cap = c->ex->shadow;
+    struct px_shadow *sh;
 
     if (cap->ended == NULL) {        /* the copy already ended: let it go */
         px_shadow_cap_put(cap);
@@ -746,6 +844,16 @@ px_shadow_primary_head(struct px_conn *c, const struct h1_resp *r)
     }
     px_shadow_cap_head(cap, r);
     c->ex->res.tap = cap;
+    /* the serving side answered: now the copy goes, once this callback has
+     * written the head (and what came of the body) to the client, so that
+     * neither the copy's connect and write nor the other side's work on it
+     * come before the client's answer (cap->arg is the copy, alive while
+     * cap->ended is set) */
+    sh = cap->arg;
+    if (sh->kick != NULL)
+        event_active(sh->kick, EV_TIMEOUT, 1);
+    else
+        on_kick(-1, 0, sh);
 }
 
 void
@@ -789,8 +897,9 @@ px_shadow_fold(struct px_service *ms, struct px_service *ws)
     m->compared += w->compared;
     m->diffs += w->diffs;
     m->noise_ignored += w->noise_ignored;
+    m->no_server += w->no_server;
     memset(w->total, 0, sizeof(w->total));
-    w->compared = w->diffs = w->noise_ignored = 0;
+    w->compared = w->diffs = w->noise_ignored = w->no_server = 0;
     for (k = 0; k < RT_SIDE__COUNT; k++) {
         hl_diffwin_merge(&m->win[k], &w->win[k]);
         hl_diffwin_reset(&w->win[k]);
@@ -894,6 +1003,7 @@ px_shadow_status(const struct px_service *svc, uint64_t now_ms, json_t *obj)
             json_array_append_new(n, json_string(ss->noise.name[k]));
         json_object_set_new(o, "noise", n);
         json_object_set_new(o, "noise_ignored", json_integer((json_int_t)ss->noise_ignored));
+        json_object_set_new(o, "skipped_no_server", json_integer((json_int_t)ss->no_server));
         json_object_set_new(o, "kept", json_integer((json_int_t)json_array_size(ss->kept)));
     }
     json_object_set_new(obj, "shadow", o);

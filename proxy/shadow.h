@@ -52,10 +52,12 @@ extern const char *const px_shadow_result_names[PX_SR__COUNT];
 /* ---- the request path (proxy/http.c) ---------------------------------- */
 
 /* The request of <c> is ready to go upstream (head rebuilt, body buffered
- * or streaming): copies it when the service shadows it. */
+ * or streaming): prepares its copy when the service shadows it (sent once
+ * the answer's head came: px_shadow_primary_head). */
 void px_shadow_begin(struct px_conn *c);
 
-/* The final response head <r> of <c>'s request, about to go to the client. */
+/* The final response head <r> of <c>'s request, about to go to the client;
+ * the copy is sent once the calling callback returned. */
 void px_shadow_primary_head(struct px_conn *c, const struct h1_resp *r);
 
 /* <c>'s response is complete (or, from its close, was not). */

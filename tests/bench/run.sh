@@ -15,6 +15,12 @@
 # (an ECDSA P-256 and an RSA 2048 one, made with openssl at the start) and the
 # same settings, and talk TLS to two more NGINX backends; the TLS tables come
 # after the plain ones (docs/performance.md, "TLS").
+# With BENCH_SHADOW=1 (the default) three more cutoverd (`workers: 1`, the same
+# service) shadow none, 10 % and 100 % of GETs (targets cutoverd-sh0, -sh10,
+# -sh100): under wrk (closed loop: saturated) for CPU per request, and under a
+# fixed request rate (tests/bench/rateload.c: open loop, latency from each
+# request's intended send time) well below saturation for the client's p50 and
+# p99 (docs/performance.md, "Shadow traffic").
 #
 #   sh tests/bench/run.sh        (make bench)
 #
@@ -39,6 +45,9 @@
 #                       "tka", profiles HAProxy beside it)
 #   BENCH_OUT=FILE      also write the markdown block to FILE
 #   BENCH_TLS=1         the TLS cases and tables (0: none, the run of before)
+#   BENCH_SHADOW=1      the shadow traffic rows and table (0: none)
+#   BENCH_SHADOW_PCT=30 the open-loop rate of the shadow rows, in percent of the
+#                       req/s the no-shadow daemon made under wrk in round 1
 #
 # Proxies and backends share one CPU, wrk runs on the other. The CPU figures
 # are the proxy process's own utime+stime (/proc/PID/stat) over the run,
@@ -67,6 +76,8 @@ cpu=${BENCH_CPU:-0}
 wcpu=${BENCH_WRK_CPU:-1}
 w2cpus=${BENCH_W2_CPUS:-$cpu,$wcpu}
 tls=${BENCH_TLS:-1}
+shadow=${BENCH_SHADOW:-1}
+shpct=${BENCH_SHADOW_PCT:-30}
 cutoverd=${CUTOVERD:-build/cutoverd}
 case $cutoverd in
 /*) ;;
@@ -87,10 +98,12 @@ die() {
     exit 1
 }
 isnum() { case $1 in '' | *[!0-9]*) return 1 ;; esac; }
-for v in "$rounds" "$secs" "$conns" "$bigconns" "$idle_n" "$base" "$cpu" "$wcpu"; do
+for v in "$rounds" "$secs" "$conns" "$bigconns" "$idle_n" "$base" "$cpu" "$wcpu" "$shpct"; do
     isnum "$v" || die "BENCH_* settings must be whole numbers (got '$v')"
 done
 case $tls in 0 | 1) ;; *) die "BENCH_TLS must be 0 or 1 (got '$tls')" ;; esac
+case $shadow in 0 | 1) ;; *) die "BENCH_SHADOW must be 0 or 1 (got '$shadow')" ;; esac
+[ "$shpct" -ge 1 ] && [ "$shpct" -le 100 ] || die "BENCH_SHADOW_PCT must be 1..100 (got '$shpct')"
 if [ "$rounds" -lt 1 ] || [ "$secs" -lt 1 ]; then
     die "BENCH_ROUNDS and BENCH_SECS must be at least 1"
 fi
@@ -183,6 +196,9 @@ wlimit=$nofile
 [ "$wlimit" != unlimited ] || wlimit=65536
 
 cc -std=c11 -O2 -o "$dir/idle" tests/bench/idle.c || die "cannot compile tests/bench/idle.c"
+if [ "$shadow" = 1 ]; then
+    cc -std=c11 -O2 -o "$dir/rateload" tests/bench/rateload.c || die "cannot compile tests/bench/rateload.c"
+fi
 if [ "$tls" = 1 ]; then
     cc -std=c11 -O2 -o "$dir/tlsload" tests/bench/tlsload.c -lssl -lcrypto ||
         die "cannot compile tests/bench/tlsload.c (OpenSSL's headers: libssl-dev; or BENCH_TLS=0)"
@@ -201,6 +217,13 @@ cut2=$((base + 3)) # cutoverd-w2 (HTTP only); the free slot below HAProxy's keep
 hap2=$((base + 12)) # haproxy-t2: HAProxy with nbthread 2, the reference for cutoverd-w2
 cutb=$((base + 4)) # cutoverd-base (CUTOVERD_BASE): HTTP and TCP in the free slots
 cutb_t=$((base + 5))
+sh_ports="" # BENCH_SHADOW=1: cutoverd shadowing none, 10 % and 100 % of GETs
+if [ "$shadow" = 1 ]; then
+    cut_sh0=$((base + 6))
+    cut_sh10=$((base + 7))
+    cut_sh100=$((base + 8))
+    sh_ports="$cut_sh0 $cut_sh10 $cut_sh100"
+fi
 # TLS (BENCH_TLS=1): processes of their own, so that the plain rows are measured
 # exactly as without TLS; "_s" terminates TLS, "_u" is plain HTTP to TLS backends
 tls_ports=""
@@ -219,7 +242,7 @@ if [ "$tls" = 1 ]; then
     tls_ports="$bt_l $bt_n $hap_s $hap_u $hap2_s $ngx_s $ngx_u $cut_s $cut_u $cut2_s $bt_st"
 fi
 if command -v ss >/dev/null 2>&1; then
-    for p in $be_l $be_n $hap $hap_t $ngx $ngx_t $cut $cut_t $cut2 $hap2 ${ab:+$cutb $cutb_t} $tls_ports; do
+    for p in $be_l $be_n $hap $hap_t $ngx $ngx_t $cut $cut_t $cut2 $hap2 ${ab:+$cutb $cutb_t} $tls_ports $sh_ports; do
         if ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
             die "port $p is already in use (BENCH_PORT=N picks others)"
         fi
@@ -399,6 +422,40 @@ cat >"$dir/cutover-w2.json" <<EOF
   }]
 }
 EOF
+
+# shadow traffic (BENCH_SHADOW=1): the HTTP service alone, shadowing PERCENT % of
+# GETs to the side that did not serve (the same NGINX); room for every copy
+shadow_conf() { # NAME PORT PERCENT ("none": no shadow section)
+    cat <<EOF
+{
+  "admin": { "socket": "$dir/admin-$1.sock" },
+  "state": { "file": "$dir/state-$1.json" },
+  "audit": { "file": "$dir/audit-$1.jsonl" },
+  "workers": 1,
+  "shutdown_grace_ms": 1000,
+  "services": [{
+    "name": "bench", "mode": "http", "listen": ["127.0.0.1:$2"],
+    "legacy": { "servers": ["127.0.0.1:$be_l"] },
+    "new": { "servers": ["127.0.0.1:$be_n"] },
+    "weight": 10,
+    "rollback": { "enabled": false },
+    "timeouts": { "client_idle_ms": 120000 }$([ "$3" = none ] ||
+        printf ',\n    "shadow": { "percent": %s, "max_inflight": 1024, "timeout_ms": 1000 }' "$3")
+  }]
+}
+EOF
+}
+if [ "$shadow" = 1 ]; then
+    shadow_conf sh0 "$cut_sh0" none >"$dir/cutover-sh0.json"
+    shadow_conf sh10 "$cut_sh10" 10 >"$dir/cutover-sh10.json"
+    shadow_conf sh100 "$cut_sh100" 100 >"$dir/cutover-sh100.json"
+    for c in sh0 sh10 sh100; do
+        "$cutoverd" -t -c "$dir/cutover-$c.json" >"$dir/cutover-$c.check" 2>&1 || {
+            cat "$dir/cutover-$c.check" >&2
+            die "cutoverd rejects its $c config"
+        }
+    done
+fi
 
 haproxy -c -q -f "$dir/haproxy-t2.cfg" >"$dir/haproxy.check" 2>&1 || {
     cat "$dir/haproxy.check" >&2
@@ -715,6 +772,14 @@ if [ -n "$ab" ]; then
     start "$dir/cutoverd-base.log" "$basebin" -c "$dir/cutover-base.json"
     cutb_pid=$last
 fi
+if [ "$shadow" = 1 ]; then
+    start "$dir/cutoverd-sh0.log" "$cutoverd" -c "$dir/cutover-sh0.json"
+    cut_sh0_pid=$last
+    start "$dir/cutoverd-sh10.log" "$cutoverd" -c "$dir/cutover-sh10.json"
+    cut_sh10_pid=$last
+    start "$dir/cutoverd-sh100.log" "$cutoverd" -c "$dir/cutover-sh100.json"
+    cut_sh100_pid=$last
+fi
 cpu_keep=$cpu
 cpu=$w2cpus # two loops get two CPUs: each its own, as workers: 0 would give
 start "$dir/cutoverd-w2.log" "$cutoverd" -c "$dir/cutover-w2.json"
@@ -733,6 +798,11 @@ if [ -n "$ab" ]; then
     ready "cutoverd (base)" "$cutb_pid" "$dir/cutoverd-base.log" "$cutb_t"
 fi
 ready "cutoverd (workers 2)" "$cut2_pid" "$dir/cutoverd-w2.log" "$cut2"
+if [ "$shadow" = 1 ]; then
+    ready "cutoverd (no shadow)" "$cut_sh0_pid" "$dir/cutoverd-sh0.log" "$cut_sh0"
+    ready "cutoverd (shadow 10 %)" "$cut_sh10_pid" "$dir/cutoverd-sh10.log" "$cut_sh10"
+    ready "cutoverd (shadow 100 %)" "$cut_sh100_pid" "$dir/cutoverd-sh100.log" "$cut_sh100"
+fi
 ready "HAProxy (nbthread 2)" "$hap2_pid" "$dir/haproxy-t2.log" "$hap2"
 # it must really run two loops: the main loop and one thread
 grep -q 'ready: .* 2 worker(s)' "$dir/cutoverd-w2.log" || {
@@ -844,6 +914,9 @@ target_name() {
     cutoverd-w2) echo "cutoverd, workers 2" ;;
     haproxy-t2) echo "HAProxy, nbthread 2" ;;
     cutoverd-base) echo "cutoverd, base" ;;
+    cutoverd-sh0) echo "cutoverd, no shadow" ;;
+    cutoverd-sh10) echo "cutoverd, shadow 10 %" ;;
+    cutoverd-sh100) echo "cutoverd, shadow 100 %" ;;
     esac
 }
 target_procs() { # TARGET [CASE]
@@ -865,6 +938,9 @@ target_procs() { # TARGET [CASE]
     cutoverd-w2) echo "$cut2_pid" ;; # /proc/PID/stat sums all its threads
     haproxy-t2) echo "$hap2_pid" ;;
     cutoverd-base) echo "$cutb_pid" ;;
+    cutoverd-sh0) echo "$cut_sh0_pid" ;;
+    cutoverd-sh10) echo "$cut_sh10_pid" ;;
+    cutoverd-sh100) echo "$cut_sh100_pid" ;;
     esac
 }
 target_port() { # TARGET CASE
@@ -893,6 +969,9 @@ target_port() { # TARGET CASE
     haproxy-t2.*) echo "$hap2" ;;
     cutoverd-base.tcp) echo "$cutb_t" ;;
     cutoverd-base.*) echo "$cutb" ;;
+    cutoverd-sh0.*) echo "$cut_sh0" ;;
+    cutoverd-sh10.*) echo "$cut_sh10" ;;
+    cutoverd-sh100.*) echo "$cut_sh100" ;;
     esac
 }
 alive_all() {
@@ -963,16 +1042,19 @@ cases="ka close 64k 1m tcp"
 # handshake per connection, ECDSA and RSA, and a resumed one (tlsload); 1 MiB
 # responses over TLS (wrk); plain HTTP in, TLS to the backends (wrk)
 [ "$tls" = 0 ] || cases="$cases tka tka12 tfull tfullrsa tres t1m tup"
+# shadow traffic: keep-alive small responses under wrk (shka) and at a fixed rate (shrate)
+[ "$shadow" = 0 ] || cases="$cases shka shrate"
+shrate="" # shrate's requests/s: BENCH_SHADOW_PCT % of shka's no-shadow req/s in round 1
 case_path() {
     case $1 in
-    ka | close | tka | tka12 | tfull | tfullrsa | tres | tup) echo /small ;;
+    ka | close | tka | tka12 | tfull | tfullrsa | tres | tup | shka | shrate) echo /small ;;
     64k) echo /64k ;;
     *) echo /1m ;;
     esac
 }
 case_conns() {
     case $1 in
-    ka | close | tka | tka12 | tfull | tfullrsa | tres | tup) echo "$conns" ;;
+    ka | close | tka | tka12 | tfull | tfullrsa | tres | tup | shka | shrate) echo "$conns" ;;
     *) echo "$bigconns" ;;
     esac
 }
@@ -980,6 +1062,7 @@ case_targets() {
     case $1 in
     tfull | tfullrsa) echo haproxy nginx cutoverd cutoverd-w2 haproxy-t2 ;;
     tka | tka12 | tres | t1m | tup) echo haproxy nginx cutoverd ;;
+    shka | shrate) echo cutoverd-sh0 cutoverd-sh10 cutoverd-sh100 ;;
     tcp) if [ $stream = yes ]; then echo haproxy nginx cutoverd $ab; else echo haproxy cutoverd $ab; fi ;;
     ka | close) echo direct haproxy nginx cutoverd $ab cutoverd-w2 haproxy-t2 ;;
     *) echo direct haproxy nginx cutoverd $ab cutoverd-w2 ;;
@@ -997,6 +1080,11 @@ wrkrun() { # OUT CASE TARGET SECS
         # shellcheck disable=SC2086
         timeout $(($4 + 60)) taskset -c "$wcpu" "$dir/tlsload" $w_opts load "$w_port" \
             "$(case_conns "$2")" "$4" >"$1" 2>&1 || die "tlsload failed: $(cat "$1")"
+        return
+        ;;
+    shrate) # a fixed rate (open loop): rateload, not wrk
+        timeout $(($4 + 60)) taskset -c "$wcpu" "$dir/rateload" "$w_port" /small "$shrate" \
+            "$(case_conns "$2")" "$4" >"$1" 2>&1 || die "rateload failed: $(cat "$1")"
         return
         ;;
     esac
@@ -1055,7 +1143,9 @@ measure() { # CASE TARGET ROUND
 }
 
 say "warm-up: 1 s per target"
-for tgt in direct haproxy nginx cutoverd $ab cutoverd-w2 haproxy-t2; do
+sh_tgts=""
+[ "$shadow" = 0 ] || sh_tgts="cutoverd-sh0 cutoverd-sh10 cutoverd-sh100"
+for tgt in direct haproxy nginx cutoverd $ab cutoverd-w2 haproxy-t2 $sh_tgts; do
     wrkrun "$dir/wrk.out" ka "$tgt" 1
     grep -q '^BENCH .* status=0 ' "$dir/wrk.out" || die "$(target_name "$tgt"): errors in the warm-up: $(cat "$dir/wrk.out")"
 done
@@ -1077,12 +1167,29 @@ while [ $round -le "$rounds" ]; do
         tgts=$(case_targets "$kase")
         # cutoverd and cutoverd-base take turns going first
         [ $((round % 2)) = 1 ] || tgts=$(echo "$tgts" | sed 's/cutoverd cutoverd-base/cutoverd-base cutoverd/')
+        if [ "$kase" = shrate ] && [ -z "$shrate" ]; then
+            shrate=$(awk -v pct="$shpct" '$1 == "run" && $2 == "shka" && $3 == "cutoverd-sh0" {
+                printf "%d\n", $5 / ($7 / 1e6) * pct / 100; exit }' "$res")
+            isnum "$shrate" && [ "$shrate" -ge 1 ] || die "no no-shadow req/s for the fixed rate"
+            say "shadow rows: fixed rate $shrate req/s ($shpct % of the no-shadow req/s under wrk)"
+        fi
         for tgt in $tgts; do
             measure "$kase" "$tgt" "$round"
         done
     done
     round=$((round + 1))
 done
+
+# what became of the copies (status shadow.results, summed over every run)
+shcopies=""
+ctl=$(dirname "$cutoverd")/cutoverctl
+if [ "$shadow" = 1 ] && [ -x "$ctl" ]; then
+    for c in sh10 sh100; do
+        r=$("$ctl" -s "$dir/admin-$c.sock" --json status 2>/dev/null |
+            grep -o '"results": *{[^}]*}' | head -1 | sed 's/"results": *//; s/[{}"]//g; s/:/ /g; s/,/, /g')
+        shcopies="$shcopies${shcopies:+; }${c#sh} %: ${r:-?}"
+    done
+fi
 
 # ---- optional profile of cutoverd ----------------------------------------------
 # BENCH_PROFILE=1 profiles a keep-alive run of small responses; BENCH_PROFILE="ka 1m"
@@ -1193,7 +1300,8 @@ fi
 awk -v conns="$conns" -v bigconns="$bigconns" -v idle="$idle_n" -v hz="$hz" -v stream="$stream" \
     -v rev="$rev" -v base_rev="$base_rev" -v tls="$tls" -v w2cpus="$w2cpus" -v suites="$tls_suites" \
     -v groups="$tls_groups" -v tls12="$tls12_cipher" -v neg13="${neg13:-}" -v neg12="${neg12:-}" \
-    -v negec="${negec:-}" -v negrsa="${negrsa:-}" -v negup="${negup:-}" '
+    -v negec="${negec:-}" -v negrsa="${negrsa:-}" -v negup="${negup:-}" \
+    -v shrate="$shrate" -v shpct="$shpct" -v shcopies="$shcopies" '
 function sortv(a, n,    i, j, x) {
     for (i = 2; i <= n; i++) {
         x = a[i]
@@ -1414,10 +1522,54 @@ END {
         against("CPU µs per MiB, 1 MiB over HTTP", "1m", "cpumib", 0, 1.03)
         against("CPU µs per MiB, TCP mode", "tcp", "cpumib", 0, 1.03)
     }
+    if (cnt["shka", "cutoverd-sh0"] > 0) {
+        print ""
+        shadow_table()
+    }
     if (tls == 1) {
         print ""
         tls_tables()
     }
+}
+# BENCH_SHADOW=1: shadowing none, 10 % and 100 % of GETs, closed loop (wrk) and open loop
+# (rateload at shrate req/s), and the goals of the issue
+function shadow_table(    k, t, lab, a, b, r, x0, x1, o0, o1) {
+    print "#### Shadow traffic"
+    print ""
+    print "- cutoverd alone (`workers`: 1, the proxies\047 CPU), the service of the keep-alive row in three more processes: no `shadow` section, `shadow.percent` 10 and 100 (GETs; copies to the side that did not serve, the same NGINX; `max_inflight` 1024, `timeout_ms` 1000)"
+    print "- closed loop: wrk, " conns " connections, saturating the proxy: throughput and CPU per client request (the copies\047 CPU included); open loop: tests/bench/rateload.c, " shrate " req/s over " conns " keep-alive connections (" shpct " % of the no-shadow req/s under wrk in round 1), each request\047s latency counted from its intended send time"
+    if (shcopies != "") print "- copies, summed over every run (status `shadow.results`): " shcopies
+    print ""
+    print "| shadowing | closed loop req/s | CPU µs/req | × none | p50 ms | p99 ms | open loop p50 ms | p99 ms | p99 × none | CPU µs/req |"
+    print "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    for (k = 0; k < 3; k++) {
+        t = k == 0 ? "cutoverd-sh0" : k == 1 ? "cutoverd-sh10" : "cutoverd-sh100"
+        lab = k == 0 ? "none" : k == 1 ? "10 % of GETs" : "100 % of GETs"
+        print "| " lab " | " cell("shka", t, "rps", 0) " | " cell("shka", t, "cpureq", 1) " | " \
+            ratio("shka", t, "cutoverd-sh0", "cpureq") " | " cell("shka", t, "p50", 2) " | " \
+            cell("shka", t, "p99", 2) " | " cell("shrate", t, "p50", 3) " | " cell("shrate", t, "p99", 3) \
+            " | " ratio("shrate", t, "cutoverd-sh0", "p99") " | " cell("shrate", t, "cpureq", 1) " |"
+    }
+    print ""
+    print "| shadow traffic against the issue | none | 100 % | verdict |"
+    print "|:--|--:|--:|:--|"
+    stat("shrate", "cutoverd-sh0", "p99"); a = med
+    stat("shrate", "cutoverd-sh100", "p99"); b = med
+    if (a != "" && b != "" && a > 0) {
+        r = b / a
+        print "| client p99 ms at " shrate " req/s, 100 % of GETs shadowed, ≤ 1.05× none | " fmt(a, 3) " | " \
+            fmt(b, 3) " | " (r <= 1.05 ? "met" : "missed") " (×" sprintf("%.3f", r) ") |"
+    }
+    stat("shka", "cutoverd-sh0", "cpureq"); x0 = med
+    stat("shka", "cutoverd-sh100", "cpureq"); x1 = med
+    if (x0 != "" && x1 != "")
+        print "| CPU µs of a copy (100 % less none, per request) ≤ a proxied request (none), closed loop | " \
+            fmt(x0, 1) " | " fmt(x1 - x0, 1) " | " (x1 - x0 <= x0 ? "met" : "missed") " (×" sprintf("%.2f", (x1 - x0) / x0) ") |"
+    stat("shrate", "cutoverd-sh0", "cpureq"); o0 = med
+    stat("shrate", "cutoverd-sh100", "cpureq"); o1 = med
+    if (o0 != "" && o1 != "")
+        print "| the same at " shrate " req/s (open loop) | " fmt(o0, 1) " | " fmt(o1 - o0, 1) " | " \
+            (o1 - o0 <= o0 ? "met" : "missed") " (×" sprintf("%.2f", (o1 - o0) / o0) ") |"
 }
 function against(label, c, f, d, limit,    a, b, r, pa, pb) {
     stat(c, "cutoverd", f); a = med

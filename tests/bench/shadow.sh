@@ -8,11 +8,19 @@
 # p99 (wrk --latency) and cutoverd's CPU per request (utime + stime from
 # /proc over the run; at 100 % the copies' CPU is included: a copy is a
 # second exchange).
+# Then the calibration run (docs/shadow.md, "Noise"): legacy (two servers) and
+# new are the same program, the test backend with stamp=1 (every answer
+# carries a timestamp and a request id, in headers and in its JSON body);
+# shadowing 100 % with noise.second_server; wrk for 2 s while the noise is
+# learned, then for BENCH_CALIB_SECS; it prints the share of the comparisons
+# after learning that were reported as differences (the goal: at most 0.1 %
+# of at least 10,000).
 #
 #   sh tests/bench/shadow.sh      (after make all)
 #
 # Environment: BENCH_ROUNDS=3, BENCH_SECS=5, BENCH_CONNS=50, BENCH_PORT=20300
-# (uses BASE..BASE+4 on 127.0.0.1), BENCH_CPU=0, BENCH_WRK_CPU=1,
+# (uses BASE..BASE+9 on 127.0.0.1), BENCH_CPU=0, BENCH_WRK_CPU=1,
+# BENCH_CALIB_SECS=10 (0: no calibration run),
 # BENCH_OUT=FILE (also write the markdown table there), BENCH_KEEP=1 (keep the
 # scratch directory with the logs and wrk outputs).
 set -eu
@@ -22,6 +30,7 @@ secs=${BENCH_SECS:-5}
 conns=${BENCH_CONNS:-50}
 base=${BENCH_PORT:-20300}
 cpu=${BENCH_CPU:-0}
+calib_secs=${BENCH_CALIB_SECS:-10}
 wcpu=${BENCH_WRK_CPU:-1}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -125,5 +134,59 @@ done
             "$dir/results"
     done
 } >"$dir/table"
+
+# ---- calibration: new is a copy of legacy, both stamping their answers ----
+if [ "$calib_secs" -gt 0 ]; then
+    cal=$((base + 5)) cl1=$((base + 7)) cl2=$((base + 8)) cn=$((base + 9))
+    for b in legacy:$cl1 legacy2:$cl2 new:$cn; do
+        build/tests/tools/backend --name "${b%%:*}" --listen "127.0.0.1:${b#*:}" \
+            >"$dir/calib-${b%%:*}.log" 2>&1 &
+        pids="$pids $!"
+    done
+    sleep 0.3
+    for p in $cl1 $cl2 $cn; do
+        curl -sf "http://127.0.0.1:$p/__backend/set?stamp=1" >/dev/null ||
+            { echo "shadow bench: backend on $p does not answer" >&2; exit 1; }
+    done
+    cat >"$dir/calib.json" <<EOF
+{ "admin": { "socket": "$dir/calib.sock" }, "state": { "file": "$dir/calib.state" },
+  "audit": { "file": "$dir/calib.audit" }, "workers": 1,
+  "services": [{ "name": "web", "listen": ["127.0.0.1:$cal"],
+    "legacy": { "servers": ["127.0.0.1:$cl1", "127.0.0.1:$cl2"] },
+    "new": { "servers": ["127.0.0.1:$cn"] }, "weight": 0,
+    "shadow": { "percent": 100, "max_inflight": 1000, "noise": { "second_server": true },
+                "compare": { "headers": ["content-type", "x-request-id", "x-timestamp"],
+                             "body": "json" } } }] }
+EOF
+    taskset -c "$cpu" build/cutoverd -c "$dir/calib.json" >"$dir/calib.log" 2>&1 &
+    cp=$!
+    pids="$pids $cp"
+    for _ in $(seq 50); do
+        curl -s -o /dev/null "http://127.0.0.1:$cal/" && break
+        sleep 0.1
+    done
+    # totals: "match diff error dropped" from status shadow.results
+    totals() {
+        build/cutoverctl -s "$dir/calib.sock" --json status |
+            grep -o '"results": *{[^}]*}' | head -1 |
+            sed 's/[^0-9,]//g; s/,/ /g' | awk '{ print $1, $2, $3, $4 }'
+    }
+    taskset -c "$wcpu" wrk -t1 -c10 -d2s "http://127.0.0.1:$cal/" >"$dir/calib-learn.out" 2>&1
+    sleep 1.2
+    t0=$(totals)
+    noise=$(build/cutoverctl -s "$dir/calib.sock" --json status |
+        grep -o '"noise": *\[[^]]*\]' | head -1 | sed 's/"noise": *//')
+    taskset -c "$wcpu" wrk -t1 -c10 -d"${calib_secs}s" "http://127.0.0.1:$cal/" \
+        >"$dir/calib.out" 2>&1
+    sleep 1.2
+    t1=$(totals)
+    echo "$t0 $t1" | awk -v noise="$noise" -v learn="$(echo "$t0" | awk '{ print $1 + $2 }')" '{
+        n = ($5 + $6) - ($1 + $2); d = $6 - $2
+        printf "\ncalibration (new a copy of legacy, answers stamped with a timestamp and a request id): "
+        printf "noise learned %s during a 2 s learning run (%d comparisons, %d of them differing);\n", noise, learn, $2
+        printf "then %d comparisons, %d reported as differences: %.4f %% (goal: at most 0.1 %% of at least 10,000: %s); ",
+            n, d, (n > 0 ? 100 * d / n : 0), ((n >= 10000 && d * 1000 <= n) ? "met" : "missed")
+        printf "errors %d, dropped %d\n", $7 - $3, $8 - $4 }' >>"$dir/table"
+fi
 cat "$dir/table"
 [ -z "${BENCH_OUT:-}" ] || cp "$dir/table" "$BENCH_OUT"

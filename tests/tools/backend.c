@@ -39,7 +39,12 @@
  *                       the body bytes; once the peer's kernel has
  *                       acknowledged them, RST) | midstall (the same head and
  *                       half body, then nothing more: the connection stays
- *                       open, input discarded). The body of midbody and
+ *                       open, input discarded) | endless (a 200 head,
+ *                       then body bytes as fast as the peer reads them:
+ *                       chunked per chunked=, never a last chunk; else a
+ *                       Content-Length of body_bytes, 1 GiB when unset,
+ *                       written whole before the next request is read;
+ *                       input meanwhile discarded). The body of midbody and
  *                       midstall is body_bytes long, 65536 when unset
  *       raw=BYTES       (percent-encoded, at most 8192 bytes once decoded;
  *                       empty: off) every request whose settings say
@@ -70,6 +75,15 @@
  *                       a server's keep-alive timeout does; 0 (default):
  *                       never
  *       chunked=0|1     answer with chunked transfer coding
+ *       stamp=0|1       a normal answer (not /echo) carries a timestamp and
+ *                       a request id, as many services' answers do: the
+ *                       headers "X-Request-Id: ID" and "X-Timestamp: MS"
+ *                       and the body {"request_id":"ID","ts":MS,"data":
+ *                       {"v":1,"items":[1,2,3]}} (application/json), where
+ *                       MS is the wall clock in milliseconds and ID 16 hex
+ *                       digits that differ on every answer and between
+ *                       backends of different names; the rest of the body
+ *                       is the same on every backend (shadow calibration)
  *       body_bytes=N    answer with N bytes (the name repeated) instead
  *       seed=N          reseed the PRNG
  *       reset=1         everything back to defaults, counters zeroed, PRNG
@@ -138,6 +152,7 @@
 #include <strings.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -167,6 +182,7 @@
 #define BE_MID_DEFAULT   65536         /* bytes; midbody/midstall body without body_bytes */
 #define BE_ACK_POLL_MS   2             /* midbody: how often to look for the peer's ACK */
 #define BE_ACK_POLLS     1000          /* ... and how many times before resetting anyway */
+#define BE_ENDLESS_STEP  65536         /* bytes queued each time an endless answer's output drains */
 
 /* What to do with one request. */
 enum be_act {
@@ -178,13 +194,15 @@ enum be_act {
     BE_ACT_MIDBODY,                    /* head, half the body, RST once acknowledged */
     BE_ACT_MIDSTALL,                   /* head, half the body, then nothing */
     BE_ACT_MIDCLOSE,                   /* head, half the body, graceful close */
+    BE_ACT_ENDLESS,                    /* head, then body bytes for ever (or 1 GiB) */
     BE_ACT_RAW,                        /* the raw= bytes exactly; never a mode= value */
     BE_ACT__COUNT
 };
 
 /* mode= values and script item names; must follow enum be_act's order */
 static const char *const be_act_names[BE_ACT__COUNT] = {
-    "normal", "stall", "reset", "close", "garbage", "midbody", "midstall", "midclose", "raw",
+    "normal", "stall", "reset", "close", "garbage", "midbody", "midstall", "midclose", "endless",
+    "raw",
 };
 
 /* One script item: <count> requests get <act>. */
@@ -210,6 +228,7 @@ struct be_settings {
     unsigned char raw[BE_RAW_MAX];     /* raw= answer bytes (binary, not NUL-terminated) */
     size_t raw_len;                    /* bytes in raw[]; 0: raw answers off */
     bool is_raw_close;                 /* close after a raw answer */
+    bool is_stamp;                     /* normal answers carry a timestamp and a request id */
     bool is_close_notify;              /* TLS: close_notify before every close */
     bool is_close_rst;                 /* graceful closes are RSTs once acknowledged */
     struct be_step script[BE_SCRIPT_MAX];
@@ -241,7 +260,9 @@ struct be_srv {
     uint64_t rng;                      /* splitmix64 state */
     uint64_t next_conn_id;
     uint64_t stats_gen;                /* >= 1, bumped when the counters are zeroed */
-    uint64_t stamps;                   /* raw answers' "@@@@@@@@@@" written so far */
+    uint64_t stamps;                   /* raw answers' "@@@@@@@@@@" and stamp=1
+                                        * answers written so far */
+    uint64_t name_hash;                /* FNV-1a of the name: the stamps' seed */
     struct be_settings set;
     struct be_stats st;
     struct event_base *base;           /* owned */
@@ -260,6 +281,7 @@ enum be_cs {
     BE_CS_BODY_CHUNKED,                /* reading a chunked body */
     BE_CS_WAIT,                        /* request read, delay timer running */
     BE_CS_STALL,                       /* never answering; input discarded */
+    BE_CS_ENDLESS,                     /* writing an endless answer; input discarded */
     BE_CS_RESET_WAIT,                  /* midbody: output drains, peer ACKs, then RST */
     BE_CS_FLUSH,                       /* closing: output drains, then SHUT_WR */
     BE_CS_LINGER,                      /* write side shut; discard input until EOF */
@@ -292,6 +314,11 @@ struct be_conn {
                                         * answer is not completely written yet:
                                         * the peer leaving now aborts it */
     unsigned ack_polls;                /* RESET_WAIT: ACK checks done */
+    uint64_t endless_left;             /* ENDLESS: body bytes still to write;
+                                        * UINT64_MAX when chunked (never ends) */
+    bool is_endless_chunked;
+    char stamp_head[96];               /* stamp=1: header lines write_head() adds
+                                        * once ("" none) */
     bool is_notified;                  /* TLS: close_notify sent */
     struct evbuffer *body;             /* owned; raw body bytes, kept for /echo */
     bool keep_body;
@@ -566,6 +593,10 @@ write_head(struct be_conn *c, int status, const char *ctype, bool chunked,
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nX-Backend: %s\r\n",
                         status, reason_phrase(status), ctype, c->srv->name);
     add_pad(out, pad);
+    if (c->stamp_head[0] != '\0') {
+        evbuffer_add(out, c->stamp_head, strlen(c->stamp_head));
+        c->stamp_head[0] = '\0';
+    }
     if (status == 204)
         ;                            /* RFC 9110 8.6: no Content-Length on 204 */
     else if (chunked && status != 304)
@@ -744,6 +775,21 @@ answer_normal(struct be_conn *c, int status)
     if (c->keep_body) {
         evbuffer_add(b, c->head, c->head_len);
         evbuffer_add_buffer(b, c->body);
+    } else if (s->set.is_stamp) {
+        struct timespec ts;
+        uint64_t id = s->name_hash + ++s->stamps;
+        long long ms;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        id = rng_next(&id);
+        snprintf(c->stamp_head, sizeof(c->stamp_head),
+                 "X-Request-Id: %016" PRIx64 "\r\nX-Timestamp: %lld\r\n", id, ms);
+        evbuffer_add_printf(b, "{\"request_id\":\"%016" PRIx64 "\",\"ts\":%lld,"
+                            "\"data\":{\"v\":1,\"items\":[1,2,3]}}\n", id, ms);
+        write_response(c, status, "application/json", b, s->set.is_chunked, s->set.pad_head);
+        evbuffer_free(b);
+        return;
     } else if (s->set.body_bytes >= 0) {
         add_name_pattern(s, b, s->set.body_bytes);
     } else {
@@ -772,6 +818,49 @@ answer_partial(struct be_conn *c, int status)
     add_name_pattern(s, b, total / 2);
     write_body(c, b, s->set.is_chunked);
     evbuffer_free(b);
+}
+
+/* endless: queues the next BE_ENDLESS_STEP bytes of the body (on_http_write
+ * calls again once they are out); at the end of a Content-Length body the
+ * connection reads its next request. Returns 0 when <c> lives on, -1 when
+ * it was freed. */
+static int
+endless_more(struct be_conn *c)
+{
+    struct evbuffer *b;
+    uint64_t n = c->endless_left < BE_ENDLESS_STEP ? c->endless_left : BE_ENDLESS_STEP;
+
+    if (n == 0 || (b = evbuffer_new()) == NULL) {
+        c->is_answering = false;
+        c->state = BE_CS_HEAD;
+        if (!c->keep_alive)
+            return conn_begin_close(c);
+        return 0;
+    }
+    add_name_pattern(c->srv, b, (long long)n);
+    write_body(c, b, c->is_endless_chunked);
+    evbuffer_free(b);
+    if (c->endless_left != UINT64_MAX)
+        c->endless_left -= n;
+    return 0;
+}
+
+/* endless: the head, then the first bytes of a body that does not end
+ * (chunked) or ends only after body_bytes (1 GiB when unset); <c> is then
+ * in BE_CS_ENDLESS. To a HEAD request the head alone (the state unchanged). */
+static void
+answer_endless(struct be_conn *c, int status)
+{
+    struct be_srv *s = c->srv;
+    uint64_t total = s->set.body_bytes >= 0 ? (uint64_t)s->set.body_bytes : BE_BODY_MAX;
+
+    write_head(c, status, "text/plain", s->set.is_chunked, (size_t)total, s->set.pad_head);
+    if (c->is_head_method || total == 0)
+        return;
+    c->is_endless_chunked = s->set.is_chunked;
+    c->endless_left = s->set.is_chunked ? UINT64_MAX : total;
+    c->state = BE_CS_ENDLESS;
+    (void)endless_more(c);             /* queues bytes: never frees <c> */
 }
 
 /* ---- /__backend/set -------------------------------------------------- */
@@ -877,6 +966,8 @@ parse_script(const char *v, struct be_settings *set, char *err, size_t errlen)
             st.act = BE_ACT_MIDSTALL;
         } else if (strcmp(item, "midclose") == 0) {
             st.act = BE_ACT_MIDCLOSE;
+        } else if (strcmp(item, "endless") == 0) {
+            st.act = BE_ACT_ENDLESS;
         } else if (strcmp(item, "raw") == 0) {
             st.act = BE_ACT_RAW;
         } else if (strncmp(item, "delay", 5) == 0) {
@@ -974,13 +1065,14 @@ control_set(struct be_srv *s, const char *q, char *err, size_t errlen)
                     break;
             if (a == BE_ACT_RAW) {
                 snprintf(err, errlen, "mode must be normal|reset|stall|close|garbage|"
-                         "midbody|midstall|midclose, got '%.40s'", val);
+                         "midbody|midstall|midclose|endless, got '%.40s'", val);
                 return -1;
             }
             n.mode = (enum be_act)a;
         } else if (strcmp(key, "healthy") == 0 || strcmp(key, "chunked") == 0 ||
                    strcmp(key, "reset") == 0 || strcmp(key, "raw_close") == 0 ||
-                   strcmp(key, "close_notify") == 0 || strcmp(key, "close_rst") == 0) {
+                   strcmp(key, "close_notify") == 0 || strcmp(key, "close_rst") == 0 ||
+                   strcmp(key, "stamp") == 0) {
             if (parse_int_value(val, 0, 1, &num) != 0) {
                 snprintf(err, errlen, "%s must be 0 or 1, got '%.40s'", key, val);
                 return -1;
@@ -995,6 +1087,8 @@ control_set(struct be_srv *s, const char *q, char *err, size_t errlen)
                 n.is_close_notify = num == 1;
             } else if (strcmp(key, "close_rst") == 0) {
                 n.is_close_rst = num == 1;
+            } else if (strcmp(key, "stamp") == 0) {
+                n.is_stamp = num == 1;
             } else if (num == 1) {
                 settings_default(&n);
                 zero = true;
@@ -1188,6 +1282,13 @@ perform(struct be_conn *c)
         conn_clear_request(c);
         c->is_answering = false;       /* the failure is ours */
         return conn_begin_close(c);
+    case BE_ACT_ENDLESS:
+        answer_endless(c, c->status);
+        if (c->state == BE_CS_ENDLESS) {
+            conn_clear_request(c);     /* is_answering stays until the body's end */
+            return 0;
+        }
+        break;                         /* HEAD: the head was the whole answer */
     case BE_ACT_RAW:
         write_raw(s, bufferevent_get_output(c->bev));
         if (s->set.is_raw_close)
@@ -1634,6 +1735,7 @@ process(struct be_conn *c)
                 return -1;
             break;
         case BE_CS_STALL:
+        case BE_CS_ENDLESS:
         case BE_CS_RESET_WAIT:
         case BE_CS_LINGER:
         case BE_CS_FLUSH:
@@ -1664,6 +1766,12 @@ on_http_write(struct bufferevent *bev, void *arg)
 {
     struct be_conn *c = arg;
 
+    if (c->state == BE_CS_ENDLESS) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && endless_more(c) == 0 &&
+            c->state == BE_CS_HEAD)
+            process(c);
+        return;
+    }
     /* the answer is written, unless it is still to come */
     if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 &&
         c->state != BE_CS_WAIT && c->state != BE_CS_STALL)
@@ -2004,6 +2112,9 @@ main(int argc, char **argv)
         exit(2);
     }
     s.name_len = strlen(s.name);
+    s.name_hash = 1469598103934665603ull;
+    for (i = 0; (size_t)i < s.name_len; i++)
+        s.name_hash = (s.name_hash ^ (unsigned char)s.name[i]) * 1099511628211ull;
     s.rng = s.seed;
     s.stats_gen = 1;
     settings_default(&s.set);
