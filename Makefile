@@ -133,6 +133,7 @@ $(BUILD)/tests/unit/test_lib_pg: $(PGHARNESS_OBJ)
 $(BUILD)/tests/integration/32_fleet: $(PGHARNESS_OBJ)
 $(BUILD)/tests/integration/40_gates: $(PGHARNESS_OBJ)
 $(BUILD)/tests/integration/33_fleet_leader: $(PGHARNESS_OBJ)
+$(BUILD)/tests/integration/36_fleet_fast: $(PGHARNESS_OBJ)
 
 # the fleet's figures (tests/bench/fleet, make bench-fleet; not part of make test)
 $(BUILD)/tests/bench/fleet/fleetbench: $(BUILD)/tests/bench/fleet/fleetbench.o $(HARNESS_OBJ) \

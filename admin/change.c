@@ -96,6 +96,11 @@ adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *a
         /* Lowering: traffic leaves new now, whatever the disk says; what
          * cannot be saved is kept in the journal and saved later. */
         draining = apply(c, ch->svc, ch->left, &drain_s);
+        /* the fleet's store: the write goes out now, so that the database's
+         * commit and the local cache's fsync overlap (the reply waits for
+         * the commit: adm_fleet_lowered_wait()) */
+        if (c->fleet != NULL && !ch->committed)
+            adm_fleet_lowered(c, ch->svc);
         saved = adm_persist_save(c, err, sizeof(err)) == 0;
         if (!saved)
             journaled = adm_persist_unsaved(c, err);
@@ -145,11 +150,8 @@ adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *a
     /* The change happened: a failing audit log must not hide it, nor undo
      * it. What cannot be written now waits and is retried. */
     adm_persist_audit(c, ch->svc, &ae);
-    if (c->fleet != NULL) {
+    if (c->fleet != NULL)
         adm_fleet_audit(c, &ae);
-        if (!ch->committed)
-            adm_fleet_lowered(c, ch->svc);     /* applied here: now the database */
-    }
     json_decref(fig);
 
     if (!saved) {

@@ -609,7 +609,13 @@ adm_control_exec_wait(struct adm_control *c, json_t *req, const struct adm_calle
     *wait = NULL;
     c->waiter = done != NULL ? &wr : NULL;
     c->waiting = NULL;
+    c->lowered = false;
     r = adm_control_exec_as(c, req, who);
+    /* a lowering is applied here already; its reply waits for the fleet's
+     * commit, so that every instance can see it when the command returns */
+    if (c->lowered && c->waiting == NULL)
+        r = adm_fleet_lowered_wait(c, r);
+    c->lowered = false;
     c->waiter = NULL;
     if (c->waiting != NULL) {
         json_decref(r);

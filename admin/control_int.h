@@ -59,6 +59,9 @@ struct adm_svc {
     /* fleet.c: with the fleet's store */
     bool fleet_dirty;            /* <st> was lowered here and is not in the database yet */
     bool fleet_busy;             /* a write of this service is in flight */
+    uint64_t fleet_seq;          /* lowerings made here since start: a write
+                                  * carries the number it holds, so a waiting
+                                  * reply knows when its lowering committed */
     uint64_t plan_end_gen;       /* the generation whose change ended the plan
                                   * (breach, abort, last step); 0: none since start */
     json_t *last;                /* owned: the audit entry of the last change
@@ -119,6 +122,11 @@ struct adm_control {
         void *arg;
     } *waiter;
     struct adm_wait *waiting;
+    /* fleet.c: the command in progress lowered service <lowered_svc> (applied
+     * here, its write on the way): adm_control_exec_wait() holds the reply
+     * until the write committed (adm_fleet_lowered_wait()) */
+    bool lowered;
+    unsigned lowered_svc;
     struct event_base *base;     /* borrowed: the loop the control plane runs on
                                   * (adm_control_set_loop()); NULL: none known */
     uint64_t reconfigs;          /* adm_control_reconfigure() calls so far */

@@ -569,6 +569,10 @@ ctl_print_change(const json_t *reply)
                fmt_value(json_object_get(plan, "step"), b2, sizeof(b2)),
                fmt_value(json_object_get(plan, "steps"), b3, sizeof(b3)));
     putchar('\n');
+    /* the fleet's store: a lowering applied here that is not in the
+     * database yet (unreachable, slow, or replaced by a later row) */
+    if (json_is_string(json_object_get(reply, "store_note")))
+        printf("  store: %s\n", shown_str(json_object_get(reply, "store_note"), 0));
 }
 
 /* "2024-05-01T10:00:00Z  web  uid:0  weight  0.00% -> 10.00%  generation 4  reason \"…\"" */

@@ -22,9 +22,17 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
+struct lower_wait;
+struct later;
+
 struct adm_fleet {
     struct adm_control *c;       /* borrowed: the owner */
+    struct event_base *base;     /* borrowed: the loop */
     struct adm_pgstore *store;   /* owned */
+    struct lower_wait *lw;       /* owned: lowerings' replies waiting for their
+                                  * commit, oldest first */
+    struct later *later;         /* owned: rows notified while their service's
+                                  * write was in flight (later_keep()) */
     struct adm_pg_conf *conf;    /* owned: a copy (a reload frees the config) */
     bool fatal;                  /* the schema is refused */
     bool up;                     /* up, and the fleet's rows read since */
@@ -104,6 +112,141 @@ entry_of(const struct adm_svc *s, struct adm_store_entry *e)
     }
 }
 
+/* ---- lowerings' replies ------------------------------------------------ */
+
+/* A lowering's reply, held until a write that holds the lowering committed
+ * (or ADM_FLEET_LOWER_WAIT_MS passed, or the write failed). */
+struct lower_wait {
+    struct lower_wait *next;
+    struct adm_fleet *f;         /* borrowed */
+    struct adm_wait *wait;       /* owned: whom to answer */
+    char name[64];               /* the service */
+    uint64_t seq;                /* the service's fleet_seq after this lowering */
+    json_t *reply;               /* owned: the engine's reply */
+    struct event *timer;         /* owned: the deadline */
+};
+
+/* Answers <w> and frees it: <store> is "written" (then <gen> is the row's
+ * generation), "queued" or "superseded", <note> NULL or why. */
+static void
+lw_answer(struct adm_fleet *f, struct lower_wait *w, const char *store, uint64_t gen,
+          const char *note)
+{
+    struct lower_wait **p;
+    char *text;
+
+    for (p = &f->lw; *p != NULL; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    }
+    if (w->timer != NULL)
+        event_free(w->timer);
+    if (json_is_object(w->reply)) {
+        json_object_set_new(w->reply, "store", json_string(store));
+        if (gen != 0)
+            json_object_set_new(w->reply, "generation", json_integer((json_int_t)gen));
+        if (note != NULL)
+            json_object_set_new(w->reply, "store_note", json_string(note));
+    }
+    if (w->wait->done != NULL) {
+        text = json_dumps(w->reply, JSON_COMPACT | JSON_REAL_PRECISION(15));
+        if (text == NULL)
+            text = xstrdup("{\"ok\":false,\"error\":\"internal error building the reply\"}");
+        w->wait->done(w->wait->arg, text);
+    }
+    json_decref(w->reply);
+    free(w->wait);
+    free(w);
+}
+
+/* Answers the waiting replies of service <name> whose lowering is held by
+ * write <seq> or an earlier one (UINT64_MAX: all of them). */
+static void
+lw_release(struct adm_fleet *f, const char *name, uint64_t seq, const char *store,
+           uint64_t gen, const char *note)
+{
+    struct lower_wait *w;
+
+    /* from the head again after each: an answer runs the requester's code */
+    for (;;) {
+        for (w = f->lw; w != NULL; w = w->next)
+            if (w->seq <= seq && strcmp(w->name, name) == 0)
+                break;
+        if (w == NULL)
+            return;
+        lw_answer(f, w, store, gen, note);
+    }
+}
+
+static void
+on_lower_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct lower_wait *w = arg;
+    char note[256];
+
+    (void)fd;
+    (void)what;
+    log_at(LL_WARN, "fleet", 0, "%s: the fleet's store has not committed the lowering "
+           "within %u ms: answered as applied here and queued", w->name,
+           ADM_FLEET_LOWER_WAIT_MS);
+    snprintf(note, sizeof(note), "applied here; the fleet's store did not commit it within "
+             "%u ms: queued, written as soon as it answers (the other instances follow "
+             "then)", ADM_FLEET_LOWER_WAIT_MS);
+    lw_answer(w->f, w, "queued", 0, note);
+}
+
+json_t *
+adm_fleet_lowered_wait(struct adm_control *c, json_t *r)
+{
+    struct adm_fleet *f = c->fleet;
+    struct adm_svc *s;
+    struct lower_wait *w, **tail;
+    struct timeval tv = { ADM_FLEET_LOWER_WAIT_MS / 1000,
+                          (ADM_FLEET_LOWER_WAIT_MS % 1000) * 1000 };
+    char note[600];
+
+    if (f == NULL || !c->lowered || c->lowered_svc >= c->n || !json_is_object(r))
+        return r;
+    s = &c->svcs[c->lowered_svc];
+    if (!s->fleet_dirty)
+        return r;                      /* already settled (adopted meanwhile) */
+    if (!adm_pgstore_up(f->store) || !s->fleet_busy) {
+        /* not sent: nothing will commit before the store is back */
+        snprintf(note, sizeof(note), "applied here; the fleet's store is unreachable (%s): "
+                 "queued, written when it is back (the other instances follow then)",
+                 adm_pgstore_name(f->store));
+        json_object_set_new(r, "store", json_string("queued"));
+        json_object_set_new(r, "store_note", json_string(note));
+        return r;
+    }
+    if (c->waiter == NULL)
+        return r;                      /* nobody can wait: answered now */
+    w = xcalloc(1, sizeof(*w));
+    w->f = f;
+    w->wait = xcalloc(1, sizeof(*w->wait));
+    w->wait->done = c->waiter->done;
+    w->wait->arg = c->waiter->arg;
+    snprintf(w->name, sizeof(w->name), "%s", s->name);
+    w->seq = s->fleet_seq;
+    w->reply = r;
+    w->timer = evtimer_new(f->base, on_lower_deadline, w);
+    if (w->timer == NULL || evtimer_add(w->timer, &tv) != 0) {
+        /* no deadline, no wait: answered now */
+        if (w->timer != NULL)
+            event_free(w->timer);
+        free(w->wait);
+        free(w);
+        return r;
+    }
+    for (tail = &f->lw; *tail != NULL; tail = &(*tail)->next)
+        ;
+    *tail = w;
+    c->waiting = w->wait;
+    return NULL;
+}
+
 /* Applies <row> to service <s> (index <svc>) here: the data plane, the
  * local cache, the local audit log (actor "fleet:<instance that wrote it>",
  * action <why>). */
@@ -116,6 +259,16 @@ adopt(struct adm_fleet *f, unsigned svc, const struct adm_pg_row *row, const cha
     struct adm_audit_entry ae;
     char err[512], actor[96], p0[16], p1[16];
 
+    if (s->fleet_dirty) {
+        /* a lowering made here lost the reconcile: its replies say so */
+        char note[256];
+
+        snprintf(note, sizeof(note), "applied here, then replaced by the fleet's row "
+                 "(generation %llu by %s: weight %s, state %s), adopted here",
+                 (unsigned long long)row->e.generation, row->by,
+                 adm_pct(row->e.weight_bp, p0, sizeof(p0)), adm_state_names[row->e.state]);
+        lw_release(f, s->name, UINT64_MAX, "superseded", 0, note);
+    }
     s->st.weight_bp = row->e.weight_bp;
     s->st.state = row->e.state;
     s->st.generation = row->e.generation;
@@ -159,6 +312,55 @@ adopt(struct adm_fleet *f, unsigned svc, const struct adm_pg_row *row, const cha
     f->last_sync_ms = now_ms();
 }
 
+/* ---- notifications that came while a write was in flight -------------- */
+
+/* The newest notified row of a service whose write was in flight: its
+ * answer is handled from the loop after the notification that followed
+ * the commit may already have been (lib/pg answers queries through the
+ * loop, notifications at once). */
+struct later {
+    struct later *next;
+    struct adm_pg_row row;
+};
+
+static void
+later_keep(struct adm_fleet *f, const struct adm_pg_row *row)
+{
+    struct later *l;
+
+    for (l = f->later; l != NULL; l = l->next) {
+        if (strcmp(l->row.e.name, row->e.name) == 0) {
+            if (row->e.generation > l->row.e.generation)
+                l->row = *row;
+            return;
+        }
+    }
+    l = xcalloc(1, sizeof(*l));
+    l->row = *row;
+    l->next = f->later;
+    f->later = l;
+}
+
+static void on_changed(void *arg, const struct adm_pg_row *row);
+
+/* Service <name>'s write answered: a row notified meanwhile is handled
+ * now, as if it had just come (applied when still newer). */
+static void
+later_run(struct adm_fleet *f, const char *name)
+{
+    struct later **p, *l;
+
+    for (p = &f->later; *p != NULL; p = &(*p)->next) {
+        if (strcmp((*p)->row.e.name, name) == 0) {
+            l = *p;
+            *p = l->next;
+            on_changed(f, &l->row);
+            free(l);
+            return;
+        }
+    }
+}
+
 /* ---- writes ------------------------------------------------------------ */
 
 static void write_dirty(struct adm_fleet *f, unsigned svc);
@@ -166,11 +368,12 @@ static void write_dirty(struct adm_fleet *f, unsigned svc);
 struct lower_q {
     struct adm_fleet *f;
     char name[64];
+    uint64_t seq;                /* the service's fleet_seq the write holds */
 };
 
 static void
-on_lower_written(void *arg, bool ok, const struct adm_pg_row *rows, unsigned n,
-                 const char *err)
+lower_written(void *arg, bool ok, const struct adm_pg_row *rows, unsigned n,
+              const char *err)
 {
     struct lower_q *q = arg;
     struct adm_fleet *f = q->f;
@@ -178,15 +381,26 @@ on_lower_written(void *arg, bool ok, const struct adm_pg_row *rows, unsigned n,
     int k = adm_svc_find(c, q->name);
     struct adm_svc *s;
 
-    free(q);
-    if (k < 0)
-        return;                        /* removed by a reload meanwhile */
+    if (k < 0) {
+        /* removed by a reload meanwhile */
+        lw_release(f, q->name, UINT64_MAX, "queued", 0, "applied here; the service "
+                   "was removed from the config before its write answered");
+        free(q);
+        return;
+    }
     s = &c->svcs[k];
     s->fleet_busy = false;
     if (!ok || n != 1) {
+        char note[768];
+
         log_at(LL_WARN, "fleet", 0, "%s: the lowering is applied here but not written to "
                "the fleet's store yet: %s; written when it is back", s->name,
                err != NULL ? err : "no row");
+        snprintf(note, sizeof(note), "applied here; the fleet's store did not take it (%s): "
+                 "queued, written when it is back (the other instances follow then)",
+                 err != NULL ? err : "no row");
+        lw_release(f, s->name, UINT64_MAX, "queued", 0, note);
+        free(q);
         return;
     }
     f->last_sync_ms = now_ms();
@@ -204,6 +418,35 @@ on_lower_written(void *arg, bool ok, const struct adm_pg_row *rows, unsigned n,
     } else if (s->fleet_dirty) {
         write_dirty(f, (unsigned)k);   /* changed again while it was written */
     }
+    /* committed: every instance can see what these replies announce */
+    lw_release(f, q->name, q->seq, "written", rows[0].e.generation, NULL);
+    free(q);
+}
+
+/* A write of service <name> answered (handled by <fn>): then the row
+ * notified meanwhile, if any (later_run()). */
+static void
+written_then_later(adm_pgstore_rows_fn *fn, struct adm_fleet *f, const char *name,
+                   void *arg, bool ok, const struct adm_pg_row *rows, unsigned n,
+                   const char *err)
+{
+    char copy[64];
+    int k;
+
+    snprintf(copy, sizeof(copy), "%s", name);   /* <arg> is freed by <fn> */
+    fn(arg, ok, rows, n, err);
+    k = adm_svc_find(f->c, copy);
+    if (k >= 0 && !f->c->svcs[k].fleet_busy)
+        later_run(f, copy);
+}
+
+static void
+on_lower_written(void *arg, bool ok, const struct adm_pg_row *rows, unsigned n,
+                 const char *err)
+{
+    struct lower_q *q = arg;
+
+    written_then_later(lower_written, q->f, q->name, arg, ok, rows, n, err);
 }
 
 /* Writes service <svc>'s state as it is here, unconditionally (it is on
@@ -221,6 +464,7 @@ write_dirty(struct adm_fleet *f, unsigned svc)
     q = xcalloc(1, sizeof(*q));
     q->f = f;
     snprintf(q->name, sizeof(q->name), "%s", s->name);
+    q->seq = s->fleet_seq;
     s->fleet_busy = true;
     if (adm_pgstore_write(f->store, &e, NULL, on_lower_written, q) != 0) {
         s->fleet_busy = false;
@@ -232,6 +476,9 @@ void
 adm_fleet_lowered(struct adm_control *c, unsigned svc)
 {
     c->svcs[svc].fleet_dirty = true;
+    c->svcs[svc].fleet_seq++;
+    c->lowered = true;
+    c->lowered_svc = svc;
     write_dirty(c->fleet, svc);
 }
 
@@ -269,8 +516,8 @@ raise_reply(struct raise_q *q, json_t *r)
 }
 
 static void
-on_raise_written(void *arg, bool ok, const struct adm_pg_row *rows, unsigned n,
-                 const char *err)
+raise_written(void *arg, bool ok, const struct adm_pg_row *rows, unsigned n,
+              const char *err)
 {
     struct raise_q *q = arg;
     struct adm_fleet *f = q->f;
@@ -326,6 +573,15 @@ on_raise_written(void *arg, bool ok, const struct adm_pg_row *rows, unsigned n,
         json_object_set_new(r, "generation", json_integer((json_int_t)rows[0].e.generation));
     }
     raise_reply(q, r);
+}
+
+static void
+on_raise_written(void *arg, bool ok, const struct adm_pg_row *rows, unsigned n,
+                 const char *err)
+{
+    struct raise_q *q = arg;
+
+    written_then_later(raise_written, q->f, q->name, arg, ok, rows, n, err);
 }
 
 json_t *
@@ -570,27 +826,42 @@ on_down(void *arg, const char *reason)
     f->up = false;
 }
 
+enum adm_fleet_nt
+adm_fleet_notified(const struct adm_svc_state *local, bool dirty, bool busy, uint64_t gen)
+{
+    if (busy)
+        return ADM_FLEET_NT_LATER;
+    if (dirty)
+        return ADM_FLEET_NT_RECONCILE;
+    return gen > local->generation ? ADM_FLEET_NT_APPLY : ADM_FLEET_NT_KNOWN;
+}
+
 static void
 on_changed(void *arg, const struct adm_pg_row *row)
 {
     struct adm_fleet *f = arg;
     struct adm_control *c = f->c;
     int k = adm_svc_find(c, row->e.name);
+    struct adm_svc *s;
+    struct adm_svc_state db = { row->e.weight_bp, row->e.state, row->e.generation };
 
     if (k < 0 || !f->up)
         return;
-    if (c->svcs[k].fleet_busy)
-        return;                        /* ours in flight: its reply settles it */
-    if (c->svcs[k].fleet_dirty) {
-        struct adm_svc_state db = { row->e.weight_bp, row->e.state, row->e.generation };
-
-        if (adm_fleet_reconcile(&c->svcs[k].st, true, &db) == ADM_FLEET_ADOPT)
+    s = &c->svcs[k];
+    switch (adm_fleet_notified(&s->st, s->fleet_dirty, s->fleet_busy, row->e.generation)) {
+    case ADM_FLEET_NT_KNOWN:
+        break;                         /* our own, or older */
+    case ADM_FLEET_NT_APPLY:
+        adopt(f, (unsigned)k, row, "changed");
+        break;
+    case ADM_FLEET_NT_LATER:
+        later_keep(f, row);            /* our write's answer comes first */
+        break;
+    case ADM_FLEET_NT_RECONCILE:
+        if (adm_fleet_reconcile(&s->st, true, &db) == ADM_FLEET_ADOPT)
             adopt(f, (unsigned)k, row, "reconcile");
-        return;
+        break;
     }
-    if (row->e.generation <= c->svcs[k].st.generation)
-        return;                        /* known already (our own, or older) */
-    adopt(f, (unsigned)k, row, "changed");
 }
 
 static void
@@ -615,6 +886,7 @@ adm_fleet_open(struct adm_control *c, struct event_base *base,
     bool fatal = false, cache;
 
     f->c = c;
+    f->base = base;
     f->conf = adm_pg_conf_dup(conf);
     conf = f->conf;
     f->store = adm_pgstore_new(base, conf, seed, &cbs, f);
@@ -655,7 +927,17 @@ adm_fleet_free(struct adm_fleet *f)
 {
     if (f == NULL)
         return;
-    adm_pgstore_free(f->store);
+    f->up = false;                     /* no row is applied from here on */
+    adm_pgstore_free(f->store);        /* answers the writes still open */
+    while (f->lw != NULL)
+        lw_answer(f, f->lw, "queued", 0, "applied here; cutoverd stopped before the "
+                  "fleet's store answered: written by the next start's reconcile");
+    while (f->later != NULL) {
+        struct later *l = f->later;
+
+        f->later = l->next;
+        free(l);
+    }
     adm_pg_conf_free(f->conf);
     free(f);
 }

@@ -50,9 +50,25 @@ bool adm_fleet_is_safe(const struct adm_svc_state *old, const struct adm_change 
 json_t *adm_fleet_raise(struct adm_control *c, const struct adm_change *ch,
                         const char *actor);
 
-/* Service <svc> was lowered here (applied, cached, audited): written to the
- * database now, or when it is back. */
+/* Service <svc> was lowered here (applied to the data plane): written to
+ * the database now, or when it is back. The command in progress is marked
+ * (c->lowered) so that its reply can wait for the commit. */
 void adm_fleet_lowered(struct adm_control *c, unsigned svc);
+
+/* How long a lowering's reply waits for its write to commit; then it
+ * answers anyway that the change is applied here and queued for the store
+ * (a rollback is never refused for the database's sake). */
+#define ADM_FLEET_LOWER_WAIT_MS 2000u
+
+/* The reply <r> (taken) of a command that lowered c->lowered_svc: when
+ * someone can wait (c->waiter) and the write is on its way, the reply is
+ * held (c->waiting set, NULL returned) until the write committed, then
+ * completed with "store": "written" and the row's "generation"; when the
+ * store is unreachable, or does not answer within ADM_FLEET_LOWER_WAIT_MS,
+ * or a later row of the fleet replaced it, it answers with "store":
+ * "queued" or "superseded" and a "store_note" saying so. Otherwise <r> is
+ * returned as it is. */
+json_t *adm_fleet_lowered_wait(struct adm_control *c, json_t *r);
 
 /* Audit entry <e> also goes to the fleet's table. */
 void adm_fleet_audit(struct adm_control *c, const struct adm_audit_entry *e);
@@ -77,5 +93,23 @@ enum adm_fleet_rc {
 };
 enum adm_fleet_rc adm_fleet_reconcile(const struct adm_svc_state *local, bool unsynced,
                                       const struct adm_svc_state *db);
+
+/* What a follower does with a notification: it carries the whole row
+ * (weight, state, generation, plan, who, when; well under NOTIFY's 8000
+ * bytes), so a newer one is applied from the payload alone, without a read;
+ * rows are whole states, not deltas, so a generation skipped (a
+ * notification lost) needs nothing more. <local> is the service here,
+ * <dirty> when it was lowered here and not written yet, <busy> when a write
+ * of it is in flight, <gen> the notified row's generation (pure): */
+enum adm_fleet_nt {
+    ADM_FLEET_NT_KNOWN = 0,      /* not newer than what is applied here: nothing */
+    ADM_FLEET_NT_APPLY,          /* newer: applied from the payload */
+    ADM_FLEET_NT_LATER,          /* a write is in flight: kept, and applied after
+                                  * its answer if it is still newer then (its
+                                  * answer may come after the notification) */
+    ADM_FLEET_NT_RECONCILE,      /* lowered here, not written: adm_fleet_reconcile() */
+};
+enum adm_fleet_nt adm_fleet_notified(const struct adm_svc_state *local, bool dirty,
+                                     bool busy, uint64_t gen);
 
 #endif

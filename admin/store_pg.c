@@ -636,27 +636,21 @@ adm_pgstore_write(struct adm_pgstore *s, const struct adm_store_entry *e,
     return rc;
 }
 
-static void
-on_pg_notify(struct pg_client *c, const char *channel, const char *payload, int pid,
-             void *arg)
+int
+adm_pg_row_from_notify(const char *payload, struct adm_pg_row *row)
 {
-    struct adm_pgstore *s = arg;
-    struct adm_pg_row row;
     json_t *j = json_loads(payload, 0, NULL), *p;
-    char w[16], g[24], at[32], *plan = NULL;
+    char w[24], g[24], at[32], *plan = NULL;
     bool ok;
 
-    (void)c;
-    (void)channel;
-    (void)pid;
+    memset(row, 0, sizeof(*row));
     if (j == NULL || !json_is_string(json_object_get(j, "service"))
         || !json_is_integer(json_object_get(j, "weight_bp"))
         || !json_is_string(json_object_get(j, "state"))
-        || !json_is_integer(json_object_get(j, "generation"))) {
-        log_at(LL_WARN, "store", 0, "%s: a notification that is not a row: ignored",
-               s->name);
+        || !json_is_integer(json_object_get(j, "generation"))
+        || json_integer_value(json_object_get(j, "generation")) < 0) {
         json_decref(j);
-        return;
+        return -1;
     }
     snprintf(w, sizeof(w), "%lld", (long long)json_integer_value(json_object_get(j, "weight_bp")));
     snprintf(g, sizeof(g), "%lld", (long long)json_integer_value(json_object_get(j, "generation")));
@@ -664,14 +658,27 @@ on_pg_notify(struct pg_client *c, const char *channel, const char *payload, int 
     p = json_object_get(j, "plan");
     if (p != NULL && !json_is_null(p))
         plan = json_dumps(p, JSON_COMPACT);
-    ok = row_fill(&row, json_string_value(json_object_get(j, "service")), w,
+    ok = row_fill(row, json_string_value(json_object_get(j, "service")), w,
                   json_string_value(json_object_get(j, "state")), g, plan,
                   json_is_string(json_object_get(j, "by"))
                   ? json_string_value(json_object_get(j, "by")) : "", at);
     free(plan);
     json_decref(j);
-    if (!ok) {
-        log_at(LL_WARN, "store", 0, "%s: a notification with an invalid row: ignored",
+    return ok ? 0 : -1;
+}
+
+static void
+on_pg_notify(struct pg_client *c, const char *channel, const char *payload, int pid,
+             void *arg)
+{
+    struct adm_pgstore *s = arg;
+    struct adm_pg_row row;
+
+    (void)c;
+    (void)channel;
+    (void)pid;
+    if (adm_pg_row_from_notify(payload, &row) != 0) {
+        log_at(LL_WARN, "store", 0, "%s: a notification that is not a valid row: ignored",
                s->name);
         return;
     }

@@ -104,6 +104,15 @@ int adm_pgstore_seed_and_read(struct adm_pgstore *s, const struct adm_store_entr
 int adm_pgstore_write(struct adm_pgstore *s, const struct adm_store_entry *e,
                       const uint64_t *expect, adm_pgstore_rows_fn *cb, void *arg);
 
+/* Reads the payload of a notification on the fleet's channel into <row>:
+ * the row the writing statement committed, as pg_notify() got it from
+ * json_build_object() (service, weight_bp, state, generation, plan, by,
+ * at_ms: a few hundred bytes at most, names being 63 bytes at most, far
+ * under NOTIFY's 8000). 0, or -1 when it is not a valid row (not JSON, a
+ * field missing or of the wrong type, a weight out of 0..10000, an unknown
+ * state or plan state). */
+int adm_pg_row_from_notify(const char *payload, struct adm_pg_row *row);
+
 /* ---- audit ------------------------------------------------------------- */
 
 /* Appends audit entry <entry> (a JSON object text, as the local log's line)

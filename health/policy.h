@@ -62,6 +62,25 @@ struct hl_breach {
 bool hl_policy_eval(const struct hl_rollback_conf *c, const struct hl_stats *new_side,
                     const struct hl_stats *legacy, struct hl_breach *out);
 
+/* True when one more outcome <o> of <latency_us> on the new side can be
+ * the one that makes the rule above breach: an error (5xx or transport),
+ * or, with max_p99_ms, a latency whose histogram bin can report above it
+ * (a bin reports its geometric middle, at most 7.2% above the sample, so
+ * from 93% of max_p99_ms). The data plane asks this of every outcome on
+ * new, so that the policy evaluates as soon as a breach can have happened
+ * rather than at its next tick; it is a couple of compares. A successful,
+ * fast outcome that completes min_requests after the errors (or lowers
+ * legacy's error rate under the ratio rule) is not flagged: the tick
+ * finds that breach. */
+static inline bool
+hl_policy_suspect(const struct hl_rollback_conf *c, enum hl_outcome o, uint32_t latency_us)
+{
+    return c->enabled
+        && (o >= HL_OUT_5XX
+            || (c->max_p99_ms != 0
+                && (uint64_t)latency_us * 100u > (uint64_t)c->max_p99_ms * 93000u));
+}
+
 /* The shadow traffic rule (rollback.max_diff_rate set): breach when
  * c->enabled AND compared >= c->min_requests AND diffs / compared >
  * c->max_diff_rate, over the window of both sides' comparisons. Fills the

@@ -206,6 +206,9 @@ int pg_listen(struct pg_client *c, const char *channel, pg_notify_fn *cb, void *
 
 /* Queues <sql> (one statement, $1..$n placeholders) with <nparams> text
  * parameters (<params>[i] NULL is SQL NULL); text and parameters are copied.
+ * When nothing is in flight it is sent before pg_query() returns (without
+ * waiting: what the socket does not take goes out on EV_WRITE), so its round
+ * trip overlaps the caller's next work on the loop.
  * <cb>(<arg>) is called exactly once, from the loop, later: with the answer,
  * or PG_TIMEOUT, PG_LOST, PG_NOT_CONNECTED, PG_BUSY, or PG_CLOSED from
  * pg_free(). Returns 0; -1 only when pg_free() has begun on <c> (then <cb>

@@ -88,6 +88,13 @@ struct pg_listener {
  * query in flight at its deadline ends the session. */
 typedef void pg_deadline_fn(evutil_socket_t fd, short what, void *arg);
 
+/* Why the session must end, as a pg_query.c function found it: the caller
+ * (in pg_session.c) ends it with <inflight> for the query in flight. */
+struct pg_end {
+    enum pg_outcome inflight;
+    char reason[512];
+};
+
 struct pg_client {
     struct event_base *base;     /* borrowed */
     char *name, *host, *port, *dbname, *user, *password_file, *appname, *sslmode;
@@ -127,6 +134,11 @@ struct pg_client {
 
     struct list queue;           /* waiting, FIFO */
     struct pg_item *inflight;    /* sent, answer pending */
+    bool has_end;                /* pg_query() found the session broken when it
+                                  * sent at once: <end> says why, and on_defer()
+                                  * ends the session (callers are never called
+                                  * back from inside pg_query()) */
+    struct pg_end end;           /* see <has_end> */
     PGresult *held;              /* the in-flight query's result so far */
     struct list done;            /* answer known, callback due */
     unsigned nqueued;            /* caller's queries queued or in flight */
@@ -139,12 +151,6 @@ struct pg_client {
     size_t nls;
 };
 
-/* Why the session must end, as a pg_query.c function found it: the caller
- * (in pg_session.c) ends it with <inflight> for the query in flight. */
-struct pg_end {
-    enum pg_outcome inflight;
-    char reason[512];
-};
 
 /* The public state of phase <p>. */
 static inline enum pg_state

@@ -444,7 +444,13 @@ pg_query(struct pg_client *c, const char *sql, int nparams, const char *const *p
     it->counted = true;
     c->nqueued++;
     list_append(&c->queue, &it->node);
-    event_active(c->ev_defer, EV_TIMEOUT, 1);   /* sent from the loop: see pgq_pump() */
+    /* An idle session sends it now: its round trip then overlaps what the
+     * caller does next on the loop (a lowering's fsync of the local cache)
+     * instead of starting after it. A broken session found here is only
+     * noted; on_defer() ends it, from the loop. */
+    if (!c->has_end)
+        c->has_end = !pgq_pump(c, &c->end);
+    event_active(c->ev_defer, EV_TIMEOUT, 1);   /* answers, and the queue: pgq_pump() */
     return 0;
 }
 

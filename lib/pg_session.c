@@ -230,6 +230,7 @@ session_end(struct pg_client *c, enum pg_outcome inflight, const char *fmt, ...)
         reason[n] = '\0';
     }
     c->fatal[0] = '\0';
+    c->has_end = false;                /* this is the end it announced */
     session_close(c);
 
     snprintf(failure, sizeof(failure), "connection lost: %s", reason);
@@ -524,8 +525,12 @@ on_defer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     enter(c);
     pgq_deliver(c);
-    if (!pgq_pump(c, &e))
+    if (c->has_end && !c->freeing) {
+        c->has_end = false;            /* a send of pg_query() failed */
+        session_end_by(c, &c->end);
+    } else if (!pgq_pump(c, &e)) {
         session_end_by(c, &e);
+    }
     leave(c);
 }
 

@@ -650,7 +650,7 @@ parse_root(json_t *root, struct px_conf *c, struct conf_errlist *l)
 {
     static const char *const keys[] = {
         "admin", "state", "audit", "access_log", "workers", "shutdown_grace_ms",
-        "services", "store", "notify", "limits", NULL
+        "policy_tick_ms", "services", "store", "notify", "limits", NULL
     };
     static const char *const file_keys[] = { "file", NULL }, *lim_keys[] = {
         "max_connections", NULL };
@@ -693,6 +693,8 @@ parse_root(json_t *root, struct px_conf *c, struct conf_errlist *l)
     keep(l, err, conf_opt_uint(root, "workers", "", 0, 256, &c->workers, err));
     keep(l, err, conf_opt_uint(root, "shutdown_grace_ms", "", 0, 3600000,
                                &c->shutdown_grace_ms, err));
+    keep(l, err, conf_opt_uint(root, "policy_tick_ms", "", 10, 60000, &c->policy_tick_ms,
+                               err));
     if (keep(l, err, conf_opt_object(root, "notify", "", &j, err)) == 0 && j != NULL)
         keep(l, err, px_notify_conf_parse(j, c->dir, &c->notify, err));
     if (keep(l, err, conf_opt_object(root, "limits", "", &j, err)) == 0 && j != NULL
@@ -1004,6 +1006,7 @@ px_conf_load_n(const char *file, unsigned max, char *errbuf, size_t errlen)
     c->admin_socket_gid = -1;
     c->workers = 0;
     c->shutdown_grace_ms = 10000;
+    c->policy_tick_ms = 100;           /* PX_TICK_MS (proxy/tick.h) */
     c->max_connections = -1;
     errs = xcalloc(1, sizeof(*errs));
     conf_collect(errs);
@@ -1206,6 +1209,8 @@ px_conf_diff(const struct px_conf *a, const struct px_conf *b)
         d |= PX_CONF_WORKERS;
     if (a->shutdown_grace_ms != b->shutdown_grace_ms)
         d |= PX_CONF_GRACE;
+    if (a->policy_tick_ms != b->policy_tick_ms)
+        d |= PX_CONF_POLICY_TICK;
     if (a->max_connections != b->max_connections)
         d |= PX_CONF_LIMITS;
     if (a->nservices != b->nservices)

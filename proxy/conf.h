@@ -109,6 +109,8 @@ struct px_conf {
     struct px_notify_conf *notify;   /* owned: "notify" (proxy/webhook.h); NULL = none */
     unsigned workers;            /* 0 = one per CPU; 0..256 */
     unsigned shutdown_grace_ms;  /* default 10000, 0..3600000 */
+    unsigned policy_tick_ms;     /* the policy tick's period (proxy/tick.h): default
+                                  * PX_TICK_MS (100), 10..60000; read at startup */
     long max_connections;        /* "limits": {"max_connections"}: client connections of
                                   * the process, 0..10000000, 0 = none; -1 = not set:
                                   * derived from RLIMIT_NOFILE (proxy/listen.h) */
@@ -189,6 +191,7 @@ enum px_conf_change {
     PX_CONF_ADMIN_REASON = 1u << 10,  /* admin.require_reason (a reload applies it) */
     PX_CONF_NOTIFY       = 1u << 11,  /* notify (px_notify_conf_equal) */
     PX_CONF_LIMITS       = 1u << 12,  /* limits.max_connections (a reload applies it) */
+    PX_CONF_POLICY_TICK  = 1u << 13,  /* policy_tick_ms */
 };
 
 /* The PX_CONF_* bits of every field that differs between <a> and <b>

@@ -169,6 +169,8 @@ reload_warn_static(const struct px_conf *o, const struct px_conf *c)
                "next restart; the running files and store stay in use");
     if (d & PX_CONF_WORKERS)
         log_at(LL_WARN, "reload", 0, "workers takes effect at the next restart");
+    if (d & PX_CONF_POLICY_TICK)
+        log_at(LL_WARN, "reload", 0, "policy_tick_ms takes effect at the next restart");
     if (d & PX_CONF_NOTIFY)
         log_at(LL_WARN, "reload", 0, "notify takes effect at the next restart; the running "
                "webhooks stay as they are");

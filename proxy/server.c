@@ -25,6 +25,7 @@
 #include "lib/timeval.h"
 #include "lib/xmalloc.h"
 #include "health/check.h"
+#include "health/policy.h"
 #include "proxy/cookie.h"
 #include "proxy/io.h"
 #include "proxy/server.h"
@@ -323,6 +324,11 @@ px_service_record(struct px_service *svc, enum rt_side side, struct px_server_rt
     px_service_recent_add(svc, &(struct px_recent){
         .us = now_us, .latency_us = lat, .side = (uint8_t)side, .outcome = (uint8_t)o,
     });
+    /* a breach is acted on when it can have happened, not at the next tick:
+     * two compares for a request that went well */
+    if (side == RT_NEW && hl_policy_suspect(&svc->conf->rollback, o, lat)
+        && svc->srv->suspect != NULL)
+        svc->srv->suspect(svc->srv);
 }
 
 bool

@@ -347,6 +347,14 @@ struct px_srv {
     void (*drained)(struct px_srv *srv); /* stopping and the last connection
                                           * closed (px_srv_conn_closed): set by
                                           * proxy/worker.c; NULL: the loop exits */
+    void (*suspect)(struct px_srv *srv); /* an outcome on new that can make a
+                                          * breach was recorded (hl_policy_suspect,
+                                          * px_service_record): the policy is to
+                                          * evaluate now. Called from the data
+                                          * plane, so it only signals (the main
+                                          * loop: proxy/tick.c; a worker:
+                                          * proxy/worker.c); NULL: the tick finds it */
+    void *suspect_arg;                   /* borrowed: <suspect>'s */
     uint64_t accepted;                   /* connections this loop accepted */
     struct event *accept_timer;          /* owned (proxy/listen.c): ends a pause of
                                           * accepting after an accept error */

@@ -16,9 +16,19 @@
  * are gone.
  * Legacy's window is kept: it is the baseline of the ratio rule.
  *
- * Latency: the rule is evaluated on the loop that records outcomes, so a
- * breach is acted on at the first tick after the outcome that made it: within
- * PX_TICK_MS plus timer lateness. To log that delay exactly, every tick keeps
+ * Latency: the rule is evaluated at every tick and, between ticks, as soon as
+ * the data plane records an outcome on new that can make a breach (an error,
+ * or a latency near max_p99_ms: hl_policy_suspect). The data plane only
+ * signals (srv->suspect: an event made active on the main loop, an eventfd
+ * from a worker); the prompt evaluation runs from the loop, folds the
+ * workers' outcomes and evaluates the rule of every armed service, at most
+ * every PX_TICK_PROMPT_MS (a burst of errors costs one evaluation per
+ * PX_TICK_PROMPT_MS, the last one of the burst is never later than that). So
+ * a breach made by an error or a slow answer is acted on within
+ * PX_TICK_PROMPT_MS; one completed by a success (min_requests reached after
+ * the errors) at the next tick, within PX_TICK_MS. A prompt evaluation acts
+ * and logs exactly as a tick does; the plan's step and the replay copies
+ * stay the tick's. To log that delay exactly, every tick keeps
  * a copy of both windows and the data plane keeps the outcomes recorded
  * since (svc->recent); after acting, the tick replays them onto the copies,
  * evaluating the rule after each, and finds the outcome that made the breach.
@@ -75,6 +85,10 @@ struct px_tick {
     struct px_srv *srv;              /* borrowed */
     struct adm_control *ctl;         /* borrowed */
     struct event *ev;                /* owned: persistent PX_TICK_MS timer */
+    struct event *prompt;            /* owned: a prompt evaluation, made active or
+                                      * timed (srv->suspect) */
+    bool prompt_due;                 /* <prompt> is active or timed */
+    uint64_t prompt_us;              /* px_now_us() of the last prompt evaluation */
     struct tick_svc *svcs;           /* owned, <n> entries (their windows' rings too) */
     unsigned n;
     struct hl_window scratch[RT_SIDE__COUNT];    /* owned: the replay's windows */
@@ -368,6 +382,55 @@ on_tick_timer(evutil_socket_t fd, short what, void *arg)
     adm_control_store_tick(t->ctl, px_now_ms(t->srv));
 }
 
+/* A prompt evaluation: the workers' outcomes and the rule of every armed
+ * service, now. Not the plan (its bake counts ticks' time) and not the
+ * tick's copies: the next tick replays from where the last tick left. */
+static void
+on_prompt(evutil_socket_t fd, short what, void *arg)
+{
+    struct px_tick *t = arg;
+    unsigned i;
+    bool armed = false;
+
+    (void)fd;
+    (void)what;
+    t->prompt_due = false;
+    t->prompt_us = px_now_us(t->srv);
+    for (i = 0; i < t->srv->nsvcs && i < adm_control_count(t->ctl); i++)
+        armed |= hl_auto_armed(adm_auto_svc(adm_control_state(t->ctl, i)));
+    if (!armed)
+        return;                      /* nothing left to roll back or freeze */
+    px_workers_fold(t->srv);
+    for (i = 0; i < t->srv->nsvcs; i++)
+        evaluate(t, i, px_now_us(t->srv));
+}
+
+/* srv->suspect on the main loop (a worker's comes through proxy/worker.c):
+ * from the data plane, inside a connection's callback, so it only
+ * schedules. At once when the last prompt evaluation is PX_TICK_PROMPT_MS
+ * old, else when it will be. */
+static void
+tick_suspect(struct px_srv *srv)
+{
+    struct px_tick *t = srv->suspect_arg;
+    uint64_t now_us, gap_us = PX_TICK_PROMPT_MS * 1000u;
+    struct timeval tv;
+
+    if (t->prompt_due)
+        return;
+    t->prompt_due = true;
+    now_us = px_now_us(srv);
+    if (now_us - t->prompt_us >= gap_us) {
+        event_active(t->prompt, EV_TIMEOUT, 1);
+        return;
+    }
+    gap_us -= now_us - t->prompt_us;
+    tv.tv_sec = 0;
+    tv.tv_usec = (suseconds_t)gap_us;
+    if (evtimer_add(t->prompt, &tv) < 0)
+        event_active(t->prompt, EV_TIMEOUT, 1);
+}
+
 /* Starts the tick's memory of <svc> afresh at <now_us> (<ts> zeroed). */
 static void
 tick_svc_init(struct tick_svc *ts, struct px_service *svc, uint64_t now_us)
@@ -397,7 +460,8 @@ struct px_tick *
 px_tick_new(struct px_srv *srv, struct adm_control *ctl)
 {
     struct px_tick *t = xcalloc(1, sizeof(*t));
-    struct timeval tv = { 0, PX_TICK_MS * 1000 };
+    unsigned ms = srv->conf->policy_tick_ms != 0 ? srv->conf->policy_tick_ms : PX_TICK_MS;
+    struct timeval tv = { ms / 1000, (suseconds_t)(ms % 1000) * 1000 };
     uint64_t now_us = px_now_us(srv);
     unsigned i;
 
@@ -412,11 +476,14 @@ px_tick_new(struct px_srv *srv, struct adm_control *ctl)
         tick_svc_init(ts, srv->svcs[i], now_us);
     }
     t->ev = event_new(srv->base, -1, EV_PERSIST, on_tick_timer, t);
-    if (t->ev == NULL || event_add(t->ev, &tv) < 0) {
-        log_at(LL_ERR, "policy", 0, "cannot start the %d ms policy tick", PX_TICK_MS);
+    t->prompt = evtimer_new(srv->base, on_prompt, t);
+    if (t->ev == NULL || event_add(t->ev, &tv) < 0 || t->prompt == NULL) {
+        log_at(LL_ERR, "policy", 0, "cannot start the %u ms policy tick", ms);
         px_tick_free(t);
         return NULL;
     }
+    srv->suspect_arg = t;
+    srv->suspect = tick_suspect;
     return t;
 }
 
@@ -446,8 +513,14 @@ px_tick_free(struct px_tick *t)
 {
     if (t == NULL)
         return;
+    if (t->srv->suspect_arg == t) {
+        t->srv->suspect = NULL;
+        t->srv->suspect_arg = NULL;
+    }
     if (t->ev != NULL)
         event_free(t->ev);
+    if (t->prompt != NULL)
+        event_free(t->prompt);
     tick_svcs_free(t->svcs, t->n);
     hl_window_free(&t->scratch[RT_LEGACY]);
     hl_window_free(&t->scratch[RT_NEW]);

@@ -2,14 +2,20 @@
  * tick: the control plane's policy tick. Every PX_TICK_MS it reads the
  * passive windows of both sides of every service, evaluates the rollback
  * rule (health/policy.h) and the on_new_down rule, and has the control plane
- * execute what hl_auto_decide() says (automatic rollback or freeze). Part of
+ * execute what hl_auto_decide() says (automatic rollback or freeze). It also
+ * evaluates the rule as soon as the data plane records an outcome on new
+ * that can make a breach (srv->suspect), at most every PX_TICK_PROMPT_MS,
+ * so a breach is acted on within that, not within a tick. Part of
  * the composition root (created and freed by proxy/main.c only): like main.c
  * it knows both the data plane's windows and the control plane.
  */
 #ifndef CUTOVER_PROXY_TICK_H
 #define CUTOVER_PROXY_TICK_H
 
-#define PX_TICK_MS 100               /* policy evaluation period */
+#define PX_TICK_MS 100               /* policy evaluation period (the default
+                                      * of the config's policy_tick_ms) */
+#define PX_TICK_PROMPT_MS 5          /* a prompt evaluation (an outcome that can
+                                      * make a breach) at most this often */
 #define PX_TICK_FROZEN_ALERT_MS 10000 /* a frozen service is reported this often */
 
 #include <stdbool.h>

@@ -52,6 +52,11 @@ struct px_workers {
     struct px_worker *w;             /* owned, <n> entries */
     int efd;                         /* owned: eventfd, "a worker drained" */
     struct event *drain_ev;          /* owned: <efd> readable, on the main loop */
+    int suspect_efd;                 /* owned: eventfd, "a worker recorded an
+                                      * outcome that can make a breach" */
+    struct event *suspect_ev;        /* owned: <suspect_efd> readable, on the main loop */
+    int suspect_posted;              /* atomic: <suspect_efd> written and not read
+                                      * yet (a burst of errors wakes the main loop once) */
 };
 
 unsigned
@@ -307,6 +312,37 @@ px_worker_drained(struct px_srv *w)
         ;
 }
 
+/* A worker's srv->suspect (on its thread): wakes the main loop, which
+ * passes it on to its own srv->suspect (the policy, proxy/tick.c). One
+ * write per burst: the flag stays set until the main loop has read. */
+static void
+worker_suspect(struct px_srv *w)
+{
+    struct px_workers *ws = w->main_srv->workers;
+    uint64_t one = 1;
+
+    if (__atomic_exchange_n(&ws->suspect_posted, 1, __ATOMIC_ACQ_REL))
+        return;
+    while (write(ws->suspect_efd, &one, sizeof(one)) < 0 && errno == EINTR)
+        ;
+}
+
+static void
+on_suspect(evutil_socket_t fd, short what, void *arg)
+{
+    struct px_srv *main = arg;
+    uint64_t v;
+
+    (void)what;
+    if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        log_at(LL_WARN, "worker", 0, "eventfd: %s", strerror(errno));
+    /* cleared before the evaluation folds the workers' outcomes: one
+     * recorded after the fold posts again */
+    __atomic_store_n(&main->workers->suspect_posted, 0, __ATOMIC_RELEASE);
+    if (main->suspect != NULL)
+        main->suspect(main);
+}
+
 /* The main loop drained (srv->drained, with workers): it exits once every
  * worker has too (on_drained() looks again when one does). */
 static void
@@ -343,6 +379,7 @@ replica_build(struct px_srv *m, struct px_worker *w, unsigned id)
     s->nworkers = m->nworkers;
     s->main_srv = m;
     s->drained = px_worker_drained;
+    s->suspect = worker_suspect;
     s->base = px_event_base_new();
     if (s->base == NULL) {
         log_at(LL_ERR, "worker", 0, "worker %u: cannot create its event loop", id);
@@ -471,10 +508,14 @@ px_workers_start(struct px_srv *main)
         pthread_cond_init(&ws->w[i].cv, NULL);
     }
     ws->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ws->suspect_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (ws->efd < 0 ||
         (ws->drain_ev = event_new(main->base, ws->efd, EV_READ | EV_PERSIST, on_drained,
                                   main)) == NULL ||
-        event_add(ws->drain_ev, NULL) < 0) {
+        event_add(ws->drain_ev, NULL) < 0 || ws->suspect_efd < 0 ||
+        (ws->suspect_ev = event_new(main->base, ws->suspect_efd, EV_READ | EV_PERSIST,
+                                    on_suspect, main)) == NULL ||
+        event_add(ws->suspect_ev, NULL) < 0) {
         log_at(LL_ERR, "worker", 0, "cannot create the workers' wake-up event: %s",
                strerror(errno));
         return -1;
@@ -530,6 +571,10 @@ px_workers_free(struct px_srv *main)
         event_free(ws->drain_ev);
     if (ws->efd >= 0)
         close(ws->efd);
+    if (ws->suspect_ev != NULL)
+        event_free(ws->suspect_ev);
+    if (ws->suspect_efd >= 0)
+        close(ws->suspect_efd);
     free(ws->w);
     free(ws);
     main->workers = NULL;

@@ -260,12 +260,17 @@ test_ratio_to_legacy_rolls_back(void **state)
     script(q, sizeof(q), "200x19,500", 5);
     assert_int_equal(h_backend_set(LEGACY_PORT(f), q), 0);
     fx_drive(f, 110, 0, c, NULL, NULL);
-    assert_true(c[0] >= 20 && c[1] >= 20);
+    /* new's count is checked on the rule's own figures (below): the client
+     * sees only new's successes (the shield answers its errors from legacy),
+     * and the rule now acts as soon as new has served min_requests, so
+     * about two thirds of 20 reach the client */
+    assert_true(c[0] >= 20);
     assert_int_equal(h_wait_log(f->log, "AUTOMATIC ROLLBACK (ratio_to_legacy)",
                                 TICK_WAIT_MS), 0);
     fx_expect_state(f, "rolled_back", 0);
     entries = fx_audit(f, is_auto_action);
     fig = the_auto_entry(entries, "rollback", 50, 0, "x legacy", "ratio_to_legacy");
+    assert_true(fx_num(fig, "requests") >= 20 && fx_num(fig, "legacy_requests") >= 20);
     assert_true(fx_num(fig, "legacy_error_rate") > 0);
     assert_true(fx_num(fig, "error_rate") < 0.5);
     assert_true(fx_num(fig, "error_rate") > 3 * fx_num(fig, "legacy_error_rate"));

@@ -6,8 +6,10 @@
  * field), the schema's versions (admin/store_pg_schema.c: the steps to
  * run from each version, a newer version refused naming both), and the
  * fleet's rules (admin/fleet.c): which changes are safe (applied first,
- * written unconditionally) and what the reconcile does with a service
- * lowered while the database was away.
+ * written unconditionally), what the reconcile does with a service
+ * lowered while the database was away, and what a follower does with a
+ * notification (admin/store_pg.c reads its payload, the row itself:
+ * adm_pg_row_from_notify(); admin/fleet.c decides: adm_fleet_notified()).
  */
 #include <stdarg.h>
 #include <stdbool.h>
@@ -23,6 +25,7 @@
 #include <jansson.h>
 
 #include "admin/fleet.h"
+#include "admin/store_pg.h"
 #include "admin/store_pg_conf.h"
 #include "admin/store_pg_schema.h"
 #include "lib/conf.h"
@@ -277,6 +280,153 @@ test_reconcile(void **state)
     assert_int_equal(adm_fleet_reconcile(&steady30, true, &steady10), ADM_FLEET_ADOPT);
 }
 
+/* The payload as the writing statement's json_build_object() makes it
+ * (PostgreSQL's own spacing), read back into the row. */
+static void
+test_notify_payload(void **state)
+{
+    struct adm_pg_row row;
+
+    (void)state;
+    assert_int_equal(adm_pg_row_from_notify(
+        "{\"service\" : \"web\", \"weight_bp\" : 1000, \"state\" : \"rolled_back\", "
+        "\"generation\" : 17, \"plan\" : null, \"by\" : \"proxy-2\", "
+        "\"at_ms\" : 1765000000123.456}", &row), 0);
+    assert_string_equal(row.e.name, "web");
+    assert_int_equal(row.e.weight_bp, 1000);
+    assert_int_equal(row.e.state, ADM_ST_ROLLED_BACK);
+    assert_int_equal(row.e.generation, 17);
+    assert_false(row.e.has_plan);
+    assert_string_equal(row.by, "proxy-2");
+    assert_true(row.at_ms > 1765000000123.0 && row.at_ms < 1765000000124.0);
+    /* a plan's progress travels with it */
+    assert_int_equal(adm_pg_row_from_notify(
+        "{\"service\" : \"api\", \"weight_bp\" : 2500, \"state\" : \"progressing\", "
+        "\"generation\" : 3, \"plan\" : {\"state\": \"progressing\", \"step\": 2, "
+        "\"baked_ms\": 120000, \"requests\": 4242}, \"by\" : \"a\", \"at_ms\" : 1}", &row), 0);
+    assert_true(row.e.has_plan);
+    assert_int_equal(row.e.plan_state, HL_PLAN_PROGRESSING);
+    assert_int_equal(row.e.plan_step, 2);
+    assert_int_equal(row.e.plan_baked_ms, 120000);
+    assert_int_equal(row.e.plan_requests, 4242);
+    /* who and when are optional; what a follower applies is not */
+    assert_int_equal(adm_pg_row_from_notify("{\"service\":\"web\",\"weight_bp\":0,"
+                                            "\"state\":\"steady\",\"generation\":1}", &row), 0);
+    assert_string_equal(row.by, "");
+    assert_int_equal(adm_pg_row_from_notify("", &row), -1);
+    assert_int_equal(adm_pg_row_from_notify("not json", &row), -1);
+    assert_int_equal(adm_pg_row_from_notify("[1]", &row), -1);
+    assert_int_equal(adm_pg_row_from_notify("{\"service\":\"web\",\"weight_bp\":0,"
+                                            "\"state\":\"steady\"}", &row), -1);
+    assert_int_equal(adm_pg_row_from_notify("{\"service\":\"web\",\"weight_bp\":\"0\","
+                                            "\"state\":\"steady\",\"generation\":1}", &row), -1);
+    assert_int_equal(adm_pg_row_from_notify("{\"service\":\"web\",\"weight_bp\":10001,"
+                                            "\"state\":\"steady\",\"generation\":1}", &row), -1);
+    assert_int_equal(adm_pg_row_from_notify("{\"service\":\"web\",\"weight_bp\":-1,"
+                                            "\"state\":\"steady\",\"generation\":1}", &row), -1);
+    assert_int_equal(adm_pg_row_from_notify("{\"service\":\"web\",\"weight_bp\":5,"
+                                            "\"state\":\"sleepy\",\"generation\":1}", &row), -1);
+    assert_int_equal(adm_pg_row_from_notify("{\"service\":\"web\",\"weight_bp\":5,"
+                                            "\"state\":\"steady\",\"generation\":-4}", &row), -1);
+    assert_int_equal(adm_pg_row_from_notify("{\"service\":\"web\",\"weight_bp\":5,"
+                                            "\"state\":\"steady\",\"generation\":1,"
+                                            "\"plan\":{\"state\":\"baking\"}}", &row), -1);
+}
+
+/* The largest row a notification can carry stays far under NOTIFY's
+ * payload limit (8000 bytes): 63-byte names, the largest numbers. */
+static void
+test_notify_payload_size(void **state)
+{
+    char name[64], by[64];
+    json_t *j;
+    char *text;
+    struct adm_pg_row row;
+
+    (void)state;
+    memset(name, 'n', 63);
+    name[63] = '\0';
+    memset(by, 'b', 63);
+    by[63] = '\0';
+    j = json_pack("{s:s, s:i, s:s, s:I, s:{s:s, s:i, s:I, s:I}, s:s, s:f}", "service", name,
+                  "weight_bp", 10000, "state", "rolled_back", "generation",
+                  (json_int_t)INT64_MAX, "plan", "state", "progressing", "step", 31,
+                  "baked_ms", (json_int_t)INT64_MAX, "requests", (json_int_t)INT64_MAX, "by",
+                  by, "at_ms", 1765000000123.456);
+    text = json_dumps(j, JSON_INDENT(1));      /* spaces, as the server's */
+    assert_non_null(text);
+    assert_true(strlen(text) < 1000);
+    assert_int_equal(adm_pg_row_from_notify(text, &row), 0);
+    assert_string_equal(row.e.name, name);
+    assert_int_equal(row.e.generation, (uint64_t)INT64_MAX);
+    free(text);
+    json_decref(j);
+}
+
+static void
+test_notified(void **state)
+{
+    const struct adm_svc_state here = { 2000, ADM_ST_STEADY, 6 };
+
+    (void)state;
+    assert_int_equal(adm_fleet_notified(&here, false, false, 7), ADM_FLEET_NT_APPLY);
+    assert_int_equal(adm_fleet_notified(&here, false, false, 9), ADM_FLEET_NT_APPLY);
+    assert_int_equal(adm_fleet_notified(&here, false, false, 6), ADM_FLEET_NT_KNOWN);
+    assert_int_equal(adm_fleet_notified(&here, false, false, 2), ADM_FLEET_NT_KNOWN);
+    /* a write in flight: its answer first, whatever the generation */
+    assert_int_equal(adm_fleet_notified(&here, false, true, 7), ADM_FLEET_NT_LATER);
+    assert_int_equal(adm_fleet_notified(&here, true, true, 7), ADM_FLEET_NT_LATER);
+    /* lowered here and not written: the reconcile's rule */
+    assert_int_equal(adm_fleet_notified(&here, true, false, 7), ADM_FLEET_NT_RECONCILE);
+    assert_int_equal(adm_fleet_notified(&here, true, false, 3), ADM_FLEET_NT_RECONCILE);
+}
+
+/* A reference model: notifications of rows 1..N arrive in any order, some
+ * lost (a listener's session dropped); a follower that applies by
+ * adm_fleet_notified() ends on the newest it received, and never goes
+ * back to an older row on the way. */
+static void
+test_notified_any_order(void **state)
+{
+    enum { N = 12 };
+    uint64_t order[N], x = 88172645463325252ULL;
+    unsigned trial, i, k;
+
+    (void)state;
+    for (trial = 0; trial < 2000; trial++) {
+        struct adm_svc_state here = { 0, ADM_ST_STEADY, 0 };
+        uint64_t newest = 0, t;
+
+        for (i = 0; i < N; i++)
+            order[i] = i + 1;
+        for (i = N - 1; i > 0; i--) {          /* xorshift64 shuffle */
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            k = (unsigned)(x % (i + 1));
+            t = order[i];
+            order[i] = order[k];
+            order[k] = t;
+        }
+        for (i = 0; i < N; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if (x % 4 == 0)
+                continue;                      /* lost */
+            if (order[i] > newest)
+                newest = order[i];
+            if (adm_fleet_notified(&here, false, false, order[i]) == ADM_FLEET_NT_APPLY) {
+                assert_true(order[i] > here.generation);
+                here.generation = order[i];
+                here.weight_bp = (uint32_t)order[i] * 10;   /* the row's own weight */
+            }
+        }
+        assert_int_equal(here.generation, newest);
+        assert_int_equal(here.weight_bp, (uint32_t)newest * 10);
+    }
+}
+
 int
 main(void)
 {
@@ -288,6 +438,10 @@ main(void)
         cmocka_unit_test(test_schema_plan),
         cmocka_unit_test(test_safe),
         cmocka_unit_test(test_reconcile),
+        cmocka_unit_test(test_notify_payload),
+        cmocka_unit_test(test_notify_payload_size),
+        cmocka_unit_test(test_notified),
+        cmocka_unit_test(test_notified_any_order),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

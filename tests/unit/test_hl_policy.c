@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "health/policy.h"
+#include "health/window.h"
 
 #define NO_LEGACY UINT64_MAX     /* legacy_req value meaning "pass NULL" */
 
@@ -225,6 +226,58 @@ test_threshold_sweep(void **state)
     }
 }
 
+/* hl_policy_suspect(): errors always, fast answers never, slow ones from
+ * 93% of max_p99_ms; nothing with the rule off. */
+static void
+test_suspect(void **state)
+{
+    struct hl_rollback_conf c = { .enabled = true, .max_error_rate = 0.05,
+                                  .min_requests = 5, .window_s = 10 };
+    enum hl_outcome o;
+
+    (void)state;
+    for (o = HL_OUT_2XX; o < HL_OUT__COUNT; o++)
+        assert_int_equal(hl_policy_suspect(&c, o, 1000), o == HL_OUT_5XX || o == HL_OUT_ERROR);
+    assert_false(hl_policy_suspect(&c, HL_OUT_2XX, UINT32_MAX));   /* no p99 rule */
+    c.max_p99_ms = 100;
+    assert_false(hl_policy_suspect(&c, HL_OUT_2XX, 93000));
+    assert_true(hl_policy_suspect(&c, HL_OUT_2XX, 93001));
+    assert_true(hl_policy_suspect(&c, HL_OUT_4XX, UINT32_MAX));
+    c.enabled = false;
+    assert_false(hl_policy_suspect(&c, HL_OUT_5XX, 1000));
+    assert_false(hl_policy_suspect(&c, HL_OUT_2XX, UINT32_MAX));
+}
+
+/* No p99 breach goes unflagged: for latencies swept over the histogram's
+ * range, a window of successes at one latency after min_requests - 1 fast
+ * ones breaches the p99 rule only when that latency is flagged. */
+static void
+test_suspect_covers_p99(void **state)
+{
+    struct hl_rollback_conf c = { .enabled = true, .max_error_rate = 1, .min_requests = 1,
+                                  .window_s = 10 };
+    unsigned max_ms, lat;
+
+    (void)state;
+    for (max_ms = 1; max_ms <= 5000; max_ms = max_ms * 3 / 2 + 1) {
+        c.max_p99_ms = max_ms;
+        for (lat = max_ms * 800; lat <= max_ms * 1200; lat += max_ms > 100 ? max_ms / 10 : 1) {
+            struct hl_window w = { 0 };
+            struct hl_stats st;
+            struct hl_breach b;
+
+            hl_window_init(&w, 10);
+            hl_window_push(&w, 5000, HL_OUT_2XX, lat);
+            hl_window_stats(&w, 5000, &st);
+            if (hl_policy_eval(&c, &st, NULL, &b) && b.kind == HL_BR_P99
+                && !hl_policy_suspect(&c, HL_OUT_2XX, lat))
+                fail_msg("max_p99_ms %u: %u us breaches (p99 %.3f ms) but is not flagged",
+                         max_ms, lat, st.p99_ms);
+            hl_window_free(&w);
+        }
+    }
+}
+
 /* Every combination of latch, plan, weight and input against the rule of
  * policy.h, written out the long way. */
 static void
@@ -301,6 +354,8 @@ main(void)
         cmocka_unit_test(test_threshold_sweep),
         cmocka_unit_test(test_auto_decide),
         cmocka_unit_test(test_diff_rate),
+        cmocka_unit_test(test_suspect),
+        cmocka_unit_test(test_suspect_covers_p99),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

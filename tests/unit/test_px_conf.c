@@ -251,6 +251,7 @@ test_defaults(void **state)
     assert_null(c->audit_file);
     assert_int_equal(c->workers, 0);
     assert_int_equal(c->shutdown_grace_ms, 10000);
+    assert_int_equal(c->policy_tick_ms, 100);
     assert_int_equal(c->max_connections, -1);  /* from RLIMIT_NOFILE at startup */
 
     assert_int_equal(s->mode, PX_MODE_HTTP);
@@ -601,6 +602,10 @@ static const struct bad_case {
       "FILE:2:2: workers: must be an integer" },
     { TOP("'shutdown_grace_ms': -1"),
       "FILE:2:2: shutdown_grace_ms: must be between 0 and 3600000" },
+    { TOP("'policy_tick_ms': 9"),
+      "FILE:2:2: policy_tick_ms: must be between 10 and 60000" },
+    { TOP("'policy_tick_ms': 60001"),
+      "FILE:2:2: policy_tick_ms: must be between 10 and 60000" },
     { TOP("'admin': {'socket_mode': '0800'}"),
       "FILE:2:12: admin.socket_mode: must be an octal string from \"0000\" to \"0777\"" },
     { TOP("'admin': {'socket_mode': 384}"),

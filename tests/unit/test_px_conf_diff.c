@@ -301,6 +301,7 @@ static struct px_notify_conf conf_notify;       /* no webhook: not none */
     X(V, notify, NULL, &conf_notify, PX_CONF_NOTIFY)                     \
     X(V, workers, 1, 2, PX_CONF_WORKERS)                                 \
     X(V, shutdown_grace_ms, 10000, 500, PX_CONF_GRACE)                   \
+    X(V, policy_tick_ms, 100, 60000, PX_CONF_POLICY_TICK)                \
     X(V, max_connections, -1, 0, PX_CONF_LIMITS)                         \
     X(V, nservices, 1, 0, PX_CONF_SERVICES)                              \
     X(V, services, conf_services, conf_other_services, PX_CONF_SERVICES)

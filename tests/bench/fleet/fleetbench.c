@@ -14,7 +14,10 @@
  *                write load on the same database;
  *   breach       A's new backend fails: from the answer that makes A's
  *                min_requests-th error to B and C answering from legacy
- *                (A's own rollback, written, notified, applied);
+ *                (A's own rollback, written, notified, applied); the
+ *                instances run without the canary shield (on by default,
+ *                it would answer those errors from legacy, and the bench
+ *                could not see them);
  *   takeover     the leader killed (kill -9) idle, and killed while its
  *                statement waits on a row the bench holds locked: until
  *                another instance says it leads;
@@ -200,7 +203,8 @@ inst_conf(struct inst *x, const char *fleet, int new_be, unsigned min_requests)
              "    \"name\": \"web\", \"mode\": \"http\", \"listen\": [\"127.0.0.1:%d\"],\n"
              "    \"legacy\": { \"servers\": [\"127.0.0.1:%d\"] },\n"
              "    \"new\": { \"servers\": [\"127.0.0.1:%d\"] },\n"
-             "    \"rollback\": { \"min_requests\": %u, \"window_s\": 10 }\n"
+             "    \"rollback\": { \"min_requests\": %u, \"window_s\": 10 },\n"
+             "    \"shield\": { \"enabled\": false }\n"
              "  }]\n"
              "}\n", x->sock, x->state, x->dir, conninfo, fleet, x->name, x->port, legacy_port,
              new_be, min_requests);
