@@ -311,6 +311,10 @@ void
 adm_control_set_loop(struct adm_control *c, struct event_base *base)
 {
     c->base = base;
+    /* now, not with the first change: its descriptor is the daemon's from
+     * the start (no event is added before it writes) */
+    if (base != NULL)
+        adm_persist_writer(c);
 }
 
 void

@@ -114,8 +114,7 @@ struct adm_control {
     struct adm_persist persist;
     struct adm_writer *writer;   /* owned: the thread that writes the state file and
                                   * the audit log (admin/writer.h); NULL: written on
-                                  * the caller's thread (not started yet: started by
-                                  * the first write that can go there) */
+                                  * the caller's thread (no loop set: unit tests) */
     bool writer_failed;          /* it could not be started: not tried again */
     bool write_async;            /* the change in progress writes its audit entry on
                                   * <writer> (its save went there too); false: on

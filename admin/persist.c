@@ -20,6 +20,14 @@
  *   generation audited when the file was saved) and the newest change
  *   entries of the log, read backwards.
  *
+ * - Where the writes run: a lowering by command and a notification applied
+ *   from the fleet's store have their snapshot and audit line serialized
+ *   here and written by the writer thread (admin/writer.h); their
+ *   completions do here, in order, what a save or an append on the loop
+ *   does after it. Every write made on the loop (a raise, an automatic
+ *   action, a retry, the exit) first waits for what the writer holds, so
+ *   the newest snapshot always lands last.
+ *
  * Workload: nothing here runs on a healthy disk beyond one save and one
  * append per change and a few comparisons per tick.
  */
@@ -379,8 +387,6 @@ adm_persist_writer(struct adm_control *c)
     if (c->base == NULL || (c->state_file == NULL && c->audit_file == NULL)
         || c->writer_failed)
         return false;
-    /* started with the first write it takes: a daemon that changes nothing
-     * has no thread */
     c->writer = adm_writer_new(c->base, err, sizeof(err));
     if (c->writer == NULL) {
         c->writer_failed = true;

@@ -53,6 +53,8 @@ struct adm_writer {
     struct adm_wjob *ready;      /* moved from <done>, completions being run */
     int efd;                     /* owned: eventfd, "a job finished" */
     struct event *ev;            /* owned: <efd>'s event */
+    bool is_armed;               /* <ev> added: with the first job, so that a
+                                  * writer that never writes adds no event */
 };
 
 /* Does <j>'s I/O (the thread, without the lock); an append is skipped when
@@ -178,8 +180,8 @@ adm_writer_new(struct event_base *base, char *err, size_t errlen)
         return NULL;
     }
     w->ev = event_new(base, w->efd, EV_READ | EV_PERSIST, on_writer_done, w);
-    if (w->ev == NULL || event_add(w->ev, NULL) != 0) {
-        snprintf(err, errlen, "cannot add the writer's event");
+    if (w->ev == NULL) {
+        snprintf(err, errlen, "cannot make the writer's event");
         goto fail;
     }
     pthread_mutex_init(&w->mu, NULL);
@@ -208,6 +210,12 @@ adm_writer_submit(struct adm_writer *w, enum adm_wjob_kind kind, const char *fil
 {
     struct adm_wjob *j = xcalloc(1, sizeof(*j));
 
+    /* without the event, completions would come only from a drain */
+    if (!w->is_armed && event_add(w->ev, NULL) != 0)
+        log_at(LL_ERR, "control", 0, "writer: cannot add its event: completions wait for "
+               "the next write made on the loop");
+    else
+        w->is_armed = true;
     j->kind = kind;
     j->file = file != NULL ? xstrdup(file) : NULL;
     j->data = data;

@@ -40,7 +40,8 @@ struct adm_wjob;
  * FAILED or SKIPPED, valid only during the call), <arg> as submitted. */
 typedef void adm_wjob_done_fn(void *arg, enum adm_wjob_result res, const char *err);
 
-/* Starts the thread; its completions come on <base>. NULL with <err> set. */
+/* Starts the thread; its completions come on <base> (its event is added
+ * there with the first job). NULL with <err> set. */
 struct adm_writer *adm_writer_new(struct event_base *base, char *err, size_t errlen);
 
 /* Finishes every job (adm_writer_drain), stops the thread, frees <w>.
