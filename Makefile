@@ -31,7 +31,7 @@ HEALTH_SRC = health/conf.c health/window.c health/policy.c health/probe.c health
 UTIL_SRC   = lib/log.c lib/xmalloc.c lib/hmap.c lib/metrics.c lib/notify.c lib/http1.c lib/h1chunk.c \
              lib/conf.c lib/fs.c lib/text.c lib/pg_session.c lib/pg_query.c lib/cidr.c
 ADMIN_SRC  = admin/ctl_proto.c admin/state.c admin/control.c \
-             admin/request.c admin/change.c admin/auto.c admin/persist.c admin/plan_ctl.c admin/status.c admin/commands.c admin/server_ctl.c \
+             admin/request.c admin/change.c admin/auto.c admin/persist.c admin/writer.c admin/plan_ctl.c admin/status.c admin/commands.c admin/server_ctl.c \
              admin/store.c admin/store_pg_conf.c admin/store_pg_schema.c admin/store_pg.c admin/fleet.c \
              admin/audit.c admin/conn.c admin/socket.c \
              admin/tokens.c admin/http_req.c admin/http.c \
@@ -135,6 +135,14 @@ $(BUILD)/tests/integration/40_gates: $(PGHARNESS_OBJ)
 $(BUILD)/tests/integration/33_fleet_leader: $(PGHARNESS_OBJ)
 $(BUILD)/tests/integration/36_fleet_fast: $(PGHARNESS_OBJ)
 
+# 37_slow_disk preloads it into cutoverd: fsync made slow under one directory
+SLOWSYNC = $(BUILD)/tests/tools/slowsync.so
+$(SLOWSYNC): tests/tools/slowsync.c
+	@mkdir -p $(dir $@)
+	@printf '  CC  %s\n' $@
+	$(Q)$(CC) -std=c11 -Wall -Wextra -Werror -O2 -g -fPIC -shared -o $@ $< -ldl
+$(BUILD)/tests/integration/37_slow_disk: | $(SLOWSYNC)
+
 # the fleet's figures (tests/bench/fleet, make bench-fleet; not part of make test)
 $(BUILD)/tests/bench/fleet/fleetbench: $(BUILD)/tests/bench/fleet/fleetbench.o $(HARNESS_OBJ) \
                                        $(PGHARNESS_OBJ) $(LIB)
@@ -167,7 +175,8 @@ asan:
 ## tsan: the tests that run several worker threads, under ThreadSanitizer (build-tsan/)
 TSAN_TESTS = tests/unit/test_px_worker tests/integration/22_workers tests/integration/23_fd_exhaustion \
              tests/integration/18_reload tests/integration/17_metrics tests/integration/30_soak \
-             tests/integration/28_steering tests/integration/29_tls tests/integration/60_shadow
+             tests/integration/28_steering tests/integration/29_tls tests/integration/60_shadow \
+             tests/integration/37_slow_disk
 tsan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build-tsan SANITIZE=thread CFLAGS='-O1 -g' \
 	    build-tsan/cutoverd build-tsan/cutoverctl build-tsan/tests/tools/backend \

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -59,6 +60,21 @@ format_ts(char *buf, size_t len)
 
 static adm_audit_observer_fn observer;
 static void *observer_arg;
+static adm_audit_barrier_fn *barrier;
+static void *barrier_arg;
+
+void
+adm_audit_set_barrier(adm_audit_barrier_fn *fn, void *arg)
+{
+    barrier = fn;
+    barrier_arg = arg;
+}
+
+void *
+adm_audit_barrier_arg(void)
+{
+    return barrier_arg;
+}
 
 void
 adm_audit_set_observer(adm_audit_observer_fn fn, void *arg)
@@ -314,8 +330,9 @@ repair_tail(int fd, const char *file, off_t size, bool check_json, char *err, si
     return start;
 }
 
-int
-adm_audit_write(const char *file, const char *line, size_t len, char *err, size_t errlen)
+/* adm_audit_write() under <append_mu>. */
+static int
+write_line(const char *file, const char *line, size_t len, char *err, size_t errlen)
 {
     struct stat sb;
     off_t end;
@@ -369,6 +386,22 @@ fail:
     return -1;
 }
 
+/* The control plane's writer thread (admin/writer.h) appends the changes'
+ * entries while the main loop may append an event's: one append at a time,
+ * so that a cut back after a failed append never cuts another one. */
+static pthread_mutex_t append_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int
+adm_audit_write(const char *file, const char *line, size_t len, char *err, size_t errlen)
+{
+    int rc;
+
+    pthread_mutex_lock(&append_mu);
+    rc = write_line(file, line, len, err, errlen);
+    pthread_mutex_unlock(&append_mu);
+    return rc;
+}
+
 int
 adm_audit_append(const char *file, const struct adm_audit_entry *e,
                  char *err, size_t errlen)
@@ -379,6 +412,8 @@ adm_audit_append(const char *file, const struct adm_audit_entry *e,
 
     if (line == NULL)
         return -1;
+    if (barrier != NULL)               /* the entries on their way go first */
+        barrier(barrier_arg);
     rc = adm_audit_write(file, line, len, err, errlen);
     free(line);                        /* jansson's default allocator is malloc */
     return rc;

@@ -53,6 +53,17 @@ typedef void (*adm_audit_observer_fn)(void *arg, const char *action, const char 
 /* Sets the process's one observer (NULL: none). Control plane only. */
 void adm_audit_set_observer(adm_audit_observer_fn fn, void *arg);
 
+/* Called by adm_audit_append() before it writes: the control plane's
+ * writer thread (admin/writer.h) has its entries written first, so that
+ * the log keeps the order in which things happened. */
+typedef void adm_audit_barrier_fn(void *arg);
+
+/* Sets the process's one barrier (NULL: none). Control plane only. */
+void adm_audit_set_barrier(adm_audit_barrier_fn *fn, void *arg);
+
+/* The argument of the barrier set (NULL: none). */
+void *adm_audit_barrier_arg(void);
+
 /* Appends <e> to <file> with the current time (RFC 3339 UTC, milliseconds)
  * as "ts"; "from" and "to" are written in percent. The file (mode 0600) and
  * its directory (mode 0700) are created when missing. Returns 0, or -1 with

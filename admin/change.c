@@ -7,7 +7,11 @@
  * new at once, even if the disk is full) and persisted second; raising it is
  * persisted first and applied only once the save succeeded. What the disk
  * does not take at once (a lowering's save, an audit entry) is kept and
- * retried by persist.c.
+ * retried by persist.c. A lowering's save and the audit entry go to the
+ * writer thread (admin/writer.h) when the requester can wait for the
+ * reply: the loop, which also serves clients, goes on, and the reply comes
+ * once both are written. A raise, and an automatic action, are saved on
+ * the loop.
  *
  * Workload: a handful of services and a few commands a minute; clarity and
  * strictness matter here, not speed.
@@ -26,11 +30,73 @@
 #include "admin/persist.h"
 #include "admin/request.h"
 #include "admin/store.h"
+#include "admin/writer.h"
 #include "health/plan.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
 /* ---- changes ---------------------------------------------------------- */
+
+/* A change whose save is on the writer thread, and the reply that waits
+ * for it. */
+struct change_wait {
+    struct adm_control *c;       /* borrowed */
+    struct adm_save_note note;   /* filled by the save's completion */
+    struct adm_wait *wait;       /* owned: whom to answer; NULL: nobody waits */
+    json_t *reply;               /* owned: the reply when saved */
+    char name[64];               /* the service */
+    char action[32];             /* the change's audit action */
+};
+
+static const char unsaved_kept[] = "kept in the journal (a restart restores it) and saved "
+                                   "as soon as the disk takes it";
+static const char unsaved_lost[] = "NOT kept in the journal either: saved as soon as the "
+                                   "disk takes it; a restart before that brings back the "
+                                   "state file's values";
+
+/* Every write of the change is done: its save and audit entry, and those
+ * before them. Answers. */
+static void
+on_change_written(void *arg, enum adm_wjob_result res, const char *err)
+{
+    struct change_wait *cw = arg;
+    json_t *r = cw->reply;
+    char *text;
+
+    (void)res;
+    (void)err;
+    if (!cw->note.saved) {
+        const char *more = cw->note.journaled ? unsaved_kept : unsaved_lost;
+
+        log_at(LL_ERR, "control", 0, "%s: %s applied but not saved: %s; %s", cw->name,
+               cw->action, cw->note.err, more);
+        json_decref(r);
+        r = adm_fail_reply("applied but not saved: %s; %s", cw->note.err, more);
+    }
+    if (cw->wait != NULL && cw->wait->done != NULL) {
+        text = r != NULL ? json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+        if (text == NULL)
+            text = xstrdup("{\"ok\":false,\"error\":\"internal error building the reply\"}");
+        cw->wait->done(cw->wait->arg, text);
+    }
+    json_decref(r);
+    free(cw->wait);
+    free(cw);
+}
+
+/* Whether change <ch>'s save may go to the writer thread: a lowering (the
+ * caller checked), not a fleet's committed raise, a command whose requester
+ * can wait for the reply (and no other wait, such as the fleet's commit, is
+ * in the way). An automatic action saves on the loop: its log line, which
+ * follows, says the state file holds it. */
+static bool
+save_off_loop(struct adm_control *c, const struct adm_change *ch)
+{
+    if (ch->committed || c->waiting != NULL || c->caller == NULL || c->waiter == NULL
+        || c->fleet != NULL)
+        return false;
+    return adm_persist_writer(c);
+}
 
 /* Publishes service <svc>'s state; <left> is the side a blue-green switch
  * took traffic away from (RT_NONE when not a switch). */
@@ -72,6 +138,8 @@ adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *a
     char err[512], p0[16], p1[16], *qreason, by[128];
     json_t *quoted;
     bool saved = true, journaled = false;
+    struct change_wait *cw = NULL;
+    json_t *r;
     int drain_s = ch->drain_s;
     unsigned draining = 0;
     json_t *fig = NULL;
@@ -80,6 +148,12 @@ adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *a
     /* the fleet's store: a raise is written there first (admin/fleet.c) */
     if (c->fleet != NULL && !ch->committed && !adm_fleet_is_safe(&old, ch))
         return adm_fleet_raise(c, ch, actor);
+
+    /* A raise is saved here, on the loop, before it is applied: what the
+     * writer thread still writes goes first, and a failure it reports then
+     * journals the state in effect, not this raise. */
+    if (ch->weight_bp > old.weight_bp && !ch->committed)
+        adm_writer_drain(c->writer);
 
     /* the log line names the process behind a socket command */
     if (pid > 0)
@@ -101,9 +175,20 @@ adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *a
          * the commit: adm_fleet_lowered_wait()) */
         if (c->fleet != NULL && !ch->committed)
             adm_fleet_lowered(c, ch->svc);
-        saved = adm_persist_save(c, err, sizeof(err)) == 0;
-        if (!saved)
-            journaled = adm_persist_unsaved(c, err);
+        if (save_off_loop(c, ch)) {
+            /* the reply waits for it (below), the loop does not */
+            cw = xcalloc(1, sizeof(*cw));
+            if (!adm_persist_save_async(c, &cw->note)) {
+                free(cw);
+                cw = NULL;
+            }
+            c->write_async = cw != NULL;   /* the audit entry below follows it */
+        }
+        if (cw == NULL) {
+            saved = adm_persist_save(c, err, sizeof(err)) == 0;
+            if (!saved)
+                journaled = adm_persist_unsaved(c, err);
+        }
     } else {
         /* Raising: never put more on new than a restart would restore. A
          * save also saves a dirty state, which is then saved with it. */
@@ -150,24 +235,37 @@ adm_change_run(struct adm_control *c, const struct adm_change *ch, const char *a
     /* The change happened: a failing audit log must not hide it, nor undo
      * it. What cannot be written now waits and is retried. */
     adm_persist_audit(c, ch->svc, &ae);
+    c->write_async = false;
     if (c->fleet != NULL)
         adm_fleet_audit(c, &ae);
     json_decref(fig);
 
     if (!saved) {
-        static const char kept[] = "kept in the journal (a restart restores it) and saved "
-                                   "as soon as the disk takes it";
-        static const char lost[] = "NOT kept in the journal either: saved as soon as the "
-                                   "disk takes it; a restart before that brings back the "
-                                   "state file's values";
+        const char *more = journaled ? unsaved_kept : unsaved_lost;
 
         log_at(LL_ERR, "control", 0, "%s: %s applied but not saved: %s; %s", s->name,
-               ch->action, err, journaled ? kept : lost);
-        return adm_fail_reply("applied but not saved: %s; %s", err, journaled ? kept : lost);
+               ch->action, err, more);
+        return adm_fail_reply("applied but not saved: %s; %s", err, more);
     }
-    return json_pack("{s:b, s:s, s:o, s:s, s:I, s:o}", "ok", 1, "service", s->name,
-                     "weight", adm_percent_json(s->st.weight_bp),
-                     "state", adm_state_names[s->st.state],
-                     "generation", (json_int_t)s->st.generation,
-                     "previous_weight", adm_percent_json(old.weight_bp));
+    r = json_pack("{s:b, s:s, s:o, s:s, s:I, s:o}", "ok", 1, "service", s->name,
+                  "weight", adm_percent_json(s->st.weight_bp),
+                  "state", adm_state_names[s->st.state],
+                  "generation", (json_int_t)s->st.generation,
+                  "previous_weight", adm_percent_json(old.weight_bp));
+    if (cw == NULL)
+        return r;
+    /* The reply comes once the save and the audit entry are written (the
+     * caller's additions to <r> included: it is the same object). */
+    cw->c = c;
+    cw->reply = json_incref(r);
+    snprintf(cw->name, sizeof(cw->name), "%s", s->name);
+    snprintf(cw->action, sizeof(cw->action), "%s", ch->action);
+    if (c->caller != NULL && c->waiter != NULL) {
+        cw->wait = xcalloc(1, sizeof(*cw->wait));
+        cw->wait->done = c->waiter->done;
+        cw->wait->arg = c->waiter->arg;
+        c->waiting = cw->wait;
+    }
+    adm_persist_after(c, on_change_written, cw);
+    return r;
 }

@@ -25,6 +25,7 @@
 #include "admin/request.h"
 #include "admin/server_ctl.h"
 #include "admin/status.h"
+#include "admin/writer.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
@@ -339,6 +340,7 @@ cmd_audit(struct adm_control *c, json_t *req, const char *actor)
         return r;
     if (c->audit_file == NULL)
         return adm_fail_reply("the audit log is disabled (no audit file configured)");
+    adm_writer_drain(c->writer);       /* the entries on their way are shown too */
     entries = adm_audit_tail(c->audit_file, (unsigned)n,
                              filter ? c->svcs[svc].name : NULL, err, sizeof(err));
     if (entries == NULL)

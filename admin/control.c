@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin/audit.h"
 #include "admin/change.h"
 #include "admin/control.h"
 #include "admin/control_int.h"
@@ -19,6 +20,7 @@
 #include "admin/persist.h"
 #include "admin/request.h"
 #include "admin/store.h"
+#include "admin/writer.h"
 #include "health/plan.h"
 #include "lib/hmap.h"
 #include "lib/log.h"
@@ -135,6 +137,11 @@ adm_control_free(struct adm_control *c)
 
     if (c == NULL)
         return;
+    if (adm_audit_barrier_arg() == c)
+        adm_audit_set_barrier(NULL, NULL);
+    adm_writer_free(c->writer);        /* finishes its writes; their completions
+                                        * still see every service */
+    c->writer = NULL;
     if (c->status_jobs_free != NULL)
         c->status_jobs_free(c);
     adm_leader_free(c->leader);
@@ -304,6 +311,10 @@ void
 adm_control_set_loop(struct adm_control *c, struct event_base *base)
 {
     c->base = base;
+    /* now, not with the first change: its descriptor is the daemon's from
+     * the start (no event is added before it writes) */
+    if (base != NULL)
+        adm_persist_writer(c);
 }
 
 void

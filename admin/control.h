@@ -97,7 +97,10 @@ struct event_base;
 /* The event loop the control plane runs on (the admin socket's): a long
  * reply (the status of many services) is built there in slices, between
  * other events, when its requester can wait for it (the _wait variants
- * below). Without it every reply is built at once. */
+ * below). Without it every reply is built at once. With it, and a state
+ * file or an audit log, a thread started here writes them
+ * (admin/writer.h): a lowering's save and audit entry no longer hold
+ * the loop, and the command's reply still waits for them. */
 void adm_control_set_loop(struct adm_control *c, struct event_base *base);
 
 /* Executes one request object <req> on behalf of <actor> ("uid:0") and

@@ -35,6 +35,7 @@
 
 struct adm_change;
 struct adm_status_job;
+struct adm_writer;
 struct event_base;
 
 struct adm_svc {
@@ -56,6 +57,8 @@ struct adm_svc {
     uint64_t audited_gen;        /* the audit log has an entry for every generation
                                   * up to this one (its own or a "recovered" one) */
     int64_t audited_bp;          /* the weight after <audited_gen>; -1 unknown */
+    uint64_t audit_sent_gen;     /* the newest generation whose entry went to the
+                                  * writer thread (persist.c) */
     /* fleet.c: with the fleet's store */
     bool fleet_dirty;            /* <st> was lowered here and is not in the database yet */
     bool fleet_busy;             /* a write of this service is in flight */
@@ -109,6 +112,13 @@ struct adm_control {
                                         * progress (pid for the audit and the
                                         * log); NULL outside adm_control_exec_as() */
     struct adm_persist persist;
+    struct adm_writer *writer;   /* owned: the thread that writes the state file and
+                                  * the audit log (admin/writer.h); NULL: written on
+                                  * the caller's thread (no loop set: unit tests) */
+    bool writer_failed;          /* it could not be started: not tried again */
+    bool write_async;            /* the change in progress writes its audit entry on
+                                  * <writer> (its save went there too); false: on
+                                  * the loop (persist.c) */
     bool require_reason;         /* admin.require_reason */
     struct adm_fleet *fleet;     /* owned: the fleet's store (admin/fleet.h); NULL
                                   * without "store": {"postgres"} */

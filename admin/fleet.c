@@ -294,7 +294,10 @@ adopt(struct adm_fleet *f, unsigned svc, const struct adm_pg_row *row, const cha
             ;
         f->apply_buckets[i]++;
     }
-    if (adm_persist_save(c, err, sizeof(err)) != 0)
+    /* the database holds it already: the local cache and the audit entry
+     * are written off the loop */
+    c->write_async = adm_persist_save_cache_async(c, s->name);
+    if (!c->write_async && adm_persist_save(c, err, sizeof(err)) != 0)
         log_at(LL_WARN, "fleet", 0, "%s: the local cache is not saved: %s", s->name, err);
     log_at(LL_INFO, "fleet", 0, "%s: %s from the fleet (written by %s): weight %s -> %s, "
            "state %s -> %s, generation %llu", s->name, why, row->by,
@@ -309,6 +312,7 @@ adopt(struct adm_fleet *f, unsigned svc, const struct adm_pg_row *row, const cha
         };
         adm_persist_audit(c, svc, &ae);
     }
+    c->write_async = false;
     f->last_sync_ms = now_ms();
 }
 

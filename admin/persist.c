@@ -20,6 +20,14 @@
  *   generation audited when the file was saved) and the newest change
  *   entries of the log, read backwards.
  *
+ * - Where the writes run: a lowering by command and a notification applied
+ *   from the fleet's store have their snapshot and audit line serialized
+ *   here and written by the writer thread (admin/writer.h); their
+ *   completions do here, in order, what a save or an append on the loop
+ *   does after it. Every write made on the loop (a raise, an automatic
+ *   action, a retry, the exit) first waits for what the writer holds, so
+ *   the newest snapshot always lands last.
+ *
  * Workload: nothing here runs on a healthy disk beyond one save and one
  * append per change and a few comparisons per tick.
  */
@@ -37,6 +45,7 @@
 #include "admin/persist.h"
 #include "admin/request.h"
 #include "admin/store.h"
+#include "admin/writer.h"
 #include "health/plan.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
@@ -187,17 +196,20 @@ describe_unsaved(const struct adm_control *c, char *buf, size_t len)
     }
 }
 
+static void saved_clean(struct adm_control *c);
+
 int
 adm_persist_save(struct adm_control *c, char *err, size_t errlen)
 {
     struct adm_persist *p = &c->persist;
     struct adm_store_entry *e;
-    char jerr[512];
     unsigned i;
     int rc;
 
     if (c->state_file == NULL)
         return 0;
+    /* the writer's saves first: this one is newer and must land last */
+    adm_writer_drain(c->writer);
     e = entries_of(c);
     rc = adm_store_save(c->state_file, e, c->n, err, errlen);
     free(e);
@@ -210,6 +222,18 @@ adm_persist_save(struct adm_control *c, char *err, size_t errlen)
         c->svcs[i].saved = c->svcs[i].st;
         c->svcs[i].saved_known = true;
     }
+    saved_clean(c);
+    return 0;
+}
+
+/* After a save that held every service's state in effect: clean again,
+ * the journal cleared, room in it for services added. */
+static void
+saved_clean(struct adm_control *c)
+{
+    struct adm_persist *p = &c->persist;
+    char jerr[512];
+
     if (p->dirty)
         log_at(LL_WARN, "control", 0, "state saved to %s again, after %.1f s unsaved",
                c->state_file, (double)(realtime_ms() - p->dirty_since_ms) / 1000.0);
@@ -227,7 +251,6 @@ adm_persist_save(struct adm_control *c, char *err, size_t errlen)
         else
             log_at(LL_WARN, "control", 0, "journal: %s", jerr);
     }
-    return 0;
 }
 
 /* Writes the state in effect into the journal. */
@@ -273,6 +296,158 @@ adm_persist_unsaved(struct adm_control *c, const char *err)
     mark_dirty(c, err);
     journal_write(c);
     return c->persist.journaled;
+}
+
+/* ---- saves on the writer thread ------------------------------------------ */
+
+/* A snapshot on its way to the state file. */
+struct save_job {
+    struct adm_control *c;       /* borrowed */
+    struct adm_store_entry *e;   /* owned: what the file will hold, <n> entries */
+    unsigned n;
+    struct adm_save_note *note;  /* borrowed, may be NULL: the change waiting for it */
+    char *cache_of;              /* owned, may be NULL: the service whose copy of
+                                  * the fleet's row this saves (a local cache: a
+                                  * failure is only warned of, as fleet.c does) */
+};
+
+static void
+on_save_done(void *arg, enum adm_wjob_result res, const char *err)
+{
+    struct save_job *sj = arg;
+    struct adm_control *c = sj->c;
+    struct adm_persist *p = &c->persist;
+    bool clean = true, journaled;
+    unsigned i;
+    int k;
+
+    if (res == ADM_WJ_OK) {
+        /* by name: a reload may have added or removed services meanwhile */
+        for (i = 0; i < sj->n; i++) {
+            struct adm_svc *s;
+
+            if ((k = adm_svc_find(c, sj->e[i].name)) < 0)
+                continue;
+            s = &c->svcs[k];
+            if (s->saved_known && s->saved.generation >= sj->e[i].generation)
+                continue;
+            s->saved = (struct adm_svc_state){ .weight_bp = sj->e[i].weight_bp,
+                                               .state = (enum adm_state)sj->e[i].state,
+                                               .generation = sj->e[i].generation };
+            s->saved_known = true;
+        }
+        for (i = 0; i < c->n; i++)
+            clean = clean && c->svcs[i].saved_known
+                    && c->svcs[i].saved.generation == c->svcs[i].st.generation;
+        if (clean)                     /* else a newer save is on its way */
+            saved_clean(c);
+        if (sj->note != NULL)
+            sj->note->saved = true;
+    } else if (sj->cache_of != NULL) {
+        p->save_errors++;
+        snprintf(p->last_error, sizeof(p->last_error), "%s", err);
+        log_at(LL_WARN, "fleet", 0, "%s: the local cache is not saved: %s", sj->cache_of, err);
+    } else {
+        p->save_errors++;
+        snprintf(p->last_error, sizeof(p->last_error), "%s", err);
+        journaled = adm_persist_unsaved(c, err);
+        if (sj->note != NULL) {
+            sj->note->journaled = journaled;
+            snprintf(sj->note->err, sizeof(sj->note->err), "%s", err);
+        } else {
+            log_at(LL_ERR, "control", 0, "state not saved: %s; %s", err, journaled
+                   ? "kept in the journal (a restart restores it) and saved as soon as the "
+                     "disk takes it"
+                   : "NOT kept in the journal either: saved as soon as the disk takes it; a "
+                     "restart before that brings back the state file's values");
+        }
+    }
+    free(sj->cache_of);
+    free(sj->e);
+    free(sj);
+}
+
+/* An audit entry written on the loop (an event that changed nothing, a
+ * health verdict, a reload): the changes' entries on their way go first. */
+static void
+on_audit_barrier(void *arg)
+{
+    struct adm_control *c = arg;
+
+    adm_writer_drain(c->writer);
+}
+
+bool
+adm_persist_writer(struct adm_control *c)
+{
+    char err[256];
+
+    if (c->writer != NULL)
+        return true;
+    if (c->base == NULL || (c->state_file == NULL && c->audit_file == NULL)
+        || c->writer_failed)
+        return false;
+    c->writer = adm_writer_new(c->base, err, sizeof(err));
+    if (c->writer == NULL) {
+        c->writer_failed = true;
+        log_at(LL_WARN, "control", 0, "no writer thread (%s): the state file and the audit "
+               "log are written on the main loop", err);
+        return false;
+    }
+    adm_audit_set_barrier(on_audit_barrier, c);
+    return true;
+}
+
+static bool
+save_async(struct adm_control *c, struct adm_save_note *note, const char *cache_of)
+{
+    struct save_job *sj;
+    char *text, ferr[512];
+    size_t len = 0;
+
+    if (!adm_persist_writer(c))
+        return false;
+    if (note != NULL)
+        *note = (struct adm_save_note){ .saved = true };
+    if (c->state_file == NULL)
+        return true;
+    sj = xcalloc(1, sizeof(*sj));
+    sj->c = c;
+    sj->e = entries_of(c);
+    sj->n = c->n;
+    sj->note = note;
+    sj->cache_of = cache_of != NULL ? xstrdup(cache_of) : NULL;
+    if (note != NULL)
+        note->saved = false;
+    /* serialized here: the thread sees bytes only */
+    text = adm_store_format(sj->e, sj->n, &len, ferr, sizeof(ferr));
+    if (text == NULL) {
+        log_at(LL_WARN, "control", 0, "state file: %s", ferr);
+        free(sj->cache_of);
+        free(sj->e);
+        free(sj);
+        return false;                  /* the caller saves in place, and reports that */
+    }
+    adm_writer_submit(c->writer, ADM_WJ_SAVE, c->state_file, text, len, on_save_done, sj);
+    return true;
+}
+
+bool
+adm_persist_save_async(struct adm_control *c, struct adm_save_note *note)
+{
+    return save_async(c, note, NULL);
+}
+
+bool
+adm_persist_save_cache_async(struct adm_control *c, const char *svc)
+{
+    return save_async(c, NULL, svc);
+}
+
+void
+adm_persist_after(struct adm_control *c, adm_wjob_done_fn *done, void *arg)
+{
+    adm_writer_submit(c->writer, ADM_WJ_MARK, NULL, NULL, 0, done, arg);
 }
 
 /* ---- the audit of every generation --------------------------------------- */
@@ -458,6 +633,61 @@ has_gaps(const struct adm_control *c)
     return false;
 }
 
+/* Keeps entry <q> (taken) that the log did not take (<err>) in the queue,
+ * or drops it when the queue is full. */
+static void
+keep_entry(struct adm_control *c, struct adm_audit_pending *q, const char *err)
+{
+    struct adm_persist *p = &c->persist;
+
+    if (p->queued >= ADM_AUDIT_QUEUE_MAX) {
+        p->dropped++;
+        log_at(LL_ERR, "control", 0, "%s: audit log: %s; the queue is full (%u entries): "
+               "this one is dropped, an entry will stand for its generation: %.*s",
+               q->service, err, p->queued, (int)(q->len - 1), q->line);
+        pending_free(q);
+        return;
+    }
+    q->next = NULL;
+    *p->queue_tail = q;
+    p->queue_tail = &q->next;
+    p->queued++;
+    log_at(LL_ERR, "control", 0, "%s: audit log: %s; the entry waits (%u waiting) and is "
+           "retried", q->service, err, p->queued);
+}
+
+/* An entry on its way to the audit log. */
+struct audit_job {
+    struct adm_control *c;       /* borrowed */
+    struct adm_audit_pending *q; /* owned */
+};
+
+static void
+on_audit_done(void *arg, enum adm_wjob_result res, const char *err)
+{
+    struct audit_job *aj = arg;
+    struct adm_control *c = aj->c;
+    struct adm_audit_pending *q = aj->q;
+    int k = adm_svc_find(c, q->service);
+
+    free(aj);
+    if (res == ADM_WJ_OK) {
+        if (k >= 0 && q->generation > c->svcs[k].audited_gen) {
+            c->svcs[k].audited_gen = q->generation;
+            c->svcs[k].audited_bp = q->to_bp;
+        }
+        pending_free(q);
+        return;
+    }
+    if (res == ADM_WJ_FAILED) {
+        c->persist.audit_errors++;
+        snprintf(c->persist.audit_error, sizeof(c->persist.audit_error), "%s", err);
+    }
+    keep_entry(c, q, err);             /* in order: completions run in order */
+}
+
+static void audit_now(struct adm_control *c, struct adm_audit_pending *q);
+
 void
 adm_persist_audit(struct adm_control *c, unsigned svc, const struct adm_audit_entry *e)
 {
@@ -489,6 +719,34 @@ adm_persist_audit(struct adm_control *c, unsigned svc, const struct adm_audit_en
     q->to_bp = e->to_bp;
     q->line = line;
     q->len = len;
+    /* on the writer thread when nothing waits before it: no entry queued,
+     * no generation of this service without one (written or on its way) */
+    if (c->writer != NULL && c->write_async && p->queued == 0
+        && (s->audited_gen > s->audit_sent_gen ? s->audited_gen : s->audit_sent_gen) + 1
+           >= q->generation) {
+        struct audit_job *aj = xcalloc(1, sizeof(*aj));
+
+        aj->c = c;
+        aj->q = q;
+        if (q->generation > s->audit_sent_gen)
+            s->audit_sent_gen = q->generation;
+        adm_writer_submit(c->writer, ADM_WJ_AUDIT, c->audit_file,
+                          memcpy(xmalloc(q->len), q->line, q->len), q->len, on_audit_done,
+                          aj);
+        return;
+    }
+    adm_writer_drain(c->writer);       /* what it still writes goes first */
+    audit_now(c, q);
+}
+
+/* Writes <q> (taken) now, after what waits before it, or keeps it in the
+ * queue. */
+static void
+audit_now(struct adm_control *c, struct adm_audit_pending *q)
+{
+    struct adm_persist *p = &c->persist;
+    char err[512];
+
     /* in order: what waits goes first */
     if (flush_queue(c, err, sizeof(err)) == 0) {
         if (write_entry(c, q, err, sizeof(err)) == 0) {
@@ -498,20 +756,9 @@ adm_persist_audit(struct adm_control *c, unsigned svc, const struct adm_audit_en
         p->audit_errors++;
         snprintf(p->audit_error, sizeof(p->audit_error), "%s", err);
     }
-    if (p->queued >= ADM_AUDIT_QUEUE_MAX) {
-        p->dropped++;
-        log_at(LL_ERR, "control", 0, "%s: audit log: %s; the queue is full (%u entries): "
-               "this one is dropped, an entry will stand for its generation: %.*s", s->name,
-               err, p->queued, (int)(len - 1), line);
-        pending_free(q);
-        return;
-    }
-    *p->queue_tail = q;
-    p->queue_tail = &q->next;
-    p->queued++;
-    log_at(LL_ERR, "control", 0, "%s: audit log: %s; the entry waits (%u waiting) and is "
-           "retried", s->name, err, p->queued);
+    keep_entry(c, q, err);
 }
+
 
 /* ---- startup ------------------------------------------------------------- */
 
@@ -739,7 +986,9 @@ adm_persist_tick(struct adm_control *c, uint64_t now_ms)
     }
     if (p->dirty && p->next_warn_ms == 0)
         p->next_warn_ms = now_ms + ADM_UNSAVED_WARN_MS;
-    if (now_ms >= p->next_retry_ms) {
+    /* not while the writer is busy: its entries are not gaps, and a retry
+     * waits for it anyway (the next tick) */
+    if (now_ms >= p->next_retry_ms && adm_writer_idle(c->writer)) {
         if (audit_due && flush_queue(c, err, sizeof(err)) == 0)
             close_gaps(c, GAP_WHY, err, sizeof(err));
         if (p->dirty && adm_persist_save(c, err, sizeof(err)) != 0 && !p->journaled)
@@ -811,6 +1060,7 @@ adm_persist_flush(struct adm_control *c)
     struct adm_audit_pending *q;
     char err[512], what[2048];
 
+    adm_writer_drain(c->writer);       /* what is on its way is written first */
     if (p->queued > 0 || (c->audit_file != NULL && has_gaps(c))) {
         if (flush_queue(c, err, sizeof(err)) == 0)
             close_gaps(c, GAP_WHY, err, sizeof(err));

@@ -25,6 +25,7 @@
 #include "admin/audit.h"
 #include "admin/control_int.h"
 #include "admin/store.h"
+#include "admin/writer.h"
 
 #define ADM_AUDIT_QUEUE_MAX 1000u    /* audit entries kept while the log fails */
 #define ADM_RETRY_MIN_MS    200u     /* first retry of a failed save or audit */
@@ -35,7 +36,8 @@
  * against the config); <in_file>: <e> is what the state file holds. */
 void adm_svc_restore(struct adm_svc *s, const struct adm_store_entry *e, bool in_file);
 
-/* Saves every service's state (nothing without a state file). On success
+/* Saves every service's state (nothing without a state file), after what
+ * the writer thread still has to write. On success
  * the control plane is clean again (a dirty state is saved with it) and the
  * journal is cleared. 0, or -1 with <err> set (counted; the caller decides
  * whether the state in effect is now unsaved). */
@@ -46,8 +48,42 @@ int adm_persist_save(struct adm_control *c, char *err, size_t errlen);
  * holds it. */
 bool adm_persist_unsaved(struct adm_control *c, const char *err);
 
+/* Starts the writer thread (admin/writer.h) unless it runs already; not
+ * without a loop (adm_control_set_loop()) or without a file to write. True
+ * when it runs. */
+bool adm_persist_writer(struct adm_control *c);
+
+/* The outcome of a save on the writer thread, for the change that waits
+ * for it. */
+struct adm_save_note {
+    bool saved;                  /* the state file holds the snapshot */
+    bool journaled;              /* not saved, but the journal holds the state in effect */
+    char err[512];               /* why it was not saved */
+};
+
+/* Saves every service's state on the writer thread (admin/writer.h): the
+ * snapshot is taken and serialized now, written later; what
+ * adm_persist_save() and adm_persist_unsaved() do after the write is done
+ * once it is, on the loop, and <note> (borrowed until then, may be NULL:
+ * a failure is logged) says how it went. False when there is no writer
+ * (or the snapshot could not be serialized): then nothing was done and the
+ * caller saves with adm_persist_save(). */
+bool adm_persist_save_async(struct adm_control *c, struct adm_save_note *note);
+
+/* The same for a copy of the fleet's row of service <svc> (admin/fleet.c):
+ * the state file is then a local cache, and a failed save is only warned
+ * of and counted, never journaled. */
+bool adm_persist_save_cache_async(struct adm_control *c, const char *svc);
+
+/* Calls <done>(<arg>, ...) on the loop once every write submitted so far
+ * (saves and audit entries) is done and its outcome recorded. Only with a
+ * writer (adm_persist_save_async() returned true). */
+void adm_persist_after(struct adm_control *c, adm_wjob_done_fn *done, void *arg);
+
 /* Audits change entry <e> (generation e->generation) of service <svc>:
- * written after whatever waits before it, or queued. Never fails: what
+ * written after whatever waits before it, or queued; on the writer thread
+ * when c->write_async is set (the change's save went there) and nothing
+ * waits before it. Never fails: what
  * cannot be written is retried on the tick. */
 void adm_persist_audit(struct adm_control *c, unsigned svc, const struct adm_audit_entry *e);
 

@@ -486,19 +486,36 @@ int
 adm_store_save(const char *file, const struct adm_store_entry *e, unsigned n,
                char *err, size_t errlen)
 {
-    char *text = build_doc(e, n, JSON_INDENT(2), err, errlen);
     size_t len;
+    char *text = adm_store_format(e, n, &len, err, errlen);
     int rc;
 
     if (text == NULL)
         return -1;
-    len = strlen(text);
-    text = xrealloc(text, len + 2);
-    text[len++] = '\n';
-    text[len] = '\0';
-    rc = replace_file(file, text, len, err, errlen);
+    rc = adm_store_write(file, text, len, err, errlen);
     free(text);
     return rc;
+}
+
+char *
+adm_store_format(const struct adm_store_entry *e, unsigned n, size_t *len, char *err,
+                 size_t errlen)
+{
+    char *text = build_doc(e, n, JSON_INDENT(2), err, errlen);
+
+    if (text == NULL)
+        return NULL;
+    *len = strlen(text);
+    text = xrealloc(text, *len + 2);
+    text[(*len)++] = '\n';
+    text[*len] = '\0';
+    return text;
+}
+
+int
+adm_store_write(const char *file, const char *text, size_t len, char *err, size_t errlen)
+{
+    return replace_file(file, text, len, err, errlen);
 }
 
 /* ---- the journal of unsaved state ---------------------------------------- */

@@ -79,6 +79,18 @@ int adm_store_load(const char *file, struct adm_store_entry **out, unsigned *n,
 int adm_store_save(const char *file, const struct adm_store_entry *e, unsigned n,
                    char *err, size_t errlen);
 
+/* adm_store_save() in two parts. The document of the <n> entries <e>, as
+ * adm_store_save() writes it: a new string (caller frees), its length in
+ * <*len>; NULL with <err> set. Touches no file. */
+char *adm_store_format(const struct adm_store_entry *e, unsigned n, size_t *len, char *err,
+                       size_t errlen);
+
+/* Replaces <file> with the <len> bytes <text> as adm_store_save() does.
+ * Uses no JSON and no shared state: the control plane's writer thread
+ * (admin/writer.h) calls it, one call at a time. */
+int adm_store_write(const char *file, const char *text, size_t len, char *err,
+                    size_t errlen);
+
 /* ---- the journal (<file>.pending) ---------------------------------------- */
 
 /* Bytes the journal of a state file with <nsvcs> services is given. */
