@@ -5,8 +5,16 @@
  * a dashboard's rate() has a start and an alert on a reason that never
  * happened yet still has a series to watch.
  *
+ * A scrape of many services is written in parts of about a millisecond
+ * (px_metrics_render_part(), the HTTP endpoint's slices): each part runs
+ * the whole sequence of families again, writing only its own stretch of
+ * it (lib/metrics.h), so the text is the one written at once, each line
+ * as of its part. A reload between two parts starts the scrape over.
+ *
  * Workload: a scrape every few seconds; a few hundred lines per service.
  */
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <event2/buffer.h>
@@ -412,39 +420,92 @@ render_tls(struct px_srv *srv, struct met_writer *w)
     }
 }
 
+/* Every family, in the order of the text. */
+static void
+render_all(struct px_daemon *d, struct met_writer *w)
+{
+    struct px_srv *srv = &d->srv;
+
+    render_process(d, w);
+    render_admin(d, w);
+    px_webhooks_metrics(d->webhooks, w);
+    render_workers(srv, w);
+    render_accept_errors(srv, w);
+    render_requests(srv, w);
+    render_control(d, w);
+    render_servers(srv, w, "cutover_server_up", MET_GAUGE,
+                   "1 when the server's health verdict is up, 0 when down.", 0);
+    render_servers(srv, w, "cutover_server_requests_total", MET_COUNTER,
+                   "Requests or connections sent to the server, retries included.", 1);
+    render_servers(srv, w, "cutover_server_failures_total", MET_COUNTER,
+                   "Connect failures and upstream errors of the server.", 2);
+    render_steering(srv, w);
+    px_gates_metrics(d->gates, w);
+    render_tls(srv, w);
+    px_shield_metrics(srv, w);
+    px_shadow_metrics(srv, w);
+}
+
+static void
+check_writer(const struct met_writer *w)
+{
+    if (met_failed(w))
+        log_at(LL_ERR, "metrics", 0, "the metrics writer refused a family or sample: "
+               "the scrape is incomplete");
+}
+
 void
 px_metrics_render(struct px_daemon *d, struct evbuffer *out)
 {
-    struct px_srv *srv = &d->srv;
     struct met_writer w;               /* ~16 KiB: the names of every family */
 
-    px_workers_fold(srv);              /* the workers' counters, as of now */
+    px_workers_fold(&d->srv);          /* the workers' counters, as of now */
     met_init(&w, out);
-    render_process(d, &w);
-    render_admin(d, &w);
-    px_webhooks_metrics(d->webhooks, &w);
-    render_workers(srv, &w);
-    render_accept_errors(srv, &w);
-    render_requests(srv, &w);
-    render_control(d, &w);
-    render_servers(srv, &w, "cutover_server_up", MET_GAUGE,
-                   "1 when the server's health verdict is up, 0 when down.", 0);
-    render_servers(srv, &w, "cutover_server_requests_total", MET_COUNTER,
-                   "Requests or connections sent to the server, retries included.", 1);
-    render_servers(srv, &w, "cutover_server_failures_total", MET_COUNTER,
-                   "Connect failures and upstream errors of the server.", 2);
-    render_steering(srv, &w);
-    px_gates_metrics(d->gates, &w);
-    render_tls(srv, &w);
-    px_shield_metrics(srv, &w);
-    px_shadow_metrics(srv, &w);
-    if (met_failed(&w))
-        log_at(LL_ERR, "metrics", 0, "the metrics writer refused a family or sample: "
-               "the scrape is incomplete");
+    render_all(d, &w);
+    check_writer(&w);
 }
 
 void
 px_metrics_render_cb(void *d, struct evbuffer *out)
 {
     px_metrics_render(d, out);
+}
+
+bool
+px_metrics_render_part(void *arg, struct evbuffer *out, struct adm_metrics_cursor *cur,
+                       unsigned budget_us)
+{
+    struct px_daemon *d = arg;
+    struct met_writer w;
+    uint64_t next;
+
+    if (cur->started && cur->generation != d->srv.conf_generation)
+        cur->started = false;          /* a reload: other services, other series */
+    if (!cur->started && cur->restarts++ > PX_METRICS_RESTARTS) {
+        /* the series keep changing under the parts: the rest at once */
+        evbuffer_drain(out, evbuffer_get_length(out));
+        px_metrics_render(d, out);
+        return true;
+    }
+    if (!cur->started) {
+        evbuffer_drain(out, evbuffer_get_length(out));
+        px_workers_fold(&d->srv);      /* once per scrape, as at once */
+        cur->started = true;
+        cur->next = 0;
+        cur->steps = 0;
+        cur->generation = d->srv.conf_generation;
+    }
+    met_init_part(&w, out, cur->next, budget_us);
+    render_all(d, &w);
+    if (cur->steps != 0 && met_steps(&w) != cur->steps) {
+        cur->started = false;          /* not the same series: over, next part */
+        return false;
+    }
+    cur->steps = met_steps(&w);
+    if (!met_part_done(&w, &next)) {
+        cur->next = next;
+        return false;
+    }
+    check_writer(&w);
+    return true;
 }
