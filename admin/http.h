@@ -38,7 +38,6 @@ struct adm_metrics_cursor {
     bool started;                    /* false: (re)start at the next part */
     unsigned restarts;               /* starts so far */
     uint64_t next;                   /* the renderer's: where the next part starts */
-    uint64_t steps;                  /* the renderer's: the length of a pass */
     uint64_t generation;             /* the renderer's: what it was started on */
 };
 

@@ -67,7 +67,13 @@ bool
 met_part_done(const struct met_writer *w, uint64_t *next)
 {
     *next = w->until;
-    return w->until >= w->step;
+    return w->until == UINT64_MAX;
+}
+
+bool
+met_part_over(const struct met_writer *w)
+{
+    return w->until != UINT64_MAX;
 }
 
 /* Counts a step; true when it is not this part's to write. The clock is

@@ -76,11 +76,16 @@ void met_init(struct met_writer *w, struct evbuffer *out);
 void met_init_part(struct met_writer *w, struct evbuffer *out, uint64_t from,
                    unsigned budget_us);
 
-/* After a pass of a part: the steps the pass made (the same in every part
- * of a scrape), and whether the part wrote up to the last one; when not,
- * <*next> is the first step the next part must write. */
+/* After a pass of a part: the steps the pass made, and whether the part
+ * wrote up to the last one; when not, <*next> is the first step the next
+ * part must write. */
 uint64_t met_steps(const struct met_writer *w);
 bool met_part_done(const struct met_writer *w, uint64_t *next);
+
+/* True once the part has spent its budget: the rest of the pass would
+ * write nothing, and the caller may stop it there (the part is then not
+ * done; the walk to the end is what a part costs beyond its writing). */
+bool met_part_over(const struct met_writer *w);
 
 /* Opens family <name> of <type>: writes "# HELP <name> <help>" (help
  * escaped: \\ and \n) and "# TYPE <name> <type>". Every sample that follows

@@ -15,8 +15,8 @@ struct evbuffer;
 struct px_daemon;
 struct adm_metrics_cursor;
 
-/* Start-overs of a scrape in parts (a reload, or series that changed
- * between two parts) after which its rest is written at once. */
+/* Start-overs of a scrape in parts (reloads between two parts) after
+ * which its rest is written at once. */
 #define PX_METRICS_RESTARTS 3
 
 /* The version in cutover_build_info{version}: lib/version.h. */
