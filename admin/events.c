@@ -4,6 +4,15 @@
  * state (cheap: no fold of the workers' counters), and when it changed or
  * a second has passed it builds one frame and appends it to every stream.
  *
+ * The frame's status is the `status` command's reply, asked as a requester
+ * that can wait: past ADM_STATUS_AT_ONCE services it is built in slices on
+ * the loop (admin/status.c), so a frame holds the loop for a slice at a
+ * time, not for the whole status (38 ms at 1000 services). One frame is
+ * built at a time, for every stream: a stream that opens meanwhile gets
+ * that one, and a change seen meanwhile makes the next. A frame built at
+ * once (few services) is sent as soon as it is built, and the first frame
+ * of a stream that opens then goes to that stream only, as before.
+ *
  * Key decisions:
  * - A frame is `id: N`, `event: status`, one `data:` line (compact JSON
  *   never holds a newline: jansson escapes them in strings) and a blank
@@ -14,10 +23,14 @@
  *   audited): what a stream shows is what GET /status shows, whatever the
  *   token that opened it.
  * - Slow readers cost memory, never time: a stream's socket has a small
- *   send buffer (ADM_EVENTS_SNDBUF), and one whose unsent output is over
- *   ADM_EVENTS_OUT_MAX, or has not drained for ADM_EVENTS_BEHIND_MS, is
- *   dropped when the next frame is due. admin/conn.c's write timeout drops
- *   one that reads nothing at all for its flush limit.
+ *   send buffer (ADM_EVENTS_SNDBUF), and one that would hold more than
+ *   adm_events_is_behind() allows, or has not drained for
+ *   ADM_EVENTS_BEHIND_MS, is dropped when the next frame is due.
+ *   admin/conn.c's write timeout drops one that reads nothing at all for
+ *   its flush limit.
+ * - A frame is added to the streams by reference, not copied (it is 1.5 MB
+ *   at 1000 services): the streams' outputs share it, and it is freed when
+ *   the last of them has sent it or gone.
  */
 #include "admin/events.h"
 
@@ -55,6 +68,15 @@ struct adm_events {
     unsigned long long last_ms;        /* monotonic time of the last frame */
     unsigned long seq;                 /* frames built */
     unsigned long dropped;
+    struct adm_wait *wait;             /* the status of the frame being built in
+                                        * slices (admin/status.c owns it); NULL: none */
+};
+
+/* A frame, shared by the outputs that hold it (evbuffer references). */
+struct frame {
+    unsigned refs;                     /* outputs holding it, +1 while it is sent */
+    size_t len;                        /* bytes of <text> */
+    char text[];
 };
 
 static unsigned long long
@@ -110,30 +132,83 @@ exec_read(struct adm_events *ev, json_t *q)
     return r != NULL ? r : json_pack("{s:b, s:s}", "ok", 0, "error", "out of memory");
 }
 
-/* A new frame (text, NUL-terminated; caller frees), or NULL. */
-static char *
-build_frame(struct adm_events *ev, size_t *len)
+static void
+frame_unref(struct frame *fr)
 {
-    json_t *st, *au, *o;
-    char *data, *frame = NULL;
-    size_t n;
+    if (--fr->refs == 0)
+        free(fr);
+}
 
+/* evbuffer_add_reference()'s cleanup: an output sent its copy or went. */
+static void
+on_frame_sent(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    frame_unref(arg);
+}
+
+/* Appends <fr> to <c>'s output by reference. Returns 0 or -1. */
+static int
+frame_add(struct frame *fr, struct adm_conn *c)
+{
+    if (evbuffer_add_reference(bufferevent_get_output(c->bev), fr->text, fr->len,
+                               on_frame_sent, fr) != 0)
+        return -1;                     /* no cleanup call then: no reference taken */
+    fr->refs++;
+    return 0;
+}
+
+/* A new frame around the status reply <status> (text, freed here; NULL
+ * when it could not be built) and the audit read now: one reference,
+ * the caller's. NULL when out of memory. */
+static struct frame *
+frame_build(struct adm_events *ev, char *status)
+{
+    static const char no_status[] = "{\"ok\":false,\"error\":\"out of memory\"}";
+    json_t *au = exec_read(ev, json_pack("{s:s, s:i}", "cmd", "audit", "n",
+                                         ADM_EVENTS_AUDIT_N));
+    char *audit = au != NULL ? json_dumps(au, EVENTS_JSON_FLAGS) : NULL, head[160];
+    const char *st = status != NULL ? status : no_status;
+    size_t hlen, slen = strlen(st), alen;
+    struct frame *fr = NULL;
+
+    json_decref(au);
+    if (audit == NULL)
+        goto out;
+    alen = strlen(audit);
     ev->seq++;
-    st = exec_read(ev, json_pack("{s:s}", "cmd", "status"));
-    au = exec_read(ev, json_pack("{s:s, s:i}", "cmd", "audit", "n", ADM_EVENTS_AUDIT_N));
-    o = json_pack("{s:I, s:I, s:o, s:o}", "seq", (json_int_t)ev->seq, "ts_ms",
-                  (json_int_t)real_ms(), "status", st, "audit", au);
-    data = o != NULL ? json_dumps(o, EVENTS_JSON_FLAGS) : NULL;
-    json_decref(o);
-    if (data == NULL) {
+    /* the text json_dumps() gave of {"seq","ts_ms","status","audit"} */
+    hlen = (size_t)snprintf(head, sizeof(head), "id: %lu\nevent: status\ndata: "
+                            "{\"seq\":%lu,\"ts_ms\":%lld,\"status\":", ev->seq, ev->seq,
+                            real_ms());
+    fr = xmalloc(sizeof(*fr) + hlen + slen + alen + 16);
+    fr->refs = 1;
+    memcpy(fr->text, head, hlen);
+    memcpy(fr->text + hlen, st, slen);
+    fr->len = hlen + slen;
+    memcpy(fr->text + fr->len, ",\"audit\":", 9);
+    fr->len += 9;
+    memcpy(fr->text + fr->len, audit, alen);
+    fr->len += alen;
+    memcpy(fr->text + fr->len, "}\n\n", 3);
+    fr->len += 3;
+out:
+    if (fr == NULL)
         log_at(LL_WARN, "admin", 0, "events: cannot build a frame (out of memory)");
-        return NULL;
-    }
-    n = strlen(data) + 64;
-    frame = xmalloc(n);
-    *len = (size_t)snprintf(frame, n, "id: %lu\nevent: status\ndata: %s\n\n", ev->seq, data);
-    free(data);
-    return frame;
+    free(audit);
+    free(status);
+    return fr;
+}
+
+bool
+adm_events_is_behind(size_t unsent, size_t frame_len)
+{
+    size_t room = 2 * frame_len + frame_len / 8;
+
+    if (room < ADM_EVENTS_OUT_MAX)
+        room = ADM_EVENTS_OUT_MAX;
+    return unsent + frame_len > room;
 }
 
 /* Drops subscriber <i> for falling behind (<why>). */
@@ -148,28 +223,21 @@ drop(struct adm_events *ev, unsigned i, const char *why)
     adm_conn_abort(c);                 /* its release removes it */
 }
 
-/* Appends a frame to every stream, dropping those that fell behind. */
+/* Appends <fr> to every stream, dropping those that fell behind. */
 static void
-broadcast(struct adm_events *ev)
+broadcast(struct adm_events *ev, struct frame *fr)
 {
     unsigned long long now = mono_ms();
-    size_t len = 0;
-    char *frame;
     unsigned i;
 
-    ev->fp = fingerprint(ev->ctl);
-    ev->last_ms = now;
-    if ((frame = build_frame(ev, &len)) == NULL)
-        return;
     /* backwards: a drop moves the last one into its place */
     for (i = ev->nsubs; i-- > 0;) {
         struct sub *s = &ev->subs[i];
-        struct evbuffer *out = bufferevent_get_output(s->conn->bev);
-        size_t unsent = evbuffer_get_length(out);
+        size_t unsent = evbuffer_get_length(bufferevent_get_output(s->conn->bev));
 
         if (unsent == 0) {
             s->behind_ms = 0;
-        } else if (unsent + len > ADM_EVENTS_OUT_MAX) {
+        } else if (adm_events_is_behind(unsent, fr->len)) {
             drop(ev, i, "too much unsent output");
             continue;
         } else if (s->behind_ms == 0) {
@@ -178,10 +246,69 @@ broadcast(struct adm_events *ev)
             drop(ev, i, "output not drained in time");
             continue;
         }
-        if (evbuffer_add(out, frame, len) != 0)
+        if (frame_add(fr, s->conn) != 0)
             drop(ev, i, "out of memory");
     }
-    free(frame);
+}
+
+/* Sends the frame of <status> (text, freed here) to <only>, or to every
+ * stream when NULL. */
+static void
+frame_send(struct adm_events *ev, char *status, struct adm_conn *only)
+{
+    struct frame *fr = frame_build(ev, status);
+
+    if (fr == NULL)
+        return;
+    if (only != NULL)
+        frame_add(fr, only);           /* its first: nothing unsent to weigh */
+    else
+        broadcast(ev, fr);
+    frame_unref(fr);
+}
+
+/* The status of the frame being built in slices is complete. */
+static void
+on_status_built(void *arg, char *reply)
+{
+    struct adm_events *ev = arg;
+
+    ev->wait = NULL;                   /* admin/status.c frees it after this call */
+    frame_send(ev, reply, NULL);
+}
+
+/* Starts a frame of the services' state as of now, for every stream, or
+ * for <only> alone (a stream just opened) when it can be built at once.
+ * Nothing when a frame is being built: that one goes to every stream. */
+static void
+frame_start(struct adm_events *ev, struct adm_conn *only)
+{
+    struct adm_caller who = { .actor = "dashboard", .pid = -1, .level = ADM_LEVEL_READ };
+    unsigned long long fp, now;
+    json_t *q, *r;
+    char *text;
+
+    if (ev->wait != NULL)
+        return;
+    fp = fingerprint(ev->ctl);
+    now = mono_ms();
+    q = json_pack("{s:s}", "cmd", "status");
+    r = q != NULL ? adm_control_exec_wait(ev->ctl, q, &who, on_status_built, ev, &ev->wait)
+                  : NULL;
+    json_decref(q);
+    if (r == NULL && ev->wait != NULL) {
+        /* built in slices (admin/status.c): on_status_built() sends it */
+        ev->fp = fp;
+        ev->last_ms = now;
+        return;
+    }
+    if (only == NULL) {
+        ev->fp = fp;
+        ev->last_ms = now;
+    }
+    text = r != NULL ? json_dumps(r, EVENTS_JSON_FLAGS) : NULL;
+    json_decref(r);
+    frame_send(ev, text, only);
 }
 
 static void
@@ -189,10 +316,12 @@ on_poll(evutil_socket_t fd, short what, void *arg)
 {
     struct adm_events *ev = arg;
 
-    if (ev->nsubs == 0)
+    (void)fd;
+    (void)what;
+    if (ev->nsubs == 0 || ev->wait != NULL)
         return;
     if (fingerprint(ev->ctl) != ev->fp || mono_ms() - ev->last_ms >= ADM_EVENTS_FRAME_MS)
-        broadcast(ev);
+        frame_start(ev, NULL);
 }
 
 struct adm_events *
@@ -215,6 +344,7 @@ adm_events_free(struct adm_events *ev)
 {
     if (ev == NULL)
         return;
+    adm_control_wait_cancel(ev->wait);  /* a frame being built: nobody to send it to */
     event_free(ev->timer);
     free(ev);
 }
@@ -232,8 +362,6 @@ adm_events_add(struct adm_events *ev, struct adm_conn *c)
     struct evbuffer *out = bufferevent_get_output(c->bev);
     struct timeval poll = tv_ms(ADM_EVENTS_POLL_MS);
     int sndbuf = ADM_EVENTS_SNDBUF;
-    size_t len = 0;
-    char *frame;
 
     if (!adm_events_has_room(ev))
         return -1;
@@ -247,12 +375,10 @@ adm_events_add(struct adm_events *ev, struct adm_conn *c)
         event_add(ev->timer, &poll);
     }
     evbuffer_add(out, hello, sizeof(hello) - 1);
-    /* the first frame at once, for this stream only (the others have it
-     * unless something changed, and then the timer sends it to all) */
-    if ((frame = build_frame(ev, &len)) != NULL) {
-        evbuffer_add(out, frame, len);
-        free(frame);
-    }
+    /* the first frame: built at once, for this stream only (the others
+     * have it unless something changed, and then the timer sends it to
+     * all); built in slices, for every stream (or the one being built) */
+    frame_start(ev, c);
     return 0;
 }
 

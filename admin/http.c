@@ -49,6 +49,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <jansson.h>
 
 #include "admin/conn.h"
@@ -79,6 +80,18 @@
 #define ADM_HTTP_OUT_HIGH         (256u * 1024u)  /* queued reply bytes that pause reading */
 #define ADM_HTTP_JSON_DEPTH       8        /* nesting of a request body */
 #define ADM_HTTP_REPLY_FLAGS      (JSON_COMPACT | JSON_REAL_PRECISION(15))
+#define ADM_HTTP_METRICS_SLICE_US 1000u    /* the work of one part of a scrape */
+
+struct hconn;
+
+/* GET /metrics written in parts, one per loop turn (adm_metrics_part_fn). */
+struct scrape {
+    struct hconn *c;                   /* borrowed: whose request it is */
+    struct evbuffer *body;             /* owned: the text so far */
+    struct event *ev;                  /* owned: the next part, at the loop's next turn */
+    struct adm_metrics_cursor cur;
+    bool keep_alive;                   /* the request's */
+};
 
 /* A connection: the generic part first (admin/conn.c frees it as one). */
 struct hconn {
@@ -88,6 +101,7 @@ struct hconn {
     bool wait_keep_alive;              /* the waiting request's keep-alive */
     struct adm_wait *wait;             /* a reply to come: from the fleet's store, or a
                                         * status built in slices */
+    struct scrape *scrape;             /* owned: GET /metrics being written in parts */
     char actor[INET6_ADDRSTRLEN + 8];  /* "http:<peer>" */
 };
 
@@ -100,6 +114,7 @@ struct adm_http {
     struct adm_events *events;         /* owned: the dashboard's streams */
     bool read_token_required;
     adm_metrics_fn *metrics;           /* may be NULL */
+    adm_metrics_part_fn *metrics_part; /* may be NULL: <metrics> at once */
     void *metrics_arg;                 /* borrowed */
     time_t audit_sec;                  /* second of the auth_refused entries counted */
     unsigned audit_count;              /* entries written in <audit_sec> */
@@ -220,7 +235,19 @@ http_waited(void *arg, char *text)
     adm_conn_done(&c->conn);
 }
 
-/* ops->gone: freed while a reply waits for the store. */
+static void
+scrape_free(struct scrape *s)
+{
+    if (s == NULL)
+        return;
+    if (s->ev != NULL)
+        event_free(s->ev);
+    if (s->body != NULL)
+        evbuffer_free(s->body);
+    free(s);
+}
+
+/* ops->gone: freed while a reply waits for the store, a status or a scrape. */
 static void
 http_gone(struct adm_conn *conn)
 {
@@ -228,6 +255,64 @@ http_gone(struct adm_conn *conn)
 
     adm_control_wait_cancel(c->wait);
     c->wait = NULL;
+    scrape_free(c->scrape);
+    c->scrape = NULL;
+}
+
+#define METRICS_CTYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* The next part of <arg>'s scrape; the response once it is complete. */
+static void
+on_scrape_part(evutil_socket_t fd, short what, void *arg)
+{
+    struct scrape *s = arg;
+    struct hconn *c = s->c;
+    struct adm_http *h = http_of(c);
+    struct timeval now = { 0, 0 };
+
+    (void)fd;
+    (void)what;
+    if (!h->metrics_part(h->metrics_arg, s->body, &s->cur, ADM_HTTP_METRICS_SLICE_US)) {
+        if (event_add(s->ev, &now) == 0)
+            return;                    /* the loop's next turn: its events first */
+        while (!h->metrics_part(h->metrics_arg, s->body, &s->cur, ADM_HTTP_METRICS_SLICE_US))
+            ;                          /* no event: the rest at once */
+    }
+    c->scrape = NULL;
+    respond(c, 200, METRICS_CTYPE, s->body, "", s->keep_alive, false);
+    scrape_free(s);
+    adm_conn_done(&c->conn);
+}
+
+/* GET /metrics, in parts: the first now, and when it is the whole text
+ * (few services) the response at once; else the connection waits for the
+ * parts to come, one per loop turn. */
+static void
+scrape_start(struct hconn *c, bool keep_alive)
+{
+    struct adm_http *h = http_of(c);
+    struct timeval now = { 0, 0 };
+    struct scrape *s = xcalloc(1, sizeof(*s));
+
+    s->c = c;
+    s->keep_alive = keep_alive;
+    if ((s->body = evbuffer_new()) == NULL) {
+        scrape_free(s);
+        respond_error(c, 500, "out of memory", "", keep_alive, true);
+        return;
+    }
+    if (!h->metrics_part(h->metrics_arg, s->body, &s->cur, ADM_HTTP_METRICS_SLICE_US)) {
+        s->ev = event_new(c->conn.lis->base, -1, 0, on_scrape_part, s);
+        if (s->ev != NULL && event_add(s->ev, &now) == 0) {
+            c->scrape = s;
+            adm_conn_wait(&c->conn, ADM_HTTP_WAIT_MS);
+            return;
+        }
+        while (!h->metrics_part(h->metrics_arg, s->body, &s->cur, ADM_HTTP_METRICS_SLICE_US))
+            ;                          /* no event: the rest at once */
+    }
+    respond(c, 200, METRICS_CTYPE, s->body, "", keep_alive, false);
+    scrape_free(s);
 }
 
 /* ---- authentication ---------------------------------------------------- */
@@ -352,6 +437,10 @@ handle_get(struct hconn *c, const struct adm_req *req, bool is_metrics)
         if (authenticate(c, req, &level, &why) != NULL)
             adm_conn_trust(&c->conn);
     }
+    if (is_metrics && h->metrics_part != NULL) {
+        scrape_start(c, req->h1.keep_alive);
+        return;
+    }
     if (is_metrics) {
         if (h->metrics == NULL) {
             respond_error(c, 404, "metrics not available", "", req->h1.keep_alive, false);
@@ -362,7 +451,7 @@ handle_get(struct hconn *c, const struct adm_req *req, bool is_metrics)
             return;
         }
         h->metrics(h->metrics_arg, b);
-        respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b, "",
+        respond(c, 200, METRICS_CTYPE, b, "",
                 req->h1.keep_alive, false);
         evbuffer_free(b);
         return;
@@ -634,6 +723,12 @@ http_expire(struct adm_conn *conn)
 {
     struct hconn *c = (struct hconn *)conn;
 
+    if (conn->state == ADM_CONN_WAITING && c->scrape != NULL) {
+        http_gone(conn);
+        respond_error(c, 503, "the metrics were not written within 30 s", "", false, true);
+        adm_conn_done(conn);
+        return;
+    }
     if (conn->state == ADM_CONN_WAITING) {
         http_gone(conn);
         respond_error(c, 504, "the fleet's store did not answer within 30 s: the change "
@@ -747,6 +842,7 @@ adm_http_new(struct event_base *base, struct adm_control *ctl, struct adm_tokens
     *tokens = NULL;
     h->read_token_required = conf->read_token_required;
     h->metrics = conf->metrics;
+    h->metrics_part = conf->metrics_part;
     h->metrics_arg = conf->metrics_arg;
     adm_listener_init(&h->lis, base, &http_ops, h);
     if ((h->events = adm_events_new(base, ctl)) == NULL) {

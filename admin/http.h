@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct event_base;
@@ -31,13 +32,31 @@ struct adm_conn_stats;
  * Called from the event loop for every GET /metrics; must not block. */
 typedef void adm_metrics_fn(void *arg, struct evbuffer *out);
 
+/* Where a scrape written in parts stands: zeroed at its start, kept by the
+ * endpoint between parts, read and written by the renderer only. */
+struct adm_metrics_cursor {
+    bool started;                    /* false: (re)start at the next part */
+    unsigned restarts;               /* starts so far */
+    uint64_t next;                   /* the renderer's: where the next part starts */
+    uint64_t generation;             /* the renderer's: what it was started on */
+};
+
+/* Writes the next part of the exposition into <out> (which holds what the
+ * earlier parts wrote), about <budget_us> microseconds of work. Returns
+ * true when <out> holds the whole text. Called from the event loop, a part
+ * per loop turn, so that a scrape of many services never holds the loop
+ * for long; must not block. */
+typedef bool adm_metrics_part_fn(void *arg, struct evbuffer *out,
+                                 struct adm_metrics_cursor *cur, unsigned budget_us);
+
 struct adm_http_conf {
     const struct sockaddr *addr;     /* where to listen; borrowed for the call */
     socklen_t addrlen;
     const char *addr_text;           /* as configured, for messages; borrowed */
     bool read_token_required;        /* GET /status and /metrics need a token too */
     adm_metrics_fn *metrics;         /* NULL: GET /metrics is 404 "metrics not available" */
-    void *metrics_arg;
+    adm_metrics_part_fn *metrics_part;   /* NULL: <metrics> writes every scrape at once */
+    void *metrics_arg;               /* both's */
 };
 
 /* Starts listening on <conf->addr> on <base>, executing requests with

@@ -15,6 +15,12 @@
  * family, a family twice) returns -1, writes nothing of that call, and
  * latches met_failed(): a scrape is built in one go, so the caller checks
  * once at the end instead of after every line.
+ *
+ * A long scrape can be written in parts (met_init_part()): the caller runs
+ * the same sequence of calls once per part; each part writes the calls
+ * from where the last one stopped until its time budget is spent and only
+ * counts the others, so the parts together are the text of one pass. The
+ * sequence must be the same in every part (same families, same series).
  */
 #ifndef CUTOVER_LIB_METRICS_H
 #define CUTOVER_LIB_METRICS_H
@@ -50,10 +56,36 @@ struct met_writer {
     char seen[MET_FAMILIES_MAX][MET_NAME_MAX];   /* families opened so far */
     unsigned nseen;
     bool failed;                 /* a call was refused (see met_failed) */
+    /* in parts (met_init_part): every family, sample and histogram call is a
+     * step, numbered from 0 in each pass; steps [from, until) are written */
+    uint64_t step;               /* steps so far in this pass */
+    uint64_t from;               /* the first step this part writes */
+    uint64_t until;              /* the first it does not: UINT64_MAX until the
+                                  * budget is spent */
+    uint64_t deadline_ns;        /* CLOCK_MONOTONIC; 0: no budget (met_init) */
 };
 
 /* Starts a scrape that writes to <out> (borrowed, must outlive <w>'s use). */
 void met_init(struct met_writer *w, struct evbuffer *out);
+
+/* Starts a part of a scrape that writes to <out>: the steps before <from>
+ * (written by earlier parts) are counted, not written; then steps are
+ * written for about <budget_us> microseconds (at least 32 of them), and
+ * the rest counted. Outside the steps it writes, a call is not checked and
+ * returns 0. */
+void met_init_part(struct met_writer *w, struct evbuffer *out, uint64_t from,
+                   unsigned budget_us);
+
+/* After a pass of a part: the steps the pass made, and whether the part
+ * wrote up to the last one; when not, <*next> is the first step the next
+ * part must write. */
+uint64_t met_steps(const struct met_writer *w);
+bool met_part_done(const struct met_writer *w, uint64_t *next);
+
+/* True once the part has spent its budget: the rest of the pass would
+ * write nothing, and the caller may stop it there (the part is then not
+ * done; the walk to the end is what a part costs beyond its writing). */
+bool met_part_over(const struct met_writer *w);
 
 /* Opens family <name> of <type>: writes "# HELP <name> <help>" (help
  * escaped: \\ and \n) and "# TYPE <name> <type>". Every sample that follows

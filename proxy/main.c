@@ -330,7 +330,8 @@ admin_http_start(struct px_daemon *d, struct adm_tokens **tokens)
         .addr = (const struct sockaddr *)&a.ss, .addrlen = a.len,
         .addr_text = srv->conf->admin_listen,
         .read_token_required = srv->conf->admin_read_token_required,
-        .metrics = px_metrics_render_cb, .metrics_arg = d,
+        .metrics = px_metrics_render_cb, .metrics_part = px_metrics_render_part,
+        .metrics_arg = d,
     };
     h = adm_http_new(srv->base, d->ctl, tokens, &hc, err, sizeof(err));
     if (h == NULL)

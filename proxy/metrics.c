@@ -5,8 +5,17 @@
  * a dashboard's rate() has a start and an alert on a reason that never
  * happened yet still has a series to watch.
  *
+ * A scrape of many services is written in parts of about a millisecond
+ * (px_metrics_render_part(), the HTTP endpoint's slices): each part runs
+ * the whole sequence of families again, writing only its own stretch of
+ * it (lib/metrics.h), so the text is the one written at once, each line
+ * as of its part, and stops its walk once that stretch is written. A
+ * reload between two parts starts the scrape over.
+ *
  * Workload: a scrape every few seconds; a few hundred lines per service.
  */
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <event2/buffer.h>
@@ -101,7 +110,7 @@ render_requests(struct px_srv *srv, struct met_writer *w)
     met_family(w, "cutover_requests_total", MET_COUNTER,
                "Requests (HTTP) or connections (TCP) by the side that served them and "
                "outcome: status class, or error for a transport failure.");
-    for (i = 0; i < srv->nsvcs; i++) {
+    for (i = 0; i < srv->nsvcs && !met_part_over(w); i++) {
         const struct px_service *svc = svc_at(srv, i);
 
         l[0].value = svc->conf->name;
@@ -118,7 +127,7 @@ render_requests(struct px_srv *srv, struct met_writer *w)
     met_family(w, "cutover_errors_total", MET_COUNTER,
                "Transport failures by side and kind, connect failures that were "
                "retried included.");
-    for (i = 0; i < srv->nsvcs; i++) {
+    for (i = 0; i < srv->nsvcs && !met_part_over(w); i++) {
         const struct px_service *svc = svc_at(srv, i);
 
         l[0].value = svc->conf->name;
@@ -137,7 +146,7 @@ render_requests(struct px_srv *srv, struct met_writer *w)
     met_family(w, "cutover_request_duration_seconds", MET_HISTOGRAM,
                "Time from the complete request head (TCP: accept) to the response head "
                "(TCP: connected) or the failure, by side.");
-    for (i = 0; i < srv->nsvcs; i++) {
+    for (i = 0; i < srv->nsvcs && !met_part_over(w); i++) {
         const struct px_service *svc = svc_at(srv, i);
 
         l[0].value = svc->conf->name;
@@ -153,7 +162,7 @@ render_requests(struct px_srv *srv, struct met_writer *w)
     met_family(w, "cutover_fallbacks_total", MET_COUNTER,
                "Requests or connections sent to the other side because the chosen one "
                "had no healthy server.");
-    for (i = 0; i < srv->nsvcs; i++) {
+    for (i = 0; i < srv->nsvcs && !met_part_over(w); i++) {
         const struct px_service *svc = svc_at(srv, i);
 
         l[0].value = svc->conf->name;
@@ -172,14 +181,14 @@ render_control(struct px_daemon *d, struct met_writer *w)
 
     met_family(w, "cutover_weight_percent", MET_GAUGE,
                "Share of traffic routed to the new side, in percent (0..100).");
-    for (i = 0; i < srv->nsvcs; i++) {
+    for (i = 0; i < srv->nsvcs && !met_part_over(w); i++) {
         l[0].value = svc_at(srv, i)->conf->name;
         met_sample_double(w, l, 1,
                           (double)adm_control_state(d->ctl, i)->weight_bp / 100.0);
     }
     met_family(w, "cutover_state", MET_GAUGE,
                "1 for the service's current state, 0 for the others.");
-    for (i = 0; i < srv->nsvcs; i++) {
+    for (i = 0; i < srv->nsvcs && !met_part_over(w); i++) {
         enum adm_state cur = adm_control_state(d->ctl, i)->state;
 
         l[0].value = svc_at(srv, i)->conf->name;
@@ -190,7 +199,7 @@ render_control(struct px_daemon *d, struct met_writer *w)
     }
     met_family(w, "cutover_generation", MET_GAUGE,
                "Generation of the service's state: +1 on every change of weight or state.");
-    for (i = 0; i < srv->nsvcs; i++) {
+    for (i = 0; i < srv->nsvcs && !met_part_over(w); i++) {
         l[0].value = svc_at(srv, i)->conf->name;
         met_sample_u64(w, l, 1, adm_control_state(d->ctl, i)->generation);
     }
@@ -232,14 +241,14 @@ render_control(struct px_daemon *d, struct met_writer *w)
     }
     met_family(w, "cutover_plan_step", MET_GAUGE,
                "Step of the running progressive plan, from 1; 0 when no plan runs.");
-    for (i = 0; i < srv->nsvcs; i++) {
+    for (i = 0; i < srv->nsvcs && !met_part_over(w); i++) {
         l[0].value = svc_at(srv, i)->conf->name;
         met_sample_u64(w, l, 1, adm_control_plan_step(d->ctl, i));
     }
     met_family(w, "cutover_rollbacks_total", MET_COUNTER,
                "Rollbacks to legacy by reason: manual (cutoverctl rollback) or the "
                "automatic breach kind.");
-    for (i = 0; i < srv->nsvcs; i++) {
+    for (i = 0; i < srv->nsvcs && !met_part_over(w); i++) {
         adm_control_counters(d->ctl, i, &cnt);
         l[0].value = svc_at(srv, i)->conf->name;
         for (k = 0; k < ADM_RB__COUNT; k++) {
@@ -250,14 +259,14 @@ render_control(struct px_daemon *d, struct met_writer *w)
     }
     met_family(w, "cutover_freezes_total", MET_COUNTER,
                "Automatic freezes (rollback.action freeze) on a breach.");
-    for (i = 0; i < srv->nsvcs; i++) {
+    for (i = 0; i < srv->nsvcs && !met_part_over(w); i++) {
         adm_control_counters(d->ctl, i, &cnt);
         l[0].value = svc_at(srv, i)->conf->name;
         met_sample_u64(w, l, 1, cnt.freezes);
     }
     met_family(w, "cutover_connections", MET_GAUGE,
                "Client connections (HTTP) or tunnels (TCP) open now.");
-    for (i = 0; i < srv->nsvcs; i++) {
+    for (i = 0; i < srv->nsvcs && !met_part_over(w); i++) {
         l[0].value = svc_at(srv, i)->conf->name;
         met_sample_u64(w, l, 1, svc_at(srv, i)->conns_active + svc_at(srv, i)->w_conns);
     }
@@ -274,14 +283,14 @@ render_steering(struct px_srv *srv, struct met_writer *w)
     met_family(w, "cutover_override_refused_total", MET_COUNTER,
                "Override headers ignored (routed as if absent): from a source outside "
                "override.allow_from, without the override secret.");
-    for (i = 0; i < srv->nsvcs; i++) {
+    for (i = 0; i < srv->nsvcs && !met_part_over(w); i++) {
         l[0].value = svc_at(srv, i)->conf->name;
         met_sample_u64(w, l, 1, svc_at(srv, i)->override_refused);
     }
     met_family(w, "cutover_cookie_invalid_total", MET_COUNTER,
                "Sticky cookies that failed verification (forged, tampered, unsigned or "
                "signed by an unknown key): counted as absent and issued anew.");
-    for (i = 0; i < srv->nsvcs; i++) {
+    for (i = 0; i < srv->nsvcs && !met_part_over(w); i++) {
         l[0].value = svc_at(srv, i)->conf->name;
         met_sample_u64(w, l, 1, svc_at(srv, i)->cookie_invalid);
     }
@@ -344,7 +353,7 @@ render_servers(struct px_srv *srv, struct met_writer *w, const char *name,
     unsigned i, side, k;
 
     met_family(w, name, type, help);
-    for (i = 0; i < srv->nsvcs; i++) {
+    for (i = 0; i < srv->nsvcs && !met_part_over(w); i++) {
         const struct px_service *svc = svc_at(srv, i);
 
         l[0].value = svc->conf->name;
@@ -372,7 +381,7 @@ render_tls(struct px_srv *srv, struct met_writer *w)
                "TLS handshakes on the listeners by result: ok, or why it failed "
                "(timeout: not done within tls.handshake_timeout_ms; plain_http: plain "
                "HTTP on the TLS port, answered 400).");
-    for (i = 0; i < srv->nsvcs; i++) {
+    for (i = 0; i < srv->nsvcs && !met_part_over(w); i++) {
         const struct px_service *svc = svc_at(srv, i);
 
         if (svc->tls == NULL)
@@ -386,7 +395,7 @@ render_tls(struct px_srv *srv, struct met_writer *w)
     met_family(w, "cutover_tls_resumed_total", MET_COUNTER,
                "TLS handshakes that resumed a session (ticket or cache): counted in "
                "cutover_tls_handshakes_total{result=\"ok\"} too.");
-    for (i = 0; i < srv->nsvcs; i++) {
+    for (i = 0; i < srv->nsvcs && !met_part_over(w); i++) {
         const struct px_service *svc = svc_at(srv, i);
 
         if (svc->tls == NULL)
@@ -397,7 +406,7 @@ render_tls(struct px_srv *srv, struct met_writer *w)
     met_family(w, "cutover_tls_cert_expiry_timestamp_seconds", MET_GAUGE,
                "When each loaded certificate expires, in seconds since the Unix epoch "
                "(cert: the file as written in the config).");
-    for (i = 0; i < srv->nsvcs; i++) {
+    for (i = 0; i < srv->nsvcs && !met_part_over(w); i++) {
         const struct px_service *svc = svc_at(srv, i);
 
         if (svc->tls == NULL)
@@ -412,39 +421,93 @@ render_tls(struct px_srv *srv, struct met_writer *w)
     }
 }
 
+/* Every family, in the order of the text. */
+static void
+render_all(struct px_daemon *d, struct met_writer *w)
+{
+    struct px_srv *srv = &d->srv;
+
+    /* a part stops its walk once its stretch is written (met_part_over) */
+    render_process(d, w);
+    render_admin(d, w);
+    px_webhooks_metrics(d->webhooks, w);
+    render_workers(srv, w);
+    render_accept_errors(srv, w);
+    render_requests(srv, w);
+    if (met_part_over(w))
+        return;
+    render_control(d, w);
+    if (met_part_over(w))
+        return;
+    render_servers(srv, w, "cutover_server_up", MET_GAUGE,
+                   "1 when the server's health verdict is up, 0 when down.", 0);
+    render_servers(srv, w, "cutover_server_requests_total", MET_COUNTER,
+                   "Requests or connections sent to the server, retries included.", 1);
+    render_servers(srv, w, "cutover_server_failures_total", MET_COUNTER,
+                   "Connect failures and upstream errors of the server.", 2);
+    if (met_part_over(w))
+        return;
+    render_steering(srv, w);
+    px_gates_metrics(d->gates, w);
+    render_tls(srv, w);
+    px_shield_metrics(srv, w);
+    px_shadow_metrics(srv, w);
+}
+
+static void
+check_writer(const struct met_writer *w)
+{
+    if (met_failed(w))
+        log_at(LL_ERR, "metrics", 0, "the metrics writer refused a family or sample: "
+               "the scrape is incomplete");
+}
+
 void
 px_metrics_render(struct px_daemon *d, struct evbuffer *out)
 {
-    struct px_srv *srv = &d->srv;
     struct met_writer w;               /* ~16 KiB: the names of every family */
 
-    px_workers_fold(srv);              /* the workers' counters, as of now */
+    px_workers_fold(&d->srv);          /* the workers' counters, as of now */
     met_init(&w, out);
-    render_process(d, &w);
-    render_admin(d, &w);
-    px_webhooks_metrics(d->webhooks, &w);
-    render_workers(srv, &w);
-    render_accept_errors(srv, &w);
-    render_requests(srv, &w);
-    render_control(d, &w);
-    render_servers(srv, &w, "cutover_server_up", MET_GAUGE,
-                   "1 when the server's health verdict is up, 0 when down.", 0);
-    render_servers(srv, &w, "cutover_server_requests_total", MET_COUNTER,
-                   "Requests or connections sent to the server, retries included.", 1);
-    render_servers(srv, &w, "cutover_server_failures_total", MET_COUNTER,
-                   "Connect failures and upstream errors of the server.", 2);
-    render_steering(srv, &w);
-    px_gates_metrics(d->gates, &w);
-    render_tls(srv, &w);
-    px_shield_metrics(srv, &w);
-    px_shadow_metrics(srv, &w);
-    if (met_failed(&w))
-        log_at(LL_ERR, "metrics", 0, "the metrics writer refused a family or sample: "
-               "the scrape is incomplete");
+    render_all(d, &w);
+    check_writer(&w);
 }
 
 void
 px_metrics_render_cb(void *d, struct evbuffer *out)
 {
     px_metrics_render(d, out);
+}
+
+bool
+px_metrics_render_part(void *arg, struct evbuffer *out, struct adm_metrics_cursor *cur,
+                       unsigned budget_us)
+{
+    struct px_daemon *d = arg;
+    struct met_writer w;
+    uint64_t next;
+
+    if (cur->started && cur->generation != d->srv.conf_generation)
+        cur->started = false;          /* a reload: other services, other series */
+    if (!cur->started && cur->restarts++ > PX_METRICS_RESTARTS) {
+        /* the series keep changing under the parts: the rest at once */
+        evbuffer_drain(out, evbuffer_get_length(out));
+        px_metrics_render(d, out);
+        return true;
+    }
+    if (!cur->started) {
+        evbuffer_drain(out, evbuffer_get_length(out));
+        px_workers_fold(&d->srv);      /* once per scrape, as at once */
+        cur->started = true;
+        cur->next = 0;
+        cur->generation = d->srv.conf_generation;
+    }
+    met_init_part(&w, out, cur->next, budget_us);
+    render_all(d, &w);
+    if (!met_part_done(&w, &next)) {
+        cur->next = next;
+        return false;
+    }
+    check_writer(&w);
+    return true;
 }

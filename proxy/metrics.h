@@ -9,8 +9,15 @@
 #ifndef CUTOVER_PROXY_METRICS_H
 #define CUTOVER_PROXY_METRICS_H
 
+#include <stdbool.h>
+
 struct evbuffer;
 struct px_daemon;
+struct adm_metrics_cursor;
+
+/* Start-overs of a scrape in parts (reloads between two parts) after
+ * which its rest is written at once. */
+#define PX_METRICS_RESTARTS 3
 
 /* The version in cutover_build_info{version}: lib/version.h. */
 #include "lib/version.h"
@@ -24,5 +31,16 @@ void px_metrics_render(struct px_daemon *d, struct evbuffer *out);
 /* The same with the signature of the HTTP admin endpoint's metrics hook
  * (<d> is the struct px_daemon). */
 void px_metrics_render_cb(void *d, struct evbuffer *out);
+
+/* The next part of a scrape of daemon <arg> (the struct px_daemon) into
+ * <out>, about <budget_us> microseconds of writing, with the signature of
+ * the HTTP admin endpoint's adm_metrics_part_fn: <cur> zeroed at the
+ * scrape's start, <out> holding only what the earlier parts wrote. Returns
+ * true when <out> holds the whole text, the same as px_metrics_render()'s
+ * (each line as of its part). A reload between two parts empties <out>
+ * and starts over; after PX_METRICS_RESTARTS start-overs the rest is
+ * written at once. */
+bool px_metrics_render_part(void *arg, struct evbuffer *out, struct adm_metrics_cursor *cur,
+                            unsigned budget_us);
 
 #endif

@@ -23,6 +23,13 @@
 #            median of 3, from /proc/PID/task/PID/schedstat: the work the
 #            main loop, which serves requests too, does for them, whatever
 #            the machine's load)
+#   metrics  GET /metrics on admin.listen (curl): the main thread's CPU per
+#            scrape without the clients (median of 3), and the worst latency
+#            during one, three times
+#   frames   the dashboard's stream (GET /v1/events, curl) for 4 s without
+#            the clients: the size of a frame and the main thread's CPU per
+#            frame (the idle main thread's CPU over the same time taken
+#            off); then the worst latency during 3 s of it
 # HAProxy reloads by starting a new process (master-worker): not compared.
 #
 #   sh tests/bench/scale.sh        (make bench-scale)
@@ -31,9 +38,9 @@
 #   CUTOVERD=PATH        the daemon (default build/cutoverd)
 #   SCALE_SERVICES="1 100 1000"   the counts of services
 #   SCALE_PORT=24000     base port (below the ephemeral range): backends BASE-2 and BASE-1, cutoverd's
-#                        services BASE.., HAProxy's BASE+2000..
+#                        admin.listen BASE-3, services BASE.., HAProxy's BASE+2000..
 #   SCALE_OUT=FILE       also write the report to FILE
-# Needs cc, awk; haproxy for its rows (installed with apt-get when missing
+# Needs cc, awk, curl; haproxy for its rows (installed with apt-get when missing
 # and run as root). The markdown block goes to standard output, progress to
 # standard error. Wall-clock figures move with the machine's load: the
 # report starts with the load average.
@@ -69,7 +76,7 @@ if ! command -v haproxy >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-
 fi
 haproxy=""
 command -v haproxy >/dev/null 2>&1 && haproxy=$(command -v haproxy)
-for t in cc awk; do
+for t in cc awk curl; do
     command -v "$t" >/dev/null 2>&1 || die "$t is needed"
 done
 
@@ -107,9 +114,14 @@ for p in $((base - 2)) $((base - 1)); do
     "$probe" wait "$p" 5000 || die "the backend on port $p did not start"
 done
 
+aport=$((base - 3))
+token=bench-read-0123456789
+printf 'bench read %s\n' "$token" >"$dir/admin.tokens"
+chmod 600 "$dir/admin.tokens"
 conf_cutoverd() { # N FILE
     {
-        printf '{\n  "admin": { "socket": "%s/admin.sock" },\n' "$dir"
+        printf '{\n  "admin": { "socket": "%s/admin.sock", "listen": "127.0.0.1:%d", "token_file": "%s/admin.tokens" },\n' \
+            "$dir" "$aport" "$dir"
         printf '  "state": { "file": "%s/state.json" },\n  "audit": { "file": "%s/audit.jsonl" },\n' "$dir" "$dir"
         printf '  "workers": 2,\n  "services": [\n'
         i=0
@@ -189,10 +201,37 @@ for n in $counts; do
         eval "sc$k=$(((c1 - c0) / 100))"
         eval "rc$k=$(((c2 - c1) / 100))"
     done
+    url=http://127.0.0.1:$aport
+    auth="Authorization: Bearer $token"
+    mc1="" mc2="" mc3=""
+    for k in 1 2 3; do
+        c0=$(main_cpu_us "$pid")
+        curl -sf -o /dev/null -H "$auth" "$url/metrics" || die "GET /metrics failed"
+        c1=$(main_cpu_us "$pid")
+        eval "mc$k=$(((c1 - c0) / 100))"
+    done
+    mlat=""
+    for k in 1 2 3; do
+        out=$("$probe" load "$base" 8 500 curl -sf -o /dev/null -H "$auth" "$url/metrics") ||
+            die "metrics probe: $out"
+        mlat="$mlat $(field "$out" during_max_ms)/$(field "$out" quiet_max_ms)"
+    done
+    c0=$(main_cpu_us "$pid")
+    sleep 4
+    c1=$(main_cpu_us "$pid")
+    curl -s -N --max-time 4 -o "$dir/events.txt" -H "$auth" "$url/v1/events" || true
+    c2=$(main_cpu_us "$pid")
+    nf=$(grep -c '^id: ' "$dir/events.txt" || true)
+    [ "${nf:-0}" -gt 0 ] || die "no frame on GET /v1/events"
+    fkb=$(($(wc -c <"$dir/events.txt") / nf / 1024))
+    fcpu=$((((c2 - c1) - (c1 - c0)) / nf / 100))
+    out=$("$probe" load "$base" 8 500 sh -c "curl -s -N --max-time 3 -o /dev/null -H '$auth' '$url/v1/events'; true") ||
+        die "events probe: $out"
+    flat="$(field "$out" during_max_ms)/$(field "$out" quiet_max_ms) ($nf frames in 4 s)"
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     per=$([ "$n" -gt "$n1" ] && echo $(((rss - rss1) / (n - n1))) || echo -)
-    rows="$rows| $n | $(awk "BEGIN { printf \"%.3f\", $ready / 1000 }") | $(awk "BEGIN { printf \"%.1f\", $rss / 1024 }") | $per | $(median3 "$ct1" "$ct2" "$ct3") | $(median3 "$st1" "$st2" "$st3") |$sl | $(median3 "$rl1" "$rl2" "$rl3") |$rlat | $(tenths "$(median3 "$sc1" "$sc2" "$sc3")") | $(tenths "$(median3 "$rc1" "$rc2" "$rc3")") |
+    rows="$rows| $n | $(awk "BEGIN { printf \"%.3f\", $ready / 1000 }") | $(awk "BEGIN { printf \"%.1f\", $rss / 1024 }") | $per | $(median3 "$ct1" "$ct2" "$ct3") | $(median3 "$st1" "$st2" "$st3") |$sl | $(median3 "$rl1" "$rl2" "$rl3") |$rlat | $(tenths "$(median3 "$sc1" "$sc2" "$sc3")") | $(tenths "$(median3 "$rc1" "$rc2" "$rc3")") | $(tenths "$(median3 "$mc1" "$mc2" "$mc3")") |$mlat | $fkb | $(tenths "$fcpu") | $flat |
 "
     say "cutoverd, $n services: ready ${ready} ms, RSS ${rss} KB"
 
@@ -235,8 +274,8 @@ report() {
         "$label"
     printf 'worst of 8 keep-alive clients on service 0 during the operation / during a quiet spell\n'
     printf 'before it, in ms, one pair per run.\n\n'
-    printf '| services | ready s | RSS MB | KB per service | cutoverctl status ms | status on the socket ms | worst request during it / quiet ms | reload ms | worst request during reload / quiet ms | main-thread CPU per status ms | main-thread CPU per reload ms |\n'
-    printf '|--:|--:|--:|--:|--:|--:|:--|--:|:--|--:|--:|\n'
+    printf '| services | ready s | RSS MB | KB per service | cutoverctl status ms | status on the socket ms | worst request during it / quiet ms | reload ms | worst request during reload / quiet ms | main-thread CPU per status ms | main-thread CPU per reload ms | main-thread CPU per scrape ms | worst request during a scrape / quiet ms | frame KB | main-thread CPU per frame ms | worst request during 3 s of frames / quiet ms |\n'
+    printf '|--:|--:|--:|--:|--:|--:|:--|--:|:--|--:|--:|--:|:--|--:|--:|:--|\n'
     printf '%s' "$rows"
     if [ -n "$haproxy" ]; then
         printf '\nHAProxy %s beside it (nbthread 2, the same checks; status is "show stat"):\n\n' \

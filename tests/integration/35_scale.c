@@ -9,16 +9,26 @@
  * 600-second window per side, per loop). The worst request latency during
  * each is printed, not asserted: it moves with the machine's load
  * (tests/bench/scale.sh measures it beside HAProxy).
+ * The dashboard's stream (GET /v1/events) at 300 services: its frames
+ * (over 256 KiB each) are built in slices and every one reaches a reader
+ * that keeps up, in sequence, none dropped; the main thread's CPU per
+ * frame and per /metrics scrape is bounded per service; and with the
+ * stream open and /metrics scraped over and over under traffic, every
+ * request is answered and the frames keep coming.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,12 +39,19 @@
 #define NSVC      300
 #define CLIENTS   4
 #define WAIT_MS   30000
+#define TOKEN     "read-secret-0123456789"
+#define ADM_OUT_MAX_OLD (256u * 1024u) /* the stream's fixed limit before frames scaled it */
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SANITIZED 1                    /* memory is the sanitizer's: not measured */
 #else
 #define SANITIZED 0
 #endif
+
+/* The main thread's CPU per frame of the dashboard's stream and per
+ * /metrics scrape, per service (a sanitizer makes both slower) */
+#define FRAME_US_PER_SVC  (SANITIZED ? 1000L : 300L)
+#define SCRAPE_US_PER_SVC (SANITIZED ? 1000L : 300L)
 
 static int ports[NSVC];
 
@@ -45,12 +62,18 @@ write_conf(struct fx *f)
     size_t cap = 512 + (size_t)NSVC * 400, n;
     char *t = malloc(cap);
     unsigned i;
+    char tokens[600];
 
     assert_non_null(t);
+    snprintf(tokens, sizeof(tokens), "%s/admin.tokens", f->dir);
+    assert_int_equal(h_write_file(tokens, "dash read " TOKEN "\n"), 0);
+    assert_int_equal(chmod(tokens, 0600), 0);
     n = (size_t)snprintf(t, cap, "{\n  \"admin\": { \"socket\": \"%s\", \"listen\": "
-                         "\"127.0.0.1:%d\" },\n  \"state\": { \"file\": \"%s\" },\n"
+                         "\"127.0.0.1:%d\", \"token_file\": \"%s\" },\n"
+                         "  \"state\": { \"file\": \"%s\" },\n"
                          "  \"audit\": { \"file\": \"%s\" },\n  \"workers\": 2,\n"
-                         "  \"services\": [\n", f->sock, f->admin_port, f->state, f->audit);
+                         "  \"services\": [\n", f->sock, f->admin_port, tokens, f->state,
+                         f->audit);
     for (i = 0; i < NSVC; i++)
         n += (size_t)snprintf(t + n, cap - n,
                               "%s    { \"name\": \"s%u\", \"listen\": [\"127.0.0.1:%d\"], "
@@ -176,6 +199,242 @@ load_stop(struct load *l, const char *during)
     return worst / 1000.0;
 }
 
+/* ---- the dashboard's stream ------------------------------------------------ */
+
+/* Checks the complete frame <blk> (<len> bytes, "\n\n" excluded): its id
+ * follows <*seq> (any id for the first), its data is JSON with the status
+ * of every service and the audit. Returns 0 or -1. */
+static int
+frame_check(char *blk, size_t len, unsigned long *seq)
+{
+    unsigned long id;
+    char *data;
+    json_t *o;
+    int ok;
+
+    if (len < 4 || strncmp(blk, "id: ", 4) != 0)
+        return -1;
+    id = strtoul(blk + 4, NULL, 10);
+    if (*seq != 0 && id != *seq + 1)
+        return -1;
+    *seq = id;
+    if ((data = strstr(blk, "\ndata: ")) == NULL)
+        return -1;
+    data += 7;
+    o = json_loadb(data, len - (size_t)(data - blk), 0, NULL);
+    ok = o != NULL && json_integer_value(json_object_get(o, "seq")) == (json_int_t)id
+         && json_is_true(h_json_at(o, "status.ok"))
+         && json_array_size(h_json_at(o, "status.services")) == NSVC
+         && json_is_true(h_json_at(o, "audit.ok"));
+    json_decref(o);
+    return ok ? 0 : -1;
+}
+
+/* The child's reader: GET /v1/events on <port>, read as fast as it comes;
+ * for every frame checked, "F <id> <bytes>\n" to <out>; at the end
+ * (<fd_stop> readable, or the stream failed) "E <error> <frames>\n". */
+static void __attribute__((noreturn))
+stream_child(int port, int fd_stop, int out)
+{
+    static const char req[] = "GET /v1/events HTTP/1.1\r\nHost: admin\r\n"
+                              "Authorization: Bearer " TOKEN "\r\n\r\n";
+    size_t cap = 8u << 20, have = 0, off;
+    char *buf = malloc(cap), line[96];
+    unsigned long seq = 0, frames = 0;
+    const char *err = "none";
+    bool head = false;
+    int fd = -1;
+
+    if (buf == NULL || (fd = h_connect(port)) < 0 || h_send_all(fd, req, sizeof(req) - 1) != 0)
+        _exit(2);
+    for (;;) {
+        struct pollfd pf[2] = { { .fd = fd, .events = POLLIN }, { .fd = fd_stop,
+                                                                  .events = POLLIN } };
+        char *p;
+        ssize_t k;
+
+        if (poll(pf, 2, 10000) <= 0) {
+            err = "no data for 10 s";
+            break;
+        }
+        if (pf[1].revents != 0)
+            break;
+        if (have == cap - 1) {
+            err = "a frame over 8 MB";
+            break;
+        }
+        if ((k = recv(fd, buf + have, cap - 1 - have, 0)) <= 0) {
+            err = "the stream closed (dropped?)";
+            break;
+        }
+        have += (size_t)k;
+        buf[have] = '\0';
+        off = 0;
+        if (!head) {
+            if ((p = strstr(buf, "\r\n\r\n")) == NULL)
+                continue;
+            if (strncmp(buf, "HTTP/1.1 200 ", 13) != 0) {
+                err = "not 200";
+                break;
+            }
+            head = true;
+            off = (size_t)(p + 4 - buf);
+        }
+        while ((p = strstr(buf + off, "\n\n")) != NULL) {
+            size_t blen = (size_t)(p - (buf + off));
+
+            *p = '\0';
+            if (strncmp(buf + off, "retry: ", 7) != 0) {
+                if (frame_check(buf + off, blen, &seq) != 0) {
+                    err = "a frame out of sequence or not the status of every service";
+                    goto out;
+                }
+                frames++;
+                snprintf(line, sizeof(line), "F %lu %zu\n", seq, blen + 2);
+                if (write(out, line, strlen(line)) < 0)
+                    _exit(3);
+            }
+            off += blen + 2;
+        }
+        memmove(buf, buf + off, have - off);
+        have -= off;
+        buf[have] = '\0';
+    }
+out:
+    snprintf(line, sizeof(line), "E %s|%lu\n", err, frames);
+    if (write(out, line, strlen(line)) < 0)
+        _exit(3);
+    _exit(0);
+}
+
+struct stream {
+    pid_t pid;
+    int stop;
+    FILE *out;
+};
+
+static void
+stream_start(struct stream *st, int port)
+{
+    int ps[2], po[2];
+
+    assert_int_equal(pipe(ps), 0);
+    assert_int_equal(pipe(po), 0);
+    st->pid = fork();
+    assert_true(st->pid >= 0);
+    if (st->pid == 0) {
+        close(ps[1]);
+        close(po[0]);
+        stream_child(port, ps[0], po[1]);
+    }
+    close(ps[0]);
+    close(po[1]);
+    st->stop = ps[1];
+    st->out = fdopen(po[0], "r");
+    assert_non_null(st->out);
+}
+
+/* Waits for the reader's next frame: its id and size; fails the test when
+ * the stream ends instead. */
+static unsigned long
+stream_next(struct stream *st, size_t *bytes)
+{
+    char line[256];
+    unsigned long id = 0;
+
+    assert_non_null(fgets(line, sizeof(line), st->out));
+    if (line[0] != 'F')
+        fail_msg("events stream: %s", line);
+    assert_int_equal(sscanf(line, "F %lu %zu", &id, bytes), 2);
+    return id;
+}
+
+/* Stops the reader; the frames it saw since the last stream_next(),
+ * after asserting the stream never failed. */
+static unsigned long
+stream_stop(struct stream *st)
+{
+    char line[256];
+    unsigned long n = 0, frames = 0;
+    int status;
+
+    assert_int_equal(write(st->stop, "x", 1), 1);
+    while (fgets(line, sizeof(line), st->out) != NULL && line[0] == 'F')
+        n++;
+    assert_int_equal(waitpid(st->pid, &status, 0), st->pid);
+    close(st->stop);
+    fclose(st->out);
+    if (strncmp(line, "E none|", 7) != 0)
+        fail_msg("events stream: %s", line);
+    frames = strtoul(line + 7, NULL, 10);
+    print_message("events stream: %lu frames in all, none dropped\n", frames);
+    return n;
+}
+
+/* The stream and /metrics: CPU per frame and per scrape, then both under
+ * traffic. */
+static void
+check_frames_and_scrapes(struct fx *f)
+{
+    struct stream st;
+    struct load l;
+    long long c0, c1, t0, idle, frame_us, scrape_us = 0;
+    unsigned long id0, id;
+    size_t bytes = 0;
+    char *text;
+    int i;
+
+    /* the main thread idle for 3 s: what the checkers and ticks cost */
+    c0 = main_cpu_us(f->proxy);
+    h_sleep_ms(3000);
+    idle = main_cpu_us(f->proxy) - c0;
+
+    stream_start(&st, f->admin_port);
+    id0 = stream_next(&st, &bytes);
+    print_message("events: a frame of %zu bytes (the former fixed limit of a stream's "
+                  "unsent output: %u)\n", bytes, ADM_OUT_MAX_OLD);
+    assert_true(bytes > ADM_OUT_MAX_OLD);
+    c0 = main_cpu_us(f->proxy);
+    t0 = h_now_ms();
+    for (i = 0; i < 3; i++) {
+        id = stream_next(&st, &bytes);
+        assert_int_equal(id, id0 + 1 + (unsigned long)i);
+    }
+    c1 = main_cpu_us(f->proxy);
+    /* the idle thread's share of the time taken off */
+    frame_us = ((c1 - c0) - idle * (h_now_ms() - t0) / 3000) / 3;
+    print_message("events: main thread CPU %.1f ms a frame (%.1f ms with the idle "
+                  "thread's %.1f ms a second)\n", frame_us / 1000.0, (c1 - c0) / 3000.0,
+                  idle / 3000.0);
+    assert_true(frame_us <= NSVC * FRAME_US_PER_SVC);
+
+    /* scrapes, the stream open */
+    for (i = 0; i < 5; i++) {
+        c0 = main_cpu_us(f->proxy);
+        text = fx_scrape_token(f, TOKEN);
+        c1 = main_cpu_us(f->proxy);
+        assert_non_null(strstr(text, "cutover_requests_total{service=\"s299\""));
+        free(text);
+        if (i == 0 || c1 - c0 < scrape_us)
+            scrape_us = c1 - c0;
+    }
+    print_message("metrics: main thread CPU %.1f ms a scrape (the least of 5)\n",
+                  scrape_us / 1000.0);
+    assert_true(scrape_us <= NSVC * SCRAPE_US_PER_SVC);
+
+    /* both under traffic: every request answered, the frames keep coming */
+    load_start(&l, ports[0]);
+    h_sleep_ms(200);
+    for (i = 0; i < 10; i++) {
+        text = fx_scrape_token(f, TOKEN);
+        free(text);
+        h_sleep_ms(200);
+    }
+    h_sleep_ms(100);
+    load_stop(&l, "events stream and 10 scrapes");
+    assert_true(stream_stop(&st) >= 2);
+}
+
 static void
 test_reload_and_status_at_300_services(void **state)
 {
@@ -234,6 +493,8 @@ test_reload_and_status_at_300_services(void **state)
     json_decref(j);
     h_sleep_ms(100);
     load_stop(&l, "status");
+
+    check_frames_and_scrapes(f);
 
     /* the services still answer, the last one too */
     assert_int_equal(h_wait_port(ports[NSVC - 1], 1000), 0);

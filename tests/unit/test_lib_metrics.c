@@ -5,9 +5,13 @@
  * shape of a histogram (cumulative buckets, +Inf, _sum, _count), numbers
  * without the locale, and the rules that keep a family's samples together
  * under one HELP/TYPE (refused calls write nothing and latch met_failed).
+ * A scrape written in parts (met_init_part) is the text written at once,
+ * whatever the budget, also when a part stops its walk once it is over:
+ * each part starts where the last one stopped and writes at least 32 steps.
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -270,6 +274,96 @@ test_families_max(void **state)
     assert_true(met_failed(&f->w));
 }
 
+/* A scrape of <nsvc> services: families of counters, a histogram each,
+ * and families whose samples start in one part and end in another; like
+ * proxy/metrics.c, it stops a part's walk once the part is over. */
+static void
+scrape(struct met_writer *w, unsigned nsvc)
+{
+    static const double bounds[3] = { 0.01, 0.1, 1 };
+    struct met_label l[2] = { { "service", "" }, { "side", "" } };
+    uint64_t counts[4];
+    char name[16];
+    unsigned i, k;
+
+    met_family(w, "x_build_info", MET_GAUGE, "Always 1.");
+    met_sample_u64(w, NULL, 0, 1);
+    met_family(w, "x_requests_total", MET_COUNTER, "Requests\nby side.");
+    for (i = 0; i < nsvc && !met_part_over(w); i++) {
+        snprintf(name, sizeof(name), "s\"%u", i);
+        l[0].value = name;
+        for (k = 0; k < 2; k++) {
+            l[1].value = k ? "new" : "legacy";
+            met_sample_u64(w, l, 2, (uint64_t)i * 7 + k);
+        }
+    }
+    if (met_part_over(w))
+        return;
+    met_family(w, "x_duration_seconds", MET_HISTOGRAM, "Time.");
+    for (i = 0; i < nsvc; i++) {
+        snprintf(name, sizeof(name), "s\"%u", i);
+        l[0].value = name;
+        for (k = 0; k < 4; k++)
+            counts[k] = i + k;
+        met_histogram(w, l, 1, bounds, 3, counts, i * 0.25);
+    }
+    met_family(w, "x_weight_percent", MET_GAUGE, "Weight.");
+    for (i = 0; i < nsvc; i++) {
+        snprintf(name, sizeof(name), "s\"%u", i);
+        l[0].value = name;
+        met_sample_double(w, l, 1, i / 3.0);
+    }
+}
+
+static void
+test_parts_make_the_text_at_once(void **state)
+{
+    struct fixture *f = *state;
+    struct evbuffer *parts = evbuffer_new();
+    struct met_writer *w = malloc(sizeof(*w));
+    uint64_t next = 0, steps = 0;
+    unsigned budget, nparts;
+    char *once;
+
+    assert_non_null(parts);
+    assert_non_null(w);
+    scrape(&f->w, 500);
+    assert_false(met_failed(&f->w));
+    once = text(f);
+    for (budget = 0; budget <= 2000; budget = budget ? budget * 4 : 1) {
+        evbuffer_drain(parts, evbuffer_get_length(parts));
+        next = 0;
+        for (nparts = 1;; nparts++) {
+            size_t before = evbuffer_get_length(parts);
+            uint64_t from = next;
+            bool done;
+
+            met_init_part(w, parts, next, budget);
+            scrape(w, 500);
+            assert_false(met_failed(w));
+            done = met_part_done(w, &next);
+            assert_true(done == !met_part_over(w));
+            if (done) {
+                steps = met_steps(w);   /* 1 + 1 + 1 + 1000 + 1 + 500 + 1 + 500 */
+                break;
+            }
+            /* progress: at least 32 steps, and some text */
+            assert_true(next >= from + 32);
+            assert_true(evbuffer_get_length(parts) > before);
+            assert_true(nparts < 10000);
+        }
+        if (budget == 0)
+            assert_true(nparts > 10);
+        print_message("budget %u us: %u parts\n", budget, nparts);
+        assert_int_equal(evbuffer_get_length(parts), strlen(once));
+        assert_memory_equal(evbuffer_pullup(parts, -1), once, strlen(once));
+    }
+    assert_int_equal(steps, 2005);
+    free(once);
+    free(w);
+    evbuffer_free(parts);
+}
+
 int
 main(void)
 {
@@ -284,6 +378,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_names, setup, teardown),
         cmocka_unit_test(test_numbers),
         cmocka_unit_test_setup_teardown(test_families_max, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parts_make_the_text_at_once, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
