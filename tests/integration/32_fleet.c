@@ -105,18 +105,10 @@ teardown(void **state)
 static bool
 wait_state(struct fleet *fl, int i, double weight, const char *st, int ms)
 {
-    long long end = h_now_ms() + ms;
-    char buf[32];
+    char who[32];
 
-    do {
-        if (fx_weight(&fl->fx[i]) == weight
-            && strcmp(fx_state(&fl->fx[i], buf, sizeof(buf)), st) == 0)
-            return true;
-        h_sleep_ms(20);
-    } while (h_now_ms() < end);
-    fprintf(stderr, "instance %d: weight %g state %s, expected %g %s\n", i,
-            fx_weight(&fl->fx[i]), fx_state(&fl->fx[i], buf, sizeof(buf)), weight, st);
-    return false;
+    snprintf(who, sizeof(who), "instance %d", i);
+    return fx_wait_state(&fl->fx[i], who, weight, st, ms, 20);
 }
 
 /* A connection of the test's own (for reads and the row lock). */

@@ -296,6 +296,25 @@ fx_state(struct fx *f, char *buf, size_t len)
     return buf;
 }
 
+/* Waits up to <ms> (polling every <poll_ms>) for <f> to show <weight> and
+ * state <st>; on a timeout says what it shows, naming it <who>. */
+static inline bool
+fx_wait_state(struct fx *f, const char *who, double weight, const char *st, int ms,
+              int poll_ms)
+{
+    long long end = h_now_ms() + ms;
+    char buf[32];
+
+    do {
+        if (fx_weight(f) == weight && strcmp(fx_state(f, buf, sizeof(buf)), st) == 0)
+            return true;
+        h_sleep_ms(poll_ms);
+    } while (h_now_ms() < end);
+    fprintf(stderr, "%s: weight %g state %s, expected %g %s\n", who, fx_weight(f),
+            fx_state(f, buf, sizeof(buf)), weight, st);
+    return false;
+}
+
 /* fx_status_at() with a va_list. */
 static inline json_t *
 fx_status_vat(struct fx *f, const char *fmt, va_list ap)
