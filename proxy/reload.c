@@ -2,8 +2,16 @@
  * reload: see reload.h. A reload in two halves: prepare (load and check the
  * file, bind the new listen addresses, re-key the control plane), where any
  * failure undoes what was done and leaves everything as it was; then commit,
- * which cannot fail, between two events (we run in the signal's callback),
- * so no request ever sees half of it. What changed in a kept service is
+ * which cannot fail. The commit is cut so that no event of any loop grows
+ * with the services: the swap (the service arrays in their new order, new
+ * services, retired ones, listeners, TLS material, the generation) is one
+ * event of the main loop and one job on each worker; then the kept services
+ * whose listen addresses stayed take their new config in slices of about
+ * RELOAD_SLICE_US, each slice on the main replica and then, in a job, on the
+ * workers' (a service switches between two events of every loop, so a
+ * request sees its service's old config or its new one, never a mix); then
+ * the old generation is freed and the reload logged and audited, each in a
+ * step of its own. What changed in a kept service is
  * px_service_conf_diff()'s answer (proxy/conf.h), never a field list here.
  */
 #include <errno.h>
@@ -13,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -44,6 +53,9 @@
 #include "proxy/worker.h"
 
 #define RELOAD_TEXT_MAX 2048         /* bytes of the "+a -b ~c" summary */
+#define RELOAD_SLICE_US 400          /* the main replica's part of a switch slice;
+                                      * the workers' part, the same services, costs
+                                      * about as much: a slice is about 1 ms */
 
 /* A reload is committed on every replica; the main loop's tells the story. */
 #define rlog(srv, ...)                                                         \
@@ -67,7 +79,36 @@ struct reload {
     char listeners[RELOAD_TEXT_MAX]; /* "+127.0.0.1:8081 -127.0.0.1:8082" */
     struct px_cookie_set *cookies;   /* owned until the commit: the new config's
                                       * sticky-cookie tables (key file re-read) */
+    bool *defer;                     /* owned: per new service, true for a kept one
+                                      * whose listen addresses are the same: the swap
+                                      * only moves it to its place, its config follows
+                                      * in a switch slice (reload_service_keep) */
 };
+
+static uint64_t
+mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* True when <a> and <b> listen on the same addresses in the same order: the
+ * service's listener array stays what it is across the swap, so its config
+ * may follow later. */
+static bool
+listen_same(const struct px_service_conf *a, const struct px_service_conf *b)
+{
+    unsigned k;
+
+    if (a->nlisten != b->nlisten)
+        return false;
+    for (k = 0; k < a->nlisten; k++)
+        if (!px_addr_same(&a->listen[k], &b->listen[k]))
+            return false;
+    return true;
+}
 
 /* Appends " <sign><word>" to summary <buf>. */
 static void
@@ -144,6 +185,7 @@ reload_free(struct reload *r)
     free(r->bound);
     px_tls_free_all(r->tls, r->n);
     free(r->old_of_new);
+    free(r->defer);
     px_conf_free(r->conf);
     px_cookie_set_free(r->cookies);
     memset(r, 0, sizeof(*r));
@@ -201,6 +243,7 @@ reload_prepare(struct px_srv *srv, struct reload *r, struct px_conf *conf, char 
     r->n = r->conf->nservices;
     r->old_of_new = xcalloc(r->n, sizeof(*r->old_of_new));
     r->bound = xcalloc(r->n, sizeof(*r->bound));
+    r->defer = xcalloc(r->n > 0 ? r->n : 1, sizeof(*r->defer));
     hmap_init(&names, srv->nsvcs);
     for (j = 0; j < srv->nsvcs; j++)
         hmap_put_str(&names, srv->svcs[j]->conf->name, j);
@@ -232,6 +275,7 @@ reload_prepare(struct px_srv *srv, struct reload *r, struct px_conf *conf, char 
 
             px_tls_up_keep(&nsc->side[RT_LEGACY].tls, osc->side[RT_LEGACY].tls);
             px_tls_up_keep(&nsc->side[RT_NEW].tls, osc->side[RT_NEW].tls);
+            r->defer[i] = listen_same(osc, nsc);
         }
         if (r->old_of_new[i] < 0)
             summary_add(r->services, '+', sc->name);
@@ -391,12 +435,15 @@ reload_service_retire(struct px_srv *srv, struct px_service *svc)
     px_http_close_idle(svc);           /* may free it: the last statement */
 }
 
-/* Commit on replica <srv>: cannot fail. Takes over the reference <cref>
- * (the new generation, r->conf wrapped). <d>: the daemon on the main
- * replica, NULL on a worker's (checkers run on the main loop only). */
+/* The swap on replica <srv>: cannot fail. Takes over the reference <cref>
+ * (the new generation, r->conf wrapped). Services take their places in the
+ * new order; a kept one of r->defer keeps its config (and its listeners,
+ * the same addresses) until its switch slice, the others take theirs now.
+ * <d>: the daemon on the main replica, NULL on a worker's (checkers run on
+ * the main loop only). */
 static void
-reload_commit(struct px_srv *srv, struct reload *r, struct px_confref *cref,
-              struct px_daemon *d)
+reload_swap(struct px_srv *srv, struct reload *r, struct px_confref *cref,
+            struct px_daemon *d)
 {
     struct px_service **olds = srv->svcs, **news = xcalloc(r->n, sizeof(*news));
     struct evconnlistener ***lst = xcalloc(r->n, sizeof(*lst));
@@ -448,7 +495,9 @@ reload_commit(struct px_srv *srv, struct reload *r, struct px_confref *cref,
         if (r->old_of_new[i] >= 0) {
             svc = olds[r->old_of_new[i]];
             kept[r->old_of_new[i]] = true;
-            reload_service_keep(srv, svc, cref, i, d);
+            svc->idx = i;              /* the control plane's index from now on */
+            if (!r->defer[i])
+                reload_service_keep(srv, svc, cref, i, d);
         } else {
             svc = xcalloc(1, sizeof(*svc));
             px_service_init(svc, srv, cref, i);
@@ -463,7 +512,7 @@ reload_commit(struct px_srv *srv, struct reload *r, struct px_confref *cref,
         if (svc->tls != NULL)
             rlog(srv, LL_INFO, "reload", 0, "service %s: %u TLS certificate(s) loaded",
                  svc->conf->name, px_tls_ncerts(svc->tls));
-        svc->listeners = lst[i];
+        svc->listeners = lst[i];       /* a deferred one's: its own, as they were */
         for (k = 0; k < svc->conf->nlisten; k++)
             if (svc->listeners[k] != NULL)   /* a worker that could not bind */
                 px_listener_attach(svc->listeners[k], svc);
@@ -490,20 +539,31 @@ reload_commit(struct px_srv *srv, struct reload *r, struct px_confref *cref,
     free(lst);
 }
 
-/* The reload on a worker's replica: bind the addresses it does not listen
- * on yet (SO_REUSEPORT beside the main loop's, which bound them first), then
- * the same commit. */
+/* The reload on a worker's replica, as jobs: the swap (bind the addresses
+ * it does not listen on yet, SO_REUSEPORT beside the main loop's, which
+ * bound them first, then the same swap), then one job per switch slice. */
 struct job_reload {
     struct px_confref *cref;         /* the new generation */
     struct px_tls_ctx **tls;         /* per new service, as the main loop's prepare
                                       * built it */
     const int *old_of_new;           /* as the main loop's prepare found */
+    const bool *defer;               /* the same */
     unsigned n;
-    struct px_srv *main;             /* its replica, committed and published */
+    unsigned from, to;               /* job_switch: the new services of this slice */
+    struct px_srv *main;             /* its replica, swapped and published */
 };
 
+/* Worker <w>'s service <i> takes the routing snapshot's weight and
+ * generation of the main replica's, which is published first. */
 static void
-job_reload(struct px_srv *w, void *arg)
+publish_from_main(struct px_srv *w, struct px_srv *m, unsigned i)
+{
+    px_service_publish(w->svcs[i], m->svcs[i]->snap->weight_bp, m->svcs[i]->snap->generation);
+    w->svcs[i]->applied_state = m->svcs[i]->applied_state;
+}
+
+static void
+job_swap(struct px_srv *w, void *arg)
 {
     const struct job_reload *j = arg;
     struct reload r;
@@ -513,6 +573,7 @@ job_reload(struct px_srv *w, void *arg)
     memset(&r, 0, sizeof(r));
     r.n = j->n;
     r.old_of_new = (int *)j->old_of_new;
+    r.defer = (bool *)j->defer;
     r.tls = j->tls;                    /* borrowed: each replica takes references */
     r.bound = xcalloc(r.n > 0 ? r.n : 1, sizeof(*r.bound));
     lis_idx_build(&lx, w);
@@ -530,11 +591,31 @@ job_reload(struct px_srv *w, void *arg)
         }
     }
     lis_idx_free(&lx);
-    reload_commit(w, &r, px_confref_get(j->cref), NULL);
-    for (i = 0; i < w->nsvcs && i < j->main->nsvcs; i++)
+    reload_swap(w, &r, px_confref_get(j->cref), NULL);
+    for (i = 0; i < w->nsvcs && i < j->main->nsvcs; i++) {
         px_service_share(w->svcs[i], j->main->svcs[i]);   /* a new one's counts */
-    px_ops_publish_all(w, j->main);
+        if (!j->defer[i])
+            publish_from_main(w, j->main, i);  /* a snapshot borrows from its config */
+    }
     px_listen_caps(w);                 /* new listeners, new caps */
+}
+
+/* Switch slice on worker <w>: the deferred services of [from, to) take their
+ * new config, as they just did on the main replica. */
+static void
+job_switch(struct px_srv *w, void *arg)
+{
+    const struct job_reload *j = arg;
+    unsigned i;
+
+    for (i = j->from; i < j->to && i < w->nsvcs; i++) {
+        if (!j->defer[i])
+            continue;
+        reload_service_keep(w, w->svcs[i], j->cref, i, NULL);
+        publish_from_main(w, j->main, i);
+    }
+    if (j->to >= j->n)
+        px_listen_caps(w);             /* every service's own cap, from its config */
 }
 
 /* Writes the audit entry of a reload attempt and its log line. */
@@ -570,102 +651,6 @@ reload_audit(struct px_daemon *d, uint64_t from_gen, const char *reason, bool ok
     json_decref(fig);
 }
 
-/* Applies the config <conf> (owned; NULL: the load failed with <lerr>):
- * everything but reading and checking the file, on the main loop. */
-static void
-reload_apply(struct px_daemon *d, struct px_conf *conf, const char *lerr)
-{
-    struct px_srv *srv = &d->srv;
-    struct reload r;
-    struct job_reload jr;
-    char err[1024], reason[RELOAD_TEXT_MAX * 2 + 64], names_err[512];
-    const char **names;
-    uint32_t *initial;
-    uint64_t from_gen = srv->conf_generation;
-    unsigned i;
-    int rc;
-
-    if (conf == NULL) {
-        snprintf(err, sizeof(err), "%s", lerr);
-        goto failed;
-    }
-    px_workers_fold(srv);              /* the workers' counts of servers that may go */
-    if (reload_prepare(srv, &r, conf, err, sizeof(err)) < 0)
-        goto failed;
-    names = xcalloc(r.n, sizeof(*names));
-    initial = xcalloc(r.n, sizeof(*initial));
-    for (i = 0; i < r.n; i++) {
-        names[i] = r.conf->services[i].name;
-        initial[i] = r.conf->services[i].route.weight_bp;
-    }
-    rc = adm_control_reconfigure(d->ctl, names, initial, r.n, names_err,
-                                 sizeof(names_err));
-    free(names);
-    free(initial);
-    if (rc != 0) {
-        snprintf(err, sizeof(err), "%s", names_err);
-        reload_free(&r);
-        goto failed;
-    }
-    reload_warn_static(srv->conf, r.conf);
-
-    jr = (struct job_reload){
-        .cref = px_confref_new(r.conf, srv->conf_generation + 1),
-        .old_of_new = r.old_of_new, .n = r.n, .main = srv, .tls = r.tls,
-    };
-    jr.cref->cookies = r.cookies;
-    r.conf = NULL;                     /* owned by the generation now */
-    r.cookies = NULL;
-    reload_commit(srv, &r, jr.cref, d);
-    for (i = 0; i < srv->nsvcs; i++)
-        adm_control_set_plan(d->ctl, i, &srv->conf->services[i].plan,
-                             srv->conf->services[i].rollback.min_requests);
-    adm_control_set_require_reason(d->ctl, srv->conf->admin_require_reason);
-    for (i = 0; i < srv->nsvcs; i++) {
-        const struct adm_svc_state *st = adm_control_state(d->ctl, i);
-
-        /* kept services: the same weight and generation, the routing keys
-         * and servers of the new config; adm_control_set_plan() may have
-         * stopped a plan the config no longer has */
-        px_service_publish(srv->svcs[i], st->weight_bp, st->generation);
-        srv->svcs[i]->applied_state = (int)st->state;
-    }
-    px_daemon_set_cap(d);
-    /* the workers commit and publish in one job: a snapshot borrows from
-     * its config, so no event may run between the two */
-    px_workers_run(srv, job_reload, &jr);
-    if (d->tick != NULL)
-        px_tick_reconfigure(d->tick, r.old_of_new, srv->nsvcs);
-    if (d->gates != NULL)
-        px_gates_reconfigure(d->gates, r.old_of_new, srv->nsvcs);
-    d->reloads++;
-    snprintf(reason, sizeof(reason), "services %s, listeners %s",
-             r.services[0] != '\0' ? r.services : "unchanged",
-             r.listeners[0] != '\0' ? r.listeners : "unchanged");
-    reload_free(&r);
-    {
-        char msg[RELOAD_TEXT_MAX * 2 + 256], g[24];
-
-        snprintf(g, sizeof(g), "%llu", (unsigned long long)srv->conf_generation);
-        snprintf(msg, sizeof(msg), "configuration generation %llu loaded from %s: %s; "
-                 "%u service(s), weights and states kept",
-                 (unsigned long long)srv->conf_generation, srv->conf->file, reason,
-                 srv->nsvcs);
-        log_kv(LL_INFO, "reload", "reload", "ok", "true", "config_generation", g,
-               "file", srv->conf->file, "msg", msg);
-    }
-    reload_audit(d, from_gen, reason, true);
-    return;
-
-failed:
-    d->reload_failures++;
-    log_at(LL_ERR, "reload", 0, "reload of %s failed, running configuration (generation "
-           "%llu) unchanged: %s", srv->conf->file, (unsigned long long)srv->conf_generation,
-           err);
-    snprintf(reason, sizeof(reason), "failed: %s", err);
-    reload_audit(d, from_gen, reason, false);
-}
-
 void
 px_daemon_set_cap(struct px_daemon *d)
 {
@@ -683,24 +668,35 @@ px_daemon_set_cap(struct px_daemon *d)
     px_listen_caps(srv);
 }
 
-/* ---- loading on a thread of its own ------------------------------------- */
+/* ---- a reload, step by step ---------------------------------------------- */
 
-/* A config file being read and checked (px_conf_load()) off the main loop:
- * at 1000 services that is 10 ms of parsing that no request waits for.
- * <state> settles who frees it: the thread once the main loop abandoned it
- * (a stop while the file is read: a file that cannot be read never holds
- * a stop), else the main loop. */
+/* A reload from SIGHUP to its audit entry: the file read and checked on a
+ * thread of its own (px_conf_load(): at 1000 services that is 10 ms of
+ * parsing that no request waits for), then the steps on the main loop, each
+ * a short event: prepare, swap, switch slices, the old generation freed,
+ * the end. <state> settles who frees it while the file is read: the thread
+ * once the main loop abandoned it (a stop while the file is read: a file
+ * that cannot be read never holds a stop), else the main loop. */
 enum { LOAD_RUNNING, LOAD_DONE, LOAD_ABANDONED };
+enum { STEP_SWAP, STEP_SWITCH, STEP_FREE, STEP_END };
 
 struct px_reload_load {
     pthread_t thread;
+    bool joined;                     /* the thread is over: the steps run */
     char *file;                      /* owned: the running config's file */
     struct px_conf *conf;            /* the thread's result; NULL: failed, see <err> */
     char err[1024];
     int efd;                         /* owned: eventfd, "loaded" */
     struct event *ev;                /* owned by the main loop: <efd> readable */
-    bool again;                      /* a SIGHUP came while loading: reload again */
+    bool again;                      /* a SIGHUP came meanwhile: reload again */
     int state;                       /* atomic: LOAD_* */
+    struct event *step;              /* owned: the next step, at the loop's next turn */
+    int next_step;                   /* STEP_* */
+    struct reload r;                 /* prepared, then being committed */
+    struct job_reload jr;            /* the new generation, as every replica takes it */
+    struct px_confref *old;          /* owned from the swap: the generation replaced,
+                                      * freed in a step of its own */
+    uint64_t from_gen;
 };
 
 static void
@@ -729,45 +725,44 @@ load_main(void *arg)
     return NULL;
 }
 
-/* Waits for the thread of <l>, done, and frees <l>; returns its config
- * (owned) and copies its error into <err>. */
-static struct px_conf *
-load_end(struct px_reload_load *l, char *err, size_t errlen, bool *again)
+/* A refused reload: logged, counted and audited; nothing changed. */
+static void
+reload_failed(struct px_daemon *d, const char *err)
 {
-    struct px_conf *conf;
+    struct px_srv *srv = &d->srv;
+    char reason[RELOAD_TEXT_MAX * 2 + 64];
 
-    pthread_join(l->thread, NULL);
-    conf = l->conf;
-    l->conf = NULL;
-    snprintf(err, errlen, "%s", l->err);
-    *again = l->again;
-    event_free(l->ev);
-    load_free(l);
-    return conf;
+    d->reload_failures++;
+    log_at(LL_ERR, "reload", 0, "reload of %s failed, running configuration (generation "
+           "%llu) unchanged: %s", srv->conf->file, (unsigned long long)srv->conf_generation,
+           err);
+    snprintf(reason, sizeof(reason), "failed: %s", err);
+    reload_audit(d, srv->conf_generation, reason, false);
 }
 
 static void load_start(struct px_daemon *d);
 
+/* The reload of d->reload is over (applied, refused or dropped): frees it,
+ * then reads the file again when a SIGHUP asked for it meanwhile, else
+ * tells d->reloaded. <tell>: false for a reload dropped by the stop. */
 static void
-on_loaded(evutil_socket_t fd, short what, void *arg)
+reload_done(struct px_daemon *d, bool tell)
 {
-    struct px_daemon *d = arg;
-    struct px_conf *conf;
-    char err[1024];
-    bool again;
+    struct px_reload_load *l = d->reload;
+    bool again = l->again;
 
-    (void)fd;
-    (void)what;
-    conf = load_end(d->reload, err, sizeof(err), &again);
     d->reload = NULL;
-    if (d->srv.stopping) {
-        log_at(LL_WARN, "reload", 0, "shutting down: the configuration loaded is not applied");
-        px_conf_free(conf);
+    reload_free(&l->r);
+    px_confref_put(l->old);
+    if (l->step != NULL)
+        event_free(l->step);
+    if (l->ev != NULL)
+        event_free(l->ev);
+    load_free(l);
+    if (!tell)
         return;
-    }
-    reload_apply(d, conf, err);
-    if (again) {
-        /* a SIGHUP while it loaded: the file may have changed since */
+    if (again && !d->srv.stopping) {
+        /* a SIGHUP while it was applied: the file may have changed since */
         log_at(LL_INFO, "reload", 0, "SIGHUP during the reload: reloading %s again",
                d->srv.conf->file);
         load_start(d);
@@ -777,6 +772,244 @@ on_loaded(evutil_socket_t fd, short what, void *arg)
         d->reloaded(d);
 }
 
+/* Main replica's service <i> takes the control plane's weight and state
+ * (adm_control_set_plan() may have stopped a plan the config no longer has). */
+static void
+publish_main(struct px_daemon *d, unsigned i)
+{
+    const struct adm_svc_state *st = adm_control_state(d->ctl, i);
+
+    px_service_publish(d->srv.svcs[i], st->weight_bp, st->generation);
+    d->srv.svcs[i]->applied_state = (int)st->state;
+}
+
+/* The swap: the control plane re-keyed (which may still refuse the
+ * reload: 0, or -1 with <err> and nothing changed), then every replica.
+ * Kept services take their new config later (step_switch) when deferred. */
+static int
+step_swap(struct px_daemon *d, char *err, size_t errlen)
+{
+    struct px_reload_load *l = d->reload;
+    struct px_srv *srv = &d->srv;
+    struct reload *r = &l->r;
+    const char **names;
+    uint32_t *initial;
+    unsigned i;
+    int rc;
+
+    px_workers_fold(srv);              /* the workers' counts of servers that may go */
+    names = xcalloc(r->n > 0 ? r->n : 1, sizeof(*names));
+    initial = xcalloc(r->n > 0 ? r->n : 1, sizeof(*initial));
+    for (i = 0; i < r->n; i++) {
+        names[i] = r->conf->services[i].name;
+        initial[i] = r->conf->services[i].route.weight_bp;
+    }
+    rc = adm_control_reconfigure(d->ctl, names, initial, r->n, err, errlen);
+    free(names);
+    free(initial);
+    if (rc != 0)
+        return -1;
+    l->jr = (struct job_reload){
+        .cref = px_confref_new(r->conf, srv->conf_generation + 1),
+        .old_of_new = r->old_of_new, .defer = r->defer, .n = r->n, .main = srv,
+        .tls = r->tls,
+    };
+    l->jr.cref->cookies = r->cookies;
+    r->conf = NULL;                    /* owned by the generation now */
+    r->cookies = NULL;
+    /* the old generation is freed in a step of its own, not by whichever
+     * replica drops it last in the middle of a slice */
+    l->old = px_confref_get(srv->cref);
+    reload_swap(srv, r, l->jr.cref, d);
+    for (i = 0; i < srv->nsvcs; i++)
+        adm_control_set_plan(d->ctl, i, &srv->conf->services[i].plan,
+                             srv->conf->services[i].rollback.min_requests);
+    adm_control_set_require_reason(d->ctl, srv->conf->admin_require_reason);
+    for (i = 0; i < srv->nsvcs; i++)
+        if (!r->defer[i])
+            publish_main(d, i);        /* a deferred one keeps its config's snapshot */
+    px_daemon_set_cap(d);
+    /* the workers swap and publish in one job: a snapshot borrows from its
+     * config, so no event may run between the two */
+    px_workers_run(srv, job_swap, &l->jr);
+    if (d->tick != NULL)
+        px_tick_reconfigure(d->tick, r->old_of_new, srv->nsvcs);
+    if (d->gates != NULL)
+        px_gates_reconfigure(d->gates, r->old_of_new, srv->nsvcs);
+    return 0;
+}
+
+/* One switch slice: deferred services take their new config on the main
+ * replica for about RELOAD_SLICE_US (one at least), then the same ones on
+ * every worker's. True when every service has switched. */
+static bool
+step_switch(struct px_daemon *d)
+{
+    struct px_reload_load *l = d->reload;
+    struct px_srv *srv = &d->srv;
+    struct reload *r = &l->r;
+    uint64_t t0 = mono_us();
+    unsigned i = l->jr.to;
+
+    l->jr.from = i;
+    while (i < r->n && (i == l->jr.from || mono_us() - t0 < RELOAD_SLICE_US)) {
+        if (r->defer[i]) {
+            reload_service_keep(srv, srv->svcs[i], l->jr.cref, i, d);
+            publish_main(d, i);
+        }
+        i++;
+    }
+    l->jr.to = i;
+    px_workers_run(srv, job_switch, &l->jr);
+    if (i < r->n)
+        return false;
+    px_listen_caps(srv);               /* every service's own cap, from its config */
+    return true;
+}
+
+/* The end: counted, logged, audited. */
+static void
+step_end(struct px_daemon *d)
+{
+    struct px_reload_load *l = d->reload;
+    struct px_srv *srv = &d->srv;
+    struct reload *r = &l->r;
+    char reason[RELOAD_TEXT_MAX * 2 + 64], msg[RELOAD_TEXT_MAX * 2 + 256], g[24];
+
+    d->reloads++;
+    snprintf(reason, sizeof(reason), "services %s, listeners %s",
+             r->services[0] != '\0' ? r->services : "unchanged",
+             r->listeners[0] != '\0' ? r->listeners : "unchanged");
+    snprintf(g, sizeof(g), "%llu", (unsigned long long)srv->conf_generation);
+    snprintf(msg, sizeof(msg), "configuration generation %llu loaded from %s: %s; "
+             "%u service(s), weights and states kept",
+             (unsigned long long)srv->conf_generation, srv->conf->file, reason,
+             srv->nsvcs);
+    log_kv(LL_INFO, "reload", "reload", "ok", "true", "config_generation", g,
+           "file", srv->conf->file, "msg", msg);
+    reload_audit(d, l->from_gen, reason, true);
+}
+
+/* Runs step l->next_step; false when the reload is over (d->reload freed). */
+static bool
+step_run(struct px_daemon *d, bool tell)
+{
+    struct px_reload_load *l = d->reload;
+    uint64_t t0 = mono_us();
+    int step = l->next_step;
+    char err[1024];
+
+    switch (step) {
+    case STEP_SWAP:
+        if (step_swap(d, err, sizeof(err)) < 0) {
+            reload_failed(d, err);
+            reload_done(d, tell);
+            return false;
+        }
+        l->next_step = STEP_SWITCH;
+        break;
+    case STEP_SWITCH:
+        if (step_switch(d))
+            l->next_step = STEP_FREE;
+        break;
+    case STEP_FREE:
+        px_confref_put(l->old);        /* frees the old generation's config */
+        l->old = NULL;
+        l->next_step = STEP_END;
+        break;
+    default:
+        step_end(d);
+        log_at(LL_DEBUG, "reload", 0, "step %d: %llu us", step,
+               (unsigned long long)(mono_us() - t0));
+        reload_done(d, tell);
+        return false;
+    }
+    log_at(LL_DEBUG, "reload", 0, "step %d: %llu us", step,
+           (unsigned long long)(mono_us() - t0));
+    return true;
+}
+
+/* Runs what is left of the reload at once (the stop, or no event). */
+static void
+steps_finish(struct px_daemon *d, bool tell)
+{
+    while (step_run(d, tell))
+        ;
+}
+
+static void
+on_step(evutil_socket_t fd, short what, void *arg)
+{
+    struct px_daemon *d = arg;
+    struct timeval now = { 0, 0 };
+
+    (void)fd;
+    (void)what;
+    if (d->reload->next_step == STEP_SWAP && d->srv.stopping) {
+        log_at(LL_WARN, "reload", 0, "shutting down: the configuration loaded is not applied");
+        reload_done(d, false);
+        return;
+    }
+    if (!step_run(d, true))
+        return;
+    if (event_add(d->reload->step, &now) < 0)
+        steps_finish(d, true);         /* no event: the rest at once */
+}
+
+/* The file was read and checked (config <conf>, owned; NULL: refused with
+ * <lerr>): the prepare, then the steps from the loop's next turn. */
+static void
+reload_begin(struct px_daemon *d, struct px_conf *conf, const char *lerr)
+{
+    struct px_reload_load *l = d->reload;
+    struct px_srv *srv = &d->srv;
+    struct timeval now = { 0, 0 };
+    uint64_t t0 = mono_us();
+    char err[1024];
+
+    l->from_gen = srv->conf_generation;
+    if (conf == NULL) {
+        reload_failed(d, lerr);
+        reload_done(d, true);
+        return;
+    }
+    if (reload_prepare(srv, &l->r, conf, err, sizeof(err)) < 0) {
+        reload_failed(d, err);
+        reload_done(d, true);
+        return;
+    }
+    reload_warn_static(srv->conf, l->r.conf);
+    log_at(LL_DEBUG, "reload", 0, "prepare: %llu us", (unsigned long long)(mono_us() - t0));
+    l->next_step = STEP_SWAP;
+    l->step = event_new(srv->base, -1, 0, on_step, d);
+    if (l->step == NULL || event_add(l->step, &now) < 0)
+        steps_finish(d, true);         /* no event: the rest at once */
+}
+
+static void
+on_loaded(evutil_socket_t fd, short what, void *arg)
+{
+    struct px_daemon *d = arg;
+    struct px_reload_load *l = d->reload;
+    struct px_conf *conf;
+
+    (void)fd;
+    (void)what;
+    pthread_join(l->thread, NULL);
+    l->joined = true;
+    event_free(l->ev);
+    l->ev = NULL;
+    conf = l->conf;
+    l->conf = NULL;
+    if (d->srv.stopping) {
+        log_at(LL_WARN, "reload", 0, "shutting down: the configuration loaded is not applied");
+        px_conf_free(conf);
+        reload_done(d, false);
+        return;
+    }
+    reload_begin(d, conf, l->err);
+}
+
 /* Starts reading the running config's file on a thread of its own; when
  * no thread can be had, reads it here. */
 static void
@@ -784,11 +1017,11 @@ load_start(struct px_daemon *d)
 {
     struct px_reload_load *l = xcalloc(1, sizeof(*l));
     sigset_t all, old;
-    char err[1024];
     int e = -1;
 
     l->file = xstrdup(d->srv.conf->file);
     l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    d->reload = l;
     if (l->efd >= 0 &&
         (l->ev = event_new(d->srv.base, l->efd, EV_READ, on_loaded, d)) != NULL &&
         event_add(l->ev, NULL) == 0) {
@@ -798,22 +1031,21 @@ load_start(struct px_daemon *d)
         e = pthread_create(&l->thread, NULL, load_main, l);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
-    if (e == 0) {
-        d->reload = l;
+    if (e == 0)
         return;
-    }
     log_at(LL_WARN, "reload", 0, "cannot start the thread that reads the configuration (%s): "
            "reading it on the main loop", e > 0 ? strerror(e) : strerror(errno));
     if (l->ev != NULL)
         event_free(l->ev);
-    load_free(l);
+    l->ev = NULL;
+    l->joined = true;
+    l->conf = px_conf_load(l->file, l->err, sizeof(l->err));
     {
-        struct px_conf *conf = px_conf_load(d->srv.conf->file, err, sizeof(err));
+        struct px_conf *conf = l->conf;
 
-        reload_apply(d, conf, err);
+        l->conf = NULL;
+        reload_begin(d, conf, l->err);
     }
-    if (d->reloaded != NULL)
-        d->reloaded(d);
 }
 
 void
@@ -830,8 +1062,9 @@ px_reload(struct px_daemon *d)
     }
     if (d->reload != NULL) {
         d->reload->again = true;
-        log_at(LL_INFO, "reload", 0, "SIGHUP while %s is being read: it is read again "
-               "once this reload is applied", srv->conf->file);
+        log_at(LL_INFO, "reload", 0, "SIGHUP while %s is being %s: it is read again "
+               "once this reload is applied", srv->conf->file,
+               d->reload->joined ? "applied" : "read");
         return;
     }
     log_at(LL_INFO, "reload", 0, "SIGHUP: reloading %s", srv->conf->file);
@@ -842,14 +1075,25 @@ void
 px_reload_stop(struct px_daemon *d)
 {
     struct px_reload_load *l = d->reload;
-    char err[1024];
-    bool again;
 
     if (l == NULL)
         return;
+    if (l->joined) {
+        /* prepared and not swapped: dropped, nothing changed; swapped: the
+         * replicas finish taking the new config, at once */
+        if (l->next_step == STEP_SWAP) {
+            log_at(LL_WARN, "reload", 0, "stopping: the configuration loaded is not applied");
+            reload_done(d, false);
+        } else {
+            steps_finish(d, false);
+        }
+        return;
+    }
     d->reload = NULL;
     if (__atomic_exchange_n(&l->state, LOAD_ABANDONED, __ATOMIC_ACQ_REL) == LOAD_DONE) {
-        px_conf_free(load_end(l, err, sizeof(err), &again));
+        pthread_join(l->thread, NULL);
+        event_free(l->ev);
+        load_free(l);
         return;
     }
     /* still reading (a file that blocks): the thread frees it when done */
