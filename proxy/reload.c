@@ -94,6 +94,25 @@ mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* This thread's CPU time, in microseconds: a step's cost whatever the load. */
+static uint64_t
+cpu_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* The debug line of a piece of a reload that ran in one event (or job) of
+ * its loop: how long it held the loop, and the thread's CPU for it. */
+static void
+step_log(unsigned worker, const char *what, uint64_t t0, uint64_t c0)
+{
+    log_at(LL_DEBUG, "reload", 0, "loop %u: %s: %llu us (CPU %llu us)", worker, what,
+           (unsigned long long)(mono_us() - t0), (unsigned long long)(cpu_us() - c0));
+}
+
 /* True when <a> and <b> listen on the same addresses in the same order: the
  * service's listener array stays what it is across the swap, so its config
  * may follow later. */
@@ -568,6 +587,7 @@ job_swap(struct px_srv *w, void *arg)
     const struct job_reload *j = arg;
     struct reload r;
     struct lis_idx lx;
+    uint64_t t0 = mono_us(), c0 = cpu_us();
     unsigned i, k;
 
     memset(&r, 0, sizeof(r));
@@ -598,6 +618,7 @@ job_swap(struct px_srv *w, void *arg)
             publish_from_main(w, j->main, i);  /* a snapshot borrows from its config */
     }
     px_listen_caps(w);                 /* new listeners, new caps */
+    step_log(w->worker_id, "swap", t0, c0);
 }
 
 /* Switch slice on worker <w>: the deferred services of [from, to) take their
@@ -606,6 +627,7 @@ static void
 job_switch(struct px_srv *w, void *arg)
 {
     const struct job_reload *j = arg;
+    uint64_t t0 = mono_us(), c0 = cpu_us();
     unsigned i;
 
     for (i = j->from; i < j->to && i < w->nsvcs; i++) {
@@ -616,6 +638,7 @@ job_switch(struct px_srv *w, void *arg)
     }
     if (j->to >= j->n)
         px_listen_caps(w);             /* every service's own cap, from its config */
+    step_log(w->worker_id, "switch slice", t0, c0);
 }
 
 /* Writes the audit entry of a reload attempt and its log line. */
@@ -894,8 +917,10 @@ step_end(struct px_daemon *d)
 static bool
 step_run(struct px_daemon *d, bool tell)
 {
+    static const char *const names[] = { "swap", "switch slice", "old generation freed",
+                                         "end" };
     struct px_reload_load *l = d->reload;
-    uint64_t t0 = mono_us();
+    uint64_t t0 = mono_us(), c0 = cpu_us();
     int step = l->next_step;
     char err[1024];
 
@@ -919,13 +944,11 @@ step_run(struct px_daemon *d, bool tell)
         break;
     default:
         step_end(d);
-        log_at(LL_DEBUG, "reload", 0, "step %d: %llu us", step,
-               (unsigned long long)(mono_us() - t0));
+        step_log(0, names[step], t0, c0);
         reload_done(d, tell);
         return false;
     }
-    log_at(LL_DEBUG, "reload", 0, "step %d: %llu us", step,
-           (unsigned long long)(mono_us() - t0));
+    step_log(0, names[step], t0, c0);
     return true;
 }
 
@@ -964,7 +987,7 @@ reload_begin(struct px_daemon *d, struct px_conf *conf, const char *lerr)
     struct px_reload_load *l = d->reload;
     struct px_srv *srv = &d->srv;
     struct timeval now = { 0, 0 };
-    uint64_t t0 = mono_us();
+    uint64_t t0 = mono_us(), c0 = cpu_us();
     char err[1024];
 
     l->from_gen = srv->conf_generation;
@@ -979,7 +1002,7 @@ reload_begin(struct px_daemon *d, struct px_conf *conf, const char *lerr)
         return;
     }
     reload_warn_static(srv->conf, l->r.conf);
-    log_at(LL_DEBUG, "reload", 0, "prepare: %llu us", (unsigned long long)(mono_us() - t0));
+    step_log(0, "prepare", t0, c0);
     l->next_step = STEP_SWAP;
     l->step = event_new(srv->base, -1, 0, on_step, d);
     if (l->step == NULL || event_add(l->step, &now) < 0)
