@@ -701,7 +701,7 @@ px_daemon_set_cap(struct px_daemon *d)
  * once the main loop abandoned it (a stop while the file is read: a file
  * that cannot be read never holds a stop), else the main loop. */
 enum { LOAD_RUNNING, LOAD_DONE, LOAD_ABANDONED };
-enum { STEP_SWAP, STEP_SWITCH, STEP_FREE, STEP_END };
+enum { STEP_FOLD, STEP_SWAP, STEP_SWITCH, STEP_FREE, STEP_END };
 
 struct px_reload_load {
     pthread_t thread;
@@ -820,7 +820,6 @@ step_swap(struct px_daemon *d, char *err, size_t errlen)
     unsigned i;
     int rc;
 
-    px_workers_fold(srv);              /* the workers' counts of servers that may go */
     names = xcalloc(r->n > 0 ? r->n : 1, sizeof(*names));
     initial = xcalloc(r->n > 0 ? r->n : 1, sizeof(*initial));
     for (i = 0; i < r->n; i++) {
@@ -917,14 +916,21 @@ step_end(struct px_daemon *d)
 static bool
 step_run(struct px_daemon *d, bool tell)
 {
-    static const char *const names[] = { "swap", "switch slice", "old generation freed",
-                                         "end" };
+    static const char *const names[] = { "fold", "swap", "switch slice",
+                                         "old generation freed", "end" };
     struct px_reload_load *l = d->reload;
     uint64_t t0 = mono_us(), c0 = cpu_us();
     int step = l->next_step;
     char err[1024];
 
     switch (step) {
+    case STEP_FOLD:
+        /* the workers' counts of servers and services that may go, a loop
+         * turn before the swap: the swap's event does not wait for the
+         * workers twice */
+        px_workers_fold(&d->srv);
+        l->next_step = STEP_SWAP;
+        break;
     case STEP_SWAP:
         if (step_swap(d, err, sizeof(err)) < 0) {
             reload_failed(d, err);
@@ -968,7 +974,7 @@ on_step(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (d->reload->next_step == STEP_SWAP && d->srv.stopping) {
+    if (d->reload->next_step <= STEP_SWAP && d->srv.stopping) {
         log_at(LL_WARN, "reload", 0, "shutting down: the configuration loaded is not applied");
         reload_done(d, false);
         return;
@@ -1003,7 +1009,7 @@ reload_begin(struct px_daemon *d, struct px_conf *conf, const char *lerr)
     }
     reload_warn_static(srv->conf, l->r.conf);
     step_log(0, "prepare", t0, c0);
-    l->next_step = STEP_SWAP;
+    l->next_step = STEP_FOLD;
     l->step = event_new(srv->base, -1, 0, on_step, d);
     if (l->step == NULL || event_add(l->step, &now) < 0)
         steps_finish(d, true);         /* no event: the rest at once */
@@ -1104,7 +1110,7 @@ px_reload_stop(struct px_daemon *d)
     if (l->joined) {
         /* prepared and not swapped: dropped, nothing changed; swapped: the
          * replicas finish taking the new config, at once */
-        if (l->next_step == STEP_SWAP) {
+        if (l->next_step <= STEP_SWAP) {
             log_at(LL_WARN, "reload", 0, "stopping: the configuration loaded is not applied");
             reload_done(d, false);
         } else {
