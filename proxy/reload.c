@@ -2,17 +2,19 @@
  * reload: see reload.h. A reload in two halves: prepare (load and check the
  * file, bind the new listen addresses, re-key the control plane), where any
  * failure undoes what was done and leaves everything as it was; then commit,
- * which cannot fail. The commit is cut so that no event of any loop grows
- * with the services: the swap (the service arrays in their new order, new
- * services, retired ones, listeners, TLS material, the generation) is one
- * event of the main loop and one job on each worker; then the kept services
- * whose listen addresses stayed take their new config in slices of about
- * RELOAD_SLICE_US, each slice on the main replica and then, in a job, on the
- * workers' (a service switches between two events of every loop, so a
- * request sees its service's old config or its new one, never a mix); then
- * the old generation is freed and the reload logged and audited, each in a
- * step of its own. What changed in a kept service is
- * px_service_conf_diff()'s answer (proxy/conf.h), never a field list here.
+ * which cannot fail. Both are cut so that no event of any loop grows with
+ * the services a reload keeps: the prepare matches and binds in slices of
+ * about RELOAD_PREPARE_US; the workers' counts are folded; the swap (the
+ * service arrays in their new order, new services, retired ones, listeners,
+ * TLS material, the generation) is one event of the main loop and one job
+ * on each worker; then the kept services whose listen addresses stayed take
+ * their new config in slices of about RELOAD_SLICE_US, each slice on the
+ * main replica and then, in a job, on the workers' (a service switches
+ * between two events of every loop, so a request sees its service's old
+ * config or its new one, never a mix); then the old generation is freed and
+ * the reload logged and audited, each in a step of its own. What changed in
+ * a kept service is px_service_conf_diff()'s answer (proxy/conf.h), never a
+ * field list here.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -53,6 +55,7 @@
 #include "proxy/worker.h"
 
 #define RELOAD_TEXT_MAX 2048         /* bytes of the "+a -b ~c" summary */
+#define RELOAD_PREPARE_US 800        /* a slice of the prepare (the main loop alone) */
 #define RELOAD_SLICE_US 400          /* the main replica's part of a switch slice;
                                       * the workers' part, the same services, costs
                                       * about as much: a slice is about 1 ms */
@@ -63,6 +66,14 @@
         if ((srv)->worker_id == 0)                                             \
             log_at(__VA_ARGS__);                                               \
     } while (0)
+
+/* The listeners of a replica by address, so that matching the n addresses
+ * of a new config costs n lookups, not n^2 compares. Keys are borrowed from
+ * the services' configs: an index lives while they do. */
+struct lis_idx {
+    struct hmap m;                   /* sockaddr bytes -> index in <at> */
+    struct evconnlistener ***at;     /* owned array: where each listener sits */
+};
 
 struct reload {
     struct px_conf *conf;            /* owned until the commit: the new config */
@@ -83,6 +94,11 @@ struct reload {
                                       * whose listen addresses are the same: the swap
                                       * only moves it to its place, its config follows
                                       * in a switch slice (reload_service_keep) */
+    /* while the prepare runs in slices (prepare_slice) */
+    bool indexed;                    /* <names> and <lx> are built */
+    struct hmap names;               /* the running services' names -> index */
+    struct lis_idx lx;               /* the running listeners */
+    unsigned next;                   /* the next new service to prepare */
 };
 
 static uint64_t
@@ -139,14 +155,6 @@ summary_add(char *buf, char sign, const char *word)
         snprintf(buf + n, RELOAD_TEXT_MAX - n, "%s%c%s", n > 0 ? " " : "", sign, word);
 }
 
-/* The listeners of a replica by address, so that matching the n addresses
- * of a new config costs n lookups, not n^2 compares. Keys are borrowed from
- * the services' configs: an index lives while they do. */
-struct lis_idx {
-    struct hmap m;                   /* sockaddr bytes -> index in <at> */
-    struct evconnlistener ***at;     /* owned array: where each listener sits */
-};
-
 static void
 lis_idx_build(struct lis_idx *x, struct px_srv *srv)
 {
@@ -190,11 +198,17 @@ listener_find(const struct lis_idx *x, const struct px_addr *a)
     return NULL;
 }
 
+static void lis_idx_free(struct lis_idx *x);
+
 static void
 reload_free(struct reload *r)
 {
     unsigned i, k;
 
+    if (r->indexed) {
+        hmap_free(&r->names);
+        lis_idx_free(&r->lx);
+    }
     for (i = 0; r->bound != NULL && i < r->n; i++) {
         for (k = 0; r->bound[i] != NULL && k < r->conf->services[i].nlisten; k++)
             if (r->bound[i][k] != NULL)
@@ -240,48 +254,58 @@ reload_warn_static(const struct px_conf *o, const struct px_conf *c)
                "running access log (if any) stays as it is");
 }
 
-/* Prepare: takes the loaded config <conf> (owned) and binds the new
- * addresses. 0, or -1 with the reason in <err> and nothing changed. */
+/* Prepare, in three parts; any failure leaves everything as it was (-1,
+ * with the reason in <err>; the caller frees <r>). The first takes the
+ * loaded config <conf> (owned): the cookie keys, the indexes of the running
+ * services and listeners. */
 static int
-reload_prepare(struct px_srv *srv, struct reload *r, struct px_conf *conf, char *err,
-               size_t errlen)
+prepare_begin(struct px_srv *srv, struct reload *r, struct px_conf *conf, char *err,
+              size_t errlen)
 {
-    struct lis_idx lx;
-    struct hmap names;
-    unsigned i, k, j;
+    unsigned j;
 
     memset(r, 0, sizeof(*r));
     r->conf = conf;
     /* the key file is read again: a rotated key takes effect with the
      * reload, and a broken file fails it */
     if (px_cookie_set_build(r->conf, px_daemon_of(srv)->cookie_key_file, true,
-                            srv->cref->cookies, &r->cookies, err, errlen) != 0) {
-        reload_free(r);
+                            srv->cref->cookies, &r->cookies, err, errlen) != 0)
         return -1;
-    }
     r->n = r->conf->nservices;
-    r->old_of_new = xcalloc(r->n, sizeof(*r->old_of_new));
-    r->bound = xcalloc(r->n, sizeof(*r->bound));
+    r->old_of_new = xcalloc(r->n > 0 ? r->n : 1, sizeof(*r->old_of_new));
+    r->bound = xcalloc(r->n > 0 ? r->n : 1, sizeof(*r->bound));
     r->defer = xcalloc(r->n > 0 ? r->n : 1, sizeof(*r->defer));
-    hmap_init(&names, srv->nsvcs);
+    hmap_init(&r->names, srv->nsvcs);
     for (j = 0; j < srv->nsvcs; j++)
-        hmap_put_str(&names, srv->svcs[j]->conf->name, j);
-    lis_idx_build(&lx, srv);
-    for (i = 0; i < r->n; i++) {
+        hmap_put_str(&r->names, srv->svcs[j]->conf->name, j);
+    lis_idx_build(&r->lx, srv);
+    r->indexed = true;
+    return 0;
+}
+
+/* The second, in slices (nothing runs meanwhile that changes the running
+ * services): new service r->next on, for about <budget_us> (one at least),
+ * is matched to the running one of its name and its new addresses are
+ * bound. 1 when every service is done, 0 when some are left, -1. */
+static int
+prepare_slice(struct px_srv *srv, struct reload *r, uint64_t budget_us, char *err,
+              size_t errlen)
+{
+    uint64_t t0 = mono_us();
+    unsigned i, k, j;
+
+    for (i = r->next; i < r->n && (i == r->next || mono_us() - t0 < budget_us); i++) {
         const struct px_service_conf *sc = &r->conf->services[i];
 
-        r->old_of_new[i] = hmap_get_str(&names, sc->name, &j) ? (int)j : -1;
-        r->bound[i] = xcalloc(sc->nlisten, sizeof(*r->bound[i]));
+        r->old_of_new[i] = hmap_get_str(&r->names, sc->name, &j) ? (int)j : -1;
+        r->bound[i] = xcalloc(sc->nlisten > 0 ? sc->nlisten : 1, sizeof(*r->bound[i]));
         for (k = 0; k < sc->nlisten; k++) {
-            if (listener_find(&lx, &sc->listen[k]) != NULL)
+            if (listener_find(&r->lx, &sc->listen[k]) != NULL)
                 continue;              /* kept: its socket moves over at commit */
             r->bound[i][k] = px_listener_new(srv, &sc->listen[k]);
             if (r->bound[i][k] == NULL) {
                 snprintf(err, errlen, "%s: services[%u].listen[%u]: cannot listen on %s: %s",
                          r->conf->file, i, k, sc->listen[k].text, strerror(errno));
-                hmap_free(&names);
-                lis_idx_free(&lx);
-                reload_free(r);
                 return -1;
             }
             summary_add(r->listeners, '+', sc->listen[k].text);
@@ -301,25 +325,28 @@ reload_prepare(struct px_srv *srv, struct reload *r, struct px_conf *conf, char 
         else if (!px_service_conf_equal(srv->svcs[r->old_of_new[i]]->conf, sc))
             summary_add(r->services, '~', sc->name);
     }
-    hmap_free(&names);
-    lis_idx_free(&lx);
-    /* TLS: every certificate and key read again (a kept service keeps its
-     * ticket keys); a bad file refuses the whole reload */
-    {
-        struct px_tls_ctx **prev = xcalloc(r->n > 0 ? r->n : 1, sizeof(*prev));
-        int rc;
+    r->next = i;
+    return i < r->n ? 0 : 1;
+}
 
-        for (i = 0; i < r->n; i++)
-            if (r->old_of_new[i] >= 0)
-                prev[i] = srv->svcs[r->old_of_new[i]]->tls;
-        rc = px_tls_load_all(r->conf, prev, false, &r->tls, err, errlen);
-        free(prev);
-        if (rc != 0) {
-            reload_free(r);
-            return -1;
-        }
-    }
-    return 0;
+/* The third: the indexes go, and every certificate and key is read again
+ * (a kept service keeps its ticket keys); a bad file refuses the reload. */
+static int
+prepare_end(struct px_srv *srv, struct reload *r, char *err, size_t errlen)
+{
+    struct px_tls_ctx **prev = xcalloc(r->n > 0 ? r->n : 1, sizeof(*prev));
+    unsigned i;
+    int rc;
+
+    hmap_free(&r->names);
+    lis_idx_free(&r->lx);
+    r->indexed = false;
+    for (i = 0; i < r->n; i++)
+        if (r->old_of_new[i] >= 0)
+            prev[i] = srv->svcs[r->old_of_new[i]]->tls;
+    rc = px_tls_load_all(r->conf, prev, false, &r->tls, err, errlen);
+    free(prev);
+    return rc != 0 ? -1 : 0;
 }
 
 /* Commit, part one: kept service <svc> takes its new conf <sc> (index
@@ -701,7 +728,7 @@ px_daemon_set_cap(struct px_daemon *d)
  * once the main loop abandoned it (a stop while the file is read: a file
  * that cannot be read never holds a stop), else the main loop. */
 enum { LOAD_RUNNING, LOAD_DONE, LOAD_ABANDONED };
-enum { STEP_FOLD, STEP_SWAP, STEP_SWITCH, STEP_FREE, STEP_END };
+enum { STEP_PREPARE, STEP_TLS, STEP_FOLD, STEP_SWAP, STEP_SWITCH, STEP_FREE, STEP_END };
 
 struct px_reload_load {
     pthread_t thread;
@@ -916,14 +943,30 @@ step_end(struct px_daemon *d)
 static bool
 step_run(struct px_daemon *d, bool tell)
 {
-    static const char *const names[] = { "fold", "swap", "switch slice",
-                                         "old generation freed", "end" };
+    static const char *const names[] = { "prepare slice", "prepare end (TLS)", "fold",
+                                         "swap", "switch slice", "old generation freed",
+                                         "end" };
     struct px_reload_load *l = d->reload;
     uint64_t t0 = mono_us(), c0 = cpu_us();
-    int step = l->next_step;
+    int step = l->next_step, rc;
     char err[1024];
 
     switch (step) {
+    case STEP_PREPARE:
+    case STEP_TLS:
+        rc = step == STEP_PREPARE ? prepare_slice(&d->srv, &l->r, RELOAD_PREPARE_US, err,
+                                                  sizeof(err))
+                                  : prepare_end(&d->srv, &l->r, err, sizeof(err));
+        if (rc < 0) {
+            reload_failed(d, err);
+            reload_done(d, tell);
+            return false;
+        }
+        if (step == STEP_TLS)
+            l->next_step = STEP_FOLD;
+        else if (rc == 1)
+            l->next_step = STEP_TLS;
+        break;
     case STEP_FOLD:
         /* the workers' counts of servers and services that may go, a loop
          * turn before the swap: the swap's event does not wait for the
@@ -1002,14 +1045,14 @@ reload_begin(struct px_daemon *d, struct px_conf *conf, const char *lerr)
         reload_done(d, true);
         return;
     }
-    if (reload_prepare(srv, &l->r, conf, err, sizeof(err)) < 0) {
+    if (prepare_begin(srv, &l->r, conf, err, sizeof(err)) < 0) {
         reload_failed(d, err);
         reload_done(d, true);
         return;
     }
     reload_warn_static(srv->conf, l->r.conf);
-    step_log(0, "prepare", t0, c0);
-    l->next_step = STEP_FOLD;
+    step_log(0, "prepare begun", t0, c0);
+    l->next_step = STEP_PREPARE;
     l->step = event_new(srv->base, -1, 0, on_step, d);
     if (l->step == NULL || event_add(l->step, &now) < 0)
         steps_finish(d, true);         /* no event: the rest at once */
