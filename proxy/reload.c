@@ -495,14 +495,22 @@ reload_swap(struct px_srv *srv, struct reload *r, struct px_confref *cref,
     struct evconnlistener ***lst = xcalloc(r->n, sizeof(*lst));
     unsigned nold = srv->nsvcs, i, k;
     bool *kept = xcalloc(nold > 0 ? nold : 1, sizeof(*kept));
+    bool *own = xcalloc(nold > 0 ? nold : 1, sizeof(*own));
     struct lis_idx lx;
 
     /* listeners: bound ones, then kept sockets taken out of the old arrays
-     * (so that what is left there is what the new config dropped) */
+     * (so that what is left there is what the new config dropped); a
+     * deferred service keeps its own array, the same addresses in the same
+     * order (no other service can claim one of them) */
+    for (i = 0; i < r->n; i++)
+        if (r->defer[i])
+            own[r->old_of_new[i]] = true;
     lis_idx_build(&lx, srv);
     for (i = 0; i < r->n; i++) {
         const struct px_service_conf *sc = &cref->conf->services[i];
 
+        if (r->defer[i])
+            continue;
         lst[i] = xcalloc(sc->nlisten, sizeof(*lst[i]));
         for (k = 0; k < sc->nlisten; k++) {
             struct evconnlistener **at;
@@ -522,6 +530,8 @@ reload_swap(struct px_srv *srv, struct reload *r, struct px_confref *cref,
     for (i = 0; i < nold; i++) {
         struct px_service *svc = olds[i];
 
+        if (own[i])
+            continue;
         for (k = 0; svc->listeners != NULL && k < svc->conf->nlisten; k++) {
             if (svc->listeners[k] == NULL)
                 continue;
@@ -558,10 +568,21 @@ reload_swap(struct px_srv *srv, struct reload *r, struct px_confref *cref,
         if (svc->tls != NULL)
             rlog(srv, LL_INFO, "reload", 0, "service %s: %u TLS certificate(s) loaded",
                  svc->conf->name, px_tls_ncerts(svc->tls));
-        svc->listeners = lst[i];       /* a deferred one's: its own, as they were */
-        for (k = 0; k < svc->conf->nlisten; k++)
-            if (svc->listeners[k] != NULL)   /* a worker that could not bind */
-                px_listener_attach(svc->listeners[k], svc);
+        if (lst[i] != NULL) {
+            svc->listeners = lst[i];
+            for (k = 0; k < svc->conf->nlisten; k++)
+                if (svc->listeners[k] != NULL)   /* a worker that could not bind */
+                    px_listener_attach(svc->listeners[k], svc);
+        }
+        for (k = 0; lst[i] == NULL && svc->listeners != NULL && k < svc->conf->nlisten; k++) {
+            /* deferred: only a worker that could not bind an address before
+             * has it bound now */
+            if (r->bound[i][k] == NULL)
+                continue;
+            svc->listeners[k] = r->bound[i][k];
+            r->bound[i][k] = NULL;
+            px_listener_attach(svc->listeners[k], svc);
+        }
         news[i] = svc;
     }
     for (i = 0; i < r->n; i++)
@@ -581,6 +602,7 @@ reload_swap(struct px_srv *srv, struct reload *r, struct px_confref *cref,
         reload_service_retire(srv, olds[i]);
     }
     free(kept);
+    free(own);
     free(olds);
     free(lst);
 }
