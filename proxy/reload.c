@@ -555,11 +555,11 @@ reload_swap(struct px_srv *srv, struct reload *r, struct px_confref *cref,
             if (!r->defer[i])
                 reload_service_keep(srv, svc, cref, i, d);
         } else {
+            /* logged and its checkers started in its switch slice (it
+             * routes meanwhile as a service at startup does: its servers
+             * up until a check says otherwise) */
             svc = xcalloc(1, sizeof(*svc));
             px_service_init(svc, srv, cref, i);
-            rlog(srv, LL_INFO, "reload", 0, "service %s added", svc->conf->name);
-            if (d != NULL)
-                px_verdict_start_service(d, svc);
         }
         /* new handshakes use the new material; those in flight and the
          * connections made keep what they began with */
@@ -607,9 +607,10 @@ reload_swap(struct px_srv *srv, struct reload *r, struct px_confref *cref,
     free(lst);
 }
 
-/* The reload on a worker's replica, as jobs: the swap (bind the addresses
- * it does not listen on yet, SO_REUSEPORT beside the main loop's, which
- * bound them first, then the same swap), then one job per switch slice. */
+/* The reload on a worker's replica, as jobs: the swap, then one job per
+ * switch slice, which also binds the addresses of its services that the
+ * worker does not listen on yet (SO_REUSEPORT beside the main loop's, which
+ * bound them in the prepare and accepts alone until then). */
 struct job_reload {
     struct px_confref *cref;         /* the new generation */
     struct px_tls_ctx **tls;         /* per new service, as the main loop's prepare
@@ -635,31 +636,18 @@ job_swap(struct px_srv *w, void *arg)
 {
     const struct job_reload *j = arg;
     struct reload r;
-    struct lis_idx lx;
     uint64_t t0 = mono_us(), c0 = cpu_us();
-    unsigned i, k;
+    unsigned i;
 
     memset(&r, 0, sizeof(r));
     r.n = j->n;
     r.old_of_new = (int *)j->old_of_new;
     r.defer = (bool *)j->defer;
     r.tls = j->tls;                    /* borrowed: each replica takes references */
-    r.bound = xcalloc(r.n > 0 ? r.n : 1, sizeof(*r.bound));
-    lis_idx_build(&lx, w);
-    for (i = 0; i < r.n; i++) {
-        const struct px_service_conf *sc = &j->cref->conf->services[i];
-
-        r.bound[i] = xcalloc(sc->nlisten > 0 ? sc->nlisten : 1, sizeof(*r.bound[i]));
-        for (k = 0; k < sc->nlisten; k++) {
-            if (listener_find(&lx, &sc->listen[k]) != NULL)
-                continue;
-            r.bound[i][k] = px_listener_new(w, &sc->listen[k]);
-            if (r.bound[i][k] == NULL)
-                log_at(LL_ERR, "reload", 0, "worker %u: cannot listen on %s: %s; the other "
-                       "workers do", w->worker_id, sc->listen[k].text, strerror(errno));
-        }
-    }
-    lis_idx_free(&lx);
+    r.bound = xcalloc(r.n > 0 ? r.n : 1, sizeof(*r.bound));   /* none: bound later */
+    for (i = 0; i < r.n; i++)
+        r.bound[i] = xcalloc(j->cref->conf->services[i].nlisten > 0
+                             ? j->cref->conf->services[i].nlisten : 1, sizeof(*r.bound[i]));
     reload_swap(w, &r, px_confref_get(j->cref), NULL);
     for (i = 0; i < w->nsvcs && i < j->main->nsvcs; i++) {
         px_service_share(w->svcs[i], j->main->svcs[i]);   /* a new one's counts */
@@ -671,19 +659,33 @@ job_swap(struct px_srv *w, void *arg)
 }
 
 /* Switch slice on worker <w>: the deferred services of [from, to) take their
- * new config, as they just did on the main replica. */
+ * new config, as they just did on the main replica, and every one of them
+ * listens on the addresses the worker has no socket for yet. */
 static void
 job_switch(struct px_srv *w, void *arg)
 {
     const struct job_reload *j = arg;
     uint64_t t0 = mono_us(), c0 = cpu_us();
-    unsigned i;
+    unsigned i, k;
 
     for (i = j->from; i < j->to && i < w->nsvcs; i++) {
-        if (!j->defer[i])
-            continue;
-        reload_service_keep(w, w->svcs[i], j->cref, i, NULL);
-        publish_from_main(w, j->main, i);
+        struct px_service *svc = w->svcs[i];
+
+        if (j->defer[i]) {
+            reload_service_keep(w, svc, j->cref, i, NULL);
+            publish_from_main(w, j->main, i);
+        }
+        for (k = 0; svc->listeners != NULL && k < svc->conf->nlisten; k++) {
+            if (svc->listeners[k] != NULL)
+                continue;
+            svc->listeners[k] = px_listener_new(w, &svc->conf->listen[k]);
+            if (svc->listeners[k] == NULL)
+                log_at(LL_ERR, "reload", 0, "worker %u: cannot listen on %s: %s; the other "
+                       "workers do", w->worker_id, svc->conf->listen[k].text,
+                       strerror(errno));
+            else
+                px_listener_attach(svc->listeners[k], svc);
+        }
     }
     if (j->to >= j->n)
         px_listen_caps(w);             /* every service's own cap, from its config */
@@ -910,9 +912,11 @@ step_swap(struct px_daemon *d, char *err, size_t errlen)
     return 0;
 }
 
-/* One switch slice: deferred services take their new config on the main
- * replica for about RELOAD_SLICE_US (one at least), then the same ones on
- * every worker's. True when every service has switched. */
+/* One switch slice: for about RELOAD_SLICE_US (one service at least) on
+ * the main replica, deferred services take their new config and new ones
+ * are logged and their checkers started; then the same services on every
+ * worker's replica, which also binds their addresses it has no socket for
+ * yet. True when every service has switched. */
 static bool
 step_switch(struct px_daemon *d)
 {
@@ -927,6 +931,9 @@ step_switch(struct px_daemon *d)
         if (r->defer[i]) {
             reload_service_keep(srv, srv->svcs[i], l->jr.cref, i, d);
             publish_main(d, i);
+        } else if (r->old_of_new[i] < 0) {
+            log_at(LL_INFO, "reload", 0, "service %s added", srv->svcs[i]->conf->name);
+            px_verdict_start_service(d, srv->svcs[i]);
         }
         i++;
     }
