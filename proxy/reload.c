@@ -94,6 +94,10 @@ struct reload {
                                       * whose listen addresses are the same: the swap
                                       * only moves it to its place, its config follows
                                       * in a switch slice (reload_service_keep) */
+    struct px_service **gone;        /* owned array, from the swap: the services the
+                                      * config dropped, out of the replica's array,
+                                      * retired in the switch slices after the others */
+    unsigned ngone;
     /* while the prepare runs in slices (prepare_slice) */
     bool indexed;                    /* <names> and <lx> are built */
     struct hmap names;               /* the running services' names -> index */
@@ -219,6 +223,7 @@ reload_free(struct reload *r)
     px_tls_free_all(r->tls, r->n);
     free(r->old_of_new);
     free(r->defer);
+    free(r->gone);
     px_conf_free(r->conf);
     px_cookie_set_free(r->cookies);
     memset(r, 0, sizeof(*r));
@@ -481,6 +486,28 @@ reload_service_retire(struct px_srv *srv, struct px_service *svc)
     px_http_close_idle(svc);           /* may free it: the last statement */
 }
 
+/* Switch slice, service <svc> the config dropped: the listeners it has left
+ * close (<r>: the main loop's reload, whose summary says so; NULL on a
+ * worker), then it retires. */
+static void
+reload_service_gone(struct px_srv *srv, struct reload *r, struct px_service *svc)
+{
+    unsigned k;
+
+    for (k = 0; svc->listeners != NULL && k < svc->conf->nlisten; k++) {
+        if (svc->listeners[k] == NULL)
+            continue;
+        if (r != NULL)
+            summary_add(r->listeners, '-', svc->conf->listen[k].text);
+        rlog(srv, LL_INFO, "listen", 0, "service %s: no longer listening on %s",
+             svc->conf->name, svc->conf->listen[k].text);
+        evconnlistener_free(svc->listeners[k]);
+    }
+    free(svc->listeners);
+    svc->listeners = NULL;
+    reload_service_retire(srv, svc);
+}
+
 /* The swap on replica <srv>: cannot fail. Takes over the reference <cref>
  * (the new generation, r->conf wrapped). Services take their places in the
  * new order; a kept one of r->defer keeps its config (and its listeners,
@@ -502,9 +529,12 @@ reload_swap(struct px_srv *srv, struct reload *r, struct px_confref *cref,
      * (so that what is left there is what the new config dropped); a
      * deferred service keeps its own array, the same addresses in the same
      * order (no other service can claim one of them) */
-    for (i = 0; i < r->n; i++)
+    for (i = 0; i < r->n; i++) {
+        if (r->old_of_new[i] >= 0)
+            kept[r->old_of_new[i]] = true;
         if (r->defer[i])
             own[r->old_of_new[i]] = true;
+    }
     lis_idx_build(&lx, srv);
     for (i = 0; i < r->n; i++) {
         const struct px_service_conf *sc = &cref->conf->services[i];
@@ -530,8 +560,8 @@ reload_swap(struct px_srv *srv, struct reload *r, struct px_confref *cref,
     for (i = 0; i < nold; i++) {
         struct px_service *svc = olds[i];
 
-        if (own[i])
-            continue;
+        if (own[i] || !kept[i])
+            continue;                  /* a dropped service's close in its slice */
         for (k = 0; svc->listeners != NULL && k < svc->conf->nlisten; k++) {
             if (svc->listeners[k] == NULL)
                 continue;
@@ -550,7 +580,6 @@ reload_swap(struct px_srv *srv, struct reload *r, struct px_confref *cref,
 
         if (r->old_of_new[i] >= 0) {
             svc = olds[r->old_of_new[i]];
-            kept[r->old_of_new[i]] = true;
             svc->idx = i;              /* the control plane's index from now on */
             if (!r->defer[i])
                 reload_service_keep(srv, svc, cref, i, d);
@@ -595,11 +624,16 @@ reload_swap(struct px_srv *srv, struct reload *r, struct px_confref *cref,
     srv->cref = cref;
     srv->conf = cref->conf;
     srv->conf_generation = cref->generation;
+    /* a dropped service serves on with its old config until its slice
+     * closes its listeners; its checkers stop now (its index is another's) */
+    r->gone = xcalloc(nold > 0 ? nold : 1, sizeof(*r->gone));
+    r->ngone = 0;
     for (i = 0; i < nold; i++) {
         if (kept[i])
             continue;
         summary_add(r->services, '-', olds[i]->conf->name);
-        reload_service_retire(srv, olds[i]);
+        px_verdict_stop_service(olds[i]);
+        r->gone[r->ngone++] = olds[i];
     }
     free(kept);
     free(own);
@@ -618,7 +652,11 @@ struct job_reload {
     const int *old_of_new;           /* as the main loop's prepare found */
     const bool *defer;               /* the same */
     unsigned n;
-    unsigned from, to;               /* job_switch: the new services of this slice */
+    unsigned ngone;                  /* services dropped (the same on every replica) */
+    struct px_service ***wgone;      /* owned: per worker (worker_id - 1), its dropped
+                                      * services, which its swap job fills */
+    unsigned from, to;               /* job_switch: the new services of this slice,
+                                      * then n + the dropped ones */
     struct px_srv *main;             /* its replica, swapped and published */
 };
 
@@ -634,7 +672,7 @@ publish_from_main(struct px_srv *w, struct px_srv *m, unsigned i)
 static void
 job_swap(struct px_srv *w, void *arg)
 {
-    const struct job_reload *j = arg;
+    struct job_reload *j = arg;
     struct reload r;
     uint64_t t0 = mono_us(), c0 = cpu_us();
     unsigned i;
@@ -649,6 +687,7 @@ job_swap(struct px_srv *w, void *arg)
         r.bound[i] = xcalloc(j->cref->conf->services[i].nlisten > 0
                              ? j->cref->conf->services[i].nlisten : 1, sizeof(*r.bound[i]));
     reload_swap(w, &r, px_confref_get(j->cref), NULL);
+    j->wgone[w->worker_id - 1] = r.gone;   /* its own slot: workers run at once */
     for (i = 0; i < w->nsvcs && i < j->main->nsvcs; i++) {
         px_service_share(w->svcs[i], j->main->svcs[i]);   /* a new one's counts */
         if (!j->defer[i])
@@ -668,7 +707,7 @@ job_switch(struct px_srv *w, void *arg)
     uint64_t t0 = mono_us(), c0 = cpu_us();
     unsigned i, k;
 
-    for (i = j->from; i < j->to && i < w->nsvcs; i++) {
+    for (i = j->from; i < j->to && i < j->n && i < w->nsvcs; i++) {
         struct px_service *svc = w->svcs[i];
 
         if (j->defer[i]) {
@@ -687,7 +726,9 @@ job_switch(struct px_srv *w, void *arg)
                 px_listener_attach(svc->listeners[k], svc);
         }
     }
-    if (j->to >= j->n)
+    for (i = j->from > j->n ? j->from : j->n; i < j->to; i++)
+        reload_service_gone(w, NULL, j->wgone[w->worker_id - 1][i - j->n]);
+    if (j->to >= j->n + j->ngone)
         px_listen_caps(w);             /* every service's own cap, from its config */
     step_log(w->worker_id, "switch slice", t0, c0);
 }
@@ -824,8 +865,12 @@ reload_done(struct px_daemon *d, bool tell)
 {
     struct px_reload_load *l = d->reload;
     bool again = l->again;
+    unsigned i;
 
     d->reload = NULL;
+    for (i = 0; l->jr.wgone != NULL && i + 1 < d->srv.nworkers; i++)
+        free(l->jr.wgone[i]);
+    free(l->jr.wgone);
     reload_free(&l->r);
     px_confref_put(l->old);
     if (l->step != NULL)
@@ -904,7 +949,9 @@ step_swap(struct px_daemon *d, char *err, size_t errlen)
     px_daemon_set_cap(d);
     /* the workers swap and publish in one job: a snapshot borrows from its
      * config, so no event may run between the two */
+    l->jr.wgone = xcalloc(srv->nworkers > 1 ? srv->nworkers - 1 : 1, sizeof(*l->jr.wgone));
     px_workers_run(srv, job_swap, &l->jr);
+    l->jr.ngone = r->ngone;
     if (d->tick != NULL)
         px_tick_reconfigure(d->tick, r->old_of_new, srv->nsvcs);
     if (d->gates != NULL)
@@ -927,8 +974,10 @@ step_switch(struct px_daemon *d)
     unsigned i = l->jr.to;
 
     l->jr.from = i;
-    while (i < r->n && (i == l->jr.from || mono_us() - t0 < RELOAD_SLICE_US)) {
-        if (r->defer[i]) {
+    while (i < r->n + r->ngone && (i == l->jr.from || mono_us() - t0 < RELOAD_SLICE_US)) {
+        if (i >= r->n)
+            reload_service_gone(srv, r, r->gone[i - r->n]);
+        else if (r->defer[i]) {
             reload_service_keep(srv, srv->svcs[i], l->jr.cref, i, d);
             publish_main(d, i);
         } else if (r->old_of_new[i] < 0) {
@@ -939,7 +988,7 @@ step_switch(struct px_daemon *d)
     }
     l->jr.to = i;
     px_workers_run(srv, job_switch, &l->jr);
-    if (i < r->n)
+    if (i < r->n + r->ngone)
         return false;
     px_listen_caps(srv);               /* every service's own cap, from its config */
     return true;
