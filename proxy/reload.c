@@ -548,8 +548,10 @@ reload_swap(struct px_srv *srv, struct reload *r, struct px_confref *cref,
             if (r->bound[i][k] != NULL) {
                 lst[i][k] = r->bound[i][k];
                 r->bound[i][k] = NULL;
-                rlog(srv, LL_INFO, "listen", 0, "service %s (%s) listening on %s", sc->name,
-                       sc->mode == PX_MODE_TCP ? "tcp" : "http", sc->listen[k].text);
+                if (r->old_of_new[i] >= 0)     /* a new one's: with its slice's log line */
+                    rlog(srv, LL_INFO, "listen", 0, "service %s (%s) listening on %s",
+                         sc->name, sc->mode == PX_MODE_TCP ? "tcp" : "http",
+                         sc->listen[k].text);
             } else if ((at = listener_find(&lx, &sc->listen[k])) != NULL) {
                 lst[i][k] = *at;
                 *at = NULL;
@@ -981,7 +983,13 @@ step_switch(struct px_daemon *d)
             reload_service_keep(srv, srv->svcs[i], l->jr.cref, i, d);
             publish_main(d, i);
         } else if (r->old_of_new[i] < 0) {
-            log_at(LL_INFO, "reload", 0, "service %s added", srv->svcs[i]->conf->name);
+            const struct px_service_conf *sc = srv->svcs[i]->conf;
+            unsigned k;
+
+            log_at(LL_INFO, "reload", 0, "service %s added", sc->name);
+            for (k = 0; k < sc->nlisten; k++)
+                log_at(LL_INFO, "listen", 0, "service %s (%s) listening on %s", sc->name,
+                       sc->mode == PX_MODE_TCP ? "tcp" : "http", sc->listen[k].text);
             px_verdict_start_service(d, srv->svcs[i]);
         }
         i++;
