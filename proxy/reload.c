@@ -606,8 +606,8 @@ reload_swap(struct px_srv *srv, struct reload *r, struct px_confref *cref,
                     px_listener_attach(svc->listeners[k], svc);
         }
         for (k = 0; lst[i] == NULL && svc->listeners != NULL && k < svc->conf->nlisten; k++) {
-            /* deferred: only a worker that could not bind an address before
-             * has it bound now */
+            /* deferred: the main loop has every address already; a worker
+             * binds those it has no socket for in the switch slice */
             if (r->bound[i][k] == NULL)
                 continue;
             svc->listeners[k] = r->bound[i][k];
