@@ -36,7 +36,7 @@
 #include "tests/tools/b64.h"
 
 #define H_MAX_PIDS      64
-#define H_MAX_PORTS     512
+#define H_MAX_PORTS     2048
 #define H_PATH_RING     16
 #define H_PATH_LEN      4096
 #define H_CTL_ARGS      64

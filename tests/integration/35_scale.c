@@ -15,6 +15,12 @@
  * frame and per /metrics scrape is bounded per service; and with the
  * stream open and /metrics scraped over and over under traffic, every
  * request is answered and the frames keep coming.
+ * A reload at 300 services is applied in steps and slices (proxy/reload.c)
+ * while two services keep answering, one of them moved to another place in
+ * the service list: a service changed in the middle (another legacy
+ * server), one removed, one added each get their outcome; a storm of
+ * SIGHUPs, some landing while a reload is applied, has the file read again
+ * after each, every reload applied, none failed, no request refused.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -53,11 +59,13 @@
 #define FRAME_US_PER_SVC  (SANITIZED ? 1000L : 300L)
 #define SCRAPE_US_PER_SVC (SANITIZED ? 1000L : 300L)
 
-static int ports[NSVC];
+static int ports[NSVC], extra_port;
 
-/* The config of NSVC services in f->conf, with admin.listen. */
+/* The config of NSVC services in f->conf, with admin.listen; <changed>:
+ * s10's legacy server is the new backend, s20 is removed and "extra" (on
+ * extra_port) added after the others. */
 static void
-write_conf(struct fx *f)
+write_conf_as(struct fx *f, bool changed)
 {
     size_t cap = 512 + (size_t)NSVC * 400, n;
     char *t = malloc(cap);
@@ -74,17 +82,35 @@ write_conf(struct fx *f)
                          "  \"audit\": { \"file\": \"%s\" },\n  \"workers\": 2,\n"
                          "  \"services\": [\n", f->sock, f->admin_port, tokens, f->state,
                          f->audit);
-    for (i = 0; i < NSVC; i++)
+    for (i = 0; i < NSVC; i++) {
+        if (changed && i == 20)
+            continue;
         n += (size_t)snprintf(t + n, cap - n,
                               "%s    { \"name\": \"s%u\", \"listen\": [\"127.0.0.1:%d\"], "
                               "\"weight\": 10,\n      \"legacy\": { \"servers\": "
                               "[\"127.0.0.1:%d\"] }, \"new\": { \"servers\": "
                               "[\"127.0.0.1:%d\"] },\n      \"health\": { \"type\": \"http\", "
                               "\"path\": \"/healthz\", \"interval_ms\": 2000 } }",
-                              i ? ",\n" : "", i, ports[i], f->port[0][0], f->port[1][0]);
+                              i ? ",\n" : "", i, ports[i],
+                              changed && i == 10 ? f->port[1][0] : f->port[0][0],
+                              f->port[1][0]);
+    }
+    if (changed)
+        n += (size_t)snprintf(t + n, cap - n,
+                              ",\n    { \"name\": \"extra\", \"listen\": [\"127.0.0.1:%d\"], "
+                              "\"weight\": 100,\n      \"legacy\": { \"servers\": "
+                              "[\"127.0.0.1:%d\"] }, \"new\": { \"servers\": "
+                              "[\"127.0.0.1:%d\"] } }", extra_port, f->port[0][0],
+                              f->port[1][0]);
     snprintf(t + n, cap - n, "\n  ]\n}\n");
     assert_int_equal(h_write_file(f->conf, t), 0);
     free(t);
+}
+
+static void
+write_conf(struct fx *f)
+{
+    write_conf_as(f, false);
 }
 
 /* The main thread's CPU time so far, in microseconds. */
@@ -501,11 +527,131 @@ test_reload_and_status_at_300_services(void **state)
     fx_stop_clean(f);
 }
 
+/* One GET / on a new connection to <port>: its status (-1: none), and its
+ * body in <body>. */
+static int
+get_body(int port, char *body, size_t len)
+{
+    struct h_resp r;
+    int status;
+
+    memset(&r, 0, sizeof(r));
+    if (h_get(port, "/", NULL, &r) != 0)
+        return -1;
+    status = r.status;
+    snprintf(body, len, "%.*s", (int)r.body_len, r.body != NULL ? r.body : "");
+    h_resp_free(&r);
+    return status;
+}
+
+/* How many times <needle> is in file <path>. */
+static unsigned
+count_in(const char *path, const char *needle)
+{
+    char *text = h_read_file(path), *p;
+    unsigned n = 0;
+
+    for (p = text; p != NULL && (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    free(text);
+    return n;
+}
+
+#define STORM_ROUNDS 40                /* of 10 SIGHUPs, 3 ms apart */
+
+static void
+test_sliced_reload_at_300_services(void **state)
+{
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 1, "");
+    struct load l0, l1;
+    char body[64], needle[96];
+    unsigned i, k, started = 0, last;
+    long long t0;
+    json_t *root, *svcs;
+    int fd;
+
+    for (i = 0; i < NSVC; i++)
+        assert_true((ports[i] = h_free_port()) > 0);
+    assert_true((extra_port = h_free_port()) > 0);
+    f->proxy_port = ports[0];
+    f->admin_port = h_free_port();
+    write_conf(f);
+    assert_int_equal(fx_start_proxy(f, 35), 0);
+    assert_int_equal(h_wait_port(ports[NSVC - 1], 10000), 0);
+    assert_int_equal(get_body(ports[10], body, sizeof(body)), 200);
+
+    /* traffic on s0 and on s299, which the reload moves one place up */
+    load_start(&l0, ports[0]);
+    load_start(&l1, ports[NSVC - 1]);
+    h_sleep_ms(200);
+    write_conf_as(f, true);
+    fx_reload_ok(f, WAIT_MS, 2);
+    /* s10 changed: its legacy side is the new backend now, whatever the
+     * split; s20 removed: its port closed; extra added, at weight 100 */
+    for (i = 0; i < 5; i++) {
+        assert_int_equal(get_body(ports[10], body, sizeof(body)), 200);
+        assert_string_equal(body, "new\n");
+    }
+    fd = h_connect(ports[20]);
+    if (fd >= 0)
+        close(fd);
+    assert_true(fd < 0);
+    assert_int_equal(get_body(extra_port, body, sizeof(body)), 200);
+    assert_string_equal(body, "new\n");
+    root = h_ctl_json(f->sock, "status", (char *)NULL);
+    assert_non_null(root);
+    svcs = json_object_get(root, "services");
+    assert_int_equal(json_array_size(svcs), NSVC);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(svcs, 20),
+                                                          "name")), "s21");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(svcs, NSVC - 1),
+                                                          "name")), "extra");
+    json_decref(root);
+
+    /* a storm of SIGHUPs: some land while the file is read, some while a
+     * reload is applied (its steps and slices); each has the file read
+     * again after the reload it met, none is lost, none fails */
+    t0 = h_now_ms();
+    for (k = 0; k < STORM_ROUNDS && count_in(f->log, "is being applied: it is read again") == 0;
+         k++) {
+        for (i = 0; i < 10; i++) {
+            assert_int_equal(kill(f->proxy, SIGHUP), 0);
+            h_sleep_ms(3);
+        }
+    }
+    print_message("SIGHUP storm: %u round(s) of 10 until one landed while a reload was "
+                  "applied (%lld ms)\n", k, h_now_ms() - t0);
+    assert_true(count_in(f->log, "is being applied: it is read again") > 0);
+    /* every reload started ends with its log line: the last generation is
+     * 1 + the reloads started, and none starts after it */
+    for (k = 0, last = 0; k < 10; k++) {
+        started = count_in(f->log, "SIGHUP: reloading") +
+                  count_in(f->log, "SIGHUP during the reload: reloading");
+        if (started == last)
+            break;
+        last = started;
+        snprintf(needle, sizeof(needle), "configuration generation %u loaded", started + 1);
+        if (h_wait_log(f->log, needle, WAIT_MS) != 0)
+            fail_msg("no \"%s\" in the log", needle);
+        h_sleep_ms(300);
+    }
+    assert_true(k < 10);
+    print_message("SIGHUP storm: %u reloads applied\n", started);
+    assert_int_equal(count_in(f->log, "failed, running configuration"), 0);
+    load_stop(&l0, "sliced reloads, s0");
+    load_stop(&l1, "sliced reloads, s299 moved");
+    assert_int_equal(get_body(ports[10], body, sizeof(body)), 200);
+    assert_string_equal(body, "new\n");
+    assert_int_equal(h_wait_port(extra_port, 1000), 0);
+    fx_stop_clean(f);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_reload_and_status_at_300_services, fx_teardown),
+        cmocka_unit_test_teardown(test_sliced_reload_at_300_services, fx_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
