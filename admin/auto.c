@@ -83,8 +83,9 @@ adm_control_auto(struct adm_control *c, unsigned svc, enum hl_auto_action a,
         ch.action = "freeze";
     }
     stopped = auto_stop_plan(c, svc);
-    /* Never a raise, so adm_change_run applies first and saves second; a
-     * failed save is logged there and the change stays in effect. */
+    /* Never a raise, so adm_change_run applies first and saves second (on
+     * the writer thread); a failed save is logged there and the change
+     * stays in effect. */
     r = adm_change_run(c, &ch, "auto");
     json_decref(r);
     if (stopped)                       /* the breach's change ended the plan */

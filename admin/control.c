@@ -6,6 +6,7 @@
  * (request.c). Calls change.c, persist.c and request.c.
  */
 #include <assert.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -315,6 +316,55 @@ adm_control_set_loop(struct adm_control *c, struct event_base *base)
      * the start (no event is added before it writes) */
     if (base != NULL)
         adm_persist_writer(c);
+}
+
+/* A log line waiting for the writes submitted before it. */
+struct written_line {
+    enum log_level level;
+    char module[32];
+    char *text;                  /* owned */
+};
+
+static void
+on_line_written(void *arg, enum adm_wjob_result res, const char *err)
+{
+    struct written_line *wl = arg;
+
+    (void)res;                         /* each write's own outcome is logged by its owner */
+    (void)err;
+    log_at(wl->level, wl->module, 0, "%s", wl->text);
+    free(wl->text);
+    free(wl);
+}
+
+void
+adm_control_log_written(struct adm_control *c, enum log_level level, const char *module,
+                        const char *fmt, ...)
+{
+    struct written_line *wl;
+    va_list ap;
+    char *text;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    text = xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(text, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    if (adm_writer_idle(c->writer)) {
+        log_at(level, module, 0, "%s", text);
+        free(text);
+        return;
+    }
+    wl = xcalloc(1, sizeof(*wl));
+    wl->level = level;
+    snprintf(wl->module, sizeof(wl->module), "%s", module);
+    wl->text = text;
+    adm_persist_after(c, on_line_written, wl);
 }
 
 void

@@ -28,6 +28,7 @@
 
 #include "admin/state.h"
 #include "admin/tokens.h"
+#include "lib/log.h"
 #include "health/policy.h"
 #include "router/router.h"
 
@@ -196,7 +197,9 @@ struct hl_auto_svc adm_auto_svc(const struct adm_svc_state *st);
  * <svc> as actor "auto", with <reason> (borrowed; the breach text) and
  * <figures> (borrowed, may be NULL: the numbers behind the decision, written
  * to the audit entry as "figures"). A rollback is applied first and persisted
- * second; a freeze keeps the weight. Either stops the plan and latches the
+ * second (on the writer thread when there is one: the caller's log line that
+ * says it is saved goes through adm_control_log_written()); a freeze keeps
+ * the weight. Either stops the plan and latches the
  * state until an operator sets a weight (weight, promote, switch, rollback).
  * Returns 0 when the change was made (applied; a failed save is logged, the
  * change stays in effect), or -1 when <svc> is not armed (already latched,
@@ -205,6 +208,14 @@ struct hl_auto_svc adm_auto_svc(const struct adm_svc_state *st);
  * that runs the admin socket, never from inside an ops callback. */
 int adm_control_auto(struct adm_control *c, unsigned svc, enum hl_auto_action a,
                      const char *reason, struct json_t *figures);
+
+/* Logs <fmt>, ... at <level> for <module> once every write the control
+ * plane has submitted so far (the state file, the audit log; admin/writer.h)
+ * is done, at once when none is on its way: the line of an automatic action,
+ * which says the state file holds it, follows its save. Formatted now.
+ * Called from the event loop. */
+void adm_control_log_written(struct adm_control *c, enum log_level level, const char *module,
+                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* ---- progressive plan ----------------------------------------------------
  *

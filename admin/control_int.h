@@ -119,6 +119,8 @@ struct adm_control {
     bool write_async;            /* the change in progress writes its audit entry on
                                   * <writer> (its save went there too); false: on
                                   * the loop (persist.c) */
+    unsigned raising;            /* raises saved on <writer> and not applied yet
+                                  * (change.c): any other change waits for them */
     bool require_reason;         /* admin.require_reason */
     struct adm_fleet *fleet;     /* owned: the fleet's store (admin/fleet.h); NULL
                                   * without "store": {"postgres"} */
@@ -132,6 +134,9 @@ struct adm_control {
         void *arg;
     } *waiter;
     struct adm_wait *waiting;
+    struct adm_wait *held;       /* a wait handed out already (a raise saved on the
+                                  * writer thread, being applied): the change in
+                                  * progress takes it for its reply (change.c) */
     /* fleet.c: the command in progress lowered service <lowered_svc> (applied
      * here, its write on the way): adm_control_exec_wait() holds the reply
      * until the write committed (adm_fleet_lowered_wait()) */
@@ -148,6 +153,9 @@ struct adm_control {
      * control.c), so that it does not include change.h, which includes it */
     json_t *(*change_run)(struct adm_control *c, const struct adm_change *ch,
                           const char *actor);
+    /* change.c adds a plan's status to the reply of a plan command applied
+     * after its save with this (set by plan_ctl.c, which includes change.h) */
+    json_t *(*plan_status)(const struct adm_svc *s);
 };
 
 /* A reply still to come (admin/fleet.c makes them, commands.c hands them
@@ -171,6 +179,8 @@ struct adm_change {
     json_t *figures;             /* borrowed, may be NULL: automatic decisions' numbers */
     bool committed;              /* fleet: written to the store already (apply
                                   * first, then the local cache; admin/fleet.c) */
+    bool saved;                  /* a raise the state file holds already (saved
+                                  * on the writer thread): applied, not saved again */
     const struct hl_plan *plan;  /* borrowed: the plan after the change (plan
                                   * commands and steps); NULL: any other change,
                                   * which ends a running plan (change.c) */

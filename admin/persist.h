@@ -75,6 +75,18 @@ bool adm_persist_save_async(struct adm_control *c, struct adm_save_note *note);
  * of and counted, never journaled. */
 bool adm_persist_save_cache_async(struct adm_control *c, const char *svc);
 
+/* A raise of service <svc> to <st> with plan <plan>, saved on the writer
+ * thread before it is applied: the snapshot holds every service as it is
+ * and <svc> as it will be. Once the save is done, on the loop, <note>
+ * (borrowed until then) says how it went and <then>(<arg>, ...) applies
+ * the raise (or refuses it); a failure neither makes the control plane
+ * dirty nor journals anything, since nothing took effect. False when
+ * there is no writer or no state file (nothing was done: the caller saves
+ * on the loop). */
+bool adm_persist_save_raise(struct adm_control *c, unsigned svc,
+                            const struct adm_svc_state *st, const struct hl_plan *plan,
+                            struct adm_save_note *note, adm_wjob_done_fn *then, void *arg);
+
 /* Calls <done>(<arg>, ...) on the loop once every write submitted so far
  * (saves and audit entries) is done and its outcome recorded. Only with a
  * writer (adm_persist_save_async() returned true). */

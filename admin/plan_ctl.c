@@ -273,6 +273,7 @@ adm_control_set_plan(struct adm_control *c, unsigned svc, const struct hl_plan_c
     bool svc_running;
     char w[16];
 
+    c->plan_status = adm_plan_status;   /* for a plan command's raise (change.c) */
     assert(svc < c->n);
     s = &c->svcs[svc];
     saved = s->plan;
