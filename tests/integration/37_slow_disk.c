@@ -6,8 +6,14 @@
  * audited (the state file and the audit log are written on the control
  * plane's writer thread); each command still answers only after its save
  * (it takes SLOW_MS at least); the state file and the audit log hold every
- * change, in order, afterwards. A SIGTERM while a save is on its way loses
- * nothing: the daemon finishes it before it exits.
+ * change, in order, afterwards. The same while a raise is saved: it is
+ * applied only once saved (status shows the old weight meanwhile) and
+ * answered after that; and while an automatic rollback (a new side that
+ * answers 500) is saved: the routing changes at once, the rollback's log
+ * line comes only once the state file and the audit log hold it. Saves
+ * queued behind a slow one are written as one. A SIGTERM
+ * while a save is on its way loses nothing: the daemon finishes it before
+ * it exits.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -162,6 +168,194 @@ test_slow_fsync_does_not_stall_requests(void **state)
     assert_int_equal(last, (uint64_t)gen);
 }
 
+/* Starts the load on <f>'s proxy. */
+static void
+load_start(struct fx *f, struct load *l, pthread_t *th)
+{
+    memset(l, 0, sizeof(*l));
+    l->port = f->proxy_port;
+    assert_int_equal(pthread_create(th, NULL, load_main, l), 0);
+}
+
+/* Stops it and checks that every request was answered within ANSWER_MS. */
+static void
+load_check(struct load *l, pthread_t th, const char *what)
+{
+    atomic_store(&l->stop, true);
+    pthread_join(th, NULL);
+    fprintf(stderr, "%ld requests answered while %s, the longest in %lld ms\n", l->answered,
+            what, l->max_ms);
+    assert_int_equal(l->failed, 0);
+    assert_true(l->answered > 20);
+    if (l->max_ms >= ANSWER_MS)
+        fail_msg("a request waited %lld ms (of %ld answered) while %s", l->max_ms,
+                 l->answered, what);
+}
+
+/* A raise by command: saved first, on the writer thread, while requests go
+ * on; applied only once saved (status, answered meanwhile, shows the old
+ * weight, and so does the state file), answered after that. */
+static void
+test_raise_saved_then_applied(void **state)
+{
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 1, ",\"weight\": 20");
+    char *argv[] = { (char *)h_bin("cutoverctl"), "-s", NULL, "weight", "60", NULL };
+    struct adm_store_entry e;
+    struct load l;
+    pthread_t th;
+    long long t0, seen_ms, dt;
+    double w;
+    pid_t ctl;
+    long gen;
+
+    start_slow(f);
+    argv[2] = f->sock;
+    load_start(f, &l, &th);
+    h_sleep_ms(200);
+    t0 = h_now_ms();
+    ctl = h_spawn(argv, NULL);
+    assert_true(ctl > 0);
+    /* while its save is on its way: the old weight, in effect and on disk */
+    h_sleep_ms(SLOW_MS / 3);
+    w = fx_weight(f);
+    seen_ms = h_now_ms() - t0;
+    e = fx_state_file(f, "web");
+    fprintf(stderr, "%lld ms after the raise was sent: status weight %.2f, the state file "
+            "%u bp\n", seen_ms, w, e.weight_bp);
+    if (seen_ms < SLOW_MS && w != 20)
+        fail_msg("status shows weight %.2f %lld ms after the raise was sent, before its save "
+                 "could be done (%d ms at least)", w, seen_ms, SLOW_MS);
+    if (w != 20 && e.weight_bp != 6000)
+        fail_msg("weight %.2f applied while the state file holds %u bp", w, e.weight_bp);
+    assert_int_equal(h_wait_exit(ctl, 10000), 0);
+    dt = h_now_ms() - t0;
+    fprintf(stderr, "weight 60 answered in %lld ms\n", dt);
+    if (dt < SLOW_MS)
+        fail_msg("weight 60 answered in %lld ms, before its save (%d ms at least)", dt,
+                 SLOW_MS);
+    fx_expect_state(f, "steady", 60);
+    h_sleep_ms(200);
+    load_check(&l, th, "a raise was saved");
+
+    gen = fx_status_long(f, "generation");
+    e = fx_state_file(f, "web");
+    assert_int_equal(e.generation, (uint64_t)gen);
+    assert_int_equal(e.weight_bp, 6000);
+    assert_int_equal(fx_audit_covers(f, "web", (uint64_t)gen), 0);
+}
+
+/* An automatic rollback (new answers 500) while requests go on: applied at
+ * once, written after; its log line only once the state file and the audit
+ * log hold it. */
+static void
+test_auto_rollback_logged_once_saved(void **state)
+{
+    /* the shield off: the 500s from new are what breaches */
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 1, ",\"weight\": 50, "
+                          "\"rollback\": {\"window_s\": 3, \"min_requests\": 10, "
+                          "\"max_error_rate\": 0.2}, \"shield\": {\"enabled\": false}");
+    static const char line[] = "AUTOMATIC ROLLBACK (error_rate)";
+    struct adm_store_entry e;
+    struct load l;
+    pthread_t th;
+    long long t0, applied_ms, logged_ms;
+    char *log;
+    bool logged;
+    long gen;
+
+    start_slow(f);
+    assert_int_equal(h_backend_set(f->port[1][0], "error_rate=1&seed=1"), 0);
+    t0 = h_now_ms();
+    load_start(f, &l, &th);
+    /* the rollback in effect: status (answered on the loop) says so */
+    while (fx_weight(f) != 0) {
+        if (h_now_ms() - t0 > 5000)
+            fail_msg("no rollback within 5 s");
+        h_sleep_ms(10);
+    }
+    applied_ms = h_now_ms() - t0;
+    log = h_read_file(f->log);
+    assert_non_null(log);
+    logged = strstr(log, line) != NULL;
+    free(log);
+    e = fx_state_file(f, "web");
+    fprintf(stderr, "rollback seen in effect after %lld ms: logged %s, the state file %u bp "
+            "%s\n", applied_ms, logged ? "yes" : "no", e.weight_bp,
+            adm_state_names[e.state]);
+    if (logged && (e.weight_bp != 0 || e.state != ADM_ST_ROLLED_BACK))
+        fail_msg("the rollback's line is logged while the state file holds %u bp %s",
+                 e.weight_bp, adm_state_names[e.state]);
+    /* in effect before it could be on disk: applied first, written second */
+    if (logged)
+        fail_msg("the rollback was seen in effect only once its line was logged: its "
+                 "writes held the loop");
+    assert_int_equal(h_wait_log(f->log, line, 10000), 0);
+    logged_ms = h_now_ms() - t0;
+    e = fx_state_file(f, "web");
+    assert_int_equal(e.weight_bp, 0);
+    assert_int_equal(e.state, ADM_ST_ROLLED_BACK);
+    gen = (long)e.generation;
+    assert_int_equal(fx_audit_covers(f, "web", (uint64_t)gen), 0);
+    fprintf(stderr, "the rollback's line logged after %lld ms\n", logged_ms);
+    if (logged_ms - applied_ms < SLOW_MS / 2)
+        fail_msg("the line came %lld ms after the rollback was in effect: its writes take "
+                 "%d ms at least", logged_ms - applied_ms, SLOW_MS);
+    h_sleep_ms(200);
+    load_check(&l, th, "an automatic rollback was saved");
+    assert_int_equal(fx_status_long(f, "generation"), gen);
+}
+
+/* Saves queued behind a slow one are coalesced: three lowerings sent while
+ * the first one's save runs cost one more save, not three (each save is
+ * two fsyncs, each audit entry one: SLOW_MS each), and every one of them
+ * is answered once the file holds it. The three set the same weight, so
+ * that whatever order they arrive in, each is a lowering (a raise would
+ * wait for the saves before it). */
+static void
+test_queued_saves_coalesced(void **state)
+{
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 1, ",\"weight\": 80");
+    static const char *const weights[] = { "70", "40", "40", "40" };
+    char *argv[4][6];
+    struct adm_store_entry e;
+    pid_t ctl[4];
+    long long t0, dt;
+    long gen;
+    int i;
+
+    start_slow(f);
+    t0 = h_now_ms();
+    for (i = 0; i < 4; i++) {
+        argv[i][0] = (char *)h_bin("cutoverctl");
+        argv[i][1] = "-s";
+        argv[i][2] = f->sock;
+        argv[i][3] = "weight";
+        argv[i][4] = (char *)weights[i];
+        argv[i][5] = NULL;
+        ctl[i] = h_spawn(argv[i], NULL);
+        assert_true(ctl[i] > 0);
+        if (i == 0)
+            h_sleep_ms(SLOW_MS / 2);   /* its save runs: the others queue behind it */
+    }
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(h_wait_exit(ctl[i], 15000), 0);
+        fprintf(stderr, "weight %s answered after %lld ms\n", weights[i], h_now_ms() - t0);
+    }
+    dt = h_now_ms() - t0;
+    /* one at a time: 4 x (save + entry) = 12 x SLOW_MS; coalesced: the
+     * first save, then one for the three queued, and the four entries */
+    fprintf(stderr, "4 lowerings, 3 of them queued, answered in %lld ms (%d without "
+            "coalescing, %d with)\n", dt, 12 * SLOW_MS, 8 * SLOW_MS);
+    if (dt >= 10 * SLOW_MS)
+        fail_msg("4 lowerings took %lld ms: their saves were not coalesced", dt);
+    gen = fx_status_long(f, "generation");
+    assert_int_equal(gen, 4);
+    e = fx_state_file(f, "web");
+    assert_int_equal(e.generation, (uint64_t)gen);
+    assert_int_equal(e.weight_bp, (uint32_t)(fx_weight(f) * 100 + 0.5));
+    assert_int_equal(fx_audit_covers(f, "web", (uint64_t)gen), 0);
+}
+
 static void
 test_sigterm_finishes_the_save(void **state)
 {
@@ -186,6 +380,9 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_slow_fsync_does_not_stall_requests, fx_teardown),
+        cmocka_unit_test_teardown(test_raise_saved_then_applied, fx_teardown),
+        cmocka_unit_test_teardown(test_auto_rollback_logged_once_saved, fx_teardown),
+        cmocka_unit_test_teardown(test_queued_saves_coalesced, fx_teardown),
         cmocka_unit_test_teardown(test_sigterm_finishes_the_save, fx_teardown),
     };
 
