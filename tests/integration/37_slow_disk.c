@@ -11,7 +11,10 @@
  * answered after that; and while an automatic rollback (a new side that
  * answers 500) is saved: the routing changes at once, the rollback's log
  * line comes only once the state file and the audit log hold it. Saves
- * queued behind a slow one are written as one. A SIGTERM
+ * queued behind a slow one are written as one. Over the fleet's store
+ * (a private PostgreSQL cluster) a lowering answers once committed and
+ * saved, a raise once committed, applied and saved, requests answered
+ * all the while. A SIGTERM
  * while a save is on its way loses nothing: the daemon finishes it before
  * it exits.
  */
@@ -29,6 +32,7 @@
 #include <cmocka.h>
 
 #include "admin/state.h"
+#include "tests/harness/pg.h"
 #include "tests/integration/fixture.h"
 
 #define SLOW_MS   300              /* added to every fsync under the test's directory */
@@ -356,6 +360,87 @@ test_queued_saves_coalesced(void **state)
     assert_int_equal(fx_audit_covers(f, "web", (uint64_t)gen), 0);
 }
 
+/* A test over the fleet's store: its fixture, then the private cluster. */
+struct slow_fleet {
+    struct fx fx;                /* first: fx_new() */
+    struct pgh *pg;
+};
+
+static int
+fleet_teardown(void **state)
+{
+    struct slow_fleet *sf = *state;
+    struct pgh *pg = sf != NULL ? sf->pg : NULL;
+
+    fx_teardown(state);
+    pgh_free(pg);
+    return 0;
+}
+
+/* Runs cutoverctl --json weight <percent> on <f>: its reply, how long it
+ * took in <*ms>. */
+static json_t *
+timed_weight(struct fx *f, const char *percent, long long *ms)
+{
+    long long t0 = h_now_ms();
+    json_t *r = h_ctl_json(f->sock, "weight", percent, (char *)NULL);
+
+    *ms = h_now_ms() - t0;
+    if (r == NULL || h_ctl_status() != 0)
+        fail_msg("weight %s: %s", percent, h_ctl_err());
+    return r;
+}
+
+/* Over the fleet's store (a private PostgreSQL cluster, whose files are not
+ * under the slow directory): a lowering by command answers once its row is
+ * committed and its local save is done; a raise once committed, applied,
+ * cached and audited; requests are answered meanwhile. */
+static void
+test_fleet_changes_off_the_loop(void **state)
+{
+    struct slow_fleet *sf = fx_new(state, sizeof(*sf), false, 1, ",\"weight\": 50");
+    struct fx *f = &sf->fx;
+    struct adm_store_entry e;
+    struct load l;
+    pthread_t th;
+    json_t *r;
+    long long dt;
+    long gen;
+
+    assert_non_null(sf->pg = pgh_start());
+    snprintf(f->top_extra, sizeof(f->top_extra), ", \"store\": {\"postgres\": {\"conninfo\": "
+             "\"%s\", \"fleet\": \"f\", \"instance\": \"i0\"}}", pgh_conninfo(sf->pg));
+    assert_int_equal(fx_write_conf(f), 0);
+    start_slow(f);
+    load_start(f, &l, &th);
+    h_sleep_ms(200);
+
+    r = timed_weight(f, "20", &dt);
+    fprintf(stderr, "fleet: weight 20 (a lowering) answered in %lld ms, store %s\n", dt,
+            json_string_value(json_object_get(r, "store")));
+    assert_string_equal(json_string_value(json_object_get(r, "store")), "written");
+    json_decref(r);
+    if (dt < SLOW_MS)
+        fail_msg("the lowering answered in %lld ms, before its local save (%d ms at least)",
+                 dt, SLOW_MS);
+    r = timed_weight(f, "60", &dt);
+    fprintf(stderr, "fleet: weight 60 (a raise) answered in %lld ms\n", dt);
+    assert_true(json_is_true(json_object_get(r, "ok")));
+    json_decref(r);
+    if (dt < SLOW_MS)
+        fail_msg("the raise answered in %lld ms, before its local save (%d ms at least)",
+                 dt, SLOW_MS);
+    fx_expect_state(f, "steady", 60);
+    h_sleep_ms(200);
+    load_check(&l, th, "changes over the fleet's store were saved");
+
+    gen = fx_status_long(f, "generation");
+    e = fx_state_file(f, "web");
+    assert_int_equal(e.generation, (uint64_t)gen);
+    assert_int_equal(e.weight_bp, 6000);
+    assert_int_equal(fx_audit_covers(f, "web", (uint64_t)gen), 0);
+}
+
 static void
 test_sigterm_finishes_the_save(void **state)
 {
@@ -383,6 +468,7 @@ main(void)
         cmocka_unit_test_teardown(test_raise_saved_then_applied, fx_teardown),
         cmocka_unit_test_teardown(test_auto_rollback_logged_once_saved, fx_teardown),
         cmocka_unit_test_teardown(test_queued_saves_coalesced, fx_teardown),
+        cmocka_unit_test_teardown(test_fleet_changes_off_the_loop, fleet_teardown),
         cmocka_unit_test_teardown(test_sigterm_finishes_the_save, fx_teardown),
     };
 
