@@ -13,12 +13,12 @@
  * there, its reply held until both are on disk; a raise by command is
  * saved there first and applied in the save's completion, its reply held
  * until then; a change made while such a raise is on its way waits for
- * it, on the loop (see adm_change_run()). A fleet's committed raise is
- * applied, then cached and audited there, its reply held until then. On
- * the loop still: a plan's step (a raise by "auto", whose outcome the
- * plan's tick reads at once), a command whose requester cannot wait, and
- * everything when there is no writer (no loop: unit tests; the thread
- * could not start).
+ * it, on the loop (see adm_change_run()). A plan's step (a raise by
+ * "auto") goes the same way, its outcome to the plan (adm_change.done). A
+ * fleet's committed raise is applied, then cached and audited there, its
+ * reply held until then. On the loop still: a command whose requester
+ * cannot wait, and everything when there is no writer (no loop: unit
+ * tests; the thread could not start).
  *
  * Workload: a handful of services and a few commands a minute; clarity and
  * strictness matter here, not speed.
@@ -80,15 +80,17 @@ save_off_loop(struct adm_control *c, const struct adm_change *ch)
 }
 
 /* Whether raise <ch> may be saved on the writer thread and applied in the
- * save's completion: a command whose requester can wait for the reply,
- * without the fleet's store (its raises are written to the database first,
+ * save's completion: a command whose requester can wait for the reply, or
+ * a plan's step (<ch->done> takes its outcome), without the fleet's store (its raises are written to the database first,
  * admin/fleet.c), with a state file to save it in. */
 static bool
 raise_off_loop(struct adm_control *c, const struct adm_change *ch)
 {
-    (void)ch;
-    if (c->waiting != NULL || c->caller == NULL || c->waiter == NULL || c->fleet != NULL
-        || c->state_file == NULL)
+    if (c->waiting != NULL || c->fleet != NULL || c->state_file == NULL)
+        return false;
+    /* a command whose requester waits, or an automatic raise whose caller
+     * takes its outcome later */
+    if (c->caller != NULL ? c->waiter == NULL : ch->done == NULL)
         return false;
     return adm_persist_writer(c);
 }
@@ -104,6 +106,7 @@ struct raise_wait {
     char *reason;                /* owned */
     char *who_actor;             /* owned: <who.actor> */
     struct adm_caller who;       /* the command's caller */
+    bool has_caller;             /* false: an automatic raise */
     struct adm_wait *wait;       /* owned until handed on: whom to answer */
     char name[64];               /* the service */
     uint64_t gen;                /* its generation when the raise was saved */
@@ -177,6 +180,10 @@ on_raise_saved(void *arg, enum adm_wjob_result res, const char *err)
     (void)res;
     (void)err;
     c->raising--;
+    /* an automatic raise not applied: its caller takes the refusal */
+    if (k >= 0 && rw->ch.done != NULL
+        && (!rw->note.saved || c->svcs[k].st.generation != rw->gen))
+        rw->ch.done(c, (unsigned)k, false);
     if (k < 0) {
         r = adm_fail_reply("service %s is no longer configured; nothing changed", rw->name);
     } else if (!rw->note.saved) {
@@ -199,7 +206,7 @@ on_raise_saved(void *arg, enum adm_wjob_result res, const char *err)
         struct adm_wait *waiting = c->waiting;
 
         rw->ch.svc = (unsigned)k;
-        c->caller = &rw->who;
+        c->caller = rw->has_caller ? &rw->who : NULL;
         c->waiter = NULL;
         c->waiting = NULL;
         c->held = rw->wait;
@@ -213,6 +220,8 @@ on_raise_saved(void *arg, enum adm_wjob_result res, const char *err)
         if (r != NULL && rw->ch.plan != NULL && c->plan_status != NULL
             && json_is_true(json_object_get(r, "ok")))
             json_object_set_new(r, "plan", c->plan_status(&c->svcs[k]));
+        if (rw->ch.done != NULL)
+            rw->ch.done(c, (unsigned)k, true);
         if (rw->wait == NULL) {
             json_decref(r);
             raise_free(rw);
@@ -224,7 +233,7 @@ on_raise_saved(void *arg, enum adm_wjob_result res, const char *err)
 }
 
 /* Saves raise <ch> on the writer thread, to be applied once saved; the
- * reply waits. NULL when the save could not be submitted (nothing done:
+ * reply waits (JSON null is returned meanwhile). NULL when the save could not be submitted (nothing done:
  * the caller saves on the loop). */
 static json_t *
 raise_submit(struct adm_control *c, const struct adm_change *ch, const char *actor)
@@ -252,12 +261,17 @@ raise_submit(struct adm_control *c, const struct adm_change *ch, const char *act
         rw->plan = *ch->plan;
         rw->ch.plan = &rw->plan;
     }
-    rw->who = *c->caller;
-    rw->who_actor = xstrdup(c->caller->actor != NULL ? c->caller->actor : "unknown");
-    rw->who.actor = rw->who_actor;
-    rw->wait = xcalloc(1, sizeof(*rw->wait));
-    rw->wait->done = c->waiter->done;
-    rw->wait->arg = c->waiter->arg;
+    if (c->caller != NULL) {
+        rw->has_caller = true;
+        rw->who = *c->caller;
+        rw->who_actor = xstrdup(c->caller->actor != NULL ? c->caller->actor : "unknown");
+        rw->who.actor = rw->who_actor;
+    }
+    if (c->waiter != NULL) {
+        rw->wait = xcalloc(1, sizeof(*rw->wait));
+        rw->wait->done = c->waiter->done;
+        rw->wait->arg = c->waiter->arg;
+    }
     snprintf(rw->name, sizeof(rw->name), "%s", s->name);
     rw->gen = s->st.generation;
     if (!adm_persist_save_raise(c, ch->svc, &st, &plan, &rw->note, on_raise_saved, rw)) {
@@ -265,7 +279,7 @@ raise_submit(struct adm_control *c, const struct adm_change *ch, const char *act
         return NULL;
     }
     c->raising++;
-    c->waiting = rw->wait;
+    c->waiting = rw->wait;             /* NULL for an automatic raise: nobody waits */
     return json_null();
 }
 

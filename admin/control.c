@@ -193,6 +193,10 @@ adm_control_reconfigure(struct adm_control *c, const char *const *names,
     size_t len;
     int k;
 
+    /* a raise on its way (change.c) is applied first, on the services and
+     * plans it was decided for (rare: a raise's save takes milliseconds) */
+    if (c->raising > 0)
+        adm_writer_drain(c->writer);
     hmap_init(&olds, c->n);
     hmap_init(&news, n);
     for (i = 0; i < c->n; i++)

@@ -259,9 +259,11 @@ void adm_control_set_plan(struct adm_control *c, unsigned svc,
  * can advance): <now_ms> monotonic, <new_requests> the outcomes the new side
  * has served since the daemon started (monotonic). Advances the plan by at
  * most one step. Returns 1 when a step was taken (raised: persisted, then
- * applied, audited as "plan_step" by "auto"), 0 when nothing changed, -1
- * when a step was due but could not be saved (nothing changed; retried no
- * sooner than 5 s later). Called from the event loop that runs the admin
+ * applied, audited as "plan_step" by "auto"; with the writer thread its
+ * save is on its way then: applied once saved, or refused and retried no
+ * sooner than 5 s later, the plan waiting meanwhile), 0 when nothing
+ * changed, -1 when a step was due but could not be saved (nothing changed;
+ * retried no sooner than 5 s later). Called from the event loop that runs the admin
  * socket, never from inside an ops callback. */
 int adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
                           uint64_t new_requests);

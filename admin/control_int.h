@@ -48,6 +48,11 @@ struct adm_svc {
                                       * adm_control_set_plan() not called) */
     unsigned min_requests;       /* a step's floor of outcomes on new */
     uint64_t plan_retry_ms;      /* now_ms before which a failed step is not retried */
+    bool step_saving;            /* a step's save is on the writer thread: the
+                                  * plan waits for it (plan_ctl.c) */
+    uint64_t step_baked_ms;      /* that step's bake and requests, and when it is */
+    uint64_t step_requests;      /* retried, should its save fail */
+    uint64_t step_retry_ms;
     uint64_t shadow_compared;    /* shadow comparisons since start, and of them */
     uint64_t shadow_diffs;       /* those that differed (adm_control_plan_shadow) */
     struct adm_counters counters;    /* rollbacks and freezes since start (metrics) */
@@ -181,6 +186,11 @@ struct adm_change {
                                   * first, then the local cache; admin/fleet.c) */
     bool saved;                  /* a raise the state file holds already (saved
                                   * on the writer thread): applied, not saved again */
+    void (*done)(struct adm_control *c, unsigned svc, bool applied);
+                                 /* may be NULL: an automatic raise (a plan's step)
+                                  * may then be saved on the writer thread; called
+                                  * on the loop once it is applied, or refused
+                                  * (its save failed: nothing changed) */
     const struct hl_plan *plan;  /* borrowed: the plan after the change (plan
                                   * commands and steps); NULL: any other change,
                                   * which ends a running plan (change.c) */
