@@ -10,7 +10,8 @@
  * applied only once saved (status shows the old weight meanwhile) and
  * answered after that; and while an automatic rollback (a new side that
  * answers 500) is saved: the routing changes at once, the rollback's log
- * line comes only once the state file and the audit log hold it. Saves
+ * line comes only once the state file and the audit log hold it; and
+ * while a plan's step (a raise by "auto") is saved. Saves
  * queued behind a slow one are written as one. Over the fleet's store
  * (a private PostgreSQL cluster) a lowering answers once committed and
  * saved, a raise once committed, applied and saved, requests answered
@@ -309,6 +310,47 @@ test_auto_rollback_logged_once_saved(void **state)
     assert_int_equal(fx_status_long(f, "generation"), gen);
 }
 
+/* A plan's step (a raise by "auto") is saved on the writer thread too, and
+ * applied once saved: requests are answered meanwhile, and whenever status
+ * shows the step the state file holds it. */
+static void
+test_plan_step_saved_then_applied(void **state)
+{
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 1,
+                          ",\"plan\": {\"steps\": [10, 50], \"bake_s\": 1}, "
+                          "\"rollback\": {\"window_s\": 1, \"min_requests\": 5}");
+    struct adm_store_entry e;
+    struct load l;
+    pthread_t th;
+    long long t0;
+    double w;
+    long gen;
+
+    start_slow(f);
+    load_start(f, &l, &th);
+    h_sleep_ms(200);
+    assert_true(timed_ctl(f, "plan", "start") >= SLOW_MS);
+    /* the step to 50 % once step 1 baked 1 s with 5 requests on new */
+    t0 = h_now_ms();
+    while ((w = fx_weight(f)) != 50) {
+        assert_true(w == 10);
+        e = fx_state_file(f, "web");
+        if (h_now_ms() - t0 > 15000)
+            fail_msg("no step to 50 %% within 15 s (weight %.2f, the state file %u bp)", w,
+                     e.weight_bp);
+        h_sleep_ms(20);
+    }
+    e = fx_state_file(f, "web");
+    fprintf(stderr, "the step to 50 %% seen after %lld ms, the state file %u bp\n",
+            h_now_ms() - t0, e.weight_bp);
+    assert_int_equal(e.weight_bp, 5000);       /* saved before it was applied */
+    h_sleep_ms(200);
+    load_check(&l, th, "a plan's step was saved");
+    gen = fx_status_long(f, "generation");
+    assert_int_equal(e.generation, (uint64_t)gen);
+    assert_int_equal(fx_audit_covers(f, "web", (uint64_t)gen), 0);
+}
+
 /* Saves queued behind a slow one are coalesced: three lowerings sent while
  * the first one's save runs cost one more save, not three (each save is
  * two fsyncs, each audit entry one: SLOW_MS each), and every one of them
@@ -467,6 +509,7 @@ main(void)
         cmocka_unit_test_teardown(test_slow_fsync_does_not_stall_requests, fx_teardown),
         cmocka_unit_test_teardown(test_raise_saved_then_applied, fx_teardown),
         cmocka_unit_test_teardown(test_auto_rollback_logged_once_saved, fx_teardown),
+        cmocka_unit_test_teardown(test_plan_step_saved_then_applied, fx_teardown),
         cmocka_unit_test_teardown(test_queued_saves_coalesced, fx_teardown),
         cmocka_unit_test_teardown(test_fleet_changes_off_the_loop, fleet_teardown),
         cmocka_unit_test_teardown(test_sigterm_finishes_the_save, fx_teardown),
