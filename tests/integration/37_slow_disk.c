@@ -247,6 +247,7 @@ test_raise_saved_then_applied(void **state)
     assert_int_equal(e.generation, (uint64_t)gen);
     assert_int_equal(e.weight_bp, 6000);
     assert_int_equal(fx_audit_covers(f, "web", (uint64_t)gen), 0);
+    fx_stop_clean(f);                  /* exits 0: under the sanitizers, no leak or error */
 }
 
 /* An automatic rollback (new answers 500) while requests go on: applied at
@@ -308,6 +309,7 @@ test_auto_rollback_logged_once_saved(void **state)
     h_sleep_ms(200);
     load_check(&l, th, "an automatic rollback was saved");
     assert_int_equal(fx_status_long(f, "generation"), gen);
+    fx_stop_clean(f);                  /* exits 0: under the sanitizers, no leak or error */
 }
 
 /* A plan's step (a raise by "auto") is saved on the writer thread too, and
@@ -349,6 +351,7 @@ test_plan_step_saved_then_applied(void **state)
     gen = fx_status_long(f, "generation");
     assert_int_equal(e.generation, (uint64_t)gen);
     assert_int_equal(fx_audit_covers(f, "web", (uint64_t)gen), 0);
+    fx_stop_clean(f);                  /* exits 0: under the sanitizers, no leak or error */
 }
 
 /* Saves queued behind a slow one are coalesced: three lowerings sent while
@@ -400,6 +403,7 @@ test_queued_saves_coalesced(void **state)
     assert_int_equal(e.generation, (uint64_t)gen);
     assert_int_equal(e.weight_bp, (uint32_t)(fx_weight(f) * 100 + 0.5));
     assert_int_equal(fx_audit_covers(f, "web", (uint64_t)gen), 0);
+    fx_stop_clean(f);                  /* exits 0: under the sanitizers, no leak or error */
 }
 
 /* A test over the fleet's store: its fixture, then the private cluster. */
@@ -481,6 +485,7 @@ test_fleet_changes_off_the_loop(void **state)
     assert_int_equal(e.generation, (uint64_t)gen);
     assert_int_equal(e.weight_bp, 6000);
     assert_int_equal(fx_audit_covers(f, "web", (uint64_t)gen), 0);
+    fx_stop_clean(f);                  /* exits 0: under the sanitizers, no leak or error */
 }
 
 static void
