@@ -81,8 +81,9 @@ save_off_loop(struct adm_control *c, const struct adm_change *ch)
 
 /* Whether raise <ch> may be saved on the writer thread and applied in the
  * save's completion: a command whose requester can wait for the reply, or
- * a plan's step (<ch->done> takes its outcome), without the fleet's store (its raises are written to the database first,
- * admin/fleet.c), with a state file to save it in. */
+ * a plan's step (<ch->done> takes its outcome), without the fleet's store
+ * (its raises are written to the database first, admin/fleet.c), with a
+ * state file to save it in. */
 static bool
 raise_off_loop(struct adm_control *c, const struct adm_change *ch)
 {
@@ -95,8 +96,8 @@ raise_off_loop(struct adm_control *c, const struct adm_change *ch)
     return adm_persist_writer(c);
 }
 
-/* A raise by command whose save is on the writer thread: applied once it
- * is saved, then audited, then answered. */
+/* A raise (by command, or a plan's step) whose save is on the writer
+ * thread: applied once it is saved, then audited, then answered. */
 struct raise_wait {
     struct adm_control *c;       /* borrowed */
     struct adm_change ch;        /* the change, its pointers to the copies below */
@@ -198,9 +199,8 @@ on_raise_saved(void *arg, enum adm_wjob_result res, const char *err)
                            "saved; check status and try again", rw->name);
     } else {
         /* saved: applied now; the reply waits for the audit entry (the
-         * engine takes <wait> from <held>) */
-        /* this may run inside another command (a drain): its requester is
-         * put back afterwards */
+         * engine takes <wait> from <held>). This may run inside another
+         * command (a drain): its requester is put back afterwards. */
         const struct adm_caller *caller = c->caller;
         struct adm_wait_req *waiter = c->waiter;
         struct adm_wait *waiting = c->waiting;
@@ -233,8 +233,8 @@ on_raise_saved(void *arg, enum adm_wjob_result res, const char *err)
 }
 
 /* Saves raise <ch> on the writer thread, to be applied once saved; the
- * reply waits (JSON null is returned meanwhile). NULL when the save could not be submitted (nothing done:
- * the caller saves on the loop). */
+ * reply waits (JSON null is returned meanwhile). NULL when the save could
+ * not be submitted (nothing done: the caller saves on the loop). */
 static json_t *
 raise_submit(struct adm_control *c, const struct adm_change *ch, const char *actor)
 {
