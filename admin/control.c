@@ -371,6 +371,43 @@ adm_control_log_written(struct adm_control *c, enum log_level level, const char 
     adm_persist_after(c, on_line_written, wl);
 }
 
+/* A file on its way (adm_control_write_file()). */
+struct file_job {
+    char what[64];
+    char note[600];
+};
+
+static void
+on_file_written(void *arg, enum adm_wjob_result res, const char *err)
+{
+    struct file_job *fj = arg;
+
+    if (res != ADM_WJ_OK)
+        log_at(LL_ERR, "control", 0, "%s: %s: %s", fj->what, err, fj->note);
+    free(fj);
+}
+
+void
+adm_control_write_file(struct adm_control *c, const char *file, char *text, size_t len,
+                       const char *what, const char *note)
+{
+    struct file_job *fj;
+    char err[512];
+
+    if (!adm_persist_writer(c)) {
+        if (adm_store_write(file, text, len, err, sizeof(err)) != 0)
+            log_at(LL_ERR, "control", 0, "%s: %s: %s", what, err, note);
+        free(text);
+        return;
+    }
+    fj = xcalloc(1, sizeof(*fj));
+    snprintf(fj->what, sizeof(fj->what), "%s", what);
+    snprintf(fj->note, sizeof(fj->note), "%s", note);
+    adm_writer_submit(c->writer, ADM_WJ_SAVE, file, text, len, on_file_written, fj);
+    if (c->caller != NULL && c->waiter != NULL && c->waiting == NULL)
+        c->event_sent = true;          /* the reply waits for it */
+}
+
 void
 adm_control_set_require_reason(struct adm_control *c, bool on)
 {

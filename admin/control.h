@@ -217,6 +217,16 @@ int adm_control_auto(struct adm_control *c, unsigned svc, enum hl_auto_action a,
 void adm_control_log_written(struct adm_control *c, enum log_level level, const char *module,
                              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* Replaces <file> with the <len> bytes <text> (taken) on the control
+ * plane's writer thread (adm_store_write(): a temporary file, fsync,
+ * rename, fsync of the directory), after the writes submitted before it;
+ * a failure is logged there as "<what>: <why>: <note>". A command's reply
+ * waits for it (when its requester can wait). Without a writer thread it
+ * is written now. Called from the event loop (proxy/srvadmin.c: the
+ * servers' admin states). */
+void adm_control_write_file(struct adm_control *c, const char *file, char *text, size_t len,
+                            const char *what, const char *note);
+
 /* ---- progressive plan ----------------------------------------------------
  *
  * `plan start|pause|resume|abort` ({"cmd":"plan","action":…}) and the plan's

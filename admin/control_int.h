@@ -147,6 +147,10 @@ struct adm_control {
      * until the write committed (adm_fleet_lowered_wait()) */
     bool lowered;
     unsigned lowered_svc;
+    /* persist.c: the command in progress sent an event's audit entry to the
+     * writer thread: adm_control_exec_wait() holds the reply until it is
+     * written (adm_persist_event()) */
+    bool event_sent;
     struct event_base *base;     /* borrowed: the loop the control plane runs on
                                   * (adm_control_set_loop()); NULL: none known */
     uint64_t reconfigs;          /* adm_control_reconfigure() calls so far */

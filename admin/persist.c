@@ -834,6 +834,59 @@ audit_now(struct adm_control *c, struct adm_audit_pending *q)
 }
 
 
+/* ---- events that changed no weight --------------------------------------- */
+
+/* An event's entry on its way to the audit log. */
+struct event_job {
+    char *line;                  /* owned: for the log, should it fail */
+    size_t len;
+};
+
+static void
+on_event_done(void *arg, enum adm_wjob_result res, const char *err)
+{
+    struct event_job *ej = arg;
+
+    if (res != ADM_WJ_OK)
+        log_at(LL_ERR, "control", 0, "audit log: %s; not written: %.*s", err,
+               (int)(ej->len > 0 ? ej->len - 1 : 0), ej->line);
+    free(ej->line);
+    free(ej);
+}
+
+int
+adm_persist_event(struct adm_control *c, const struct adm_audit_entry *e)
+{
+    struct event_job *ej;
+    char err[512];
+    size_t len = 0;
+    char *line;
+
+    if (c->audit_file == NULL)
+        return -1;
+    if (c->caller == NULL || c->waiter == NULL || c->waiting != NULL
+        || !adm_persist_writer(c)) {
+        /* nobody can wait for it: written now (the barrier lets the
+         * writer's entries go first) */
+        if (adm_audit_append(c->audit_file, e, err, sizeof(err)) != 0) {
+            log_at(LL_ERR, "control", 0, "audit log: %s", err);
+            return -1;
+        }
+        return 0;
+    }
+    if ((line = adm_audit_format(e, &len, err, sizeof(err))) == NULL) {
+        log_at(LL_ERR, "control", 0, "audit log: %s", err);
+        return -1;
+    }
+    ej = xcalloc(1, sizeof(*ej));
+    ej->line = line;
+    ej->len = len;
+    adm_writer_submit(c->writer, ADM_WJ_AUDIT, c->audit_file,
+                      memcpy(xmalloc(len), line, len), len, on_event_done, ej);
+    c->event_sent = true;
+    return 0;
+}
+
 /* ---- startup ------------------------------------------------------------- */
 
 struct gap_scan {

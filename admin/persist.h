@@ -99,6 +99,15 @@ void adm_persist_after(struct adm_control *c, adm_wjob_done_fn *done, void *arg)
  * cannot be written is retried on the tick. */
 void adm_persist_audit(struct adm_control *c, unsigned svc, const struct adm_audit_entry *e);
 
+/* Audits event <e>, one that changed no weight (a refusal, a server's
+ * admin state, a certificate reload): on the writer thread when the
+ * command in progress can wait for its reply (then c->event_sent is set
+ * and the reply waits for the entry: adm_control_exec_wait()), else on the
+ * loop, after what the writer holds. 0, or -1 when the audit log is off or
+ * the entry could not be made or written (logged; a failure on the writer
+ * thread is logged there, and 0 returned). */
+int adm_persist_event(struct adm_control *c, const struct adm_audit_entry *e);
+
 /* The startup part, after the state file was loaded and restored: stale
  * temporary files, the state directory's writability, the journal (a
  * record newer than the state file is restored: the control plane starts
