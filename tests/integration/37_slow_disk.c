@@ -11,7 +11,8 @@
  * answered after that; and while an automatic rollback (a new side that
  * answers 500) is saved: the routing changes at once, the rollback's log
  * line comes only once the state file and the audit log hold it; and
- * while a plan's step (a raise by "auto") is saved. Saves
+ * while a plan's step (a raise by "auto") is saved, and while a command's
+ * audit entry of an event that changed no weight is written. Saves
  * queued behind a slow one are written as one. Over the fleet's store
  * (a private PostgreSQL cluster) a lowering answers once committed and
  * saved, a raise once committed, applied and saved, requests answered
@@ -406,6 +407,50 @@ test_queued_saves_coalesced(void **state)
     fx_stop_clean(f);                  /* exits 0: under the sanitizers, no leak or error */
 }
 
+/* The audit entries of events that changed no weight, made by a command
+ * (a server's admin state), are written on the writer thread too: each
+ * reply comes once its entry is written (the log holds it right after),
+ * requests answered meanwhile. */
+static bool
+is_server_entry(const json_t *e)
+{
+    return strncmp(json_string_value(json_object_get(e, "action")), "server_", 7) == 0;
+}
+
+static void
+test_event_entry_written_off_the_loop(void **state)
+{
+    struct fx *f = fx_new(state, sizeof(struct fx), false, 2, ",\"weight\": 50");
+    static const char *const actions[] = { "drain", "enable" };
+    char addr[64], out[4096];
+    struct load l;
+    pthread_t th;
+    json_t *audit;
+    long long t0, dt;
+    size_t i;
+
+    start_slow(f);
+    load_start(f, &l, &th);
+    h_sleep_ms(200);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", f->port[0][1]);
+    for (i = 0; i < 2; i++) {
+        t0 = h_now_ms();
+        assert_int_equal(h_ctl(f->sock, out, sizeof(out), "server", actions[i], "legacy", addr,
+                               (char *)NULL), 0);
+        dt = h_now_ms() - t0;
+        fprintf(stderr, "server %s answered in %lld ms\n", actions[i], dt);
+        if (dt < SLOW_MS)
+            fail_msg("server %s answered in %lld ms, before its audit entry (%d ms at least)",
+                     actions[i], dt, SLOW_MS);
+        audit = fx_audit(f, is_server_entry);
+        assert_int_equal(json_array_size(audit), i + 1);
+        json_decref(audit);
+    }
+    h_sleep_ms(200);
+    load_check(&l, th, "a server's admin state was audited");
+    fx_stop_clean(f);                  /* exits 0: under the sanitizers, no leak or error */
+}
+
 /* A test over the fleet's store: its fixture, then the private cluster. */
 struct slow_fleet {
     struct fx fx;                /* first: fx_new() */
@@ -516,6 +561,7 @@ main(void)
         cmocka_unit_test_teardown(test_auto_rollback_logged_once_saved, fx_teardown),
         cmocka_unit_test_teardown(test_plan_step_saved_then_applied, fx_teardown),
         cmocka_unit_test_teardown(test_queued_saves_coalesced, fx_teardown),
+        cmocka_unit_test_teardown(test_event_entry_written_off_the_loop, fx_teardown),
         cmocka_unit_test_teardown(test_fleet_changes_off_the_loop, fleet_teardown),
         cmocka_unit_test_teardown(test_sigterm_finishes_the_save, fx_teardown),
     };
