@@ -1060,6 +1060,10 @@ startup_journal(struct adm_control *c)
     free(e);
 }
 
+/* Before anything serves: its writes (stale files, the journal, the
+ * audit log's repair and "recovered" entries) are made here, on the
+ * caller's thread, not on the writer thread, whose completions would need
+ * the loop that is not running yet; nothing waits for them. */
 void
 adm_persist_startup(struct adm_control *c)
 {
@@ -1193,6 +1197,8 @@ adm_persist_status(const struct adm_control *c)
     return o;
 }
 
+/* At exit, once nothing serves any more: what the writer holds is written
+ * first, then what is left is written here, on the caller's thread. */
 int
 adm_persist_flush(struct adm_control *c)
 {
