@@ -1197,7 +1197,7 @@ adm_persist_status(const struct adm_control *c)
     return o;
 }
 
-/* At exit, once nothing serves any more: what the writer holds is written
+/* At exit, once the main loop stopped: what the writer holds is written
  * first, then what is left is written here, on the caller's thread. */
 int
 adm_persist_flush(struct adm_control *c)
