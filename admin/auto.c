@@ -13,6 +13,7 @@
 #include "admin/change.h"
 #include "admin/control.h"
 #include "admin/control_int.h"
+#include "admin/writer.h"
 #include "health/plan.h"
 #include "health/policy.h"
 #include "lib/log.h"
@@ -67,6 +68,11 @@ adm_control_auto(struct adm_control *c, unsigned svc, enum hl_auto_action a,
 
     assert(svc < c->n);
     assert(a == HL_AUTO_ROLLBACK || a == HL_AUTO_FREEZE);
+    /* a raise on its way (a plan's step) is applied first: the decision
+     * then stops the plan it leaves (adm_change_run() would wait for it
+     * too, after the plan was stopped) */
+    if (c->raising > 0)
+        adm_writer_drain(c->writer);
     /* The latch is what makes a lasting breach act once: re-checked here
      * so no caller can audit the same breach twice. */
     if (!hl_auto_armed(adm_auto_svc(&c->svcs[svc].st)))
@@ -83,8 +89,9 @@ adm_control_auto(struct adm_control *c, unsigned svc, enum hl_auto_action a,
         ch.action = "freeze";
     }
     stopped = auto_stop_plan(c, svc);
-    /* Never a raise, so adm_change_run applies first and saves second; a
-     * failed save is logged there and the change stays in effect. */
+    /* Never a raise, so adm_change_run applies first and saves second (on
+     * the writer thread); a failed save is logged there and the change
+     * stays in effect. */
     r = adm_change_run(c, &ch, "auto");
     json_decref(r);
     if (stopped)                       /* the breach's change ended the plan */

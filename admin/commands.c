@@ -513,7 +513,6 @@ audit_unchanged(struct adm_control *c, int svc, const char *service,
                 const struct adm_caller *who, const char *action, const char *reason)
 {
     struct adm_audit_entry ae;
-    char aerr[512];
 
     if (c->audit_file == NULL)
         return -1;
@@ -524,11 +523,8 @@ audit_unchanged(struct adm_control *c, int svc, const char *service,
         .to_bp = svc >= 0 ? c->svcs[svc].st.weight_bp : 0,
         .generation = svc >= 0 ? c->svcs[svc].st.generation : 0,
     };
-    if (adm_audit_append(c->audit_file, &ae, aerr, sizeof(aerr)) != 0) {
-        log_at(LL_ERR, "control", 0, "audit log: %s", aerr);
-        return -1;
-    }
-    return 0;
+    /* a command's: on the writer thread, its reply held until written */
+    return adm_persist_event(c, &ae);
 }
 
 /* Audits a request refused for its level and returns the reply. */
@@ -581,9 +577,12 @@ adm_control_exec_as(struct adm_control *c, json_t *req, const struct adm_caller 
         if (strcmp(cmd, commands[i].name) != 0)
             continue;
         need = required_level(c, req, cmd, what, sizeof(what), &svc);
-        if (who->level < need)
-            return refuse_level(c, who, svc, what, need);
-        c->caller = who;
+        c->caller = who;               /* the refusal's entry waits with its reply */
+        if (who->level < need) {
+            r = refuse_level(c, who, svc, what, need);
+            c->caller = NULL;
+            return r;
+        }
         r = commands[i].fn(c, req, who->actor);
         c->caller = NULL;
         return r != NULL ? r : adm_fail_reply("internal error building the reply");
@@ -601,6 +600,116 @@ adm_control_exec(struct adm_control *c, json_t *req, const char *actor)
     return adm_control_exec_as(c, req, &who);
 }
 
+/* A lowering's reply over the fleet's store that waits for two things: its
+ * save on the writer thread (the engine's wait, change.c) and the
+ * database's commit (adm_fleet_lowered_wait()). The requester holds
+ * <outer>; the reply is the commit's (it carries "store"), unless the save
+ * failed: then the save's ("applied but not saved"). */
+struct both_wait {
+    struct adm_wait *outer;      /* owned: the requester's */
+    unsigned left;               /* parts still to come */
+    char *failed;                /* owned: the save's reply when it is a failure */
+    char *committed;             /* owned: the commit's reply */
+};
+
+static void
+both_part(struct both_wait *b, char *reply, bool is_save)
+{
+    char *text;
+
+    if (is_save) {
+        json_t *o = json_loads(reply, 0, NULL);
+
+        if (json_is_false(json_object_get(o, "ok")))
+            b->failed = reply;
+        else
+            free(reply);
+        json_decref(o);
+    } else {
+        b->committed = reply;
+    }
+    if (--b->left > 0)
+        return;
+    text = b->failed != NULL ? b->failed : b->committed;
+    if (text == b->failed)
+        free(b->committed);
+    if (b->outer->done != NULL)
+        b->outer->done(b->outer->arg, text);
+    else
+        free(text);
+    free(b->outer);
+    free(b);
+}
+
+static void
+on_both_saved(void *arg, char *reply)
+{
+    both_part(arg, reply, true);
+}
+
+static void
+on_both_committed(void *arg, char *reply)
+{
+    both_part(arg, reply, false);
+}
+
+/* The command in progress lowered a service over the fleet's store and its
+ * reply waits for its save (<c->waiting>): it waits for the commit too.
+ * Returns the requester's wait. */
+static struct adm_wait *
+wait_both(struct adm_control *c, json_t *r, const struct adm_wait_req *wr)
+{
+    struct both_wait *b = xcalloc(1, sizeof(*b));
+    struct adm_wait_req commit = { .done = on_both_committed, .arg = b };
+    char *text;
+
+    b->outer = xcalloc(1, sizeof(*b->outer));
+    b->outer->done = wr->done;
+    b->outer->arg = wr->arg;
+    b->left = 2;
+    c->waiting->done = on_both_saved;  /* the engine's wait: not handed out yet */
+    c->waiting->arg = b;
+    c->waiting = NULL;
+    c->waiter = &commit;
+    r = adm_fleet_lowered_wait(c, json_incref(r));
+    if (c->waiting == NULL) {
+        /* answered now (the store is away: "queued") */
+        text = r != NULL ? json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+        if (text == NULL)
+            text = xstrdup("{\"ok\":false,\"error\":\"internal error building the reply\"}");
+        json_decref(r);
+        on_both_committed(b, text);
+    }
+    c->waiter = NULL;
+    c->waiting = NULL;
+    return b->outer;
+}
+
+/* A reply held until the event entries its command sent are written. */
+struct event_reply {
+    struct adm_wait *wait;       /* owned: the requester's */
+    json_t *reply;               /* owned */
+};
+
+static void
+on_events_written(void *arg, enum adm_wjob_result res, const char *err)
+{
+    struct event_reply *er = arg;
+    char *text;
+
+    (void)res;                         /* an entry that failed was logged */
+    (void)err;
+    if (er->wait->done != NULL) {
+        text = json_dumps(er->reply, JSON_COMPACT | JSON_REAL_PRECISION(15));
+        if (text == NULL)
+            text = xstrdup("{\"ok\":false,\"error\":\"internal error building the reply\"}");
+        er->wait->done(er->wait->arg, text);
+    }
+    json_decref(er->reply);
+    free(er->wait);
+    free(er);
+}
+
 json_t *
 adm_control_exec_wait(struct adm_control *c, json_t *req, const struct adm_caller *who,
                       adm_wait_fn *done, void *arg, struct adm_wait **wait)
@@ -609,6 +718,7 @@ adm_control_exec_wait(struct adm_control *c, json_t *req, const struct adm_calle
     json_t *r;
 
     *wait = NULL;
+    c->event_sent = false;
     c->waiter = done != NULL ? &wr : NULL;
     c->waiting = NULL;
     c->lowered = false;
@@ -617,7 +727,27 @@ adm_control_exec_wait(struct adm_control *c, json_t *req, const struct adm_calle
      * commit, so that every instance can see it when the command returns */
     if (c->lowered && c->waiting == NULL)
         r = adm_fleet_lowered_wait(c, r);
+    else if (c->lowered && c->waiting != NULL && done != NULL && json_is_object(r)) {
+        /* its save is on the writer thread: the reply waits for both */
+        *wait = wait_both(c, r, &wr);
+        json_decref(r);
+        c->lowered = false;
+        return NULL;
+    }
     c->lowered = false;
+    if (c->event_sent && c->waiting == NULL && done != NULL && r != NULL) {
+        /* its audit entry is on the writer thread: the reply waits for it */
+        struct event_reply *er = xcalloc(1, sizeof(*er));
+
+        er->wait = xcalloc(1, sizeof(*er->wait));
+        er->wait->done = done;
+        er->wait->arg = arg;
+        er->reply = r;
+        r = NULL;
+        adm_persist_after(c, on_events_written, er);
+        c->waiting = er->wait;
+    }
+    c->event_sent = false;
     c->waiter = NULL;
     if (c->waiting != NULL) {
         json_decref(r);

@@ -6,6 +6,7 @@
  * (request.c). Calls change.c, persist.c and request.c.
  */
 #include <assert.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,6 +193,10 @@ adm_control_reconfigure(struct adm_control *c, const char *const *names,
     size_t len;
     int k;
 
+    /* a raise on its way (change.c) is applied first, on the services and
+     * plans it was decided for (rare: a raise's save takes milliseconds) */
+    if (c->raising > 0)
+        adm_writer_drain(c->writer);
     hmap_init(&olds, c->n);
     hmap_init(&news, n);
     for (i = 0; i < c->n; i++)
@@ -315,6 +320,92 @@ adm_control_set_loop(struct adm_control *c, struct event_base *base)
      * the start (no event is added before it writes) */
     if (base != NULL)
         adm_persist_writer(c);
+}
+
+/* A log line waiting for the writes submitted before it. */
+struct written_line {
+    enum log_level level;
+    char module[32];
+    char *text;                  /* owned */
+};
+
+static void
+on_line_written(void *arg, enum adm_wjob_result res, const char *err)
+{
+    struct written_line *wl = arg;
+
+    (void)res;                         /* each write's own outcome is logged by its owner */
+    (void)err;
+    log_at(wl->level, wl->module, 0, "%s", wl->text);
+    free(wl->text);
+    free(wl);
+}
+
+void
+adm_control_log_written(struct adm_control *c, enum log_level level, const char *module,
+                        const char *fmt, ...)
+{
+    struct written_line *wl;
+    va_list ap;
+    char *text;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    text = xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(text, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    if (adm_writer_idle(c->writer)) {
+        log_at(level, module, 0, "%s", text);
+        free(text);
+        return;
+    }
+    wl = xcalloc(1, sizeof(*wl));
+    wl->level = level;
+    snprintf(wl->module, sizeof(wl->module), "%s", module);
+    wl->text = text;
+    adm_persist_after(c, on_line_written, wl);
+}
+
+/* A file on its way (adm_control_write_file()). */
+struct file_job {
+    char what[64];
+    char note[600];
+};
+
+static void
+on_file_written(void *arg, enum adm_wjob_result res, const char *err)
+{
+    struct file_job *fj = arg;
+
+    if (res != ADM_WJ_OK)
+        log_at(LL_ERR, "control", 0, "%s: %s: %s", fj->what, err, fj->note);
+    free(fj);
+}
+
+void
+adm_control_write_file(struct adm_control *c, const char *file, char *text, size_t len,
+                       const char *what, const char *note)
+{
+    struct file_job *fj;
+    char err[512];
+
+    if (!adm_persist_writer(c)) {
+        if (adm_store_write(file, text, len, err, sizeof(err)) != 0)
+            log_at(LL_ERR, "control", 0, "%s: %s: %s", what, err, note);
+        free(text);
+        return;
+    }
+    fj = xcalloc(1, sizeof(*fj));
+    snprintf(fj->what, sizeof(fj->what), "%s", what);
+    snprintf(fj->note, sizeof(fj->note), "%s", note);
+    adm_writer_submit(c->writer, ADM_WJ_SAVE, file, text, len, on_file_written, fj);
+    if (c->caller != NULL && c->waiter != NULL && c->waiting == NULL)
+        c->event_sent = true;          /* the reply waits for it */
 }
 
 void

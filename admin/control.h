@@ -28,6 +28,7 @@
 
 #include "admin/state.h"
 #include "admin/tokens.h"
+#include "lib/log.h"
 #include "health/policy.h"
 #include "router/router.h"
 
@@ -196,7 +197,9 @@ struct hl_auto_svc adm_auto_svc(const struct adm_svc_state *st);
  * <svc> as actor "auto", with <reason> (borrowed; the breach text) and
  * <figures> (borrowed, may be NULL: the numbers behind the decision, written
  * to the audit entry as "figures"). A rollback is applied first and persisted
- * second; a freeze keeps the weight. Either stops the plan and latches the
+ * second (on the writer thread when there is one: the caller's log line that
+ * says it is saved goes through adm_control_log_written()); a freeze keeps
+ * the weight. Either stops the plan and latches the
  * state until an operator sets a weight (weight, promote, switch, rollback).
  * Returns 0 when the change was made (applied; a failed save is logged, the
  * change stays in effect), or -1 when <svc> is not armed (already latched,
@@ -205,6 +208,24 @@ struct hl_auto_svc adm_auto_svc(const struct adm_svc_state *st);
  * that runs the admin socket, never from inside an ops callback. */
 int adm_control_auto(struct adm_control *c, unsigned svc, enum hl_auto_action a,
                      const char *reason, struct json_t *figures);
+
+/* Logs <fmt>, ... at <level> for <module> once every write the control
+ * plane has submitted so far (the state file, the audit log; admin/writer.h)
+ * is done, at once when none is on its way: the line of an automatic action,
+ * which says the state file holds it, follows its save. Formatted now.
+ * Called from the event loop. */
+void adm_control_log_written(struct adm_control *c, enum log_level level, const char *module,
+                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Replaces <file> with the <len> bytes <text> (taken) on the control
+ * plane's writer thread (adm_store_write(): a temporary file, fsync,
+ * rename, fsync of the directory), after the writes submitted before it;
+ * a failure is logged there as "<what>: <why>: <note>". A command's reply
+ * waits for it (when its requester can wait). Without a writer thread it
+ * is written now. Called from the event loop (proxy/srvadmin.c: the
+ * servers' admin states). */
+void adm_control_write_file(struct adm_control *c, const char *file, char *text, size_t len,
+                            const char *what, const char *note);
 
 /* ---- progressive plan ----------------------------------------------------
  *
@@ -248,9 +269,11 @@ void adm_control_set_plan(struct adm_control *c, unsigned svc,
  * can advance): <now_ms> monotonic, <new_requests> the outcomes the new side
  * has served since the daemon started (monotonic). Advances the plan by at
  * most one step. Returns 1 when a step was taken (raised: persisted, then
- * applied, audited as "plan_step" by "auto"), 0 when nothing changed, -1
- * when a step was due but could not be saved (nothing changed; retried no
- * sooner than 5 s later). Called from the event loop that runs the admin
+ * applied, audited as "plan_step" by "auto"; with the writer thread its
+ * save is on its way then: applied once saved, or refused and retried no
+ * sooner than 5 s later, the plan waiting meanwhile), 0 when nothing
+ * changed, -1 when a step was due but could not be saved (nothing changed;
+ * retried no sooner than 5 s later). Called from the event loop that runs the admin
  * socket, never from inside an ops callback. */
 int adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
                           uint64_t new_requests);

@@ -48,6 +48,11 @@ struct adm_svc {
                                       * adm_control_set_plan() not called) */
     unsigned min_requests;       /* a step's floor of outcomes on new */
     uint64_t plan_retry_ms;      /* now_ms before which a failed step is not retried */
+    bool step_saving;            /* a step's save is on the writer thread: the
+                                  * plan waits for it (plan_ctl.c) */
+    uint64_t step_baked_ms;      /* that step's bake and requests, and when it is */
+    uint64_t step_requests;      /* retried, should its save fail */
+    uint64_t step_retry_ms;
     uint64_t shadow_compared;    /* shadow comparisons since start, and of them */
     uint64_t shadow_diffs;       /* those that differed (adm_control_plan_shadow) */
     struct adm_counters counters;    /* rollbacks and freezes since start (metrics) */
@@ -119,6 +124,8 @@ struct adm_control {
     bool write_async;            /* the change in progress writes its audit entry on
                                   * <writer> (its save went there too); false: on
                                   * the loop (persist.c) */
+    unsigned raising;            /* raises saved on <writer> and not applied yet
+                                  * (change.c): any other change waits for them */
     bool require_reason;         /* admin.require_reason */
     struct adm_fleet *fleet;     /* owned: the fleet's store (admin/fleet.h); NULL
                                   * without "store": {"postgres"} */
@@ -132,11 +139,18 @@ struct adm_control {
         void *arg;
     } *waiter;
     struct adm_wait *waiting;
+    struct adm_wait *held;       /* a wait handed out already (a raise saved on the
+                                  * writer thread, being applied): the change in
+                                  * progress takes it for its reply (change.c) */
     /* fleet.c: the command in progress lowered service <lowered_svc> (applied
      * here, its write on the way): adm_control_exec_wait() holds the reply
      * until the write committed (adm_fleet_lowered_wait()) */
     bool lowered;
     unsigned lowered_svc;
+    /* persist.c: the command in progress sent an event's audit entry to the
+     * writer thread: adm_control_exec_wait() holds the reply until it is
+     * written (adm_persist_event()) */
+    bool event_sent;
     struct event_base *base;     /* borrowed: the loop the control plane runs on
                                   * (adm_control_set_loop()); NULL: none known */
     uint64_t reconfigs;          /* adm_control_reconfigure() calls so far */
@@ -148,6 +162,9 @@ struct adm_control {
      * control.c), so that it does not include change.h, which includes it */
     json_t *(*change_run)(struct adm_control *c, const struct adm_change *ch,
                           const char *actor);
+    /* change.c adds a plan's status to the reply of a plan command applied
+     * after its save with this (set by plan_ctl.c, which includes change.h) */
+    json_t *(*plan_status)(const struct adm_svc *s);
 };
 
 /* A reply still to come (admin/fleet.c makes them, commands.c hands them
@@ -171,6 +188,13 @@ struct adm_change {
     json_t *figures;             /* borrowed, may be NULL: automatic decisions' numbers */
     bool committed;              /* fleet: written to the store already (apply
                                   * first, then the local cache; admin/fleet.c) */
+    bool saved;                  /* a raise the state file holds already (saved
+                                  * on the writer thread): applied, not saved again */
+    void (*done)(struct adm_control *c, unsigned svc, bool applied);
+                                 /* may be NULL: an automatic raise (a plan's step)
+                                  * may then be saved on the writer thread; called
+                                  * on the loop once it is applied, or refused
+                                  * (its save failed: nothing changed) */
     const struct hl_plan *plan;  /* borrowed: the plan after the change (plan
                                   * commands and steps); NULL: any other change,
                                   * which ends a running plan (change.c) */

@@ -570,7 +570,13 @@ raise_written(void *arg, bool ok, const struct adm_pg_row *rows, unsigned n,
     q->ch.committed = true;
     q->ch.plan = q->has_plan ? &q->plan : NULL;
     c->caller = &who;
+    /* the engine holds the reply until the local cache and the audit entry
+     * are written (on the writer thread): it takes the wait */
+    c->held = q->wait;
     r = c->change_run(c, &q->ch, q->actor);
+    if (c->held == NULL)
+        q->wait = NULL;                /* taken: raise_reply() below sends nothing */
+    c->held = NULL;
     c->caller = NULL;
     c->svcs[k].st.generation = rows[0].e.generation;
     if (r != NULL && json_is_object(r) && json_is_true(json_object_get(r, "ok"))) {

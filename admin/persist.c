@@ -20,13 +20,16 @@
  *   generation audited when the file was saved) and the newest change
  *   entries of the log, read backwards.
  *
- * - Where the writes run: a lowering by command and a notification applied
- *   from the fleet's store have their snapshot and audit line serialized
- *   here and written by the writer thread (admin/writer.h); their
- *   completions do here, in order, what a save or an append on the loop
- *   does after it. Every write made on the loop (a raise, an automatic
- *   action, a retry, the exit) first waits for what the writer holds, so
- *   the newest snapshot always lands last.
+ * - Where the writes run: the changes (lowerings, automatic actions,
+ *   raises by command, a fleet's committed raise, the notifications applied
+ *   from the fleet's store) and the tick's retry have their snapshot and
+ *   audit line serialized here and written by the writer thread
+ *   (admin/writer.h); their completions do here, in order, what a save or
+ *   an append on the loop does after it, by the save's kind (a raise's
+ *   failure refuses it and dirties nothing; a retry's keeps the state
+ *   dirty). Every write still made on the loop (a plan's step, an event's
+ *   audit entry, the audit queue, the exit) first waits for what the
+ *   writer holds, so the newest snapshot always lands last.
  *
  * Workload: nothing here runs on a healthy disk beyond one save and one
  * append per change and a few comparisons per tick.
@@ -300,16 +303,42 @@ adm_persist_unsaved(struct adm_control *c, const char *err)
 
 /* ---- saves on the writer thread ------------------------------------------ */
 
+/* What a save is for, which decides what its failure does. */
+enum save_kind {
+    SAVE_CHANGE,                 /* the state in effect after a change: a failure
+                                  * makes the control plane dirty (journaled) */
+    SAVE_CACHE,                  /* a copy of the fleet's row: only warned of */
+    SAVE_RAISE,                  /* a raise not applied yet: a failure refuses it,
+                                  * the state in effect did not change */
+    SAVE_RETRY,                  /* the tick's retry while dirty: a failure keeps
+                                  * it dirty (journaled when it was not yet) */
+};
+
 /* A snapshot on its way to the state file. */
 struct save_job {
     struct adm_control *c;       /* borrowed */
+    enum save_kind kind;
     struct adm_store_entry *e;   /* owned: what the file will hold, <n> entries */
     unsigned n;
     struct adm_save_note *note;  /* borrowed, may be NULL: the change waiting for it */
     char *cache_of;              /* owned, may be NULL: the service whose copy of
-                                  * the fleet's row this saves (a local cache: a
-                                  * failure is only warned of, as fleet.c does) */
+                                  * the fleet's row this saves (SAVE_CACHE) */
+    adm_wjob_done_fn *then;      /* may be NULL: called once the outcome is recorded */
+    void *then_arg;
 };
+
+/* Whether every service's state in effect is in the state file. */
+static bool
+all_saved(const struct adm_control *c)
+{
+    unsigned i;
+
+    for (i = 0; i < c->n; i++) {
+        if (!c->svcs[i].saved_known || c->svcs[i].saved.generation != c->svcs[i].st.generation)
+            return false;
+    }
+    return true;
+}
 
 static void
 on_save_done(void *arg, enum adm_wjob_result res, const char *err)
@@ -317,7 +346,7 @@ on_save_done(void *arg, enum adm_wjob_result res, const char *err)
     struct save_job *sj = arg;
     struct adm_control *c = sj->c;
     struct adm_persist *p = &c->persist;
-    bool clean = true, journaled;
+    bool journaled;
     unsigned i;
     int k;
 
@@ -336,32 +365,44 @@ on_save_done(void *arg, enum adm_wjob_result res, const char *err)
                                                .generation = sj->e[i].generation };
             s->saved_known = true;
         }
-        for (i = 0; i < c->n; i++)
-            clean = clean && c->svcs[i].saved_known
-                    && c->svcs[i].saved.generation == c->svcs[i].st.generation;
-        if (clean)                     /* else a newer save is on its way */
-            saved_clean(c);
         if (sj->note != NULL)
             sj->note->saved = true;
-    } else if (sj->cache_of != NULL) {
-        p->save_errors++;
-        snprintf(p->last_error, sizeof(p->last_error), "%s", err);
-        log_at(LL_WARN, "fleet", 0, "%s: the local cache is not saved: %s", sj->cache_of, err);
     } else {
         p->save_errors++;
         snprintf(p->last_error, sizeof(p->last_error), "%s", err);
-        journaled = adm_persist_unsaved(c, err);
-        if (sj->note != NULL) {
-            sj->note->journaled = journaled;
-            snprintf(sj->note->err, sizeof(sj->note->err), "%s", err);
-        } else {
-            log_at(LL_ERR, "control", 0, "state not saved: %s; %s", err, journaled
-                   ? "kept in the journal (a restart restores it) and saved as soon as the "
-                     "disk takes it"
-                   : "NOT kept in the journal either: saved as soon as the disk takes it; a "
-                     "restart before that brings back the state file's values");
+        switch (sj->kind) {
+        case SAVE_CACHE:
+            log_at(LL_WARN, "fleet", 0, "%s: the local cache is not saved: %s", sj->cache_of,
+                   err);
+            break;
+        case SAVE_RAISE:               /* refused by <then>: nothing took effect */
+            if (sj->note != NULL)
+                snprintf(sj->note->err, sizeof(sj->note->err), "%s", err);
+            break;
+        case SAVE_RETRY:               /* still dirty: the tick tries again */
+            if (!p->journaled)
+                journal_write(c);      /* the journal may take it now */
+            break;
+        case SAVE_CHANGE:
+            journaled = adm_persist_unsaved(c, err);
+            if (sj->note != NULL) {
+                sj->note->journaled = journaled;
+                snprintf(sj->note->err, sizeof(sj->note->err), "%s", err);
+            } else {
+                log_at(LL_ERR, "control", 0, "state not saved: %s; %s", err, journaled
+                       ? "kept in the journal (a restart restores it) and saved as soon as "
+                         "the disk takes it"
+                       : "NOT kept in the journal either: saved as soon as the disk takes "
+                         "it; a restart before that brings back the state file's values");
+            }
+            break;
         }
     }
+    /* a raise is applied here, so that the file is seen to hold it below */
+    if (sj->then != NULL)
+        sj->then(sj->then_arg, res, err);
+    if (res == ADM_WJ_OK && all_saved(c))   /* else a newer save is on its way */
+        saved_clean(c);
     free(sj->cache_of);
     free(sj->e);
     free(sj);
@@ -398,38 +439,50 @@ adm_persist_writer(struct adm_control *c)
     return true;
 }
 
+/* Submits a save of snapshot <e>/<n> (taken) of <kind>; see
+ * adm_persist_save_async(). */
 static bool
-save_async(struct adm_control *c, struct adm_save_note *note, const char *cache_of)
+submit_save(struct adm_control *c, enum save_kind kind, struct adm_store_entry *e,
+            unsigned n, struct adm_save_note *note, const char *cache_of,
+            adm_wjob_done_fn *then, void *then_arg)
 {
     struct save_job *sj;
     char *text, ferr[512];
     size_t len = 0;
 
+    /* serialized here: the thread sees bytes only */
+    text = adm_store_format(e, n, &len, ferr, sizeof(ferr));
+    if (text == NULL) {
+        log_at(LL_WARN, "control", 0, "state file: %s", ferr);
+        free(e);
+        return false;                  /* the caller saves in place, and reports that */
+    }
+    sj = xcalloc(1, sizeof(*sj));
+    sj->c = c;
+    sj->kind = kind;
+    sj->e = e;
+    sj->n = n;
+    sj->note = note;
+    sj->cache_of = cache_of != NULL ? xstrdup(cache_of) : NULL;
+    sj->then = then;
+    sj->then_arg = then_arg;
+    if (note != NULL)
+        *note = (struct adm_save_note){ .saved = false };
+    adm_writer_submit(c->writer, ADM_WJ_SAVE, c->state_file, text, len, on_save_done, sj);
+    return true;
+}
+
+static bool
+save_async(struct adm_control *c, struct adm_save_note *note, const char *cache_of)
+{
     if (!adm_persist_writer(c))
         return false;
     if (note != NULL)
         *note = (struct adm_save_note){ .saved = true };
     if (c->state_file == NULL)
         return true;
-    sj = xcalloc(1, sizeof(*sj));
-    sj->c = c;
-    sj->e = entries_of(c);
-    sj->n = c->n;
-    sj->note = note;
-    sj->cache_of = cache_of != NULL ? xstrdup(cache_of) : NULL;
-    if (note != NULL)
-        note->saved = false;
-    /* serialized here: the thread sees bytes only */
-    text = adm_store_format(sj->e, sj->n, &len, ferr, sizeof(ferr));
-    if (text == NULL) {
-        log_at(LL_WARN, "control", 0, "state file: %s", ferr);
-        free(sj->cache_of);
-        free(sj->e);
-        free(sj);
-        return false;                  /* the caller saves in place, and reports that */
-    }
-    adm_writer_submit(c->writer, ADM_WJ_SAVE, c->state_file, text, len, on_save_done, sj);
-    return true;
+    return submit_save(c, cache_of != NULL ? SAVE_CACHE : SAVE_CHANGE, entries_of(c), c->n,
+                       note, cache_of, NULL, NULL);
 }
 
 bool
@@ -442,6 +495,27 @@ bool
 adm_persist_save_cache_async(struct adm_control *c, const char *svc)
 {
     return save_async(c, NULL, svc);
+}
+
+bool
+adm_persist_save_raise(struct adm_control *c, unsigned svc, const struct adm_svc_state *st,
+                       const struct hl_plan *plan, struct adm_save_note *note,
+                       adm_wjob_done_fn *then, void *arg)
+{
+    struct adm_svc *s = &c->svcs[svc];
+    struct adm_svc_state was = s->st;
+    struct hl_plan was_plan = s->plan;
+    struct adm_store_entry *e;
+
+    if (c->state_file == NULL || !adm_persist_writer(c))
+        return false;
+    /* the snapshot as it will be once applied: every other service as it is */
+    s->st = *st;
+    s->plan = *plan;
+    e = entries_of(c);
+    s->st = was;
+    s->plan = was_plan;
+    return submit_save(c, SAVE_RAISE, e, c->n, note, NULL, then, arg);
 }
 
 void
@@ -760,6 +834,59 @@ audit_now(struct adm_control *c, struct adm_audit_pending *q)
 }
 
 
+/* ---- events that changed no weight --------------------------------------- */
+
+/* An event's entry on its way to the audit log. */
+struct event_job {
+    char *line;                  /* owned: for the log, should it fail */
+    size_t len;
+};
+
+static void
+on_event_done(void *arg, enum adm_wjob_result res, const char *err)
+{
+    struct event_job *ej = arg;
+
+    if (res != ADM_WJ_OK)
+        log_at(LL_ERR, "control", 0, "audit log: %s; not written: %.*s", err,
+               (int)(ej->len > 0 ? ej->len - 1 : 0), ej->line);
+    free(ej->line);
+    free(ej);
+}
+
+int
+adm_persist_event(struct adm_control *c, const struct adm_audit_entry *e)
+{
+    struct event_job *ej;
+    char err[512];
+    size_t len = 0;
+    char *line;
+
+    if (c->audit_file == NULL)
+        return -1;
+    if (c->caller == NULL || c->waiter == NULL || c->waiting != NULL
+        || !adm_persist_writer(c)) {
+        /* nobody can wait for it: written now (the barrier lets the
+         * writer's entries go first) */
+        if (adm_audit_append(c->audit_file, e, err, sizeof(err)) != 0) {
+            log_at(LL_ERR, "control", 0, "audit log: %s", err);
+            return -1;
+        }
+        return 0;
+    }
+    if ((line = adm_audit_format(e, &len, err, sizeof(err))) == NULL) {
+        log_at(LL_ERR, "control", 0, "audit log: %s", err);
+        return -1;
+    }
+    ej = xcalloc(1, sizeof(*ej));
+    ej->line = line;
+    ej->len = len;
+    adm_writer_submit(c->writer, ADM_WJ_AUDIT, c->audit_file,
+                      memcpy(xmalloc(len), line, len), len, on_event_done, ej);
+    c->event_sent = true;
+    return 0;
+}
+
 /* ---- startup ------------------------------------------------------------- */
 
 struct gap_scan {
@@ -933,6 +1060,10 @@ startup_journal(struct adm_control *c)
     free(e);
 }
 
+/* Before anything serves: its writes (stale files, the journal, the
+ * audit log's repair and "recovered" entries) are made here, on the
+ * caller's thread, not on the writer thread, whose completions would need
+ * the loop that is not running yet; nothing waits for them. */
 void
 adm_persist_startup(struct adm_control *c)
 {
@@ -968,6 +1099,16 @@ adm_persist_startup(struct adm_control *c)
 
 /* ---- the tick, the status, the exit -------------------------------------- */
 
+/* The tick's retry of a dirty state's save, on the writer thread. False
+ * when there is none (nothing was done). */
+static bool
+retry_async(struct adm_control *c)
+{
+    if (c->state_file == NULL || !adm_persist_writer(c))
+        return false;
+    return submit_save(c, SAVE_RETRY, entries_of(c), c->n, NULL, NULL, NULL, NULL);
+}
+
 void
 adm_persist_tick(struct adm_control *c, uint64_t now_ms)
 {
@@ -991,7 +1132,10 @@ adm_persist_tick(struct adm_control *c, uint64_t now_ms)
     if (now_ms >= p->next_retry_ms && adm_writer_idle(c->writer)) {
         if (audit_due && flush_queue(c, err, sizeof(err)) == 0)
             close_gaps(c, GAP_WHY, err, sizeof(err));
-        if (p->dirty && adm_persist_save(c, err, sizeof(err)) != 0 && !p->journaled)
+        /* on the writer thread (its completion journals what still fails);
+         * on the loop only without one */
+        if (p->dirty && !retry_async(c) && adm_persist_save(c, err, sizeof(err)) != 0
+            && !p->journaled)
             journal_write(c);          /* the journal may take it now */
         if (p->dirty || p->queued > 0 || (c->audit_file != NULL && has_gaps(c))) {
             p->backoff_ms = p->backoff_ms * 2 < ADM_RETRY_MAX_MS ? p->backoff_ms * 2
@@ -1053,6 +1197,8 @@ adm_persist_status(const struct adm_control *c)
     return o;
 }
 
+/* At exit, once the main loop stopped: what the writer holds is written
+ * first, then what is left is written here, on the caller's thread. */
 int
 adm_persist_flush(struct adm_control *c)
 {

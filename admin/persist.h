@@ -75,6 +75,18 @@ bool adm_persist_save_async(struct adm_control *c, struct adm_save_note *note);
  * of and counted, never journaled. */
 bool adm_persist_save_cache_async(struct adm_control *c, const char *svc);
 
+/* A raise of service <svc> to <st> with plan <plan>, saved on the writer
+ * thread before it is applied: the snapshot holds every service as it is
+ * and <svc> as it will be. Once the save is done, on the loop, <note>
+ * (borrowed until then) says how it went and <then>(<arg>, ...) applies
+ * the raise (or refuses it); a failure neither makes the control plane
+ * dirty nor journals anything, since nothing took effect. False when
+ * there is no writer or no state file (nothing was done: the caller saves
+ * on the loop). */
+bool adm_persist_save_raise(struct adm_control *c, unsigned svc,
+                            const struct adm_svc_state *st, const struct hl_plan *plan,
+                            struct adm_save_note *note, adm_wjob_done_fn *then, void *arg);
+
 /* Calls <done>(<arg>, ...) on the loop once every write submitted so far
  * (saves and audit entries) is done and its outcome recorded. Only with a
  * writer (adm_persist_save_async() returned true). */
@@ -86,6 +98,15 @@ void adm_persist_after(struct adm_control *c, adm_wjob_done_fn *done, void *arg)
  * waits before it. Never fails: what
  * cannot be written is retried on the tick. */
 void adm_persist_audit(struct adm_control *c, unsigned svc, const struct adm_audit_entry *e);
+
+/* Audits event <e>, one that changed no weight (a refusal, a server's
+ * admin state, a certificate reload): on the writer thread when the
+ * command in progress can wait for its reply (then c->event_sent is set
+ * and the reply waits for the entry: adm_control_exec_wait()), else on the
+ * loop, after what the writer holds. 0, or -1 when the audit log is off or
+ * the entry could not be made or written (logged; a failure on the writer
+ * thread is logged there, and 0 returned). */
+int adm_persist_event(struct adm_control *c, const struct adm_audit_entry *e);
 
 /* The startup part, after the state file was loaded and restored: stale
  * temporary files, the state directory's writability, the journal (a

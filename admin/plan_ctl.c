@@ -273,6 +273,7 @@ adm_control_set_plan(struct adm_control *c, unsigned svc, const struct hl_plan_c
     bool svc_running;
     char w[16];
 
+    c->plan_status = adm_plan_status;   /* for a plan command's raise (change.c) */
     assert(svc < c->n);
     s = &c->svcs[svc];
     saved = s->plan;
@@ -302,6 +303,24 @@ adm_control_set_plan(struct adm_control *c, unsigned svc, const struct hl_plan_c
     s->st.state = svc_running ? ADM_ST_STEADY : s->st.state;
 }
 
+/* adm_change.done of a step saved on the writer thread: applied, or
+ * refused (its save failed: nothing moved). A refused step keeps what it
+ * baked and counted, and is retried later, not on every tick. */
+static void
+step_done(struct adm_control *c, unsigned svc, bool applied)
+{
+    struct adm_svc *s = &c->svcs[svc];
+
+    s->step_saving = false;
+    if (applied) {
+        s->plan_retry_ms = 0;
+        return;
+    }
+    hl_plan_restore(&s->plan, &s->plan_conf, (int)s->plan.state, s->plan.step,
+                    s->step_baked_ms, s->step_requests);
+    s->plan_retry_ms = s->step_retry_ms;
+}
+
 int
 adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
                       uint64_t new_requests)
@@ -321,7 +340,8 @@ adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
     s = &c->svcs[svc];
     pc = &s->plan_conf;
     if (pc->nsteps == 0 || s->plan.state != HL_PLAN_PROGRESSING
-        || s->st.state != ADM_ST_PROGRESSING || now_ms < s->plan_retry_ms)
+        || s->st.state != ADM_ST_PROGRESSING || now_ms < s->plan_retry_ms
+        || s->step_saving)             /* a step on its way: applied once saved */
         return 0;
     in = (struct hl_plan_input){ .now_ms = now_ms, .new_requests = new_requests,
                                  .min_requests = s->min_requests,
@@ -354,8 +374,19 @@ adm_control_plan_tick(struct adm_control *c, unsigned svc, uint64_t now_ms,
                     "baked_s", (double)baked_ms / 1000.0, "bake_s", (int)pc->bake_s,
                     "requests", (json_int_t)reqs, "min_requests", (int)s->min_requests);
     ch.figures = fig;
+    /* saved on the writer thread when there is one: step_done() then
+     * takes the outcome */
+    ch.done = step_done;
+    s->step_baked_ms = baked_ms;
+    s->step_requests = reqs;
+    s->step_retry_ms = now_ms + PLAN_RETRY_MS;
     gen = s->st.generation;
     r = adm_change_run(c, &ch, "auto");
+    if (json_is_null(r)) {
+        s->step_saving = true;
+        json_decref(fig);
+        return 1;
+    }
     json_decref(r);
     json_decref(fig);
     if (s->st.generation == gen) {

@@ -9,6 +9,7 @@
 
 #include "admin/audit.h"
 #include "admin/ctl_proto.h"
+#include "admin/persist.h"
 #include "admin/request.h"
 #include "admin/server_ctl.h"
 #include "lib/log.h"
@@ -28,7 +29,7 @@ adm_cmd_server(struct adm_control *c, json_t *req, const char *actor)
         "cmd", "service", "side", "server", "action", "reason", NULL
     };
     const char *action, *addr, *reason = "";
-    char from[32] = "", msg[512], aerr[512], act[32];
+    char from[32] = "", msg[512], act[32];
     struct adm_audit_entry ae;
     enum rt_side side;
     unsigned svc;
@@ -88,8 +89,8 @@ adm_cmd_server(struct adm_control *c, json_t *req, const char *actor)
             .generation = c->svcs[svc].st.generation, .figures = fig,
             .pid = c->caller != NULL ? c->caller->pid : 0,
         };
-        if (adm_audit_append(c->audit_file, &ae, aerr, sizeof(aerr)) != 0)
-            log_at(LL_ERR, "control", 0, "audit log: %s", aerr);
+        /* on the writer thread, the reply held until written */
+        adm_persist_event(c, &ae);
         json_decref(fig);
     }
     return json_pack("{s:b, s:s, s:s, s:s, s:s, s:s}", "ok", 1, "side", rt_side_names[side],

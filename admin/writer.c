@@ -34,6 +34,8 @@ struct adm_wjob {
     size_t len;                  /* bytes of <data> */
     enum adm_wjob_result res;    /* set by the thread */
     char err[512];               /* set by the thread */
+    bool written;                /* a SAVE written already, ahead of its turn, in
+                                  * place of an older one (run_save()) */
     adm_wjob_done_fn *done;
     void *arg;                   /* borrowed: <done>'s */
 };
@@ -83,11 +85,65 @@ run_job(struct adm_wjob *j, bool skip_audit)
     j->res = rc == 0 ? ADM_WJ_OK : ADM_WJ_FAILED;
 }
 
+/* The newest SAVE of <j>'s file still queued after <j> (under the lock),
+ * or NULL. */
+static struct adm_wjob *
+newest_save(struct adm_wjob *j, struct adm_wjob *todo)
+{
+    struct adm_wjob *k, *newest = NULL;
+
+    for (k = todo; k != NULL; k = k->next) {
+        if (k->kind == ADM_WJ_SAVE && !k->written && strcmp(k->file, j->file) == 0)
+            newest = k;
+    }
+    return newest;
+}
+
+/* The SAVEs of <j>'s file queued in <todo> up to <newer>, whose snapshot
+ * was written in <j>'s turn (under the lock): covered by it, with <j>'s
+ * outcome. Those submitted since are newer still: written in their turn. */
+static void
+mark_covered(struct adm_wjob *todo, const struct adm_wjob *j, const struct adm_wjob *newer)
+{
+    struct adm_wjob *k;
+
+    for (k = todo; k != NULL; k = k->next) {
+        if (k->kind == ADM_WJ_SAVE && !k->written && strcmp(k->file, j->file) == 0) {
+            k->written = true;
+            k->res = j->res;
+            memcpy(k->err, j->err, sizeof(k->err));
+        }
+        if (k == newer)
+            break;
+    }
+}
+
+/* Does SAVE <j> (the thread, without the lock): when a newer snapshot of
+ * the same file, <newer> (NULL: none), is queued already, that one is
+ * written instead, now, and every queued save of the file up to it
+ * reports its outcome; none is written again in its turn (mark_covered()).
+ * A file replaced whole needs only its newest snapshot: a burst of changes
+ * costs one save, not one each. The newer snapshot thereby lands before
+ * the audit entries queued between the two;
+ * a crash then leaves generations in the file whose entries are missing,
+ * which the next start finds and covers ("recovered", persist.c). */
+static void
+run_save(struct adm_wjob *j, struct adm_wjob *newer)
+{
+    if (newer == NULL) {
+        run_job(j, false);
+        return;
+    }
+    run_job(newer, false);
+    j->res = newer->res;
+    memcpy(j->err, newer->err, sizeof(j->err));
+}
+
 static void *
 writer_main(void *arg)
 {
     struct adm_writer *w = arg;
-    struct adm_wjob *j;
+    struct adm_wjob *j, *newer;
     uint64_t one = 1;
     bool skip;
 
@@ -103,11 +159,18 @@ writer_main(void *arg)
             w->todo_tail = &w->todo;
         j->next = NULL;
         skip = w->audit_stopped;
+        newer = j->kind == ADM_WJ_SAVE && !j->written ? newest_save(j, w->todo) : NULL;
         pthread_mutex_unlock(&w->mu);
 
-        run_job(j, skip);           /* the disk, without the lock */
+        /* the disk, without the lock */
+        if (j->kind != ADM_WJ_SAVE)
+            run_job(j, skip);
+        else if (!j->written)
+            run_save(j, newer);
 
         pthread_mutex_lock(&w->mu);
+        if (newer != NULL)
+            mark_covered(w->todo, j, newer);   /* not written again */
         if (j->kind == ADM_WJ_AUDIT && j->res != ADM_WJ_OK)
             w->audit_stopped = true;
         *w->done_tail = j;

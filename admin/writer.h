@@ -8,6 +8,11 @@
  * only a job's file name and bytes: it never touches the control plane's
  * structures. Serializing is the caller's work, on the main loop.
  *
+ * When several saves of the same file are queued and not started, only the
+ * newest is written, in the place of the oldest: each completion still
+ * runs in its own place in the order, with the outcome of the write that
+ * covered it (the newer snapshot holds everything the older one did).
+ *
  * After an audit append fails, the later audit jobs already submitted are
  * not attempted (ADM_WJ_SKIPPED), so that no entry is written before one
  * that failed; the main loop re-arms appends once it has seen every

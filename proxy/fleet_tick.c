@@ -141,13 +141,15 @@ fleet_evaluate(void *arg, const char *name, const struct hl_fleet_row *rows, uns
              sum.live == 1 ? "" : "s", br.text);
     from_bp = st->weight_bp;
     if (adm_control_auto(d->ctl, (unsigned)idx, a, why, fig) == 0)
-        log_at(a == HL_AUTO_ROLLBACK ? LL_WARN : LL_ERR, "policy", 0,
-               "service %s: FLEET AUTOMATIC %s (%s) decided by the leader %s: %s; weight "
-               "%u.%02u%% -> %u.%02u%%; error_rate=%.4f p99_ms=%.1f requests=%llu "
-               "instances=%u", name, a == HL_AUTO_ROLLBACK ? "ROLLBACK" : "FREEZE",
-               px_tick_breach_kind(br.kind), v->instance, why, from_bp / 100, from_bp % 100,
-               st->weight_bp / 100, st->weight_bp % 100, br.error_rate, br.p99_ms,
-               (unsigned long long)br.requests, sum.live);
+        adm_control_log_written(d->ctl, a == HL_AUTO_ROLLBACK ? LL_WARN : LL_ERR, "policy",
+                                "service %s: FLEET AUTOMATIC %s (%s) decided by the leader "
+                                "%s: %s; weight %u.%02u%% -> %u.%02u%%; error_rate=%.4f "
+                                "p99_ms=%.1f requests=%llu instances=%u", name,
+                                a == HL_AUTO_ROLLBACK ? "ROLLBACK" : "FREEZE",
+                                px_tick_breach_kind(br.kind), v->instance, why,
+                                from_bp / 100, from_bp % 100, st->weight_bp / 100,
+                                st->weight_bp % 100, br.error_rate, br.p99_ms,
+                                (unsigned long long)br.requests, sum.live);
     json_decref(fig);
 }
 

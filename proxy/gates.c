@@ -171,13 +171,16 @@ act_on_fail(struct gate *g)
                "take back (or the service is latched already): nothing to %s", g->svc_name,
                c->name, g->st.reason, hl_gate_on_fail_names[c->on_fail]);
     } else if (a == HL_AUTO_ROLLBACK) {
-        log_at(LL_WARN, "gates", 0, "service %s: AUTOMATIC ROLLBACK (gate %s): %s; weight "
-               "0, state rolled_back until an operator sets a weight", g->svc_name, c->name,
-               g->st.reason);
+        /* after its save, as the tick's line (proxy/tick.c) */
+        adm_control_log_written(ctl, LL_WARN, "gates", "service %s: AUTOMATIC ROLLBACK "
+                                "(gate %s): %s; weight 0, state rolled_back until an "
+                                "operator sets a weight", g->svc_name, c->name,
+                                g->st.reason);
     } else {
-        log_at(LL_ERR, "gates", 0, "service %s: FROZEN by gate %s: %s; the weight is held, "
-               "the plan stopped, raising refused: waiting for an operator", g->svc_name,
-               c->name, g->st.reason);
+        adm_control_log_written(ctl, LL_ERR, "gates", "service %s: FROZEN by gate %s: %s; "
+                                "the weight is held, the plan stopped, raising refused: "
+                                "waiting for an operator", g->svc_name, c->name,
+                                g->st.reason);
     }
     json_decref(fig);
 }

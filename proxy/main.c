@@ -61,6 +61,14 @@
 
 #define PX_MALLOC_KEEP (4 * 1024 * 1024)   /* free heap kept per malloc arena (main()) */
 
+/* px_srvadmin_set_writer()'s writer: the control plane's writer thread. */
+static void
+srvadmin_write(void *arg, const char *file, char *text, size_t len, const char *what,
+               const char *note)
+{
+    adm_control_write_file(arg, file, text, len, what, note);
+}
+
 static void
 usage(FILE *f)
 {
@@ -609,6 +617,7 @@ main(int argc, char **argv)
             log_at(LL_ERR, "main", 0, "%s", err);
             goto out;
         }
+        px_srvadmin_set_writer(srvadmin_write, d.ctl);
     }
     if (srv->conf->admin_socket != NULL) {
         sock = srv->conf->admin_socket;

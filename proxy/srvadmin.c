@@ -1,7 +1,9 @@
 /*
  * srvadmin: see srvadmin.h. The main loop applies a change to its replica,
  * then to every worker as a job (px_workers_run), so the command returns
- * once no worker routes a new request to a server taken out; then saves.
+ * once no worker routes a new request to a server taken out; then saves,
+ * with the writer main.c sets (the control plane's writer thread: the
+ * loop serves requests meanwhile, the command's reply waits for it).
  * A disabled server's checker is stopped (no probes, no verdict changes
  * while it is worked on) and started again, from its last verdict, when it
  * is enabled.
@@ -26,6 +28,8 @@
 #include "proxy/worker.h"
 
 static char *state_file;         /* owned: set by px_srvadmin_load() */
+static px_srvadmin_write_fn *writer;     /* px_srvadmin_set_writer(); NULL: written here */
+static void *writer_arg;
 
 struct job_admin {
     unsigned idx, server;
@@ -45,15 +49,14 @@ job_set_admin(struct px_srv *w, void *arg)
         px_service_set_admin(svc, j->side, j->server, j->admin, j->weight_bp, j->generation);
 }
 
-/* Writes every server that is not ready to the state file. 0, or -1 with <err>. */
-static int
-save(struct px_srv *srv, char *err, size_t errlen)
+/* Every server that is not ready, as the state file's text (caller frees),
+ * or NULL with <err> set. */
+static char *
+format(struct px_srv *srv, char *err, size_t errlen)
 {
     json_t *root = json_object();
-    char tmp[4200], *text;
+    char *text;
     unsigned i, side, k;
-    size_t len;
-    int fd, rc = -1;
 
     for (i = 0; i < srv->nsvcs; i++) {
         struct px_service *svc = srv->svcs[i];
@@ -81,15 +84,24 @@ save(struct px_srv *srv, char *err, size_t errlen)
     json_decref(root);
     if (text == NULL) {
         snprintf(err, errlen, "cannot serialise the server states");
-        return -1;
+        return NULL;
     }
-    len = strlen(text);
+    return text;
+}
+
+/* Replaces the state file with <text>/<len> here, on the caller's thread
+ * (no writer set). 0, or -1 with <err>. */
+static int
+write_now(const char *text, size_t len, char *err, size_t errlen)
+{
+    char tmp[4200];
+    int fd, rc = -1;
+
     snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", state_file, (long)getpid());
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         snprintf(err, errlen, "%.300s: %s", tmp, strerror(errno));
-    } else if (write(fd, text, len) != (ssize_t)len || write(fd, "\n", 1) != 1
-               || fsync(fd) != 0) {
+    } else if (write(fd, text, len) != (ssize_t)len || fsync(fd) != 0) {
         snprintf(err, errlen, "%.300s: %s", tmp, errno != 0 ? strerror(errno) : "short write");
         close(fd);
         unlink(tmp);
@@ -99,8 +111,42 @@ save(struct px_srv *srv, char *err, size_t errlen)
     } else {
         rc = 0;
     }
-    free(text);
     return rc;
+}
+
+/* Writes every server that is not ready to the state file, with the writer
+ * set (else here); a failure is logged, naming what a restart will not
+ * keep (<change>). */
+static void
+save(struct px_srv *srv, const char *change)
+{
+    char err[512], note[600], *text = format(srv, err, sizeof(err)), *line;
+    size_t len;
+
+    snprintf(note, sizeof(note), "a restart will not keep %s", change);
+    if (text == NULL) {
+        log_at(LL_ERR, "control", 0, "server states: %s: %s", err, note);
+        return;
+    }
+    len = strlen(text);
+    line = xmalloc(len + 2);           /* the file ends with a newline */
+    memcpy(line, text, len);
+    memcpy(line + len, "\n", 2);
+    free(text);
+    if (writer != NULL) {
+        writer(writer_arg, state_file, line, len + 1, "server states", note);
+        return;
+    }
+    if (write_now(line, len + 1, err, sizeof(err)) != 0)
+        log_at(LL_ERR, "control", 0, "server states: %s: %s", err, note);
+    free(line);
+}
+
+void
+px_srvadmin_set_writer(px_srvadmin_write_fn *fn, void *arg)
+{
+    writer = fn;
+    writer_arg = arg;
 }
 
 /* Sets server <k> of <side> of <svc> (main replica) to <admin> everywhere:
@@ -136,7 +182,6 @@ px_srvadmin_op(void *arg, unsigned idx, enum rt_side side, const char *addr, con
     enum px_srv_admin admin;
     struct px_addr want;
     bool parsed = px_addr_parse(addr, &want) == 0;
-    char err[512];
     unsigned k;
 
     for (admin = PX_SRV_READY; admin < PX_SRV__COUNT; admin++)
@@ -168,9 +213,13 @@ px_srvadmin_op(void *arg, unsigned idx, enum rt_side side, const char *addr, con
         return 0;
     }
     apply(d, svc, side, k, admin);
-    if (state_file != NULL && save(srv, err, sizeof(err)) != 0)
-        log_at(LL_ERR, "control", 0, "server states: %s: a restart will not keep %s/%s %s",
-               err, rt_side_names[side], sc->servers[k].text, px_srv_admin_names[admin]);
+    if (state_file != NULL) {
+        char change[512];
+
+        snprintf(change, sizeof(change), "%s/%s %s", rt_side_names[side], sc->servers[k].text,
+                 px_srv_admin_names[admin]);
+        save(srv, change);
+    }
     snprintf(msg, len, "%s server %s: %s -> %s%s", rt_side_names[side], sc->servers[k].text,
              from, px_srv_admin_names[admin],
              admin == PX_SRV_READY ? (svc->servers[side][k]->up ? " (up: in rotation)"

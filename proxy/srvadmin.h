@@ -30,6 +30,15 @@ int px_srvadmin_op(void *arg, unsigned svc, enum rt_side side, const char *addr,
  * <err>: startup stops rather than put a disabled server back in rotation). */
 int px_srvadmin_load(struct px_daemon *d, const char *file, char *err, size_t errlen);
 
+/* Replaces <file> with the <len> bytes <text> (taken), logging a failure
+ * as "<what>: <why>: <note>" (admin/control.h, adm_control_write_file()). */
+typedef void px_srvadmin_write_fn(void *arg, const char *file, char *text, size_t len,
+                                  const char *what, const char *note);
+
+/* The state file is written with <fn>(<arg>, ...) from now on (main.c: on
+ * the control plane's writer thread); NULL: on the caller's thread. */
+void px_srvadmin_set_writer(px_srvadmin_write_fn *fn, void *arg);
+
 /* Frees what px_srvadmin_load() kept. */
 void px_srvadmin_free(void);
 

@@ -298,26 +298,32 @@ evaluate(struct px_tick *t, unsigned idx, uint64_t now_us)
                  "(breach_to_apply_ms<=%.1f)", verb, ms, ms);
     }
 
+    /* the line says the state file holds it: logged once its save is done
+     * (on the control plane's writer thread), the routing changed already */
     if (a == HL_AUTO_ROLLBACK) {
-        log_at(LL_WARN, "policy", 0, "service %s: AUTOMATIC ROLLBACK (%s): %s; weight "
-               "%s%% -> %s%%, state rolled_back until an operator sets a weight; "
-               "error_rate=%.4f p99_ms=%.1f requests=%" PRIu64 " errors=%" PRIu64
-               " legacy_error_rate=%.4f legacy_requests=%" PRIu64 " new_healthy=%s; %s",
-               svc->conf->name, kind, why, pct(from_bp, w0, sizeof(w0)),
-               pct(st->weight_bp, w1, sizeof(w1)), br.error_rate, br.p99_ms,
-               br.requests, ns.errors, br.legacy_error_rate, ls.requests,
-               in.new_healthy ? "true" : "false", lat);
+        adm_control_log_written(t->ctl, LL_WARN, "policy", "service %s: AUTOMATIC "
+                                "ROLLBACK (%s): %s; weight %s%% -> %s%%, state "
+                                "rolled_back until an operator sets a weight; "
+                                "error_rate=%.4f p99_ms=%.1f requests=%" PRIu64 " errors=%"
+                                PRIu64 " legacy_error_rate=%.4f legacy_requests=%" PRIu64
+                                " new_healthy=%s; %s", svc->conf->name, kind, why,
+                                pct(from_bp, w0, sizeof(w0)),
+                                pct(st->weight_bp, w1, sizeof(w1)), br.error_rate,
+                                br.p99_ms, br.requests, ns.errors, br.legacy_error_rate,
+                                ls.requests, in.new_healthy ? "true" : "false", lat);
     } else {
         snprintf(ts->frozen_why, sizeof(ts->frozen_why), "%s", why);
         ts->next_alert_ms = now_ms + PX_TICK_FROZEN_ALERT_MS;
-        log_at(LL_ERR, "policy", 0, "service %s: AUTOMATIC FREEZE (%s): %s; weight "
-               "held at %s%%, plan stopped, state frozen: waiting for an operator "
-               "(cutoverctl weight P, rollback or promote); error_rate=%.4f "
-               "p99_ms=%.1f requests=%" PRIu64 " errors=%" PRIu64
-               " legacy_error_rate=%.4f legacy_requests=%" PRIu64 "; %s",
-               svc->conf->name, kind, why, pct(st->weight_bp, w0, sizeof(w0)),
-               br.error_rate, br.p99_ms, br.requests, ns.errors, br.legacy_error_rate,
-               ls.requests, lat);
+        adm_control_log_written(t->ctl, LL_ERR, "policy", "service %s: AUTOMATIC "
+                                "FREEZE (%s): %s; weight held at %s%%, plan stopped, state "
+                                "frozen: waiting for an operator (cutoverctl weight P, "
+                                "rollback or promote); error_rate=%.4f p99_ms=%.1f "
+                                "requests=%" PRIu64 " errors=%" PRIu64
+                                " legacy_error_rate=%.4f legacy_requests=%" PRIu64 "; %s",
+                                svc->conf->name, kind, why,
+                                pct(st->weight_bp, w0, sizeof(w0)), br.error_rate,
+                                br.p99_ms, br.requests, ns.errors, br.legacy_error_rate,
+                                ls.requests, lat);
     }
 }
 
