@@ -330,10 +330,12 @@ try_lock(struct adm_leader *l)
  * interleave with this (SKIP LOCKED: a row being written is a heartbeat on
  * its way, or another follower at it), and the lease checked again on the
  * row's newest version (READ COMMITTED rechecks a row updated meanwhile);
- * only if it expired, the holder's session ended, the lock waited for (at
- * most $4 ms: the ended session lets it go as it exits) and the row written
- * naming this session, a fresh heartbeat no other follower can find old.
- * No row: the lease is fresh, or another follower is at it. */
+ * only if it expired, the holder's session ended, the lock tried every
+ * millisecond, $4 times at most (the ended session lets it go as it exits,
+ * within a few; a plain try of another instance may come first, which the
+ * answer says without failing the statement) and the row written naming
+ * this session, a fresh heartbeat no other follower can find old. No row:
+ * the lease is fresh, or another follower is at it. */
 static const char takeover_sql[] =
     "WITH h AS MATERIALIZED (SELECT (SELECT k.pid FROM pg_locks AS k WHERE "
     "k.locktype = 'advisory' AND k.granted AND k.classid = $2::integer::oid AND "
@@ -351,8 +353,10 @@ static const char takeover_sql[] =
     "e AS MATERIALIZED (SELECT s.instance, s.backend_pid, s.stale_ms, "
     "pg_terminate_backend(s.backend_pid) AS ended FROM s), "
     "g AS MATERIALIZED (SELECT e.instance, e.backend_pid, e.stale_ms, e.ended, CASE WHEN "
-    "e.ended AND set_config('lock_timeout', $4, true) IS NOT NULL THEN "
-    "pg_advisory_lock($2::integer, hashtext($1)) IS NOT NULL ELSE false END AS got FROM e), "
+    "e.ended THEN EXISTS (SELECT 1 FROM generate_series(1, $4::integer) AS n WHERE CASE "
+    "WHEN n = 1 THEN pg_try_advisory_lock($2::integer, hashtext($1)) WHEN "
+    "pg_sleep(0.001) IS NULL THEN false ELSE pg_try_advisory_lock($2::integer, "
+    "hashtext($1)) END) ELSE false END AS got FROM e), "
     "u AS (UPDATE cutover_leader AS l SET instance = $5, backend_pid = pg_backend_pid(), "
     "since = clock_timestamp(), at = clock_timestamp() FROM g WHERE g.got AND l.fleet = $1) "
     "SELECT coalesce(g.instance, '?'), g.backend_pid, g.stale_ms, g.ended, g.got FROM g";
@@ -374,9 +378,6 @@ takeover_failed(struct adm_leader *l, const struct pg_reply *r)
                    "that hangs keeps leading and one whose host vanished is replaced when "
                    "the server's keepalives end its session", l->name, pg_reply_error(r));
         l->refused_logged = true;
-    } else if (strcmp(state, "55P03") == 0) {
-        log_at(LL_INFO, "fleet", 0, "%s: the session of the leader whose lease expired was "
-               "ended; another instance took the lock first", l->name);
     } else {
         warn_failed(l, "taking over from a leader whose lease expired", r);
     }
@@ -414,19 +415,20 @@ on_taken_over(struct pg_client *c, const struct pg_reply *r, void *arg)
                strtod(stale, NULL), pid);
         return;
     }
-    if (strcmp(got, "t") != 0)
-        return;
     t = (struct adm_leader_takeover){ .fleet = l->conf->fleet, .instance = who,
                                       .backend_pid = atoi(pid),
                                       .stale_ms = strtod(stale, NULL),
-                                      .by = l->conf->instance };
+                                      .by = l->conf->instance,
+                                      .leading = strcmp(got, "t") == 0 };
     l->takeovers++;
     log_at(LL_WARN, "fleet", 0, "fleet %s: leader %s's lease expired (stale %.0f ms); its "
-           "session ended; leading", l->conf->fleet, who, t.stale_ms);
+           "session ended; %s", l->conf->fleet, who, t.stale_ms, t.leading ? "leading"
+           : "another instance took the lock first");
     log_kv(LL_WARN, "fleet", "leader_takeover", "fleet", l->conf->fleet, "instance",
            l->conf->instance, "previous", who, "previous_server_pid", pid, "stale_ms",
-           stale);
-    become_leader(l);
+           stale, "leading", t.leading ? "yes" : "no");
+    if (t.leading)
+        become_leader(l);
     if (l->hooks.takeover != NULL)
         l->hooks.takeover(l->arg, &t);
 }
@@ -434,16 +436,16 @@ on_taken_over(struct pg_client *c, const struct pg_reply *r, void *arg)
 static void
 take_over(struct adm_leader *l)
 {
-    char lock[16], lease[16], wait[16];
+    char lock[16], lease[16], tries[16];
     const char *p[5];
 
     snprintf(lock, sizeof(lock), "%d", ADM_LEADER_LOCK_CLASS);
     snprintf(lease, sizeof(lease), "%u", ADM_LEADER_LEASE_MS);
-    snprintf(wait, sizeof(wait), "%u", ADM_LEADER_TAKEOVER_WAIT_MS);
+    snprintf(tries, sizeof(tries), "%u", ADM_LEADER_TAKEOVER_TRIES);
     p[0] = l->conf->fleet;
     p[1] = lock;
     p[2] = lease;
-    p[3] = wait;
+    p[3] = tries;
     p[4] = l->conf->instance;
     l->busy = true;
     pg_query(l->pg, takeover_sql, 5, p, on_taken_over, lq_new(l));

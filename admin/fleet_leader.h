@@ -68,14 +68,14 @@ struct event_base;
  * one of the two every half period. A follower whose try fails and which
  * finds the holder's heartbeat older than ADM_LEADER_LEASE_MS ends the
  * holder's session (pg_terminate_backend) and takes the lock in the same
- * statement, waiting at most ADM_LEADER_TAKEOVER_WAIT_MS for the ended
- * session to let it go. 1.25 s is the half period (0.5 s) with 0.75 s of
+ * statement, trying it ADM_LEADER_TAKEOVER_TRIES times at most, a
+ * millisecond apart, while the ended session exits (a few milliseconds). 1.25 s is the half period (0.5 s) with 0.75 s of
  * margin for a slow statement and a late timer; with tries every half
  * period another instance leads within 1.25 + 0.5 s of the last heartbeat
  * and so within 2 s of a hang. A leader acts on no answer that came later
  * than the lease after its statement was sent: by then another may lead. */
 #define ADM_LEADER_LEASE_MS           1250u
-#define ADM_LEADER_TAKEOVER_WAIT_MS   500u
+#define ADM_LEADER_TAKEOVER_TRIES     250u   /* pg_sleep(0.001) apart: about 0.5 s */
 /* The fleet session's settings. Client side (libpq, this instance's socket):
  * a silent database is noticed within about 3 s while idle, within 3 s of
  * unacknowledged data otherwise. Server side (SET at every connect, the
@@ -110,7 +110,9 @@ struct adm_leader_takeover {
     const char *instance;        /* the leader whose session was ended */
     int backend_pid;             /* its fleet session's server process */
     double stale_ms;             /* its last heartbeat's age when it was ended */
-    const char *by;              /* this instance, the new leader */
+    const char *by;              /* this instance */
+    bool leading;                /* it took the lock (else another's plain try
+                                  * came first, between the end and its try) */
 };
 
 struct adm_leader_hooks {
@@ -123,8 +125,8 @@ struct adm_leader_hooks {
     void (*evaluate)(void *arg, const char *name, const struct hl_fleet_row *rows,
                      unsigned n, const struct adm_leader_view *v);
     /* May be NULL. This instance ended the session of leader <t->instance>,
-     * whose lease had expired, and leads now (logged here; the hook
-     * audits). */
+     * whose lease had expired, and leads now unless another instance took
+     * the lock first (logged here; the hook audits). */
     void (*takeover)(void *arg, const struct adm_leader_takeover *t);
 };
 
@@ -153,7 +155,9 @@ struct adm_leader_figures {
                                   * ADM_LEADER_FRESH_MS; "" when none */
     uint64_t publishes, reads;   /* statements answered since start */
     uint64_t terms;              /* times this instance became the leader */
-    uint64_t takeovers;          /* of those, by ending a leader whose lease expired */
+    uint64_t takeovers;          /* sessions of leaders whose lease had expired that
+                                  * this instance ended (and, but for a race with
+                                  * another's plain try, led after) */
     double read_sum_ms;          /* the leader's reads: parse and evaluation time here */
     double read_max_ms;
 };
