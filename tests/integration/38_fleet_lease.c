@@ -19,6 +19,10 @@
  *   - two followers racing: every instance stopped until the leader's
  *     lease has expired, then both followers woken together: the stale
  *     leader's session is ended exactly once, one of them leads;
+ *   - the leader's read made to wait (the test holds the leader's row)
+ *     longer than the lease, not as long as the statement timeout: nobody
+ *     takes over meanwhile (the takers skip the locked row), and the
+ *     leader does not act on the late answer but still leads;
  *   - followers whose role may not end the leader's session (the leader
  *     connects as the superuser, they as a plain role): each says so once,
  *     nobody takes over, the leader woken still leads.
@@ -443,6 +447,55 @@ test_racing_followers(void **state)
     wake_old_leader(fl, L, L2);
 }
 
+/* The leader's read waits on its own row, held by the test, for longer
+ * than the lease: its answer is not acted upon; nobody takes over. */
+static void
+test_late_read(void **state)
+{
+    struct fleet *fl = *state;
+    static const char late[] = "longer than the leader's lease (1250 ms): not acted upon";
+    char pid[32], buf[32], sql[256];
+    long long n0, reads, end;
+    PGconn *lock;
+    PGresult *r;
+    int L, lates;
+
+    L = leader_of(fl, -1, 3000);
+    assert_true(L >= 0);
+    n0 = takeovers_total(fl, -1);
+    lates = log_count(fl, L, late);
+    assert_true(atoi(holder(fl, pid, sizeof(pid))) > 0);
+    lock = db(fl);
+    PQclear(PQexec(lock, "BEGIN"));
+    r = PQexec(lock, "SELECT 1 FROM cutover_leader WHERE fleet = 'l' FOR UPDATE");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    snprintf(sql, sizeof(sql), "SELECT coalesce(wait_event_type, '-') FROM pg_stat_activity "
+             "WHERE pid = %s", pid);
+    end = h_now_ms() + 3000;
+    while (strcmp(db_value(fl, sql, buf, sizeof(buf)), "Lock") != 0 && h_now_ms() < end)
+        h_sleep_ms(5);
+    assert_string_equal(buf, "Lock");
+    reads = status_int(fl, L, "store.leader_reads.count");
+    /* 1.5 s: past the lease (1.25 s), short of the statement timeout (2 s) */
+    h_sleep_ms(1500);
+    assert_int_equal(takeovers_total(fl, -1), n0);
+    assert_string_equal(holder(fl, buf, sizeof(buf)), pid);
+    PQclear(PQexec(lock, "COMMIT"));
+    PQfinish(lock);
+    end = h_now_ms() + 2000;
+    while (log_count(fl, L, late) == lates && h_now_ms() < end)
+        h_sleep_ms(10);
+    assert_int_equal(log_count(fl, L, late), lates + 1);
+    assert_int_equal(status_int(fl, L, "store.leader_reads.count"), reads);
+    /* and it goes on leading: its next read is on time */
+    h_sleep_ms(1500);
+    assert_int_equal(leader_of(fl, -1, 0), L);
+    assert_true(status_int(fl, L, "store.leader_reads.count") > reads);
+    assert_string_equal(holder(fl, buf, sizeof(buf)), pid);
+    assert_int_equal(takeovers_total(fl, -1), n0);
+}
+
 /* The followers restarted under a plain role: pg_terminate_backend of the
  * superuser's session is refused. */
 static void
@@ -528,6 +581,7 @@ main(void)
         cmocka_unit_test(test_no_spurious_takeover),
         cmocka_unit_test(test_stopped_leader),
         cmocka_unit_test(test_racing_followers),
+        cmocka_unit_test(test_late_read),
         cmocka_unit_test(test_refused_role),
         cmocka_unit_test(test_stop_clean),
     };
