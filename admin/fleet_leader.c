@@ -222,6 +222,7 @@ on_published(struct pg_client *c, const struct pg_reply *r, void *arg)
     l->busy = false;
     if (pg_reply_outcome(r) != PG_OK) {
         warn_failed(l, "publishing this instance's windows", r);
+        catch_up(l);
         return;
     }
     l->publishes++;
@@ -497,6 +498,7 @@ on_read(struct pg_client *c, const struct pg_reply *r, void *arg)
     l->busy = false;
     if (pg_reply_outcome(r) != PG_OK) {
         warn_failed(l, "reading the fleet's windows", r);
+        catch_up(l);
         return;
     }
     if (!l->leader)
