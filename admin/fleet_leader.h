@@ -34,7 +34,9 @@
  *     publication reads back (cutover_fleet_instances). The leader acts
  *     only from the answer of a statement on the session that holds the
  *     lock, so it never acts on a lock it lost more than one round trip
- *     before.
+ *     before, and only when that answer came within ADM_LEADER_LEASE_MS
+ *     of the statement being sent, so never while a follower may already
+ *     have ended its session for an expired lease.
  *
  * Per instance: 2 statements a second on its fleet session (publish, then
  * the leader's read or a follower's try), 2 connections with the store's.
