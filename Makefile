@@ -135,6 +135,7 @@ $(BUILD)/tests/integration/40_gates: $(PGHARNESS_OBJ)
 $(BUILD)/tests/integration/33_fleet_leader: $(PGHARNESS_OBJ)
 $(BUILD)/tests/integration/36_fleet_fast: $(PGHARNESS_OBJ)
 $(BUILD)/tests/integration/37_slow_disk: $(PGHARNESS_OBJ)
+$(BUILD)/tests/integration/38_fleet_lease: $(PGHARNESS_OBJ)
 
 # 37_slow_disk preloads it into cutoverd: fsync made slow under one directory
 SLOWSYNC = $(BUILD)/tests/tools/slowsync.so

@@ -303,7 +303,25 @@ adm_control_store_status(const struct adm_control *c, struct adm_store_status *o
         adm_leader_figures(c->leader, &f);
         out->leader = f.leader;
         out->fleet_instances = f.instances;
+        out->leader_takeovers = f.takeovers;
     }
+}
+
+void
+adm_control_fleet_event(struct adm_control *c, const char *action, const char *reason,
+                        json_t *figures)
+{
+    struct adm_audit_entry ae = {
+        .service = "*", .actor = "fleet", .action = action, .reason = reason,
+        .figures = figures, .pid = -1,
+    };
+    char err[512];
+
+    if (c->fleet == NULL)
+        return;
+    if (c->audit_file != NULL && adm_audit_append(c->audit_file, &ae, err, sizeof(err)) != 0)
+        log_at(LL_ERR, "control", 0, "audit log: %s", err);
+    adm_fleet_audit(c, &ae);
 }
 
 int

@@ -314,6 +314,13 @@ int adm_control_fleet_open(struct adm_control *c, struct event_base *base,
 struct adm_leader;
 void adm_control_set_leader(struct adm_control *c, struct adm_leader *l);
 
+/* Audits an event of the fleet's leadership that changed no weight
+ * (action "leader_takeover"): service "*", actor "fleet", <reason>,
+ * <figures> (borrowed, may be NULL), in the local audit log (blocking,
+ * fsync: such events are rare) and in the fleet's. No-op without a fleet. */
+void adm_control_fleet_event(struct adm_control *c, const char *action, const char *reason,
+                             struct json_t *figures);
+
 /* ---- reconfiguration ----------------------------------------------------
  *
  * A config reload (SIGHUP) gives the control plane the new list of

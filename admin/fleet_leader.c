@@ -4,7 +4,10 @@
  * leads, try the lock in the same statement), the odd ones read the
  * fleet's windows (the leader) or try the lock (the others). At most one
  * of these statements is in flight; a turn that finds one still running
- * is skipped, so a slow database never gets a queue from here.
+ * is skipped, so a slow database never gets a queue from here (the
+ * leader's skipped turn runs when the answer comes: it is its heartbeat).
+ * A follower whose try fails and finds the holder's lease expired ends the
+ * holder's session and takes the lock (take_over()).
  */
 #include "admin/fleet_leader.h"
 
@@ -36,7 +39,11 @@ struct adm_leader {
     bool ready;                  /* up, and the session's settings applied */
     bool busy;                   /* a periodic statement is in flight */
     bool leader;                 /* this session holds the fleet's lock */
-    uint64_t terms;
+    bool missed;                 /* the leader skipped a turn while busy */
+    bool late;                   /* the leader's last read came after its lease */
+    bool no_takeover;            /* this session's role may not end another's */
+    bool refused_logged;         /* that refusal was logged (once a process) */
+    uint64_t terms, takeovers;
     unsigned instances;          /* live instances, as the leader counted them */
     char leader_instance[64];    /* who leads, as last known */
     double leader_known_ms;      /* monotonic, when those two were learned */
@@ -49,6 +56,7 @@ struct adm_leader {
 struct lq {
     struct adm_leader *l;
     unsigned session;
+    double sent_ms;              /* monotonic, when it was sent */
     adm_leader_fleet_fn *cb;     /* status only */
     void *arg;
 };
@@ -69,6 +77,7 @@ lq_new(struct adm_leader *l)
 
     q->l = l;
     q->session = l->session;
+    q->sent_ms = mono_ms();
     return q;
 }
 
@@ -98,6 +107,11 @@ warn_failed(struct adm_leader *l, const char *what, const struct pg_reply *r)
     log_at(LL_WARN, "fleet", 0, "%s: %s", l->name, msg);
 }
 
+static void read_fleet(struct adm_leader *l);
+
+/* This session holds the lock now: leads, and writes its heartbeat at once
+ * (the read writes cutover_leader) so that no follower finds the new
+ * holder's lease old. */
 static void
 become_leader(struct adm_leader *l)
 {
@@ -115,6 +129,8 @@ become_leader(struct adm_leader *l)
            "windows", l->conf->fleet, l->conf->instance);
     log_kv(LL_INFO, "fleet", "leader", "fleet", l->conf->fleet, "instance",
            l->conf->instance, "server_pid", pid);
+    if (!l->busy)
+        read_fleet(l);
 }
 
 static void
@@ -134,8 +150,18 @@ lose_leader(struct adm_leader *l, const char *why)
 
 /* ---- publish ----------------------------------------------------------- */
 
+/* The lock holder's lease as the leader's row names it: the age, by the
+ * database's clock, of the later of its two heartbeats, its read (the
+ * row's at) and its publication (its instance row's seen_at); ms. NULL
+ * when no leader ever wrote the row. $1 is the fleet. */
+#define LEASE_AGE_SQL                                                                  \
+    "(extract(epoch FROM clock_timestamp() - greatest(l.at, (SELECT max(s.seen_at) "   \
+    "FROM cutover_instance AS s WHERE s.fleet = $1 AND s.backend_pid = l.backend_pid))" \
+    ") * 1000)::float8"
+
 /* One statement: the instance row, every service's window row, and (while
- * another leads) the try for the lock; it reads back who leads. */
+ * another leads) the try for the lock; it reads back who leads and the
+ * age of its lease. */
 static const char publish_sql[] =
     "WITH i AS (INSERT INTO cutover_instance AS t (fleet, instance, address, host, version, "
     "pid, backend_pid, applied, started_at, seen_at) VALUES ($1, $2, $3, $4, $5, "
@@ -154,8 +180,33 @@ static const char publish_sql[] =
     "legacy_hist = EXCLUDED.legacy_hist, new_classes = EXCLUDED.new_classes, "
     "new_hist = EXCLUDED.new_hist, at = EXCLUDED.at) "
     "SELECT CASE WHEN $10::boolean THEN pg_try_advisory_lock($11::integer, hashtext($1)) END, "
-    "l.instance, l.instances, (extract(epoch FROM clock_timestamp() - l.at) * 1000)::float8 "
-    "FROM (SELECT 1) AS one LEFT JOIN cutover_leader AS l ON l.fleet = $1";
+    "l.instance, l.instances, (extract(epoch FROM clock_timestamp() - l.at) * 1000)::float8, "
+    LEASE_AGE_SQL " FROM (SELECT 1) AS one LEFT JOIN cutover_leader AS l ON l.fleet = $1";
+
+static void take_over(struct adm_leader *l);
+static void run_turn(struct adm_leader *l);
+
+/* A try that failed: true when the lease the leader's row names has
+ * expired, by <age> (LEASE_AGE_SQL's column; NULL: no leader ever wrote
+ * the row), and this session may end another's. take_over() checks the
+ * holder's own lease, authoritatively. */
+static bool
+lease_expired(const struct adm_leader *l, const char *age)
+{
+    return !l->no_takeover && age != NULL && strtod(age, NULL) > ADM_LEADER_LEASE_MS;
+}
+
+/* An answer of the leader's: a turn skipped meanwhile runs now (its
+ * heartbeat must not wait for the next tick). */
+static void
+catch_up(struct adm_leader *l)
+{
+    if (!l->missed)
+        return;
+    l->missed = false;
+    if (l->leader && l->ready && !l->busy)
+        run_turn(l);
+}
 
 static void
 on_published(struct pg_client *c, const struct pg_reply *r, void *arg)
@@ -171,14 +222,17 @@ on_published(struct pg_client *c, const struct pg_reply *r, void *arg)
     l->busy = false;
     if (pg_reply_outcome(r) != PG_OK) {
         warn_failed(l, "publishing this instance's windows", r);
+        catch_up(l);
         return;
     }
     l->publishes++;
     got = pg_reply_value(r, 0, 0);
     if (got != NULL && strcmp(got, "t") == 0)
         become_leader(l);
-    if (l->leader)
+    if (l->leader) {
+        catch_up(l);
         return;
+    }
     who = pg_reply_value(r, 0, 1);
     n = pg_reply_value(r, 0, 2);
     age = pg_reply_value(r, 0, 3);
@@ -190,6 +244,8 @@ on_published(struct pg_client *c, const struct pg_reply *r, void *arg)
         l->instances = 0;
     }
     l->leader_known_ms = mono_ms();
+    if (got != NULL && lease_expired(l, pg_reply_value(r, 0, 4)))
+        take_over(l);
 }
 
 static void
@@ -247,6 +303,8 @@ on_tried(struct pg_client *c, const struct pg_reply *r, void *arg)
     got = pg_reply_value(r, 0, 0);
     if (got != NULL && strcmp(got, "t") == 0)
         become_leader(l);
+    else if (got != NULL && lease_expired(l, pg_reply_value(r, 0, 1)))
+        take_over(l);
 }
 
 static void
@@ -256,11 +314,142 @@ try_lock(struct adm_leader *l)
     const char *p[2];
 
     snprintf(lock, sizeof(lock), "%d", ADM_LEADER_LOCK_CLASS);
-    p[0] = lock;
-    p[1] = l->conf->fleet;
+    p[0] = l->conf->fleet;
+    p[1] = lock;
     l->busy = true;
-    pg_query(l->pg, "SELECT pg_try_advisory_lock($1::integer, hashtext($2))", 2, p,
+    pg_query(l->pg, "SELECT pg_try_advisory_lock($2::integer, hashtext($1)), " LEASE_AGE_SQL
+             " FROM (SELECT 1) AS one LEFT JOIN cutover_leader AS l ON l.fleet = $1", 2, p,
              on_tried, lq_new(l));
+}
+
+/* ---- a takeover -------------------------------------------------------- */
+
+/* ONE statement: the lock's holder, from pg_locks (authoritative); its
+ * lease, the later of its two heartbeats (the leader's row when the row
+ * names that server process; its instance row's seen_at); the leader's row
+ * locked, so that two followers, or the holder's own read, cannot
+ * interleave with this (SKIP LOCKED: a row being written is a heartbeat on
+ * its way, or another follower at it), and the lease checked again on the
+ * row's newest version (READ COMMITTED rechecks a row updated meanwhile);
+ * only if it expired, the holder's session ended, the lock tried every
+ * millisecond, $4 times at most (the ended session lets it go as it exits,
+ * within a few; a plain try of another instance may come first, which the
+ * answer says without failing the statement) and the row written naming
+ * this session, a fresh heartbeat no other follower can find old. No row:
+ * the lease is fresh, or another follower is at it. */
+static const char takeover_sql[] =
+    "WITH h AS MATERIALIZED (SELECT (SELECT k.pid FROM pg_locks AS k WHERE "
+    "k.locktype = 'advisory' AND k.granted AND k.classid = $2::integer::oid AND "
+    "k.objid = (hashtext($1)::bigint & 4294967295)::oid AND k.objsubid = 2 LIMIT 1) AS pid), "
+    "s AS (SELECT h.pid AS backend_pid, (SELECT i.instance FROM cutover_instance AS i "
+    "WHERE i.fleet = $1 AND i.backend_pid = h.pid ORDER BY i.seen_at DESC LIMIT 1) AS instance, "
+    "(extract(epoch FROM clock_timestamp() - greatest(CASE WHEN l.backend_pid = h.pid THEN "
+    "l.at END, (SELECT max(i.seen_at) FROM cutover_instance AS i WHERE i.fleet = $1 AND "
+    "i.backend_pid = h.pid))) * 1000)::float8 AS stale_ms "
+    "FROM cutover_leader AS l, h WHERE l.fleet = $1 AND h.pid <> pg_backend_pid() AND "
+    "greatest(CASE WHEN l.backend_pid = h.pid THEN l.at END, (SELECT max(i.seen_at) FROM "
+    "cutover_instance AS i WHERE i.fleet = $1 AND i.backend_pid = h.pid)) < "
+    "clock_timestamp() - make_interval(secs => $3::float8 / 1000) "
+    "FOR UPDATE OF l SKIP LOCKED), "
+    "e AS MATERIALIZED (SELECT s.instance, s.backend_pid, s.stale_ms, "
+    "pg_terminate_backend(s.backend_pid) AS ended FROM s), "
+    "g AS MATERIALIZED (SELECT e.instance, e.backend_pid, e.stale_ms, e.ended, CASE WHEN "
+    "e.ended THEN EXISTS (SELECT 1 FROM generate_series(1, $4::integer) AS n WHERE CASE "
+    "WHEN n = 1 THEN pg_try_advisory_lock($2::integer, hashtext($1)) WHEN "
+    "pg_sleep(0.001) IS NULL THEN false ELSE pg_try_advisory_lock($2::integer, "
+    "hashtext($1)) END) ELSE false END AS got FROM e), "
+    "u AS (UPDATE cutover_leader AS l SET instance = $5, backend_pid = pg_backend_pid(), "
+    "since = clock_timestamp(), at = clock_timestamp() FROM g WHERE g.got AND l.fleet = $1) "
+    "SELECT coalesce(g.instance, '?'), g.backend_pid, g.stale_ms, g.ended, g.got FROM g";
+
+/* The takeover statement failed: a role without the right to end another
+ * role's session is told once, and this session stops trying (the holder
+ * is then replaced only when its session ends: docs/fleet.md). */
+static void
+takeover_failed(struct adm_leader *l, const struct pg_reply *r)
+{
+    const char *state = pg_reply_sqlstate(r);
+
+    if (strcmp(state, "42501") == 0) {
+        l->no_takeover = true;
+        if (!l->refused_logged)
+            log_at(LL_ERR, "fleet", 0, "%s: the leader's lease expired but this instance "
+                   "may not end its session (pg_terminate_backend: %s): the role needs to "
+                   "be the leader's or a member of pg_signal_backend; until then a leader "
+                   "that hangs keeps leading and one whose host vanished is replaced when "
+                   "the server's keepalives end its session", l->name, pg_reply_error(r));
+        l->refused_logged = true;
+    } else {
+        warn_failed(l, "taking over from a leader whose lease expired", r);
+    }
+}
+
+static void
+on_taken_over(struct pg_client *c, const struct pg_reply *r, void *arg)
+{
+    struct lq *q = arg;
+    struct adm_leader *l = q->l;
+    const char *who, *pid, *stale, *ended, *got;
+    struct adm_leader_takeover t;
+
+    (void)c;
+    if (lq_stale(q, r))
+        return;
+    free(q);
+    l->busy = false;
+    if (pg_reply_outcome(r) != PG_OK) {
+        takeover_failed(l, r);
+        return;
+    }
+    if (pg_reply_rows(r) < 1)
+        return;                        /* fresh again, or another follower's */
+    who = pg_reply_value(r, 0, 0);
+    pid = pg_reply_value(r, 0, 1);
+    stale = pg_reply_value(r, 0, 2);
+    ended = pg_reply_value(r, 0, 3);
+    got = pg_reply_value(r, 0, 4);
+    if (who == NULL || pid == NULL || stale == NULL || ended == NULL || got == NULL)
+        return;
+    if (strcmp(ended, "t") != 0) {
+        log_at(LL_WARN, "fleet", 0, "%s: leader %s's lease expired (stale %.0f ms) but its "
+               "session (server pid %s) could not be ended", l->name, who,
+               strtod(stale, NULL), pid);
+        return;
+    }
+    t = (struct adm_leader_takeover){ .fleet = l->conf->fleet, .instance = who,
+                                      .backend_pid = atoi(pid),
+                                      .stale_ms = strtod(stale, NULL),
+                                      .by = l->conf->instance,
+                                      .leading = strcmp(got, "t") == 0 };
+    l->takeovers++;
+    log_at(LL_WARN, "fleet", 0, "fleet %s: leader %s's lease expired (stale %.0f ms); its "
+           "session ended; %s", l->conf->fleet, who, t.stale_ms, t.leading ? "leading"
+           : "another instance took the lock first");
+    log_kv(LL_WARN, "fleet", "leader_takeover", "fleet", l->conf->fleet, "instance",
+           l->conf->instance, "previous", who, "previous_server_pid", pid, "stale_ms",
+           stale, "leading", t.leading ? "yes" : "no");
+    if (t.leading)
+        become_leader(l);
+    if (l->hooks.takeover != NULL)
+        l->hooks.takeover(l->arg, &t);
+}
+
+static void
+take_over(struct adm_leader *l)
+{
+    char lock[16], lease[16], tries[16];
+    const char *p[5];
+
+    snprintf(lock, sizeof(lock), "%d", ADM_LEADER_LOCK_CLASS);
+    snprintf(lease, sizeof(lease), "%u", ADM_LEADER_LEASE_MS);
+    snprintf(tries, sizeof(tries), "%u", ADM_LEADER_TAKEOVER_TRIES);
+    p[0] = l->conf->fleet;
+    p[1] = lock;
+    p[2] = lease;
+    p[3] = tries;
+    p[4] = l->conf->instance;
+    l->busy = true;
+    pg_query(l->pg, takeover_sql, 5, p, on_taken_over, lq_new(l));
 }
 
 /* ---- the leader's read ------------------------------------------------- */
@@ -299,19 +488,33 @@ on_read(struct pg_client *c, const struct pg_reply *r, void *arg)
     char err[160];
     int nr, i;
     unsigned k = 0, nlive = 0, distinct = 0, j, start;
-    double t0, ms;
+    double t0, ms, took;
 
     (void)c;
     if (lq_stale(q, r))
         return;
+    took = mono_ms() - q->sent_ms;
     free(q);
     l->busy = false;
     if (pg_reply_outcome(r) != PG_OK) {
         warn_failed(l, "reading the fleet's windows", r);
+        catch_up(l);
         return;
     }
     if (!l->leader)
         return;                        /* lost meanwhile: nothing to act on */
+    if (took > ADM_LEADER_LEASE_MS) {
+        /* the heartbeat this answer carries is older than the lease: a
+         * follower may have ended this session and lead by now */
+        if (!l->late)
+            log_at(LL_WARN, "fleet", 0, "%s: the fleet's windows read took %.0f ms, longer "
+                   "than the leader's lease (%u ms): not acted upon (another instance may "
+                   "lead by now)", l->name, took, ADM_LEADER_LEASE_MS);
+        l->late = true;
+        catch_up(l);
+        return;
+    }
+    l->late = false;
     t0 = mono_ms();
     l->reads++;
     nr = pg_reply_rows(r);
@@ -366,6 +569,7 @@ on_read(struct pg_client *c, const struct pg_reply *r, void *arg)
     l->read_sum_ms += ms;
     if (ms > l->read_max_ms)
         l->read_max_ms = ms;
+    catch_up(l);
 }
 
 static void
@@ -446,6 +650,8 @@ on_pg_state(struct pg_client *c, const struct pg_state_info *st, void *arg)
     l->session++;
     l->ready = false;
     l->busy = false;
+    l->missed = false;
+    l->no_takeover = false;            /* a new session: the role may have changed */
     if (st->state == PG_STATE_UP) {
         session_set(l);
         return;
@@ -462,6 +668,17 @@ arm(struct adm_leader *l)
 }
 
 static void
+run_turn(struct adm_leader *l)
+{
+    if (l->turn++ % 2 == 0)
+        publish(l);
+    else if (l->leader)
+        read_fleet(l);
+    else
+        try_lock(l);
+}
+
+static void
 on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct adm_leader *l = arg;
@@ -469,14 +686,11 @@ on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     arm(l);
+    if (l->ready && l->busy && l->leader)
+        l->missed = true;              /* run when the answer comes */
     if (!l->ready || l->busy)
         return;                        /* down, or the last one still runs */
-    if (l->turn++ % 2 == 0)
-        publish(l);
-    else if (l->leader)
-        read_fleet(l);
-    else
-        try_lock(l);
+    run_turn(l);
 }
 
 /* ---- life cycle -------------------------------------------------------- */
@@ -567,6 +781,7 @@ adm_leader_figures(const struct adm_leader *l, struct adm_leader_figures *out)
     out->publishes = l->publishes;
     out->reads = l->reads;
     out->terms = l->terms;
+    out->takeovers = l->takeovers;
     out->read_sum_ms = l->read_sum_ms;
     out->read_max_ms = l->read_max_ms;
 }
@@ -582,6 +797,7 @@ adm_leader_status(const struct adm_leader *l, json_t *o)
                         ? json_string(f.leader_instance) : json_null());
     json_object_set_new(o, "fleet_instances", json_integer((json_int_t)f.instances));
     json_object_set_new(o, "fleet_session_up", json_boolean(f.up));
+    json_object_set_new(o, "leader_takeovers", json_integer((json_int_t)f.takeovers));
     if (f.reads > 0)
         json_object_set_new(o, "leader_reads", json_pack(
             "{s:I, s:f, s:f}", "count", (json_int_t)f.reads,

@@ -19,7 +19,11 @@
  *     frees it for the next instance. The session's server-side settings
  *     make that quick (see ADM_LEADER_* and docs/fleet.md): TCP keepalives
  *     and tcp_user_timeout for a vanished peer, client_connection_check_
- *     interval for one that dies while a statement of it runs;
+ *     interval for one that dies while a statement of it runs. A holder
+ *     that hangs keeps its session (its kernel still answers), so the
+ *     lock also carries a lease (ADM_LEADER_LEASE_MS): a follower that
+ *     finds the holder's heartbeat too old ends the holder's session and
+ *     takes the lock, in one statement;
  *   - as the leader, half a second after each publication, reads every
  *     instance's last publication and hands them to the evaluate hook,
  *     service by service (the caller sums them with hl_fleet_sum() and
@@ -30,7 +34,9 @@
  *     publication reads back (cutover_fleet_instances). The leader acts
  *     only from the answer of a statement on the session that holds the
  *     lock, so it never acts on a lock it lost more than one round trip
- *     before.
+ *     before, and only when that answer came within ADM_LEADER_LEASE_MS
+ *     of the statement being sent, so never while a follower may already
+ *     have ended its session for an expired lease.
  *
  * Per instance: 2 statements a second on its fleet session (publish, then
  * the leader's read or a follower's try), 2 connections with the store's.
@@ -58,6 +64,20 @@ struct event_base;
 #define ADM_LEADER_KEEP_MS      60000u      /* rows older are not read at all */
 #define ADM_LEADER_FRESH_MS     1500u       /* the leader's row, written with every
                                              * read, names the leader while younger */
+/* The leader's lease (docs/fleet.md, "The sessions and their timeouts"):
+ * its heartbeat is the database's clock at its last statement, the
+ * publication (cutover_instance.seen_at) or the read (cutover_leader.at),
+ * one of the two every half period. A follower whose try fails and which
+ * finds the holder's heartbeat older than ADM_LEADER_LEASE_MS ends the
+ * holder's session (pg_terminate_backend) and takes the lock in the same
+ * statement, trying it ADM_LEADER_TAKEOVER_TRIES times at most, a
+ * millisecond apart, while the ended session exits (a few milliseconds). 1.25 s is the half period (0.5 s) with 0.75 s of
+ * margin for a slow statement and a late timer; with tries every half
+ * period another instance leads within 1.25 + 0.5 s of the last heartbeat
+ * and so within 2 s of a hang. A leader acts on no answer that came later
+ * than the lease after its statement was sent: by then another may lead. */
+#define ADM_LEADER_LEASE_MS           1250u
+#define ADM_LEADER_TAKEOVER_TRIES     250u   /* pg_sleep(0.001) apart: about 0.5 s */
 /* The fleet session's settings. Client side (libpq, this instance's socket):
  * a silent database is noticed within about 3 s while idle, within 3 s of
  * unacknowledged data otherwise. Server side (SET at every connect, the
@@ -86,6 +106,17 @@ struct adm_leader_view {
     unsigned instances;          /* live instances counted in this read (all services) */
 };
 
+/* A takeover: whose lease expired, by how much (the database's clock). */
+struct adm_leader_takeover {
+    const char *fleet;
+    const char *instance;        /* the leader whose session was ended */
+    int backend_pid;             /* its fleet session's server process */
+    double stale_ms;             /* its last heartbeat's age when it was ended */
+    const char *by;              /* this instance */
+    bool leading;                /* it took the lock (else another's plain try
+                                  * came first, between the end and its try) */
+};
+
 struct adm_leader_hooks {
     /* This instance's services now: a new array (the caller's xcalloc;
      * freed here) in *<out>, and its length. */
@@ -95,6 +126,10 @@ struct adm_leader_hooks {
      * (<rows> valid during the call; live or not: hl_fleet_sum() decides). */
     void (*evaluate)(void *arg, const char *name, const struct hl_fleet_row *rows,
                      unsigned n, const struct adm_leader_view *v);
+    /* May be NULL. This instance ended the session of leader <t->instance>,
+     * whose lease had expired, and leads now unless another instance took
+     * the lock first (logged here; the hook audits). */
+    void (*takeover)(void *arg, const struct adm_leader_takeover *t);
 };
 
 /* A fleet session for <conf> (copied) on <base>; nothing runs before
@@ -122,13 +157,16 @@ struct adm_leader_figures {
                                   * ADM_LEADER_FRESH_MS; "" when none */
     uint64_t publishes, reads;   /* statements answered since start */
     uint64_t terms;              /* times this instance became the leader */
+    uint64_t takeovers;          /* sessions of leaders whose lease had expired that
+                                  * this instance ended (and, but for a race with
+                                  * another's plain try, led after) */
     double read_sum_ms;          /* the leader's reads: parse and evaluation time here */
     double read_max_ms;
 };
 void adm_leader_figures(const struct adm_leader *l, struct adm_leader_figures *out);
 
 /* The status "store" object's leader part, added to <o>: "leader" (bool),
- * "leader_instance" (string or null), "fleet_instances". */
+ * "leader_instance" (string or null), "fleet_instances", "leader_takeovers". */
 void adm_leader_status(const struct adm_leader *l, json_t *o);
 
 /* `status --fleet`: reads every instance's row. <cb> gets a new

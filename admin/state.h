@@ -134,6 +134,7 @@ struct adm_store_status {
     /* the fleet's windows and its leader (admin/fleet_leader.c) */
     bool leader;                 /* this instance leads the fleet */
     unsigned fleet_instances;    /* live instances, as the leader counted them */
+    uint64_t leader_takeovers;   /* leaders whose lease expired that this one replaced */
 };
 
 /* Who runs a command: its actor name, its process and its level

@@ -153,9 +153,31 @@ fleet_evaluate(void *arg, const char *name, const struct hl_fleet_row *rows, uns
     json_decref(fig);
 }
 
+/* This instance ended the session of a leader whose lease expired (and
+ * leads, or another took the lock first): audited here and in the fleet's
+ * audit (the log line is the leader module's). */
+static void
+fleet_takeover(void *arg, const struct adm_leader_takeover *t)
+{
+    struct px_daemon *d = arg;
+    char why[256];
+    json_t *fig;
+
+    snprintf(why, sizeof(why), "leader %s's lease expired (stale %.0f ms); its session "
+             "ended; %s", t->instance, t->stale_ms, t->leading ? "leading"
+             : "another instance took the lock first");
+    fig = json_pack("{s:s, s:s, s:i, s:f, s:i, s:s, s:b}", "fleet", t->fleet, "previous",
+                    t->instance, "previous_server_pid", t->backend_pid, "stale_ms",
+                    t->stale_ms, "lease_ms", (int)ADM_LEADER_LEASE_MS, "by", t->by,
+                    "leading", t->leading);
+    adm_control_fleet_event(d->ctl, "leader_takeover", why, fig);
+    json_decref(fig);
+}
+
 static const struct adm_leader_hooks hooks = {
     .collect = fleet_collect,
     .evaluate = fleet_evaluate,
+    .takeover = fleet_takeover,
 };
 
 int

@@ -237,6 +237,10 @@ render_control(struct px_daemon *d, struct met_writer *w)
                        "1 while this instance leads the fleet (holds its advisory lock and "
                        "applies the rollback policy to the fleet's windows), 0 otherwise.");
             met_sample_u64(w, NULL, 0, ss.leader ? 1 : 0);
+            met_family(w, "cutover_fleet_leader_takeovers_total", MET_COUNTER,
+                       "Times this instance ended the fleet session of a leader whose lease "
+                       "had expired (a hung leader, or one whose host vanished) and led.");
+            met_sample_u64(w, NULL, 0, ss.leader_takeovers);
         }
     }
     met_family(w, "cutover_plan_step", MET_GAUGE,

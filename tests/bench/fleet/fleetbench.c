@@ -18,9 +18,11 @@
  *                instances run without the canary shield (on by default,
  *                it would answer those errors from legacy, and the bench
  *                could not see them);
- *   takeover     the leader killed (kill -9) idle, and killed while its
- *                statement waits on a row the bench holds locked: until
- *                another instance says it leads;
+ *   takeover     the leader killed (kill -9) idle, killed while its
+ *                statement waits on a row the bench holds locked, and
+ *                stopped (SIGSTOP: a hung leader, whose session stays;
+ *                replaced through its lease): until another instance says
+ *                it leads;
  *   lost         --lost weight changes on A while a killer terminates a
  *                random store session (every instance's listener) every
  *                0.5..3 s (a session killed again before it stayed up 5 s
@@ -692,12 +694,41 @@ breach(unsigned trials)
     free(own);
 }
 
-/* The leader killed, idle or mid-statement, <trials> times each. */
+/* The leader stopped (SIGSTOP): another ends its session once its lease
+ * has expired. Woken, it finds its session ended and follows; the next
+ * trial waits for one leader among the three again. */
+static void
+takeover_stopped(unsigned trials, double *ms, unsigned *n)
+{
+    unsigned t;
+
+    for (t = 0; t < trials; t++) {
+        int L = leader_among(3, -1, 5000), L2;
+        double t0;
+
+        if (L < 0)
+            die("no leader");
+        kill(in[L].pid, SIGSTOP);
+        t0 = mono_ms();
+        ctl_close(&in[L]);
+        L2 = leader_among(3, L, 10000);
+        if (L2 >= 0)
+            ms[(*n)++] = mono_ms() - t0;
+        kill(in[L].pid, SIGCONT);
+        if (leader_among(3, -1, 10000) < 0)
+            die("no single leader after the stopped one woke");
+        usleep(1500000);
+    }
+}
+
+/* The leader killed, idle or mid-statement, and stopped, <trials> times
+ * each. */
 static void
 takeover(unsigned trials)
 {
     double *idle = calloc(trials, sizeof(double)), *mid = calloc(trials, sizeof(double));
-    unsigned ni = 0, nm = 0, t;
+    double *stopped = calloc(trials, sizeof(double));
+    unsigned ni = 0, nm = 0, ns = 0, t;
     int mode;
 
     for (mode = 0; mode < 2; mode++) {
@@ -746,11 +777,15 @@ takeover(unsigned trials)
             usleep(1500000);
         }
     }
-    printf("leader takeover (kill -9 of the leader until another says it leads)\n");
+    takeover_stopped(trials, stopped, &ns);
+    printf("leader takeover (kill -9 or SIGSTOP of the leader until another says it "
+           "leads)\n");
     report("killed idle", idle, ni);
     report("killed while its statement waits on a locked row", mid, nm);
+    report("stopped (SIGSTOP; its lease expires, its session is ended)", stopped, ns);
     free(idle);
     free(mid);
+    free(stopped);
 }
 
 /* The killer of the "lost" part: terminates a random store session. */
