@@ -29,11 +29,17 @@
 
 #include <stdio.h>
 
+/* Created only when it is not there: CREATE TABLE IF NOT EXISTS checks the
+ * schema's CREATE privilege before it looks, so a role without it (public's
+ * default since PostgreSQL 15) could not start on a schema made by another. */
 const char adm_pg_schema_version_table[] =
-    "CREATE TABLE IF NOT EXISTS cutover_schema_version ("
+    "DO $cutover$ BEGIN"
+    " IF to_regclass('cutover_schema_version') IS NULL THEN"
+    " CREATE TABLE cutover_schema_version ("
     " one boolean PRIMARY KEY DEFAULT true CHECK (one),"
     " version integer NOT NULL,"
-    " updated_at timestamptz NOT NULL DEFAULT now())";
+    " updated_at timestamptz NOT NULL DEFAULT now());"
+    " END IF; END $cutover$";
 
 const char adm_pg_schema_version_read[] = "SELECT version FROM cutover_schema_version";
 
