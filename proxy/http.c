@@ -380,6 +380,10 @@ park_soon(struct px_conn *c)
                                      PX_CF_CLOSE | PX_CF_CLIENT_EOF)))
         return;
     c->flags |= PX_CF_PARK_SOON;
+    if (c->srv->parking++ >= PX_PARK_WAITING) {
+        c->flags |= PX_CF_PARK_NOW;
+        tv = tv_ms(0);
+    }
     evtimer_add(&c->head_timer, &tv);
 }
 
@@ -391,7 +395,8 @@ static void on_parked(evutil_socket_t fd, short what, void *arg);
  * and the access log's path buffer) to the loop's spares, for whichever
  * connection needs them next (so parking allocates nothing). The head
  * timer becomes a read event on the socket, timed to what is left of
- * client_idle_ms (which set_state(READ_HEAD) started PX_PARK_DELAY_MS ago);
+ * client_idle_ms (which set_state(READ_HEAD) started PX_PARK_DELAY_MS ago,
+ * or, with PX_CF_PARK_NOW, in the loop pass before);
  * the first byte or the close from the client brings the connection back
  * (on_parked()). A parked connection holds its struct px_conn and that one
  * event; the loop holds about as many buffers and request states as it has
@@ -406,7 +411,8 @@ static void
 park(struct px_conn *c)
 {
     unsigned idle = sconf(c)->timeouts.client_idle_ms;
-    struct timeval tv = tv_ms(idle > PX_PARK_DELAY_MS ? idle - PX_PARK_DELAY_MS : 1);
+    unsigned waited = (c->flags & PX_CF_PARK_NOW) ? 0 : PX_PARK_DELAY_MS;
+    struct timeval tv = tv_ms(idle > waited ? idle - waited : 1);
     evutil_socket_t fd;
 
     if (c->state != PX_CS_READ_HEAD || c->nreq == 0 || c->up != NULL ||
@@ -503,7 +509,7 @@ read_head(struct px_conn *c)
 
             evtimer_add(&c->head_timer, &tv);   /* cancels a park_soon() */
             c->flags |= PX_CF_HEAD_TIMER;
-            c->flags &= ~PX_CF_PARK_SOON;
+            px_hc_park_soon_off(c);
         }
         return;
     }
@@ -514,7 +520,8 @@ read_head(struct px_conn *c)
 
     if (c->flags & (PX_CF_HEAD_TIMER | PX_CF_PARK_SOON)) {
         evtimer_del(&c->head_timer);
-        c->flags &= ~(PX_CF_HEAD_TIMER | PX_CF_PARK_SOON);
+        c->flags &= ~PX_CF_HEAD_TIMER;
+        px_hc_park_soon_off(c);
     }
     c->nreq++;
     c->ex->t_req_us = px_now_us(c->srv);
@@ -944,8 +951,8 @@ on_head_timeout(evutil_socket_t fd, short what, void *arg)
     } else if (c->state == PX_CS_TUNNEL) {
         px_shield_tunnel_drained(c);
     } else if (c->flags & PX_CF_PARK_SOON) {
-        c->flags &= ~PX_CF_PARK_SOON;
-        park(c);
+        park(c);                       /* PX_CF_PARK_NOW still tells how long it waited */
+        px_hc_park_soon_off(c);
     } else if (c->flags & PX_CF_WATCH_SOON) {
         c->flags &= ~PX_CF_WATCH_SOON;
         px_hc_watch_client(c);

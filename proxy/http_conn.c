@@ -265,6 +265,7 @@ px_hc_close(struct px_conn *c)
             px_tls_io_close_notify(c->tls);
     }
     c->state = PX_CS_CLOSED;
+    px_hc_park_soon_off(c);
     if (c->ex != NULL && c->ex->shadow != NULL) {   /* the response did not complete */
         px_shadow_cap_end(c->ex->shadow, false);
         px_shadow_cap_put(c->ex->shadow);

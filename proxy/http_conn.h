@@ -84,12 +84,25 @@ extern const char *const px_cs_actions[PX_CS__COUNT];
 #define PX_CF_WATCH_SOON   0x80000u /* head_timer turns reading the client on
                                    * (PX_WATCH_DELAY_MS into an exchange whose client
                                    * was never polled) */
+#define PX_CF_PARK_NOW     0x100000u /* with PX_CF_PARK_SOON: parks at the end of the
+                                   * loop pass (PX_PARK_WAITING others wait) */
 #define PX_CF_SHIELD_FLAGS (PX_CF_SHIELDED | PX_CF_SHIELD_SOON | PX_CF_INTERIM)
 
 /* An idle keep-alive connection parks once it stayed this long without a
  * request: a busy one (its next request sooner) never pays a park and an
  * unpark per request. */
 #define PX_PARK_DELAY_MS 50u
+
+/* At most this many connections of a loop wait PX_PARK_DELAY_MS to park
+ * (srv->parking); more park at the end of the loop pass. What a waiting
+ * connection holds (its bufferevent and request state, about 1.3 KB) is
+ * what a burst of new connections, each making one request, would
+ * otherwise hold all at once for PX_PARK_DELAY_MS: a thousand of them
+ * grow the malloc heap by a megabyte, which the few buffers that stay in
+ * it (the loop's spares, libevent's per-descriptor entries) keep resident
+ * after they parked. Busy keep-alive connections beyond this many pay a
+ * park and an unpark per request. */
+#define PX_PARK_WAITING 64u
 
 /* A client whose whole request came in the reads of its accept (its socket
  * never polled) is not watched during a short exchange: registering its
@@ -245,6 +258,17 @@ upstream_free(struct px_conn *c)
     if (c->up != NULL) {
         px_io_free(c->up);
         c->up = NULL;
+    }
+}
+
+/* <c> no longer waits to park (PX_CF_PARK_SOON cleared, its loop's count
+ * of waiting connections kept); nothing when it did not wait. */
+static inline void
+px_hc_park_soon_off(struct px_conn *c)
+{
+    if (c->flags & PX_CF_PARK_SOON) {
+        c->flags &= ~(PX_CF_PARK_SOON | PX_CF_PARK_NOW);
+        c->srv->parking--;
     }
 }
 

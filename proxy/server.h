@@ -404,6 +404,8 @@ struct px_srv {
     char *spare_path[PX_SPARES];
     struct px_exch *spare_ex[PX_SPARES];
     unsigned nspare_bev, nspare_evb, nspare_path, nspare_ex;
+    unsigned parking;                    /* HTTP connections waiting to park
+                                          * (proxy/http_conn.h, PX_PARK_WAITING) */
     struct slab conn_slab;               /* the HTTP connections of this loop (struct
                                           * px_conn, proxy/http_conn.c); set up by the
                                           * first one (size 0 before) */
