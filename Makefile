@@ -29,7 +29,8 @@ ROUTER_SRC = router/router.c router/conf.c
 HEALTH_SRC = health/conf.c health/window.c health/policy.c health/probe.c health/check.c \
              health/plan.c health/gate.c health/gate_conf.c health/fleet.c health/diff.c
 UTIL_SRC   = lib/log.c lib/xmalloc.c lib/hmap.c lib/metrics.c lib/notify.c lib/http1.c lib/h1chunk.c \
-             lib/conf.c lib/fs.c lib/text.c lib/pg_session.c lib/pg_query.c lib/cidr.c
+             lib/conf.c lib/fs.c lib/text.c lib/pg_session.c lib/pg_query.c lib/cidr.c \
+             lib/slab.c
 ADMIN_SRC  = admin/ctl_proto.c admin/state.c admin/control.c \
              admin/request.c admin/change.c admin/auto.c admin/persist.c admin/writer.c admin/plan_ctl.c admin/status.c admin/commands.c admin/server_ctl.c \
              admin/store.c admin/store_pg_conf.c admin/store_pg_schema.c admin/store_pg.c admin/fleet.c \

@@ -65,6 +65,7 @@
 #include "proxy/server.h"
 #include "proxy/shadow.h"
 #include "proxy/shield.h"
+#include "proxy/tls_io.h"
 #include "proxy/tls_up.h"
 
 static void set_state(struct px_conn *c, enum px_conn_state next);
@@ -217,8 +218,7 @@ set_state(struct px_conn *c, enum px_conn_state next)
         if (c->ex->log_pending)            /* answered (by the proxy) or cut: it ends here */
             px_hc_log_request(c, NULL);
         upstream_free(c);
-        if (c->head_timer != NULL)
-            evtimer_del(c->head_timer);
+        evtimer_del(&c->head_timer);
         c->flags &= ~PX_CF_WATCH_SOON;
         bufferevent_disable(c->down, EV_READ);
         bufferevent_setwatermark(c->down, EV_WRITE, 0, 0);
@@ -380,7 +380,11 @@ park_soon(struct px_conn *c)
                                      PX_CF_CLOSE | PX_CF_CLIENT_EOF)))
         return;
     c->flags |= PX_CF_PARK_SOON;
-    evtimer_add(c->head_timer, &tv);
+    if (c->srv->parking++ >= PX_PARK_WAITING) {
+        c->flags |= PX_CF_PARK_NOW;
+        tv = tv_ms(0);
+    }
+    evtimer_add(&c->head_timer, &tv);
 }
 
 static void on_parked(evutil_socket_t fd, short what, void *arg);
@@ -391,7 +395,8 @@ static void on_parked(evutil_socket_t fd, short what, void *arg);
  * and the access log's path buffer) to the loop's spares, for whichever
  * connection needs them next (so parking allocates nothing). The head
  * timer becomes a read event on the socket, timed to what is left of
- * client_idle_ms (which set_state(READ_HEAD) started PX_PARK_DELAY_MS ago);
+ * client_idle_ms (which set_state(READ_HEAD) started PX_PARK_DELAY_MS ago,
+ * or, with PX_CF_PARK_NOW, in the loop pass before);
  * the first byte or the close from the client brings the connection back
  * (on_parked()). A parked connection holds its struct px_conn and that one
  * event; the loop holds about as many buffers and request states as it has
@@ -406,7 +411,8 @@ static void
 park(struct px_conn *c)
 {
     unsigned idle = sconf(c)->timeouts.client_idle_ms;
-    struct timeval tv = tv_ms(idle > PX_PARK_DELAY_MS ? idle - PX_PARK_DELAY_MS : 1);
+    unsigned waited = (c->flags & PX_CF_PARK_NOW) ? 0 : PX_PARK_DELAY_MS;
+    struct timeval tv = tv_ms(idle > waited ? idle - waited : 1);
     evutil_socket_t fd;
 
     if (c->state != PX_CS_READ_HEAD || c->nreq == 0 || c->up != NULL ||
@@ -417,9 +423,9 @@ park(struct px_conn *c)
         return;
     /* persistent: libevent deletes a plain event before its callback, which
      * would drop the fd from epoll until unpark() adds it back */
-    event_assign(c->head_timer, c->srv->base, fd, EV_READ | EV_PERSIST, on_parked, c);
-    if (event_add(c->head_timer, &tv) < 0) {
-        event_assign(c->head_timer, c->srv->base, -1, 0, on_head_timeout, c);
+    event_assign(&c->head_timer, c->srv->base, fd, EV_READ | EV_PERSIST, on_parked, c);
+    if (event_add(&c->head_timer, &tv) < 0) {
+        event_assign(&c->head_timer, c->srv->base, -1, 0, on_head_timeout, c);
         return;                        /* stays as it is */
     }
     px_hc_park(c);
@@ -438,7 +444,7 @@ unpark(struct px_conn *c, evutil_socket_t fd)
         return false;
     }
     c->down = bev;
-    c->ex = px_hc_exch_take(c->srv);
+    c->ex = px_hc_exch_take(c);
     /* as set_state(READ_HEAD) left it before park() (nreq > 0: the idle
      * timeout), callbacks included; reading is enabled while the parked
      * event still holds the fd */
@@ -447,8 +453,8 @@ unpark(struct px_conn *c, evutil_socket_t fd)
      * event is added only when output is queued (as after the write
      * callback found the output empty), not at once */
     bev->enabled |= EV_WRITE;
-    event_del(c->head_timer);
-    event_assign(c->head_timer, c->srv->base, -1, 0, on_head_timeout, c);
+    event_del(&c->head_timer);
+    event_assign(&c->head_timer, c->srv->base, -1, 0, on_head_timeout, c);
     c->flags &= ~PX_CF_PARKED;
     event_active(&bev->ev_read, EV_READ, 1);   /* the bytes are there: read now */
     return true;
@@ -501,9 +507,9 @@ read_head(struct px_conn *c)
              * for one that did not come whole in one read */
             struct timeval tv = tv_ms(sconf(c)->timeouts.client_head_ms);
 
-            evtimer_add(c->head_timer, &tv);   /* cancels a park_soon() */
+            evtimer_add(&c->head_timer, &tv);   /* cancels a park_soon() */
             c->flags |= PX_CF_HEAD_TIMER;
-            c->flags &= ~PX_CF_PARK_SOON;
+            px_hc_park_soon_off(c);
         }
         return;
     }
@@ -513,8 +519,9 @@ read_head(struct px_conn *c)
     }
 
     if (c->flags & (PX_CF_HEAD_TIMER | PX_CF_PARK_SOON)) {
-        evtimer_del(c->head_timer);
-        c->flags &= ~(PX_CF_HEAD_TIMER | PX_CF_PARK_SOON);
+        evtimer_del(&c->head_timer);
+        c->flags &= ~PX_CF_HEAD_TIMER;
+        px_hc_park_soon_off(c);
     }
     c->nreq++;
     c->ex->t_req_us = px_now_us(c->srv);
@@ -659,7 +666,7 @@ finish_exchange(struct px_conn *c)
     upstream_free(c);
     if (c->flags & PX_CF_WATCH_SOON) {
         c->flags &= ~PX_CF_WATCH_SOON;
-        evtimer_del(c->head_timer);
+        evtimer_del(&c->head_timer);
     }
     if (!c->ex->req.done)
         c->flags |= PX_CF_NO_KEEPALIVE;   /* unread request body: cannot resync */
@@ -702,7 +709,7 @@ start_tunnel(struct px_conn *c, const struct h1_resp *r)
     evbuffer_drain(in, r->head_len);
     c->flags |= PX_CF_RES_STARTED | PX_CF_NO_KEEPALIVE;
     c->ex->res_head_done = true;
-    evtimer_del(c->head_timer);
+    evtimer_del(&c->head_timer);
     c->ex->last_io_ms = px_now_ms(c->srv);
     log_at(LL_DEBUG, "http", c->id, "upgraded: tunnel to %s",
            srt_addr(c)->text);
@@ -782,7 +789,7 @@ read_response_head(struct px_conn *c)
     /* a client not watched yet is watched once a slow body outlives
      * PX_WATCH_DELAY_MS (the timer then arms nothing more) */
     if (!(c->flags & PX_CF_WATCH_SOON))
-        evtimer_del(c->head_timer);
+        evtimer_del(&c->head_timer);
     c->ex->res_status = r.status;
     px_hc_record(c, r.status, PX_E_NONE);
     px_hm_response_head(c, &r);
@@ -944,8 +951,8 @@ on_head_timeout(evutil_socket_t fd, short what, void *arg)
     } else if (c->state == PX_CS_TUNNEL) {
         px_shield_tunnel_drained(c);
     } else if (c->flags & PX_CF_PARK_SOON) {
-        c->flags &= ~PX_CF_PARK_SOON;
-        park(c);
+        park(c);                       /* PX_CF_PARK_NOW still tells how long it waited */
+        px_hc_park_soon_off(c);
     } else if (c->flags & PX_CF_WATCH_SOON) {
         c->flags &= ~PX_CF_WATCH_SOON;
         px_hc_watch_client(c);
@@ -1127,31 +1134,36 @@ static void
 conn_new(struct px_service *svc, int fd, struct px_tls_io *tls, const struct sockaddr *sa)
 {
     struct px_srv *srv = svc->srv;
-    struct px_conn *c = xcalloc(1, sizeof(*c));
+    struct px_conn *c = px_hc_conn_alloc(srv);
 
+    if (c == NULL) {
+        log_at(LL_ERR, "http", 0, "cannot allocate a connection");
+        px_tls_io_free(tls);
+        evutil_closesocket(fd);
+        px_srv_conn_closed(srv, svc);
+        return;
+    }
     c->svc = svc;
     c->srv = srv;
     c->id = px_srv_conn_id(srv);
     c->cref = px_confref_get(svc->cref);
     c->conf = svc->conf;
-    c->ex = px_hc_exch_take(srv);
     c->state = PX_CS_CLOSED;           /* set_state() below moves it */
-    px_sockaddr_ip(sa, c->client_ip, sizeof(c->client_ip));
-    c->client_port = px_sockaddr_port(sa);
-    c->head_timer = evtimer_new(srv->base, on_head_timeout, c);
+    px_hc_set_client(c, sa);
+    c->ex = px_hc_exch_take(c);
+    evtimer_assign(&c->head_timer, srv->base, on_head_timeout, c);
     if ((c->tls = tls) != NULL)
         c->flags |= PX_CF_TLS;
     c->down = px_hc_client_bev(srv, fd, &c->tls);
     list_push(&svc->conns, &c->link);
-    if (c->head_timer == NULL || c->down == NULL) {
+    if (c->down == NULL) {
         log_at(LL_ERR, "http", c->id, "cannot allocate a connection");
-        if (c->down == NULL)
-            evutil_closesocket(fd);
+        evutil_closesocket(fd);
         c->flags |= PX_CF_CUT;
         px_hc_close(c);
         return;
     }
-    log_at(LL_DEBUG, "http", c->id, "accepted from %s on service %s%s", c->client_ip,
+    log_at(LL_DEBUG, "http", c->id, "accepted from %s on service %s%s", c->ex->client_ip,
            svc->conf->name, tls != NULL ? " (TLS)" : "");
     /* a handshake that ended after a reload removed the service: one
      * request, as for the connections the removal found busy */

@@ -6,7 +6,10 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -15,6 +18,7 @@
 
 #include "lib/list.h"
 #include "lib/log.h"
+#include "lib/slab.h"
 #include "lib/xmalloc.h"
 #include "proxy/accesslog.h"
 #include "proxy/http_conn.h"
@@ -129,7 +133,7 @@ px_hc_log_request(struct px_conn *c, const char *ended)
         sni = px_tls_peer(c->down, subj, sizeof(subj));
     px_access_log_write(al, &(struct px_access_rec){
         .conn = c->id, .service = sconf(c)->name,
-        .client = px_access_client(c->client_ip, c->client_port, client, sizeof(client)),
+        .client = px_access_client(c->ex->client_ip, c->client_port, client, sizeof(client)),
         .method = parsed ? c->ex->log_method : NULL,
         .path = parsed ? c->ex->log_path : NULL, .path_len = c->ex->log_path_len,
         .status = c->ex->log_status,
@@ -188,7 +192,7 @@ px_hc_arm_response_deadline(struct px_conn *c)
         ms = PX_WATCH_DELAY_MS;
     }
     tv = tv_ms(ms);
-    evtimer_add(c->head_timer, &tv);
+    evtimer_add(&c->head_timer, &tv);
 }
 
 void
@@ -201,7 +205,7 @@ px_hc_watch_client(struct px_conn *c)
     if (!(c->flags & PX_CF_CLIENT_EOF))
         bufferevent_enable(c->down, EV_READ);
     if (!c->ex->res_head_done && c->up != NULL)
-        evtimer_add(c->head_timer, &tv);
+        evtimer_add(&c->head_timer, &tv);
 }
 
 /* Gives client bufferevent <bev>, taken off its socket, to the loop's
@@ -261,6 +265,7 @@ px_hc_close(struct px_conn *c)
             px_tls_io_close_notify(c->tls);
     }
     c->state = PX_CS_CLOSED;
+    px_hc_park_soon_off(c);
     if (c->ex != NULL && c->ex->shadow != NULL) {   /* the response did not complete */
         px_shadow_cap_end(c->ex->shadow, false);
         px_shadow_cap_put(c->ex->shadow);
@@ -270,31 +275,64 @@ px_hc_close(struct px_conn *c)
     if (c->down != NULL)
         close_client_bev(c->srv, c->down);
     px_tls_io_free(c->tls);
-    if (c->head_timer != NULL) {
-        evutil_socket_t fd = event_get_fd(c->head_timer);
-
-        event_free(c->head_timer);
-        if (c->flags & PX_CF_PARKED)
-            evutil_closesocket(fd);    /* parked: the event held the socket */
-    }
+    event_del(&c->head_timer);
+    if (c->flags & PX_CF_PARKED)
+        evutil_closesocket(event_get_fd(&c->head_timer));   /* parked: the event held it */
     if (c->ex != NULL) {
         bind_server(c, NULL);
         px_hc_exch_put(c->srv, &c->ex);
     }
     px_confref_put(c->cref);
     list_unlink(&c->link);
-    free(c);
+    slab_free(&c->srv->conn_slab, c);
     px_srv_conn_closed(svc->srv, svc);
 }
 
-struct px_exch *
-px_hc_exch_take(struct px_srv *srv)
+struct px_conn *
+px_hc_conn_alloc(struct px_srv *srv)
 {
+    if (srv->conn_slab.size == 0)
+        slab_init(&srv->conn_slab, sizeof(struct px_conn));
+    return slab_alloc(&srv->conn_slab);
+}
+
+void
+px_hc_set_client(struct px_conn *c, const struct sockaddr *sa)
+{
+    c->client_family = AF_UNSPEC;
+    if (sa->sa_family == AF_INET) {
+        c->client_family = AF_INET;
+        memcpy(c->client_addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        c->client_family = AF_INET6;
+        memcpy(c->client_addr, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    }
+    c->client_port = (unsigned short)px_sockaddr_port(sa);
+}
+
+/* The client's address of <c> as px_sockaddr_ip() writes it. */
+static void
+client_ip_text(const struct px_conn *c, char *buf, size_t len)
+{
+    struct sockaddr_in6 sa = { .sin6_family = c->client_family };
+
+    if (c->client_family == AF_INET)
+        memcpy(&((struct sockaddr_in *)&sa)->sin_addr, c->client_addr, 4);
+    else if (c->client_family == AF_INET6)
+        memcpy(&sa.sin6_addr, c->client_addr, 16);
+    px_sockaddr_ip((const struct sockaddr *)&sa, buf, len);
+}
+
+struct px_exch *
+px_hc_exch_take(struct px_conn *c)
+{
+    struct px_srv *srv = c->srv;
     struct px_exch *ex = srv->nspare_ex > 0 ? srv->spare_ex[--srv->nspare_ex]
                                             : xmalloc(sizeof(*ex));
 
-    memset(ex, 0, sizeof(*ex));
+    memset(ex, 0, offsetof(struct px_exch, client_ip));
     ex->side = RT_NONE;
+    client_ip_text(c, ex->client_ip, sizeof(ex->client_ip));
     return ex;
 }
 
@@ -332,6 +370,7 @@ px_hc_loop_free(struct px_srv *srv)
     free(srv->hfields);
     srv->hfields = NULL;
     srv->hfields_n = 0;
+    slab_destroy(&srv->conn_slab);
 }
 
 void

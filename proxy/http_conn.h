@@ -27,6 +27,7 @@
 #include <sys/time.h>
 
 #include <event2/bufferevent.h>
+#include <event2/event_struct.h>   /* struct px_conn holds its head timer */
 #include <event2/util.h>
 
 #include "lib/http1.h"
@@ -36,8 +37,8 @@
 #include "proxy/server.h"
 
 struct evbuffer;
-struct event;
 struct px_shadow_cap;
+struct sockaddr;
 
 enum px_conn_state {
     PX_CS_READ_HEAD = 0,  /* waiting for or reading a request head */
@@ -83,12 +84,25 @@ extern const char *const px_cs_actions[PX_CS__COUNT];
 #define PX_CF_WATCH_SOON   0x80000u /* head_timer turns reading the client on
                                    * (PX_WATCH_DELAY_MS into an exchange whose client
                                    * was never polled) */
+#define PX_CF_PARK_NOW     0x100000u /* with PX_CF_PARK_SOON: parks at the end of the
+                                   * loop pass (PX_PARK_WAITING others wait) */
 #define PX_CF_SHIELD_FLAGS (PX_CF_SHIELDED | PX_CF_SHIELD_SOON | PX_CF_INTERIM)
 
 /* An idle keep-alive connection parks once it stayed this long without a
  * request: a busy one (its next request sooner) never pays a park and an
  * unpark per request. */
 #define PX_PARK_DELAY_MS 50u
+
+/* At most this many connections of a loop wait PX_PARK_DELAY_MS to park
+ * (srv->parking); more park at the end of the loop pass. What a waiting
+ * connection holds (its bufferevent and request state, about 1.3 KB) is
+ * what a burst of new connections, each making one request, would
+ * otherwise hold all at once for PX_PARK_DELAY_MS: a thousand of them
+ * grow the malloc heap by a megabyte, which the few buffers that stay in
+ * it (the loop's spares, libevent's per-descriptor entries) keep resident
+ * after they parked. Busy keep-alive connections beyond this many pay a
+ * park and an unpark per request. */
+#define PX_PARK_WAITING 64u
 
 /* A client whose whole request came in the reads of its accept (its socket
  * never polled) is not watched during a short exchange: registering its
@@ -163,11 +177,16 @@ struct px_exch {
     struct px_shadow_cap *shadow;    /* one reference: the capture of the current
                                       * response for its shadow copy (proxy/shadow.h),
                                       * or NULL */
+    char client_ip[46];              /* the client's address as text (c->client_addr),
+                                      * written when the connection takes this state:
+                                      * X-Forwarded-For, routing, logs */
 };
 
-/* What an idle (parked) connection holds is this struct and its head timer
- * (and, over TLS, its SSL): its request state (struct px_exch) went back
- * to the loop. Its field order leaves no holes. */
+/* What an idle (parked) connection holds is this struct, its head timer
+ * within (and, over TLS, its SSL): its request state (struct px_exch) went
+ * back to the loop. It comes from its loop's slab (srv->conn_slab: no
+ * allocator header, and no holes left in the malloc heap between the
+ * buffers of busy connections). Its field order leaves no holes. */
 struct px_conn {
     struct list link;                /* on svc->conns */
     struct px_service *svc;          /* borrowed; a retired service lives until
@@ -181,7 +200,6 @@ struct px_conn {
     enum px_conn_state state;        /* written only by set_state() */
     unsigned flags;                  /* PX_CF_* */
     int busy;                        /* callbacks on the stack */
-    unsigned client_port;
     unsigned nreq;                   /* requests served on this connection */
     struct bufferevent *down;        /* owned: the client; NULL while parked (it went
                                       * back to the loop's spares) */
@@ -189,14 +207,17 @@ struct px_conn {
     struct px_tls_io *tls;           /* owned while parked: the TLS side of the client
                                       * connection (else c->down holds it), or NULL */
     struct px_exch *ex;              /* owned: the current request; NULL while parked */
-    struct event *head_timer;        /* owned: deadline of the phase; client_head_ms from
+    struct event head_timer;         /* deadline of the phase; client_head_ms from
                                       * the first byte of a head (READ_HEAD), or
                                       * server_response_ms from the end of the request to
                                       * the end of the response head (EXCHANGE); runs
                                       * park() (PX_CF_PARK_SOON) and px_hc_watch_client()
                                       * (PX_CF_WATCH_SOON); while parked, the read event
                                       * on the client socket */
-    char client_ip[64];
+    unsigned char client_addr[16];   /* the client's address: 4 bytes (AF_INET) or 16
+                                      * (AF_INET6), in network order */
+    unsigned short client_family;    /* AF_INET, AF_INET6, else AF_UNSPEC */
+    unsigned short client_port;
 };
 
 /* The conf the connection took (not necessarily the service's current one). */
@@ -237,6 +258,17 @@ upstream_free(struct px_conn *c)
     if (c->up != NULL) {
         px_io_free(c->up);
         c->up = NULL;
+    }
+}
+
+/* <c> no longer waits to park (PX_CF_PARK_SOON cleared, its loop's count
+ * of waiting connections kept); nothing when it did not wait. */
+static inline void
+px_hc_park_soon_off(struct px_conn *c)
+{
+    if (c->flags & PX_CF_PARK_SOON) {
+        c->flags &= ~(PX_CF_PARK_SOON | PX_CF_PARK_NOW);
+        c->srv->parking--;
     }
 }
 
@@ -311,17 +343,26 @@ void px_hc_close_all(struct px_service *svc);
  * spares. */
 void px_hc_park(struct px_conn *c);
 
-/* A request state for a connection being accepted or unparked: a spare of
- * <srv>'s loop, else a new one; zeroed, no side. */
-struct px_exch *px_hc_exch_take(struct px_srv *srv);
+/* A zeroed connection from <srv>'s slab; NULL when none can be mapped.
+ * px_hc_close() gives it back. */
+struct px_conn *px_hc_conn_alloc(struct px_srv *srv);
+
+/* Keeps the address and port of the client <sa> (AF_INET or AF_INET6;
+ * another family is "unknown") in <c>. */
+void px_hc_set_client(struct px_conn *c, const struct sockaddr *sa);
+
+/* A request state for <c>, being accepted or unparked: a spare of its
+ * loop, else a new one; zeroed but for the client's address as text, no
+ * side. */
+struct px_exch *px_hc_exch_take(struct px_conn *c);
 
 /* Gives *<exp> (no server bound, no shadow capture) back to <srv>'s loop
  * with its buffers (up_head, req_buf, access log path: to the spares of
  * their own), or frees it; *<exp> is NULL after, and may be NULL before. */
 void px_hc_exch_put(struct px_srv *srv, struct px_exch **exp);
 
-/* Frees the loop's spare buffers, request states and header field table
- * (px_http_loop_free()). */
+/* Frees the loop's spare buffers, request states, header field table and
+ * connection slab (px_http_loop_free(), after its last connection). */
 void px_hc_loop_free(struct px_srv *srv);
 
 #endif

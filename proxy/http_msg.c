@@ -161,8 +161,8 @@ px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in
         }
         break;
     case RT_STICKY_CLIENT_IP:
-        in->sticky_key = c->client_ip;
-        in->sticky_len = strlen(c->client_ip);
+        in->sticky_key = c->ex->client_ip;
+        in->sticky_len = strlen(c->ex->client_ip);
         break;
     }
     if (rc->has_override) {
@@ -171,7 +171,7 @@ px_hm_route_input(struct px_conn *c, const struct h1_req *r, struct rt_input *in
             in->override_val = v.p;
             in->override_len = v.len;
             /* the address is read only for a request that asks */
-            if (cidr_addr_parse(c->client_ip, strlen(c->client_ip), client) == 0)
+            if (cidr_addr_parse(c->ex->client_ip, strlen(c->ex->client_ip), client) == 0)
                 in->client = client;
         }
     }
@@ -247,7 +247,7 @@ px_hm_request_head(struct px_conn *c, const struct h1_req *r)
         hb_lit(&h, ", ");
     else
         hb_lit(&h, "X-Forwarded-For: ");
-    hb_add(&h, c->client_ip, strlen(c->client_ip));
+    hb_add(&h, c->ex->client_ip, strlen(c->ex->client_ip));
     if (c->flags & PX_CF_TLS)
         hb_lit(&h, "\r\nX-Forwarded-Proto: https\r\n");
     else

@@ -72,6 +72,7 @@
 
 #include "lib/list.h"
 #include "lib/log.h"
+#include "lib/slab.h"
 #include "health/window.h"
 #include "proxy/conf.h"
 #include "proxy/tls.h"
@@ -403,6 +404,11 @@ struct px_srv {
     char *spare_path[PX_SPARES];
     struct px_exch *spare_ex[PX_SPARES];
     unsigned nspare_bev, nspare_evb, nspare_path, nspare_ex;
+    unsigned parking;                    /* HTTP connections waiting to park
+                                          * (proxy/http_conn.h, PX_PARK_WAITING) */
+    struct slab conn_slab;               /* the HTTP connections of this loop (struct
+                                          * px_conn, proxy/http_conn.c); set up by the
+                                          * first one (size 0 before) */
 };
 
 /* The next connection id of this loop: ids are unique over all workers

@@ -188,8 +188,8 @@ px_shield_replay(struct px_conn *c, enum px_err err, int status)
     c->ex->log_error = NULL;
     c->ex->t_req_us = px_now_us(c->srv);   /* legacy's latency is its own */
     /* the connect starts from the loop, never under the failing callback */
-    evtimer_del(c->head_timer);
-    event_active(c->head_timer, EV_TIMEOUT, 1);
+    evtimer_del(&c->head_timer);
+    event_active(&c->head_timer, EV_TIMEOUT, 1);
     return true;
 }
 
@@ -208,7 +208,7 @@ px_shield_drain_tunnels(struct px_service *svc, enum rt_side side, int drain_s)
         if (c->state != PX_CS_TUNNEL || c->ex->side != side || (c->flags & PX_CF_DRAIN))
             continue;
         c->flags |= PX_CF_DRAIN;
-        if (evtimer_add(c->head_timer, &tv) < 0) {
+        if (evtimer_add(&c->head_timer, &tv) < 0) {
             log_at(LL_ERR, "http", c->id, "cannot schedule the drain of this tunnel");
             continue;
         }

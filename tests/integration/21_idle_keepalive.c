@@ -6,7 +6,10 @@
  * bodies (buffered and streamed), large responses, pipelined requests,
  * many connections taking their buffers from each other; its idle timeout
  * still closes it, a client's close is noticed, and a reload between two of
- * its requests applies to the next one.
+ * its requests applies to the next one. A burst of connections answered at
+ * once, more than wait PX_PARK_DELAY_MS to park (PX_PARK_WAITING, 64; the
+ * others park at once), are all served again, and each is closed no sooner
+ * than client_idle_ms after its answer, however it parked.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -15,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -22,6 +27,7 @@
 #include "tests/integration/fixture.h"
 
 #define NCONN 64
+#define NBURST 200               /* over PX_PARK_WAITING (proxy/http_conn.h) */
 
 static struct fx *
 start(void **state, const char *extra)
@@ -201,12 +207,132 @@ test_reload_between_requests_of_a_parked_connection(void **state)
     close(fd);
 }
 
+/* NBURST requests sent before any answer is read; the backend holds each
+ * 100 ms, so that the proxy answers them all within a few loop passes and
+ * more than PX_PARK_WAITING connections wait to park at once. t0[i]: when
+ * the answer on fd[i] was read (the proxy's idle time began just before). */
+static void
+burst(struct fx *f, int *fd, long long *t0, struct h_resp *r)
+{
+    const char *get = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    int i;
+
+    assert_int_equal(h_backend_set(f->port[0][0], "delay_ms=100"), 0);
+    for (i = 0; i < NBURST; i++) {
+        if (fd[i] < 0)
+            fd[i] = h_connect(f->proxy_port);
+        assert_true(fd[i] >= 0);
+        assert_int_equal(h_send_all(fd[i], get, strlen(get)), 0);
+    }
+    for (i = 0; i < NBURST; i++) {
+        h_resp_free(r);
+        assert_int_equal(h_read_response(fd[i], r), 0);
+        t0[i] = h_now_ms();
+        assert_int_equal(r->status, 200);
+        assert_string_equal(r->body, "legacy\n");
+        assert_false(r->closed);
+    }
+}
+
+/* t1[i]: when the proxy's close of fd[i] was seen, all of them watched at
+ * once (one watched after another would see a close that came while it
+ * waited for another one late); -1 when not within <timeout_ms>. */
+static void
+closed_times(const int *fd, long long *t1, int timeout_ms)
+{
+    struct pollfd p[NBURST];
+    long long end = h_now_ms() + timeout_ms;
+    int i, open = NBURST;
+
+    for (i = 0; i < NBURST; i++) {
+        p[i].fd = fd[i];
+        p[i].events = POLLIN;
+        t1[i] = -1;
+    }
+    while (open > 0 && h_now_ms() < end) {
+        int n = poll(p, NBURST, (int)(end - h_now_ms()));
+        long long now = h_now_ms();
+
+        assert_true(n >= 0);
+        for (i = 0; i < NBURST && n > 0; i++) {
+            char ch;
+
+            if (p[i].fd < 0 || p[i].revents == 0)
+                continue;
+            n--;
+            /* nothing is sent on an idle connection: readable means closed */
+            assert_true(recv(p[i].fd, &ch, 1, MSG_DONTWAIT) <= 0);
+            t1[i] = now;
+            p[i].fd = -1;
+            open--;
+        }
+    }
+}
+
+static void
+test_burst_parks_serves_and_times_out(void **state)
+{
+    const unsigned idle = 3000;
+    struct fx *f = start(state, ", \"timeouts\": { \"client_idle_ms\": 3000 }");
+    int fd[NBURST];
+    long long t0[NBURST], t1[NBURST];
+    struct h_resp r;
+    int i;
+
+    memset(&r, 0, sizeof(r));
+    for (i = 0; i < NBURST; i++)
+        fd[i] = -1;
+    burst(f, fd, t0, &r);
+    assert_int_equal(h_backend_set(f->port[0][0], "delay_ms=0"), 0);
+    /* all parked by now; each is served again (in another order, some
+     * with a body, some with two pipelined requests) */
+    h_sleep_ms(150);
+    for (i = NBURST - 1; i >= 0; i--) {
+        if (i % 3 == 0) {
+            echo_body(fd[i], 50 + (size_t)i, (unsigned)i);
+        } else if (i % 3 == 1) {
+            ask(fd[i], "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+            assert_string_equal(r.body, "legacy\n");
+        } else {
+            const char *two = "GET /a HTTP/1.1\r\nHost: t\r\n\r\n"
+                              "GET /b HTTP/1.1\r\nHost: t\r\n\r\n";
+
+            h_resp_free(&r);
+            assert_int_equal(h_send_all(fd[i], two, strlen(two)), 0);
+            assert_int_equal(h_read_response(fd[i], &r), 0);
+            assert_string_equal(r.body, "legacy\n");
+            h_resp_free(&r);
+            assert_int_equal(h_read_response(fd[i], &r), 0);
+            assert_string_equal(r.body, "legacy\n");
+            assert_false(r.closed);
+        }
+    }
+    /* a second burst on the same connections restarts every idle time;
+     * none closes sooner than client_idle_ms after its answer (less 40 ms:
+     * the answer is read a little after the proxy's idle time began; one
+     * that parked at once and lost its PX_PARK_DELAY_MS would close 50 ms
+     * early), all within a bounded time after */
+    burst(f, fd, t0, &r);
+    h_resp_free(&r);
+    closed_times(fd, t1, (int)idle + 5000);
+    for (i = 0; i < NBURST; i++) {
+        if (t1[i] < 0)
+            fail_msg("connection %d still open %u ms after client_idle_ms", i, 5000u);
+        if (t1[i] - t0[i] < (long long)idle - 40)
+            fail_msg("connection %d closed %lld ms after its answer, before client_idle_ms %u",
+                     i, t1[i] - t0[i], idle);
+        close(fd[i]);
+    }
+    assert_true(h_alive(f->proxy, NULL));
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_parked_connections_serve_again, fx_teardown),
         cmocka_unit_test_teardown(test_parked_connection_idle_timeout, fx_teardown),
+        cmocka_unit_test_teardown(test_burst_parks_serves_and_times_out, fx_teardown),
         cmocka_unit_test_teardown(test_reload_between_requests_of_a_parked_connection,
                                   fx_teardown),
     };
