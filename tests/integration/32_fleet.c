@@ -29,111 +29,19 @@
 
 #include "tests/harness/load.h"
 #include "tests/harness/pg.h"
-#include "tests/integration/fixture.h"
+#include "tests/integration/fleet_fixture.h"
 
-#define N 3
+#define N FLEET_N
 #define TOK_OPERATE "operate-secret-0123456789"
-
-struct fleet {
-    struct pgh *pg;
-    struct fx fx[N];
-    char conninfo[512];
-};
-
-/* The store section for instance <i>. */
-static void
-store_conf(struct fleet *fl, int i, const char *more)
-{
-    snprintf(fl->fx[i].top_extra, sizeof(fl->fx[i].top_extra),
-             ", \"store\": {\"postgres\": {\"conninfo\": \"%s\", \"fleet\": \"t\", "
-             "\"instance\": \"i%d\"%s}}", fl->conninfo, i, more != NULL ? more : "");
-}
-
-static int
-start(struct fleet *fl, int i)
-{
-    if (fx_write_conf(&fl->fx[i]) != 0)
-        return -1;
-    return fx_start_proxy(&fl->fx[i], 7 + (unsigned)i);
-}
 
 static int
 setup(void **state)
 {
-    struct fleet *fl = calloc(1, sizeof(*fl));
-    int i;
+    static const struct fleet_opts o = {
+        .fleet = "t", .tokens = "ops operate " TOK_OPERATE "\n", .seed = 7, .poll_ms = 20,
+    };
 
-    *state = fl;
-    if (fl == NULL || (fl->pg = pgh_start()) == NULL)
-        return -1;
-    snprintf(fl->conninfo, sizeof(fl->conninfo), "host=%s port=%s dbname=postgres "
-             "user=postgres", pgh_host(fl->pg), pgh_port(fl->pg));
-    for (i = 0; i < N; i++) {
-        if (fx_init(&fl->fx[i], false, 1, NULL) != 0)
-            return -1;
-        fl->fx[i].admin_port = h_free_port();   /* the HTTP racer's way in */
-        if (fx_admin_tokens(&fl->fx[i], "ops operate " TOK_OPERATE "\n") != 0)
-            return -1;
-        store_conf(fl, i, NULL);
-        if (start(fl, i) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    struct fleet *fl = *state;
-    int i;
-
-    if (fl == NULL)
-        return 0;
-    h_kill_all();
-    for (i = 0; i < N; i++) {
-        if (fl->fx[i].dir != NULL) {
-            h_rmrf(fl->fx[i].dir);
-            free(fl->fx[i].dir);
-        }
-    }
-    pgh_free(fl->pg);
-    free(fl);
-    return 0;
-}
-
-/* Waits up to <ms> for instance <i> to show <weight> and state <st>. */
-static bool
-wait_state(struct fleet *fl, int i, double weight, const char *st, int ms)
-{
-    char who[32];
-
-    snprintf(who, sizeof(who), "instance %d", i);
-    return fx_wait_state(&fl->fx[i], who, weight, st, ms, 20);
-}
-
-/* A connection of the test's own (for reads and the row lock). */
-static PGconn *
-db(struct fleet *fl)
-{
-    PGconn *c = PQconnectdb(fl->conninfo);
-
-    if (PQstatus(c) != CONNECTION_OK)
-        fail_msg("test connection: %s", PQerrorMessage(c));
-    return c;
-}
-
-/* The first value of <sql>'s first row, copied into <buf>. */
-static const char *
-db_value(struct fleet *fl, const char *sql, char *buf, size_t len)
-{
-    PGconn *c = db(fl);
-    PGresult *r = PQexec(c, sql);
-
-    snprintf(buf, len, "%s", PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0
-                             ? PQgetvalue(r, 0, 0) : "(none)");
-    PQclear(r);
-    PQfinish(c);
-    return buf;
+    return fleet_setup(state, &o);
 }
 
 static void
@@ -145,12 +53,12 @@ test_propagation(void **state)
 
     assert_int_equal(fx_ctl(&fl->fx[0], out, "weight", "10"), 0);
     for (i = 0; i < N; i++)
-        assert_true(wait_state(fl, i, 10, "steady", 2000));
-    assert_string_equal(db_value(fl, "SELECT weight_bp || ' ' || state || ' ' || updated_by "
+        assert_true(fleet_wait_state(fl, i, 10, "steady", 2000));
+    assert_string_equal(fleet_db_value(fl, "SELECT weight_bp || ' ' || state || ' ' || updated_by "
                                  "FROM cutover_service WHERE fleet = 't' AND name = 'web'",
                                  buf, sizeof(buf)), "1000 steady i0");
     /* the fleet's audit: the entry with the instance that made it */
-    assert_string_equal(db_value(fl, "SELECT instance || ' ' || (entry->>'action') FROM "
+    assert_string_equal(fleet_db_value(fl, "SELECT instance || ' ' || (entry->>'action') FROM "
                                  "cutover_audit WHERE fleet = 't' ORDER BY id DESC LIMIT 1",
                                  buf, sizeof(buf)), "i0 weight");
     /* `cutoverctl audit` on another instance shows it */
@@ -170,7 +78,7 @@ static void
 test_race(void **state)
 {
     struct fleet *fl = *state;
-    PGconn *lock = db(fl);
+    PGconn *lock = fleet_db(fl);
     PGresult *r;
     char logs[2][600], buf[64], url[128], *t;
     pid_t pid[2];
@@ -197,7 +105,7 @@ test_race(void **state)
     }
     /* both updates wait for the lock (bounded) */
     end = h_now_ms() + 5000;
-    while (strcmp(db_value(fl, "SELECT count(*) FROM pg_stat_activity WHERE "
+    while (strcmp(fleet_db_value(fl, "SELECT count(*) FROM pg_stat_activity WHERE "
                            "application_name = 'cutoverd' AND wait_event_type = 'Lock'",
                            buf, sizeof(buf)), "2") != 0 && h_now_ms() < end)
         h_sleep_ms(10);
@@ -284,7 +192,7 @@ test_outage(void **state)
 
     assert_int_equal(fx_ctl(&fl->fx[0], out, "weight", "50"), 0);
     for (i = 0; i < N; i++)
-        assert_true(wait_state(fl, i, 50, "steady", 2000));
+        assert_true(fleet_wait_state(fl, i, 50, "steady", 2000));
     assert_int_equal(h_load_run(&lc, &st), 0);
     h_load_print("outage", &st);
     assert_int_equal(o.step, 3);
@@ -299,13 +207,13 @@ test_outage(void **state)
     assert_int_equal(o.rollback_rc, 0);
     /* back: the rollback is in the database and everywhere */
     for (i = 0; i < N; i++)
-        assert_true(wait_state(fl, i, 0, "rolled_back", 15000));
-    assert_string_equal(db_value(fl, "SELECT weight_bp || ' ' || state FROM cutover_service "
+        assert_true(fleet_wait_state(fl, i, 0, "rolled_back", 15000));
+    assert_string_equal(fleet_db_value(fl, "SELECT weight_bp || ' ' || state FROM cutover_service "
                                  "WHERE fleet = 't'", buf, sizeof(buf)), "0 rolled_back");
-    assert_string_equal(db_value(fl, "SELECT count(*) FROM cutover_audit WHERE fleet = 't' "
+    assert_string_equal(fleet_db_value(fl, "SELECT count(*) FROM cutover_audit WHERE fleet = 't' "
                                  "AND instance = 'i1' AND entry->>'action' = 'rollback' AND "
                                  "entry->>'reason' = 'outage'", buf, sizeof(buf)), "1");
-    assert_string_equal(db_value(fl, "SELECT count(*) FROM cutover_audit WHERE fleet = 't' "
+    assert_string_equal(fleet_db_value(fl, "SELECT count(*) FROM cutover_audit WHERE fleet = 't' "
                                  "AND instance = 'i1' AND entry->>'action' = 'reconcile'",
                                  buf, sizeof(buf)), "1");
     assert_int_equal(h_wait_log(fl->fx[1].log, "reconcile", 1000), 0);
@@ -321,14 +229,14 @@ test_restart_all(void **state)
     for (i = 0; i < N; i++)
         assert_int_equal(h_stop(fl->fx[i].proxy, SIGTERM, 5000), 0);
     /* changed in the database while every instance is stopped */
-    c = db(fl);
+    c = fleet_db(fl);
     PQclear(PQexec(c, "UPDATE cutover_service SET weight_bp = 2500, state = 'steady', "
                       "generation = generation + 1 WHERE fleet = 't'"));
     PQfinish(c);
     for (i = 0; i < N; i++)
-        assert_int_equal(start(fl, i), 0);
+        assert_int_equal(fleet_start(fl, i), 0);
     for (i = 0; i < N; i++)
-        assert_true(wait_state(fl, i, 25, "steady", 2000));
+        assert_true(fleet_wait_state(fl, i, 25, "steady", 2000));
 }
 
 static void
@@ -366,10 +274,10 @@ test_bad_store(void **state)
     snprintf(f->top_extra + strlen(f->top_extra) - 2, 64, ", \"start_without\": true}}");
     assert_int_equal(fx_write_conf(f), 0);
     assert_int_equal(fx_start_proxy(f, 9), 0);
-    assert_true(wait_state(fl, 2, 25, "steady", 2000));
+    assert_true(fleet_wait_state(fl, 2, 25, "steady", 2000));
     assert_int_equal(h_wait_log(f->log, "starting from the local cache", 1000), 0);
     assert_int_equal(h_stop(f->proxy, SIGTERM, 5000), 0);
-    store_conf(fl, 2, NULL);
+    fleet_store_conf(fl, 2, NULL);
 }
 
 static void
@@ -381,7 +289,7 @@ test_newer_schema(void **state)
     int st;
 
     /* the version this binary migrated to (its newest step) */
-    db_value(fl, "SELECT version FROM cutover_schema_version", cur, sizeof(cur));
+    fleet_db_value(fl, "SELECT version FROM cutover_schema_version", cur, sizeof(cur));
     snprintf(want, sizeof(want), "version 99, newer than this cutoverd's (%s)", cur);
     snprintf(back, sizeof(back), "UPDATE cutover_schema_version SET version = %s", cur);
     assert_int_equal(pgh_exec(fl->pg, "UPDATE cutover_schema_version SET version = 99"), 0);
@@ -422,5 +330,5 @@ main(void)
         cmocka_unit_test(test_newer_schema),
     };
 
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, fleet_teardown);
 }

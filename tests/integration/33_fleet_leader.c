@@ -30,151 +30,14 @@
 #include <libpq-fe.h>
 
 #include "tests/harness/pg.h"
-#include "tests/integration/fixture.h"
+#include "tests/integration/fleet_fixture.h"
 
-#define N 3
+#define N FLEET_N
 #define TAKEOVER_MS 2000         /* the contract: another leads within 2 s */
 #define READ_TOKEN "reader-0123456789abcdef"
 
-struct fleet {
-    struct pgh *pg;
-    struct fx fx[N];
-    char conninfo[512];
-};
-
 static const char rollback_conf[] =
     ", \"rollback\": {\"min_requests\": 30, \"max_error_rate\": 0.05, \"window_s\": 10}";
-
-static int
-start(struct fleet *fl, int i)
-{
-    if (fx_write_conf(&fl->fx[i]) != 0)
-        return -1;
-    return fx_start_proxy(&fl->fx[i], 33 + (unsigned)i);
-}
-
-static int
-setup(void **state)
-{
-    struct fleet *fl = calloc(1, sizeof(*fl));
-    int i;
-
-    *state = fl;
-    if (fl == NULL || (fl->pg = pgh_start()) == NULL)
-        return -1;
-    snprintf(fl->conninfo, sizeof(fl->conninfo), "host=%s port=%s dbname=postgres "
-             "user=postgres", pgh_host(fl->pg), pgh_port(fl->pg));
-    for (i = 0; i < N; i++) {
-        if (fx_init(&fl->fx[i], false, 1, rollback_conf) != 0)
-            return -1;
-        fl->fx[i].admin_port = h_free_port();
-        snprintf(fl->fx[i].top_extra, sizeof(fl->fx[i].top_extra),
-                 ", \"store\": {\"postgres\": {\"conninfo\": \"%s\", \"fleet\": \"t\", "
-                 "\"instance\": \"i%d\"}}", fl->conninfo, i);
-        if (i == 0 && fx_admin_tokens(&fl->fx[0], "reader read " READ_TOKEN "\n") != 0)
-            return -1;
-        if (start(fl, i) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    struct fleet *fl = *state;
-    int i;
-
-    if (fl == NULL)
-        return 0;
-    h_kill_all();
-    for (i = 0; i < N; i++) {
-        if (fl->fx[i].dir != NULL) {
-            h_rmrf(fl->fx[i].dir);
-            free(fl->fx[i].dir);
-        }
-    }
-    pgh_free(fl->pg);
-    free(fl);
-    return 0;
-}
-
-/* The value at <path> of instance <i>'s status (a copy; caller decrefs). */
-static json_t *
-status_at(struct fleet *fl, int i, const char *path)
-{
-    json_t *root = h_ctl_json(fl->fx[i].sock, "status", (char *)NULL), *v;
-
-    v = root != NULL ? h_json_at(root, path) : NULL;
-    v = v != NULL ? json_deep_copy(v) : NULL;
-    json_decref(root);
-    return v;
-}
-
-static bool
-is_leader(struct fleet *fl, int i)
-{
-    json_t *v = status_at(fl, i, "store.leader");
-    bool yes = json_is_true(v);
-
-    json_decref(v);
-    return yes;
-}
-
-/* The one instance that leads, among those not in <skip> (-1: none);
- * waits up to <ms> for exactly one. -1 when none does. */
-static int
-leader_of(struct fleet *fl, int skip, int ms)
-{
-    long long end = h_now_ms() + ms;
-    int i, who, n;
-
-    do {
-        for (who = -1, n = 0, i = 0; i < N; i++) {
-            if (i != skip && is_leader(fl, i)) {
-                who = i;
-                n++;
-            }
-        }
-        if (n == 1)
-            return who;
-        h_sleep_ms(20);
-    } while (h_now_ms() < end);
-    return -1;
-}
-
-/* Waits up to <ms> for instance <i> to show <weight> and state <st>. */
-static bool
-wait_state(struct fleet *fl, int i, double weight, const char *st, int ms)
-{
-    char who[32];
-
-    snprintf(who, sizeof(who), "instance %d", i);
-    return fx_wait_state(&fl->fx[i], who, weight, st, ms, 20);
-}
-
-static PGconn *
-db(struct fleet *fl)
-{
-    PGconn *c = PQconnectdb(fl->conninfo);
-
-    if (PQstatus(c) != CONNECTION_OK)
-        fail_msg("test connection: %s", PQerrorMessage(c));
-    return c;
-}
-
-static const char *
-db_value(struct fleet *fl, const char *sql, char *buf, size_t len)
-{
-    PGconn *c = db(fl);
-    PGresult *r = PQexec(c, sql);
-
-    snprintf(buf, len, "%s", PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0
-                             ? PQgetvalue(r, 0, 0) : "(none)");
-    PQclear(r);
-    PQfinish(c);
-    return buf;
-}
 
 /* Sends <n> requests to instance <i> (answered, whatever the status). */
 static void
@@ -196,17 +59,28 @@ set_new_errors(struct fleet *fl, bool on)
 }
 
 /* Everything status --fleet says, one leader marked. */
+static int
+setup(void **state)
+{
+    static const struct fleet_opts o = {
+        .fleet = "t", .service_extra = rollback_conf, .tokens = "reader read " READ_TOKEN "\n",
+        .seed = 33, .poll_ms = 20,
+    };
+
+    return fleet_setup(state, &o);
+}
+
 static void
 test_status_fleet(void **state)
 {
     struct fleet *fl = *state;
     json_t *root, *insts, *inst, *svc, *r;
     long long end;
-    char out[8192], buf[128], *text, ldr[8];
+    char out[8192], buf[128], *text, ldr[16];
     size_t k;
     int i, L;
 
-    L = leader_of(fl, -1, 5000);
+    L = fleet_leader_of(fl, -1, 5000);
     assert_true(L >= 0);
     snprintf(ldr, sizeof(ldr), "i%d", L);
     /* every instance knows the leader and the 3 live instances it counted */
@@ -215,8 +89,8 @@ test_status_fleet(void **state)
         json_t *who, *n;
 
         for (;;) {
-            who = status_at(fl, i, "store.leader_instance");
-            n = status_at(fl, i, "store.fleet_instances");
+            who = fleet_status_at(fl, i, "store.leader_instance");
+            n = fleet_status_at(fl, i, "store.fleet_instances");
             if ((json_is_string(who) && strcmp(json_string_value(who), ldr) == 0
                  && json_integer_value(n) == 3) || h_now_ms() > end)
                 break;
@@ -236,7 +110,7 @@ test_status_fleet(void **state)
     }
     assert_int_equal(fx_ctl(&fl->fx[0], out, "weight", "10"), 0);
     for (i = 0; i < N; i++)
-        assert_true(wait_state(fl, i, 10, "steady", 2000));
+        assert_true(fleet_wait_state(fl, i, 10, "steady", 2000));
     drive(fl, 1, 5);
     /* the JSON: every instance, its row as published within the second */
     end = h_now_ms() + 3000;
@@ -282,9 +156,9 @@ test_status_fleet(void **state)
         || strstr(out, "weight 10.00%  steady  legacy ") == NULL)
         fail_msg("status --fleet:\n%s", out);
     /* the rows in the database */
-    assert_string_equal(db_value(fl, "SELECT count(*) FROM cutover_instance WHERE fleet = 't'",
+    assert_string_equal(fleet_db_value(fl, "SELECT count(*) FROM cutover_instance WHERE fleet = 't'",
                                  buf, sizeof(buf)), "3");
-    assert_string_equal(db_value(fl, "SELECT instance FROM cutover_leader WHERE fleet = 't'",
+    assert_string_equal(fleet_db_value(fl, "SELECT instance FROM cutover_leader WHERE fleet = 't'",
                                  buf, sizeof(buf)), ldr);
     /* bad input: refused, precisely */
     assert_int_equal(fx_admin_call(&fl->fx[0], "POST", "/v1/status", READ_TOKEN,
@@ -314,14 +188,14 @@ test_fleet_rollback_by_sum(void **state)
     json_t *reads0, *reads1, *n;
     int L, f[2], i, k;
 
-    L = leader_of(fl, -1, 3000);
+    L = fleet_leader_of(fl, -1, 3000);
     assert_true(L >= 0);
     for (i = 0, k = 0; i < N; i++)
         if (i != L)
             f[k++] = i;
     assert_int_equal(fx_ctl(&fl->fx[0], out, "weight", "100"), 0);
     for (i = 0; i < N; i++)
-        assert_true(wait_state(fl, i, 100, "steady", 2000));
+        assert_true(fleet_wait_state(fl, i, 100, "steady", 2000));
     set_new_errors(fl, true);
     /* the leader's 6 published first, then 15 on each other instance:
      * 6, 15 and 15 are each under min_requests 30; the fleet has 36 */
@@ -330,17 +204,17 @@ test_fleet_rollback_by_sum(void **state)
     drive(fl, f[0], 15);
     drive(fl, f[1], 15);
     for (i = 0; i < N; i++)
-        assert_true(wait_state(fl, i, 0, "rolled_back", 5000));
+        assert_true(fleet_wait_state(fl, i, 0, "rolled_back", 5000));
     /* one rollback, by the leader, with the fleet's figures */
-    assert_string_equal(db_value(fl, "SELECT count(*) FROM cutover_audit WHERE fleet = 't' "
+    assert_string_equal(fleet_db_value(fl, "SELECT count(*) FROM cutover_audit WHERE fleet = 't' "
                                  "AND entry->>'action' = 'rollback'", buf, sizeof(buf)), "1");
     snprintf(sql, sizeof(sql), "SELECT instance || ' ' || (entry->>'actor') || ' ' || "
              "(entry->'figures'->>'scope') || ' ' || (entry->'figures'->>'leader') || ' ' || "
              "(entry->'figures'->>'instances') || ' ' || (entry->'figures'->>'kind') FROM "
              "cutover_audit WHERE fleet = 't' AND entry->>'action' = 'rollback'");
     snprintf(out, sizeof(out), "i%d auto fleet i%d 3 error_rate", L, L);
-    assert_string_equal(db_value(fl, sql, buf, sizeof(buf)), out);
-    assert_true(atoi(db_value(fl, "SELECT entry->'figures'->>'requests' FROM cutover_audit "
+    assert_string_equal(fleet_db_value(fl, sql, buf, sizeof(buf)), out);
+    assert_true(atoi(fleet_db_value(fl, "SELECT entry->'figures'->>'requests' FROM cutover_audit "
                               "WHERE fleet = 't' AND entry->>'action' = 'rollback'", buf,
                               sizeof(buf))) >= 30);
     snprintf(buf, sizeof(buf), "FLEET AUTOMATIC ROLLBACK (error_rate) decided by the leader i%d",
@@ -355,21 +229,21 @@ test_fleet_rollback_by_sum(void **state)
      * than that generation, are left out of the sum while still live. */
     for (k = 0; k < 2; k++)
         assert_int_equal(kill(fl->fx[f[k]].proxy, SIGSTOP), 0);
-    reads0 = status_at(fl, L, "store.leader_reads.count");
+    reads0 = fleet_status_at(fl, L, "store.leader_reads.count");
     assert_int_equal(fx_ctl(&fl->fx[L], out, "weight", "100"), 0);
     h_sleep_ms(1300);                  /* a read or two, the stopped rows live */
-    reads1 = status_at(fl, L, "store.leader_reads.count");
-    n = status_at(fl, L, "store.fleet_instances");
+    reads1 = fleet_status_at(fl, L, "store.leader_reads.count");
+    n = fleet_status_at(fl, L, "store.fleet_instances");
     assert_true(json_integer_value(reads1) > json_integer_value(reads0));
     assert_int_equal(json_integer_value(n), 3);
     json_decref(reads0);
     json_decref(reads1);
     json_decref(n);
-    assert_true(wait_state(fl, L, 100, "steady", 10));
+    assert_true(fleet_wait_state(fl, L, 100, "steady", 10));
     for (k = 0; k < 2; k++)
         assert_int_equal(kill(fl->fx[f[k]].proxy, SIGCONT), 0);
     for (i = 0; i < N; i++)
-        assert_true(wait_state(fl, i, 100, "steady", 5000));
+        assert_true(fleet_wait_state(fl, i, 100, "steady", 5000));
     set_new_errors(fl, false);
 }
 
@@ -384,16 +258,16 @@ test_own_breach_fleet_wide(void **state)
     size_t k;
     int L, F, i;
 
-    L = leader_of(fl, -1, 3000);
+    L = fleet_leader_of(fl, -1, 3000);
     assert_true(L >= 0);
     F = (L + 1) % N;
     for (i = 0; i < N; i++)
-        assert_true(wait_state(fl, i, 100, "steady", 2000));
+        assert_true(fleet_wait_state(fl, i, 100, "steady", 2000));
     assert_int_equal(h_backend_set(fl->fx[F].port[1][0], "error_rate=1&seed=4"), 0);
     drive(fl, F, 40);
     t0 = h_now_ms();
     for (i = 0; i < N; i++)
-        assert_true(wait_state(fl, i, 0, "rolled_back", 2000));
+        assert_true(fleet_wait_state(fl, i, 0, "rolled_back", 2000));
     fprintf(stderr, "own breach on i%d: every instance at 0 within %lld ms\n", F,
             h_now_ms() - t0);
     /* decided there, by its own windows (no fleet figures), and written to
@@ -415,31 +289,8 @@ test_own_breach_fleet_wide(void **state)
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM cutover_audit WHERE fleet = 't' AND "
              "instance = 'i%d' AND entry->>'actor' = 'auto' AND entry->>'action' = "
              "'rollback' AND entry->'figures'->>'scope' IS NULL", F);
-    assert_string_equal(db_value(fl, sql, buf, sizeof(buf)), "1");
+    assert_string_equal(fleet_db_value(fl, sql, buf, sizeof(buf)), "1");
     assert_int_equal(h_backend_set(fl->fx[F].port[1][0], "reset=1"), 0);
-}
-
-/* Polls the instances but <dead> until one leads; returns the time from
- * <t0> it took, or fails past TAKEOVER_MS. */
-static long long
-takeover(struct fleet *fl, int dead, long long t0, int *who)
-{
-    long long end = t0 + TAKEOVER_MS + 3000, ms;
-    int i;
-
-    for (;;) {
-        for (i = 0; i < N; i++) {
-            if (i != dead && is_leader(fl, i)) {
-                ms = h_now_ms() - t0;
-                *who = i;
-                return ms;
-            }
-        }
-        if (h_now_ms() > end)
-            fail_msg("no instance leads %d ms after the leader was killed",
-                     TAKEOVER_MS + 3000);
-        h_sleep_ms(10);
-    }
 }
 
 /* Restarts killed instance <i>: it follows the new leader <L>. */
@@ -449,16 +300,16 @@ restart_follower(struct fleet *fl, int i, int L)
     json_t *who;
     char want[8];
 
-    assert_int_equal(start(fl, i), 0);
+    assert_int_equal(fleet_start(fl, i), 0);
     snprintf(want, sizeof(want), "i%d", L);
-    assert_int_equal(leader_of(fl, -1, 3000), L);
+    assert_int_equal(fleet_leader_of(fl, -1, 3000), L);
     /* its first publication may still find the killed leader's last row */
-    who = status_at(fl, i, "store.leader_instance");
+    who = fleet_status_at(fl, i, "store.leader_instance");
     for (int k = 0; k < 60 && !(json_is_string(who)
                                 && strcmp(json_string_value(who), want) == 0); k++) {
         json_decref(who);
         h_sleep_ms(50);
-        who = status_at(fl, i, "store.leader_instance");
+        who = fleet_status_at(fl, i, "store.leader_instance");
     }
     assert_true(json_is_string(who));
     assert_string_equal(json_string_value(who), want);
@@ -472,11 +323,11 @@ test_failover_idle(void **state)
     long long t0, ms;
     int L, L2;
 
-    L = leader_of(fl, -1, 3000);
+    L = fleet_leader_of(fl, -1, 3000);
     assert_true(L >= 0);
     assert_int_equal(kill(fl->fx[L].proxy, SIGKILL), 0);
     t0 = h_now_ms();
-    ms = takeover(fl, L, t0, &L2);
+    ms = fleet_takeover(fl, L, t0, TAKEOVER_MS + 3000, "killed", &L2);
     fprintf(stderr, "leader i%d killed idle: i%d leads after %lld ms\n", L, L2, ms);
     assert_true(ms < TAKEOVER_MS);
     assert_int_equal(h_wait_exit(fl->fx[L].proxy, 5000), 128 + SIGKILL);
@@ -495,13 +346,13 @@ test_failover_mid_query(void **state)
     long long t0, ms, end;
     int L, L2;
 
-    L = leader_of(fl, -1, 3000);
+    L = fleet_leader_of(fl, -1, 3000);
     assert_true(L >= 0);
     /* the leader's fleet session: the one holding the advisory lock */
-    db_value(fl, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+    fleet_db_value(fl, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
              "classid = 1668641910 AND objsubid = 2", pid, sizeof(pid));
     assert_true(atoi(pid) > 0);
-    lock = db(fl);
+    lock = fleet_db(fl);
     PQclear(PQexec(lock, "BEGIN"));
     r = PQexec(lock, "SELECT 1 FROM cutover_leader WHERE fleet = 't' FOR UPDATE");
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
@@ -510,17 +361,17 @@ test_failover_mid_query(void **state)
     snprintf(sql, sizeof(sql), "SELECT coalesce(wait_event_type, '-') FROM pg_stat_activity "
              "WHERE pid = %s", pid);
     end = h_now_ms() + 3000;
-    while (strcmp(db_value(fl, sql, buf, sizeof(buf)), "Lock") != 0 && h_now_ms() < end)
+    while (strcmp(fleet_db_value(fl, sql, buf, sizeof(buf)), "Lock") != 0 && h_now_ms() < end)
         h_sleep_ms(10);
     assert_string_equal(buf, "Lock");
     assert_int_equal(kill(fl->fx[L].proxy, SIGKILL), 0);
     t0 = h_now_ms();
-    ms = takeover(fl, L, t0, &L2);
+    ms = fleet_takeover(fl, L, t0, TAKEOVER_MS + 3000, "killed", &L2);
     fprintf(stderr, "leader i%d killed mid-query: i%d leads after %lld ms\n", L, L2, ms);
     assert_true(ms < TAKEOVER_MS);
     /* the killed leader's server process ended, though its statement waited */
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", pid);
-    assert_string_equal(db_value(fl, sql, buf, sizeof(buf)), "0");
+    assert_string_equal(fleet_db_value(fl, sql, buf, sizeof(buf)), "0");
     /* the row is still held: the takeover did not need it */
     assert_int_equal(PQtransactionStatus(lock), PQTRANS_INTRANS);
     PQclear(PQexec(lock, "COMMIT"));
@@ -539,7 +390,7 @@ test_stop_clean(void **state)
 
     /* a stopped instance answers no status: the leader is among the others */
     for (k = 0; k < N; k++) {
-        L = leader_of(fl, -1, 3000);
+        L = fleet_leader_of(fl, -1, 3000);
         assert_true(L >= 0);
         fx_stop_clean(&fl->fx[L]);
     }
@@ -557,5 +408,5 @@ main(void)
         cmocka_unit_test(test_stop_clean),
     };
 
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, fleet_teardown);
 }

@@ -29,72 +29,10 @@
 #include <libpq-fe.h>
 
 #include "tests/harness/pg.h"
-#include "tests/integration/fixture.h"
+#include "tests/integration/fleet_fixture.h"
 
-#define N 3
+#define N FLEET_N
 #define TOK_OPERATE "operate-secret-0123456789"
-
-struct fleet {
-    struct pgh *pg;
-    struct fx fx[N];
-};
-
-static int
-setup(void **state)
-{
-    struct fleet *fl = calloc(1, sizeof(*fl));
-    int i;
-
-    *state = fl;
-    if (fl == NULL || (fl->pg = pgh_start()) == NULL)
-        return -1;
-    for (i = 0; i < N; i++) {
-        struct fx *f = &fl->fx[i];
-
-        if (fx_init(f, false, 1, ", \"rollback\": {\"min_requests\": 5, \"window_s\": 60}")
-            != 0)
-            return -1;
-        f->admin_port = h_free_port();
-        if (fx_admin_tokens(f, "ops operate " TOK_OPERATE "\n") != 0)
-            return -1;
-        snprintf(f->top_extra, sizeof(f->top_extra),
-                 ", \"policy_tick_ms\": 60000, \"store\": {\"postgres\": {\"conninfo\": "
-                 "\"%s\", \"fleet\": \"f\", \"instance\": \"i%d\"}}", pgh_conninfo(fl->pg), i);
-        if (fx_write_conf(f) != 0 || fx_start_proxy(f, 36 + (unsigned)i) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    struct fleet *fl = *state;
-    int i;
-
-    if (fl == NULL)
-        return 0;
-    h_kill_all();
-    for (i = 0; i < N; i++) {
-        if (fl->fx[i].dir != NULL) {
-            h_rmrf(fl->fx[i].dir);
-            free(fl->fx[i].dir);
-        }
-    }
-    pgh_free(fl->pg);
-    free(fl);
-    return 0;
-}
-
-/* Waits up to <ms> for instance <i> to show <weight> and state <st>. */
-static bool
-wait_state(struct fleet *fl, int i, double weight, const char *st, int ms)
-{
-    char who[32];
-
-    snprintf(who, sizeof(who), "instance %d", i);
-    return fx_wait_state(&fl->fx[i], who, weight, st, ms, 5);
-}
 
 /* The service's row as "weight_bp state generation". */
 static const char *
@@ -116,11 +54,23 @@ raise_all(struct fleet *fl, const char *percent)
     if (fx_ctl(&fl->fx[0], out, "weight", percent) != 0)
         fail_msg("weight %s: %s", percent, h_ctl_err());
     for (i = 0; i < N; i++)
-        assert_true(wait_state(fl, i, w, "steady", 3000));
+        assert_true(fleet_wait_state(fl, i, w, "steady", 3000));
 }
 
 /* A lowering answers once the row is in the database: read right after the
  * reply, the database has it (a raise always did: it is written first). */
+static int
+setup(void **state)
+{
+    static const struct fleet_opts o = {
+        .fleet = "f", .service_extra = ", \"rollback\": {\"min_requests\": 5, \"window_s\": 60}",
+        .top_extra = ", \"policy_tick_ms\": 60000", .tokens = "ops operate " TOK_OPERATE "\n",
+        .seed = 36, .poll_ms = 5,
+    };
+
+    return fleet_setup(state, &o);
+}
+
 static void
 test_lowering_reply_after_commit(void **state)
 {
@@ -141,7 +91,7 @@ test_lowering_reply_after_commit(void **state)
         assert_string_equal(json_string_value(json_object_get(r, "store")), "written");
         json_decref(r);
         for (i = 0; i < N; i++)        /* the next raise starts from it */
-            assert_true(wait_state(fl, i, 10, "steady", 3000));
+            assert_true(fleet_wait_state(fl, i, 10, "steady", 3000));
     }
     /* a rollback, printed as an operator sees it */
     raise_all(fl, "50");
@@ -150,7 +100,7 @@ test_lowering_reply_after_commit(void **state)
     assert_null(strstr(out, "store:"));            /* no note: it is written */
     assert_int_equal(strncmp(row(fl, buf, sizeof(buf)), "0 rolled_back ", 14), 0);
     for (i = 0; i < N; i++)
-        assert_true(wait_state(fl, i, 0, "rolled_back", 3000));
+        assert_true(fleet_wait_state(fl, i, 0, "rolled_back", 3000));
     /* the HTTP endpoint waits the same way */
     raise_all(fl, "40");
     snprintf(body, sizeof(body), "{\"service\": \"web\", \"percent\": 20}");
@@ -163,7 +113,7 @@ test_lowering_reply_after_commit(void **state)
     json_decref(j);
     assert_string_equal(row(fl, buf, sizeof(buf)), want);
     for (i = 0; i < N; i++)
-        assert_true(wait_state(fl, i, 20, "steady", 3000));
+        assert_true(fleet_wait_state(fl, i, 20, "steady", 3000));
 }
 
 /* The database stopped (every process of the cluster SIGSTOPped): a
@@ -191,10 +141,10 @@ test_rollback_store_stopped(void **state)
      * cutoverctl's own start */
     assert_true(took < 3500);
     /* in effect here, whatever the database */
-    assert_true(wait_state(fl, 1, 0, "rolled_back", 100));
+    assert_true(fleet_wait_state(fl, 1, 0, "rolled_back", 100));
     assert_int_equal(pgh_resume(fl->pg), 0);
     for (i = 0; i < N; i++)
-        assert_true(wait_state(fl, i, 0, "rolled_back", 15000));
+        assert_true(fleet_wait_state(fl, i, 0, "rolled_back", 15000));
     assert_int_equal(strncmp(row(fl, buf, sizeof(buf)), "0 rolled_back ", 14), 0);
     /* i1 settled too: its write answered after all, or it reconnected and
      * reconciled (else a later raise could meet its latch, which wins) */
@@ -259,7 +209,7 @@ test_breach_prompt(void **state)
     /* acted on by i0 itself (actor auto, its own log line), not the leader */
     assert_int_equal(h_wait_log(fl->fx[0].log, "service web: AUTOMATIC ROLLBACK (error_rate): "
                                 "error rate 1.000 > 0.050 over 5 requests (5 errors)", 1000), 0);
-    assert_true(wait_state(fl, 0, 0, "rolled_back", 100));
+    assert_true(fleet_wait_state(fl, 0, 0, "rolled_back", 100));
 }
 
 int
@@ -271,5 +221,5 @@ main(void)
         cmocka_unit_test(test_breach_prompt),
     };
 
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, fleet_teardown);
 }

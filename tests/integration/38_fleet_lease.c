@@ -37,152 +37,17 @@
 #include <libpq-fe.h>
 
 #include "tests/harness/pg.h"
-#include "tests/integration/fixture.h"
+#include "tests/integration/fleet_fixture.h"
 
-#define N 3
+#define N FLEET_N
 #define TAKEOVER_MS 3000         /* the contract's 2 s, and 1 s for a loaded machine */
 #define QUIET_MS 5000            /* the healthy fleet watched for spurious takeovers */
-
-struct fleet {
-    struct pgh *pg;
-    struct fx fx[N];
-    char conninfo[512];
-};
-
-static int
-start(struct fleet *fl, int i)
-{
-    if (fx_write_conf(&fl->fx[i]) != 0)
-        return -1;
-    return fx_start_proxy(&fl->fx[i], 38 + (unsigned)i);
-}
-
-static int
-setup(void **state)
-{
-    struct fleet *fl = calloc(1, sizeof(*fl));
-    int i;
-
-    *state = fl;
-    if (fl == NULL || (fl->pg = pgh_start()) == NULL)
-        return -1;
-    snprintf(fl->conninfo, sizeof(fl->conninfo), "host=%s port=%s dbname=postgres "
-             "user=postgres", pgh_host(fl->pg), pgh_port(fl->pg));
-    for (i = 0; i < N; i++) {
-        if (fx_init(&fl->fx[i], false, 1, "") != 0)
-            return -1;
-        fl->fx[i].admin_port = h_free_port();
-        snprintf(fl->fx[i].top_extra, sizeof(fl->fx[i].top_extra),
-                 ", \"store\": {\"postgres\": {\"conninfo\": \"%s\", \"fleet\": \"l\", "
-                 "\"instance\": \"i%d\"}}", fl->conninfo, i);
-        if (start(fl, i) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    struct fleet *fl = *state;
-    int i;
-
-    if (fl == NULL)
-        return 0;
-    h_kill_all();
-    for (i = 0; i < N; i++) {
-        if (fl->fx[i].dir != NULL) {
-            h_rmrf(fl->fx[i].dir);
-            free(fl->fx[i].dir);
-        }
-    }
-    pgh_free(fl->pg);
-    free(fl);
-    return 0;
-}
-
-/* The value at <path> of instance <i>'s status (a copy; caller decrefs). */
-static json_t *
-status_at(struct fleet *fl, int i, const char *path)
-{
-    json_t *root = h_ctl_json(fl->fx[i].sock, "status", (char *)NULL), *v;
-
-    v = root != NULL ? h_json_at(root, path) : NULL;
-    v = v != NULL ? json_deep_copy(v) : NULL;
-    json_decref(root);
-    return v;
-}
-
-static long long
-status_int(struct fleet *fl, int i, const char *path)
-{
-    json_t *v = status_at(fl, i, path);
-    long long n = json_is_integer(v) ? (long long)json_integer_value(v) : -1;
-
-    json_decref(v);
-    return n;
-}
-
-static bool
-is_leader(struct fleet *fl, int i)
-{
-    json_t *v = status_at(fl, i, "store.leader");
-    bool yes = json_is_true(v);
-
-    json_decref(v);
-    return yes;
-}
-
-/* The one instance that leads, among those not <skip> (-1: none); waits
- * up to <ms> for exactly one. -1 when none does. */
-static int
-leader_of(struct fleet *fl, int skip, int ms)
-{
-    long long end = h_now_ms() + ms;
-    int i, who, n;
-
-    do {
-        for (who = -1, n = 0, i = 0; i < N; i++) {
-            if (i != skip && is_leader(fl, i)) {
-                who = i;
-                n++;
-            }
-        }
-        if (n == 1)
-            return who;
-        h_sleep_ms(20);
-    } while (h_now_ms() < end);
-    return -1;
-}
-
-static PGconn *
-db(struct fleet *fl)
-{
-    PGconn *c = PQconnectdb(fl->conninfo);
-
-    if (PQstatus(c) != CONNECTION_OK)
-        fail_msg("test connection: %s", PQerrorMessage(c));
-    return c;
-}
-
-static const char *
-db_value(struct fleet *fl, const char *sql, char *buf, size_t len)
-{
-    PGconn *c = db(fl);
-    PGresult *r = PQexec(c, sql);
-
-    snprintf(buf, len, "%s", PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0
-                             ? PQgetvalue(r, 0, 0) : "(none)");
-    PQclear(r);
-    PQfinish(c);
-    return buf;
-}
 
 /* The server process holding the fleet's lock ("(none)" when free). */
 static const char *
 holder(struct fleet *fl, char *buf, size_t len)
 {
-    return db_value(fl, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    return fleet_db_value(fl, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
                     "AND classid = 1668641910 AND objsubid = 2", buf, len);
 }
 
@@ -195,7 +60,7 @@ backend_gone(struct fleet *fl, const char *pid, int ms)
 
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", pid);
     do {
-        if (strcmp(db_value(fl, sql, buf, sizeof(buf)), "0") == 0)
+        if (strcmp(fleet_db_value(fl, sql, buf, sizeof(buf)), "0") == 0)
             return true;
         h_sleep_ms(20);
     } while (h_now_ms() < end);
@@ -215,28 +80,6 @@ log_count(struct fleet *fl, int i, const char *needle)
     return n;
 }
 
-/* Polls the instances but <dead> until one leads; the time from <t0>, or
- * fails after TAKEOVER_MS + 3 s. */
-static long long
-takeover(struct fleet *fl, int dead, long long t0, int *who)
-{
-    long long end = t0 + TAKEOVER_MS + 3000;
-    int i;
-
-    for (;;) {
-        for (i = 0; i < N; i++) {
-            if (i != dead && is_leader(fl, i)) {
-                *who = i;
-                return h_now_ms() - t0;
-            }
-        }
-        if (h_now_ms() > end)
-            fail_msg("no instance leads %d ms after the leader i%d was stopped",
-                     TAKEOVER_MS + 3000, dead);
-        h_sleep_ms(10);
-    }
-}
-
 static long long
 takeovers_total(struct fleet *fl, int skip)
 {
@@ -245,7 +88,7 @@ takeovers_total(struct fleet *fl, int skip)
 
     for (i = 0; i < N; i++)
         if (i != skip)
-            n += status_int(fl, i, "store.leader_takeovers");
+            n += fleet_status_int(fl, i, "store.leader_takeovers");
     return n;
 }
 
@@ -279,17 +122,17 @@ wake_old_leader(struct fleet *fl, int L, int L2)
     while (log_count(fl, L, "event=leader_lost") == lost && h_now_ms() < end)
         h_sleep_ms(10);
     assert_int_equal(log_count(fl, L, "event=leader_lost"), lost + 1);
-    assert_false(is_leader(fl, L));
-    reads = status_int(fl, L, "store.leader_reads.count");
+    assert_false(fleet_is_leader(fl, L));
+    reads = fleet_status_int(fl, L, "store.leader_reads.count");
     h_sleep_ms(1500);                  /* three turns: a leader would read */
-    assert_false(is_leader(fl, L));
-    assert_int_equal(status_int(fl, L, "store.leader_reads.count"), reads);
+    assert_false(fleet_is_leader(fl, L));
+    assert_int_equal(fleet_status_int(fl, L, "store.leader_reads.count"), reads);
     snprintf(want, sizeof(want), "i%d", L2);
     end = h_now_ms() + 5000;
     for (;;) {
-        json_t *up = status_at(fl, L, "store.fleet_session_up");
+        json_t *up = fleet_status_at(fl, L, "store.fleet_session_up");
 
-        who = status_at(fl, L, "store.leader_instance");
+        who = fleet_status_at(fl, L, "store.leader_instance");
         if ((json_is_true(up) && json_is_string(who)
              && strcmp(json_string_value(who), want) == 0) || h_now_ms() > end) {
             json_decref(up);
@@ -302,10 +145,18 @@ wake_old_leader(struct fleet *fl, int L, int L2)
     assert_true(json_is_string(who));
     assert_string_equal(json_string_value(who), want);
     json_decref(who);
-    assert_int_equal(leader_of(fl, -1, 3000), L2);
+    assert_int_equal(fleet_leader_of(fl, -1, 3000), L2);
 }
 
 /* Healthy instances: the lease never lapses, nobody takes over. */
+static int
+setup(void **state)
+{
+    static const struct fleet_opts o = { .fleet = "l", .seed = 38, .poll_ms = 20 };
+
+    return fleet_setup(state, &o);
+}
+
 static void
 test_no_spurious_takeover(void **state)
 {
@@ -314,21 +165,21 @@ test_no_spurious_takeover(void **state)
     long long end;
     int L, i;
 
-    L = leader_of(fl, -1, 5000);
+    L = fleet_leader_of(fl, -1, 5000);
     assert_true(L >= 0);
     h_sleep_ms(600);                   /* its first read has written the row */
-    db_value(fl, "SELECT instance || ' ' || backend_pid || ' ' || since FROM cutover_leader "
+    fleet_db_value(fl, "SELECT instance || ' ' || backend_pid || ' ' || since FROM cutover_leader "
              "WHERE fleet = 'l'", since0, sizeof(since0));
     end = h_now_ms() + QUIET_MS;
     while (h_now_ms() < end) {
-        assert_int_equal(leader_of(fl, -1, 0), L);
+        assert_int_equal(fleet_leader_of(fl, -1, 0), L);
         h_sleep_ms(100);
     }
-    db_value(fl, "SELECT instance || ' ' || backend_pid || ' ' || since FROM cutover_leader "
+    fleet_db_value(fl, "SELECT instance || ' ' || backend_pid || ' ' || since FROM cutover_leader "
              "WHERE fleet = 'l'", since1, sizeof(since1));
     assert_string_equal(since1, since0);
     for (i = 0; i < N; i++) {
-        assert_int_equal(status_int(fl, i, "store.leader_takeovers"), 0);
+        assert_int_equal(fleet_status_int(fl, i, "store.leader_takeovers"), 0);
         assert_int_equal(log_count(fl, i, "event=leader_takeover"), 0);
         assert_int_equal(log_count(fl, i, "event=leader_lost"), 0);
         text = fx_scrape(&fl->fx[i]);
@@ -348,12 +199,12 @@ test_stopped_leader(void **state)
     size_t k;
     int L, L2, T, i;
 
-    L = leader_of(fl, -1, 3000);
+    L = fleet_leader_of(fl, -1, 3000);
     assert_true(L >= 0);
     assert_true(atoi(holder(fl, pid, sizeof(pid))) > 0);
     assert_int_equal(kill(fl->fx[L].proxy, SIGSTOP), 0);
     t0 = h_now_ms();
-    ms = takeover(fl, L, t0, &L2);
+    ms = fleet_takeover(fl, L, t0, TAKEOVER_MS + 3000, "stopped", &L2);
     fprintf(stderr, "leader i%d stopped: i%d leads after %lld ms\n", L, L2, ms);
     assert_true(ms < TAKEOVER_MS);
     /* the stopped leader's fleet session was ended; the new one holds */
@@ -363,7 +214,7 @@ test_stopped_leader(void **state)
     /* once, by T: counted, logged, audited there and in the fleet's audit */
     expect_takeovers(fl, L, 1);
     for (T = -1, i = 0; i < N; i++)
-        if (i != L && status_int(fl, i, "store.leader_takeovers") == 1)
+        if (i != L && fleet_status_int(fl, i, "store.leader_takeovers") == 1)
             T = i;
     assert_true(T >= 0);
     if (T != L2)
@@ -395,7 +246,7 @@ test_stopped_leader(void **state)
     json_decref(all);
     snprintf(want, sizeof(want), "i%d i%d", T, L);
     end = h_now_ms() + 2000;           /* the fleet's audit is written after */
-    while (strcmp(db_value(fl, "SELECT string_agg(instance || ' ' || "
+    while (strcmp(fleet_db_value(fl, "SELECT string_agg(instance || ' ' || "
                            "(entry->'figures'->>'previous'), ',') FROM cutover_audit "
                            "WHERE fleet = 'l' AND entry->>'action' = 'leader_takeover'",
                            buf, sizeof(buf)), want) != 0 && h_now_ms() < end)
@@ -414,13 +265,13 @@ test_racing_followers(void **state)
     long long n0, ms, t0, end;
     int L, L2, f[2], i, k;
 
-    L = leader_of(fl, -1, 3000);
+    L = fleet_leader_of(fl, -1, 3000);
     assert_true(L >= 0);
     for (i = 0, k = 0; i < N; i++)
         if (i != L)
             f[k++] = i;
     n0 = takeovers_total(fl, L);
-    db_value(fl, "SELECT count(*) FROM cutover_audit WHERE fleet = 'l' AND "
+    fleet_db_value(fl, "SELECT count(*) FROM cutover_audit WHERE fleet = 'l' AND "
              "entry->>'action' = 'leader_takeover'", before, sizeof(before));
     assert_true(atoi(holder(fl, pid, sizeof(pid))) > 0);
     for (i = 0; i < N; i++)
@@ -429,7 +280,7 @@ test_racing_followers(void **state)
     assert_int_equal(kill(fl->fx[f[0]].proxy, SIGCONT), 0);
     assert_int_equal(kill(fl->fx[f[1]].proxy, SIGCONT), 0);
     t0 = h_now_ms();
-    ms = takeover(fl, L, t0, &L2);
+    ms = fleet_takeover(fl, L, t0, TAKEOVER_MS + 3000, "stopped", &L2);
     fprintf(stderr, "followers woken after the leader's lease expired: i%d leads after "
             "%lld ms\n", L2, ms);
     assert_true(ms < TAKEOVER_MS);
@@ -438,12 +289,12 @@ test_racing_followers(void **state)
     assert_int_equal(log_count(fl, f[0], "could not be ended")
                      + log_count(fl, f[1], "could not be ended"), 0);
     end = h_now_ms() + 2000;           /* the fleet's audit is written after */
-    while (atoi(db_value(fl, "SELECT count(*) FROM cutover_audit WHERE fleet = 'l' AND "
+    while (atoi(fleet_db_value(fl, "SELECT count(*) FROM cutover_audit WHERE fleet = 'l' AND "
                          "entry->>'action' = 'leader_takeover'", after, sizeof(after)))
            <= atoi(before) && h_now_ms() < end)
         h_sleep_ms(20);
     assert_int_equal(atoi(after), atoi(before) + 1);
-    assert_int_equal(leader_of(fl, L, 0), L2);
+    assert_int_equal(fleet_leader_of(fl, L, 0), L2);
     wake_old_leader(fl, L, L2);
 }
 
@@ -460,12 +311,12 @@ test_late_read(void **state)
     PGresult *r;
     int L, lates;
 
-    L = leader_of(fl, -1, 3000);
+    L = fleet_leader_of(fl, -1, 3000);
     assert_true(L >= 0);
     n0 = takeovers_total(fl, -1);
     lates = log_count(fl, L, late);
     assert_true(atoi(holder(fl, pid, sizeof(pid))) > 0);
-    lock = db(fl);
+    lock = fleet_db(fl);
     PQclear(PQexec(lock, "BEGIN"));
     r = PQexec(lock, "SELECT 1 FROM cutover_leader WHERE fleet = 'l' FOR UPDATE");
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
@@ -473,10 +324,10 @@ test_late_read(void **state)
     snprintf(sql, sizeof(sql), "SELECT coalesce(wait_event_type, '-') FROM pg_stat_activity "
              "WHERE pid = %s", pid);
     end = h_now_ms() + 3000;
-    while (strcmp(db_value(fl, sql, buf, sizeof(buf)), "Lock") != 0 && h_now_ms() < end)
+    while (strcmp(fleet_db_value(fl, sql, buf, sizeof(buf)), "Lock") != 0 && h_now_ms() < end)
         h_sleep_ms(5);
     assert_string_equal(buf, "Lock");
-    reads = status_int(fl, L, "store.leader_reads.count");
+    reads = fleet_status_int(fl, L, "store.leader_reads.count");
     /* 1.5 s: past the lease (1.25 s), short of the statement timeout (2 s) */
     h_sleep_ms(1500);
     assert_int_equal(takeovers_total(fl, -1), n0);
@@ -487,11 +338,11 @@ test_late_read(void **state)
     while (log_count(fl, L, late) == lates && h_now_ms() < end)
         h_sleep_ms(10);
     assert_int_equal(log_count(fl, L, late), lates + 1);
-    assert_int_equal(status_int(fl, L, "store.leader_reads.count"), reads);
+    assert_int_equal(fleet_status_int(fl, L, "store.leader_reads.count"), reads);
     /* and it goes on leading: its next read is on time */
     h_sleep_ms(1500);
-    assert_int_equal(leader_of(fl, -1, 0), L);
-    assert_true(status_int(fl, L, "store.leader_reads.count") > reads);
+    assert_int_equal(fleet_leader_of(fl, -1, 0), L);
+    assert_true(fleet_status_int(fl, L, "store.leader_reads.count") > reads);
     assert_string_equal(holder(fl, buf, sizeof(buf)), pid);
     assert_int_equal(takeovers_total(fl, -1), n0);
 }
@@ -506,7 +357,7 @@ test_refused_role(void **state)
     char pid[32], buf[32], pw[600];
     int L, f[2], i, k, lost0;
 
-    L = leader_of(fl, -1, 3000);
+    L = fleet_leader_of(fl, -1, 3000);
     assert_true(L >= 0);
     for (i = 0, k = 0; i < N; i++)
         if (i != L)
@@ -530,11 +381,11 @@ test_refused_role(void **state)
                  "\"l\", \"instance\": \"i%d\"}}", pgh_host(fl->pg), pgh_port(fl->pg), pw,
                  f[k]);
         unlink(x->log);
-        assert_int_equal(start(fl, f[k]), 0);
+        assert_int_equal(fleet_start(fl, f[k]), 0);
     }
-    assert_int_equal(leader_of(fl, -1, 3000), L);
+    assert_int_equal(fleet_leader_of(fl, -1, 3000), L);
     for (k = 0; k < 2; k++) {
-        json_t *up = status_at(fl, f[k], "store.fleet_session_up");
+        json_t *up = fleet_status_at(fl, f[k], "store.fleet_session_up");
 
         assert_true(json_is_true(up));
         json_decref(up);
@@ -547,14 +398,14 @@ test_refused_role(void **state)
     h_sleep_ms(1500);                  /* three more tries each */
     for (k = 0; k < 2; k++) {
         assert_int_equal(log_count(fl, f[k], refused), 1);
-        assert_int_equal(status_int(fl, f[k], "store.leader_takeovers"), 0);
-        assert_false(is_leader(fl, f[k]));
+        assert_int_equal(fleet_status_int(fl, f[k], "store.leader_takeovers"), 0);
+        assert_false(fleet_is_leader(fl, f[k]));
     }
     assert_string_equal(holder(fl, buf, sizeof(buf)), pid);
     assert_int_equal(kill(fl->fx[L].proxy, SIGCONT), 0);
-    assert_int_equal(leader_of(fl, -1, 3000), L);
+    assert_int_equal(fleet_leader_of(fl, -1, 3000), L);
     h_sleep_ms(1000);
-    assert_true(is_leader(fl, L));
+    assert_true(fleet_is_leader(fl, L));
     assert_int_equal(log_count(fl, L, "event=leader_lost"), lost0);
     assert_string_equal(holder(fl, buf, sizeof(buf)), pid);
 }
@@ -568,7 +419,7 @@ test_stop_clean(void **state)
     int L, k;
 
     for (k = 0; k < N; k++) {
-        L = leader_of(fl, -1, 3000);
+        L = fleet_leader_of(fl, -1, 3000);
         assert_true(L >= 0);
         fx_stop_clean(&fl->fx[L]);
     }
@@ -586,5 +437,5 @@ main(void)
         cmocka_unit_test(test_stop_clean),
     };
 
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, fleet_teardown);
 }
