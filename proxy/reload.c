@@ -486,11 +486,11 @@ reload_service_retire(struct px_srv *srv, struct px_service *svc)
     px_http_close_idle(svc);           /* may free it: the last statement */
 }
 
-/* Switch slice, service <svc> the config dropped: the listeners it has left
- * close (<r>: the main loop's reload, whose summary says so; NULL on a
- * worker), then it retires. */
+/* Closes the listeners <svc> has left (those the new config moved to
+ * another service were taken out before), each in <r>'s summary when <r> is
+ * not NULL, and a log line each. */
 static void
-reload_service_gone(struct px_srv *srv, struct reload *r, struct px_service *svc)
+listeners_close(struct px_srv *srv, struct reload *r, struct px_service *svc)
 {
     unsigned k;
 
@@ -505,6 +505,15 @@ reload_service_gone(struct px_srv *srv, struct reload *r, struct px_service *svc
     }
     free(svc->listeners);
     svc->listeners = NULL;
+}
+
+/* Switch slice, service <svc> the config dropped: the listeners it has left
+ * close (<r>: the main loop's reload, whose summary says so; NULL on a
+ * worker), then it retires. */
+static void
+reload_service_gone(struct px_srv *srv, struct reload *r, struct px_service *svc)
+{
+    listeners_close(srv, r, svc);
     reload_service_retire(srv, svc);
 }
 
@@ -564,16 +573,7 @@ reload_swap(struct px_srv *srv, struct reload *r, struct px_confref *cref,
 
         if (own[i] || !kept[i])
             continue;                  /* a dropped service's close in its slice */
-        for (k = 0; svc->listeners != NULL && k < svc->conf->nlisten; k++) {
-            if (svc->listeners[k] == NULL)
-                continue;
-            summary_add(r->listeners, '-', svc->conf->listen[k].text);
-            rlog(srv, LL_INFO, "listen", 0, "service %s: no longer listening on %s",
-                   svc->conf->name, svc->conf->listen[k].text);
-            evconnlistener_free(svc->listeners[k]);
-        }
-        free(svc->listeners);
-        svc->listeners = NULL;
+        listeners_close(srv, r, svc);
     }
 
     /* services: kept ones take their new conf, new ones start */
