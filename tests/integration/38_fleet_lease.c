@@ -415,14 +415,7 @@ test_refused_role(void **state)
 static void
 test_stop_clean(void **state)
 {
-    struct fleet *fl = *state;
-    int L, k;
-
-    for (k = 0; k < N; k++) {
-        L = fleet_leader_of(fl, -1, 3000);
-        assert_true(L >= 0);
-        fx_stop_clean(&fl->fx[L]);
-    }
+    fleet_stop_clean(*state);
 }
 
 int
