@@ -1154,6 +1154,9 @@ main(int argc, char **argv)
     }
     h_kill_all();
     pgh_free(pg);
-    h_rmrf(work);
+    if (getenv("FLEETBENCH_KEEP") != NULL)
+        printf("fleetbench: the instances' directories and logs kept in %s\n", work);
+    else
+        h_rmrf(work);
     return 0;
 }

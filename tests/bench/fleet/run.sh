@@ -5,7 +5,8 @@
 # load), three and then 10 and 50 cutoverd instances. Not part of make test:
 # about 10 minutes, and the figures depend on the machine. `make bench-fleet`
 # builds and runs it; options go to fleetbench (--only PART, --changes N,
-# --trials N, --lost N, --sim N,N,...).
+# --trials N, --lost N, --sim N,N,...); FLEETBENCH_KEEP=1 keeps the
+# instances' directories and logs (the path is printed at the end).
 set -eu
 cd "$(dirname "$0")/../../.."
 make --no-print-directory all build/tests/bench/fleet/fleetbench >/dev/null
