@@ -341,29 +341,17 @@ test_failover_mid_query(void **state)
 {
     struct fleet *fl = *state;
     PGconn *lock;
-    PGresult *r;
     char sql[256], buf[64], pid[32];
-    long long t0, ms, end;
+    long long t0, ms;
     int L, L2;
 
     L = fleet_leader_of(fl, -1, 3000);
     assert_true(L >= 0);
     /* the leader's fleet session: the one holding the advisory lock */
-    fleet_db_value(fl, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
-             "classid = 1668641910 AND objsubid = 2", pid, sizeof(pid));
+    fleet_lock_holder(fl, pid, sizeof(pid));
     assert_true(atoi(pid) > 0);
-    lock = fleet_db(fl);
-    PQclear(PQexec(lock, "BEGIN"));
-    r = PQexec(lock, "SELECT 1 FROM cutover_leader WHERE fleet = 't' FOR UPDATE");
-    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-    PQclear(r);
     /* its next read waits on the row (bounded) */
-    snprintf(sql, sizeof(sql), "SELECT coalesce(wait_event_type, '-') FROM pg_stat_activity "
-             "WHERE pid = %s", pid);
-    end = h_now_ms() + 3000;
-    while (strcmp(fleet_db_value(fl, sql, buf, sizeof(buf)), "Lock") != 0 && h_now_ms() < end)
-        h_sleep_ms(10);
-    assert_string_equal(buf, "Lock");
+    lock = fleet_hold_leader_row(fl, pid);
     assert_int_equal(kill(fl->fx[L].proxy, SIGKILL), 0);
     t0 = h_now_ms();
     ms = fleet_takeover(fl, L, t0, TAKEOVER_MS + 3000, "killed", &L2);

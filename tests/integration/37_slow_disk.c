@@ -198,6 +198,19 @@ load_check(struct load *l, pthread_t th, const char *what)
                  l->answered, what);
 }
 
+/* The state file holds the generation status shows, with <weight_bp>, and
+ * the audit log has an entry for every generation up to it. */
+static void
+expect_on_disk(struct fx *f, uint32_t weight_bp)
+{
+    long gen = fx_status_long(f, "generation");
+    struct adm_store_entry e = fx_state_file(f, "web");
+
+    assert_int_equal(e.generation, (uint64_t)gen);
+    assert_int_equal(e.weight_bp, weight_bp);
+    assert_int_equal(fx_audit_covers(f, "web", (uint64_t)gen), 0);
+}
+
 /* A raise by command: saved first, on the writer thread, while requests go
  * on; applied only once saved (status, answered meanwhile, shows the old
  * weight, and so does the state file), answered after that. */
@@ -212,7 +225,6 @@ test_raise_saved_then_applied(void **state)
     long long t0, seen_ms, dt;
     double w;
     pid_t ctl;
-    long gen;
 
     start_slow(f);
     argv[2] = f->sock;
@@ -243,11 +255,7 @@ test_raise_saved_then_applied(void **state)
     h_sleep_ms(200);
     load_check(&l, th, "a raise was saved");
 
-    gen = fx_status_long(f, "generation");
-    e = fx_state_file(f, "web");
-    assert_int_equal(e.generation, (uint64_t)gen);
-    assert_int_equal(e.weight_bp, 6000);
-    assert_int_equal(fx_audit_covers(f, "web", (uint64_t)gen), 0);
+    expect_on_disk(f, 6000);
     fx_stop_clean(f);                  /* exits 0: under the sanitizers, no leak or error */
 }
 
@@ -367,10 +375,8 @@ test_queued_saves_coalesced(void **state)
     struct fx *f = fx_new(state, sizeof(struct fx), false, 1, ",\"weight\": 80");
     static const char *const weights[] = { "70", "40", "40", "40" };
     char *argv[4][6];
-    struct adm_store_entry e;
     pid_t ctl[4];
     long long t0, dt;
-    long gen;
     int i;
 
     start_slow(f);
@@ -398,12 +404,8 @@ test_queued_saves_coalesced(void **state)
             "coalescing, %d with)\n", dt, 12 * SLOW_MS, 8 * SLOW_MS);
     if (dt >= 10 * SLOW_MS)
         fail_msg("4 lowerings took %lld ms: their saves were not coalesced", dt);
-    gen = fx_status_long(f, "generation");
-    assert_int_equal(gen, 4);
-    e = fx_state_file(f, "web");
-    assert_int_equal(e.generation, (uint64_t)gen);
-    assert_int_equal(e.weight_bp, (uint32_t)(fx_weight(f) * 100 + 0.5));
-    assert_int_equal(fx_audit_covers(f, "web", (uint64_t)gen), 0);
+    assert_int_equal(fx_status_long(f, "generation"), 4);
+    expect_on_disk(f, (uint32_t)(fx_weight(f) * 100 + 0.5));
     fx_stop_clean(f);                  /* exits 0: under the sanitizers, no leak or error */
 }
 
@@ -491,12 +493,10 @@ test_fleet_changes_off_the_loop(void **state)
 {
     struct slow_fleet *sf = fx_new(state, sizeof(*sf), false, 1, ",\"weight\": 50");
     struct fx *f = &sf->fx;
-    struct adm_store_entry e;
     struct load l;
     pthread_t th;
     json_t *r;
     long long dt;
-    long gen;
 
     assert_non_null(sf->pg = pgh_start());
     snprintf(f->top_extra, sizeof(f->top_extra), ", \"store\": {\"postgres\": {\"conninfo\": "
@@ -525,11 +525,7 @@ test_fleet_changes_off_the_loop(void **state)
     h_sleep_ms(200);
     load_check(&l, th, "changes over the fleet's store were saved");
 
-    gen = fx_status_long(f, "generation");
-    e = fx_state_file(f, "web");
-    assert_int_equal(e.generation, (uint64_t)gen);
-    assert_int_equal(e.weight_bp, 6000);
-    assert_int_equal(fx_audit_covers(f, "web", (uint64_t)gen), 0);
+    expect_on_disk(f, 6000);
     fx_stop_clean(f);                  /* exits 0: under the sanitizers, no leak or error */
 }
 

@@ -43,14 +43,6 @@
 #define TAKEOVER_MS 3000         /* the contract's 2 s, and 1 s for a loaded machine */
 #define QUIET_MS 5000            /* the healthy fleet watched for spurious takeovers */
 
-/* The server process holding the fleet's lock ("(none)" when free). */
-static const char *
-holder(struct fleet *fl, char *buf, size_t len)
-{
-    return fleet_db_value(fl, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                    "AND classid = 1668641910 AND objsubid = 2", buf, len);
-}
-
 /* Waits up to <ms> for server process <pid> to be gone. */
 static bool
 backend_gone(struct fleet *fl, const char *pid, int ms)
@@ -201,7 +193,7 @@ test_stopped_leader(void **state)
 
     L = fleet_leader_of(fl, -1, 3000);
     assert_true(L >= 0);
-    assert_true(atoi(holder(fl, pid, sizeof(pid))) > 0);
+    assert_true(atoi(fleet_lock_holder(fl, pid, sizeof(pid))) > 0);
     assert_int_equal(kill(fl->fx[L].proxy, SIGSTOP), 0);
     t0 = h_now_ms();
     ms = fleet_takeover(fl, L, t0, TAKEOVER_MS + 3000, "stopped", &L2);
@@ -209,7 +201,7 @@ test_stopped_leader(void **state)
     assert_true(ms < TAKEOVER_MS);
     /* the stopped leader's fleet session was ended; the new one holds */
     assert_true(backend_gone(fl, pid, 2000));
-    assert_true(atoi(holder(fl, buf, sizeof(buf))) > 0);
+    assert_true(atoi(fleet_lock_holder(fl, buf, sizeof(buf))) > 0);
     assert_string_not_equal(buf, pid);
     /* once, by T: counted, logged, audited there and in the fleet's audit */
     expect_takeovers(fl, L, 1);
@@ -273,7 +265,7 @@ test_racing_followers(void **state)
     n0 = takeovers_total(fl, L);
     fleet_db_value(fl, "SELECT count(*) FROM cutover_audit WHERE fleet = 'l' AND "
              "entry->>'action' = 'leader_takeover'", before, sizeof(before));
-    assert_true(atoi(holder(fl, pid, sizeof(pid))) > 0);
+    assert_true(atoi(fleet_lock_holder(fl, pid, sizeof(pid))) > 0);
     for (i = 0; i < N; i++)
         assert_int_equal(kill(fl->fx[i].proxy, SIGSTOP), 0);
     h_sleep_ms(2000);                  /* the leader's lease expires */
@@ -305,33 +297,22 @@ test_late_read(void **state)
 {
     struct fleet *fl = *state;
     static const char late[] = "longer than the leader's lease (1250 ms): not acted upon";
-    char pid[32], buf[32], sql[256];
+    char pid[32], buf[32];
     long long n0, reads, end;
     PGconn *lock;
-    PGresult *r;
     int L, lates;
 
     L = fleet_leader_of(fl, -1, 3000);
     assert_true(L >= 0);
     n0 = takeovers_total(fl, -1);
     lates = log_count(fl, L, late);
-    assert_true(atoi(holder(fl, pid, sizeof(pid))) > 0);
-    lock = fleet_db(fl);
-    PQclear(PQexec(lock, "BEGIN"));
-    r = PQexec(lock, "SELECT 1 FROM cutover_leader WHERE fleet = 'l' FOR UPDATE");
-    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-    PQclear(r);
-    snprintf(sql, sizeof(sql), "SELECT coalesce(wait_event_type, '-') FROM pg_stat_activity "
-             "WHERE pid = %s", pid);
-    end = h_now_ms() + 3000;
-    while (strcmp(fleet_db_value(fl, sql, buf, sizeof(buf)), "Lock") != 0 && h_now_ms() < end)
-        h_sleep_ms(5);
-    assert_string_equal(buf, "Lock");
+    assert_true(atoi(fleet_lock_holder(fl, pid, sizeof(pid))) > 0);
+    lock = fleet_hold_leader_row(fl, pid);
     reads = fleet_status_int(fl, L, "store.leader_reads.count");
     /* 1.5 s: past the lease (1.25 s), short of the statement timeout (2 s) */
     h_sleep_ms(1500);
     assert_int_equal(takeovers_total(fl, -1), n0);
-    assert_string_equal(holder(fl, buf, sizeof(buf)), pid);
+    assert_string_equal(fleet_lock_holder(fl, buf, sizeof(buf)), pid);
     PQclear(PQexec(lock, "COMMIT"));
     PQfinish(lock);
     end = h_now_ms() + 2000;
@@ -343,7 +324,7 @@ test_late_read(void **state)
     h_sleep_ms(1500);
     assert_int_equal(fleet_leader_of(fl, -1, 0), L);
     assert_true(fleet_status_int(fl, L, "store.leader_reads.count") > reads);
-    assert_string_equal(holder(fl, buf, sizeof(buf)), pid);
+    assert_string_equal(fleet_lock_holder(fl, buf, sizeof(buf)), pid);
     assert_int_equal(takeovers_total(fl, -1), n0);
 }
 
@@ -390,7 +371,7 @@ test_refused_role(void **state)
         assert_true(json_is_true(up));
         json_decref(up);
     }
-    assert_true(atoi(holder(fl, pid, sizeof(pid))) > 0);
+    assert_true(atoi(fleet_lock_holder(fl, pid, sizeof(pid))) > 0);
     lost0 = log_count(fl, L, "event=leader_lost");
     assert_int_equal(kill(fl->fx[L].proxy, SIGSTOP), 0);
     for (k = 0; k < 2; k++)
@@ -401,13 +382,13 @@ test_refused_role(void **state)
         assert_int_equal(fleet_status_int(fl, f[k], "store.leader_takeovers"), 0);
         assert_false(fleet_is_leader(fl, f[k]));
     }
-    assert_string_equal(holder(fl, buf, sizeof(buf)), pid);
+    assert_string_equal(fleet_lock_holder(fl, buf, sizeof(buf)), pid);
     assert_int_equal(kill(fl->fx[L].proxy, SIGCONT), 0);
     assert_int_equal(fleet_leader_of(fl, -1, 3000), L);
     h_sleep_ms(1000);
     assert_true(fleet_is_leader(fl, L));
     assert_int_equal(log_count(fl, L, "event=leader_lost"), lost0);
-    assert_string_equal(holder(fl, buf, sizeof(buf)), pid);
+    assert_string_equal(fleet_lock_holder(fl, buf, sizeof(buf)), pid);
 }
 
 /* SIGTERM: every instance stops cleanly (under the sanitizers, nothing

@@ -217,6 +217,41 @@ fleet_db_value(struct fleet *fl, const char *sql, char *buf, size_t len)
     return buf;
 }
 
+/* The server process that holds the fleet's lock, into <buf> ("(none)"
+ * when free): the leader's fleet session. */
+static inline const char *
+fleet_lock_holder(struct fleet *fl, char *buf, size_t len)
+{
+    return fleet_db_value(fl, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND "
+                          "granted AND classid = 1668641910 AND objsubid = 2", buf, len);
+}
+
+/* Locks the fleet's leader row in a transaction of a connection of the
+ * test's own (returned: PQfinish() ends it) and waits up to 3 s until the
+ * leader's session <pid> waits on it (its next read). */
+static inline PGconn *
+fleet_hold_leader_row(struct fleet *fl, const char *pid)
+{
+    PGconn *lock = fleet_db(fl);
+    PGresult *r;
+    char sql[256], buf[64];
+    long long end;
+
+    PQclear(PQexec(lock, "BEGIN"));
+    snprintf(sql, sizeof(sql), "SELECT 1 FROM cutover_leader WHERE fleet = '%s' FOR UPDATE",
+             fl->o.fleet);
+    r = PQexec(lock, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    snprintf(sql, sizeof(sql), "SELECT coalesce(wait_event_type, '-') FROM pg_stat_activity "
+             "WHERE pid = %s", pid);
+    end = h_now_ms() + 3000;
+    while (strcmp(fleet_db_value(fl, sql, buf, sizeof(buf)), "Lock") != 0 && h_now_ms() < end)
+        h_sleep_ms(5);
+    assert_string_equal(buf, "Lock");
+    return lock;
+}
+
 /* Stops every instance with SIGTERM, the leader first each time: each must
  * exit cleanly (under the sanitizers, nothing leaked), the lock going with
  * the leader's session to one of those left, which then leads. A stopped
