@@ -2,7 +2,7 @@
  * whatever the server's answers do, with latency measured from each
  * request's intended send time.
  *
- *   rateload PORT PATH RATE CONNS SECS
+ *   rateload PORT PATH RATE CONNS SECS [close]
  *
  * Opens CONNS keep-alive connections to 127.0.0.1:PORT and, for SECS
  * seconds, schedules "GET PATH" number k at start + k / RATE seconds, on
@@ -15,9 +15,16 @@
  * tests/bench/report.lua does for wrk ("BENCH requests=... p50_us=...
  * p99_us=... status=... timeout=..."; status counts answers other than 200,
  * timeout requests without an answer 5 s after the last was due), and a
- * line "RATE rate=R sent=N late=L max_us=M" (L: requests sent more than
- * 1 ms after their intended time). Exit status 0 ok, 1 a connection
- * failed, 2 usage.
+ * line "RATE rate=R sent=N late=L max_us=M p999_us=P" (L: requests sent
+ * more than 1 ms after their intended time). Exit status 0 ok, 1 a
+ * connection failed, 2 usage.
+ *
+ * With "close", every request has a connection of its own ("Connection:
+ * close"): CONNS is then how many may be open at once, and request k,
+ * when its time comes, connects on slot k % CONNS as soon as that slot's
+ * connection before it has its answer; its latency still runs from its
+ * intended time, the connect included (wrk starts its clock after the
+ * connect). The client closes once the answer is whole, as wrk does.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
@@ -43,6 +50,7 @@
 struct conn {
     int fd;
     bool busy;                         /* a request is in flight */
+    bool connecting;                   /* close mode: its connect is under way */
     uint64_t due[QMAX];                /* intended times (ns) of the waiting ones */
     unsigned head, n;                  /* ring of due[] */
     uint64_t sent_due;                 /* the one in flight: its intended time */
@@ -55,6 +63,9 @@ static size_t req_len;
 static uint64_t *lat;                  /* ns, one per answer */
 static size_t nlat, nstatus, nlate, nsent;
 static double bytes;
+static bool close_mode;
+static int ep;
+static struct sockaddr_in sin;
 
 static uint64_t
 now_ns(void)
@@ -73,11 +84,30 @@ send_next(struct conn *c)
 
     c->head = (c->head + 1) % QMAX;
     c->n--;
+    if (close_mode) {
+        struct epoll_event ev = { .events = EPOLLOUT, .data.ptr = c };
+        int one = 1;
+
+        if ((c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0)) < 0) {
+            fprintf(stderr, "rateload: socket: %s\n", strerror(errno));
+            return -1;
+        }
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 && errno != EINPROGRESS) {
+            fprintf(stderr, "rateload: connect: %s\n", strerror(errno));
+            return -1;
+        }
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+            return -1;
+        c->connecting = true;
+        goto sent;
+    }
     n = write(c->fd, req, req_len);    /* small: the socket takes it whole */
     if (n != (ssize_t)req_len) {
         fprintf(stderr, "rateload: write: %s\n", n < 0 ? strerror(errno) : "short");
         return -1;
     }
+sent:
     if (t > due + 1000000)
         nlate++;
     nsent++;
@@ -107,6 +137,26 @@ answer_len(struct conn *c, int *status)
     if (c->have < (size_t)(end + 4 - c->buf) + (size_t)clen)
         return 0;
     return (long)((end + 4 - c->buf) + clen);
+}
+
+/* Close mode: the connect of <c> ended; the request goes. */
+static int
+on_connected(struct conn *c)
+{
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+    int e = 0;
+    socklen_t len = sizeof(e);
+
+    c->connecting = false;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0 || e != 0) {
+        fprintf(stderr, "rateload: connect: %s\n", strerror(e != 0 ? e : errno));
+        return -1;
+    }
+    if (write(c->fd, req, req_len) != (ssize_t)req_len) {
+        fprintf(stderr, "rateload: write: %s\n", strerror(errno));
+        return -1;
+    }
+    return epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
 static int
@@ -141,6 +191,12 @@ on_readable(struct conn *c)
     memmove(c->buf, c->buf + len, c->have - (size_t)len);
     c->have -= (size_t)len;
     c->busy = false;
+    if (close_mode) {
+        epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+        c->fd = -1;
+        c->have = 0;
+    }
     return c->n > 0 ? send_next(c) : 0;
 }
 
@@ -155,22 +211,23 @@ cmp_u64(const void *a, const void *b)
 int
 main(int argc, char **argv)
 {
-    struct sockaddr_in sin;
     struct epoll_event ev, evs[64];
     struct itimerspec its;
     struct conn *cs;
     long rate, nconns, secs;
     uint64_t t0, t_end, k = 0, total, next, deadline;
-    int ep, tfd, i, n, one = 1;
+    int tfd, i, n, one = 1;
     size_t pending;
 
-    if (argc != 6 || (rate = atol(argv[3])) < 1 || (nconns = atol(argv[4])) < 1 ||
+    if ((argc != 6 && (argc != 7 || strcmp(argv[6], "close") != 0)) ||
+        (rate = atol(argv[3])) < 1 || (nconns = atol(argv[4])) < 1 ||
         (secs = atol(argv[5])) < 1) {
-        fprintf(stderr, "usage: rateload PORT PATH RATE CONNS SECS\n");
+        fprintf(stderr, "usage: rateload PORT PATH RATE CONNS SECS [close]\n");
         return 2;
     }
-    req_len = (size_t)snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: bench\r\n\r\n",
-                               argv[2]);
+    close_mode = argc == 7;
+    req_len = (size_t)snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: bench\r\n%s\r\n",
+                               argv[2], close_mode ? "Connection: close\r\n" : "");
     total = (uint64_t)rate * (uint64_t)secs;
     if ((lat = calloc(total + 1, sizeof(*lat))) == NULL ||
         (cs = calloc((size_t)nconns, sizeof(*cs))) == NULL)
@@ -182,7 +239,7 @@ main(int argc, char **argv)
     if ((ep = epoll_create1(0)) < 0 ||
         (tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK)) < 0)
         return 1;
-    for (i = 0; i < nconns; i++) {
+    for (i = 0; i < nconns && !close_mode; i++) {
         struct conn *c = &cs[i];
 
         if ((c->fd = socket(AF_INET, SOCK_STREAM, 0)) < 0 ||
@@ -247,7 +304,10 @@ main(int argc, char **argv)
                     return 1;
                 continue;
             }
-            if (on_readable(evs[i].data.ptr) < 0)
+            /* close mode: one event per descriptor per wait, so an event
+             * here is never for a connection closed earlier in this batch */
+            if ((((struct conn *)evs[i].data.ptr)->connecting
+                     ? on_connected(evs[i].data.ptr) : on_readable(evs[i].data.ptr)) < 0)
                 return 1;
         }
     }
@@ -260,7 +320,8 @@ main(int argc, char **argv)
            nlat, bytes, (double)secs * 1e6,
            nlat > 0 ? (double)lat[nlat / 2] / 1e3 : 0.0,
            nlat > 0 ? (double)lat[(nlat * 99) / 100] / 1e3 : 0.0, nstatus, pending);
-    printf("RATE rate=%ld sent=%zu late=%zu max_us=%.0f\n", rate, nsent, nlate,
-           nlat > 0 ? (double)lat[nlat - 1] / 1e3 : 0.0);
+    printf("RATE rate=%ld sent=%zu late=%zu max_us=%.0f p999_us=%.0f\n", rate, nsent, nlate,
+           nlat > 0 ? (double)lat[nlat - 1] / 1e3 : 0.0,
+           nlat > 0 ? (double)lat[(nlat * 999) / 1000] / 1e3 : 0.0);
     return 0;
 }

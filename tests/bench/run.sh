@@ -48,6 +48,9 @@
 #   BENCH_SHADOW=1      the shadow traffic rows and table (0: none)
 #   BENCH_SHADOW_PCT=30 the open-loop rate of the shadow rows, in percent of the
 #                       req/s the no-shadow daemon made under wrk in round 1
+#   BENCH_CRATE_PCT=60  the open-loop rate of the new-connection row "crate", in
+#                       percent of the slowest proxy's req/s under wrk (case
+#                       close) in round 1
 #
 # Proxies and backends share one CPU, wrk runs on the other. The CPU figures
 # are the proxy process's own utime+stime (/proc/PID/stat) over the run,
@@ -78,6 +81,7 @@ w2cpus=${BENCH_W2_CPUS:-$cpu,$wcpu}
 tls=${BENCH_TLS:-1}
 shadow=${BENCH_SHADOW:-1}
 shpct=${BENCH_SHADOW_PCT:-30}
+crpct=${BENCH_CRATE_PCT:-60}
 cutoverd=${CUTOVERD:-build/cutoverd}
 case $cutoverd in
 /*) ;;
@@ -98,12 +102,13 @@ die() {
     exit 1
 }
 isnum() { case $1 in '' | *[!0-9]*) return 1 ;; esac; }
-for v in "$rounds" "$secs" "$conns" "$bigconns" "$idle_n" "$base" "$cpu" "$wcpu" "$shpct"; do
+for v in "$rounds" "$secs" "$conns" "$bigconns" "$idle_n" "$base" "$cpu" "$wcpu" "$shpct" "$crpct"; do
     isnum "$v" || die "BENCH_* settings must be whole numbers (got '$v')"
 done
 case $tls in 0 | 1) ;; *) die "BENCH_TLS must be 0 or 1 (got '$tls')" ;; esac
 case $shadow in 0 | 1) ;; *) die "BENCH_SHADOW must be 0 or 1 (got '$shadow')" ;; esac
 [ "$shpct" -ge 1 ] && [ "$shpct" -le 100 ] || die "BENCH_SHADOW_PCT must be 1..100 (got '$shpct')"
+[ "$crpct" -ge 1 ] && [ "$crpct" -le 100 ] || die "BENCH_CRATE_PCT must be 1..100 (got '$crpct')"
 if [ "$rounds" -lt 1 ] || [ "$secs" -lt 1 ]; then
     die "BENCH_ROUNDS and BENCH_SECS must be at least 1"
 fi
@@ -196,9 +201,8 @@ wlimit=$nofile
 [ "$wlimit" != unlimited ] || wlimit=65536
 
 cc -std=c11 -O2 -o "$dir/idle" tests/bench/idle.c || die "cannot compile tests/bench/idle.c"
-if [ "$shadow" = 1 ]; then
-    cc -std=c11 -O2 -o "$dir/rateload" tests/bench/rateload.c || die "cannot compile tests/bench/rateload.c"
-fi
+# the open-loop load: the crate row, and the shadow rows' fixed rate
+cc -std=c11 -O2 -o "$dir/rateload" tests/bench/rateload.c || die "cannot compile tests/bench/rateload.c"
 if [ "$tls" = 1 ]; then
     cc -std=c11 -O2 -o "$dir/tlsload" tests/bench/tlsload.c -lssl -lcrypto ||
         die "cannot compile tests/bench/tlsload.c (OpenSSL's headers: libssl-dev; or BENCH_TLS=0)"
@@ -979,6 +983,12 @@ alive_all() {
         kill -0 "$p" 2>/dev/null || die "a proxy or backend (pid $p) has exited; logs: $(tail -5 "$dir"/*.log "$dir"/*.err 2>/dev/null)"
     done
 }
+csw() { # PIDS...: "voluntary preempted" context switches of all their threads, summed
+    # shellcheck disable=SC2016
+    for p in "$@"; do ls /proc/"$p"/task/*/status; done |
+        xargs awk '/^voluntary_ctxt_switches:/ { v += $2 } /^nonvoluntary_ctxt_switches:/ { n += $2 }
+            END { print v, n }'
+}
 ticks() { # PIDS...: utime+stime summed, in clock ticks
     # shellcheck disable=SC2016
     for p in "$@"; do echo "/proc/$p/stat"; done |
@@ -1037,7 +1047,10 @@ if [ "$tls" = 1 ]; then
 fi
 
 # ---- throughput, latency, CPU: interleaved rounds --------------------------------
-cases="ka close 64k 1m tcp"
+# crate: a new connection per request at a fixed rate (rateload close: open
+# loop), every target at the same load, so that p50 and p99 compare at equal
+# work rather than at each one's own saturation
+cases="ka close crate 64k 1m tcp"
 # TLS: keep-alive over TLS 1.3 and over TLS 1.2 with one cipher (wrk); a full
 # handshake per connection, ECDSA and RSA, and a resumed one (tlsload); 1 MiB
 # responses over TLS (wrk); plain HTTP in, TLS to the backends (wrk)
@@ -1045,16 +1058,17 @@ cases="ka close 64k 1m tcp"
 # shadow traffic: keep-alive small responses under wrk (shka) and at a fixed rate (shrate)
 [ "$shadow" = 0 ] || cases="$cases shka shrate"
 shrate="" # shrate's requests/s: BENCH_SHADOW_PCT % of shka's no-shadow req/s in round 1
+crate=""  # crate's requests/s: BENCH_CRATE_PCT % of the slowest proxy's close req/s in round 1
 case_path() {
     case $1 in
-    ka | close | tka | tka12 | tfull | tfullrsa | tres | tup | shka | shrate) echo /small ;;
+    ka | close | crate | tka | tka12 | tfull | tfullrsa | tres | tup | shka | shrate) echo /small ;;
     64k) echo /64k ;;
     *) echo /1m ;;
     esac
 }
 case_conns() {
     case $1 in
-    ka | close | tka | tka12 | tfull | tfullrsa | tres | tup | shka | shrate) echo "$conns" ;;
+    ka | close | crate | tka | tka12 | tfull | tfullrsa | tres | tup | shka | shrate) echo "$conns" ;;
     *) echo "$bigconns" ;;
     esac
 }
@@ -1065,6 +1079,7 @@ case_targets() {
     shka | shrate) echo cutoverd-sh0 cutoverd-sh10 cutoverd-sh100 ;;
     tcp) if [ $stream = yes ]; then echo haproxy nginx cutoverd $ab; else echo haproxy cutoverd $ab; fi ;;
     ka | close) echo direct haproxy nginx cutoverd $ab cutoverd-w2 haproxy-t2 ;;
+    crate) echo direct haproxy nginx cutoverd $ab ;;
     *) echo direct haproxy nginx cutoverd $ab cutoverd-w2 ;;
     esac
 }
@@ -1085,6 +1100,11 @@ wrkrun() { # OUT CASE TARGET SECS
     shrate) # a fixed rate (open loop): rateload, not wrk
         timeout $(($4 + 60)) taskset -c "$wcpu" "$dir/rateload" "$w_port" /small "$shrate" \
             "$(case_conns "$2")" "$4" >"$1" 2>&1 || die "rateload failed: $(cat "$1")"
+        return
+        ;;
+    crate) # a new connection per request at a fixed rate (open loop)
+        timeout $(($4 + 60)) taskset -c "$wcpu" "$dir/rateload" "$w_port" /small "$crate" \
+            "$(case_conns "$2")" "$4" close >"$1" 2>&1 || die "rateload failed: $(cat "$1")"
         return
         ;;
     esac
@@ -1113,9 +1133,13 @@ measure() { # CASE TARGET ROUND
     [ "$1" != tup ] || a0=$(accepts)
     # shellcheck disable=SC2086
     t0=$(ticks $m_procs)
+    # shellcheck disable=SC2086
+    s0=$(csw $m_procs)
     wrkrun "$dir/wrk.out" "$1" "$2" "$secs"
     # shellcheck disable=SC2086
     t1=$(ticks $m_procs)
+    # shellcheck disable=SC2086
+    s1=$(csw $m_procs)
     alive_all
     # TLS to the backends: the connections the proxy opened to them during the run
     [ "$1" != tup ] || echo "up $1 $2 $3 $(($(accepts) - a0 - 1))" >>"$res"
@@ -1137,6 +1161,10 @@ measure() { # CASE TARGET ROUND
         die "$(target_name "$2"), case $1, round $3: $4 requests, errors: connect $9 read ${10} write ${11} non-2xx ${12} timeout ${13}"
     fi
     echo "run $1 $2 $3 $4 $5 $6 $7 $8 $((t1 - t0))" >>"$res"
+    # context switches of the target during the run: waits (voluntary) and
+    # preemptions (nonvoluntary: another task on its CPU was given it)
+    # shellcheck disable=SC2086
+    echo "csw $1 $2 $3 $4 $s0 $s1" >>"$res"
     awk -v c="$1" -v t="$(target_name "$2")" -v q="$4" -v b="$5" -v d="$6" -v k="$((t1 - t0))" -v hz="$hz" 'BEGIN {
         printf "bench:   %-6s %-19s %9.0f req/s %8.1f MiB/s  CPU %.1f us/req\n", c, t, q / d * 1e6,
             b / 1048576 / d * 1e6, k / hz * 1e6 / q }' >&2
@@ -1167,6 +1195,14 @@ while [ $round -le "$rounds" ]; do
         tgts=$(case_targets "$kase")
         # cutoverd and cutoverd-base take turns going first
         [ $((round % 2)) = 1 ] || tgts=$(echo "$tgts" | sed 's/cutoverd cutoverd-base/cutoverd-base cutoverd/')
+        if [ "$kase" = crate ] && [ -z "$crate" ]; then
+            crate=$(awk -v pct="$crpct" '$1 == "run" && $2 == "close" &&
+                ($3 == "haproxy" || $3 == "nginx" || $3 == "cutoverd") {
+                r = $5 / ($7 / 1e6); if (min == "" || r < min) min = r }
+                END { if (min != "") printf "%d\n", min * pct / 100 }' "$res")
+            isnum "$crate" && [ "$crate" -ge 1 ] || die "no new-connection req/s for the fixed rate"
+            say "new connections at a fixed rate: $crate req/s ($crpct % of the slowest proxy's req/s under wrk)"
+        fi
         if [ "$kase" = shrate ] && [ -z "$shrate" ]; then
             shrate=$(awk -v pct="$shpct" '$1 == "run" && $2 == "shka" && $3 == "cutoverd-sh0" {
                 printf "%d\n", $5 / ($7 / 1e6) * pct / 100; exit }' "$res")
@@ -1291,6 +1327,8 @@ fi
     echo "- cutoverd $rev (\`workers\`: 1; \`workers\`: 2 in the rows \"cutoverd, workers 2\", same binary, CPUs $w2cpus; HAProxy \`nbthread 2\` beside it)$base_note, $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | sed 's/^nginx version: //'), wrk $(wrk -v 2>&1 | head -1 | cut -d' ' -f2)"
     echo "- $rounds interleaved round(s) × $secs s per run; proxies and backends on CPU $cpu, wrk (\`-t1\`) on CPU $wcpu; figures are medians (min–max over the rounds)"
     echo "- CPU: the proxy's own utime+stime per request or per MiB (NGINX: master + worker); the direct row counts the backend NGINX"
+    [ -z "$crate" ] || echo "- new connection, open loop: tests/bench/rateload.c, $crate req/s ($crpct % of the slowest proxy's req/s under wrk in round 1), each request on a connection of its own (at most $conns open), its latency from its intended send time, the connect included"
+    echo "- context switches: voluntary (the process waited) and preempted (its CPU given to another task, mostly the backend it woke), all its threads, from /proc/PID/task/*/status"
     echo "- × HAProxy, × direct: ratios of medians (throughput: higher is better; CPU: lower is better); the TCP table's × direct is against direct 1 MiB over HTTP"
     echo "- workers 2 vs 1 ($w2_table): median CPU per request of \"cutoverd, workers 2\" against cutoverd's, met when at most ×1.10"
     [ -z "$ab" ] || echo "- cutoverd vs base ($last_table): median CPU per request or per MiB of cutoverd $rev against cutoverd $base_rev, the two taking turns going first in the rounds; no regression when at most ×1.03"
@@ -1301,7 +1339,7 @@ awk -v conns="$conns" -v bigconns="$bigconns" -v idle="$idle_n" -v hz="$hz" -v s
     -v rev="$rev" -v base_rev="$base_rev" -v tls="$tls" -v w2cpus="$w2cpus" -v suites="$tls_suites" \
     -v groups="$tls_groups" -v tls12="$tls12_cipher" -v neg13="${neg13:-}" -v neg12="${neg12:-}" \
     -v negec="${negec:-}" -v negrsa="${negrsa:-}" -v negup="${negup:-}" \
-    -v shrate="$shrate" -v shpct="$shpct" -v shcopies="$shcopies" '
+    -v shrate="$shrate" -v shpct="$shpct" -v shcopies="$shcopies" -v crate="$crate" -v crpct="$crpct" '
 function sortv(a, n,    i, j, x) {
     for (i = 2; i <= n; i++) {
         x = a[i]
@@ -1344,6 +1382,13 @@ $1 == "run" {
     val[c, t, "p99", i] = $9 / 1000
     val[c, t, "cpureq", i] = cpu_us / $5
     val[c, t, "cpumib", i] = cpu_us / ($6 / 1048576)
+}
+# context switches during a run, per request: waits and preemptions
+# (csw CASE TARGET ROUND REQUESTS VOL0 INVOL0 VOL1 INVOL1)
+$1 == "csw" {
+    c = $2; t = $3; i = ++ccnt[c, t]
+    val[c, t, "vol", i] = ($8 - $6) / $5
+    val[c, t, "invol", i] = ($9 - $7) / $5
 }
 $1 == "mem" {
     t = $2
@@ -1483,6 +1528,26 @@ END {
     T[6] = "cutoverd-w2"; T[7] = "haproxy-t2"; nT = 7
     table("ka", "small responses, keep-alive, " conns " conn.", "rps", "req/s", "cpureq", "µs/req", 0)
     table("close", "small, new connection per request, " conns " conn.", "rps", "req/s", "cpureq", "µs/req", 0)
+    if (crate != "")
+        table("crate", "small, new connection per request, open loop at " crate " req/s (" crpct " % of the slowest proxy under wrk), at most " conns " open", "rps", "req/s", "cpureq", "µs/req", 0)
+    # the scheduler: how often each process waited (voluntary) and was
+    # preempted (another task on its CPU, mostly the backend it woke) per request
+    print "| context switches per request: voluntary / preempted | keep-alive | new connection | new connection, open loop |"
+    print "|:--|--:|--:|--:|"
+    for (k = 1; k <= nT; k++) {
+        t = T[k]
+        if (ccnt["ka", t] == 0) continue
+        row = "| " name(t)
+        split("ka close crate", cs, " ")
+        for (j = 1; j <= 3; j++) {
+            if (ccnt[cs[j], t] == 0) { row = row " | -"; continue }
+            stat(cs[j], t, "vol"); a = med
+            stat(cs[j], t, "invol")
+            row = row " | " fmt(a, 3) " / " fmt(med, 3)
+        }
+        print row " |"
+    }
+    print ""
     table("64k", "64 KiB responses, keep-alive, " bigconns " conn.", "mibs", "MiB/s", "cpumib", "µs/MiB", 0)
     table("1m", "1 MiB responses, keep-alive, " bigconns " conn.", "mibs", "MiB/s", "cpumib", "µs/MiB", 0)
     table("tcp", "TCP mode, 1 MiB responses, " bigconns " conn.", "mibs", "MiB/s", "cpumib", "µs/MiB", 0)
