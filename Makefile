@@ -274,7 +274,7 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
 
-## bench: cutoverd beside HAProxy and NGINX under wrk, plain and TLS, and shadow traffic at a fixed rate, about 15 min (BENCH_TLS=0: 9; BENCH_ROUNDS, BENCH_SECS, BENCH_SHADOW, CUTOVERD; docs/performance.md)
+## bench: cutoverd beside HAProxy and NGINX under wrk, plain and TLS, new connections and shadow traffic at a fixed rate, about 16 min (BENCH_TLS=0: 10; BENCH_ROUNDS, BENCH_SECS, BENCH_SHADOW, CUTOVERD; docs/performance.md)
 bench: all
 	@sh tests/bench/run.sh
 
