@@ -19,6 +19,10 @@
 #   reload   SIGHUP (config unchanged) until "configuration generation N
 #            loaded" is in the log, the median of 3, and the worst latency
 #            meanwhile
+#   plan     `cutoverctl -S s0 plan start` (service 0's plan: its first
+#            step, weight 10 -> 20, saved and applied on every loop), the
+#            worst latency meanwhile, three times (aborted and set back
+#            to 10 between them)
 #   main-thread CPU of a status and of a reload without the clients (the
 #            median of 3, from /proc/PID/task/PID/schedstat: the work the
 #            main loop, which serves requests too, does for them, whatever
@@ -128,6 +132,7 @@ conf_cutoverd() { # N FILE
         while [ $i -lt "$1" ]; do
             [ $i = 0 ] || printf ',\n'
             printf '    { "name": "s%d", "listen": ["127.0.0.1:%d"], "weight": 10,\n' $i $((base + i))
+            [ $i != 0 ] || printf '      "plan": { "steps": [20, 40, 60], "bake_s": 3600 },\n'
             printf '      "legacy": { "servers": ["127.0.0.1:%d"] }, "new": { "servers": ["127.0.0.1:%d"] },\n' \
                 $((base - 2)) $((base - 1))
             printf '      "health": { "type": "http", "path": "/healthz", "interval_ms": 2000 } }'
@@ -190,6 +195,15 @@ for n in $counts; do
         eval "rl$k=\$(field \"\$out\" cmd_ms)"
         rlat="$rlat $(field "$out" during_max_ms)/$(field "$out" quiet_max_ms)"
     done
+    plat=""
+    for k in 1 2 3; do
+        out=$("$probe" load "$base" 8 500 "$ctl" -s "$dir/admin.sock" -S s0 plan start) ||
+            die "plan probe: $out"
+        [ "$(field "$out" cmd_status)" = 0 ] || die "plan start failed: $out"
+        plat="$plat $(field "$out" during_max_ms)/$(field "$out" quiet_max_ms)"
+        "$ctl" -s "$dir/admin.sock" -S s0 plan abort >/dev/null || die "plan abort failed"
+        "$ctl" -s "$dir/admin.sock" -S s0 weight 10 >/dev/null || die "weight 10 failed"
+    done
     sc1="" sc2="" sc3="" rc1="" rc2="" rc3=""
     for k in 1 2 3; do
         c0=$(main_cpu_us "$pid")
@@ -231,7 +245,7 @@ for n in $counts; do
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     per=$([ "$n" -gt "$n1" ] && echo $(((rss - rss1) / (n - n1))) || echo -)
-    rows="$rows| $n | $(awk "BEGIN { printf \"%.3f\", $ready / 1000 }") | $(awk "BEGIN { printf \"%.1f\", $rss / 1024 }") | $per | $(median3 "$ct1" "$ct2" "$ct3") | $(median3 "$st1" "$st2" "$st3") |$sl | $(median3 "$rl1" "$rl2" "$rl3") |$rlat | $(tenths "$(median3 "$sc1" "$sc2" "$sc3")") | $(tenths "$(median3 "$rc1" "$rc2" "$rc3")") | $(tenths "$(median3 "$mc1" "$mc2" "$mc3")") |$mlat | $fkb | $(tenths "$fcpu") | $flat |
+    rows="$rows| $n | $(awk "BEGIN { printf \"%.3f\", $ready / 1000 }") | $(awk "BEGIN { printf \"%.1f\", $rss / 1024 }") | $per | $(median3 "$ct1" "$ct2" "$ct3") | $(median3 "$st1" "$st2" "$st3") |$sl | $(median3 "$rl1" "$rl2" "$rl3") |$rlat |$plat | $(tenths "$(median3 "$sc1" "$sc2" "$sc3")") | $(tenths "$(median3 "$rc1" "$rc2" "$rc3")") | $(tenths "$(median3 "$mc1" "$mc2" "$mc3")") |$mlat | $fkb | $(tenths "$fcpu") | $flat |
 "
     say "cutoverd, $n services: ready ${ready} ms, RSS ${rss} KB"
 
@@ -274,8 +288,8 @@ report() {
         "$label"
     printf 'worst of 8 keep-alive clients on service 0 during the operation / during a quiet spell\n'
     printf 'before it, in ms, one pair per run.\n\n'
-    printf '| services | ready s | RSS MB | KB per service | cutoverctl status ms | status on the socket ms | worst request during it / quiet ms | reload ms | worst request during reload / quiet ms | main-thread CPU per status ms | main-thread CPU per reload ms | main-thread CPU per scrape ms | worst request during a scrape / quiet ms | frame KB | main-thread CPU per frame ms | worst request during 3 s of frames / quiet ms |\n'
-    printf '|--:|--:|--:|--:|--:|--:|:--|--:|:--|--:|--:|--:|:--|--:|--:|:--|\n'
+    printf '| services | ready s | RSS MB | KB per service | cutoverctl status ms | status on the socket ms | worst request during it / quiet ms | reload ms | worst request during reload / quiet ms | worst request during a plan step / quiet ms | main-thread CPU per status ms | main-thread CPU per reload ms | main-thread CPU per scrape ms | worst request during a scrape / quiet ms | frame KB | main-thread CPU per frame ms | worst request during 3 s of frames / quiet ms |\n'
+    printf '|--:|--:|--:|--:|--:|--:|:--|--:|:--|:--|--:|--:|--:|:--|--:|--:|:--|\n'
     printf '%s' "$rows"
     if [ -n "$haproxy" ]; then
         printf '\nHAProxy %s beside it (nbthread 2, the same checks; status is "show stat"):\n\n' \
