@@ -631,6 +631,7 @@ px_io_free(struct bufferevent *bev)
 {
     struct px_tls_io *t = tls_of(bev);
 
+    px_io_fd_closing(bufferevent_getfd(bev));   /* closed by libevent (CLOSE_ON_FREE) */
     if (t != NULL) {
         /* its events point at <t>: off before <t> goes (a deferred
          * callback may keep the bufferevent a little longer), and their
@@ -700,12 +701,36 @@ px_io_fd_data_ok(int fd)
     return fd_marks.limit == 0 || (unsigned)fd < fd_marks.data_max;
 }
 
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+
+#define PX_FD_HB_MAX 65536
+static char fd_hb[PX_FD_HB_MAX];       /* one address per descriptor number */
+
+void
+px_io_fd_closing(int fd)
+{
+    if (fd >= 0 && fd < PX_FD_HB_MAX)
+        __tsan_release(&fd_hb[fd]);
+}
+
+void
+px_io_fd_opened(int fd)
+{
+    if (fd >= 0 && fd < PX_FD_HB_MAX)
+        __tsan_acquire(&fd_hb[fd]);
+}
+#endif
+
 int
 px_io_socket(int family)
 {
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
+    px_io_fd_opened(fd);
+
     if (fd >= 0 && !px_io_fd_data_ok(fd)) {
+        px_io_fd_closing(fd);
         close(fd);
         errno = EMFILE;
         return -1;

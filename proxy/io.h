@@ -165,6 +165,33 @@ void px_io_fd_reserve_init(void);
 
 const struct px_fd_marks *px_io_fd_marks(void);
 
+/* ThreadSanitizer (make tsan) only; nothing otherwise. tests/tsan.supp
+ * ignores what libevent calls, so TSan never sees a descriptor that
+ * libevent accepts or closes (an evconnlistener's accept, the close of a
+ * bufferevent freed with BEV_OPT_CLOSE_ON_FREE), while it does see
+ * cutoverd's own socket(), recvmsg(), sendmsg() and close(). A number one
+ * loop used and closed through libevent and another loop then accepted
+ * through libevent would look to TSan like one descriptor shared by two
+ * threads. px_io_fd_closing() before every close of a data-plane socket
+ * and px_io_fd_opened() once one is accepted or made order the number's
+ * lives as the kernel does: its last close before its next use. */
+#if defined(__SANITIZE_THREAD__)
+void px_io_fd_closing(int fd);
+void px_io_fd_opened(int fd);
+#else
+static inline void
+px_io_fd_closing(int fd)
+{
+    (void)fd;
+}
+
+static inline void
+px_io_fd_opened(int fd)
+{
+    (void)fd;
+}
+#endif
+
 /* True when descriptor <fd> may be kept for a client connection / for a
  * socket or pipe of the data plane. */
 bool px_io_fd_client_ok(int fd);

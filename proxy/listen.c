@@ -316,7 +316,9 @@ on_listener_accept(struct evconnlistener *l, evutil_socket_t fd,
     struct px_service *svc = arg;
     int one = 1;
 
+    px_io_fd_opened(fd);               /* accepted inside libevent (proxy/io.h) */
     if (svc->srv->stopping) {
+        px_io_fd_closing(fd);
         evutil_closesocket(fd);
         return;
     }
@@ -330,6 +332,7 @@ on_listener_accept(struct evconnlistener *l, evutil_socket_t fd,
          * not a reset: the client sees a clean close, nothing else */
         while (recv(fd, drain, sizeof(drain), MSG_DONTWAIT) > 0)
             ;
+        px_io_fd_closing(fd);
         evutil_closesocket(fd);
         snprintf(text, sizeof(text), "descriptor %d is past the clients' share (below %u "
                  "of RLIMIT_NOFILE %u; the rest is kept for upstream connections, health "

@@ -19,6 +19,7 @@
 #include "lib/timeval.h"
 #include "lib/xmalloc.h"
 #include "proxy/http.h"
+#include "proxy/io.h"
 #include "proxy/server.h"
 #include "proxy/tcp.h"
 #include "proxy/tls.h"
@@ -66,6 +67,7 @@ hs_free(struct px_hs *h, bool keep)
     event_free(h->ev);
     if (!keep) {
         SSL_free(h->ssl);
+        px_io_fd_closing(h->fd);
         close(h->fd);
     }
     px_tls_ctx_put(h->tls);
@@ -260,6 +262,7 @@ px_tls_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sal
         list_unlink(&h->link);
         px_tls_ctx_put(h->tls);
         free(h);
+        px_io_fd_closing(fd);
         close(fd);
         px_srv_conn_closed(svc->srv, svc);
         return;
