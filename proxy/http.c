@@ -1139,8 +1139,7 @@ conn_new(struct px_service *svc, int fd, struct px_tls_io *tls, const struct soc
     if (c == NULL) {
         log_at(LL_ERR, "http", 0, "cannot allocate a connection");
         px_tls_io_free(tls);
-        px_io_fd_closing(fd);
-        evutil_closesocket(fd);
+        px_io_close(fd);
         px_srv_conn_closed(srv, svc);
         return;
     }
@@ -1159,8 +1158,7 @@ conn_new(struct px_service *svc, int fd, struct px_tls_io *tls, const struct soc
     list_push(&svc->conns, &c->link);
     if (c->down == NULL) {
         log_at(LL_ERR, "http", c->id, "cannot allocate a connection");
-        px_io_fd_closing(fd);
-        evutil_closesocket(fd);
+        px_io_close(fd);
         c->flags |= PX_CF_CUT;
         px_hc_close(c);
         return;

@@ -242,8 +242,7 @@ close_client_bev(struct px_srv *srv, struct bufferevent *bev)
     evbuffer_drain(bufferevent_get_output(bev),
                    evbuffer_get_length(bufferevent_get_output(bev)));
     spare_client_bev(srv, bev);
-    px_io_fd_closing(fd);
-    evutil_closesocket(fd);
+    px_io_close(fd);
 }
 
 void
@@ -277,10 +276,8 @@ px_hc_close(struct px_conn *c)
         close_client_bev(c->srv, c->down);
     px_tls_io_free(c->tls);
     event_del(&c->head_timer);
-    if (c->flags & PX_CF_PARKED) {            /* parked: the event held the socket */
-        px_io_fd_closing(event_get_fd(&c->head_timer));
-        evutil_closesocket(event_get_fd(&c->head_timer));
-    }
+    if (c->flags & PX_CF_PARKED)
+        px_io_close(event_get_fd(&c->head_timer));   /* parked: the event held it */
     if (c->ex != NULL) {
         bind_server(c, NULL);
         px_hc_exch_put(c->srv, &c->ex);

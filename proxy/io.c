@@ -722,6 +722,13 @@ px_io_fd_opened(int fd)
 }
 #endif
 
+void
+px_io_close(int fd)
+{
+    px_io_fd_closing(fd);
+    close(fd);
+}
+
 int
 px_io_socket(int family)
 {
@@ -730,8 +737,7 @@ px_io_socket(int family)
     px_io_fd_opened(fd);
 
     if (fd >= 0 && !px_io_fd_data_ok(fd)) {
-        px_io_fd_closing(fd);
-        close(fd);
+        px_io_close(fd);
         errno = EMFILE;
         return -1;
     }

@@ -192,6 +192,9 @@ px_io_fd_opened(int fd)
 }
 #endif
 
+/* Closes data-plane socket <fd> that no bufferevent holds (TSan told first). */
+void px_io_close(int fd);
+
 /* True when descriptor <fd> may be kept for a client connection / for a
  * socket or pipe of the data plane. */
 bool px_io_fd_client_ok(int fd);

@@ -318,8 +318,7 @@ on_listener_accept(struct evconnlistener *l, evutil_socket_t fd,
 
     px_io_fd_opened(fd);               /* accepted inside libevent (proxy/io.h) */
     if (svc->srv->stopping) {
-        px_io_fd_closing(fd);
-        evutil_closesocket(fd);
+        px_io_close(fd);
         return;
     }
     if (!px_io_fd_client_ok(fd)) {
@@ -332,8 +331,7 @@ on_listener_accept(struct evconnlistener *l, evutil_socket_t fd,
          * not a reset: the client sees a clean close, nothing else */
         while (recv(fd, drain, sizeof(drain), MSG_DONTWAIT) > 0)
             ;
-        px_io_fd_closing(fd);
-        evutil_closesocket(fd);
+        px_io_close(fd);
         snprintf(text, sizeof(text), "descriptor %d is past the clients' share (below %u "
                  "of RLIMIT_NOFILE %u; the rest is kept for upstream connections, health "
                  "checks, state, audit and admin): connection closed", (int)fd,

@@ -589,8 +589,7 @@ tunnel_new(struct px_service *svc, int fd, struct px_tls_io *tls, const struct s
     list_push(&svc->tunnels, &t->link);
     t->down = bufferevent_socket_new(svc->srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (t->down == NULL) {
-        px_io_fd_closing(fd);
-        evutil_closesocket(fd);
+        px_io_close(fd);
         px_tls_io_free(tls);
         tunnel_free(t);
         return;

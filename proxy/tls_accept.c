@@ -67,8 +67,7 @@ hs_free(struct px_hs *h, bool keep)
     event_free(h->ev);
     if (!keep) {
         SSL_free(h->ssl);
-        px_io_fd_closing(h->fd);
-        close(h->fd);
+        px_io_close(h->fd);
     }
     px_tls_ctx_put(h->tls);
     list_unlink(&h->link);
@@ -262,8 +261,7 @@ px_tls_accept(struct px_service *svc, int fd, const struct sockaddr *sa, int sal
         list_unlink(&h->link);
         px_tls_ctx_put(h->tls);
         free(h);
-        px_io_fd_closing(fd);
-        close(fd);
+        px_io_close(fd);
         px_srv_conn_closed(svc->srv, svc);
         return;
     }
