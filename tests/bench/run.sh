@@ -51,6 +51,11 @@
 #   BENCH_CRATE_PCT=60  the open-loop rate of the new-connection row "crate", in
 #                       percent of the slowest proxy's req/s under wrk (case
 #                       close) in round 1
+#   BENCH_BE_SCHED=other  the backends' scheduling policy: "batch" runs every
+#                       backend NGINX process as SCHED_BATCH (chrt -b 0), whose
+#                       wakeups never preempt the task that woke them (the proxy
+#                       sharing their CPU): a diagnostic of how much of a row is
+#                       the scheduler's choice between proxy and backend
 #
 # Proxies and backends share one CPU, wrk runs on the other. The CPU figures
 # are the proxy process's own utime+stime (/proc/PID/stat) over the run,
@@ -82,6 +87,7 @@ tls=${BENCH_TLS:-1}
 shadow=${BENCH_SHADOW:-1}
 shpct=${BENCH_SHADOW_PCT:-30}
 crpct=${BENCH_CRATE_PCT:-60}
+besched=${BENCH_BE_SCHED:-other}
 cutoverd=${CUTOVERD:-build/cutoverd}
 case $cutoverd in
 /*) ;;
@@ -109,6 +115,7 @@ case $tls in 0 | 1) ;; *) die "BENCH_TLS must be 0 or 1 (got '$tls')" ;; esac
 case $shadow in 0 | 1) ;; *) die "BENCH_SHADOW must be 0 or 1 (got '$shadow')" ;; esac
 [ "$shpct" -ge 1 ] && [ "$shpct" -le 100 ] || die "BENCH_SHADOW_PCT must be 1..100 (got '$shpct')"
 [ "$crpct" -ge 1 ] && [ "$crpct" -le 100 ] || die "BENCH_CRATE_PCT must be 1..100 (got '$crpct')"
+case $besched in other | batch) ;; *) die "BENCH_BE_SCHED must be other or batch (got '$besched')" ;; esac
 if [ "$rounds" -lt 1 ] || [ "$secs" -lt 1 ]; then
     die "BENCH_ROUNDS and BENCH_SECS must be at least 1"
 fi
@@ -903,6 +910,12 @@ if [ "$tls" = 1 ]; then
 fi
 
 be_procs=$(procs_of "$be_pid")
+if [ "$besched" = batch ]; then
+    command -v chrt >/dev/null || die "BENCH_BE_SCHED=batch needs chrt (util-linux)"
+    for p in $be_procs ${bet_pid:+$(procs_of "$bet_pid")}; do
+        chrt -b -p 0 "$p" >/dev/null || die "chrt -b -p 0 $p failed"
+    done
+fi
 ngx_procs=$(procs_of "$ngx_pid")
 [ "$tls" = 0 ] || ngxs_procs=$(procs_of "$ngxs_pid")
 tls_case() { # CASE: true for the TLS cases, which the TLS processes serve
@@ -1327,6 +1340,7 @@ fi
     echo "- cutoverd $rev (\`workers\`: 1; \`workers\`: 2 in the rows \"cutoverd, workers 2\", same binary, CPUs $w2cpus; HAProxy \`nbthread 2\` beside it)$base_note, $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | sed 's/^nginx version: //'), wrk $(wrk -v 2>&1 | head -1 | cut -d' ' -f2)"
     echo "- $rounds interleaved round(s) × $secs s per run; proxies and backends on CPU $cpu, wrk (\`-t1\`) on CPU $wcpu; figures are medians (min–max over the rounds)"
     echo "- CPU: the proxy's own utime+stime per request or per MiB (NGINX: master + worker); the direct row counts the backend NGINX"
+    [ "$besched" = other ] || echo "- backends: every backend NGINX process runs as SCHED_BATCH (\`BENCH_BE_SCHED=batch\`): its wakeups never preempt the proxy that woke it; the proxies run as usual (SCHED_OTHER)"
     [ -z "$crate" ] || echo "- new connection, open loop: tests/bench/rateload.c, $crate req/s ($crpct % of the slowest proxy's req/s under wrk in round 1), each request on a connection of its own (at most $conns open), its latency from its intended send time, the connect included"
     echo "- context switches: voluntary (the process waited) and preempted (its CPU given to another task, mostly the backend it woke), all its threads, from /proc/PID/task/*/status"
     echo "- × HAProxy, × direct: ratios of medians (throughput: higher is better; CPU: lower is better); the TCP table's × direct is against direct 1 MiB over HTTP"
