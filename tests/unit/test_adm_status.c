@@ -28,6 +28,7 @@
 
 #include "tests/unit/util.h"
 #include "admin/control.h"
+#include "admin/status.h"
 #include "health/conf.h"
 #include "lib/log.h"
 
@@ -155,7 +156,7 @@ run_until_done(struct fx *f, unsigned ndone)
 }
 
 /* The same text as the status built at once, a slice per loop turn: each
- * slice does about ADM_STATUS_SLICE_US of work (1 ms: at most 5 entries of
+ * slice does about ADM_STATUS_SLICE_US of work (250 us: at most 2 entries of
  * 200 us here, whatever the machine's load: a slower turn holds fewer), and
  * the figures are brought up to date once. */
 static void
@@ -182,8 +183,8 @@ test_slices_equal_at_once(void **state)
     assert_int_equal(f->ndone, 1);
     assert_int_equal(f->nbegin, 1);
     assert_int_equal(f->nstatus, NSVC);
-    assert_true(f->max_turn >= 1 && f->max_turn <= 1000 / SVC_US + 1);
-    assert_true(turns >= NSVC / (1000 / SVC_US + 1));
+    assert_true(f->max_turn >= 1 && f->max_turn <= ADM_STATUS_SLICE_US / SVC_US + 1);
+    assert_true(turns >= NSVC / (ADM_STATUS_SLICE_US / SVC_US + 1));
     assert_string_equal(f->reply, at_once);
     j = json_loads(f->reply, 0, NULL);
     assert_non_null(j);
