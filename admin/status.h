@@ -22,9 +22,9 @@
 /* The work of one slice, in microseconds (at least one service a slice).
  * A request crosses several of the loop's turns (its head in, the response
  * back), and each turn may hold a slice: with 1 ms slices a status of 1000
- * services under traffic delayed a request by more than 5 ms in 3 of 20
- * runs (up to +6.1), with 250 µs in none (docs/performance.md), for the same
- * time in all. */
+ * services under traffic delayed a request by more than 5 ms in 5 of 32
+ * runs (up to +9.0), with 250 µs in none of 30 (docs/performance.md), for
+ * the same time in all. */
 #define ADM_STATUS_SLICE_US 250u
 
 /* The reply of `status` for every service, or for service <svc> when
