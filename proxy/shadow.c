@@ -220,8 +220,7 @@ static void
 leg_close(struct leg *l)
 {
     if (l->bev != NULL) {
-        px_io_fd_closing(bufferevent_getfd(l->bev));   /* closed by libevent */
-        bufferevent_free(l->bev);
+        px_io_free(l->bev);            /* its TLS side too, when the side has TLS */
         l->bev = NULL;
     }
 }
@@ -629,8 +628,7 @@ leg_connect(struct leg *l)
         bufferevent_setfd(l->bev, fd);
         if (l->tls != NULL && px_tls_up_attach(l->bev, l->tls, (const struct sockaddr *)&a->ss,
                                                &s->tls_cache) < 0) {
-            px_io_fd_closing(fd);
-            bufferevent_free(l->bev);
+            px_io_free(l->bev);
             l->bev = NULL;
         }
     } else if (l->bev != NULL) {

@@ -188,6 +188,50 @@ test_sessions_resumed(void **state)
     assert_int_equal(fx_status_long(&t->f, "new.counters.errors.tls_handshake"), 0);
 }
 
+/* Shadow copies to a side over TLS: legacy serves, every GET is copied to
+ * new over TLS. Copies on a kept connection, then copies whose connection
+ * the server closes after each answer (so the copy's connection, TLS and
+ * all, is freed with it): every one comes back compared, none in error,
+ * clients are served, and cutoverd exits cleanly (under make asan, with
+ * nothing leaked). */
+static void
+test_shadow_to_tls_side(void **state)
+{
+    struct t31 *t = start(state, "up-ip", NULL, ", \"tls\": {\"ca\": \"up-ca.pem\"}",
+                          ", \"weight\": 0, \"shadow\": {\"percent\": 100}");
+    struct fx *f = &t->f;
+    char be[32];
+    long done = 0;
+    long long end;
+    int i;
+
+    for (i = 0; i < 5; i++) {
+        assert_int_equal(get_status(t, be, sizeof(be)), 200);
+        assert_string_equal(be, "legacy");
+    }
+    assert_int_equal(h_backend_set_raw(t->ctl, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n"
+                                       "X-Backend: new\r\nConnection: close\r\n\r\nnew\n",
+                                       "&raw_close=1"), 0);
+    for (i = 0; i < 5; i++) {
+        assert_int_equal(get_status(t, be, sizeof(be)), 200);
+        assert_string_equal(be, "legacy");
+    }
+    end = h_now_ms() + 5000;
+    while (h_now_ms() < end) {
+        done = fx_status_long(f, "shadow.results.match") + fx_status_long(f, "shadow.results.diff");
+        if (done >= 10)
+            break;
+        h_sleep_ms(50);
+    }
+    assert_int_equal(done, 10);
+    assert_int_equal(fx_status_long(f, "shadow.results.error"), 0);
+    assert_int_equal(h_backend_stat(t->ctl, "requests"), 10);
+    /* the first five on one kept connection, which the sixth may still
+     * reuse; each of the others on a connection of its own */
+    assert_true(h_backend_stat(t->ctl, "tls_handshakes") >= 5);
+    fx_stop_clean(f);
+}
+
 /* Every refusal of the server's certificate is a 502, counted as
  * tls_verify and logged with the server and OpenSSL's reason: a CA that
  * did not sign it, a name it does not carry (sni), an address it does not
@@ -454,6 +498,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_plain_legacy_tls_new_pooled, fx_teardown),
         cmocka_unit_test_teardown(test_sessions_resumed, fx_teardown),
+        cmocka_unit_test_teardown(test_shadow_to_tls_side, fx_teardown),
         cmocka_unit_test_teardown(test_verification_failures, fx_teardown),
         cmocka_unit_test_teardown(test_handshake_failure_and_timeout, fx_teardown),
         cmocka_unit_test_teardown(test_mtls, fx_teardown),
